@@ -1,0 +1,268 @@
+"""One rooted hierarchy of errors with stable codes.
+
+Every error the system raises on purpose is a :class:`BacalhauError`. Each subclass carries a
+stable ``code`` (what clients match on, never the message text), an HTTP status for the REST
+edge, a ``hint`` telling the user what to do, and whether retrying may help. The edges
+(``api/`` for HTTP, ``transport/`` for gRPC, ``cli/`` for the terminal) translate these once.
+
+    BacalhauError
+    ├── InvalidRequest (400)
+    │   ├── InvalidJobSpec       a job failed validation; ``field`` names the culprit
+    │   └── BadQuery             a query parameter is malformed
+    ├── NotFound (404)
+    │   ├── JobNotFound
+    │   ├── ExecutionNotFound
+    │   └── NodeNotFound
+    ├── MultipleJobsFound (500 in Bacalhau, kept for wire compatibility)
+    ├── ConflictJobState (500)   an operation is not allowed in the job's state
+    ├── RevisionConflict (409)   compare-and-set lost a race
+    ├── InvalidTransition (409)  the state machine refused a transition
+    ├── PermissionDenied (403)   trust: bad certificate, bad signature
+    ├── NotEnoughNodes (500)     no node can run the job
+    ├── ExecutionFailed          run-time failures of an execution
+    │   ├── ImageNotFound
+    │   ├── EntryPointNotFound
+    │   ├── ExecutionTimeout
+    │   ├── ExecutorNotInstalled
+    │   └── PublishFailed
+    ├── BidRejected              the compute node declined
+    ├── Unavailable (503)        a peer or service cannot be reached
+    └── InternalError (500)
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = [
+    "BacalhauError",
+    "BadQuery",
+    "BidRejected",
+    "ConflictJobState",
+    "EntryPointNotFound",
+    "ExecutionFailed",
+    "ExecutionNotFound",
+    "ExecutionTimeout",
+    "ExecutorNotInstalled",
+    "ImageNotFound",
+    "InternalError",
+    "InvalidJobSpec",
+    "InvalidRequest",
+    "InvalidTransition",
+    "JobNotFound",
+    "MultipleJobsFound",
+    "NodeNotFound",
+    "NotEnoughNodes",
+    "NotFound",
+    "PermissionDenied",
+    "PublishFailed",
+    "RevisionConflict",
+    "Unavailable",
+    "error_from_code",
+]
+
+
+class BacalhauError(Exception):
+    """Base of every deliberate error.
+
+    ``component`` says which part of the system raised it (Bacalhau's ``Component`` field);
+    ``details`` carries structured, machine-readable context (always str -> str so it
+    survives every edge unchanged).
+    """
+
+    code: ClassVar[str] = "InternalError"
+    http_status: ClassVar[int] = 500
+    default_hint: ClassVar[str] = ""
+    retryable: ClassVar[bool] = False
+    default_component: ClassVar[str] = "Bacalhau"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        component: str | None = None,
+        details: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint if hint is not None else self.default_hint
+        self.component = component or self.default_component
+        self.details: dict[str, str] = dict(details or {})
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain description, used by the edges and by execution failure events."""
+        out: dict[str, Any] = {"Code": self.code, "Message": self.message}
+        if self.hint:
+            out["Hint"] = self.hint
+        if self.details:
+            out["Details"] = dict(self.details)
+        return out
+
+
+class InvalidRequest(BacalhauError):
+    code = "BadRequest"
+    http_status = 400
+    default_component = "APIServer"
+
+
+class InvalidJobSpec(InvalidRequest):
+    """A job (or a part of it) failed validation; ``field`` is the dotted path at fault."""
+
+    code = "InvalidJobSpec"
+    default_hint = "fix the named field of the job spec and submit it again"
+
+    def __init__(self, message: str, *, field: str = "", hint: str | None = None) -> None:
+        details = {"Field": field} if field else {}
+        super().__init__(message, hint=hint, details=details)
+        self.field = field
+
+
+class BadQuery(InvalidRequest):
+    code = "BadRequest"
+
+    def __init__(self, message: str, *, field: str = "", hint: str | None = None) -> None:
+        super().__init__(message, hint=hint, details={"Field": field} if field else None)
+        self.field = field
+
+
+class NotFound(BacalhauError):
+    code = "NotFound"
+    http_status = 404
+
+
+class JobNotFound(NotFound):
+    default_component = "JobStore"
+    default_hint = "check the job ID with `bacalhau job list`"
+
+
+class ExecutionNotFound(NotFound):
+    default_component = "JobStore"
+
+
+class NodeNotFound(NotFound):
+    default_component = "NodeManager"
+    default_hint = "check the node ID with `bacalhau node list`"
+
+
+class MultipleJobsFound(BacalhauError):
+    code = "MultipleJobsFound"
+    http_status = 500
+    default_component = "JobStore"
+    default_hint = "Use full job ID"
+
+
+class ConflictJobState(BacalhauError):
+    code = "ConflictJobState"
+    http_status = 500
+    default_component = "JobStore"
+
+
+class RevisionConflict(BacalhauError):
+    code = "ResourceInUse"
+    http_status = 409
+    retryable = True
+    default_component = "JobStore"
+    default_hint = "the object changed concurrently; read it again and retry"
+
+
+class InvalidTransition(BacalhauError):
+    code = "InvalidStateTransition"
+    http_status = 409
+    default_component = "StateMachine"
+
+
+class PermissionDenied(BacalhauError):
+    code = "PermissionDenied"
+    http_status = 403
+    default_component = "Transport"
+
+
+class NotEnoughNodes(BacalhauError):
+    code = "NotEnoughNodes"
+    http_status = 500
+    default_component = "Scheduler"
+    default_hint = (
+        "start a compute node that supports the job's engine and resources, "
+        "or lower the job's requirements"
+    )
+
+
+class ExecutionFailed(BacalhauError):
+    code = "ExecutionFailed"
+    default_component = "Executor"
+
+
+class ImageNotFound(ExecutionFailed):
+    code = "ImageNotFound"
+    default_hint = (
+        "load or build the image on the compute node (`docker load`, `docker import`); "
+        "this node does not pull from a registry unless configured to"
+    )
+
+
+class EntryPointNotFound(ExecutionFailed):
+    code = "EntryPointNotFound"
+    default_hint = "pass the exported function to run with --entry-point"
+
+
+class ExecutionTimeout(ExecutionFailed):
+    code = "ExecutionTimeout"
+    retryable = True
+    default_hint = "raise the job's ExecutionTimeout or make the job faster"
+
+
+class ExecutorNotInstalled(ExecutionFailed):
+    code = "ExecutorNotInstalled"
+
+
+class PublishFailed(ExecutionFailed):
+    code = "PublishFailed"
+    default_component = "Publisher"
+    retryable = True
+
+
+class BidRejected(BacalhauError):
+    code = "BidRejected"
+    default_component = "Bidder"
+
+
+class Unavailable(BacalhauError):
+    code = "ServiceUnavailable"
+    http_status = 503
+    retryable = True
+
+
+class InternalError(BacalhauError):
+    code = "InternalError"
+    http_status = 500
+
+
+def _all_subclasses(cls: type[BacalhauError]) -> list[type[BacalhauError]]:
+    out: list[type[BacalhauError]] = []
+    for sub in cls.__subclasses__():
+        out.append(sub)
+        out.extend(_all_subclasses(sub))
+    return out
+
+
+def error_from_code(
+    code: str,
+    message: str,
+    *,
+    hint: str | None = None,
+    details: dict[str, str] | None = None,
+) -> BacalhauError:
+    """Rebuild an error received over the wire from its stable code.
+
+    The most general class with that code wins, so codes shared by a family (``BadRequest``)
+    come back as the family's base class.
+    """
+    for cls in [BacalhauError, *_all_subclasses(BacalhauError)]:
+        if cls.code == code and cls not in (InvalidJobSpec, BadQuery):
+            err = cls(message, hint=hint, details=details)
+            return err
+    if code == InvalidJobSpec.code:
+        spec_err = InvalidJobSpec(message, field=(details or {}).get("Field", ""), hint=hint)
+        return spec_err
+    return BacalhauError(message, hint=hint, details=details)

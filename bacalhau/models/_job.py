@@ -1,0 +1,366 @@
+"""The Bacalhau v1 job model, with the exact JSON spellings of the v1 wire contract.
+
+Decoding (``from_dict``) accepts keys in any casing; encoding (``to_dict``) emits the exact
+spellings and omits what Go omits when empty. No validation happens here beyond types: see
+:mod:`bacalhau.models._validate`.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from bacalhau.errors import InvalidJobSpec
+from bacalhau.models._codec import Obj
+from bacalhau.models._resources import Resources, parse_cpu, parse_size
+from bacalhau.models._states import JobStateType
+
+
+@dataclass(slots=True)
+class SpecConfig:
+    """A typed plugin configuration: ``{"Type": "docker", "Params": {...}}``."""
+
+    type: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"Type": self.type}
+        if self.params:
+            out["Params"] = copy.deepcopy(self.params)
+        return out
+
+    @classmethod
+    def from_obj(cls, o: Obj) -> SpecConfig:
+        return cls(type=o.str("Type"), params=o.any_map("Params"))
+
+    def is_empty(self) -> bool:
+        return not self.type
+
+
+@dataclass(slots=True)
+class InputSource:
+    source: SpecConfig = field(default_factory=SpecConfig)
+    alias: str = ""
+    target: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"Source": self.source.to_dict(), "Target": self.target}
+        if self.alias:
+            out["Alias"] = self.alias
+        return out
+
+    @classmethod
+    def from_obj(cls, o: Obj) -> InputSource:
+        return cls(
+            source=SpecConfig.from_obj(o.obj("Source")),
+            alias=o.str("Alias"),
+            target=o.str("Target"),
+        )
+
+
+@dataclass(slots=True)
+class ResultPath:
+    name: str = ""
+    path: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"Name": self.name, "Path": self.path}
+
+    @classmethod
+    def from_obj(cls, o: Obj) -> ResultPath:
+        return cls(name=o.str("Name"), path=o.str("Path"))
+
+
+@dataclass(slots=True)
+class ResourcesConfig:
+    """Resources as the user writes them (strings); :meth:`parse` turns them into numbers."""
+
+    cpu: str = ""
+    memory: str = ""
+    disk: str = ""
+    gpu: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in (
+            ("CPU", self.cpu),
+            ("Memory", self.memory),
+            ("Disk", self.disk),
+            ("GPU", self.gpu),
+        ):
+            if value:
+                out[key] = value
+        return out
+
+    @classmethod
+    def from_obj(cls, o: Obj) -> ResourcesConfig:
+        return cls(cpu=o.str("CPU"), memory=o.str("Memory"), disk=o.str("Disk"), gpu=o.str("GPU"))
+
+    def is_empty(self) -> bool:
+        return not (self.cpu or self.memory or self.disk or self.gpu)
+
+    def normalise(self) -> None:
+        """Lower-case and strip spaces, as Bacalhau does on submit."""
+        self.cpu = self.cpu.replace(" ", "").lower()
+        self.memory = self.memory.replace(" ", "").lower()
+        self.disk = self.disk.replace(" ", "").lower()
+        self.gpu = self.gpu.replace(" ", "").lower()
+
+    def parse(self, *, path: str = "Resources") -> Resources:
+        gpu = 0
+        if self.gpu:
+            try:
+                gpu = int(self.gpu)
+            except ValueError:
+                raise InvalidJobSpec(
+                    f"invalid GPU count {self.gpu!r}", field=f"{path}.GPU"
+                ) from None
+            if gpu < 0:
+                raise InvalidJobSpec("GPU count must be >= 0", field=f"{path}.GPU")
+        res = Resources(
+            cpu=parse_cpu(self.cpu, field=f"{path}.CPU") if self.cpu else 0.0,
+            memory=parse_size(self.memory, field=f"{path}.Memory") if self.memory else 0,
+            disk=parse_size(self.disk, field=f"{path}.Disk") if self.disk else 0,
+            gpu=gpu,
+        )
+        return res
+
+
+class NetworkType(str, Enum):
+    NONE = "None"
+    FULL = "Full"
+    HTTP = "HTTP"
+
+    @classmethod
+    def parse(cls, value: object, *, field: str = "Network.Type") -> NetworkType:
+        if value is None or value == "":
+            return cls.NONE
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 2:
+            return (cls.NONE, cls.FULL, cls.HTTP)[value]
+        if isinstance(value, str):
+            for member in cls:
+                if member.value.lower() == value.strip().lower():
+                    return member
+        raise InvalidJobSpec(
+            f"invalid network type {value!r}", field=field, hint="use None, HTTP or Full"
+        )
+
+
+@dataclass(slots=True)
+class NetworkConfig:
+    type: NetworkType = NetworkType.NONE
+    domains: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"Type": self.type.value}
+        if self.domains:
+            out["Domains"] = list(self.domains)
+        return out
+
+    @classmethod
+    def from_obj(cls, o: Obj) -> NetworkConfig:
+        return cls(
+            type=NetworkType.parse(o.raw("Type"), field=o.sub("Type")),
+            domains=[d.lower() for d in o.str_list("Domains")],
+        )
+
+
+@dataclass(slots=True)
+class TimeoutConfig:
+    """Timeouts in whole seconds; 0 means none."""
+
+    execution_timeout: int = 0
+    queue_timeout: int = 0
+    total_timeout: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.execution_timeout:
+            out["ExecutionTimeout"] = self.execution_timeout
+        if self.queue_timeout:
+            out["QueueTimeout"] = self.queue_timeout
+        if self.total_timeout:
+            out["TotalTimeout"] = self.total_timeout
+        return out
+
+    @classmethod
+    def from_obj(cls, o: Obj) -> TimeoutConfig:
+        return cls(
+            execution_timeout=o.int("ExecutionTimeout"),
+            queue_timeout=o.int("QueueTimeout"),
+            total_timeout=o.int("TotalTimeout"),
+        )
+
+    def is_empty(self) -> bool:
+        return not (self.execution_timeout or self.queue_timeout or self.total_timeout)
+
+
+@dataclass(slots=True)
+class LabelSelectorRequirement:
+    key: str = ""
+    operator: str = ""
+    values: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"Key": self.key, "Operator": self.operator}
+        if self.values:
+            out["Values"] = list(self.values)
+        return out
+
+    @classmethod
+    def from_obj(cls, o: Obj) -> LabelSelectorRequirement:
+        return cls(key=o.str("Key"), operator=o.str("Operator"), values=o.str_list("Values"))
+
+
+@dataclass(slots=True)
+class State:
+    """``{"StateType", "Message"?, "Details"?}``; the state type is typed by the owner."""
+
+    state_type: Any = 0
+    message: str = ""
+    details: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Task:
+    name: str = ""
+    engine: SpecConfig = field(default_factory=SpecConfig)
+    publisher: SpecConfig = field(default_factory=SpecConfig)
+    env: dict[str, str] = field(default_factory=dict)
+    meta: dict[str, str] = field(default_factory=dict)
+    input_sources: list[InputSource] = field(default_factory=list)
+    result_paths: list[ResultPath] = field(default_factory=list)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    timeouts: TimeoutConfig = field(default_factory=TimeoutConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "Name": self.name,
+            "Engine": self.engine.to_dict(),
+            "Publisher": self.publisher.to_dict(),
+        }
+        if self.env:
+            out["Env"] = dict(self.env)
+        if self.meta:
+            out["Meta"] = dict(self.meta)
+        if self.input_sources:
+            out["InputSources"] = [i.to_dict() for i in self.input_sources]
+        if self.result_paths:
+            out["ResultPaths"] = [r.to_dict() for r in self.result_paths]
+        if not self.resources.is_empty():
+            out["Resources"] = self.resources.to_dict()
+        out["Network"] = self.network.to_dict()
+        if not self.timeouts.is_empty():
+            out["Timeouts"] = self.timeouts.to_dict()
+        return out
+
+    @classmethod
+    def from_obj(cls, o: Obj) -> Task:
+        return cls(
+            name=o.str("Name"),
+            engine=SpecConfig.from_obj(o.obj("Engine")),
+            publisher=SpecConfig.from_obj(o.obj("Publisher")),
+            env=o.str_map("Env"),
+            meta=o.str_map("Meta"),
+            input_sources=[
+                InputSource.from_obj(Obj(item, f"{o.sub('InputSources')}[{i}]"))
+                for i, item in enumerate(o.list("InputSources"))
+            ],
+            result_paths=[
+                ResultPath.from_obj(Obj(item, f"{o.sub('ResultPaths')}[{i}]"))
+                for i, item in enumerate(o.list("ResultPaths"))
+            ],
+            resources=ResourcesConfig.from_obj(o.obj("Resources")),
+            network=NetworkConfig.from_obj(o.obj("Network")),
+            timeouts=TimeoutConfig.from_obj(o.obj("Timeouts")),
+        )
+
+
+JOB_TYPES = ("batch", "ops", "daemon", "service")
+
+
+@dataclass(slots=True)
+class Job:
+    id: str = ""
+    name: str = ""
+    namespace: str = ""
+    type: str = ""
+    priority: int = 0
+    count: int = 0
+    constraints: list[LabelSelectorRequirement] = field(default_factory=list)
+    meta: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    tasks: list[Task] = field(default_factory=list)
+    state: JobStateType = JobStateType.UNDEFINED
+    state_message: str = ""
+    state_details: dict[str, str] = field(default_factory=dict)
+    version: int = 0
+    revision: int = 0
+    create_time: int = 0
+    modify_time: int = 0
+
+    @property
+    def task(self) -> Task:
+        """The one task a job runs (Bacalhau v1 runs exactly one)."""
+        return self.tasks[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"StateType": self.state.wire}
+        if self.state_message:
+            state["Message"] = self.state_message
+        if self.state_details:
+            state["Details"] = dict(self.state_details)
+        return {
+            "ID": self.id,
+            "Name": self.name,
+            "Namespace": self.namespace,
+            "Type": self.type,
+            "Priority": self.priority,
+            "Count": self.count,
+            "Constraints": [c.to_dict() for c in self.constraints],
+            "Meta": dict(self.meta),
+            "Labels": dict(self.labels),
+            "Tasks": [t.to_dict() for t in self.tasks],
+            "State": state,
+            "Version": self.version,
+            "Revision": self.revision,
+            "CreateTime": self.create_time,
+            "ModifyTime": self.modify_time,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, *, path: str = "") -> Job:
+        o = Obj(data, path)
+        state_obj = o.obj("State")
+        raw_state = state_obj.raw("StateType")
+        return cls(
+            id=o.str("ID"),
+            name=o.str("Name"),
+            namespace=o.str("Namespace"),
+            type=o.str("Type"),
+            priority=o.int("Priority"),
+            count=o.int("Count"),
+            constraints=[
+                LabelSelectorRequirement.from_obj(Obj(item, f"{o.sub('Constraints')}[{i}]"))
+                for i, item in enumerate(o.list("Constraints"))
+            ],
+            meta=o.str_map("Meta"),
+            labels=o.str_map("Labels"),
+            tasks=[
+                Task.from_obj(Obj(item, f"{o.sub('Tasks')}[{i}]"))
+                for i, item in enumerate(o.list("Tasks"))
+            ],
+            state=JobStateType.UNDEFINED if raw_state in (None, "") else JobStateType.parse(raw_state),
+            state_message=state_obj.str("Message"),
+            state_details=state_obj.str_map("Details"),
+            version=o.int("Version"),
+            revision=o.int("Revision"),
+            create_time=o.int("CreateTime"),
+            modify_time=o.int("ModifyTime"),
+        )
+
+    def copy(self) -> Job:
+        return copy.deepcopy(self)

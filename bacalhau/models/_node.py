@@ -1,0 +1,105 @@
+"""Node records: what a node is, what it can run, and whether it is reachable."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from bacalhau.models._codec import Obj
+from bacalhau.models._resources import Resources
+
+
+class NodeType(str, Enum):
+    REQUESTER = "Requester"
+    COMPUTE = "Compute"
+
+
+class Membership(str, Enum):
+    PENDING = "PENDING"
+    APPROVED = "APPROVED"
+    REJECTED = "REJECTED"
+
+
+class Connection(str, Enum):
+    CONNECTED = "CONNECTED"
+    DISCONNECTED = "DISCONNECTED"
+
+
+@dataclass(slots=True)
+class ComputeNodeInfo:
+    execution_engines: list[str] = field(default_factory=list)
+    publishers: list[str] = field(default_factory=list)
+    storage_sources: list[str] = field(default_factory=list)
+    max_capacity: Resources = field(default_factory=Resources)
+    queue_capacity: Resources = field(default_factory=Resources)
+    available_capacity: Resources = field(default_factory=Resources)
+    max_job_requirements: Resources = field(default_factory=Resources)
+    running_executions: int = 0
+    enqueued_executions: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ExecutionEngines": list(self.execution_engines),
+            "Publishers": list(self.publishers),
+            "StorageSources": list(self.storage_sources),
+            "MaxCapacity": self.max_capacity.to_dict(),
+            "QueueCapacity": self.queue_capacity.to_dict(),
+            "AvailableCapacity": self.available_capacity.to_dict(),
+            "MaxJobRequirements": self.max_job_requirements.to_dict(),
+            "RunningExecutions": self.running_executions,
+            "EnqueuedExecutions": self.enqueued_executions,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ComputeNodeInfo:
+        o = Obj(data, "ComputeNodeInfo")
+        return cls(
+            execution_engines=o.str_list("ExecutionEngines"),
+            publishers=o.str_list("Publishers"),
+            storage_sources=o.str_list("StorageSources"),
+            max_capacity=Resources.from_dict(o.raw("MaxCapacity")),
+            queue_capacity=Resources.from_dict(o.raw("QueueCapacity")),
+            available_capacity=Resources.from_dict(o.raw("AvailableCapacity")),
+            max_job_requirements=Resources.from_dict(o.raw("MaxJobRequirements")),
+            running_executions=o.int("RunningExecutions"),
+            enqueued_executions=o.int("EnqueuedExecutions"),
+        )
+
+
+@dataclass(slots=True)
+class NodeInfo:
+    node_id: str
+    node_type: NodeType
+    labels: dict[str, str] = field(default_factory=dict)
+    compute: ComputeNodeInfo | None = None
+    version: str = ""
+    #: Where the node's bprotocol gRPC server listens (``host:port``); our extension.
+    grpc_address: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "NodeID": self.node_id,
+            "NodeType": self.node_type.value,
+            "Labels": dict(self.labels),
+            "SupportedProtocols": ["bprotocol/v2"],
+            "BacalhauVersion": {"GitVersion": self.version},
+        }
+        if self.compute is not None:
+            out["ComputeNodeInfo"] = self.compute.to_dict()
+        return out
+
+
+@dataclass(slots=True)
+class NodeState:
+    info: NodeInfo
+    membership: Membership = Membership.APPROVED
+    connection: Connection = Connection.CONNECTED
+    last_seen_ns: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "Info": self.info.to_dict(),
+            "Membership": self.membership.value,
+            "Connection": self.connection.value,
+        }

@@ -1,0 +1,39 @@
+"""Time encodings of the wire: int64 Unix nanoseconds and RFC 3339 with nanoseconds."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+
+def now_ns() -> int:
+    """Wall-clock time as Unix nanoseconds (Job/Execution CreateTime and ModifyTime)."""
+    return time.time_ns()
+
+
+def rfc3339_ns(ns: int) -> str:
+    """Format Unix nanoseconds as ``2024-11-29T10:04:05.123456789Z``."""
+    secs, frac = divmod(ns, 1_000_000_000)
+    base = datetime.fromtimestamp(secs, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{base}.{frac:09d}Z"
+
+
+def parse_rfc3339_ns(text: str) -> int:
+    """Parse an RFC 3339 timestamp (any fraction length, any offset) to Unix nanoseconds."""
+    s = text.strip()
+    if s.endswith(("Z", "z")):
+        s = s[:-1] + "+00:00"
+    frac_ns = 0
+    if "." in s:
+        head, rest = s.split(".", 1)
+        digits = ""
+        i = 0
+        while i < len(rest) and rest[i].isdigit():
+            digits += rest[i]
+            i += 1
+        frac_ns = int((digits + "000000000")[:9]) if digits else 0
+        s = head + rest[i:]
+    dt = datetime.fromisoformat(s)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return int(dt.timestamp()) * 1_000_000_000 + frac_ns

@@ -1,0 +1,191 @@
+"""Normalisation and validation of submitted jobs (Bacalhau's submission pipeline, steps 1-3).
+
+Validation errors name the dotted path of the field at fault (``Tasks[0].Engine.Type``) so the
+user can fix the spec without guessing.
+"""
+
+from __future__ import annotations
+
+import posixpath
+
+from bacalhau.errors import InvalidJobSpec
+from bacalhau.models._codec import param
+from bacalhau.models._job import JOB_TYPES, Job, NetworkType, Task
+
+RESERVED_META_PREFIX = "bacalhau.org/"
+_OPERATORS = {"=", "==", "!=", "in", "notin", "exists", "!", "gt", "lt"}
+
+
+def normalise_job(job: Job) -> list[str]:
+    """Fill defaults and sanitise a job in place; returns the warnings to show the user."""
+    warnings: list[str] = []
+    job.type = job.type.strip().lower()
+    if not job.namespace:
+        job.namespace = "default"
+    if job.type in ("daemon", "ops") and job.count == 0:
+        job.count = 1
+    if job.state.value != 0:
+        warnings.append("job state is ignored when submitting a job")
+    if job.revision:
+        warnings.append("job revision is ignored when submitting a job")
+    if job.version:
+        warnings.append("job version is ignored when submitting a job")
+    if job.create_time:
+        warnings.append("job create time is ignored when submitting a job")
+    if job.modify_time:
+        warnings.append("job modify time is ignored when submitting a job")
+    if job.id and job.type in ("batch", "ops"):
+        warnings.append(f"job ID is ignored when submitting a {job.type} job")
+    if len(job.tasks) > 1:
+        warnings.append("only one task is supported per job")
+        job.tasks = job.tasks[:1]
+    for key in list(job.meta):
+        if key.startswith(RESERVED_META_PREFIX):
+            warnings.append(f'job meta key "{key}" is reserved and will be ignored')
+            del job.meta[key]
+    for task in job.tasks:
+        task.resources.normalise()
+        task.engine.type = task.engine.type.strip()
+        task.publisher.type = task.publisher.type.strip()
+    return warnings
+
+
+def validate_job(job: Job) -> None:
+    """Raise :class:`InvalidJobSpec` for the first problem found, naming its field."""
+    if not job.type:
+        raise InvalidJobSpec("missing job type", field="Type", hint="set Type to batch or ops")
+    if job.type not in JOB_TYPES:
+        raise InvalidJobSpec(
+            f'invalid job type: "{job.type}"',
+            field="Type",
+            hint="use one of: " + ", ".join(JOB_TYPES),
+        )
+    if job.count < 0:
+        raise InvalidJobSpec("job count must be >= 0", field="Count")
+    if job.type == "batch" and job.count == 0:
+        job.count = 1
+    if job.priority < 0:
+        raise InvalidJobSpec("job priority must be >= 0", field="Priority")
+    if not job.tasks:
+        raise InvalidJobSpec(
+            "missing job tasks", field="Tasks", hint="a job needs exactly one task"
+        )
+    for i, req in enumerate(job.constraints):
+        path = f"Constraints[{i}]"
+        op = req.operator.strip()
+        if not req.key:
+            raise InvalidJobSpec(f"constraint {i} validation failed: missing key", field=path)
+        if op not in _OPERATORS:
+            raise InvalidJobSpec(
+                f"constraint {i} validation failed: unknown operator {req.operator!r}",
+                field=f"{path}.Operator",
+            )
+        if op in ("in", "notin") and not req.values:
+            raise InvalidJobSpec(
+                f"constraint {i} validation failed: operator {op} needs values",
+                field=f"{path}.Values",
+            )
+        if op in ("exists", "!") and req.values:
+            raise InvalidJobSpec(
+                f"constraint {i} validation failed: operator {op} takes no values",
+                field=f"{path}.Values",
+            )
+        if op in ("=", "==", "!=", "gt", "lt") and len(req.values) != 1:
+            raise InvalidJobSpec(
+                f"constraint {i} validation failed: operator {op} needs exactly one value",
+                field=f"{path}.Values",
+            )
+    for i, task in enumerate(job.tasks):
+        validate_task(task, f"Tasks[{i}]")
+
+
+def validate_task(task: Task, path: str) -> None:
+    def fail(msg: str, sub: str, hint: str | None = None) -> InvalidJobSpec:
+        return InvalidJobSpec(
+            f"task {task.name or '<unnamed>'} validation failed: {msg}",
+            field=f"{path}.{sub}",
+            hint=hint,
+        )
+
+    if not task.name:
+        raise fail("missing task name", "Name")
+    if not task.engine.type:
+        raise fail("missing spec type", "Engine.Type", "set Engine.Type to docker or wasm")
+    engine = task.engine.type.lower()
+    if engine == "docker":
+        image = param(task.engine.params, "Image")
+        if not isinstance(image, str) or not image.strip():
+            raise fail("docker engine needs an image", "Engine.Params.Image")
+        for key in ("Entrypoint", "Parameters", "EnvironmentVariables"):
+            value = param(task.engine.params, key)
+            if value is not None and (
+                not isinstance(value, list) or not all(isinstance(v, str) for v in value)
+            ):
+                raise fail(f"{key} must be a list of strings", f"Engine.Params.{key}")
+        workdir = param(task.engine.params, "WorkingDirectory")
+        if workdir and (not isinstance(workdir, str) or not workdir.startswith("/")):
+            raise fail("WorkingDirectory must be an absolute path", "Engine.Params.WorkingDirectory")
+    elif engine == "wasm":
+        module = param(task.engine.params, "EntryModule")
+        if not isinstance(module, dict) or not module:
+            raise fail(
+                "wasm engine needs an entry module",
+                "Engine.Params.EntryModule",
+                "pass a .wasm file to `bacalhau wasm run`",
+            )
+        for key in ("Parameters",):
+            value = param(task.engine.params, key)
+            if value is not None and (
+                not isinstance(value, list) or not all(isinstance(v, str) for v in value)
+            ):
+                raise fail(f"{key} must be a list of strings", f"Engine.Params.{key}")
+        env = param(task.engine.params, "EnvironmentVariables")
+        if env is not None and not isinstance(env, dict):
+            raise fail("EnvironmentVariables must be a map", "Engine.Params.EnvironmentVariables")
+    t = task.timeouts
+    for name, value in (
+        ("ExecutionTimeout", t.execution_timeout),
+        ("QueueTimeout", t.queue_timeout),
+        ("TotalTimeout", t.total_timeout),
+    ):
+        if value < 0:
+            raise fail(f"{name} must be >= 0", f"Timeouts.{name}")
+    task.resources.parse(path=f"{path}.Resources")
+    if task.network.type == NetworkType.HTTP and not task.network.domains:
+        raise fail("HTTP networking needs at least one domain", "Network.Domains")
+    aliases: set[str] = set()
+    targets: set[str] = set()
+    for i, inp in enumerate(task.input_sources):
+        sub = f"InputSources[{i}]"
+        if not inp.source.type:
+            raise fail("missing input source type", f"{sub}.Source.Type")
+        if not inp.target:
+            raise fail("missing artifact target", f"{sub}.Target")
+        if inp.alias and inp.alias in aliases:
+            raise fail(f"duplicate input alias {inp.alias!r}", f"{sub}.Alias")
+        if inp.target in targets:
+            raise fail(f"duplicate input target {inp.target!r}", f"{sub}.Target")
+        aliases.add(inp.alias)
+        targets.add(inp.target)
+    names: set[str] = set()
+    paths: set[str] = set()
+    for i, rp in enumerate(task.result_paths):
+        sub = f"ResultPaths[{i}]"
+        if not rp.name:
+            raise fail("missing name", f"{sub}.Name")
+        if not rp.path:
+            raise fail("missing path", f"{sub}.Path")
+        if not rp.path.startswith("/"):
+            raise fail(f"result path {rp.path!r} must be absolute", f"{sub}.Path")
+        if "/" in rp.name or rp.name in (".", "..", "stdout", "stderr", "exitCode"):
+            raise fail(
+                f"result name {rp.name!r} is not a valid folder name", f"{sub}.Name",
+                "use a plain name; stdout, stderr and exitCode are reserved",
+            )
+        if rp.name in names:
+            raise fail(f"duplicate result name {rp.name!r}", f"{sub}.Name")
+        norm = posixpath.normpath(rp.path)
+        if norm in paths:
+            raise fail(f"duplicate result path {rp.path!r}", f"{sub}.Path")
+        names.add(rp.name)
+        paths.add(norm)
