@@ -30,6 +30,17 @@ from bacalhau.models._job import (
     TimeoutConfig,
 )
 from bacalhau.models._jobfile import parse_job_document
+from bacalhau.models._messages import (
+    AskForBidRequest,
+    BidDecision,
+    BidResult,
+    CancelExecutionRequest,
+    ComputeFailure,
+    Heartbeat,
+    JoinRequest,
+    JoinResponse,
+    RunResult,
+)
 from bacalhau.models._node import (
     ComputeNodeInfo,
     Connection,
@@ -57,6 +68,15 @@ from bacalhau.models._time import now_ns, parse_rfc3339_ns, rfc3339_ns
 from bacalhau.models._validate import normalise_job, validate_job
 
 __all__ = [
+    "AskForBidRequest",
+    "BidDecision",
+    "BidResult",
+    "CancelExecutionRequest",
+    "ComputeFailure",
+    "Heartbeat",
+    "JoinRequest",
+    "JoinResponse",
+    "RunResult",
     "DESIRED_TRANSITIONS",
     "EXECUTION_TRANSITIONS",
     "JOB_TRANSITIONS",
