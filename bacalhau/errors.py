@@ -18,11 +18,13 @@ edge, a ``hint`` telling the user what to do, and whether retrying may help. The
     ├── RevisionConflict (409)   compare-and-set lost a race
     ├── InvalidTransition (409)  the state machine refused a transition
     ├── PermissionDenied (403)   trust: bad certificate, bad signature
+    ├── InvalidConfiguration     a node's configuration or on-disk identity is unusable
     ├── NotEnoughNodes (500)     no node can run the job
     ├── ExecutionFailed          run-time failures of an execution
     │   ├── ImageNotFound
     │   ├── EntryPointNotFound
     │   ├── ExecutionTimeout
+    │   ├── ExecutionCancelled
     │   ├── ExecutorNotInstalled
     │   └── PublishFailed
     ├── BidRejected              the compute node declined
@@ -40,12 +42,14 @@ __all__ = [
     "BidRejected",
     "ConflictJobState",
     "EntryPointNotFound",
+    "ExecutionCancelled",
     "ExecutionFailed",
     "ExecutionNotFound",
     "ExecutionTimeout",
     "ExecutorNotInstalled",
     "ImageNotFound",
     "InternalError",
+    "InvalidConfiguration",
     "InvalidJobSpec",
     "InvalidRequest",
     "InvalidTransition",
@@ -178,6 +182,15 @@ class PermissionDenied(BacalhauError):
     default_component = "Transport"
 
 
+class InvalidConfiguration(BacalhauError):
+    """A node cannot start as configured: missing or unreadable keys and certificates,
+    unsafe file permissions, contradictory settings. The hint says how to fix it."""
+
+    code = "InvalidConfiguration"
+    http_status = 500
+    default_component = "Config"
+
+
 class NotEnoughNodes(BacalhauError):
     code = "NotEnoughNodes"
     http_status = 500
@@ -210,6 +223,13 @@ class ExecutionTimeout(ExecutionFailed):
     code = "ExecutionTimeout"
     retryable = True
     default_hint = "raise the job's ExecutionTimeout or make the job faster"
+
+
+class ExecutionCancelled(ExecutionFailed):
+    """The execution was stopped on request (``Executor.cancel``) before it finished."""
+
+    code = "ExecutionCancelled"
+    default_hint = "the execution was stopped on request; submit the job again to rerun it"
 
 
 class ExecutorNotInstalled(ExecutionFailed):
@@ -258,10 +278,10 @@ def error_from_code(
     The most general class with that code wins, so codes shared by a family (``BadRequest``)
     come back as the family's base class.
     """
-    for cls in [BacalhauError, *_all_subclasses(BacalhauError)]:
+    classes: list[type[BacalhauError]] = [BacalhauError, *_all_subclasses(BacalhauError)]
+    for cls in classes:
         if cls.code == code and cls not in (InvalidJobSpec, BadQuery):
-            err = cls(message, hint=hint, details=details)
-            return err
+            return cls(message, hint=hint, details=details)
     if code == InvalidJobSpec.code:
         spec_err = InvalidJobSpec(message, field=(details or {}).get("Field", ""), hint=hint)
         return spec_err

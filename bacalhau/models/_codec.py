@@ -37,7 +37,7 @@ class Obj:
     def has(self, key: str) -> bool:
         return self._data.get(key.lower()) is not None
 
-    def str(self, key: str, default: str = "") -> str:
+    def get_str(self, key: str, default: str = "") -> str:
         v = self.raw(key)
         if v is None:
             return default
@@ -45,7 +45,7 @@ class Obj:
             raise InvalidJobSpec(f"{self.sub(key)} must be a string", field=self.sub(key))
         return v if isinstance(v, str) else str(v)
 
-    def int(self, key: str, default: int = 0) -> int:
+    def get_int(self, key: str, default: int = 0) -> int:
         v = self.raw(key)
         if v is None:
             return default
@@ -60,11 +60,9 @@ class Obj:
                 return int(v.strip())
             except ValueError:
                 pass
-        raise InvalidJobSpec(
-            f"{self.sub(key)} must be an integer, got {v!r}", field=self.sub(key)
-        )
+        raise InvalidJobSpec(f"{self.sub(key)} must be an integer, got {v!r}", field=self.sub(key))
 
-    def float(self, key: str, default: float = 0.0) -> float:
+    def get_float(self, key: str, default: float = 0.0) -> float:
         v = self.raw(key)
         if v is None:
             return default
@@ -72,7 +70,7 @@ class Obj:
             raise InvalidJobSpec(f"{self.sub(key)} must be a number", field=self.sub(key))
         return float(v)
 
-    def bool(self, key: str, default: bool = False) -> bool:
+    def get_bool(self, key: str, default: bool = False) -> bool:
         v = self.raw(key)
         if v is None:
             return default
@@ -84,10 +82,10 @@ class Obj:
             return False
         raise InvalidJobSpec(f"{self.sub(key)} must be a boolean", field=self.sub(key))
 
-    def obj(self, key: str) -> Obj:
+    def get_obj(self, key: str) -> Obj:
         return Obj(self.raw(key), self.sub(key))
 
-    def list(self, key: str) -> list[Any]:
+    def get_list(self, key: str) -> list[Any]:
         v = self.raw(key)
         if v is None:
             return []
@@ -97,7 +95,7 @@ class Obj:
 
     def str_list(self, key: str) -> list[str]:
         out: list[str] = []
-        for i, item in enumerate(self.list(key)):
+        for i, item in enumerate(self.get_list(key)):
             if isinstance(item, bool) or not isinstance(item, (str, int, float)):
                 path = f"{self.sub(key)}[{i}]"
                 raise InvalidJobSpec(f"{path} must be a string", field=path)

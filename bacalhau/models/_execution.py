@@ -42,12 +42,12 @@ class RunCommandResult:
     def from_dict(cls, data: Any) -> RunCommandResult:
         o = Obj(data, "RunOutput")
         return cls(
-            stdout=o.str("Stdout"),
-            stdout_truncated=o.bool("StdoutTruncated"),
-            stderr=o.str("stderr"),
-            stderr_truncated=o.bool("StderrTruncated"),
-            exit_code=o.int("ExitCode"),
-            error_msg=o.str("ErrorMsg"),
+            stdout=o.get_str("Stdout"),
+            stdout_truncated=o.get_bool("StdoutTruncated"),
+            stderr=o.get_str("stderr"),
+            stderr_truncated=o.get_bool("StderrTruncated"),
+            exit_code=o.get_int("ExitCode"),
+            error_msg=o.get_str("ErrorMsg"),
         )
 
 
@@ -75,8 +75,8 @@ class Event:
         o = Obj(data, "Event")
         ts = o.raw("Timestamp")
         return cls(
-            message=o.str("Message"),
-            topic=o.str("Topic"),
+            message=o.get_str("Message"),
+            topic=o.get_str("Topic"),
             timestamp=parse_rfc3339_ns(ts) if isinstance(ts, str) and ts else 0,
             details=o.str_map("Details"),
         )
@@ -147,6 +147,46 @@ class Execution:
         if include_job and self.job is not None:
             out["Job"] = self.job.to_dict()
         return out
+
+    @classmethod
+    def from_dict(cls, data: Any, *, v152: bool = True) -> Execution:
+        """The inverse of :meth:`to_dict` (``v152`` picks the ComputeState numbering)."""
+        o = Obj(data, "Execution")
+        tasks = o.get_obj("AllocatedResources").any_map("Tasks")
+        task_name, allocated = next(iter(tasks.items()), ("main", None))
+        desired = o.get_obj("DesiredState")
+        compute = o.get_obj("ComputeState")
+        published = o.raw("PublishedResult")
+        run_output = o.raw("RunOutput")
+        job = o.raw("Job")
+        return cls(
+            id=o.get_str("ID"),
+            job_id=o.get_str("JobID"),
+            node_id=o.get_str("NodeID"),
+            namespace=o.get_str("Namespace", "default"),
+            eval_id=o.get_str("EvalID"),
+            name=o.get_str("Name"),
+            job=Job.from_dict(job, path="Job") if job is not None else None,
+            allocated=Resources.from_dict(allocated),
+            task_name=task_name,
+            desired_state=ExecutionDesiredStateType(desired.get_int("StateType")),
+            desired_message=desired.get_str("Message"),
+            compute_state=ExecutionStateType.from_wire(compute.get_int("StateType"), v152=v152),
+            compute_message=compute.get_str("Message"),
+            compute_details=compute.str_map("Details"),
+            published_result=(
+                SpecConfig.from_obj(Obj(published, "PublishedResult"))
+                if published is not None
+                else None
+            ),
+            run_output=RunCommandResult.from_dict(run_output) if run_output is not None else None,
+            previous_execution=o.get_str("PreviousExecution"),
+            next_execution=o.get_str("NextExecution"),
+            followup_eval_id=o.get_str("FollowupEvalID"),
+            revision=o.get_int("Revision", 1),
+            create_time=o.get_int("CreateTime"),
+            modify_time=o.get_int("ModifyTime"),
+        )
 
 
 class HistoryType:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from bacalhau.errors import InvalidJobSpec
@@ -33,7 +33,7 @@ class SpecConfig:
 
     @classmethod
     def from_obj(cls, o: Obj) -> SpecConfig:
-        return cls(type=o.str("Type"), params=o.any_map("Params"))
+        return cls(type=o.get_str("Type"), params=o.any_map("Params"))
 
     def is_empty(self) -> bool:
         return not self.type
@@ -54,9 +54,9 @@ class InputSource:
     @classmethod
     def from_obj(cls, o: Obj) -> InputSource:
         return cls(
-            source=SpecConfig.from_obj(o.obj("Source")),
-            alias=o.str("Alias"),
-            target=o.str("Target"),
+            source=SpecConfig.from_obj(o.get_obj("Source")),
+            alias=o.get_str("Alias"),
+            target=o.get_str("Target"),
         )
 
 
@@ -70,7 +70,7 @@ class ResultPath:
 
     @classmethod
     def from_obj(cls, o: Obj) -> ResultPath:
-        return cls(name=o.str("Name"), path=o.str("Path"))
+        return cls(name=o.get_str("Name"), path=o.get_str("Path"))
 
 
 @dataclass(slots=True)
@@ -96,7 +96,12 @@ class ResourcesConfig:
 
     @classmethod
     def from_obj(cls, o: Obj) -> ResourcesConfig:
-        return cls(cpu=o.str("CPU"), memory=o.str("Memory"), disk=o.str("Disk"), gpu=o.str("GPU"))
+        return cls(
+            cpu=o.get_str("CPU"),
+            memory=o.get_str("Memory"),
+            disk=o.get_str("Disk"),
+            gpu=o.get_str("GPU"),
+        )
 
     def is_empty(self) -> bool:
         return not (self.cpu or self.memory or self.disk or self.gpu)
@@ -128,7 +133,7 @@ class ResourcesConfig:
         return res
 
 
-class NetworkType(str, Enum):
+class NetworkType(StrEnum):
     NONE = "None"
     FULL = "Full"
     HTTP = "HTTP"
@@ -188,9 +193,9 @@ class TimeoutConfig:
     @classmethod
     def from_obj(cls, o: Obj) -> TimeoutConfig:
         return cls(
-            execution_timeout=o.int("ExecutionTimeout"),
-            queue_timeout=o.int("QueueTimeout"),
-            total_timeout=o.int("TotalTimeout"),
+            execution_timeout=o.get_int("ExecutionTimeout"),
+            queue_timeout=o.get_int("QueueTimeout"),
+            total_timeout=o.get_int("TotalTimeout"),
         )
 
     def is_empty(self) -> bool:
@@ -211,7 +216,9 @@ class LabelSelectorRequirement:
 
     @classmethod
     def from_obj(cls, o: Obj) -> LabelSelectorRequirement:
-        return cls(key=o.str("Key"), operator=o.str("Operator"), values=o.str_list("Values"))
+        return cls(
+            key=o.get_str("Key"), operator=o.get_str("Operator"), values=o.str_list("Values")
+        )
 
 
 @dataclass(slots=True)
@@ -260,22 +267,22 @@ class Task:
     @classmethod
     def from_obj(cls, o: Obj) -> Task:
         return cls(
-            name=o.str("Name"),
-            engine=SpecConfig.from_obj(o.obj("Engine")),
-            publisher=SpecConfig.from_obj(o.obj("Publisher")),
+            name=o.get_str("Name"),
+            engine=SpecConfig.from_obj(o.get_obj("Engine")),
+            publisher=SpecConfig.from_obj(o.get_obj("Publisher")),
             env=o.str_map("Env"),
             meta=o.str_map("Meta"),
             input_sources=[
                 InputSource.from_obj(Obj(item, f"{o.sub('InputSources')}[{i}]"))
-                for i, item in enumerate(o.list("InputSources"))
+                for i, item in enumerate(o.get_list("InputSources"))
             ],
             result_paths=[
                 ResultPath.from_obj(Obj(item, f"{o.sub('ResultPaths')}[{i}]"))
-                for i, item in enumerate(o.list("ResultPaths"))
+                for i, item in enumerate(o.get_list("ResultPaths"))
             ],
-            resources=ResourcesConfig.from_obj(o.obj("Resources")),
-            network=NetworkConfig.from_obj(o.obj("Network")),
-            timeouts=TimeoutConfig.from_obj(o.obj("Timeouts")),
+            resources=ResourcesConfig.from_obj(o.get_obj("Resources")),
+            network=NetworkConfig.from_obj(o.get_obj("Network")),
+            timeouts=TimeoutConfig.from_obj(o.get_obj("Timeouts")),
         )
 
 
@@ -334,32 +341,34 @@ class Job:
     @classmethod
     def from_dict(cls, data: Any, *, path: str = "") -> Job:
         o = Obj(data, path)
-        state_obj = o.obj("State")
+        state_obj = o.get_obj("State")
         raw_state = state_obj.raw("StateType")
         return cls(
-            id=o.str("ID"),
-            name=o.str("Name"),
-            namespace=o.str("Namespace"),
-            type=o.str("Type"),
-            priority=o.int("Priority"),
-            count=o.int("Count"),
+            id=o.get_str("ID"),
+            name=o.get_str("Name"),
+            namespace=o.get_str("Namespace"),
+            type=o.get_str("Type"),
+            priority=o.get_int("Priority"),
+            count=o.get_int("Count"),
             constraints=[
                 LabelSelectorRequirement.from_obj(Obj(item, f"{o.sub('Constraints')}[{i}]"))
-                for i, item in enumerate(o.list("Constraints"))
+                for i, item in enumerate(o.get_list("Constraints"))
             ],
             meta=o.str_map("Meta"),
             labels=o.str_map("Labels"),
             tasks=[
                 Task.from_obj(Obj(item, f"{o.sub('Tasks')}[{i}]"))
-                for i, item in enumerate(o.list("Tasks"))
+                for i, item in enumerate(o.get_list("Tasks"))
             ],
-            state=JobStateType.UNDEFINED if raw_state in (None, "") else JobStateType.parse(raw_state),
-            state_message=state_obj.str("Message"),
+            state=JobStateType.UNDEFINED
+            if raw_state in (None, "")
+            else JobStateType.parse(raw_state),
+            state_message=state_obj.get_str("Message"),
             state_details=state_obj.str_map("Details"),
-            version=o.int("Version"),
-            revision=o.int("Revision"),
-            create_time=o.int("CreateTime"),
-            modify_time=o.int("ModifyTime"),
+            version=o.get_int("Version"),
+            revision=o.get_int("Revision"),
+            create_time=o.get_int("CreateTime"),
+            modify_time=o.get_int("ModifyTime"),
         )
 
     def copy(self) -> Job:

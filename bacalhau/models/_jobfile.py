@@ -16,10 +16,7 @@ def parse_job_document(text: str) -> Job:
     stripped = text.lstrip()
     data: Any
     try:
-        if stripped.startswith("{"):
-            data = json.loads(text)
-        else:
-            data = yaml.safe_load(text)
+        data = json.loads(text) if stripped.startswith("{") else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise InvalidJobSpec(
             f"the job file is not valid YAML or JSON: {exc}",

@@ -3,25 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from bacalhau.models._codec import Obj
 from bacalhau.models._resources import Resources
 
 
-class NodeType(str, Enum):
+class NodeType(StrEnum):
     REQUESTER = "Requester"
     COMPUTE = "Compute"
 
 
-class Membership(str, Enum):
+class Membership(StrEnum):
     PENDING = "PENDING"
     APPROVED = "APPROVED"
     REJECTED = "REJECTED"
 
 
-class Connection(str, Enum):
+class Connection(StrEnum):
     CONNECTED = "CONNECTED"
     DISCONNECTED = "DISCONNECTED"
 
@@ -62,8 +62,8 @@ class ComputeNodeInfo:
             queue_capacity=Resources.from_dict(o.raw("QueueCapacity")),
             available_capacity=Resources.from_dict(o.raw("AvailableCapacity")),
             max_job_requirements=Resources.from_dict(o.raw("MaxJobRequirements")),
-            running_executions=o.int("RunningExecutions"),
-            enqueued_executions=o.int("EnqueuedExecutions"),
+            running_executions=o.get_int("RunningExecutions"),
+            enqueued_executions=o.get_int("EnqueuedExecutions"),
         )
 
 

@@ -82,7 +82,10 @@ class Resources:
 
         o = Obj(data, "Resources")
         return cls(
-            cpu=o.float("CPU"), memory=o.int("Memory"), disk=o.int("Disk"), gpu=o.int("GPU")
+            cpu=o.get_float("CPU"),
+            memory=o.get_int("Memory"),
+            disk=o.get_int("Disk"),
+            gpu=o.get_int("GPU"),
         )
 
     def add(self, other: Resources) -> Resources:

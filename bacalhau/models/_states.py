@@ -27,7 +27,7 @@ The stores call :func:`check_job_transition` / :func:`check_execution_transition
 
 from __future__ import annotations
 
-from enum import Enum, IntEnum
+from enum import IntEnum, StrEnum
 
 from bacalhau.errors import InvalidJobSpec, InvalidTransition
 
@@ -180,7 +180,7 @@ class ExecutionDesiredStateType(IntEnum):
         return ("Pending", "Running", "Stopped")[self]
 
 
-class LocalExecutionState(str, Enum):
+class LocalExecutionState(StrEnum):
     """Execution states in a compute node's own store."""
 
     CREATED = "Created"

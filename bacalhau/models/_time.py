@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 def now_ns() -> int:
@@ -14,7 +14,7 @@ def now_ns() -> int:
 def rfc3339_ns(ns: int) -> str:
     """Format Unix nanoseconds as ``2024-11-29T10:04:05.123456789Z``."""
     secs, frac = divmod(ns, 1_000_000_000)
-    base = datetime.fromtimestamp(secs, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    base = datetime.fromtimestamp(secs, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
     return f"{base}.{frac:09d}Z"
 
 
@@ -35,5 +35,5 @@ def parse_rfc3339_ns(text: str) -> int:
         s = head + rest[i:]
     dt = datetime.fromisoformat(s)
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return int(dt.timestamp()) * 1_000_000_000 + frac_ns

@@ -124,7 +124,9 @@ def validate_task(task: Task, path: str) -> None:
                 raise fail(f"{key} must be a list of strings", f"Engine.Params.{key}")
         workdir = param(task.engine.params, "WorkingDirectory")
         if workdir and (not isinstance(workdir, str) or not workdir.startswith("/")):
-            raise fail("WorkingDirectory must be an absolute path", "Engine.Params.WorkingDirectory")
+            raise fail(
+                "WorkingDirectory must be an absolute path", "Engine.Params.WorkingDirectory"
+            )
     elif engine == "wasm":
         module = param(task.engine.params, "EntryModule")
         if not isinstance(module, dict) or not module:
@@ -179,7 +181,8 @@ def validate_task(task: Task, path: str) -> None:
             raise fail(f"result path {rp.path!r} must be absolute", f"{sub}.Path")
         if "/" in rp.name or rp.name in (".", "..", "stdout", "stderr", "exitCode"):
             raise fail(
-                f"result name {rp.name!r} is not a valid folder name", f"{sub}.Name",
+                f"result name {rp.name!r} is not a valid folder name",
+                f"{sub}.Name",
                 "use a plain name; stdout, stderr and exitCode are reserved",
             )
         if rp.name in names:

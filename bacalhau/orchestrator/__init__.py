@@ -1,0 +1,31 @@
+"""The requester (orchestrator) role: job store, evaluations, scheduling, dispatch."""
+
+from bacalhau.orchestrator._api import JobPage, OrchestratorAPI, SubmitResult
+from bacalhau.orchestrator._broker import EvaluationBroker
+from bacalhau.orchestrator._nodes import NodeAddressBook, NodeManager
+from bacalhau.orchestrator._orchestrator import BidApprovalHook, ComputeClient, Orchestrator
+from bacalhau.orchestrator._plan import ExecutionChange, Plan
+from bacalhau.orchestrator._planner import ComputeTransport
+from bacalhau.orchestrator._ranking import NodeRank, rank_nodes
+from bacalhau.orchestrator._scheduler import SchedulerSettings, schedule
+from bacalhau.orchestrator._store import JobStore
+
+__all__ = [
+    "BidApprovalHook",
+    "ComputeClient",
+    "ComputeTransport",
+    "EvaluationBroker",
+    "ExecutionChange",
+    "JobPage",
+    "JobStore",
+    "NodeAddressBook",
+    "NodeManager",
+    "NodeRank",
+    "Orchestrator",
+    "OrchestratorAPI",
+    "Plan",
+    "SchedulerSettings",
+    "SubmitResult",
+    "rank_nodes",
+    "schedule",
+]

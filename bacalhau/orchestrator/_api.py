@@ -1,0 +1,115 @@
+"""What the orchestrator offers to its edges (REST, gRPC API): the endpoint contract.
+
+``api/`` depends on this Protocol only; :class:`bacalhau.orchestrator.Orchestrator` implements it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from bacalhau.models import (
+    Execution,
+    Job,
+    JobHistory,
+    LabelSelectorRequirement,
+    NodeInfo,
+    NodeState,
+    SpecConfig,
+)
+
+
+@dataclass(slots=True)
+class SubmitResult:
+    job_id: str
+    evaluation_id: str
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class JobPage:
+    items: list[Job]
+    #: True when more items exist past ``offset + limit``.
+    has_more: bool = False
+
+
+class OrchestratorAPI(Protocol):
+    """The orchestrator's endpoint, as the API servers see it."""
+
+    def node_info(self) -> NodeInfo:
+        """This node's own description (``/api/v1/agent/node``)."""
+        ...
+
+    async def submit_job(
+        self,
+        job: Job,
+        *,
+        client_meta: dict[str, str] | None = None,
+        idempotency_token: str = "",
+    ) -> SubmitResult:
+        """Normalise, validate and store a job with its first evaluation, in one transaction.
+
+        Raises :class:`~bacalhau.errors.InvalidJobSpec` naming the field at fault. The same
+        ``idempotency_token`` submitted twice returns the first submission's result.
+        """
+        ...
+
+    async def get_job(self, job_id: str) -> Job:
+        """A job by ID or unique ID prefix (JobNotFound / MultipleJobsFound)."""
+        ...
+
+    async def list_jobs(
+        self,
+        *,
+        namespace: str = "",
+        selector: list[LabelSelectorRequirement] | None = None,
+        order_by: str = "created_at",
+        reverse: bool = False,
+        limit: int = 0,
+        offset: int = 0,
+    ) -> JobPage:
+        """Jobs of a namespace ("" or "*" = all) matching a label selector, sorted then paged
+        (``limit`` 0 = all). ``order_by``: created_at, modified_at, id."""
+        ...
+
+    async def list_executions(self, job_id: str) -> list[Execution]:
+        """All executions of a job (by ID or prefix), oldest first, each with its job copy."""
+        ...
+
+    async def job_history(
+        self,
+        job_id: str,
+        *,
+        since_ns: int = 0,
+        event_type: str = "all",
+        execution_id: str = "",
+        node_id: str = "",
+    ) -> list[JobHistory]:
+        """History in SeqNum order; ``event_type`` all|job|execution; ID filters are prefixes."""
+        ...
+
+    async def wait_for_change(self, job_id: str, *, after_seq: int, timeout: float) -> None:
+        """Return as soon as the job has a history item with SeqNum > ``after_seq``, or when
+        ``timeout`` seconds pass (long-poll support for clients that wait on a job)."""
+        ...
+
+    async def stop_job(self, job_id: str, reason: str = "") -> str:
+        """Stop a job; returns the evaluation ID ("" when there was nothing to do).
+        Completed jobs raise :class:`~bacalhau.errors.ConflictJobState`."""
+        ...
+
+    async def job_results(self, job_id: str) -> list[SpecConfig]:
+        """Published results of the job's completed executions (noop results skipped)."""
+        ...
+
+    async def list_nodes(self) -> list[NodeState]:
+        """Every known node, this requester included."""
+        ...
+
+    async def get_node(self, node_id: str) -> NodeState:
+        """A node by ID or unique prefix (NodeNotFound)."""
+        ...
+
+    async def update_node(self, node_id: str, action: str, message: str = "") -> tuple[bool, str]:
+        """approve | reject | delete a node; returns (success, error message)."""
+        ...

@@ -1,0 +1,167 @@
+"""Node manager: who has joined, what they can run, and whether they are still alive.
+
+Compute nodes join with a signed NodeInfo and then heartbeat with their free capacity. A
+node silent for longer than ``disconnect_timeout`` is marked DISCONNECTED and the
+orchestrator re-evaluates every job with work on it (the scheduler fails those executions and
+places new ones), instead of leaving jobs stuck on a dead node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from bacalhau.errors import NodeNotFound
+from bacalhau.models import (
+    Connection,
+    Heartbeat,
+    JoinRequest,
+    JoinResponse,
+    Membership,
+    NodeInfo,
+    NodeState,
+    NodeType,
+)
+
+log = logging.getLogger(__name__)
+
+
+class NodeAddressBook(Protocol):
+    """Where to reach a node (the transport's compute client implements this)."""
+
+    def register_node(self, node_id: str, address: str) -> None: ...
+
+
+class NodeManager:
+    def __init__(
+        self,
+        *,
+        self_info: NodeInfo,
+        address_book: NodeAddressBook,
+        heartbeat_interval: float = 5.0,
+        disconnect_timeout: float = 30.0,
+        manual_approval: bool = False,
+        on_node_change: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
+        self._self = NodeState(info=self_info, last_seen_ns=time.time_ns())
+        self._nodes: dict[str, NodeState] = {}
+        self._book = address_book
+        self.heartbeat_interval = heartbeat_interval
+        self.disconnect_timeout = disconnect_timeout
+        self._manual = manual_approval
+        self._on_change = on_node_change
+        self._monitor: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> NodeManager:
+        self._monitor = asyncio.create_task(self._watch(), name="node-liveness")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._monitor is not None:
+            self._monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor
+
+    def compute_nodes(self) -> list[NodeState]:
+        return list(self._nodes.values())
+
+    def all_nodes(self) -> list[NodeState]:
+        return [self._self, *self._nodes.values()]
+
+    def get(self, node_id: str) -> NodeState:
+        if node_id == self._self.info.node_id:
+            return self._self
+        node = self._nodes.get(node_id)
+        if node is not None:
+            return node
+        matches = [n for nid, n in self._nodes.items() if nid.startswith(node_id)]
+        if self._self.info.node_id.startswith(node_id):
+            matches.append(self._self)
+        if len(matches) == 1 and node_id:
+            return matches[0]
+        raise NodeNotFound(
+            f"node not found: {node_id}" if not matches else f"node ID {node_id} is ambiguous"
+        )
+
+    async def join(self, request: JoinRequest) -> JoinResponse:
+        info = request.info
+        if info.node_type != NodeType.COMPUTE or info.compute is None:
+            return JoinResponse(accepted=False, reason="only compute nodes can join")
+        if not info.grpc_address:
+            return JoinResponse(accepted=False, reason="the node did not say where to reach it")
+        existing = self._nodes.get(info.node_id)
+        if existing is not None and existing.membership == Membership.REJECTED:
+            return JoinResponse(accepted=False, reason="this node was rejected by an operator")
+        membership = (
+            existing.membership
+            if existing is not None
+            else (Membership.PENDING if self._manual else Membership.APPROVED)
+        )
+        was_connected = existing is not None and existing.connection == Connection.CONNECTED
+        self._nodes[info.node_id] = NodeState(
+            info=info,
+            membership=membership,
+            connection=Connection.CONNECTED,
+            last_seen_ns=time.time_ns(),
+        )
+        self._book.register_node(info.node_id, info.grpc_address)
+        log.info("node %s joined from %s", info.node_id, info.grpc_address)
+        if not was_connected and self._on_change is not None:
+            await self._on_change(info.node_id)
+        return JoinResponse(accepted=True, heartbeat_interval=self.heartbeat_interval)
+
+    async def heartbeat(self, hb: Heartbeat) -> None:
+        node = self._nodes.get(hb.node_id)
+        if node is None:
+            # Unknown (e.g. this requester restarted): the node must join again.
+            raise NodeNotFound(
+                f"node {hb.node_id} has not joined", hint="the compute node re-joins by itself"
+            )
+        node.last_seen_ns = time.time_ns()
+        if node.info.compute is not None:
+            node.info.compute.available_capacity = hb.available_capacity
+            node.info.compute.queue_capacity = hb.queue_used_capacity
+            node.info.compute.running_executions = hb.running_executions
+            node.info.compute.enqueued_executions = hb.enqueued_executions
+        if node.connection != Connection.CONNECTED:
+            node.connection = Connection.CONNECTED
+            log.info("node %s reconnected", hb.node_id)
+            if self._on_change is not None:
+                await self._on_change(hb.node_id)
+
+    def update(self, node_id: str, action: str) -> tuple[bool, str]:
+        node = self._nodes.get(node_id)
+        if node is None:
+            try:
+                node = self.get(node_id)
+            except NodeNotFound as exc:
+                return False, exc.message
+        action = action.lower()
+        if action == "approve":
+            node.membership = Membership.APPROVED
+        elif action == "reject":
+            node.membership = Membership.REJECTED
+        elif action == "delete":
+            self._nodes.pop(node.info.node_id, None)
+        else:
+            return False, "unsupported action"
+        return True, ""
+
+    async def _watch(self) -> None:
+        interval = max(0.2, min(self.disconnect_timeout / 3, 5.0))
+        while True:
+            await asyncio.sleep(interval)
+            deadline = time.time_ns() - int(self.disconnect_timeout * 1e9)
+            for node in list(self._nodes.values()):
+                if node.connection == Connection.CONNECTED and node.last_seen_ns < deadline:
+                    node.connection = Connection.DISCONNECTED
+                    log.warning("node %s missed its heartbeats: disconnected", node.info.node_id)
+                    if self._on_change is not None:
+                        try:
+                            await self._on_change(node.info.node_id)
+                        except Exception:
+                            log.exception("re-evaluating jobs of node %s", node.info.node_id)

@@ -1,0 +1,560 @@
+"""The requester role: accepts jobs, runs evaluations, follows every job to a terminal state.
+
+:class:`Orchestrator` implements the endpoint contract of ``_api.OrchestratorAPI`` (used by
+the REST and gRPC APIs) and the bprotocol callbacks compute nodes call (OnBidComplete,
+OnRunComplete, OnComputeFailure, Join, Heartbeat).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+from bacalhau.errors import (
+    BacalhauError,
+    ConflictJobState,
+    InvalidRequest,
+    PermissionDenied,
+    RevisionConflict,
+)
+from bacalhau.models import (
+    BidResult,
+    ComputeFailure,
+    Evaluation,
+    Event,
+    Execution,
+    ExecutionDesiredStateType,
+    ExecutionStateType,
+    Heartbeat,
+    Job,
+    JobHistory,
+    JobStateType,
+    JoinRequest,
+    JoinResponse,
+    LabelSelectorRequirement,
+    NodeInfo,
+    NodeState,
+    RunResult,
+    SpecConfig,
+    TriggeredBy,
+    new_evaluation_id,
+    new_job_id,
+    normalise_job,
+    now_ns,
+    selector_matches,
+    validate_job,
+)
+from bacalhau.orchestrator._api import JobPage, SubmitResult
+from bacalhau.orchestrator._broker import EvaluationBroker
+from bacalhau.orchestrator._nodes import NodeAddressBook, NodeManager
+from bacalhau.orchestrator._planner import ComputeTransport, Planner
+from bacalhau.orchestrator._scheduler import SchedulerSettings, schedule
+from bacalhau.orchestrator._store import JobStore
+
+log = logging.getLogger(__name__)
+D = ExecutionDesiredStateType
+E = ExecutionStateType
+
+
+class BidApprovalHook(Protocol):
+    """An operator's say on a bid before it is accepted (exec/HTTP hooks, reputation)."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def approve(self, job: Job, execution: Execution, node: NodeState) -> tuple[bool, str]:
+        """(accept?, reason)."""
+        ...
+
+
+class ComputeClient(ComputeTransport, NodeAddressBook, Protocol):
+    """The transport client the orchestrator needs: send messages and learn addresses."""
+
+
+class Orchestrator:
+    """The requester node's brain. An async context manager: start it before use."""
+
+    def __init__(
+        self,
+        *,
+        node_info: NodeInfo,
+        data_dir: Path,
+        compute: ComputeClient,
+        settings: SchedulerSettings | None = None,
+        default_publisher: str = "local",
+        default_cpu: str = "500m",
+        default_memory: str = "1Gb",
+        approval_hooks: Sequence[BidApprovalHook] = (),
+        workers: int = 4,
+        heartbeat_interval: float = 5.0,
+        disconnect_timeout: float = 30.0,
+        housekeeping_interval: float = 5.0,
+        installation_id: str = "",
+    ) -> None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self._info = node_info
+        self.store = JobStore(data_dir / "jobs.db")
+        self._broker = EvaluationBroker()
+        self._settings = settings or SchedulerSettings()
+        self._default_publisher = default_publisher
+        self._default_cpu = default_cpu
+        self._default_memory = default_memory
+        self._hooks = list(approval_hooks)
+        self._workers = workers
+        self._housekeeping_interval = housekeeping_interval
+        self._installation_id = installation_id
+        self._rng = random.Random(int.from_bytes(os.urandom(8), "big"))
+        self.nodes = NodeManager(
+            self_info=node_info,
+            address_book=compute,
+            heartbeat_interval=heartbeat_interval,
+            disconnect_timeout=disconnect_timeout,
+            on_node_change=self._node_changed,
+        )
+        self._planner = Planner(
+            store=self.store,
+            transport=compute,
+            enqueue=self._broker.enqueue,
+            new_failure_eval=lambda job, by: self._new_eval(job, by),
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def __aenter__(self) -> Orchestrator:
+        await self.nodes.__aenter__()
+        # Resume: pending evaluations, plus one for every live job so that messages lost
+        # in a crash are re-sent.
+        for ev in self.store.pending_evaluations():
+            self._broker.enqueue(ev)
+        for job_id in self.store.jobs_in_states(
+            [JobStateType.PENDING, JobStateType.QUEUED, JobStateType.RUNNING]
+        ):
+            job = self.store.get_job(job_id)
+            self._enqueue_new(job, TriggeredBy.EXEC_UPDATE)
+        for i in range(self._workers):
+            self._tasks.append(asyncio.create_task(self._work(), name=f"eval-worker-{i}"))
+        self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        self._broker.close()
+        await self.nodes.__aexit__(None, None, None)
+        self.store.close()
+
+    # -- evaluations --------------------------------------------------------------------
+
+    def _new_eval(self, job: Job, triggered_by: str, wait_until: int = 0) -> Evaluation:
+        now = now_ns()
+        return Evaluation(
+            id=new_evaluation_id(),
+            job_id=job.id,
+            namespace=job.namespace,
+            type=job.type,
+            triggered_by=triggered_by,
+            priority=job.priority,
+            wait_until=wait_until,
+            create_time=now,
+            modify_time=now,
+        )
+
+    def _enqueue_new(self, job: Job, triggered_by: str) -> Evaluation:
+        ev = self._new_eval(job, triggered_by)
+        with self.store.transaction():
+            self.store.create_evaluation(ev)
+        self._broker.enqueue(ev)
+        return ev
+
+    async def _work(self) -> None:
+        while True:
+            ev = await self._broker.dequeue()
+            try:
+                await self._process(ev)
+            except Exception:
+                log.exception("evaluation %s of job %s failed", ev.id, ev.job_id)
+            finally:
+                self._broker.ack(ev)
+                superseded = self._broker.take_superseded()
+                if superseded:
+                    with self.store.transaction():
+                        for old in superseded:
+                            self.store.set_evaluation_status(old.id, "complete")
+
+    async def _process(self, ev: Evaluation) -> None:
+        job = self.store.get_job(ev.job_id)
+        executions = self.store.executions_of(job.id)
+        plan = schedule(
+            job,
+            executions,
+            self.nodes.compute_nodes(),
+            ev,
+            now=now_ns(),
+            settings=self._settings,
+            rng=self._rng,
+        )
+        sends = self._planner.apply(plan)
+        await self._planner.dispatch(job, sends)
+
+    async def _node_changed(self, node_id: str) -> None:
+        for job_id in self.store.active_jobs_on_node(node_id):
+            self._enqueue_new(self.store.get_job(job_id), TriggeredBy.NODE_UPDATE)
+        # A node (re)joining may unblock queued jobs.
+        for job_id in self.store.jobs_in_states([JobStateType.QUEUED]):
+            self._enqueue_new(self.store.get_job(job_id), TriggeredBy.NODE_UPDATE)
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(self._housekeeping_interval)
+            now = now_ns()
+            for job_id in self.store.jobs_in_states(
+                [JobStateType.PENDING, JobStateType.QUEUED, JobStateType.RUNNING]
+            ):
+                job = self.store.get_job(job_id)
+                total = job.task.timeouts.total_timeout if job.tasks else 0
+                if total and now - job.create_time > total * 1_000_000_000:
+                    self._enqueue_new(job, TriggeredBy.JOB_TIMEOUT)
+
+    # -- endpoint (OrchestratorAPI) ----------------------------------------------------
+
+    def node_info(self) -> NodeInfo:
+        return self._info
+
+    async def submit_job(
+        self,
+        job: Job,
+        *,
+        client_meta: dict[str, str] | None = None,
+        idempotency_token: str = "",
+    ) -> SubmitResult:
+        if idempotency_token:
+            seen = self.store.idempotent_result(idempotency_token)
+            if seen is not None:
+                return SubmitResult(seen[0], seen[1], seen[2])
+        warnings = normalise_job(job)
+        validate_job(job)
+        now = now_ns()
+        job.id = new_job_id()
+        if not job.name:
+            job.name = job.id
+        job.meta["bacalhau.org/requester.id"] = self._info.node_id
+        job.meta["bacalhau.org/orchestrator.id"] = self._info.node_id
+        if self._installation_id:
+            job.meta["bacalhau.org/server.installation.id"] = self._installation_id
+        for key, value in (client_meta or {}).items():
+            job.meta[key] = value
+        task = job.task
+        if not task.resources.cpu:
+            task.resources.cpu = self._default_cpu
+        if not task.resources.memory:
+            task.resources.memory = self._default_memory
+        if task.publisher.is_empty() and self._default_publisher:
+            # Results without a publisher would be unreachable: default to one.
+            task.publisher = SpecConfig(type=self._default_publisher)
+        job.state = JobStateType.PENDING
+        job.state_message = ""
+        job.revision = 1
+        job.version = 0
+        job.create_time = job.modify_time = now
+        ev = self._new_eval(job, TriggeredBy.JOB_REGISTER)
+        with self.store.transaction():
+            self.store.create_job(job)
+            self.store.add_history(
+                JobHistory(
+                    seq_num=0,
+                    type="JobLevel",
+                    job_id=job.id,
+                    event=Event(message="Job submitted", topic="Submission", timestamp=now),
+                    time=now,
+                    new_revision=1,
+                    job_state_new=JobStateType.PENDING,
+                )
+            )
+            self.store.create_evaluation(ev)
+            if idempotency_token:
+                self.store.remember_idempotent(idempotency_token, job.id, ev.id, warnings)
+        self._broker.enqueue(ev)
+        return SubmitResult(job.id, ev.id, warnings)
+
+    async def get_job(self, job_id: str) -> Job:
+        return self.store.get_job(self.store.resolve_job_id(job_id))
+
+    async def list_jobs(
+        self,
+        *,
+        namespace: str = "",
+        selector: list[LabelSelectorRequirement] | None = None,
+        order_by: str = "created_at",
+        reverse: bool = False,
+        limit: int = 0,
+        offset: int = 0,
+    ) -> JobPage:
+        jobs = self.store.list_jobs()
+        if namespace and namespace != "*":
+            jobs = [j for j in jobs if j.namespace == namespace]
+        if selector:
+            jobs = [j for j in jobs if selector_matches(selector, j.labels)]
+        keys = {
+            "": lambda j: j.create_time,
+            "created_at": lambda j: j.create_time,
+            "create_time": lambda j: j.create_time,
+            "modified_at": lambda j: j.modify_time,
+            "modify_time": lambda j: j.modify_time,
+            "id": lambda j: j.id,
+        }
+        key = keys.get(order_by)
+        if key is None:
+            raise InvalidRequest(
+                f"invalid order_by {order_by!r}",
+                hint="use created_at, modified_at or id",
+                details={"Field": "order_by"},
+            )
+        jobs.sort(key=key, reverse=reverse)
+        page = jobs[offset : offset + limit] if limit else jobs[offset:]
+        return JobPage(items=page, has_more=bool(limit) and offset + limit < len(jobs))
+
+    async def list_executions(self, job_id: str) -> list[Execution]:
+        job = await self.get_job(job_id)
+        executions = self.store.executions_of(job.id)
+        for ex in executions:
+            ex.job = job
+        return executions
+
+    async def job_history(
+        self,
+        job_id: str,
+        *,
+        since_ns: int = 0,
+        event_type: str = "all",
+        execution_id: str = "",
+        node_id: str = "",
+    ) -> list[JobHistory]:
+        full_id = self.store.resolve_job_id(job_id)
+        items = self.store.history_of(full_id)
+        event_type = (event_type or "all").lower()
+        if event_type not in ("all", "job", "execution"):
+            raise InvalidRequest(
+                f"invalid event_type {event_type!r}",
+                hint="use all, job or execution",
+                details={"Field": "event_type"},
+            )
+        out = []
+        for h in items:
+            if since_ns and h.time // 1_000_000_000 < since_ns // 1_000_000_000:
+                continue
+            if event_type == "job" and h.type != "JobLevel":
+                continue
+            if event_type == "execution" and h.type != "ExecutionLevel":
+                continue
+            if execution_id and not h.execution_id.startswith(execution_id):
+                continue
+            if node_id and not h.node_id.startswith(node_id):
+                continue
+            out.append(h)
+        return out
+
+    async def wait_for_change(self, job_id: str, *, after_seq: int, timeout: float) -> None:
+        full_id = self.store.resolve_job_id(job_id)
+        await self.store.wait_for_history(full_id, after_seq=after_seq, timeout=timeout)
+
+    async def stop_job(self, job_id: str, reason: str = "") -> str:
+        job = await self.get_job(job_id)
+        if job.state == JobStateType.STOPPED:
+            return ""
+        if job.state == JobStateType.COMPLETED:
+            raise ConflictJobState(
+                f"cannot stop job in state {job.state.wire}",
+                hint="the job already finished; nothing to stop",
+            )
+        message = reason or "Job requested to stop before completion"
+        was_failed = job.state == JobStateType.FAILED
+        with self.store.transaction():
+            self.store.update_job_state(
+                job.id,
+                JobStateType.STOPPED,
+                message=message,
+                event=Event(
+                    message="Job requested to stop before completion"
+                    + (f": {reason}" if reason else ""),
+                    topic="State Update",
+                    timestamp=now_ns(),
+                ),
+            )
+            if was_failed:
+                return ""
+            ev = self._new_eval(job, TriggeredBy.JOB_CANCEL)
+            self.store.create_evaluation(ev)
+        self._broker.enqueue(ev)
+        return ev.id
+
+    async def job_results(self, job_id: str) -> list[SpecConfig]:
+        job = await self.get_job(job_id)
+        if job.type not in ("batch", "ops"):
+            raise InvalidRequest(f"job type {job.type} does not support results")
+        return [
+            ex.published_result
+            for ex in self.store.executions_of(job.id)
+            if ex.compute_state == E.COMPLETED
+            and ex.published_result is not None
+            and ex.published_result.type
+        ]
+
+    async def list_nodes(self) -> list[NodeState]:
+        return self.nodes.all_nodes()
+
+    async def get_node(self, node_id: str) -> NodeState:
+        return self.nodes.get(node_id)
+
+    async def update_node(self, node_id: str, action: str, message: str = "") -> tuple[bool, str]:
+        ok, err = self.nodes.update(node_id, action)
+        if ok and action.lower() in ("approve", "delete", "reject"):
+            await self._node_changed(node_id)
+        return ok, err
+
+    # -- bprotocol callbacks (compute -> requester) -----------------------------------
+
+    def _own_execution(self, execution_id: str, node_id: str) -> Execution:
+        ex = self.store.get_execution(execution_id)
+        if ex.node_id != node_id:
+            raise PermissionDenied(
+                f"node {node_id} reported on execution {execution_id} of node {ex.node_id}"
+            )
+        return ex
+
+    def _after_callback(self, job_id: str) -> None:
+        job = self.store.get_job(job_id)
+        self._enqueue_new(job, TriggeredBy.EXEC_UPDATE)
+
+    async def on_bid_complete(self, result: BidResult) -> None:
+        ex = self._own_execution(result.execution_id, result.node_id)
+        try:
+            if result.accepted:
+                reason = await self._run_hooks(ex)
+                self.store.update_execution(
+                    ex.id,
+                    compute_state=E.ASK_FOR_BID_ACCEPTED,
+                    expected_states=frozenset({E.NEW, E.ASK_FOR_BID}),
+                    event=Event(
+                        message="Bid accepted by node", topic="Scheduling", timestamp=now_ns()
+                    ),
+                )
+                if reason:
+                    # An approval hook said no: reject the bid so the scheduler looks elsewhere.
+                    self.store.update_execution(
+                        ex.id,
+                        desired_state=D.STOPPED,
+                        compute_state=E.BID_REJECTED,
+                        compute_message=reason,
+                        desired_message=reason,
+                    )
+                    await self._planner.reject_bid(self.store.get_execution(ex.id), reason)
+            else:
+                message = result.event.message or "node declined to bid"
+                self.store.update_execution(
+                    ex.id,
+                    compute_state=E.ASK_FOR_BID_REJECTED,
+                    desired_state=D.STOPPED,
+                    compute_message=message,
+                    compute_details=result.event.details,
+                    expected_states=frozenset({E.NEW, E.ASK_FOR_BID}),
+                    event=Event(
+                        message=f"Node declined: {message}",
+                        topic="Scheduling",
+                        timestamp=now_ns(),
+                        details=result.event.details,
+                    ),
+                )
+        except RevisionConflict as exc:
+            log.info("ignoring late bid for %s: %s", ex.id, exc.message)
+            return
+        self._after_callback(ex.job_id)
+
+    async def _run_hooks(self, ex: Execution) -> str:
+        if not self._hooks:
+            return ""
+        job = self.store.get_job(ex.job_id)
+        node = self.nodes.get(ex.node_id)
+        for hook in self._hooks:
+            try:
+                ok, why = await hook.approve(job, ex, node)
+            except BacalhauError as exc:
+                ok, why = False, exc.message
+            if not ok:
+                return f"bid rejected by approval hook {hook.name}: {why}"
+        return ""
+
+    async def on_run_complete(self, result: RunResult) -> None:
+        ex = self._own_execution(result.execution_id, result.node_id)
+        code = result.run_output.exit_code
+        message = "Completed successfully" if code == 0 else f"Completed with exit code {code}"
+        try:
+            self.store.update_execution(
+                ex.id,
+                compute_state=E.COMPLETED,
+                desired_state=D.STOPPED,
+                desired_message="execution completed",
+                compute_message=message,
+                published_result=result.published_result,
+                run_output=result.run_output,
+                expected_states=frozenset(
+                    {
+                        E.NEW,
+                        E.ASK_FOR_BID,
+                        E.ASK_FOR_BID_ACCEPTED,
+                        E.BID_ACCEPTED,
+                        E.RUNNING,
+                        E.PUBLISHING,
+                    }
+                ),
+                event=Event(message=message, topic="Execution", timestamp=now_ns()),
+            )
+        except RevisionConflict as exc:
+            log.info("ignoring late run result for %s: %s", ex.id, exc.message)
+            return
+        self._after_callback(ex.job_id)
+
+    async def on_compute_failure(self, failure: ComputeFailure) -> None:
+        ex = self._own_execution(failure.execution_id, failure.node_id)
+        message = failure.event.message or "execution failed"
+        try:
+            self.store.update_execution(
+                ex.id,
+                compute_state=E.FAILED,
+                desired_state=D.STOPPED,
+                compute_message=message,
+                compute_details=failure.event.details,
+                expected_states=frozenset(
+                    {
+                        E.NEW,
+                        E.ASK_FOR_BID,
+                        E.ASK_FOR_BID_ACCEPTED,
+                        E.BID_ACCEPTED,
+                        E.RUNNING,
+                        E.PUBLISHING,
+                    }
+                ),
+                event=Event(
+                    message=message,
+                    topic=failure.event.topic or "Execution",
+                    timestamp=now_ns(),
+                    details={"IsError": "true", **failure.event.details},
+                ),
+            )
+        except RevisionConflict as exc:
+            log.info("ignoring late failure for %s: %s", ex.id, exc.message)
+            return
+        self._after_callback(ex.job_id)
+
+    async def join(self, request: JoinRequest) -> JoinResponse:
+        return await self.nodes.join(request)
+
+    async def heartbeat(self, heartbeat: Heartbeat) -> None:
+        await self.nodes.heartbeat(heartbeat)

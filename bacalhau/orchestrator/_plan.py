@@ -1,0 +1,50 @@
+"""Plans: what a scheduler decided, to be applied atomically by the planner."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bacalhau.models import (
+    Evaluation,
+    Event,
+    Execution,
+    ExecutionDesiredStateType,
+    ExecutionStateType,
+    Job,
+    JobStateType,
+)
+
+
+@dataclass(slots=True)
+class ExecutionChange:
+    """A change the scheduler wants for an existing execution."""
+
+    execution_id: str
+    desired_state: ExecutionDesiredStateType | None = None
+    desired_message: str = ""
+    #: Set when the scheduler itself decides the observed outcome (e.g. a lost node).
+    compute_state: ExecutionStateType | None = None
+    compute_message: str = ""
+    event: Event | None = None
+
+
+@dataclass(slots=True)
+class Plan:
+    """The outcome of one evaluation; pure data, no I/O."""
+
+    job: Job
+    evaluation: Evaluation
+    new_job_state: JobStateType | None = None
+    job_message: str = ""
+    job_event: Event | None = None
+    new_executions: list[Execution] = field(default_factory=list)
+    changes: list[ExecutionChange] = field(default_factory=list)
+    new_evaluations: list[Evaluation] = field(default_factory=list)
+
+    def is_empty(self) -> bool:
+        return (
+            self.new_job_state is None
+            and not self.new_executions
+            and not self.changes
+            and not self.new_evaluations
+        )

@@ -1,0 +1,183 @@
+"""Applies plans to the store and sends the bprotocol messages they imply.
+
+Persist first, then send: the observed state is moved *before* the message goes out (so a
+fast reply can never arrive before the state it answers), and a failed send is recorded as
+a failed execution and re-evaluated, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from bacalhau.errors import BacalhauError, RevisionConflict
+from bacalhau.models import (
+    AskForBidRequest,
+    BidDecision,
+    CancelExecutionRequest,
+    Evaluation,
+    Event,
+    Execution,
+    ExecutionDesiredStateType,
+    ExecutionStateType,
+    Job,
+    now_ns,
+)
+from bacalhau.orchestrator._plan import Plan
+from bacalhau.orchestrator._store import JobStore
+
+log = logging.getLogger(__name__)
+D = ExecutionDesiredStateType
+E = ExecutionStateType
+
+
+class ComputeTransport(Protocol):
+    """How the requester reaches compute nodes (implemented by the transport's client)."""
+
+    async def ask_for_bid(self, node_id: str, request: AskForBidRequest) -> None: ...
+
+    async def bid_accepted(self, node_id: str, decision: BidDecision) -> None: ...
+
+    async def bid_rejected(self, node_id: str, decision: BidDecision) -> None: ...
+
+    async def cancel_execution(self, node_id: str, request: CancelExecutionRequest) -> None: ...
+
+
+@dataclass(slots=True)
+class _Send:
+    kind: str  # ask | ask-approved | accept | reject | cancel
+    execution: Execution
+    justification: str = ""
+
+
+class Planner:
+    def __init__(
+        self,
+        *,
+        store: JobStore,
+        transport: ComputeTransport,
+        enqueue: Callable[[Evaluation], None],
+        new_failure_eval: Callable[[Job, str], Evaluation],
+    ) -> None:
+        self._store = store
+        self._transport = transport
+        self._enqueue = enqueue
+        self._failure_eval = new_failure_eval
+
+    def apply(self, plan: Plan) -> list[_Send]:
+        """Persist ``plan`` atomically; returns the messages to send."""
+        store = self._store
+        sends: list[_Send] = []
+        now = now_ns()
+        with store.transaction():
+            for change in plan.changes:
+                ex = store.get_execution(change.execution_id)
+                compute_state = change.compute_state
+                if change.desired_state == D.STOPPED and compute_state is None and ex.is_active():
+                    if ex.compute_state == E.ASK_FOR_BID_ACCEPTED:
+                        compute_state = E.BID_REJECTED
+                        sends.append(_Send("reject", ex, change.desired_message))
+                    else:
+                        compute_state = E.CANCELLED
+                        if ex.compute_state != E.NEW:
+                            sends.append(_Send("cancel", ex, change.desired_message))
+                elif (
+                    change.desired_state == D.RUNNING and ex.compute_state == E.ASK_FOR_BID_ACCEPTED
+                ):
+                    compute_state = E.BID_ACCEPTED
+                    sends.append(_Send("accept", ex))
+                store.update_execution(
+                    ex.id,
+                    desired_state=change.desired_state,
+                    desired_message=change.desired_message or None,
+                    compute_state=compute_state,
+                    compute_message=change.compute_message or change.desired_message or None,
+                    event=change.event,
+                )
+            for ex in plan.new_executions:
+                ex.compute_state = E.NEW
+                store.create_execution(
+                    ex,
+                    Event(
+                        message=f"Requested execution on {ex.node_id}",
+                        topic="Scheduling",
+                        timestamp=now,
+                    ),
+                )
+                pre_approved = ex.desired_state == D.RUNNING
+                updated = store.update_execution(
+                    ex.id, compute_state=E.BID_ACCEPTED if pre_approved else E.ASK_FOR_BID
+                )
+                sends.append(_Send("ask-approved" if pre_approved else "ask", updated))
+            if plan.new_job_state is not None and plan.new_job_state != plan.job.state:
+                store.update_job_state(
+                    plan.job.id,
+                    plan.new_job_state,
+                    message=plan.job_message,
+                    event=plan.job_event,
+                )
+            for ev in plan.new_evaluations:
+                store.create_evaluation(ev)
+            store.set_evaluation_status(plan.evaluation.id, "complete")
+        for ev in plan.new_evaluations:
+            self._enqueue(ev)
+        return sends
+
+    async def dispatch(self, job: Job, sends: list[_Send]) -> None:
+        """Send every message of a plan, in parallel across nodes."""
+        if sends:
+            await asyncio.gather(*(self._send(job, s) for s in sends))
+
+    async def reject_bid(self, execution: Execution, reason: str) -> None:
+        """Tell a node its bid was rejected (the store already says so)."""
+        job = self._store.get_job(execution.job_id)
+        await self._send(job, _Send("reject", execution, reason))
+
+    async def _send(self, job: Job, s: _Send) -> None:
+        ex = s.execution
+        t = self._transport
+        try:
+            if s.kind in ("ask", "ask-approved"):
+                ex.job = job
+                await t.ask_for_bid(
+                    ex.node_id, AskForBidRequest(ex, wait_for_approval=s.kind == "ask")
+                )
+            elif s.kind == "accept":
+                await t.bid_accepted(ex.node_id, BidDecision(ex.id, True, "bid accepted"))
+            elif s.kind == "reject":
+                await t.bid_rejected(ex.node_id, BidDecision(ex.id, False, s.justification))
+            else:
+                await t.cancel_execution(ex.node_id, CancelExecutionRequest(ex.id, s.justification))
+        except BacalhauError as exc:
+            if s.kind in ("cancel", "reject"):
+                # The execution is already recorded as stopped; the node may be gone.
+                log.warning("could not tell node %s to stop %s: %s", ex.node_id, ex.id, exc)
+                return
+            self._record_send_failure(job, ex, exc)
+
+    def _record_send_failure(self, job: Job, ex: Execution, exc: BacalhauError) -> None:
+        msg = f"could not reach node {ex.node_id}: {exc.message}"
+        try:
+            self._store.update_execution(
+                ex.id,
+                compute_state=E.FAILED,
+                desired_state=D.STOPPED,
+                compute_message=msg,
+                compute_details={"ErrorCode": exc.code, "Retryable": "true"},
+                expected_states=frozenset({E.ASK_FOR_BID, E.BID_ACCEPTED}),
+                event=Event(
+                    message=msg,
+                    topic="Scheduling",
+                    timestamp=now_ns(),
+                    details={"IsError": "true", "ErrorCode": exc.code},
+                ),
+            )
+        except RevisionConflict:
+            return  # the node answered after all
+        ev = self._failure_eval(job, "exec-failure")
+        with self._store.transaction():
+            self._store.create_evaluation(ev)
+        self._enqueue(ev)

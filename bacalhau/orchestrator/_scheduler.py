@@ -1,0 +1,309 @@
+"""Schedulers: pure functions from (job, executions, nodes, now) to a :class:`Plan`.
+
+No I/O happens here, so the whole decision logic is testable with plain values (the harness
+in the tests records plans instead of mocking a store or a network).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from bacalhau.models import (
+    Connection,
+    Evaluation,
+    Event,
+    Execution,
+    ExecutionDesiredStateType,
+    ExecutionStateType,
+    Job,
+    JobStateType,
+    NodeState,
+    TriggeredBy,
+    new_evaluation_id,
+    new_execution_id,
+)
+from bacalhau.orchestrator._plan import ExecutionChange, Plan
+from bacalhau.orchestrator._ranking import NodeRank, job_usage, rank_nodes
+
+D = ExecutionDesiredStateType
+E = ExecutionStateType
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerSettings:
+    #: Failed executions after which a batch job gives up.
+    max_attempts: int = 3
+    #: Used when a job sets no QueueTimeout (seconds; 0 = fail as soon as no node fits).
+    default_queue_timeout: int = 0
+    #: How long to wait before re-evaluating a queued job (seconds).
+    queue_backoff: float = 1.0
+
+
+def schedule(
+    job: Job,
+    executions: Sequence[Execution],
+    nodes: Sequence[NodeState],
+    evaluation: Evaluation,
+    *,
+    now: int,
+    settings: SchedulerSettings = SchedulerSettings(),
+    rng: random.Random | None = None,
+) -> Plan:
+    """Decide the next step for ``job``."""
+    if job.type == "ops":
+        return _schedule_ops(job, executions, nodes, evaluation, now=now, rng=rng)
+    return _schedule_batch(job, executions, nodes, evaluation, now=now, settings=settings, rng=rng)
+
+
+def _event(message: str, topic: str, now: int, **details: str) -> Event:
+    return Event(message=message, topic=topic, timestamp=now, details=dict(details))
+
+
+def _stop(ex: Execution, message: str, now: int) -> ExecutionChange:
+    return ExecutionChange(
+        execution_id=ex.id,
+        desired_state=D.STOPPED,
+        desired_message=message,
+        event=_event(message, "Scheduling", now),
+    )
+
+
+def _fail_lost(
+    executions: Sequence[Execution], nodes: Sequence[NodeState], plan: Plan, now: int
+) -> list[Execution]:
+    """Executions on nodes that vanished or disconnected are failed; returns the live view."""
+    by_id = {n.info.node_id: n for n in nodes}
+    view: list[Execution] = []
+    for ex in executions:
+        node = by_id.get(ex.node_id)
+        lost = ex.is_active() and (node is None or node.connection != Connection.CONNECTED)
+        if not lost:
+            view.append(ex)
+            continue
+        why = "disappeared" if node is None else "disconnected"
+        msg = f"node {ex.node_id} {why} while the execution was {ex.compute_state.label}"
+        plan.changes.append(
+            ExecutionChange(
+                execution_id=ex.id,
+                desired_state=D.STOPPED,
+                desired_message=msg,
+                compute_state=E.FAILED,
+                compute_message=msg,
+                event=_event(msg, "Execution", now, IsError="true", Retryable="true"),
+            )
+        )
+        view.append(replace(ex, compute_state=E.FAILED, compute_message=msg))
+    return view
+
+
+def _not_enough_nodes(job: Job, needed: int, ranks: list[NodeRank], failures: list[str]) -> str:
+    suitable = sum(1 for r in ranks if r.suitable)
+    lines = [
+        f"not enough nodes to run job. requested: {needed}, available: {len(ranks)}, "
+        f"suitable: {suitable}."
+    ]
+    if failures:
+        lines.insert(0, f"job failed: {failures[-1]}")
+    for r in ranks:
+        if not r.suitable:
+            lines.append(f"• node {r.node.info.node_id} {r.reason}")
+    if not ranks:
+        lines.append("• no compute node has joined this requester")
+    return "\n".join(lines)
+
+
+def _new_execution(
+    job: Job, node_id: str, evaluation: Evaluation, desired: D, now: int
+) -> Execution:
+    return Execution(
+        id=new_execution_id(),
+        job_id=job.id,
+        node_id=node_id,
+        namespace=job.namespace,
+        eval_id=evaluation.id,
+        name=job.name,
+        task_name=job.task.name,
+        allocated=job_usage(job),
+        desired_state=desired,
+        compute_state=E.NEW,
+        create_time=now,
+        modify_time=now,
+    )
+
+
+def _schedule_batch(
+    job: Job,
+    executions: Sequence[Execution],
+    nodes: Sequence[NodeState],
+    evaluation: Evaluation,
+    *,
+    now: int,
+    settings: SchedulerSettings,
+    rng: random.Random | None,
+) -> Plan:
+    plan = Plan(job=job, evaluation=evaluation)
+    if job.state.is_terminal():
+        for ex in executions:
+            if ex.is_active() and ex.desired_state != D.STOPPED:
+                plan.changes.append(_stop(ex, f"job is {job.state.wire.lower()}", now))
+        return plan
+
+    view = _fail_lost(executions, nodes, plan, now)
+
+    def fail_job(message: str) -> Plan:
+        plan.new_job_state = JobStateType.FAILED
+        plan.job_message = message
+        plan.job_event = _event(message, "Scheduling", now, IsError="true")
+        for ex in view:
+            if ex.is_active() and ex.desired_state != D.STOPPED:
+                plan.changes.append(_stop(ex, "job failed", now))
+        return plan
+
+    total = job.task.timeouts.total_timeout
+    if total and now - job.create_time > total * 1_000_000_000:
+        return fail_job(f"Job timed out after {total}s")
+
+    completed = [e for e in view if e.compute_state == E.COMPLETED]
+    desired = job.count - len(completed)
+    if desired <= 0:
+        plan.new_job_state = JobStateType.COMPLETED
+        plan.job_event = _event("Job completed", "State Update", now)
+        for ex in view:
+            if ex.is_active() and ex.desired_state != D.STOPPED:
+                plan.changes.append(
+                    _stop(
+                        ex,
+                        "Execution stop requested because there are more executions than needed",
+                        now,
+                    )
+                )
+        return plan
+
+    # Approve bids oldest-first until enough are running; reject the surplus.
+    running = [e for e in view if e.is_active() and e.desired_state == D.RUNNING]
+    approved = 0
+    rejected_ids: set[str] = set()
+    for ex in sorted(view, key=lambda e: e.create_time):
+        if ex.compute_state == E.ASK_FOR_BID_ACCEPTED and ex.desired_state == D.PENDING:
+            if len(running) + approved < desired:
+                approved += 1
+                plan.changes.append(
+                    ExecutionChange(
+                        execution_id=ex.id,
+                        desired_state=D.RUNNING,
+                        desired_message="bid accepted",
+                        event=_event("Bid accepted", "Scheduling", now),
+                    )
+                )
+            else:
+                rejected_ids.add(ex.id)
+                plan.changes.append(_stop(ex, "bid rejected: enough executions are running", now))
+
+    active = [
+        e
+        for e in view
+        if e.is_active() and e.id not in rejected_ids and e.desired_state != D.STOPPED
+    ]
+    missing = desired - len(active)
+    failures = [
+        f"execution {e.id} on node {e.node_id}: {e.compute_message}"
+        for e in view
+        if e.compute_state == E.FAILED
+    ]
+    if missing > 0:
+        if len(failures) >= settings.max_attempts:
+            return fail_job(
+                f"Job failed because it has been retried too many times ({len(failures)} "
+                f"failed executions); last error: {failures[-1]}"
+            )
+        ranks = rank_nodes(job, nodes, view, rng=rng)
+        suitable = [r for r in ranks if r.suitable]
+        placed = suitable[:missing]
+        for r in placed:
+            plan.new_executions.append(
+                _new_execution(job, r.node.info.node_id, evaluation, D.PENDING, now)
+            )
+        if len(placed) < missing:
+            queue_timeout = job.task.timeouts.queue_timeout or settings.default_queue_timeout
+            waited = (now - job.create_time) / 1_000_000_000
+            if queue_timeout and waited < queue_timeout:
+                plan.new_evaluations.append(
+                    Evaluation(
+                        id=new_evaluation_id(),
+                        job_id=job.id,
+                        namespace=job.namespace,
+                        type=job.type,
+                        triggered_by=TriggeredBy.JOB_QUEUE,
+                        priority=job.priority,
+                        wait_until=now + int(settings.queue_backoff * 1_000_000_000),
+                        create_time=now,
+                        modify_time=now,
+                    )
+                )
+                if not active and not placed and job.state != JobStateType.QUEUED:
+                    plan.new_job_state = JobStateType.QUEUED
+                    plan.job_message = _not_enough_nodes(job, job.count, ranks, [])
+                    plan.job_event = _event(
+                        "Job queued: waiting for a suitable node", "Queueing", now
+                    )
+            elif not active and not placed:
+                return fail_job(_not_enough_nodes(job, missing, ranks, failures))
+            elif len(placed) + len(active) < desired:
+                # Some capacity exists but never enough for Count: fail instead of hanging.
+                return fail_job(_not_enough_nodes(job, missing, ranks, failures))
+
+    if job.state in (JobStateType.PENDING, JobStateType.QUEUED) and (
+        approved or any(e.desired_state == D.RUNNING for e in active)
+    ):
+        plan.new_job_state = JobStateType.RUNNING
+        plan.job_event = _event("Running", "State Update", now)
+    return plan
+
+
+def _schedule_ops(
+    job: Job,
+    executions: Sequence[Execution],
+    nodes: Sequence[NodeState],
+    evaluation: Evaluation,
+    *,
+    now: int,
+    rng: random.Random | None,
+) -> Plan:
+    """Ops jobs run once on every matching node, pre-approved, without retries."""
+    plan = Plan(job=job, evaluation=evaluation)
+    if job.state.is_terminal():
+        for ex in executions:
+            if ex.is_active() and ex.desired_state != D.STOPPED:
+                plan.changes.append(_stop(ex, f"job is {job.state.wire.lower()}", now))
+        return plan
+    view = _fail_lost(executions, nodes, plan, now)
+    if not view:
+        ranks = rank_nodes(job, nodes, view, rng=rng)
+        suitable = [r for r in ranks if r.suitable]
+        if not suitable:
+            plan.new_job_state = JobStateType.FAILED
+            plan.job_message = _not_enough_nodes(job, 1, ranks, [])
+            plan.job_event = _event(plan.job_message, "Scheduling", now, IsError="true")
+            return plan
+        for r in suitable:
+            plan.new_executions.append(
+                _new_execution(job, r.node.info.node_id, evaluation, D.RUNNING, now)
+            )
+        plan.new_job_state = JobStateType.RUNNING
+        plan.job_event = _event("Running", "State Update", now)
+        return plan
+    if any(e.is_active() for e in view):
+        return plan
+    failed = [e for e in view if e.compute_state != E.COMPLETED]
+    if failed:
+        plan.new_job_state = JobStateType.FAILED
+        plan.job_message = (
+            f"{len(failed)} of {len(view)} executions failed: {failed[0].compute_message}"
+        )
+        plan.job_event = _event(plan.job_message, "Scheduling", now, IsError="true")
+    else:
+        plan.new_job_state = JobStateType.COMPLETED
+        plan.job_event = _event("Job completed", "State Update", now)
+    return plan

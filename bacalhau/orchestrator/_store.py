@@ -1,0 +1,588 @@
+"""The requester's job store: jobs, executions, history and evaluations in SQLite (WAL).
+
+Every update is compare-and-set on the row's revision and goes through the state-machine
+tables of :mod:`bacalhau.models`; a write that would make a transition the tables do not allow
+raises :class:`~bacalhau.errors.InvalidTransition`. Writes that belong together (a job and its
+first evaluation, a plan) happen in one transaction via :meth:`JobStore.transaction`.
+
+SQLite is called directly from the event loop: each transaction is a few hundred microseconds
+with ``synchronous=NORMAL`` under WAL, cheaper than a thread hop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+from bacalhau.errors import (
+    ExecutionNotFound,
+    JobNotFound,
+    MultipleJobsFound,
+    RevisionConflict,
+)
+from bacalhau.models import (
+    Evaluation,
+    EvaluationStatus,
+    Event,
+    Execution,
+    ExecutionDesiredStateType,
+    ExecutionStateType,
+    HistoryType,
+    Job,
+    JobHistory,
+    JobStateType,
+    Resources,
+    RunCommandResult,
+    SpecConfig,
+    check_desired_transition,
+    check_execution_transition,
+    check_job_transition,
+    now_ns,
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    namespace TEXT NOT NULL,
+    state INTEGER NOT NULL,
+    revision INTEGER NOT NULL,
+    create_time INTEGER NOT NULL,
+    modify_time INTEGER NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state);
+CREATE TABLE IF NOT EXISTS executions (
+    id TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    node_id TEXT NOT NULL,
+    compute_state INTEGER NOT NULL,
+    desired_state INTEGER NOT NULL,
+    revision INTEGER NOT NULL,
+    create_time INTEGER NOT NULL,
+    modify_time INTEGER NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS executions_by_job ON executions(job_id);
+CREATE INDEX IF NOT EXISTS executions_by_node ON executions(node_id);
+CREATE TABLE IF NOT EXISTS history (
+    job_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (job_id, seq)
+);
+CREATE TABLE IF NOT EXISTS evaluations (
+    id TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    wait_until INTEGER NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS evaluations_by_status ON evaluations(status);
+CREATE TABLE IF NOT EXISTS idempotency (
+    token TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    evaluation_id TEXT NOT NULL,
+    warnings TEXT NOT NULL
+);
+"""
+
+
+class JobStore:
+    """SQLite-backed store of the requester's state."""
+
+    def __init__(self, path: Path | str) -> None:
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(_SCHEMA)
+        self._depth = 0
+        # Waiters for history changes, per job (long-poll support).
+        self._changed: dict[str, asyncio.Event] = {}
+        self._pending_notify: set[str] = set()
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- transactions --------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group writes atomically; nests (inner blocks join the outer transaction)."""
+        if self._depth == 0:
+            self._db.execute("BEGIN IMMEDIATE")
+        self._depth += 1
+        try:
+            yield
+        except BaseException:
+            self._depth -= 1
+            if self._depth == 0:
+                self._db.execute("ROLLBACK")
+                self._pending_notify.clear()
+            raise
+        self._depth -= 1
+        if self._depth == 0:
+            self._db.execute("COMMIT")
+            self._flush_notify()
+
+    def _flush_notify(self) -> None:
+        for job_id in self._pending_notify:
+            ev = self._changed.pop(job_id, None)
+            if ev is not None:
+                ev.set()
+        self._pending_notify.clear()
+
+    # -- jobs --------------------------------------------------------------------------
+
+    def create_job(self, job: Job) -> None:
+        check_job_transition(JobStateType.UNDEFINED, job.state)
+        self._db.execute(
+            "INSERT INTO jobs (id, namespace, state, revision, create_time, modify_time, data)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                job.id,
+                job.namespace,
+                int(job.state),
+                job.revision,
+                job.create_time,
+                job.modify_time,
+                json.dumps(job.to_dict()),
+            ),
+        )
+
+    def get_job(self, job_id: str) -> Job:
+        row = self._db.execute("SELECT data FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise JobNotFound(f"job not found: {job_id}")
+        return Job.from_dict(json.loads(row[0]))
+
+    def resolve_job_id(self, prefix: str) -> str:
+        """Full job ID for an ID or a unique prefix."""
+        row = self._db.execute("SELECT id FROM jobs WHERE id = ?", (prefix,)).fetchone()
+        if row is not None:
+            return str(row[0])
+        if not prefix:
+            raise JobNotFound("job not found: empty job ID")
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        rows = self._db.execute(
+            "SELECT id FROM jobs WHERE id LIKE ? ESCAPE '\\' LIMIT 2", (escaped + "%",)
+        ).fetchall()
+        if not rows:
+            raise JobNotFound(f"job not found: {prefix}")
+        if len(rows) > 1:
+            raise MultipleJobsFound(f"multiple jobs found for ID prefix {prefix}")
+        return str(rows[0][0])
+
+    def list_jobs(self) -> list[Job]:
+        rows = self._db.execute("SELECT data FROM jobs ORDER BY create_time, id").fetchall()
+        return [Job.from_dict(json.loads(r[0])) for r in rows]
+
+    def jobs_in_states(self, states: list[JobStateType]) -> list[str]:
+        marks = ",".join("?" for _ in states)
+        rows = self._db.execute(
+            f"SELECT id FROM jobs WHERE state IN ({marks})", [int(s) for s in states]
+        ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def update_job_state(
+        self,
+        job_id: str,
+        new_state: JobStateType,
+        *,
+        expected_revision: int | None = None,
+        message: str = "",
+        event: Event | None = None,
+    ) -> Job:
+        """Move a job to ``new_state`` (CAS on revision) and record a JobLevel history item."""
+        job = self.get_job(job_id)
+        if expected_revision is not None and job.revision != expected_revision:
+            raise RevisionConflict(
+                f"job {job_id} is at revision {job.revision}, expected {expected_revision}"
+            )
+        old = job.state
+        check_job_transition(old, new_state)
+        now = now_ns()
+        job.state = new_state
+        job.state_message = message
+        job.revision += 1
+        job.modify_time = now
+        with self.transaction():
+            cur = self._db.execute(
+                "UPDATE jobs SET state = ?, revision = ?, modify_time = ?, data = ?"
+                " WHERE id = ? AND revision = ?",
+                (int(new_state), job.revision, now, json.dumps(job.to_dict()), job_id,
+                 job.revision - 1),
+            )  # fmt: skip
+            if cur.rowcount != 1:
+                raise RevisionConflict(f"job {job_id} changed concurrently")
+            self.add_history(
+                JobHistory(
+                    seq_num=0,
+                    type=HistoryType.JOB,
+                    job_id=job_id,
+                    event=event or Event(message=message, topic="State Update", timestamp=now),
+                    time=now,
+                    new_revision=job.revision,
+                    job_state_previous=old if old != new_state else None,
+                    job_state_new=new_state,
+                )
+            )
+        return job
+
+    # -- executions --------------------------------------------------------------------
+
+    def create_execution(self, execution: Execution, event: Event | None = None) -> None:
+        check_execution_transition(ExecutionStateType.UNDEFINED, execution.compute_state)
+        with self.transaction():
+            self._db.execute(
+                "INSERT INTO executions (id, job_id, node_id, compute_state, desired_state,"
+                " revision, create_time, modify_time, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    execution.id,
+                    execution.job_id,
+                    execution.node_id,
+                    int(execution.compute_state),
+                    int(execution.desired_state),
+                    execution.revision,
+                    execution.create_time,
+                    execution.modify_time,
+                    json.dumps(_execution_to_row(execution)),
+                ),
+            )
+            if event is not None:
+                self._exec_history(execution, None, event)
+
+    def get_execution(self, execution_id: str) -> Execution:
+        row = self._db.execute(
+            "SELECT data FROM executions WHERE id = ?", (execution_id,)
+        ).fetchone()
+        if row is None:
+            raise ExecutionNotFound(f"execution not found: {execution_id}")
+        return _execution_from_row(json.loads(row[0]))
+
+    def executions_of(self, job_id: str) -> list[Execution]:
+        rows = self._db.execute(
+            "SELECT data FROM executions WHERE job_id = ? ORDER BY create_time, id", (job_id,)
+        ).fetchall()
+        return [_execution_from_row(json.loads(r[0])) for r in rows]
+
+    def active_jobs_on_node(self, node_id: str) -> list[str]:
+        rows = self._db.execute(
+            "SELECT DISTINCT job_id FROM executions WHERE node_id = ? AND compute_state IN"
+            " (?, ?, ?, ?, ?, ?, ?)",
+            (
+                node_id,
+                int(ExecutionStateType.NEW),
+                int(ExecutionStateType.ASK_FOR_BID),
+                int(ExecutionStateType.ASK_FOR_BID_ACCEPTED),
+                int(ExecutionStateType.BID_ACCEPTED),
+                int(ExecutionStateType.RUNNING),
+                int(ExecutionStateType.PUBLISHING),
+                int(ExecutionStateType.UNDEFINED),
+            ),
+        ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def update_execution(
+        self,
+        execution_id: str,
+        *,
+        compute_state: ExecutionStateType | None = None,
+        desired_state: ExecutionDesiredStateType | None = None,
+        compute_message: str | None = None,
+        desired_message: str | None = None,
+        compute_details: dict[str, str] | None = None,
+        published_result: SpecConfig | None = None,
+        run_output: RunCommandResult | None = None,
+        expected_states: frozenset[ExecutionStateType] | None = None,
+        expected_revision: int | None = None,
+        event: Event | None = None,
+    ) -> Execution:
+        """Change an execution (CAS on revision; transitions checked).
+
+        ``expected_states`` makes the write conditional on the current observed state (used by
+        callbacks that may arrive late or twice); a mismatch raises RevisionConflict.
+        """
+        ex = self.get_execution(execution_id)
+        if expected_revision is not None and ex.revision != expected_revision:
+            raise RevisionConflict(
+                f"execution {execution_id} is at revision {ex.revision}, "
+                f"expected {expected_revision}"
+            )
+        if expected_states is not None and ex.compute_state not in expected_states:
+            raise RevisionConflict(
+                f"execution {execution_id} is {ex.compute_state.label}, not one of "
+                + ", ".join(sorted(s.label for s in expected_states))
+            )
+        old_state = ex.compute_state
+        if compute_state is not None:
+            check_execution_transition(ex.compute_state, compute_state)
+            ex.compute_state = compute_state
+        if desired_state is not None:
+            check_desired_transition(ex.desired_state, desired_state)
+            ex.desired_state = desired_state
+        if compute_message is not None:
+            ex.compute_message = compute_message
+        if desired_message is not None:
+            ex.desired_message = desired_message
+        if compute_details is not None:
+            ex.compute_details = dict(compute_details)
+        if published_result is not None:
+            ex.published_result = published_result
+        if run_output is not None:
+            ex.run_output = run_output
+        ex.revision += 1
+        ex.modify_time = now_ns()
+        with self.transaction():
+            cur = self._db.execute(
+                "UPDATE executions SET compute_state = ?, desired_state = ?, revision = ?,"
+                " modify_time = ?, data = ? WHERE id = ? AND revision = ?",
+                (
+                    int(ex.compute_state),
+                    int(ex.desired_state),
+                    ex.revision,
+                    ex.modify_time,
+                    json.dumps(_execution_to_row(ex)),
+                    execution_id,
+                    ex.revision - 1,
+                ),
+            )
+            if cur.rowcount != 1:
+                raise RevisionConflict(f"execution {execution_id} changed concurrently")
+            if event is not None or (compute_state is not None and compute_state != old_state):
+                self._exec_history(
+                    ex,
+                    old_state if compute_state is not None and old_state != compute_state else None,
+                    event
+                    or Event(
+                        message=ex.compute_message or ex.compute_state.label,
+                        topic="Execution",
+                        timestamp=ex.modify_time,
+                    ),
+                )
+        return ex
+
+    # -- history -----------------------------------------------------------------------
+
+    def _exec_history(
+        self, ex: Execution, previous: ExecutionStateType | None, event: Event
+    ) -> None:
+        self.add_history(
+            JobHistory(
+                seq_num=0,
+                type=HistoryType.EXECUTION,
+                job_id=ex.job_id,
+                event=event,
+                time=event.timestamp or now_ns(),
+                new_revision=ex.revision,
+                node_id=ex.node_id,
+                execution_id=ex.id,
+                exec_state_previous=previous,
+                exec_state_new=ex.compute_state,
+            )
+        )
+
+    def add_history(self, item: JobHistory) -> JobHistory:
+        """Append a history item; assigns the next SeqNum of its job."""
+        with self.transaction():
+            row = self._db.execute(
+                "SELECT COALESCE(MAX(seq), 0) FROM history WHERE job_id = ?", (item.job_id,)
+            ).fetchone()
+            item.seq_num = int(row[0]) + 1
+            if not item.event.timestamp:
+                item.event.timestamp = item.time
+            self._db.execute(
+                "INSERT INTO history (job_id, seq, data) VALUES (?, ?, ?)",
+                (item.job_id, item.seq_num, json.dumps(_history_to_row(item))),
+            )
+            self._pending_notify.add(item.job_id)
+        return item
+
+    def history_of(self, job_id: str, *, after_seq: int = 0) -> list[JobHistory]:
+        rows = self._db.execute(
+            "SELECT seq, data FROM history WHERE job_id = ? AND seq > ? ORDER BY seq",
+            (job_id, after_seq),
+        ).fetchall()
+        return [_history_from_row(job_id, int(r[0]), json.loads(r[1])) for r in rows]
+
+    def last_seq(self, job_id: str) -> int:
+        row = self._db.execute(
+            "SELECT COALESCE(MAX(seq), 0) FROM history WHERE job_id = ?", (job_id,)
+        ).fetchone()
+        return int(row[0])
+
+    async def wait_for_history(self, job_id: str, *, after_seq: int, timeout: float) -> None:
+        """Wait until the job has a history item past ``after_seq`` (or the timeout)."""
+        if self.last_seq(job_id) > after_seq:
+            return
+        ev = self._changed.get(job_id)
+        if ev is None:
+            ev = self._changed[job_id] = asyncio.Event()
+        with suppress(TimeoutError):
+            await asyncio.wait_for(ev.wait(), timeout)
+
+    # -- evaluations -------------------------------------------------------------------
+
+    def create_evaluation(self, ev: Evaluation) -> None:
+        self._db.execute(
+            "INSERT INTO evaluations (id, job_id, status, wait_until, data) VALUES (?, ?, ?, ?, ?)",
+            (ev.id, ev.job_id, ev.status, ev.wait_until, json.dumps(_eval_to_row(ev))),
+        )
+
+    def set_evaluation_status(self, eval_id: str, status: str) -> None:
+        self._db.execute("UPDATE evaluations SET status = ? WHERE id = ?", (status, eval_id))
+
+    def pending_evaluations(self) -> list[Evaluation]:
+        rows = self._db.execute(
+            "SELECT data FROM evaluations WHERE status = ? ORDER BY wait_until",
+            (EvaluationStatus.PENDING,),
+        ).fetchall()
+        return [_eval_from_row(json.loads(r[0])) for r in rows]
+
+    # -- idempotency -------------------------------------------------------------------
+
+    def idempotent_result(self, token: str) -> tuple[str, str, list[str]] | None:
+        row = self._db.execute(
+            "SELECT job_id, evaluation_id, warnings FROM idempotency WHERE token = ?", (token,)
+        ).fetchone()
+        if row is None:
+            return None
+        return str(row[0]), str(row[1]), list(json.loads(row[2]))
+
+    def remember_idempotent(
+        self, token: str, job_id: str, eval_id: str, warnings: list[str]
+    ) -> None:
+        self._db.execute(
+            "INSERT INTO idempotency (token, job_id, evaluation_id, warnings) VALUES (?, ?, ?, ?)",
+            (token, job_id, eval_id, json.dumps(warnings)),
+        )
+
+
+# -- row codecs (internal; the wire shapes live in models) ---------------------------------
+
+
+def _execution_to_row(ex: Execution) -> dict[str, Any]:
+    return {
+        "id": ex.id,
+        "job_id": ex.job_id,
+        "node_id": ex.node_id,
+        "namespace": ex.namespace,
+        "eval_id": ex.eval_id,
+        "name": ex.name,
+        "task": ex.task_name,
+        "alloc": ex.allocated.to_dict(),
+        "ds": int(ex.desired_state),
+        "dm": ex.desired_message,
+        "cs": int(ex.compute_state),
+        "cm": ex.compute_message,
+        "cd": ex.compute_details,
+        "pr": ex.published_result.to_dict() if ex.published_result else None,
+        "ro": ex.run_output.to_dict() if ex.run_output else None,
+        "prev": ex.previous_execution,
+        "next": ex.next_execution,
+        "fe": ex.followup_eval_id,
+        "rev": ex.revision,
+        "ct": ex.create_time,
+        "mt": ex.modify_time,
+    }
+
+
+def _execution_from_row(d: dict[str, Any]) -> Execution:
+    pr = d.get("pr")
+    ro = d.get("ro")
+    return Execution(
+        id=d["id"],
+        job_id=d["job_id"],
+        node_id=d["node_id"],
+        namespace=d["namespace"],
+        eval_id=d["eval_id"],
+        name=d["name"],
+        task_name=d["task"],
+        allocated=Resources.from_dict(d["alloc"]),
+        desired_state=ExecutionDesiredStateType(d["ds"]),
+        desired_message=d["dm"],
+        compute_state=ExecutionStateType(d["cs"]),
+        compute_message=d["cm"],
+        compute_details=dict(d["cd"]),
+        published_result=SpecConfig(type=pr["Type"], params=pr.get("Params", {})) if pr else None,
+        run_output=RunCommandResult.from_dict(ro) if ro else None,
+        previous_execution=d["prev"],
+        next_execution=d["next"],
+        followup_eval_id=d["fe"],
+        revision=d["rev"],
+        create_time=d["ct"],
+        modify_time=d["mt"],
+    )
+
+
+def _history_to_row(h: JobHistory) -> dict[str, Any]:
+    return {
+        "type": h.type,
+        "time": h.time,
+        "rev": h.new_revision,
+        "node": h.node_id,
+        "exec": h.execution_id,
+        "ev": {
+            "m": h.event.message,
+            "t": h.event.topic,
+            "ts": h.event.timestamp,
+            "d": h.event.details,
+        },
+        "jp": int(h.job_state_previous) if h.job_state_previous is not None else None,
+        "jn": int(h.job_state_new) if h.job_state_new is not None else None,
+        "ep": int(h.exec_state_previous) if h.exec_state_previous is not None else None,
+        "en": int(h.exec_state_new) if h.exec_state_new is not None else None,
+    }
+
+
+def _history_from_row(job_id: str, seq: int, d: dict[str, Any]) -> JobHistory:
+    ev = d["ev"]
+    return JobHistory(
+        seq_num=seq,
+        type=d["type"],
+        job_id=job_id,
+        event=Event(message=ev["m"], topic=ev["t"], timestamp=ev["ts"], details=dict(ev["d"])),
+        time=d["time"],
+        new_revision=d["rev"],
+        node_id=d["node"],
+        execution_id=d["exec"],
+        job_state_previous=JobStateType(d["jp"]) if d["jp"] is not None else None,
+        job_state_new=JobStateType(d["jn"]) if d["jn"] is not None else None,
+        exec_state_previous=ExecutionStateType(d["ep"]) if d["ep"] is not None else None,
+        exec_state_new=ExecutionStateType(d["en"]) if d["en"] is not None else None,
+    )
+
+
+def _eval_to_row(ev: Evaluation) -> dict[str, Any]:
+    return {
+        "id": ev.id,
+        "job_id": ev.job_id,
+        "ns": ev.namespace,
+        "type": ev.type,
+        "by": ev.triggered_by,
+        "prio": ev.priority,
+        "status": ev.status,
+        "wait": ev.wait_until,
+        "ct": ev.create_time,
+        "mt": ev.modify_time,
+    }
+
+
+def _eval_from_row(d: dict[str, Any]) -> Evaluation:
+    return Evaluation(
+        id=d["id"],
+        job_id=d["job_id"],
+        namespace=d["ns"],
+        type=d["type"],
+        triggered_by=d["by"],
+        priority=d["prio"],
+        status=d["status"],
+        wait_until=d["wait"],
+        create_time=d["ct"],
+        modify_time=d["mt"],
+    )

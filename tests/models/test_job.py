@@ -1,0 +1,94 @@
+"""The job model: exact wire spellings, case-insensitive decoding, validation naming fields."""
+
+from __future__ import annotations
+
+import pytest
+
+from bacalhau.errors import InvalidJobSpec
+from bacalhau.models import Job, normalise_job, parse_job_document, validate_job
+
+
+def _job(**task: object) -> dict[str, object]:
+    t: dict[str, object] = {
+        "Name": "main",
+        "Engine": {"Type": "docker", "Params": {"Image": "local/busybox:1.37"}},
+    }
+    t.update(task)
+    return {"Type": "batch", "Count": 1, "Tasks": [t]}
+
+
+def test_round_trip_keeps_exact_spellings() -> None:
+    job = Job.from_dict(_job(ResultPaths=[{"Name": "out", "Path": "/outputs"}]))
+    out = job.to_dict()
+    assert set(out) >= {"ID", "Name", "Namespace", "Type", "Count", "Constraints", "Meta", "Labels"}
+    assert out["Tasks"][0]["ResultPaths"] == [{"Name": "out", "Path": "/outputs"}]
+    assert out["Constraints"] == [] and out["Meta"] == {} and out["Labels"] == {}
+    assert Job.from_dict(out).to_dict() == out
+
+
+def test_keys_are_case_insensitive() -> None:
+    job = Job.from_dict({"type": "batch", "TASKS": [{"name": "x", "engine": {"type": "wasm"}}]})
+    assert job.type == "batch" and job.tasks[0].name == "x" and job.task.engine.type == "wasm"
+
+
+@pytest.mark.parametrize(
+    ("doc", "field"),
+    [
+        ({"Tasks": [{"Name": "m", "Engine": {"Type": "docker"}}]}, "Type"),
+        ({"Type": "nope", "Tasks": []}, "Type"),
+        ({"Type": "batch", "Count": -1, "Tasks": []}, "Count"),
+        ({"Type": "batch", "Tasks": []}, "Tasks"),
+        (_job(Engine={"Type": ""}), "Tasks[0].Engine.Type"),
+        (_job(Engine={"Type": "docker", "Params": {}}), "Tasks[0].Engine.Params.Image"),
+        (_job(Resources={"CPU": "lots"}), "Tasks[0].Resources.CPU"),
+        (_job(Resources={"Memory": "1 potato"}), "Tasks[0].Resources.Memory"),
+        (_job(ResultPaths=[{"Name": "o", "Path": "rel"}]), "Tasks[0].ResultPaths[0].Path"),
+        (
+            _job(ResultPaths=[{"Name": "o", "Path": "/a"}, {"Name": "o", "Path": "/b"}]),
+            "Tasks[0].ResultPaths[1].Name",
+        ),
+        (_job(Timeouts={"ExecutionTimeout": -3}), "Tasks[0].Timeouts.ExecutionTimeout"),
+    ],
+)
+def test_validation_names_the_field(doc: dict[str, object], field: str) -> None:
+    with pytest.raises(InvalidJobSpec) as info:
+        job = Job.from_dict(doc)
+        normalise_job(job)
+        validate_job(job)
+    assert info.value.field == field
+
+
+def test_type_mismatch_names_the_field() -> None:
+    with pytest.raises(InvalidJobSpec) as info:
+        Job.from_dict({"Type": "batch", "Tasks": [{"Name": "m", "Engine": "docker"}]})
+    assert info.value.field == "Tasks[0].Engine"
+
+
+def test_normalise_warns_and_strips_reserved_meta() -> None:
+    job = Job.from_dict(
+        {**_job(), "ID": "j-mine", "Meta": {"bacalhau.org/requester.id": "x", "mine": "y"}}
+    )
+    warnings = normalise_job(job)
+    assert job.meta == {"mine": "y"}
+    assert any("reserved" in w for w in warnings)
+    assert any("job ID is ignored" in w for w in warnings)
+
+
+def test_yaml_and_json_documents() -> None:
+    yaml_doc = """
+Job:
+  Type: batch
+  Count: 1
+  Tasks:
+    - Name: main
+      Engine:
+        Type: docker
+        Params:
+          Image: local/busybox:1.37
+          Parameters: [echo, hi]
+"""
+    job = parse_job_document(yaml_doc)
+    assert job.task.engine.params["Parameters"] == ["echo", "hi"]
+    assert parse_job_document('{"Type": "batch", "Tasks": []}').type == "batch"
+    with pytest.raises(InvalidJobSpec):
+        parse_job_document("Type: [unclosed")

@@ -1,0 +1,81 @@
+"""The state machines: the tables are the only source of truth, and they are coherent."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bacalhau.errors import InvalidTransition
+from bacalhau.models import (
+    EXECUTION_TRANSITIONS,
+    JOB_TRANSITIONS,
+    LOCAL_TRANSITIONS,
+    ExecutionStateType,
+    JobStateType,
+    LocalExecutionState,
+    check_execution_transition,
+    check_job_transition,
+    check_local_transition,
+)
+
+
+def test_terminal_states_have_no_exits() -> None:
+    for state, targets in JOB_TRANSITIONS.items():
+        if state in (JobStateType.COMPLETED, JobStateType.STOPPED):
+            assert not targets
+    for es, etargets in EXECUTION_TRANSITIONS.items():
+        assert es.is_terminal() == (not etargets) or es == ExecutionStateType.UNDEFINED
+    for ls, ltargets in LOCAL_TRANSITIONS.items():
+        assert ls.is_terminal() == (not ltargets)
+
+
+def test_failed_job_can_only_be_stopped() -> None:
+    check_job_transition(JobStateType.FAILED, JobStateType.STOPPED)
+    with pytest.raises(InvalidTransition):
+        check_job_transition(JobStateType.FAILED, JobStateType.RUNNING)
+
+
+@given(st.sampled_from(list(JobStateType)), st.sampled_from(list(JobStateType)))
+def test_job_check_agrees_with_table(old: JobStateType, new: JobStateType) -> None:
+    allowed = old == new or new in JOB_TRANSITIONS[old]
+    try:
+        check_job_transition(old, new)
+        assert allowed
+    except InvalidTransition:
+        assert not allowed
+
+
+@given(st.lists(st.sampled_from(list(ExecutionStateType)), min_size=1, max_size=12))
+def test_execution_walks_never_leave_a_terminal_state(path: list[ExecutionStateType]) -> None:
+    state = ExecutionStateType.NEW
+    for nxt in path:
+        try:
+            check_execution_transition(state, nxt)
+        except InvalidTransition:
+            continue
+        if state.is_terminal():
+            assert nxt == state
+        state = nxt
+
+
+@given(st.lists(st.sampled_from(list(LocalExecutionState)), min_size=1, max_size=10))
+def test_local_walks_never_leave_a_terminal_state(path: list[LocalExecutionState]) -> None:
+    state = LocalExecutionState.CREATED
+    for nxt in path:
+        try:
+            check_local_transition(state, nxt)
+        except InvalidTransition:
+            continue
+        if state.is_terminal():
+            assert nxt == state
+        state = nxt
+
+
+def test_wire_numberings() -> None:
+    assert ExecutionStateType.COMPLETED.wire() == 7
+    assert ExecutionStateType.COMPLETED.wire(v152=True) == 9
+    assert ExecutionStateType.RUNNING.wire() == 5
+    assert ExecutionStateType.CANCELLED.wire() == 9
+    assert ExecutionStateType.from_wire(7) == ExecutionStateType.COMPLETED
+    assert JobStateType.parse("completed") == JobStateType.COMPLETED

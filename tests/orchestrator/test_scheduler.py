@@ -1,0 +1,175 @@
+"""The batch/ops schedulers as pure functions: plans are recorded, nothing is mocked."""
+
+from __future__ import annotations
+
+import random
+
+from bacalhau.models import (
+    ComputeNodeInfo,
+    Connection,
+    Evaluation,
+    Execution,
+    ExecutionDesiredStateType,
+    ExecutionStateType,
+    Job,
+    JobStateType,
+    NodeInfo,
+    NodeState,
+    NodeType,
+    Resources,
+    normalise_job,
+    validate_job,
+)
+from bacalhau.orchestrator import SchedulerSettings, schedule
+
+D = ExecutionDesiredStateType
+E = ExecutionStateType
+NOW = 1_700_000_000_000_000_000
+
+
+def node(nid: str, engines: list[str] = ["docker", "wasm"], cpu: float = 4.0) -> NodeState:  # noqa: B006
+    cap = Resources(cpu=cpu, memory=8 * 10**9, disk=10**11)
+    return NodeState(
+        info=NodeInfo(
+            node_id=nid,
+            node_type=NodeType.COMPUTE,
+            compute=ComputeNodeInfo(
+                execution_engines=engines,
+                publishers=["local", "noop"],
+                max_capacity=cap,
+                available_capacity=cap,
+                max_job_requirements=cap,
+            ),
+        )
+    )
+
+
+def job(count: int = 1, engine: str = "docker", **task: object) -> Job:
+    params = {"Image": "x"} if engine == "docker" else {"EntryModule": {"Source": {"Type": "inline"}}}
+    t: dict[str, object] = {"Name": "main", "Engine": {"Type": engine, "Params": params}}
+    t.update(task)
+    j = Job.from_dict({"Type": "batch", "Count": count, "Tasks": [t]})
+    normalise_job(j)
+    validate_job(j)
+    j.id = "j-1"
+    j.state = JobStateType.PENDING
+    j.create_time = NOW
+    return j
+
+
+def ev() -> Evaluation:
+    return Evaluation(id="ev", job_id="j-1", namespace="default", type="batch", triggered_by="x")
+
+
+def execution(eid: str, nid: str, state: E, desired: D = D.PENDING, msg: str = "") -> Execution:
+    return Execution(
+        id=eid, job_id="j-1", node_id=nid, compute_state=state, desired_state=desired,
+        compute_message=msg, create_time=NOW,
+    )  # fmt: skip
+
+
+def test_count_places_on_distinct_nodes() -> None:
+    plan = schedule(job(count=2), [], [node("a"), node("b"), node("c")], ev(), now=NOW)
+    assert len(plan.new_executions) == 2
+    assert len({e.node_id for e in plan.new_executions}) == 2
+    assert all(e.desired_state == D.PENDING for e in plan.new_executions)
+
+
+def test_no_node_with_engine_fails_and_says_why() -> None:
+    plan = schedule(job(engine="wasm"), [], [node("a", ["docker"])], ev(), now=NOW)
+    assert plan.new_job_state == JobStateType.FAILED
+    assert "not enough nodes" in plan.job_message
+    assert "node a does not support the wasm engine, only docker" in plan.job_message
+
+
+def test_no_nodes_at_all() -> None:
+    plan = schedule(job(), [], [], ev(), now=NOW)
+    assert plan.new_job_state == JobStateType.FAILED
+    assert "no compute node has joined" in plan.job_message
+
+
+def test_queue_timeout_queues_instead_of_failing() -> None:
+    plan = schedule(job(Timeouts={"QueueTimeout": 60}), [], [], ev(), now=NOW)
+    assert plan.new_job_state == JobStateType.QUEUED
+    assert plan.new_evaluations and plan.new_evaluations[0].wait_until > NOW
+
+
+def test_accepted_bid_is_approved_and_job_runs() -> None:
+    ex = execution("e1", "a", E.ASK_FOR_BID_ACCEPTED)
+    plan = schedule(job(), [ex], [node("a")], ev(), now=NOW)
+    assert [(c.execution_id, c.desired_state) for c in plan.changes] == [("e1", D.RUNNING)]
+    assert plan.new_job_state == JobStateType.RUNNING
+    assert not plan.new_executions
+
+
+def test_surplus_bids_are_rejected() -> None:
+    exs = [execution("e1", "a", E.ASK_FOR_BID_ACCEPTED), execution("e2", "b", E.ASK_FOR_BID_ACCEPTED)]
+    exs[1].create_time += 1
+    plan = schedule(job(count=1), exs, [node("a"), node("b")], ev(), now=NOW)
+    changes = {c.execution_id: c.desired_state for c in plan.changes}
+    assert changes == {"e1": D.RUNNING, "e2": D.STOPPED}
+
+
+def test_completion() -> None:
+    ex = execution("e1", "a", E.COMPLETED, D.STOPPED)
+    plan = schedule(job(), [ex], [node("a")], ev(), now=NOW)
+    assert plan.new_job_state == JobStateType.COMPLETED
+
+
+def test_rejected_bid_moves_to_another_node() -> None:
+    ex = execution("e1", "a", E.ASK_FOR_BID_REJECTED, D.STOPPED, "busy")
+    plan = schedule(job(), [ex], [node("a"), node("b")], ev(), now=NOW)
+    assert [e.node_id for e in plan.new_executions] == ["b"]
+
+
+def test_failure_is_retried_then_reported() -> None:
+    ex = execution("e1", "a", E.FAILED, D.STOPPED, "image missing")
+    ex.compute_details = {"Retryable": "false"}
+    plan = schedule(job(), [ex], [node("a")], ev(), now=NOW)
+    assert plan.new_job_state == JobStateType.FAILED
+    assert "image missing" in plan.job_message
+
+
+def test_retries_are_bounded() -> None:
+    exs = [execution(f"e{i}", n, E.FAILED, D.STOPPED, "boom") for i, n in enumerate("abc")]
+    plan = schedule(job(), exs, [node("a"), node("b"), node("c"), node("d")], ev(), now=NOW)
+    assert plan.new_job_state == JobStateType.FAILED
+    assert "retried too many times" in plan.job_message
+
+
+def test_lost_node_fails_its_execution_and_reschedules() -> None:
+    ex = execution("e1", "a", E.BID_ACCEPTED, D.RUNNING)
+    a = node("a")
+    a.connection = Connection.DISCONNECTED
+    plan = schedule(job(), [ex], [a, node("b")], ev(), now=NOW, rng=random.Random(1))
+    lost = [c for c in plan.changes if c.execution_id == "e1"]
+    assert lost and lost[0].compute_state == E.FAILED and "disconnected" in lost[0].compute_message
+    assert [e.node_id for e in plan.new_executions] == ["b"]
+
+
+def test_stopped_job_stops_everything() -> None:
+    j = job()
+    j.state = JobStateType.STOPPED
+    exs = [execution("e1", "a", E.BID_ACCEPTED, D.RUNNING), execution("e2", "b", E.COMPLETED, D.STOPPED)]
+    plan = schedule(j, exs, [node("a"), node("b")], ev(), now=NOW)
+    assert [(c.execution_id, c.desired_state) for c in plan.changes] == [("e1", D.STOPPED)]
+
+
+def test_resources_too_big_for_every_node() -> None:
+    plan = schedule(job(Resources={"CPU": "64"}), [], [node("a", cpu=2)], ev(), now=NOW)
+    assert plan.new_job_state == JobStateType.FAILED
+    assert "CPU 64 > 2" in plan.job_message
+
+
+def test_ops_runs_everywhere_pre_approved() -> None:
+    j = job()
+    j.type = "ops"
+    plan = schedule(j, [], [node("a"), node("b", ["wasm"])], ev(), now=NOW)
+    assert [e.node_id for e in plan.new_executions] == ["a"]
+    assert plan.new_executions[0].desired_state == D.RUNNING
+
+
+def test_max_attempts_setting() -> None:
+    exs = [execution("e0", "a", E.FAILED, D.STOPPED, "boom")]
+    plan = schedule(job(), exs, [node("a"), node("b")], ev(), now=NOW, settings=SchedulerSettings(max_attempts=1))
+    assert plan.new_job_state == JobStateType.FAILED

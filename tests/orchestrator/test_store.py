@@ -1,0 +1,107 @@
+"""The SQLite job store: transitions enforced, compare-and-set, atomic transactions, restart."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from bacalhau.errors import InvalidTransition, JobNotFound, MultipleJobsFound, RevisionConflict
+from bacalhau.models import (
+    Execution,
+    ExecutionDesiredStateType,
+    ExecutionStateType,
+    Job,
+    JobStateType,
+    now_ns,
+)
+from bacalhau.orchestrator import JobStore
+
+E = ExecutionStateType
+
+
+def _job(job_id: str) -> Job:
+    j = Job.from_dict({"Type": "batch", "Count": 1, "Tasks": [{"Name": "main", "Engine": {"Type": "noop"}}]})
+    j.id, j.name, j.namespace = job_id, job_id, "default"
+    j.state, j.revision = JobStateType.PENDING, 1
+    j.create_time = j.modify_time = now_ns()
+    return j
+
+
+def test_job_transitions_are_enforced(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.db")
+    with store.transaction():
+        store.create_job(_job("j-aaaa1111"))
+    job = store.update_job_state("j-aaaa1111", JobStateType.RUNNING)
+    assert job.revision == 2
+    store.update_job_state("j-aaaa1111", JobStateType.COMPLETED)
+    with pytest.raises(InvalidTransition):
+        store.update_job_state("j-aaaa1111", JobStateType.RUNNING)
+    with pytest.raises(RevisionConflict):
+        store.update_job_state("j-aaaa1111", JobStateType.COMPLETED, expected_revision=1)
+    hist = store.history_of("j-aaaa1111")
+    assert [h.job_state_new for h in hist] == [JobStateType.RUNNING, JobStateType.COMPLETED]
+    assert [h.seq_num for h in hist] == [1, 2]
+
+
+def test_prefix_lookup(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.db")
+    with store.transaction():
+        store.create_job(_job("j-abc1"))
+        store.create_job(_job("j-abc2"))
+    assert store.resolve_job_id("j-abc1") == "j-abc1"
+    with pytest.raises(MultipleJobsFound):
+        store.resolve_job_id("j-abc")
+    with pytest.raises(JobNotFound):
+        store.resolve_job_id("j-zzz")
+    with pytest.raises(JobNotFound):
+        store.resolve_job_id("j-ab%")
+
+
+def test_execution_cas_and_expected_states(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.db")
+    ex = Execution(id="e-1", job_id="j-1", node_id="n", create_time=1, modify_time=1)
+    with store.transaction():
+        store.create_job(_job("j-1"))
+        store.create_execution(ex)
+    store.update_execution("e-1", compute_state=E.ASK_FOR_BID)
+    with pytest.raises(RevisionConflict):
+        store.update_execution("e-1", compute_state=E.COMPLETED, expected_states=frozenset({E.NEW}))
+    with pytest.raises(InvalidTransition):
+        store.update_execution("e-1", compute_state=E.PUBLISHING)
+    store.update_execution(
+        "e-1", compute_state=E.FAILED, desired_state=ExecutionDesiredStateType.STOPPED
+    )
+    assert store.get_execution("e-1").compute_state == E.FAILED
+
+
+def test_transaction_rolls_back_everything(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.db")
+    with pytest.raises(RuntimeError), store.transaction():
+        store.create_job(_job("j-1"))
+        raise RuntimeError("boom")
+    with pytest.raises(JobNotFound):
+        store.get_job("j-1")
+
+
+def test_survives_reopen(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.db")
+    with store.transaction():
+        store.create_job(_job("j-1"))
+    store.update_job_state("j-1", JobStateType.RUNNING)
+    store.close()
+    again = JobStore(tmp_path / "jobs.db")
+    assert again.get_job("j-1").state == JobStateType.RUNNING
+    assert len(again.history_of("j-1")) == 1
+
+
+async def test_history_waiters_wake_on_commit(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.db")
+    with store.transaction():
+        store.create_job(_job("j-1"))
+    waiter = asyncio.create_task(store.wait_for_history("j-1", after_seq=0, timeout=5))
+    await asyncio.sleep(0.01)
+    assert not waiter.done()
+    store.update_job_state("j-1", JobStateType.RUNNING)
+    await asyncio.wait_for(waiter, 1)
