@@ -1,0 +1,1 @@
+"""Generated from proto/ by scripts/codegen.sh. Do not edit."""

@@ -1,0 +1,5 @@
+"""Typed, frozen configuration: defaults < config file < environment < flags."""
+
+from bacalhau.config._config import NodeConfig, default_data_dir, load_config
+
+__all__ = ["NodeConfig", "default_data_dir", "load_config"]

@@ -1,0 +1,139 @@
+"""Typed, frozen node configuration.
+
+Precedence, lowest first: built-in defaults < ``<data_dir>/config.yaml`` < ``BACALHAU_*``
+environment variables < command-line flags. Only ``node/`` and ``cli/`` load configuration;
+components receive the narrow values they need as keyword arguments.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bacalhau.errors import InvalidRequest
+
+
+def default_data_dir() -> Path:
+    env = os.environ.get("BACALHAU_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".bacalhau"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    """Everything a node needs to start. Durations are seconds."""
+
+    data_dir: Path = field(default_factory=default_data_dir)
+    orchestrator: bool = False
+    compute: bool = False
+    name: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    # Public REST API (requester only).
+    api_host: str = "0.0.0.0"
+    api_port: int = 1234
+
+    # Node-to-node bprotocol (mutual-TLS gRPC).
+    grpc_host: str = "0.0.0.0"
+    grpc_port: int = 4222
+    #: The host other nodes use to reach this one; defaults to 127.0.0.1 when bound to 0.0.0.0.
+    advertise_host: str = ""
+    #: ``host:port`` of the requester's gRPC endpoint (compute nodes join it).
+    orchestrator_address: str = ""
+
+    # Local publisher's file server (compute only).
+    publisher_host: str = "0.0.0.0"
+    publisher_port: int = 6001
+
+    # Compute.
+    engines: tuple[str, ...] = ("docker", "wasm")
+    allow_image_pull: bool = False
+    accept_networked_jobs: bool = False
+    #: Share of the host's CPU, memory and disk offered to jobs.
+    capacity_fraction: float = 0.7
+
+    # Requester.
+    heartbeat_interval: float = 5.0
+    disconnect_timeout: float = 30.0
+    default_publisher: str = "local"
+    default_queue_timeout: int = 0
+    max_attempts: int = 3
+
+    def advertised(self, port: int) -> str:
+        host = self.advertise_host or (
+            "127.0.0.1" if self.grpc_host in ("0.0.0.0", "", "::") else self.grpc_host
+        )
+        return f"{host}:{port}"
+
+    def with_overrides(self, values: Mapping[str, Any]) -> NodeConfig:
+        """A copy with the given fields replaced (unknown keys are an error, not ignored)."""
+        known = {f.name: f for f in fields(self)}
+        clean: dict[str, Any] = {}
+        for key, value in values.items():
+            if value is None:
+                continue
+            name = key.lower().replace("-", "_").replace(".", "_")
+            if name not in known:
+                raise InvalidRequest(
+                    f"unknown configuration key {key!r}",
+                    hint="known keys: " + ", ".join(sorted(known)),
+                    details={"Field": key},
+                )
+            clean[name] = _coerce(name, value, getattr(self, name))
+        return replace(self, **clean)
+
+
+def _coerce(name: str, value: Any, current: Any) -> Any:
+    try:
+        if isinstance(current, bool):
+            if isinstance(value, str):
+                return value.strip().lower() in ("1", "true", "yes", "on")
+            return bool(value)
+        if isinstance(current, int):
+            return int(value)
+        if isinstance(current, float):
+            return float(value)
+        if isinstance(current, Path):
+            return Path(str(value)).expanduser()
+        if isinstance(current, tuple):
+            if isinstance(value, str):
+                return tuple(v.strip() for v in value.split(",") if v.strip())
+            return tuple(value)
+        if isinstance(current, Mapping):
+            if isinstance(value, str):
+                return dict(kv.split("=", 1) for kv in value.split(",") if "=" in kv)
+            return dict(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequest(
+            f"invalid value {value!r} for configuration key {name}: {exc}",
+            details={"Field": name},
+        ) from None
+    return str(value)
+
+
+def load_config(
+    flags: Mapping[str, Any], *, environ: Mapping[str, str] | None = None
+) -> NodeConfig:
+    """Build the configuration from defaults, the config file, the environment and flags."""
+    env = os.environ if environ is None else environ
+    cfg = NodeConfig()
+    data_dir = flags.get("data_dir") or env.get("BACALHAU_DIR")
+    if data_dir:
+        cfg = cfg.with_overrides({"data_dir": data_dir})
+    config_file = cfg.data_dir / "config.yaml"
+    if config_file.exists():
+        try:
+            loaded = yaml.safe_load(config_file.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise InvalidRequest(f"{config_file} is not valid YAML: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise InvalidRequest(f"{config_file} must hold a mapping of keys to values")
+        cfg = cfg.with_overrides(loaded)
+    prefix = "BACALHAU_NODE_"
+    from_env = {k[len(prefix) :].lower(): v for k, v in env.items() if k.startswith(prefix)}
+    cfg = cfg.with_overrides(from_env)
+    return cfg.with_overrides(flags)

@@ -1,0 +1,315 @@
+"""``bacalhau devstack``: one requester and N compute nodes as separate OS processes on loopback.
+
+The parent creates a cluster CA, gives every node an identity and a CA-signed certificate,
+picks free ports, starts each node as ``python -m bacalhau serve ...``, waits until every
+compute node has joined the requester, writes ``<data_dir>/devstack.json`` and then watches:
+SIGINT/SIGTERM (or any child dying) stops every child cleanly, compute nodes first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from bacalhau.errors import InternalError, InvalidRequest, Unavailable
+from bacalhau.identity import ClusterCA, NodeIdentity, TLS_CERT_FILE
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE_SECONDS = 10.0
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that was free a moment ago (the child binds it right after)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(slots=True)
+class DevstackNode:
+    name: str
+    role: str  # requester | compute
+    node_id: str
+    data_dir: Path
+    grpc_address: str
+    args: list[str]
+    api_address: str = ""
+    publisher_address: str = ""
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "node.log"
+
+    def describe(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "Name": self.name,
+            "ID": self.node_id,
+            "Role": self.role,
+            "PID": self.process.pid if self.process else None,
+            "DataDir": str(self.data_dir),
+            "GRPCAddress": self.grpc_address,
+            "Log": str(self.log_path),
+        }
+        if self.api_address:
+            out["APIAddress"] = self.api_address
+        if self.publisher_address:
+            out["PublisherAddress"] = self.publisher_address
+        return out
+
+
+def _die_with_parent() -> None:
+    # Children must not outlive a devstack that was killed outright.
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _prepare_node(ca: ClusterCA, node_dir: Path) -> NodeIdentity:
+    node_dir.mkdir(parents=True, exist_ok=True)
+    identity = NodeIdentity.load_or_create(node_dir)
+    if not (node_dir / TLS_CERT_FILE).exists():
+        ca.issue_node_certificate(identity, data_dir=node_dir)
+    return identity
+
+
+def plan_devstack(
+    *,
+    data_dir: Path,
+    compute_nodes: int,
+    api_port: int,
+    engines: tuple[str, ...] = ("docker", "wasm"),
+    extra_serve_args: tuple[str, ...] = (),
+) -> list[DevstackNode]:
+    """Create the CA, identities and certificates; choose ports; build each node's command."""
+    if compute_nodes < 0:
+        raise InvalidRequest("--compute-nodes must be >= 0", details={"Field": "compute-nodes"})
+    data_dir.mkdir(parents=True, exist_ok=True)
+    ca_dir = data_dir / "ca"
+    ca = ClusterCA.load(ca_dir) if (ca_dir / "ca.key").exists() else ClusterCA.create(ca_dir)
+    base = [sys.executable, "-m", "bacalhau", "serve"]
+    req_dir = data_dir / "requester"
+    requester = _prepare_node(ca, req_dir)
+    api_port = api_port or free_port()
+    req_grpc = free_port()
+    nodes = [
+        DevstackNode(
+            name="requester",
+            role="requester",
+            node_id=requester.node_id,
+            data_dir=req_dir,
+            grpc_address=f"127.0.0.1:{req_grpc}",
+            api_address=f"127.0.0.1:{api_port}",
+            args=[
+                *base,
+                "--orchestrator",
+                "--data-dir", str(req_dir),
+                "--api-host", "127.0.0.1",
+                "--api-port", str(api_port),
+                "--grpc-host", "127.0.0.1",
+                "--grpc-port", str(req_grpc),
+                *extra_serve_args,
+            ],
+        )  # fmt: skip
+    ]
+    for i in range(compute_nodes):
+        node_dir = data_dir / f"compute-{i}"
+        identity = _prepare_node(ca, node_dir)
+        grpc_port = free_port()
+        pub_port = free_port()
+        nodes.append(
+            DevstackNode(
+                name=f"compute-{i}",
+                role="compute",
+                node_id=identity.node_id,
+                data_dir=node_dir,
+                grpc_address=f"127.0.0.1:{grpc_port}",
+                publisher_address=f"127.0.0.1:{pub_port}",
+                args=[
+                    *base,
+                    "--compute",
+                    "--data-dir", str(node_dir),
+                    "--grpc-host", "127.0.0.1",
+                    "--grpc-port", str(grpc_port),
+                    "--orchestrator-address", f"127.0.0.1:{req_grpc}",
+                    "--publisher-host", "127.0.0.1",
+                    "--publisher-port", str(pub_port),
+                    "--engines", ",".join(engines),
+                    "--name", f"compute-{i}",
+                    *extra_serve_args,
+                ],
+            )  # fmt: skip
+        )
+    return nodes
+
+
+def _start(node: DevstackNode) -> None:
+    logfile = node.log_path.open("ab")
+    env = dict(os.environ)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    node.process = subprocess.Popen(
+        node.args,
+        stdin=subprocess.DEVNULL,
+        stdout=logfile,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,  # our own signal handling decides the stop order
+        preexec_fn=_die_with_parent,
+    )
+    logfile.close()
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+async def _wait_ready(nodes: list[DevstackNode], timeout: float) -> None:
+    requester = nodes[0]
+    want = {n.node_id for n in nodes if n.role == "compute"}
+    url = f"http://{requester.api_address}/api/v1/orchestrator/nodes"
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while True:
+            for n in nodes:
+                if n.process is not None and n.process.poll() is not None:
+                    raise InternalError(
+                        f"devstack node {n.name} exited with code {n.process.returncode} "
+                        f"while starting; its log ({n.log_path}) ends with:\n{_tail(n.log_path)}"
+                    )
+            try:
+                async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as resp:
+                    if resp.status == 200:
+                        body = await resp.json()
+                        joined = {
+                            item["Info"]["NodeID"]
+                            for item in body.get("Nodes", [])
+                            if item["Info"].get("NodeType") == "Compute"
+                            and item.get("Connection") == "CONNECTED"
+                        }
+                        if want <= joined:
+                            return
+            except (aiohttp.ClientError, TimeoutError, ValueError):
+                pass
+            if time.monotonic() > deadline:
+                raise Unavailable(
+                    f"devstack did not become ready within {timeout:.0f}s",
+                    hint=f"look at the node logs under {requester.data_dir.parent}",
+                )
+            await asyncio.sleep(0.1)
+
+
+def stop_nodes(nodes: list[DevstackNode], grace: float = STOP_GRACE_SECONDS) -> None:
+    """SIGTERM compute nodes, then the requester; SIGKILL whatever outlives ``grace``."""
+    order = [n for n in nodes if n.role == "compute"] + [n for n in nodes if n.role != "compute"]
+    for n in order:
+        if n.process is not None and n.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                n.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for n in order:
+        if n.process is None:
+            continue
+        try:
+            n.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.warning("node %s did not stop in %.0fs: killing it", n.name, grace)
+            with contextlib.suppress(ProcessLookupError):
+                n.process.kill()
+            n.process.wait()
+
+
+def write_manifest(data_dir: Path, nodes: list[DevstackNode]) -> Path:
+    path = data_dir / "devstack.json"
+    requester = nodes[0]
+    manifest = {
+        "DataDir": str(data_dir),
+        "APIAddress": requester.api_address,
+        "CADir": str(data_dir / "ca"),
+        "Nodes": [n.describe() for n in nodes],
+    }
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    tmp.replace(path)
+    return path
+
+
+async def run_devstack(
+    *,
+    compute_nodes: int = 3,
+    api_port: int = 1234,
+    data_dir: Path | None = None,
+    engines: tuple[str, ...] = ("docker", "wasm"),
+    ready_timeout: float = 60.0,
+    extra_serve_args: tuple[str, ...] = (),
+) -> int:
+    """Run a devstack until SIGINT/SIGTERM; returns the process exit code."""
+    if data_dir is None:
+        data_dir = Path(tempfile.mkdtemp(prefix="bacalhau-devstack-"))
+    nodes = plan_devstack(
+        data_dir=data_dir,
+        compute_nodes=compute_nodes,
+        api_port=api_port,
+        engines=engines,
+        extra_serve_args=extra_serve_args,
+    )
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        for n in nodes:
+            _start(n)
+        ready = asyncio.create_task(_wait_ready(nodes, ready_timeout))
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait({ready, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if stopper in done:
+            ready.cancel()
+            return 130
+        stopper.cancel()
+        ready.result()
+        manifest = write_manifest(data_dir, nodes)
+        requester = nodes[0]
+        host, port = requester.api_address.rsplit(":", 1)
+        print(
+            f"Devstack ready: 1 requester and {compute_nodes} compute node(s).\n"
+            f"  API:      http://{requester.api_address}\n"
+            f"  Manifest: {manifest}\n"
+            f"  Use it:   export BACALHAU_API_HOST={host} BACALHAU_API_PORT={port}\n"
+            "Press Ctrl+C to stop.",
+            flush=True,
+        )
+        while not stop.is_set():
+            for n in nodes:
+                if n.process is not None and n.process.poll() is not None:
+                    print(
+                        f"devstack node {n.name} exited with code {n.process.returncode}; "
+                        f"stopping the devstack. Log tail:\n{_tail(n.log_path)}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    return 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.5)
+        return 0
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await asyncio.to_thread(stop_nodes, nodes)

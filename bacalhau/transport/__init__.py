@@ -1,0 +1,40 @@
+"""Node-to-node bprotocol over mutual-TLS gRPC.
+
+- :class:`NodeServer` serves a node's roles: ComputeService (to a :class:`ComputeHandler`),
+  OrchestratorService and NodeService (to an :class:`OrchestratorHandler`).
+- :class:`ComputeClient` is the requester's way to compute nodes; :class:`OrchestratorClient`
+  a compute node's way to its requester.
+
+Trust: every connection is mutual TLS with certificates from the cluster CA, and each call is
+attributed to the node ID in the caller's certificate. Messages a node vouches for (bids,
+results, failures, registrations, heartbeats) are signed with its identity key and accepted
+only when the signer is the TLS peer and the message names the signer. Clients pin the node
+they call, so a call cannot reach another node. Every refusal is a
+:class:`bacalhau.errors.PermissionDenied` on both sides; every other failure is a
+:class:`bacalhau.errors.BacalhauError` rebuilt from the same stable code the remote raised.
+"""
+
+from bacalhau.transport._channel import DEFAULT_TIMEOUT_SECONDS
+from bacalhau.transport._clients import ComputeClient, OrchestratorClient
+from bacalhau.transport._handlers import ComputeHandler, OrchestratorHandler
+from bacalhau.transport._server import NodeServer, format_address
+from bacalhau.transport._tls import (
+    channel_credentials,
+    channel_options,
+    server_credentials,
+    target_name_override,
+)
+
+__all__ = [
+    "DEFAULT_TIMEOUT_SECONDS",
+    "ComputeClient",
+    "ComputeHandler",
+    "NodeServer",
+    "OrchestratorClient",
+    "OrchestratorHandler",
+    "channel_credentials",
+    "channel_options",
+    "format_address",
+    "server_credentials",
+    "target_name_override",
+]

@@ -1,0 +1,80 @@
+"""Warm, pinned channels to peer nodes and the one way calls go through them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+
+from bacalhau.transport._errors import CODE_KEY, error_from_rpc
+from bacalhau.transport._tls import channel_options
+
+R = TypeVar("R")
+
+#: Default deadline of one node-to-node call. Handlers only acknowledge, so a healthy peer
+#: answers in about a millisecond; the margin covers a loaded node or a slow link.
+DEFAULT_TIMEOUT_SECONDS = 10.0
+#: Pause before the single retry of a call whose connection failed: long enough for a
+#: restarting peer's listener or a re-established connection, short on the job path.
+_RETRY_DELAY_SECONDS = 0.1
+
+
+class NodeChannel:
+    """One long-lived gRPC channel to one node.
+
+    With ``expected_node_id`` the channel is pinned: its TLS handshake only succeeds with a
+    certificate issued for that node ID. Channels are reused for every call to the node, so
+    only the first call pays for the connection and the handshake.
+    """
+
+    __slots__ = ("address", "channel", "expected_node_id")
+
+    def __init__(self, address: str, credentials: Any, expected_node_id: str | None) -> None:
+        self.address = address
+        self.expected_node_id = expected_node_id
+        self.channel: Any = grpc.aio.secure_channel(
+            address, credentials, options=channel_options(expected_node_id)
+        )
+
+    def describe(self) -> str:
+        who = f"node {self.expected_node_id}" if self.expected_node_id else "the node"
+        return f"{who} at {self.address}"
+
+    async def close(self) -> None:
+        await self.channel.close(None)
+
+
+def _connection_failed(exc: Any) -> bool:
+    """UNAVAILABLE from the transport itself, not an Unavailable error raised by the peer.
+
+    Such a call almost always never reached the peer's handler; when a connection drops
+    mid-call it may have, which is why handlers are idempotent on the execution ID.
+    """
+    if exc.code() != grpc.StatusCode.UNAVAILABLE:
+        return False
+    return not any(key == CODE_KEY for key, _ in exc.trailing_metadata() or ())
+
+
+async def unary_call(
+    method: Callable[..., Awaitable[R]],
+    request: Any,
+    *,
+    peer: str,
+    timeout: float,
+) -> R:
+    """Make one unary call; retry once, quickly, if the connection failed.
+
+    Every gRPC error leaves here as a :class:`bacalhau.errors.BacalhauError`.
+    """
+    try:
+        return await method(request, timeout=timeout)
+    except grpc.aio.AioRpcError as e:
+        if not _connection_failed(e):
+            raise error_from_rpc(e, peer=peer) from e
+    await asyncio.sleep(_RETRY_DELAY_SECONDS)
+    try:
+        return await method(request, timeout=timeout)
+    except grpc.aio.AioRpcError as e:
+        raise error_from_rpc(e, peer=peer) from e

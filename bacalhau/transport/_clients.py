@@ -1,0 +1,324 @@
+"""The two sides' clients: requester -> compute nodes, and compute node -> its requester."""
+
+from __future__ import annotations
+
+import os
+from types import TracebackType
+from typing import Any
+
+from bacalhau._proto.v1 import (
+    compute_pb2_grpc,
+    node_pb2,
+    node_pb2_grpc,
+    orchestrator_pb2,
+    orchestrator_pb2_grpc,
+)
+from bacalhau.errors import InvalidRequest, NodeNotFound, PermissionDenied, Unavailable
+from bacalhau.identity import NodeFiles, NodeIdentity, is_peer_id
+from bacalhau.models import (
+    AskForBidRequest,
+    BidDecision,
+    BidResult,
+    CancelExecutionRequest,
+    ComputeFailure,
+    Heartbeat,
+    JoinRequest,
+    JoinResponse,
+    RunResult,
+)
+from bacalhau.transport._channel import DEFAULT_TIMEOUT_SECONDS, NodeChannel, unary_call
+from bacalhau.transport._convert_messages import (
+    ask_for_bid_to_proto,
+    bid_accepted_to_proto,
+    bid_rejected_to_proto,
+    bid_result_to_proto,
+    cancel_to_proto,
+    compute_failure_to_proto,
+    decision_from_proto,
+    heartbeat_to_proto,
+    registration_to_proto,
+    run_result_to_proto,
+)
+from bacalhau.transport._signing import open_sealed, seal
+from bacalhau.transport._tls import channel_credentials
+
+
+def _check_node_id(node_id: str) -> None:
+    if not is_peer_id(node_id):
+        raise InvalidRequest(
+            f"{node_id!r} is not a node ID",
+            hint="node IDs are ed25519 peer IDs such as 12D3KooW...",
+            component="Transport",
+        )
+
+
+class ComputeClient:
+    """What a requester uses to reach compute nodes.
+
+    Register each node's address once (:meth:`register_node`); the client keeps one warm
+    channel per node, pinned to that node's ID, so a call can only reach the node it names.
+    Every call acknowledges receipt only; a connection failure is retried once, then raised
+    as :class:`bacalhau.errors.Unavailable`.
+    """
+
+    def __init__(
+        self,
+        identity: NodeIdentity,
+        files: NodeFiles,
+        *,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    ) -> None:
+        self._identity = identity
+        self._credentials = channel_credentials(files)
+        self._timeout = timeout
+        self._addresses: dict[str, str] = {}
+        self._channels: dict[str, tuple[NodeChannel, Any]] = {}
+        self._retired: list[NodeChannel] = []
+
+    def register_node(self, node_id: str, address: str) -> None:
+        """Tell the client where ``node_id`` listens (``host:port``); may change over time."""
+        _check_node_id(node_id)
+        if self._addresses.get(node_id) == address:
+            return
+        self._addresses[node_id] = address
+        old = self._channels.pop(node_id, None)
+        if old is not None:
+            self._retired.append(old[0])
+
+    def forget_node(self, node_id: str) -> None:
+        """Drop a node (its channel closes on the next call or at :meth:`close`)."""
+        self._addresses.pop(node_id, None)
+        old = self._channels.pop(node_id, None)
+        if old is not None:
+            self._retired.append(old[0])
+
+    async def _stub(self, node_id: str) -> tuple[NodeChannel, Any]:
+        if self._retired:
+            retired, self._retired = self._retired, []
+            for ch in retired:
+                await ch.close()
+        entry = self._channels.get(node_id)
+        if entry is None:
+            address = self._addresses.get(node_id)
+            if address is None:
+                raise NodeNotFound(
+                    f"no address known for node {node_id}",
+                    hint="the node has not joined, or it left the cluster",
+                )
+            channel = NodeChannel(address, self._credentials, node_id)
+            entry = (channel, compute_pb2_grpc.ComputeServiceStub(channel.channel))
+            self._channels[node_id] = entry
+        return entry
+
+    async def ask_for_bid(self, node_id: str, request: AskForBidRequest) -> None:
+        """Send AskForBid; the node answers later through OnBidComplete."""
+        channel, stub = await self._stub(node_id)
+        await unary_call(
+            stub.AskForBid,
+            ask_for_bid_to_proto(request),
+            peer=channel.describe(),
+            timeout=self._timeout,
+        )
+
+    async def bid_accepted(self, node_id: str, decision: BidDecision) -> None:
+        if not decision.accepted:
+            raise InvalidRequest("bid_accepted needs a decision with accepted=True")
+        channel, stub = await self._stub(node_id)
+        await unary_call(
+            stub.BidAccepted,
+            bid_accepted_to_proto(decision),
+            peer=channel.describe(),
+            timeout=self._timeout,
+        )
+
+    async def bid_rejected(self, node_id: str, decision: BidDecision) -> None:
+        if decision.accepted:
+            raise InvalidRequest("bid_rejected needs a decision with accepted=False")
+        channel, stub = await self._stub(node_id)
+        await unary_call(
+            stub.BidRejected,
+            bid_rejected_to_proto(decision),
+            peer=channel.describe(),
+            timeout=self._timeout,
+        )
+
+    async def cancel_execution(self, node_id: str, request: CancelExecutionRequest) -> None:
+        channel, stub = await self._stub(node_id)
+        await unary_call(
+            stub.CancelExecution,
+            cancel_to_proto(request),
+            peer=channel.describe(),
+            timeout=self._timeout,
+        )
+
+    async def close(self) -> None:
+        """Close every channel."""
+        channels = [c for c, _ in self._channels.values()] + self._retired
+        self._channels.clear()
+        self._retired = []
+        for ch in channels:
+            await ch.close()
+
+    async def __aenter__(self) -> ComputeClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+class OrchestratorClient:
+    """What a compute node uses to reach its requester; signs everything it sends.
+
+    Pinning the requester: with ``orchestrator_node_id`` the channel only accepts that node's
+    certificate from the start. Without it (a node started with only an address), :meth:`join`
+    learns the ID soundly: the first connection is checked against the cluster CA and the
+    address's host name, the requester signs its join decision together with this node's ID
+    and a fresh random nonce, the client verifies that signature against the node ID the
+    decision names, and from then on the channel is pinned to that ID. Callbacks and
+    heartbeats raise :class:`bacalhau.errors.Unavailable` (retryable) until the requester's ID
+    is known, so results never go to a node that has not proven who it is.
+    """
+
+    def __init__(
+        self,
+        identity: NodeIdentity,
+        files: NodeFiles,
+        address: str,
+        orchestrator_node_id: str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    ) -> None:
+        if orchestrator_node_id is not None:
+            _check_node_id(orchestrator_node_id)
+        self._identity = identity
+        self._credentials = channel_credentials(files)
+        self._address = address
+        self._orchestrator_node_id = orchestrator_node_id
+        self._timeout = timeout
+        self._channel: NodeChannel | None = None
+        self._node_stub: Any = None
+        self._orch_stub: Any = None
+
+    @property
+    def orchestrator_node_id(self) -> str | None:
+        """The requester's node ID: given, or learned by :meth:`join`."""
+        return self._orchestrator_node_id
+
+    @property
+    def address(self) -> str:
+        return self._address
+
+    def _open(self) -> NodeChannel:
+        if self._channel is None:
+            self._channel = NodeChannel(
+                self._address, self._credentials, self._orchestrator_node_id
+            )
+            self._node_stub = node_pb2_grpc.NodeServiceStub(self._channel.channel)
+            self._orch_stub = orchestrator_pb2_grpc.OrchestratorServiceStub(self._channel.channel)
+        return self._channel
+
+    def _pinned(self) -> NodeChannel:
+        if self._orchestrator_node_id is None:
+            # Retryable on purpose: callers queue the message and try again after joining.
+            raise Unavailable(
+                f"the requester at {self._address} has not proven its node ID yet",
+                hint="join the requester first, or configure its node ID",
+                component="Transport",
+            )
+        return self._open()
+
+    async def join(self, request: JoinRequest) -> JoinResponse:
+        """Register this node; verifies the requester's signed decision (see class doc)."""
+        channel = self._open()
+        nonce = os.urandom(16)
+        envelope = seal(self._identity, registration_to_proto(request, nonce=nonce))
+        response = await unary_call(
+            self._node_stub.Join,
+            node_pb2.JoinRequest(registration=envelope),
+            peer=channel.describe(),
+            timeout=self._timeout,
+        )
+        sealed = response.decision
+        expected = self._orchestrator_node_id or sealed.signer
+        decision = open_sealed(sealed, node_pb2.NodeRegistrationDecision, expected_signer=expected)
+        if decision.orchestrator_node_id != sealed.signer:
+            raise PermissionDenied(
+                f"join decision signed by {sealed.signer} names requester "
+                f"{decision.orchestrator_node_id!r}"
+            )
+        if decision.node_id != self._identity.node_id or decision.nonce != nonce:
+            raise PermissionDenied(
+                f"the join decision from {sealed.signer} does not answer this registration",
+                hint="the answer was replayed or meant for another node",
+            )
+        if self._orchestrator_node_id is None:
+            # Pin from now on: reconnect so the TLS handshake itself checks the node ID.
+            self._orchestrator_node_id = sealed.signer
+            await channel.close()
+            self._channel = None
+        return decision_from_proto(decision)
+
+    async def heartbeat(self, heartbeat: Heartbeat) -> None:
+        channel = self._pinned()
+        await unary_call(
+            self._node_stub.Heartbeat,
+            node_pb2.HeartbeatRequest(
+                heartbeat=seal(self._identity, heartbeat_to_proto(heartbeat))
+            ),
+            peer=channel.describe(),
+            timeout=self._timeout,
+        )
+
+    async def on_bid_complete(self, result: BidResult) -> None:
+        channel = self._pinned()
+        await unary_call(
+            self._orch_stub.OnBidComplete,
+            orchestrator_pb2.OnBidCompleteRequest(
+                bid_result=seal(self._identity, bid_result_to_proto(result))
+            ),
+            peer=channel.describe(),
+            timeout=self._timeout,
+        )
+
+    async def on_run_complete(self, result: RunResult) -> None:
+        channel = self._pinned()
+        await unary_call(
+            self._orch_stub.OnRunComplete,
+            orchestrator_pb2.OnRunCompleteRequest(
+                run_result=seal(self._identity, run_result_to_proto(result))
+            ),
+            peer=channel.describe(),
+            timeout=self._timeout,
+        )
+
+    async def on_compute_failure(self, failure: ComputeFailure) -> None:
+        channel = self._pinned()
+        await unary_call(
+            self._orch_stub.OnComputeFailure,
+            orchestrator_pb2.OnComputeFailureRequest(
+                compute_failure=seal(self._identity, compute_failure_to_proto(failure))
+            ),
+            peer=channel.describe(),
+            timeout=self._timeout,
+        )
+
+    async def close(self) -> None:
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            await channel.close()
+
+    async def __aenter__(self) -> OrchestratorClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

@@ -1,0 +1,189 @@
+"""bprotocol messages <-> protobuf (the records inside them are in :mod:`._convert`)."""
+
+from __future__ import annotations
+
+from bacalhau._proto.v1 import compute_pb2, node_pb2, orchestrator_pb2
+from bacalhau.models import (
+    AskForBidRequest,
+    BidDecision,
+    BidResult,
+    CancelExecutionRequest,
+    ComputeFailure,
+    Heartbeat,
+    JoinRequest,
+    JoinResponse,
+    RunResult,
+)
+from bacalhau.transport._convert import (
+    event_from_proto,
+    event_to_proto,
+    execution_from_proto,
+    execution_to_proto,
+    node_info_from_proto,
+    node_info_to_proto,
+    resources_from_proto,
+    resources_to_proto,
+    run_output_from_proto,
+    run_output_to_proto,
+    spec_config_from_proto,
+    spec_config_to_proto,
+)
+
+# -- requester -> compute ----------------------------------------------------------------------
+
+
+def ask_for_bid_to_proto(req: AskForBidRequest) -> compute_pb2.AskForBidRequest:
+    return compute_pb2.AskForBidRequest(
+        execution=execution_to_proto(req.execution), wait_for_approval=req.wait_for_approval
+    )
+
+
+def ask_for_bid_from_proto(msg: compute_pb2.AskForBidRequest) -> AskForBidRequest:
+    return AskForBidRequest(
+        execution=execution_from_proto(msg.execution), wait_for_approval=msg.wait_for_approval
+    )
+
+
+def bid_accepted_to_proto(decision: BidDecision) -> compute_pb2.BidAcceptedRequest:
+    return compute_pb2.BidAcceptedRequest(
+        execution_id=decision.execution_id, justification=decision.justification
+    )
+
+
+def bid_rejected_to_proto(decision: BidDecision) -> compute_pb2.BidRejectedRequest:
+    return compute_pb2.BidRejectedRequest(
+        execution_id=decision.execution_id, justification=decision.justification
+    )
+
+
+def bid_decision_from_proto(
+    msg: compute_pb2.BidAcceptedRequest | compute_pb2.BidRejectedRequest,
+) -> BidDecision:
+    # The RPC, not a field, says which decision it is.
+    return BidDecision(
+        execution_id=msg.execution_id,
+        accepted=isinstance(msg, compute_pb2.BidAcceptedRequest),
+        justification=msg.justification,
+    )
+
+
+def cancel_to_proto(req: CancelExecutionRequest) -> compute_pb2.CancelExecutionRequest:
+    return compute_pb2.CancelExecutionRequest(
+        execution_id=req.execution_id, justification=req.justification
+    )
+
+
+def cancel_from_proto(msg: compute_pb2.CancelExecutionRequest) -> CancelExecutionRequest:
+    return CancelExecutionRequest(execution_id=msg.execution_id, justification=msg.justification)
+
+
+# -- compute -> requester ----------------------------------------------------------------------
+
+
+def bid_result_to_proto(res: BidResult) -> orchestrator_pb2.BidResult:
+    return orchestrator_pb2.BidResult(
+        execution_id=res.execution_id,
+        job_id=res.job_id,
+        node_id=res.node_id,
+        accepted=res.accepted,
+        event=event_to_proto(res.event),
+    )
+
+
+def bid_result_from_proto(msg: orchestrator_pb2.BidResult) -> BidResult:
+    return BidResult(
+        execution_id=msg.execution_id,
+        job_id=msg.job_id,
+        node_id=msg.node_id,
+        accepted=msg.accepted,
+        event=event_from_proto(msg.event),
+    )
+
+
+def run_result_to_proto(res: RunResult) -> orchestrator_pb2.RunResult:
+    return orchestrator_pb2.RunResult(
+        execution_id=res.execution_id,
+        job_id=res.job_id,
+        node_id=res.node_id,
+        published_result=spec_config_to_proto(res.published_result, where="PublishedResult.Params"),
+        run_output=run_output_to_proto(res.run_output),
+    )
+
+
+def run_result_from_proto(msg: orchestrator_pb2.RunResult) -> RunResult:
+    return RunResult(
+        execution_id=msg.execution_id,
+        job_id=msg.job_id,
+        node_id=msg.node_id,
+        published_result=spec_config_from_proto(msg.published_result),
+        run_output=run_output_from_proto(msg.run_output),
+    )
+
+
+def compute_failure_to_proto(failure: ComputeFailure) -> orchestrator_pb2.ComputeFailure:
+    return orchestrator_pb2.ComputeFailure(
+        execution_id=failure.execution_id,
+        job_id=failure.job_id,
+        node_id=failure.node_id,
+        event=event_to_proto(failure.event),
+    )
+
+
+def compute_failure_from_proto(msg: orchestrator_pb2.ComputeFailure) -> ComputeFailure:
+    return ComputeFailure(
+        execution_id=msg.execution_id,
+        job_id=msg.job_id,
+        node_id=msg.node_id,
+        event=event_from_proto(msg.event),
+    )
+
+
+def heartbeat_to_proto(hb: Heartbeat) -> node_pb2.NodeHeartbeat:
+    return node_pb2.NodeHeartbeat(
+        node_id=hb.node_id,
+        sequence=hb.sequence,
+        available_capacity=resources_to_proto(hb.available_capacity),
+        queue_used_capacity=resources_to_proto(hb.queue_used_capacity),
+        running_executions=hb.running_executions,
+        enqueued_executions=hb.enqueued_executions,
+    )
+
+
+def heartbeat_from_proto(msg: node_pb2.NodeHeartbeat) -> Heartbeat:
+    return Heartbeat(
+        node_id=msg.node_id,
+        sequence=msg.sequence,
+        available_capacity=resources_from_proto(msg.available_capacity),
+        queue_used_capacity=resources_from_proto(msg.queue_used_capacity),
+        running_executions=msg.running_executions,
+        enqueued_executions=msg.enqueued_executions,
+    )
+
+
+def registration_to_proto(req: JoinRequest, *, nonce: bytes) -> node_pb2.NodeRegistration:
+    return node_pb2.NodeRegistration(info=node_info_to_proto(req.info), nonce=nonce)
+
+
+def registration_from_proto(msg: node_pb2.NodeRegistration) -> JoinRequest:
+    return JoinRequest(info=node_info_from_proto(msg.info))
+
+
+def decision_to_proto(
+    resp: JoinResponse, *, node_id: str, orchestrator_node_id: str, nonce: bytes
+) -> node_pb2.NodeRegistrationDecision:
+    return node_pb2.NodeRegistrationDecision(
+        accepted=resp.accepted,
+        reason=resp.reason,
+        heartbeat_interval_seconds=resp.heartbeat_interval,
+        node_id=node_id,
+        orchestrator_node_id=orchestrator_node_id,
+        nonce=nonce,
+    )
+
+
+def decision_from_proto(msg: node_pb2.NodeRegistrationDecision) -> JoinResponse:
+    return JoinResponse(
+        accepted=msg.accepted,
+        reason=msg.reason,
+        heartbeat_interval=msg.heartbeat_interval_seconds,
+    )

@@ -1,0 +1,142 @@
+"""BacalhauError <-> gRPC status, in one place.
+
+Server side, a :class:`BacalhauError` raised by a handler (or by the trust checks) ends the
+call with a matching gRPC status code; its stable code, hint, component and details travel in
+trailing metadata. Client side, :func:`error_from_rpc` rebuilds the same error class with
+:func:`bacalhau.errors.error_from_code`. A status without our metadata (the peer could not be
+reached, a deadline passed, the TLS handshake failed) becomes :class:`Unavailable`, or
+:class:`PermissionDenied` for gRPC's own authentication failures.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, NoReturn
+
+import grpc
+
+from bacalhau.errors import (
+    BacalhauError,
+    ConflictJobState,
+    InternalError,
+    InvalidRequest,
+    InvalidTransition,
+    NotEnoughNodes,
+    NotFound,
+    PermissionDenied,
+    RevisionConflict,
+    Unavailable,
+    error_from_code,
+)
+
+log = logging.getLogger(__name__)
+
+CODE_KEY = "bacalhau-error-code"
+COMPONENT_KEY = "bacalhau-error-component"
+HINT_KEY = "bacalhau-error-hint-bin"  # -bin: hints may be any UTF-8
+DETAILS_KEY = "bacalhau-error-details-bin"
+
+# Most specific first: the first class the error is an instance of wins.
+_STATUS_BY_CLASS: tuple[tuple[type[BacalhauError], grpc.StatusCode], ...] = (
+    (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
+    (NotFound, grpc.StatusCode.NOT_FOUND),
+    (InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
+    (RevisionConflict, grpc.StatusCode.ABORTED),
+    (InvalidTransition, grpc.StatusCode.FAILED_PRECONDITION),
+    (ConflictJobState, grpc.StatusCode.FAILED_PRECONDITION),
+    (NotEnoughNodes, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (Unavailable, grpc.StatusCode.UNAVAILABLE),
+    (InternalError, grpc.StatusCode.INTERNAL),
+)
+
+
+def status_for(err: BacalhauError) -> grpc.StatusCode:
+    for cls, status in _STATUS_BY_CLASS:
+        if isinstance(err, cls):
+            return status
+    # A domain error without a natural gRPC meaning; the metadata carries the real code.
+    return grpc.StatusCode.UNKNOWN
+
+
+def trailing_metadata(err: BacalhauError) -> tuple[tuple[str, str | bytes], ...]:
+    md: list[tuple[str, str | bytes]] = [
+        (CODE_KEY, err.code),
+        (COMPONENT_KEY, err.component.encode("ascii", "replace").decode("ascii")),
+    ]
+    if err.hint:
+        md.append((HINT_KEY, err.hint.encode()))
+    if err.details:
+        md.append((DETAILS_KEY, json.dumps(err.details, sort_keys=True).encode()))
+    return tuple(md)
+
+
+async def abort_with(context: Any, err: BacalhauError) -> NoReturn:
+    """End the current server-side call with ``err`` (raises grpc's abort exception)."""
+    await context.abort(status_for(err), err.message, trailing_metadata(err))
+    raise AssertionError("unreachable: ServicerContext.abort raises")  # pragma: no cover
+
+
+def unexpected(exc: BaseException, method: str) -> InternalError:
+    """The error a caller sees when a handler fails with something that is not ours."""
+    log.exception("bprotocol handler %s failed", method, exc_info=exc)
+    return InternalError(f"{method} failed on the remote node: {type(exc).__name__}")
+
+
+def _metadata_dict(md: Any) -> dict[str, str | bytes]:
+    out: dict[str, str | bytes] = {}
+    for key, value in md or ():
+        out[key] = value
+    return out
+
+
+def error_from_rpc(exc: grpc.aio.AioRpcError, *, peer: str) -> BacalhauError:
+    """Rebuild the error a remote node raised, or describe why it could not be reached.
+
+    ``peer`` names the remote node in messages (node ID and address).
+    """
+    md = _metadata_dict(exc.trailing_metadata())
+    status = exc.code()
+    message = exc.details() or status.name
+    code = md.get(CODE_KEY)
+    if isinstance(code, str) and code:
+        hint_raw = md.get(HINT_KEY)
+        details_raw = md.get(DETAILS_KEY)
+        hint = hint_raw.decode(errors="replace") if isinstance(hint_raw, bytes) else None
+        details: dict[str, str] | None = None
+        if isinstance(details_raw, bytes):
+            try:
+                loaded = json.loads(details_raw)
+                if isinstance(loaded, dict):
+                    details = {str(k): str(v) for k, v in loaded.items()}
+            except ValueError:
+                details = None
+        if code == InternalError.code:
+            # The root class shares this code; the caller should see the specific class.
+            err: BacalhauError = InternalError(message, hint=hint, details=details)
+        else:
+            err = error_from_code(code, message, hint=hint, details=details)
+        component = md.get(COMPONENT_KEY)
+        if isinstance(component, str) and component:
+            err.component = component
+        return err
+    if status in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return Unavailable(
+            f"{peer} is unreachable: {message}",
+            hint=(
+                "check that the node is running at that address, that its certificate was "
+                "issued by this cluster's CA for that node ID, and that this node's is too"
+            ),
+            component="Transport",
+        )
+    if status in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
+        return PermissionDenied(f"{peer} refused the call: {message}")
+    if status == grpc.StatusCode.UNIMPLEMENTED:
+        return InternalError(
+            f"{peer} does not serve this call: {message}",
+            hint="check that the node runs the role (compute or requester) this call is for",
+            component="Transport",
+        )
+    return InternalError(
+        f"{peer} failed the call ({status.name}): {message}", component="Transport"
+    )

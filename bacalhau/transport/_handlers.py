@@ -1,0 +1,61 @@
+"""What the transport calls into: the two roles' message handlers.
+
+They are structural Protocols, so ``compute/`` and ``orchestrator/`` implement them without
+importing transport. Handlers must return quickly: a call's deadline is seconds, and long
+work (bidding, running) continues after the acknowledgement, answered by a later callback.
+Raise a :class:`bacalhau.errors.BacalhauError` to refuse a message; the caller receives the
+same error class.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from bacalhau.models import (
+    AskForBidRequest,
+    BidDecision,
+    BidResult,
+    CancelExecutionRequest,
+    ComputeFailure,
+    Heartbeat,
+    JoinRequest,
+    JoinResponse,
+    RunResult,
+)
+
+
+class ComputeHandler(Protocol):
+    """The compute role: receives the requester's messages.
+
+    ``source_node_id`` is the requester's node ID as proven by its TLS certificate.
+    Calls may be repeated (a sender retries once when a connection drops), so handlers are
+    idempotent on the execution ID.
+    """
+
+    async def ask_for_bid(self, source_node_id: str, request: AskForBidRequest) -> None: ...
+
+    async def bid_accepted(self, source_node_id: str, decision: BidDecision) -> None: ...
+
+    async def bid_rejected(self, source_node_id: str, decision: BidDecision) -> None: ...
+
+    async def cancel_execution(
+        self, source_node_id: str, request: CancelExecutionRequest
+    ) -> None: ...
+
+
+class OrchestratorHandler(Protocol):
+    """The requester role: receives compute nodes' callbacks, registrations and heartbeats.
+
+    Every message has been checked before it gets here: it was signed by the node it names
+    (``node_id`` / ``info.node_id``) and that node is the TLS peer that delivered it.
+    """
+
+    async def on_bid_complete(self, result: BidResult) -> None: ...
+
+    async def on_run_complete(self, result: RunResult) -> None: ...
+
+    async def on_compute_failure(self, failure: ComputeFailure) -> None: ...
+
+    async def join(self, request: JoinRequest) -> JoinResponse: ...
+
+    async def heartbeat(self, heartbeat: Heartbeat) -> None: ...

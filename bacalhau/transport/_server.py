@@ -1,0 +1,145 @@
+"""One mutual-TLS gRPC server per node, serving whichever roles the node runs."""
+
+from __future__ import annotations
+
+import logging
+from types import TracebackType
+from typing import Any
+
+import grpc
+
+from bacalhau._proto.v1 import compute_pb2_grpc, node_pb2_grpc, orchestrator_pb2_grpc
+from bacalhau.errors import InvalidRequest, Unavailable
+from bacalhau.identity import NodeFiles, NodeIdentity
+from bacalhau.transport._handlers import ComputeHandler, OrchestratorHandler
+from bacalhau.transport._services import ComputeServicer, NodeServicer, OrchestratorServicer
+from bacalhau.transport._tls import server_credentials, server_options
+
+log = logging.getLogger(__name__)
+
+
+def format_address(host: str, port: int) -> str:
+    """``host:port``, bracketing IPv6 literals."""
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
+class NodeServer:
+    """The node's bprotocol server: ComputeService and/or OrchestratorService + NodeService.
+
+    Register handlers, then enter the context (or call :meth:`start`)::
+
+        server = NodeServer(identity, files, "0.0.0.0", 1234)
+        server.add_compute_handler(compute)
+        async with server:
+            ...  # server.address is "host:port" (the real port when 0 was asked for)
+
+    Every connection must present a certificate from the cluster CA; calls are attributed to
+    the node ID in that certificate.
+    """
+
+    def __init__(
+        self,
+        identity: NodeIdentity,
+        files: NodeFiles,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        stop_grace_seconds: float = 2.0,
+    ) -> None:
+        self._identity = identity
+        self._files = files
+        self._host = host
+        self._requested_port = port
+        self._stop_grace = stop_grace_seconds
+        self._compute: ComputeHandler | None = None
+        self._orchestrator: OrchestratorHandler | None = None
+        self._server: Any = None
+        self._port = 0
+
+    def add_compute_handler(self, handler: ComputeHandler) -> None:
+        """Serve ComputeService with ``handler`` (before the server starts)."""
+        self._check_not_started()
+        self._compute = handler
+
+    def add_orchestrator_handler(self, handler: OrchestratorHandler) -> None:
+        """Serve OrchestratorService and NodeService with ``handler`` (before start)."""
+        self._check_not_started()
+        self._orchestrator = handler
+
+    def _check_not_started(self) -> None:
+        if self._server is not None:
+            raise InvalidRequest(
+                "handlers must be added before the node server starts", component="Transport"
+            )
+
+    @property
+    def node_id(self) -> str:
+        return self._identity.node_id
+
+    @property
+    def port(self) -> int:
+        """The bound port (0 until started)."""
+        return self._port
+
+    @property
+    def address(self) -> str:
+        """``host:port`` the server listens on (valid once started)."""
+        return format_address(self._host, self._port)
+
+    async def start(self) -> None:
+        if self._server is not None:
+            return
+        if self._compute is None and self._orchestrator is None:
+            raise InvalidRequest(
+                "a node server needs a compute or an orchestrator handler", component="Transport"
+            )
+        creds = server_credentials(self._files)
+        server = grpc.aio.server(options=server_options())
+        if self._compute is not None:
+            compute_pb2_grpc.add_ComputeServiceServicer_to_server(
+                ComputeServicer(self._compute, node_id=self._identity.node_id), server
+            )
+        if self._orchestrator is not None:
+            orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server(
+                OrchestratorServicer(self._orchestrator), server
+            )
+            node_pb2_grpc.add_NodeServiceServicer_to_server(
+                NodeServicer(self._orchestrator, identity=self._identity), server
+            )
+        bind = format_address(self._host, self._requested_port)
+        try:
+            port = server.add_secure_port(bind, creds)
+        except RuntimeError as e:
+            raise Unavailable(
+                f"cannot listen on {bind}: {e}",
+                hint="choose a free port, or 0 to let the system pick one",
+                component="Transport",
+            ) from None
+        if not port:
+            raise Unavailable(
+                f"cannot listen on {bind}",
+                hint="choose a free port, or 0 to let the system pick one",
+                component="Transport",
+            )
+        await server.start()
+        self._server = server
+        self._port = port
+        log.info("node %s serving bprotocol on %s", self._identity.node_id, self.address)
+
+    async def stop(self) -> None:
+        """Stop accepting calls; give running calls the grace period to finish."""
+        server, self._server = self._server, None
+        if server is not None:
+            await server.stop(self._stop_grace)
+
+    async def __aenter__(self) -> NodeServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()

@@ -1,0 +1,187 @@
+"""gRPC servicers: trust checks, conversion, then the role's handler.
+
+Each call first learns the caller's node ID from its TLS certificate. Signed messages are then
+verified against that node (signature, signer == TLS peer, payload node ID == signer) before
+they are converted and handed over. Failures end the call through :mod:`._errors`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+from bacalhau._proto.v1 import (
+    compute_pb2,
+    compute_pb2_grpc,
+    node_pb2,
+    node_pb2_grpc,
+    orchestrator_pb2,
+    orchestrator_pb2_grpc,
+)
+from bacalhau.errors import BacalhauError, InvalidRequest
+from bacalhau.identity import NodeIdentity
+from bacalhau.transport._convert_messages import (
+    ask_for_bid_from_proto,
+    bid_decision_from_proto,
+    bid_result_from_proto,
+    cancel_from_proto,
+    compute_failure_from_proto,
+    decision_to_proto,
+    heartbeat_from_proto,
+    registration_from_proto,
+    run_result_from_proto,
+)
+from bacalhau.transport._errors import abort_with, unexpected
+from bacalhau.transport._handlers import ComputeHandler, OrchestratorHandler
+from bacalhau.transport._peer import peer_node_id
+from bacalhau.transport._signing import check_speaker, open_sealed, seal
+
+#: Join nonces: long enough to never repeat, short enough to bound what a peer can make us sign.
+_NONCE_MIN, _NONCE_MAX = 16, 64
+
+
+async def _fail(context: Any, exc: Exception, method: str) -> NoReturn:
+    err = exc if isinstance(exc, BacalhauError) else unexpected(exc, method)
+    await abort_with(context, err)
+
+
+class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
+    """Serves ComputeService on a compute node."""
+
+    def __init__(self, handler: ComputeHandler, *, node_id: str) -> None:
+        self._handler = handler
+        self._node_id = node_id
+
+    async def AskForBid(
+        self, request: compute_pb2.AskForBidRequest, context: Any
+    ) -> compute_pb2.AskForBidResponse:
+        try:
+            source = peer_node_id(context)
+            ask = ask_for_bid_from_proto(request)
+            if ask.execution.node_id != self._node_id:
+                # A pinned channel cannot deliver it here by accident: refuse to run an
+                # execution the requester attributes to another node.
+                raise InvalidRequest(
+                    f"execution {ask.execution.id} is assigned to node "
+                    f"{ask.execution.node_id!r}, not to this node ({self._node_id})",
+                    component="Transport",
+                )
+            await self._handler.ask_for_bid(source, ask)
+            return compute_pb2.AskForBidResponse()
+        except Exception as e:
+            await _fail(context, e, "AskForBid")
+
+    async def BidAccepted(
+        self, request: compute_pb2.BidAcceptedRequest, context: Any
+    ) -> compute_pb2.BidAcceptedResponse:
+        try:
+            source = peer_node_id(context)
+            await self._handler.bid_accepted(source, bid_decision_from_proto(request))
+            return compute_pb2.BidAcceptedResponse()
+        except Exception as e:
+            await _fail(context, e, "BidAccepted")
+
+    async def BidRejected(
+        self, request: compute_pb2.BidRejectedRequest, context: Any
+    ) -> compute_pb2.BidRejectedResponse:
+        try:
+            source = peer_node_id(context)
+            await self._handler.bid_rejected(source, bid_decision_from_proto(request))
+            return compute_pb2.BidRejectedResponse()
+        except Exception as e:
+            await _fail(context, e, "BidRejected")
+
+    async def CancelExecution(
+        self, request: compute_pb2.CancelExecutionRequest, context: Any
+    ) -> compute_pb2.CancelExecutionResponse:
+        try:
+            source = peer_node_id(context)
+            await self._handler.cancel_execution(source, cancel_from_proto(request))
+            return compute_pb2.CancelExecutionResponse()
+        except Exception as e:
+            await _fail(context, e, "CancelExecution")
+
+
+class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
+    """Serves OrchestratorService on a requester node."""
+
+    def __init__(self, handler: OrchestratorHandler) -> None:
+        self._handler = handler
+
+    async def OnBidComplete(
+        self, request: orchestrator_pb2.OnBidCompleteRequest, context: Any
+    ) -> orchestrator_pb2.OnBidCompleteResponse:
+        try:
+            peer = peer_node_id(context)
+            msg = open_sealed(request.bid_result, orchestrator_pb2.BidResult, expected_signer=peer)
+            check_speaker(msg.node_id, peer, "bid result")
+            await self._handler.on_bid_complete(bid_result_from_proto(msg))
+            return orchestrator_pb2.OnBidCompleteResponse()
+        except Exception as e:
+            await _fail(context, e, "OnBidComplete")
+
+    async def OnRunComplete(
+        self, request: orchestrator_pb2.OnRunCompleteRequest, context: Any
+    ) -> orchestrator_pb2.OnRunCompleteResponse:
+        try:
+            peer = peer_node_id(context)
+            msg = open_sealed(request.run_result, orchestrator_pb2.RunResult, expected_signer=peer)
+            check_speaker(msg.node_id, peer, "run result")
+            await self._handler.on_run_complete(run_result_from_proto(msg))
+            return orchestrator_pb2.OnRunCompleteResponse()
+        except Exception as e:
+            await _fail(context, e, "OnRunComplete")
+
+    async def OnComputeFailure(
+        self, request: orchestrator_pb2.OnComputeFailureRequest, context: Any
+    ) -> orchestrator_pb2.OnComputeFailureResponse:
+        try:
+            peer = peer_node_id(context)
+            msg = open_sealed(
+                request.compute_failure, orchestrator_pb2.ComputeFailure, expected_signer=peer
+            )
+            check_speaker(msg.node_id, peer, "compute failure")
+            await self._handler.on_compute_failure(compute_failure_from_proto(msg))
+            return orchestrator_pb2.OnComputeFailureResponse()
+        except Exception as e:
+            await _fail(context, e, "OnComputeFailure")
+
+
+class NodeServicer(node_pb2_grpc.NodeServiceServicer):
+    """Serves NodeService on a requester node; signs its join decisions as ``identity``."""
+
+    def __init__(self, handler: OrchestratorHandler, *, identity: NodeIdentity) -> None:
+        self._handler = handler
+        self._identity = identity
+
+    async def Join(self, request: node_pb2.JoinRequest, context: Any) -> node_pb2.JoinResponse:
+        try:
+            peer = peer_node_id(context)
+            msg = open_sealed(request.registration, node_pb2.NodeRegistration, expected_signer=peer)
+            check_speaker(msg.info.node_id, peer, "registration")
+            if not _NONCE_MIN <= len(msg.nonce) <= _NONCE_MAX:
+                raise InvalidRequest(
+                    f"join nonce must be {_NONCE_MIN} to {_NONCE_MAX} bytes",
+                    component="Transport",
+                )
+            response = await self._handler.join(registration_from_proto(msg))
+            decision = decision_to_proto(
+                response,
+                node_id=peer,
+                orchestrator_node_id=self._identity.node_id,
+                nonce=msg.nonce,
+            )
+            return node_pb2.JoinResponse(decision=seal(self._identity, decision))
+        except Exception as e:
+            await _fail(context, e, "Join")
+
+    async def Heartbeat(
+        self, request: node_pb2.HeartbeatRequest, context: Any
+    ) -> node_pb2.HeartbeatResponse:
+        try:
+            peer = peer_node_id(context)
+            msg = open_sealed(request.heartbeat, node_pb2.NodeHeartbeat, expected_signer=peer)
+            check_speaker(msg.node_id, peer, "heartbeat")
+            await self._handler.heartbeat(heartbeat_from_proto(msg))
+            return node_pb2.HeartbeatResponse()
+        except Exception as e:
+            await _fail(context, e, "Heartbeat")

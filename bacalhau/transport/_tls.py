@@ -1,0 +1,88 @@
+"""Mutual-TLS credentials for node-to-node gRPC, and pinning the peer a client expects.
+
+Both sides present a certificate from the cluster CA and trust only that CA
+(``require_client_auth=True`` on servers). A client pins the node it means to reach by setting
+the TLS target name to that node's DNS SAN (:func:`bacalhau.identity.node_dns_name`): the
+handshake then fails unless the server's certificate was issued for that node ID, whatever
+address it answers on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+from bacalhau.identity import NodeFiles, node_dns_name
+from bacalhau.identity._files import read_private, read_public
+
+#: Larger than gRPC's 4 MiB default: jobs may carry inline inputs and long params.
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+_HINT = "run `bacalhau ca issue --data-dir <dir>` to install this node's certificate"
+
+
+def _read(files: NodeFiles) -> tuple[bytes, bytes, bytes]:
+    return (
+        read_private(files.tls_key, what="TLS key", hint=_HINT),
+        read_public(files.tls_cert, what="TLS certificate", hint=_HINT),
+        read_public(files.ca_cert, what="cluster CA certificate", hint=_HINT),
+    )
+
+
+def server_credentials(files: NodeFiles) -> Any:
+    """Server credentials: present the node certificate, require one from the cluster CA."""
+    key, cert, ca = _read(files)
+    return grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=ca, require_client_auth=True
+    )
+
+
+def channel_credentials(files: NodeFiles) -> Any:
+    """Client credentials: present the node certificate, trust only the cluster CA."""
+    key, cert, ca = _read(files)
+    return grpc.ssl_channel_credentials(
+        root_certificates=ca, private_key=key, certificate_chain=cert
+    )
+
+
+def target_name_override(node_id: str) -> str:
+    """The TLS name to expect from ``node_id``'s certificate (its DNS SAN)."""
+    return node_dns_name(node_id)
+
+
+def channel_options(expected_node_id: str | None) -> list[tuple[str, Any]]:
+    """gRPC channel options for node-to-node channels.
+
+    With ``expected_node_id``, the channel only completes a handshake with that node.
+    Reconnect backoff is short because peers are usually on a LAN and a restarting node should
+    be reachable again within a heartbeat; keepalives detect silently dropped connections.
+    """
+    opts: list[tuple[str, Any]] = [
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.initial_reconnect_backoff_ms", 100),
+        ("grpc.min_reconnect_backoff_ms", 100),
+        ("grpc.max_reconnect_backoff_ms", 5_000),
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        # Each client keeps its own connections instead of gRPC's process-wide subchannel pool,
+        # so a connection always carries the credentials and pin of the client that made it
+        # (a hybrid node runs several clients in one process).
+        ("grpc.use_local_subchannel_pool", 1),
+    ]
+    if expected_node_id is not None:
+        opts.append(("grpc.ssl_target_name_override", target_name_override(expected_node_id)))
+    return opts
+
+
+def server_options() -> list[tuple[str, Any]]:
+    return [
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        # Accept the clients' 30 s keepalive pings (the default would answer them with GOAWAY).
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        # Without this, Linux lets a second server bind the same port and share its traffic.
+        ("grpc.so_reuseport", 0),
+    ]

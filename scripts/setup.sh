@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Install and start everything the project needs, idempotently (skips what is already there):
+# Debian packages (Docker engine, busybox, the WASI C toolchain), buf, the Python package with
+# its development tools, a running dockerd, the local images and the sample WASM programs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+packages=(docker.io busybox-static clang lld wasi-libc libclang-rt-14-dev-wasm32)
+missing=()
+for pkg in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "installing Debian packages: ${missing[*]}"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! command -v buf >/dev/null 2>&1; then
+  log "installing buf (npm @bufbuild/buf)"
+  npm install -g --silent @bufbuild/buf >/dev/null
+fi
+
+stamp=".build/pip.stamp"
+mkdir -p .build
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || ! command -v bacalhau >/dev/null 2>&1; then
+  log "installing the Python package and its development tools"
+  python3 -m pip install -q --disable-pip-version-check -e '.[dev]'
+  # The official Bacalhau Python clients, lean (their pinned dependencies are not needed).
+  python3 -m pip install -q --disable-pip-version-check --no-deps \
+    bacalhau-sdk==1.4.2 bacalhau-apiclient==1.4.1 six urllib3 certifi python-dateutil
+  touch "$stamp"
+fi
+
+bash scripts/build_images.sh
+bash scripts/build_wasm.sh
+log "ready"

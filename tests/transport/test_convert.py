@@ -1,0 +1,208 @@
+"""Domain records survive model -> protobuf -> bytes -> protobuf -> model unchanged."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from bacalhau._proto.v1 import compute_pb2, node_pb2, orchestrator_pb2, types_pb2
+from bacalhau.errors import InvalidJobSpec, InvalidRequest
+from bacalhau.models import (
+    AskForBidRequest,
+    BidDecision,
+    BidResult,
+    CancelExecutionRequest,
+    ComputeFailure,
+    Execution,
+    ExecutionDesiredStateType,
+    ExecutionStateType,
+    Heartbeat,
+    Job,
+    JobStateType,
+    JoinRequest,
+    JoinResponse,
+    NetworkType,
+    Resources,
+    RunResult,
+    SpecConfig,
+)
+from bacalhau.transport import _convert as c
+from bacalhau.transport import _convert_messages as m
+from tests.transport.samples import (
+    full_event,
+    full_execution,
+    full_job,
+    full_node_info,
+    full_task,
+)
+
+NODE = "12D3KooWBtg3aaRMjxwedh83aGiUkwSxDwUZkzuJcfaqUmo7R3pq"
+
+
+def _job_trip(job: Job) -> Job:
+    wire = c.job_to_proto(job).SerializeToString()
+    return c.job_from_proto(types_pb2.Job.FromString(wire))
+
+
+def _execution_trip(ex: Execution) -> Execution:
+    wire = c.execution_to_proto(ex).SerializeToString()
+    return c.execution_from_proto(types_pb2.Execution.FromString(wire))
+
+
+def test_fully_populated_job_round_trips() -> None:
+    job = full_job()
+    back = _job_trip(job)
+    assert back == job
+    # Types survive too, not just equality (1 == 1.0 == True in Python).
+    params = back.tasks[0].engine.params
+    assert type(params["Count"]) is int
+    assert type(params["Ratio"]) is float
+    assert type(params["Flag"]) is bool
+    assert params["Nested"]["Deep"]["List"] == [1, 2.5, True, None, {"x": "y"}]
+    assert [type(v) for v in params["Nested"]["Deep"]["List"][:3]] == [int, float, bool]
+
+
+def test_empty_job_round_trips() -> None:
+    assert _job_trip(Job()) == Job()
+
+
+def test_fully_populated_execution_round_trips() -> None:
+    ex = full_execution()
+    assert _execution_trip(ex) == ex
+
+
+def test_execution_without_optional_parts_round_trips() -> None:
+    ex = dataclasses.replace(full_execution(), job=None, published_result=None, run_output=None)
+    back = _execution_trip(ex)
+    assert back == ex
+    assert back.job is None and back.published_result is None and back.run_output is None
+
+
+def test_empty_publisher_and_params_stay_empty() -> None:
+    task = dataclasses.replace(full_task(), publisher=SpecConfig())
+    job = dataclasses.replace(full_job(), tasks=[task])
+    back = _job_trip(job)
+    assert back.tasks[0].publisher == SpecConfig()
+    assert back.tasks[0].publisher.params == {}
+
+
+@pytest.mark.parametrize("state", list(JobStateType))
+def test_every_job_state_round_trips(state: JobStateType) -> None:
+    assert _job_trip(Job(state=state)).state is state
+
+
+@pytest.mark.parametrize("state", list(ExecutionStateType))
+def test_every_execution_state_round_trips(state: ExecutionStateType) -> None:
+    ex = dataclasses.replace(full_execution(), compute_state=state)
+    assert _execution_trip(ex).compute_state is state
+
+
+@pytest.mark.parametrize("desired", list(ExecutionDesiredStateType))
+def test_every_desired_state_round_trips(desired: ExecutionDesiredStateType) -> None:
+    ex = dataclasses.replace(full_execution(), desired_state=desired)
+    assert _execution_trip(ex).desired_state is desired
+
+
+@pytest.mark.parametrize("network", list(NetworkType))
+def test_every_network_type_round_trips(network: NetworkType) -> None:
+    task = full_task()
+    task.network.type = network
+    job = dataclasses.replace(full_job(), tasks=[task])
+    assert _job_trip(job).tasks[0].network.type is network
+
+
+def test_unknown_enum_values_from_a_newer_peer_are_refused() -> None:
+    msg = c.execution_to_proto(full_execution())
+    msg.compute_state = 99  # type: ignore[assignment]
+    with pytest.raises(InvalidRequest, match="unknown execution state 99"):
+        c.execution_from_proto(msg)
+    job = c.job_to_proto(full_job())
+    job.state = 42  # type: ignore[assignment]
+    with pytest.raises(InvalidRequest, match="unknown job state 42"):
+        c.job_from_proto(job)
+
+
+def test_non_json_params_are_refused_with_the_field() -> None:
+    task = full_task()
+    task.engine.params = {"Blob": b"\x00\x01"}
+    with pytest.raises(InvalidJobSpec) as err:
+        c.job_to_proto(dataclasses.replace(full_job(), tasks=[task]))
+    assert err.value.field == "Tasks[0].Engine.Params"
+
+
+@pytest.mark.parametrize("compute", [True, False])
+def test_node_info_round_trips(compute: bool) -> None:
+    info = full_node_info(NODE, compute=compute)
+    wire = c.node_info_to_proto(info).SerializeToString()
+    assert c.node_info_from_proto(types_pb2.NodeInfo.FromString(wire)) == info
+
+
+def test_messages_round_trip() -> None:
+    ask = AskForBidRequest(execution=full_execution(), wait_for_approval=False)
+    assert (
+        m.ask_for_bid_from_proto(
+            compute_pb2.AskForBidRequest.FromString(m.ask_for_bid_to_proto(ask).SerializeToString())
+        )
+        == ask
+    )
+
+    accept = BidDecision(execution_id="e-1", accepted=True, justification="approved")
+    reject = BidDecision(execution_id="e-1", accepted=False, justification="too late")
+    assert m.bid_decision_from_proto(m.bid_accepted_to_proto(accept)) == accept
+    assert m.bid_decision_from_proto(m.bid_rejected_to_proto(reject)) == reject
+
+    cancel = CancelExecutionRequest(execution_id="e-1", justification="user stop")
+    assert m.cancel_from_proto(m.cancel_to_proto(cancel)) == cancel
+
+    bid = BidResult(
+        execution_id="e-1", job_id="j-1", node_id=NODE, accepted=True, event=full_event()
+    )
+    assert (
+        m.bid_result_from_proto(
+            orchestrator_pb2.BidResult.FromString(m.bid_result_to_proto(bid).SerializeToString())
+        )
+        == bid
+    )
+
+    run = RunResult(
+        execution_id="e-1",
+        job_id="j-1",
+        node_id=NODE,
+        published_result=SpecConfig(type="s3", params={"Bucket": "b", "Key": "k/"}),
+        run_output=full_execution().run_output,  # type: ignore[arg-type]
+    )
+    assert (
+        m.run_result_from_proto(
+            orchestrator_pb2.RunResult.FromString(m.run_result_to_proto(run).SerializeToString())
+        )
+        == run
+    )
+
+    failure = ComputeFailure(execution_id="e-1", job_id="j-1", node_id=NODE, event=full_event())
+    assert m.compute_failure_from_proto(m.compute_failure_to_proto(failure)) == failure
+
+    hb = Heartbeat(
+        node_id=NODE,
+        sequence=17,
+        available_capacity=Resources(cpu=1.5, memory=10**9, disk=10**10, gpu=1),
+        queue_used_capacity=Resources(cpu=0.5, memory=10**8),
+        running_executions=3,
+        enqueued_executions=4,
+    )
+    assert (
+        m.heartbeat_from_proto(
+            node_pb2.NodeHeartbeat.FromString(m.heartbeat_to_proto(hb).SerializeToString())
+        )
+        == hb
+    )
+
+    join = JoinRequest(info=full_node_info(NODE))
+    reg = m.registration_to_proto(join, nonce=b"n" * 16)
+    assert reg.nonce == b"n" * 16
+    assert m.registration_from_proto(reg) == join
+
+    resp = JoinResponse(accepted=False, reason="manual approval", heartbeat_interval=7.5)
+    decision = m.decision_to_proto(resp, node_id=NODE, orchestrator_node_id="o", nonce=b"x")
+    assert (decision.node_id, decision.orchestrator_node_id, decision.nonce) == (NODE, "o", b"x")
+    assert m.decision_from_proto(decision) == resp
