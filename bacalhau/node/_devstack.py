@@ -26,7 +26,7 @@ from pathlib import Path
 import aiohttp
 
 from bacalhau.errors import InternalError, InvalidRequest, Unavailable
-from bacalhau.identity import ClusterCA, NodeIdentity, TLS_CERT_FILE
+from bacalhau.identity import TLS_CERT_FILE, ClusterCA, NodeIdentity
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,10 @@ def _prepare_node(ca: ClusterCA, node_dir: Path) -> NodeIdentity:
     return identity
 
 
+def _flags(values: dict[str, object]) -> list[str]:
+    return [part for flag, value in values.items() for part in (flag, str(value))]
+
+
 def plan_devstack(
     *,
     data_dir: Path,
@@ -118,14 +122,18 @@ def plan_devstack(
             args=[
                 *base,
                 "--orchestrator",
-                "--data-dir", str(req_dir),
-                "--api-host", "127.0.0.1",
-                "--api-port", str(api_port),
-                "--grpc-host", "127.0.0.1",
-                "--grpc-port", str(req_grpc),
+                *_flags(
+                    {
+                        "--data-dir": req_dir,
+                        "--api-host": "127.0.0.1",
+                        "--api-port": api_port,
+                        "--grpc-host": "127.0.0.1",
+                        "--grpc-port": req_grpc,
+                    }
+                ),
                 *extra_serve_args,
             ],
-        )  # fmt: skip
+        )
     ]
     for i in range(compute_nodes):
         node_dir = data_dir / f"compute-{i}"
@@ -143,17 +151,21 @@ def plan_devstack(
                 args=[
                     *base,
                     "--compute",
-                    "--data-dir", str(node_dir),
-                    "--grpc-host", "127.0.0.1",
-                    "--grpc-port", str(grpc_port),
-                    "--orchestrator-address", f"127.0.0.1:{req_grpc}",
-                    "--publisher-host", "127.0.0.1",
-                    "--publisher-port", str(pub_port),
-                    "--engines", ",".join(engines),
-                    "--name", f"compute-{i}",
+                    *_flags(
+                        {
+                            "--data-dir": node_dir,
+                            "--grpc-host": "127.0.0.1",
+                            "--grpc-port": grpc_port,
+                            "--orchestrator-address": f"127.0.0.1:{req_grpc}",
+                            "--publisher-host": "127.0.0.1",
+                            "--publisher-port": pub_port,
+                            "--engines": ",".join(engines),
+                            "--name": f"compute-{i}",
+                        }
+                    ),
                     *extra_serve_args,
                 ],
-            )  # fmt: skip
+            )
         )
     return nodes
 

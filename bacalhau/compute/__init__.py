@@ -1,0 +1,83 @@
+"""The compute role: bidding, the execution store, the run queue and the execution pipeline.
+
+Wiring (done by ``bacalhau.node``)::
+
+    store = ExecutionStore(data_dir / "compute.db")
+    capacity = CapacityTracker(allocated_capacity(data_dir))
+    bidder = Bidder(node_id=..., strategies=default_strategies(...))
+    pipeline = ExecutionPipeline(node_id=..., store=store, executors=..., publishers=...,
+                                 results_root=data_dir / "executions")
+    async with ComputeEndpoint(node_id=..., store=store, bidder=bidder, pipeline=pipeline,
+                               callbacks=..., capacity=capacity) as endpoint,
+               HeartbeatLoop(registry=..., describe=...):
+        ...  # transport serves ``endpoint`` as the ComputeHandler
+"""
+
+from bacalhau.compute._bidder import (
+    Bidder,
+    BidRequest,
+    BidStrategy,
+    BidVerdict,
+    EngineInstalled,
+    EngineSpecSupported,
+    InputSourcesInstalled,
+    NetworkPolicy,
+    PublisherInstalled,
+    WithinMaxJobRequirements,
+    default_strategies,
+)
+from bacalhau.compute._callbacks import Callback, OrchestratorCallbacks
+from bacalhau.compute._capacity import (
+    DEFAULT_ALLOCATED_FRACTION,
+    DEFAULT_JOB_RESOURCES,
+    CapacityTracker,
+    allocated_capacity,
+    host_resources,
+    job_usage,
+)
+from bacalhau.compute._endpoint import RESTART_MESSAGE, ComputeEndpoint
+from bacalhau.compute._errors import ExecutionInterrupted, NotEnoughCapacity
+from bacalhau.compute._events import TOPIC_BIDDING, TOPIC_PUBLISHING, TOPIC_RUNNING
+from bacalhau.compute._heartbeat import HeartbeatLoop, NodeRegistry
+from bacalhau.compute._outbox import CallbackOutbox
+from bacalhau.compute._pipeline import ExecutionPipeline, InputPreparer
+from bacalhau.compute._queue import RunQueue
+from bacalhau.compute._store import ExecutionStore, LocalExecution, OutboxEntry
+
+__all__ = [
+    "DEFAULT_ALLOCATED_FRACTION",
+    "DEFAULT_JOB_RESOURCES",
+    "RESTART_MESSAGE",
+    "TOPIC_BIDDING",
+    "TOPIC_PUBLISHING",
+    "TOPIC_RUNNING",
+    "BidRequest",
+    "BidStrategy",
+    "BidVerdict",
+    "Bidder",
+    "Callback",
+    "CallbackOutbox",
+    "CapacityTracker",
+    "ComputeEndpoint",
+    "EngineInstalled",
+    "EngineSpecSupported",
+    "ExecutionInterrupted",
+    "ExecutionPipeline",
+    "ExecutionStore",
+    "HeartbeatLoop",
+    "InputPreparer",
+    "InputSourcesInstalled",
+    "LocalExecution",
+    "NetworkPolicy",
+    "NodeRegistry",
+    "NotEnoughCapacity",
+    "OrchestratorCallbacks",
+    "OutboxEntry",
+    "PublisherInstalled",
+    "RunQueue",
+    "WithinMaxJobRequirements",
+    "allocated_capacity",
+    "default_strategies",
+    "host_resources",
+    "job_usage",
+]

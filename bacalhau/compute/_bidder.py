@@ -1,0 +1,213 @@
+"""Whether this node bids for a job: small strategies, run in order, first "no" wins.
+
+Each strategy is a pure decision over the job and what the node has installed (the only I/O
+is asking a plugin whether it is installed or can run an engine spec). Reasons use Bacalhau's
+wording, "this node does not ...", because users read them in job history.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from bacalhau.compute._capacity import DEFAULT_JOB_RESOURCES, job_usage
+from bacalhau.errors import BacalhauError
+from bacalhau.executor import Executor
+from bacalhau.models import Job, NetworkType, Resources, format_size
+from bacalhau.publisher import Publisher
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class BidVerdict:
+    """A strategy's (or the bidder's) answer."""
+
+    should_bid: bool
+    reason: str = ""
+
+    @classmethod
+    def accept(cls, reason: str = "") -> BidVerdict:
+        return cls(True, reason)
+
+    @classmethod
+    def reject(cls, reason: str) -> BidVerdict:
+        return cls(False, reason)
+
+
+@dataclass(frozen=True, slots=True)
+class BidRequest:
+    """What a strategy looks at: the job and what it will use on this node."""
+
+    node_id: str
+    job: Job
+    usage: Resources
+
+
+class BidStrategy(Protocol):
+    """One rule of bidding. Raising counts as a rejection with the error's message."""
+
+    async def evaluate(self, request: BidRequest) -> BidVerdict: ...
+
+
+class EngineInstalled:
+    """The job's engine has a registered executor that is installed right now."""
+
+    def __init__(self, executors: Mapping[str, Executor]) -> None:
+        self._executors = executors
+
+    async def evaluate(self, request: BidRequest) -> BidVerdict:
+        engine = request.job.task.engine.type
+        executor = self._executors.get(engine.lower())
+        if executor is None or not await executor.is_installed():
+            return BidVerdict.reject(f"this node does not have the {engine!r} engine installed")
+        return BidVerdict.accept(f"this node does have the {engine!r} engine installed")
+
+
+class EngineSpecSupported:
+    """The executor accepts the engine spec (``Executor.validate``; e.g. the image exists)."""
+
+    def __init__(self, executors: Mapping[str, Executor]) -> None:
+        self._executors = executors
+
+    async def evaluate(self, request: BidRequest) -> BidVerdict:
+        engine = request.job.task.engine
+        executor = self._executors.get(engine.type.lower())
+        if executor is None:
+            return BidVerdict.reject(f"this node does not support the {engine.type!r} engine")
+        try:
+            await executor.validate(engine)
+        except BacalhauError as err:
+            return BidVerdict.reject(f"this node does not support this job's engine: {err.message}")
+        return BidVerdict.accept("this node does support this job's engine")
+
+
+class PublisherInstalled:
+    """The job's publisher (if any) is registered, installed and accepts its spec."""
+
+    def __init__(self, publishers: Mapping[str, Publisher]) -> None:
+        self._publishers = publishers
+
+    async def evaluate(self, request: BidRequest) -> BidVerdict:
+        spec = request.job.task.publisher
+        if spec.is_empty():
+            return BidVerdict.accept("this node does not need a publisher for this job")
+        publisher = self._publishers.get(spec.type.lower())
+        if publisher is None or not await publisher.is_installed():
+            return BidVerdict.reject(
+                f"this node does not have the {spec.type!r} publisher installed"
+            )
+        try:
+            await publisher.validate(spec)
+        except BacalhauError as err:
+            return BidVerdict.reject(
+                f"this node does not support this job's publisher: {err.message}"
+            )
+        return BidVerdict.accept(f"this node does have the {spec.type!r} publisher installed")
+
+
+class InputSourcesInstalled:
+    """Every input source type of the job can be prepared on this node."""
+
+    def __init__(self, storage_sources: Collection[str]) -> None:
+        self._installed = {name.lower() for name in storage_sources}
+
+    async def evaluate(self, request: BidRequest) -> BidVerdict:
+        for source in request.job.task.input_sources:
+            kind = source.source.type
+            if kind.lower() not in self._installed:
+                return BidVerdict.reject(
+                    f"this node does not have the {kind!r} input source installed"
+                )
+        return BidVerdict.accept("this node does have every input source installed")
+
+
+class NetworkPolicy:
+    """Jobs asking for network access only run where the operator allows it."""
+
+    def __init__(self, *, accept_networked_jobs: bool = False) -> None:
+        self._accept = accept_networked_jobs
+
+    async def evaluate(self, request: BidRequest) -> BidVerdict:
+        if request.job.task.network.type is NetworkType.NONE or self._accept:
+            return BidVerdict.accept("this node does accept jobs that require network access")
+        return BidVerdict.reject("this node does not accept jobs that require network access")
+
+
+class WithinMaxJobRequirements:
+    """The job fits in what this node offers a single job."""
+
+    def __init__(self, max_job_requirements: Resources) -> None:
+        self._max = max_job_requirements
+
+    async def evaluate(self, request: BidRequest) -> BidVerdict:
+        if request.usage.fits_in(self._max):
+            return BidVerdict.accept("this node does have enough resources for this job")
+        return BidVerdict.reject(
+            f"insufficient resources - requested: {describe_resources(request.usage)}, "
+            f"available: {describe_resources(self._max)}"
+        )
+
+
+def describe_resources(res: Resources) -> str:
+    return (
+        f"{{CPU: {res.cpu:g}, Memory: {format_size(res.memory)}, "
+        f"Disk: {format_size(res.disk)}, GPU: {res.gpu}}}"
+    )
+
+
+def default_strategies(
+    *,
+    executors: Mapping[str, Executor],
+    publishers: Mapping[str, Publisher],
+    max_job_requirements: Resources,
+    storage_sources: Collection[str] = (),
+    accept_networked_jobs: bool = False,
+) -> list[BidStrategy]:
+    """The standard rules, cheapest first: the engine spec check (which may ask the Docker
+    engine about an image) runs last so that jobs failing a plain rule are answered fast."""
+    return [
+        EngineInstalled(executors),
+        NetworkPolicy(accept_networked_jobs=accept_networked_jobs),
+        PublisherInstalled(publishers),
+        InputSourcesInstalled(storage_sources),
+        WithinMaxJobRequirements(max_job_requirements),
+        EngineSpecSupported(executors),
+    ]
+
+
+class Bidder:
+    """Runs the strategies in order; the first rejection (or strategy error) is the answer."""
+
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        strategies: Sequence[BidStrategy],
+        default_usage: Resources = DEFAULT_JOB_RESOURCES,
+    ) -> None:
+        self._node_id = node_id
+        self._strategies = list(strategies)
+        self._default_usage = default_usage
+
+    async def bid(self, job: Job) -> BidVerdict:
+        if not job.tasks:
+            return BidVerdict.reject("this node does not accept jobs without a task")
+        try:
+            usage = job_usage(job, defaults=self._default_usage)
+        except BacalhauError as err:
+            return BidVerdict.reject(err.message)
+        request = BidRequest(node_id=self._node_id, job=job, usage=usage)
+        for strategy in self._strategies:
+            try:
+                verdict = await strategy.evaluate(request)
+            except BacalhauError as err:
+                return BidVerdict.reject(err.message)
+            except Exception as err:  # a broken strategy must not crash bidding
+                _log.exception("bid strategy %s failed for job %s", type(strategy).__name__, job.id)
+                return BidVerdict.reject(f"{type(strategy).__name__} failed: {err}")
+            if not verdict.should_bid:
+                return verdict
+        return BidVerdict.accept("this node does accept this job")

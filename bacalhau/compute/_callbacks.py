@@ -1,0 +1,97 @@
+"""What a compute node says back to the requester, and how it is kept until delivered.
+
+:class:`OrchestratorCallbacks` is the compute -> requester half of bprotocol; transport
+implements it structurally (the composition root adapts a client to it). Every callback is
+first written to the execution store's outbox (see :mod:`bacalhau.compute._outbox`), so it
+survives a lost connection or a restart; :func:`encode_callback` / :func:`decode_callback` are
+that outbox's JSON mapping.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol, TypeAlias, runtime_checkable
+
+from bacalhau.models import (
+    BidResult,
+    ComputeFailure,
+    Event,
+    RunCommandResult,
+    RunResult,
+    SpecConfig,
+)
+
+#: One message for the requester.
+Callback: TypeAlias = BidResult | RunResult | ComputeFailure
+
+
+@runtime_checkable
+class OrchestratorCallbacks(Protocol):
+    """Compute -> requester callbacks (OnBidComplete, OnRunComplete, OnComputeFailure).
+
+    Implementations raise :class:`~bacalhau.errors.Unavailable` (or any retryable error) when
+    the requester cannot be reached, and a non-retryable
+    :class:`~bacalhau.errors.BacalhauError` when the requester answered and refused.
+    """
+
+    async def on_bid_complete(self, requester_id: str, result: BidResult) -> None: ...
+
+    async def on_run_complete(self, requester_id: str, result: RunResult) -> None: ...
+
+    async def on_compute_failure(self, requester_id: str, failure: ComputeFailure) -> None: ...
+
+
+async def deliver(callbacks: OrchestratorCallbacks, requester_id: str, message: Callback) -> None:
+    """Send ``message`` through the matching callback."""
+    if isinstance(message, BidResult):
+        await callbacks.on_bid_complete(requester_id, message)
+    elif isinstance(message, RunResult):
+        await callbacks.on_run_complete(requester_id, message)
+    else:
+        await callbacks.on_compute_failure(requester_id, message)
+
+
+def encode_callback(message: Callback) -> tuple[str, str]:
+    """``(kind, json)`` for the outbox table."""
+    head: dict[str, Any] = {
+        "ExecutionID": message.execution_id,
+        "JobID": message.job_id,
+        "NodeID": message.node_id,
+    }
+    if isinstance(message, BidResult):
+        body = {**head, "Accepted": message.accepted, "Event": message.event.to_dict()}
+        return "BidResult", json.dumps(body)
+    if isinstance(message, RunResult):
+        body = {
+            **head,
+            "PublishedResult": message.published_result.to_dict(),
+            "RunOutput": message.run_output.to_dict(),
+        }
+        return "RunResult", json.dumps(body)
+    return "ComputeFailure", json.dumps({**head, "Event": message.event.to_dict()})
+
+
+def decode_callback(kind: str, text: str) -> Callback:
+    """The inverse of :func:`encode_callback`."""
+    # Our own JSON, written by encode_callback: exact keys, no case folding needed.
+    data = json.loads(text)
+    ids = {
+        "execution_id": str(data["ExecutionID"]),
+        "job_id": str(data["JobID"]),
+        "node_id": str(data["NodeID"]),
+    }
+    if kind == "BidResult":
+        event = Event.from_dict(data["Event"])
+        return BidResult(**ids, accepted=bool(data["Accepted"]), event=event)
+    if kind == "RunResult":
+        spec = data["PublishedResult"]
+        return RunResult(
+            **ids,
+            published_result=SpecConfig(
+                type=str(spec["Type"]), params=dict(spec.get("Params") or {})
+            ),
+            run_output=RunCommandResult.from_dict(data["RunOutput"]),
+        )
+    if kind == "ComputeFailure":
+        return ComputeFailure(**ids, event=Event.from_dict(data["Event"]))
+    raise ValueError(f"unknown callback kind {kind!r}")

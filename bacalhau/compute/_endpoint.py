@@ -1,0 +1,395 @@
+"""The compute node's side of bprotocol: AskForBid, BidAccepted, BidRejected, CancelExecution.
+
+Every handler answers at once (the transport's ack); bidding and running happen in tasks the
+endpoint owns. Semantics follow Bacalhau 1.5 (``pkg/compute/bidder.go``):
+
+- ``WaitForApproval=true``: bid; accepted -> ``Created`` + OnBidComplete(accepted), then
+  BidAccepted runs it and BidRejected ends it; rejected -> OnBidComplete(rejected, reason).
+- ``WaitForApproval=false``: accepted -> ``BidAccepted`` and run; rejected ->
+  OnComputeFailure("job rejected: <reason>").
+
+Accepted executions wait in a local queue until capacity frees (higher priority first). Every
+callback goes through the store's outbox, so it reaches the requester even across outages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import shutil
+from collections.abc import Collection, Coroutine, Mapping
+from types import TracebackType
+from typing import Any, Protocol
+
+from bacalhau.compute._bidder import Bidder, BidVerdict
+from bacalhau.compute._callbacks import Callback, OrchestratorCallbacks
+from bacalhau.compute._capacity import DEFAULT_JOB_RESOURCES, CapacityTracker, job_usage
+from bacalhau.compute._events import TOPIC_BIDDING, failure_event, info_event
+from bacalhau.compute._outbox import CallbackOutbox
+from bacalhau.compute._pipeline import ExecutionPipeline
+from bacalhau.compute._queue import RunQueue
+from bacalhau.compute._store import ExecutionStore, LocalExecution
+from bacalhau.errors import (
+    BacalhauError,
+    BidRejected,
+    InvalidRequest,
+    InvalidTransition,
+    PermissionDenied,
+    Unavailable,
+)
+from bacalhau.models import (
+    AskForBidRequest,
+    BidDecision,
+    BidResult,
+    CancelExecutionRequest,
+    ComputeFailure,
+    ComputeNodeInfo,
+    LocalExecutionState,
+    Resources,
+    now_ns,
+)
+
+_log = logging.getLogger(__name__)
+
+L = LocalExecutionState
+
+#: Execution IDs name a directory on this node: nothing that could escape it.
+_EXECUTION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+#: States in which a repeated BidAccepted changes nothing.
+_ALREADY_ACCEPTED = frozenset({L.BID_ACCEPTED, L.RUNNING, L.PUBLISHING, L.COMPLETED})
+
+RESTART_MESSAGE = "node restarted while the execution was running"
+
+
+class ComputeEndpoint:
+    """The compute role: answers the requester and owns the executions' background work.
+
+    Implements the transport's ComputeHandler structurally; an async context manager (start:
+    recover from a crash, resume the queue and the outbox; stop: cancel the work in flight,
+    failing it so the requester can reschedule, and flush the callbacks briefly).
+    """
+
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        store: ExecutionStore,
+        bidder: Bidder,
+        pipeline: ExecutionPipeline,
+        callbacks: OrchestratorCallbacks,
+        capacity: CapacityTracker,
+        max_job_requirements: Resources | None = None,
+        storage_sources: Collection[str] = (),
+        default_usage: Resources = DEFAULT_JOB_RESOURCES,
+        callback_retry_for: float = 3600.0,
+        callback_initial_backoff: float = 0.1,
+        callback_max_backoff: float = 30.0,
+        retention: float = 86400.0,
+        housekeeping_interval: float = 600.0,
+    ) -> None:
+        self._node_id = node_id
+        self._store = store
+        self._bidder = bidder
+        self._pipeline = pipeline
+        self._capacity = capacity
+        self._max_job_requirements = max_job_requirements or capacity.total
+        self._storage_sources = list(storage_sources)
+        self._default_usage = default_usage
+        self._retention_ns = int(retention * 1e9)
+        self._housekeeping_interval = housekeeping_interval
+        self._outbox = CallbackOutbox(
+            store=store,
+            callbacks=callbacks,
+            retry_for=callback_retry_for,
+            initial_backoff=callback_initial_backoff,
+            max_backoff=callback_max_backoff,
+        )
+        self._queue = RunQueue(capacity, self._start_run)
+        self._runs: dict[str, asyncio.Task[LocalExecution]] = {}
+        self._background: set[asyncio.Task[None]] = set()
+        self._bidding: set[str] = set()
+        #: Who asked for each queued or running execution (where its callbacks go).
+        self._requester_of: dict[str, str] = {}
+        self._started = False
+        self._closing = False
+
+    @property
+    def node_id(self) -> str:
+        return self._node_id
+
+    @property
+    def store(self) -> ExecutionStore:
+        return self._store
+
+    @property
+    def outbox(self) -> CallbackOutbox:
+        return self._outbox
+
+    @property
+    def running_count(self) -> int:
+        return len(self._runs)
+
+    @property
+    def queued_count(self) -> int:
+        return self._queue.queued_count
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        for record in self._store.recover_interrupted(message=RESTART_MESSAGE):
+            _log.warning(
+                "execution %s of job %s was under way when the node stopped: reported as failed",
+                record.id,
+                record.job_id,
+            )
+        self._started = True
+        self._outbox.start()
+        for record in self._store.executions(states=[L.BID_ACCEPTED]):
+            self._enqueue(record)
+        self._spawn(self._housekeeping(), name="compute-housekeeping")
+
+    async def close(self, *, flush_timeout: float = 2.0) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        tasks: list[asyncio.Task[Any]] = [*self._background, *self._runs.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._outbox.close(flush_timeout=flush_timeout)
+
+    async def __aenter__(self) -> ComputeEndpoint:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- bprotocol handlers -----------------------------------------------------------------
+
+    async def ask_for_bid(self, source_node_id: str, request: AskForBidRequest) -> None:
+        """Start bidding for an execution; a repeated request for a known one is a no-op."""
+        self._check_open()
+        execution = request.execution
+        if execution.job is None or not execution.job.tasks:
+            raise InvalidRequest(f"AskForBid for execution {execution.id} carried no job")
+        if not _EXECUTION_ID.fullmatch(execution.id):
+            raise InvalidRequest(f"invalid execution ID {execution.id!r}")
+        if execution.id in self._bidding or self._store.find(execution.id) is not None:
+            _log.debug("duplicate AskForBid for execution %s ignored", execution.id)
+            return
+        self._bidding.add(execution.id)
+        self._spawn(self._bid(source_node_id, request), name=f"bid-{execution.id}")
+
+    async def bid_accepted(self, source_node_id: str, decision: BidDecision) -> None:
+        """The requester took our bid: queue the execution to run."""
+        self._check_open()
+        record = self._owned(source_node_id, decision.execution_id)
+        if record.state in _ALREADY_ACCEPTED:
+            return
+        if record.state is not L.CREATED:
+            raise InvalidTransition(
+                f"execution {record.id} is {record.state.value} on this node: "
+                "it can no longer be accepted"
+            )
+        record = self._store.transition(
+            record, L.BID_ACCEPTED, message=decision.justification or record.message
+        )
+        self._enqueue(record)
+
+    async def bid_rejected(self, source_node_id: str, decision: BidDecision) -> None:
+        """The requester chose another node: forget the bid (stop it if already started)."""
+        self._check_open()
+        record = self._owned(source_node_id, decision.execution_id)
+        if record.state.is_terminal():
+            return
+        reason = decision.justification or "bid rejected by the requester"
+        if record.state is L.CREATED:
+            self._store.transition(record, L.BID_REJECTED, message=reason)
+        else:
+            self._cancel(record, reason)
+
+    async def cancel_execution(self, source_node_id: str, request: CancelExecutionRequest) -> None:
+        """Stop an execution wherever it is (queued, running, publishing); idempotent."""
+        self._check_open()
+        record = self._store.find(request.execution_id)
+        if record is None:
+            _log.info("cancel for unknown execution %s ignored", request.execution_id)
+            return
+        self._check_owner(source_node_id, record)
+        if record.state.is_terminal():
+            return
+        self._cancel(record, request.justification or "cancelled by the requester")
+
+    # -- node description -------------------------------------------------------------------
+
+    async def node_info(self) -> ComputeNodeInfo:
+        """What this node offers now (for Join and heartbeats)."""
+        return ComputeNodeInfo(
+            execution_engines=await _installed(self._pipeline.executors),
+            publishers=await _installed(self._pipeline.publishers),
+            storage_sources=list(self._storage_sources),
+            max_capacity=self._capacity.total,
+            queue_capacity=self._queue.queued_usage(),
+            available_capacity=self._capacity.available(),
+            max_job_requirements=self._max_job_requirements,
+            running_executions=self._capacity.running_count,
+            enqueued_executions=self._queue.queued_count,
+        )
+
+    # -- internals --------------------------------------------------------------------------
+
+    async def _bid(self, source_node_id: str, request: AskForBidRequest) -> None:
+        execution = request.execution
+        try:
+            assert execution.job is not None  # checked by ask_for_bid
+            verdict = await self._bidder.bid(execution.job)
+            if not verdict.should_bid:
+                _log.info("not bidding for execution %s: %s", execution.id, verdict.reason)
+            self._record_bid(source_node_id, request, verdict)
+        except Exception:
+            _log.exception("bidding for execution %s failed", execution.id)
+        finally:
+            self._bidding.discard(execution.id)
+
+    def _record_bid(
+        self, source_node_id: str, request: AskForBidRequest, verdict: BidVerdict
+    ) -> None:
+        execution = request.execution
+        ids = {"execution_id": execution.id, "job_id": execution.job_id, "node_id": self._node_id}
+        callback: Callback | None
+        if verdict.should_bid and request.wait_for_approval:
+            state = L.CREATED
+            event = info_event(verdict.reason, topic=TOPIC_BIDDING)
+            callback = BidResult(**ids, accepted=True, event=event)
+        elif verdict.should_bid:
+            state, callback = L.BID_ACCEPTED, None
+        elif request.wait_for_approval:
+            state = L.BID_REJECTED
+            event = info_event(verdict.reason, topic=TOPIC_BIDDING)
+            callback = BidResult(**ids, accepted=False, event=event)
+        else:
+            state = L.BID_REJECTED
+            err = BidRejected(f"job rejected: {verdict.reason}")
+            callback = ComputeFailure(**ids, event=failure_event(err, topic=TOPIC_BIDDING))
+        record = self._store.create(
+            execution,
+            requester_id=source_node_id,
+            state=state,
+            message=verdict.reason,
+            callback=callback,
+        )
+        if callback is not None:
+            self._outbox.kick(source_node_id)
+        if state is L.BID_ACCEPTED:
+            self._enqueue(record)
+
+    def _enqueue(self, record: LocalExecution) -> None:
+        self._requester_of[record.id] = record.requester_id
+        try:
+            usage = job_usage(record.job, defaults=self._default_usage)
+            self._queue.submit(record.id, usage, priority=record.job.priority)
+        except BacalhauError as err:
+            self._requester_of.pop(record.id, None)
+            self._fail_unstarted(record, err)
+
+    def _start_run(self, execution_id: str) -> None:
+        """Called by the queue once the execution's resources are reserved."""
+        task = asyncio.create_task(self._pipeline.run(execution_id), name=f"run-{execution_id}")
+        self._runs[execution_id] = task
+        # A done callback, not a ``finally``: it also runs for a task cancelled before it
+        # started, so the reservation is always released.
+        task.add_done_callback(lambda t: self._run_done(execution_id, t))
+
+    def _run_done(self, execution_id: str, task: asyncio.Task[LocalExecution]) -> None:
+        self._runs.pop(execution_id, None)
+        if not task.cancelled() and task.exception() is not None:
+            _log.error(
+                "execution %s ended with an error",
+                execution_id,
+                exc_info=task.exception(),
+            )
+        requester_id = self._requester_of.pop(execution_id, None)
+        if requester_id is not None:
+            self._outbox.kick(requester_id)  # the pipeline queued its outcome's callback
+        if not self._closing:
+            self._queue.finished(execution_id)
+
+    def _cancel(self, record: LocalExecution, reason: str) -> None:
+        # Recorded first: the pipeline, seeing Cancelled, stops quietly instead of failing.
+        self._store.transition(record, L.CANCELLED, message=reason)
+        if self._queue.remove(record.id):
+            self._requester_of.pop(record.id, None)
+        task = self._runs.get(record.id)
+        if task is not None:
+            task.cancel()
+        _log.info("execution %s cancelled: %s", record.id, reason)
+
+    def _fail_unstarted(self, record: LocalExecution, err: BacalhauError) -> None:
+        failure = ComputeFailure(
+            execution_id=record.id,
+            job_id=record.job_id,
+            node_id=self._node_id,
+            event=failure_event(err, topic=TOPIC_BIDDING),
+        )
+        self._store.transition(record, L.FAILED, message=err.message, callback=failure)
+        self._outbox.kick(record.requester_id)
+
+    def _owned(self, source_node_id: str, execution_id: str) -> LocalExecution:
+        record = self._store.get(execution_id)
+        self._check_owner(source_node_id, record)
+        return record
+
+    def _check_owner(self, source_node_id: str, record: LocalExecution) -> None:
+        if source_node_id != record.requester_id:
+            raise PermissionDenied(
+                f"execution {record.id} belongs to requester {record.requester_id}, "
+                f"not {source_node_id}",
+                component="Compute",
+            )
+
+    def _check_open(self) -> None:
+        if not self._started or self._closing:
+            raise Unavailable("the compute node is not running", component="Compute")
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], *, name: str) -> None:
+        # A tracked set rather than a TaskGroup: one execution's failure must never cancel
+        # the others, and every task is logged and cancelled on close.
+        task = asyncio.create_task(coro, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(self._housekeeping_interval)
+            try:
+                pruned = self._store.prune(finished_before_ns=now_ns() - self._retention_ns)
+                for execution_id in pruned:
+                    path = self._pipeline.results_dir(execution_id)
+                    await asyncio.to_thread(shutil.rmtree, path, True)
+                if pruned:
+                    _log.info("forgot %d finished executions", len(pruned))
+            except Exception:
+                _log.exception("compute housekeeping failed")
+
+
+class _Installable(Protocol):
+    async def is_installed(self) -> bool: ...
+
+
+async def _installed(plugins: Mapping[str, _Installable]) -> list[str]:
+    names: list[str] = []
+    for name, plugin in plugins.items():
+        try:
+            if await plugin.is_installed():
+                names.append(name)
+        except Exception:
+            _log.exception("checking whether %s is installed failed", name)
+    return sorted(names)

@@ -1,0 +1,303 @@
+"""One execution from accepted bid to published results.
+
+    BidAccepted ─► Running ─► (Publishing) ─► Completed ─► OnRunComplete
+                      └──────────┴──────────► Failed ────► OnComputeFailure
+
+The results directory is ``<results_root>/<execID>`` (created fresh). A non-zero exit code is a
+normal completion (Bacalhau semantics); a run with ``ErrorMsg`` set fails. Every outcome is
+written to the store together with its callback, in one transaction; the endpoint's outbox
+delivers it. A cancel the requester asked for is recorded by the endpoint before it cancels
+the task; a task cancelled for any other reason (the node shutting down) fails the execution
+so the requester can run it elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from bacalhau.compute._capacity import DEFAULT_JOB_RESOURCES, job_usage
+from bacalhau.compute._errors import ExecutionInterrupted
+from bacalhau.compute._events import TOPIC_PUBLISHING, TOPIC_RUNNING, failure_event
+from bacalhau.compute._store import ExecutionStore, LocalExecution
+from bacalhau.errors import (
+    BacalhauError,
+    ExecutionFailed,
+    ExecutionTimeout,
+    ExecutorNotInstalled,
+    InternalError,
+    InvalidTransition,
+    PublishFailed,
+    RevisionConflict,
+)
+from bacalhau.executor import Executor, InputMount, RunRequest
+from bacalhau.models import (
+    ComputeFailure,
+    Job,
+    LocalExecutionState,
+    Resources,
+    RunCommandResult,
+    RunResult,
+    SpecConfig,
+)
+from bacalhau.publisher import Publisher
+
+_log = logging.getLogger(__name__)
+
+L = LocalExecutionState
+
+#: Job types whose executions are bounded by ``Timeouts.ExecutionTimeout``.
+_TIMED_JOB_TYPES = ("batch", "ops", "")
+
+
+@runtime_checkable
+class InputPreparer(Protocol):
+    """Materialises a job's inputs on this node (the storage plugins behind one door).
+
+    ``prepare`` downloads or links every input the job needs (its task's input sources, and
+    any an engine spec names) under ``work_dir`` and says where each is to be mounted. The
+    pipeline removes ``work_dir`` once the run is over.
+    """
+
+    async def prepare(self, execution_id: str, job: Job, work_dir: Path) -> list[InputMount]: ...
+
+
+class ExecutionPipeline:
+    """Runs accepted executions: inputs -> results dir -> executor -> publisher -> store."""
+
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        store: ExecutionStore,
+        executors: Mapping[str, Executor],
+        publishers: Mapping[str, Publisher],
+        results_root: Path,
+        inputs: InputPreparer | None = None,
+        default_usage: Resources = DEFAULT_JOB_RESOURCES,
+        timeout_grace: float = 30.0,
+        cancel_timeout: float = 30.0,
+    ) -> None:
+        self._node_id = node_id
+        self._store = store
+        self._executors = {name.lower(): ex for name, ex in executors.items()}
+        self._publishers = {name.lower(): pub for name, pub in publishers.items()}
+        self._results_root = results_root
+        self._inputs = inputs
+        self._default_usage = default_usage
+        self._timeout_grace = timeout_grace
+        self._cancel_timeout = cancel_timeout
+
+    @property
+    def executors(self) -> Mapping[str, Executor]:
+        return self._executors
+
+    @property
+    def publishers(self) -> Mapping[str, Publisher]:
+        return self._publishers
+
+    def results_dir(self, execution_id: str) -> Path:
+        return self._results_root / execution_id
+
+    def inputs_dir(self, execution_id: str) -> Path:
+        # Beside the results, never inside them: the results dir is what gets published.
+        # Execution IDs start with a letter or digit, so ".inputs" never names an execution.
+        return self._results_root / ".inputs" / execution_id
+
+    async def run(self, execution_id: str) -> LocalExecution:
+        """Run one ``BidAccepted`` execution to a terminal state and return its record."""
+        record = self._store.get(execution_id)
+        if record.state is not L.BID_ACCEPTED:
+            _log.info("not running execution %s: it is %s", execution_id, record.state.value)
+            return record
+        job = record.job
+        task = job.task
+        topic = TOPIC_RUNNING
+        executor = self._executors.get(task.engine.type.lower())
+        started = time.monotonic()
+        try:
+            if executor is None:
+                raise ExecutorNotInstalled(
+                    f"this node does not have the {task.engine.type!r} engine installed"
+                )
+            mounts = await self._prepare_inputs(execution_id, job)
+            results_dir = self._fresh_dir(self.results_dir(execution_id))
+            record = self._store.transition(record, L.RUNNING)
+            try:
+                output = await self._execute(executor, record, results_dir, mounts)
+            finally:
+                if self._inputs is not None:
+                    inputs_dir = self.inputs_dir(execution_id)
+                    await asyncio.to_thread(shutil.rmtree, inputs_dir, True)
+            if output.error_msg:
+                return self._fail(execution_id, ExecutionFailed(output.error_msg), topic, output)
+            published = SpecConfig()
+            if not task.publisher.is_empty():
+                topic = TOPIC_PUBLISHING
+                record = self._store.transition(record, L.PUBLISHING)
+                published = await self._publish(record, results_dir)
+            result = RunResult(
+                execution_id=execution_id,
+                job_id=record.job_id,
+                node_id=self._node_id,
+                published_result=published,
+                run_output=output,
+            )
+            record = self._store.transition(
+                record,
+                L.COMPLETED,
+                published_result=published,
+                run_output=output,
+                callback=result,
+            )
+            _log.info(
+                "execution %s of job %s completed (exit code %d) in %.3fs",
+                execution_id,
+                record.job_id,
+                output.exit_code,
+                time.monotonic() - started,
+            )
+            return record
+        except asyncio.CancelledError:
+            await self._interrupted(executor, execution_id, topic)
+            raise
+        except (RevisionConflict, InvalidTransition) as err:
+            # Someone else (a cancel) moved the execution on: a final state is the last word;
+            # anything else must still end the execution rather than leave it hanging.
+            current = self._store.get(execution_id)
+            if current.state.is_terminal():
+                return current
+            _log.error("execution %s changed under the pipeline: %s", execution_id, err)
+            return self._fail(execution_id, InternalError(err.message), topic)
+        except BacalhauError as err:
+            return self._fail(execution_id, err, topic)
+        except Exception as err:
+            _log.exception("execution %s failed unexpectedly", execution_id)
+            internal = InternalError(f"{topic.lower()} failed: {type(err).__name__}: {err}")
+            return self._fail(execution_id, internal, topic)
+
+    async def _prepare_inputs(self, execution_id: str, job: Job) -> list[InputMount]:
+        if self._inputs is None:
+            if job.task.input_sources:
+                raise ExecutionFailed(
+                    "this node cannot prepare input sources",
+                    component="Compute",
+                    hint="run the job on a node with storage plugins for its inputs",
+                )
+            return []
+        work_dir = self._fresh_dir(self.inputs_dir(execution_id))
+        try:
+            return await self._inputs.prepare(execution_id, job, work_dir)
+        except BaseException:
+            await asyncio.to_thread(shutil.rmtree, work_dir, True)
+            raise
+
+    async def _execute(
+        self,
+        executor: Executor,
+        record: LocalExecution,
+        results_dir: Path,
+        mounts: list[InputMount],
+    ) -> RunCommandResult:
+        job = record.job
+        task = job.task
+        limit = task.timeouts.execution_timeout if job.type in _TIMED_JOB_TYPES else 0
+        request = RunRequest(
+            execution_id=record.id,
+            job_id=record.job_id,
+            engine=task.engine,
+            results_dir=results_dir,
+            result_paths=list(task.result_paths),
+            resources=job_usage(job, defaults=self._default_usage),
+            network=task.network,
+            env=dict(task.env),
+            timeout=float(limit) if limit > 0 else None,
+            inputs=mounts,
+        )
+        if limit <= 0:
+            return await executor.run(request)
+        # The executor enforces the timeout itself; this deadline only guards against an
+        # executor that fails to, so a job can never hold the node forever.
+        try:
+            async with asyncio.timeout(limit + self._timeout_grace):
+                return await executor.run(request)
+        except TimeoutError:
+            await self._stop_workload(executor, record.id)
+            raise ExecutionTimeout(f"execution timed out after {limit}s") from None
+
+    async def _publish(self, record: LocalExecution, results_dir: Path) -> SpecConfig:
+        spec = record.job.task.publisher
+        publisher = self._publishers.get(spec.type.lower())
+        if publisher is None:
+            raise PublishFailed(f"this node does not have the {spec.type!r} publisher installed")
+        try:
+            published = await publisher.publish(record.id, record.job, results_dir)
+        except BacalhauError:
+            raise
+        except Exception as err:
+            raise PublishFailed(
+                f"publishing with {spec.type!r} failed: {type(err).__name__}: {err}"
+            ) from err
+        if publisher.copies_results:
+            await asyncio.to_thread(shutil.rmtree, results_dir, True)
+        return published
+
+    def _fresh_dir(self, path: Path) -> Path:
+        try:
+            if path.exists():
+                shutil.rmtree(path)  # left by an earlier attempt: runs must not mix
+            path.mkdir(parents=True)
+        except OSError as err:
+            raise ExecutionFailed(
+                f"cannot create the directory {path}: {err}",
+                component="Compute",
+                hint="check the compute node's data directory (space, permissions)",
+            ) from err
+        return path
+
+    def _fail(
+        self,
+        execution_id: str,
+        err: BacalhauError,
+        topic: str,
+        run_output: RunCommandResult | None = None,
+    ) -> LocalExecution:
+        current = self._store.get(execution_id)
+        if current.state.is_terminal():
+            return current
+        _log.warning(
+            "execution %s of job %s failed (%s): %s", execution_id, current.job_id, topic, err
+        )
+        failure = ComputeFailure(
+            execution_id=execution_id,
+            job_id=current.job_id,
+            node_id=self._node_id,
+            event=failure_event(err, topic=topic),
+        )
+        return self._store.transition(
+            current, L.FAILED, message=err.message, run_output=run_output, callback=failure
+        )
+
+    async def _interrupted(self, executor: Executor | None, execution_id: str, topic: str) -> None:
+        if executor is not None:
+            await self._stop_workload(executor, execution_id)
+        current = self._store.get(execution_id)
+        if current.state is L.CANCELLED:
+            await asyncio.to_thread(shutil.rmtree, self.results_dir(execution_id), True)
+            _log.info("execution %s cancelled", execution_id)
+            return
+        if not current.state.is_terminal():
+            err = ExecutionInterrupted("node shut down while the execution was running")
+            self._fail(execution_id, err, topic)
+
+    async def _stop_workload(self, executor: Executor, execution_id: str) -> None:
+        try:
+            async with asyncio.timeout(self._cancel_timeout):
+                await executor.cancel(execution_id)
+        except Exception:
+            _log.exception("could not stop the workload of execution %s", execution_id)

@@ -1,0 +1,449 @@
+"""The compute node's execution store: SQLite (WAL), compare-and-set on revision.
+
+One connection, used from the event loop: every write is one short transaction, and with
+``synchronous=NORMAL`` in WAL mode a commit does not wait for the disk, so a write costs tens
+of microseconds. The store also keeps the outbox of callbacks for the requester; a state
+change and the callback announcing it are written in the same transaction, so a crash can
+never leave a finished execution unreported.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import TracebackType
+
+from bacalhau.compute._callbacks import Callback, decode_callback, encode_callback
+from bacalhau.compute._errors import ExecutionInterrupted
+from bacalhau.compute._events import TOPIC_RESTART, failure_event
+from bacalhau.errors import (
+    ExecutionNotFound,
+    InternalError,
+    InvalidRequest,
+    RevisionConflict,
+    Unavailable,
+)
+from bacalhau.models import (
+    ComputeFailure,
+    Execution,
+    Job,
+    LocalExecutionState,
+    RunCommandResult,
+    SpecConfig,
+    check_local_transition,
+    now_ns,
+)
+
+#: States an execution may be created in (bidding decides which).
+INITIAL_STATES = frozenset(
+    {
+        LocalExecutionState.CREATED,
+        LocalExecutionState.BID_ACCEPTED,
+        LocalExecutionState.BID_REJECTED,
+    }
+)
+
+#: States in which work was under way when the node stopped: it cannot be resumed.
+_INTERRUPTED = (LocalExecutionState.RUNNING, LocalExecutionState.PUBLISHING)
+_TERMINAL = tuple(s.value for s in LocalExecutionState if s.is_terminal())
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS executions (
+    id               TEXT PRIMARY KEY,
+    job_id           TEXT NOT NULL,
+    requester_id     TEXT NOT NULL,
+    state            TEXT NOT NULL,
+    revision         INTEGER NOT NULL,
+    message          TEXT NOT NULL DEFAULT '',
+    execution        TEXT NOT NULL,
+    published_result TEXT,
+    run_output       TEXT,
+    create_time      INTEGER NOT NULL,
+    modify_time      INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS executions_by_state ON executions (state);
+CREATE INDEX IF NOT EXISTS executions_by_job ON executions (job_id);
+CREATE TABLE IF NOT EXISTS outbox (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    requester_id TEXT NOT NULL,
+    execution_id TEXT NOT NULL,
+    kind         TEXT NOT NULL,
+    payload      TEXT NOT NULL,
+    create_time  INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_by_requester ON outbox (requester_id, seq);
+"""
+_SCHEMA_VERSION = 1
+_COLUMNS = (
+    "id, job_id, requester_id, state, revision, message, execution, published_result, "
+    "run_output, create_time, modify_time"
+)
+
+
+@dataclass(slots=True)
+class LocalExecution:
+    """One execution as this compute node knows it."""
+
+    execution: Execution
+    requester_id: str
+    state: LocalExecutionState
+    revision: int = 1
+    message: str = ""
+    published_result: SpecConfig | None = None
+    run_output: RunCommandResult | None = None
+    create_time: int = 0
+    modify_time: int = 0
+
+    @property
+    def id(self) -> str:
+        return self.execution.id
+
+    @property
+    def job_id(self) -> str:
+        return self.execution.job_id
+
+    @property
+    def job(self) -> Job:
+        job = self.execution.job
+        if job is None:  # the store refuses executions without their job
+            raise InternalError(f"execution {self.id} has no job")
+        return job
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """A callback waiting to be delivered to ``requester_id``."""
+
+    seq: int
+    requester_id: str
+    execution_id: str
+    message: Callback
+    create_time: int
+
+
+class ExecutionStore:
+    """Local executions and the callback outbox, in one SQLite file.
+
+    Every state change is checked against the local state machine
+    (:func:`~bacalhau.models.check_local_transition`) and applied only if the record's revision
+    is still the one the caller read (:class:`~bacalhau.errors.RevisionConflict` otherwise).
+    """
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._path = path
+        try:
+            # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
+            self._db = sqlite3.connect(path, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            with self._transaction():
+                (version,) = self._db.execute("PRAGMA user_version").fetchone()
+                if version > _SCHEMA_VERSION:
+                    raise InternalError(
+                        f"execution store {path} has schema {version}, newer than this node "
+                        f"understands ({_SCHEMA_VERSION})",
+                        hint="run the newer version of the node, or move the data dir aside",
+                    )
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+        except sqlite3.Error as err:
+            raise Unavailable(
+                f"cannot open the execution store {path}: {err}", component="ExecutionStore"
+            ) from err
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> ExecutionStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- executions -------------------------------------------------------------------------
+
+    def create(
+        self,
+        execution: Execution,
+        *,
+        requester_id: str,
+        state: LocalExecutionState = LocalExecutionState.CREATED,
+        message: str = "",
+        callback: Callback | None = None,
+    ) -> LocalExecution:
+        """Store a new execution (with its job), and optionally queue a callback with it.
+
+        Raises :class:`RevisionConflict` if the execution already exists.
+        """
+        if execution.job is None:
+            raise InvalidRequest(f"execution {execution.id} arrived without its job")
+        if state not in INITIAL_STATES:
+            raise InvalidRequest(f"an execution cannot start in state {state.value}")
+        now = now_ns()
+        record = LocalExecution(
+            execution=execution,
+            requester_id=requester_id,
+            state=state,
+            revision=1,
+            message=message,
+            create_time=now,
+            modify_time=now,
+        )
+        body = json.dumps(execution.to_dict(v152=True))
+        with self._transaction():
+            try:
+                self._db.execute(
+                    f"INSERT INTO executions ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        execution.id,
+                        execution.job_id,
+                        requester_id,
+                        state.value,
+                        1,
+                        message,
+                        body,
+                        None,
+                        None,
+                        now,
+                        now,
+                    ),
+                )
+            except sqlite3.IntegrityError:
+                raise RevisionConflict(
+                    f"execution {execution.id} already exists", component="ExecutionStore"
+                ) from None
+            if callback is not None:
+                self._enqueue(requester_id, callback, now)
+        return record
+
+    def find(self, execution_id: str) -> LocalExecution | None:
+        row = self._db.execute(
+            f"SELECT {_COLUMNS} FROM executions WHERE id = ?", (execution_id,)
+        ).fetchone()
+        return _decode_row(row) if row is not None else None
+
+    def get(self, execution_id: str) -> LocalExecution:
+        record = self.find(execution_id)
+        if record is None:
+            raise ExecutionNotFound(
+                f"execution {execution_id} not found on this node", component="ExecutionStore"
+            )
+        return record
+
+    def executions(
+        self, *, states: Collection[LocalExecutionState] | None = None
+    ) -> list[LocalExecution]:
+        """Executions (oldest first), optionally only those in ``states``."""
+        if states is None:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM executions ORDER BY create_time, id"
+            ).fetchall()
+        else:
+            marks = ",".join("?" * len(states))
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM executions WHERE state IN ({marks}) "
+                "ORDER BY create_time, id",
+                [s.value for s in states],
+            ).fetchall()
+        return [_decode_row(row) for row in rows]
+
+    def transition(
+        self,
+        record: LocalExecution,
+        state: LocalExecutionState,
+        *,
+        message: str | None = None,
+        published_result: SpecConfig | None = None,
+        run_output: RunCommandResult | None = None,
+        callback: Callback | None = None,
+    ) -> LocalExecution:
+        """Move ``record`` to ``state`` if nobody changed it since it was read.
+
+        Raises :class:`~bacalhau.errors.InvalidTransition` for a move the state machine
+        forbids and :class:`RevisionConflict` when the stored revision moved on.
+        """
+        check_local_transition(record.state, state)
+        updated = replace(
+            record,
+            state=state,
+            revision=record.revision + 1,
+            message=record.message if message is None else message,
+            published_result=published_result or record.published_result,
+            run_output=run_output or record.run_output,
+            modify_time=max(now_ns(), record.modify_time + 1),
+        )
+        with self._transaction():
+            cursor = self._db.execute(
+                "UPDATE executions SET state = ?, revision = ?, message = ?, "
+                "published_result = ?, run_output = ?, modify_time = ? "
+                "WHERE id = ? AND revision = ?",
+                (
+                    state.value,
+                    updated.revision,
+                    updated.message,
+                    _dump_spec(updated.published_result),
+                    _dump_output(updated.run_output),
+                    updated.modify_time,
+                    record.id,
+                    record.revision,
+                ),
+            )
+            if cursor.rowcount != 1:
+                current = self.find(record.id)
+                if current is None:
+                    raise ExecutionNotFound(
+                        f"execution {record.id} not found on this node",
+                        component="ExecutionStore",
+                    )
+                raise RevisionConflict(
+                    f"execution {record.id} changed concurrently: expected revision "
+                    f"{record.revision} ({record.state.value}), found {current.revision} "
+                    f"({current.state.value})",
+                    component="ExecutionStore",
+                )
+            if callback is not None:
+                self._enqueue(record.requester_id, callback, updated.modify_time)
+        return updated
+
+    def recover_interrupted(self, *, message: str) -> list[LocalExecution]:
+        """Fail the executions a crash left running, queueing a failure callback for each.
+
+        Executions still bidding (``Created``) or waiting for capacity (``BidAccepted``) are
+        left alone: nothing of them was lost and the node can carry on with them.
+        """
+        failed: list[LocalExecution] = []
+        for record in self.executions(states=_INTERRUPTED):
+            err = ExecutionInterrupted(message)
+            event = failure_event(err, topic=TOPIC_RESTART)
+            callback = ComputeFailure(
+                execution_id=record.id,
+                job_id=record.job_id,
+                node_id=record.execution.node_id,
+                event=event,
+            )
+            failed.append(
+                self.transition(
+                    record, LocalExecutionState.FAILED, message=message, callback=callback
+                )
+            )
+        return failed
+
+    def prune(self, *, finished_before_ns: int) -> list[str]:
+        """Forget terminal executions older than the cut-off (whose callbacks went out)."""
+        marks = ",".join("?" * len(_TERMINAL))
+        with self._transaction():
+            rows = self._db.execute(
+                f"SELECT id FROM executions WHERE state IN ({marks}) AND modify_time < ? "
+                "AND id NOT IN (SELECT execution_id FROM outbox)",
+                (*_TERMINAL, finished_before_ns),
+            ).fetchall()
+            ids = [row[0] for row in rows]
+            self._db.executemany("DELETE FROM executions WHERE id = ?", [(i,) for i in ids])
+        return ids
+
+    # -- outbox -----------------------------------------------------------------------------
+
+    def enqueue_callback(self, requester_id: str, message: Callback) -> int:
+        """Queue a callback on its own (one that announces no state change)."""
+        with self._transaction():
+            return self._enqueue(requester_id, message, now_ns())
+
+    def pending_callbacks(self, requester_id: str, *, limit: int = 64) -> list[OutboxEntry]:
+        rows = self._db.execute(
+            "SELECT seq, requester_id, execution_id, kind, payload, create_time FROM outbox "
+            "WHERE requester_id = ? ORDER BY seq LIMIT ?",
+            (requester_id, limit),
+        ).fetchall()
+        return [
+            OutboxEntry(
+                seq=seq,
+                requester_id=rid,
+                execution_id=eid,
+                message=decode_callback(kind, payload),
+                create_time=created,
+            )
+            for seq, rid, eid, kind, payload, created in rows
+        ]
+
+    def callback_requesters(self) -> list[str]:
+        """Requesters with callbacks waiting."""
+        rows = self._db.execute("SELECT DISTINCT requester_id FROM outbox").fetchall()
+        return [row[0] for row in rows]
+
+    def delete_callback(self, seq: int) -> None:
+        with self._transaction():
+            self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _enqueue(self, requester_id: str, message: Callback, now: int) -> int:
+        kind, payload = encode_callback(message)
+        cursor = self._db.execute(
+            "INSERT INTO outbox (requester_id, execution_id, kind, payload, create_time) "
+            "VALUES (?,?,?,?,?)",
+            (requester_id, message.execution_id, kind, payload, now),
+        )
+        return int(cursor.lastrowid or 0)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        # IMMEDIATE takes the write lock up front, so the compare-and-set reads what it updates.
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+
+def _dump_spec(spec: SpecConfig | None) -> str | None:
+    return json.dumps(spec.to_dict()) if spec is not None else None
+
+
+def _load_spec(text: str) -> SpecConfig:
+    data = json.loads(text)
+    return SpecConfig(type=str(data.get("Type", "")), params=dict(data.get("Params") or {}))
+
+
+def _dump_output(output: RunCommandResult | None) -> str | None:
+    return json.dumps(output.to_dict()) if output is not None else None
+
+
+def _decode_row(row: tuple[object, ...]) -> LocalExecution:
+    (_id, _job, requester, state, revision, message, body, published, output, created, modified) = (
+        row
+    )
+    assert isinstance(body, str) and isinstance(requester, str) and isinstance(message, str)
+    assert isinstance(state, str) and isinstance(revision, int)
+    assert isinstance(created, int) and isinstance(modified, int)
+    return LocalExecution(
+        execution=Execution.from_dict(json.loads(body), v152=True),
+        requester_id=requester,
+        state=LocalExecutionState(state),
+        revision=revision,
+        message=message,
+        published_result=_load_spec(published) if isinstance(published, str) else None,
+        run_output=(
+            RunCommandResult.from_dict(json.loads(output)) if isinstance(output, str) else None
+        ),
+        create_time=created,
+        modify_time=modified,
+    )

@@ -1,0 +1,249 @@
+"""``bacalhau serve``: build a node's components from its configuration and run them.
+
+The composition root: the only place that knows every concrete class. Start order is
+bottom-up (transport server, then roles, then the public API and the join), stop order the
+reverse, all through one ``AsyncExitStack`` so a failure anywhere unwinds cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import platform
+import signal
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+
+import bacalhau
+from bacalhau.api import ApiServer
+from bacalhau.compute import (
+    Bidder,
+    CapacityTracker,
+    ComputeEndpoint,
+    ExecutionPipeline,
+    ExecutionStore,
+    HeartbeatLoop,
+    allocated_capacity,
+    default_strategies,
+)
+from bacalhau.config import NodeConfig
+from bacalhau.errors import InvalidConfiguration
+from bacalhau.executor import DockerExecutor
+from bacalhau.identity import NodeFiles, NodeIdentity, check_node_files
+from bacalhau.models import NodeInfo, NodeType
+from bacalhau.node._plugins import build_executors
+from bacalhau.node._wiring import RequesterLink, RoutedComputeClient
+from bacalhau.orchestrator import Orchestrator, SchedulerSettings
+from bacalhau.publisher import LocalPublisher, LocalResultServer, NoopPublisher, Publisher
+from bacalhau.transport import ComputeClient, NodeServer, OrchestratorClient
+
+log = logging.getLogger(__name__)
+
+
+def _labels(config: NodeConfig) -> dict[str, str]:
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+    labels = {"Operating-System": platform.system().lower(), "Architecture": arch}
+    if config.name:
+        labels["name"] = config.name
+    labels.update(config.labels)
+    return labels
+
+
+@dataclass(slots=True)
+class RunningNode:
+    """Handles to a started node (used by tests and the devstack)."""
+
+    node_id: str
+    grpc_address: str
+    api_port: int = 0
+    orchestrator: Orchestrator | None = None
+    compute: ComputeEndpoint | None = None
+    heartbeat: HeartbeatLoop | None = None
+    extras: dict[str, object] = field(default_factory=dict)
+
+
+async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
+    """Start every component of the node on ``stack``; returns once the node serves."""
+    if not (config.orchestrator or config.compute):
+        raise InvalidConfiguration(
+            "a node needs a role", hint="pass --orchestrator, --compute, or both"
+        )
+    if config.compute and not config.orchestrator and not config.orchestrator_address:
+        raise InvalidConfiguration(
+            "a compute node needs its requester's address",
+            hint="pass --orchestrator-address HOST:PORT (the requester's --grpc-port)",
+        )
+    data_dir = config.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    identity = NodeIdentity.load_or_create(data_dir)
+    files = NodeFiles.in_dir(data_dir)
+    check_node_files(files)
+
+    server = NodeServer(identity, files, config.grpc_host, config.grpc_port)
+    node_id = identity.node_id
+    version = bacalhau.__version__
+
+    # -- orchestrator ---------------------------------------------------------------------
+    orchestrator: Orchestrator | None = None
+    routed: RoutedComputeClient | None = None
+    if config.orchestrator:
+        compute_client = ComputeClient(identity, files)
+        stack.push_async_callback(_close, compute_client.close)
+        routed = RoutedComputeClient(compute_client)
+        orchestrator = Orchestrator(
+            node_info=NodeInfo(
+                node_id=node_id,
+                node_type=NodeType.REQUESTER,
+                labels=_labels(config),
+                version=version,
+            ),
+            data_dir=data_dir / "orchestrator",
+            compute=routed,
+            settings=SchedulerSettings(
+                max_attempts=config.max_attempts,
+                default_queue_timeout=config.default_queue_timeout,
+            ),
+            default_publisher=config.default_publisher,
+            heartbeat_interval=config.heartbeat_interval,
+            disconnect_timeout=config.disconnect_timeout,
+        )
+        server.add_orchestrator_handler(orchestrator)
+
+    # -- compute --------------------------------------------------------------------------
+    endpoint: ComputeEndpoint | None = None
+    link: RequesterLink | None = None
+    result_server: LocalResultServer | None = None
+    publish_dir = data_dir / "compute" / "published"
+    if config.compute:
+        publish_dir.mkdir(parents=True, exist_ok=True)
+        result_server = LocalResultServer(
+            directory=publish_dir, host=config.publisher_host, port=config.publisher_port
+        )
+        await stack.enter_async_context(result_server)
+        if orchestrator is not None:
+            link = RequesterLink(local=orchestrator)
+        else:
+            remote = OrchestratorClient(identity, files, config.orchestrator_address)
+            stack.push_async_callback(_close, remote.close)
+            link = RequesterLink(remote=remote)
+        endpoint = await _build_compute(config, node_id, link, result_server, stack)
+        server.add_compute_handler(endpoint)
+        if routed is not None:
+            routed.attach_local(node_id, endpoint)
+
+    await stack.enter_async_context(server)
+    grpc_address = config.advertised(server.port)
+    running = RunningNode(node_id=node_id, grpc_address=grpc_address)
+
+    if orchestrator is not None:
+        await stack.enter_async_context(orchestrator)
+        api = ApiServer(orchestrator, host=config.api_host, port=config.api_port)
+        await stack.enter_async_context(api)
+        running.orchestrator = orchestrator
+        running.api_port = api.port
+        log.info("requester %s: API on %s:%d", node_id, config.api_host, api.port)
+
+    if endpoint is not None and link is not None:
+        await stack.enter_async_context(endpoint)
+        running.compute = endpoint
+        labels = _labels(config)
+        compute_endpoint = endpoint
+
+        async def describe() -> NodeInfo:
+            return NodeInfo(
+                node_id=node_id,
+                node_type=NodeType.COMPUTE,
+                labels=labels,
+                compute=await compute_endpoint.node_info(),
+                version=version,
+                grpc_address=grpc_address,
+            )
+
+        heartbeat = HeartbeatLoop(registry=link, describe=describe)
+        await stack.enter_async_context(heartbeat)
+        running.heartbeat = heartbeat
+        log.info("compute %s: bprotocol on %s", node_id, grpc_address)
+    return running
+
+
+async def _build_compute(
+    config: NodeConfig,
+    node_id: str,
+    link: RequesterLink,
+    result_server: LocalResultServer,
+    stack: AsyncExitStack,
+) -> ComputeEndpoint:
+    data_dir = config.data_dir / "compute"
+    executors = build_executors(config.engines, allow_image_pull=config.allow_image_pull)
+    for ex in executors.values():
+        if isinstance(ex, DockerExecutor) and await ex.is_installed():
+            # Containers of a previous run of this node would otherwise linger forever.
+            await ex.remove_leftovers()
+    advertise = config.advertise_host or (
+        "127.0.0.1" if config.publisher_host in ("0.0.0.0", "", "::") else config.publisher_host
+    )
+    publishers: dict[str, Publisher] = {
+        "local": LocalPublisher(
+            directory=result_server.directory, address=advertise, port=result_server.port
+        ),
+        "noop": NoopPublisher(),
+    }
+    total = allocated_capacity(data_dir.parent, fraction=config.capacity_fraction)
+    capacity = CapacityTracker(total)
+    store = ExecutionStore(data_dir / "executions.db")
+    stack.callback(store.close)
+    bidder = Bidder(
+        node_id=node_id,
+        strategies=default_strategies(
+            executors=executors,
+            publishers=publishers,
+            max_job_requirements=total,
+            accept_networked_jobs=config.accept_networked_jobs,
+        ),
+    )
+    pipeline = ExecutionPipeline(
+        node_id=node_id,
+        store=store,
+        executors=executors,
+        publishers=publishers,
+        results_root=data_dir / "executions",
+    )
+    return ComputeEndpoint(
+        node_id=node_id,
+        store=store,
+        bidder=bidder,
+        pipeline=pipeline,
+        callbacks=link,
+        capacity=capacity,
+    )
+
+
+async def _close(closer: Callable[[], object]) -> None:
+    result = closer()
+    if asyncio.iscoroutine(result):
+        await result
+
+
+async def serve(config: NodeConfig) -> None:
+    """Run a node until SIGINT or SIGTERM, then stop it gracefully."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with AsyncExitStack() as stack:
+            node = await start_node(config, stack)
+            wanted = (("requester", config.orchestrator), ("compute", config.compute))
+            roles = " + ".join(role for role, on in wanted if on)
+            print(f"Node {node.node_id} ({roles}) is running.", flush=True)
+            if node.api_port:
+                print(f"  API: http://{config.api_host}:{node.api_port}", flush=True)
+            print(f"  bprotocol: {node.grpc_address}", flush=True)
+            await stop.wait()
+            log.info("stopping")
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)

@@ -1,0 +1,117 @@
+"""The ``local`` publisher: a gzip'd tar of the results, served over HTTP by this node.
+
+The archive's entries are relative to the results directory (``stdout``, ``stderr``,
+``exitCode``, ``<name>/...``), exactly what ``bacalhau job get`` extracts. The URL handed to the
+requester must be reachable by clients, so the advertised ``address`` is configuration, not the
+address the server binds (Bacalhau's "http://public:6001/..." bug came from mixing the two).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import os
+import re
+import tarfile
+import tempfile
+from pathlib import Path
+
+from bacalhau.errors import PublishFailed
+from bacalhau.models import Job, SpecConfig
+
+#: What the result server is willing to serve: ``<execID>.tar.gz``, never a hidden temp file.
+ARCHIVE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\.tar\.gz")
+ARCHIVE_SUFFIX = ".tar.gz"
+
+
+class LocalPublisher:
+    """Writes ``<directory>/<execID>.tar.gz`` and answers its ``urlDownload`` address.
+
+    Pair it with a :class:`~bacalhau.publisher.LocalResultServer` serving ``directory``; when
+    the server binds port 0, build the publisher after the server started
+    (:meth:`LocalResultServer.publisher`) so the URL carries the real port.
+    """
+
+    def __init__(
+        self, *, directory: Path, address: str, port: int, compress_level: int = 6
+    ) -> None:
+        if not 0 < port < 65536:
+            raise ValueError(f"local publisher needs the server's bound port, got {port}")
+        if not address:
+            raise ValueError("local publisher needs an address clients can reach")
+        if not 0 <= compress_level <= 9:
+            raise ValueError(f"gzip level must be 0-9, got {compress_level}")
+        self._directory = directory
+        self._compress_level = compress_level
+        host = f"[{address}]" if ":" in address and not address.startswith("[") else address
+        self._base_url = f"http://{host}:{port}"
+
+    @property
+    def name(self) -> str:
+        return "local"
+
+    @property
+    def copies_results(self) -> bool:
+        return True
+
+    @property
+    def directory(self) -> Path:
+        return self._directory
+
+    def url_for(self, execution_id: str) -> str:
+        """The download address of one execution's archive."""
+        return f"{self._base_url}/{execution_id}{ARCHIVE_SUFFIX}"
+
+    async def is_installed(self) -> bool:
+        return True
+
+    async def validate(self, spec: SpecConfig) -> None:
+        # The local publisher takes no params (Bacalhau ignores any it is given).
+        return None
+
+    async def publish(self, execution_id: str, job: Job, results_dir: Path) -> SpecConfig:
+        name = f"{execution_id}{ARCHIVE_SUFFIX}"
+        if not ARCHIVE_NAME.fullmatch(name):
+            raise PublishFailed(f"cannot publish results of execution {execution_id!r}: bad ID")
+        target = self._directory / name
+        try:
+            # Compression is CPU-bound: keep it off the event loop.
+            await asyncio.to_thread(write_archive, results_dir, target, self._compress_level)
+        except OSError as err:
+            raise PublishFailed(
+                f"local publisher could not archive {results_dir}: {err}",
+                hint="check the compute node's disk space and the publisher directory",
+            ) from err
+        return SpecConfig(type="urlDownload", params={"URL": self.url_for(execution_id)})
+
+
+def write_archive(results_dir: Path, target: Path, compress_level: int = 6) -> None:
+    """Write a gzip'd tar of ``results_dir`` to ``target`` atomically (temp file + rename)."""
+    if not results_dir.is_dir():
+        raise FileNotFoundError(f"results directory {results_dir} does not exist")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    tmp = Path(tmp_name)
+    try:
+        with (
+            os.fdopen(fd, "wb") as raw,
+            gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=compress_level, mtime=0) as gz,
+            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
+        ):
+            for entry in sorted(os.listdir(results_dir)):
+                tar.add(results_dir / entry, arcname=entry, filter=_portable_entry)
+        # mkstemp creates 0600; the archive is meant to be downloaded, so world-readable.
+        tmp.chmod(0o644)
+        tmp.replace(target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _portable_entry(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+    """Keep files, folders and links only, without the node's user names and IDs."""
+    if not (info.isfile() or info.isdir() or info.issym() or info.islnk()):
+        return None  # devices and FIFOs a job left behind are not results
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info

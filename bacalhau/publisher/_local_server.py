@@ -1,0 +1,110 @@
+"""The local publisher's HTTP server: read-only downloads of ``<execID>.tar.gz``."""
+
+from __future__ import annotations
+
+import logging
+import stat
+from pathlib import Path
+from types import TracebackType
+
+from aiohttp import web
+
+from bacalhau.publisher._local import ARCHIVE_NAME, LocalPublisher
+
+_log = logging.getLogger(__name__)
+
+
+class LocalResultServer:
+    """Serves the archives a :class:`LocalPublisher` writes; an async context manager.
+
+    Only ``GET``/``HEAD /<execID>.tar.gz`` of a regular file in ``directory`` is answered
+    (streamed, with range support); anything else is 404 and nothing is ever listed. Bind
+    port 0 to let the system pick one: :attr:`port` reports the bound port once started.
+    """
+
+    def __init__(self, *, directory: Path, host: str = "127.0.0.1", port: int = 6001) -> None:
+        self._directory = directory
+        self._host = host
+        self._requested_port = port
+        self._port: int | None = None
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def directory(self) -> Path:
+        return self._directory
+
+    @property
+    def host(self) -> str:
+        return self._host
+
+    @property
+    def port(self) -> int:
+        """The bound port (only known once the server started)."""
+        if self._port is None:
+            raise RuntimeError("the local result server is not started")
+        return self._port
+
+    def publisher(self, *, address: str | None = None, compress_level: int = 6) -> LocalPublisher:
+        """A publisher writing into this server's directory and advertising its real port.
+
+        ``address`` is what clients use to reach this node (defaults to the bind host, which
+        is only right when that is a specific, reachable address).
+        """
+        advertised = address or self._host
+        if advertised in ("0.0.0.0", "::", ""):
+            raise ValueError(f"the server binds {self._host!r}: give the address clients can reach")
+        return LocalPublisher(
+            directory=self._directory,
+            address=advertised,
+            port=self.port,
+            compress_level=compress_level,
+        )
+
+    async def start(self) -> None:
+        self._directory.mkdir(parents=True, exist_ok=True)
+        app = web.Application()
+        app.router.add_get("/{name}", self._serve)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self._host, self._requested_port)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self._port = int(runner.addresses[0][1])
+        _log.info(
+            "local result server on %s:%d serving %s", self._host, self._port, self._directory
+        )
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
+    async def __aenter__(self) -> LocalResultServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _serve(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        if not ARCHIVE_NAME.fullmatch(name):
+            raise web.HTTPNotFound()
+        path = self._directory / name
+        try:
+            st = path.lstat()
+        except OSError:
+            raise web.HTTPNotFound() from None
+        # lstat: a symlink planted in the directory must not expose anything else.
+        if not stat.S_ISREG(st.st_mode):
+            raise web.HTTPNotFound()
+        return web.FileResponse(path, headers={"Content-Type": "application/gzip"})

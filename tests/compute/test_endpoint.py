@@ -1,0 +1,370 @@
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from bacalhau.compute import (
+    RESTART_MESSAGE,
+    Bidder,
+    CapacityTracker,
+    ComputeEndpoint,
+    ExecutionPipeline,
+    ExecutionStore,
+    default_strategies,
+)
+from bacalhau.errors import ExecutionNotFound, InvalidRequest, PermissionDenied, Unavailable
+from bacalhau.executor import Executor
+from bacalhau.executor.noop import NoopExecutor
+from bacalhau.models import (
+    AskForBidRequest,
+    BidDecision,
+    BidResult,
+    CancelExecutionRequest,
+    ComputeFailure,
+    Execution,
+    LocalExecutionState,
+    Resources,
+    RunResult,
+)
+from bacalhau.publisher import NoopPublisher
+from tests.compute.jobs import make_execution, noop_execution
+from tests.compute.recording_callbacks import RecordingCallbacks
+from tests.compute.shell_executor import ShellExecutor
+from tests.compute.waiting import eventually
+
+L = LocalExecutionState
+REQUESTER = "requester-1"
+ROOMY = Resources(cpu=8, memory=16 * 2**30, disk=10**11)
+
+
+@dataclass
+class Node:
+    endpoint: ComputeEndpoint
+    store: ExecutionStore
+    callbacks: RecordingCallbacks
+    shell: ShellExecutor
+    results_root: Path
+
+    async def ask(self, execution: Execution, *, wait: bool = True) -> None:
+        request = AskForBidRequest(execution=execution, wait_for_approval=wait)
+        await self.endpoint.ask_for_bid(REQUESTER, request)
+
+    def state(self, execution_id: str) -> L | None:
+        record = self.store.find(execution_id)
+        return record.state if record is not None else None
+
+
+NodeFactory = Callable[..., AbstractAsyncContextManager[Node]]
+
+
+@pytest.fixture
+def compute_node(tmp_path: Path) -> NodeFactory:
+    @asynccontextmanager
+    async def factory(
+        *,
+        capacity: Resources = ROOMY,
+        fail_first: int = 0,
+        db: Path | None = None,
+        callbacks: RecordingCallbacks | None = None,
+    ) -> AsyncIterator[Node]:
+        async with AsyncExitStack() as stack:
+            store = stack.enter_context(ExecutionStore(db or tmp_path / "compute.db"))
+            shell = ShellExecutor()
+            executors: dict[str, Executor] = {"noop": NoopExecutor(), "shell": shell}
+            publishers = {"noop": NoopPublisher()}
+            tracker = CapacityTracker(capacity)
+            bidder = Bidder(
+                node_id="compute-node",
+                strategies=default_strategies(
+                    executors=executors, publishers=publishers, max_job_requirements=capacity
+                ),
+            )
+            results_root = tmp_path / "executions"
+            pipeline = ExecutionPipeline(
+                node_id="compute-node",
+                store=store,
+                executors=executors,
+                publishers=publishers,
+                results_root=results_root,
+            )
+            recorder = callbacks or RecordingCallbacks(fail_first=fail_first)
+            endpoint = ComputeEndpoint(
+                node_id="compute-node",
+                store=store,
+                bidder=bidder,
+                pipeline=pipeline,
+                callbacks=recorder,
+                capacity=tracker,
+                callback_initial_backoff=0.01,
+                callback_max_backoff=0.05,
+            )
+            await stack.enter_async_context(endpoint)
+            yield Node(endpoint, store, recorder, shell, results_root)
+
+    return factory
+
+
+async def test_wait_for_approval_flow(compute_node: NodeFactory) -> None:
+    async with compute_node() as node:
+        execution = noop_execution(Stdout="approved run")
+        await node.ask(execution, wait=True)
+        (bid,) = await node.callbacks.wait_for(execution.id, BidResult)
+        assert isinstance(bid, BidResult)
+        assert bid.accepted and bid.node_id == "compute-node" and bid.job_id == execution.job_id
+        assert bid.event.topic == "Bidding"
+        assert node.state(execution.id) is L.CREATED  # waits for the requester's decision
+
+        await node.endpoint.bid_accepted(REQUESTER, BidDecision(execution.id, accepted=True))
+        (result,) = await node.callbacks.wait_for(execution.id, RunResult)
+        assert isinstance(result, RunResult)
+        assert result.run_output.stdout == "approved run"
+        assert node.state(execution.id) is L.COMPLETED
+        # A repeated BidAccepted changes nothing.
+        await node.endpoint.bid_accepted(REQUESTER, BidDecision(execution.id, accepted=True))
+        assert node.state(execution.id) is L.COMPLETED
+
+
+async def test_pre_approved_flow(compute_node: NodeFactory) -> None:
+    async with compute_node() as node:
+        execution = noop_execution(Stdout="straight away", ExitCode=3)
+        await node.ask(execution, wait=False)
+        (result,) = await node.callbacks.wait_for(execution.id, RunResult)
+        assert isinstance(result, RunResult) and result.run_output.exit_code == 3
+        assert [type(m) for m in node.callbacks.messages(execution.id)] == [RunResult]
+        assert node.state(execution.id) is L.COMPLETED
+
+
+async def test_rejection_while_waiting_for_approval(compute_node: NodeFactory) -> None:
+    async with compute_node() as node:
+        execution = make_execution(engine="docker")
+        await node.ask(execution, wait=True)
+        (bid,) = await node.callbacks.wait_for(execution.id, BidResult)
+        assert isinstance(bid, BidResult) and not bid.accepted
+        assert bid.event.message == "this node does not have the 'docker' engine installed"
+        assert node.state(execution.id) is L.BID_REJECTED
+
+
+async def test_rejection_of_a_pre_approved_execution(compute_node: NodeFactory) -> None:
+    async with compute_node(capacity=Resources(cpu=1, memory=2**30)) as node:
+        execution = make_execution("echo hi", cpu="2")
+        await node.ask(execution, wait=False)
+        (failure,) = await node.callbacks.wait_for(execution.id, ComputeFailure)
+        assert isinstance(failure, ComputeFailure)
+        assert failure.event.message.startswith("job rejected: insufficient resources - ")
+        assert failure.event.details["ErrorCode"] == "BidRejected"
+        assert failure.event.details["FailsExecution"] == "true"
+        assert node.state(execution.id) is L.BID_REJECTED
+        assert node.shell.started == []
+
+
+async def test_bid_rejected_by_the_requester(compute_node: NodeFactory) -> None:
+    async with compute_node() as node:
+        execution = make_execution("echo never")
+        await node.ask(execution)
+        await node.callbacks.wait_for(execution.id, BidResult)
+        await node.endpoint.bid_rejected(REQUESTER, BidDecision(execution.id, False, "too slow"))
+        record = node.store.get(execution.id)
+        assert (record.state, record.message) == (L.BID_REJECTED, "too slow")
+        await node.endpoint.bid_rejected(REQUESTER, BidDecision(execution.id, False))  # again
+        assert node.shell.started == []
+
+
+async def test_duplicate_ask_for_bid_is_idempotent(compute_node: NodeFactory) -> None:
+    async with compute_node() as node:
+        execution = noop_execution()
+        await node.ask(execution)
+        await node.ask(execution)  # while the first bid is still in flight
+        await node.callbacks.wait_for(execution.id, BidResult)
+        await node.ask(execution)  # after it was recorded
+        await node.endpoint.outbox.flush(5)
+        assert len(node.callbacks.messages(execution.id)) == 1
+        assert len(node.store.executions()) == 1
+
+
+async def test_cancel_while_running_stops_the_workload(
+    compute_node: NodeFactory, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "pid"
+    async with compute_node() as node:
+        execution = make_execution(f"echo $$ > {pid_file}; exec sleep 60")
+        await node.ask(execution, wait=False)
+        await eventually(lambda: pid_file.exists() and pid_file.read_text().strip() != "")
+        assert node.state(execution.id) is L.RUNNING
+        pid = int(pid_file.read_text())
+
+        await node.endpoint.cancel_execution(
+            REQUESTER, CancelExecutionRequest(execution.id, "user stopped the job")
+        )
+        record = node.store.get(execution.id)
+        assert (record.state, record.message) == (L.CANCELLED, "user stopped the job")
+        await eventually(lambda: node.endpoint.running_count == 0)
+        assert node.shell.cancelled == [execution.id]
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+        assert not (node.results_root / execution.id).exists()
+        await node.endpoint.outbox.flush(5)
+        assert node.callbacks.messages(execution.id) == []  # the requester asked: no callback
+        assert node.state(execution.id) is L.CANCELLED
+        # Capacity is back: the next job runs.
+        follow_up = noop_execution(Stdout="next")
+        await node.ask(follow_up, wait=False)
+        await node.callbacks.wait_for(follow_up.id, RunResult)
+        # Cancelling again, or something unknown, is harmless.
+        await node.endpoint.cancel_execution(REQUESTER, CancelExecutionRequest(execution.id))
+        await node.endpoint.cancel_execution(REQUESTER, CancelExecutionRequest("e-unknown"))
+
+
+async def test_callbacks_are_retried_until_delivered(compute_node: NodeFactory) -> None:
+    async with compute_node(fail_first=4) as node:
+        execution = noop_execution(Stdout="eventually")
+        await node.ask(execution, wait=False)
+        (result,) = await node.callbacks.wait_for(execution.id, RunResult)
+        assert isinstance(result, RunResult) and result.run_output.stdout == "eventually"
+        assert node.callbacks.attempts == 5
+        assert node.store.pending_callbacks(REQUESTER) == []
+
+
+async def test_queue_runs_by_priority_when_capacity_frees(
+    compute_node: NodeFactory, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    async with compute_node(capacity=Resources(cpu=1, memory=2**30)) as node:
+        blocker = make_execution(f"while [ ! -e {gate} ]; do sleep 0.01; done", cpu="1")
+        await node.ask(blocker, wait=False)
+        await eventually(lambda: node.shell.started == [blocker.id])
+
+        low = make_execution("echo low", cpu="1", priority=1)
+        high = make_execution("echo high", cpu="1", priority=9)
+        mid = make_execution("echo mid", cpu="1", priority=5)
+        later_high = make_execution("echo high too", cpu="1", priority=9)
+        for execution in (low, high, mid, later_high):
+            await node.ask(execution, wait=False)
+        await eventually(lambda: node.endpoint.queued_count == 4)
+        assert node.endpoint.queued_count == 4
+        info = await node.endpoint.node_info()
+        assert (info.running_executions, info.enqueued_executions) == (1, 4)
+        assert info.queue_capacity.cpu == 4
+        assert info.available_capacity.cpu == 0
+
+        gate.touch()
+        for execution in (low, high, mid, later_high):
+            await node.callbacks.wait_for(execution.id, RunResult)
+        assert node.shell.started == [blocker.id, high.id, later_high.id, mid.id, low.id]
+
+
+async def test_cancel_a_queued_execution(compute_node: NodeFactory, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    async with compute_node(capacity=Resources(cpu=1, memory=2**30)) as node:
+        blocker = make_execution(f"while [ ! -e {gate} ]; do sleep 0.01; done", cpu="1")
+        waiting = make_execution("echo never", cpu="1")
+        await node.ask(blocker, wait=False)
+        await node.ask(waiting, wait=False)
+        await eventually(lambda: node.endpoint.queued_count == 1)
+        await node.endpoint.cancel_execution(REQUESTER, CancelExecutionRequest(waiting.id))
+        assert node.endpoint.queued_count == 0
+        gate.touch()
+        await node.callbacks.wait_for(blocker.id, RunResult)
+        assert node.shell.started == [blocker.id]
+        assert node.state(waiting.id) is L.CANCELLED
+
+
+async def test_restart_reports_interrupted_and_resumes_queued(
+    compute_node: NodeFactory, tmp_path: Path
+) -> None:
+    db = tmp_path / "restart.db"
+    interrupted = noop_execution()
+    queued = noop_execution(Stdout="resumed")
+    waiting = noop_execution()
+    with ExecutionStore(db) as store:  # what a crashed node left behind
+        record = store.create(interrupted, requester_id=REQUESTER, state=L.BID_ACCEPTED)
+        store.transition(record, L.RUNNING)
+        store.create(queued, requester_id=REQUESTER, state=L.BID_ACCEPTED)
+        store.create(waiting, requester_id=REQUESTER)
+
+    async with compute_node(db=db) as node:
+        (failure,) = await node.callbacks.wait_for(interrupted.id, ComputeFailure)
+        assert isinstance(failure, ComputeFailure)
+        assert failure.event.message == RESTART_MESSAGE
+        assert failure.event.details["Retryable"] == "true"
+        (result,) = await node.callbacks.wait_for(queued.id, RunResult)
+        assert isinstance(result, RunResult) and result.run_output.stdout == "resumed"
+        assert node.state(interrupted.id) is L.FAILED
+        # Still bidding: the requester can still accept it.
+        assert node.state(waiting.id) is L.CREATED
+        await node.endpoint.bid_accepted(REQUESTER, BidDecision(waiting.id, accepted=True))
+        await node.callbacks.wait_for(waiting.id, RunResult)
+
+
+async def test_shutdown_fails_running_work_and_reports_it(compute_node: NodeFactory) -> None:
+    recorder = RecordingCallbacks()
+    async with compute_node(callbacks=recorder) as node:
+        execution = noop_execution(SleepSeconds=60)
+        await node.ask(execution, wait=False)
+        await eventually(lambda: node.state(execution.id) is L.RUNNING)
+    # Closing the endpoint failed the execution and flushed the callback.
+    (failure,) = recorder.messages(execution.id)
+    assert isinstance(failure, ComputeFailure)
+    assert failure.event.message == "node shut down while the execution was running"
+    assert failure.event.details["ErrorCode"] == "ExecutionInterrupted"
+
+
+async def test_callbacks_outlive_an_unreachable_requester(
+    compute_node: NodeFactory, tmp_path: Path
+) -> None:
+    db = tmp_path / "outage.db"
+    down = RecordingCallbacks(fail_first=10**9)
+    execution = noop_execution(Stdout="kept for later")
+    async with compute_node(db=db, callbacks=down) as node:
+        await node.ask(execution, wait=False)
+        await eventually(lambda: node.state(execution.id) is L.COMPLETED)
+    assert down.received == []
+    # The node restarts and the requester is back: the result is delivered.
+    async with compute_node(db=db) as node:
+        (result,) = await node.callbacks.wait_for(execution.id, RunResult)
+        assert isinstance(result, RunResult) and result.run_output.stdout == "kept for later"
+
+
+async def test_node_info(compute_node: NodeFactory) -> None:
+    capacity = Resources(cpu=2, memory=2**30, disk=10**9)
+    async with compute_node(capacity=capacity) as node:
+        info = await node.endpoint.node_info()
+        assert info.execution_engines == ["noop", "shell"]
+        assert info.publishers == ["noop"]
+        assert info.storage_sources == []
+        assert info.max_capacity == capacity
+        assert info.max_job_requirements == capacity
+        assert info.available_capacity == capacity
+        assert (info.running_executions, info.enqueued_executions) == (0, 0)
+        node.shell.installed = False
+        assert (await node.endpoint.node_info()).execution_engines == ["noop"]
+
+
+async def test_bad_requests_are_refused(compute_node: NodeFactory) -> None:
+    async with compute_node() as node:
+        execution = make_execution()
+        await node.ask(execution)
+        await node.callbacks.wait_for(execution.id, BidResult)
+        with pytest.raises(PermissionDenied):
+            await node.endpoint.bid_accepted("someone-else", BidDecision(execution.id, True))
+        with pytest.raises(PermissionDenied):
+            await node.endpoint.cancel_execution(
+                "someone-else", CancelExecutionRequest(execution.id)
+            )
+        with pytest.raises(ExecutionNotFound):
+            await node.endpoint.bid_accepted(REQUESTER, BidDecision("e-unknown", True))
+        no_job = make_execution()
+        no_job.job = None
+        with pytest.raises(InvalidRequest):
+            await node.ask(no_job)
+        escaping = make_execution()
+        escaping.id = "../../etc"
+        with pytest.raises(InvalidRequest):
+            await node.ask(escaping)
+        endpoint = node.endpoint
+    with pytest.raises(Unavailable):
+        await endpoint.ask_for_bid(REQUESTER, AskForBidRequest(execution=make_execution()))

@@ -1,0 +1,282 @@
+from __future__ import annotations
+
+import io
+import tarfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from bacalhau.compute import (
+    CallbackOutbox,
+    ExecutionPipeline,
+    ExecutionStore,
+    InputPreparer,
+    LocalExecution,
+)
+from bacalhau.errors import InvalidJobSpec
+from bacalhau.executor import InputMount
+from bacalhau.executor.noop import NoopExecutor
+from bacalhau.models import (
+    ComputeFailure,
+    Execution,
+    InputSource,
+    Job,
+    LocalExecutionState,
+    ResultPath,
+    RunResult,
+    SpecConfig,
+)
+from bacalhau.publisher import LocalPublisher, LocalResultServer, NoopPublisher
+from tests.compute.jobs import make_execution, noop_execution
+from tests.compute.recording_callbacks import RecordingCallbacks
+from tests.compute.shell_executor import ShellExecutor
+
+L = LocalExecutionState
+OUTPUTS = [ResultPath(name="outputs", path="/outputs")]
+
+
+@dataclass
+class Rig:
+    store: ExecutionStore
+    pipeline: ExecutionPipeline
+    server: LocalResultServer
+    results_root: Path
+
+    async def run(self, execution: Execution) -> LocalExecution:
+        self.store.create(execution, requester_id="requester", state=L.BID_ACCEPTED)
+        return await self.pipeline.run(execution.id)
+
+    def callbacks(self) -> list[object]:
+        return [e.message for e in self.store.pending_callbacks("requester")]
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    async with LocalResultServer(directory=tmp_path / "published", port=0) as server:
+        with ExecutionStore(tmp_path / "compute.db") as store:
+            pipeline = ExecutionPipeline(
+                node_id="compute-node",
+                store=store,
+                executors={"noop": NoopExecutor(), "shell": ShellExecutor()},
+                publishers={"local": server.publisher(), "noop": NoopPublisher()},
+                results_root=tmp_path / "executions",
+            )
+            yield Rig(store, pipeline, server, tmp_path / "executions")
+
+
+async def test_run_publish_and_download(rig: Rig) -> None:
+    execution = noop_execution(
+        publisher="local",
+        result_paths=OUTPUTS,
+        Stdout="hello from noop\n",
+        Stderr="a warning\n",
+        ExitCode=0,
+        ResultFiles={"outputs/data/result.txt": "42"},
+    )
+    record = await rig.run(execution)
+
+    assert record.state is L.COMPLETED
+    assert record.run_output is not None and record.run_output.stdout == "hello from noop\n"
+    url = f"http://127.0.0.1:{rig.server.port}/{execution.id}.tar.gz"
+    assert record.published_result == SpecConfig(type="urlDownload", params={"URL": url})
+    assert rig.store.get(execution.id).state is L.COMPLETED
+    # The local publisher made a copy: the results dir is gone.
+    assert not (rig.results_root / execution.id).exists()
+
+    (result,) = rig.callbacks()
+    assert isinstance(result, RunResult)
+    assert result.published_result == record.published_result
+    assert result.run_output.stderr == "a warning\n"
+    assert result.node_id == "compute-node"
+
+    async with aiohttp.ClientSession() as http, http.get(url) as resp:
+        assert resp.status == 200
+        body = await resp.read()
+    with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as tar:
+        names = sorted(tar.getnames())
+        files = {
+            m.name: tar.extractfile(m).read()  # type: ignore[union-attr]
+            for m in tar.getmembers()
+            if m.isfile()
+        }
+    assert names == [
+        "exitCode",
+        "outputs",
+        "outputs/data",
+        "outputs/data/result.txt",
+        "stderr",
+        "stdout",
+    ]
+    assert files["stdout"] == b"hello from noop\n"
+    assert files["exitCode"] == b"0"
+    assert files["outputs/data/result.txt"] == b"42"
+
+
+async def test_callbacks_reach_the_requester_through_the_outbox(rig: Rig) -> None:
+    recorder = RecordingCallbacks()
+    execution = noop_execution(Stdout="x")
+    async with CallbackOutbox(store=rig.store, callbacks=recorder) as outbox:
+        await rig.run(execution)
+        outbox.kick("requester")
+        (result,) = await recorder.wait_for(execution.id, RunResult)
+    assert recorder.received[0].requester_id == "requester"
+    assert isinstance(result, RunResult) and result.run_output.stdout == "x"
+    assert rig.store.pending_callbacks("requester") == []
+
+
+async def test_non_zero_exit_is_a_completion(rig: Rig) -> None:
+    record = await rig.run(make_execution("echo out; echo err >&2; exit 7"))
+    assert record.state is L.COMPLETED
+    assert record.run_output is not None
+    assert (record.run_output.exit_code, record.run_output.stdout) == (7, "out\n")
+    assert record.run_output.stderr == "err\n"
+    # No publisher: nothing published, the results stay on the node.
+    assert record.published_result == SpecConfig()
+    assert (rig.results_root / record.id / "exitCode").read_text() == "7"
+
+
+async def test_noop_publisher_keeps_the_results_dir(rig: Rig) -> None:
+    record = await rig.run(noop_execution(publisher="noop", Stdout="kept"))
+    assert record.state is L.COMPLETED
+    assert record.published_result == SpecConfig()
+    assert (rig.results_root / record.id / "stdout").read_text() == "kept"
+
+
+async def test_error_message_fails_the_execution(rig: Rig) -> None:
+    record = await rig.run(noop_execution(ErrorMessage="memory limit exceeded", Stdout="partial"))
+    assert record.state is L.FAILED
+    assert record.message == "memory limit exceeded"
+    assert record.run_output is not None and record.run_output.stdout == "partial"
+    (failure,) = rig.callbacks()
+    assert isinstance(failure, ComputeFailure)
+    assert failure.event.message == "memory limit exceeded"
+    assert failure.event.topic == "Running Execution"
+    assert failure.event.details["IsError"] == "true"
+    assert failure.event.details["ErrorCode"] == "ExecutionFailed"
+    assert failure.event.details["FailsExecution"] == "true"
+    assert failure.event.details["Retryable"] == "false"
+    assert "Hint" in failure.event.details
+
+
+async def test_timeout_fails_retryably(rig: Rig) -> None:
+    record = await rig.run(make_execution("sleep 30", timeout=1))
+    assert record.state is L.FAILED
+    (failure,) = rig.callbacks()
+    assert isinstance(failure, ComputeFailure)
+    assert failure.event.details["ErrorCode"] == "ExecutionTimeout"
+    assert failure.event.details["Retryable"] == "true"
+    assert (
+        failure.event.details["Hint"] == "raise the job's ExecutionTimeout or make the job faster"
+    )
+
+
+async def test_publish_failure_is_reported_in_its_phase(rig: Rig, tmp_path: Path) -> None:
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the publish directory should be")
+    pipeline = ExecutionPipeline(
+        node_id="compute-node",
+        store=rig.store,
+        executors={"noop": NoopExecutor()},
+        publishers={"local": LocalPublisher(directory=blocked, address="127.0.0.1", port=1)},
+        results_root=rig.results_root,
+    )
+    execution = noop_execution(publisher="local", Stdout="x")
+    rig.store.create(execution, requester_id="requester", state=L.BID_ACCEPTED)
+    record = await pipeline.run(execution.id)
+    assert record.state is L.FAILED
+    (failure,) = rig.callbacks()
+    assert isinstance(failure, ComputeFailure)
+    assert failure.event.topic == "Publishing Results"
+    assert failure.event.details["ErrorCode"] == "PublishFailed"
+    # Publishing failed: the results are still on the node.
+    assert (rig.results_root / execution.id / "stdout").read_text() == "x"
+
+
+async def test_unknown_engine_fails_without_running(rig: Rig) -> None:
+    record = await rig.run(make_execution(engine="docker"))
+    assert record.state is L.FAILED
+    (failure,) = rig.callbacks()
+    assert isinstance(failure, ComputeFailure)
+    assert failure.event.details["ErrorCode"] == "ExecutorNotInstalled"
+
+
+async def test_results_dir_starts_fresh(rig: Rig) -> None:
+    execution = make_execution("ls -A")
+    stale = rig.results_root / execution.id
+    stale.mkdir(parents=True)
+    (stale / "leftover").write_text("from an earlier attempt")
+    record = await rig.run(execution)
+    assert record.run_output is not None
+    assert record.run_output.stdout.split() == ["stderr", "stdout"]  # ls ran in it: no leftover
+
+
+async def test_only_accepted_executions_run(rig: Rig) -> None:
+    execution = make_execution("echo hi")
+    rig.store.create(execution, requester_id="requester")  # Created: still bidding
+    record = await rig.pipeline.run(execution.id)
+    assert record.state is L.CREATED
+    assert rig.callbacks() == []
+
+
+class InlineTextInputs:
+    """A real (if tiny) input preparer: ``{"Type": "text", "Params": {"Text": ...}}`` inputs."""
+
+    def __init__(self) -> None:
+        self.prepared: list[Path] = []
+
+    async def prepare(self, execution_id: str, job: Job, work_dir: Path) -> list[InputMount]:
+        mounts = []
+        for i, source in enumerate(job.task.input_sources):
+            if source.source.type != "text":
+                raise InvalidJobSpec(f"cannot prepare {source.source.type!r} inputs")
+            path = work_dir / f"input-{i}"
+            path.write_text(str(source.source.params["Text"]))
+            self.prepared.append(path)
+            mounts.append(InputMount(source=path, target=source.target))
+        return mounts
+
+
+def with_text_input(execution: Execution, text: str) -> Execution:
+    assert execution.job is not None
+    source = SpecConfig(type="text", params={"Text": text})
+    execution.job.task.input_sources = [InputSource(source=source, target="/inputs/data")]
+    return execution
+
+
+async def test_inputs_are_prepared_handed_over_and_removed(rig: Rig) -> None:
+    preparer = InlineTextInputs()
+    assert isinstance(preparer, InputPreparer)
+    pipeline = ExecutionPipeline(
+        node_id="compute-node",
+        store=rig.store,
+        executors={"shell": ShellExecutor()},
+        publishers={},
+        results_root=rig.results_root,
+        inputs=preparer,
+    )
+    execution = with_text_input(
+        make_execution('cat "$BACALHAU_INPUT_0"; echo " at $BACALHAU_TARGET_0"'), "the data"
+    )
+    rig.store.create(execution, requester_id="requester", state=L.BID_ACCEPTED)
+    record = await pipeline.run(execution.id)
+    assert record.state is L.COMPLETED
+    assert record.run_output is not None
+    assert record.run_output.stdout == "the data at /inputs/data\n"
+    assert not preparer.prepared[0].exists()  # cleaned up after the run
+    assert not pipeline.inputs_dir(execution.id).exists()
+
+    bad = make_execution("true")
+    assert bad.job is not None
+    bad.job.task.input_sources = [InputSource(source=SpecConfig(type="s3"), target="/x")]
+    rig.store.create(bad, requester_id="requester", state=L.BID_ACCEPTED)
+    failed = await pipeline.run(bad.id)
+    assert (failed.state, failed.message) == (L.FAILED, "cannot prepare 's3' inputs")
+    assert not pipeline.inputs_dir(bad.id).exists()
+
+
+async def test_inputs_without_a_preparer_fail_clearly(rig: Rig) -> None:
+    record = await rig.run(with_text_input(make_execution("true"), "x"))
+    assert (record.state, record.message) == (L.FAILED, "this node cannot prepare input sources")

@@ -1,0 +1,139 @@
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from bacalhau.errors import PublishFailed
+from bacalhau.models import Job, SpecConfig
+from bacalhau.publisher import LocalPublisher, LocalResultServer, NoopPublisher, Publisher
+
+
+def make_results(root: Path) -> Path:
+    results = root / "results"
+    (results / "outputs" / "deep").mkdir(parents=True)
+    (results / "stdout").write_text("hello\n")
+    (results / "stderr").write_text("")
+    (results / "exitCode").write_text("0")
+    (results / "outputs" / "a.txt").write_text("A" * 10_000)
+    (results / "outputs" / "deep" / "b.bin").write_bytes(os.urandom(4096))
+    (results / "empty").mkdir()
+    return results
+
+
+def archive_entries(data: bytes) -> dict[str, bytes | None]:
+    out: dict[str, bytes | None] = {}
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        for member in tar.getmembers():
+            f = tar.extractfile(member) if member.isfile() else None
+            out[member.name] = f.read() if f is not None else None
+    return out
+
+
+async def test_publish_and_download_over_http(tmp_path: Path) -> None:
+    results = make_results(tmp_path)
+    async with LocalResultServer(directory=tmp_path / "published", port=0) as server:
+        assert server.port > 0
+        publisher = server.publisher()
+        assert isinstance(publisher, Publisher)
+        spec = await publisher.publish("e-123", Job(), results)
+
+        url = f"http://127.0.0.1:{server.port}/e-123.tar.gz"
+        assert spec.to_dict() == {"Type": "urlDownload", "Params": {"URL": url}}
+        async with aiohttp.ClientSession() as http, http.get(url) as resp:
+            assert resp.status == 200
+            assert resp.headers["Content-Type"] == "application/gzip"
+            assert "Content-Encoding" not in resp.headers
+            body = await resp.read()
+
+    entries = archive_entries(body)
+    assert entries["stdout"] == b"hello\n"
+    assert entries["stderr"] == b""
+    assert entries["exitCode"] == b"0"
+    assert entries["outputs/a.txt"] == b"A" * 10_000
+    assert entries["outputs/deep/b.bin"] == (results / "outputs/deep/b.bin").read_bytes()
+    assert "empty" in entries  # empty result folders survive
+    assert not any(name.startswith(("/", "results", "./")) for name in entries)
+    # Atomic write: nothing but the archive is left in the directory.
+    assert sorted(p.name for p in (tmp_path / "published").iterdir()) == ["e-123.tar.gz"]
+
+
+async def test_server_serves_only_archives(tmp_path: Path) -> None:
+    published = tmp_path / "published"
+    published.mkdir()
+    (published / "e-1.tar.gz").write_bytes(b"x" * 100)
+    (published / ".e-2.tar.gz.abc.tmp").write_bytes(b"partial")
+    (published / "notes.txt").write_text("secret")
+    (tmp_path / "outside.tar.gz").write_text("outside")
+    (published / "link.tar.gz").symlink_to(tmp_path / "outside.tar.gz")
+    (published / "dir.tar.gz").mkdir()
+
+    async with (
+        LocalResultServer(directory=published, port=0) as server,
+        aiohttp.ClientSession(base_url=f"http://127.0.0.1:{server.port}") as http,
+    ):
+        async with http.head("/e-1.tar.gz") as resp:
+            assert resp.status == 200
+            assert resp.headers["Content-Length"] == "100"
+        async with http.get("/e-1.tar.gz", headers={"Range": "bytes=0-9"}) as resp:
+            assert resp.status == 206
+            assert await resp.read() == b"x" * 10
+        for path in (
+            "/",
+            "/notes.txt",
+            "/.e-2.tar.gz.abc.tmp",
+            "/missing.tar.gz",
+            "/link.tar.gz",
+            "/dir.tar.gz",
+            "/..%2Foutside.tar.gz",
+            "/a/e-1.tar.gz",
+        ):
+            async with http.get(path) as resp:
+                assert resp.status == 404, path
+        async with http.post("/e-1.tar.gz") as resp:
+            assert resp.status == 405
+
+
+async def test_publisher_needs_real_port_and_reachable_address(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="bound port"):
+        LocalPublisher(directory=tmp_path, address="127.0.0.1", port=0)
+    server = LocalResultServer(directory=tmp_path, host="0.0.0.0", port=0)
+    with pytest.raises(RuntimeError, match="not started"):
+        _ = server.port
+    async with server:
+        with pytest.raises(ValueError, match="clients can reach"):
+            server.publisher()
+        publisher = server.publisher(address="node-1.example")
+        assert publisher.url_for("e-9") == f"http://node-1.example:{server.port}/e-9.tar.gz"
+    v6 = LocalPublisher(directory=tmp_path, address="::1", port=6001)
+    assert v6.url_for("e-9") == "http://[::1]:6001/e-9.tar.gz"
+
+
+async def test_publish_failures_are_coded(tmp_path: Path) -> None:
+    publisher = LocalPublisher(directory=tmp_path / "out", address="127.0.0.1", port=6001)
+    with pytest.raises(PublishFailed) as missing:
+        await publisher.publish("e-1", Job(), tmp_path / "no-such-dir")
+    assert missing.value.code == "PublishFailed"
+    assert missing.value.retryable
+
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the directory should be")
+    results = make_results(tmp_path)
+    with pytest.raises(PublishFailed):
+        await LocalPublisher(directory=blocked, address="127.0.0.1", port=6001).publish(
+            "e-1", Job(), results
+        )
+    with pytest.raises(PublishFailed, match="bad ID"):
+        await publisher.publish("../escape", Job(), results)
+
+
+async def test_noop_publisher(tmp_path: Path) -> None:
+    publisher = NoopPublisher()
+    assert isinstance(publisher, Publisher)
+    assert await publisher.is_installed()
+    assert not publisher.copies_results
+    assert await publisher.publish("e-1", Job(), tmp_path) == SpecConfig()
