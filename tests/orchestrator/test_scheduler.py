@@ -45,7 +45,9 @@ def node(nid: str, engines: list[str] = ["docker", "wasm"], cpu: float = 4.0) ->
 
 
 def job(count: int = 1, engine: str = "docker", **task: object) -> Job:
-    params = {"Image": "x"} if engine == "docker" else {"EntryModule": {"Source": {"Type": "inline"}}}
+    params = (
+        {"Image": "x"} if engine == "docker" else {"EntryModule": {"Source": {"Type": "inline"}}}
+    )
     t: dict[str, object] = {"Name": "main", "Engine": {"Type": engine, "Params": params}}
     t.update(task)
     j = Job.from_dict({"Type": "batch", "Count": count, "Tasks": [t]})
@@ -103,7 +105,10 @@ def test_accepted_bid_is_approved_and_job_runs() -> None:
 
 
 def test_surplus_bids_are_rejected() -> None:
-    exs = [execution("e1", "a", E.ASK_FOR_BID_ACCEPTED), execution("e2", "b", E.ASK_FOR_BID_ACCEPTED)]
+    exs = [
+        execution("e1", "a", E.ASK_FOR_BID_ACCEPTED),
+        execution("e2", "b", E.ASK_FOR_BID_ACCEPTED),
+    ]
     exs[1].create_time += 1
     plan = schedule(job(count=1), exs, [node("a"), node("b")], ev(), now=NOW)
     changes = {c.execution_id: c.desired_state for c in plan.changes}
@@ -150,7 +155,10 @@ def test_lost_node_fails_its_execution_and_reschedules() -> None:
 def test_stopped_job_stops_everything() -> None:
     j = job()
     j.state = JobStateType.STOPPED
-    exs = [execution("e1", "a", E.BID_ACCEPTED, D.RUNNING), execution("e2", "b", E.COMPLETED, D.STOPPED)]
+    exs = [
+        execution("e1", "a", E.BID_ACCEPTED, D.RUNNING),
+        execution("e2", "b", E.COMPLETED, D.STOPPED),
+    ]
     plan = schedule(j, exs, [node("a"), node("b")], ev(), now=NOW)
     assert [(c.execution_id, c.desired_state) for c in plan.changes] == [("e1", D.STOPPED)]
 
@@ -171,5 +179,12 @@ def test_ops_runs_everywhere_pre_approved() -> None:
 
 def test_max_attempts_setting() -> None:
     exs = [execution("e0", "a", E.FAILED, D.STOPPED, "boom")]
-    plan = schedule(job(), exs, [node("a"), node("b")], ev(), now=NOW, settings=SchedulerSettings(max_attempts=1))
+    plan = schedule(
+        job(),
+        exs,
+        [node("a"), node("b")],
+        ev(),
+        now=NOW,
+        settings=SchedulerSettings(max_attempts=1),
+    )
     assert plan.new_job_state == JobStateType.FAILED

@@ -22,7 +22,9 @@ E = ExecutionStateType
 
 
 def _job(job_id: str) -> Job:
-    j = Job.from_dict({"Type": "batch", "Count": 1, "Tasks": [{"Name": "main", "Engine": {"Type": "noop"}}]})
+    j = Job.from_dict(
+        {"Type": "batch", "Count": 1, "Tasks": [{"Name": "main", "Engine": {"Type": "noop"}}]}
+    )
     j.id, j.name, j.namespace = job_id, job_id, "default"
     j.state, j.revision = JobStateType.PENDING, 1
     j.create_time = j.modify_time = now_ns()

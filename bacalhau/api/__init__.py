@@ -1,0 +1,9 @@
+"""The REST edge: Bacalhau's v1 HTTP API (JSON), served in front of an orchestrator.
+
+Wire-compatible with Bacalhau v1.4/v1.5 clients, including the official Python SDK. Errors
+are translated once, in :mod:`bacalhau.api._errors`.
+"""
+
+from bacalhau.api._server import MAX_BODY_BYTES, ApiServer, build_app
+
+__all__ = ["MAX_BODY_BYTES", "ApiServer", "build_app"]

@@ -1,0 +1,286 @@
+"""``/api/v1/orchestrator/jobs``: submit, list, describe, stop, history, executions, results."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from bacalhau.api._context import context
+from bacalhau.api._errors import json_response
+from bacalhau.api._query import (
+    PageToken,
+    Query,
+    body_str,
+    key_ci,
+    read_json,
+    wants_v152_states,
+)
+from bacalhau.errors import BadQuery, InvalidJobSpec, InvalidRequest
+from bacalhau.models import Execution, HistoryType, Job, JobHistory, parse_selector
+
+#: Items of history returned by one page unless the client asks otherwise (Bacalhau's default).
+HISTORY_PAGE = 100
+#: Longest a history long-poll (``wait=``) may hold a request open.
+MAX_WAIT_SECONDS = 30.0
+
+_JOB_ORDER = {
+    "created_at": "created_at",
+    "create_time": "created_at",
+    "modified_at": "modified_at",
+    "modify_time": "modified_at",
+    "id": "id",
+}
+
+_EXECUTION_ORDER: dict[str, Callable[[Execution], Any]] = {
+    "created_at": lambda e: e.create_time,
+    "create_time": lambda e: e.create_time,
+    "modified_at": lambda e: e.modify_time,
+    "modify_time": lambda e: e.modify_time,
+    "id": lambda e: e.id,
+    "state": lambda e: int(e.compute_state),
+}
+
+_CLIENT_META_HEADERS = {
+    "X-Bacalhau-InstallationID": "bacalhau.org/client.installation.id",
+    "X-Bacalhau-InstanceID": "bacalhau.org/client.instance.id",
+}
+
+
+async def put_job(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise InvalidRequest("the request body must be a JSON object", hint='send {"Job": {...}}')
+    job_data = key_ci(body, "Job")
+    if job_data is None:
+        raise InvalidJobSpec("the request body has no Job", field="Job", hint='send {"Job": {...}}')
+    job = Job.from_dict(job_data)
+    namespace = body_str(body, "namespace")
+    if namespace and not job.namespace:
+        job.namespace = namespace
+    token = body_str(body, "idempotencyToken") or request.query.get("idempotency_token", "")
+    meta = {
+        key: request.headers[header]
+        for header, key in _CLIENT_META_HEADERS.items()
+        if request.headers.get(header)
+    }
+    result = await context(request).orchestrator.submit_job(
+        job, client_meta=meta, idempotency_token=token
+    )
+    return json_response(
+        {
+            "JobID": result.job_id,
+            "EvaluationID": result.evaluation_id,
+            "Warnings": list(result.warnings),
+        }
+    )
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    q = Query(request)
+    labels = q.joined("labels")
+    selector = parse_selector(labels, field="labels") if labels else None
+    token = q.text("next_token")
+    if token:
+        page_token = PageToken.decode(token)
+        order_by = _JOB_ORDER.get(page_token.sort_by, "created_at")
+        reverse, limit, offset = page_token.reverse, page_token.limit, page_token.offset
+    else:
+        wanted = q.text("order_by", "created_at").lower()
+        if wanted not in _JOB_ORDER:
+            raise BadQuery(
+                f"invalid order_by {wanted!r}",
+                field="order_by",
+                hint="use created_at, modified_at or id",
+            )
+        order_by = _JOB_ORDER[wanted]
+        reverse, limit, offset = q.flag("reverse"), q.count("limit"), 0
+    page = await context(request).orchestrator.list_jobs(
+        namespace=q.text("namespace"),
+        selector=selector,
+        order_by=order_by,
+        reverse=reverse,
+        limit=limit,
+        offset=offset,
+    )
+    next_token = ""
+    if page.has_more and limit:
+        next_token = PageToken(order_by, reverse, limit, offset + len(page.items)).encode()
+    return json_response({"Items": [j.to_dict() for j in page.items], "NextToken": next_token})
+
+
+async def get_job(request: web.Request) -> web.Response:
+    orch = context(request).orchestrator
+    job = await orch.get_job(request.match_info["job_id"])
+    include = {p.strip().lower() for p in request.query.get("include", "").split(",")}
+    v152 = wants_v152_states(request)
+    out: dict[str, Any] = {"Job": job.to_dict()}
+    if "history" in include:
+        history = await orch.job_history(job.id)
+        page = history[:HISTORY_PAGE]
+        token = ""
+        if len(history) > HISTORY_PAGE:
+            token = PageToken("seq_num", False, HISTORY_PAGE, page[-1].seq_num).encode()
+        out["History"] = {"Items": [h.to_dict(v152=v152) for h in page], "NextToken": token}
+    if "executions" in include:
+        executions = await orch.list_executions(job.id)
+        out["Executions"] = {
+            "Items": [e.to_dict(v152=v152, include_job=False) for e in executions],
+            "NextToken": "",
+        }
+    return json_response(out)
+
+
+async def stop_job(request: web.Request) -> web.Response:
+    # The Go client sends {"reason": ...}; the Python SDK and the Web UI use the query
+    # (the SDK sends the literal "None" when no reason was given) and a body of {}.
+    body = await read_json(request, required=False)
+    reason = body_str(body, "reason") if isinstance(body, dict) else ""
+    if not reason:
+        reason = request.query.get("reason", "")
+    if reason == "None":
+        reason = ""
+    evaluation_id = await context(request).orchestrator.stop_job(
+        request.match_info["job_id"], reason
+    )
+    return json_response({"EvaluationID": evaluation_id})
+
+
+def _history_filter(
+    *, event_type: str, execution_id: str, node_id: str, since: int
+) -> Callable[[JobHistory], bool]:
+    def keep(item: JobHistory) -> bool:
+        if event_type == "job" and item.type != HistoryType.JOB:
+            return False
+        if event_type == "execution" and item.type != HistoryType.EXECUTION:
+            return False
+        if execution_id and not item.execution_id.startswith(execution_id):
+            return False
+        if node_id and not item.node_id.startswith(node_id):
+            return False
+        return item.time // 1_000_000_000 >= since
+
+    return keep
+
+
+async def job_history(request: web.Request) -> web.Response:
+    """History after the token's offset (a SeqNum). ``NextToken`` stays set while the job (or
+    the chosen execution) can still change, so pollers know when to stop.
+
+    Our extension ``wait=<seconds>`` turns an empty answer into a long-poll: the request is
+    held until a new item exists (or the wait ends), so a waiting client learns of a change
+    within milliseconds instead of a polling interval.
+    """
+    ctx = context(request)
+    orch = ctx.orchestrator
+    q = Query(request)
+    since = q.count("since")
+    event_type = q.text("event_type", "all").lower()
+    if event_type not in ("all", "job", "execution"):
+        raise BadQuery(
+            f"invalid event_type {event_type!r}",
+            field="event_type",
+            hint="use all, job or execution",
+        )
+    execution_id = q.text("execution_id")
+    keep = _history_filter(
+        event_type=event_type, execution_id=execution_id, node_id=q.text("node_id"), since=since
+    )
+    token = q.text("next_token")
+    if token:
+        page_token = PageToken.decode(token)
+        limit, cursor = page_token.limit or HISTORY_PAGE, page_token.offset
+    else:
+        limit, cursor = q.count("limit") or HISTORY_PAGE, 0
+    wait = min(q.seconds("wait"), MAX_WAIT_SECONDS)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    job_id = request.match_info["job_id"]
+    while True:
+        # Read the state BEFORE the history: if the job was terminal then, the history read
+        # after it is complete and an empty token cannot make the client miss the last items.
+        job = await orch.get_job(job_id)
+        job_id = job.id
+        done = job.state.is_terminal()
+        if execution_id and not done:
+            chosen = [
+                e for e in await orch.list_executions(job_id) if e.id.startswith(execution_id)
+            ]
+            done = bool(chosen) and all(e.compute_state.is_terminal() for e in chosen)
+        history = await orch.job_history(job_id)
+        newest = max((h.seq_num for h in history), default=cursor)
+        matched = [h for h in history if h.seq_num > cursor and keep(h)]
+        page, more = matched[:limit], len(matched) > limit
+        remaining = deadline - loop.time()
+        if page or done or remaining <= 0 or ctx.closing.is_set():
+            break
+        # Nothing new for this client: skip what it will never see, then wait for a change.
+        cursor = max(cursor, newest)
+        await _wait_for_change(
+            ctx.closing, orch.wait_for_change(job_id, after_seq=newest, timeout=remaining)
+        )
+    v152 = wants_v152_states(request)
+    if more:
+        next_token = PageToken("seq_num", False, limit, page[-1].seq_num).encode()
+    elif not done:
+        next_token = PageToken("seq_num", False, limit, max(cursor, newest)).encode()
+    else:
+        next_token = ""
+    return json_response({"Items": [h.to_dict(v152=v152) for h in page], "NextToken": next_token})
+
+
+async def _wait_for_change(closing: asyncio.Event, change: Any) -> None:
+    """Await ``change`` unless the server starts closing first."""
+    waiter = asyncio.ensure_future(change)
+    stopper = asyncio.ensure_future(closing.wait())
+    try:
+        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (waiter, stopper):
+            if not task.done():
+                task.cancel()
+        if waiter.done() and not waiter.cancelled():
+            waiter.result()  # surface the orchestrator's errors
+
+
+async def job_executions(request: web.Request) -> web.Response:
+    q = Query(request)
+    order_by = q.text("order_by", "created_at").lower()
+    key = _EXECUTION_ORDER.get(order_by)
+    if key is None:
+        raise BadQuery(
+            f"invalid order_by {order_by!r}",
+            field="order_by",
+            hint="use created_at, modified_at, id or state",
+        )
+    reverse, limit = q.flag("reverse"), q.count("limit")
+    executions = await context(request).orchestrator.list_executions(request.match_info["job_id"])
+    executions.sort(key=key, reverse=reverse)
+    if limit:
+        executions = executions[:limit]
+    v152 = wants_v152_states(request)
+    return json_response(
+        {
+            "Items": [e.to_dict(v152=v152, include_job=False) for e in executions],
+            "NextToken": "",
+        }
+    )
+
+
+async def job_results(request: web.Request) -> web.Response:
+    results = await context(request).orchestrator.job_results(request.match_info["job_id"])
+    return json_response({"Items": [r.to_dict() for r in results], "NextToken": ""})
+
+
+def add_routes(app: web.Application) -> None:
+    prefix = "/api/v1/orchestrator/jobs"
+    app.router.add_put(prefix, put_job)
+    app.router.add_post(prefix, put_job)
+    app.router.add_get(prefix, list_jobs)
+    app.router.add_get(prefix + "/{job_id}", get_job)
+    app.router.add_delete(prefix + "/{job_id}", stop_job)
+    app.router.add_get(prefix + "/{job_id}/history", job_history)
+    app.router.add_get(prefix + "/{job_id}/executions", job_executions)
+    app.router.add_get(prefix + "/{job_id}/results", job_results)

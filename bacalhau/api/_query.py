@@ -1,0 +1,164 @@
+"""Reading requests: query parameters (with the Python SDK's quirks), JSON bodies, paging
+tokens and the client's wire version."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from bacalhau.errors import BadQuery, InvalidRequest
+
+_TRUE = frozenset({"1", "t", "true", "y", "yes"})
+_FALSE = frozenset({"0", "f", "false", "n", "no"})
+_VERSION_RE = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)")
+
+
+class Query:
+    """Typed access to a request's query string.
+
+    Empty parameters count as absent (the Python SDK sends ``namespace=&next_token=``) and
+    booleans accept Go's spellings as well as Python's ``True``/``False``.
+    """
+
+    __slots__ = ("_q",)
+
+    def __init__(self, request: web.Request) -> None:
+        self._q = request.query
+
+    def text(self, name: str, default: str = "") -> str:
+        value = self._q.get(name, "")
+        return value if value != "" else default
+
+    def joined(self, name: str) -> str:
+        """A repeatable parameter, its values joined by ``,`` (label selectors)."""
+        return ",".join(v for v in self._q.getall(name, []) if v.strip())
+
+    def flag(self, name: str, default: bool = False) -> bool:
+        value = self._q.get(name, "").strip()
+        if not value:
+            return default
+        low = value.lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+        raise BadQuery(f"{name} must be a boolean, got {value!r}", field=name)
+
+    def count(self, name: str, default: int = 0) -> int:
+        value = self._q.get(name, "").strip()
+        if not value:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            raise BadQuery(f"{name} must be an integer, got {value!r}", field=name) from None
+        if number < 0:
+            raise BadQuery(f"{name} must be >= 0, got {number}", field=name)
+        return number
+
+    def seconds(self, name: str, default: float = 0.0) -> float:
+        value = self._q.get(name, "").strip()
+        if not value:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            raise BadQuery(
+                f"{name} must be a number of seconds, got {value!r}", field=name
+            ) from None
+        if not number >= 0:  # also rejects NaN
+            raise BadQuery(f"{name} must be >= 0, got {value}", field=name)
+        return number
+
+
+@dataclass(slots=True)
+class PageToken:
+    """Bacalhau's paging token: base64url (no padding) of ``<sortBy>:<Y|N>:<limit>:<offset>``.
+
+    For job history the offset is the last ``SeqNum`` the client has seen, so the token keeps
+    working while new items are appended.
+    """
+
+    sort_by: str
+    reverse: bool
+    limit: int
+    offset: int
+
+    def encode(self) -> str:
+        text = f"{self.sort_by}:{'Y' if self.reverse else 'N'}:{self.limit}:{self.offset}"
+        return base64.urlsafe_b64encode(text.encode()).rstrip(b"=").decode()
+
+    @classmethod
+    def decode(cls, token: str, *, field: str = "next_token") -> PageToken:
+        try:
+            padded = token + "=" * (-len(token) % 4)
+            text = base64.urlsafe_b64decode(padded.encode()).decode()
+            sort_by, rev, limit, offset = text.rsplit(":", 3)
+            if rev not in ("Y", "N"):
+                raise ValueError(rev)
+            page = cls(sort_by, rev == "Y", int(limit), int(offset))
+        except (ValueError, binascii.Error, UnicodeDecodeError):
+            raise BadQuery(
+                f"invalid {field} {token!r}",
+                field=field,
+                hint="pass back the NextToken of a previous response unchanged",
+            ) from None
+        if page.limit < 0 or page.offset < 0:
+            raise BadQuery(f"invalid {field} {token!r}", field=field)
+        return page
+
+
+def wants_v152_states(request: web.Request) -> bool:
+    """True when the client numbers execution states the v1.5.2 way (0-11).
+
+    Go clients send ``X-Bacalhau-Git-Version``; the Python SDK sends nothing and expects 0-9.
+    """
+    m = _VERSION_RE.match(request.headers.get("X-Bacalhau-Git-Version", "").strip())
+    if not m:
+        return False
+    return (int(m[1]), int(m[2]), int(m[3])) >= (1, 5, 2)
+
+
+async def read_json(request: web.Request, *, required: bool = True) -> Any:
+    """The request body as JSON; ``None`` when empty and not required. Malformed JSON is a 400
+    with a hint, never a 500."""
+    raw = await request.read()
+    if not raw.strip():
+        if required:
+            raise InvalidRequest(
+                "the request body is empty", hint="send a JSON object as the request body"
+            )
+        return None
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(
+            f"malformed JSON in the request body: {exc}",
+            hint="send a valid JSON object (check quotes, commas and brackets)",
+        ) from None
+
+
+def key_ci(data: dict[str, Any], key: str) -> Any:
+    """A value looked up by key, case-insensitively (Go decodes bodies that way)."""
+    if key in data:
+        return data[key]
+    low = key.lower()
+    for k, v in data.items():
+        if isinstance(k, str) and k.lower() == low:
+            return v
+    return None
+
+
+def body_str(data: dict[str, Any], key: str) -> str:
+    value = key_ci(data, key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{key} must be a string", details={"Field": key})
+    return value

@@ -1,0 +1,110 @@
+"""The REST server: Bacalhau's v1 API over aiohttp, in front of an orchestrator."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+
+from bacalhau.api import _agent, _jobs, _nodes
+from bacalhau.api._context import CONTEXT, ApiContext
+from bacalhau.api._errors import error_middleware
+from bacalhau.models import now_ns
+from bacalhau.orchestrator._api import OrchestratorAPI
+
+#: Largest request body accepted (jobs carry inline WASM modules as data URLs).
+MAX_BODY_BYTES = 64 * 1024 * 1024
+
+
+def build_app(
+    orchestrator: OrchestratorAPI, *, agent_config: Mapping[str, Any] | None = None
+) -> web.Application:
+    """The aiohttp application serving the v1 API (for embedding; most callers want
+    :class:`ApiServer`)."""
+    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
+    app[CONTEXT] = ApiContext(
+        orchestrator=orchestrator, started_ns=now_ns(), agent_config=dict(agent_config or {})
+    )
+    _jobs.add_routes(app)
+    _nodes.add_routes(app)
+    _agent.add_routes(app)
+    return app
+
+
+class ApiServer:
+    """Serves the v1 REST API for ``orchestrator`` on ``host:port`` (port 0 picks a free one).
+
+    An async context manager: the socket is bound on entry (:attr:`port` is then the real
+    port) and closed on exit, ending any long-polls in flight.
+    """
+
+    def __init__(
+        self,
+        orchestrator: OrchestratorAPI,
+        *,
+        host: str = "0.0.0.0",
+        port: int = 1234,
+        agent_config: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._app = build_app(orchestrator, agent_config=agent_config)
+        self._host = host
+        self._requested_port = port
+        self._runner: web.AppRunner | None = None
+        self._port = 0
+
+    @property
+    def port(self) -> int:
+        """The bound port (valid once started)."""
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """A base URL clients on this machine can use."""
+        host = self._host
+        if host in ("", "0.0.0.0"):
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self._port}"
+
+    async def start(self) -> None:
+        runner = web.AppRunner(
+            self._app, access_log=None, handle_signals=False, shutdown_timeout=1.0
+        )
+        await runner.setup()
+        site = web.TCPSite(runner, self._host or None, self._requested_port, reuse_address=True)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        for address in runner.addresses:
+            if isinstance(address, tuple) and len(address) >= 2:
+                self._port = int(address[1])
+                break
+
+    async def stop(self) -> None:
+        if self._runner is None:
+            return
+        self._app[CONTEXT].closing.set()
+        await asyncio.sleep(0)  # let long-polls see the signal before connections close
+        runner, self._runner = self._runner, None
+        await runner.cleanup()
+
+    async def __aenter__(self) -> ApiServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()

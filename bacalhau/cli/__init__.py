@@ -1,0 +1,28 @@
+"""The ``bacalhau`` command line (click), Bacalhau v1 compatible.
+
+Commands talk to a node through :mod:`bacalhau.client`; errors are printed once, as
+``Error: ...`` and ``Hint: ...``, with exit code 1 (2 for usage errors).
+"""
+
+from bacalhau.cli._agent import agent_group, version
+from bacalhau.cli._ca import ca_group
+from bacalhau.cli._job import job_group
+from bacalhau.cli._node import node_group
+from bacalhau.cli._root import cli, main
+from bacalhau.cli._run import docker_group, wasm_group
+from bacalhau.cli._serve import devstack, serve
+
+for _command in (
+    docker_group,
+    wasm_group,
+    job_group,
+    node_group,
+    agent_group,
+    version,
+    ca_group,
+    serve,
+    devstack,
+):
+    cli.add_command(_command)
+
+__all__ = ["cli", "main"]

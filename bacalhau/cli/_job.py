@@ -1,0 +1,305 @@
+"""``bacalhau job ...``: run, describe, list, executions, history, stop, get, validate."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bacalhau.cli._jobspec import runtime_options
+from bacalhau.cli._render import emit, output_option, table, when
+from bacalhau.cli._root import CliState, pass_state
+from bacalhau.cli._run import submit_and_follow
+from bacalhau.models import (
+    Execution,
+    HistoryType,
+    JobHistory,
+    normalise_job,
+    parse_job_document,
+    short_id,
+    validate_job,
+)
+
+
+@click.group("job")
+def job_group() -> None:
+    """Submit and inspect jobs."""
+
+
+def _read_spec(path: str) -> str:
+    if path == "-":
+        return sys.stdin.read()
+    try:
+        return Path(path).read_text()
+    except OSError as exc:
+        raise click.BadParameter(f"cannot read {path}: {exc.strerror}", param_hint="FILE") from None
+
+
+@job_group.command("run")
+@runtime_options
+@click.argument("file")
+@pass_state
+def job_run(state: CliState, /, file: str, **runtime: Any) -> None:
+    """Submit the job described in FILE (YAML or JSON; '-' reads standard input)."""
+    submit_and_follow(state, parse_job_document(_read_spec(file)), runtime)
+
+
+@job_group.command("validate")
+@click.argument("file")
+def job_validate(file: str) -> None:
+    """Check a job file locally, without submitting it."""
+    job = parse_job_document(_read_spec(file))
+    warnings = normalise_job(job)
+    validate_job(job)
+    for warning in warnings:
+        click.echo(f"Warning: {warning}", err=True)
+    click.echo("The job is valid.")
+
+
+def _exec_state(e: Execution) -> str:
+    return e.compute_state.label
+
+
+def _history_rows(items: list[JobHistory]) -> list[list[str]]:
+    rows = []
+    for h in items:
+        if h.type == HistoryType.JOB:
+            level = "Job"
+            prev = h.job_state_previous.wire if h.job_state_previous else ""
+            new = h.job_state_new.wire if h.job_state_new else ""
+        else:
+            level = "Execution"
+            prev = h.exec_state_previous.label if h.exec_state_previous else ""
+            new = h.exec_state_new.label if h.exec_state_new else ""
+        rows.append(
+            [
+                when(h.time),
+                level,
+                short_id(h.execution_id) if h.execution_id else "",
+                short_id(h.node_id) if h.node_id else "",
+                str(h.new_revision),
+                prev,
+                new,
+                h.event.message,
+            ]
+        )
+    return rows
+
+
+_HISTORY_HEADERS = ("TIME", "LEVEL", "EXEC. ID", "NODE ID", "REV.", "PREVIOUS", "NEW", "EVENT")
+
+
+def _execution_rows(executions: list[Execution]) -> list[list[str]]:
+    return [
+        [
+            when(e.create_time),
+            when(e.modify_time),
+            short_id(e.id),
+            short_id(e.node_id),
+            str(e.revision),
+            _exec_state(e),
+            e.desired_state.label,
+            e.compute_message,
+        ]
+        for e in executions
+    ]
+
+
+_EXECUTION_HEADERS = ("CREATED", "MODIFIED", "ID", "NODE ID", "REV.", "STATE", "DESIRED", "COMMENT")
+
+
+@job_group.command("describe")
+@click.argument("job_id")
+@output_option()
+@pass_state
+def job_describe(state: CliState, job_id: str, output: str) -> None:
+    """Show a job with its executions, history and output."""
+    client = state.client()
+    if output != "table":
+        emit(client.get_job_raw(job_id, history=True, executions=True), output)
+        return
+    details = client.get_job(job_id, history=True, executions=True)
+    job = details.job
+    fields = [
+        ("ID", job.id),
+        ("Name", job.name),
+        ("Namespace", job.namespace),
+        ("Type", job.type),
+        ("State", job.state.wire),
+        ("Message", job.state_message),
+        ("Count", str(job.count)),
+        ("Created Time", when(job.create_time)),
+        ("Modified Time", when(job.modify_time)),
+        ("Revision", str(job.revision)),
+    ]
+    width = max(len(k) for k, _ in fields)
+    for key, value in fields:
+        if value:
+            click.echo(f"{key:<{width}} = {value}")
+    if job.labels:
+        click.echo(f"{'Labels':<{width}} = " + ", ".join(f"{k}={v}" for k, v in job.labels.items()))
+    counts: dict[str, int] = {}
+    for e in details.executions:
+        counts[_exec_state(e)] = counts.get(_exec_state(e), 0) + 1
+    if counts:
+        click.echo("\nSummary")
+        for name, n in counts.items():
+            click.echo(f"  {name} = {n}")
+    click.echo("\nJob History")
+    table(_HISTORY_HEADERS, _history_rows(details.history))
+    click.echo("\nExecutions")
+    table(_EXECUTION_HEADERS, _execution_rows(details.executions))
+    for e in details.executions:
+        out = e.run_output
+        if out is None:
+            continue
+        click.echo(f"\nStandard Output ({short_id(e.id)})")
+        click.echo(out.stdout.rstrip("\n"))
+        if out.stderr:
+            click.echo(f"\nStandard Error ({short_id(e.id)})")
+            click.echo(out.stderr.rstrip("\n"))
+
+
+@job_group.command("list")
+@click.option("--limit", type=click.IntRange(min=0), default=10, show_default=True)
+@click.option("--next-token", default="", help="Page token from a previous listing.")
+@click.option(
+    "--order-by",
+    type=click.Choice(["created_at", "modified_at", "id"], case_sensitive=False),
+    default="created_at",
+    show_default=True,
+)
+@click.option("--order-reversed", is_flag=True, help="Reverse the order.")
+@click.option(
+    "--labels",
+    default="bacalhau_canary != true",
+    show_default=True,
+    help="Label selector the jobs must match.",
+)
+@click.option("--namespace", default="", help="Only this namespace (default: all).")
+@click.option("--hide-header", is_flag=True)
+@output_option()
+@pass_state
+def job_list(
+    state: CliState,
+    limit: int,
+    next_token: str,
+    order_by: str,
+    order_reversed: bool,
+    labels: str,
+    namespace: str,
+    hide_header: bool,
+    output: str,
+) -> None:
+    """List jobs."""
+    page = state.client().list_jobs(
+        namespace=namespace,
+        labels=labels,
+        limit=limit,
+        next_token=next_token,
+        order_by=order_by,
+        reverse=order_reversed,
+    )
+    if output != "table":
+        emit([j.to_dict() for j in page.items], output)
+    else:
+        rows = [
+            [when(j.create_time), short_id(j.id), j.name, j.type, j.state.wire] for j in page.items
+        ]
+        table(("CREATED", "ID", "JOB", "TYPE", "STATE"), rows, header=not hide_header)
+    if page.next_token:
+        click.echo(f"\nTo fetch more records use:\n\t--next-token {page.next_token}", err=True)
+
+
+@job_group.command("executions")
+@click.argument("job_id")
+@click.option("--order-by", default="", help="created_at, modified_at, id or state.")
+@click.option("--order-reversed", is_flag=True)
+@click.option("--limit", type=click.IntRange(min=0), default=0, help="0: all.")
+@output_option()
+@pass_state
+def job_executions(
+    state: CliState, job_id: str, order_by: str, order_reversed: bool, limit: int, output: str
+) -> None:
+    """List the executions of a job."""
+    executions = state.client().executions(
+        job_id, order_by=order_by, reverse=order_reversed, limit=limit
+    )
+    if output != "table":
+        emit([e.to_dict(v152=True, include_job=False) for e in executions], output)
+        return
+    table(_EXECUTION_HEADERS, _execution_rows(executions))
+
+
+@job_group.command("history")
+@click.argument("job_id")
+@click.option(
+    "--event-type",
+    type=click.Choice(["all", "job", "execution"], case_sensitive=False),
+    default="all",
+    show_default=True,
+)
+@click.option("--execution-id", default="", help="Only this execution (ID or prefix).")
+@click.option("--node-id", default="", help="Only executions on this node (ID or prefix).")
+@click.option("--limit", type=click.IntRange(min=0), default=0, help="0: the server's default.")
+@click.option("--next-token", default="")
+@output_option()
+@pass_state
+def job_history(
+    state: CliState,
+    job_id: str,
+    event_type: str,
+    execution_id: str,
+    node_id: str,
+    limit: int,
+    next_token: str,
+    output: str,
+) -> None:
+    """Show the history of a job."""
+    page = state.client().history(
+        job_id,
+        event_type=event_type,
+        execution_id=execution_id,
+        node_id=node_id,
+        limit=limit,
+        next_token=next_token,
+    )
+    if output != "table":
+        emit([h.to_dict(v152=True) for h in page.items], output)
+        return
+    table(_HISTORY_HEADERS, _history_rows(page.items))
+
+
+@job_group.command("stop")
+@click.argument("job_id")
+@click.option("--reason", default="", help="Why the job is stopped (shown in its history).")
+@click.option("--quiet", is_flag=True, help="Print nothing.")
+@pass_state
+def job_stop(state: CliState, job_id: str, reason: str, quiet: bool) -> None:
+    """Stop a job."""
+    evaluation_id = state.client().stop_job(job_id, reason)
+    if not quiet:
+        click.echo(f"Job stop successfully submitted with evaluation ID: {evaluation_id}")
+
+
+@job_group.command("get")
+@click.argument("job_id")
+@click.option(
+    "--output-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the results (default: ./job-<short id>).",
+)
+@click.option("--raw", is_flag=True, help="Keep each result in its own folder under raw/.")
+@click.option("--download-timeout-secs", type=click.IntRange(min=1), default=300)
+@pass_state
+def job_get(
+    state: CliState, job_id: str, output_dir: Path | None, raw: bool, download_timeout_secs: int
+) -> None:
+    """Download the results of a job."""
+    out = state.client().download_results(
+        job_id, output_dir, raw=raw, timeout=float(download_timeout_secs)
+    )
+    click.echo(f"Results for job '{job_id}' have been written to...\n{out}")

@@ -1,0 +1,289 @@
+"""Job and task flags shared by ``docker run`` and ``wasm run``, and building the Job."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+from urllib.parse import urlparse
+
+import click
+
+from bacalhau.errors import InvalidJobSpec
+from bacalhau.models import (
+    InputSource,
+    Job,
+    NetworkConfig,
+    NetworkType,
+    ResourcesConfig,
+    ResultPath,
+    SpecConfig,
+    Task,
+    TimeoutConfig,
+    parse_selector,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_INPUT_TARGET = "/inputs"
+
+
+def _apply(options: list[Callable[[F], F]], f: F) -> F:
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def job_options(f: F) -> F:
+    """Job- and task-level flags (Bacalhau's names and defaults)."""
+    return _apply(
+        [
+            click.option("--name", default="", help="Job name (default: the job ID)."),
+            click.option("--namespace", default="default", show_default=True),
+            click.option("--priority", type=click.IntRange(min=0), default=0, show_default=True),
+            click.option(
+                "-l", "--labels", multiple=True, help="Job labels, k=v (repeatable, or k=v,k2=v2)."
+            ),
+            click.option(
+                "--count",
+                "--concurrency",
+                type=click.IntRange(min=0),
+                default=1,
+                show_default=True,
+                help="How many executions must complete.",
+            ),
+            click.option(
+                "--target",
+                type=click.Choice(["any", "all"], case_sensitive=False),
+                default="any",
+                show_default=True,
+                help="any: a batch job on --count nodes; all: an ops job on every matching node.",
+            ),
+            click.option(
+                "--constraints",
+                "-s",
+                "--selector",
+                "constraints",
+                default="",
+                help="Node label selector, e.g. 'region=eu,gpu notin (none)'.",
+            ),
+            click.option("--task-name", default="main", show_default=True),
+            click.option(
+                "-i",
+                "--input",
+                "inputs",
+                multiple=True,
+                help="Input: URI[:dst] or src=URI,dst=PATH,opt=K=V (ipfs://, http(s)://, s3://, "
+                "file://).",
+            ),
+            click.option(
+                "-o",
+                "--output",
+                "outputs",
+                multiple=True,
+                help="Result folder to publish: name:/path/in/job (repeatable).",
+            ),
+            click.option(
+                "-p",
+                "--publisher",
+                default="",
+                help="Where results go: local, noop, ipfs or s3://bucket/key.",
+            ),
+            click.option("--cpu", default="", help="CPU, e.g. 500m or 2."),
+            click.option("--memory", default="", help="Memory, e.g. 512Mb or 1GiB."),
+            click.option("--disk", default="", help="Disk, e.g. 10Gb."),
+            click.option("--gpu", default="", help="Number of GPUs."),
+            click.option(
+                "--network",
+                type=click.Choice(["None", "HTTP", "Full"], case_sensitive=False),
+                default="None",
+                show_default=True,
+            ),
+            click.option("--domain", multiple=True, help="Domain the job may reach (HTTP)."),
+            click.option(
+                "--timeout",
+                type=click.IntRange(min=0),
+                default=0,
+                help="Total timeout in seconds (0: none).",
+            ),
+            click.option(
+                "--queue-timeout",
+                type=click.IntRange(min=0),
+                default=0,
+                help="How long the job may wait for a node, in seconds.",
+            ),
+        ],
+        f,
+    )
+
+
+def runtime_options(f: F) -> F:
+    """What the CLI does after submitting."""
+    return _apply(
+        [
+            click.option(
+                "--wait/--no-wait", default=True, show_default=True, help="Wait for the job."
+            ),
+            click.option(
+                "--wait-timeout-secs",
+                type=click.IntRange(min=1),
+                default=600,
+                show_default=True,
+                help="How long to wait for the job.",
+            ),
+            click.option("--id-only", is_flag=True, help="Print only the job ID."),
+            click.option("--node-details", is_flag=True, help="Show the nodes that ran it."),
+            click.option("--dry-run", is_flag=True, help="Print the job as YAML; submit nothing."),
+            click.option("--show-warnings", is_flag=True, help="Print submission warnings."),
+        ],
+        f,
+    )
+
+
+def split_csv(values: Iterable[str]) -> list[str]:
+    """Repeatable flags whose values may also be comma-separated (Go's StringSlice)."""
+    out: list[str] = []
+    for value in values:
+        out.extend(next(csv.reader([value], skipinitialspace=True), []))
+    return out
+
+
+def parse_key_values(values: Iterable[str], what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in split_csv(values):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{item!r} is not of the form key=value", param_hint=what)
+        out[key.strip()] = value
+    return out
+
+
+def parse_outputs(values: Iterable[str]) -> list[ResultPath]:
+    out: list[ResultPath] = []
+    for item in values:
+        name, sep, path = item.partition(":")
+        if not sep or not name or not path:
+            raise click.BadParameter(
+                f"{item!r} is not of the form name:/path", param_hint="'-o' / '--output'"
+            )
+        out.append(ResultPath(name=name, path=path))
+    return out
+
+
+def _opts(pairs: Iterable[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        out[key.strip().lower()] = value
+    return out
+
+
+def parse_publisher(text: str) -> SpecConfig:
+    """``local``, ``noop``, ``ipfs``, ``s3://bucket/key[,opt=region=...]``."""
+    if not text:
+        return SpecConfig()
+    parts = split_csv([text])
+    uri, options = parts[0], _opts(p.partition("=")[2] for p in parts[1:] if "=" in p)
+    if "://" not in uri:
+        return SpecConfig(type=uri.strip().lower())
+    parsed = urlparse(uri)
+    if parsed.scheme.lower() != "s3":
+        raise click.BadParameter(
+            f"unsupported publisher {uri!r}", param_hint="'-p' / '--publisher'"
+        )
+    params: dict[str, Any] = {
+        "Bucket": options.get("bucket", parsed.netloc),
+        "Key": options.get("key", parsed.path.lstrip("/")),
+    }
+    for key, name in (("region", "Region"), ("endpoint", "Endpoint")):
+        if options.get(key):
+            params[name] = options[key]
+    return SpecConfig(type="s3", params=params)
+
+
+def _source_from_uri(uri: str, options: dict[str, str]) -> SpecConfig:
+    parsed = urlparse(uri)
+    scheme = parsed.scheme.lower()
+    if scheme == "ipfs":
+        return SpecConfig("ipfs", {"CID": (parsed.netloc + parsed.path).strip("/")})
+    if scheme in ("http", "https"):
+        return SpecConfig("urlDownload", {"URL": uri})
+    if scheme == "s3":
+        params: dict[str, Any] = {"Bucket": parsed.netloc, "Key": parsed.path.lstrip("/")}
+        for key, name in (
+            ("region", "Region"),
+            ("endpoint", "Endpoint"),
+            ("filter", "Filter"),
+            ("versionid", "VersionID"),
+            ("checksum-256", "ChecksumSHA256"),
+        ):
+            if options.get(key):
+                params[name] = options[key]
+        return SpecConfig("s3", params)
+    if scheme == "file":
+        rw = options.get("rw", "").lower() in ("true", "1", "yes")
+        return SpecConfig("localDirectory", {"SourcePath": parsed.path, "ReadWrite": rw})
+    raise click.BadParameter(
+        f"unsupported input {uri!r}: use ipfs://, http(s)://, s3:// or file://",
+        param_hint="'-i' / '--input'",
+    )
+
+
+def parse_input(text: str) -> InputSource:
+    if "src=" in text or "source=" in text:
+        fields: dict[str, str] = {}
+        options: dict[str, str] = {}
+        for part in split_csv([text]):
+            key, _, value = part.partition("=")
+            key = key.strip().lower()
+            if key in ("opt", "option"):
+                options.update(_opts([value]))
+            elif key in ("source", "src"):
+                fields["src"] = value
+            elif key in ("target", "dst", "destination"):
+                fields["dst"] = value
+            else:
+                raise click.BadParameter(
+                    f"unknown input key {key!r} in {text!r}", param_hint="'-i' / '--input'"
+                )
+        uri, target = fields.get("src", ""), fields.get("dst", DEFAULT_INPUT_TARGET)
+    else:
+        uri, target, options = text, DEFAULT_INPUT_TARGET, {}
+        head, sep, tail = text.rpartition(":")
+        if sep and tail.startswith("/") and "://" in head:
+            uri, target = head, tail
+    if not uri:
+        raise click.BadParameter(f"{text!r} names no source", param_hint="'-i' / '--input'")
+    return InputSource(source=_source_from_uri(uri, options), alias=uri, target=target)
+
+
+def build_job(engine: SpecConfig, flags: dict[str, Any]) -> Job:
+    """A Job from the run flags (see :func:`job_options`)."""
+    try:
+        network_type = NetworkType.parse(flags["network"])
+    except InvalidJobSpec as err:
+        raise click.BadParameter(err.message, param_hint="'--network'") from None
+    task = Task(
+        name=flags["task_name"],
+        engine=engine,
+        publisher=parse_publisher(flags["publisher"]),
+        input_sources=[parse_input(i) for i in flags["inputs"]],
+        result_paths=parse_outputs(flags["outputs"]),
+        resources=ResourcesConfig(
+            cpu=flags["cpu"], memory=flags["memory"], disk=flags["disk"], gpu=flags["gpu"]
+        ),
+        network=NetworkConfig(type=network_type, domains=[d.lower() for d in flags["domain"]]),
+        timeouts=TimeoutConfig(
+            total_timeout=flags["timeout"], queue_timeout=flags["queue_timeout"]
+        ),
+    )
+    return Job(
+        name=flags["name"],
+        namespace=flags["namespace"],
+        type="ops" if flags["target"].lower() == "all" else "batch",
+        priority=flags["priority"],
+        count=flags["count"],
+        constraints=parse_selector(flags["constraints"], field="Constraints", error=InvalidJobSpec),
+        labels=parse_key_values(flags["labels"], "'-l' / '--labels'"),
+        tasks=[task],
+    )

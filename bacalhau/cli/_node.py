@@ -1,0 +1,145 @@
+"""``bacalhau node ...``: list, describe, approve, reject, delete."""
+
+from __future__ import annotations
+
+import click
+
+from bacalhau.cli._render import emit, output_option, table
+from bacalhau.cli._root import CliState, pass_state
+from bacalhau.errors import InvalidRequest
+from bacalhau.models import NodeState, format_size, short_id
+
+_ORDER = (
+    "id",
+    "type",
+    "available_cpu",
+    "available_memory",
+    "available_disk",
+    "available_gpu",
+    "approval",
+    "status",
+)
+
+
+@click.group("node")
+def node_group() -> None:
+    """Inspect and manage the network's nodes."""
+
+
+def _capacity(node: NodeState) -> list[str]:
+    compute = node.info.compute
+    if compute is None:
+        return ["", "", "", ""]
+    avail, total = compute.available_capacity, compute.max_capacity
+    return [
+        f"{avail.cpu:g} / {total.cpu:g}",
+        f"{format_size(avail.memory)} / {format_size(total.memory)}",
+        f"{format_size(avail.disk)} / {format_size(total.disk)}",
+        f"{avail.gpu} / {total.gpu}",
+    ]
+
+
+@node_group.command("list")
+@click.option("--labels", default="", help="Label selector the nodes must match.")
+@click.option("--filter-approval", default="", help="PENDING, APPROVED or REJECTED.")
+@click.option("--filter-status", default="", help="CONNECTED or DISCONNECTED.")
+@click.option(
+    "--order-by",
+    type=click.Choice(list(_ORDER), case_sensitive=False),
+    default="id",
+    show_default=True,
+)
+@click.option("--order-reversed", is_flag=True)
+@click.option("--limit", type=click.IntRange(min=0), default=0, help="0: all.")
+@click.option(
+    "--show",
+    default="labels,capacity",
+    show_default=True,
+    help="Extra columns: labels, capacity.",
+)
+@click.option("--hide-header", is_flag=True)
+@output_option()
+@pass_state
+def node_list(
+    state: CliState,
+    labels: str,
+    filter_approval: str,
+    filter_status: str,
+    order_by: str,
+    order_reversed: bool,
+    limit: int,
+    show: str,
+    hide_header: bool,
+    output: str,
+) -> None:
+    """List nodes."""
+    nodes = state.client().list_nodes(
+        labels=labels,
+        order_by=order_by,
+        reverse=order_reversed,
+        limit=limit,
+        filter_approval=filter_approval,
+        filter_status=filter_status,
+    )
+    if output != "table":
+        emit([n.to_dict() for n in nodes], output)
+        return
+    extras = {s.strip().lower() for s in show.split(",") if s.strip()}
+    headers = ["ID", "TYPE", "APPROVAL", "STATUS"]
+    if "capacity" in extras:
+        headers += ["CPU", "MEMORY", "DISK", "GPU"]
+    if "labels" in extras:
+        headers.append("LABELS")
+    rows = []
+    for n in nodes:
+        row = [short_id(n.info.node_id), n.info.node_type.value, n.membership.value]
+        row.append(n.connection.value)
+        if "capacity" in extras:
+            row += _capacity(n)
+        if "labels" in extras:
+            row.append(" ".join(f"{k}={v}" for k, v in sorted(n.info.labels.items())))
+        rows.append(row)
+    table(headers, rows, header=not hide_header)
+
+
+@node_group.command("describe")
+@click.argument("node_id")
+@output_option(default="yaml", choices=("json", "yaml"))
+@pass_state
+def node_describe(state: CliState, node_id: str, output: str) -> None:
+    """Show a node (ID or unique prefix)."""
+    emit(state.client().get_node(node_id).to_dict(), output)
+
+
+def _update(state: CliState, node_id: str, action: str, message: str) -> None:
+    ok, error = state.client().update_node(node_id, action, message)
+    if not ok:
+        raise InvalidRequest(f"cannot {action} node {node_id}: {error}")
+    click.echo(f"Node {node_id}: {action} done.")
+
+
+@node_group.command("approve")
+@click.argument("node_id")
+@click.option("-m", "--message", default="", help="Why (kept in the node's record).")
+@pass_state
+def node_approve(state: CliState, node_id: str, message: str) -> None:
+    """Approve a node to join the network."""
+    _update(state, node_id, "approve", message)
+
+
+@node_group.command("reject")
+@click.argument("node_id")
+@click.option("-m", "--message", default="")
+@pass_state
+def node_reject(state: CliState, node_id: str, message: str) -> None:
+    """Reject a node."""
+    _update(state, node_id, "reject", message)
+
+
+@node_group.command("delete")
+@click.argument("node_id")
+@click.option("-m", "--message", default="")
+@pass_state
+def node_delete(state: CliState, node_id: str, message: str) -> None:
+    """Forget a node."""
+    _update(state, node_id, "delete", message)

@@ -1,0 +1,275 @@
+"""``docker run``, ``wasm run`` and the shared submit-then-follow behaviour."""
+
+from __future__ import annotations
+
+import base64
+import io
+import tarfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from bacalhau.cli._jobspec import (
+    build_job,
+    job_options,
+    parse_key_values,
+    runtime_options,
+    split_csv,
+)
+from bacalhau.cli._render import when
+from bacalhau.cli._root import CliState, pass_state
+from bacalhau.errors import BacalhauError, error_from_code
+from bacalhau.models import (
+    ExecutionStateType,
+    Job,
+    JobHistory,
+    JobStateType,
+    SpecConfig,
+    short_id,
+)
+
+if TYPE_CHECKING:
+    from bacalhau.client import JobDetails
+
+#: Bacalhau's CLI sends modules up to this size as plain base64, larger ones as a gzip'd tar.
+INLINE_PLAIN_LIMIT = 512
+
+
+class _EventPrinter:
+    """Prints history events as they arrive while the CLI waits for a job."""
+
+    def __init__(self) -> None:
+        self._header = False
+
+    def __call__(self, item: JobHistory) -> None:
+        if not self._header:
+            click.echo(f"\n {'TIME':<13} {'EXEC. ID':<11} {'TOPIC':<21} EVENT")
+            self._header = True
+        exec_id = short_id(item.execution_id) if item.execution_id else ""
+        message = item.event.message
+        if item.event.is_error and item.event.details.get("Hint"):
+            message += f" (hint: {item.event.details['Hint']})"
+        click.echo(
+            f" {when(item.time, clock=True):<13} {exec_id:<11} {item.event.topic:<21} {message}"
+        )
+
+
+def _failure(details: JobDetails) -> BacalhauError:
+    """The error to show for a job that did not complete, with the most useful hint: the
+    latest error event's own hint, else the default hint of its error code."""
+    job = details.job
+    errors = [h.event for h in reversed(details.history) if h.event.is_error]
+    failed = [
+        e
+        for e in details.executions
+        if e.compute_state == ExecutionStateType.FAILED and e.compute_message
+    ]
+    message = job.state_message or (errors[0].message if errors else "")
+    if not message and failed:
+        message = failed[-1].compute_message
+    verb = "was stopped" if job.state == JobStateType.STOPPED else "failed"
+    text = f"job {job.id} {verb}" + (f": {message}" if message else "")
+    hint = next((e.details["Hint"] for e in errors if e.details.get("Hint")), None)
+    code = next((e.details["ErrorCode"] for e in errors if e.details.get("ErrorCode")), "")
+    err = error_from_code(code, text, hint=hint) if code else BacalhauError(text, hint=hint)
+    if not err.hint:
+        err.hint = f"see what happened with `bacalhau job describe {job.id}`"
+    return err
+
+
+def print_outcome(details: JobDetails, *, node_details: bool) -> None:
+    job = details.job
+    completed = [e for e in details.executions if e.compute_state == ExecutionStateType.COMPLETED]
+    click.echo(f"\nJob {job.id} {job.state.wire.lower()}.")
+    if completed:
+        click.echo("\nJob Results By Node:")
+        for e in completed:
+            click.echo(f"• Node {e.node_id if node_details else short_id(e.node_id)}:")
+            out = e.run_output
+            if out is None:
+                continue
+            if out.exit_code:
+                click.echo(f"  Exit Code: {out.exit_code}")
+            if out.stdout:
+                click.echo("  Stdout:")
+                for line in out.stdout.rstrip("\n").split("\n"):
+                    click.echo(f"    {line}")
+                if out.stdout_truncated:
+                    click.echo("    ... (truncated; `bacalhau job get` downloads it all)")
+            if out.stderr:
+                click.echo("  Stderr:")
+                for line in out.stderr.rstrip("\n").split("\n"):
+                    click.echo(f"    {line}")
+    click.echo(
+        "\nTo get more details about the run, execute:\n"
+        f"\tbacalhau job describe {job.id}\n"
+        "\nTo get more details about the run executions, execute:\n"
+        f"\tbacalhau job executions {job.id}"
+    )
+    if job.state == JobStateType.COMPLETED:
+        click.echo(f"\nTo download the results, execute:\n\tbacalhau job get {job.id}")
+
+
+def submit_and_follow(state: CliState, job: Job, runtime: dict[str, Any]) -> None:
+    """Submit ``job`` then, per the runtime flags, wait for it and print what happened."""
+    if runtime["dry_run"]:
+        import yaml
+
+        click.echo(yaml.safe_dump(job.to_dict(), sort_keys=False).rstrip("\n"))
+        return
+    client = state.client()
+    response = client.submit(job)
+    id_only = runtime["id_only"]
+    if runtime["show_warnings"]:
+        for warning in response.warnings:
+            click.echo(f"Warning: {warning}", err=True)
+    if id_only:
+        click.echo(response.job_id)
+    else:
+        click.echo(f"Job successfully submitted. Job ID: {response.job_id}")
+    if not runtime["wait"]:
+        if not id_only:
+            click.echo(f"To follow it, execute:\n\tbacalhau job describe {response.job_id}")
+        return
+    if not id_only:
+        click.echo(
+            "Checking job status... (Enter Ctrl+C to exit at any time, "
+            "your job will continue running):"
+        )
+    try:
+        details = client.wait_for_job(
+            response.job_id,
+            timeout=float(runtime["wait_timeout_secs"]),
+            on_event=None if id_only else _EventPrinter(),
+        )
+    except KeyboardInterrupt:
+        click.echo(
+            f"\nStopped waiting; the job keeps running. Follow it with:\n"
+            f"\tbacalhau job describe {response.job_id}",
+            err=True,
+        )
+        raise click.exceptions.Exit(130) from None
+    if details.job.state != JobStateType.COMPLETED:
+        full = client.get_job(response.job_id, history=True, executions=True)
+        raise _failure(full)
+    if not id_only:
+        print_outcome(details, node_details=runtime["node_details"])
+
+
+def _runtime(kwargs: dict[str, Any]) -> dict[str, Any]:
+    keys = ("wait", "wait_timeout_secs", "id_only", "node_details", "dry_run", "show_warnings")
+    return {k: kwargs.pop(k) for k in keys}
+
+
+@click.group("docker")
+def docker_group() -> None:
+    """Run Docker jobs."""
+
+
+@docker_group.command("run")
+@job_options
+@runtime_options
+@click.option(
+    "--entrypoint",
+    multiple=True,
+    help="Replace the image's ENTRYPOINT (repeatable or comma-separated).",
+)
+@click.option("-w", "--workdir", default="", help="Working directory (absolute) in the container.")
+@click.option("-e", "--env", multiple=True, help="Environment variable K=V (repeatable).")
+@click.argument("image")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@pass_state
+def docker_run(
+    state: CliState,
+    /,
+    image: str,
+    command: tuple[str, ...],
+    entrypoint: tuple[str, ...],
+    workdir: str,
+    env: tuple[str, ...],
+    **kwargs: Any,
+) -> None:
+    """Run IMAGE with COMMAND on the network: bacalhau docker run IMAGE [-- CMD ARGS...]"""
+    runtime = _runtime(kwargs)
+    params: dict[str, Any] = {"Image": image}
+    if entrypoint:
+        params["Entrypoint"] = split_csv(entrypoint)
+    if command:
+        params["Parameters"] = list(command)
+    if env:
+        variables = parse_key_values(env, "'-e' / '--env'")
+        params["EnvironmentVariables"] = [f"{k}={v}" for k, v in variables.items()]
+    if workdir:
+        params["WorkingDirectory"] = workdir
+    submit_and_follow(state, build_job(SpecConfig("docker", params), kwargs), runtime)
+
+
+def inline_module(path: Path) -> dict[str, Any]:
+    """A local module as an ``inline`` InputSource (a base64 ``data:`` URL, gzip'd tar when
+    larger than 512 bytes, as Bacalhau's CLI does)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise click.BadParameter(f"cannot read {path}: {exc.strerror}") from None
+    if len(data) > INLINE_PLAIN_LIMIT:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+            info = tarfile.TarInfo(path.name)
+            info.size = len(data)
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(data))
+        url = "data:application/gzip;base64," + base64.b64encode(buf.getvalue()).decode()
+    else:
+        url = "data:application/wasm;base64," + base64.b64encode(data).decode()
+    return {
+        "Source": {"Type": "inline", "Params": {"URL": url}},
+        "Alias": path.name,
+        "Target": f"/app/{path.name}",
+    }
+
+
+@click.group("wasm")
+def wasm_group() -> None:
+    """Run WebAssembly jobs."""
+
+
+@wasm_group.command("run")
+@job_options
+@runtime_options
+@click.option(
+    "--entry-point",
+    "--entrypoint",
+    "entry_point",
+    default="_start",
+    show_default=True,
+    help="Exported function to run.",
+)
+@click.option("-e", "--env", multiple=True, help="Environment variable K=V (repeatable).")
+@click.argument("module", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@pass_state
+def wasm_run(
+    state: CliState,
+    /,
+    module: Path,
+    args: tuple[str, ...],
+    entry_point: str,
+    env: tuple[str, ...],
+    **kwargs: Any,
+) -> None:
+    """Run a local MODULE.wasm with ARGS: bacalhau wasm run FILE.wasm [-- ARGS...]"""
+    runtime = _runtime(kwargs)
+    if not module.is_file():
+        raise click.BadParameter(
+            f"{module} is not a file (modules by CID need an IPFS-enabled node)",
+            param_hint="MODULE",
+        )
+    params: dict[str, Any] = {
+        "EntryModule": inline_module(module),
+        "EntryPoint": entry_point,
+        "Parameters": list(args),
+    }
+    if env:
+        params["EnvironmentVariables"] = parse_key_values(env, "'-e' / '--env'")
+    submit_and_follow(state, build_job(SpecConfig("wasm", params), kwargs), runtime)

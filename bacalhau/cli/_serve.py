@@ -1,0 +1,110 @@
+"""``bacalhau serve`` and ``bacalhau devstack``: start nodes (the node package does the work).
+
+Flags are collected into configuration overrides: defaults < ``<data-dir>/config.yaml`` <
+``BACALHAU_NODE_*`` environment < ``-c Key=Value`` < explicit flags. A flag left out leaves
+the lower layers in charge, so every option defaults to "not given" here and shows the
+effective default in its help.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bacalhau.cli._jobspec import parse_key_values
+
+
+def _node_package() -> Any:
+    """The composition root, imported only when a node is started (it pulls in everything)."""
+    return importlib.import_module("bacalhau.node")
+
+
+def _run(coro: Coroutine[Any, Any, Any]) -> Any:
+    with contextlib.suppress(KeyboardInterrupt):
+        return asyncio.run(coro)
+    return 130
+
+
+def _overrides(config: tuple[str, ...], flags: dict[str, Any]) -> dict[str, Any]:
+    values: dict[str, Any] = dict(parse_key_values(config, "'-c' / '--config'"))
+    values.update({k: v for k, v in flags.items() if v is not None})
+    return values
+
+
+@click.command("serve")
+@click.option("--orchestrator", is_flag=True, default=None, help="Run the orchestrator role.")
+@click.option("--compute", is_flag=True, default=None, help="Run the compute role (both: hybrid).")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Identity, stores and results [default: $BACALHAU_DIR or ~/.bacalhau].",
+)
+@click.option("--api-host", "api_host", default=None, help="REST API bind host [default: 0.0.0.0].")
+@click.option(
+    "--api-port", "api_port", type=click.IntRange(0, 65535), default=None, help="[default: 1234]"
+)
+@click.option("--grpc-host", default=None, help="bprotocol bind host [default: 0.0.0.0].")
+@click.option("--grpc-port", type=click.IntRange(0, 65535), default=None, help="[default: 4222]")
+@click.option(
+    "--orchestrator-address",
+    default=None,
+    help="HOST:PORT of the orchestrator's bprotocol endpoint a compute node joins.",
+)
+@click.option("--publisher-host", default=None, help="Local publisher bind host.")
+@click.option(
+    "--publisher-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Local publisher's result server port [default: 6001].",
+)
+@click.option("--engines", default=None, help="Executors to offer, e.g. docker,wasm.")
+@click.option("--name", default=None, help="Node name (default: its node ID).")
+@click.option("--labels", multiple=True, help="Node labels, k=v (repeatable or k=v,k2=v2).")
+@click.option("-c", "--config", "config", multiple=True, help="Any configuration key, Key=Value.")
+def serve(config: tuple[str, ...], labels: tuple[str, ...], **flags: Any) -> None:
+    """Start a node (orchestrator, compute, or both)."""
+    from bacalhau.config import load_config
+
+    if labels:
+        flags["labels"] = parse_key_values(labels, "'--labels'")
+    cfg = load_config(_overrides(config, flags))
+    if not cfg.orchestrator and not cfg.compute:
+        raise click.UsageError("choose a role: --orchestrator, --compute, or both")
+    if cfg.compute and not cfg.orchestrator and not cfg.orchestrator_address:
+        raise click.UsageError("a compute-only node needs --orchestrator-address HOST:PORT")
+    _run(_node_package().serve(cfg))
+
+
+@click.command("devstack")
+@click.option("--compute-nodes", type=click.IntRange(min=0), default=3, show_default=True)
+@click.option(
+    "--api-port",
+    "api_port",
+    type=click.IntRange(0, 65535),
+    default=1234,
+    show_default=True,
+    help="Port of the requester's REST API (0: any free port).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where the nodes keep their state (default: a new temporary directory).",
+)
+def devstack(compute_nodes: int, api_port: int, data_dir: Path | None) -> None:
+    """Start a local test network: an orchestrator and N compute nodes on loopback."""
+    code = _run(
+        _node_package().run_devstack(
+            compute_nodes=compute_nodes, api_port=api_port, data_dir=data_dir
+        )
+    )
+    if isinstance(code, int) and code:
+        sys.exit(code)

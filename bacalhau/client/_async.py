@@ -1,0 +1,348 @@
+"""The asynchronous client: every v1 API call the CLI and SDK users need."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+from bacalhau.client import _download
+from bacalhau.client._decode import history_from_dict, node_state_from_dict
+from bacalhau.client._transport import Transport
+from bacalhau.client._types import (
+    HistoryPage,
+    JobDetails,
+    JobListPage,
+    SubmitResponse,
+    VersionInfo,
+    WaitTimedOut,
+)
+from bacalhau.models import (
+    Execution,
+    Job,
+    JobHistory,
+    NodeState,
+    Obj,
+    SpecConfig,
+    short_id,
+)
+
+DEFAULT_API_HOST = "127.0.0.1"
+DEFAULT_API_PORT = 1234
+#: Longest the server holds one history long-poll; the client asks for at most this.
+LONG_POLL_SECONDS = 30.0
+
+
+def api_url(host: str, port: int, *, https: bool = False) -> str:
+    """``http://host:port`` (IPv6 literals bracketed)."""
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"{'https' if https else 'http'}://{host}:{port}"
+
+
+def url_from_env() -> str:
+    """The API address from ``BACALHAU_API_HOST``/``BACALHAU_API_PORT``/``BACALHAU_HTTPS``."""
+    host = os.environ.get("BACALHAU_API_HOST") or DEFAULT_API_HOST
+    port = int(os.environ.get("BACALHAU_API_PORT") or DEFAULT_API_PORT)
+    return api_url(host, port, https=bool(os.environ.get("BACALHAU_HTTPS")))
+
+
+def _items(data: Any, key: str = "Items") -> list[Any]:
+    if not isinstance(data, dict):
+        return []
+    items = Obj(data, "").get_list(key)
+    return items
+
+
+class AsyncClient:
+    """Talks to one node's v1 REST API. Use as ``async with AsyncClient(url) as client``.
+
+    Every failure is a :class:`~bacalhau.errors.BacalhauError`: the server's errors come back
+    as the same classes (by code), an unreachable node is
+    :class:`~bacalhau.errors.Unavailable` with a hint naming the address flags.
+    """
+
+    def __init__(self, base_url: str | None = None, *, connect_timeout: float = 10.0) -> None:
+        self._http = Transport(base_url or url_from_env(), connect_timeout=connect_timeout)
+
+    @property
+    def base_url(self) -> str:
+        return self._http.base_url
+
+    async def close(self) -> None:
+        await self._http.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- jobs -------------------------------------------------------------------------------
+
+    async def submit(
+        self,
+        job: Job | Mapping[str, Any],
+        *,
+        idempotency_token: str = "",
+    ) -> SubmitResponse:
+        """Submit a job (a :class:`Job` or its wire dict)."""
+        body: dict[str, Any] = {"Job": job.to_dict() if isinstance(job, Job) else dict(job)}
+        if idempotency_token:
+            body["idempotencyToken"] = idempotency_token
+        data = await self._http.request("PUT", "/api/v1/orchestrator/jobs", body=body)
+        o = Obj(data, "")
+        return SubmitResponse(
+            job_id=o.get_str("JobID"),
+            evaluation_id=o.get_str("EvaluationID"),
+            warnings=o.str_list("Warnings"),
+        )
+
+    async def get_job_raw(
+        self, job_id: str, *, history: bool = False, executions: bool = False
+    ) -> dict[str, Any]:
+        include = ",".join(
+            name for name, wanted in (("history", history), ("executions", executions)) if wanted
+        )
+        data = await self._http.request(
+            "GET", f"/api/v1/orchestrator/jobs/{_quote(job_id)}", params={"include": include}
+        )
+        return data if isinstance(data, dict) else {}
+
+    async def get_job(
+        self, job_id: str, *, history: bool = False, executions: bool = False
+    ) -> JobDetails:
+        """A job by ID or unique prefix, optionally with its history and executions."""
+        data = await self.get_job_raw(job_id, history=history, executions=executions)
+        o = Obj(data, "")
+        return JobDetails(
+            job=Job.from_dict(o.raw("Job"), path="Job"),
+            history=[history_from_dict(h) for h in _items(o.raw("History"))],
+            executions=[Execution.from_dict(e) for e in _items(o.raw("Executions"))],
+        )
+
+    async def list_jobs(
+        self,
+        *,
+        namespace: str = "",
+        labels: str = "",
+        limit: int = 0,
+        next_token: str = "",
+        order_by: str = "",
+        reverse: bool = False,
+    ) -> JobListPage:
+        data = await self._http.request(
+            "GET",
+            "/api/v1/orchestrator/jobs",
+            params={
+                "namespace": namespace,
+                "labels": labels,
+                "limit": limit or None,
+                "next_token": next_token,
+                "order_by": order_by,
+                "reverse": reverse or None,
+            },
+        )
+        return JobListPage(
+            items=[Job.from_dict(j, path="Job") for j in _items(data)],
+            next_token=Obj(data, "").get_str("NextToken"),
+        )
+
+    async def executions(
+        self, job_id: str, *, order_by: str = "", reverse: bool = False, limit: int = 0
+    ) -> list[Execution]:
+        data = await self._http.request(
+            "GET",
+            f"/api/v1/orchestrator/jobs/{_quote(job_id)}/executions",
+            params={"order_by": order_by, "reverse": reverse or None, "limit": limit or None},
+        )
+        return [Execution.from_dict(e) for e in _items(data)]
+
+    async def history(
+        self,
+        job_id: str,
+        *,
+        event_type: str = "all",
+        execution_id: str = "",
+        node_id: str = "",
+        since: int = 0,
+        limit: int = 0,
+        next_token: str = "",
+        wait: float = 0.0,
+    ) -> HistoryPage:
+        """One page of history. With ``wait`` > 0 the server holds the request until there is
+        something new (or ``wait`` seconds pass): pass the previous ``next_token`` to follow
+        a job as it runs."""
+        wait = max(0.0, min(wait, LONG_POLL_SECONDS))
+        data = await self._http.request(
+            "GET",
+            f"/api/v1/orchestrator/jobs/{_quote(job_id)}/history",
+            params={
+                "event_type": event_type,
+                "execution_id": execution_id,
+                "node_id": node_id,
+                "since": since or None,
+                "limit": limit or None,
+                "next_token": next_token,
+                "wait": f"{wait:.3f}" if wait else None,
+            },
+            timeout=wait + 60.0,
+        )
+        return HistoryPage(
+            items=[history_from_dict(h) for h in _items(data)],
+            next_token=Obj(data, "").get_str("NextToken"),
+        )
+
+    async def stop_job(self, job_id: str, reason: str = "") -> str:
+        """Stop a job; returns the evaluation ID ("" when there was nothing to do)."""
+        data = await self._http.request(
+            "DELETE",
+            f"/api/v1/orchestrator/jobs/{_quote(job_id)}",
+            body={"reason": reason},
+        )
+        return Obj(data, "").get_str("EvaluationID")
+
+    async def results(self, job_id: str) -> list[SpecConfig]:
+        data = await self._http.request(
+            "GET", f"/api/v1/orchestrator/jobs/{_quote(job_id)}/results"
+        )
+        return [SpecConfig.from_obj(Obj(r, f"Items[{i}]")) for i, r in enumerate(_items(data))]
+
+    async def wait_for_job(
+        self,
+        job_id: str,
+        *,
+        timeout: float = 600.0,
+        on_event: Callable[[JobHistory], None] | None = None,
+    ) -> JobDetails:
+        """Follow a job until it is terminal and return it with its executions.
+
+        Uses the history long-poll, so completion is seen as soon as it happens. Raises
+        :class:`WaitTimedOut` after ``timeout`` seconds (the job itself goes on).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        token = ""
+        backoff = 0.0
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise WaitTimedOut(f"job {job_id} is still running after {timeout:g}s")
+            asked = loop.time()
+            page = await self.history(job_id, next_token=token, wait=remaining, limit=100)
+            if on_event is not None:
+                for item in page.items:
+                    on_event(item)
+            if not page.next_token:
+                break
+            token = page.next_token
+            if page.items or loop.time() - asked > 0.1:
+                backoff = 0.0
+            else:
+                # An empty answer that came back at once: a server without the long-poll
+                # extension (upstream Bacalhau). Poll politely instead of spinning.
+                backoff = min(max(backoff * 2, 0.1), 1.0)
+                await asyncio.sleep(min(backoff, max(0.0, deadline - loop.time())))
+        return await self.get_job(job_id, executions=True)
+
+    async def download_results(
+        self,
+        job_id: str,
+        output_dir: str | Path | None = None,
+        *,
+        raw: bool = False,
+        timeout: float = 300.0,
+    ) -> Path:
+        """Download the job's results into ``output_dir`` (default ``./job-<short id>``)."""
+        if output_dir is None:
+            job = (await self.get_job(job_id)).job
+            output_dir = Path.cwd() / f"job-{short_id(job.id)}"
+        out = Path(output_dir)
+        results = await self.results(job_id)
+        raw_dir, taken = await asyncio.to_thread(_download.prepare_output, out)
+        paths = await _download.fetch_results(self._http, results, raw_dir, taken, timeout=timeout)
+        unpacked = await asyncio.to_thread(_download.unpack, paths)
+        if not raw:
+            await asyncio.to_thread(_download.merge_results, unpacked, out)
+            await asyncio.to_thread(_remove_tree, raw_dir)
+        return out
+
+    # -- nodes ------------------------------------------------------------------------------
+
+    async def list_nodes(
+        self,
+        *,
+        labels: str = "",
+        order_by: str = "",
+        reverse: bool = False,
+        limit: int = 0,
+        filter_approval: str = "",
+        filter_status: str = "",
+    ) -> list[NodeState]:
+        data = await self._http.request(
+            "GET",
+            "/api/v1/orchestrator/nodes",
+            params={
+                "labels": labels,
+                "order_by": order_by,
+                "reverse": reverse or None,
+                "limit": limit or None,
+                "filter-approval": filter_approval,
+                "filter-status": filter_status,
+            },
+        )
+        return [node_state_from_dict(n) for n in _items(data, "Nodes")]
+
+    async def get_node(self, node_id: str) -> NodeState:
+        data = await self._http.request("GET", f"/api/v1/orchestrator/nodes/{_quote(node_id)}")
+        return node_state_from_dict(Obj(data, "").raw("Node"))
+
+    async def update_node(self, node_id: str, action: str, message: str = "") -> tuple[bool, str]:
+        """approve | reject | delete; returns (success, error message)."""
+        data = await self._http.request(
+            "PUT",
+            f"/api/v1/orchestrator/nodes/{_quote(node_id)}",
+            body={"NodeID": node_id, "Action": action, "Message": message},
+        )
+        o = Obj(data, "")
+        return o.get_bool("Success"), o.get_str("Error")
+
+    # -- agent ------------------------------------------------------------------------------
+
+    async def agent_alive(self) -> bool:
+        data = await self._http.request("GET", "/api/v1/agent/alive")
+        return Obj(data, "").get_str("Status").upper() == "OK"
+
+    async def agent_version(self) -> VersionInfo:
+        data = await self._http.request("GET", "/api/v1/agent/version")
+        o = Obj(data, "")
+        return VersionInfo(
+            git_version=o.get_str("GitVersion"),
+            git_commit=o.get_str("GitCommit"),
+            build_date=o.get_str("BuildDate"),
+            goos=o.get_str("GOOS"),
+            goarch=o.get_str("GOARCH"),
+            major=o.get_str("Major"),
+            minor=o.get_str("Minor"),
+        )
+
+    async def agent_node(self) -> NodeState:
+        return node_state_from_dict(await self._http.request("GET", "/api/v1/agent/node"))
+
+
+def _quote(ident: str) -> str:
+    return quote(ident, safe="")
+
+
+def _remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,186 @@
+"""The synchronous facade over :class:`AsyncClient` (what the CLI uses).
+
+It owns a private event loop, so one client reuses one connection pool across calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+from bacalhau.client._async import AsyncClient
+from bacalhau.client._types import (
+    HistoryPage,
+    JobDetails,
+    JobListPage,
+    SubmitResponse,
+    VersionInfo,
+)
+from bacalhau.models import Execution, Job, JobHistory, NodeState, SpecConfig
+
+T = TypeVar("T")
+
+
+class Client:
+    """Blocking client for one node's v1 API; see :class:`AsyncClient` for the semantics."""
+
+    def __init__(self, base_url: str | None = None, *, connect_timeout: float = 10.0) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._client = AsyncClient(base_url, connect_timeout=connect_timeout)
+
+    @property
+    def base_url(self) -> str:
+        return self._client.base_url
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self._loop.run_until_complete(coro)
+
+    def close(self) -> None:
+        if not self._loop.is_closed():
+            self._run(self._client.close())
+            self._loop.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def submit(
+        self, job: Job | Mapping[str, Any], *, idempotency_token: str = ""
+    ) -> SubmitResponse:
+        return self._run(self._client.submit(job, idempotency_token=idempotency_token))
+
+    def get_job(
+        self, job_id: str, *, history: bool = False, executions: bool = False
+    ) -> JobDetails:
+        return self._run(self._client.get_job(job_id, history=history, executions=executions))
+
+    def get_job_raw(
+        self, job_id: str, *, history: bool = False, executions: bool = False
+    ) -> dict[str, Any]:
+        return self._run(self._client.get_job_raw(job_id, history=history, executions=executions))
+
+    def list_jobs(
+        self,
+        *,
+        namespace: str = "",
+        labels: str = "",
+        limit: int = 0,
+        next_token: str = "",
+        order_by: str = "",
+        reverse: bool = False,
+    ) -> JobListPage:
+        return self._run(
+            self._client.list_jobs(
+                namespace=namespace,
+                labels=labels,
+                limit=limit,
+                next_token=next_token,
+                order_by=order_by,
+                reverse=reverse,
+            )
+        )
+
+    def executions(
+        self, job_id: str, *, order_by: str = "", reverse: bool = False, limit: int = 0
+    ) -> list[Execution]:
+        return self._run(
+            self._client.executions(job_id, order_by=order_by, reverse=reverse, limit=limit)
+        )
+
+    def history(
+        self,
+        job_id: str,
+        *,
+        event_type: str = "all",
+        execution_id: str = "",
+        node_id: str = "",
+        since: int = 0,
+        limit: int = 0,
+        next_token: str = "",
+        wait: float = 0.0,
+    ) -> HistoryPage:
+        return self._run(
+            self._client.history(
+                job_id,
+                event_type=event_type,
+                execution_id=execution_id,
+                node_id=node_id,
+                since=since,
+                limit=limit,
+                next_token=next_token,
+                wait=wait,
+            )
+        )
+
+    def stop_job(self, job_id: str, reason: str = "") -> str:
+        return self._run(self._client.stop_job(job_id, reason))
+
+    def results(self, job_id: str) -> list[SpecConfig]:
+        return self._run(self._client.results(job_id))
+
+    def wait_for_job(
+        self,
+        job_id: str,
+        *,
+        timeout: float = 600.0,
+        on_event: Callable[[JobHistory], None] | None = None,
+    ) -> JobDetails:
+        return self._run(self._client.wait_for_job(job_id, timeout=timeout, on_event=on_event))
+
+    def download_results(
+        self,
+        job_id: str,
+        output_dir: str | Path | None = None,
+        *,
+        raw: bool = False,
+        timeout: float = 300.0,
+    ) -> Path:
+        return self._run(
+            self._client.download_results(job_id, output_dir, raw=raw, timeout=timeout)
+        )
+
+    def list_nodes(
+        self,
+        *,
+        labels: str = "",
+        order_by: str = "",
+        reverse: bool = False,
+        limit: int = 0,
+        filter_approval: str = "",
+        filter_status: str = "",
+    ) -> list[NodeState]:
+        return self._run(
+            self._client.list_nodes(
+                labels=labels,
+                order_by=order_by,
+                reverse=reverse,
+                limit=limit,
+                filter_approval=filter_approval,
+                filter_status=filter_status,
+            )
+        )
+
+    def get_node(self, node_id: str) -> NodeState:
+        return self._run(self._client.get_node(node_id))
+
+    def update_node(self, node_id: str, action: str, message: str = "") -> tuple[bool, str]:
+        return self._run(self._client.update_node(node_id, action, message))
+
+    def agent_alive(self) -> bool:
+        return self._run(self._client.agent_alive())
+
+    def agent_version(self) -> VersionInfo:
+        return self._run(self._client.agent_version())
+
+    def agent_node(self) -> NodeState:
+        return self._run(self._client.agent_node())

@@ -1,0 +1,160 @@
+"""HTTP requests to a node's v1 API, and the mapping of failures to :mod:`bacalhau.errors`.
+
+Error bodies (``{"Code", "Message", "Hint", "Details", ...}``) are rebuilt into the error
+classes by their stable code, so callers catch :class:`~bacalhau.errors.InvalidJobSpec` (with
+``.field``), :class:`~bacalhau.errors.NotFound`, and so on.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+
+from bacalhau.errors import BacalhauError, InternalError, Unavailable, error_from_code
+
+#: The v1 API version the client speaks; servers then number execution states 0-11.
+CLIENT_WIRE_VERSION = "v1.5.2"
+
+CONNECT_HINT = (
+    "start a node with `bacalhau serve` or `bacalhau devstack`, or point the client at a "
+    "running one with --api-host/--api-port (or BACALHAU_API_HOST/BACALHAU_API_PORT)"
+)
+
+QueryValue = str | int | float | bool | None
+
+
+def _query(params: Mapping[str, QueryValue] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in (params or {}).items():
+        if value is None or value == "":
+            continue
+        if isinstance(value, bool):
+            out[key] = "true" if value else "false"
+        else:
+            out[key] = str(value)
+    return out
+
+
+def error_from_response(status: int, body: bytes, what: str) -> BacalhauError:
+    """Rebuild the server's error; fall back to a status-based one for non-Bacalhau bodies."""
+    try:
+        data = json.loads(body) if body else None
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("Code"), str):
+        details = data.get("Details")
+        err = error_from_code(
+            data["Code"],
+            str(data.get("Message") or f"{what} failed with HTTP {status}"),
+            hint=data.get("Hint") if isinstance(data.get("Hint"), str) else None,
+            details=(
+                {str(k): str(v) for k, v in details.items()} if isinstance(details, dict) else None
+            ),
+        )
+        if isinstance(data.get("Component"), str):
+            err.component = data["Component"]
+        return err
+    message = data if isinstance(data, str) else body.decode("utf-8", "replace").strip()
+    if status == 410:
+        return error_from_code(
+            "NotFound",
+            message or f"{what}: this endpoint is gone",
+            hint="this server no longer serves the legacy API; upgrade the client",
+        )
+    err = InternalError(f"{what} failed with HTTP {status}: {message[:500]}")
+    if status == 503:
+        return Unavailable(err.message, hint=CONNECT_HINT)
+    return err
+
+
+class Transport:
+    """One aiohttp session to one API base URL."""
+
+    def __init__(self, base_url: str, *, connect_timeout: float = 10.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._connect_timeout = connect_timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                headers={
+                    "Accept": "application/json",
+                    "X-Bacalhau-Git-Version": CLIENT_WIRE_VERSION,
+                },
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout),
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def unreachable(self, exc: BaseException) -> Unavailable:
+        reason = str(exc) or type(exc).__name__
+        return Unavailable(
+            f"cannot reach the Bacalhau API at {self.base_url}: {reason}", hint=CONNECT_HINT
+        )
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, QueryValue] | None = None,
+        body: Any = None,
+        timeout: float | None = 60.0,
+    ) -> Any:
+        """Send a request and return the decoded JSON body (text bodies as ``str``)."""
+        what = f"{method} {path}"
+        try:
+            async with self.session().request(
+                method,
+                self.base_url + path,
+                params=_query(params),
+                json=body,
+                timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=self._connect_timeout),
+            ) as resp:
+                raw = await resp.read()
+                if resp.status >= 400:
+                    raise error_from_response(resp.status, raw, what)
+                if resp.content_type == "application/json":
+                    return json.loads(raw) if raw else None
+                return raw.decode("utf-8", "replace")
+        except TimeoutError:  # before OSError: TimeoutError is one
+            raise Unavailable(
+                f"the Bacalhau API at {self.base_url} did not answer {what} in time",
+                hint="the node may be overloaded; try again",
+            ) from None
+        except (aiohttp.ClientConnectionError, OSError) as exc:
+            raise self.unreachable(exc) from None
+        except ValueError as exc:
+            raise InternalError(f"{what}: the server sent invalid JSON: {exc}") from None
+
+    async def download(self, url: str, dest: Any, *, timeout: float) -> None:
+        """Stream ``url`` into the binary file object ``dest``."""
+        try:
+            async with self.session().get(
+                url,
+                timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=self._connect_timeout),
+            ) as resp:
+                if resp.status >= 400:
+                    raise Unavailable(
+                        f"downloading {url} failed with HTTP {resp.status}",
+                        hint="the node that published the results may be down or have removed them",
+                    )
+                async for chunk in resp.content.iter_chunked(1 << 20):
+                    dest.write(chunk)
+        except TimeoutError:  # before OSError: TimeoutError is one
+            raise Unavailable(
+                f"downloading {url} timed out", hint="raise --download-timeout-secs"
+            ) from None
+        except (aiohttp.ClientConnectionError, OSError) as exc:
+            raise Unavailable(
+                f"cannot download results from {url}: {exc}",
+                hint="the node that published the results must be reachable from here",
+            ) from None

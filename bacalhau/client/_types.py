@@ -1,0 +1,81 @@
+"""What the client returns: small typed views of the API's responses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bacalhau.errors import BacalhauError
+from bacalhau.models import Execution, Job, JobHistory
+
+
+@dataclass(slots=True)
+class SubmitResponse:
+    job_id: str
+    evaluation_id: str
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class JobDetails:
+    """``GET /jobs/{id}``: the job, and its history and executions when asked for."""
+
+    job: Job
+    history: list[JobHistory] = field(default_factory=list)
+    executions: list[Execution] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class JobListPage:
+    items: list[Job]
+    next_token: str = ""
+
+
+@dataclass(slots=True)
+class HistoryPage:
+    """History items after the token; an empty ``next_token`` means the job is finished and
+    nothing more will come."""
+
+    items: list[JobHistory]
+    next_token: str = ""
+
+
+@dataclass(slots=True)
+class VersionInfo:
+    """Bacalhau's BuildVersionInfo."""
+
+    git_version: str = ""
+    git_commit: str = ""
+    build_date: str = ""
+    goos: str = ""
+    goarch: str = ""
+    major: str = ""
+    minor: str = ""
+
+
+class WaitTimedOut(BacalhauError):
+    """The client stopped waiting for a job that is still running (the job goes on)."""
+
+    code = "TimeOut"
+    default_component = "Client"
+    retryable = True
+    default_hint = (
+        "the job keeps running: follow it with `bacalhau job describe <id>`, "
+        "or wait longer with --wait-timeout-secs"
+    )
+
+
+class ResultsConflict(BacalhauError):
+    """Several results hold the same file, so they cannot be merged into one folder."""
+
+    code = "ResultsConflict"
+    http_status = 409
+    default_component = "Client"
+    default_hint = "download with --raw to keep each result in its own folder"
+
+
+class UnsupportedResult(BacalhauError):
+    """A result is published somewhere this client cannot download from."""
+
+    code = "NotImplemented"
+    http_status = 501
+    default_component = "Client"

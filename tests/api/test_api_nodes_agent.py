@@ -1,0 +1,142 @@
+"""Node endpoints (both spellings, both update routes), agent endpoints and legacy paths."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from bacalhau.models import ComputeNodeInfo, Membership, NodeInfo, NodeState, NodeType, Resources
+from tests.api.memory_orchestrator import MemoryOrchestrator
+
+NODES = "/api/v1/orchestrator/nodes"
+
+
+def add_compute(orch: MemoryOrchestrator, node_id: str, cpu: float, **labels: str) -> None:
+    info = NodeInfo(
+        node_id=node_id,
+        node_type=NodeType.COMPUTE,
+        labels=dict(labels),
+        compute=ComputeNodeInfo(
+            execution_engines=["docker", "wasm"],
+            available_capacity=Resources(cpu=cpu, memory=10**9),
+            max_capacity=Resources(cpu=cpu, memory=10**9),
+        ),
+    )
+    orch.add_node(NodeState(info=info, membership=Membership.PENDING))
+
+
+async def test_list_nodes_both_keys_sorting_and_filters(
+    http: aiohttp.ClientSession, orch: MemoryOrchestrator
+) -> None:
+    add_compute(orch, "n-c1", 4, zone="a")
+    add_compute(orch, "n-c2", 2, zone="b")
+    async with http.get(NODES) as r:
+        body = await r.json()
+    assert body["Nodes"] == body["nodes"] and body["NextToken"] == ""
+    assert [n["Info"]["NodeID"] for n in body["Nodes"]] == ["n-c1", "n-c2", "n-memory-requester"]
+    node = body["Nodes"][0]
+    assert node["Membership"] == "PENDING" and node["Connection"] == "CONNECTED"
+    assert node["Info"]["ComputeNodeInfo"]["ExecutionEngines"] == ["docker", "wasm"]
+    async with http.get(NODES, params={"order_by": "available_cpu", "reverse": "true"}) as r:
+        ids = [n["Info"]["NodeID"] for n in (await r.json())["Nodes"]]
+    assert ids[:2] == ["n-c1", "n-c2"]
+    async with http.get(NODES, params={"filter_approval": "approved"}) as r:
+        assert [n["Info"]["NodeID"] for n in (await r.json())["nodes"]] == ["n-memory-requester"]
+    async with http.get(NODES, params={"filter-approval": "PENDING", "labels": "zone=b"}) as r:
+        assert [n["Info"]["NodeID"] for n in (await r.json())["Nodes"]] == ["n-c2"]
+    async with http.get(NODES, params={"filter-status": "disconnected"}) as r:
+        assert (await r.json())["Nodes"] == []
+    async with http.get(NODES, params={"limit": "1"}) as r:
+        assert len((await r.json())["Nodes"]) == 1
+    for params in ({"order_by": "name"}, {"filter-approval": "MAYBE"}, {"labels": "!"}):
+        async with http.get(NODES, params=params) as r:
+            assert r.status == 400, params
+            assert (await r.json())["Code"] == "BadRequest"
+
+
+async def test_get_and_update_node(http: aiohttp.ClientSession, orch: MemoryOrchestrator) -> None:
+    add_compute(orch, "n-c1", 4)
+    async with http.get(f"{NODES}/n-c") as r:
+        body = await r.json()
+    assert body["Node"] == body["node"] and body["Node"]["Info"]["NodeID"] == "n-c1"
+    async with http.get(f"{NODES}/n-zzz") as r:
+        assert r.status == 404 and (await r.json())["Code"] == "NotFound"
+    async with http.put(f"{NODES}/n-c1", json={"NodeID": "n-c1", "Action": "approve"}) as r:
+        assert await r.json() == {"Success": True, "Error": "", "success": True, "error": ""}
+    assert (await orch.get_node("n-c1")).membership == Membership.APPROVED
+    # The Python SDK's route and spellings.
+    async with http.post(NODES, json={"nodeID": "n-c1", "action": "reject", "message": "m"}) as r:
+        assert (await r.json())["success"] is True
+    assert (await orch.get_node("n-c1")).membership == Membership.REJECTED
+    async with http.post(NODES, json={"nodeID": "n-c1", "action": "dance"}) as r:
+        assert r.status == 200
+        assert await r.json() == {
+            "Success": False,
+            "Error": "unsupported action",
+            "success": False,
+            "error": "unsupported action",
+        }
+    async with http.post(NODES, json={"nodeID": "n-none", "action": "approve"}) as r:
+        body = await r.json()
+    assert r.status == 200 and body["Success"] is False and "n-none" in body["Error"]
+    async with http.post(NODES, data=b"[") as r:
+        assert r.status == 400
+
+
+async def test_agent_endpoints(any_http: aiohttp.ClientSession) -> None:
+    http = any_http
+    async with http.get("/api/v1/agent/alive") as r:
+        assert await r.json() == {"Status": "OK"}
+    async with http.get("/api/v1/agent/version") as r:
+        version = await r.json()
+    assert version["GitVersion"] == "v1.5.2" and version["Major"] == "1"
+    assert {"GitCommit", "BuildDate", "GOOS", "GOARCH"} <= set(version)
+    async with http.get("/") as r:
+        assert await r.json() == version
+    async with http.post("/api/v1/version", json={"client_id": "abc"}) as r:
+        assert (await r.json()) == {"build_version_info": version}
+    for path in ("/api/v1/agent/node", "/api/v1/node_info", "/node_info"):
+        async with http.get(path) as r:
+            node = await r.json()
+        assert node["NodeType"] == "Requester"  # NodeInfo keys at the top (Python SDK)
+        assert node["Info"]["NodeID"] == node["NodeID"]  # and a NodeState (Go)
+        assert node["Membership"] == "APPROVED" and node["Connection"] == "CONNECTED"
+    async with http.get("/api/v1/livez") as r:
+        assert await r.text() == "OK" and r.content_type == "text/plain"
+    async with http.get("/livez") as r:
+        assert await r.text() == "OK"
+    async with http.get("/api/v1/id") as r:
+        assert (await r.text()) == node["NodeID"]
+    async with http.get("/api/v1/healthz") as r:
+        free = (await r.json())["FreeSpace"]
+    assert free["root"]["All"] >= free["root"]["Free"] > 0 and "tmp" in free
+    async with http.get("/api/v1/agent/debug") as r:
+        assert isinstance(await r.json(), dict)
+    for method in ("GET", "POST"):
+        async with http.request(method, "/api/v1/compute/debug") as r:
+            assert r.status == 200
+
+
+async def test_agent_config_redacts_secrets(http: aiohttp.ClientSession) -> None:
+    async with http.get("/api/v1/agent/config") as r:
+        config = (await r.json())["config"]
+    assert config["API"]["Port"] == 1234
+    assert config["Orchestrator"]["Auth"]["Token"] == "<redacted>"
+
+
+async def test_legacy_requester_api_is_gone(http: aiohttp.ClientSession) -> None:
+    for method, path in (
+        ("POST", "/api/v1/requester/list"),
+        ("POST", "/api/v1/requester/submit"),
+        ("GET", "/api/v1/requester/websocket/events"),
+        ("POST", "/requester/states"),
+    ):
+        async with http.request(method, path) as r:
+            assert r.status == 410, path
+            message = await r.json()
+        assert isinstance(message, str) and "migration" in message
+
+
+async def test_head_errors_have_no_body(http: aiohttp.ClientSession) -> None:
+    async with http.head("/api/v1/orchestrator/jobs/j-none") as r:
+        assert r.status == 404
+        assert await r.read() == b""

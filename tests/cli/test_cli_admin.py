@@ -1,0 +1,92 @@
+"""``node``, ``agent``, ``version``, ``ca`` and the node-starting commands' flags."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+from click.testing import CliRunner
+from cryptography import x509
+
+from bacalhau.cli import cli
+from bacalhau.identity import ClusterCA, NodeIdentity, node_id_from_certificate
+from bacalhau.models import Membership
+from tests.api.test_api_nodes_agent import add_compute
+from tests.cli.conftest import Cli
+
+
+def test_node_commands(bacalhau: Cli) -> None:
+    add_compute(bacalhau.orch, "n-compute-1", 4, zone="eu")
+    table = bacalhau(["node", "list"])
+    assert table.exit_code == 0
+    header = table.stdout.splitlines()[0].split()
+    assert header[:4] == ["ID", "TYPE", "APPROVAL", "STATUS"] and "LABELS" in header
+    assert "zone=eu" in table.stdout and "PENDING" in table.stdout
+    listed = json.loads(bacalhau(["node", "list", "--output", "json"]).stdout)
+    assert {n["Info"]["NodeID"] for n in listed} == {"n-compute-1", "n-memory-requester"}
+    pending = json.loads(
+        bacalhau(["node", "list", "--filter-approval", "pending", "--output", "json"]).stdout
+    )
+    assert [n["Info"]["NodeID"] for n in pending] == ["n-compute-1"]
+    described = yaml.safe_load(bacalhau(["node", "describe", "n-comp"]).stdout)
+    assert described["Info"]["ComputeNodeInfo"]["ExecutionEngines"] == ["docker", "wasm"]
+    approved = bacalhau(["node", "approve", "n-compute-1", "-m", "looks fine"])
+    assert approved.exit_code == 0
+    assert bacalhau.server.run(bacalhau.orch.get_node("n-compute-1")).membership == (
+        Membership.APPROVED
+    )
+    again = bacalhau(["node", "approve", "n-compute-1"])
+    assert again.exit_code == 1 and "already approved" in again.stderr
+    missing = bacalhau(["node", "describe", "n-nothing"])
+    assert missing.exit_code == 1 and "Hint: check the node ID" in missing.stderr
+
+
+def test_agent_and_version(bacalhau: Cli) -> None:
+    assert yaml.safe_load(bacalhau(["agent", "alive"]).stdout) == {"Status": "OK"}
+    version = json.loads(bacalhau(["agent", "version", "--output", "json"]).stdout)
+    assert version["GitVersion"] == "v1.5.2" and version["GOOS"]
+    node = yaml.safe_load(bacalhau(["agent", "node"]).stdout)
+    assert node["Info"]["NodeID"] == "n-memory-requester"
+    both = bacalhau(["version"])
+    assert both.stdout.split()[:2] == ["CLIENT", "SERVER"] and "v1.5.2" in both.stdout
+    as_json = json.loads(bacalhau(["version", "--output", "json"]).stdout)
+    assert as_json["ServerVersion"]["git_version"] == "v1.5.2"
+    # --client needs no server at all.
+    offline = CliRunner().invoke(cli, ["--api-port", "1", "version", "--client"])
+    assert offline.exit_code == 0 and offline.stdout.split()[0] == "CLIENT"
+
+
+def test_ca_init_and_issue(tmp_path: Path) -> None:
+    ca_dir, node_dir = tmp_path / "ca", tmp_path / "node"
+    runner = CliRunner()
+    created = runner.invoke(cli, ["ca", "init", "--ca-dir", str(ca_dir)])
+    assert created.exit_code == 0, created.output
+    ClusterCA.load(ca_dir)
+    twice = runner.invoke(cli, ["ca", "init", "--ca-dir", str(ca_dir)])
+    assert twice.exit_code == 1 and "already exists" in twice.stderr and "Hint:" in twice.stderr
+    issued = runner.invoke(
+        cli,
+        ["ca", "issue", "--ca-dir", str(ca_dir), "--data-dir", str(node_dir), "--host", "10.1.2.3"],
+    )
+    assert issued.exit_code == 0, issued.output
+    identity = NodeIdentity.load(node_dir)
+    assert f"Node ID: {identity.node_id}" in issued.stdout
+    cert = x509.load_pem_x509_certificate((node_dir / "tls.crt").read_bytes())
+    assert node_id_from_certificate(cert) == identity.node_id
+    no_ca = runner.invoke(
+        cli, ["ca", "issue", "--ca-dir", str(tmp_path / "none"), "--data-dir", str(node_dir)]
+    )
+    assert no_ca.exit_code == 1 and "Hint: create one with `bacalhau ca init" in no_ca.stderr
+
+
+def test_serve_and_devstack_flags(tmp_path: Path) -> None:
+    runner = CliRunner()
+    no_role = runner.invoke(cli, ["serve", "--data-dir", str(tmp_path)])
+    assert no_role.exit_code == 2 and "--orchestrator" in no_role.stderr
+    lonely = runner.invoke(cli, ["serve", "--compute", "--data-dir", str(tmp_path)])
+    assert lonely.exit_code == 2 and "--orchestrator-address" in lonely.stderr
+    help_text = runner.invoke(cli, ["serve", "--help"]).stdout
+    for flag in ("--grpc-port", "--publisher-port", "--engines", "--labels", "BACALHAU_DIR"):
+        assert flag in help_text
+    assert "--compute-nodes" in runner.invoke(cli, ["devstack", "--help"]).stdout

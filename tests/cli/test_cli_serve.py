@@ -1,0 +1,75 @@
+"""``bacalhau serve`` for real: a requester process started by the CLI, driven by the CLI."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bacalhau.cli import cli
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def requester(tmp_path: Path) -> Iterator[int]:
+    runner = CliRunner()
+    ca, data = tmp_path / "ca", tmp_path / "requester"
+    assert runner.invoke(cli, ["ca", "init", "--ca-dir", str(ca)]).exit_code == 0
+    issued = runner.invoke(cli, ["ca", "issue", "--ca-dir", str(ca), "--data-dir", str(data)])
+    assert issued.exit_code == 0, issued.output
+    log = (tmp_path / "serve.log").open("wb")
+    args = ["serve", "--orchestrator", "--data-dir", str(data), "--api-host", "127.0.0.1"]
+    args += ["--api-port", "0", "--grpc-host", "127.0.0.1", "--grpc-port", "0"]
+    args += ["--labels", "rack=r1", "-c", "max_attempts=2"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bacalhau", *args],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    log.close()
+    try:
+        port = 0
+        deadline = time.monotonic() + 30
+        while not port and time.monotonic() < deadline:
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+            found = re.search(r"API: http://[\d.]+:(\d+)", (tmp_path / "serve.log").read_text())
+            port = int(found.group(1)) if found else 0
+            time.sleep(0.05)
+        assert port, (tmp_path / "serve.log").read_text()
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_serve_starts_a_requester_the_cli_can_use(requester: int) -> None:
+    address = ["--api-host", "127.0.0.1", "--api-port", str(requester)]
+    node = CliRunner().invoke(cli, [*address, "agent", "node", "--output", "json"])
+    assert node.exit_code == 0, node.output
+    assert '"rack": "r1"' in node.stdout and '"NodeType": "Requester"' in node.stdout
+    run = CliRunner().invoke(cli, [*address, "docker", "run", "busybox", "--", "echo", "hi"])
+    # No compute node has joined: the job fails, and the CLI says so with a hint.
+    assert run.exit_code == 1
+    assert "Error: job j-" in run.stderr and "not enough nodes" in run.stderr
+    assert "Hint: " in run.stderr
+
+
+def test_serve_refuses_unknown_configuration_keys(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli, ["serve", "--orchestrator", "--data-dir", str(tmp_path), "-c", "colour=blue"]
+    )
+    assert result.exit_code == 1
+    assert "unknown configuration key 'colour'" in result.stderr and "Hint:" in result.stderr
