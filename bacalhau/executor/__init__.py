@@ -1,5 +1,38 @@
-"""Executor plugins: docker, wasm and noop, behind one small Protocol."""
+"""Executor plugins: docker, wasm and noop, behind one small Protocol.
 
-from bacalhau.executor._base import Executor, RunRequest
+Each plugin leaves the same results layout (``stdout``, ``stderr``, ``exitCode`` and one folder
+per result path); the helpers that write and read it are exported here for the compute
+pipeline and for new plugins. Plugins are registered by name in ``node/``.
+"""
 
-__all__ = ["Executor", "RunRequest"]
+from bacalhau.executor._base import Executor, InputMount, RunRequest
+from bacalhau.executor._results import (
+    EXIT_CODE_FILE,
+    STDERR_FILE,
+    STDOUT_FILE,
+    finish_results,
+    prepare_results_dir,
+    read_run_output,
+    summarise_output,
+    write_exit_code,
+)
+from bacalhau.executor.docker import DockerExecutor
+from bacalhau.executor.noop import NoopExecutor
+from bacalhau.executor.wasm import WasmExecutor
+
+__all__ = [
+    "EXIT_CODE_FILE",
+    "STDERR_FILE",
+    "STDOUT_FILE",
+    "DockerExecutor",
+    "Executor",
+    "InputMount",
+    "NoopExecutor",
+    "RunRequest",
+    "WasmExecutor",
+    "finish_results",
+    "prepare_results_dir",
+    "read_run_output",
+    "summarise_output",
+    "write_exit_code",
+]

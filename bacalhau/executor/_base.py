@@ -22,6 +22,15 @@ from bacalhau.models import NetworkConfig, Resources, ResultPath, RunCommandResu
 
 
 @dataclass(frozen=True, slots=True)
+class InputMount:
+    """A prepared input: a host file or directory shown to the workload at ``target``."""
+
+    source: Path
+    target: str
+    read_only: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class RunRequest:
     """Everything an executor needs to run one execution."""
 
@@ -36,6 +45,8 @@ class RunRequest:
     env: dict[str, str] = field(default_factory=dict)
     #: Seconds; None = no limit. The executor must stop the workload when it expires.
     timeout: float | None = None
+    #: Inputs already prepared on this node (by the storage plugins), mounted at their targets.
+    inputs: list[InputMount] = field(default_factory=list)
 
 
 @runtime_checkable
@@ -58,5 +69,9 @@ class Executor(Protocol):
         ...
 
     async def cancel(self, execution_id: str) -> None:
-        """Stop a running execution and release its resources (idempotent)."""
+        """Stop a running execution and release its resources (idempotent).
+
+        A ``run()`` still waiting for that execution raises
+        :class:`~bacalhau.errors.ExecutionCancelled` promptly.
+        """
         ...

@@ -8,10 +8,17 @@ from bacalhau.errors import InvalidConfiguration
 from bacalhau.executor import DockerExecutor, Executor, NoopExecutor, WasmExecutor
 
 
-def build_executors(names: Iterable[str], *, allow_image_pull: bool) -> dict[str, Executor]:
-    """Instantiate the executors a compute node offers, by name."""
+def build_executors(
+    names: Iterable[str], *, allow_image_pull: bool, node_id: str
+) -> dict[str, Executor]:
+    """Instantiate the executors a compute node offers, by name.
+
+    Container names carry a per-node prefix: several compute nodes may share one Docker
+    engine, and a node cleaning up its leftovers must never touch a sibling's containers.
+    """
+    prefix = f"bacalhau-{node_id[-8:].lower()}"
     registry: dict[str, Callable[[], Executor]] = {
-        "docker": lambda: DockerExecutor(allow_pull=allow_image_pull),
+        "docker": lambda: DockerExecutor(allow_pull=allow_image_pull, name_prefix=prefix),
         "wasm": WasmExecutor,
         "noop": NoopExecutor,
     }

@@ -30,7 +30,7 @@ from bacalhau.compute import (
 )
 from bacalhau.config import NodeConfig
 from bacalhau.errors import InvalidConfiguration
-from bacalhau.executor import DockerExecutor
+from bacalhau.executor import DockerExecutor, WasmExecutor
 from bacalhau.identity import NodeFiles, NodeIdentity, check_node_files
 from bacalhau.models import NodeInfo, NodeType
 from bacalhau.node._plugins import build_executors
@@ -176,11 +176,15 @@ async def _build_compute(
     stack: AsyncExitStack,
 ) -> ComputeEndpoint:
     data_dir = config.data_dir / "compute"
-    executors = build_executors(config.engines, allow_image_pull=config.allow_image_pull)
+    executors = build_executors(
+        config.engines, allow_image_pull=config.allow_image_pull, node_id=node_id
+    )
     for ex in executors.values():
         if isinstance(ex, DockerExecutor) and await ex.is_installed():
             # Containers of a previous run of this node would otherwise linger forever.
             await ex.remove_leftovers()
+        if isinstance(ex, WasmExecutor):
+            stack.callback(ex.close)
     advertise = config.advertise_host or (
         "127.0.0.1" if config.publisher_host in ("0.0.0.0", "", "::") else config.publisher_host
     )

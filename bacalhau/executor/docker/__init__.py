@@ -1,0 +1,17 @@
+"""The Docker executor: one container per execution on the local Docker engine."""
+
+from bacalhau.executor.docker._executor import (
+    LABEL_EXECUTION_ID,
+    LABEL_EXECUTOR,
+    LABEL_JOB_ID,
+    DockerExecutor,
+)
+from bacalhau.executor.docker._params import DockerEngineSpec
+
+__all__ = [
+    "LABEL_EXECUTION_ID",
+    "LABEL_EXECUTOR",
+    "LABEL_JOB_ID",
+    "DockerEngineSpec",
+    "DockerExecutor",
+]

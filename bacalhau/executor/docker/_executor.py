@@ -1,0 +1,405 @@
+"""The Docker executor: one container per execution, driven through the engine's HTTP API.
+
+A run is ``create -> attach -> start -> wait -> remove``, using the SDK's low-level client so
+no call is spent on an inspect the engine's answers already make unnecessary. The attach
+stream is read by a dedicated thread straight into the results files while the job runs (see
+``_follow``); every other SDK call is short and runs in :func:`asyncio.to_thread`, so the
+event loop never blocks.
+
+Images are never pulled unless the operator allows it: this node answers a missing image with
+:class:`~bacalhau.errors.ImageNotFound` at once instead of hanging on an unreachable registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+from docker.types import LogConfig, Mount
+
+from bacalhau.errors import (
+    BacalhauError,
+    ExecutionCancelled,
+    ExecutionFailed,
+    ExecutionTimeout,
+    ImageNotFound,
+    InvalidJobSpec,
+)
+from bacalhau.executor._base import RunRequest
+from bacalhau.executor._results import finish_results, prepare_results_dir
+from bacalhau.executor.docker._errors import ENGINE_ERRORS, explain, start_error, unreachable
+from bacalhau.executor.docker._follow import follow_container, settle
+from bacalhau.executor.docker._params import DockerEngineSpec
+from bacalhau.models import NetworkConfig, NetworkType, RunCommandResult, SpecConfig, format_size
+
+__all__ = ["DockerExecutor"]
+
+_log = logging.getLogger(__name__)
+
+LABEL_EXECUTOR = "bacalhau-executor"
+LABEL_JOB_ID = "bacalhau-jobID"
+LABEL_EXECUTION_ID = "bacalhau-executionID"
+
+#: Connections to the engine: every running container holds one (attach) beyond the pool,
+#: so the pool only needs to cover concurrent short calls.
+_POOL_SIZE = 32
+_INSTALLED_TTL = 5.0
+_NOT_INSTALLED_TTL = 1.0
+_NAME_CHARS = re.compile(r"[^a-zA-Z0-9_.-]")
+_PREFIX_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+
+
+@dataclass(slots=True)
+class _RunControl:
+    """What ``cancel`` needs to reach a run in progress."""
+
+    container_id: str | None = None
+    cancelled: bool = False
+
+
+class DockerExecutor:
+    """Runs ``docker`` engine specs on the local Docker engine.
+
+    ``client`` defaults to one built from the environment (``DOCKER_HOST`` etc.) on first use,
+    so constructing the executor never fails when the engine is down. ``name_prefix`` names
+    and labels this executor's containers; nodes sharing one engine must use distinct
+    prefixes, since :meth:`remove_leftovers` removes every container carrying its prefix.
+    """
+
+    def __init__(
+        self,
+        *,
+        client: docker.DockerClient | None = None,
+        allow_pull: bool = False,
+        name_prefix: str = "bacalhau",
+    ) -> None:
+        if not _PREFIX_RE.match(name_prefix):
+            raise ValueError(f"invalid container name prefix {name_prefix!r}")
+        self._client = client
+        self._client_lock = asyncio.Lock()
+        self._allow_pull = allow_pull
+        self._prefix = name_prefix
+        self._runs: dict[str, _RunControl] = {}
+        self._installed: tuple[bool, float] | None = None
+
+    @property
+    def name(self) -> str:
+        return "docker"
+
+    # -- Executor protocol -------------------------------------------------------------------
+
+    async def is_installed(self) -> bool:
+        """True when the engine answers a ping (the answer is cached for a few seconds)."""
+        now = time.monotonic()
+        if self._installed is not None and self._installed[1] > now:
+            return self._installed[0]
+        try:
+            api = await self._api()
+            ok = bool(await asyncio.to_thread(api.ping))
+        except (BacalhauError, *ENGINE_ERRORS):
+            ok = False
+        self._installed = (ok, now + (_INSTALLED_TTL if ok else _NOT_INSTALLED_TTL))
+        return ok
+
+    async def validate(self, engine: SpecConfig) -> None:
+        """Check the params and, unless pulling is allowed, that the image is on this node.
+
+        Raises :class:`InvalidJobSpec` for bad params and :class:`ImageNotFound` for a
+        missing image (this node could never run the job).
+        """
+        spec = DockerEngineSpec.from_spec(engine)
+        if self._allow_pull:
+            return
+        api = await self._api()
+        try:
+            await asyncio.to_thread(api.inspect_image, spec.image)
+        except docker.errors.NotFound as e:
+            raise self._image_missing(spec.image) from e
+        except docker.errors.APIError as e:
+            if e.status_code == 400:
+                raise InvalidJobSpec(
+                    f"invalid image {spec.image!r}: {explain(e)}", field="Engine.Params.Image"
+                ) from e
+            raise ExecutionFailed(f"cannot inspect image {spec.image}: {explain(e)}") from e
+        except ENGINE_ERRORS as e:
+            raise unreachable(e) from e
+
+    async def run(self, request: RunRequest) -> RunCommandResult:
+        """Run the container to completion; see the module docstring for the steps."""
+        spec = DockerEngineSpec.from_spec(request.engine)
+        host_network = _uses_host_network(request.network)
+        folders = prepare_results_dir(request.results_dir, request.result_paths)
+        if request.execution_id in self._runs:
+            raise ExecutionFailed(f"execution {request.execution_id} is already running here")
+        control = _RunControl()
+        self._runs[request.execution_id] = control
+        try:
+            api = await self._api()
+            container_id = await self._create(api, request, spec, folders, host_network)
+            control.container_id = container_id
+            try:
+                _raise_if_cancelled(control, request)
+                return await self._start_and_wait(api, container_id, request, control)
+            finally:
+                # Shielded: a cancelled run() must still not leave its container behind.
+                await asyncio.shield(self._remove(api, container_id))
+        finally:
+            del self._runs[request.execution_id]
+
+    async def cancel(self, execution_id: str) -> None:
+        """Kill and remove the execution's container; a waiting ``run()`` raises promptly."""
+        control = self._runs.get(execution_id)
+        if control is not None:
+            control.cancelled = True
+            if control.container_id is not None:
+                await self._remove(await self._api(), control.container_id)
+            # Otherwise run() is still creating it and checks the flag once it exists.
+            return
+        # Not running in this process (e.g. the node restarted): remove what is left of it.
+        try:
+            api = await self._api()
+            found = await asyncio.to_thread(
+                api.containers,
+                all=True,
+                filters={
+                    "label": [
+                        f"{LABEL_EXECUTOR}={self._prefix}",
+                        f"{LABEL_EXECUTION_ID}={execution_id}",
+                    ]
+                },
+            )
+        except (BacalhauError, *ENGINE_ERRORS) as e:
+            _log.warning("cannot look up containers of execution %s: %s", execution_id, e)
+            return
+        await asyncio.gather(*(self._remove(api, c["Id"]) for c in found))
+
+    # -- node lifecycle ----------------------------------------------------------------------
+
+    async def remove_leftovers(self) -> int:
+        """Remove containers of this prefix that no run of this process owns; return how many.
+
+        Called when a node starts: containers of executions that died with a previous process
+        would otherwise linger forever.
+        """
+        api = await self._api()
+        try:
+            found = await asyncio.to_thread(
+                api.containers,
+                all=True,
+                filters={"label": f"{LABEL_EXECUTOR}={self._prefix}"},
+            )
+        except ENGINE_ERRORS as e:
+            raise unreachable(e) from e
+        owned = {c.container_id for c in self._runs.values()}
+        stale = [c["Id"] for c in found if c["Id"] not in owned]
+        await asyncio.gather(*(self._remove(api, cid) for cid in stale))
+        return len(stale)
+
+    # -- steps -------------------------------------------------------------------------------
+
+    async def _api(self) -> Any:
+        """The low-level API client, created on first use."""
+        client: Any = self._client
+        if client is None:
+            async with self._client_lock:
+                client = self._client
+                if client is None:
+                    try:
+                        client = await asyncio.to_thread(
+                            docker.DockerClient.from_env, max_pool_size=_POOL_SIZE
+                        )
+                    except ENGINE_ERRORS as e:
+                        raise unreachable(e) from e
+                    self._client = client
+        return client.api
+
+    def _image_missing(self, image: str) -> ImageNotFound:
+        return ImageNotFound(f"image {image} is not present on this node and pulling is disabled")
+
+    def _container_name(self, request: RunRequest) -> str:
+        return _NAME_CHARS.sub("-", f"{self._prefix}-{request.job_id}-{request.execution_id}")
+
+    def _create_kwargs(
+        self,
+        api: Any,
+        request: RunRequest,
+        spec: DockerEngineSpec,
+        folders: dict[str, Path],
+        host_network: bool,
+    ) -> dict[str, Any]:
+        mounts = [
+            Mount(target=rp.path, source=os.path.abspath(folders[rp.name]), type="bind")
+            for rp in request.result_paths
+        ]
+        mounts += [
+            Mount(
+                target=inp.target,
+                source=os.path.abspath(inp.source),
+                type="bind",
+                read_only=inp.read_only,
+            )
+            for inp in request.inputs
+        ]
+        resources = request.resources
+        memory = resources.memory if resources.memory > 0 else None
+        host_config = api.create_host_config(
+            mounts=mounts or None,
+            network_mode="host" if host_network else "none",
+            extra_hosts={"host.docker.internal": "host-gateway"} if host_network else None,
+            nano_cpus=int(resources.cpu * 1e9) if resources.cpu > 0 else None,
+            mem_limit=memory,
+            # Equal to the memory limit: no swap, so the limit really bounds the job.
+            memswap_limit=memory,
+            # The output reaches us over the attach stream; a second copy in the engine's
+            # log files would only cost disk and time.
+            log_config=LogConfig(type="none"),
+        )
+        return {
+            "image": spec.image,
+            "command": spec.parameters or None,
+            "entrypoint": spec.entrypoint or None,
+            "environment": spec.merged_env(request.env),
+            "working_dir": spec.working_directory or None,
+            "name": self._container_name(request),
+            "labels": {
+                LABEL_EXECUTOR: self._prefix,
+                LABEL_JOB_ID: request.job_id,
+                LABEL_EXECUTION_ID: request.execution_id,
+            },
+            "host_config": host_config,
+            "network_disabled": not host_network,
+            "tty": False,
+            "stdin_open": False,
+            # The operator's client-side proxy settings are not the job's business.
+            "use_config_proxy": False,
+        }
+
+    async def _create(
+        self,
+        api: Any,
+        request: RunRequest,
+        spec: DockerEngineSpec,
+        folders: dict[str, Path],
+        host_network: bool,
+    ) -> str:
+        kwargs = self._create_kwargs(api, request, spec, folders, host_network)
+        pulled = False
+        cleared_name = False
+        while True:
+            try:
+                created = await asyncio.to_thread(api.create_container, **kwargs)
+                return str(created["Id"])
+            except docker.errors.ImageNotFound as e:
+                if not self._allow_pull:
+                    raise self._image_missing(spec.image) from e
+                if pulled:
+                    raise ImageNotFound(f"image {spec.image} is still missing after a pull") from e
+                await self._pull(api, spec.image)
+                pulled = True
+            except docker.errors.APIError as e:
+                if e.status_code == 409 and not cleared_name:
+                    # A container of this very execution survived an earlier attempt.
+                    await self._remove(api, kwargs["name"])
+                    cleared_name = True
+                    continue
+                if e.status_code == 400:
+                    raise InvalidJobSpec(
+                        f"the Docker engine refused the container: {explain(e)}"
+                    ) from e
+                raise ExecutionFailed(f"failed to create container: {explain(e)}") from e
+            except ENGINE_ERRORS as e:
+                raise unreachable(e) from e
+
+    async def _pull(self, api: Any, image: str) -> None:
+        try:
+            await asyncio.to_thread(api.pull, image)
+        except ENGINE_ERRORS as e:
+            raise ImageNotFound(
+                f"image {image} is not present on this node and could not be pulled: {explain(e)}"
+            ) from e
+
+    async def _start_and_wait(
+        self, api: Any, container_id: str, request: RunRequest, control: _RunControl
+    ) -> RunCommandResult:
+        try:
+            # Attach before start (as `docker run` does) so not a byte of output is missed.
+            sock = await asyncio.to_thread(
+                api.attach_socket, container_id, {"stdout": 1, "stderr": 1, "stream": 1}
+            )
+        except ENGINE_ERRORS as e:
+            _raise_if_cancelled(control, request)
+            raise ExecutionFailed(f"failed to attach to the container: {explain(e)}") from e
+        exited = follow_container(api, container_id, sock, request.results_dir)
+        try:
+            await asyncio.to_thread(api.start, container_id)
+        except ENGINE_ERRORS as e:
+            _raise_if_cancelled(control, request)
+            raise start_error(e) from e
+        timeout = request.timeout if request.timeout and request.timeout > 0 else None
+        try:
+            outcome = await asyncio.wait_for(asyncio.shield(exited), timeout)
+        except TimeoutError:
+            await self._remove(api, container_id)
+            await settle(exited)
+            _raise_if_cancelled(control, request)
+            raise ExecutionTimeout(
+                f"execution {request.execution_id} timed out after {timeout:g}s"
+            ) from None
+        _raise_if_cancelled(control, request)
+        if outcome.error:
+            raise ExecutionFailed(f"lost track of the container: {outcome.error}")
+        error_msg = ""
+        memory = request.resources.memory
+        if outcome.status_code != 0 and memory > 0 and await self._oom_killed(api, container_id):
+            error_msg = (
+                f"memory limit exceeded: the job was killed for using more than its "
+                f"{format_size(memory)} of memory"
+            )
+        return finish_results(
+            request.results_dir, exit_code=outcome.status_code, error_msg=error_msg
+        )
+
+    async def _oom_killed(self, api: Any, container_id: str) -> bool:
+        # Only asked after a non-zero exit under a memory limit: the one case it can be true.
+        try:
+            info = await asyncio.to_thread(api.inspect_container, container_id)
+        except ENGINE_ERRORS:
+            return False
+        return bool(info.get("State", {}).get("OOMKilled"))
+
+    async def _remove(self, api: Any, container: str) -> None:
+        """Kill and remove a container; absent or already being removed counts as done."""
+        try:
+            await asyncio.to_thread(api.remove_container, container, v=True, force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as e:
+            if e.status_code != 409:  # 409: a removal is already in progress
+                _log.warning("cannot remove container %s: %s", container, explain(e))
+        except ENGINE_ERRORS as e:
+            _log.warning("cannot remove container %s: %s", container, e)
+
+
+def _uses_host_network(network: NetworkConfig) -> bool:
+    if network.type == NetworkType.NONE:
+        return False
+    if network.type == NetworkType.FULL:
+        return True
+    raise InvalidJobSpec(
+        f"network type {network.type.value} is not supported by the docker executor yet",
+        field="Network.Type",
+        hint="use Network None, or Full on a node that accepts networked jobs",
+    )
+
+
+def _raise_if_cancelled(control: _RunControl, request: RunRequest) -> None:
+    if control.cancelled:
+        raise ExecutionCancelled(f"execution {request.execution_id} was cancelled")

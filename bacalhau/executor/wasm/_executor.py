@@ -1,0 +1,268 @@
+"""The WASM executor: WASI preview 1 modules on one shared wasmtime engine.
+
+Every run gets its own store and WASI context (argv, env, stdout/stderr written straight to
+the results files, result folders preopened writable) and runs in a worker thread; wasmtime
+releases the GIL while WebAssembly executes, so runs proceed in parallel. Compiled modules are
+cached by content (see ``_modules``); timeouts and cancellation go through the engine's epoch
+(see ``_interrupt``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import wasmtime
+
+from bacalhau.errors import (
+    EntryPointNotFound,
+    ExecutionCancelled,
+    ExecutionFailed,
+    ExecutionTimeout,
+    InvalidJobSpec,
+)
+from bacalhau.executor._base import InputMount, RunRequest
+from bacalhau.executor._results import (
+    STDERR_FILE,
+    STDOUT_FILE,
+    finish_results,
+    prepare_results_dir,
+)
+from bacalhau.executor.wasm._interrupt import CANCELLED, TIMED_OUT, EpochInterrupter, RunWatch
+from bacalhau.executor.wasm._modules import (
+    CompiledModule,
+    ModuleCache,
+    ModuleCacheStats,
+    wasm_error_cause,
+)
+from bacalhau.executor.wasm._params import WasmEngineSpec
+from bacalhau.executor.wasm._source import load_entry_module
+from bacalhau.models import RunCommandResult, SpecConfig
+
+__all__ = ["WasmExecutor"]
+
+#: A wasm32 memory cannot grow beyond 4 GiB: a larger limit is no limit.
+_WASM32_MAX_MEMORY = 1 << 32
+#: How often ``run()`` looks whether a stopped run is overdue, and how long it grants it.
+_BACKSTOP_POLL_SECONDS = 0.25
+_BACKSTOP_GRACE_SECONDS = 0.5
+
+
+class WasmExecutor:
+    """Runs ``wasm`` engine specs in-process with wasmtime.
+
+    ``module_cache_size`` compiled modules are kept (least recently used evicted first);
+    ``max_concurrent_runs`` bounds the worker threads running modules, which are separate from
+    the event loop's default pool so long jobs cannot starve other blocking work.
+    """
+
+    def __init__(self, *, module_cache_size: int = 64, max_concurrent_runs: int = 32) -> None:
+        config = wasmtime.Config()
+        config.epoch_interruption = True
+        self._engine = wasmtime.Engine(config)
+        linker = wasmtime.Linker(self._engine)
+        linker.define_wasi()
+        # wasmtime's own proc_exit refuses codes >= 126 (it traps, and the code is lost);
+        # WASI defines the exit code as any u32, and Bacalhau reports it as such.
+        linker.allow_shadowing = True
+        linker.define_func(
+            "wasi_snapshot_preview1",
+            "proc_exit",
+            wasmtime.FuncType([wasmtime.ValType.i32()], []),
+            _proc_exit,
+        )
+        self._modules = ModuleCache(self._engine, linker, module_cache_size)
+        self._interrupter = EpochInterrupter(self._engine)
+        self._workers = ThreadPoolExecutor(
+            max_workers=max_concurrent_runs, thread_name_prefix="wasm-run"
+        )
+        self._runs: dict[str, RunWatch] = {}
+
+    @property
+    def name(self) -> str:
+        return "wasm"
+
+    def cache_stats(self) -> ModuleCacheStats:
+        """Hits, misses and size of the compiled-module cache."""
+        return self._modules.stats()
+
+    # -- Executor protocol -------------------------------------------------------------------
+
+    async def is_installed(self) -> bool:
+        """Always true: the runtime is part of this process."""
+        return True
+
+    async def validate(self, engine: SpecConfig) -> None:
+        """Check the params and, for an inline module, that it compiles and has the entry point.
+
+        Compiling here warms the cache, so the run that follows starts at once.
+        """
+        spec = WasmEngineSpec.from_spec(engine)
+        if spec.entry_module.source.type.lower() != "inline":
+            return  # fetched by the storage plugins at run time
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._workers, self._entry_module, spec, [])
+
+    async def run(self, request: RunRequest) -> RunCommandResult:
+        """Run the entry point to completion and write the results layout."""
+        spec = WasmEngineSpec.from_spec(request.engine)
+        if request.execution_id in self._runs:
+            raise ExecutionFailed(f"execution {request.execution_id} is already running here")
+        watch = self._interrupter.new_watch(request.timeout)
+        self._runs[request.execution_id] = watch
+        loop = asyncio.get_running_loop()
+        running = loop.run_in_executor(self._workers, self._run_sync, spec, request, watch)
+        try:
+            return await _outcome(running, watch, request.execution_id)
+        except asyncio.CancelledError:
+            # The worker thread cannot be cancelled from here; stop its WebAssembly instead.
+            watch.cancel()
+            raise
+        finally:
+            del self._runs[request.execution_id]
+            if not running.done():
+                # Abandoned while blocked in a host call: it ends on its own; nobody waits.
+                running.add_done_callback(_discard)
+
+    async def cancel(self, execution_id: str) -> None:
+        """Stop the run: it traps at its next epoch tick and ``run()`` raises."""
+        watch = self._runs.get(execution_id)
+        if watch is not None:
+            watch.cancel()
+
+    def close(self) -> None:
+        """Stop every run and release the worker threads."""
+        for watch in self._runs.values():
+            watch.cancel()
+        self._workers.shutdown(wait=False, cancel_futures=True)
+
+    # -- the run, in a worker thread ---------------------------------------------------------
+
+    def _entry_module(self, spec: WasmEngineSpec, inputs: Sequence[InputMount]) -> CompiledModule:
+        compiled = self._modules.get(load_entry_module(spec.entry_module, inputs))
+        n_params = compiled.functions.get(spec.entry_point)
+        if n_params is None:
+            raise EntryPointNotFound(
+                f"unable to find the entrypoint '{spec.entry_point}' in the WASM module"
+            )
+        if n_params:
+            raise InvalidJobSpec(
+                f"the entrypoint '{spec.entry_point}' takes {n_params} parameters; "
+                "it must take none",
+                field="Engine.Params.EntryPoint",
+            )
+        return compiled
+
+    def _run_sync(
+        self, spec: WasmEngineSpec, request: RunRequest, watch: RunWatch
+    ) -> RunCommandResult:
+        folders = prepare_results_dir(request.results_dir, request.result_paths)
+        compiled = self._entry_module(spec, request.inputs)
+        store = wasmtime.Store(self._engine)
+        if request.resources.memory > 0:
+            store.set_limits(memory_size=min(request.resources.memory, _WASM32_MAX_MEMORY))
+        store.set_wasi(self._wasi_config(spec, request, folders))
+        if watch.cancelled_at is not None:
+            raise ExecutionCancelled(f"execution {request.execution_id} was cancelled")
+        self._interrupter.arm(store, watch)
+        try:
+            exit_code, error_msg = _call(compiled, store, spec.entry_point)
+        finally:
+            self._interrupter.disarm(watch)
+        if watch.stopped == CANCELLED:
+            raise ExecutionCancelled(f"execution {request.execution_id} was cancelled")
+        if watch.stopped == TIMED_OUT:
+            raise ExecutionTimeout(
+                f"execution {request.execution_id} timed out after {watch.timeout:g}s"
+            )
+        return finish_results(request.results_dir, exit_code=exit_code, error_msg=error_msg)
+
+    def _wasi_config(
+        self, spec: WasmEngineSpec, request: RunRequest, folders: dict[str, Path]
+    ) -> wasmtime.WasiConfig:
+        wasi = wasmtime.WasiConfig()
+        wasi.argv = spec.argv()
+        wasi.env = spec.merged_env(request.env)
+        # Opened (and truncated) by wasmtime now; the module writes to them directly.
+        wasi.stdout_file = str(request.results_dir / STDOUT_FILE)
+        wasi.stderr_file = str(request.results_dir / STDERR_FILE)
+        for rp in request.result_paths:
+            host = str(folders[rp.name])
+            wasi.preopen_dir(host, rp.path)
+            # Bacalhau mounts outputs at their Name: keep modules written for it working.
+            if rp.name != rp.path:
+                wasi.preopen_dir(host, rp.name)
+        for mount in request.inputs:
+            if mount.target == spec.entry_module.target:
+                continue  # the module itself, already loaded
+            if not mount.source.is_dir():
+                raise ExecutionFailed(
+                    f"input {mount.target} is a single file; WASM modules can only be given "
+                    "directories",
+                    hint="give the input a directory as its target's source",
+                )
+            wasi.preopen_dir(str(mount.source), mount.target, not mount.read_only)
+        return wasi
+
+
+async def _outcome(
+    running: asyncio.Future[RunCommandResult], watch: RunWatch, execution_id: str
+) -> RunCommandResult:
+    """The run's result, or its stop, even if the module is stuck in a host call.
+
+    The epoch stops a module only while it runs WebAssembly; one blocked in a WASI call (a
+    long sleep) notices when the call returns. ``run()`` must not wait that long for a
+    cancelled or expired run: past a grace period it reports the stop and leaves the worker
+    to finish on its own.
+    """
+    while True:
+        done, _ = await asyncio.wait({running}, timeout=_BACKSTOP_POLL_SECONDS)
+        if done:
+            return running.result()
+        now = time.monotonic()
+        if watch.cancelled_at is not None and now > watch.cancelled_at + _BACKSTOP_GRACE_SECONDS:
+            raise ExecutionCancelled(f"execution {execution_id} was cancelled")
+        if watch.deadline is not None and now > watch.deadline + _BACKSTOP_GRACE_SECONDS:
+            raise ExecutionTimeout(f"execution {execution_id} timed out after {watch.timeout:g}s")
+
+
+def _discard(future: asyncio.Future[RunCommandResult]) -> None:
+    if not future.cancelled():
+        future.exception()  # retrieved: an abandoned run's end is not worth a warning
+
+
+class _ProcExit(Exception):
+    """Raised by the module's ``proc_exit``; wasmtime unwinds the module and re-raises it."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def _proc_exit(code: int) -> None:
+    raise _ProcExit(code & 0xFFFFFFFF)
+
+
+def _call(compiled: CompiledModule, store: wasmtime.Store, entry_point: str) -> tuple[int, str]:
+    """Instantiate and call; return ``(exit code, error message)`` as Bacalhau reports them."""
+    try:
+        instance = compiled.pre.instantiate(store)
+    except (wasmtime.WasmtimeError, wasmtime.Trap) as e:
+        return 1, f"failed to instantiate the WASM module: {wasm_error_cause(e)}"
+    func = instance.exports(store)[entry_point]
+    if not isinstance(func, wasmtime.Func):
+        raise EntryPointNotFound(
+            f"unable to find the entrypoint '{entry_point}' in the WASM module"
+        )
+    try:
+        func(store)
+    except _ProcExit as e:
+        return e.code, ""
+    except wasmtime.ExitTrap as e:
+        return int(e.code), ""
+    except (wasmtime.WasmtimeError, wasmtime.Trap) as e:
+        return 1, wasm_error_cause(e)
+    return 0, ""
