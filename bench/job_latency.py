@@ -175,8 +175,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                     for _ in range(args.runs)
                 ]
                 docker = [
-                    await through_devstack(client, docker_job(), "hello")
-                    for _ in range(args.runs)
+                    await through_devstack(client, docker_job(), "hello") for _ in range(args.runs)
                 ]
         finally:
             proc.send_signal(signal.SIGTERM)
