@@ -10,6 +10,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from bacalhau.errors import BacalhauError, ExecutionFailed, ExecutionTimeout, NotEnoughNodes
 from bacalhau.models import (
     Connection,
     Evaluation,
@@ -152,10 +153,17 @@ def _schedule_batch(
 
     view = _fail_lost(executions, nodes, plan, now)
 
-    def fail_job(message: str) -> Plan:
+    def fail_job(message: str, error: type[BacalhauError] = NotEnoughNodes) -> Plan:
         plan.new_job_state = JobStateType.FAILED
         plan.job_message = message
-        plan.job_event = _event(message, "Scheduling", now, IsError="true")
+        plan.job_event = _event(
+            message,
+            "Scheduling",
+            now,
+            IsError="true",
+            ErrorCode=error.code,
+            Hint=error.default_hint,
+        )
         for ex in view:
             if ex.is_active() and ex.desired_state != D.STOPPED:
                 plan.changes.append(_stop(ex, "job failed", now))
@@ -163,7 +171,7 @@ def _schedule_batch(
 
     total = job.task.timeouts.total_timeout
     if total and now - job.create_time > total * 1_000_000_000:
-        return fail_job(f"Job timed out after {total}s")
+        return fail_job(f"Job timed out after {total}s", ExecutionTimeout)
 
     completed = [e for e in view if e.compute_state == E.COMPLETED]
     desired = job.count - len(completed)
@@ -216,7 +224,8 @@ def _schedule_batch(
         if len(failures) >= settings.max_attempts:
             return fail_job(
                 f"Job failed because it has been retried too many times ({len(failures)} "
-                f"failed executions); last error: {failures[-1]}"
+                f"failed executions); last error: {failures[-1]}",
+                ExecutionFailed,
             )
         ranks = rank_nodes(job, nodes, view, rng=rng)
         suitable = [r for r in ranks if r.suitable]
@@ -285,7 +294,14 @@ def _schedule_ops(
         if not suitable:
             plan.new_job_state = JobStateType.FAILED
             plan.job_message = _not_enough_nodes(job, 1, ranks, [])
-            plan.job_event = _event(plan.job_message, "Scheduling", now, IsError="true")
+            plan.job_event = _event(
+                plan.job_message,
+                "Scheduling",
+                now,
+                IsError="true",
+                ErrorCode=NotEnoughNodes.code,
+                Hint=NotEnoughNodes.default_hint,
+            )
             return plan
         for r in suitable:
             plan.new_executions.append(
