@@ -53,6 +53,13 @@ def schedule(
     rng: random.Random | None = None,
 ) -> Plan:
     """Decide the next step for ``job``."""
+    if job.state.is_terminal():
+        # Whatever the type: a finished job's remaining executions are stopped.
+        plan = Plan(job=job, evaluation=evaluation)
+        for ex in executions:
+            if ex.is_active() and ex.desired_state != D.STOPPED:
+                plan.changes.append(_stop(ex, f"job is {job.state.wire.lower()}", now))
+        return plan
     if job.type == "ops":
         return _schedule_ops(job, executions, nodes, evaluation, now=now, rng=rng)
     return _schedule_batch(job, executions, nodes, evaluation, now=now, settings=settings, rng=rng)
@@ -97,6 +104,25 @@ def _fail_lost(
         )
         view.append(replace(ex, compute_state=E.FAILED, compute_message=msg))
     return view
+
+
+def _fail(
+    plan: Plan,
+    view: Sequence[Execution],
+    message: str,
+    error: type[BacalhauError],
+    now: int,
+) -> Plan:
+    """Fail the job with a coded, hinted event and stop whatever still runs."""
+    plan.new_job_state = JobStateType.FAILED
+    plan.job_message = message
+    plan.job_event = _event(
+        message, "Scheduling", now, IsError="true", ErrorCode=error.code, Hint=error.default_hint
+    )
+    for ex in view:
+        if ex.is_active() and ex.desired_state != D.STOPPED:
+            plan.changes.append(_stop(ex, "job failed", now))
+    return plan
 
 
 def _not_enough_nodes(job: Job, needed: int, ranks: list[NodeRank], failures: list[str]) -> str:
@@ -145,29 +171,11 @@ def _schedule_batch(
     rng: random.Random | None,
 ) -> Plan:
     plan = Plan(job=job, evaluation=evaluation)
-    if job.state.is_terminal():
-        for ex in executions:
-            if ex.is_active() and ex.desired_state != D.STOPPED:
-                plan.changes.append(_stop(ex, f"job is {job.state.wire.lower()}", now))
-        return plan
 
     view = _fail_lost(executions, nodes, plan, now)
 
     def fail_job(message: str, error: type[BacalhauError] = NotEnoughNodes) -> Plan:
-        plan.new_job_state = JobStateType.FAILED
-        plan.job_message = message
-        plan.job_event = _event(
-            message,
-            "Scheduling",
-            now,
-            IsError="true",
-            ErrorCode=error.code,
-            Hint=error.default_hint,
-        )
-        for ex in view:
-            if ex.is_active() and ex.desired_state != D.STOPPED:
-                plan.changes.append(_stop(ex, "job failed", now))
-        return plan
+        return _fail(plan, view, message, error, now)
 
     total = job.task.timeouts.total_timeout
     if total and now - job.create_time > total * 1_000_000_000:
@@ -282,27 +290,12 @@ def _schedule_ops(
 ) -> Plan:
     """Ops jobs run once on every matching node, pre-approved, without retries."""
     plan = Plan(job=job, evaluation=evaluation)
-    if job.state.is_terminal():
-        for ex in executions:
-            if ex.is_active() and ex.desired_state != D.STOPPED:
-                plan.changes.append(_stop(ex, f"job is {job.state.wire.lower()}", now))
-        return plan
     view = _fail_lost(executions, nodes, plan, now)
     if not view:
         ranks = rank_nodes(job, nodes, view, rng=rng)
         suitable = [r for r in ranks if r.suitable]
         if not suitable:
-            plan.new_job_state = JobStateType.FAILED
-            plan.job_message = _not_enough_nodes(job, 1, ranks, [])
-            plan.job_event = _event(
-                plan.job_message,
-                "Scheduling",
-                now,
-                IsError="true",
-                ErrorCode=NotEnoughNodes.code,
-                Hint=NotEnoughNodes.default_hint,
-            )
-            return plan
+            return _fail(plan, view, _not_enough_nodes(job, 1, ranks, []), NotEnoughNodes, now)
         for r in suitable:
             plan.new_executions.append(
                 _new_execution(job, r.node.info.node_id, evaluation, D.RUNNING, now)
