@@ -10,6 +10,7 @@ import click
 import bacalhau
 from bacalhau.cli._render import emit, output_option, table
 from bacalhau.cli._root import CliState, pass_state
+from bacalhau.errors import BacalhauError, Unavailable
 
 
 @click.group("agent")
@@ -78,13 +79,24 @@ def client_version() -> dict[str, str]:
 def version(state: CliState, client_only: bool, output: str) -> None:
     """The versions of this client and of the node it talks to."""
     mine = client_version()
-    server = None if client_only else state.client().agent_version()
+    server = None
+    unreachable: BacalhauError | None = None
+    if not client_only:
+        try:
+            server = state.client().agent_version()
+        except Unavailable as exc:
+            # Still say which client this is: that is often why someone asks.
+            unreachable = exc
     if output != "table":
         data: dict[str, object] = {"ClientVersion": mine}
         if server is not None:
             data["ServerVersion"] = asdict(server)
         emit(data, output)
+        if unreachable is not None:
+            raise unreachable
         return
     headers = ["CLIENT"] if server is None else ["CLIENT", "SERVER"]
     row = [mine["Version"]] if server is None else [mine["Version"], server.git_version]
     table(headers, [row])
+    if unreachable is not None:
+        raise unreachable

@@ -60,6 +60,9 @@ class CliError(click.ClickException):
 
     def show(self, file: IO[Any] | None = None) -> None:
         click.echo(f"Error: {self.error.message}", err=True)
+        field = self.error.details.get("Field")
+        if field:
+            click.echo(f"Field: {field}", err=True)
         if self.error.hint:
             click.echo(f"Hint: {self.error.hint}", err=True)
 

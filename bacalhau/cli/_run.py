@@ -26,7 +26,9 @@ from bacalhau.models import (
     JobHistory,
     JobStateType,
     SpecConfig,
+    normalise_job,
     short_id,
+    validate_job,
 )
 
 if TYPE_CHECKING:
@@ -113,6 +115,11 @@ def print_outcome(details: JobDetails, *, node_details: bool) -> None:
 
 def submit_and_follow(state: CliState, job: Job, runtime: dict[str, Any]) -> None:
     """Submit ``job`` then, per the runtime flags, wait for it and print what happened."""
+    # Validate locally first: a bad spec is reported (with the field at fault) even when no
+    # node is reachable, and without a round trip. The server validates again.
+    check = job.copy()
+    normalise_job(check)
+    validate_job(check)
     if runtime["dry_run"]:
         import yaml
 
