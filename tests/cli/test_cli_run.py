@@ -249,3 +249,12 @@ def test_job_validate(bacalhau: Cli, tmp_path: Path) -> None:
     broken.write_text("Type: [unclosed\n")
     result = bacalhau(["job", "validate", str(broken)])
     assert result.exit_code == 1 and "not valid YAML or JSON" in result.stderr
+
+
+def test_invalid_spec_is_caught_before_submitting(bacalhau: Cli) -> None:
+    """A bad spec names its field and never reaches the server (so no job is created)."""
+    result = bacalhau(["docker", "run", "-o", "out:relative/path", "busybox"])
+    assert result.exit_code == 1
+    assert "Field: Tasks[0].ResultPaths[0].Path" in result.stderr
+    listed = bacalhau(["job", "list", "--output", "json"])
+    assert json.loads(listed.stdout) == []
