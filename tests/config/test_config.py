@@ -1,0 +1,49 @@
+"""Configuration precedence: defaults < config file < environment < flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bacalhau.config import NodeConfig, load_config
+from bacalhau.errors import InvalidRequest
+
+
+def test_precedence(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text("api_port: 2000\ngrpc_port: 3000\nengines: [wasm]\n")
+    env = {"BACALHAU_NODE_GRPC_PORT": "3001", "BACALHAU_NODE_LABELS": "zone=a,tier=b"}
+    cfg = load_config({"data_dir": str(tmp_path), "grpc_port": None, "compute": True}, environ=env)
+    assert cfg.api_port == 2000  # file
+    assert cfg.grpc_port == 3001  # env beats file; an unset flag does not override
+    assert cfg.engines == ("wasm",)
+    assert cfg.labels == {"zone": "a", "tier": "b"}
+    assert cfg.compute is True and cfg.orchestrator is False
+    flagged = load_config({"data_dir": str(tmp_path), "grpc_port": 4000}, environ=env)
+    assert flagged.grpc_port == 4000
+
+
+def test_unknown_key_is_an_error_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text("api_prot: 1\n")
+    with pytest.raises(InvalidRequest) as info:
+        load_config({"data_dir": str(tmp_path)}, environ={})
+    assert info.value.details["Field"] == "api_prot"
+    assert "api_port" in info.value.hint
+
+
+def test_bad_value_names_the_key(tmp_path: Path) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        load_config({"data_dir": str(tmp_path), "api_port": "many"}, environ={})
+    assert info.value.details["Field"] == "api_port"
+
+
+def test_bad_yaml(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text("api_port: [\n")
+    with pytest.raises(InvalidRequest):
+        load_config({"data_dir": str(tmp_path)}, environ={})
+
+
+def test_advertised_address() -> None:
+    assert NodeConfig(grpc_host="0.0.0.0").advertised(4222) == "127.0.0.1:4222"
+    assert NodeConfig(grpc_host="10.1.2.3").advertised(1) == "10.1.2.3:1"
+    assert NodeConfig(advertise_host="node.example").advertised(5) == "node.example:5"
