@@ -2,8 +2,9 @@
 
 from bacalhau.orchestrator._api import JobPage, OrchestratorAPI, SubmitResult
 from bacalhau.orchestrator._broker import EvaluationBroker
+from bacalhau.orchestrator._callbacks import BidApprovalHook, ExecutionCallbacks
 from bacalhau.orchestrator._nodes import NodeAddressBook, NodeManager
-from bacalhau.orchestrator._orchestrator import BidApprovalHook, ComputeClient, Orchestrator
+from bacalhau.orchestrator._orchestrator import ComputeClient, Orchestrator
 from bacalhau.orchestrator._plan import ExecutionChange, Plan
 from bacalhau.orchestrator._planner import ComputeTransport
 from bacalhau.orchestrator._ranking import NodeRank, rank_nodes
@@ -15,6 +16,7 @@ __all__ = [
     "ComputeClient",
     "ComputeTransport",
     "EvaluationBroker",
+    "ExecutionCallbacks",
     "ExecutionChange",
     "JobPage",
     "JobStore",

@@ -16,11 +16,8 @@ from pathlib import Path
 from typing import Protocol
 
 from bacalhau.errors import (
-    BacalhauError,
     ConflictJobState,
     InvalidRequest,
-    PermissionDenied,
-    RevisionConflict,
 )
 from bacalhau.models import (
     BidResult,
@@ -51,6 +48,7 @@ from bacalhau.models import (
 )
 from bacalhau.orchestrator._api import JobPage, SubmitResult
 from bacalhau.orchestrator._broker import EvaluationBroker
+from bacalhau.orchestrator._callbacks import BidApprovalHook, ExecutionCallbacks
 from bacalhau.orchestrator._nodes import NodeAddressBook, NodeManager
 from bacalhau.orchestrator._planner import ComputeTransport, Planner
 from bacalhau.orchestrator._scheduler import SchedulerSettings, schedule
@@ -59,17 +57,6 @@ from bacalhau.orchestrator._store import JobStore
 log = logging.getLogger(__name__)
 D = ExecutionDesiredStateType
 E = ExecutionStateType
-
-
-class BidApprovalHook(Protocol):
-    """An operator's say on a bid before it is accepted (exec/HTTP hooks, reputation)."""
-
-    @property
-    def name(self) -> str: ...
-
-    async def approve(self, job: Job, execution: Execution, node: NodeState) -> tuple[bool, str]:
-        """(accept?, reason)."""
-        ...
 
 
 class ComputeClient(ComputeTransport, NodeAddressBook, Protocol):
@@ -104,7 +91,6 @@ class Orchestrator:
         self._default_publisher = default_publisher
         self._default_cpu = default_cpu
         self._default_memory = default_memory
-        self._hooks = list(approval_hooks)
         self._workers = workers
         self._housekeeping_interval = housekeeping_interval
         self._installation_id = installation_id
@@ -121,6 +107,13 @@ class Orchestrator:
             transport=compute,
             enqueue=self._broker.enqueue,
             new_failure_eval=lambda job, by: self._new_eval(job, by),
+        )
+        self._callbacks = ExecutionCallbacks(
+            store=self.store,
+            planner=self._planner,
+            nodes=self.nodes,
+            hooks=approval_hooks,
+            enqueue=self._enqueue_new,
         )
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -421,137 +414,14 @@ class Orchestrator:
 
     # -- bprotocol callbacks (compute -> requester) -----------------------------------
 
-    def _own_execution(self, execution_id: str, node_id: str) -> Execution:
-        ex = self.store.get_execution(execution_id)
-        if ex.node_id != node_id:
-            raise PermissionDenied(
-                f"node {node_id} reported on execution {execution_id} of node {ex.node_id}"
-            )
-        return ex
-
-    def _after_callback(self, job_id: str) -> None:
-        job = self.store.get_job(job_id)
-        self._enqueue_new(job, TriggeredBy.EXEC_UPDATE)
-
     async def on_bid_complete(self, result: BidResult) -> None:
-        ex = self._own_execution(result.execution_id, result.node_id)
-        try:
-            if result.accepted:
-                reason = await self._run_hooks(ex)
-                self.store.update_execution(
-                    ex.id,
-                    compute_state=E.ASK_FOR_BID_ACCEPTED,
-                    expected_states=frozenset({E.NEW, E.ASK_FOR_BID}),
-                    event=Event(
-                        message="Bid accepted by node", topic="Scheduling", timestamp=now_ns()
-                    ),
-                )
-                if reason:
-                    # An approval hook said no: reject the bid so the scheduler looks elsewhere.
-                    self.store.update_execution(
-                        ex.id,
-                        desired_state=D.STOPPED,
-                        compute_state=E.BID_REJECTED,
-                        compute_message=reason,
-                        desired_message=reason,
-                    )
-                    await self._planner.reject_bid(self.store.get_execution(ex.id), reason)
-            else:
-                message = result.event.message or "node declined to bid"
-                self.store.update_execution(
-                    ex.id,
-                    compute_state=E.ASK_FOR_BID_REJECTED,
-                    desired_state=D.STOPPED,
-                    compute_message=message,
-                    compute_details=result.event.details,
-                    expected_states=frozenset({E.NEW, E.ASK_FOR_BID}),
-                    event=Event(
-                        message=f"Node declined: {message}",
-                        topic="Scheduling",
-                        timestamp=now_ns(),
-                        details=result.event.details,
-                    ),
-                )
-        except RevisionConflict as exc:
-            log.info("ignoring late bid for %s: %s", ex.id, exc.message)
-            return
-        self._after_callback(ex.job_id)
-
-    async def _run_hooks(self, ex: Execution) -> str:
-        if not self._hooks:
-            return ""
-        job = self.store.get_job(ex.job_id)
-        node = self.nodes.get(ex.node_id)
-        for hook in self._hooks:
-            try:
-                ok, why = await hook.approve(job, ex, node)
-            except BacalhauError as exc:
-                ok, why = False, exc.message
-            if not ok:
-                return f"bid rejected by approval hook {hook.name}: {why}"
-        return ""
+        await self._callbacks.on_bid_complete(result)
 
     async def on_run_complete(self, result: RunResult) -> None:
-        ex = self._own_execution(result.execution_id, result.node_id)
-        code = result.run_output.exit_code
-        message = "Completed successfully" if code == 0 else f"Completed with exit code {code}"
-        try:
-            self.store.update_execution(
-                ex.id,
-                compute_state=E.COMPLETED,
-                desired_state=D.STOPPED,
-                desired_message="execution completed",
-                compute_message=message,
-                published_result=result.published_result,
-                run_output=result.run_output,
-                expected_states=frozenset(
-                    {
-                        E.NEW,
-                        E.ASK_FOR_BID,
-                        E.ASK_FOR_BID_ACCEPTED,
-                        E.BID_ACCEPTED,
-                        E.RUNNING,
-                        E.PUBLISHING,
-                    }
-                ),
-                event=Event(message=message, topic="Execution", timestamp=now_ns()),
-            )
-        except RevisionConflict as exc:
-            log.info("ignoring late run result for %s: %s", ex.id, exc.message)
-            return
-        self._after_callback(ex.job_id)
+        await self._callbacks.on_run_complete(result)
 
     async def on_compute_failure(self, failure: ComputeFailure) -> None:
-        ex = self._own_execution(failure.execution_id, failure.node_id)
-        message = failure.event.message or "execution failed"
-        try:
-            self.store.update_execution(
-                ex.id,
-                compute_state=E.FAILED,
-                desired_state=D.STOPPED,
-                compute_message=message,
-                compute_details=failure.event.details,
-                expected_states=frozenset(
-                    {
-                        E.NEW,
-                        E.ASK_FOR_BID,
-                        E.ASK_FOR_BID_ACCEPTED,
-                        E.BID_ACCEPTED,
-                        E.RUNNING,
-                        E.PUBLISHING,
-                    }
-                ),
-                event=Event(
-                    message=message,
-                    topic=failure.event.topic or "Execution",
-                    timestamp=now_ns(),
-                    details={"IsError": "true", **failure.event.details},
-                ),
-            )
-        except RevisionConflict as exc:
-            log.info("ignoring late failure for %s: %s", ex.id, exc.message)
-            return
-        self._after_callback(ex.job_id)
+        await self._callbacks.on_compute_failure(failure)
 
     async def join(self, request: JoinRequest) -> JoinResponse:
         return await self.nodes.join(request)

@@ -17,7 +17,6 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
 
 from bacalhau.errors import (
     ExecutionNotFound,
@@ -36,13 +35,20 @@ from bacalhau.models import (
     Job,
     JobHistory,
     JobStateType,
-    Resources,
     RunCommandResult,
     SpecConfig,
     check_desired_transition,
     check_execution_transition,
     check_job_transition,
     now_ns,
+)
+from bacalhau.orchestrator._rows import (
+    eval_from_row,
+    eval_to_row,
+    execution_from_row,
+    execution_to_row,
+    history_from_row,
+    history_to_row,
 )
 
 _SCHEMA = """
@@ -251,7 +257,7 @@ class JobStore:
                     execution.revision,
                     execution.create_time,
                     execution.modify_time,
-                    json.dumps(_execution_to_row(execution)),
+                    json.dumps(execution_to_row(execution)),
                 ),
             )
             if event is not None:
@@ -263,13 +269,13 @@ class JobStore:
         ).fetchone()
         if row is None:
             raise ExecutionNotFound(f"execution not found: {execution_id}")
-        return _execution_from_row(json.loads(row[0]))
+        return execution_from_row(json.loads(row[0]))
 
     def executions_of(self, job_id: str) -> list[Execution]:
         rows = self._db.execute(
             "SELECT data FROM executions WHERE job_id = ? ORDER BY create_time, id", (job_id,)
         ).fetchall()
-        return [_execution_from_row(json.loads(r[0])) for r in rows]
+        return [execution_from_row(json.loads(r[0])) for r in rows]
 
     def active_jobs_on_node(self, node_id: str) -> list[str]:
         rows = self._db.execute(
@@ -347,7 +353,7 @@ class JobStore:
                     int(ex.desired_state),
                     ex.revision,
                     ex.modify_time,
-                    json.dumps(_execution_to_row(ex)),
+                    json.dumps(execution_to_row(ex)),
                     execution_id,
                     ex.revision - 1,
                 ),
@@ -398,7 +404,7 @@ class JobStore:
                 item.event.timestamp = item.time
             self._db.execute(
                 "INSERT INTO history (job_id, seq, data) VALUES (?, ?, ?)",
-                (item.job_id, item.seq_num, json.dumps(_history_to_row(item))),
+                (item.job_id, item.seq_num, json.dumps(history_to_row(item))),
             )
             self._pending_notify.add(item.job_id)
         return item
@@ -408,7 +414,7 @@ class JobStore:
             "SELECT seq, data FROM history WHERE job_id = ? AND seq > ? ORDER BY seq",
             (job_id, after_seq),
         ).fetchall()
-        return [_history_from_row(job_id, int(r[0]), json.loads(r[1])) for r in rows]
+        return [history_from_row(job_id, int(r[0]), json.loads(r[1])) for r in rows]
 
     def last_seq(self, job_id: str) -> int:
         row = self._db.execute(
@@ -431,7 +437,7 @@ class JobStore:
     def create_evaluation(self, ev: Evaluation) -> None:
         self._db.execute(
             "INSERT INTO evaluations (id, job_id, status, wait_until, data) VALUES (?, ?, ?, ?, ?)",
-            (ev.id, ev.job_id, ev.status, ev.wait_until, json.dumps(_eval_to_row(ev))),
+            (ev.id, ev.job_id, ev.status, ev.wait_until, json.dumps(eval_to_row(ev))),
         )
 
     def set_evaluation_status(self, eval_id: str, status: str) -> None:
@@ -442,7 +448,7 @@ class JobStore:
             "SELECT data FROM evaluations WHERE status = ? ORDER BY wait_until",
             (EvaluationStatus.PENDING,),
         ).fetchall()
-        return [_eval_from_row(json.loads(r[0])) for r in rows]
+        return [eval_from_row(json.loads(r[0])) for r in rows]
 
     # -- idempotency -------------------------------------------------------------------
 
@@ -461,128 +467,3 @@ class JobStore:
             "INSERT INTO idempotency (token, job_id, evaluation_id, warnings) VALUES (?, ?, ?, ?)",
             (token, job_id, eval_id, json.dumps(warnings)),
         )
-
-
-# -- row codecs (internal; the wire shapes live in models) ---------------------------------
-
-
-def _execution_to_row(ex: Execution) -> dict[str, Any]:
-    return {
-        "id": ex.id,
-        "job_id": ex.job_id,
-        "node_id": ex.node_id,
-        "namespace": ex.namespace,
-        "eval_id": ex.eval_id,
-        "name": ex.name,
-        "task": ex.task_name,
-        "alloc": ex.allocated.to_dict(),
-        "ds": int(ex.desired_state),
-        "dm": ex.desired_message,
-        "cs": int(ex.compute_state),
-        "cm": ex.compute_message,
-        "cd": ex.compute_details,
-        "pr": ex.published_result.to_dict() if ex.published_result else None,
-        "ro": ex.run_output.to_dict() if ex.run_output else None,
-        "prev": ex.previous_execution,
-        "next": ex.next_execution,
-        "fe": ex.followup_eval_id,
-        "rev": ex.revision,
-        "ct": ex.create_time,
-        "mt": ex.modify_time,
-    }
-
-
-def _execution_from_row(d: dict[str, Any]) -> Execution:
-    pr = d.get("pr")
-    ro = d.get("ro")
-    return Execution(
-        id=d["id"],
-        job_id=d["job_id"],
-        node_id=d["node_id"],
-        namespace=d["namespace"],
-        eval_id=d["eval_id"],
-        name=d["name"],
-        task_name=d["task"],
-        allocated=Resources.from_dict(d["alloc"]),
-        desired_state=ExecutionDesiredStateType(d["ds"]),
-        desired_message=d["dm"],
-        compute_state=ExecutionStateType(d["cs"]),
-        compute_message=d["cm"],
-        compute_details=dict(d["cd"]),
-        published_result=SpecConfig(type=pr["Type"], params=pr.get("Params", {})) if pr else None,
-        run_output=RunCommandResult.from_dict(ro) if ro else None,
-        previous_execution=d["prev"],
-        next_execution=d["next"],
-        followup_eval_id=d["fe"],
-        revision=d["rev"],
-        create_time=d["ct"],
-        modify_time=d["mt"],
-    )
-
-
-def _history_to_row(h: JobHistory) -> dict[str, Any]:
-    return {
-        "type": h.type,
-        "time": h.time,
-        "rev": h.new_revision,
-        "node": h.node_id,
-        "exec": h.execution_id,
-        "ev": {
-            "m": h.event.message,
-            "t": h.event.topic,
-            "ts": h.event.timestamp,
-            "d": h.event.details,
-        },
-        "jp": int(h.job_state_previous) if h.job_state_previous is not None else None,
-        "jn": int(h.job_state_new) if h.job_state_new is not None else None,
-        "ep": int(h.exec_state_previous) if h.exec_state_previous is not None else None,
-        "en": int(h.exec_state_new) if h.exec_state_new is not None else None,
-    }
-
-
-def _history_from_row(job_id: str, seq: int, d: dict[str, Any]) -> JobHistory:
-    ev = d["ev"]
-    return JobHistory(
-        seq_num=seq,
-        type=d["type"],
-        job_id=job_id,
-        event=Event(message=ev["m"], topic=ev["t"], timestamp=ev["ts"], details=dict(ev["d"])),
-        time=d["time"],
-        new_revision=d["rev"],
-        node_id=d["node"],
-        execution_id=d["exec"],
-        job_state_previous=JobStateType(d["jp"]) if d["jp"] is not None else None,
-        job_state_new=JobStateType(d["jn"]) if d["jn"] is not None else None,
-        exec_state_previous=ExecutionStateType(d["ep"]) if d["ep"] is not None else None,
-        exec_state_new=ExecutionStateType(d["en"]) if d["en"] is not None else None,
-    )
-
-
-def _eval_to_row(ev: Evaluation) -> dict[str, Any]:
-    return {
-        "id": ev.id,
-        "job_id": ev.job_id,
-        "ns": ev.namespace,
-        "type": ev.type,
-        "by": ev.triggered_by,
-        "prio": ev.priority,
-        "status": ev.status,
-        "wait": ev.wait_until,
-        "ct": ev.create_time,
-        "mt": ev.modify_time,
-    }
-
-
-def _eval_from_row(d: dict[str, Any]) -> Evaluation:
-    return Evaluation(
-        id=d["id"],
-        job_id=d["job_id"],
-        namespace=d["ns"],
-        type=d["type"],
-        triggered_by=d["by"],
-        priority=d["prio"],
-        status=d["status"],
-        wait_until=d["wait"],
-        create_time=d["ct"],
-        modify_time=d["mt"],
-    )

@@ -1,0 +1,202 @@
+"""The bprotocol callbacks a compute node makes (OnBidComplete, OnRunComplete,
+OnComputeFailure): each records what happened to one execution and queues an evaluation.
+
+Callbacks may arrive late or twice (a node retries until it is heard): every write is
+conditional on the execution still being in a state the callback can follow, and a stale
+callback is ignored rather than corrupting a finished execution.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from bacalhau.errors import BacalhauError, PermissionDenied, RevisionConflict
+from bacalhau.models import (
+    BidResult,
+    ComputeFailure,
+    Event,
+    Execution,
+    ExecutionDesiredStateType,
+    ExecutionStateType,
+    Job,
+    NodeState,
+    RunResult,
+    TriggeredBy,
+    now_ns,
+)
+from bacalhau.orchestrator._nodes import NodeManager
+from bacalhau.orchestrator._planner import Planner
+from bacalhau.orchestrator._store import JobStore
+
+log = logging.getLogger(__name__)
+D = ExecutionDesiredStateType
+E = ExecutionStateType
+
+#: States from which a run result or a failure report can still be recorded.
+_REPORTABLE = frozenset(
+    {E.NEW, E.ASK_FOR_BID, E.ASK_FOR_BID_ACCEPTED, E.BID_ACCEPTED, E.RUNNING, E.PUBLISHING}
+)
+
+
+class BidApprovalHook(Protocol):
+    """An operator's say on a bid before it is accepted (exec/HTTP hooks, reputation)."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def approve(self, job: Job, execution: Execution, node: NodeState) -> tuple[bool, str]:
+        """(accept?, reason)."""
+        ...
+
+
+class ExecutionCallbacks:
+    """Records compute nodes' reports on their executions."""
+
+    def __init__(
+        self,
+        *,
+        store: JobStore,
+        planner: Planner,
+        nodes: NodeManager,
+        hooks: Sequence[BidApprovalHook],
+        enqueue: Callable[[Job, str], object],
+    ) -> None:
+        self._store = store
+        self._planner = planner
+        self._nodes = nodes
+        self._hooks = list(hooks)
+        self._enqueue = enqueue
+
+    def _own_execution(self, execution_id: str, node_id: str) -> Execution:
+        ex = self._store.get_execution(execution_id)
+        if ex.node_id != node_id:
+            raise PermissionDenied(
+                f"node {node_id} reported on execution {execution_id} of node {ex.node_id}"
+            )
+        return ex
+
+    def _after_callback(self, job_id: str) -> None:
+        job = self._store.get_job(job_id)
+        self._enqueue(job, TriggeredBy.EXEC_UPDATE)
+
+    async def on_bid_complete(self, result: BidResult) -> None:
+        ex = self._own_execution(result.execution_id, result.node_id)
+        try:
+            if result.accepted:
+                reason = await self._run_hooks(ex)
+                self._store.update_execution(
+                    ex.id,
+                    compute_state=E.ASK_FOR_BID_ACCEPTED,
+                    expected_states=frozenset({E.NEW, E.ASK_FOR_BID}),
+                    event=Event(
+                        message="Bid accepted by node", topic="Scheduling", timestamp=now_ns()
+                    ),
+                )
+                if reason:
+                    # An approval hook said no: reject the bid so the scheduler looks elsewhere.
+                    self._store.update_execution(
+                        ex.id,
+                        desired_state=D.STOPPED,
+                        compute_state=E.BID_REJECTED,
+                        compute_message=reason,
+                        desired_message=reason,
+                    )
+                    await self._planner.reject_bid(self._store.get_execution(ex.id), reason)
+            else:
+                message = result.event.message or "node declined to bid"
+                self._store.update_execution(
+                    ex.id,
+                    compute_state=E.ASK_FOR_BID_REJECTED,
+                    desired_state=D.STOPPED,
+                    compute_message=message,
+                    compute_details=result.event.details,
+                    expected_states=frozenset({E.NEW, E.ASK_FOR_BID}),
+                    event=Event(
+                        message=f"Node declined: {message}",
+                        topic="Scheduling",
+                        timestamp=now_ns(),
+                        details=result.event.details,
+                    ),
+                )
+        except RevisionConflict as exc:
+            log.info("ignoring late bid for %s: %s", ex.id, exc.message)
+            return
+        self._after_callback(ex.job_id)
+
+    async def _run_hooks(self, ex: Execution) -> str:
+        if not self._hooks:
+            return ""
+        job = self._store.get_job(ex.job_id)
+        node = self._nodes.get(ex.node_id)
+        for hook in self._hooks:
+            try:
+                ok, why = await hook.approve(job, ex, node)
+            except BacalhauError as exc:
+                ok, why = False, exc.message
+            if not ok:
+                return f"bid rejected by approval hook {hook.name}: {why}"
+        return ""
+
+    async def on_run_complete(self, result: RunResult) -> None:
+        ex = self._own_execution(result.execution_id, result.node_id)
+        code = result.run_output.exit_code
+        message = "Completed successfully" if code == 0 else f"Completed with exit code {code}"
+        try:
+            self._store.update_execution(
+                ex.id,
+                compute_state=E.COMPLETED,
+                desired_state=D.STOPPED,
+                desired_message="execution completed",
+                compute_message=message,
+                published_result=result.published_result,
+                run_output=result.run_output,
+                expected_states=frozenset(
+                    {
+                        E.NEW,
+                        E.ASK_FOR_BID,
+                        E.ASK_FOR_BID_ACCEPTED,
+                        E.BID_ACCEPTED,
+                        E.RUNNING,
+                        E.PUBLISHING,
+                    }
+                ),
+                event=Event(message=message, topic="Execution", timestamp=now_ns()),
+            )
+        except RevisionConflict as exc:
+            log.info("ignoring late run result for %s: %s", ex.id, exc.message)
+            return
+        self._after_callback(ex.job_id)
+
+    async def on_compute_failure(self, failure: ComputeFailure) -> None:
+        ex = self._own_execution(failure.execution_id, failure.node_id)
+        message = failure.event.message or "execution failed"
+        try:
+            self._store.update_execution(
+                ex.id,
+                compute_state=E.FAILED,
+                desired_state=D.STOPPED,
+                compute_message=message,
+                compute_details=failure.event.details,
+                expected_states=frozenset(
+                    {
+                        E.NEW,
+                        E.ASK_FOR_BID,
+                        E.ASK_FOR_BID_ACCEPTED,
+                        E.BID_ACCEPTED,
+                        E.RUNNING,
+                        E.PUBLISHING,
+                    }
+                ),
+                event=Event(
+                    message=message,
+                    topic=failure.event.topic or "Execution",
+                    timestamp=now_ns(),
+                    details={"IsError": "true", **failure.event.details},
+                ),
+            )
+        except RevisionConflict as exc:
+            log.info("ignoring late failure for %s: %s", ex.id, exc.message)
+            return
+        self._after_callback(ex.job_id)
