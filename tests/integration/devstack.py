@@ -1,0 +1,391 @@
+"""Real clusters for integration tests: a ``bacalhau devstack`` process tree, extra
+``bacalhau serve`` node processes, and the ``bacalhau`` command run against them.
+
+Everything here starts real OS processes on loopback and proves, when it stops them, that
+none outlived the stop: a leftover process or container fails the test that owned it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from bacalhau.client import Client
+
+T = TypeVar("T")
+
+READY_TIMEOUT = 60.0
+STOP_TIMEOUT = 30.0
+CLI_TIMEOUT = 120.0
+
+_SUBMITTED = re.compile(r"Job successfully submitted\. Job ID: (j-[0-9a-f-]+)")
+
+
+def submitted_job_id(stdout: str) -> str:
+    """The job ID in what ``bacalhau docker run`` / ``wasm run`` printed."""
+    match = _SUBMITTED.search(stdout)
+    assert match, f"no job ID in:\n{stdout}"
+    return match.group(1)
+
+
+def eventually(probe: Callable[[], T | None], *, timeout: float, what: str) -> T:
+    """Poll ``probe`` until it returns something other than None or False; fail after
+    ``timeout`` seconds saying ``what`` did not happen."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value is not None and value is not False:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout:.0f}s")
+        time.sleep(0.05)
+
+
+def _die_with_parent() -> None:
+    # A test worker that is killed outright must not leave node processes behind.
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def node_env() -> dict[str, str]:
+    """The environment of node processes: no ``BACALHAU_*`` settings of the caller leak in,
+    and gRPC's log level is pinned because tests read refused TLS handshakes from the node
+    logs, which gRPC writes at INFO."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BACALHAU_")}
+    return {**env, "PYTHONUNBUFFERED": "1", "GRPC_VERBOSITY": "INFO"}
+
+
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` names a live (not zombie) process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    # The state letter follows the parenthesised command name, which may contain spaces.
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def bacalhau_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "bacalhau", *args]
+
+
+def run_bacalhau(
+    args: Sequence[str], *, env: dict[str, str] | None = None, timeout: float = CLI_TIMEOUT
+) -> subprocess.CompletedProcess[str]:
+    """Run the real ``bacalhau`` command; returns its exit code and captured output."""
+    return subprocess.run(
+        bacalhau_command(*args),
+        capture_output=True,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def containers(label: str) -> list[str]:
+    """IDs of every container (running or not) carrying ``label`` (``key`` or ``key=value``)."""
+    out = subprocess.run(
+        ["docker", "ps", "-a", "-q", "--filter", f"label={label}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    return out.stdout.split()
+
+
+def containers_of_jobs(job_ids: Iterable[str]) -> list[str]:
+    """Containers of any of ``job_ids``, as ``name (job ID)``."""
+    wanted = set(job_ids)
+    out = subprocess.run(
+        [
+            "docker",
+            "ps",
+            "-a",
+            "--filter",
+            "label=bacalhau-jobID",
+            "--format",
+            '{{.Names}} {{.Label "bacalhau-jobID"}}',
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    rows = [line.split() for line in out.stdout.splitlines() if line.strip()]
+    return [f"{row[0]} ({row[1]})" for row in rows if len(row) == 2 and row[1] in wanted]
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestNode:
+    """One node of a running devstack, as ``devstack.json`` describes it."""
+
+    name: str
+    node_id: str
+    role: str
+    pid: int
+    data_dir: Path
+    grpc_address: str
+    log: Path
+
+
+class Devstack:
+    """A running ``bacalhau devstack``: one requester and N compute node processes."""
+
+    def __init__(self, data_dir: Path, process: subprocess.Popen[bytes]) -> None:
+        self.data_dir = data_dir
+        self.process = process
+        self.manifest: dict[str, object] = {}
+        self.nodes: list[ManifestNode] = []
+        self._client: Client | None = None
+
+    @classmethod
+    def start(cls, data_dir: Path, *, compute_nodes: int) -> Devstack:
+        """Start ``bacalhau devstack`` (API on a free port) and wait for its manifest, which
+        it writes only once every compute node has joined."""
+        data_dir.mkdir(parents=True, exist_ok=True)
+        with (data_dir / "devstack.out").open("wb") as out:
+            process = subprocess.Popen(
+                bacalhau_command(
+                    "devstack",
+                    "--compute-nodes",
+                    str(compute_nodes),
+                    "--api-port",
+                    "0",
+                    "--data-dir",
+                    str(data_dir),
+                ),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=node_env(),
+                preexec_fn=_die_with_parent,
+            )
+        devstack = cls(data_dir, process)
+        try:
+            devstack._wait_for_manifest()
+        except BaseException:
+            devstack.stop(check=False)
+            raise
+        return devstack
+
+    def _wait_for_manifest(self) -> None:
+        path = self.data_dir / "devstack.json"
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not path.exists():
+            if self.process.poll() is not None:
+                raise AssertionError(
+                    f"devstack exited with code {self.process.returncode} before it was "
+                    f"ready:\n{self.output()}"
+                )
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"devstack not ready within {READY_TIMEOUT:.0f}s:\n{self.output()}"
+                )
+            time.sleep(0.05)
+        self.manifest = json.loads(path.read_text())
+        nodes = self.manifest["Nodes"]
+        assert isinstance(nodes, list)
+        self.nodes = [
+            ManifestNode(
+                name=n["Name"],
+                node_id=n["ID"],
+                role=n["Role"],
+                pid=int(n["PID"]),
+                data_dir=Path(n["DataDir"]),
+                grpc_address=n["GRPCAddress"],
+                log=Path(n["Log"]),
+            )
+            for n in nodes
+        ]
+
+    def output(self) -> str:
+        """What the devstack process printed so far."""
+        try:
+            return (self.data_dir / "devstack.out").read_text(errors="replace")
+        except OSError:
+            return ""
+
+    # -- addresses ------------------------------------------------------------------------
+
+    @property
+    def api_address(self) -> str:
+        value = self.manifest["APIAddress"]
+        assert isinstance(value, str)
+        return value
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.api_address}"
+
+    @property
+    def api_port(self) -> int:
+        return int(self.api_address.rsplit(":", 1)[1])
+
+    @property
+    def ca_dir(self) -> Path:
+        return Path(str(self.manifest["CADir"]))
+
+    @property
+    def requester(self) -> ManifestNode:
+        return next(n for n in self.nodes if n.role == "requester")
+
+    @property
+    def compute(self) -> list[ManifestNode]:
+        return [n for n in self.nodes if n.role == "compute"]
+
+    def node(self, node_id: str) -> ManifestNode:
+        return next(n for n in self.nodes if n.node_id == node_id)
+
+    # -- talking to it --------------------------------------------------------------------
+
+    def env(self) -> dict[str, str]:
+        """The environment of a client of this devstack (the ``bacalhau`` command, the SDK)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BACALHAU_")}
+        env["BACALHAU_API_HOST"], env["BACALHAU_API_PORT"] = self.api_address.rsplit(":", 1)
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def cli(
+        self, *args: str, timeout: float = CLI_TIMEOUT, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``bacalhau ARGS...`` against this devstack (address from the environment)."""
+        return subprocess.run(
+            bacalhau_command(*args),
+            capture_output=True,
+            text=True,
+            env=self.env(),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            timeout=timeout,
+            check=False,
+        )
+
+    def ok(self, *args: str, timeout: float = CLI_TIMEOUT, cwd: Path | None = None) -> str:
+        """Run ``bacalhau ARGS...``, insist that it succeeds, return its standard output."""
+        done = self.cli(*args, timeout=timeout, cwd=cwd)
+        assert done.returncode == 0, (
+            f"bacalhau {' '.join(args)} exited with {done.returncode}\n"
+            f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+        )
+        return done.stdout
+
+    @property
+    def client(self) -> Client:
+        """Our own SDK, connected to the devstack's API."""
+        if self._client is None:
+            self._client = Client(self.api_url)
+        return self._client
+
+    def job_ids(self) -> list[str]:
+        """Every job the requester knows."""
+        ids: list[str] = []
+        token = ""
+        while True:
+            page = self.client.list_jobs(limit=100, next_token=token)
+            ids.extend(j.id for j in page.items)
+            token = page.next_token
+            if not token:
+                return ids
+
+    # -- stopping -------------------------------------------------------------------------
+
+    def stop(self, *, check: bool = True) -> None:
+        """SIGTERM the devstack; with ``check``, assert it exited cleanly and took every node
+        process and every container of its jobs with it."""
+        jobs: list[str] = []
+        unlisted: Exception | None = None
+        if check:
+            try:
+                jobs = self.job_ids()
+            except Exception as err:  # still stop every process, then report
+                unlisted = err
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait()
+        survivors = [n for n in self.nodes if process_alive(n.pid)]
+        for n in survivors:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(n.pid, signal.SIGKILL)
+        if not check:
+            return
+        if unlisted is not None:
+            raise AssertionError(f"the devstack's API failed before the stop: {unlisted}")
+        assert code == 0, f"devstack exited with {code} on SIGTERM:\n{self.output()}"
+        assert not survivors, f"node processes outlived the devstack: {survivors}"
+        leftovers = containers_of_jobs(jobs)
+        assert not leftovers, f"containers outlived the devstack: {leftovers}"
+
+
+class NodeProcess:
+    """One extra ``bacalhau serve`` process (e.g. a node joining a devstack by hand)."""
+
+    def __init__(self, data_dir: Path, args: Sequence[str]) -> None:
+        self.data_dir = data_dir
+        self.log = data_dir / "serve.log"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        with self.log.open("wb") as out:
+            self.process = subprocess.Popen(
+                bacalhau_command("serve", "--data-dir", str(data_dir), *args),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=node_env(),
+                preexec_fn=_die_with_parent,
+            )
+
+    @classmethod
+    def compute(cls, data_dir: Path, orchestrator: str, *extra: str) -> NodeProcess:
+        """A compute node on free loopback ports joining the requester at ``orchestrator``."""
+        return cls(
+            data_dir,
+            [
+                "--compute",
+                "--orchestrator-address",
+                orchestrator,
+                "--grpc-host",
+                "127.0.0.1",
+                "--grpc-port",
+                "0",
+                "--publisher-host",
+                "127.0.0.1",
+                "--publisher-port",
+                "0",
+                *extra,
+            ],
+        )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> int:
+        """SIGTERM the node and wait for it; returns its exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(f"node in {self.data_dir} ignored SIGTERM") from None
