@@ -99,11 +99,20 @@ def serve(config: tuple[str, ...], labels: tuple[str, ...], **flags: Any) -> Non
     default=None,
     help="Where the nodes keep their state (default: a new temporary directory).",
 )
-def devstack(compute_nodes: int, api_port: int, data_dir: Path | None) -> None:
+@click.option(
+    "--engines",
+    default="docker,wasm",
+    show_default=True,
+    help="Execution engines every compute node offers (comma-separated: docker, wasm, noop).",
+)
+def devstack(compute_nodes: int, api_port: int, data_dir: Path | None, engines: str) -> None:
     """Start a local test network: an orchestrator and N compute nodes on loopback."""
+    names = tuple(e.strip().lower() for e in engines.split(",") if e.strip())
+    if not names:
+        raise click.BadParameter("name at least one engine", param_hint="'--engines'")
     code = _run(
         _node_package().run_devstack(
-            compute_nodes=compute_nodes, api_port=api_port, data_dir=data_dir
+            compute_nodes=compute_nodes, api_port=api_port, data_dir=data_dir, engines=names
         )
     )
     if isinstance(code, int) and code:

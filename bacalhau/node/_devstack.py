@@ -27,6 +27,7 @@ import aiohttp
 
 from bacalhau.errors import InternalError, InvalidRequest, Unavailable
 from bacalhau.identity import TLS_CERT_FILE, ClusterCA, NodeIdentity
+from bacalhau.node._plugins import check_engines
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,7 @@ def plan_devstack(
     """Create the CA, identities and certificates; choose ports; build each node's command."""
     if compute_nodes < 0:
         raise InvalidRequest("--compute-nodes must be >= 0", details={"Field": "compute-nodes"})
+    engines = check_engines(engines)
     data_dir.mkdir(parents=True, exist_ok=True)
     ca_dir = data_dir / "ca"
     ca = ClusterCA.load(ca_dir) if (ca_dir / "ca.key").exists() else ClusterCA.create(ca_dir)

@@ -7,6 +7,23 @@ from collections.abc import Callable, Iterable
 from bacalhau.errors import InvalidConfiguration
 from bacalhau.executor import DockerExecutor, Executor, NoopExecutor, WasmExecutor
 
+#: Engine names a compute node can offer.
+KNOWN_ENGINES = ("docker", "noop", "wasm")
+
+
+def check_engines(names: Iterable[str]) -> tuple[str, ...]:
+    """Normalise engine names; unknown ones are a configuration error naming the choices."""
+    out = tuple(n.strip().lower() for n in names if n.strip())
+    for name in out:
+        if name not in KNOWN_ENGINES:
+            raise InvalidConfiguration(
+                f"unknown execution engine {name!r}",
+                hint="choose from: " + ", ".join(KNOWN_ENGINES),
+            )
+    if not out:
+        raise InvalidConfiguration("a compute node needs at least one execution engine")
+    return out
+
 
 def build_executors(
     names: Iterable[str], *, allow_image_pull: bool, node_id: str
@@ -22,18 +39,4 @@ def build_executors(
         "wasm": WasmExecutor,
         "noop": NoopExecutor,
     }
-    out: dict[str, Executor] = {}
-    for raw in names:
-        name = raw.strip().lower()
-        if not name:
-            continue
-        factory = registry.get(name)
-        if factory is None:
-            raise InvalidConfiguration(
-                f"unknown execution engine {raw!r}",
-                hint="choose from: " + ", ".join(sorted(registry)),
-            )
-        out[name] = factory()
-    if not out:
-        raise InvalidConfiguration("a compute node needs at least one execution engine")
-    return out
+    return {name: registry[name]() for name in check_engines(names)}
