@@ -83,7 +83,7 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
 
     server = NodeServer(identity, files, config.grpc_host, config.grpc_port)
     node_id = identity.node_id
-    version = bacalhau.__version__
+    version = f"v{bacalhau.__version__}"  # Bacalhau clients read GitVersion as "vX.Y.Z"
 
     # -- orchestrator ---------------------------------------------------------------------
     orchestrator: Orchestrator | None = None
