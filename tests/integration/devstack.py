@@ -304,9 +304,9 @@ class Devstack:
 
     # -- stopping -------------------------------------------------------------------------
 
-    def stop(self, *, check: bool = True) -> None:
-        """SIGTERM the devstack; with ``check``, assert it exited cleanly and took every node
-        process and every container of its jobs with it."""
+    def stop(self, *, check: bool = True, sig: signal.Signals = signal.SIGTERM) -> None:
+        """Signal the devstack (SIGTERM by default); with ``check``, assert it exited cleanly
+        and took every node process and every container of its jobs with it."""
         jobs: list[str] = []
         unlisted: Exception | None = None
         if check:
@@ -318,7 +318,7 @@ class Devstack:
             self._client.close()
             self._client = None
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            self.process.send_signal(sig)
         try:
             code = self.process.wait(timeout=STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
@@ -332,7 +332,7 @@ class Devstack:
             return
         if unlisted is not None:
             raise AssertionError(f"the devstack's API failed before the stop: {unlisted}")
-        assert code == 0, f"devstack exited with {code} on SIGTERM:\n{self.output()}"
+        assert code == 0, f"devstack exited with {code} on {sig.name}:\n{self.output()}"
         assert not survivors, f"node processes outlived the devstack: {survivors}"
         leftovers = containers_of_jobs(jobs)
         assert not leftovers, f"containers outlived the devstack: {leftovers}"
