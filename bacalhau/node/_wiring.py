@@ -44,27 +44,30 @@ class RoutedComputeClient:
         if node_id != self._local_id:
             self._remote.register_node(node_id, address)
 
+    def _local_for(self, node_id: str) -> ComputeEndpoint | None:
+        return self._local if node_id == self._local_id else None
+
     async def ask_for_bid(self, node_id: str, request: AskForBidRequest) -> None:
-        if self._local is not None and node_id == self._local_id:
-            await self._local.ask_for_bid(self._local_id, request)
+        if (local := self._local_for(node_id)) is not None:
+            await local.ask_for_bid(self._local_id, request)
         else:
             await self._remote.ask_for_bid(node_id, request)
 
     async def bid_accepted(self, node_id: str, decision: BidDecision) -> None:
-        if self._local is not None and node_id == self._local_id:
-            await self._local.bid_accepted(self._local_id, decision)
+        if (local := self._local_for(node_id)) is not None:
+            await local.bid_accepted(self._local_id, decision)
         else:
             await self._remote.bid_accepted(node_id, decision)
 
     async def bid_rejected(self, node_id: str, decision: BidDecision) -> None:
-        if self._local is not None and node_id == self._local_id:
-            await self._local.bid_rejected(self._local_id, decision)
+        if (local := self._local_for(node_id)) is not None:
+            await local.bid_rejected(self._local_id, decision)
         else:
             await self._remote.bid_rejected(node_id, decision)
 
     async def cancel_execution(self, node_id: str, request: CancelExecutionRequest) -> None:
-        if self._local is not None and node_id == self._local_id:
-            await self._local.cancel_execution(self._local_id, request)
+        if (local := self._local_for(node_id)) is not None:
+            await local.cancel_execution(self._local_id, request)
         else:
             await self._remote.cancel_execution(node_id, request)
 
@@ -72,15 +75,17 @@ class RoutedComputeClient:
 class RequesterLink:
     """The compute node's view of its requester: callbacks plus join/heartbeat.
 
-    Either the in-process orchestrator (hybrid node) or the gRPC client to a remote one.
+    Either the in-process orchestrator (hybrid node) or the gRPC client to a remote one; both
+    take the same messages, so the link only adds the requester ID check.
     """
 
     def __init__(
         self, *, local: Orchestrator | None = None, remote: OrchestratorClient | None = None
     ) -> None:
-        if (local is None) == (remote is None):
+        target = local if remote is None else remote
+        if target is None or (local is not None and remote is not None):
             raise ValueError("exactly one of local and remote is needed")
-        self._local = local
+        self._target: Orchestrator | OrchestratorClient = target
         self._remote = remote
 
     def _check(self, requester_id: str) -> None:
@@ -93,37 +98,18 @@ class RequesterLink:
 
     async def on_bid_complete(self, requester_id: str, result: BidResult) -> None:
         self._check(requester_id)
-        if self._local is not None:
-            await self._local.on_bid_complete(result)
-        else:
-            assert self._remote is not None
-            await self._remote.on_bid_complete(result)
+        await self._target.on_bid_complete(result)
 
     async def on_run_complete(self, requester_id: str, result: RunResult) -> None:
         self._check(requester_id)
-        if self._local is not None:
-            await self._local.on_run_complete(result)
-        else:
-            assert self._remote is not None
-            await self._remote.on_run_complete(result)
+        await self._target.on_run_complete(result)
 
     async def on_compute_failure(self, requester_id: str, failure: ComputeFailure) -> None:
         self._check(requester_id)
-        if self._local is not None:
-            await self._local.on_compute_failure(failure)
-        else:
-            assert self._remote is not None
-            await self._remote.on_compute_failure(failure)
+        await self._target.on_compute_failure(failure)
 
     async def join(self, request: JoinRequest) -> JoinResponse:
-        if self._local is not None:
-            return await self._local.join(request)
-        assert self._remote is not None
-        return await self._remote.join(request)
+        return await self._target.join(request)
 
     async def heartbeat(self, heartbeat: Heartbeat) -> None:
-        if self._local is not None:
-            await self._local.heartbeat(heartbeat)
-        else:
-            assert self._remote is not None
-            await self._remote.heartbeat(heartbeat)
+        await self._target.heartbeat(heartbeat)
