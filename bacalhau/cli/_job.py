@@ -298,8 +298,19 @@ def job_stop(state: CliState, job_id: str, reason: str, quiet: bool) -> None:
 def job_get(
     state: CliState, job_id: str, output_dir: Path | None, raw: bool, download_timeout_secs: int
 ) -> None:
-    """Download the results of a job."""
-    out = state.client().download_results(
+    """Download the results of a job.
+
+    Links that would point outside the results are not created; they are named on standard
+    error. A job without results (failed, stopped, still running) is an error: no folder is
+    created.
+    """
+    downloaded = state.client().download_results(
         job_id, output_dir, raw=raw, timeout=float(download_timeout_secs)
     )
-    click.echo(f"Results for job '{job_id}' have been written to...\n{out}")
+    if downloaded.skipped:
+        click.echo(
+            f"Warning: {len(downloaded.skipped)} entries of the results were not created:", err=True
+        )
+        for entry in downloaded.skipped:
+            click.echo(f"  {entry}", err=True)
+    click.echo(f"Results for job '{job_id}' have been written to...\n{downloaded.path}")

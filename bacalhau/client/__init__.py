@@ -15,7 +15,14 @@ from bacalhau.client._async import (
     api_url,
     url_from_env,
 )
-from bacalhau.client._download import APPENDED_FILES, merge_results
+from bacalhau.client._download import (
+    APPENDED_FILES,
+    DownloadedResults,
+    NoResults,
+    SkippedEntry,
+    SkipReason,
+    merge_results,
+)
 from bacalhau.client._sync import Client
 from bacalhau.client._transport import CLIENT_WIRE_VERSION
 from bacalhau.client._types import (
@@ -36,10 +43,14 @@ __all__ = [
     "DEFAULT_API_PORT",
     "AsyncClient",
     "Client",
+    "DownloadedResults",
     "HistoryPage",
     "JobDetails",
     "JobListPage",
+    "NoResults",
     "ResultsConflict",
+    "SkipReason",
+    "SkippedEntry",
     "SubmitResponse",
     "UnsupportedResult",
     "VersionInfo",

@@ -262,20 +262,29 @@ class AsyncClient:
         *,
         raw: bool = False,
         timeout: float = 300.0,
-    ) -> Path:
-        """Download the job's results into ``output_dir`` (default ``./job-<short id>``)."""
+    ) -> _download.DownloadedResults:
+        """Download the job's results into ``output_dir`` (default ``./job-<short id>``).
+
+        Raises :class:`~bacalhau.client.NoResults` (creating no folder) when the job has
+        published nothing; archive entries that may not be created here (links leaving the
+        result) are left out and listed in the answer's ``skipped``.
+        """
+        results = await self.results(job_id)
+        if not results:
+            job = (await self.get_job(job_id)).job
+            why = f": {job.state_message}" if job.state_message else ""
+            raise _download.NoResults(f"job {job_id} has no results ({job.state.wire}{why})")
         if output_dir is None:
             job = (await self.get_job(job_id)).job
             output_dir = Path.cwd() / f"job-{short_id(job.id)}"
         out = Path(output_dir)
-        results = await self.results(job_id)
         raw_dir, taken = await asyncio.to_thread(_download.prepare_output, out)
         paths = await _download.fetch_results(self._http, results, raw_dir, taken, timeout=timeout)
-        unpacked = await asyncio.to_thread(_download.unpack, paths)
+        unpacked, skipped = await asyncio.to_thread(_download.unpack, paths)
         if not raw:
             await asyncio.to_thread(_download.merge_results, unpacked, out)
             await asyncio.to_thread(_remove_tree, raw_dir)
-        return out
+        return _download.DownloadedResults(out, tuple(skipped))
 
     # -- nodes ------------------------------------------------------------------------------
 

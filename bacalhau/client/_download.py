@@ -4,6 +4,13 @@ Each result is downloaded into ``<out>/raw/``; ``.tar.gz``/``.tgz`` archives are
 there. Unless ``raw`` is asked for, the results are then merged into ``<out>``: with several
 results, ``stdout``, ``stderr`` and ``exitCode`` are appended one after the other, and any
 other file present in more than one result is a conflict (nothing is moved in that case).
+
+Links a job left in its output folders arrive as links (the node archives them without
+following them). A symbolic link is created only when it stays inside its result: a link to
+an absolute path, one that climbs out with ``..``, one that goes through another link, and
+anything inside a linked folder are skipped, and reported in :class:`DownloadedResults` so
+the caller can name them; the rest of the result is delivered. An archive whose own entry
+names climb out of the folder is malformed and refused whole.
 """
 
 from __future__ import annotations
@@ -12,17 +19,63 @@ import os
 import posixpath
 import shutil
 import tarfile
+from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from bacalhau.client._transport import Transport
 from bacalhau.client._types import ResultsConflict, UnsupportedResult
-from bacalhau.errors import InternalError
+from bacalhau.errors import BacalhauError, InternalError
 from bacalhau.models import SpecConfig, param
 
 #: Files every result has, appended rather than conflicting when results are merged.
 APPENDED_FILES = ("stdout", "stderr", "exitCode")
 _ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
+
+
+class NoResults(BacalhauError):
+    """The job has published no results (it failed, was stopped, is still running, or its
+    publisher keeps nothing)."""
+
+    code = "NoResults"
+    http_status = 404
+    default_component = "Client"
+    default_hint = "`bacalhau job describe <id>` shows the job's state and history"
+
+
+class SkipReason(StrEnum):
+    """Why an archive entry was not created on the client."""
+
+    ABSOLUTE_LINK = "link to an absolute path"
+    ESCAPING_LINK = "link pointing outside the results"
+    LINK_THROUGH_LINK = "link that goes through another link"
+    INSIDE_LINK = "inside a linked folder"
+    LAYOUT_LINK = "results layout file that is a link"
+    DANGLING_HARD_LINK = "hard link to an entry that is not a regular file of the result"
+    SPECIAL_FILE = "device, FIFO or other special file"
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedEntry:
+    """An archive entry that was not created: its path in the result, where it pointed (for a
+    link) and why."""
+
+    path: str
+    reason: SkipReason
+    target: str = ""
+
+    def __str__(self) -> str:
+        arrow = f" -> {self.target}" if self.target else ""
+        return f"{self.path}{arrow} ({self.reason})"
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadedResults:
+    """Where ``job get`` wrote the results, and what it left out."""
+
+    path: Path
+    skipped: tuple[SkippedEntry, ...] = field(default=())
 
 
 def download_url(spec: SpecConfig) -> str:
@@ -50,7 +103,111 @@ def _file_name(url: str, index: int, taken: set[str]) -> str:
     return name
 
 
-def _extract(archive: Path) -> Path:
+def _inside_name(raw: str) -> str | None:
+    """``raw`` normalised relative to the result root, or None when it is absolute or climbs
+    out of it."""
+    if raw.startswith("/") or "\0" in raw:
+        return None
+    name = posixpath.normpath(raw)
+    if name == ".." or name.startswith("../"):
+        return None
+    return name
+
+
+def _ancestors(name: str) -> list[str]:
+    parts = name.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def _link_verdict(name: str, target: str, links: set[str]) -> SkipReason | None:
+    """Whether the symbolic link ``name -> target`` may be created: None if it stays inside.
+
+    Walks the target one component at a time from the link's folder, as the kernel would,
+    but refuses to step through any other link of the archive: ``a -> .`` and
+    ``b -> a/a/..`` would otherwise climb out although the text of ``b`` looks inside.
+    """
+    if target.startswith("/"):
+        return SkipReason.ABSOLUTE_LINK
+    if not target or "\0" in target:
+        return SkipReason.ESCAPING_LINK
+    here = name.split("/")[:-1]
+    parts = target.split("/")
+    for i, part in enumerate(parts):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not here:
+                return SkipReason.ESCAPING_LINK
+            here.pop()
+            continue
+        here.append(part)
+        if i < len(parts) - 1 and "/".join(here) in links:
+            return SkipReason.LINK_THROUGH_LINK
+    return None
+
+
+@dataclass(slots=True)
+class _Plan:
+    entries: list[tarfile.TarInfo] = field(default_factory=list)
+    links: list[tarfile.TarInfo] = field(default_factory=list)
+    skipped: list[SkippedEntry] = field(default_factory=list)
+
+
+def plan_extraction(members: list[tarfile.TarInfo]) -> _Plan:
+    """Decide, from the archive's entries alone, what to create (files and folders first,
+    symbolic links last, so nothing is ever written through a link) and what to skip."""
+    plan = _Plan()
+    names: dict[int, str] = {}
+    for i, m in enumerate(members):
+        name = _inside_name(m.name)
+        if name is None or (name == "." and not m.isdir()):
+            raise InternalError(
+                f"result archive entry {m.name!r} is outside the result folder",
+                hint="the compute node sent a malformed archive",
+            )
+        names[i] = name
+    links = {names[i] for i, m in enumerate(members) if m.issym()}
+    verdicts: dict[int, SkipReason | None] = {}
+    for i, m in enumerate(members):
+        if not m.issym():
+            continue
+        name = names[i]
+        if any(a in links for a in _ancestors(name)):
+            verdicts[i] = SkipReason.INSIDE_LINK
+        elif name in APPENDED_FILES:
+            verdicts[i] = SkipReason.LAYOUT_LINK
+        else:
+            verdicts[i] = _link_verdict(name, m.linkname, links)
+    created_links = {names[i] for i, v in verdicts.items() if v is None}
+    regular: set[str] = set()
+    for i, m in enumerate(members):
+        name = names[i]
+        reason: SkipReason | None = None
+        if m.issym():
+            reason = verdicts[i]
+        elif any(a in links for a in _ancestors(name)):
+            reason = SkipReason.INSIDE_LINK
+        elif name in created_links:
+            continue  # the same name arrives later as a link, which replaces it
+        elif m.islnk():
+            if _inside_name(m.linkname) not in regular:
+                reason = SkipReason.DANGLING_HARD_LINK
+        elif not (m.isfile() or m.isdir()):
+            reason = SkipReason.SPECIAL_FILE
+        if reason is not None:
+            link = m.linkname if (m.issym() or m.islnk()) else ""
+            plan.skipped.append(SkippedEntry(name, reason, link))
+            continue
+        if m.issym():
+            plan.links.append(m)
+        else:
+            if m.isfile():
+                regular.add(name)
+            plan.entries.append(m)
+    return plan
+
+
+def _extract(archive: Path) -> tuple[Path, list[SkippedEntry]]:
     """Extract ``archive`` next to itself (into a folder named after it) and remove it."""
     name = archive.name
     for suffix in _ARCHIVE_SUFFIXES:
@@ -60,21 +217,35 @@ def _extract(archive: Path) -> Path:
     target.mkdir(exist_ok=True)
     try:
         with tarfile.open(archive, "r:gz") as tar:
-            # The "data" filter refuses absolute paths, links out of the tree and devices.
-            tar.extractall(target, filter="data")
+            plan = plan_extraction(tar.getmembers())
+            # The "data" filter stays as a second guard (modes, paths, link targets).
+            tar.extractall(target, members=plan.entries, filter="data")
+            tar.extractall(target, members=plan.links, filter="data")
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise InternalError(
             f"cannot extract {archive.name}: {exc}",
             hint="the download may be incomplete; try again",
         ) from None
     archive.unlink()
-    return target
+    return target, plan.skipped
 
 
 def _files(root: Path) -> list[Path]:
-    if root.is_file():
+    """Every file and link under ``root`` (relative), never following a link."""
+    if root.is_file() or root.is_symlink():
         return [Path(root.name)]
-    return sorted(p.relative_to(root) for p in root.rglob("*") if not p.is_dir())
+    found: list[Path] = []
+    pending = [root]
+    while pending:
+        folder = pending.pop()
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                path = Path(entry.path)
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(path)
+                else:
+                    found.append(path.relative_to(root))
+    return sorted(found)
 
 
 def merge_results(sources: list[Path], out: Path) -> None:
@@ -85,15 +256,23 @@ def merge_results(sources: list[Path], out: Path) -> None:
         for rel in _files(src):
             if str(rel) in APPENDED_FILES and rel in owner:
                 continue  # appended, not a clash
-            if rel in owner or (out / rel).exists():
+            if rel in owner or os.path.lexists(out / rel):
                 raise ResultsConflict(
                     f"cannot merge results: {rel} is present in more than one result"
                     if rel in owner
                     else f"cannot merge results: {out / rel} already exists"
                 )
             owner[rel] = src
+    for rel in owner:
+        # A file of one result under a file or link of another: moving it there would write
+        # through that link.
+        for parent in rel.parents:
+            if parent in owner:
+                raise ResultsConflict(
+                    f"cannot merge results: {rel} lies under {parent} of another result"
+                )
     for src in sources:
-        base = src if src.is_dir() else src.parent
+        base = src if src.is_dir() and not src.is_symlink() else src.parent
         for rel in _files(src):
             source = base / rel
             dest = out / rel
@@ -131,5 +310,16 @@ async def fetch_results(
     return paths
 
 
-def unpack(paths: list[Path]) -> list[Path]:
-    return [_extract(p) if p.name.endswith(_ARCHIVE_SUFFIXES) else p for p in paths]
+def unpack(paths: list[Path]) -> tuple[list[Path], list[SkippedEntry]]:
+    """Extract the archives among ``paths``; returns one folder or file per result and the
+    entries skipped across all of them."""
+    unpacked: list[Path] = []
+    skipped: list[SkippedEntry] = []
+    for p in paths:
+        if p.name.endswith(_ARCHIVE_SUFFIXES):
+            folder, left_out = _extract(p)
+            unpacked.append(folder)
+            skipped.extend(left_out)
+        else:
+            unpacked.append(p)
+    return unpacked, skipped

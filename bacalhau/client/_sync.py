@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from bacalhau.client._async import AsyncClient
+from bacalhau.client._download import DownloadedResults
 from bacalhau.client._types import (
     HistoryPage,
     JobDetails,
@@ -144,7 +145,7 @@ class Client:
         *,
         raw: bool = False,
         timeout: float = 300.0,
-    ) -> Path:
+    ) -> DownloadedResults:
         return self._run(
             self._client.download_results(job_id, output_dir, raw=raw, timeout=timeout)
         )

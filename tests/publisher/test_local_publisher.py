@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gzip
 import io
 import os
 import tarfile
@@ -137,3 +138,32 @@ async def test_noop_publisher(tmp_path: Path) -> None:
     assert await publisher.is_installed()
     assert not publisher.copies_results
     assert await publisher.publish("e-1", Job(), tmp_path) == SpecConfig()
+
+
+async def test_links_are_archived_as_links_never_followed(tmp_path: Path) -> None:
+    results = make_results(tmp_path)
+    secret = tmp_path / "node-secret"
+    secret.write_text("node key")
+    (tmp_path / "node-dir").mkdir()
+    (tmp_path / "node-dir" / "inside").write_text("node file")
+    outputs = results / "outputs"
+    (outputs / "abs").symlink_to(secret)
+    (outputs / "dir").symlink_to(tmp_path / "node-dir")
+    (outputs / "rel").symlink_to("a.txt")
+    (outputs / "up").symlink_to("../../node-secret")
+
+    publisher = LocalPublisher(directory=tmp_path / "published", address="127.0.0.1", port=6001)
+    await publisher.publish("e-links", Job(), results)
+    data = (tmp_path / "published" / "e-links.tar.gz").read_bytes()
+
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        links = {m.name: m.linkname for m in tar.getmembers() if m.issym()}
+        names = tar.getnames()
+    assert links == {
+        "outputs/abs": str(secret),
+        "outputs/dir": str(tmp_path / "node-dir"),
+        "outputs/rel": "a.txt",
+        "outputs/up": "../../node-secret",
+    }
+    assert not any(n.startswith("outputs/dir/") for n in names)  # a linked folder is not walked
+    assert b"node key" not in gzip.decompress(data) and b"node file" not in gzip.decompress(data)
