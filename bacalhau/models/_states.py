@@ -21,8 +21,17 @@ Executions (compute node's own store)::
        │            │            │           │
        └► BidRejected            └───────────┴─► Failed / Cancelled (from any non-terminal)
 
+Member liveness (gossip membership; the version is the node's signed record version, which
+is also its SWIM incarnation number)::
+
+    Alive ──► Suspect ──► Dead ──► Left      (Left: the node's own signed "leaving" record,
+      ▲ │                    ▲        ▲        from Alive, Suspect or Dead)
+      │ └────────────────────┴────────┘
+      └─── Suspect, Dead, Left: only a newer record signed by the node itself revives it
+
 The stores call :func:`check_job_transition` / :func:`check_execution_transition` /
-:func:`check_local_transition` on every write and refuse anything not in these tables.
+:func:`check_local_transition` on every write and refuse anything not in these tables; the
+membership core calls :func:`check_liveness_transition` on every liveness change.
 """
 
 from __future__ import annotations
@@ -286,3 +295,52 @@ def check_desired_transition(
 def check_local_transition(old: LocalExecutionState, new: LocalExecutionState) -> None:
     if old != new and new not in LOCAL_TRANSITIONS[old]:
         raise InvalidTransition(f"local execution cannot go from {old.value} to {new.value}")
+
+
+class LivenessState(StrEnum):
+    """Whether a cluster member is reachable, as one node's membership view sees it."""
+
+    ALIVE = "alive"
+    SUSPECT = "suspect"
+    DEAD = "dead"
+    LEFT = "left"
+
+    def is_down(self) -> bool:
+        """Dead or left: not probed, not given work; only a newer record brings it back."""
+        return self in (LivenessState.DEAD, LivenessState.LEFT)
+
+
+V = LivenessState
+
+#: Allowed liveness transitions. Nothing is terminal for good: a dead or departed node that
+#: comes back publishes a newer signed record and is alive again.
+LIVENESS_TRANSITIONS: dict[LivenessState, frozenset[LivenessState]] = {
+    V.ALIVE: frozenset({V.SUSPECT, V.DEAD, V.LEFT}),
+    V.SUSPECT: frozenset({V.ALIVE, V.DEAD, V.LEFT}),
+    V.DEAD: frozenset({V.ALIVE, V.LEFT}),
+    V.LEFT: frozenset({V.ALIVE}),
+}
+
+#: Transitions only a newer record signed by the member itself may cause (a refutation of a
+#: suspicion, a return from death, a rejoin): a peer's word can never make a member alive.
+LIVENESS_REVIVALS: frozenset[tuple[LivenessState, LivenessState]] = frozenset(
+    {(V.SUSPECT, V.ALIVE), (V.DEAD, V.ALIVE), (V.LEFT, V.ALIVE)}
+)
+
+
+def check_liveness_transition(
+    old: LivenessState, new: LivenessState, *, newer_record: bool
+) -> None:
+    """Raise :class:`InvalidTransition` unless ``old -> new`` is allowed.
+
+    ``newer_record`` says the change comes with a newer record signed by the member itself,
+    which :data:`LIVENESS_REVIVALS` require.
+    """
+    if old == new:
+        return
+    if new not in LIVENESS_TRANSITIONS[old]:
+        raise InvalidTransition(f"member cannot go from {old.value} to {new.value}")
+    if (old, new) in LIVENESS_REVIVALS and not newer_record:
+        raise InvalidTransition(
+            f"member cannot go from {old.value} to {new.value} without a newer record of its own"
+        )

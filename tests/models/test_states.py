@@ -10,12 +10,16 @@ from bacalhau.errors import InvalidTransition
 from bacalhau.models import (
     EXECUTION_TRANSITIONS,
     JOB_TRANSITIONS,
+    LIVENESS_REVIVALS,
+    LIVENESS_TRANSITIONS,
     LOCAL_TRANSITIONS,
     ExecutionStateType,
     JobStateType,
+    LivenessState,
     LocalExecutionState,
     check_execution_transition,
     check_job_transition,
+    check_liveness_transition,
     check_local_transition,
 )
 
@@ -79,3 +83,35 @@ def test_wire_numberings() -> None:
     assert ExecutionStateType.CANCELLED.wire() == 9
     assert ExecutionStateType.from_wire(7) == ExecutionStateType.COMPLETED
     assert JobStateType.parse("completed") == JobStateType.COMPLETED
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(list(LivenessState)), st.booleans()), min_size=1, max_size=12
+    )
+)
+def test_liveness_walks_revive_only_with_a_newer_record(
+    path: list[tuple[LivenessState, bool]],
+) -> None:
+    state = LivenessState.ALIVE
+    for nxt, newer_record in path:
+        try:
+            check_liveness_transition(state, nxt, newer_record=newer_record)
+        except InvalidTransition:
+            assert nxt != state
+            assert nxt not in LIVENESS_TRANSITIONS[state] or not newer_record
+            continue
+        if state != nxt and nxt == LivenessState.ALIVE:
+            assert newer_record
+        if state.is_down() and not nxt.is_down():
+            assert newer_record
+        state = nxt
+
+
+def test_liveness_table_is_coherent() -> None:
+    assert set(LIVENESS_TRANSITIONS) == set(LivenessState)
+    for old, new in LIVENESS_REVIVALS:
+        assert new in LIVENESS_TRANSITIONS[old]
+    # Left is the member's own last word for its record: no peer can turn it into Dead.
+    assert LivenessState.DEAD not in LIVENESS_TRANSITIONS[LivenessState.LEFT]
+    assert [s for s in LivenessState if s.is_down()] == [LivenessState.DEAD, LivenessState.LEFT]
