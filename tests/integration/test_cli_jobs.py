@@ -260,3 +260,50 @@ def test_job_stop_interrupts_a_busy_looping_wasm_job(
     before = _cpu_seconds(node.pid)
     time.sleep(1.0)
     assert _cpu_seconds(node.pid) - before < 0.3, "the module kept running after the stop"
+
+
+def test_job_get_delivers_results_holding_links_and_names_the_skipped_ones(
+    devstack: Devstack, busybox_image: str, tmp_path: Path
+) -> None:
+    script = (
+        "echo data > /outputs/file.txt"
+        " && ln -s /etc/shadow /outputs/abs"
+        " && ln -s file.txt /outputs/rel"
+        " && ln -s ../../../escaped /outputs/up"
+    )
+    job_id = devstack.ok(
+        "docker", "run", "--id-only", "-o", "out:/outputs", busybox_image, "--", "sh", "-c", script
+    ).strip()
+    results = tmp_path / "dl" / "results"
+    done = devstack.cli("job", "get", job_id, "--output-dir", str(results))
+    assert done.returncode == 0, done.stderr
+    assert str(results) in done.stdout
+    assert (results / "out" / "file.txt").read_text() == "data\n"
+    assert os.readlink(results / "out" / "rel") == "file.txt"
+    assert (results / "out" / "rel").read_text() == "data\n"
+    assert not (results / "out" / "abs").is_symlink()
+    assert not (results / "out" / "up").is_symlink()
+    assert not (tmp_path / "escaped").exists()
+    assert "out/abs -> /etc/shadow (link to an absolute path)" in done.stderr
+    assert "out/up -> ../../../escaped (link pointing outside the results)" in done.stderr
+    assert "out/rel" not in done.stderr
+
+
+def test_job_get_of_a_failed_job_says_why_and_creates_nothing(
+    devstack: Devstack, tmp_path: Path
+) -> None:
+    run = devstack.cli("docker", "run", "--id-only", "local/no-such-image:0", "--", "true")
+    assert run.returncode != 0
+    job_id = run.stdout.strip()
+    job = devstack.client.get_job(job_id).job
+    assert job.state == JobStateType.FAILED and job.state_message
+    results = tmp_path / "results"
+    done = devstack.cli("job", "get", job_id, "--output-dir", str(results))
+    assert done.returncode != 0
+    assert f"job {job_id} has no results (Failed: {job.state_message})" in done.stderr
+    assert "have been written" not in done.stdout
+    assert not results.exists()
+    # Without --output-dir: no ./job-<id> folder either.
+    done = devstack.cli("job", "get", job_id, cwd=tmp_path)
+    assert done.returncode != 0
+    assert not (tmp_path / f"job-{short_id(job_id)}").exists()
