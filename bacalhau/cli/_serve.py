@@ -68,13 +68,33 @@ def _overrides(config: tuple[str, ...], flags: dict[str, Any]) -> dict[str, Any]
 @click.option("--engines", default=None, help="Executors to offer, e.g. docker,wasm.")
 @click.option("--name", default=None, help="Node name (default: its node ID).")
 @click.option("--labels", multiple=True, help="Node labels, k=v (repeatable or k=v,k2=v2).")
+@click.option(
+    "--trusted-requester",
+    "trusted_requesters",
+    multiple=True,
+    metavar="NODE_ID",
+    help="A requester this compute node obeys besides the one it joins (repeatable).",
+)
+@click.option(
+    "--manual-approval",
+    is_flag=True,
+    default=None,
+    help="New compute nodes wait PENDING until `bacalhau node approve` (orchestrator).",
+)
 @click.option("-c", "--config", "config", multiple=True, help="Any configuration key, Key=Value.")
-def serve(config: tuple[str, ...], labels: tuple[str, ...], **flags: Any) -> None:
+def serve(
+    config: tuple[str, ...],
+    labels: tuple[str, ...],
+    trusted_requesters: tuple[str, ...],
+    **flags: Any,
+) -> None:
     """Start a node (orchestrator, compute, or both)."""
     from bacalhau.config import load_config
 
     if labels:
         flags["labels"] = parse_key_values(labels, "'--labels'")
+    if trusted_requesters:
+        flags["trusted_requesters"] = trusted_requesters
     cfg = load_config(_overrides(config, flags))
     if not cfg.orchestrator and not cfg.compute:
         raise click.UsageError("choose a role: --orchestrator, --compute, or both")

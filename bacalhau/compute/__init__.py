@@ -7,8 +7,9 @@ Wiring (done by ``bacalhau.node``)::
     bidder = Bidder(node_id=..., strategies=default_strategies(...))
     pipeline = ExecutionPipeline(node_id=..., store=store, executors=..., publishers=...,
                                  results_root=data_dir / "executions")
+    trust = RequesterTrust(configured_ids, expect_join=True)  # learns the joined requester
     async with ComputeEndpoint(node_id=..., store=store, bidder=bidder, pipeline=pipeline,
-                               callbacks=..., capacity=capacity) as endpoint,
+                               callbacks=..., capacity=capacity, trust=trust) as endpoint,
                HeartbeatLoop(registry=..., describe=...):
         ...  # transport serves ``endpoint`` as the ComputeHandler
 """
@@ -43,6 +44,7 @@ from bacalhau.compute._outbox import CallbackOutbox
 from bacalhau.compute._pipeline import ExecutionPipeline, InputPreparer
 from bacalhau.compute._queue import RunQueue
 from bacalhau.compute._store import ExecutionStore, LocalExecution, OutboxEntry
+from bacalhau.compute._trust import RequesterTrust
 
 __all__ = [
     "DEFAULT_ALLOCATED_FRACTION",
@@ -74,6 +76,7 @@ __all__ = [
     "OrchestratorCallbacks",
     "OutboxEntry",
     "PublisherInstalled",
+    "RequesterTrust",
     "RunQueue",
     "WithinMaxJobRequirements",
     "allocated_capacity",

@@ -8,8 +8,10 @@ endpoint owns. Semantics follow Bacalhau 1.5 (``pkg/compute/bidder.go``):
 - ``WaitForApproval=false``: accepted -> ``BidAccepted`` and run; rejected ->
   OnComputeFailure("job rejected: <reason>").
 
-Accepted executions wait in a local queue until capacity frees (higher priority first). Every
-callback goes through the store's outbox, so it reaches the requester even across outages.
+Only requesters this node trusts may send any of these (:class:`RequesterTrust`); anything
+else is refused before it is acted on. Accepted executions wait in a local queue until
+capacity frees (higher priority first). Every callback goes through the store's outbox, so it
+reaches the requester even across outages.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from bacalhau.compute._outbox import CallbackOutbox
 from bacalhau.compute._pipeline import ExecutionPipeline
 from bacalhau.compute._queue import RunQueue
 from bacalhau.compute._store import ExecutionStore, LocalExecution
+from bacalhau.compute._trust import RequesterTrust
 from bacalhau.errors import (
     BacalhauError,
     BidRejected,
@@ -80,6 +83,7 @@ class ComputeEndpoint:
         pipeline: ExecutionPipeline,
         callbacks: OrchestratorCallbacks,
         capacity: CapacityTracker,
+        trust: RequesterTrust,
         max_job_requirements: Resources | None = None,
         storage_sources: Collection[str] = (),
         default_usage: Resources = DEFAULT_JOB_RESOURCES,
@@ -94,6 +98,7 @@ class ComputeEndpoint:
         self._bidder = bidder
         self._pipeline = pipeline
         self._capacity = capacity
+        self._trust = trust
         self._max_job_requirements = max_job_requirements or capacity.total
         self._storage_sources = list(storage_sources)
         self._default_usage = default_usage
@@ -122,6 +127,11 @@ class ComputeEndpoint:
     @property
     def store(self) -> ExecutionStore:
         return self._store
+
+    @property
+    def trust(self) -> RequesterTrust:
+        """The requesters this node obeys."""
+        return self._trust
 
     @property
     def outbox(self) -> CallbackOutbox:
@@ -176,6 +186,7 @@ class ComputeEndpoint:
 
     async def ask_for_bid(self, source_node_id: str, request: AskForBidRequest) -> None:
         """Start bidding for an execution; a repeated request for a known one is a no-op."""
+        await self._trust.check(source_node_id, "AskForBid")
         self._check_open()
         execution = request.execution
         if execution.job is None or not execution.job.tasks:
@@ -190,6 +201,7 @@ class ComputeEndpoint:
 
     async def bid_accepted(self, source_node_id: str, decision: BidDecision) -> None:
         """The requester took our bid: queue the execution to run."""
+        await self._trust.check(source_node_id, "BidAccepted")
         self._check_open()
         record = self._owned(source_node_id, decision.execution_id)
         if record.state in _ALREADY_ACCEPTED:
@@ -206,6 +218,7 @@ class ComputeEndpoint:
 
     async def bid_rejected(self, source_node_id: str, decision: BidDecision) -> None:
         """The requester chose another node: forget the bid (stop it if already started)."""
+        await self._trust.check(source_node_id, "BidRejected")
         self._check_open()
         record = self._owned(source_node_id, decision.execution_id)
         if record.state.is_terminal():
@@ -218,6 +231,7 @@ class ComputeEndpoint:
 
     async def cancel_execution(self, source_node_id: str, request: CancelExecutionRequest) -> None:
         """Stop an execution wherever it is (queued, running, publishing); idempotent."""
+        await self._trust.check(source_node_id, "CancelExecution")
         self._check_open()
         record = self._store.find(request.execution_id)
         if record is None:

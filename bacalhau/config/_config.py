@@ -55,6 +55,8 @@ class NodeConfig:
     accept_networked_jobs: bool = False
     #: Share of the host's CPU, memory and disk offered to jobs.
     capacity_fraction: float = 0.7
+    #: Node IDs of requesters this compute node obeys besides the one it joins (and itself).
+    trusted_requesters: tuple[str, ...] = ()
 
     # Requester.
     heartbeat_interval: float = 5.0
@@ -62,6 +64,9 @@ class NodeConfig:
     default_publisher: str = "local"
     default_queue_timeout: int = 0
     max_attempts: int = 3
+    #: New compute nodes wait PENDING until an operator approves them (``bacalhau node
+    #: approve``); Bacalhau's ``Orchestrator.NodeManager.ManualApproval``.
+    manual_approval: bool = False
 
     def advertised(self, port: int) -> str:
         host = self.advertise_host or (
@@ -77,6 +82,7 @@ class NodeConfig:
             if value is None:
                 continue
             name = key.lower().replace("-", "_").replace(".", "_")
+            name = _BACALHAU_KEYS.get(name, name)
             if name not in known:
                 raise InvalidRequest(
                     f"unknown configuration key {key!r}",
@@ -85,6 +91,10 @@ class NodeConfig:
                 )
             clean[name] = _coerce(name, value, getattr(self, name))
         return replace(self, **clean)
+
+
+#: Bacalhau's spelling of a setting (normalised as above) -> ours.
+_BACALHAU_KEYS = {"orchestrator_nodemanager_manualapproval": "manual_approval"}
 
 
 def _coerce(name: str, value: Any, current: Any) -> Any:

@@ -25,13 +25,14 @@ from bacalhau.compute import (
     ExecutionPipeline,
     ExecutionStore,
     HeartbeatLoop,
+    RequesterTrust,
     allocated_capacity,
     default_strategies,
 )
 from bacalhau.config import NodeConfig
 from bacalhau.errors import InvalidConfiguration
 from bacalhau.executor import DockerExecutor, WasmExecutor
-from bacalhau.identity import NodeFiles, NodeIdentity, check_node_files
+from bacalhau.identity import NodeFiles, NodeIdentity, check_node_files, is_peer_id
 from bacalhau.models import NodeInfo, NodeType
 from bacalhau.node._plugins import build_executors
 from bacalhau.node._wiring import RequesterLink, RoutedComputeClient
@@ -75,6 +76,13 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
             "a compute node needs its requester's address",
             hint="pass --orchestrator-address HOST:PORT (the requester's --grpc-port)",
         )
+    for requester_id in config.trusted_requesters:
+        if not is_peer_id(requester_id):
+            raise InvalidConfiguration(
+                f"trusted requester {requester_id!r} is not a node ID",
+                hint="list requesters by node ID (12D3KooW..., see `bacalhau node list`)",
+                details={"Field": "trusted_requesters"},
+            )
     data_dir = config.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     identity = NodeIdentity.load_or_create(data_dir)
@@ -108,6 +116,7 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
             default_publisher=config.default_publisher,
             heartbeat_interval=config.heartbeat_interval,
             disconnect_timeout=config.disconnect_timeout,
+            manual_approval=config.manual_approval,
         )
         server.add_orchestrator_handler(orchestrator)
 
@@ -122,13 +131,18 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
             directory=publish_dir, host=config.publisher_host, port=config.publisher_port
         )
         await stack.enter_async_context(result_server)
+        # Obeys only: configured requesters, itself (hybrid), the requester it joins.
+        trust = RequesterTrust(
+            (*config.trusted_requesters, *((node_id,) if orchestrator else ())),
+            expect_join=orchestrator is None,
+        )
         if orchestrator is not None:
             link = RequesterLink(local=orchestrator)
         else:
             remote = OrchestratorClient(identity, files, config.orchestrator_address)
             stack.push_async_callback(_close, remote.close)
-            link = RequesterLink(remote=remote)
-        endpoint = await _build_compute(config, node_id, link, result_server, stack)
+            link = RequesterLink(remote=remote, trust=trust)
+        endpoint = await _build_compute(config, node_id, link, trust, result_server, stack)
         server.add_compute_handler(endpoint)
         if routed is not None:
             routed.attach_local(node_id, endpoint)
@@ -172,6 +186,7 @@ async def _build_compute(
     config: NodeConfig,
     node_id: str,
     link: RequesterLink,
+    trust: RequesterTrust,
     result_server: LocalResultServer,
     stack: AsyncExitStack,
 ) -> ComputeEndpoint:
@@ -221,6 +236,7 @@ async def _build_compute(
         pipeline=pipeline,
         callbacks=link,
         capacity=capacity,
+        trust=trust,
     )
 
 

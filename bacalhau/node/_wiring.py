@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from bacalhau.compute import ComputeEndpoint
+from bacalhau.compute import ComputeEndpoint, RequesterTrust
 from bacalhau.models import (
     AskForBidRequest,
     BidDecision,
@@ -76,17 +76,24 @@ class RequesterLink:
     """The compute node's view of its requester: callbacks plus join/heartbeat.
 
     Either the in-process orchestrator (hybrid node) or the gRPC client to a remote one; both
-    take the same messages, so the link only adds the requester ID check.
+    take the same messages, so the link only adds the requester ID check. With ``trust``, a
+    remote requester that admits this node becomes trusted by the node ID it proved in its
+    signed join decision (and commands arriving while a join is under way wait for it).
     """
 
     def __init__(
-        self, *, local: Orchestrator | None = None, remote: OrchestratorClient | None = None
+        self,
+        *,
+        local: Orchestrator | None = None,
+        remote: OrchestratorClient | None = None,
+        trust: RequesterTrust | None = None,
     ) -> None:
         target = local if remote is None else remote
         if target is None or (local is not None and remote is not None):
             raise ValueError("exactly one of local and remote is needed")
         self._target: Orchestrator | OrchestratorClient = target
         self._remote = remote
+        self._trust = trust
 
     def _check(self, requester_id: str) -> None:
         remote = self._remote
@@ -109,7 +116,16 @@ class RequesterLink:
         await self._target.on_compute_failure(failure)
 
     async def join(self, request: JoinRequest) -> JoinResponse:
-        return await self._target.join(request)
+        remote, trust = self._remote, self._trust
+        if remote is None or trust is None:
+            return await self._target.join(request)
+        with trust.joining():
+            response = await remote.join(request)
+            requester_id = remote.orchestrator_node_id
+            if response.accepted and requester_id is not None:
+                # Granted inside ``joining`` so that commands waiting for it see it.
+                trust.trust(requester_id, why=f"it admitted this node at {remote.address}")
+        return response
 
     async def heartbeat(self, heartbeat: Heartbeat) -> None:
         await self._target.heartbeat(heartbeat)

@@ -52,11 +52,22 @@ from bacalhau.orchestrator._callbacks import BidApprovalHook, ExecutionCallbacks
 from bacalhau.orchestrator._nodes import NodeAddressBook, NodeManager
 from bacalhau.orchestrator._planner import ComputeTransport, Planner
 from bacalhau.orchestrator._scheduler import SchedulerSettings, schedule
-from bacalhau.orchestrator._store import JobStore
+from bacalhau.orchestrator._store import JobStore, decode_jobs
 
 log = logging.getLogger(__name__)
 D = ExecutionDesiredStateType
 E = ExecutionStateType
+
+_JOB_ORDER_COLUMNS = {
+    "": "create_time",
+    "created_at": "create_time",
+    "create_time": "create_time",
+    "modified_at": "modify_time",
+    "modify_time": "modify_time",
+    "id": "id",
+}
+#: Stored job documents up to this many bytes per page are decoded on the event loop.
+_DECODE_INLINE_BYTES = 256 * 1024
 
 
 class ComputeClient(ComputeTransport, NodeAddressBook, Protocol):
@@ -80,6 +91,7 @@ class Orchestrator:
         workers: int = 4,
         heartbeat_interval: float = 5.0,
         disconnect_timeout: float = 30.0,
+        manual_approval: bool = False,
         housekeeping_interval: float = 5.0,
         installation_id: str = "",
     ) -> None:
@@ -100,6 +112,7 @@ class Orchestrator:
             address_book=compute,
             heartbeat_interval=heartbeat_interval,
             disconnect_timeout=disconnect_timeout,
+            manual_approval=manual_approval,
             on_node_change=self._node_changed,
         )
         self._planner = Planner(
@@ -289,30 +302,31 @@ class Orchestrator:
         reverse: bool = False,
         limit: int = 0,
         offset: int = 0,
+        after: tuple[int | str, str] | None = None,
     ) -> JobPage:
-        jobs = self.store.list_jobs()
-        if namespace and namespace != "*":
-            jobs = [j for j in jobs if j.namespace == namespace]
-        if selector:
-            jobs = [j for j in jobs if selector_matches(selector, j.labels)]
-        keys = {
-            "": lambda j: j.create_time,
-            "created_at": lambda j: j.create_time,
-            "create_time": lambda j: j.create_time,
-            "modified_at": lambda j: j.modify_time,
-            "modify_time": lambda j: j.modify_time,
-            "id": lambda j: j.id,
-        }
-        key = keys.get(order_by)
-        if key is None:
+        column = _JOB_ORDER_COLUMNS.get(order_by)
+        if column is None:
             raise InvalidRequest(
                 f"invalid order_by {order_by!r}",
                 hint="use created_at, modified_at or id",
                 details={"Field": "order_by"},
             )
-        jobs.sort(key=key, reverse=reverse)
-        page = jobs[offset : offset + limit] if limit else jobs[offset:]
-        return JobPage(items=page, has_more=bool(limit) and offset + limit < len(jobs))
+        reqs = selector or []
+        page = self.store.page_jobs(
+            namespace=namespace,
+            labels_match=(lambda labels: selector_matches(reqs, labels)) if reqs else None,
+            order_by=column,
+            reverse=reverse,
+            limit=limit,
+            offset=offset,
+            after=after,
+        )
+        # Large specs take a while to decode: keep the event loop serving meanwhile.
+        if sum(len(d) for d in page.documents) > _DECODE_INLINE_BYTES:
+            jobs = await asyncio.to_thread(decode_jobs, page.documents)
+        else:
+            jobs = decode_jobs(page.documents)
+        return JobPage(items=jobs, has_more=page.has_more)
 
     async def list_executions(self, job_id: str) -> list[Execution]:
         job = await self.get_job(job_id)

@@ -6,10 +6,12 @@
   a compute node's way to its requester.
 
 Trust: every connection is mutual TLS with certificates from the cluster CA, and each call is
-attributed to the node ID in the caller's certificate. Messages a node vouches for (bids,
-results, failures, registrations, heartbeats) are signed with its identity key and accepted
-only when the signer is the TLS peer and the message names the signer. Clients pin the node
-they call, so a call cannot reach another node. Every refusal is a
+attributed to the node ID in the caller's certificate. Messages a node vouches for (a
+requester's commands, bids, results, failures, registrations, heartbeats) are signed with its
+identity key and accepted only when the signer is the TLS peer and the message names the
+signer (and, for commands, names the receiving node). Clients pin the node they call, so a
+call cannot reach another node. Whether a proven sender may command a node is the role's
+decision (a compute node obeys only the requesters it trusts). Every refusal is a
 :class:`bacalhau.errors.PermissionDenied` on both sides; every other failure is a
 :class:`bacalhau.errors.BacalhauError` rebuilt from the same stable code the remote raised.
 """

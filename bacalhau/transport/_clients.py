@@ -7,6 +7,7 @@ from types import TracebackType
 from typing import Any
 
 from bacalhau._proto.v1 import (
+    compute_pb2,
     compute_pb2_grpc,
     node_pb2,
     node_pb2_grpc,
@@ -53,10 +54,12 @@ def _check_node_id(node_id: str) -> None:
 
 
 class ComputeClient:
-    """What a requester uses to reach compute nodes.
+    """What a requester uses to reach compute nodes; signs every command it sends.
 
     Register each node's address once (:meth:`register_node`); the client keeps one warm
     channel per node, pinned to that node's ID, so a call can only reach the node it names.
+    Each command is signed as this requester and addressed to that node, so it is valid
+    nowhere else; the compute node acts on it only if it trusts this requester.
     Every call acknowledges receipt only; a connection failure is retried once, then raised
     as :class:`bacalhau.errors.Unavailable`.
     """
@@ -110,12 +113,16 @@ class ComputeClient:
             self._channels[node_id] = entry
         return entry
 
+    def _ids(self, node_id: str) -> dict[str, str]:
+        return {"requester_node_id": self._identity.node_id, "compute_node_id": node_id}
+
     async def ask_for_bid(self, node_id: str, request: AskForBidRequest) -> None:
         """Send AskForBid; the node answers later through OnBidComplete."""
         channel, stub = await self._stub(node_id)
+        ask = seal(self._identity, ask_for_bid_to_proto(request, **self._ids(node_id)))
         await unary_call(
             stub.AskForBid,
-            ask_for_bid_to_proto(request),
+            compute_pb2.AskForBidRequest(bid_ask=ask),
             peer=channel.describe(),
             timeout=self._timeout,
         )
@@ -124,9 +131,10 @@ class ComputeClient:
         if not decision.accepted:
             raise InvalidRequest("bid_accepted needs a decision with accepted=True")
         channel, stub = await self._stub(node_id)
+        acceptance = seal(self._identity, bid_accepted_to_proto(decision, **self._ids(node_id)))
         await unary_call(
             stub.BidAccepted,
-            bid_accepted_to_proto(decision),
+            compute_pb2.BidAcceptedRequest(bid_acceptance=acceptance),
             peer=channel.describe(),
             timeout=self._timeout,
         )
@@ -135,18 +143,20 @@ class ComputeClient:
         if decision.accepted:
             raise InvalidRequest("bid_rejected needs a decision with accepted=False")
         channel, stub = await self._stub(node_id)
+        rejection = seal(self._identity, bid_rejected_to_proto(decision, **self._ids(node_id)))
         await unary_call(
             stub.BidRejected,
-            bid_rejected_to_proto(decision),
+            compute_pb2.BidRejectedRequest(bid_rejection=rejection),
             peer=channel.describe(),
             timeout=self._timeout,
         )
 
     async def cancel_execution(self, node_id: str, request: CancelExecutionRequest) -> None:
         channel, stub = await self._stub(node_id)
+        cancellation = seal(self._identity, cancel_to_proto(request, **self._ids(node_id)))
         await unary_call(
             stub.CancelExecution,
-            cancel_to_proto(request),
+            compute_pb2.CancelExecutionRequest(cancellation=cancellation),
             peer=channel.describe(),
             timeout=self._timeout,
         )

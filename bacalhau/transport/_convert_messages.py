@@ -30,50 +30,73 @@ from bacalhau.transport._convert import (
 )
 
 # -- requester -> compute ----------------------------------------------------------------------
+#
+# Each converts to the signed payload; ``requester_node_id`` is the sender (the signer) and
+# ``compute_node_id`` the receiver. The receiver checks both before reading the rest.
 
 
-def ask_for_bid_to_proto(req: AskForBidRequest) -> compute_pb2.AskForBidRequest:
-    return compute_pb2.AskForBidRequest(
-        execution=execution_to_proto(req.execution), wait_for_approval=req.wait_for_approval
+def ask_for_bid_to_proto(
+    req: AskForBidRequest, *, requester_node_id: str, compute_node_id: str
+) -> compute_pb2.BidAsk:
+    return compute_pb2.BidAsk(
+        requester_node_id=requester_node_id,
+        compute_node_id=compute_node_id,
+        execution=execution_to_proto(req.execution),
+        wait_for_approval=req.wait_for_approval,
     )
 
 
-def ask_for_bid_from_proto(msg: compute_pb2.AskForBidRequest) -> AskForBidRequest:
+def ask_for_bid_from_proto(msg: compute_pb2.BidAsk) -> AskForBidRequest:
     return AskForBidRequest(
         execution=execution_from_proto(msg.execution), wait_for_approval=msg.wait_for_approval
     )
 
 
-def bid_accepted_to_proto(decision: BidDecision) -> compute_pb2.BidAcceptedRequest:
-    return compute_pb2.BidAcceptedRequest(
-        execution_id=decision.execution_id, justification=decision.justification
+def bid_accepted_to_proto(
+    decision: BidDecision, *, requester_node_id: str, compute_node_id: str
+) -> compute_pb2.BidAcceptance:
+    return compute_pb2.BidAcceptance(
+        requester_node_id=requester_node_id,
+        compute_node_id=compute_node_id,
+        execution_id=decision.execution_id,
+        justification=decision.justification,
     )
 
 
-def bid_rejected_to_proto(decision: BidDecision) -> compute_pb2.BidRejectedRequest:
-    return compute_pb2.BidRejectedRequest(
-        execution_id=decision.execution_id, justification=decision.justification
+def bid_rejected_to_proto(
+    decision: BidDecision, *, requester_node_id: str, compute_node_id: str
+) -> compute_pb2.BidRejection:
+    return compute_pb2.BidRejection(
+        requester_node_id=requester_node_id,
+        compute_node_id=compute_node_id,
+        execution_id=decision.execution_id,
+        justification=decision.justification,
     )
 
 
 def bid_decision_from_proto(
-    msg: compute_pb2.BidAcceptedRequest | compute_pb2.BidRejectedRequest,
+    msg: compute_pb2.BidAcceptance | compute_pb2.BidRejection,
 ) -> BidDecision:
-    # The RPC, not a field, says which decision it is.
+    # The signed message type, not a field, says which decision it is.
     return BidDecision(
         execution_id=msg.execution_id,
-        accepted=isinstance(msg, compute_pb2.BidAcceptedRequest),
+        accepted=isinstance(msg, compute_pb2.BidAcceptance),
         justification=msg.justification,
     )
 
 
-def cancel_to_proto(req: CancelExecutionRequest) -> compute_pb2.CancelExecutionRequest:
-    return compute_pb2.CancelExecutionRequest(
-        execution_id=req.execution_id, justification=req.justification
+def cancel_to_proto(
+    req: CancelExecutionRequest, *, requester_node_id: str, compute_node_id: str
+) -> compute_pb2.ExecutionCancellation:
+    return compute_pb2.ExecutionCancellation(
+        requester_node_id=requester_node_id,
+        compute_node_id=compute_node_id,
+        execution_id=req.execution_id,
+        justification=req.justification,
     )
 
 
-def cancel_from_proto(msg: compute_pb2.CancelExecutionRequest) -> CancelExecutionRequest:
+def cancel_from_proto(msg: compute_pb2.ExecutionCancellation) -> CancelExecutionRequest:
     return CancelExecutionRequest(execution_id=msg.execution_id, justification=msg.justification)
 
 

@@ -27,7 +27,10 @@ from bacalhau.models import (
 class ComputeHandler(Protocol):
     """The compute role: receives the requester's messages.
 
-    ``source_node_id`` is the requester's node ID as proven by its TLS certificate.
+    ``source_node_id`` is the requester's node ID as proven by its TLS certificate and its
+    signature over the command (addressed to this node). Being a cluster member proves
+    nothing more: the handler decides whether that requester may command this node, and
+    refuses with :class:`bacalhau.errors.PermissionDenied` otherwise.
     Calls may be repeated (a sender retries once when a connection drops), so handlers are
     idempotent on the execution ID.
     """

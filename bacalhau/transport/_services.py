@@ -1,13 +1,15 @@
 """gRPC servicers: trust checks, conversion, then the role's handler.
 
 Each call first learns the caller's node ID from its TLS certificate. Signed messages are then
-verified against that node (signature, signer == TLS peer, payload node ID == signer) before
-they are converted and handed over. Failures end the call through :mod:`._errors`.
+verified against that node (signature, signer == TLS peer, payload node ID == signer; for a
+requester's commands also: addressed to this node) before they are converted and handed over.
+Whether the sender may command this node at all is the handler's decision (the compute role
+keeps its trusted requesters). Failures end the call through :mod:`._errors`.
 """
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from bacalhau._proto.v1 import (
     compute_pb2,
@@ -33,7 +35,16 @@ from bacalhau.transport._convert_messages import (
 from bacalhau.transport._errors import abort_with, unexpected
 from bacalhau.transport._handlers import ComputeHandler, OrchestratorHandler
 from bacalhau.transport._peer import peer_node_id
-from bacalhau.transport._signing import check_speaker, open_sealed, seal
+from bacalhau.transport._signing import check_addressee, check_speaker, open_sealed, seal
+
+#: The signed payloads of a requester's commands to a compute node.
+_Command = TypeVar(
+    "_Command",
+    compute_pb2.BidAsk,
+    compute_pb2.BidAcceptance,
+    compute_pb2.BidRejection,
+    compute_pb2.ExecutionCancellation,
+)
 
 #: Join nonces: long enough to never repeat, short enough to bound what a peer can make us sign.
 _NONCE_MIN, _NONCE_MAX = 16, 64
@@ -51,12 +62,23 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         self._handler = handler
         self._node_id = node_id
 
+    def _open(
+        self, context: Any, envelope: Any, message_type: type[_Command], what: str
+    ) -> tuple[str, _Command]:
+        """The TLS peer and its verified command: signed by the peer, naming the peer as
+        the requester and this node as the receiver."""
+        peer = peer_node_id(context)
+        msg = open_sealed(envelope, message_type, expected_signer=peer)
+        check_speaker(msg.requester_node_id, peer, what)
+        check_addressee(msg.compute_node_id, self._node_id, what)
+        return peer, msg
+
     async def AskForBid(
         self, request: compute_pb2.AskForBidRequest, context: Any
     ) -> compute_pb2.AskForBidResponse:
         try:
-            source = peer_node_id(context)
-            ask = ask_for_bid_from_proto(request)
+            source, msg = self._open(context, request.bid_ask, compute_pb2.BidAsk, "bid ask")
+            ask = ask_for_bid_from_proto(msg)
             if ask.execution.node_id != self._node_id:
                 # A pinned channel cannot deliver it here by accident: refuse to run an
                 # execution the requester attributes to another node.
@@ -74,8 +96,10 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         self, request: compute_pb2.BidAcceptedRequest, context: Any
     ) -> compute_pb2.BidAcceptedResponse:
         try:
-            source = peer_node_id(context)
-            await self._handler.bid_accepted(source, bid_decision_from_proto(request))
+            source, msg = self._open(
+                context, request.bid_acceptance, compute_pb2.BidAcceptance, "bid acceptance"
+            )
+            await self._handler.bid_accepted(source, bid_decision_from_proto(msg))
             return compute_pb2.BidAcceptedResponse()
         except Exception as e:
             await _fail(context, e, "BidAccepted")
@@ -84,8 +108,10 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         self, request: compute_pb2.BidRejectedRequest, context: Any
     ) -> compute_pb2.BidRejectedResponse:
         try:
-            source = peer_node_id(context)
-            await self._handler.bid_rejected(source, bid_decision_from_proto(request))
+            source, msg = self._open(
+                context, request.bid_rejection, compute_pb2.BidRejection, "bid rejection"
+            )
+            await self._handler.bid_rejected(source, bid_decision_from_proto(msg))
             return compute_pb2.BidRejectedResponse()
         except Exception as e:
             await _fail(context, e, "BidRejected")
@@ -94,8 +120,10 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         self, request: compute_pb2.CancelExecutionRequest, context: Any
     ) -> compute_pb2.CancelExecutionResponse:
         try:
-            source = peer_node_id(context)
-            await self._handler.cancel_execution(source, cancel_from_proto(request))
+            source, msg = self._open(
+                context, request.cancellation, compute_pb2.ExecutionCancellation, "cancellation"
+            )
+            await self._handler.cancel_execution(source, cancel_from_proto(msg))
             return compute_pb2.CancelExecutionResponse()
         except Exception as e:
             await _fail(context, e, "CancelExecution")

@@ -72,3 +72,12 @@ def check_speaker(claimed_node_id: str, signer: str, what: str) -> None:
             f"{what} signed by node {signer} claims to be from node {claimed_node_id!r}",
             hint="a node may only report on its own behalf",
         )
+
+
+def check_addressee(addressee: str, node_id: str, what: str) -> None:
+    """Refuse a signed command meant for another node: a signature vouches for one receiver."""
+    if addressee != node_id:
+        raise PermissionDenied(
+            f"{what} is addressed to node {addressee!r}, not to this node ({node_id})",
+            hint="a requester's signed command is valid only at the node it names",
+        )

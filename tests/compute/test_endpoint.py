@@ -15,6 +15,7 @@ from bacalhau.compute import (
     ComputeEndpoint,
     ExecutionPipeline,
     ExecutionStore,
+    RequesterTrust,
     default_strategies,
 )
 from bacalhau.errors import ExecutionNotFound, InvalidRequest, PermissionDenied, Unavailable
@@ -39,6 +40,8 @@ from tests.compute.waiting import eventually
 
 L = LocalExecutionState
 REQUESTER = "requester-1"
+#: Trusted too, but not the requester of REQUESTER's executions.
+OTHER_REQUESTER = "requester-2"
 ROOMY = Resources(cpu=8, memory=16 * 2**30, disk=10**11)
 
 
@@ -100,6 +103,7 @@ def compute_node(tmp_path: Path) -> NodeFactory:
                 pipeline=pipeline,
                 callbacks=recorder,
                 capacity=tracker,
+                trust=RequesterTrust([REQUESTER, OTHER_REQUESTER]),
                 callback_initial_backoff=0.01,
                 callback_max_backoff=0.05,
             )
@@ -350,11 +354,12 @@ async def test_bad_requests_are_refused(compute_node: NodeFactory) -> None:
         await node.ask(execution)
         await node.callbacks.wait_for(execution.id, BidResult)
         with pytest.raises(PermissionDenied):
-            await node.endpoint.bid_accepted("someone-else", BidDecision(execution.id, True))
+            await node.endpoint.bid_accepted(OTHER_REQUESTER, BidDecision(execution.id, True))
         with pytest.raises(PermissionDenied):
             await node.endpoint.cancel_execution(
-                "someone-else", CancelExecutionRequest(execution.id)
+                OTHER_REQUESTER, CancelExecutionRequest(execution.id)
             )
+        assert node.endpoint.trust.refused_total == 0  # refused as not the owner
         with pytest.raises(ExecutionNotFound):
             await node.endpoint.bid_accepted(REQUESTER, BidDecision("e-unknown", True))
         no_job = make_execution()
@@ -368,3 +373,50 @@ async def test_bad_requests_are_refused(compute_node: NodeFactory) -> None:
         endpoint = node.endpoint
     with pytest.raises(Unavailable):
         await endpoint.ask_for_bid(REQUESTER, AskForBidRequest(execution=make_execution()))
+
+
+# -- only trusted requesters may command the node ---------------------------------------------
+
+UNTRUSTED = "requester-never-joined"
+
+
+@pytest.mark.parametrize(
+    "command", ["ask_for_bid", "bid_accepted", "bid_rejected", "cancel_execution"]
+)
+async def test_an_untrusted_requester_is_refused_and_nothing_is_acted_on(
+    compute_node: NodeFactory, command: str
+) -> None:
+    async with compute_node() as node:
+        # The trusted requester's work: one bid waiting for approval, one execution running.
+        waiting = make_execution("echo waiting")
+        await node.ask(waiting)
+        await node.callbacks.wait_for(waiting.id, BidResult)
+        running = noop_execution(SleepSeconds=60)
+        await node.ask(running, wait=False)
+        await eventually(lambda: node.state(running.id) is L.RUNNING)
+        injected = make_execution("echo injected")
+        calls = {
+            "ask_for_bid": lambda: node.endpoint.ask_for_bid(
+                UNTRUSTED, AskForBidRequest(execution=injected, wait_for_approval=False)
+            ),
+            "bid_accepted": lambda: node.endpoint.bid_accepted(
+                UNTRUSTED, BidDecision(waiting.id, accepted=True)
+            ),
+            "bid_rejected": lambda: node.endpoint.bid_rejected(
+                UNTRUSTED, BidDecision(waiting.id, accepted=False)
+            ),
+            "cancel_execution": lambda: node.endpoint.cancel_execution(
+                UNTRUSTED, CancelExecutionRequest(running.id, "forged")
+            ),
+        }
+        with pytest.raises(PermissionDenied, match="not a requester this compute node trusts"):
+            await calls[command]()
+        assert node.endpoint.trust.refused == {UNTRUSTED: 1}
+        assert node.state(injected.id) is None
+        assert (node.state(waiting.id), node.state(running.id)) == (L.CREATED, L.RUNNING)
+        assert node.shell.started == []
+        # The trusted requester still commands it.
+        await node.endpoint.bid_accepted(REQUESTER, BidDecision(waiting.id, accepted=True))
+        await node.callbacks.wait_for(waiting.id, RunResult)
+        await node.endpoint.cancel_execution(REQUESTER, CancelExecutionRequest(running.id))
+        assert node.state(running.id) is L.CANCELLED

@@ -8,13 +8,19 @@
   execution leaves it running.
 - A node from another CA cannot cancel an execution, and neither can a cluster member that
   is not the requester the execution belongs to.
+- Only a requester the compute node trusts may command it: another real requester process of
+  the same cluster (which the compute node never joined) and a cluster-certificate holder that
+  never joined anything are refused on AskForBid, BidAccepted, BidRejected and
+  CancelExecution, and the compute node runs and cancels nothing for them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import uuid
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,6 +29,8 @@ import pytest
 from bacalhau.errors import NotFound, PermissionDenied, Unavailable
 from bacalhau.identity import ClusterCA, NodeFiles, NodeIdentity
 from bacalhau.models import (
+    AskForBidRequest,
+    BidDecision,
     BidResult,
     CancelExecutionRequest,
     Connection,
@@ -35,6 +43,7 @@ from bacalhau.models import (
     SpecConfig,
 )
 from bacalhau.transport import ComputeClient, OrchestratorClient
+from tests.compute.jobs import make_execution
 from tests.integration.devstack import Devstack, NodeProcess, containers, eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("devstack-checks")]
@@ -227,4 +236,133 @@ def test_forged_messages_are_refused_and_change_nothing(
         lambda: devstack.client.get_job(job_id).job.state == JobStateType.STOPPED,
         timeout=10,
         what="the job stopping",
+    )
+
+
+# -- only a trusted requester may command a compute node -----------------------------------------
+
+
+def cluster_member(devstack: Devstack, directory: Path) -> NodeFiles:
+    """An identity with a genuine certificate from the cluster's CA that joined nothing."""
+    identity = NodeIdentity.load_or_create(directory)
+    return ClusterCA.load(devstack.ca_dir).issue_node_certificate(
+        identity, data_dir=directory, hosts=["127.0.0.1", "localhost"]
+    )
+
+
+@pytest.fixture
+def other_requester(devstack: Devstack, tmp_path: Path) -> Iterator[NodeFiles]:
+    """A second, real requester process of the same cluster, which no compute node joined."""
+    files = cluster_member(devstack, tmp_path / "other-requester")
+    node = NodeProcess(
+        files.data_dir,
+        [
+            "--orchestrator",
+            "--grpc-host",
+            "127.0.0.1",
+            "--grpc-port",
+            "0",
+            "--api-host",
+            "127.0.0.1",
+            "--api-port",
+            "0",
+        ],
+    )
+    try:
+        eventually(lambda: "is running" in node.output(), timeout=30, what="the requester start")
+        yield files
+    finally:
+        code = node.stop()
+    assert code == 0, node.output()
+
+
+def _local_state(data_dir: Path, execution_id: str) -> str | None:
+    """The execution's state in a compute node's own store (read-only), or None."""
+    db = sqlite3.connect(f"file:{data_dir / 'compute' / 'executions.db'}?mode=ro", uri=True)
+    try:
+        row = db.execute("SELECT state FROM executions WHERE id = ?", (execution_id,)).fetchone()
+    finally:
+        db.close()
+    return None if row is None else str(row[0])
+
+
+async def _command_as(files: NodeFiles, target_id: str, address: str, command: object) -> None:
+    async with ComputeClient(NodeIdentity.load(files.data_dir), files, timeout=5) as client:
+        client.register_node(target_id, address)
+        if isinstance(command, AskForBidRequest):
+            await client.ask_for_bid(target_id, command)
+        elif isinstance(command, BidDecision) and command.accepted:
+            await client.bid_accepted(target_id, command)
+        elif isinstance(command, BidDecision):
+            await client.bid_rejected(target_id, command)
+        else:
+            assert isinstance(command, CancelExecutionRequest)
+            await client.cancel_execution(target_id, command)
+
+
+def test_compute_node_refuses_work_from_a_requester_it_did_not_join(
+    devstack: Devstack, other_requester: NodeFiles, busybox_image: str, tmp_path: Path
+) -> None:
+    target = devstack.compute[0]
+    stranger = cluster_member(devstack, tmp_path / "never-joined")
+    for sender in (other_requester, stranger):
+        injected = make_execution(
+            engine="docker",
+            node_id=target.node_id,
+            params={"Image": busybox_image, "Parameters": ["echo", "injected"]},
+        )
+        with pytest.raises(PermissionDenied):
+            asyncio.run(
+                _command_as(
+                    sender,
+                    target.node_id,
+                    target.grpc_address,
+                    AskForBidRequest(execution=injected, wait_for_approval=False),
+                )
+            )
+        # Nothing of it was acted on: no record, no container.
+        assert _local_state(target.data_dir, injected.id) is None
+        assert containers(f"bacalhau-executionID={injected.id}") == []
+    log = target.log.read_text(errors="replace")
+    for sender in (other_requester, stranger):
+        assert f"refused AskForBid from node {NodeIdentity.load(sender.data_dir).node_id}" in log
+
+
+def test_compute_node_refuses_decisions_and_cancels_from_untrusted_nodes(
+    devstack: Devstack, other_requester: NodeFiles, busybox_image: str, tmp_path: Path
+) -> None:
+    stranger = cluster_member(devstack, tmp_path / "never-joined")
+    job_id = devstack.ok(
+        "docker", "run", "--no-wait", "--id-only", busybox_image, "--", "sleep", "60"
+    ).strip()
+    try:
+        execution = eventually(
+            lambda: _running_execution(devstack, job_id), timeout=30, what="the job running"
+        )
+        target = devstack.node(execution.node_id)
+        commands: list[object] = [
+            BidDecision(execution.id, accepted=False, justification="forged"),
+            CancelExecutionRequest(execution.id, "forged"),
+            BidDecision(execution.id, accepted=True, justification="forged"),
+        ]
+        for sender in (other_requester, stranger):
+            for command in commands:
+                with pytest.raises(PermissionDenied):
+                    asyncio.run(_command_as(sender, target.node_id, target.grpc_address, command))
+        # Still running, in its container, on the node.
+        assert _local_state(target.data_dir, execution.id) == "Running"
+        still = _running_execution(devstack, job_id)
+        assert still is not None and still.id == execution.id
+    finally:
+        # The legitimate requester can still stop it.
+        devstack.client.stop_job(job_id, "test finished")
+    eventually(
+        lambda: devstack.client.get_job(job_id).job.state == JobStateType.STOPPED,
+        timeout=10,
+        what="the job stopping",
+    )
+    eventually(
+        lambda: _local_state(target.data_dir, execution.id) == "Cancelled",
+        timeout=10,
+        what="the compute node cancelling the execution",
     )

@@ -139,21 +139,20 @@ def test_node_info_round_trips(compute: bool) -> None:
 
 
 def test_messages_round_trip() -> None:
+    ids = {"requester_node_id": "requester", "compute_node_id": NODE}
     ask = AskForBidRequest(execution=full_execution(), wait_for_approval=False)
-    assert (
-        m.ask_for_bid_from_proto(
-            compute_pb2.AskForBidRequest.FromString(m.ask_for_bid_to_proto(ask).SerializeToString())
-        )
-        == ask
-    )
+    ask_wire = m.ask_for_bid_to_proto(ask, **ids).SerializeToString()
+    ask_msg = compute_pb2.BidAsk.FromString(ask_wire)
+    assert (ask_msg.requester_node_id, ask_msg.compute_node_id) == ("requester", NODE)
+    assert m.ask_for_bid_from_proto(ask_msg) == ask
 
     accept = BidDecision(execution_id="e-1", accepted=True, justification="approved")
     reject = BidDecision(execution_id="e-1", accepted=False, justification="too late")
-    assert m.bid_decision_from_proto(m.bid_accepted_to_proto(accept)) == accept
-    assert m.bid_decision_from_proto(m.bid_rejected_to_proto(reject)) == reject
+    assert m.bid_decision_from_proto(m.bid_accepted_to_proto(accept, **ids)) == accept
+    assert m.bid_decision_from_proto(m.bid_rejected_to_proto(reject, **ids)) == reject
 
     cancel = CancelExecutionRequest(execution_id="e-1", justification="user stop")
-    assert m.cancel_from_proto(m.cancel_to_proto(cancel)) == cancel
+    assert m.cancel_from_proto(m.cancel_to_proto(cancel, **ids)) == cancel
 
     bid = BidResult(
         execution_id="e-1", job_id="j-1", node_id=NODE, accepted=True, event=full_event()

@@ -25,29 +25,53 @@ _sym_db = _symbol_database.Default()
 from bacalhau._proto.v1 import types_pb2 as bacalhau_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x62\x61\x63\x61lhau/v1/compute.proto\x12\x0b\x62\x61\x63\x61lhau.v1\x1a\x17\x62\x61\x63\x61lhau/v1/types.proto\"X\n\x10\x41skForBidRequest\x12)\n\texecution\x18\x01 \x01(\x0b\x32\x16.bacalhau.v1.Execution\x12\x19\n\x11wait_for_approval\x18\x02 \x01(\x08\"\x13\n\x11\x41skForBidResponse\"A\n\x12\x42idAcceptedRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x15\n\rjustification\x18\x02 \x01(\t\"\x15\n\x13\x42idAcceptedResponse\"A\n\x12\x42idRejectedRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x15\n\rjustification\x18\x02 \x01(\t\"\x15\n\x13\x42idRejectedResponse\"E\n\x16\x43\x61ncelExecutionRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x15\n\rjustification\x18\x02 \x01(\t\"\x19\n\x17\x43\x61ncelExecutionResponse2\xde\x02\n\x0e\x43omputeService\x12J\n\tAskForBid\x12\x1d.bacalhau.v1.AskForBidRequest\x1a\x1e.bacalhau.v1.AskForBidResponse\x12P\n\x0b\x42idAccepted\x12\x1f.bacalhau.v1.BidAcceptedRequest\x1a .bacalhau.v1.BidAcceptedResponse\x12P\n\x0b\x42idRejected\x12\x1f.bacalhau.v1.BidRejectedRequest\x1a .bacalhau.v1.BidRejectedResponse\x12\\\n\x0f\x43\x61ncelExecution\x12#.bacalhau.v1.CancelExecutionRequest\x1a$.bacalhau.v1.CancelExecutionResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x62\x61\x63\x61lhau/v1/compute.proto\x12\x0b\x62\x61\x63\x61lhau.v1\x1a\x17\x62\x61\x63\x61lhau/v1/types.proto\"\x82\x01\n\x06\x42idAsk\x12\x19\n\x11requester_node_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63ompute_node_id\x18\x02 \x01(\t\x12)\n\texecution\x18\x03 \x01(\x0b\x32\x16.bacalhau.v1.Execution\x12\x19\n\x11wait_for_approval\x18\x04 \x01(\x08\"p\n\rBidAcceptance\x12\x19\n\x11requester_node_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63ompute_node_id\x18\x02 \x01(\t\x12\x14\n\x0c\x65xecution_id\x18\x03 \x01(\t\x12\x15\n\rjustification\x18\x04 \x01(\t\"o\n\x0c\x42idRejection\x12\x19\n\x11requester_node_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63ompute_node_id\x18\x02 \x01(\t\x12\x14\n\x0c\x65xecution_id\x18\x03 \x01(\t\x12\x15\n\rjustification\x18\x04 \x01(\t\"x\n\x15\x45xecutionCancellation\x12\x19\n\x11requester_node_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63ompute_node_id\x18\x02 \x01(\t\x12\x14\n\x0c\x65xecution_id\x18\x03 \x01(\t\x12\x15\n\rjustification\x18\x04 \x01(\t\"\x8d\x01\n\x10\x41skForBidRequest\x12-\n\texecution\x18\x01 \x01(\x0b\x32\x16.bacalhau.v1.ExecutionB\x02\x18\x01\x12\x1d\n\x11wait_for_approval\x18\x02 \x01(\x08\x42\x02\x18\x01\x12+\n\x07\x62id_ask\x18\x03 \x01(\x0b\x32\x1a.bacalhau.v1.SignedPayload\"\x13\n\x11\x41skForBidResponse\"}\n\x12\x42idAcceptedRequest\x12\x18\n\x0c\x65xecution_id\x18\x01 \x01(\tB\x02\x18\x01\x12\x19\n\rjustification\x18\x02 \x01(\tB\x02\x18\x01\x12\x32\n\x0e\x62id_acceptance\x18\x03 \x01(\x0b\x32\x1a.bacalhau.v1.SignedPayload\"\x15\n\x13\x42idAcceptedResponse\"|\n\x12\x42idRejectedRequest\x12\x18\n\x0c\x65xecution_id\x18\x01 \x01(\tB\x02\x18\x01\x12\x19\n\rjustification\x18\x02 \x01(\tB\x02\x18\x01\x12\x31\n\rbid_rejection\x18\x03 \x01(\x0b\x32\x1a.bacalhau.v1.SignedPayload\"\x15\n\x13\x42idRejectedResponse\"\x7f\n\x16\x43\x61ncelExecutionRequest\x12\x18\n\x0c\x65xecution_id\x18\x01 \x01(\tB\x02\x18\x01\x12\x19\n\rjustification\x18\x02 \x01(\tB\x02\x18\x01\x12\x30\n\x0c\x63\x61ncellation\x18\x03 \x01(\x0b\x32\x1a.bacalhau.v1.SignedPayload\"\x19\n\x17\x43\x61ncelExecutionResponse2\xde\x02\n\x0e\x43omputeService\x12J\n\tAskForBid\x12\x1d.bacalhau.v1.AskForBidRequest\x1a\x1e.bacalhau.v1.AskForBidResponse\x12P\n\x0b\x42idAccepted\x12\x1f.bacalhau.v1.BidAcceptedRequest\x1a .bacalhau.v1.BidAcceptedResponse\x12P\n\x0b\x42idRejected\x12\x1f.bacalhau.v1.BidRejectedRequest\x1a .bacalhau.v1.BidRejectedResponse\x12\\\n\x0f\x43\x61ncelExecution\x12#.bacalhau.v1.CancelExecutionRequest\x1a$.bacalhau.v1.CancelExecutionResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'bacalhau._proto.v1.compute_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ASKFORBIDREQUEST']._serialized_start=67
-  _globals['_ASKFORBIDREQUEST']._serialized_end=155
-  _globals['_ASKFORBIDRESPONSE']._serialized_start=157
-  _globals['_ASKFORBIDRESPONSE']._serialized_end=176
-  _globals['_BIDACCEPTEDREQUEST']._serialized_start=178
-  _globals['_BIDACCEPTEDREQUEST']._serialized_end=243
-  _globals['_BIDACCEPTEDRESPONSE']._serialized_start=245
-  _globals['_BIDACCEPTEDRESPONSE']._serialized_end=266
-  _globals['_BIDREJECTEDREQUEST']._serialized_start=268
-  _globals['_BIDREJECTEDREQUEST']._serialized_end=333
-  _globals['_BIDREJECTEDRESPONSE']._serialized_start=335
-  _globals['_BIDREJECTEDRESPONSE']._serialized_end=356
-  _globals['_CANCELEXECUTIONREQUEST']._serialized_start=358
-  _globals['_CANCELEXECUTIONREQUEST']._serialized_end=427
-  _globals['_CANCELEXECUTIONRESPONSE']._serialized_start=429
-  _globals['_CANCELEXECUTIONRESPONSE']._serialized_end=454
-  _globals['_COMPUTESERVICE']._serialized_start=457
-  _globals['_COMPUTESERVICE']._serialized_end=807
+  _globals['_ASKFORBIDREQUEST'].fields_by_name['execution']._loaded_options = None
+  _globals['_ASKFORBIDREQUEST'].fields_by_name['execution']._serialized_options = b'\030\001'
+  _globals['_ASKFORBIDREQUEST'].fields_by_name['wait_for_approval']._loaded_options = None
+  _globals['_ASKFORBIDREQUEST'].fields_by_name['wait_for_approval']._serialized_options = b'\030\001'
+  _globals['_BIDACCEPTEDREQUEST'].fields_by_name['execution_id']._loaded_options = None
+  _globals['_BIDACCEPTEDREQUEST'].fields_by_name['execution_id']._serialized_options = b'\030\001'
+  _globals['_BIDACCEPTEDREQUEST'].fields_by_name['justification']._loaded_options = None
+  _globals['_BIDACCEPTEDREQUEST'].fields_by_name['justification']._serialized_options = b'\030\001'
+  _globals['_BIDREJECTEDREQUEST'].fields_by_name['execution_id']._loaded_options = None
+  _globals['_BIDREJECTEDREQUEST'].fields_by_name['execution_id']._serialized_options = b'\030\001'
+  _globals['_BIDREJECTEDREQUEST'].fields_by_name['justification']._loaded_options = None
+  _globals['_BIDREJECTEDREQUEST'].fields_by_name['justification']._serialized_options = b'\030\001'
+  _globals['_CANCELEXECUTIONREQUEST'].fields_by_name['execution_id']._loaded_options = None
+  _globals['_CANCELEXECUTIONREQUEST'].fields_by_name['execution_id']._serialized_options = b'\030\001'
+  _globals['_CANCELEXECUTIONREQUEST'].fields_by_name['justification']._loaded_options = None
+  _globals['_CANCELEXECUTIONREQUEST'].fields_by_name['justification']._serialized_options = b'\030\001'
+  _globals['_BIDASK']._serialized_start=68
+  _globals['_BIDASK']._serialized_end=198
+  _globals['_BIDACCEPTANCE']._serialized_start=200
+  _globals['_BIDACCEPTANCE']._serialized_end=312
+  _globals['_BIDREJECTION']._serialized_start=314
+  _globals['_BIDREJECTION']._serialized_end=425
+  _globals['_EXECUTIONCANCELLATION']._serialized_start=427
+  _globals['_EXECUTIONCANCELLATION']._serialized_end=547
+  _globals['_ASKFORBIDREQUEST']._serialized_start=550
+  _globals['_ASKFORBIDREQUEST']._serialized_end=691
+  _globals['_ASKFORBIDRESPONSE']._serialized_start=693
+  _globals['_ASKFORBIDRESPONSE']._serialized_end=712
+  _globals['_BIDACCEPTEDREQUEST']._serialized_start=714
+  _globals['_BIDACCEPTEDREQUEST']._serialized_end=839
+  _globals['_BIDACCEPTEDRESPONSE']._serialized_start=841
+  _globals['_BIDACCEPTEDRESPONSE']._serialized_end=862
+  _globals['_BIDREJECTEDREQUEST']._serialized_start=864
+  _globals['_BIDREJECTEDREQUEST']._serialized_end=988
+  _globals['_BIDREJECTEDRESPONSE']._serialized_start=990
+  _globals['_BIDREJECTEDRESPONSE']._serialized_end=1011
+  _globals['_CANCELEXECUTIONREQUEST']._serialized_start=1013
+  _globals['_CANCELEXECUTIONREQUEST']._serialized_end=1140
+  _globals['_CANCELEXECUTIONRESPONSE']._serialized_start=1142
+  _globals['_CANCELEXECUTIONRESPONSE']._serialized_end=1167
+  _globals['_COMPUTESERVICE']._serialized_start=1170
+  _globals['_COMPUTESERVICE']._serialized_end=1520
 # @@protoc_insertion_point(module_scope)

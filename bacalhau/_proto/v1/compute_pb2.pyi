@@ -3,9 +3,13 @@
 isort:skip_file
 Requester -> compute: the bprotocol messages a requester sends to a compute node.
 
-Every call runs over mutual TLS; the compute node learns the requester's node ID from the
-requester's certificate, so these requests need no signature of their own. Each call is
-acknowledged at once; answers come back later through OrchestratorService.
+Each request carries a SignedPayload signed by the requester's key. The compute node checks
+the signature, that the signer is the TLS peer, that the payload's requester_node_id is the
+signer and its compute_node_id this node; then it acts only if it trusts that requester (the
+one it joined, one its operator listed, or itself in a hybrid node). The unsigned fields of
+the first version of these requests are no longer read: a request without its signed
+payload is refused with PERMISSION_DENIED. Each call is acknowledged at once; answers come
+back later through OrchestratorService.
 """
 
 from bacalhau._proto.v1 import types_pb2 as _types_pb2
@@ -20,16 +24,27 @@ if sys.version_info >= (3, 11):
 else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
+if sys.version_info >= (3, 13):
+    from warnings import deprecated as _deprecated
+else:
+    from typing_extensions import deprecated as _deprecated
+
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
-class AskForBidRequest(_message.Message):
-    """Ask a compute node to bid for an execution."""
+class BidAsk(_message.Message):
+    """Ask a compute node to bid for an execution (signed payload of AskForBidRequest)."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    REQUESTER_NODE_ID_FIELD_NUMBER: _builtins.int
+    COMPUTE_NODE_ID_FIELD_NUMBER: _builtins.int
     EXECUTION_FIELD_NUMBER: _builtins.int
     WAIT_FOR_APPROVAL_FIELD_NUMBER: _builtins.int
+    requester_node_id: _builtins.str
+    """The asking requester; must equal the signer."""
+    compute_node_id: _builtins.str
+    """The compute node asked; must be the receiver."""
     wait_for_approval: _builtins.bool
     """When false the execution is pre-approved and runs as soon as the node accepts it."""
     @_builtins.property
@@ -39,12 +54,159 @@ class AskForBidRequest(_message.Message):
     def __init__(
         self,
         *,
+        requester_node_id: _builtins.str = ...,
+        compute_node_id: _builtins.str = ...,
         execution: _types_pb2.Execution | None = ...,
         wait_for_approval: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["execution", b"execution"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution", b"execution", "wait_for_approval", b"wait_for_approval"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["compute_node_id", b"compute_node_id", "execution", b"execution", "requester_node_id", b"requester_node_id", "wait_for_approval", b"wait_for_approval"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BidAsk: _TypeAlias = BidAsk  # noqa: Y015
+
+@_typing.final
+class BidAcceptance(_message.Message):
+    """Approve a bid (signed payload of BidAcceptedRequest)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUESTER_NODE_ID_FIELD_NUMBER: _builtins.int
+    COMPUTE_NODE_ID_FIELD_NUMBER: _builtins.int
+    EXECUTION_ID_FIELD_NUMBER: _builtins.int
+    JUSTIFICATION_FIELD_NUMBER: _builtins.int
+    requester_node_id: _builtins.str
+    """The approving requester; must equal the signer."""
+    compute_node_id: _builtins.str
+    """The compute node that bid; must be the receiver."""
+    execution_id: _builtins.str
+    """The execution whose bid is approved."""
+    justification: _builtins.str
+    """Why."""
+    def __init__(
+        self,
+        *,
+        requester_node_id: _builtins.str = ...,
+        compute_node_id: _builtins.str = ...,
+        execution_id: _builtins.str = ...,
+        justification: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["compute_node_id", b"compute_node_id", "execution_id", b"execution_id", "justification", b"justification", "requester_node_id", b"requester_node_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BidAcceptance: _TypeAlias = BidAcceptance  # noqa: Y015
+
+@_typing.final
+class BidRejection(_message.Message):
+    """Decline a bid (signed payload of BidRejectedRequest)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUESTER_NODE_ID_FIELD_NUMBER: _builtins.int
+    COMPUTE_NODE_ID_FIELD_NUMBER: _builtins.int
+    EXECUTION_ID_FIELD_NUMBER: _builtins.int
+    JUSTIFICATION_FIELD_NUMBER: _builtins.int
+    requester_node_id: _builtins.str
+    """The declining requester; must equal the signer."""
+    compute_node_id: _builtins.str
+    """The compute node that bid; must be the receiver."""
+    execution_id: _builtins.str
+    """The execution whose bid is declined."""
+    justification: _builtins.str
+    """Why."""
+    def __init__(
+        self,
+        *,
+        requester_node_id: _builtins.str = ...,
+        compute_node_id: _builtins.str = ...,
+        execution_id: _builtins.str = ...,
+        justification: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["compute_node_id", b"compute_node_id", "execution_id", b"execution_id", "justification", b"justification", "requester_node_id", b"requester_node_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BidRejection: _TypeAlias = BidRejection  # noqa: Y015
+
+@_typing.final
+class ExecutionCancellation(_message.Message):
+    """Stop an execution (signed payload of CancelExecutionRequest)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUESTER_NODE_ID_FIELD_NUMBER: _builtins.int
+    COMPUTE_NODE_ID_FIELD_NUMBER: _builtins.int
+    EXECUTION_ID_FIELD_NUMBER: _builtins.int
+    JUSTIFICATION_FIELD_NUMBER: _builtins.int
+    requester_node_id: _builtins.str
+    """The requester the execution belongs to; must equal the signer."""
+    compute_node_id: _builtins.str
+    """The compute node running it; must be the receiver."""
+    execution_id: _builtins.str
+    """The execution to stop."""
+    justification: _builtins.str
+    """Why."""
+    def __init__(
+        self,
+        *,
+        requester_node_id: _builtins.str = ...,
+        compute_node_id: _builtins.str = ...,
+        execution_id: _builtins.str = ...,
+        justification: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["compute_node_id", b"compute_node_id", "execution_id", b"execution_id", "justification", b"justification", "requester_node_id", b"requester_node_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExecutionCancellation: _TypeAlias = ExecutionCancellation  # noqa: Y015
+
+@_typing.final
+class AskForBidRequest(_message.Message):
+    """Carries a signed BidAsk."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXECUTION_FIELD_NUMBER: _builtins.int
+    WAIT_FOR_APPROVAL_FIELD_NUMBER: _builtins.int
+    BID_ASK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def wait_for_approval(self) -> _builtins.bool:
+        """Unsigned first version: no longer read (see bid_ask)."""
+
+    @wait_for_approval.setter
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def wait_for_approval(self, value: _builtins.bool) -> None:
+        """Unsigned first version: no longer read (see bid_ask)."""
+
+    @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def execution(self) -> _types_pb2.Execution:
+        """Unsigned first version: no longer read (see bid_ask)."""
+
+    @_builtins.property
+    def bid_ask(self) -> _types_pb2.SignedPayload:
+        """Payload: BidAsk."""
+
+    def __init__(
+        self,
+        *,
+        execution: _types_pb2.Execution | None = ...,
+        wait_for_approval: _builtins.bool = ...,
+        bid_ask: _types_pb2.SignedPayload | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["bid_ask", b"bid_ask", "execution", b"execution"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bid_ask", b"bid_ask", "execution", b"execution", "wait_for_approval", b"wait_for_approval"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -69,25 +231,47 @@ Global___AskForBidResponse: _TypeAlias = AskForBidResponse  # noqa: Y015
 
 @_typing.final
 class BidAcceptedRequest(_message.Message):
-    """Approve a bid."""
+    """Carries a signed BidAcceptance."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     EXECUTION_ID_FIELD_NUMBER: _builtins.int
     JUSTIFICATION_FIELD_NUMBER: _builtins.int
-    execution_id: _builtins.str
-    """The execution whose bid is approved."""
-    justification: _builtins.str
-    """Why."""
+    BID_ACCEPTANCE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def execution_id(self) -> _builtins.str:
+        """Unsigned first version: no longer read (see bid_acceptance)."""
+
+    @execution_id.setter
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def execution_id(self, value: _builtins.str) -> None:
+        """Unsigned first version: no longer read (see bid_acceptance)."""
+
+    @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def justification(self) -> _builtins.str:
+        """Unsigned first version: no longer read (see bid_acceptance)."""
+
+    @justification.setter
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def justification(self, value: _builtins.str) -> None:
+        """Unsigned first version: no longer read (see bid_acceptance)."""
+
+    @_builtins.property
+    def bid_acceptance(self) -> _types_pb2.SignedPayload:
+        """Payload: BidAcceptance."""
+
     def __init__(
         self,
         *,
         execution_id: _builtins.str = ...,
         justification: _builtins.str = ...,
+        bid_acceptance: _types_pb2.SignedPayload | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["bid_acceptance", b"bid_acceptance"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_id", b"execution_id", "justification", b"justification"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bid_acceptance", b"bid_acceptance", "execution_id", b"execution_id", "justification", b"justification"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -112,25 +296,47 @@ Global___BidAcceptedResponse: _TypeAlias = BidAcceptedResponse  # noqa: Y015
 
 @_typing.final
 class BidRejectedRequest(_message.Message):
-    """Decline a bid."""
+    """Carries a signed BidRejection."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     EXECUTION_ID_FIELD_NUMBER: _builtins.int
     JUSTIFICATION_FIELD_NUMBER: _builtins.int
-    execution_id: _builtins.str
-    """The execution whose bid is declined."""
-    justification: _builtins.str
-    """Why."""
+    BID_REJECTION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def execution_id(self) -> _builtins.str:
+        """Unsigned first version: no longer read (see bid_rejection)."""
+
+    @execution_id.setter
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def execution_id(self, value: _builtins.str) -> None:
+        """Unsigned first version: no longer read (see bid_rejection)."""
+
+    @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def justification(self) -> _builtins.str:
+        """Unsigned first version: no longer read (see bid_rejection)."""
+
+    @justification.setter
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def justification(self, value: _builtins.str) -> None:
+        """Unsigned first version: no longer read (see bid_rejection)."""
+
+    @_builtins.property
+    def bid_rejection(self) -> _types_pb2.SignedPayload:
+        """Payload: BidRejection."""
+
     def __init__(
         self,
         *,
         execution_id: _builtins.str = ...,
         justification: _builtins.str = ...,
+        bid_rejection: _types_pb2.SignedPayload | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["bid_rejection", b"bid_rejection"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_id", b"execution_id", "justification", b"justification"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bid_rejection", b"bid_rejection", "execution_id", b"execution_id", "justification", b"justification"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -155,25 +361,47 @@ Global___BidRejectedResponse: _TypeAlias = BidRejectedResponse  # noqa: Y015
 
 @_typing.final
 class CancelExecutionRequest(_message.Message):
-    """Stop an execution."""
+    """Carries a signed ExecutionCancellation."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     EXECUTION_ID_FIELD_NUMBER: _builtins.int
     JUSTIFICATION_FIELD_NUMBER: _builtins.int
-    execution_id: _builtins.str
-    """The execution to stop."""
-    justification: _builtins.str
-    """Why."""
+    CANCELLATION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def execution_id(self) -> _builtins.str:
+        """Unsigned first version: no longer read (see cancellation)."""
+
+    @execution_id.setter
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def execution_id(self, value: _builtins.str) -> None:
+        """Unsigned first version: no longer read (see cancellation)."""
+
+    @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def justification(self) -> _builtins.str:
+        """Unsigned first version: no longer read (see cancellation)."""
+
+    @justification.setter
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def justification(self, value: _builtins.str) -> None:
+        """Unsigned first version: no longer read (see cancellation)."""
+
+    @_builtins.property
+    def cancellation(self) -> _types_pb2.SignedPayload:
+        """Payload: ExecutionCancellation."""
+
     def __init__(
         self,
         *,
         execution_id: _builtins.str = ...,
         justification: _builtins.str = ...,
+        cancellation: _types_pb2.SignedPayload | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cancellation", b"cancellation"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_id", b"execution_id", "justification", b"justification"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancellation", b"cancellation", "execution_id", b"execution_id", "justification", b"justification"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

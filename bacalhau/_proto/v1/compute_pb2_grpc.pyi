@@ -3,9 +3,13 @@
 isort:skip_file
 Requester -> compute: the bprotocol messages a requester sends to a compute node.
 
-Every call runs over mutual TLS; the compute node learns the requester's node ID from the
-requester's certificate, so these requests need no signature of their own. Each call is
-acknowledged at once; answers come back later through OrchestratorService.
+Each request carries a SignedPayload signed by the requester's key. The compute node checks
+the signature, that the signer is the TLS peer, that the payload's requester_node_id is the
+signer and its compute_node_id this node; then it acts only if it trusts that requester (the
+one it joined, one its operator listed, or itself in a hybrid node). The unsigned fields of
+the first version of these requests are no longer read: a request without its signed
+payload is refused with PERMISSION_DENIED. Each call is acknowledged at once; answers come
+back later through OrchestratorService.
 """
 
 from bacalhau._proto.v1 import compute_pb2 as _compute_pb2
