@@ -1,5 +1,6 @@
 """The negative trust cases: foreign certificates, forged or misattributed signatures, and
-calls that reach the wrong node are all refused, and no handler ever sees them."""
+calls that reach the wrong node are all refused, and no handler ever sees them; and a compute
+node obeys only the requesters it trusts, whatever certificate the sender holds."""
 
 from __future__ import annotations
 
@@ -23,24 +24,40 @@ from cryptography.x509.oid import NameOID
 
 from bacalhau import errors
 from bacalhau._proto.v1 import (
+    compute_pb2,
+    compute_pb2_grpc,
     node_pb2,
     node_pb2_grpc,
     orchestrator_pb2,
     orchestrator_pb2_grpc,
     types_pb2,
 )
+from bacalhau.compute import (
+    Bidder,
+    CapacityTracker,
+    ComputeEndpoint,
+    ExecutionPipeline,
+    ExecutionStore,
+    RequesterTrust,
+    default_strategies,
+)
+from bacalhau.executor.noop import NoopExecutor
 from bacalhau.identity import NodeFiles, NodeIdentity
 from bacalhau.models import (
     AskForBidRequest,
+    BidDecision,
     BidResult,
     CancelExecutionRequest,
     ComputeFailure,
     Heartbeat,
     JoinRequest,
+    LocalExecutionState,
+    Resources,
     RunCommandResult,
     RunResult,
     SpecConfig,
 )
+from bacalhau.publisher import NoopPublisher
 from bacalhau.transport import (
     ComputeClient,
     NodeServer,
@@ -49,8 +66,19 @@ from bacalhau.transport import (
     channel_options,
     server_credentials,
 )
-from bacalhau.transport._convert_messages import bid_result_to_proto, heartbeat_to_proto
+from bacalhau.transport._convert import execution_to_proto
+from bacalhau.transport._convert_messages import (
+    ask_for_bid_to_proto,
+    bid_accepted_to_proto,
+    bid_rejected_to_proto,
+    bid_result_to_proto,
+    cancel_to_proto,
+    heartbeat_to_proto,
+)
 from bacalhau.transport._signing import seal, signing_input
+from tests.compute.jobs import noop_execution
+from tests.compute.recording_callbacks import RecordingCallbacks
+from tests.compute.waiting import eventually
 from tests.transport.cluster import Cluster, Node, RecordingCompute, RecordingOrchestrator
 from tests.transport.samples import full_event, full_execution, full_node_info
 
@@ -396,3 +424,200 @@ async def test_compute_node_refuses_unsound_join_decisions(
             assert client.orchestrator_node_id == (requester.node_id if pinned else None)
     finally:
         await server.stop(None)
+
+
+# -- (e) only a trusted requester may command a compute node -----------------------------------
+
+L = LocalExecutionState
+COMMANDS = ["ask_for_bid", "bid_accepted", "bid_rejected", "cancel_execution"]
+
+
+@asynccontextmanager
+async def serving_real_compute(
+    node: Node, directory: Any, *, trusted: list[str]
+) -> AsyncIterator[tuple[NodeServer, ComputeEndpoint, RecordingCallbacks]]:
+    """A real compute endpoint (noop executor) behind mTLS, obeying ``trusted`` only."""
+    room = Resources(cpu=8, memory=16 * 2**30, disk=10**11)
+    executors = {"noop": NoopExecutor()}
+    publishers = {"noop": NoopPublisher()}
+    callbacks = RecordingCallbacks()
+    with ExecutionStore(directory / "compute.db") as store:
+        endpoint = ComputeEndpoint(
+            node_id=node.node_id,
+            store=store,
+            bidder=Bidder(
+                node_id=node.node_id,
+                strategies=default_strategies(
+                    executors=executors, publishers=publishers, max_job_requirements=room
+                ),
+            ),
+            pipeline=ExecutionPipeline(
+                node_id=node.node_id,
+                store=store,
+                executors=executors,
+                publishers=publishers,
+                results_root=directory / "executions",
+            ),
+            callbacks=callbacks,
+            capacity=CapacityTracker(room),
+            trust=RequesterTrust(trusted),
+        )
+        server = NodeServer(node.identity, node.files)
+        server.add_compute_handler(endpoint)
+        async with endpoint, server:
+            yield server, endpoint, callbacks
+
+
+async def _command(client: ComputeClient, node_id: str, method: str, execution_id: str) -> None:
+    if method == "ask_for_bid":
+        injected = noop_execution(Stdout="injected")
+        injected.id = execution_id
+        injected.node_id = node_id
+        await client.ask_for_bid(node_id, AskForBidRequest(injected, wait_for_approval=False))
+    elif method == "cancel_execution":
+        await client.cancel_execution(node_id, CancelExecutionRequest(execution_id, "forged"))
+    else:
+        decision = BidDecision(execution_id, accepted=method == "bid_accepted")
+        await getattr(client, method)(node_id, decision)
+
+
+@pytest.mark.parametrize("method", COMMANDS)
+async def test_compute_node_obeys_only_the_requester_it_trusts(
+    cluster: Cluster, tmp_path: Any, method: str
+) -> None:
+    requester, compute = cluster.node(), cluster.node()
+    # Both hold genuine cluster certificates: a requester this node did not join, and a
+    # member that never joined anything.
+    other_requester, never_joined = cluster.node(), cluster.node()
+    async with (
+        serving_real_compute(compute, tmp_path, trusted=[requester.node_id]) as (
+            server,
+            endpoint,
+            callbacks,
+        ),
+        ComputeClient(requester.identity, requester.files) as legit,
+    ):
+        legit.register_node(compute.node_id, server.address)
+        # The trusted requester's work: a bid waiting for approval and a running execution.
+        waiting, running = noop_execution(Stdout="approved"), noop_execution(SleepSeconds=60)
+        for execution, wait in ((waiting, True), (running, False)):
+            execution.node_id = compute.node_id
+            await legit.ask_for_bid(compute.node_id, AskForBidRequest(execution, wait))
+        await callbacks.wait_for(waiting.id, BidResult)
+        await eventually(lambda: endpoint.store.get(running.id).state is L.RUNNING)
+        target = {"ask_for_bid": "e-injected", "cancel_execution": running.id}.get(
+            method, waiting.id
+        )
+
+        for sender in (other_requester, never_joined):
+            async with ComputeClient(sender.identity, sender.files) as client:
+                client.register_node(compute.node_id, server.address)
+                with pytest.raises(errors.PermissionDenied, match="not a requester"):
+                    await _command(client, compute.node_id, method, target)
+        assert endpoint.trust.refused == {other_requester.node_id: 1, never_joined.node_id: 1}
+        # Nothing was acted on: no injected execution, the bid still waits, the run goes on.
+        assert endpoint.store.find("e-injected") is None
+        assert endpoint.store.get(waiting.id).state is L.CREATED
+        assert endpoint.store.get(running.id).state is L.RUNNING
+
+        # The trusted requester still commands the node.
+        await _command(legit, compute.node_id, method, target)
+        expected = {
+            "ask_for_bid": ("e-injected", L.COMPLETED),
+            "bid_accepted": (waiting.id, L.COMPLETED),
+            "bid_rejected": (waiting.id, L.BID_REJECTED),
+            "cancel_execution": (running.id, L.CANCELLED),
+        }[method]
+        await eventually(lambda: endpoint.store.get(expected[0]).state is expected[1])
+
+
+class RawComputeCaller:
+    """Sends hand-made requests to a compute node over ``sender``'s genuine mTLS channel."""
+
+    def __init__(self, sender: Node, compute: Node, address: str) -> None:
+        self.channel = grpc.aio.secure_channel(
+            address, channel_credentials(sender.files), options=channel_options(compute.node_id)
+        )
+        self.stub = compute_pb2_grpc.ComputeServiceStub(self.channel)
+        self.compute_id = compute.node_id
+
+    async def send(self, method: str, envelope: types_pb2.SignedPayload | None) -> None:
+        execution = full_execution(self.compute_id)
+        requests = {
+            # The unsigned first version of each request (envelope None) or the signed one.
+            "ask_for_bid": compute_pb2.AskForBidRequest(
+                **(
+                    {"bid_ask": envelope}
+                    if envelope is not None
+                    else {"execution": execution_to_proto(execution), "wait_for_approval": False}
+                )
+            ),
+            "bid_accepted": compute_pb2.BidAcceptedRequest(
+                **({"bid_acceptance": envelope} if envelope else {"execution_id": "e-1"})
+            ),
+            "bid_rejected": compute_pb2.BidRejectedRequest(
+                **({"bid_rejection": envelope} if envelope else {"execution_id": "e-1"})
+            ),
+            "cancel_execution": compute_pb2.CancelExecutionRequest(
+                **({"cancellation": envelope} if envelope else {"execution_id": "e-1"})
+            ),
+        }
+        rpc = {
+            "ask_for_bid": self.stub.AskForBid,
+            "bid_accepted": self.stub.BidAccepted,
+            "bid_rejected": self.stub.BidRejected,
+            "cancel_execution": self.stub.CancelExecution,
+        }[method]
+        await rpc(requests[method], timeout=5)
+
+
+def _payload(method: str, requester: str, compute: str) -> Any:
+    ids = {"requester_node_id": requester, "compute_node_id": compute}
+    if method == "ask_for_bid":
+        return ask_for_bid_to_proto(AskForBidRequest(full_execution(compute)), **ids)
+    if method == "bid_accepted":
+        return bid_accepted_to_proto(BidDecision("e-1", True), **ids)
+    if method == "bid_rejected":
+        return bid_rejected_to_proto(BidDecision("e-1", False), **ids)
+    return cancel_to_proto(CancelExecutionRequest("e-1"), **ids)
+
+
+@pytest.mark.parametrize("method", COMMANDS)
+async def test_unsigned_or_wrongly_signed_commands_are_refused(
+    cluster: Cluster, method: str
+) -> None:
+    requester, compute, other = cluster.node(), cluster.node(), cluster.node()
+    stranger = NodeIdentity.generate()
+    genuine = seal(requester.identity, _payload(method, requester.node_id, compute.node_id))
+    forged = types_pb2.SignedPayload(
+        payload=genuine.payload,
+        signer=requester.node_id,
+        signature=stranger.sign(
+            signing_input(_payload(method, "", "").DESCRIPTOR.full_name, genuine.payload)
+        ),
+    )
+    # Signed by the requester itself, but naming another requester or another compute node.
+    for_another_requester = seal(
+        requester.identity, _payload(method, other.node_id, compute.node_id)
+    )
+    for_another_node = seal(requester.identity, _payload(method, requester.node_id, other.node_id))
+    # A genuine signature over another kind of command (an acceptance sent as a cancellation).
+    other_kind = seal(
+        requester.identity,
+        _payload(
+            "bid_accepted" if method != "bid_accepted" else "cancel_execution",
+            requester.node_id,
+            compute.node_id,
+        ),
+    )
+    async with serving_compute(compute) as (server, handler):
+        raw = RawComputeCaller(requester, compute, server.address)
+        try:
+            for envelope in (None, forged, for_another_requester, for_another_node, other_kind):
+                await _expect_permission_denied(raw.send(method, envelope))
+            assert handler.calls == []
+            # Control: the genuine envelope is delivered, attributed to the requester.
+            await raw.send(method, genuine)
+        finally:
+            await raw.channel.close()
+    assert [(m, src) for m, src, _ in handler.calls] == [(method, requester.node_id)]
