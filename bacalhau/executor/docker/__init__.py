@@ -1,6 +1,8 @@
 """The Docker executor: one container per execution on the local Docker engine."""
 
 from bacalhau.executor.docker._executor import (
+    DEFAULT_PIDS_LIMIT,
+    DEFAULT_REAP_INTERVAL,
     LABEL_EXECUTION_ID,
     LABEL_EXECUTOR,
     LABEL_JOB_ID,
@@ -9,6 +11,8 @@ from bacalhau.executor.docker._executor import (
 from bacalhau.executor.docker._params import DockerEngineSpec
 
 __all__ = [
+    "DEFAULT_PIDS_LIMIT",
+    "DEFAULT_REAP_INTERVAL",
     "LABEL_EXECUTION_ID",
     "LABEL_EXECUTOR",
     "LABEL_JOB_ID",

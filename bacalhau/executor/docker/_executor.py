@@ -8,6 +8,13 @@ event loop never blocks.
 
 Images are never pulled unless the operator allows it: this node answers a missing image with
 :class:`~bacalhau.errors.ImageNotFound` at once instead of hanging on an unreachable registry.
+
+Every container runs under a pids limit (a fork bomb stops there instead of filling the
+host's process table). Containers are removed by tasks the executor owns, not the run: a
+cancelled run cannot abandon its container halfway, a removal the engine reports as already
+in progress (409) is followed until the container is really gone, and closing the executor
+waits for every removal. A reaper removes, at start and then on a timer, any container of
+this executor's prefix that no run of this process owns.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import docker
@@ -56,6 +64,17 @@ _NOT_INSTALLED_TTL = 1.0
 _NAME_CHARS = re.compile(r"[^a-zA-Z0-9_.-]")
 _PREFIX_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 
+#: Processes (threads included) one container may hold, unless the operator says otherwise.
+DEFAULT_PIDS_LIMIT = 256
+#: Seconds between two sweeps of the reaper.
+DEFAULT_REAP_INTERVAL = 30.0
+#: How long one removal keeps retrying before it leaves the container to the reaper.
+_REMOVE_PATIENCE = 120.0
+_REMOVE_FIRST_DELAY = 0.05
+_REMOVE_MAX_DELAY = 1.0
+#: How long closing the executor waits for the removals still under way.
+_CLOSE_TIMEOUT = 60.0
+
 
 @dataclass(slots=True)
 class _RunControl:
@@ -72,6 +91,11 @@ class DockerExecutor:
     so constructing the executor never fails when the engine is down. ``name_prefix`` names
     and labels this executor's containers; nodes sharing one engine must use distinct
     prefixes, since :meth:`remove_leftovers` removes every container carrying its prefix.
+    ``pids_limit`` caps the processes of every container (jobs cannot raise it).
+
+    As an async context manager it removes leftovers on entry, runs the reaper every
+    ``reap_interval`` seconds, and on exit waits for the removals under way and sweeps once
+    more, so no container of this executor outlives it.
     """
 
     def __init__(
@@ -80,19 +104,34 @@ class DockerExecutor:
         client: docker.DockerClient | None = None,
         allow_pull: bool = False,
         name_prefix: str = "bacalhau",
+        pids_limit: int = DEFAULT_PIDS_LIMIT,
+        reap_interval: float = DEFAULT_REAP_INTERVAL,
     ) -> None:
         if not _PREFIX_RE.match(name_prefix):
             raise ValueError(f"invalid container name prefix {name_prefix!r}")
+        if pids_limit < 1:
+            raise ValueError(f"the pids limit must be at least 1, got {pids_limit}")
+        if reap_interval <= 0:
+            raise ValueError(f"the reap interval must be positive, got {reap_interval}")
         self._client = client
         self._client_lock = asyncio.Lock()
         self._allow_pull = allow_pull
         self._prefix = name_prefix
+        self._pids_limit = pids_limit
+        self._reap_interval = reap_interval
         self._runs: dict[str, _RunControl] = {}
+        self._removals: dict[str, asyncio.Task[None]] = {}
+        self._reaper: asyncio.Task[None] | None = None
         self._installed: tuple[bool, float] | None = None
 
     @property
     def name(self) -> str:
         return "docker"
+
+    @property
+    def pids_limit(self) -> int:
+        """The most processes one container may hold."""
+        return self._pids_limit
 
     # -- Executor protocol -------------------------------------------------------------------
 
@@ -149,8 +188,8 @@ class DockerExecutor:
                 _raise_if_cancelled(control, request)
                 return await self._start_and_wait(api, container_id, request, control)
             finally:
-                # Shielded: a cancelled run() must still not leave its container behind.
-                await asyncio.shield(self._remove(api, container_id))
+                # The removal is the executor's task: cancelling run() cannot stop it.
+                await self._remove(api, container_id)
         finally:
             del self._runs[request.execution_id]
 
@@ -183,12 +222,50 @@ class DockerExecutor:
 
     # -- node lifecycle ----------------------------------------------------------------------
 
+    async def __aenter__(self) -> DockerExecutor:
+        if await self.is_installed():
+            try:
+                await self.remove_leftovers()
+            except BacalhauError as e:
+                _log.warning("cannot remove leftover containers: %s", e)
+        self._reaper = asyncio.create_task(self._reap(), name=f"docker-reaper-{self._prefix}")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Stop the reaper, wait for the removals under way, then remove what is left."""
+        if self._reaper is not None:
+            self._reaper.cancel()
+            await asyncio.gather(self._reaper, return_exceptions=True)
+            self._reaper = None
+        pending = set(self._removals.values())
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=_CLOSE_TIMEOUT)
+            if late:
+                _log.warning("%d container removals did not finish in time", len(late))
+        if self._client is None:
+            return  # never talked to the engine: nothing of ours can be there
+        try:
+            await self._sweep(include_owned=True)
+        except BacalhauError as e:
+            _log.warning("cannot remove the containers left at close: %s", e)
+
     async def remove_leftovers(self) -> int:
         """Remove containers of this prefix that no run of this process owns; return how many.
 
-        Called when a node starts: containers of executions that died with a previous process
-        would otherwise linger forever.
+        Called when a node starts and then by the reaper: containers of executions that died
+        with a previous process, or whose removal failed, would otherwise linger forever.
         """
+        return await self._sweep(include_owned=False)
+
+    async def _sweep(self, *, include_owned: bool) -> int:
         api = await self._api()
         try:
             found = await asyncio.to_thread(
@@ -198,10 +275,25 @@ class DockerExecutor:
             )
         except ENGINE_ERRORS as e:
             raise unreachable(e) from e
-        owned = {c.container_id for c in self._runs.values()}
-        stale = [c["Id"] for c in found if c["Id"] not in owned]
+        # Ownership goes by execution ID, which a run records before it creates its container;
+        # a container ID is only known once the create call has returned.
+        owned = set() if include_owned else set(self._runs)
+        stale = [
+            c["Id"] for c in found if (c.get("Labels") or {}).get(LABEL_EXECUTION_ID) not in owned
+        ]
         await asyncio.gather(*(self._remove(api, cid) for cid in stale))
         return len(stale)
+
+    async def _reap(self) -> None:
+        while True:
+            await asyncio.sleep(self._reap_interval)
+            try:
+                removed = await self.remove_leftovers()
+            except BacalhauError as e:
+                _log.warning("reaper: %s", e)
+                continue
+            if removed:
+                _log.warning("reaper removed %d stray containers", removed)
 
     # -- steps -------------------------------------------------------------------------------
 
@@ -258,6 +350,7 @@ class DockerExecutor:
             mem_limit=memory,
             # Equal to the memory limit: no swap, so the limit really bounds the job.
             memswap_limit=memory,
+            pids_limit=self._pids_limit,
             # The output reaches us over the attach stream; a second copy in the engine's
             # log files would only cost disk and time.
             log_config=LogConfig(type="none"),
@@ -376,16 +469,48 @@ class DockerExecutor:
         return bool(info.get("State", {}).get("OOMKilled"))
 
     async def _remove(self, api: Any, container: str) -> None:
-        """Kill and remove a container; absent or already being removed counts as done."""
-        try:
-            await asyncio.to_thread(api.remove_container, container, v=True, force=True)
-        except docker.errors.NotFound:
-            pass
-        except docker.errors.APIError as e:
-            if e.status_code != 409:  # 409: a removal is already in progress
-                _log.warning("cannot remove container %s: %s", container, explain(e))
-        except ENGINE_ERRORS as e:
-            _log.warning("cannot remove container %s: %s", container, e)
+        """Kill and remove a container, returning once it is gone (or left to the reaper).
+
+        The work is done by one task per container that the executor owns: a caller that is
+        cancelled stops waiting, not removing, and two callers share one removal.
+        """
+        task = self._removals.get(container)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(
+                self._remove_until_gone(api, container), name=f"docker-remove-{container[:12]}"
+            )
+            self._removals[container] = task
+            task.add_done_callback(lambda _: self._removals.pop(container, None))
+        await asyncio.shield(task)
+
+    async def _remove_until_gone(self, api: Any, container: str) -> None:
+        # A 409 means another removal is in progress, which may still fail (a container
+        # whose processes are slow to die): only the engine saying "no such container"
+        # proves it is gone, so ask again until it does.
+        delay = _REMOVE_FIRST_DELAY
+        give_up = time.monotonic() + _REMOVE_PATIENCE
+        while True:
+            try:
+                await asyncio.to_thread(api.remove_container, container, v=True, force=True)
+                return
+            except docker.errors.NotFound:
+                return
+            except docker.errors.APIError as e:
+                reason = explain(e)
+                if e.status_code != 409:
+                    _log.info("removing container %s failed, retrying: %s", container, reason)
+            except ENGINE_ERRORS as e:
+                reason = str(e)
+            if time.monotonic() > give_up:
+                _log.warning(
+                    "container %s is still there after %.0fs (%s); the reaper will retry",
+                    container,
+                    _REMOVE_PATIENCE,
+                    reason,
+                )
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _REMOVE_MAX_DELAY)
 
 
 def _uses_host_network(network: NetworkConfig) -> bool:
