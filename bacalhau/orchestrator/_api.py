@@ -33,6 +33,15 @@ class JobPage:
     has_more: bool = False
 
 
+def job_sort_value(job: Job, order_by: str) -> int | str:
+    """The value a job listing ordered by ``order_by`` sorts ``job`` on (for keyset cursors)."""
+    if order_by == "modified_at":
+        return job.modify_time
+    if order_by == "id":
+        return job.id
+    return job.create_time
+
+
 class OrchestratorAPI(Protocol):
     """The orchestrator's endpoint, as the API servers see it."""
 
@@ -67,9 +76,14 @@ class OrchestratorAPI(Protocol):
         reverse: bool = False,
         limit: int = 0,
         offset: int = 0,
+        after: tuple[int | str, str] | None = None,
     ) -> JobPage:
         """Jobs of a namespace ("" or "*" = all) matching a label selector, sorted then paged
-        (``limit`` 0 = all). ``order_by``: created_at, modified_at, id."""
+        (``limit`` 0 = all). ``order_by``: created_at, modified_at, id (ties by ID).
+
+        ``after`` is a keyset cursor: the sort value and ID of the last job of the previous
+        page (see :func:`job_sort_value`); ``offset`` skips jobs instead (older paging tokens).
+        """
         ...
 
     async def list_executions(self, job_id: str) -> list[Execution]:

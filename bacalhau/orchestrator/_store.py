@@ -6,7 +6,10 @@ raises :class:`~bacalhau.errors.InvalidTransition`. Writes that belong together 
 first evaluation, a plan) happen in one transaction via :meth:`JobStore.transaction`.
 
 SQLite is called directly from the event loop: each transaction is a few hundred microseconds
-with ``synchronous=NORMAL`` under WAL, cheaper than a thread hop.
+with ``synchronous=NORMAL`` under WAL, cheaper than a thread hop. Listing pages in SQL over the
+state columns (namespace, labels, times) and returns the stored documents of one page only;
+decoding them (the costly part for large specs) is left to the caller, who may do it off the
+event loop with :func:`decode_jobs`.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 
 from bacalhau.errors import (
@@ -59,7 +63,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     revision INTEGER NOT NULL,
     create_time INTEGER NOT NULL,
     modify_time INTEGER NOT NULL,
-    data TEXT NOT NULL
+    data TEXT NOT NULL,
+    labels TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state);
 CREATE TABLE IF NOT EXISTS executions (
@@ -98,6 +103,33 @@ CREATE TABLE IF NOT EXISTS idempotency (
 """
 
 
+#: Columns a job listing can be ordered by.
+JOB_ORDER_COLUMNS = ("create_time", "modify_time", "id")
+#: Rows fetched per statement when reading a page's documents.
+_FETCH_CHUNK = 500
+
+
+@dataclass(slots=True)
+class StoredJobPage:
+    """One page of a job listing, still encoded: ``documents`` are the stored JSON texts."""
+
+    documents: list[str]
+    #: True when more matching jobs follow the page.
+    has_more: bool
+
+
+def decode_jobs(documents: Sequence[str]) -> list[Job]:
+    """Decode stored job documents (pure; safe to run in a worker thread)."""
+    return [Job.from_dict(json.loads(text)) for text in documents]
+
+
+_LIST_INDEXES = """
+CREATE INDEX IF NOT EXISTS jobs_by_create_time ON jobs(create_time, id);
+CREATE INDEX IF NOT EXISTS jobs_by_modify_time ON jobs(modify_time, id);
+CREATE INDEX IF NOT EXISTS jobs_by_namespace ON jobs(namespace, create_time, id);
+"""
+
+
 class JobStore:
     """SQLite-backed store of the requester's state."""
 
@@ -107,6 +139,8 @@ class JobStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(_SCHEMA)
+        self._migrate()
+        self._db.executescript(_LIST_INDEXES)
         self._depth = 0
         # Waiters for history changes, per job (long-poll support).
         self._changed: dict[str, asyncio.Event] = {}
@@ -114,6 +148,24 @@ class JobStore:
 
     def close(self) -> None:
         self._db.close()
+
+    def _migrate(self) -> None:
+        """Add the ``labels`` column to a store written before listing filtered in SQL."""
+        columns = {str(r[1]) for r in self._db.execute("PRAGMA table_info(jobs)")}
+        if "labels" in columns:
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("ALTER TABLE jobs ADD COLUMN labels TEXT")
+            for job_id, data in self._db.execute("SELECT id, data FROM jobs").fetchall():
+                labels = json.loads(data).get("Labels") or {}
+                self._db.execute(
+                    "UPDATE jobs SET labels = ? WHERE id = ?", (json.dumps(labels), job_id)
+                )
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
 
     # -- transactions --------------------------------------------------------------------
 
@@ -148,8 +200,8 @@ class JobStore:
     def create_job(self, job: Job) -> None:
         check_job_transition(JobStateType.UNDEFINED, job.state)
         self._db.execute(
-            "INSERT INTO jobs (id, namespace, state, revision, create_time, modify_time, data)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO jobs (id, namespace, state, revision, create_time, modify_time, data,"
+            " labels) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 job.id,
                 job.namespace,
@@ -158,6 +210,7 @@ class JobStore:
                 job.create_time,
                 job.modify_time,
                 json.dumps(job.to_dict()),
+                json.dumps(job.labels),
             ),
         )
 
@@ -185,8 +238,67 @@ class JobStore:
         return str(rows[0][0])
 
     def list_jobs(self) -> list[Job]:
-        rows = self._db.execute("SELECT data FROM jobs ORDER BY create_time, id").fetchall()
-        return [Job.from_dict(json.loads(r[0])) for r in rows]
+        return decode_jobs(self.page_jobs().documents)
+
+    def page_jobs(
+        self,
+        *,
+        namespace: str = "",
+        labels_match: Callable[[Mapping[str, str]], bool] | None = None,
+        order_by: str = "create_time",
+        reverse: bool = False,
+        limit: int = 0,
+        offset: int = 0,
+        after: tuple[int | str, str] | None = None,
+    ) -> StoredJobPage:
+        """One page of jobs, ordered by ``order_by`` (a column of :data:`JOB_ORDER_COLUMNS`)
+        then ID, in SQL; only the page's documents are read.
+
+        ``namespace`` "" or "*" means all; ``labels_match`` filters on the labels column;
+        ``after`` is a keyset cursor ``(sort value, job ID)`` of the last job already seen
+        (``offset`` skips matches instead, for paging tokens of older versions); ``limit`` 0
+        means no limit.
+        """
+        if order_by not in JOB_ORDER_COLUMNS:
+            raise ValueError(f"cannot order jobs by {order_by!r}")
+        where: list[str] = []
+        args: list[object] = []
+        if namespace and namespace != "*":
+            where.append("namespace = ?")
+            args.append(namespace)
+        if after is not None:
+            where.append(f"({order_by}, id) {'<' if reverse else '>'} (?, ?)")
+            args.extend(after)
+        direction = "DESC" if reverse else "ASC"
+        sql = (
+            f"SELECT id, labels FROM jobs{' WHERE ' + ' AND '.join(where) if where else ''}"
+            f" ORDER BY {order_by} {direction}, id {direction}"
+        )
+        ids: list[str] = []
+        skipped = 0
+        has_more = False
+        for job_id, labels in self._db.execute(sql, args):
+            if labels_match is not None and not labels_match(json.loads(labels or "{}")):
+                continue
+            if skipped < offset:
+                skipped += 1
+                continue
+            if limit and len(ids) == limit:
+                has_more = True
+                break
+            ids.append(str(job_id))
+        return StoredJobPage(documents=self._documents(ids), has_more=has_more)
+
+    def _documents(self, ids: list[str]) -> list[str]:
+        found: dict[str, str] = {}
+        for start in range(0, len(ids), _FETCH_CHUNK):
+            chunk = ids[start : start + _FETCH_CHUNK]
+            marks = ",".join("?" for _ in chunk)
+            for job_id, data in self._db.execute(
+                f"SELECT id, data FROM jobs WHERE id IN ({marks})", chunk
+            ):
+                found[str(job_id)] = str(data)
+        return [found[i] for i in ids if i in found]
 
     def jobs_in_states(self, states: list[JobStateType]) -> list[str]:
         marks = ",".join("?" for _ in states)

@@ -37,7 +37,7 @@ from bacalhau.models import (
     selector_matches,
     validate_job,
 )
-from bacalhau.orchestrator._api import JobPage, SubmitResult
+from bacalhau.orchestrator._api import JobPage, SubmitResult, job_sort_value
 
 
 @dataclass
@@ -186,6 +186,7 @@ class MemoryOrchestrator:
         reverse: bool = False,
         limit: int = 0,
         offset: int = 0,
+        after: tuple[int | str, str] | None = None,
     ) -> JobPage:
         jobs = [
             r.job
@@ -193,12 +194,13 @@ class MemoryOrchestrator:
             if namespace in ("", "*", r.job.namespace)
             and selector_matches(selector or [], r.job.labels)
         ]
-        if order_by == "id":
-            jobs.sort(key=lambda j: j.id, reverse=reverse)
-        elif order_by == "modified_at":
-            jobs.sort(key=lambda j: j.modify_time, reverse=reverse)
-        else:
-            jobs.sort(key=lambda j: j.create_time, reverse=reverse)
+
+        def key(j: Job) -> tuple[int | str, str]:
+            return job_sort_value(j, order_by), j.id
+
+        jobs.sort(key=key, reverse=reverse)
+        if after is not None:
+            jobs = [j for j in jobs if (key(j) < after if reverse else key(j) > after)]
         end = offset + limit if limit else len(jobs)
         return JobPage([j.copy() for j in jobs[offset:end]], has_more=end < len(jobs))
 

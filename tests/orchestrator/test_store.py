@@ -17,6 +17,7 @@ from bacalhau.models import (
     now_ns,
 )
 from bacalhau.orchestrator import JobStore
+from bacalhau.orchestrator._store import decode_jobs
 
 E = ExecutionStateType
 
@@ -107,3 +108,48 @@ async def test_history_waiters_wake_on_commit(tmp_path: Path) -> None:
     assert not waiter.done()
     store.update_job_state("j-1", JobStateType.RUNNING)
     await asyncio.wait_for(waiter, 1)
+
+
+def _labelled(job_id: str, created: int, namespace: str = "default", **labels: str) -> Job:
+    j = _job(job_id)
+    j.create_time = j.modify_time = created
+    j.namespace = namespace
+    j.labels = dict(labels)
+    return j
+
+
+def test_listing_pages_in_sql_and_reads_only_the_page(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.db")
+    with store.transaction():
+        for i in range(6):
+            ns = "other" if i == 5 else "default"
+            store.create_job(_labelled(f"j-{i}", 100 + i, ns, team="a" if i % 2 else "b"))
+    # Spoil the stored document of a job outside the pages read below: listing them must not
+    # decode it (only the page's documents are read).
+    store._db.execute("UPDATE jobs SET data = 'not json' WHERE id = 'j-4'")
+    first = store.page_jobs(namespace="default", limit=2)
+    assert [j.id for j in decode_jobs(first.documents)] == ["j-0", "j-1"] and first.has_more
+    second = store.page_jobs(namespace="default", limit=2, after=(101, "j-1"))
+    assert [j.id for j in decode_jobs(second.documents)] == ["j-2", "j-3"]
+    teams = store.page_jobs(labels_match=lambda labels: labels.get("team") == "a", limit=2)
+    assert [j.id for j in decode_jobs(teams.documents)] == ["j-1", "j-3"] and teams.has_more
+    newest = store.page_jobs(order_by="create_time", reverse=True, limit=1)
+    assert [j.id for j in decode_jobs(newest.documents)] == ["j-5"]
+    by_id = store.page_jobs(order_by="id", reverse=True, after=("j-3", "j-3"))
+    assert [j.id for j in decode_jobs(by_id.documents)] == ["j-2", "j-1", "j-0"]
+    legacy = store.page_jobs(namespace="default", offset=2, limit=2)
+    assert [j.id for j in decode_jobs(legacy.documents)] == ["j-2", "j-3"]
+    assert not store.page_jobs(namespace="nope").documents
+
+
+def test_a_store_without_the_labels_column_is_migrated(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.db")
+    with store.transaction():
+        store.create_job(_labelled("j-old", 100, team="a"))
+        store.create_job(_labelled("j-new", 101))
+    # As a store written before listing filtered in SQL: no labels column.
+    store._db.execute("ALTER TABLE jobs DROP COLUMN labels")
+    store.close()
+    again = JobStore(tmp_path / "jobs.db")
+    page = again.page_jobs(labels_match=lambda labels: labels.get("team") == "a")
+    assert [j.id for j in decode_jobs(page.documents)] == ["j-old"]
