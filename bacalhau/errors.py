@@ -13,8 +13,8 @@ edge, a ``hint`` telling the user what to do, and whether retrying may help. The
     │   ├── JobNotFound
     │   ├── ExecutionNotFound
     │   └── NodeNotFound
-    ├── MultipleJobsFound (500 in Bacalhau, kept for wire compatibility)
-    ├── ConflictJobState (500)   an operation is not allowed in the job's state
+    ├── MultipleJobsFound (400)  an ID prefix matches several jobs (Bacalhau: 500)
+    ├── ConflictJobState (409)   an operation is not allowed in the job's state (Bacalhau: 500)
     ├── RevisionConflict (409)   compare-and-set lost a race
     ├── InvalidTransition (409)  the state machine refused a transition
     ├── PermissionDenied (403)   trust: bad certificate, bad signature
@@ -150,15 +150,17 @@ class NodeNotFound(NotFound):
 
 
 class MultipleJobsFound(BacalhauError):
+    # A client error: Bacalhau answers 500, which tells clients to retry what cannot work.
     code = "MultipleJobsFound"
-    http_status = 500
+    http_status = 400
     default_component = "JobStore"
     default_hint = "Use full job ID"
 
 
 class ConflictJobState(BacalhauError):
+    # 409 Conflict (Bacalhau: 500): the request is valid, the job's state refuses it.
     code = "ConflictJobState"
-    http_status = 500
+    http_status = 409
     default_component = "JobStore"
 
 

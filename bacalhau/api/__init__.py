@@ -4,6 +4,6 @@ Wire-compatible with Bacalhau v1.4/v1.5 clients, including the official Python S
 are translated once, in :mod:`bacalhau.api._errors`.
 """
 
-from bacalhau.api._server import MAX_BODY_BYTES, ApiServer, build_app
+from bacalhau.api._server import DEFAULT_MAX_JOB_SIZE, ApiServer, build_app
 
-__all__ = ["MAX_BODY_BYTES", "ApiServer", "build_app"]
+__all__ = ["DEFAULT_MAX_JOB_SIZE", "ApiServer", "build_app"]

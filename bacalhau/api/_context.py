@@ -18,6 +18,8 @@ class ApiContext:
     started_ns: int
     #: Configuration shown by ``/api/v1/agent/config`` (secrets are redacted on the way out).
     agent_config: Mapping[str, Any] = field(default_factory=dict)
+    #: Largest request body accepted, in bytes (the ``max_job_size`` setting).
+    max_job_size: int = 4 * 1024 * 1024
     #: Set when the server stops, so long-polls end at once instead of delaying shutdown.
     closing: asyncio.Event = field(default_factory=asyncio.Event)
 

@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
+from bacalhau.api._context import context
 from bacalhau.errors import BacalhauError
 
 log = logging.getLogger(__name__)
@@ -35,7 +38,11 @@ _HTTP_CODES = {
     404: "NotFound",
     405: "MethodNotAllowed",
     413: "RequestEntityTooLarge",
+    414: "URITooLong",
+    431: "RequestHeaderFieldsTooLarge",
 }
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
 
 
 def dumps(body: Any) -> str:
@@ -43,8 +50,18 @@ def dumps(body: Any) -> str:
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
 
 
+def encode_json(body: Any) -> bytes:
+    """``body`` as UTF-8 JSON. Text that cannot be UTF-8 (lone surrogates kept by an older
+    version's store) is answered with U+FFFD in its place rather than failing the request."""
+    text = dumps(body)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATES.sub("\ufffd", text).encode("utf-8")
+
+
 def json_response(body: Any, *, status: int = 200) -> web.Response:
-    return web.Response(text=dumps(body), status=status, content_type="application/json")
+    return web.Response(body=encode_json(body), status=status, content_type="application/json")
 
 
 def error_response(
@@ -61,6 +78,28 @@ def error_response(
     headers = {"X-Request-ID": request_id}
     if request.method == "HEAD":
         return web.Response(status=status, headers=headers)
+    return _error_body_response(
+        request_id,
+        status=status,
+        code=code,
+        message=message,
+        component=component,
+        hint=hint,
+        details=details,
+    )
+
+
+def _error_body_response(
+    request_id: str,
+    *,
+    status: int,
+    code: str,
+    message: str,
+    component: str,
+    hint: str = "",
+    details: dict[str, str] | None = None,
+) -> web.Response:
+    headers = {"X-Request-ID": request_id}
     body: dict[str, Any] = {
         "Status": status,
         "Message": message,
@@ -73,7 +112,7 @@ def error_response(
     if details:
         body["Details"] = dict(details)
     return web.Response(
-        text=dumps(body), status=status, content_type="application/json", headers=headers
+        body=encode_json(body), status=status, content_type="application/json", headers=headers
     )
 
 
@@ -97,13 +136,22 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         hint = ""
         if exc.status == 404:
             hint = "see the v1 API reference for the available endpoints"
-        elif exc.status == 413:
-            hint = "the request body is too large for this server"
+        message = f"{exc.reason}: {request.method} {request.path}"
+        if exc.status == 413:
+            limit = context(request).max_job_size
+            message = (
+                f"the request body is larger than this server accepts ({limit} bytes): "
+                f"{request.method} {request.path}"
+            )
+            hint = (
+                "keep large data out of the job spec (use an input source), or raise the "
+                "node's max_job_size setting"
+            )
         return error_response(
             request,
             status=exc.status,
             code=_HTTP_CODES.get(exc.status, "BadRequest"),
-            message=f"{exc.reason}: {request.method} {request.path}",
+            message=message,
             component="APIServer",
             hint=hint,
         )
@@ -117,3 +165,40 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             component="APIServer",
             hint="this is a bug in the server; its log has the details",
         )
+
+
+class JsonErrorRequestHandler(RequestHandler):
+    """aiohttp's connection handler, answering the errors it raises itself before any route
+    runs (request line or headers over the size limits, malformed HTTP) with Bacalhau's
+    error body instead of plain text."""
+
+    __slots__ = ()
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        # The parent logs, refuses when a response was already started, and closes the
+        # connection; only the body is ours.
+        super().handle_error(request, status, exc, message)
+        if status >= 500:
+            text = "internal server error"
+            hint = "this is a bug in the server; its log has the details"
+        else:
+            text = "the request could not be read"
+            if message:
+                text += ": " + message.encode("ascii", "backslashreplace").decode()[:200]
+            hint = "keep the URL and each header under 8 KiB, and send well-formed HTTP/1.1"
+        resp = _error_body_response(
+            str(uuid.uuid4()),
+            status=status,
+            code=_HTTP_CODES.get(status, "BadRequest" if status < 500 else "InternalError"),
+            message=text,
+            component="APIServer",
+            hint=hint,
+        )
+        resp.force_close()
+        return resp

@@ -9,17 +9,27 @@ from typing import Any
 from aiohttp import web
 
 from bacalhau.api._context import context
-from bacalhau.api._errors import json_response
+from bacalhau.api._errors import encode_json, json_response
 from bacalhau.api._query import (
+    JobListToken,
     PageToken,
     Query,
     body_str,
     key_ci,
+    parse_json,
     read_json,
     wants_v152_states,
 )
 from bacalhau.errors import BadQuery, InvalidJobSpec, InvalidRequest
-from bacalhau.models import Execution, HistoryType, Job, JobHistory, parse_selector
+from bacalhau.models import (
+    Execution,
+    HistoryType,
+    Job,
+    JobHistory,
+    check_document,
+    parse_selector,
+)
+from bacalhau.orchestrator._api import job_sort_value
 
 #: Items of history returned by one page unless the client asks otherwise (Bacalhau's default).
 HISTORY_PAGE = 100
@@ -49,18 +59,39 @@ _CLIENT_META_HEADERS = {
 }
 
 
-async def put_job(request: web.Request) -> web.Response:
-    body = await read_json(request)
+#: Bodies up to this size are decoded on the event loop; larger ones in a worker thread.
+_DECODE_INLINE_BYTES = 256 * 1024
+
+
+def _decode_submission(raw: bytes) -> tuple[Job, str, str]:
+    """The job, namespace and idempotency token of a submission body (pure; may run in a
+    worker thread)."""
+    body = parse_json(raw)
     if not isinstance(body, dict):
         raise InvalidRequest("the request body must be a JSON object", hint='send {"Job": {...}}')
+    # Before anything else looks at it: invalid Unicode, NaN, absurd numbers or nesting
+    # anywhere in the body would otherwise fail later, in places that cannot name the field.
+    check_document(body)
     job_data = key_ci(body, "Job")
     if job_data is None:
         raise InvalidJobSpec("the request body has no Job", field="Job", hint='send {"Job": {...}}')
     job = Job.from_dict(job_data)
-    namespace = body_str(body, "namespace")
+    return job, body_str(body, "namespace"), body_str(body, "idempotencyToken")
+
+
+async def put_job(request: web.Request) -> web.Response:
+    raw = await request.read()
+    if not raw.strip():
+        raise InvalidRequest(
+            "the request body is empty", hint="send a JSON object as the request body"
+        )
+    if len(raw) > _DECODE_INLINE_BYTES:
+        job, namespace, token = await asyncio.to_thread(_decode_submission, raw)
+    else:
+        job, namespace, token = _decode_submission(raw)
     if namespace and not job.namespace:
         job.namespace = namespace
-    token = body_str(body, "idempotencyToken") or request.query.get("idempotency_token", "")
+    token = token or request.query.get("idempotency_token", "")
     meta = {
         key: request.headers[header]
         for header, key in _CLIENT_META_HEADERS.items()
@@ -83,15 +114,19 @@ async def list_jobs(request: web.Request) -> web.Response:
     labels = q.joined("labels")
     selector = parse_selector(labels, field="labels") if labels else None
     token = q.text("next_token")
+    after: tuple[int | str, str] | None = None
     if token:
-        page_token = PageToken.decode(token)
+        page_token = JobListToken.decode(token)
         order_by = _JOB_ORDER.get(page_token.sort_by, "created_at")
         reverse, limit, offset = page_token.reverse, page_token.limit, page_token.offset
+        after = page_token.after
+        if after is not None:
+            offset = 0  # the cursor says where to go on; the offset is informative only
     else:
         wanted = q.text("order_by", "created_at").lower()
         if wanted not in _JOB_ORDER:
             raise BadQuery(
-                f"invalid order_by {wanted!r}",
+                f"invalid order_by {wanted[:100]!r}",
                 field="order_by",
                 hint="use created_at, modified_at or id",
             )
@@ -104,11 +139,28 @@ async def list_jobs(request: web.Request) -> web.Response:
         reverse=reverse,
         limit=limit,
         offset=offset,
+        after=after,
     )
     next_token = ""
-    if page.has_more and limit:
-        next_token = PageToken(order_by, reverse, limit, offset + len(page.items)).encode()
-    return json_response({"Items": [j.to_dict() for j in page.items], "NextToken": next_token})
+    if page.has_more and limit and page.items:
+        last = page.items[-1]
+        next_token = JobListToken(
+            order_by,
+            reverse,
+            limit,
+            offset + len(page.items),
+            (job_sort_value(last, order_by), last.id),
+        ).encode()
+    if page.items:
+        # Encoding a page of large specs takes a while: keep the event loop serving meanwhile.
+        body = await asyncio.to_thread(_list_body, page.items, next_token)
+    else:
+        body = _list_body(page.items, next_token)
+    return web.Response(body=body, content_type="application/json")
+
+
+def _list_body(jobs: list[Job], next_token: str) -> bytes:
+    return encode_json({"Items": [j.to_dict() for j in jobs], "NextToken": next_token})
 
 
 async def get_job(request: web.Request) -> web.Response:

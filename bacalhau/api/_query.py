@@ -105,13 +105,58 @@ class PageToken:
             page = cls(sort_by, rev == "Y", int(limit), int(offset))
         except (ValueError, binascii.Error, UnicodeDecodeError):
             raise BadQuery(
-                f"invalid {field} {token!r}",
+                f"invalid {field} {token[:100]!r}",
                 field=field,
                 hint="pass back the NextToken of a previous response unchanged",
             ) from None
         if page.limit < 0 or page.offset < 0:
-            raise BadQuery(f"invalid {field} {token!r}", field=field)
+            raise BadQuery(f"invalid {field} {token[:100]!r}", field=field)
         return page
+
+
+@dataclass(slots=True)
+class JobListToken:
+    """The paging token of the job list: Bacalhau's shape, base64url (no padding) of
+    ``<sortBy>:<Y|N>:<limit>:<offset>``, extended with the keyset cursor
+    ``:<sort value>:<job ID>`` of the page's last job. Tokens without the cursor (from older
+    versions) still page by offset.
+    """
+
+    sort_by: str
+    reverse: bool
+    limit: int
+    offset: int
+    after: tuple[int | str, str] | None = None
+
+    def encode(self) -> str:
+        text = f"{self.sort_by}:{'Y' if self.reverse else 'N'}:{self.limit}:{self.offset}"
+        if self.after is not None:
+            text += f":{self.after[0]}:{self.after[1]}"
+        return base64.urlsafe_b64encode(text.encode()).rstrip(b"=").decode()
+
+    @classmethod
+    def decode(cls, token: str) -> JobListToken:
+        try:
+            padded = token + "=" * (-len(token) % 4)
+            parts = base64.urlsafe_b64decode(padded.encode()).decode().split(":")
+            if len(parts) not in (4, 6) or parts[1] not in ("Y", "N"):
+                raise ValueError(token)
+            sort_by, rev, limit, offset = parts[0], parts[1] == "Y", int(parts[2]), int(parts[3])
+            after: tuple[int | str, str] | None = None
+            if len(parts) == 6:
+                value: int | str = parts[4] if sort_by == "id" else int(parts[4])
+                if isinstance(value, int) and not -(2**63) <= value < 2**63:
+                    raise ValueError(token)  # not a time a job can have
+                after = (value, parts[5])
+            if limit < 0 or offset < 0:
+                raise ValueError(token)
+        except (ValueError, binascii.Error, UnicodeDecodeError):
+            raise BadQuery(
+                f"invalid next_token {token[:100]!r}",
+                field="next_token",
+                hint="pass back the NextToken of a previous response unchanged",
+            ) from None
+        return cls(sort_by, rev, limit, offset, after)
 
 
 def wants_v152_states(request: web.Request) -> bool:
@@ -135,12 +180,22 @@ async def read_json(request: web.Request, *, required: bool = True) -> Any:
                 "the request body is empty", hint="send a JSON object as the request body"
             )
         return None
+    return parse_json(raw)
+
+
+def parse_json(raw: bytes) -> Any:
+    """A request body as JSON; malformed or absurdly nested JSON is a 400 with a hint."""
     try:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequest(
             f"malformed JSON in the request body: {exc}",
             hint="send a valid JSON object (check quotes, commas and brackets)",
+        ) from None
+    except RecursionError:
+        raise InvalidRequest(
+            "the JSON in the request body is nested too deeply",
+            hint="a job spec is a handful of levels deep",
         ) from None
 
 

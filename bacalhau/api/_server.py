@@ -11,27 +11,52 @@ from aiohttp import web
 
 from bacalhau.api import _agent, _jobs, _nodes
 from bacalhau.api._context import CONTEXT, ApiContext
-from bacalhau.api._errors import error_middleware
+from bacalhau.api._errors import JsonErrorRequestHandler, error_middleware
 from bacalhau.models import now_ns
 from bacalhau.orchestrator._api import OrchestratorAPI
 
-#: Largest request body accepted (jobs carry inline WASM modules as data URLs).
-MAX_BODY_BYTES = 64 * 1024 * 1024
+#: Largest request body accepted unless configured otherwise (``max_job_size``): jobs carry
+#: inline WASM modules as data URLs, but a spec of many megabytes is costly for every reader.
+DEFAULT_MAX_JOB_SIZE = 4 * 1024 * 1024
 
 
 def build_app(
-    orchestrator: OrchestratorAPI, *, agent_config: Mapping[str, Any] | None = None
+    orchestrator: OrchestratorAPI,
+    *,
+    agent_config: Mapping[str, Any] | None = None,
+    max_job_size: int = DEFAULT_MAX_JOB_SIZE,
 ) -> web.Application:
     """The aiohttp application serving the v1 API (for embedding; most callers want
     :class:`ApiServer`)."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(middlewares=[error_middleware], client_max_size=max_job_size)
     app[CONTEXT] = ApiContext(
-        orchestrator=orchestrator, started_ns=now_ns(), agent_config=dict(agent_config or {})
+        orchestrator=orchestrator,
+        started_ns=now_ns(),
+        agent_config=dict(agent_config or {}),
+        max_job_size=max_job_size,
     )
     _jobs.add_routes(app)
     _nodes.add_routes(app)
     _agent.add_routes(app)
     return app
+
+
+class _JsonErrorServer(web.Server):
+    """aiohttp's connection factory, building connections that answer protocol-level errors
+    with the JSON error body."""
+
+    def __call__(self) -> JsonErrorRequestHandler:
+        return JsonErrorRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class _AppRunner(web.AppRunner):
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        # aiohttp offers no hook for the handler class; the server object is aiohttp's own,
+        # only its factory method changes (tests/api/test_limits.py speaks raw HTTP to
+        # notice if an upgrade breaks this).
+        server.__class__ = _JsonErrorServer
+        return server
 
 
 class ApiServer:
@@ -48,8 +73,9 @@ class ApiServer:
         host: str = "0.0.0.0",
         port: int = 1234,
         agent_config: Mapping[str, Any] | None = None,
+        max_job_size: int = DEFAULT_MAX_JOB_SIZE,
     ) -> None:
-        self._app = build_app(orchestrator, agent_config=agent_config)
+        self._app = build_app(orchestrator, agent_config=agent_config, max_job_size=max_job_size)
         self._host = host
         self._requested_port = port
         self._runner: web.AppRunner | None = None
@@ -73,9 +99,7 @@ class ApiServer:
         return f"http://{host}:{self._port}"
 
     async def start(self) -> None:
-        runner = web.AppRunner(
-            self._app, access_log=None, handle_signals=False, shutdown_timeout=1.0
-        )
+        runner = _AppRunner(self._app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
         site = web.TCPSite(runner, self._host or None, self._requested_port, reuse_address=True)
         try:

@@ -75,7 +75,7 @@ from bacalhau.models._states import (
     check_local_transition,
 )
 from bacalhau.models._time import now_ns, parse_rfc3339_ns, rfc3339_ns
-from bacalhau.models._validate import normalise_job, validate_job
+from bacalhau.models._validate import check_document, normalise_job, validate_job
 
 __all__ = [
     "DESIRED_TRANSITIONS",
@@ -127,6 +127,7 @@ __all__ = [
     "TimeoutConfig",
     "TriggeredBy",
     "check_desired_transition",
+    "check_document",
     "check_execution_transition",
     "check_job_transition",
     "check_liveness_transition",

@@ -8,6 +8,7 @@ spellings and omits what Go omits when empty. No validation happens here beyond 
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -124,13 +125,36 @@ class ResourcesConfig:
                 ) from None
             if gpu < 0:
                 raise InvalidJobSpec("GPU count must be >= 0", field=f"{path}.GPU")
-        res = Resources(
-            cpu=parse_cpu(self.cpu, field=f"{path}.CPU") if self.cpu else 0.0,
-            memory=parse_size(self.memory, field=f"{path}.Memory") if self.memory else 0,
-            disk=parse_size(self.disk, field=f"{path}.Disk") if self.disk else 0,
+            if gpu > _MAX_INT64:
+                raise InvalidJobSpec(f"GPU count {self.gpu!r} is too large", field=f"{path}.GPU")
+        cpu = parse_cpu(self.cpu, field=f"{path}.CPU") if self.cpu else 0.0
+        if not math.isfinite(cpu):
+            raise InvalidJobSpec(f"CPU quantity {self.cpu!r} is too large", field=f"{path}.CPU")
+        return Resources(
+            cpu=cpu,
+            memory=_size(self.memory, f"{path}.Memory"),
+            disk=_size(self.disk, f"{path}.Disk"),
             gpu=gpu,
         )
-        return res
+
+
+#: Largest byte count or GPU count the wire protocol carries (int64).
+_MAX_INT64 = 2**63 - 1
+
+
+def _size(text: str, field: str) -> int:
+    """A byte size within int64 (a float overflow on absurd sizes is the user's error)."""
+    if not text:
+        return 0
+    try:
+        size = parse_size(text, field=field)
+    except OverflowError:
+        size = _MAX_INT64 + 1
+    if size > _MAX_INT64:
+        raise InvalidJobSpec(
+            f"size {text!r} is too large", field=field, hint="sizes go up to 8 EiB"
+        )
+    return size
 
 
 class NetworkType(StrEnum):

@@ -6,7 +6,10 @@ user can fix the spec without guessing.
 
 from __future__ import annotations
 
+import math
 import posixpath
+import re
+from collections.abc import Iterator, Mapping
 
 from bacalhau.errors import InvalidJobSpec
 from bacalhau.models._codec import param
@@ -14,6 +17,118 @@ from bacalhau.models._job import JOB_TYPES, Job, NetworkType, Task
 
 RESERVED_META_PREFIX = "bacalhau.org/"
 _OPERATORS = {"=", "==", "!=", "in", "notin", "exists", "!", "gt", "lt"}
+
+#: Deepest nesting a job document may have (engine params included). Real specs stay under
+#: ten levels; the limit keeps every recursive encoder downstream far from Python's own.
+MAX_DOCUMENT_DEPTH = 64
+#: Largest value of the int64 fields of the wire protocol.
+MAX_INT64 = 2**63 - 1
+#: Longest timeout, in seconds: what Go's ``time.Duration`` (int64 nanoseconds) can hold.
+MAX_TIMEOUT_SECONDS = MAX_INT64 // 1_000_000_000
+#: Magnitude limit of any integer anywhere in a document (JSON numbers end up as float64 or
+#: int64 on every other edge).
+_MAX_ANY_INT = 2**64
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def printable_key(key: object) -> str:
+    """A map key as it may appear in a field path: lone surrogates escaped, so that an error
+    naming the key can itself be encoded."""
+    return str(key).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _join(path: str, key: object) -> str:
+    key = printable_key(key)
+    return f"{path}.{key}" if path else key
+
+
+def check_document(data: object, *, path: str = "") -> None:
+    """Refuse what no part of a job may hold, wherever it is (unknown keys and plugin params
+    included): invalid Unicode (lone UTF-16 surrogates, which cannot be encoded as UTF-8),
+    NaN and infinities, integers beyond 64 bits and nesting deeper than
+    :data:`MAX_DOCUMENT_DEPTH`. Iterative, so a hostile document cannot exhaust the stack.
+    """
+    stack: list[tuple[object, str, int]] = [(data, path, 0)]
+    while stack:
+        value, where, depth = stack.pop()
+        if isinstance(value, str):
+            _check_text(value, where)
+        elif value is None or isinstance(value, bool):
+            continue
+        elif isinstance(value, int):
+            if not -_MAX_ANY_INT < value < _MAX_ANY_INT:
+                raise InvalidJobSpec(f"{where or 'value'} is out of range", field=where)
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                raise InvalidJobSpec(
+                    f"{where or 'value'} must be a finite number, got {value}", field=where
+                )
+        elif isinstance(value, (Mapping, list, tuple)):
+            if depth >= MAX_DOCUMENT_DEPTH:
+                raise InvalidJobSpec(
+                    f"{where or 'the document'} is nested more than {MAX_DOCUMENT_DEPTH} levels",
+                    field=where,
+                    hint="a job spec is a handful of levels deep; flatten the named value",
+                )
+            if isinstance(value, Mapping):
+                for key, item in value.items():
+                    sub = _join(where, key)
+                    if isinstance(key, str):
+                        _check_text(key, sub, what="key")
+                    stack.append((item, sub, depth + 1))
+            else:
+                for i, item in enumerate(value):
+                    stack.append((item, f"{where}[{i}]", depth + 1))
+
+
+def _check_text(text: str, where: str, *, what: str = "value") -> None:
+    if _SURROGATE.search(text):
+        raise InvalidJobSpec(
+            f"{where or 'a string'}: the {what} is not valid Unicode (it holds a lone UTF-16 "
+            "surrogate)",
+            field=where,
+            hint="send text as valid UTF-8; escape binary data (base64)",
+        )
+
+
+def _job_texts(job: Job) -> Iterator[tuple[str, object]]:
+    """Every free-form part of a job with its wire path, without copying (plugin params can be
+    large and deep)."""
+    yield "ID", job.id
+    yield "Name", job.name
+    yield "Namespace", job.namespace
+    yield "Type", job.type
+    yield "Meta", job.meta
+    yield "Labels", job.labels
+    yield "State.Message", job.state_message
+    yield "State.Details", job.state_details
+    for i, c in enumerate(job.constraints):
+        yield f"Constraints[{i}]", {"Key": c.key, "Operator": c.operator, "Values": c.values}
+    for i, t in enumerate(job.tasks):
+        p = f"Tasks[{i}]"
+        yield f"{p}.Name", t.name
+        yield f"{p}.Engine", {"Type": t.engine.type, "Params": t.engine.params}
+        yield f"{p}.Publisher", {"Type": t.publisher.type, "Params": t.publisher.params}
+        yield f"{p}.Env", t.env
+        yield f"{p}.Meta", t.meta
+        for n, s in enumerate(t.input_sources):
+            yield (
+                f"{p}.InputSources[{n}]",
+                {
+                    "Source": {"Type": s.source.type, "Params": s.source.params},
+                    "Alias": s.alias,
+                    "Target": s.target,
+                },
+            )
+        for n, r in enumerate(t.result_paths):
+            yield f"{p}.ResultPaths[{n}]", {"Name": r.name, "Path": r.path}
+        yield f"{p}.Resources", t.resources.to_dict()
+        yield f"{p}.Network.Domains", t.network.domains
+
+
+def _check_range(value: int, low: int, high: int, field: str) -> None:
+    if not low <= value <= high:
+        raise InvalidJobSpec(f"{field} must be between {low} and {high}, got {value}", field=field)
 
 
 def normalise_job(job: Job) -> list[str]:
@@ -60,12 +175,16 @@ def validate_job(job: Job) -> None:
             field="Type",
             hint="use one of: " + ", ".join(JOB_TYPES),
         )
+    for where, value in _job_texts(job):
+        check_document(value, path=where)
     if job.count < 0:
         raise InvalidJobSpec("job count must be >= 0", field="Count")
+    _check_range(job.count, 0, MAX_INT64, "Count")
     if job.type == "batch" and job.count == 0:
         job.count = 1
     if job.priority < 0:
         raise InvalidJobSpec("job priority must be >= 0", field="Priority")
+    _check_range(job.priority, 0, MAX_INT64, "Priority")
     if not job.tasks:
         raise InvalidJobSpec(
             "missing job tasks", field="Tasks", hint="a job needs exactly one task"
@@ -152,6 +271,11 @@ def validate_task(task: Task, path: str) -> None:
     ):
         if value < 0:
             raise fail(f"{name} must be >= 0", f"Timeouts.{name}")
+        if value > MAX_TIMEOUT_SECONDS:
+            raise fail(
+                f"{name} must be at most {MAX_TIMEOUT_SECONDS} seconds, got {value}",
+                f"Timeouts.{name}",
+            )
     task.resources.parse(path=f"{path}.Resources")
     if task.network.type == NetworkType.HTTP and not task.network.domains:
         raise fail("HTTP networking needs at least one domain", "Network.Domains")

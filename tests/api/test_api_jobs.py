@@ -122,7 +122,7 @@ async def test_ambiguous_prefix_is_an_error(http: aiohttp.ClientSession) -> None
     await submit(http)
     async with http.get(f"{JOBS}/j-") as r:
         err = await error_of(r)
-    assert r.status == 500 and err["Code"] == "MultipleJobsFound"
+    assert r.status == 400 and err["Code"] == "MultipleJobsFound"
     assert err["Hint"] == "Use full job ID"
 
 
@@ -221,7 +221,7 @@ async def test_stop_reads_body_then_query_and_follows_state_rules(
     ex = await orch.start_execution(d)
     await orch.complete_execution(ex, stdout="hi\n")
     async with http.delete(f"{JOBS}/{d}") as r:
-        assert r.status == 500
+        assert r.status == 409
         err = await error_of(r)
     assert err["Code"] == "ConflictJobState"
     async with http.delete(f"{JOBS}/{d}", data=b"{oops") as r:
