@@ -8,12 +8,13 @@ a failed execution and re-evaluated, never silently dropped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from bacalhau.errors import BacalhauError, RevisionConflict
+from bacalhau.errors import BacalhauError, InvalidJobSpec, InvalidRequest, RevisionConflict
 from bacalhau.models import (
     AskForBidRequest,
     BidDecision,
@@ -24,6 +25,7 @@ from bacalhau.models import (
     ExecutionDesiredStateType,
     ExecutionStateType,
     Job,
+    JobStateType,
     now_ns,
 )
 from bacalhau.orchestrator._plan import Plan
@@ -156,7 +158,57 @@ class Planner:
                 # The execution is already recorded as stopped; the node may be gone.
                 log.warning("could not tell node %s to stop %s: %s", ex.node_id, ex.id, exc)
                 return
+            if isinstance(exc, InvalidRequest):
+                # The job itself cannot be sent (no node could ever take it): retrying
+                # elsewhere would only repeat the failure.
+                self._fail_unsendable(job, ex, exc)
+                return
             self._record_send_failure(job, ex, exc)
+        except (ValueError, TypeError, OverflowError) as exc:
+            # Turning the stored job into a message failed (a value the wire cannot carry,
+            # stored by an older version): fail the job rather than leave it pending forever.
+            if s.kind not in ("ask", "ask-approved"):
+                log.warning("could not tell node %s about %s: %s", ex.node_id, ex.id, exc)
+                return
+            self._fail_unsendable(
+                job, ex, InvalidJobSpec(f"the job cannot be encoded for compute nodes: {exc}")
+            )
+
+    def _fail_unsendable(self, job: Job, ex: Execution, exc: BacalhauError) -> None:
+        """Fail an execution and its job for an error that no retry can cure."""
+        msg = f"job cannot be sent to compute nodes: {exc.message}"
+        details = {"IsError": "true", "ErrorCode": exc.code, "Retryable": "false"}
+        hint = exc.hint or "fix the job spec and submit it again"
+        now = now_ns()
+        log.warning("job %s failed: %s", job.id, msg)
+        with self._store.transaction():
+            # A conflict means the execution already moved on; the job still cannot be sent.
+            with contextlib.suppress(RevisionConflict):
+                self._store.update_execution(
+                    ex.id,
+                    compute_state=E.FAILED,
+                    desired_state=D.STOPPED,
+                    compute_message=msg,
+                    compute_details=details,
+                    expected_states=frozenset({E.ASK_FOR_BID, E.BID_ACCEPTED}),
+                    event=Event(message=msg, topic="Scheduling", timestamp=now, details=details),
+                )
+            current = self._store.get_job(job.id)
+            if not current.state.is_terminal():
+                self._store.update_job_state(
+                    job.id,
+                    JobStateType.FAILED,
+                    message=msg,
+                    event=Event(
+                        message=msg,
+                        topic="Scheduling",
+                        timestamp=now,
+                        details={**details, "Hint": hint},
+                    ),
+                )
+            ev = self._failure_eval(job, "exec-failure")
+            self._store.create_evaluation(ev)
+        self._enqueue(ev)  # stops whatever else of the job still runs
 
     def _record_send_failure(self, job: Job, ex: Execution, exc: BacalhauError) -> None:
         msg = f"could not reach node {ex.node_id}: {exc.message}"
