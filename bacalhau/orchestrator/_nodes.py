@@ -4,6 +4,12 @@ Compute nodes join with a signed NodeInfo and then heartbeat with their free cap
 node silent for longer than ``disconnect_timeout`` is marked DISCONNECTED and the
 orchestrator re-evaluates every job with work on it (the scheduler fails those executions and
 places new ones), instead of leaving jobs stuck on a dead node.
+
+Membership: with ``manual_approval`` a node that joins for the first time is PENDING until an
+operator approves it (``bacalhau node approve``); without it, nodes are APPROVED on joining.
+Only APPROVED nodes are asked to bid (see ``_ranking``). A REJECTED node cannot join again
+until it is approved; a deleted node is forgotten and joins afresh (PENDING again under
+manual approval). This node's own compute role (a hybrid node) is always approved.
 """
 
 from __future__ import annotations
@@ -79,7 +85,8 @@ class NodeManager:
         if node is not None:
             return node
         matches = [n for nid, n in self._nodes.items() if nid.startswith(node_id)]
-        if self._self.info.node_id.startswith(node_id):
+        self_id = self._self.info.node_id
+        if self_id.startswith(node_id) and self_id not in self._nodes:  # hybrid: one match
             matches.append(self._self)
         if len(matches) == 1 and node_id:
             return matches[0]
@@ -96,11 +103,12 @@ class NodeManager:
         existing = self._nodes.get(info.node_id)
         if existing is not None and existing.membership == Membership.REJECTED:
             return JoinResponse(accepted=False, reason="this node was rejected by an operator")
-        membership = (
-            existing.membership
-            if existing is not None
-            else (Membership.PENDING if self._manual else Membership.APPROVED)
-        )
+        if existing is not None:
+            membership = existing.membership
+        elif self._manual and info.node_id != self._self.info.node_id:
+            membership = Membership.PENDING
+        else:
+            membership = Membership.APPROVED
         was_connected = existing is not None and existing.connection == Connection.CONNECTED
         self._nodes[info.node_id] = NodeState(
             info=info,
@@ -109,7 +117,12 @@ class NodeManager:
             last_seen_ns=time.time_ns(),
         )
         self._book.register_node(info.node_id, info.grpc_address)
-        log.info("node %s joined from %s", info.node_id, info.grpc_address)
+        log.info(
+            "node %s joined from %s (%s)",
+            info.node_id,
+            info.grpc_address,
+            membership.value.lower(),
+        )
         if not was_connected and self._on_change is not None:
             await self._on_change(info.node_id)
         return JoinResponse(accepted=True, heartbeat_interval=self.heartbeat_interval)
@@ -133,22 +146,32 @@ class NodeManager:
             if self._on_change is not None:
                 await self._on_change(hb.node_id)
 
-    def update(self, node_id: str, action: str) -> tuple[bool, str]:
+    def update(self, node_id: str, action: str, message: str = "") -> tuple[bool, str]:
+        """An operator's decision about a compute node (ID or unique prefix): ``approve``,
+        ``reject`` or ``delete``. Returns (success, error), as the REST API answers it."""
+        action = action.lower()
+        if action not in ("approve", "reject", "delete"):
+            return False, "unsupported action"
         node = self._nodes.get(node_id)
         if node is None:
             try:
                 node = self.get(node_id)
             except NodeNotFound as exc:
                 return False, exc.message
-        action = action.lower()
+        if node is self._self:
+            return False, f"node {node.info.node_id} is this requester, not a compute node"
         if action == "approve":
             node.membership = Membership.APPROVED
         elif action == "reject":
             node.membership = Membership.REJECTED
-        elif action == "delete":
-            self._nodes.pop(node.info.node_id, None)
         else:
-            return False, "unsupported action"
+            self._nodes.pop(node.info.node_id, None)
+        log.info(
+            "node %s: %s by an operator%s",
+            node.info.node_id,
+            {"approve": "approved", "reject": "rejected", "delete": "deleted"}[action],
+            f" ({message})" if message else "",
+        )
         return True, ""
 
     async def _watch(self) -> None:

@@ -8,6 +8,7 @@ OnRunComplete, OnComputeFailure, Join, Heartbeat).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -18,6 +19,7 @@ from typing import Protocol
 from bacalhau.errors import (
     ConflictJobState,
     InvalidRequest,
+    NodeNotFound,
 )
 from bacalhau.models import (
     BidResult,
@@ -421,8 +423,11 @@ class Orchestrator:
         return self.nodes.get(node_id)
 
     async def update_node(self, node_id: str, action: str, message: str = "") -> tuple[bool, str]:
-        ok, err = self.nodes.update(node_id, action)
-        if ok and action.lower() in ("approve", "delete", "reject"):
+        with contextlib.suppress(NodeNotFound):  # update() reports it
+            node_id = self.nodes.get(node_id).info.node_id  # a unique prefix names one node
+        ok, err = self.nodes.update(node_id, action, message)
+        if ok:
+            # Approval may unblock queued jobs; rejection must turn away bids awaiting approval.
             await self._node_changed(node_id)
         return ok, err
 

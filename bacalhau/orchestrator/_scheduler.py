@@ -20,6 +20,7 @@ from bacalhau.models import (
     ExecutionStateType,
     Job,
     JobStateType,
+    Membership,
     NodeState,
     TriggeredBy,
     new_evaluation_id,
@@ -197,13 +198,18 @@ def _schedule_batch(
                 )
         return plan
 
-    # Approve bids oldest-first until enough are running; reject the surplus.
+    # Approve bids oldest-first until enough are running; reject the surplus, and bids from
+    # nodes an operator has not approved (or rejected since it was asked).
     running = [e for e in view if e.is_active() and e.desired_state == D.RUNNING]
+    members = {n.info.node_id for n in nodes if n.membership == Membership.APPROVED}
     approved = 0
     rejected_ids: set[str] = set()
     for ex in sorted(view, key=lambda e: e.create_time):
         if ex.compute_state == E.ASK_FOR_BID_ACCEPTED and ex.desired_state == D.PENDING:
-            if len(running) + approved < desired:
+            if ex.node_id not in members:
+                rejected_ids.add(ex.id)
+                plan.changes.append(_stop(ex, "bid rejected: the node is not approved", now))
+            elif len(running) + approved < desired:
                 approved += 1
                 plan.changes.append(
                     ExecutionChange(
