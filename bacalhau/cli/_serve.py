@@ -82,10 +82,18 @@ def _overrides(config: tuple[str, ...], flags: dict[str, Any]) -> dict[str, Any]
     help="New compute nodes wait PENDING until `bacalhau node approve` (orchestrator).",
 )
 @click.option("-c", "--config", "config", multiple=True, help="Any configuration key, Key=Value.")
+@click.option(
+    "--parent-fd",
+    type=click.IntRange(min=0),
+    default=None,
+    hidden=True,
+    help="Inherited pipe whose end of file means the starting process is gone (devstack).",
+)
 def serve(
     config: tuple[str, ...],
     labels: tuple[str, ...],
     trusted_requesters: tuple[str, ...],
+    parent_fd: int | None,
     **flags: Any,
 ) -> None:
     """Start a node (orchestrator, compute, or both)."""
@@ -100,7 +108,7 @@ def serve(
         raise click.UsageError("choose a role: --orchestrator, --compute, or both")
     if cfg.compute and not cfg.orchestrator and not cfg.orchestrator_address:
         raise click.UsageError("a compute-only node needs --orchestrator-address HOST:PORT")
-    _run(_node_package().serve(cfg))
+    _run(_node_package().serve(cfg, parent_fd=parent_fd))
 
 
 @click.command("devstack")
@@ -125,14 +133,26 @@ def serve(
     show_default=True,
     help="Execution engines every compute node offers (comma-separated: docker, wasm, noop).",
 )
-def devstack(compute_nodes: int, api_port: int, data_dir: Path | None, engines: str) -> None:
+@click.option(
+    "--keep-data",
+    is_flag=True,
+    help="Keep the temporary data directory (with the cluster CA's key) after the stop; "
+    "a --data-dir is always kept.",
+)
+def devstack(
+    compute_nodes: int, api_port: int, data_dir: Path | None, engines: str, keep_data: bool
+) -> None:
     """Start a local test network: an orchestrator and N compute nodes on loopback."""
     names = tuple(e.strip().lower() for e in engines.split(",") if e.strip())
     if not names:
         raise click.BadParameter("name at least one engine", param_hint="'--engines'")
     code = _run(
         _node_package().run_devstack(
-            compute_nodes=compute_nodes, api_port=api_port, data_dir=data_dir, engines=names
+            compute_nodes=compute_nodes,
+            api_port=api_port,
+            data_dir=data_dir,
+            engines=names,
+            keep_data=keep_data,
         )
     )
     if isinstance(code, int) and code:

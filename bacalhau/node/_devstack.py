@@ -4,16 +4,21 @@ The parent creates a cluster CA, gives every node an identity and a CA-signed ce
 picks free ports, starts each node as ``python -m bacalhau serve ...``, waits until every
 compute node has joined the requester, writes ``<data_dir>/devstack.json`` and then watches:
 SIGINT/SIGTERM (or any child dying) stops every child cleanly, compute nodes first.
+
+Every node holds the read end of a lifeline pipe whose write end only the devstack holds: a
+devstack killed outright (SIGKILL) closes it, and each node stops gracefully on its own.
+Without ``--data-dir`` the devstack works in a new temporary directory, which holds the
+cluster CA's private key: it is removed on stop unless asked to keep it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -72,13 +77,6 @@ class DevstackNode:
         if self.publisher_address:
             out["PublisherAddress"] = self.publisher_address
         return out
-
-
-def _die_with_parent() -> None:
-    # Children must not outlive a devstack that was killed outright.
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _prepare_node(ca: ClusterCA, node_dir: Path) -> NodeIdentity:
@@ -172,18 +170,19 @@ def plan_devstack(
     return nodes
 
 
-def _start(node: DevstackNode) -> None:
+def _start(node: DevstackNode, lifeline: int) -> None:
+    """Start ``node`` holding ``lifeline`` (the read end of the devstack's lifeline pipe)."""
     logfile = node.log_path.open("ab")
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
     node.process = subprocess.Popen(
-        node.args,
+        [*node.args, "--parent-fd", str(lifeline)],
         stdin=subprocess.DEVNULL,
         stdout=logfile,
         stderr=subprocess.STDOUT,
         env=env,
         start_new_session=True,  # our own signal handling decides the stop order
-        preexec_fn=_die_with_parent,
+        pass_fds=(lifeline,),  # only the read end: close_fds keeps the write end ours alone
     )
     logfile.close()
 
@@ -273,10 +272,42 @@ async def run_devstack(
     engines: tuple[str, ...] = ("docker", "wasm"),
     ready_timeout: float = 60.0,
     extra_serve_args: tuple[str, ...] = (),
+    keep_data: bool = False,
 ) -> int:
-    """Run a devstack until SIGINT/SIGTERM; returns the process exit code."""
+    """Run a devstack until SIGINT/SIGTERM; returns the process exit code.
+
+    Without ``data_dir`` a temporary directory is used and removed on stop, unless
+    ``keep_data``; a given ``data_dir`` is always kept.
+    """
+    temporary = data_dir is None
     if data_dir is None:
         data_dir = Path(tempfile.mkdtemp(prefix="bacalhau-devstack-"))
+    try:
+        return await _run_nodes(
+            data_dir,
+            compute_nodes=compute_nodes,
+            api_port=api_port,
+            engines=engines,
+            ready_timeout=ready_timeout,
+            extra_serve_args=extra_serve_args,
+        )
+    finally:
+        if temporary and not keep_data:
+            # The folder holds the cluster CA's private key: never leave it in /tmp.
+            await asyncio.to_thread(shutil.rmtree, data_dir, True)
+        elif temporary:
+            print(f"Devstack data kept in {data_dir}", file=sys.stderr, flush=True)
+
+
+async def _run_nodes(
+    data_dir: Path,
+    *,
+    compute_nodes: int,
+    api_port: int,
+    engines: tuple[str, ...],
+    ready_timeout: float,
+    extra_serve_args: tuple[str, ...],
+) -> int:
     nodes = plan_devstack(
         data_dir=data_dir,
         compute_nodes=compute_nodes,
@@ -284,13 +315,18 @@ async def run_devstack(
         engines=engines,
         extra_serve_args=extra_serve_args,
     )
+    # Never written to: its end of file tells the nodes that this process is gone.
+    lifeline, lifeline_keep = os.pipe()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        for n in nodes:
-            _start(n)
+        try:
+            for n in nodes:
+                _start(n, lifeline)
+        finally:
+            os.close(lifeline)
         ready = asyncio.create_task(_wait_ready(nodes, ready_timeout))
         stopper = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait({ready, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -327,3 +363,4 @@ async def run_devstack(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         await asyncio.to_thread(stop_nodes, nodes)
+        os.close(lifeline_keep)

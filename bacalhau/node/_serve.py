@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import platform
 import signal
 from collections.abc import Callable
-from contextlib import AsyncExitStack
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass, field
 
 import bacalhau
@@ -30,10 +31,11 @@ from bacalhau.compute import (
     default_strategies,
 )
 from bacalhau.config import NodeConfig
-from bacalhau.errors import InvalidConfiguration
+from bacalhau.errors import InvalidConfiguration, Unavailable
 from bacalhau.executor import DockerExecutor, WasmExecutor
 from bacalhau.identity import NodeFiles, NodeIdentity, check_node_files, is_peer_id
 from bacalhau.models import NodeInfo, NodeType
+from bacalhau.node._lifeline import watch_lifeline
 from bacalhau.node._plugins import build_executors
 from bacalhau.node._wiring import RequesterLink, RoutedComputeClient
 from bacalhau.orchestrator import Orchestrator, SchedulerSettings
@@ -130,7 +132,9 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
         result_server = LocalResultServer(
             directory=publish_dir, host=config.publisher_host, port=config.publisher_port
         )
-        await stack.enter_async_context(result_server)
+        await _listen(
+            stack, result_server, config.publisher_host, config.publisher_port, "--publisher-port"
+        )
         # Obeys only: configured requesters, itself (hybrid), the requester it joins.
         trust = RequesterTrust(
             (*config.trusted_requesters, *((node_id,) if orchestrator else ())),
@@ -147,14 +151,19 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
         if routed is not None:
             routed.attach_local(node_id, endpoint)
 
-    await stack.enter_async_context(server)
+    await _listen(stack, server, config.grpc_host, config.grpc_port, "--grpc-port")
     grpc_address = config.advertised(server.port)
     running = RunningNode(node_id=node_id, grpc_address=grpc_address)
 
     if orchestrator is not None:
         await stack.enter_async_context(orchestrator)
-        api = ApiServer(orchestrator, host=config.api_host, port=config.api_port)
-        await stack.enter_async_context(api)
+        api = ApiServer(
+            orchestrator,
+            host=config.api_host,
+            port=config.api_port,
+            max_job_size=config.max_job_size,
+        )
+        await _listen(stack, api, config.api_host, config.api_port, "--api-port")
         running.orchestrator = orchestrator
         running.api_port = api.port
         log.info("requester %s: API on %s:%d", node_id, config.api_host, api.port)
@@ -180,6 +189,38 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
         running.heartbeat = heartbeat
         log.info("compute %s: bprotocol on %s", node_id, grpc_address)
     return running
+
+
+async def _listen(
+    stack: AsyncExitStack,
+    server: AbstractAsyncContextManager[object],
+    host: str,
+    port: int,
+    flag: str,
+) -> None:
+    """Start a listening server on ``stack``; a port that cannot be bound is a configuration
+    error naming the port and the flag that changes it."""
+    where = f"{host or '0.0.0.0'}:{port}"
+    try:
+        await stack.enter_async_context(server)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            reason = f"port {port} is already in use"
+        elif exc.errno == errno.EACCES:
+            reason = f"no permission to listen on port {port}"
+        else:
+            reason = exc.strerror or str(exc)
+        raise InvalidConfiguration(
+            f"cannot listen on {where}: {reason}",
+            hint=f"stop what uses the port, or pass another {flag} (0 picks a free port)",
+            details={"Field": flag},
+        ) from None
+    except Unavailable as exc:  # gRPC reports a failed bind without the OS error
+        raise InvalidConfiguration(
+            f"cannot listen on {where} (is port {port} already in use?): {exc.message}",
+            hint=f"stop what uses the port, or pass another {flag} (0 picks a free port)",
+            details={"Field": flag},
+        ) from None
 
 
 async def _build_compute(
@@ -246,15 +287,29 @@ async def _close(closer: Callable[[], object]) -> None:
         await result
 
 
-async def serve(config: NodeConfig) -> None:
-    """Run a node until SIGINT or SIGTERM, then stop it gracefully."""
+async def serve(config: NodeConfig, *, parent_fd: int | None = None) -> None:
+    """Run a node until SIGINT or SIGTERM, then stop it gracefully.
+
+    ``parent_fd`` is the read end of its starter's lifeline (see :mod:`._lifeline`): the node
+    also stops when that process is gone. A stop asked for while starting ends the start.
+    """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    unwatch = watch_lifeline(parent_fd, stop.set) if parent_fd is not None else None
     try:
         async with AsyncExitStack() as stack:
-            node = await start_node(config, stack)
+            starting = asyncio.ensure_future(start_node(config, stack))
+            stopping = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if not starting.done():
+                starting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await starting
+                return
+            node = starting.result()
             wanted = (("requester", config.orchestrator), ("compute", config.compute))
             roles = " + ".join(role for role, on in wanted if on)
             print(f"Node {node.node_id} ({roles}) is running.", flush=True)
@@ -264,6 +319,8 @@ async def serve(config: NodeConfig) -> None:
             await stop.wait()
             log.info("stopping")
     finally:
+        if unwatch is not None:
+            unwatch()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(sig)
