@@ -36,6 +36,8 @@ class NodeConfig:
     # Public REST API (requester only).
     api_host: str = "0.0.0.0"
     api_port: int = 1234
+    #: Largest job (request body) the API accepts, in bytes; larger ones get 413.
+    max_job_size: int = 4 * 1024 * 1024
 
     # Node-to-node bprotocol (mutual-TLS gRPC).
     grpc_host: str = "0.0.0.0"
