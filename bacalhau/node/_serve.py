@@ -35,6 +35,7 @@ from bacalhau.errors import InvalidConfiguration, Unavailable
 from bacalhau.executor import DockerExecutor, WasmExecutor
 from bacalhau.identity import NodeFiles, NodeIdentity, check_node_files, is_peer_id
 from bacalhau.models import NodeInfo, NodeType
+from bacalhau.node._lifeline import watch_lifeline
 from bacalhau.node._plugins import build_executors
 from bacalhau.node._wiring import RequesterLink, RoutedComputeClient
 from bacalhau.orchestrator import Orchestrator, SchedulerSettings
@@ -286,15 +287,29 @@ async def _close(closer: Callable[[], object]) -> None:
         await result
 
 
-async def serve(config: NodeConfig) -> None:
-    """Run a node until SIGINT or SIGTERM, then stop it gracefully."""
+async def serve(config: NodeConfig, *, parent_fd: int | None = None) -> None:
+    """Run a node until SIGINT or SIGTERM, then stop it gracefully.
+
+    ``parent_fd`` is the read end of its starter's lifeline (see :mod:`._lifeline`): the node
+    also stops when that process is gone. A stop asked for while starting ends the start.
+    """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    unwatch = watch_lifeline(parent_fd, stop.set) if parent_fd is not None else None
     try:
         async with AsyncExitStack() as stack:
-            node = await start_node(config, stack)
+            starting = asyncio.ensure_future(start_node(config, stack))
+            stopping = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if not starting.done():
+                starting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await starting
+                return
+            node = starting.result()
             wanted = (("requester", config.orchestrator), ("compute", config.compute))
             roles = " + ".join(role for role, on in wanted if on)
             print(f"Node {node.node_id} ({roles}) is running.", flush=True)
@@ -304,6 +319,8 @@ async def serve(config: NodeConfig) -> None:
             await stop.wait()
             log.info("stopping")
     finally:
+        if unwatch is not None:
+            unwatch()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(sig)
