@@ -66,6 +66,9 @@ class NodeConfig:
     default_publisher: str = "local"
     default_queue_timeout: int = 0
     max_attempts: int = 3
+    #: After the requester starts, how long compute nodes have to (re)join before a job that
+    #: no known node can take fails, or an execution on a node not heard from is failed.
+    rejoin_grace: float = 30.0
     #: New compute nodes wait PENDING until an operator approves them (``bacalhau node
     #: approve``); Bacalhau's ``Orchestrator.NodeManager.ManualApproval``.
     manual_approval: bool = False

@@ -114,6 +114,7 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
             settings=SchedulerSettings(
                 max_attempts=config.max_attempts,
                 default_queue_timeout=config.default_queue_timeout,
+                rejoin_grace=config.rejoin_grace,
             ),
             default_publisher=config.default_publisher,
             heartbeat_interval=config.heartbeat_interval,

@@ -131,10 +131,15 @@ class Orchestrator:
             enqueue=self._enqueue_new,
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self._settling_until = 0
 
     # -- lifecycle ----------------------------------------------------------------------
 
     async def __aenter__(self) -> Orchestrator:
+        # Nodes that ran before this start may take a while to rejoin: until then the
+        # scheduler treats what it does not see as unknown rather than absent.
+        grace = int(self._settings.rejoin_grace * 1_000_000_000)
+        self._settling_until = now_ns() + grace if grace > 0 else 0
         await self.nodes.__aenter__()
         # Resume: pending evaluations, plus one for every live job so that messages lost
         # in a crash are re-sent.
@@ -208,6 +213,7 @@ class Orchestrator:
             now=now_ns(),
             settings=self._settings,
             rng=self._rng,
+            settling_until=self._settling_until,
         )
         sends = self._planner.apply(plan)
         await self._planner.dispatch(job, sends)

@@ -41,6 +41,10 @@ class SchedulerSettings:
     default_queue_timeout: int = 0
     #: How long to wait before re-evaluating a queued job (seconds).
     queue_backoff: float = 1.0
+    #: Seconds after the requester starts during which compute nodes that ran before may not
+    #: have (re)joined yet (0: none). The orchestrator turns it into ``schedule``'s
+    #: ``settling_until``.
+    rejoin_grace: float = 0.0
 
 
 def schedule(
@@ -52,8 +56,15 @@ def schedule(
     now: int,
     settings: SchedulerSettings = SchedulerSettings(),
     rng: random.Random | None = None,
+    settling_until: int = 0,
 ) -> Plan:
-    """Decide the next step for ``job``."""
+    """Decide the next step for ``job``.
+
+    Until ``settling_until`` (ns; the requester started recently) the node view may be
+    incomplete: a node not heard from is unknown, not gone, so its executions are not failed,
+    and a job that lacks nodes waits for them to join instead of failing; the job is
+    evaluated again when the grace ends (and whenever a node joins).
+    """
     if job.state.is_terminal():
         # Whatever the type: a finished job's remaining executions are stopped.
         plan = Plan(job=job, evaluation=evaluation)
@@ -62,8 +73,45 @@ def schedule(
                 plan.changes.append(_stop(ex, f"job is {job.state.wire.lower()}", now))
         return plan
     if job.type == "ops":
-        return _schedule_ops(job, executions, nodes, evaluation, now=now, rng=rng)
-    return _schedule_batch(job, executions, nodes, evaluation, now=now, settings=settings, rng=rng)
+        return _schedule_ops(
+            job, executions, nodes, evaluation, now=now, rng=rng, settling_until=settling_until
+        )
+    return _schedule_batch(
+        job,
+        executions,
+        nodes,
+        evaluation,
+        now=now,
+        settings=settings,
+        rng=rng,
+        settling_until=settling_until,
+    )
+
+
+#: How long after the grace ends a waiting job is looked at again: timers may fire a little
+#: early, and an evaluation still inside the grace would only schedule another one.
+_AFTER_GRACE_NS = 100_000_000
+
+
+def _look_again_after_grace(plan: Plan, now: int, settling_until: int) -> None:
+    """Have the job evaluated again once the grace is over (once per plan)."""
+    wait_until = settling_until + _AFTER_GRACE_NS
+    if any(ev.wait_until == wait_until for ev in plan.new_evaluations):
+        return
+    job = plan.job
+    plan.new_evaluations.append(
+        Evaluation(
+            id=new_evaluation_id(),
+            job_id=job.id,
+            namespace=job.namespace,
+            type=job.type,
+            triggered_by=TriggeredBy.JOB_QUEUE,
+            priority=job.priority,
+            wait_until=wait_until,
+            create_time=now,
+            modify_time=now,
+        )
+    )
 
 
 def _event(message: str, topic: str, now: int, **details: str) -> Event:
@@ -80,13 +128,28 @@ def _stop(ex: Execution, message: str, now: int) -> ExecutionChange:
 
 
 def _fail_lost(
-    executions: Sequence[Execution], nodes: Sequence[NodeState], plan: Plan, now: int
+    executions: Sequence[Execution],
+    nodes: Sequence[NodeState],
+    plan: Plan,
+    now: int,
+    *,
+    settling_until: int = 0,
 ) -> list[Execution]:
-    """Executions on nodes that vanished or disconnected are failed; returns the live view."""
+    """Executions on nodes that vanished or disconnected are failed; returns the live view.
+
+    While the requester settles after its start, a node not heard from yet is unknown rather
+    than gone: its executions are left alone and the job is looked at again when the grace
+    ends (a node that rejoins sooner triggers that on its own).
+    """
     by_id = {n.info.node_id: n for n in nodes}
     view: list[Execution] = []
+    unknown = False
     for ex in executions:
         node = by_id.get(ex.node_id)
+        if ex.is_active() and node is None and now < settling_until:
+            unknown = True
+            view.append(ex)
+            continue
         lost = ex.is_active() and (node is None or node.connection != Connection.CONNECTED)
         if not lost:
             view.append(ex)
@@ -104,6 +167,8 @@ def _fail_lost(
             )
         )
         view.append(replace(ex, compute_state=E.FAILED, compute_message=msg))
+    if unknown:
+        _look_again_after_grace(plan, now, settling_until)
     return view
 
 
@@ -142,6 +207,16 @@ def _not_enough_nodes(job: Job, needed: int, ranks: list[NodeRank], failures: li
     return "\n".join(lines)
 
 
+def _queue_for_nodes(plan: Plan, now: int) -> None:
+    plan.new_job_state = JobStateType.QUEUED
+    plan.job_message = "waiting for compute nodes to join: the requester started recently"
+    plan.job_event = _event(
+        "Job queued: waiting for compute nodes to join after the requester started",
+        "Queueing",
+        now,
+    )
+
+
 def _new_execution(
     job: Job, node_id: str, evaluation: Evaluation, desired: D, now: int
 ) -> Execution:
@@ -170,10 +245,11 @@ def _schedule_batch(
     now: int,
     settings: SchedulerSettings,
     rng: random.Random | None,
+    settling_until: int,
 ) -> Plan:
     plan = Plan(job=job, evaluation=evaluation)
 
-    view = _fail_lost(executions, nodes, plan, now)
+    view = _fail_lost(executions, nodes, plan, now, settling_until=settling_until)
 
     def fail_job(message: str, error: type[BacalhauError] = NotEnoughNodes) -> Plan:
         return _fail(plan, view, message, error, now)
@@ -251,7 +327,13 @@ def _schedule_batch(
         if len(placed) < missing:
             queue_timeout = job.task.timeouts.queue_timeout or settings.default_queue_timeout
             waited = (now - job.create_time) / 1_000_000_000
-            if queue_timeout and waited < queue_timeout:
+            if now < settling_until and len(ranks) < job.count:
+                # Fewer nodes known than the job needs, just after the requester started:
+                # the capacity is unknown, not missing. Wait for nodes to (re)join.
+                _look_again_after_grace(plan, now, settling_until)
+                if not active and not placed and job.state != JobStateType.QUEUED:
+                    _queue_for_nodes(plan, now)
+            elif queue_timeout and waited < queue_timeout:
                 plan.new_evaluations.append(
                     Evaluation(
                         id=new_evaluation_id(),
@@ -293,13 +375,19 @@ def _schedule_ops(
     *,
     now: int,
     rng: random.Random | None,
+    settling_until: int,
 ) -> Plan:
     """Ops jobs run once on every matching node, pre-approved, without retries."""
     plan = Plan(job=job, evaluation=evaluation)
-    view = _fail_lost(executions, nodes, plan, now)
+    view = _fail_lost(executions, nodes, plan, now, settling_until=settling_until)
     if not view:
         ranks = rank_nodes(job, nodes, view, rng=rng)
         suitable = [r for r in ranks if r.suitable]
+        if not ranks and now < settling_until:
+            _look_again_after_grace(plan, now, settling_until)
+            if job.state != JobStateType.QUEUED:
+                _queue_for_nodes(plan, now)
+            return plan
         if not suitable:
             return _fail(plan, view, _not_enough_nodes(job, 1, ranks, []), NotEnoughNodes, now)
         for r in suitable:

@@ -188,3 +188,92 @@ def test_max_attempts_setting() -> None:
         settings=SchedulerSettings(max_attempts=1),
     )
     assert plan.new_job_state == JobStateType.FAILED
+
+
+# -- the grace after a requester start: unknown capacity waits -------------------------------
+
+#: The end of a 30 s grace that began at NOW (the requester just started).
+SETTLING = NOW + 30 * 10**9
+
+
+def test_no_node_yet_after_a_start_waits_for_nodes_instead_of_failing() -> None:
+    plan = schedule(job(), [], [], ev(), now=NOW, settling_until=SETTLING)
+    assert plan.new_job_state == JobStateType.QUEUED
+    assert plan.job_event is not None
+    assert "waiting for compute nodes to join" in plan.job_event.message
+    assert not plan.new_executions
+    # Looked at again once the grace is over (a joining node triggers it sooner).
+    [again] = plan.new_evaluations
+    assert SETTLING <= again.wait_until <= SETTLING + 10**9
+
+
+def test_already_waiting_job_is_not_queued_twice() -> None:
+    j = job()
+    j.state = JobStateType.QUEUED
+    plan = schedule(j, [], [], ev(), now=NOW + 10**9, settling_until=SETTLING)
+    assert plan.new_job_state is None and plan.job_event is None
+    assert len(plan.new_evaluations) == 1
+
+
+def test_a_node_joining_within_the_grace_gets_the_waiting_job() -> None:
+    j = job()
+    j.state = JobStateType.QUEUED
+    plan = schedule(j, [], [node("a")], ev(), now=NOW + 10**9, settling_until=SETTLING)
+    assert [e.node_id for e in plan.new_executions] == ["a"]
+    assert plan.new_job_state is None
+
+
+def test_after_the_grace_no_node_fails_with_the_usual_message() -> None:
+    j = job()
+    j.state = JobStateType.QUEUED
+    plan = schedule(j, [], [], ev(), now=SETTLING + 10**8, settling_until=SETTLING)
+    assert plan.new_job_state == JobStateType.FAILED
+    assert "no compute node has joined" in plan.job_message
+
+
+def test_after_the_grace_queue_timeout_still_says_wait() -> None:
+    j = job(Timeouts={"QueueTimeout": 120})
+    j.state = JobStateType.QUEUED
+    plan = schedule(j, [], [], ev(), now=SETTLING + 10**8, settling_until=SETTLING)
+    assert plan.new_job_state is None  # still queued
+    assert plan.new_evaluations and plan.new_evaluations[0].wait_until < SETTLING + 2 * 10**9
+
+
+def test_known_nodes_that_cannot_run_the_job_fail_it_even_within_the_grace() -> None:
+    # Capacity is known (as many nodes as the job needs have joined): no reason to wait.
+    plan = schedule(
+        job(engine="wasm"), [], [node("a", ["docker"])], ev(), now=NOW, settling_until=SETTLING
+    )
+    assert plan.new_job_state == JobStateType.FAILED
+    assert "does not support the wasm engine" in plan.job_message
+
+
+def test_fewer_nodes_than_count_within_the_grace_places_what_it_can_and_waits() -> None:
+    plan = schedule(job(count=2), [], [node("a")], ev(), now=NOW, settling_until=SETTLING)
+    assert [e.node_id for e in plan.new_executions] == ["a"]
+    assert plan.new_job_state is None
+    assert [e.wait_until > SETTLING for e in plan.new_evaluations] == [True]
+    after = schedule(job(count=2), [], [node("a")], ev(), now=SETTLING + 10**8)
+    assert after.new_job_state == JobStateType.FAILED
+
+
+def test_execution_on_a_node_not_heard_from_since_the_start_is_not_failed() -> None:
+    ex = execution("e1", "a", E.BID_ACCEPTED, D.RUNNING)
+    running = job()
+    running.state = JobStateType.RUNNING
+    plan = schedule(running, [ex], [], ev(), now=NOW, settling_until=SETTLING)
+    assert plan.changes == [] and plan.new_executions == [] and plan.new_job_state is None
+    assert [e.wait_until > SETTLING for e in plan.new_evaluations] == [True]
+    # Once the grace is over, a node still unknown is gone: its execution fails, as before.
+    later = schedule(running, [ex], [], ev(), now=SETTLING + 10**8, settling_until=SETTLING)
+    [lost] = later.changes
+    assert lost.compute_state == E.FAILED and "disappeared" in lost.compute_message
+
+
+def test_ops_job_waits_for_nodes_within_the_grace() -> None:
+    j = job()
+    j.type = "ops"
+    plan = schedule(j, [], [], ev(), now=NOW, settling_until=SETTLING)
+    assert plan.new_job_state == JobStateType.QUEUED and plan.new_evaluations
+    later = schedule(j, [], [], ev(), now=SETTLING + 10**8, settling_until=SETTLING)
+    assert later.new_job_state == JobStateType.FAILED
