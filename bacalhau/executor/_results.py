@@ -25,6 +25,7 @@ from bacalhau.models import RUN_OUTPUT_LIMIT, ResultPath, RunCommandResult
 
 __all__ = [
     "EXIT_CODE_FILE",
+    "MAX_STREAM_FILE_BYTES",
     "RESERVED_NAMES",
     "STDERR_FILE",
     "STDOUT_FILE",
@@ -40,6 +41,9 @@ STDERR_FILE = "stderr"
 EXIT_CODE_FILE = "exitCode"
 #: Names a result folder may not take: they are the files of the layout itself.
 RESERVED_NAMES = frozenset({STDOUT_FILE, STDERR_FILE, EXIT_CODE_FILE})
+#: Each of ``stdout`` and ``stderr`` keeps at most this much (Bacalhau's limit), whatever the
+#: engine; the rest of a runaway stream is dropped and the drop logged as a warning.
+MAX_STREAM_FILE_BYTES = 1 << 30
 
 _FOLDER_MODE = 0o755
 

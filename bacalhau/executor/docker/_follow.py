@@ -15,15 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bacalhau.executor._results import STDERR_FILE, STDOUT_FILE
+from bacalhau.executor._results import MAX_STREAM_FILE_BYTES, STDERR_FILE, STDOUT_FILE
 from bacalhau.executor.docker._errors import ENGINE_ERRORS, explain
 from bacalhau.executor.docker._stream import copy_demultiplexed, disable_timeout
 
 _log = logging.getLogger(__name__)
 
-#: Each of ``stdout`` and ``stderr`` keeps at most this much (Bacalhau's limit); the rest of a
-#: runaway stream is read and dropped so the job is not blocked and the disk not filled.
-MAX_STREAM_FILE_BYTES = 1 << 30
+__all__ = ["MAX_STREAM_FILE_BYTES", "ContainerExit", "follow_container", "settle"]
+
 #: After a kill, how long the follower may take to drain the stream and record the exit.
 SETTLE_SECONDS = 10.0
 

@@ -1,19 +1,23 @@
 """The WASM executor: WASI preview 1 modules on one shared wasmtime engine.
 
-Every run gets its own store and WASI context (argv, env, stdout/stderr written straight to
-the results files, result folders preopened writable) and runs in a worker thread; wasmtime
-releases the GIL while WebAssembly executes, so runs proceed in parallel. Compiled modules are
-cached by content (see ``_modules``); timeouts and cancellation go through the engine's epoch
-(see ``_interrupt``).
+Every run gets its own store and WASI context (argv, env, stdout/stderr written to the
+results files up to the same cap as a container's, result folders preopened writable) and runs
+in a worker thread; wasmtime releases the GIL while WebAssembly executes, so runs proceed in
+parallel. Compiled modules are cached by content (see ``_modules``); timeouts and cancellation
+go through the engine's epoch (see ``_interrupt``) and, for a module asleep in WASI's
+``poll_oneoff``, through a wake-up of that sleep (see ``_poll``). Closing the executor stops
+every run and waits for its worker, so a node's shutdown never waits on a sleeping module.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import TracebackType
 
 import wasmtime
 
@@ -26,6 +30,7 @@ from bacalhau.errors import (
 )
 from bacalhau.executor._base import InputMount, RunRequest
 from bacalhau.executor._results import (
+    MAX_STREAM_FILE_BYTES,
     STDERR_FILE,
     STDOUT_FILE,
     finish_results,
@@ -38,17 +43,23 @@ from bacalhau.executor.wasm._modules import (
     ModuleCacheStats,
     wasm_error_cause,
 )
+from bacalhau.executor.wasm._output import CappedStreams
 from bacalhau.executor.wasm._params import WasmEngineSpec
+from bacalhau.executor.wasm._poll import RunStopped, define_poll_oneoff, set_running_watch
 from bacalhau.executor.wasm._source import load_entry_module
 from bacalhau.models import RunCommandResult, SpecConfig
 
 __all__ = ["WasmExecutor"]
+
+_log = logging.getLogger(__name__)
 
 #: A wasm32 memory cannot grow beyond 4 GiB: a larger limit is no limit.
 _WASM32_MAX_MEMORY = 1 << 32
 #: How often ``run()`` looks whether a stopped run is overdue, and how long it grants it.
 _BACKSTOP_POLL_SECONDS = 0.25
 _BACKSTOP_GRACE_SECONDS = 0.5
+#: How long closing the executor waits for the workers of the runs it stopped.
+_CLOSE_TIMEOUT = 5.0
 
 
 class WasmExecutor:
@@ -56,10 +67,19 @@ class WasmExecutor:
 
     ``module_cache_size`` compiled modules are kept (least recently used evicted first);
     ``max_concurrent_runs`` bounds the worker threads running modules, which are separate from
-    the event loop's default pool so long jobs cannot starve other blocking work.
+    the event loop's default pool so long jobs cannot starve other blocking work. Each of
+    ``stdout`` and ``stderr`` keeps at most ``max_stream_bytes``.
     """
 
-    def __init__(self, *, module_cache_size: int = 64, max_concurrent_runs: int = 32) -> None:
+    def __init__(
+        self,
+        *,
+        module_cache_size: int = 64,
+        max_concurrent_runs: int = 32,
+        max_stream_bytes: int = MAX_STREAM_FILE_BYTES,
+    ) -> None:
+        if max_stream_bytes < 0:
+            raise ValueError(f"max_stream_bytes must not be negative, got {max_stream_bytes}")
         config = wasmtime.Config()
         config.epoch_interruption = True
         self._engine = wasmtime.Engine(config)
@@ -74,16 +94,25 @@ class WasmExecutor:
             wasmtime.FuncType([wasmtime.ValType.i32()], []),
             _proc_exit,
         )
+        define_poll_oneoff(linker)
+        self._max_stream_bytes = max_stream_bytes
         self._modules = ModuleCache(self._engine, linker, module_cache_size)
         self._interrupter = EpochInterrupter(self._engine)
         self._workers = ThreadPoolExecutor(
             max_workers=max_concurrent_runs, thread_name_prefix="wasm-run"
         )
         self._runs: dict[str, RunWatch] = {}
+        #: Every worker still running a module, including those of runs no one awaits.
+        self._busy: set[asyncio.Future[RunCommandResult]] = set()
 
     @property
     def name(self) -> str:
         return "wasm"
+
+    @property
+    def busy_workers(self) -> int:
+        """Worker threads still inside a module, counting runs already reported as stopped."""
+        return len(self._busy)
 
     def cache_stats(self) -> ModuleCacheStats:
         """Hits, misses and size of the compiled-module cache."""
@@ -115,6 +144,8 @@ class WasmExecutor:
         self._runs[request.execution_id] = watch
         loop = asyncio.get_running_loop()
         running = loop.run_in_executor(self._workers, self._run_sync, spec, request, watch)
+        self._busy.add(running)
+        running.add_done_callback(self._busy.discard)
         try:
             return await _outcome(running, watch, request.execution_id)
         except asyncio.CancelledError:
@@ -133,11 +164,31 @@ class WasmExecutor:
         if watch is not None:
             watch.cancel()
 
-    def close(self) -> None:
-        """Stop every run and release the worker threads."""
+    async def close(self) -> None:
+        """Stop every run, wait (briefly) for their workers, and release the worker threads.
+
+        A module sleeping in a host call wakes at once and busy WebAssembly traps at the next
+        epoch tick, so the wait is short; the process can then exit without waiting for a
+        worker thread still inside a module.
+        """
         for watch in self._runs.values():
             watch.cancel()
+        if self._busy:
+            _, late = await asyncio.wait(set(self._busy), timeout=_CLOSE_TIMEOUT)
+            if late:
+                _log.warning("%d WASM runs did not stop within %.0fs", len(late), _CLOSE_TIMEOUT)
         self._workers.shutdown(wait=False, cancel_futures=True)
+
+    async def __aenter__(self) -> WasmExecutor:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
 
     # -- the run, in a worker thread ---------------------------------------------------------
 
@@ -164,14 +215,38 @@ class WasmExecutor:
         store = wasmtime.Store(self._engine)
         if request.resources.memory > 0:
             store.set_limits(memory_size=min(request.resources.memory, _WASM32_MAX_MEMORY))
-        store.set_wasi(self._wasi_config(spec, request, folders))
-        if watch.cancelled_at is not None:
-            raise ExecutionCancelled(f"execution {request.execution_id} was cancelled")
-        self._interrupter.arm(store, watch)
+        streams = CappedStreams(
+            request.results_dir / STDOUT_FILE,
+            request.results_dir / STDERR_FILE,
+            self._max_stream_bytes,
+        )
         try:
-            exit_code, error_msg = _call(compiled, store, spec.entry_point)
+            wasi = self._wasi_config(spec, request, folders)
+            wasi.stdout_file = streams.stdout_path
+            wasi.stderr_file = streams.stderr_path
+            watch.monotonic_base_ns = time.monotonic_ns()
+            store.set_wasi(wasi)
+            streams.handed_over()
+            if watch.cancelled_at is not None:
+                raise ExecutionCancelled(f"execution {request.execution_id} was cancelled")
+            self._interrupter.arm(store, watch)
+            set_running_watch(watch)
+            try:
+                exit_code, error_msg = _call(compiled, store, spec.entry_point)
+            finally:
+                set_running_watch(None)
+                self._interrupter.disarm(watch)
         finally:
-            self._interrupter.disarm(watch)
+            store.close()  # closes the module's ends of the pipes
+            dropped = streams.finish()
+        if any(dropped):
+            # As for a container's streams: the files keep the head, the drop is logged.
+            _log.warning(
+                "execution %s wrote more than %d bytes to a stream; dropped (stdout, stderr) = %s",
+                request.execution_id,
+                self._max_stream_bytes,
+                dropped,
+            )
         if watch.stopped == CANCELLED:
             raise ExecutionCancelled(f"execution {request.execution_id} was cancelled")
         if watch.stopped == TIMED_OUT:
@@ -186,9 +261,6 @@ class WasmExecutor:
         wasi = wasmtime.WasiConfig()
         wasi.argv = spec.argv()
         wasi.env = spec.merged_env(request.env)
-        # Opened (and truncated) by wasmtime now; the module writes to them directly.
-        wasi.stdout_file = str(request.results_dir / STDOUT_FILE)
-        wasi.stderr_file = str(request.results_dir / STDERR_FILE)
         for rp in request.result_paths:
             host = str(folders[rp.name])
             wasi.preopen_dir(host, rp.path)
@@ -261,6 +333,8 @@ def _call(compiled: CompiledModule, store: wasmtime.Store, entry_point: str) -> 
         func(store)
     except _ProcExit as e:
         return e.code, ""
+    except RunStopped as e:
+        return 1, f"execution {e}"  # the caller reports the stop itself
     except wasmtime.ExitTrap as e:
         return int(e.code), ""
     except (wasmtime.WasmtimeError, wasmtime.Trap) as e:

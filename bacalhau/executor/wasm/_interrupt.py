@@ -18,7 +18,7 @@ import ctypes
 import itertools
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import wasmtime
@@ -45,11 +45,25 @@ class RunWatch:
     cancelled_at: float | None = None
     #: Why the run was stopped (:data:`CANCELLED`, :data:`TIMED_OUT`), empty while it was not.
     stopped: str = ""
+    #: Set on cancel: wakes the run if it sleeps in a host call (see ``_poll``).
+    wake: threading.Event = field(default_factory=threading.Event)
+    #: ``time.monotonic_ns()`` when the run's WASI context was made (its monotonic clock's 0).
+    monotonic_base_ns: int = 0
 
     def cancel(self) -> None:
-        """Ask for the run to stop (seen by the callback at the next tick)."""
+        """Ask for the run to stop (seen at the next tick, or at once by a sleeping run)."""
         if self.cancelled_at is None:
             self.cancelled_at = time.monotonic()
+        self.wake.set()
+
+    def check_stop(self) -> str:
+        """Record and return why the run must stop now (empty: it may go on)."""
+        if not self.stopped:
+            if self.cancelled_at is not None:
+                self.stopped = CANCELLED
+            elif self.deadline is not None and time.monotonic() >= self.deadline:
+                self.stopped = TIMED_OUT
+        return self.stopped
 
 
 # The callback is called from wasmtime with only an integer to go by: the key of a watch here.
@@ -63,15 +77,10 @@ _NO_FINALIZER = _FinalizerType()  # a NULL function pointer
 
 def _on_deadline(_context: Any, data: int | None, delta: Any, kind: Any) -> int:
     watch = _WATCHES.get(data or 0)
-    if watch is not None:
-        if watch.cancelled_at is not None:
-            watch.stopped = CANCELLED
-        elif watch.deadline is not None and time.monotonic() >= watch.deadline:
-            watch.stopped = TIMED_OUT
-        if watch.stopped:
-            error = _bindings.wasmtime_error_new(f"execution {watch.stopped}".encode())
-            # Ownership of the error passes to wasmtime, which turns it into a trap.
-            return ctypes.cast(error, ctypes.c_void_p).value or 0
+    if watch is not None and watch.check_stop():
+        error = _bindings.wasmtime_error_new(f"execution {watch.stopped}".encode())
+        # Ownership of the error passes to wasmtime, which turns it into a trap.
+        return ctypes.cast(error, ctypes.c_void_p).value or 0
     delta[0] = 1
     kind[0] = _CONTINUE
     return 0
