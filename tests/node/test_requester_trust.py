@@ -1,0 +1,75 @@
+"""The composition root gives each compute role its trusted requesters: a hybrid node itself,
+a compute node the requester it joined (learned from the join) plus those configured; and a
+configured requester ID that is not a node ID stops the node from starting."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import pytest
+
+from bacalhau.errors import InvalidConfiguration, PermissionDenied
+from bacalhau.identity import ClusterCA, NodeFiles, NodeIdentity
+from bacalhau.models import CancelExecutionRequest
+from bacalhau.node import start_node
+from bacalhau.transport import ComputeClient
+from tests.node.test_hybrid import _config
+
+
+async def _cancel_as(files: NodeFiles, node_id: str, address: str) -> None:
+    async with ComputeClient(NodeIdentity.load(files.data_dir), files, timeout=5) as client:
+        client.register_node(node_id, address)
+        await client.cancel_execution(node_id, CancelExecutionRequest("e-unknown", "test"))
+
+
+async def test_each_compute_role_trusts_exactly_its_requesters(tmp_path: Path) -> None:
+    ca = ClusterCA.create(tmp_path / "ca")
+    files = {
+        name: ca.issue_node_certificate(
+            NodeIdentity.load_or_create(tmp_path / name), data_dir=tmp_path / name
+        )
+        for name in ("hybrid", "compute", "listed", "member")
+    }
+    listed_id = NodeIdentity.load(tmp_path / "listed").node_id
+    async with AsyncExitStack() as stack:
+        hybrid = await start_node(
+            _config(tmp_path / "hybrid", orchestrator=True, compute=True), stack
+        )
+        remote = await start_node(
+            _config(
+                tmp_path / "compute",
+                compute=True,
+                orchestrator_address=hybrid.grpc_address,
+                trusted_requesters=listed_id,
+            ),
+            stack,
+        )
+        assert remote.heartbeat is not None and remote.compute is not None
+        await asyncio.wait_for(remote.heartbeat.wait_joined(), 10)
+        assert hybrid.compute is not None
+        assert hybrid.compute.trust.trusted == {hybrid.node_id}
+        assert remote.compute.trust.trusted == {hybrid.node_id, listed_id}
+
+        # Over the network: the listed requester gets through (the execution is unknown,
+        # so the cancel is a no-op); another cluster member is refused by both nodes.
+        await _cancel_as(files["listed"], remote.node_id, remote.grpc_address)
+        for node in (hybrid, remote):
+            with pytest.raises(PermissionDenied):
+                await _cancel_as(files["member"], node.node_id, node.grpc_address)
+        member_id = NodeIdentity.load(tmp_path / "member").node_id
+        assert remote.compute.trust.refused == {member_id: 1}
+
+
+async def test_a_trusted_requester_must_be_a_node_id(tmp_path: Path) -> None:
+    config = _config(
+        tmp_path / "compute",
+        compute=True,
+        orchestrator_address="127.0.0.1:1",
+        trusted_requesters="not-a-node-id",
+    )
+    async with AsyncExitStack() as stack:
+        with pytest.raises(InvalidConfiguration) as err:
+            await start_node(config, stack)
+    assert err.value.details["Field"] == "trusted_requesters"
