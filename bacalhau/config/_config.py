@@ -55,6 +55,8 @@ class NodeConfig:
     engines: tuple[str, ...] = ("docker", "wasm")
     allow_image_pull: bool = False
     accept_networked_jobs: bool = False
+    #: The most processes (threads included) one Docker job may hold; jobs cannot raise it.
+    docker_pids_limit: int = 256
     #: Share of the host's CPU, memory and disk offered to jobs.
     capacity_fraction: float = 0.7
     #: Node IDs of requesters this compute node obeys besides the one it joins (and itself).

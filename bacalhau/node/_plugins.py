@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable
 
 from bacalhau.errors import InvalidConfiguration
 from bacalhau.executor import DockerExecutor, Executor, NoopExecutor, WasmExecutor
+from bacalhau.executor.docker import DEFAULT_PIDS_LIMIT
 
 #: Engine names a compute node can offer.
 KNOWN_ENGINES = ("docker", "noop", "wasm")
@@ -26,7 +27,11 @@ def check_engines(names: Iterable[str]) -> tuple[str, ...]:
 
 
 def build_executors(
-    names: Iterable[str], *, allow_image_pull: bool, node_id: str
+    names: Iterable[str],
+    *,
+    allow_image_pull: bool,
+    node_id: str,
+    docker_pids_limit: int = DEFAULT_PIDS_LIMIT,
 ) -> dict[str, Executor]:
     """Instantiate the executors a compute node offers, by name.
 
@@ -35,7 +40,9 @@ def build_executors(
     """
     prefix = f"bacalhau-{node_id[-8:].lower()}"
     registry: dict[str, Callable[[], Executor]] = {
-        "docker": lambda: DockerExecutor(allow_pull=allow_image_pull, name_prefix=prefix),
+        "docker": lambda: DockerExecutor(
+            allow_pull=allow_image_pull, name_prefix=prefix, pids_limit=docker_pids_limit
+        ),
         "wasm": WasmExecutor,
         "noop": NoopExecutor,
     }

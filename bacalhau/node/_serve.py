@@ -233,15 +233,21 @@ async def _build_compute(
     stack: AsyncExitStack,
 ) -> ComputeEndpoint:
     data_dir = config.data_dir / "compute"
+    if config.docker_pids_limit < 1:
+        raise InvalidConfiguration(
+            f"docker_pids_limit must be at least 1, got {config.docker_pids_limit}"
+        )
     executors = build_executors(
-        config.engines, allow_image_pull=config.allow_image_pull, node_id=node_id
+        config.engines,
+        allow_image_pull=config.allow_image_pull,
+        node_id=node_id,
+        docker_pids_limit=config.docker_pids_limit,
     )
     for ex in executors.values():
-        if isinstance(ex, DockerExecutor) and await ex.is_installed():
-            # Containers of a previous run of this node would otherwise linger forever.
-            await ex.remove_leftovers()
-        if isinstance(ex, WasmExecutor):
-            stack.callback(ex.close)
+        if isinstance(ex, (DockerExecutor, WasmExecutor)):
+            # Docker: leftovers of a previous run removed now, strays by a reaper. Both: every
+            # run stopped and cleaned up at close, after the endpoint (entered later) stops.
+            await stack.enter_async_context(ex)
     advertise = config.advertise_host or (
         "127.0.0.1" if config.publisher_host in ("0.0.0.0", "", "::") else config.publisher_host
     )
