@@ -18,7 +18,14 @@ decision (a compute node obeys only the requesters it trusts). Every refusal is 
 
 from bacalhau.transport._channel import DEFAULT_TIMEOUT_SECONDS
 from bacalhau.transport._clients import ComputeClient, OrchestratorClient
+from bacalhau.transport._convert_membership import MEMBER_RECORD_CODEC, ProtoRecordCodec
 from bacalhau.transport._handlers import ComputeHandler, OrchestratorHandler
+from bacalhau.transport._membership import (
+    MembershipClient,
+    MembershipServer,
+    MembershipServicer,
+    add_membership_service,
+)
 from bacalhau.transport._server import NodeServer, format_address
 from bacalhau.transport._tls import (
     channel_credentials,
@@ -29,11 +36,17 @@ from bacalhau.transport._tls import (
 
 __all__ = [
     "DEFAULT_TIMEOUT_SECONDS",
+    "MEMBER_RECORD_CODEC",
     "ComputeClient",
     "ComputeHandler",
+    "MembershipClient",
+    "MembershipServer",
+    "MembershipServicer",
     "NodeServer",
     "OrchestratorClient",
     "OrchestratorHandler",
+    "ProtoRecordCodec",
+    "add_membership_service",
     "channel_credentials",
     "channel_options",
     "format_address",

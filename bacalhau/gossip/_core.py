@@ -1,0 +1,741 @@
+"""The membership protocol as a pure state machine: SWIM with Lifeguard's refinements.
+
+:class:`Membership` never reads a clock and never touches a socket. Its driver calls
+:meth:`Membership.tick` when :meth:`Membership.next_wakeup` is due and
+:meth:`Membership.receive` for every message the network delivers; both return
+:class:`Effects` (messages to send, events for observers). The same object therefore runs
+under asyncio with real gRPC (:mod:`bacalhau.gossip._runner`) and in a discrete-event
+simulation of hundreds of members (:mod:`bacalhau.gossip.simulation`).
+
+Each probe interval one member (round-robin over a shuffled list) gets a direct ping; if no ack
+comes within the probe timeout, ``indirect_checks`` others are asked to ping it (ping-req) and
+nack if they fail too; if still no ack by the end of the interval the member becomes suspect.
+A suspicion expires into death after a timeout that starts long and shrinks as independent
+members confirm it (Lifeguard), and the suspect itself refutes it by publishing a newer
+record as soon as it hears of it (the version is the incarnation number). A node whose own
+probes keep failing without nacks stretches its probe timing (local health multiplier).
+Updates are piggybacked on pings and acks, pushed to a few random members every gossip
+interval, each sent a bounded number of times; a periodic full-state push-pull with a random
+member repairs whatever gossip missed, and brings a joining node up to date through a seed.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+
+from bacalhau.gossip._broadcast import BroadcastQueue
+from bacalhau.gossip._messages import (
+    Ack,
+    Dead,
+    Effects,
+    Gossip,
+    MemberEvent,
+    MemberEventKind,
+    MemberInfo,
+    MemberSnapshot,
+    Message,
+    Nack,
+    Outbound,
+    Ping,
+    PingReq,
+    PushPull,
+    Suspect,
+    Update,
+)
+from bacalhau.gossip._metrics import GossipMetrics
+from bacalhau.gossip._record import (
+    NodeRecord,
+    RecordCodec,
+    RecordVerifier,
+    Rejection,
+    SignedRecord,
+    seal_record,
+)
+from bacalhau.gossip._settings import GossipSettings
+from bacalhau.identity import NodeIdentity
+from bacalhau.models import LivenessState, check_liveness_transition
+
+ALIVE = LivenessState.ALIVE
+SUSPECT = LivenessState.SUSPECT
+DEAD = LivenessState.DEAD
+LEFT = LivenessState.LEFT
+
+#: A ping-req helper nacks after this share of its own probe timeout, so the nack reaches the
+#: prober before the end of its probe interval.
+_NACK_SHARE = 0.8
+
+
+@dataclass(slots=True)
+class _Suspicion:
+    """Lifeguard's dynamic suspicion timeout for one member."""
+
+    incarnation: int
+    started: float
+    low: float
+    high: float
+    expected: int
+    accusers: set[str]
+    deadline: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.recompute()
+
+    def recompute(self) -> None:
+        confirmations = len(self.accusers) - 1
+        if self.expected < 1:
+            timeout = self.low
+        else:
+            fraction = math.log(confirmations + 1) / math.log(self.expected + 1)
+            timeout = max(self.low, self.high - (self.high - self.low) * fraction)
+        self.deadline = self.started + timeout
+
+
+@dataclass(slots=True)
+class _Member:
+    record: NodeRecord
+    signed: SignedRecord
+    state: LivenessState
+    since: float
+    suspicion: _Suspicion | None = None
+    #: For a dead member: the record version it was declared dead at.
+    dead_incarnation: int = 0
+
+    def info(self) -> MemberInfo:
+        return MemberInfo(self.record, self.state, self.since)
+
+
+@dataclass(slots=True)
+class _Probe:
+    target: str
+    sequence: int
+    indirect_at: float
+    end_at: float
+    helpers: set[str] = field(default_factory=set)
+    nacks: int = 0
+    indirect_sent: bool = False
+
+
+@dataclass(slots=True)
+class _Relay:
+    """A ping-req this node is serving: relay the target's ack, or nack in time."""
+
+    target: str
+    origin: str
+    origin_sequence: int
+    origin_address: str
+    nack_at: float
+    expires_at: float
+    nacked: bool = False
+
+
+class Membership:
+    """One member's view of the cluster and its side of the protocol (pure; see module doc).
+
+    ``record`` is this node's own record; its ``version`` should be the node's start time in
+    nanoseconds so that it supersedes anything an earlier run of the node published.
+    ``seeds`` are addresses of members to join through (tried until one answers, and again
+    whenever no other member is alive). ``rng`` makes a run reproducible.
+    """
+
+    def __init__(
+        self,
+        *,
+        identity: NodeIdentity,
+        record: NodeRecord,
+        codec: RecordCodec,
+        settings: GossipSettings | None = None,
+        seeds: Sequence[str] = (),
+        rng: random.Random | None = None,
+        verifier: RecordVerifier | None = None,
+        now: float = 0.0,
+    ) -> None:
+        if record.node_id != identity.node_id:
+            raise ValueError(f"record of {record.node_id} given to node {identity.node_id}")
+        self._identity = identity
+        self._codec = codec
+        self._settings = settings or GossipSettings()
+        self._seeds = tuple(s for s in seeds if s and s != record.grpc_address)
+        self._rng = rng or random.Random()
+        self._verifier = verifier or RecordVerifier(codec)
+        self._record = record
+        self._signed = seal_record(identity, codec, record)
+        self._members: dict[str, _Member] = {}
+        #: The same members in a list, for O(1) random choice; and how many are in each state.
+        self._member_list: list[_Member] = []
+        self._counts = dict.fromkeys(LivenessState, 0)
+        #: While merging a preloaded state: apply records without re-broadcasting them.
+        self._quiet = False
+        self._tombstones: dict[str, int] = {}
+        self._broadcasts = BroadcastQueue()
+        self.metrics = GossipMetrics()
+        self._sequence = 0
+        self._awareness = 0
+        self._probe_order: list[str] = []
+        self._probe_index = 0
+        #: A suspect to probe next, out of turn (see :meth:`_suspect`).
+        self._confirm_target: str | None = None
+        self._probe: _Probe | None = None
+        self._relays: dict[int, _Relay] = {}
+        self._suspects: dict[str, _Suspicion] = {}
+        self._left = False
+        self._now = now
+        self._out = Effects()
+        s = self._settings
+        # Random phases, so that members started together do not probe in lockstep.
+        self._next_probe_at = now + self._rng.uniform(0, s.probe_interval)
+        self._next_gossip_at = now + self._rng.uniform(0, s.gossip_interval)
+        self._next_push_pull_at = now + self._rng.uniform(0.5, 1.0) * s.push_pull_interval
+        self._next_reconnect_at = now + self._rng.uniform(0.5, 1.0) * s.reconnect_interval
+        self._next_join_at = now
+        self._next_reap_at = now + s.reap_after_seconds
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    @property
+    def node_id(self) -> str:
+        return self._identity.node_id
+
+    @property
+    def settings(self) -> GossipSettings:
+        return self._settings
+
+    @property
+    def local_record(self) -> NodeRecord:
+        return self._record
+
+    @property
+    def signed_record(self) -> SignedRecord:
+        """This node's own record as signed for the cluster."""
+        return self._signed
+
+    @property
+    def awareness(self) -> int:
+        """Lifeguard's local health score: 0 is healthy; probes stretch by (score + 1)."""
+        return self._awareness
+
+    def member(self, node_id: str) -> MemberInfo | None:
+        """One member (this node included), or None if unknown."""
+        if node_id == self.node_id:
+            return MemberInfo(self._record, LEFT if self._left else ALIVE, 0.0)
+        m = self._members.get(node_id)
+        return m.info() if m is not None else None
+
+    def members(self) -> list[MemberInfo]:
+        """Every known member, this node first, dead and departed ones included."""
+        own = self.member(self.node_id)
+        assert own is not None
+        return [own, *(m.info() for m in self._members.values())]
+
+    def live_count(self) -> int:
+        """Members believed alive or suspect, this node included."""
+        return 1 + self._counts[ALIVE] + self._counts[SUSPECT]
+
+    def next_wakeup(self) -> float:
+        """The time :meth:`tick` next has something to do."""
+        if self._left:
+            return self._next_gossip_at if self._broadcasts else math.inf
+        times = [self._next_probe_at, self._next_push_pull_at, self._next_reap_at]
+        if self._broadcasts:
+            times.append(self._next_gossip_at)
+        if self._needs_join():
+            times.append(self._next_join_at)
+        if self._counts[DEAD]:
+            times.append(self._next_reconnect_at)
+        probe = self._probe
+        if probe is not None:
+            times.append(probe.end_at if probe.indirect_sent else probe.indirect_at)
+        for relay in self._relays.values():
+            times.append(relay.expires_at if relay.nacked else relay.nack_at)
+        for suspicion in self._suspects.values():
+            times.append(suspicion.deadline)
+        return min(times)
+
+    # -- driving ---------------------------------------------------------------------------------
+
+    def tick(self, now: float) -> Effects:
+        """Run every timer that is due at ``now``."""
+        self._now = now
+        if self._left:
+            if self._broadcasts and now >= self._next_gossip_at:
+                self._gossip_round()
+            return self._flush()
+        s = self._settings
+        if self._needs_join() and now >= self._next_join_at:
+            self._join_seeds()
+            self._next_join_at = now + s.join_retry_interval
+        self._run_probe_timers(now)
+        if now >= self._next_probe_at:
+            self._start_probe()
+            self._next_probe_at = now + s.probe_interval * (self._awareness + 1)
+        self._run_relay_timers(now)
+        for node_id, suspicion in list(self._suspects.items()):
+            if now >= suspicion.deadline:
+                self._declare_dead(node_id, suspicion.incarnation, self.node_id)
+        if now >= self._next_gossip_at:
+            if self._broadcasts:
+                self._gossip_round()
+            self._next_gossip_at = now + s.gossip_interval
+        if now >= self._next_push_pull_at:
+            self._push_pull_round()
+            self._next_push_pull_at = now + s.push_pull_interval
+        if now >= self._next_reconnect_at:
+            self._reconnect_round()
+            self._next_reconnect_at = now + s.reconnect_interval
+        if now >= self._next_reap_at:
+            self._reap(now)
+            self._next_reap_at = now + s.reap_after_seconds / 10
+        return self._flush()
+
+    def receive(self, sender: str, message: Message, now: float) -> Effects:
+        """Handle one message from ``sender`` (the node ID the network authenticated)."""
+        self._now = now
+        self.metrics.messages_received += 1
+        if self._left or sender == self.node_id:
+            return self._flush()
+        if isinstance(message, Ping):
+            self._apply_updates(message.updates, sender)
+            if message.target_node_id == self.node_id:
+                self._send(sender, message.reply_address, Ack(message.sequence, self._piggyback()))
+        elif isinstance(message, Ack):
+            self._apply_updates(message.updates, sender)
+            self._on_ack(sender, message)
+        elif isinstance(message, PingReq):
+            self._on_ping_req(sender, message)
+        elif isinstance(message, Nack):
+            probe = self._probe
+            if probe is not None and probe.sequence == message.sequence and sender in probe.helpers:
+                probe.nacks += 1
+        elif isinstance(message, Gossip):
+            self._apply_updates(message.updates, sender)
+        elif isinstance(message, PushPull):
+            self._merge(message.states, sender)
+            if not message.reply:
+                self._send(sender, message.reply_address, self._push_pull_message(reply=True))
+        return self._flush()
+
+    def publish(self, record: NodeRecord, now: float) -> Effects:
+        """Replace this node's record (new capacity, labels, ...) and spread it.
+
+        The version is raised above the current one whatever ``record`` says.
+        """
+        self._now = now
+        if record.node_id != self.node_id:
+            raise ValueError(f"node {self.node_id} cannot publish a record of {record.node_id}")
+        self._publish(replace(record, version=max(record.version, self._record.version + 1)))
+        return self._flush()
+
+    def preload(self, states: Iterable[MemberSnapshot], sender: str, now: float) -> Effects:
+        """Merge a full state as if it had just been received from ``sender``, without
+        re-broadcasting it: for a member restored from a saved member list, or a simulated
+        cluster that starts warm. Records are verified as always."""
+        self._now = now
+        self._quiet = True
+        try:
+            self._merge(states, sender)
+        finally:
+            self._quiet = False
+        return self._flush()
+
+    def leave(self, now: float) -> Effects:
+        """Say goodbye: publish a final "leaving" record and push it to several members now.
+
+        After this the member only finishes spreading that record (keep ticking briefly).
+        """
+        self._now = now
+        if self._left:
+            return self._flush()
+        self._publish(replace(self._record, version=self._record.version + 1, leaving=True))
+        self._left = True
+        for _ in range(2):
+            self._gossip_round()
+        return self._flush()
+
+    # -- probing ---------------------------------------------------------------------------------
+
+    def _start_probe(self) -> None:
+        target = self._next_probe_target()
+        if target is None:
+            return
+        s = self._settings
+        scale = self._awareness + 1
+        self._sequence += 1
+        self._probe = _Probe(
+            target=target.record.node_id,
+            sequence=self._sequence,
+            indirect_at=self._now + s.probe_timeout * scale,
+            end_at=self._now + s.probe_interval * scale,
+        )
+        self.metrics.probes += 1
+        updates = self._piggyback()
+        if target.state is SUSPECT and target.suspicion is not None:
+            # Tell a suspect it is suspected, so it can refute at once (Lifeguard's buddy
+            # system) instead of waiting for the gossip to reach it.
+            claim = Suspect(target.record.node_id, target.suspicion.incarnation, self.node_id)
+            updates = (claim, *updates[: s.max_piggyback - 1])
+        self._send_to_member(
+            target, Ping(self._sequence, target.record.node_id, self._record.grpc_address, updates)
+        )
+
+    def _next_probe_target(self) -> _Member | None:
+        if self._confirm_target is not None:
+            m = self._members.get(self._confirm_target)
+            self._confirm_target = None
+            if m is not None and m.state is SUSPECT:
+                return m
+        for _ in range(2):
+            while self._probe_index < len(self._probe_order):
+                node_id = self._probe_order[self._probe_index]
+                self._probe_index += 1
+                m = self._members.get(node_id)
+                if m is not None and not m.state.is_down():
+                    return m
+            # End of a round: reshuffle the live members (SWIM's round-robin probing bounds
+            # the time until any given member is probed to two rounds).
+            self._probe_order = [i for i, m in self._members.items() if not m.state.is_down()]
+            self._rng.shuffle(self._probe_order)
+            self._probe_index = 0
+        return None
+
+    def _run_probe_timers(self, now: float) -> None:
+        probe = self._probe
+        if probe is None:
+            return
+        target = self._members.get(probe.target)
+        if target is None or target.state.is_down():
+            self._probe = None
+            return
+        if not probe.indirect_sent and now >= probe.indirect_at:
+            probe.indirect_sent = True
+            helpers = self._random_members(
+                self._settings.indirect_checks, exclude={probe.target}, states=(ALIVE,)
+            )
+            request = PingReq(
+                probe.sequence,
+                probe.target,
+                target.record.grpc_address,
+                self._record.grpc_address,
+            )
+            for helper in helpers:
+                probe.helpers.add(helper.record.node_id)
+                self._send_to_member(helper, request)
+        if probe.indirect_sent and now >= probe.end_at:
+            self._probe = None
+            self.metrics.probes_failed += 1
+            # Lifeguard: missing nacks mean our own messages are not getting through, so this
+            # node is the likely culprit and slows down; with no helpers at all, any failure
+            # counts against us.
+            expected = len(probe.helpers)
+            self._adjust_awareness(expected - probe.nacks if expected else 1)
+            self._suspect(probe.target, target.record.version, self.node_id)
+
+    def _on_ack(self, sender: str, ack: Ack) -> None:
+        probe = self._probe
+        if probe is not None and probe.sequence == ack.sequence:
+            if sender == probe.target or sender in probe.helpers:
+                self._probe = None
+                self._adjust_awareness(-1)
+            return
+        relay = self._relays.get(ack.sequence)
+        if relay is not None and sender == relay.target:
+            del self._relays[ack.sequence]
+            self._send(relay.origin, relay.origin_address, Ack(relay.origin_sequence))
+
+    def _on_ping_req(self, sender: str, request: PingReq) -> None:
+        if request.target_node_id == self.node_id:
+            self._send(sender, request.reply_address, Ack(request.sequence, self._piggyback()))
+            return
+        s = self._settings
+        self._sequence += 1
+        timeout = s.probe_timeout * (self._awareness + 1)
+        self._relays[self._sequence] = _Relay(
+            target=request.target_node_id,
+            origin=sender,
+            origin_sequence=request.sequence,
+            origin_address=request.reply_address,
+            nack_at=self._now + timeout * _NACK_SHARE,
+            expires_at=self._now + s.probe_interval * (self._awareness + 1),
+        )
+        ping = Ping(self._sequence, request.target_node_id, self._record.grpc_address)
+        self._send(request.target_node_id, request.target_address, ping)
+
+    def _run_relay_timers(self, now: float) -> None:
+        for sequence, relay in list(self._relays.items()):
+            if now >= relay.expires_at:
+                del self._relays[sequence]
+            elif not relay.nacked and now >= relay.nack_at:
+                relay.nacked = True
+                self._send(relay.origin, relay.origin_address, Nack(relay.origin_sequence))
+
+    def _adjust_awareness(self, delta: int) -> None:
+        top = self._settings.awareness_max - 1
+        self._awareness = min(top, max(0, self._awareness + delta))
+
+    # -- suspicion and death ---------------------------------------------------------------------
+
+    def _suspect(self, node_id: str, incarnation: int, accuser: str) -> None:
+        if node_id == self.node_id:
+            self._refute(incarnation)
+            return
+        m = self._members.get(node_id)
+        if m is None or m.state.is_down() or incarnation < m.record.version:
+            return
+        if m.state is SUSPECT:
+            assert m.suspicion is not None
+            if accuser not in m.suspicion.accusers:
+                m.suspicion.accusers.add(accuser)
+                m.suspicion.recompute()
+                # Pass confirmations on: they shorten everyone's timeout.
+                self._broadcasts.put(node_id, Suspect(node_id, incarnation, accuser))
+            return
+        check_liveness_transition(m.state, SUSPECT, newer_record=False)
+        previous = m.state
+        low, high = self._settings.suspicion_bounds(self.live_count())
+        expected = min(self._settings.suspicion_confirmations, self.live_count() - 2)
+        m.suspicion = _Suspicion(incarnation, self._now, low, high, expected, {accuser})
+        self._suspects[node_id] = m.suspicion
+        self._set_state(m, SUSPECT, MemberEventKind.SUSPECT, previous)
+        self.metrics.suspicions += 1
+        if accuser != self.node_id and self._rng.random() < 2 * (expected + 1) / self.live_count():
+            # Lifeguard shortens a suspicion once independent members confirm it, but with
+            # round-robin probing one member is probed by someone only about once per probe
+            # interval. So about ``2 * (expected + 1)`` of the members who hear of a suspicion
+            # probe the suspect next, out of turn: a dead member is confirmed within a probe
+            # interval, a live one simply answers them (a handful of extra pings).
+            self._confirm_target = node_id
+        self._broadcasts.put(node_id, Suspect(node_id, incarnation, accuser))
+
+    def _declare_dead(self, node_id: str, incarnation: int, accuser: str) -> None:
+        if node_id == self.node_id:
+            self._refute(incarnation)
+            return
+        m = self._members.get(node_id)
+        if m is None or m.state.is_down() or incarnation < m.record.version:
+            return
+        check_liveness_transition(m.state, DEAD, newer_record=False)
+        previous = m.state
+        self._clear_suspicion(m)
+        m.dead_incarnation = incarnation
+        self._set_state(m, DEAD, MemberEventKind.DEAD, previous)
+        self.metrics.deaths += 1
+        self._broadcasts.put(node_id, Dead(node_id, incarnation, accuser))
+
+    def _refute(self, incarnation: int) -> None:
+        if self._left or incarnation < self._record.version:
+            return
+        self.metrics.refutations += 1
+        # Being suspected hints that this node is the slow one (Lifeguard).
+        self._adjust_awareness(1)
+        self._publish(replace(self._record, version=max(self._record.version, incarnation) + 1))
+
+    def _clear_suspicion(self, m: _Member) -> None:
+        m.suspicion = None
+        self._suspects.pop(m.record.node_id, None)
+
+    # -- records ---------------------------------------------------------------------------------
+
+    def _publish(self, record: NodeRecord) -> None:
+        self._record = record
+        self._signed = seal_record(self._identity, self._codec, record)
+        self._broadcasts.put(self.node_id, self._signed)
+
+    def _apply_record(self, signed: SignedRecord) -> None:
+        node_id = signed.node_id
+        if node_id == self.node_id:
+            if signed.version > self._record.version and not self._left:
+                # An earlier run of this node published later versions (its clock was ahead):
+                # jump past them, or peers would keep preferring the old record.
+                opened = self._verifier.open(signed)
+                if isinstance(opened, NodeRecord):
+                    self._refute(signed.version)
+            return
+        m = self._members.get(node_id)
+        known = m.record.version if m is not None else self._tombstones.get(node_id, -1)
+        if signed.version <= known:
+            if signed.version < known:
+                self.metrics.count_rejection(Rejection.STALE)
+            return
+        opened = self._verifier.open(signed)
+        if isinstance(opened, Rejection):
+            self.metrics.count_rejection(opened)
+            return
+        record = opened
+        self.metrics.records_applied += 1
+        if not self._quiet:
+            self._broadcasts.put(node_id, signed)
+        state = LEFT if record.leaving else ALIVE
+        if m is None:
+            m = _Member(record, signed, state, self._now)
+            self._members[node_id] = m
+            self._member_list.append(m)
+            self._counts[state] += 1
+            if state is ALIVE:
+                # Probe newcomers within this round, at a random place in it.
+                at = self._rng.randint(self._probe_index, len(self._probe_order))
+                self._probe_order.insert(at, node_id)
+            kind = MemberEventKind.JOINED if state is ALIVE else MemberEventKind.LEFT
+            self._event(MemberEvent(kind, m.info(), None))
+            return
+        previous = m.state
+        m.record, m.signed = record, signed
+        if (
+            previous is SUSPECT
+            and m.suspicion is not None
+            and (m.suspicion.incarnation >= record.version and state is ALIVE)
+        ):
+            # A suspicion about a version newer than this record still stands.
+            self._event(MemberEvent(MemberEventKind.UPDATED, m.info(), previous))
+            return
+        check_liveness_transition(previous, state, newer_record=True)
+        self._clear_suspicion(m)
+        if state is previous:
+            kind = MemberEventKind.UPDATED
+        elif state is LEFT:
+            kind = MemberEventKind.LEFT
+        else:
+            kind = MemberEventKind.ALIVE
+        if previous.is_down() and state is ALIVE:
+            self._probe_order.insert(
+                self._rng.randint(self._probe_index, len(self._probe_order)), node_id
+            )
+        self._set_state(m, state, kind, previous)
+
+    def _apply_updates(self, updates: Iterable[Update], sender: str) -> None:
+        for update in updates:
+            if isinstance(update, SignedRecord):
+                self._apply_record(update)
+            elif isinstance(update, Suspect):
+                self._suspect(update.node_id, update.incarnation, update.accuser)
+            else:
+                self._declare_dead(update.node_id, update.incarnation, update.accuser)
+
+    def _merge(self, states: Iterable[MemberSnapshot], sender: str) -> None:
+        for snap in states:
+            self._apply_record(snap.record)
+            if snap.state in (SUSPECT, DEAD):
+                # Like memberlist, a death heard in a full-state exchange only makes the
+                # member suspect here: it gets its own chance to refute.
+                self._suspect(snap.record.node_id, snap.incarnation, sender)
+
+    def _set_state(
+        self,
+        m: _Member,
+        state: LivenessState,
+        kind: MemberEventKind,
+        previous: LivenessState,
+    ) -> None:
+        if state != previous:
+            self._counts[previous] -= 1
+            self._counts[state] += 1
+            m.state = state
+            m.since = self._now
+        self._event(MemberEvent(kind, m.info(), previous))
+
+    def _reap(self, now: float) -> None:
+        horizon = now - self._settings.reap_after_seconds
+        for node_id, m in list(self._members.items()):
+            if m.state.is_down() and m.since <= horizon:
+                del self._members[node_id]
+                self._counts[m.state] -= 1
+                self._tombstones[node_id] = m.record.version
+        self._member_list = list(self._members.values())
+
+    # -- dissemination ---------------------------------------------------------------------------
+
+    def _piggyback(self) -> tuple[Update, ...]:
+        s = self._settings
+        return self._broadcasts.take(s.max_piggyback, s.retransmit_limit(self.live_count()))
+
+    def _gossip_round(self) -> None:
+        s = self._settings
+        horizon = self._now - s.gossip_to_dead_seconds
+        targets = self._random_members(
+            s.gossip_fanout, exclude=set(), states=(ALIVE, SUSPECT), dead_since=horizon
+        )
+        for target in targets:
+            updates = self._piggyback()
+            if not updates:
+                break
+            self._send_to_member(target, Gossip(updates))
+
+    def _push_pull_message(self, *, reply: bool, join: bool = False) -> PushPull:
+        states = [MemberSnapshot(self._signed, LEFT if self._left else ALIVE, 0)]
+        for m in self._members.values():
+            if m.state is SUSPECT and m.suspicion is not None:
+                incarnation = m.suspicion.incarnation
+            elif m.state is DEAD:
+                incarnation = m.dead_incarnation
+            else:
+                incarnation = m.record.version
+            states.append(MemberSnapshot(m.signed, m.state, incarnation))
+        return PushPull(tuple(states), self._record.grpc_address, join=join, reply=reply)
+
+    def _push_pull_round(self) -> None:
+        targets = self._random_members(1, exclude=set(), states=(ALIVE,))
+        if targets:
+            self._send_to_member(targets[0], self._push_pull_message(reply=False))
+
+    def _reconnect_round(self) -> None:
+        dead = [m for m in self._members.values() if m.state is DEAD]
+        if dead:
+            target = self._rng.choice(dead)
+            self._send_to_member(target, self._push_pull_message(reply=False))
+
+    def _needs_join(self) -> bool:
+        return bool(self._seeds) and not self._counts[ALIVE]
+
+    def _join_seeds(self) -> None:
+        message = self._push_pull_message(reply=False, join=True)
+        for address in self._seeds:
+            self._send(None, address, message)
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _random_members(
+        self,
+        count: int,
+        *,
+        exclude: set[str],
+        states: tuple[LivenessState, ...],
+        dead_since: float | None = None,
+    ) -> list[_Member]:
+        def wanted(m: _Member) -> bool:
+            return m.record.node_id not in exclude and (
+                m.state in states
+                or (dead_since is not None and m.state is DEAD and m.since >= dead_since)
+            )
+
+        everyone = self._member_list
+        candidates = sum(self._counts[st] for st in states)
+        if candidates >= 4 * count and candidates * 2 >= len(everyone):
+            # Most members qualify: random draws find ``count`` of them in a few tries,
+            # without walking the whole list (this runs for every probe and gossip round).
+            chosen: dict[str, _Member] = {}
+            for _ in range(8 * count):
+                m = everyone[self._rng.randrange(len(everyone))]
+                if wanted(m):
+                    chosen[m.record.node_id] = m
+                    if len(chosen) == count:
+                        return list(chosen.values())
+        pool = [m for m in everyone if wanted(m)]
+        if len(pool) <= count:
+            return pool
+        return self._rng.sample(pool, count)
+
+    def _send_to_member(self, m: _Member, message: Message) -> None:
+        self._send(m.record.node_id, m.record.grpc_address, message)
+
+    def _send(self, node_id: str | None, address: str, message: Message) -> None:
+        if not address:
+            return
+        self.metrics.messages_sent += 1
+        self._out.messages.append(Outbound(node_id, address, message))
+
+    def _event(self, event: MemberEvent) -> None:
+        self._out.events.append(event)
+
+    def _flush(self) -> Effects:
+        out, self._out = self._out, Effects()
+        return out
