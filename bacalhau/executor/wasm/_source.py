@@ -4,6 +4,10 @@ An ``inline`` entry module carries the module in an RFC 2397 ``data:`` URL: the 
 of the ``.wasm`` file or, as the Bacalhau CLI sends anything over 512 bytes, a gzip'd tar
 holding it. Any other source type is fetched by the node's storage plugins like every other
 input and handed over as a prepared input whose target is the entry module's ``Target``.
+
+A gzip'd payload is inflated as a stream that refuses to produce more than
+:data:`MAX_MODULE_BYTES`, and a tar is read as a stream whose member sizes are checked from
+their headers, so a small "gzip bomb" is refused before it can take the node's memory.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import urllib.parse
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import IO, Protocol, cast
 
 from bacalhau.errors import ExecutionFailed, InvalidJobSpec
 from bacalhau.executor._base import InputMount
@@ -22,9 +27,11 @@ from bacalhau.models import InputSource, param
 
 WASM_MAGIC = b"\0asm"
 _GZIP_MAGIC = b"\x1f\x8b"
-#: Decompressed size cap for inline archives: a small data URL must not expand without bound.
-MAX_MODULE_BYTES = 256 * 1024 * 1024
+#: The largest entry module (and decompressed inline archive) a node accepts.
+MAX_MODULE_BYTES = 64 * 1024 * 1024
 _FIELD = "Engine.Params.EntryModule"
+_TAR_BLOCK = 512
+_INFLATE_CHUNK = 1024 * 1024
 
 
 def load_entry_module(module: InputSource, inputs: Sequence[InputMount]) -> bytes:
@@ -72,43 +79,141 @@ def decode_data_url(url: str) -> bytes:
     return urllib.parse.unquote_to_bytes(payload)
 
 
-def unpack_module(blob: bytes) -> bytes:
-    """The module itself out of a plain, gzip'd, tar'd or gzip'd-tar payload."""
+def unpack_module(blob: bytes, *, limit: int = MAX_MODULE_BYTES) -> bytes:
+    """The module itself out of a plain, gzip'd, tar'd or gzip'd-tar payload.
+
+    Never holds more than about ``limit`` decompressed bytes: past it, the payload is refused
+    with :class:`InvalidJobSpec`.
+    """
     if blob.startswith(_GZIP_MAGIC):
-        blob = _gunzip(blob)
-    if blob.startswith(WASM_MAGIC):
-        return blob
-    if not tarfile.is_tarfile(io.BytesIO(blob)):
-        return blob  # not an archive: validation will say it is no WebAssembly either
-    with tarfile.open(fileobj=io.BytesIO(blob), mode="r:") as archive:
-        files = [m for m in archive.getmembers() if m.isfile()]
-        wasm = [m for m in files if m.name.endswith(".wasm")]
-        chosen = wasm if wasm else files
-        if len(chosen) != 1:
-            raise InvalidJobSpec(
-                f"the inline archive must hold exactly one .wasm file, found {len(chosen)}",
-                field=_FIELD,
-            )
-        member = chosen[0]
-        if member.size > MAX_MODULE_BYTES:
-            raise InvalidJobSpec(f"the entry module is larger than {MAX_MODULE_BYTES} bytes")
-        extracted = archive.extractfile(member)
-        if extracted is None:
-            raise InvalidJobSpec(f"cannot read {member.name!r} from the inline archive")
-        return extracted.read()
+        reader: _Reader = _BoundedInflater(blob, limit)
+    else:
+        if len(blob) > limit:
+            raise _too_large(limit)
+        reader = io.BytesIO(blob)
+    head = _read_exactly(reader, _TAR_BLOCK)
+    if head.startswith(WASM_MAGIC) or not _is_tar_header(head):
+        # Not an archive: the module itself (validation says so if it is no WebAssembly).
+        return head + _read_rest(reader)
+    return _module_from_tar(_Prepended(head, reader), limit)
 
 
-def _gunzip(blob: bytes) -> bytes:
-    inflater = zlib.decompressobj(wbits=31)
+class _Reader(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+class _BoundedInflater:
+    """Reads the gunzipped form of ``blob``, refusing to produce more than ``limit`` bytes."""
+
+    def __init__(self, blob: bytes, limit: int) -> None:
+        self._inflater = zlib.decompressobj(wbits=31)
+        self._tail = blob
+        self._limit = limit
+        self.produced = 0
+
+    def read(self, size: int = -1, /) -> bytes:
+        if size < 0:
+            size = _INFLATE_CHUNK
+        parts: list[bytes] = []
+        got = 0
+        while got < size and not self._inflater.eof:
+            try:
+                chunk = self._inflater.decompress(self._tail, min(size - got, _INFLATE_CHUNK))
+            except zlib.error as e:
+                raise InvalidJobSpec(
+                    f"the inline entry module is not valid gzip: {e}", field=_FIELD
+                ) from e
+            self._tail = self._inflater.unconsumed_tail
+            if not chunk:
+                break  # input exhausted: a truncated stream ends here
+            self.produced += len(chunk)
+            if self.produced > self._limit:
+                raise _too_large(self._limit)
+            parts.append(chunk)
+            got += len(chunk)
+        return b"".join(parts)
+
+
+class _Prepended:
+    """``head`` followed by the rest of ``reader``: tarfile's stream mode reads from it."""
+
+    def __init__(self, head: bytes, reader: _Reader) -> None:
+        self._head = head
+        self._reader = reader
+
+    def read(self, size: int = -1, /) -> bytes:
+        if self._head:
+            if size < 0 or size >= len(self._head):
+                out, self._head = self._head, b""
+                more = self._reader.read(size - len(out)) if size > len(out) else b""
+                return out + more
+            out, self._head = self._head[:size], self._head[size:]
+            return out
+        return self._reader.read(size)
+
+
+def _read_exactly(reader: _Reader, size: int) -> bytes:
+    parts: list[bytes] = []
+    got = 0
+    while got < size:
+        chunk = reader.read(size - got)
+        if not chunk:
+            break
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)
+
+
+def _read_rest(reader: _Reader) -> bytes:
+    parts: list[bytes] = []
+    while chunk := reader.read(_INFLATE_CHUNK):
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _is_tar_header(block: bytes) -> bool:
+    if len(block) < _TAR_BLOCK:
+        return False
     try:
-        out = inflater.decompress(blob, MAX_MODULE_BYTES)
-    except zlib.error as e:
-        raise InvalidJobSpec(f"the inline entry module is not valid gzip: {e}", field=_FIELD) from e
-    if inflater.unconsumed_tail:
+        tarfile.TarInfo.frombuf(block, tarfile.ENCODING, "surrogateescape")
+    except tarfile.HeaderError:
+        return False
+    return True
+
+
+def _module_from_tar(stream: _Reader, limit: int) -> bytes:
+    files: list[tuple[str, bytes]] = []
+    try:
+        # Stream mode reads forward only, through read(); the stubs ask for a whole file.
+        with tarfile.open(fileobj=cast("IO[bytes]", stream), mode="r|") as archive:
+            for member in archive:
+                if not member.isfile():
+                    continue
+                # Checked from the header, before a byte of the member is inflated.
+                if member.size > limit:
+                    raise _too_large(limit)
+                extracted = archive.extractfile(member)
+                if extracted is None:
+                    raise InvalidJobSpec(f"cannot read {member.name!r} from the inline archive")
+                files.append((member.name, extracted.read()))
+    except tarfile.TarError as e:
+        raise InvalidJobSpec(f"the inline archive is not a valid tar: {e}", field=_FIELD) from e
+    wasm = [f for f in files if f[0].endswith(".wasm")]
+    chosen = wasm if wasm else files
+    if len(chosen) != 1:
         raise InvalidJobSpec(
-            f"the inline entry module expands beyond {MAX_MODULE_BYTES} bytes", field=_FIELD
+            f"the inline archive must hold exactly one .wasm file, found {len(chosen)}",
+            field=_FIELD,
         )
-    return out
+    return chosen[0][1]
+
+
+def _too_large(limit: int) -> InvalidJobSpec:
+    return InvalidJobSpec(
+        f"the inline entry module expands beyond {limit} bytes",
+        field=_FIELD,
+        hint=f"entry modules may be at most {limit // (1024 * 1024)} MiB once decompressed",
+    )
 
 
 def _read_prepared(source: Path) -> bytes:
