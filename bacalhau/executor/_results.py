@@ -20,7 +20,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from bacalhau.errors import InvalidJobSpec
+from bacalhau.errors import ExecutionFailed, InvalidJobSpec
 from bacalhau.models import RUN_OUTPUT_LIMIT, ResultPath, RunCommandResult
 
 __all__ = [
@@ -70,6 +70,9 @@ def prepare_results_dir(results_dir: Path, result_paths: Sequence[ResultPath]) -
                 hint="stdout, stderr and exitCode are reserved; pick another name",
             )
         folder = results_dir / name
+        if folder.is_symlink():
+            # mkdir and chmod would follow it: the node must never act on a link's target.
+            raise ExecutionFailed(f"result folder {folder} is a link; refusing to follow it")
         folder.mkdir(mode=_FOLDER_MODE, exist_ok=True)
         # mkdir's mode is filtered by the umask; the layout promises 0755.
         os.chmod(folder, _FOLDER_MODE)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bacalhau.errors import InvalidJobSpec
+from bacalhau.errors import ExecutionFailed, InvalidJobSpec
 from bacalhau.executor import (
     EXIT_CODE_FILE,
     STDERR_FILE,
@@ -114,3 +114,14 @@ def test_read_run_output_does_not_change_the_directory(tmp_path: Path) -> None:
     result = read_run_output(tmp_path, exit_code=0)
     assert (result.stdout, result.stdout_truncated) == ("", False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_prepare_never_follows_a_link_in_place_of_a_result_folder(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir(mode=0o700)
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "outputs").symlink_to(outside)
+    with pytest.raises(ExecutionFailed):
+        prepare_results_dir(results, [ResultPath("outputs", "/outputs")])
+    assert stat.S_IMODE(outside.stat().st_mode) == 0o700
