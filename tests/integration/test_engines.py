@@ -1,10 +1,13 @@
 """A cluster built by hand around a small devstack: a requester, plus a compute node that
 offers only docker, certified with ``bacalhau ca issue`` and started with ``bacalhau serve``.
 A WASM job fails saying which node was rejected and why; a Docker job runs on that node; on
-SIGTERM the devstack takes every process with it."""
+SIGTERM the devstack takes every process with it. A compute node running a sleeping WASM
+module stops at once on SIGTERM."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -93,3 +96,50 @@ def test_job_for_an_engine_no_node_offers_fails_naming_the_rejected_nodes(
         stack.stop()
     assert code == 0, node.output() if node is not None else ""
     assert not process_alive(requester.pid)
+
+
+#: Seconds a compute node may take to stop on SIGTERM, well below the devstack's kill grace.
+PROMPT_STOP_SECONDS = 5.0
+
+
+def test_sigterm_stops_a_compute_node_running_a_sleeping_wasm_module_at_once(
+    tmp_path: Path, wasm_modules: Path
+) -> None:
+    stack = Devstack.start(tmp_path / "devstack", compute_nodes=0)
+    node: NodeProcess | None = None
+    try:
+        [requester] = stack.nodes
+        node_dir = tmp_path / "wasm-only"
+        ca = ["--ca-dir", str(stack.ca_dir)]
+        issued = run_bacalhau(
+            ["ca", "issue", *ca, "--data-dir", str(node_dir), "--host", "127.0.0.1"]
+        )
+        assert issued.returncode == 0, issued.stderr
+        node = NodeProcess.compute(node_dir, requester.grpc_address, "--engines", "wasm")
+        eventually(
+            lambda: any(n.info.node_type == NodeType.COMPUTE for n in stack.client.list_nodes()),
+            timeout=30,
+            what="the WASM node joining",
+        )
+        out = stack.ok(
+            "wasm", "run", "--no-wait", "--id-only", str(wasm_modules / "sleeper.wasm"), "600"
+        )
+        job_id = out.strip()
+        eventually(
+            lambda: stack.client.get_job(job_id).job.state == JobStateType.RUNNING,
+            timeout=30,
+            what="the sleeping WASM job",
+        )
+        node.process.send_signal(signal.SIGTERM)
+        try:
+            code = node.process.wait(timeout=PROMPT_STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"the compute node still runs {PROMPT_STOP_SECONDS:.0f}s after SIGTERM"
+            ) from None
+        assert code == 0, node.output()
+    finally:
+        if node is not None and node.process.poll() is None:
+            node.process.kill()
+            node.process.wait()
+        stack.stop()
