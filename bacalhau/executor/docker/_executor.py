@@ -72,8 +72,9 @@ DEFAULT_REAP_INTERVAL = 30.0
 _REMOVE_PATIENCE = 120.0
 _REMOVE_FIRST_DELAY = 0.05
 _REMOVE_MAX_DELAY = 1.0
-#: How long closing the executor waits for the removals still under way.
-_CLOSE_TIMEOUT = 60.0
+#: How long closing the executor waits for removals: a node must stop well within the grace
+#: its supervisor gives it; whatever is left then is removed when the node starts again.
+_CLOSE_TIMEOUT = 5.0
 
 
 @dataclass(slots=True)
@@ -245,17 +246,24 @@ class DockerExecutor:
             self._reaper.cancel()
             await asyncio.gather(self._reaper, return_exceptions=True)
             self._reaper = None
-        pending = set(self._removals.values())
-        if pending:
-            _, late = await asyncio.wait(pending, timeout=_CLOSE_TIMEOUT)
-            if late:
-                _log.warning("%d container removals did not finish in time", len(late))
-        if self._client is None:
-            return  # never talked to the engine: nothing of ours can be there
         try:
-            await self._sweep(include_owned=True)
+            async with asyncio.timeout(_CLOSE_TIMEOUT):
+                pending = set(self._removals.values())
+                if pending:
+                    await asyncio.wait(pending)
+                if self._client is not None:  # else nothing of ours can be there
+                    await self._sweep(include_owned=True)
+        except TimeoutError:
+            _log.warning(
+                "containers still being removed after %.0fs; the next start removes them",
+                _CLOSE_TIMEOUT,
+            )
         except BacalhauError as e:
             _log.warning("cannot remove the containers left at close: %s", e)
+        late = list(self._removals.values())
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
 
     async def remove_leftovers(self) -> int:
         """Remove containers of this prefix that no run of this process owns; return how many.
