@@ -96,19 +96,32 @@ class NodeConfig:
                     hint="known keys: " + ", ".join(sorted(known)),
                     details={"Field": key},
                 )
-            clean[name] = _coerce(name, value, getattr(self, name))
+            clean[name] = _coerce(key, value, getattr(self, name))
         return replace(self, **clean)
 
 
-#: Bacalhau's spelling of a setting (normalised as above) -> ours.
-_BACALHAU_KEYS = {"orchestrator_nodemanager_manualapproval": "manual_approval"}
+#: Bacalhau's spelling of a setting (normalised as above) -> ours, where the meaning is ours.
+_BACALHAU_KEYS = {
+    "datadir": "data_dir",
+    "orchestrator_nodemanager_manualapproval": "manual_approval",
+    "jobadmissioncontrol_acceptnetworkedjobs": "accept_networked_jobs",
+    "publishers_types_local_address": "publisher_host",
+    "publishers_types_local_port": "publisher_port",
+}
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"", "0", "false", "no", "off"})
 
 
-def _coerce(name: str, value: Any, current: Any) -> Any:
+def _coerce(key: str, value: Any, current: Any) -> Any:
+    """``value`` in the type of ``current`` (the default); errors name ``key`` as given."""
     try:
         if isinstance(current, bool):
             if isinstance(value, str):
-                return value.strip().lower() in ("1", "true", "yes", "on")
+                word = value.strip().lower()
+                if word not in _TRUE | _FALSE:
+                    raise ValueError("expected true or false")
+                return word in _TRUE
             return bool(value)
         if isinstance(current, int):
             return int(value)
@@ -122,12 +135,15 @@ def _coerce(name: str, value: Any, current: Any) -> Any:
             return tuple(value)
         if isinstance(current, Mapping):
             if isinstance(value, str):
-                return dict(kv.split("=", 1) for kv in value.split(",") if "=" in kv)
+                pairs = [kv.partition("=") for kv in value.split(",") if kv.strip()]
+                if any(not sep or not k.strip() for k, sep, _ in pairs):
+                    raise ValueError("expected key=value[,key=value...]")
+                return {k.strip(): v for k, _, v in pairs}
             return dict(value)
     except (TypeError, ValueError) as exc:
         raise InvalidRequest(
-            f"invalid value {value!r} for configuration key {name}: {exc}",
-            details={"Field": name},
+            f"invalid value {value!r} for configuration key {key!r}: {exc}",
+            details={"Field": key},
         ) from None
     return str(value)
 
