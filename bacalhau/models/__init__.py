@@ -23,11 +23,13 @@ from bacalhau.models._job import (
     LabelSelectorRequirement,
     NetworkConfig,
     NetworkType,
+    ReschedulePolicy,
     ResourcesConfig,
     ResultPath,
     SpecConfig,
     Task,
     TimeoutConfig,
+    parse_duration,
 )
 from bacalhau.models._jobfile import parse_job_document
 from bacalhau.models._messages import (
@@ -117,6 +119,7 @@ __all__ = [
     "NodeState",
     "NodeType",
     "Obj",
+    "ReschedulePolicy",
     "Resources",
     "ResourcesConfig",
     "ResultPath",
@@ -141,6 +144,7 @@ __all__ = [
     "now_ns",
     "param",
     "parse_cpu",
+    "parse_duration",
     "parse_job_document",
     "parse_rfc3339_ns",
     "parse_selector",

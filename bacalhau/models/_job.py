@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -226,6 +227,91 @@ class TimeoutConfig:
         return not (self.execution_timeout or self.queue_timeout or self.total_timeout)
 
 
+_DURATION_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "\u00b5s": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|\u00b5s|ms|s|m|h)")
+
+
+def parse_duration(text: str, *, field: str) -> float:
+    """Seconds in a Go-style duration (``"1s"``, ``"500ms"``, ``"1m30s"``; ``"0"`` is zero)."""
+    value = text.strip()
+    if value == "0":
+        return 0.0
+    pos, total = 0, 0.0
+    while pos < len(value):
+        match = _DURATION_PART.match(value, pos)
+        if match is None:
+            break
+        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        pos = match.end()
+    if not value or pos != len(value):
+        raise InvalidJobSpec(
+            f"invalid duration {text!r}",
+            field=field,
+            hint='write a duration such as "1s", "500ms" or "2m"',
+        )
+    return total
+
+
+@dataclass(slots=True)
+class ReschedulePolicy:
+    """How the requester retries a job whose executions fail (job-level ``Reschedule``).
+
+    An additive field in the spirit of Nomad's ``reschedule`` block; Bacalhau clients ignore
+    it. Zero values mean "the operator's default". ``Attempts`` counts every failed
+    execution of the job (the first try included) before it fails; ``AttemptsPerNode`` how
+    many of those one node may have; ``Delay`` is the wait before the first retry, doubled
+    for each further failure up to ``MaxDelay``. Durations are kept as written so the job
+    reads back exactly as it was submitted.
+    """
+
+    attempts: int = 0
+    attempts_per_node: int = 0
+    delay: str = ""
+    max_delay: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.attempts:
+            out["Attempts"] = self.attempts
+        if self.attempts_per_node:
+            out["AttemptsPerNode"] = self.attempts_per_node
+        if self.delay:
+            out["Delay"] = self.delay
+        if self.max_delay:
+            out["MaxDelay"] = self.max_delay
+        return out
+
+    @classmethod
+    def from_obj(cls, o: Obj) -> ReschedulePolicy:
+        return cls(
+            attempts=o.get_int("Attempts"),
+            attempts_per_node=o.get_int("AttemptsPerNode"),
+            delay=o.get_str("Delay"),
+            max_delay=o.get_str("MaxDelay"),
+        )
+
+    def is_empty(self) -> bool:
+        return not (self.attempts or self.attempts_per_node or self.delay or self.max_delay)
+
+    def delay_seconds(self) -> float | None:
+        """``Delay`` in seconds, or None when unset."""
+        return parse_duration(self.delay, field="Reschedule.Delay") if self.delay else None
+
+    def max_delay_seconds(self) -> float | None:
+        """``MaxDelay`` in seconds, or None when unset."""
+        if not self.max_delay:
+            return None
+        return parse_duration(self.max_delay, field="Reschedule.MaxDelay")
+
+
 @dataclass(slots=True)
 class LabelSelectorRequirement:
     key: str = ""
@@ -325,6 +411,8 @@ class Job:
     meta: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     tasks: list[Task] = field(default_factory=list)
+    #: Our retry policy (not part of Bacalhau v1; its clients ignore it). Empty: defaults.
+    reschedule: ReschedulePolicy = field(default_factory=ReschedulePolicy)
     state: JobStateType = JobStateType.UNDEFINED
     state_message: str = ""
     state_details: dict[str, str] = field(default_factory=dict)
@@ -355,6 +443,7 @@ class Job:
             "Meta": dict(self.meta),
             "Labels": dict(self.labels),
             "Tasks": [t.to_dict() for t in self.tasks],
+            **({"Reschedule": self.reschedule.to_dict()} if not self.reschedule.is_empty() else {}),
             "State": state,
             "Version": self.version,
             "Revision": self.revision,
@@ -384,6 +473,7 @@ class Job:
                 Task.from_obj(Obj(item, f"{o.sub('Tasks')}[{i}]"))
                 for i, item in enumerate(o.get_list("Tasks"))
             ],
+            reschedule=ReschedulePolicy.from_obj(o.get_obj("Reschedule")),
             state=JobStateType.UNDEFINED
             if raw_state in (None, "")
             else JobStateType.parse(raw_state),

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 
 from bacalhau.errors import InvalidJobSpec
 from bacalhau.models._codec import param
-from bacalhau.models._job import JOB_TYPES, Job, NetworkType, Task
+from bacalhau.models._job import JOB_TYPES, Job, NetworkType, ReschedulePolicy, Task
 
 RESERVED_META_PREFIX = "bacalhau.org/"
 _OPERATORS = {"=", "==", "!=", "in", "notin", "exists", "!", "gt", "lt"}
@@ -216,6 +216,38 @@ def validate_job(job: Job) -> None:
             )
     for i, task in enumerate(job.tasks):
         validate_task(task, f"Tasks[{i}]")
+    validate_reschedule(job.reschedule)
+
+
+#: Most attempts a retry policy may ask for: more is a mistake, not a policy.
+MAX_RESCHEDULE_ATTEMPTS = 1000
+
+
+def validate_reschedule(policy: ReschedulePolicy) -> None:
+    """Check a job's ``Reschedule`` block, naming the field at fault."""
+    for name, value in (
+        ("Attempts", policy.attempts),
+        ("AttemptsPerNode", policy.attempts_per_node),
+    ):
+        if not 0 <= value <= MAX_RESCHEDULE_ATTEMPTS:
+            raise InvalidJobSpec(
+                f"Reschedule.{name} must be between 0 and {MAX_RESCHEDULE_ATTEMPTS}, got {value}",
+                field=f"Reschedule.{name}",
+                hint="0 means the operator's default",
+            )
+    delay = policy.delay_seconds()
+    max_delay = policy.max_delay_seconds()
+    for name, seconds in (("Delay", delay), ("MaxDelay", max_delay)):
+        if seconds is not None and seconds > MAX_TIMEOUT_SECONDS:
+            raise InvalidJobSpec(
+                f"Reschedule.{name} must be at most {MAX_TIMEOUT_SECONDS} seconds",
+                field=f"Reschedule.{name}",
+            )
+    if delay is not None and max_delay is not None and max_delay < delay:
+        raise InvalidJobSpec(
+            f"Reschedule.MaxDelay ({policy.max_delay}) is shorter than Delay ({policy.delay})",
+            field="Reschedule.MaxDelay",
+        )
 
 
 def validate_task(task: Task, path: str) -> None:
