@@ -32,10 +32,30 @@ def _run(coro: Coroutine[Any, Any, Any]) -> Any:
     return 130
 
 
+def _config_pairs(config: tuple[str, ...]) -> dict[str, str]:
+    """``-c Key=Value`` options, one setting each: the value is everything after the first
+    ``=`` and may itself hold commas and ``=`` (``-c labels=zone=a,tier=b``)."""
+    values: dict[str, str] = {}
+    for item in config:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(
+                f"{item!r} is not of the form Key=Value", param_hint="'-c' / '--config'"
+            )
+        values[key.strip()] = value
+    return values
+
+
 def _overrides(config: tuple[str, ...], flags: dict[str, Any]) -> dict[str, Any]:
-    values: dict[str, Any] = dict(parse_key_values(config, "'-c' / '--config'"))
+    values: dict[str, Any] = dict(_config_pairs(config))
     values.update({k: v for k, v in flags.items() if v is not None})
     return values
+
+
+_CONFIG_HELP = (
+    "A configuration key and its value, Key=Value (repeatable): our keys (max_attempts, "
+    "labels) or Bacalhau's where they map to ours (Orchestrator.NodeManager.ManualApproval)."
+)
 
 
 @click.command("serve")
@@ -81,7 +101,7 @@ def _overrides(config: tuple[str, ...], flags: dict[str, Any]) -> dict[str, Any]
     default=None,
     help="New compute nodes wait PENDING until `bacalhau node approve` (orchestrator).",
 )
-@click.option("-c", "--config", "config", multiple=True, help="Any configuration key, Key=Value.")
+@click.option("-c", "--config", "config", multiple=True, metavar="KEY=VALUE", help=_CONFIG_HELP)
 @click.option(
     "--parent-fd",
     type=click.IntRange(min=0),
@@ -139,10 +159,28 @@ def serve(
     help="Keep the temporary data directory (with the cluster CA's key) after the stop; "
     "a --data-dir is always kept.",
 )
+@click.option(
+    "-c",
+    "--config",
+    "config",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help=_CONFIG_HELP + " Given to every node, as `bacalhau serve -c` takes it.",
+)
 def devstack(
-    compute_nodes: int, api_port: int, data_dir: Path | None, engines: str, keep_data: bool
+    compute_nodes: int,
+    api_port: int,
+    data_dir: Path | None,
+    engines: str,
+    keep_data: bool,
+    config: tuple[str, ...],
 ) -> None:
-    """Start a local test network: an orchestrator and N compute nodes on loopback."""
+    """Start a local test network: an orchestrator and N compute nodes on loopback.
+
+    It keeps running when one of its nodes dies (and says which, and how); it exits 1 once
+    every node has died. `<data-dir>/devstack.json` describes every node, with the command
+    line (Args) that restarts it. One SIGINT/SIGTERM stops every node it started.
+    """
     names = tuple(e.strip().lower() for e in engines.split(",") if e.strip())
     if not names:
         raise click.BadParameter("name at least one engine", param_hint="'--engines'")
@@ -153,6 +191,7 @@ def devstack(
             data_dir=data_dir,
             engines=names,
             keep_data=keep_data,
+            config=_config_pairs(config),
         )
     )
     if isinstance(code, int) and code:

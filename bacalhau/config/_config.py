@@ -83,21 +83,28 @@ class NodeConfig:
 
     def with_overrides(self, values: Mapping[str, Any]) -> NodeConfig:
         """A copy with the given fields replaced (unknown keys are an error, not ignored)."""
-        known = {f.name: f for f in fields(self)}
         clean: dict[str, Any] = {}
         for key, value in values.items():
             if value is None:
                 continue
-            name = key.lower().replace("-", "_").replace(".", "_")
-            name = _BACALHAU_KEYS.get(name, name)
-            if name not in known:
-                raise InvalidRequest(
-                    f"unknown configuration key {key!r}",
-                    hint="known keys: " + ", ".join(sorted(known)),
-                    details={"Field": key},
-                )
+            name = self.field_name(key)
             clean[name] = _coerce(key, value, getattr(self, name))
         return replace(self, **clean)
+
+    @classmethod
+    def field_name(cls, key: str) -> str:
+        """The field a configuration key sets: ours (``api-port``, ``API.Port``, any case) or
+        Bacalhau's where it maps to ours; an unknown key is an error naming it."""
+        known = {f.name for f in fields(cls)}
+        name = key.lower().replace("-", "_").replace(".", "_")
+        name = _BACALHAU_KEYS.get(name, name)
+        if name not in known:
+            raise InvalidRequest(
+                f"unknown configuration key {key!r}",
+                hint="known keys: " + ", ".join(sorted(known)),
+                details={"Field": key},
+            )
+        return name
 
 
 #: Bacalhau's spelling of a setting (normalised as above) -> ours, where the meaning is ours.

@@ -2,11 +2,19 @@
 
 The parent creates a cluster CA, gives every node an identity and a CA-signed certificate,
 picks free ports, starts each node as ``python -m bacalhau serve ...``, waits until every
-compute node has joined the requester, writes ``<data_dir>/devstack.json`` and then watches:
-SIGINT/SIGTERM (or any child dying) stops every child cleanly, compute nodes first.
+compute node has joined the requester, writes ``<data_dir>/devstack.json`` and then supervises.
 
-Every node holds the read end of a lifeline pipe whose write end only the devstack holds: a
-devstack killed outright (SIGKILL) closes it, and each node stops gracefully on its own.
+A test bed for failures: once the cluster is ready, a node that dies (a test's SIGKILL, a
+crash) is reported with its exit status and the tail of its log, marked ``exited`` in the
+manifest, and the others keep running. The manifest gives every node's full command line
+(``Args``), so a test or an operator can start it again with the same identity, data dir,
+ports and configuration; such a restarted process belongs to whoever started it, never to
+the devstack. Only when every node it started has died does the devstack give up (exit 1).
+SIGINT/SIGTERM stops every node it started that is still running, compute nodes first.
+
+Every node the devstack starts holds the read end of a lifeline pipe whose write end only the
+devstack holds: a devstack killed outright (SIGKILL) closes it, and each node stops
+gracefully on its own. The lifeline flag is added at start and is not part of ``Args``.
 Without ``--data-dir`` the devstack works in a new temporary directory, which holds the
 cluster CA's private key: it is removed on stop unless asked to keep it.
 """
@@ -25,11 +33,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 import aiohttp
 
+from bacalhau.config import NodeConfig
 from bacalhau.errors import InternalError, InvalidRequest, Unavailable
 from bacalhau.identity import TLS_CERT_FILE, ClusterCA, NodeIdentity
 from bacalhau.node._plugins import check_engines
@@ -37,6 +48,40 @@ from bacalhau.node._plugins import check_engines
 log = logging.getLogger(__name__)
 
 STOP_GRACE_SECONDS = 10.0
+MANIFEST_FILE = "devstack.json"
+
+#: How often the devstack looks for nodes that died.
+_SUPERVISE_INTERVAL = 0.2
+
+#: Settings the devstack chooses for each node itself (roles, addresses, where it keeps its
+#: data): a ``-c`` for one of them would be overridden on every node, so it is refused.
+DEVSTACK_OWNED_KEYS = frozenset(
+    {
+        "data_dir",
+        "orchestrator",
+        "compute",
+        "name",
+        "api_host",
+        "api_port",
+        "grpc_host",
+        "grpc_port",
+        "orchestrator_address",
+        "publisher_host",
+        "publisher_port",
+        "engines",
+    }
+)
+
+
+class NodeStatus(StrEnum):
+    """A devstack node's process as the devstack sees it (``Status`` in the manifest)."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    #: Died while the devstack ran (killed by a test, crashed): the devstack carries on.
+    EXITED = "exited"
+    #: Stopped by the devstack on SIGINT/SIGTERM.
+    STOPPED = "stopped"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -46,37 +91,90 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def _port(address: str) -> int | None:
+    return int(address.rsplit(":", 1)[1]) if address else None
+
+
+def describe_exit(code: int) -> str:
+    """``exit code 3`` or ``killed by SIGKILL`` for a ``Popen.returncode``."""
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+        return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
 @dataclass(slots=True)
 class DevstackNode:
+    """One node of a devstack: its identity, addresses and the command that (re)starts it."""
+
     name: str
     role: str  # requester | compute
     node_id: str
     data_dir: Path
     grpc_address: str
+    #: The full ``bacalhau serve`` command line, without the devstack's lifeline: run again
+    #: from the same working directory and environment, it restarts this very node.
     args: list[str]
     api_address: str = ""
     publisher_address: str = ""
+    status: NodeStatus = NodeStatus.STARTING
+    exit_code: int | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
     def log_path(self) -> Path:
         return self.data_dir / "node.log"
 
+    @property
+    def roles(self) -> list[str]:
+        return [self.role]
+
     def describe(self) -> dict[str, object]:
+        """This node's entry in ``devstack.json``."""
         out: dict[str, object] = {
             "Name": self.name,
             "ID": self.node_id,
             "Role": self.role,
+            "Roles": self.roles,
+            "Status": self.status.value,
+            "ExitCode": self.exit_code,
             "PID": self.process.pid if self.process else None,
             "DataDir": str(self.data_dir),
             "GRPCAddress": self.grpc_address,
+            "Ports": {
+                name: port
+                for name, port in (
+                    ("API", _port(self.api_address)),
+                    ("GRPC", _port(self.grpc_address)),
+                    ("Publisher", _port(self.publisher_address)),
+                )
+                if port is not None
+            },
             "Log": str(self.log_path),
+            "Args": list(self.args),
         }
         if self.api_address:
             out["APIAddress"] = self.api_address
         if self.publisher_address:
             out["PublisherAddress"] = self.publisher_address
         return out
+
+
+def devstack_config_args(config: Mapping[str, str]) -> list[str]:
+    """Check the ``-c Key=Value`` settings meant for every node and return them as
+    ``bacalhau serve`` flags. An unknown key, a bad value or a key the devstack sets per node
+    is an :class:`InvalidRequest` naming the key, before anything starts."""
+    NodeConfig().with_overrides(config)
+    for key in config:
+        if NodeConfig.field_name(key) in DEVSTACK_OWNED_KEYS:
+            raise InvalidRequest(
+                f"configuration key {key!r} is chosen by the devstack for each node",
+                hint="use the devstack's own flags (--engines, --api-port, --data-dir), "
+                "or start that node yourself with `bacalhau serve`",
+                details={"Field": key},
+            )
+    return [part for key, value in config.items() for part in ("-c", f"{key}={value}")]
 
 
 def _prepare_node(ca: ClusterCA, node_dir: Path) -> NodeIdentity:
@@ -98,11 +196,17 @@ def plan_devstack(
     api_port: int,
     engines: tuple[str, ...] = ("docker", "wasm"),
     extra_serve_args: tuple[str, ...] = (),
+    config: Mapping[str, str] | None = None,
 ) -> list[DevstackNode]:
-    """Create the CA, identities and certificates; choose ports; build each node's command."""
+    """Create the CA, identities and certificates; choose ports; build each node's command.
+
+    ``config`` (``Key=Value`` settings) goes to every node as ``-c`` flags, checked first.
+    """
     if compute_nodes < 0:
         raise InvalidRequest("--compute-nodes must be >= 0", details={"Field": "compute-nodes"})
     engines = check_engines(engines)
+    settings = devstack_config_args(config or {})
+    data_dir = data_dir.absolute()  # Args must work from any working directory
     data_dir.mkdir(parents=True, exist_ok=True)
     ca_dir = data_dir / "ca"
     ca = ClusterCA.load(ca_dir) if (ca_dir / "ca.key").exists() else ClusterCA.create(ca_dir)
@@ -131,6 +235,7 @@ def plan_devstack(
                         "--grpc-port": req_grpc,
                     }
                 ),
+                *settings,
                 *extra_serve_args,
             ],
         )
@@ -163,6 +268,7 @@ def plan_devstack(
                             "--name": f"compute-{i}",
                         }
                     ),
+                    *settings,
                     *extra_serve_args,
                 ],
             )
@@ -204,8 +310,9 @@ async def _wait_ready(nodes: list[DevstackNode], timeout: float) -> None:
             for n in nodes:
                 if n.process is not None and n.process.poll() is not None:
                     raise InternalError(
-                        f"devstack node {n.name} exited with code {n.process.returncode} "
-                        f"while starting; its log ({n.log_path}) ends with:\n{_tail(n.log_path)}"
+                        f"devstack node {n.name} exited while starting "
+                        f"({describe_exit(n.process.returncode)}); its log ({n.log_path}) "
+                        f"ends with:\n{_tail(n.log_path)}"
                     )
             try:
                 async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as resp:
@@ -230,7 +337,11 @@ async def _wait_ready(nodes: list[DevstackNode], timeout: float) -> None:
 
 
 def stop_nodes(nodes: list[DevstackNode], grace: float = STOP_GRACE_SECONDS) -> None:
-    """SIGTERM compute nodes, then the requester; SIGKILL whatever outlives ``grace``."""
+    """SIGTERM compute nodes, then the requester; SIGKILL whatever outlives ``grace``.
+
+    Only the processes the devstack started are signalled: a node restarted by someone else
+    from its ``Args`` is theirs to stop.
+    """
     order = [n for n in nodes if n.role == "compute"] + [n for n in nodes if n.role != "compute"]
     for n in order:
         if n.process is not None and n.process.poll() is None:
@@ -247,18 +358,26 @@ def stop_nodes(nodes: list[DevstackNode], grace: float = STOP_GRACE_SECONDS) -> 
             with contextlib.suppress(ProcessLookupError):
                 n.process.kill()
             n.process.wait()
+        if n.status in (NodeStatus.STARTING, NodeStatus.RUNNING):
+            n.status, n.exit_code = NodeStatus.STOPPED, n.process.returncode
 
 
 def write_manifest(data_dir: Path, nodes: list[DevstackNode]) -> Path:
-    path = data_dir / "devstack.json"
+    """Write ``<data_dir>/devstack.json`` atomically (readers never see half a file).
+
+    ``WorkingDirectory`` is where the nodes were started: each node's ``Args``, run from
+    there with the devstack's environment, restarts it.
+    """
+    path = data_dir / MANIFEST_FILE
     requester = nodes[0]
     manifest = {
         "DataDir": str(data_dir),
         "APIAddress": requester.api_address,
         "CADir": str(data_dir / "ca"),
+        "WorkingDirectory": os.getcwd(),
         "Nodes": [n.describe() for n in nodes],
     }
-    tmp = path.with_suffix(".json.tmp")
+    tmp = path.with_name(f".{MANIFEST_FILE}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(manifest, indent=2) + "\n")
     tmp.replace(path)
     return path
@@ -273,23 +392,28 @@ async def run_devstack(
     ready_timeout: float = 60.0,
     extra_serve_args: tuple[str, ...] = (),
     keep_data: bool = False,
+    config: Mapping[str, str] | None = None,
 ) -> int:
-    """Run a devstack until SIGINT/SIGTERM; returns the process exit code.
+    """Run a devstack until SIGINT/SIGTERM (exit 0) or until every node has died (exit 1).
 
+    ``config`` holds ``Key=Value`` settings for every node, checked before anything starts.
     Without ``data_dir`` a temporary directory is used and removed on stop, unless
     ``keep_data``; a given ``data_dir`` is always kept.
     """
+    devstack_config_args(config or {})
+    check_engines(engines)
     temporary = data_dir is None
     if data_dir is None:
         data_dir = Path(tempfile.mkdtemp(prefix="bacalhau-devstack-"))
     try:
         return await _run_nodes(
-            data_dir,
+            data_dir.absolute(),
             compute_nodes=compute_nodes,
             api_port=api_port,
             engines=engines,
             ready_timeout=ready_timeout,
             extra_serve_args=extra_serve_args,
+            config=config or {},
         )
     finally:
         if temporary and not keep_data:
@@ -297,6 +421,42 @@ async def run_devstack(
             await asyncio.to_thread(shutil.rmtree, data_dir, True)
         elif temporary:
             print(f"Devstack data kept in {data_dir}", file=sys.stderr, flush=True)
+
+
+def _report_exit(node: DevstackNode, manifest: Path) -> None:
+    code = node.exit_code if node.exit_code is not None else 0
+    print(
+        f"devstack node {node.name} ({node.node_id}, PID {node.process and node.process.pid}) "
+        f"exited: {describe_exit(code)}. The other nodes keep running; its Args in "
+        f"{manifest} restart it. Its log ({node.log_path}) ends with:\n{_tail(node.log_path)}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+async def _supervise(data_dir: Path, nodes: list[DevstackNode], stop: asyncio.Event) -> int:
+    """Report nodes that die and keep the manifest current until ``stop``; 1 if all died."""
+    manifest = data_dir / MANIFEST_FILE
+    while not stop.is_set():
+        died = [
+            n
+            for n in nodes
+            if n.status == NodeStatus.RUNNING
+            and n.process is not None
+            and n.process.poll() is not None
+        ]
+        for n in died:
+            n.status, n.exit_code = NodeStatus.EXITED, n.process.returncode if n.process else None
+        if died:
+            write_manifest(data_dir, nodes)
+            for n in died:
+                _report_exit(n, manifest)
+            if all(n.status == NodeStatus.EXITED for n in nodes):
+                print("every devstack node has exited: stopping.", file=sys.stderr, flush=True)
+                return 1
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), _SUPERVISE_INTERVAL)
+    return 0
 
 
 async def _run_nodes(
@@ -307,6 +467,7 @@ async def _run_nodes(
     engines: tuple[str, ...],
     ready_timeout: float,
     extra_serve_args: tuple[str, ...],
+    config: Mapping[str, str],
 ) -> int:
     nodes = plan_devstack(
         data_dir=data_dir,
@@ -314,6 +475,7 @@ async def _run_nodes(
         api_port=api_port,
         engines=engines,
         extra_serve_args=extra_serve_args,
+        config=config,
     )
     # Never written to: its end of file tells the nodes that this process is gone.
     lifeline, lifeline_keep = os.pipe()
@@ -321,6 +483,7 @@ async def _run_nodes(
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    ready_once = False
     try:
         try:
             for n in nodes:
@@ -335,7 +498,10 @@ async def _run_nodes(
             return 130
         stopper.cancel()
         ready.result()
+        for n in nodes:
+            n.status = NodeStatus.RUNNING
         manifest = write_manifest(data_dir, nodes)
+        ready_once = True
         requester = nodes[0]
         host, port = requester.api_address.rsplit(":", 1)
         print(
@@ -346,21 +512,11 @@ async def _run_nodes(
             "Press Ctrl+C to stop.",
             flush=True,
         )
-        while not stop.is_set():
-            for n in nodes:
-                if n.process is not None and n.process.poll() is not None:
-                    print(
-                        f"devstack node {n.name} exited with code {n.process.returncode}; "
-                        f"stopping the devstack. Log tail:\n{_tail(n.log_path)}",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                    return 1
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 0.5)
-        return 0
+        return await _supervise(data_dir, nodes, stop)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         await asyncio.to_thread(stop_nodes, nodes)
         os.close(lifeline_keep)
+        if ready_once:
+            write_manifest(data_dir, nodes)

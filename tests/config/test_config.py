@@ -47,3 +47,38 @@ def test_advertised_address() -> None:
     assert NodeConfig(grpc_host="0.0.0.0").advertised(4222) == "127.0.0.1:4222"
     assert NodeConfig(grpc_host="10.1.2.3").advertised(1) == "10.1.2.3:1"
     assert NodeConfig(advertise_host="node.example").advertised(5) == "node.example:5"
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("manual_approval", "maybe"),
+        ("Orchestrator.NodeManager.ManualApproval", "2"),
+        ("labels", "a=b,c"),
+    ],
+)
+def test_a_value_that_is_not_of_the_keys_type_is_refused_naming_the_key(
+    key: str, value: str
+) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        NodeConfig().with_overrides({key: value})
+    assert info.value.details["Field"] == key
+    assert repr(key) in info.value.message
+
+
+def test_bacalhau_key_names_map_to_ours_case_insensitively() -> None:
+    cfg = NodeConfig().with_overrides(
+        {
+            "ORCHESTRATOR.NodeManager.manualapproval": "true",
+            "JobAdmissionControl.AcceptNetworkedJobs": "yes",
+            "Publishers.Types.Local.Address": "127.0.0.2",
+            "Publishers.Types.Local.Port": "7001",
+            "Labels": "zone=a,tier=b",
+            "DataDir": "/srv/node",
+        }
+    )
+    assert cfg.manual_approval and cfg.accept_networked_jobs
+    assert (cfg.publisher_host, cfg.publisher_port) == ("127.0.0.2", 7001)
+    assert cfg.labels == {"zone": "a", "tier": "b"}
+    assert cfg.data_dir == Path("/srv/node")
+    assert NodeConfig().with_overrides({"manual_approval": "off"}).manual_approval is False
