@@ -109,6 +109,7 @@ async def test_fork_bomb_stays_within_the_pids_limit_and_its_container_goes(
     request = _fork_bomb(tmp_path, busybox_image, timeout=3.0)
     run = asyncio.ensure_future(executor.run(request))
     container_id = await _container_id(client, prefix, request.execution_id)
+    assert client.api.inspect_container(container_id)["HostConfig"]["PidsLimit"] == PIDS_LIMIT
     peak = await _peak_processes(container_id, run)
     with pytest.raises(ExecutionTimeout):
         await run
