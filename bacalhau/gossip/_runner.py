@@ -63,6 +63,7 @@ class MembershipRunner:
         self._leave_on_exit = leave_on_exit
         self._leave_grace = leave_grace
         self._wake = asyncio.Event()
+        self._stopping = False
         self._tasks: asyncio.TaskGroup | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._callbacks: list[Callable[[MemberEvent], None]] = []
@@ -152,18 +153,23 @@ class MembershipRunner:
             if exc is None and self._leave_on_exit:
                 await self.leave()
         finally:
+            self._stopping = True
+            self._wake.set()
             self._loop_task.cancel()
             tasks, self._tasks = self._tasks, None
             await tasks.__aexit__(exc_type, exc, tb)
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             self._dispatch(self._core.tick(self._clock()))
             delay = self._core.next_wakeup() - self._clock()
             self._wake.clear()
             if delay > 0:
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+                # cancellation that races with the event, and this loop would never end.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), min(delay, _MAX_SLEEP_SECONDS))
+                    async with asyncio.timeout(min(delay, _MAX_SLEEP_SECONDS)):
+                        await self._wake.wait()
             else:
                 await asyncio.sleep(0)
 

@@ -39,6 +39,8 @@ _TICK = 0
 _DELIVER = 1
 
 Observer = Callable[[float, str, MemberEvent], None]
+#: Sees every message sent: (sender node ID, the message, whether the network delivers it).
+TransmitObserver = Callable[[str, Outbound, bool], None]
 
 
 @dataclass(slots=True)
@@ -77,6 +79,7 @@ class Simulation:
         self.network = network or NetworkConditions()
         self.now = 0.0
         self.observers: list[Observer] = []
+        self.transmit_observers: list[TransmitObserver] = []
         self.messages_delivered = 0
         self.messages_dropped = 0
         self._codec = codec
@@ -159,9 +162,12 @@ class Simulation:
         """Stop a member dead: no goodbye, messages to it are lost."""
         self._nodes[node_id].running = False
 
-    def restart(self, node_id: str) -> None:
-        """Start a killed member again: same identity and address, a fresh process."""
+    def restart(self, node_id: str, *, seeds: Sequence[str] | None = None) -> None:
+        """Start a killed member again: same identity and address, a fresh process that
+        knows nobody and joins through ``seeds`` (default: the seeds it first had)."""
         node = self._nodes[node_id]
+        if seeds is not None:
+            node.seeds = tuple(seeds)
         node.core = self._new_core(node.identity, node.address, node.seeds)
         node.running = True
         node.scheduled = math.inf
@@ -261,13 +267,16 @@ class Simulation:
     def _transmit(self, sender: str, sender_address: str, out: Outbound) -> None:
         net = self.network
         receiver = self._by_address.get(out.address)
-        if (
+        lost = (
             receiver is None
             or (out.node_id is not None and out.node_id != receiver)
             or (sender in self._isolated) != (receiver in self._isolated)
             or frozenset((sender_address, out.address)) in net.cut
-            or (net.loss and self._rng.random() < net.loss)
-        ):
+            or (net.loss > 0 and self._rng.random() < net.loss)
+        )
+        for observer in self.transmit_observers:
+            observer(sender, out, not lost)
+        if lost or receiver is None:
             self.messages_dropped += 1
             return
         at = self.now + net.latency + self._rng.random() * net.jitter
@@ -292,4 +301,4 @@ def _with_labels(record: NodeRecord, labels: dict[str, str]) -> NodeRecord:
     return replace(record, labels=dict(labels))
 
 
-__all__ = ["NetworkConditions", "Observer", "Simulation"]
+__all__ = ["NetworkConditions", "Observer", "Simulation", "TransmitObserver"]
