@@ -25,6 +25,12 @@ class ExecutionChange:
     #: Set when the scheduler itself decides the observed outcome (e.g. a lost node).
     compute_state: ExecutionStateType | None = None
     compute_message: str = ""
+    #: Event details worth keeping on the execution (ErrorCode, Retryable), set with
+    #: ``compute_state``.
+    compute_details: dict[str, str] = field(default_factory=dict)
+    #: Tell the compute node to stop the execution even though the scheduler already
+    #: decided its outcome (an overdue execution: the node may still be running it).
+    cancel_on_node: bool = False
     event: Event | None = None
 
 

@@ -91,12 +91,15 @@ class Planner:
                 ):
                     compute_state = E.BID_ACCEPTED
                     sends.append(_Send("accept", ex))
+                elif change.cancel_on_node and ex.is_active() and ex.compute_state != E.NEW:
+                    sends.append(_Send("cancel", ex, change.compute_message))
                 store.update_execution(
                     ex.id,
                     desired_state=change.desired_state,
                     desired_message=change.desired_message or None,
                     compute_state=compute_state,
                     compute_message=change.compute_message or change.desired_message or None,
+                    compute_details=change.compute_details or None,
                     event=change.event,
                 )
             for ex in plan.new_executions:
@@ -114,7 +117,11 @@ class Planner:
                     ex.id, compute_state=E.BID_ACCEPTED if pre_approved else E.ASK_FOR_BID
                 )
                 sends.append(_Send("ask-approved" if pre_approved else "ask", updated))
-            if plan.new_job_state is not None and plan.new_job_state != plan.job.state:
+            if plan.new_job_state is not None and (
+                plan.new_job_state != plan.job.state
+                # Same state, new reason (a queued job now waits for something else).
+                or (plan.job_event is not None and plan.job_message != plan.job.state_message)
+            ):
                 store.update_job_state(
                     plan.job.id,
                     plan.new_job_state,

@@ -31,15 +31,39 @@ PREFERRED = 10
 DEFAULT_USAGE = Resources(cpu=0.1, memory=100 * 2**20)
 
 
+#: Over-subscription allowance: a node takes work while what it runs, what it has queued and
+#: the new job stay within this multiple of its capacity (Bacalhau's OverSubscription rank).
+OVERSUBSCRIPTION = 1.5
+
+
+@dataclass(frozen=True, slots=True)
+class Obstacle:
+    """Why a node cannot take a job, in words that count well: "1 node is full", "2 nodes
+    lack the wasm engine". Several nodes with the same obstacle are told once."""
+
+    one: str
+    many: str
+    #: True when the obstacle goes away by itself (the node frees capacity): a job blocked
+    #: only by such obstacles waits for it instead of failing.
+    passing: bool = False
+
+    def count(self, n: int) -> str:
+        return f"1 node {self.one}" if n == 1 else f"{n} nodes {self.many}"
+
+
 @dataclass(frozen=True, slots=True)
 class NodeRank:
     node: NodeState
     score: int
     reason: str = ""
+    obstacle: Obstacle | None = None
 
     @property
     def suitable(self) -> bool:
         return self.score >= 0
+
+
+FULL = Obstacle("is full", "are full", passing=True)
 
 
 def job_usage(job: Job) -> Resources:
@@ -99,28 +123,85 @@ def _max_usage(job: Job, node: NodeState) -> tuple[int, str]:
     return UNSUITABLE, ("cannot fit the job: " + usage.shortfall(info.max_job_requirements))
 
 
-def _previous(executions: Sequence[Execution]) -> Callable[[Job, NodeState], tuple[int, str]]:
+def headroom(node: NodeState) -> Resources | None:
+    """What ``node`` can still take on, over-subscription included; None when it has not
+    said what its capacity is (then it is never considered full)."""
+    info = node.info.compute
+    if info is None or not (info.max_capacity.cpu or info.max_capacity.memory):
+        return None
+    top, free, queued = info.max_capacity, info.available_capacity, info.queue_capacity
+    spare = OVERSUBSCRIPTION - 1.0
+    return Resources(
+        cpu=top.cpu * spare + free.cpu - queued.cpu,
+        memory=int(top.memory * spare) + free.memory - queued.memory,
+        disk=int(top.disk * spare) + free.disk - queued.disk if top.disk else 2**62,
+        gpu=int(top.gpu * spare) + free.gpu - queued.gpu if top.gpu else 2**31,
+    )
+
+
+def _capacity(job: Job, node: NodeState) -> tuple[int, str]:
+    room = headroom(node)
+    if room is None:
+        return 0, ""
+    usage = job_usage(job)
+    if usage.fits_in(room):
+        return 0, ""
+    return UNSUITABLE, "is full: " + usage.shortfall(room)
+
+
+#: Failed executions of one job a node may have before it is not asked again (Bacalhau's).
+DEFAULT_ATTEMPTS_PER_NODE = 2
+
+
+def _previous(
+    executions: Sequence[Execution], attempts_per_node: int
+) -> Callable[[Job, NodeState], tuple[int, str]]:
     def rank(job: Job, node: NodeState) -> tuple[int, str]:
         mine = [e for e in executions if e.node_id == node.info.node_id]
         if not mine:
             return 30, ""
-        if len(mine) == 1 and mine[0].compute_state.is_discarded():
-            if mine[0].compute_details.get("Retryable") == "false":
-                return UNSUITABLE, f"failed this job: {mine[0].compute_message}"
-            if mine[0].compute_state in (
-                ExecutionStateType.ASK_FOR_BID_REJECTED,
-                ExecutionStateType.BID_REJECTED,
-            ):
-                why = mine[0].compute_message or "it declined to bid"
-                return UNSUITABLE, f"rejected the job earlier: {why}"
-            return 0, ""
         if any(e.compute_state == ExecutionStateType.COMPLETED for e in mine):
             return UNSUITABLE, "already completed an execution of this job"
         if any(e.is_active() for e in mine):
             return UNSUITABLE, "already runs an execution of this job"
-        return UNSUITABLE, "already failed this job more than once"
+        for e in mine:
+            if e.compute_details.get("Retryable") == "false":
+                return UNSUITABLE, f"failed this job: {e.compute_message}"
+            if e.compute_state in (
+                ExecutionStateType.ASK_FOR_BID_REJECTED,
+                ExecutionStateType.BID_REJECTED,
+            ):
+                why = e.compute_message or "it declined to bid"
+                return UNSUITABLE, f"rejected the job earlier: {why}"
+        failed = sum(1 for e in mine if e.compute_state == ExecutionStateType.FAILED)
+        if failed >= attempts_per_node:
+            return UNSUITABLE, (
+                f"used up its attempts at this job ({failed} of {attempts_per_node} failed)"
+            )
+        if len(mine) >= max(1, attempts_per_node):
+            return UNSUITABLE, "already tried this job too many times"
+        return 0, ""
 
     return rank
+
+
+def _obstacle(ranker: object, job: Job, reason: str) -> Obstacle:
+    """The countable obstacle behind a ranker's refusal."""
+    if ranker is _engine:
+        if reason == "is not a compute node":
+            return Obstacle("is not a compute node", "are not compute nodes")
+        engine = job.task.engine.type.lower()
+        return Obstacle(f"lacks the {engine} engine", f"lack the {engine} engine")
+    if ranker is _publisher:
+        publisher = job.task.publisher.type.lower()
+        return Obstacle(f"lacks the {publisher} publisher", f"lack the {publisher} publisher")
+    if ranker is _labels:
+        return Obstacle("does not match the constraints", "do not match the constraints")
+    if ranker is _max_usage:
+        return Obstacle("is too small for the job", "are too small for the job")
+    if ranker is _capacity:
+        return FULL
+    return Obstacle("already tried this job", "already tried this job")
 
 
 def _availability(job: Job, node: NodeState, best: float) -> int:
@@ -138,10 +219,21 @@ def rank_nodes(
     executions: Sequence[Execution],
     *,
     rng: random.Random | None = None,
+    attempts_per_node: int = DEFAULT_ATTEMPTS_PER_NODE,
 ) -> list[NodeRank]:
-    """Rank every candidate node for ``job``: suitable ones first, best first."""
+    """Rank every candidate node for ``job``: suitable ones first, best first.
+
+    A node that has failed ``attempts_per_node`` executions of the job is not asked again.
+    """
     rng = rng or random.Random()
-    rankers = [_engine, _publisher, _labels, _max_usage, _previous(executions)]
+    rankers: list[Callable[[Job, NodeState], tuple[int, str]]] = [
+        _engine,
+        _publisher,
+        _labels,
+        _max_usage,
+        _previous(executions, attempts_per_node),
+        _capacity,
+    ]
     ranks: list[NodeRank] = []
     candidates = [n for n in nodes if n.info.node_type == NodeType.COMPUTE]
 
@@ -152,21 +244,32 @@ def rank_nodes(
     best = max((weighted(n) for n in candidates), default=0.0)
     for node in candidates:
         if node.membership != Membership.APPROVED:
-            ranks.append(NodeRank(node, UNSUITABLE, f"is {node.membership.value.lower()}"))
+            state = node.membership.value.lower()
+            ranks.append(
+                NodeRank(node, UNSUITABLE, f"is {state}", Obstacle(f"is {state}", f"are {state}"))
+            )
             continue
         if node.connection != Connection.CONNECTED:
-            ranks.append(NodeRank(node, UNSUITABLE, "is disconnected"))
+            ranks.append(
+                NodeRank(
+                    node,
+                    UNSUITABLE,
+                    "is disconnected",
+                    Obstacle("is disconnected", "are disconnected"),
+                )
+            )
             continue
         total = 0
         reason = ""
+        obstacle: Obstacle | None = None
         for ranker in rankers:
             score, why = ranker(job, node)
             if score < 0:
-                total, reason = UNSUITABLE, why
+                total, reason, obstacle = UNSUITABLE, why, _obstacle(ranker, job, why)
                 break
             total += score
         if total >= 0:
             total += _availability(job, node, best) + rng.randrange(5)
-        ranks.append(NodeRank(node, total, reason))
+        ranks.append(NodeRank(node, total, reason, obstacle))
     ranks.sort(key=lambda r: (-r.score, r.node.info.node_id))
     return ranks

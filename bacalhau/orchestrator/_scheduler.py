@@ -27,7 +27,13 @@ from bacalhau.models import (
     new_execution_id,
 )
 from bacalhau.orchestrator._plan import ExecutionChange, Plan
-from bacalhau.orchestrator._ranking import NodeRank, job_usage, rank_nodes
+from bacalhau.orchestrator._ranking import (
+    DEFAULT_ATTEMPTS_PER_NODE,
+    NodeRank,
+    Obstacle,
+    job_usage,
+    rank_nodes,
+)
 
 D = ExecutionDesiredStateType
 E = ExecutionStateType
@@ -35,12 +41,28 @@ E = ExecutionStateType
 
 @dataclass(frozen=True, slots=True)
 class SchedulerSettings:
-    #: Failed executions after which a batch job gives up.
+    """The operator's defaults; a job's own ``Reschedule`` and ``Timeouts`` take precedence."""
+
+    #: Failed executions after which a batch job gives up (the first try included).
     max_attempts: int = 3
-    #: Used when a job sets no QueueTimeout (seconds; 0 = fail as soon as no node fits).
+    #: Failed executions of one job a single node may have before it is not asked again.
+    max_attempts_per_node: int = DEFAULT_ATTEMPTS_PER_NODE
+    #: Wait before the first retry after a failure (seconds); doubled for each further
+    #: failure, up to ``retry_max_delay``.
+    retry_delay: float = 1.0
+    retry_max_delay: float = 30.0
+    #: Used when a job sets no QueueTimeout (seconds; 0 = fail as soon as no node fits,
+    #: unless the only obstacle is nodes that are full: those free capacity by themselves).
     default_queue_timeout: int = 0
-    #: How long to wait before re-evaluating a queued job (seconds).
+    #: Safety net only (a node joining or freeing capacity re-evaluates queued jobs at
+    #: once): the first delay before a queued job is looked at again, in seconds; it grows
+    #: with the time waited, up to ``queue_backoff_max``.
     queue_backoff: float = 1.0
+    queue_backoff_max: float = 30.0
+    #: How long past its ExecutionTimeout an execution may stay unreported before the
+    #: requester cancels it on its node and fails it (the node enforces the timeout itself;
+    #: this catches a node that went silent).
+    execution_timeout_grace: float = 30.0
     #: Seconds after the requester starts during which compute nodes that ran before may not
     #: have (re)joined yet (0: none). The orchestrator turns it into ``schedule``'s
     #: ``settling_until``.
@@ -87,6 +109,9 @@ def schedule(
         settling_until=settling_until,
     )
 
+
+#: Execution detail marking a failure that was the node's (lost), not the job's.
+_NODE_LOST = "NodeLost"
 
 #: How long after the grace ends a waiting job is looked at again: timers may fire a little
 #: early, and an evaluation still inside the grace would only schedule another one.
@@ -163,10 +188,19 @@ def _fail_lost(
                 desired_message=msg,
                 compute_state=E.FAILED,
                 compute_message=msg,
+                compute_details={"Retryable": "true", _NODE_LOST: "true"},
                 event=_event(msg, "Execution", now, IsError="true", Retryable="true"),
             )
         )
-        view.append(replace(ex, compute_state=E.FAILED, compute_message=msg))
+        view.append(
+            replace(
+                ex,
+                compute_state=E.FAILED,
+                compute_message=msg,
+                compute_details={**ex.compute_details, _NODE_LOST: "true"},
+                modify_time=now,
+            )
+        )
     if unknown:
         _look_again_after_grace(plan, now, settling_until)
     return view
@@ -178,12 +212,20 @@ def _fail(
     message: str,
     error: type[BacalhauError],
     now: int,
+    *,
+    code: str = "",
 ) -> Plan:
-    """Fail the job with a coded, hinted event and stop whatever still runs."""
+    """Fail the job with a coded, hinted event and stop whatever still runs. ``code``
+    overrides ``error``'s code (the last execution's own error, e.g. ExecutionTimeout)."""
     plan.new_job_state = JobStateType.FAILED
     plan.job_message = message
     plan.job_event = _event(
-        message, "Scheduling", now, IsError="true", ErrorCode=error.code, Hint=error.default_hint
+        message,
+        "Scheduling",
+        now,
+        IsError="true",
+        ErrorCode=code or error.code,
+        Hint=error.default_hint,
     )
     for ex in view:
         if ex.is_active() and ex.desired_state != D.STOPPED:
@@ -256,7 +298,10 @@ def _schedule_batch(
 
     total = job.task.timeouts.total_timeout
     if total and now - job.create_time > total * 1_000_000_000:
-        return fail_job(f"Job timed out after {total}s", ExecutionTimeout)
+        return fail_job(
+            f"Job timed out: it ran past its TotalTimeout of {total}s", ExecutionTimeout
+        )
+    view = _fail_overdue(job, view, plan, now, settings)
 
     completed = [e for e in view if e.compute_state == E.COMPLETED]
     desired = job.count - len(completed)
@@ -305,19 +350,28 @@ def _schedule_batch(
         if e.is_active() and e.id not in rejected_ids and e.desired_state != D.STOPPED
     ]
     missing = desired - len(active)
-    failures = [
-        f"execution {e.id} on node {e.node_id}: {e.compute_message}"
-        for e in view
-        if e.compute_state == E.FAILED
-    ]
-    if missing > 0:
-        if len(failures) >= settings.max_attempts:
-            return fail_job(
-                f"Job failed because it has been retried too many times ({len(failures)} "
-                f"failed executions); last error: {failures[-1]}",
+    failed = [e for e in view if e.compute_state == E.FAILED]
+    failures = [f"execution {e.id} on node {e.node_id}: {e.compute_message}" for e in failed]
+    policy = retry_policy(job, settings)
+    if missing > 0 and failed:
+        if len(failed) >= policy.attempts:
+            last = max(failed, key=lambda e: e.modify_time)
+            return _fail(
+                plan,
+                view,
+                f"Job failed because it has been retried too many times ({len(failed)} "
+                f"failed executions of {policy.attempts} allowed); last error: {failures[-1]}",
                 ExecutionFailed,
+                now,
+                code=last.compute_details.get("ErrorCode", ""),
             )
-        ranks = rank_nodes(job, nodes, view, rng=rng)
+        retry_at = policy.retry_time(failed)
+        if now < retry_at:
+            # Back off before the next attempt; the delayed evaluation places it.
+            plan.new_evaluations.append(_later(job, retry_at, now, TriggeredBy.EXEC_FAILURE))
+            missing = 0
+    if missing > 0:
+        ranks = rank_nodes(job, nodes, view, rng=rng, attempts_per_node=policy.attempts_per_node)
         suitable = [r for r in ranks if r.suitable]
         placed = suitable[:missing]
         for r in placed:
@@ -326,38 +380,37 @@ def _schedule_batch(
             )
         if len(placed) < missing:
             queue_timeout = job.task.timeouts.queue_timeout or settings.default_queue_timeout
-            waited = (now - job.create_time) / 1_000_000_000
+            waited = now - job.create_time
+            deadline = job.create_time + queue_timeout * 1_000_000_000 if queue_timeout else 0
+            # Nodes that are only full free capacity by themselves: without a QueueTimeout
+            # the job waits for them (as it would have in their own queue) instead of failing.
+            passing = any(
+                r.obstacle is not None and r.obstacle.passing for r in ranks if not r.suitable
+            )
             if now < settling_until and len(ranks) < job.count:
                 # Fewer nodes known than the job needs, just after the requester started:
                 # the capacity is unknown, not missing. Wait for nodes to (re)join.
                 _look_again_after_grace(plan, now, settling_until)
                 if not active and not placed and job.state != JobStateType.QUEUED:
                     _queue_for_nodes(plan, now)
-            elif queue_timeout and waited < queue_timeout:
-                plan.new_evaluations.append(
-                    Evaluation(
-                        id=new_evaluation_id(),
-                        job_id=job.id,
-                        namespace=job.namespace,
-                        type=job.type,
-                        triggered_by=TriggeredBy.JOB_QUEUE,
-                        priority=job.priority,
-                        wait_until=now + int(settings.queue_backoff * 1_000_000_000),
-                        create_time=now,
-                        modify_time=now,
-                    )
-                )
-                if not active and not placed and job.state != JobStateType.QUEUED:
-                    plan.new_job_state = JobStateType.QUEUED
-                    plan.job_message = _not_enough_nodes(job, job.count, ranks, [])
-                    plan.job_event = _event(
-                        "Job queued: waiting for a suitable node", "Queueing", now
-                    )
+            elif (deadline and now < deadline) or (not queue_timeout and passing):
+                backoff = min(max(settings.queue_backoff, waited / 2e9), settings.queue_backoff_max)
+                wait_until = now + int(backoff * 1_000_000_000)
+                if deadline:
+                    # Look again right when the QueueTimeout passes, to fail on time.
+                    wait_until = min(wait_until, deadline + _AFTER_GRACE_NS)
+                plan.new_evaluations.append(_later(job, wait_until, now, TriggeredBy.JOB_QUEUE))
+                if not active and not placed:
+                    _queue_waiting(plan, job, ranks, now)
             elif not active and not placed:
-                return fail_job(_not_enough_nodes(job, missing, ranks, failures))
+                return fail_job(
+                    _queue_expired(queue_timeout) + _not_enough_nodes(job, missing, ranks, failures)
+                )
             elif len(placed) + len(active) < desired:
                 # Some capacity exists but never enough for Count: fail instead of hanging.
-                return fail_job(_not_enough_nodes(job, missing, ranks, failures))
+                return fail_job(
+                    _queue_expired(queue_timeout) + _not_enough_nodes(job, missing, ranks, failures)
+                )
 
     if job.state in (JobStateType.PENDING, JobStateType.QUEUED) and (
         approved or any(e.desired_state == D.RUNNING for e in active)
@@ -365,6 +418,155 @@ def _schedule_batch(
         plan.new_job_state = JobStateType.RUNNING
         plan.job_event = _event("Running", "State Update", now)
     return plan
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """A job's effective retry policy: its ``Reschedule`` block over the operator's defaults."""
+
+    attempts: int
+    attempts_per_node: int
+    delay: float
+    max_delay: float
+
+    def backoff(self, failures: int) -> float:
+        """Seconds to wait after the ``failures``-th failure (exponential, capped)."""
+        if failures <= 0 or self.delay <= 0:
+            return 0.0
+        return min(self.delay * 2.0 ** min(failures - 1, 62), max(self.max_delay, self.delay))
+
+    def retry_time(self, failed: Sequence[Execution]) -> int:
+        """When (Unix ns) the next attempt may start, given the failed executions.
+
+        Only failures of the job itself back off: an execution lost with its node says
+        nothing about the job, and its replacement should start at once.
+        """
+        own = [e for e in failed if e.compute_details.get(_NODE_LOST) != "true"]
+        if not own:
+            return 0
+        last = max(e.modify_time for e in own)
+        return last + int(self.backoff(len(own)) * 1_000_000_000)
+
+
+def retry_policy(job: Job, settings: SchedulerSettings) -> RetryPolicy:
+    """The retry policy that applies to ``job``."""
+    own = job.reschedule
+    delay = own.delay_seconds()
+    max_delay = own.max_delay_seconds()
+    return RetryPolicy(
+        attempts=own.attempts or settings.max_attempts,
+        attempts_per_node=own.attempts_per_node or settings.max_attempts_per_node,
+        delay=settings.retry_delay if delay is None else delay,
+        max_delay=settings.retry_max_delay if max_delay is None else max_delay,
+    )
+
+
+def _later(job: Job, wait_until: int, now: int, triggered_by: str) -> Evaluation:
+    return Evaluation(
+        id=new_evaluation_id(),
+        job_id=job.id,
+        namespace=job.namespace,
+        type=job.type,
+        triggered_by=triggered_by,
+        priority=job.priority,
+        wait_until=wait_until,
+        create_time=now,
+        modify_time=now,
+    )
+
+
+def _queue_expired(queue_timeout: int) -> str:
+    if not queue_timeout:
+        return ""
+    return f"the job waited its QueueTimeout of {queue_timeout}s for a node.\n"
+
+
+def waiting_reason(job: Job, ranks: Sequence[NodeRank]) -> str:
+    """Why a job waits, one line, counting nodes by obstacle: "waiting for a node: 2 nodes
+    lack the wasm engine; 1 node is full". Stable while the obstacles are, so it is recorded
+    once and again only when it changes."""
+    if not ranks:
+        return "waiting for a node: no compute node has joined"
+    counts: dict[str, int] = {}
+    said: dict[str, Obstacle] = {}
+    for r in ranks:
+        if not r.suitable and r.obstacle is not None:
+            counts[r.obstacle.one] = counts.get(r.obstacle.one, 0) + 1
+            said[r.obstacle.one] = r.obstacle
+    if not counts:
+        return f"waiting for a node: {job.count} needed, fewer suitable"
+    order = sorted(counts, key=lambda one: (-counts[one], one))
+    return "waiting for a node: " + "; ".join(said[one].count(counts[one]) for one in order)
+
+
+def _queue_waiting(plan: Plan, job: Job, ranks: Sequence[NodeRank], now: int) -> None:
+    """Queue the job saying why; said again only when the reason changes."""
+    reason = waiting_reason(job, ranks)
+    if job.state == JobStateType.QUEUED and job.state_message.split("\n", 1)[0] == reason:
+        return
+    plan.new_job_state = JobStateType.QUEUED
+    # The state message adds each node's own reason below the summary (for `job describe`);
+    # only the summary line decides whether the reason changed.
+    plan.job_message = "\n".join(
+        [reason, *(f"• node {r.node.info.node_id} {r.reason}" for r in ranks if not r.suitable)]
+    )
+    plan.job_event = _event(f"Job queued: {reason}", "Queueing", now)
+
+
+def _fail_overdue(
+    job: Job,
+    view: Sequence[Execution],
+    plan: Plan,
+    now: int,
+    settings: SchedulerSettings,
+) -> list[Execution]:
+    """Executions running past their ExecutionTimeout (plus a grace) without a word from
+    their node are failed here and cancelled on the node; returns the updated view.
+
+    The node enforces the timeout itself and reports it; this is for a node that went
+    silent or lost the report. The clock starts when the bid was accepted.
+    """
+    limit = job.task.timeouts.execution_timeout
+    if not limit or job.type not in ("batch", "ops"):
+        return list(view)
+    overdue_after = int((limit + settings.execution_timeout_grace) * 1_000_000_000)
+    out: list[Execution] = []
+    for ex in view:
+        if (
+            ex.compute_state in (E.BID_ACCEPTED, E.RUNNING)
+            and ex.desired_state == D.RUNNING
+            and now - ex.modify_time > overdue_after
+        ):
+            msg = f"execution timed out: no result {limit}s after it started (ExecutionTimeout)"
+            details = {"ErrorCode": ExecutionTimeout.code, "Retryable": "true"}
+            plan.changes.append(
+                ExecutionChange(
+                    execution_id=ex.id,
+                    desired_state=D.STOPPED,
+                    desired_message=msg,
+                    compute_state=E.FAILED,
+                    compute_message=msg,
+                    compute_details=details,
+                    cancel_on_node=True,
+                    event=_event(
+                        msg,
+                        "Execution",
+                        now,
+                        IsError="true",
+                        Hint=ExecutionTimeout.default_hint,
+                        **details,
+                    ),
+                )
+            )
+            ex = replace(
+                ex,
+                compute_state=E.FAILED,
+                compute_message=msg,
+                compute_details=details,
+                modify_time=now,
+            )
+        out.append(ex)
+    return out
 
 
 def _schedule_ops(
