@@ -3,6 +3,17 @@
 
 Everything here starts real OS processes on loopback and proves, when it stops them, that
 none outlived the stop: a leftover process or container fails the test that owned it.
+
+Failure tests use a devstack as their test bed::
+
+    stack = Devstack.start(tmp_path / "devstack", compute_nodes=2,
+                           config=["disconnect_timeout=2"])
+    victim = stack.kill_node("compute-0")            # SIGKILL; the devstack carries on
+    stack.wait_for_node_exit("compute-0")            # the devstack noticed (manifest)
+    stack.wait_for_node("compute-0", connection=Connection.DISCONNECTED)
+    stack.restart_node("compute-0")                  # its manifest Args, owned by the test
+    stack.wait_for_node("compute-0")                 # the requester sees it again
+    stack.stop()                                     # restarted nodes too, then the devstack
 """
 
 from __future__ import annotations
@@ -19,9 +30,11 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from bacalhau.client import Client
+from bacalhau.errors import BacalhauError
+from bacalhau.models import Connection, NodeState
 
 T = TypeVar("T")
 
@@ -141,6 +154,90 @@ class ManifestNode:
     data_dir: Path
     grpc_address: str
     log: Path
+    #: ``running``, ``exited`` (died while the devstack ran) or ``stopped`` (by the devstack).
+    status: str = "running"
+    #: ``Popen.returncode`` of the process the devstack started: -9 after a SIGKILL.
+    exit_code: int | None = None
+    #: The command line that restarts this node (same identity, data dir, ports, config).
+    args: tuple[str, ...] = ()
+    api_address: str = ""
+    publisher_address: str = ""
+
+
+def read_manifest(data_dir: Path) -> dict[str, Any]:
+    """The devstack's ``devstack.json`` in ``data_dir`` (rewritten atomically by the devstack
+    whenever a node's status changes, so a read never sees half a file)."""
+    manifest = json.loads((data_dir / "devstack.json").read_text())
+    assert isinstance(manifest, dict)
+    return manifest
+
+
+def manifest_nodes(manifest: dict[str, Any]) -> list[ManifestNode]:
+    """The nodes a manifest describes."""
+    return [
+        ManifestNode(
+            name=n["Name"],
+            node_id=n["ID"],
+            role=n["Role"],
+            pid=int(n["PID"]),
+            data_dir=Path(n["DataDir"]),
+            grpc_address=n["GRPCAddress"],
+            log=Path(n["Log"]),
+            status=n.get("Status", "running"),
+            exit_code=n.get("ExitCode"),
+            args=tuple(n.get("Args", ())),
+            api_address=n.get("APIAddress", ""),
+            publisher_address=n.get("PublisherAddress", ""),
+        )
+        for n in manifest["Nodes"]
+    ]
+
+
+class RestartedNode:
+    """A devstack node started again by a test from its manifest ``Args``.
+
+    The process belongs to the test, not to the devstack (which never signals it), and has no
+    lifeline to the devstack; :meth:`Devstack.stop` stops it before the devstack. Its output
+    goes to the end of the node's own log.
+    """
+
+    def __init__(self, node: ManifestNode, working_directory: Path) -> None:
+        assert node.args, f"the manifest gives no Args for {node.name}"
+        self.node = node
+        with node.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                list(node.args),
+                cwd=working_directory,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=node_env(),
+                preexec_fn=_die_with_parent,
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def output(self) -> str:
+        return self.node.log.read_text(errors="replace")
+
+    def kill(self, sig: signal.Signals = signal.SIGKILL) -> int:
+        """Send ``sig`` (SIGKILL by default) and wait for the process; returns its exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.process.wait(timeout=STOP_TIMEOUT)
+
+    def stop(self) -> int:
+        """SIGTERM the node and wait for it; returns its exit code (0 after a clean stop)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(f"restarted node {self.node.name} ignored SIGTERM") from None
 
 
 class Devstack:
@@ -149,15 +246,19 @@ class Devstack:
     def __init__(self, data_dir: Path, process: subprocess.Popen[bytes]) -> None:
         self.data_dir = data_dir
         self.process = process
-        self.manifest: dict[str, object] = {}
+        self.manifest: dict[str, Any] = {}
         self.nodes: list[ManifestNode] = []
+        #: Nodes the test started again from their Args, newest last.
+        self.restarted: list[RestartedNode] = []
         self._client: Client | None = None
 
     @classmethod
-    def start(cls, data_dir: Path, *, compute_nodes: int) -> Devstack:
+    def start(cls, data_dir: Path, *, compute_nodes: int, config: Sequence[str] = ()) -> Devstack:
         """Start ``bacalhau devstack`` (API on a free port) and wait for its manifest, which
-        it writes only once every compute node has joined."""
+        it writes only once every compute node has joined. ``config`` holds ``Key=Value``
+        settings for every node (``bacalhau devstack -c``)."""
         data_dir.mkdir(parents=True, exist_ok=True)
+        settings = [part for item in config for part in ("-c", item)]
         with (data_dir / "devstack.out").open("wb") as out:
             process = subprocess.Popen(
                 bacalhau_command(
@@ -168,6 +269,7 @@ class Devstack:
                     "0",
                     "--data-dir",
                     str(data_dir),
+                    *settings,
                 ),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -197,21 +299,13 @@ class Devstack:
                     f"devstack not ready within {READY_TIMEOUT:.0f}s:\n{self.output()}"
                 )
             time.sleep(0.05)
-        self.manifest = json.loads(path.read_text())
-        nodes = self.manifest["Nodes"]
-        assert isinstance(nodes, list)
-        self.nodes = [
-            ManifestNode(
-                name=n["Name"],
-                node_id=n["ID"],
-                role=n["Role"],
-                pid=int(n["PID"]),
-                data_dir=Path(n["DataDir"]),
-                grpc_address=n["GRPCAddress"],
-                log=Path(n["Log"]),
-            )
-            for n in nodes
-        ]
+        self.read_manifest()
+
+    def read_manifest(self) -> list[ManifestNode]:
+        """Read ``devstack.json`` again (statuses change when nodes die); returns the nodes."""
+        self.manifest = read_manifest(self.data_dir)
+        self.nodes = manifest_nodes(self.manifest)
+        return self.nodes
 
     def output(self) -> str:
         """What the devstack process printed so far."""
@@ -250,6 +344,73 @@ class Devstack:
 
     def node(self, node_id: str) -> ManifestNode:
         return next(n for n in self.nodes if n.node_id == node_id)
+
+    def node_named(self, name: str) -> ManifestNode:
+        """The node called ``name`` (``requester``, ``compute-0``, ...) in the manifest."""
+        found = [n for n in self.nodes if n.name == name]
+        assert found, f"no node {name!r} in the manifest: {[n.name for n in self.nodes]}"
+        return found[0]
+
+    # -- failures -------------------------------------------------------------------------
+
+    def kill_node(self, name: str, sig: signal.Signals = signal.SIGKILL) -> ManifestNode:
+        """Send ``sig`` (SIGKILL by default) to the process of node ``name`` that the
+        devstack started, and wait until it is gone. Returns the node as it was."""
+        node = self.node_named(name)
+        assert process_alive(node.pid), f"{name} (PID {node.pid}) is not running"
+        os.kill(node.pid, sig)
+        eventually(lambda: not process_alive(node.pid), timeout=STOP_TIMEOUT, what=f"{name} gone")
+        return node
+
+    def wait_for_node_exit(self, name: str, *, timeout: float = 10.0) -> ManifestNode:
+        """Wait until the devstack has noticed that node ``name`` died (``exited`` in the
+        manifest, with its exit code); returns the node as the manifest now gives it."""
+
+        def exited() -> ManifestNode | None:
+            node = next(n for n in self.read_manifest() if n.name == name)
+            return node if node.status == "exited" else None
+
+        return eventually(exited, timeout=timeout, what=f"the devstack reporting {name} dead")
+
+    def restart_node(self, name: str) -> RestartedNode:
+        """Start node ``name`` again from its manifest ``Args`` (same identity, data dir,
+        ports and configuration), as a process owned by the test; :meth:`stop` stops it.
+        The devstack's own process for that node must be dead (see :meth:`kill_node`)."""
+        node = self.node_named(name)
+        assert not process_alive(node.pid), f"{name} still runs as PID {node.pid}"
+        assert not any(r.node.name == name and r.process.poll() is None for r in self.restarted), (
+            f"{name} was already restarted and still runs"
+        )
+        working_directory = Path(str(self.manifest.get("WorkingDirectory") or os.getcwd()))
+        restarted = RestartedNode(node, working_directory)
+        self.restarted.append(restarted)
+        return restarted
+
+    def wait_for_node(
+        self,
+        name: str,
+        *,
+        connection: Connection = Connection.CONNECTED,
+        timeout: float = 30.0,
+    ) -> NodeState:
+        """Wait until the cluster sees node ``name`` in ``connection`` state: a compute node
+        as the requester lists it (``bacalhau node list``), the requester by answering on its
+        API with its own node ID. Returns the node's state as the requester gives it."""
+        node = self.node_named(name)
+
+        def seen() -> NodeState | None:
+            try:
+                if node.role == "requester":
+                    state = self.client.agent_node()
+                    found = state if state.info.node_id == node.node_id else None
+                else:
+                    nodes = self.client.list_nodes()
+                    found = next((n for n in nodes if n.info.node_id == node.node_id), None)
+            except BacalhauError:
+                return None  # the requester itself is down or restarting
+            return found if found is not None and found.connection == connection else None
+
+        return eventually(seen, timeout=timeout, what=f"{name} {connection.value.lower()}")
 
     # -- talking to it --------------------------------------------------------------------
 
@@ -317,6 +478,15 @@ class Devstack:
         if self._client is not None:
             self._client.close()
             self._client = None
+        # Nodes the test restarted are not the devstack's: stop them first, as it would.
+        restarted: dict[str, int] = {}
+        for r in reversed(self.restarted):
+            if r.process.poll() is not None:
+                continue  # the test killed it itself
+            try:
+                restarted[r.node.name] = r.stop()
+            except AssertionError:
+                restarted[r.node.name] = r.process.returncode
         if self.process.poll() is None:
             self.process.send_signal(sig)
         try:
@@ -333,6 +503,8 @@ class Devstack:
         if unlisted is not None:
             raise AssertionError(f"the devstack's API failed before the stop: {unlisted}")
         assert code == 0, f"devstack exited with {code} on {sig.name}:\n{self.output()}"
+        unclean = {name: rc for name, rc in restarted.items() if rc != 0}
+        assert not unclean, f"restarted nodes did not stop cleanly: {unclean}"
         assert not survivors, f"node processes outlived the devstack: {survivors}"
         leftovers = containers_of_jobs(jobs)
         assert not leftovers, f"containers outlived the devstack: {leftovers}"
