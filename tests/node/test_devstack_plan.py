@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import pytest
 
 from bacalhau.errors import InvalidConfiguration, InvalidRequest
 from bacalhau.identity import NodeFiles, check_node_files
-from bacalhau.node import build_executors, plan_devstack
+from bacalhau.node import build_executors, plan_devstack, write_manifest
+from bacalhau.node._devstack import NodeStatus, describe_exit
 
 
 def test_plan_creates_trust_material_and_distinct_ports(tmp_path: Path) -> None:
@@ -38,3 +41,49 @@ def test_unknown_engine_is_refused() -> None:
     assert "qemu" in info.value.message and "wasm" in info.value.hint
     built = build_executors(["WASM", "noop"], allow_image_pull=False, node_id="12D3KooWabc")
     assert sorted(built) == ["noop", "wasm"]
+
+
+def test_settings_reach_every_node_and_args_restart_it_from_anywhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = {"labels": "zone=a,tier=b", "Orchestrator.NodeManager.ManualApproval": "true"}
+    nodes = plan_devstack(data_dir=Path("stack"), compute_nodes=2, api_port=0, config=settings)
+    for n in nodes:
+        assert n.args[n.args.index("--data-dir") + 1] == str(tmp_path / "stack" / n.name)
+        assert "--parent-fd" not in n.args  # the lifeline is the devstack's, not the node's
+        pairs = [n.args[i + 1] for i, arg in enumerate(n.args) if arg == "-c"]
+        assert pairs == ["labels=zone=a,tier=b", "Orchestrator.NodeManager.ManualApproval=true"]
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("colour", "blue"), ("max_attempts", "many"), ("API.Port", "1"), ("engines", "noop")],
+)
+def test_a_bad_or_devstack_owned_setting_is_refused_before_anything_is_created(
+    tmp_path: Path, key: str, value: str
+) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        plan_devstack(data_dir=tmp_path / "stack", compute_nodes=1, api_port=0, config={key: value})
+    assert info.value.details["Field"] == key
+    assert not (tmp_path / "stack").exists()
+
+
+def test_manifest_describes_each_node_and_is_replaced_whole(tmp_path: Path) -> None:
+    nodes = plan_devstack(data_dir=tmp_path, compute_nodes=1, api_port=0)
+    nodes[1].status, nodes[1].exit_code = NodeStatus.EXITED, -9
+    path = write_manifest(tmp_path, nodes)
+    manifest = json.loads(path.read_text())
+    assert manifest["WorkingDirectory"] == os.getcwd()
+    requester, compute = manifest["Nodes"]
+    assert requester["Roles"] == ["requester"] and set(requester["Ports"]) == {"API", "GRPC"}
+    assert (requester["Status"], requester["ExitCode"]) == ("starting", None)
+    assert compute["Roles"] == ["compute"] and set(compute["Ports"]) == {"GRPC", "Publisher"}
+    assert (compute["Status"], compute["ExitCode"]) == ("exited", -9)
+    assert compute["Args"] == nodes[1].args and compute["ID"] == nodes[1].node_id
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["devstack.json"]
+
+
+def test_exit_descriptions() -> None:
+    assert describe_exit(-9) == "killed by SIGKILL"
+    assert describe_exit(3) == "exit code 3"
