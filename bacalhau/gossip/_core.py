@@ -27,6 +27,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from bacalhau.gossip._broadcast import BroadcastQueue
+from bacalhau.gossip._members import Member, MemberTable, Suspicion
 from bacalhau.gossip._messages import (
     Ack,
     Dead,
@@ -66,45 +67,6 @@ LEFT = LivenessState.LEFT
 #: A ping-req helper nacks after this share of its own probe timeout, so the nack reaches the
 #: prober before the end of its probe interval.
 _NACK_SHARE = 0.8
-
-
-@dataclass(slots=True)
-class _Suspicion:
-    """Lifeguard's dynamic suspicion timeout for one member."""
-
-    incarnation: int
-    started: float
-    low: float
-    high: float
-    expected: int
-    accusers: set[str]
-    deadline: float = 0.0
-
-    def __post_init__(self) -> None:
-        self.recompute()
-
-    def recompute(self) -> None:
-        confirmations = len(self.accusers) - 1
-        if self.expected < 1:
-            timeout = self.low
-        else:
-            fraction = math.log(confirmations + 1) / math.log(self.expected + 1)
-            timeout = max(self.low, self.high - (self.high - self.low) * fraction)
-        self.deadline = self.started + timeout
-
-
-@dataclass(slots=True)
-class _Member:
-    record: NodeRecord
-    signed: SignedRecord
-    state: LivenessState
-    since: float
-    suspicion: _Suspicion | None = None
-    #: For a dead member: the record version it was declared dead at.
-    dead_incarnation: int = 0
-
-    def info(self) -> MemberInfo:
-        return MemberInfo(self.record, self.state, self.since)
 
 
 @dataclass(slots=True)
@@ -162,24 +124,18 @@ class Membership:
         self._verifier = verifier or RecordVerifier(codec)
         self._record = record
         self._signed = seal_record(identity, codec, record)
-        self._members: dict[str, _Member] = {}
-        #: The same members in a list, for O(1) random choice; and how many are in each state.
-        self._member_list: list[_Member] = []
-        self._counts = dict.fromkeys(LivenessState, 0)
+        self._members = MemberTable(self._rng)
         #: While merging a preloaded state: apply records without re-broadcasting them.
         self._quiet = False
-        self._tombstones: dict[str, int] = {}
         self._broadcasts = BroadcastQueue()
         self.metrics = GossipMetrics()
         self._sequence = 0
         self._awareness = 0
-        self._probe_order: list[str] = []
-        self._probe_index = 0
         #: A suspect to probe next, out of turn (see :meth:`_suspect`).
         self._confirm_target: str | None = None
         self._probe: _Probe | None = None
         self._relays: dict[int, _Relay] = {}
-        self._suspects: dict[str, _Suspicion] = {}
+        self._suspects: dict[str, Suspicion] = {}
         self._left = False
         self._now = now
         self._out = Effects()
@@ -227,11 +183,11 @@ class Membership:
         """Every known member, this node first, dead and departed ones included."""
         own = self.member(self.node_id)
         assert own is not None
-        return [own, *(m.info() for m in self._members.values())]
+        return [own, *(m.info() for m in self._members)]
 
     def live_count(self) -> int:
         """Members believed alive or suspect, this node included."""
-        return 1 + self._counts[ALIVE] + self._counts[SUSPECT]
+        return 1 + self._members.count(ALIVE, SUSPECT)
 
     def next_wakeup(self) -> float:
         """The time :meth:`tick` next has something to do."""
@@ -242,7 +198,7 @@ class Membership:
             times.append(self._next_gossip_at)
         if self._needs_join():
             times.append(self._next_join_at)
-        if self._counts[DEAD]:
+        if self._members.count(DEAD):
             times.append(self._next_reconnect_at)
         probe = self._probe
         if probe is not None:
@@ -285,7 +241,7 @@ class Membership:
             self._reconnect_round()
             self._next_reconnect_at = now + s.reconnect_interval
         if now >= self._next_reap_at:
-            self._reap(now)
+            self._members.reap(now - s.reap_after_seconds)
             self._next_reap_at = now + s.reap_after_seconds / 10
         return self._flush()
 
@@ -379,25 +335,13 @@ class Membership:
             target, Ping(self._sequence, target.record.node_id, self._record.grpc_address, updates)
         )
 
-    def _next_probe_target(self) -> _Member | None:
+    def _next_probe_target(self) -> Member | None:
         if self._confirm_target is not None:
             m = self._members.get(self._confirm_target)
             self._confirm_target = None
             if m is not None and m.state is SUSPECT:
                 return m
-        for _ in range(2):
-            while self._probe_index < len(self._probe_order):
-                node_id = self._probe_order[self._probe_index]
-                self._probe_index += 1
-                m = self._members.get(node_id)
-                if m is not None and not m.state.is_down():
-                    return m
-            # End of a round: reshuffle the live members (SWIM's round-robin probing bounds
-            # the time until any given member is probed to two rounds).
-            self._probe_order = [i for i, m in self._members.items() if not m.state.is_down()]
-            self._rng.shuffle(self._probe_order)
-            self._probe_index = 0
-        return None
+        return self._members.next_to_probe()
 
     def _run_probe_timers(self, now: float) -> None:
         probe = self._probe
@@ -409,8 +353,8 @@ class Membership:
             return
         if not probe.indirect_sent and now >= probe.indirect_at:
             probe.indirect_sent = True
-            helpers = self._random_members(
-                self._settings.indirect_checks, exclude={probe.target}, states=(ALIVE,)
+            helpers = self._members.random(
+                self._settings.indirect_checks, states=(ALIVE,), exclude=probe.target
             )
             request = PingReq(
                 probe.sequence,
@@ -484,9 +428,7 @@ class Membership:
             return
         if m.state is SUSPECT:
             assert m.suspicion is not None
-            if accuser not in m.suspicion.accusers:
-                m.suspicion.accusers.add(accuser)
-                m.suspicion.recompute()
+            if m.suspicion.confirm(accuser):
                 # Pass confirmations on: they shorten everyone's timeout.
                 self._broadcasts.put(node_id, Suspect(node_id, incarnation, accuser))
             return
@@ -494,7 +436,7 @@ class Membership:
         previous = m.state
         low, high = self._settings.suspicion_bounds(self.live_count())
         expected = min(self._settings.suspicion_confirmations, self.live_count() - 2)
-        m.suspicion = _Suspicion(incarnation, self._now, low, high, expected, {accuser})
+        m.suspicion = Suspicion(incarnation, self._now, low, high, expected, {accuser})
         self._suspects[node_id] = m.suspicion
         self._set_state(m, SUSPECT, MemberEventKind.SUSPECT, previous)
         self.metrics.suspicions += 1
@@ -530,7 +472,7 @@ class Membership:
         self._adjust_awareness(1)
         self._publish(replace(self._record, version=max(self._record.version, incarnation) + 1))
 
-    def _clear_suspicion(self, m: _Member) -> None:
+    def _clear_suspicion(self, m: Member) -> None:
         m.suspicion = None
         self._suspects.pop(m.record.node_id, None)
 
@@ -552,7 +494,7 @@ class Membership:
                     self._refute(signed.version)
             return
         m = self._members.get(node_id)
-        known = m.record.version if m is not None else self._tombstones.get(node_id, -1)
+        known = self._members.known_version(node_id)
         if signed.version <= known:
             if signed.version < known:
                 self.metrics.count_rejection(Rejection.STALE)
@@ -567,14 +509,8 @@ class Membership:
             self._broadcasts.put(node_id, signed)
         state = LEFT if record.leaving else ALIVE
         if m is None:
-            m = _Member(record, signed, state, self._now)
-            self._members[node_id] = m
-            self._member_list.append(m)
-            self._counts[state] += 1
-            if state is ALIVE:
-                # Probe newcomers within this round, at a random place in it.
-                at = self._rng.randint(self._probe_index, len(self._probe_order))
-                self._probe_order.insert(at, node_id)
+            m = Member(record, signed, state, self._now)
+            self._members.add(m)
             kind = MemberEventKind.JOINED if state is ALIVE else MemberEventKind.LEFT
             self._event(MemberEvent(kind, m.info(), None))
             return
@@ -596,10 +532,6 @@ class Membership:
             kind = MemberEventKind.LEFT
         else:
             kind = MemberEventKind.ALIVE
-        if previous.is_down() and state is ALIVE:
-            self._probe_order.insert(
-                self._rng.randint(self._probe_index, len(self._probe_order)), node_id
-            )
         self._set_state(m, state, kind, previous)
 
     def _apply_updates(self, updates: Iterable[Update], sender: str) -> None:
@@ -621,26 +553,13 @@ class Membership:
 
     def _set_state(
         self,
-        m: _Member,
+        m: Member,
         state: LivenessState,
         kind: MemberEventKind,
         previous: LivenessState,
     ) -> None:
-        if state != previous:
-            self._counts[previous] -= 1
-            self._counts[state] += 1
-            m.state = state
-            m.since = self._now
+        self._members.set_state(m, state, self._now)
         self._event(MemberEvent(kind, m.info(), previous))
-
-    def _reap(self, now: float) -> None:
-        horizon = now - self._settings.reap_after_seconds
-        for node_id, m in list(self._members.items()):
-            if m.state.is_down() and m.since <= horizon:
-                del self._members[node_id]
-                self._counts[m.state] -= 1
-                self._tombstones[node_id] = m.record.version
-        self._member_list = list(self._members.values())
 
     # -- dissemination ---------------------------------------------------------------------------
 
@@ -651,9 +570,7 @@ class Membership:
     def _gossip_round(self) -> None:
         s = self._settings
         horizon = self._now - s.gossip_to_dead_seconds
-        targets = self._random_members(
-            s.gossip_fanout, exclude=set(), states=(ALIVE, SUSPECT), dead_since=horizon
-        )
+        targets = self._members.random(s.gossip_fanout, states=(ALIVE, SUSPECT), dead_since=horizon)
         for target in targets:
             updates = self._piggyback()
             if not updates:
@@ -662,7 +579,7 @@ class Membership:
 
     def _push_pull_message(self, *, reply: bool, join: bool = False) -> PushPull:
         states = [MemberSnapshot(self._signed, LEFT if self._left else ALIVE, 0)]
-        for m in self._members.values():
+        for m in self._members:
             if m.state is SUSPECT and m.suspicion is not None:
                 incarnation = m.suspicion.incarnation
             elif m.state is DEAD:
@@ -673,18 +590,16 @@ class Membership:
         return PushPull(tuple(states), self._record.grpc_address, join=join, reply=reply)
 
     def _push_pull_round(self) -> None:
-        targets = self._random_members(1, exclude=set(), states=(ALIVE,))
+        targets = self._members.random(1, states=(ALIVE,))
         if targets:
             self._send_to_member(targets[0], self._push_pull_message(reply=False))
 
     def _reconnect_round(self) -> None:
-        dead = [m for m in self._members.values() if m.state is DEAD]
-        if dead:
-            target = self._rng.choice(dead)
+        for target in self._members.random(1, states=(DEAD,)):
             self._send_to_member(target, self._push_pull_message(reply=False))
 
     def _needs_join(self) -> bool:
-        return bool(self._seeds) and not self._counts[ALIVE]
+        return bool(self._seeds) and not self._members.count(ALIVE)
 
     def _join_seeds(self) -> None:
         message = self._push_pull_message(reply=False, join=True)
@@ -693,38 +608,7 @@ class Membership:
 
     # -- helpers ---------------------------------------------------------------------------------
 
-    def _random_members(
-        self,
-        count: int,
-        *,
-        exclude: set[str],
-        states: tuple[LivenessState, ...],
-        dead_since: float | None = None,
-    ) -> list[_Member]:
-        def wanted(m: _Member) -> bool:
-            return m.record.node_id not in exclude and (
-                m.state in states
-                or (dead_since is not None and m.state is DEAD and m.since >= dead_since)
-            )
-
-        everyone = self._member_list
-        candidates = sum(self._counts[st] for st in states)
-        if candidates >= 4 * count and candidates * 2 >= len(everyone):
-            # Most members qualify: random draws find ``count`` of them in a few tries,
-            # without walking the whole list (this runs for every probe and gossip round).
-            chosen: dict[str, _Member] = {}
-            for _ in range(8 * count):
-                m = everyone[self._rng.randrange(len(everyone))]
-                if wanted(m):
-                    chosen[m.record.node_id] = m
-                    if len(chosen) == count:
-                        return list(chosen.values())
-        pool = [m for m in everyone if wanted(m)]
-        if len(pool) <= count:
-            return pool
-        return self._rng.sample(pool, count)
-
-    def _send_to_member(self, m: _Member, message: Message) -> None:
+    def _send_to_member(self, m: Member, message: Message) -> None:
         self._send(m.record.node_id, m.record.grpc_address, message)
 
     def _send(self, node_id: str | None, address: str, message: Message) -> None:
