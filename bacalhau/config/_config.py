@@ -67,7 +67,15 @@ class NodeConfig:
     disconnect_timeout: float = 30.0
     default_publisher: str = "local"
     default_queue_timeout: int = 0
+    #: Retry defaults for jobs without their own ``Reschedule`` block: failed executions a
+    #: job may have (the first try included), failed executions per node, and the backoff
+    #: before a retry (seconds; doubled per failure up to the maximum).
     max_attempts: int = 3
+    max_attempts_per_node: int = 2
+    retry_delay: float = 1.0
+    retry_max_delay: float = 30.0
+    #: How long past its ExecutionTimeout an unreported execution is cancelled and failed.
+    execution_timeout_grace: float = 30.0
     #: After the requester starts, how long compute nodes have to (re)join before a job that
     #: no known node can take fails, or an execution on a node not heard from is failed.
     rejoin_grace: float = 30.0

@@ -113,6 +113,10 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
             compute=routed,
             settings=SchedulerSettings(
                 max_attempts=config.max_attempts,
+                max_attempts_per_node=config.max_attempts_per_node,
+                retry_delay=config.retry_delay,
+                retry_max_delay=config.retry_max_delay,
+                execution_timeout_grace=config.execution_timeout_grace,
                 default_queue_timeout=config.default_queue_timeout,
                 rejoin_grace=config.rejoin_grace,
             ),

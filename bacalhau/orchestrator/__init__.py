@@ -8,7 +8,15 @@ from bacalhau.orchestrator._orchestrator import ComputeClient, Orchestrator
 from bacalhau.orchestrator._plan import ExecutionChange, Plan
 from bacalhau.orchestrator._planner import ComputeTransport
 from bacalhau.orchestrator._ranking import NodeRank, rank_nodes
-from bacalhau.orchestrator._scheduler import SchedulerSettings, schedule
+from bacalhau.orchestrator._scheduler import (
+    RetryPolicy,
+    SchedulerSettings,
+    overdue_trigger,
+    queued_jobs_for_node,
+    retry_policy,
+    schedule,
+    waiting_reason,
+)
 from bacalhau.orchestrator._store import JobStore
 
 __all__ = [
@@ -26,8 +34,13 @@ __all__ = [
     "Orchestrator",
     "OrchestratorAPI",
     "Plan",
+    "RetryPolicy",
     "SchedulerSettings",
     "SubmitResult",
+    "overdue_trigger",
+    "queued_jobs_for_node",
     "rank_nodes",
+    "retry_policy",
     "schedule",
+    "waiting_reason",
 ]

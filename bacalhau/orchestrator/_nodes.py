@@ -52,6 +52,7 @@ class NodeManager:
         disconnect_timeout: float = 30.0,
         manual_approval: bool = False,
         on_node_change: Callable[[str], Awaitable[None]] | None = None,
+        on_capacity_change: Callable[[str], Awaitable[object]] | None = None,
     ) -> None:
         self._self = NodeState(info=self_info, last_seen_ns=time.time_ns())
         self._nodes: dict[str, NodeState] = {}
@@ -60,6 +61,8 @@ class NodeManager:
         self.disconnect_timeout = disconnect_timeout
         self._manual = manual_approval
         self._on_change = on_node_change
+        #: Called when a node reports more room than before (queued jobs may fit now).
+        self._on_capacity = on_capacity_change
         self._monitor: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> NodeManager:
@@ -135,7 +138,15 @@ class NodeManager:
                 f"node {hb.node_id} has not joined", hint="the compute node re-joins by itself"
             )
         node.last_seen_ns = time.time_ns()
+        more_room = False
         if node.info.compute is not None:
+            before = node.info.compute
+            more_room = (
+                hb.available_capacity.cpu > before.available_capacity.cpu + 1e-9
+                or hb.available_capacity.memory > before.available_capacity.memory
+                or hb.queue_used_capacity.cpu < before.queue_capacity.cpu - 1e-9
+                or hb.queue_used_capacity.memory < before.queue_capacity.memory
+            )
             node.info.compute.available_capacity = hb.available_capacity
             node.info.compute.queue_capacity = hb.queue_used_capacity
             node.info.compute.running_executions = hb.running_executions
@@ -145,6 +156,8 @@ class NodeManager:
             log.info("node %s reconnected", hb.node_id)
             if self._on_change is not None:
                 await self._on_change(hb.node_id)
+        elif more_room and self._on_capacity is not None:
+            await self._on_capacity(hb.node_id)
 
     def update(self, node_id: str, action: str, message: str = "") -> tuple[bool, str]:
         """An operator's decision about a compute node (ID or unique prefix): ``approve``,

@@ -20,6 +20,7 @@ from bacalhau.errors import (
     ConflictJobState,
     InvalidRequest,
     NodeNotFound,
+    NotFound,
 )
 from bacalhau.models import (
     BidResult,
@@ -38,6 +39,7 @@ from bacalhau.models import (
     LabelSelectorRequirement,
     NodeInfo,
     NodeState,
+    Resources,
     RunResult,
     SpecConfig,
     TriggeredBy,
@@ -53,7 +55,12 @@ from bacalhau.orchestrator._broker import EvaluationBroker
 from bacalhau.orchestrator._callbacks import BidApprovalHook, ExecutionCallbacks
 from bacalhau.orchestrator._nodes import NodeAddressBook, NodeManager
 from bacalhau.orchestrator._planner import ComputeTransport, Planner
-from bacalhau.orchestrator._scheduler import SchedulerSettings, schedule
+from bacalhau.orchestrator._scheduler import (
+    SchedulerSettings,
+    overdue_trigger,
+    queued_jobs_for_node,
+    schedule,
+)
 from bacalhau.orchestrator._store import JobStore, decode_jobs
 
 log = logging.getLogger(__name__)
@@ -116,6 +123,7 @@ class Orchestrator:
             disconnect_timeout=disconnect_timeout,
             manual_approval=manual_approval,
             on_node_change=self._node_changed,
+            on_capacity_change=self.on_capacity_change,
         )
         self._planner = Planner(
             store=self.store,
@@ -221,21 +229,53 @@ class Orchestrator:
     async def _node_changed(self, node_id: str) -> None:
         for job_id in self.store.active_jobs_on_node(node_id):
             self._enqueue_new(self.store.get_job(job_id), TriggeredBy.NODE_UPDATE)
-        # A node (re)joining may unblock queued jobs.
-        for job_id in self.store.jobs_in_states([JobStateType.QUEUED]):
-            self._enqueue_new(self.store.get_job(job_id), TriggeredBy.NODE_UPDATE)
+        # A node (re)joining or approved may unblock queued jobs.
+        await self.on_capacity_change(node_id)
+
+    async def on_capacity_change(self, node_id: str, *, freed: Resources | None = None) -> int:
+        """A compute node joined, was approved, reported more room, or ended an execution
+        that held ``freed``: re-evaluate the queued jobs it may now take, highest priority
+        then oldest first, bounded by what it can take (no thundering herd). Returns how
+        many were re-evaluated. The node view calls this; so do the execution callbacks."""
+        node = next((n for n in self.nodes.compute_nodes() if n.info.node_id == node_id), None)
+        if node is None:
+            return 0
+        queued = [self.store.get_job(j) for j in self.store.jobs_in_states([JobStateType.QUEUED])]
+        picked = queued_jobs_for_node(
+            queued, node, freed=freed, limit=self._settings.requeue_per_change
+        )
+        for job in picked:
+            self._enqueue_new(job, TriggeredBy.NODE_UPDATE)
+        return len(picked)
 
     async def _housekeeping(self) -> None:
         while True:
             await asyncio.sleep(self._housekeeping_interval)
-            now = now_ns()
-            for job_id in self.store.jobs_in_states(
-                [JobStateType.PENDING, JobStateType.QUEUED, JobStateType.RUNNING]
-            ):
-                job = self.store.get_job(job_id)
-                total = job.task.timeouts.total_timeout if job.tasks else 0
-                if total and now - job.create_time > total * 1_000_000_000:
-                    self._enqueue_new(job, TriggeredBy.JOB_TIMEOUT)
+            try:
+                self._evaluate_overdue(now_ns())
+            except Exception:
+                log.exception("housekeeping failed")
+
+    def _evaluate_overdue(self, now: int) -> None:
+        """The safety net behind every timer: evaluate jobs past a timeout, re-queue
+        evaluations that should have run long ago, and look at live jobs with nothing in
+        flight (no active execution, no pending evaluation)."""
+        pending = self.store.pending_evaluations()
+        lost_before = now - int(max(10.0, 2 * self._housekeeping_interval) * 1_000_000_000)
+        for ev in pending:
+            if max(ev.wait_until, ev.create_time) < lost_before:
+                self._broker.enqueue(ev)
+        waiting = {ev.job_id for ev in pending}
+        for job_id in self.store.jobs_in_states(
+            [JobStateType.PENDING, JobStateType.QUEUED, JobStateType.RUNNING]
+        ):
+            job = self.store.get_job(job_id)
+            executions = self.store.executions_of(job_id)
+            trigger = overdue_trigger(job, executions, now, self._settings)
+            if not trigger and job_id not in waiting and not any(e.is_active() for e in executions):
+                trigger = TriggeredBy.JOB_QUEUE  # stuck: nothing would ever look at it
+            if trigger:
+                self._enqueue_new(job, trigger)
 
     # -- endpoint (OrchestratorAPI) ----------------------------------------------------
 
@@ -444,9 +484,18 @@ class Orchestrator:
 
     async def on_run_complete(self, result: RunResult) -> None:
         await self._callbacks.on_run_complete(result)
+        await self._execution_ended(result.execution_id, result.node_id)
 
     async def on_compute_failure(self, failure: ComputeFailure) -> None:
         await self._callbacks.on_compute_failure(failure)
+        await self._execution_ended(failure.execution_id, failure.node_id)
+
+    async def _execution_ended(self, execution_id: str, node_id: str) -> None:
+        """What the execution held is free on its node: queued jobs may fit there now."""
+        with contextlib.suppress(NotFound):
+            ex = self.store.get_execution(execution_id)
+            if ex.node_id == node_id:
+                await self.on_capacity_change(node_id, freed=ex.allocated)
 
     async def join(self, request: JoinRequest) -> JoinResponse:
         return await self.nodes.join(request)

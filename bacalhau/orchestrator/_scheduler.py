@@ -22,6 +22,7 @@ from bacalhau.models import (
     JobStateType,
     Membership,
     NodeState,
+    Resources,
     TriggeredBy,
     new_evaluation_id,
     new_execution_id,
@@ -29,8 +30,10 @@ from bacalhau.models import (
 from bacalhau.orchestrator._plan import ExecutionChange, Plan
 from bacalhau.orchestrator._ranking import (
     DEFAULT_ATTEMPTS_PER_NODE,
+    FULL,
     NodeRank,
     Obstacle,
+    headroom,
     job_usage,
     rank_nodes,
 )
@@ -59,6 +62,9 @@ class SchedulerSettings:
     #: with the time waited, up to ``queue_backoff_max``.
     queue_backoff: float = 1.0
     queue_backoff_max: float = 30.0
+    #: When a node joins or frees capacity, at most this many queued jobs are re-evaluated
+    #: (highest priority, then oldest, first): no thundering herd on one node.
+    requeue_per_change: int = 16
     #: How long past its ExecutionTimeout an execution may stay unreported before the
     #: requester cancels it on its node and fails it (the node enforces the timeout itself;
     #: this catches a node that went silent).
@@ -67,6 +73,81 @@ class SchedulerSettings:
     #: have (re)joined yet (0: none). The orchestrator turns it into ``schedule``'s
     #: ``settling_until``.
     rejoin_grace: float = 0.0
+
+
+def queued_jobs_for_node(
+    queued: Sequence[Job],
+    node: NodeState,
+    *,
+    freed: Resources | None = None,
+    limit: int = 16,
+) -> list[Job]:
+    """Which waiting jobs to re-evaluate now that ``node`` joined or has more room.
+
+    Highest priority first, then oldest; only jobs the node could run, and only as many as
+    fit in what it can take (its headroom, plus ``freed``: what an execution that just
+    ended held, which the node has not reported yet), at most ``limit``. The others keep
+    waiting for the next change (or their safety-net timer).
+    """
+    room = headroom(node)
+    if room is not None and freed is not None:
+        room = _shift(room, freed, 1)
+    picked: list[Job] = []
+    for job in sorted(queued, key=lambda j: (-j.priority, j.create_time, j.id)):
+        if len(picked) >= limit:
+            break
+        if not job.tasks or job.state.is_terminal():
+            continue
+        # Full is what the room below decides (it counts what was just freed).
+        if not all(r.suitable or r.obstacle is FULL for r in rank_nodes(job, [node], [])):
+            continue
+        if room is not None:
+            usage = job_usage(job)
+            if not usage.fits_in(room):
+                continue
+            room = _shift(room, usage, -1)
+        picked.append(job)
+    return picked
+
+
+def _shift(a: Resources, b: Resources, sign: int) -> Resources:
+    """``a + b`` (sign 1) or ``a - b`` (sign -1), resource by resource."""
+    return Resources(
+        cpu=a.cpu + sign * b.cpu,
+        memory=a.memory + sign * b.memory,
+        disk=a.disk + sign * b.disk,
+        gpu=a.gpu + sign * b.gpu,
+    )
+
+
+def overdue_trigger(
+    job: Job, executions: Sequence[Execution], now: int, settings: SchedulerSettings
+) -> str:
+    """Why a live job must be evaluated now (a ``TriggeredBy`` value), or "" if nothing of
+    it is overdue: past its TotalTimeout, an execution past its ExecutionTimeout plus the
+    grace, or a queued job past its QueueTimeout. Housekeeping's safety net."""
+    if not job.tasks or job.state.is_terminal():
+        return ""
+    timeouts = job.task.timeouts
+    if timeouts.total_timeout and now - job.create_time > timeouts.total_timeout * 1e9:
+        return TriggeredBy.JOB_TIMEOUT
+    if timeouts.execution_timeout:
+        overdue_after = (timeouts.execution_timeout + settings.execution_timeout_grace) * 1e9
+        for ex in executions:
+            if (
+                ex.compute_state in (E.BID_ACCEPTED, E.RUNNING)
+                and ex.desired_state == D.RUNNING
+                and now - ex.modify_time > overdue_after
+            ):
+                return TriggeredBy.EXEC_TIMEOUT
+    queue_timeout = timeouts.queue_timeout or settings.default_queue_timeout
+    if (
+        job.state == JobStateType.QUEUED
+        and queue_timeout
+        and now - job.create_time > queue_timeout * 1e9
+    ):
+        return TriggeredBy.JOB_QUEUE
+    return ""
 
 
 def schedule(
