@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from bacalhau.errors import BacalhauError
 from bacalhau.identity import NodeIdentity, verify
@@ -60,6 +60,42 @@ class NodeRecord:
     health: str = "healthy"
     #: Set in the last record a node publishes before it leaves on purpose.
     leaving: bool = False
+
+    @classmethod
+    def from_node_info(
+        cls,
+        info: NodeInfo,
+        *,
+        version: int,
+        roles: frozenset[NodeType] | None = None,
+        api_address: str = "",
+        publisher_address: str = "",
+    ) -> NodeRecord:
+        """A record describing what ``info`` says (roles default to its node type)."""
+        compute = info.compute
+        fields: dict[str, Any] = {}
+        if compute is not None:
+            fields = {
+                "engines": tuple(compute.execution_engines),
+                "input_sources": tuple(compute.storage_sources),
+                "publishers": tuple(compute.publishers),
+                "total_capacity": compute.max_capacity,
+                "available_capacity": compute.available_capacity,
+                "queued_capacity": compute.queue_capacity,
+                "running_executions": compute.running_executions,
+                "enqueued_executions": compute.enqueued_executions,
+            }
+        return cls(
+            node_id=info.node_id,
+            version=version,
+            roles=roles if roles is not None else frozenset({info.node_type}),
+            grpc_address=info.grpc_address,
+            api_address=api_address,
+            publisher_address=publisher_address,
+            labels=dict(info.labels),
+            software_version=info.version,
+            **fields,
+        )
 
     def to_node_info(self) -> NodeInfo:
         """The record as the job model's :class:`NodeInfo` (what the scheduler ranks)."""

@@ -171,3 +171,17 @@ async def test_a_membership_call_must_come_from_the_node_it_names(tmp_path: Path
             assert a.runner.metrics.messages_received == received + 1
         finally:
             await channel.close(None)
+
+
+@pytest.mark.timeout(30)
+async def test_a_node_from_another_cluster_cannot_join(tmp_path: Path) -> None:
+    ours, theirs = Cluster(tmp_path), Cluster(tmp_path, "foreign")
+    async with AsyncExitStack() as stack:
+        a = await stack.enter_async_context(running_member(ours.node(), []))
+        stranger = await stack.enter_async_context(
+            running_member(theirs.node(), [a.server.address])
+        )
+        await eventually(lambda: stranger.runner.send_failures >= 3)
+        assert [m.node_id for m in a.runner.members()] == [a.node_id]
+        assert [m.node_id for m in stranger.runner.members()] == [stranger.node_id]
+        assert a.runner.metrics.messages_received == 0

@@ -3,6 +3,8 @@ standard SignedPayload envelope."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from bacalhau._proto.v1 import membership_pb2
@@ -14,6 +16,7 @@ from bacalhau.gossip import (
     MemberSnapshot,
     Message,
     Nack,
+    NodeRecord,
     Ping,
     PingReq,
     PushPull,
@@ -100,3 +103,17 @@ def test_every_message_round_trips(message: Message) -> None:
     assert request.sender_node_id == A.node_id
     wire = type(request).FromString(request.SerializeToString())
     assert message_from_proto(wire) == message
+
+
+def test_a_record_and_the_job_model_node_info_agree() -> None:
+    info = FULL.to_node_info()
+    assert info.compute is not None
+    assert info.compute.available_capacity == FULL.available_capacity
+    back = NodeRecord.from_node_info(
+        info,
+        version=FULL.version,
+        roles=FULL.roles,
+        api_address=FULL.api_address,
+        publisher_address=FULL.publisher_address,
+    )
+    assert back == replace(FULL, health="healthy", leaving=False)
