@@ -109,7 +109,7 @@ async def put_job(request: web.Request) -> web.Response:
     )
 
 
-async def list_jobs(request: web.Request) -> web.Response:
+async def list_jobs(request: web.Request) -> web.StreamResponse:
     q = Query(request)
     labels = q.joined("labels")
     selector = parse_selector(labels, field="labels") if labels else None
@@ -151,16 +151,33 @@ async def list_jobs(request: web.Request) -> web.Response:
             offset + len(page.items),
             (job_sort_value(last, order_by), last.id),
         ).encode()
-    if page.items:
-        # Encoding a page of large specs takes a while: keep the event loop serving meanwhile.
-        body = await asyncio.to_thread(_list_body, page.items, next_token)
-    else:
-        body = _list_body(page.items, next_token)
-    return web.Response(body=body, content_type="application/json")
+    if not page.items:
+        return json_response({"Items": [], "NextToken": next_token})
+    # Encoding a page of large specs takes a while: keep the event loop serving meanwhile.
+    chunks = await asyncio.to_thread(_list_chunks, page.items, next_token)
+    if sum(len(c) for c in chunks) <= _DECODE_INLINE_BYTES:
+        return web.Response(body=b"".join(chunks), content_type="application/json")
+    # Large: written piece by piece, letting the loop serve others while the client reads.
+    resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+    resp.content_length = sum(len(c) for c in chunks)
+    await resp.prepare(request)
+    for chunk in chunks:
+        await resp.write(chunk)
+    await resp.write_eof()
+    return resp
 
 
-def _list_body(jobs: list[Job], next_token: str) -> bytes:
-    return encode_json({"Items": [j.to_dict() for j in jobs], "NextToken": next_token})
+def _list_chunks(jobs: list[Job], next_token: str) -> list[bytes]:
+    """The body of a job list, in pieces. One job at a time: each encoding call holds the
+    GIL, so a page of large jobs encoded as one document would stall the event loop for all
+    of them at once."""
+    chunks = [b'{"Items":[']
+    for i, job in enumerate(jobs):
+        if i:
+            chunks.append(b",")
+        chunks.append(encode_json(job.to_dict()))
+    chunks.append(b'],"NextToken":' + encode_json(next_token) + b"}")
+    return chunks
 
 
 async def get_job(request: web.Request) -> web.Response:

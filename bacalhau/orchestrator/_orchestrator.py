@@ -61,7 +61,7 @@ from bacalhau.orchestrator._scheduler import (
     queued_jobs_for_node,
     schedule,
 )
-from bacalhau.orchestrator._store import JobStore, decode_jobs
+from bacalhau.orchestrator._store import JobStore
 
 log = logging.getLogger(__name__)
 D = ExecutionDesiredStateType
@@ -369,11 +369,11 @@ class Orchestrator:
             offset=offset,
             after=after,
         )
-        # Large specs take a while to decode: keep the event loop serving meanwhile.
-        if sum(len(d) for d in page.documents) > _DECODE_INLINE_BYTES:
-            jobs = await asyncio.to_thread(decode_jobs, page.documents)
+        # Large specs take a while to read and decode: keep the event loop serving meanwhile.
+        if page.size > _DECODE_INLINE_BYTES:
+            jobs = await asyncio.to_thread(self.store.read_jobs, page.ids, own_connection=True)
         else:
-            jobs = decode_jobs(page.documents)
+            jobs = self.store.read_jobs(page.ids)
         return JobPage(items=jobs, has_more=page.has_more)
 
     async def list_executions(self, job_id: str) -> list[Execution]:

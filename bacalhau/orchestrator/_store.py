@@ -7,9 +7,9 @@ first evaluation, a plan) happen in one transaction via :meth:`JobStore.transact
 
 SQLite is called directly from the event loop: each transaction is a few hundred microseconds
 with ``synchronous=NORMAL`` under WAL, cheaper than a thread hop. Listing pages in SQL over the
-state columns (namespace, labels, times) and returns the stored documents of one page only;
-decoding them (the costly part for large specs) is left to the caller, who may do it off the
-event loop with :func:`decode_jobs`.
+state columns (namespace, labels, times, document size) and reads the documents of one page
+only; for a large page the caller may read and decode them in a worker thread
+(:meth:`JobStore.read_jobs` with its own connection).
 """
 
 from __future__ import annotations
@@ -64,7 +64,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     create_time INTEGER NOT NULL,
     modify_time INTEGER NOT NULL,
     data TEXT NOT NULL,
-    labels TEXT
+    labels TEXT,
+    size INTEGER
 );
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state);
 CREATE TABLE IF NOT EXISTS executions (
@@ -111,9 +112,12 @@ _FETCH_CHUNK = 500
 
 @dataclass(slots=True)
 class StoredJobPage:
-    """One page of a job listing, still encoded: ``documents`` are the stored JSON texts."""
+    """One page of a job listing: the IDs, in order, and the size of their stored documents
+    (read them with :meth:`JobStore.read_jobs`)."""
 
-    documents: list[str]
+    ids: list[str]
+    #: Bytes of stored documents the page holds (large pages are worth reading off the loop).
+    size: int
     #: True when more matching jobs follow the page.
     has_more: bool
 
@@ -134,7 +138,8 @@ class JobStore:
     """SQLite-backed store of the requester's state."""
 
     def __init__(self, path: Path | str) -> None:
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._path = str(path)
+        self._db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
@@ -150,18 +155,23 @@ class JobStore:
         self._db.close()
 
     def _migrate(self) -> None:
-        """Add the ``labels`` column to a store written before listing filtered in SQL."""
+        """Add the ``labels`` and ``size`` columns to a store written before listing paged
+        in SQL."""
         columns = {str(r[1]) for r in self._db.execute("PRAGMA table_info(jobs)")}
-        if "labels" in columns:
+        if {"labels", "size"} <= columns:
             return
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            self._db.execute("ALTER TABLE jobs ADD COLUMN labels TEXT")
-            for job_id, data in self._db.execute("SELECT id, data FROM jobs").fetchall():
-                labels = json.loads(data).get("Labels") or {}
-                self._db.execute(
-                    "UPDATE jobs SET labels = ? WHERE id = ?", (json.dumps(labels), job_id)
-                )
+            if "size" not in columns:
+                self._db.execute("ALTER TABLE jobs ADD COLUMN size INTEGER")
+                self._db.execute("UPDATE jobs SET size = length(CAST(data AS BLOB))")
+            if "labels" not in columns:
+                self._db.execute("ALTER TABLE jobs ADD COLUMN labels TEXT")
+                for job_id, data in self._db.execute("SELECT id, data FROM jobs").fetchall():
+                    labels = json.loads(data).get("Labels") or {}
+                    self._db.execute(
+                        "UPDATE jobs SET labels = ? WHERE id = ?", (json.dumps(labels), job_id)
+                    )
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
@@ -199,9 +209,10 @@ class JobStore:
 
     def create_job(self, job: Job) -> None:
         check_job_transition(JobStateType.UNDEFINED, job.state)
+        data = json.dumps(job.to_dict())
         self._db.execute(
             "INSERT INTO jobs (id, namespace, state, revision, create_time, modify_time, data,"
-            " labels) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            " labels, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 job.id,
                 job.namespace,
@@ -209,8 +220,9 @@ class JobStore:
                 job.revision,
                 job.create_time,
                 job.modify_time,
-                json.dumps(job.to_dict()),
+                data,
                 json.dumps(job.labels),
+                len(data),
             ),
         )
 
@@ -238,7 +250,7 @@ class JobStore:
         return str(rows[0][0])
 
     def list_jobs(self) -> list[Job]:
-        return decode_jobs(self.page_jobs().documents)
+        return self.read_jobs(self.page_jobs().ids)
 
     def page_jobs(
         self,
@@ -271,13 +283,14 @@ class JobStore:
             args.extend(after)
         direction = "DESC" if reverse else "ASC"
         sql = (
-            f"SELECT id, labels FROM jobs{' WHERE ' + ' AND '.join(where) if where else ''}"
+            f"SELECT id, labels, size FROM jobs{' WHERE ' + ' AND '.join(where) if where else ''}"
             f" ORDER BY {order_by} {direction}, id {direction}"
         )
         ids: list[str] = []
+        size = 0
         skipped = 0
         has_more = False
-        for job_id, labels in self._db.execute(sql, args):
+        for job_id, labels, job_size in self._db.execute(sql, args):
             if labels_match is not None and not labels_match(json.loads(labels or "{}")):
                 continue
             if skipped < offset:
@@ -287,14 +300,31 @@ class JobStore:
                 has_more = True
                 break
             ids.append(str(job_id))
-        return StoredJobPage(documents=self._documents(ids), has_more=has_more)
+            size += int(job_size or 0)
+        return StoredJobPage(ids=ids, size=size, has_more=has_more)
 
-    def _documents(self, ids: list[str]) -> list[str]:
+    def read_jobs(self, ids: Sequence[str], *, own_connection: bool = False) -> list[Job]:
+        """The jobs with these IDs, in this order (IDs no longer stored are skipped).
+
+        ``own_connection`` reads through a connection of its own, so that the call can run in
+        a worker thread while the event loop keeps using the store (WAL: it sees committed
+        data only).
+        """
+        if not own_connection:
+            return decode_jobs(self._documents(self._db, ids))
+        db = sqlite3.connect(self._path, isolation_level=None)
+        try:
+            return decode_jobs(self._documents(db, ids))
+        finally:
+            db.close()
+
+    @staticmethod
+    def _documents(db: sqlite3.Connection, ids: Sequence[str]) -> list[str]:
         found: dict[str, str] = {}
         for start in range(0, len(ids), _FETCH_CHUNK):
-            chunk = ids[start : start + _FETCH_CHUNK]
+            chunk = list(ids[start : start + _FETCH_CHUNK])
             marks = ",".join("?" for _ in chunk)
-            for job_id, data in self._db.execute(
+            for job_id, data in db.execute(
                 f"SELECT id, data FROM jobs WHERE id IN ({marks})", chunk
             ):
                 found[str(job_id)] = str(data)
@@ -329,13 +359,13 @@ class JobStore:
         job.state_message = message
         job.revision += 1
         job.modify_time = now
+        data = json.dumps(job.to_dict())
         with self.transaction():
             cur = self._db.execute(
-                "UPDATE jobs SET state = ?, revision = ?, modify_time = ?, data = ?"
+                "UPDATE jobs SET state = ?, revision = ?, modify_time = ?, data = ?, size = ?"
                 " WHERE id = ? AND revision = ?",
-                (int(new_state), job.revision, now, json.dumps(job.to_dict()), job_id,
-                 job.revision - 1),
-            )  # fmt: skip
+                (int(new_state), job.revision, now, data, len(data), job_id, job.revision - 1),
+            )
             if cur.rowcount != 1:
                 raise RevisionConflict(f"job {job_id} changed concurrently")
             self.add_history(

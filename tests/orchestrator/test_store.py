@@ -17,7 +17,6 @@ from bacalhau.models import (
     now_ns,
 )
 from bacalhau.orchestrator import JobStore
-from bacalhau.orchestrator._store import decode_jobs
 
 E = ExecutionStateType
 
@@ -128,18 +127,18 @@ def test_listing_pages_in_sql_and_reads_only_the_page(tmp_path: Path) -> None:
     # decode it (only the page's documents are read).
     store._db.execute("UPDATE jobs SET data = 'not json' WHERE id = 'j-4'")
     first = store.page_jobs(namespace="default", limit=2)
-    assert [j.id for j in decode_jobs(first.documents)] == ["j-0", "j-1"] and first.has_more
+    assert [j.id for j in store.read_jobs(first.ids)] == ["j-0", "j-1"] and first.has_more
     second = store.page_jobs(namespace="default", limit=2, after=(101, "j-1"))
-    assert [j.id for j in decode_jobs(second.documents)] == ["j-2", "j-3"]
+    assert [j.id for j in store.read_jobs(second.ids)] == ["j-2", "j-3"]
     teams = store.page_jobs(labels_match=lambda labels: labels.get("team") == "a", limit=2)
-    assert [j.id for j in decode_jobs(teams.documents)] == ["j-1", "j-3"] and teams.has_more
+    assert [j.id for j in store.read_jobs(teams.ids)] == ["j-1", "j-3"] and teams.has_more
     newest = store.page_jobs(order_by="create_time", reverse=True, limit=1)
-    assert [j.id for j in decode_jobs(newest.documents)] == ["j-5"]
+    assert [j.id for j in store.read_jobs(newest.ids)] == ["j-5"]
     by_id = store.page_jobs(order_by="id", reverse=True, after=("j-3", "j-3"))
-    assert [j.id for j in decode_jobs(by_id.documents)] == ["j-2", "j-1", "j-0"]
+    assert [j.id for j in store.read_jobs(by_id.ids, own_connection=True)] == ["j-2", "j-1", "j-0"]
     legacy = store.page_jobs(namespace="default", offset=2, limit=2)
-    assert [j.id for j in decode_jobs(legacy.documents)] == ["j-2", "j-3"]
-    assert not store.page_jobs(namespace="nope").documents
+    assert [j.id for j in store.read_jobs(legacy.ids)] == ["j-2", "j-3"]
+    assert not store.page_jobs(namespace="nope").ids
 
 
 def test_a_store_without_the_labels_column_is_migrated(tmp_path: Path) -> None:
@@ -149,7 +148,11 @@ def test_a_store_without_the_labels_column_is_migrated(tmp_path: Path) -> None:
         store.create_job(_labelled("j-new", 101))
     # As a store written before listing filtered in SQL: no labels column.
     store._db.execute("ALTER TABLE jobs DROP COLUMN labels")
+    store._db.execute("ALTER TABLE jobs DROP COLUMN size")
     store.close()
     again = JobStore(tmp_path / "jobs.db")
     page = again.page_jobs(labels_match=lambda labels: labels.get("team") == "a")
-    assert [j.id for j in decode_jobs(page.documents)] == ["j-old"]
+    assert [j.id for j in again.read_jobs(page.ids)] == ["j-old"]
+    assert page.size == len(
+        again._db.execute("SELECT data FROM jobs WHERE id = 'j-old'").fetchone()[0]
+    )
