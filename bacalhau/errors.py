@@ -26,7 +26,8 @@ edge, a ``hint`` telling the user what to do, and whether retrying may help. The
     │   ├── ExecutionTimeout
     │   ├── ExecutionCancelled
     │   ├── ExecutorNotInstalled
-    │   └── PublishFailed
+    │   ├── PublishFailed
+    │   └── NodeLost             the node running it was declared dead
     ├── BidRejected              the compute node declined
     ├── Unavailable (503)        a peer or service cannot be reached
     └── InternalError (500)
@@ -55,6 +56,7 @@ __all__ = [
     "InvalidTransition",
     "JobNotFound",
     "MultipleJobsFound",
+    "NodeLost",
     "NodeNotFound",
     "NotEnoughNodes",
     "NotFound",
@@ -242,6 +244,19 @@ class PublishFailed(ExecutionFailed):
     code = "PublishFailed"
     default_component = "Publisher"
     retryable = True
+
+
+class NodeLost(ExecutionFailed):
+    """The node running an execution went silent and was declared dead; the execution is
+    failed and placed elsewhere. Not the job's fault, so its replacement starts at once."""
+
+    code = "NodeLost"
+    default_component = "Orchestrator"
+    retryable = True
+    default_hint = (
+        "nothing to do: the job is rescheduled on another node within its retry policy; "
+        "check the lost node's health and network"
+    )
 
 
 class BidRejected(BacalhauError):

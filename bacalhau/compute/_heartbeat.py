@@ -35,6 +35,9 @@ class HeartbeatLoop:
     heartbeat reports). The interval is the requester's (``JoinResponse.heartbeat_interval``)
     unless ``interval`` overrides it. After ``rejoin_after`` beats in a row fail, the node
     joins again anyway: a requester that was down may have forgotten it.
+
+    ``executions`` lists what the node still holds for the requester (under way, or finished
+    and not yet reported); every join carries it, so a restarted requester can reconcile.
     """
 
     def __init__(
@@ -46,6 +49,7 @@ class HeartbeatLoop:
         initial_backoff: float = 0.2,
         max_backoff: float = 10.0,
         rejoin_after: int = 3,
+        executions: Callable[[], list[str]] | None = None,
     ) -> None:
         self._registry = registry
         self._describe = describe
@@ -54,6 +58,7 @@ class HeartbeatLoop:
         self._initial_backoff = initial_backoff
         self._max_backoff = max_backoff
         self._rejoin_after = rejoin_after
+        self._executions = executions
         self._sequence = 0
         self._joins = 0
         self._joined = asyncio.Event()
@@ -109,7 +114,8 @@ class HeartbeatLoop:
         while True:
             try:
                 info = await self._describe()
-                response = await self._registry.join(JoinRequest(info=info))
+                held = self._executions() if self._executions is not None else None
+                response = await self._registry.join(JoinRequest(info=info, executions=held))
             except asyncio.CancelledError:
                 raise
             except Exception as err:

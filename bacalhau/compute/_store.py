@@ -382,6 +382,23 @@ class ExecutionStore:
             for seq, rid, eid, kind, payload, created in rows
         ]
 
+    def unsettled_ids(self, requester_id: str | None = None) -> list[str]:
+        """Executions the requester must not give up on: those still under way here, and
+        those whose final callback is still in the outbox (finished, not yet reported).
+
+        A re-joining node announces these, so a restarted requester can fail what this node
+        no longer knows without failing what is only waiting to be delivered.
+        """
+        marks = ",".join("?" * len(_TERMINAL))
+        where = " AND requester_id = ?" if requester_id is not None else ""
+        args: list[str] = [*_TERMINAL, *([requester_id] if requester_id is not None else [])]
+        rows = self._db.execute(
+            f"SELECT id FROM executions WHERE state NOT IN ({marks}){where} "
+            f"UNION SELECT execution_id FROM outbox WHERE 1 = 1{where} ORDER BY 1",
+            [*args, *([requester_id] if requester_id is not None else [])],
+        ).fetchall()
+        return [str(row[0]) for row in rows]
+
     def callback_requesters(self) -> list[str]:
         """Requesters with callbacks waiting."""
         rows = self._db.execute("SELECT DISTINCT requester_id FROM outbox").fetchall()

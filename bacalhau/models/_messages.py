@@ -87,6 +87,10 @@ class JoinRequest:
     """Compute -> requester: register (or re-register) this node."""
 
     info: NodeInfo
+    #: Executions the node still runs or has unreported results for (None: not reported).
+    #: A requester fails the executions it thinks active there that are not listed, and
+    #: cancels listed ones it has stopped meanwhile.
+    executions: list[str] | None = None
 
 
 @dataclass(slots=True)

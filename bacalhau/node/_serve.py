@@ -189,7 +189,9 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
                 grpc_address=grpc_address,
             )
 
-        heartbeat = HeartbeatLoop(registry=link, describe=describe)
+        heartbeat = HeartbeatLoop(
+            registry=link, describe=describe, executions=compute_endpoint.store.unsettled_ids
+        )
         await stack.enter_async_context(heartbeat)
         running.heartbeat = heartbeat
         log.info("compute %s: bprotocol on %s", node_id, grpc_address)

@@ -4,6 +4,13 @@ OnComputeFailure): each records what happened to one execution and queues an eva
 Callbacks may arrive late or twice (a node retries until it is heard): every write is
 conditional on the execution still being in a state the callback can follow, and a stale
 callback is ignored rather than corrupting a finished execution.
+
+Late results: an execution whose node was declared lost is failed and replaced. If that node
+comes back and reports a result for it, the failed execution stays failed (terminal states
+stay terminal) and the report is recorded in its history as ignored: the replacement's result
+is the one kept, whether or not it has finished yet, so a job never completes twice nor
+publishes two results for one execution slot. Replaced executions that the node still runs
+are cancelled on it when it re-joins (``_reconcile``).
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from bacalhau.errors import BacalhauError, PermissionDenied, RevisionConflict
+from bacalhau.errors import BacalhauError, NodeLost, PermissionDenied, RevisionConflict
 from bacalhau.models import (
     BidResult,
     ComputeFailure,
@@ -33,6 +40,9 @@ from bacalhau.orchestrator._store import JobStore
 log = logging.getLogger(__name__)
 D = ExecutionDesiredStateType
 E = ExecutionStateType
+
+#: Execution detail set once a late report for it has been recorded (recorded once only).
+_LATE = "LateReport"
 
 #: States from which a run result or a failure report can still be recorded.
 _REPORTABLE = frozenset(
@@ -166,6 +176,7 @@ class ExecutionCallbacks:
             )
         except RevisionConflict as exc:
             log.info("ignoring late run result for %s: %s", ex.id, exc.message)
+            self._record_late(ex.id, E.COMPLETED, f"{message.lower()} (exit code {code})")
             return
         self._after_callback(ex.job_id)
 
@@ -198,5 +209,34 @@ class ExecutionCallbacks:
             )
         except RevisionConflict as exc:
             log.info("ignoring late failure for %s: %s", ex.id, exc.message)
+            self._record_late(ex.id, E.FAILED, f"failed: {message}")
             return
         self._after_callback(ex.job_id)
+
+    def _record_late(self, execution_id: str, reported: E, outcome: str) -> None:
+        """Say in the history that a report came after the execution was settled otherwise
+        (e.g. its node was declared lost and the execution replaced). A repeat of a report
+        already recorded (the node retried) adds nothing."""
+        ex = self._store.get_execution(execution_id)
+        lost = ex.compute_details.get(NodeLost.code) == "true"
+        if (ex.compute_state == reported and not lost) or ex.compute_details.get(_LATE) == "true":
+            return  # the node's own report, delivered again
+        why = ex.compute_message or ex.desired_message or ex.compute_state.label
+        message = (
+            f"Late report ignored: node {ex.node_id} reported the execution {outcome}, "
+            f"but it was already {ex.compute_state.label.lower()} ({why})"
+        )
+        try:
+            self._store.update_execution(
+                ex.id,
+                compute_details={**ex.compute_details, _LATE: "true"},
+                expected_revision=ex.revision,
+                event=Event(
+                    message=message,
+                    topic="Execution",
+                    timestamp=now_ns(),
+                    details={"LateReport": "true"},
+                ),
+            )
+        except RevisionConflict:
+            return  # changed meanwhile: the next report, if any, says it

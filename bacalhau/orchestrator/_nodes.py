@@ -3,7 +3,9 @@
 Compute nodes join with a signed NodeInfo and then heartbeat with their free capacity. A
 node silent for longer than ``disconnect_timeout`` is marked DISCONNECTED and the
 orchestrator re-evaluates every job with work on it (the scheduler fails those executions and
-places new ones), instead of leaving jobs stuck on a dead node.
+places new ones), instead of leaving jobs stuck on a dead node. A lost node's heartbeats are
+refused until it joins again, announcing the executions it holds so that the ones replaced
+meanwhile are stopped on it.
 
 Membership: with ``manual_approval`` a node that joins for the first time is PENDING until an
 operator approves it (``bacalhau node approve``); without it, nodes are APPROVED on joining.
@@ -53,6 +55,7 @@ class NodeManager:
         manual_approval: bool = False,
         on_node_change: Callable[[str], Awaitable[None]] | None = None,
         on_capacity_change: Callable[[str], Awaitable[object]] | None = None,
+        on_node_lost: Callable[[str, float], Awaitable[None]] | None = None,
     ) -> None:
         self._self = NodeState(info=self_info, last_seen_ns=time.time_ns())
         self._nodes: dict[str, NodeState] = {}
@@ -61,6 +64,8 @@ class NodeManager:
         self.disconnect_timeout = disconnect_timeout
         self._manual = manual_approval
         self._on_change = on_node_change
+        #: Called with (node ID, seconds silent) when a node is declared lost.
+        self._on_lost = on_node_lost
         #: Called when a node reports more room than before (queued jobs may fit now).
         self._on_capacity = on_capacity_change
         self._monitor: asyncio.Task[None] | None = None
@@ -137,6 +142,13 @@ class NodeManager:
             raise NodeNotFound(
                 f"node {hb.node_id} has not joined", hint="the compute node re-joins by itself"
             )
+        if node.connection != Connection.CONNECTED:
+            # Its work was failed and placed elsewhere meanwhile: it comes back only by joining
+            # again with the list of executions it holds, so the requester can stop those it
+            # replaced (a flapping node must not run a job twice to completion).
+            raise NodeNotFound(
+                f"node {hb.node_id} was declared lost", hint="the compute node re-joins by itself"
+            )
         node.last_seen_ns = time.time_ns()
         more_room = False
         if node.info.compute is not None:
@@ -151,13 +163,14 @@ class NodeManager:
             node.info.compute.queue_capacity = hb.queue_used_capacity
             node.info.compute.running_executions = hb.running_executions
             node.info.compute.enqueued_executions = hb.enqueued_executions
-        if node.connection != Connection.CONNECTED:
-            node.connection = Connection.CONNECTED
-            log.info("node %s reconnected", hb.node_id)
-            if self._on_change is not None:
-                await self._on_change(hb.node_id)
-        elif more_room and self._on_capacity is not None:
+        if more_room and self._on_capacity is not None:
             await self._on_capacity(hb.node_id)
+
+    def mark_lost(self, node_id: str) -> None:
+        """Declare a compute node dead (its heartbeats are refused until it joins again)."""
+        node = self._nodes.get(node_id)
+        if node is not None:
+            node.connection = Connection.DISCONNECTED
 
     def update(self, node_id: str, action: str, message: str = "") -> tuple[bool, str]:
         """An operator's decision about a compute node (ID or unique prefix): ``approve``,
@@ -196,7 +209,13 @@ class NodeManager:
                 if node.connection == Connection.CONNECTED and node.last_seen_ns < deadline:
                     node.connection = Connection.DISCONNECTED
                     log.warning("node %s missed its heartbeats: disconnected", node.info.node_id)
-                    if self._on_change is not None:
+                    silent = (time.time_ns() - node.last_seen_ns) / 1e9
+                    if self._on_lost is not None:
+                        try:
+                            await self._on_lost(node.info.node_id, silent)
+                        except Exception:
+                            log.exception("failing the work of lost node %s", node.info.node_id)
+                    elif self._on_change is not None:
                         try:
                             await self._on_change(node.info.node_id)
                         except Exception:

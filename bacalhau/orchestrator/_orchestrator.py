@@ -55,6 +55,7 @@ from bacalhau.orchestrator._broker import EvaluationBroker
 from bacalhau.orchestrator._callbacks import BidApprovalHook, ExecutionCallbacks
 from bacalhau.orchestrator._nodes import NodeAddressBook, NodeManager
 from bacalhau.orchestrator._planner import ComputeTransport, Planner
+from bacalhau.orchestrator._reconcile import NodeReconciler
 from bacalhau.orchestrator._scheduler import (
     SchedulerSettings,
     overdue_trigger,
@@ -124,6 +125,13 @@ class Orchestrator:
             manual_approval=manual_approval,
             on_node_change=self._node_changed,
             on_capacity_change=self.on_capacity_change,
+            on_node_lost=self.on_node_lost,
+        )
+        self._reconciler = NodeReconciler(
+            store=self.store,
+            transport=compute,
+            enqueue=self._enqueue_new,
+            in_flight=2 * heartbeat_interval,
         )
         self._planner = Planner(
             store=self.store,
@@ -498,7 +506,26 @@ class Orchestrator:
                 await self.on_capacity_change(node_id, freed=ex.allocated)
 
     async def join(self, request: JoinRequest) -> JoinResponse:
-        return await self.nodes.join(request)
+        response = await self.nodes.join(request)
+        if response.accepted and request.executions is not None:
+            await self._reconciler.reconcile(request.info.node_id, request.executions)
+        return response
+
+    async def on_node_lost(self, node_id: str, silent_for: float = 0.0) -> None:
+        """The one entry point for "this node is dead" (missed heartbeats today; the gossip
+        view later): every job with work on it is evaluated, and the scheduler fails that
+        work as ``NodeLost`` and places replacements within the job's retry policy. The node
+        comes back only by joining again (see :class:`NodeReconciler`)."""
+        self.nodes.mark_lost(node_id)
+        jobs = self.store.active_jobs_on_node(node_id)
+        log.warning(
+            "node %s lost after %.1fs of silence: re-scheduling %d job(s)",
+            node_id,
+            silent_for,
+            len(jobs),
+        )
+        for job_id in jobs:
+            self._enqueue_new(self.store.get_job(job_id), TriggeredBy.NODE_UPDATE)
 
     async def heartbeat(self, heartbeat: Heartbeat) -> None:
         await self.nodes.heartbeat(heartbeat)

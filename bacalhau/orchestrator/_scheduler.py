@@ -10,7 +10,13 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from bacalhau.errors import BacalhauError, ExecutionFailed, ExecutionTimeout, NotEnoughNodes
+from bacalhau.errors import (
+    BacalhauError,
+    ExecutionFailed,
+    ExecutionTimeout,
+    NodeLost,
+    NotEnoughNodes,
+)
 from bacalhau.models import (
     Connection,
     Evaluation,
@@ -260,8 +266,7 @@ def _fail_lost(
         if not lost:
             view.append(ex)
             continue
-        why = "disappeared" if node is None else "disconnected"
-        msg = f"node {ex.node_id} {why} while the execution was {ex.compute_state.label}"
+        msg = node_lost_message(ex, node, now)
         plan.changes.append(
             ExecutionChange(
                 execution_id=ex.id,
@@ -269,8 +274,20 @@ def _fail_lost(
                 desired_message=msg,
                 compute_state=E.FAILED,
                 compute_message=msg,
-                compute_details={"Retryable": "true", _NODE_LOST: "true"},
-                event=_event(msg, "Execution", now, IsError="true", Retryable="true"),
+                compute_details={
+                    "Retryable": "true",
+                    "ErrorCode": NodeLost.code,
+                    _NODE_LOST: "true",
+                },
+                event=_event(
+                    msg,
+                    "Execution",
+                    now,
+                    IsError="true",
+                    Retryable="true",
+                    ErrorCode=NodeLost.code,
+                    Hint=NodeLost.default_hint,
+                ),
             )
         )
         view.append(
@@ -285,6 +302,17 @@ def _fail_lost(
     if unknown:
         _look_again_after_grace(plan, now, settling_until)
     return view
+
+
+def node_lost_message(ex: Execution, node: NodeState | None, now: int) -> str:
+    """The "node lost" message: which node, how long it was silent, what it was doing."""
+    if node is None:
+        why = "disappeared"
+    elif node.last_seen_ns <= 0:
+        why = "disconnected"
+    else:
+        why = f"disconnected (silent for {max(0, now - node.last_seen_ns) / 1e9:.1f}s)"
+    return f"node {ex.node_id} {why} while the execution was {ex.compute_state.label}"
 
 
 def _fail(

@@ -184,11 +184,16 @@ def heartbeat_from_proto(msg: node_pb2.NodeHeartbeat) -> Heartbeat:
 
 
 def registration_to_proto(req: JoinRequest, *, nonce: bytes) -> node_pb2.NodeRegistration:
-    return node_pb2.NodeRegistration(info=node_info_to_proto(req.info), nonce=nonce)
+    msg = node_pb2.NodeRegistration(info=node_info_to_proto(req.info), nonce=nonce)
+    if req.executions is not None:
+        msg.executions.SetInParent()  # an empty report is still a report
+        msg.executions.execution_ids.extend(req.executions)
+    return msg
 
 
 def registration_from_proto(msg: node_pb2.NodeRegistration) -> JoinRequest:
-    return JoinRequest(info=node_info_from_proto(msg.info))
+    executions = list(msg.executions.execution_ids) if msg.HasField("executions") else None
+    return JoinRequest(info=node_info_from_proto(msg.info), executions=executions)
 
 
 def decision_to_proto(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bacalhau.errors import PermissionDenied
+from bacalhau.errors import NodeLost, NodeNotFound, PermissionDenied
 from bacalhau.models import (
     AskForBidRequest,
     BidDecision,
@@ -21,6 +21,8 @@ from bacalhau.models import (
     ComputeNodeInfo,
     Event,
     Execution,
+    ExecutionStateType,
+    Heartbeat,
     Job,
     JobStateType,
     JoinRequest,
@@ -218,3 +220,167 @@ async def test_stop_cancels_the_running_execution(
     assert node == "node-a" and isinstance(cancel, CancelExecutionRequest)
     assert cancel.execution_id == ask.execution.id
     assert (await orch.get_job(job_id)).state == JobStateType.STOPPED
+
+
+# -- node loss, late results, flapping, re-join reconciliation --------------------------------
+
+
+async def _running_on(
+    orch: Orchestrator, compute: RecordingCompute, node_id: str
+) -> tuple[str, Execution]:
+    """A job whose bid ``node_id`` won and that now runs there."""
+    job_id = (await orch.submit_job(_job())).job_id
+    node, ask = await compute.next("ask")
+    assert node == node_id and isinstance(ask, AskForBidRequest)
+    await orch.on_bid_complete(BidResult(ask.execution.id, job_id, node_id, accepted=True))
+    await compute.next("accept")
+    return job_id, ask.execution
+
+
+async def _lose_and_replace(
+    orch: Orchestrator, compute: RecordingCompute, job_id: str, lost: str
+) -> Execution:
+    """Declare ``lost`` dead; returns the replacement, asked of another node."""
+    await orch.on_node_lost(lost, 12.5)
+    node, ask = await compute.next("ask")
+    assert isinstance(ask, AskForBidRequest) and node != lost
+    return ask.execution
+
+
+def _result(ex: Execution, job_id: str, node_id: str, stdout: str) -> RunResult:
+    return RunResult(
+        ex.id, job_id, node_id, SpecConfig(type="noop"), RunCommandResult(stdout=stdout)
+    )
+
+
+async def _history(orch: Orchestrator, job_id: str, execution_id: str) -> list[Event]:
+    return [h.event for h in await orch.job_history(job_id, execution_id=execution_id)]
+
+
+async def test_lost_node_fails_its_execution_as_node_lost_and_a_replacement_runs(
+    setup: tuple[Orchestrator, RecordingCompute],
+) -> None:
+    orch, compute = setup
+    job_id, first = await _running_on(orch, compute, "node-a")
+    await orch.join(_compute_node("node-b"))
+    second = await _lose_and_replace(orch, compute, job_id, "node-a")
+    assert second.node_id == "node-b"
+    lost = orch.store.get_execution(first.id)
+    assert lost.compute_state == ExecutionStateType.FAILED
+    assert lost.compute_details["ErrorCode"] == NodeLost.code
+    [event] = [e for e in await _history(orch, job_id, first.id) if e.details.get("ErrorCode")]
+    assert event.details["ErrorCode"] == NodeLost.code
+    assert "node node-a disconnected (silent for" in event.message
+    await orch.on_bid_complete(BidResult(second.id, job_id, "node-b", accepted=True))
+    await compute.next("accept")
+    await orch.on_run_complete(_result(second, job_id, "node-b", "from b"))
+    assert (await _wait_terminal(orch, job_id)).state == JobStateType.COMPLETED
+
+
+async def test_late_result_of_a_replaced_execution_is_recorded_not_kept(
+    setup: tuple[Orchestrator, RecordingCompute],
+) -> None:
+    orch, compute = setup
+    job_id, first = await _running_on(orch, compute, "node-a")
+    await orch.join(_compute_node("node-b"))
+    second = await _lose_and_replace(orch, compute, job_id, "node-a")
+    await orch.on_bid_complete(BidResult(second.id, job_id, "node-b", accepted=True))
+    await compute.next("accept")
+
+    # The "dead" node comes back with a result before the replacement finished: the
+    # replacement's result is the one kept, the late one is only told in the history.
+    late = _result(first, job_id, "node-a", "from a")
+    await orch.on_run_complete(late)
+    await orch.on_run_complete(late)  # its outbox retried: said once
+    await orch.on_compute_failure(
+        ComputeFailure(first.id, job_id, "node-a", Event(message="also failed"))
+    )
+    assert orch.store.get_execution(first.id).compute_state == ExecutionStateType.FAILED
+    told = [
+        e for e in await _history(orch, job_id, first.id) if e.details.get("LateReport") == "true"
+    ]
+    assert len(told) == 1 and "node node-a reported the execution completed" in told[0].message
+    assert not (await orch.get_job(job_id)).state.is_terminal()
+
+    await orch.on_run_complete(_result(second, job_id, "node-b", "from b"))
+    job = await _wait_terminal(orch, job_id)
+    assert job.state == JobStateType.COMPLETED
+    completed = [
+        e
+        for e in await orch.list_executions(job_id)
+        if e.compute_state == ExecutionStateType.COMPLETED
+    ]
+    assert [e.id for e in completed] == [second.id]
+    assert len(await orch.job_results(job_id)) == 1
+    completions = [
+        h
+        for h in await orch.job_history(job_id, event_type="job")
+        if h.job_state_new == JobStateType.COMPLETED
+    ]
+    assert len(completions) == 1
+
+
+async def test_flapping_node_is_stopped_from_running_a_replaced_execution(
+    setup: tuple[Orchestrator, RecordingCompute],
+) -> None:
+    orch, compute = setup
+    job_id, first = await _running_on(orch, compute, "node-a")
+    await orch.join(_compute_node("node-b"))
+    second = await _lose_and_replace(orch, compute, job_id, "node-a")
+
+    # Back again: heartbeats alone are refused, so the node re-joins saying what it holds,
+    # and the replaced execution it still runs is cancelled on it.
+    with pytest.raises(NodeNotFound):
+        await orch.heartbeat(Heartbeat(node_id="node-a", sequence=9))
+    rejoin = _compute_node("node-a")
+    rejoin.executions = [first.id]
+    assert (await orch.join(rejoin)).accepted
+    node, cancel = await compute.next("cancel")
+    assert node == "node-a" and isinstance(cancel, CancelExecutionRequest)
+    assert cancel.execution_id == first.id
+
+    # Dead once more, then its late result: nothing new is placed, nothing completes twice.
+    await orch.on_node_lost("node-a", 3.0)
+    await orch.on_run_complete(_result(first, job_id, "node-a", "from a"))
+    await orch.on_bid_complete(BidResult(second.id, job_id, "node-b", accepted=True))
+    await compute.next("accept")
+    await orch.on_run_complete(_result(second, job_id, "node-b", "from b"))
+    assert (await _wait_terminal(orch, job_id)).state == JobStateType.COMPLETED
+    executions = await orch.list_executions(job_id)
+    assert sorted(e.id for e in executions) == sorted([first.id, second.id])
+    assert [e.id for e in executions if e.compute_state == ExecutionStateType.COMPLETED] == [
+        second.id
+    ]
+    assert not [s for s in compute.sent if s[0] == "ask"]
+
+
+async def test_rejoining_node_without_an_execution_has_it_failed_and_replaced(
+    tmp_path: Path,
+) -> None:
+    compute = RecordingCompute()
+    orch = Orchestrator(
+        node_info=NodeInfo(node_id="requester", node_type=NodeType.REQUESTER),
+        data_dir=tmp_path,
+        compute=compute,
+        heartbeat_interval=0.05,  # what may still be in flight: 2 beats
+    )
+    async with orch:
+        await orch.join(_compute_node("node-a"))
+        _, first = await _running_on(orch, compute, "node-a")
+        await asyncio.sleep(0.2)
+        # Still held: nothing changes.
+        holding = _compute_node("node-a")
+        holding.executions = [first.id]
+        await orch.join(holding)
+        assert orch.store.get_execution(first.id).compute_state == ExecutionStateType.BID_ACCEPTED
+        # Restarted without it (or never got it): failed as lost and placed again.
+        empty = _compute_node("node-a")
+        empty.executions = []
+        await orch.join(empty)
+        lost = orch.store.get_execution(first.id)
+        assert lost.compute_state == ExecutionStateType.FAILED
+        assert lost.compute_details["ErrorCode"] == NodeLost.code
+        assert "re-joined without execution" in lost.compute_message
+        node, ask = await compute.next("ask")
+        assert node == "node-a" and isinstance(ask, AskForBidRequest)
+        assert ask.execution.id != first.id

@@ -6,8 +6,10 @@ over liveness; Join stays as the way a compute node introduces itself to a reque
 """
 
 from bacalhau._proto.v1 import types_pb2 as _types_pb2
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -27,6 +29,7 @@ class NodeRegistration(_message.Message):
 
     INFO_FIELD_NUMBER: _builtins.int
     NONCE_FIELD_NUMBER: _builtins.int
+    EXECUTIONS_FIELD_NUMBER: _builtins.int
     nonce: _builtins.bytes
     """Random bytes chosen by the joining node, echoed in the signed decision so a recorded
     decision cannot be replayed to it.
@@ -35,19 +38,53 @@ class NodeRegistration(_message.Message):
     def info(self) -> _types_pb2.NodeInfo:
         """The joining node's description; info.node_id must equal the signer."""
 
+    @_builtins.property
+    def executions(self) -> Global___ExecutionReport:
+        """What this node still holds, so a requester that restarted can reconcile; absent when
+        the node does not report it.
+        """
+
     def __init__(
         self,
         *,
         info: _types_pb2.NodeInfo | None = ...,
         nonce: _builtins.bytes = ...,
+        executions: Global___ExecutionReport | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["info", b"info"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["executions", b"executions", "info", b"info"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["info", b"info", "nonce", b"nonce"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["executions", b"executions", "info", b"info", "nonce", b"nonce"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___NodeRegistration: _TypeAlias = NodeRegistration  # noqa: Y015
+
+@_typing.final
+class ExecutionReport(_message.Message):
+    """The executions a compute node holds for a requester: under way, or finished with the
+    result not yet delivered. The requester fails the ones it thinks are active that are not
+    listed, and cancels listed ones it has already stopped.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXECUTION_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def execution_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Execution IDs."""
+
+    def __init__(
+        self,
+        *,
+        execution_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_ids", b"execution_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExecutionReport: _TypeAlias = ExecutionReport  # noqa: Y015
 
 @_typing.final
 class NodeRegistrationDecision(_message.Message):

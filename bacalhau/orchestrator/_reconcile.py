@@ -1,0 +1,124 @@
+"""Reconciling a (re)joining compute node's executions with the job store.
+
+A node that joins announces the executions it still holds: under way, or finished with the
+final callback not yet delivered (its outbox sends that later). The requester compares:
+
+- an execution it thinks is under way on that node, that the node does not list, was lost
+  (the node restarted without it, or never received it while this requester was down): it
+  is failed as ``NodeLost`` and the scheduler places a replacement;
+- a listed execution that the requester has already stopped (failed as lost while the node
+  was silent, cancelled, or surplus) is cancelled on the node, so a node that comes back
+  does not run a replaced execution to completion.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection
+
+from bacalhau.errors import ExecutionNotFound, NodeLost, RevisionConflict
+from bacalhau.models import (
+    CancelExecutionRequest,
+    Event,
+    Execution,
+    ExecutionDesiredStateType,
+    ExecutionStateType,
+    Job,
+    TriggeredBy,
+    now_ns,
+)
+from bacalhau.orchestrator._planner import ComputeTransport
+from bacalhau.orchestrator._store import JobStore
+
+log = logging.getLogger(__name__)
+D = ExecutionDesiredStateType
+E = ExecutionStateType
+
+#: Requester-side states in which the node must hold the execution. ``New`` is left out: the
+#: ask may not have been sent yet.
+_HELD = frozenset({E.ASK_FOR_BID, E.ASK_FOR_BID_ACCEPTED, E.BID_ACCEPTED, E.RUNNING, E.PUBLISHING})
+
+class NodeReconciler:
+    """Applies a joining node's execution report to the job store."""
+
+    def __init__(
+        self,
+        *,
+        store: JobStore,
+        transport: ComputeTransport,
+        enqueue: Callable[[Job, str], object],
+        in_flight: float = 10.0,
+    ) -> None:
+        """``in_flight``: an execution changed fewer seconds ago than this may still be on
+        its way to the node (an ask or an acceptance sent while the node listed what it
+        holds), so it is not failed for being absent from the list."""
+        self._in_flight_ns = int(in_flight * 1e9)
+        self._store = store
+        self._transport = transport
+        self._enqueue = enqueue
+
+    async def reconcile(self, node_id: str, held: Collection[str]) -> None:
+        """Fail what ``node_id`` lost; cancel on it what was stopped meanwhile."""
+        held_ids = set(held)
+        touched = self._fail_unknown(node_id, held_ids)
+        for execution_id in sorted(held_ids):
+            try:
+                ex = self._store.get_execution(execution_id)
+            except ExecutionNotFound:
+                continue  # another requester's, or forgotten here
+            if ex.node_id != node_id or ex.desired_state != D.STOPPED:
+                continue
+            reason = ex.desired_message or "stopped by the requester"
+            log.info("node %s still holds stopped execution %s: cancelling", node_id, ex.id)
+            try:
+                await self._transport.cancel_execution(
+                    node_id, CancelExecutionRequest(ex.id, f"execution was stopped: {reason}")
+                )
+            except Exception as exc:  # the node may be gone again; it re-joins and we retry
+                log.warning("could not cancel %s on node %s: %s", ex.id, node_id, exc)
+        for job_id in sorted(touched):
+            self._enqueue(self._store.get_job(job_id), TriggeredBy.NODE_UPDATE)
+
+    def _fail_unknown(self, node_id: str, held: set[str]) -> set[str]:
+        now = now_ns()
+        touched: set[str] = set()
+        for job_id in self._store.active_jobs_on_node(node_id):
+            for ex in self._store.executions_of(job_id):
+                if (
+                    ex.node_id != node_id
+                    or ex.id in held
+                    or ex.compute_state not in _HELD
+                    or now - ex.modify_time < self._in_flight_ns
+                ):
+                    continue
+                if self._fail(ex, now):
+                    touched.add(job_id)
+        return touched
+
+    def _fail(self, ex: Execution, now: int) -> bool:
+        msg = (
+            f"node {ex.node_id} re-joined without execution {ex.id}, which was "
+            f"{ex.compute_state.label}: it restarted or never received it"
+        )
+        details = {"Retryable": "true", "ErrorCode": NodeLost.code, NodeLost.code: "true"}
+        try:
+            self._store.update_execution(
+                ex.id,
+                compute_state=E.FAILED,
+                desired_state=D.STOPPED,
+                compute_message=msg,
+                desired_message=msg,
+                compute_details=details,
+                expected_states=frozenset({ex.compute_state}),
+                expected_revision=ex.revision,
+                event=Event(
+                    message=msg,
+                    topic="Execution",
+                    timestamp=now,
+                    details={"IsError": "true", "Hint": NodeLost.default_hint, **details},
+                ),
+            )
+        except RevisionConflict:
+            return False  # a report arrived meanwhile
+        log.warning("%s", msg)
+        return True
