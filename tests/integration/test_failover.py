@@ -1,0 +1,63 @@
+"""Jobs survive the death of the compute node running them: a SIGKILLed node is declared
+lost after its heartbeats stop, its execution is failed with a ``NodeLost`` event naming it,
+and the job completes on another node."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bacalhau.errors import NodeLost
+from bacalhau.models import Execution, ExecutionStateType, JobStateType
+from tests.integration.devstack import Devstack, eventually
+
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("failover")]
+
+#: Fast failure detection for the test: silent for 2 s means lost.
+FAST = ["disconnect_timeout=2", "heartbeat_interval=0.3"]
+
+
+def running_execution(stack: Devstack, job_id: str) -> Execution | None:
+    """The job's execution once its node runs it."""
+    details = stack.client.get_job(job_id, executions=True)
+    for ex in details.executions:
+        if ex.compute_state in (ExecutionStateType.BID_ACCEPTED, ExecutionStateType.RUNNING):
+            return ex
+    return None
+
+
+def test_job_on_a_killed_compute_node_completes_on_another(
+    tmp_path: Path, wasm_modules: Path
+) -> None:
+    stack = Devstack.start(tmp_path / "devstack", compute_nodes=2, config=FAST)
+    try:
+        # A module that sleeps 4 s: long enough to be killed mid-run.
+        job_id = stack.ok(
+            "wasm", "run", "--no-wait", "--id-only", str(wasm_modules / "sleeper.wasm"), "4"
+        ).strip()
+        first = eventually(
+            lambda: running_execution(stack, job_id), timeout=20, what="the job running"
+        )
+        victim = stack.node(first.node_id)
+        stack.kill_node(victim.name)
+
+        def finished() -> JobStateType | None:
+            state = stack.client.get_job(job_id).job.state
+            return state if state.is_terminal() else None
+
+        state = eventually(finished, timeout=25, what="the job finishing elsewhere")
+        details = stack.client.get_job(job_id, executions=True, history=True)
+        assert state == JobStateType.COMPLETED, details.job.state_message
+        by_id = {ex.id: ex for ex in details.executions}
+        lost = by_id[first.id]
+        assert lost.compute_state == ExecutionStateType.FAILED
+        [done] = [e for e in details.executions if e.compute_state == ExecutionStateType.COMPLETED]
+        assert done.node_id != victim.node_id
+        events = [h.event for h in details.history if h.execution_id == first.id]
+        [node_lost] = [e for e in events if e.details.get("ErrorCode") == NodeLost.code]
+        assert victim.node_id in node_lost.message and "silent for" in node_lost.message
+    except BaseException:
+        stack.stop(check=False)
+        raise
+    stack.stop()
