@@ -33,6 +33,7 @@ from bacalhau.models import (
     NodeInfo,
     NodeState,
     NodeType,
+    Resources,
 )
 
 log = logging.getLogger(__name__)
@@ -171,6 +172,21 @@ class NodeManager:
         node = self._nodes.get(node_id)
         if node is not None:
             node.connection = Connection.DISCONNECTED
+
+    def release(self, node_id: str, freed: Resources) -> None:
+        """Count ``freed`` as available on a node until its next heartbeat says otherwise
+        (an execution there just ended; the scheduler may place the next job at once)."""
+        node = self._nodes.get(node_id)
+        if node is None or node.info.compute is None:
+            return
+        info = node.info.compute
+        free, top = info.available_capacity, info.max_capacity
+        info.available_capacity = Resources(
+            cpu=min(free.cpu + freed.cpu, top.cpu) if top.cpu else free.cpu,
+            memory=min(free.memory + freed.memory, top.memory) if top.memory else free.memory,
+            disk=min(free.disk + freed.disk, top.disk) if top.disk else free.disk,
+            gpu=min(free.gpu + freed.gpu, top.gpu) if top.gpu else free.gpu,
+        )
 
     def update(self, node_id: str, action: str, message: str = "") -> tuple[bool, str]:
         """An operator's decision about a compute node (ID or unique prefix): ``approve``,

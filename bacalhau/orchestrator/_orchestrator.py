@@ -240,18 +240,16 @@ class Orchestrator:
         # A node (re)joining or approved may unblock queued jobs.
         await self.on_capacity_change(node_id)
 
-    async def on_capacity_change(self, node_id: str, *, freed: Resources | None = None) -> int:
-        """A compute node joined, was approved, reported more room, or ended an execution
-        that held ``freed``: re-evaluate the queued jobs it may now take, highest priority
-        then oldest first, bounded by what it can take (no thundering herd). Returns how
-        many were re-evaluated. The node view calls this; so do the execution callbacks."""
+    async def on_capacity_change(self, node_id: str) -> int:
+        """A compute node joined, was approved, reported more room, or ended an execution:
+        re-evaluate the queued jobs it may now take, highest priority then oldest first,
+        bounded by what it can take (no thundering herd). Returns how many were
+        re-evaluated. The node view calls this; so do the execution callbacks."""
         node = next((n for n in self.nodes.compute_nodes() if n.info.node_id == node_id), None)
         if node is None:
             return 0
         queued = [self.store.get_job(j) for j in self.store.jobs_in_states([JobStateType.QUEUED])]
-        picked = queued_jobs_for_node(
-            queued, node, freed=freed, limit=self._settings.requeue_per_change
-        )
+        picked = queued_jobs_for_node(queued, node, limit=self._settings.requeue_per_change)
         for job in picked:
             self._enqueue_new(job, TriggeredBy.NODE_UPDATE)
         return len(picked)
@@ -491,19 +489,29 @@ class Orchestrator:
         await self._callbacks.on_bid_complete(result)
 
     async def on_run_complete(self, result: RunResult) -> None:
+        held = self._held(result.execution_id, result.node_id)
         await self._callbacks.on_run_complete(result)
-        await self._execution_ended(result.execution_id, result.node_id)
+        await self._execution_ended(result.node_id, held)
 
     async def on_compute_failure(self, failure: ComputeFailure) -> None:
+        held = self._held(failure.execution_id, failure.node_id)
         await self._callbacks.on_compute_failure(failure)
-        await self._execution_ended(failure.execution_id, failure.node_id)
+        await self._execution_ended(failure.node_id, held)
 
-    async def _execution_ended(self, execution_id: str, node_id: str) -> None:
-        """What the execution held is free on its node: queued jobs may fit there now."""
+    def _held(self, execution_id: str, node_id: str) -> Resources | None:
+        """What an execution holds on its node while it runs there (None: nothing)."""
         with contextlib.suppress(NotFound):
             ex = self.store.get_execution(execution_id)
-            if ex.node_id == node_id:
-                await self.on_capacity_change(node_id, freed=ex.allocated)
+            if ex.node_id == node_id and ex.compute_state in (E.BID_ACCEPTED, E.RUNNING):
+                return ex.allocated
+        return None
+
+    async def _execution_ended(self, node_id: str, held: Resources | None) -> None:
+        """What the execution held is free on its node (before the node's next report
+        says so): queued jobs may fit there now."""
+        if held is not None:
+            self.nodes.release(node_id, held)
+            await self.on_capacity_change(node_id)
 
     async def join(self, request: JoinRequest) -> JoinResponse:
         response = await self.nodes.join(request)

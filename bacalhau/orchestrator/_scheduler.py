@@ -36,7 +36,6 @@ from bacalhau.models import (
 from bacalhau.orchestrator._plan import ExecutionChange, Plan
 from bacalhau.orchestrator._ranking import (
     DEFAULT_ATTEMPTS_PER_NODE,
-    FULL,
     NodeRank,
     Obstacle,
     headroom,
@@ -85,45 +84,35 @@ def queued_jobs_for_node(
     queued: Sequence[Job],
     node: NodeState,
     *,
-    freed: Resources | None = None,
     limit: int = 16,
 ) -> list[Job]:
     """Which waiting jobs to re-evaluate now that ``node`` joined or has more room.
 
     Highest priority first, then oldest; only jobs the node could run, and only as many as
-    fit in what it can take (its headroom, plus ``freed``: what an execution that just
-    ended held, which the node has not reported yet), at most ``limit``. The others keep
-    waiting for the next change (or their safety-net timer).
+    fit in what it can take (its headroom), at most ``limit``. The others keep waiting for
+    the next change (or their safety-net timer).
     """
     room = headroom(node)
-    if room is not None and freed is not None:
-        room = _shift(room, freed, 1)
     picked: list[Job] = []
     for job in sorted(queued, key=lambda j: (-j.priority, j.create_time, j.id)):
         if len(picked) >= limit:
             break
         if not job.tasks or job.state.is_terminal():
             continue
-        # Full is what the room below decides (it counts what was just freed).
-        if not all(r.suitable or r.obstacle is FULL for r in rank_nodes(job, [node], [])):
+        if not all(r.suitable for r in rank_nodes(job, [node], [])):
             continue
         if room is not None:
             usage = job_usage(job)
             if not usage.fits_in(room):
                 continue
-            room = _shift(room, usage, -1)
+            room = Resources(
+                cpu=room.cpu - usage.cpu,
+                memory=room.memory - usage.memory,
+                disk=room.disk - usage.disk,
+                gpu=room.gpu - usage.gpu,
+            )
         picked.append(job)
     return picked
-
-
-def _shift(a: Resources, b: Resources, sign: int) -> Resources:
-    """``a + b`` (sign 1) or ``a - b`` (sign -1), resource by resource."""
-    return Resources(
-        cpu=a.cpu + sign * b.cpu,
-        memory=a.memory + sign * b.memory,
-        disk=a.disk + sign * b.disk,
-        gpu=a.gpu + sign * b.gpu,
-    )
 
 
 def overdue_trigger(

@@ -232,16 +232,16 @@ def test_queued_jobs_for_a_node_go_by_priority_then_age_within_its_room() -> Non
             j.task.engine.type = "wasm"
         j.id, j.create_time, j.state = jid, NOW - age * S, JobStateType.QUEUED
         jobs.append(j)
-    # Full, but 2 CPUs just freed: room for two 1-CPU jobs beyond its 2 CPUs of headroom.
-    full = node("a", free=0.0)
-    picked = queued_jobs_for_node(jobs, full, freed=Resources(cpu=2.0), limit=10)
-    # Room: 0.5 x 4 CPUs of over-subscription + 2 freed; too big and wrong engine skipped.
+    # 2 CPUs free: room for 4 one-CPU jobs with 0.5 x 4 CPUs of over-subscription.
+    busy = node("a", free=2.0)
+    picked = queued_jobs_for_node(jobs, busy, limit=10)
+    # Too big and wrong engine are skipped.
     assert [j.id for j in picked] == ["urgent", "earlier", "recent"]
     many = [*jobs, *(job(task={"Resources": {"CPU": "1"}}) for _ in range(5))]
     for i, j in enumerate(many[len(jobs) :]):
         j.id, j.state = f"more-{i}", JobStateType.QUEUED
-    assert len(queued_jobs_for_node(many, full, freed=Resources(cpu=2.0), limit=10)) == 4
-    assert [j.id for j in queued_jobs_for_node(jobs, full, limit=1)] == ["urgent"]
+    assert len(queued_jobs_for_node(many, busy, limit=10)) == 4
+    assert [j.id for j in queued_jobs_for_node(jobs, busy, limit=1)] == ["urgent"]
     assert queued_jobs_for_node(jobs, node("w", ("wasm",)), limit=10)[0].id == "wasm"
 
 
