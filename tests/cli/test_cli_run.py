@@ -258,3 +258,20 @@ def test_invalid_spec_is_caught_before_submitting(bacalhau: Cli) -> None:
     assert "Field: Tasks[0].ResultPaths[0].Path" in result.stderr
     listed = bacalhau(["job", "list", "--output", "json"])
     assert json.loads(listed.stdout) == []
+
+
+def test_queue_timeout_reaches_the_task_of_docker_and_wasm_jobs(
+    bacalhau: Cli, tmp_path: Path
+) -> None:
+    module = tmp_path / "m.wasm"
+    module.write_bytes(b"\0asm\x01\0\0\0")
+    for args in (["docker", "run", "busybox"], ["wasm", "run", str(module)]):
+        dry = bacalhau([*args[:2], "--dry-run", "--queue-timeout", "90", *args[2:]])
+        assert dry.exit_code == 0, dry.output
+        assert yaml.safe_load(dry.stdout)["Tasks"][0]["Timeouts"] == {"QueueTimeout": 90}
+        sent = bacalhau([*args[:2], "--id-only", "--no-wait", "--queue-timeout", "90", *args[2:]])
+        assert sent.exit_code == 0, sent.output
+        job = bacalhau.orch._jobs[sent.stdout.strip()].job
+        assert job.task.timeouts.queue_timeout == 90
+    refused = bacalhau(["docker", "run", "--queue-timeout", "-1", "busybox"])
+    assert refused.exit_code == 2 and "--queue-timeout" in refused.output
