@@ -26,6 +26,7 @@ import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
+from bacalhau.errors import InvalidRequest
 from bacalhau.gossip._broadcast import BroadcastQueue
 from bacalhau.gossip._members import Member, MemberTable, Suspicion
 from bacalhau.gossip._messages import (
@@ -115,7 +116,10 @@ class Membership:
         now: float = 0.0,
     ) -> None:
         if record.node_id != identity.node_id:
-            raise ValueError(f"record of {record.node_id} given to node {identity.node_id}")
+            raise InvalidRequest(
+                f"record of {record.node_id} given to node {identity.node_id}",
+                component="Membership",
+            )
         self._identity = identity
         self._codec = codec
         self._settings = settings or GossipSettings()
@@ -279,7 +283,11 @@ class Membership:
         """
         self._now = now
         if record.node_id != self.node_id:
-            raise ValueError(f"node {self.node_id} cannot publish a record of {record.node_id}")
+            raise InvalidRequest(
+                f"node {self.node_id} cannot publish a record of {record.node_id}",
+                hint="a node publishes only its own record",
+                component="Membership",
+            )
         self._publish(replace(record, version=max(record.version, self._record.version + 1)))
         return self._flush()
 
@@ -578,7 +586,8 @@ class Membership:
             self._send_to_member(target, Gossip(updates))
 
     def _push_pull_message(self, *, reply: bool, join: bool = False) -> PushPull:
-        states = [MemberSnapshot(self._signed, LEFT if self._left else ALIVE, 0)]
+        own = LEFT if self._left else ALIVE
+        states = [MemberSnapshot(self._signed, own, self._record.version)]
         for m in self._members:
             if m.state is SUSPECT and m.suspicion is not None:
                 incarnation = m.suspicion.incarnation

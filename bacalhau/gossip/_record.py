@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-from bacalhau.errors import BacalhauError
+from bacalhau.errors import BacalhauError, InvalidRequest
 from bacalhau.identity import NodeIdentity, verify
 from bacalhau.models import ComputeNodeInfo, NodeInfo, NodeType, Resources
 
@@ -165,7 +165,10 @@ def signing_input(type_name: str, payload: bytes) -> bytes:
 def seal_record(identity: NodeIdentity, codec: RecordCodec, record: NodeRecord) -> SignedRecord:
     """Serialize and sign ``record``, which must be ``identity``'s own."""
     if record.node_id != identity.node_id:
-        raise ValueError(f"node {identity.node_id} cannot sign a record of {record.node_id}")
+        raise InvalidRequest(
+            f"node {identity.node_id} cannot sign a record of {record.node_id}",
+            component="Membership",
+        )
     payload = codec.encode(record)
     signature = identity.sign(signing_input(codec.type_name, payload))
     return SignedRecord(record.node_id, record.version, payload, signature)

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 
+from bacalhau.errors import InvalidRequest
 from bacalhau.gossip import (
     Ack,
     Dead,
@@ -256,7 +257,7 @@ def test_publish_raises_the_version_and_signs() -> None:
     core.publish(replace(core.local_record, labels={"gpu": "yes"}), 1.0)
     assert core.local_record.version == old + 1
     assert core.signed_record.version == old + 1
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidRequest):
         core.publish(record(B), 1.0)
 
 
