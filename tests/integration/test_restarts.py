@@ -1,0 +1,129 @@
+"""Restarts lose nothing. A requester SIGKILLed while a job runs and started again with the
+same command finishes that job (its result, sent while the requester was down, arrives from
+the compute node's outbox) and still lists the jobs it completed before. A compute node
+SIGKILLed mid-job and restarted from its data dir reports the interrupted execution as
+failed, removes its container, and the job completes with a new execution."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from bacalhau.compute import RESTART_MESSAGE
+from bacalhau.models import ExecutionStateType, Job, JobStateType
+from tests.integration.devstack import Devstack, containers, eventually
+from tests.integration.test_failover import running_execution
+
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("restarts")]
+
+FAST = ["heartbeat_interval=0.3", "rejoin_grace=20"]
+
+
+def sleeper(image: str, seconds: int, say: str) -> Job:
+    """A Docker job that sleeps, then prints ``say``."""
+    return Job.from_dict(
+        {
+            "Type": "batch",
+            "Count": 1,
+            "Tasks": [
+                {
+                    "Name": "main",
+                    "Engine": {
+                        "Type": "docker",
+                        "Params": {
+                            "Image": image,
+                            "Entrypoint": ["sh", "-c", f"sleep {seconds}; echo {say}"],
+                        },
+                    },
+                    "Publisher": {"Type": "local"},
+                }
+            ],
+        }
+    )
+
+
+def finished(stack: Devstack, job_id: str) -> JobStateType | None:
+    try:
+        state = stack.client.get_job(job_id).job.state
+    except Exception:  # the requester may still be starting
+        return None
+    return state if state.is_terminal() else None
+
+
+def test_requester_killed_mid_job_loses_nothing(tmp_path: Path, busybox_image: str) -> None:
+    stack = Devstack.start(tmp_path / "devstack", compute_nodes=1, config=FAST)
+    try:
+        before = stack.client.submit(sleeper(busybox_image, 0, "before")).job_id
+        eventually(lambda: finished(stack, before), timeout=20, what="the first job finishing")
+        job_id = stack.client.submit(sleeper(busybox_image, 3, "survived")).job_id
+        eventually(lambda: running_execution(stack, job_id), timeout=20, what="the job running")
+
+        stack.kill_node("requester")
+        assert stack.wait_for_node_exit("requester").exit_code == -9
+        # Down for a few seconds: the job finishes meanwhile, its result waits in the
+        # compute node's outbox.
+        time.sleep(4)
+        stack.restart_node("requester")
+        stack.wait_for_node("requester", timeout=20)
+
+        state = eventually(lambda: finished(stack, job_id), timeout=25, what="the job finishing")
+        details = stack.client.get_job(job_id, executions=True)
+        assert state == JobStateType.COMPLETED, details.job.state_message
+        [ex] = details.executions  # the same execution: nothing failed, nothing rerun
+        assert ex.compute_state == ExecutionStateType.COMPLETED
+        assert ex.run_output is not None and ex.run_output.stdout == "survived\n"
+        results = tmp_path / "results"
+        stack.ok("job", "get", job_id, "--output-dir", str(results))
+        assert (results / "stdout").read_text() == "survived\n"
+        # The job completed before the kill is still there.
+        assert {before, job_id} <= set(stack.job_ids())
+        assert stack.client.get_job(before).job.state == JobStateType.COMPLETED
+    except BaseException:
+        stack.stop(check=False)
+        raise
+    stack.stop()
+
+
+def test_compute_node_killed_mid_job_and_restarted_reports_it_and_the_job_completes(
+    tmp_path: Path, busybox_image: str
+) -> None:
+    # One compute node: the replacement can only run on the restarted node itself.
+    stack = Devstack.start(tmp_path / "devstack", compute_nodes=1, config=FAST)
+    try:
+        job_id = stack.client.submit(sleeper(busybox_image, 5, "second")).job_id
+        first = eventually(
+            lambda: (
+                ex
+                if (ex := running_execution(stack, job_id)) is not None
+                and containers(f"bacalhau-executionID={ex.id}")
+                else None
+            ),
+            timeout=20,
+            what="the job's container running",
+        )
+        stack.kill_node("compute-0")
+        assert stack.wait_for_node_exit("compute-0").exit_code == -9
+        assert containers(f"bacalhau-executionID={first.id}")  # left behind by the kill
+        stack.restart_node("compute-0")
+
+        def replaced() -> bool:
+            ex = {e.id: e for e in stack.client.get_job(job_id, executions=True).executions}
+            return ex[first.id].compute_state == ExecutionStateType.FAILED and len(ex) == 2
+
+        eventually(replaced, timeout=20, what="the interrupted execution failed and replaced")
+        assert not containers(f"bacalhau-executionID={first.id}")
+        state = eventually(lambda: finished(stack, job_id), timeout=25, what="the job finishing")
+        details = stack.client.get_job(job_id, executions=True)
+        assert state == JobStateType.COMPLETED, details.job.state_message
+        lost = next(e for e in details.executions if e.id == first.id)
+        assert lost.compute_state == ExecutionStateType.FAILED
+        assert lost.compute_message == RESTART_MESSAGE
+        [done] = [e for e in details.executions if e.compute_state == ExecutionStateType.COMPLETED]
+        assert done.id != first.id and done.node_id == first.node_id
+        assert done.run_output is not None and done.run_output.stdout == "second\n"
+    except BaseException:
+        stack.stop(check=False)
+        raise
+    stack.stop()
