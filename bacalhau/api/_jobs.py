@@ -28,6 +28,7 @@ from bacalhau.models import (
     JobHistory,
     check_document,
     parse_selector,
+    printable_key,
 )
 from bacalhau.orchestrator._api import job_sort_value
 
@@ -70,8 +71,11 @@ def _decode_submission(raw: bytes) -> tuple[Job, str, str]:
     if not isinstance(body, dict):
         raise InvalidRequest("the request body must be a JSON object", hint='send {"Job": {...}}')
     # Before anything else looks at it: invalid Unicode, NaN, absurd numbers or nesting
-    # anywhere in the body would otherwise fail later, in places that cannot name the field.
-    check_document(body)
+    # anywhere in the body would otherwise fail later, in places that cannot name the field
+    # (named as the job's own fields are: relative to the job).
+    check_document(dict.fromkeys(body))
+    for key, value in body.items():
+        check_document(value, path="" if str(key).lower() == "job" else printable_key(key))
     job_data = key_ci(body, "Job")
     if job_data is None:
         raise InvalidJobSpec("the request body has no Job", field="Job", hint='send {"Job": {...}}')

@@ -77,7 +77,12 @@ from bacalhau.models._states import (
     check_local_transition,
 )
 from bacalhau.models._time import now_ns, parse_rfc3339_ns, rfc3339_ns
-from bacalhau.models._validate import check_document, normalise_job, validate_job
+from bacalhau.models._validate import (
+    check_document,
+    normalise_job,
+    printable_key,
+    validate_job,
+)
 
 __all__ = [
     "DESIRED_TRANSITIONS",
@@ -149,6 +154,7 @@ __all__ = [
     "parse_rfc3339_ns",
     "parse_selector",
     "parse_size",
+    "printable_key",
     "requirement_matches",
     "rfc3339_ns",
     "selector_matches",

@@ -79,9 +79,9 @@ SURROGATE_CASES = [
     (noop_job(Labels={"team": "\ud800"}), "Labels.team"),
     (noop_job(Labels={"\ud800": "x"}), "Labels."),
     (noop_job(Meta={"k": "\udc00"}), "Meta.k"),
-    (with_task(Env={"A": "\ud800"}), "Job.Tasks[0].Env.A"),
-    (with_task(Engine={"Type": "noop", "Params": {"deep": [{"x": "\ud800"}]}}), "Job.Tasks[0]"),
-    (noop_job(Extra={"unknown": "\ud800"}), "Job.Extra.unknown"),
+    (with_task(Env={"A": "\ud800"}), "Tasks[0].Env.A"),
+    (with_task(Engine={"Type": "noop", "Params": {"deep": [{"x": "\ud800"}]}}), "Tasks[0]"),
+    (noop_job(Extra={"unknown": "\ud800"}), "Extra.unknown"),
 ]
 
 

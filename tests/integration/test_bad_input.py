@@ -65,8 +65,32 @@ def _put_job(devstack: Devstack, body: bytes, request_id: str) -> tuple[int, dic
             "Tasks[0].Timeouts.ExecutionTimeout",
             "ExecutionTimeout",
         ),
+        ({**_docker_job(), "Name": "\ud800"}, "InvalidJobSpec", "Name", "unicode"),
+        ({**_docker_job(), "Priority": 1e29}, "InvalidJobSpec", "Priority", "priority"),
+        (
+            _docker_job(Timeouts={"ExecutionTimeout": 1e30}),
+            "InvalidJobSpec",
+            "Tasks[0].Timeouts.ExecutionTimeout",
+            "ExecutionTimeout",
+        ),
+        (
+            _docker_job(Resources={"Memory": "9" * 400}),
+            "InvalidJobSpec",
+            "Tasks[0].Resources.Memory",
+            "too large",
+        ),
     ],
-    ids=["no-image", "negative-count", "unknown-type", "no-tasks", "negative-timeout"],
+    ids=[
+        "no-image",
+        "negative-count",
+        "unknown-type",
+        "no-tasks",
+        "negative-timeout",
+        "lone-surrogate",
+        "huge-priority",
+        "huge-timeout",
+        "huge-memory",
+    ],
 )
 def test_invalid_job_spec_gets_400_with_the_field_at_fault(
     devstack: Devstack, job: dict[str, Any], code: str, field: str, words: str
@@ -90,6 +114,24 @@ def test_malformed_body_gets_400_bad_request(devstack: Devstack) -> None:
     assert status == 400
     assert body["Code"] == "BadRequest"
     assert "JSON" in body["Message"]
+
+
+def test_client_errors_are_never_500s(devstack: Devstack) -> None:
+    deep = '{"a":' * 1000 + "1" + "}" * 1000
+    body = '{"Job":{"Type":"batch","Tasks":[{"Name":"m","Engine":{"Type":"docker","Params":'
+    status, answer = _put_job(devstack, (body + deep + "}}]}}").encode(), "r-deep")
+    assert status == 400 and answer["Hint"], answer
+    for i in range(2):  # an ambiguous prefix needs two jobs
+        job = _docker_job()
+        job["Tasks"][0]["Engine"]["Params"]["Parameters"] = ["true"]
+        status, answer = _put_job(devstack, json.dumps({"Job": job}).encode(), f"r-{i}")
+        assert status == 200, answer
+    url = f"{devstack.api_url}/api/v1/orchestrator/jobs/j-"
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(url, timeout=30)
+    with caught.value as err:
+        assert err.code == 400
+        assert json.loads(err.read())["Code"] == "MultipleJobsFound"
 
 
 def test_cli_shows_the_invalid_field_and_a_hint(devstack: Devstack, tmp_path: Path) -> None:
