@@ -7,6 +7,7 @@ import socket
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -74,7 +75,10 @@ async def test_the_api_takes_its_job_size_cap_from_the_configuration(node_dir: P
     async with AsyncExitStack() as stack:
         node = await start_node(_config(node_dir, compute=False, max_job_size=2048), stack)
         url = f"http://127.0.0.1:{node.api_port}/api/v1/orchestrator/jobs"
-        job = {"Type": "batch", "Tasks": [{"Name": "m", "Engine": {"Type": "noop"}}]}
+        job: dict[str, Any] = {
+            "Type": "batch",
+            "Tasks": [{"Name": "m", "Engine": {"Type": "noop"}}],
+        }
         async with aiohttp.ClientSession() as http:
             job["Meta"] = {"blob": "x" * 4096}
             async with http.put(url, json={"Job": job}) as r:
