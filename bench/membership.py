@@ -17,7 +17,7 @@ the suspicions that were raised and refuted in time.
 
 Prints one JSON document.
 
-    python bench/membership.py [--trials 5] [--seed 1]
+    python bench/membership.py [--trials 3] [--seed 1]
 """
 
 from __future__ import annotations
@@ -143,7 +143,7 @@ def measure(trials: int, seed: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=5, help="trials per cluster size")
+    parser.add_argument("--trials", type=int, default=3, help="trials per cluster size")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     print(json.dumps(measure(args.trials, args.seed), indent=2))
