@@ -73,3 +73,12 @@ def test_serve_refuses_unknown_configuration_keys(tmp_path: Path) -> None:
     )
     assert result.exit_code == 1
     assert "unknown configuration key 'colour'" in result.stderr and "Hint:" in result.stderr
+
+
+def test_devstack_config_must_be_key_value(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli, ["devstack", "--data-dir", str(tmp_path / "stack"), "-c", "labels"]
+    )
+    assert result.exit_code == 2
+    assert "'labels' is not of the form Key=Value" in result.stderr
+    assert not (tmp_path / "stack").exists()

@@ -354,9 +354,14 @@ class Devstack:
     # -- failures -------------------------------------------------------------------------
 
     def kill_node(self, name: str, sig: signal.Signals = signal.SIGKILL) -> ManifestNode:
-        """Send ``sig`` (SIGKILL by default) to the process of node ``name`` that the
-        devstack started, and wait until it is gone. Returns the node as it was."""
+        """Send ``sig`` (SIGKILL by default) to the running process of node ``name`` (the one
+        the devstack started or, once that died, the one the test restarted) and wait until
+        it is gone. Returns the node as the manifest gives it."""
         node = self.node_named(name)
+        live = [r for r in self.restarted if r.node.name == name and r.process.poll() is None]
+        if live:
+            live[-1].kill(sig)
+            return node
         assert process_alive(node.pid), f"{name} (PID {node.pid}) is not running"
         os.kill(node.pid, sig)
         eventually(lambda: not process_alive(node.pid), timeout=STOP_TIMEOUT, what=f"{name} gone")
