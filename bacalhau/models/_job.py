@@ -127,10 +127,14 @@ class ResourcesConfig:
             if gpu < 0:
                 raise InvalidJobSpec("GPU count must be >= 0", field=f"{path}.GPU")
             if gpu > _MAX_INT64:
-                raise InvalidJobSpec(f"GPU count {self.gpu!r} is too large", field=f"{path}.GPU")
+                raise InvalidJobSpec(
+                    f"GPU count {_short(self.gpu)} is too large", field=f"{path}.GPU"
+                )
         cpu = parse_cpu(self.cpu, field=f"{path}.CPU") if self.cpu else 0.0
         if not math.isfinite(cpu):
-            raise InvalidJobSpec(f"CPU quantity {self.cpu!r} is too large", field=f"{path}.CPU")
+            raise InvalidJobSpec(
+                f"CPU quantity {_short(self.cpu)} is too large", field=f"{path}.CPU"
+            )
         return Resources(
             cpu=cpu,
             memory=_size(self.memory, f"{path}.Memory"),
@@ -153,9 +157,14 @@ def _size(text: str, field: str) -> int:
         size = _MAX_INT64 + 1
     if size > _MAX_INT64:
         raise InvalidJobSpec(
-            f"size {text!r} is too large", field=field, hint="sizes go up to 8 EiB"
+            f"size {_short(text)} is too large", field=field, hint="sizes go up to 8 EiB"
         )
     return size
+
+
+def _short(text: str) -> str:
+    """A user's value quoted in a message, cut short when absurdly long."""
+    return repr(text if len(text) <= 40 else text[:40] + "...")
 
 
 class NetworkType(StrEnum):
