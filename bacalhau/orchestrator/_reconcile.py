@@ -38,6 +38,7 @@ E = ExecutionStateType
 #: ask may not have been sent yet.
 _HELD = frozenset({E.ASK_FOR_BID, E.ASK_FOR_BID_ACCEPTED, E.BID_ACCEPTED, E.RUNNING, E.PUBLISHING})
 
+
 class NodeReconciler:
     """Applies a joining node's execution report to the job store."""
 
@@ -69,7 +70,7 @@ class NodeReconciler:
             if ex.node_id != node_id or ex.desired_state != D.STOPPED:
                 continue
             reason = ex.desired_message or "stopped by the requester"
-            log.info("node %s still holds stopped execution %s: cancelling", node_id, ex.id)
+            log.warning("node %s still holds stopped execution %s: cancelling", node_id, ex.id)
             try:
                 await self._transport.cancel_execution(
                     node_id, CancelExecutionRequest(ex.id, f"execution was stopped: {reason}")

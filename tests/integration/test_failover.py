@@ -4,12 +4,15 @@ and the job completes on another node."""
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
 
 from bacalhau.errors import NodeLost
-from bacalhau.models import Execution, ExecutionStateType, JobStateType
+from bacalhau.models import Connection, Execution, ExecutionStateType, JobStateType
 from tests.integration.devstack import Devstack, eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("failover")]
@@ -57,6 +60,68 @@ def test_job_on_a_killed_compute_node_completes_on_another(
         events = [h.event for h in details.history if h.execution_id == first.id]
         [node_lost] = [e for e in events if e.details.get("ErrorCode") == NodeLost.code]
         assert victim.node_id in node_lost.message and "silent for" in node_lost.message
+    except BaseException:
+        stack.stop(check=False)
+        raise
+    stack.stop()
+
+
+def test_a_flapping_node_does_not_run_a_replaced_execution_to_completion(
+    tmp_path: Path, wasm_modules: Path
+) -> None:
+    stack = Devstack.start(
+        tmp_path / "devstack",
+        compute_nodes=2,
+        config=["disconnect_timeout=1.5", "heartbeat_interval=0.3"],
+    )
+    try:
+        job_id = stack.ok(
+            "wasm", "run", "--no-wait", "--id-only", str(wasm_modules / "sleeper.wasm"), "8"
+        ).strip()
+        first = eventually(
+            lambda: running_execution(stack, job_id), timeout=20, what="the job running"
+        )
+        victim = stack.node(first.node_id)
+        # Frozen (the module with it) long enough to be declared lost, then alive again.
+        os.kill(victim.pid, signal.SIGSTOP)
+        try:
+            stack.wait_for_node(victim.name, connection=Connection.DISCONNECTED, timeout=10)
+            eventually(
+                lambda: len(stack.client.get_job(job_id, executions=True).executions) == 2,
+                timeout=10,
+                what="a replacement placed",
+            )
+        finally:
+            os.kill(victim.pid, signal.SIGCONT)
+        resumed = time.monotonic()
+        # Back, it re-joins and is told to stop the execution that was replaced.
+        stack.wait_for_node(victim.name, timeout=15)
+        requester_log = stack.node_named("requester").log
+        eventually(
+            lambda: (
+                f"still holds stopped execution {first.id}: cancelling"
+                in requester_log.read_text(errors="replace")
+            ),
+            timeout=10,
+            what="the replaced execution cancelled on the node that came back",
+        )
+
+        def finished() -> JobStateType | None:
+            state = stack.client.get_job(job_id).job.state
+            return state if state.is_terminal() else None
+
+        state = eventually(finished, timeout=25, what="the job finishing")
+        details = stack.client.get_job(job_id, executions=True, history=True)
+        assert state == JobStateType.COMPLETED, details.job.state_message
+        states = {ex.id: ex.compute_state for ex in details.executions}
+        assert states[first.id] == ExecutionStateType.FAILED
+        assert list(states.values()).count(ExecutionStateType.COMPLETED) == 1
+        completions = [h for h in details.history if h.job_state_new == JobStateType.COMPLETED]
+        assert len(completions) == 1
+        # Had the old execution run on, it would have reported within 8 s of the resume.
+        time.sleep(max(0.0, resumed + 9 - time.monotonic()))
+        history = stack.client.get_job(job_id, history=True).history
+        assert not [h for h in history if h.event.details.get("LateReport")], history
     except BaseException:
         stack.stop(check=False)
         raise
