@@ -8,16 +8,11 @@ from bacalhau.orchestrator._orchestrator import ComputeClient, Orchestrator
 from bacalhau.orchestrator._plan import ExecutionChange, Plan
 from bacalhau.orchestrator._planner import ComputeTransport
 from bacalhau.orchestrator._ranking import NodeRank, rank_nodes
-from bacalhau.orchestrator._scheduler import (
-    RetryPolicy,
-    SchedulerSettings,
-    overdue_trigger,
-    queued_jobs_for_node,
-    retry_policy,
-    schedule,
-    waiting_reason,
-)
+from bacalhau.orchestrator._retries import RetryPolicy, overdue_trigger, retry_policy
+from bacalhau.orchestrator._scheduler import schedule
+from bacalhau.orchestrator._settings import SchedulerSettings
 from bacalhau.orchestrator._store import JobStore
+from bacalhau.orchestrator._waiting import queued_jobs_for_node, waiting_reason
 
 __all__ = [
     "BidApprovalHook",

@@ -56,13 +56,11 @@ from bacalhau.orchestrator._callbacks import BidApprovalHook, ExecutionCallbacks
 from bacalhau.orchestrator._nodes import NodeAddressBook, NodeManager
 from bacalhau.orchestrator._planner import ComputeTransport, Planner
 from bacalhau.orchestrator._reconcile import NodeReconciler
-from bacalhau.orchestrator._scheduler import (
-    SchedulerSettings,
-    overdue_trigger,
-    queued_jobs_for_node,
-    schedule,
-)
+from bacalhau.orchestrator._retries import overdue_trigger
+from bacalhau.orchestrator._scheduler import schedule
+from bacalhau.orchestrator._settings import SchedulerSettings
 from bacalhau.orchestrator._store import JobStore
+from bacalhau.orchestrator._waiting import queued_jobs_for_node
 
 log = logging.getLogger(__name__)
 D = ExecutionDesiredStateType

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from bacalhau.errors import (
     BacalhauError,
@@ -28,121 +28,21 @@ from bacalhau.models import (
     JobStateType,
     Membership,
     NodeState,
-    Resources,
     TriggeredBy,
     new_evaluation_id,
     new_execution_id,
 )
 from bacalhau.orchestrator._plan import ExecutionChange, Plan
-from bacalhau.orchestrator._ranking import (
-    DEFAULT_ATTEMPTS_PER_NODE,
-    NodeRank,
-    Obstacle,
-    headroom,
-    job_usage,
-    rank_nodes,
-)
+from bacalhau.orchestrator._ranking import NodeRank, job_usage, rank_nodes
+from bacalhau.orchestrator._retries import NODE_LOST, fail_overdue, retry_policy
+from bacalhau.orchestrator._settings import SchedulerSettings
+from bacalhau.orchestrator._waiting import waiting_reason
+
+__all__ = ["SchedulerSettings", "schedule"]
 
 D = ExecutionDesiredStateType
 E = ExecutionStateType
-
-
-@dataclass(frozen=True, slots=True)
-class SchedulerSettings:
-    """The operator's defaults; a job's own ``Reschedule`` and ``Timeouts`` take precedence."""
-
-    #: Failed executions after which a batch job gives up (the first try included).
-    max_attempts: int = 3
-    #: Failed executions of one job a single node may have before it is not asked again.
-    max_attempts_per_node: int = DEFAULT_ATTEMPTS_PER_NODE
-    #: Wait before the first retry after a failure (seconds); doubled for each further
-    #: failure, up to ``retry_max_delay``.
-    retry_delay: float = 1.0
-    retry_max_delay: float = 30.0
-    #: Used when a job sets no QueueTimeout (seconds; 0 = fail as soon as no node fits,
-    #: unless the only obstacle is nodes that are full: those free capacity by themselves).
-    default_queue_timeout: int = 0
-    #: Safety net only (a node joining or freeing capacity re-evaluates queued jobs at
-    #: once): the first delay before a queued job is looked at again, in seconds; it grows
-    #: with the time waited, up to ``queue_backoff_max``.
-    queue_backoff: float = 1.0
-    queue_backoff_max: float = 30.0
-    #: When a node joins or frees capacity, at most this many queued jobs are re-evaluated
-    #: (highest priority, then oldest, first): no thundering herd on one node.
-    requeue_per_change: int = 16
-    #: How long past its ExecutionTimeout an execution may stay unreported before the
-    #: requester cancels it on its node and fails it (the node enforces the timeout itself;
-    #: this catches a node that went silent).
-    execution_timeout_grace: float = 30.0
-    #: Seconds after the requester starts during which compute nodes that ran before may not
-    #: have (re)joined yet (0: none). The orchestrator turns it into ``schedule``'s
-    #: ``settling_until``.
-    rejoin_grace: float = 0.0
-
-
-def queued_jobs_for_node(
-    queued: Sequence[Job],
-    node: NodeState,
-    *,
-    limit: int = 16,
-) -> list[Job]:
-    """Which waiting jobs to re-evaluate now that ``node`` joined or has more room.
-
-    Highest priority first, then oldest; only jobs the node could run, and only as many as
-    fit in what it can take (its headroom), at most ``limit``. The others keep waiting for
-    the next change (or their safety-net timer).
-    """
-    room = headroom(node)
-    picked: list[Job] = []
-    for job in sorted(queued, key=lambda j: (-j.priority, j.create_time, j.id)):
-        if len(picked) >= limit:
-            break
-        if not job.tasks or job.state.is_terminal():
-            continue
-        if not all(r.suitable for r in rank_nodes(job, [node], [])):
-            continue
-        if room is not None:
-            usage = job_usage(job)
-            if not usage.fits_in(room):
-                continue
-            room = Resources(
-                cpu=room.cpu - usage.cpu,
-                memory=room.memory - usage.memory,
-                disk=room.disk - usage.disk,
-                gpu=room.gpu - usage.gpu,
-            )
-        picked.append(job)
-    return picked
-
-
-def overdue_trigger(
-    job: Job, executions: Sequence[Execution], now: int, settings: SchedulerSettings
-) -> str:
-    """Why a live job must be evaluated now (a ``TriggeredBy`` value), or "" if nothing of
-    it is overdue: past its TotalTimeout, an execution past its ExecutionTimeout plus the
-    grace, or a queued job past its QueueTimeout. Housekeeping's safety net."""
-    if not job.tasks or job.state.is_terminal():
-        return ""
-    timeouts = job.task.timeouts
-    if timeouts.total_timeout and now - job.create_time > timeouts.total_timeout * 1e9:
-        return TriggeredBy.JOB_TIMEOUT
-    if timeouts.execution_timeout:
-        overdue_after = (timeouts.execution_timeout + settings.execution_timeout_grace) * 1e9
-        for ex in executions:
-            if (
-                ex.compute_state in (E.BID_ACCEPTED, E.RUNNING)
-                and ex.desired_state == D.RUNNING
-                and now - ex.modify_time > overdue_after
-            ):
-                return TriggeredBy.EXEC_TIMEOUT
-    queue_timeout = timeouts.queue_timeout or settings.default_queue_timeout
-    if (
-        job.state == JobStateType.QUEUED
-        and queue_timeout
-        and now - job.create_time > queue_timeout * 1e9
-    ):
-        return TriggeredBy.JOB_QUEUE
-    return ""
+_DEFAULTS = SchedulerSettings()
 
 
 def schedule(
@@ -152,7 +52,7 @@ def schedule(
     evaluation: Evaluation,
     *,
     now: int,
-    settings: SchedulerSettings = SchedulerSettings(),
+    settings: SchedulerSettings = _DEFAULTS,
     rng: random.Random | None = None,
     settling_until: int = 0,
 ) -> Plan:
@@ -172,7 +72,14 @@ def schedule(
         return plan
     if job.type == "ops":
         return _schedule_ops(
-            job, executions, nodes, evaluation, now=now, rng=rng, settling_until=settling_until
+            job,
+            executions,
+            nodes,
+            evaluation,
+            now=now,
+            settings=settings,
+            rng=rng,
+            settling_until=settling_until,
         )
     return _schedule_batch(
         job,
@@ -185,9 +92,6 @@ def schedule(
         settling_until=settling_until,
     )
 
-
-#: Execution detail marking a failure that was the node's (lost), not the job's.
-_NODE_LOST = "NodeLost"
 
 #: How long after the grace ends a waiting job is looked at again: timers may fire a little
 #: early, and an evaluation still inside the grace would only schedule another one.
@@ -266,8 +170,10 @@ def _fail_lost(
                 compute_details={
                     "Retryable": "true",
                     "ErrorCode": NodeLost.code,
-                    _NODE_LOST: "true",
+                    NODE_LOST: "true",
                 },
+                # Usually unreachable; but a node that is back already must not run on.
+                cancel_on_node=True,
                 event=_event(
                     msg,
                     "Execution",
@@ -284,7 +190,7 @@ def _fail_lost(
                 ex,
                 compute_state=E.FAILED,
                 compute_message=msg,
-                compute_details={**ex.compute_details, _NODE_LOST: "true"},
+                compute_details={**ex.compute_details, NODE_LOST: "true"},
                 modify_time=now,
             )
         )
@@ -399,7 +305,7 @@ def _schedule_batch(
         return fail_job(
             f"Job timed out: it ran past its TotalTimeout of {total}s", ExecutionTimeout
         )
-    view = _fail_overdue(job, view, plan, now, settings)
+    view = fail_overdue(job, view, plan, now, settings)
 
     completed = [e for e in view if e.compute_state == E.COMPLETED]
     desired = job.count - len(completed)
@@ -518,47 +424,6 @@ def _schedule_batch(
     return plan
 
 
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """A job's effective retry policy: its ``Reschedule`` block over the operator's defaults."""
-
-    attempts: int
-    attempts_per_node: int
-    delay: float
-    max_delay: float
-
-    def backoff(self, failures: int) -> float:
-        """Seconds to wait after the ``failures``-th failure (exponential, capped)."""
-        if failures <= 0 or self.delay <= 0:
-            return 0.0
-        return min(self.delay * 2.0 ** min(failures - 1, 62), max(self.max_delay, self.delay))
-
-    def retry_time(self, failed: Sequence[Execution]) -> int:
-        """When (Unix ns) the next attempt may start, given the failed executions.
-
-        Only failures of the job itself back off: an execution lost with its node says
-        nothing about the job, and its replacement should start at once.
-        """
-        own = [e for e in failed if e.compute_details.get(_NODE_LOST) != "true"]
-        if not own:
-            return 0
-        last = max(e.modify_time for e in own)
-        return last + int(self.backoff(len(own)) * 1_000_000_000)
-
-
-def retry_policy(job: Job, settings: SchedulerSettings) -> RetryPolicy:
-    """The retry policy that applies to ``job``."""
-    own = job.reschedule
-    delay = own.delay_seconds()
-    max_delay = own.max_delay_seconds()
-    return RetryPolicy(
-        attempts=own.attempts or settings.max_attempts,
-        attempts_per_node=own.attempts_per_node or settings.max_attempts_per_node,
-        delay=settings.retry_delay if delay is None else delay,
-        max_delay=settings.retry_max_delay if max_delay is None else max_delay,
-    )
-
-
 def _later(job: Job, wait_until: int, now: int, triggered_by: str) -> Evaluation:
     return Evaluation(
         id=new_evaluation_id(),
@@ -579,24 +444,6 @@ def _queue_expired(queue_timeout: int) -> str:
     return f"the job waited its QueueTimeout of {queue_timeout}s for a node.\n"
 
 
-def waiting_reason(job: Job, ranks: Sequence[NodeRank]) -> str:
-    """Why a job waits, one line, counting nodes by obstacle: "waiting for a node: 2 nodes
-    lack the wasm engine; 1 node is full". Stable while the obstacles are, so it is recorded
-    once and again only when it changes."""
-    if not ranks:
-        return "waiting for a node: no compute node has joined"
-    counts: dict[str, int] = {}
-    said: dict[str, Obstacle] = {}
-    for r in ranks:
-        if not r.suitable and r.obstacle is not None:
-            counts[r.obstacle.one] = counts.get(r.obstacle.one, 0) + 1
-            said[r.obstacle.one] = r.obstacle
-    if not counts:
-        return f"waiting for a node: {job.count} needed, fewer suitable"
-    order = sorted(counts, key=lambda one: (-counts[one], one))
-    return "waiting for a node: " + "; ".join(said[one].count(counts[one]) for one in order)
-
-
 def _queue_waiting(plan: Plan, job: Job, ranks: Sequence[NodeRank], now: int) -> None:
     """Queue the job saying why; said again only when the reason changes."""
     reason = waiting_reason(job, ranks)
@@ -611,62 +458,6 @@ def _queue_waiting(plan: Plan, job: Job, ranks: Sequence[NodeRank], now: int) ->
     plan.job_event = _event(f"Job queued: {reason}", "Queueing", now)
 
 
-def _fail_overdue(
-    job: Job,
-    view: Sequence[Execution],
-    plan: Plan,
-    now: int,
-    settings: SchedulerSettings,
-) -> list[Execution]:
-    """Executions running past their ExecutionTimeout (plus a grace) without a word from
-    their node are failed here and cancelled on the node; returns the updated view.
-
-    The node enforces the timeout itself and reports it; this is for a node that went
-    silent or lost the report. The clock starts when the bid was accepted.
-    """
-    limit = job.task.timeouts.execution_timeout
-    if not limit or job.type not in ("batch", "ops"):
-        return list(view)
-    overdue_after = int((limit + settings.execution_timeout_grace) * 1_000_000_000)
-    out: list[Execution] = []
-    for ex in view:
-        if (
-            ex.compute_state in (E.BID_ACCEPTED, E.RUNNING)
-            and ex.desired_state == D.RUNNING
-            and now - ex.modify_time > overdue_after
-        ):
-            msg = f"execution timed out: no result {limit}s after it started (ExecutionTimeout)"
-            details = {"ErrorCode": ExecutionTimeout.code, "Retryable": "true"}
-            plan.changes.append(
-                ExecutionChange(
-                    execution_id=ex.id,
-                    desired_state=D.STOPPED,
-                    desired_message=msg,
-                    compute_state=E.FAILED,
-                    compute_message=msg,
-                    compute_details=details,
-                    cancel_on_node=True,
-                    event=_event(
-                        msg,
-                        "Execution",
-                        now,
-                        IsError="true",
-                        Hint=ExecutionTimeout.default_hint,
-                        **details,
-                    ),
-                )
-            )
-            ex = replace(
-                ex,
-                compute_state=E.FAILED,
-                compute_message=msg,
-                compute_details=details,
-                modify_time=now,
-            )
-        out.append(ex)
-    return out
-
-
 def _schedule_ops(
     job: Job,
     executions: Sequence[Execution],
@@ -674,12 +465,23 @@ def _schedule_ops(
     evaluation: Evaluation,
     *,
     now: int,
+    settings: SchedulerSettings,
     rng: random.Random | None,
     settling_until: int,
 ) -> Plan:
     """Ops jobs run once on every matching node, pre-approved, without retries."""
     plan = Plan(job=job, evaluation=evaluation)
     view = _fail_lost(executions, nodes, plan, now, settling_until=settling_until)
+    total = job.task.timeouts.total_timeout
+    if total and now - job.create_time > total * 1_000_000_000:
+        return _fail(
+            plan,
+            view,
+            f"Job timed out: it ran past its TotalTimeout of {total}s",
+            ExecutionTimeout,
+            now,
+        )
+    view = fail_overdue(job, view, plan, now, settings)
     if not view:
         ranks = rank_nodes(job, nodes, view, rng=rng)
         suitable = [r for r in ranks if r.suitable]

@@ -288,3 +288,19 @@ def test_overdue_trigger_names_what_is_overdue() -> None:
     assert overdue_trigger(queued, [], NOW + 61 * S, settings) == TriggeredBy.JOB_QUEUE
     queued.state = JobStateType.FAILED
     assert overdue_trigger(queued, [], NOW + 61 * S, settings) == ""
+
+
+def test_ops_jobs_are_held_to_their_timeouts_too() -> None:
+    settings = SchedulerSettings(execution_timeout_grace=5)
+    timed = job(task={"Timeouts": {"ExecutionTimeout": 10}})
+    timed.type, timed.state = "ops", JobStateType.RUNNING
+    ex = running("e1", "a", NOW)
+    plan = schedule(timed, [ex], [node("a")], ev(), now=NOW + 16 * S, settings=settings)
+    [change] = plan.changes
+    assert change.cancel_on_node and change.compute_details["ErrorCode"] == "ExecutionTimeout"
+    assert plan.new_job_state == JobStateType.FAILED
+    total = job(task={"Timeouts": {"TotalTimeout": 30}})
+    total.type, total.state = "ops", JobStateType.RUNNING
+    ended = schedule(total, [ex], [node("a")], ev(), now=NOW + 31 * S)
+    assert ended.new_job_state == JobStateType.FAILED
+    assert [(c.execution_id, c.desired_state) for c in ended.changes] == [("e1", D.STOPPED)]
