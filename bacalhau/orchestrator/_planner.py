@@ -55,6 +55,10 @@ class _Send:
     justification: str = ""
 
 
+#: Jobs whose next delayed evaluation is remembered before past entries are dropped.
+_NEXT_LOOK_LIMIT = 10_000
+
+
 class Planner:
     def __init__(
         self,
@@ -68,6 +72,8 @@ class Planner:
         self._transport = transport
         self._enqueue = enqueue
         self._failure_eval = new_failure_eval
+        #: Per job, when the delayed evaluation last planned for it fires (Unix ns).
+        self._next_look: dict[str, int] = {}
 
     def apply(self, plan: Plan) -> list[_Send]:
         """Persist ``plan`` atomically; returns the messages to send."""
@@ -128,12 +134,37 @@ class Planner:
                     message=plan.job_message,
                     event=plan.job_event,
                 )
-            for ev in plan.new_evaluations:
+            evaluations = self._not_yet_planned(plan, now)
+            for ev in evaluations:
                 store.create_evaluation(ev)
             store.set_evaluation_status(plan.evaluation.id, "complete")
-        for ev in plan.new_evaluations:
+        self._remember_next_look(plan, evaluations, now)
+        for ev in evaluations:
             self._enqueue(ev)
         return sends
+
+    def _not_yet_planned(self, plan: Plan, now: int) -> list[Evaluation]:
+        """The plan's new evaluations, less delayed ones that an evaluation already waiting
+        for the job makes redundant (it looks at the job no later). Without this, every
+        event that re-evaluates a waiting job would start one more timer chain for it."""
+        pending = self._next_look.get(plan.job.id, 0)
+        return [
+            ev
+            for ev in plan.new_evaluations
+            if not (ev.wait_until > now and now < pending <= ev.wait_until)
+        ]
+
+    def _remember_next_look(self, plan: Plan, evaluations: list[Evaluation], now: int) -> None:
+        """Once the plan is stored: when the job is looked at next (forgotten when it ends)."""
+        job_id = plan.job.id
+        if plan.new_job_state is not None and plan.new_job_state.is_terminal():
+            self._next_look.pop(job_id, None)
+            return
+        delayed = [ev.wait_until for ev in evaluations if ev.wait_until > now]
+        if delayed:
+            self._next_look[job_id] = min(delayed)
+        if len(self._next_look) > _NEXT_LOOK_LIMIT:
+            self._next_look = {j: t for j, t in self._next_look.items() if t > now}
 
     async def dispatch(self, job: Job, sends: list[_Send]) -> None:
         """Send every message of a plan, in parallel across nodes."""
