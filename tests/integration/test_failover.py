@@ -94,17 +94,9 @@ def test_a_flapping_node_does_not_run_a_replaced_execution_to_completion(
         finally:
             os.kill(victim.pid, signal.SIGCONT)
         resumed = time.monotonic()
-        # Back, it re-joins and is told to stop the execution that was replaced.
+        # Back, it re-joins; the execution that was replaced is cancelled on it (by the
+        # cancel sent when it was failed, or when the node re-joins still holding it).
         stack.wait_for_node(victim.name, timeout=15)
-        requester_log = stack.node_named("requester").log
-        eventually(
-            lambda: (
-                f"still holds stopped execution {first.id}: cancelling"
-                in requester_log.read_text(errors="replace")
-            ),
-            timeout=10,
-            what="the replaced execution cancelled on the node that came back",
-        )
 
         def finished() -> JobStateType | None:
             state = stack.client.get_job(job_id).job.state
@@ -118,7 +110,8 @@ def test_a_flapping_node_does_not_run_a_replaced_execution_to_completion(
         assert list(states.values()).count(ExecutionStateType.COMPLETED) == 1
         completions = [h for h in details.history if h.job_state_new == JobStateType.COMPLETED]
         assert len(completions) == 1
-        # Had the old execution run on, it would have reported within 8 s of the resume.
+        # Had the old execution run on, it would have reported within 8 s of the resume (a
+        # late report the history would show).
         time.sleep(max(0.0, resumed + 9 - time.monotonic()))
         history = stack.client.get_job(job_id, history=True).history
         assert not [h for h in history if h.event.details.get("LateReport")], history
