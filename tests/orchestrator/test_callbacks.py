@@ -384,3 +384,25 @@ async def test_rejoining_node_without_an_execution_has_it_failed_and_replaced(
         node, ask = await compute.next("ask")
         assert node == "node-a" and isinstance(ask, AskForBidRequest)
         assert ask.execution.id != first.id
+
+
+async def test_late_result_after_the_replacement_completed_changes_nothing_but_the_history(
+    setup: tuple[Orchestrator, RecordingCompute],
+) -> None:
+    orch, compute = setup
+    job_id, first = await _running_on(orch, compute, "node-a")
+    await orch.join(_compute_node("node-b"))
+    second = await _lose_and_replace(orch, compute, job_id, "node-a")
+    await orch.on_bid_complete(BidResult(second.id, job_id, "node-b", accepted=True))
+    await compute.next("accept")
+    await orch.on_run_complete(_result(second, job_id, "node-b", "from b"))
+    job = await _wait_terminal(orch, job_id)
+    assert job.state == JobStateType.COMPLETED
+
+    await orch.on_run_complete(_result(first, job_id, "node-a", "from a"))
+    assert (await orch.get_job(job_id)).revision == job.revision
+    assert await orch.job_results(job_id) == [orch.store.get_execution(second.id).published_result]
+    told = [
+        e for e in await _history(orch, job_id, first.id) if e.details.get("LateReport") == "true"
+    ]
+    assert len(told) == 1 and "already failed" in told[0].message
