@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 log() { printf 'setup: %s\n' "$*" >&2; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
-packages=(docker.io busybox-static clang lld wasi-libc libclang-rt-14-dev-wasm32)
+packages=(docker.io busybox-static clang lld wasi-libc libclang-rt-14-dev-wasm32 iproute2)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
