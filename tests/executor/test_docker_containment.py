@@ -93,7 +93,7 @@ async def _peak_processes(container_id: str, until: asyncio.Future[Any]) -> int:
 async def _wait_for_processes(container_id: str, at_least: int) -> None:
     deadline = time.monotonic() + 10
     while await asyncio.to_thread(_host_processes, container_id) < at_least:
-        assert time.monotonic() < deadline, "the fork bomb never got going"
+        assert time.monotonic() < deadline, "the fork bomb's container never ran"
         await asyncio.sleep(0.05)
 
 
@@ -124,7 +124,9 @@ async def test_cancelled_fork_bomb_leaves_no_container(
     request = _fork_bomb(tmp_path, busybox_image, timeout=15.0)
     run = asyncio.ensure_future(executor.run(request))
     container_id = await _container_id(client, prefix, request.execution_id)
-    await _wait_for_processes(container_id, 4)
+    # The bomb may already have burnt out against the limit (its first shell then sleeps):
+    # what matters here is that the container runs when the cancels land.
+    await _wait_for_processes(container_id, 1)
     assert await asyncio.to_thread(_host_processes, container_id) <= PIDS_LIMIT
     # Cancelled twice, as a node shutting down does (the run, then whatever awaits it):
     # the second cancel lands while the container is being removed.
