@@ -38,7 +38,7 @@ LIVENESS = ["disconnect_timeout=2", "heartbeat_interval=0.3"]
 DETECTION_TIMEOUT = 15.0
 REJOIN_TIMEOUT = 20.0
 #: How long the job sleeps: long enough to be cut off mid-run.
-JOB_SECONDS = 5
+JOB_SECONDS = 3
 
 GRPC_PORT = 4222
 API_PORT = 1234
