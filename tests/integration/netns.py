@@ -4,23 +4,28 @@ gets its own Linux network namespace, wired to one bridge, and a link the test c
 Layout of one :class:`PrivateNetwork` (everything lives in namespaces the network creates; the
 machine's own namespace gets no interface, address, route or firewall rule)::
 
-    namespace <prefix>-hub          namespace <prefix>-a        namespace <prefix>-b
-    ┌───────────────────────┐        ┌──────────────────┐        ┌──────────────────┐
-    │ br0  10.X.Y.1/24      │        │ lo               │        │ lo               │
-    │  ├── v-a ─────────────┼─veth───┼─ eth0 10.X.Y.2   │        │                  │
-    │  └── v-b ─────────────┼─veth───┼──────────────────┼────────┼─ eth0 10.X.Y.3   │
-    └───────────────────────┘        └──────────────────┘        └──────────────────┘
+    namespace bnt-...-hub              namespace bnt-...-a
+    ┌──────────────────────────┐       ┌─────────────────────────┐
+    │ br0 10.X.Y.1/24          │       │ lo                      │
+    │  ├── v-a ════ veth ══════╪═══════╪═ eth0 10.X.Y.2/24       │
+    │  └── v-b ════ veth ══╗   │       └─────────────────────────┘
+    └──────────────────────╫───┘       namespace bnt-...-b
+                           ║           ┌─────────────────────────┐
+                           ║           │ lo                      │
+                           ╚═══════════╪═ eth0 10.X.Y.3/24       │
+                                       └─────────────────────────┘
 
 - The bridge sits in a dedicated *hub* namespace, so its name and its veth ends never clash
-  with another test's, and the host's firewall (Docker's ``FORWARD`` policy ``DROP`` applies
-  to bridged traffic in the host's namespace through ``br_netfilter``) never sees our packets.
+  with another test's, and the host's firewall never sees our packets (with ``br_netfilter``
+  loaded, as Docker loads it, bridged traffic in the host's namespace would go through its
+  ``FORWARD`` chain, whose policy Docker sets to ``DROP``).
   The hub has an address of its own (``.1``): the test's observer (the ``bacalhau`` CLI,
   say) runs there with :meth:`PrivateNetwork.run` ``("hub", ...)`` and reaches every host.
 - No namespace has a default route, NAT or forwarding to a real interface: a packet to any
   address outside the /24 fails with "network unreachable", so nothing leaves the network.
-- The /24 is ``10.X.Y.0/24`` with ``X`` from the pytest-xdist worker and ``Y`` from the PID
-  (:func:`choose_subnet`). Two networks never share a link, so even equal subnets could not
-  clash; distinct ones just keep logs and ``ip`` output unambiguous across workers.
+- The /24 is ``10.X.Y.0/24``, ``X`` (200-249) from the pytest-xdist worker and ``Y`` from
+  the PID (:func:`choose_subnet`). Two networks never share a link, so even equal subnets
+  could not clash; distinct ones just keep logs and ``ip`` output unambiguous across workers.
 - Names: namespaces are ``bnt-<pid>-<token>-<host>`` (``bnt``: bacalhau network test), so
   a later run can tell whose they are and sweep those whose process is gone
   (:func:`sweep_stale`); link names (15 characters at most) exist only inside them.
@@ -34,8 +39,9 @@ established connection, plus fresh connects both ways, during a 3-5 s cut):
 =================  =====================  =========================  =====================
 cut by             established TCP        new connect to / from it   surviving TCP resumes
 =================  =====================  =========================  =====================
-hub end down       stalls at once, no     both time out (silence)    ~1.5 s after heal
-                   error (TCP retries)
+hub end down       stalls at once, no     both time out (silence);   ~1.5 s after heal
+                   error (TCP retries)    from it, EHOSTUNREACH
+                                          once ARP gives up (~3 s)
 node end down      same                   from it: ENETUNREACH at    ~0.2 s after heal
                                           once (route gone); to it:
                                           time out
@@ -46,8 +52,10 @@ netem loss 100%    not available: this kernel has no ``sch_netem``
 
 No method *ends* an established connection: TCP retransmits silently for ~15 minutes
 (``tcp_retries2``), so gRPC notices a cut only through its own call deadlines and keepalive
-pings, equally fast whichever method cut the link; what makes it notice sooner is shorter
-deadlines and liveness settings on the nodes, not anything the network does. Only a
+pings, which no choice of cut can shorten: what makes it notice sooner is shorter deadlines
+and liveness settings on the nodes, not anything the network does (``test_partition.py``,
+hub end down: the requester declares the node lost 2.3-2.4 s into the cut with
+``disconnect_timeout=2``, i.e. as soon as its own setting allows). Only a
 ``REJECT --reject-with tcp-reset`` would end connections at once, and a real partition
 sends no resets. The node end going down is the least faithful (the node's own connects fail
 at once, which a node behind a real partition never sees), so :meth:`PrivateNetwork.cut`
@@ -63,7 +71,8 @@ deleted lives on while a process is still inside)::
 
     with PrivateNetwork(["a", "b"]) as net:
         server = net.popen("b", ["python3", "-m", "http.server", "8000"])
-        net.run("a", ["curl", f"http://{net.address('b')}:8000/"])
+        url = f"http://{net.address('b')}:8000/"
+        net.run("a", ["python3", "-c", f"import urllib.request; urllib.request.urlopen({url!r})"])
         net.cut("b")
         ...
         net.heal("b")
