@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install and start everything the project needs, idempotently (skips what is already there):
 # Debian packages (Docker engine, busybox, the WASI C toolchain, iproute2), buf, the Python
-# package with its development tools, a running dockerd, the local images and the sample WASM programs.
+# package with its development tools, a running dockerd, the local images and the sample WASM
+# programs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
