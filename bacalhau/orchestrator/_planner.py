@@ -74,6 +74,8 @@ class Planner:
         self._failure_eval = new_failure_eval
         #: Per job, when the delayed evaluation last planned for it fires (Unix ns).
         self._next_look: dict[str, int] = {}
+        #: Stop messages (cancel, reject) on their way to nodes that may be unreachable.
+        self._stopping: set[asyncio.Task[None]] = set()
 
     def apply(self, plan: Plan) -> list[_Send]:
         """Persist ``plan`` atomically; returns the messages to send."""
@@ -167,9 +169,35 @@ class Planner:
             self._next_look = {j: t for j, t in self._next_look.items() if t > now}
 
     async def dispatch(self, job: Job, sends: list[_Send]) -> None:
-        """Send every message of a plan, in parallel across nodes."""
-        if sends:
-            await asyncio.gather(*(self._send(job, s) for s in sends))
+        """Send every message of a plan, in parallel across nodes.
+
+        Stop messages (cancel, reject) go out in the background: their outcome changes
+        nothing in the store, and the node they go to is often the one that was just lost,
+        where a send waits for its whole deadline. Awaiting them would hold the job's
+        evaluation, and with it the replacement's acceptance, for that long.
+        """
+        waited = []
+        for s in sends:
+            if s.kind in ("cancel", "reject"):
+                task = asyncio.create_task(self._send(job, s), name=f"stop-{s.execution.id}")
+                self._stopping.add(task)
+                task.add_done_callback(self._stopping.discard)
+            else:
+                waited.append(s)
+        if waited:
+            await asyncio.gather(*(self._send(job, s) for s in waited))
+
+    async def close(self, grace: float = 2.0) -> None:
+        """Give stop messages still on their way ``grace`` seconds, then drop them (the
+        nodes' own reconciliation stops what they never heard about)."""
+        pending = set(self._stopping)
+        if not pending:
+            return
+        _done, late = await asyncio.wait(pending, timeout=grace)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late)
 
     async def reject_bid(self, execution: Execution, reason: str) -> None:
         """Tell a node its bid was rejected (the store already says so)."""
