@@ -226,7 +226,10 @@ async def test_unknown_import_is_invalid_job_spec(tmp_path: Path, executor: Wasm
             "Engine.Params.EntryModule.Source.Type",
         ),
         (wasm_params("data:,x", Parameters="not a list"), "Engine.Params.Parameters"),
-        (wasm_params("data:,x", ImportModules=[{"Source": {}}]), "Engine.Params.ImportModules"),
+        (
+            wasm_params("data:,x", ImportModules=[{"Source": {}}]),
+            "Engine.Params.ImportModules[0].Source.Type",
+        ),
     ],
 )
 async def test_bad_params_are_invalid_job_spec(

@@ -7,6 +7,13 @@ parallel. Compiled modules are cached by content (see ``_modules``); timeouts an
 go through the engine's epoch (see ``_interrupt``) and, for a module asleep in WASI's
 ``poll_oneoff``, through a wake-up of that sleep (see ``_poll``). Closing the executor stops
 every run and waits for its worker, so a node's shutdown never waits on a sleeping module.
+
+A run's linear memory is capped at the job's ``Resources.Memory``, itself capped by the
+operator's ``max_memory``; a run that fails (traps or exits non-zero) with its memory within
+an eighth of that cap is reported as "memory limit exceeded", since wasmtime answers a refused
+``memory.grow`` with -1 and the module's allocator then fails in its own words. Modules import
+WASI and the job's ``ImportModules`` by name (see ``_linking``); a ``Deterministic`` run sees
+virtual clocks and a seeded random stream (see ``_determinism``).
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
@@ -36,7 +43,20 @@ from bacalhau.executor._results import (
     finish_results,
     prepare_results_dir,
 )
+from bacalhau.executor.wasm._determinism import (
+    DeterministicSource,
+    run_seed,
+    set_running_source,
+)
 from bacalhau.executor.wasm._interrupt import CANCELLED, TIMED_OUT, EpochInterrupter, RunWatch
+from bacalhau.executor.wasm._linking import (
+    DETERMINISTIC,
+    STANDARD,
+    ProcExit,
+    check_imports,
+    instantiate_linked,
+    new_linker,
+)
 from bacalhau.executor.wasm._modules import (
     CompiledModule,
     ModuleCache,
@@ -45,8 +65,8 @@ from bacalhau.executor.wasm._modules import (
 )
 from bacalhau.executor.wasm._output import CappedStreams
 from bacalhau.executor.wasm._params import WasmEngineSpec
-from bacalhau.executor.wasm._poll import RunStopped, define_poll_oneoff, set_running_watch
-from bacalhau.executor.wasm._source import load_entry_module
+from bacalhau.executor.wasm._poll import RunStopped, set_running_watch
+from bacalhau.executor.wasm._source import load_module
 from bacalhau.models import RunCommandResult, SpecConfig
 
 __all__ = ["WasmExecutor"]
@@ -55,6 +75,8 @@ _log = logging.getLogger(__name__)
 
 #: A wasm32 memory cannot grow beyond 4 GiB: a larger limit is no limit.
 _WASM32_MAX_MEMORY = 1 << 32
+#: A failed run whose memory is within this share of its limit ran out of memory.
+_NEAR_LIMIT_SHARE = 8
 #: How often ``run()`` looks whether a stopped run is overdue, and how long it grants it.
 _BACKSTOP_POLL_SECONDS = 0.25
 _BACKSTOP_GRACE_SECONDS = 0.5
@@ -68,7 +90,8 @@ class WasmExecutor:
     ``module_cache_size`` compiled modules are kept (least recently used evicted first);
     ``max_concurrent_runs`` bounds the worker threads running modules, which are separate from
     the event loop's default pool so long jobs cannot starve other blocking work. Each of
-    ``stdout`` and ``stderr`` keeps at most ``max_stream_bytes``.
+    ``stdout`` and ``stderr`` keeps at most ``max_stream_bytes``. No run's memory grows past
+    ``max_memory`` bytes, whatever its job asks (a job that asks nothing gets that much).
     """
 
     def __init__(
@@ -77,26 +100,19 @@ class WasmExecutor:
         module_cache_size: int = 64,
         max_concurrent_runs: int = 32,
         max_stream_bytes: int = MAX_STREAM_FILE_BYTES,
+        max_memory: int = _WASM32_MAX_MEMORY,
     ) -> None:
         if max_stream_bytes < 0:
             raise ValueError(f"max_stream_bytes must not be negative, got {max_stream_bytes}")
+        if max_memory <= 0:
+            raise ValueError(f"max_memory must be positive, got {max_memory}")
         config = wasmtime.Config()
         config.epoch_interruption = True
         self._engine = wasmtime.Engine(config)
-        linker = wasmtime.Linker(self._engine)
-        linker.define_wasi()
-        # wasmtime's own proc_exit refuses codes >= 126 (it traps, and the code is lost);
-        # WASI defines the exit code as any u32, and Bacalhau reports it as such.
-        linker.allow_shadowing = True
-        linker.define_func(
-            "wasi_snapshot_preview1",
-            "proc_exit",
-            wasmtime.FuncType([wasmtime.ValType.i32()], []),
-            _proc_exit,
-        )
-        define_poll_oneoff(linker)
+        linkers = {mode: new_linker(self._engine, mode) for mode in (STANDARD, DETERMINISTIC)}
         self._max_stream_bytes = max_stream_bytes
-        self._modules = ModuleCache(self._engine, linker, module_cache_size)
+        self._max_memory = min(max_memory, _WASM32_MAX_MEMORY)
+        self._modules = ModuleCache(self._engine, linkers, module_cache_size)
         self._interrupter = EpochInterrupter(self._engine)
         self._workers = ThreadPoolExecutor(
             max_workers=max_concurrent_runs, thread_name_prefix="wasm-run"
@@ -130,10 +146,10 @@ class WasmExecutor:
         Compiling here warms the cache, so the run that follows starts at once.
         """
         spec = WasmEngineSpec.from_spec(engine)
-        if spec.entry_module.source.type.lower() != "inline":
+        if not all(ref.is_inline for ref in (spec.entry_module, *spec.import_modules)):
             return  # fetched by the storage plugins at run time
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._workers, self._entry_module, spec, [])
+        await loop.run_in_executor(self._workers, self._load_modules, spec, [])
 
     async def run(self, request: RunRequest) -> RunCommandResult:
         """Run the entry point to completion and write the results layout."""
@@ -192,8 +208,19 @@ class WasmExecutor:
 
     # -- the run, in a worker thread ---------------------------------------------------------
 
-    def _entry_module(self, spec: WasmEngineSpec, inputs: Sequence[InputMount]) -> CompiledModule:
-        compiled = self._modules.get(load_entry_module(spec.entry_module, inputs))
+    def _load_modules(
+        self, spec: WasmEngineSpec, inputs: Sequence[InputMount]
+    ) -> tuple[CompiledModule, dict[str, CompiledModule]]:
+        """The compiled entry module and import modules (by name), their imports checked."""
+        compiled = self._modules.get(load_module(spec.entry_module, inputs))
+        imports = {
+            ref.name: self._modules.get(load_module(ref, inputs)) for ref in spec.import_modules
+        }
+        check_imports(
+            compiled.module,
+            {name: c.module for name, c in imports.items()},
+            "Engine.Params.ImportModules",
+        )
         n_params = compiled.functions.get(spec.entry_point)
         if n_params is None:
             raise EntryPointNotFound(
@@ -205,16 +232,33 @@ class WasmExecutor:
                 "it must take none",
                 field="Engine.Params.EntryPoint",
             )
-        return compiled
+        return compiled, imports
 
     def _run_sync(
         self, spec: WasmEngineSpec, request: RunRequest, watch: RunWatch
     ) -> RunCommandResult:
         folders = prepare_results_dir(request.results_dir, request.result_paths)
-        compiled = self._entry_module(spec, request.inputs)
+        compiled, imports = self._load_modules(spec, request.inputs)
         store = wasmtime.Store(self._engine)
-        if request.resources.memory > 0:
-            store.set_limits(memory_size=min(request.resources.memory, _WASM32_MAX_MEMORY))
+        memory_limit = self._memory_limit(request.resources.memory)
+        if memory_limit < _WASM32_MAX_MEMORY:
+            store.set_limits(memory_size=memory_limit)
+        mode = DETERMINISTIC if spec.deterministic else STANDARD
+        source = None
+        if spec.deterministic:
+            source = DeterministicSource(_seed(spec, request, compiled, imports))
+
+        def instantiate() -> wasmtime.Instance:
+            if not compiled.imports:
+                return compiled.pres[mode].instantiate(store)
+            return instantiate_linked(
+                self._engine,
+                mode,
+                store,
+                compiled.module,
+                {name: c.module for name, c in imports.items()},
+            )
+
         streams = CappedStreams(
             request.results_dir / STDOUT_FILE,
             request.results_dir / STDERR_FILE,
@@ -231,9 +275,11 @@ class WasmExecutor:
                 raise ExecutionCancelled(f"execution {request.execution_id} was cancelled")
             self._interrupter.arm(store, watch)
             set_running_watch(watch)
+            set_running_source(source)
             try:
-                exit_code, error_msg = _call(compiled, store, spec.entry_point)
+                exit_code, error_msg, memory_size = _call(instantiate, store, spec.entry_point)
             finally:
+                set_running_source(None)
                 set_running_watch(None)
                 self._interrupter.disarm(watch)
         finally:
@@ -253,7 +299,17 @@ class WasmExecutor:
             raise ExecutionTimeout(
                 f"execution {request.execution_id} timed out after {watch.timeout:g}s"
             )
+        if (exit_code != 0 or error_msg) and _near_limit(memory_size, memory_limit):
+            cause = error_msg or f"exit code {exit_code}"
+            error_msg = (
+                f"memory limit exceeded: the module's memory reached {memory_size} bytes "
+                f"of its {memory_limit}-byte limit ({cause})"
+            )
         return finish_results(request.results_dir, exit_code=exit_code, error_msg=error_msg)
+
+    def _memory_limit(self, asked: int) -> int:
+        """The job's memory, capped by the operator's; a job asking nothing gets the cap."""
+        return min(asked, self._max_memory) if asked > 0 else self._max_memory
 
     def _wasi_config(
         self, spec: WasmEngineSpec, request: RunRequest, folders: dict[str, Path]
@@ -267,9 +323,10 @@ class WasmExecutor:
             # Bacalhau mounts outputs at their Name: keep modules written for it working.
             if rp.name != rp.path:
                 wasi.preopen_dir(host, rp.name)
+        modules = spec.module_targets()
         for mount in request.inputs:
-            if mount.target == spec.entry_module.target:
-                continue  # the module itself, already loaded
+            if mount.target in modules:
+                continue  # a module, already loaded
             if not mount.source.is_dir():
                 raise ExecutionFailed(
                     f"input {mount.target} is a single file; WASM modules can only be given "
@@ -306,24 +363,40 @@ def _discard(future: asyncio.Future[RunCommandResult]) -> None:
         future.exception()  # retrieved: an abandoned run's end is not worth a warning
 
 
-class _ProcExit(Exception):
-    """Raised by the module's ``proc_exit``; wasmtime unwinds the module and re-raises it."""
+def _seed(
+    spec: WasmEngineSpec,
+    request: RunRequest,
+    entry: CompiledModule,
+    imports: dict[str, CompiledModule],
+) -> bytes:
+    modules = spec.module_targets()
+    return run_seed(
+        job_id=request.job_id,
+        module_digests=[entry.digest, *(f"{n}={c.digest}" for n, c in imports.items())],
+        argv=spec.argv(),
+        env=spec.merged_env(request.env),
+        input_targets=[m.target for m in request.inputs if m.target not in modules],
+    )
 
-    def __init__(self, code: int) -> None:
-        super().__init__(code)
-        self.code = code
+
+def _near_limit(memory_size: int, limit: int) -> bool:
+    return limit < _WASM32_MAX_MEMORY and memory_size + limit // _NEAR_LIMIT_SHARE > limit
 
 
-def _proc_exit(code: int) -> None:
-    raise _ProcExit(code & 0xFFFFFFFF)
+def _memory_size(instance: wasmtime.Instance, store: wasmtime.Store) -> int:
+    memory = instance.exports(store).get("memory")
+    return memory.data_len(store) if isinstance(memory, wasmtime.Memory) else 0
 
 
-def _call(compiled: CompiledModule, store: wasmtime.Store, entry_point: str) -> tuple[int, str]:
-    """Instantiate and call; return ``(exit code, error message)`` as Bacalhau reports them."""
+def _call(
+    instantiate: Callable[[], wasmtime.Instance], store: wasmtime.Store, entry_point: str
+) -> tuple[int, str, int]:
+    """Instantiate and call; return ``(exit code, error message)`` as Bacalhau reports them,
+    and the size of the module's memory at its end."""
     try:
-        instance = compiled.pre.instantiate(store)
+        instance = instantiate()
     except (wasmtime.WasmtimeError, wasmtime.Trap) as e:
-        return 1, f"failed to instantiate the WASM module: {wasm_error_cause(e)}"
+        return 1, f"failed to instantiate the WASM module: {wasm_error_cause(e)}", 0
     func = instance.exports(store)[entry_point]
     if not isinstance(func, wasmtime.Func):
         raise EntryPointNotFound(
@@ -331,12 +404,12 @@ def _call(compiled: CompiledModule, store: wasmtime.Store, entry_point: str) -> 
         )
     try:
         func(store)
-    except _ProcExit as e:
-        return e.code, ""
+    except ProcExit as e:
+        return e.code, "", _memory_size(instance, store)
     except RunStopped as e:
-        return 1, f"execution {e}"  # the caller reports the stop itself
+        return 1, f"execution {e}", 0  # the caller reports the stop itself
     except wasmtime.ExitTrap as e:
-        return int(e.code), ""
+        return int(e.code), "", _memory_size(instance, store)
     except (wasmtime.WasmtimeError, wasmtime.Trap) as e:
-        return 1, wasm_error_cause(e)
-    return 0, ""
+        return 1, wasm_error_cause(e), _memory_size(instance, store)
+    return 0, "", _memory_size(instance, store)

@@ -1,8 +1,10 @@
 """Compiled modules, cached by the sha256 of their bytes.
 
 Compiling costs milliseconds to tens of milliseconds; instantiating a pre-linked module costs
-microseconds. Each entry keeps the module already linked against WASI (an ``InstancePre``), so
-a repeated job pays only for its store, its WASI context and the run itself.
+microseconds. Each entry keeps the module already linked against each shared linker (an
+``InstancePre`` per run mode), so a repeated job pays only for its store, its WASI context and
+the run itself. A module importing other modules by name cannot be pre-linked: it is linked at
+run time against the job's import modules (see ``_linking``).
 """
 
 from __future__ import annotations
@@ -10,11 +12,13 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import wasmtime
 
 from bacalhau.errors import InvalidJobSpec
+from bacalhau.executor.wasm._linking import foreign_imports
 
 _FIELD = "Engine.Params.EntryModule"
 
@@ -24,9 +28,13 @@ class CompiledModule:
     """A module ready to instantiate, and what it exports."""
 
     digest: str
-    pre: wasmtime.InstancePre
+    module: wasmtime.Module
+    #: Linker name -> the module pre-linked against it; empty when it imports other modules.
+    pres: dict[str, wasmtime.InstancePre]
     #: Exported function name -> number of parameters it takes.
     functions: dict[str, int]
+    #: Module names other than WASI that it imports from.
+    imports: list[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,13 +46,15 @@ class ModuleCacheStats:
 
 
 class ModuleCache:
-    """A thread-safe LRU of :class:`CompiledModule` for one engine and linker."""
+    """A thread-safe LRU of :class:`CompiledModule` for one engine and its shared linkers."""
 
-    def __init__(self, engine: wasmtime.Engine, linker: wasmtime.Linker, capacity: int) -> None:
+    def __init__(
+        self, engine: wasmtime.Engine, linkers: Mapping[str, wasmtime.Linker], capacity: int
+    ) -> None:
         if capacity < 1:
             raise ValueError("module cache capacity must be at least 1")
         self._engine = engine
-        self._linker = linker
+        self._linkers = dict(linkers)
         self._capacity = capacity
         self._entries: OrderedDict[str, CompiledModule] = OrderedDict()
         self._lock = threading.Lock()
@@ -86,21 +96,28 @@ class ModuleCache:
                 field=_FIELD,
                 hint="pass a .wasm file compiled for WASI (e.g. clang --target=wasm32-wasi)",
             ) from e
-        try:
-            pre = self._linker.instantiate_pre(module)
-        except wasmtime.WasmtimeError as e:
-            raise InvalidJobSpec(
-                "the WASM module needs an import this node does not provide: "
-                f"{wasm_error_cause(e)}",
-                field=_FIELD,
-                hint="modules may import only WASI preview 1 (wasi_snapshot_preview1)",
-            ) from e
+        imports = foreign_imports(module)
+        pres: dict[str, wasmtime.InstancePre] = {}
+        if not imports:
+            try:
+                for name, linker in self._linkers.items():
+                    pres[name] = linker.instantiate_pre(module)
+            except wasmtime.WasmtimeError as e:
+                raise InvalidJobSpec(
+                    "the WASM module needs an import this node does not provide: "
+                    f"{wasm_error_cause(e)}",
+                    field=_FIELD,
+                    hint="modules may import WASI preview 1 (wasi_snapshot_preview1) and the "
+                    "job's ImportModules",
+                ) from e
         functions = {
             export.name: len(export.type.params)
             for export in module.exports
             if isinstance(export.type, wasmtime.FuncType)
         }
-        return CompiledModule(digest=digest, pre=pre, functions=functions)
+        return CompiledModule(
+            digest=digest, module=module, pres=pres, functions=functions, imports=imports
+        )
 
 
 def wasm_error_cause(e: BaseException) -> str:

@@ -9,6 +9,8 @@ wake-up event instead, so cancelling the run wakes it at once and the call traps
 What it implements (WASI preview 1): clock subscriptions, relative or absolute, on the realtime
 and monotonic clocks (the CPU-time clocks are taken as monotonic); fd subscriptions are
 reported ready at once, as they are for the regular files and the closed stdin a run has.
+In a deterministic run (see ``_determinism``) clock subscriptions are measured against the
+run's virtual clock, and a sleep moves that clock on instead of waiting.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 
 import wasmtime
 
+from bacalhau.executor.wasm._determinism import DeterministicSource, running_source
 from bacalhau.executor.wasm._interrupt import RunWatch
 
 __all__ = ["RunStopped", "define_poll_oneoff", "running_watch", "set_running_watch"]
@@ -79,6 +82,7 @@ def _poll_oneoff(
     except (IndexError, ValueError):
         return _ERRNO_FAULT
     watch = running_watch()
+    virtual = running_source()
     ready: list[tuple[int, int]] = []  # (userdata, event type) of fd subscriptions
     clocks: list[tuple[int, int]] = []  # (userdata, nanoseconds left)
     for i in range(count):
@@ -92,13 +96,18 @@ def _poll_oneoff(
             return _ERRNO_INVAL
         left = timeout
         if flags & _SUBCLOCKFLAGS_ABSTIME:
-            left = timeout - _clock_now(clock_id, watch)
+            left = timeout - _clock_now(clock_id, watch, virtual)
         clocks.append((userdata, left))
     if ready:
         fired = ready
     else:
         shortest = min(left for _, left in clocks)
-        _sleep(shortest / 1e9, watch)
+        if virtual is not None:
+            virtual.sleep(shortest)  # a deterministic run's sleeps take no real time
+            if watch is not None and watch.check_stop():
+                raise RunStopped(watch.stopped)
+        else:
+            _sleep(shortest / 1e9, watch)
         fired = [(userdata, _EVENTTYPE_CLOCK) for userdata, left in clocks if left <= shortest]
     events = b"".join(_EVENT.pack(userdata, 0, kind, 0, 0) for userdata, kind in fired)
     try:
@@ -109,7 +118,9 @@ def _poll_oneoff(
     return 0
 
 
-def _clock_now(clock_id: int, watch: RunWatch | None) -> int:
+def _clock_now(clock_id: int, watch: RunWatch | None, virtual: DeterministicSource | None) -> int:
+    if virtual is not None:
+        return virtual.peek_clock(clock_id)
     if clock_id == _CLOCK_REALTIME:
         return time.time_ns()
     # wasmtime's monotonic clock counts from the creation of the run's WASI context.

@@ -1,9 +1,10 @@
-"""Getting the bytes of the entry module.
+"""Getting the bytes of the entry module and of the modules it imports.
 
-An ``inline`` entry module carries the module in an RFC 2397 ``data:`` URL: the plain base64
+An ``inline`` module carries the module in an RFC 2397 ``data:`` URL: the plain base64
 of the ``.wasm`` file or, as the Bacalhau CLI sends anything over 512 bytes, a gzip'd tar
-holding it. Any other source type is fetched by the node's storage plugins like every other
-input and handed over as a prepared input whose target is the entry module's ``Target``.
+holding it. Any other source type (and a module named by the v1.7 name form) is fetched by
+the node's storage plugins like every other input and handed over as a prepared input mounted
+at the module's ``Target``.
 
 A gzip'd payload is inflated as a stream that refuses to produce more than
 :data:`MAX_MODULE_BYTES`, and a tar is read as a stream whose member sizes are checked from
@@ -23,7 +24,8 @@ from typing import IO, Protocol, cast
 
 from bacalhau.errors import ExecutionFailed, InvalidJobSpec
 from bacalhau.executor._base import InputMount
-from bacalhau.models import InputSource, param
+from bacalhau.executor.wasm._params import ModuleRef
+from bacalhau.models import param
 
 WASM_MAGIC = b"\0asm"
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -34,37 +36,38 @@ _TAR_BLOCK = 512
 _INFLATE_CHUNK = 1024 * 1024
 
 
-def load_entry_module(module: InputSource, inputs: Sequence[InputMount]) -> bytes:
-    """The entry module's bytes (not yet validated as WebAssembly)."""
-    kind = module.source.type.lower()
-    if kind == "inline":
-        url = param(module.source.params, "URL")
+def load_module(module: ModuleRef, inputs: Sequence[InputMount]) -> bytes:
+    """The bytes of a module the spec names (not yet validated as WebAssembly)."""
+    if module.source is not None and module.is_inline:
+        url = param(module.source.source.params, "URL")
         if not isinstance(url, str) or not url:
             raise InvalidJobSpec(
-                "inline entry module needs a data URL", field=f"{_FIELD}.Source.Params.URL"
+                "inline module needs a data URL", field=f"{module.field}.Source.Params.URL"
             )
-        return unpack_module(decode_data_url(url))
+        return unpack_module(decode_data_url(url, field=f"{module.field}.Source.Params.URL"))
     for mount in inputs:
         if module.target and mount.target == module.target:
             return _read_prepared(mount.source)
+    if module.source is None:
+        raise InvalidJobSpec(
+            f"no input of the task is mounted at {module.target!r}",
+            field=module.field,
+            hint="name a module by the Target of one of the task's input sources",
+        )
     raise InvalidJobSpec(
-        f"entry module source {module.source.type!r} was not prepared on this node",
-        field=f"{_FIELD}.Source.Type",
+        f"module source {module.source.source.type!r} was not prepared on this node",
+        field=f"{module.field}.Source.Type",
         hint="use an inline module, or a source type this node's storage supports",
     )
 
 
-def decode_data_url(url: str) -> bytes:
+def decode_data_url(url: str, *, field: str = f"{_FIELD}.Source.Params.URL") -> bytes:
     """Decode an RFC 2397 ``data:`` URL (base64 or percent-encoded)."""
     if not url[:5].lower() == "data:":
-        raise InvalidJobSpec(
-            "inline entry module URL must be a data: URL", field=f"{_FIELD}.Source.Params.URL"
-        )
+        raise InvalidJobSpec("inline module URL must be a data: URL", field=field)
     header, sep, payload = url[5:].partition(",")
     if not sep:
-        raise InvalidJobSpec(
-            "malformed data URL: no ',' before the data", field=f"{_FIELD}.Source.Params.URL"
-        )
+        raise InvalidJobSpec("malformed data URL: no ',' before the data", field=field)
     if "base64" in (part.strip().lower() for part in header.split(";")):
         try:
             return binascii.a2b_base64(payload, strict_mode=True)
@@ -73,9 +76,7 @@ def decode_data_url(url: str) -> bytes:
         try:
             return binascii.a2b_base64("".join(payload.split()), strict_mode=True)
         except (binascii.Error, ValueError) as e:
-            raise InvalidJobSpec(
-                f"malformed base64 in data URL: {e}", field=f"{_FIELD}.Source.Params.URL"
-            ) from e
+            raise InvalidJobSpec(f"malformed base64 in data URL: {e}", field=field) from e
     return urllib.parse.unquote_to_bytes(payload)
 
 
