@@ -8,11 +8,16 @@ edge, a ``hint`` telling the user what to do, and whether retrying may help. The
     BacalhauError
     ├── InvalidRequest (400)
     │   ├── InvalidJobSpec       a job failed validation; ``field`` names the culprit
-    │   └── BadQuery             a query parameter is malformed
+    │   ├── BadQuery             a query parameter is malformed
+    │   └── InvalidCID           a string or bytes that are not a CID this store can verify
     ├── NotFound (404)
     │   ├── JobNotFound
     │   ├── ExecutionNotFound
-    │   └── NodeNotFound
+    │   ├── NodeNotFound
+    │   └── BlockNotFound        a block is not in the local CID store
+    ├── InvalidContent (422)     stored or received content-addressed data is unusable
+    │   ├── CorruptBlock         a block's bytes do not match its CID
+    │   └── UnsafePath           an entry would be written outside its target directory
     ├── MultipleJobsFound (400)  an ID prefix matches several jobs (Bacalhau: 500)
     ├── ConflictJobState (409)   an operation is not allowed in the job's state (Bacalhau: 500)
     ├── RevisionConflict (409)   compare-and-set lost a race
@@ -41,7 +46,9 @@ __all__ = [
     "BacalhauError",
     "BadQuery",
     "BidRejected",
+    "BlockNotFound",
     "ConflictJobState",
+    "CorruptBlock",
     "EntryPointNotFound",
     "ExecutionCancelled",
     "ExecutionFailed",
@@ -50,7 +57,9 @@ __all__ = [
     "ExecutorNotInstalled",
     "ImageNotFound",
     "InternalError",
+    "InvalidCID",
     "InvalidConfiguration",
+    "InvalidContent",
     "InvalidJobSpec",
     "InvalidRequest",
     "InvalidTransition",
@@ -64,6 +73,7 @@ __all__ = [
     "PublishFailed",
     "RevisionConflict",
     "Unavailable",
+    "UnsafePath",
     "error_from_code",
 ]
 
@@ -149,6 +159,90 @@ class ExecutionNotFound(NotFound):
 class NodeNotFound(NotFound):
     default_component = "NodeManager"
     default_hint = "check the node ID with `bacalhau node list`"
+
+
+class InvalidCID(InvalidRequest):
+    """Not a CID, or one this store cannot verify (only sha2-256 and identity multihashes);
+    ``field`` names where it came from when known."""
+
+    code = "InvalidCID"
+    default_component = "CIDStore"
+    default_hint = "pass a CIDv0 (Qm...) or a CIDv1 (bafy..., bafk...) as printed by `ipfs add`"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str = "",
+        hint: str | None = None,
+        details: dict[str, str] | None = None,
+    ) -> None:
+        merged = dict(details or {})
+        if field:
+            merged["Field"] = field
+        super().__init__(message, hint=hint, details=merged)
+        self.field = merged.get("Field", "")
+
+
+class BlockNotFound(NotFound):
+    """A block (``details["CID"]``) is not in the local store."""
+
+    code = "BlockNotFound"
+    default_component = "CIDStore"
+    default_hint = "add or import the content first (`ipfs dag import` a CAR, or add the files)"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        cid: str = "",
+        hint: str | None = None,
+        details: dict[str, str] | None = None,
+    ) -> None:
+        merged = dict(details or {})
+        if cid:
+            merged["CID"] = cid
+        super().__init__(message, hint=hint, details=merged)
+        self.cid = merged.get("CID", "")
+
+
+class InvalidContent(BacalhauError):
+    """Content-addressed data (a block, a DAG, a CAR file) that cannot be used as it is."""
+
+    code = "InvalidContent"
+    http_status = 422
+    default_component = "CIDStore"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        cid: str = "",
+        hint: str | None = None,
+        details: dict[str, str] | None = None,
+    ) -> None:
+        merged = dict(details or {})
+        if cid:
+            merged["CID"] = cid
+        super().__init__(message, hint=hint, details=merged)
+        self.cid = merged.get("CID", "")
+
+
+class CorruptBlock(InvalidContent):
+    """A block's bytes do not hash to its CID (``details["CID"]``); it is never returned."""
+
+    code = "CorruptBlock"
+    default_hint = (
+        "the stored or received copy is damaged: delete the block and fetch or import it again"
+    )
+
+
+class UnsafePath(InvalidContent):
+    """An entry's name would place it outside the directory it is written into (``..``, a
+    slash, a name that is empty) or through an existing file or symlink."""
+
+    code = "UnsafePath"
+    default_hint = "the content is malformed or hostile; it was not written"
 
 
 class MultipleJobsFound(BacalhauError):

@@ -36,6 +36,13 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || ! command -v bacalhau
   touch "$stamp"
 fi
 
+# The reference UnixFS importer/exporter and CAR tools the CID store's tests compare against.
+js=tests/storage/js
+if [ ! -f "$js/node_modules/.package-lock.json" ] || [ "$js/package-lock.json" -nt "$js/node_modules/.package-lock.json" ]; then
+  log "installing the reference IPFS tools (npm ci in $js)"
+  (cd "$js" && npm ci --silent --no-audit --no-fund >/dev/null)
+fi
+
 bash scripts/build_images.sh
 bash scripts/build_wasm.sh
 log "ready"

@@ -1,0 +1,46 @@
+"""The CID-addressed store: UnixFS import and export, an on-disk blockstore, CAR files.
+
+Content gets the same CIDs Kubo's ``ipfs add`` gives it for the same settings
+(:class:`ImportOptions`), so data moves between this store and any IPFS implementation
+(directly by CID, or as CAR files)::
+
+    store = Blockstore(data_dir / "blocks")
+    root = Importer(store).add_path("results/")     # ipfs add -r results/
+    store.pin(root.cid)
+    export(store, root.cid, "copy/")                # ipfs get
+    with open("results.car", "wb") as out:           # ipfs dag export
+        write_car(out, [root.cid], store)
+"""
+
+from __future__ import annotations
+
+from ._blockstore import Blockstore, BlockstoreStats, GCResult
+from ._car import CarImport, CarReader, import_car, write_car
+from ._cid import CID, DAG_PB, RAW
+from ._exporter import BlockSource, EntryKind, LsEntry, export, ls, read_file, resolve, stat
+from ._importer import BlockSink, Importer, ImportOptions, ImportResult
+
+__all__ = [
+    "CID",
+    "DAG_PB",
+    "RAW",
+    "BlockSink",
+    "BlockSource",
+    "Blockstore",
+    "BlockstoreStats",
+    "CarImport",
+    "CarReader",
+    "EntryKind",
+    "GCResult",
+    "ImportOptions",
+    "ImportResult",
+    "Importer",
+    "LsEntry",
+    "export",
+    "import_car",
+    "ls",
+    "read_file",
+    "resolve",
+    "stat",
+    "write_car",
+]

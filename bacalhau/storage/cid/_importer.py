@@ -1,0 +1,266 @@
+"""UnixFS importer: files, directories and symlinks to the CIDs ``ipfs add`` prints.
+
+Files stream through in bounded memory: one chunk is read, hashed and handed to the sink at
+a time, and the balanced layout keeps at most ``max_links`` pending links per DAG level
+(see :class:`_BalancedFile`). The rules are those of ``ipfs add`` (Kubo) and the JS
+importer ``ipfs-unixfs-importer``; ``ImportOptions`` names the settings that change a CID.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import BinaryIO, Final, Protocol
+
+from ._cid import CID, DAG_PB, RAW
+from ._dagpb import DataType, PBLink, encode_file_leaf, encode_node, encode_unixfs
+from ._hamt import build_shard
+
+__all__ = ["BlockSink", "ImportOptions", "ImportResult", "Importer"]
+
+DEFAULT_CHUNK_SIZE: Final = 262_144
+DEFAULT_MAX_LINKS: Final = 174
+DEFAULT_SHARD_THRESHOLD: Final = 262_144
+_DIRECTORY_DATA: Final = encode_unixfs(DataType.DIRECTORY)
+
+
+class BlockSink(Protocol):
+    """Where imported blocks go. The importer computed each CID from the bytes it passes,
+    so the sink need not hash them again."""
+
+    def put_trusted(self, cid: CID, data: bytes) -> None: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImportOptions:
+    """The settings that decide a CID (``ipfs add`` flags in brackets).
+
+    ``raw_leaves=None`` follows the CID version as Kubo does: dag-pb leaves for CIDv0, raw
+    leaves for CIDv1 (``--raw-leaves``). ``shard_at_threshold`` selects the HAMT rule of
+    Kubo 0.39 and older (shard when the estimate is >= the threshold instead of >).
+    """
+
+    cid_version: int = 0  # --cid-version
+    raw_leaves: bool | None = None  # --raw-leaves
+    chunk_size: int = DEFAULT_CHUNK_SIZE  # --chunker=size-N
+    max_links: int = DEFAULT_MAX_LINKS  # Import.UnixFSFileMaxLinks
+    hidden: bool = False  # --hidden
+    shard_threshold: int = DEFAULT_SHARD_THRESHOLD  # Import.UnixFSHAMTDirectorySizeThreshold
+    shard_at_threshold: bool = False
+
+    def __post_init__(self) -> None:
+        if self.cid_version not in (0, 1):
+            raise ValueError("cid_version must be 0 or 1")
+        if self.cid_version == 0 and self.raw_leaves:
+            raise ValueError("raw leaves need CIDv1")
+        if self.chunk_size < 1 or self.max_links < 2:
+            raise ValueError("chunk_size must be >= 1 and max_links >= 2")
+
+    @property
+    def uses_raw_leaves(self) -> bool:
+        return self.cid_version == 1 if self.raw_leaves is None else self.raw_leaves
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    """The root of an import: its CID, the cumulative size of its DAG (``Tsize``, the size
+    a parent's link records) and, for a file, its length in bytes (0 otherwise)."""
+
+    cid: CID
+    tsize: int
+    size: int = 0
+
+
+@dataclass(slots=True)
+class _Child:
+    cid: CID
+    tsize: int
+    filesize: int
+
+
+class _BalancedFile:
+    """The balanced layout, built as the leaves arrive.
+
+    ``levels[i]`` holds the pending children at height i; a full run of ``max_links`` gets
+    its parent at once, so memory is one run of links per level. At the end every partial
+    run gets a parent too (even a run of one), so all leaves sit at the same depth, the
+    shape Kubo's balanced builder gives.
+    """
+
+    def __init__(self, max_links: int, emit: Callable[[bytes], CID]) -> None:
+        self._max = max_links
+        self._emit = emit
+        self._levels: list[list[_Child]] = [[]]
+
+    def add(self, child: _Child) -> None:
+        self._push(0, child)
+
+    def _push(self, level: int, child: _Child) -> None:
+        if level == len(self._levels):
+            self._levels.append([])
+        run = self._levels[level]
+        run.append(child)
+        if len(run) == self._max:
+            self._levels[level] = []
+            self._push(level + 1, self._parent(run))
+
+    def _parent(self, run: list[_Child]) -> _Child:
+        sizes = [c.filesize for c in run]
+        data = encode_unixfs(DataType.FILE, filesize=sum(sizes), blocksizes=sizes)
+        block = encode_node((PBLink(c.cid, b"", c.tsize) for c in run), data)
+        cid = self._emit(block)
+        return _Child(cid, len(block) + sum(c.tsize for c in run), sum(sizes))
+
+    def finish(self) -> _Child:
+        level = 0
+        while True:
+            top = max(i for i, run in enumerate(self._levels) if run)
+            run = self._levels[level]
+            if level == top and len(run) == 1:
+                return run[0]
+            if run:
+                self._levels[level] = []
+                self._push(level + 1, self._parent(run))
+            level += 1
+
+
+class Importer:
+    """Turns bytes, files and directory trees into UnixFS DAGs.
+
+    ``sink`` receives every block (a :class:`~bacalhau.storage.cid.Blockstore`, or ``None``
+    to only compute the CID, like ``ipfs add --only-hash``).
+    """
+
+    def __init__(self, sink: BlockSink | None = None, options: ImportOptions | None = None):
+        self._sink = sink
+        self.options = options or ImportOptions()
+        self._raw = self.options.uses_raw_leaves
+        self._version = self.options.cid_version
+
+    # -- blocks -------------------------------------------------------------------------
+
+    def _emit_node(self, block: bytes) -> CID:
+        cid = CID.from_digest(hashlib.sha256(block).digest(), codec=DAG_PB, version=self._version)
+        if self._sink is not None:
+            self._sink.put_trusted(cid, block)
+        return cid
+
+    def _leaf(self, chunk: bytes) -> _Child:
+        if self._raw:
+            cid = CID.from_digest(hashlib.sha256(chunk).digest(), codec=RAW, version=1)
+            if self._sink is not None:
+                self._sink.put_trusted(cid, chunk)
+            return _Child(cid, len(chunk), len(chunk))
+        prefix, suffix = encode_file_leaf(chunk)
+        if self._sink is None:
+            # Hash the parts: no 256 KiB copy when nothing is stored.
+            digest = hashlib.sha256(prefix)
+            digest.update(chunk)
+            digest.update(suffix)
+            cid = CID.from_digest(digest.digest(), codec=DAG_PB, version=self._version)
+            return _Child(cid, len(prefix) + len(chunk) + len(suffix), len(chunk))
+        block = b"".join((prefix, chunk, suffix))
+        return _Child(self._emit_node(block), len(block), len(chunk))
+
+    # -- files --------------------------------------------------------------------------
+
+    def add_stream(self, stream: BinaryIO) -> ImportResult:
+        """Import a file's content read from ``stream`` until its end."""
+        size = self.options.chunk_size
+        layout = _BalancedFile(self.options.max_links, self._emit_node)
+        chunk = _read_full(stream, size)
+        layout.add(self._leaf(chunk))  # an empty file is one empty leaf
+        while len(chunk) == size:
+            chunk = _read_full(stream, size)
+            if not chunk:
+                break
+            layout.add(self._leaf(chunk))
+        root = layout.finish()
+        return ImportResult(root.cid, root.tsize, root.filesize)
+
+    def add_bytes(self, data: bytes) -> ImportResult:
+        """Import an in-memory file."""
+        import io
+
+        return self.add_stream(io.BytesIO(data))
+
+    def add_file(self, path: str | os.PathLike[str]) -> ImportResult:
+        with open(path, "rb") as stream:
+            return self.add_stream(stream)
+
+    def add_symlink(self, target: bytes) -> ImportResult:
+        """A UnixFS symlink node pointing at ``target`` (stored, never followed)."""
+        block = encode_node((), encode_unixfs(DataType.SYMLINK, data=target))
+        return ImportResult(self._emit_node(block), len(block))
+
+    # -- directories --------------------------------------------------------------------
+
+    def add_path(self, path: str | os.PathLike[str]) -> ImportResult:
+        """Import a file, a symlink (as a link, not its target) or a directory tree, like
+        ``ipfs add -r PATH``. In a tree, hidden entries (names starting with ``.``) are
+        skipped unless ``hidden``; sockets, FIFOs and devices are skipped (they have no
+        content); the top-level path itself is always added."""
+        st = os.lstat(path)
+        if stat.S_ISLNK(st.st_mode):
+            return self.add_symlink(os.fsencode(os.readlink(path)))
+        if stat.S_ISDIR(st.st_mode):
+            return self._add_directory(os.fspath(path))
+        return self.add_file(path)
+
+    def _add_directory(self, path: str) -> ImportResult:
+        links: list[PBLink] = []
+        with os.scandir(path) as entries:
+            children = sorted(entries, key=lambda e: os.fsencode(e.name))
+        for entry in children:
+            if entry.name.startswith(".") and not self.options.hidden:
+                continue
+            if entry.is_symlink():
+                result = self.add_symlink(os.fsencode(os.readlink(entry.path)))
+            elif entry.is_dir(follow_symlinks=False):
+                result = self._add_directory(entry.path)
+            elif entry.is_file(follow_symlinks=False):
+                result = self.add_file(entry.path)
+            else:
+                continue
+            links.append(PBLink(result.cid, os.fsencode(entry.name), result.tsize))
+        return self.add_directory_links(links)
+
+    def add_directory_links(self, links: list[PBLink]) -> ImportResult:
+        """A directory from its entries (name -> child CID and Tsize), sharded when the
+        links-bytes estimate passes the threshold."""
+        links = sorted(links, key=lambda link: link.name)
+        estimate = sum(len(link.name) + len(link.cid.binary) for link in links)
+        threshold = self.options.shard_threshold
+        if estimate > threshold or (self.options.shard_at_threshold and estimate == threshold):
+            root = build_shard(links, self._emit_link)
+            return ImportResult(root.cid, root.tsize)
+        block = encode_node(links, _DIRECTORY_DATA)
+        return ImportResult(self._emit_node(block), len(block) + sum(x.tsize for x in links))
+
+    def _emit_link(self, block: bytes) -> PBLink:
+        # A shard node's cumulative size: its block plus its links' sizes. Parse back the
+        # sizes it was built from rather than thread them through the builder.
+        from ._dagpb import decode_node
+
+        tsize = len(block) + sum(link.tsize for link in decode_node(block).links)
+        return PBLink(self._emit_node(block), b"", tsize)
+
+
+def _read_full(stream: BinaryIO, size: int) -> bytes:
+    """Read exactly ``size`` bytes unless the stream ends first (pipes return short reads,
+    and a short chunk in the middle would change every CID)."""
+    data = stream.read(size)
+    if len(data) == size or not data:
+        return data
+    parts = [data]
+    missing = size - len(data)
+    while missing:
+        more = stream.read(missing)
+        if not more:
+            break
+        parts.append(more)
+        missing -= len(more)
+    return b"".join(parts)
