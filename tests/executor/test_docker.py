@@ -333,20 +333,6 @@ async def test_network_full_uses_the_host_network(
     assert sorted(result.stdout.split()) == sorted(os.listdir("/sys/class/net"))
 
 
-async def test_network_http_is_refused_clearly(
-    tmp_path: Path, executor: DockerExecutor, busybox_image: str
-) -> None:
-    request = shell(
-        tmp_path,
-        busybox_image,
-        "true",
-        network=NetworkConfig(NetworkType.HTTP, ["example.com"]),
-    )
-    with pytest.raises(InvalidJobSpec) as info:
-        await executor.run(request)
-    assert info.value.field == "Network.Type"
-
-
 async def test_timeout_kills_the_container(
     tmp_path: Path, executor: DockerExecutor, busybox_image: str, client: Any, prefix: str
 ) -> None:

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +31,6 @@ from typing import Any
 
 import docker
 import docker.errors
-from docker.types import LogConfig, Mount
 
 from bacalhau.errors import (
     BacalhauError,
@@ -42,11 +41,29 @@ from bacalhau.errors import (
     InvalidJobSpec,
 )
 from bacalhau.executor._base import RunRequest
-from bacalhau.executor._results import finish_results, prepare_results_dir
+from bacalhau.executor._results import (
+    MAX_STREAM_FILE_BYTES,
+    finish_results,
+    prepare_results_dir,
+)
+from bacalhau.executor.docker._container import (
+    HOST_NETWORK,
+    NO_NETWORK,
+    Confinement,
+    NetworkPlan,
+    container_kwargs,
+)
+from bacalhau.executor.docker._disk import (
+    CappedFolders,
+    capped_folders_supported,
+    remove_stale_volumes,
+)
+from bacalhau.executor.docker._egress import EgressLease, EgressNetwork
 from bacalhau.executor.docker._errors import ENGINE_ERRORS, explain, start_error, unreachable
-from bacalhau.executor.docker._follow import follow_container, settle
+from bacalhau.executor.docker._follow import ContainerExit, follow_container, settle
 from bacalhau.executor.docker._params import DockerEngineSpec
-from bacalhau.models import NetworkConfig, NetworkType, RunCommandResult, SpecConfig, format_size
+from bacalhau.executor.network import DomainAllowList, EgressProxy
+from bacalhau.models import NetworkType, RunCommandResult, SpecConfig, format_size
 
 __all__ = ["DockerExecutor"]
 
@@ -66,6 +83,10 @@ _PREFIX_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 
 #: Processes (threads included) one container may hold, unless the operator says otherwise.
 DEFAULT_PIDS_LIMIT = 256
+#: Bytes of the tmpfs every container gets at /tmp.
+DEFAULT_TMP_SIZE = 64 * 1024 * 1024
+#: Bytes all the result folders of one execution may hold together (0: no cap).
+DEFAULT_RESULT_DISK_LIMIT = 10 * 1024**3
 #: Seconds between two sweeps of the reaper.
 DEFAULT_REAP_INTERVAL = 30.0
 #: How long one removal keeps retrying before it leaves the container to the reaper.
@@ -107,6 +128,13 @@ class DockerExecutor:
         name_prefix: str = "bacalhau",
         pids_limit: int = DEFAULT_PIDS_LIMIT,
         reap_interval: float = DEFAULT_REAP_INTERVAL,
+        read_only_rootfs: bool = True,
+        tmp_size: int = DEFAULT_TMP_SIZE,
+        result_disk_limit: int = DEFAULT_RESULT_DISK_LIMIT,
+        stream_limit: int = MAX_STREAM_FILE_BYTES,
+        scratch_dir: Path | None = None,
+        egress_proxy: EgressProxy | None = None,
+        egress_firewall: bool = True,
     ) -> None:
         if not _PREFIX_RE.match(name_prefix):
             raise ValueError(f"invalid container name prefix {name_prefix!r}")
@@ -114,16 +142,37 @@ class DockerExecutor:
             raise ValueError(f"the pids limit must be at least 1, got {pids_limit}")
         if reap_interval <= 0:
             raise ValueError(f"the reap interval must be positive, got {reap_interval}")
+        for what, value in (
+            ("tmp size", tmp_size),
+            ("result disk limit", result_disk_limit),
+            ("stream limit", stream_limit),
+        ):
+            if value < 0:
+                raise ValueError(f"the {what} must not be negative, got {value}")
         self._client = client
         self._client_lock = asyncio.Lock()
         self._allow_pull = allow_pull
         self._prefix = name_prefix
-        self._pids_limit = pids_limit
+        self._confinement = Confinement(
+            pids_limit=pids_limit, read_only_rootfs=read_only_rootfs, tmp_size=tmp_size
+        )
         self._reap_interval = reap_interval
+        self._result_disk_limit = result_disk_limit
+        self._stream_limit = stream_limit
+        self._scratch = scratch_dir or Path(tempfile.gettempdir()) / f"{name_prefix}-scratch"
+        self._can_cap = capped_folders_supported()
+        self._egress = EgressNetwork(
+            prefix=name_prefix,
+            label=LABEL_EXECUTOR,
+            proxy=egress_proxy or EgressProxy(),
+            firewall=egress_firewall,
+        )
         self._runs: dict[str, _RunControl] = {}
         self._removals: dict[str, asyncio.Task[None]] = {}
         self._reaper: asyncio.Task[None] | None = None
         self._installed: tuple[bool, float] | None = None
+        if not self._can_cap:
+            _log.warning("result folders are not size-capped: capping needs root and mkfs.ext4")
 
     @property
     def name(self) -> str:
@@ -132,7 +181,12 @@ class DockerExecutor:
     @property
     def pids_limit(self) -> int:
         """The most processes one container may hold."""
-        return self._pids_limit
+        return self._confinement.pids_limit
+
+    @property
+    def scratch_dir(self) -> Path:
+        """Where the capped result filesystems of running executions live."""
+        return self._scratch
 
     # -- Executor protocol -------------------------------------------------------------------
 
@@ -175,24 +229,105 @@ class DockerExecutor:
     async def run(self, request: RunRequest) -> RunCommandResult:
         """Run the container to completion; see the module docstring for the steps."""
         spec = DockerEngineSpec.from_spec(request.engine)
-        host_network = _uses_host_network(request.network)
         folders = prepare_results_dir(request.results_dir, request.result_paths)
         if request.execution_id in self._runs:
             raise ExecutionFailed(f"execution {request.execution_id} is already running here")
         control = _RunControl()
         self._runs[request.execution_id] = control
+        capped: CappedFolders | None = None
+        lease: EgressLease | None = None
         try:
             api = await self._api()
-            container_id = await self._create(api, request, spec, folders, host_network)
-            control.container_id = container_id
+            cap = self._disk_cap(request)
+            if cap is not None:
+                capped = CappedFolders.layout(self._scratch, request.execution_id, cap, [*folders])
+            network = NO_NETWORK
+            if request.network.type is NetworkType.FULL:
+                network = HOST_NETWORK
+            elif request.network.type is NetworkType.HTTP:
+                lease = await self._egress.lease(api, DomainAllowList.of(request.network.domains))
+                network = NetworkPlan(
+                    mode=self._egress.name,
+                    env=lease.env,
+                    networking_config=self._egress.networking_config(api, lease),
+                )
+            kwargs = container_kwargs(
+                api,
+                request=request,
+                spec=spec,
+                name=self._container_name(request),
+                labels={
+                    LABEL_EXECUTOR: self._prefix,
+                    LABEL_JOB_ID: request.job_id,
+                    LABEL_EXECUTION_ID: request.execution_id,
+                },
+                result_sources={n: capped.source(n) for n in folders} if capped else folders,
+                confinement=self._confinement,
+                network=network,
+            )
+            container_id = await self._create_ready(api, kwargs, spec, capped, control)
             try:
                 _raise_if_cancelled(control, request)
-                return await self._start_and_wait(api, container_id, request, control)
+                outcome = await self._start_and_wait(api, container_id, request, control)
+                error_msg = await self._failure(api, container_id, request, outcome)
+                if capped is not None and not await capped.collect(folders) and not error_msg:
+                    error_msg = (
+                        f"disk limit exceeded: the job's result folders went past their cap "
+                        f"of {format_size(capped.cap)}"
+                    )
+                return finish_results(
+                    request.results_dir, exit_code=outcome.status_code, error_msg=error_msg
+                )
             finally:
                 # The removal is the executor's task: cancelling run() cannot stop it.
                 await self._remove(api, container_id)
         finally:
+            if lease is not None:
+                self._release_after_removal(lease, control)
+            if capped is not None:
+                await capped.release()
             del self._runs[request.execution_id]
+
+    def _release_after_removal(self, lease: EgressLease, control: _RunControl) -> None:
+        # A cancelled run stops waiting for the removal, not the removal: its address must
+        # not go to a new container while the old one may still hold it.
+        pending = self._removals.get(control.container_id or "")
+        if pending is None:
+            self._egress.release(lease)
+        else:
+            pending.add_done_callback(lambda _: self._egress.release(lease))
+
+    def _disk_cap(self, request: RunRequest) -> int | None:
+        """The cap on the result folders: the operator's, or the job's disk when smaller."""
+        if not request.result_paths or not self._can_cap:
+            return None
+        limits = [n for n in (self._result_disk_limit, request.resources.disk) if n > 0]
+        return min(limits) if limits else None
+
+    async def _create_ready(
+        self,
+        api: Any,
+        kwargs: dict[str, Any],
+        spec: DockerEngineSpec,
+        capped: CappedFolders | None,
+        control: _RunControl,
+    ) -> str:
+        """Create the container and, meanwhile, mount its capped folders (bind mounts are
+        resolved at start, not at create)."""
+        if capped is None:
+            container_id = await self._create(api, kwargs, spec)
+            control.container_id = container_id
+            return container_id
+        created, mounted = await asyncio.gather(
+            self._create(api, kwargs, spec), capped.mount(), return_exceptions=True
+        )
+        if isinstance(created, str):
+            control.container_id = created
+            if isinstance(mounted, BaseException):
+                await self._remove(api, created)
+                raise mounted
+            return created
+        raise created
 
     async def cancel(self, execution_id: str) -> None:
         """Kill and remove the execution's container; a waiting ``run()`` raises promptly."""
@@ -227,6 +362,8 @@ class DockerExecutor:
         if await self.is_installed():
             try:
                 await self.remove_leftovers()
+                # No run of ours exists yet: the network is a previous process's leftover.
+                await self._egress.remove_leftover(await self._api())
             except BacalhauError as e:
                 _log.warning("cannot remove leftover containers: %s", e)
         self._reaper = asyncio.create_task(self._reap(), name=f"docker-reaper-{self._prefix}")
@@ -264,14 +401,19 @@ class DockerExecutor:
         for task in late:
             task.cancel()
         await asyncio.gather(*late, return_exceptions=True)
+        await asyncio.to_thread(remove_stale_volumes, self._scratch, set())
+        await self._egress.close(self._client.api if self._client is not None else None)
 
     async def remove_leftovers(self) -> int:
         """Remove containers of this prefix that no run of this process owns; return how many.
 
         Called when a node starts and then by the reaper: containers of executions that died
-        with a previous process, or whose removal failed, would otherwise linger forever.
+        with a previous process, or whose removal failed, would otherwise linger forever. The
+        capped result filesystems of executions not running here go the same way.
         """
-        return await self._sweep(include_owned=False)
+        removed = await self._sweep(include_owned=False)
+        await asyncio.to_thread(remove_stale_volumes, self._scratch, set(self._runs))
+        return removed
 
     async def _sweep(self, *, include_owned: bool) -> int:
         api = await self._api()
@@ -327,71 +469,7 @@ class DockerExecutor:
     def _container_name(self, request: RunRequest) -> str:
         return _NAME_CHARS.sub("-", f"{self._prefix}-{request.job_id}-{request.execution_id}")
 
-    def _create_kwargs(
-        self,
-        api: Any,
-        request: RunRequest,
-        spec: DockerEngineSpec,
-        folders: dict[str, Path],
-        host_network: bool,
-    ) -> dict[str, Any]:
-        mounts = [
-            Mount(target=rp.path, source=os.path.abspath(folders[rp.name]), type="bind")
-            for rp in request.result_paths
-        ]
-        mounts += [
-            Mount(
-                target=inp.target,
-                source=os.path.abspath(inp.source),
-                type="bind",
-                read_only=inp.read_only,
-            )
-            for inp in request.inputs
-        ]
-        resources = request.resources
-        memory = resources.memory if resources.memory > 0 else None
-        host_config = api.create_host_config(
-            mounts=mounts or None,
-            network_mode="host" if host_network else "none",
-            extra_hosts={"host.docker.internal": "host-gateway"} if host_network else None,
-            nano_cpus=int(resources.cpu * 1e9) if resources.cpu > 0 else None,
-            mem_limit=memory,
-            # Equal to the memory limit: no swap, so the limit really bounds the job.
-            memswap_limit=memory,
-            pids_limit=self._pids_limit,
-            # The output reaches us over the attach stream; a second copy in the engine's
-            # log files would only cost disk and time.
-            log_config=LogConfig(type="none"),
-        )
-        return {
-            "image": spec.image,
-            "command": spec.parameters or None,
-            "entrypoint": spec.entrypoint or None,
-            "environment": spec.merged_env(request.env),
-            "working_dir": spec.working_directory or None,
-            "name": self._container_name(request),
-            "labels": {
-                LABEL_EXECUTOR: self._prefix,
-                LABEL_JOB_ID: request.job_id,
-                LABEL_EXECUTION_ID: request.execution_id,
-            },
-            "host_config": host_config,
-            "network_disabled": not host_network,
-            "tty": False,
-            "stdin_open": False,
-            # The operator's client-side proxy settings are not the job's business.
-            "use_config_proxy": False,
-        }
-
-    async def _create(
-        self,
-        api: Any,
-        request: RunRequest,
-        spec: DockerEngineSpec,
-        folders: dict[str, Path],
-        host_network: bool,
-    ) -> str:
-        kwargs = self._create_kwargs(api, request, spec, folders, host_network)
+    async def _create(self, api: Any, kwargs: dict[str, Any], spec: DockerEngineSpec) -> str:
         pulled = False
         cleared_name = False
         while True:
@@ -429,7 +507,7 @@ class DockerExecutor:
 
     async def _start_and_wait(
         self, api: Any, container_id: str, request: RunRequest, control: _RunControl
-    ) -> RunCommandResult:
+    ) -> ContainerExit:
         try:
             # Attach before start (as `docker run` does) so not a byte of output is missed.
             sock = await asyncio.to_thread(
@@ -438,7 +516,9 @@ class DockerExecutor:
         except ENGINE_ERRORS as e:
             _raise_if_cancelled(control, request)
             raise ExecutionFailed(f"failed to attach to the container: {explain(e)}") from e
-        exited = follow_container(api, container_id, sock, request.results_dir)
+        exited = follow_container(
+            api, container_id, sock, request.results_dir, limit=self._stream_limit
+        )
         try:
             await asyncio.to_thread(api.start, container_id)
         except ENGINE_ERRORS as e:
@@ -457,16 +537,20 @@ class DockerExecutor:
         _raise_if_cancelled(control, request)
         if outcome.error:
             raise ExecutionFailed(f"lost track of the container: {outcome.error}")
-        error_msg = ""
+        return outcome
+
+    async def _failure(
+        self, api: Any, container_id: str, request: RunRequest, outcome: ContainerExit
+    ) -> str:
+        """Why the run failed although the container exited, or "" (a plain non-zero exit
+        is not a failure)."""
         memory = request.resources.memory
         if outcome.status_code != 0 and memory > 0 and await self._oom_killed(api, container_id):
-            error_msg = (
+            return (
                 f"memory limit exceeded: the job was killed for using more than its "
                 f"{format_size(memory)} of memory"
             )
-        return finish_results(
-            request.results_dir, exit_code=outcome.status_code, error_msg=error_msg
-        )
+        return ""
 
     async def _oom_killed(self, api: Any, container_id: str) -> bool:
         # Only asked after a non-zero exit under a memory limit: the one case it can be true.
@@ -519,18 +603,6 @@ class DockerExecutor:
                 return
             await asyncio.sleep(delay)
             delay = min(delay * 2, _REMOVE_MAX_DELAY)
-
-
-def _uses_host_network(network: NetworkConfig) -> bool:
-    if network.type == NetworkType.NONE:
-        return False
-    if network.type == NetworkType.FULL:
-        return True
-    raise InvalidJobSpec(
-        f"network type {network.type.value} is not supported by the docker executor yet",
-        field="Network.Type",
-        hint="use Network None, or Full on a node that accepts networked jobs",
-    )
 
 
 def _raise_if_cancelled(control: _RunControl, request: RunRequest) -> None:

@@ -36,17 +36,22 @@ class ContainerExit:
 
 
 def follow_container(
-    api: Any, container_id: str, sock: Any, results_dir: Path
+    api: Any,
+    container_id: str,
+    sock: Any,
+    results_dir: Path,
+    limit: int = MAX_STREAM_FILE_BYTES,
 ) -> asyncio.Future[ContainerExit]:
     """Start following; the future resolves once the output has ended and the exit is known.
 
-    ``sock`` is the container's attach socket, taken before the container was started.
+    ``sock`` is the container's attach socket, taken before the container was started. Each
+    of ``stdout`` and ``stderr`` keeps at most ``limit`` bytes on disk.
     """
     loop = asyncio.get_running_loop()
     exited: asyncio.Future[ContainerExit] = loop.create_future()
     threading.Thread(
         target=_follow,
-        args=(api, container_id, sock, results_dir, loop, exited),
+        args=(api, container_id, sock, results_dir, limit, loop, exited),
         name=f"docker-follow-{container_id[:12]}",
         daemon=True,
     ).start()
@@ -66,6 +71,7 @@ def _follow(
     container_id: str,
     sock: Any,
     results_dir: Path,
+    limit: int,
     loop: asyncio.AbstractEventLoop,
     exited: asyncio.Future[ContainerExit],
 ) -> None:
@@ -76,12 +82,12 @@ def _follow(
             open(results_dir / STDOUT_FILE, "wb") as out,
             open(results_dir / STDERR_FILE, "wb") as err,
         ):
-            dropped = copy_demultiplexed(sock, out, err, limit=MAX_STREAM_FILE_BYTES)
+            dropped = copy_demultiplexed(sock, out, err, limit=limit)
         if any(dropped):
             _log.warning(
                 "container %s wrote more than %d bytes to a stream; dropped (stdout, stderr) = %s",
                 container_id[:12],
-                MAX_STREAM_FILE_BYTES,
+                limit,
                 dropped,
             )
     except (OSError, ValueError) as e:

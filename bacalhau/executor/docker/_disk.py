@@ -1,0 +1,223 @@
+"""A size-capped filesystem for a job's result folders.
+
+The cap must hold against a job that writes as fast as the disk allows (``dd if=/dev/zero``),
+so it is enforced by the kernel, not by watching: each capped execution gets its own ext4
+filesystem in a sparse image file, loop-mounted by the node, and its result folders are
+folders of that filesystem bind-mounted into the container. A write past the end fails with
+``ENOSPC`` whatever the job does. A watcher that polls the folder's size would let a fast
+writer run far past the cap between two polls; a tmpfs would hold the cap but spend the
+node's memory on what is meant to be disk (and charge it to the job's memory limit).
+
+The image is sized a little above the cap so that the job can write ``cap`` bytes of its own
+(ext4 keeps some blocks for itself); it went past the cap if it filled the image. Once the
+container has exited, what the job wrote is copied into the ordinary results folders (regular
+files, folders and symbolic links; sparse files count at their apparent size, as a publisher
+would see them), and the filesystem is unmounted and its image deleted.
+
+Mounting needs root (CAP_SYS_ADMIN) and ``mkfs.ext4``; :func:`capped_folders_supported` says
+whether this node has them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import stat
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from bacalhau.errors import ExecutionFailed
+
+__all__ = ["CappedFolders", "capped_folders_supported", "remove_stale_volumes"]
+
+_log = logging.getLogger(__name__)
+
+_MKFS = "mkfs.ext4"
+_IMAGE = "image"
+_MOUNT = "mnt"
+_FOLDER_MODE = 0o755
+_COMMAND_TIMEOUT = 60.0
+#: What ext4 keeps for itself (inode tables, bitmaps, directories) beyond the job's bytes.
+_MIN_HEADROOM = 4 * 1024 * 1024
+_COPY_CHUNK = 1024 * 1024
+#: Free space below which the filesystem counts as filled by the job.
+_FULL_BELOW = 256 * 1024
+
+
+def capped_folders_supported() -> bool:
+    """Whether this process can make and mount the capped filesystems (root and mkfs.ext4)."""
+    return os.geteuid() == 0 and shutil.which(_MKFS) is not None
+
+
+def _run(*argv: str) -> None:
+    done = subprocess.run(
+        argv, capture_output=True, text=True, timeout=_COMMAND_TIMEOUT, check=False
+    )
+    if done.returncode != 0:
+        raise OSError(f"{argv[0]} failed ({done.returncode}): {done.stderr.strip()}")
+
+
+@dataclass(slots=True)
+class CappedFolders:
+    """The capped filesystem of one execution, under ``<scratch>/<execution_id>/``.
+
+    Create it with :meth:`layout` (folders only, instant: the container can be created
+    against them), then :meth:`mount` before the container starts; after it has exited,
+    :meth:`collect` and, always, :meth:`release`.
+    """
+
+    root: Path
+    cap: int
+    names: list[str]
+    _released: bool = False
+
+    @classmethod
+    def layout(cls, scratch: Path, execution_id: str, cap: int, names: list[str]) -> CappedFolders:
+        root = scratch / execution_id
+        if root.exists():
+            # A leftover of an earlier attempt of this execution on this node.
+            _release_dir(root)
+        (root / _MOUNT).mkdir(parents=True)
+        folders = cls(root=root, cap=cap, names=list(names))
+        for name in names:
+            folders.source(name).mkdir(mode=_FOLDER_MODE)
+        return folders
+
+    def source(self, name: str) -> Path:
+        """The host folder bind-mounted for result ``name`` (valid once mounted)."""
+        return self.root / _MOUNT / name
+
+    async def mount(self) -> None:
+        await asyncio.to_thread(self._mount)
+
+    def _mount(self) -> None:
+        image = self.root / _IMAGE
+        size = self.cap + max(self.cap // 16, _MIN_HEADROOM)
+        with open(image, "xb") as f:
+            f.truncate(size)
+        mnt = self.root / _MOUNT
+        try:
+            _run(
+                _MKFS,
+                "-q",
+                "-F",
+                "-m",
+                "0",
+                "-O",
+                "^has_journal",
+                "-E",
+                "lazy_itable_init=1,nodiscard,root_owner=0:0",
+                str(image),
+            )
+            _run("mount", "-o", "loop,nosuid,nodev", str(image), str(mnt))
+        except (OSError, subprocess.SubprocessError) as e:
+            raise ExecutionFailed(f"cannot prepare the capped result folders: {e}") from e
+        os.chmod(mnt, _FOLDER_MODE)
+        for name in self.names:
+            self.source(name).mkdir(mode=_FOLDER_MODE)
+            os.chmod(self.source(name), _FOLDER_MODE)
+        (mnt / "lost+found").rmdir()
+
+    async def collect(self, destination: dict[str, Path]) -> bool:
+        """Copy each result folder to ``destination[name]``; False if the job went past the cap.
+
+        Past the cap means the filesystem filled up (the job's writes failed), or the files'
+        apparent sizes add up to more than the cap (sparse files). Nothing is copied then:
+        the results are incomplete and the execution fails.
+        """
+        return await asyncio.to_thread(self._collect, destination)
+
+    def _collect(self, destination: dict[str, Path]) -> bool:
+        st = os.statvfs(self.root / _MOUNT)
+        # The image has room beyond the cap: a job that stayed within it never fills it.
+        if st.f_bavail * st.f_frsize < _FULL_BELOW or st.f_favail == 0:
+            return False
+        if sum(_apparent_size(self.source(name)) for name in self.names) > self.cap:
+            return False
+        for name in self.names:
+            _copy_tree(self.source(name), destination[name])
+        return True
+
+    async def release(self) -> None:
+        """Unmount and delete everything (idempotent; never raises)."""
+        if self._released:
+            return
+        self._released = True
+        await asyncio.to_thread(_release_dir, self.root)
+
+
+def _release_dir(root: Path) -> None:
+    mnt = root / _MOUNT
+    if os.path.ismount(mnt):
+        try:
+            _run("umount", str(mnt))
+        except (OSError, subprocess.SubprocessError):
+            # Still in use by a container being torn down: detach now, freed when it goes.
+            try:
+                _run("umount", "-l", str(mnt))
+            except (OSError, subprocess.SubprocessError) as e:
+                _log.warning("cannot unmount %s: %s", mnt, e)
+                return
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def remove_stale_volumes(scratch: Path, keep: set[str]) -> int:
+    """Unmount and delete the capped folders under ``scratch`` of executions not in ``keep``."""
+    if not scratch.is_dir():
+        return 0
+    removed = 0
+    for entry in scratch.iterdir():
+        if entry.name in keep or not entry.is_dir():
+            continue
+        _release_dir(entry)
+        removed += 1
+    return removed
+
+
+def _apparent_size(root: Path) -> int:
+    total = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in (*dirnames, *filenames):
+            with contextlib.suppress(OSError):
+                st = os.lstat(os.path.join(dirpath, name))
+                if stat.S_ISREG(st.st_mode):
+                    total += st.st_size
+    return total
+
+
+def _copy_tree(source: Path, target: Path) -> None:
+    """Copy what a job wrote: folders, regular files and links (never followed); FIFOs,
+    sockets and devices are left out, as nothing could publish them."""
+    for dirpath, dirnames, filenames in os.walk(source):
+        rel = os.path.relpath(dirpath, source)
+        out_dir = target if rel == "." else target / rel
+        for name in (*dirnames, *filenames):
+            src = os.path.join(dirpath, name)
+            dst = out_dir / name
+            st = os.lstat(src)
+            if stat.S_ISDIR(st.st_mode):
+                dst.mkdir(exist_ok=True)
+                os.chmod(dst, stat.S_IMODE(st.st_mode) | 0o700)
+            elif stat.S_ISLNK(st.st_mode):
+                os.symlink(os.readlink(src), dst)
+            elif stat.S_ISREG(st.st_mode):
+                _copy_file(src, dst, stat.S_IMODE(st.st_mode))
+
+
+def _copy_file(src: str, dst: Path, mode: int) -> None:
+    fd_in = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        fd_out = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+        try:
+            while chunk := os.read(fd_in, _COPY_CHUNK):
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd_out, view) :]
+        finally:
+            os.close(fd_out)
+    finally:
+        os.close(fd_in)
