@@ -27,6 +27,10 @@ DEFAULT_SHARD_THRESHOLD: Final = 262_144
 _DIRECTORY_DATA: Final = encode_unixfs(DataType.DIRECTORY)
 
 
+#: Told of every entry of a tree as it is added: (path relative to the top, result).
+EntryCallback = Callable[[str, "ImportResult"], None]
+
+
 class BlockSink(Protocol):
     """Where imported blocks go. The importer computed each CID from the bytes it passes,
     so the sink need not hash them again."""
@@ -198,34 +202,48 @@ class Importer:
 
     # -- directories --------------------------------------------------------------------
 
-    def add_path(self, path: str | os.PathLike[str]) -> ImportResult:
+    def add_path(
+        self, path: str | os.PathLike[str], *, on_entry: EntryCallback | None = None
+    ) -> ImportResult:
         """Import a file, a symlink (as a link, not its target) or a directory tree, like
         ``ipfs add -r PATH``. In a tree, hidden entries (names starting with ``.``) are
         skipped unless ``hidden``; sockets, FIFOs and devices are skipped (they have no
-        content); the top-level path itself is always added."""
+        content); the top-level path itself is always added.
+
+        ``on_entry(relative_path, result)`` is called for every entry once it is added,
+        children before their directory; the top-level path is ``""``.
+        """
+        result = self._add_any(os.fspath(path), "", on_entry)
+        if result is None:
+            raise ValueError(f"{path} is not a file, a directory or a symlink")
+        return result
+
+    def _add_any(self, path: str, rel: str, on_entry: EntryCallback | None) -> ImportResult | None:
         st = os.lstat(path)
         if stat.S_ISLNK(st.st_mode):
-            return self.add_symlink(os.fsencode(os.readlink(path)))
-        if stat.S_ISDIR(st.st_mode):
-            return self._add_directory(os.fspath(path))
-        return self.add_file(path)
+            result = self.add_symlink(os.fsencode(os.readlink(path)))
+        elif stat.S_ISDIR(st.st_mode):
+            result = self._add_directory(path, rel, on_entry)
+        elif stat.S_ISREG(st.st_mode):
+            result = self.add_file(path)
+        else:
+            return None
+        if on_entry is not None:
+            on_entry(rel, result)
+        return result
 
-    def _add_directory(self, path: str) -> ImportResult:
+    def _add_directory(self, path: str, rel: str, on_entry: EntryCallback | None) -> ImportResult:
         links: list[PBLink] = []
         with os.scandir(path) as entries:
-            children = sorted(entries, key=lambda e: os.fsencode(e.name))
-        for entry in children:
-            if entry.name.startswith(".") and not self.options.hidden:
+            names = sorted(os.fsencode(entry.name) for entry in entries)
+        for name in names:
+            if name.startswith(b".") and not self.options.hidden:
                 continue
-            if entry.is_symlink():
-                result = self.add_symlink(os.fsencode(os.readlink(entry.path)))
-            elif entry.is_dir(follow_symlinks=False):
-                result = self._add_directory(entry.path)
-            elif entry.is_file(follow_symlinks=False):
-                result = self.add_file(entry.path)
-            else:
-                continue
-            links.append(PBLink(result.cid, os.fsencode(entry.name), result.tsize))
+            text = os.fsdecode(name)
+            child = f"{rel}/{text}" if rel else text
+            result = self._add_any(os.path.join(path, text), child, on_entry)
+            if result is not None:
+                links.append(PBLink(result.cid, name, result.tsize))
         return self.add_directory_links(links)
 
     def add_directory_links(self, links: list[PBLink]) -> ImportResult:

@@ -1,7 +1,7 @@
 // Reference import with the JS UnixFS importer, mirroring `ipfs add [-r]`:
 //   node import.mjs PATH [--cid-version 0|1] [--raw-leaves true|false] [--hidden]
 //                        [--shard-split-threshold N] [--car OUT.car]
-// Prints {"cid": ROOT, "blocks": N} as JSON. A directory is walked here (dot-entries skipped
+// Prints {"cid": ROOT, "blocks": N, "entries": {relative path: CID}} as JSON (the root is ""). A directory is walked here (dot-entries skipped
 // unless --hidden, empty directories kept, symlinks stored as symlinks, never followed).
 import fs from 'node:fs'
 import path from 'node:path'
@@ -44,6 +44,7 @@ function * walk (abs, rel) {
 const name = path.basename(path.resolve(target))
 const store = new RecordingBlockstore()
 let root
+const entries = {}
 for await (const entry of importer(walk(target, name), store, {
   cidVersion,
   rawLeaves,
@@ -56,6 +57,7 @@ for await (const entry of importer(walk(target, name), store, {
   wrapWithDirectory: false
 })) {
   if (entry.path === name) root = entry.cid
+  entries[entry.path === name ? '' : entry.path.slice(name.length + 1)] = entry.cid.toString()
 }
 if (root === undefined) throw new Error('the importer returned no root')
 
@@ -66,4 +68,4 @@ if (values.car !== undefined) {
   await writer.close()
   await done
 }
-console.log(JSON.stringify({ cid: root.toString(), blocks: store.blocks.size }))
+console.log(JSON.stringify({ cid: root.toString(), blocks: store.blocks.size, entries }))
