@@ -1,4 +1,5 @@
-"""RequesterTrust: who may command a compute node, and commands racing a join."""
+"""RequesterTrust: who may command a compute node, and commands racing an identification
+of a requester at a seed address."""
 
 from __future__ import annotations
 
@@ -22,32 +23,32 @@ async def test_configured_requesters_are_trusted_and_others_refused_and_counted(
     assert trust.trusted == {"configured", "stranger"}
 
 
-async def test_a_command_arriving_during_a_join_waits_for_its_outcome() -> None:
-    trust = RequesterTrust(expect_join=True)
-    with trust.joining():
+async def test_a_command_arriving_during_an_identification_waits_for_its_outcome() -> None:
+    trust = RequesterTrust(expect_identify=True)
+    with trust.identifying():
         early = asyncio.create_task(trust.check("joined", "AskForBid"))
         await asyncio.sleep(0.05)
-        assert not early.done()  # judged only once the join settles
-        trust.trust("joined", why="it admitted this node")
+        assert not early.done()  # judged only once the identification settles
+        trust.trust("joined", why="it proved its identity")
     await early
     assert trust.refused_total == 0
 
 
-async def test_a_join_that_grants_nothing_refuses_the_waiting_command() -> None:
-    trust = RequesterTrust(expect_join=True)
-    with trust.joining():
+async def test_an_identification_that_grants_nothing_refuses_the_waiting_command() -> None:
+    trust = RequesterTrust(expect_identify=True)
+    with trust.identifying():
         early = asyncio.create_task(trust.check("impostor", "AskForBid"))
         await asyncio.sleep(0.05)
     with pytest.raises(PermissionDenied):
         await early
-    # No join under way any more: refused at once.
+    # No identification under way any more: refused at once.
     with pytest.raises(PermissionDenied):
         await asyncio.wait_for(trust.check("impostor", "AskForBid"), 1)
     assert trust.refused == {"impostor": 2}
 
 
-async def test_waiting_for_a_join_is_bounded() -> None:
-    trust = RequesterTrust(expect_join=True, settle_timeout=0.05)
-    # Before the first join attempt even started, unknown senders wait, but not forever.
+async def test_waiting_for_an_identification_is_bounded() -> None:
+    trust = RequesterTrust(expect_identify=True, settle_timeout=0.05)
+    # Before the first identification even started, unknown senders wait, but not forever.
     with pytest.raises(PermissionDenied):
         await asyncio.wait_for(trust.check("stranger", "AskForBid"), 2)

@@ -11,30 +11,28 @@ from pathlib import Path
 
 import pytest
 
-from bacalhau.errors import NodeLost, NodeNotFound, PermissionDenied
+from bacalhau.errors import NodeLost, PermissionDenied
 from bacalhau.models import (
     AskForBidRequest,
     BidDecision,
     BidResult,
     CancelExecutionRequest,
     ComputeFailure,
-    ComputeNodeInfo,
     Event,
     Execution,
+    ExecutionReport,
     ExecutionStateType,
-    Heartbeat,
     Job,
     JobStateType,
-    JoinRequest,
     NodeInfo,
     NodeState,
     NodeType,
-    Resources,
     RunCommandResult,
     RunResult,
     SpecConfig,
 )
 from bacalhau.orchestrator import Orchestrator
+from tests.orchestrator.node_view import StaticNodeView, compute_node_info
 
 
 @dataclass
@@ -82,39 +80,34 @@ class DenyAll:
         return False, "this operator accepts no bids today"
 
 
-def _compute_node(node_id: str) -> JoinRequest:
-    cap = Resources(cpu=4, memory=8 * 10**9, disk=10**11)
-    return JoinRequest(
-        NodeInfo(
-            node_id=node_id,
-            node_type=NodeType.COMPUTE,
-            compute=ComputeNodeInfo(
-                execution_engines=["noop"],
-                publishers=["local", "noop"],
-                max_capacity=cap,
-                available_capacity=cap,
-                max_job_requirements=cap,
-            ),
-            grpc_address="127.0.0.1:1",
-        )
-    )
+def _compute_node(node_id: str) -> NodeInfo:
+    return compute_node_info(node_id)
 
 
 def _job() -> Job:
     return Job.from_dict({"Type": "batch", "Tasks": [{"Name": "main", "Engine": {"Type": "noop"}}]})
 
 
+@dataclass
+class Setup:
+    orch: Orchestrator
+    compute: RecordingCompute
+    view: StaticNodeView
+
+
 @pytest.fixture
-async def setup(tmp_path: Path) -> AsyncIterator[tuple[Orchestrator, RecordingCompute]]:
+async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
     compute = RecordingCompute()
+    view = StaticNodeView()
     orch = Orchestrator(
         node_info=NodeInfo(node_id="requester", node_type=NodeType.REQUESTER),
         data_dir=tmp_path,
         compute=compute,
+        node_view=view,
     )
     async with orch:
-        await orch.join(_compute_node("node-a"))
-        yield orch, compute
+        await view.join(_compute_node("node-a"))
+        yield Setup(orch, compute, view)
 
 
 async def _wait_terminal(orch: Orchestrator, job_id: str) -> Job:
@@ -127,9 +120,9 @@ async def _wait_terminal(orch: Orchestrator, job_id: str) -> Job:
 
 
 async def test_full_round_and_late_duplicates_are_ignored(
-    setup: tuple[Orchestrator, RecordingCompute],
+    setup: Setup,
 ) -> None:
-    orch, compute = setup
+    orch, compute = setup.orch, setup.compute
     job_id = (await orch.submit_job(_job())).job_id
     node, ask = await compute.next("ask")
     assert node == "node-a" and isinstance(ask, AskForBidRequest) and ask.wait_for_approval
@@ -151,9 +144,9 @@ async def test_full_round_and_late_duplicates_are_ignored(
 
 
 async def test_a_node_cannot_report_on_another_nodes_execution(
-    setup: tuple[Orchestrator, RecordingCompute],
+    setup: Setup,
 ) -> None:
-    orch, compute = setup
+    orch, compute = setup.orch, setup.compute
     job_id = (await orch.submit_job(_job())).job_id
     _, ask = await compute.next("ask")
     assert isinstance(ask, AskForBidRequest)
@@ -162,9 +155,9 @@ async def test_a_node_cannot_report_on_another_nodes_execution(
 
 
 async def test_failure_report_fails_the_execution_and_the_job_says_why(
-    setup: tuple[Orchestrator, RecordingCompute],
+    setup: Setup,
 ) -> None:
-    orch, compute = setup
+    orch, compute = setup.orch, setup.compute
     job_id = (await orch.submit_job(_job())).job_id
     _, ask = await compute.next("ask")
     assert isinstance(ask, AskForBidRequest)
@@ -186,14 +179,16 @@ async def test_failure_report_fails_the_execution_and_the_job_says_why(
 
 async def test_approval_hook_rejects_the_bid(tmp_path: Path) -> None:
     compute = RecordingCompute()
+    view = StaticNodeView()
     orch = Orchestrator(
         node_info=NodeInfo(node_id="requester", node_type=NodeType.REQUESTER),
         data_dir=tmp_path,
         compute=compute,
+        node_view=view,
         approval_hooks=[DenyAll()],
     )
     async with orch:
-        await orch.join(_compute_node("node-a"))
+        await view.join(_compute_node("node-a"))
         job_id = (await orch.submit_job(_job())).job_id
         _, ask = await compute.next("ask")
         assert isinstance(ask, AskForBidRequest)
@@ -207,9 +202,9 @@ async def test_approval_hook_rejects_the_bid(tmp_path: Path) -> None:
 
 
 async def test_stop_cancels_the_running_execution(
-    setup: tuple[Orchestrator, RecordingCompute],
+    setup: Setup,
 ) -> None:
-    orch, compute = setup
+    orch, compute = setup.orch, setup.compute
     job_id = (await orch.submit_job(_job())).job_id
     _, ask = await compute.next("ask")
     assert isinstance(ask, AskForBidRequest)
@@ -238,10 +233,10 @@ async def _running_on(
 
 
 async def _lose_and_replace(
-    orch: Orchestrator, compute: RecordingCompute, job_id: str, lost: str
+    orch: Orchestrator, compute: RecordingCompute, job_id: str, lost: str, view: StaticNodeView
 ) -> Execution:
-    """Declare ``lost`` dead; returns the replacement, asked of another node."""
-    await orch.on_node_lost(lost, 12.5)
+    """Gossip declares ``lost`` dead; returns the replacement, asked of another node."""
+    await view.kill(lost, silent_for=12.5)
     node, ask = await compute.next("ask")
     assert isinstance(ask, AskForBidRequest) and node != lost
     return ask.execution
@@ -258,12 +253,12 @@ async def _history(orch: Orchestrator, job_id: str, execution_id: str) -> list[E
 
 
 async def test_lost_node_fails_its_execution_as_node_lost_and_a_replacement_runs(
-    setup: tuple[Orchestrator, RecordingCompute],
+    setup: Setup,
 ) -> None:
-    orch, compute = setup
+    orch, compute = setup.orch, setup.compute
     job_id, first = await _running_on(orch, compute, "node-a")
-    await orch.join(_compute_node("node-b"))
-    second = await _lose_and_replace(orch, compute, job_id, "node-a")
+    await setup.view.join(_compute_node("node-b"))
+    second = await _lose_and_replace(orch, compute, job_id, "node-a", setup.view)
     assert second.node_id == "node-b"
     lost = orch.store.get_execution(first.id)
     assert lost.compute_state == ExecutionStateType.FAILED
@@ -278,12 +273,12 @@ async def test_lost_node_fails_its_execution_as_node_lost_and_a_replacement_runs
 
 
 async def test_late_result_of_a_replaced_execution_is_recorded_not_kept(
-    setup: tuple[Orchestrator, RecordingCompute],
+    setup: Setup,
 ) -> None:
-    orch, compute = setup
+    orch, compute = setup.orch, setup.compute
     job_id, first = await _running_on(orch, compute, "node-a")
-    await orch.join(_compute_node("node-b"))
-    second = await _lose_and_replace(orch, compute, job_id, "node-a")
+    await setup.view.join(_compute_node("node-b"))
+    second = await _lose_and_replace(orch, compute, job_id, "node-a", setup.view)
     await orch.on_bid_complete(BidResult(second.id, job_id, "node-b", accepted=True))
     await compute.next("accept")
 
@@ -321,26 +316,23 @@ async def test_late_result_of_a_replaced_execution_is_recorded_not_kept(
 
 
 async def test_flapping_node_is_stopped_from_running_a_replaced_execution(
-    setup: tuple[Orchestrator, RecordingCompute],
+    setup: Setup,
 ) -> None:
-    orch, compute = setup
+    orch, compute = setup.orch, setup.compute
     job_id, first = await _running_on(orch, compute, "node-a")
-    await orch.join(_compute_node("node-b"))
-    second = await _lose_and_replace(orch, compute, job_id, "node-a")
+    await setup.view.join(_compute_node("node-b"))
+    second = await _lose_and_replace(orch, compute, job_id, "node-a", setup.view)
 
-    # Back again: heartbeats alone are refused, so the node re-joins saying what it holds,
-    # and the replaced execution it still runs is cancelled on it.
-    with pytest.raises(NodeNotFound):
-        await orch.heartbeat(Heartbeat(node_id="node-a", sequence=9))
-    rejoin = _compute_node("node-a")
-    rejoin.executions = [first.id]
-    assert (await orch.join(rejoin)).accepted
+    # Back again (it refuted its death with a newer record): it reports what it holds, and
+    # the replaced execution it still runs is cancelled on it.
+    await setup.view.come_back("node-a")
+    await orch.report_executions(ExecutionReport("node-a", [first.id]))
     node, cancel = await compute.next("cancel")
     assert node == "node-a" and isinstance(cancel, CancelExecutionRequest)
     assert cancel.execution_id == first.id
 
     # Dead once more, then its late result: nothing new is placed, nothing completes twice.
-    await orch.on_node_lost("node-a", 3.0)
+    await setup.view.kill("node-a", silent_for=3.0)
     await orch.on_run_complete(_result(first, job_id, "node-a", "from a"))
     await orch.on_bid_complete(BidResult(second.id, job_id, "node-b", accepted=True))
     await compute.next("accept")
@@ -354,45 +346,43 @@ async def test_flapping_node_is_stopped_from_running_a_replaced_execution(
     assert not [s for s in compute.sent if s[0] == "ask"]
 
 
-async def test_rejoining_node_without_an_execution_has_it_failed_and_replaced(
+async def test_report_without_an_execution_has_it_failed_and_replaced(
     tmp_path: Path,
 ) -> None:
     compute = RecordingCompute()
+    view = StaticNodeView()
     orch = Orchestrator(
         node_info=NodeInfo(node_id="requester", node_type=NodeType.REQUESTER),
         data_dir=tmp_path,
         compute=compute,
-        heartbeat_interval=0.05,  # what may still be in flight: 2 beats
+        node_view=view,
+        report_in_flight=0.1,  # what may still be on its way to the node
     )
     async with orch:
-        await orch.join(_compute_node("node-a"))
+        await view.join(_compute_node("node-a"))
         _, first = await _running_on(orch, compute, "node-a")
         await asyncio.sleep(0.2)
         # Still held: nothing changes.
-        holding = _compute_node("node-a")
-        holding.executions = [first.id]
-        await orch.join(holding)
+        await orch.report_executions(ExecutionReport("node-a", [first.id]))
         assert orch.store.get_execution(first.id).compute_state == ExecutionStateType.BID_ACCEPTED
         # Restarted without it (or never got it): failed as lost and placed again.
-        empty = _compute_node("node-a")
-        empty.executions = []
-        await orch.join(empty)
+        await orch.report_executions(ExecutionReport("node-a", []))
         lost = orch.store.get_execution(first.id)
         assert lost.compute_state == ExecutionStateType.FAILED
         assert lost.compute_details["ErrorCode"] == NodeLost.code
-        assert "re-joined without execution" in lost.compute_message
+        assert f"reported its executions without {first.id}" in lost.compute_message
         node, ask = await compute.next("ask")
         assert node == "node-a" and isinstance(ask, AskForBidRequest)
         assert ask.execution.id != first.id
 
 
 async def test_late_result_after_the_replacement_completed_changes_nothing_but_the_history(
-    setup: tuple[Orchestrator, RecordingCompute],
+    setup: Setup,
 ) -> None:
-    orch, compute = setup
+    orch, compute = setup.orch, setup.compute
     job_id, first = await _running_on(orch, compute, "node-a")
-    await orch.join(_compute_node("node-b"))
-    second = await _lose_and_replace(orch, compute, job_id, "node-a")
+    await setup.view.join(_compute_node("node-b"))
+    second = await _lose_and_replace(orch, compute, job_id, "node-a", setup.view)
     await orch.on_bid_complete(BidResult(second.id, job_id, "node-b", accepted=True))
     await compute.next("accept")
     await orch.on_run_complete(_result(second, job_id, "node-b", "from b"))

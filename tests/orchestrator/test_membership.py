@@ -1,7 +1,9 @@
 """Manual node approval: PENDING and REJECTED nodes are never asked to bid; approving a node
 makes queued jobs placeable on it; rejecting one stops new placements, bids awaiting
-approval included. Driven through a real Orchestrator whose compute transport records what
-it is asked to send (tests/orchestrator/test_callbacks.py)."""
+approval included; decisions survive a requester restart. Liveness: a suspect node ranks
+below healthy ones, a dead or departed one gets no work until it is back. Driven through a
+real Orchestrator whose compute transport records what it is asked to send
+(tests/orchestrator/test_callbacks.py) and whose cluster view the test changes by hand."""
 
 from __future__ import annotations
 
@@ -14,13 +16,16 @@ from bacalhau.models import (
     AskForBidRequest,
     BidDecision,
     BidResult,
+    Connection,
     Job,
     JobStateType,
+    LivenessState,
     Membership,
     NodeInfo,
     NodeType,
 )
-from bacalhau.orchestrator import NodeManager, Orchestrator, SchedulerSettings
+from bacalhau.orchestrator import Orchestrator, SchedulerSettings
+from tests.orchestrator.node_view import StaticNodeView
 from tests.orchestrator.test_callbacks import RecordingCompute, _compute_node
 
 REQUESTER = "requester"
@@ -38,18 +43,27 @@ def _queued_job() -> Job:
     )
 
 
-@pytest.fixture
-async def manual(tmp_path: Path) -> AsyncIterator[tuple[Orchestrator, RecordingCompute]]:
-    compute = RecordingCompute()
-    orch = Orchestrator(
+def _requester(
+    tmp_path: Path, compute: RecordingCompute, view: StaticNodeView, *, manual: bool = True
+) -> Orchestrator:
+    return Orchestrator(
         node_info=NodeInfo(node_id=REQUESTER, node_type=NodeType.REQUESTER),
         data_dir=tmp_path,
         compute=compute,
+        node_view=view,
         settings=SchedulerSettings(queue_backoff=0.05),
-        manual_approval=True,
+        manual_approval=manual,
     )
-    async with orch:
-        yield orch, compute
+
+
+@pytest.fixture
+async def manual(
+    tmp_path: Path,
+) -> AsyncIterator[tuple[Orchestrator, RecordingCompute, StaticNodeView]]:
+    compute = RecordingCompute()
+    view = StaticNodeView()
+    async with _requester(tmp_path, compute, view) as orch:
+        yield orch, compute, view
 
 
 def _membership(orch: Orchestrator, node_id: str) -> Membership:
@@ -65,11 +79,10 @@ async def _state(orch: Orchestrator, job_id: str, wanted: JobStateType) -> None:
 
 
 async def test_a_pending_node_is_not_asked_until_approved(
-    manual: tuple[Orchestrator, RecordingCompute],
+    manual: tuple[Orchestrator, RecordingCompute, StaticNodeView],
 ) -> None:
-    orch, compute = manual
-    response = await orch.join(_compute_node("node-pending"))
-    assert response.accepted
+    orch, compute, view = manual
+    await view.join(_compute_node("node-pending"))
     assert _membership(orch, "node-pending") == Membership.PENDING
     job_id = (await orch.submit_job(_queued_job())).job_id
     await _state(orch, job_id, JobStateType.QUEUED)
@@ -85,10 +98,10 @@ async def test_a_pending_node_is_not_asked_until_approved(
 
 
 async def test_rejecting_a_node_stops_new_placements_and_its_waiting_bids(
-    manual: tuple[Orchestrator, RecordingCompute],
+    manual: tuple[Orchestrator, RecordingCompute, StaticNodeView],
 ) -> None:
-    orch, compute = manual
-    await orch.join(_compute_node("node-a"))
+    orch, compute, view = manual
+    await view.join(_compute_node("node-a"))
     assert await orch.update_node("node-a", "approve") == (True, "")
     job_id = (await orch.submit_job(_queued_job())).job_id
     _, ask = await compute.next("ask")
@@ -100,20 +113,19 @@ async def test_rejecting_a_node_stops_new_placements_and_its_waiting_bids(
     assert node == "node-a" and isinstance(decision, BidDecision) and not decision.accepted
     await _state(orch, job_id, JobStateType.QUEUED)
     assert [kind for kind, _, _ in compute.sent if kind in ("ask", "accept")] == []
-    # A rejected node cannot come back by joining again.
-    again = await orch.join(_compute_node("node-a"))
-    assert not again.accepted and "rejected" in again.reason
+    # A rejected node stays rejected whatever it publishes.
+    await view.join(_compute_node("node-a"))
+    assert _membership(orch, "node-a") == Membership.REJECTED
 
 
-async def test_deleted_nodes_join_afresh_and_operator_mistakes_are_reported(
-    manual: tuple[Orchestrator, RecordingCompute],
+async def test_deleting_a_node_forgets_the_decision_and_mistakes_are_reported(
+    manual: tuple[Orchestrator, RecordingCompute, StaticNodeView],
 ) -> None:
-    orch, _ = manual
-    await orch.join(_compute_node("node-a"))
+    orch, _, view = manual
+    await view.join(_compute_node("node-a"))
     await orch.update_node("node-a", "approve")
     assert await orch.update_node("node-a", "delete") == (True, "")
-    assert "node-a" not in {n.info.node_id for n in await orch.list_nodes()}
-    await orch.join(_compute_node("node-a"))
+    # Still a member of the cluster, but PENDING again under manual approval.
     assert _membership(orch, "node-a") == Membership.PENDING
     ok, error = await orch.update_node("node-unknown", "approve")
     assert not ok and "node not found" in error
@@ -122,32 +134,75 @@ async def test_deleted_nodes_join_afresh_and_operator_mistakes_are_reported(
     assert not ok and "this requester" in error
 
 
-class _AddressBook:
-    def register_node(self, node_id: str, address: str) -> None:
-        pass
+async def test_decisions_survive_a_requester_restart(tmp_path: Path) -> None:
+    compute = RecordingCompute()
+    view = StaticNodeView()
+    async with _requester(tmp_path, compute, view) as orch:
+        for node_id in ("node-a", "node-b", "node-c"):
+            await view.join(_compute_node(node_id))
+        await orch.update_node("node-a", "approve")
+        await orch.update_node("node-b", "reject")
+    # A new process: the same data directory, a cluster view that starts empty.
+    view = StaticNodeView()
+    async with _requester(tmp_path, compute, view) as orch:
+        for node_id in ("node-a", "node-b", "node-c"):
+            await view.join(_compute_node(node_id))
+        assert _membership(orch, "node-a") == Membership.APPROVED
+        assert _membership(orch, "node-b") == Membership.REJECTED
+        assert _membership(orch, "node-c") == Membership.PENDING
 
 
-async def test_a_hybrid_nodes_own_compute_role_is_approved() -> None:
-    nodes = NodeManager(
-        self_info=NodeInfo(node_id="hybrid", node_type=NodeType.REQUESTER),
-        address_book=_AddressBook(),
+async def test_a_hybrid_nodes_own_compute_role_is_approved(tmp_path: Path) -> None:
+    compute = RecordingCompute()
+    view = StaticNodeView()
+    orch = Orchestrator(
+        node_info=NodeInfo(node_id="hybrid", node_type=NodeType.REQUESTER),
+        data_dir=tmp_path,
+        compute=compute,
+        node_view=view,
         manual_approval=True,
     )
-    await nodes.join(_compute_node("hybrid"))
-    await nodes.join(_compute_node("other"))
-    states = {n.info.node_id: n.membership for n in nodes.compute_nodes()}
-    assert states == {"hybrid": Membership.APPROVED, "other": Membership.PENDING}
-    # A prefix of the hybrid's ID names one node, not two.
-    assert nodes.get("hyb").info.node_id == "hybrid"
+    async with orch:
+        await view.join(_compute_node("hybrid"))
+        await view.join(_compute_node("other"))
+        states = {n.info.node_id: n.membership for n in orch.nodes.compute_nodes()}
+        assert states == {"hybrid": Membership.APPROVED, "other": Membership.PENDING}
+        # A prefix of the hybrid's ID names one node, not two.
+        assert orch.nodes.get("hyb").info.node_id == "hybrid"
 
 
 async def test_without_manual_approval_nodes_are_approved_on_joining(tmp_path: Path) -> None:
-    compute = RecordingCompute()
-    orch = Orchestrator(
-        node_info=NodeInfo(node_id=REQUESTER, node_type=NodeType.REQUESTER),
-        data_dir=tmp_path,
-        compute=compute,
-    )
-    async with orch:
-        await orch.join(_compute_node("node-a"))
+    view = StaticNodeView()
+    async with _requester(tmp_path, RecordingCompute(), view, manual=False) as orch:
+        await view.join(_compute_node("node-a"))
         assert _membership(orch, "node-a") == Membership.APPROVED
+
+
+async def test_liveness_decides_who_is_asked(tmp_path: Path) -> None:
+    compute = RecordingCompute()
+    view = StaticNodeView()
+    async with _requester(tmp_path, compute, view, manual=False) as orch:
+        await view.join(_compute_node("node-a"))
+        await view.join(_compute_node("node-b"))
+        # A suspect is usable but ranks below a healthy node.
+        await view.suspect("node-a")
+        state = orch.nodes.get("node-a")
+        assert state.connection == Connection.CONNECTED
+        assert state.liveness == LivenessState.SUSPECT
+        for _ in range(3):
+            job_id = (await orch.submit_job(_queued_job())).job_id
+            node, _ = await compute.next("ask")
+            assert node == "node-b", job_id
+        # Dead, or gone on purpose: disconnected, asked for nothing.
+        await view.kill("node-b")
+        await view.leave("node-a")
+        for node_id in ("node-a", "node-b"):
+            assert orch.nodes.get(node_id).connection == Connection.DISCONNECTED
+        job_id = (await orch.submit_job(_queued_job())).job_id
+        await _state(orch, job_id, JobStateType.QUEUED)
+        assert not [kind for kind, _, _ in compute.sent if kind == "ask"]
+        # Back with a newer record: usable again, and the waiting job goes there.
+        await view.come_back("node-b")
+        assert orch.nodes.get("node-b").connection == Connection.CONNECTED
+        node, _ = await compute.next("ask")
+        assert node == "node-b"

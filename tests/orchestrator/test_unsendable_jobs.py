@@ -17,18 +17,16 @@ from bacalhau.models import (
     AskForBidRequest,
     BidDecision,
     CancelExecutionRequest,
-    ComputeNodeInfo,
     Job,
     JobStateType,
-    JoinRequest,
     NodeInfo,
     NodeType,
-    Resources,
     now_ns,
 )
 from bacalhau.orchestrator import JobStore, Orchestrator
 from bacalhau.orchestrator._scheduler import SchedulerSettings
 from bacalhau.transport._convert import job_to_proto
+from tests.orchestrator.node_view import StaticNodeView, compute_node_info
 
 
 class EncodingCompute:
@@ -55,22 +53,11 @@ class EncodingCompute:
         pass
 
 
-def _node(node_id: str) -> JoinRequest:
-    cap = Resources(cpu=4, memory=8 * 10**9, disk=10**11)
-    return JoinRequest(
-        NodeInfo(
-            node_id=node_id,
-            node_type=NodeType.COMPUTE,
-            compute=ComputeNodeInfo(
-                execution_engines=["noop"],
-                publishers=["noop"],
-                max_capacity=cap,
-                available_capacity=cap,
-                max_job_requirements=cap,
-            ),
-            grpc_address="127.0.0.1:1",
-        )
-    )
+def _node(node_id: str) -> NodeInfo:
+    info = compute_node_info(node_id)
+    assert info.compute is not None
+    info.compute.publishers = ["noop"]
+    return info
 
 
 def _stored_job(job_id: str, spoil: Callable[[Job], None]) -> Job:
@@ -109,15 +96,17 @@ async def test_an_unencodable_stored_job_fails_instead_of_hanging(
         store.create_job(_stored_job("j-0ldbad01", spoil))
     store.close()
     compute = EncodingCompute()
+    view = StaticNodeView()
     orch = Orchestrator(
         node_info=NodeInfo(node_id="requester", node_type=NodeType.REQUESTER),
         data_dir=tmp_path,
         compute=compute,
+        node_view=view,
         # Queue while no node is there, so the job is still live when the node joins.
         settings=SchedulerSettings(default_queue_timeout=60, queue_backoff=0.05),
     )
     async with orch:
-        await orch.join(_node("node-a"))
+        await view.join(_node("node-a"))
         for _ in range(100):
             job = await orch.get_job("j-0ldbad01")
             if job.state.is_terminal():

@@ -1,12 +1,13 @@
 """Queued jobs, retries and overdue work through a real Orchestrator (SQLite store, broker,
 planner, housekeeping) whose compute transport records what it is asked to send
 (tests/orchestrator/test_callbacks.py): what a waiting job's history says, what places it
-(a node joining, a node reporting more room, an execution ending, not the safety-net timer),
+(a node joining, a node publishing more room, an execution ending, not the safety-net timer),
 and what the requester does when an execution or a job runs past its timeout."""
 
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -17,13 +18,10 @@ from bacalhau.models import (
     BidResult,
     CancelExecutionRequest,
     ComputeFailure,
-    ComputeNodeInfo,
     Event,
     Execution,
-    Heartbeat,
     Job,
     JobStateType,
-    JoinRequest,
     NodeInfo,
     NodeType,
     Resources,
@@ -35,29 +33,22 @@ from bacalhau.models import (
     validate_job,
 )
 from bacalhau.orchestrator import Orchestrator, SchedulerSettings
+from tests.orchestrator.node_view import StaticNodeView, compute_node_info
 from tests.orchestrator.test_callbacks import RecordingCompute
 
 CAP = Resources(cpu=4.0, memory=8 * 10**9, disk=10**11)
 
 
-def _node(
-    node_id: str, engine: str = "noop", free: float = 4.0, queued: float = 0.0
-) -> JoinRequest:
-    return JoinRequest(
-        NodeInfo(
-            node_id=node_id,
-            node_type=NodeType.COMPUTE,
-            compute=ComputeNodeInfo(
-                execution_engines=[engine],
-                publishers=["local", "noop"],
-                max_capacity=CAP,
-                available_capacity=Resources(cpu=free, memory=CAP.memory, disk=CAP.disk),
-                queue_capacity=Resources(cpu=queued),
-                max_job_requirements=CAP,
-            ),
-            grpc_address="127.0.0.1:1",
-        )
-    )
+def _node(node_id: str, engine: str = "noop", free: float = 4.0, queued: float = 0.0) -> NodeInfo:
+    return compute_node_info(node_id, engines=(engine,), free=free, queued=queued)
+
+
+#: The cluster view of each orchestrator a test made (weakly keyed: gone with it).
+_VIEWS: weakref.WeakKeyDictionary[Orchestrator, StaticNodeView] = weakref.WeakKeyDictionary()
+
+
+def _view(o: Orchestrator) -> StaticNodeView:
+    return _VIEWS[o]
 
 
 def _job(cpu: str = "1", **extra: object) -> Job:
@@ -71,10 +62,12 @@ def _job(cpu: str = "1", **extra: object) -> Job:
 
 
 def _orchestrator(tmp_path: Path, compute: RecordingCompute, **settings: float) -> Orchestrator:
-    return Orchestrator(
+    view = StaticNodeView()
+    o = Orchestrator(
         node_info=NodeInfo(node_id="requester", node_type=NodeType.REQUESTER),
         data_dir=tmp_path,
         compute=compute,
+        node_view=view,
         # The safety-net timer is far away unless a test wants it: whatever places a job
         # within a test is an event (a join, more room, an execution ending).
         settings=SchedulerSettings(
@@ -82,6 +75,8 @@ def _orchestrator(tmp_path: Path, compute: RecordingCompute, **settings: float) 
         ),
         housekeeping_interval=0.1,
     )
+    _VIEWS[o] = view
+    return o
 
 
 @pytest.fixture
@@ -120,17 +115,17 @@ async def test_a_waiting_job_says_why_once_per_reason_and_runs_when_a_node_joins
     compute = RecordingCompute()
     # A short safety-net timer: the job is evaluated many times while it waits.
     async with _orchestrator(tmp_path, compute, queue_backoff=0.05, queue_backoff_max=0.05) as o:
-        await o.join(_node("docker-1", engine="docker"))
+        await _view(o).join(_node("docker-1", engine="docker"))
         job_id = (await o.submit_job(_job(task={"Timeouts": {"QueueTimeout": 60}}))).job_id
         await _until(o, job_id, lambda j: j.state == JobStateType.QUEUED)
-        await o.join(_node("docker-2", engine="docker"))
+        await _view(o).join(_node("docker-2", engine="docker"))
         await _until(o, job_id, lambda j: j.state_message.startswith("waiting for a node: 2"))
         await asyncio.sleep(0.5)  # about ten more evaluations
         assert _queue_events(o, job_id) == [
             "Job queued: waiting for a node: 1 node lacks the noop engine",
             "Job queued: waiting for a node: 2 nodes lack the noop engine",
         ]
-        await o.join(_node("noop-1"))
+        await _view(o).join(_node("noop-1"))
         await _start(o, compute, "noop-1")
         assert (await o.get_job(job_id)).state == JobStateType.RUNNING
 
@@ -140,12 +135,12 @@ async def test_a_node_reporting_more_room_gets_the_waiting_job_at_once(
 ) -> None:
     o, compute = orch
     # Busy: nothing free and 2 CPUs queued, so no headroom left for a 1-CPU job.
-    await o.join(_node("busy", free=0.0, queued=2.0))
+    await _view(o).join(_node("busy", free=0.0, queued=2.0))
     job_id = (await o.submit_job(_job())).job_id
     job = await _until(o, job_id, lambda j: j.state == JobStateType.QUEUED)
     assert job.state_message.splitlines()[0] == "waiting for a node: 1 node is full"
     assert not compute.sent
-    await o.heartbeat(Heartbeat("busy", 1, available_capacity=Resources(cpu=1.0)))
+    await _view(o).publish_capacity("busy", available=Resources(cpu=1.0))
     await _start(o, compute, "busy")
 
 
@@ -153,19 +148,17 @@ async def test_an_execution_ending_frees_its_room_for_the_next_waiting_job(
     orch: tuple[Orchestrator, RecordingCompute],
 ) -> None:
     o, compute = orch
-    await o.join(_node("only"))
+    await _view(o).join(_node("only"))
     first = (await o.submit_job(_job(cpu="4"))).job_id
     ex = await _start(o, compute, "only")
     # The node says it is busy now; the next job does not fit and waits.
-    await o.heartbeat(
-        Heartbeat("only", 1, available_capacity=Resources(), queue_used_capacity=Resources(cpu=2))
-    )
+    await _view(o).publish_capacity("only", available=Resources(), queued=Resources(cpu=2))
     second = (await o.submit_job(_job(cpu="2"))).job_id
     await _until(o, second, lambda j: j.state == JobStateType.QUEUED)
     await o.on_run_complete(
         RunResult(ex.id, first, "only", SpecConfig(type="noop"), RunCommandResult(exit_code=0))
     )
-    # Before any heartbeat: what the finished execution held is free again.
+    # Before the node publishes a new record: what the finished execution held is free again.
     who, ask = await compute.next("ask")
     assert who == "only" and isinstance(ask, AskForBidRequest)
     assert ask.execution.job_id == second
@@ -176,7 +169,7 @@ async def test_an_execution_past_its_timeout_is_cancelled_on_its_node_and_fails_
 ) -> None:
     compute = RecordingCompute()
     async with _orchestrator(tmp_path, compute, execution_timeout_grace=0.2) as o:
-        await o.join(_node("silent"))
+        await _view(o).join(_node("silent"))
         spec = _job(task={"Timeouts": {"ExecutionTimeout": 1}}, Reschedule={"Attempts": 1})
         job_id = (await o.submit_job(spec)).job_id
         ex = await _start(o, compute, "silent")
@@ -196,7 +189,7 @@ async def test_a_job_past_its_total_timeout_fails_and_its_execution_is_cancelled
     orch: tuple[Orchestrator, RecordingCompute],
 ) -> None:
     o, compute = orch
-    await o.join(_node("slow"))
+    await _view(o).join(_node("slow"))
     job_id = (await o.submit_job(_job(task={"Timeouts": {"TotalTimeout": 1}}))).job_id
     ex = await _start(o, compute, "slow")
     who, cancel = await compute.next("cancel")
@@ -209,7 +202,7 @@ async def test_a_job_past_its_total_timeout_fails_and_its_execution_is_cancelled
 async def test_a_failed_execution_is_retried_after_its_backoff(tmp_path: Path) -> None:
     compute = RecordingCompute()
     async with _orchestrator(tmp_path, compute) as o:
-        await o.join(_node("a"))
+        await _view(o).join(_node("a"))
         spec = _job(Reschedule={"Attempts": 2, "AttemptsPerNode": 2, "Delay": "300ms"})
         job_id = (await o.submit_job(spec)).job_id
         ex = await _start(o, compute, "a")
@@ -233,7 +226,7 @@ async def test_housekeeping_picks_up_a_live_job_nothing_would_look_at(
     orch: tuple[Orchestrator, RecordingCompute],
 ) -> None:
     o, compute = orch
-    await o.join(_node("a"))
+    await _view(o).join(_node("a"))
     # A job stored without its evaluation (as a crash between two writes could leave it).
     job = _job()
     normalise_job(job)

@@ -15,9 +15,7 @@ from bacalhau.models import (
     BidResult,
     CancelExecutionRequest,
     ComputeFailure,
-    Heartbeat,
-    JoinRequest,
-    JoinResponse,
+    ExecutionReport,
     RunResult,
 )
 
@@ -81,7 +79,6 @@ class RecordingOrchestrator:
     """An OrchestratorHandler that records each call as (method, message)."""
 
     calls: list[tuple[str, object]] = field(default_factory=list)
-    accept_joins: bool = True
     fail_with: BacalhauError | None = None
 
     def _record(self, method: str, message: object) -> None:
@@ -98,11 +95,5 @@ class RecordingOrchestrator:
     async def on_compute_failure(self, failure: ComputeFailure) -> None:
         self._record("on_compute_failure", failure)
 
-    async def join(self, request: JoinRequest) -> JoinResponse:
-        self._record("join", request)
-        if self.accept_joins:
-            return JoinResponse(accepted=True, heartbeat_interval=2.5)
-        return JoinResponse(accepted=False, reason="manual approval required")
-
-    async def heartbeat(self, heartbeat: Heartbeat) -> None:
-        self._record("heartbeat", heartbeat)
+    async def report_executions(self, report: ExecutionReport) -> None:
+        self._record("report_executions", report)

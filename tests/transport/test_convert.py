@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from bacalhau._proto.v1 import compute_pb2, node_pb2, orchestrator_pb2, types_pb2
+from bacalhau._proto.v1 import compute_pb2, orchestrator_pb2, types_pb2
 from bacalhau.errors import InvalidJobSpec, InvalidRequest
 from bacalhau.models import (
     AskForBidRequest,
@@ -16,14 +16,11 @@ from bacalhau.models import (
     ComputeFailure,
     Execution,
     ExecutionDesiredStateType,
+    ExecutionReport,
     ExecutionStateType,
-    Heartbeat,
     Job,
     JobStateType,
-    JoinRequest,
-    JoinResponse,
     NetworkType,
-    Resources,
     RunResult,
     SpecConfig,
 )
@@ -181,27 +178,8 @@ def test_messages_round_trip() -> None:
     failure = ComputeFailure(execution_id="e-1", job_id="j-1", node_id=NODE, event=full_event())
     assert m.compute_failure_from_proto(m.compute_failure_to_proto(failure)) == failure
 
-    hb = Heartbeat(
-        node_id=NODE,
-        sequence=17,
-        available_capacity=Resources(cpu=1.5, memory=10**9, disk=10**10, gpu=1),
-        queue_used_capacity=Resources(cpu=0.5, memory=10**8),
-        running_executions=3,
-        enqueued_executions=4,
-    )
+    report = ExecutionReport(node_id=NODE, execution_ids=["e-1", "e-2"])
+    wire = m.execution_report_to_proto(report).SerializeToString()
     assert (
-        m.heartbeat_from_proto(
-            node_pb2.NodeHeartbeat.FromString(m.heartbeat_to_proto(hb).SerializeToString())
-        )
-        == hb
+        m.execution_report_from_proto(orchestrator_pb2.ExecutionReport.FromString(wire)) == report
     )
-
-    join = JoinRequest(info=full_node_info(NODE))
-    reg = m.registration_to_proto(join, nonce=b"n" * 16)
-    assert reg.nonce == b"n" * 16
-    assert m.registration_from_proto(reg) == join
-
-    resp = JoinResponse(accepted=False, reason="manual approval", heartbeat_interval=7.5)
-    decision = m.decision_to_proto(resp, node_id=NODE, orchestrator_node_id="o", nonce=b"x")
-    assert (decision.node_id, decision.orchestrator_node_id, decision.nonce) == (NODE, "o", b"x")
-    assert m.decision_from_proto(decision) == resp

@@ -13,15 +13,14 @@ from bacalhau.models import (
     BidResult,
     CancelExecutionRequest,
     ComputeFailure,
-    Heartbeat,
-    JoinRequest,
-    Resources,
+    ExecutionReport,
+    NodeType,
     RunResult,
     SpecConfig,
 )
 from bacalhau.transport import ComputeClient, NodeServer, OrchestratorClient
 from tests.transport.cluster import Cluster, RecordingCompute, RecordingOrchestrator
-from tests.transport.samples import full_event, full_execution, full_node_info
+from tests.transport.samples import full_event, full_execution
 
 
 async def test_full_bprotocol_exchange(cluster: Cluster) -> None:
@@ -42,16 +41,13 @@ async def test_full_bprotocol_exchange(cluster: Cluster) -> None:
     ):
         assert req_server.port > 0 and comp_server.port > 0
 
-        # 1. The compute node joins; it learns (and pins) the requester's node ID.
-        info = full_node_info(compute.node_id)
-        info.grpc_address = comp_server.address
-        joined = await to_requester.join(JoinRequest(info=info))
-        assert joined.accepted and joined.heartbeat_interval == 2.5
+        # 1. The compute node asks who is at the address; it learns (and pins) the
+        # requester's node ID, and reports what it holds.
+        claim = await to_requester.identify()
+        assert claim.node_id == requester.node_id and claim.is_requester
         assert to_requester.orchestrator_node_id == requester.node_id
-        assert orch_handler.calls == [("join", JoinRequest(info=info))]
-
-        hb = Heartbeat(node_id=compute.node_id, sequence=1, available_capacity=Resources(cpu=2))
-        await to_requester.heartbeat(hb)
+        report = ExecutionReport(compute.node_id, ["e-0"])
+        await to_requester.report_executions(report)
 
         # 2. The requester asks for a bid.
         to_compute.register_node(compute.node_id, comp_server.address)
@@ -96,8 +92,8 @@ async def test_full_bprotocol_exchange(cluster: Cluster) -> None:
         ("bid_rejected", requester.node_id, reject),
         ("cancel_execution", requester.node_id, cancel),
     ]
-    assert orch_handler.calls[1:] == [
-        ("heartbeat", hb),
+    assert orch_handler.calls == [
+        ("report_executions", report),
         ("on_bid_complete", bid),
         ("on_run_complete", run),
         ("on_compute_failure", failure),
@@ -117,22 +113,24 @@ async def test_hybrid_node_serves_both_roles_on_one_server(cluster: Cluster) -> 
     ):
         to_compute.register_node(node.node_id, server.address)
         await to_compute.cancel_execution(node.node_id, CancelExecutionRequest("e-1"))
-        await to_orch.heartbeat(Heartbeat(node_id=node.node_id, sequence=1))
+        claim = await to_orch.identify()
+        await to_orch.report_executions(ExecutionReport(node.node_id))
+    assert claim.roles == frozenset({NodeType.COMPUTE, NodeType.REQUESTER})
     assert compute_handler.calls == [
         ("cancel_execution", node.node_id, CancelExecutionRequest("e-1"))
     ]
-    assert orch_handler.calls == [("heartbeat", Heartbeat(node_id=node.node_id, sequence=1))]
+    assert orch_handler.calls == [("report_executions", ExecutionReport(node.node_id))]
 
 
-async def test_rejected_join_is_reported_and_still_pins(cluster: Cluster) -> None:
-    requester, compute = cluster.node(), cluster.node()
-    handler = RecordingOrchestrator(accept_joins=False)
-    server = NodeServer(requester.identity, requester.files)
-    server.add_orchestrator_handler(handler)
+async def test_a_compute_node_identifies_as_compute_and_is_pinned(cluster: Cluster) -> None:
+    other, compute = cluster.node(), cluster.node()
+    server = NodeServer(other.identity, other.files)
+    server.add_compute_handler(RecordingCompute())
     async with server, OrchestratorClient(compute.identity, compute.files, server.address) as c:
-        resp = await c.join(JoinRequest(info=full_node_info(compute.node_id)))
-        assert not resp.accepted and resp.reason == "manual approval required"
-        assert c.orchestrator_node_id == requester.node_id
+        claim = await c.identify()
+        assert claim.node_id == other.node_id and not claim.is_requester
+        assert claim.roles == frozenset({NodeType.COMPUTE})
+        assert c.orchestrator_node_id == other.node_id
 
 
 async def test_handler_errors_come_back_as_the_same_error(cluster: Cluster) -> None:

@@ -49,8 +49,7 @@ from bacalhau.models import (
     BidResult,
     CancelExecutionRequest,
     ComputeFailure,
-    Heartbeat,
-    JoinRequest,
+    ExecutionReport,
     LocalExecutionState,
     Resources,
     RunCommandResult,
@@ -73,14 +72,14 @@ from bacalhau.transport._convert_messages import (
     bid_rejected_to_proto,
     bid_result_to_proto,
     cancel_to_proto,
-    heartbeat_to_proto,
+    execution_report_to_proto,
 )
 from bacalhau.transport._signing import seal, signing_input
 from tests.compute.jobs import noop_execution
 from tests.compute.recording_callbacks import RecordingCallbacks
 from tests.compute.waiting import eventually
 from tests.transport.cluster import Cluster, Node, RecordingCompute, RecordingOrchestrator
-from tests.transport.samples import full_event, full_execution, full_node_info
+from tests.transport.samples import full_event, full_execution
 
 
 @asynccontextmanager
@@ -145,7 +144,7 @@ async def test_client_refuses_a_server_certified_by_another_ca(
                 await _cancel(client, impostor.node_id)
         async with OrchestratorClient(member.identity, member.files, server.address) as orch:
             with pytest.raises(errors.Unavailable):
-                await orch.join(JoinRequest(info=full_node_info(member.node_id)))
+                await orch.identify()
             assert orch.orchestrator_node_id is None
         assert handler.calls == []
         # Control: a client that does trust the foreign CA (with a certificate of ours, which
@@ -214,7 +213,7 @@ async def test_message_signed_by_another_key_than_the_tls_peer_is_refused(
             with pytest.raises(errors.PermissionDenied, match="arrived from node"):
                 await client.on_bid_complete(bid)
             with pytest.raises(errors.PermissionDenied):
-                await client.heartbeat(Heartbeat(node_id=stranger.node_id, sequence=1))
+                await client.report_executions(ExecutionReport(node_id=stranger.node_id))
         assert handler.calls == []
 
 
@@ -266,10 +265,10 @@ async def test_forged_signatures_are_refused_with_permission_denied(cluster: Clu
             tampered.payload = genuine.payload.replace(b"e-1", b"e-2")
             await _expect_permission_denied(raw.bid(tampered))
 
-            # A genuine signature for another message type (a heartbeat) replayed as a bid.
+            # A genuine signature for another message type (a report) replayed as a bid.
             heartbeat = seal(
                 compute.identity,
-                heartbeat_to_proto(Heartbeat(node_id=compute.node_id, sequence=1)),
+                execution_report_to_proto(ExecutionReport(node_id=compute.node_id)),
             )
             await _expect_permission_denied(raw.bid(heartbeat))
 
@@ -305,13 +304,12 @@ def _claims(victim: str) -> list[tuple[str, Any]]:
             "on_compute_failure",
             ComputeFailure(execution_id="e", job_id="j", node_id=victim, event=full_event()),
         ),
-        ("heartbeat", Heartbeat(node_id=victim, sequence=99)),
-        ("join", JoinRequest(info=full_node_info(victim))),
+        ("report_executions", ExecutionReport(node_id=victim, execution_ids=["e"])),
     ]
 
 
 @pytest.mark.parametrize(
-    "method", ["on_bid_complete", "on_run_complete", "on_compute_failure", "heartbeat", "join"]
+    "method", ["on_bid_complete", "on_run_complete", "on_compute_failure", "report_executions"]
 )
 async def test_node_cannot_speak_for_another_node(cluster: Cluster, method: str) -> None:
     requester, liar, victim = cluster.node(), cluster.node(), cluster.node()
@@ -353,63 +351,61 @@ async def test_compute_node_pinned_to_its_requester_refuses_another(cluster: Clu
             compute.identity, compute.files, server.address, requester.node_id, timeout=3
         ) as client:
             with pytest.raises(errors.Unavailable):
-                await client.join(JoinRequest(info=full_node_info(compute.node_id)))
+                await client.identify()
             with pytest.raises(errors.Unavailable):
-                await client.heartbeat(Heartbeat(node_id=compute.node_id, sequence=1))
+                await client.report_executions(ExecutionReport(node_id=compute.node_id))
         assert handler.calls == []
 
 
-# -- join decisions the compute node must not believe ------------------------------------------
+# -- identity statements the compute node must not believe ------------------------------------
 
 
 class DishonestNodeService(node_pb2_grpc.NodeServiceServicer):
-    """A requester that answers joins with decisions that do not hold up."""
+    """A node that answers a challenge with statements that do not hold up."""
 
-    def __init__(self, identity: NodeIdentity, mode: str) -> None:
+    def __init__(self, identity: NodeIdentity, mode: str, caller: str) -> None:
         self.identity = identity
         self.mode = mode
+        self.caller = caller
 
-    async def Join(self, request: node_pb2.JoinRequest, context: Any) -> node_pb2.JoinResponse:
-        reg = node_pb2.NodeRegistration.FromString(request.registration.payload)
-        decision = node_pb2.NodeRegistrationDecision(
-            accepted=True,
-            node_id=reg.info.node_id,
-            orchestrator_node_id=self.identity.node_id,
-            nonce=reg.nonce,
+    async def Identify(
+        self, request: node_pb2.IdentifyRequest, context: Any
+    ) -> node_pb2.IdentifyResponse:
+        statement = node_pb2.NodeIdentityStatement(
+            node_id=self.identity.node_id,
+            roles=["Requester"],
+            caller_node_id=self.caller,
+            nonce=request.nonce,
         )
         signer = self.identity
         if self.mode == "stale-nonce":
-            decision.nonce = b"\x00" * 16
-        elif self.mode == "other-node":
-            decision.node_id = NodeIdentity.generate().node_id
+            statement.nonce = b"\x00" * 16
+        elif self.mode == "other-caller":
+            statement.caller_node_id = NodeIdentity.generate().node_id
         elif self.mode == "names-someone-else":
-            decision.orchestrator_node_id = NodeIdentity.generate().node_id
+            statement.node_id = NodeIdentity.generate().node_id
         elif self.mode == "signed-by-stranger":
             signer = NodeIdentity.generate()
-            decision.orchestrator_node_id = signer.node_id
-        return node_pb2.JoinResponse(decision=seal(signer, decision))
-
-    async def Heartbeat(self, request: Any, context: Any) -> node_pb2.HeartbeatResponse:
-        return node_pb2.HeartbeatResponse()
+            statement.node_id = signer.node_id
+        return node_pb2.IdentifyResponse(statement=seal(signer, statement))
 
 
 @pytest.mark.parametrize(
     ("mode", "pinned"),
     [
         ("stale-nonce", False),
-        ("other-node", False),
+        ("other-caller", False),
         ("names-someone-else", False),
         ("signed-by-stranger", True),
     ],
 )
-async def test_compute_node_refuses_unsound_join_decisions(
+async def test_compute_node_refuses_unsound_identity_statements(
     cluster: Cluster, mode: str, pinned: bool
 ) -> None:
     requester, compute = cluster.node(), cluster.node()
+    service = DishonestNodeService(requester.identity, mode, compute.node_id)
     server = grpc.aio.server()
-    node_pb2_grpc.add_NodeServiceServicer_to_server(
-        DishonestNodeService(requester.identity, mode), server
-    )
+    node_pb2_grpc.add_NodeServiceServicer_to_server(service, server)
     port = server.add_secure_port("127.0.0.1:0", server_credentials(requester.files))
     await server.start()
     try:
@@ -420,7 +416,7 @@ async def test_compute_node_refuses_unsound_join_decisions(
             requester.node_id if pinned else None,
         ) as client:
             with pytest.raises(errors.PermissionDenied):
-                await client.join(JoinRequest(info=full_node_info(compute.node_id)))
+                await client.identify()
             assert client.orchestrator_node_id == (requester.node_id if pinned else None)
     finally:
         await server.stop(None)

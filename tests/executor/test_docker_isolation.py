@@ -1,0 +1,274 @@
+"""What a Docker job can and cannot do to the node: privileges, filesystem, disk and output caps,
+and what is left once a run is cancelled or times out. Real engine, local busybox image."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from bacalhau.errors import ExecutionCancelled, ExecutionTimeout
+from bacalhau.executor import DockerExecutor, InputMount, RunRequest
+from bacalhau.executor.docker import LABEL_EXECUTOR
+from bacalhau.executor.docker._disk import CappedFolders, capped_folders_supported
+from bacalhau.models import Resources, ResultPath
+from tests.executor.conftest import new_request
+
+MiB = 1024 * 1024
+
+needs_root = pytest.mark.skipif(
+    not capped_folders_supported(), reason="capped result folders need root and mkfs.ext4"
+)
+
+
+@pytest.fixture
+def client(busybox_image: str) -> docker.DockerClient:
+    return docker.from_env()
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"bi{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def scratch(tmp_path: Path) -> Path:
+    return tmp_path / "scratch"
+
+
+ExecutorFactory = Callable[..., DockerExecutor]
+
+
+@pytest.fixture
+async def make_executor(
+    client: docker.DockerClient, prefix: str, scratch: Path
+) -> AsyncIterator[ExecutorFactory]:
+    made: list[DockerExecutor] = []
+
+    def make(**kwargs: Any) -> DockerExecutor:
+        executor = DockerExecutor(client=client, name_prefix=prefix, scratch_dir=scratch, **kwargs)
+        made.append(executor)
+        return executor
+
+    yield make
+    for executor in made:
+        await executor.close()
+    leftovers = client.containers.list(all=True, filters={"label": f"{LABEL_EXECUTOR}={prefix}"})
+    for container in leftovers:
+        container.remove(force=True)
+    assert not leftovers, "the executor left containers behind"
+    assert not _mounts_under(scratch), "a capped filesystem is still mounted"
+
+
+def _mounts_under(path: Path) -> list[str]:
+    with open("/proc/self/mounts") as f:
+        return [line.split()[1] for line in f if line.split()[1].startswith(str(path))]
+
+
+def shell(tmp_path: Path, image: str, script: str, **kwargs: Any) -> RunRequest:
+    params = {"Image": image, "Entrypoint": ["sh", "-c"], "Parameters": [script]}
+    return new_request(tmp_path, "docker", params, **kwargs)
+
+
+def _status_fields(text: str) -> dict[str, str]:
+    out = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        out[key.strip()] = value.strip()
+    return out
+
+
+async def test_no_capabilities_and_no_new_privileges(
+    tmp_path: Path, make_executor: ExecutorFactory, busybox_image: str
+) -> None:
+    request = shell(tmp_path, busybox_image, "cat /proc/self/status")
+    await make_executor().run(request)
+    # The file is longer than the run summary: read it whole from the results.
+    status = _status_fields((request.results_dir / "stdout").read_text())
+    assert status["CapEff"] == "0000000000000000"
+    assert status["CapPrm"] == "0000000000000000"
+    assert status["CapBnd"] == "0000000000000000"
+    assert status["NoNewPrivs"] == "1"
+
+
+async def test_root_is_read_only_and_the_job_writes_to_tmp_and_its_results(
+    tmp_path: Path, make_executor: ExecutorFactory, busybox_image: str
+) -> None:
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    (inputs / "data.txt").write_text("input")
+    request = shell(
+        tmp_path,
+        busybox_image,
+        "touch /rootfile 2>/dev/null && echo root=yes || echo root=no;"
+        " echo t > /tmp/t && echo tmp=yes;"
+        " touch /inputs/new 2>/dev/null && echo inputs=yes || echo inputs=no;"
+        " echo out > /outputs/out.txt && echo outputs=yes;"
+        " dd if=/dev/zero of=/tmp/big bs=1M count=16 2>/dev/null || echo tmp-full",
+        result_paths=[ResultPath(name="out", path="/outputs")],
+        inputs=[InputMount(source=inputs, target="/inputs")],
+    )
+    result = await make_executor(tmp_size=4 * MiB).run(request)
+    assert result.stdout.split() == ["root=no", "tmp=yes", "inputs=no", "outputs=yes", "tmp-full"]
+    assert (request.results_dir / "out" / "out.txt").read_text() == "out\n"
+
+
+async def test_read_only_root_is_an_operator_setting(
+    tmp_path: Path, make_executor: ExecutorFactory, busybox_image: str
+) -> None:
+    request = shell(tmp_path, busybox_image, "touch /rootfile && echo root=yes")
+    result = await make_executor(read_only_rootfs=False).run(request)
+    assert result.stdout == "root=yes\n"
+
+
+@needs_root
+async def test_disk_filler_is_stopped_at_the_cap_and_fails_the_run(
+    tmp_path: Path, make_executor: ExecutorFactory, busybox_image: str, scratch: Path
+) -> None:
+    request = shell(
+        tmp_path,
+        busybox_image,
+        "dd if=/dev/zero of=/outputs/fill bs=1M count=200; echo dd=$?",
+        result_paths=[ResultPath(name="out", path="/outputs")],
+        resources=Resources(disk=8 * MiB),
+    )
+    result = await make_executor(result_disk_limit=64 * MiB).run(request)
+    assert "dd=1" in result.stdout
+    assert "No space left on device" in result.stderr
+    assert result.error_msg.startswith("disk limit exceeded")
+    assert "8.39MB" in result.error_msg  # the job's own cap, smaller than the operator's
+    assert list((request.results_dir / "out").iterdir()) == []
+    assert _entries(scratch) == []
+
+
+@needs_root
+async def test_sparse_file_past_the_cap_counts_at_its_apparent_size(
+    tmp_path: Path, make_executor: ExecutorFactory, busybox_image: str
+) -> None:
+    request = shell(
+        tmp_path,
+        busybox_image,
+        "dd if=/dev/zero of=/outputs/sparse bs=1 count=0 seek=1G",
+        result_paths=[ResultPath(name="out", path="/outputs")],
+    )
+    result = await make_executor(result_disk_limit=8 * MiB).run(request)
+    assert result.exit_code == 0
+    assert result.error_msg.startswith("disk limit exceeded")
+    assert not (request.results_dir / "out" / "sparse").exists()
+
+
+@needs_root
+async def test_results_within_the_cap_are_kept_whole(
+    tmp_path: Path, make_executor: ExecutorFactory, busybox_image: str, scratch: Path
+) -> None:
+    request = shell(
+        tmp_path,
+        busybox_image,
+        "mkdir -p /outputs/a/sub;"
+        " dd if=/dev/zero of=/outputs/a/data bs=1M count=7 2>/dev/null;"
+        " echo hi > /outputs/a/sub/hi.txt; ln -s sub/hi.txt /outputs/a/link;"
+        " echo log > /logs/log.txt",
+        result_paths=[
+            ResultPath(name="out", path="/outputs"),
+            ResultPath(name="logs", path="/logs"),
+        ],
+    )
+    result = await make_executor(result_disk_limit=8 * MiB).run(request)
+    assert result.error_msg == ""
+    out = request.results_dir / "out" / "a"
+    assert (out / "data").stat().st_size == 7 * MiB
+    assert (out / "sub" / "hi.txt").read_text() == "hi\n"
+    assert os.readlink(out / "link") == "sub/hi.txt"
+    assert (request.results_dir / "logs" / "log.txt").read_text() == "log\n"
+    assert _entries(scratch) == []
+
+
+async def test_stdout_flood_is_capped_on_disk(
+    tmp_path: Path, make_executor: ExecutorFactory, busybox_image: str
+) -> None:
+    request = shell(tmp_path, busybox_image, "yes flood | head -c 20000000; echo done >&2")
+    result = await make_executor(stream_limit=MiB).run(request)
+    assert result.exit_code == 0
+    assert result.stdout_truncated
+    assert (request.results_dir / "stdout").stat().st_size == MiB
+    assert result.stderr == "done\n"
+
+
+@needs_root
+async def test_timeout_leaves_no_container_and_no_scratch(
+    tmp_path: Path, make_executor: ExecutorFactory, busybox_image: str, scratch: Path
+) -> None:
+    request = shell(
+        tmp_path,
+        busybox_image,
+        "echo x > /outputs/x; sleep 60",
+        result_paths=[ResultPath(name="out", path="/outputs")],
+        timeout=1.0,
+    )
+    with pytest.raises(ExecutionTimeout):
+        await make_executor().run(request)
+    assert _entries(scratch) == []
+    assert not _mounts_under(scratch)
+
+
+@needs_root
+async def test_cancel_leaves_no_container_and_no_scratch(
+    tmp_path: Path,
+    make_executor: ExecutorFactory,
+    busybox_image: str,
+    scratch: Path,
+    client: docker.DockerClient,
+    prefix: str,
+) -> None:
+    executor = make_executor()
+    request = shell(
+        tmp_path,
+        busybox_image,
+        "echo running; sleep 60",
+        result_paths=[ResultPath(name="out", path="/outputs")],
+    )
+    task = asyncio.create_task(executor.run(request))
+    await _wait_until(lambda: "running" in _read(request.results_dir / "stdout"))
+    assert _mounts_under(scratch)
+    await executor.cancel(request.execution_id)
+    with pytest.raises(ExecutionCancelled):
+        await task
+    assert client.containers.list(all=True, filters={"label": f"{LABEL_EXECUTOR}={prefix}"}) == []
+    assert _entries(scratch) == []
+    assert not _mounts_under(scratch)
+
+
+@needs_root
+async def test_a_new_executor_removes_capped_folders_a_dead_one_left(
+    make_executor: ExecutorFactory, scratch: Path
+) -> None:
+    stale = CappedFolders.layout(scratch, f"e-{uuid.uuid4()}", 4 * MiB, ["out"])
+    await stale.mount()
+    assert _mounts_under(scratch)
+    async with make_executor():
+        assert _entries(scratch) == []
+        assert not _mounts_under(scratch)
+
+
+def _entries(path: Path) -> list[str]:
+    return os.listdir(path) if os.path.isdir(path) else []
+
+
+def _read(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
+async def _wait_until(condition: Callable[[], bool], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not met in time")
