@@ -1,0 +1,98 @@
+"""The on-disk blockstore: every read verified, pins kept, everything else collected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bacalhau.errors import BlockNotFound, CorruptBlock
+from bacalhau.storage.cid import CID, RAW, Blockstore, Importer, ImportOptions
+
+from .conftest import seeded_bytes
+
+
+def block_file(store: Blockstore, cid: CID) -> Path:
+    (path,) = [p for p in (store.root / "blocks").rglob("*") if p.name == cid.multihash.hex()]
+    return path
+
+
+def test_put_get_has_delete_and_size(tmp_path: Path) -> None:
+    store = Blockstore(tmp_path)
+    cid = CID.for_block(b"abc", codec=RAW, version=1)
+    assert not store.has(cid)
+
+    store.put(cid, b"abc")
+
+    assert store.has(cid) and store.get(cid) == b"abc" and store.size(cid) == 3
+    assert store.stats().blocks == 1 and store.stats().bytes == 3
+    assert store.delete(cid) and not store.delete(cid)
+    with pytest.raises(BlockNotFound) as caught:
+        store.get(cid)
+    assert caught.value.details["CID"] == str(cid)
+
+
+def test_put_refuses_bytes_that_do_not_match_the_cid(tmp_path: Path) -> None:
+    store = Blockstore(tmp_path)
+    cid = CID.for_block(b"abc", codec=RAW, version=1)
+    with pytest.raises(CorruptBlock):
+        store.put(cid, b"abd")
+    assert not store.has(cid)
+
+
+def test_a_corrupted_block_is_an_error_naming_its_cid_never_returned(tmp_path: Path) -> None:
+    store = Blockstore(tmp_path)
+    cid = Importer(store).add_bytes(b"precious").cid
+    path = block_file(store, cid)
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+    with pytest.raises(CorruptBlock) as caught:
+        store.get(cid)
+
+    assert caught.value.code == "CorruptBlock"
+    assert caught.value.details["CID"] == str(cid)
+    assert str(cid) in caught.value.message
+
+
+def test_the_same_bytes_under_v0_and_v1_are_one_block(tmp_path: Path) -> None:
+    store = Blockstore(tmp_path)
+    v0 = Importer(store, ImportOptions(cid_version=0)).add_bytes(b"same").cid
+    v1 = Importer(store, ImportOptions(cid_version=1, raw_leaves=False)).add_bytes(b"same").cid
+    assert v0 != v1 and v0.to_v1() == v1
+    assert store.stats().blocks == 1 and store.get(v1) == store.get(v0)
+
+
+def test_gc_keeps_whole_pinned_dags_and_removes_the_rest(tmp_path: Path) -> None:
+    store = Blockstore(tmp_path / "store")
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "sub" / "big").write_bytes(seeded_bytes("gc", 600_000))  # 3 leaves + 1 node
+    (tree / "small").write_bytes(b"small")
+    kept = Importer(store).add_path(tree).cid
+    dropped = Importer(store, ImportOptions(cid_version=1)).add_bytes(seeded_bytes("x", 300_000))
+    store.pin(kept)
+    before = store.stats()
+
+    result = store.gc(grace_s=0)
+
+    assert result.removed_blocks == 3  # the unpinned file: 2 raw leaves + its root
+    assert result.kept_blocks == before.blocks - 3 == 7
+    assert not store.has(dropped.cid)
+    assert store.get(kept)  # and every block under it still reads and verifies:
+    assert store.reachable([kept]) == {
+        bytes.fromhex(p.name) for p in (store.root / "blocks").rglob("*") if p.is_file()
+    }
+
+    assert store.unpin(kept) and store.pins() == []
+    assert store.gc(grace_s=0).removed_blocks == 7
+    assert store.stats().blocks == 0
+
+
+def test_gc_leaves_blocks_written_within_the_grace_period(tmp_path: Path) -> None:
+    """An import in progress has stored blocks it has not pinned yet."""
+    store = Blockstore(tmp_path)
+    cid = Importer(store).add_bytes(b"in flight").cid
+    assert store.gc(grace_s=60).removed_blocks == 0
+    assert store.has(cid)
