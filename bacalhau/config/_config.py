@@ -57,6 +57,14 @@ class NodeConfig:
     accept_networked_jobs: bool = False
     #: The most processes (threads included) one Docker job may hold; jobs cannot raise it.
     docker_pids_limit: int = 256
+    #: Docker jobs see the image's root filesystem read-only (they write to their result
+    #: folders and /tmp); turn off for images that cannot run that way.
+    docker_read_only_rootfs: bool = True
+    #: Bytes of the tmpfs at /tmp in every Docker job (counted against its memory).
+    docker_tmp_size: int = 64 * 1024 * 1024
+    #: Bytes the result folders of one Docker job may hold together (the job's
+    #: ``Resources.Disk`` when smaller); past it the job fails. 0: no cap.
+    docker_result_disk_limit: int = 10 * 1024**3
     #: Share of the host's CPU, memory and disk offered to jobs.
     capacity_fraction: float = 0.7
     #: Node IDs of requesters this compute node obeys besides the one it joins (and itself).

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 from bacalhau.errors import InvalidConfiguration
 from bacalhau.executor import DockerExecutor, Executor, NoopExecutor, WasmExecutor
-from bacalhau.executor.docker import DEFAULT_PIDS_LIMIT
+from bacalhau.executor.docker import (
+    DEFAULT_PIDS_LIMIT,
+    DEFAULT_RESULT_DISK_LIMIT,
+    DEFAULT_TMP_SIZE,
+)
 
 #: Engine names a compute node can offer.
 KNOWN_ENGINES = ("docker", "noop", "wasm")
@@ -32,6 +37,10 @@ def build_executors(
     allow_image_pull: bool,
     node_id: str,
     docker_pids_limit: int = DEFAULT_PIDS_LIMIT,
+    docker_read_only_rootfs: bool = True,
+    docker_tmp_size: int = DEFAULT_TMP_SIZE,
+    docker_result_disk_limit: int = DEFAULT_RESULT_DISK_LIMIT,
+    docker_scratch_dir: Path | None = None,
 ) -> dict[str, Executor]:
     """Instantiate the executors a compute node offers, by name.
 
@@ -39,10 +48,23 @@ def build_executors(
     engine, and a node cleaning up its leftovers must never touch a sibling's containers.
     """
     prefix = f"bacalhau-{node_id[-8:].lower()}"
+
+    def docker_executor() -> Executor:
+        try:
+            return DockerExecutor(
+                allow_pull=allow_image_pull,
+                name_prefix=prefix,
+                pids_limit=docker_pids_limit,
+                read_only_rootfs=docker_read_only_rootfs,
+                tmp_size=docker_tmp_size,
+                result_disk_limit=docker_result_disk_limit,
+                scratch_dir=docker_scratch_dir,
+            )
+        except ValueError as e:
+            raise InvalidConfiguration(f"docker executor: {e}") from None
+
     registry: dict[str, Callable[[], Executor]] = {
-        "docker": lambda: DockerExecutor(
-            allow_pull=allow_image_pull, name_prefix=prefix, pids_limit=docker_pids_limit
-        ),
+        "docker": docker_executor,
         "wasm": WasmExecutor,
         "noop": NoopExecutor,
     }

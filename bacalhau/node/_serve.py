@@ -248,6 +248,10 @@ async def _build_compute(
         allow_image_pull=config.allow_image_pull,
         node_id=node_id,
         docker_pids_limit=config.docker_pids_limit,
+        docker_read_only_rootfs=config.docker_read_only_rootfs,
+        docker_tmp_size=config.docker_tmp_size,
+        docker_result_disk_limit=config.docker_result_disk_limit,
+        docker_scratch_dir=data_dir / "docker-scratch",
     )
     for ex in executors.values():
         if isinstance(ex, (DockerExecutor, WasmExecutor)):
