@@ -145,7 +145,7 @@ async def test_disk_filler_is_stopped_at_the_cap_and_fails_the_run(
     assert result.error_msg.startswith("disk limit exceeded")
     assert "8.39MB" in result.error_msg  # the job's own cap, smaller than the operator's
     assert list((request.results_dir / "out").iterdir()) == []
-    assert _entries(scratch) == []
+    await _scratch_emptied(scratch)
 
 
 @needs_root
@@ -187,7 +187,7 @@ async def test_results_within_the_cap_are_kept_whole(
     assert (out / "sub" / "hi.txt").read_text() == "hi\n"
     assert os.readlink(out / "link") == "sub/hi.txt"
     assert (request.results_dir / "logs" / "log.txt").read_text() == "log\n"
-    assert _entries(scratch) == []
+    await _scratch_emptied(scratch)
 
 
 async def test_stdout_flood_is_capped_on_disk(
@@ -214,7 +214,7 @@ async def test_timeout_leaves_no_container_and_no_scratch(
     )
     with pytest.raises(ExecutionTimeout):
         await make_executor().run(request)
-    assert _entries(scratch) == []
+    await _scratch_emptied(scratch)
     assert not _mounts_under(scratch)
 
 
@@ -241,7 +241,7 @@ async def test_cancel_leaves_no_container_and_no_scratch(
     with pytest.raises(ExecutionCancelled):
         await task
     assert client.containers.list(all=True, filters={"label": f"{LABEL_EXECUTOR}={prefix}"}) == []
-    assert _entries(scratch) == []
+    await _scratch_emptied(scratch)
     assert not _mounts_under(scratch)
 
 
@@ -255,6 +255,12 @@ async def test_a_new_executor_removes_capped_folders_a_dead_one_left(
     async with make_executor():
         assert _entries(scratch) == []
         assert not _mounts_under(scratch)
+
+
+async def _scratch_emptied(scratch: Path) -> None:
+    """The capped filesystem of a finished run is released just after it (off its critical
+    path): wait, bounded, until nothing is left of it."""
+    await _wait_until(lambda: not _entries(scratch) and not _mounts_under(scratch), timeout=10)
 
 
 def _entries(path: Path) -> list[str]:

@@ -169,6 +169,7 @@ class DockerExecutor:
         )
         self._runs: dict[str, _RunControl] = {}
         self._removals: dict[str, asyncio.Task[None]] = {}
+        self._releasing: dict[str, asyncio.Task[None]] = {}
         self._reaper: asyncio.Task[None] | None = None
         self._installed: tuple[bool, float] | None = None
         if not self._can_cap:
@@ -235,12 +236,16 @@ class DockerExecutor:
         control = _RunControl()
         self._runs[request.execution_id] = control
         capped: CappedFolders | None = None
+        mounting: asyncio.Task[None] | None = None
         lease: EgressLease | None = None
         try:
             api = await self._api()
             cap = self._disk_cap(request)
             if cap is not None:
                 capped = CappedFolders.layout(self._scratch, request.execution_id, cap, [*folders])
+                # Bind mounts are resolved at start, not at create: the filesystem is made
+                # and mounted while the container is created and attached.
+                mounting = asyncio.create_task(capped.mount())
             network = NO_NETWORK
             if request.network.type is NetworkType.FULL:
                 network = HOST_NETWORK
@@ -265,10 +270,13 @@ class DockerExecutor:
                 confinement=self._confinement,
                 network=network,
             )
-            container_id = await self._create_ready(api, kwargs, spec, capped, control)
+            container_id = await self._create(api, kwargs, spec)
+            control.container_id = container_id
             try:
                 _raise_if_cancelled(control, request)
-                outcome = await self._start_and_wait(api, container_id, request, control)
+                outcome = await self._start_and_wait(
+                    api, container_id, request, control, before_start=mounting
+                )
                 error_msg = await self._failure(api, container_id, request, outcome)
                 if capped is not None and not await capped.collect(folders) and not error_msg:
                     error_msg = (
@@ -285,8 +293,22 @@ class DockerExecutor:
             if lease is not None:
                 self._release_after_removal(lease, control)
             if capped is not None:
-                await capped.release()
+                self._release_later(request.execution_id, capped, mounting)
             del self._runs[request.execution_id]
+
+    def _release_later(
+        self, execution_id: str, capped: CappedFolders, mounting: asyncio.Task[None] | None
+    ) -> None:
+        # The results are copied out already: unmounting is off the job's critical path,
+        # in a task the executor owns and close() waits for.
+        async def release() -> None:
+            if mounting is not None:
+                await asyncio.gather(mounting, return_exceptions=True)
+            await capped.release()
+
+        task = asyncio.get_running_loop().create_task(release(), name=f"release-{execution_id}")
+        self._releasing[execution_id] = task
+        task.add_done_callback(lambda _: self._releasing.pop(execution_id, None))
 
     def _release_after_removal(self, lease: EgressLease, control: _RunControl) -> None:
         # A cancelled run stops waiting for the removal, not the removal: its address must
@@ -303,31 +325,6 @@ class DockerExecutor:
             return None
         limits = [n for n in (self._result_disk_limit, request.resources.disk) if n > 0]
         return min(limits) if limits else None
-
-    async def _create_ready(
-        self,
-        api: Any,
-        kwargs: dict[str, Any],
-        spec: DockerEngineSpec,
-        capped: CappedFolders | None,
-        control: _RunControl,
-    ) -> str:
-        """Create the container and, meanwhile, mount its capped folders (bind mounts are
-        resolved at start, not at create)."""
-        if capped is None:
-            container_id = await self._create(api, kwargs, spec)
-            control.container_id = container_id
-            return container_id
-        created, mounted = await asyncio.gather(
-            self._create(api, kwargs, spec), capped.mount(), return_exceptions=True
-        )
-        if isinstance(created, str):
-            control.container_id = created
-            if isinstance(mounted, BaseException):
-                await self._remove(api, created)
-                raise mounted
-            return created
-        raise created
 
     async def cancel(self, execution_id: str) -> None:
         """Kill and remove the execution's container; a waiting ``run()`` raises promptly."""
@@ -401,6 +398,7 @@ class DockerExecutor:
         for task in late:
             task.cancel()
         await asyncio.gather(*late, return_exceptions=True)
+        await asyncio.gather(*self._releasing.values(), return_exceptions=True)
         await asyncio.to_thread(remove_stale_volumes, self._scratch, set())
         await self._egress.close(self._client.api if self._client is not None else None)
 
@@ -412,7 +410,8 @@ class DockerExecutor:
         capped result filesystems of executions not running here go the same way.
         """
         removed = await self._sweep(include_owned=False)
-        await asyncio.to_thread(remove_stale_volumes, self._scratch, set(self._runs))
+        busy = {*self._runs, *self._releasing}
+        await asyncio.to_thread(remove_stale_volumes, self._scratch, busy)
         return removed
 
     async def _sweep(self, *, include_owned: bool) -> int:
@@ -506,7 +505,13 @@ class DockerExecutor:
             ) from e
 
     async def _start_and_wait(
-        self, api: Any, container_id: str, request: RunRequest, control: _RunControl
+        self,
+        api: Any,
+        container_id: str,
+        request: RunRequest,
+        control: _RunControl,
+        *,
+        before_start: asyncio.Task[None] | None = None,
     ) -> ContainerExit:
         try:
             # Attach before start (as `docker run` does) so not a byte of output is missed.
@@ -519,6 +524,8 @@ class DockerExecutor:
         exited = follow_container(
             api, container_id, sock, request.results_dir, limit=self._stream_limit
         )
+        if before_start is not None:
+            await before_start
         try:
             await asyncio.to_thread(api.start, container_id)
         except ENGINE_ERRORS as e:
