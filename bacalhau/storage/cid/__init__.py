@@ -5,7 +5,8 @@ Content gets the same CIDs Kubo's ``ipfs add`` gives it for the same settings
 (directly by CID, or as CAR files)::
 
     store = Blockstore(data_dir / "blocks")
-    root = Importer(store).add_path("results/")     # ipfs add -r results/
+    with store.batch() as sink:                     # writes overlap hashing
+        root = Importer(sink).add_path("results/")  # ipfs add -r results/
     store.pin(root.cid)
     export(store, root.cid, "copy/")                # ipfs get
     with open("results.car", "wb") as out:           # ipfs dag export
@@ -14,7 +15,7 @@ Content gets the same CIDs Kubo's ``ipfs add`` gives it for the same settings
 
 from __future__ import annotations
 
-from ._blockstore import Blockstore, BlockstoreStats, GCResult
+from ._blockstore import BatchWriter, Blockstore, BlockstoreStats, GCResult
 from ._car import CarImport, CarReader, import_car, write_car
 from ._cid import CID, DAG_PB, RAW
 from ._exporter import BlockSource, EntryKind, LsEntry, export, ls, read_file, resolve, stat
@@ -24,6 +25,7 @@ __all__ = [
     "CID",
     "DAG_PB",
     "RAW",
+    "BatchWriter",
     "BlockSink",
     "BlockSource",
     "Blockstore",

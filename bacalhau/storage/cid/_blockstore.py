@@ -22,10 +22,11 @@ anyway because every read is verified.
 from __future__ import annotations
 
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from bacalhau.errors import BlockNotFound, InvalidCID
 from ._cid import CID, DAG_PB, IDENTITY
 from ._dagpb import decode_node
 
-__all__ = ["Blockstore", "BlockstoreStats", "GCResult"]
+__all__ = ["BatchWriter", "Blockstore", "BlockstoreStats", "GCResult"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +110,7 @@ class Blockstore:
         cid.verify(data)
         self.put_trusted(cid, data)
 
-    def put_trusted(self, cid: CID, data: bytes) -> None:
+    def put_trusted(self, cid: CID, data: bytes | bytearray) -> None:
         """Store a block whose CID the caller has just computed from ``data`` (the importer);
         anything received from elsewhere goes through :meth:`put`."""
         if cid.hash_code == IDENTITY:
@@ -118,14 +119,28 @@ class Blockstore:
         if path.exists():
             return
         self._ensure_fan(path)
-        fd, tmp = tempfile.mkstemp(dir=self._tmp, prefix=path.name[-16:])
+        # Unique per process and thread: two writers of the same block never share a file.
+        tmp = self._tmp / f"{path.name}.{os.getpid()}.{threading.get_ident()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             with os.fdopen(fd, "wb") as out:
                 out.write(data)
             os.replace(tmp, path)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
             raise
+
+    @contextmanager
+    def batch(self, *, threads: int = 2, max_pending: int = 16) -> Iterator[BatchWriter]:
+        """A sink whose writes run on background threads while the caller goes on hashing
+        (creating a file per block costs about as much as hashing it). At most
+        ``max_pending`` blocks wait in memory; leaving the block waits for every write and
+        raises the first error."""
+        writer = BatchWriter(self, threads=threads, max_pending=max_pending)
+        try:
+            yield writer
+        finally:
+            writer.close()
 
     def delete(self, cid: CID) -> bool:
         """Remove a block; returns whether it was there. Pins are not consulted."""
@@ -221,3 +236,42 @@ class Blockstore:
                 removed += 1
                 removed_bytes += st.st_size
             return GCResult(removed, removed_bytes, kept)
+
+
+class BatchWriter:
+    """Writes blocks to a :class:`Blockstore` on a few threads (see
+    :meth:`Blockstore.batch`); an importer's sink."""
+
+    def __init__(self, store: Blockstore, *, threads: int, max_pending: int) -> None:
+        self._store = store
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="blockstore")
+        self._slots = threading.BoundedSemaphore(max_pending)
+        self._errors: list[BaseException] = []
+        self._closed = False
+
+    def put_trusted(self, cid: CID, data: bytes | bytearray) -> None:
+        if self._errors:
+            raise self._errors[0]
+        if self._closed:
+            raise RuntimeError("the batch is closed")
+        self._slots.acquire()
+        future = self._pool.submit(self._store.put_trusted, cid, data)
+        future.add_done_callback(self._done)
+
+    def put(self, cid: CID, data: bytes) -> None:
+        cid.verify(data)
+        self.put_trusted(cid, data)
+
+    def _done(self, future: Future[None]) -> None:
+        self._slots.release()
+        error = future.exception()
+        if error is not None:
+            self._errors.append(error)
+
+    def close(self) -> None:
+        """Wait for every write; raise the first one that failed."""
+        if not self._closed:
+            self._closed = True
+            self._pool.shutdown(wait=True)
+        if self._errors:
+            raise self._errors[0]

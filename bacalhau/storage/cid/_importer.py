@@ -35,7 +35,7 @@ class BlockSink(Protocol):
     """Where imported blocks go. The importer computed each CID from the bytes it passes,
     so the sink need not hash them again."""
 
-    def put_trusted(self, cid: CID, data: bytes) -> None: ...
+    def put_trusted(self, cid: CID, data: bytes | bytearray) -> None: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -171,17 +171,42 @@ class Importer:
 
     # -- files --------------------------------------------------------------------------
 
+    def _full_leaf(self, block: bytearray, chunk_size: int) -> _Child:
+        """A leaf whose chunk was read straight into its block's frame (no copy)."""
+        digest = hashlib.sha256(block).digest()
+        codec = RAW if self._raw else DAG_PB
+        cid = CID.from_digest(digest, codec=codec, version=self._version)
+        if self._sink is not None:
+            self._sink.put_trusted(cid, block)
+        return _Child(cid, len(block), chunk_size)
+
     def add_stream(self, stream: BinaryIO) -> ImportResult:
-        """Import a file's content read from ``stream`` until its end."""
+        """Import a file's content read from ``stream`` until its end.
+
+        Each full chunk is read directly into a fresh buffer laid out as its leaf block
+        (header, chunk, trailer), hashed there and handed to the sink: one pass over the
+        bytes besides the read itself.
+        """
         size = self.options.chunk_size
+        head, tail = (b"", b"") if self._raw else encode_file_leaf(bytes(size))
+        start, end = len(head), len(head) + size
         layout = _BalancedFile(self.options.max_links, self._emit_node)
-        chunk = _read_full(stream, size)
-        layout.add(self._leaf(chunk))  # an empty file is one empty leaf
-        while len(chunk) == size:
-            chunk = _read_full(stream, size)
-            if not chunk:
-                break
-            layout.add(self._leaf(chunk))
+        leaves = 0
+        while True:
+            block = bytearray(end + len(tail))
+            view = memoryview(block)
+            got = _read_into(stream, view[start:end])
+            if got == size:
+                view[:start] = head
+                view[end:] = tail
+                view.release()
+                layout.add(self._full_leaf(block, size))
+                leaves += 1
+                continue
+            if got or not leaves:  # the last, short chunk; an empty file is one empty leaf
+                layout.add(self._leaf(bytes(view[start : start + got])))
+            view.release()
+            break
         root = layout.finish()
         return ImportResult(root.cid, root.tsize, root.filesize)
 
@@ -267,18 +292,19 @@ class Importer:
         return PBLink(self._emit_node(block), b"", tsize)
 
 
-def _read_full(stream: BinaryIO, size: int) -> bytes:
-    """Read exactly ``size`` bytes unless the stream ends first (pipes return short reads,
-    and a short chunk in the middle would change every CID)."""
-    data = stream.read(size)
-    if len(data) == size or not data:
-        return data
-    parts = [data]
-    missing = size - len(data)
-    while missing:
-        more = stream.read(missing)
-        if not more:
+def _read_into(stream: BinaryIO, view: memoryview) -> int:
+    """Fill ``view`` from the stream unless it ends first; returns the bytes read. Short
+    reads (pipes, sockets) are retried: a short chunk in the middle would change every CID."""
+    readinto = getattr(stream, "readinto", None)
+    got = 0
+    while got < len(view):
+        if readinto is not None:
+            n = readinto(view[got:]) or 0
+        else:
+            data = stream.read(len(view) - got)
+            n = len(data)
+            view[got : got + n] = data
+        if not n:
             break
-        parts.append(more)
-        missing -= len(more)
-    return b"".join(parts)
+        got += n
+    return got

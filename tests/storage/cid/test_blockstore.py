@@ -96,3 +96,20 @@ def test_gc_leaves_blocks_written_within_the_grace_period(tmp_path: Path) -> Non
     cid = Importer(store).add_bytes(b"in flight").cid
     assert store.gc(grace_s=60).removed_blocks == 0
     assert store.has(cid)
+
+
+def test_a_batch_writes_every_block_before_it_ends(tmp_path: Path) -> None:
+    store = Blockstore(tmp_path)
+    content = seeded_bytes("batch", 5 * 262_144 + 3)
+    with store.batch(threads=2, max_pending=2) as sink:
+        root = Importer(sink).add_bytes(content).cid
+    assert root == Importer().add_bytes(content).cid
+    assert store.stats().blocks == 6 + 1
+    assert b"".join(read_file(store, root)) == content
+
+
+def test_a_failed_background_write_is_raised_when_the_batch_ends(tmp_path: Path) -> None:
+    store = Blockstore(tmp_path)
+    (tmp_path / "tmp").rmdir()  # every write now fails
+    with pytest.raises(FileNotFoundError), store.batch() as sink:
+        Importer(sink).add_bytes(b"lost")

@@ -45,7 +45,7 @@ class CountingSink:
     def __init__(self) -> None:
         self.blocks = 0
 
-    def put_trusted(self, cid: CID, data: bytes) -> None:
+    def put_trusted(self, cid: CID, data: bytes | bytearray) -> None:
         self.blocks += 1
 
 

@@ -1,0 +1,145 @@
+"""Importing into the CID store against plain SHA-256 over the same bytes.
+
+Generates a file (1 GiB by default, pseudo-random so no chunk repeats) and, in separate
+processes so that peak RSS is each run's own, measures over that file, page cache warm:
+
+- ``sha256``: read it in 1 MiB pieces and hash it with hashlib (the floor: reading and
+  hashing, nothing else);
+- ``import``: ``Importer(...).add_file`` with ``ipfs add`` defaults (CIDv0, 256 KiB dag-pb
+  leaves, balanced DAG), every block written to a fresh on-disk blockstore (one file per
+  block, written by ``Blockstore.batch`` threads while the importer hashes);
+- ``import_only_hash``: the same without storing the blocks (``ipfs add --only-hash``).
+
+``import_vs_sha256`` is the store import's throughput as a fraction of the sha256 run's
+(target >= 0.7); ``import_peak_rss_mb`` is the peak RSS of the import process, the
+interpreter included (target < 200; ``idle_rss_mb`` is the same process before importing).
+Each figure is the best of ``--trials``. Prints one JSON document.
+
+    python bench/storage.py [--size-mb 1024] [--trials 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+MIB = 1024 * 1024
+
+
+def generate(path: Path, size: int) -> None:
+    rng = random.Random("bench-storage")
+    with path.open("wb") as out:
+        left = size
+        while left:
+            piece = min(left, 16 * MIB)
+            out.write(rng.randbytes(piece))
+            left -= piece
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def child(mode: str, path: Path, store_dir: Path) -> dict[str, Any]:
+    """One measurement, run in its own process."""
+    from bacalhau.storage.cid import Blockstore, Importer
+
+    idle = peak_rss_mb()
+    started = time.perf_counter()
+    cid = ""
+    blocks = 0
+    if mode == "sha256":
+        digest = hashlib.sha256()
+        with path.open("rb") as stream:
+            while piece := stream.read(MIB):
+                digest.update(piece)
+    elif mode == "import":
+        store = Blockstore(store_dir)
+        with store.batch() as sink:
+            cid = str(Importer(sink).add_file(path).cid)
+        blocks = store.stats().blocks
+    else:
+        cid = str(Importer(None).add_file(path).cid)
+    seconds = time.perf_counter() - started
+    return {
+        "seconds": seconds,
+        "peak_rss_mb": peak_rss_mb(),
+        "idle_rss_mb": idle,
+        "cid": cid,
+        "blocks": blocks,
+    }
+
+
+def run_child(mode: str, path: Path, store_dir: Path) -> dict[str, Any]:
+    shutil.rmtree(store_dir, ignore_errors=True)
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", mode, str(path), str(store_dir)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mb", type=int, default=1024)
+    parser.add_argument("--trials", type=int, default=2)
+    parser.add_argument("--dir", default=None, help="scratch directory (default: the system's)")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        mode, path, store = args.child
+        print(json.dumps(child(mode, Path(path), Path(store))))
+        return
+
+    size = args.size_mb * MIB
+    with tempfile.TemporaryDirectory(prefix="bench-storage-", dir=args.dir) as scratch:
+        data = Path(scratch) / "data.bin"
+        store = Path(scratch) / "store"
+        generate(data, size)
+        runs: dict[str, list[dict[str, Any]]] = {"sha256": [], "import": [], "import_only_hash": []}
+        for _ in range(args.trials):
+            for mode in runs:
+                runs[mode].append(run_child(mode, data, store))
+        best = {mode: min(results, key=lambda r: r["seconds"]) for mode, results in runs.items()}
+
+    def mb_s(mode: str) -> float:
+        return round(size / MIB / best[mode]["seconds"], 1)
+
+    assert best["import"]["cid"] == best["import_only_hash"]["cid"]
+    print(
+        json.dumps(
+            {
+                "size_mb": args.size_mb,
+                "trials": args.trials,
+                "cid": best["import"]["cid"],
+                "sha256_mb_s": mb_s("sha256"),
+                "import_mb_s": mb_s("import"),
+                "import_only_hash_mb_s": mb_s("import_only_hash"),
+                "import_vs_sha256": round(best["sha256"]["seconds"] / best["import"]["seconds"], 3),
+                "import_only_hash_vs_sha256": round(
+                    best["sha256"]["seconds"] / best["import_only_hash"]["seconds"], 3
+                ),
+                "import_peak_rss_mb": round(max(r["peak_rss_mb"] for r in runs["import"]), 1),
+                "idle_rss_mb": round(best["import"]["idle_rss_mb"], 1),
+                "stored_blocks": best["import"]["blocks"],
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
