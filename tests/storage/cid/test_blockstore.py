@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bacalhau.errors import BlockNotFound, CorruptBlock
-from bacalhau.storage.cid import CID, RAW, Blockstore, Importer, ImportOptions
+from bacalhau.storage.cid import CID, RAW, Blockstore, Importer, ImportOptions, read_file
 
 from .conftest import seeded_bytes
 
