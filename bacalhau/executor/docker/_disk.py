@@ -123,7 +123,11 @@ class CappedFolders:
             # background, writing to the image for seconds and slowing the unmount.
             _run("mount", "-o", "loop,nosuid,nodev,noinit_itable", str(image), str(mnt))
         except (OSError, subprocess.SubprocessError) as e:
-            raise ExecutionFailed(f"cannot prepare the capped result folders: {e}") from e
+            raise ExecutionFailed(
+                f"cannot prepare the capped result folders: {e}",
+                hint="the node needs loop devices to cap result folders; an operator can "
+                "turn the cap off with docker_result_disk_limit=0",
+            ) from e
         os.chmod(mnt, _FOLDER_MODE)
         for name in self.names:
             os.chmod(self.source(name), _FOLDER_MODE)

@@ -9,12 +9,17 @@ event loop never blocks.
 Images are never pulled unless the operator allows it: this node answers a missing image with
 :class:`~bacalhau.errors.ImageNotFound` at once instead of hanging on an unreachable registry.
 
-Every container runs under a pids limit (a fork bomb stops there instead of filling the
-host's process table). Containers are removed by tasks the executor owns, not the run: a
-cancelled run cannot abandon its container halfway, a removal the engine reports as already
-in progress (409) is followed until the container is really gone, and closing the executor
-waits for every removal. A reaper removes, at start and then on a timer, any container of
-this executor's prefix that no run of this process owns.
+Every container is confined (see ``_container``): CPU, memory and pids limits, no
+capabilities, no new privileges, a read-only root with a bounded tmpfs at /tmp, read-only
+inputs. Its result folders live on a size-capped filesystem of their own (``_disk``) and its
+streams are capped on disk; out of memory or past the disk cap, the run fails saying which.
+``HTTP``-mode jobs reach only the node's allow-list proxy (``_egress``).
+
+Containers are removed by tasks the executor owns, not the run: a cancelled run cannot
+abandon its container halfway, a removal the engine reports as already in progress (409) is
+followed until the container is really gone, and closing the executor waits for every
+removal. A reaper removes, at start and then on a timer, any container of this executor's
+prefix that no run of this process owns, and the capped filesystems no run holds.
 """
 
 from __future__ import annotations
