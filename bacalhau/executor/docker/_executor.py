@@ -67,6 +67,7 @@ from bacalhau.executor.docker._egress import EgressLease, EgressNetwork
 from bacalhau.executor.docker._errors import ENGINE_ERRORS, explain, start_error, unreachable
 from bacalhau.executor.docker._follow import ContainerExit, follow_container, settle
 from bacalhau.executor.docker._params import DockerEngineSpec
+from bacalhau.executor.docker._removal import Removals
 from bacalhau.executor.network import DomainAllowList, EgressProxy
 from bacalhau.models import NetworkType, RunCommandResult, SpecConfig, format_size
 
@@ -94,10 +95,6 @@ DEFAULT_TMP_SIZE = 64 * 1024 * 1024
 DEFAULT_RESULT_DISK_LIMIT = 10 * 1024**3
 #: Seconds between two sweeps of the reaper.
 DEFAULT_REAP_INTERVAL = 30.0
-#: How long one removal keeps retrying before it leaves the container to the reaper.
-_REMOVE_PATIENCE = 120.0
-_REMOVE_FIRST_DELAY = 0.05
-_REMOVE_MAX_DELAY = 1.0
 #: How long closing the executor waits for removals: a node must stop well within the grace
 #: its supervisor gives it; whatever is left then is removed when the node starts again.
 _CLOSE_TIMEOUT = 5.0
@@ -173,7 +170,7 @@ class DockerExecutor:
             firewall=egress_firewall,
         )
         self._runs: dict[str, _RunControl] = {}
-        self._removals: dict[str, asyncio.Task[None]] = {}
+        self._removals = Removals()
         self._releasing: dict[str, asyncio.Task[None]] = {}
         self._reaper: asyncio.Task[None] | None = None
         self._installed: tuple[bool, float] | None = None
@@ -318,7 +315,7 @@ class DockerExecutor:
     def _release_after_removal(self, lease: EgressLease, control: _RunControl) -> None:
         # A cancelled run stops waiting for the removal, not the removal: its address must
         # not go to a new container while the old one may still hold it.
-        pending = self._removals.get(control.container_id or "")
+        pending = self._removals.pending(control.container_id or "")
         if pending is None:
             self._egress.release(lease)
         else:
@@ -387,7 +384,7 @@ class DockerExecutor:
             self._reaper = None
         try:
             async with asyncio.timeout(_CLOSE_TIMEOUT):
-                pending = set(self._removals.values())
+                pending = set(self._removals.all())
                 if pending:
                     await asyncio.wait(pending)
                 if self._client is not None:  # else nothing of ours can be there
@@ -399,7 +396,7 @@ class DockerExecutor:
             )
         except BacalhauError as e:
             _log.warning("cannot remove the containers left at close: %s", e)
-        late = list(self._removals.values())
+        late = self._removals.all()
         for task in late:
             task.cancel()
         await asyncio.gather(*late, return_exceptions=True)
@@ -573,48 +570,8 @@ class DockerExecutor:
         return bool(info.get("State", {}).get("OOMKilled"))
 
     async def _remove(self, api: Any, container: str) -> None:
-        """Kill and remove a container, returning once it is gone (or left to the reaper).
-
-        The work is done by one task per container that the executor owns: a caller that is
-        cancelled stops waiting, not removing, and two callers share one removal.
-        """
-        task = self._removals.get(container)
-        if task is None:
-            task = asyncio.get_running_loop().create_task(
-                self._remove_until_gone(api, container), name=f"docker-remove-{container[:12]}"
-            )
-            self._removals[container] = task
-            task.add_done_callback(lambda _: self._removals.pop(container, None))
-        await asyncio.shield(task)
-
-    async def _remove_until_gone(self, api: Any, container: str) -> None:
-        # A 409 means another removal is in progress, which may still fail (a container
-        # whose processes are slow to die): only the engine saying "no such container"
-        # proves it is gone, so ask again until it does.
-        delay = _REMOVE_FIRST_DELAY
-        give_up = time.monotonic() + _REMOVE_PATIENCE
-        while True:
-            try:
-                await asyncio.to_thread(api.remove_container, container, v=True, force=True)
-                return
-            except docker.errors.NotFound:
-                return
-            except docker.errors.APIError as e:
-                reason = explain(e)
-                if e.status_code != 409:
-                    _log.info("removing container %s failed, retrying: %s", container, reason)
-            except ENGINE_ERRORS as e:
-                reason = str(e)
-            if time.monotonic() > give_up:
-                _log.warning(
-                    "container %s is still there after %.0fs (%s); the reaper will retry",
-                    container,
-                    _REMOVE_PATIENCE,
-                    reason,
-                )
-                return
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, _REMOVE_MAX_DELAY)
+        """Kill and remove a container, returning once it is gone (see ``_removal``)."""
+        await self._removals.remove(api, container)
 
 
 def _raise_if_cancelled(control: _RunControl, request: RunRequest) -> None:
