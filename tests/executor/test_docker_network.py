@@ -10,6 +10,7 @@ image crashes before it sends anything, proxy or not).
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -77,6 +78,16 @@ async def executor(busybox_image: str, tmp_path: Path) -> AsyncIterator[DockerEx
         yield ex
     assert client.containers.list(all=True, filters={"label": f"{LABEL_EXECUTOR}={prefix}"}) == []
     assert client.networks.list(names=[f"{prefix}-http"]) == []
+    assert _input_rules_for(ex) == []
+
+
+def _input_rules_for(executor: DockerExecutor) -> list[str]:
+    """The host firewall rules naming the executor's HTTP-mode bridge."""
+    bridge = executor._egress.bridge
+    listed = subprocess.run(
+        ["iptables", "-w", "5", "-S", "INPUT"], capture_output=True, text=True, check=True
+    ).stdout
+    return [line for line in listed.splitlines() if f"-i {bridge} " in line + " "]
 
 
 def shell(tmp_path: Path, image: str, script: str, **kwargs: Any) -> RunRequest:
@@ -171,3 +182,24 @@ async def test_full_mode_reaches_a_local_server(
     result = await executor.run(request)
     assert "forbidden body" in result.stdout
     assert origins[FORBIDDEN].requests == ["GET /full HTTP/1.0"]
+
+
+async def test_a_new_executor_removes_the_network_and_rules_a_dead_one_left(
+    tmp_path: Path, busybox_image: str
+) -> None:
+    client = docker.from_env()
+    prefix = f"bn{uuid.uuid4().hex[:10]}"
+    proxy = EgressProxy()
+    dead = DockerExecutor(
+        client=client, name_prefix=prefix, scratch_dir=tmp_path / "s", egress_proxy=proxy
+    )
+    await dead.run(shell(tmp_path, busybox_image, "true", network=http_mode("example.com")))
+    # The process dies: nothing of it is closed, only its listening socket goes with it.
+    await proxy.close()
+    assert client.networks.list(names=[f"{prefix}-http"]) != []
+    assert len(_input_rules_for(dead)) == 2
+    async with DockerExecutor(
+        client=client, name_prefix=prefix, scratch_dir=tmp_path / "s"
+    ) as restarted:
+        assert client.networks.list(names=[f"{prefix}-http"]) == []
+        assert _input_rules_for(restarted) == []

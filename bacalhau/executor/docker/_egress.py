@@ -108,7 +108,10 @@ class EgressNetwork:
         self._ready = False
 
     async def remove_leftover(self, api: Any) -> None:
-        """Remove the network a previous process of this executor left (its containers gone)."""
+        """Remove the network and firewall rules a previous process of this executor left
+        (its containers gone)."""
+        if self._firewall:
+            await asyncio.to_thread(self._drop_rules)
         try:
             await asyncio.to_thread(api.remove_network, self.name)
         except docker.errors.NotFound:
