@@ -236,6 +236,55 @@ def inline_module(path: Path) -> dict[str, Any]:
     }
 
 
+def _named(text: str) -> tuple[str, str]:
+    """``NAME=VALUE`` -> (NAME, VALUE); a value with no name (or a URL's ``=``) -> ("", text)."""
+    name, sep, value = text.partition("=")
+    if sep and name and "/" not in name and ":" not in name:
+        return name, value
+    return "", text
+
+
+def import_module_url(text: str) -> dict[str, Any]:
+    """``-U [NAME=]URL|FILE``: a module fetched from a URL, or a local file sent inline.
+
+    Imports resolve by Alias: NAME when given; else the URL itself (as Bacalhau's CLI does)
+    or, for a local file, its name without ``.wasm`` (``lib.wasm`` serves ``(import "lib" ...)``).
+    """
+    name, value = _named(text)
+    if value.startswith(("http://", "https://")):
+        file_name = value.rstrip("/").rsplit("/", 1)[-1] or "module.wasm"
+        return {
+            "Source": {"Type": "urlDownload", "Params": {"URL": value}},
+            "Alias": name or value,
+            "Target": f"/app/imports/{file_name}",
+        }
+    path = Path(value)
+    if not path.is_file():
+        raise click.BadParameter(
+            f"{value!r} is neither an http(s) URL nor a local file",
+            param_hint="'-U' / '--import-module-urls'",
+        )
+    module = inline_module(path)
+    module["Alias"] = name or (path.name[:-5] if path.name.endswith(".wasm") else path.name)
+    module["Target"] = f"/app/imports/{path.name}"
+    return module
+
+
+def import_module_volume(text: str) -> dict[str, Any]:
+    """``-I [NAME=]CID:PATH``: a module stored by CID, mounted at PATH (Alias NAME, else PATH)."""
+    name, value = _named(text)
+    cid, sep, target = value.partition(":")
+    if not sep or not cid or not target.startswith("/"):
+        raise click.BadParameter(
+            f"{text!r} must be CID:/absolute/path", param_hint="'-I' / '--import-module-volumes'"
+        )
+    return {
+        "Source": {"Type": "ipfs", "Params": {"CID": cid}},
+        "Alias": name or target,
+        "Target": target,
+    }
+
+
 @click.group("wasm")
 def wasm_group() -> None:
     """Run WebAssembly jobs."""
@@ -253,6 +302,25 @@ def wasm_group() -> None:
     help="Exported function to run.",
 )
 @click.option("-e", "--env", multiple=True, help="Environment variable K=V (repeatable).")
+@click.option(
+    "-U",
+    "--import-module-urls",
+    "import_urls",
+    multiple=True,
+    help="Module to import by name: [NAME=]URL or a local .wasm file (repeatable).",
+)
+@click.option(
+    "-I",
+    "--import-module-volumes",
+    "import_volumes",
+    multiple=True,
+    help="Module to import by name, stored by CID: [NAME=]CID:/path (repeatable).",
+)
+@click.option(
+    "--deterministic/--no-deterministic",
+    default=None,
+    help="Fixed clocks and random bytes seeded by the job: the same output on every node.",
+)
 @click.argument("module", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @pass_state
@@ -263,6 +331,9 @@ def wasm_run(
     args: tuple[str, ...],
     entry_point: str,
     env: tuple[str, ...],
+    import_urls: tuple[str, ...],
+    import_volumes: tuple[str, ...],
+    deterministic: bool | None,
     **kwargs: Any,
 ) -> None:
     """Run a local MODULE.wasm with ARGS: bacalhau wasm run FILE.wasm [-- ARGS...]"""
@@ -279,4 +350,10 @@ def wasm_run(
     }
     if env:
         params["EnvironmentVariables"] = parse_key_values(env, "'-e' / '--env'")
+    imports = [import_module_url(u) for u in import_urls]
+    imports += [import_module_volume(v) for v in import_volumes]
+    if imports:
+        params["ImportModules"] = imports
+    if deterministic is not None:
+        params["Deterministic"] = deterministic
     submit_and_follow(state, build_job(SpecConfig("wasm", params), kwargs), runtime)

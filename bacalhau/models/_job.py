@@ -404,8 +404,26 @@ class Task:
             timeouts=TimeoutConfig.from_obj(o.get_obj("Timeouts")),
         )
 
+    def runs_deterministically(self, *, verification_requested: bool = False) -> bool:
+        """Whether this task must run deterministically (WASM only: fixed clocks, seeded
+        random bytes; see the wasm executor).
+
+        The engine's ``Deterministic`` param decides when it is set (true or false); otherwise a
+        job that asks for its results to be verified runs deterministically, since only such a
+        run gives the same bytes on every node. The orchestrator decides with this and writes
+        the answer into the engine params before it dispatches the job.
+        """
+        if self.engine.type.lower() != "wasm":
+            return False
+        params = Obj(self.engine.params, "Engine.Params")
+        if params.has(WASM_DETERMINISTIC_PARAM):
+            return params.get_bool(WASM_DETERMINISTIC_PARAM)
+        return verification_requested
+
 
 JOB_TYPES = ("batch", "ops", "daemon", "service")
+#: The WASM engine param asking for a deterministic run (read by the wasm executor too).
+WASM_DETERMINISTIC_PARAM = "Deterministic"
 
 
 @dataclass(slots=True)
