@@ -13,7 +13,8 @@ processes so that peak RSS is each run's own, measures over that file, page cach
 ``import_vs_sha256`` is the store import's throughput as a fraction of the sha256 run's
 (target >= 0.7); ``import_peak_rss_mb`` is the peak RSS of the import process, the
 interpreter included (target < 200; ``idle_rss_mb`` is the same process before importing).
-Each figure is the best of ``--trials``. Prints one JSON document.
+Each figure is the best of ``--trials``; every run starts after ``sync``, so none pays for
+another's writeback. Prints one JSON document.
 
     python bench/storage.py [--size-mb 1024] [--trials 2]
 """
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import random
 import resource
 import shutil
@@ -82,6 +84,7 @@ def child(mode: str, path: Path, store_dir: Path) -> dict[str, Any]:
 
 def run_child(mode: str, path: Path, store_dir: Path) -> dict[str, Any]:
     shutil.rmtree(store_dir, ignore_errors=True)
+    os.sync()  # no run pays for the writeback of the previous one's dirty pages
     done = subprocess.run(
         [sys.executable, __file__, "--child", mode, str(path), str(store_dir)],
         capture_output=True,

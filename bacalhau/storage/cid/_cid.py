@@ -216,7 +216,7 @@ class CID:
             return self
         return CID.from_digest(self.digest, codec=DAG_PB, version=1)
 
-    def verify(self, data: bytes | memoryview) -> None:
+    def verify(self, data: bytes | bytearray | memoryview) -> None:
         """Raise :class:`CorruptBlock` unless ``data`` hashes to this CID."""
         if self._hash_code == SHA2_256:
             ok = hashlib.sha256(data).digest() == self.digest

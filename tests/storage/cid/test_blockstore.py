@@ -7,14 +7,29 @@ from pathlib import Path
 import pytest
 
 from bacalhau.errors import BlockNotFound, CorruptBlock
-from bacalhau.storage.cid import CID, RAW, Blockstore, Importer, ImportOptions, read_file
+from bacalhau.storage.cid import (
+    CID,
+    RAW,
+    Blockstore,
+    Importer,
+    ImportOptions,
+    read_file,
+    resolve,
+)
 
 from .conftest import seeded_bytes
 
 
-def block_file(store: Blockstore, cid: CID) -> Path:
-    (path,) = [p for p in (store.root / "blocks").rglob("*") if p.name == cid.multihash.hex()]
-    return path
+def corrupt_on_disk(store: Blockstore, content: bytes) -> None:
+    """Flip one byte of ``content`` where it sits in the store's pack files."""
+    for pack in (store.root / "packs").glob("*.pack"):
+        data = bytearray(pack.read_bytes())
+        at = data.find(content)
+        if at >= 0:
+            data[at + len(content) // 2] ^= 0xFF
+            pack.write_bytes(bytes(data))
+            return
+    raise AssertionError("content not found in any pack")
 
 
 def test_put_get_has_delete_and_size(tmp_path: Path) -> None:
@@ -43,10 +58,7 @@ def test_put_refuses_bytes_that_do_not_match_the_cid(tmp_path: Path) -> None:
 def test_a_corrupted_block_is_an_error_naming_its_cid_never_returned(tmp_path: Path) -> None:
     store = Blockstore(tmp_path)
     cid = Importer(store).add_bytes(b"precious").cid
-    path = block_file(store, cid)
-    data = bytearray(path.read_bytes())
-    data[-3] ^= 0xFF
-    path.write_bytes(bytes(data))
+    corrupt_on_disk(store, b"precious")
 
     with pytest.raises(CorruptBlock) as caught:
         store.get(cid)
@@ -80,14 +92,35 @@ def test_gc_keeps_whole_pinned_dags_and_removes_the_rest(tmp_path: Path) -> None
     assert result.removed_blocks == 3  # the unpinned file: 2 raw leaves + its root
     assert result.kept_blocks == before.blocks - 3 == 7
     assert not store.has(dropped.cid)
-    assert store.get(kept)  # and every block under it still reads and verifies:
-    assert store.reachable([kept]) == {
-        bytes.fromhex(p.name) for p in (store.root / "blocks").rglob("*") if p.is_file()
-    }
+    # Every block under the pin still reads and verifies, and nothing else is left:
+    assert len(store.reachable([kept])) == store.stats().blocks == 7
+    assert b"".join(read_file(store, resolve(store, kept, "sub/big"))) == seeded_bytes(
+        "gc", 600_000
+    )
 
     assert store.unpin(kept) and store.pins() == []
     assert store.gc(grace_s=0).removed_blocks == 7
     assert store.stats().blocks == 0
+
+
+def test_gc_compacts_packs_that_are_mostly_garbage(tmp_path: Path) -> None:
+    """Deleted blocks take disk space until their pack is rewritten; live blocks move."""
+    store = Blockstore(tmp_path, pack_limit=1 << 20)
+    kept = Importer(store).add_bytes(seeded_bytes("keep", 100_000)).cid
+    dropped = Importer(store).add_bytes(seeded_bytes("drop", 3 << 20)).cid
+    store.pin(kept)
+    before = store.stats()
+    assert before.disk_bytes > 3 << 20
+
+    result = store.gc(grace_s=0)
+
+    assert result.compacted_packs >= 3 and not store.has(dropped)
+    after = store.stats()
+    assert after.blocks == 1 and after.disk_bytes < 1 << 20
+    assert b"".join(read_file(store, kept)) == seeded_bytes("keep", 100_000)
+    store.close()
+    with Blockstore(tmp_path) as reopened:
+        assert b"".join(read_file(reopened, kept)) == seeded_bytes("keep", 100_000)
 
 
 def test_gc_leaves_blocks_written_within_the_grace_period(tmp_path: Path) -> None:
@@ -110,6 +143,6 @@ def test_a_batch_writes_every_block_before_it_ends(tmp_path: Path) -> None:
 
 def test_a_failed_background_write_is_raised_when_the_batch_ends(tmp_path: Path) -> None:
     store = Blockstore(tmp_path)
-    (tmp_path / "tmp").rmdir()  # every write now fails
+    (tmp_path / "packs").rmdir()  # the first write cannot create its pack
     with pytest.raises(FileNotFoundError), store.batch() as sink:
         Importer(sink).add_bytes(b"lost")
