@@ -47,8 +47,10 @@ def prefix() -> str:
 
 
 @pytest.fixture
-async def executor(client: docker.DockerClient, prefix: str) -> AsyncIterator[DockerExecutor]:
-    yield DockerExecutor(client=client, name_prefix=prefix)
+async def executor(
+    client: docker.DockerClient, prefix: str, tmp_path: Path
+) -> AsyncIterator[DockerExecutor]:
+    yield DockerExecutor(client=client, name_prefix=prefix, scratch_dir=tmp_path / "scratch")
     leftovers = _containers(client, prefix)
     for container in leftovers:
         container.remove(force=True)
