@@ -231,13 +231,19 @@ class Blockstore:
         anything received from elsewhere goes through :meth:`put`."""
         if cid.hash_code == IDENTITY:
             return
+        now = time.time()
         with self._lock:
-            if self._row(cid) is not None:
+            # Already there: refresh its write time, so a GC running now cannot drop a
+            # block that an import in progress has just relied on.
+            refreshed = self._db.execute(
+                "UPDATE blocks SET written = ? WHERE multihash = ?", (now, cid.multihash)
+            )
+            if refreshed.rowcount:
                 return
             pack, offset = self._append(data)
             self._db.execute(
                 "INSERT OR IGNORE INTO blocks VALUES (?, ?, ?, ?, ?)",
-                (cid.multihash, pack, offset, len(data), time.time()),
+                (cid.multihash, pack, offset, len(data), now),
             )
 
     def delete(self, cid: CID) -> bool:
@@ -333,19 +339,24 @@ class Blockstore:
             with self._lock:
                 rows = self._db.execute("SELECT multihash, length, written FROM blocks").fetchall()
             doomed = [(mh, n) for mh, n, written in rows if mh not in keep and written < cutoff]
+            removed = removed_bytes = 0
             with self._lock:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
-                    self._db.executemany(
-                        "DELETE FROM blocks WHERE multihash = ?", ((mh,) for mh, _ in doomed)
-                    )
+                    for mh, length in doomed:
+                        # Only if still old: a put since the scan refreshed its write time.
+                        cursor = self._db.execute(
+                            "DELETE FROM blocks WHERE multihash = ? AND written < ?",
+                            (mh, cutoff),
+                        )
+                        removed += cursor.rowcount
+                        removed_bytes += length * cursor.rowcount
                     self._db.execute("COMMIT")
                 except BaseException:
                     self._db.execute("ROLLBACK")
                     raise
             compacted = self._compact()
-            removed_bytes = sum(n for _, n in doomed)
-            return GCResult(len(doomed), removed_bytes, len(rows) - len(doomed), compacted)
+            return GCResult(removed, removed_bytes, len(rows) - removed, compacted)
 
     def _compact(self) -> int:
         """Rewrite packs that are mostly garbage; returns how many were removed."""

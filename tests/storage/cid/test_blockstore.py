@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -146,3 +147,16 @@ def test_a_failed_background_write_is_raised_when_the_batch_ends(tmp_path: Path)
     (tmp_path / "packs").rmdir()  # the first write cannot create its pack
     with pytest.raises(FileNotFoundError), store.batch() as sink:
         Importer(sink).add_bytes(b"lost")
+
+
+def test_storing_a_block_again_restarts_its_grace_period(tmp_path: Path) -> None:
+    """An import that finds a block already stored relies on it: GC must not drop it."""
+    store = Blockstore(tmp_path)
+    cid = CID.for_block(b"old", codec=RAW, version=1)
+    store.put(cid, b"old")
+    time.sleep(0.3)
+    store.put(cid, b"old")  # a new import of the same content, not pinned yet
+
+    assert store.gc(grace_s=0.2).removed_blocks == 0
+    assert store.get(cid) == b"old"
+    assert store.stats().disk_bytes == 3  # stored once
