@@ -145,3 +145,19 @@ async def test_anything_but_connect_and_absolute_http_is_a_bad_request(
     finally:
         await proxy.close()
     assert answer.startswith(b"HTTP/1.1 400 Bad Request")
+
+
+async def test_a_client_holding_too_many_connections_is_refused_more() -> None:
+    proxy = await _proxy(allow_local_targets=True, max_connections_per_client=1)
+    try:
+        proxy.admit("127.0.0.1", DomainAllowList.of(["data.test"]))
+        address = proxy.address
+        assert address is not None
+        # The first connection stays open, its request not yet sent.
+        _, holder = await asyncio.open_connection(*address)
+        await asyncio.sleep(0.1)
+        answer = await _ask(proxy, b"CONNECT data.test:1 HTTP/1.1\r\n\r\n")
+        holder.close()
+    finally:
+        await proxy.close()
+    assert answer.startswith(b"HTTP/1.1 429 Too Many Requests")

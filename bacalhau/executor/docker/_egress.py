@@ -136,7 +136,13 @@ class EgressNetwork:
                     ) from e
                 raise unreachable(e) from e
             if self._proxy.address is None:
-                await self._proxy.start(gateway, 0)
+                try:
+                    await self._proxy.start(gateway, 0)
+                except OSError as e:
+                    raise ExecutionFailed(
+                        f"cannot start the HTTP proxy on {gateway}: {e}",
+                        hint="HTTP-mode jobs need the node on the same host as its Docker engine",
+                    ) from e
             address = self._proxy.address
             assert address is not None
             self._proxy_url = f"http://{gateway}:{address[1]}"

@@ -40,6 +40,9 @@ _MAX_HEAD = 32 * 1024
 _HEAD_TIMEOUT = 30.0
 _CONNECT_TIMEOUT = 10.0
 _CHUNK = 64 * 1024
+#: Connections one client may hold open at once: the pids limit does not bound sockets, and
+#: each connection costs the node a task and an upstream socket.
+DEFAULT_MAX_CONNECTIONS_PER_CLIENT = 256
 _HOP_BY_HOP = frozenset(
     {"connection", "proxy-connection", "proxy-authorization", "keep-alive", "te", "upgrade"}
 )
@@ -91,8 +94,11 @@ class EgressProxy:
         resolver: Resolver | None = None,
         allow_local_targets: bool = False,
         connect_timeout: float = _CONNECT_TIMEOUT,
+        max_connections_per_client: int = DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
     ) -> None:
         self._resolver = resolver or system_resolver
+        self._max_per_client = max_connections_per_client
+        self._open: dict[str, int] = {}
         self._allow_local = allow_local_targets
         self._connect_timeout = connect_timeout
         self._clients: dict[str, DomainAllowList] = {}
@@ -157,6 +163,25 @@ class EgressProxy:
     async def _serve_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         client = str(peer[0]) if peer else ""
+        if self._open.get(client, 0) >= self._max_per_client:
+            # Read the request before answering: closing on unread data would reset the
+            # connection and lose the answer.
+            with contextlib.suppress(asyncio.LimitOverrunError):
+                async with asyncio.timeout(_HEAD_TIMEOUT):
+                    await reader.readuntil(b"\r\n\r\n")
+            await _answer(writer, _Refused(429, "Too Many Requests", "too many connections"))
+            return
+        self._open[client] = self._open.get(client, 0) + 1
+        try:
+            await self._serve_counted(client, reader, writer)
+        finally:
+            self._open[client] -= 1
+            if not self._open[client]:
+                del self._open[client]
+
+    async def _serve_counted(
+        self, client: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         try:
             async with asyncio.timeout(_HEAD_TIMEOUT):
                 head = await reader.readuntil(b"\r\n\r\n")
