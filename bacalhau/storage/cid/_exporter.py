@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Protocol
 
-from bacalhau.errors import InvalidContent, UnsafePath
+from bacalhau.errors import BlockNotFound, InvalidContent, UnsafePath
 
 from ._cid import CID, DAG_PB, RAW
 from ._dagpb import DataType, PBLink, PBNode, UnixFSData, decode_node, decode_unixfs
@@ -149,8 +149,6 @@ def resolve(source: BlockSource, cid: CID, path: str) -> CID:
             raise InvalidContent(f"{current} is not a directory: cannot resolve {path!r}")
         match = next((link for link in _entries(source, node) if link.name == name), None)
         if match is None:
-            from bacalhau.errors import BlockNotFound
-
             raise BlockNotFound(f"no entry {part!r} in {current} (resolving {path!r})")
         current = match.cid
     return current

@@ -9,6 +9,7 @@ importer ``ipfs-unixfs-importer``; ``ImportOptions`` names the settings that cha
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import stat
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from typing import BinaryIO, Final, Protocol
 
 from ._cid import CID, DAG_PB, RAW
-from ._dagpb import DataType, PBLink, encode_file_leaf, encode_node, encode_unixfs
+from ._dagpb import DataType, PBLink, decode_node, encode_file_leaf, encode_node, encode_unixfs
 from ._hamt import build_shard
 
 __all__ = ["BlockSink", "ImportOptions", "ImportResult", "Importer"]
@@ -212,8 +213,6 @@ class Importer:
 
     def add_bytes(self, data: bytes) -> ImportResult:
         """Import an in-memory file."""
-        import io
-
         return self.add_stream(io.BytesIO(data))
 
     def add_file(self, path: str | os.PathLike[str]) -> ImportResult:
@@ -286,8 +285,6 @@ class Importer:
     def _emit_link(self, block: bytes) -> PBLink:
         # A shard node's cumulative size: its block plus its links' sizes. Parse back the
         # sizes it was built from rather than thread them through the builder.
-        from ._dagpb import decode_node
-
         tsize = len(block) + sum(link.tsize for link in decode_node(block).links)
         return PBLink(self._emit_node(block), b"", tsize)
 
