@@ -17,7 +17,7 @@ import asyncio
 import logging
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -35,7 +35,7 @@ from bacalhau.errors import (
     PublishFailed,
     RevisionConflict,
 )
-from bacalhau.executor import Executor, InputMount, RunRequest
+from bacalhau.executor import GPU, Executor, InputMount, RunRequest
 from bacalhau.models import (
     ComputeFailure,
     Job,
@@ -82,6 +82,7 @@ class ExecutionPipeline:
         default_usage: Resources = DEFAULT_JOB_RESOURCES,
         timeout_grace: float = 30.0,
         cancel_timeout: float = 30.0,
+        gpus_of: Callable[[str], tuple[GPU, ...]] | None = None,
     ) -> None:
         self._node_id = node_id
         self._store = store
@@ -92,6 +93,8 @@ class ExecutionPipeline:
         self._default_usage = default_usage
         self._timeout_grace = timeout_grace
         self._cancel_timeout = cancel_timeout
+        #: The GPUs the node reserved for an execution (``CapacityTracker.gpus_of``).
+        self._gpus_of = gpus_of
 
     @property
     def executors(self) -> Mapping[str, Executor]:
@@ -218,6 +221,7 @@ class ExecutionPipeline:
             env=dict(task.env),
             timeout=float(limit) if limit > 0 else None,
             inputs=mounts,
+            gpus=self._gpus_of(record.id) if self._gpus_of is not None else (),
         )
         if limit <= 0:
             return await executor.run(request)

@@ -6,6 +6,14 @@ pipeline and for new plugins. Plugins are registered by name in ``node/``.
 """
 
 from bacalhau.executor._base import Executor, InputMount, RunRequest
+from bacalhau.executor._gpus import (
+    GPU,
+    GpuVendor,
+    detect_gpus,
+    docker_gpu_options,
+    gpu_labels,
+    host_gpus,
+)
 from bacalhau.executor._results import (
     EXIT_CODE_FILE,
     STDERR_FILE,
@@ -22,15 +30,21 @@ from bacalhau.executor.wasm import WasmExecutor
 
 __all__ = [
     "EXIT_CODE_FILE",
+    "GPU",
     "STDERR_FILE",
     "STDOUT_FILE",
     "DockerExecutor",
     "Executor",
+    "GpuVendor",
     "InputMount",
     "NoopExecutor",
     "RunRequest",
     "WasmExecutor",
+    "detect_gpus",
+    "docker_gpu_options",
     "finish_results",
+    "gpu_labels",
+    "host_gpus",
     "prepare_results_dir",
     "read_run_output",
     "summarise_output",

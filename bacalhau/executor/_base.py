@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from bacalhau.executor._gpus import GPU
 from bacalhau.models import NetworkConfig, Resources, ResultPath, RunCommandResult, SpecConfig
 
 
@@ -47,6 +48,8 @@ class RunRequest:
     timeout: float | None = None
     #: Inputs already prepared on this node (by the storage plugins), mounted at their targets.
     inputs: list[InputMount] = field(default_factory=list)
+    #: The GPUs reserved for this execution on this node (given to the workload, and no other).
+    gpus: tuple[GPU, ...] = ()
 
 
 @runtime_checkable

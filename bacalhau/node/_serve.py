@@ -32,7 +32,7 @@ from bacalhau.compute import (
 )
 from bacalhau.config import NodeConfig
 from bacalhau.errors import InvalidConfiguration, Unavailable
-from bacalhau.executor import DockerExecutor, WasmExecutor
+from bacalhau.executor import DockerExecutor, WasmExecutor, gpu_labels, host_gpus
 from bacalhau.identity import NodeFiles, NodeIdentity, check_node_files, is_peer_id
 from bacalhau.models import NodeInfo, NodeType
 from bacalhau.node._lifeline import watch_lifeline
@@ -50,6 +50,7 @@ def _labels(config: NodeConfig) -> dict[str, str]:
     labels = {"Operating-System": platform.system().lower(), "Architecture": arch}
     if config.name:
         labels["name"] = config.name
+    labels.update(gpu_labels(host_gpus()) if config.compute else {})
     labels.update(config.labels)
     return labels
 
@@ -267,8 +268,9 @@ async def _build_compute(
         ),
         "noop": NoopPublisher(),
     }
-    total = allocated_capacity(data_dir.parent, fraction=config.capacity_fraction)
-    capacity = CapacityTracker(total)
+    gpus = await asyncio.to_thread(host_gpus)
+    total = allocated_capacity(data_dir.parent, fraction=config.capacity_fraction, gpus=gpus)
+    capacity = CapacityTracker(total, gpus)
     store = ExecutionStore(data_dir / "executions.db")
     stack.callback(store.close)
     bidder = Bidder(
@@ -286,6 +288,7 @@ async def _build_compute(
         executors=executors,
         publishers=publishers,
         results_root=data_dir / "executions",
+        gpus_of=capacity.gpus_of,
     )
     return ComputeEndpoint(
         node_id=node_id,

@@ -24,6 +24,7 @@ from typing import Any
 from docker.types import LogConfig, Mount
 
 from bacalhau.executor._base import RunRequest
+from bacalhau.executor._gpus import docker_gpu_options
 from bacalhau.executor.docker._params import DockerEngineSpec
 
 __all__ = ["Confinement", "NetworkPlan", "container_kwargs"]
@@ -101,6 +102,8 @@ def container_kwargs(
         # The output reaches us over the attach stream; a second copy in the engine's
         # log files would only cost disk and time.
         log_config=LogConfig(type="none"),
+        # Exactly the GPUs reserved for this execution (device requests or device nodes).
+        **docker_gpu_options(request.gpus),
     )
     # The proxy settings come last: the job's own values would only point at nothing.
     env = [e for e in spec.merged_env(request.env) if e.partition("=")[0] not in network.env]
