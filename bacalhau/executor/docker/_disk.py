@@ -32,7 +32,7 @@ from pathlib import Path
 
 from bacalhau.errors import ExecutionFailed
 
-__all__ = ["CappedFolders", "capped_folders_supported", "remove_stale_volumes"]
+__all__ = ["CappedFolders", "capped_folders_supported", "list_volumes", "remove_volumes"]
 
 _log = logging.getLogger(__name__)
 
@@ -176,17 +176,17 @@ def _release_dir(root: Path) -> None:
     shutil.rmtree(root, ignore_errors=True)
 
 
-def remove_stale_volumes(scratch: Path, keep: set[str]) -> int:
-    """Unmount and delete the capped folders under ``scratch`` of executions not in ``keep``."""
+def list_volumes(scratch: Path) -> list[str]:
+    """The executions that have capped folders under ``scratch``."""
     if not scratch.is_dir():
-        return 0
-    removed = 0
-    for entry in scratch.iterdir():
-        if entry.name in keep or not entry.is_dir():
-            continue
-        _release_dir(entry)
-        removed += 1
-    return removed
+        return []
+    return [entry.name for entry in scratch.iterdir() if entry.is_dir()]
+
+
+def remove_volumes(scratch: Path, executions: list[str]) -> None:
+    """Unmount and delete the capped folders of ``executions`` under ``scratch``."""
+    for name in executions:
+        _release_dir(scratch / name)
 
 
 def _apparent_size(root: Path) -> int:

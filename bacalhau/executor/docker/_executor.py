@@ -61,7 +61,8 @@ from bacalhau.executor.docker._container import (
 from bacalhau.executor.docker._disk import (
     CappedFolders,
     capped_folders_supported,
-    remove_stale_volumes,
+    list_volumes,
+    remove_volumes,
 )
 from bacalhau.executor.docker._egress import EgressLease, EgressNetwork
 from bacalhau.executor.docker._errors import ENGINE_ERRORS, explain, start_error, unreachable
@@ -401,7 +402,7 @@ class DockerExecutor:
             task.cancel()
         await asyncio.gather(*late, return_exceptions=True)
         await asyncio.gather(*self._releasing.values(), return_exceptions=True)
-        await asyncio.to_thread(remove_stale_volumes, self._scratch, set())
+        await self._remove_stale_volumes()
         await self._egress.close(self._client.api if self._client is not None else None)
 
     async def remove_leftovers(self) -> int:
@@ -412,9 +413,17 @@ class DockerExecutor:
         capped result filesystems of executions not running here go the same way.
         """
         removed = await self._sweep(include_owned=False)
-        busy = {*self._runs, *self._releasing}
-        await asyncio.to_thread(remove_stale_volumes, self._scratch, busy)
+        await self._remove_stale_volumes()
         return removed
+
+    async def _remove_stale_volumes(self) -> None:
+        found = await asyncio.to_thread(list_volumes, self._scratch)
+        # Filtered here, on the event loop, after listing: a run registers itself before it
+        # lays out its folders, so one that started meanwhile is seen as busy.
+        busy = {*self._runs, *self._releasing}
+        stale = [name for name in found if name not in busy]
+        if stale:
+            await asyncio.to_thread(remove_volumes, self._scratch, stale)
 
     async def _sweep(self, *, include_owned: bool) -> int:
         api = await self._api()
