@@ -86,9 +86,14 @@ async def node(request: web.Request) -> web.Response:
 async def debug(request: web.Request) -> web.Response:
     ctx = context(request)
     info = ctx.orchestrator.node_info()
-    return json_response(
-        {"APIServer": {"NodeID": info.node_id, "StartTime": rfc3339_ns(ctx.started_ns)}}
-    )
+    body: dict[str, Any] = {
+        "APIServer": {"NodeID": info.node_id, "StartTime": rfc3339_ns(ctx.started_ns)}
+    }
+    if ctx.gossip_metrics is not None:
+        # Records applied and rejected (forged, stale, about another node, malformed),
+        # probes, suspicions, deaths, and members by liveness, as this node sees them.
+        body["Gossip"] = dict(ctx.gossip_metrics())
+    return json_response(body)
 
 
 async def config(request: web.Request) -> web.Response:

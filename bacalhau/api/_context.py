@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +20,8 @@ class ApiContext:
     agent_config: Mapping[str, Any] = field(default_factory=dict)
     #: Largest request body accepted, in bytes (the ``max_job_size`` setting).
     max_job_size: int = 4 * 1024 * 1024
+    #: This node's gossip counters and member states, shown by ``/api/v1/agent/debug``.
+    gossip_metrics: Callable[[], Mapping[str, Any]] | None = None
     #: Set when the server stops, so long-polls end at once instead of delaying shutdown.
     closing: asyncio.Event = field(default_factory=asyncio.Event)
 

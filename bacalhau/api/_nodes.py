@@ -34,6 +34,7 @@ _NODE_ORDER: dict[str, Callable[[NodeState], Any]] = {
     "available_gpu": lambda n: _available(n).gpu,
     "approval": lambda n: n.membership.value,
     "status": lambda n: n.connection.value,
+    "liveness": lambda n: n.liveness.value,
 }
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -25,6 +25,7 @@ def build_app(
     *,
     agent_config: Mapping[str, Any] | None = None,
     max_job_size: int = DEFAULT_MAX_JOB_SIZE,
+    gossip_metrics: Callable[[], Mapping[str, Any]] | None = None,
 ) -> web.Application:
     """The aiohttp application serving the v1 API (for embedding; most callers want
     :class:`ApiServer`)."""
@@ -34,6 +35,7 @@ def build_app(
         started_ns=now_ns(),
         agent_config=dict(agent_config or {}),
         max_job_size=max_job_size,
+        gossip_metrics=gossip_metrics,
     )
     _jobs.add_routes(app)
     _nodes.add_routes(app)
@@ -74,8 +76,16 @@ class ApiServer:
         port: int = 1234,
         agent_config: Mapping[str, Any] | None = None,
         max_job_size: int = DEFAULT_MAX_JOB_SIZE,
+        gossip_metrics: Callable[[], Mapping[str, Any]] | None = None,
     ) -> None:
-        self._app = build_app(orchestrator, agent_config=agent_config, max_job_size=max_job_size)
+        """``gossip_metrics``: this node's gossip counters (records applied and rejected,
+        probes, members by liveness) for ``/api/v1/agent/debug``."""
+        self._app = build_app(
+            orchestrator,
+            agent_config=agent_config,
+            max_job_size=max_job_size,
+            gossip_metrics=gossip_metrics,
+        )
         self._host = host
         self._requested_port = port
         self._runner: web.AppRunner | None = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import click
 
 from bacalhau.cli._render import emit, output_option, table
@@ -24,6 +26,20 @@ _ORDER = (
 @click.group("node")
 def node_group() -> None:
     """Inspect and manage the network's nodes."""
+
+
+def _last_seen(node: NodeState) -> str:
+    """How long ago the node was last known alive ("now" for a live one)."""
+    if node.last_seen_ns <= 0:
+        return "-"
+    ago = max(0.0, (time.time_ns() - node.last_seen_ns) / 1e9)
+    if ago < 2:
+        return "now"
+    if ago < 120:
+        return f"{ago:.0f}s ago"
+    if ago < 7200:
+        return f"{ago / 60:.0f}m ago"
+    return f"{ago / 3600:.0f}h ago"
 
 
 def _capacity(node: NodeState) -> list[str]:
@@ -85,7 +101,7 @@ def node_list(
         emit([n.to_dict() for n in nodes], output)
         return
     extras = {s.strip().lower() for s in show.split(",") if s.strip()}
-    headers = ["ID", "TYPE", "APPROVAL", "STATUS"]
+    headers = ["ID", "TYPE", "APPROVAL", "STATUS", "LIVENESS", "LAST SEEN"]
     if "capacity" in extras:
         headers += ["CPU", "MEMORY", "DISK", "GPU"]
     if "labels" in extras:
@@ -93,7 +109,7 @@ def node_list(
     rows = []
     for n in nodes:
         row = [short_id(n.info.node_id), n.info.node_type.value, n.membership.value]
-        row.append(n.connection.value)
+        row += [n.connection.value, n.liveness.value.upper(), _last_seen(n)]
         if "capacity" in extras:
             row += _capacity(n)
         if "labels" in extras:

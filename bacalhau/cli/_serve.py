@@ -74,9 +74,17 @@ _CONFIG_HELP = (
 @click.option("--grpc-host", default=None, help="bprotocol bind host [default: 0.0.0.0].")
 @click.option("--grpc-port", type=click.IntRange(0, 65535), default=None, help="[default: 4222]")
 @click.option(
+    "--seed",
+    "seeds",
+    multiple=True,
+    metavar="HOST:PORT",
+    help="A cluster member's gRPC address to join the gossip through (repeatable); a compute "
+    "node obeys the seeds that prove to be requesters.",
+)
+@click.option(
     "--orchestrator-address",
     default=None,
-    help="HOST:PORT of the orchestrator's bprotocol endpoint a compute node joins.",
+    help="HOST:PORT of a requester's gRPC endpoint: a seed (see --seed).",
 )
 @click.option("--publisher-host", default=None, help="Local publisher bind host.")
 @click.option(
@@ -93,7 +101,7 @@ _CONFIG_HELP = (
     "trusted_requesters",
     multiple=True,
     metavar="NODE_ID",
-    help="A requester this compute node obeys besides the one it joins (repeatable).",
+    help="A requester this compute node obeys besides those at its seeds (repeatable).",
 )
 @click.option(
     "--manual-approval",
@@ -112,6 +120,7 @@ _CONFIG_HELP = (
 def serve(
     config: tuple[str, ...],
     labels: tuple[str, ...],
+    seeds: tuple[str, ...],
     trusted_requesters: tuple[str, ...],
     parent_fd: int | None,
     **flags: Any,
@@ -123,11 +132,16 @@ def serve(
         flags["labels"] = parse_key_values(labels, "'--labels'")
     if trusted_requesters:
         flags["trusted_requesters"] = trusted_requesters
+    if seeds:
+        flags["seeds"] = seeds
     cfg = load_config(_overrides(config, flags))
     if not cfg.orchestrator and not cfg.compute:
         raise click.UsageError("choose a role: --orchestrator, --compute, or both")
-    if cfg.compute and not cfg.orchestrator and not cfg.orchestrator_address:
-        raise click.UsageError("a compute-only node needs --orchestrator-address HOST:PORT")
+    if cfg.compute and not cfg.orchestrator and not (cfg.seeds or cfg.orchestrator_address):
+        raise click.UsageError(
+            "a compute-only node needs --seed HOST:PORT (its requester; "
+            "--orchestrator-address is the same)"
+        )
     _run(_node_package().serve(cfg, parent_fd=parent_fd))
 
 

@@ -11,6 +11,7 @@ from bacalhau.models import (
     ExecutionStateType,
     JobHistory,
     JobStateType,
+    LivenessState,
     Membership,
     NodeInfo,
     NodeState,
@@ -80,8 +81,20 @@ def node_state_from_dict(data: Any) -> NodeState:
     connection = _enum_value(
         o.get_str("Connection"), {c.value for c in Connection}, Connection.CONNECTED.value
     )
+    liveness = o.get_str("Liveness").lower()
+    if liveness not in {v.value for v in LivenessState}:
+        # A Bacalhau requester says only CONNECTED or DISCONNECTED.
+        connected = connection == Connection.CONNECTED.value
+        liveness = LivenessState.ALIVE.value if connected else LivenessState.DEAD.value
+    last_seen = o.get_str("LastSeen")
+    try:
+        last_seen_ns = parse_rfc3339_ns(last_seen) if last_seen else 0
+    except ValueError:
+        last_seen_ns = 0
     return NodeState(
         info=node_info_from_dict(info if info is not None else data),
         membership=Membership(membership),
         connection=Connection(connection),
+        liveness=LivenessState(liveness),
+        last_seen_ns=last_seen_ns,
     )

@@ -7,11 +7,11 @@ Wiring (done by ``bacalhau.node``)::
     bidder = Bidder(node_id=..., strategies=default_strategies(...))
     pipeline = ExecutionPipeline(node_id=..., store=store, executors=..., publishers=...,
                                  results_root=data_dir / "executions")
-    trust = RequesterTrust(configured_ids, expect_join=True)  # learns the joined requester
+    trust = RequesterTrust(configured_ids, expect_identify=True)  # + requesters at seeds
     async with ComputeEndpoint(node_id=..., store=store, bidder=bidder, pipeline=pipeline,
-                               callbacks=..., capacity=capacity, trust=trust) as endpoint,
-               HeartbeatLoop(registry=..., describe=...):
-        ...  # transport serves ``endpoint`` as the ComputeHandler
+                               callbacks=..., capacity=capacity, trust=trust) as endpoint:
+        ...  # transport serves ``endpoint`` as the ComputeHandler; ``node`` publishes
+             # ``endpoint.node_info()`` in the node's gossip record
 """
 
 from bacalhau.compute._bidder import (
@@ -39,7 +39,6 @@ from bacalhau.compute._capacity import (
 from bacalhau.compute._endpoint import RESTART_MESSAGE, ComputeEndpoint
 from bacalhau.compute._errors import ExecutionInterrupted, NotEnoughCapacity
 from bacalhau.compute._events import TOPIC_BIDDING, TOPIC_PUBLISHING, TOPIC_RUNNING
-from bacalhau.compute._heartbeat import HeartbeatLoop, NodeRegistry
 from bacalhau.compute._outbox import CallbackOutbox
 from bacalhau.compute._pipeline import ExecutionPipeline, InputPreparer
 from bacalhau.compute._queue import RunQueue
@@ -66,12 +65,10 @@ __all__ = [
     "ExecutionInterrupted",
     "ExecutionPipeline",
     "ExecutionStore",
-    "HeartbeatLoop",
     "InputPreparer",
     "InputSourcesInstalled",
     "LocalExecution",
     "NetworkPolicy",
-    "NodeRegistry",
     "NotEnoughCapacity",
     "OrchestratorCallbacks",
     "OutboxEntry",

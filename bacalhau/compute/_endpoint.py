@@ -245,7 +245,7 @@ class ComputeEndpoint:
     # -- node description -------------------------------------------------------------------
 
     async def node_info(self) -> ComputeNodeInfo:
-        """What this node offers now (for Join and heartbeats)."""
+        """What this node offers now (published in its gossip record)."""
         return ComputeNodeInfo(
             execution_engines=await _installed(self._pipeline.executors),
             publishers=await _installed(self._pipeline.publishers),

@@ -386,7 +386,7 @@ class ExecutionStore:
         """Executions the requester must not give up on: those still under way here, and
         those whose final callback is still in the outbox (finished, not yet reported).
 
-        A re-joining node announces these, so a restarted requester can fail what this node
+        The node reports these to its requesters, so a restarted requester can fail what this node
         no longer knows without failing what is only waiting to be delivered.
         """
         marks = ",".join("?" * len(_TERMINAL))

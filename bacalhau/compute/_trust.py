@@ -4,18 +4,20 @@ Holding a certificate from the cluster CA makes a node a member, not a requester
 member could otherwise make this node run a job. A compute node therefore obeys (AskForBid,
 BidAccepted, BidRejected, CancelExecution) only requesters it trusts:
 
-- the requester it reached at its configured ``--orchestrator-address``, by the node ID that
-  requester proved with its TLS certificate and its signed join decision;
+- the requesters at its configured seed addresses (``--seed``, ``--orchestrator-address``),
+  by the node ID each proved with its TLS certificate and a signed answer to this node's
+  fresh nonce (NodeService.Identify), if it says it runs the requester role there;
 - the requesters its operator listed (``trusted_requesters`` / ``--trusted-requester``);
 - itself, in a hybrid node.
 
-Nothing a requester claims about itself adds to this set (membership records in which any
-member may call itself a requester are coming), so trust is only ever granted by this node.
+Nothing a member claims about itself in its gossip record adds to this set (any member may
+call itself a requester there), so trust is only ever granted by this node.
 Everything else is refused with :class:`~bacalhau.errors.PermissionDenied`, logged and counted.
 
-A requester may send its first command a moment before this node has read its join decision
-(it dispatches work as soon as it admits the node). So while a join is under way, a command
-from a sender not yet trusted waits for the join to settle, briefly, before it is judged.
+A requester may send its first command a moment before this node has identified it (it
+learns of this node by gossip and dispatches work at once). So while an identification is
+under way, a command from a sender not yet trusted waits for it to settle, briefly, before it
+is judged.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from bacalhau.errors import PermissionDenied
 
 _log = logging.getLogger(__name__)
 
-#: Longest a command waits for a join under way (below a requester's call deadline).
+#: Longest a command waits for an identification under way (below a requester's call deadline).
 DEFAULT_SETTLE_TIMEOUT = 5.0
 
 
@@ -42,19 +44,18 @@ class RequesterTrust:
         self,
         trusted: Iterable[str] = (),
         *,
-        expect_join: bool = False,
+        expect_identify: bool = False,
         settle_timeout: float = DEFAULT_SETTLE_TIMEOUT,
     ) -> None:
         """``trusted``: requesters trusted from the start (configured ones, this node in a
-        hybrid). ``expect_join``: this node will join a requester; until its first join
-        attempt settles, commands from unknown senders wait as if a join were under way."""
+        hybrid). ``expect_identify``: this node will identify requesters at seed addresses;
+        until that starts, commands from unknown senders wait as if it were under way."""
         self._trusted = set(trusted)
-        self._joins_under_way = 0
-        self._awaiting_first_join = expect_join
+        self._under_way = 0
         self._settled = asyncio.Event()
         self._settle_timeout = settle_timeout
         self._refused: Counter[str] = Counter()
-        if not expect_join:
+        if not expect_identify:
             self._settled.set()
 
     @property
@@ -81,16 +82,16 @@ class RequesterTrust:
             _log.info("trusting requester %s: %s", node_id, why)
 
     @contextlib.contextmanager
-    def joining(self) -> Iterator[None]:
-        """Mark a join under way; commands from not-yet-trusted senders wait for its end."""
-        self._joins_under_way += 1
+    def identifying(self) -> Iterator[None]:
+        """Mark an identification under way; commands from not-yet-trusted senders wait
+        (at most ``settle_timeout``) for its end."""
+        self._under_way += 1
         self._settled.clear()
         try:
             yield
         finally:
-            self._joins_under_way -= 1
-            self._awaiting_first_join = False
-            if self._joins_under_way == 0:
+            self._under_way -= 1
+            if self._under_way == 0:
                 self._settled.set()
 
     async def check(self, node_id: str, command: str) -> None:
@@ -112,7 +113,8 @@ class RequesterTrust:
         )
         raise PermissionDenied(
             f"node {node_id} is not a requester this compute node trusts",
-            hint="a compute node obeys the requester it joined, the requesters its operator "
-            "lists with --trusted-requester, and itself in a hybrid node",
+            hint="a compute node obeys the requesters that proved their identity at its seed "
+            "addresses, the requesters its operator lists with --trusted-requester, and "
+            "itself in a hybrid node",
             component="Compute",
         )

@@ -44,8 +44,28 @@ class NodeConfig:
     grpc_port: int = 4222
     #: The host other nodes use to reach this one; defaults to 127.0.0.1 when bound to 0.0.0.0.
     advertise_host: str = ""
-    #: ``host:port`` of the requester's gRPC endpoint (compute nodes join it).
+    #: ``host:port`` of the requester's gRPC endpoint: a seed (see ``seeds``); Bacalhau's
+    #: ``Compute.Orchestrators``.
     orchestrator_address: str = ""
+    #: ``host:port`` of cluster members to join the gossip through (``--seed``, repeatable).
+    #: A compute node asks each seed to prove its identity and obeys those that prove to be
+    #: requesters (with ``trusted_requesters`` and, in a hybrid node, itself).
+    seeds: tuple[str, ...] = ()
+
+    # Gossip membership (SWIM with Lifeguard's refinements; see bacalhau.gossip.GossipSettings
+    # for what each does). ``-c gossip.probe_interval=0.3`` sets ``gossip_probe_interval``.
+    gossip_probe_interval: float = 0.5
+    gossip_probe_timeout: float = 0.2
+    gossip_indirect_checks: int = 3
+    gossip_suspicion_mult: float = 1.0
+    gossip_suspicion_max_mult: float = 6.0
+    gossip_suspicion_min_seconds: float = 1.0
+    gossip_interval: float = 0.1
+    gossip_fanout: int = 3
+    gossip_push_pull_interval: float = 10.0
+    gossip_join_retry_interval: float = 1.0
+    gossip_reconnect_interval: float = 5.0
+    gossip_reap_after_seconds: float = 300.0
 
     # Local publisher's file server (compute only).
     publisher_host: str = "0.0.0.0"
@@ -70,9 +90,16 @@ class NodeConfig:
     #: Node IDs of requesters this compute node obeys besides the one it joins (and itself).
     trusted_requesters: tuple[str, ...] = ()
 
+    #: Heartbeats are gone (gossip probes every member); these two keys of the old scheme
+    #: still work and map onto gossip (0: not set). ``heartbeat_interval`` sets the probe
+    #: interval. ``disconnect_timeout`` (Bacalhau's ``Orchestrator.NodeManager.
+    #: DisconnectTimeout``) bounds the suspicion before a silent node is declared dead: at
+    #: least a third of it, at most all of it, so a dead node is declared within about the
+    #: timeout plus one probe interval.
+    heartbeat_interval: float = 0.0
+    disconnect_timeout: float = 0.0
+
     # Requester.
-    heartbeat_interval: float = 5.0
-    disconnect_timeout: float = 30.0
     default_publisher: str = "local"
     default_queue_timeout: int = 0
     #: Retry defaults for jobs without their own ``Reschedule`` block: failed executions a
@@ -127,6 +154,9 @@ class NodeConfig:
 _BACALHAU_KEYS = {
     "datadir": "data_dir",
     "orchestrator_nodemanager_manualapproval": "manual_approval",
+    "orchestrator_nodemanager_disconnecttimeout": "disconnect_timeout",
+    "compute_orchestrators": "seeds",
+    "compute_heartbeat_interval": "heartbeat_interval",
     "jobadmissioncontrol_acceptnetworkedjobs": "accept_networked_jobs",
     "publishers_types_local_address": "publisher_host",
     "publishers_types_local_port": "publisher_port",

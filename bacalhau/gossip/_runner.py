@@ -157,7 +157,9 @@ class MembershipRunner:
             self._wake.set()
             self._loop_task.cancel()
             tasks, self._tasks = self._tasks, None
-            await tasks.__aexit__(exc_type, exc, tb)
+            # Not the body's exception: a TaskGroup would wrap it in an ExceptionGroup, and
+            # whoever started this runner should see its own error as it was raised.
+            await tasks.__aexit__(None, None, None)
 
     async def _run(self) -> None:
         while not self._stopping:

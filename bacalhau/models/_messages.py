@@ -10,8 +10,7 @@ from dataclasses import dataclass, field
 
 from bacalhau.models._execution import Event, Execution, RunCommandResult
 from bacalhau.models._job import SpecConfig
-from bacalhau.models._node import NodeInfo
-from bacalhau.models._resources import Resources
+from bacalhau.models._node import NodeType
 
 
 @dataclass(slots=True)
@@ -71,31 +70,23 @@ class ComputeFailure:
 
 
 @dataclass(slots=True)
-class Heartbeat:
-    """Compute -> requester: I am alive, and this is my free capacity."""
+class ExecutionReport:
+    """Compute -> requester: the executions this node holds for the requester (under way, or
+    finished with the final callback not yet delivered). The requester fails the ones it
+    thinks active there that are not listed, and cancels listed ones it has stopped."""
 
     node_id: str
-    sequence: int
-    available_capacity: Resources = field(default_factory=Resources)
-    queue_used_capacity: Resources = field(default_factory=Resources)
-    running_executions: int = 0
-    enqueued_executions: int = 0
+    execution_ids: list[str] = field(default_factory=list)
 
 
-@dataclass(slots=True)
-class JoinRequest:
-    """Compute -> requester: register (or re-register) this node."""
+@dataclass(frozen=True, slots=True)
+class NodeIdentityClaim:
+    """What a node proved about itself at an address: its ID (by signing a fresh nonce) and
+    the roles it says it runs."""
 
-    info: NodeInfo
-    #: Executions the node still runs or has unreported results for (None: not reported).
-    #: A requester fails the executions it thinks active there that are not listed, and
-    #: cancels listed ones it has stopped meanwhile.
-    executions: list[str] | None = None
+    node_id: str
+    roles: frozenset[NodeType] = frozenset()
 
-
-@dataclass(slots=True)
-class JoinResponse:
-    accepted: bool
-    reason: str = ""
-    #: How often the requester wants heartbeats, in seconds.
-    heartbeat_interval: float = 5.0
+    @property
+    def is_requester(self) -> bool:
+        return NodeType.REQUESTER in self.roles

@@ -8,6 +8,8 @@ from typing import Any
 
 from bacalhau.models._codec import Obj
 from bacalhau.models._resources import Resources
+from bacalhau.models._states import LivenessState
+from bacalhau.models._time import rfc3339_ns
 
 
 class NodeType(StrEnum):
@@ -92,14 +94,27 @@ class NodeInfo:
 
 @dataclass(slots=True)
 class NodeState:
+    """A node as the requester sees it: what it says about itself (``info``), the operator's
+    decision (``membership``), and whether it is reachable.
+
+    ``connection`` is Bacalhau's two-valued view (CONNECTED while the node is alive or only
+    suspected, DISCONNECTED once it is dead, has left, or was declared lost); ``liveness`` is
+    the gossip state it derives from, and ``last_seen_ns`` when the node was last known alive.
+    """
+
     info: NodeInfo
     membership: Membership = Membership.APPROVED
     connection: Connection = Connection.CONNECTED
     last_seen_ns: int = 0
+    liveness: LivenessState = LivenessState.ALIVE
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "Info": self.info.to_dict(),
             "Membership": self.membership.value,
             "Connection": self.connection.value,
+            "Liveness": self.liveness.value.upper(),
         }
+        if self.last_seen_ns > 0:
+            out["LastSeen"] = rfc3339_ns(self.last_seen_ns)
+        return out

@@ -1,8 +1,10 @@
 """``bacalhau serve``: build a node's components from its configuration and run them.
 
 The composition root: the only place that knows every concrete class. Start order is
-bottom-up (transport server, then roles, then the public API and the join), stop order the
-reverse, all through one ``AsyncExitStack`` so a failure anywhere unwinds cleanly.
+bottom-up (the gRPC server with gossip on it, the gossip member, then the roles, the public
+API, and the compute node's contact with its requesters), stop order the reverse (the
+member leaves the cluster gracefully), all through one ``AsyncExitStack`` so a failure
+anywhere unwinds cleanly.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ import errno
 import logging
 import platform
 import signal
+import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import bacalhau
 from bacalhau.api import ApiServer
@@ -25,7 +28,6 @@ from bacalhau.compute import (
     ComputeEndpoint,
     ExecutionPipeline,
     ExecutionStore,
-    HeartbeatLoop,
     RequesterTrust,
     allocated_capacity,
     default_strategies,
@@ -33,14 +35,22 @@ from bacalhau.compute import (
 from bacalhau.config import NodeConfig
 from bacalhau.errors import InvalidConfiguration, Unavailable
 from bacalhau.executor import DockerExecutor, WasmExecutor, gpu_labels, host_gpus
+from bacalhau.gossip import Membership, MembershipRunner, Message, NodeRecord
 from bacalhau.identity import NodeFiles, NodeIdentity, check_node_files, is_peer_id
 from bacalhau.models import NodeInfo, NodeType
+from bacalhau.node._cluster_view import GossipNodeView
 from bacalhau.node._lifeline import watch_lifeline
+from bacalhau.node._membership import (
+    RecordPublisher,
+    RequesterContact,
+    gossip_settings,
+    seed_addresses,
+)
 from bacalhau.node._plugins import build_executors
-from bacalhau.node._wiring import RequesterLink, RoutedComputeClient
+from bacalhau.node._wiring import RequesterLinks, RoutedComputeClient
 from bacalhau.orchestrator import Orchestrator, SchedulerSettings
 from bacalhau.publisher import LocalPublisher, LocalResultServer, NoopPublisher, Publisher
-from bacalhau.transport import ComputeClient, NodeServer, OrchestratorClient
+from bacalhau.transport import MEMBER_RECORD_CODEC, ComputeClient, MembershipClient, NodeServer
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +74,8 @@ class RunningNode:
     api_port: int = 0
     orchestrator: Orchestrator | None = None
     compute: ComputeEndpoint | None = None
-    heartbeat: HeartbeatLoop | None = None
+    membership: MembershipRunner | None = None
+    contact: RequesterContact | None = None
     extras: dict[str, object] = field(default_factory=dict)
 
 
@@ -74,10 +85,12 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
         raise InvalidConfiguration(
             "a node needs a role", hint="pass --orchestrator, --compute, or both"
         )
-    if config.compute and not config.orchestrator and not config.orchestrator_address:
+    seeds = seed_addresses(config)
+    if config.compute and not config.orchestrator and not seeds:
         raise InvalidConfiguration(
-            "a compute node needs its requester's address",
-            hint="pass --orchestrator-address HOST:PORT (the requester's --grpc-port)",
+            "a compute node needs a seed: its requester's address",
+            hint="pass --seed HOST:PORT (the requester's --grpc-port; "
+            "--orchestrator-address is the same)",
         )
     for requester_id in config.trusted_requesters:
         if not is_peer_id(requester_id):
@@ -95,6 +108,16 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
     server = NodeServer(identity, files, config.grpc_host, config.grpc_port)
     node_id = identity.node_id
     version = f"v{bacalhau.__version__}"  # Bacalhau clients read GitVersion as "vX.Y.Z"
+    # Gossip on the same port; the member needs the bound address, so it starts later and
+    # messages arriving before that are dropped (the protocol retries).
+    runner: MembershipRunner | None = None
+
+    def deliver(sender: str, message: Message) -> None:
+        if runner is not None:
+            runner.deliver(sender, message)
+
+    server.add_membership(deliver)
+    node_view = GossipNodeView()
 
     # -- orchestrator ---------------------------------------------------------------------
     orchestrator: Orchestrator | None = None
@@ -112,6 +135,7 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
             ),
             data_dir=data_dir / "orchestrator",
             compute=routed,
+            node_view=node_view,
             settings=SchedulerSettings(
                 max_attempts=config.max_attempts,
                 max_attempts_per_node=config.max_attempts_per_node,
@@ -122,15 +146,14 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
                 rejoin_grace=config.rejoin_grace,
             ),
             default_publisher=config.default_publisher,
-            heartbeat_interval=config.heartbeat_interval,
-            disconnect_timeout=config.disconnect_timeout,
             manual_approval=config.manual_approval,
         )
         server.add_orchestrator_handler(orchestrator)
 
     # -- compute --------------------------------------------------------------------------
     endpoint: ComputeEndpoint | None = None
-    link: RequesterLink | None = None
+    links: RequesterLinks | None = None
+    trust: RequesterTrust | None = None
     result_server: LocalResultServer | None = None
     publish_dir = data_dir / "compute" / "published"
     if config.compute:
@@ -141,18 +164,13 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
         await _listen(
             stack, result_server, config.publisher_host, config.publisher_port, "--publisher-port"
         )
-        # Obeys only: configured requesters, itself (hybrid), the requester it joins.
+        # Obeys only: configured requesters, itself (hybrid), requesters proven at seeds.
         trust = RequesterTrust(
             (*config.trusted_requesters, *((node_id,) if orchestrator else ())),
-            expect_join=orchestrator is None,
+            expect_identify=bool(seeds),
         )
-        if orchestrator is not None:
-            link = RequesterLink(local=orchestrator)
-        else:
-            remote = OrchestratorClient(identity, files, config.orchestrator_address)
-            stack.push_async_callback(_close, remote.close)
-            link = RequesterLink(remote=remote, trust=trust)
-        endpoint = await _build_compute(config, node_id, link, trust, result_server, stack)
+        links = RequesterLinks(local=orchestrator, local_id=node_id)
+        endpoint = await _build_compute(config, node_id, links, trust, result_server, stack)
         server.add_compute_handler(endpoint)
         if routed is not None:
             routed.attach_local(node_id, endpoint)
@@ -160,6 +178,56 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
     await _listen(stack, server, config.grpc_host, config.grpc_port, "--grpc-port")
     grpc_address = config.advertised(server.port)
     running = RunningNode(node_id=node_id, grpc_address=grpc_address)
+    labels = _labels(config)
+    api_host = config.advertise_host or (
+        "127.0.0.1" if config.api_host in ("0.0.0.0", "", "::") else config.api_host
+    )
+    #: Filled in once the API listens (its real port is known then); the record follows.
+    api_address = [""]
+    publisher_address = ""
+    if result_server is not None:
+        pub_host = config.advertise_host or (
+            "127.0.0.1" if config.publisher_host in ("0.0.0.0", "", "::") else config.publisher_host
+        )
+        publisher_address = f"{pub_host}:{result_server.port}"
+
+    # -- membership -----------------------------------------------------------------------
+    roles = server.roles
+    compute_endpoint = endpoint
+
+    async def describe() -> NodeRecord:
+        compute_info = await compute_endpoint.node_info() if compute_endpoint else None
+        info = NodeInfo(
+            node_id=node_id,
+            node_type=NodeType.COMPUTE if compute_info is not None else NodeType.REQUESTER,
+            labels=labels,
+            compute=compute_info,
+            version=version,
+            grpc_address=grpc_address,
+        )
+        return NodeRecord.from_node_info(
+            info,
+            version=0,
+            roles=roles,
+            api_address=api_address[0],
+            publisher_address=publisher_address,
+        )
+
+    settings = gossip_settings(config)
+    network = await stack.enter_async_context(MembershipClient(identity, files))
+    first = await describe()
+    core = Membership(
+        identity=identity,
+        record=replace(first, version=time.time_ns()),
+        codec=MEMBER_RECORD_CODEC,
+        settings=settings,
+        seeds=seeds,
+        now=time.monotonic(),
+    )
+    runner = await stack.enter_async_context(MembershipRunner(core, network))
+    running.membership = runner
+    node_view.attach(runner)
+    await stack.enter_async_context(node_view)
 
     if orchestrator is not None:
         await stack.enter_async_context(orchestrator)
@@ -168,34 +236,30 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
             host=config.api_host,
             port=config.api_port,
             max_job_size=config.max_job_size,
+            gossip_metrics=lambda: _gossip_report(runner),
         )
         await _listen(stack, api, config.api_host, config.api_port, "--api-port")
         running.orchestrator = orchestrator
         running.api_port = api.port
+        api_address[0] = f"{api_host}:{api.port}"
         log.info("requester %s: API on %s:%d", node_id, config.api_host, api.port)
 
-    if endpoint is not None and link is not None:
+    if endpoint is not None and links is not None and trust is not None:
         await stack.enter_async_context(endpoint)
         running.compute = endpoint
-        labels = _labels(config)
-        compute_endpoint = endpoint
-
-        async def describe() -> NodeInfo:
-            return NodeInfo(
-                node_id=node_id,
-                node_type=NodeType.COMPUTE,
-                labels=labels,
-                compute=await compute_endpoint.node_info(),
-                version=version,
-                grpc_address=grpc_address,
+        running.contact = await stack.enter_async_context(
+            RequesterContact(
+                identity=identity,
+                files=files,
+                seeds=seeds,
+                trust=trust,
+                links=links,
+                endpoint=endpoint,
+                runner=runner,
             )
-
-        heartbeat = HeartbeatLoop(
-            registry=link, describe=describe, executions=compute_endpoint.store.unsettled_ids
         )
-        await stack.enter_async_context(heartbeat)
-        running.heartbeat = heartbeat
         log.info("compute %s: bprotocol on %s", node_id, grpc_address)
+    await stack.enter_async_context(RecordPublisher(runner, describe))
     return running
 
 
@@ -231,10 +295,22 @@ async def _listen(
         ) from None
 
 
+def _gossip_report(runner: MembershipRunner) -> dict[str, object]:
+    """What ``/api/v1/agent/debug`` shows of this node's gossip: counters and members."""
+    states: dict[str, int] = {}
+    for member in runner.members():
+        states[member.state.value] = states.get(member.state.value, 0) + 1
+    return {
+        "Metrics": runner.metrics.as_dict(),
+        "SendFailures": runner.send_failures,
+        "Members": states,
+    }
+
+
 async def _build_compute(
     config: NodeConfig,
     node_id: str,
-    link: RequesterLink,
+    links: RequesterLinks,
     trust: RequesterTrust,
     result_server: LocalResultServer,
     stack: AsyncExitStack,
@@ -295,7 +371,7 @@ async def _build_compute(
         store=store,
         bidder=bidder,
         pipeline=pipeline,
-        callbacks=link,
+        callbacks=links,
         capacity=capacity,
         trust=trust,
     )

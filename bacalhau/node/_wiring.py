@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import logging
 
-from bacalhau.compute import ComputeEndpoint, RequesterTrust
+from bacalhau.compute import ComputeEndpoint
+from bacalhau.errors import Unavailable
 from bacalhau.models import (
     AskForBidRequest,
     BidDecision,
     BidResult,
     CancelExecutionRequest,
     ComputeFailure,
-    Heartbeat,
-    JoinRequest,
-    JoinResponse,
+    ExecutionReport,
     RunResult,
 )
 from bacalhau.orchestrator import Orchestrator
@@ -72,60 +71,48 @@ class RoutedComputeClient:
             await self._remote.cancel_execution(node_id, request)
 
 
-class RequesterLink:
-    """The compute node's view of its requester: callbacks plus join/heartbeat.
+class RequesterLinks:
+    """The compute node's way to its requesters: the in-process orchestrator (hybrid node)
+    and gRPC clients to remote requesters, each pinned to the node ID it proved.
 
-    Either the in-process orchestrator (hybrid node) or the gRPC client to a remote one; both
-    take the same messages, so the link only adds the requester ID check. With ``trust``, a
-    remote requester that admits this node becomes trusted by the node ID it proved in its
-    signed join decision (and commands arriving while a join is under way wait for it).
+    A callback for a requester this node has not reached yet raises a retryable
+    :class:`~bacalhau.errors.Unavailable`, so the outbox keeps it until the requester is
+    identified.
     """
 
-    def __init__(
-        self,
-        *,
-        local: Orchestrator | None = None,
-        remote: OrchestratorClient | None = None,
-        trust: RequesterTrust | None = None,
-    ) -> None:
-        target = local if remote is None else remote
-        if target is None or (local is not None and remote is not None):
-            raise ValueError("exactly one of local and remote is needed")
-        self._target: Orchestrator | OrchestratorClient = target
-        self._remote = remote
-        self._trust = trust
+    def __init__(self, *, local: Orchestrator | None = None, local_id: str = "") -> None:
+        self._local = local
+        self._local_id = local_id if local is not None else ""
+        self._remote: dict[str, OrchestratorClient] = {}
 
-    def _check(self, requester_id: str) -> None:
-        remote = self._remote
-        if remote is not None and remote.orchestrator_node_id not in (None, requester_id):
-            # One requester per compute node for now: say so loudly rather than misroute.
-            log.warning(
-                "callback for requester %s sent to %s", requester_id, remote.orchestrator_node_id
+    def add_remote(self, requester_id: str, client: OrchestratorClient) -> None:
+        """Send ``requester_id``'s callbacks through ``client`` (pinned to it) from now on."""
+        self._remote[requester_id] = client
+
+    def requester_ids(self) -> list[str]:
+        """The requesters this node can reach now."""
+        return [*((self._local_id,) if self._local_id else ()), *self._remote]
+
+    def _target(self, requester_id: str) -> Orchestrator | OrchestratorClient:
+        if self._local is not None and requester_id == self._local_id:
+            return self._local
+        remote = self._remote.get(requester_id)
+        if remote is None:
+            raise Unavailable(
+                f"requester {requester_id} has not been reached yet",
+                hint="the compute node identifies its requesters at their seed addresses",
+                component="Compute",
             )
+        return remote
 
     async def on_bid_complete(self, requester_id: str, result: BidResult) -> None:
-        self._check(requester_id)
-        await self._target.on_bid_complete(result)
+        await self._target(requester_id).on_bid_complete(result)
 
     async def on_run_complete(self, requester_id: str, result: RunResult) -> None:
-        self._check(requester_id)
-        await self._target.on_run_complete(result)
+        await self._target(requester_id).on_run_complete(result)
 
     async def on_compute_failure(self, requester_id: str, failure: ComputeFailure) -> None:
-        self._check(requester_id)
-        await self._target.on_compute_failure(failure)
+        await self._target(requester_id).on_compute_failure(failure)
 
-    async def join(self, request: JoinRequest) -> JoinResponse:
-        remote, trust = self._remote, self._trust
-        if remote is None or trust is None:
-            return await self._target.join(request)
-        with trust.joining():
-            response = await remote.join(request)
-            requester_id = remote.orchestrator_node_id
-            if response.accepted and requester_id is not None:
-                # Granted inside ``joining`` so that commands waiting for it see it.
-                trust.trust(requester_id, why=f"it admitted this node at {remote.address}")
-        return response
-
-    async def heartbeat(self, heartbeat: Heartbeat) -> None:
-        await self._target.heartbeat(heartbeat)
+    async def report_executions(self, requester_id: str, report: ExecutionReport) -> None:
+        await self._target(requester_id).report_executions(report)

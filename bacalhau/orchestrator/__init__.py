@@ -1,9 +1,10 @@
 """The requester (orchestrator) role: job store, evaluations, scheduling, dispatch."""
 
 from bacalhau.orchestrator._api import JobPage, OrchestratorAPI, SubmitResult
+from bacalhau.orchestrator._approvals import ApprovalStore
 from bacalhau.orchestrator._broker import EvaluationBroker
 from bacalhau.orchestrator._callbacks import BidApprovalHook, ExecutionCallbacks
-from bacalhau.orchestrator._nodes import NodeAddressBook, NodeManager
+from bacalhau.orchestrator._nodes import NodeAddressBook, NodeDirectory
 from bacalhau.orchestrator._orchestrator import ComputeClient, Orchestrator
 from bacalhau.orchestrator._plan import ExecutionChange, Plan
 from bacalhau.orchestrator._planner import ComputeTransport
@@ -12,9 +13,17 @@ from bacalhau.orchestrator._retries import RetryPolicy, overdue_trigger, retry_p
 from bacalhau.orchestrator._scheduler import schedule
 from bacalhau.orchestrator._settings import SchedulerSettings
 from bacalhau.orchestrator._store import JobStore
+from bacalhau.orchestrator._view import (
+    NodeChange,
+    NodeChangeKind,
+    NodeObserver,
+    NodeSighting,
+    NodeView,
+)
 from bacalhau.orchestrator._waiting import queued_jobs_for_node, waiting_reason
 
 __all__ = [
+    "ApprovalStore",
     "BidApprovalHook",
     "ComputeClient",
     "ComputeTransport",
@@ -24,8 +33,13 @@ __all__ = [
     "JobPage",
     "JobStore",
     "NodeAddressBook",
-    "NodeManager",
+    "NodeChange",
+    "NodeChangeKind",
+    "NodeDirectory",
+    "NodeObserver",
     "NodeRank",
+    "NodeSighting",
+    "NodeView",
     "Orchestrator",
     "OrchestratorAPI",
     "Plan",

@@ -33,7 +33,7 @@ from bacalhau.models import (
     TriggeredBy,
     now_ns,
 )
-from bacalhau.orchestrator._nodes import NodeManager
+from bacalhau.orchestrator._nodes import NodeDirectory
 from bacalhau.orchestrator._planner import Planner
 from bacalhau.orchestrator._store import JobStore
 
@@ -69,7 +69,7 @@ class ExecutionCallbacks:
         *,
         store: JobStore,
         planner: Planner,
-        nodes: NodeManager,
+        nodes: NodeDirectory,
         hooks: Sequence[BidApprovalHook],
         enqueue: Callable[[Job, str], object],
     ) -> None:

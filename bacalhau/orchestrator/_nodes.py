@@ -1,42 +1,47 @@
-"""Node manager: who has joined, what they can run, and whether they are still alive.
+"""The requester's directory of nodes: the cluster view plus the operator's decisions.
 
-Compute nodes join with a signed NodeInfo and then heartbeat with their free capacity. A
-node silent for longer than ``disconnect_timeout`` is marked DISCONNECTED and the
-orchestrator re-evaluates every job with work on it (the scheduler fails those executions and
-places new ones), instead of leaving jobs stuck on a dead node. A lost node's heartbeats are
-refused until it joins again, announcing the executions it holds so that the ones replaced
-meanwhile are stopped on it.
+Who is in the cluster, what each node offers and whether it is reachable comes from the
+injected :class:`~bacalhau.orchestrator.NodeView` (gossip). This module adds what is the
+requester's business:
 
-Membership: with ``manual_approval`` a node that joins for the first time is PENDING until an
-operator approves it (``bacalhau node approve``); without it, nodes are APPROVED on joining.
-Only APPROVED nodes are asked to bid (see ``_ranking``). A REJECTED node cannot join again
-until it is approved; a deleted node is forgotten and joins afresh (PENDING again under
-manual approval). This node's own compute role (a hybrid node) is always approved.
+- **Approval.** With ``manual_approval`` a compute node seen for the first time is PENDING
+  until an operator approves it (``bacalhau node approve``); without it nodes are APPROVED.
+  Only APPROVED nodes are asked to bid (see ``_ranking``). A REJECTED node gets no work; a
+  deleted node's decision is forgotten (PENDING again under manual approval). Decisions are
+  kept in SQLite and survive a requester restart. This node's own compute role (a hybrid
+  node) is always approved.
+- **Liveness mapping.** ALIVE and SUSPECT nodes are usable (a suspect ranks lower), shown as
+  CONNECTED. A node declared DEAD, or that LEFT, is lost: :meth:`on_node_lost` of the
+  orchestrator fails its work as ``NodeLost`` and places replacements. It is usable again
+  only with a newer record (it refuted its death, or restarted): a late report about work
+  replaced meanwhile is not kept (the store refuses it) and the node's own execution report
+  makes the requester cancel what it replaced.
+- **Capacity between records.** An execution that ends frees what it held at once
+  (:meth:`release`), until the node's next record says otherwise.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Protocol
 
 from bacalhau.errors import NodeNotFound
 from bacalhau.models import (
     Connection,
-    Heartbeat,
-    JoinRequest,
-    JoinResponse,
+    LivenessState,
     Membership,
     NodeInfo,
     NodeState,
-    NodeType,
     Resources,
 )
+from bacalhau.orchestrator._approvals import ApprovalStore
+from bacalhau.orchestrator._view import NodeChange, NodeChangeKind, NodeSighting, NodeView
 
 log = logging.getLogger(__name__)
+V = LivenessState
 
 
 class NodeAddressBook(Protocol):
@@ -45,147 +50,172 @@ class NodeAddressBook(Protocol):
     def register_node(self, node_id: str, address: str) -> None: ...
 
 
-class NodeManager:
+class NodeDirectory:
+    """Nodes as the scheduler and the operator see them; an async context manager (it
+    follows the view while entered)."""
+
     def __init__(
         self,
         *,
         self_info: NodeInfo,
+        view: NodeView,
+        approvals: ApprovalStore,
         address_book: NodeAddressBook,
-        heartbeat_interval: float = 5.0,
-        disconnect_timeout: float = 30.0,
         manual_approval: bool = False,
-        on_node_change: Callable[[str], Awaitable[None]] | None = None,
+        on_node_change: Callable[[str], Awaitable[object]] | None = None,
         on_capacity_change: Callable[[str], Awaitable[object]] | None = None,
         on_node_lost: Callable[[str, float], Awaitable[None]] | None = None,
     ) -> None:
-        self._self = NodeState(info=self_info, last_seen_ns=time.time_ns())
-        self._nodes: dict[str, NodeState] = {}
+        self._self = self_info
+        self._view = view
+        self._approvals = approvals
         self._book = address_book
-        self.heartbeat_interval = heartbeat_interval
-        self.disconnect_timeout = disconnect_timeout
         self._manual = manual_approval
         self._on_change = on_node_change
-        #: Called with (node ID, seconds silent) when a node is declared lost.
+        #: Called with (node ID, seconds since last known alive) when a node is lost.
         self._on_lost = on_node_lost
-        #: Called when a node reports more room than before (queued jobs may fit now).
+        #: Called when a node offers more room than before (queued jobs may fit now).
         self._on_capacity = on_capacity_change
-        self._monitor: asyncio.Task[None] | None = None
+        #: Node ID -> the record version at which it was declared lost.
+        self._lost: dict[str, int] = {}
+        #: Node ID -> (record version, capacity freed since that record).
+        self._released: dict[str, tuple[int, Resources]] = {}
+        self._unsubscribe: Callable[[], None] | None = None
 
-    async def __aenter__(self) -> NodeManager:
-        self._monitor = asyncio.create_task(self._watch(), name="node-liveness")
+    async def __aenter__(self) -> NodeDirectory:
+        for node in self._view.compute_nodes():
+            self._register(node)
+        self._unsubscribe = self._view.subscribe(self._changed)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._monitor is not None:
-            self._monitor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._monitor
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    # -- reading ------------------------------------------------------------------------
 
     def compute_nodes(self) -> list[NodeState]:
-        return list(self._nodes.values())
+        return [self._state(n) for n in self._view.compute_nodes()]
 
     def all_nodes(self) -> list[NodeState]:
-        return [self._self, *self._nodes.values()]
+        nodes = [self._state(n) for n in self._view.all_nodes()]
+        if not any(n.info.node_id == self._self.node_id for n in nodes):
+            nodes.insert(0, NodeState(info=self._self, last_seen_ns=time.time_ns()))
+        return nodes
 
     def get(self, node_id: str) -> NodeState:
-        if node_id == self._self.info.node_id:
-            return self._self
-        node = self._nodes.get(node_id)
-        if node is not None:
-            return node
-        matches = [n for nid, n in self._nodes.items() if nid.startswith(node_id)]
-        self_id = self._self.info.node_id
-        if self_id.startswith(node_id) and self_id not in self._nodes:  # hybrid: one match
-            matches.append(self._self)
-        if len(matches) == 1 and node_id:
+        """A node by ID or unique prefix."""
+        nodes = self.all_nodes()
+        exact = [n for n in nodes if n.info.node_id == node_id]
+        matches = exact or [n for n in nodes if node_id and n.info.node_id.startswith(node_id)]
+        if len(matches) == 1:
             return matches[0]
         raise NodeNotFound(
             f"node not found: {node_id}" if not matches else f"node ID {node_id} is ambiguous"
         )
 
-    async def join(self, request: JoinRequest) -> JoinResponse:
-        info = request.info
-        if info.node_type != NodeType.COMPUTE or info.compute is None:
-            return JoinResponse(accepted=False, reason="only compute nodes can join")
-        if not info.grpc_address:
-            return JoinResponse(accepted=False, reason="the node did not say where to reach it")
-        existing = self._nodes.get(info.node_id)
-        if existing is not None and existing.membership == Membership.REJECTED:
-            return JoinResponse(accepted=False, reason="this node was rejected by an operator")
-        if existing is not None:
-            membership = existing.membership
-        elif self._manual and info.node_id != self._self.info.node_id:
-            membership = Membership.PENDING
-        else:
-            membership = Membership.APPROVED
-        was_connected = existing is not None and existing.connection == Connection.CONNECTED
-        self._nodes[info.node_id] = NodeState(
+    def _membership(self, node_id: str) -> Membership:
+        if node_id == self._self.node_id:
+            return Membership.APPROVED
+        decided = self._approvals.get(node_id)
+        if decided is not None:
+            return decided
+        return Membership.PENDING if self._manual else Membership.APPROVED
+
+    def _is_lost(self, node: NodeSighting) -> bool:
+        lost_at = self._lost.get(node.node_id)
+        return lost_at is not None and node.version <= lost_at
+
+    def _state(self, node: NodeSighting) -> NodeState:
+        info = node.info
+        released = self._released.get(node.node_id)
+        if released is not None and released[0] == node.version and info.compute is not None:
+            info = _with_freed(info, released[1])
+        usable = node.liveness in (V.ALIVE, V.SUSPECT) and not self._is_lost(node)
+        return NodeState(
             info=info,
-            membership=membership,
-            connection=Connection.CONNECTED,
-            last_seen_ns=time.time_ns(),
+            membership=self._membership(node.node_id),
+            connection=Connection.CONNECTED if usable else Connection.DISCONNECTED,
+            last_seen_ns=node.last_seen_ns,
+            liveness=node.liveness if usable or node.liveness.is_down() else V.DEAD,
         )
-        self._book.register_node(info.node_id, info.grpc_address)
-        log.info(
-            "node %s joined from %s (%s)",
-            info.node_id,
-            info.grpc_address,
-            membership.value.lower(),
-        )
-        if not was_connected and self._on_change is not None:
-            await self._on_change(info.node_id)
-        return JoinResponse(accepted=True, heartbeat_interval=self.heartbeat_interval)
 
-    async def heartbeat(self, hb: Heartbeat) -> None:
-        node = self._nodes.get(hb.node_id)
-        if node is None:
-            # Unknown (e.g. this requester restarted): the node must join again.
-            raise NodeNotFound(
-                f"node {hb.node_id} has not joined", hint="the compute node re-joins by itself"
-            )
-        if node.connection != Connection.CONNECTED:
-            # Its work was failed and placed elsewhere meanwhile: it comes back only by joining
-            # again with the list of executions it holds, so the requester can stop those it
-            # replaced (a flapping node must not run a job twice to completion).
-            raise NodeNotFound(
-                f"node {hb.node_id} was declared lost", hint="the compute node re-joins by itself"
-            )
-        node.last_seen_ns = time.time_ns()
-        more_room = False
-        if node.info.compute is not None:
-            before = node.info.compute
-            more_room = (
-                hb.available_capacity.cpu > before.available_capacity.cpu + 1e-9
-                or hb.available_capacity.memory > before.available_capacity.memory
-                or hb.queue_used_capacity.cpu < before.queue_capacity.cpu - 1e-9
-                or hb.queue_used_capacity.memory < before.queue_capacity.memory
-            )
-            node.info.compute.available_capacity = hb.available_capacity
-            node.info.compute.queue_capacity = hb.queue_used_capacity
-            node.info.compute.running_executions = hb.running_executions
-            node.info.compute.enqueued_executions = hb.enqueued_executions
-        if more_room and self._on_capacity is not None:
-            await self._on_capacity(hb.node_id)
+    # -- changes ------------------------------------------------------------------------
 
-    def mark_lost(self, node_id: str) -> None:
-        """Declare a compute node dead (its heartbeats are refused until it joins again)."""
-        node = self._nodes.get(node_id)
-        if node is not None:
-            node.connection = Connection.DISCONNECTED
+    def _register(self, node: NodeSighting) -> None:
+        if node.is_compute and node.info.grpc_address:
+            self._book.register_node(node.node_id, node.info.grpc_address)
+
+    async def _changed(self, change: NodeChange) -> None:
+        node = change.node
+        if not node.is_compute:
+            return
+        node_id = node.node_id
+        kind = change.kind
+        try:
+            if kind in (NodeChangeKind.DEAD, NodeChangeKind.LEFT):
+                if node_id in self._lost and self._lost[node_id] >= node.version:
+                    return
+                how = "left the cluster" if kind is NodeChangeKind.LEFT else "is dead"
+                log.warning("node %s %s", node_id, how)
+                silent = max(0.0, (time.time_ns() - node.last_seen_ns) / 1e9)
+                self.mark_lost(node_id, version=node.version)
+                if self._on_lost is not None:
+                    await self._on_lost(node_id, silent if node.last_seen_ns else 0.0)
+                return
+            if kind is NodeChangeKind.SUSPECT:
+                log.info("node %s is suspected of failure", node_id)
+                return
+            self._register(node)
+            back = node_id in self._lost and not self._is_lost(node)
+            if back:
+                del self._lost[node_id]
+            if (
+                kind is NodeChangeKind.JOINED
+                or back
+                or (kind is NodeChangeKind.ALIVE and change.previous is not V.SUSPECT)
+            ):
+                log.info(
+                    "node %s %s at %s (%s)",
+                    node_id,
+                    "is back" if back else "joined",
+                    node.info.grpc_address,
+                    self._membership(node_id).value.lower(),
+                )
+                if self._on_change is not None:
+                    await self._on_change(node_id)
+            elif self._on_capacity is not None:
+                # A newer record, or a refuted suspicion: queued jobs may fit now.
+                await self._on_capacity(node_id)
+        except Exception:
+            log.exception("handling %s of node %s", kind.value, node_id)
+
+    def mark_lost(self, node_id: str, *, version: int | None = None) -> None:
+        """Treat a node as lost until it publishes a record newer than ``version`` (default:
+        the one the view holds now)."""
+        if version is None:
+            seen = self._view.get(node_id)
+            version = seen.version if seen is not None else 0
+        self._lost[node_id] = max(version, self._lost.get(node_id, 0))
 
     def release(self, node_id: str, freed: Resources) -> None:
-        """Count ``freed`` as available on a node until its next heartbeat says otherwise
+        """Count ``freed`` as available on a node until its next record says otherwise
         (an execution there just ended; the scheduler may place the next job at once)."""
-        node = self._nodes.get(node_id)
+        node = self._view.get(node_id)
         if node is None or node.info.compute is None:
             return
-        info = node.info.compute
-        free, top = info.available_capacity, info.max_capacity
-        info.available_capacity = Resources(
-            cpu=min(free.cpu + freed.cpu, top.cpu) if top.cpu else free.cpu,
-            memory=min(free.memory + freed.memory, top.memory) if top.memory else free.memory,
-            disk=min(free.disk + freed.disk, top.disk) if top.disk else free.disk,
-            gpu=min(free.gpu + freed.gpu, top.gpu) if top.gpu else free.gpu,
+        version, before = self._released.get(node_id, (node.version, Resources()))
+        if version != node.version:
+            before = Resources()
+        self._released[node_id] = (
+            node.version,
+            Resources(
+                cpu=before.cpu + freed.cpu,
+                memory=before.memory + freed.memory,
+                disk=before.disk + freed.disk,
+                gpu=before.gpu + freed.gpu,
+            ),
         )
 
     def update(self, node_id: str, action: str, message: str = "") -> tuple[bool, str]:
@@ -194,45 +224,44 @@ class NodeManager:
         action = action.lower()
         if action not in ("approve", "reject", "delete"):
             return False, "unsupported action"
-        node = self._nodes.get(node_id)
-        if node is None:
-            try:
-                node = self.get(node_id)
-            except NodeNotFound as exc:
+        try:
+            node = self.get(node_id)
+        except NodeNotFound as exc:
+            if self._approvals.get(node_id) is None:
                 return False, exc.message
-        if node is self._self:
-            return False, f"node {node.info.node_id} is this requester, not a compute node"
-        if action == "approve":
-            node.membership = Membership.APPROVED
-        elif action == "reject":
-            node.membership = Membership.REJECTED
+            full_id = node_id  # decided about earlier, not heard from since this start
         else:
-            self._nodes.pop(node.info.node_id, None)
+            full_id = node.info.node_id
+        if full_id == self._self.node_id:
+            return False, f"node {full_id} is this requester, not a compute node"
+        if action == "approve":
+            self._approvals.set(full_id, Membership.APPROVED, message)
+        elif action == "reject":
+            self._approvals.set(full_id, Membership.REJECTED, message)
+        else:
+            self._approvals.forget(full_id)
         log.info(
             "node %s: %s by an operator%s",
-            node.info.node_id,
+            full_id,
             {"approve": "approved", "reject": "rejected", "delete": "deleted"}[action],
             f" ({message})" if message else "",
         )
         return True, ""
 
-    async def _watch(self) -> None:
-        interval = max(0.2, min(self.disconnect_timeout / 3, 5.0))
-        while True:
-            await asyncio.sleep(interval)
-            deadline = time.time_ns() - int(self.disconnect_timeout * 1e9)
-            for node in list(self._nodes.values()):
-                if node.connection == Connection.CONNECTED and node.last_seen_ns < deadline:
-                    node.connection = Connection.DISCONNECTED
-                    log.warning("node %s missed its heartbeats: disconnected", node.info.node_id)
-                    silent = (time.time_ns() - node.last_seen_ns) / 1e9
-                    if self._on_lost is not None:
-                        try:
-                            await self._on_lost(node.info.node_id, silent)
-                        except Exception:
-                            log.exception("failing the work of lost node %s", node.info.node_id)
-                    elif self._on_change is not None:
-                        try:
-                            await self._on_change(node.info.node_id)
-                        except Exception:
-                            log.exception("re-evaluating jobs of node %s", node.info.node_id)
+
+def _with_freed(info: NodeInfo, freed: Resources) -> NodeInfo:
+    """``info`` with ``freed`` added to its available capacity, capped at the total."""
+    assert info.compute is not None
+    compute = info.compute
+    free, top = compute.available_capacity, compute.max_capacity
+
+    def add(have: float, more: float, cap: float) -> float:
+        return min(have + more, cap) if cap else have
+
+    available = Resources(
+        cpu=add(free.cpu, freed.cpu, top.cpu),
+        memory=int(add(free.memory, freed.memory, top.memory)),
+        disk=int(add(free.disk, freed.disk, top.disk)),
+        gpu=int(add(free.gpu, freed.gpu, top.gpu)),
+    )
+    return replace(info, compute=replace(compute, available_capacity=available))

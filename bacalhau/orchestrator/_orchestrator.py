@@ -2,7 +2,8 @@
 
 :class:`Orchestrator` implements the endpoint contract of ``_api.OrchestratorAPI`` (used by
 the REST and gRPC APIs) and the bprotocol callbacks compute nodes call (OnBidComplete,
-OnRunComplete, OnComputeFailure, Join, Heartbeat).
+OnRunComplete, OnComputeFailure, ReportExecutions). It reads the cluster through the
+injected :class:`~bacalhau.orchestrator.NodeView`.
 """
 
 from __future__ import annotations
@@ -29,13 +30,11 @@ from bacalhau.models import (
     Event,
     Execution,
     ExecutionDesiredStateType,
+    ExecutionReport,
     ExecutionStateType,
-    Heartbeat,
     Job,
     JobHistory,
     JobStateType,
-    JoinRequest,
-    JoinResponse,
     LabelSelectorRequirement,
     NodeInfo,
     NodeState,
@@ -51,15 +50,17 @@ from bacalhau.models import (
     validate_job,
 )
 from bacalhau.orchestrator._api import JobPage, SubmitResult
+from bacalhau.orchestrator._approvals import ApprovalStore
 from bacalhau.orchestrator._broker import EvaluationBroker
 from bacalhau.orchestrator._callbacks import BidApprovalHook, ExecutionCallbacks
-from bacalhau.orchestrator._nodes import NodeAddressBook, NodeManager
+from bacalhau.orchestrator._nodes import NodeAddressBook, NodeDirectory
 from bacalhau.orchestrator._planner import ComputeTransport, Planner
 from bacalhau.orchestrator._reconcile import NodeReconciler
 from bacalhau.orchestrator._retries import overdue_trigger
 from bacalhau.orchestrator._scheduler import schedule
 from bacalhau.orchestrator._settings import SchedulerSettings
 from bacalhau.orchestrator._store import JobStore
+from bacalhau.orchestrator._view import NodeView
 from bacalhau.orchestrator._waiting import queued_jobs_for_node
 
 log = logging.getLogger(__name__)
@@ -91,15 +92,15 @@ class Orchestrator:
         node_info: NodeInfo,
         data_dir: Path,
         compute: ComputeClient,
+        node_view: NodeView,
         settings: SchedulerSettings | None = None,
         default_publisher: str = "local",
         default_cpu: str = "500m",
         default_memory: str = "1Gb",
         approval_hooks: Sequence[BidApprovalHook] = (),
         workers: int = 4,
-        heartbeat_interval: float = 5.0,
-        disconnect_timeout: float = 30.0,
         manual_approval: bool = False,
+        report_in_flight: float = 10.0,
         housekeeping_interval: float = 5.0,
         installation_id: str = "",
     ) -> None:
@@ -115,11 +116,12 @@ class Orchestrator:
         self._housekeeping_interval = housekeeping_interval
         self._installation_id = installation_id
         self._rng = random.Random(int.from_bytes(os.urandom(8), "big"))
-        self.nodes = NodeManager(
+        self._approvals = ApprovalStore(data_dir / "nodes.db")
+        self.nodes = NodeDirectory(
             self_info=node_info,
+            view=node_view,
+            approvals=self._approvals,
             address_book=compute,
-            heartbeat_interval=heartbeat_interval,
-            disconnect_timeout=disconnect_timeout,
             manual_approval=manual_approval,
             on_node_change=self._node_changed,
             on_capacity_change=self.on_capacity_change,
@@ -129,7 +131,7 @@ class Orchestrator:
             store=self.store,
             transport=compute,
             enqueue=self._enqueue_new,
-            in_flight=2 * heartbeat_interval,
+            in_flight=report_in_flight,
         )
         self._planner = Planner(
             store=self.store,
@@ -176,6 +178,7 @@ class Orchestrator:
         self._tasks.clear()
         self._broker.close()
         await self.nodes.__aexit__(None, None, None)
+        self._approvals.close()
         self.store.close()
 
     # -- evaluations --------------------------------------------------------------------
@@ -511,27 +514,25 @@ class Orchestrator:
             self.nodes.release(node_id, held)
             await self.on_capacity_change(node_id)
 
-    async def join(self, request: JoinRequest) -> JoinResponse:
-        response = await self.nodes.join(request)
-        if response.accepted and request.executions is not None:
-            await self._reconciler.reconcile(request.info.node_id, request.executions)
-        return response
+    async def report_executions(self, report: ExecutionReport) -> None:
+        """A compute node lists the executions it holds (after a restart of either side,
+        when it was declared dead, and now and then): fail what it lost, cancel on it what
+        was stopped meanwhile (see :class:`NodeReconciler`)."""
+        await self._reconciler.reconcile(report.node_id, report.execution_ids)
 
     async def on_node_lost(self, node_id: str, silent_for: float = 0.0) -> None:
-        """The one entry point for "this node is dead" (missed heartbeats today; the gossip
-        view later): every job with work on it is evaluated, and the scheduler fails that
-        work as ``NodeLost`` and places replacements within the job's retry policy. The node
-        comes back only by joining again (see :class:`NodeReconciler`)."""
+        """The one entry point for "this node is dead" (declared dead by gossip, or it left):
+        every job with work on it is evaluated, and the scheduler fails that work as
+        ``NodeLost`` and places replacements within the job's retry policy. The node is
+        usable again once it publishes a newer record; its execution report then makes this
+        requester cancel what was replaced (see :class:`NodeReconciler`)."""
         self.nodes.mark_lost(node_id)
         jobs = self.store.active_jobs_on_node(node_id)
         log.warning(
-            "node %s lost after %.1fs of silence: re-scheduling %d job(s)",
+            "node %s lost (last known alive %.1fs ago): re-scheduling %d job(s)",
             node_id,
             silent_for,
             len(jobs),
         )
         for job_id in jobs:
             self._enqueue_new(self.store.get_job(job_id), TriggeredBy.NODE_UPDATE)
-
-    async def heartbeat(self, heartbeat: Heartbeat) -> None:
-        await self.nodes.heartbeat(heartbeat)

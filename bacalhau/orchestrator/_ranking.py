@@ -17,6 +17,7 @@ from bacalhau.models import (
     Execution,
     ExecutionStateType,
     Job,
+    LivenessState,
     Membership,
     NodeState,
     NodeType,
@@ -149,6 +150,9 @@ def _capacity(job: Job, node: NodeState) -> tuple[int, str]:
     return UNSUITABLE, "is full: " + usage.shortfall(room)
 
 
+#: Score taken off a node that gossip suspects of failure (it still ranks, below the rest).
+SUSPECT_PENALTY = 200
+
 #: Failed executions of one job a node may have before it is not asked again (Bacalhau's).
 DEFAULT_ATTEMPTS_PER_NODE = 2
 
@@ -270,6 +274,9 @@ def rank_nodes(
             total += score
         if total >= 0:
             total += _availability(job, node, best) + rng.randrange(5)
+            if node.liveness == LivenessState.SUSPECT:
+                # Usable, but it may be failing: any healthy node that fits goes first.
+                total = max(0, total - SUSPECT_PENALTY)
         ranks.append(NodeRank(node, total, reason, obstacle))
     ranks.sort(key=lambda r: (-r.score, r.node.info.node_id))
     return ranks

@@ -1,7 +1,9 @@
-"""Reconciling a (re)joining compute node's executions with the job store.
+"""Reconciling a compute node's execution report with the job store.
 
-A node that joins announces the executions it still holds: under way, or finished with the
-final callback not yet delivered (its outbox sends that later). The requester compares:
+A compute node reports the executions it still holds (under way, or finished with the final
+callback not yet delivered; its outbox sends that later) when it first sees this requester or
+sees it restarted, when it finds itself declared dead, and now and then. The requester
+compares:
 
 - an execution it thinks is under way on that node, that the node does not list, was lost
   (the node restarted without it, or never received it while this requester was down): it
@@ -40,7 +42,7 @@ _HELD = frozenset({E.ASK_FOR_BID, E.ASK_FOR_BID_ACCEPTED, E.BID_ACCEPTED, E.RUNN
 
 
 class NodeReconciler:
-    """Applies a joining node's execution report to the job store."""
+    """Applies a compute node's execution report to the job store."""
 
     def __init__(
         self,
@@ -75,7 +77,7 @@ class NodeReconciler:
                 await self._transport.cancel_execution(
                     node_id, CancelExecutionRequest(ex.id, f"execution was stopped: {reason}")
                 )
-            except Exception as exc:  # the node may be gone again; it re-joins and we retry
+            except Exception as exc:  # the node may be gone again; its next report retries
                 log.warning("could not cancel %s on node %s: %s", ex.id, node_id, exc)
         for job_id in sorted(touched):
             self._enqueue(self._store.get_job(job_id), TriggeredBy.NODE_UPDATE)
@@ -98,7 +100,7 @@ class NodeReconciler:
 
     def _fail(self, ex: Execution, now: int) -> bool:
         msg = (
-            f"node {ex.node_id} re-joined without execution {ex.id}, which was "
+            f"node {ex.node_id} reported its executions without {ex.id}, which was "
             f"{ex.compute_state.label}: it restarted or never received it"
         )
         details = {"Retryable": "true", "ErrorCode": NodeLost.code, NodeLost.code: "true"}

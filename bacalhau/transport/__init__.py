@@ -16,7 +16,7 @@ decision (a compute node obeys only the requesters it trusts). Every refusal is 
 :class:`bacalhau.errors.BacalhauError` rebuilt from the same stable code the remote raised.
 """
 
-from bacalhau.transport._channel import DEFAULT_TIMEOUT_SECONDS
+from bacalhau.transport._channel import DEFAULT_TIMEOUT_SECONDS, format_address
 from bacalhau.transport._clients import ComputeClient, OrchestratorClient
 from bacalhau.transport._convert_membership import MEMBER_RECORD_CODEC, ProtoRecordCodec
 from bacalhau.transport._handlers import ComputeHandler, OrchestratorHandler
@@ -26,7 +26,7 @@ from bacalhau.transport._membership import (
     MembershipServicer,
     add_membership_service,
 )
-from bacalhau.transport._server import NodeServer, format_address
+from bacalhau.transport._server import NodeServer
 from bacalhau.transport._tls import (
     channel_credentials,
     channel_options,

@@ -13,6 +13,12 @@ from bacalhau.transport._tls import channel_options
 
 R = TypeVar("R")
 
+
+def format_address(host: str, port: int) -> str:
+    """``host:port``, bracketing IPv6 literals."""
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
 #: Default deadline of one node-to-node call. Handlers only acknowledge, so a healthy peer
 #: answers in about a millisecond; the margin covers a loaded node or a slow link.
 DEFAULT_TIMEOUT_SECONDS = 10.0

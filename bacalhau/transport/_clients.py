@@ -1,4 +1,4 @@
-"""The two sides' clients: requester -> compute nodes, and compute node -> its requester."""
+"""The two sides' clients: requester -> compute nodes, and compute node -> a requester."""
 
 from __future__ import annotations
 
@@ -22,9 +22,9 @@ from bacalhau.models import (
     BidResult,
     CancelExecutionRequest,
     ComputeFailure,
-    Heartbeat,
-    JoinRequest,
-    JoinResponse,
+    ExecutionReport,
+    NodeIdentityClaim,
+    NodeType,
     RunResult,
 )
 from bacalhau.transport._channel import DEFAULT_TIMEOUT_SECONDS, NodeChannel, unary_call
@@ -35,9 +35,7 @@ from bacalhau.transport._convert_messages import (
     bid_result_to_proto,
     cancel_to_proto,
     compute_failure_to_proto,
-    decision_from_proto,
-    heartbeat_to_proto,
-    registration_to_proto,
+    execution_report_to_proto,
     run_result_to_proto,
 )
 from bacalhau.transport._signing import open_sealed, seal
@@ -182,16 +180,16 @@ class ComputeClient:
 
 
 class OrchestratorClient:
-    """What a compute node uses to reach its requester; signs everything it sends.
+    """What a compute node uses to reach a requester; signs everything it sends.
 
     Pinning the requester: with ``orchestrator_node_id`` the channel only accepts that node's
-    certificate from the start. Without it (a node started with only an address), :meth:`join`
-    learns the ID soundly: the first connection is checked against the cluster CA and the
-    address's host name, the requester signs its join decision together with this node's ID
-    and a fresh random nonce, the client verifies that signature against the node ID the
-    decision names, and from then on the channel is pinned to that ID. Callbacks and
-    heartbeats raise :class:`bacalhau.errors.Unavailable` (retryable) until the requester's ID
-    is known, so results never go to a node that has not proven who it is.
+    certificate from the start. Without it (a seed or ``--orchestrator-address``: only an
+    address), :meth:`identify` learns the ID soundly: the first connection is checked against
+    the cluster CA and the address's host name, the node there signs a statement naming
+    itself, its roles, this node and a fresh random nonce, the client verifies that signature
+    against the node ID the statement names, and from then on the channel is pinned to that
+    ID. Callbacks raise :class:`bacalhau.errors.Unavailable` (retryable) until the
+    requester's ID is known, so results never go to a node that has not proven who it is.
     """
 
     def __init__(
@@ -237,48 +235,49 @@ class OrchestratorClient:
             # Retryable on purpose: callers queue the message and try again after joining.
             raise Unavailable(
                 f"the requester at {self._address} has not proven its node ID yet",
-                hint="join the requester first, or configure its node ID",
+                hint="identify the requester first, or configure its node ID",
                 component="Transport",
             )
         return self._open()
 
-    async def join(self, request: JoinRequest) -> JoinResponse:
-        """Register this node; verifies the requester's signed decision (see class doc)."""
+    async def identify(self) -> NodeIdentityClaim:
+        """Ask the node at this address who it is; pins the channel to the ID it proves."""
         channel = self._open()
         nonce = os.urandom(16)
-        envelope = seal(self._identity, registration_to_proto(request, nonce=nonce))
         response = await unary_call(
-            self._node_stub.Join,
-            node_pb2.JoinRequest(registration=envelope),
+            self._node_stub.Identify,
+            node_pb2.IdentifyRequest(nonce=nonce),
             peer=channel.describe(),
             timeout=self._timeout,
         )
-        sealed = response.decision
+        sealed = response.statement
         expected = self._orchestrator_node_id or sealed.signer
-        decision = open_sealed(sealed, node_pb2.NodeRegistrationDecision, expected_signer=expected)
-        if decision.orchestrator_node_id != sealed.signer:
+        statement = open_sealed(sealed, node_pb2.NodeIdentityStatement, expected_signer=expected)
+        if statement.node_id != sealed.signer:
             raise PermissionDenied(
-                f"join decision signed by {sealed.signer} names requester "
-                f"{decision.orchestrator_node_id!r}"
+                f"identity statement signed by {sealed.signer} names node {statement.node_id!r}"
             )
-        if decision.node_id != self._identity.node_id or decision.nonce != nonce:
+        if statement.caller_node_id != self._identity.node_id or statement.nonce != nonce:
             raise PermissionDenied(
-                f"the join decision from {sealed.signer} does not answer this registration",
+                f"the identity statement from {sealed.signer} does not answer this challenge",
                 hint="the answer was replayed or meant for another node",
             )
+        known = {t.value: t for t in NodeType}
+        roles = frozenset(known[r] for r in statement.roles if r in known)
         if self._orchestrator_node_id is None:
             # Pin from now on: reconnect so the TLS handshake itself checks the node ID.
             self._orchestrator_node_id = sealed.signer
             await channel.close()
             self._channel = None
-        return decision_from_proto(decision)
+        return NodeIdentityClaim(node_id=sealed.signer, roles=roles)
 
-    async def heartbeat(self, heartbeat: Heartbeat) -> None:
+    async def report_executions(self, report: ExecutionReport) -> None:
+        """Tell the requester which of its executions this node holds."""
         channel = self._pinned()
         await unary_call(
-            self._node_stub.Heartbeat,
-            node_pb2.HeartbeatRequest(
-                heartbeat=seal(self._identity, heartbeat_to_proto(heartbeat))
+            self._orch_stub.ReportExecutions,
+            orchestrator_pb2.ReportExecutionsRequest(
+                report=seal(self._identity, execution_report_to_proto(report))
             ),
             peer=channel.describe(),
             timeout=self._timeout,

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from bacalhau._proto.v1 import compute_pb2, node_pb2, orchestrator_pb2
+from bacalhau._proto.v1 import compute_pb2, orchestrator_pb2
 from bacalhau.models import (
     AskForBidRequest,
     BidDecision,
     BidResult,
     CancelExecutionRequest,
     ComputeFailure,
-    Heartbeat,
-    JoinRequest,
-    JoinResponse,
+    ExecutionReport,
     RunResult,
 )
 from bacalhau.transport._convert import (
@@ -19,10 +17,6 @@ from bacalhau.transport._convert import (
     event_to_proto,
     execution_from_proto,
     execution_to_proto,
-    node_info_from_proto,
-    node_info_to_proto,
-    resources_from_proto,
-    resources_to_proto,
     run_output_from_proto,
     run_output_to_proto,
     spec_config_from_proto,
@@ -161,57 +155,11 @@ def compute_failure_from_proto(msg: orchestrator_pb2.ComputeFailure) -> ComputeF
     )
 
 
-def heartbeat_to_proto(hb: Heartbeat) -> node_pb2.NodeHeartbeat:
-    return node_pb2.NodeHeartbeat(
-        node_id=hb.node_id,
-        sequence=hb.sequence,
-        available_capacity=resources_to_proto(hb.available_capacity),
-        queue_used_capacity=resources_to_proto(hb.queue_used_capacity),
-        running_executions=hb.running_executions,
-        enqueued_executions=hb.enqueued_executions,
+def execution_report_to_proto(report: ExecutionReport) -> orchestrator_pb2.ExecutionReport:
+    return orchestrator_pb2.ExecutionReport(
+        node_id=report.node_id, execution_ids=list(report.execution_ids)
     )
 
 
-def heartbeat_from_proto(msg: node_pb2.NodeHeartbeat) -> Heartbeat:
-    return Heartbeat(
-        node_id=msg.node_id,
-        sequence=msg.sequence,
-        available_capacity=resources_from_proto(msg.available_capacity),
-        queue_used_capacity=resources_from_proto(msg.queue_used_capacity),
-        running_executions=msg.running_executions,
-        enqueued_executions=msg.enqueued_executions,
-    )
-
-
-def registration_to_proto(req: JoinRequest, *, nonce: bytes) -> node_pb2.NodeRegistration:
-    msg = node_pb2.NodeRegistration(info=node_info_to_proto(req.info), nonce=nonce)
-    if req.executions is not None:
-        msg.executions.SetInParent()  # an empty report is still a report
-        msg.executions.execution_ids.extend(req.executions)
-    return msg
-
-
-def registration_from_proto(msg: node_pb2.NodeRegistration) -> JoinRequest:
-    executions = list(msg.executions.execution_ids) if msg.HasField("executions") else None
-    return JoinRequest(info=node_info_from_proto(msg.info), executions=executions)
-
-
-def decision_to_proto(
-    resp: JoinResponse, *, node_id: str, orchestrator_node_id: str, nonce: bytes
-) -> node_pb2.NodeRegistrationDecision:
-    return node_pb2.NodeRegistrationDecision(
-        accepted=resp.accepted,
-        reason=resp.reason,
-        heartbeat_interval_seconds=resp.heartbeat_interval,
-        node_id=node_id,
-        orchestrator_node_id=orchestrator_node_id,
-        nonce=nonce,
-    )
-
-
-def decision_from_proto(msg: node_pb2.NodeRegistrationDecision) -> JoinResponse:
-    return JoinResponse(
-        accepted=msg.accepted,
-        reason=msg.reason,
-        heartbeat_interval=msg.heartbeat_interval_seconds,
-    )
+def execution_report_from_proto(msg: orchestrator_pb2.ExecutionReport) -> ExecutionReport:
+    return ExecutionReport(node_id=msg.node_id, execution_ids=list(msg.execution_ids))

@@ -17,9 +17,7 @@ from bacalhau.models import (
     BidResult,
     CancelExecutionRequest,
     ComputeFailure,
-    Heartbeat,
-    JoinRequest,
-    JoinResponse,
+    ExecutionReport,
     RunResult,
 )
 
@@ -47,10 +45,10 @@ class ComputeHandler(Protocol):
 
 
 class OrchestratorHandler(Protocol):
-    """The requester role: receives compute nodes' callbacks, registrations and heartbeats.
+    """The requester role: receives compute nodes' callbacks and execution reports.
 
     Every message has been checked before it gets here: it was signed by the node it names
-    (``node_id`` / ``info.node_id``) and that node is the TLS peer that delivered it.
+    (``node_id``) and that node is the TLS peer that delivered it.
     """
 
     async def on_bid_complete(self, result: BidResult) -> None: ...
@@ -59,6 +57,4 @@ class OrchestratorHandler(Protocol):
 
     async def on_compute_failure(self, failure: ComputeFailure) -> None: ...
 
-    async def join(self, request: JoinRequest) -> JoinResponse: ...
-
-    async def heartbeat(self, heartbeat: Heartbeat) -> None: ...
+    async def report_executions(self, report: ExecutionReport) -> None: ...

@@ -24,7 +24,7 @@ from bacalhau._proto.v1 import membership_pb2_grpc
 from bacalhau.errors import BacalhauError, PermissionDenied, Unavailable
 from bacalhau.gossip import Ack, Gossip, Message, Nack, Outbound, Ping, PingReq
 from bacalhau.identity import NodeFiles, NodeIdentity
-from bacalhau.transport._channel import NodeChannel
+from bacalhau.transport._channel import NodeChannel, format_address
 from bacalhau.transport._convert_membership import (
     MembershipRequest,
     message_from_proto,
@@ -32,7 +32,6 @@ from bacalhau.transport._convert_membership import (
 )
 from bacalhau.transport._errors import abort_with, error_from_rpc, unexpected
 from bacalhau.transport._peer import peer_node_id
-from bacalhau.transport._server import format_address
 from bacalhau.transport._tls import channel_credentials, server_credentials, server_options
 
 log = logging.getLogger(__name__)

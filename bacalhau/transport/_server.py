@@ -11,25 +11,25 @@ import grpc
 from bacalhau._proto.v1 import compute_pb2_grpc, node_pb2_grpc, orchestrator_pb2_grpc
 from bacalhau.errors import InvalidRequest, Unavailable
 from bacalhau.identity import NodeFiles, NodeIdentity
+from bacalhau.models import NodeType
+from bacalhau.transport._channel import format_address
 from bacalhau.transport._handlers import ComputeHandler, OrchestratorHandler
+from bacalhau.transport._membership import Deliver, add_membership_service
 from bacalhau.transport._services import ComputeServicer, NodeServicer, OrchestratorServicer
 from bacalhau.transport._tls import server_credentials, server_options
 
 log = logging.getLogger(__name__)
 
 
-def format_address(host: str, port: int) -> str:
-    """``host:port``, bracketing IPv6 literals."""
-    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
-
-
 class NodeServer:
-    """The node's bprotocol server: ComputeService and/or OrchestratorService + NodeService.
+    """The node's gRPC server: ComputeService and/or OrchestratorService, NodeService (every
+    node proves its identity there) and, once added, MembershipService (gossip).
 
     Register handlers, then enter the context (or call :meth:`start`)::
 
         server = NodeServer(identity, files, "0.0.0.0", 1234)
         server.add_compute_handler(compute)
+        server.add_membership(runner_deliver)
         async with server:
             ...  # server.address is "host:port" (the real port when 0 was asked for)
 
@@ -53,6 +53,7 @@ class NodeServer:
         self._stop_grace = stop_grace_seconds
         self._compute: ComputeHandler | None = None
         self._orchestrator: OrchestratorHandler | None = None
+        self._deliver: Deliver | None = None
         self._server: Any = None
         self._port = 0
 
@@ -62,9 +63,24 @@ class NodeServer:
         self._compute = handler
 
     def add_orchestrator_handler(self, handler: OrchestratorHandler) -> None:
-        """Serve OrchestratorService and NodeService with ``handler`` (before start)."""
+        """Serve OrchestratorService with ``handler`` (before start)."""
         self._check_not_started()
         self._orchestrator = handler
+
+    def add_membership(self, deliver: Deliver) -> None:
+        """Serve MembershipService, handing every message to ``deliver`` (before start)."""
+        self._check_not_started()
+        self._deliver = deliver
+
+    @property
+    def roles(self) -> frozenset[NodeType]:
+        """The roles this server's handlers make the node run."""
+        roles = set()
+        if self._compute is not None:
+            roles.add(NodeType.COMPUTE)
+        if self._orchestrator is not None:
+            roles.add(NodeType.REQUESTER)
+        return frozenset(roles)
 
     def _check_not_started(self) -> None:
         if self._server is not None:
@@ -103,9 +119,11 @@ class NodeServer:
             orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server(
                 OrchestratorServicer(self._orchestrator), server
             )
-            node_pb2_grpc.add_NodeServiceServicer_to_server(
-                NodeServicer(self._orchestrator, identity=self._identity), server
-            )
+        node_pb2_grpc.add_NodeServiceServicer_to_server(
+            NodeServicer(identity=self._identity, roles=self.roles), server
+        )
+        if self._deliver is not None:
+            add_membership_service(server, self._deliver)
         bind = format_address(self._host, self._requested_port)
         try:
             port = server.add_secure_port(bind, creds)

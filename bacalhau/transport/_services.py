@@ -21,15 +21,14 @@ from bacalhau._proto.v1 import (
 )
 from bacalhau.errors import BacalhauError, InvalidRequest
 from bacalhau.identity import NodeIdentity
+from bacalhau.models import NodeType
 from bacalhau.transport._convert_messages import (
     ask_for_bid_from_proto,
     bid_decision_from_proto,
     bid_result_from_proto,
     cancel_from_proto,
     compute_failure_from_proto,
-    decision_to_proto,
-    heartbeat_from_proto,
-    registration_from_proto,
+    execution_report_from_proto,
     run_result_from_proto,
 )
 from bacalhau.transport._errors import abort_with, unexpected
@@ -46,7 +45,7 @@ _Command = TypeVar(
     compute_pb2.ExecutionCancellation,
 )
 
-#: Join nonces: long enough to never repeat, short enough to bound what a peer can make us sign.
+#: Identify nonces: long enough to never repeat, short enough to bound what a peer can make us sign.
 _NONCE_MIN, _NONCE_MAX = 16, 64
 
 
@@ -173,43 +172,45 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         except Exception as e:
             await _fail(context, e, "OnComputeFailure")
 
+    async def ReportExecutions(
+        self, request: orchestrator_pb2.ReportExecutionsRequest, context: Any
+    ) -> orchestrator_pb2.ReportExecutionsResponse:
+        try:
+            peer = peer_node_id(context)
+            msg = open_sealed(
+                request.report, orchestrator_pb2.ExecutionReport, expected_signer=peer
+            )
+            check_speaker(msg.node_id, peer, "execution report")
+            await self._handler.report_executions(execution_report_from_proto(msg))
+            return orchestrator_pb2.ReportExecutionsResponse()
+        except Exception as e:
+            await _fail(context, e, "ReportExecutions")
+
 
 class NodeServicer(node_pb2_grpc.NodeServiceServicer):
-    """Serves NodeService on a requester node; signs its join decisions as ``identity``."""
+    """Serves NodeService on every node: answers a challenge with a statement signed as
+    ``identity``, naming the roles this node runs and the caller it answers."""
 
-    def __init__(self, handler: OrchestratorHandler, *, identity: NodeIdentity) -> None:
-        self._handler = handler
+    def __init__(self, *, identity: NodeIdentity, roles: frozenset[NodeType]) -> None:
         self._identity = identity
+        self._roles = roles
 
-    async def Join(self, request: node_pb2.JoinRequest, context: Any) -> node_pb2.JoinResponse:
+    async def Identify(
+        self, request: node_pb2.IdentifyRequest, context: Any
+    ) -> node_pb2.IdentifyResponse:
         try:
             peer = peer_node_id(context)
-            msg = open_sealed(request.registration, node_pb2.NodeRegistration, expected_signer=peer)
-            check_speaker(msg.info.node_id, peer, "registration")
-            if not _NONCE_MIN <= len(msg.nonce) <= _NONCE_MAX:
+            if not _NONCE_MIN <= len(request.nonce) <= _NONCE_MAX:
                 raise InvalidRequest(
-                    f"join nonce must be {_NONCE_MIN} to {_NONCE_MAX} bytes",
+                    f"identify nonce must be {_NONCE_MIN} to {_NONCE_MAX} bytes",
                     component="Transport",
                 )
-            response = await self._handler.join(registration_from_proto(msg))
-            decision = decision_to_proto(
-                response,
-                node_id=peer,
-                orchestrator_node_id=self._identity.node_id,
-                nonce=msg.nonce,
+            statement = node_pb2.NodeIdentityStatement(
+                node_id=self._identity.node_id,
+                roles=sorted(role.value for role in self._roles),
+                caller_node_id=peer,
+                nonce=request.nonce,
             )
-            return node_pb2.JoinResponse(decision=seal(self._identity, decision))
+            return node_pb2.IdentifyResponse(statement=seal(self._identity, statement))
         except Exception as e:
-            await _fail(context, e, "Join")
-
-    async def Heartbeat(
-        self, request: node_pb2.HeartbeatRequest, context: Any
-    ) -> node_pb2.HeartbeatResponse:
-        try:
-            peer = peer_node_id(context)
-            msg = open_sealed(request.heartbeat, node_pb2.NodeHeartbeat, expected_signer=peer)
-            check_speaker(msg.node_id, peer, "heartbeat")
-            await self._handler.heartbeat(heartbeat_from_proto(msg))
-            return node_pb2.HeartbeatResponse()
-        except Exception as e:
-            await _fail(context, e, "Heartbeat")
+            await _fail(context, e, "Identify")

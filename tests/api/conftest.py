@@ -21,6 +21,7 @@ from bacalhau.models import (
 )
 from bacalhau.orchestrator import Orchestrator, OrchestratorAPI
 from tests.api.memory_orchestrator import MemoryOrchestrator
+from tests.orchestrator.node_view import StaticNodeView
 
 AGENT_CONFIG = {"API": {"Port": 1234}, "Orchestrator": {"Auth": {"Token": "s3cret"}}}
 
@@ -66,7 +67,10 @@ async def http(server: ApiServer) -> AsyncIterator[aiohttp.ClientSession]:
 async def real_orch(tmp_path: Path) -> AsyncIterator[Orchestrator]:
     info = NodeInfo(node_id="n-real-requester", node_type=NodeType.REQUESTER, version="v1.5.2")
     async with Orchestrator(
-        node_info=info, data_dir=tmp_path / "requester", compute=NoComputeNodes()
+        node_info=info,
+        data_dir=tmp_path / "requester",
+        compute=NoComputeNodes(),
+        node_view=StaticNodeView(),
     ) as o:
         yield o
 
@@ -91,7 +95,12 @@ async def any_http(
         return
     info = NodeInfo(node_id="n-real-requester", node_type=NodeType.REQUESTER, version="v1.5.2")
     async with (
-        Orchestrator(node_info=info, data_dir=tmp_path / "req", compute=NoComputeNodes()) as o,
+        Orchestrator(
+            node_info=info,
+            data_dir=tmp_path / "req",
+            compute=NoComputeNodes(),
+            node_view=StaticNodeView(),
+        ) as o,
         ApiServer(o, host="127.0.0.1", port=0) as srv,
         aiohttp.ClientSession(base_url=srv.url) as session,
     ):

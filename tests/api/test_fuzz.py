@@ -26,6 +26,7 @@ from bacalhau.models import NodeInfo, NodeType
 from bacalhau.orchestrator import Orchestrator
 from tests.api.conftest import NoComputeNodes
 from tests.api.server_thread import ServerThread
+from tests.orchestrator.node_view import StaticNodeView
 
 JOBS = "/api/v1/orchestrator/jobs"
 NODES = "/api/v1/orchestrator/nodes"
@@ -99,7 +100,12 @@ class Target:
 def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     data_dir: Path = tmp_path_factory.mktemp("fuzz-requester")
     info = NodeInfo(node_id="n-fuzz-requester", node_type=NodeType.REQUESTER, version="v1.5.2")
-    orch = Orchestrator(node_info=info, data_dir=data_dir, compute=NoComputeNodes())
+    orch = Orchestrator(
+        node_info=info,
+        data_dir=data_dir,
+        compute=NoComputeNodes(),
+        node_view=StaticNodeView(),
+    )
     thread = ServerThread(orch).start()
     thread.run(orch.__aenter__())
     try:

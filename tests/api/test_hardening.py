@@ -18,6 +18,7 @@ from bacalhau.models import Job, JobStateType, NodeInfo, NodeType, now_ns
 from bacalhau.orchestrator import JobStore, Orchestrator
 from tests.api.conftest import NoComputeNodes
 from tests.api.memory_orchestrator import MemoryOrchestrator
+from tests.orchestrator.node_view import StaticNodeView
 
 JOBS = "/api/v1/orchestrator/jobs"
 ERROR_KEYS = {"Status", "Message", "RequestID", "Code", "Component"}
@@ -64,7 +65,12 @@ def _info() -> NodeInfo:
 @pytest.fixture
 async def real(tmp_path: Path) -> AsyncIterator[aiohttp.ClientSession]:
     async with (
-        Orchestrator(node_info=_info(), data_dir=tmp_path / "req", compute=NoComputeNodes()) as o,
+        Orchestrator(
+            node_info=_info(),
+            data_dir=tmp_path / "req",
+            compute=NoComputeNodes(),
+            node_view=StaticNodeView(),
+        ) as o,
         ApiServer(o, host="127.0.0.1", port=0) as srv,
         aiohttp.ClientSession(base_url=srv.url) as session,
     ):
@@ -118,7 +124,12 @@ async def test_a_stored_lone_surrogate_still_lists_describes_and_stops(tmp_path:
     store.close()
     for _ in range(2):  # and again after a restart
         async with (
-            Orchestrator(node_info=_info(), data_dir=data_dir, compute=NoComputeNodes()) as o,
+            Orchestrator(
+                node_info=_info(),
+                data_dir=data_dir,
+                compute=NoComputeNodes(),
+                node_view=StaticNodeView(),
+            ) as o,
             ApiServer(o, host="127.0.0.1", port=0) as srv,
             aiohttp.ClientSession(base_url=srv.url) as http,
         ):
@@ -282,7 +293,12 @@ async def test_protocol_errors_answer_with_the_error_body(request_bytes: bytes) 
 
 async def test_a_job_over_max_job_size_is_a_413_with_the_error_body(tmp_path: Path) -> None:
     async with (
-        Orchestrator(node_info=_info(), data_dir=tmp_path, compute=NoComputeNodes()) as o,
+        Orchestrator(
+            node_info=_info(),
+            data_dir=tmp_path,
+            compute=NoComputeNodes(),
+            node_view=StaticNodeView(),
+        ) as o,
         ApiServer(o, host="127.0.0.1", port=0, max_job_size=64 * 1024) as srv,
         aiohttp.ClientSession(base_url=srv.url) as http,
     ):

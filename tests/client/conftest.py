@@ -12,6 +12,7 @@ from bacalhau.orchestrator import Orchestrator
 from tests.api.conftest import NoComputeNodes
 from tests.api.memory_orchestrator import MemoryOrchestrator
 from tests.api.server_thread import ServerThread
+from tests.orchestrator.node_view import StaticNodeView
 
 
 @pytest.fixture
@@ -35,7 +36,12 @@ async def client(server: ApiServer) -> AsyncIterator[AsyncClient]:
 async def real_client(tmp_path: Path) -> AsyncIterator[AsyncClient]:
     info = NodeInfo(node_id="n-real-requester", node_type=NodeType.REQUESTER, version="v1.5.2")
     async with (
-        Orchestrator(node_info=info, data_dir=tmp_path / "req", compute=NoComputeNodes()) as o,
+        Orchestrator(
+            node_info=info,
+            data_dir=tmp_path / "req",
+            compute=NoComputeNodes(),
+            node_view=StaticNodeView(),
+        ) as o,
         ApiServer(o, host="127.0.0.1", port=0) as srv,
         AsyncClient(srv.url) as c,
     ):

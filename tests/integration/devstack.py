@@ -7,7 +7,7 @@ none outlived the stop: a leftover process or container fails the test that owne
 Failure tests use a devstack as their test bed::
 
     stack = Devstack.start(tmp_path / "devstack", compute_nodes=2,
-                           config=["disconnect_timeout=2"])
+                           config=["gossip.suspicion_min_seconds=0.5"])
     victim = stack.kill_node("compute-0")            # SIGKILL; the devstack carries on
     stack.wait_for_node_exit("compute-0")            # the devstack noticed (manifest)
     stack.wait_for_node("compute-0", connection=Connection.DISCONNECTED)
@@ -43,6 +43,15 @@ STOP_TIMEOUT = 30.0
 CLI_TIMEOUT = 120.0
 
 _SUBMITTED = re.compile(r"Job successfully submitted\. Job ID: (j-[0-9a-f-]+)")
+
+#: Gossip settings for failure tests: a killed or frozen node is declared dead within about
+#: two seconds (the defaults take about five), and live nodes never look dead.
+FAST_GOSSIP = [
+    "gossip.probe_interval=0.25",
+    "gossip.probe_timeout=0.1",
+    "gossip.suspicion_min_seconds=0.6",
+    "gossip.suspicion_max_mult=3",
+]
 
 
 def submitted_job_id(stdout: str) -> str:
@@ -534,12 +543,13 @@ class NodeProcess:
 
     @classmethod
     def compute(cls, data_dir: Path, orchestrator: str, *extra: str) -> NodeProcess:
-        """A compute node on free loopback ports joining the requester at ``orchestrator``."""
+        """A compute node on free loopback ports seeding its gossip through the requester at
+        ``orchestrator``."""
         return cls(
             data_dir,
             [
                 "--compute",
-                "--orchestrator-address",
+                "--seed",
                 orchestrator,
                 "--grpc-host",
                 "127.0.0.1",

@@ -13,6 +13,7 @@ import pytest
 
 from bacalhau.models import Connection
 from tests.integration.devstack import (
+    FAST_GOSSIP,
     STOP_TIMEOUT,
     Devstack,
     bacalhau_command,
@@ -32,13 +33,8 @@ def test_a_killed_compute_node_is_reported_and_comes_back_from_its_manifest_args
     stack = Devstack.start(
         tmp_path / "devstack",
         compute_nodes=2,
-        # A comma and a second "=" in one value; a requester that notices silence in 2 s
-        # (and asks for heartbeats often enough that the living never look silent).
-        config=[
-            f"labels=suite=failures,run={run}",
-            "disconnect_timeout=2",
-            "heartbeat_interval=0.3",
-        ],
+        # A comma and a second "=" in one value; gossip that notices a death in about 2 s.
+        config=[f"labels=suite=failures,run={run}", *FAST_GOSSIP],
     )
     try:
         # -c reached every node: the requester and both compute nodes carry the labels.
@@ -67,7 +63,7 @@ def test_a_killed_compute_node_is_reported_and_comes_back_from_its_manifest_args
             "compute-0": "exited",
             "compute-1": "running",
         }
-        # The requester (disconnect_timeout from -c) sees compute-0 go, compute-1 stay.
+        # The requester (gossip settings from -c) sees compute-0 go, compute-1 stay.
         stack.wait_for_node("compute-0", connection=Connection.DISCONNECTED, timeout=15)
         stack.wait_for_node("compute-1", timeout=1)
 
@@ -96,9 +92,7 @@ def test_a_killed_compute_node_is_reported_and_comes_back_from_its_manifest_args
 
 
 def test_a_requester_killed_and_restarted_from_its_args_is_rejoined(tmp_path: Path) -> None:
-    stack = Devstack.start(
-        tmp_path / "devstack", compute_nodes=1, config=["heartbeat_interval=0.3"]
-    )
+    stack = Devstack.start(tmp_path / "devstack", compute_nodes=1, config=FAST_GOSSIP)
     try:
         requester = stack.kill_node("requester")
         assert stack.wait_for_node_exit("requester").exit_code == -9

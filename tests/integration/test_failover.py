@@ -13,12 +13,12 @@ import pytest
 
 from bacalhau.errors import NodeLost
 from bacalhau.models import Connection, Execution, ExecutionStateType, JobStateType
-from tests.integration.devstack import Devstack, eventually
+from tests.integration.devstack import FAST_GOSSIP, Devstack, eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("failover")]
 
 #: Fast failure detection for the test: silent for 2 s means lost.
-FAST = ["disconnect_timeout=2", "heartbeat_interval=0.3"]
+FAST = FAST_GOSSIP
 
 
 def running_execution(stack: Devstack, job_id: str) -> Execution | None:
@@ -72,7 +72,7 @@ def test_a_flapping_node_does_not_run_a_replaced_execution_to_completion(
     stack = Devstack.start(
         tmp_path / "devstack",
         compute_nodes=2,
-        config=["disconnect_timeout=1.5", "heartbeat_interval=0.3"],
+        config=FAST_GOSSIP,
     )
     try:
         job_id = stack.ok(
@@ -94,8 +94,8 @@ def test_a_flapping_node_does_not_run_a_replaced_execution_to_completion(
         finally:
             os.kill(victim.pid, signal.SIGCONT)
         resumed = time.monotonic()
-        # Back, it re-joins; the execution that was replaced is cancelled on it (by the
-        # cancel sent when it was failed, or when the node re-joins still holding it).
+        # Back, it refutes its death; the execution that was replaced is cancelled on it (by
+        # the cancel sent when it was failed, or when the node reports still holding it).
         stack.wait_for_node(victim.name, timeout=15)
 
         def finished() -> JobStateType | None:

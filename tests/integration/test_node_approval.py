@@ -111,7 +111,7 @@ def cluster(tmp_path: Path, busybox_image: str) -> Iterator[Cluster]:
             "--api-port",
             str(api_port),
             "-c",
-            "heartbeat_interval=0.5",
+            "gossip.probe_interval=0.25",
         ],
     )
     compute = NodeProcess.compute(

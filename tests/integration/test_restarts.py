@@ -13,12 +13,12 @@ import pytest
 
 from bacalhau.compute import RESTART_MESSAGE
 from bacalhau.models import ExecutionStateType, Job, JobStateType
-from tests.integration.devstack import Devstack, containers, eventually
+from tests.integration.devstack import FAST_GOSSIP, Devstack, containers, eventually
 from tests.integration.test_failover import running_execution
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("restarts")]
 
-FAST = ["heartbeat_interval=0.3", "rejoin_grace=20"]
+FAST = [*FAST_GOSSIP, "rejoin_grace=20"]
 
 
 def sleeper(image: str, seconds: int, say: str) -> Job:
@@ -89,8 +89,14 @@ def test_requester_killed_mid_job_loses_nothing(tmp_path: Path, busybox_image: s
 def test_compute_node_killed_mid_job_and_restarted_reports_it_and_the_job_completes(
     tmp_path: Path, busybox_image: str
 ) -> None:
-    # One compute node: the replacement can only run on the restarted node itself.
-    stack = Devstack.start(tmp_path / "devstack", compute_nodes=1, config=FAST)
+    # One compute node: the replacement can only run on the restarted node itself. It comes
+    # back long before gossip would declare it dead: the node itself reports the execution
+    # interrupted (a node declared dead first has its work failed as NodeLost instead).
+    stack = Devstack.start(
+        tmp_path / "devstack",
+        compute_nodes=1,
+        config=["gossip.suspicion_min_seconds=15", "rejoin_grace=20"],
+    )
     try:
         job_id = stack.client.submit(sleeper(busybox_image, 5, "second")).job_id
         first = eventually(

@@ -1,16 +1,17 @@
 """The negative trust cases at cluster level, against a real devstack's node processes.
 
 - A compute node process certified by another CA never joins: it is not in the node list,
-  and its log says joining failed. With a CA bundle that also trusts the cluster's CA, only
-  the requester's own check can keep it out, and its log shows the refused handshake.
+  and its log says identifying its seed failed. With a CA bundle that also trusts the
+  cluster's CA, only the requester's own check can keep it out, and its log shows the
+  refused handshake.
 - Messages signed by a key that is not the sender's (a stranger's, or another member's) are
   refused with PermissionDenied and change nothing: a forged "completed" for a running
   execution leaves it running.
 - A node from another CA cannot cancel an execution, and neither can a cluster member that
   is not the requester the execution belongs to.
 - Only a requester the compute node trusts may command it: another real requester process of
-  the same cluster (which the compute node never joined) and a cluster-certificate holder that
-  never joined anything are refused on AskForBid, BidAccepted, BidRejected and
+  the same cluster (not at the compute node's seed address) and a cluster-certificate holder
+  that joined nothing are refused on AskForBid, BidAccepted, BidRejected and
   CancelExecution, and the compute node runs and cancels nothing for them.
 """
 
@@ -35,8 +36,8 @@ from bacalhau.models import (
     CancelExecutionRequest,
     Connection,
     Execution,
+    ExecutionReport,
     ExecutionStateType,
-    Heartbeat,
     JobStateType,
     RunCommandResult,
     RunResult,
@@ -48,7 +49,7 @@ from tests.integration.devstack import Devstack, NodeProcess, containers, eventu
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("devstack-checks")]
 
-JOIN_FAILED = "joining the requester failed"
+JOIN_FAILED = "identifying the node at seed"
 
 
 def foreign_node(tmp_path: Path, devstack: Devstack, *, trusts_cluster_ca: bool) -> NodeFiles:
@@ -132,7 +133,7 @@ async def _forge_results(devstack: Devstack, execution: Execution) -> None:
             with pytest.raises(PermissionDenied):
                 await client.on_run_complete(forged)
             with pytest.raises(PermissionDenied):
-                await client.heartbeat(Heartbeat(node_id=target.node_id, sequence=10**9))
+                await client.report_executions(ExecutionReport(node_id=target.node_id))
             bid = BidResult(
                 execution_id=execution.id,
                 job_id=execution.job_id,

@@ -1,9 +1,11 @@
-"""A hybrid node (requester + compute in one process) and a second compute node joining it
-over mutual-TLS gRPC: both wiring paths of the composition root, with real components."""
+"""A hybrid node (requester + compute in one process) and a second compute node that seeds
+its gossip through it, over mutual-TLS gRPC: both wiring paths of the composition root, with
+real components. The requester learns of the remote node only through gossip."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -11,8 +13,8 @@ import aiohttp
 
 from bacalhau.config import NodeConfig
 from bacalhau.identity import ClusterCA, NodeIdentity
-from bacalhau.models import Job, JobStateType
-from bacalhau.node import start_node
+from bacalhau.models import Connection, Job, JobStateType
+from bacalhau.node import RunningNode, start_node
 
 
 def _config(data_dir: Path, **kw: object) -> NodeConfig:
@@ -25,9 +27,32 @@ def _config(data_dir: Path, **kw: object) -> NodeConfig:
         publisher_host="127.0.0.1",
         publisher_port=0,
         engines=("noop",),
-        heartbeat_interval=0.5,
+        # Faster than the defaults so tests take seconds; the protocol is the same.
+        gossip_probe_interval=0.2,
+        gossip_probe_timeout=0.1,
+        gossip_suspicion_min_seconds=0.6,
+        gossip_join_retry_interval=0.2,
     )
     return base.with_overrides(kw)
+
+
+async def until(probe: Callable[[], object], what: str, timeout: float = 10.0) -> None:
+    """Wait until ``probe()`` is true (polled every 50 ms)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not probe():
+        if loop.time() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout:.0f}s")
+        await asyncio.sleep(0.05)
+
+
+def sees(requester: RunningNode, node_id: str) -> bool:
+    """Whether the requester's node directory has ``node_id`` as a usable compute node."""
+    assert requester.orchestrator is not None
+    return any(
+        n.info.node_id == node_id and n.connection == Connection.CONNECTED
+        for n in requester.orchestrator.nodes.compute_nodes()
+    )
 
 
 def _job(count: int) -> Job:
@@ -50,14 +75,14 @@ async def test_hybrid_node_and_remote_compute(tmp_path: Path) -> None:
         hybrid = await start_node(
             _config(tmp_path / "hybrid", orchestrator=True, compute=True), stack
         )
-        assert hybrid.orchestrator is not None and hybrid.heartbeat is not None
-        await hybrid.heartbeat.wait_joined()
+        assert hybrid.orchestrator is not None
         remote = await start_node(
-            _config(tmp_path / "compute", compute=True, orchestrator_address=hybrid.grpc_address),
-            stack,
+            _config(tmp_path / "compute", compute=True, seeds=hybrid.grpc_address), stack
         )
-        assert remote.heartbeat is not None
-        await asyncio.wait_for(remote.heartbeat.wait_joined(), 10)
+        assert remote.compute is not None
+        compute = remote.compute
+        await until(lambda: sees(hybrid, remote.node_id), "the requester seeing the node")
+        await until(lambda: compute.trust.is_trusted(hybrid.node_id), "trusting the requester")
 
         orch = hybrid.orchestrator
         submitted = await orch.submit_job(_job(count=2))

@@ -1,10 +1,10 @@
 """The composition root gives each compute role its trusted requesters: a hybrid node itself,
-a compute node the requester it joined (learned from the join) plus those configured; and a
-configured requester ID that is not a node ID stops the node from starting."""
+a compute node the requesters that proved their identity at its seed addresses plus those
+configured; a member whose gossip record claims the requester role is not obeyed for that;
+and a configured requester ID that is not a node ID stops the node from starting."""
 
 from __future__ import annotations
 
-import asyncio
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -12,10 +12,10 @@ import pytest
 
 from bacalhau.errors import InvalidConfiguration, PermissionDenied
 from bacalhau.identity import ClusterCA, NodeFiles, NodeIdentity
-from bacalhau.models import CancelExecutionRequest
+from bacalhau.models import CancelExecutionRequest, NodeType
 from bacalhau.node import start_node
 from bacalhau.transport import ComputeClient
-from tests.node.test_hybrid import _config
+from tests.node.test_hybrid import _config, until
 
 
 async def _cancel_as(files: NodeFiles, node_id: str, address: str) -> None:
@@ -46,8 +46,9 @@ async def test_each_compute_role_trusts_exactly_its_requesters(tmp_path: Path) -
             ),
             stack,
         )
-        assert remote.heartbeat is not None and remote.compute is not None
-        await asyncio.wait_for(remote.heartbeat.wait_joined(), 10)
+        assert remote.compute is not None
+        compute = remote.compute
+        await until(lambda: compute.trust.is_trusted(hybrid.node_id), "trusting the requester")
         assert hybrid.compute is not None
         assert hybrid.compute.trust.trusted == {hybrid.node_id}
         assert remote.compute.trust.trusted == {hybrid.node_id, listed_id}
@@ -73,3 +74,36 @@ async def test_a_trusted_requester_must_be_a_node_id(tmp_path: Path) -> None:
         with pytest.raises(InvalidConfiguration) as err:
             await start_node(config, stack)
     assert err.value.details["Field"] == "trusted_requesters"
+
+
+async def test_a_member_claiming_the_requester_role_is_not_obeyed(tmp_path: Path) -> None:
+    ca = ClusterCA.create(tmp_path / "ca")
+    for name in ("requester", "compute", "rogue"):
+        ca.issue_node_certificate(
+            NodeIdentity.load_or_create(tmp_path / name), data_dir=tmp_path / name
+        )
+    async with AsyncExitStack() as stack:
+        requester = await start_node(_config(tmp_path / "requester", orchestrator=True), stack)
+        compute = await start_node(
+            _config(tmp_path / "compute", compute=True, seeds=requester.grpc_address), stack
+        )
+        # A real requester of the cluster, gossiping through the same seed: its record says
+        # "Requester", and every member learns it.
+        rogue = await start_node(
+            _config(tmp_path / "rogue", orchestrator=True, seeds=requester.grpc_address), stack
+        )
+        assert compute.compute is not None and compute.membership is not None
+        endpoint, runner = compute.compute, compute.membership
+
+        def rogue_seen() -> bool:
+            member = runner.member(rogue.node_id)
+            return member is not None and NodeType.REQUESTER in member.record.roles
+
+        await until(rogue_seen, "the compute node hearing of the rogue requester")
+        await until(lambda: endpoint.trust.is_trusted(requester.node_id), "trust")
+        assert not endpoint.trust.is_trusted(rogue.node_id)
+        with pytest.raises(PermissionDenied):
+            await _cancel_as(
+                NodeFiles.in_dir(tmp_path / "rogue"), compute.node_id, compute.grpc_address
+            )
+        assert endpoint.trust.refused == {rogue.node_id: 1}

@@ -25,29 +25,19 @@ _sym_db = _symbol_database.Default()
 from bacalhau._proto.v1 import types_pb2 as bacalhau_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x62\x61\x63\x61lhau/v1/node.proto\x12\x0b\x62\x61\x63\x61lhau.v1\x1a\x17\x62\x61\x63\x61lhau/v1/types.proto\"x\n\x10NodeRegistration\x12#\n\x04info\x18\x01 \x01(\x0b\x32\x15.bacalhau.v1.NodeInfo\x12\r\n\x05nonce\x18\x02 \x01(\x0c\x12\x30\n\nexecutions\x18\x03 \x01(\x0b\x32\x1c.bacalhau.v1.ExecutionReport\"(\n\x0f\x45xecutionReport\x12\x15\n\rexecution_ids\x18\x01 \x03(\t\"\x9e\x01\n\x18NodeRegistrationDecision\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\"\n\x1aheartbeat_interval_seconds\x18\x03 \x01(\x01\x12\x0f\n\x07node_id\x18\x04 \x01(\t\x12\x1c\n\x14orchestrator_node_id\x18\x05 \x01(\t\x12\r\n\x05nonce\x18\x06 \x01(\x0c\"\xd4\x01\n\rNodeHeartbeat\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x32\n\x12\x61vailable_capacity\x18\x03 \x01(\x0b\x32\x16.bacalhau.v1.Resources\x12\x33\n\x13queue_used_capacity\x18\x04 \x01(\x0b\x32\x16.bacalhau.v1.Resources\x12\x1a\n\x12running_executions\x18\x05 \x01(\x03\x12\x1b\n\x13\x65nqueued_executions\x18\x06 \x01(\x03\"?\n\x0bJoinRequest\x12\x30\n\x0cregistration\x18\x01 \x01(\x0b\x32\x1a.bacalhau.v1.SignedPayload\"<\n\x0cJoinResponse\x12,\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x1a.bacalhau.v1.SignedPayload\"A\n\x10HeartbeatRequest\x12-\n\theartbeat\x18\x01 \x01(\x0b\x32\x1a.bacalhau.v1.SignedPayload\"\x13\n\x11HeartbeatResponse2\x96\x01\n\x0bNodeService\x12;\n\x04Join\x12\x18.bacalhau.v1.JoinRequest\x1a\x19.bacalhau.v1.JoinResponse\x12J\n\tHeartbeat\x12\x1d.bacalhau.v1.HeartbeatRequest\x1a\x1e.bacalhau.v1.HeartbeatResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x62\x61\x63\x61lhau/v1/node.proto\x12\x0b\x62\x61\x63\x61lhau.v1\x1a\x17\x62\x61\x63\x61lhau/v1/types.proto\" \n\x0fIdentifyRequest\x12\r\n\x05nonce\x18\x01 \x01(\x0c\"^\n\x15NodeIdentityStatement\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\r\n\x05roles\x18\x02 \x03(\t\x12\x16\n\x0e\x63\x61ller_node_id\x18\x03 \x01(\t\x12\r\n\x05nonce\x18\x04 \x01(\x0c\"A\n\x10IdentifyResponse\x12-\n\tstatement\x18\x01 \x01(\x0b\x32\x1a.bacalhau.v1.SignedPayload2V\n\x0bNodeService\x12G\n\x08Identify\x12\x1c.bacalhau.v1.IdentifyRequest\x1a\x1d.bacalhau.v1.IdentifyResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'bacalhau._proto.v1.node_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_NODEREGISTRATION']._serialized_start=64
-  _globals['_NODEREGISTRATION']._serialized_end=184
-  _globals['_EXECUTIONREPORT']._serialized_start=186
-  _globals['_EXECUTIONREPORT']._serialized_end=226
-  _globals['_NODEREGISTRATIONDECISION']._serialized_start=229
-  _globals['_NODEREGISTRATIONDECISION']._serialized_end=387
-  _globals['_NODEHEARTBEAT']._serialized_start=390
-  _globals['_NODEHEARTBEAT']._serialized_end=602
-  _globals['_JOINREQUEST']._serialized_start=604
-  _globals['_JOINREQUEST']._serialized_end=667
-  _globals['_JOINRESPONSE']._serialized_start=669
-  _globals['_JOINRESPONSE']._serialized_end=729
-  _globals['_HEARTBEATREQUEST']._serialized_start=731
-  _globals['_HEARTBEATREQUEST']._serialized_end=796
-  _globals['_HEARTBEATRESPONSE']._serialized_start=798
-  _globals['_HEARTBEATRESPONSE']._serialized_end=817
-  _globals['_NODESERVICE']._serialized_start=820
-  _globals['_NODESERVICE']._serialized_end=970
+  _globals['_IDENTIFYREQUEST']._serialized_start=64
+  _globals['_IDENTIFYREQUEST']._serialized_end=96
+  _globals['_NODEIDENTITYSTATEMENT']._serialized_start=98
+  _globals['_NODEIDENTITYSTATEMENT']._serialized_end=192
+  _globals['_IDENTIFYRESPONSE']._serialized_start=194
+  _globals['_IDENTIFYRESPONSE']._serialized_end=259
+  _globals['_NODESERVICE']._serialized_start=261
+  _globals['_NODESERVICE']._serialized_end=347
 # @@protoc_insertion_point(module_scope)

@@ -26,7 +26,7 @@ if _version_not_supported:
 
 
 class NodeServiceStub:
-    """Implemented by requester (orchestrator) nodes.
+    """Implemented by every node.
     """
 
     def __init__(self, channel):
@@ -35,31 +35,19 @@ class NodeServiceStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.Join = channel.unary_unary(
-                '/bacalhau.v1.NodeService/Join',
-                request_serializer=bacalhau_dot_v1_dot_node__pb2.JoinRequest.SerializeToString,
-                response_deserializer=bacalhau_dot_v1_dot_node__pb2.JoinResponse.FromString,
-                _registered_method=True)
-        self.Heartbeat = channel.unary_unary(
-                '/bacalhau.v1.NodeService/Heartbeat',
-                request_serializer=bacalhau_dot_v1_dot_node__pb2.HeartbeatRequest.SerializeToString,
-                response_deserializer=bacalhau_dot_v1_dot_node__pb2.HeartbeatResponse.FromString,
+        self.Identify = channel.unary_unary(
+                '/bacalhau.v1.NodeService/Identify',
+                request_serializer=bacalhau_dot_v1_dot_node__pb2.IdentifyRequest.SerializeToString,
+                response_deserializer=bacalhau_dot_v1_dot_node__pb2.IdentifyResponse.FromString,
                 _registered_method=True)
 
 
 class NodeServiceServicer:
-    """Implemented by requester (orchestrator) nodes.
+    """Implemented by every node.
     """
 
-    def Join(self, request, context):
-        """Register (or re-register) a compute node.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def Heartbeat(self, request, context):
-        """A compute node is alive; carries its current load.
+    def Identify(self, request, context):
+        """Answer a nonce with a signed statement of who this node is.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -68,15 +56,10 @@ class NodeServiceServicer:
 
 def add_NodeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'Join': grpc.unary_unary_rpc_method_handler(
-                    servicer.Join,
-                    request_deserializer=bacalhau_dot_v1_dot_node__pb2.JoinRequest.FromString,
-                    response_serializer=bacalhau_dot_v1_dot_node__pb2.JoinResponse.SerializeToString,
-            ),
-            'Heartbeat': grpc.unary_unary_rpc_method_handler(
-                    servicer.Heartbeat,
-                    request_deserializer=bacalhau_dot_v1_dot_node__pb2.HeartbeatRequest.FromString,
-                    response_serializer=bacalhau_dot_v1_dot_node__pb2.HeartbeatResponse.SerializeToString,
+            'Identify': grpc.unary_unary_rpc_method_handler(
+                    servicer.Identify,
+                    request_deserializer=bacalhau_dot_v1_dot_node__pb2.IdentifyRequest.FromString,
+                    response_serializer=bacalhau_dot_v1_dot_node__pb2.IdentifyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -87,11 +70,11 @@ def add_NodeServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class NodeService:
-    """Implemented by requester (orchestrator) nodes.
+    """Implemented by every node.
     """
 
     @staticmethod
-    def Join(request,
+    def Identify(request,
             target,
             options=(),
             channel_credentials=None,
@@ -104,36 +87,9 @@ class NodeService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/bacalhau.v1.NodeService/Join',
-            bacalhau_dot_v1_dot_node__pb2.JoinRequest.SerializeToString,
-            bacalhau_dot_v1_dot_node__pb2.JoinResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def Heartbeat(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/bacalhau.v1.NodeService/Heartbeat',
-            bacalhau_dot_v1_dot_node__pb2.HeartbeatRequest.SerializeToString,
-            bacalhau_dot_v1_dot_node__pb2.HeartbeatResponse.FromString,
+            '/bacalhau.v1.NodeService/Identify',
+            bacalhau_dot_v1_dot_node__pb2.IdentifyRequest.SerializeToString,
+            bacalhau_dot_v1_dot_node__pb2.IdentifyResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -9,8 +9,10 @@ a node can only speak for itself.
 """
 
 from bacalhau._proto.v1 import types_pb2 as _types_pb2
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -262,3 +264,76 @@ class OnComputeFailureResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___OnComputeFailureResponse: _TypeAlias = OnComputeFailureResponse  # noqa: Y015
+
+@_typing.final
+class ExecutionReport(_message.Message):
+    """The executions a compute node holds for a requester: under way, or finished with the
+    result not yet delivered (signed payload of ReportExecutionsRequest). The requester fails
+    the ones it thinks active there that are not listed, and cancels listed ones it has already
+    stopped.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    EXECUTION_IDS_FIELD_NUMBER: _builtins.int
+    node_id: _builtins.str
+    """The reporting node; must equal the signer."""
+    @_builtins.property
+    def execution_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Execution IDs."""
+
+    def __init__(
+        self,
+        *,
+        node_id: _builtins.str = ...,
+        execution_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_ids", b"execution_ids", "node_id", b"node_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExecutionReport: _TypeAlias = ExecutionReport  # noqa: Y015
+
+@_typing.final
+class ReportExecutionsRequest(_message.Message):
+    """Carries a signed ExecutionReport."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPORT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def report(self) -> _types_pb2.SignedPayload:
+        """Payload: ExecutionReport."""
+
+    def __init__(
+        self,
+        *,
+        report: _types_pb2.SignedPayload | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["report", b"report"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["report", b"report"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportExecutionsRequest: _TypeAlias = ReportExecutionsRequest  # noqa: Y015
+
+@_typing.final
+class ReportExecutionsResponse(_message.Message):
+    """Acknowledges ReportExecutions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportExecutionsResponse: _TypeAlias = ReportExecutionsResponse  # noqa: Y015

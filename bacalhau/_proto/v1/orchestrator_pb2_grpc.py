@@ -50,6 +50,11 @@ class OrchestratorServiceStub:
                 request_serializer=bacalhau_dot_v1_dot_orchestrator__pb2.OnComputeFailureRequest.SerializeToString,
                 response_deserializer=bacalhau_dot_v1_dot_orchestrator__pb2.OnComputeFailureResponse.FromString,
                 _registered_method=True)
+        self.ReportExecutions = channel.unary_unary(
+                '/bacalhau.v1.OrchestratorService/ReportExecutions',
+                request_serializer=bacalhau_dot_v1_dot_orchestrator__pb2.ReportExecutionsRequest.SerializeToString,
+                response_deserializer=bacalhau_dot_v1_dot_orchestrator__pb2.ReportExecutionsResponse.FromString,
+                _registered_method=True)
 
 
 class OrchestratorServiceServicer:
@@ -77,6 +82,15 @@ class OrchestratorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportExecutions(self, request, context):
+        """The executions the node holds for this requester (after a restart of either side, when
+        it comes back from being declared dead, and now and then), so the requester can
+        reconcile them with its job store.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrchestratorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -94,6 +108,11 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
                     servicer.OnComputeFailure,
                     request_deserializer=bacalhau_dot_v1_dot_orchestrator__pb2.OnComputeFailureRequest.FromString,
                     response_serializer=bacalhau_dot_v1_dot_orchestrator__pb2.OnComputeFailureResponse.SerializeToString,
+            ),
+            'ReportExecutions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportExecutions,
+                    request_deserializer=bacalhau_dot_v1_dot_orchestrator__pb2.ReportExecutionsRequest.FromString,
+                    response_serializer=bacalhau_dot_v1_dot_orchestrator__pb2.ReportExecutionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -178,6 +197,33 @@ class OrchestratorService:
             '/bacalhau.v1.OrchestratorService/OnComputeFailure',
             bacalhau_dot_v1_dot_orchestrator__pb2.OnComputeFailureRequest.SerializeToString,
             bacalhau_dot_v1_dot_orchestrator__pb2.OnComputeFailureResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportExecutions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bacalhau.v1.OrchestratorService/ReportExecutions',
+            bacalhau_dot_v1_dot_orchestrator__pb2.ReportExecutionsRequest.SerializeToString,
+            bacalhau_dot_v1_dot_orchestrator__pb2.ReportExecutionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

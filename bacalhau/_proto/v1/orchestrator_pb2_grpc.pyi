@@ -44,6 +44,11 @@ class OrchestratorServiceStub:
     """The execution ran and its results were published."""
     OnComputeFailure: _grpc.UnaryUnaryMultiCallable[_orchestrator_pb2.OnComputeFailureRequest, _orchestrator_pb2.OnComputeFailureResponse]
     """The execution failed on the node."""
+    ReportExecutions: _grpc.UnaryUnaryMultiCallable[_orchestrator_pb2.ReportExecutionsRequest, _orchestrator_pb2.ReportExecutionsResponse]
+    """The executions the node holds for this requester (after a restart of either side, when
+    it comes back from being declared dead, and now and then), so the requester can
+    reconcile them with its job store.
+    """
 
 @_typing.type_check_only
 class OrchestratorServiceAsyncStub(OrchestratorServiceStub):
@@ -56,6 +61,11 @@ class OrchestratorServiceAsyncStub(OrchestratorServiceStub):
     """The execution ran and its results were published."""
     OnComputeFailure: _aio.UnaryUnaryMultiCallable[_orchestrator_pb2.OnComputeFailureRequest, _orchestrator_pb2.OnComputeFailureResponse]  # type: ignore[assignment]
     """The execution failed on the node."""
+    ReportExecutions: _aio.UnaryUnaryMultiCallable[_orchestrator_pb2.ReportExecutionsRequest, _orchestrator_pb2.ReportExecutionsResponse]  # type: ignore[assignment]
+    """The executions the node holds for this requester (after a restart of either side, when
+    it comes back from being declared dead, and now and then), so the requester can
+    reconcile them with its job store.
+    """
 
 class OrchestratorServiceServicer(metaclass=_abc_1.ABCMeta):
     """Implemented by requester (orchestrator) nodes."""
@@ -83,5 +93,16 @@ class OrchestratorServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_orchestrator_pb2.OnComputeFailureResponse, _abc.Awaitable[_orchestrator_pb2.OnComputeFailureResponse]]:
         """The execution failed on the node."""
+
+    @_abc_1.abstractmethod
+    def ReportExecutions(
+        self,
+        request: _orchestrator_pb2.ReportExecutionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orchestrator_pb2.ReportExecutionsResponse, _abc.Awaitable[_orchestrator_pb2.ReportExecutionsResponse]]:
+        """The executions the node holds for this requester (after a restart of either side, when
+        it comes back from being declared dead, and now and then), so the requester can
+        reconcile them with its job store.
+        """
 
 def add_OrchestratorServiceServicer_to_server(servicer: OrchestratorServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

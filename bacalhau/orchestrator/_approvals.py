@@ -1,0 +1,59 @@
+"""The operator's decisions about compute nodes (approved, rejected), kept across restarts.
+
+A small SQLite file next to the job store: one row per node an operator decided about. A
+node without a row has the default (APPROVED, or PENDING under manual approval).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+from bacalhau.models import Membership
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS node_approvals (
+    node_id TEXT PRIMARY KEY,
+    membership TEXT NOT NULL,
+    message TEXT NOT NULL DEFAULT '',
+    updated_ns INTEGER NOT NULL
+)
+"""
+
+
+class ApprovalStore:
+    """Approvals and rejections by node ID, written through at once."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Opened where the orchestrator is built, used on its event loop (maybe another thread).
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(_SCHEMA)
+        self._cache: dict[str, Membership] = {
+            node_id: Membership(value)
+            for node_id, value in self._db.execute("SELECT node_id, membership FROM node_approvals")
+            if value in {m.value for m in Membership}
+        }
+
+    def get(self, node_id: str) -> Membership | None:
+        """The operator's decision about ``node_id``, or None if there is none."""
+        return self._cache.get(node_id)
+
+    def set(self, node_id: str, membership: Membership, message: str = "") -> None:
+        self._db.execute(
+            "INSERT INTO node_approvals (node_id, membership, message, updated_ns) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT(node_id) DO UPDATE SET "
+            "membership = excluded.membership, message = excluded.message, "
+            "updated_ns = excluded.updated_ns",
+            (node_id, membership.value, message, time.time_ns()),
+        )
+        self._cache[node_id] = membership
+
+    def forget(self, node_id: str) -> None:
+        self._db.execute("DELETE FROM node_approvals WHERE node_id = ?", (node_id,))
+        self._cache.pop(node_id, None)
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,69 @@
+"""Membership by gossip between real node processes, with the default gossip settings.
+
+- The requester learns of compute nodes only through gossip (they seed through it; there is
+  no join call): each is listed ALIVE and CONNECTED with a last-seen time, by the REST API and
+  by ``bacalhau node list``.
+- A SIGKILLed compute node is declared dead at the requester within a generous bound of the
+  defaults' design target (5 s on a quiet cluster; the bound here is 10 s, the figure itself
+  is measured by ``bench/membership.py``), while the other node stays alive.
+- ``bacalhau node describe`` shows the full record, liveness included.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from bacalhau.models import Connection, LivenessState
+from tests.integration.devstack import Devstack, eventually
+
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("devstack-gossip")]
+
+#: Generous: the defaults aim at 5 s; a loaded 2-core machine must not make this flaky.
+DETECTION_BOUND_SECONDS = 10.0
+
+
+def test_compute_nodes_are_known_through_gossip_and_a_killed_one_is_declared_dead(
+    tmp_path: Path,
+) -> None:
+    stack = Devstack.start(tmp_path / "devstack", compute_nodes=2)
+    try:
+        nodes = {n.info.node_id: n for n in stack.client.list_nodes()}
+        for compute in stack.compute:
+            state = nodes[compute.node_id]
+            assert state.connection == Connection.CONNECTED
+            assert state.liveness == LivenessState.ALIVE
+            assert state.last_seen_ns > 0
+        table = stack.ok("node", "list")
+        header, *rows = [line.split() for line in table.splitlines() if line.strip()]
+        assert header[:5] == ["ID", "TYPE", "APPROVAL", "STATUS", "LIVENESS"]
+        assert len(rows) == 3 and all("ALIVE" in row for row in rows)
+        victim = stack.compute[0]
+        described = json.loads(stack.ok("node", "describe", victim.node_id, "--output", "json"))
+        assert described["Liveness"] == "ALIVE" and described["Connection"] == "CONNECTED"
+        assert described["Info"]["ComputeNodeInfo"]["ExecutionEngines"]
+
+        stack.kill_node(victim.name)
+        killed = time.monotonic()
+        dead = stack.wait_for_node(
+            victim.name, connection=Connection.DISCONNECTED, timeout=DETECTION_BOUND_SECONDS
+        )
+        assert time.monotonic() - killed < DETECTION_BOUND_SECONDS
+        assert dead.liveness == LivenessState.DEAD
+        survivor = stack.wait_for_node(stack.compute[1].name, timeout=1)
+        assert survivor.liveness == LivenessState.ALIVE
+        listed = eventually(
+            lambda: next(
+                (row for row in stack.ok("node", "list").splitlines() if "DEAD" in row), None
+            ),
+            timeout=5,
+            what="the node list showing the dead node",
+        )
+        assert "DISCONNECTED" in listed
+    except BaseException:
+        stack.stop(check=False)
+        raise
+    stack.stop()
