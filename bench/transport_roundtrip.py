@@ -35,10 +35,8 @@ from bacalhau.models import (
     ComputeFailure,
     Event,
     Execution,
-    Heartbeat,
+    ExecutionReport,
     Job,
-    JoinRequest,
-    JoinResponse,
     RunResult,
     SpecConfig,
     Task,
@@ -77,10 +75,7 @@ class _Orchestrator:
     async def on_compute_failure(self, failure: ComputeFailure) -> None:
         return None
 
-    async def join(self, request: JoinRequest) -> JoinResponse:
-        return JoinResponse(accepted=True)
-
-    async def heartbeat(self, heartbeat: Heartbeat) -> None:
+    async def report_executions(self, report: ExecutionReport) -> None:
         return None
 
 
