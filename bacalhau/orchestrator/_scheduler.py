@@ -28,7 +28,9 @@ from bacalhau.models import (
     JobStateType,
     Membership,
     NodeState,
+    Resources,
     TriggeredBy,
+    format_size,
     new_evaluation_id,
     new_execution_id,
 )
@@ -245,12 +247,45 @@ def _not_enough_nodes(job: Job, needed: int, ranks: list[NodeRank], failures: li
     ]
     if failures:
         lines.insert(0, f"job failed: {failures[-1]}")
+    too_big = _too_big_for_every_node(job, ranks)
+    if too_big:
+        lines.append(too_big)
     for r in ranks:
         if not r.suitable:
             lines.append(f"• node {r.node.info.node_id} {r.reason}")
     if not ranks:
         lines.append("• no compute node has joined this requester")
     return "\n".join(lines)
+
+
+def _too_big_for_every_node(job: Job, ranks: list[NodeRank]) -> str:
+    """The numbers, when the job asks more than every node that says its limits offers.
+
+    Per resource, "the most offered" is the largest of any node's job limit (its
+    ``MaxJobRequirements``), so the user sees what to ask for at most.
+    """
+    limits = [
+        r.node.info.compute.max_job_requirements
+        for r in ranks
+        if r.node.info.compute is not None and r.node.info.compute.max_job_requirements.cpu
+    ]
+    asked = job_usage(job)
+    if not limits or any(asked.fits_in(limit) for limit in limits):
+        return ""
+    most = Resources(
+        cpu=max(limit.cpu for limit in limits),
+        memory=max(limit.memory for limit in limits),
+        disk=max(limit.disk for limit in limits),
+        gpu=max(limit.gpu for limit in limits),
+    )
+    return (
+        f"the job asks for more than any node offers: asked {_quantities(asked)}; "
+        f"the most any node offers: {_quantities(most)}"
+    )
+
+
+def _quantities(r: Resources) -> str:
+    return f"CPU {r.cpu:g}, memory {format_size(r.memory)}, disk {format_size(r.disk)}, GPU {r.gpu}"
 
 
 def _queue_for_nodes(plan: Plan, now: int) -> None:
