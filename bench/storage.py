@@ -49,6 +49,15 @@ def generate(path: Path, size: int) -> None:
 
 
 def peak_rss_mb() -> float:
+    """This process's peak RSS. ``VmHWM`` rather than ``ru_maxrss``: the latter survives
+    exec, so a child would report its parent's peak at fork time."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
