@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import stat
 import time
@@ -50,10 +51,15 @@ def prefix() -> str:
 async def executor(
     client: docker.DockerClient, prefix: str, tmp_path: Path
 ) -> AsyncIterator[DockerExecutor]:
-    yield DockerExecutor(client=client, name_prefix=prefix, scratch_dir=tmp_path / "scratch")
+    executor = DockerExecutor(client=client, name_prefix=prefix, scratch_dir=tmp_path / "scratch")
+    yield executor
     leftovers = _containers(client, prefix)
+    # Closing also waits for what the runs left to finish in the background (the release of
+    # their capped result folders).
+    await executor.close()
     for container in leftovers:
-        container.remove(force=True)
+        with contextlib.suppress(docker.errors.NotFound):
+            container.remove(force=True)
     assert not leftovers, "the executor left containers behind"
 
 
