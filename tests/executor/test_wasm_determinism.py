@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from bacalhau.errors import ExecutionTimeout
 from bacalhau.executor import RunRequest, WasmExecutor
 from bacalhau.executor.wasm._determinism import EPOCH_NS, STEP_NS, DeterministicSource
 from tests.executor.test_wasm import req
@@ -131,3 +132,13 @@ def _lines(stdout: str) -> dict[str, str]:
 def _seconds(text: str) -> int:
     whole, _, frac = text.partition(".")
     return int(whole) * 10**9 + int(frac)
+
+
+async def test_a_looping_deterministic_module_is_stopped_at_its_timeout(
+    tmp_path: Path, wasm_modules: Path
+) -> None:
+    busyloop = (wasm_modules / "busyloop.wasm").read_bytes()
+    request = req(tmp_path, busyloop, params={"Deterministic": True}, timeout=0.3)
+    async with WasmExecutor() as executor:
+        with pytest.raises(ExecutionTimeout):
+            await executor.run(request)
