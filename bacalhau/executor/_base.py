@@ -29,6 +29,8 @@ class InputMount:
     source: Path
     target: str
     read_only: bool = True
+    #: The input source's ``Alias``: WASM imports of a module by this name resolve to it.
+    alias: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -102,6 +102,25 @@ async def test_name_form_resolves_to_prepared_inputs_by_target(
     assert (result.exit_code, result.error_msg) == (7, "")
 
 
+async def test_an_import_resolves_to_the_task_input_with_that_alias(
+    tmp_path: Path, executor: WasmExecutor
+) -> None:
+    # As in Bacalhau: no ImportModules entry, but an input whose Alias is the imported name.
+    (tmp_path / "quit.wasm").write_bytes(wasmtime.wat2wasm(QUIT_WAT))
+    data = tmp_path / "data"
+    data.mkdir()
+    request = req(
+        tmp_path,
+        wasmtime.wat2wasm(CALLS_QUIT_WAT),
+        inputs=[
+            InputMount(tmp_path / "quit.wasm", "/inputs/quit.wasm", alias="quitter"),
+            InputMount(data, "/data", alias="other"),  # data stays data: preopened
+        ],
+    )
+    result = await executor.run(request)
+    assert (result.exit_code, result.error_msg) == (7, "")
+
+
 async def test_an_import_nobody_provides_is_named(tmp_path: Path, executor: WasmExecutor) -> None:
     params = wasm_params(
         data_url(wasmtime.wat2wasm(MAIN_WAT)), ImportModules=[inline(LIB_WAT, "lib")]

@@ -64,7 +64,7 @@ from bacalhau.executor.wasm._modules import (
     wasm_error_cause,
 )
 from bacalhau.executor.wasm._output import CappedStreams
-from bacalhau.executor.wasm._params import WasmEngineSpec
+from bacalhau.executor.wasm._params import ModuleRef, WasmEngineSpec
 from bacalhau.executor.wasm._poll import RunStopped, set_running_watch
 from bacalhau.executor.wasm._source import load_module
 from bacalhau.models import RunCommandResult, SpecConfig
@@ -211,11 +211,21 @@ class WasmExecutor:
     def _load_modules(
         self, spec: WasmEngineSpec, inputs: Sequence[InputMount]
     ) -> tuple[CompiledModule, dict[str, CompiledModule]]:
-        """The compiled entry module and import modules (by name), their imports checked."""
+        """The compiled entry module and import modules (by name), their imports checked.
+
+        As in Bacalhau, a name no import module has resolves to the task input of that alias.
+        """
         compiled = self._modules.get(load_module(spec.entry_module, inputs))
         imports = {
             ref.name: self._modules.get(load_module(ref, inputs)) for ref in spec.import_modules
         }
+        pending = [*compiled.imports, *(n for c in imports.values() for n in c.imports)]
+        while pending:
+            name = pending.pop()
+            mount = _aliased_module(name, inputs) if name not in imports else None
+            if mount is not None:
+                imports[name] = self._modules.get(load_module(_input_module(mount), inputs))
+                pending.extend(imports[name].imports)
         check_imports(
             compiled.module,
             {name: c.module for name, c in imports.items()},
@@ -265,7 +275,7 @@ class WasmExecutor:
             self._max_stream_bytes,
         )
         try:
-            wasi = self._wasi_config(spec, request, folders)
+            wasi = self._wasi_config(spec, request, folders, set(imports))
             wasi.stdout_file = streams.stdout_path
             wasi.stderr_file = streams.stderr_path
             watch.monotonic_base_ns = time.monotonic_ns()
@@ -312,7 +322,11 @@ class WasmExecutor:
         return min(asked, self._max_memory) if asked > 0 else self._max_memory
 
     def _wasi_config(
-        self, spec: WasmEngineSpec, request: RunRequest, folders: dict[str, Path]
+        self,
+        spec: WasmEngineSpec,
+        request: RunRequest,
+        folders: dict[str, Path],
+        imported: set[str],
     ) -> wasmtime.WasiConfig:
         wasi = wasmtime.WasiConfig()
         wasi.argv = spec.argv()
@@ -325,7 +339,7 @@ class WasmExecutor:
                 wasi.preopen_dir(host, rp.name)
         modules = spec.module_targets()
         for mount in request.inputs:
-            if mount.target in modules:
+            if mount.target in modules or (mount.alias and mount.alias in imported):
                 continue  # a module, already loaded
             if not mount.source.is_dir():
                 raise ExecutionFailed(
@@ -376,6 +390,16 @@ def _seed(
         argv=spec.argv(),
         env=spec.merged_env(request.env),
         input_targets=[m.target for m in request.inputs if m.target not in modules],
+    )
+
+
+def _aliased_module(name: str, inputs: Sequence[InputMount]) -> InputMount | None:
+    return next((m for m in inputs if m.alias and m.alias == name), None)
+
+
+def _input_module(mount: InputMount) -> ModuleRef:
+    return ModuleRef(
+        name=mount.alias, target=mount.target, source=None, field="Engine.Params.ImportModules"
     )
 
 
