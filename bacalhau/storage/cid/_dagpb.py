@@ -118,14 +118,15 @@ def encode_unixfs(
     return b"".join(parts)
 
 
-def encode_file_leaf(chunk: bytes) -> tuple[bytes, bytes]:
-    """Prefix and suffix of a dag-pb File leaf around ``chunk`` (so a 256 KiB chunk is not
-    copied to be hashed): ``prefix + chunk + suffix`` is the block."""
-    size = encode_varint(len(chunk))
-    if chunk:
-        inner_len = 2 + 1 + len(size) + len(chunk) + 1 + len(size)
+def encode_file_leaf(length: int) -> tuple[bytes, bytes]:
+    """Prefix and suffix of a dag-pb File leaf holding a ``length``-byte chunk (so a
+    256 KiB chunk need not be copied to be framed): ``prefix + chunk + suffix`` is the
+    block."""
+    size = encode_varint(length)
+    if length:
+        inner_len = 2 + 1 + len(size) + length + 1 + len(size)
         prefix = b"\x0a" + encode_varint(inner_len) + b"\x08\x02\x12" + size
-    else:
+    else:  # an empty chunk has no Data field
         inner_len = 2 + 1 + len(size)
         prefix = b"\x0a" + encode_varint(inner_len) + b"\x08\x02"
     return prefix, b"\x18" + size

@@ -159,7 +159,7 @@ class Importer:
             if self._sink is not None:
                 self._sink.put_trusted(cid, chunk)
             return _Child(cid, len(chunk), len(chunk))
-        prefix, suffix = encode_file_leaf(chunk)
+        prefix, suffix = encode_file_leaf(len(chunk))
         if self._sink is None:
             # Hash the parts: no 256 KiB copy when nothing is stored.
             digest = hashlib.sha256(prefix)
@@ -189,7 +189,7 @@ class Importer:
         bytes besides the read itself.
         """
         size = self.options.chunk_size
-        head, tail = (b"", b"") if self._raw else encode_file_leaf(bytes(size))
+        head, tail = (b"", b"") if self._raw else encode_file_leaf(size)
         start, end = len(head), len(head) + size
         layout = _BalancedFile(self.options.max_links, self._emit_node)
         leaves = 0
