@@ -212,6 +212,7 @@ class InvalidContent(BacalhauError):
     code = "InvalidContent"
     http_status = 422
     default_component = "CIDStore"
+    default_hint = "the data is malformed or was damaged on the way; get it again from a good copy"
 
     def __init__(
         self,
