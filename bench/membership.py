@@ -15,23 +15,42 @@ quiet minute with 5% packet loss in each direction: ``false_deaths_200_5pct_loss
 counts members declared dead by anyone although they never stopped (it must be 0), next to
 the suspicions that were raised and refuted in time.
 
+``real``: the same two figures with real node processes (``bacalhau devstack``: a requester
+and 19 compute nodes, each its own process, mTLS gRPC on loopback, default settings), as the
+requester sees them through its REST API:
+
+- ``dissemination_s``: a new compute node is started, seeding through a random compute
+  node (so its record must travel by gossip to reach the requester); seconds from the moment
+  its gossip member started (the node prints it) until the requester lists it;
+- ``detection_s``: a random compute node is SIGKILLed; seconds until the requester lists it
+  as disconnected (dead).
+
 Prints one JSON document.
 
-    python bench/membership.py [--trials 3] [--seed 1]
+    python bench/membership.py [--trials 3] [--seed 1] [--real-nodes 20] [--no-real]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import re
+import signal
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
+from bacalhau.client import Client
 from bacalhau.gossip import GossipSettings, MemberEvent, MemberEventKind
 from bacalhau.gossip.simulation import NetworkConditions, Simulation
-from bacalhau.models import LivenessState
+from bacalhau.identity import ClusterCA, NodeIdentity
+from bacalhau.models import Connection, LivenessState, parse_rfc3339_ns
 from bacalhau.transport import MEMBER_RECORD_CODEC
 
 SIZES = (50, 200, 500)
@@ -94,7 +113,137 @@ def false_deaths(size: int, loss: float, seconds: float, seed: int) -> dict[str,
     }
 
 
-def measure(trials: int, seed: int) -> dict[str, Any]:
+# -- real processes ------------------------------------------------------------------------------
+
+#: How often the requester's node list is read while waiting (bounds the error of a figure).
+POLL_S = 0.02
+_SINCE = re.compile(r"gossip: member since (\S+)")
+
+
+def _bacalhau(*args: str) -> list[str]:
+    return [sys.executable, "-m", "bacalhau", *args]
+
+
+def _wait(probe: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(POLL_S)
+    raise SystemExit(f"real cluster: {what} did not happen within {timeout:.0f} s")
+
+
+def _connection(client: Client, node_id: str) -> Connection | None:
+    try:
+        nodes = client.list_nodes()
+    except Exception:  # the API is busy or restarting: not yet
+        return None
+    return next((n.connection for n in nodes if n.info.node_id == node_id), None)
+
+
+def _start_node(data: Path, ca: ClusterCA, name: str, seed_address: str) -> tuple[Any, str]:
+    """A new compute node seeding through ``seed_address``; returns (process, node ID)."""
+    node_dir = data / name
+    identity = NodeIdentity.load_or_create(node_dir)
+    ca.issue_node_certificate(identity, data_dir=node_dir, hosts=["127.0.0.1", "localhost"])
+    args = ["serve", "--compute", "--data-dir", str(node_dir), "--seed", seed_address]
+    args += ["--grpc-host", "127.0.0.1", "--grpc-port", "0", "--publisher-host", "127.0.0.1"]
+    args += ["--publisher-port", "0", "--engines", "noop"]
+    log = (node_dir / "serve.log").open("wb")
+    process = subprocess.Popen(
+        _bacalhau(*args), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+    )
+    log.close()
+    return process, identity.node_id
+
+
+def _member_since(log: Path) -> float:
+    match = _wait(lambda: _SINCE.search(log.read_text(errors="replace")), 60, "a node start")
+    return parse_rfc3339_ns(match.group(1)) / 1e9
+
+
+def real_cluster(nodes: int, trials: int, seed: int) -> dict[str, Any]:
+    """Dissemination and detection with ``nodes`` real processes (requester + compute)."""
+    rng = random.Random(f"real-{seed}")
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench-membership-") as tmp:
+        data = Path(tmp) / "devstack"
+        out = (Path(tmp) / "devstack.out").open("wb")
+        devstack = subprocess.Popen(
+            _bacalhau(
+                "devstack",
+                "--compute-nodes",
+                str(nodes - 1),
+                "--api-port",
+                "0",
+                "--engines",
+                "noop",
+                "--data-dir",
+                str(data),
+            ),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        extra: list[Any] = []
+        client: Client | None = None
+        try:
+            manifest_path = data / "devstack.json"
+            _wait(manifest_path.exists, 180, f"a devstack of {nodes} nodes")
+            manifest = json.loads(manifest_path.read_text())
+            ready_s = time.perf_counter() - started
+            client = Client(f"http://{manifest['APIAddress']}")
+            compute = [n for n in manifest["Nodes"] if n["Role"] == "compute"]
+            ca = ClusterCA.load(data / "ca")
+
+            dissemination = []
+            for t in range(trials):
+                seed_node = rng.choice(compute)
+                process, node_id = _start_node(data, ca, f"newcomer-{t}", seed_node["GRPCAddress"])
+                extra.append(process)
+                since = _member_since(data / f"newcomer-{t}" / "serve.log")
+                _wait(lambda n=node_id: _connection(client, n) == Connection.CONNECTED, 30, "seen")
+                dissemination.append(time.time() - since)
+
+            detection = []
+            victims = rng.sample(compute, trials)
+            for victim in victims:
+                os.kill(victim["PID"], signal.SIGKILL)
+                killed = time.time()
+                _wait(
+                    lambda n=victim["ID"]: _connection(client, n) == Connection.DISCONNECTED,
+                    60,
+                    "a death noticed",
+                )
+                detection.append(time.time() - killed)
+        finally:
+            if client is not None:
+                client.close()
+            for process in extra:
+                process.terminate()
+            for process in extra:
+                process.wait(30)
+            devstack.send_signal(signal.SIGINT)
+            devstack.wait(60)
+            out.close()
+    return {
+        "nodes": nodes,
+        "dissemination_s": round(statistics.median(dissemination), 3),
+        "detection_s": round(statistics.median(detection), 3),
+        "dissemination_max_s": round(max(dissemination), 3),
+        "detection_max_s": round(max(detection), 3),
+        "trials": trials,
+        "cluster_start_s": round(ready_s, 1),
+        "measured": (
+            "at the requester, through its REST API polled every 20 ms; dissemination from "
+            "the new node's gossip start (seeded through a random compute node), detection "
+            "from SIGKILL; default gossip settings"
+        ),
+    }
+
+
+def measure(trials: int, seed: int, real_nodes: int) -> dict[str, Any]:
     started = time.perf_counter()
     simulated = []
     for size in SIZES:
@@ -115,8 +264,10 @@ def measure(trials: int, seed: int) -> dict[str, Any]:
         )
     quiet = false_deaths(200, 0.05, 60.0, seed)
     s = GossipSettings()
+    real = real_cluster(real_nodes, trials, seed) if real_nodes else None
     return {
         "simulated": simulated,
+        "real": real,
         "false_deaths_200_5pct_loss_60s": quiet["false_deaths"],
         "quiet_minute_200_5pct_loss": quiet,
         "settings": {
@@ -145,8 +296,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=3, help="trials per cluster size")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--real-nodes", type=int, default=20, help="real node processes (0: simulated only)"
+    )
     args = parser.parse_args()
-    print(json.dumps(measure(args.trials, args.seed), indent=2))
+    print(json.dumps(measure(args.trials, args.seed, args.real_nodes), indent=2))
 
 
 if __name__ == "__main__":

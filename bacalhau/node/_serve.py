@@ -37,7 +37,7 @@ from bacalhau.errors import InvalidConfiguration, Unavailable
 from bacalhau.executor import DockerExecutor, WasmExecutor, gpu_labels, host_gpus
 from bacalhau.gossip import Membership, MembershipRunner, Message, NodeRecord
 from bacalhau.identity import NodeFiles, NodeIdentity, check_node_files, is_peer_id
-from bacalhau.models import NodeInfo, NodeType
+from bacalhau.models import NodeInfo, NodeType, rfc3339_ns
 from bacalhau.node._cluster_view import GossipNodeView
 from bacalhau.node._lifeline import watch_lifeline
 from bacalhau.node._membership import (
@@ -75,6 +75,8 @@ class RunningNode:
     orchestrator: Orchestrator | None = None
     compute: ComputeEndpoint | None = None
     membership: MembershipRunner | None = None
+    #: Unix ns when this node's gossip member started (and sent its join to the seeds).
+    member_since_ns: int = 0
     contact: RequesterContact | None = None
     extras: dict[str, object] = field(default_factory=dict)
 
@@ -224,6 +226,7 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
         seeds=seeds,
         now=time.monotonic(),
     )
+    running.member_since_ns = time.time_ns()
     runner = await stack.enter_async_context(MembershipRunner(core, network))
     running.membership = runner
     node_view.attach(runner)
@@ -412,6 +415,9 @@ async def serve(config: NodeConfig, *, parent_fd: int | None = None) -> None:
             if node.api_port:
                 print(f"  API: http://{config.api_host}:{node.api_port}", flush=True)
             print(f"  bprotocol: {node.grpc_address}", flush=True)
+            seeds = ", ".join(seed_addresses(config)) or "none"
+            since = rfc3339_ns(node.member_since_ns)
+            print(f"  gossip: member since {since} (seeds: {seeds})", flush=True)
             await stop.wait()
             log.info("stopping")
     finally:

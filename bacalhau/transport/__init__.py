@@ -1,18 +1,20 @@
 """Node-to-node bprotocol over mutual-TLS gRPC.
 
 - :class:`NodeServer` serves a node's roles: ComputeService (to a :class:`ComputeHandler`),
-  OrchestratorService and NodeService (to an :class:`OrchestratorHandler`).
+  OrchestratorService (to an :class:`OrchestratorHandler`), NodeService (every node proves
+  its identity there) and MembershipService (gossip, see :mod:`bacalhau.gossip`).
 - :class:`ComputeClient` is the requester's way to compute nodes; :class:`OrchestratorClient`
-  a compute node's way to its requester.
+  a compute node's way to a requester (identified at a seed address first);
+  :class:`MembershipClient` the gossip member's network.
 
 Trust: every connection is mutual TLS with certificates from the cluster CA, and each call is
 attributed to the node ID in the caller's certificate. Messages a node vouches for (a
-requester's commands, bids, results, failures, registrations, heartbeats) are signed with its
-identity key and accepted only when the signer is the TLS peer and the message names the
-signer (and, for commands, names the receiving node). Clients pin the node they call, so a
-call cannot reach another node. Whether a proven sender may command a node is the role's
-decision (a compute node obeys only the requesters it trusts). Every refusal is a
-:class:`bacalhau.errors.PermissionDenied` on both sides; every other failure is a
+requester's commands, bids, results, failures, execution reports, identity statements and
+gossip records) are signed with its identity key and accepted only when the signer is the TLS
+peer and the message names the signer (and, for commands, names the receiving node). Clients
+pin the node they call, so a call cannot reach another node. Whether a proven sender may
+command a node is the role's decision (a compute node obeys only the requesters it trusts).
+Every refusal is a :class:`bacalhau.errors.PermissionDenied` on both sides; every other failure is a
 :class:`bacalhau.errors.BacalhauError` rebuilt from the same stable code the remote raised.
 """
 

@@ -18,7 +18,6 @@ from google.protobuf import struct_pb2
 from bacalhau._proto.v1 import types_pb2 as pb
 from bacalhau.errors import InvalidJobSpec, InvalidRequest
 from bacalhau.models import (
-    ComputeNodeInfo,
     Event,
     Execution,
     ExecutionDesiredStateType,
@@ -29,8 +28,6 @@ from bacalhau.models import (
     LabelSelectorRequirement,
     NetworkConfig,
     NetworkType,
-    NodeInfo,
-    NodeType,
     Resources,
     ResourcesConfig,
     ResultPath,
@@ -88,12 +85,6 @@ _NETWORK_TO_PB = {
 }
 _NETWORK_FROM_PB = {v: k for k, v in _NETWORK_TO_PB.items()}
 _NETWORK_FROM_PB[pb.NETWORK_TYPE_UNSPECIFIED] = NetworkType.NONE
-
-_NODE_TYPE_TO_PB = {
-    NodeType.REQUESTER: pb.NODE_TYPE_REQUESTER,
-    NodeType.COMPUTE: pb.NODE_TYPE_COMPUTE,
-}
-_NODE_TYPE_FROM_PB = {v: k for k, v in _NODE_TYPE_TO_PB.items()}
 
 
 def _unknown(what: str, value: int) -> InvalidRequest:
@@ -370,61 +361,4 @@ def execution_from_proto(msg: pb.Execution) -> Execution:
         revision=msg.revision,
         create_time=msg.create_time_unix_nano,
         modify_time=msg.modify_time_unix_nano,
-    )
-
-
-# -- nodes -------------------------------------------------------------------------------------
-
-
-def node_info_to_proto(info: NodeInfo) -> pb.NodeInfo:
-    out = pb.NodeInfo(
-        node_id=info.node_id,
-        node_type=_NODE_TYPE_TO_PB[info.node_type],
-        labels=info.labels,
-        version=info.version,
-        grpc_address=info.grpc_address,
-    )
-    if info.compute is not None:
-        c = info.compute
-        out.compute.CopyFrom(
-            pb.ComputeNodeInfo(
-                execution_engines=c.execution_engines,
-                publishers=c.publishers,
-                storage_sources=c.storage_sources,
-                max_capacity=resources_to_proto(c.max_capacity),
-                queue_capacity=resources_to_proto(c.queue_capacity),
-                available_capacity=resources_to_proto(c.available_capacity),
-                max_job_requirements=resources_to_proto(c.max_job_requirements),
-                running_executions=c.running_executions,
-                enqueued_executions=c.enqueued_executions,
-            )
-        )
-    return out
-
-
-def node_info_from_proto(msg: pb.NodeInfo) -> NodeInfo:
-    node_type = _NODE_TYPE_FROM_PB.get(msg.node_type)
-    if node_type is None:
-        raise _unknown("node type", msg.node_type)
-    compute = None
-    if msg.HasField("compute"):
-        c = msg.compute
-        compute = ComputeNodeInfo(
-            execution_engines=list(c.execution_engines),
-            publishers=list(c.publishers),
-            storage_sources=list(c.storage_sources),
-            max_capacity=resources_from_proto(c.max_capacity),
-            queue_capacity=resources_from_proto(c.queue_capacity),
-            available_capacity=resources_from_proto(c.available_capacity),
-            max_job_requirements=resources_from_proto(c.max_job_requirements),
-            running_executions=c.running_executions,
-            enqueued_executions=c.enqueued_executions,
-        )
-    return NodeInfo(
-        node_id=msg.node_id,
-        node_type=node_type,
-        labels=dict(msg.labels),
-        compute=compute,
-        version=msg.version,
-        grpc_address=msg.grpc_address,
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from bacalhau.models import (
-    ComputeNodeInfo,
     Event,
     Execution,
     ExecutionDesiredStateType,
@@ -14,8 +13,6 @@ from bacalhau.models import (
     LabelSelectorRequirement,
     NetworkConfig,
     NetworkType,
-    NodeInfo,
-    NodeType,
     Resources,
     ResourcesConfig,
     ResultPath,
@@ -138,29 +135,4 @@ def full_event() -> Event:
         topic="Exec Scanning",
         timestamp=1_732_874_645_123_456_789,
         details={"IsError": "true", "ErrorCode": "ImageNotFound", "Hint": "docker load it"},
-    )
-
-
-def full_node_info(node_id: str, *, compute: bool = True) -> NodeInfo:
-    return NodeInfo(
-        node_id=node_id,
-        node_type=NodeType.COMPUTE if compute else NodeType.REQUESTER,
-        labels={"Operating-System": "linux", "Architecture": "amd64", "region": "eu"},
-        compute=(
-            ComputeNodeInfo(
-                execution_engines=["docker", "wasm"],
-                publishers=["local", "s3"],
-                storage_sources=["urldownload", "localdirectory", "inline"],
-                max_capacity=Resources(cpu=4.0, memory=8 * 10**9, disk=100 * 10**9, gpu=1),
-                queue_capacity=Resources(cpu=1.0, memory=10**9),
-                available_capacity=Resources(cpu=3.0, memory=7 * 10**9, disk=90 * 10**9, gpu=1),
-                max_job_requirements=Resources(cpu=2.0, memory=4 * 10**9, disk=50 * 10**9),
-                running_executions=2,
-                enqueued_executions=1,
-            )
-            if compute
-            else None
-        ),
-        version="v1.5.2-py",
-        grpc_address="127.0.0.1:4222",
     )

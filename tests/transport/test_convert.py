@@ -30,7 +30,6 @@ from tests.transport.samples import (
     full_event,
     full_execution,
     full_job,
-    full_node_info,
     full_task,
 )
 
@@ -126,13 +125,6 @@ def test_non_json_params_are_refused_with_the_field() -> None:
     with pytest.raises(InvalidJobSpec) as err:
         c.job_to_proto(dataclasses.replace(full_job(), tasks=[task]))
     assert err.value.field == "Tasks[0].Engine.Params"
-
-
-@pytest.mark.parametrize("compute", [True, False])
-def test_node_info_round_trips(compute: bool) -> None:
-    info = full_node_info(NODE, compute=compute)
-    wire = c.node_info_to_proto(info).SerializeToString()
-    assert c.node_info_from_proto(types_pb2.NodeInfo.FromString(wire)) == info
 
 
 def test_messages_round_trip() -> None:
