@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -19,7 +21,7 @@ from bacalhau.executor import DockerExecutor, InputMount, RunRequest
 from bacalhau.executor.docker import LABEL_EXECUTOR
 from bacalhau.executor.docker._disk import CappedFolders, capped_folders_supported
 from bacalhau.models import Resources, ResultPath
-from tests.executor.conftest import new_request
+from tests.executor.conftest import REPO, new_request
 
 MiB = 1024 * 1024
 
@@ -236,12 +238,62 @@ async def test_cancel_leaves_no_container_and_no_scratch(
     )
     task = asyncio.create_task(executor.run(request))
     await _wait_until(lambda: "running" in _read(request.results_dir / "stdout"))
-    assert _mounts_under(scratch)
+    assert _entries(scratch) == [request.execution_id]
+    assert _loops_backed_by(scratch)
     await executor.cancel(request.execution_id)
     with pytest.raises(ExecutionCancelled):
         await task
     assert client.containers.list(all=True, filters={"label": f"{LABEL_EXECUTOR}={prefix}"}) == []
     await _scratch_emptied(scratch)
+    await _wait_until(lambda: not _loops_backed_by(scratch))
+
+
+KILLED_NODE = """
+import asyncio, sys
+from pathlib import Path
+from bacalhau.executor import DockerExecutor, RunRequest
+from bacalhau.models import ResultPath, SpecConfig
+
+async def main() -> None:
+    prefix, scratch, results, image = sys.argv[1:5]
+    executor = DockerExecutor(name_prefix=prefix, scratch_dir=Path(scratch))
+    params = {"Image": image, "Entrypoint": ["sh", "-c"], "Parameters": ["echo running; sleep 60"]}
+    await executor.run(RunRequest(
+        execution_id="e-killed", job_id="j-killed", engine=SpecConfig("docker", params),
+        results_dir=Path(results), result_paths=[ResultPath(name="out", path="/outputs")],
+    ))
+
+asyncio.run(main())
+"""
+
+
+@needs_root
+async def test_a_killed_node_leaves_nothing_mounted_once_its_container_is_gone(
+    tmp_path: Path,
+    busybox_image: str,
+    scratch: Path,
+    client: docker.DockerClient,
+    prefix: str,
+) -> None:
+    results = tmp_path / "killed"
+    node = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-c", KILLED_NODE, prefix, str(scratch), str(results), busybox_image),
+        cwd=REPO,
+    )
+    try:
+        await _wait_until(lambda: "running" in _read(results / "stdout"))
+        # The job runs: the node's own mount is already detached, only the container holds it.
+        await _wait_until(lambda: not _mounts_under(scratch), timeout=5)
+    finally:
+        node.kill()
+        await node.wait()
+    assert _loops_backed_by(scratch)
+    # What a restarted node does first: remove the containers of its prefix.
+    for container in client.containers.list(
+        all=True, filters={"label": f"{LABEL_EXECUTOR}={prefix}"}
+    ):
+        container.remove(force=True)
+    await _wait_until(lambda: not _loops_backed_by(scratch))
     assert not _mounts_under(scratch)
 
 
@@ -250,17 +302,25 @@ async def test_a_new_executor_removes_capped_folders_a_dead_one_left(
     make_executor: ExecutorFactory, scratch: Path
 ) -> None:
     stale = CappedFolders.layout(scratch, f"e-{uuid.uuid4()}", 4 * MiB, ["out"])
-    await stale.mount()
+    await stale.mount()  # and killed before its container started: still mounted
     assert _mounts_under(scratch)
     async with make_executor():
         assert _entries(scratch) == []
         assert not _mounts_under(scratch)
+    await stale.release()  # the descriptor this test holds
+    await _wait_until(lambda: not _loops_backed_by(scratch))
 
 
 async def _scratch_emptied(scratch: Path) -> None:
     """The capped filesystem of a finished run is released just after it (off its critical
     path): wait, bounded, until nothing is left of it."""
     await _wait_until(lambda: not _entries(scratch) and not _mounts_under(scratch), timeout=10)
+
+
+def _loops_backed_by(path: Path) -> list[str]:
+    """Loop devices whose backing file is (or was, before its deletion) under ``path``."""
+    listed = subprocess.run(["losetup", "-a"], capture_output=True, text=True, check=True)
+    return [line for line in listed.stdout.splitlines() if str(path) in line]
 
 
 def _entries(path: Path) -> list[str]:

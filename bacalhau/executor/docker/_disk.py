@@ -66,13 +66,21 @@ class CappedFolders:
     """The capped filesystem of one execution, under ``<scratch>/<execution_id>/``.
 
     Create it with :meth:`layout` (folders only, instant: the container can be created
-    against them), then :meth:`mount` before the container starts; after it has exited,
-    :meth:`collect` and, always, :meth:`release`.
+    against them), then :meth:`mount` before the container starts and :meth:`detach_soon`
+    once it has; after it has exited, :meth:`collect` and, always, :meth:`release`.
+
+    Once the container runs, its own mount namespace holds the filesystem: the node's mount is
+    detached (lazy unmount) and the node keeps only an open descriptor of its root. So the
+    filesystem lives exactly as long as the container and the node process: if the node is
+    killed, nothing stays mounted on the host and the loop device frees itself once the
+    container is gone.
     """
 
     root: Path
     cap: int
     names: list[str]
+    _fd: int = -1
+    _detaching: asyncio.Task[None] | None = None
     _released: bool = False
 
     @classmethod
@@ -132,6 +140,18 @@ class CappedFolders:
         for name in self.names:
             os.chmod(self.source(name), _FOLDER_MODE)
         (mnt / "lost+found").rmdir()
+        self._fd = os.open(mnt, os.O_RDONLY | os.O_DIRECTORY)
+
+    def detach_soon(self) -> None:
+        """Detach the node's mount in the background; call once the container has started."""
+        if self._detaching is None and self._fd >= 0:
+            self._detaching = asyncio.get_running_loop().create_task(
+                asyncio.to_thread(_detach, self.root / _MOUNT)
+            )
+
+    async def _detached(self) -> None:
+        if self._detaching is not None:
+            await asyncio.gather(self._detaching, return_exceptions=True)
 
     async def collect(self, destination: dict[str, Path]) -> bool:
         """Copy each result folder to ``destination[name]``; False if the job went past the cap.
@@ -140,17 +160,20 @@ class CappedFolders:
         apparent sizes add up to more than the cap (sparse files). Nothing is copied then:
         the results are incomplete and the execution fails.
         """
+        await self._detached()
         return await asyncio.to_thread(self._collect, destination)
 
     def _collect(self, destination: dict[str, Path]) -> bool:
-        st = os.statvfs(self.root / _MOUNT)
+        st = os.fstatvfs(self._fd)
         # The image has room beyond the cap: a job that stayed within it never fills it.
         if st.f_bavail * st.f_frsize < _FULL_BELOW or st.f_favail == 0:
             return False
-        if sum(_apparent_size(self.source(name)) for name in self.names) > self.cap:
+        # Through the descriptor: the node's mount may be detached already.
+        root = Path(f"/proc/self/fd/{self._fd}")
+        if sum(_apparent_size(root / name) for name in self.names) > self.cap:
             return False
         for name in self.names:
-            _copy_tree(self.source(name), destination[name])
+            _copy_tree(root / name, destination[name])
         return True
 
     async def release(self) -> None:
@@ -158,7 +181,18 @@ class CappedFolders:
         if self._released:
             return
         self._released = True
+        await self._detached()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
         await asyncio.to_thread(_release_dir, self.root)
+
+
+def _detach(mnt: Path) -> None:
+    try:
+        _run("umount", "-l", str(mnt))
+    except (OSError, subprocess.SubprocessError) as e:
+        _log.warning("cannot detach %s: %s", mnt, e)
 
 
 def _release_dir(root: Path) -> None:

@@ -29,6 +29,7 @@ import logging
 import re
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -278,7 +279,12 @@ class DockerExecutor:
             try:
                 _raise_if_cancelled(control, request)
                 outcome = await self._start_and_wait(
-                    api, container_id, request, control, before_start=mounting
+                    api,
+                    container_id,
+                    request,
+                    control,
+                    before_start=mounting,
+                    after_start=capped.detach_soon if capped is not None else None,
                 )
                 error_msg = await self._failure(api, container_id, request, outcome)
                 if capped is not None and not await capped.collect(folders) and not error_msg:
@@ -523,6 +529,7 @@ class DockerExecutor:
         control: _RunControl,
         *,
         before_start: asyncio.Task[None] | None = None,
+        after_start: Callable[[], None] | None = None,
     ) -> ContainerExit:
         try:
             # Attach before start (as `docker run` does) so not a byte of output is missed.
@@ -542,6 +549,8 @@ class DockerExecutor:
         except ENGINE_ERRORS as e:
             _raise_if_cancelled(control, request)
             raise start_error(e) from e
+        if after_start is not None:
+            after_start()
         timeout = request.timeout if request.timeout and request.timeout > 0 else None
         try:
             outcome = await asyncio.wait_for(asyncio.shield(exited), timeout)
