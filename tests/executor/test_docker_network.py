@@ -10,6 +10,7 @@ image crashes before it sends anything, proxy or not).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import uuid
 from collections.abc import AsyncIterator
@@ -20,6 +21,7 @@ from typing import Any
 import docker
 import pytest
 
+from bacalhau.errors import ExecutionCancelled
 from bacalhau.executor import DockerExecutor, RunRequest
 from bacalhau.executor.docker import LABEL_EXECUTOR
 from bacalhau.executor.network import EgressProxy
@@ -203,3 +205,34 @@ async def test_a_new_executor_removes_the_network_and_rules_a_dead_one_left(
     ) as restarted:
         assert client.networks.list(names=[f"{prefix}-http"]) == []
         assert _input_rules_for(restarted) == []
+
+
+async def test_http_mode_jobs_cannot_reach_each_other(
+    tmp_path: Path, executor: DockerExecutor, busybox_image: str
+) -> None:
+    listener = shell(
+        tmp_path,
+        busybox_image,
+        "ip -4 -o addr show eth0; busybox nc -l -p 8000",
+        network=http_mode("example.com"),
+    )
+    listening = asyncio.create_task(executor.run(listener))
+    try:
+        stdout = listener.results_dir / "stdout"
+        deadline = asyncio.get_running_loop().time() + 20
+        while " inet " not in (stdout.read_text() if stdout.exists() else ""):
+            assert asyncio.get_running_loop().time() < deadline, "the listener never started"
+            await asyncio.sleep(0.05)
+        address = stdout.read_text().split(" inet ")[1].split("/")[0]
+        dialer = shell(
+            tmp_path,
+            busybox_image,
+            f"busybox nc -w 2 {address} 8000 </dev/null && echo open || echo closed",
+            network=http_mode("example.com"),
+        )
+        result = await executor.run(dialer)
+    finally:
+        await executor.cancel(listener.execution_id)
+        with contextlib.suppress(ExecutionCancelled):
+            await listening
+    assert result.stdout == "closed\n"
