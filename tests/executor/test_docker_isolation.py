@@ -192,6 +192,21 @@ async def test_results_within_the_cap_are_kept_whole(
     await _scratch_emptied(scratch)
 
 
+async def test_memory_hog_child_fails_the_run_even_when_the_job_exits_zero(
+    tmp_path: Path, make_executor: ExecutorFactory, busybox_image: str
+) -> None:
+    request = shell(
+        tmp_path,
+        busybox_image,
+        "dd if=/dev/zero of=/dev/null bs=100M count=1; echo survived",
+        resources=Resources(memory=32 * MiB),
+    )
+    result = await make_executor().run(request)
+    assert result.exit_code == 0
+    assert result.stdout == "survived\n"
+    assert result.error_msg.startswith("memory limit exceeded")
+
+
 async def test_stdout_flood_is_capped_on_disk(
     tmp_path: Path, make_executor: ExecutorFactory, busybox_image: str
 ) -> None:

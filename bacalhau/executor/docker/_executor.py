@@ -570,9 +570,13 @@ class DockerExecutor:
         self, api: Any, container_id: str, request: RunRequest, outcome: ContainerExit
     ) -> str:
         """Why the run failed although the container exited, or "" (a plain non-zero exit
-        is not a failure)."""
+        is not a failure).
+
+        A job the kernel's OOM killer hit under its memory limit fails, whatever its exit
+        code: a shell whose child was killed may well exit 0 with half its work done.
+        """
         memory = request.resources.memory
-        if outcome.status_code != 0 and memory > 0 and await self._oom_killed(api, container_id):
+        if memory > 0 and await self._oom_killed(api, container_id):
             return (
                 f"memory limit exceeded: the job was killed for using more than its "
                 f"{format_size(memory)} of memory"
@@ -580,7 +584,8 @@ class DockerExecutor:
         return ""
 
     async def _oom_killed(self, api: Any, container_id: str) -> bool:
-        # Only asked after a non-zero exit under a memory limit: the one case it can be true.
+        # Only asked under a memory limit: without one, the kernel never OOM-kills in the
+        # container's cgroup alone.
         try:
             info = await asyncio.to_thread(api.inspect_container, container_id)
         except ENGINE_ERRORS:
