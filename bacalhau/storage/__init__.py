@@ -1,9 +1,40 @@
-"""Where a node keeps data: the CID-addressed store (:mod:`bacalhau.storage.cid`).
+"""Where a node gets and keeps data: the CID-addressed store (:mod:`bacalhau.storage.cid`)
+and the input source plugins behind :class:`StorageSource`: ``ipfs``, ``urlDownload``,
+``s3``, ``localDirectory`` and ``inline``.
 
-Input source plugins (ipfs, urlDownload, s3, localDirectory, inline) will live next to it.
 This package imports nothing of ours but :mod:`bacalhau.models` and :mod:`bacalhau.errors`.
 """
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from bacalhau.storage._archive import extract_tar_gz
+from bacalhau.storage._base import PreparedInput, PreparedPath, StorageSource
+from bacalhau.storage._inline import InlineSource, decode_data_url
+from bacalhau.storage._ipfs import BlockFetcher, IPFSSource, LocalOnlyFetcher, parse_cid_path
+from bacalhau.storage._localdir import AllowedPath, LocalDirectorySource
+from bacalhau.storage._prepare import inputs_of, prepare_inputs, validate_inputs
+from bacalhau.storage._s3 import S3Source
+from bacalhau.storage._s3client import s3_client, s3_error
+from bacalhau.storage._urldownload import UrlDownloadSource
+
+__all__ = [
+    "AllowedPath",
+    "BlockFetcher",
+    "IPFSSource",
+    "InlineSource",
+    "LocalDirectorySource",
+    "LocalOnlyFetcher",
+    "PreparedInput",
+    "PreparedPath",
+    "S3Source",
+    "StorageSource",
+    "UrlDownloadSource",
+    "decode_data_url",
+    "extract_tar_gz",
+    "inputs_of",
+    "parse_cid_path",
+    "prepare_inputs",
+    "s3_client",
+    "s3_error",
+    "validate_inputs",
+]

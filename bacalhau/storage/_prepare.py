@@ -1,0 +1,107 @@
+"""Preparing every input of a job, concurrently, each in a directory of its own.
+
+The inputs are the task's ``InputSources`` plus the modules a WASM engine spec names by an
+input source of their own (an ``ipfs`` or ``urlDownload`` module; ``inline`` ones the WASM
+executor reads straight from the spec). Input ``n`` is prepared under ``<work_dir>/<n>``, so
+no source can touch another's files; when one fails the others are stopped and the caller
+removes ``work_dir`` whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from bacalhau.errors import BacalhauError, InvalidJobSpec
+from bacalhau.models import InputSource, Job, Obj, param
+from bacalhau.storage._base import PreparedInput, StorageSource, input_failed
+
+
+def inputs_of(job: Job) -> list[InputSource]:
+    """Every input the job's task needs prepared (see the module docstring)."""
+    task = job.task
+    found = list(task.input_sources)
+    if task.engine.type.lower() == "wasm":
+        modules: list[Any] = [param(task.engine.params, "EntryModule")]
+        imports = param(task.engine.params, "ImportModules")
+        if isinstance(imports, list):
+            modules.extend(imports)
+        for n, raw in enumerate(modules):
+            if not isinstance(raw, Mapping) or not raw:
+                continue  # a module named by the target of a task input: prepared above
+            source = InputSource.from_obj(Obj(raw, f"Engine.Params.Module[{n}]"))
+            if source.source.type.lower() != "inline":
+                found.append(source)
+    return found
+
+
+def _source_for(sources: Mapping[str, StorageSource], kind: str) -> StorageSource:
+    source = sources.get(kind.lower())
+    if source is None:
+        raise input_failed(
+            f"this node does not have the {kind!r} input source installed",
+            hint="run the job on a node that offers it (see `bacalhau node describe`)",
+            kind=kind,
+        )
+    return source
+
+
+async def validate_inputs(sources: Mapping[str, StorageSource], job: Job) -> None:
+    """Raise the first reason this node can never prepare one of the job's inputs."""
+    for n, item in enumerate(inputs_of(job)):
+        source = _source_for(sources, item.source.type)
+        try:
+            await source.validate(item.source)
+        except InvalidJobSpec as err:
+            raise InvalidJobSpec(
+                err.message, field=f"InputSources[{n}].{err.field}" if err.field else ""
+            ) from None
+
+
+async def prepare_inputs(
+    sources: Mapping[str, StorageSource], job: Job, work_dir: Path
+) -> list[PreparedInput]:
+    """Prepare every input under ``work_dir`` (which must exist and be empty)."""
+    items = inputs_of(job)
+    if not items:
+        return []
+    for item in items:
+        _source_for(sources, item.source.type)  # refuse a missing plugin before any work
+
+    async def one(n: int, item: InputSource) -> PreparedInput:
+        dest = work_dir / str(n)
+        await asyncio.to_thread(dest.mkdir)
+        source = _source_for(sources, item.source.type)
+        try:
+            prepared = await source.prepare(item.source, dest)
+        except InvalidJobSpec as err:
+            raise InvalidJobSpec(
+                err.message, field=f"InputSources[{n}].{err.field}" if err.field else ""
+            ) from None
+        except BacalhauError as err:
+            # Say which input it was: a job may have several of the same type.
+            name = item.alias or item.target
+            if name and name not in err.message:
+                err.message = f"input {name}: {err.message}"
+                err.args = (err.message,)
+            raise
+        return PreparedInput(
+            path=prepared.path,
+            target=item.target,
+            read_only=prepared.read_only,
+            alias=item.alias,
+        )
+
+    tasks: list[asyncio.Task[PreparedInput]] = []
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(one(n, item)) for n, item in enumerate(items)]
+    except BaseExceptionGroup as group_err:
+        # The first deliberate error is the one to report; the others were cancelled.
+        for err in group_err.exceptions:
+            if isinstance(err, BacalhauError):
+                raise err from None
+        raise group_err.exceptions[0] from None
+    return [t.result() for t in tasks]

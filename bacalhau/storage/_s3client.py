@@ -1,0 +1,94 @@
+"""boto3 clients built from the node's standard AWS configuration, and what S3 errors mean.
+
+Credentials are never part of a job: boto3 finds them on the compute node the usual way
+(``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, ``AWS_PROFILE`` and the shared files, an
+instance role). ``Endpoint`` and ``Region`` come from the spec; an S3-compatible server
+(SeaweedFS, MinIO) is reached with path-style addressing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+from bacalhau.errors import BacalhauError, ExecutionFailed
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client as S3Client
+else:
+    S3Client = Any
+
+DEFAULT_REGION = "us-east-1"
+_DENIED = {
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "InvalidToken",
+    "ExpiredToken",
+    "403",
+}
+_MISSING = {"NoSuchKey", "404", "NotFound", "NoSuchVersion"}
+
+
+def s3_client(*, endpoint: str = "", region: str = "") -> S3Client:
+    """A client for ``endpoint`` (AWS when empty) with the node's credentials."""
+    config = botocore.config.Config(
+        retries={"max_attempts": 3, "mode": "standard"},
+        s3={"addressing_style": "path"} if endpoint else {},
+        connect_timeout=10,
+        read_timeout=60,
+    )
+    session = boto3.session.Session()
+    return session.client(
+        "s3",
+        endpoint_url=endpoint or None,
+        region_name=region or session.region_name or DEFAULT_REGION,
+        config=config,
+    )
+
+
+def s3_error(err: Exception, what: str, *, component: str, kind: str) -> BacalhauError:
+    """``err`` from boto3 as an error naming the cause: missing object or bucket, refused
+    credentials, no credentials, unreachable endpoint."""
+    details = {"InputSource": kind} if kind else {}
+    if isinstance(err, botocore.exceptions.NoCredentialsError):
+        return ExecutionFailed(
+            f"{what}: the compute node has no AWS credentials",
+            hint="set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE on the node",
+            component=component,
+            details=details,
+        )
+    if isinstance(err, botocore.exceptions.EndpointConnectionError):
+        return ExecutionFailed(
+            f"{what}: cannot reach the S3 endpoint ({err})",
+            hint="check the Endpoint param and that the server is up",
+            component=component,
+            details=details,
+        )
+    if isinstance(err, botocore.exceptions.ClientError):
+        error = err.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        message = str(error.get("Message", "")) or code
+        if code in _DENIED:
+            return ExecutionFailed(
+                f"{what}: S3 refused the compute node's credentials ({code}: {message})",
+                hint="check the AWS credentials on the compute node and the bucket's policy",
+                component=component,
+                details=details,
+            )
+        if code == "NoSuchBucket":
+            return ExecutionFailed(f"{what}: no such bucket", component=component, details=details)
+        if code in _MISSING:
+            return ExecutionFailed(
+                f"{what}: no such key",
+                hint="check Bucket and Key",
+                component=component,
+                details=details,
+            )
+        return ExecutionFailed(f"{what}: {code}: {message}", component=component, details=details)
+    if isinstance(err, botocore.exceptions.BotoCoreError):
+        return ExecutionFailed(f"{what}: {err}", component=component, details=details)
+    raise err
