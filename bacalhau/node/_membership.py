@@ -11,7 +11,8 @@
   trusts those that prove to be requesters (gossip records are self-declared: a member
   claiming the requester role in its record is not obeyed for that). It reports this node's
   executions to every requester it trusts when it first reaches it, when that requester
-  restarts or comes back from dead, when this node had to refute its own death, and every
+  restarts or comes back from dead (re-announcing this node's record too, so the requester
+  learns of it at once), when this node had to refute its own death, and every
   ``report_interval`` as anti-entropy; the requester reconciles them with its job store.
 """
 
@@ -259,14 +260,16 @@ class RequesterContact:
             LivenessState.DEAD,
             LivenessState.LEFT,
         )
-        if kind is MemberEventKind.JOINED or back:
-            self._report_soon(member.node_id)
-        elif (
+        restarted = (
             kind is MemberEventKind.UPDATED
             and before
             and member.record.version - before > _RESTART_JUMP
-        ):
-            # The runner says only "newer record": a new start shows as a jump in version.
+        )  # the runner says only "newer record": a new start shows as a jump in version
+        if kind is MemberEventKind.JOINED or back or restarted:
+            if kind is not MemberEventKind.JOINED:
+                # A requester that restarted (or was cut off) may not know this node: a new
+                # version of its record spreads at once, instead of at the next push-pull.
+                self._runner.publish(self._runner.local_record)
             self._report_soon(member.node_id)
 
     async def _watch(self) -> None:

@@ -239,7 +239,7 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
             host=config.api_host,
             port=config.api_port,
             max_job_size=config.max_job_size,
-            gossip_metrics=lambda: _gossip_report(runner),
+            gossip_metrics=lambda: _gossip_report(runner, server),
         )
         await _listen(stack, api, config.api_host, config.api_port, "--api-port")
         running.orchestrator = orchestrator
@@ -298,13 +298,15 @@ async def _listen(
         ) from None
 
 
-def _gossip_report(runner: MembershipRunner) -> dict[str, object]:
-    """What ``/api/v1/agent/debug`` shows of this node's gossip: counters and members."""
+def _gossip_report(runner: MembershipRunner, server: NodeServer) -> dict[str, object]:
+    """What ``/api/v1/agent/debug`` shows of this node's gossip: the core's counters (records
+    applied and rejected), messages refused at the edge, failed sends, members by liveness."""
     states: dict[str, int] = {}
     for member in runner.members():
         states[member.state.value] = states.get(member.state.value, 0) + 1
     return {
         "Metrics": runner.metrics.as_dict(),
+        "RefusedMessages": server.membership_refusals,
         "SendFailures": runner.send_failures,
         "Members": states,
     }

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
@@ -48,17 +49,26 @@ class MembershipServicer(membership_pb2_grpc.MembershipServiceServicer):
 
     def __init__(self, deliver: Deliver) -> None:
         self._deliver = deliver
+        #: Messages refused before the core saw them, by reason ("misattributed": the sender
+        #: named is not the TLS peer; "malformed": it does not convert).
+        self.refused: Counter[str] = Counter()
 
     async def _handle(self, request: MembershipRequest, context: Any, method: str) -> None:
         try:
             peer = peer_node_id(context)
             if request.sender_node_id != peer:
+                self.refused["misattributed"] += 1
                 raise PermissionDenied(
                     f"a membership {method} from node {peer} claims to come from node "
                     f"{request.sender_node_id!r}",
                     hint="a node may only send membership messages as itself",
                 )
-            self._deliver(peer, message_from_proto(request))
+            try:
+                message = message_from_proto(request)
+            except Exception:
+                self.refused["malformed"] += 1
+                raise
+            self._deliver(peer, message)
         except Exception as e:
             err = e if isinstance(e, BacalhauError) else unexpected(e, method)
             await abort_with(context, err)
@@ -88,9 +98,11 @@ class MembershipServicer(membership_pb2_grpc.MembershipServiceServicer):
         return pb.PushPullResponse()
 
 
-def add_membership_service(server: Any, deliver: Deliver) -> None:
+def add_membership_service(server: Any, deliver: Deliver) -> MembershipServicer:
     """Serve MembershipService on a grpc.aio ``server`` (before it starts)."""
-    membership_pb2_grpc.add_MembershipServiceServicer_to_server(MembershipServicer(deliver), server)
+    servicer = MembershipServicer(deliver)
+    membership_pb2_grpc.add_MembershipServiceServicer_to_server(servicer, server)
+    return servicer
 
 
 class MembershipClient:

@@ -14,7 +14,11 @@ from bacalhau.identity import NodeFiles, NodeIdentity
 from bacalhau.models import NodeType
 from bacalhau.transport._channel import format_address
 from bacalhau.transport._handlers import ComputeHandler, OrchestratorHandler
-from bacalhau.transport._membership import Deliver, add_membership_service
+from bacalhau.transport._membership import (
+    Deliver,
+    MembershipServicer,
+    add_membership_service,
+)
 from bacalhau.transport._services import ComputeServicer, NodeServicer, OrchestratorServicer
 from bacalhau.transport._tls import server_credentials, server_options
 
@@ -54,6 +58,7 @@ class NodeServer:
         self._compute: ComputeHandler | None = None
         self._orchestrator: OrchestratorHandler | None = None
         self._deliver: Deliver | None = None
+        self._membership: MembershipServicer | None = None
         self._server: Any = None
         self._port = 0
 
@@ -71,6 +76,12 @@ class NodeServer:
         """Serve MembershipService, handing every message to ``deliver`` (before start)."""
         self._check_not_started()
         self._deliver = deliver
+
+    @property
+    def membership_refusals(self) -> dict[str, int]:
+        """Membership messages refused before the gossip core saw them, by reason (peers
+        without a cluster certificate do not get this far: TLS refuses them)."""
+        return dict(self._membership.refused) if self._membership is not None else {}
 
     @property
     def roles(self) -> frozenset[NodeType]:
@@ -123,7 +134,7 @@ class NodeServer:
             NodeServicer(identity=self._identity, roles=self.roles), server
         )
         if self._deliver is not None:
-            add_membership_service(server, self._deliver)
+            self._membership = add_membership_service(server, self._deliver)
         bind = format_address(self._host, self._requested_port)
         try:
             port = server.add_secure_port(bind, creds)

@@ -1,6 +1,7 @@
 """Real nodes wired by the composition root, meeting only through gossip: a compute node's
 record follows its capacity to the requester, and records the cluster must not believe
-(forged, stale, about another node) are refused, counted and shown by the agent API."""
+(forged, stale, about another node) and messages sent in another node's name are refused,
+counted and shown by the agent API."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 
 import aiohttp
+import pytest
 
+from bacalhau.errors import PermissionDenied
 from bacalhau.gossip import Gossip, NodeRecord, Outbound, seal_record, signing_input
 from bacalhau.identity import ClusterCA, NodeFiles, NodeIdentity
 from bacalhau.models import Job, JobStateType, NodeType
@@ -132,6 +135,11 @@ async def test_forged_stale_and_misattributed_records_are_counted_in_agent_debug
                 )
             )
 
+        # 4. A message whose named sender is not the TLS peer never reaches the core.
+        async with MembershipClient(compute_key, NodeFiles.in_dir(tmp_path / "member")) as net:
+            with pytest.raises(PermissionDenied):
+                await net.send(Outbound(requester.node_id, requester.grpc_address, Gossip(())))
+
         url = f"http://127.0.0.1:{requester.api_port}/api/v1/agent/debug"
         async with aiohttp.ClientSession() as session:
 
@@ -147,6 +155,9 @@ async def test_forged_stale_and_misattributed_records_are_counted_in_agent_debug
                 if counters["rejected_wrong_node"]:
                     break
                 await asyncio.sleep(0.05)
+            async with session.get(url) as resp:
+                refused = (await resp.json())["Gossip"]["RefusedMessages"]
+        assert refused == {"misattributed": 1}
         assert counters["rejected_bad_signature"] >= 1
         assert counters["rejected_stale"] >= 1
         assert counters["rejected_wrong_node"] >= 1
