@@ -15,18 +15,23 @@ names climb out of the folder is malformed and refused whole.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import posixpath
 import shutil
+import sys
 import tarfile
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import unquote, urlparse
+
+from tqdm import tqdm
 
 from bacalhau.client._transport import Transport
 from bacalhau.client._types import ResultsConflict, UnsupportedResult
-from bacalhau.errors import BacalhauError, InternalError
+from bacalhau.errors import BacalhauError, InternalError, Unavailable
 from bacalhau.models import SpecConfig, param
 
 #: Files every result has, appended rather than conflicting when results are merged.
@@ -88,6 +93,85 @@ def download_url(spec: SpecConfig) -> str:
             hint="results published with the local publisher (-p local) download over HTTP",
         )
     return url
+
+
+def _check_downloadable(spec: SpecConfig) -> None:
+    """Refuse, before anything is downloaded, a result this client cannot fetch."""
+    kind = spec.type.lower()
+    if kind == "s3":
+        if not (param(spec.params, "Bucket") and param(spec.params, "Key")):
+            raise UnsupportedResult("an s3 result without Bucket and Key cannot be downloaded")
+        return
+    if kind == "ipfs":
+        cid = param(spec.params, "CID")
+        raise UnsupportedResult(
+            f"the result is stored by CID {cid} in the producing node's store, and this "
+            "client cannot fetch content by CID yet",
+            hint="publish with -p local or -p s3 to download with `bacalhau job get`",
+        )
+    download_url(spec)
+
+
+class _Progress:
+    """A binary file that reports what is written to a progress bar on a terminal (none
+    when stderr is not one, and only for downloads that take more than a moment)."""
+
+    def __init__(self, fh: BinaryIO, name: str) -> None:
+        self._fh = fh
+        self._bar = tqdm(
+            desc=name,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            disable=None,  # None: off when not a terminal
+            delay=1.0,  # small downloads never show a bar
+            leave=False,
+            file=sys.stderr,
+        )
+
+    def write(self, data: bytes) -> int:
+        self._bar.update(len(data))
+        return self._fh.write(data)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def _s3_download(spec: SpecConfig, dest: Path) -> None:
+    """Fetch an ``s3`` result with this client's own AWS credentials: the archive object,
+    or every object under the prefix of a plain result (into folder ``dest``)."""
+    # boto3 is imported here: it takes a while to load and most commands never need it.
+    import boto3
+    import botocore.config
+    import botocore.exceptions
+
+    bucket = str(param(spec.params, "Bucket"))
+    key = str(param(spec.params, "Key"))
+    endpoint = param(spec.params, "Endpoint") or None
+    region = param(spec.params, "Region") or None
+    config = botocore.config.Config(s3={"addressing_style": "path"}) if endpoint else None
+    client = boto3.session.Session().client(
+        "s3", endpoint_url=endpoint, region_name=region or "us-east-1", config=config
+    )
+    try:
+        if not key.endswith("/"):
+            client.download_file(bucket, key, str(dest))
+            return
+        dest.mkdir()
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
+            for obj in page.get("Contents", []):
+                name = _inside_name(obj["Key"][len(key) :])
+                if name is None or name == ".":
+                    raise InternalError(f"s3 result object {obj['Key']!r} is outside the result")
+                target = dest / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                client.download_file(bucket, obj["Key"], str(target))
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as err:
+        raise Unavailable(
+            f"cannot download s3://{bucket}/{key}: {err}",
+            hint="this client downloads S3 results with its own AWS credentials "
+            "(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE)",
+        ) from None
 
 
 def _file_name(url: str, index: int, taken: set[str]) -> str:
@@ -300,12 +384,24 @@ async def fetch_results(
     timeout: float,
 ) -> list[Path]:
     """Download every result into ``raw_dir``, extracting archives; returns one path each."""
-    urls = [download_url(spec) for spec in results]  # refuse unsupported ones up front
+    for spec in results:
+        _check_downloadable(spec)  # refuse unsupported ones up front
     paths: list[Path] = []
-    for i, url in enumerate(urls):
+    for i, spec in enumerate(results):
+        if spec.type.lower() == "s3":
+            key = str(param(spec.params, "Key"))
+            dest = raw_dir / _file_name("/" + key.rstrip("/"), i, taken)
+            await asyncio.wait_for(asyncio.to_thread(_s3_download, spec, dest), timeout)
+            paths.append(dest)
+            continue
+        url = download_url(spec)
         dest = raw_dir / _file_name(url, i, taken)
         with dest.open("wb") as fh:
-            await transport.download(url, fh, timeout=timeout)
+            progress = _Progress(fh, dest.name)
+            try:
+                await transport.download(url, progress, timeout=timeout)
+            finally:
+                progress.close()
         paths.append(dest)
     return paths
 

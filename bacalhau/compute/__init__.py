@@ -22,6 +22,7 @@ from bacalhau.compute._bidder import (
     EngineInstalled,
     EngineSpecSupported,
     InputSourcesInstalled,
+    InputSourcesSupported,
     NetworkPolicy,
     PublisherInstalled,
     WithinMaxJobRequirements,
@@ -40,7 +41,7 @@ from bacalhau.compute._endpoint import RESTART_MESSAGE, ComputeEndpoint
 from bacalhau.compute._errors import ExecutionInterrupted, NotEnoughCapacity
 from bacalhau.compute._events import TOPIC_BIDDING, TOPIC_PUBLISHING, TOPIC_RUNNING
 from bacalhau.compute._outbox import CallbackOutbox
-from bacalhau.compute._pipeline import ExecutionPipeline, InputPreparer
+from bacalhau.compute._pipeline import ExecutionPipeline, InputPreparer, StorageInputs
 from bacalhau.compute._queue import RunQueue
 from bacalhau.compute._store import ExecutionStore, LocalExecution, OutboxEntry
 from bacalhau.compute._trust import RequesterTrust
@@ -67,6 +68,7 @@ __all__ = [
     "ExecutionStore",
     "InputPreparer",
     "InputSourcesInstalled",
+    "InputSourcesSupported",
     "LocalExecution",
     "NetworkPolicy",
     "NotEnoughCapacity",
@@ -75,6 +77,7 @@ __all__ = [
     "PublisherInstalled",
     "RequesterTrust",
     "RunQueue",
+    "StorageInputs",
     "WithinMaxJobRequirements",
     "allocated_capacity",
     "default_strategies",

@@ -17,6 +17,7 @@ from bacalhau.errors import BacalhauError
 from bacalhau.executor import Executor
 from bacalhau.models import Job, NetworkType, Resources, format_size
 from bacalhau.publisher import Publisher
+from bacalhau.storage import StorageSource, validate_inputs
 
 _log = logging.getLogger(__name__)
 
@@ -124,6 +125,21 @@ class InputSourcesInstalled:
         return BidVerdict.accept("this node does have every input source installed")
 
 
+class InputSourcesSupported:
+    """Every input can be prepared here: its spec is well formed and allowed on this node
+    (a local directory the operator did not allow-list is refused with that reason)."""
+
+    def __init__(self, sources: Mapping[str, StorageSource]) -> None:
+        self._sources = {name.lower(): source for name, source in sources.items()}
+
+    async def evaluate(self, request: BidRequest) -> BidVerdict:
+        try:
+            await validate_inputs(self._sources, request.job)
+        except BacalhauError as err:
+            return BidVerdict.reject(f"this node cannot read this job's inputs: {err.message}")
+        return BidVerdict.accept("this node can read every input of this job")
+
+
 class NetworkPolicy:
     """Jobs asking for network access only run where the operator allows it."""
 
@@ -164,18 +180,29 @@ def default_strategies(
     publishers: Mapping[str, Publisher],
     max_job_requirements: Resources,
     storage_sources: Collection[str] = (),
+    input_sources: Mapping[str, StorageSource] | None = None,
     accept_networked_jobs: bool = False,
 ) -> list[BidStrategy]:
     """The standard rules, cheapest first: the engine spec check (which may ask the Docker
-    engine about an image) runs last so that jobs failing a plain rule are answered fast."""
-    return [
+    engine about an image) runs last so that jobs failing a plain rule are answered fast.
+
+    ``input_sources`` are the node's input source plugins: their names are what it has
+    installed (unless ``storage_sources`` says otherwise) and each checks its inputs' specs
+    (a local path the operator did not allow is refused here, with that reason)."""
+    sources = dict(input_sources or {})
+    strategies: list[BidStrategy] = [
         EngineInstalled(executors),
         NetworkPolicy(accept_networked_jobs=accept_networked_jobs),
         PublisherInstalled(publishers),
-        InputSourcesInstalled(storage_sources),
+        InputSourcesInstalled(storage_sources or list(sources)),
+    ]
+    if sources:
+        strategies.append(InputSourcesSupported(sources))
+    strategies += [
         WithinMaxJobRequirements(max_job_requirements),
         EngineSpecSupported(executors),
     ]
+    return strategies
 
 
 class Bidder:

@@ -46,6 +46,7 @@ from bacalhau.models import (
     SpecConfig,
 )
 from bacalhau.publisher import Publisher
+from bacalhau.storage import StorageSource, prepare_inputs
 
 _log = logging.getLogger(__name__)
 
@@ -65,6 +66,20 @@ class InputPreparer(Protocol):
     """
 
     async def prepare(self, execution_id: str, job: Job, work_dir: Path) -> list[InputMount]: ...
+
+
+class StorageInputs:
+    """The :class:`InputPreparer` over the node's input source plugins, by type name."""
+
+    def __init__(self, sources: Mapping[str, StorageSource]) -> None:
+        self._sources = {name.lower(): source for name, source in sources.items()}
+
+    async def prepare(self, execution_id: str, job: Job, work_dir: Path) -> list[InputMount]:
+        prepared = await prepare_inputs(self._sources, job, work_dir)
+        return [
+            InputMount(source=p.path, target=p.target, read_only=p.read_only, alias=p.alias)
+            for p in prepared
+        ]
 
 
 class ExecutionPipeline:

@@ -89,6 +89,18 @@ class NodeConfig:
     capacity_fraction: float = 0.7
     #: Node IDs of requesters this compute node obeys besides the one it joins (and itself).
     trusted_requesters: tuple[str, ...] = ()
+    #: Host paths jobs may mount as ``localDirectory`` inputs (each read-only unless it ends
+    #: with ``:rw``); Bacalhau's ``Compute.AllowListedLocalPaths``.
+    allow_listed_local_paths: tuple[str, ...] = ()
+    #: Bytes one downloaded input (urlDownload, s3, inline) may hold on the node.
+    input_max_bytes: int = 10 * 1024**3
+    #: Seconds one input download may take; how often a failing one is retried.
+    input_read_timeout: float = 300.0
+    input_max_retries: int = 3
+    #: Seconds an ``ipfs`` input may wait for blocks from the cluster.
+    ipfs_fetch_timeout: float = 60.0
+    #: ``/results`` answers S3 results as they are instead of as pre-signed URLs.
+    s3_presigned_url_disabled: bool = False
 
     #: Heartbeats are gone (gossip probes every member); these two keys of the old scheme
     #: still work and map onto gossip (0: not set). ``heartbeat_interval`` sets the probe
@@ -160,6 +172,9 @@ _BACALHAU_KEYS = {
     "jobadmissioncontrol_acceptnetworkedjobs": "accept_networked_jobs",
     "publishers_types_local_address": "publisher_host",
     "publishers_types_local_port": "publisher_port",
+    "compute_allowlistedlocalpaths": "allow_listed_local_paths",
+    "inputsources_maxretrycount": "input_max_retries",
+    "publishers_types_s3_presignedurldisabled": "s3_presigned_url_disabled",
 }
 
 _TRUE = frozenset({"1", "true", "yes", "on"})

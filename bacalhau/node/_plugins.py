@@ -1,4 +1,5 @@
-"""Plugins registered by name: the one place that maps engine/publisher names to classes."""
+"""Plugins registered by name: the one place that maps engine, input source and publisher
+names to classes."""
 
 from __future__ import annotations
 
@@ -12,6 +13,17 @@ from bacalhau.executor.docker import (
     DEFAULT_RESULT_DISK_LIMIT,
     DEFAULT_TMP_SIZE,
 )
+from bacalhau.publisher import IPFSPublisher, NoopPublisher, Publisher, S3Publisher
+from bacalhau.storage import (
+    BlockFetcher,
+    InlineSource,
+    IPFSSource,
+    LocalDirectorySource,
+    S3Source,
+    StorageSource,
+    UrlDownloadSource,
+)
+from bacalhau.storage.cid import Blockstore
 
 #: Engine names a compute node can offer.
 KNOWN_ENGINES = ("docker", "noop", "wasm")
@@ -69,3 +81,40 @@ def build_executors(
         "noop": NoopExecutor,
     }
     return {name: registry[name]() for name in check_engines(names)}
+
+
+def build_storage_sources(
+    *,
+    blockstore: Blockstore,
+    allow_listed_local_paths: Iterable[str] = (),
+    max_bytes: int,
+    read_timeout: float,
+    max_retries: int,
+    ipfs_fetch_timeout: float,
+    block_fetcher: BlockFetcher | None = None,
+) -> dict[str, StorageSource]:
+    """Every input source a compute node offers, under its Bacalhau name (``urlDownload``).
+
+    ``block_fetcher`` gets blocks of ``ipfs`` inputs this node lacks from the cluster; without
+    one, only the node's own blockstore is searched.
+    """
+    sources: list[StorageSource] = [
+        IPFSSource(blockstore, fetcher=block_fetcher, timeout=ipfs_fetch_timeout),
+        UrlDownloadSource(max_bytes=max_bytes, timeout=read_timeout, max_retries=max_retries),
+        S3Source(max_bytes=max_bytes),
+        LocalDirectorySource(allow_listed_local_paths),
+        InlineSource(max_bytes=min(max_bytes, 64 * 1024 * 1024)),
+    ]
+    return {source.name: source for source in sources}
+
+
+def build_publishers(
+    *, local: Publisher, blockstore: Blockstore, node_id: str
+) -> dict[str, Publisher]:
+    """Every publisher a compute node offers, by name (``local`` is built with its server)."""
+    return {
+        "local": local,
+        "s3": S3Publisher(node_id=node_id),
+        "ipfs": IPFSPublisher(blockstore),
+        "noop": NoopPublisher(),
+    }

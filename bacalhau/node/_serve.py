@@ -29,6 +29,7 @@ from bacalhau.compute import (
     ExecutionPipeline,
     ExecutionStore,
     RequesterTrust,
+    StorageInputs,
     allocated_capacity,
     default_strategies,
 )
@@ -46,10 +47,11 @@ from bacalhau.node._membership import (
     gossip_settings,
     seed_addresses,
 )
-from bacalhau.node._plugins import build_executors
+from bacalhau.node._plugins import build_executors, build_publishers, build_storage_sources
 from bacalhau.node._wiring import RequesterLinks, RoutedComputeClient
 from bacalhau.orchestrator import Orchestrator, SchedulerSettings
-from bacalhau.publisher import LocalPublisher, LocalResultServer, NoopPublisher, Publisher
+from bacalhau.publisher import LocalPublisher, LocalResultServer
+from bacalhau.storage.cid import Blockstore
 from bacalhau.transport import MEMBER_RECORD_CODEC, ComputeClient, MembershipClient, NodeServer
 
 log = logging.getLogger(__name__)
@@ -343,12 +345,21 @@ async def _build_compute(
     advertise = config.advertise_host or (
         "127.0.0.1" if config.publisher_host in ("0.0.0.0", "", "::") else config.publisher_host
     )
-    publishers: dict[str, Publisher] = {
-        "local": LocalPublisher(
-            directory=result_server.directory, address=advertise, port=result_server.port
-        ),
-        "noop": NoopPublisher(),
-    }
+    # The node's CID store: ipfs inputs are read from it, ipfs results are published to it.
+    blockstore = Blockstore(data_dir / "blocks")
+    stack.callback(blockstore.close)
+    local = LocalPublisher(
+        directory=result_server.directory, address=advertise, port=result_server.port
+    )
+    publishers = build_publishers(local=local, blockstore=blockstore, node_id=node_id)
+    input_sources = build_storage_sources(
+        blockstore=blockstore,
+        allow_listed_local_paths=config.allow_listed_local_paths,
+        max_bytes=config.input_max_bytes,
+        read_timeout=config.input_read_timeout,
+        max_retries=config.input_max_retries,
+        ipfs_fetch_timeout=config.ipfs_fetch_timeout,
+    )
     gpus = await asyncio.to_thread(host_gpus)
     total = allocated_capacity(data_dir.parent, fraction=config.capacity_fraction, gpus=gpus)
     capacity = CapacityTracker(total, gpus)
@@ -360,6 +371,7 @@ async def _build_compute(
             executors=executors,
             publishers=publishers,
             max_job_requirements=total,
+            input_sources=input_sources,
             accept_networked_jobs=config.accept_networked_jobs,
         ),
     )
@@ -369,6 +381,7 @@ async def _build_compute(
         executors=executors,
         publishers=publishers,
         results_root=data_dir / "executions",
+        inputs=StorageInputs(input_sources),
         gpus_of=capacity.gpus_of,
     )
     return ComputeEndpoint(
@@ -379,6 +392,7 @@ async def _build_compute(
         callbacks=links,
         capacity=capacity,
         trust=trust,
+        storage_sources=list(input_sources),
     )
 
 

@@ -1,8 +1,22 @@
-"""Publisher plugins (local, noop) behind one small Protocol."""
+"""Publisher plugins (local, s3, ipfs, noop) behind one small Protocol."""
 
 from bacalhau.publisher._base import Publisher
+from bacalhau.publisher._cid import results_cid
+from bacalhau.publisher._ipfs import IPFSPublisher
 from bacalhau.publisher._local import LocalPublisher, write_archive
 from bacalhau.publisher._local_server import LocalResultServer
 from bacalhau.publisher._noop import NoopPublisher
+from bacalhau.publisher._s3 import S3Publisher, presign_result, render_key
 
-__all__ = ["LocalPublisher", "LocalResultServer", "NoopPublisher", "Publisher", "write_archive"]
+__all__ = [
+    "IPFSPublisher",
+    "LocalPublisher",
+    "LocalResultServer",
+    "NoopPublisher",
+    "Publisher",
+    "S3Publisher",
+    "presign_result",
+    "render_key",
+    "results_cid",
+    "write_archive",
+]

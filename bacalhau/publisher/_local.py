@@ -18,6 +18,7 @@ from pathlib import Path
 
 from bacalhau.errors import PublishFailed
 from bacalhau.models import Job, SpecConfig
+from bacalhau.publisher._cid import results_cid
 
 #: What the result server is willing to serve: ``<execID>.tar.gz``, never a hidden temp file.
 ARCHIVE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\.tar\.gz")
@@ -74,15 +75,22 @@ class LocalPublisher:
         if not ARCHIVE_NAME.fullmatch(name):
             raise PublishFailed(f"cannot publish results of execution {execution_id!r}: bad ID")
         target = self._directory / name
+
+        def archive_and_hash() -> str:
+            write_archive(results_dir, target, self._compress_level)
+            return results_cid(results_dir)
+
         try:
-            # Compression is CPU-bound: keep it off the event loop.
-            await asyncio.to_thread(write_archive, results_dir, target, self._compress_level)
+            # Compression and hashing are CPU-bound: keep them off the event loop.
+            cid = await asyncio.to_thread(archive_and_hash)
         except OSError as err:
             raise PublishFailed(
                 f"local publisher could not archive {results_dir}: {err}",
                 hint="check the compute node's disk space and the publisher directory",
             ) from err
-        return SpecConfig(type="urlDownload", params={"URL": self.url_for(execution_id)})
+        return SpecConfig(
+            type="urlDownload", params={"URL": self.url_for(execution_id), "CID": cid}
+        )
 
 
 def write_archive(results_dir: Path, target: Path, compress_level: int = 6) -> None:

@@ -5,6 +5,7 @@ import tarfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from unittest.mock import ANY
 
 import aiohttp
 import pytest
@@ -81,7 +82,9 @@ async def test_run_publish_and_download(rig: Rig) -> None:
     assert record.state is L.COMPLETED
     assert record.run_output is not None and record.run_output.stdout == "hello from noop\n"
     url = f"http://127.0.0.1:{rig.server.port}/{execution.id}.tar.gz"
-    assert record.published_result == SpecConfig(type="urlDownload", params={"URL": url})
+    published = record.published_result
+    assert published == SpecConfig(type="urlDownload", params={"URL": url, "CID": ANY})
+    assert published.params["CID"].startswith("Qm")  # the results directory's CID
     assert rig.store.get(execution.id).state is L.COMPLETED
     # The local publisher made a copy: the results dir is gone.
     assert not (rig.results_root / execution.id).exists()

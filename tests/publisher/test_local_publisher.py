@@ -12,6 +12,7 @@ import pytest
 from bacalhau.errors import PublishFailed
 from bacalhau.models import Job, SpecConfig
 from bacalhau.publisher import LocalPublisher, LocalResultServer, NoopPublisher, Publisher
+from bacalhau.storage.cid import Importer
 
 
 def make_results(root: Path) -> Path:
@@ -44,7 +45,9 @@ async def test_publish_and_download_over_http(tmp_path: Path) -> None:
         spec = await publisher.publish("e-123", Job(), results)
 
         url = f"http://127.0.0.1:{server.port}/e-123.tar.gz"
-        assert spec.to_dict() == {"Type": "urlDownload", "Params": {"URL": url}}
+        # The result also records the CID of the results directory (`ipfs add -r` of it).
+        cid = str(Importer(None).add_path(results).cid)
+        assert spec.to_dict() == {"Type": "urlDownload", "Params": {"URL": url, "CID": cid}}
         async with aiohttp.ClientSession() as http, http.get(url) as resp:
             assert resp.status == 200
             assert resp.headers["Content-Type"] == "application/gzip"
