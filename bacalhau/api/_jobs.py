@@ -26,6 +26,7 @@ from bacalhau.models import (
     HistoryType,
     Job,
     JobHistory,
+    SpecConfig,
     check_document,
     parse_selector,
     printable_key,
@@ -342,8 +343,18 @@ async def job_executions(request: web.Request) -> web.Response:
     )
 
 
+#: Turns a stored result into what a client downloads (an S3 result into a pre-signed URL,
+#: Bacalhau's ``s3PreSigned``); set by ``node/`` when the node has one. Signing needs no
+#: network, but boto3 may read credential files: it runs off the event loop.
+ResultRewriter = Callable[[SpecConfig], SpecConfig]
+RESULT_REWRITER: web.AppKey[ResultRewriter] = web.AppKey("bacalhau_result_rewriter")
+
+
 async def job_results(request: web.Request) -> web.Response:
     results = await context(request).orchestrator.job_results(request.match_info["job_id"])
+    rewrite = request.app.get(RESULT_REWRITER)
+    if rewrite is not None:
+        results = [await asyncio.to_thread(rewrite, r) for r in results]
     return json_response({"Items": [r.to_dict() for r in results], "NextToken": ""})
 
 

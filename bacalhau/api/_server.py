@@ -12,7 +12,7 @@ from aiohttp import web
 from bacalhau.api import _agent, _jobs, _nodes
 from bacalhau.api._context import CONTEXT, ApiContext
 from bacalhau.api._errors import JsonErrorRequestHandler, error_middleware
-from bacalhau.models import now_ns
+from bacalhau.models import SpecConfig, now_ns
 from bacalhau.orchestrator._api import OrchestratorAPI
 
 #: Largest request body accepted unless configured otherwise (``max_job_size``): jobs carry
@@ -26,6 +26,7 @@ def build_app(
     agent_config: Mapping[str, Any] | None = None,
     max_job_size: int = DEFAULT_MAX_JOB_SIZE,
     gossip_metrics: Callable[[], Mapping[str, Any]] | None = None,
+    result_rewriter: Callable[[SpecConfig], SpecConfig] | None = None,
 ) -> web.Application:
     """The aiohttp application serving the v1 API (for embedding; most callers want
     :class:`ApiServer`)."""
@@ -37,6 +38,8 @@ def build_app(
         max_job_size=max_job_size,
         gossip_metrics=gossip_metrics,
     )
+    if result_rewriter is not None:
+        app[_jobs.RESULT_REWRITER] = result_rewriter
     _jobs.add_routes(app)
     _nodes.add_routes(app)
     _agent.add_routes(app)
@@ -77,6 +80,7 @@ class ApiServer:
         agent_config: Mapping[str, Any] | None = None,
         max_job_size: int = DEFAULT_MAX_JOB_SIZE,
         gossip_metrics: Callable[[], Mapping[str, Any]] | None = None,
+        result_rewriter: Callable[[SpecConfig], SpecConfig] | None = None,
     ) -> None:
         """``gossip_metrics``: this node's gossip counters (records applied and rejected,
         probes, members by liveness) for ``/api/v1/agent/debug``."""
@@ -85,6 +89,7 @@ class ApiServer:
             agent_config=agent_config,
             max_job_size=max_job_size,
             gossip_metrics=gossip_metrics,
+            result_rewriter=result_rewriter,
         )
         self._host = host
         self._requested_port = port

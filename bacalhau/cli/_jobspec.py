@@ -77,6 +77,13 @@ def job_options(f: F) -> F:
                 "file://).",
             ),
             click.option(
+                "-v",
+                "--volumes",
+                "volumes",
+                multiple=True,
+                help="Legacy input spelling: CID:/path mounts that CID (an ipfs input) at /path.",
+            ),
+            click.option(
                 "-o",
                 "--output",
                 "outputs",
@@ -257,6 +264,18 @@ def parse_input(text: str) -> InputSource:
     return InputSource(source=_source_from_uri(uri, options), alias=uri, target=target)
 
 
+def parse_volume(text: str) -> InputSource:
+    """The legacy ``-v CID:/path`` (``CID/sub/path:/path`` too): an ipfs input at /path."""
+    cid, sep, target = text.partition(":")
+    if not sep or not cid or not target.startswith("/"):
+        raise click.BadParameter(
+            f"{text!r} is not of the form CID:/path", param_hint="'-v' / '--volumes'"
+        )
+    return InputSource(
+        source=SpecConfig("ipfs", {"CID": cid}), alias=f"ipfs://{cid}", target=target
+    )
+
+
 def build_job(engine: SpecConfig, flags: dict[str, Any]) -> Job:
     """A Job from the run flags (see :func:`job_options`)."""
     try:
@@ -267,7 +286,8 @@ def build_job(engine: SpecConfig, flags: dict[str, Any]) -> Job:
         name=flags["task_name"],
         engine=engine,
         publisher=parse_publisher(flags["publisher"]),
-        input_sources=[parse_input(i) for i in flags["inputs"]],
+        input_sources=[parse_input(i) for i in flags["inputs"]]
+        + [parse_volume(v) for v in flags.get("volumes", ())],
         result_paths=parse_outputs(flags["outputs"]),
         resources=ResourcesConfig(
             cpu=flags["cpu"], memory=flags["memory"], disk=flags["disk"], gpu=flags["gpu"]

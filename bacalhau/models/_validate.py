@@ -250,6 +250,25 @@ def validate_reschedule(policy: ReschedulePolicy) -> None:
         )
 
 
+#: The text forms of CIDs: v0 (base58btc multihash), and v1 in the multibases IPFS prints
+#: (base32 lower/upper, base58btc, base36, base16). Syntax only: models stay free of the
+#: CID store, which decodes and checks the multihash when the input is prepared.
+_CID_TEXT = re.compile(
+    r"Qm[1-9A-HJ-NP-Za-km-z]{44}|b[a-z2-7]{20,}|B[A-Z2-7]{20,}|z[1-9A-HJ-NP-Za-km-z]{20,}"
+    r"|k[0-9a-z]{20,}|f[0-9a-f]{20,}"
+)
+
+
+def looks_like_cid_path(text: str) -> bool:
+    """Whether ``text`` is ``CID`` or ``CID/sub/path`` (optionally ``/ipfs/``-prefixed), with
+    no ``.`` or ``..`` in the path."""
+    value = text.strip().removeprefix("ipfs://").removeprefix("/ipfs/")
+    head, _, path = value.partition("/")
+    if not _CID_TEXT.fullmatch(head):
+        return False
+    return not any(part in (".", "..") for part in path.split("/"))
+
+
 def validate_task(task: Task, path: str) -> None:
     def fail(msg: str, sub: str, hint: str | None = None) -> InvalidJobSpec:
         return InvalidJobSpec(
@@ -323,6 +342,15 @@ def validate_task(task: Task, path: str) -> None:
             raise fail(f"duplicate input alias {inp.alias!r}", f"{sub}.Alias")
         if inp.target in targets:
             raise fail(f"duplicate input target {inp.target!r}", f"{sub}.Target")
+        if inp.source.type.lower() == "ipfs":
+            cid = param(inp.source.params, "CID")
+            if not isinstance(cid, str) or not looks_like_cid_path(cid):
+                raise fail(
+                    f"{cid!r} is not a CID" if cid else "an ipfs input needs a CID",
+                    f"{sub}.Source.Params.CID",
+                    "pass a CIDv0 (Qm...) or a CIDv1 (bafy..., bafk...), optionally "
+                    "followed by /a/path inside it",
+                )
         aliases.add(inp.alias)
         targets.add(inp.target)
     names: set[str] = set()

@@ -50,7 +50,7 @@ from bacalhau.node._membership import (
 from bacalhau.node._plugins import build_executors, build_publishers, build_storage_sources
 from bacalhau.node._wiring import RequesterLinks, RoutedComputeClient
 from bacalhau.orchestrator import Orchestrator, SchedulerSettings
-from bacalhau.publisher import LocalPublisher, LocalResultServer
+from bacalhau.publisher import LocalPublisher, LocalResultServer, presign_result
 from bacalhau.storage.cid import Blockstore
 from bacalhau.transport import MEMBER_RECORD_CODEC, ComputeClient, MembershipClient, NodeServer
 
@@ -242,6 +242,7 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
             port=config.api_port,
             max_job_size=config.max_job_size,
             gossip_metrics=lambda: _gossip_report(runner, server),
+            result_rewriter=None if config.s3_presigned_url_disabled else presign_result,
         )
         await _listen(stack, api, config.api_host, config.api_port, "--api-port")
         running.orchestrator = orchestrator
