@@ -91,10 +91,18 @@ def node_state_from_dict(data: Any) -> NodeState:
         last_seen_ns = parse_rfc3339_ns(last_seen) if last_seen else 0
     except ValueError:
         last_seen_ns = 0
+    known_roles = {t.value: t for t in NodeType}
+    addresses = o.raw("Addresses")
     return NodeState(
         info=node_info_from_dict(info if info is not None else data),
         membership=Membership(membership),
         connection=Connection(connection),
         liveness=LivenessState(liveness),
         last_seen_ns=last_seen_ns,
+        roles=tuple(known_roles[r] for r in o.str_list("Roles") if r in known_roles),
+        record_version=o.get_int("RecordVersion"),
+        addresses=(
+            {str(k): str(v) for k, v in addresses.items()} if isinstance(addresses, dict) else {}
+        ),
+        health=o.get_str("Health"),
     )

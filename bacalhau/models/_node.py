@@ -107,6 +107,12 @@ class NodeState:
     connection: Connection = Connection.CONNECTED
     last_seen_ns: int = 0
     liveness: LivenessState = LivenessState.ALIVE
+    #: From the node's gossip record: the roles it runs, the record's version, where it is
+    #: reached ("GRPC", "API", "Publisher") and its own health summary.
+    roles: tuple[NodeType, ...] = ()
+    record_version: int = 0
+    addresses: dict[str, str] = field(default_factory=dict)
+    health: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -117,4 +123,12 @@ class NodeState:
         }
         if self.last_seen_ns > 0:
             out["LastSeen"] = rfc3339_ns(self.last_seen_ns)
+        if self.roles:
+            out["Roles"] = [role.value for role in self.roles]
+        if self.record_version:
+            out["RecordVersion"] = self.record_version
+        if self.addresses:
+            out["Addresses"] = dict(self.addresses)
+        if self.health:
+            out["Health"] = self.health
         return out

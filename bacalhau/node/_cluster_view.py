@@ -103,12 +103,24 @@ class GossipNodeView:
 
     def _sighting(self, member: MemberInfo) -> NodeSighting:
         alive = member.state is LivenessState.ALIVE
+        record = member.record
+        addresses = {
+            name: address
+            for name, address in (
+                ("GRPC", record.grpc_address),
+                ("API", record.api_address),
+                ("Publisher", record.publisher_address),
+            )
+            if address
+        }
         return NodeSighting(
-            info=member.record.to_node_info(),
-            roles=member.record.roles,
+            info=record.to_node_info(),
+            roles=record.roles,
             liveness=member.state,
-            version=member.record.version,
+            version=record.version,
             last_seen_ns=time.time_ns() if alive else self._down_since.get(member.node_id, 0),
+            addresses=addresses,
+            health=record.health,
         )
 
     def _on_event(self, event: MemberEvent) -> None:

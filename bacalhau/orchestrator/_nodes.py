@@ -139,6 +139,10 @@ class NodeDirectory:
             connection=Connection.CONNECTED if usable else Connection.DISCONNECTED,
             last_seen_ns=node.last_seen_ns,
             liveness=node.liveness if usable or node.liveness.is_down() else V.DEAD,
+            roles=tuple(sorted(node.roles)),
+            record_version=node.version,
+            addresses=dict(node.addresses),
+            health=node.health,
         )
 
     # -- changes ------------------------------------------------------------------------

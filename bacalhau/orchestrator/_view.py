@@ -8,8 +8,8 @@ node). The requester adds only what is the operator's business on top of it (app
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
@@ -28,6 +28,10 @@ class NodeSighting:
     version: int
     #: Unix ns when the node was last known alive (now for a live node; 0: unknown).
     last_seen_ns: int = 0
+    #: Where the node is reached, by service ("GRPC", "API", "Publisher").
+    addresses: Mapping[str, str] = field(default_factory=dict)
+    #: The node's own health summary ("healthy", or what is wrong).
+    health: str = ""
 
     @property
     def node_id(self) -> str:

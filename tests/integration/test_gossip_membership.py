@@ -6,7 +6,8 @@
 - A SIGKILLed compute node is declared dead at the requester within a generous bound of the
   defaults' design target (5 s on a quiet cluster; the bound here is 10 s, the figure itself
   is measured by ``bench/membership.py``), while the other node stays alive.
-- ``bacalhau node describe`` shows the full record, liveness included.
+- ``bacalhau node describe`` shows the full record (roles, version, addresses), liveness
+  included.
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ def test_compute_nodes_are_known_through_gossip_and_a_killed_one_is_declared_dea
         described = json.loads(stack.ok("node", "describe", victim.node_id, "--output", "json"))
         assert described["Liveness"] == "ALIVE" and described["Connection"] == "CONNECTED"
         assert described["Info"]["ComputeNodeInfo"]["ExecutionEngines"]
+        assert described["Roles"] == ["Compute"] and described["RecordVersion"] > 0
+        assert described["Addresses"]["GRPC"] == victim.grpc_address
+        assert set(described["Addresses"]) == {"GRPC", "Publisher"}
 
         stack.kill_node(victim.name)
         killed = time.monotonic()
