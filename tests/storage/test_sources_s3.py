@@ -1,0 +1,126 @@
+"""The s3 input source against a real S3 server (SeaweedFS started by the fixture)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bacalhau.errors import ExecutionFailed, UnsafePath
+from bacalhau.models import SpecConfig
+from bacalhau.storage import S3Source
+from bacalhau.storage._s3 import relative_name
+from tests.publisher.seaweedfs import SECRET_KEY, S3Server, seaweedfs
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    with seaweedfs(tmp_path_factory.mktemp("s3")) as server:
+        yield server
+
+
+@pytest.fixture
+def creds(s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compute node's standard AWS environment."""
+    for key, value in s3.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+def spec(s3: S3Server, bucket: str, key: str, **params: str) -> SpecConfig:
+    return SpecConfig("s3", {"Bucket": bucket, "Key": key, "Endpoint": s3.endpoint, **params})
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+async def test_prefix_glob_lays_objects_out_relative_to_the_keys_parent(
+    s3: S3Server, creds: None, tmp_path: Path
+) -> None:
+    bucket = s3.new_bucket()
+    client = s3.client()
+    for key in ("logs/2023-04-01.log", "logs/2023-04-02.log", "logs/2023-05-01.log"):
+        client.put_object(Bucket=bucket, Key=key, Body=key.encode())
+
+    prepared = await S3Source().prepare(spec(s3, bucket, "logs/2023-04*"), tmp_path)
+
+    assert prepared.read_only
+    assert tree(prepared.path) == {
+        "2023-04-01.log": b"logs/2023-04-01.log",
+        "2023-04-02.log": b"logs/2023-04-02.log",
+    }
+
+
+async def test_folder_key_and_filter(s3: S3Server, creds: None, tmp_path: Path) -> None:
+    bucket = s3.new_bucket()
+    client = s3.client()
+    for key in ("data/a.csv", "data/sub/b.csv", "data/sub/c.txt", "other/d.csv"):
+        client.put_object(Bucket=bucket, Key=key, Body=b"x")
+
+    prepared = await S3Source().prepare(spec(s3, bucket, "data/", Filter=r"\.csv$"), tmp_path)
+
+    assert sorted(tree(prepared.path)) == ["a.csv", "sub/b.csv"]
+
+
+async def test_single_object_checked_against_its_sha256(
+    s3: S3Server, creds: None, tmp_path: Path
+) -> None:
+    bucket = s3.new_bucket()
+    body = b"the data" * 1000
+    s3.client().put_object(Bucket=bucket, Key="in/file.bin", Body=body)
+    good = base64.b64encode(hashlib.sha256(body).digest()).decode()
+
+    (tmp_path / "ok").mkdir()
+    ok = await S3Source().prepare(
+        spec(s3, bucket, "in/file.bin", ChecksumSHA256=good), tmp_path / "ok"
+    )
+    assert tree(ok.path) == {"file.bin": body}
+
+    (tmp_path / "bad").mkdir()
+    wrong = base64.b64encode(hashlib.sha256(b"other").digest()).decode()
+    with pytest.raises(ExecutionFailed, match="does not match its SHA-256 checksum"):
+        await S3Source().prepare(
+            spec(s3, bucket, "in/file.bin", ChecksumSHA256=wrong), tmp_path / "bad"
+        )
+
+
+async def test_missing_key_names_it(s3: S3Server, creds: None, tmp_path: Path) -> None:
+    bucket = s3.new_bucket()
+    with pytest.raises(ExecutionFailed, match=rf"s3://{bucket}/nope.txt: no key matches"):
+        await S3Source().prepare(spec(s3, bucket, "nope.txt"), tmp_path)
+    assert os.listdir(tmp_path) == []
+
+
+async def test_bad_credentials_are_named(
+    s3: S3Server, creds: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bucket = s3.new_bucket()
+    s3.client().put_object(Bucket=bucket, Key="k", Body=b"x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-" + SECRET_KEY)
+    with pytest.raises(ExecutionFailed, match="refused the compute node's credentials"):
+        await S3Source().prepare(spec(s3, bucket, "k"), tmp_path)
+    with pytest.raises(ExecutionFailed, match="refused the compute node's credentials"):
+        await S3Source().prepare(spec(s3, bucket, "k*"), tmp_path)
+
+
+async def test_over_the_size_limit_is_refused_before_download(
+    s3: S3Server, creds: None, tmp_path: Path
+) -> None:
+    bucket = s3.new_bucket()
+    s3.client().put_object(Bucket=bucket, Key="big/a", Body=b"x" * 600)
+    s3.client().put_object(Bucket=bucket, Key="big/b", Body=b"x" * 600)
+    with pytest.raises(ExecutionFailed, match="more than the limit of 1000"):
+        await S3Source(max_bytes=1000).prepare(spec(s3, bucket, "big/"), tmp_path)
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_key_climbing_out_of_the_input_is_refused() -> None:
+    assert relative_name("logs/a/b.txt", "logs/") == "a/b.txt"
+    for key in ("logs/../../etc/passwd", "logs/..", "logs/"):
+        with pytest.raises(UnsafePath):
+            relative_name(key, "logs/")
