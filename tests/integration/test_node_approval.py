@@ -4,8 +4,9 @@ processes and the real ``bacalhau`` command.
 A requester started with ``--manual-approval`` admits a compute node as PENDING and asks it
 nothing: a job waits QUEUED. ``bacalhau node approve`` makes the queued job run there;
 ``bacalhau node reject`` stops new placements; ``bacalhau node delete`` forgets the node,
-which joins afresh as PENDING. The compute node, started with ``--trusted-requester``, obeys
-the requester it joined and the one listed, and no other cluster member.
+whose decision is forgotten: PENDING again. Decisions survive a requester restart. The compute
+node, started with ``--trusted-requester``, obeys the requester at its seed address and the
+one listed, and no other cluster member.
 """
 
 from __future__ import annotations
@@ -44,6 +45,14 @@ class Cluster:
     compute_id: str
     listed_dir: Path  # a trusted requester named on the compute node's command line
     api_port: int
+    requester_args: list[str]
+
+    def restart_requester(self) -> None:
+        """SIGKILL the requester and start it again with the same command line."""
+        self.requester.process.kill()
+        self.requester.process.wait(30)
+        self.requester = NodeProcess(self.requester.data_dir, self.requester_args)
+        eventually(lambda: "API: http" in self.requester.output(), timeout=60, what="the API")
 
     def member(self, directory: Path) -> NodeFiles:
         """A genuine cluster certificate for a node that joins nothing."""
@@ -97,23 +106,21 @@ def cluster(tmp_path: Path, busybox_image: str) -> Iterator[Cluster]:
         ca.issue_node_certificate(identity, data_dir=directory, hosts=["127.0.0.1", "localhost"])
         ids[name] = identity.node_id
     grpc_port, api_port = _free_port(), _free_port()
-    requester = NodeProcess(
-        dirs["requester"],
-        [
-            "--orchestrator",
-            "--manual-approval",
-            "--grpc-host",
-            "127.0.0.1",
-            "--grpc-port",
-            str(grpc_port),
-            "--api-host",
-            "127.0.0.1",
-            "--api-port",
-            str(api_port),
-            "-c",
-            "gossip.probe_interval=0.25",
-        ],
-    )
+    requester_args = [
+        "--orchestrator",
+        "--manual-approval",
+        "--grpc-host",
+        "127.0.0.1",
+        "--grpc-port",
+        str(grpc_port),
+        "--api-host",
+        "127.0.0.1",
+        "--api-port",
+        str(api_port),
+        "-c",
+        "gossip.probe_interval=0.25",
+    ]
+    requester = NodeProcess(dirs["requester"], requester_args)
     compute = NodeProcess.compute(
         dirs["compute"],
         f"127.0.0.1:{grpc_port}",
@@ -122,14 +129,17 @@ def cluster(tmp_path: Path, busybox_image: str) -> Iterator[Cluster]:
         "--trusted-requester",
         ids["listed"],
     )
-    stack = Cluster(ca, requester, compute, ids["compute"], dirs["listed"], api_port)
+    stack = Cluster(
+        ca, requester, compute, ids["compute"], dirs["listed"], api_port, requester_args
+    )
     try:
         eventually(lambda: "API: http" in requester.output(), timeout=60, what="the API")
         eventually(lambda: stack.membership() is not None, timeout=60, what="the join")
         yield stack
     finally:
-        codes = (compute.stop(), requester.stop())
-    assert codes == (0, 0), compute.output() + requester.output()
+        # The test may have replaced the requester process (a restart): stop the current one.
+        codes = (compute.stop(), stack.requester.stop())
+    assert codes == (0, 0), compute.output() + stack.requester.output()
 
 
 def test_manual_approval_from_pending_to_approved_rejected_and_deleted(
@@ -167,9 +177,9 @@ def test_manual_approval_from_pending_to_approved_rejected_and_deleted(
     eventually(lambda: cluster.job_state(second) == "Queued", timeout=30, what="the job queueing")
     assert cluster.executions_on_compute() == 1
 
-    # Deleting it forgets it; it joins again by itself, PENDING once more.
+    # Deleting it forgets the decision: PENDING once more.
     cluster.cli("node", "delete", cluster.compute_id)
-    eventually(lambda: cluster.membership() == "PENDING", timeout=30, what="the node re-joining")
+    eventually(lambda: cluster.membership() == "PENDING", timeout=30, what="the node pending")
     assert cluster.executions_on_compute() == 1
     cluster.cli("node", "approve", cluster.compute_id)
     eventually(lambda: cluster.job_state(second) == "Completed", timeout=60, what="the second job")
@@ -191,3 +201,16 @@ def test_trusted_requester_flag(cluster: Cluster, tmp_path: Path) -> None:
     stranger = cluster.member(tmp_path / "stranger")
     with pytest.raises(PermissionDenied):
         asyncio.run(_reject_bid_as(stranger, cluster.compute_id, address))
+
+
+def test_decisions_survive_a_requester_restart(cluster: Cluster) -> None:
+    cluster.cli("node", "reject", cluster.compute_id, "-m", "not this one")
+    assert cluster.membership() == "REJECTED"
+    cluster.restart_requester()
+    # The restarted requester hears of the compute node again by gossip: still rejected.
+    eventually(lambda: cluster.membership() is not None, timeout=60, what="the node heard of again")
+    assert cluster.membership() == "REJECTED"
+    cluster.cli("node", "approve", cluster.compute_id)
+    cluster.restart_requester()
+    eventually(lambda: cluster.membership() is not None, timeout=60, what="the node heard of again")
+    assert cluster.membership() == "APPROVED"
