@@ -77,9 +77,11 @@ def gossip_settings(config: NodeConfig) -> GossipSettings:
 
 
 def seed_addresses(config: NodeConfig) -> list[str]:
-    """``seeds`` and ``orchestrator_address``, each once, in the order given."""
+    """``seeds`` and ``orchestrator_address``, each once, in the order given, as ``host:port``
+    (a scheme such as Bacalhau's ``nats://`` in ``Compute.Orchestrators`` is dropped)."""
     seen: list[str] = []
     for address in (*config.seeds, config.orchestrator_address):
+        address = address.strip().split("://", 1)[-1].rstrip("/")
         if address and address not in seen:
             seen.append(address)
     return seen

@@ -51,5 +51,7 @@ def test_seeds_come_from_seeds_the_orchestrator_address_and_bacalhaus_key() -> N
         {"seeds": "10.0.0.1:4222,10.0.0.2:4222", "orchestrator_address": "10.0.0.1:4222"}
     )
     assert seed_addresses(config) == ["10.0.0.1:4222", "10.0.0.2:4222"]
-    bacalhau = NodeConfig().with_overrides({"Compute.Orchestrators": ["10.0.0.3:4222"]})
-    assert seed_addresses(bacalhau) == ["10.0.0.3:4222"]
+    bacalhau = NodeConfig().with_overrides(
+        {"Compute.Orchestrators": ["nats://10.0.0.3:4222", "10.0.0.4:4222"]}
+    )
+    assert seed_addresses(bacalhau) == ["10.0.0.3:4222", "10.0.0.4:4222"]
