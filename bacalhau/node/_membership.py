@@ -14,6 +14,8 @@
   restarts or comes back from dead (re-announcing this node's record too, so the requester
   learns of it at once), when this node had to refute its own death, and every
   ``report_interval`` as anti-entropy; the requester reconciles them with its job store.
+  A requester trusted by configuration (``trusted_requesters``) is reached at the address
+  its gossip record gives, over a channel pinned to its node ID.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from bacalhau.gossip import (
     NodeRecord,
 )
 from bacalhau.identity import NodeFiles, NodeIdentity
-from bacalhau.models import ExecutionReport, LivenessState
+from bacalhau.models import ExecutionReport, LivenessState, NodeType
 from bacalhau.node._wiring import RequesterLinks
 from bacalhau.transport import OrchestratorClient
 
@@ -256,6 +258,7 @@ class RequesterContact:
         if not self._trust.is_trusted(member.node_id):
             return
         if member.node_id not in self._links.requester_ids():
+            self._link_configured(member.record)
             return
         kind = event.kind
         back = kind is MemberEventKind.ALIVE and event.previous in (
@@ -273,6 +276,20 @@ class RequesterContact:
                 # version of its record spreads at once, instead of at the next push-pull.
                 self._runner.publish(self._runner.local_record)
             self._report_soon(member.node_id)
+
+    def _link_configured(self, record: NodeRecord) -> None:
+        """A requester trusted by configuration (not reached at a seed) is reached at the
+        address its record gives, over a channel pinned to its node ID: only that node can
+        answer there, whatever the record claims."""
+        if NodeType.REQUESTER not in record.roles or not record.grpc_address:
+            return
+        client = OrchestratorClient(
+            self._identity, self._files, record.grpc_address, record.node_id
+        )
+        self._clients.append(client)
+        self._links.add_remote(record.node_id, client)
+        log.info("reaching trusted requester %s at %s", record.node_id, record.grpc_address)
+        self._report_soon(record.node_id)
 
     async def _watch(self) -> None:
         """Report to everyone when this node had to refute its own death (the requesters

@@ -1,7 +1,8 @@
 """The composition root gives each compute role its trusted requesters: a hybrid node itself,
 a compute node the requesters that proved their identity at its seed addresses plus those
-configured; a member whose gossip record claims the requester role is not obeyed for that;
-and a configured requester ID that is not a node ID stops the node from starting."""
+configured (reached at the address its gossip record gives, pinned to its ID); a member whose
+gossip record claims the requester role is not obeyed for that; and a configured requester
+ID that is not a node ID stops the node from starting."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ import pytest
 
 from bacalhau.errors import InvalidConfiguration, PermissionDenied
 from bacalhau.identity import ClusterCA, NodeFiles, NodeIdentity
-from bacalhau.models import CancelExecutionRequest, NodeType
+from bacalhau.models import CancelExecutionRequest, Job, JobStateType, NodeType
 from bacalhau.node import start_node
 from bacalhau.transport import ComputeClient
-from tests.node.test_hybrid import _config, until
+from tests.node.test_hybrid import _config, sees, until
 
 
 async def _cancel_as(files: NodeFiles, node_id: str, address: str) -> None:
@@ -107,3 +108,51 @@ async def test_a_member_claiming_the_requester_role_is_not_obeyed(tmp_path: Path
                 NodeFiles.in_dir(tmp_path / "rogue"), compute.node_id, compute.grpc_address
             )
         assert endpoint.trust.refused == {rogue.node_id: 1}
+
+
+async def test_a_requester_trusted_by_configuration_is_reached_through_its_record(
+    tmp_path: Path,
+) -> None:
+    ca = ClusterCA.create(tmp_path / "ca")
+    for name in ("seed", "compute", "listed"):
+        ca.issue_node_certificate(
+            NodeIdentity.load_or_create(tmp_path / name), data_dir=tmp_path / name
+        )
+    listed_id = NodeIdentity.load(tmp_path / "listed").node_id
+    async with AsyncExitStack() as stack:
+        seed = await start_node(_config(tmp_path / "seed", orchestrator=True), stack)
+        compute = await start_node(
+            _config(
+                tmp_path / "compute",
+                compute=True,
+                seeds=seed.grpc_address,
+                trusted_requesters=listed_id,
+            ),
+            stack,
+        )
+        # A second requester, not at the compute node's seed: it joins the gossip through the
+        # same seed, sees the compute node there, and runs a job on it.
+        listed = await start_node(
+            _config(tmp_path / "listed", orchestrator=True, seeds=seed.grpc_address), stack
+        )
+        await until(lambda: sees(listed, compute.node_id), "the listed requester seeing it")
+        assert listed.orchestrator is not None
+        orch = listed.orchestrator
+        submitted = await orch.submit_job(
+            Job.from_dict(
+                {
+                    "Type": "batch",
+                    "Tasks": [
+                        {"Name": "main", "Engine": {"Type": "noop", "Params": {"Stdout": "x"}}}
+                    ],
+                }
+            )
+        )
+        for _ in range(100):
+            job = await orch.get_job(submitted.job_id)
+            if job.state.is_terminal():
+                break
+            await orch.wait_for_change(job.id, after_seq=orch.store.last_seq(job.id), timeout=1)
+        assert job.state == JobStateType.COMPLETED, job.state_message
+        assert compute.compute is not None
+        assert compute.compute.trust.trusted == {seed.node_id, listed_id}
