@@ -109,6 +109,10 @@ class Execution:
     previous_execution: str = ""
     next_execution: str = ""
     followup_eval_id: str = ""
+    #: Which of the job's ``Count`` partitions this execution runs (0-based; Bacalhau v1.7+).
+    partition_index: int = 0
+    #: The job version this execution runs (``bacalhau job rerun`` adds versions).
+    job_version: int = 0
     revision: int = 1
     create_time: int = 0
     modify_time: int = 0
@@ -140,6 +144,8 @@ class Execution:
             "PreviousExecution": self.previous_execution,
             "NextExecution": self.next_execution,
             "FollowupEvalID": self.followup_eval_id,
+            "PartitionIndex": self.partition_index,
+            "JobVersion": self.job_version,
             "Revision": self.revision,
             "CreateTime": self.create_time,
             "ModifyTime": self.modify_time,
@@ -183,6 +189,8 @@ class Execution:
             previous_execution=o.get_str("PreviousExecution"),
             next_execution=o.get_str("NextExecution"),
             followup_eval_id=o.get_str("FollowupEvalID"),
+            partition_index=o.get_int("PartitionIndex"),
+            job_version=o.get_int("JobVersion"),
             revision=o.get_int("Revision", 1),
             create_time=o.get_int("CreateTime"),
             modify_time=o.get_int("ModifyTime"),

@@ -868,6 +868,8 @@ class Execution(_message.Message):
     REVISION_FIELD_NUMBER: _builtins.int
     CREATE_TIME_UNIX_NANO_FIELD_NUMBER: _builtins.int
     MODIFY_TIME_UNIX_NANO_FIELD_NUMBER: _builtins.int
+    PARTITION_INDEX_FIELD_NUMBER: _builtins.int
+    JOB_VERSION_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Execution ID (e-<uuid>)."""
     job_id: _builtins.str
@@ -902,6 +904,10 @@ class Execution(_message.Message):
     """Creation time, Unix nanoseconds."""
     modify_time_unix_nano: _builtins.int
     """Last modification time, Unix nanoseconds."""
+    partition_index: _builtins.int
+    """Which of the job's Count partitions it runs (0-based)."""
+    job_version: _builtins.int
+    """The job version it runs."""
     @_builtins.property
     def job(self) -> Global___Job:
         """Full copy of the job; absent in listings."""
@@ -947,10 +953,12 @@ class Execution(_message.Message):
         revision: _builtins.int = ...,
         create_time_unix_nano: _builtins.int = ...,
         modify_time_unix_nano: _builtins.int = ...,
+        partition_index: _builtins.int = ...,
+        job_version: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["allocated", b"allocated", "job", b"job", "published_result", b"published_result", "run_output", b"run_output"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allocated", b"allocated", "compute_details", b"compute_details", "compute_message", b"compute_message", "compute_state", b"compute_state", "create_time_unix_nano", b"create_time_unix_nano", "desired_message", b"desired_message", "desired_state", b"desired_state", "eval_id", b"eval_id", "followup_eval_id", b"followup_eval_id", "id", b"id", "job", b"job", "job_id", b"job_id", "modify_time_unix_nano", b"modify_time_unix_nano", "name", b"name", "namespace", b"namespace", "next_execution", b"next_execution", "node_id", b"node_id", "previous_execution", b"previous_execution", "published_result", b"published_result", "revision", b"revision", "run_output", b"run_output", "task_name", b"task_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allocated", b"allocated", "compute_details", b"compute_details", "compute_message", b"compute_message", "compute_state", b"compute_state", "create_time_unix_nano", b"create_time_unix_nano", "desired_message", b"desired_message", "desired_state", b"desired_state", "eval_id", b"eval_id", "followup_eval_id", b"followup_eval_id", "id", b"id", "job", b"job", "job_id", b"job_id", "job_version", b"job_version", "modify_time_unix_nano", b"modify_time_unix_nano", "name", b"name", "namespace", b"namespace", "next_execution", b"next_execution", "node_id", b"node_id", "partition_index", b"partition_index", "previous_execution", b"previous_execution", "published_result", b"published_result", "revision", b"revision", "run_output", b"run_output", "task_name", b"task_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
