@@ -9,8 +9,8 @@ capacity, a small random term) so placement feels familiar.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from bacalhau.models import (
     Connection,
@@ -208,13 +208,60 @@ def _obstacle(ranker: object, job: Job, reason: str) -> Obstacle:
     return Obstacle("already tried this job", "already tried this job")
 
 
-def _availability(job: Job, node: NodeState, best: float) -> int:
+@dataclass(slots=True)
+class Placed:
+    """What this requester has placed on one node and not yet seen end: how many
+    executions, and what they hold. Node records arrive by gossip, late: a record may not
+    show executions placed a moment ago, so ranking counts these too (see :func:`rank_nodes`).
+    """
+
+    count: int = 0
+    allocated: Resources = field(default_factory=Resources)
+
+
+#: Score a node loses per execution it holds beyond the least loaded suitable node's: more
+#: than the random term, so that equal nodes take consecutive jobs in turn.
+SPREAD_STEP = 6
+#: At most this much is taken off for load (as much as the availability rank gives), so
+#: that a preference (labels, engines) still outweighs a modest imbalance.
+SPREAD_MAX = 80
+
+
+def _load(node: NodeState, placed: Placed | None) -> int:
+    """Executions a node holds: the larger of what its record reports and what this
+    requester placed there (a record never shows fewer of our executions than run, unless
+    it predates them; taking the larger never counts one twice)."""
     info = node.info.compute
-    if info is None or best <= 0:
+    reported = info.running_executions + info.enqueued_executions if info else 0
+    return max(reported, placed.count if placed else 0)
+
+
+def _available(node: NodeState, placed: Placed | None) -> Resources:
+    """What a node has free: its reported figure, less what this requester placed there
+    beyond what the report shows used (per resource, the larger use wins)."""
+    info = node.info.compute
+    if info is None:
+        return Resources()
+    free = info.available_capacity
+    if placed is None or not placed.count:
+        return free
+    top, mine = info.max_capacity, placed.allocated
+    return Resources(
+        cpu=min(free.cpu, max(0.0, top.cpu - mine.cpu)) if top.cpu else free.cpu,
+        memory=min(free.memory, max(0, top.memory - mine.memory)) if top.memory else free.memory,
+        disk=min(free.disk, max(0, top.disk - mine.disk)) if top.disk else free.disk,
+        gpu=min(free.gpu, max(0, top.gpu - mine.gpu)) if top.gpu else free.gpu,
+    )
+
+
+def _weighted(avail: Resources) -> float:
+    return avail.cpu * 0.4 + avail.memory / 1e9 * 0.3 + avail.disk / 1e10 * 0.2
+
+
+def _availability(avail: Resources, best: float) -> int:
+    if best <= 0:
         return 0
-    avail = info.available_capacity
-    weighted = avail.cpu * 0.4 + avail.memory / 1e9 * 0.3 + avail.disk / 1e10 * 0.2
-    return int(80 * weighted / best)
+    return int(80 * _weighted(avail) / best)
 
 
 def rank_nodes(
@@ -224,11 +271,19 @@ def rank_nodes(
     *,
     rng: random.Random | None = None,
     attempts_per_node: int = DEFAULT_ATTEMPTS_PER_NODE,
+    placed: Mapping[str, Placed] | None = None,
 ) -> list[NodeRank]:
     """Rank every candidate node for ``job``: suitable ones first, best first.
 
     A node that has failed ``attempts_per_node`` executions of the job is not asked again.
+    ``placed`` is what this requester has placed per node and not seen end: the availability
+    rank counts it even before the node's record shows it, and a node loses
+    :data:`SPREAD_STEP` per execution it holds beyond the least loaded suitable node, so
+    that consecutive jobs spread over equal nodes instead of piling onto the one whose last
+    record looked emptiest. (Whether a node is full is still decided on its own record: the
+    node, not this estimate, refuses what it cannot queue.)
     """
+    placed = placed or {}
     rng = rng or random.Random()
     rankers: list[Callable[[Job, NodeState], tuple[int, str]]] = [
         _engine,
@@ -241,11 +296,9 @@ def rank_nodes(
     ranks: list[NodeRank] = []
     candidates = [n for n in nodes if n.info.node_type == NodeType.COMPUTE]
 
-    def weighted(n: NodeState) -> float:
-        a = n.info.compute.available_capacity if n.info.compute else Resources()
-        return a.cpu * 0.4 + a.memory / 1e9 * 0.3 + a.disk / 1e10 * 0.2
-
-    best = max((weighted(n) for n in candidates), default=0.0)
+    avail = {n.info.node_id: _available(n, placed.get(n.info.node_id)) for n in candidates}
+    best = max((_weighted(a) for a in avail.values()), default=0.0)
+    loads: dict[str, int] = {}
     for node in candidates:
         if node.membership != Membership.APPROVED:
             state = node.membership.value.lower()
@@ -273,10 +326,18 @@ def rank_nodes(
                 break
             total += score
         if total >= 0:
-            total += _availability(job, node, best) + rng.randrange(5)
-            if node.liveness == LivenessState.SUSPECT:
-                # Usable, but it may be failing: any healthy node that fits goes first.
-                total = max(0, total - SUSPECT_PENALTY)
+            total += _availability(avail[node.info.node_id], best) + rng.randrange(5)
+            loads[node.info.node_id] = _load(node, placed.get(node.info.node_id))
         ranks.append(NodeRank(node, total, reason, obstacle))
+    least = min(loads.values(), default=0)
+    for i, r in enumerate(ranks):
+        node_id = r.node.info.node_id
+        if node_id not in loads:
+            continue
+        score = r.score - min(SPREAD_MAX, SPREAD_STEP * (loads[node_id] - least))
+        if r.node.liveness == LivenessState.SUSPECT:
+            # Usable, but it may be failing: any healthy node that fits goes first.
+            score -= SUSPECT_PENALTY
+        ranks[i] = NodeRank(r.node, max(0, score), r.reason, r.obstacle)
     ranks.sort(key=lambda r: (-r.score, r.node.info.node_id))
     return ranks

@@ -39,6 +39,7 @@ from bacalhau.models import (
     Job,
     JobHistory,
     JobStateType,
+    Resources,
     RunCommandResult,
     SpecConfig,
     check_desired_transition,
@@ -46,6 +47,7 @@ from bacalhau.models import (
     check_job_transition,
     now_ns,
 )
+from bacalhau.orchestrator._ranking import Placed
 from bacalhau.orchestrator._rows import (
     eval_from_row,
     eval_to_row,
@@ -150,6 +152,12 @@ class JobStore:
         # Waiters for history changes, per job (long-poll support).
         self._changed: dict[str, asyncio.Event] = {}
         self._pending_notify: set[str] = set()
+        #: Per node, the active executions and what each holds (for ranking), as committed.
+        self._active: dict[str, dict[str, Resources]] = {}
+        #: Changes to ``_active`` made by the open transaction: (node, execution, held or
+        #: None once it ended), applied when it commits.
+        self._pending_active: list[tuple[str, str, Resources | None]] = []
+        self._load_active()
 
     def close(self) -> None:
         self._db.close()
@@ -192,11 +200,53 @@ class JobStore:
             if self._depth == 0:
                 self._db.execute("ROLLBACK")
                 self._pending_notify.clear()
+                self._pending_active.clear()
             raise
         self._depth -= 1
         if self._depth == 0:
             self._db.execute("COMMIT")
+            self._flush_active()
             self._flush_notify()
+
+    # -- what runs where (for ranking) ------------------------------------------------
+
+    def _load_active(self) -> None:
+        terminal = [int(s) for s in ExecutionStateType if s.is_terminal()]
+        marks = ",".join("?" for _ in terminal)
+        for node_id, ex_id, data in self._db.execute(
+            f"SELECT node_id, id, data FROM executions WHERE compute_state NOT IN ({marks})",
+            terminal,
+        ):
+            held = Resources.from_dict(json.loads(data).get("alloc") or {})
+            self._active.setdefault(str(node_id), {})[str(ex_id)] = held
+
+    def _track(self, ex: Execution) -> None:
+        self._pending_active.append((ex.node_id, ex.id, ex.allocated if ex.is_active() else None))
+
+    def _flush_active(self) -> None:
+        for node_id, ex_id, held in self._pending_active:
+            on_node = self._active.setdefault(node_id, {})
+            if held is None:
+                on_node.pop(ex_id, None)
+                if not on_node:
+                    del self._active[node_id]
+            else:
+                on_node[ex_id] = held
+        self._pending_active.clear()
+
+    def placed(self) -> dict[str, Placed]:
+        """Per node, the executions this requester placed there that have not ended, and
+        what they hold (kept in memory as writes commit; read on every placement)."""
+        out: dict[str, Placed] = {}
+        for node_id, held in self._active.items():
+            total = Resources()
+            for r in held.values():
+                total.cpu += r.cpu
+                total.memory += r.memory
+                total.disk += r.disk
+                total.gpu += r.gpu
+            out[node_id] = Placed(count=len(held), allocated=total)
+        return out
 
     def _flush_notify(self) -> None:
         for job_id in self._pending_notify:
@@ -402,6 +452,7 @@ class JobStore:
                     json.dumps(execution_to_row(execution)),
                 ),
             )
+            self._track(execution)
             if event is not None:
                 self._exec_history(execution, None, event)
 
@@ -502,6 +553,7 @@ class JobStore:
             )
             if cur.rowcount != 1:
                 raise RevisionConflict(f"execution {execution_id} changed concurrently")
+            self._track(ex)
             if event is not None or (compute_state is not None and compute_state != old_state):
                 self._exec_history(
                     ex,
