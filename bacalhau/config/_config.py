@@ -23,6 +23,84 @@ def default_data_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".bacalhau"
 
 
+_HOOK_TYPES = ("exec", "http")
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalHookConfig:
+    """One requester-side bid approval hook: ``{"Name", "Type": exec|http, "Command" or
+    "URL", "Timeout"}`` (keys in any case; ``Timeout`` in seconds)."""
+
+    name: str
+    type: str
+    command: str = ""
+    url: str = ""
+    timeout: float = 10.0
+
+    @classmethod
+    def parse_list(cls, key: str, value: Any) -> tuple[ApprovalHookConfig, ...]:
+        """A list of hooks from the config file (YAML) or ``-c Key=[...]`` (JSON/YAML
+        text); errors name the key and the hook."""
+        if isinstance(value, str):
+            try:
+                value = yaml.safe_load(value) if value.strip() else []
+            except yaml.YAMLError as exc:
+                raise InvalidRequest(
+                    f"{key} is not a JSON or YAML list: {exc}", details={"Field": key}
+                ) from None
+        if isinstance(value, Mapping):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise InvalidRequest(f"{key} must be a list of hooks", details={"Field": key})
+        hooks = tuple(cls._parse_one(f"{key}[{i}]", item) for i, item in enumerate(value))
+        names = [h.name for h in hooks]
+        for name in names:
+            if names.count(name) > 1:
+                raise InvalidRequest(f"{key} names the hook {name!r} twice", details={"Field": key})
+        return hooks
+
+    @classmethod
+    def _parse_one(cls, where: str, item: Any) -> ApprovalHookConfig:
+        if not isinstance(item, Mapping):
+            raise InvalidRequest(f"{where} must be a mapping", details={"Field": where})
+        raw = {str(k).lower(): v for k, v in item.items()}
+        unknown = sorted(set(raw) - {"name", "type", "command", "url", "timeout"})
+        if unknown:
+            raise InvalidRequest(
+                f"{where} has unknown keys: {', '.join(unknown)}",
+                hint="a hook has Name, Type (exec or http), Command or URL, and Timeout",
+                details={"Field": where},
+            )
+        name = str(raw.get("name") or "").strip()
+        kind = str(raw.get("type") or "").strip().lower()
+        if not name:
+            raise InvalidRequest(f"{where} needs a Name", details={"Field": f"{where}.Name"})
+        if kind not in _HOOK_TYPES:
+            raise InvalidRequest(
+                f"{where}.Type must be exec or http, not {raw.get('type')!r}",
+                details={"Field": f"{where}.Type"},
+            )
+        command, url = str(raw.get("command") or ""), str(raw.get("url") or "")
+        if kind == "exec" and not command.strip():
+            raise InvalidRequest(
+                f"the exec hook {name!r} needs a Command", details={"Field": f"{where}.Command"}
+            )
+        if kind == "http" and not url.startswith(("http://", "https://")):
+            raise InvalidRequest(
+                f"the http hook {name!r} needs an http(s) URL", details={"Field": f"{where}.URL"}
+            )
+        try:
+            timeout = float(raw.get("timeout", 10.0))
+        except (TypeError, ValueError):
+            timeout = -1.0
+        if not timeout > 0:
+            raise InvalidRequest(
+                f"{where}.Timeout must be a positive number of seconds",
+                details={"Field": f"{where}.Timeout"},
+            )
+        return cls(name=name, type=kind, command=command, url=url, timeout=timeout)
+
+
 @dataclass(frozen=True, slots=True)
 class NodeConfig:
     """Everything a node needs to start. Durations are seconds."""
@@ -75,6 +153,15 @@ class NodeConfig:
     engines: tuple[str, ...] = ("docker", "wasm")
     allow_image_pull: bool = False
     accept_networked_jobs: bool = False
+    #: Job admission (Bacalhau's ``JobAdmissionControl.*``): jobs without inputs refused;
+    #: ``local`` takes only jobs whose input data is on the node (``anywhere``: any).
+    reject_stateless_jobs: bool = False
+    locality: str = "anywhere"
+    #: The operator's probes: a command run through ``bash -c`` and a URL POSTed to, each
+    #: given the job as JSON; either may refuse it. ``probe_timeout`` bounds each (seconds).
+    probe_exec: str = ""
+    probe_http: str = ""
+    probe_timeout: float = 10.0
     #: The most processes (threads included) one Docker job may hold; jobs cannot raise it.
     docker_pids_limit: int = 256
     #: Docker jobs see the image's root filesystem read-only (they write to their result
@@ -129,6 +216,9 @@ class NodeConfig:
     #: New compute nodes wait PENDING until an operator approves them (``bacalhau node
     #: approve``); Bacalhau's ``Orchestrator.NodeManager.ManualApproval``.
     manual_approval: bool = False
+    #: The operator's bid approval hooks, asked in order before a bid is accepted
+    #: (``Orchestrator.ApprovalHooks``; see README, "Accept hooks").
+    approval_hooks: tuple[ApprovalHookConfig, ...] = ()
 
     def advertised(self, port: int) -> str:
         host = self.advertise_host or (
@@ -143,7 +233,14 @@ class NodeConfig:
             if value is None:
                 continue
             name = self.field_name(key)
+            if name == "approval_hooks":
+                clean[name] = ApprovalHookConfig.parse_list(key, value)
+                continue
             clean[name] = _coerce(key, value, getattr(self, name))
+            if name == "locality" and clean[name].lower() not in ("anywhere", "local"):
+                raise InvalidRequest(
+                    f"{key} must be anywhere or local, not {value!r}", details={"Field": key}
+                )
         return replace(self, **clean)
 
     @classmethod
@@ -170,6 +267,14 @@ _BACALHAU_KEYS = {
     "compute_orchestrators": "seeds",
     "compute_heartbeat_interval": "heartbeat_interval",
     "jobadmissioncontrol_acceptnetworkedjobs": "accept_networked_jobs",
+    "jobadmissioncontrol_rejectstatelessjobs": "reject_stateless_jobs",
+    "jobadmissioncontrol_locality": "locality",
+    "jobadmissioncontrol_probeexec": "probe_exec",
+    "jobadmissioncontrol_probehttp": "probe_http",
+    "jobadmissioncontrol_probetimeout": "probe_timeout",
+    "orchestrator_approvalhooks": "approval_hooks",
+    "orchestrator_enabled": "orchestrator",
+    "compute_enabled": "compute",
     "publishers_types_local_address": "publisher_host",
     "publishers_types_local_port": "publisher_port",
     "compute_allowlistedlocalpaths": "allow_listed_local_paths",
@@ -233,8 +338,35 @@ def load_config(
             raise InvalidRequest(f"{config_file} is not valid YAML: {exc}") from None
         if not isinstance(loaded, dict):
             raise InvalidRequest(f"{config_file} must hold a mapping of keys to values")
-        cfg = cfg.with_overrides(loaded)
+        cfg = cfg.with_overrides(_flatten(loaded))
     prefix = "BACALHAU_NODE_"
     from_env = {k[len(prefix) :].lower(): v for k, v in env.items() if k.startswith(prefix)}
     cfg = cfg.with_overrides(from_env)
     return cfg.with_overrides(flags)
+
+
+#: Sections of Bacalhau's nested config file whose keys are ours under ``Section.Key``.
+_SECTIONS = frozenset({"jobadmissioncontrol", "orchestrator", "compute"})
+
+
+def _flatten(loaded: Mapping[str, Any]) -> dict[str, Any]:
+    """Bacalhau writes sections (``JobAdmissionControl: {ProbeExec: ...}``): each key of a
+    known section becomes ``Section.Key``. Flat keys (``JobAdmissionControl.ProbeExec``) and
+    our own keys pass through unchanged."""
+    flat: dict[str, Any] = {}
+    for key, value in loaded.items():
+        if str(key).lower() in _SECTIONS and isinstance(value, Mapping):
+            flat.update(_section(str(key), value))
+        else:
+            flat[key] = value
+    return flat
+
+
+def _section(prefix: str, value: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for sub, sub_value in value.items():
+        if isinstance(sub_value, Mapping):
+            out.update(_section(f"{prefix}.{sub}", sub_value))
+        else:
+            out[f"{prefix}.{sub}"] = sub_value
+    return out
