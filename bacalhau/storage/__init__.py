@@ -9,6 +9,13 @@ from __future__ import annotations
 
 from bacalhau.storage._archive import extract_tar_gz
 from bacalhau.storage._base import PreparedInput, PreparedPath, StorageSource
+from bacalhau.storage._exchange import (
+    BlockExchange,
+    BlockPeer,
+    BlockPeers,
+    FetchReport,
+    ProviderFinder,
+)
 from bacalhau.storage._inline import InlineSource, decode_data_url
 from bacalhau.storage._ipfs import BlockFetcher, IPFSSource, LocalOnlyFetcher, parse_cid_path
 from bacalhau.storage._localdir import AllowedPath, LocalDirectorySource
@@ -19,13 +26,18 @@ from bacalhau.storage._urldownload import UrlDownloadSource
 
 __all__ = [
     "AllowedPath",
+    "BlockExchange",
     "BlockFetcher",
+    "BlockPeer",
+    "BlockPeers",
+    "FetchReport",
     "IPFSSource",
     "InlineSource",
     "LocalDirectorySource",
     "LocalOnlyFetcher",
     "PreparedInput",
     "PreparedPath",
+    "ProviderFinder",
     "S3Source",
     "StorageSource",
     "UrlDownloadSource",

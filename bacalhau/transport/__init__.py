@@ -18,6 +18,7 @@ Every refusal is a :class:`bacalhau.errors.PermissionDenied` on both sides; ever
 :class:`bacalhau.errors.BacalhauError` rebuilt from the same stable code the remote raised.
 """
 
+from bacalhau.transport._blocks import BlockClient, BlockServicer, add_block_service
 from bacalhau.transport._channel import DEFAULT_TIMEOUT_SECONDS, format_address
 from bacalhau.transport._clients import ComputeClient, OrchestratorClient
 from bacalhau.transport._convert_membership import MEMBER_RECORD_CODEC, ProtoRecordCodec
@@ -39,6 +40,8 @@ from bacalhau.transport._tls import (
 __all__ = [
     "DEFAULT_TIMEOUT_SECONDS",
     "MEMBER_RECORD_CODEC",
+    "BlockClient",
+    "BlockServicer",
     "ComputeClient",
     "ComputeHandler",
     "MembershipClient",
@@ -48,6 +51,7 @@ __all__ = [
     "OrchestratorClient",
     "OrchestratorHandler",
     "ProtoRecordCodec",
+    "add_block_service",
     "add_membership_service",
     "channel_credentials",
     "channel_options",

@@ -12,6 +12,7 @@ from bacalhau._proto.v1 import compute_pb2_grpc, node_pb2_grpc, orchestrator_pb2
 from bacalhau.errors import InvalidRequest, Unavailable
 from bacalhau.identity import NodeFiles, NodeIdentity
 from bacalhau.models import NodeType
+from bacalhau.transport._blocks import BlockReader, BlockServicer, add_block_service
 from bacalhau.transport._channel import format_address
 from bacalhau.transport._handlers import ComputeHandler, OrchestratorHandler
 from bacalhau.transport._membership import (
@@ -59,6 +60,8 @@ class NodeServer:
         self._orchestrator: OrchestratorHandler | None = None
         self._deliver: Deliver | None = None
         self._membership: MembershipServicer | None = None
+        self._block_store: BlockReader | None = None
+        self._blocks: BlockServicer | None = None
         self._server: Any = None
         self._port = 0
 
@@ -76,6 +79,11 @@ class NodeServer:
         """Serve MembershipService, handing every message to ``deliver`` (before start)."""
         self._check_not_started()
         self._deliver = deliver
+
+    def add_block_service(self, store: BlockReader) -> None:
+        """Serve BlockService (the block exchange) from ``store`` (before start)."""
+        self._check_not_started()
+        self._block_store = store
 
     @property
     def membership_refusals(self) -> dict[str, int]:
@@ -135,6 +143,8 @@ class NodeServer:
         )
         if self._deliver is not None:
             self._membership = add_membership_service(server, self._deliver)
+        if self._block_store is not None:
+            self._blocks = add_block_service(server, self._block_store)
         bind = format_address(self._host, self._requested_port)
         try:
             port = server.add_secure_port(bind, creds)
