@@ -10,7 +10,7 @@ comes back and reports a result for it, the failed execution stays failed (termi
 stay terminal) and the report is recorded in its history as ignored: the replacement's result
 is the one kept, whether or not it has finished yet, so a job never completes twice nor
 publishes two results for one execution slot. Replaced executions that the node still runs
-are cancelled on it when it re-joins (``_reconcile``).
+are cancelled on it when it reports what it holds (``_reconcile``).
 """
 
 from __future__ import annotations

@@ -56,7 +56,7 @@ def channel_options(expected_node_id: str | None) -> list[tuple[str, Any]]:
 
     With ``expected_node_id``, the channel only completes a handshake with that node.
     Reconnect backoff is short because peers are usually on a LAN and a restarting node should
-    be reachable again within a heartbeat; keepalives detect silently dropped connections.
+    be reachable again within a probe interval; keepalives detect silently dropped connections.
     """
     opts: list[tuple[str, Any]] = [
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
