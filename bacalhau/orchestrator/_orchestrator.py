@@ -177,6 +177,7 @@ class Orchestrator:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         self._broker.close()
+        await self._planner.close()
         await self.nodes.__aexit__(None, None, None)
         self._approvals.close()
         self.store.close()
