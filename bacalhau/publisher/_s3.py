@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import boto3.exceptions
 import botocore.exceptions
 
 from bacalhau.errors import InvalidJobSpec, PublishFailed
@@ -121,12 +122,24 @@ class S3Publisher:
             else:
                 for path in sorted(_files(results_dir)):
                     rel = path.relative_to(results_dir).as_posix()
+                    if path.stat().st_size == 0:
+                        # Each empty object on a connection of its own: SeaweedFS leaves a
+                        # kept-alive connection stalled after an empty PUT, so the next
+                        # upload on it would wait for the read timeout (a minute).
+                        empty = s3_client(endpoint=endpoint, region=region)
+                        empty.put_object(Bucket=bucket, Key=key + rel, Body=b"")
+                        empty.close()
+                        continue
                     client.upload_file(str(path), bucket, key + rel)
             return results_cid(results_dir)
 
         try:
             cid = await asyncio.to_thread(upload)
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as err:
+        except (
+            botocore.exceptions.BotoCoreError,
+            botocore.exceptions.ClientError,
+            boto3.exceptions.S3UploadFailedError,
+        ) as err:
             failure = s3_error(err, f"publishing to {where}", component="Publisher", kind="")
             raise PublishFailed(failure.message, hint=failure.hint) from None
         except OSError as err:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import boto3
+import boto3.exceptions
 import botocore.config
 import botocore.exceptions
 
@@ -54,6 +55,9 @@ def s3_error(err: Exception, what: str, *, component: str, kind: str) -> Bacalha
     """``err`` from boto3 as an error naming the cause: missing object or bucket, refused
     credentials, no credentials, unreachable endpoint."""
     details = {"InputSource": kind} if kind else {}
+    cause = err.__cause__ or err.__context__
+    if isinstance(err, boto3.exceptions.S3UploadFailedError) and isinstance(cause, Exception):
+        return s3_error(cause, what, component=component, kind=kind)  # the client's own error
     if isinstance(err, botocore.exceptions.NoCredentialsError):
         return ExecutionFailed(
             f"{what}: the compute node has no AWS credentials",
@@ -91,4 +95,6 @@ def s3_error(err: Exception, what: str, *, component: str, kind: str) -> Bacalha
         return ExecutionFailed(f"{what}: {code}: {message}", component=component, details=details)
     if isinstance(err, botocore.exceptions.BotoCoreError):
         return ExecutionFailed(f"{what}: {err}", component=component, details=details)
-    raise err
+    return ExecutionFailed(
+        f"{what}: {type(err).__name__}: {err}", component=component, details=details
+    )

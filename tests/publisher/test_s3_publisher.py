@@ -1,0 +1,117 @@
+"""The s3 publisher against a real S3 server (SeaweedFS), and pre-signed result downloads."""
+
+from __future__ import annotations
+
+import datetime
+import gzip
+import io
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from bacalhau.errors import PublishFailed
+from bacalhau.models import Job, SpecConfig, Task
+from bacalhau.publisher import S3Publisher, presign_result, render_key, results_cid
+from tests.publisher.seaweedfs import SECRET_KEY, S3Server, seaweedfs
+
+NODE = "12D3KooWNodeForTests"
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    with seaweedfs(tmp_path_factory.mktemp("s3")) as server:
+        yield server
+
+
+@pytest.fixture
+def creds(s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in s3.env().items():
+        monkeypatch.setenv(key, value)
+
+
+def make_results(tmp_path: Path) -> Path:
+    results = tmp_path / "e-1"
+    (results / "out" / "deep").mkdir(parents=True)
+    (results / "stdout").write_text("hello\n")
+    (results / "stderr").write_text("")
+    (results / "exitCode").write_text("0")
+    (results / "out" / "deep" / "r.txt").write_text("42")
+    return results
+
+
+def job(s3: S3Server, bucket: str, key: str, **params: object) -> Job:
+    publisher = SpecConfig("s3", {"Bucket": bucket, "Key": key, "Endpoint": s3.endpoint, **params})
+    return Job(id="j-1234", tasks=[Task(name="main", publisher=publisher)])
+
+
+def test_key_templates() -> None:
+    now = datetime.datetime(2026, 11, 30, 8, 5, 9, tzinfo=datetime.UTC)
+    key = render_key(
+        "r/{jobID}/{executionID}-{nodeID}/{date}T{time}",
+        job_id="j-1",
+        execution_id="e-2",
+        node_id="n-3",
+        now=now,
+    )
+    assert key == "r/j-1/e-2-n-3/20261130T080509"
+
+
+async def test_archive_upload_records_key_and_cid_and_presigns(
+    s3: S3Server, creds: None, tmp_path: Path
+) -> None:
+    bucket = s3.new_bucket()
+    results = make_results(tmp_path)
+    spec = await S3Publisher(node_id=NODE).publish(
+        "e-1", job(s3, bucket, "results/{jobID}/{executionID}"), results
+    )
+    key = "results/j-1234/e-1.tar.gz"
+    assert spec.type == "s3"
+    assert spec.params["Bucket"] == bucket and spec.params["Key"] == key
+    assert spec.params["CID"] == results_cid(results)
+
+    body = s3.client().get_object(Bucket=bucket, Key=key)["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(body))) as tar:
+        assert sorted(tar.getnames()) == [
+            "exitCode", "out", "out/deep", "out/deep/r.txt", "stderr", "stdout",
+        ]  # fmt: skip
+
+    signed = presign_result(spec)
+    assert signed.type == "s3PreSigned"
+    async with aiohttp.ClientSession() as http, http.get(signed.params["PreSignedURL"]) as resp:
+        assert resp.status == 200
+        assert await resp.read() == body
+
+
+async def test_plain_objects(s3: S3Server, creds: None, tmp_path: Path) -> None:
+    bucket = s3.new_bucket()
+    results = make_results(tmp_path)
+    spec = await S3Publisher(node_id=NODE).publish(
+        "e-1", job(s3, bucket, "plain/{jobID}", Compress="false"), results
+    )
+    assert spec.params["Key"] == "plain/j-1234/" and spec.params["Compress"] is False
+    listed = s3.client().list_objects_v2(Bucket=bucket, Prefix="plain/")
+    assert sorted(o["Key"] for o in listed["Contents"]) == [
+        "plain/j-1234/exitCode",
+        "plain/j-1234/out/deep/r.txt",
+        "plain/j-1234/stderr",
+        "plain/j-1234/stdout",
+    ]
+    # Plain results are not one object: they keep their s3 form for the client to list.
+    assert presign_result(spec) == spec
+
+
+async def test_bad_credentials_fail_naming_the_cause(
+    s3: S3Server, creds: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bucket = s3.new_bucket()
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-" + SECRET_KEY)
+    with pytest.raises(PublishFailed, match="refused the compute node's credentials"):
+        await S3Publisher(node_id=NODE).publish("e-1", job(s3, bucket, "k"), make_results(tmp_path))
+
+
+async def test_missing_bucket_or_key_is_refused(s3: S3Server) -> None:
+    with pytest.raises(Exception, match="needs Key"):
+        await S3Publisher(node_id=NODE).validate(SpecConfig("s3", {"Bucket": "b"}))
