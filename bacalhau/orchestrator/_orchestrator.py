@@ -232,6 +232,7 @@ class Orchestrator:
             settings=self._settings,
             rng=self._rng,
             settling_until=self._settling_until,
+            in_flight=self.store.placed(),
         )
         sends = self._planner.apply(plan)
         await self._planner.dispatch(job, sends)

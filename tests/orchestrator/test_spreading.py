@@ -96,7 +96,7 @@ def _place(
             for nid, held in placed.items()
         }
         plan = schedule(
-            _job(i), [], nodes, ev, now=NOW, rng=rng, placed=ledger if count_placed else None
+            _job(i), [], nodes, ev, now=NOW, rng=rng, in_flight=ledger if count_placed else None
         )
         (ex,) = plan.new_executions
         placed[ex.node_id][ex.id] = ex.allocated
