@@ -8,10 +8,11 @@ in the tests records plans instead of mocking a store or a network).
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from bacalhau.models import Evaluation, Execution, Job, NodeState
 from bacalhau.orchestrator._plan import Plan
+from bacalhau.orchestrator._ranking import Placed
 from bacalhau.orchestrator._settings import SchedulerSettings
 from bacalhau.orchestrator.schedulers import SCHEDULERS, node_lost_message, stop_all
 
@@ -30,13 +31,15 @@ def schedule(
     settings: SchedulerSettings = _DEFAULTS,
     rng: random.Random | None = None,
     settling_until: int = 0,
+    in_flight: Mapping[str, Placed] | None = None,
 ) -> Plan:
     """Decide the next step for ``job`` with the scheduler of its type.
 
     Until ``settling_until`` (ns; the requester started recently) the node view may be
     incomplete: a node not heard from is unknown, not gone, so its executions are not failed,
     and a job that lacks nodes waits for them to join instead of failing; the job is
-    evaluated again when the grace ends (and whenever a node joins).
+    evaluated again when the grace ends (and whenever a node joins). ``in_flight`` is what
+    this requester has placed per node and not seen end (see :func:`rank_nodes`).
     """
     if job.state.is_terminal():
         # Whatever the type: a finished job's remaining executions are stopped.
@@ -52,4 +55,5 @@ def schedule(
         settings=settings,
         rng=rng,
         settling_until=settling_until,
+        in_flight=in_flight,
     )
