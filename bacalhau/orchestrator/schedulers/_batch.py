@@ -1,0 +1,194 @@
+"""Batch jobs: ``Count`` partitions, each run once to completion and retried on its own.
+
+A batch job with ``Count`` N is N partitions (Bacalhau v1.7+): partition ``i`` is done when
+one execution of it completed. Each partition has at most one live execution; a failed one is
+replaced by a new execution of the same partition, within the job's retry policy.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+
+from bacalhau.errors import BacalhauError, ExecutionFailed, ExecutionTimeout, NotEnoughNodes
+from bacalhau.models import (
+    Evaluation,
+    Execution,
+    ExecutionDesiredStateType,
+    ExecutionStateType,
+    Job,
+    JobStateType,
+    Membership,
+    NodeState,
+    TriggeredBy,
+)
+from bacalhau.orchestrator._plan import ExecutionChange, Plan
+from bacalhau.orchestrator._ranking import Placed, rank_nodes
+from bacalhau.orchestrator._retries import fail_overdue, retry_policy
+from bacalhau.orchestrator._settings import SchedulerSettings
+from bacalhau.orchestrator.schedulers._shared import (
+    AFTER_GRACE_NS,
+    event,
+    fail_job,
+    fail_lost,
+    later,
+    look_again_after_grace,
+    new_execution,
+    not_enough_nodes,
+    past_total_timeout,
+    queue_expired,
+    queue_for_nodes,
+    queue_waiting,
+    stop,
+)
+
+__all__ = ["schedule_batch"]
+
+D = ExecutionDesiredStateType
+E = ExecutionStateType
+
+_SURPLUS = "Execution stop requested because there are more executions than needed"
+
+
+def schedule_batch(
+    job: Job,
+    executions: Sequence[Execution],
+    nodes: Sequence[NodeState],
+    evaluation: Evaluation,
+    *,
+    now: int,
+    settings: SchedulerSettings,
+    rng: random.Random | None,
+    settling_until: int,
+    in_flight: Mapping[str, Placed] | None = None,
+) -> Plan:
+    """Approve bids, place the partitions that have no live execution, complete the job when
+    every partition completed (or fail it when retries or nodes run out)."""
+    plan = Plan(job=job, evaluation=evaluation)
+    view = fail_lost(executions, nodes, plan, now, settling_until=settling_until)
+
+    def fail(message: str, error: type[BacalhauError] = NotEnoughNodes) -> Plan:
+        return fail_job(plan, view, message, error, now)
+
+    timed_out = past_total_timeout(job, now)
+    if timed_out:
+        return fail(timed_out, ExecutionTimeout)
+    view = fail_overdue(job, view, plan, now, settings)
+
+    partitions = max(job.count, 1)
+    done = {e.partition_index for e in view if e.compute_state == E.COMPLETED}
+    desired = partitions - len(done)
+    if desired <= 0:
+        plan.new_job_state = JobStateType.COMPLETED
+        plan.job_event = event("Job completed", "State Update", now)
+        for ex in view:
+            if ex.is_active() and ex.desired_state != D.STOPPED:
+                plan.changes.append(stop(ex, _SURPLUS, now))
+        return plan
+
+    # Approve bids oldest-first, one live execution per partition; reject the surplus, and
+    # bids from nodes an operator has not approved (or rejected since it was asked).
+    running = {e.partition_index for e in view if e.is_active() and e.desired_state == D.RUNNING}
+    members = {n.info.node_id for n in nodes if n.membership == Membership.APPROVED}
+    approved = 0
+    stopped: set[str] = set()
+    for ex in sorted(view, key=lambda e: e.create_time):
+        if ex.compute_state == E.ASK_FOR_BID_ACCEPTED and ex.desired_state == D.PENDING:
+            if ex.node_id not in members:
+                stopped.add(ex.id)
+                plan.changes.append(stop(ex, "bid rejected: the node is not approved", now))
+            elif ex.partition_index not in running and ex.partition_index not in done:
+                approved += 1
+                running.add(ex.partition_index)
+                plan.changes.append(
+                    ExecutionChange(
+                        execution_id=ex.id,
+                        desired_state=D.RUNNING,
+                        desired_message="bid accepted",
+                        event=event("Bid accepted", "Scheduling", now),
+                    )
+                )
+            else:
+                stopped.add(ex.id)
+                plan.changes.append(stop(ex, "bid rejected: enough executions are running", now))
+
+    live: dict[int, Execution] = {}
+    for ex in sorted(view, key=lambda e: e.create_time):
+        if not ex.is_active() or ex.id in stopped or ex.desired_state == D.STOPPED:
+            continue
+        if ex.partition_index in done or ex.partition_index in live:
+            # A partition runs once: a second live execution of it is surplus.
+            plan.changes.append(stop(ex, _SURPLUS, now))
+            continue
+        live[ex.partition_index] = ex
+    active = list(live.values())
+    missing_parts = [p for p in range(partitions) if p not in done and p not in live]
+    missing = len(missing_parts)
+    failed = [e for e in view if e.compute_state == E.FAILED]
+    failures = [f"execution {e.id} on node {e.node_id}: {e.compute_message}" for e in failed]
+    policy = retry_policy(job, settings)
+    if missing > 0 and failed:
+        if len(failed) >= policy.attempts:
+            last = max(failed, key=lambda e: e.modify_time)
+            return fail_job(
+                plan,
+                view,
+                f"Job failed because it has been retried too many times ({len(failed)} "
+                f"failed executions of {policy.attempts} allowed); last error: {failures[-1]}",
+                ExecutionFailed,
+                now,
+                code=last.compute_details.get("ErrorCode", ""),
+            )
+        retry_at = policy.retry_time(failed)
+        if now < retry_at:
+            # Back off before the next attempt; the delayed evaluation places it.
+            plan.new_evaluations.append(later(job, retry_at, now, TriggeredBy.EXEC_FAILURE))
+            missing = 0
+    if missing > 0:
+        ranks = rank_nodes(
+            job, nodes, view, rng=rng, attempts_per_node=policy.attempts_per_node, placed=in_flight
+        )
+        suitable = [r for r in ranks if r.suitable]
+        placed = suitable[:missing]
+        for r, partition in zip(placed, missing_parts, strict=False):
+            plan.new_executions.append(
+                new_execution(
+                    job, r.node.info.node_id, evaluation, D.PENDING, now, partition=partition
+                )
+            )
+        if len(placed) < missing:
+            queue_timeout = job.task.timeouts.queue_timeout or settings.default_queue_timeout
+            waited = now - job.create_time
+            deadline = job.create_time + queue_timeout * 1_000_000_000 if queue_timeout else 0
+            # Nodes that are only full free capacity by themselves: without a QueueTimeout
+            # the job waits for them (as it would have in their own queue) instead of failing.
+            passing = any(
+                r.obstacle is not None and r.obstacle.passing for r in ranks if not r.suitable
+            )
+            if now < settling_until and len(ranks) < partitions:
+                # Fewer nodes known than the job needs, just after the requester started:
+                # the capacity is unknown, not missing. Wait for nodes to (re)join.
+                look_again_after_grace(plan, now, settling_until)
+                if not active and not placed and job.state != JobStateType.QUEUED:
+                    queue_for_nodes(plan, now)
+            elif (deadline and now < deadline) or (not queue_timeout and passing):
+                backoff = min(max(settings.queue_backoff, waited / 2e9), settings.queue_backoff_max)
+                wait_until = now + int(backoff * 1_000_000_000)
+                if deadline:
+                    # Look again right when the QueueTimeout passes, to fail on time.
+                    wait_until = min(wait_until, deadline + AFTER_GRACE_NS)
+                plan.new_evaluations.append(later(job, wait_until, now, TriggeredBy.JOB_QUEUE))
+                if not active and not placed:
+                    queue_waiting(plan, job, ranks, now)
+            elif len(placed) + len(active) < desired:
+                # Some capacity exists but never enough for Count: fail instead of hanging.
+                return fail(
+                    queue_expired(queue_timeout) + not_enough_nodes(job, missing, ranks, failures)
+                )
+
+    if job.state in (JobStateType.PENDING, JobStateType.QUEUED) and (
+        approved or any(e.desired_state == D.RUNNING for e in active)
+    ):
+        plan.new_job_state = JobStateType.RUNNING
+        plan.job_event = event("Running", "State Update", now)
+    return plan

@@ -1,0 +1,141 @@
+"""Service jobs: ``Count`` long-running replicas.
+
+Replica ``i`` is the execution with partition index ``i``. Each replica is placed through a
+bidding round (like a batch partition); one that ends, even successfully, is restarted after
+a backoff that grows with its failures (capped by the job's ``Reschedule.MaxDelay``); one
+whose node is lost is moved to another node at once. A service never completes by itself and
+has no TotalTimeout.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+
+from bacalhau.errors import NotEnoughNodes
+from bacalhau.models import (
+    Evaluation,
+    Execution,
+    ExecutionDesiredStateType,
+    ExecutionStateType,
+    Job,
+    Membership,
+    NodeState,
+    TriggeredBy,
+)
+from bacalhau.orchestrator._plan import ExecutionChange, Plan
+from bacalhau.orchestrator._ranking import Placed, rank_nodes
+from bacalhau.orchestrator._retries import retry_policy
+from bacalhau.orchestrator._settings import SchedulerSettings
+from bacalhau.orchestrator.schedulers._long_running import ranking_view, restart_time
+from bacalhau.orchestrator.schedulers._shared import (
+    event,
+    fail_job,
+    fail_lost,
+    later,
+    look_again_after_grace,
+    mark_running,
+    new_execution,
+    not_enough_nodes,
+    queue_waiting,
+    stop,
+)
+
+__all__ = ["schedule_service"]
+
+D = ExecutionDesiredStateType
+E = ExecutionStateType
+
+
+def schedule_service(
+    job: Job,
+    executions: Sequence[Execution],
+    nodes: Sequence[NodeState],
+    evaluation: Evaluation,
+    *,
+    now: int,
+    settings: SchedulerSettings,
+    rng: random.Random | None,
+    settling_until: int,
+    in_flight: Mapping[str, Placed] | None = None,
+) -> Plan:
+    """Keep ``Count`` replicas running: approve their bids, restart the ones that ended."""
+    plan = Plan(job=job, evaluation=evaluation)
+    view = fail_lost(executions, nodes, plan, now, settling_until=settling_until)
+    replicas = max(job.count, 1)
+    members = {n.info.node_id for n in nodes if n.membership == Membership.APPROVED}
+
+    # One live execution per replica: approve the oldest bid of a replica not yet running.
+    running = {e.partition_index for e in view if e.is_active() and e.desired_state == D.RUNNING}
+    stopped: set[str] = set()
+    approved = 0
+    for ex in sorted(view, key=lambda e: e.create_time):
+        if ex.compute_state != E.ASK_FOR_BID_ACCEPTED or ex.desired_state != D.PENDING:
+            continue
+        if ex.node_id not in members:
+            stopped.add(ex.id)
+            plan.changes.append(stop(ex, "bid rejected: the node is not approved", now))
+        elif ex.partition_index in running or ex.partition_index >= replicas:
+            stopped.add(ex.id)
+            plan.changes.append(stop(ex, "bid rejected: the replica is already running", now))
+        else:
+            approved += 1
+            running.add(ex.partition_index)
+            plan.changes.append(
+                ExecutionChange(
+                    execution_id=ex.id,
+                    desired_state=D.RUNNING,
+                    desired_message="bid accepted",
+                    event=event("Bid accepted", "Scheduling", now),
+                )
+            )
+    live: dict[int, Execution] = {}
+    for ex in sorted(view, key=lambda e: e.create_time):
+        if not ex.is_active() or ex.id in stopped or ex.desired_state == D.STOPPED:
+            continue
+        if ex.partition_index in live or ex.partition_index >= replicas:
+            plan.changes.append(stop(ex, "more executions than replicas", now))
+            continue
+        live[ex.partition_index] = ex
+
+    policy = retry_policy(job, settings)
+    due: list[int] = []
+    next_look = 0
+    for replica in range(replicas):
+        if replica in live:
+            continue
+        at = restart_time(policy, [e for e in view if e.partition_index == replica])
+        if now < at:
+            next_look = min(next_look or at, at)
+        else:
+            due.append(replica)
+    if next_look:
+        plan.new_evaluations.append(later(job, next_look, now, TriggeredBy.EXEC_FAILURE))
+
+    if due:
+        ranks = rank_nodes(
+            job, nodes, ranking_view(view), rng=rng, attempts_per_node=2**31, placed=in_flight
+        )
+        suitable = [r for r in ranks if r.suitable]
+        for r, replica in zip(suitable, due, strict=False):
+            plan.new_executions.append(
+                new_execution(
+                    job, r.node.info.node_id, evaluation, D.PENDING, now, partition=replica
+                )
+            )
+        short = len(due) - len(suitable)
+        if short > 0:
+            if not view and now >= settling_until and not job.task.timeouts.queue_timeout:
+                # The first placement finds too few nodes: say so now rather than hang.
+                return fail_job(
+                    plan, view, not_enough_nodes(job, replicas, ranks, []), NotEnoughNodes, now
+                )
+            if now < settling_until:
+                look_again_after_grace(plan, now, settling_until)
+            wait = now + int(settings.queue_backoff * 1_000_000_000)
+            plan.new_evaluations.append(later(job, wait, now, TriggeredBy.JOB_QUEUE))
+            if not live and not plan.new_executions:
+                queue_waiting(plan, job, ranks, now)
+    if approved or any(e.desired_state == D.RUNNING for e in live.values()):
+        mark_running(plan, job, now)
+    return plan

@@ -1,0 +1,314 @@
+"""What every job type's scheduler shares: events, stopping and failing executions and jobs,
+lost nodes, new executions and delayed evaluations. Pure, like the schedulers themselves."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from bacalhau.errors import BacalhauError, NodeLost
+from bacalhau.models import (
+    Connection,
+    Evaluation,
+    Event,
+    Execution,
+    ExecutionDesiredStateType,
+    ExecutionStateType,
+    Job,
+    JobStateType,
+    NodeState,
+    Resources,
+    TriggeredBy,
+    format_size,
+    new_evaluation_id,
+    new_execution_id,
+)
+from bacalhau.orchestrator._plan import ExecutionChange, Plan
+from bacalhau.orchestrator._ranking import NodeRank, job_usage
+from bacalhau.orchestrator._retries import NODE_LOST
+from bacalhau.orchestrator._waiting import waiting_reason
+
+D = ExecutionDesiredStateType
+E = ExecutionStateType
+
+#: How long after the grace ends a waiting job is looked at again: timers may fire a little
+#: early, and an evaluation still inside the grace would only schedule another one.
+AFTER_GRACE_NS = 100_000_000
+
+
+def look_again_after_grace(plan: Plan, now: int, settling_until: int) -> None:
+    """Have the job evaluated again once the grace is over (once per plan)."""
+    wait_until = settling_until + AFTER_GRACE_NS
+    if any(ev.wait_until == wait_until for ev in plan.new_evaluations):
+        return
+    job = plan.job
+    plan.new_evaluations.append(
+        Evaluation(
+            id=new_evaluation_id(),
+            job_id=job.id,
+            namespace=job.namespace,
+            type=job.type,
+            triggered_by=TriggeredBy.JOB_QUEUE,
+            priority=job.priority,
+            wait_until=wait_until,
+            create_time=now,
+            modify_time=now,
+        )
+    )
+
+
+def event(message: str, topic: str, now: int, **details: str) -> Event:
+    return Event(message=message, topic=topic, timestamp=now, details=dict(details))
+
+
+def stop(ex: Execution, message: str, now: int) -> ExecutionChange:
+    return ExecutionChange(
+        execution_id=ex.id,
+        desired_state=D.STOPPED,
+        desired_message=message,
+        event=event(message, "Scheduling", now),
+    )
+
+
+def fail_lost(
+    executions: Sequence[Execution],
+    nodes: Sequence[NodeState],
+    plan: Plan,
+    now: int,
+    *,
+    settling_until: int = 0,
+) -> list[Execution]:
+    """Executions on nodes that vanished or disconnected are failed; returns the live view.
+
+    While the requester settles after its start, a node not heard from yet is unknown rather
+    than gone: its executions are left alone and the job is looked at again when the grace
+    ends (a node that rejoins sooner triggers that on its own).
+    """
+    by_id = {n.info.node_id: n for n in nodes}
+    view: list[Execution] = []
+    unknown = False
+    for ex in executions:
+        node = by_id.get(ex.node_id)
+        if ex.is_active() and node is None and now < settling_until:
+            unknown = True
+            view.append(ex)
+            continue
+        lost = ex.is_active() and (node is None or node.connection != Connection.CONNECTED)
+        if not lost:
+            view.append(ex)
+            continue
+        msg = node_lost_message(ex, node, now)
+        plan.changes.append(
+            ExecutionChange(
+                execution_id=ex.id,
+                desired_state=D.STOPPED,
+                desired_message=msg,
+                compute_state=E.FAILED,
+                compute_message=msg,
+                compute_details={
+                    "Retryable": "true",
+                    "ErrorCode": NodeLost.code,
+                    NODE_LOST: "true",
+                },
+                # Usually unreachable; but a node that is back already must not run on.
+                cancel_on_node=True,
+                event=event(
+                    msg,
+                    "Execution",
+                    now,
+                    IsError="true",
+                    Retryable="true",
+                    ErrorCode=NodeLost.code,
+                    Hint=NodeLost.default_hint,
+                ),
+            )
+        )
+        view.append(
+            replace(
+                ex,
+                compute_state=E.FAILED,
+                compute_message=msg,
+                compute_details={**ex.compute_details, NODE_LOST: "true"},
+                modify_time=now,
+            )
+        )
+    if unknown:
+        look_again_after_grace(plan, now, settling_until)
+    return view
+
+
+def node_lost_message(ex: Execution, node: NodeState | None, now: int) -> str:
+    """The "node lost" message: which node, how long it was silent, what it was doing."""
+    if node is None:
+        why = "disappeared"
+    elif node.last_seen_ns <= 0:
+        why = "disconnected"
+    else:
+        why = f"disconnected (silent for {max(0, now - node.last_seen_ns) / 1e9:.1f}s)"
+    return f"node {ex.node_id} {why} while the execution was {ex.compute_state.label}"
+
+
+def fail_job(
+    plan: Plan,
+    view: Sequence[Execution],
+    message: str,
+    error: type[BacalhauError],
+    now: int,
+    *,
+    code: str = "",
+) -> Plan:
+    """Fail the job with a coded, hinted event and stop whatever still runs. ``code``
+    overrides ``error``'s code (the last execution's own error, e.g. ExecutionTimeout)."""
+    plan.new_job_state = JobStateType.FAILED
+    plan.job_message = message
+    plan.job_event = event(
+        message,
+        "Scheduling",
+        now,
+        IsError="true",
+        ErrorCode=code or error.code,
+        Hint=error.default_hint,
+    )
+    for ex in view:
+        if ex.is_active() and ex.desired_state != D.STOPPED:
+            plan.changes.append(stop(ex, "job failed", now))
+    return plan
+
+
+def not_enough_nodes(job: Job, needed: int, ranks: list[NodeRank], failures: list[str]) -> str:
+    suitable = sum(1 for r in ranks if r.suitable)
+    lines = [
+        f"not enough nodes to run job. requested: {needed}, available: {len(ranks)}, "
+        f"suitable: {suitable}."
+    ]
+    if failures:
+        lines.insert(0, f"job failed: {failures[-1]}")
+    too_big = _too_big_for_every_node(job, ranks)
+    if too_big:
+        lines.append(too_big)
+    for r in ranks:
+        if not r.suitable:
+            lines.append(f"• node {r.node.info.node_id} {r.reason}")
+    if not ranks:
+        lines.append("• no compute node has joined this requester")
+    return "\n".join(lines)
+
+
+def _too_big_for_every_node(job: Job, ranks: list[NodeRank]) -> str:
+    """The numbers, when the job asks more than every node that says its limits offers.
+
+    Per resource, "the most offered" is the largest of any node's job limit (its
+    ``MaxJobRequirements``), so the user sees what to ask for at most.
+    """
+    limits = [
+        r.node.info.compute.max_job_requirements
+        for r in ranks
+        if r.node.info.compute is not None and r.node.info.compute.max_job_requirements.cpu
+    ]
+    asked = job_usage(job)
+    if not limits or any(asked.fits_in(limit) for limit in limits):
+        return ""
+    most = Resources(
+        cpu=max(limit.cpu for limit in limits),
+        memory=max(limit.memory for limit in limits),
+        disk=max(limit.disk for limit in limits),
+        gpu=max(limit.gpu for limit in limits),
+    )
+    return (
+        f"the job asks for more than any node offers: asked {_quantities(asked)}; "
+        f"the most any node offers: {_quantities(most)}"
+    )
+
+
+def _quantities(r: Resources) -> str:
+    return f"CPU {r.cpu:g}, memory {format_size(r.memory)}, disk {format_size(r.disk)}, GPU {r.gpu}"
+
+
+def queue_for_nodes(plan: Plan, now: int) -> None:
+    plan.new_job_state = JobStateType.QUEUED
+    plan.job_message = "waiting for compute nodes to join: the requester started recently"
+    plan.job_event = event(
+        "Job queued: waiting for compute nodes to join after the requester started",
+        "Queueing",
+        now,
+    )
+
+
+def new_execution(
+    job: Job, node_id: str, evaluation: Evaluation, desired: D, now: int, *, partition: int = 0
+) -> Execution:
+    """A new execution of ``job`` on ``node_id`` running partition ``partition``."""
+    return Execution(
+        id=new_execution_id(),
+        job_id=job.id,
+        node_id=node_id,
+        namespace=job.namespace,
+        eval_id=evaluation.id,
+        name=job.name,
+        task_name=job.task.name,
+        allocated=job_usage(job),
+        desired_state=desired,
+        compute_state=E.NEW,
+        partition_index=partition,
+        job_version=job.version,
+        create_time=now,
+        modify_time=now,
+    )
+
+
+def later(job: Job, wait_until: int, now: int, triggered_by: str) -> Evaluation:
+    return Evaluation(
+        id=new_evaluation_id(),
+        job_id=job.id,
+        namespace=job.namespace,
+        type=job.type,
+        triggered_by=triggered_by,
+        priority=job.priority,
+        wait_until=wait_until,
+        create_time=now,
+        modify_time=now,
+    )
+
+
+def queue_expired(queue_timeout: int) -> str:
+    if not queue_timeout:
+        return ""
+    return f"the job waited its QueueTimeout of {queue_timeout}s for a node.\n"
+
+
+def queue_waiting(plan: Plan, job: Job, ranks: Sequence[NodeRank], now: int) -> None:
+    """Queue the job saying why; said again only when the reason changes."""
+    reason = waiting_reason(job, ranks)
+    if job.state == JobStateType.QUEUED and job.state_message.split("\n", 1)[0] == reason:
+        return
+    plan.new_job_state = JobStateType.QUEUED
+    # The state message adds each node's own reason below the summary (for `job describe`);
+    # only the summary line decides whether the reason changed.
+    plan.job_message = "\n".join(
+        [reason, *(f"• node {r.node.info.node_id} {r.reason}" for r in ranks if not r.suitable)]
+    )
+    plan.job_event = event(f"Job queued: {reason}", "Queueing", now)
+
+
+def stop_all(job: Job, executions: Sequence[Execution], evaluation: Evaluation, now: int) -> Plan:
+    """A finished job's remaining executions are stopped, whatever its type."""
+    plan = Plan(job=job, evaluation=evaluation)
+    for ex in executions:
+        if ex.is_active() and ex.desired_state != D.STOPPED:
+            plan.changes.append(stop(ex, f"job is {job.state.wire.lower()}", now))
+    return plan
+
+
+def past_total_timeout(job: Job, now: int) -> str:
+    """The failure message when ``job`` ran past its TotalTimeout, else ""."""
+    total = job.task.timeouts.total_timeout
+    if total and now - job.create_time > total * 1_000_000_000:
+        return f"Job timed out: it ran past its TotalTimeout of {total}s"
+    return ""
+
+
+def mark_running(plan: Plan, job: Job, now: int) -> None:
+    """A pending or queued job whose executions were started is Running."""
+    if job.state in (JobStateType.PENDING, JobStateType.QUEUED):
+        plan.new_job_state = JobStateType.RUNNING
+        plan.job_event = event("Running", "State Update", now)
