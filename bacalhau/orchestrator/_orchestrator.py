@@ -238,8 +238,14 @@ class Orchestrator:
         await self._planner.dispatch(job, sends)
 
     async def _node_changed(self, node_id: str) -> None:
-        for job_id in self.store.active_jobs_on_node(node_id):
+        on_node = set(self.store.active_jobs_on_node(node_id))
+        for job_id in on_node:
             self._enqueue_new(self.store.get_job(job_id), TriggeredBy.NODE_UPDATE)
+        # Daemon jobs run on every matching node, including one that just joined.
+        for job_id in self.store.jobs_in_states([JobStateType.QUEUED, JobStateType.RUNNING]):
+            job = self.store.get_job(job_id)
+            if job.type == "daemon" and job_id not in on_node:
+                self._enqueue_new(job, TriggeredBy.NODE_UPDATE)
         # A node (re)joining or approved may unblock queued jobs.
         await self.on_capacity_change(node_id)
 
