@@ -19,12 +19,17 @@ from bacalhau.compute._bidder import (
     BidRequest,
     BidStrategy,
     BidVerdict,
+    BlockHolder,
+    DataLocality,
     EngineInstalled,
     EngineSpecSupported,
     InputSourcesInstalled,
     InputSourcesSupported,
+    LocalInputs,
+    Locality,
     NetworkPolicy,
     PublisherInstalled,
+    RejectStatelessJobs,
     WithinMaxJobRequirements,
     default_strategies,
 )
@@ -42,6 +47,7 @@ from bacalhau.compute._errors import ExecutionInterrupted, NotEnoughCapacity
 from bacalhau.compute._events import TOPIC_BIDDING, TOPIC_PUBLISHING, TOPIC_RUNNING
 from bacalhau.compute._outbox import CallbackOutbox
 from bacalhau.compute._pipeline import ExecutionPipeline, InputPreparer, StorageInputs
+from bacalhau.compute._probes import DEFAULT_PROBE_TIMEOUT, ExecProbe, HttpProbe, probe_payload
 from bacalhau.compute._queue import RunQueue
 from bacalhau.compute._store import ExecutionStore, LocalExecution, OutboxEntry
 from bacalhau.compute._trust import RequesterTrust
@@ -49,6 +55,7 @@ from bacalhau.compute._trust import RequesterTrust
 __all__ = [
     "DEFAULT_ALLOCATED_FRACTION",
     "DEFAULT_JOB_RESOURCES",
+    "DEFAULT_PROBE_TIMEOUT",
     "RESTART_MESSAGE",
     "TOPIC_BIDDING",
     "TOPIC_PUBLISHING",
@@ -57,24 +64,31 @@ __all__ = [
     "BidStrategy",
     "BidVerdict",
     "Bidder",
+    "BlockHolder",
     "Callback",
     "CallbackOutbox",
     "CapacityTracker",
     "ComputeEndpoint",
+    "DataLocality",
     "EngineInstalled",
     "EngineSpecSupported",
+    "ExecProbe",
     "ExecutionInterrupted",
     "ExecutionPipeline",
     "ExecutionStore",
+    "HttpProbe",
     "InputPreparer",
     "InputSourcesInstalled",
     "InputSourcesSupported",
     "LocalExecution",
+    "LocalInputs",
+    "Locality",
     "NetworkPolicy",
     "NotEnoughCapacity",
     "OrchestratorCallbacks",
     "OutboxEntry",
     "PublisherInstalled",
+    "RejectStatelessJobs",
     "RequesterTrust",
     "RunQueue",
     "StorageInputs",
@@ -83,4 +97,5 @@ __all__ = [
     "default_strategies",
     "host_resources",
     "job_usage",
+    "probe_payload",
 ]

@@ -10,14 +10,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 from bacalhau.compute._capacity import DEFAULT_JOB_RESOURCES, job_usage
 from bacalhau.errors import BacalhauError
 from bacalhau.executor import Executor
 from bacalhau.models import Job, NetworkType, Resources, format_size
 from bacalhau.publisher import Publisher
-from bacalhau.storage import StorageSource, validate_inputs
+from bacalhau.storage import StorageSource, parse_cid_path, validate_inputs
+from bacalhau.storage.cid import CID
 
 _log = logging.getLogger(__name__)
 
@@ -167,6 +169,72 @@ class WithinMaxJobRequirements:
         )
 
 
+class RejectStatelessJobs:
+    """``JobAdmissionControl.RejectStatelessJobs``: jobs without inputs go elsewhere."""
+
+    async def evaluate(self, request: BidRequest) -> BidVerdict:
+        if request.job.task.input_sources:
+            return BidVerdict.accept("this node does accept jobs with inputs")
+        return BidVerdict.reject("this node does not accept jobs without inputs")
+
+
+class DataLocality(Protocol):
+    """Whether all of a job's input data is already on this node."""
+
+    def has_data(self, job: Job) -> bool: ...
+
+
+class BlockHolder(Protocol):
+    """The part of the CID blockstore locality needs."""
+
+    def has(self, cid: CID) -> bool: ...
+
+
+class LocalInputs:
+    """The node's view of "here": the blockstore holds every ``ipfs`` input's root block,
+    every ``localDirectory`` input exists, and ``inline`` data travels with the job. Inputs
+    fetched from elsewhere (``urlDownload``, ``s3``) are never here."""
+
+    def __init__(self, blocks: BlockHolder) -> None:
+        self._blocks = blocks
+
+    def has_data(self, job: Job) -> bool:
+        return all(
+            self._has(source.source.type.lower(), source.source.params)
+            for source in job.task.input_sources
+        )
+
+    def _has(self, kind: str, params: dict[str, Any]) -> bool:
+        if kind == "inline":
+            return True
+        if kind == "localdirectory":
+            path = params.get("SourcePath")
+            return isinstance(path, str) and Path(path).exists()
+        if kind == "ipfs":
+            try:
+                cid, _ = parse_cid_path(str(params.get("CID", "")))
+            except BacalhauError:
+                return False
+            return self._blocks.has(cid)
+        return False
+
+
+class Locality:
+    """``JobAdmissionControl.Locality``: ``local`` takes only jobs whose data is here;
+    ``anywhere`` (the default) takes any."""
+
+    MODES = ("anywhere", "local")
+
+    def __init__(self, data: DataLocality) -> None:
+        self._data = data
+
+    async def evaluate(self, request: BidRequest) -> BidVerdict:
+        # A few indexed lookups and stat calls: cheap enough to make on the loop.
+        if self._data.has_data(request.job):
+            return BidVerdict.accept("this node does have this job's input data locally")
+        return BidVerdict.reject("this node does not have this job's input data locally")
+
+
 def describe_resources(res: Resources) -> str:
     return (
         f"{{CPU: {res.cpu:g}, Memory: {format_size(res.memory)}, "
@@ -182,9 +250,14 @@ def default_strategies(
     storage_sources: Collection[str] = (),
     input_sources: Mapping[str, StorageSource] | None = None,
     accept_networked_jobs: bool = False,
+    reject_stateless_jobs: bool = False,
+    locality: DataLocality | None = None,
+    probes: Sequence[BidStrategy] = (),
 ) -> list[BidStrategy]:
     """The standard rules, cheapest first: the engine spec check (which may ask the Docker
-    engine about an image) runs last so that jobs failing a plain rule are answered fast.
+    engine about an image) and then the operator's ``probes`` (exec/HTTP programs, the
+    costliest, shown only jobs the node could run) come last, so that jobs failing a plain
+    rule are answered fast. ``locality`` given: only jobs whose data is here are taken.
 
     ``input_sources`` are the node's input source plugins: their names are what it has
     installed (unless ``storage_sources`` says otherwise) and each checks its inputs' specs
@@ -193,14 +266,18 @@ def default_strategies(
     strategies: list[BidStrategy] = [
         EngineInstalled(executors),
         NetworkPolicy(accept_networked_jobs=accept_networked_jobs),
+        *([RejectStatelessJobs()] if reject_stateless_jobs else []),
         PublisherInstalled(publishers),
         InputSourcesInstalled(storage_sources or list(sources)),
     ]
     if sources:
         strategies.append(InputSourcesSupported(sources))
+    if locality is not None:
+        strategies.append(Locality(locality))
     strategies += [
         WithinMaxJobRequirements(max_job_requirements),
         EngineSpecSupported(executors),
+        *probes,
     ]
     return strategies
 

@@ -24,10 +24,14 @@ import bacalhau
 from bacalhau.api import ApiServer
 from bacalhau.compute import (
     Bidder,
+    BidStrategy,
     CapacityTracker,
     ComputeEndpoint,
+    ExecProbe,
     ExecutionPipeline,
     ExecutionStore,
+    HttpProbe,
+    LocalInputs,
     RequesterTrust,
     StorageInputs,
     allocated_capacity,
@@ -374,6 +378,9 @@ async def _build_compute(
             max_job_requirements=total,
             input_sources=input_sources,
             accept_networked_jobs=config.accept_networked_jobs,
+            reject_stateless_jobs=config.reject_stateless_jobs,
+            locality=LocalInputs(blockstore) if config.locality.lower() == "local" else None,
+            probes=await _probes(config, stack),
         ),
     )
     pipeline = ExecutionPipeline(
@@ -395,6 +402,20 @@ async def _build_compute(
         trust=trust,
         storage_sources=list(input_sources),
     )
+
+
+async def _probes(config: NodeConfig, stack: AsyncExitStack) -> list[BidStrategy]:
+    """The operator's exec and HTTP probes (``JobAdmissionControl.ProbeExec``/``ProbeHTTP``)."""
+    probes: list[BidStrategy] = []
+    if config.probe_exec.strip():
+        probes.append(ExecProbe(config.probe_exec, timeout=config.probe_timeout))
+    if config.probe_http.strip():
+        probes.append(
+            await stack.enter_async_context(
+                HttpProbe(config.probe_http, timeout=config.probe_timeout)
+            )
+        )
+    return probes
 
 
 async def _close(closer: Callable[[], object]) -> None:
