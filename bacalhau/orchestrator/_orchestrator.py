@@ -55,6 +55,7 @@ from bacalhau.orchestrator._broker import EvaluationBroker
 from bacalhau.orchestrator._callbacks import BidApprovalHook, ExecutionCallbacks
 from bacalhau.orchestrator._nodes import NodeAddressBook, NodeDirectory
 from bacalhau.orchestrator._planner import ComputeTransport, Planner
+from bacalhau.orchestrator._ranking import with_placed
 from bacalhau.orchestrator._reconcile import NodeReconciler
 from bacalhau.orchestrator._retries import overdue_trigger
 from bacalhau.orchestrator._scheduler import schedule
@@ -226,13 +227,13 @@ class Orchestrator:
         plan = schedule(
             job,
             executions,
-            self.nodes.compute_nodes(),
+            # What this requester placed counts before the nodes' records show it.
+            with_placed(self.nodes.compute_nodes(), self.store.placed()),
             ev,
             now=now_ns(),
             settings=self._settings,
             rng=self._rng,
             settling_until=self._settling_until,
-            in_flight=self.store.placed(),
         )
         sends = self._planner.apply(plan)
         await self._planner.dispatch(job, sends)

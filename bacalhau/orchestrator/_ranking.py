@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from bacalhau.models import (
     Connection,
@@ -212,7 +212,7 @@ def _obstacle(ranker: object, job: Job, reason: str) -> Obstacle:
 class Placed:
     """What this requester has placed on one node and not yet seen end: how many
     executions, and what they hold. Node records arrive by gossip, late: a record may not
-    show executions placed a moment ago, so ranking counts these too (see :func:`rank_nodes`).
+    show executions placed a moment ago, so ranking counts these too (see :func:`with_placed`).
     """
 
     count: int = 0
@@ -227,31 +227,39 @@ SPREAD_STEP = 6
 SPREAD_MAX = 80
 
 
-def _load(node: NodeState, placed: Placed | None) -> int:
-    """Executions a node holds: the larger of what its record reports and what this
-    requester placed there (a record never shows fewer of our executions than run, unless
-    it predates them; taking the larger never counts one twice)."""
+def _load(node: NodeState) -> int:
     info = node.info.compute
-    reported = info.running_executions + info.enqueued_executions if info else 0
-    return max(reported, placed.count if placed else 0)
+    return info.running_executions + info.enqueued_executions if info else 0
 
 
-def _available(node: NodeState, placed: Placed | None) -> Resources:
-    """What a node has free: its reported figure, less what this requester placed there
-    beyond what the report shows used (per resource, the larger use wins)."""
-    info = node.info.compute
-    if info is None:
-        return Resources()
-    free = info.available_capacity
-    if placed is None or not placed.count:
-        return free
-    top, mine = info.max_capacity, placed.allocated
-    return Resources(
-        cpu=min(free.cpu, max(0.0, top.cpu - mine.cpu)) if top.cpu else free.cpu,
-        memory=min(free.memory, max(0, top.memory - mine.memory)) if top.memory else free.memory,
-        disk=min(free.disk, max(0, top.disk - mine.disk)) if top.disk else free.disk,
-        gpu=min(free.gpu, max(0, top.gpu - mine.gpu)) if top.gpu else free.gpu,
-    )
+def with_placed(nodes: Sequence[NodeState], placed: Mapping[str, Placed]) -> list[NodeState]:
+    """The nodes as ranking should see them: each record with what this requester placed
+    on the node and has not seen end, which a late record may not show yet.
+
+    Per resource, the larger of the record's use and what is placed wins, and so does the
+    larger of the record's execution count and the placed count: a record never shows
+    fewer of our executions than run unless it predates them, so nothing is counted twice.
+    """
+    out: list[NodeState] = []
+    for node in nodes:
+        info = node.info.compute
+        mine = placed.get(node.info.node_id)
+        if info is None or mine is None or not mine.count:
+            out.append(node)
+            continue
+        free, top, held = info.available_capacity, info.max_capacity, mine.allocated
+        available = Resources(
+            cpu=min(free.cpu, max(0.0, top.cpu - held.cpu)) if top.cpu else free.cpu,
+            memory=min(free.memory, max(0, top.memory - held.memory))
+            if top.memory
+            else free.memory,
+            disk=min(free.disk, max(0, top.disk - held.disk)) if top.disk else free.disk,
+            gpu=min(free.gpu, max(0, top.gpu - held.gpu)) if top.gpu else free.gpu,
+        )
+        running = max(info.running_executions, mine.count - info.enqueued_executions)
+        compute = replace(info, available_capacity=available, running_executions=running)
+        out.append(replace(node, info=replace(node.info, compute=compute)))
+    return out
 
 
 def _weighted(avail: Resources) -> float:
@@ -276,14 +284,13 @@ def rank_nodes(
     """Rank every candidate node for ``job``: suitable ones first, best first.
 
     A node that has failed ``attempts_per_node`` executions of the job is not asked again.
-    ``placed`` is what this requester has placed per node and not seen end: the availability
-    rank counts it even before the node's record shows it, and a node loses
-    :data:`SPREAD_STEP` per execution it holds beyond the least loaded suitable node, so
-    that consecutive jobs spread over equal nodes instead of piling onto the one whose last
-    record looked emptiest. (Whether a node is full is still decided on its own record: the
-    node, not this estimate, refuses what it cannot queue.)
+    A node loses :data:`SPREAD_STEP` per execution it holds beyond the least loaded suitable
+    node, so that consecutive jobs spread over equal nodes. ``placed`` (or nodes passed
+    through :func:`with_placed`, which is idempotent) makes what this requester just placed
+    count before the nodes' records show it.
     """
-    placed = placed or {}
+    if placed:
+        nodes = with_placed(nodes, placed)
     rng = rng or random.Random()
     rankers: list[Callable[[Job, NodeState], tuple[int, str]]] = [
         _engine,
@@ -296,7 +303,10 @@ def rank_nodes(
     ranks: list[NodeRank] = []
     candidates = [n for n in nodes if n.info.node_type == NodeType.COMPUTE]
 
-    avail = {n.info.node_id: _available(n, placed.get(n.info.node_id)) for n in candidates}
+    avail = {
+        n.info.node_id: n.info.compute.available_capacity if n.info.compute else Resources()
+        for n in candidates
+    }
     best = max((_weighted(a) for a in avail.values()), default=0.0)
     loads: dict[str, int] = {}
     for node in candidates:
@@ -327,7 +337,7 @@ def rank_nodes(
             total += score
         if total >= 0:
             total += _availability(avail[node.info.node_id], best) + rng.randrange(5)
-            loads[node.info.node_id] = _load(node, placed.get(node.info.node_id))
+            loads[node.info.node_id] = _load(node)
         ranks.append(NodeRank(node, total, reason, obstacle))
     least = min(loads.values(), default=0)
     for i, r in enumerate(ranks):

@@ -24,7 +24,7 @@ from bacalhau.models import (
     validate_job,
 )
 from bacalhau.orchestrator import JobStore, schedule
-from bacalhau.orchestrator._ranking import Placed
+from bacalhau.orchestrator._ranking import Placed, with_placed
 
 E = ExecutionStateType
 NOW = 1_700_000_000_000_000_000
@@ -95,9 +95,8 @@ def _place(
             )
             for nid, held in placed.items()
         }
-        plan = schedule(
-            _job(i), [], nodes, ev, now=NOW, rng=rng, in_flight=ledger if count_placed else None
-        )
+        seen = with_placed(nodes, ledger) if count_placed else nodes
+        plan = schedule(_job(i), [], seen, ev, now=NOW, rng=rng)
         (ex,) = plan.new_executions
         placed[ex.node_id][ex.id] = ex.allocated
         totals[ex.node_id] += 1
