@@ -4,6 +4,15 @@ from bacalhau.orchestrator._api import JobPage, OrchestratorAPI, SubmitResult
 from bacalhau.orchestrator._approvals import ApprovalStore
 from bacalhau.orchestrator._broker import EvaluationBroker
 from bacalhau.orchestrator._callbacks import BidApprovalHook, ExecutionCallbacks
+from bacalhau.orchestrator._hooks import (
+    ApprovalChain,
+    ChainDecision,
+    ExecApprovalHook,
+    HookDecision,
+    HookVerdict,
+    HttpApprovalHook,
+    build_hook,
+)
 from bacalhau.orchestrator._nodes import NodeAddressBook, NodeDirectory
 from bacalhau.orchestrator._orchestrator import ComputeClient, Orchestrator
 from bacalhau.orchestrator._plan import ExecutionChange, Plan
@@ -23,13 +32,19 @@ from bacalhau.orchestrator._view import (
 from bacalhau.orchestrator._waiting import queued_jobs_for_node, waiting_reason
 
 __all__ = [
+    "ApprovalChain",
     "ApprovalStore",
     "BidApprovalHook",
+    "ChainDecision",
     "ComputeClient",
     "ComputeTransport",
     "EvaluationBroker",
+    "ExecApprovalHook",
     "ExecutionCallbacks",
     "ExecutionChange",
+    "HookDecision",
+    "HookVerdict",
+    "HttpApprovalHook",
     "JobPage",
     "JobStore",
     "NodeAddressBook",
@@ -46,6 +61,7 @@ __all__ = [
     "RetryPolicy",
     "SchedulerSettings",
     "SubmitResult",
+    "build_hook",
     "overdue_trigger",
     "queued_jobs_for_node",
     "rank_nodes",

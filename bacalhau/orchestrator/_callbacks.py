@@ -15,9 +15,9 @@ are cancelled on it when it reports what it holds (``_reconcile``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
-from typing import Protocol
 
 from bacalhau.errors import BacalhauError, NodeLost, PermissionDenied, RevisionConflict
 from bacalhau.models import (
@@ -28,11 +28,11 @@ from bacalhau.models import (
     ExecutionDesiredStateType,
     ExecutionStateType,
     Job,
-    NodeState,
     RunResult,
     TriggeredBy,
     now_ns,
 )
+from bacalhau.orchestrator._hooks import ApprovalChain, BidApprovalHook, ChainDecision
 from bacalhau.orchestrator._nodes import NodeDirectory
 from bacalhau.orchestrator._planner import Planner
 from bacalhau.orchestrator._store import JobStore
@@ -50,15 +50,7 @@ _REPORTABLE = frozenset(
 )
 
 
-class BidApprovalHook(Protocol):
-    """An operator's say on a bid before it is accepted (exec/HTTP hooks, reputation)."""
-
-    @property
-    def name(self) -> str: ...
-
-    async def approve(self, job: Job, execution: Execution, node: NodeState) -> tuple[bool, str]:
-        """(accept?, reason)."""
-        ...
+__all__ = ["BidApprovalHook", "ExecutionCallbacks"]
 
 
 class ExecutionCallbacks:
@@ -76,8 +68,14 @@ class ExecutionCallbacks:
         self._store = store
         self._planner = planner
         self._nodes = nodes
-        self._hooks = list(hooks)
+        # An ApprovalChain given by node/ keeps its own defer policy and is closed by it.
+        self._chain = hooks if isinstance(hooks, ApprovalChain) else ApprovalChain(hooks)
         self._enqueue = enqueue
+
+    @property
+    def needs_approval(self) -> bool:
+        """Whether bids wait for approval hooks (false: asks may go out pre-approved)."""
+        return self._chain.needs_approval
 
     def _own_execution(self, execution_id: str, node_id: str) -> Execution:
         ex = self._store.get_execution(execution_id)
@@ -93,9 +91,13 @@ class ExecutionCallbacks:
 
     async def on_bid_complete(self, result: BidResult) -> None:
         ex = self._own_execution(result.execution_id, result.node_id)
+        if result.accepted and self._chain.needs_approval:
+            # The hooks decide in the background: the node's callback is answered now, and
+            # a slow hook holds up this bid only.
+            self._await_approval(ex)
+            return
         try:
             if result.accepted:
-                reason = await self._run_hooks(ex)
                 self._store.update_execution(
                     ex.id,
                     compute_state=E.ASK_FOR_BID_ACCEPTED,
@@ -104,16 +106,6 @@ class ExecutionCallbacks:
                         message="Bid accepted by node", topic="Scheduling", timestamp=now_ns()
                     ),
                 )
-                if reason:
-                    # An approval hook said no: reject the bid so the scheduler looks elsewhere.
-                    self._store.update_execution(
-                        ex.id,
-                        desired_state=D.STOPPED,
-                        compute_state=E.BID_REJECTED,
-                        compute_message=reason,
-                        desired_message=reason,
-                    )
-                    await self._planner.reject_bid(self._store.get_execution(ex.id), reason)
             else:
                 message = result.event.message or "node declined to bid"
                 self._store.update_execution(
@@ -135,19 +127,85 @@ class ExecutionCallbacks:
             return
         self._after_callback(ex.job_id)
 
-    async def _run_hooks(self, ex: Execution) -> str:
-        if not self._hooks:
-            return ""
+    def _await_approval(self, ex: Execution) -> None:
+        names = ", ".join(hook.name for hook in self._chain)
+        try:
+            self._store.update_execution(
+                ex.id,
+                expected_states=frozenset({E.NEW, E.ASK_FOR_BID}),
+                event=Event(
+                    message=f"Bid received from node; asking approval hooks: {names}",
+                    topic="Scheduling",
+                    timestamp=now_ns(),
+                ),
+            )
+        except RevisionConflict as exc:
+            log.info("ignoring late bid for %s: %s", ex.id, exc.message)
+            return
+        self._chain.submit(lambda: self._decide(ex.id))
+
+    async def _decide(self, execution_id: str) -> None:
+        """Ask the hooks about one bid, then accept or reject it as they say."""
+        ex = self._store.get_execution(execution_id)
         job = self._store.get_job(ex.job_id)
-        node = self._nodes.get(ex.node_id)
-        for hook in self._hooks:
-            try:
-                ok, why = await hook.approve(job, ex, node)
-            except BacalhauError as exc:
-                ok, why = False, exc.message
-            if not ok:
-                return f"bid rejected by approval hook {hook.name}: {why}"
-        return ""
+        try:
+            node = self._nodes.get(ex.node_id)
+        except BacalhauError as exc:
+            decision = ChainDecision(accepted=False, decided_by="-", reason=exc.message)
+        else:
+            decision = await self._chain.decide(
+                job, ex, node, on_defer=lambda hook, why: self._record_defer(ex.id, hook, why)
+            )
+        said = "; ".join(decision.reasons)
+        try:
+            self._store.update_execution(
+                ex.id,
+                compute_state=E.ASK_FOR_BID_ACCEPTED,
+                expected_states=frozenset({E.NEW, E.ASK_FOR_BID}),
+                event=Event(
+                    message="Bid accepted by node"
+                    + (f"; approved by hooks ({said})" if decision.accepted else ""),
+                    topic="Scheduling",
+                    timestamp=now_ns(),
+                    details={"ApprovalHooks": said} if decision.accepted and said else {},
+                ),
+            )
+            if not decision.accepted:
+                # A hook said no: reject the bid so the scheduler looks elsewhere.
+                reason = f"bid rejected by approval hook {decision.decided_by}: {decision.reason}"
+                self._store.update_execution(
+                    ex.id,
+                    desired_state=D.STOPPED,
+                    compute_state=E.BID_REJECTED,
+                    compute_message=reason,
+                    desired_message=reason,
+                    event=Event(
+                        message=reason,
+                        topic="Scheduling",
+                        timestamp=now_ns(),
+                        details={"ApprovalHook": decision.decided_by, "ApprovalHooks": said},
+                    ),
+                )
+                await self._planner.reject_bid(self._store.get_execution(ex.id), reason)
+        except RevisionConflict as exc:
+            log.info("bid for %s was settled while its hooks decided: %s", ex.id, exc.message)
+            return
+        self._after_callback(ex.job_id)
+
+    def _record_defer(self, execution_id: str, hook: str, why: str) -> None:
+        message = f"Approval hook {hook} deferred its decision" + (f": {why}" if why else "")
+        # Settled meanwhile: nothing to add; the decision that follows is dropped the same way.
+        with contextlib.suppress(RevisionConflict):
+            self._store.update_execution(
+                execution_id,
+                expected_states=frozenset({E.NEW, E.ASK_FOR_BID}),
+                event=Event(
+                    message=message,
+                    topic="Scheduling",
+                    timestamp=now_ns(),
+                    details={"ApprovalHook": hook},
+                ),
+            )
 
     async def on_run_complete(self, result: RunResult) -> None:
         ex = self._own_execution(result.execution_id, result.node_id)
