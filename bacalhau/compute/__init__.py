@@ -43,6 +43,7 @@ from bacalhau.compute._capacity import (
     job_usage,
 )
 from bacalhau.compute._endpoint import RESTART_MESSAGE, ComputeEndpoint
+from bacalhau.compute._envvars import EnvForwardingAllowed
 from bacalhau.compute._errors import ExecutionInterrupted, NotEnoughCapacity
 from bacalhau.compute._events import TOPIC_BIDDING, TOPIC_PUBLISHING, TOPIC_RUNNING
 from bacalhau.compute._outbox import CallbackOutbox
@@ -72,6 +73,7 @@ __all__ = [
     "DataLocality",
     "EngineInstalled",
     "EngineSpecSupported",
+    "EnvForwardingAllowed",
     "ExecProbe",
     "ExecutionInterrupted",
     "ExecutionPipeline",

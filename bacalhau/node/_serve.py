@@ -27,6 +27,7 @@ from bacalhau.compute import (
     BidStrategy,
     CapacityTracker,
     ComputeEndpoint,
+    EnvForwardingAllowed,
     ExecProbe,
     ExecutionPipeline,
     ExecutionStore,
@@ -372,16 +373,20 @@ async def _build_compute(
     stack.callback(store.close)
     bidder = Bidder(
         node_id=node_id,
-        strategies=default_strategies(
-            executors=executors,
-            publishers=publishers,
-            max_job_requirements=total,
-            input_sources=input_sources,
-            accept_networked_jobs=config.accept_networked_jobs,
-            reject_stateless_jobs=config.reject_stateless_jobs,
-            locality=LocalInputs(blockstore) if config.locality.lower() == "local" else None,
-            probes=await _probes(config, stack),
-        ),
+        strategies=[
+            # env:NAME references the operator did not allow are refused before anything else.
+            EnvForwardingAllowed(config.env_allow_list),
+            *default_strategies(
+                executors=executors,
+                publishers=publishers,
+                max_job_requirements=total,
+                input_sources=input_sources,
+                accept_networked_jobs=config.accept_networked_jobs,
+                reject_stateless_jobs=config.reject_stateless_jobs,
+                locality=LocalInputs(blockstore) if config.locality.lower() == "local" else None,
+                probes=await _probes(config, stack),
+            ),
+        ],
     )
     pipeline = ExecutionPipeline(
         node_id=node_id,
@@ -391,6 +396,7 @@ async def _build_compute(
         results_root=data_dir / "executions",
         inputs=StorageInputs(input_sources),
         gpus_of=capacity.gpus_of,
+        env_allow_list=config.env_allow_list,
     )
     return ComputeEndpoint(
         node_id=node_id,

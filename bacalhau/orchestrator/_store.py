@@ -15,8 +15,10 @@ only; for a large page the caller may read and decode them in a worker thread
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import sqlite3
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -57,19 +59,35 @@ from bacalhau.orchestrator._rows import (
     history_to_row,
 )
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
+#: Jobs: what changes (state, its message, revision, modify time) in columns; the job's
+#: spec, written once per version, in ``job_specs``. A state change rewrites one small row.
+#: ``state_message`` holds JSON text (like the documents): a message may carry text SQLite
+#: cannot bind as a string (a lone surrogate from a client) and must still be stored.
+_JOBS_TABLE = """
+CREATE TABLE IF NOT EXISTS {name} (
     id TEXT PRIMARY KEY,
     namespace TEXT NOT NULL,
     state INTEGER NOT NULL,
+    state_message TEXT NOT NULL DEFAULT '""',
     revision INTEGER NOT NULL,
+    version INTEGER NOT NULL DEFAULT 0,
     create_time INTEGER NOT NULL,
     modify_time INTEGER NOT NULL,
-    data TEXT NOT NULL,
     labels TEXT,
     size INTEGER
 );
+"""
+
+_SCHEMA = (
+    _JOBS_TABLE.format(name="jobs")
+    + """
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state);
+CREATE TABLE IF NOT EXISTS job_specs (
+    job_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (job_id, version)
+);
 CREATE TABLE IF NOT EXISTS executions (
     id TEXT PRIMARY KEY,
     job_id TEXT NOT NULL,
@@ -104,6 +122,10 @@ CREATE TABLE IF NOT EXISTS idempotency (
     warnings TEXT NOT NULL
 );
 """
+)
+
+#: Decoded job specs kept in memory, most recently used last (each is a few KB to tens).
+_SPEC_CACHE = 2048
 
 
 #: Columns a job listing can be ordered by.
@@ -124,9 +146,28 @@ class StoredJobPage:
     has_more: bool
 
 
-def decode_jobs(documents: Sequence[str]) -> list[Job]:
-    """Decode stored job documents (pure; safe to run in a worker thread)."""
-    return [Job.from_dict(json.loads(text)) for text in documents]
+#: A job as read from SQL: its state columns and the document of its spec.
+_JobRow = tuple[str, int, str, int, int, int, str]
+_JOB_COLUMNS = (
+    "j.id, j.state, j.state_message, j.revision, j.version, j.modify_time, s.data"
+    " FROM jobs j JOIN job_specs s ON s.job_id = j.id AND s.version = j.version"
+)
+
+
+def _with_state(spec: Job, row: _JobRow) -> Job:
+    """A copy of a decoded spec with the state columns of ``row``. Shallow: the spec's
+    nested values are shared with the cache, and nothing changes them once stored."""
+    job = copy.copy(spec)
+    job.state = JobStateType(row[1])
+    job.state_message = json.loads(row[2])
+    job.revision = row[3]
+    job.modify_time = row[5]
+    return job
+
+
+def decode_jobs(rows: Sequence[_JobRow]) -> list[Job]:
+    """Decode stored jobs (pure; safe to run in a worker thread)."""
+    return [_with_state(Job.from_dict(json.loads(row[6])), row) for row in rows]
 
 
 _LIST_INDEXES = """
@@ -147,6 +188,7 @@ class JobStore:
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(_SCHEMA)
         self._migrate()
+        self._migrate_specs()
         self._db.executescript(_LIST_INDEXES)
         self._depth = 0
         # Waiters for history changes, per job (long-poll support).
@@ -158,6 +200,8 @@ class JobStore:
         #: None once it ended), applied when it commits.
         self._pending_active: list[tuple[str, str, Resources | None]] = []
         self._load_active()
+        #: (job ID, version) -> the decoded spec; bounded, least recently used dropped.
+        self._specs: OrderedDict[tuple[str, int], Job] = OrderedDict()
 
     def close(self) -> None:
         self._db.close()
@@ -168,21 +212,59 @@ class JobStore:
         columns = {str(r[1]) for r in self._db.execute("PRAGMA table_info(jobs)")}
         if {"labels", "size"} <= columns:
             return
+        # The document is in the row itself, or (a store of the current layout missing the
+        # columns) in its spec.
+        data = (
+            "data"
+            if "data" in columns
+            else "(SELECT s.data FROM job_specs s WHERE s.job_id = jobs.id"
+            " AND s.version = jobs.version)"
+        )
         self._db.execute("BEGIN IMMEDIATE")
         try:
             if "size" not in columns:
                 self._db.execute("ALTER TABLE jobs ADD COLUMN size INTEGER")
-                self._db.execute("UPDATE jobs SET size = length(CAST(data AS BLOB))")
+                self._db.execute(f"UPDATE jobs SET size = length(CAST({data} AS BLOB))")
             if "labels" not in columns:
                 self._db.execute("ALTER TABLE jobs ADD COLUMN labels TEXT")
-                for job_id, data in self._db.execute("SELECT id, data FROM jobs").fetchall():
-                    labels = json.loads(data).get("Labels") or {}
+                for job_id, doc in self._db.execute(f"SELECT id, {data} FROM jobs").fetchall():
+                    labels = json.loads(doc).get("Labels") or {}
                     self._db.execute(
                         "UPDATE jobs SET labels = ? WHERE id = ?", (json.dumps(labels), job_id)
                     )
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
+            raise
+
+    def _migrate_specs(self) -> None:
+        """Move a store written when each job was one document (``jobs.data``, rewritten on
+        every state change) to a spec per version plus state columns, in one transaction."""
+        columns = {str(r[1]) for r in self._db.execute("PRAGMA table_info(jobs)")}
+        if "data" not in columns:
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute(
+                "INSERT OR IGNORE INTO job_specs (job_id, version, data)"
+                " SELECT id, COALESCE(json_extract(data, '$.Version'), 0), data FROM jobs"
+            )
+            self._db.execute(_JOBS_TABLE.format(name="jobs_v2"))
+            self._db.execute(
+                "INSERT INTO jobs_v2 (id, namespace, state, state_message, revision, version,"
+                " create_time, modify_time, labels, size)"
+                " SELECT id, namespace, state,"
+                " json_quote(COALESCE(json_extract(data, '$.State.Message'), '')),"
+                " revision, COALESCE(json_extract(data, '$.Version'), 0), create_time,"
+                " modify_time, labels, size FROM jobs"
+            )
+            self._db.execute("DROP TABLE jobs")
+            self._db.execute("ALTER TABLE jobs_v2 RENAME TO jobs")
+            self._db.execute("CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state)")
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
             raise
 
     # -- transactions --------------------------------------------------------------------
@@ -261,26 +343,45 @@ class JobStore:
         check_job_transition(JobStateType.UNDEFINED, job.state)
         data = json.dumps(job.to_dict())
         self._db.execute(
-            "INSERT INTO jobs (id, namespace, state, revision, create_time, modify_time, data,"
-            " labels, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO jobs (id, namespace, state, state_message, revision, version,"
+            " create_time, modify_time, labels, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 job.id,
                 job.namespace,
                 int(job.state),
+                json.dumps(job.state_message),
                 job.revision,
+                job.version,
                 job.create_time,
                 job.modify_time,
-                data,
                 json.dumps(job.labels),
                 len(data),
             ),
         )
+        self._db.execute(
+            "INSERT OR REPLACE INTO job_specs (job_id, version, data) VALUES (?, ?, ?)",
+            (job.id, job.version, data),
+        )
 
     def get_job(self, job_id: str) -> Job:
-        row = self._db.execute("SELECT data FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        row = self._db.execute(f"SELECT {_JOB_COLUMNS} WHERE j.id = ?", (job_id,)).fetchone()
         if row is None:
             raise JobNotFound(f"job not found: {job_id}")
-        return Job.from_dict(json.loads(row[0]))
+        return self._decode(row)
+
+    def _decode(self, row: _JobRow) -> Job:
+        """The job of ``row``: its spec decoded once per version (cached), its state from
+        the row's columns."""
+        key = (row[0], row[4])
+        spec = self._specs.get(key)
+        if spec is None:
+            spec = Job.from_dict(json.loads(row[6]))
+            self._specs[key] = spec
+            if len(self._specs) > _SPEC_CACHE:
+                self._specs.popitem(last=False)
+        else:
+            self._specs.move_to_end(key)
+        return _with_state(spec, row)
 
     def resolve_job_id(self, prefix: str) -> str:
         """Full job ID for an ID or a unique prefix."""
@@ -361,23 +462,21 @@ class JobStore:
         data only).
         """
         if not own_connection:
-            return decode_jobs(self._documents(self._db, ids))
+            return [self._decode(row) for row in self._rows(self._db, ids)]
         db = sqlite3.connect(self._path, isolation_level=None)
         try:
-            return decode_jobs(self._documents(db, ids))
+            return decode_jobs(self._rows(db, ids))
         finally:
             db.close()
 
     @staticmethod
-    def _documents(db: sqlite3.Connection, ids: Sequence[str]) -> list[str]:
-        found: dict[str, str] = {}
+    def _rows(db: sqlite3.Connection, ids: Sequence[str]) -> list[_JobRow]:
+        found: dict[str, _JobRow] = {}
         for start in range(0, len(ids), _FETCH_CHUNK):
             chunk = list(ids[start : start + _FETCH_CHUNK])
             marks = ",".join("?" for _ in chunk)
-            for job_id, data in db.execute(
-                f"SELECT id, data FROM jobs WHERE id IN ({marks})", chunk
-            ):
-                found[str(job_id)] = str(data)
+            for row in db.execute(f"SELECT {_JOB_COLUMNS} WHERE j.id IN ({marks})", chunk):
+                found[str(row[0])] = row
         return [found[i] for i in ids if i in found]
 
     def jobs_in_states(self, states: list[JobStateType]) -> list[str]:
@@ -409,12 +508,12 @@ class JobStore:
         job.state_message = message
         job.revision += 1
         job.modify_time = now
-        data = json.dumps(job.to_dict())
         with self.transaction():
+            # The spec is not rewritten: a state change is one small row.
             cur = self._db.execute(
-                "UPDATE jobs SET state = ?, revision = ?, modify_time = ?, data = ?, size = ?"
+                "UPDATE jobs SET state = ?, state_message = ?, revision = ?, modify_time = ?"
                 " WHERE id = ? AND revision = ?",
-                (int(new_state), job.revision, now, data, len(data), job_id, job.revision - 1),
+                (int(new_state), json.dumps(message), job.revision, now, job_id, job.revision - 1),
             )
             if cur.rowcount != 1:
                 raise RevisionConflict(f"job {job_id} changed concurrently")

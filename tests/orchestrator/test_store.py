@@ -125,7 +125,7 @@ def test_listing_pages_in_sql_and_reads_only_the_page(tmp_path: Path) -> None:
             store.create_job(_labelled(f"j-{i}", 100 + i, ns, team="a" if i % 2 else "b"))
     # Spoil the stored document of a job outside the pages read below: listing them must not
     # decode it (only the page's documents are read).
-    store._db.execute("UPDATE jobs SET data = 'not json' WHERE id = 'j-4'")
+    store._db.execute("UPDATE job_specs SET data = 'not json' WHERE job_id = 'j-4'")
     first = store.page_jobs(namespace="default", limit=2)
     assert [j.id for j in store.read_jobs(first.ids)] == ["j-0", "j-1"] and first.has_more
     second = store.page_jobs(namespace="default", limit=2, after=(101, "j-1"))
@@ -154,5 +154,5 @@ def test_a_store_without_the_labels_column_is_migrated(tmp_path: Path) -> None:
     page = again.page_jobs(labels_match=lambda labels: labels.get("team") == "a")
     assert [j.id for j in again.read_jobs(page.ids)] == ["j-old"]
     assert page.size == len(
-        again._db.execute("SELECT data FROM jobs WHERE id = 'j-old'").fetchone()[0]
+        again._db.execute("SELECT data FROM job_specs WHERE job_id = 'j-old'").fetchone()[0]
     )

@@ -1,0 +1,76 @@
+"""The job store's layout: the spec written once per version, state in columns, decoded
+jobs cached by version, and a store written before this layout migrated on open."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from bacalhau.models import ExecutionStateType, Job, JobStateType, now_ns
+from bacalhau.orchestrator import JobStore
+
+#: A store written by the version before specs had their own table (jobs.data held the
+#: whole job and was rewritten on every state change): three jobs, one completed after
+#: running, one failed, one pending; one execution asked to bid.
+BEFORE = Path(__file__).parent / "data" / "jobs-before-spec-table.db"
+
+
+def _job(job_id: str) -> Job:
+    j = Job.from_dict(
+        {"Type": "batch", "Count": 1, "Tasks": [{"Name": "main", "Engine": {"Type": "noop"}}]}
+    )
+    j.id, j.name, j.namespace = job_id, job_id, "default"
+    j.state, j.revision = JobStateType.PENDING, 1
+    j.create_time = j.modify_time = now_ns()
+    return j
+
+
+def test_a_store_of_the_previous_layout_keeps_its_jobs(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    shutil.copy(BEFORE, path)
+    store = JobStore(path)
+    jobs = {j.id: j for j in store.list_jobs()}
+    assert sorted(jobs) == ["j-old-0", "j-old-1", "j-old-2"]
+    done, failed, pending = jobs["j-old-0"], jobs["j-old-1"], jobs["j-old-2"]
+    assert (done.state, done.state_message, done.revision) == (JobStateType.COMPLETED, "done", 3)
+    assert (failed.state, failed.state_message) == (JobStateType.FAILED, "it failed")
+    assert pending.state == JobStateType.PENDING and pending.name == "old-2"
+    history = store.history_of("j-old-0")
+    assert [h.job_state_new for h in history if h.job_state_new] == [
+        JobStateType.RUNNING,
+        JobStateType.COMPLETED,
+    ]
+    assert [h.exec_state_new for h in history if h.exec_state_new] == [
+        ExecutionStateType.ASK_FOR_BID
+    ]
+    assert store.get_execution("e-old-0").compute_state == ExecutionStateType.ASK_FOR_BID
+    assert store.placed()["n-1"].count == 1
+    team_a = store.page_jobs(labels_match=lambda labels: labels.get("team") == "a")
+    assert team_a.ids == ["j-old-0"]
+    assert store.jobs_in_states([JobStateType.PENDING]) == ["j-old-2"]
+    # It goes on working, and a second open finds nothing left to migrate.
+    store.update_job_state("j-old-2", JobStateType.RUNNING, message="on its way")
+    store.close()
+    again = JobStore(path)
+    job = again.get_job("j-old-2")
+    assert (job.state, job.state_message, job.revision) == (JobStateType.RUNNING, "on its way", 2)
+    columns = {r[1] for r in again._db.execute("PRAGMA table_info(jobs)")}
+    assert "data" not in columns
+    again.close()
+
+
+def test_a_state_change_does_not_rewrite_the_spec(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.db")
+    with store.transaction():
+        store.create_job(_job("j-1"))
+    spec = store._db.execute("SELECT rowid, data FROM job_specs").fetchall()
+    store.update_job_state("j-1", JobStateType.RUNNING, message="running")
+    store.update_job_state("j-1", JobStateType.COMPLETED)
+    assert store._db.execute("SELECT rowid, data FROM job_specs").fetchall() == spec
+    job = store.get_job("j-1")
+    assert (job.state, job.revision, job.state_message) == (JobStateType.COMPLETED, 3, "")
+    # Read back, a job is a copy: changing it does not change what the store returns next.
+    job.state_message = "changed by a caller"
+    assert store.get_job("j-1").state_message == ""
+    assert store.read_jobs(["j-1"], own_connection=True)[0].state == JobStateType.COMPLETED
+    store.close()
