@@ -60,6 +60,9 @@ class NodeRecord:
     health: str = "healthy"
     #: Set in the last record a node publishes before it leaves on purpose.
     leaving: bool = False
+    #: Root CIDs of content the node holds pinned -> size of each DAG in bytes, a bounded
+    #: number of them (data locality: the scheduler prefers nodes holding a job's inputs).
+    held_roots: Mapping[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_node_info(
@@ -111,6 +114,7 @@ class NodeRecord:
                 max_job_requirements=self.total_capacity,
                 running_executions=self.running_executions,
                 enqueued_executions=self.enqueued_executions,
+                held_roots=dict(self.held_roots),
             )
         return NodeInfo(
             node_id=self.node_id,

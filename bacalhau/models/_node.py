@@ -39,6 +39,9 @@ class ComputeNodeInfo:
     max_job_requirements: Resources = field(default_factory=Resources)
     running_executions: int = 0
     enqueued_executions: int = 0
+    #: Root CIDs of content the node holds and the size of each DAG in bytes (data
+    #: locality; our extension, carried by gossip, not in Bacalhau's JSON).
+    held_roots: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -44,6 +44,7 @@ from bacalhau.executor import DockerExecutor, WasmExecutor, gpu_labels, host_gpu
 from bacalhau.gossip import Membership, MembershipRunner, Message, NodeRecord
 from bacalhau.identity import NodeFiles, NodeIdentity, check_node_files, is_peer_id
 from bacalhau.models import NodeInfo, NodeType, rfc3339_ns
+from bacalhau.node._blocks import ClusterProviders
 from bacalhau.node._cluster_view import GossipNodeView
 from bacalhau.node._lifeline import watch_lifeline
 from bacalhau.node._membership import (
@@ -56,8 +57,15 @@ from bacalhau.node._plugins import build_executors, build_publishers, build_stor
 from bacalhau.node._wiring import RequesterLinks, RoutedComputeClient
 from bacalhau.orchestrator import Orchestrator, SchedulerSettings
 from bacalhau.publisher import LocalPublisher, LocalResultServer, presign_result
+from bacalhau.storage import BlockExchange, BlockFetcher, HeldRoots
 from bacalhau.storage.cid import Blockstore
-from bacalhau.transport import MEMBER_RECORD_CODEC, ComputeClient, MembershipClient, NodeServer
+from bacalhau.transport import (
+    MEMBER_RECORD_CODEC,
+    BlockClient,
+    ComputeClient,
+    MembershipClient,
+    NodeServer,
+)
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +136,17 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
     server.add_membership(deliver)
     node_view = GossipNodeView()
 
+    # The node's CID store: ipfs inputs are read from it, ipfs results published to it, data
+    # users upload through the API kept in it; members fetch missing blocks from each other.
+    role_dir = data_dir / ("compute" if config.compute else "orchestrator")
+    blockstore = Blockstore(role_dir / "blocks")
+    stack.callback(blockstore.close)
+    server.add_block_service(blockstore)
+    providers = ClusterProviders(node_id)
+    block_client = await stack.enter_async_context(BlockClient(files))
+    exchange = BlockExchange(blockstore, block_client, providers)
+    held_roots = HeldRoots(blockstore)
+
     # -- orchestrator ---------------------------------------------------------------------
     orchestrator: Orchestrator | None = None
     routed: RoutedComputeClient | None = None
@@ -179,7 +198,9 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
             expect_identify=bool(seeds),
         )
         links = RequesterLinks(local=orchestrator, local_id=node_id)
-        endpoint = await _build_compute(config, node_id, links, trust, result_server, stack)
+        endpoint = await _build_compute(
+            config, node_id, links, trust, result_server, stack, blockstore, exchange
+        )
         server.add_compute_handler(endpoint)
         if routed is not None:
             routed.attach_local(node_id, endpoint)
@@ -214,13 +235,16 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
             version=version,
             grpc_address=grpc_address,
         )
-        return NodeRecord.from_node_info(
+        record = NodeRecord.from_node_info(
             info,
             version=0,
             roles=roles,
             api_address=api_address[0],
             publisher_address=publisher_address,
         )
+        if compute_info is None:
+            return record
+        return replace(record, held_roots=await asyncio.to_thread(held_roots.snapshot))
 
     settings = gossip_settings(config)
     network = await stack.enter_async_context(MembershipClient(identity, files))
@@ -236,6 +260,7 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
     running.member_since_ns = time.time_ns()
     runner = await stack.enter_async_context(MembershipRunner(core, network))
     running.membership = runner
+    providers.runner = runner
     node_view.attach(runner)
     await stack.enter_async_context(node_view)
 
@@ -327,6 +352,8 @@ async def _build_compute(
     trust: RequesterTrust,
     result_server: LocalResultServer,
     stack: AsyncExitStack,
+    blockstore: Blockstore,
+    block_fetcher: BlockFetcher,
 ) -> ComputeEndpoint:
     data_dir = config.data_dir / "compute"
     if config.docker_pids_limit < 1:
@@ -351,9 +378,6 @@ async def _build_compute(
     advertise = config.advertise_host or (
         "127.0.0.1" if config.publisher_host in ("0.0.0.0", "", "::") else config.publisher_host
     )
-    # The node's CID store: ipfs inputs are read from it, ipfs results are published to it.
-    blockstore = Blockstore(data_dir / "blocks")
-    stack.callback(blockstore.close)
     local = LocalPublisher(
         directory=result_server.directory, address=advertise, port=result_server.port
     )
@@ -365,6 +389,7 @@ async def _build_compute(
         read_timeout=config.input_read_timeout,
         max_retries=config.input_max_retries,
         ipfs_fetch_timeout=config.ipfs_fetch_timeout,
+        block_fetcher=block_fetcher,
     )
     gpus = await asyncio.to_thread(host_gpus)
     total = allocated_capacity(data_dir.parent, fraction=config.capacity_fraction, gpus=gpus)

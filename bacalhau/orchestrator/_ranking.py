@@ -8,6 +8,7 @@ capacity, a small random term) so placement feels familiar.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -272,6 +273,38 @@ def _availability(avail: Resources, best: float) -> int:
     return int(80 * _weighted(avail) / best)
 
 
+#: What holding a job's input data is worth: more than availability (at most 80) and load
+#: spreading can move, so a job runs where its data is by default; more data held, more worth.
+LOCALITY_BASE = 100
+LOCALITY_MAX_BONUS = 100
+
+
+def _input_roots(job: Job) -> list[str]:
+    """Root CIDs of the job's ``ipfs`` inputs (``CID``, ``CID/path``, ``ipfs://CID/...``)."""
+    roots = []
+    for source in job.task.input_sources:
+        if source.source.type.lower() != "ipfs":
+            continue
+        text = str(source.source.params.get("CID", "")).strip()
+        for prefix in ("ipfs://", "/ipfs/"):
+            text = text.removeprefix(prefix)
+        if root := text.partition("/")[0]:
+            roots.append(root)
+    return roots
+
+
+def locality_score(job: Job, node: NodeState) -> int:
+    """Data locality: a node that advertises the roots of the job's ``ipfs`` inputs ranks
+    higher, by the log of the bytes it holds (a 1 GiB input outweighs a 1 KiB one)."""
+    info = node.info.compute
+    if info is None or not info.held_roots:
+        return 0
+    held = sum(info.held_roots.get(root, 0) for root in set(_input_roots(job)))
+    if not any(root in info.held_roots for root in _input_roots(job)):
+        return 0
+    return LOCALITY_BASE + min(LOCALITY_MAX_BONUS, int(10 * math.log2(1 + held / 2**20)))
+
+
 def rank_nodes(
     job: Job,
     nodes: Sequence[NodeState],
@@ -337,6 +370,7 @@ def rank_nodes(
             total += score
         if total >= 0:
             total += _availability(avail[node.info.node_id], best) + rng.randrange(5)
+            total += locality_score(job, node)
             loads[node.info.node_id] = _load(node)
         ranks.append(NodeRank(node, total, reason, obstacle))
     least = min(loads.values(), default=0)

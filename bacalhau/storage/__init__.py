@@ -19,6 +19,7 @@ from bacalhau.storage._exchange import (
 from bacalhau.storage._inline import InlineSource, decode_data_url
 from bacalhau.storage._ipfs import BlockFetcher, IPFSSource, LocalOnlyFetcher, parse_cid_path
 from bacalhau.storage._localdir import AllowedPath, LocalDirectorySource
+from bacalhau.storage._locality import HeldRoots, Member, dag_size, order_providers
 from bacalhau.storage._prepare import inputs_of, prepare_inputs, validate_inputs
 from bacalhau.storage._s3 import S3Source
 from bacalhau.storage._s3client import s3_client, s3_error
@@ -31,19 +32,23 @@ __all__ = [
     "BlockPeer",
     "BlockPeers",
     "FetchReport",
+    "HeldRoots",
     "IPFSSource",
     "InlineSource",
     "LocalDirectorySource",
     "LocalOnlyFetcher",
+    "Member",
     "PreparedInput",
     "PreparedPath",
     "ProviderFinder",
     "S3Source",
     "StorageSource",
     "UrlDownloadSource",
+    "dag_size",
     "decode_data_url",
     "extract_tar_gz",
     "inputs_of",
+    "order_providers",
     "parse_cid_path",
     "prepare_inputs",
     "s3_client",

@@ -9,11 +9,13 @@ the TLS peer), so ``sender_node_id`` is only checked against it by the servicer.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from google.protobuf.message import DecodeError
 
 from bacalhau._proto.v1 import membership_pb2 as pb
 from bacalhau._proto.v1 import types_pb2
-from bacalhau.errors import InvalidRequest
+from bacalhau.errors import InvalidCID, InvalidRequest
 from bacalhau.gossip import (
     Ack,
     Dead,
@@ -30,6 +32,7 @@ from bacalhau.gossip import (
     Update,
 )
 from bacalhau.models import LivenessState, NodeType
+from bacalhau.storage.cid import CID
 from bacalhau.transport._convert import resources_from_proto, resources_to_proto
 
 _ROLE_TO_PB = {
@@ -75,6 +78,7 @@ def member_record_to_proto(record: NodeRecord) -> pb.MemberRecord:
         software_version=record.software_version,
         health=record.health,
         leaving=record.leaving,
+        held_roots=[_held_root_to_proto(c, n) for c, n in record.held_roots.items()],
     )
 
 
@@ -103,7 +107,22 @@ def member_record_from_proto(msg: pb.MemberRecord) -> NodeRecord:
         software_version=msg.software_version,
         health=msg.health,
         leaving=msg.leaving,
+        held_roots=_held_roots_from_proto(msg.held_roots),
     )
+
+
+def _held_root_to_proto(cid: str, size: int) -> pb.HeldRoot:
+    return pb.HeldRoot(cid=CID.parse(cid).binary, size=size)
+
+
+def _held_roots_from_proto(roots: Iterable[pb.HeldRoot]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for root in roots:
+        try:
+            out[str(CID(root.cid))] = root.size
+        except InvalidCID:
+            raise _bad("a held root is not a CID") from None
+    return out
 
 
 class ProtoRecordCodec:

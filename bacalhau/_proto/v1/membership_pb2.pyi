@@ -107,6 +107,7 @@ class MemberRecord(_message.Message):
     SOFTWARE_VERSION_FIELD_NUMBER: _builtins.int
     HEALTH_FIELD_NUMBER: _builtins.int
     LEAVING_FIELD_NUMBER: _builtins.int
+    HELD_ROOTS_FIELD_NUMBER: _builtins.int
     node_id: _builtins.str
     """The node; must equal the signer."""
     version: _builtins.int
@@ -161,6 +162,12 @@ class MemberRecord(_message.Message):
     def queued_capacity(self) -> _types_pb2.Resources:
         """Capacity taken by queued executions."""
 
+    @_builtins.property
+    def held_roots(self) -> _containers.RepeatedCompositeFieldContainer[Global___HeldRoot]:
+        """Root CIDs (binary) of content the node holds pinned, largest first, bounded in number
+        (data locality: where a job's inputs already are).
+        """
+
     def __init__(
         self,
         *,
@@ -182,14 +189,41 @@ class MemberRecord(_message.Message):
         software_version: _builtins.str = ...,
         health: _builtins.str = ...,
         leaving: _builtins.bool = ...,
+        held_roots: _abc.Iterable[Global___HeldRoot] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["available_capacity", b"available_capacity", "queued_capacity", b"queued_capacity", "total_capacity", b"total_capacity"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_address", b"api_address", "available_capacity", b"available_capacity", "enqueued_executions", b"enqueued_executions", "execution_engines", b"execution_engines", "grpc_address", b"grpc_address", "health", b"health", "labels", b"labels", "leaving", b"leaving", "node_id", b"node_id", "publisher_address", b"publisher_address", "publishers", b"publishers", "queued_capacity", b"queued_capacity", "roles", b"roles", "running_executions", b"running_executions", "software_version", b"software_version", "storage_sources", b"storage_sources", "total_capacity", b"total_capacity", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_address", b"api_address", "available_capacity", b"available_capacity", "enqueued_executions", b"enqueued_executions", "execution_engines", b"execution_engines", "grpc_address", b"grpc_address", "health", b"health", "held_roots", b"held_roots", "labels", b"labels", "leaving", b"leaving", "node_id", b"node_id", "publisher_address", b"publisher_address", "publishers", b"publishers", "queued_capacity", b"queued_capacity", "roles", b"roles", "running_executions", b"running_executions", "software_version", b"software_version", "storage_sources", b"storage_sources", "total_capacity", b"total_capacity", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___MemberRecord: _TypeAlias = MemberRecord  # noqa: Y015
+
+@_typing.final
+class HeldRoot(_message.Message):
+    """Content a node holds: a pinned root and the size of its DAG."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CID_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    cid: _builtins.bytes
+    """Binary CID of the root."""
+    size: _builtins.int
+    """Total bytes of the DAG's blocks."""
+    def __init__(
+        self,
+        *,
+        cid: _builtins.bytes = ...,
+        size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cid", b"cid", "size", b"size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HeldRoot: _TypeAlias = HeldRoot  # noqa: Y015
 
 @_typing.final
 class SignedMemberRecord(_message.Message):
