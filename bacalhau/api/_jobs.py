@@ -245,7 +245,9 @@ async def job_history(request: web.Request) -> web.Response:
 
     Our extension ``wait=<seconds>`` turns an empty answer into a long-poll: the request is
     held until a new item exists (or the wait ends), so a waiting client learns of a change
-    within milliseconds instead of a polling interval.
+    within milliseconds instead of a polling interval. The answer also carries the job's
+    state (``Job``: ID, State, Revision, ModifyTime). History is read from the store's
+    in-memory per-job log.
     """
     ctx = context(request)
     orch = ctx.orchestrator
@@ -302,7 +304,24 @@ async def job_history(request: web.Request) -> web.Response:
         next_token = PageToken("seq_num", False, limit, max(cursor, newest)).encode()
     else:
         next_token = ""
-    return json_response({"Items": [h.to_dict(v152=v152) for h in page], "NextToken": next_token})
+    # Our extension: the job's state as of (at least) these items, so a client following the
+    # history needs no GET of the job to know where it stands.
+    now = job if done else await orch.get_job(job_id)
+    state: dict[str, Any] = {"StateType": now.state.wire}
+    if now.state_message:
+        state["Message"] = now.state_message
+    return json_response(
+        {
+            "Items": [h.to_dict(v152=v152) for h in page],
+            "NextToken": next_token,
+            "Job": {
+                "ID": now.id,
+                "State": state,
+                "Revision": now.revision,
+                "ModifyTime": now.modify_time,
+            },
+        }
+    )
 
 
 async def _wait_for_change(closing: asyncio.Event, change: Any) -> None:

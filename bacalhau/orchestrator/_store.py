@@ -126,6 +126,8 @@ CREATE TABLE IF NOT EXISTS idempotency (
 
 #: Decoded job specs kept in memory, most recently used last (each is a few KB to tens).
 _SPEC_CACHE = 2048
+#: Jobs whose history is kept in memory (decoded, as committed), most recently used last.
+_HISTORY_CACHE = 1024
 
 
 #: Columns a job listing can be ordered by.
@@ -202,6 +204,11 @@ class JobStore:
         self._load_active()
         #: (job ID, version) -> the decoded spec; bounded, least recently used dropped.
         self._specs: OrderedDict[tuple[str, int], Job] = OrderedDict()
+        #: Job ID -> its history as committed, for jobs read recently (history pages and
+        #: long-polls read this instead of SQL; a job's log is loaded once, then appended).
+        self._logs: OrderedDict[str, list[JobHistory]] = OrderedDict()
+        #: History items written by the open transaction, appended to logs when it commits.
+        self._pending_history: list[JobHistory] = []
 
     def close(self) -> None:
         self._db.close()
@@ -283,11 +290,13 @@ class JobStore:
                 self._db.execute("ROLLBACK")
                 self._pending_notify.clear()
                 self._pending_active.clear()
+                self._pending_history.clear()
             raise
         self._depth -= 1
         if self._depth == 0:
             self._db.execute("COMMIT")
             self._flush_active()
+            self._flush_history()
             self._flush_notify()
 
     # -- what runs where (for ranking) ------------------------------------------------
@@ -329,6 +338,13 @@ class JobStore:
                 total.gpu += r.gpu
             out[node_id] = Placed(count=len(held), allocated=total)
         return out
+
+    def _flush_history(self) -> None:
+        for item in self._pending_history:
+            log = self._logs.get(item.job_id)
+            if log is not None and (not log or log[-1].seq_num < item.seq_num):
+                log.append(item)
+        self._pending_history.clear()
 
     def _flush_notify(self) -> None:
         for job_id in self._pending_notify:
@@ -700,16 +716,32 @@ class JobStore:
                 (item.job_id, item.seq_num, json.dumps(history_to_row(item))),
             )
             self._pending_notify.add(item.job_id)
+            self._pending_history.append(item)
         return item
 
     def history_of(self, job_id: str, *, after_seq: int = 0) -> list[JobHistory]:
-        rows = self._db.execute(
-            "SELECT seq, data FROM history WHERE job_id = ? AND seq > ? ORDER BY seq",
-            (job_id, after_seq),
-        ).fetchall()
-        return [history_from_row(job_id, int(r[0]), json.loads(r[1])) for r in rows]
+        """The job's history after ``after_seq``, from its in-memory log (read from SQL the
+        first time, then appended as writes commit). Items are shared: do not change them."""
+        log = self._logs.get(job_id)
+        if log is None:
+            rows = self._db.execute(
+                "SELECT seq, data FROM history WHERE job_id = ? ORDER BY seq", (job_id,)
+            ).fetchall()
+            log = [history_from_row(job_id, int(r[0]), json.loads(r[1])) for r in rows]
+            if self._depth:
+                # Inside a transaction the rows include what may still roll back.
+                return [h for h in log if h.seq_num > after_seq]
+            self._logs[job_id] = log
+            if len(self._logs) > _HISTORY_CACHE:
+                self._logs.popitem(last=False)
+        else:
+            self._logs.move_to_end(job_id)
+        return [h for h in log if h.seq_num > after_seq]
 
     def last_seq(self, job_id: str) -> int:
+        log = self._logs.get(job_id)
+        if log is not None:
+            return log[-1].seq_num if log else 0
         row = self._db.execute(
             "SELECT COALESCE(MAX(seq), 0) FROM history WHERE job_id = ?", (job_id,)
         ).fetchone()

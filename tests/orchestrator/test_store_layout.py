@@ -74,3 +74,27 @@ def test_a_state_change_does_not_rewrite_the_spec(tmp_path: Path) -> None:
     assert store.get_job("j-1").state_message == ""
     assert store.read_jobs(["j-1"], own_connection=True)[0].state == JobStateType.COMPLETED
     store.close()
+
+
+def test_history_log_in_memory_follows_commits_not_rollbacks(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.db")
+    with store.transaction():
+        store.create_job(_job("j-1"))
+    assert store.history_of("j-1") == []  # the log is loaded (empty)
+    store.update_job_state("j-1", JobStateType.RUNNING)
+    try:
+        with store.transaction():
+            store.update_job_state("j-1", JobStateType.COMPLETED)
+            raise RuntimeError("rolled back")
+    except RuntimeError:
+        pass
+    assert [h.job_state_new for h in store.history_of("j-1")] == [JobStateType.RUNNING]
+    store.update_job_state("j-1", JobStateType.FAILED, message="no")
+    assert [h.seq_num for h in store.history_of("j-1", after_seq=1)] == [2]
+    store.close()
+    again = JobStore(tmp_path / "jobs.db")
+    assert [h.job_state_new for h in again.history_of("j-1")] == [
+        JobStateType.RUNNING,
+        JobStateType.FAILED,
+    ]
+    again.close()
