@@ -1,0 +1,168 @@
+"""Each job type's scheduler as a pure function: partitions, daemons, services."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from bacalhau.models import (
+    Connection,
+    Execution,
+    ExecutionDesiredStateType,
+    ExecutionStateType,
+    Job,
+    JobStateType,
+    NodeState,
+)
+from bacalhau.orchestrator import SchedulerSettings, schedule
+from bacalhau.orchestrator.schedulers import SCHEDULERS
+from tests.orchestrator.test_scheduler import NOW, ev, job, node
+
+D = ExecutionDesiredStateType
+E = ExecutionStateType
+SECOND = 1_000_000_000
+
+
+def typed(job_type: str, count: int = 1) -> Job:
+    j = job(count=count)
+    j.type = job_type
+    return j
+
+
+def ex(
+    eid: str, nid: str, state: E, desired: D = D.RUNNING, *, part: int = 0, t: int = NOW
+) -> Execution:
+    return Execution(
+        id=eid, job_id="j-1", node_id=nid, compute_state=state, desired_state=desired,
+        partition_index=part, create_time=t, modify_time=t,
+    )  # fmt: skip
+
+
+def test_every_job_type_has_a_scheduler() -> None:
+    assert set(SCHEDULERS) == {"batch", "ops", "daemon", "service"}
+
+
+# -- batch: partitions --------------------------------------------------------------------
+
+
+def test_batch_count_is_partitions_each_placed_once() -> None:
+    plan = schedule(typed("batch", 3), [], [node("a"), node("b"), node("c")], ev(), now=NOW)
+    assert sorted(e.partition_index for e in plan.new_executions) == [0, 1, 2]
+
+
+def test_a_failed_partition_is_retried_alone() -> None:
+    executions = [
+        ex("e0", "a", E.COMPLETED, part=0),
+        ex("e1", "b", E.FAILED, D.STOPPED, part=1),
+        ex("e2", "c", E.RUNNING, part=2),
+    ]
+    settings = SchedulerSettings(retry_delay=0)
+    nodes = [node("a"), node("b"), node("c"), node("d")]
+    plan = schedule(typed("batch", 3), executions, nodes, ev(), now=NOW, settings=settings)
+    assert [e.partition_index for e in plan.new_executions] == [1]
+
+
+def test_batch_completes_when_every_partition_completed_once() -> None:
+    executions = [ex(f"e{i}", n, E.COMPLETED, part=i) for i, n in enumerate("abc")]
+    plan = schedule(typed("batch", 3), executions, [node("a")], ev(), now=NOW)
+    assert plan.new_job_state == JobStateType.COMPLETED
+
+
+def test_two_completions_of_one_partition_do_not_complete_two_partitions() -> None:
+    executions = [ex("e0", "a", E.COMPLETED, part=0), ex("e1", "b", E.COMPLETED, part=0)]
+    plan = schedule(typed("batch", 2), executions, [node("a"), node("b"), node("c")], ev(), now=NOW)
+    assert plan.new_job_state != JobStateType.COMPLETED
+    assert [e.partition_index for e in plan.new_executions] == [1]
+
+
+def test_only_one_bid_per_partition_is_accepted() -> None:
+    executions = [
+        ex("e0", "a", E.ASK_FOR_BID_ACCEPTED, D.PENDING, part=0),
+        ex("e1", "b", E.ASK_FOR_BID_ACCEPTED, D.PENDING, part=0, t=NOW + 1),
+    ]
+    plan = schedule(typed("batch", 1), executions, [node("a"), node("b")], ev(), now=NOW)
+    by_id = {c.execution_id: c.desired_state for c in plan.changes}
+    assert by_id == {"e0": D.RUNNING, "e1": D.STOPPED}
+
+
+# -- daemon ----------------------------------------------------------------------------------
+
+
+def test_daemon_runs_on_every_matching_node_pre_approved() -> None:
+    nodes = [node("a"), node("b"), node("c", ["wasm"])]
+    plan = schedule(typed("daemon"), [], nodes, ev(), now=NOW)
+    assert sorted(e.node_id for e in plan.new_executions) == ["a", "b"]
+    assert all(e.desired_state == D.RUNNING for e in plan.new_executions)
+    assert plan.new_job_state == JobStateType.RUNNING
+
+
+def test_daemon_adds_a_node_that_joined_later() -> None:
+    running = replace(typed("daemon"), state=JobStateType.RUNNING)
+    executions = [ex("e1", "a", E.RUNNING), ex("e2", "b", E.RUNNING)]
+    plan = schedule(running, executions, [node("a"), node("b"), node("new")], ev(), now=NOW)
+    assert [e.node_id for e in plan.new_executions] == ["new"]
+    assert not plan.changes
+
+
+def test_daemon_restarts_an_ended_execution_on_its_node_after_a_backoff() -> None:
+    running = replace(typed("daemon"), state=JobStateType.RUNNING)
+    executions = [ex("e1", "a", E.COMPLETED, D.STOPPED)]
+    settings = SchedulerSettings(retry_delay=2.0)
+    soon = schedule(running, executions, [node("a")], ev(), now=NOW + SECOND, settings=settings)
+    assert not soon.new_executions
+    assert [e.wait_until for e in soon.new_evaluations] == [NOW + 2 * SECOND]
+    later = schedule(
+        running, executions, [node("a")], ev(), now=NOW + 3 * SECOND, settings=settings
+    )
+    assert [e.node_id for e in later.new_executions] == ["a"]
+
+
+def test_daemon_with_no_matching_node_waits_instead_of_failing() -> None:
+    plan = schedule(typed("daemon"), [], [node("a", ["wasm"])], ev(), now=NOW)
+    assert plan.new_job_state == JobStateType.QUEUED
+    assert not plan.new_executions
+
+
+def test_daemon_does_not_ask_a_node_that_refused_it_again() -> None:
+    running = replace(typed("daemon"), state=JobStateType.RUNNING)
+    executions = [ex("e1", "a", E.ASK_FOR_BID_REJECTED, D.STOPPED)]
+    plan = schedule(running, executions, [node("a")], ev(), now=NOW + 60 * SECOND)
+    assert not plan.new_executions
+
+
+# -- service ---------------------------------------------------------------------------------
+
+
+def test_service_places_count_replicas_through_bids() -> None:
+    plan = schedule(typed("service", 2), [], [node("a"), node("b"), node("c")], ev(), now=NOW)
+    assert sorted(e.partition_index for e in plan.new_executions) == [0, 1]
+    assert all(e.desired_state == D.PENDING for e in plan.new_executions)
+
+
+def test_service_restarts_a_replica_that_exited_after_a_backoff() -> None:
+    running = replace(typed("service", 2), state=JobStateType.RUNNING)
+    executions = [ex("e0", "a", E.RUNNING, part=0), ex("e1", "b", E.COMPLETED, D.STOPPED, part=1)]
+    nodes = [node("a"), node("b")]
+    settings = SchedulerSettings(retry_delay=1.0)
+    soon = schedule(running, executions, nodes, ev(), now=NOW, settings=settings)
+    assert not soon.new_executions and soon.new_evaluations
+    plan = schedule(running, executions, nodes, ev(), now=NOW + 2 * SECOND, settings=settings)
+    assert [(e.node_id, e.partition_index) for e in plan.new_executions] == [("b", 1)]
+    assert plan.new_job_state is None  # a service never completes by itself
+
+
+def test_service_replica_moves_at_once_when_its_node_is_lost() -> None:
+    running = replace(typed("service", 1), state=JobStateType.RUNNING)
+    lost = replace(node("a"), connection=Connection.DISCONNECTED)
+    nodes: list[NodeState] = [lost, node("b")]
+    plan = schedule(running, [ex("e0", "a", E.RUNNING)], nodes, ev(), now=NOW + SECOND)
+    assert [c.compute_state for c in plan.changes] == [E.FAILED]
+    assert [(e.node_id, e.partition_index) for e in plan.new_executions] == [("b", 0)]
+
+
+def test_service_keeps_restarting_past_the_batch_attempt_limit() -> None:
+    running = replace(typed("service", 1), state=JobStateType.RUNNING)
+    executions = [ex(f"e{i}", "a", E.FAILED, D.STOPPED) for i in range(10)]
+    settings = SchedulerSettings(retry_delay=0.0)
+    plan = schedule(running, executions, [node("a")], ev(), now=NOW, settings=settings)
+    assert plan.new_job_state is None
+    assert len(plan.new_executions) == 1
