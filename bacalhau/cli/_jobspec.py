@@ -186,7 +186,8 @@ def _opts(pairs: Iterable[str]) -> dict[str, str]:
 
 
 def parse_publisher(text: str) -> SpecConfig:
-    """``local``, ``noop``, ``ipfs``, ``s3://bucket/key[,opt=region=...]``."""
+    """``local``, ``noop``, ``ipfs``, ``s3://bucket/key[,opt=region=...]`` (options
+    ``region``, ``endpoint``, ``bucket``, ``key``, and ``compress=false`` for plain objects)."""
     if not text:
         return SpecConfig()
     parts = split_csv([text])
@@ -202,7 +203,7 @@ def parse_publisher(text: str) -> SpecConfig:
         "Bucket": options.get("bucket", parsed.netloc),
         "Key": options.get("key", parsed.path.lstrip("/")),
     }
-    for key, name in (("region", "Region"), ("endpoint", "Endpoint")):
+    for key, name in (("region", "Region"), ("endpoint", "Endpoint"), ("compress", "Compress")):
         if options.get(key):
             params[name] = options[key]
     return SpecConfig(type="s3", params=params)

@@ -5,11 +5,16 @@ input source of their own (an ``ipfs`` or ``urlDownload`` module; ``inline`` one
 executor reads straight from the spec). Input ``n`` is prepared under ``<work_dir>/<n>``, so
 no source can touch another's files; when one fails the others are stopped and the caller
 removes ``work_dir`` whole.
+
+WASM modules see inputs as preopened directories, never as single files: a file input of a
+WASM job (``-v CID:/data/foo.txt``) is handed over as a directory holding it under the
+target's name, mounted at the target's parent, so the module opens ``/data/foo.txt``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import posixpath
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -69,6 +74,7 @@ async def prepare_inputs(
         return []
     for item in items:
         _source_for(sources, item.source.type)  # refuse a missing plugin before any work
+    wasm_file_inputs = _wasm_data_inputs(job)
 
     async def one(n: int, item: InputSource) -> PreparedInput:
         dest = work_dir / str(n)
@@ -87,6 +93,10 @@ async def prepare_inputs(
                 err.message = f"input {name}: {err.message}"
                 err.args = (err.message,)
             raise
+        # Only a file this input wrote itself is moved (never a host file bound in place).
+        wrap = n < len(wasm_file_inputs) and wasm_file_inputs[n] and dest in prepared.path.parents
+        if wrap and await asyncio.to_thread(prepared.path.is_file):
+            return await asyncio.to_thread(_as_directory, prepared.path, item, dest)
         return PreparedInput(
             path=prepared.path,
             target=item.target,
@@ -105,3 +115,32 @@ async def prepare_inputs(
                 raise err from None
         raise group_err.exceptions[0] from None
     return [t.result() for t in tasks]
+
+
+def _wasm_data_inputs(job: Job) -> list[bool]:
+    """Per task input: whether it is data a WASM module reads (not a module it is run or
+    linked with, which the executor loads from the file itself)."""
+    task = job.task
+    if task.engine.type.lower() != "wasm":
+        return []
+    named: set[str] = set()
+    entry = param(task.engine.params, "EntryModule")
+    imports = param(task.engine.params, "ImportModules")
+    for ref in [entry, *(imports if isinstance(imports, list) else [])]:
+        if isinstance(ref, str):
+            named.add(ref)
+    return [
+        item.target not in named and item.alias not in named and posixpath.isabs(item.target)
+        for item in task.input_sources
+    ]
+
+
+def _as_directory(path: Path, item: InputSource, dest: Path) -> PreparedInput:
+    """A prepared file as a directory holding it under the target's name, for the parent."""
+    target = posixpath.normpath(item.target)
+    folder = dest / ".wasm-dir"
+    folder.mkdir()
+    path.rename(folder / posixpath.basename(target))
+    return PreparedInput(
+        path=folder, target=posixpath.dirname(target), read_only=True, alias=item.alias
+    )

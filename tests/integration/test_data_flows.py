@@ -97,7 +97,7 @@ def test_s3_prefix_in_s3_results_out_downloaded_by_job_get(
 
 
 def test_ipfs_result_cid_is_recorded_and_read_by_the_next_job(
-    stack: Devstack, busybox_image: str, tmp_path: Path
+    stack: Devstack, busybox_image: str, wasm_modules: Path
 ) -> None:
     first = stack.ok(
         "docker", "run", "-p", "ipfs", "-o", "out:/outputs", busybox_image, "--",
@@ -122,6 +122,31 @@ def test_ipfs_result_cid_is_recorded_and_read_by_the_next_job(
         "docker", "run", "-v", f"{cid}:/r", busybox_image, "--", "cat", "/r/out/msg.txt"
     )
     assert "chained" in legacy
+
+    # A WASM module sees a file input at its target (as a preopened read-only directory).
+    wasm = stack.ok(
+        "wasm", "run", "-v", f"{cid}/out/msg.txt:/data/foo.txt",
+        str(wasm_modules / "cat.wasm"), "--", "/data/foo.txt",
+    )  # fmt: skip
+    assert "chained" in wasm
+
+
+def test_plain_s3_results_downloaded_with_the_clients_credentials(
+    stack: Devstack, s3: S3Server, busybox_image: str, tmp_path: Path
+) -> None:
+    bucket = s3.new_bucket()
+    out = stack.ok(
+        "docker", "run", "-o", "out:/outputs",
+        "-p", f"s3://{bucket}/plain/{{jobID}},opt=endpoint={s3.endpoint},opt=compress=false",
+        busybox_image, "--", "sh", "-c", "echo plain; echo 7 > /outputs/n.txt",
+    )  # fmt: skip
+    job_id = submitted_job_id(out)
+    [result] = stack.client.results(job_id)
+    assert result.type == "s3" and result.params["Key"] == f"plain/{job_id}/"
+    got = tmp_path / "got"
+    stack.ok("job", "get", job_id, "--output-dir", str(got))
+    assert (got / "stdout").read_text() == "plain\n"
+    assert (got / "out" / "n.txt").read_text() == "7\n"
 
 
 def failure_of(stack: Devstack, *args: str) -> str:
