@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from bacalhau.models import (
     JobHistory,
     normalise_job,
     parse_job_document,
+    render_template,
     short_id,
     validate_job,
 )
@@ -37,13 +40,63 @@ def _read_spec(path: str) -> str:
         raise click.BadParameter(f"cannot read {path}: {exc.strerror}", param_hint="FILE") from None
 
 
+def _template_variables(pairs: tuple[str, ...], env_pattern: str) -> dict[str, str]:
+    """Template variables: environment variables whose names match ``env_pattern`` (-E),
+    then ``-V key=value`` pairs (repeatable, or comma-separated), which win."""
+    variables: dict[str, str] = {}
+    if env_pattern:
+        try:
+            wanted = re.compile(env_pattern)
+        except re.error as exc:
+            raise click.BadParameter(
+                f"{env_pattern!r} is not a regular expression: {exc}", param_hint="-E"
+            ) from None
+        variables.update({k: v for k, v in os.environ.items() if wanted.fullmatch(k)})
+    for pair in pairs:
+        for item in pair.split(","):
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip():
+                raise click.BadParameter(f"{item!r} is not key=value", param_hint="-V")
+            variables[key.strip()] = value
+    return variables
+
+
 @job_group.command("run")
 @runtime_options
+@click.option(
+    "-V",
+    "--template-vars",
+    multiple=True,
+    help="Template variable key=value for {{.key}} in FILE (repeatable, or k=v,k2=v2).",
+)
+@click.option(
+    "-E",
+    "--template-envs",
+    default="",
+    help="Regular expression: environment variables whose names match are template variables.",
+)
+@click.option("--no-template", is_flag=True, help="Submit FILE as it is, without templating.")
 @click.argument("file")
 @pass_state
-def job_run(state: CliState, /, file: str, **runtime: Any) -> None:
-    """Submit the job described in FILE (YAML or JSON; '-' reads standard input)."""
-    submit_and_follow(state, parse_job_document(_read_spec(file)), runtime)
+def job_run(
+    state: CliState,
+    /,
+    file: str,
+    template_vars: tuple[str, ...],
+    template_envs: str,
+    no_template: bool,
+    **runtime: Any,
+) -> None:
+    """Submit the job described in FILE (YAML or JSON; '-' reads standard input).
+
+    FILE is a template (Go text/template variables, as in Bacalhau): {{.name}} is replaced
+    by the value given with -V name=value or, with -E, by an environment variable; a
+    missing variable is an error. --no-template submits FILE as it is.
+    """
+    text = _read_spec(file)
+    if not no_template:
+        text = render_template(text, _template_variables(template_vars, template_envs))
+    submit_and_follow(state, parse_job_document(text), runtime)
 
 
 @job_group.command("validate")

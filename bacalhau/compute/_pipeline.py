@@ -17,11 +17,12 @@ import asyncio
 import logging
 import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from bacalhau.compute._capacity import DEFAULT_JOB_RESOURCES, job_usage
+from bacalhau.compute._envvars import execution_environment
 from bacalhau.compute._errors import ExecutionInterrupted
 from bacalhau.compute._events import TOPIC_PUBLISHING, TOPIC_RUNNING, failure_event
 from bacalhau.compute._store import ExecutionStore, LocalExecution
@@ -98,8 +99,11 @@ class ExecutionPipeline:
         timeout_grace: float = 30.0,
         cancel_timeout: float = 30.0,
         gpus_of: Callable[[str], tuple[GPU, ...]] | None = None,
+        env_allow_list: Collection[str] = (),
     ) -> None:
         self._node_id = node_id
+        #: Host variables jobs may forward with ``env:NAME`` (Compute.Env.AllowList).
+        self._env_allow_list = tuple(env_allow_list)
         self._store = store
         self._executors = {name.lower(): ex for name, ex in executors.items()}
         self._publishers = {name.lower(): pub for name, pub in publishers.items()}
@@ -233,7 +237,9 @@ class ExecutionPipeline:
             result_paths=list(task.result_paths),
             resources=job_usage(job, defaults=self._default_usage),
             network=task.network,
-            env=dict(task.env),
+            env=execution_environment(
+                record.execution, job, node_id=self._node_id, allow_list=self._env_allow_list
+            ),
             timeout=float(limit) if limit > 0 else None,
             inputs=mounts,
             gpus=self._gpus_of(record.id) if self._gpus_of is not None else (),

@@ -179,6 +179,9 @@ class NodeConfig:
     #: Host paths jobs may mount as ``localDirectory`` inputs (each read-only unless it ends
     #: with ``:rw``); Bacalhau's ``Compute.AllowListedLocalPaths``.
     allow_listed_local_paths: tuple[str, ...] = ()
+    #: Host variables jobs may forward with ``Env: {X: "env:NAME"}`` (shell-style patterns,
+    #: e.g. ``AWS_*``); Bacalhau's ``Compute.Env.AllowList``. Empty: none.
+    env_allow_list: tuple[str, ...] = ()
     #: Bytes one downloaded input (urlDownload, s3, inline) may hold on the node.
     input_max_bytes: int = 10 * 1024**3
     #: Seconds one input download may take; how often a failing one is retried.
@@ -278,6 +281,7 @@ _BACALHAU_KEYS = {
     "publishers_types_local_address": "publisher_host",
     "publishers_types_local_port": "publisher_port",
     "compute_allowlistedlocalpaths": "allow_listed_local_paths",
+    "compute_env_allowlist": "env_allow_list",
     "inputsources_maxretrycount": "input_max_retries",
     "publishers_types_s3_presignedurldisabled": "s3_presigned_url_disabled",
 }

@@ -422,6 +422,19 @@ class Task:
 
 
 JOB_TYPES = ("batch", "ops", "daemon", "service")
+#: A ``Task.Env`` value of the form ``env:NAME`` is filled from the compute node's own
+#: environment (Bacalhau v1.7+), when the node's operator allows ``NAME``.
+ENV_REFERENCE_PREFIX = "env:"
+
+
+def forwarded_env_name(value: str) -> str | None:
+    """The host variable an ``Env`` value forwards (``"env:HOME"`` -> ``"HOME"``), or None
+    for a literal value."""
+    if not value.startswith(ENV_REFERENCE_PREFIX):
+        return None
+    return value[len(ENV_REFERENCE_PREFIX) :]
+
+
 #: The WASM engine param asking for a deterministic run (read by the wasm executor too).
 WASM_DETERMINISTIC_PARAM = "Deterministic"
 

@@ -26,4 +26,57 @@ def parse_job_document(text: str) -> Job:
         raise InvalidJobSpec("the job file must contain an object")
     if len(data) == 1 and str(next(iter(data))).lower() == "job":
         data = next(iter(data.values()))
+        if not isinstance(data, dict):
+            raise InvalidJobSpec("the job file's Job must be an object", field="Job")
+    check_job_file_keys(data)
     return Job.from_dict(data)
+
+
+#: Top-level keys a job file may set (Bacalhau's, and our ``Reschedule``), lower-cased.
+_JOB_FILE_KEYS = frozenset(
+    [
+        "name",
+        "namespace",
+        "type",
+        "priority",
+        "count",
+        "constraints",
+        "meta",
+        "labels",
+        "tasks",
+        "reschedule",
+    ]
+)
+#: Keys the server sets: a job file holding one is refused (Bacalhau's ``validateRawJob``).
+_SERVER_OWNED = {
+    k.lower(): k for k in ("ID", "State", "Version", "Revision", "CreateTime", "ModifyTime")
+}
+
+
+def check_job_file_keys(data: dict[Any, Any]) -> None:
+    """Refuse unknown top-level keys and the fields the server owns, naming the key (as
+    Bacalhau does for job files; keys compare case-insensitively)."""
+    for key in data:
+        low = str(key).lower()
+        if low in _SERVER_OWNED:
+            raise InvalidJobSpec(
+                f'field "{key}" is not allowed in a job file: the server sets it',
+                field=str(key),
+                hint=f"remove {_SERVER_OWNED[low]} from the job file",
+            )
+        if low not in _JOB_FILE_KEYS:
+            raise InvalidJobSpec(
+                f'unknown field "{key}" in the job file',
+                field=str(key),
+                hint="a job's top-level keys are Name, Namespace, Type, Priority, Count, "
+                "Constraints, Meta, Labels, Tasks (and Reschedule)",
+            )
+    count = next((v for k, v in data.items() if str(k).lower() == "count"), None)
+    job_type = str(next((v for k, v in data.items() if str(k).lower() == "type"), "")).lower()
+    if count == 0 and job_type in ("batch", "service"):
+        raise InvalidJobSpec(
+            f"Count must be at least 1 for a {job_type} job, got 0",
+            field="Count",
+            hint="Count is how many partitions (batch) or replicas (service) run; "
+            "leave it out for 1",
+        )

@@ -9,11 +9,18 @@ from __future__ import annotations
 import math
 import posixpath
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 from bacalhau.errors import InvalidJobSpec
 from bacalhau.models._codec import param
-from bacalhau.models._job import JOB_TYPES, Job, NetworkType, ReschedulePolicy, Task
+from bacalhau.models._job import (
+    JOB_TYPES,
+    Job,
+    NetworkType,
+    ReschedulePolicy,
+    Task,
+    forwarded_env_name,
+)
 
 RESERVED_META_PREFIX = "bacalhau.org/"
 _OPERATORS = {"=", "==", "!=", "in", "notin", "exists", "!", "gt", "lt"}
@@ -269,6 +276,61 @@ def looks_like_cid_path(text: str) -> bool:
     return not any(part in (".", "..") for part in path.split("/"))
 
 
+#: An environment variable name (also what ``env:NAME`` may forward).
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: Variables every execution gets from the compute node; a job may not set them itself.
+RESERVED_ENV_PREFIX = "BACALHAU_"
+
+
+def _validate_env(task: Task, fail: Callable[[str, str, str | None], InvalidJobSpec]) -> None:
+    """``Task.Env``: valid names, none reserved, and ``env:NAME`` references well formed
+    (whether a node forwards ``NAME`` is its operator's decision, made at bid time)."""
+    for key, value in task.env.items():
+        sub = f"Env.{printable_key(key)}"
+        if not _ENV_NAME.fullmatch(key):
+            raise fail(f"{key!r} is not a valid environment variable name", sub, None)
+        if key.upper().startswith(RESERVED_ENV_PREFIX):
+            raise fail(
+                f"{key} is reserved: every execution gets the {RESERVED_ENV_PREFIX}* variables",
+                sub,
+                "choose another name",
+            )
+        name = forwarded_env_name(value)
+        if name is not None and not _ENV_NAME.fullmatch(name):
+            raise fail(
+                f"{value!r} does not name a host variable",
+                sub,
+                'write "env:NAME" with NAME a variable of the compute node\'s environment',
+            )
+
+
+def _validate_module_names(
+    task: Task, fail: Callable[[str, str, str | None], InvalidJobSpec]
+) -> None:
+    """The v1.7+ WASM shape: ``EntryModule`` and each of ``ImportModules`` may be the name
+    (``Target`` or ``Alias``) of one of the task's input sources holding the module."""
+    names = {i.target for i in task.input_sources} | {
+        i.alias for i in task.input_sources if i.alias
+    }
+    refs: list[tuple[object, str]] = [
+        (param(task.engine.params, "EntryModule"), "Engine.Params.EntryModule")
+    ]
+    imports = param(task.engine.params, "ImportModules")
+    if imports is not None and not isinstance(imports, list):
+        raise fail("ImportModules must be a list", "Engine.Params.ImportModules", None)
+    refs += [(m, f"Engine.Params.ImportModules[{i}]") for i, m in enumerate(imports or [])]
+    for ref, where in refs:
+        if isinstance(ref, str) and ref not in names:
+            raise fail(
+                f"{ref!r} is not the Target or Alias of any of the task's InputSources",
+                where,
+                "add an InputSources entry (inline, ipfs, urlDownload or localDirectory) "
+                "with that Target holding the module",
+            )
+        if not isinstance(ref, (str, dict)) or not ref:
+            raise fail("a module is an input source name or an InputSource", where, None)
+
+
 def validate_task(task: Task, path: str) -> None:
     def fail(msg: str, sub: str, hint: str | None = None) -> InvalidJobSpec:
         return InvalidJobSpec(
@@ -299,12 +361,13 @@ def validate_task(task: Task, path: str) -> None:
             )
     elif engine == "wasm":
         module = param(task.engine.params, "EntryModule")
-        if not isinstance(module, dict) or not module:
+        if not module or not isinstance(module, (dict, str)):
             raise fail(
                 "wasm engine needs an entry module",
                 "Engine.Params.EntryModule",
                 "pass a .wasm file to `bacalhau wasm run`",
             )
+        _validate_module_names(task, fail)
         for key in ("Parameters",):
             value = param(task.engine.params, key)
             if value is not None and (
@@ -314,6 +377,7 @@ def validate_task(task: Task, path: str) -> None:
         env = param(task.engine.params, "EnvironmentVariables")
         if env is not None and not isinstance(env, dict):
             raise fail("EnvironmentVariables must be a map", "Engine.Params.EnvironmentVariables")
+    _validate_env(task, fail)
     t = task.timeouts
     for name, value in (
         ("ExecutionTimeout", t.execution_timeout),
