@@ -29,6 +29,7 @@ from bacalhau.models._job import (
     SpecConfig,
     Task,
     TimeoutConfig,
+    forwarded_env_name,
     parse_duration,
 )
 from bacalhau.models._jobfile import parse_job_document
@@ -75,6 +76,7 @@ from bacalhau.models._states import (
     check_liveness_transition,
     check_local_transition,
 )
+from bacalhau.models._template import has_template_actions, render_template
 from bacalhau.models._time import now_ns, parse_rfc3339_ns, rfc3339_ns
 from bacalhau.models._validate import (
     check_document,
@@ -140,6 +142,8 @@ __all__ = [
     "check_local_transition",
     "format_selector",
     "format_size",
+    "forwarded_env_name",
+    "has_template_actions",
     "new_evaluation_id",
     "new_execution_id",
     "new_job_id",
@@ -153,6 +157,7 @@ __all__ = [
     "parse_selector",
     "parse_size",
     "printable_key",
+    "render_template",
     "requirement_matches",
     "rfc3339_ns",
     "selector_matches",
