@@ -6,11 +6,12 @@ routes are served, because the Go and Python clients disagree on them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
 
+from bacalhau.api._agent import redact
 from bacalhau.api._context import context
 from bacalhau.api._errors import json_response
 from bacalhau.api._query import Query, body_str, read_json
@@ -84,8 +85,15 @@ async def list_nodes(request: web.Request) -> web.Response:
 
 
 async def get_node(request: web.Request) -> web.Response:
-    node = await context(request).orchestrator.get_node(request.match_info["node_id"])
+    ctx = context(request)
+    node = await ctx.orchestrator.get_node(request.match_info["node_id"])
     item = node.to_dict()
+    if node.info.node_id == ctx.orchestrator.node_info().node_id:
+        # This node's own accept hooks (the operator's approval hooks and, on a hybrid node,
+        # its job admission rules and probes), as configured.
+        for key in ("Orchestrator", "JobAdmissionControl"):
+            if isinstance(ctx.agent_config.get(key), Mapping):
+                item[key] = redact(ctx.agent_config[key])
     return json_response({"Node": item, "node": item})
 
 

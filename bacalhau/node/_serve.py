@@ -55,7 +55,7 @@ from bacalhau.node._membership import (
 )
 from bacalhau.node._plugins import build_executors, build_publishers, build_storage_sources
 from bacalhau.node._wiring import RequesterLinks, RoutedComputeClient
-from bacalhau.orchestrator import Orchestrator, SchedulerSettings
+from bacalhau.orchestrator import ApprovalChain, Orchestrator, SchedulerSettings, build_hook
 from bacalhau.publisher import LocalPublisher, LocalResultServer, presign_result
 from bacalhau.storage import BlockExchange, BlockFetcher, HeldRoots
 from bacalhau.storage.cid import Blockstore
@@ -154,6 +154,12 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
         compute_client = ComputeClient(identity, files)
         stack.push_async_callback(_close, compute_client.close)
         routed = RoutedComputeClient(compute_client)
+        approval_hooks = ApprovalChain(
+            [
+                build_hook(h.type, name=h.name, command=h.command, url=h.url, timeout=h.timeout)
+                for h in config.approval_hooks
+            ]
+        )
         orchestrator = Orchestrator(
             node_info=NodeInfo(
                 node_id=node_id,
@@ -175,6 +181,7 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
             ),
             default_publisher=config.default_publisher,
             manual_approval=config.manual_approval,
+            approval_hooks=approval_hooks,
         )
         server.add_orchestrator_handler(orchestrator)
 
@@ -266,6 +273,8 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
 
     if orchestrator is not None:
         await stack.enter_async_context(orchestrator)
+        # Closed before the orchestrator: bids still being decided are dropped first.
+        await stack.enter_async_context(approval_hooks)
         api = ApiServer(
             orchestrator,
             host=config.api_host,
@@ -273,6 +282,7 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
             max_job_size=config.max_job_size,
             gossip_metrics=lambda: _gossip_report(runner, server),
             result_rewriter=None if config.s3_presigned_url_disabled else presign_result,
+            agent_config=_admission_config(config, approval_hooks),
         )
         await _listen(stack, api, config.api_host, config.api_port, "--api-port")
         running.orchestrator = orchestrator
@@ -433,6 +443,21 @@ async def _build_compute(
         trust=trust,
         storage_sources=list(input_sources),
     )
+
+
+def _admission_config(config: NodeConfig, hooks: ApprovalChain) -> dict[str, object]:
+    """The node's accept hooks as ``/api/v1/agent/config`` and ``node describe`` show them."""
+    out: dict[str, object] = {"Orchestrator": {"ApprovalHooks": hooks.describe()}}
+    if config.compute:
+        out["JobAdmissionControl"] = {
+            "AcceptNetworkedJobs": config.accept_networked_jobs,
+            "RejectStatelessJobs": config.reject_stateless_jobs,
+            "Locality": config.locality.lower(),
+            "ProbeExec": config.probe_exec,
+            "ProbeHTTP": config.probe_http,
+            "ProbeTimeout": config.probe_timeout,
+        }
+    return out
 
 
 async def _probes(config: NodeConfig, stack: AsyncExitStack) -> list[BidStrategy]:
