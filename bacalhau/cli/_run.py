@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 import tarfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
 
 #: Bacalhau's CLI sends modules up to this size as plain base64, larger ones as a gzip'd tar.
 INLINE_PLAIN_LIMIT = 512
+#: What a CID (optionally with a path inside it) looks like, to tell it from a file name.
+_CID_LIKE = re.compile(r"(Qm|baf|z|k|f)[0-9A-Za-z]{20,}(/[^:]*)?")
 
 
 class _EventPrinter:
@@ -336,15 +339,22 @@ def wasm_run(
     deterministic: bool | None,
     **kwargs: Any,
 ) -> None:
-    """Run a local MODULE.wasm with ARGS: bacalhau wasm run FILE.wasm [-- ARGS...]"""
+    """Run MODULE (a local .wasm file, or the CID of one) with ARGS:
+    bacalhau wasm run {FILE.wasm|CID} [-- ARGS...]"""
     runtime = _runtime(kwargs)
-    if not module.is_file():
-        raise click.BadParameter(
-            f"{module} is not a file (modules by CID need an IPFS-enabled node)",
-            param_hint="MODULE",
-        )
+    if module.is_file():
+        entry = inline_module(module)
+    elif _CID_LIKE.fullmatch(str(module)):
+        # A module stored by CID on the cluster's nodes (the server checks the CID itself).
+        entry = {
+            "Source": {"Type": "ipfs", "Params": {"CID": str(module)}},
+            "Alias": f"ipfs://{module}",
+            "Target": "/app/main.wasm",
+        }
+    else:
+        raise click.BadParameter(f"{module} is neither a local file nor a CID", param_hint="MODULE")
     params: dict[str, Any] = {
-        "EntryModule": inline_module(module),
+        "EntryModule": entry,
         "EntryPoint": entry_point,
         "Parameters": list(args),
     }

@@ -6,6 +6,7 @@ inputs failing with the cause named."""
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -97,11 +98,13 @@ def test_s3_prefix_in_s3_results_out_downloaded_by_job_get(
 
 
 def test_ipfs_result_cid_is_recorded_and_read_by_the_next_job(
-    stack: Devstack, busybox_image: str, wasm_modules: Path
+    stack: Devstack, busybox_image: str, wasm_modules: Path, allowed: Path
 ) -> None:
+    shutil.copy(wasm_modules / "cat.wasm", allowed / "shared" / "cat.wasm")
     first = stack.ok(
-        "docker", "run", "-p", "ipfs", "-o", "out:/outputs", busybox_image, "--",
-        "sh", "-c", "echo chained > /outputs/msg.txt",
+        "docker", "run", "-p", "ipfs", "-o", "out:/outputs",
+        "-i", f"file://{allowed / 'shared'}:/host", busybox_image, "--",
+        "sh", "-c", "echo chained > /outputs/msg.txt; cp /host/cat.wasm /outputs/",
     )  # fmt: skip
     job1 = submitted_job_id(first)
     [execution] = stack.client.get_job(job1, executions=True).executions
@@ -129,6 +132,13 @@ def test_ipfs_result_cid_is_recorded_and_read_by_the_next_job(
         str(wasm_modules / "cat.wasm"), "--", "/data/foo.txt",
     )  # fmt: skip
     assert "chained" in wasm
+
+    # ... and the module itself can be named by CID.
+    by_cid = stack.ok(
+        "wasm", "run", "-v", f"{cid}/out/msg.txt:/data/foo.txt", f"{cid}/out/cat.wasm",
+        "--", "/data/foo.txt",
+    )  # fmt: skip
+    assert "chained" in by_cid
 
 
 def test_plain_s3_results_downloaded_with_the_clients_credentials(
@@ -185,6 +195,7 @@ def test_bad_inputs_fail_naming_the_cause(
                   "cat", "/in/notes.txt")  # fmt: skip
     assert "from the host" in ok
     assert sorted(os.listdir(allowed)) == ["private", "shared"]
+    assert "x" not in os.listdir(allowed / "shared")
 
 
 def test_malformed_cid_is_refused_at_submit_naming_the_field(stack: Devstack) -> None:
