@@ -189,6 +189,8 @@ class NodeConfig:
     input_max_retries: int = 3
     #: Seconds an ``ipfs`` input may wait for blocks from the cluster.
     ipfs_fetch_timeout: float = 60.0
+    #: Bytes one ``bacalhau data add`` upload (a CAR) may hold on the requester.
+    data_upload_max_bytes: int = 16 * 1024**3
     #: ``/results`` answers S3 results as they are instead of as pre-signed URLs.
     s3_presigned_url_disabled: bool = False
 
@@ -216,6 +218,10 @@ class NodeConfig:
     #: After the requester starts, how long compute nodes have to (re)join before a job that
     #: no known node can take fails, or an execution on a node not heard from is failed.
     rejoin_grace: float = 30.0
+    #: Terminal jobs (and their executions, history, evaluations) last changed longer ago
+    #: than this many seconds are deleted, on the requester and on compute nodes; 0 keeps
+    #: them forever. A week by default.
+    job_retention: float = 7 * 24 * 3600.0
     #: New compute nodes wait PENDING until an operator approves them (``bacalhau node
     #: approve``); Bacalhau's ``Orchestrator.NodeManager.ManualApproval``.
     manual_approval: bool = False

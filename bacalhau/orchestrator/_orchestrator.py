@@ -57,6 +57,7 @@ from bacalhau.orchestrator._nodes import NodeAddressBook, NodeDirectory
 from bacalhau.orchestrator._planner import ComputeTransport, Planner
 from bacalhau.orchestrator._ranking import with_placed
 from bacalhau.orchestrator._reconcile import NodeReconciler
+from bacalhau.orchestrator._retention import DEFAULT_JOB_RETENTION, JobRetention
 from bacalhau.orchestrator._retries import overdue_trigger
 from bacalhau.orchestrator._scheduler import schedule
 from bacalhau.orchestrator._settings import SchedulerSettings
@@ -104,10 +105,13 @@ class Orchestrator:
         report_in_flight: float = 10.0,
         housekeeping_interval: float = 5.0,
         installation_id: str = "",
+        job_retention: float = DEFAULT_JOB_RETENTION,
     ) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
         self._info = node_info
         self.store = JobStore(data_dir / "jobs.db")
+        #: Deletes terminal jobs older than ``job_retention`` seconds (0: keep forever).
+        self.retention = JobRetention(self.store, max_age=job_retention)
         self._broker = EvaluationBroker()
         self._settings = settings or SchedulerSettings()
         self._default_publisher = default_publisher
@@ -170,6 +174,7 @@ class Orchestrator:
         for i in range(self._workers):
             self._tasks.append(asyncio.create_task(self._work(), name=f"eval-worker-{i}"))
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+        self._tasks.append(asyncio.create_task(self.retention.run(), name="retention"))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -465,6 +470,25 @@ class Orchestrator:
             self.store.create_evaluation(ev)
         self._broker.enqueue(ev)
         return ev.id
+
+    async def rerun_job(self, job_id: str, reason: str = "") -> tuple[Job, str]:
+        """Run a job again as a new version of the same spec; returns the new version and
+        the evaluation that places it (what the previous version still runs is stopped)."""
+        job = await self.get_job(job_id)
+        message = f"Job rerun as version {job.version + 1}" + (f": {reason}" if reason else "")
+        with self.store.transaction():
+            rerun = self.store.add_job_version(
+                job.id,
+                event=Event(message=message, topic="Submission", timestamp=now_ns()),
+            )
+            ev = self._new_eval(rerun, TriggeredBy.JOB_REGISTER)
+            self.store.create_evaluation(ev)
+        self._broker.enqueue(ev)
+        return rerun, ev.id
+
+    async def job_versions(self, job_id: str) -> list[Job]:
+        """Every version of a job's spec, oldest first."""
+        return self.store.job_versions(self.store.resolve_job_id(job_id))
 
     async def job_results(self, job_id: str) -> list[SpecConfig]:
         job = await self.get_job(job_id)

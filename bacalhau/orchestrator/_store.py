@@ -176,6 +176,10 @@ _LIST_INDEXES = """
 CREATE INDEX IF NOT EXISTS jobs_by_create_time ON jobs(create_time, id);
 CREATE INDEX IF NOT EXISTS jobs_by_modify_time ON jobs(modify_time, id);
 CREATE INDEX IF NOT EXISTS jobs_by_namespace ON jobs(namespace, create_time, id);
+CREATE INDEX IF NOT EXISTS jobs_by_namespace_modified ON jobs(namespace, modify_time, id);
+CREATE INDEX IF NOT EXISTS jobs_by_state_modified ON jobs(state, modify_time);
+CREATE INDEX IF NOT EXISTS evaluations_by_job ON evaluations(job_id);
+CREATE INDEX IF NOT EXISTS idempotency_by_job ON idempotency(job_id);
 """
 
 
@@ -188,6 +192,9 @@ class JobStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
+        # Space freed by retention is given back in small steps (a new store only: an
+        # existing one reuses its free pages, so its file stops growing all the same).
+        self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
         self._db.executescript(_SCHEMA)
         self._migrate()
         self._migrate_specs()
@@ -547,6 +554,61 @@ class JobStore:
             )
         return job
 
+    def add_job_version(self, job_id: str, *, event: Event) -> Job:
+        """Rerun a job: its spec again as a new version (``Version`` + 1), Pending, with a
+        JobLevel history item. Earlier versions' specs stay (see :meth:`job_versions`);
+        their executions are the scheduler's to stop. A rerun starts a new life of the job,
+        not a transition of the old one, so any state may be left."""
+        job = self.get_job(job_id)
+        now = now_ns()
+        spec = job.copy()
+        spec.version = job.version + 1
+        spec.state = JobStateType.PENDING
+        spec.state_message = ""
+        spec.revision = job.revision + 1
+        spec.modify_time = now
+        with self.transaction():
+            self._db.execute(
+                "INSERT INTO job_specs (job_id, version, data) VALUES (?, ?, ?)",
+                (job_id, spec.version, json.dumps(spec.to_dict())),
+            )
+            cur = self._db.execute(
+                "UPDATE jobs SET state = ?, state_message = ?, revision = ?, version = ?,"
+                " modify_time = ? WHERE id = ? AND revision = ?",
+                (
+                    int(spec.state),
+                    json.dumps(""),
+                    spec.revision,
+                    spec.version,
+                    now,
+                    job_id,
+                    job.revision,
+                ),
+            )
+            if cur.rowcount != 1:
+                raise RevisionConflict(f"job {job_id} changed concurrently")
+            self.add_history(
+                JobHistory(
+                    seq_num=0,
+                    type=HistoryType.JOB,
+                    job_id=job_id,
+                    event=event,
+                    time=now,
+                    new_revision=spec.revision,
+                    job_state_previous=job.state,
+                    job_state_new=spec.state,
+                )
+            )
+        return spec
+
+    def job_versions(self, job_id: str) -> list[Job]:
+        """Every stored version of a job's spec, oldest first (each as submitted or rerun)."""
+        self.get_job(job_id)  # JobNotFound for an unknown job
+        rows = self._db.execute(
+            "SELECT data FROM job_specs WHERE job_id = ? ORDER BY version", (job_id,)
+        ).fetchall()
+        return [Job.from_dict(json.loads(r[0])) for r in rows]
+
     # -- executions --------------------------------------------------------------------
 
     def create_execution(self, execution: Execution, event: Event | None = None) -> None:
@@ -774,6 +836,46 @@ class JobStore:
             (EvaluationStatus.PENDING,),
         ).fetchall()
         return [eval_from_row(json.loads(r[0])) for r in rows]
+
+    # -- retention ---------------------------------------------------------------------
+
+    def delete_terminal_jobs(self, *, modified_before: int, limit: int) -> list[str]:
+        """Delete up to ``limit`` terminal jobs last changed before ``modified_before`` (Unix
+        ns), with their specs, executions, history, evaluations and idempotency tokens, in
+        one transaction. Returns their IDs (fewer than ``limit``: nothing more is due)."""
+        terminal = [int(s) for s in JobStateType if s.is_terminal()]
+        marks = ",".join("?" for _ in terminal)
+        with self.transaction():
+            ids = [
+                str(r[0])
+                for r in self._db.execute(
+                    f"SELECT id FROM jobs WHERE state IN ({marks}) AND modify_time < ?"
+                    " ORDER BY modify_time LIMIT ?",
+                    [*terminal, modified_before, limit],
+                )
+            ]
+            if not ids:
+                return []
+            which = ",".join("?" for _ in ids)
+            for table, column in (
+                ("job_specs", "job_id"),
+                ("executions", "job_id"),
+                ("history", "job_id"),
+                ("evaluations", "job_id"),
+                ("idempotency", "job_id"),
+                ("jobs", "id"),
+            ):
+                self._db.execute(f"DELETE FROM {table} WHERE {column} IN ({which})", ids)
+        gone = set(ids)
+        for job_id in ids:
+            self._logs.pop(job_id, None)
+        for key in [k for k in self._specs if k[0] in gone]:
+            del self._specs[key]
+        return ids
+
+    def vacuum_step(self, pages: int) -> None:
+        """Give up to ``pages`` free pages back to the file system (incremental vacuum)."""
+        self._db.execute(f"PRAGMA incremental_vacuum({int(pages)})").fetchall()
 
     # -- idempotency -------------------------------------------------------------------
 
