@@ -162,6 +162,12 @@ class NodeConfig:
     probe_exec: str = ""
     probe_http: str = ""
     probe_timeout: float = 10.0
+    #: Plugins the operator turns off (Bacalhau's ``Engines.Disabled``,
+    #: ``Publishers.Disabled``, ``InputSources.Disabled``): the node neither offers nor
+    #: bids for jobs that need them.
+    disabled_engines: tuple[str, ...] = ()
+    disabled_publishers: tuple[str, ...] = ()
+    disabled_input_sources: tuple[str, ...] = ()
     #: The most processes (threads included) one Docker job may hold; jobs cannot raise it.
     docker_pids_limit: int = 256
     #: Docker jobs see the image's root filesystem read-only (they write to their result
@@ -279,6 +285,9 @@ _BACALHAU_KEYS = {
     "jobadmissioncontrol_probeexec": "probe_exec",
     "jobadmissioncontrol_probehttp": "probe_http",
     "jobadmissioncontrol_probetimeout": "probe_timeout",
+    "engines_disabled": "disabled_engines",
+    "publishers_disabled": "disabled_publishers",
+    "inputsources_disabled": "disabled_input_sources",
     "orchestrator_approvalhooks": "approval_hooks",
     "orchestrator_enabled": "orchestrator",
     "compute_enabled": "compute",
@@ -354,7 +363,9 @@ def load_config(
 
 
 #: Sections of Bacalhau's nested config file whose keys are ours under ``Section.Key``.
-_SECTIONS = frozenset({"jobadmissioncontrol", "orchestrator", "compute"})
+_SECTIONS = frozenset(
+    {"jobadmissioncontrol", "orchestrator", "compute", "engines", "publishers", "inputsources"}
+)
 
 
 def _flatten(loaded: Mapping[str, Any]) -> dict[str, Any]:

@@ -16,9 +16,10 @@ import logging
 import platform
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 import bacalhau
 from bacalhau.api import ApiServer
@@ -68,6 +69,7 @@ from bacalhau.transport import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def _labels(config: NodeConfig) -> dict[str, str]:
@@ -372,7 +374,7 @@ async def _build_compute(
             f"docker_pids_limit must be at least 1, got {config.docker_pids_limit}"
         )
     executors = build_executors(
-        config.engines,
+        [e for e in config.engines if e.lower() not in _lower(config.disabled_engines)],
         allow_image_pull=config.allow_image_pull,
         node_id=node_id,
         docker_pids_limit=config.docker_pids_limit,
@@ -392,7 +394,10 @@ async def _build_compute(
     local = LocalPublisher(
         directory=result_server.directory, address=advertise, port=result_server.port
     )
-    publishers = build_publishers(local=local, blockstore=blockstore, node_id=node_id)
+    publishers = _without(
+        build_publishers(local=local, blockstore=blockstore, node_id=node_id),
+        config.disabled_publishers,
+    )
     input_sources = build_storage_sources(
         blockstore=blockstore,
         allow_listed_local_paths=config.allow_listed_local_paths,
@@ -402,6 +407,7 @@ async def _build_compute(
         ipfs_fetch_timeout=config.ipfs_fetch_timeout,
         block_fetcher=block_fetcher,
     )
+    input_sources = _without(input_sources, config.disabled_input_sources)
     gpus = await asyncio.to_thread(host_gpus)
     total = allocated_capacity(data_dir.parent, fraction=config.capacity_fraction, gpus=gpus)
     capacity = CapacityTracker(total, gpus)
@@ -459,6 +465,17 @@ def _admission_config(config: NodeConfig, hooks: ApprovalChain) -> dict[str, obj
             "ProbeTimeout": config.probe_timeout,
         }
     return out
+
+
+def _lower(names: Iterable[str]) -> set[str]:
+    return {n.lower() for n in names}
+
+
+def _without(plugins: dict[str, T], disabled: Iterable[str]) -> dict[str, T]:
+    """The plugins the operator did not disable (``Publishers.Disabled``...): a disabled
+    plugin is not installed, so the node neither offers it nor bids for jobs needing it."""
+    off = _lower(disabled)
+    return {name: plugin for name, plugin in plugins.items() if name.lower() not in off}
 
 
 async def _probes(config: NodeConfig, stack: AsyncExitStack) -> list[BidStrategy]:

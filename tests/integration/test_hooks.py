@@ -109,7 +109,12 @@ def test_exec_probe_keeps_blue_jobs_off_its_node(tmp_path: Path) -> None:
     stack = Devstack.start(tmp_path / "devstack", compute_nodes=0)
     nodes = ComputeNodes(stack, tmp_path)
     try:
-        nodes.add("plain")
+        # Bacalhau's InputSources.Disabled: the node offers no s3 input source.
+        plain = nodes.add("plain", "-c", "InputSources.Disabled=s3")
+        [plain_state] = [n for n in stack.client.list_nodes() if n.info.node_id == plain]
+        assert plain_state.info.compute is not None
+        offered = plain_state.info.compute.storage_sources
+        assert "s3" not in offered and "ipfs" in offered, offered
         probed_id = nodes.add("probed", "-c", f"JobAdmissionControl.ProbeExec={probe}")
 
         blue = [stack.client.submit(noop_job(f"blue-{i}", {"team": "blue"})).job_id

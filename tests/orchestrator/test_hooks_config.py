@@ -27,6 +27,8 @@ Orchestrator:
     - name: steer
       type: HTTP
       url: http://127.0.0.1:8080/approve
+Publishers:
+  Disabled: [s3, ipfs]
 JobAdmissionControl:
   RejectStatelessJobs: true
   Locality: local
@@ -41,6 +43,7 @@ JobAdmissionControl:
     )
     assert cfg.reject_stateless_jobs and cfg.locality == "local"
     assert cfg.probe_exec == "exit 0"
+    assert cfg.disabled_publishers == ("s3", "ipfs")
 
 
 def test_hooks_from_a_command_line_json_list() -> None:
@@ -49,8 +52,10 @@ def test_hooks_from_a_command_line_json_list() -> None:
             "Orchestrator.ApprovalHooks": '[{"Name": "a", "Type": "exec", "Command": "true"}]',
             "JobAdmissionControl.ProbeHTTP": "http://127.0.0.1:9000/probe",
             "JobAdmissionControl.ProbeTimeout": "2.5",
+            "InputSources.Disabled": "s3,urlDownload",
         }
     )
+    assert cfg.disabled_input_sources == ("s3", "urlDownload")
     assert [h.name for h in cfg.approval_hooks] == ["a"]
     assert cfg.probe_http == "http://127.0.0.1:9000/probe" and cfg.probe_timeout == 2.5
 
