@@ -9,9 +9,10 @@ from typing import Any
 
 from aiohttp import web
 
-from bacalhau.api import _agent, _jobs, _nodes
+from bacalhau.api import _agent, _data, _jobs, _nodes
 from bacalhau.api._context import CONTEXT, ApiContext
 from bacalhau.api._errors import JsonErrorRequestHandler, error_middleware
+from bacalhau.api._metrics import add_routes as _add_metrics_routes
 from bacalhau.models import SpecConfig, now_ns
 from bacalhau.orchestrator._api import OrchestratorAPI
 
@@ -27,6 +28,8 @@ def build_app(
     max_job_size: int = DEFAULT_MAX_JOB_SIZE,
     gossip_metrics: Callable[[], Mapping[str, Any]] | None = None,
     result_rewriter: Callable[[SpecConfig], SpecConfig] | None = None,
+    content: _data.ContentStore | None = None,
+    max_upload: int = _data.DEFAULT_MAX_UPLOAD_BYTES,
 ) -> web.Application:
     """The aiohttp application serving the v1 API (for embedding; most callers want
     :class:`ApiServer`)."""
@@ -43,6 +46,9 @@ def build_app(
     _jobs.add_routes(app)
     _nodes.add_routes(app)
     _agent.add_routes(app)
+    _add_metrics_routes(app)
+    if content is not None:
+        _data.add_routes(app, content, max_upload=max_upload)
     return app
 
 
@@ -81,6 +87,8 @@ class ApiServer:
         max_job_size: int = DEFAULT_MAX_JOB_SIZE,
         gossip_metrics: Callable[[], Mapping[str, Any]] | None = None,
         result_rewriter: Callable[[SpecConfig], SpecConfig] | None = None,
+        content: _data.ContentStore | None = None,
+        max_upload: int = _data.DEFAULT_MAX_UPLOAD_BYTES,
     ) -> None:
         """``gossip_metrics``: this node's gossip counters (records applied and rejected,
         probes, members by liveness) for ``/api/v1/agent/debug``."""
@@ -90,6 +98,8 @@ class ApiServer:
             max_job_size=max_job_size,
             gossip_metrics=gossip_metrics,
             result_rewriter=result_rewriter,
+            content=content,
+            max_upload=max_upload,
         )
         self._host = host
         self._requested_port = port

@@ -6,6 +6,7 @@ Commands talk to a node through :mod:`bacalhau.client`; errors are printed once,
 
 from bacalhau.cli._agent import agent_group, version
 from bacalhau.cli._ca import ca_group
+from bacalhau.cli._data import data_group
 from bacalhau.cli._job import job_group
 from bacalhau.cli._node import node_group
 from bacalhau.cli._root import cli, main
@@ -17,6 +18,7 @@ for _command in (
     wasm_group,
     job_group,
     node_group,
+    data_group,
     agent_group,
     version,
     ca_group,

@@ -15,6 +15,7 @@ from bacalhau.client._async import (
     api_url,
     url_from_env,
 )
+from bacalhau.client._data import AsyncDataClient, DataClient, DataEntry, content_cid
 from bacalhau.client._download import (
     APPENDED_FILES,
     DownloadedResults,
@@ -42,7 +43,10 @@ __all__ = [
     "DEFAULT_API_HOST",
     "DEFAULT_API_PORT",
     "AsyncClient",
+    "AsyncDataClient",
     "Client",
+    "DataClient",
+    "DataEntry",
     "DownloadedResults",
     "HistoryPage",
     "JobDetails",
@@ -56,6 +60,7 @@ __all__ = [
     "VersionInfo",
     "WaitTimedOut",
     "api_url",
+    "content_cid",
     "merge_results",
     "url_from_env",
 ]

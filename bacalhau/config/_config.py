@@ -195,6 +195,8 @@ class NodeConfig:
     input_max_retries: int = 3
     #: Seconds an ``ipfs`` input may wait for blocks from the cluster.
     ipfs_fetch_timeout: float = 60.0
+    #: Bytes one ``bacalhau data add`` upload (a CAR) may hold on the requester.
+    data_upload_max_bytes: int = 16 * 1024**3
     #: ``/results`` answers S3 results as they are instead of as pre-signed URLs.
     s3_presigned_url_disabled: bool = False
 

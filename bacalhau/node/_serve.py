@@ -58,7 +58,7 @@ from bacalhau.node._plugins import build_executors, build_publishers, build_stor
 from bacalhau.node._wiring import RequesterLinks, RoutedComputeClient
 from bacalhau.orchestrator import ApprovalChain, Orchestrator, SchedulerSettings, build_hook
 from bacalhau.publisher import LocalPublisher, LocalResultServer, presign_result
-from bacalhau.storage import BlockExchange, BlockFetcher, HeldRoots
+from bacalhau.storage import BlockExchange, BlockFetcher, BlockstoreContent, HeldRoots
 from bacalhau.storage.cid import Blockstore
 from bacalhau.transport import (
     MEMBER_RECORD_CODEC,
@@ -285,6 +285,10 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
             max_job_size=config.max_job_size,
             gossip_metrics=lambda: _gossip_report(runner, server),
             result_rewriter=None if config.s3_presigned_url_disabled else presign_result,
+            content=BlockstoreContent(
+                blockstore, exchange, fetch_timeout=config.ipfs_fetch_timeout
+            ),
+            max_upload=config.data_upload_max_bytes,
             agent_config=_admission_config(config, approval_hooks),
         )
         await _listen(stack, api, config.api_host, config.api_port, "--api-port")

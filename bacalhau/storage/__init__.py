@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from bacalhau.storage._archive import extract_tar_gz
 from bacalhau.storage._base import PreparedInput, PreparedPath, StorageSource
+from bacalhau.storage._content import BlockstoreContent
 from bacalhau.storage._exchange import (
     BlockExchange,
     BlockPeer,
@@ -31,6 +32,7 @@ __all__ = [
     "BlockFetcher",
     "BlockPeer",
     "BlockPeers",
+    "BlockstoreContent",
     "FetchReport",
     "HeldRoots",
     "IPFSSource",

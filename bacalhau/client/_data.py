@@ -1,0 +1,198 @@
+"""Content by CID from the user's side (``bacalhau data``): add, get, ls.
+
+The CID is computed here, with the same importer the nodes use (Kubo's ``ipfs add``
+settings), so ``--only-hash`` needs no node at all. An upload is a CAR v1 built in a temporary
+directory next to nothing of the user's, streamed to the requester's ``PUT /api/v1/data``;
+the requester verifies every block and pins the root, and compute nodes fetch the content
+from it by block exchange when a job reads it. ``get`` streams a tar (extracted with the
+standard library's ``data`` filter: nothing lands outside the target directory) or a CAR.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+from bacalhau.client._async import url_from_env
+from bacalhau.client._transport import Transport, error_from_response
+from bacalhau.errors import InvalidRequest, Unavailable
+from bacalhau.storage.cid import Blockstore, Importer, ImportOptions, write_car
+
+#: Longest a download or upload may take (data can be large; the connection is local).
+DATA_TIMEOUT_SECONDS = 3600.0
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class DataEntry:
+    """One entry of ``data ls``."""
+
+    name: str
+    cid: str
+    type: str
+    size: int
+
+
+def content_cid(path: Path, *, cid_version: int = 0) -> str:
+    """The CID ``ipfs add -r --cid-version N`` gives ``path`` (nothing is stored)."""
+    return str(Importer(None, ImportOptions(cid_version=cid_version)).add_path(path).cid)
+
+
+def _write_car(path: Path, cid_version: int, workdir: Path) -> tuple[str, Path]:
+    car = workdir / "upload.car"
+    with Blockstore(workdir / "blocks") as store:
+        with store.batch() as sink:
+            root = Importer(sink, ImportOptions(cid_version=cid_version)).add_path(path)
+        with car.open("wb") as out:
+            write_car(out, [root.cid], store)
+    return str(root.cid), car
+
+
+class AsyncDataClient:
+    """``bacalhau data`` against one requester's v1 REST API."""
+
+    def __init__(self, base_url: str | None = None, *, connect_timeout: float = 10.0) -> None:
+        self._http = Transport(base_url or url_from_env(), connect_timeout=connect_timeout)
+
+    @property
+    def base_url(self) -> str:
+        return self._http.base_url
+
+    async def close(self) -> None:
+        await self._http.close()
+
+    async def __aenter__(self) -> AsyncDataClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def add(self, path: Path, *, cid_version: int = 0, only_hash: bool = False) -> str:
+        """Add ``path`` (a file or a directory); returns its CID. Without ``only_hash`` the
+        content is uploaded to the cluster (the requester pins it)."""
+        if not await asyncio.to_thread(path.exists):
+            raise InvalidRequest(f"{path} does not exist", component="CLI")
+        if only_hash:
+            return await asyncio.to_thread(content_cid, path, cid_version=cid_version)
+        with tempfile.TemporaryDirectory(prefix="bacalhau-data-") as tmp:
+            cid, car = await asyncio.to_thread(_write_car, path, cid_version, Path(tmp))
+            with car.open("rb") as body:
+                reply = await self._send(
+                    "PUT",
+                    "/api/v1/data",
+                    data=body,
+                    headers={"Content-Type": "application/vnd.ipld.car"},
+                )
+        if not isinstance(reply, dict) or reply.get("CID") != cid:
+            raise Unavailable(f"the requester stored {reply!r}, not {cid}")
+        return cid
+
+    async def get(self, cid: str, dest: Path, *, car: bool = False) -> Path:
+        """Download ``cid`` into directory ``dest``: as ``dest/CID`` (the file or directory
+        tree), or with ``car`` as ``dest/CID.car``. Returns what was written."""
+        await asyncio.to_thread(dest.mkdir, parents=True, exist_ok=True)
+        fmt = "car" if car else "tar"
+        partial = dest / f".{cid}.{fmt}.part"
+        try:
+            with partial.open("wb") as out:
+                await self._download(f"/api/v1/data/{quote(cid, safe='')}?format={fmt}", out)
+            if car:
+                target = dest / f"{cid}.car"
+                partial.replace(target)
+                return target
+            await asyncio.to_thread(_extract, partial, dest)
+        finally:
+            partial.unlink(missing_ok=True)
+        return dest / cid
+
+    async def ls(self, cid: str) -> list[DataEntry]:
+        """The entries of directory ``cid`` (or the one file it is)."""
+        reply = await self._http.request("GET", f"/api/v1/data/{quote(cid, safe='')}/ls")
+        entries = reply.get("Entries", []) if isinstance(reply, dict) else []
+        return [
+            DataEntry(str(e["Name"]), str(e["CID"]), str(e["Type"]), int(e["Size"]))
+            for e in entries
+        ]
+
+    async def _send(self, method: str, path: str, **kwargs: Any) -> Any:
+        what = f"{method} {path}"
+        try:
+            async with self._http.session().request(
+                method,
+                self._http.base_url + path,
+                timeout=aiohttp.ClientTimeout(total=DATA_TIMEOUT_SECONDS),
+                **kwargs,
+            ) as resp:
+                raw = await resp.read()
+                if resp.status >= 400:
+                    raise error_from_response(resp.status, raw, what)
+                return await resp.json(content_type=None) if raw else None
+        except (aiohttp.ClientConnectionError, OSError) as exc:
+            raise self._http.unreachable(exc) from None
+
+    async def _download(self, path: str, out: Any) -> None:
+        what = f"GET {path}"
+        try:
+            async with self._http.session().get(
+                self._http.base_url + path,
+                timeout=aiohttp.ClientTimeout(total=DATA_TIMEOUT_SECONDS),
+            ) as resp:
+                if resp.status >= 400:
+                    raise error_from_response(resp.status, await resp.read(), what)
+                async for chunk in resp.content.iter_chunked(_CHUNK):
+                    await asyncio.to_thread(out.write, chunk)
+        except aiohttp.ClientPayloadError as exc:
+            raise Unavailable(
+                f"{what}: the download was cut short ({exc})",
+                hint="the content may be damaged or missing on the cluster; try again",
+            ) from None
+        except (aiohttp.ClientConnectionError, OSError) as exc:
+            raise self._http.unreachable(exc) from None
+
+
+def _extract(archive: Path, dest: Path) -> None:
+    with tarfile.open(archive, mode="r:") as tar:
+        tar.extractall(dest, filter="data")
+
+
+class DataClient:
+    """The blocking facade over :class:`AsyncDataClient` (what the CLI uses)."""
+
+    def __init__(self, base_url: str | None = None, *, connect_timeout: float = 10.0) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._client = AsyncDataClient(base_url, connect_timeout=connect_timeout)
+
+    def close(self) -> None:
+        if not self._loop.is_closed():
+            self._loop.run_until_complete(self._client.close())
+            self._loop.close()
+
+    def __enter__(self) -> DataClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def add(self, path: Path, *, cid_version: int = 0, only_hash: bool = False) -> str:
+        return self._loop.run_until_complete(
+            self._client.add(path, cid_version=cid_version, only_hash=only_hash)
+        )
+
+    def get(self, cid: str, dest: Path, *, car: bool = False) -> Path:
+        return self._loop.run_until_complete(self._client.get(cid, dest, car=car))
+
+    def ls(self, cid: str) -> list[DataEntry]:
+        return self._loop.run_until_complete(self._client.ls(cid))

@@ -1,0 +1,159 @@
+"""Content by CID for users outside the cluster (``bacalhau data``), served by a requester.
+
+Users have no cluster certificate, so their data reaches the cluster through the requester's
+REST API: ``data add`` uploads a CAR, which is imported into the requester's blockstore (each
+block verified, the DAG checked complete, the root pinned); compute nodes then fetch it by
+block exchange like any other content. ``data get`` and ``data ls`` read through the same
+store, fetching from the cluster what the requester lacks (a job's published result).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+import time
+from collections.abc import Callable
+from typing import Any, BinaryIO
+
+from bacalhau.errors import BlockNotFound, InvalidContent
+from bacalhau.storage._exchange import BlockExchange
+from bacalhau.storage.cid import (
+    CID,
+    DAG_PB,
+    Blockstore,
+    EntryKind,
+    import_car,
+    ls,
+    read_file,
+    stat,
+    write_car,
+)
+from bacalhau.storage.cid._dagpb import decode_node, decode_unixfs
+
+#: How long a download waits for content the requester must fetch from the cluster.
+DEFAULT_GET_TIMEOUT = 60.0
+
+
+class BlockstoreContent:
+    """Uploads into, and downloads out of, ``store`` (``exchange`` fetches what is missing)."""
+
+    def __init__(
+        self,
+        store: Blockstore,
+        exchange: BlockExchange | None = None,
+        *,
+        fetch_timeout: float = DEFAULT_GET_TIMEOUT,
+    ) -> None:
+        self._store = store
+        self._exchange = exchange
+        self._timeout = fetch_timeout
+
+    def add_car(self, stream: BinaryIO) -> list[str]:
+        """Import a CAR (blocking): every block verified, every root's DAG complete, roots
+        pinned; returns the roots. A CAR that lacks blocks pins nothing."""
+        result = import_car(stream, self._store, pin_roots=False)
+        if not result.roots:
+            raise InvalidContent("the CAR names no root", hint="upload a CAR with one root")
+        for root in result.roots:
+            missing = self._first_missing(root)
+            if missing is not None:
+                raise InvalidContent(
+                    f"the CAR lacks block {missing} of root {root}",
+                    cid=str(missing),
+                    hint="export the whole DAG (`ipfs dag export CID`)",
+                )
+        for root in result.roots:
+            self._store.pin(root)
+        return [str(r) for r in result.roots]
+
+    def _first_missing(self, root: CID) -> CID | None:
+        stack = [root]
+        seen: set[CID] = set()
+        while stack:
+            cid = stack.pop()
+            if cid in seen:
+                continue
+            seen.add(cid)
+            if not self._store.has(cid):
+                return cid
+            if cid.codec == DAG_PB:
+                stack.extend(link.cid for link in decode_node(self._store.get(cid)).links)
+        return None
+
+    async def ensure(self, text: str) -> None:
+        """Make the DAG below CID ``text`` present, from the cluster if need be;
+        :class:`~bacalhau.errors.InvalidCID` when it is not a CID."""
+        cid = _parse(text)
+        if self._exchange is not None:
+            await self._exchange.fetch_dag(cid, timeout=self._timeout)
+        elif not self._store.has(cid):
+            raise BlockNotFound(f"{cid} is not on this node", cid=str(cid))
+
+    def write_car(self, text: str, out: BinaryIO) -> None:
+        """Write the DAG as a CAR v1 (blocking)."""
+        write_car(out, [_parse(text)], self._store)
+
+    def write_tar(self, text: str, out: BinaryIO) -> None:
+        """Write the content as an uncompressed tar stream (blocking): a file as one member
+        named by its CID, a directory as a tree under a directory named by its CID."""
+        cid = _parse(text)
+        with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            self._add(tar, cid, text)
+
+    def _add(self, tar: tarfile.TarFile, cid: CID, name: str) -> None:
+        entry = stat(self._store, cid)
+        info = tarfile.TarInfo(name)
+        info.mtime = int(time.time())
+        if entry.kind == EntryKind.DIRECTORY:
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
+            for child in ls(self._store, cid):
+                self._add(tar, child.cid, f"{name}/{child.name}")
+        elif entry.kind == EntryKind.FILE:
+            info.size, info.mode = entry.size, 0o644
+            tar.addfile(info, _ChunkReader(read_file(self._store, cid)))
+        else:  # symlinks: their target is the file's content
+            target = b"".join(_symlink_target(self._store, cid))
+            info.type, info.linkname = tarfile.SYMTYPE, os.fsdecode(target)
+            tar.addfile(info)
+
+    def ls(self, text: str) -> list[dict[str, Any]]:
+        """The entries of a directory (or the one file) as JSON-ready objects (blocking)."""
+        cid = _parse(text)
+        entry = stat(self._store, cid)
+        entries = ls(self._store, cid) if entry.kind == EntryKind.DIRECTORY else [entry]
+        return [
+            {"Name": e.name, "CID": str(e.cid), "Type": e.kind.value, "Size": e.size}
+            for e in entries
+        ]
+
+
+def _parse(text: str) -> CID:
+    return CID.parse(text, field="cid")
+
+
+def _symlink_target(store: Blockstore, cid: CID) -> list[bytes]:
+    return [decode_unixfs(decode_node(store.get(cid)).data).data or b""]
+
+
+class _ChunkReader(io.RawIOBase):
+    """A file object over an iterator of chunks (what tarfile reads a member from)."""
+
+    def __init__(self, chunks: Any) -> None:
+        self._next: Callable[[], bytes] = iter(chunks).__next__
+        self._buffer = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: Any) -> int:
+        while not self._buffer:
+            try:
+                self._buffer = self._next()
+            except StopIteration:
+                return 0
+        n = min(len(target), len(self._buffer))
+        target[:n] = self._buffer[:n]
+        self._buffer = self._buffer[n:]
+        return n
