@@ -13,6 +13,7 @@ import time
 from collections import deque
 
 from bacalhau.models import Evaluation
+from bacalhau.orchestrator._metrics import QUEUE_DEPTH
 
 
 class EvaluationBroker:
@@ -45,6 +46,7 @@ class EvaluationBroker:
         if previous is not None:
             self._superseded.append(previous)
         self._pending[ev.job_id] = ev
+        QUEUE_DEPTH.set(len(self._pending))
         if ev.job_id not in self._inflight and ev.job_id not in self._ready:
             self._ready.append(ev.job_id)
             self._wakeup.set()
@@ -55,6 +57,7 @@ class EvaluationBroker:
             while self._ready:
                 job_id = self._ready.popleft()
                 ev = self._pending.pop(job_id, None)
+                QUEUE_DEPTH.set(len(self._pending))
                 if ev is None:
                     continue
                 self._inflight.add(job_id)

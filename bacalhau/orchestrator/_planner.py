@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -28,6 +29,7 @@ from bacalhau.models import (
     JobStateType,
     now_ns,
 )
+from bacalhau.orchestrator._metrics import DISPATCH_SECONDS, GRPC_CALL_SECONDS, SCHEDULING_SECONDS
 from bacalhau.orchestrator._plan import Plan
 from bacalhau.orchestrator._store import JobStore
 
@@ -54,6 +56,15 @@ class _Send:
     execution: Execution
     justification: str = ""
 
+
+#: The bprotocol method each kind of message is sent with (the metrics' label).
+_METHODS = {
+    "ask": "AskForBid",
+    "ask-approved": "AskForBid",
+    "accept": "BidAccepted",
+    "reject": "BidRejected",
+    "cancel": "CancelExecution",
+}
 
 #: Jobs whose next delayed evaluation is remembered before past entries are dropped.
 _NEXT_LOOK_LIMIT = 10_000
@@ -140,6 +151,9 @@ class Planner:
             for ev in evaluations:
                 store.create_evaluation(ev)
             store.set_evaluation_status(plan.evaluation.id, "complete")
+        due = max(plan.evaluation.create_time, plan.evaluation.wait_until)
+        if due:
+            SCHEDULING_SECONDS.observe(max(0, now_ns() - due) / 1e9)
         self._remember_next_look(plan, evaluations, now)
         for ev in evaluations:
             self._enqueue(ev)
@@ -185,7 +199,9 @@ class Planner:
             else:
                 waited.append(s)
         if waited:
+            started = time.perf_counter()
             await asyncio.gather(*(self._send(job, s) for s in waited))
+            DISPATCH_SECONDS.observe(time.perf_counter() - started)
 
     async def close(self, grace: float = 2.0) -> None:
         """Give stop messages still on their way ``grace`` seconds, then drop them (the
@@ -207,6 +223,7 @@ class Planner:
     async def _send(self, job: Job, s: _Send) -> None:
         ex = s.execution
         t = self._transport
+        started = time.perf_counter()
         try:
             if s.kind in ("ask", "ask-approved"):
                 ex.job = job
@@ -219,6 +236,7 @@ class Planner:
                 await t.bid_rejected(ex.node_id, BidDecision(ex.id, False, s.justification))
             else:
                 await t.cancel_execution(ex.node_id, CancelExecutionRequest(ex.id, s.justification))
+            GRPC_CALL_SECONDS.labels(method=_METHODS[s.kind]).observe(time.perf_counter() - started)
         except BacalhauError as exc:
             if s.kind in ("cancel", "reject"):
                 # The execution is already recorded as stopped; the node may be gone.

@@ -18,6 +18,7 @@ import asyncio
 import copy
 import json
 import sqlite3
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -48,6 +49,11 @@ from bacalhau.models import (
     check_execution_transition,
     check_job_transition,
     now_ns,
+)
+from bacalhau.orchestrator._metrics import (
+    JOBS_FINISHED,
+    JOBS_SUBMITTED,
+    SQLITE_TRANSACTION_SECONDS,
 )
 from bacalhau.orchestrator._ranking import Placed
 from bacalhau.orchestrator._rows import (
@@ -288,6 +294,7 @@ class JobStore:
         """Group writes atomically; nests (inner blocks join the outer transaction)."""
         if self._depth == 0:
             self._db.execute("BEGIN IMMEDIATE")
+            began = time.perf_counter()
         self._depth += 1
         try:
             yield
@@ -295,6 +302,7 @@ class JobStore:
             self._depth -= 1
             if self._depth == 0:
                 self._db.execute("ROLLBACK")
+                SQLITE_TRANSACTION_SECONDS.observe(time.perf_counter() - began)
                 self._pending_notify.clear()
                 self._pending_active.clear()
                 self._pending_history.clear()
@@ -302,6 +310,7 @@ class JobStore:
         self._depth -= 1
         if self._depth == 0:
             self._db.execute("COMMIT")
+            SQLITE_TRANSACTION_SECONDS.observe(time.perf_counter() - began)
             self._flush_active()
             self._flush_history()
             self._flush_notify()
@@ -385,6 +394,7 @@ class JobStore:
             "INSERT OR REPLACE INTO job_specs (job_id, version, data) VALUES (?, ?, ?)",
             (job.id, job.version, data),
         )
+        JOBS_SUBMITTED.inc()
 
     def get_job(self, job_id: str) -> Job:
         row = self._db.execute(f"SELECT {_JOB_COLUMNS} WHERE j.id = ?", (job_id,)).fetchone()
@@ -540,6 +550,8 @@ class JobStore:
             )
             if cur.rowcount != 1:
                 raise RevisionConflict(f"job {job_id} changed concurrently")
+            if new_state.is_terminal() and not old.is_terminal():
+                JOBS_FINISHED.labels(state=new_state.wire).inc()
             self.add_history(
                 JobHistory(
                     seq_num=0,

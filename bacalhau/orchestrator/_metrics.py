@@ -1,0 +1,50 @@
+"""The requester's Prometheus metrics (served at ``/metrics`` on the API port).
+
+One set per process, in prometheus-client's default registry (which also carries the
+process collector: resident memory, CPU time, open files). Names follow Prometheus'
+conventions: ``_total`` for counters, base units (seconds).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+#: Latency buckets from a tenth of a millisecond to ten seconds.
+_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0,
+)  # fmt: skip
+
+JOBS_SUBMITTED = Counter("bacalhau_jobs_submitted_total", "Jobs accepted by the requester.")
+JOBS_FINISHED = Counter(
+    "bacalhau_jobs_finished_total", "Jobs that reached a terminal state, by state.", ["state"]
+)
+QUEUE_DEPTH = Gauge(
+    "bacalhau_evaluation_queue_depth", "Evaluations waiting for a scheduler worker."
+)
+SCHEDULING_SECONDS = Histogram(
+    "bacalhau_scheduling_seconds",
+    "From an evaluation's creation to its plan stored (evaluations due at once).",
+    buckets=_BUCKETS,
+)
+DISPATCH_SECONDS = Histogram(
+    "bacalhau_dispatch_seconds",
+    "Sending one plan's messages to compute nodes.",
+    buckets=_BUCKETS,
+)
+GRPC_CALL_SECONDS = Histogram(
+    "bacalhau_grpc_call_seconds",
+    "The requester's calls to compute nodes, by bprotocol method.",
+    ["method"],
+    buckets=_BUCKETS,
+)
+SQLITE_TRANSACTION_SECONDS = Histogram(
+    "bacalhau_sqlite_transaction_seconds",
+    "Job store transactions, from BEGIN to COMMIT or ROLLBACK.",
+    buckets=_BUCKETS,
+)
+EVENT_LOOP_LAG_SECONDS = Histogram(
+    "bacalhau_event_loop_lag_seconds",
+    "How late the event loop runs a timer (how long other work held it).",
+    buckets=_BUCKETS,
+)

@@ -1,0 +1,60 @@
+"""``/metrics`` on the API port: the Prometheus series the requester exposes, and that
+they move with the work done."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import aiohttp
+
+from bacalhau.api import ApiServer
+from bacalhau.models import NodeInfo, NodeType
+from bacalhau.orchestrator import Orchestrator
+from tests.api.conftest import NoComputeNodes
+from tests.api.test_hardening import noop_job
+from tests.orchestrator.node_view import StaticNodeView
+
+SERIES = (
+    "bacalhau_jobs_submitted_total",
+    "bacalhau_jobs_finished_total",
+    "bacalhau_evaluation_queue_depth",
+    "bacalhau_scheduling_seconds",
+    "bacalhau_dispatch_seconds",
+    "bacalhau_grpc_call_seconds",
+    "bacalhau_sqlite_transaction_seconds",
+    "bacalhau_event_loop_lag_seconds",
+    "process_resident_memory_bytes",
+)
+
+
+def _value(text: str, sample: str) -> float:
+    match = re.search(rf"^{re.escape(sample)} (\S+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
+async def test_metrics_name_the_series_and_count_jobs(tmp_path: Path) -> None:
+    async with (
+        Orchestrator(
+            node_info=NodeInfo(node_id="n-metrics", node_type=NodeType.REQUESTER),
+            data_dir=tmp_path / "req",
+            compute=NoComputeNodes(),
+            node_view=StaticNodeView(),
+        ) as orch,
+        ApiServer(orch, host="127.0.0.1", port=0) as srv,
+        aiohttp.ClientSession(base_url=srv.url) as http,
+    ):
+        async with http.get("/metrics") as r:
+            assert r.status == 200
+            assert r.headers["Content-Type"].startswith("text/plain")
+            before = await r.text()
+        for name in SERIES:
+            assert f"# TYPE {name} " in before, name
+        async with http.put("/api/v1/orchestrator/jobs", json={"Job": noop_job()}) as r:
+            assert r.status == 200, await r.text()
+        async with http.get("/metrics") as r:
+            after = await r.text()
+    submitted = "bacalhau_jobs_submitted_total"
+    assert _value(after, submitted) == _value(before, submitted) + 1
+    commits = "bacalhau_sqlite_transaction_seconds_count"
+    assert _value(after, commits) > _value(before, commits)
