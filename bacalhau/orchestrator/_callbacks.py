@@ -71,6 +71,9 @@ class ExecutionCallbacks:
         # An ApprovalChain given by node/ keeps its own defer policy and is closed by it.
         self._chain = hooks if isinstance(hooks, ApprovalChain) else ApprovalChain(hooks)
         self._enqueue = enqueue
+        #: Executions whose bid the hooks are deciding: a bid delivered again meanwhile (the
+        #: node retries a callback it thinks lost) does not ask them twice.
+        self._deciding: set[str] = set()
 
     @property
     def needs_approval(self) -> bool:
@@ -128,6 +131,8 @@ class ExecutionCallbacks:
         self._after_callback(ex.job_id)
 
     def _await_approval(self, ex: Execution) -> None:
+        if ex.id in self._deciding:
+            return
         names = ", ".join(hook.name for hook in self._chain)
         try:
             self._store.update_execution(
@@ -142,9 +147,16 @@ class ExecutionCallbacks:
         except RevisionConflict as exc:
             log.info("ignoring late bid for %s: %s", ex.id, exc.message)
             return
+        self._deciding.add(ex.id)
         self._chain.submit(lambda: self._decide(ex.id))
 
     async def _decide(self, execution_id: str) -> None:
+        try:
+            await self._decide_once(execution_id)
+        finally:
+            self._deciding.discard(execution_id)
+
+    async def _decide_once(self, execution_id: str) -> None:
         """Ask the hooks about one bid, then accept or reject it as they say."""
         ex = self._store.get_execution(execution_id)
         job = self._store.get_job(ex.job_id)

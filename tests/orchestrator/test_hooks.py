@@ -361,3 +361,29 @@ async def test_a_slow_hook_holds_only_its_bid_and_history_names_the_hook(
         assert decided and decided[-1].message.endswith("gate: closed for the night")
         asked = [h.event.message for h in history]
         assert "Bid received from node; asking approval hooks: gate" in asked
+
+
+async def test_a_bid_delivered_twice_asks_the_hooks_once(tmp_path: Path) -> None:
+    compute = RecordingCompute()
+    view = StaticNodeView()
+    gate = Gate()
+    orch = Orchestrator(
+        node_info=NodeInfo(node_id="requester", node_type=NodeType.REQUESTER),
+        data_dir=tmp_path,
+        compute=compute,
+        node_view=view,
+        approval_hooks=ApprovalChain([gate]),
+    )
+    async with orch:
+        await view.join(compute_node_info("node-a"))
+        job_id = (await orch.submit_job(_job("twice"))).job_id
+        _, ask = await compute.next("ask")
+        assert isinstance(ask, AskForBidRequest)
+        bid_result = BidResult(ask.execution.id, job_id, "node-a", accepted=True)
+        await orch.on_bid_complete(bid_result)
+        await orch.on_bid_complete(bid_result)  # the node retried its callback
+        gate.opened.set()
+        await compute.next("reject")
+        await asyncio.sleep(0.1)
+        assert gate.waiting == 1
+        assert not [k for k, _, _ in compute.sent if k == "reject"]
