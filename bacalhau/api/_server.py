@@ -13,7 +13,6 @@ from bacalhau.api import _agent, _data, _jobs, _nodes
 from bacalhau.api._context import CONTEXT, ApiContext
 from bacalhau.api._errors import JsonErrorRequestHandler, error_middleware
 from bacalhau.api._metrics import add_routes as _add_metrics_routes
-from bacalhau.api._metrics import add_routes as _add_metrics_routes
 from bacalhau.models import SpecConfig, now_ns
 from bacalhau.orchestrator._api import OrchestratorAPI
 
@@ -47,7 +46,6 @@ def build_app(
     _jobs.add_routes(app)
     _nodes.add_routes(app)
     _agent.add_routes(app)
-    _add_metrics_routes(app)
     _add_metrics_routes(app)
     if content is not None:
         _data.add_routes(app, content, max_upload=max_upload)
