@@ -37,6 +37,10 @@ if TYPE_CHECKING:
 
 #: Bacalhau's CLI sends modules up to this size as plain base64, larger ones as a gzip'd tar.
 INLINE_PLAIN_LIMIT = 512
+#: A local entry module larger than this is uploaded to the cluster and named by its CID
+#: (``ipfs`` input) instead of riding inline in the job spec (the spec stays well under the
+#: requester's max_job_size, and every reader of the job no longer carries the module).
+INLINE_MODULE_LIMIT = 1024 * 1024
 #: What a CID (optionally with a path inside it) looks like, to tell it from a file name.
 _CID_LIKE = re.compile(r"(Qm|baf|z|k|f)[0-9A-Za-z]{20,}(/[^:]*)?")
 
@@ -239,6 +243,19 @@ def inline_module(path: Path) -> dict[str, Any]:
     }
 
 
+def stored_module(state: CliState, path: Path) -> dict[str, Any]:
+    """A local module uploaded to the cluster (``bacalhau data add``) as an ``ipfs`` input."""
+    from bacalhau.client import DataClient
+
+    with DataClient(state.api_url) as data:
+        cid = data.add(path)
+    return {
+        "Source": {"Type": "ipfs", "Params": {"CID": cid}},
+        "Alias": path.name,
+        "Target": f"/app/{path.name}",
+    }
+
+
 def _named(text: str) -> tuple[str, str]:
     """``NAME=VALUE`` -> (NAME, VALUE); a value with no name (or a URL's ``=``) -> ("", text)."""
     name, sep, value = text.partition("=")
@@ -342,7 +359,9 @@ def wasm_run(
     """Run MODULE (a local .wasm file, or the CID of one) with ARGS:
     bacalhau wasm run {FILE.wasm|CID} [-- ARGS...]"""
     runtime = _runtime(kwargs)
-    if module.is_file():
+    if module.is_file() and module.stat().st_size > INLINE_MODULE_LIMIT:
+        entry = stored_module(state, module)
+    elif module.is_file():
         entry = inline_module(module)
     elif _CID_LIKE.fullmatch(str(module)):
         # A module stored by CID on the cluster's nodes (the server checks the CID itself).

@@ -28,6 +28,12 @@ class Connection(StrEnum):
     DISCONNECTED = "DISCONNECTED"
 
 
+def _held_roots(raw: Any) -> dict[str, int]:
+    if not isinstance(raw, dict):
+        return {}
+    return {str(k): int(v) for k, v in raw.items() if isinstance(v, int)}
+
+
 @dataclass(slots=True)
 class ComputeNodeInfo:
     execution_engines: list[str] = field(default_factory=list)
@@ -44,7 +50,7 @@ class ComputeNodeInfo:
     held_roots: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "ExecutionEngines": list(self.execution_engines),
             "Publishers": list(self.publishers),
             "StorageSources": list(self.storage_sources),
@@ -55,6 +61,9 @@ class ComputeNodeInfo:
             "RunningExecutions": self.running_executions,
             "EnqueuedExecutions": self.enqueued_executions,
         }
+        if self.held_roots:
+            out["HeldRoots"] = dict(self.held_roots)
+        return out
 
     @classmethod
     def from_dict(cls, data: Any) -> ComputeNodeInfo:
@@ -69,6 +78,7 @@ class ComputeNodeInfo:
             max_job_requirements=Resources.from_dict(o.raw("MaxJobRequirements")),
             running_executions=o.get_int("RunningExecutions"),
             enqueued_executions=o.get_int("EnqueuedExecutions"),
+            held_roots=_held_roots(o.raw("HeldRoots")),
         )
 
 
