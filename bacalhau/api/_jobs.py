@@ -377,6 +377,29 @@ async def job_results(request: web.Request) -> web.Response:
     return json_response({"Items": [r.to_dict() for r in results], "NextToken": ""})
 
 
+async def rerun_job(request: web.Request) -> web.Response:
+    """``PUT /jobs/{id}/rerun`` (Bacalhau v1.8): the same spec again as a new version."""
+    body = await read_json(request, required=False)
+    reason = body_str(body, "reason") if isinstance(body, dict) else ""
+    job, evaluation_id = await context(request).orchestrator.rerun_job(
+        request.match_info["job_id"], reason
+    )
+    return json_response(
+        {
+            "JobID": job.id,
+            "JobVersion": job.version,
+            "EvaluationID": evaluation_id,
+            "Warnings": [],
+        }
+    )
+
+
+async def job_versions(request: web.Request) -> web.Response:
+    """``GET /jobs/{id}/versions`` (Bacalhau v1.8): every version of the job's spec."""
+    versions = await context(request).orchestrator.job_versions(request.match_info["job_id"])
+    return json_response({"Items": [v.to_dict() for v in versions], "NextToken": ""})
+
+
 def add_routes(app: web.Application) -> None:
     prefix = "/api/v1/orchestrator/jobs"
     app.router.add_put(prefix, put_job)
@@ -387,3 +410,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get(prefix + "/{job_id}/history", job_history)
     app.router.add_get(prefix + "/{job_id}/executions", job_executions)
     app.router.add_get(prefix + "/{job_id}/results", job_results)
+    app.router.add_put(prefix + "/{job_id}/rerun", rerun_job)
+    app.router.add_get(prefix + "/{job_id}/versions", job_versions)

@@ -1,4 +1,5 @@
-"""``bacalhau job ...``: run, describe, list, executions, history, stop, get, validate."""
+"""``bacalhau job ...``: run, describe, list, executions, history, stop, rerun, versions,
+get, validate."""
 
 from __future__ import annotations
 
@@ -335,6 +336,38 @@ def job_stop(state: CliState, job_id: str, reason: str, quiet: bool) -> None:
     evaluation_id = state.client().stop_job(job_id, reason)
     if not quiet:
         click.echo(f"Job stop successfully submitted with evaluation ID: {evaluation_id}")
+
+
+@job_group.command("rerun")
+@click.argument("job_id")
+@click.option("--reason", default="", help="Why the job is rerun (shown in its history).")
+@click.option("--id-only", is_flag=True, help="Print only the job ID.")
+@pass_state
+def job_rerun(state: CliState, job_id: str, reason: str, id_only: bool) -> None:
+    """Run a job again: a new version of the same spec (what still runs is stopped)."""
+    response = state.client().rerun_job(job_id, reason)
+    if id_only:
+        click.echo(response.job_id)
+        return
+    click.echo(
+        f"Job successfully rerun. Job ID: {response.job_id}, version: {response.job_version}"
+    )
+    click.echo(f"To follow it, execute:\n\tbacalhau job describe {response.job_id}")
+
+
+@job_group.command("versions")
+@click.argument("job_id")
+@click.option("--hide-header", is_flag=True)
+@output_option()
+@pass_state
+def job_versions(state: CliState, job_id: str, hide_header: bool, output: str) -> None:
+    """List the versions of a job (each rerun adds one)."""
+    versions = state.client().job_versions(job_id)
+    if output != "table":
+        emit([v.to_dict() for v in versions], output)
+        return
+    rows = [[str(v.version), when(v.modify_time), v.name, v.type] for v in versions]
+    table(("VERSION", "CREATED", "JOB", "TYPE"), rows, header=not hide_header)
 
 
 @job_group.command("get")

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from bacalhau.client import LONG_RUNNING_JOB_TYPES
 from bacalhau.cli._jobspec import (
     build_job,
     job_options,
@@ -164,7 +165,17 @@ def submit_and_follow(state: CliState, job: Job, runtime: dict[str, Any]) -> Non
             err=True,
         )
         raise click.exceptions.Exit(130) from None
-    if details.job.state != JobStateType.COMPLETED:
+    job = details.job
+    if job.type in LONG_RUNNING_JOB_TYPES and job.state == JobStateType.RUNNING:
+        # Daemon and service jobs run until stopped: waiting ends once they run.
+        if not id_only:
+            running = sum(1 for e in details.executions if e.is_active())
+            click.echo(
+                f"\nJob {job.id} is running ({job.type}, {running} execution(s)); it runs "
+                f"until stopped:\n\tbacalhau job stop {job.id}"
+            )
+        return
+    if job.state != JobStateType.COMPLETED:
         full = client.get_job(response.job_id, history=True, executions=True)
         raise _failure(full)
     if not id_only:

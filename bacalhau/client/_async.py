@@ -18,14 +18,17 @@ from bacalhau.client._types import (
     HistoryPage,
     JobDetails,
     JobListPage,
+    RerunResponse,
     SubmitResponse,
     VersionInfo,
     WaitTimedOut,
 )
 from bacalhau.models import (
     Execution,
+    ExecutionStateType,
     Job,
     JobHistory,
+    JobStateType,
     NodeState,
     Obj,
     SpecConfig,
@@ -57,6 +60,34 @@ def _items(data: Any, key: str = "Items") -> list[Any]:
         return []
     items = Obj(data, "").get_list(key)
     return items
+
+
+#: Job types whose executions run until stopped: waiting for them ends once they run.
+LONG_RUNNING_JOB_TYPES = ("daemon", "service")
+#: Execution states in which a node has been told to run it (the requester hears of the
+#: run itself only when it ends).
+_STARTED = (ExecutionStateType.BID_ACCEPTED, ExecutionStateType.RUNNING)
+_STARTING = (
+    ExecutionStateType.NEW,
+    ExecutionStateType.ASK_FOR_BID,
+    ExecutionStateType.ASK_FOR_BID_ACCEPTED,
+)
+
+
+def is_started(details: JobDetails) -> bool:
+    """Whether a long-running job runs: it is Running with its executions started (every
+    replica of a service; a daemon on every node it was placed on, none still bidding) --
+    or it ended."""
+    job = details.job
+    if job.state.is_terminal():
+        return True
+    if job.state != JobStateType.RUNNING:
+        return False
+    started = [e for e in details.executions if e.compute_state in _STARTED]
+    if any(e.compute_state in _STARTING for e in details.executions):
+        return False
+    needed = max(job.count, 1) if job.type == "service" else 1
+    return len(started) >= needed
 
 
 class AsyncClient:
@@ -212,6 +243,28 @@ class AsyncClient:
         )
         return Obj(data, "").get_str("EvaluationID")
 
+    async def rerun_job(self, job_id: str, reason: str = "") -> RerunResponse:
+        """Run a job again as a new version of the same spec (Bacalhau v1.8's rerun)."""
+        data = await self._http.request(
+            "PUT",
+            f"/api/v1/orchestrator/jobs/{_quote(job_id)}/rerun",
+            body={"reason": reason} if reason else {},
+        )
+        o = Obj(data, "")
+        return RerunResponse(
+            job_id=o.get_str("JobID"),
+            job_version=o.get_int("JobVersion"),
+            evaluation_id=o.get_str("EvaluationID"),
+            warnings=o.str_list("Warnings"),
+        )
+
+    async def job_versions(self, job_id: str) -> list[Job]:
+        """Every version of a job's spec, oldest first."""
+        data = await self._http.request(
+            "GET", f"/api/v1/orchestrator/jobs/{_quote(job_id)}/versions"
+        )
+        return [Job.from_dict(j, path=f"Items[{i}]") for i, j in enumerate(_items(data))]
+
     async def results(self, job_id: str) -> list[SpecConfig]:
         data = await self._http.request(
             "GET", f"/api/v1/orchestrator/jobs/{_quote(job_id)}/results"
@@ -227,11 +280,14 @@ class AsyncClient:
     ) -> JobDetails:
         """Follow a job until it is terminal and return it with its executions.
 
-        Uses the history long-poll, so completion is seen as soon as it happens. Raises
-        :class:`WaitTimedOut` after ``timeout`` seconds (the job itself goes on).
+        A daemon or service job runs until stopped: for those the wait ends once the job
+        runs, with its executions started (as Bacalhau's ``--wait`` does). Uses the history
+        long-poll, so a change is seen as soon as it happens. Raises :class:`WaitTimedOut`
+        after ``timeout`` seconds (the job itself goes on).
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        long_running = (await self.get_job(job_id)).job.type in LONG_RUNNING_JOB_TYPES
         token = ""
         backoff = 0.0
         while True:
@@ -245,6 +301,10 @@ class AsyncClient:
                     on_event(item)
             if not page.next_token:
                 break
+            if long_running and page.items:
+                details = await self.get_job(job_id, executions=True)
+                if is_started(details):
+                    return details
             token = page.next_token
             if page.items or loop.time() - asked > 0.1:
                 backoff = 0.0

@@ -17,6 +17,7 @@ from bacalhau.client._types import (
     HistoryPage,
     JobDetails,
     JobListPage,
+    RerunResponse,
     SubmitResponse,
     VersionInfo,
 )
@@ -125,6 +126,12 @@ class Client:
 
     def stop_job(self, job_id: str, reason: str = "") -> str:
         return self._run(self._client.stop_job(job_id, reason))
+
+    def rerun_job(self, job_id: str, reason: str = "") -> RerunResponse:
+        return self._run(self._client.rerun_job(job_id, reason))
+
+    def job_versions(self, job_id: str) -> list[Job]:
+        return self._run(self._client.job_versions(job_id))
 
     def results(self, job_id: str) -> list[SpecConfig]:
         return self._run(self._client.results(job_id))

@@ -16,6 +16,16 @@ class SubmitResponse:
 
 
 @dataclass(slots=True)
+class RerunResponse:
+    """``PUT /jobs/{id}/rerun``: the job's new version and the evaluation placing it."""
+
+    job_id: str
+    job_version: int
+    evaluation_id: str
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class JobDetails:
     """``GET /jobs/{id}``: the job, and its history and executions when asked for."""
 

@@ -112,6 +112,15 @@ class OrchestratorAPI(Protocol):
         Completed jobs raise :class:`~bacalhau.errors.ConflictJobState`."""
         ...
 
+    async def rerun_job(self, job_id: str, reason: str = "") -> tuple[Job, str]:
+        """Run the job again as a new version of its spec; returns that version and the
+        evaluation ID."""
+        ...
+
+    async def job_versions(self, job_id: str) -> list[Job]:
+        """Every version of the job's spec, oldest first."""
+        ...
+
     async def job_results(self, job_id: str) -> list[SpecConfig]:
         """Published results of the job's completed executions (noop results skipped)."""
         ...

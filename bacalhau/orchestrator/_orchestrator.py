@@ -471,6 +471,25 @@ class Orchestrator:
         self._broker.enqueue(ev)
         return ev.id
 
+    async def rerun_job(self, job_id: str, reason: str = "") -> tuple[Job, str]:
+        """Run a job again as a new version of the same spec; returns the new version and
+        the evaluation that places it (what the previous version still runs is stopped)."""
+        job = await self.get_job(job_id)
+        message = f"Job rerun as version {job.version + 1}" + (f": {reason}" if reason else "")
+        with self.store.transaction():
+            rerun = self.store.add_job_version(
+                job.id,
+                event=Event(message=message, topic="Submission", timestamp=now_ns()),
+            )
+            ev = self._new_eval(rerun, TriggeredBy.JOB_REGISTER)
+            self.store.create_evaluation(ev)
+        self._broker.enqueue(ev)
+        return rerun, ev.id
+
+    async def job_versions(self, job_id: str) -> list[Job]:
+        """Every version of a job's spec, oldest first."""
+        return self.store.job_versions(self.store.resolve_job_id(job_id))
+
     async def job_results(self, job_id: str) -> list[SpecConfig]:
         job = await self.get_job(job_id)
         if job.type not in ("batch", "ops"):

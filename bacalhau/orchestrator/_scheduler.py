@@ -10,14 +10,15 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping, Sequence
 
-from bacalhau.models import Evaluation, Execution, Job, NodeState
+from bacalhau.models import Evaluation, Execution, ExecutionDesiredStateType, Job, NodeState
 from bacalhau.orchestrator._plan import Plan
 from bacalhau.orchestrator._ranking import Placed
 from bacalhau.orchestrator._settings import SchedulerSettings
-from bacalhau.orchestrator.schedulers import SCHEDULERS, node_lost_message, stop_all
+from bacalhau.orchestrator.schedulers import SCHEDULERS, node_lost_message, stop, stop_all
 
 __all__ = ["SchedulerSettings", "node_lost_message", "schedule"]
 
+D = ExecutionDesiredStateType
 _DEFAULTS = SchedulerSettings()
 
 
@@ -44,11 +45,19 @@ def schedule(
     if job.state.is_terminal():
         # Whatever the type: a finished job's remaining executions are stopped.
         return stop_all(job, executions, evaluation, now)
+    # A rerun made a new version: only its executions count; earlier ones still active
+    # are stopped.
+    current = [e for e in executions if e.job_version == job.version]
+    superseded = [
+        e
+        for e in executions
+        if e.job_version != job.version and e.is_active() and e.desired_state != D.STOPPED
+    ]
     # Jobs stored before a type was required are batch jobs.
     scheduler = SCHEDULERS.get(job.type or "batch", SCHEDULERS["batch"])
-    return scheduler(
+    plan = scheduler(
         job,
-        executions,
+        current,
         nodes,
         evaluation,
         now=now,
@@ -57,3 +66,7 @@ def schedule(
         settling_until=settling_until,
         in_flight=in_flight,
     )
+    plan.changes += [
+        stop(e, f"superseded by version {job.version} of the job (rerun)", now) for e in superseded
+    ]
+    return plan

@@ -566,6 +566,61 @@ class JobStore:
             )
         return job
 
+    def add_job_version(self, job_id: str, *, event: Event) -> Job:
+        """Rerun a job: its spec again as a new version (``Version`` + 1), Pending, with a
+        JobLevel history item. Earlier versions' specs stay (see :meth:`job_versions`);
+        their executions are the scheduler's to stop. A rerun starts a new life of the job,
+        not a transition of the old one, so any state may be left."""
+        job = self.get_job(job_id)
+        now = now_ns()
+        spec = job.copy()
+        spec.version = job.version + 1
+        spec.state = JobStateType.PENDING
+        spec.state_message = ""
+        spec.revision = job.revision + 1
+        spec.modify_time = now
+        with self.transaction():
+            self._db.execute(
+                "INSERT INTO job_specs (job_id, version, data) VALUES (?, ?, ?)",
+                (job_id, spec.version, json.dumps(spec.to_dict())),
+            )
+            cur = self._db.execute(
+                "UPDATE jobs SET state = ?, state_message = ?, revision = ?, version = ?,"
+                " modify_time = ? WHERE id = ? AND revision = ?",
+                (
+                    int(spec.state),
+                    json.dumps(""),
+                    spec.revision,
+                    spec.version,
+                    now,
+                    job_id,
+                    job.revision,
+                ),
+            )
+            if cur.rowcount != 1:
+                raise RevisionConflict(f"job {job_id} changed concurrently")
+            self.add_history(
+                JobHistory(
+                    seq_num=0,
+                    type=HistoryType.JOB,
+                    job_id=job_id,
+                    event=event,
+                    time=now,
+                    new_revision=spec.revision,
+                    job_state_previous=job.state,
+                    job_state_new=spec.state,
+                )
+            )
+        return spec
+
+    def job_versions(self, job_id: str) -> list[Job]:
+        """Every stored version of a job's spec, oldest first (each as submitted or rerun)."""
+        self.get_job(job_id)  # JobNotFound for an unknown job
+        rows = self._db.execute(
+            "SELECT data FROM job_specs WHERE job_id = ? ORDER BY version", (job_id,)
+        ).fetchall()
+        return [Job.from_dict(json.loads(r[0])) for r in rows]
+
     # -- executions --------------------------------------------------------------------
 
     def create_execution(self, execution: Execution, event: Event | None = None) -> None:

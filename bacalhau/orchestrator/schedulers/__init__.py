@@ -19,7 +19,7 @@ from bacalhau.orchestrator.schedulers._batch import schedule_batch
 from bacalhau.orchestrator.schedulers._daemon import schedule_daemon
 from bacalhau.orchestrator.schedulers._ops import schedule_ops
 from bacalhau.orchestrator.schedulers._service import schedule_service
-from bacalhau.orchestrator.schedulers._shared import node_lost_message, stop_all
+from bacalhau.orchestrator.schedulers._shared import node_lost_message, stop, stop_all
 
 __all__ = [
     "SCHEDULERS",
@@ -29,6 +29,7 @@ __all__ = [
     "schedule_daemon",
     "schedule_ops",
     "schedule_service",
+    "stop",
     "stop_all",
 ]
 
