@@ -1,0 +1,255 @@
+"""One requester under load: latency, throughput, spreading and a 100,000-job store.
+
+Starts ``bacalhau devstack`` (one requester and two equal compute nodes as separate OS
+processes, mutual-TLS gRPC between them) and measures, in one run:
+
+- ``wasm_median_ms``: submit-to-Completed of a trivial WASM job (a cached module), one
+  after another, through the REST API (submit, then the history long-poll).
+- ``wasm_jobs_per_s``: WASM jobs completed per second with 1, 4, 16 and 64 in flight.
+- ``placement_imbalance``: over the 400 WASM jobs of that throughput run, the busier
+  compute node's executions divided by the less busy one's.
+- ``docker_vs_raw``: wall time of Docker jobs through the devstack divided by that of the
+  same number of plain ``docker run --rm`` at the same concurrency (lower is better).
+- ``list_page_ms_100k`` and ``requester_rss_mb_100k``: 100,000 jobs are written straight
+  into the running requester's job store by a separate process through the store API (not
+  through HTTP: that would take the whole run), then pages of 100 are fetched over HTTP
+  (the first page, and pages deep into the listing through ``next_token``) and the
+  requester process's resident memory is read from ``/proc``.
+
+Prints one JSON object with the figures, the baselines measured in the same run, and the
+targets met. Run ``bash scripts/setup.sh`` first (images, WASM samples).
+
+    python bench/throughput.py [--jobs-100k 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from job_latency import WASM, docker_job, raw_docker, start_devstack, wasm_job
+
+from bacalhau.client import AsyncClient
+from bacalhau.models import Job
+
+ROOT = Path(__file__).resolve().parent.parent
+#: Jobs per in-flight level: 400 in all, for the placement figure.
+LEVELS = {1: 40, 4: 40, 16: 64, 64: 256}
+DOCKER_JOBS = 16
+DOCKER_CONCURRENCY = 4
+TARGETS = {
+    "wasm_median_ms": "< 6",
+    "wasm_jobs_per_s@16": ">= 400",
+    "docker_vs_raw": "<= 0.7",
+    "list_page_ms_100k": "< 20",
+    "requester_rss_mb_100k": "< 150",
+    "placement_imbalance": "<= 1.5",
+}
+
+
+async def run_job(client: AsyncClient, job: Job) -> tuple[float, list[str]]:
+    """Submit ``job``, wait for it; returns the time taken and the nodes that completed it."""
+    start = time.perf_counter()
+    submitted = await client.submit(job)
+    details = await client.wait_for_job(submitted.job_id, timeout=300)
+    elapsed = time.perf_counter() - start
+    if details.job.state.wire != "Completed":
+        raise RuntimeError(
+            f"job {submitted.job_id} ended {details.job.state.wire}: {details.job.state_message}"
+        )
+    nodes = [e.node_id for e in details.executions if e.compute_state.label == "Completed"]
+    return elapsed, nodes
+
+
+async def in_flight(
+    client: AsyncClient, make: Any, total: int, concurrency: int
+) -> tuple[float, list[str]]:
+    """Run ``total`` jobs with at most ``concurrency`` in flight: (wall seconds, nodes)."""
+    gate = asyncio.Semaphore(concurrency)
+    nodes: list[str] = []
+
+    async def one() -> None:
+        async with gate:
+            _, where = await run_job(client, make())
+            nodes.extend(where)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(total)))
+    return time.perf_counter() - start, nodes
+
+
+def raw_docker_wall(total: int, concurrency: int) -> float:
+    start = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(lambda _: raw_docker(), range(total)))
+    return time.perf_counter() - start
+
+
+_FILL = """
+import sys, time
+from bacalhau.models import Job, JobStateType, now_ns
+from bacalhau.orchestrator import JobStore
+store = JobStore(sys.argv[1])
+count = int(sys.argv[2])
+job = Job.from_dict({"Type": "batch", "Count": 1, "Labels": {"bench": "fill"},
+    "Tasks": [{"Name": "main", "Engine": {"Type": "wasm", "Params": {"EntryModule":
+    {"Source": {"Type": "inline", "Params": {"URL": "data:,x"}}}}}}]})
+job.namespace, job.state, job.revision = "default", JobStateType.PENDING, 1
+base = now_ns() - count * 1000
+for start in range(0, count, 2000):
+    with store.transaction():
+        ids = []
+        for i in range(start, min(count, start + 2000)):
+            job.id = f"j-fill-{i:08d}-0000-0000-0000-000000000000"
+            job.name = job.id
+            job.create_time = job.modify_time = base + i * 1000
+            store.create_job(job)
+            ids.append(job.id)
+        # Completed in the same transaction, so the requester never sees them pending (it
+        # would evaluate them); one UPDATE instead of two state changes with history each.
+        store._db.executemany(
+            "UPDATE jobs SET state = ?, revision = 3 WHERE id = ?",
+            [(int(JobStateType.COMPLETED), i) for i in ids],
+        )
+store.close()
+"""
+
+
+def fill_store(db: Path, count: int) -> float:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", _FILL, str(db), str(count)], check=True, cwd=ROOT)
+    return time.perf_counter() - start
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def list_pages(api: str, pages: int) -> dict[str, Any]:
+    """Fetch the first page of 100 ``pages`` times, then follow ``next_token`` as deep."""
+    first: list[float] = []
+    deep: list[float] = []
+    url = f"http://{api}/api/v1/orchestrator/jobs"
+    async with aiohttp.ClientSession() as http:
+        for _ in range(pages):
+            start = time.perf_counter()
+            async with http.get(url, params={"limit": "100"}) as r:
+                body = await r.json()
+            first.append(time.perf_counter() - start)
+            assert len(body["Items"]) == 100, body
+        token = body["NextToken"]
+        for _ in range(pages):
+            start = time.perf_counter()
+            async with http.get(url, params={"limit": "100", "next_token": token}) as r:
+                body = await r.json()
+            deep.append(time.perf_counter() - start)
+            token = body["NextToken"]
+    return {
+        "first_page_median_ms": round(statistics.median(first) * 1000, 2),
+        "next_token_page_median_ms": round(statistics.median(deep) * 1000, 2),
+    }
+
+
+async def measure(args: argparse.Namespace) -> dict[str, Any]:
+    module = WASM.read_bytes()
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-throughput-") as tmp:
+        proc, api = start_devstack(Path(tmp), 2)
+        manifest = json.loads((Path(tmp) / "devstack.json").read_text())
+        requester = next(n for n in manifest["Nodes"] if n["Role"] == "requester")
+        try:
+            async with AsyncClient(f"http://{api}") as client:
+                for _ in range(3):
+                    await run_job(client, wasm_job(module))
+                    await run_job(client, docker_job())
+                sequential = [
+                    (await run_job(client, wasm_job(module)))[0] for _ in range(args.runs)
+                ]
+                out["wasm_median_ms"] = round(statistics.median(sequential) * 1000, 2)
+                rates: dict[str, float] = {}
+                placed: list[str] = []
+                for level, total in LEVELS.items():
+                    wall, nodes = await in_flight(client, lambda: wasm_job(module), total, level)
+                    rates[str(level)] = round(total / wall, 1)
+                    placed.extend(nodes)
+                out["wasm_jobs_per_s"] = rates
+                per_node = Counter(placed)
+                counts = [
+                    per_node.get(n["ID"], 0) for n in manifest["Nodes"] if n["Role"] == "compute"
+                ]
+                out["placement_imbalance"] = round(max(counts) / max(1, min(counts)), 3)
+                out["placement_per_node"] = counts
+                docker_wall, _ = await in_flight(
+                    client, docker_job, DOCKER_JOBS, DOCKER_CONCURRENCY
+                )
+            raw_wall = raw_docker_wall(DOCKER_JOBS, DOCKER_CONCURRENCY)
+            out["docker_vs_raw"] = round(docker_wall / raw_wall, 3)
+            out["docker_baseline"] = {
+                "jobs": DOCKER_JOBS,
+                "in_flight": DOCKER_CONCURRENCY,
+                "through_devstack_s": round(docker_wall, 2),
+                "plain_docker_run_s": round(raw_wall, 2),
+            }
+            rss_before = rss_mb(requester["PID"])
+            db = Path(requester["DataDir"]) / "orchestrator" / "jobs.db"
+            fill_s = fill_store(db, args.jobs_100k)
+            pages = await list_pages(api, 20)
+            out["list_page_ms_100k"] = pages["first_page_median_ms"]
+            out["list_pages_100k"] = pages
+            out["requester_rss_mb_100k"] = round(rss_mb(requester["PID"]), 1)
+            out["requester_rss_mb_before_fill"] = round(rss_before, 1)
+            out["store_fill"] = {
+                "jobs": args.jobs_100k,
+                "how": "written by a separate process through JobStore.create_job into the "
+                "running requester's jobs.db (not over HTTP), marked Completed by SQL in the "
+                "same transactions",
+                "seconds": round(fill_s, 1),
+                "db_mb": round(db.stat().st_size / 2**20, 1),
+            }
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+    met = {
+        "wasm_median_ms": out["wasm_median_ms"] < 6,
+        "wasm_jobs_per_s@16": out["wasm_jobs_per_s"]["16"] >= 400,
+        "docker_vs_raw": out["docker_vs_raw"] <= 0.7,
+        "list_page_ms_100k": out["list_page_ms_100k"] < 20,
+        "requester_rss_mb_100k": out["requester_rss_mb_100k"] < 150,
+        "placement_imbalance": out["placement_imbalance"] <= 1.5,
+    }
+    out["targets"] = {k: {"target": TARGETS[k], "met": v} for k, v in met.items()}
+    out["setup"] = {"compute_nodes": 2, "cpus": os.cpu_count(), "sequential_runs": args.runs}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--jobs-100k", type=int, default=100_000)
+    args = parser.parse_args()
+    if not WASM.exists():
+        sys.exit(f"{WASM} is missing: run `bash scripts/setup.sh` first")
+    print(json.dumps(asyncio.run(measure(args)), indent=2))
+
+
+if __name__ == "__main__":
+    main()
