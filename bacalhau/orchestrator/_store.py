@@ -130,8 +130,45 @@ CREATE TABLE IF NOT EXISTS idempotency (
 """
 )
 
-#: Decoded job specs kept in memory, most recently used last (each is a few KB to tens).
+#: Decoded job specs kept in memory: at most this many, and at most about this many bytes of
+#: stored documents (a spec with an inline WASM module is tens of KB; its decoded form holds
+#: the same string), so the cache stays small beside the requester's own memory.
 _SPEC_CACHE = 2048
+_SPEC_CACHE_BYTES = 16 * 2**20
+
+
+class _SpecCache:
+    """Decoded specs by (job ID, version), least recently used dropped first."""
+
+    def __init__(self) -> None:
+        self._items: OrderedDict[tuple[str, int], tuple[Job, int]] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, key: tuple[str, int]) -> Job | None:
+        item = self._items.get(key)
+        if item is None:
+            return None
+        self._items.move_to_end(key)
+        return item[0]
+
+    def put(self, key: tuple[str, int], spec: Job, size: int) -> None:
+        self.discard(key)
+        self._items[key] = (spec, size)
+        self._bytes += size
+        while len(self._items) > _SPEC_CACHE or self._bytes > _SPEC_CACHE_BYTES:
+            _, (_, dropped) = self._items.popitem(last=False)
+            self._bytes -= dropped
+
+    def discard(self, key: tuple[str, int]) -> None:
+        item = self._items.pop(key, None)
+        if item is not None:
+            self._bytes -= item[1]
+
+    def discard_jobs(self, job_ids: set[str]) -> None:
+        for key in [k for k in self._items if k[0] in job_ids]:
+            self.discard(key)
+
+
 #: Jobs whose history is kept in memory (decoded, as committed), most recently used last.
 _HISTORY_CACHE = 1024
 
@@ -216,7 +253,7 @@ class JobStore:
         self._pending_active: list[tuple[str, str, Resources | None]] = []
         self._load_active()
         #: (job ID, version) -> the decoded spec; bounded, least recently used dropped.
-        self._specs: OrderedDict[tuple[str, int], Job] = OrderedDict()
+        self._specs = _SpecCache()
         #: Job ID -> its history as committed, for jobs read recently (history pages and
         #: long-polls read this instead of SQL; a job's log is loaded once, then appended).
         self._logs: OrderedDict[str, list[JobHistory]] = OrderedDict()
@@ -409,11 +446,7 @@ class JobStore:
         spec = self._specs.get(key)
         if spec is None:
             spec = Job.from_dict(json.loads(row[6]))
-            self._specs[key] = spec
-            if len(self._specs) > _SPEC_CACHE:
-                self._specs.popitem(last=False)
-        else:
-            self._specs.move_to_end(key)
+            self._specs.put(key, spec, len(row[6]))
         return _with_state(spec, row)
 
     def resolve_job_id(self, prefix: str) -> str:
@@ -881,8 +914,7 @@ class JobStore:
         gone = set(ids)
         for job_id in ids:
             self._logs.pop(job_id, None)
-        for key in [k for k in self._specs if k[0] in gone]:
-            del self._specs[key]
+        self._specs.discard_jobs(gone)
         return ids
 
     def vacuum_step(self, pages: int) -> None:
