@@ -345,14 +345,16 @@ class ExecutionStore:
             )
         return failed
 
-    def prune(self, *, finished_before_ns: int) -> list[str]:
-        """Forget terminal executions older than the cut-off (whose callbacks went out)."""
+    def prune(self, *, finished_before_ns: int, limit: int = 200) -> list[str]:
+        """Forget up to ``limit`` terminal executions older than the cut-off (whose callbacks
+        went out), oldest first: one short transaction, so a backlog is worked off over
+        several calls instead of stalling the node's event loop in one."""
         marks = ",".join("?" * len(_TERMINAL))
         with self._transaction():
             rows = self._db.execute(
                 f"SELECT id FROM executions WHERE state IN ({marks}) AND modify_time < ? "
-                "AND id NOT IN (SELECT execution_id FROM outbox)",
-                (*_TERMINAL, finished_before_ns),
+                "AND id NOT IN (SELECT execution_id FROM outbox) ORDER BY modify_time LIMIT ?",
+                (*_TERMINAL, finished_before_ns, limit),
             ).fetchall()
             ids = [row[0] for row in rows]
             self._db.executemany("DELETE FROM executions WHERE id = ?", [(i,) for i in ids])

@@ -161,3 +161,15 @@ def test_prune_forgets_old_finished_executions(tmp_path: Path) -> None:
         assert store.find(old.id) is None
         assert store.find(live.id) is not None
         assert [r.id for r in store.executions(states=[L.FAILED])] == [reported.id]
+
+
+def test_prune_works_in_batches_oldest_first(tmp_path: Path) -> None:
+    with ExecutionStore(tmp_path / "c.db") as store:
+        done = [
+            store.create(make_execution(), requester_id="r", state=L.BID_REJECTED) for _ in range(5)
+        ]
+        cutoff = done[-1].modify_time + 10**12
+        assert store.prune(finished_before_ns=cutoff, limit=2) == [r.id for r in done[:2]]
+        assert store.prune(finished_before_ns=cutoff, limit=2) == [r.id for r in done[2:4]]
+        assert store.prune(finished_before_ns=cutoff, limit=2) == [done[4].id]
+        assert store.prune(finished_before_ns=cutoff, limit=2) == []
