@@ -9,6 +9,11 @@ processes so that peak RSS is each run's own, measures over that file, page cach
   leaves, balanced DAG), every block written to a fresh on-disk blockstore (one file per
   block, written by ``Blockstore.batch`` threads while the importer hashes);
 - ``import_only_hash``: the same without storing the blocks (``ipfs add --only-hash``).
+- ``exchange``: two processes on loopback, each a node with a certificate from one cluster
+  CA: one holds the imported file in its blockstore and serves BlockService over mutual TLS;
+  the other fetches the whole DAG into an empty store (``BlockExchange.fetch_dag``: every
+  block verified and stored). ``exchange_mb_s`` is the file's size over the fetch time
+  (target >= 100).
 
 ``import_vs_sha256`` is the store import's throughput as a fraction of the sha256 run's
 (target >= 0.7); ``import_peak_rss_mb`` is the peak RSS of the import process, the
@@ -91,6 +96,106 @@ def child(mode: str, path: Path, store_dir: Path) -> dict[str, Any]:
     }
 
 
+def _node_dir(root: Path, name: str) -> Path:
+    return root / "nodes" / name
+
+
+def make_nodes(root: Path) -> None:
+    """A cluster CA and two nodes with certificates (``server`` and ``client``)."""
+    from bacalhau.identity import ClusterCA, NodeIdentity
+
+    ca = ClusterCA.create(root / "ca")
+    for name in ("server", "client"):
+        ca.issue_node_certificate(
+            NodeIdentity.load_or_create(_node_dir(root, name)), hosts=("127.0.0.1",)
+        )
+
+
+def serve_blocks(path: Path, store_dir: Path, root: Path) -> None:
+    """Import ``path``, serve the store over BlockService, print ``address node_id cid``,
+    serve until stdin closes."""
+    import asyncio
+
+    import grpc
+
+    from bacalhau.identity import NodeFiles, NodeIdentity
+    from bacalhau.storage.cid import Blockstore, Importer
+    from bacalhau.transport import add_block_service, server_credentials
+    from bacalhau.transport._tls import server_options
+
+    node = _node_dir(root, "server")
+    store = Blockstore(store_dir)
+    with store.batch() as sink:
+        cid = Importer(sink).add_file(path).cid
+
+    async def run() -> None:
+        server = grpc.aio.server(options=server_options())
+        add_block_service(server, store)
+        port = server.add_secure_port("127.0.0.1:0", server_credentials(NodeFiles.in_dir(node)))
+        await server.start()
+        node_id = NodeIdentity.load_or_create(node).node_id
+        print(f"127.0.0.1:{port} {node_id} {cid}", flush=True)
+        await asyncio.to_thread(sys.stdin.read)
+        await server.stop(0)
+
+    asyncio.run(run())
+
+
+def fetch_blocks(store_dir: Path, root: Path, address: str, node_id: str, cid: str) -> None:
+    import asyncio
+
+    from bacalhau.identity import NodeFiles
+    from bacalhau.storage import BlockExchange, BlockPeer
+    from bacalhau.storage.cid import CID, Blockstore
+    from bacalhau.transport import BlockClient
+
+    class Peer:
+        def providers(self, root: CID) -> list[BlockPeer]:
+            return [BlockPeer(node_id, address)]
+
+    async def run() -> dict[str, Any]:
+        store = Blockstore(store_dir)
+        async with BlockClient(NodeFiles.in_dir(_node_dir(root, "client"))) as client:
+            exchange = BlockExchange(store, client, Peer())
+            started = time.perf_counter()
+            report = await exchange.fetch_dag(CID.parse(cid), timeout=600)
+            seconds = time.perf_counter() - started
+        return {"seconds": seconds, "blocks": report.blocks_fetched, "bytes": report.bytes_fetched}
+
+    print(json.dumps(asyncio.run(run())))
+
+
+def run_exchange(path: Path, scratch: Path) -> dict[str, Any]:
+    """One exchange trial: a serving process and a fetching process."""
+    for d in ("served", "fetched"):
+        shutil.rmtree(scratch / d, ignore_errors=True)
+    os.sync()
+    server = subprocess.Popen(
+        [sys.executable, __file__, "--serve-blocks", str(path), str(scratch / "served"),
+         str(scratch)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        address, node_id, cid = server.stdout.readline().split()
+        done = subprocess.run(
+            [sys.executable, __file__, "--fetch-blocks", str(scratch / "fetched"), str(scratch),
+             address, node_id, cid],
+            capture_output=True,
+            text=True,
+            check=True,
+        )  # fmt: skip
+    finally:
+        assert server.stdin is not None
+        server.stdin.close()
+        server.wait(timeout=30)
+    result: dict[str, Any] = json.loads(done.stdout)
+    result["cid"] = cid
+    return result
+
+
 def run_child(mode: str, path: Path, store_dir: Path) -> dict[str, Any]:
     shutil.rmtree(store_dir, ignore_errors=True)
     os.sync()  # no run pays for the writeback of the previous one's dirty pages
@@ -110,10 +215,20 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=2)
     parser.add_argument("--dir", default=None, help="scratch directory (default: the system's)")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-blocks", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--fetch-blocks", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         mode, path, store = args.child
         print(json.dumps(child(mode, Path(path), Path(store))))
+        return
+    if args.serve_blocks:
+        path, store, root = args.serve_blocks
+        serve_blocks(Path(path), Path(store), Path(root))
+        return
+    if args.fetch_blocks:
+        store, root, address, node_id, cid = args.fetch_blocks
+        fetch_blocks(Path(store), Path(root), address, node_id, cid)
         return
 
     size = args.size_mb * MIB
@@ -125,12 +240,15 @@ def main() -> None:
         for _ in range(args.trials):
             for mode in runs:
                 runs[mode].append(run_child(mode, data, store))
+        make_nodes(Path(scratch))
+        runs["exchange"] = [run_exchange(data, Path(scratch)) for _ in range(args.trials)]
         best = {mode: min(results, key=lambda r: r["seconds"]) for mode, results in runs.items()}
 
     def mb_s(mode: str) -> float:
         return round(size / MIB / best[mode]["seconds"], 1)
 
-    assert best["import"]["cid"] == best["import_only_hash"]["cid"]
+    assert best["import"]["cid"] == best["import_only_hash"]["cid"] == best["exchange"]["cid"]
+    assert best["exchange"]["bytes"] >= size
     print(
         json.dumps(
             {
@@ -147,6 +265,8 @@ def main() -> None:
                 "import_peak_rss_mb": round(max(r["peak_rss_mb"] for r in runs["import"]), 1),
                 "idle_rss_mb": round(best["import"]["idle_rss_mb"], 1),
                 "stored_blocks": best["import"]["blocks"],
+                "exchange_mb_s": mb_s("exchange"),
+                "exchange_blocks": best["exchange"]["blocks"],
             },
             indent=2,
         )
