@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bacalhau.api import _agent, _data, _jobs, _nodes
+from bacalhau.api import _agent, _data, _jobs, _logs, _nodes
 from bacalhau.api._context import CONTEXT, ApiContext
 from bacalhau.api._errors import JsonErrorRequestHandler, error_middleware
 from bacalhau.api._metrics import add_routes as _add_metrics_routes
@@ -44,6 +44,7 @@ def build_app(
     if result_rewriter is not None:
         app[_jobs.RESULT_REWRITER] = result_rewriter
     _jobs.add_routes(app)
+    _logs.add_routes(app)
     _nodes.add_routes(app)
     _agent.add_routes(app)
     _add_metrics_routes(app)

@@ -7,7 +7,7 @@ Commands talk to a node through :mod:`bacalhau.client`; errors are printed once,
 from bacalhau.cli._agent import agent_group, version
 from bacalhau.cli._ca import ca_group
 from bacalhau.cli._data import data_group
-from bacalhau.cli._job import job_group
+from bacalhau.cli._job import job_group, logs_command
 from bacalhau.cli._node import node_group
 from bacalhau.cli._root import cli, main
 from bacalhau.cli._run import docker_group, wasm_group
@@ -17,6 +17,7 @@ for _command in (
     docker_group,
     wasm_group,
     job_group,
+    logs_command("logs"),  # Bacalhau's older spelling of `job logs`
     node_group,
     data_group,
     agent_group,

@@ -1,5 +1,5 @@
-"""``bacalhau job ...``: run, describe, list, executions, history, stop, rerun, versions,
-get, validate."""
+"""``bacalhau job ...``: run, describe, list, executions, history, logs, stop, rerun,
+versions, get, validate."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import click
 from bacalhau.cli._jobspec import runtime_options
 from bacalhau.cli._render import emit, output_option, table, when
 from bacalhau.cli._root import CliState, pass_state
-from bacalhau.cli._run import submit_and_follow
+from bacalhau.cli._run import print_logs, submit_and_follow
 from bacalhau.models import (
     Execution,
     HistoryType,
@@ -324,6 +324,38 @@ def job_history(
         emit([h.to_dict(v152=True) for h in page.items], output)
         return
     table(_HISTORY_HEADERS, _history_rows(page.items))
+
+
+def logs_command(name: str) -> click.Command:
+    """``job logs`` (and the root ``logs``, Bacalhau's older spelling)."""
+
+    @click.command(name)
+    @click.argument("job_id")
+    @click.option(
+        "-f", "--follow", is_flag=True, help="Keep printing new output until the job ends."
+    )
+    @click.option(
+        "--tail",
+        type=click.IntRange(min=0),
+        default=0,
+        help="Start with the last N lines of each stream (0: from the beginning).",
+    )
+    @click.option(
+        "--execution-id", default="", help="This execution (ID or prefix), not the latest."
+    )
+    @pass_state
+    def logs(state: CliState, job_id: str, follow: bool, tail: int, execution_id: str) -> None:
+        """Print a job's output: stdout here, stderr on standard error. Finished jobs replay
+        it whole; with --follow a running job's output is printed as it is written."""
+        try:
+            print_logs(state.client(), job_id, execution_id=execution_id, follow=follow, tail=tail)
+        except KeyboardInterrupt:
+            raise click.exceptions.Exit(130) from None
+
+    return logs
+
+
+job_group.add_command(logs_command("logs"))
 
 
 @job_group.command("stop")

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from bacalhau.client import LONG_RUNNING_JOB_TYPES
 from bacalhau.cli._jobspec import (
     build_job,
     job_options,
@@ -21,6 +20,7 @@ from bacalhau.cli._jobspec import (
 )
 from bacalhau.cli._render import when
 from bacalhau.cli._root import CliState, pass_state
+from bacalhau.client import LONG_RUNNING_JOB_TYPES
 from bacalhau.errors import BacalhauError, error_from_code
 from bacalhau.models import (
     ExecutionStateType,
@@ -34,7 +34,7 @@ from bacalhau.models import (
 )
 
 if TYPE_CHECKING:
-    from bacalhau.client import JobDetails
+    from bacalhau.client import Client, JobDetails
 
 #: Bacalhau's CLI sends modules up to this size as plain base64, larger ones as a gzip'd tar.
 INLINE_PLAIN_LIMIT = 512
@@ -86,6 +86,27 @@ def _failure(details: JobDetails) -> BacalhauError:
     if not err.hint:
         err.hint = f"see what happened with `bacalhau job describe {job.id}`"
     return err
+
+
+#: ``-f/--follow`` on ``docker run`` and ``wasm run``.
+follow_option = click.option(
+    "-f",
+    "--follow",
+    is_flag=True,
+    help="Print the job's output as it runs (stdout here, stderr on standard error).",
+)
+
+
+def print_logs(
+    client: Client, job_id: str, *, execution_id: str = "", follow: bool = False, tail: int = 0
+) -> None:
+    """Write the job's output as it arrives: stdout lines to stdout, stderr lines to stderr."""
+    from bacalhau.models import LogStream
+
+    for line in client.logs(job_id, execution_id=execution_id, follow=follow, tail=tail):
+        out = click.get_text_stream("stderr" if line.stream is LogStream.STDERR else "stdout")
+        out.write(line.text)
+        out.flush()
 
 
 def print_outcome(details: JobDetails, *, node_details: bool) -> None:
@@ -143,6 +164,26 @@ def submit_and_follow(state: CliState, job: Job, runtime: dict[str, Any]) -> Non
         click.echo(response.job_id)
     else:
         click.echo(f"Job successfully submitted. Job ID: {response.job_id}")
+    if runtime.get("follow"):
+        # Like Bacalhau's --follow: the output is the answer; a failure still ends non-zero.
+        try:
+            print_logs(client, response.job_id, follow=True)
+        except KeyboardInterrupt:
+            click.echo(
+                f"\nStopped following; the job keeps running. Follow it again with:\n"
+                f"\tbacalhau job logs --follow {response.job_id}",
+                err=True,
+            )
+            raise click.exceptions.Exit(130) from None
+        if runtime["wait"]:
+            details = client.wait_for_job(
+                response.job_id, timeout=float(runtime["wait_timeout_secs"])
+            )
+            if not details.job.state.is_terminal() or details.job.state == JobStateType.COMPLETED:
+                return
+            full = client.get_job(response.job_id, history=True, executions=True)
+            raise _failure(full)
+        return
     if not runtime["wait"]:
         if not id_only:
             click.echo(f"To follow it, execute:\n\tbacalhau job describe {response.job_id}")
@@ -184,7 +225,9 @@ def submit_and_follow(state: CliState, job: Job, runtime: dict[str, Any]) -> Non
 
 def _runtime(kwargs: dict[str, Any]) -> dict[str, Any]:
     keys = ("wait", "wait_timeout_secs", "id_only", "node_details", "dry_run", "show_warnings")
-    return {k: kwargs.pop(k) for k in keys}
+    runtime = {k: kwargs.pop(k) for k in keys}
+    runtime["follow"] = kwargs.pop("follow", False)
+    return runtime
 
 
 @click.group("docker")
@@ -195,6 +238,7 @@ def docker_group() -> None:
 @docker_group.command("run")
 @job_options
 @runtime_options
+@follow_option
 @click.option(
     "--entrypoint",
     multiple=True,
@@ -324,6 +368,7 @@ def wasm_group() -> None:
 @wasm_group.command("run")
 @job_options
 @runtime_options
+@follow_option
 @click.option(
     "--entry-point",
     "--entrypoint",

@@ -25,6 +25,7 @@ from bacalhau.client._download import (
     SkipReason,
     merge_results,
 )
+from bacalhau.client._logs import LogLine
 from bacalhau.client._sync import Client
 from bacalhau.client._transport import CLIENT_WIRE_VERSION
 from bacalhau.client._types import (
@@ -54,6 +55,7 @@ __all__ = [
     "HistoryPage",
     "JobDetails",
     "JobListPage",
+    "LogLine",
     "NoResults",
     "RerunResponse",
     "ResultsConflict",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 from bacalhau.client import _download
 from bacalhau.client._decode import history_from_dict, node_state_from_dict
+from bacalhau.client._logs import LogLine, stream_log_lines
 from bacalhau.client._transport import Transport
 from bacalhau.client._types import (
     HistoryPage,
@@ -264,6 +265,16 @@ class AsyncClient:
             "GET", f"/api/v1/orchestrator/jobs/{_quote(job_id)}/versions"
         )
         return [Job.from_dict(j, path=f"Items[{i}]") for i, j in enumerate(_items(data))]
+
+    def logs(
+        self, job_id: str, *, execution_id: str = "", follow: bool = False, tail: int = 0
+    ) -> AsyncIterator[LogLine]:
+        """The output of the job's latest execution (or ``execution_id``) line by line: what
+        was written so far (its last ``tail`` lines per stream when ``tail`` > 0), then, with
+        ``follow``, new lines until the execution ends. An unknown job raises at once."""
+        return stream_log_lines(
+            self._http, job_id, execution_id=execution_id, follow=follow, tail=tail
+        )
 
     async def results(self, job_id: str) -> list[SpecConfig]:
         data = await self._http.request(

@@ -6,13 +6,14 @@ It owns a private event loop, so one client reuses one connection pool across ca
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
 from bacalhau.client._async import AsyncClient
 from bacalhau.client._download import DownloadedResults
+from bacalhau.client._logs import LogLine
 from bacalhau.client._types import (
     HistoryPage,
     JobDetails,
@@ -133,6 +134,22 @@ class Client:
     def job_versions(self, job_id: str) -> list[Job]:
         return self._run(self._client.job_versions(job_id))
 
+    def logs(
+        self, job_id: str, *, execution_id: str = "", follow: bool = False, tail: int = 0
+    ) -> Iterator[LogLine]:
+        """Lines of the job's output as they arrive (see :meth:`AsyncClient.logs`)."""
+        lines = self._client.logs(job_id, execution_id=execution_id, follow=follow, tail=tail)
+        try:
+            while True:
+                try:
+                    yield self._run(_next(lines))
+                except StopAsyncIteration:
+                    return
+        finally:
+            aclose = getattr(lines, "aclose", None)
+            if aclose is not None and not self._loop.is_closed():
+                self._run(aclose())
+
     def results(self, job_id: str) -> list[SpecConfig]:
         return self._run(self._client.results(job_id))
 
@@ -192,3 +209,7 @@ class Client:
 
     def agent_node(self) -> NodeState:
         return self._run(self._client.agent_node())
+
+
+async def _next(lines: AsyncIterator[LogLine]) -> LogLine:
+    return await anext(lines)

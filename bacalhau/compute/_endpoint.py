@@ -20,7 +20,7 @@ import asyncio
 import logging
 import re
 import shutil
-from collections.abc import Collection, Coroutine, Mapping
+from collections.abc import AsyncIterator, Collection, Coroutine, Mapping
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -28,6 +28,7 @@ from bacalhau.compute._bidder import Bidder, BidVerdict
 from bacalhau.compute._callbacks import Callback, OrchestratorCallbacks
 from bacalhau.compute._capacity import DEFAULT_JOB_RESOURCES, CapacityTracker, job_usage
 from bacalhau.compute._events import TOPIC_BIDDING, failure_event, info_event
+from bacalhau.compute._logs import LogReader
 from bacalhau.compute._outbox import CallbackOutbox
 from bacalhau.compute._pipeline import ExecutionPipeline
 from bacalhau.compute._queue import RunQueue
@@ -49,6 +50,8 @@ from bacalhau.models import (
     ComputeFailure,
     ComputeNodeInfo,
     LocalExecutionState,
+    LogChunk,
+    LogRequest,
     Resources,
     now_ns,
 )
@@ -243,6 +246,19 @@ class ComputeEndpoint:
         self._cancel(record, request.justification or "cancelled by the requester")
 
     # -- node description -------------------------------------------------------------------
+
+    def stream_logs(self, source_node_id: str, request: LogRequest) -> AsyncIterator[LogChunk]:
+        """The execution's stdout and stderr, read from its results directory (see
+        :class:`LogReader`); only the requester the execution belongs to may read them."""
+        record = self._owned(source_node_id, request.execution_id)
+        store, execution_id = self._store, record.id
+
+        def finished() -> bool:
+            current = store.find(execution_id)
+            return current is None or current.state.is_terminal()
+
+        reader = LogReader(self._pipeline.results_dir(execution_id), finished=finished)
+        return reader.chunks(follow=request.follow, tail=request.tail)
 
     async def node_info(self) -> ComputeNodeInfo:
         """What this node offers now (published in its gossip record)."""

@@ -25,6 +25,7 @@ from bacalhau.compute._capacity import DEFAULT_JOB_RESOURCES, job_usage
 from bacalhau.compute._envvars import execution_environment
 from bacalhau.compute._errors import ExecutionInterrupted
 from bacalhau.compute._events import TOPIC_PUBLISHING, TOPIC_RUNNING, failure_event
+from bacalhau.compute._logs import discard_results_keeping_logs
 from bacalhau.compute._store import ExecutionStore, LocalExecution
 from bacalhau.errors import (
     BacalhauError,
@@ -269,7 +270,8 @@ class ExecutionPipeline:
                 f"publishing with {spec.type!r} failed: {type(err).__name__}: {err}"
             ) from err
         if publisher.copies_results:
-            await asyncio.to_thread(shutil.rmtree, results_dir, True)
+            # The output stays for `job logs` until housekeeping forgets the execution.
+            await asyncio.to_thread(discard_results_keeping_logs, results_dir)
         return published
 
     def _fresh_dir(self, path: Path) -> Path:

@@ -33,6 +33,7 @@ from bacalhau.models._job import (
     parse_duration,
 )
 from bacalhau.models._jobfile import parse_job_document
+from bacalhau.models._logs import LogChunk, LogRequest, LogStream
 from bacalhau.models._messages import (
     AskForBidRequest,
     BidDecision,
@@ -116,6 +117,9 @@ __all__ = [
     "LabelSelectorRequirement",
     "LivenessState",
     "LocalExecutionState",
+    "LogChunk",
+    "LogRequest",
+    "LogStream",
     "Membership",
     "NetworkConfig",
     "NetworkType",

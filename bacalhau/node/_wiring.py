@@ -8,6 +8,7 @@ others through the mTLS gRPC clients.
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 
 from bacalhau.compute import ComputeEndpoint
 from bacalhau.errors import Unavailable
@@ -18,6 +19,8 @@ from bacalhau.models import (
     CancelExecutionRequest,
     ComputeFailure,
     ExecutionReport,
+    LogChunk,
+    LogRequest,
     RunResult,
 )
 from bacalhau.orchestrator import Orchestrator
@@ -69,6 +72,11 @@ class RoutedComputeClient:
             await local.cancel_execution(self._local_id, request)
         else:
             await self._remote.cancel_execution(node_id, request)
+
+    def stream_logs(self, node_id: str, request: LogRequest) -> AsyncIterator[LogChunk]:
+        if (local := self._local_for(node_id)) is not None:
+            return local.stream_logs(self._local_id, request)
+        return self._remote.stream_logs(node_id, request)
 
 
 class RequesterLinks:

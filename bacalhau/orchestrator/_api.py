@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -13,6 +14,7 @@ from bacalhau.models import (
     Job,
     JobHistory,
     LabelSelectorRequirement,
+    LogChunk,
     NodeInfo,
     NodeState,
     SpecConfig,
@@ -88,6 +90,19 @@ class OrchestratorAPI(Protocol):
 
     async def list_executions(self, job_id: str) -> list[Execution]:
         """All executions of a job (by ID or prefix), oldest first, each with its job copy."""
+        ...
+
+    async def stream_logs(
+        self, job_id: str, *, execution_id: str = "", follow: bool = False, tail: int = 0
+    ) -> AsyncIterator[LogChunk]:
+        """An execution's stdout and stderr as chunks (the latest non-discarded execution
+        unless ``execution_id``, full or a unique prefix, is given).
+
+        Awaiting it checks the job at once (:class:`~bacalhau.errors.JobNotFound`,
+        :class:`~bacalhau.errors.ExecutionNotFound`); the iterator then replays what was
+        written (the last ``tail`` lines of each stream when ``tail`` > 0) and, with
+        ``follow``, continues until the execution ends. Closing it stops the relay.
+        """
         ...
 
     async def job_history(

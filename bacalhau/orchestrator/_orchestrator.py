@@ -13,7 +13,7 @@ import contextlib
 import logging
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -36,6 +36,7 @@ from bacalhau.models import (
     JobHistory,
     JobStateType,
     LabelSelectorRequirement,
+    LogChunk,
     NodeInfo,
     NodeState,
     Resources,
@@ -53,6 +54,7 @@ from bacalhau.orchestrator._api import JobPage, SubmitResult
 from bacalhau.orchestrator._approvals import ApprovalStore
 from bacalhau.orchestrator._broker import EvaluationBroker
 from bacalhau.orchestrator._callbacks import BidApprovalHook, ExecutionCallbacks
+from bacalhau.orchestrator._logs import ExecutionLogs, LogSource
 from bacalhau.orchestrator._nodes import NodeAddressBook, NodeDirectory
 from bacalhau.orchestrator._planner import ComputeTransport, Planner
 from bacalhau.orchestrator._ranking import with_placed
@@ -81,8 +83,9 @@ _JOB_ORDER_COLUMNS = {
 _DECODE_INLINE_BYTES = 256 * 1024
 
 
-class ComputeClient(ComputeTransport, NodeAddressBook, Protocol):
-    """The transport client the orchestrator needs: send messages and learn addresses."""
+class ComputeClient(ComputeTransport, NodeAddressBook, LogSource, Protocol):
+    """The transport client the orchestrator needs: send messages, learn addresses, relay
+    executions' output."""
 
 
 class Orchestrator:
@@ -153,6 +156,7 @@ class Orchestrator:
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._settling_until = 0
+        self._logs = ExecutionLogs(jobs=self, source=compute)
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -403,6 +407,11 @@ class Orchestrator:
         for ex in executions:
             ex.job = job
         return executions
+
+    async def stream_logs(
+        self, job_id: str, *, execution_id: str = "", follow: bool = False, tail: int = 0
+    ) -> AsyncIterator[LogChunk]:
+        return await self._logs.open(job_id, execution_id=execution_id, follow=follow, tail=tail)
 
     async def job_history(
         self,

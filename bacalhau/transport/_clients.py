@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any
+
+import grpc
 
 from bacalhau._proto.v1 import (
     compute_pb2,
@@ -23,6 +26,8 @@ from bacalhau.models import (
     CancelExecutionRequest,
     ComputeFailure,
     ExecutionReport,
+    LogChunk,
+    LogRequest,
     NodeIdentityClaim,
     NodeType,
     RunResult,
@@ -36,8 +41,11 @@ from bacalhau.transport._convert_messages import (
     cancel_to_proto,
     compute_failure_to_proto,
     execution_report_to_proto,
+    log_chunk_from_proto,
+    log_request_to_proto,
     run_result_to_proto,
 )
+from bacalhau.transport._errors import error_from_rpc
 from bacalhau.transport._signing import open_sealed, seal
 from bacalhau.transport._tls import channel_credentials
 
@@ -158,6 +166,26 @@ class ComputeClient:
             peer=channel.describe(),
             timeout=self._timeout,
         )
+
+    async def stream_logs(self, node_id: str, request: LogRequest) -> AsyncIterator[LogChunk]:
+        """The execution's output from the node running it, chunk by chunk as it is written.
+
+        The call has no deadline (a follower may follow for hours); the node's reading waits
+        while this iterator is not consumed. Closing the iterator cancels the call.
+        """
+        channel, stub = await self._stub(node_id)
+        ask = seal(self._identity, log_request_to_proto(request, **self._ids(node_id)))
+        call = stub.StreamLogs(compute_pb2.StreamLogsRequest(ask=ask))
+        try:
+            while True:
+                msg = await call.read()
+                if msg is grpc.aio.EOF:
+                    return
+                yield log_chunk_from_proto(msg)
+        except grpc.aio.AioRpcError as e:
+            raise error_from_rpc(e, peer=channel.describe()) from e
+        finally:
+            call.cancel()
 
     async def close(self) -> None:
         """Close every channel."""

@@ -10,6 +10,9 @@ from bacalhau.models import (
     CancelExecutionRequest,
     ComputeFailure,
     ExecutionReport,
+    LogChunk,
+    LogRequest,
+    LogStream,
     RunResult,
 )
 from bacalhau.transport._convert import (
@@ -92,6 +95,37 @@ def cancel_to_proto(
 
 def cancel_from_proto(msg: compute_pb2.ExecutionCancellation) -> CancelExecutionRequest:
     return CancelExecutionRequest(execution_id=msg.execution_id, justification=msg.justification)
+
+
+def log_request_to_proto(
+    req: LogRequest, *, requester_node_id: str, compute_node_id: str
+) -> compute_pb2.LogStreamAsk:
+    return compute_pb2.LogStreamAsk(
+        requester_node_id=requester_node_id,
+        compute_node_id=compute_node_id,
+        execution_id=req.execution_id,
+        follow=req.follow,
+        tail=req.tail,
+    )
+
+
+def log_request_from_proto(msg: compute_pb2.LogStreamAsk) -> LogRequest:
+    return LogRequest(execution_id=msg.execution_id, follow=msg.follow, tail=max(msg.tail, 0))
+
+
+def log_chunk_to_proto(chunk: LogChunk) -> compute_pb2.StreamLogsResponse:
+    return compute_pb2.StreamLogsResponse(
+        stream=compute_pb2.LogStreamType.ValueType(int(chunk.stream)),
+        offset=chunk.offset,
+        data=chunk.data,
+        timestamp_unix_nano=chunk.timestamp_ns,
+    )
+
+
+def log_chunk_from_proto(msg: compute_pb2.StreamLogsResponse) -> LogChunk:
+    # Anything but stdout is shown as stderr: an unknown stream is still output.
+    stream = LogStream.STDOUT if int(msg.stream) == LogStream.STDOUT else LogStream.STDERR
+    return LogChunk(stream, msg.offset, msg.data, msg.timestamp_unix_nano)
 
 
 # -- compute -> requester ----------------------------------------------------------------------

@@ -9,6 +9,7 @@ same error class.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Protocol
 
 from bacalhau.models import (
@@ -18,6 +19,8 @@ from bacalhau.models import (
     CancelExecutionRequest,
     ComputeFailure,
     ExecutionReport,
+    LogChunk,
+    LogRequest,
     RunResult,
 )
 
@@ -42,6 +45,11 @@ class ComputeHandler(Protocol):
     async def cancel_execution(
         self, source_node_id: str, request: CancelExecutionRequest
     ) -> None: ...
+
+    def stream_logs(self, source_node_id: str, request: LogRequest) -> AsyncIterator[LogChunk]:
+        """The execution's output as it is written (an exception to "return quickly": the
+        stream lasts as long as the follower wants it, paced by the follower)."""
+        ...
 
 
 class OrchestratorHandler(Protocol):

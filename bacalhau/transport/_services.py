@@ -9,6 +9,7 @@ keeps its trusted requesters). Failures end the call through :mod:`._errors`.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any, NoReturn, TypeVar
 
 from bacalhau._proto.v1 import (
@@ -29,6 +30,8 @@ from bacalhau.transport._convert_messages import (
     cancel_from_proto,
     compute_failure_from_proto,
     execution_report_from_proto,
+    log_chunk_to_proto,
+    log_request_from_proto,
     run_result_from_proto,
 )
 from bacalhau.transport._errors import abort_with, unexpected
@@ -43,6 +46,7 @@ _Command = TypeVar(
     compute_pb2.BidAcceptance,
     compute_pb2.BidRejection,
     compute_pb2.ExecutionCancellation,
+    compute_pb2.LogStreamAsk,
 )
 
 #: Identify nonces: long enough to never repeat, short enough to bound what a peer can make us sign.
@@ -126,6 +130,25 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
             return compute_pb2.CancelExecutionResponse()
         except Exception as e:
             await _fail(context, e, "CancelExecution")
+
+    async def StreamLogs(
+        self, request: compute_pb2.StreamLogsRequest, context: Any
+    ) -> AsyncIterator[compute_pb2.StreamLogsResponse]:
+        # Each write waits for gRPC's flow-control window: a slow reader slows only the
+        # reading of the files, never the workload. A caller that goes away cancels the call,
+        # which closes the reader (and its files) through the generator's finally.
+        try:
+            source, msg = self._open(context, request.ask, compute_pb2.LogStreamAsk, "logs ask")
+            chunks = self._handler.stream_logs(source, log_request_from_proto(msg))
+        except Exception as e:
+            await _fail(context, e, "StreamLogs")
+        try:
+            async for chunk in chunks:
+                yield log_chunk_to_proto(chunk)
+        except Exception as e:
+            await _fail(context, e, "StreamLogs")
+        finally:
+            await chunks.aclose()  # type: ignore[attr-defined]
 
 
 class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):

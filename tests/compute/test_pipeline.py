@@ -86,8 +86,10 @@ async def test_run_publish_and_download(rig: Rig) -> None:
     assert published == SpecConfig(type="urlDownload", params={"URL": url, "CID": ANY})
     assert published.params["CID"].startswith("Qm")  # the results directory's CID
     assert rig.store.get(execution.id).state is L.COMPLETED
-    # The local publisher made a copy: the results dir is gone.
-    assert not (rig.results_root / execution.id).exists()
+    # The local publisher made a copy: of the results dir only the output stays (for logs).
+    kept = rig.results_root / execution.id
+    assert sorted(p.name for p in kept.iterdir()) == ["stderr", "stdout"]
+    assert (kept / "stdout").read_text() == "hello from noop\n"
 
     (result,) = rig.callbacks()
     assert isinstance(result, RunResult)

@@ -15,6 +15,7 @@ back later through OrchestratorService.
 from bacalhau._proto.v1 import types_pb2 as _types_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -30,6 +31,24 @@ else:
     from typing_extensions import deprecated as _deprecated
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _LogStreamType:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _LogStreamTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LogStreamType.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    LOG_STREAM_TYPE_UNSPECIFIED: _LogStreamType.ValueType  # 0
+    LOG_STREAM_TYPE_STDOUT: _LogStreamType.ValueType  # 1
+    LOG_STREAM_TYPE_STDERR: _LogStreamType.ValueType  # 2
+
+class LogStreamType(_LogStreamType, metaclass=_LogStreamTypeEnumTypeWrapper):
+    """Which stream a chunk of output belongs to (the numbers of Bacalhau's ExecutionLogType)."""
+
+LOG_STREAM_TYPE_UNSPECIFIED: LogStreamType.ValueType  # 0
+LOG_STREAM_TYPE_STDOUT: LogStreamType.ValueType  # 1
+LOG_STREAM_TYPE_STDERR: LogStreamType.ValueType  # 2
+Global___LogStreamType: _TypeAlias = LogStreamType  # noqa: Y015
 
 @_typing.final
 class BidAsk(_message.Message):
@@ -423,3 +442,99 @@ class CancelExecutionResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CancelExecutionResponse: _TypeAlias = CancelExecutionResponse  # noqa: Y015
+
+@_typing.final
+class LogStreamAsk(_message.Message):
+    """Ask for an execution's output (signed payload of StreamLogsRequest)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUESTER_NODE_ID_FIELD_NUMBER: _builtins.int
+    COMPUTE_NODE_ID_FIELD_NUMBER: _builtins.int
+    EXECUTION_ID_FIELD_NUMBER: _builtins.int
+    FOLLOW_FIELD_NUMBER: _builtins.int
+    TAIL_FIELD_NUMBER: _builtins.int
+    requester_node_id: _builtins.str
+    """The requester the execution belongs to; must equal the signer."""
+    compute_node_id: _builtins.str
+    """The compute node running it; must be the receiver."""
+    execution_id: _builtins.str
+    """The execution whose output is wanted."""
+    follow: _builtins.bool
+    """Keep streaming new output until the execution ends."""
+    tail: _builtins.int
+    """Start with the last this many lines of each stream; 0 = from the beginning."""
+    def __init__(
+        self,
+        *,
+        requester_node_id: _builtins.str = ...,
+        compute_node_id: _builtins.str = ...,
+        execution_id: _builtins.str = ...,
+        follow: _builtins.bool = ...,
+        tail: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["compute_node_id", b"compute_node_id", "execution_id", b"execution_id", "follow", b"follow", "requester_node_id", b"requester_node_id", "tail", b"tail"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LogStreamAsk: _TypeAlias = LogStreamAsk  # noqa: Y015
+
+@_typing.final
+class StreamLogsRequest(_message.Message):
+    """Carries a signed LogStreamAsk."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ASK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def ask(self) -> _types_pb2.SignedPayload:
+        """Payload: LogStreamAsk."""
+
+    def __init__(
+        self,
+        *,
+        ask: _types_pb2.SignedPayload | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ask", b"ask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ask", b"ask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamLogsRequest: _TypeAlias = StreamLogsRequest  # noqa: Y015
+
+@_typing.final
+class StreamLogsResponse(_message.Message):
+    """One chunk of an execution's output, as the executor wrote it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STREAM_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    TIMESTAMP_UNIX_NANO_FIELD_NUMBER: _builtins.int
+    stream: Global___LogStreamType.ValueType
+    """stdout or stderr."""
+    offset: _builtins.int
+    """Where the chunk starts in its stream's file, in bytes."""
+    data: _builtins.bytes
+    """The bytes."""
+    timestamp_unix_nano: _builtins.int
+    """When the compute node read the chunk, Unix nanoseconds."""
+    def __init__(
+        self,
+        *,
+        stream: Global___LogStreamType.ValueType = ...,
+        offset: _builtins.int = ...,
+        data: _builtins.bytes = ...,
+        timestamp_unix_nano: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "offset", b"offset", "stream", b"stream", "timestamp_unix_nano", b"timestamp_unix_nano"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamLogsResponse: _TypeAlias = StreamLogsResponse  # noqa: Y015

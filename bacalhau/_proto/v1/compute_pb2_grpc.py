@@ -55,6 +55,11 @@ class ComputeServiceStub:
                 request_serializer=bacalhau_dot_v1_dot_compute__pb2.CancelExecutionRequest.SerializeToString,
                 response_deserializer=bacalhau_dot_v1_dot_compute__pb2.CancelExecutionResponse.FromString,
                 _registered_method=True)
+        self.StreamLogs = channel.unary_stream(
+                '/bacalhau.v1.ComputeService/StreamLogs',
+                request_serializer=bacalhau_dot_v1_dot_compute__pb2.StreamLogsRequest.SerializeToString,
+                response_deserializer=bacalhau_dot_v1_dot_compute__pb2.StreamLogsResponse.FromString,
+                _registered_method=True)
 
 
 class ComputeServiceServicer:
@@ -89,6 +94,15 @@ class ComputeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamLogs(self, request, context):
+        """An execution's stdout and stderr as they are written: from the start (or the last lines),
+        then, when following, every new chunk until the execution ends. gRPC flow control holds
+        the reader back when the requester reads slowly.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ComputeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -111,6 +125,11 @@ def add_ComputeServiceServicer_to_server(servicer, server):
                     servicer.CancelExecution,
                     request_deserializer=bacalhau_dot_v1_dot_compute__pb2.CancelExecutionRequest.FromString,
                     response_serializer=bacalhau_dot_v1_dot_compute__pb2.CancelExecutionResponse.SerializeToString,
+            ),
+            'StreamLogs': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamLogs,
+                    request_deserializer=bacalhau_dot_v1_dot_compute__pb2.StreamLogsRequest.FromString,
+                    response_serializer=bacalhau_dot_v1_dot_compute__pb2.StreamLogsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -222,6 +241,33 @@ class ComputeService:
             '/bacalhau.v1.ComputeService/CancelExecution',
             bacalhau_dot_v1_dot_compute__pb2.CancelExecutionRequest.SerializeToString,
             bacalhau_dot_v1_dot_compute__pb2.CancelExecutionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/bacalhau.v1.ComputeService/StreamLogs',
+            bacalhau_dot_v1_dot_compute__pb2.StreamLogsRequest.SerializeToString,
+            bacalhau_dot_v1_dot_compute__pb2.StreamLogsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -50,6 +50,11 @@ class ComputeServiceStub:
     """The requester declines the node's bid: drop it."""
     CancelExecution: _grpc.UnaryUnaryMultiCallable[_compute_pb2.CancelExecutionRequest, _compute_pb2.CancelExecutionResponse]
     """Stop an execution, whatever its state."""
+    StreamLogs: _grpc.UnaryStreamMultiCallable[_compute_pb2.StreamLogsRequest, _compute_pb2.StreamLogsResponse]
+    """An execution's stdout and stderr as they are written: from the start (or the last lines),
+    then, when following, every new chunk until the execution ends. gRPC flow control holds
+    the reader back when the requester reads slowly.
+    """
 
 @_typing.type_check_only
 class ComputeServiceAsyncStub(ComputeServiceStub):
@@ -64,6 +69,11 @@ class ComputeServiceAsyncStub(ComputeServiceStub):
     """The requester declines the node's bid: drop it."""
     CancelExecution: _aio.UnaryUnaryMultiCallable[_compute_pb2.CancelExecutionRequest, _compute_pb2.CancelExecutionResponse]  # type: ignore[assignment]
     """Stop an execution, whatever its state."""
+    StreamLogs: _aio.UnaryStreamMultiCallable[_compute_pb2.StreamLogsRequest, _compute_pb2.StreamLogsResponse]  # type: ignore[assignment]
+    """An execution's stdout and stderr as they are written: from the start (or the last lines),
+    then, when following, every new chunk until the execution ends. gRPC flow control holds
+    the reader back when the requester reads slowly.
+    """
 
 class ComputeServiceServicer(metaclass=_abc_1.ABCMeta):
     """Implemented by compute nodes."""
@@ -99,5 +109,16 @@ class ComputeServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_compute_pb2.CancelExecutionResponse, _abc.Awaitable[_compute_pb2.CancelExecutionResponse]]:
         """Stop an execution, whatever its state."""
+
+    @_abc_1.abstractmethod
+    def StreamLogs(
+        self,
+        request: _compute_pb2.StreamLogsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_compute_pb2.StreamLogsResponse], _abc.AsyncIterator[_compute_pb2.StreamLogsResponse]]:
+        """An execution's stdout and stderr as they are written: from the start (or the last lines),
+        then, when following, every new chunk until the execution ends. gRPC flow control holds
+        the reader back when the requester reads slowly.
+        """
 
 def add_ComputeServiceServicer_to_server(servicer: ComputeServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

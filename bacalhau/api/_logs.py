@@ -1,0 +1,166 @@
+"""``GET /api/v1/orchestrator/jobs/{id}/logs``: an execution's output, live.
+
+Upgraded to a WebSocket it streams Bacalhau's frames, one JSON text frame per line::
+
+    {"value": {"Type": 1, "Line": "hello\\n"}}          (1 stdout, 2 stderr)
+    {"value": {"Type": 0, "Line": ""}, "error": "...", "code": "NotFound"}   then close (1000)
+
+and closes normally after the last line. ``code`` (the stable error code) is an addition the
+SDK uses to raise the right error class. A plain GET (Bacalhau's Python client) answers the
+output written so far as text.
+
+Each frame waits for the socket to take it, and the relay stops as soon as the client
+closes: a slow or vanished follower never holds up the job or leaves a stream open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+
+from aiohttp import WSMsgType, web
+
+from bacalhau.api._context import context
+from bacalhau.api._query import Query
+from bacalhau.errors import BacalhauError, InternalError
+from bacalhau.models import LogChunk, LogStream
+
+__all__ = ["LineSplitter", "add_routes"]
+
+#: A line longer than this is sent in pieces (a frame stays small whatever the job prints).
+MAX_LINE_BYTES = 64 * 1024
+
+
+class LineSplitter:
+    """Cuts each stream's chunks into lines (each keeping its newline); a partial last line
+    waits for the rest unless it grows past :data:`MAX_LINE_BYTES` or the output ends."""
+
+    def __init__(self) -> None:
+        self._partial: dict[LogStream, bytearray] = {}
+
+    def feed(self, chunk: LogChunk) -> list[tuple[LogStream, str]]:
+        buf = self._partial.setdefault(chunk.stream, bytearray())
+        buf += chunk.data
+        lines: list[tuple[LogStream, str]] = []
+        start = 0
+        while True:
+            end = buf.find(b"\n", start)
+            if end < 0 or end + 1 - start > MAX_LINE_BYTES:
+                if len(buf) - start >= MAX_LINE_BYTES:
+                    end = start + MAX_LINE_BYTES - 1
+                else:
+                    break
+            lines.append((chunk.stream, _text(buf[start : end + 1])))
+            start = end + 1
+        del buf[:start]
+        return lines
+
+    def flush(self) -> list[tuple[LogStream, str]]:
+        rest = [(s, _text(b)) for s, b in self._partial.items() if b]
+        self._partial.clear()
+        return rest
+
+
+def _text(data: bytes | bytearray) -> str:
+    return bytes(data).decode("utf-8", errors="replace")
+
+
+def _frame(stream: LogStream, line: str) -> str:
+    return json.dumps({"value": {"Type": int(stream), "Line": line}})
+
+
+def _error_frame(err: BacalhauError) -> str:
+    return json.dumps(
+        {
+            "value": {"Type": 0, "Line": ""},
+            "error": err.message,
+            "code": err.code,
+            "hint": err.hint or "",
+        }
+    )
+
+
+async def _open(request: web.Request, *, follow: bool) -> AsyncIterator[LogChunk]:
+    q = Query(request)
+    return await context(request).orchestrator.stream_logs(
+        request.match_info["job_id"],
+        execution_id=q.text("execution_id"),
+        follow=follow,
+        tail=q.count("tail"),
+    )
+
+
+async def job_logs(request: web.Request) -> web.StreamResponse:
+    ws = web.WebSocketResponse(heartbeat=30.0)
+    if not ws.can_prepare(request).ok:
+        return await _plain_logs(request)
+    await ws.prepare(request)
+    relay = asyncio.create_task(_relay(request, ws))
+    # Reading the socket is how a client's close (or a dead connection) is noticed even when
+    # the job prints nothing: then the relay is cancelled, closing the stream to the node.
+    reader = asyncio.create_task(_drain(ws))
+    try:
+        await asyncio.wait({relay, reader}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        reader.cancel()
+        if not relay.done():
+            relay.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await relay
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+    await ws.close()
+    return ws
+
+
+async def _drain(ws: web.WebSocketResponse) -> None:
+    async for msg in ws:
+        if msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
+            return
+
+
+async def _relay(request: web.Request, ws: web.WebSocketResponse) -> None:
+    follow = Query(request).flag("follow")
+    try:
+        chunks = await _open(request, follow=follow)
+        splitter = LineSplitter()
+        try:
+            async for chunk in chunks:
+                for stream, line in splitter.feed(chunk):
+                    await ws.send_str(_frame(stream, line))
+        finally:
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        for stream, line in splitter.flush():
+            await ws.send_str(_frame(stream, line))
+    except (ConnectionResetError, ConnectionError):
+        return  # the follower left
+    except BacalhauError as err:
+        with contextlib.suppress(ConnectionError):
+            await ws.send_str(_error_frame(err))
+    except Exception as exc:  # the socket is open: say so in a frame rather than drop it
+        with contextlib.suppress(ConnectionError):
+            await ws.send_str(_error_frame(InternalError(f"streaming logs failed: {exc}")))
+
+
+async def _plain_logs(request: web.Request) -> web.StreamResponse:
+    """Bacalhau's Python client does a plain GET: answer the output so far as text."""
+    chunks = await _open(request, follow=False)
+    resp = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
+    await resp.prepare(request)
+    try:
+        async for chunk in chunks:
+            await resp.write(chunk.data)
+    finally:
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    await resp.write_eof()
+    return resp
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/v1/orchestrator/jobs/{job_id}/logs", job_logs)

@@ -1,0 +1,59 @@
+"""Following a job's output over the API's WebSocket (``/jobs/{id}/logs``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import aiohttp
+
+from bacalhau.client._transport import Transport, _query
+from bacalhau.errors import InternalError, error_from_code
+from bacalhau.models import LogStream
+
+__all__ = ["LogLine", "stream_log_lines"]
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    """One line of an execution's output, with its newline if it had one."""
+
+    stream: LogStream
+    text: str
+
+
+async def stream_log_lines(
+    http: Transport, job_id: str, *, execution_id: str = "", follow: bool = False, tail: int = 0
+) -> AsyncIterator[LogLine]:
+    """Lines as the server sends them; ends when the server closes the stream.
+
+    An error frame becomes the matching :class:`~bacalhau.errors.BacalhauError` (by its code:
+    an unknown job raises :class:`~bacalhau.errors.JobNotFound`'s family, ``NotFound``).
+    Leaving the loop early closes the socket, which stops the relay on the server.
+    """
+    url = http.base_url + f"/api/v1/orchestrator/jobs/{quote(job_id, safe='')}/logs"
+    params = _query({"execution_id": execution_id, "follow": follow, "tail": tail or None})
+    try:
+        ws = await http.session().ws_connect(url, params=params, heartbeat=30.0)
+    except aiohttp.WSServerHandshakeError as exc:
+        raise InternalError(f"the logs endpoint refused the WebSocket: HTTP {exc.status}") from None
+    except (aiohttp.ClientConnectionError, OSError) as exc:
+        raise http.unreachable(exc) from None
+    try:
+        async for msg in ws:
+            if msg.type is not aiohttp.WSMsgType.TEXT:
+                break
+            frame = json.loads(msg.data)
+            if frame.get("error"):
+                raise error_from_code(
+                    str(frame.get("code") or "InternalError"),
+                    str(frame["error"]),
+                    hint=str(frame.get("hint") or "") or None,
+                )
+            value = frame.get("value") or {}
+            kind = LogStream.STDERR if value.get("Type") == LogStream.STDERR else LogStream.STDOUT
+            yield LogLine(kind, str(value.get("Line", "")))
+    finally:
+        await ws.close()

@@ -1,0 +1,162 @@
+"""Following an execution's output from the requester: choose the execution, relay its stream.
+
+The output lives on the compute node that runs the execution (its ``stdout`` and ``stderr``
+files); the requester relays it chunk by chunk and holds nothing but the chunk in flight, so
+a slow follower slows only its own stream. When the node no longer has it (forgotten, or the
+node is gone) a finished execution's short summary (``RunOutput``) is replayed instead, as
+Bacalhau does for every finished execution.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Protocol
+
+from bacalhau.errors import (
+    ExecutionNotFound,
+    MultipleJobsFound,
+    NodeNotFound,
+    NotFound,
+    Unavailable,
+)
+from bacalhau.models import (
+    Execution,
+    ExecutionStateType,
+    Job,
+    LogChunk,
+    LogRequest,
+    LogStream,
+    now_ns,
+)
+
+__all__ = ["ExecutionLogs", "LogSource", "choose_execution"]
+
+_log = logging.getLogger(__name__)
+
+E = ExecutionStateType
+
+#: Executions that never ran (or were dropped before running): chosen only if nothing else is.
+_DISCARDED = frozenset({E.ASK_FOR_BID_REJECTED, E.BID_REJECTED, E.CANCELLED})
+#: States in which the execution's node has not yet been told to run it.
+_NOT_YET_ON_NODE = frozenset({E.UNDEFINED, E.NEW, E.ASK_FOR_BID, E.ASK_FOR_BID_ACCEPTED})
+#: How often a follower waiting for an execution to be placed looks again.
+_PLACEMENT_POLL_SECONDS = 0.1
+
+
+class LogSource(Protocol):
+    """Reaches the compute node running an execution (implemented by the transport client)."""
+
+    def stream_logs(self, node_id: str, request: LogRequest) -> AsyncIterator[LogChunk]: ...
+
+
+def choose_execution(job: Job, executions: list[Execution], execution_id: str) -> Execution:
+    """The execution whose output is wanted: ``execution_id`` (full ID or unique prefix) when
+    given, else the latest-modified execution that was not discarded."""
+    if execution_id:
+        matches = [e for e in executions if e.id == execution_id]
+        if not matches:
+            matches = [e for e in executions if e.id.startswith(execution_id)]
+        if len(matches) > 1:
+            raise MultipleJobsFound(
+                f"execution ID prefix {execution_id!r} matches {len(matches)} executions",
+                hint="use the full execution ID",
+            )
+        if not matches:
+            raise ExecutionNotFound(
+                f"unable to find execution {execution_id} in job {job.id}",
+                hint=f"list them with `bacalhau job executions {job.id}`",
+            )
+        return matches[0]
+    if not executions:
+        raise ExecutionNotFound(f"no executions found for job {job.id}")
+    kept = [e for e in executions if e.compute_state not in _DISCARDED] or executions
+    return max(kept, key=lambda e: (e.modify_time, e.create_time))
+
+
+class _Jobs(Protocol):
+    async def get_job(self, job_id: str) -> Job: ...
+
+    async def list_executions(self, job_id: str) -> list[Execution]: ...
+
+
+class ExecutionLogs:
+    """Streams executions' output to the orchestrator's edges (REST WebSocket, SDK, CLI)."""
+
+    def __init__(
+        self,
+        *,
+        jobs: _Jobs,
+        source: LogSource,
+        poll_interval: float = _PLACEMENT_POLL_SECONDS,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._jobs = jobs
+        self._source = source
+        self._poll = poll_interval
+        self._sleep = sleep
+
+    async def open(
+        self, job_id: str, *, execution_id: str = "", follow: bool = False, tail: int = 0
+    ) -> AsyncIterator[LogChunk]:
+        """Check the job and pick its execution now (so that an unknown job fails at once),
+        and return the stream of that execution's output.
+
+        Not following: what the execution has written so far, then the end. Following: that,
+        then new output until the execution ends; a job not yet placed is waited for.
+        """
+        job = await self._jobs.get_job(job_id)
+        execution = await self._placed(job, execution_id, follow=follow)
+        return self._relay(execution, follow=follow, tail=tail)
+
+    async def _placed(self, job: Job, execution_id: str, *, follow: bool) -> Execution:
+        while True:
+            executions = await self._jobs.list_executions(job.id)
+            try:
+                chosen = choose_execution(job, executions, execution_id)
+            except ExecutionNotFound:
+                if not follow or job.state.is_terminal() or execution_id:
+                    raise
+            else:
+                if not follow or chosen.compute_state not in _NOT_YET_ON_NODE:
+                    return chosen
+            await self._sleep(self._poll)
+            job = await self._jobs.get_job(job.id)
+
+    async def _relay(
+        self, execution: Execution, *, follow: bool, tail: int
+    ) -> AsyncIterator[LogChunk]:
+        request = LogRequest(execution_id=execution.id, follow=follow, tail=tail)
+        if execution.compute_state in _NOT_YET_ON_NODE or not execution.node_id:
+            return  # nothing ran yet, and the caller does not wait for it
+        stream = self._source.stream_logs(execution.node_id, request)
+        try:
+            async for chunk in stream:
+                yield chunk
+            return
+        except (NotFound, NodeNotFound, Unavailable) as err:
+            if not execution.compute_state.is_terminal():
+                raise
+            _log.info("execution %s: replaying its summary (%s)", execution.id, err.message)
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        for chunk in _summary(execution, tail):
+            yield chunk
+
+
+def _summary(execution: Execution, tail: int) -> list[LogChunk]:
+    out = execution.run_output
+    if out is None:
+        return []
+    chunks: list[LogChunk] = []
+    for stream, text in ((LogStream.STDOUT, out.stdout), (LogStream.STDERR, out.stderr)):
+        data = text.encode("utf-8")
+        if tail > 0:
+            lines = data.splitlines(keepends=True)
+            data = b"".join(lines[-tail:])
+        if data:
+            chunks.append(LogChunk(stream, 0, data, now_ns()))
+    return chunks
