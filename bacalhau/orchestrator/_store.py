@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import hashlib
 import json
 import sqlite3
 import time
@@ -24,6 +25,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bacalhau.errors import (
     ExecutionNotFound,
@@ -93,6 +95,10 @@ CREATE TABLE IF NOT EXISTS job_specs (
     version INTEGER NOT NULL,
     data TEXT NOT NULL,
     PRIMARY KEY (job_id, version)
+);
+CREATE TABLE IF NOT EXISTS blobs (
+    hash TEXT PRIMARY KEY,
+    data TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS executions (
     id TEXT PRIMARY KEY,
@@ -191,12 +197,39 @@ class StoredJobPage:
     has_more: bool
 
 
-#: A job as read from SQL: its state columns and the document of its spec.
+#: Where a WASM job's inline entry module (a ``data:`` URL) sits in its spec.
+_MODULE_PATH = ("Tasks", 0, "Engine", "Params", "EntryModule", "Source", "Params", "URL")
+_MODULE_JSON_PATH = "$.Tasks[0].Engine.Params.EntryModule.Source.Params.URL"
+#: Inline modules at least this long are stored once, by content hash, in ``blobs``.
+_BLOB_MIN = 1024
+
+#: A job as read from SQL: its state columns and the document of its spec (with its
+#: inline module put back from ``blobs`` by SQLite itself, so readers see the spec whole).
 _JobRow = tuple[str, int, str, int, int, int, str]
 _JOB_COLUMNS = (
-    "j.id, j.state, j.state_message, j.revision, j.version, j.modify_time, s.data"
+    "j.id, j.state, j.state_message, j.revision, j.version, j.modify_time,"
+    f" CASE WHEN s.blob IS NULL THEN s.data ELSE json_set(s.data, '{_MODULE_JSON_PATH}',"
+    " (SELECT b.data FROM blobs b WHERE b.hash = s.blob)) END"
     " FROM jobs j JOIN job_specs s ON s.job_id = j.id AND s.version = j.version"
 )
+
+
+def _take_module(doc: dict[str, Any]) -> str | None:
+    """Take a large inline entry module out of ``doc`` (a job's wire dict), leaving an empty
+    URL; returns it, or None when the job has none."""
+    parent: Any = doc
+    for step in _MODULE_PATH[:-1]:
+        try:
+            parent = parent[step]
+        except (KeyError, IndexError, TypeError):
+            return None
+    url = parent.get("URL") if isinstance(parent, dict) else None
+    if not isinstance(url, str) or len(url) < _BLOB_MIN:
+        return None
+    if not url.startswith("data:") or not url.isascii():
+        return None  # only plain data URLs: SQLite gives them back character for character
+    parent["URL"] = ""
+    return url
 
 
 def _with_state(spec: Job, row: _JobRow) -> Job:
@@ -241,6 +274,7 @@ class JobStore:
         self._db.executescript(_SCHEMA)
         self._migrate()
         self._migrate_specs()
+        self._migrate_blobs()
         self._db.executescript(_LIST_INDEXES)
         self._depth = 0
         # Waiters for history changes, per job (long-poll support).
@@ -293,6 +327,14 @@ class JobStore:
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
+
+    def _migrate_blobs(self) -> None:
+        """Give ``job_specs`` its ``blob`` column (stores written before inline modules were
+        kept by content hash have none; their specs keep the module inline)."""
+        columns = {str(r[1]) for r in self._db.execute("PRAGMA table_info(job_specs)")}
+        if "blob" not in columns:
+            self._db.execute("ALTER TABLE job_specs ADD COLUMN blob TEXT")
+        self._db.execute("CREATE INDEX IF NOT EXISTS job_specs_by_blob ON job_specs(blob)")
 
     def _migrate_specs(self) -> None:
         """Move a store written when each job was one document (``jobs.data``, rewritten on
@@ -410,7 +452,18 @@ class JobStore:
 
     def create_job(self, job: Job) -> None:
         check_job_transition(JobStateType.UNDEFINED, job.state)
-        data = json.dumps(job.to_dict())
+        doc = job.to_dict()
+        # Every job running the same module shares one copy of it (jobs of a benchmark or a
+        # sweep resend the same tens of KB each time).
+        module = _take_module(doc)
+        data = json.dumps(doc)
+        blob = None
+        if module is not None:
+            blob = hashlib.sha256(module.encode()).hexdigest()
+            self._db.execute(
+                "INSERT OR IGNORE INTO blobs (hash, data) VALUES (?, ?)",
+                (blob, module),
+            )
         self._db.execute(
             "INSERT INTO jobs (id, namespace, state, state_message, revision, version,"
             " create_time, modify_time, labels, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -424,12 +477,12 @@ class JobStore:
                 job.create_time,
                 job.modify_time,
                 json.dumps(job.labels),
-                len(data),
+                len(data) + (len(module) if module else 0),
             ),
         )
         self._db.execute(
-            "INSERT OR REPLACE INTO job_specs (job_id, version, data) VALUES (?, ?, ?)",
-            (job.id, job.version, data),
+            "INSERT OR REPLACE INTO job_specs (job_id, version, data, blob) VALUES (?, ?, ?, ?)",
+            (job.id, job.version, data, blob),
         )
         JOBS_SUBMITTED.inc()
 
@@ -911,6 +964,10 @@ class JobStore:
                 ("jobs", "id"),
             ):
                 self._db.execute(f"DELETE FROM {table} WHERE {column} IN ({which})", ids)
+            self._db.execute(
+                "DELETE FROM blobs WHERE hash NOT IN"
+                " (SELECT blob FROM job_specs WHERE blob IS NOT NULL)"
+            )
         gone = set(ids)
         for job_id in ids:
             self._logs.pop(job_id, None)

@@ -3,6 +3,7 @@ jobs cached by version, and a store written before this layout migrated on open.
 
 from __future__ import annotations
 
+import base64
 import shutil
 from pathlib import Path
 
@@ -98,3 +99,55 @@ def test_history_log_in_memory_follows_commits_not_rollbacks(tmp_path: Path) -> 
         JobStateType.FAILED,
     ]
     again.close()
+
+
+def _wasm_job(job_id: str, module: bytes) -> Job:
+    url = "data:application/wasm;base64," + base64.b64encode(module).decode()
+    j = Job.from_dict(
+        {
+            "Type": "batch",
+            "Count": 1,
+            "Tasks": [
+                {
+                    "Name": "main",
+                    "Engine": {
+                        "Type": "wasm",
+                        "Params": {
+                            "EntryModule": {"Source": {"Type": "inline", "Params": {"URL": url}}},
+                            "EntryPoint": "_start",
+                        },
+                    },
+                }
+            ],
+        }
+    )
+    j.id, j.name, j.namespace = job_id, job_id, "default"
+    j.state, j.revision = JobStateType.PENDING, 1
+    j.create_time = j.modify_time = now_ns()
+    return j
+
+
+def test_an_inline_module_is_stored_once_by_content_hash(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.db")
+    module, other = bytes(range(256)) * 40, b"\x00asm" * 600
+    with store.transaction():
+        for i in range(3):
+            store.create_job(_wasm_job(f"j-same-{i}", module))
+        store.create_job(_wasm_job("j-other", other))
+    assert store._db.execute("SELECT COUNT(*) FROM blobs").fetchone()[0] == 2
+    stored = store._db.execute("SELECT MAX(length(data)) FROM job_specs").fetchone()[0]
+    assert stored < 2000  # the specs themselves no longer carry the module
+    for job_id, expected in (("j-same-2", module), ("j-other", other)):
+        wanted = _wasm_job(job_id, expected).task.engine.params
+        store._specs = type(store._specs)()  # decode from SQL, not from the cache
+        assert store.get_job(job_id).task.engine.params == wanted
+        assert store.read_jobs([job_id], own_connection=True)[0].task.engine.params == wanted
+    # Retention drops a module with the last job that uses it.
+    for job_id in ("j-same-0", "j-same-1", "j-same-2", "j-other"):
+        store.update_job_state(job_id, JobStateType.STOPPED)
+    deleted = store.delete_terminal_jobs(modified_before=now_ns() + 1, limit=3)
+    assert len(deleted) == 3
+    assert store._db.execute("SELECT COUNT(*) FROM blobs").fetchone()[0] == 1
+    store.delete_terminal_jobs(modified_before=now_ns() + 1, limit=3)
+    assert store._db.execute("SELECT COUNT(*) FROM blobs").fetchone()[0] == 0
+    store.close()
