@@ -1,0 +1,193 @@
+"""Live logs and full outputs on a real devstack (a requester process and a compute node
+process, Docker and WASM): following a running job through the CLI and the WebSocket at the
+same time, replaying a finished job, a job that does not exist, and 50 MB of stdout kept whole
+and downloadable byte for byte."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import subprocess
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from bacalhau.errors import NotFound
+from bacalhau.models import JobStateType
+from tests.integration.devstack import Devstack, bacalhau_command, eventually
+
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("devstack-logs")]
+
+LINES = 6
+#: One line a second on stdout, and one line on stderr at the end.
+TICKER = f"for i in $(seq 1 {LINES}); do echo line-$i; sleep 1; done; echo done >&2"
+BIG_BYTES = 50 * 1024 * 1024
+PATTERN = b"0123456789abcdef\n"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, busybox_image: str) -> Iterator[Devstack]:
+    devstack = Devstack.start(tmp_path_factory.mktemp("logs"), compute_nodes=1)
+    try:
+        yield devstack
+    finally:
+        devstack.stop()
+
+
+def _submit(stack: Devstack, image: str, script: str) -> str:
+    out = stack.ok(
+        "docker", "run", "--no-wait", "--id-only", "-l", f"t={uuid.uuid4().hex[:8]}", image,
+        "--", "sh", "-c", script,
+    )  # fmt: skip
+    return out.strip().splitlines()[-1]
+
+
+def _state(stack: Devstack, job_id: str) -> JobStateType:
+    return stack.client.get_job(job_id).job.state
+
+
+def _logs_url(stack: Devstack, job_id: str) -> str:
+    return f"{stack.api_url}/api/v1/orchestrator/jobs/{job_id}/logs"
+
+
+async def _ws_frames(url: str, params: dict[str, str], *, first: threading.Event) -> list[Any]:
+    frames: list[Any] = []
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(url, params=params) as ws,
+    ):
+        async for msg in ws:
+            assert msg.type is aiohttp.WSMsgType.TEXT
+            frames.append(json.loads(msg.data))
+            first.set()
+        assert ws.close_code == 1000
+    return frames
+
+
+def test_two_followers_receive_lines_while_the_job_runs_then_replay(
+    stack: Devstack, busybox_image: str
+) -> None:
+    job_id = _submit(stack, busybox_image, TICKER)
+    # Follower 1: the CLI. Follower 2: a WebSocket client, at the same time.
+    cli = subprocess.Popen(
+        bacalhau_command("job", "logs", "--follow", job_id),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=stack.env(),
+    )
+    ws_first = threading.Event()
+    ws_result: list[Any] = []
+    ws_thread = threading.Thread(
+        target=lambda: ws_result.append(
+            asyncio.run(_ws_frames(_logs_url(stack, job_id), {"follow": "true"}, first=ws_first))
+        )
+    )
+    ws_thread.start()
+    try:
+        assert cli.stdout is not None
+        first = cli.stdout.readline()
+        state_at_first_line = _state(stack, job_id)
+        assert ws_first.wait(60)
+        state_at_first_frame = _state(stack, job_id)
+        rest, err = cli.communicate(timeout=60)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+        ws_thread.join(60)
+
+    # Lines arrived while the job was still running, and the followers ended with it.
+    assert first == "line-1\n"
+    assert not state_at_first_line.is_terminal()
+    assert not state_at_first_frame.is_terminal()
+    assert cli.returncode == 0, err
+    assert first + rest == "".join(f"line-{i}\n" for i in range(1, LINES + 1))
+    assert err == "done\n"
+    (frames,) = ws_result
+    assert frames == [
+        {"value": {"Type": 1, "Line": f"line-{i}\n"}} for i in range(1, LINES + 1)
+    ] + [{"value": {"Type": 2, "Line": "done\n"}}]
+    eventually(
+        lambda: _state(stack, job_id) == JobStateType.COMPLETED or None,
+        timeout=30,
+        what="the job to complete",
+    )
+
+    # Finished: following replays the whole output and ends; --tail keeps the last lines.
+    replay = stack.cli("logs", "--follow", job_id, timeout=30)
+    assert (replay.returncode, replay.stdout, replay.stderr) == (
+        0,
+        "".join(f"line-{i}\n" for i in range(1, LINES + 1)),
+        "done\n",
+    )
+    tail = stack.ok("job", "logs", "--tail", "2", job_id)
+    assert tail == f"line-{LINES - 1}\nline-{LINES}\n"
+    lines = [(ln.stream, ln.text) for ln in stack.client.logs(job_id, follow=True)]
+    assert len(lines) == LINES + 1
+
+
+def test_a_job_that_does_not_exist_is_not_found_at_once(stack: Devstack) -> None:
+    missing = f"j-{uuid.uuid4()}"
+    done = stack.cli("job", "logs", "--follow", missing, timeout=30)
+    assert done.returncode == 1
+    assert "not found" in done.stderr
+    with pytest.raises(NotFound):
+        list(stack.client.logs(missing, follow=True))
+    frames = asyncio.run(
+        _ws_frames(_logs_url(stack, missing), {"follow": "true"}, first=threading.Event())
+    )
+    assert len(frames) == 1
+    assert frames[0]["value"] == {"Type": 0, "Line": ""}
+    assert frames[0]["code"] == "NotFound" and frames[0]["error"]
+
+
+def test_docker_and_wasm_run_follow_print_the_output(
+    stack: Devstack, busybox_image: str, wasm_modules: Path
+) -> None:
+    docker = stack.cli(
+        "docker", "run", "-f", busybox_image, "--", "sh", "-c", "echo hi; echo oops >&2"
+    )
+    assert (docker.returncode, docker.stderr.endswith("oops\n")) == (0, True), docker.stderr
+    assert docker.stdout.endswith("hi\n")
+    wasm = stack.cli("wasm", "run", "--follow", str(wasm_modules / "hello.wasm"), "--", "x")
+    assert wasm.returncode == 0, wasm.stderr
+    assert wasm.stdout.endswith("hello from wasm\narg[1]=x\n")
+    assert wasm.stderr.endswith("hello on stderr\n")
+
+
+def test_fifty_megabytes_of_stdout_are_kept_whole(
+    stack: Devstack, busybox_image: str, tmp_path: Path
+) -> None:
+    expected = (PATTERN * (BIG_BYTES // len(PATTERN) + 1))[:BIG_BYTES]
+    digest = hashlib.sha256(expected).hexdigest()
+    script = f"yes 0123456789abcdef | head -c {BIG_BYTES}"
+    job_id = stack.ok(
+        "docker", "run", "--id-only", busybox_image, "--", "sh", "-c", script, timeout=300
+    ).strip().splitlines()[-1]  # fmt: skip
+
+    (execution,) = stack.client.executions(job_id)
+    assert execution.run_output is not None and execution.run_output.stdout_truncated
+    stack.ok("job", "get", "--output-dir", str(tmp_path / "out"), job_id, timeout=300)
+    downloaded = (tmp_path / "out" / "stdout").read_bytes()
+    assert len(downloaded) == BIG_BYTES
+    assert hashlib.sha256(downloaded).hexdigest() == digest
+
+    # The logs endpoint replays it too (plain GET: the output as it was written).
+    async def fetch() -> str:
+        sha = hashlib.sha256()
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(_logs_url(stack, job_id)) as resp,
+        ):
+            assert resp.status == 200
+            async for chunk in resp.content.iter_chunked(1 << 20):
+                sha.update(chunk)
+        return sha.hexdigest()
+
+    assert asyncio.run(fetch()) == digest
