@@ -19,6 +19,7 @@ from typing import Protocol
 
 from bacalhau.errors import (
     ConflictJobState,
+    InvalidJobSpec,
     InvalidRequest,
     NodeNotFound,
     NotFound,
@@ -26,6 +27,7 @@ from bacalhau.errors import (
 from bacalhau.models import (
     BidResult,
     ComputeFailure,
+    Connection,
     Evaluation,
     Event,
     Execution,
@@ -37,6 +39,7 @@ from bacalhau.models import (
     JobStateType,
     LabelSelectorRequirement,
     LogChunk,
+    Membership,
     NodeInfo,
     NodeState,
     Resources,
@@ -320,6 +323,7 @@ class Orchestrator:
                 return SubmitResult(seen[0], seen[1], seen[2])
         warnings = normalise_job(job)
         validate_job(job)
+        self._check_partitions(job)
         now = now_ns()
         job.id = new_job_id()
         if not job.name:
@@ -362,6 +366,31 @@ class Orchestrator:
                 self.store.remember_idempotent(idempotency_token, job.id, ev.id, warnings)
         self._broker.enqueue(ev)
         return SubmitResult(job.id, ev.id, warnings)
+
+    def _check_partitions(self, job: Job) -> None:
+        """A batch job's partitions (a service's replicas) each need a node of their own:
+        more of them than the cluster has compute nodes could never all run, so such a job
+        is refused here, naming ``Count``, unless it may wait for nodes to join (a
+        QueueTimeout) or the requester has just started and may not know every node yet."""
+        if (
+            job.type not in ("batch", "service")
+            or job.task.timeouts.queue_timeout
+            or self._settings.default_queue_timeout
+            or now_ns() < self._settling_until
+        ):
+            return
+        nodes = sum(
+            1
+            for n in self.nodes.compute_nodes()
+            if n.membership == Membership.APPROVED and n.connection == Connection.CONNECTED
+        )
+        if job.count > max(nodes, 1):
+            raise InvalidJobSpec(
+                f"Count {job.count} asks for more partitions than the {nodes} compute "
+                "node(s) of this cluster can run (one per node)",
+                field="Count",
+                hint="lower Count, or set Timeouts.QueueTimeout to wait for nodes to join",
+            )
 
     async def get_job(self, job_id: str) -> Job:
         return self.store.get_job(self.store.resolve_job_id(job_id))

@@ -42,7 +42,7 @@ def stack(
     devstack = Devstack.start(
         tmp_path_factory.mktemp("job-types"),
         compute_nodes=COMPUTE_NODES,
-        config=[f"Compute.Env.AllowList={ALLOWED}", "retry_delay=0.5"],
+        config=[f"Compute.Env.AllowList={ALLOWED}", "retry_delay=0.5", "rejoin_grace=0"],
     )
     try:
         yield devstack
@@ -274,3 +274,14 @@ def test_rerun_adds_a_version_and_runs_it(
     assert [v["Version"] for v in versions] == [0, 1]
     table = stack.ok("job", "versions", job_id)
     assert "VERSION" in table
+
+
+def test_more_partitions_than_nodes_is_refused_at_submit_naming_count(
+    stack: Devstack, busybox_image: str, tmp_path: Path
+) -> None:
+    spec = tmp_path / "too-many.yaml"
+    spec.write_text(_docker_job("batch", "echo x", busybox_image, count=COMPUTE_NODES + 1))
+    done = stack.cli("job", "run", str(spec))
+    assert done.returncode != 0
+    assert f"Count {COMPUTE_NODES + 1}" in done.stderr and "partitions" in done.stderr
+    assert "Job successfully submitted" not in done.stdout
