@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import subprocess
 import threading
 import uuid
@@ -191,3 +192,59 @@ def test_fifty_megabytes_of_stdout_are_kept_whole(
         return sha.hexdigest()
 
     assert asyncio.run(fetch()) == digest
+
+
+def _output_readers(pid: int) -> list[str]:
+    """Files named stdout/stderr that process ``pid`` holds open read-only (log readers; the
+    executor's own writers hold them write-only)."""
+    found = []
+    fd_dir = Path(f"/proc/{pid}/fd")
+    for fd in fd_dir.iterdir():
+        try:
+            target = os.readlink(fd)
+            flags = int(
+                Path(f"/proc/{pid}/fdinfo/{fd.name}").read_text().split("flags:")[1].split()[0], 8
+            )
+        except (FileNotFoundError, IndexError):
+            continue
+        if (
+            target.rsplit("/", 1)[-1] in ("stdout", "stderr")
+            and flags & os.O_ACCMODE == os.O_RDONLY
+        ):
+            found.append(target)
+    return found
+
+
+def test_a_follower_that_leaves_releases_its_stream_while_the_job_runs(
+    stack: Devstack, busybox_image: str
+) -> None:
+    job_id = _submit(
+        stack,
+        busybox_image,
+        "i=0; while [ $i -lt 40 ]; do echo tick-$i; i=$((i+1)); sleep 0.25; done",
+    )
+    (compute,) = stack.compute
+
+    async def follow_one_frame_then_leave() -> list[str]:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(_logs_url(stack, job_id), params={"follow": "true"}) as ws,
+        ):
+            msg = await ws.receive(timeout=60)
+            assert json.loads(msg.data)["value"]["Line"] == "tick-0\n"
+            # While it follows, the compute node reads the output files for it.
+            return eventually(
+                lambda: _output_readers(compute.pid) or None, timeout=10, what="a log reader"
+            )
+
+    assert asyncio.run(follow_one_frame_then_leave())
+    # Gone with the follower, while the job still runs; the job then ends normally.
+    eventually(
+        lambda: not _output_readers(compute.pid) or None, timeout=10, what="the reader to close"
+    )
+    assert not _state(stack, job_id).is_terminal()
+    eventually(
+        lambda: _state(stack, job_id) == JobStateType.COMPLETED or None,
+        timeout=60,
+        what="the job to complete",
+    )
