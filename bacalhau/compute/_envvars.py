@@ -20,9 +20,7 @@ def _allowed(name: str, allow_list: Collection[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, pattern) for pattern in allow_list)
 
 
-def forwarding_refusal(
-    job: Job, allow_list: Collection[str], host_env: Mapping[str, str]
-) -> str:
+def forwarding_refusal(job: Job, allow_list: Collection[str], host_env: Mapping[str, str]) -> str:
     """Why this node cannot fill the job's ``env:`` references ("" when it can)."""
     for key, value in sorted(job.task.env.items()) if job.tasks else ():
         name = forwarded_env_name(value)
@@ -62,7 +60,8 @@ def execution_environment(
     host_env: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The variables an execution runs with: ``Task.Env`` with its ``env:`` references
-    filled from this node's environment, then the ``BACALHAU_*`` variables (which win)."""
+    filled from this node's environment, then the ``BACALHAU_*`` variables (which win; a
+    deterministic WASM run gets only the job's, none that differ between executions)."""
     host = os.environ if host_env is None else host_env
     reason = forwarding_refusal(job, allow_list, host)
     if reason:
@@ -78,10 +77,17 @@ def execution_environment(
             "BACALHAU_JOB_NAME": job.name,
             "BACALHAU_JOB_NAMESPACE": job.namespace,
             "BACALHAU_JOB_TYPE": job.type,
-            "BACALHAU_EXECUTION_ID": execution.id,
-            "BACALHAU_NODE_ID": node_id,
-            "BACALHAU_PARTITION_INDEX": str(execution.partition_index),
             "BACALHAU_PARTITION_COUNT": str(max(job.count, 1)),
         }
     )
+    if not job.task.runs_deterministically():
+        # A deterministic run sees only what is a function of the job, so that every
+        # execution gives the same bytes: nothing that tells executions apart.
+        env.update(
+            {
+                "BACALHAU_EXECUTION_ID": execution.id,
+                "BACALHAU_NODE_ID": node_id,
+                "BACALHAU_PARTITION_INDEX": str(execution.partition_index),
+            }
+        )
     return env

@@ -64,3 +64,13 @@ async def test_bid_is_refused_for_a_reference_not_allowed_with_the_reason() -> N
     assert not unset.should_bid and "AWS_NOPE" in unset.reason
     ok = await strategy.evaluate(BidRequest("n", _job({"R": "env:AWS_REGION"}), usage))
     assert ok.should_bid
+
+
+def test_a_deterministic_run_gets_nothing_that_tells_executions_apart() -> None:
+    job = _job({})
+    job.task.engine.type = "wasm"
+    job.task.engine.params = {"Deterministic": True}
+    ex = Execution(id="e-1", job_id="j-1", node_id="n-1", partition_index=1)
+    env = execution_environment(ex, job, node_id="n-1", allow_list=(), host_env={})
+    assert "BACALHAU_JOB_ID" in env
+    assert not {"BACALHAU_EXECUTION_ID", "BACALHAU_NODE_ID", "BACALHAU_PARTITION_INDEX"} & set(env)
