@@ -53,18 +53,30 @@ _SERVER_OWNED = {
 }
 
 
+def _is_unset(value: object) -> bool:
+    """Whether a server-owned field says nothing (as in a ``--dry-run`` printout: ``ID: ''``,
+    ``State: {StateType: Undefined}``, zero revision and times), so the file may be sent."""
+    if isinstance(value, dict):
+        return all(
+            _is_unset(v) or (str(k).lower() == "statetype" and str(v).lower() == "undefined")
+            for k, v in value.items()
+        )
+    return value in (None, "", 0)
+
+
 def check_job_file_keys(data: dict[Any, Any]) -> None:
     """Refuse unknown top-level keys and the fields the server owns, naming the key (as
-    Bacalhau does for job files; keys compare case-insensitively)."""
-    for key in data:
+    Bacalhau does for job files; keys compare case-insensitively). A server-owned field
+    that is empty or zero (a ``--dry-run`` printout sent back) says nothing and passes."""
+    for key, value in data.items():
         low = str(key).lower()
-        if low in _SERVER_OWNED:
+        if low in _SERVER_OWNED and not _is_unset(value):
             raise InvalidJobSpec(
                 f'field "{key}" is not allowed in a job file: the server sets it',
                 field=str(key),
                 hint=f"remove {_SERVER_OWNED[low]} from the job file",
             )
-        if low not in _JOB_FILE_KEYS:
+        if low not in _JOB_FILE_KEYS and low not in _SERVER_OWNED:
             raise InvalidJobSpec(
                 f'unknown field "{key}" in the job file',
                 field=str(key),

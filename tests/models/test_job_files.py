@@ -68,8 +68,18 @@ def test_template_comment_is_dropped() -> None:
 def test_server_owned_fields_are_refused_naming_the_field(key: str) -> None:
     with pytest.raises(InvalidJobSpec) as err:
         parse_job_document(f"Type: batch\n{key}: 1\nTasks: []\n")
+    with pytest.raises(InvalidJobSpec):
+        parse_job_document(f"Type: batch\n{key}: {{StateType: Running}}\nTasks: []\n")
     assert err.value.field == key
     assert "not allowed" in err.value.message
+
+
+def test_a_dry_run_printout_with_empty_server_fields_passes() -> None:
+    text = (
+        "ID: ''\nType: batch\nState: {StateType: Undefined}\nVersion: 0\nRevision: 0\n"
+        "CreateTime: 0\nModifyTime: 0\nTasks: []\n"
+    )
+    assert parse_job_document(text).type == "batch"
 
 
 def test_unknown_top_level_key_is_refused_naming_it() -> None:
