@@ -248,3 +248,18 @@ def test_a_follower_that_leaves_releases_its_stream_while_the_job_runs(
         timeout=60,
         what="the job to complete",
     )
+
+
+def test_long_and_unterminated_lines_arrive_whole_in_bounded_frames(
+    stack: Devstack, busybox_image: str
+) -> None:
+    script = "head -c 100000 /dev/zero | tr '\\0' x; printf '\\nend'"
+    job_id = stack.ok("docker", "run", "--id-only", busybox_image, "--", "sh", "-c", script)
+    job_id = job_id.strip().splitlines()[-1]
+
+    frames = asyncio.run(_ws_frames(_logs_url(stack, job_id), {}, first=threading.Event()))
+
+    lines = [f["value"]["Line"] for f in frames]
+    assert "".join(lines) == "x" * 100_000 + "\nend"
+    assert lines[-1] == "end"  # the last line, without its newline, once the output ended
+    assert max(len(line) for line in lines) <= 64 * 1024
