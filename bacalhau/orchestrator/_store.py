@@ -665,10 +665,17 @@ class JobStore:
         spec.state_message = ""
         spec.revision = job.revision + 1
         spec.modify_time = now
+        doc = spec.to_dict()
+        module = _take_module(doc)  # shared with the earlier versions, as at create
+        blob = hashlib.sha256(module.encode()).hexdigest() if module is not None else None
         with self.transaction():
+            if module is not None:
+                self._db.execute(
+                    "INSERT OR IGNORE INTO blobs (hash, data) VALUES (?, ?)", (blob, module)
+                )
             self._db.execute(
-                "INSERT INTO job_specs (job_id, version, data) VALUES (?, ?, ?)",
-                (job_id, spec.version, json.dumps(spec.to_dict())),
+                "INSERT INTO job_specs (job_id, version, data, blob) VALUES (?, ?, ?, ?)",
+                (job_id, spec.version, json.dumps(doc), blob),
             )
             cur = self._db.execute(
                 "UPDATE jobs SET state = ?, state_message = ?, revision = ?, version = ?,"
@@ -703,7 +710,10 @@ class JobStore:
         """Every stored version of a job's spec, oldest first (each as submitted or rerun)."""
         self.get_job(job_id)  # JobNotFound for an unknown job
         rows = self._db.execute(
-            "SELECT data FROM job_specs WHERE job_id = ? ORDER BY version", (job_id,)
+            "SELECT CASE WHEN s.blob IS NULL THEN s.data ELSE json_set(s.data,"
+            f" '{_MODULE_JSON_PATH}', (SELECT b.data FROM blobs b WHERE b.hash = s.blob)) END"
+            " FROM job_specs s WHERE s.job_id = ? ORDER BY s.version",
+            (job_id,),
         ).fetchall()
         return [Job.from_dict(json.loads(r[0])) for r in rows]
 
