@@ -19,10 +19,10 @@ Failure tests use a devstack as their test bed::
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -75,11 +75,17 @@ def eventually(probe: Callable[[], T | None], *, timeout: float, what: str) -> T
         time.sleep(0.05)
 
 
-def _die_with_parent() -> None:
-    # A test worker that is killed outright must not leave node processes behind.
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+def dying_with_parent(argv: Sequence[str]) -> list[str]:
+    """``argv`` started so that it gets SIGTERM when the test worker dies outright.
+
+    ``setpriv --pdeathsig`` sets PR_SET_PDEATHSIG and then execs ``argv``. A ``preexec_fn``
+    doing the same would run Python between fork and exec in a worker whose in-process gRPC
+    threads are live; that child can abort before it ever execs (seen as a devstack that
+    "exited with code -6" printing a gRPC epoll error).
+    """
+    if shutil.which("setpriv") is None:
+        return list(argv)
+    return ["setpriv", "--pdeathsig", "TERM", "--", *argv]
 
 
 def node_env() -> dict[str, str]:
@@ -216,13 +222,12 @@ class RestartedNode:
         self.node = node
         with node.log.open("ab") as out:
             self.process = subprocess.Popen(
-                list(node.args),
+                dying_with_parent(node.args),
                 cwd=working_directory,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=node_env(),
-                preexec_fn=_die_with_parent,
             )
 
     @property
@@ -271,21 +276,22 @@ class Devstack:
         settings = [part for item in config for part in ("-c", item)]
         with (data_dir / "devstack.out").open("wb") as out:
             process = subprocess.Popen(
-                bacalhau_command(
-                    "devstack",
-                    "--compute-nodes",
-                    str(compute_nodes),
-                    "--api-port",
-                    "0",
-                    "--data-dir",
-                    str(data_dir),
-                    *settings,
+                dying_with_parent(
+                    bacalhau_command(
+                        "devstack",
+                        "--compute-nodes",
+                        str(compute_nodes),
+                        "--api-port",
+                        "0",
+                        "--data-dir",
+                        str(data_dir),
+                        *settings,
+                    )
                 ),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=node_env(),
-                preexec_fn=_die_with_parent,
             )
         devstack = cls(data_dir, process)
         try:
@@ -534,12 +540,11 @@ class NodeProcess:
         data_dir.mkdir(parents=True, exist_ok=True)
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
-                bacalhau_command("serve", "--data-dir", str(data_dir), *args),
+                dying_with_parent(bacalhau_command("serve", "--data-dir", str(data_dir), *args)),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=node_env(),
-                preexec_fn=_die_with_parent,
             )
 
     @classmethod

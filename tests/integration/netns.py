@@ -87,7 +87,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import ipaddress
 import os
 import re
@@ -99,6 +98,8 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
+
+from tests.integration.devstack import dying_with_parent
 
 __all__ = [
     "HUB",
@@ -227,13 +228,6 @@ def sweep_stale() -> list[str]:
     return stale
 
 
-def _die_with_parent() -> None:
-    # A test worker killed outright must not leave processes in its namespaces.
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 class PrivateNetwork:
     """Namespaces ``hosts`` (plus :data:`HUB`) on one private /24, built on construction.
 
@@ -360,7 +354,7 @@ class PrivateNetwork:
         gets SIGTERM if the test process dies and SIGKILL when the network closes."""
         kwargs.setdefault("stdin", subprocess.DEVNULL)
         process: subprocess.Popen[Any] = subprocess.Popen(
-            self.command(host, argv), preexec_fn=_die_with_parent, **kwargs
+            dying_with_parent(self.command(host, argv)), **kwargs
         )
         self._processes.append(process)
         return process
