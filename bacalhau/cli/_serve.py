@@ -86,6 +86,12 @@ _CONFIG_HELP = (
     default=None,
     help="HOST:PORT of a requester's gRPC endpoint: a seed (see --seed).",
 )
+@click.option(
+    "--advertise-host",
+    default=None,
+    help="The host other nodes and clients reach this node by, when it binds 0.0.0.0 "
+    "[default: the bind host, or 127.0.0.1].",
+)
 @click.option("--publisher-host", default=None, help="Local publisher bind host.")
 @click.option(
     "--publisher-port",
