@@ -178,6 +178,12 @@ class NodeConfig:
     #: Bytes the result folders of one Docker job may hold together (the job's
     #: ``Resources.Disk`` when smaller); past it the job fails. 0: no cap.
     docker_result_disk_limit: int = 10 * 1024**3
+    #: Bytes of linear memory one WASM job may grow to (its ``Resources.Memory`` when
+    #: smaller); wasm32 cannot address more than 4 GiB, so a larger value means 4 GiB.
+    wasm_memory_limit: int = 4 * 1024**3
+    #: Bytes of stdout and of stderr each kept on disk for one job (Docker and WASM); past
+    #: it the rest of that stream is dropped and the result says it was truncated.
+    executor_output_limit: int = 1024**3
     #: Share of the host's CPU, memory and disk offered to jobs.
     capacity_fraction: float = 0.7
     #: Node IDs of requesters this compute node obeys besides the one it joins (and itself).

@@ -8,11 +8,13 @@ from pathlib import Path
 
 from bacalhau.errors import InvalidConfiguration
 from bacalhau.executor import DockerExecutor, Executor, NoopExecutor, WasmExecutor
+from bacalhau.executor._results import MAX_STREAM_FILE_BYTES
 from bacalhau.executor.docker import (
     DEFAULT_PIDS_LIMIT,
     DEFAULT_RESULT_DISK_LIMIT,
     DEFAULT_TMP_SIZE,
 )
+from bacalhau.executor.wasm import WASM32_MAX_MEMORY
 from bacalhau.publisher import IPFSPublisher, NoopPublisher, Publisher, S3Publisher
 from bacalhau.storage import (
     BlockFetcher,
@@ -53,11 +55,15 @@ def build_executors(
     docker_tmp_size: int = DEFAULT_TMP_SIZE,
     docker_result_disk_limit: int = DEFAULT_RESULT_DISK_LIMIT,
     docker_scratch_dir: Path | None = None,
+    wasm_memory_limit: int = WASM32_MAX_MEMORY,
+    output_limit: int = MAX_STREAM_FILE_BYTES,
 ) -> dict[str, Executor]:
     """Instantiate the executors a compute node offers, by name.
 
     Container names carry a per-node prefix: several compute nodes may share one Docker
     engine, and a node cleaning up its leftovers must never touch a sibling's containers.
+    ``output_limit`` caps the stdout and the stderr file of every Docker and WASM job;
+    ``wasm_memory_limit`` is the most linear memory a WASM job may grow to.
     """
     prefix = f"bacalhau-{node_id[-8:].lower()}"
 
@@ -71,13 +77,20 @@ def build_executors(
                 tmp_size=docker_tmp_size,
                 result_disk_limit=docker_result_disk_limit,
                 scratch_dir=docker_scratch_dir,
+                stream_limit=output_limit,
             )
         except ValueError as e:
             raise InvalidConfiguration(f"docker executor: {e}") from None
 
+    def wasm_executor() -> Executor:
+        try:
+            return WasmExecutor(max_memory=wasm_memory_limit, max_stream_bytes=output_limit)
+        except ValueError as e:
+            raise InvalidConfiguration(f"wasm executor: {e}") from None
+
     registry: dict[str, Callable[[], Executor]] = {
         "docker": docker_executor,
-        "wasm": WasmExecutor,
+        "wasm": wasm_executor,
         "noop": NoopExecutor,
     }
     return {name: registry[name]() for name in check_engines(names)}

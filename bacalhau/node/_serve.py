@@ -386,6 +386,8 @@ async def _build_compute(
         docker_tmp_size=config.docker_tmp_size,
         docker_result_disk_limit=config.docker_result_disk_limit,
         docker_scratch_dir=data_dir / "docker-scratch",
+        wasm_memory_limit=config.wasm_memory_limit,
+        output_limit=config.executor_output_limit,
     )
     for ex in executors.values():
         if isinstance(ex, (DockerExecutor, WasmExecutor)):

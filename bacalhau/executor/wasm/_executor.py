@@ -69,12 +69,12 @@ from bacalhau.executor.wasm._poll import RunStopped, set_running_watch
 from bacalhau.executor.wasm._source import load_module
 from bacalhau.models import RunCommandResult, SpecConfig
 
-__all__ = ["WasmExecutor"]
+__all__ = ["WASM32_MAX_MEMORY", "WasmExecutor"]
 
 _log = logging.getLogger(__name__)
 
 #: A wasm32 memory cannot grow beyond 4 GiB: a larger limit is no limit.
-_WASM32_MAX_MEMORY = 1 << 32
+WASM32_MAX_MEMORY = 1 << 32
 #: A failed run whose memory is within this share of its limit ran out of memory.
 _NEAR_LIMIT_SHARE = 8
 #: How often ``run()`` looks whether a stopped run is overdue, and how long it grants it.
@@ -100,7 +100,7 @@ class WasmExecutor:
         module_cache_size: int = 64,
         max_concurrent_runs: int = 32,
         max_stream_bytes: int = MAX_STREAM_FILE_BYTES,
-        max_memory: int = _WASM32_MAX_MEMORY,
+        max_memory: int = WASM32_MAX_MEMORY,
     ) -> None:
         if max_stream_bytes < 0:
             raise ValueError(f"max_stream_bytes must not be negative, got {max_stream_bytes}")
@@ -111,7 +111,7 @@ class WasmExecutor:
         self._engine = wasmtime.Engine(config)
         linkers = {mode: new_linker(self._engine, mode) for mode in (STANDARD, DETERMINISTIC)}
         self._max_stream_bytes = max_stream_bytes
-        self._max_memory = min(max_memory, _WASM32_MAX_MEMORY)
+        self._max_memory = min(max_memory, WASM32_MAX_MEMORY)
         self._modules = ModuleCache(self._engine, linkers, module_cache_size)
         self._interrupter = EpochInterrupter(self._engine)
         self._workers = ThreadPoolExecutor(
@@ -251,7 +251,7 @@ class WasmExecutor:
         compiled, imports = self._load_modules(spec, request.inputs)
         store = wasmtime.Store(self._engine)
         memory_limit = self._memory_limit(request.resources.memory)
-        if memory_limit < _WASM32_MAX_MEMORY:
+        if memory_limit < WASM32_MAX_MEMORY:
             store.set_limits(memory_size=memory_limit)
         mode = DETERMINISTIC if spec.deterministic else STANDARD
         source = None
@@ -404,7 +404,7 @@ def _input_module(mount: InputMount) -> ModuleRef:
 
 
 def _near_limit(memory_size: int, limit: int) -> bool:
-    return limit < _WASM32_MAX_MEMORY and memory_size + limit // _NEAR_LIMIT_SHARE > limit
+    return limit < WASM32_MAX_MEMORY and memory_size + limit // _NEAR_LIMIT_SHARE > limit
 
 
 def _memory_size(instance: wasmtime.Instance, store: wasmtime.Store) -> int:
