@@ -49,6 +49,10 @@ _REPORTABLE = frozenset(
     {E.NEW, E.ASK_FOR_BID, E.ASK_FOR_BID_ACCEPTED, E.BID_ACCEPTED, E.RUNNING, E.PUBLISHING}
 )
 
+#: Job types whose executions run until stopped: one that ends has failed.
+_LONG_RUNNING = frozenset({"daemon", "service"})
+#: Bacalhau's message for a long-running execution that ended by itself.
+_UNEXPECTED = "execution completed unexpectedly"
 
 __all__ = ["BidApprovalHook", "ExecutionCallbacks"]
 
@@ -223,10 +227,18 @@ class ExecutionCallbacks:
         ex = self._own_execution(result.execution_id, result.node_id)
         code = result.run_output.exit_code
         message = "Completed successfully" if code == 0 else f"Completed with exit code {code}"
+        state = E.COMPLETED
+        details: dict[str, str] = {}
+        if self._store.get_job(ex.job_id).type in _LONG_RUNNING:
+            # A daemon or service execution is meant to run until stopped: ending at all is
+            # a failure (as in Bacalhau), which the scheduler restarts after a backoff.
+            state = E.FAILED
+            message = f"{_UNEXPECTED} (exit code {code})"
+            details = {"IsError": "true"}
         try:
             self._store.update_execution(
                 ex.id,
-                compute_state=E.COMPLETED,
+                compute_state=state,
                 desired_state=D.STOPPED,
                 desired_message="execution completed",
                 compute_message=message,
@@ -242,11 +254,14 @@ class ExecutionCallbacks:
                         E.PUBLISHING,
                     }
                 ),
-                event=Event(message=message, topic="Execution", timestamp=now_ns()),
+                event=Event(
+                    message=message, topic="Execution", timestamp=now_ns(), details=details
+                ),
             )
         except RevisionConflict as exc:
             log.info("ignoring late run result for %s: %s", ex.id, exc.message)
-            self._record_late(ex.id, E.COMPLETED, f"{message.lower()} (exit code {code})")
+            outcome = message if state == E.FAILED else f"{message.lower()} (exit code {code})"
+            self._record_late(ex.id, state, outcome)
             return
         self._after_callback(ex.job_id)
 
