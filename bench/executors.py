@@ -22,7 +22,10 @@ every way sees the same load:
 executor_open``), each the median of the differences within a round; ``isolation_share`` is
 that cost over the executor's median job latency (target: at most 0.10).
 
-    python bench/executors.py [--runs N] [--image IMAGE] [--only docker]
+``wasm``: the WASM executor over a bare wasmtime call (``bench/_wasm_overhead.py``);
+``--wasm-runs`` rounds per module (default 200: a WASM job takes milliseconds).
+
+    python bench/executors.py [--runs N] [--wasm-runs N] [--image IMAGE] [--only docker|wasm]
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ sys.path.insert(0, str(ROOT))
 from bacalhau.executor import DockerExecutor, RunRequest  # noqa: E402
 from bacalhau.executor.docker._disk import capped_folders_supported  # noqa: E402
 from bacalhau.models import ResultPath, SpecConfig  # noqa: E402
+from bench._wasm_overhead import DEFAULT_RUNS as WASM_DEFAULT_RUNS  # noqa: E402
+from bench._wasm_overhead import wasm_section  # noqa: E402
 
 SCRIPT = "echo hi > /outputs/hi.txt"
 
@@ -204,12 +209,14 @@ async def docker_section(args: argparse.Namespace) -> dict[str, Any]:
 #: One section per executor; each returns its figures.
 SECTIONS: dict[str, Callable[[argparse.Namespace], Awaitable[dict[str, Any]]]] = {
     "docker": docker_section,
+    "wasm": wasm_section,
 }
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--wasm-runs", type=int, default=WASM_DEFAULT_RUNS)
     parser.add_argument("--image", default="local/busybox:1.37")
     parser.add_argument("--only", choices=sorted(SECTIONS), action="append")
     args = parser.parse_args()

@@ -182,7 +182,7 @@ class NodeConfig:
     #: smaller); wasm32 cannot address more than 4 GiB, so a larger value means 4 GiB.
     wasm_memory_limit: int = 4 * 1024**3
     #: Bytes of stdout and of stderr each kept on disk for one job (Docker and WASM); past
-    #: it the rest of that stream is dropped and the result says it was truncated.
+    #: it the rest of that stream is dropped and the node logs how much.
     executor_output_limit: int = 1024**3
     #: Share of the host's CPU, memory and disk offered to jobs.
     capacity_fraction: float = 0.7
