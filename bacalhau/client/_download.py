@@ -1,9 +1,12 @@
 """``bacalhau job get``: download a job's published results and merge them into one folder.
 
 Each result is downloaded into ``<out>/raw/``; ``.tar.gz``/``.tgz`` archives are extracted
-there. Unless ``raw`` is asked for, the results are then merged into ``<out>``: with several
-results, ``stdout``, ``stderr`` and ``exitCode`` are appended one after the other, and any
-other file present in more than one result is a conflict (nothing is moved in that case).
+there. A result published to ``ipfs`` is fetched by its CID through the requester's data API
+(``GET /api/v1/data/{cid}?format=tar``; the requester gets the blocks from the node that holds
+them) and extracted into ``<out>/raw/<CID>`` under the same rules. Unless ``raw`` is asked
+for, the results are then merged into ``<out>``: with several results, ``stdout``,
+``stderr`` and ``exitCode`` are appended one after the other, and any other file present in
+more than one result is a conflict (nothing is moved in that case).
 
 Links a job left in its output folders arrive as links (the node archives them without
 following them). A symbolic link is created only when it stays inside its result: a link to
@@ -25,11 +28,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import BinaryIO
-from urllib.parse import unquote, urlparse
+from urllib.parse import quote, unquote, urlparse
 
+import aiohttp
 from tqdm import tqdm
 
-from bacalhau.client._transport import Transport
+from bacalhau.client._transport import Transport, error_from_response
 from bacalhau.client._types import ResultsConflict, UnsupportedResult
 from bacalhau.errors import BacalhauError, InternalError, Unavailable
 from bacalhau.models import SpecConfig, param
@@ -37,6 +41,8 @@ from bacalhau.models import SpecConfig, param
 #: Files every result has, appended rather than conflicting when results are merged.
 APPENDED_FILES = ("stdout", "stderr", "exitCode")
 _ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
+#: Suffix of a result fetched by CID: an uncompressed tar whose entries lie under the CID.
+_CID_TAR_SUFFIX = ".cid.tar"
 
 
 class NoResults(BacalhauError):
@@ -104,11 +110,9 @@ def _check_downloadable(spec: SpecConfig) -> None:
         return
     if kind == "ipfs":
         cid = param(spec.params, "CID")
-        raise UnsupportedResult(
-            f"the result is stored by CID {cid} in the producing node's store, and this "
-            "client cannot fetch content by CID yet",
-            hint="publish with -p local or -p s3 to download with `bacalhau job get`",
-        )
+        if not isinstance(cid, str) or not cid or "/" in cid or cid in (".", ".."):
+            raise UnsupportedResult(f"an ipfs result without a valid CID ({cid!r})")
+        return
     download_url(spec)
 
 
@@ -291,17 +295,43 @@ def plan_extraction(members: list[tarfile.TarInfo]) -> _Plan:
     return plan
 
 
+def _strip_root(members: list[tarfile.TarInfo]) -> list[tarfile.TarInfo]:
+    """Rename the entries of a tar from the data API (one directory named by the CID, then
+    what lies under it) relative to that directory, refusing any entry outside it."""
+    root = members[0].name if members and members[0].isdir() else ""
+    if not root or "/" in root or root in (".", ".."):
+        raise InternalError(
+            "a result fetched by CID is not one directory",
+            hint="a result published to ipfs is a directory; the requester sent something else",
+        )
+    for m in members:
+        if m.name == root and m.isdir():
+            m.name = "."
+        elif m.name.startswith(root + "/"):
+            m.name = m.name[len(root) + 1 :]
+        else:
+            raise InternalError(
+                f"result {root}: tar entry {m.name!r} is outside the result directory",
+                hint="the requester sent a malformed archive",
+            )
+    return members
+
+
 def _extract(archive: Path) -> tuple[Path, list[SkippedEntry]]:
     """Extract ``archive`` next to itself (into a folder named after it) and remove it."""
     name = archive.name
-    for suffix in _ARCHIVE_SUFFIXES:
+    by_cid = name.endswith(_CID_TAR_SUFFIX)
+    for suffix in (*_ARCHIVE_SUFFIXES, _CID_TAR_SUFFIX):
         if name.endswith(suffix):
             name = name[: -len(suffix)]
     target = archive.with_name(name or "result")
     target.mkdir(exist_ok=True)
     try:
-        with tarfile.open(archive, "r:gz") as tar:
-            plan = plan_extraction(tar.getmembers())
+        with tarfile.open(archive, "r:" if by_cid else "r:gz") as tar:
+            members = tar.getmembers()
+            if by_cid:
+                members = _strip_root(members)
+            plan = plan_extraction(members)
             # The "data" filter stays as a second guard (modes, paths, link targets).
             tar.extractall(target, members=plan.entries, filter="data")
             tar.extractall(target, members=plan.links, filter="data")
@@ -388,6 +418,19 @@ async def fetch_results(
         _check_downloadable(spec)  # refuse unsupported ones up front
     paths: list[Path] = []
     for i, spec in enumerate(results):
+        if spec.type.lower() == "ipfs":
+            cid = str(param(spec.params, "CID"))
+            # Two executions with byte-identical results share one CID: fetch it once each,
+            # each into its own folder.
+            dest = raw_dir / (_file_name("/" + cid, i, taken) + _CID_TAR_SUFFIX)
+            with dest.open("wb") as fh:
+                progress = _Progress(fh, cid)
+                try:
+                    await _cid_download(transport, cid, progress, timeout=timeout)
+                finally:
+                    progress.close()
+            paths.append(dest)
+            continue
         if spec.type.lower() == "s3":
             key = str(param(spec.params, "Key"))
             dest = raw_dir / _file_name("/" + key.rstrip("/"), i, taken)
@@ -406,13 +449,38 @@ async def fetch_results(
     return paths
 
 
+async def _cid_download(transport: Transport, cid: str, dest: _Progress, *, timeout: float) -> None:
+    """Stream content ``cid`` as a tar from the requester's data API into ``dest``."""
+    path = f"/api/v1/data/{quote(cid, safe='')}"
+    try:
+        async with transport.session().get(
+            f"{transport.base_url}{path}?format=tar",
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        ) as resp:
+            if resp.status >= 400:
+                raise error_from_response(resp.status, await resp.read(), f"GET {path}")
+            async for chunk in resp.content.iter_chunked(1 << 20):
+                dest.write(chunk)
+    except TimeoutError:  # before OSError: TimeoutError is one
+        raise Unavailable(
+            f"downloading result {cid} timed out", hint="raise --download-timeout-secs"
+        ) from None
+    except aiohttp.ClientPayloadError as exc:
+        raise Unavailable(
+            f"downloading result {cid} was cut short ({exc})",
+            hint="the node holding the result may be unreachable from the requester; try again",
+        ) from None
+    except (aiohttp.ClientConnectionError, OSError) as exc:
+        raise transport.unreachable(exc) from None
+
+
 def unpack(paths: list[Path]) -> tuple[list[Path], list[SkippedEntry]]:
     """Extract the archives among ``paths``; returns one folder or file per result and the
     entries skipped across all of them."""
     unpacked: list[Path] = []
     skipped: list[SkippedEntry] = []
     for p in paths:
-        if p.name.endswith(_ARCHIVE_SUFFIXES):
+        if p.name.endswith((*_ARCHIVE_SUFFIXES, _CID_TAR_SUFFIX)):
             folder, left_out = _extract(p)
             unpacked.append(folder)
             skipped.extend(left_out)

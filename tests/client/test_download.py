@@ -170,7 +170,7 @@ async def test_download_failures(
     with pytest.raises(Unavailable) as info:
         await client.download_results(missing, tmp_path / "a")
     assert "404" in info.value.message
-    ipfs = await job_with_results(orch, client, SpecConfig("ipfs", {"CID": "QmX"}))
+    ipfs = await job_with_results(orch, client, SpecConfig("ipfs", {"CID": ""}))
     with pytest.raises(UnsupportedResult):
         await client.download_results(ipfs, tmp_path / "b")
 
