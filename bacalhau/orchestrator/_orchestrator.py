@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import random
@@ -157,6 +158,9 @@ class Orchestrator:
             hooks=approval_hooks,
             enqueue=self._enqueue_new,
         )
+        if self._callbacks.needs_approval:
+            # The requester's hooks decide every bid: no job type goes out pre-approved.
+            self._settings = dataclasses.replace(self._settings, pre_approve=False)
         self._tasks: list[asyncio.Task[None]] = []
         self._settling_until = 0
         self._logs = ExecutionLogs(jobs=self, source=compute)

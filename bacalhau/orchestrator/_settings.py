@@ -38,3 +38,7 @@ class SchedulerSettings:
     #: have (re)joined yet (0: none). The orchestrator turns it into ``schedule``'s
     #: ``settling_until``.
     rejoin_grace: float = 0.0
+    #: Whether ops and daemon executions may be sent pre-approved (one round: the node runs
+    #: what it bids on). False when the requester has approval hooks: every bid then waits
+    #: for them, whatever the job type.
+    pre_approve: bool = True

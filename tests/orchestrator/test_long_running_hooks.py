@@ -9,17 +9,20 @@ from pathlib import Path
 
 from bacalhau.models import (
     AskForBidRequest,
+    BidDecision,
     BidResult,
+    Execution,
     ExecutionStateType,
     Job,
     JobStateType,
     NodeInfo,
+    NodeState,
     NodeType,
     RunCommandResult,
     RunResult,
     SpecConfig,
 )
-from bacalhau.orchestrator import Orchestrator, SchedulerSettings
+from bacalhau.orchestrator import ApprovalChain, HookDecision, Orchestrator, SchedulerSettings
 from tests.orchestrator.node_view import StaticNodeView, compute_node_info
 from tests.orchestrator.test_callbacks import RecordingCompute
 
@@ -37,13 +40,12 @@ def _job(kind: str, count: int = 0) -> Job:
     return Job.from_dict(spec)
 
 
-async def _until(check: object, what: str) -> None:
-    assert callable(check)
+async def _wait_state(orch: Orchestrator, job_id: str, state: JobStateType) -> None:
     for _ in range(200):
-        if await check():
+        if (await orch.get_job(job_id)).state == state:
             return
         await asyncio.sleep(0.02)
-    raise AssertionError(f"never happened: {what}")
+    raise AssertionError(f"job {job_id} never became {state.wire}")
 
 
 async def _run_and_end(orch: Orchestrator, compute: RecordingCompute, kind: str) -> None:
@@ -103,8 +105,60 @@ async def test_an_ops_execution_that_exits_still_completes(tmp_path: Path) -> No
             RunResult(ex.id, job_id, node, SpecConfig(type="noop"), RunCommandResult(exit_code=0))
         )
         assert orch.store.get_execution(ex.id).compute_state == E.COMPLETED
+        await _wait_state(orch, job_id, JobStateType.COMPLETED)
 
-        async def done() -> bool:
-            return (await orch.get_job(job_id)).state == JobStateType.COMPLETED
 
-        await _until(done, "ops job completed")
+class NotOnB:
+    """The operator's hook: bids from node-b are refused."""
+
+    name = "not-on-b"
+
+    async def approve(self, job: Job, execution: Execution, node: NodeState) -> HookDecision:
+        if node.info.node_id == "node-b":
+            return HookDecision.reject("node-b is being drained")
+        return HookDecision.accept("fine")
+
+
+async def test_approval_hooks_decide_ops_and_daemon_bids(tmp_path: Path) -> None:
+    for kind in ("ops", "daemon"):
+        compute = RecordingCompute()
+        view = StaticNodeView()
+        orch = Orchestrator(
+            node_info=REQUESTER,
+            data_dir=tmp_path / kind,
+            compute=compute,
+            node_view=view,
+            approval_hooks=ApprovalChain([NotOnB()]),
+        )
+        async with orch:
+            await view.join(compute_node_info("node-a"))
+            await view.join(compute_node_info("node-b"))
+            job_id = (await orch.submit_job(_job(kind))).job_id
+            asks = [await compute.next("ask"), await compute.next("ask")]
+            for node, ask in asks:
+                # Not pre-approved: the node waits for the requester's decision.
+                assert isinstance(ask, AskForBidRequest) and ask.wait_for_approval, kind
+                await orch.on_bid_complete(BidResult(ask.execution.id, job_id, node, accepted=True))
+            node, rejected = await compute.next("reject")
+            assert node == "node-b" and isinstance(rejected, BidDecision)
+            assert "not-on-b" in rejected.justification
+            node, accepted = await compute.next("accept")
+            assert node == "node-a" and isinstance(accepted, BidDecision)
+            await asyncio.sleep(0.2)
+            # node-b is never told to run the job, nor asked again.
+            assert not [(k, n) for k, n, _ in compute.sent if n == "node-b"], kind
+            on_b = [e for e in orch.store.executions_of(job_id) if e.node_id == "node-b"]
+            assert [e.compute_state for e in on_b] == [E.BID_REJECTED]
+            assert (await orch.get_job(job_id)).state == JobStateType.RUNNING
+            if kind == "ops":
+                ex_a = next(e for e in orch.store.executions_of(job_id) if e.node_id == "node-a")
+                await orch.on_run_complete(
+                    RunResult(
+                        ex_a.id,
+                        job_id,
+                        "node-a",
+                        SpecConfig(type="noop"),
+                        RunCommandResult(exit_code=0),
+                    )
+                )
+                await _wait_state(orch, job_id, JobStateType.COMPLETED)

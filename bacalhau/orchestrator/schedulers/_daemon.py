@@ -2,7 +2,8 @@
 later, until the job is stopped.
 
 Every evaluation (a node joined, was lost, an execution ended) adds an execution on each
-suitable node that has none, pre-approved; an execution that ended is restarted on its node
+suitable node that has none (pre-approved unless the requester's approval hooks decide
+bids); an execution that ended is restarted on its node
 after a backoff. A daemon job never completes by itself and has no TotalTimeout.
 """
 
@@ -25,6 +26,7 @@ from bacalhau.orchestrator._retries import retry_policy
 from bacalhau.orchestrator._settings import SchedulerSettings
 from bacalhau.orchestrator.schedulers._long_running import ranking_view, restart_time
 from bacalhau.orchestrator.schedulers._shared import (
+    approve_per_node,
     fail_lost,
     later,
     look_again_after_grace,
@@ -53,7 +55,10 @@ def schedule_daemon(
     """Start the job on every suitable node that lacks a live execution of it."""
     plan = Plan(job=job, evaluation=evaluation)
     view = fail_lost(executions, nodes, plan, now, settling_until=settling_until)
-    live = [e for e in view if e.is_active() and e.desired_state != D.STOPPED]
+    approved, stopped = approve_per_node(view, nodes, plan, now)
+    live = [
+        e for e in view if e.is_active() and e.desired_state != D.STOPPED and e.id not in stopped
+    ]
     policy = retry_policy(job, settings)
     # No attempts-per-node limit: a daemon belongs on every node, however often it ended.
     ranks = rank_nodes(
@@ -69,7 +74,8 @@ def schedule_daemon(
         if now < at:
             next_look = min(next_look or at, at)
             continue
-        plan.new_executions.append(new_execution(job, node_id, evaluation, D.RUNNING, now))
+        desired = D.RUNNING if settings.pre_approve else D.PENDING
+        plan.new_executions.append(new_execution(job, node_id, evaluation, desired, now))
         placed += 1
     if next_look:
         plan.new_evaluations.append(later(job, next_look, now, TriggeredBy.EXEC_FAILURE))
@@ -77,9 +83,13 @@ def schedule_daemon(
     if any(r.obstacle is not None and r.obstacle.passing for r in ranks if not r.suitable):
         wait = now + int(settings.queue_backoff_max * 1_000_000_000)
         plan.new_evaluations.append(later(job, wait, now, TriggeredBy.JOB_QUEUE))
-    if placed or any(e.desired_state == D.RUNNING for e in live):
+    if (
+        (placed and settings.pre_approve)
+        or approved
+        or any(e.desired_state == D.RUNNING for e in live)
+    ):
         mark_running(plan, job, now)
-    elif not live:
+    elif not live and not placed:
         # No node matches yet: wait for one to join (joining re-evaluates daemon jobs).
         if now < settling_until:
             look_again_after_grace(plan, now, settling_until)

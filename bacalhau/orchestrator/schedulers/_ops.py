@@ -1,4 +1,5 @@
-"""Ops jobs: run once on every matching node, pre-approved, without retries."""
+"""Ops jobs: run once on every matching node, without retries; pre-approved unless the
+requester's approval hooks decide bids."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from bacalhau.orchestrator._ranking import Placed, rank_nodes
 from bacalhau.orchestrator._retries import fail_overdue
 from bacalhau.orchestrator._settings import SchedulerSettings
 from bacalhau.orchestrator.schedulers._shared import (
+    approve_per_node,
     event,
     fail_job,
     fail_lost,
@@ -66,16 +68,21 @@ def schedule_ops(
             return plan
         if not suitable:
             return fail_job(plan, view, not_enough_nodes(job, 1, ranks, []), NotEnoughNodes, now)
+        desired = D.RUNNING if settings.pre_approve else D.PENDING
         for r in suitable:
             plan.new_executions.append(
-                new_execution(job, r.node.info.node_id, evaluation, D.RUNNING, now)
+                new_execution(job, r.node.info.node_id, evaluation, desired, now)
             )
         plan.new_job_state = JobStateType.RUNNING
         plan.job_event = event("Running", "State Update", now)
         return plan
+    approve_per_node(view, nodes, plan, now)
     if any(e.is_active() for e in view):
         return plan
-    failed = [e for e in view if e.compute_state != E.COMPLETED]
+    # A bid the requester turned down (an approval hook said no) is no failure of the job:
+    # the job just does not run there. Nothing run at all is one, though.
+    ran = [e for e in view if e.compute_state != E.BID_REJECTED]
+    failed = [e for e in ran if e.compute_state != E.COMPLETED] or ([] if ran else list(view))
     if failed:
         plan.new_job_state = JobStateType.FAILED
         plan.job_message = (

@@ -16,6 +16,7 @@ from bacalhau.models import (
     ExecutionStateType,
     Job,
     JobStateType,
+    Membership,
     NodeState,
     Resources,
     TriggeredBy,
@@ -59,6 +60,39 @@ def look_again_after_grace(plan: Plan, now: int, settling_until: int) -> None:
 
 def event(message: str, topic: str, now: int, **details: str) -> Event:
     return Event(message=message, topic=topic, timestamp=now, details=dict(details))
+
+
+def approve_per_node(
+    view: Sequence[Execution], nodes: Sequence[NodeState], plan: Plan, now: int
+) -> tuple[int, set[str]]:
+    """Approve the bids of job types that run once per node (ops, daemon) when they were
+    not sent pre-approved: the oldest accepted bid of each approved node that runs nothing
+    of the job yet. Returns how many were approved and the executions stopped instead."""
+    members = {n.info.node_id for n in nodes if n.membership == Membership.APPROVED}
+    running = {e.node_id for e in view if e.is_active() and e.desired_state == D.RUNNING}
+    approved = 0
+    stopped: set[str] = set()
+    for ex in sorted(view, key=lambda e: e.create_time):
+        if ex.compute_state != E.ASK_FOR_BID_ACCEPTED or ex.desired_state != D.PENDING:
+            continue
+        if ex.node_id not in members:
+            stopped.add(ex.id)
+            plan.changes.append(stop(ex, "bid rejected: the node is not approved", now))
+        elif ex.node_id in running:
+            stopped.add(ex.id)
+            plan.changes.append(stop(ex, "bid rejected: the node already runs the job", now))
+        else:
+            approved += 1
+            running.add(ex.node_id)
+            plan.changes.append(
+                ExecutionChange(
+                    execution_id=ex.id,
+                    desired_state=D.RUNNING,
+                    desired_message="bid accepted",
+                    event=event("Bid accepted", "Scheduling", now),
+                )
+            )
+    return approved, stopped
 
 
 def stop(ex: Execution, message: str, now: int) -> ExecutionChange:
