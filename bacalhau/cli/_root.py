@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import IO, TYPE_CHECKING, Any
 
 import click
@@ -75,6 +77,13 @@ class BacalhauGroup(click.Group):
             return super().invoke(ctx)
         except BacalhauError as err:
             raise CliError(err) from None
+        except BrokenPipeError:
+            # The reader went away (`| head`): stop quietly, as other command-line tools do.
+            # Whatever is still buffered for stdout has nowhere to go; point stdout at
+            # /dev/null so the interpreter's final flush does not complain again.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            ctx.exit(141)  # 128 + SIGPIPE, what a shell reports for a reader that left
         except OSError as err:
             # Local file trouble (an unwritable output folder, a full disk): say what and where.
             raise CliError(
