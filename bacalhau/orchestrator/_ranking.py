@@ -3,7 +3,8 @@
 Each ranker returns a score; any negative score makes the node unsuitable and carries the
 reason shown to the user. Scores of suitable nodes are summed; higher is better. The ranks
 follow Bacalhau's (engines, publishers, labels, max usage, previous attempts, available
-capacity, a small random term) so placement feels familiar.
+capacity, a small random term) so placement feels familiar; a node that does not advertise an
+input source type the job reads is unsuitable too, so it is not asked to bid.
 """
 
 from __future__ import annotations
@@ -100,6 +101,28 @@ def _publisher(job: Job, node: NodeState) -> tuple[int, str]:
     )
 
 
+def missing_input_source(job: Job, node: NodeState) -> str | None:
+    """The first input source type of ``job`` (as the job spells it) that ``node`` does not
+    advertise, or None. A node that advertises no input sources at all has not said what it
+    offers (an older record): it is not filtered here, its own bid check still applies."""
+    info = node.info.compute
+    if info is None or not info.storage_sources:
+        return None
+    have = {s.lower() for s in info.storage_sources}
+    for source in job.task.input_sources:
+        if source.source.type.lower() not in have:
+            return source.source.type
+    return None
+
+
+def _input_sources(job: Job, node: NodeState) -> tuple[int, str]:
+    kind = missing_input_source(job, node)
+    if kind is None:
+        return 0, ""
+    offered = ", ".join(node.info.compute.storage_sources) if node.info.compute else ""
+    return UNSUITABLE, f"does not support the {kind} input source, only {offered}"
+
+
 def _labels(job: Job, node: NodeState) -> tuple[int, str]:
     hard = [c for c in job.constraints if not c.key.startswith("favour_")]
     soft = [c for c in job.constraints if c.key.startswith("favour_")]
@@ -190,7 +213,7 @@ def _previous(
     return rank
 
 
-def _obstacle(ranker: object, job: Job, reason: str) -> Obstacle:
+def _obstacle(ranker: object, job: Job, node: NodeState, reason: str) -> Obstacle:
     """The countable obstacle behind a ranker's refusal."""
     if ranker is _engine:
         if reason == "is not a compute node":
@@ -200,6 +223,9 @@ def _obstacle(ranker: object, job: Job, reason: str) -> Obstacle:
     if ranker is _publisher:
         publisher = job.task.publisher.type.lower()
         return Obstacle(f"lacks the {publisher} publisher", f"lack the {publisher} publisher")
+    if ranker is _input_sources:
+        kind = missing_input_source(job, node)
+        return Obstacle(f"lacks input source {kind}", f"lack input source {kind}")
     if ranker is _labels:
         return Obstacle("does not match the constraints", "do not match the constraints")
     if ranker is _max_usage:
@@ -328,6 +354,7 @@ def rank_nodes(
     rankers: list[Callable[[Job, NodeState], tuple[int, str]]] = [
         _engine,
         _publisher,
+        _input_sources,
         _labels,
         _max_usage,
         _previous(executions, attempts_per_node),
@@ -365,7 +392,7 @@ def rank_nodes(
         for ranker in rankers:
             score, why = ranker(job, node)
             if score < 0:
-                total, reason, obstacle = UNSUITABLE, why, _obstacle(ranker, job, why)
+                total, reason, obstacle = UNSUITABLE, why, _obstacle(ranker, job, node, why)
                 break
             total += score
         if total >= 0:
