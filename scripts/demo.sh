@@ -73,6 +73,15 @@ echo "-- outputs/counts.txt:"
 sed 's/^/     /' "$WORK/results/wasm/outputs/counts.txt"
 
 echo
+echo "== compute over data: a file stored by CID, read by a job (its node fetches the blocks)"
+printf 'the quick brown fox\njumps over the lazy dog\n' >"$WORK/words.txt"
+CID="$(bacalhau data add "$WORK/words.txt")"
+echo "-- data add:          $CID"
+DATA_JOB="$(bacalhau docker run --id-only -i "ipfs://$CID:/inputs/words.txt" local/busybox:1.37 -- \
+  wc -w /inputs/words.txt)"
+echo "-- job logs:          $(bacalhau job logs "$DATA_JOB")"
+
+echo
 echo "== hello.wasm, with its arguments and environment"
 bacalhau wasm run -e GREETING=hola .build/wasm/hello.wasm -- from the demo
 
