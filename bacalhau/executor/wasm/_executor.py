@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -67,6 +69,7 @@ from bacalhau.executor.wasm._output import CappedStreams
 from bacalhau.executor.wasm._params import ModuleRef, WasmEngineSpec
 from bacalhau.executor.wasm._poll import RunStopped, set_running_watch
 from bacalhau.executor.wasm._source import load_module
+from bacalhau.executor.wasm._staging import default_staging_root, fix_times, stage_tree
 from bacalhau.models import RunCommandResult, SpecConfig
 
 __all__ = ["WASM32_MAX_MEMORY", "WasmExecutor"]
@@ -92,6 +95,29 @@ class WasmExecutor:
     the event loop's default pool so long jobs cannot starve other blocking work. Each of
     ``stdout`` and ``stderr`` keeps at most ``max_stream_bytes``. No run's memory grows past
     ``max_memory`` bytes, whatever its job asks (a job that asks nothing gets that much).
+
+    A ``Deterministic`` run sees each read-only input through a copy staged under
+    ``staging_root`` (default: the tmpfs at /dev/shm, else the temporary directory; see
+    ``_staging``): every entry's access and modification time is 2000-01-01T00:00:00Z and a
+    directory lists its entries in name order (by bytes); result folders carry the same time
+    when the run starts, and everything in them gets it again when the run ends. Measured with
+    ``scripts/wasm/fsview.c`` (tests/executor/test_wasm_staging.py), what still reaches the
+    module through wasmtime's own WASI calls, which cannot be wrapped from Python:
+
+    - inode numbers (``st_ino``, ``d_ino``): a hash of the host's device and inode, different
+      for every staged copy (``st_dev`` is always 1);
+    - ``st_ctime``: the wall-clock instant the copy was staged (the kernel sets it; no call
+      can), and for anything the module creates or changes, the instant it does so;
+    - times of what the module writes during the run (result folders, writable inputs): the
+      host's clock, until the run ends;
+    - an access time the kernel updates when the module reads a file or lists a directory
+      (``relatime``: the fixed time is more than a day old);
+    - listing order where ``staging_root`` is not a tmpfs (ext4 orders by a hash seeded per
+      filesystem), and always in result folders and writable inputs, which are not staged;
+    - writable inputs (``:rw`` local directories) are shown as they are, not copied.
+
+    The staged copy holds the inputs whole, in memory on a tmpfs: deterministic jobs over
+    large inputs need that much room there.
     """
 
     def __init__(
@@ -101,6 +127,7 @@ class WasmExecutor:
         max_concurrent_runs: int = 32,
         max_stream_bytes: int = MAX_STREAM_FILE_BYTES,
         max_memory: int = WASM32_MAX_MEMORY,
+        staging_root: Path | None = None,
     ) -> None:
         if max_stream_bytes < 0:
             raise ValueError(f"max_stream_bytes must not be negative, got {max_stream_bytes}")
@@ -112,6 +139,7 @@ class WasmExecutor:
         linkers = {mode: new_linker(self._engine, mode) for mode in (STANDARD, DETERMINISTIC)}
         self._max_stream_bytes = max_stream_bytes
         self._max_memory = min(max_memory, WASM32_MAX_MEMORY)
+        self._staging_root = staging_root or default_staging_root()
         self._modules = ModuleCache(self._engine, linkers, module_cache_size)
         self._interrupter = EpochInterrupter(self._engine)
         self._workers = ThreadPoolExecutor(
@@ -274,8 +302,13 @@ class WasmExecutor:
             request.results_dir / STDERR_FILE,
             self._max_stream_bytes,
         )
+        staging: Path | None = None
         try:
-            wasi = self._wasi_config(spec, request, folders, set(imports))
+            if spec.deterministic:
+                staging = Path(tempfile.mkdtemp(prefix="bacalhau-wasm-", dir=self._staging_root))
+                for folder in folders.values():
+                    fix_times(folder)
+            wasi = self._wasi_config(spec, request, folders, set(imports), staging)
             wasi.stdout_file = streams.stdout_path
             wasi.stderr_file = streams.stderr_path
             watch.monotonic_base_ns = time.monotonic_ns()
@@ -295,6 +328,12 @@ class WasmExecutor:
         finally:
             store.close()  # closes the module's ends of the pipes
             dropped = streams.finish()
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
+        if spec.deterministic:
+            # Published results carry no trace of when the module wrote them.
+            for folder in folders.values():
+                fix_times(folder)
         if any(dropped):
             # As for a container's streams: the files keep the head, the drop is logged.
             _log.warning(
@@ -327,7 +366,10 @@ class WasmExecutor:
         request: RunRequest,
         folders: dict[str, Path],
         imported: set[str],
+        staging: Path | None,
     ) -> wasmtime.WasiConfig:
+        """WASI for one run; with ``staging`` (deterministic runs), read-only inputs are
+        shown through copies staged under it (see ``_staging``)."""
         wasi = wasmtime.WasiConfig()
         wasi.argv = spec.argv()
         wasi.env = spec.merged_env(request.env)
@@ -338,7 +380,7 @@ class WasmExecutor:
             if rp.name != rp.path:
                 wasi.preopen_dir(host, rp.name)
         modules = spec.module_targets()
-        for mount in request.inputs:
+        for index, mount in enumerate(request.inputs):
             if mount.target in modules or (mount.alias and mount.alias in imported):
                 continue  # a module, already loaded
             if not mount.source.is_dir():
@@ -347,7 +389,17 @@ class WasmExecutor:
                     "directories",
                     hint="give the input a directory as its target's source",
                 )
-            wasi.preopen_dir(str(mount.source), mount.target, not mount.read_only)
+            source = mount.source
+            if staging is not None and mount.read_only:
+                source = staging / str(index)
+                try:
+                    stage_tree(mount.source, source)
+                except OSError as e:
+                    raise ExecutionFailed(
+                        f"input {mount.target} could not be staged for a deterministic run: {e}",
+                        hint="the node stages deterministic inputs on a tmpfs; free space there",
+                    ) from None
+            wasi.preopen_dir(str(source), mount.target, not mount.read_only)
         return wasi
 
 
