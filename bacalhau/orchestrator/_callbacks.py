@@ -15,9 +15,11 @@ are cancelled on it when it reports what it holds (``_reconcile``).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from bacalhau.errors import BacalhauError, NodeLost, PermissionDenied, RevisionConflict
 from bacalhau.models import (
@@ -28,6 +30,7 @@ from bacalhau.models import (
     ExecutionDesiredStateType,
     ExecutionStateType,
     Job,
+    NodeState,
     RunResult,
     TriggeredBy,
     now_ns,
@@ -48,6 +51,14 @@ _LATE = "LateReport"
 _REPORTABLE = frozenset(
     {E.NEW, E.ASK_FOR_BID, E.ASK_FOR_BID_ACCEPTED, E.BID_ACCEPTED, E.RUNNING, E.PUBLISHING}
 )
+
+#: Execution detail set while the approval hooks decide its bid: kept in the store, so a
+#: requester restarted meanwhile knows which decisions to take up again.
+_AWAITING = "AwaitingApproval"
+#: How long a resumed decision waits for the bidding node to be known again (it may not
+#: have rejoined a requester that just restarted), and how often it looks.
+_NODE_WAIT = 30.0
+_NODE_POLL = 0.2
 
 #: Job types whose executions run until stopped: one that ends has failed.
 _LONG_RUNNING = frozenset({"daemon", "service"})
@@ -73,6 +84,7 @@ class ExecutionCallbacks:
         self._planner = planner
         self._nodes = nodes
         # An ApprovalChain given by node/ keeps its own defer policy and is closed by it.
+        self._owns_chain = not isinstance(hooks, ApprovalChain)
         self._chain = hooks if isinstance(hooks, ApprovalChain) else ApprovalChain(hooks)
         self._enqueue = enqueue
         #: Executions whose bid the hooks are deciding: a bid delivered again meanwhile (the
@@ -141,6 +153,7 @@ class ExecutionCallbacks:
         try:
             self._store.update_execution(
                 ex.id,
+                compute_details={**ex.compute_details, _AWAITING: "true"},
                 expected_states=frozenset({E.NEW, E.ASK_FOR_BID}),
                 event=Event(
                     message=f"Bid received from node; asking approval hooks: {names}",
@@ -154,18 +167,65 @@ class ExecutionCallbacks:
         self._deciding.add(ex.id)
         self._chain.submit(lambda: self._decide(ex.id))
 
-    async def _decide(self, execution_id: str) -> None:
+    def resume_decisions(self, executions: Iterable[Execution]) -> int:
+        """Take up again the decisions a restart cut short: bids the node accepted whose
+        hooks had not answered yet (nothing else would ever ask them: the node waits for
+        the requester's word). Returns how many were resumed."""
+        resumed = 0
+        for ex in executions:
+            if (
+                ex.compute_details.get(_AWAITING) != "true"
+                or ex.compute_state not in (E.NEW, E.ASK_FOR_BID)
+                or ex.desired_state == D.STOPPED
+                or ex.id in self._deciding
+            ):
+                continue
+            with contextlib.suppress(RevisionConflict):
+                self._store.update_execution(
+                    ex.id,
+                    expected_states=frozenset({E.NEW, E.ASK_FOR_BID}),
+                    event=Event(
+                        message="Requester restarted while the bid was being decided; "
+                        "asking the approval hooks again",
+                        topic="Scheduling",
+                        timestamp=now_ns(),
+                    ),
+                )
+            self._deciding.add(ex.id)
+            self._chain.submit(functools.partial(self._decide, ex.id, node_wait=_NODE_WAIT))
+            resumed += 1
+        return resumed
+
+    async def aclose(self) -> None:
+        """Stop deciding bids when the chain is this object's own (one given by node/ is
+        closed by its owner)."""
+        if self._owns_chain:
+            await self._chain.aclose()
+
+    async def _decide(self, execution_id: str, *, node_wait: float = 0.0) -> None:
         try:
-            await self._decide_once(execution_id)
+            await self._decide_once(execution_id, node_wait)
         finally:
             self._deciding.discard(execution_id)
 
-    async def _decide_once(self, execution_id: str) -> None:
+    async def _bidder(self, node_id: str, wait: float) -> NodeState:
+        """The bidding node; waits up to ``wait`` seconds for one not known (yet)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while True:
+            try:
+                return self._nodes.get(node_id)
+            except BacalhauError:
+                if loop.time() >= deadline:
+                    raise
+            await asyncio.sleep(_NODE_POLL)
+
+    async def _decide_once(self, execution_id: str, node_wait: float = 0.0) -> None:
         """Ask the hooks about one bid, then accept or reject it as they say."""
         ex = self._store.get_execution(execution_id)
         job = self._store.get_job(ex.job_id)
         try:
-            node = self._nodes.get(ex.node_id)
+            node = await self._bidder(ex.node_id, node_wait)
         except BacalhauError as exc:
             decision = ChainDecision(accepted=False, decided_by="-", reason=exc.message)
         else:
@@ -177,6 +237,7 @@ class ExecutionCallbacks:
             self._store.update_execution(
                 ex.id,
                 compute_state=E.ASK_FOR_BID_ACCEPTED,
+                compute_details={k: v for k, v in ex.compute_details.items() if k != _AWAITING},
                 expected_states=frozenset({E.NEW, E.ASK_FOR_BID}),
                 event=Event(
                     message="Bid accepted by node"

@@ -181,6 +181,8 @@ class Orchestrator:
             [JobStateType.PENDING, JobStateType.QUEUED, JobStateType.RUNNING]
         ):
             job = self.store.get_job(job_id)
+            # Bids whose hooks were deciding when the requester stopped are decided again.
+            self._callbacks.resume_decisions(self.store.executions_of(job_id))
             self._enqueue_new(job, TriggeredBy.EXEC_UPDATE)
         for i in range(self._workers):
             self._tasks.append(asyncio.create_task(self._work(), name=f"eval-worker-{i}"))
@@ -194,6 +196,7 @@ class Orchestrator:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         self._broker.close()
+        await self._callbacks.aclose()
         await self._planner.close()
         await self.nodes.__aexit__(None, None, None)
         self._approvals.close()

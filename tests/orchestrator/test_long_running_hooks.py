@@ -162,3 +162,75 @@ async def test_approval_hooks_decide_ops_and_daemon_bids(tmp_path: Path) -> None
                     )
                 )
                 await _wait_state(orch, job_id, JobStateType.COMPLETED)
+
+
+class Held:
+    """A hook that never answers (the requester stops while it decides)."""
+
+    name = "held"
+
+    def __init__(self) -> None:
+        self.asked = asyncio.Event()
+
+    async def approve(self, job: Job, execution: Execution, node: NodeState) -> HookDecision:
+        self.asked.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+class Asked:
+    """A hook that accepts, remembering which executions it was asked about."""
+
+    name = "held"  # the same configured hook, after the restart
+
+    def __init__(self) -> None:
+        self.executions: list[str] = []
+
+    async def approve(self, job: Job, execution: Execution, node: NodeState) -> HookDecision:
+        self.executions.append(execution.id)
+        return HookDecision.accept("ok")
+
+
+async def test_a_restart_while_hooks_decide_resumes_the_decision(tmp_path: Path) -> None:
+    held = Held()
+    compute = RecordingCompute()
+    view = StaticNodeView()
+    async with Orchestrator(
+        node_info=REQUESTER,
+        data_dir=tmp_path,
+        compute=compute,
+        node_view=view,
+        approval_hooks=[held],
+    ) as orch:
+        await view.join(compute_node_info("node-a"))
+        job_id = (await orch.submit_job(_job("batch"))).job_id
+        node, ask = await compute.next("ask")
+        assert isinstance(ask, AskForBidRequest)
+        ex_id = ask.execution.id
+        await orch.on_bid_complete(BidResult(ex_id, job_id, node, accepted=True))
+        await asyncio.wait_for(held.asked.wait(), 5)
+    # The requester stopped with the bid undecided; the node still waits for its answer.
+    asked = Asked()
+    compute = RecordingCompute()
+    view = StaticNodeView()
+    async with Orchestrator(
+        node_info=REQUESTER,
+        data_dir=tmp_path,
+        compute=compute,
+        node_view=view,
+        approval_hooks=[asked],
+        # Nodes not back yet are unknown, not lost, for a while (as a deployment sets it).
+        settings=SchedulerSettings(rejoin_grace=5.0),
+    ) as orch:
+        # The node rejoins a little after the requester is back.
+        await asyncio.sleep(0.1)
+        await view.join(compute_node_info("node-a"))
+        node, decision = await compute.next("accept")
+        assert node == "node-a" and isinstance(decision, BidDecision)
+        assert decision.execution_id == ex_id
+        assert asked.executions == [ex_id]
+        ex = orch.store.get_execution(ex_id)
+        assert ex.compute_state == E.BID_ACCEPTED
+        assert "AwaitingApproval" not in ex.compute_details
+        history = [h.event.message for h in await orch.job_history(job_id)]
+        assert any("Requester restarted" in m for m in history)
