@@ -105,3 +105,15 @@ async def test_outputs_carry_the_fixed_time_after_a_deterministic_run(
     assert written.read_text() == "written\n"
     # The input the module saw was a copy: the host's own keeps its times.
     assert (inputs / "alpha").stat().st_mtime_ns == 1_600_000_000 * 10**9
+
+
+async def test_the_staged_copy_is_removed_when_the_run_ends(tmp_path: Path, fsview: bytes) -> None:
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    inputs = make_inputs(tmp_path / "in", NAMES, 1_600_000_000)
+    request = fsview_request(tmp_path, fsview, inputs, Deterministic=True)
+    async with WasmExecutor(staging_root=staging) as executor:
+        result = await executor.run(request)
+    assert result.exit_code == 0
+    assert (request.results_dir / "stdout").read_text().count("mtime=946684800.") > 10
+    assert list(staging.iterdir()) == []
