@@ -94,6 +94,11 @@ async def get_node(request: web.Request) -> web.Response:
         for key in ("Orchestrator", "JobAdmissionControl"):
             if isinstance(ctx.agent_config.get(key), Mapping):
                 item[key] = redact(ctx.agent_config[key])
+        # Which hook decided the latest bids, when this requester keeps that (the API serves
+        # other orchestrator implementations too, which may not).
+        recent = getattr(ctx.orchestrator, "recent_bid_decisions", None)
+        if callable(recent) and isinstance(item.get("Orchestrator", {}), dict):
+            item.setdefault("Orchestrator", {})["RecentBidDecisions"] = recent()
     return json_response({"Node": item, "node": item})
 
 

@@ -123,8 +123,9 @@ def node_list(
 @output_option(default="yaml", choices=("json", "yaml"))
 @pass_state
 def node_describe(state: CliState, node_id: str, output: str) -> None:
-    """Show a node (ID or unique prefix)."""
-    emit(state.client().get_node(node_id).to_dict(), output)
+    """Show a node (ID or unique prefix); for the requester, also its approval hooks
+    (name, type, timeout) and which hook decided its latest bids."""
+    emit(state.client().describe_node(node_id), output)
 
 
 def _update(state: CliState, node_id: str, action: str, message: str) -> None:

@@ -387,6 +387,14 @@ class AsyncClient:
         data = await self._http.request("GET", f"/api/v1/orchestrator/nodes/{_quote(node_id)}")
         return node_state_from_dict(Obj(data, "").raw("Node"))
 
+    async def describe_node(self, node_id: str) -> dict[str, Any]:
+        """A node as the server describes it, whole: :meth:`get_node` plus what only the
+        describe route adds (for this requester: its accept hooks as configured and which
+        hook decided its latest bids, under ``Orchestrator``)."""
+        data = await self._http.request("GET", f"/api/v1/orchestrator/nodes/{_quote(node_id)}")
+        node = Obj(data, "").raw("Node")
+        return dict(node) if isinstance(node, Mapping) else {}
+
     async def update_node(self, node_id: str, action: str, message: str = "") -> tuple[bool, str]:
         """approve | reject | delete; returns (success, error message)."""
         data = await self._http.request(

@@ -198,6 +198,9 @@ class Client:
     def get_node(self, node_id: str) -> NodeState:
         return self._run(self._client.get_node(node_id))
 
+    def describe_node(self, node_id: str) -> dict[str, Any]:
+        return self._run(self._client.describe_node(node_id))
+
     def update_node(self, node_id: str, action: str, message: str = "") -> tuple[bool, str]:
         return self._run(self._client.update_node(node_id, action, message))
 

@@ -19,7 +19,9 @@ import asyncio
 import contextlib
 import functools
 import logging
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from bacalhau.errors import BacalhauError, NodeLost, PermissionDenied, RevisionConflict
 from bacalhau.models import (
@@ -59,6 +61,8 @@ _AWAITING = "AwaitingApproval"
 #: have rejoined a requester that just restarted), and how often it looks.
 _NODE_WAIT = 30.0
 _NODE_POLL = 0.2
+#: How many of the hooks' latest decisions ``node describe`` shows.
+_RECENT = 20
 
 #: Job types whose executions run until stopped: one that ends has failed.
 _LONG_RUNNING = frozenset({"daemon", "service"})
@@ -90,6 +94,12 @@ class ExecutionCallbacks:
         #: Executions whose bid the hooks are deciding: a bid delivered again meanwhile (the
         #: node retries a callback it thinks lost) does not ask them twice.
         self._deciding: set[str] = set()
+        self._recent: deque[dict[str, Any]] = deque(maxlen=_RECENT)
+
+    def recent_decisions(self) -> list[dict[str, Any]]:
+        """The approval hooks' latest decisions, newest first: which bid, which hook
+        decided (for a rejection, the hook that said no) and every hook's reason."""
+        return list(reversed(self._recent))
 
     @property
     def needs_approval(self) -> bool:
@@ -233,6 +243,17 @@ class ExecutionCallbacks:
                 job, ex, node, on_defer=lambda hook, why: self._record_defer(ex.id, hook, why)
             )
         said = "; ".join(decision.reasons)
+        self._recent.append(
+            {
+                "Time": now_ns(),
+                "JobID": ex.job_id,
+                "ExecutionID": ex.id,
+                "NodeID": ex.node_id,
+                "Accepted": decision.accepted,
+                "DecidedBy": decision.decided_by,
+                "Reasons": list(decision.reasons) or [decision.reason],
+            }
+        )
         try:
             self._store.update_execution(
                 ex.id,

@@ -553,6 +553,10 @@ class Orchestrator:
     async def get_node(self, node_id: str) -> NodeState:
         return self.nodes.get(node_id)
 
+    def recent_bid_decisions(self) -> list[dict[str, object]]:
+        """The approval hooks' latest decisions on bids, newest first (``node describe``)."""
+        return self._callbacks.recent_decisions()
+
     async def update_node(self, node_id: str, action: str, message: str = "") -> tuple[bool, str]:
         with contextlib.suppress(NodeNotFound):  # update() reports it
             node_id = self.nodes.get(node_id).info.node_id  # a unique prefix names one node
