@@ -5,19 +5,14 @@ variables every execution gets (Bacalhau v1.7+, ``pkg/compute/envvars.go``).
 
 from __future__ import annotations
 
-import fnmatch
 import os
 from collections.abc import Collection, Mapping
 
 from bacalhau.compute._bidder import BidRequest, BidVerdict
 from bacalhau.errors import ExecutionFailed
-from bacalhau.models import Execution, Job, forwarded_env_name
+from bacalhau.models import Execution, Job, env_name_allowed, forwarded_env_name
 
 __all__ = ["EnvForwardingAllowed", "execution_environment", "forwarding_refusal"]
-
-
-def _allowed(name: str, allow_list: Collection[str]) -> bool:
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in allow_list)
 
 
 def forwarding_refusal(job: Job, allow_list: Collection[str], host_env: Mapping[str, str]) -> str:
@@ -26,7 +21,7 @@ def forwarding_refusal(job: Job, allow_list: Collection[str], host_env: Mapping[
         name = forwarded_env_name(value)
         if name is None:
             continue
-        if not _allowed(name, allow_list):
+        if not env_name_allowed(name, allow_list):
             return (
                 f"this node does not forward the host variable {name} (Tasks[0].Env.{key}): "
                 "it is not in the operator's Compute.Env.AllowList"

@@ -63,6 +63,9 @@ class NodeRecord:
     #: Root CIDs of content the node holds pinned -> size of each DAG in bytes, a bounded
     #: number of them (data locality: the scheduler prefers nodes holding a job's inputs).
     held_roots: Mapping[str, int] = field(default_factory=dict)
+    #: The operator's ``Compute.Env.AllowList`` patterns (host variables the node forwards
+    #: to ``env:NAME`` references), so a requester can refuse a job no node would run.
+    env_allow_list: tuple[str, ...] = ()
 
     @classmethod
     def from_node_info(
@@ -87,6 +90,7 @@ class NodeRecord:
                 "queued_capacity": compute.queue_capacity,
                 "running_executions": compute.running_executions,
                 "enqueued_executions": compute.enqueued_executions,
+                "env_allow_list": tuple(compute.env_allow_list),
             }
         return cls(
             node_id=info.node_id,
@@ -115,6 +119,7 @@ class NodeRecord:
                 running_executions=self.running_executions,
                 enqueued_executions=self.enqueued_executions,
                 held_roots=dict(self.held_roots),
+                env_allow_list=list(self.env_allow_list),
             )
         return NodeInfo(
             node_id=self.node_id,

@@ -29,6 +29,7 @@ from bacalhau.models._job import (
     SpecConfig,
     Task,
     TimeoutConfig,
+    env_name_allowed,
     forwarded_env_name,
     parse_duration,
 )
@@ -144,6 +145,7 @@ __all__ = [
     "check_job_transition",
     "check_liveness_transition",
     "check_local_transition",
+    "env_name_allowed",
     "format_selector",
     "format_size",
     "forwarded_env_name",

@@ -8,8 +8,10 @@ spellings and omits what Go omits when empty. No validation happens here beyond 
 from __future__ import annotations
 
 import copy
+import fnmatch
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -433,6 +435,12 @@ def forwarded_env_name(value: str) -> str | None:
     if not value.startswith(ENV_REFERENCE_PREFIX):
         return None
     return value[len(ENV_REFERENCE_PREFIX) :]
+
+
+def env_name_allowed(name: str, allow_list: Iterable[str]) -> bool:
+    """Whether a host variable ``name`` matches one of an operator's ``Compute.Env.AllowList``
+    patterns (shell-style wildcards, case-sensitive: ``AWS_*``)."""
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in allow_list)
 
 
 #: The WASM engine param asking for a deterministic run (read by the wasm executor too).

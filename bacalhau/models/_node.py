@@ -48,6 +48,10 @@ class ComputeNodeInfo:
     #: Root CIDs of content the node holds and the size of each DAG in bytes (data
     #: locality; our extension, carried by gossip, not in Bacalhau's JSON).
     held_roots: dict[str, int] = field(default_factory=dict)
+    #: The operator's ``Compute.Env.AllowList`` patterns: the host variables the node fills
+    #: ``env:NAME`` references from (our extension, so a requester can refuse a job no node
+    #: would run; carried by gossip and shown as ``EnvAllowList``).
+    env_allow_list: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -63,6 +67,8 @@ class ComputeNodeInfo:
         }
         if self.held_roots:
             out["HeldRoots"] = dict(self.held_roots)
+        if self.env_allow_list:
+            out["EnvAllowList"] = list(self.env_allow_list)
         return out
 
     @classmethod
@@ -79,6 +85,7 @@ class ComputeNodeInfo:
             running_executions=o.get_int("RunningExecutions"),
             enqueued_executions=o.get_int("EnqueuedExecutions"),
             held_roots=_held_roots(o.raw("HeldRoots")),
+            env_allow_list=o.str_list("EnvAllowList"),
         )
 
 

@@ -237,6 +237,9 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
 
     async def describe() -> NodeRecord:
         compute_info = await compute_endpoint.node_info() if compute_endpoint else None
+        if compute_info is not None:
+            # Advertised so that a requester can refuse a job no node would forward for.
+            compute_info.env_allow_list = list(config.env_allow_list)
         info = NodeInfo(
             node_id=node_id,
             node_type=NodeType.COMPUTE if compute_info is not None else NodeType.REQUESTER,

@@ -47,6 +47,8 @@ from bacalhau.models import (
     RunResult,
     SpecConfig,
     TriggeredBy,
+    env_name_allowed,
+    forwarded_env_name,
     new_evaluation_id,
     new_job_id,
     normalise_job,
@@ -331,6 +333,7 @@ class Orchestrator:
         warnings = normalise_job(job)
         validate_job(job)
         self._check_partitions(job)
+        self._check_env_forwarding(job)
         now = now_ns()
         job.id = new_job_id()
         if not job.name:
@@ -379,18 +382,9 @@ class Orchestrator:
         more of them than the cluster has compute nodes could never all run, so such a job
         is refused here, naming ``Count``, unless it may wait for nodes to join (a
         QueueTimeout) or the requester has just started and may not know every node yet."""
-        if (
-            job.type not in ("batch", "service")
-            or job.task.timeouts.queue_timeout
-            or self._settings.default_queue_timeout
-            or now_ns() < self._settling_until
-        ):
+        if job.type not in ("batch", "service") or self._may_wait_for_nodes(job):
             return
-        nodes = sum(
-            1
-            for n in self.nodes.compute_nodes()
-            if n.membership == Membership.APPROVED and n.connection == Connection.CONNECTED
-        )
+        nodes = len(self._ready_compute_nodes())
         if job.count > max(nodes, 1):
             raise InvalidJobSpec(
                 f"Count {job.count} asks for more partitions than the {nodes} compute "
@@ -398,6 +392,53 @@ class Orchestrator:
                 field="Count",
                 hint="lower Count, or set Timeouts.QueueTimeout to wait for nodes to join",
             )
+
+    def _check_env_forwarding(self, job: Job) -> None:
+        """An ``env:NAME`` reference is filled only by a node whose operator allows ``NAME``
+        (``Compute.Env.AllowList``, advertised in each node's record): when no node of the
+        cluster does, every node would decline the job, so it is refused here, naming the
+        ``Env`` key, unless it may wait for nodes as :meth:`_check_partitions` allows."""
+        if not job.tasks or self._may_wait_for_nodes(job):
+            return
+        references = {
+            key: name
+            for key, value in job.task.env.items()
+            if (name := forwarded_env_name(value)) is not None
+        }
+        if not references:
+            return
+        allow_lists = [
+            n.info.compute.env_allow_list
+            for n in self._ready_compute_nodes()
+            if n.info.compute is not None
+        ]
+        for key, name in sorted(references.items()):
+            if not any(env_name_allowed(name, patterns) for patterns in allow_lists):
+                raise InvalidJobSpec(
+                    f"Tasks[0].Env.{key} forwards the host variable {name}, which no compute "
+                    "node of this cluster forwards",
+                    field=f"Tasks[0].Env.{key}",
+                    hint=f"ask the operator to add {name} to Compute.Env.AllowList, "
+                    "or set the value directly",
+                )
+
+    def _may_wait_for_nodes(self, job: Job) -> bool:
+        """Whether a job may wait for nodes to join (a QueueTimeout of its own or the
+        operator's default), or the requester has just started and may not know every node
+        yet: then what the current nodes lack is no reason to refuse it."""
+        return bool(
+            job.task.timeouts.queue_timeout
+            or self._settings.default_queue_timeout
+            or now_ns() < self._settling_until
+        )
+
+    def _ready_compute_nodes(self) -> list[NodeState]:
+        """The compute nodes that are approved and connected now."""
+        return [
+            n
+            for n in self.nodes.compute_nodes()
+            if n.membership == Membership.APPROVED and n.connection == Connection.CONNECTED
+        ]
 
     async def get_job(self, job_id: str) -> Job:
         return self.store.get_job(self.store.resolve_job_id(job_id))

@@ -79,6 +79,7 @@ def member_record_to_proto(record: NodeRecord) -> pb.MemberRecord:
         health=record.health,
         leaving=record.leaving,
         held_roots=[_held_root_to_proto(c, n) for c, n in record.held_roots.items()],
+        env_allow_list=record.env_allow_list,
     )
 
 
@@ -108,6 +109,7 @@ def member_record_from_proto(msg: pb.MemberRecord) -> NodeRecord:
         health=msg.health,
         leaving=msg.leaving,
         held_roots=_held_roots_from_proto(msg.held_roots),
+        env_allow_list=tuple(msg.env_allow_list),
     )
 
 

@@ -27,6 +27,7 @@ from bacalhau.models import LivenessState, NodeType, Resources
 from bacalhau.transport._convert_membership import (
     message_from_proto,
     message_to_proto,
+    signed_record_from_proto,
     signed_record_to_proto,
 )
 from bacalhau.transport._signing import open_sealed
@@ -52,12 +53,27 @@ FULL = record(
     software_version="v0.1.0",
     health="disk almost full",
     leaving=True,
+    env_allow_list=("AWS_*", "HOME"),
 )
 
 
 def test_a_record_round_trips_through_the_codec() -> None:
     assert CODEC.decode(CODEC.encode(FULL)) == FULL
     assert CODEC.encode(FULL) == CODEC.encode(FULL)  # deterministic
+
+
+def test_the_env_allow_list_survives_signing_and_the_wire() -> None:
+    # A requester refuses jobs forwarding a variable no node allows: it must see the
+    # patterns exactly as the compute node's operator wrote them.
+    sealed = signed(A, START_NS + 5, env_allow_list=("AWS_*", "GIT?UB_TOKEN"))
+    wire = membership_pb2.SignedMemberRecord.FromString(
+        signed_record_to_proto(sealed).SerializeToString()
+    )
+    opened = RecordVerifier(CODEC).open(signed_record_from_proto(wire))
+    assert isinstance(opened, NodeRecord)
+    assert opened.env_allow_list == ("AWS_*", "GIT?UB_TOKEN")
+    info = opened.to_node_info()
+    assert info.compute is not None and info.compute.env_allow_list == ["AWS_*", "GIT?UB_TOKEN"]
 
 
 def test_a_signed_record_is_a_standard_signed_envelope() -> None:

@@ -108,6 +108,7 @@ class MemberRecord(_message.Message):
     HEALTH_FIELD_NUMBER: _builtins.int
     LEAVING_FIELD_NUMBER: _builtins.int
     HELD_ROOTS_FIELD_NUMBER: _builtins.int
+    ENV_ALLOW_LIST_FIELD_NUMBER: _builtins.int
     node_id: _builtins.str
     """The node; must equal the signer."""
     version: _builtins.int
@@ -168,6 +169,12 @@ class MemberRecord(_message.Message):
         (data locality: where a job's inputs already are).
         """
 
+    @_builtins.property
+    def env_allow_list(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The operator's Compute.Env.AllowList patterns (shell-style wildcards): the host
+        variables the node fills `env:NAME` references from.
+        """
+
     def __init__(
         self,
         *,
@@ -190,10 +197,11 @@ class MemberRecord(_message.Message):
         health: _builtins.str = ...,
         leaving: _builtins.bool = ...,
         held_roots: _abc.Iterable[Global___HeldRoot] | None = ...,
+        env_allow_list: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["available_capacity", b"available_capacity", "queued_capacity", b"queued_capacity", "total_capacity", b"total_capacity"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_address", b"api_address", "available_capacity", b"available_capacity", "enqueued_executions", b"enqueued_executions", "execution_engines", b"execution_engines", "grpc_address", b"grpc_address", "health", b"health", "held_roots", b"held_roots", "labels", b"labels", "leaving", b"leaving", "node_id", b"node_id", "publisher_address", b"publisher_address", "publishers", b"publishers", "queued_capacity", b"queued_capacity", "roles", b"roles", "running_executions", b"running_executions", "software_version", b"software_version", "storage_sources", b"storage_sources", "total_capacity", b"total_capacity", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_address", b"api_address", "available_capacity", b"available_capacity", "enqueued_executions", b"enqueued_executions", "env_allow_list", b"env_allow_list", "execution_engines", b"execution_engines", "grpc_address", b"grpc_address", "health", b"health", "held_roots", b"held_roots", "labels", b"labels", "leaving", b"leaving", "node_id", b"node_id", "publisher_address", b"publisher_address", "publishers", b"publishers", "queued_capacity", b"queued_capacity", "roles", b"roles", "running_executions", b"running_executions", "software_version", b"software_version", "storage_sources", b"storage_sources", "total_capacity", b"total_capacity", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
