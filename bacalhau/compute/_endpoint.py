@@ -5,8 +5,11 @@ endpoint owns. Semantics follow Bacalhau 1.5 (``pkg/compute/bidder.go``):
 
 - ``WaitForApproval=true``: bid; accepted -> ``Created`` + OnBidComplete(accepted), then
   BidAccepted runs it and BidRejected ends it; rejected -> OnBidComplete(rejected, reason).
-- ``WaitForApproval=false``: accepted -> ``BidAccepted`` and run; rejected ->
-  OnComputeFailure("job rejected: <reason>").
+- ``WaitForApproval=false`` (the requester approved in advance: one round): accepted ->
+  ``BidAccepted`` + OnBidComplete(accepted) and run at once, without waiting for
+  BidAccepted; rejected -> OnBidComplete(rejected, reason), a declined bid as in two rounds
+  (Bacalhau 1.5 sent OnComputeFailure("job rejected: ..."), which the requester counted as a
+  failed execution rather than a node that would not take the job).
 
 Only requesters this node trusts may send any of these (:class:`RequesterTrust`); anything
 else is refused before it is acted on. Accepted executions wait in a local queue until
@@ -25,7 +28,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from bacalhau.compute._bidder import Bidder, BidVerdict
-from bacalhau.compute._callbacks import Callback, OrchestratorCallbacks
+from bacalhau.compute._callbacks import OrchestratorCallbacks
 from bacalhau.compute._capacity import DEFAULT_JOB_RESOURCES, CapacityTracker, job_usage
 from bacalhau.compute._events import TOPIC_BIDDING, failure_event, info_event
 from bacalhau.compute._logs import LogReader
@@ -36,7 +39,6 @@ from bacalhau.compute._store import ExecutionStore, LocalExecution
 from bacalhau.compute._trust import RequesterTrust
 from bacalhau.errors import (
     BacalhauError,
-    BidRejected,
     InvalidRequest,
     InvalidTransition,
     PermissionDenied,
@@ -294,21 +296,15 @@ class ComputeEndpoint:
     ) -> None:
         execution = request.execution
         ids = {"execution_id": execution.id, "job_id": execution.job_id, "node_id": self._node_id}
-        callback: Callback | None
-        if verdict.should_bid and request.wait_for_approval:
-            state = L.CREATED
-            event = info_event(verdict.reason, topic=TOPIC_BIDDING)
-            callback = BidResult(**ids, accepted=True, event=event)
-        elif verdict.should_bid:
-            state, callback = L.BID_ACCEPTED, None
+        # The same answer in both flows; a pre-approved bid is simply not waited on.
+        event = info_event(verdict.reason, topic=TOPIC_BIDDING)
+        callback = BidResult(**ids, accepted=verdict.should_bid, event=event)
+        if not verdict.should_bid:
+            state = L.BID_REJECTED
         elif request.wait_for_approval:
-            state = L.BID_REJECTED
-            event = info_event(verdict.reason, topic=TOPIC_BIDDING)
-            callback = BidResult(**ids, accepted=False, event=event)
+            state = L.CREATED
         else:
-            state = L.BID_REJECTED
-            err = BidRejected(f"job rejected: {verdict.reason}")
-            callback = ComputeFailure(**ids, event=failure_event(err, topic=TOPIC_BIDDING))
+            state = L.BID_ACCEPTED
         record = self._store.create(
             execution,
             requester_id=source_node_id,
@@ -316,8 +312,7 @@ class ComputeEndpoint:
             message=verdict.reason,
             callback=callback,
         )
-        if callback is not None:
-            self._outbox.kick(source_node_id)
+        self._outbox.kick(source_node_id)
         if state is L.BID_ACCEPTED:
             self._enqueue(record)
 

@@ -120,21 +120,28 @@ class ExecutionCallbacks:
 
     async def on_bid_complete(self, result: BidResult) -> None:
         ex = self._own_execution(result.execution_id, result.node_id)
-        if result.accepted and self._chain.needs_approval:
+        # Asked pre-approved (desired RUNNING from the start): the node already runs it.
+        pre_approved = ex.desired_state == D.RUNNING
+        if result.accepted and self._chain.needs_approval and not pre_approved:
             # The hooks decide in the background: the node's callback is answered now, and
             # a slow hook holds up this bid only.
             self._await_approval(ex)
             return
         try:
             if result.accepted:
-                self._store.update_execution(
-                    ex.id,
-                    compute_state=E.ASK_FOR_BID_ACCEPTED,
-                    expected_states=frozenset({E.NEW, E.ASK_FOR_BID}),
-                    event=Event(
-                        message="Bid accepted by node", topic="Scheduling", timestamp=now_ns()
-                    ),
-                )
+                # One transaction: a pre-approved execution never rests in AskForBidAccepted,
+                # where the scheduler would take it for a bid still to approve.
+                with self._store.transaction():
+                    self._store.update_execution(
+                        ex.id,
+                        compute_state=E.ASK_FOR_BID_ACCEPTED,
+                        expected_states=frozenset({E.NEW, E.ASK_FOR_BID}),
+                        event=Event(
+                            message="Bid accepted by node", topic="Scheduling", timestamp=now_ns()
+                        ),
+                    )
+                    if pre_approved:
+                        self._record_pre_approval(ex.id)
             else:
                 message = result.event.message or "node declined to bid"
                 self._store.update_execution(
@@ -155,6 +162,18 @@ class ExecutionCallbacks:
             log.info("ignoring late bid for %s: %s", ex.id, exc.message)
             return
         self._after_callback(ex.job_id)
+
+    def _record_pre_approval(self, execution_id: str) -> None:
+        """Record the acceptance the requester gave in advance, as the scheduler records it
+        in two rounds (same state, messages and history), without a BidAccepted to send."""
+        self._store.update_execution(
+            execution_id,
+            compute_state=E.BID_ACCEPTED,
+            desired_message="bid accepted",
+            compute_message="bid accepted",
+            expected_states=frozenset({E.ASK_FOR_BID_ACCEPTED}),
+            event=Event(message="Bid accepted", topic="Scheduling", timestamp=now_ns()),
+        )
 
     def _await_approval(self, ex: Execution) -> None:
         if ex.id in self._deciding:

@@ -131,10 +131,11 @@ class Planner:
                         timestamp=now,
                     ),
                 )
+                # Desired RUNNING from the start: approved in advance, the node bids and
+                # starts in one round. Either way the execution waits in AskForBid for the
+                # node's OnBidComplete, which moves it on (``ExecutionCallbacks``).
                 pre_approved = ex.desired_state == D.RUNNING
-                updated = store.update_execution(
-                    ex.id, compute_state=E.BID_ACCEPTED if pre_approved else E.ASK_FOR_BID
-                )
+                updated = store.update_execution(ex.id, compute_state=E.ASK_FOR_BID)
                 sends.append(_Send("ask-approved" if pre_approved else "ask", updated))
             if plan.new_job_state is not None and (
                 plan.new_job_state != plan.job.state

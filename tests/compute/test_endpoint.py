@@ -139,7 +139,9 @@ async def test_pre_approved_flow(compute_node: NodeFactory) -> None:
         await node.ask(execution, wait=False)
         (result,) = await node.callbacks.wait_for(execution.id, RunResult)
         assert isinstance(result, RunResult) and result.run_output.exit_code == 3
-        assert [type(m) for m in node.callbacks.messages(execution.id)] == [RunResult]
+        # One round: the bid is reported, and the run starts without waiting for BidAccepted.
+        bid, _ = node.callbacks.messages(execution.id)
+        assert isinstance(bid, BidResult) and bid.accepted and bid.event.topic == "Bidding"
         assert node.state(execution.id) is L.COMPLETED
 
 
@@ -157,11 +159,11 @@ async def test_rejection_of_a_pre_approved_execution(compute_node: NodeFactory) 
     async with compute_node(capacity=Resources(cpu=1, memory=2**30)) as node:
         execution = make_execution("echo hi", cpu="2")
         await node.ask(execution, wait=False)
-        (failure,) = await node.callbacks.wait_for(execution.id, ComputeFailure)
-        assert isinstance(failure, ComputeFailure)
-        assert failure.event.message.startswith("job rejected: insufficient resources - ")
-        assert failure.event.details["ErrorCode"] == "BidRejected"
-        assert failure.event.details["FailsExecution"] == "true"
+        # A declined bid, as in two rounds: not a failed execution.
+        (bid,) = await node.callbacks.wait_for(execution.id, BidResult)
+        assert isinstance(bid, BidResult) and not bid.accepted
+        assert bid.event.message.startswith("insufficient resources - ")
+        assert node.callbacks.messages(execution.id) == [bid]
         assert node.state(execution.id) is L.BID_REJECTED
         assert node.shell.started == []
 
@@ -212,7 +214,8 @@ async def test_cancel_while_running_stops_the_workload(
             os.kill(pid, 0)
         assert not (node.results_root / execution.id).exists()
         await node.endpoint.outbox.flush(5)
-        assert node.callbacks.messages(execution.id) == []  # the requester asked: no callback
+        # Only the bid: the requester asked for the stop, so no callback reports it.
+        assert [type(m) for m in node.callbacks.messages(execution.id)] == [BidResult]
         assert node.state(execution.id) is L.CANCELLED
         # Capacity is back: the next job runs.
         follow_up = noop_execution(Stdout="next")
@@ -229,7 +232,7 @@ async def test_callbacks_are_retried_until_delivered(compute_node: NodeFactory) 
         await node.ask(execution, wait=False)
         (result,) = await node.callbacks.wait_for(execution.id, RunResult)
         assert isinstance(result, RunResult) and result.run_output.stdout == "eventually"
-        assert node.callbacks.attempts == 5
+        assert node.callbacks.attempts == 6  # four failures, then the bid and the result
         assert node.store.pending_callbacks(REQUESTER) == []
 
 
@@ -311,7 +314,7 @@ async def test_shutdown_fails_running_work_and_reports_it(compute_node: NodeFact
         await node.ask(execution, wait=False)
         await eventually(lambda: node.state(execution.id) is L.RUNNING)
     # Closing the endpoint failed the execution and flushed the callback.
-    (failure,) = recorder.messages(execution.id)
+    _bid, failure = recorder.messages(execution.id)
     assert isinstance(failure, ComputeFailure)
     assert failure.event.message == "node shut down while the execution was running"
     assert failure.event.details["ErrorCode"] == "ExecutionInterrupted"

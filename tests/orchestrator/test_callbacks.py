@@ -31,7 +31,7 @@ from bacalhau.models import (
     RunResult,
     SpecConfig,
 )
-from bacalhau.orchestrator import Orchestrator
+from bacalhau.orchestrator import Orchestrator, SchedulerSettings
 from tests.orchestrator.node_view import StaticNodeView, compute_node_info
 
 
@@ -104,6 +104,8 @@ async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
         data_dir=tmp_path,
         compute=compute,
         node_view=view,
+        # Two rounds, step by step (the one-round path: test_fast_path.py).
+        settings=SchedulerSettings(pre_approve=False),
     )
     async with orch:
         await view.join(_compute_node("node-a"))
@@ -357,6 +359,7 @@ async def test_report_without_an_execution_has_it_failed_and_replaced(
         compute=compute,
         node_view=view,
         report_in_flight=0.1,  # what may still be on its way to the node
+        settings=SchedulerSettings(pre_approve=False),
     )
     async with orch:
         await view.join(_compute_node("node-a"))

@@ -51,7 +51,8 @@ def _requester(
         data_dir=tmp_path,
         compute=compute,
         node_view=view,
-        settings=SchedulerSettings(queue_backoff=0.05),
+        # Two rounds: these tests turn away bids that wait for the requester's word.
+        settings=SchedulerSettings(queue_backoff=0.05, pre_approve=False),
         manual_approval=manual,
     )
 

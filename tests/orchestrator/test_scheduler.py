@@ -74,6 +74,11 @@ def test_count_places_on_distinct_nodes() -> None:
     plan = schedule(job(count=2), [], [node("a"), node("b"), node("c")], ev(), now=NOW)
     assert len(plan.new_executions) == 2
     assert len({e.node_id for e in plan.new_executions}) == 2
+    # Nothing to ask first: pre-approved, one round.
+    assert all(e.desired_state == D.RUNNING for e in plan.new_executions)
+    assert plan.new_job_state is None  # running once a node takes it, not before
+    two_rounds = SchedulerSettings(pre_approve=False)
+    plan = schedule(job(count=2), [], [node("a"), node("b")], ev(), now=NOW, settings=two_rounds)
     assert all(e.desired_state == D.PENDING for e in plan.new_executions)
 
 

@@ -71,7 +71,14 @@ def _orchestrator(tmp_path: Path, compute: RecordingCompute, **settings: float) 
         # The safety-net timer is far away unless a test wants it: whatever places a job
         # within a test is an event (a join, more room, an execution ending).
         settings=SchedulerSettings(
-            **{"queue_backoff": 30.0, "queue_backoff_max": 30.0, "retry_delay": 0.0, **settings}
+            **{
+                "queue_backoff": 30.0,
+                "queue_backoff_max": 30.0,
+                "retry_delay": 0.0,
+                # Two rounds: the tests play the compute node's part step by step.
+                "pre_approve": False,
+                **settings,
+            }
         ),
         housekeeping_interval=0.1,
     )

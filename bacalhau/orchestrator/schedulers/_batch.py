@@ -50,6 +50,10 @@ E = ExecutionStateType
 _SURPLUS = "Execution stop requested because there are more executions than needed"
 
 
+#: Observed states of an execution whose node has not answered its ask yet.
+_ASKED = frozenset({E.NEW, E.ASK_FOR_BID})
+
+
 def schedule_batch(
     job: Job,
     executions: Sequence[Execution],
@@ -150,10 +154,12 @@ def schedule_batch(
         )
         suitable = [r for r in ranks if r.suitable]
         placed = suitable[:missing]
+        # Pre-approved (no approval hook to ask): the node bids and starts in one round.
+        desired_new = D.RUNNING if settings.pre_approve else D.PENDING
         for r, partition in zip(placed, missing_parts, strict=False):
             plan.new_executions.append(
                 new_execution(
-                    job, r.node.info.node_id, evaluation, D.PENDING, now, partition=partition
+                    job, r.node.info.node_id, evaluation, desired_new, now, partition=partition
                 )
             )
         if len(placed) < missing:
@@ -186,8 +192,11 @@ def schedule_batch(
                     queue_expired(queue_timeout) + not_enough_nodes(job, missing, ranks, failures)
                 )
 
+    # Running once a node took it: a pre-approved ask the node has not answered yet does not
+    # count (it may decline), so the job's states come as in two rounds.
     if job.state in (JobStateType.PENDING, JobStateType.QUEUED) and (
-        approved or any(e.desired_state == D.RUNNING for e in active)
+        approved
+        or any(e.desired_state == D.RUNNING and e.compute_state not in _ASKED for e in active)
     ):
         plan.new_job_state = JobStateType.RUNNING
         plan.job_event = event("Running", "State Update", now)
