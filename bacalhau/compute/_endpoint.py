@@ -120,6 +120,10 @@ class ComputeEndpoint:
         self._runs: dict[str, asyncio.Task[LocalExecution]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._bidding: set[str] = set()
+        #: Cancels that arrived while their execution was still being bid for (reason by
+        #: execution ID): the bid, once decided, records the execution as cancelled and
+        #: runs nothing, whichever flow it was asked in.
+        self._cancelled_while_bidding: dict[str, str] = {}
         #: Who asked for each queued or running execution (where its callbacks go).
         self._requester_of: dict[str, str] = {}
         self._started = False
@@ -240,6 +244,13 @@ class ComputeEndpoint:
         self._check_open()
         record = self._store.find(request.execution_id)
         if record is None:
+            if request.execution_id in self._bidding:
+                # The ask is still being decided: a pre-approved ask would otherwise start
+                # running right after this cancel, which only its next report would stop.
+                reason = request.justification or "cancelled by the requester"
+                self._cancelled_while_bidding[request.execution_id] = reason
+                _log.info("execution %s cancelled while bidding: %s", request.execution_id, reason)
+                return
             _log.info("cancel for unknown execution %s ignored", request.execution_id)
             return
         self._check_owner(source_node_id, record)
@@ -290,11 +301,19 @@ class ComputeEndpoint:
             _log.exception("bidding for execution %s failed", execution.id)
         finally:
             self._bidding.discard(execution.id)
+            self._cancelled_while_bidding.pop(execution.id, None)
 
     def _record_bid(
         self, source_node_id: str, request: AskForBidRequest, verdict: BidVerdict
     ) -> None:
         execution = request.execution
+        cancelled = self._cancelled_while_bidding.pop(execution.id, None)
+        if cancelled is not None:
+            # Kept (so a repeated ask stays a no-op) but never run; the requester has
+            # already recorded the stop, so no answer is owed.
+            record = self._store.create(execution, requester_id=source_node_id, message=cancelled)
+            self._store.transition(record, L.CANCELLED, message=cancelled)
+            return
         ids = {"execution_id": execution.id, "job_id": execution.job_id, "node_id": self._node_id}
         # The same answer in both flows; a pre-approved bid is simply not waited on.
         event = info_event(verdict.reason, topic=TOPIC_BIDDING)

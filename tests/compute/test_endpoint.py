@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
@@ -143,6 +144,24 @@ async def test_pre_approved_flow(compute_node: NodeFactory) -> None:
         bid, _ = node.callbacks.messages(execution.id)
         assert isinstance(bid, BidResult) and bid.accepted and bid.event.topic == "Bidding"
         assert node.state(execution.id) is L.COMPLETED
+
+
+async def test_a_cancel_that_arrives_while_bidding_keeps_the_execution_from_running(
+    compute_node: NodeFactory,
+) -> None:
+    async with compute_node() as node:
+        execution = noop_execution(Stdout="must not run")
+        await node.ask(execution, wait=False)
+        # The bid is decided in a task of its own: this cancel overtakes it.
+        assert node.state(execution.id) is None
+        await node.endpoint.cancel_execution(
+            REQUESTER, CancelExecutionRequest(execution.id, "job stopped")
+        )
+        await eventually(lambda: node.state(execution.id) is L.CANCELLED)
+        await node.ask(execution, wait=False)  # a repeated ask stays a no-op
+        await asyncio.sleep(0.2)
+        assert node.state(execution.id) is L.CANCELLED
+        assert node.callbacks.messages(execution.id) == []
 
 
 async def test_rejection_while_waiting_for_approval(compute_node: NodeFactory) -> None:
