@@ -25,7 +25,6 @@ from bacalhau.transport._convert_membership import MEMBER_RECORD_CODEC, ProtoRec
 from bacalhau.transport._handlers import ComputeHandler, OrchestratorHandler
 from bacalhau.transport._membership import (
     MembershipClient,
-    MembershipServer,
     MembershipServicer,
     add_membership_service,
 )
@@ -45,7 +44,6 @@ __all__ = [
     "ComputeClient",
     "ComputeHandler",
     "MembershipClient",
-    "MembershipServer",
     "MembershipServicer",
     "NodeServer",
     "OrchestratorClient",

@@ -6,8 +6,8 @@
 - :class:`MembershipClient` is a :class:`bacalhau.gossip.Network`: one warm channel per peer,
   pinned to the peer's node ID when the core names one (a seed address is reached unpinned,
   but only a certificate from the cluster CA is accepted there either).
-- :class:`MembershipServer` serves only MembershipService, for a node (or a test) that has no
-  :class:`NodeServer`; :func:`add_membership_service` adds it to any grpc.aio server.
+- :func:`add_membership_service` adds the service to a grpc.aio server (``NodeServer`` does
+  it for every node).
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ import grpc
 
 from bacalhau._proto.v1 import membership_pb2 as pb
 from bacalhau._proto.v1 import membership_pb2_grpc
-from bacalhau.errors import BacalhauError, PermissionDenied, Unavailable
+from bacalhau.errors import BacalhauError, PermissionDenied
 from bacalhau.gossip import Ack, Gossip, Message, Nack, Outbound, Ping, PingReq
 from bacalhau.identity import NodeFiles, NodeIdentity
-from bacalhau.transport._channel import NodeChannel, format_address
+from bacalhau.transport._channel import NodeChannel
 from bacalhau.transport._convert_membership import (
     MembershipRequest,
     message_from_proto,
@@ -33,7 +33,7 @@ from bacalhau.transport._convert_membership import (
 )
 from bacalhau.transport._errors import abort_with, error_from_rpc, unexpected
 from bacalhau.transport._peer import peer_node_id
-from bacalhau.transport._tls import channel_credentials, server_credentials, server_options
+from bacalhau.transport._tls import channel_credentials
 
 log = logging.getLogger(__name__)
 
@@ -176,61 +176,3 @@ class MembershipClient:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
-
-
-class MembershipServer:
-    """A mutual-TLS gRPC server with only MembershipService; an async context manager."""
-
-    def __init__(
-        self,
-        files: NodeFiles,
-        deliver: Deliver,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        *,
-        stop_grace_seconds: float = 0.5,
-    ) -> None:
-        self._files = files
-        self._deliver = deliver
-        self._host = host
-        self._requested_port = port
-        self._stop_grace = stop_grace_seconds
-        self._server: Any = None
-        self._port = 0
-
-    @property
-    def address(self) -> str:
-        """``host:port`` the server listens on (valid once started)."""
-        return format_address(self._host, self._port)
-
-    async def start(self) -> None:
-        if self._server is not None:
-            return
-        server = grpc.aio.server(options=server_options())
-        add_membership_service(server, self._deliver)
-        bind = format_address(self._host, self._requested_port)
-        try:
-            port = server.add_secure_port(bind, server_credentials(self._files))
-        except RuntimeError as e:
-            raise Unavailable(f"cannot listen on {bind}: {e}", component="Membership") from None
-        if not port:
-            raise Unavailable(f"cannot listen on {bind}", component="Membership")
-        await server.start()
-        self._server, self._port = server, port
-
-    async def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            await server.stop(self._stop_grace)
-
-    async def __aenter__(self) -> MembershipServer:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()

@@ -124,9 +124,10 @@ class NodeServer:
     async def start(self) -> None:
         if self._server is not None:
             return
-        if self._compute is None and self._orchestrator is None:
+        if self._compute is None and self._orchestrator is None and self._deliver is None:
             raise InvalidRequest(
-                "a node server needs a compute or an orchestrator handler", component="Transport"
+                "a node server needs a compute or an orchestrator handler, or membership",
+                component="Transport",
             )
         creds = server_credentials(self._files)
         server = grpc.aio.server(options=server_options())

@@ -26,7 +26,7 @@ from bacalhau.models import LivenessState, NodeType
 from bacalhau.transport import (
     MEMBER_RECORD_CODEC,
     MembershipClient,
-    MembershipServer,
+    NodeServer,
     channel_credentials,
     channel_options,
 )
@@ -46,7 +46,7 @@ FAST = GossipSettings(
 @dataclass
 class Member:
     node: Node
-    server: MembershipServer
+    server: NodeServer
     runner: MembershipRunner
     events: list[MemberEvent] = field(default_factory=list)
 
@@ -70,7 +70,9 @@ async def running_member(
         runner.deliver(sender, message)
 
     async with AsyncExitStack() as stack:
-        server = await stack.enter_async_context(MembershipServer(node.files, deliver))
+        server = NodeServer(node.identity, node.files)
+        server.add_membership(deliver)
+        await stack.enter_async_context(server)
         client = await stack.enter_async_context(MembershipClient(node.identity, node.files))
         record = NodeRecord(
             node_id=node.node_id,
