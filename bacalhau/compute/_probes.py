@@ -21,77 +21,35 @@ Contracts (as Bacalhau's, see the compatibility reference, section 7.3):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import os
-import signal
-from typing import Any
 
 import aiohttp
 
 from bacalhau.compute._bidder import BidRequest, BidVerdict
 from bacalhau.errors import InvalidConfiguration
+from bacalhau.hooks import (
+    MAX_OUTPUT,
+    MAX_REASON,
+    HookProgramFailed,
+    OnceLog,
+    first_line,
+    json_object,
+    key_any_case,
+    run_command,
+)
 from bacalhau.models import Job
 
 _log = logging.getLogger(__name__)
 
 #: Seconds a probe may take when the operator sets no timeout.
 DEFAULT_PROBE_TIMEOUT = 10.0
-#: Bytes of a probe's output (each stream) or answer that are read; the rest is ignored.
-_MAX_OUTPUT = 64 * 1024
-#: Bytes of payload also put in the probe's environment: Linux refuses to start a program
-#: with one variable over 128 KiB, so larger jobs reach the probe on stdin only.
-_MAX_ENV_PAYLOAD = 100 * 1024
-#: Characters of a probe's reason kept in the bid's answer.
-_MAX_REASON = 500
 
 
 def probe_payload(node_id: str, job: Job) -> bytes:
     """What both probes are given: ``{"NodeID": ..., "Job": {...}}`` (Bacalhau v1.5.0's shape,
     read by probes written for any v1 release)."""
     return json.dumps({"NodeID": node_id, "Job": job.to_dict()}).encode()
-
-
-class _OnceLog:
-    """Logs a probe's failure the first time its cause is seen: a broken probe fails every
-    job the same way, and one warning says it (later ones go to debug)."""
-
-    def __init__(self, what: str) -> None:
-        self._what = what
-        self._seen: set[str] = set()
-
-    def failed(self, cause: str) -> None:
-        if cause in self._seen:
-            _log.debug("%s: %s", self._what, cause)
-            return
-        self._seen.add(cause)
-        _log.warning("%s: %s (counted as a no for every job it fails on)", self._what, cause)
-
-
-def _first_line(data: bytes) -> str:
-    for line in data.decode("utf-8", "replace").splitlines():
-        if line.strip():
-            return line.strip()[:_MAX_REASON]
-    return ""
-
-
-async def _read_capped(stream: asyncio.StreamReader | None) -> bytes:
-    """Read a stream to its end, keeping the first bytes only (a chatty probe cannot fill
-    memory, and it never blocks on a full pipe)."""
-    if stream is None:
-        return b""
-    kept = bytearray()
-    while chunk := await stream.read(65536):
-        if len(kept) < _MAX_OUTPUT:
-            kept += chunk[: _MAX_OUTPUT - len(kept)]
-    return bytes(kept)
-
-
-def _kill_group(proc: asyncio.subprocess.Process) -> None:
-    # The probe runs in its own session: kill everything it started, not only bash.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
 
 
 class ExecProbe:
@@ -104,47 +62,26 @@ class ExecProbe:
             )
         self.command = command
         self._timeout = timeout
-        self._log = _OnceLog(f"exec probe {command!r}")
+        self._log = OnceLog(f"exec probe {command!r}", _log)
 
     async def evaluate(self, request: BidRequest) -> BidVerdict:
         data = probe_payload(request.node_id, request.job)
-        env = {"PATH": os.environ.get("PATH", os.defpath)}
-        if len(data) <= _MAX_ENV_PAYLOAD:
-            env["BACALHAU_JOB_SELECTION_PROBE_DATA"] = data.decode()
         try:
-            proc = await asyncio.create_subprocess_exec(
-                "bash",
-                "-c",
+            outcome = await run_command(
                 self.command,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                env=env,
-                start_new_session=True,
+                data,
+                env_name="BACALHAU_JOB_SELECTION_PROBE_DATA",
+                timeout=self._timeout,
             )
-        except OSError as err:
-            return self._fail(f"could not start bash: {err.strerror or err}")
-        try:
-            async with asyncio.timeout(self._timeout):
-                out, err_out, _ = await asyncio.gather(
-                    _read_capped(proc.stdout),
-                    _read_capped(proc.stderr),
-                    _feed(proc, data),
-                )
-                code = await proc.wait()
-        except TimeoutError:
-            _kill_group(proc)
-            await proc.wait()
-            return self._fail(f"did not answer within {self._timeout:g}s")
-        finally:
-            if proc.returncode is None:  # cancelled while it ran
-                _kill_group(proc)
+        except HookProgramFailed as err:
+            return self._fail(str(err))
+        code = outcome.exit_code
         if code == 0:
             return BidVerdict.accept(
                 f"this node does accept jobs where external command {self.command!r} "
                 "returns exit code 0"
             )
-        reason = _first_line(err_out) or _first_line(out)
+        reason = outcome.said
         if code in (126, 127):  # bash: not executable / command not found
             return self._fail(reason or f"exit code {code}")
         if not reason:
@@ -154,18 +91,6 @@ class ExecProbe:
     def _fail(self, cause: str) -> BidVerdict:
         self._log.failed(cause)
         return BidVerdict.reject(f"exec probe {self.command!r} failed: {cause}")
-
-
-async def _feed(proc: asyncio.subprocess.Process, data: bytes) -> None:
-    """Write the payload to the probe's stdin; a probe that does not read it is fine."""
-    if proc.stdin is None:
-        return
-    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-        proc.stdin.write(data)
-        await proc.stdin.drain()
-    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-        proc.stdin.close()
-        await proc.stdin.wait_closed()
 
 
 class HttpProbe:
@@ -183,7 +108,7 @@ class HttpProbe:
         self.url = url
         self._timeout = timeout
         self._session: aiohttp.ClientSession | None = None
-        self._log = _OnceLog(f"HTTP probe {url}")
+        self._log = OnceLog(f"HTTP probe {url}", _log)
 
     async def __aenter__(self) -> HttpProbe:
         self._session = aiohttp.ClientSession()
@@ -210,15 +135,15 @@ class HttpProbe:
             return BidVerdict.accept(
                 f"this node does accept jobs where url {self.url!r} returns HTTP status {status}"
             )
-        answer = _json_object(body)
-        should_bid = _key(answer, "shouldbid") if answer is not None else None
+        answer = json_object(body)
+        should_bid = key_any_case(answer, "shouldbid") if answer is not None else None
         if not isinstance(should_bid, bool):
             return self._fail(
                 'answered something that is not {"ShouldBid": bool, "Reason": str}: '
-                + _first_line(body)[:80]
+                + first_line(body)[:80]
             )
-        said = _key(answer, "reason") if answer is not None else None
-        text = str(said)[:_MAX_REASON] if said else ""
+        said = key_any_case(answer, "reason") if answer is not None else None
+        text = str(said)[:MAX_REASON] if said else ""
         if should_bid:
             return BidVerdict.accept(text or f"this node does accept jobs url {self.url!r} accepts")
         return BidVerdict.reject(
@@ -234,7 +159,7 @@ class HttpProbe:
             async with session.post(
                 self.url, data=data, headers={"Content-Type": "application/json"}
             ) as resp:
-                return resp.status, await resp.content.read(_MAX_OUTPUT)
+                return resp.status, await resp.content.read(MAX_OUTPUT)
         finally:
             if owned:
                 await session.close()
@@ -244,23 +169,7 @@ class HttpProbe:
         return BidVerdict.reject(f"HTTP probe {self.url} failed: {cause}")
 
 
-def _json_object(body: bytes) -> dict[str, Any] | None:
-    try:
-        value = json.loads(body)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _key(obj: dict[str, Any], lower: str) -> Any:
-    """A key in any case (Bacalhau v1.5.0 wrote ``shouldBid``, v1.5.2 ``ShouldBid``)."""
-    for key, value in obj.items():
-        if key.lower() == lower:
-            return value
-    return None
-
-
 def _answer_reason(body: bytes) -> str:
-    answer = _json_object(body)
-    reason = _key(answer, "reason") if answer is not None else None
-    return str(reason)[:_MAX_REASON] if reason else ""
+    answer = json_object(body)
+    reason = key_any_case(answer, "reason") if answer is not None else None
+    return str(reason)[:MAX_REASON] if reason else ""

@@ -25,11 +25,8 @@ its own bid: the compute node's callback is answered at once, and other jobs kee
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import os
-import signal
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -38,6 +35,15 @@ from typing import Any, Protocol, overload
 import aiohttp
 
 from bacalhau.errors import BacalhauError
+from bacalhau.hooks import (
+    MAX_OUTPUT,
+    MAX_REASON,
+    HookProgramFailed,
+    first_line,
+    json_object,
+    key_any_case,
+    run_command,
+)
 from bacalhau.models import Execution, Job, NodeState
 
 log = logging.getLogger(__name__)
@@ -46,9 +52,6 @@ log = logging.getLogger(__name__)
 DEFAULT_HOOK_TIMEOUT = 10.0
 #: Exit code with which an exec hook defers (sysexits' EX_TEMPFAIL: "try again later").
 DEFER_EXIT_CODE = 75
-_MAX_OUTPUT = 64 * 1024
-_MAX_ENV_PAYLOAD = 100 * 1024
-_MAX_REASON = 500
 
 
 class HookVerdict(StrEnum):
@@ -129,13 +132,6 @@ def hook_payload(job: Job, execution: Execution, node: NodeState) -> bytes:
     ).encode()
 
 
-def _first_line(data: bytes) -> str:
-    for line in data.decode("utf-8", "replace").splitlines():
-        if line.strip():
-            return line.strip()[:_MAX_REASON]
-    return ""
-
-
 class HookFailed(Exception):
     """A hook could not give an answer (the cause is the message); a rejection."""
 
@@ -162,36 +158,14 @@ class ExecApprovalHook:
 
     async def approve(self, job: Job, execution: Execution, node: NodeState) -> HookDecision:
         data = hook_payload(job, execution, node)
-        env = {"PATH": os.environ.get("PATH", os.defpath)}
-        if len(data) <= _MAX_ENV_PAYLOAD:
-            env["BACALHAU_BID_APPROVAL_DATA"] = data.decode()
         try:
-            proc = await asyncio.create_subprocess_exec(
-                "bash",
-                "-c",
-                self.command,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                env=env,
-                start_new_session=True,
+            outcome = await run_command(
+                self.command, data, env_name="BACALHAU_BID_APPROVAL_DATA", timeout=self.timeout
             )
-        except OSError as err:
-            raise HookFailed(f"could not start bash: {err.strerror or err}") from None
-        try:
-            async with asyncio.timeout(self.timeout):
-                out, err_out, _ = await asyncio.gather(
-                    _read_capped(proc.stdout), _read_capped(proc.stderr), _feed(proc, data)
-                )
-                code = await proc.wait()
-        except TimeoutError:
-            _kill_group(proc)
-            await proc.wait()
-            raise HookFailed(f"did not answer within {self.timeout:g}s") from None
-        finally:
-            if proc.returncode is None:  # cancelled while it ran
-                _kill_group(proc)
-        said = _first_line(err_out) or _first_line(out)
+        except HookProgramFailed as err:
+            raise HookFailed(str(err)) from None
+        code = outcome.exit_code
+        said = outcome.said
         if code == 0:
             return HookDecision.accept(said)
         if code == DEFER_EXIT_CODE:
@@ -199,32 +173,6 @@ class ExecApprovalHook:
         if code in (126, 127):  # bash: not executable / command not found
             raise HookFailed(said or f"exit code {code}")
         return HookDecision.reject(said or f"exit code {code}")
-
-
-async def _read_capped(stream: asyncio.StreamReader | None) -> bytes:
-    if stream is None:
-        return b""
-    kept = bytearray()
-    while chunk := await stream.read(65536):
-        if len(kept) < _MAX_OUTPUT:
-            kept += chunk[: _MAX_OUTPUT - len(kept)]
-    return bytes(kept)
-
-
-async def _feed(proc: asyncio.subprocess.Process, data: bytes) -> None:
-    if proc.stdin is None:
-        return
-    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-        proc.stdin.write(data)
-        await proc.stdin.drain()
-    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-        proc.stdin.close()
-        await proc.stdin.wait_closed()
-
-
-def _kill_group(proc: asyncio.subprocess.Process) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
 
 
 class HttpApprovalHook:
@@ -258,42 +206,27 @@ class HttpApprovalHook:
                 async with self._session.post(
                     self.url, data=data, headers={"Content-Type": "application/json"}
                 ) as resp:
-                    status, body = resp.status, await resp.content.read(_MAX_OUTPUT)
+                    status, body = resp.status, await resp.content.read(MAX_OUTPUT)
         except TimeoutError:
             raise HookFailed(f"did not answer within {self.timeout:g}s") from None
         except aiohttp.ClientError as err:
             raise HookFailed(f"unreachable ({type(err).__name__}: {err})") from None
-        answer = _json_object(body)
+        answer = json_object(body)
         if status >= 400:
-            said = _key(answer, "reason") if answer is not None else None
-            return HookDecision.reject(str(said or f"HTTP status {status}")[:_MAX_REASON])
-        accept = _key(answer, "accept") if answer is not None else None
-        defer = _key(answer, "defer") if answer is not None else None
+            said = key_any_case(answer, "reason") if answer is not None else None
+            return HookDecision.reject(str(said or f"HTTP status {status}")[:MAX_REASON])
+        accept = key_any_case(answer, "accept") if answer is not None else None
+        defer = key_any_case(answer, "defer") if answer is not None else None
         if answer is None or not isinstance(accept, bool) or not isinstance(defer, bool | None):
             raise HookFailed(
                 'answered something that is not {"Accept": bool, "Reason": str}: '
-                + _first_line(body)[:80]
+                + first_line(body)[:80]
             )
-        said = _key(answer, "reason")
-        reason = str(said)[:_MAX_REASON] if said else ""
+        said = key_any_case(answer, "reason")
+        reason = str(said)[:MAX_REASON] if said else ""
         if defer:
             return HookDecision.defer(reason)
         return HookDecision.accept(reason) if accept else HookDecision.reject(reason)
-
-
-def _json_object(body: bytes) -> dict[str, Any] | None:
-    try:
-        value = json.loads(body)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _key(obj: dict[str, Any], lower: str) -> Any:
-    for key, value in obj.items():
-        if key.lower() == lower:
-            return value
-    return None
 
 
 @dataclass(slots=True)

@@ -1,0 +1,147 @@
+"""One run of an operator's command, and the small readers of what such programs answer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+from dataclasses import dataclass
+from typing import Any
+
+#: Bytes of a program's output (each stream) or answer that are read; the rest is ignored.
+MAX_OUTPUT = 64 * 1024
+#: Bytes of payload also put in the program's environment: Linux refuses to start a program
+#: with one variable over 128 KiB, so larger payloads reach it on stdin only.
+MAX_ENV_PAYLOAD = 100 * 1024
+#: Characters of a program's reason that are kept.
+MAX_REASON = 500
+
+
+class HookProgramFailed(Exception):
+    """The program could not be started or did not finish in time (``str()``: the cause)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CommandOutcome:
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+
+    @property
+    def said(self) -> str:
+        """The first line of stderr, else of stdout: the program's reason."""
+        return first_line(self.stderr) or first_line(self.stdout)
+
+
+async def run_command(
+    command: str, payload: bytes, *, env_name: str, timeout: float
+) -> CommandOutcome:
+    """Run ``bash -c command`` with ``payload`` on stdin (and in ``env_name`` when small), in
+    an environment holding only that and ``PATH``, in its own session. Past ``timeout``, or
+    when the caller is cancelled, everything it started is killed."""
+    env = {"PATH": os.environ.get("PATH", os.defpath)}
+    if len(payload) <= MAX_ENV_PAYLOAD:
+        env[env_name] = payload.decode()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            "bash",
+            "-c",
+            command,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+            start_new_session=True,
+        )
+    except OSError as err:
+        raise HookProgramFailed(f"could not start bash: {err.strerror or err}") from None
+    try:
+        async with asyncio.timeout(timeout):
+            out, err_out, _ = await asyncio.gather(
+                _read_capped(proc.stdout), _read_capped(proc.stderr), _feed(proc, payload)
+            )
+            code = await proc.wait()
+    except TimeoutError:
+        _kill_group(proc)
+        await proc.wait()
+        raise HookProgramFailed(f"did not answer within {timeout:g}s") from None
+    finally:
+        if proc.returncode is None:  # cancelled while it ran
+            _kill_group(proc)
+    return CommandOutcome(code, out, err_out)
+
+
+class OnceLog:
+    """Logs a program's failure the first time its cause is seen: a broken program fails
+    every call the same way, and one warning says it (later ones go to debug)."""
+
+    def __init__(self, what: str, logger: logging.Logger) -> None:
+        self._what = what
+        self._log = logger
+        self._seen: set[str] = set()
+
+    def failed(self, cause: str) -> None:
+        if cause in self._seen:
+            self._log.debug("%s: %s", self._what, cause)
+            return
+        self._seen.add(cause)
+        self._log.warning("%s: %s (counted as a no for every call it fails)", self._what, cause)
+
+
+def first_line(data: bytes) -> str:
+    """The first non-blank line, trimmed to :data:`MAX_REASON` characters."""
+    for line in data.decode("utf-8", "replace").splitlines():
+        if line.strip():
+            return line.strip()[:MAX_REASON]
+    return ""
+
+
+def json_object(body: bytes) -> dict[str, Any] | None:
+    """``body`` as a JSON object, or None when it is not one."""
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def key_any_case(obj: dict[str, Any], lower: str) -> Any:
+    """The value of a key in any case (Bacalhau v1.5.0 wrote ``shouldBid``, v1.5.2
+    ``ShouldBid``)."""
+    for key, value in obj.items():
+        if key.lower() == lower:
+            return value
+    return None
+
+
+async def _read_capped(stream: asyncio.StreamReader | None) -> bytes:
+    """Read a stream to its end, keeping the first bytes only (a chatty program cannot fill
+    memory, and it never blocks on a full pipe)."""
+    if stream is None:
+        return b""
+    kept = bytearray()
+    while chunk := await stream.read(65536):
+        if len(kept) < MAX_OUTPUT:
+            kept += chunk[: MAX_OUTPUT - len(kept)]
+    return bytes(kept)
+
+
+async def _feed(proc: asyncio.subprocess.Process, data: bytes) -> None:
+    """Write the payload to stdin; a program that does not read it is fine."""
+    if proc.stdin is None:
+        return
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        proc.stdin.write(data)
+        await proc.stdin.drain()
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        proc.stdin.close()
+        await proc.stdin.wait_closed()
+
+
+def _kill_group(proc: asyncio.subprocess.Process) -> None:
+    # The program runs in its own session: kill everything it started, not only bash.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)

@@ -1,0 +1,41 @@
+"""The operator-program runner both roles share: it lies below them (nothing of ours above
+it), and it bounds what a program can do to the caller."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from bacalhau.hooks import MAX_OUTPUT, HookProgramFailed, run_command
+
+HOOKS = Path(__file__).resolve().parents[2] / "bacalhau" / "hooks"
+
+
+def test_hooks_import_nothing_of_ours_but_themselves() -> None:
+    names = {
+        node.module
+        for path in HOOKS.rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level
+    }
+    ours = {n for n in names if n.startswith("bacalhau")}
+    assert ours and all(n.startswith("bacalhau.hooks") for n in ours), ours
+
+
+async def test_payload_on_stdin_and_in_the_environment_and_output_capped() -> None:
+    outcome = await run_command(
+        'cat; echo "env=$PAYLOAD" >&2; head -c 200000 /dev/zero; exit 3',
+        b'{"x": 1}',
+        env_name="PAYLOAD",
+        timeout=10,
+    )
+    assert outcome.exit_code == 3
+    assert outcome.stdout.startswith(b'{"x": 1}') and len(outcome.stdout) == MAX_OUTPUT
+    assert outcome.said == 'env={"x": 1}'
+
+
+async def test_a_program_past_its_time_is_killed_with_what_it_started() -> None:
+    with pytest.raises(HookProgramFailed, match=r"did not answer within 0\.3s"):
+        await run_command("sleep 30 & wait", b"", env_name="PAYLOAD", timeout=0.3)
