@@ -37,26 +37,38 @@ class HeldRoots:
     def __init__(self, store: Blockstore, *, limit: int = DEFAULT_ADVERTISED_ROOTS) -> None:
         self._store = store
         self._limit = limit
-        self._sizes: dict[CID, int] = {}
+        self._sizes: dict[CID, tuple[int, str]] = {}
         self._lock = threading.Lock()
+        #: The last snapshot and the pin generation it was made at; the record publisher
+        #: asks several times a second, and pins change rarely.
+        self._cached: tuple[int, dict[str, int]] | None = None
 
     def snapshot(self) -> dict[str, int]:
         """``{cid: size}`` of the largest pinned roots (blocking: call it off the loop)."""
-        pins = self._store.pins()
+        generation = self._store.pin_generation
+        with self._lock:
+            if self._cached is not None and self._cached[0] == generation:
+                return self._cached[1]
         held: list[tuple[int, str]] = []
-        for cid in pins:
+        complete = True
+        for cid in self._store.pins():
             with self._lock:
-                size = self._sizes.get(cid)
-            if size is None:
+                known = self._sizes.get(cid)
+            if known is None:
                 try:
-                    size = dag_size(self._store, cid)
+                    known = (dag_size(self._store, cid), str(cid))
                 except (BlockNotFound, CorruptBlock):
-                    continue  # pinned before its blocks arrived: not held yet
+                    complete = False  # pinned before its blocks arrived: look again later
+                    continue
                 with self._lock:
-                    self._sizes[cid] = size
-            held.append((size, str(cid)))
+                    self._sizes[cid] = known
+            held.append(known)
         held.sort(key=lambda item: (-item[0], item[1]))
-        return {cid: size for size, cid in held[: self._limit]}
+        result = {cid: size for size, cid in held[: self._limit]}
+        if complete:
+            with self._lock:
+                self._cached = (generation, result)
+        return result
 
 
 @dataclass(frozen=True, slots=True)

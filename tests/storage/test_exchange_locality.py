@@ -31,6 +31,22 @@ def test_a_node_advertises_its_largest_pinned_roots_with_their_sizes(tmp_path: P
     assert str(unpinned.cid) not in held
 
 
+def test_what_a_node_advertises_follows_its_pins_and_late_blocks(tmp_path: Path) -> None:
+    with Blockstore(tmp_path / "blocks") as store:
+        held = HeldRoots(store)
+        first = Importer(store).add_bytes(b"first")
+        store.pin(first.cid)
+        assert held.snapshot() == {str(first.cid): first.tsize}
+        data = b"arrives after its pin"
+        late = Importer(None).add_bytes(data)
+        store.pin(late.cid)  # a fetch under way: not held yet
+        assert held.snapshot() == {str(first.cid): first.tsize}
+        Importer(store).add_bytes(data)  # its blocks arrive; no pin changes
+        assert held.snapshot() == {str(first.cid): first.tsize, str(late.cid): late.tsize}
+        store.unpin(first.cid)
+        assert held.snapshot() == {str(late.cid): late.tsize}
+
+
 def test_held_roots_travel_in_the_signed_record() -> None:
     cid = str(Importer(None).add_bytes(b"x").cid)
     record = NodeRecord(

@@ -121,6 +121,8 @@ class Blockstore:
         self._db.execute("PRAGMA synchronous = NORMAL")
         self._db.executescript(_SCHEMA)
         self._lock = threading.RLock()
+        #: Grows with every pin and unpin, so readers of the pin set can tell it is unchanged.
+        self.pin_generation = 0
         self._gc_lock = threading.Lock()
         self._writing: _WritePack | None = None
         self._read_fds: dict[int, int] = {}
@@ -288,11 +290,13 @@ class Blockstore:
         it. The DAG need not be complete yet (the rest may still be fetched)."""
         with self._lock:
             self._db.execute("INSERT OR IGNORE INTO pins VALUES (?)", (str(cid),))
+            self.pin_generation += 1
 
     def unpin(self, cid: CID) -> bool:
         """Remove a pin; returns whether it existed. Blocks go at the next :meth:`gc`."""
         with self._lock:
             cursor = self._db.execute("DELETE FROM pins WHERE cid = ?", (str(cid),))
+            self.pin_generation += 1
         return cursor.rowcount > 0
 
     def pins(self) -> list[CID]:
