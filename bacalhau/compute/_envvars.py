@@ -72,7 +72,8 @@ def execution_environment(
             "BACALHAU_JOB_NAME": job.name,
             "BACALHAU_JOB_NAMESPACE": job.namespace,
             "BACALHAU_JOB_TYPE": job.type,
-            "BACALHAU_PARTITION_COUNT": str(max(job.count, 1)),
+            # 1 for a verified job: its executions are replicas, not partitions.
+            "BACALHAU_PARTITION_COUNT": str(job.partition_count),
         }
     )
     if not job.task.runs_deterministically():

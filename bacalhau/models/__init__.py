@@ -18,6 +18,8 @@ from bacalhau.models._execution import (
 from bacalhau.models._ids import new_evaluation_id, new_execution_id, new_job_id, short_id
 from bacalhau.models._job import (
     JOB_TYPES,
+    VERIFICATION_META_KEY,
+    VERIFICATION_MODES,
     InputSource,
     Job,
     LabelSelectorRequirement,
@@ -29,6 +31,7 @@ from bacalhau.models._job import (
     SpecConfig,
     Task,
     TimeoutConfig,
+    VerificationPolicy,
     env_name_allowed,
     forwarded_env_name,
     parse_duration,
@@ -96,6 +99,8 @@ __all__ = [
     "LIVENESS_TRANSITIONS",
     "LOCAL_TRANSITIONS",
     "RUN_OUTPUT_LIMIT",
+    "VERIFICATION_META_KEY",
+    "VERIFICATION_MODES",
     "AskForBidRequest",
     "BidDecision",
     "BidResult",
@@ -139,6 +144,7 @@ __all__ = [
     "Task",
     "TimeoutConfig",
     "TriggeredBy",
+    "VerificationPolicy",
     "check_desired_transition",
     "check_document",
     "check_execution_transition",

@@ -323,6 +323,33 @@ class ReschedulePolicy:
         return parse_duration(self.max_delay, field="Reschedule.MaxDelay")
 
 
+#: Verification modes a job may ask for: ``majority`` accepts the results (by CID) that a
+#: strict majority of the job's replicas agree on.
+VERIFICATION_MODES = ("majority",)
+#: System meta key telling compute nodes that a job is verified (the bprotocol job carries
+#: meta, not our top-level fields): its value is the mode.
+VERIFICATION_META_KEY = "bacalhau.org/verification"
+
+
+@dataclass(slots=True)
+class VerificationPolicy:
+    """A job's ``Verification`` block (ours; Bacalhau clients ignore it): ``{"Mode":
+    "majority"}`` runs ``Count`` replicas of the job on distinct nodes and accepts the results
+    a strict majority of them agree on. Empty: the job is not verified."""
+
+    mode: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"Mode": self.mode} if self.mode else {}
+
+    @classmethod
+    def from_obj(cls, o: Obj) -> VerificationPolicy:
+        return cls(mode=o.get_str("Mode"))
+
+    def is_empty(self) -> bool:
+        return not self.mode
+
+
 @dataclass(slots=True)
 class LabelSelectorRequirement:
     key: str = ""
@@ -461,6 +488,8 @@ class Job:
     tasks: list[Task] = field(default_factory=list)
     #: Our retry policy (not part of Bacalhau v1; its clients ignore it). Empty: defaults.
     reschedule: ReschedulePolicy = field(default_factory=ReschedulePolicy)
+    #: Our result verification (not part of Bacalhau v1). Empty: not verified.
+    verification: VerificationPolicy = field(default_factory=VerificationPolicy)
     state: JobStateType = JobStateType.UNDEFINED
     state_message: str = ""
     state_details: dict[str, str] = field(default_factory=dict)
@@ -473,6 +502,18 @@ class Job:
     def task(self) -> Task:
         """The one task a job runs (Bacalhau v1 runs exactly one)."""
         return self.tasks[0]
+
+    @property
+    def verified(self) -> bool:
+        """Whether the job's results are verified: its ``Verification`` block, or (on a
+        compute node, which receives the job without it) the system meta key."""
+        return not self.verification.is_empty() or VERIFICATION_META_KEY in self.meta
+
+    @property
+    def partition_count(self) -> int:
+        """How many partitions the work is split into: ``Count`` for a batch job, but 1 for
+        a verified one, whose executions are replicas of the same work."""
+        return 1 if self.verified else max(self.count, 1)
 
     def to_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"StateType": self.state.wire}
@@ -492,6 +533,11 @@ class Job:
             "Labels": dict(self.labels),
             "Tasks": [t.to_dict() for t in self.tasks],
             **({"Reschedule": self.reschedule.to_dict()} if not self.reschedule.is_empty() else {}),
+            **(
+                {"Verification": self.verification.to_dict()}
+                if not self.verification.is_empty()
+                else {}
+            ),
             "State": state,
             "Version": self.version,
             "Revision": self.revision,
@@ -522,6 +568,7 @@ class Job:
                 for i, item in enumerate(o.get_list("Tasks"))
             ],
             reschedule=ReschedulePolicy.from_obj(o.get_obj("Reschedule")),
+            verification=VerificationPolicy.from_obj(o.get_obj("Verification")),
             state=JobStateType.UNDEFINED
             if raw_state in (None, "")
             else JobStateType.parse(raw_state),

@@ -32,7 +32,8 @@ def parse_job_document(text: str) -> Job:
     return Job.from_dict(data)
 
 
-#: Top-level keys a job file may set (Bacalhau's, and our ``Reschedule``), lower-cased.
+#: Top-level keys a job file may set (Bacalhau's, and our ``Reschedule`` and
+#: ``Verification``), lower-cased.
 _JOB_FILE_KEYS = frozenset(
     [
         "name",
@@ -45,6 +46,7 @@ _JOB_FILE_KEYS = frozenset(
         "labels",
         "tasks",
         "reschedule",
+        "verification",
     ]
 )
 #: Keys the server sets: a job file holding one is refused (Bacalhau's ``validateRawJob``).
@@ -81,7 +83,7 @@ def check_job_file_keys(data: dict[Any, Any]) -> None:
                 f'unknown field "{key}" in the job file',
                 field=str(key),
                 hint="a job's top-level keys are Name, Namespace, Type, Priority, Count, "
-                "Constraints, Meta, Labels, Tasks (and Reschedule)",
+                "Constraints, Meta, Labels, Tasks (and Reschedule, Verification)",
             )
     count = next((v for k, v in data.items() if str(k).lower() == "count"), None)
     job_type = str(next((v for k, v in data.items() if str(k).lower() == "type"), "")).lower()

@@ -15,6 +15,9 @@ from bacalhau.errors import InvalidJobSpec
 from bacalhau.models._codec import param
 from bacalhau.models._job import (
     JOB_TYPES,
+    VERIFICATION_META_KEY,
+    VERIFICATION_MODES,
+    WASM_DETERMINISTIC_PARAM,
     Job,
     NetworkType,
     ReschedulePolicy,
@@ -169,7 +172,63 @@ def normalise_job(job: Job) -> list[str]:
         task.resources.normalise()
         task.engine.type = task.engine.type.strip()
         task.publisher.type = task.publisher.type.strip()
+    _normalise_verification(job)
     return warnings
+
+
+#: Replicas a verified job runs at least: with fewer, no result can be compared.
+MIN_VERIFIED_REPLICAS = 2
+
+
+def _normalise_verification(job: Job) -> None:
+    """A verified job runs ``Count`` replicas (at least two), tells compute nodes it is
+    verified (system meta), and a WASM one runs deterministically unless it said otherwise
+    (which :func:`validate_job` refuses)."""
+    job.verification.mode = job.verification.mode.strip().lower()
+    if job.verification.is_empty():
+        return
+    job.meta[VERIFICATION_META_KEY] = job.verification.mode
+    if job.type == "batch" and job.count < MIN_VERIFIED_REPLICAS:
+        job.count = MIN_VERIFIED_REPLICAS
+    for task in job.tasks:
+        if task.engine.type.lower() == "wasm" and task.runs_deterministically(
+            verification_requested=True
+        ):
+            task.engine.params[WASM_DETERMINISTIC_PARAM] = True
+
+
+def validate_verification(job: Job) -> None:
+    """Check a job's ``Verification`` block against the rest of the job, naming the field."""
+    mode = job.verification.mode
+    if not mode:
+        return
+    if mode not in VERIFICATION_MODES:
+        raise InvalidJobSpec(
+            f"unknown verification mode {mode!r}",
+            field="Verification.Mode",
+            hint="use one of: " + ", ".join(VERIFICATION_MODES),
+        )
+    if job.type != "batch":
+        raise InvalidJobSpec(
+            f"only batch jobs can be verified, not {job.type} jobs",
+            field="Verification",
+            hint="submit the job as Type batch, or drop Verification",
+        )
+    if job.count < MIN_VERIFIED_REPLICAS:
+        raise InvalidJobSpec(
+            f"a verified job runs at least {MIN_VERIFIED_REPLICAS} replicas, got Count {job.count}",
+            field="Count",
+        )
+    for i, task in enumerate(job.tasks):
+        if task.engine.type.lower() == "wasm" and not task.runs_deterministically(
+            verification_requested=True
+        ):
+            raise InvalidJobSpec(
+                "a verified WASM job must run deterministically",
+                field=f"Tasks[{i}].Engine.Params.{WASM_DETERMINISTIC_PARAM}",
+                hint="drop Deterministic: false (verification compares the bytes every "
+                "replica wrote)",
+            )
 
 
 def validate_job(job: Job) -> None:
@@ -224,6 +283,7 @@ def validate_job(job: Job) -> None:
     for i, task in enumerate(job.tasks):
         validate_task(task, f"Tasks[{i}]")
     validate_reschedule(job.reschedule)
+    validate_verification(job)
 
 
 #: Most attempts a retry policy may ask for: more is a mistake, not a policy.
