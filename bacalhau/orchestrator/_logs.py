@@ -5,6 +5,10 @@ files); the requester relays it chunk by chunk and holds nothing but the chunk i
 a slow follower slows only its own stream. When the node no longer has it (forgotten, or the
 node is gone) a finished execution's short summary (``RunOutput``) is replayed instead, as
 Bacalhau does for every finished execution.
+
+Following a job (no execution named) follows the job, not one attempt: when the followed
+execution fails or its node is lost and the job retries that partition elsewhere, the stream
+goes on with the retry's output, until the job's work ends.
 """
 
 from __future__ import annotations
@@ -108,7 +112,51 @@ class ExecutionLogs:
         """
         job = await self._jobs.get_job(job_id)
         execution = await self._placed(job, execution_id, follow=follow)
-        return self._relay(execution, follow=follow, tail=tail)
+        if not follow or execution_id:
+            return self._relay(execution, follow=follow, tail=tail)
+        return self._follow_attempts(job.id, execution, tail=tail)
+
+    async def _follow_attempts(
+        self, job_id: str, execution: Execution, *, tail: int
+    ) -> AsyncIterator[LogChunk]:
+        """Follow ``execution``, then each retry of its partition while the job retries it."""
+        followed = {execution.id}
+        while True:
+            async for chunk in self._relay(execution, follow=True, tail=tail, moving_on=True):
+                yield chunk
+            retry = await self._retry_of(job_id, execution, followed)
+            if retry is None:
+                return
+            _log.info("job %s: following retry %s after %s", job_id, retry.id, execution.id)
+            followed.add(retry.id)
+            execution = retry
+            tail = 0  # a retry's output is new to the follower: all of it
+
+    async def _retry_of(
+        self, job_id: str, ended: Execution, followed: set[str]
+    ) -> Execution | None:
+        """The execution that retries ``ended``'s partition once it is on a node, or None when
+        ``ended`` completed or the job stops retrying it."""
+        while True:
+            executions = await self._jobs.list_executions(job_id)
+            current = next((e for e in executions if e.id == ended.id), ended)
+            if current.compute_state == E.COMPLETED:
+                return None
+            retries = [
+                e
+                for e in executions
+                if e.id not in followed
+                and e.partition_index == ended.partition_index
+                and e.create_time >= ended.create_time
+                and e.compute_state not in _DISCARDED
+            ]
+            placed = [e for e in retries if e.compute_state not in _NOT_YET_ON_NODE]
+            if placed and current.compute_state.is_terminal():
+                return max(placed, key=lambda e: (e.create_time, e.modify_time))
+            job = await self._jobs.get_job(job_id)
+            if job.state.is_terminal() and not retries:
+                return None
+            await self._sleep(self._poll)
 
     async def _placed(self, job: Job, execution_id: str, *, follow: bool) -> Execution:
         while True:
@@ -125,8 +173,10 @@ class ExecutionLogs:
             job = await self._jobs.get_job(job.id)
 
     async def _relay(
-        self, execution: Execution, *, follow: bool, tail: int
+        self, execution: Execution, *, follow: bool, tail: int, moving_on: bool = False
     ) -> AsyncIterator[LogChunk]:
+        """One execution's output. With ``moving_on`` (the caller follows the job on to a
+        retry) losing the execution's node ends this stream instead of failing it."""
         request = LogRequest(execution_id=execution.id, follow=follow, tail=tail)
         if execution.compute_state in _NOT_YET_ON_NODE or not execution.node_id:
             return  # nothing ran yet, and the caller does not wait for it
@@ -136,6 +186,9 @@ class ExecutionLogs:
                 yield chunk
             return
         except (NotFound, NodeNotFound, Unavailable) as err:
+            if moving_on and not execution.compute_state.is_terminal():
+                _log.info("execution %s: its stream ended early (%s)", execution.id, err.message)
+                return
             if not execution.compute_state.is_terminal():
                 raise
             _log.info("execution %s: replaying its summary (%s)", execution.id, err.message)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import pytest
 
 from bacalhau.errors import NodeLost
 from bacalhau.models import Connection, Execution, ExecutionStateType, JobStateType
-from tests.integration.devstack import FAST_GOSSIP, Devstack, eventually
+from tests.integration.devstack import FAST_GOSSIP, Devstack, bacalhau_command, eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("failover")]
 
@@ -115,6 +117,55 @@ def test_a_flapping_node_does_not_run_a_replaced_execution_to_completion(
         time.sleep(max(0.0, resumed + 9 - time.monotonic()))
         history = stack.client.get_job(job_id, history=True).history
         assert not [h for h in history if h.event.details.get("LateReport")], history
+    except BaseException:
+        stack.stop(check=False)
+        raise
+    stack.stop()
+
+
+def test_following_a_job_goes_on_with_the_retry_when_its_node_is_killed(
+    tmp_path: Path, wasm_modules: Path
+) -> None:
+    stack = Devstack.start(tmp_path / "devstack", compute_nodes=2, config=FAST)
+    try:
+        job_id = stack.ok(
+            "wasm", "run", "--no-wait", "--id-only", str(wasm_modules / "sleeper.wasm"), "4"
+        ).strip()
+        first = eventually(
+            lambda: running_execution(stack, job_id), timeout=20, what="the job running"
+        )
+        follower = subprocess.Popen(
+            bacalhau_command("job", "logs", "--follow", job_id),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=stack.env(),
+        )
+        assert follower.stdout is not None
+        lines: list[str] = []
+        first_line = threading.Event()
+
+        def read() -> None:
+            assert follower.stdout is not None
+            for line in follower.stdout:
+                lines.append(line)
+                first_line.set()
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        # The follower is streaming the first execution when its node dies.
+        assert first_line.wait(15), "no line from the first execution"
+        stack.kill_node(stack.node(first.node_id).name)
+        try:
+            follower.wait(timeout=40)
+        finally:
+            follower.kill()
+        reader.join(5)
+        assert follower.returncode == 0, follower.stderr.read() if follower.stderr else ""
+        # The first attempt's line, then the whole retry's output, and the follower ended
+        # with the job.
+        assert lines == ["sleeping 4\n", "sleeping 4\n", "woke up\n"], lines
+        assert stack.client.get_job(job_id).job.state == JobStateType.COMPLETED
     except BaseException:
         stack.stop(check=False)
         raise
