@@ -32,7 +32,8 @@ edge, a ``hint`` telling the user what to do, and whether retrying may help. The
     │   ├── ExecutionCancelled
     │   ├── ExecutorNotInstalled
     │   ├── PublishFailed
-    │   └── NodeLost             the node running it was declared dead
+    │   ├── NodeLost             the node running it was declared dead
+    │   └── VerificationFailed   a verified job's replicas disagree (no majority, or this one)
     ├── BidRejected              the compute node declined
     ├── Unavailable (503)        a peer or service cannot be reached
     └── InternalError (500)
@@ -73,6 +74,7 @@ __all__ = [
     "PublishFailed",
     "RevisionConflict",
     "Unavailable",
+    "VerificationFailed",
     "UnsafePath",
     "error_from_code",
 ]
@@ -351,6 +353,18 @@ class NodeLost(ExecutionFailed):
     default_hint = (
         "nothing to do: the job is rescheduled on another node within its retry policy; "
         "check the lost node's health and network"
+    )
+
+
+class VerificationFailed(ExecutionFailed):
+    """A verified job's results were not accepted: the replicas had no majority result, or
+    this execution's results disagree with the accepted ones."""
+
+    code = "VerificationFailed"
+    default_component = "Verifier"
+    default_hint = (
+        "the replicas wrote different results: check that the job is deterministic (same "
+        "inputs, no clocks or randomness), or raise Count so one faulty node is outvoted"
     )
 
 

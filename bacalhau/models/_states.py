@@ -15,6 +15,8 @@ Executions (requester view, bprotocol)::
      │        └► AskForBidRejected                └────────────┴───────────┴─► Failed / Cancelled
      └► BidAccepted (pre-approved)           └► BidRejected
 
+    Completed ─► Failed   only for a verified job's replica whose results the verifier rejected
+
 Executions (compute node's own store)::
 
     Created ─► BidAccepted ─► Running ─► Publishing ─► Completed
@@ -248,9 +250,18 @@ EXECUTION_TRANSITIONS: dict[ExecutionStateType, frozenset[ExecutionStateType]] =
     E.PUBLISHING: frozenset({E.COMPLETED, E.FAILED, E.CANCELLED}),
     E.ASK_FOR_BID_REJECTED: frozenset(),
     E.BID_REJECTED: frozenset(),
-    E.COMPLETED: frozenset(),
+    # The verifier's verdict (see VERDICT_TRANSITIONS) is the one exit of a terminal state.
+    E.COMPLETED: frozenset({E.FAILED}),
     E.FAILED: frozenset(),
     E.CANCELLED: frozenset(),
+}
+
+#: The only exits from terminal execution states: a verified job's replica that completed
+#: but whose results disagree with the accepted ones fails verification. Nothing runs any
+#: more either way; only the scheduler's verification plan makes this move (callbacks
+#: expect non-terminal states, so a late report never does).
+VERDICT_TRANSITIONS: dict[ExecutionStateType, frozenset[ExecutionStateType]] = {
+    E.COMPLETED: frozenset({E.FAILED}),
 }
 
 #: Allowed desired-state transitions (desired state only ever moves forward).

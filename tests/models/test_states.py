@@ -13,6 +13,7 @@ from bacalhau.models import (
     LIVENESS_REVIVALS,
     LIVENESS_TRANSITIONS,
     LOCAL_TRANSITIONS,
+    VERDICT_TRANSITIONS,
     ExecutionStateType,
     JobStateType,
     LivenessState,
@@ -29,7 +30,9 @@ def test_terminal_states_have_no_exits() -> None:
         if state in (JobStateType.COMPLETED, JobStateType.STOPPED):
             assert not targets
     for es, etargets in EXECUTION_TRANSITIONS.items():
-        assert es.is_terminal() == (not etargets) or es == ExecutionStateType.UNDEFINED
+        # The verifier's verdict on a completed replica is the one exit of a terminal state.
+        ordinary = etargets - VERDICT_TRANSITIONS.get(es, frozenset())
+        assert es.is_terminal() == (not ordinary) or es == ExecutionStateType.UNDEFINED
     for ls, ltargets in LOCAL_TRANSITIONS.items():
         assert ls.is_terminal() == (not ltargets)
 
@@ -59,8 +62,17 @@ def test_execution_walks_never_leave_a_terminal_state(path: list[ExecutionStateT
         except InvalidTransition:
             continue
         if state.is_terminal():
-            assert nxt == state
+            assert nxt == state or nxt in VERDICT_TRANSITIONS.get(state, frozenset())
         state = nxt
+
+
+def test_only_a_completed_replica_fails_verification_after_ending() -> None:
+    check_execution_transition(ExecutionStateType.COMPLETED, ExecutionStateType.FAILED)
+    for state in (ExecutionStateType.FAILED, ExecutionStateType.CANCELLED):
+        with pytest.raises(InvalidTransition):
+            check_execution_transition(state, ExecutionStateType.COMPLETED)
+    with pytest.raises(InvalidTransition):
+        check_execution_transition(ExecutionStateType.COMPLETED, ExecutionStateType.RUNNING)
 
 
 @given(st.lists(st.sampled_from(list(LocalExecutionState)), min_size=1, max_size=10))
