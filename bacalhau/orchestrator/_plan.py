@@ -46,6 +46,9 @@ class Plan:
     new_executions: list[Execution] = field(default_factory=list)
     changes: list[ExecutionChange] = field(default_factory=list)
     new_evaluations: list[Evaluation] = field(default_factory=list)
+    #: The verifier's verdict per node (True: its results agreed with the accepted ones),
+    #: added to the nodes' reputation with the plan.
+    reputation: dict[str, bool] = field(default_factory=dict)
 
     def is_empty(self) -> bool:
         return (

@@ -41,6 +41,7 @@ from bacalhau.orchestrator.schedulers._shared import (
     queue_waiting,
     stop,
 )
+from bacalhau.orchestrator.schedulers._verified import schedule_verified
 
 __all__ = ["schedule_batch"]
 
@@ -67,7 +68,20 @@ def schedule_batch(
     in_flight: Mapping[str, Placed] | None = None,
 ) -> Plan:
     """Approve bids, place the partitions that have no live execution, complete the job when
-    every partition completed (or fail it when retries or nodes run out)."""
+    every partition completed (or fail it when retries or nodes run out). A verified job's
+    executions are replicas instead (see ``schedule_verified``)."""
+    if job.verified:
+        return schedule_verified(
+            job,
+            executions,
+            nodes,
+            evaluation,
+            now=now,
+            settings=settings,
+            rng=rng,
+            settling_until=settling_until,
+            in_flight=in_flight,
+        )
     plan = Plan(job=job, evaluation=evaluation)
     view = fail_lost(executions, nodes, plan, now, settling_until=settling_until)
 
@@ -150,7 +164,13 @@ def schedule_batch(
             missing = 0
     if missing > 0:
         ranks = rank_nodes(
-            job, nodes, view, rng=rng, attempts_per_node=policy.attempts_per_node, placed=in_flight
+            job,
+            nodes,
+            view,
+            rng=rng,
+            attempts_per_node=policy.attempts_per_node,
+            placed=in_flight,
+            min_reputation=settings.min_reputation,
         )
         suitable = [r for r in ranks if r.suitable]
         placed = suitable[:missing]
