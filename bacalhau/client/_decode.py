@@ -14,6 +14,7 @@ from bacalhau.models import (
     LivenessState,
     Membership,
     NodeInfo,
+    NodeReputation,
     NodeState,
     NodeType,
     Obj,
@@ -105,4 +106,11 @@ def node_state_from_dict(data: Any) -> NodeState:
             {str(k): str(v) for k, v in addresses.items()} if isinstance(addresses, dict) else {}
         ),
         health=o.get_str("Health"),
+        reputation=_reputation(o.get_obj("Reputation")) if o.has("Reputation") else None,
+    )
+
+
+def _reputation(o: Obj) -> NodeReputation:
+    return NodeReputation(
+        agreements=o.get_int("Agreements"), disagreements=o.get_int("Disagreements")
     )

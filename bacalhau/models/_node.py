@@ -112,6 +112,28 @@ class NodeInfo:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class NodeReputation:
+    """A requester's record of a compute node's verified results: how often its results
+    agreed with the accepted ones, and how often they disagreed (our extension)."""
+
+    agreements: int = 0
+    disagreements: int = 0
+
+    @property
+    def score(self) -> float:
+        """Laplace's rule of succession, (a + 1) / (a + d + 2): 0.5 for a node without a
+        record, towards 1 as it agrees, towards 0 as it disagrees."""
+        return (self.agreements + 1) / (self.agreements + self.disagreements + 2)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "Agreements": self.agreements,
+            "Disagreements": self.disagreements,
+            "Score": round(self.score, 4),
+        }
+
+
 @dataclass(slots=True)
 class NodeState:
     """A node as the requester sees it: what it says about itself (``info``), the operator's
@@ -133,6 +155,8 @@ class NodeState:
     record_version: int = 0
     addresses: dict[str, str] = field(default_factory=dict)
     health: str = ""
+    #: The requester's record of the node's verified results (None: not known here).
+    reputation: NodeReputation | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -151,4 +175,6 @@ class NodeState:
             out["Addresses"] = dict(self.addresses)
         if self.health:
             out["Health"] = self.health
+        if self.reputation is not None:
+            out["Reputation"] = self.reputation.to_dict()
         return out

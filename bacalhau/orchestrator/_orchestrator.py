@@ -65,6 +65,7 @@ from bacalhau.orchestrator._nodes import NodeAddressBook, NodeDirectory
 from bacalhau.orchestrator._planner import ComputeTransport, Planner
 from bacalhau.orchestrator._ranking import with_placed
 from bacalhau.orchestrator._reconcile import NodeReconciler
+from bacalhau.orchestrator._reputation import node_reputations, with_reputation
 from bacalhau.orchestrator._retention import DEFAULT_JOB_RETENTION, JobRetention
 from bacalhau.orchestrator._retries import overdue_trigger
 from bacalhau.orchestrator._scheduler import schedule
@@ -248,8 +249,12 @@ class Orchestrator:
         plan = schedule(
             job,
             executions,
-            # What this requester placed counts before the nodes' records show it.
-            with_placed(self.nodes.compute_nodes(), self.store.placed()),
+            # What this requester placed counts before the nodes' records show it; each
+            # node's reputation (verified results) weighs its rank.
+            with_reputation(
+                with_placed(self.nodes.compute_nodes(), self.store.placed()),
+                node_reputations(self.store),
+            ),
             ev,
             now=now_ns(),
             settings=self._settings,
@@ -580,19 +585,25 @@ class Orchestrator:
         job = await self.get_job(job_id)
         if job.type not in ("batch", "ops"):
             raise InvalidRequest(f"job type {job.type} does not support results")
-        return [
+        results = [
             ex.published_result
             for ex in self.store.executions_of(job.id)
             if ex.compute_state == E.COMPLETED
             and ex.published_result is not None
             and ex.published_result.type
         ]
+        if job.verified:
+            # Nothing before the verdict; then the replicas still Completed are the
+            # accepted ones: the same results, given once.
+            return results[:1] if job.state == JobStateType.COMPLETED else []
+        return results
 
     async def list_nodes(self) -> list[NodeState]:
-        return self.nodes.all_nodes()
+        return with_reputation(self.nodes.all_nodes(), node_reputations(self.store))
 
     async def get_node(self, node_id: str) -> NodeState:
-        return self.nodes.get(node_id)
+        [node] = with_reputation([self.nodes.get(node_id)], node_reputations(self.store))
+        return node
 
     def recent_bid_decisions(self) -> list[dict[str, object]]:
         """The approval hooks' latest decisions on bids, newest first (``node describe``)."""
@@ -642,6 +653,18 @@ class Orchestrator:
         when it was declared dead, and now and then): fail what it lost, cancel on it what
         was stopped meanwhile (see :class:`NodeReconciler`)."""
         await self._reconciler.reconcile(report.node_id, report.execution_ids)
+
+    async def get_module(self, sha256: str) -> str:
+        """The inline module that asks to compute nodes name by reference (the ``data:`` URL
+        whose SHA-256 is ``sha256``, hex), from the job store."""
+        url = self.store.module(sha256)
+        if url is None:
+            raise NotFound(
+                f"this requester holds no module with SHA-256 {sha256}",
+                hint="the job that sent it may have been deleted; submit it again",
+                component="Orchestrator",
+            )
+        return url
 
     async def on_node_lost(self, node_id: str, silent_for: float = 0.0) -> None:
         """The one entry point for "this node is dead" (declared dead by gossip, or it left):

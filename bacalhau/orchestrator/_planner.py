@@ -148,6 +148,8 @@ class Planner:
                     message=plan.job_message,
                     event=plan.job_event,
                 )
+            if plan.reputation:
+                store.record_verdicts(plan.reputation)
             evaluations = self._not_yet_planned(plan, now)
             for ev in evaluations:
                 store.create_evaluation(ev)

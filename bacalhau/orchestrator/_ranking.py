@@ -339,8 +339,14 @@ def rank_nodes(
     rng: random.Random | None = None,
     attempts_per_node: int = DEFAULT_ATTEMPTS_PER_NODE,
     placed: Mapping[str, Placed] | None = None,
+    min_reputation: float = 0.0,
 ) -> list[NodeRank]:
     """Rank every candidate node for ``job``: suitable ones first, best first.
+
+    A node that carries a reputation (the requester's record of its verified results, see
+    ``orchestrator._reputation``) has its score multiplied by it, so a node caught
+    disagreeing ranks below its peers for every job; below ``min_reputation`` (the
+    operator's threshold, 0: off) it is unsuitable.
 
     A node that has failed ``attempts_per_node`` executions of the job is not asked again.
     A node loses :data:`SPREAD_STEP` per execution it holds beyond the least loaded suitable
@@ -376,6 +382,18 @@ def rank_nodes(
                 NodeRank(node, UNSUITABLE, f"is {state}", Obstacle(f"is {state}", f"are {state}"))
             )
             continue
+        if node.reputation is not None and node.reputation.score < min_reputation:
+            ranks.append(
+                NodeRank(
+                    node,
+                    UNSUITABLE,
+                    f"has a reputation of {node.reputation.score:.2f}, below the operator's "
+                    f"minimum of {min_reputation:g} ({node.reputation.disagreements} "
+                    "disagreeing verified result(s))",
+                    Obstacle("has too low a reputation", "have too low a reputation"),
+                )
+            )
+            continue
         if node.connection != Connection.CONNECTED:
             ranks.append(
                 NodeRank(
@@ -409,6 +427,8 @@ def rank_nodes(
         if r.node.liveness == LivenessState.SUSPECT:
             # Usable, but it may be failing: any healthy node that fits goes first.
             score -= SUSPECT_PENALTY
+        if r.node.reputation is not None:
+            score = int(score * r.node.reputation.score)
         ranks[i] = NodeRank(r.node, max(0, score), r.reason, r.obstacle)
     ranks.sort(key=lambda r: (-r.score, r.node.info.node_id))
     return ranks

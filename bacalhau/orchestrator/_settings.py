@@ -42,3 +42,6 @@ class SchedulerSettings:
     #: what it bids on). False when the requester has approval hooks: every bid then waits
     #: for them, whatever the job type.
     pre_approve: bool = True
+    #: Nodes whose reputation (see ``orchestrator._reputation``) is below this get no jobs
+    #: (0: off; a node without a record has 0.5).
+    min_reputation: float = 0.0

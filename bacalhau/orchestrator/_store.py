@@ -50,6 +50,7 @@ from bacalhau.models import (
     check_desired_transition,
     check_execution_transition,
     check_job_transition,
+    is_shared_module_url,
     now_ns,
 )
 from bacalhau.orchestrator._metrics import (
@@ -136,6 +137,17 @@ CREATE TABLE IF NOT EXISTS idempotency (
 """
 )
 
+#: Per compute node, how often its verified results agreed or disagreed with the accepted
+#: ones (``orchestrator._reputation``); kept when the node's jobs are deleted by retention.
+_REPUTATION_TABLE = """
+CREATE TABLE IF NOT EXISTS node_reputation (
+    node_id TEXT PRIMARY KEY,
+    agreements INTEGER NOT NULL DEFAULT 0,
+    disagreements INTEGER NOT NULL DEFAULT 0,
+    modify_time INTEGER NOT NULL
+);
+"""
+
 #: Decoded job specs kept in memory: at most this many, and at most about this many bytes of
 #: stored documents (a spec with an inline WASM module is tens of KB; its decoded form holds
 #: the same string), so the cache stays small beside the requester's own memory.
@@ -200,8 +212,8 @@ class StoredJobPage:
 #: Where a WASM job's inline entry module (a ``data:`` URL) sits in its spec.
 _MODULE_PATH = ("Tasks", 0, "Engine", "Params", "EntryModule", "Source", "Params", "URL")
 _MODULE_JSON_PATH = "$.Tasks[0].Engine.Params.EntryModule.Source.Params.URL"
-#: Inline modules at least this long are stored once, by content hash, in ``blobs``.
-_BLOB_MIN = 1024
+# Inline modules are stored once, by content hash, in ``blobs``: those that asks to compute
+# nodes name by reference (``is_shared_module_url``), so the store can answer every such name.
 
 #: A job as read from SQL: its state columns and the document of its spec (with its
 #: inline module put back from ``blobs`` by SQLite itself, so readers see the spec whole).
@@ -224,10 +236,8 @@ def _take_module(doc: dict[str, Any]) -> str | None:
         except (KeyError, IndexError, TypeError):
             return None
     url = parent.get("URL") if isinstance(parent, dict) else None
-    if not isinstance(url, str) or len(url) < _BLOB_MIN:
+    if not is_shared_module_url(url):
         return None
-    if not url.startswith("data:") or not url.isascii():
-        return None  # only plain data URLs: SQLite gives them back character for character
     parent["URL"] = ""
     return url
 
@@ -275,6 +285,7 @@ class JobStore:
         self._migrate()
         self._migrate_specs()
         self._migrate_blobs()
+        self._db.executescript(_REPUTATION_TABLE)
         self._db.executescript(_LIST_INDEXES)
         self._depth = 0
         # Waiters for history changes, per job (long-poll support).
@@ -984,6 +995,12 @@ class JobStore:
         self._specs.discard_jobs(gone)
         return ids
 
+    def module(self, digest: str) -> str | None:
+        """The inline module (its ``data:`` URL) stored once for the jobs that carry it,
+        by the SHA-256 of the URL (hex); None when no stored job carries it."""
+        row = self._db.execute("SELECT data FROM blobs WHERE hash = ?", (digest,)).fetchone()
+        return str(row[0]) if row is not None else None
+
     def vacuum_step(self, pages: int) -> None:
         """Give up to ``pages`` free pages back to the file system (incremental vacuum)."""
         self._db.execute(f"PRAGMA incremental_vacuum({int(pages)})").fetchall()
@@ -1005,3 +1022,27 @@ class JobStore:
             "INSERT INTO idempotency (token, job_id, evaluation_id, warnings) VALUES (?, ?, ?, ?)",
             (token, job_id, eval_id, json.dumps(warnings)),
         )
+
+    # -- node reputation ---------------------------------------------------------------
+
+    def record_verdicts(self, agreed: Mapping[str, bool]) -> None:
+        """Add one agreement (True) or disagreement (False) per node, in the caller's
+        transaction when there is one (a verification plan's)."""
+        now = now_ns()
+        with self.transaction():
+            for node_id, agrees in agreed.items():
+                self._db.execute(
+                    "INSERT INTO node_reputation (node_id, agreements, disagreements,"
+                    " modify_time) VALUES (?, ?, ?, ?) ON CONFLICT(node_id) DO UPDATE SET"
+                    " agreements = agreements + excluded.agreements,"
+                    " disagreements = disagreements + excluded.disagreements,"
+                    " modify_time = excluded.modify_time",
+                    (node_id, int(agrees), int(not agrees), now),
+                )
+
+    def reputation_counts(self) -> dict[str, tuple[int, int]]:
+        """Per node with a record: (agreements, disagreements)."""
+        rows = self._db.execute(
+            "SELECT node_id, agreements, disagreements FROM node_reputation"
+        ).fetchall()
+        return {str(r[0]): (int(r[1]), int(r[2])) for r in rows}

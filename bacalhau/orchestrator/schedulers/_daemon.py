@@ -62,7 +62,13 @@ def schedule_daemon(
     policy = retry_policy(job, settings)
     # No attempts-per-node limit: a daemon belongs on every node, however often it ended.
     ranks = rank_nodes(
-        job, nodes, ranking_view(view), rng=rng, attempts_per_node=2**31, placed=in_flight
+        job,
+        nodes,
+        ranking_view(view),
+        rng=rng,
+        attempts_per_node=2**31,
+        placed=in_flight,
+        min_reputation=settings.min_reputation,
     )
     placed = 0
     next_look = 0

@@ -59,7 +59,9 @@ def schedule_ops(
         return fail_job(plan, view, timed_out, ExecutionTimeout, now)
     view = fail_overdue(job, view, plan, now, settings)
     if not view:
-        ranks = rank_nodes(job, nodes, view, rng=rng, placed=in_flight)
+        ranks = rank_nodes(
+            job, nodes, view, rng=rng, placed=in_flight, min_reputation=settings.min_reputation
+        )
         suitable = [r for r in ranks if r.suitable]
         if not ranks and now < settling_until:
             look_again_after_grace(plan, now, settling_until)

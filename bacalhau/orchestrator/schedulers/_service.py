@@ -114,7 +114,13 @@ def schedule_service(
 
     if due:
         ranks = rank_nodes(
-            job, nodes, ranking_view(view), rng=rng, attempts_per_node=2**31, placed=in_flight
+            job,
+            nodes,
+            ranking_view(view),
+            rng=rng,
+            attempts_per_node=2**31,
+            placed=in_flight,
+            min_reputation=settings.min_reputation,
         )
         suitable = [r for r in ranks if r.suitable]
         for r, replica in zip(suitable, due, strict=False):
