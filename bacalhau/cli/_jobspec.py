@@ -20,6 +20,7 @@ from bacalhau.models import (
     SpecConfig,
     Task,
     TimeoutConfig,
+    VerificationPolicy,
     parse_selector,
 )
 
@@ -51,6 +52,13 @@ def job_options(f: F) -> F:
                 default=1,
                 show_default=True,
                 help="How many executions must complete.",
+            ),
+            click.option(
+                "--verify",
+                is_flag=True,
+                default=False,
+                help="Verify the results: run --count replicas (at least 2; 3 outvote one "
+                "faulty node) on distinct nodes and accept the results a majority agrees on.",
             ),
             click.option(
                 "--target",
@@ -307,4 +315,5 @@ def build_job(engine: SpecConfig, flags: dict[str, Any]) -> Job:
         constraints=parse_selector(flags["constraints"], field="Constraints", error=InvalidJobSpec),
         labels=parse_key_values(flags["labels"], "'-l' / '--labels'"),
         tasks=[task],
+        verification=VerificationPolicy(mode="majority" if flags.get("verify") else ""),
     )

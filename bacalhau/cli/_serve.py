@@ -174,6 +174,13 @@ def serve(
     help="Execution engines every compute node offers (comma-separated: docker, wasm, noop).",
 )
 @click.option(
+    "--faulty-compute-nodes",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Test bed for verified results: the last N compute nodes corrupt every result "
+    "they publish (faulty_results=corrupt, refused outside a devstack).",
+)
+@click.option(
     "--keep-data",
     is_flag=True,
     help="Keep the temporary data directory (with the cluster CA's key) after the stop; "
@@ -194,6 +201,7 @@ def devstack(
     engines: str,
     keep_data: bool,
     config: tuple[str, ...],
+    faulty_compute_nodes: int,
 ) -> None:
     """Start a local test network: an orchestrator and N compute nodes on loopback.
 
@@ -212,6 +220,7 @@ def devstack(
             engines=names,
             keep_data=keep_data,
             config=_config_pairs(config),
+            faulty_compute_nodes=faulty_compute_nodes,
         )
     )
     if isinstance(code, int) and code:

@@ -52,6 +52,7 @@ from bacalhau.compute._probes import DEFAULT_PROBE_TIMEOUT, ExecProbe, HttpProbe
 from bacalhau.compute._queue import RunQueue
 from bacalhau.compute._store import ExecutionStore, LocalExecution, OutboxEntry
 from bacalhau.compute._trust import RequesterTrust
+from bacalhau.compute._verification import DeterministicImages, corrupt_results
 
 __all__ = [
     "DEFAULT_ALLOCATED_FRACTION",
@@ -71,6 +72,7 @@ __all__ = [
     "CapacityTracker",
     "ComputeEndpoint",
     "DataLocality",
+    "DeterministicImages",
     "EngineInstalled",
     "EngineSpecSupported",
     "EnvForwardingAllowed",
@@ -96,6 +98,7 @@ __all__ = [
     "StorageInputs",
     "WithinMaxJobRequirements",
     "allocated_capacity",
+    "corrupt_results",
     "default_strategies",
     "host_resources",
     "job_usage",

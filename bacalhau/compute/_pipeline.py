@@ -27,6 +27,7 @@ from bacalhau.compute._errors import ExecutionInterrupted
 from bacalhau.compute._events import TOPIC_PUBLISHING, TOPIC_RUNNING, failure_event
 from bacalhau.compute._logs import discard_results_keeping_logs
 from bacalhau.compute._store import ExecutionStore, LocalExecution
+from bacalhau.compute._verification import corrupt_results
 from bacalhau.errors import (
     BacalhauError,
     ExecutionFailed,
@@ -101,8 +102,11 @@ class ExecutionPipeline:
         cancel_timeout: float = 30.0,
         gpus_of: Callable[[str], tuple[GPU, ...]] | None = None,
         env_allow_list: Collection[str] = (),
+        faulty_results: str = "",
     ) -> None:
         self._node_id = node_id
+        #: Test only (``faulty_results``, devstack): alter every result before publishing.
+        self._faulty_results = faulty_results
         #: Host variables jobs may forward with ``env:NAME`` (Compute.Env.AllowList).
         self._env_allow_list = tuple(env_allow_list)
         self._store = store
@@ -163,6 +167,9 @@ class ExecutionPipeline:
             if not task.publisher.is_empty():
                 topic = TOPIC_PUBLISHING
                 record = self._store.transition(record, L.PUBLISHING)
+                if self._faulty_results:
+                    altered = await asyncio.to_thread(corrupt_results, results_dir)
+                    _log.warning("faulty node: altered %s of execution %s", altered, execution_id)
                 published = await self._publish(record, results_dir)
             result = RunResult(
                 execution_id=execution_id,

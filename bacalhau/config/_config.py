@@ -24,6 +24,8 @@ def default_data_dir() -> Path:
 
 
 _HOOK_TYPES = ("exec", "http")
+#: Values of ``faulty_results`` ("": off).
+FAULTY_RESULT_MODES = ("", "corrupt")
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +207,13 @@ class NodeConfig:
     data_upload_max_bytes: int = 16 * 1024**3
     #: ``/results`` answers S3 results as they are instead of as pre-signed URLs.
     s3_presigned_url_disabled: bool = False
+    #: Docker images (exact references, or shell-style patterns) the operator vouches run
+    #: deterministically: this node bids for verified Docker jobs only on these. Empty: none.
+    deterministic_images: tuple[str, ...] = ()
+    #: Test only: ``corrupt`` makes this compute node alter every result it publishes (so
+    #: its results' CID differs), to exercise verification with real processes. Refused
+    #: unless the node is started by ``bacalhau devstack``. Empty: off.
+    faulty_results: str = ""
 
     #: Heartbeats are gone (gossip probes every member); these two keys of the old scheme
     #: still work and map onto gossip (0: not set). ``heartbeat_interval`` sets the probe
@@ -240,6 +249,9 @@ class NodeConfig:
     #: The operator's bid approval hooks, asked in order before a bid is accepted
     #: (``Orchestrator.ApprovalHooks``; see README, "Accept hooks").
     approval_hooks: tuple[ApprovalHookConfig, ...] = ()
+    #: Compute nodes whose reputation (their record of verified results, 0.5 without one)
+    #: is below this get no jobs. 0: off.
+    min_reputation: float = 0.0
 
     def advertised(self, port: int) -> str:
         host = self.advertise_host or (
@@ -261,6 +273,16 @@ class NodeConfig:
             if name == "locality" and clean[name].lower() not in ("anywhere", "local"):
                 raise InvalidRequest(
                     f"{key} must be anywhere or local, not {value!r}", details={"Field": key}
+                )
+            if name == "faulty_results" and clean[name].lower() not in FAULTY_RESULT_MODES:
+                raise InvalidRequest(
+                    f"{key} must be one of: {', '.join(m for m in FAULTY_RESULT_MODES if m)}"
+                    f" (or empty), not {value!r}",
+                    details={"Field": key},
+                )
+            if name == "min_reputation" and not 0.0 <= clean[name] <= 1.0:
+                raise InvalidRequest(
+                    f"{key} must be between 0 and 1, not {value!r}", details={"Field": key}
                 )
         return replace(self, **clean)
 

@@ -198,13 +198,21 @@ def plan_devstack(
     engines: tuple[str, ...] = ("docker", "wasm"),
     extra_serve_args: tuple[str, ...] = (),
     config: Mapping[str, str] | None = None,
+    faulty_compute_nodes: int = 0,
 ) -> list[DevstackNode]:
     """Create the CA, identities and certificates; choose ports; build each node's command.
 
     ``config`` (``Key=Value`` settings) goes to every node as ``-c`` flags, checked first.
+    The last ``faulty_compute_nodes`` compute nodes corrupt the results they publish
+    (``faulty_results=corrupt``: a test bed for verification).
     """
     if compute_nodes < 0:
         raise InvalidRequest("--compute-nodes must be >= 0", details={"Field": "compute-nodes"})
+    if not 0 <= faulty_compute_nodes <= compute_nodes:
+        raise InvalidRequest(
+            f"--faulty-compute-nodes must be between 0 and --compute-nodes ({compute_nodes})",
+            details={"Field": "faulty-compute-nodes"},
+        )
     engines = check_engines(engines)
     settings = devstack_config_args(config or {})
     data_dir = data_dir.absolute()  # Args must work from any working directory
@@ -270,6 +278,11 @@ def plan_devstack(
                         }
                     ),
                     *settings,
+                    *(
+                        ("-c", "faulty_results=corrupt")
+                        if i >= compute_nodes - faulty_compute_nodes
+                        else ()
+                    ),
                     *extra_serve_args,
                 ],
             )
@@ -394,6 +407,7 @@ async def run_devstack(
     extra_serve_args: tuple[str, ...] = (),
     keep_data: bool = False,
     config: Mapping[str, str] | None = None,
+    faulty_compute_nodes: int = 0,
 ) -> int:
     """Run a devstack until SIGINT/SIGTERM (exit 0) or until every node has died (exit 1).
 
@@ -415,6 +429,7 @@ async def run_devstack(
             ready_timeout=ready_timeout,
             extra_serve_args=extra_serve_args,
             config=config or {},
+            faulty_compute_nodes=faulty_compute_nodes,
         )
     finally:
         if temporary and not keep_data:
@@ -469,6 +484,7 @@ async def _run_nodes(
     ready_timeout: float,
     extra_serve_args: tuple[str, ...],
     config: Mapping[str, str],
+    faulty_compute_nodes: int = 0,
 ) -> int:
     nodes = plan_devstack(
         data_dir=data_dir,
@@ -477,6 +493,7 @@ async def _run_nodes(
         engines=engines,
         extra_serve_args=extra_serve_args,
         config=config,
+        faulty_compute_nodes=faulty_compute_nodes,
     )
     # Never written to: its end of file tells the nodes that this process is gone.
     lifeline, lifeline_keep = os.pipe()

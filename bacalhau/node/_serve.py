@@ -28,6 +28,7 @@ from bacalhau.compute import (
     BidStrategy,
     CapacityTracker,
     ComputeEndpoint,
+    DeterministicImages,
     EnvForwardingAllowed,
     ExecProbe,
     ExecutionPipeline,
@@ -180,6 +181,7 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
                 execution_timeout_grace=config.execution_timeout_grace,
                 default_queue_timeout=config.default_queue_timeout,
                 rejoin_grace=config.rejoin_grace,
+                min_reputation=config.min_reputation,
             ),
             default_publisher=config.default_publisher,
             manual_approval=config.manual_approval,
@@ -427,6 +429,8 @@ async def _build_compute(
         strategies=[
             # env:NAME references the operator did not allow are refused before anything else.
             EnvForwardingAllowed(config.env_allow_list),
+            # Verified Docker jobs only on images the operator vouches are deterministic.
+            DeterministicImages(config.deterministic_images),
             *default_strategies(
                 executors=executors,
                 publishers=publishers,
@@ -448,6 +452,7 @@ async def _build_compute(
         inputs=StorageInputs(input_sources),
         gpus_of=capacity.gpus_of,
         env_allow_list=config.env_allow_list,
+        faulty_results=config.faulty_results,
     )
     return ComputeEndpoint(
         node_id=node_id,
@@ -512,7 +517,17 @@ async def serve(config: NodeConfig, *, parent_fd: int | None = None) -> None:
 
     ``parent_fd`` is the read end of its starter's lifeline (see :mod:`._lifeline`): the node
     also stops when that process is gone. A stop asked for while starting ends the start.
+    ``faulty_results`` (test only) is refused unless the node was started by ``bacalhau
+    devstack`` (which gives it a lifeline).
     """
+    if config.faulty_results and parent_fd is None:
+        raise InvalidConfiguration(
+            f"faulty_results={config.faulty_results} makes this node alter the results it "
+            "publishes: it is for testing verification in a devstack only",
+            hint="remove faulty_results from the configuration, or start the node with "
+            "`bacalhau devstack --faulty-compute-nodes N`",
+            details={"Field": "faulty_results"},
+        )
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -268,10 +268,20 @@ class Devstack:
         self._client: Client | None = None
 
     @classmethod
-    def start(cls, data_dir: Path, *, compute_nodes: int, config: Sequence[str] = ()) -> Devstack:
+    def start(
+        cls,
+        data_dir: Path,
+        *,
+        compute_nodes: int,
+        config: Sequence[str] = (),
+        engines: str = "",
+        faulty_compute_nodes: int = 0,
+    ) -> Devstack:
         """Start ``bacalhau devstack`` (API on a free port) and wait for its manifest, which
         it writes only once every compute node has joined. ``config`` holds ``Key=Value``
-        settings for every node (``bacalhau devstack -c``)."""
+        settings for every node (``bacalhau devstack -c``); ``engines`` the engines every
+        compute node offers (default: the devstack's); the last ``faulty_compute_nodes``
+        compute nodes corrupt their results (``--faulty-compute-nodes``)."""
         data_dir.mkdir(parents=True, exist_ok=True)
         settings = [part for item in config for part in ("-c", item)]
         with (data_dir / "devstack.out").open("wb") as out:
@@ -286,6 +296,12 @@ class Devstack:
                         "--data-dir",
                         str(data_dir),
                         *settings,
+                        *(("--engines", engines) if engines else ()),
+                        *(
+                            ("--faulty-compute-nodes", str(faulty_compute_nodes))
+                            if faulty_compute_nodes
+                            else ()
+                        ),
                     )
                 ),
                 stdin=subprocess.DEVNULL,
