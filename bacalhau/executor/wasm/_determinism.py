@@ -13,9 +13,8 @@ A module run deterministically sees no ambient input of the node it runs on:
   never reach a module;
 - **scheduling**: WASI preview 1 has no threads, and the run is one call on one worker.
 
-What is left outside this module: file timestamps of prepared inputs (the node's storage
-plugins set them) and the order in which a directory is listed by ``fd_readdir`` (the host
-filesystem's). Jobs that must verify should not depend on either.
+- **file system**: inode and device numbers, times, link counts and listing order come from
+  the run's virtual file system (``_vfs``, ``_wasi_fs``), not from the host.
 
 The host functions are registered in a linker of their own (:func:`define_deterministic`), so
 runs that did not ask for determinism keep wasmtime's native clocks and entropy.
@@ -31,6 +30,7 @@ from collections.abc import Iterable, Sequence
 import wasmtime
 
 __all__ = [
+    "CLOCK_REALTIME",
     "EPOCH_NS",
     "STEP_NS",
     "DeterministicSource",
@@ -46,7 +46,8 @@ EPOCH_NS = 946_684_800 * 1_000_000_000
 STEP_NS = 1_000_000
 
 _WASI = "wasi_snapshot_preview1"
-_CLOCK_REALTIME = 0
+#: WASI's id of the realtime clock (the others count from the start of the run).
+CLOCK_REALTIME = 0
 _MAX_CLOCK_ID = 3
 _ERRNO_SUCCESS = 0
 _ERRNO_FAULT = 21
@@ -75,7 +76,7 @@ class DeterministicSource:
 
     def peek_clock(self, clock_id: int) -> int:
         """The clock's reading, without the step of a read (for absolute sleeps)."""
-        return self.elapsed_ns + (EPOCH_NS if clock_id == _CLOCK_REALTIME else 0)
+        return self.elapsed_ns + (EPOCH_NS if clock_id == CLOCK_REALTIME else 0)
 
     def sleep(self, nanoseconds: int) -> None:
         """A sleep takes no real time: the virtual clocks jump past its end."""

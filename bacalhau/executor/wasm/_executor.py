@@ -13,15 +13,15 @@ operator's ``max_memory``; a run that fails (traps or exits non-zero) with its m
 an eighth of that cap is reported as "memory limit exceeded", since wasmtime answers a refused
 ``memory.grow`` with -1 and the module's allocator then fails in its own words. Modules import
 WASI and the job's ``ImportModules`` by name (see ``_linking``); a ``Deterministic`` run sees
-virtual clocks and a seeded random stream (see ``_determinism``).
+virtual clocks and a seeded random stream (see ``_determinism``) and a virtual file system
+(see ``_vfs``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +46,7 @@ from bacalhau.executor._results import (
     prepare_results_dir,
 )
 from bacalhau.executor.wasm._determinism import (
+    CLOCK_REALTIME,
     DeterministicSource,
     run_seed,
     set_running_source,
@@ -66,10 +67,12 @@ from bacalhau.executor.wasm._modules import (
     wasm_error_cause,
 )
 from bacalhau.executor.wasm._output import CappedStreams
+from bacalhau.executor.wasm._output_times import fix_times
 from bacalhau.executor.wasm._params import ModuleRef, WasmEngineSpec
 from bacalhau.executor.wasm._poll import RunStopped, set_running_watch
 from bacalhau.executor.wasm._source import load_module
-from bacalhau.executor.wasm._staging import default_staging_root, fix_times, stage_tree
+from bacalhau.executor.wasm._vfs import Preopen, VirtualFS
+from bacalhau.executor.wasm._wasi_fs import set_running_fs
 from bacalhau.models import RunCommandResult, SpecConfig
 
 __all__ = ["WASM32_MAX_MEMORY", "WasmExecutor"]
@@ -96,28 +99,12 @@ class WasmExecutor:
     ``stdout`` and ``stderr`` keeps at most ``max_stream_bytes``. No run's memory grows past
     ``max_memory`` bytes, whatever its job asks (a job that asks nothing gets that much).
 
-    A ``Deterministic`` run sees each read-only input through a copy staged under
-    ``staging_root`` (default: the tmpfs at /dev/shm, else the temporary directory; see
-    ``_staging``): every entry's access and modification time is 2000-01-01T00:00:00Z and a
-    directory lists its entries in name order (by bytes); result folders carry the same time
-    when the run starts, and everything in them gets it again when the run ends. Measured with
-    ``scripts/wasm/fsview.c`` (tests/executor/test_wasm_staging.py), what still reaches the
-    module through wasmtime's own WASI calls, which cannot be wrapped from Python:
-
-    - inode numbers (``st_ino``, ``d_ino``): a hash of the host's device and inode, different
-      for every staged copy (``st_dev`` is always 1);
-    - ``st_ctime``: the wall-clock instant the copy was staged (the kernel sets it; no call
-      can), and for anything the module creates or changes, the instant it does so;
-    - times of what the module writes during the run (result folders, writable inputs): the
-      host's clock, until the run ends;
-    - an access time the kernel updates when the module reads a file or lists a directory
-      (``relatime``: the fixed time is more than a day old);
-    - listing order where ``staging_root`` is not a tmpfs (ext4 orders by a hash seeded per
-      filesystem), and always in result folders and writable inputs, which are not staged;
-    - writable inputs (``:rw`` local directories) are shown as they are, not copied.
-
-    The staged copy holds the inputs whole, in memory on a tmpfs: deterministic jobs over
-    large inputs need that much room there.
+    A ``Deterministic`` run sees its inputs and result folders through a virtual file system
+    (see ``_vfs``): the files are the host's, read in place and written where the results go,
+    but inode and device numbers, times, link counts and the order of directory listings are
+    the same on every node (inodes from paths, times from the run's virtual clock, listings in
+    name order). Result folders carry 2000-01-01T00:00:00Z on the host before and after the
+    run, so published results hold no trace of when they were written.
     """
 
     def __init__(
@@ -127,7 +114,6 @@ class WasmExecutor:
         max_concurrent_runs: int = 32,
         max_stream_bytes: int = MAX_STREAM_FILE_BYTES,
         max_memory: int = WASM32_MAX_MEMORY,
-        staging_root: Path | None = None,
     ) -> None:
         if max_stream_bytes < 0:
             raise ValueError(f"max_stream_bytes must not be negative, got {max_stream_bytes}")
@@ -139,7 +125,6 @@ class WasmExecutor:
         linkers = {mode: new_linker(self._engine, mode) for mode in (STANDARD, DETERMINISTIC)}
         self._max_stream_bytes = max_stream_bytes
         self._max_memory = min(max_memory, WASM32_MAX_MEMORY)
-        self._staging_root = staging_root or default_staging_root()
         self._modules = ModuleCache(self._engine, linkers, module_cache_size)
         self._interrupter = EpochInterrupter(self._engine)
         self._workers = ThreadPoolExecutor(
@@ -302,34 +287,50 @@ class WasmExecutor:
             request.results_dir / STDERR_FILE,
             self._max_stream_bytes,
         )
-        staging: Path | None = None
+        fs: VirtualFS | None = None
         try:
-            if spec.deterministic:
-                staging = Path(tempfile.mkdtemp(prefix="bacalhau-wasm-", dir=self._staging_root))
+            preopens = _preopens(spec, request, folders, set(imports))
+            wasi = wasmtime.WasiConfig()
+            wasi.argv = spec.argv()
+            wasi.env = spec.merged_env(request.env)
+            if source is not None:
                 for folder in folders.values():
                     fix_times(folder)
-            wasi = self._wasi_config(spec, request, folders, set(imports), staging)
-            wasi.stdout_file = streams.stdout_path
-            wasi.stderr_file = streams.stderr_path
+                # Our file system, not wasmtime's: it writes the streams into the pipes itself.
+                stdout_fd, stderr_fd = streams.writer_fds
+                fs = VirtualFS(
+                    preopens,
+                    now=functools.partial(source.peek_clock, CLOCK_REALTIME),
+                    stdout_fd=stdout_fd,
+                    stderr_fd=stderr_fd,
+                )
+            else:
+                for preopen in preopens:
+                    wasi.preopen_dir(str(preopen.host), preopen.guest, preopen.writable)
+                wasi.stdout_file = streams.stdout_path
+                wasi.stderr_file = streams.stderr_path
             watch.monotonic_base_ns = time.monotonic_ns()
             store.set_wasi(wasi)
-            streams.handed_over()
+            if fs is None:
+                streams.handed_over()
             if watch.cancelled_at is not None:
                 raise ExecutionCancelled(f"execution {request.execution_id} was cancelled")
             self._interrupter.arm(store, watch)
             set_running_watch(watch)
             set_running_source(source)
+            set_running_fs(fs)
             try:
                 exit_code, error_msg, memory_size = _call(instantiate, store, spec.entry_point)
             finally:
+                set_running_fs(None)
                 set_running_source(None)
                 set_running_watch(None)
                 self._interrupter.disarm(watch)
         finally:
             store.close()  # closes the module's ends of the pipes
+            if fs is not None:
+                fs.close()
             dropped = streams.finish()
-            if staging is not None:
-                shutil.rmtree(staging, ignore_errors=True)
         if spec.deterministic:
             # Published results carry no trace of when the module wrote them.
             for folder in folders.values():
@@ -360,47 +361,33 @@ class WasmExecutor:
         """The job's memory, capped by the operator's; a job asking nothing gets the cap."""
         return min(asked, self._max_memory) if asked > 0 else self._max_memory
 
-    def _wasi_config(
-        self,
-        spec: WasmEngineSpec,
-        request: RunRequest,
-        folders: dict[str, Path],
-        imported: set[str],
-        staging: Path | None,
-    ) -> wasmtime.WasiConfig:
-        """WASI for one run; with ``staging`` (deterministic runs), read-only inputs are
-        shown through copies staged under it (see ``_staging``)."""
-        wasi = wasmtime.WasiConfig()
-        wasi.argv = spec.argv()
-        wasi.env = spec.merged_env(request.env)
-        for rp in request.result_paths:
-            host = str(folders[rp.name])
-            wasi.preopen_dir(host, rp.path)
-            # Bacalhau mounts outputs at their Name: keep modules written for it working.
-            if rp.name != rp.path:
-                wasi.preopen_dir(host, rp.name)
-        modules = spec.module_targets()
-        for index, mount in enumerate(request.inputs):
-            if mount.target in modules or (mount.alias and mount.alias in imported):
-                continue  # a module, already loaded
-            if not mount.source.is_dir():
-                raise ExecutionFailed(
-                    f"input {mount.target} is a single file; WASM modules can only be given "
-                    "directories",
-                    hint="give the input a directory as its target's source",
-                )
-            source = mount.source
-            if staging is not None and mount.read_only:
-                source = staging / str(index)
-                try:
-                    stage_tree(mount.source, source)
-                except OSError as e:
-                    raise ExecutionFailed(
-                        f"input {mount.target} could not be staged for a deterministic run: {e}",
-                        hint="the node stages deterministic inputs on a tmpfs; free space there",
-                    ) from None
-            wasi.preopen_dir(str(source), mount.target, not mount.read_only)
-        return wasi
+
+def _preopens(
+    spec: WasmEngineSpec,
+    request: RunRequest,
+    folders: dict[str, Path],
+    imported: set[str],
+) -> list[Preopen]:
+    """The directories a run is given: result folders (writable) and inputs, as mounted."""
+    preopens = []
+    for rp in request.result_paths:
+        host = folders[rp.name]
+        preopens.append(Preopen(host, rp.path, writable=True))
+        # Bacalhau mounts outputs at their Name: keep modules written for it working.
+        if rp.name != rp.path:
+            preopens.append(Preopen(host, rp.name, writable=True))
+    modules = spec.module_targets()
+    for mount in request.inputs:
+        if mount.target in modules or (mount.alias and mount.alias in imported):
+            continue  # a module, already loaded
+        if not mount.source.is_dir():
+            raise ExecutionFailed(
+                f"input {mount.target} is a single file; WASM modules can only be given "
+                "directories",
+                hint="give the input a directory as its target's source",
+            )
+        preopens.append(Preopen(mount.source, mount.target, writable=not mount.read_only))
+    return preopens
 
 
 async def _outcome(

@@ -2,7 +2,8 @@
 
 Two linkers serve every run without imports of its own, shared by all runs: the *standard*
 one (wasmtime's WASI with our ``proc_exit`` and an interruptible ``poll_oneoff``) and the
-*deterministic* one (the same, with clocks and entropy from ``_determinism``). A job whose
+*deterministic* one (the same, with clocks and entropy from ``_determinism`` and the file
+system calls from ``_wasi_fs``). A job whose
 modules import other modules by name (``ImportModules``) gets a linker of its own for its run,
 into which each import module is instantiated, dependencies first, under its name.
 """
@@ -16,6 +17,7 @@ import wasmtime
 from bacalhau.errors import InvalidJobSpec
 from bacalhau.executor.wasm._determinism import define_deterministic
 from bacalhau.executor.wasm._poll import define_poll_oneoff
+from bacalhau.executor.wasm._wasi_fs import define_wasi_fs
 
 __all__ = [
     "DETERMINISTIC",
@@ -62,6 +64,7 @@ def new_linker(engine: wasmtime.Engine, mode: str) -> wasmtime.Linker:
     define_poll_oneoff(linker)
     if mode == DETERMINISTIC:
         define_deterministic(linker)
+        define_wasi_fs(linker)
     return linker
 
 

@@ -59,6 +59,12 @@ class CappedStreams:
         return r, w
 
     @property
+    def writer_fds(self) -> tuple[int, int]:
+        """The write ends of the stdout and stderr pipes, for a writer in this process (the
+        deterministic file system); they stay open until :meth:`finish`."""
+        return self._writers[0], self._writers[1]
+
+    @property
     def stdout_path(self) -> str:
         return f"/proc/self/fd/{self._writers[0]}"
 
