@@ -18,6 +18,7 @@ from bacalhau.cli._run import print_logs, submit_and_follow
 from bacalhau.models import (
     Execution,
     HistoryType,
+    Job,
     JobHistory,
     normalise_job,
     parse_job_document,
@@ -161,6 +162,34 @@ def _execution_rows(executions: list[Execution]) -> list[list[str]]:
     ]
 
 
+def _verification_rows(executions: list[Execution]) -> list[list[str]]:
+    """Each replica the verifier judged: its verdict and the CID of its results."""
+    return [
+        [
+            short_id(e.id),
+            short_id(e.node_id),
+            e.compute_details["Verification"],
+            e.compute_details.get("ResultsCID") or "(no CID)",
+        ]
+        for e in executions
+        if "Verification" in e.compute_details
+    ]
+
+
+def _print_verification(job: Job, executions: list[Execution]) -> None:
+    """The job's verification: its mode, the verifier's outcome and each replica's verdict."""
+    click.echo("\nVerification")
+    click.echo(f"  Mode     = {job.verification.mode or 'majority'}")
+    click.echo(f"  Replicas = {job.count}")
+    if job.state_message.startswith("Verification"):
+        click.echo(f"  Outcome  = {job.state_message}")
+    rows = _verification_rows(executions)
+    if rows:
+        table(("EXEC. ID", "NODE ID", "VERDICT", "RESULTS CID"), rows)
+    else:
+        click.echo("  (no verdict yet: the replicas have not all finished)")
+
+
 _EXECUTION_HEADERS = ("CREATED", "MODIFIED", "ID", "NODE ID", "REV.", "STATE", "DESIRED", "COMMENT")
 
 
@@ -201,6 +230,8 @@ def job_describe(state: CliState, job_id: str, output: str) -> None:
         click.echo("\nSummary")
         for name, n in counts.items():
             click.echo(f"  {name} = {n}")
+    if job.verified:
+        _print_verification(job, details.executions)
     click.echo("\nJob History")
     table(_HISTORY_HEADERS, _history_rows(details.history))
     click.echo("\nExecutions")

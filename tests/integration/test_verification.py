@@ -18,6 +18,7 @@ import pytest
 
 from bacalhau.compute._verification import FAULTY_MARK
 from bacalhau.models import ExecutionStateType as E
+from bacalhau.models import short_id
 from tests.integration.devstack import Devstack, run_bacalhau
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("verification")]
@@ -87,7 +88,14 @@ def test_the_majority_wins_and_the_faulty_node_is_avoided_next(
 
     # The text describe says so per execution.
     text = stack.ok("job", "describe", job_id)
-    assert "Verification" in text and "rejected" in text and accepted_cid in text
+    section = text.split("\nVerification\n", 1)[1].split("\nJob History", 1)[0]
+    assert f"Outcome  = {state['Message']}" in section
+    verdicts = [line.split() for line in section.splitlines() if short_id(faulty) in line]
+    assert verdicts == [
+        [verdicts[0][0], short_id(faulty), "rejected", rejected["Details"]["ResultsCID"]]
+    ]
+    rows = [line.split()[2:] for line in section.splitlines() if line.startswith("e-")]
+    assert sorted(rows)[:2] == [["accepted", accepted_cid]] * 2, section
 
     scores = reputations(stack)
     assert scores["compute-2"]["Disagreements"] == 1
