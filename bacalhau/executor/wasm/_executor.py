@@ -71,7 +71,8 @@ from bacalhau.executor.wasm._output_times import fix_times
 from bacalhau.executor.wasm._params import ModuleRef, WasmEngineSpec
 from bacalhau.executor.wasm._poll import RunStopped, set_running_watch
 from bacalhau.executor.wasm._source import load_module
-from bacalhau.executor.wasm._vfs import Preopen, VirtualFS
+from bacalhau.executor.wasm._vfs import VirtualFS
+from bacalhau.executor.wasm._vfs_entries import Preopen
 from bacalhau.executor.wasm._wasi_fs import set_running_fs
 from bacalhau.models import RunCommandResult, SpecConfig
 

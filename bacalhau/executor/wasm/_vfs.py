@@ -25,13 +25,19 @@ import fcntl
 import os
 import stat
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from bacalhau.executor.wasm._vfs_entries import (
+    Entry,
+    FileStat,
+    OpenDir,
+    OpenFile,
+    Preopen,
+    Stream,
+)
 from bacalhau.executor.wasm._vfs_tree import (
     Meta,
     MetaTable,
-    RelPath,
     Resolved,
     Root,
     filetype,
@@ -77,82 +83,16 @@ from bacalhau.executor.wasm._wasi_abi import (
     WHENCE_CUR,
     WHENCE_END,
     WHENCE_SET,
-    WRITE_RIGHTS,
     WasiError,
 )
 
-__all__ = ["FileStat", "OpenDir", "OpenFile", "Preopen", "Stream", "VirtualFS"]
+__all__ = ["VirtualFS"]
 
 #: The most descriptors a run may hold open (host descriptors are the node's).
 MAX_OPEN = 1024
 _FIRST_FD = 3
 _NEW_FILE_MODE = 0o644
 _NEW_DIR_MODE = 0o755
-
-
-@dataclass(frozen=True)
-class Preopen:
-    """A host directory given to the run under the name ``guest`` (``/inputs``)."""
-
-    host: Path
-    guest: str
-    writable: bool
-
-
-@dataclass(frozen=True)
-class FileStat:
-    """A ``filestat`` as the module sees it."""
-
-    dev: int
-    ino: int
-    filetype: int
-    nlink: int
-    size: int
-    atime: int
-    mtime: int
-    ctime: int
-
-
-@dataclass
-class Stream:
-    """fd 0, 1 or 2: ``host_fd`` is where writes go (None: nowhere; reads see end of file)."""
-
-    host_fd: int | None
-    rights: int
-    fdflags: int = 0
-
-
-@dataclass
-class OpenDir:
-    """A directory descriptor (a preopen when ``preopen`` names it)."""
-
-    root: Root
-    rel: RelPath
-    rights: int
-    inheriting: int
-    preopen: str | None = None
-    fdflags: int = 0
-    #: The listing ``fd_readdir`` serves, taken when it is read from cookie 0.
-    listing: list[str] = field(default_factory=list)
-
-    def meta_for(self, table: MetaTable) -> Meta:
-        # Looked up by path each time: a directory has no host descriptor to hold it by.
-        return table.get(self.root, self.rel)
-
-
-@dataclass
-class OpenFile:
-    """A regular file (or anything not a directory) open on the host."""
-
-    root: Root
-    meta: Meta
-    host_fd: int
-    rights: int
-    inheriting: int
-    fdflags: int
-
-
-Entry = Stream | OpenDir | OpenFile
 
 
 class VirtualFS:
@@ -288,6 +228,8 @@ class VirtualFS:
         return written
 
     def seek(self, fd: int, offset: int, whence: int) -> int:
+        if isinstance(self.entry(fd), Stream):
+            raise WasiError(ERRNO_SPIPE)  # a pipe, whatever the rights say
         tell_only = offset == 0 and whence == WHENCE_CUR
         entry = self.file(fd, RIGHT_FD_TELL if tell_only else RIGHT_FD_SEEK)
         if isinstance(entry, Stream):
@@ -383,7 +325,9 @@ class VirtualFS:
         )
         if needed & ~directory.rights or (rights | inheriting) & ~directory.inheriting:
             raise WasiError(ERRNO_NOTCAPABLE)
-        writes = rights & WRITE_RIGHTS or oflags & (OFLAGS_CREAT | OFLAGS_TRUNC)
+        # Only FD_WRITE says the module means to write: toolchains differ in which of the
+        # other write-ish rights (allocate, set size) they ask for when opening to read.
+        writes = rights & RIGHT_FD_WRITE or oflags & (OFLAGS_CREAT | OFLAGS_TRUNC)
         if writes or fdflags & FDFLAGS_APPEND:
             directory.root.check_writable()
         if len(self._fds) >= MAX_OPEN:
@@ -396,7 +340,7 @@ class VirtualFS:
         if mode is not None and stat.S_ISDIR(mode):
             if oflags & (OFLAGS_CREAT | OFLAGS_EXCL) == OFLAGS_CREAT | OFLAGS_EXCL:
                 raise WasiError(ERRNO_EXIST)
-            if rights & WRITE_RIGHTS or oflags & OFLAGS_TRUNC:
+            if rights & RIGHT_FD_WRITE or oflags & OFLAGS_TRUNC:
                 raise WasiError(ERRNO_ISDIR)
             new_dir = OpenDir(
                 target.root, target.rel, rights & DIRECTORY_RIGHTS, inheriting, fdflags=fdflags

@@ -225,8 +225,6 @@ DIRECTORY_RIGHTS = (
     | RIGHT_PATH_REMOVE_DIRECTORY
     | RIGHT_PATH_UNLINK_FILE
 )
-#: Rights that ask to change a file's contents.
-WRITE_RIGHTS = RIGHT_FD_WRITE | RIGHT_FD_ALLOCATE | RIGHT_FD_FILESTAT_SET_SIZE
 
 # -- flags --------------------------------------------------------------------------------------
 FDFLAGS_APPEND = 1 << 0

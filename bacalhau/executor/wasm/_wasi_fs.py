@@ -21,7 +21,8 @@ from collections.abc import Callable
 
 import wasmtime
 
-from bacalhau.executor.wasm._vfs import FileStat, OpenDir, OpenFile, Stream, VirtualFS
+from bacalhau.executor.wasm._vfs import VirtualFS
+from bacalhau.executor.wasm._vfs_entries import FileStat, OpenDir, OpenFile, Stream
 from bacalhau.executor.wasm._vfs_tree import filetype
 from bacalhau.executor.wasm._wasi_abi import (
     ADVICE_MAX,
