@@ -7,7 +7,8 @@
 //   mkdir:PATH  rmdir:PATH  unlink:PATH  rename:OLD:NEW  symlink:TARGET:PATH  readlink:PATH
 //   read:PATH        open PATH for reading and print its size as read
 //   openw:PATH       open an existing PATH for writing only (no create, no truncate)
-//   copy:SRC:DST     copy SRC to DST in 1 MiB reads and writes (the benchmark's workload)
+//   copy:SRC:DST[:N] copy SRC to DST in reads and writes of N bytes (default and at most
+//                    1 MiB; the benchmark's workload)
 //   sleep:MS         sleep MS milliseconds (a deterministic run's clock moves on at once)
 //
 // A failing command prints its errno by name ("unlink:/inputs/a ERROFS").
@@ -84,8 +85,9 @@ static void write_file(const char *path, const char *mode) {
     if (fclose(out) != 0) fail("close", path);
 }
 
-static void copy(const char *src, const char *dst) {
+static void copy(const char *src, const char *dst, size_t block) {
     static char buf[1 << 20];
+    if (block == 0 || block > sizeof buf) block = sizeof buf;
     int in = open(src, O_RDONLY);
     int out = open(dst, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (in < 0 || out < 0) {
@@ -94,7 +96,7 @@ static void copy(const char *src, const char *dst) {
     }
     long long total = 0;
     ssize_t n;
-    while ((n = read(in, buf, sizeof buf)) > 0) {
+    while ((n = read(in, buf, block)) > 0) {
         if (write(out, buf, (size_t)n) != n) {
             fail("copy", dst);
             return;
@@ -147,7 +149,8 @@ int main(int argc, char **argv) {
             continue;
         } else if (strcmp(cmd, "copy") == 0) {
             char *dst = second(arg);
-            copy(arg, dst);
+            char *block = second(dst);
+            copy(arg, dst, (size_t)atol(block));
             continue;
         } else if (strcmp(cmd, "sleep") == 0) {
             long ms = atol(arg);
