@@ -179,12 +179,12 @@ def test_listing_in_name_order_with_stable_cookies(tmp_path: Path) -> None:
     fs = new_fs(tmp_path)
     for name in ("c", "a", "B", "b"):
         (tmp_path / "out" / name).write_text(name)
-    first = fs.list_directory(OUTPUTS, 0, RIGHT_FD_READDIR)
+    first = list(fs.list_directory(OUTPUTS, 0, RIGHT_FD_READDIR))
     assert [name for name, _, _ in first] == [".", "..", "B", "a", "b", "c"]
     (tmp_path / "out" / "0-new").write_text("")
     # Reading on from a cookie sees the listing it started with; cookie 0 starts over.
-    assert fs.list_directory(OUTPUTS, 3, RIGHT_FD_READDIR) == first[3:]
-    again = fs.list_directory(OUTPUTS, 0, RIGHT_FD_READDIR)
+    assert list(fs.list_directory(OUTPUTS, 3, RIGHT_FD_READDIR)) == first[3:]
+    again = list(fs.list_directory(OUTPUTS, 0, RIGHT_FD_READDIR))
     assert [name for name, _, _ in again][2] == "0-new"
     assert errno_of(fs.list_directory, OUTPUTS + 1, 0, RIGHT_FD_READDIR) == ERRNO_BADF
 

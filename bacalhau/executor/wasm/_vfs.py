@@ -24,7 +24,7 @@ import contextlib
 import fcntl
 import os
 import stat
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from bacalhau.executor.wasm._vfs_entries import (
@@ -413,8 +413,9 @@ class VirtualFS:
 
     # -- directory listings ----------------------------------------------------------------
 
-    def list_directory(self, fd: int, cookie: int, rights: int) -> list[tuple[str, int, int]]:
-        """``(name, ino, filetype)`` of the entries from position ``cookie`` on.
+    def list_directory(self, fd: int, cookie: int, rights: int) -> Iterator[tuple[str, int, int]]:
+        """``(name, ino, filetype)`` of the entries from position ``cookie`` on, as the caller
+        takes them (a reader with a small buffer looks at a few entries per call).
 
         A listing read from cookie 0 is taken anew; later cookies read the same listing, so
         entries added or removed meanwhile neither shift nor repeat the rest.
@@ -423,7 +424,10 @@ class VirtualFS:
         if cookie == 0 or not directory.listing:
             names = os.listdir(directory.root.host_path(directory.rel))
             directory.listing = [".", "..", *sorted(names, key=os.fsencode)]
-        return [self._dirent(directory, name) for name in directory.listing[cookie:]]
+        return (
+            self._dirent(directory, directory.listing[i])
+            for i in range(cookie, len(directory.listing))
+        )
 
     def _dirent(self, directory: OpenDir, name: str) -> tuple[str, int, int]:
         root, rel = directory.root, directory.rel

@@ -132,25 +132,28 @@ class MetaTable:
         self.get(root, rel).touch(self._now())
 
     def removed(self, root: Root, rel: RelPath) -> None:
-        for key in list(self._under(root, rel)):
-            del self._entries[key]
+        """The entry was unlinked or, empty, removed (what it held went before it)."""
+        self._entries.pop((root.host, rel), None)
         self.touch(root, rel[:-1])
 
     def moved(self, root: Root, old: RelPath, new: RelPath) -> None:
         """``old`` was renamed to ``new``: it and everything under it keep their metadata."""
-        self.get(root, old)
+        meta = self.get(root, old)
         if os.path.isdir(root.host_path(new)):
             # Entries under a renamed directory that were never looked at still have the
-            # numbers of their old paths: remember those before the paths change.
+            # numbers of their old paths: remember those before the paths change. (Scanning
+            # the table is linear, but only directory renames pay it.)
             for sub in _walk(root.host_path(new)):
                 self.get(root, old + sub)
-        moving = {key: self._entries.pop(key) for key in list(self._under(root, old))}
-        for key in list(self._under(root, new)):
-            del self._entries[key]  # what the rename replaced
-        for (_, rel), meta in moving.items():
-            self._entries[(root.host, new + rel[len(old) :])] = meta
-        now = self._now()
-        self._entries[(root.host, new)].ctime = now
+            moving = {key: self._entries.pop(key) for key in list(self._under(root, old))}
+            for key in list(self._under(root, new)):
+                del self._entries[key]  # what the rename replaced (an empty directory)
+            for (_, rel), moved in moving.items():
+                self._entries[(root.host, new + rel[len(old) :])] = moved
+        else:
+            self._entries.pop((root.host, old), None)
+            self._entries[(root.host, new)] = meta
+        meta.ctime = self._now()
         self.touch(root, old[:-1])
         self.touch(root, new[:-1])
 
