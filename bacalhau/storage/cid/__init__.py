@@ -19,7 +19,17 @@ from ._blockstore import BatchWriter, Blockstore, BlockstoreStats, GCResult
 from ._car import CarImport, CarReader, import_car, write_car
 from ._cid import CID, DAG_PB, RAW
 from ._exporter import BlockSource, EntryKind, LsEntry, export, ls, read_file, resolve, stat
-from ._importer import BlockSink, Importer, ImportOptions, ImportResult
+from ._importer import (
+    BlockSink,
+    DirectoryBuilder,
+    FileBuilder,
+    FrameSink,
+    Importer,
+    ImportOptions,
+    ImportResult,
+    TreeEntry,
+    TreeVisitor,
+)
 
 __all__ = [
     "CID",
@@ -32,12 +42,17 @@ __all__ = [
     "BlockstoreStats",
     "CarImport",
     "CarReader",
+    "DirectoryBuilder",
     "EntryKind",
+    "FileBuilder",
+    "FrameSink",
     "GCResult",
     "ImportOptions",
     "ImportResult",
     "Importer",
     "LsEntry",
+    "TreeEntry",
+    "TreeVisitor",
     "export",
     "import_car",
     "ls",

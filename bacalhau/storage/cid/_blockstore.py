@@ -15,7 +15,11 @@ Kubo's datastores are), so the same bytes under a CIDv0 and a CIDv1 are stored o
 Crash safety: a block's bytes are appended before its index row is committed, so a crash
 leaves at worst unreferenced bytes in a pack (reclaimed by compaction), never a row pointing
 at nothing; nothing is fsynced, and a block torn by a power loss is refused on read because
-every read is verified.
+every read is verified. Blocks are written in batches (:meth:`Blockstore.put_many_trusted`,
+which a :class:`BatchWriter` feeds): one ``writev`` for the batch's bytes, then one
+transaction for its rows. A process killed mid-import therefore leaves the batches it
+committed (unpinned, so collected once the GC grace period has passed) and, of the batch
+in flight, only unreferenced bytes in its pack, which is compacted once its owner is dead.
 
 Each :class:`Blockstore` instance appends to a pack of its own, so processes never write to
 the same file. Deleting a block drops its row; :meth:`Blockstore.gc` then compacts packs
@@ -25,11 +29,12 @@ that are mostly garbage (copies their live blocks forward and removes the file).
 from __future__ import annotations
 
 import os
+import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections import deque
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +48,10 @@ from ._dagpb import decode_node
 __all__ = ["BatchWriter", "Blockstore", "BlockstoreStats", "GCResult"]
 
 DEFAULT_PACK_LIMIT: Final = 256 << 20
+#: How many bytes a :class:`BatchWriter` thread gathers into one write and one transaction.
+DEFAULT_BATCH_BYTES: Final = 4 << 20
+#: At most this many buffers go into one ``writev`` (Linux's IOV_MAX is 1024).
+_MAX_IOVECS: Final = 512
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS packs (
@@ -153,10 +162,11 @@ class Blockstore:
             self._db.execute("UPDATE packs SET sealed = 1 WHERE id = ?", (self._writing.id,))
             self._writing = None
 
-    def _append(self, data: bytes | bytearray) -> tuple[int, int]:
-        """Append to this instance's pack; returns (pack, offset). Caller holds the lock."""
+    def _pack_with_room(self, size: int) -> _WritePack:
+        """This instance's pack, a new one when ``size`` more bytes would pass the limit
+        (a block larger than the limit gets a pack of its own). Caller holds the lock."""
         current = self._writing
-        if current is None or (current.size and current.size + len(data) > self._pack_limit):
+        if current is None or (current.size and current.size + size > self._pack_limit):
             self._seal()
             cursor = self._db.execute("INSERT INTO packs (owner_pid) VALUES (?)", (os.getpid(),))
             pack = int(cursor.lastrowid or 0)
@@ -164,13 +174,32 @@ class Blockstore:
             current = self._writing = _WritePack(
                 pack, os.open(self._pack_path(pack), flags, 0o644), 0
             )
-        offset = current.size
-        view = memoryview(data)
-        while view:
-            written = os.write(current.fd, view)
-            view = view[written:]
-        current.size += len(data)
-        return current.id, offset
+        return current
+
+    def _append(self, data: bytes | bytearray) -> tuple[int, int]:
+        """Append to this instance's pack; returns (pack, offset). Caller holds the lock."""
+        return self._append_many([data])[0]
+
+    def _append_many(self, blocks: Sequence[bytes | bytearray]) -> list[tuple[int, int]]:
+        """Append ``blocks`` to this instance's pack(s), as few ``writev`` calls as the pack
+        limit allows; returns each block's (pack, offset). Caller holds the lock."""
+        placed: list[tuple[int, int]] = []
+        start = 0
+        while start < len(blocks):
+            pack = self._pack_with_room(len(blocks[start]))
+            end, size = start, 0
+            while (
+                end < len(blocks)
+                and end - start < _MAX_IOVECS
+                and (end == start or pack.size + size + len(blocks[end]) <= self._pack_limit)
+            ):
+                placed.append((pack.id, pack.size + size))
+                size += len(blocks[end])
+                end += 1
+            _write_all(pack.fd, blocks[start:end])
+            pack.size += size
+            start = end
+        return placed
 
     def _read_fd(self, pack: int) -> int:
         fd = self._read_fds.get(pack)
@@ -231,22 +260,45 @@ class Blockstore:
     def put_trusted(self, cid: CID, data: bytes | bytearray) -> None:
         """Store a block whose CID the caller has just computed from ``data`` (the importer);
         anything received from elsewhere goes through :meth:`put`."""
-        if cid.hash_code == IDENTITY:
+        self.put_many_trusted([(cid, data)])
+
+    def put_many_trusted(self, blocks: Sequence[tuple[CID, bytes | bytearray]]) -> None:
+        """Store several blocks as :meth:`put_trusted` does, with one write for their bytes
+        and one transaction for their rows (the bytes first, so a crash in between leaves
+        only unreferenced bytes)."""
+        wanted: dict[bytes, bytes | bytearray] = {}
+        for cid, data in blocks:
+            if cid.hash_code != IDENTITY:
+                wanted.setdefault(cid.multihash, data)
+        if not wanted:
             return
         now = time.time()
         with self._lock:
             # Already there: refresh its write time, so a GC running now cannot drop a
-            # block that an import in progress has just relied on.
+            # block that an import in progress has just relied on. One statement, so no
+            # GC can delete a row between finding and refreshing it.
+            marks = ",".join("?" * len(wanted))
             refreshed = self._db.execute(
-                "UPDATE blocks SET written = ? WHERE multihash = ?", (now, cid.multihash)
-            )
-            if refreshed.rowcount:
+                f"UPDATE blocks SET written = ? WHERE multihash IN ({marks}) RETURNING multihash",
+                (now, *wanted),
+            ).fetchall()
+            for (multihash,) in refreshed:
+                del wanted[multihash]
+            if not wanted:
                 return
-            pack, offset = self._append(data)
-            self._db.execute(
-                "INSERT OR IGNORE INTO blocks VALUES (?, ?, ?, ?, ?)",
-                (cid.multihash, pack, offset, len(data), now),
-            )
+            keys = list(wanted)
+            placed = self._append_many([wanted[key] for key in keys])
+            rows = [
+                (key, pack, offset, len(wanted[key]), now)
+                for key, (pack, offset) in zip(keys, placed, strict=True)
+            ]
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany("INSERT OR IGNORE INTO blocks VALUES (?, ?, ?, ?, ?)", rows)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     def delete(self, cid: CID) -> bool:
         """Forget a block; returns whether it was there. Pins are not consulted; the bytes
@@ -273,7 +325,7 @@ class Blockstore:
         return BlockstoreStats(int(count), int(total), int(pins), disk)
 
     @contextmanager
-    def batch(self, *, threads: int = 1, max_pending: int = 16) -> Iterator[BatchWriter]:
+    def batch(self, *, threads: int = 1, max_pending: int = 32) -> Iterator[BatchWriter]:
         """A sink whose writes run on a background thread while the caller goes on hashing.
         At most ``max_pending`` blocks wait in memory; leaving the block waits for every
         write and raises the first error."""
@@ -404,38 +456,125 @@ class Blockstore:
 
 class BatchWriter:
     """Writes blocks to a :class:`Blockstore` on a few threads (see
-    :meth:`Blockstore.batch`); an importer's sink."""
+    :meth:`Blockstore.batch`); an importer's sink.
 
-    def __init__(self, store: Blockstore, *, threads: int, max_pending: int) -> None:
+    Each thread gathers blocks until it holds ``batch_bytes`` (or the batch is closed) and
+    stores them with one :meth:`Blockstore.put_many_trusted`: one ``writev`` and one
+    transaction a batch, not a syscall and two commits a block. Blocks become visible in
+    the store when their batch is written; all of them when the batch is closed.
+
+    Buffers handed over with :meth:`put_frame` are kept once written and handed back by
+    :meth:`spare_frame`, so an importer reuses a few buffers instead of faulting in fresh
+    memory for every chunk.
+    """
+
+    def __init__(
+        self,
+        store: Blockstore,
+        *,
+        threads: int,
+        max_pending: int,
+        batch_bytes: int = DEFAULT_BATCH_BYTES,
+    ) -> None:
+        if threads < 1 or max_pending < 1:
+            raise ValueError("a batch needs at least one thread and one pending block")
         self._store = store
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="blockstore")
-        self._slots = threading.BoundedSemaphore(max_pending)
+        self._batch_bytes = batch_bytes
+        self._queue: queue.Queue[_Pending | None] = queue.Queue(max_pending)
+        self._spares: deque[bytearray] = deque(maxlen=max_pending + threads)
         self._errors: list[BaseException] = []
         self._closed = False
+        self._threads = [
+            threading.Thread(target=self._run, name=f"blockstore-{i}", daemon=True)
+            for i in range(threads)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def put_trusted(self, cid: CID, data: bytes | bytearray) -> None:
-        if self._errors:
-            raise self._errors[0]
-        if self._closed:
-            raise RuntimeError("the batch is closed")
-        self._slots.acquire()
-        future = self._pool.submit(self._store.put_trusted, cid, data)
-        future.add_done_callback(self._done)
+        """Queue a block for writing (waits while ``max_pending`` blocks are queued)."""
+        self._queue_block(_Pending(cid, data, recycle=False))
+
+    def put_frame(self, cid: CID, frame: bytearray) -> None:
+        """Queue a block whose buffer the writer may keep for :meth:`spare_frame` once
+        written: the caller must not touch ``frame`` again."""
+        self._queue_block(_Pending(cid, frame, recycle=True))
+
+    def spare_frame(self, size: int) -> bytearray | None:
+        """A buffer of ``size`` bytes that a written :meth:`put_frame` block freed, if any."""
+        while True:
+            try:
+                frame = self._spares.popleft()
+            except IndexError:
+                return None
+            if len(frame) == size:
+                return frame
 
     def put(self, cid: CID, data: bytes) -> None:
         cid.verify(data)
         self.put_trusted(cid, data)
 
-    def _done(self, future: Future[None]) -> None:
-        self._slots.release()
-        error = future.exception()
-        if error is not None:
-            self._errors.append(error)
+    def _queue_block(self, block: _Pending) -> None:
+        if self._errors:
+            raise self._errors[0]
+        if self._closed:
+            raise RuntimeError("the batch is closed")
+        self._queue.put(block)
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            size = len(first.data)
+            stop = False
+            # Wait for a full batch (or the end): a writer that kept up with the importer
+            # would otherwise write one block at a time, paying a commit for each.
+            while size < self._batch_bytes:
+                more = self._queue.get()
+                if more is None:
+                    stop = True
+                    break
+                batch.append(more)
+                size += len(more.data)
+            if not self._errors:  # after a failure, drain without writing
+                try:
+                    self._store.put_many_trusted([(b.cid, b.data) for b in batch])
+                except BaseException as error:  # raised to the caller by put or close
+                    self._errors.append(error)
+            for block in batch:
+                if block.recycle and isinstance(block.data, bytearray):
+                    self._spares.append(block.data)
+            if stop:
+                return
 
     def close(self) -> None:
         """Wait for every write; raise the first one that failed."""
         if not self._closed:
             self._closed = True
-            self._pool.shutdown(wait=True)
+            for _ in self._threads:
+                self._queue.put(None)
+            for thread in self._threads:
+                thread.join()
         if self._errors:
             raise self._errors[0]
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    cid: CID
+    data: bytes | bytearray
+    recycle: bool
+
+
+def _write_all(fd: int, buffers: Sequence[bytes | bytearray]) -> None:
+    """``writev`` every buffer, resuming after short writes."""
+    views = [memoryview(b) for b in buffers if len(b)]
+    while views:
+        written = os.writev(fd, views)
+        while views and written >= len(views[0]):
+            written -= len(views[0])
+            views.pop(0)
+        if views and written:
+            views[0] = views[0][written:]

@@ -2,8 +2,14 @@
 
 Files stream through in bounded memory: one chunk is read, hashed and handed to the sink at
 a time, and the balanced layout keeps at most ``max_links`` pending links per DAG level
-(see :class:`_BalancedFile`). The rules are those of ``ipfs add`` (Kubo) and the JS
+(see :class:`~._layout.BalancedFile`). The rules are those of ``ipfs add`` (Kubo) and the JS
 importer ``ipfs-unixfs-importer``; ``ImportOptions`` names the settings that change a CID.
+
+Two ways in: *pull* (``add_path``, ``add_stream``: the importer reads) and *push*
+(:class:`FileBuilder`, :class:`DirectoryBuilder`: the caller hands over bytes and finished
+entries as it reads them for some other purpose). A ``TreeVisitor`` given to ``add_path``
+combines them: it sees every entry and reads each file's content, and the CID is computed
+from the bytes it reads, so a tree is read once for, say, an archive and its CID.
 """
 
 from __future__ import annotations
@@ -14,13 +20,24 @@ import os
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO, Final, Protocol
+from typing import BinaryIO, Final, Protocol, runtime_checkable
 
 from ._cid import CID, DAG_PB, RAW
 from ._dagpb import DataType, PBLink, decode_node, encode_file_leaf, encode_node, encode_unixfs
 from ._hamt import build_shard
+from ._layout import BalancedFile, Child
 
-__all__ = ["BlockSink", "ImportOptions", "ImportResult", "Importer"]
+__all__ = [
+    "BlockSink",
+    "DirectoryBuilder",
+    "FileBuilder",
+    "FrameSink",
+    "ImportOptions",
+    "ImportResult",
+    "Importer",
+    "TreeEntry",
+    "TreeVisitor",
+]
 
 DEFAULT_CHUNK_SIZE: Final = 262_144
 DEFAULT_MAX_LINKS: Final = 174
@@ -37,6 +54,17 @@ class BlockSink(Protocol):
     so the sink need not hash them again."""
 
     def put_trusted(self, cid: CID, data: bytes | bytearray) -> None: ...
+
+
+@runtime_checkable
+class FrameSink(BlockSink, Protocol):
+    """A sink that takes over the buffers full chunks were read into and hands written ones
+    back (:class:`~bacalhau.storage.cid.BatchWriter`), so an import cycles through a few
+    buffers instead of faulting in fresh memory for every chunk."""
+
+    def put_frame(self, cid: CID, frame: bytearray) -> None: ...
+
+    def spare_frame(self, size: int) -> bytearray | None: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -79,59 +107,6 @@ class ImportResult:
     size: int = 0
 
 
-@dataclass(slots=True)
-class _Child:
-    cid: CID
-    tsize: int
-    filesize: int
-
-
-class _BalancedFile:
-    """The balanced layout, built as the leaves arrive.
-
-    ``levels[i]`` holds the pending children at height i; a full run of ``max_links`` gets
-    its parent at once, so memory is one run of links per level. At the end every partial
-    run gets a parent too (even a run of one), so all leaves sit at the same depth, the
-    shape Kubo's balanced builder gives.
-    """
-
-    def __init__(self, max_links: int, emit: Callable[[bytes], CID]) -> None:
-        self._max = max_links
-        self._emit = emit
-        self._levels: list[list[_Child]] = [[]]
-
-    def add(self, child: _Child) -> None:
-        self._push(0, child)
-
-    def _push(self, level: int, child: _Child) -> None:
-        if level == len(self._levels):
-            self._levels.append([])
-        run = self._levels[level]
-        run.append(child)
-        if len(run) == self._max:
-            self._levels[level] = []
-            self._push(level + 1, self._parent(run))
-
-    def _parent(self, run: list[_Child]) -> _Child:
-        sizes = [c.filesize for c in run]
-        data = encode_unixfs(DataType.FILE, filesize=sum(sizes), blocksizes=sizes)
-        block = encode_node((PBLink(c.cid, b"", c.tsize) for c in run), data)
-        cid = self._emit(block)
-        return _Child(cid, len(block) + sum(c.tsize for c in run), sum(sizes))
-
-    def finish(self) -> _Child:
-        level = 0
-        while True:
-            top = max(i for i, run in enumerate(self._levels) if run)
-            run = self._levels[level]
-            if level == top and len(run) == 1:
-                return run[0]
-            if run:
-                self._levels[level] = []
-                self._push(level + 1, self._parent(run))
-            level += 1
-
-
 class Importer:
     """Turns bytes, files and directory trees into UnixFS DAGs.
 
@@ -153,12 +128,12 @@ class Importer:
             self._sink.put_trusted(cid, block)
         return cid
 
-    def _leaf(self, chunk: bytes) -> _Child:
+    def _leaf(self, chunk: bytes) -> Child:
         if self._raw:
             cid = CID.from_digest(hashlib.sha256(chunk).digest(), codec=RAW, version=1)
             if self._sink is not None:
                 self._sink.put_trusted(cid, chunk)
-            return _Child(cid, len(chunk), len(chunk))
+            return Child(cid, len(chunk), len(chunk))
         prefix, suffix = encode_file_leaf(len(chunk))
         if self._sink is None:
             # Hash the parts: no 256 KiB copy when nothing is stored.
@@ -166,50 +141,52 @@ class Importer:
             digest.update(chunk)
             digest.update(suffix)
             cid = CID.from_digest(digest.digest(), codec=DAG_PB, version=self._version)
-            return _Child(cid, len(prefix) + len(chunk) + len(suffix), len(chunk))
+            return Child(cid, len(prefix) + len(chunk) + len(suffix), len(chunk))
         block = b"".join((prefix, chunk, suffix))
-        return _Child(self._emit_node(block), len(block), len(chunk))
+        return Child(self._emit_node(block), len(block), len(chunk))
 
-    # -- files --------------------------------------------------------------------------
-
-    def _full_leaf(self, block: bytearray, chunk_size: int) -> _Child:
-        """A leaf whose chunk was read straight into its block's frame (no copy)."""
+    def _full_leaf(self, block: bytearray, chunk_size: int) -> Child:
+        """A leaf whose chunk was written straight into its block's frame (no copy). The
+        frame is the sink's from now on."""
         digest = hashlib.sha256(block).digest()
         codec = RAW if self._raw else DAG_PB
         cid = CID.from_digest(digest, codec=codec, version=self._version)
-        if self._sink is not None:
+        if isinstance(self._sink, FrameSink):
+            self._sink.put_frame(cid, block)
+        elif self._sink is not None:
             self._sink.put_trusted(cid, block)
-        return _Child(cid, len(block), chunk_size)
+        return Child(cid, len(block), chunk_size)
+
+    def _next_frame(self, used: bytearray) -> bytearray:
+        """A buffer for the next chunk, after ``used`` went to ``_full_leaf``."""
+        if self._sink is None:
+            return used  # only hashed: nothing holds on to it
+        if isinstance(self._sink, FrameSink):
+            spare = self._sink.spare_frame(len(used))
+            if spare is not None:
+                return spare
+        return bytearray(len(used))
+
+    # -- files --------------------------------------------------------------------------
+
+    def file_builder(self) -> FileBuilder:
+        """A file imported from bytes pushed to it (:class:`FileBuilder`)."""
+        return FileBuilder(self)
+
+    def directory_builder(self) -> DirectoryBuilder:
+        """A directory imported from finished entries pushed to it (:class:`DirectoryBuilder`)."""
+        return DirectoryBuilder(self)
 
     def add_stream(self, stream: BinaryIO) -> ImportResult:
         """Import a file's content read from ``stream`` until its end.
 
-        Each full chunk is read directly into a fresh buffer laid out as its leaf block
-        (header, chunk, trailer), hashed there and handed to the sink: one pass over the
-        bytes besides the read itself.
+        Each chunk is read directly into a fresh buffer laid out as its leaf block (header,
+        chunk, trailer), hashed there and handed to the sink: one pass over the bytes
+        besides the read itself.
         """
-        size = self.options.chunk_size
-        head, tail = (b"", b"") if self._raw else encode_file_leaf(size)
-        start, end = len(head), len(head) + size
-        layout = _BalancedFile(self.options.max_links, self._emit_node)
-        leaves = 0
-        while True:
-            block = bytearray(end + len(tail))
-            view = memoryview(block)
-            got = _read_into(stream, view[start:end])
-            if got == size:
-                view[:start] = head
-                view[end:] = tail
-                view.release()
-                layout.add(self._full_leaf(block, size))
-                leaves += 1
-                continue
-            if got or not leaves:  # the last, short chunk; an empty file is one empty leaf
-                layout.add(self._leaf(bytes(view[start : start + got])))
-            view.release()
-            break
-        root = layout.finish()
-        return ImportResult(root.cid, root.tsize, root.filesize)
+        builder = self.file_builder()
+        builder.update_from(stream)
+        return builder.finish()
 
     def add_bytes(self, data: bytes) -> ImportResult:
         """Import an in-memory file."""
@@ -227,7 +204,11 @@ class Importer:
     # -- directories --------------------------------------------------------------------
 
     def add_path(
-        self, path: str | os.PathLike[str], *, on_entry: EntryCallback | None = None
+        self,
+        path: str | os.PathLike[str],
+        *,
+        on_entry: EntryCallback | None = None,
+        visitor: TreeVisitor | None = None,
     ) -> ImportResult:
         """Import a file, a symlink (as a link, not its target) or a directory tree, like
         ``ipfs add -r PATH``. In a tree, hidden entries (names starting with ``.``) are
@@ -236,39 +217,68 @@ class Importer:
 
         ``on_entry(relative_path, result)`` is called for every entry once it is added,
         children before their directory; the top-level path is ``""``.
+
+        ``visitor`` is handed every entry before it is imported, parents before children,
+        hidden entries included (see :class:`TreeEntry`); the CID of each file is computed
+        from the bytes the visitor reads of it (and the rest, read after it returns), so the
+        tree's files are read once for both.
         """
-        result = self._add_any(os.fspath(path), "", on_entry)
+        result = self._add_any(os.fspath(path), "", on_entry, visitor)
         if result is None:
             raise ValueError(f"{path} is not a file, a directory or a symlink")
         return result
 
-    def _add_any(self, path: str, rel: str, on_entry: EntryCallback | None) -> ImportResult | None:
+    def _add_any(
+        self, path: str, rel: str, on_entry: EntryCallback | None, visitor: TreeVisitor | None
+    ) -> ImportResult | None:
         st = os.lstat(path)
         if stat.S_ISLNK(st.st_mode):
+            if visitor is not None:
+                visitor(TreeEntry(path, rel, st, None, imported=True))
             result = self.add_symlink(os.fsencode(os.readlink(path)))
         elif stat.S_ISDIR(st.st_mode):
-            result = self._add_directory(path, rel, on_entry)
+            if visitor is not None:
+                visitor(TreeEntry(path, rel, st, None, imported=True))
+            result = self._add_directory(path, rel, on_entry, visitor)
         elif stat.S_ISREG(st.st_mode):
-            result = self.add_file(path)
+            result = self._add_regular(path, rel, st, visitor)
         else:
             return None
         if on_entry is not None:
             on_entry(rel, result)
         return result
 
-    def _add_directory(self, path: str, rel: str, on_entry: EntryCallback | None) -> ImportResult:
-        links: list[PBLink] = []
-        with os.scandir(path) as entries:
-            names = sorted(os.fsencode(entry.name) for entry in entries)
-        for name in names:
-            if name.startswith(b".") and not self.options.hidden:
-                continue
+    def _add_regular(
+        self, path: str, rel: str, st: os.stat_result, visitor: TreeVisitor | None
+    ) -> ImportResult:
+        if visitor is None:
+            return self.add_file(path)
+        builder = self.file_builder()
+        with open(path, "rb", buffering=0) as raw:
+            content = io.BufferedReader(_Tee(raw, builder.update), _DRAIN_SIZE)
+            visitor(TreeEntry(path, rel, st, content, imported=True))
+            # Whatever the visitor left unread still goes through the tee into the CID.
+            spare = bytearray(_DRAIN_SIZE)
+            while content.readinto(spare):
+                pass
+        return builder.finish()
+
+    def _add_directory(
+        self, path: str, rel: str, on_entry: EntryCallback | None, visitor: TreeVisitor | None
+    ) -> ImportResult:
+        directory = self.directory_builder()
+        for name in _sorted_names(path):
             text = os.fsdecode(name)
             child = f"{rel}/{text}" if rel else text
-            result = self._add_any(os.path.join(path, text), child, on_entry)
+            child_path = os.path.join(path, text)
+            if name.startswith(b".") and not self.options.hidden:
+                if visitor is not None:
+                    _visit_only(child_path, child, visitor)
+                continue
+            result = self._add_any(child_path, child, on_entry, visitor)
             if result is not None:
-                links.append(PBLink(result.cid, name, result.tsize))
-        return self.add_directory_links(links)
+                directory.add(name, result)
+        return directory.finish()
 
     def add_directory_links(self, links: list[PBLink]) -> ImportResult:
         """A directory from its entries (name -> child CID and Tsize), sharded when the
@@ -287,6 +297,169 @@ class Importer:
         # sizes it was built from rather than thread them through the builder.
         tsize = len(block) + sum(link.tsize for link in decode_node(block).links)
         return PBLink(self._emit_node(block), b"", tsize)
+
+
+class FileBuilder:
+    """One file imported from its bytes as the caller pushes them, in order
+    (:meth:`update`), then :meth:`finish`; the same CID as ``add_stream`` of those bytes,
+    however they are split.
+
+    Pushed bytes are copied once, into the frame of the leaf block they belong to; a full
+    chunk is hashed and handed to the sink at once, so memory is one chunk plus the
+    layout's pending links.
+    """
+
+    def __init__(self, importer: Importer) -> None:
+        self._importer = importer
+        self._chunk = importer.options.chunk_size
+        self._head, self._tail = (
+            (b"", b"") if importer.options.uses_raw_leaves else encode_file_leaf(self._chunk)
+        )
+        self._start = len(self._head)
+        self._end = self._start + self._chunk
+        self._block = bytearray(self._end + len(self._tail))
+        self._filled = 0
+        self._leaves = 0
+        self._layout = BalancedFile(importer.options.max_links, importer._emit_node)
+        self._finished = False
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        """Append ``data`` to the file."""
+        if self._finished:
+            raise RuntimeError("the file is finished")
+        view = memoryview(data).cast("B")
+        while view:
+            take = min(len(view), self._chunk - self._filled)
+            at = self._start + self._filled
+            self._block[at : at + take] = view[:take]
+            self._filled += take
+            view = view[take:]
+            if self._filled == self._chunk:
+                self._flush_full()
+
+    def update_from(self, stream: BinaryIO) -> None:
+        """Append everything ``stream`` holds until its end, read straight into the leaf
+        frames (no copy). Short reads are retried: a short chunk would change the CID."""
+        if self._finished:
+            raise RuntimeError("the file is finished")
+        while True:
+            with memoryview(self._block) as view:
+                got = _read_into(stream, view[self._start + self._filled : self._end])
+            self._filled += got
+            if self._filled < self._chunk:
+                return
+            self._flush_full()
+
+    def _flush_full(self) -> None:
+        block = self._block
+        block[: self._start] = self._head
+        block[self._end :] = self._tail
+        self._layout.add(self._importer._full_leaf(block, self._chunk))
+        self._leaves += 1
+        # The sink may keep the block (a writer thread): the next chunk gets another frame.
+        self._block = self._importer._next_frame(block)
+        self._filled = 0
+
+    def finish(self) -> ImportResult:
+        """The file's root: the last, short chunk becomes a leaf (an empty file is one
+        empty leaf) and the layout is closed."""
+        if self._finished:
+            raise RuntimeError("the file is finished")
+        self._finished = True
+        if self._filled or not self._leaves:
+            chunk = bytes(self._block[self._start : self._start + self._filled])
+            self._layout.add(self._importer._leaf(chunk))
+        self._block = bytearray()
+        root = self._layout.finish()
+        return ImportResult(root.cid, root.tsize, root.filesize)
+
+
+class DirectoryBuilder:
+    """One directory imported from its finished entries, pushed as they are ready
+    (:meth:`add`), then :meth:`finish`; sharded like ``add_path`` when it is large."""
+
+    def __init__(self, importer: Importer) -> None:
+        self._importer = importer
+        self._links: list[PBLink] = []
+        self._names: set[bytes] = set()
+
+    def add(self, name: str | bytes, entry: ImportResult) -> None:
+        """Link ``entry`` (a file's, symlink's or directory's root) under ``name``."""
+        raw = os.fsencode(name)
+        if not raw or b"/" in raw or raw in (b".", b".."):
+            raise ValueError(f"{name!r} is not a directory entry name")
+        if raw in self._names:
+            raise ValueError(f"{name!r} is already in the directory")
+        self._names.add(raw)
+        self._links.append(PBLink(entry.cid, raw, entry.tsize))
+
+    def finish(self) -> ImportResult:
+        return self._importer.add_directory_links(self._links)
+
+
+@dataclass(frozen=True, slots=True)
+class TreeEntry:
+    """An entry of a tree as ``add_path`` hands it to a :data:`TreeVisitor`.
+
+    ``path`` is where it is on disk, ``rel`` its path below the top (``/``-separated, ``""``
+    for the top itself) and ``stat`` its ``lstat``. ``content`` is set for regular files
+    only: read from it (or not) while the visitor runs; what is read, and what is left,
+    makes the file's CID. ``imported`` is False under hidden names the import leaves out
+    (their content is then the plain file).
+    """
+
+    path: str
+    rel: str
+    stat: os.stat_result
+    content: BinaryIO | None
+    imported: bool
+
+
+#: Told of every entry of a tree before it is imported (see :meth:`Importer.add_path`).
+TreeVisitor = Callable[[TreeEntry], None]
+
+_DRAIN_SIZE: Final = 1 << 20
+
+
+class _Tee(io.RawIOBase):
+    """A file read through to ``consume``: every byte read from it is passed on once, in
+    order. Not seekable, so nothing above it can read a byte twice."""
+
+    def __init__(self, raw: io.RawIOBase, consume: Callable[[memoryview], None]) -> None:
+        super().__init__()
+        self._raw = raw
+        self._consume = consume
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        got = self._raw.readinto(buffer) or 0
+        if got:
+            with memoryview(buffer) as view:
+                self._consume(view.cast("B")[:got])
+        return got
+
+
+def _sorted_names(path: str) -> list[bytes]:
+    """Entry names in the importer's order: as bytes, so unicode sorts as ``ipfs add``."""
+    with os.scandir(path) as entries:
+        return sorted(os.fsencode(entry.name) for entry in entries)
+
+
+def _visit_only(path: str, rel: str, visitor: TreeVisitor) -> None:
+    """Show the visitor an entry the import leaves out (and what is below it)."""
+    st = os.lstat(path)
+    if stat.S_ISDIR(st.st_mode):
+        visitor(TreeEntry(path, rel, st, None, imported=False))
+        for name in _sorted_names(path):
+            text = os.fsdecode(name)
+            _visit_only(os.path.join(path, text), f"{rel}/{text}", visitor)
+    elif stat.S_ISREG(st.st_mode):
+        with open(path, "rb") as content:
+            visitor(TreeEntry(path, rel, st, content, imported=False))
+    elif stat.S_ISLNK(st.st_mode):
+        visitor(TreeEntry(path, rel, st, None, imported=False))
 
 
 def _read_into(stream: BinaryIO, view: memoryview) -> int:

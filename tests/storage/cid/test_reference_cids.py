@@ -66,6 +66,29 @@ def test_files_at_chunk_and_layout_boundaries(
 
 
 @pytest.mark.parametrize("config", CONFIGS)
+def test_pushed_files_give_the_reference_cids(
+    config: str, boundary_files: Path, run_js: RunJs
+) -> None:
+    """The push interface (bytes handed over in pieces that straddle chunk ends, entries
+    handed to a directory builder) against the reference importer directly."""
+    options, flags = CONFIGS[config]
+    reference = run_js("import.mjs", boundary_files, *flags)["entries"]
+    importer = Importer(None, options)
+    directory = importer.directory_builder()
+    ours: dict[str, str] = {}
+    for path in sorted(boundary_files.iterdir()):
+        builder = importer.file_builder()
+        with path.open("rb") as stream:
+            while piece := stream.read(100_003):
+                builder.update(piece)
+        result = builder.finish()
+        ours[path.name] = str(result.cid)
+        directory.add(path.name, result)
+    ours[""] = str(directory.finish().cid)
+    assert ours == reference
+
+
+@pytest.mark.parametrize("config", CONFIGS)
 def test_nested_tree_with_unicode_empty_dirs_and_symlinks(
     config: str, tmp_path: Path, run_js: RunJs
 ) -> None:
