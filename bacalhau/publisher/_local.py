@@ -18,11 +18,13 @@ from pathlib import Path
 
 from bacalhau.errors import PublishFailed
 from bacalhau.models import Job, SpecConfig
-from bacalhau.publisher._cid import results_cid
+from bacalhau.storage.cid import CID, Importer, TreeEntry
 
 #: What the result server is willing to serve: ``<execID>.tar.gz``, never a hidden temp file.
 ARCHIVE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\.tar\.gz")
 ARCHIVE_SUFFIX = ".tar.gz"
+#: Read size when copying a file into the archive (tarfile's default is 16 KiB).
+_COPY_BUFFER = 1 << 20
 
 
 class LocalPublisher:
@@ -76,25 +78,23 @@ class LocalPublisher:
             raise PublishFailed(f"cannot publish results of execution {execution_id!r}: bad ID")
         target = self._directory / name
 
-        def archive_and_hash() -> str:
-            write_archive(results_dir, target, self._compress_level)
-            return results_cid(results_dir)
-
         try:
             # Compression and hashing are CPU-bound: keep them off the event loop.
-            cid = await asyncio.to_thread(archive_and_hash)
+            cid = await asyncio.to_thread(write_archive, results_dir, target, self._compress_level)
         except OSError as err:
             raise PublishFailed(
                 f"local publisher could not archive {results_dir}: {err}",
                 hint="check the compute node's disk space and the publisher directory",
             ) from err
         return SpecConfig(
-            type="urlDownload", params={"URL": self.url_for(execution_id), "CID": cid}
+            type="urlDownload", params={"URL": self.url_for(execution_id), "CID": str(cid)}
         )
 
 
-def write_archive(results_dir: Path, target: Path, compress_level: int = 6) -> None:
-    """Write a gzip'd tar of ``results_dir`` to ``target`` atomically (temp file + rename)."""
+def write_archive(results_dir: Path, target: Path, compress_level: int = 6) -> CID:
+    """Write a gzip'd tar of ``results_dir`` to ``target`` atomically (temp file + rename)
+    and return the directory's CID (``ipfs add -r``, defaults), hashed from the same reads
+    that fill the archive: each file is read once."""
     if not results_dir.is_dir():
         raise FileNotFoundError(f"results directory {results_dir} does not exist")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -104,16 +104,26 @@ def write_archive(results_dir: Path, target: Path, compress_level: int = 6) -> N
         with (
             os.fdopen(fd, "wb") as raw,
             gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=compress_level, mtime=0) as gz,
-            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
+            tarfile.TarFile(
+                fileobj=gz, mode="w", format=tarfile.PAX_FORMAT, copybufsize=_COPY_BUFFER
+            ) as tar,
         ):
-            for entry in sorted(os.listdir(results_dir)):
-                tar.add(results_dir / entry, arcname=entry, filter=_portable_entry)
+
+            def archive(entry: TreeEntry) -> None:
+                if not entry.rel:
+                    return  # entries are relative to the results directory
+                info = _portable_entry(tar.gettarinfo(entry.path, arcname=entry.rel))
+                if info is not None:
+                    tar.addfile(info, entry.content if info.isreg() else None)
+
+            root = Importer(None).add_path(results_dir, visitor=archive)
         # mkstemp creates 0600; the archive is meant to be downloaded, so world-readable.
         tmp.chmod(0o644)
         tmp.replace(target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    return root.cid
 
 
 def _portable_entry(info: tarfile.TarInfo) -> tarfile.TarInfo | None:

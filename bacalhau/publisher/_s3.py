@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -24,9 +23,9 @@ import botocore.exceptions
 
 from bacalhau.errors import InvalidJobSpec, PublishFailed
 from bacalhau.models import Job, SpecConfig, param
-from bacalhau.publisher._cid import results_cid
 from bacalhau.publisher._local import write_archive
 from bacalhau.storage import s3_client, s3_error
+from bacalhau.storage.cid import CID, Importer, TreeEntry
 
 ARCHIVE_SUFFIX = ".tar.gz"
 #: How long a pre-signed download URL stays valid (SigV4 allows at most 7 days).
@@ -112,26 +111,30 @@ class S3Publisher:
             key = key.rstrip("/") + "/"
         where = f"s3://{bucket}/{key}"
 
-        def upload() -> str:
+        def upload() -> CID:
             client = s3_client(endpoint=endpoint, region=region)
             if compress:
                 with tempfile.TemporaryDirectory(prefix=".s3-", dir=results_dir.parent) as tmp:
                     archive = Path(tmp) / "results.tar.gz"
-                    write_archive(results_dir, archive, self._compress_level)
+                    cid = write_archive(results_dir, archive, self._compress_level)
                     client.upload_file(str(archive), bucket, key)
-            else:
-                for path in sorted(_files(results_dir)):
-                    rel = path.relative_to(results_dir).as_posix()
-                    if path.stat().st_size == 0:
-                        # Each empty object on a connection of its own: SeaweedFS leaves a
-                        # kept-alive connection stalled after an empty PUT, so the next
-                        # upload on it would wait for the read timeout (a minute).
-                        empty = s3_client(endpoint=endpoint, region=region)
-                        empty.put_object(Bucket=bucket, Key=key + rel, Body=b"")
-                        empty.close()
-                        continue
-                    client.upload_file(str(path), bucket, key + rel)
-            return results_cid(results_dir)
+                return cid
+
+            def put_object(entry: TreeEntry) -> None:
+                if entry.content is None or not entry.rel:
+                    return  # only regular files are objects; links are not followed
+                if entry.stat.st_size == 0:
+                    # Each empty object on a connection of its own: SeaweedFS leaves a
+                    # kept-alive connection stalled after an empty PUT, so the next
+                    # upload on it would wait for the read timeout (a minute).
+                    empty = s3_client(endpoint=endpoint, region=region)
+                    empty.put_object(Bucket=bucket, Key=key + entry.rel, Body=b"")
+                    empty.close()
+                    return
+                # The upload reads the file through the importer, which hashes what it reads.
+                client.upload_fileobj(entry.content, bucket, key + entry.rel)
+
+            return Importer(None).add_path(results_dir, visitor=put_object).cid
 
         try:
             cid = await asyncio.to_thread(upload)
@@ -144,22 +147,17 @@ class S3Publisher:
             raise PublishFailed(failure.message, hint=failure.hint) from None
         except OSError as err:
             raise PublishFailed(f"publishing to {where} failed: {err}") from err
-        params: dict[str, Any] = {"Bucket": bucket, "Key": key, "Compress": compress, "CID": cid}
+        params: dict[str, Any] = {
+            "Bucket": bucket,
+            "Key": key,
+            "Compress": compress,
+            "CID": str(cid),
+        }
         if endpoint:
             params["Endpoint"] = endpoint
         if region:
             params["Region"] = region
         return SpecConfig(type="s3", params=params)
-
-
-def _files(root: Path) -> list[Path]:
-    """Regular files under ``root`` (links are not followed: they could point anywhere)."""
-    out: list[Path] = []
-    for folder, dirs, names in os.walk(root):
-        base = Path(folder)
-        dirs[:] = [d for d in dirs if not (base / d).is_symlink()]
-        out.extend(base / n for n in names if (base / n).is_file() and not (base / n).is_symlink())
-    return out
 
 
 def presign_result(spec: SpecConfig, *, expires: int = DEFAULT_PRESIGN_SECONDS) -> SpecConfig:

@@ -11,8 +11,15 @@ import pytest
 
 from bacalhau.errors import PublishFailed
 from bacalhau.models import Job, SpecConfig
-from bacalhau.publisher import LocalPublisher, LocalResultServer, NoopPublisher, Publisher
+from bacalhau.publisher import (
+    LocalPublisher,
+    LocalResultServer,
+    NoopPublisher,
+    Publisher,
+    write_archive,
+)
 from bacalhau.storage.cid import Importer
+from tests.storage.opens import count_opens
 
 
 def make_results(root: Path) -> Path:
@@ -170,3 +177,47 @@ async def test_links_are_archived_as_links_never_followed(tmp_path: Path) -> Non
     }
     assert not any(n.startswith("outputs/dir/") for n in names)  # a linked folder is not walked
     assert b"node key" not in gzip.decompress(data) and b"node file" not in gzip.decompress(data)
+
+
+def make_full_results(root: Path) -> Path:
+    """Results with everything a job can leave: nested and empty folders, unicode names,
+    a file of several chunks, hidden files and folders, links (symbolic and hard)."""
+    results = make_results(root)
+    (results / "outputs" / "big.bin").write_bytes(os.urandom(3 * 262_144 + 17))
+    (results / "outputs" / "ünïcødé.txt").write_text("señal\n")
+    (results / "outputs" / ".hidden").write_text("hidden but published")
+    (results / "outputs" / ".cache").mkdir()
+    (results / "outputs" / ".cache" / "entry").write_text("cached")
+    (results / "outputs" / "rel").symlink_to("a.txt")
+    os.link(results / "outputs" / "a.txt", results / "outputs" / "hard.txt")
+    return results
+
+
+def regular_files(root: Path) -> set[str]:
+    return {
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
+        if p.is_file() and not p.is_symlink()
+    }
+
+
+async def test_the_archive_and_the_cid_come_from_one_read_of_each_file(tmp_path: Path) -> None:
+    results = make_full_results(tmp_path)
+    publisher = LocalPublisher(directory=tmp_path / "published", address="127.0.0.1", port=6001)
+    with count_opens(results) as opens:
+        spec = await publisher.publish("e-once", Job(), results)
+    assert dict(opens) == dict.fromkeys(regular_files(results), 1)
+
+    # The CID `ipfs add -r` gives (hidden entries left out), the archive everything.
+    assert spec.params["CID"] == str(Importer(None).add_path(results).cid)
+    entries = archive_entries((tmp_path / "published" / "e-once.tar.gz").read_bytes())
+    for rel in regular_files(results) - {"outputs/hard.txt"}:
+        assert entries[rel] == (results / rel).read_bytes(), rel
+    assert "outputs/.cache" in entries and "outputs/rel" in entries
+    assert "outputs/hard.txt" in entries  # a hard link to a.txt, stored as such
+
+
+def test_write_archive_returns_the_cid_of_what_it_archived(tmp_path: Path) -> None:
+    results = make_full_results(tmp_path)
+    cid = write_archive(results, tmp_path / "r.tar.gz", compress_level=1)
+    assert cid == Importer(None).add_path(results).cid

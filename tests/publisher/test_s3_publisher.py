@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import gzip
 import io
+import os
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,9 @@ import pytest
 from bacalhau.errors import PublishFailed
 from bacalhau.models import Job, SpecConfig, Task
 from bacalhau.publisher import S3Publisher, presign_result, render_key, results_cid
+from bacalhau.storage.cid import Importer
 from tests.publisher.seaweedfs import SECRET_KEY, S3Server, seaweedfs
+from tests.storage.opens import count_opens
 
 NODE = "12D3KooWNodeForTests"
 
@@ -115,3 +118,46 @@ async def test_bad_credentials_fail_naming_the_cause(
 async def test_missing_bucket_or_key_is_refused(s3: S3Server) -> None:
     with pytest.raises(Exception, match="needs Key"):
         await S3Publisher(node_id=NODE).validate(SpecConfig("s3", {"Bucket": "b"}))
+
+
+def make_large_results(tmp_path: Path) -> Path:
+    """Results with a file past boto3's multipart threshold (8 MiB), a hidden file and an
+    empty one."""
+    results = make_results(tmp_path)
+    (results / "out" / "big.bin").write_bytes(os.urandom(9 * 1024 * 1024 + 5))
+    (results / "out" / ".hidden").write_text("published, not in the CID")
+    return results
+
+
+def regular_files(root: Path) -> set[str]:
+    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+
+
+async def test_plain_upload_and_cid_come_from_one_read_of_each_file(
+    s3: S3Server, creds: None, tmp_path: Path
+) -> None:
+    bucket = s3.new_bucket()
+    results = make_large_results(tmp_path)
+    with count_opens(results) as opens:
+        spec = await S3Publisher(node_id=NODE).publish(
+            "e-1", job(s3, bucket, "once/{jobID}", Compress="false"), results
+        )
+    assert dict(opens) == dict.fromkeys(regular_files(results), 1)
+    assert spec.params["CID"] == str(Importer(None).add_path(results).cid)
+    client = s3.client()
+    for rel in regular_files(results):
+        body = client.get_object(Bucket=bucket, Key=f"once/j-1234/{rel}")["Body"].read()
+        assert body == (results / rel).read_bytes(), rel
+
+
+async def test_archive_upload_and_cid_come_from_one_read_of_each_file(
+    s3: S3Server, creds: None, tmp_path: Path
+) -> None:
+    bucket = s3.new_bucket()
+    results = make_large_results(tmp_path)
+    with count_opens(results) as opens:
+        spec = await S3Publisher(node_id=NODE).publish(
+            "e-1", job(s3, bucket, "once/{jobID}"), results
+        )
+    assert dict(opens) == dict.fromkeys(regular_files(results), 1)
+    assert spec.params["CID"] == str(Importer(None).add_path(results).cid)
