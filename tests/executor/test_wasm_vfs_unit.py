@@ -15,7 +15,10 @@ from bacalhau.executor.wasm._vfs_entries import Preopen
 from bacalhau.executor.wasm._vfs_tree import Root, resolve
 from bacalhau.executor.wasm._wasi_abi import (
     DIRECTORY_RIGHTS,
+    ERRNO_ACCES,
     ERRNO_BADF,
+    ERRNO_EXIST,
+    ERRNO_ISDIR,
     ERRNO_LOOP,
     ERRNO_NOENT,
     ERRNO_NOTCAPABLE,
@@ -27,6 +30,7 @@ from bacalhau.executor.wasm._wasi_abi import (
     FDFLAGS_APPEND,
     FILE_RIGHTS,
     OFLAGS_CREAT,
+    OFLAGS_EXCL,
     OFLAGS_TRUNC,
     RIGHT_FD_READ,
     RIGHT_FD_READDIR,
@@ -225,6 +229,24 @@ def test_read_only_root_changes_and_cross_root_renames(tmp_path: Path) -> None:
     buf = bytearray(4)
     assert fs.read(fd, [memoryview(buf)]) == 4
     assert errno_of(fs.write, fd, [memoryview(b"x")]) == ERRNO_NOTCAPABLE
+
+
+def test_only_regular_files_and_directories_are_opened(tmp_path: Path) -> None:
+    fs = new_fs(tmp_path)
+    os.mkfifo(tmp_path / "in" / "fifo")  # opening it would block until a writer came
+    assert errno_of(open_file, fs, INPUTS, "fifo") == ERRNO_ACCES
+    assert (
+        errno_of(
+            fs.open, INPUTS, "inside", follow=False, oflags=0, rights=READ, inheriting=0, fdflags=0
+        )
+        == ERRNO_LOOP
+    )
+    assert errno_of(open_file, fs, INPUTS, "dir", oflags=OFLAGS_CREAT) == ERRNO_ROFS
+    assert errno_of(open_file, fs, OUTPUTS, ".", oflags=OFLAGS_CREAT, rights=ALL) == ERRNO_ISDIR
+    assert (
+        errno_of(open_file, fs, OUTPUTS, ".", oflags=OFLAGS_CREAT | OFLAGS_EXCL, rights=ALL)
+        == ERRNO_EXIST
+    )
 
 
 def test_rights_can_be_dropped_never_regained(tmp_path: Path) -> None:

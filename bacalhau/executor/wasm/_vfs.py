@@ -45,10 +45,12 @@ from bacalhau.executor.wasm._vfs_tree import (
 )
 from bacalhau.executor.wasm._wasi_abi import (
     DIRECTORY_RIGHTS,
+    ERRNO_ACCES,
     ERRNO_BADF,
     ERRNO_EXIST,
     ERRNO_INVAL,
     ERRNO_ISDIR,
+    ERRNO_LOOP,
     ERRNO_MFILE,
     ERRNO_NOENT,
     ERRNO_NOTCAPABLE,
@@ -338,8 +340,8 @@ class VirtualFS:
         except FileNotFoundError:
             mode = None
         if mode is not None and stat.S_ISDIR(mode):
-            if oflags & (OFLAGS_CREAT | OFLAGS_EXCL) == OFLAGS_CREAT | OFLAGS_EXCL:
-                raise WasiError(ERRNO_EXIST)
+            if oflags & OFLAGS_CREAT:
+                raise WasiError(ERRNO_EXIST if oflags & OFLAGS_EXCL else ERRNO_ISDIR)
             if rights & RIGHT_FD_WRITE or oflags & OFLAGS_TRUNC:
                 raise WasiError(ERRNO_ISDIR)
             new_dir = OpenDir(
@@ -348,6 +350,10 @@ class VirtualFS:
             return self._add(new_dir)
         if oflags & OFLAGS_DIRECTORY or target.dir_only:
             raise WasiError(ERRNO_NOTDIR if mode is not None else ERRNO_NOENT)
+        if mode is not None and not stat.S_ISREG(mode):
+            # A fifo would block the worker in open(), a device would be the host's: only
+            # regular files and directories are opened (a link here is one not followed).
+            raise WasiError(ERRNO_LOOP if stat.S_ISLNK(mode) else ERRNO_ACCES)
         host_fd = os.open(target.host, _host_flags(oflags, rights, fdflags), _NEW_FILE_MODE)
         if mode is None:
             meta = self.meta.created(target.root, target.rel)

@@ -10,6 +10,7 @@ import errno
 import struct
 
 __all__ = [
+    "ERRNO_ACCES",
     "ERRNO_BADF",
     "ERRNO_EXIST",
     "ERRNO_FAULT",
@@ -115,6 +116,7 @@ _ERRNO_NAMES = [
 _FROM_HOST = {getattr(errno, name): i for i, name in enumerate(_ERRNO_NAMES, start=1)}
 
 ERRNO_SUCCESS = 0
+ERRNO_ACCES = 2
 ERRNO_BADF = 8
 ERRNO_EXIST = 20
 ERRNO_FAULT = 21
