@@ -116,13 +116,14 @@ class VirtualFS:
             1: Stream(stdout_fd, RIGHT_FD_WRITE | stream),
             2: Stream(stderr_fd, RIGHT_FD_WRITE | stream),
         }
-        roots: dict[Path, Root] = {}
+        roots: dict[tuple[Path, bool], Root] = {}
         rights = FILE_RIGHTS | DIRECTORY_RIGHTS
         for preopen in preopens:
             host = Path(os.path.realpath(preopen.host))
             # Two names for one folder (an output at its Name and its Path) are one root.
             root = roots.setdefault(
-                host, Root(host, preopen.writable, preopen.guest, dev=len(roots) + 1)
+                (host, preopen.writable),
+                Root(host, preopen.writable, preopen.guest, dev=len(roots) + 1),
             )
             self._fds[self._free_fd()] = OpenDir(
                 root, (), DIRECTORY_RIGHTS, rights, preopen=preopen.guest
@@ -234,8 +235,7 @@ class VirtualFS:
             raise WasiError(ERRNO_SPIPE)  # a pipe, whatever the rights say
         tell_only = offset == 0 and whence == WHENCE_CUR
         entry = self.file(fd, RIGHT_FD_TELL if tell_only else RIGHT_FD_SEEK)
-        if isinstance(entry, Stream):
-            raise WasiError(ERRNO_SPIPE)
+        assert not isinstance(entry, Stream)
         host_whence = {WHENCE_SET: os.SEEK_SET, WHENCE_CUR: os.SEEK_CUR, WHENCE_END: os.SEEK_END}
         if whence not in host_whence:
             raise WasiError(ERRNO_INVAL)
