@@ -4,11 +4,13 @@ host directories."""
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
 import pytest
 
+from bacalhau.executor.wasm import _wasi_abi
 from bacalhau.executor.wasm._output_times import FIXED_TIME_NS
 from bacalhau.executor.wasm._vfs import VirtualFS
 from bacalhau.executor.wasm._vfs_entries import Preopen
@@ -280,3 +282,11 @@ def test_stdout_writes_reach_the_stream_whole(tmp_path: Path) -> None:
     finally:
         os.close(read_end)
         os.close(write_end)
+
+
+def test_host_errors_map_to_the_wasi_numbers_by_name() -> None:
+    for name in ("ACCES", "BADF", "EXIST", "ISDIR", "LOOP", "NOENT", "NOTDIR", "ROFS", "XDEV"):
+        host = OSError(getattr(errno, f"E{name}"), name)
+        assert _wasi_abi.wasi_errno(host) == getattr(_wasi_abi, f"ERRNO_{name}")
+    assert _wasi_abi.wasi_errno(OSError(errno.EPIPE, "")) == 64  # witx: pipe = 64
+    assert _wasi_abi.wasi_errno(OSError(errno.ENOTBLK, "")) == _wasi_abi.ERRNO_IO
