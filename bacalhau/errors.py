@@ -74,8 +74,8 @@ __all__ = [
     "PublishFailed",
     "RevisionConflict",
     "Unavailable",
-    "VerificationFailed",
     "UnsafePath",
+    "VerificationFailed",
     "error_from_code",
 ]
 
