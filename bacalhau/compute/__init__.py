@@ -50,12 +50,14 @@ from bacalhau.compute._outbox import CallbackOutbox
 from bacalhau.compute._pipeline import ExecutionPipeline, InputPreparer, StorageInputs
 from bacalhau.compute._probes import DEFAULT_PROBE_TIMEOUT, ExecProbe, HttpProbe, probe_payload
 from bacalhau.compute._queue import RunQueue
+from bacalhau.compute._retention import DEFAULT_EXECUTION_RETENTION, ExecutionRetention
 from bacalhau.compute._store import ExecutionStore, LocalExecution, OutboxEntry
 from bacalhau.compute._trust import RequesterTrust
 from bacalhau.compute._verification import DeterministicImages, corrupt_results
 
 __all__ = [
     "DEFAULT_ALLOCATED_FRACTION",
+    "DEFAULT_EXECUTION_RETENTION",
     "DEFAULT_JOB_RESOURCES",
     "DEFAULT_PROBE_TIMEOUT",
     "RESTART_MESSAGE",
@@ -79,6 +81,7 @@ __all__ = [
     "ExecProbe",
     "ExecutionInterrupted",
     "ExecutionPipeline",
+    "ExecutionRetention",
     "ExecutionStore",
     "HttpProbe",
     "InputPreparer",

@@ -22,8 +22,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import shutil
-from collections.abc import AsyncIterator, Collection, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Iterable, Mapping
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -35,6 +35,7 @@ from bacalhau.compute._logs import LogReader
 from bacalhau.compute._outbox import CallbackOutbox
 from bacalhau.compute._pipeline import ExecutionPipeline
 from bacalhau.compute._queue import RunQueue
+from bacalhau.compute._retention import DEFAULT_EXECUTION_RETENTION, ExecutionRetention
 from bacalhau.compute._store import ExecutionStore, LocalExecution
 from bacalhau.compute._trust import RequesterTrust
 from bacalhau.errors import (
@@ -55,7 +56,6 @@ from bacalhau.models import (
     LogChunk,
     LogRequest,
     Resources,
-    now_ns,
 )
 
 _log = logging.getLogger(__name__)
@@ -77,6 +77,10 @@ class ComputeEndpoint:
     Implements the transport's ComputeHandler structurally; an async context manager (start:
     recover from a crash, resume the queue and the outbox; stop: cancel the work in flight,
     failing it so the requester can reschedule, and flush the callbacks briefly).
+
+    Finished executions older than ``retention`` seconds (0: never) are forgotten with their
+    files, checked every ``housekeeping_interval`` seconds (:class:`ExecutionRetention`);
+    ``published_paths`` names what a publisher keeps on this node for an execution.
     """
 
     def __init__(
@@ -95,8 +99,9 @@ class ComputeEndpoint:
         callback_retry_for: float = 3600.0,
         callback_initial_backoff: float = 0.1,
         callback_max_backoff: float = 30.0,
-        retention: float = 86400.0,
-        housekeeping_interval: float = 600.0,
+        retention: float = DEFAULT_EXECUTION_RETENTION,
+        housekeeping_interval: float = 60.0,
+        published_paths: Callable[[str], Iterable[Path]] | None = None,
     ) -> None:
         self._node_id = node_id
         self._store = store
@@ -107,8 +112,10 @@ class ComputeEndpoint:
         self._max_job_requirements = max_job_requirements or capacity.total
         self._storage_sources = list(storage_sources)
         self._default_usage = default_usage
-        self._retention_ns = int(retention * 1e9)
-        self._housekeeping_interval = housekeeping_interval
+        self._published_paths = published_paths
+        self._retention = ExecutionRetention(
+            store, paths_of=self._paths_of, max_age=retention, interval=housekeeping_interval
+        )
         self._outbox = CallbackOutbox(
             store=store,
             callbacks=callbacks,
@@ -147,6 +154,11 @@ class ComputeEndpoint:
         return self._outbox
 
     @property
+    def retention(self) -> ExecutionRetention:
+        """Forgets finished executions past their age, in the background."""
+        return self._retention
+
+    @property
     def running_count(self) -> int:
         return len(self._runs)
 
@@ -167,7 +179,7 @@ class ComputeEndpoint:
         self._outbox.start()
         for record in self._store.executions(states=[L.BID_ACCEPTED]):
             self._enqueue(record)
-        self._spawn(self._housekeeping(), name="compute-housekeeping")
+        self._spawn(self._retention.run(), name="compute-retention")
 
     async def close(self, *, flush_timeout: float = 2.0) -> None:
         if self._closing:
@@ -410,18 +422,13 @@ class ComputeEndpoint:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _housekeeping(self) -> None:
-        while True:
-            await asyncio.sleep(self._housekeeping_interval)
-            try:
-                pruned = self._store.prune(finished_before_ns=now_ns() - self._retention_ns)
-                for execution_id in pruned:
-                    path = self._pipeline.results_dir(execution_id)
-                    await asyncio.to_thread(shutil.rmtree, path, True)
-                if pruned:
-                    _log.info("forgot %d finished executions", len(pruned))
-            except Exception:
-                _log.exception("compute housekeeping failed")
+    def _paths_of(self, execution_id: str) -> list[Path]:
+        """What this node keeps for an execution: its results folder (with its logs), inputs
+        a crash left behind, and what publishers keep here."""
+        paths = [self._pipeline.results_dir(execution_id), self._pipeline.inputs_dir(execution_id)]
+        if self._published_paths is not None:
+            paths.extend(self._published_paths(execution_id))
+        return paths
 
 
 class _Installable(Protocol):

@@ -142,6 +142,9 @@ class ExecutionStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=5000")
+            # Space freed by retention is given back in small steps (a new store only: an
+            # existing one reuses its free pages, so its file stops growing all the same).
+            self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
             with self._transaction():
                 (version,) = self._db.execute("PRAGMA user_version").fetchone()
                 if version > _SCHEMA_VERSION:
@@ -359,6 +362,10 @@ class ExecutionStore:
             ids = [row[0] for row in rows]
             self._db.executemany("DELETE FROM executions WHERE id = ?", [(i,) for i in ids])
         return ids
+
+    def vacuum_step(self, pages: int) -> None:
+        """Give up to ``pages`` free pages back to the file system (incremental vacuum)."""
+        self._db.execute(f"PRAGMA incremental_vacuum({int(pages)})").fetchall()
 
     # -- outbox -----------------------------------------------------------------------------
 

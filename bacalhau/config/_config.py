@@ -240,7 +240,8 @@ class NodeConfig:
     #: no known node can take fails, or an execution on a node not heard from is failed.
     rejoin_grace: float = 30.0
     #: Terminal jobs (and their executions, history, evaluations) last changed longer ago
-    #: than this many seconds are deleted, on the requester and on compute nodes; 0 keeps
+    #: than this many seconds are deleted, on the requester and on compute nodes (finished
+    #: executions, with their results folders, logs and local published archives); 0 keeps
     #: them forever. A week by default.
     job_retention: float = 7 * 24 * 3600.0
     #: New compute nodes wait PENDING until an operator approves them (``bacalhau node

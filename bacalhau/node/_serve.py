@@ -463,6 +463,9 @@ async def _build_compute(
         capacity=capacity,
         trust=trust,
         storage_sources=list(input_sources),
+        retention=config.job_retention,
+        # The local publisher's archive (``<execID>.tar.gz``) goes with its execution.
+        published_paths=lambda execution_id: [local.directory / f"{execution_id}.tar.gz"],
     )
 
 
