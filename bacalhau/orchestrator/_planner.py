@@ -150,6 +150,16 @@ class Planner:
                 )
             if plan.reputation:
                 store.record_verdicts(plan.reputation)
+                for change in plan.changes:
+                    if change.compute_details.get("Verification") == "rejected":
+                        # A node whose results disagree (or carry no CID) is worth an
+                        # operator's look: it may be faulty or dishonest.
+                        log.warning(
+                            "job %s: execution %s %s",
+                            plan.job.id,
+                            change.execution_id,
+                            change.compute_message,
+                        )
             evaluations = self._not_yet_planned(plan, now)
             for ev in evaluations:
                 store.create_evaluation(ev)
