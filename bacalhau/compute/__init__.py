@@ -46,6 +46,7 @@ from bacalhau.compute._endpoint import RESTART_MESSAGE, ComputeEndpoint
 from bacalhau.compute._envvars import EnvForwardingAllowed
 from bacalhau.compute._errors import ExecutionInterrupted, NotEnoughCapacity
 from bacalhau.compute._events import TOPIC_BIDDING, TOPIC_PUBLISHING, TOPIC_RUNNING
+from bacalhau.compute._modules import ModuleResolver, ModuleSource
 from bacalhau.compute._outbox import CallbackOutbox
 from bacalhau.compute._pipeline import ExecutionPipeline, InputPreparer, StorageInputs
 from bacalhau.compute._probes import DEFAULT_PROBE_TIMEOUT, ExecProbe, HttpProbe, probe_payload
@@ -90,6 +91,8 @@ __all__ = [
     "LocalExecution",
     "LocalInputs",
     "Locality",
+    "ModuleResolver",
+    "ModuleSource",
     "NetworkPolicy",
     "NotEnoughCapacity",
     "OrchestratorCallbacks",

@@ -12,14 +12,17 @@ endpoint owns. Semantics follow Bacalhau 1.5 (``pkg/compute/bidder.go``):
   failed execution rather than a node that would not take the job).
 
 Only requesters this node trusts may send any of these (:class:`RequesterTrust`); anything
-else is refused before it is acted on. Accepted executions wait in a local queue until
-capacity frees (higher priority first). Every callback goes through the store's outbox, so it
-reaches the requester even across outages.
+else is refused before it is acted on. A large inline WASM module that came by reference is
+put back before bidding (:class:`ModuleResolver`); when it cannot be had, the execution
+fails. Accepted executions wait in a local queue until capacity frees (higher priority
+first). Every callback goes through the store's outbox, so it reaches the requester even
+across outages.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Iterable, Mapping
@@ -32,6 +35,7 @@ from bacalhau.compute._callbacks import OrchestratorCallbacks
 from bacalhau.compute._capacity import DEFAULT_JOB_RESOURCES, CapacityTracker, job_usage
 from bacalhau.compute._events import TOPIC_BIDDING, failure_event, info_event
 from bacalhau.compute._logs import LogReader
+from bacalhau.compute._modules import ModuleResolver, ModuleSource
 from bacalhau.compute._outbox import CallbackOutbox
 from bacalhau.compute._pipeline import ExecutionPipeline
 from bacalhau.compute._queue import RunQueue
@@ -81,6 +85,7 @@ class ComputeEndpoint:
     Finished executions older than ``retention`` seconds (0: never) are forgotten with their
     files, checked every ``housekeeping_interval`` seconds (:class:`ExecutionRetention`);
     ``published_paths`` names what a publisher keeps on this node for an execution.
+    ``module_source`` fetches modules that arrive by reference.
     """
 
     def __init__(
@@ -102,6 +107,7 @@ class ComputeEndpoint:
         retention: float = DEFAULT_EXECUTION_RETENTION,
         housekeeping_interval: float = 60.0,
         published_paths: Callable[[str], Iterable[Path]] | None = None,
+        module_source: ModuleSource | None = None,
     ) -> None:
         self._node_id = node_id
         self._store = store
@@ -116,6 +122,7 @@ class ComputeEndpoint:
         self._retention = ExecutionRetention(
             store, paths_of=self._paths_of, max_age=retention, interval=housekeeping_interval
         )
+        self._modules = ModuleResolver(store=store, source=module_source)
         self._outbox = CallbackOutbox(
             store=store,
             callbacks=callbacks,
@@ -157,6 +164,11 @@ class ComputeEndpoint:
     def retention(self) -> ExecutionRetention:
         """Forgets finished executions past their age, in the background."""
         return self._retention
+
+    @property
+    def modules(self) -> ModuleResolver:
+        """Puts back modules that came by reference (``fetches`` counts fetches)."""
+        return self._modules
 
     @property
     def running_count(self) -> int:
@@ -305,7 +317,15 @@ class ComputeEndpoint:
         execution = request.execution
         try:
             assert execution.job is not None  # checked by ask_for_bid
-            verdict = await self._bidder.bid(execution.job)
+            try:
+                job = await self._modules.resolve(source_node_id, execution.job)
+            except BacalhauError as err:
+                self._fail_arrival(source_node_id, request, err)
+                return
+            if job is not execution.job:
+                execution = dataclasses.replace(execution, job=job)
+                request = dataclasses.replace(request, execution=execution)
+            verdict = await self._bidder.bid(job)
             if not verdict.should_bid:
                 _log.info("not bidding for execution %s: %s", execution.id, verdict.reason)
             self._record_bid(source_node_id, request, verdict)
@@ -346,6 +366,29 @@ class ComputeEndpoint:
         self._outbox.kick(source_node_id)
         if state is L.BID_ACCEPTED:
             self._enqueue(record)
+
+    def _fail_arrival(
+        self, source_node_id: str, request: AskForBidRequest, err: BacalhauError
+    ) -> None:
+        """The ask cannot be bid for (its module cannot be had): record the execution as
+        failed and tell the requester why, unless it was cancelled meanwhile."""
+        execution = request.execution
+        cancelled = self._cancelled_while_bidding.pop(execution.id, None)
+        _log.warning("execution %s failed before bidding: %s", execution.id, err)
+        record = self._store.create(
+            execution, requester_id=source_node_id, message=cancelled or err.message
+        )
+        if cancelled is not None:
+            self._store.transition(record, L.CANCELLED, message=cancelled)
+            return
+        failure = ComputeFailure(
+            execution_id=execution.id,
+            job_id=execution.job_id,
+            node_id=self._node_id,
+            event=failure_event(err, topic=TOPIC_BIDDING),
+        )
+        self._store.transition(record, L.FAILED, message=err.message, callback=failure)
+        self._outbox.kick(source_node_id)
 
     def _enqueue(self, record: LocalExecution) -> None:
         self._requester_of[record.id] = record.requester_id

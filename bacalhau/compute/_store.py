@@ -35,7 +35,12 @@ from bacalhau.models import (
     RunCommandResult,
     SpecConfig,
     check_local_transition,
+    entry_module_url,
+    is_shared_module_url,
+    module_digest,
+    module_reference,
     now_ns,
+    set_entry_module_url,
 )
 
 #: States an execution may be created in (bidding decides which).
@@ -76,11 +81,22 @@ CREATE TABLE IF NOT EXISTS outbox (
     create_time  INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS outbox_by_requester ON outbox (requester_id, seq);
+CREATE TABLE IF NOT EXISTS modules (
+    hash      TEXT PRIMARY KEY,
+    data      TEXT NOT NULL,
+    used_time INTEGER NOT NULL
+);
 """
-_SCHEMA_VERSION = 1
+#: 2: inline modules kept once in ``modules``, named by ``executions.module``.
+_SCHEMA_VERSION = 2
 _COLUMNS = (
     "id, job_id, requester_id, state, revision, message, execution, published_result, "
     "run_output, create_time, modify_time"
+)
+#: A stored execution, with its inline module (if kept apart) to put back into its job.
+_SELECT = (
+    f"SELECT {_COLUMNS}, modules.data FROM executions"
+    " LEFT JOIN modules ON modules.hash = executions.module"
 )
 
 
@@ -156,11 +172,20 @@ class ExecutionStore:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         self._db.execute(statement)
+                self._migrate_modules()
                 self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
         except sqlite3.Error as err:
             raise Unavailable(
                 f"cannot open the execution store {path}: {err}", component="ExecutionStore"
             ) from err
+
+    def _migrate_modules(self) -> None:
+        """Give ``executions`` its ``module`` column (stores of schema 1 kept every inline
+        module in its execution's document, where it stays readable)."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(executions)")}
+        if "module" not in columns:
+            self._db.execute("ALTER TABLE executions ADD COLUMN module TEXT")
+        self._db.execute("CREATE INDEX IF NOT EXISTS executions_by_module ON executions (module)")
 
     @property
     def path(self) -> Path:
@@ -193,7 +218,9 @@ class ExecutionStore:
     ) -> LocalExecution:
         """Store a new execution (with its job), and optionally queue a callback with it.
 
-        Raises :class:`RevisionConflict` if the execution already exists.
+        A large inline entry module is kept once for every execution that runs it (see
+        :meth:`module`), not in each execution's document. Raises :class:`RevisionConflict`
+        if the execution already exists.
         """
         if execution.job is None:
             raise InvalidRequest(f"execution {execution.id} arrived without its job")
@@ -209,11 +236,19 @@ class ExecutionStore:
             create_time=now,
             modify_time=now,
         )
-        body = json.dumps(execution.to_dict(v152=True))
+        doc = execution.to_dict(v152=True)
+        url = entry_module_url(execution.job)
+        module = url if is_shared_module_url(url) else None
+        digest = module_digest(module) if module is not None else None
+        if digest is not None:
+            set_entry_module_url(doc["Job"], module_reference(digest))
+        body = json.dumps(doc)
         with self._transaction():
+            if module is not None and digest is not None:
+                self._keep_module(digest, module, now)
             try:
                 self._db.execute(
-                    f"INSERT INTO executions ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    f"INSERT INTO executions ({_COLUMNS}, module) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         execution.id,
                         execution.job_id,
@@ -226,6 +261,7 @@ class ExecutionStore:
                         None,
                         now,
                         now,
+                        digest,
                     ),
                 )
             except sqlite3.IntegrityError:
@@ -237,9 +273,7 @@ class ExecutionStore:
         return record
 
     def find(self, execution_id: str) -> LocalExecution | None:
-        row = self._db.execute(
-            f"SELECT {_COLUMNS} FROM executions WHERE id = ?", (execution_id,)
-        ).fetchone()
+        row = self._db.execute(f"{_SELECT} WHERE id = ?", (execution_id,)).fetchone()
         return _decode_row(row) if row is not None else None
 
     def get(self, execution_id: str) -> LocalExecution:
@@ -255,14 +289,11 @@ class ExecutionStore:
     ) -> list[LocalExecution]:
         """Executions (oldest first), optionally only those in ``states``."""
         if states is None:
-            rows = self._db.execute(
-                f"SELECT {_COLUMNS} FROM executions ORDER BY create_time, id"
-            ).fetchall()
+            rows = self._db.execute(f"{_SELECT} ORDER BY create_time, id").fetchall()
         else:
             marks = ",".join("?" * len(states))
             rows = self._db.execute(
-                f"SELECT {_COLUMNS} FROM executions WHERE state IN ({marks}) "
-                "ORDER BY create_time, id",
+                f"{_SELECT} WHERE state IN ({marks}) ORDER BY create_time, id",
                 [s.value for s in states],
             ).fetchall()
         return [_decode_row(row) for row in rows]
@@ -351,7 +382,8 @@ class ExecutionStore:
     def prune(self, *, finished_before_ns: int, limit: int = 200) -> list[str]:
         """Forget up to ``limit`` terminal executions older than the cut-off (whose callbacks
         went out), oldest first: one short transaction, so a backlog is worked off over
-        several calls instead of stalling the node's event loop in one."""
+        several calls instead of stalling the node's event loop in one. Modules no execution
+        runs any more and unused since the cut-off go with them."""
         marks = ",".join("?" * len(_TERMINAL))
         with self._transaction():
             rows = self._db.execute(
@@ -361,11 +393,30 @@ class ExecutionStore:
             ).fetchall()
             ids = [row[0] for row in rows]
             self._db.executemany("DELETE FROM executions WHERE id = ?", [(i,) for i in ids])
+            self._db.execute(
+                "DELETE FROM modules WHERE used_time < ? AND NOT EXISTS"
+                " (SELECT 1 FROM executions WHERE executions.module = modules.hash)",
+                (finished_before_ns,),
+            )
         return ids
 
     def vacuum_step(self, pages: int) -> None:
         """Give up to ``pages`` free pages back to the file system (incremental vacuum)."""
         self._db.execute(f"PRAGMA incremental_vacuum({int(pages)})").fetchall()
+
+    # -- modules ----------------------------------------------------------------------------
+
+    def module(self, digest: str) -> str | None:
+        """The inline module (its ``data:`` URL) kept under ``digest``, the SHA-256 of the
+        URL in hex; None when this node has none."""
+        row = self._db.execute("SELECT data FROM modules WHERE hash = ?", (digest,)).fetchone()
+        return str(row[0]) if row is not None else None
+
+    def keep_module(self, digest: str, url: str) -> None:
+        """Keep a module fetched for an execution not stored yet (the caller checked that
+        ``url`` hashes to ``digest``); :meth:`prune` forgets it once unused for long."""
+        with self._transaction():
+            self._keep_module(digest, url, now_ns())
 
     # -- outbox -----------------------------------------------------------------------------
 
@@ -419,6 +470,13 @@ class ExecutionStore:
 
     # -- internals --------------------------------------------------------------------------
 
+    def _keep_module(self, digest: str, url: str, now: int) -> None:
+        self._db.execute(
+            "INSERT INTO modules (hash, data, used_time) VALUES (?, ?, ?)"
+            " ON CONFLICT (hash) DO UPDATE SET used_time = excluded.used_time",
+            (digest, url, now),
+        )
+
     def _enqueue(self, requester_id: str, message: Callback, now: int) -> int:
         kind, payload = encode_callback(message)
         cursor = self._db.execute(
@@ -455,13 +513,17 @@ def _dump_output(output: RunCommandResult | None) -> str | None:
 
 def _decode_row(row: tuple[object, ...]) -> LocalExecution:
     (_id, _job, requester, state, revision, message, body, published, output, created, modified) = (
-        row
+        row[:11]
     )
+    module = row[11]
     assert isinstance(body, str) and isinstance(requester, str) and isinstance(message, str)
     assert isinstance(state, str) and isinstance(revision, int)
     assert isinstance(created, int) and isinstance(modified, int)
+    doc = json.loads(body)
+    if isinstance(module, str):
+        set_entry_module_url(doc["Job"], module)
     return LocalExecution(
-        execution=Execution.from_dict(json.loads(body), v152=True),
+        execution=Execution.from_dict(doc, v152=True),
         requester_id=requester,
         state=LocalExecutionState(state),
         revision=revision,

@@ -466,6 +466,7 @@ async def _build_compute(
         retention=config.job_retention,
         # The local publisher's archive (``<execID>.tar.gz``) goes with its execution.
         published_paths=lambda execution_id: [local.directory / f"{execution_id}.tar.gz"],
+        module_source=links,
     )
 
 

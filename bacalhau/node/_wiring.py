@@ -124,3 +124,7 @@ class RequesterLinks:
 
     async def report_executions(self, requester_id: str, report: ExecutionReport) -> None:
         await self._target(requester_id).report_executions(report)
+
+    async def get_module(self, requester_id: str, sha256: str) -> str:
+        """A module ``requester_id`` sent by reference (the compute role's ModuleSource)."""
+        return await self._target(requester_id).get_module(sha256)

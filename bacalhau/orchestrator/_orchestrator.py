@@ -654,6 +654,18 @@ class Orchestrator:
         was stopped meanwhile (see :class:`NodeReconciler`)."""
         await self._reconciler.reconcile(report.node_id, report.execution_ids)
 
+    async def get_module(self, sha256: str) -> str:
+        """The inline module that asks to compute nodes name by reference (the ``data:`` URL
+        whose SHA-256 is ``sha256``, hex), from the job store."""
+        url = self.store.module(sha256)
+        if url is None:
+            raise NotFound(
+                f"this requester holds no module with SHA-256 {sha256}",
+                hint="the job that sent it may have been deleted; submit it again",
+                component="Orchestrator",
+            )
+        return url
+
     async def on_node_lost(self, node_id: str, silent_for: float = 0.0) -> None:
         """The one entry point for "this node is dead" (declared dead by gossip, or it left):
         every job with work on it is evaluated, and the scheduler fails that work as

@@ -50,6 +50,7 @@ from bacalhau.models import (
     check_desired_transition,
     check_execution_transition,
     check_job_transition,
+    is_shared_module_url,
     now_ns,
 )
 from bacalhau.orchestrator._metrics import (
@@ -211,8 +212,8 @@ class StoredJobPage:
 #: Where a WASM job's inline entry module (a ``data:`` URL) sits in its spec.
 _MODULE_PATH = ("Tasks", 0, "Engine", "Params", "EntryModule", "Source", "Params", "URL")
 _MODULE_JSON_PATH = "$.Tasks[0].Engine.Params.EntryModule.Source.Params.URL"
-#: Inline modules at least this long are stored once, by content hash, in ``blobs``.
-_BLOB_MIN = 1024
+# Inline modules are stored once, by content hash, in ``blobs``: those that asks to compute
+# nodes name by reference (``is_shared_module_url``), so the store can answer every such name.
 
 #: A job as read from SQL: its state columns and the document of its spec (with its
 #: inline module put back from ``blobs`` by SQLite itself, so readers see the spec whole).
@@ -235,10 +236,8 @@ def _take_module(doc: dict[str, Any]) -> str | None:
         except (KeyError, IndexError, TypeError):
             return None
     url = parent.get("URL") if isinstance(parent, dict) else None
-    if not isinstance(url, str) or len(url) < _BLOB_MIN:
+    if not is_shared_module_url(url):
         return None
-    if not url.startswith("data:") or not url.isascii():
-        return None  # only plain data URLs: SQLite gives them back character for character
     parent["URL"] = ""
     return url
 
@@ -995,6 +994,12 @@ class JobStore:
             self._logs.pop(job_id, None)
         self._specs.discard_jobs(gone)
         return ids
+
+    def module(self, digest: str) -> str | None:
+        """The inline module (its ``data:`` URL) stored once for the jobs that carry it,
+        by the SHA-256 of the URL (hex); None when no stored job carries it."""
+        row = self._db.execute("SELECT data FROM blobs WHERE hash = ?", (digest,)).fetchone()
+        return str(row[0]) if row is not None else None
 
     def vacuum_step(self, pages: int) -> None:
         """Give up to ``pages`` free pages back to the file system (incremental vacuum)."""

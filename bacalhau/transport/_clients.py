@@ -17,7 +17,13 @@ from bacalhau._proto.v1 import (
     orchestrator_pb2,
     orchestrator_pb2_grpc,
 )
-from bacalhau.errors import InvalidRequest, NodeNotFound, PermissionDenied, Unavailable
+from bacalhau.errors import (
+    InvalidContent,
+    InvalidRequest,
+    NodeNotFound,
+    PermissionDenied,
+    Unavailable,
+)
 from bacalhau.identity import NodeFiles, NodeIdentity, is_peer_id
 from bacalhau.models import (
     AskForBidRequest,
@@ -343,6 +349,24 @@ class OrchestratorClient:
             peer=channel.describe(),
             timeout=self._timeout,
         )
+
+    async def get_module(self, sha256: str) -> str:
+        """The ``data:`` URL of the module the requester sent by reference (``sha256``: the
+        hex digest it named). Unchecked: the caller compares it with the digest."""
+        channel = self._pinned()
+        response = await unary_call(
+            self._orch_stub.GetModule,
+            orchestrator_pb2.GetModuleRequest(sha256=bytes.fromhex(sha256)),
+            peer=channel.describe(),
+            timeout=self._timeout,
+        )
+        try:
+            return str(response.data_url.decode("ascii"))
+        except UnicodeDecodeError:
+            raise InvalidContent(
+                f"the module {sha256} from {channel.describe()} is not an ASCII data: URL",
+                details={"SHA256": sha256},
+            ) from None
 
     async def close(self) -> None:
         channel, self._channel = self._channel, None

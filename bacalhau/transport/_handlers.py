@@ -53,10 +53,12 @@ class ComputeHandler(Protocol):
 
 
 class OrchestratorHandler(Protocol):
-    """The requester role: receives compute nodes' callbacks and execution reports.
+    """The requester role: receives compute nodes' callbacks and execution reports, and
+    hands out the modules it sent by reference.
 
     Every message has been checked before it gets here: it was signed by the node it names
-    (``node_id``) and that node is the TLS peer that delivered it.
+    (``node_id``) and that node is the TLS peer that delivered it. Module requests are not
+    signed (the answer is content-addressed), but come from a cluster member all the same.
     """
 
     async def on_bid_complete(self, result: BidResult) -> None: ...
@@ -66,3 +68,9 @@ class OrchestratorHandler(Protocol):
     async def on_compute_failure(self, failure: ComputeFailure) -> None: ...
 
     async def report_executions(self, report: ExecutionReport) -> None: ...
+
+    async def get_module(self, sha256: str) -> str:
+        """The ``data:`` URL of the inline WASM module whose SHA-256 is ``sha256`` (hex), as
+        the requester keeps it for the asks it sent by reference; raise
+        :class:`bacalhau.errors.NotFound` when it holds none. The caller checks the hash."""
+        ...

@@ -62,6 +62,7 @@ class NodeServer:
         self._membership: MembershipServicer | None = None
         self._block_store: BlockReader | None = None
         self._blocks: BlockServicer | None = None
+        self._orchestrator_servicer: OrchestratorServicer | None = None
         self._server: Any = None
         self._port = 0
 
@@ -90,6 +91,13 @@ class NodeServer:
         """Membership messages refused before the gossip core saw them, by reason (peers
         without a cluster certificate do not get this far: TLS refuses them)."""
         return dict(self._membership.refused) if self._membership is not None else {}
+
+    @property
+    def module_requests(self) -> dict[str, int]:
+        """GetModule calls served to compute nodes, by outcome (``served``, ``not_found``,
+        ``refused``); empty on a node without the requester role."""
+        servicer = self._orchestrator_servicer
+        return dict(servicer.module_requests) if servicer is not None else {}
 
     @property
     def roles(self) -> frozenset[NodeType]:
@@ -136,8 +144,9 @@ class NodeServer:
                 ComputeServicer(self._compute, node_id=self._identity.node_id), server
             )
         if self._orchestrator is not None:
+            self._orchestrator_servicer = OrchestratorServicer(self._orchestrator)
             orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server(
-                OrchestratorServicer(self._orchestrator), server
+                self._orchestrator_servicer, server
             )
         node_pb2_grpc.add_NodeServiceServicer_to_server(
             NodeServicer(identity=self._identity, roles=self.roles), server

@@ -9,6 +9,8 @@ keeps its trusted requesters). Failures end the call through :mod:`._errors`.
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any, NoReturn, TypeVar
 
@@ -20,7 +22,7 @@ from bacalhau._proto.v1 import (
     orchestrator_pb2,
     orchestrator_pb2_grpc,
 )
-from bacalhau.errors import BacalhauError, InvalidRequest
+from bacalhau.errors import BacalhauError, InvalidRequest, NotFound
 from bacalhau.identity import NodeIdentity
 from bacalhau.models import NodeType
 from bacalhau.transport._convert_messages import (
@@ -48,6 +50,11 @@ _Command = TypeVar(
     compute_pb2.ExecutionCancellation,
     compute_pb2.LogStreamAsk,
 )
+
+log = logging.getLogger(__name__)
+
+#: A module is named by the SHA-256 of its data: URL.
+_SHA256_BYTES = 32
 
 #: Identify nonces: long enough to never repeat, short enough to bound what a peer can make us sign.
 _NONCE_MIN, _NONCE_MAX = 16, 64
@@ -152,10 +159,15 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
 
 
 class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
-    """Serves OrchestratorService on a requester node."""
+    """Serves OrchestratorService on a requester node.
+
+    ``module_requests`` counts GetModule calls by outcome (``served``, ``not_found``,
+    ``refused``): how often compute nodes had to fetch a module sent by reference.
+    """
 
     def __init__(self, handler: OrchestratorHandler) -> None:
         self._handler = handler
+        self.module_requests: Counter[str] = Counter()
 
     async def OnBidComplete(
         self, request: orchestrator_pb2.OnBidCompleteRequest, context: Any
@@ -208,6 +220,30 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
             return orchestrator_pb2.ReportExecutionsResponse()
         except Exception as e:
             await _fail(context, e, "ReportExecutions")
+
+    async def GetModule(
+        self, request: orchestrator_pb2.GetModuleRequest, context: Any
+    ) -> orchestrator_pb2.GetModuleResponse:
+        try:
+            peer = peer_node_id(context)
+            if len(request.sha256) != _SHA256_BYTES:
+                raise InvalidRequest(
+                    f"a module is asked for by its {_SHA256_BYTES}-byte SHA-256, "
+                    f"not {len(request.sha256)} bytes",
+                    component="Transport",
+                )
+            try:
+                url = await self._handler.get_module(request.sha256.hex())
+            except NotFound:
+                self.module_requests["not_found"] += 1
+                raise
+            self.module_requests["served"] += 1
+            log.debug("module %s sent to %s", request.sha256.hex()[:12], peer)
+            return orchestrator_pb2.GetModuleResponse(data_url=url.encode("ascii"))
+        except Exception as e:
+            if not isinstance(e, NotFound):
+                self.module_requests["refused"] += 1
+            await _fail(context, e, "GetModule")
 
 
 class NodeServicer(node_pb2_grpc.NodeServiceServicer):

@@ -68,7 +68,11 @@ class BidAsk(_message.Message):
     """When false the execution is pre-approved and runs as soon as the node accepts it."""
     @_builtins.property
     def execution(self) -> _types_pb2.Execution:
-        """The execution, with its job embedded."""
+        """The execution, with its job embedded. A large inline WASM entry module
+        (Engine.Params.EntryModule.Source.Params.URL, a data: URL) travels by reference: the URL
+        is an RFC 6920 ni:///sha-256;<base64url> URI naming the SHA-256 of the data: URL, which
+        the compute node fetches once with OrchestratorService.GetModule and keeps.
+        """
 
     def __init__(
         self,

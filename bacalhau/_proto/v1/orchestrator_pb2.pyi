@@ -337,3 +337,47 @@ class ReportExecutionsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReportExecutionsResponse: _TypeAlias = ReportExecutionsResponse  # noqa: Y015
+
+@_typing.final
+class GetModuleRequest(_message.Message):
+    """Ask for an inline WASM module by content hash."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHA256_FIELD_NUMBER: _builtins.int
+    sha256: _builtins.bytes
+    """The SHA-256 of the module's data: URL (32 bytes), as named by its ni:///sha-256 reference."""
+    def __init__(
+        self,
+        *,
+        sha256: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sha256", b"sha256"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetModuleRequest: _TypeAlias = GetModuleRequest  # noqa: Y015
+
+@_typing.final
+class GetModuleResponse(_message.Message):
+    """The module asked for."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATA_URL_FIELD_NUMBER: _builtins.int
+    data_url: _builtins.bytes
+    """The module's data: URL exactly as the job carried it (ASCII); its SHA-256 is the hash asked."""
+    def __init__(
+        self,
+        *,
+        data_url: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_url", b"data_url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetModuleResponse: _TypeAlias = GetModuleResponse  # noqa: Y015

@@ -55,6 +55,11 @@ class OrchestratorServiceStub:
                 request_serializer=bacalhau_dot_v1_dot_orchestrator__pb2.ReportExecutionsRequest.SerializeToString,
                 response_deserializer=bacalhau_dot_v1_dot_orchestrator__pb2.ReportExecutionsResponse.FromString,
                 _registered_method=True)
+        self.GetModule = channel.unary_unary(
+                '/bacalhau.v1.OrchestratorService/GetModule',
+                request_serializer=bacalhau_dot_v1_dot_orchestrator__pb2.GetModuleRequest.SerializeToString,
+                response_deserializer=bacalhau_dot_v1_dot_orchestrator__pb2.GetModuleResponse.FromString,
+                _registered_method=True)
 
 
 class OrchestratorServiceServicer:
@@ -91,6 +96,17 @@ class OrchestratorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetModule(self, request, context):
+        """An inline WASM module by its content hash. Asks to compute nodes carry large inline
+        modules by reference (see BidAsk in compute.proto); a node that does not hold the module
+        yet fetches it here once. Not signed: the answer is content-addressed, so the caller
+        checks it against the hash it asked for; the caller must be a cluster member (mTLS).
+        A hash the requester does not hold ends the call with NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrchestratorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -113,6 +129,11 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
                     servicer.ReportExecutions,
                     request_deserializer=bacalhau_dot_v1_dot_orchestrator__pb2.ReportExecutionsRequest.FromString,
                     response_serializer=bacalhau_dot_v1_dot_orchestrator__pb2.ReportExecutionsResponse.SerializeToString,
+            ),
+            'GetModule': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetModule,
+                    request_deserializer=bacalhau_dot_v1_dot_orchestrator__pb2.GetModuleRequest.FromString,
+                    response_serializer=bacalhau_dot_v1_dot_orchestrator__pb2.GetModuleResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -224,6 +245,33 @@ class OrchestratorService:
             '/bacalhau.v1.OrchestratorService/ReportExecutions',
             bacalhau_dot_v1_dot_orchestrator__pb2.ReportExecutionsRequest.SerializeToString,
             bacalhau_dot_v1_dot_orchestrator__pb2.ReportExecutionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetModule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bacalhau.v1.OrchestratorService/GetModule',
+            bacalhau_dot_v1_dot_orchestrator__pb2.GetModuleRequest.SerializeToString,
+            bacalhau_dot_v1_dot_orchestrator__pb2.GetModuleResponse.FromString,
             options,
             channel_credentials,
             insecure,

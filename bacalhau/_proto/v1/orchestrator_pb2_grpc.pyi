@@ -49,6 +49,13 @@ class OrchestratorServiceStub:
     it comes back from being declared dead, and now and then), so the requester can
     reconcile them with its job store.
     """
+    GetModule: _grpc.UnaryUnaryMultiCallable[_orchestrator_pb2.GetModuleRequest, _orchestrator_pb2.GetModuleResponse]
+    """An inline WASM module by its content hash. Asks to compute nodes carry large inline
+    modules by reference (see BidAsk in compute.proto); a node that does not hold the module
+    yet fetches it here once. Not signed: the answer is content-addressed, so the caller
+    checks it against the hash it asked for; the caller must be a cluster member (mTLS).
+    A hash the requester does not hold ends the call with NOT_FOUND.
+    """
 
 @_typing.type_check_only
 class OrchestratorServiceAsyncStub(OrchestratorServiceStub):
@@ -65,6 +72,13 @@ class OrchestratorServiceAsyncStub(OrchestratorServiceStub):
     """The executions the node holds for this requester (after a restart of either side, when
     it comes back from being declared dead, and now and then), so the requester can
     reconcile them with its job store.
+    """
+    GetModule: _aio.UnaryUnaryMultiCallable[_orchestrator_pb2.GetModuleRequest, _orchestrator_pb2.GetModuleResponse]  # type: ignore[assignment]
+    """An inline WASM module by its content hash. Asks to compute nodes carry large inline
+    modules by reference (see BidAsk in compute.proto); a node that does not hold the module
+    yet fetches it here once. Not signed: the answer is content-addressed, so the caller
+    checks it against the hash it asked for; the caller must be a cluster member (mTLS).
+    A hash the requester does not hold ends the call with NOT_FOUND.
     """
 
 class OrchestratorServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -103,6 +117,19 @@ class OrchestratorServiceServicer(metaclass=_abc_1.ABCMeta):
         """The executions the node holds for this requester (after a restart of either side, when
         it comes back from being declared dead, and now and then), so the requester can
         reconcile them with its job store.
+        """
+
+    @_abc_1.abstractmethod
+    def GetModule(
+        self,
+        request: _orchestrator_pb2.GetModuleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orchestrator_pb2.GetModuleResponse, _abc.Awaitable[_orchestrator_pb2.GetModuleResponse]]:
+        """An inline WASM module by its content hash. Asks to compute nodes carry large inline
+        modules by reference (see BidAsk in compute.proto); a node that does not hold the module
+        yet fetches it here once. Not signed: the answer is content-addressed, so the caller
+        checks it against the hash it asked for; the caller must be a cluster member (mTLS).
+        A hash the requester does not hold ends the call with NOT_FOUND.
         """
 
 def add_OrchestratorServiceServicer_to_server(servicer: OrchestratorServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
