@@ -6,8 +6,9 @@ processes so that peak RSS is each run's own, measures over that file, page cach
 - ``sha256``: read it in 1 MiB pieces and hash it with hashlib (the floor: reading and
   hashing, nothing else);
 - ``import``: ``Importer(...).add_file`` with ``ipfs add`` defaults (CIDv0, 256 KiB dag-pb
-  leaves, balanced DAG), every block written to a fresh on-disk blockstore (one file per
-  block, written by ``Blockstore.batch`` threads while the importer hashes);
+  leaves, balanced DAG), every block written to a fresh on-disk blockstore (appended to a
+  pack by a ``Blockstore.batch`` thread while the importer hashes, index rows committed in
+  batches);
 - ``import_only_hash``: the same without storing the blocks (``ipfs add --only-hash``).
 - ``exchange``: two processes on loopback, each a node with a certificate from one cluster
   CA: one holds the imported file in its blockstore and serves BlockService over mutual TLS;
@@ -39,6 +40,10 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+# The children run this file as a script: make the package importable from the checkout.
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 MIB = 1024 * 1024
 

@@ -15,11 +15,12 @@ Kubo's datastores are), so the same bytes under a CIDv0 and a CIDv1 are stored o
 Crash safety: a block's bytes are appended before its index row is committed, so a crash
 leaves at worst unreferenced bytes in a pack (reclaimed by compaction), never a row pointing
 at nothing; nothing is fsynced, and a block torn by a power loss is refused on read because
-every read is verified. Blocks are written in batches (:meth:`Blockstore.put_many_trusted`,
-which a :class:`BatchWriter` feeds): one ``writev`` for the batch's bytes, then one
-transaction for its rows. A process killed mid-import therefore leaves the batches it
-committed (unpinned, so collected once the GC grace period has passed) and, of the batch
-in flight, only unreferenced bytes in its pack, which is compacted once its owner is dead.
+every read is verified. An import writes through a :class:`BatchWriter`: the bytes of the
+blocks waiting go out in one ``writev`` as they come, their rows are committed 128 at a
+time (one commit per block cost more than writing the block). A process killed
+mid-import therefore leaves the blocks whose rows it committed (whole and verifiable,
+unpinned, so collected once the GC grace period has passed) and, of the rest, only
+unreferenced bytes in its pack, which is compacted once its owner is dead.
 
 Each :class:`Blockstore` instance appends to a pack of its own, so processes never write to
 the same file. Deleting a block drops its row; :meth:`Blockstore.gc` then compacts packs
@@ -48,8 +49,12 @@ from ._dagpb import decode_node
 __all__ = ["BatchWriter", "Blockstore", "BlockstoreStats", "GCResult"]
 
 DEFAULT_PACK_LIMIT: Final = 256 << 20
-#: How many bytes a :class:`BatchWriter` thread gathers into one write and one transaction.
-DEFAULT_BATCH_BYTES: Final = 4 << 20
+#: A :class:`BatchWriter` thread writes the blocks waiting, up to this many bytes, at once:
+#: few enough that they are still in the CPU's cache from being hashed.
+DEFAULT_WRITE_BYTES: Final = 1 << 20
+#: ... and commits their index rows this many at a time (a commit rewrites the index pages
+#: it touched, so one per block would cost more than writing the block).
+DEFAULT_INDEX_ROWS: Final = 128
 #: At most this many buffers go into one ``writev`` (Linux's IOV_MAX is 1024).
 _MAX_IOVECS: Final = 512
 
@@ -87,6 +92,10 @@ class GCResult:
     removed_bytes: int
     kept_blocks: int
     compacted_packs: int
+
+
+#: A block's index row: multihash, pack, offset, length, write time.
+_Row = tuple[bytes, int, int, int, float]
 
 
 @dataclass(slots=True)
@@ -266,32 +275,50 @@ class Blockstore:
         """Store several blocks as :meth:`put_trusted` does, with one write for their bytes
         and one transaction for their rows (the bytes first, so a crash in between leaves
         only unreferenced bytes)."""
+        self._index(self._append_unindexed(blocks))
+
+    def _append_unindexed(self, blocks: Sequence[tuple[CID, bytes | bytearray]]) -> list[_Row]:
+        """Append the bytes of the blocks the index lacks, in one ``writev``, and return
+        their rows for :meth:`_index`; refresh the write time of the others."""
         wanted: dict[bytes, bytes | bytearray] = {}
         for cid, data in blocks:
             if cid.hash_code != IDENTITY:
                 wanted.setdefault(cid.multihash, data)
         if not wanted:
-            return
+            return []
         now = time.time()
         with self._lock:
-            # Already there: refresh its write time, so a GC running now cannot drop a
-            # block that an import in progress has just relied on. One statement, so no
-            # GC can delete a row between finding and refreshing it.
+            # Looked up first, a read: refreshing is a write transaction, which a fresh
+            # import (nothing there yet) should not pay for every few blocks.
             marks = ",".join("?" * len(wanted))
-            refreshed = self._db.execute(
-                f"UPDATE blocks SET written = ? WHERE multihash IN ({marks}) RETURNING multihash",
-                (now, *wanted),
+            present = self._db.execute(
+                f"SELECT multihash FROM blocks WHERE multihash IN ({marks})", tuple(wanted)
             ).fetchall()
-            for (multihash,) in refreshed:
-                del wanted[multihash]
-            if not wanted:
-                return
+            if present:
+                # Already there: refresh its write time, so a GC running now cannot drop
+                # a block that an import in progress has just relied on. Only what this
+                # statement refreshed counts as stored: a GC may have deleted the rest
+                # since the lookup, and it is written again.
+                marks = ",".join("?" * len(present))
+                refreshed = self._db.execute(
+                    f"UPDATE blocks SET written = ? WHERE multihash IN ({marks}) "
+                    "RETURNING multihash",
+                    (now, *(row[0] for row in present)),
+                ).fetchall()
+                for (multihash,) in refreshed:
+                    del wanted[multihash]
             keys = list(wanted)
             placed = self._append_many([wanted[key] for key in keys])
-            rows = [
-                (key, pack, offset, len(wanted[key]), now)
-                for key, (pack, offset) in zip(keys, placed, strict=True)
-            ]
+        return [
+            (key, pack, offset, len(wanted[key]), now)
+            for key, (pack, offset) in zip(keys, placed, strict=True)
+        ]
+
+    def _index(self, rows: Sequence[_Row]) -> None:
+        """Commit the rows of appended blocks, in one transaction."""
+        if not rows:
+            return
+        with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.executemany("INSERT OR IGNORE INTO blocks VALUES (?, ?, ?, ?, ?)", rows)
@@ -458,10 +485,11 @@ class BatchWriter:
     """Writes blocks to a :class:`Blockstore` on a few threads (see
     :meth:`Blockstore.batch`); an importer's sink.
 
-    Each thread gathers blocks until it holds ``batch_bytes`` (or the batch is closed) and
-    stores them with one :meth:`Blockstore.put_many_trusted`: one ``writev`` and one
-    transaction a batch, not a syscall and two commits a block. Blocks become visible in
-    the store when their batch is written; all of them when the batch is closed.
+    Each thread writes the blocks waiting (up to ``write_bytes``) with one ``writev`` as
+    soon as they arrive, and commits their index rows ``index_rows`` at a time, not a
+    syscall and two commits a block. A block is in the store once its rows are committed;
+    every block once the batch is closed. A crash in between leaves unreferenced bytes
+    only.
 
     Buffers handed over with :meth:`put_frame` are kept once written and handed back by
     :meth:`spare_frame`, so an importer reuses a few buffers instead of faulting in fresh
@@ -474,12 +502,14 @@ class BatchWriter:
         *,
         threads: int,
         max_pending: int,
-        batch_bytes: int = DEFAULT_BATCH_BYTES,
+        write_bytes: int = DEFAULT_WRITE_BYTES,
+        index_rows: int = DEFAULT_INDEX_ROWS,
     ) -> None:
         if threads < 1 or max_pending < 1:
             raise ValueError("a batch needs at least one thread and one pending block")
         self._store = store
-        self._batch_bytes = batch_bytes
+        self._write_bytes = write_bytes
+        self._index_rows = index_rows
         self._queue: queue.Queue[_Pending | None] = queue.Queue(max_pending)
         self._spares: deque[bytearray] = deque(maxlen=max_pending + threads)
         self._errors: list[BaseException] = []
@@ -522,35 +552,47 @@ class BatchWriter:
         self._queue.put(block)
 
     def _run(self) -> None:
-        while True:
+        rows: list[_Row] = []
+        unindexed: set[bytes] = set()  # written, row not committed yet: no second copy
+        stop = False
+        while not stop:
             first = self._queue.get()
             if first is None:
-                return
-            batch = [first]
+                break
+            group = [first]
             size = len(first.data)
-            stop = False
-            # Wait for a full batch (or the end): a writer that kept up with the importer
-            # would otherwise write one block at a time, paying a commit for each.
-            while size < self._batch_bytes:
-                more = self._queue.get()
+            while size < self._write_bytes:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
                 if more is None:
                     stop = True
                     break
-                batch.append(more)
+                group.append(more)
                 size += len(more.data)
             if not self._errors:  # after a failure, drain without writing
                 try:
-                    self._store.put_many_trusted([(b.cid, b.data) for b in batch])
+                    fresh = [(b.cid, b.data) for b in group if b.cid.multihash not in unindexed]
+                    written = self._store._append_unindexed(fresh)
+                    rows.extend(written)
+                    unindexed.update(row[0] for row in written)
+                    if len(rows) >= self._index_rows:
+                        self._store._index(rows)
+                        rows.clear()
+                        unindexed.clear()
                 except BaseException as error:  # raised to the caller by put or close
                     self._errors.append(error)
-            for block in batch:
+            for block in group:
                 if block.recycle and isinstance(block.data, bytearray):
                     self._spares.append(block.data)
-            if stop:
-                return
+        try:
+            self._store._index(rows)  # whatever was written, even after a failure
+        except BaseException as error:
+            self._errors.append(error)
 
     def close(self) -> None:
-        """Wait for every write; raise the first one that failed."""
+        """Wait for every write and its index row; raise the first failure."""
         if not self._closed:
             self._closed = True
             for _ in self._threads:

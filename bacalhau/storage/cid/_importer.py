@@ -116,6 +116,8 @@ class Importer:
 
     def __init__(self, sink: BlockSink | None = None, options: ImportOptions | None = None):
         self._sink = sink
+        # Asked once: a runtime protocol check costs more than hashing a small chunk.
+        self._frames = sink if isinstance(sink, FrameSink) else None
         self.options = options or ImportOptions()
         self._raw = self.options.uses_raw_leaves
         self._version = self.options.cid_version
@@ -151,8 +153,8 @@ class Importer:
         digest = hashlib.sha256(block).digest()
         codec = RAW if self._raw else DAG_PB
         cid = CID.from_digest(digest, codec=codec, version=self._version)
-        if isinstance(self._sink, FrameSink):
-            self._sink.put_frame(cid, block)
+        if self._frames is not None:
+            self._frames.put_frame(cid, block)
         elif self._sink is not None:
             self._sink.put_trusted(cid, block)
         return Child(cid, len(block), chunk_size)
@@ -161,8 +163,8 @@ class Importer:
         """A buffer for the next chunk, after ``used`` went to ``_full_leaf``."""
         if self._sink is None:
             return used  # only hashed: nothing holds on to it
-        if isinstance(self._sink, FrameSink):
-            spare = self._sink.spare_frame(len(used))
+        if self._frames is not None:
+            spare = self._frames.spare_frame(len(used))
             if spare is not None:
                 return spare
         return bytearray(len(used))

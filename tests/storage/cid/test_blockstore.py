@@ -242,3 +242,18 @@ def test_an_import_killed_midway_leaves_only_verifiable_blocks_and_reclaimable_b
         gc = store.gc(grace_s=0)
         assert gc.removed_blocks == stats.blocks and gc.compacted_packs >= 1
         assert store.stats() == BlockstoreStats(blocks=0, bytes=0, pins=0, disk_bytes=0)
+
+
+def test_a_batch_stores_repeated_and_already_stored_blocks_once(tmp_path: Path) -> None:
+    """A file of identical chunks, imported twice: its leaf is written once, whether the
+    repeat is still waiting for its index row or long committed."""
+    store = Blockstore(tmp_path)
+    content = bytes(20 * 262_144)  # twenty identical leaves
+    with store.batch(max_pending=4) as sink:
+        first = Importer(sink).add_bytes(content).cid
+    stored = store.stats()
+    assert stored.blocks == 2 and stored.disk_bytes == stored.bytes  # a leaf and the root
+    with store.batch() as sink:
+        again = Importer(sink).add_bytes(content).cid
+    assert again == first and store.stats() == stored
+    assert b"".join(read_file(store, first)) == content
