@@ -49,8 +49,8 @@ from ._dagpb import decode_node
 __all__ = ["BatchWriter", "Blockstore", "BlockstoreStats", "GCResult"]
 
 DEFAULT_PACK_LIMIT: Final = 256 << 20
-#: A :class:`BatchWriter` thread writes the blocks waiting, up to this many bytes, at once:
-#: few enough that they are still in the CPU's cache from being hashed.
+#: A :class:`BatchWriter` thread writes blocks this many bytes at a time: few enough that
+#: they are still in the CPU's cache from being hashed (4 MiB cost more system time).
 DEFAULT_WRITE_BYTES: Final = 1 << 20
 #: ... and commits their index rows this many at a time (a commit rewrites the index pages
 #: it touched, so one per block would cost more than writing the block).
@@ -485,11 +485,11 @@ class BatchWriter:
     """Writes blocks to a :class:`Blockstore` on a few threads (see
     :meth:`Blockstore.batch`); an importer's sink.
 
-    Each thread writes the blocks waiting (up to ``write_bytes``) with one ``writev`` as
-    soon as they arrive, and commits their index rows ``index_rows`` at a time, not a
-    syscall and two commits a block. A block is in the store once its rows are committed;
-    every block once the batch is closed. A crash in between leaves unreferenced bytes
-    only.
+    Each thread gathers ``write_bytes`` of blocks (a few chunks, still in the CPU's cache
+    from being hashed) and writes them with one ``writev``, and commits their index rows
+    ``index_rows`` at a time: not a syscall and two commits a block. A block is in the
+    store once its row is committed; every block once the batch is closed. A crash in
+    between leaves unreferenced bytes only.
 
     Buffers handed over with :meth:`put_frame` are kept once written and handed back by
     :meth:`spare_frame`, so an importer reuses a few buffers instead of faulting in fresh
@@ -562,10 +562,7 @@ class BatchWriter:
             group = [first]
             size = len(first.data)
             while size < self._write_bytes:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
+                more = self._queue.get()
                 if more is None:
                     stop = True
                     break
