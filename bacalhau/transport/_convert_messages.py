@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from bacalhau._proto.v1 import compute_pb2, orchestrator_pb2, types_pb2
+import dataclasses
+
+from bacalhau._proto.v1 import compute_pb2, orchestrator_pb2
 from bacalhau.models import (
-    ENTRY_MODULE_URL,
     AskForBidRequest,
     BidDecision,
     BidResult,
@@ -15,9 +16,11 @@ from bacalhau.models import (
     LogRequest,
     LogStream,
     RunResult,
+    entry_module_url,
     is_shared_module_url,
     module_digest,
     module_reference,
+    with_entry_module_url,
 )
 from bacalhau.transport._convert import (
     event_from_proto,
@@ -41,29 +44,19 @@ def ask_for_bid_to_proto(
 ) -> compute_pb2.BidAsk:
     """The signed payload of an ask; a large inline entry module goes by reference (see
     :mod:`bacalhau.models._modules`): the compute node fetches it with GetModule."""
-    msg = compute_pb2.BidAsk(
+    execution = req.execution
+    if execution.job is not None:
+        url = entry_module_url(execution.job)
+        if is_shared_module_url(url):
+            # Only the path to the URL is copied: the record itself is the caller's.
+            job = with_entry_module_url(execution.job, module_reference(module_digest(url)))
+            execution = dataclasses.replace(execution, job=job)
+    return compute_pb2.BidAsk(
         requester_node_id=requester_node_id,
         compute_node_id=compute_node_id,
-        execution=execution_to_proto(req.execution),
+        execution=execution_to_proto(execution),
         wait_for_approval=req.wait_for_approval,
     )
-    if msg.execution.HasField("job"):
-        _send_module_by_reference(msg.execution.job)
-    return msg
-
-
-def _send_module_by_reference(job: types_pb2.Job) -> None:
-    if not job.tasks or job.tasks[0].engine.type.lower() != "wasm":
-        return
-    node = job.tasks[0].engine.params
-    for key in ENTRY_MODULE_URL[:-1]:
-        value = node.fields.get(key)
-        if value is None or value.WhichOneof("kind") != "struct_value":
-            return
-        node = value.struct_value
-    url = node.fields.get(ENTRY_MODULE_URL[-1])
-    if url is not None and is_shared_module_url(url.string_value):
-        url.string_value = module_reference(module_digest(url.string_value))
 
 
 def ask_for_bid_from_proto(msg: compute_pb2.BidAsk) -> AskForBidRequest:
