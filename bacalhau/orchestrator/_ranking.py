@@ -4,7 +4,8 @@ Each ranker returns a score; any negative score makes the node unsuitable and ca
 reason shown to the user. Scores of suitable nodes are summed; higher is better. The ranks
 follow Bacalhau's (engines, publishers, labels, max usage, previous attempts, available
 capacity, a small random term) so placement feels familiar; a node that does not advertise an
-input source type the job reads is unsuitable too, so it is not asked to bid.
+input source type the job reads (or advertises none) is unsuitable too, so it is not asked
+to bid.
 """
 
 from __future__ import annotations
@@ -103,10 +104,10 @@ def _publisher(job: Job, node: NodeState) -> tuple[int, str]:
 
 def missing_input_source(job: Job, node: NodeState) -> str | None:
     """The first input source type of ``job`` (as the job spells it) that ``node`` does not
-    advertise, or None. A node that advertises no input sources at all has not said what it
-    offers (an older record): it is not filtered here, its own bid check still applies."""
+    advertise, or None. A node that advertises no input sources offers none: asking it to
+    bid for a job with inputs would only earn a refusal."""
     info = node.info.compute
-    if info is None or not info.storage_sources:
+    if info is None:
         return None
     have = {s.lower() for s in info.storage_sources}
     for source in job.task.input_sources:
@@ -120,7 +121,7 @@ def _input_sources(job: Job, node: NodeState) -> tuple[int, str]:
     if kind is None:
         return 0, ""
     offered = ", ".join(node.info.compute.storage_sources) if node.info.compute else ""
-    return UNSUITABLE, f"does not support the {kind} input source, only {offered}"
+    return UNSUITABLE, f"does not support the {kind} input source, only {offered or 'none'}"
 
 
 def _labels(job: Job, node: NodeState) -> tuple[int, str]:

@@ -83,8 +83,11 @@ def test_only_nodes_offering_every_input_source_type_are_suitable() -> None:
     assert missing_input_source(_job(), nodes[1]) is None
 
 
-def test_a_node_that_advertises_no_input_sources_is_left_to_its_bid_check() -> None:
-    [rank] = rank_nodes(_job(S3), [_node("n-old", [])], [])
+def test_a_node_that_advertises_no_input_sources_is_not_asked_for_jobs_with_inputs() -> None:
+    [rank] = rank_nodes(_job(S3), [_node("n-none", [])], [])
+    assert not rank.suitable
+    assert rank.reason == "does not support the s3 input source, only none"
+    [rank] = rank_nodes(_job(), [_node("n-none", [])], [])
     assert rank.suitable
 
 
