@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import io
 import re
 import tarfile
@@ -283,7 +284,12 @@ def inline_module(path: Path) -> dict[str, Any]:
         raise click.BadParameter(f"cannot read {path}: {exc.strerror}") from None
     if len(data) > INLINE_PLAIN_LIMIT:
         buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        # No time in the gzip header (nor in the tar entry): the same module always gives
+        # the same URL, so the requester and compute nodes keep it once, by its hash.
+        with (
+            gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz,
+            tarfile.open(fileobj=gz, mode="w") as tar,
+        ):
             info = tarfile.TarInfo(path.name)
             info.size = len(data)
             info.mode = 0o644
