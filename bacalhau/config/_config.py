@@ -253,6 +253,9 @@ class NodeConfig:
     #: Compute nodes whose reputation (their record of verified results, 0.5 without one)
     #: is below this get no jobs. 0: off.
     min_reputation: float = 0.0
+    #: Bytes the requester reads of one verified replica's published results to check them
+    #: against the CID its node claims; larger results are left unchecked (1 GiB).
+    result_check_max_bytes: int = 1024**3
 
     def advertised(self, port: int) -> str:
         host = self.advertise_host or (

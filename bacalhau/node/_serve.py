@@ -56,6 +56,7 @@ from bacalhau.node._membership import (
     seed_addresses,
 )
 from bacalhau.node._plugins import build_executors, build_publishers, build_storage_sources
+from bacalhau.node._result_check import PublishedResultChecker
 from bacalhau.node._wiring import RequesterLinks, RoutedComputeClient
 from bacalhau.orchestrator import ApprovalChain, Orchestrator, SchedulerSettings, build_hook
 from bacalhau.publisher import LocalPublisher, LocalResultServer, presign_result
@@ -187,6 +188,15 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
             manual_approval=config.manual_approval,
             approval_hooks=approval_hooks,
             job_retention=config.job_retention,
+            # Verified replicas' claimed CIDs are checked against what they published.
+            result_checker=PublishedResultChecker(
+                max_bytes=config.result_check_max_bytes,
+                presign=None if config.s3_presigned_url_disabled else presign_result,
+                peers=block_client,
+                finder=providers,
+                local=blockstore,
+                node_id=node_id,
+            ),
         )
         server.add_orchestrator_handler(orchestrator)
 

@@ -18,6 +18,7 @@ from bacalhau.orchestrator._orchestrator import ComputeClient, Orchestrator
 from bacalhau.orchestrator._plan import ExecutionChange, Plan
 from bacalhau.orchestrator._planner import ComputeTransport
 from bacalhau.orchestrator._ranking import NodeRank, rank_nodes
+from bacalhau.orchestrator._result_check import ResultCheck, ResultChecker, ResultChecks
 from bacalhau.orchestrator._retries import RetryPolicy, overdue_trigger, retry_policy
 from bacalhau.orchestrator._scheduler import schedule
 from bacalhau.orchestrator._settings import SchedulerSettings
@@ -58,6 +59,9 @@ __all__ = [
     "Orchestrator",
     "OrchestratorAPI",
     "Plan",
+    "ResultCheck",
+    "ResultChecker",
+    "ResultChecks",
     "RetryPolicy",
     "SchedulerSettings",
     "SubmitResult",

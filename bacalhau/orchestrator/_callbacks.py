@@ -11,6 +11,14 @@ stay terminal) and the report is recorded in its history as ignored: the replace
 is the one kept, whether or not it has finished yet, so a job never completes twice nor
 publishes two results for one execution slot. Replaced executions that the node still runs
 are cancelled on it when it reports what it holds (``_reconcile``).
+
+False proposals: a verified job's replica is the node's signed claim about its results. A run
+result the transport refused (its signature does not verify, or its signer is not the node
+that delivered it) is reported here by the TLS peer that sent it: that node is recorded as
+disagreeing and its replica fails verification, so the job does not wait for it. A valid
+result about another node's execution counts against its sender, never against the node it
+names. What each completed replica published is checked against its claimed CID
+(``_result_check``) before the verdict.
 """
 
 from __future__ import annotations
@@ -23,7 +31,14 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from bacalhau.errors import BacalhauError, NodeLost, PermissionDenied, RevisionConflict
+from bacalhau.errors import (
+    BacalhauError,
+    NodeLost,
+    NotFound,
+    PermissionDenied,
+    RevisionConflict,
+    VerificationFailed,
+)
 from bacalhau.models import (
     BidResult,
     ComputeFailure,
@@ -40,7 +55,9 @@ from bacalhau.models import (
 from bacalhau.orchestrator._hooks import ApprovalChain, BidApprovalHook, ChainDecision
 from bacalhau.orchestrator._nodes import NodeDirectory
 from bacalhau.orchestrator._planner import Planner
+from bacalhau.orchestrator._result_check import ResultChecks
 from bacalhau.orchestrator._store import JobStore
+from bacalhau.orchestrator._verifier import CHECK_DETAIL, PENDING, REJECTED
 
 log = logging.getLogger(__name__)
 D = ExecutionDesiredStateType
@@ -83,8 +100,11 @@ class ExecutionCallbacks:
         nodes: NodeDirectory,
         hooks: Sequence[BidApprovalHook],
         enqueue: Callable[[Job, str], object],
+        result_checks: ResultChecks | None = None,
     ) -> None:
         self._store = store
+        #: Checks verified replicas' published results against their claimed CIDs.
+        self._checks = result_checks
         self._planner = planner
         self._nodes = nodes
         # An ApprovalChain given by node/ keeps its own defer policy and is closed by it.
@@ -325,12 +345,21 @@ class ExecutionCallbacks:
             )
 
     async def on_run_complete(self, result: RunResult) -> None:
-        ex = self._own_execution(result.execution_id, result.node_id)
+        try:
+            ex = self._own_execution(result.execution_id, result.node_id)
+        except PermissionDenied as err:
+            # Signed by its sender, about another node's replica: a false proposal of the
+            # sender's (the named node did nothing).
+            self._false_proposal(result.node_id, result.execution_id, err.message)
+            raise
         code = result.run_output.exit_code
         message = "Completed successfully" if code == 0 else f"Completed with exit code {code}"
         state = E.COMPLETED
         details: dict[str, str] = {}
-        if self._store.get_job(ex.job_id).type in _LONG_RUNNING:
+        job = self._store.get_job(ex.job_id)
+        # A verified replica's claimed CID is checked against what it published first.
+        check = self._checks is not None and job.verified
+        if job.type in _LONG_RUNNING:
             # A daemon or service execution is meant to run until stopped: ending at all is
             # a failure (as in Bacalhau), which the scheduler restarts after a backoff.
             state = E.FAILED
@@ -345,6 +374,7 @@ class ExecutionCallbacks:
                 compute_message=message,
                 published_result=result.published_result,
                 run_output=result.run_output,
+                compute_details={**ex.compute_details, CHECK_DETAIL: PENDING} if check else None,
                 expected_states=frozenset(
                     {
                         E.NEW,
@@ -364,6 +394,67 @@ class ExecutionCallbacks:
             outcome = message if state == E.FAILED else f"{message.lower()} (exit code {code})"
             self._record_late(ex.id, state, outcome)
             return
+        if check and self._checks is not None:
+            self._checks.start(self._store.get_execution(ex.id))
+        self._after_callback(ex.job_id)
+
+    async def on_refused_run_result(self, sender: str, execution_id: str, reason: str) -> None:
+        """The transport refused a run result ``sender`` (the TLS peer) delivered, for
+        ``reason`` (its signature does not verify, or it is not the sender's). The
+        ``execution_id`` it names is unproven: it only says which replica the sender meant."""
+        self._false_proposal(sender, execution_id, reason)
+
+    def _false_proposal(self, sender: str, execution_id: str, reason: str) -> None:
+        """Count a run result that does not hold as ``sender``'s disagreement, and fail the
+        replica it names when that replica is the sender's own (a verified job's)."""
+        log.warning(
+            "refused a run result from node %s for execution %s: %s",
+            sender,
+            execution_id or "(unnamed)",
+            reason,
+        )
+        try:
+            ex = self._store.get_execution(execution_id) if execution_id else None
+            job = self._store.get_job(ex.job_id) if ex is not None else None
+        except NotFound:
+            return
+        if ex is None or job is None or not job.verified:
+            return  # only verified jobs' results move a node's record
+        if ex.node_id != sender or ex.compute_state not in _REPORTABLE:
+            # Another node's replica (or one already settled): the sender alone answers
+            # for it, and the replica keeps its course.
+            self._store.record_verdicts({sender: False})
+            return
+        message = f"failed verification: the node's run result was refused ({reason})"
+        try:
+            with self._store.transaction():
+                self._store.update_execution(
+                    ex.id,
+                    compute_state=E.FAILED,
+                    desired_state=D.STOPPED,
+                    compute_message=message,
+                    compute_details={
+                        **ex.compute_details,
+                        "ErrorCode": VerificationFailed.code,
+                        "Retryable": "false",
+                        "IsError": "true",
+                        "Verification": REJECTED,
+                    },
+                    expected_states=_REPORTABLE,
+                    event=Event(
+                        message=message,
+                        topic="Verification",
+                        timestamp=now_ns(),
+                        details={
+                            "IsError": "true",
+                            "ErrorCode": VerificationFailed.code,
+                            "Verification": REJECTED,
+                        },
+                    ),
+                )
+                self._store.record_verdicts({sender: False})
+        except RevisionConflict:
+            return  # settled meanwhile: the refused result changes nothing
         self._after_callback(ex.job_id)
 
     async def on_compute_failure(self, failure: ComputeFailure) -> None:

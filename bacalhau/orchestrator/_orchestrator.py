@@ -66,6 +66,7 @@ from bacalhau.orchestrator._planner import ComputeTransport, Planner
 from bacalhau.orchestrator._ranking import with_placed
 from bacalhau.orchestrator._reconcile import NodeReconciler
 from bacalhau.orchestrator._reputation import node_reputations, with_reputation
+from bacalhau.orchestrator._result_check import ResultChecker, ResultChecks
 from bacalhau.orchestrator._retention import DEFAULT_JOB_RETENTION, JobRetention
 from bacalhau.orchestrator._retries import overdue_trigger
 from bacalhau.orchestrator._scheduler import schedule
@@ -116,6 +117,7 @@ class Orchestrator:
         housekeeping_interval: float = 5.0,
         installation_id: str = "",
         job_retention: float = DEFAULT_JOB_RETENTION,
+        result_checker: ResultChecker | None = None,
     ) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
         self._info = node_info
@@ -154,12 +156,19 @@ class Orchestrator:
             enqueue=self._broker.enqueue,
             new_failure_eval=lambda job, by: self._new_eval(job, by),
         )
+        # Verified replicas' published results are checked against their claimed CIDs.
+        self._result_checks = (
+            ResultChecks(store=self.store, checker=result_checker, enqueue=self._enqueue_new)
+            if result_checker is not None
+            else None
+        )
         self._callbacks = ExecutionCallbacks(
             store=self.store,
             planner=self._planner,
             nodes=self.nodes,
             hooks=approval_hooks,
             enqueue=self._enqueue_new,
+            result_checks=self._result_checks,
         )
         if self._callbacks.needs_approval:
             # The requester's hooks decide every bid: no job type goes out pre-approved.
@@ -186,6 +195,8 @@ class Orchestrator:
             job = self.store.get_job(job_id)
             # Bids whose hooks were deciding when the requester stopped are decided again.
             self._callbacks.resume_decisions(self.store.executions_of(job_id))
+            if self._result_checks is not None:
+                self._result_checks.resume(self.store.executions_of(job_id))
             self._enqueue_new(job, TriggeredBy.EXEC_UPDATE)
         for i in range(self._workers):
             self._tasks.append(asyncio.create_task(self._work(), name=f"eval-worker-{i}"))
@@ -199,6 +210,8 @@ class Orchestrator:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         self._broker.close()
+        if self._result_checks is not None:
+            await self._result_checks.aclose()
         await self._callbacks.aclose()
         await self._planner.close()
         await self.nodes.__aexit__(None, None, None)
@@ -627,6 +640,14 @@ class Orchestrator:
         held = self._held(result.execution_id, result.node_id)
         await self._callbacks.on_run_complete(result)
         await self._execution_ended(result.node_id, held)
+
+    async def on_refused_run_result(self, sender: str, execution_id: str, reason: str) -> None:
+        """The transport refused a run result that node ``sender`` delivered (see
+        :meth:`ExecutionCallbacks.on_refused_run_result`)."""
+        held = self._held(execution_id, sender) if execution_id else None
+        await self._callbacks.on_refused_run_result(sender, execution_id, reason)
+        if held is not None and self._held(execution_id, sender) is None:
+            await self._execution_ended(sender, held)  # its replica was failed
 
     async def on_compute_failure(self, failure: ComputeFailure) -> None:
         held = self._held(failure.execution_id, failure.node_id)

@@ -7,6 +7,10 @@ the ``RunResult`` that carries it; the transport refuses one signed by another n
 results held by a strict majority of the job's ``Count`` are accepted; every other completed
 replica disagrees. A replica whose published result names no CID cannot be compared, which
 counts as a disagreement. Without a majority nothing is accepted and the job fails.
+
+A node's claim is checked against what it published before the verdict (``_result_check``,
+which records its outcome in the execution's details): a replica whose published content has
+another CID than the one it claims disagrees, and its claim counts for no CID.
 """
 
 from __future__ import annotations
@@ -20,11 +24,20 @@ from bacalhau.models import Execution
 
 __all__ = [
     "ACCEPTED",
+    "CHECK_DETAIL",
+    "CHECK_NOTE_DETAIL",
+    "MATCHED",
+    "MISMATCH",
     "NO_CID",
+    "PENDING",
+    "PUBLISHED_CID_DETAIL",
     "REJECTED",
+    "UNCHECKED",
     "UNDECIDED",
+    "CheckStatus",
     "ReplicaVerdict",
     "VerificationOutcome",
+    "check_pending",
     "results_cid",
     "verify_replicas",
 ]
@@ -36,6 +49,29 @@ REJECTED: Verdict = "rejected"
 UNDECIDED: Verdict = "undecided"
 #: What a replica without a CID is shown as (never a CID: CIDs have no spaces).
 NO_CID = "(no CID)"
+#: What a replica whose published results do not match its claim is counted as.
+FALSE_CLAIM = "(results not as claimed)"
+
+CheckStatus = Literal["matched", "mismatch", "unchecked"]
+#: Outcomes of the check of a replica's published results against its claimed CID.
+MATCHED: CheckStatus = "matched"
+MISMATCH: CheckStatus = "mismatch"
+UNCHECKED: CheckStatus = "unchecked"
+#: Set with the replica's RunResult while its published results are being checked.
+PENDING = "pending"
+#: Execution details the check writes: its outcome, the CID of what was published, why.
+CHECK_DETAIL = "ResultCheck"
+PUBLISHED_CID_DETAIL = "PublishedCID"
+CHECK_NOTE_DETAIL = "ResultCheckNote"
+
+
+def check_pending(ex: Execution) -> bool:
+    """Whether the replica's published results are still being checked."""
+    return ex.compute_details.get(CHECK_DETAIL) == PENDING
+
+
+def _false_claim(ex: Execution) -> bool:
+    return ex.compute_details.get(CHECK_DETAIL) == MISMATCH
 
 
 def results_cid(ex: Execution) -> str:
@@ -56,9 +92,17 @@ class ReplicaVerdict:
     #: Its results' CID ("" when its published result named none).
     cid: str
     verdict: Verdict
+    #: Set when its published results are not what it claimed: what they are (their CID,
+    #: or why they are not results at all).
+    published: str = ""
 
     def message(self, accepted_cid: str) -> str:
         """The failure message of a rejected replica."""
+        if self.published:
+            return (
+                f"failed verification: its node claims results {self.cid or NO_CID} but "
+                f"published {self.published} (the accepted results are {accepted_cid})"
+            )
         if not self.cid:
             return (
                 f"failed verification: its published results carry no CID to compare with "
@@ -126,6 +170,14 @@ def _verdict(cid: str, accepted: str) -> Verdict:
     return ACCEPTED if cid == accepted else REJECTED
 
 
+def _published(ex: Execution) -> str:
+    """What a replica whose claim was belied really published, for its message."""
+    details = ex.compute_details
+    return details.get(PUBLISHED_CID_DETAIL) or (
+        f"something else ({details.get(CHECK_NOTE_DETAIL) or 'unreadable'})"
+    )
+
+
 def verify_replicas(replicas: int, completed: Sequence[Execution]) -> VerificationOutcome:
     """Decide on the ``completed`` replicas of a verified job that asked for ``replicas``.
 
@@ -134,15 +186,20 @@ def verify_replicas(replicas: int, completed: Sequence[Execution]) -> Verificati
     every replica is "undecided" and nothing is accepted.
     """
     cids = {ex.id: results_cid(ex) for ex in completed}
-    counts = Counter(cid or NO_CID for cid in cids.values())
+    # A claim its published results belie counts for nothing: not even for the CID claimed.
+    held = {ex.id: FALSE_CLAIM if _false_claim(ex) else cids[ex.id] or NO_CID for ex in completed}
+    counts = Counter(held.values())
     needed = replicas // 2 + 1
-    accepted = next((cid for cid, n in counts.items() if cid != NO_CID and n >= needed), "")
+    accepted = next(
+        (cid for cid, n in counts.items() if cid not in (NO_CID, FALSE_CLAIM) and n >= needed), ""
+    )
     verdicts = tuple(
         ReplicaVerdict(
             execution_id=ex.id,
             node_id=ex.node_id,
             cid=cids[ex.id],
-            verdict=_verdict(cids[ex.id], accepted),
+            verdict=_verdict(held[ex.id], accepted),
+            published=_published(ex) if _false_claim(ex) else "",
         )
         for ex in sorted(completed, key=lambda e: (e.create_time, e.id))
     )

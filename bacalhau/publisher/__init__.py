@@ -6,15 +6,18 @@ from bacalhau.publisher._ipfs import IPFSPublisher
 from bacalhau.publisher._local import LocalPublisher, write_archive
 from bacalhau.publisher._local_server import LocalResultServer
 from bacalhau.publisher._noop import NoopPublisher
+from bacalhau.publisher._proof import ArchiveDigest, archive_cid
 from bacalhau.publisher._s3 import S3Publisher, presign_result, render_key
 
 __all__ = [
+    "ArchiveDigest",
     "IPFSPublisher",
     "LocalPublisher",
     "LocalResultServer",
     "NoopPublisher",
     "Publisher",
     "S3Publisher",
+    "archive_cid",
     "presign_result",
     "render_key",
     "results_cid",

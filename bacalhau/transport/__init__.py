@@ -22,7 +22,7 @@ from bacalhau.transport._blocks import BlockClient, BlockServicer, add_block_ser
 from bacalhau.transport._channel import DEFAULT_TIMEOUT_SECONDS, format_address
 from bacalhau.transport._clients import ComputeClient, OrchestratorClient
 from bacalhau.transport._convert_membership import MEMBER_RECORD_CODEC, ProtoRecordCodec
-from bacalhau.transport._handlers import ComputeHandler, OrchestratorHandler
+from bacalhau.transport._handlers import ComputeHandler, OrchestratorHandler, RunResultRefusals
 from bacalhau.transport._membership import (
     MembershipClient,
     MembershipServicer,
@@ -49,6 +49,7 @@ __all__ = [
     "OrchestratorClient",
     "OrchestratorHandler",
     "ProtoRecordCodec",
+    "RunResultRefusals",
     "add_block_service",
     "add_membership_service",
     "channel_credentials",

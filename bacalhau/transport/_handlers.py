@@ -10,7 +10,7 @@ same error class.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from bacalhau.models import (
     AskForBidRequest,
@@ -74,3 +74,17 @@ class OrchestratorHandler(Protocol):
         the requester keeps it for the asks it sent by reference; raise
         :class:`bacalhau.errors.NotFound` when it holds none. The caller checks the hash."""
         ...
+
+
+@runtime_checkable
+class RunResultRefusals(Protocol):
+    """Optional for an :class:`OrchestratorHandler`: told of the run results the transport
+    refused (the caller still gets the refusal), so that a false proposal counts against the
+    node that made it.
+
+    ``sender`` is the TLS peer that delivered it, the one thing proven; ``execution_id`` is
+    what the unverified payload names ("" when it does not parse), and ``reason`` why it was
+    refused (its signature does not verify, or it is not the sender's).
+    """
+
+    async def on_refused_run_result(self, sender: str, execution_id: str, reason: str) -> None: ...

@@ -14,6 +14,8 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any, NoReturn, TypeVar
 
+from google.protobuf.message import DecodeError
+
 from bacalhau._proto.v1 import (
     compute_pb2,
     compute_pb2_grpc,
@@ -22,7 +24,7 @@ from bacalhau._proto.v1 import (
     orchestrator_pb2,
     orchestrator_pb2_grpc,
 )
-from bacalhau.errors import BacalhauError, InvalidRequest, NotFound
+from bacalhau.errors import BacalhauError, InvalidRequest, NotFound, PermissionDenied
 from bacalhau.identity import NodeIdentity
 from bacalhau.models import NodeType
 from bacalhau.transport._convert_messages import (
@@ -37,7 +39,7 @@ from bacalhau.transport._convert_messages import (
     run_result_from_proto,
 )
 from bacalhau.transport._errors import abort_with, unexpected
-from bacalhau.transport._handlers import ComputeHandler, OrchestratorHandler
+from bacalhau.transport._handlers import ComputeHandler, OrchestratorHandler, RunResultRefusals
 from bacalhau.transport._peer import peer_node_id
 from bacalhau.transport._signing import check_addressee, check_speaker, open_sealed, seal
 
@@ -186,12 +188,33 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     ) -> orchestrator_pb2.OnRunCompleteResponse:
         try:
             peer = peer_node_id(context)
-            msg = open_sealed(request.run_result, orchestrator_pb2.RunResult, expected_signer=peer)
-            check_speaker(msg.node_id, peer, "run result")
+            try:
+                msg = open_sealed(
+                    request.run_result, orchestrator_pb2.RunResult, expected_signer=peer
+                )
+                check_speaker(msg.node_id, peer, "run result")
+            except PermissionDenied as refused:
+                await self._report_refused(peer, request.run_result.payload, refused)
+                raise
             await self._handler.on_run_complete(run_result_from_proto(msg))
             return orchestrator_pb2.OnRunCompleteResponse()
         except Exception as e:
             await _fail(context, e, "OnRunComplete")
+
+    async def _report_refused(self, peer: str, payload: bytes, refused: PermissionDenied) -> None:
+        """Tell a handler that wants to know of a refused run result (a false proposal
+        counts against its sender); the refusal itself still goes back to the caller."""
+        if not isinstance(self._handler, RunResultRefusals):
+            return
+        try:
+            # Unverified: it only says which execution the sender meant.
+            execution_id = orchestrator_pb2.RunResult.FromString(payload).execution_id
+        except DecodeError:
+            execution_id = ""
+        try:
+            await self._handler.on_refused_run_result(peer, execution_id, refused.message)
+        except Exception:
+            log.exception("recording a refused run result from %s failed", peer)
 
     async def OnComputeFailure(
         self, request: orchestrator_pb2.OnComputeFailureRequest, context: Any

@@ -5,7 +5,8 @@ A verified job is not split into partitions: every execution is a replica of the
 that completed or runs one unsuitable). A failed replica is replaced within the job's retry
 policy. Once every replica has finished (completed, or failed with no retry left), the
 verifier compares the completed ones' results: the majority's are accepted, the others fail
-verification, and the job completes; without a majority the job fails saying so.
+verification, and the job completes; without a majority the job fails saying so. The verdict
+also waits for the check of what each completed replica published (``_result_check``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,13 @@ from bacalhau.orchestrator._plan import ExecutionChange, Plan
 from bacalhau.orchestrator._ranking import Placed, rank_nodes
 from bacalhau.orchestrator._retries import fail_overdue, retry_policy
 from bacalhau.orchestrator._settings import SchedulerSettings
-from bacalhau.orchestrator._verifier import ACCEPTED, REJECTED, UNDECIDED, verify_replicas
+from bacalhau.orchestrator._verifier import (
+    ACCEPTED,
+    REJECTED,
+    UNDECIDED,
+    check_pending,
+    verify_replicas,
+)
 from bacalhau.orchestrator.schedulers._shared import (
     AFTER_GRACE_NS,
     event,
@@ -134,6 +141,10 @@ def schedule_verified(
             plan.new_evaluations.append(later(job, retry_at, now, TriggeredBy.EXEC_FAILURE))
             missing = 0
     if missing == 0 and not live and not plan.new_evaluations:
+        if any(check_pending(e) for e in completed):
+            # Every replica has finished, but what some published is still being checked
+            # against the CID they claim: the verdict waits (the check's end looks again).
+            return plan
         # Every replica has finished (completed, or failed with no retry left).
         return _verify(plan, job, view, completed, failures, now)
     if missing > 0:
