@@ -43,6 +43,11 @@ SQLITE_TRANSACTION_SECONDS = Histogram(
     "Job store transactions, from BEGIN to COMMIT or ROLLBACK.",
     buckets=_BUCKETS,
 )
+MODULES_SERVED = Counter(
+    "bacalhau_modules_served_total",
+    "Inline WASM modules compute nodes fetched by hash (once per module and node), by outcome.",
+    ["outcome"],
+)
 EVENT_LOOP_LAG_SECONDS = Histogram(
     "bacalhau_event_loop_lag_seconds",
     "How late the event loop runs a timer (how long other work held it).",

@@ -61,6 +61,7 @@ from bacalhau.orchestrator._approvals import ApprovalStore
 from bacalhau.orchestrator._broker import EvaluationBroker
 from bacalhau.orchestrator._callbacks import BidApprovalHook, ExecutionCallbacks
 from bacalhau.orchestrator._logs import ExecutionLogs, LogSource
+from bacalhau.orchestrator._metrics import MODULES_SERVED
 from bacalhau.orchestrator._nodes import NodeAddressBook, NodeDirectory
 from bacalhau.orchestrator._planner import ComputeTransport, Planner
 from bacalhau.orchestrator._ranking import with_placed
@@ -679,6 +680,7 @@ class Orchestrator:
         """The inline module that asks to compute nodes name by reference (the ``data:`` URL
         whose SHA-256 is ``sha256``, hex), from the job store."""
         url = self.store.module(sha256)
+        MODULES_SERVED.labels(outcome="not_found" if url is None else "served").inc()
         if url is None:
             raise NotFound(
                 f"this requester holds no module with SHA-256 {sha256}",

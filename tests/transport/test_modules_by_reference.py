@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import REGISTRY
+
 from bacalhau.compute import (
     Bidder,
     CapacityTracker,
@@ -164,6 +166,11 @@ async def wasm_cluster(
         )
 
 
+def _modules_served() -> float:
+    sample = REGISTRY.get_sample_value("bacalhau_modules_served_total", {"outcome": "served"})
+    return sample or 0.0
+
+
 def _sql(db: Path, statement: str, *args: Any) -> list[tuple[Any, ...]]:
     with sqlite3.connect(db) as conn:
         return list(conn.execute(statement, args))
@@ -191,6 +198,7 @@ async def test_a_compute_node_fetches_a_module_once_for_many_jobs(
     cluster: Cluster, tmp_path: Path
 ) -> None:
     url = module_url("hello by reference")
+    served_before = _modules_served()
     async with wasm_cluster(cluster, tmp_path) as c:
         first, [ex] = await c.run(wasm_job(url))
         assert first.state is JobStateType.COMPLETED, first.state_message
@@ -202,6 +210,7 @@ async def test_a_compute_node_fetches_a_module_once_for_many_jobs(
             assert [e.compute_state for e in executions] == [ExecutionStateType.COMPLETED]
 
         assert c.requester_server.module_requests == {"served": 1}
+        assert _modules_served() == served_before + 1  # the requester's /metrics says so too
         assert c.endpoint.modules.fetches == 1
         # The compute node reads each execution's job whole, but stores the module once.
         assert entry_module_url(c.endpoint.store.get(ex.id).job) == url
