@@ -55,6 +55,20 @@ def _capacity(node: NodeState) -> list[str]:
     ]
 
 
+def _reputation(node: NodeState) -> str:
+    """The node's record of verified results: its score, then agreements and disagreements
+    (``0.75 (+2 -0)``); "-" for a node that has none (not a compute node)."""
+    record = node.reputation
+    if record is None:
+        return "-"
+    return f"{record.score:.2f} (+{record.agreements} -{record.disagreements})"
+
+
+def _has_record(node: NodeState) -> bool:
+    record = node.reputation
+    return record is not None and record.agreements + record.disagreements > 0
+
+
 @node_group.command("list")
 @click.option("--labels", default="", help="Label selector the nodes must match.")
 @click.option("--filter-approval", default="", help="PENDING, APPROVED or REJECTED.")
@@ -71,7 +85,8 @@ def _capacity(node: NodeState) -> list[str]:
     "--show",
     default="labels,capacity",
     show_default=True,
-    help="Extra columns: labels, capacity.",
+    help="Extra columns: labels, capacity, reputation (shown anyway once a node has a record "
+    "of verified results).",
 )
 @click.option("--hide-header", is_flag=True)
 @output_option()
@@ -104,6 +119,10 @@ def node_list(
     headers = ["ID", "TYPE", "APPROVAL", "STATUS", "LIVENESS", "LAST SEEN"]
     if "capacity" in extras:
         headers += ["CPU", "MEMORY", "DISK", "GPU"]
+    # Verified jobs' verdicts, once there are any: score (+agreements -disagreements).
+    reputation = "reputation" in extras or any(_has_record(n) for n in nodes)
+    if reputation:
+        headers.append("REPUTATION")
     if "labels" in extras:
         headers.append("LABELS")
     rows = []
@@ -112,6 +131,8 @@ def node_list(
         row += [n.connection.value, n.liveness.value.upper(), _last_seen(n)]
         if "capacity" in extras:
             row += _capacity(n)
+        if reputation:
+            row.append(_reputation(n))
         if "labels" in extras:
             row.append(" ".join(f"{k}={v}" for k, v in sorted(n.info.labels.items())))
         rows.append(row)
@@ -123,8 +144,10 @@ def node_list(
 @output_option(default="yaml", choices=("json", "yaml"))
 @pass_state
 def node_describe(state: CliState, node_id: str, output: str) -> None:
-    """Show a node (ID or unique prefix); for the requester, also its approval hooks
-    (name, type, timeout) and which hook decided its latest bids."""
+    """Show a node (ID or unique prefix); for a compute node, also its reputation (the
+    requester's record of its verified results: agreements, disagreements and score); for
+    the requester, also its approval hooks (name, type, timeout) and which hook decided its
+    latest bids."""
     emit(state.client().describe_node(node_id), output)
 
 

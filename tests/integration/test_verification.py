@@ -5,6 +5,10 @@ A verified deterministic WASM job runs one replica on each node: the two honest 
 so their results are accepted and returned; the faulty node's execution fails verification,
 its reputation drops, and the next verified job avoids it. Two replicas, one of them on the
 faulty node, have no majority: that job fails saying so.
+
+A verified Docker job runs on the nodes whose operator lists its image as deterministic
+(``deterministic_images``); a node that does not declines the bid saying so, and a job needing
+more replicas than the nodes that accept fails naming that reason.
 """
 
 from __future__ import annotations
@@ -17,9 +21,9 @@ from typing import Any
 import pytest
 
 from bacalhau.compute._verification import FAULTY_MARK
+from bacalhau.models import Connection, short_id
 from bacalhau.models import ExecutionStateType as E
-from bacalhau.models import short_id
-from tests.integration.devstack import Devstack, run_bacalhau
+from tests.integration.devstack import Devstack, NodeProcess, eventually, run_bacalhau
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("verification")]
 
@@ -97,6 +101,16 @@ def test_the_majority_wins_and_the_faulty_node_is_avoided_next(
     rows = [line.split()[2:] for line in section.splitlines() if line.startswith("e-")]
     assert sorted(rows)[:2] == [["accepted", accepted_cid]] * 2, section
 
+    # node list shows the record once a node has one: score (+agreements -disagreements);
+    # node describe has it in full.
+    listed = stack.ok("node", "list", "--show", "labels")
+    header, *rows = listed.splitlines()
+    assert "REPUTATION" in header.split()
+    [faulty_row] = [row for row in rows if row.startswith(short_id(faulty))]
+    assert "0.33 (+0 -1)" in faulty_row
+    described_node = stack.ok("node", "describe", faulty)
+    assert "Reputation:\n  Agreements: 0\n  Disagreements: 1\n" in described_node
+
     scores = reputations(stack)
     assert scores["compute-2"]["Disagreements"] == 1
     assert scores["compute-0"]["Agreements"] == scores["compute-1"]["Agreements"] == 1
@@ -131,3 +145,97 @@ def test_serve_refuses_a_faulty_node_outside_a_devstack(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode != 0
     assert "faulty_results" in done.stderr and "devstack" in done.stderr
+
+
+# -- verified Docker jobs: only on images the operator vouches for ------------------------------
+
+DETERMINISTIC = "local/busybox:1.37"
+
+
+@pytest.fixture(scope="module")
+def docker_stack(
+    tmp_path_factory: pytest.TempPathFactory, busybox_image: str
+) -> Iterator[tuple[Devstack, str]]:
+    """Two compute nodes listing the busybox image as deterministic, and a third (joined by
+    hand) whose operator lists nothing; yields the stack and the third node's ID."""
+    root = tmp_path_factory.mktemp("docker-verified")
+    stack = Devstack.start(
+        root / "devstack",
+        compute_nodes=2,
+        engines="docker",
+        config=(f"deterministic_images={DETERMINISTIC}",),
+    )
+    unlisted: NodeProcess | None = None
+    try:
+        node_dir = root / "unlisted"
+        issued = run_bacalhau(
+            ["ca", "issue", "--ca-dir", str(stack.ca_dir), "--data-dir", str(node_dir),
+             "--host", "127.0.0.1"]
+        )  # fmt: skip
+        assert issued.returncode == 0, issued.stderr
+        node_id = issued.stdout.split("Node ID: ", 1)[1].split()[0]
+        unlisted = NodeProcess.compute(
+            node_dir, stack.requester.grpc_address, "--engines", "docker", "--name", "unlisted"
+        )
+
+        def joined() -> bool:
+            state = {n.info.node_id: n for n in stack.client.list_nodes()}.get(node_id)
+            return state is not None and state.connection == Connection.CONNECTED
+
+        eventually(joined, timeout=30, what="the unlisted node joining")
+        yield stack, node_id
+    finally:
+        if unlisted is not None:
+            unlisted.stop()
+        stack.stop()
+
+
+def write_x(*flags: str) -> list[str]:
+    return [
+        "docker", "run", "--verify", "--id-only", "-o", "out:/outputs", *flags,
+        DETERMINISTIC, "--", "sh", "-c", "echo x > /outputs/x",
+    ]  # fmt: skip
+
+
+def test_a_verified_docker_job_runs_where_its_image_is_vouched_for(
+    docker_stack: tuple[Devstack, str], tmp_path: Path
+) -> None:
+    stack, unlisted = docker_stack
+    listing = {stack.node_named(f"compute-{i}").node_id for i in range(2)}
+    job_id = stack.ok(*write_x("--count", "2")).strip()
+    described = describe(stack, job_id)
+    state = described["Job"]["State"]
+    assert state["StateType"] == "Completed", state
+    assert "2 of 2 replicas agree" in state["Message"]
+    executions = described["Executions"]["Items"]
+    done = E.COMPLETED.wire(v152=True)
+    completed = [e for e in executions if e["ComputeState"]["StateType"] == done]
+    assert {e["NodeID"] for e in completed} == listing
+    assert {e["ComputeState"]["Details"]["Verification"] for e in completed} == {"accepted"}
+    # The requester checked what each published against the CID it claimed.
+    assert {e["ComputeState"]["Details"]["ResultCheck"] for e in completed} == {"matched"}
+    # Asked first or not, the unlisted node never ran a replica.
+    for e in executions:
+        if e["NodeID"] == unlisted:
+            assert "does not list the image" in e["ComputeState"]["Message"], e
+    results = tmp_path / "results"
+    stack.ok("job", "get", job_id, "--output-dir", str(results))
+    assert (results / "out" / "x").read_text() == "x\n"
+
+
+def test_a_node_that_does_not_vouch_for_the_image_declines_saying_why(
+    docker_stack: tuple[Devstack, str],
+) -> None:
+    stack, unlisted = docker_stack
+    # Three replicas on distinct nodes: the third node would have to be the unlisted one.
+    done = stack.cli(*write_x("--count", "3"))
+    assert done.returncode != 0, done.stdout
+    job_id = done.stdout.strip().splitlines()[0]
+    described = describe(stack, job_id)
+    state = described["Job"]["State"]
+    assert state["StateType"] == "Failed", state
+    assert "replicas on distinct nodes" in state["Message"]
+    assert "deterministic_images" in state["Message"], state["Message"]
+    [declined] = [e for e in described["Executions"]["Items"] if e["NodeID"] == unlisted]
+    message = declined["ComputeState"]["Message"]
+    assert f"does not list the image '{DETERMINISTIC}' as deterministic" in message
