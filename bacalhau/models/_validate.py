@@ -24,6 +24,7 @@ from bacalhau.models._job import (
     Task,
     forwarded_env_name,
 )
+from bacalhau.models._modules import entry_module_url, referenced_module_digest
 
 RESERVED_META_PREFIX = "bacalhau.org/"
 _OPERATORS = {"=", "==", "!=", "in", "notin", "exists", "!", "gt", "lt"}
@@ -282,6 +283,14 @@ def validate_job(job: Job) -> None:
             )
     for i, task in enumerate(job.tasks):
         validate_task(task, f"Tasks[{i}]")
+    if referenced_module_digest(entry_module_url(job)) is not None:
+        # The requester's own wire form: a job naming another job's module by hash would run
+        # a module its author never sent.
+        raise InvalidJobSpec(
+            "an inline entry module must be a data: URL, not a module reference",
+            field="Tasks[0].Engine.Params.EntryModule.Source.Params.URL",
+            hint="send the module itself (bacalhau wasm run does)",
+        )
     validate_reschedule(job.reschedule)
     validate_verification(job)
 
