@@ -397,13 +397,23 @@ class Orchestrator:
         return SubmitResult(job.id, ev.id, warnings)
 
     def _check_partitions(self, job: Job) -> None:
-        """A batch job's partitions (a service's replicas) each need a node of their own:
-        more of them than the cluster has compute nodes could never all run, so such a job
-        is refused here, naming ``Count``, unless it may wait for nodes to join (a
-        QueueTimeout) or the requester has just started and may not know every node yet."""
+        """A batch job's partitions (a service's or a verified job's replicas) each need a
+        node of their own: more of them than the cluster has compute nodes could never all
+        run, so such a job is refused here, naming ``Count``, unless it may wait for nodes to
+        join (a QueueTimeout) or the requester has just started and may not know every node
+        yet."""
         if job.type not in ("batch", "service") or self._may_wait_for_nodes(job):
             return
         nodes = len(self._ready_compute_nodes())
+        if job.count > max(nodes, 1) and job.verified:
+            # Not partitions: replicas of the same work, whose results are compared.
+            raise InvalidJobSpec(
+                f"Count {job.count} asks for {job.count} replicas of a verified job, each on "
+                f"a distinct node, and this cluster has {nodes} compute node(s)",
+                field="Count",
+                hint=(f"lower Count to {nodes} or less" if nodes >= 2 else "add compute nodes")
+                + ", or set Timeouts.QueueTimeout to wait for nodes to join",
+            )
         if job.count > max(nodes, 1):
             raise InvalidJobSpec(
                 f"Count {job.count} asks for more partitions than the {nodes} compute "
