@@ -18,11 +18,12 @@ content read and found different (or a node that answers it lacks its own blocks
 from __future__ import annotations
 
 import asyncio
+import time
 import urllib.error
 import urllib.request
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from bacalhau.errors import BacalhauError, CorruptBlock, InvalidCID
 from bacalhau.models import SpecConfig
@@ -36,8 +37,9 @@ __all__ = ["DEFAULT_CHECK_MAX_BYTES", "PublishedResultChecker"]
 
 #: Default bound on what the requester reads to check one replica's results (1 GiB).
 DEFAULT_CHECK_MAX_BYTES = 1 << 30
-#: Seconds a download may stall, and a whole DAG walk may take.
+#: Seconds a download may stall; seconds a whole download, or a whole DAG walk, may take.
 _READ_TIMEOUT = 30.0
+_DOWNLOAD_TIMEOUT = 600.0
 _WALK_TIMEOUT = 300.0
 #: Blocks asked of the producing node at once.
 _BATCH = 16
@@ -99,8 +101,9 @@ class PublishedResultChecker:
     def _digest_url(self, url: str) -> ArchiveDigest:
         """Download the archive at ``url`` and compute its results' CID (blocking)."""
         with urllib.request.urlopen(url, timeout=_READ_TIMEOUT) as response:
-            stream: BinaryIO = response
-            return archive_cid(stream, max_bytes=self._max_bytes)
+            # A server trickling bytes just fast enough never stalls: bound the whole read.
+            stream = _Deadline(response, time.monotonic() + _DOWNLOAD_TIMEOUT)
+            return archive_cid(cast(BinaryIO, stream), max_bytes=self._max_bytes)
 
     async def _check_dag(self, claimed_cid: str, node_id: str) -> ResultCheck:
         try:
@@ -175,6 +178,19 @@ class PublishedResultChecker:
             return got
 
         return from_peer
+
+
+class _Deadline:
+    """A stream whose reads fail once ``deadline`` (monotonic) has passed."""
+
+    def __init__(self, raw: BinaryIO, deadline: float) -> None:
+        self._raw = raw
+        self._deadline = deadline
+
+    def read(self, size: int = -1) -> bytes:
+        if time.monotonic() > self._deadline:
+            raise TimeoutError(f"the download took longer than {_DOWNLOAD_TIMEOUT:.0f} s")
+        return self._raw.read(size)
 
 
 def _verified_links(batch: Sequence[CID], answers: dict[CID, bytes | None]) -> list[CID]:
