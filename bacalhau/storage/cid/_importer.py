@@ -118,6 +118,8 @@ class Importer:
         self._sink = sink
         # Asked once: a runtime protocol check costs more than hashing a small chunk.
         self._frames = sink if isinstance(sink, FrameSink) else None
+        #: Without a sink, the one frame a finished file leaves, for the next file.
+        self._idle_frame: bytearray | None = None
         self.options = options or ImportOptions()
         self._raw = self.options.uses_raw_leaves
         self._version = self.options.cid_version
@@ -163,11 +165,24 @@ class Importer:
         """A buffer for the next chunk, after ``used`` went to ``_full_leaf``."""
         if self._sink is None:
             return used  # only hashed: nothing holds on to it
+        return self._new_frame(len(used))
+
+    def _new_frame(self, size: int) -> bytearray:
+        """A chunk buffer: a reused one when there is one (a fresh one costs page faults
+        worth a tenth of hashing it)."""
+        if self._idle_frame is not None and len(self._idle_frame) == size:
+            frame, self._idle_frame = self._idle_frame, None
+            return frame
         if self._frames is not None:
-            spare = self._frames.spare_frame(len(used))
+            spare = self._frames.spare_frame(size)
             if spare is not None:
                 return spare
-        return bytearray(len(used))
+        return bytearray(size)
+
+    def _release_frame(self, frame: bytearray) -> None:
+        """A finished file's last frame; kept for the next file when no sink holds it."""
+        if self._sink is None:
+            self._idle_frame = frame
 
     # -- files --------------------------------------------------------------------------
 
@@ -319,7 +334,7 @@ class FileBuilder:
         )
         self._start = len(self._head)
         self._end = self._start + self._chunk
-        self._block = bytearray(self._end + len(self._tail))
+        self._block = importer._new_frame(self._end + len(self._tail))
         self._filled = 0
         self._leaves = 0
         self._layout = BalancedFile(importer.options.max_links, importer._emit_node)
@@ -369,8 +384,10 @@ class FileBuilder:
             raise RuntimeError("the file is finished")
         self._finished = True
         if self._filled or not self._leaves:
-            chunk = bytes(self._block[self._start : self._start + self._filled])
+            with memoryview(self._block) as view:
+                chunk = bytes(view[self._start : self._start + self._filled])
             self._layout.add(self._importer._leaf(chunk))
+        self._importer._release_frame(self._block)
         self._block = bytearray()
         root = self._layout.finish()
         return ImportResult(root.cid, root.tsize, root.filesize)
