@@ -37,6 +37,8 @@ from bacalhau.orchestrator._api import job_sort_value
 HISTORY_PAGE = 100
 #: Longest a history long-poll (``wait=``) may hold a request open.
 MAX_WAIT_SECONDS = 30.0
+#: Job types that run until stopped: ``until=terminal`` does not hold their history.
+_RUN_UNTIL_STOPPED = frozenset({"daemon", "service"})
 
 _JOB_ORDER = {
     "created_at": "created_at",
@@ -245,9 +247,12 @@ async def job_history(request: web.Request) -> web.Response:
 
     Our extension ``wait=<seconds>`` turns an empty answer into a long-poll: the request is
     held until a new item exists (or the wait ends), so a waiting client learns of a change
-    within milliseconds instead of a polling interval. The answer also carries the job's
-    state (``Job``: ID, State, Revision, ModifyTime). History is read from the store's
-    in-memory per-job log.
+    within milliseconds instead of a polling interval. With ``until=terminal`` as well, a
+    batch or ops job's request is held until the job is terminal (or the wait ends, or a
+    page is full), so a client waiting for the end makes one request instead of one per
+    change; daemon and service jobs run until stopped, and are answered as without it. The
+    answer also carries the job's state (``Job``: ID, Type, State, Revision, ModifyTime).
+    History is read from the store's in-memory per-job log.
     """
     ctx = context(request)
     orch = ctx.orchestrator
@@ -271,6 +276,7 @@ async def job_history(request: web.Request) -> web.Response:
     else:
         limit, cursor = q.count("limit") or HISTORY_PAGE, 0
     wait = min(q.seconds("wait"), MAX_WAIT_SECONDS)
+    until_terminal = q.text("until").lower() == "terminal"
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     job_id = request.match_info["job_id"]
@@ -290,10 +296,12 @@ async def job_history(request: web.Request) -> web.Response:
         matched = [h for h in history if h.seq_num > cursor and keep(h)]
         page, more = matched[:limit], len(matched) > limit
         remaining = deadline - loop.time()
-        if page or done or remaining <= 0 or ctx.closing.is_set():
+        holding = until_terminal and not more and job.type not in _RUN_UNTIL_STOPPED
+        if (page and not holding) or done or remaining <= 0 or ctx.closing.is_set():
             break
-        # Nothing new for this client: skip what it will never see, then wait for a change.
-        cursor = max(cursor, newest)
+        if not page:
+            # Nothing new for this client: skip what it will never see.
+            cursor = max(cursor, newest)
         await _wait_for_change(
             ctx.closing, orch.wait_for_change(job_id, after_seq=newest, timeout=remaining)
         )
@@ -316,6 +324,7 @@ async def job_history(request: web.Request) -> web.Response:
             "NextToken": next_token,
             "Job": {
                 "ID": now.id,
+                "Type": now.type,
                 "State": state,
                 "Revision": now.revision,
                 "ModifyTime": now.modify_time,

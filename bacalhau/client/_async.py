@@ -215,6 +215,35 @@ class AsyncClient:
         """One page of history. With ``wait`` > 0 the server holds the request until there is
         something new (or ``wait`` seconds pass): pass the previous ``next_token`` to follow
         a job as it runs."""
+        page, _ = await self._history(
+            job_id,
+            event_type=event_type,
+            execution_id=execution_id,
+            node_id=node_id,
+            since=since,
+            limit=limit,
+            next_token=next_token,
+            wait=wait,
+        )
+        return page
+
+    async def _history(
+        self,
+        job_id: str,
+        *,
+        event_type: str = "all",
+        execution_id: str = "",
+        node_id: str = "",
+        since: int = 0,
+        limit: int = 0,
+        next_token: str = "",
+        wait: float = 0.0,
+        until_terminal: bool = False,
+    ) -> tuple[HistoryPage, str]:
+        """One page of history and the job's type as the answer gives it ("" from a server
+        that does not say). ``until_terminal`` asks the server to hold a batch or ops job's
+        request until the job ends (our extension; other servers answer at the first
+        change, which the callers' loops handle the same way)."""
         wait = max(0.0, min(wait, LONG_POLL_SECONDS))
         data = await self._http.request(
             "GET",
@@ -227,13 +256,17 @@ class AsyncClient:
                 "limit": limit or None,
                 "next_token": next_token,
                 "wait": f"{wait:.3f}" if wait else None,
+                "until": "terminal" if until_terminal and wait else None,
             },
             timeout=wait + 60.0,
         )
-        return HistoryPage(
+        page = HistoryPage(
             items=[history_from_dict(h) for h in _items(data)],
             next_token=Obj(data, "").get_str("NextToken"),
         )
+        job = data.get("Job") if isinstance(data, dict) else None
+        kind = job.get("Type") if isinstance(job, dict) else None
+        return page, kind if isinstance(kind, str) else ""
 
     async def stop_job(self, job_id: str, reason: str = "") -> str:
         """Stop a job; returns the evaluation ID ("" when there was nothing to do)."""
@@ -298,7 +331,7 @@ class AsyncClient:
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        long_running = (await self.get_job(job_id)).job.type in LONG_RUNNING_JOB_TYPES
+        long_running: bool | None = None
         token = ""
         backoff = 0.0
         while True:
@@ -306,7 +339,19 @@ class AsyncClient:
             if remaining <= 0:
                 raise WaitTimedOut(f"job {job_id} is still running after {timeout:g}s")
             asked = loop.time()
-            page = await self.history(job_id, next_token=token, wait=remaining, limit=100)
+            # Nobody watches the events go by: the server may hold the request until the
+            # job ends, one request instead of one per change.
+            page, kind = await self._history(
+                job_id,
+                next_token=token,
+                wait=remaining,
+                limit=100,
+                until_terminal=on_event is None,
+            )
+            if long_running is None:
+                # The answer names the job's type; a server that does not is asked for it.
+                kind = kind or (await self.get_job(job_id)).job.type
+                long_running = kind in LONG_RUNNING_JOB_TYPES
             if on_event is not None:
                 for item in page.items:
                     on_event(item)

@@ -221,3 +221,47 @@ async def test_wait_for_job_polls_politely_without_the_long_poll_extension() -> 
     assert len(calls) == 4
     gaps = [b - a for a, b in itertools.pairwise(calls)]
     assert all(gap >= 0.09 for gap in gaps), gaps
+
+
+async def test_wait_for_job_asks_to_be_held_until_the_end() -> None:
+    """Our server names the job's type in the history answer and holds a batch job's
+    request until it ends: waiting costs one history request and the final GET."""
+    history_calls: list[dict[str, str]] = []
+    gets: list[str] = []
+    job = docker_job()
+    job.id, job.state = "j-held", JobStateType.COMPLETED
+
+    async def history(request: web.Request) -> web.Response:
+        history_calls.append(dict(request.query))
+        held = request.query.get("until") == "terminal"
+        return web.json_response(
+            {
+                "Items": [],
+                "NextToken": "" if held or len(history_calls) >= 3 else "dG9rZW4",
+                "Job": {"ID": job.id, "Type": "batch", "State": {"StateType": "Completed"}},
+            }
+        )
+
+    async def get_job(request: web.Request) -> web.Response:
+        gets.append(request.query.get("include", ""))
+        return web.json_response({"Job": job.to_dict()})
+
+    app = web.Application()
+    app.router.add_get("/api/v1/orchestrator/jobs/{id}/history", history)
+    app.router.add_get("/api/v1/orchestrator/jobs/{id}", get_job)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        async with AsyncClient(f"http://127.0.0.1:{runner.addresses[0][1]}") as client:
+            details = await client.wait_for_job("j-held", timeout=30)
+            # Someone following the events is answered at each change, as before.
+            seen: list[JobHistory] = []
+            await client.wait_for_job("j-held", timeout=30, on_event=seen.append)
+    finally:
+        await runner.cleanup()
+    assert details.job.id == "j-held"
+    assert history_calls[0].get("until") == "terminal" and float(history_calls[0]["wait"]) > 0
+    assert len(history_calls) == 3
+    assert not any("until" in call for call in history_calls[1:])
+    assert gets == ["executions", "executions"]  # the type came with the history answer
