@@ -9,6 +9,7 @@ served by the real result server, which the requester's real checker downloads.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from bacalhau.models import (
     SpecConfig,
 )
 from bacalhau.node._result_check import PublishedResultChecker
-from bacalhau.orchestrator import Orchestrator
+from bacalhau.orchestrator import Orchestrator, ResultCheck, ResultChecker
 from bacalhau.publisher import LocalResultServer
 from bacalhau.transport import (
     NodeServer,
@@ -282,3 +283,51 @@ async def test_a_run_result_whose_signature_does_not_hold_fails_its_replica(
                 E.FAILED,
                 E.COMPLETED,
             )
+
+
+class NeverDone:
+    """A checker whose checks never end (a requester stopped in the middle of them)."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+
+    async def check(self, result: SpecConfig, claimed_cid: str, node_id: str) -> ResultCheck:
+        self.started.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+async def test_checks_cut_short_by_a_restart_run_again(tmp_path: Path) -> None:
+    async with LocalResultServer(directory=tmp_path / "published", port=0) as published:
+        first = NeverDone()
+        compute, view = RecordingCompute(), StaticNodeView()
+
+        def requester_with(checker: ResultChecker) -> Orchestrator:
+            return Orchestrator(
+                node_info=NodeInfo(node_id="requester", node_type=NodeType.REQUESTER),
+                data_dir=tmp_path / "requester",
+                compute=compute,
+                node_view=view,
+                result_checker=checker,
+            )
+
+        orch = requester_with(first)
+        async with orch:
+            for node in ("node-a", "node-b"):
+                await view.join(compute_node_info(node))
+            req = Requester(orch, compute, view, published, tmp_path)
+            job_id = (await orch.submit_job(verified_job(2))).job_id
+            replicas = await req.asks(2)
+            for node, ex in replicas.items():
+                await req.complete(ex, node, await req.publish(ex, "42\n"))
+            await asyncio.wait_for(first.started.wait(), 5)
+            # Every replica finished, but the verdict waits for the checks.
+            await asyncio.sleep(0.2)
+            assert (await orch.get_job(job_id)).state == JobStateType.RUNNING
+        again = requester_with(PublishedResultChecker(max_bytes=1 << 20))
+        async with again:
+            req = Requester(again, compute, view, published, tmp_path)
+            job = await req.finished(job_id)
+            assert job.state == JobStateType.COMPLETED, job.state_message
+            checks = {e.compute_details["ResultCheck"] for e in await again.list_executions(job_id)}
+            assert checks == {"matched"}
