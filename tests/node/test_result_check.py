@@ -130,3 +130,27 @@ async def test_local_archives_are_downloaded_and_hashed(tmp_path: Path) -> None:
 async def test_what_cannot_be_checked_says_why(result: SpecConfig, why: str) -> None:
     outcome = await PublishedResultChecker().check(result, "QmClaimed", "n")
     assert outcome.status == "unchecked" and why in outcome.note
+
+
+async def test_archived_s3_results_are_checked_through_their_pre_signed_url(
+    tmp_path: Path,
+) -> None:
+    results = make_content(tmp_path / "results")
+    async with LocalResultServer(directory=tmp_path / "published", port=0) as server:
+        # The archive as the S3 publisher uploads it, reachable at a (here local) URL.
+        archive = await server.publisher().publish("e-1", Job(), results)
+        cid = archive.params["CID"]
+        s3 = SpecConfig(type="s3", params={"Bucket": "b", "Key": "k.tar.gz", "CID": cid})
+
+        def presign(spec: SpecConfig) -> SpecConfig:
+            url = archive.params["URL"] if spec.params.get("Key") == "k.tar.gz" else ""
+            if not url:
+                return spec  # plain objects: nothing to sign
+            return SpecConfig(type="s3PreSigned", params={**spec.params, "PreSignedURL": url})
+
+        checker = PublishedResultChecker(presign=presign)
+        assert (await checker.check(s3, cid, "n")).status == "matched"
+        assert (await checker.check(s3, "QmSomethingElse", "n")).status == "mismatch"
+        plain = SpecConfig(type="s3", params={"Bucket": "b", "Key": "k/", "CID": cid})
+        unsigned = await checker.check(plain, cid, "n")
+        assert unsigned.status == "unchecked" and "no pre-signed URL" in unsigned.note
