@@ -177,8 +177,16 @@ def serve(
     "--faulty-compute-nodes",
     type=click.IntRange(min=0),
     default=0,
-    help="Test bed for verified results: the last N compute nodes corrupt every result "
-    "they publish (faulty_results=corrupt, refused outside a devstack).",
+    help="Test bed for verified results: the last N compute nodes alter every result "
+    "they publish (faulty_results, refused outside a devstack).",
+)
+@click.option(
+    "--faulty-results",
+    type=click.Choice(["corrupt", "misclaim"]),
+    default="corrupt",
+    show_default=True,
+    help="How the faulty nodes alter results: corrupt (publish altered results under their "
+    "own CID) or misclaim (publish altered results, claim the CID of the real ones).",
 )
 @click.option(
     "--keep-data",
@@ -202,6 +210,7 @@ def devstack(
     keep_data: bool,
     config: tuple[str, ...],
     faulty_compute_nodes: int,
+    faulty_results: str,
 ) -> None:
     """Start a local test network: an orchestrator and N compute nodes on loopback.
 
@@ -221,6 +230,7 @@ def devstack(
             keep_data=keep_data,
             config=_config_pairs(config),
             faulty_compute_nodes=faulty_compute_nodes,
+            faulty_results=faulty_results,
         )
     )
     if isinstance(code, int) and code:

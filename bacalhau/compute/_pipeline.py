@@ -27,7 +27,7 @@ from bacalhau.compute._errors import ExecutionInterrupted
 from bacalhau.compute._events import TOPIC_PUBLISHING, TOPIC_RUNNING, failure_event
 from bacalhau.compute._logs import discard_results_keeping_logs
 from bacalhau.compute._store import ExecutionStore, LocalExecution
-from bacalhau.compute._verification import corrupt_results
+from bacalhau.compute._verification import publish_faultily
 from bacalhau.errors import (
     BacalhauError,
     ExecutionFailed,
@@ -168,9 +168,13 @@ class ExecutionPipeline:
                 topic = TOPIC_PUBLISHING
                 record = self._store.transition(record, L.PUBLISHING)
                 if self._faulty_results:
-                    altered = await asyncio.to_thread(corrupt_results, results_dir)
-                    _log.warning("faulty node: altered %s of execution %s", altered, execution_id)
-                published = await self._publish(record, results_dir)
+                    published = await publish_faultily(
+                        self._faulty_results,
+                        results_dir,
+                        lambda: self._publish(record, results_dir),
+                    )
+                else:
+                    published = await self._publish(record, results_dir)
             result = RunResult(
                 execution_id=execution_id,
                 job_id=record.job_id,

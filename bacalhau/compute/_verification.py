@@ -9,14 +9,20 @@ image is only if its program is, which the operator vouches for by listing the i
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import fnmatch
-from collections.abc import Collection
+import logging
+from collections.abc import Awaitable, Callable, Collection
 from pathlib import Path
 
 from bacalhau.compute._bidder import BidRequest, BidVerdict
-from bacalhau.models import Obj
+from bacalhau.models import Obj, SpecConfig
+from bacalhau.publisher import results_cid
 
-__all__ = ["FAULTY_MARK", "DeterministicImages", "corrupt_results"]
+__all__ = ["FAULTY_MARK", "DeterministicImages", "corrupt_results", "publish_faultily"]
+
+_log = logging.getLogger(__name__)
 
 
 class DeterministicImages:
@@ -57,3 +63,18 @@ def corrupt_results(results_dir: Path) -> Path:
     with target.open("ab") as f:
         f.write(FAULTY_MARK)
     return target
+
+
+async def publish_faultily(
+    mode: str, results_dir: Path, publish: Callable[[], Awaitable[SpecConfig]]
+) -> SpecConfig:
+    """Publish ``results_dir`` altered as ``faulty_results`` says. ``corrupt``: the altered
+    results under their own CID. ``misclaim``: the altered results, claiming the CID of the
+    unaltered ones (what a node that lies about its work would send). Test only."""
+    claimed = await asyncio.to_thread(results_cid, results_dir) if mode == "misclaim" else ""
+    altered = await asyncio.to_thread(corrupt_results, results_dir)
+    _log.warning("faulty node (%s): altered %s", mode, altered)
+    published = await publish()
+    if claimed:
+        published = dataclasses.replace(published, params={**published.params, "CID": claimed})
+    return published

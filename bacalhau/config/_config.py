@@ -25,7 +25,7 @@ def default_data_dir() -> Path:
 
 _HOOK_TYPES = ("exec", "http")
 #: Values of ``faulty_results`` ("": off).
-FAULTY_RESULT_MODES = ("", "corrupt")
+FAULTY_RESULT_MODES = ("", "corrupt", "misclaim")
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +211,9 @@ class NodeConfig:
     #: deterministically: this node bids for verified Docker jobs only on these. Empty: none.
     deterministic_images: tuple[str, ...] = ()
     #: Test only: ``corrupt`` makes this compute node alter every result it publishes (so
-    #: its results' CID differs), to exercise verification with real processes. Refused
+    #: its results' CID differs); ``misclaim`` also makes it claim the CID of the results
+    #: it should have published (a node lying about its work), to exercise verification
+    #: with real processes. Refused
     #: unless the node is started by ``bacalhau devstack``. Empty: off.
     faulty_results: str = ""
 

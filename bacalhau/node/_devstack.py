@@ -199,12 +199,13 @@ def plan_devstack(
     extra_serve_args: tuple[str, ...] = (),
     config: Mapping[str, str] | None = None,
     faulty_compute_nodes: int = 0,
+    faulty_results: str = "corrupt",
 ) -> list[DevstackNode]:
     """Create the CA, identities and certificates; choose ports; build each node's command.
 
     ``config`` (``Key=Value`` settings) goes to every node as ``-c`` flags, checked first.
-    The last ``faulty_compute_nodes`` compute nodes corrupt the results they publish
-    (``faulty_results=corrupt``: a test bed for verification).
+    The last ``faulty_compute_nodes`` compute nodes alter the results they publish
+    (``faulty_results``, ``corrupt`` or ``misclaim``: a test bed for verification).
     """
     if compute_nodes < 0:
         raise InvalidRequest("--compute-nodes must be >= 0", details={"Field": "compute-nodes"})
@@ -279,7 +280,7 @@ def plan_devstack(
                     ),
                     *settings,
                     *(
-                        ("-c", "faulty_results=corrupt")
+                        ("-c", f"faulty_results={faulty_results}")
                         if i >= compute_nodes - faulty_compute_nodes
                         else ()
                     ),
@@ -408,6 +409,7 @@ async def run_devstack(
     keep_data: bool = False,
     config: Mapping[str, str] | None = None,
     faulty_compute_nodes: int = 0,
+    faulty_results: str = "corrupt",
 ) -> int:
     """Run a devstack until SIGINT/SIGTERM (exit 0) or until every node has died (exit 1).
 
@@ -430,6 +432,7 @@ async def run_devstack(
             extra_serve_args=extra_serve_args,
             config=config or {},
             faulty_compute_nodes=faulty_compute_nodes,
+            faulty_results=faulty_results,
         )
     finally:
         if temporary and not keep_data:
@@ -485,6 +488,7 @@ async def _run_nodes(
     extra_serve_args: tuple[str, ...],
     config: Mapping[str, str],
     faulty_compute_nodes: int = 0,
+    faulty_results: str = "corrupt",
 ) -> int:
     nodes = plan_devstack(
         data_dir=data_dir,
@@ -494,6 +498,7 @@ async def _run_nodes(
         extra_serve_args=extra_serve_args,
         config=config,
         faulty_compute_nodes=faulty_compute_nodes,
+        faulty_results=faulty_results,
     )
     # Never written to: its end of file tells the nodes that this process is gone.
     lifeline, lifeline_keep = os.pipe()

@@ -276,12 +276,13 @@ class Devstack:
         config: Sequence[str] = (),
         engines: str = "",
         faulty_compute_nodes: int = 0,
+        faulty_results: str = "corrupt",
     ) -> Devstack:
         """Start ``bacalhau devstack`` (API on a free port) and wait for its manifest, which
         it writes only once every compute node has joined. ``config`` holds ``Key=Value``
         settings for every node (``bacalhau devstack -c``); ``engines`` the engines every
         compute node offers (default: the devstack's); the last ``faulty_compute_nodes``
-        compute nodes corrupt their results (``--faulty-compute-nodes``)."""
+        compute nodes alter their results as ``faulty_results`` says (``--faulty-compute-nodes``)."""
         data_dir.mkdir(parents=True, exist_ok=True)
         settings = [part for item in config for part in ("-c", item)]
         with (data_dir / "devstack.out").open("wb") as out:
@@ -298,7 +299,12 @@ class Devstack:
                         *settings,
                         *(("--engines", engines) if engines else ()),
                         *(
-                            ("--faulty-compute-nodes", str(faulty_compute_nodes))
+                            (
+                                "--faulty-compute-nodes",
+                                str(faulty_compute_nodes),
+                                "--faulty-results",
+                                faulty_results,
+                            )
                             if faulty_compute_nodes
                             else ()
                         ),

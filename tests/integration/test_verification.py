@@ -239,3 +239,46 @@ def test_a_node_that_does_not_vouch_for_the_image_declines_saying_why(
     [declined] = [e for e in described["Executions"]["Items"] if e["NodeID"] == unlisted]
     message = declined["ComputeState"]["Message"]
     assert f"does not list the image '{DETERMINISTIC}' as deterministic" in message
+
+
+# -- a node that lies about its results: claims the honest CID, publishes something else ------
+
+
+@pytest.fixture(scope="module")
+def lying_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devstack]:
+    stack = Devstack.start(
+        tmp_path_factory.mktemp("misclaim"),
+        compute_nodes=3,
+        engines="wasm",
+        faulty_compute_nodes=1,
+        faulty_results="misclaim",
+    )
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+def test_a_claim_its_published_results_belie_fails_verification(
+    lying_stack: Devstack, wasm_modules: Path
+) -> None:
+    liar = lying_stack.node_named("compute-2").node_id
+    job_id = lying_stack.ok(*wordcount(lying_stack, wasm_modules, "--count", "3")).strip()
+    described = describe(lying_stack, job_id)
+    state = described["Job"]["State"]
+    assert state["StateType"] == "Completed", state
+    by_node = {e["NodeID"]: e["ComputeState"] for e in described["Executions"]["Items"]}
+    lied = by_node.pop(liar)
+    [accepted_cid] = {c["Details"]["ResultsCID"] for c in by_node.values()}
+    # It claimed the very CID the honest nodes published: only the check of what it
+    # published (its archive, downloaded and hashed by the requester) tells it apart.
+    assert lied["Details"]["ResultsCID"] == accepted_cid
+    assert lied["StateType"] == E.FAILED.wire(v152=True)
+    assert lied["Details"]["Verification"] == "rejected"
+    published = lied["Details"]["PublishedCID"]
+    assert published != accepted_cid
+    assert lied["Message"] == (
+        f"failed verification: its node claims results {accepted_cid} but published "
+        f"{published} (the accepted results are {accepted_cid})"
+    )
+    assert reputations(lying_stack)["compute-2"]["Disagreements"] == 1
