@@ -282,7 +282,8 @@ class Devstack:
         it writes only once every compute node has joined. ``config`` holds ``Key=Value``
         settings for every node (``bacalhau devstack -c``); ``engines`` the engines every
         compute node offers (default: the devstack's); the last ``faulty_compute_nodes``
-        compute nodes alter their results as ``faulty_results`` says (``--faulty-compute-nodes``)."""
+        compute nodes alter their results as ``faulty_results`` says
+        (``--faulty-compute-nodes``, ``--faulty-results``)."""
         data_dir.mkdir(parents=True, exist_ok=True)
         settings = [part for item in config for part in ("-c", item)]
         with (data_dir / "devstack.out").open("wb") as out:
