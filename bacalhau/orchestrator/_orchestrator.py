@@ -295,10 +295,15 @@ class Orchestrator:
         re-evaluate the queued jobs it may now take, highest priority then oldest first,
         bounded by what it can take (no thundering herd). Returns how many were
         re-evaluated. The node view calls this; so do the execution callbacks."""
+        # Most calls (every execution that ends) find nothing queued: answer that from the
+        # state index before building the node list, which costs more.
+        queued_ids = self.store.jobs_in_states([JobStateType.QUEUED])
+        if not queued_ids:
+            return 0
         node = next((n for n in self.nodes.compute_nodes() if n.info.node_id == node_id), None)
         if node is None:
             return 0
-        queued = [self.store.get_job(j) for j in self.store.jobs_in_states([JobStateType.QUEUED])]
+        queued = [self.store.get_job(j) for j in queued_ids]
         picked = queued_jobs_for_node(queued, node, limit=self._settings.requeue_per_change)
         for job in picked:
             self._enqueue_new(job, TriggeredBy.NODE_UPDATE)
