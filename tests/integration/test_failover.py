@@ -129,7 +129,7 @@ def test_following_a_job_goes_on_with_the_retry_when_its_node_is_killed(
     stack = Devstack.start(tmp_path / "devstack", compute_nodes=2, config=FAST)
     try:
         job_id = stack.ok(
-            "wasm", "run", "--no-wait", "--id-only", str(wasm_modules / "sleeper.wasm"), "4"
+            "wasm", "run", "--no-wait", "--id-only", str(wasm_modules / "sleeper.wasm"), "10"
         ).strip()
         first = eventually(
             lambda: running_execution(stack, job_id), timeout=20, what="the job running"
@@ -164,8 +164,12 @@ def test_following_a_job_goes_on_with_the_retry_when_its_node_is_killed(
         assert follower.returncode == 0, follower.stderr.read() if follower.stderr else ""
         # The first attempt's line, then the whole retry's output, and the follower ended
         # with the job.
-        assert lines == ["sleeping 4\n", "sleeping 4\n", "woke up\n"], lines
-        assert stack.client.get_job(job_id).job.state == JobStateType.COMPLETED
+        details = stack.client.get_job(job_id, executions=True)
+        states = {ex.id: ex.compute_state for ex in details.executions}
+        # (10 s of sleep leave time to kill the node mid-run even on a loaded machine.)
+        assert states[first.id] == ExecutionStateType.FAILED, states
+        assert lines == ["sleeping 10\n", "sleeping 10\n", "woke up\n"], lines
+        assert details.job.state == JobStateType.COMPLETED
     except BaseException:
         stack.stop(check=False)
         raise
