@@ -15,7 +15,8 @@ Content gets the same CIDs Kubo's ``ipfs add`` gives it for the same settings
 
 from __future__ import annotations
 
-from ._blockstore import BatchWriter, Blockstore, BlockstoreStats, GCResult
+from ._batch import BatchWriter
+from ._blockstore import Blockstore, BlockstoreStats, GCResult
 from ._car import CarImport, CarReader, import_car, write_car
 from ._cid import CID, DAG_PB, RAW
 from ._exporter import BlockSource, EntryKind, LsEntry, export, ls, read_file, resolve, stat

@@ -120,6 +120,8 @@ class Importer:
         self._frames = sink if isinstance(sink, FrameSink) else None
         #: Without a sink, the one frame a finished file leaves, for the next file.
         self._idle_frame: bytearray | None = None
+        #: Where a visited file's unread rest is read to (allocated once, on first use).
+        self._drain: bytearray | None = None
         self.options = options or ImportOptions()
         self._raw = self.options.uses_raw_leaves
         self._version = self.options.cid_version
@@ -197,7 +199,7 @@ class Importer:
     def add_stream(self, stream: BinaryIO) -> ImportResult:
         """Import a file's content read from ``stream`` until its end.
 
-        Each chunk is read directly into a fresh buffer laid out as its leaf block (header,
+        Each chunk is read directly into a buffer laid out as its leaf block (header,
         chunk, trailer), hashed there and handed to the sink: one pass over the bytes
         besides the read itself.
         """
@@ -275,8 +277,9 @@ class Importer:
             content = io.BufferedReader(_Tee(raw, builder.update), _DRAIN_SIZE)
             visitor(TreeEntry(path, rel, st, content, imported=True))
             # Whatever the visitor left unread still goes through the tee into the CID.
-            spare = bytearray(_DRAIN_SIZE)
-            while content.readinto(spare):
+            if self._drain is None:
+                self._drain = bytearray(_DRAIN_SIZE)
+            while content.readinto(self._drain):
                 pass
         return builder.finish()
 
