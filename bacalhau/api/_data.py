@@ -47,6 +47,10 @@ class ContentStore(Protocol):
         """Make the whole DAG present here (fetched from the cluster if need be)."""
         ...
 
+    async def ensure_listing(self, text: str) -> None:
+        """Make present what listing ``text`` takes (not the entries' content)."""
+        ...
+
     def write_car(self, text: str, out: BinaryIO) -> None: ...
 
     def write_tar(self, text: str, out: BinaryIO) -> None: ...
@@ -139,7 +143,7 @@ async def get_data(request: web.Request) -> web.StreamResponse:
 async def ls_data(request: web.Request) -> web.Response:
     content = request.app[CONTENT]
     text = request.match_info["cid"]
-    await content.ensure(text)
+    await content.ensure_listing(text)
     entries = await asyncio.to_thread(content.ls, text)
     return json_response({"CID": text, "Entries": entries})
 

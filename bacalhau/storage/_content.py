@@ -90,6 +90,14 @@ class BlockstoreContent:
         elif not self._store.has(cid):
             raise BlockNotFound(f"{cid} is not on this node", cid=str(cid))
 
+    async def ensure_listing(self, text: str) -> None:
+        """Make present what listing CID ``text`` takes (not its entries' content)."""
+        cid = _parse(text)
+        if self._exchange is not None:
+            await self._exchange.fetch_listing(cid, timeout=self._timeout)
+        elif not self._store.has(cid):
+            raise BlockNotFound(f"{cid} is not on this node", cid=str(cid))
+
     def write_car(self, text: str, out: BinaryIO) -> None:
         """Write the DAG as a CAR v1 (blocking)."""
         write_car(out, [_parse(text)], self._store)

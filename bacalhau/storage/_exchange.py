@@ -29,7 +29,7 @@ from typing import Protocol
 
 from bacalhau.errors import BacalhauError, BlockNotFound, CorruptBlock
 from bacalhau.storage.cid import CID, DAG_PB, Blockstore
-from bacalhau.storage.cid._dagpb import decode_node
+from bacalhau.storage.cid._dagpb import DataType, decode_node, decode_unixfs
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +83,24 @@ def _links(cid: CID, data: bytes) -> list[CID]:
     return [link.cid for link in decode_node(data).links] if cid.codec == DAG_PB else []
 
 
-class _Walk:
-    """One breadth-first fetch of the DAG below ``root``."""
+#: Length of the link names that lead from a HAMT shard to its sub-shards (the hash prefix
+#: alone); links to entries carry the prefix and the entry's name.
+_SUB_SHARD_NAME = 2
 
-    def __init__(self, exchange: BlockExchange, root: CID, deadline: float) -> None:
+
+class _Walk:
+    """One breadth-first fetch of the DAG below ``root``; with ``listing``, only what listing
+    the directory ``root`` takes: its own block(s) and the first block of each entry (their
+    kind and size), not the entries' content."""
+
+    def __init__(
+        self, exchange: BlockExchange, root: CID, deadline: float, *, listing: bool = False
+    ) -> None:
         self.x = exchange
         self.root = root
+        #: Listing: the blocks whose links are followed (the root and, in a sharded
+        #: directory, its sub-shards); None: every block's.
+        self.expand: set[CID] | None = {root} if listing else None
         self.deadline = deadline
         self.started = time.monotonic()
         self.seen: set[CID] = {root}
@@ -100,6 +112,19 @@ class _Walk:
         self.fetched = 0
         self.bytes = 0
         self.present = 0
+
+    def _links(self, cid: CID, data: bytes) -> list[CID]:
+        if self.expand is None:
+            return _links(cid, data)
+        if cid not in self.expand or cid.codec != DAG_PB:
+            return []
+        node = decode_node(data)
+        kind = decode_unixfs(node.data).type
+        if kind == DataType.HAMT_SHARD:
+            self.expand.update(link.cid for link in node.links if len(link.name) == _SUB_SHARD_NAME)
+        elif kind != DataType.DIRECTORY:
+            return []  # a file: its first block says all a listing shows
+        return [link.cid for link in node.links]
 
     def _follow(self, links: list[CID]) -> None:
         for link in links:
@@ -118,7 +143,7 @@ class _Walk:
             self.present += 1
             if cid.codec == DAG_PB:
                 try:
-                    links.extend(_links(cid, self.x.store.get(cid)))
+                    links.extend(self._links(cid, self.x.store.get(cid)))
                 except (BlockNotFound, CorruptBlock):
                     absent.append(cid)  # damaged or collected meanwhile: fetch it again
         return links, absent
@@ -139,7 +164,7 @@ class _Walk:
             verified.append((cid, data))
             self.fetched += 1
             self.bytes += len(data)
-            links.extend(_links(cid, data))
+            links.extend(self._links(cid, data))
         # One write and one commit for the answer, not one of each per block.
         self.x.store.put_many_trusted(verified)
         return links
@@ -256,18 +281,27 @@ class BlockExchange:
         self.retry_interval = retry_interval
         #: Blocks refused because their bytes did not match their CID, by sending node.
         self.refused: Counter[str] = Counter()
-        self._walks: dict[CID, asyncio.Task[FetchReport]] = {}
+        self._walks: dict[tuple[CID, bool], asyncio.Task[FetchReport]] = {}
 
     async def fetch_dag(self, root: CID, *, timeout: float) -> FetchReport:
         """Make the whole DAG below ``root`` present in the store; raise
         :class:`~bacalhau.errors.BlockNotFound` ("not found in the cluster after N s") when
         some block of it cannot be had within ``timeout`` seconds."""
-        task = self._walks.get(root)
+        return await self._walk(root, timeout, listing=False)
+
+    async def fetch_listing(self, root: CID, *, timeout: float) -> FetchReport:
+        """Make present what listing ``root`` takes (its directory blocks and each entry's
+        first block), not the entries' content; errors as :meth:`fetch_dag`."""
+        return await self._walk(root, timeout, listing=True)
+
+    async def _walk(self, root: CID, timeout: float, *, listing: bool) -> FetchReport:
+        key = (root, listing)
+        task = self._walks.get(key)
         if task is None:
-            walk = _Walk(self, root, time.monotonic() + timeout)
+            walk = _Walk(self, root, time.monotonic() + timeout, listing=listing)
             task = asyncio.create_task(walk.run())
-            self._walks[root] = task
-            task.add_done_callback(lambda _: self._walks.pop(root, None))
+            self._walks[key] = task
+            task.add_done_callback(lambda _: self._walks.pop(key, None))
         return await asyncio.shield(task)
 
     async def fetch(self, cid: CID, *, timeout: float) -> bytes:

@@ -16,7 +16,7 @@ import pytest
 from bacalhau.errors import BlockNotFound
 from bacalhau.models import SpecConfig
 from bacalhau.storage import BlockExchange, BlockPeer, IPFSSource
-from bacalhau.storage.cid import CID, Blockstore, Importer, ImportOptions, export
+from bacalhau.storage.cid import CID, Blockstore, Importer, ImportOptions, export, ls
 from bacalhau.transport import BlockClient, add_block_service, server_credentials
 from bacalhau.transport._tls import server_options
 from tests.transport.cluster import Cluster, Node
@@ -119,6 +119,48 @@ async def test_an_interrupted_fetch_resumes_without_fetching_stored_blocks_again
     assert mine.has(file_root)
     assert report.blocks_present == held
     assert report.blocks_fetched == theirs.stats().blocks - held
+
+
+async def test_listing_fetches_the_directory_and_each_entrys_first_block_only(
+    tmp_path: Path, cluster: Cluster, stores: tuple[Blockstore, Blockstore]
+) -> None:
+    mine, theirs = stores
+    content = make_content(tmp_path / "content")
+    root = add(theirs, content)
+    peer_node, me = cluster.node(), cluster.node()
+    async with serving(peer_node, theirs) as peer, BlockClient(me.files) as client:
+        exchange = BlockExchange(mine, client, StaticFinder([peer]))
+        report = await exchange.fetch_listing(root, timeout=10)
+    # The root, big.bin's root and sub's block: not big.bin's chunks nor sub's entries.
+    assert report.blocks_fetched == 3 < theirs.stats().blocks
+    assert [(e.name, e.kind.value, e.size) for e in ls(mine, root)] == [
+        ("big.bin", "file", 300_000),
+        ("sub", "directory", 0),
+    ]
+
+
+async def test_listing_a_sharded_directory_fetches_its_shards(
+    tmp_path: Path, cluster: Cluster, stores: tuple[Blockstore, Blockstore]
+) -> None:
+    mine, theirs = stores
+    content = tmp_path / "many"
+    content.mkdir()
+    for i in range(300):
+        (content / f"entry-{i:03}.txt").write_bytes(os.urandom(5000))
+    with theirs.batch() as sink:
+        root = (
+            Importer(sink, ImportOptions(chunk_size=1024, shard_threshold=1000))
+            .add_path(content)
+            .cid
+        )
+    peer_node, me = cluster.node(), cluster.node()
+    async with serving(peer_node, theirs) as peer, BlockClient(me.files) as client:
+        exchange = BlockExchange(mine, client, StaticFinder([peer]))
+        await exchange.fetch_listing(root, timeout=10)
+    entries = ls(mine, root)
+    assert len(entries) == 300 and {e.size for e in entries} == {5000}
+    # Each file's chunks stayed on the other member.
+    assert mine.stats().blocks < theirs.stats().blocks - 300 * 4
 
 
 async def test_a_damaged_block_is_refused_counted_and_fetched_from_another_member(
