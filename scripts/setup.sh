@@ -27,7 +27,12 @@ fi
 
 stamp=".build/pip.stamp"
 mkdir -p .build
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || ! command -v bacalhau >/dev/null 2>&1; then
+# The package must be the one in this checkout: an editable install made from another copy
+# (moved or removed) would import that copy's code, or nothing, outside this folder.
+installed_here() {
+  (cd / && python3 -c 'import bacalhau, pathlib, sys; sys.exit(pathlib.Path(bacalhau.__file__).resolve().parent != pathlib.Path(sys.argv[1]).resolve())' "$PWD/bacalhau") >/dev/null 2>&1
+}
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || ! command -v bacalhau >/dev/null 2>&1 || ! installed_here; then
   log "installing the Python package and its development tools"
   python3 -m pip install -q --disable-pip-version-check -e '.[dev]'
   # The official Bacalhau Python clients, lean (their pinned dependencies are not needed).
