@@ -93,7 +93,10 @@ def check_document(data: object, *, path: str = "") -> None:
 
 
 def _check_text(text: str, where: str, *, what: str = "value") -> None:
-    if _SURROGATE.search(text):
+    # ``isascii()`` reads a flag CPython keeps on every string (no scan), and a surrogate is
+    # never ASCII: the regex runs only on text that may hold one (an inline module's 39 KB
+    # data: URL is ASCII and was scanned twice per submit).
+    if not text.isascii() and _SURROGATE.search(text):
         raise InvalidJobSpec(
             f"{where or 'a string'}: the {what} is not valid Unicode (it holds a lone UTF-16 "
             "surrogate)",
