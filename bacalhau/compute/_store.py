@@ -98,6 +98,13 @@ _SELECT = (
     f"SELECT {_COLUMNS}, modules.data FROM executions"
     " LEFT JOIN modules ON modules.hash = executions.module"
 )
+#: What changes after an execution is created: everything but its document.
+_STATE_COLUMNS = (
+    "requester_id, state, revision, message, published_result, run_output, create_time, modify_time"
+)
+#: How many executions are kept decoded (see ``ExecutionStore._decoded``): well above the
+#: executions a node has under way at once, so the reads of one execution's run all hit.
+_DECODED_LIMIT = 1024
 
 
 @dataclass(slots=True)
@@ -152,6 +159,10 @@ class ExecutionStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._path = path
+        # An execution's document (with its job) never changes once stored, and decoding it
+        # is most of the cost of a read: recent ones are kept decoded, by ID, oldest first
+        # out. Only their state columns are read again.
+        self._decoded: dict[str, Execution] = {}
         try:
             # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
             self._db = sqlite3.connect(path, isolation_level=None)
@@ -270,11 +281,25 @@ class ExecutionStore:
                 ) from None
             if callback is not None:
                 self._enqueue(requester_id, callback, now)
+        self._remember(execution)
         return record
 
     def find(self, execution_id: str) -> LocalExecution | None:
+        execution = self._decoded.get(execution_id)
+        if execution is not None:
+            row = self._db.execute(
+                f"SELECT {_STATE_COLUMNS} FROM executions WHERE id = ?", (execution_id,)
+            ).fetchone()
+            if row is None:
+                del self._decoded[execution_id]
+                return None
+            return _record_of(execution, row)
         row = self._db.execute(f"{_SELECT} WHERE id = ?", (execution_id,)).fetchone()
-        return _decode_row(row) if row is not None else None
+        if row is None:
+            return None
+        record = _decode_row(row)
+        self._remember(record.execution)
+        return record
 
     def get(self, execution_id: str) -> LocalExecution:
         record = self.find(execution_id)
@@ -393,6 +418,8 @@ class ExecutionStore:
             ).fetchall()
             ids = [row[0] for row in rows]
             self._db.executemany("DELETE FROM executions WHERE id = ?", [(i,) for i in ids])
+            for execution_id in ids:
+                self._decoded.pop(execution_id, None)
             self._db.execute(
                 "DELETE FROM modules WHERE used_time < ? AND NOT EXISTS"
                 " (SELECT 1 FROM executions WHERE executions.module = modules.hash)",
@@ -470,6 +497,11 @@ class ExecutionStore:
 
     # -- internals --------------------------------------------------------------------------
 
+    def _remember(self, execution: Execution) -> None:
+        self._decoded[execution.id] = execution
+        if len(self._decoded) > _DECODED_LIMIT:
+            del self._decoded[next(iter(self._decoded))]
+
     def _keep_module(self, digest: str, url: str, now: int) -> None:
         self._db.execute(
             "INSERT INTO modules (hash, data, used_time) VALUES (?, ?, ?)"
@@ -512,18 +544,22 @@ def _dump_output(output: RunCommandResult | None) -> str | None:
 
 
 def _decode_row(row: tuple[object, ...]) -> LocalExecution:
-    (_id, _job, requester, state, revision, message, body, published, output, created, modified) = (
-        row[:11]
-    )
-    module = row[11]
-    assert isinstance(body, str) and isinstance(requester, str) and isinstance(message, str)
-    assert isinstance(state, str) and isinstance(revision, int)
-    assert isinstance(created, int) and isinstance(modified, int)
+    body, module = row[6], row[11]
+    assert isinstance(body, str)
     doc = json.loads(body)
     if isinstance(module, str):
         set_entry_module_url(doc["Job"], module)
+    return _record_of(Execution.from_dict(doc, v152=True), (row[2], *row[3:6], *row[7:11]))
+
+
+def _record_of(execution: Execution, row: tuple[object, ...]) -> LocalExecution:
+    """A record from its execution and its state columns (in ``_STATE_COLUMNS`` order)."""
+    requester, state, revision, message, published, output, created, modified = row
+    assert isinstance(requester, str) and isinstance(message, str)
+    assert isinstance(state, str) and isinstance(revision, int)
+    assert isinstance(created, int) and isinstance(modified, int)
     return LocalExecution(
-        execution=Execution.from_dict(doc, v152=True),
+        execution=execution,
         requester_id=requester,
         state=LocalExecutionState(state),
         revision=revision,

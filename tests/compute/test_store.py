@@ -173,3 +173,23 @@ def test_prune_works_in_batches_oldest_first(tmp_path: Path) -> None:
         assert store.prune(finished_before_ns=cutoff, limit=2) == [r.id for r in done[2:4]]
         assert store.prune(finished_before_ns=cutoff, limit=2) == [done[4].id]
         assert store.prune(finished_before_ns=cutoff, limit=2) == []
+
+
+def test_reads_match_a_reopened_store_at_every_step(tmp_path: Path) -> None:
+    # Reads of recent executions reuse their decoded document: they must give what a store
+    # reading everything from disk gives, through every state change.
+    execution = make_execution("echo hi", publisher="local")
+    with ExecutionStore(tmp_path / "c.db") as store:
+        record = store.create(execution, requester_id="r", message="bid")
+        output = RunCommandResult(stdout="hi\n", exit_code=0)
+        published = SpecConfig(type="urlDownload", params={"URL": "http://x/e.tar.gz"})
+        steps = [
+            (L.BID_ACCEPTED, {}),
+            (L.RUNNING, {"message": "running"}),
+            (L.PUBLISHING, {}),
+            (L.COMPLETED, {"run_output": output, "published_result": published}),
+        ]
+        for state, changes in steps:
+            record = store.transition(record, state, **changes)  # type: ignore[arg-type]
+            with ExecutionStore(tmp_path / "c.db") as fresh:
+                assert store.get(record.id) == fresh.get(record.id) == record
