@@ -273,12 +273,15 @@ class Importer:
         if visitor is None:
             return self.add_file(path)
         builder = self.file_builder()
+        # Buffers no larger than the file (as it was when listed; it only sizes them): a
+        # megabyte for every small file costs more than archiving it (mapped, then unmapped).
+        size = min(_DRAIN_SIZE, max(st.st_size, _MIN_BUFFER))
         with open(path, "rb", buffering=0) as raw:
-            content = io.BufferedReader(_Tee(raw, builder.update), _DRAIN_SIZE)
+            content = io.BufferedReader(_Tee(raw, builder.update), size)
             visitor(TreeEntry(path, rel, st, content, imported=True))
             # Whatever the visitor left unread still goes through the tee into the CID.
-            if self._drain is None:
-                self._drain = bytearray(_DRAIN_SIZE)
+            if self._drain is None or len(self._drain) < size:
+                self._drain = bytearray(size)
             while content.readinto(self._drain):
                 pass
         return builder.finish()
@@ -441,6 +444,8 @@ class TreeEntry:
 TreeVisitor = Callable[[TreeEntry], None]
 
 _DRAIN_SIZE: Final = 1 << 20
+#: The smallest read buffer for a visited file (one that grew after it was listed, say).
+_MIN_BUFFER: Final = 1 << 16
 
 
 class _Tee(io.RawIOBase):
