@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -159,8 +160,7 @@ class ExecutionPipeline:
                 output = await self._execute(executor, record, results_dir, mounts)
             finally:
                 if self._inputs is not None:
-                    inputs_dir = self.inputs_dir(execution_id)
-                    await asyncio.to_thread(shutil.rmtree, inputs_dir, True)
+                    await self._remove_inputs(execution_id)
             if output.error_msg:
                 return self._fail(execution_id, ExecutionFailed(output.error_msg), topic, output)
             published = SpecConfig()
@@ -228,8 +228,16 @@ class ExecutionPipeline:
         try:
             return await self._inputs.prepare(execution_id, job, work_dir)
         except BaseException:
-            await asyncio.to_thread(shutil.rmtree, work_dir, True)
+            await self._remove_inputs(execution_id)
             raise
+
+    async def _remove_inputs(self, execution_id: str) -> None:
+        path = self.inputs_dir(execution_id)
+        try:
+            # Most jobs have no inputs: an empty folder goes without a trip to a thread.
+            os.rmdir(path)
+        except OSError:
+            await asyncio.to_thread(shutil.rmtree, path, True)
 
     async def _execute(
         self,
@@ -287,9 +295,11 @@ class ExecutionPipeline:
 
     def _fresh_dir(self, path: Path) -> Path:
         try:
-            if path.exists():
+            try:
+                path.mkdir(parents=True)
+            except FileExistsError:
                 shutil.rmtree(path)  # left by an earlier attempt: runs must not mix
-            path.mkdir(parents=True)
+                path.mkdir()
         except OSError as err:
             raise ExecutionFailed(
                 f"cannot create the directory {path}: {err}",
