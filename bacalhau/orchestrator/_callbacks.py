@@ -148,40 +148,42 @@ class ExecutionCallbacks:
             self._await_approval(ex)
             return
         try:
-            if result.accepted:
-                # One transaction: a pre-approved execution never rests in AskForBidAccepted,
-                # where the scheduler would take it for a bid still to approve.
-                with self._store.transaction():
+            # One transaction for the state the node reported and the evaluation that
+            # follows it (one commit instead of two); a pre-approved execution never rests in
+            # AskForBidAccepted, where the scheduler would take it for a bid still to approve.
+            with self._store.transaction():
+                if result.accepted:
                     self._store.update_execution(
                         ex.id,
                         compute_state=E.ASK_FOR_BID_ACCEPTED,
                         expected_states=frozenset({E.NEW, E.ASK_FOR_BID}),
                         event=Event(
-                            message="Bid accepted by node", topic="Scheduling", timestamp=now_ns()
+                            message="Bid accepted by node",
+                            topic="Scheduling",
+                            timestamp=now_ns(),
                         ),
                     )
                     if pre_approved:
                         self._record_pre_approval(ex.id)
-            else:
-                message = result.event.message or "node declined to bid"
-                self._store.update_execution(
-                    ex.id,
-                    compute_state=E.ASK_FOR_BID_REJECTED,
-                    desired_state=D.STOPPED,
-                    compute_message=message,
-                    compute_details=result.event.details,
-                    expected_states=frozenset({E.NEW, E.ASK_FOR_BID}),
-                    event=Event(
-                        message=f"Node declined: {message}",
-                        topic="Scheduling",
-                        timestamp=now_ns(),
-                        details=result.event.details,
-                    ),
-                )
+                else:
+                    message = result.event.message or "node declined to bid"
+                    self._store.update_execution(
+                        ex.id,
+                        compute_state=E.ASK_FOR_BID_REJECTED,
+                        desired_state=D.STOPPED,
+                        compute_message=message,
+                        compute_details=result.event.details,
+                        expected_states=frozenset({E.NEW, E.ASK_FOR_BID}),
+                        event=Event(
+                            message=f"Node declined: {message}",
+                            topic="Scheduling",
+                            timestamp=now_ns(),
+                            details=result.event.details,
+                        ),
+                    )
+                self._after_callback(ex.job_id)
         except RevisionConflict as exc:
             log.info("ignoring late bid for %s: %s", ex.id, exc.message)
-            return
-        self._after_callback(ex.job_id)
 
     def _record_pre_approval(self, execution_id: str) -> None:
         """Record the acceptance the requester gave in advance, as the scheduler records it
@@ -366,37 +368,41 @@ class ExecutionCallbacks:
             message = f"{_UNEXPECTED} (exit code {code})"
             details = {"IsError": "true"}
         try:
-            self._store.update_execution(
-                ex.id,
-                compute_state=state,
-                desired_state=D.STOPPED,
-                desired_message="execution completed",
-                compute_message=message,
-                published_result=result.published_result,
-                run_output=result.run_output,
-                compute_details={**ex.compute_details, CHECK_DETAIL: PENDING} if check else None,
-                expected_states=frozenset(
-                    {
-                        E.NEW,
-                        E.ASK_FOR_BID,
-                        E.ASK_FOR_BID_ACCEPTED,
-                        E.BID_ACCEPTED,
-                        E.RUNNING,
-                        E.PUBLISHING,
-                    }
-                ),
-                event=Event(
-                    message=message, topic="Execution", timestamp=now_ns(), details=details
-                ),
-            )
+            # The reported state and the evaluation that follows it commit together.
+            with self._store.transaction():
+                updated = self._store.update_execution(
+                    ex.id,
+                    compute_state=state,
+                    desired_state=D.STOPPED,
+                    desired_message="execution completed",
+                    compute_message=message,
+                    published_result=result.published_result,
+                    run_output=result.run_output,
+                    compute_details={**ex.compute_details, CHECK_DETAIL: PENDING}
+                    if check
+                    else None,
+                    expected_states=frozenset(
+                        {
+                            E.NEW,
+                            E.ASK_FOR_BID,
+                            E.ASK_FOR_BID_ACCEPTED,
+                            E.BID_ACCEPTED,
+                            E.RUNNING,
+                            E.PUBLISHING,
+                        }
+                    ),
+                    event=Event(
+                        message=message, topic="Execution", timestamp=now_ns(), details=details
+                    ),
+                )
+                self._after_callback(ex.job_id)
         except RevisionConflict as exc:
             log.info("ignoring late run result for %s: %s", ex.id, exc.message)
             outcome = message if state == E.FAILED else f"{message.lower()} (exit code {code})"
             self._record_late(ex.id, state, outcome)
             return
         if check and self._checks is not None:
-            self._checks.start(self._store.get_execution(ex.id))
-        self._after_callback(ex.job_id)
+            self._checks.start(updated)
 
     async def on_refused_run_result(self, sender: str, execution_id: str, reason: str) -> None:
         """The transport refused a run result ``sender`` (the TLS peer) delivered, for
@@ -461,34 +467,36 @@ class ExecutionCallbacks:
         ex = self._own_execution(failure.execution_id, failure.node_id)
         message = failure.event.message or "execution failed"
         try:
-            self._store.update_execution(
-                ex.id,
-                compute_state=E.FAILED,
-                desired_state=D.STOPPED,
-                compute_message=message,
-                compute_details=failure.event.details,
-                expected_states=frozenset(
-                    {
-                        E.NEW,
-                        E.ASK_FOR_BID,
-                        E.ASK_FOR_BID_ACCEPTED,
-                        E.BID_ACCEPTED,
-                        E.RUNNING,
-                        E.PUBLISHING,
-                    }
-                ),
-                event=Event(
-                    message=message,
-                    topic=failure.event.topic or "Execution",
-                    timestamp=now_ns(),
-                    details={"IsError": "true", **failure.event.details},
-                ),
-            )
+            # The failure and the evaluation that follows it commit together.
+            with self._store.transaction():
+                self._store.update_execution(
+                    ex.id,
+                    compute_state=E.FAILED,
+                    desired_state=D.STOPPED,
+                    compute_message=message,
+                    compute_details=failure.event.details,
+                    expected_states=frozenset(
+                        {
+                            E.NEW,
+                            E.ASK_FOR_BID,
+                            E.ASK_FOR_BID_ACCEPTED,
+                            E.BID_ACCEPTED,
+                            E.RUNNING,
+                            E.PUBLISHING,
+                        }
+                    ),
+                    event=Event(
+                        message=message,
+                        topic=failure.event.topic or "Execution",
+                        timestamp=now_ns(),
+                        details={"IsError": "true", **failure.event.details},
+                    ),
+                )
+                self._after_callback(ex.job_id)
         except RevisionConflict as exc:
             log.info("ignoring late failure for %s: %s", ex.id, exc.message)
             self._record_late(ex.id, E.FAILED, f"failed: {message}")
             return
-        self._after_callback(ex.job_id)
 
     def _record_late(self, execution_id: str, reported: E, outcome: str) -> None:
         """Say in the history that a report came after the execution was settled otherwise
