@@ -12,6 +12,7 @@ import asyncio
 import gzip
 import os
 import re
+import stat
 import tarfile
 import tempfile
 from pathlib import Path
@@ -112,7 +113,7 @@ def write_archive(results_dir: Path, target: Path, compress_level: int = 6) -> C
             def archive(entry: TreeEntry) -> None:
                 if not entry.rel:
                     return  # entries are relative to the results directory
-                info = _portable_entry(tar.gettarinfo(entry.path, arcname=entry.rel))
+                info = _portable_entry(tar, entry)
                 if info is not None:
                     tar.addfile(info, entry.content if info.isreg() else None)
 
@@ -126,10 +127,31 @@ def write_archive(results_dir: Path, target: Path, compress_level: int = 6) -> C
     return root.cid
 
 
-def _portable_entry(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
-    """Keep files, folders and links only, without the node's user names and IDs."""
-    if not (info.isfile() or info.isdir() or info.issym() or info.islnk()):
-        return None  # devices and FIFOs a job left behind are not results
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
+def _portable_entry(tar: tarfile.TarFile, entry: TreeEntry) -> tarfile.TarInfo | None:
+    """The archive header of a file, folder or link, without the node's user names and IDs
+    (devices and FIFOs a job left behind are not results: None).
+
+    What ``TarFile.gettarinfo`` gives, from the ``lstat`` the importer already took and
+    without its user and group name lookups, which cost more than archiving a small file.
+    """
+    st = entry.stat
+    mode = st.st_mode
+    info = tar.tarinfo(entry.rel)
+    if stat.S_ISREG(mode):
+        inode = (st.st_ino, st.st_dev)
+        first = tar.inodes.get(inode, entry.rel)
+        if st.st_nlink > 1 and first != entry.rel:
+            info.type, info.linkname = tarfile.LNKTYPE, first  # a hard link to a file archived
+        else:
+            info.type, info.size = tarfile.REGTYPE, st.st_size
+            if inode[0]:
+                tar.inodes[inode] = entry.rel
+    elif stat.S_ISDIR(mode):
+        info.type = tarfile.DIRTYPE
+    elif stat.S_ISLNK(mode):
+        info.type, info.linkname = tarfile.SYMTYPE, os.readlink(entry.path)
+    else:
+        return None
+    info.mode = mode
+    info.mtime = st.st_mtime
     return info
