@@ -241,8 +241,12 @@ def test_job_stop_interrupts_a_busy_looping_wasm_job(
     execution = eventually(looping, timeout=30, what="the busy loop running")
     node = devstack.node(execution.node_id)
     before = _cpu_seconds(node.pid)
-    time.sleep(0.5)
-    assert _cpu_seconds(node.pid) - before > 0.2, "the module is not looping on its node"
+    # A loaded machine gives the loop less than a core: wait for it to show, boundedly.
+    eventually(
+        lambda: _cpu_seconds(node.pid) - before > 0.2,
+        timeout=10,
+        what="the module looping on its node",
+    )
 
     devstack.ok("job", "stop", job_id)
 
