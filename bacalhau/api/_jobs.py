@@ -31,7 +31,7 @@ from bacalhau.models import (
     parse_selector,
     printable_key,
 )
-from bacalhau.orchestrator._api import job_sort_value
+from bacalhau.orchestrator._api import OrchestratorAPI, job_sort_value
 
 #: Items of history returned by one page unless the client asks otherwise (Bacalhau's default).
 HISTORY_PAGE = 100
@@ -190,8 +190,17 @@ def _list_chunks(jobs: list[Job], next_token: str) -> list[bytes]:
 async def get_job(request: web.Request) -> web.Response:
     orch = context(request).orchestrator
     job = await orch.get_job(request.match_info["job_id"])
-    include = {p.strip().lower() for p in request.query.get("include", "").split(",")}
-    v152 = wants_v152_states(request)
+    return json_response(await _job_body(orch, job, _include(request), wants_v152_states(request)))
+
+
+def _include(request: web.Request) -> set[str]:
+    return {p.strip().lower() for p in request.query.get("include", "").split(",")}
+
+
+async def _job_body(
+    orch: OrchestratorAPI, job: Job, include: set[str], v152: bool
+) -> dict[str, Any]:
+    """The answer of ``GET /jobs/{id}``: the job, and its history and executions if asked."""
     out: dict[str, Any] = {"Job": job.to_dict()}
     if "history" in include:
         history = await orch.job_history(job.id)
@@ -206,7 +215,7 @@ async def get_job(request: web.Request) -> web.Response:
             "Items": [e.to_dict(v152=v152, include_job=False) for e in executions],
             "NextToken": "",
         }
-    return json_response(out)
+    return out
 
 
 async def stop_job(request: web.Request) -> web.Response:
@@ -252,6 +261,8 @@ async def job_history(request: web.Request) -> web.Response:
     page is full), so a client waiting for the end makes one request instead of one per
     change; daemon and service jobs run until stopped, and are answered as without it. The
     answer also carries the job's state (``Job``: ID, Type, State, Revision, ModifyTime).
+    With ``include=job`` (or ``include=executions``), the last answer of a terminal job also
+    carries ``Details``: the body ``GET /jobs/{id}`` gives with the same ``include``.
     History is read from the store's in-memory per-job log.
     """
     ctx = context(request)
@@ -318,19 +329,24 @@ async def job_history(request: web.Request) -> web.Response:
     state: dict[str, Any] = {"StateType": now.state.wire}
     if now.state_message:
         state["Message"] = now.state_message
-    return json_response(
-        {
-            "Items": [h.to_dict(v152=v152) for h in page],
-            "NextToken": next_token,
-            "Job": {
-                "ID": now.id,
-                "Type": now.type,
-                "State": state,
-                "Revision": now.revision,
-                "ModifyTime": now.modify_time,
-            },
-        }
-    )
+    out: dict[str, Any] = {
+        "Items": [h.to_dict(v152=v152) for h in page],
+        "NextToken": next_token,
+        "Job": {
+            "ID": now.id,
+            "Type": now.type,
+            "State": state,
+            "Revision": now.revision,
+            "ModifyTime": now.modify_time,
+        },
+    }
+    include = _include(request)
+    if include & {"job", "executions"} and not next_token and now.state.is_terminal():
+        # Our extension: the last answer of a finished job carries what GET /jobs/{id}
+        # would (with ``include=executions``, its executions), so a client waiting for the
+        # end needs no further request.
+        out["Details"] = await _job_body(orch, now, include, v152)
+    return json_response(out)
 
 
 async def _wait_for_change(closing: asyncio.Event, change: Any) -> None:

@@ -63,6 +63,16 @@ def _items(data: Any, key: str = "Items") -> list[Any]:
     return items
 
 
+def _job_details(data: dict[str, Any]) -> JobDetails:
+    """The body of ``GET /jobs/{id}`` (or a finished job's ``Details`` in a history answer)."""
+    o = Obj(data, "")
+    return JobDetails(
+        job=Job.from_dict(o.raw("Job"), path="Job"),
+        history=[history_from_dict(h) for h in _items(o.raw("History"))],
+        executions=[Execution.from_dict(e) for e in _items(o.raw("Executions"))],
+    )
+
+
 #: Job types whose executions run until stopped: waiting for them ends once they run.
 LONG_RUNNING_JOB_TYPES = ("daemon", "service")
 #: Execution states in which a node has been told to run it (the requester hears of the
@@ -155,13 +165,7 @@ class AsyncClient:
         self, job_id: str, *, history: bool = False, executions: bool = False
     ) -> JobDetails:
         """A job by ID or unique prefix, optionally with its history and executions."""
-        data = await self.get_job_raw(job_id, history=history, executions=executions)
-        o = Obj(data, "")
-        return JobDetails(
-            job=Job.from_dict(o.raw("Job"), path="Job"),
-            history=[history_from_dict(h) for h in _items(o.raw("History"))],
-            executions=[Execution.from_dict(e) for e in _items(o.raw("Executions"))],
-        )
+        return _job_details(await self.get_job_raw(job_id, history=history, executions=executions))
 
     async def list_jobs(
         self,
@@ -215,7 +219,7 @@ class AsyncClient:
         """One page of history. With ``wait`` > 0 the server holds the request until there is
         something new (or ``wait`` seconds pass): pass the previous ``next_token`` to follow
         a job as it runs."""
-        page, _ = await self._history(
+        page, _, _ = await self._history(
             job_id,
             event_type=event_type,
             execution_id=execution_id,
@@ -239,11 +243,14 @@ class AsyncClient:
         next_token: str = "",
         wait: float = 0.0,
         until_terminal: bool = False,
-    ) -> tuple[HistoryPage, str]:
-        """One page of history and the job's type as the answer gives it ("" from a server
-        that does not say). ``until_terminal`` asks the server to hold a batch or ops job's
-        request until the job ends (our extension; other servers answer at the first
-        change, which the callers' loops handle the same way)."""
+        details: bool = False,
+    ) -> tuple[HistoryPage, str, JobDetails | None]:
+        """One page of history, the job's type as the answer gives it ("" from a server
+        that does not say) and, with ``details``, the job with its executions when the answer
+        is the last of a finished job and carries them (our extension; None otherwise).
+        ``until_terminal`` asks the server to hold a batch or ops job's request until the job
+        ends (our extension; other servers answer at the first change, which the callers'
+        loops handle the same way)."""
         wait = max(0.0, min(wait, LONG_POLL_SECONDS))
         data = await self._http.request(
             "GET",
@@ -257,6 +264,7 @@ class AsyncClient:
                 "next_token": next_token,
                 "wait": f"{wait:.3f}" if wait else None,
                 "until": "terminal" if until_terminal and wait else None,
+                "include": "executions" if details else None,
             },
             timeout=wait + 60.0,
         )
@@ -266,7 +274,12 @@ class AsyncClient:
         )
         job = data.get("Job") if isinstance(data, dict) else None
         kind = job.get("Type") if isinstance(job, dict) else None
-        return page, kind if isinstance(kind, str) else ""
+        found = data.get("Details") if details and isinstance(data, dict) else None
+        return (
+            page,
+            kind if isinstance(kind, str) else "",
+            _job_details(found) if isinstance(found, dict) and not page.next_token else None,
+        )
 
     async def stop_job(self, job_id: str, reason: str = "") -> str:
         """Stop a job; returns the evaluation ID ("" when there was nothing to do)."""
@@ -341,12 +354,13 @@ class AsyncClient:
             asked = loop.time()
             # Nobody watches the events go by: the server may hold the request until the
             # job ends, one request instead of one per change.
-            page, kind = await self._history(
+            page, kind, finished = await self._history(
                 job_id,
                 next_token=token,
                 wait=remaining,
                 limit=100,
                 until_terminal=on_event is None,
+                details=True,
             )
             if long_running is None:
                 # The answer names the job's type; a server that does not is asked for it.
@@ -356,6 +370,9 @@ class AsyncClient:
                 for item in page.items:
                     on_event(item)
             if not page.next_token:
+                if finished is not None:
+                    # The last answer carried the finished job and its executions.
+                    return finished
                 break
             if long_running and page.items:
                 details = await self.get_job(job_id, executions=True)

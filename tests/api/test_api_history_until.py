@@ -9,7 +9,7 @@ import aiohttp
 
 from tests.api.memory_orchestrator import MemoryOrchestrator
 from tests.api.test_api_history import history
-from tests.api.test_api_jobs import submit
+from tests.api.test_api_jobs import JOBS, submit
 
 
 async def test_a_batch_job_is_held_until_it_ends_with_every_item(
@@ -65,3 +65,29 @@ async def test_a_daemon_job_is_not_held(
     await task
     # It runs until stopped: the answer comes with its first change, as without ``until``.
     assert page["Items"] and page["NextToken"]
+
+
+async def test_the_last_answer_carries_the_finished_job_when_asked(
+    http: aiohttp.ClientSession, orch: MemoryOrchestrator
+) -> None:
+    """``include=executions``: the end of the wait brings what ``GET /jobs/{id}`` would, so a
+    waiting client makes no further request; answers before the end carry nothing more."""
+    job_id = await submit(http)
+    first = await history(http, job_id, include="executions")
+    assert first["NextToken"] and "Details" not in first
+    ex = await orch.start_execution(job_id)
+    await orch.complete_execution(ex, stdout="done\n")
+    page = await history(
+        http,
+        job_id,
+        next_token=first["NextToken"],
+        wait="20",
+        until="terminal",
+        include="executions",
+    )
+    assert page["NextToken"] == "" and page["Job"]["State"]["StateType"] == "Completed"
+    async with http.get(f"{JOBS}/{job_id}", params={"include": "executions"}) as r:
+        assert page["Details"] == await r.json()
+    assert page["Details"]["Executions"]["Items"][0]["RunOutput"]["Stdout"] == "done\n"
+    # Not asked for: the answer stays as before.
+    assert "Details" not in await history(http, job_id)

@@ -265,3 +265,46 @@ async def test_wait_for_job_asks_to_be_held_until_the_end() -> None:
     assert len(history_calls) == 3
     assert not any("until" in call for call in history_calls[1:])
     assert gets == ["executions", "executions"]  # the type came with the history answer
+
+
+async def test_wait_for_job_takes_the_finished_job_from_the_last_history_answer() -> None:
+    """A server whose last history answer carries the finished job (``Details``) is asked
+    for nothing more: waiting costs one request."""
+    history_calls: list[dict[str, str]] = []
+    gets: list[str] = []
+    job = docker_job()
+    job.id, job.state = "j-details", JobStateType.COMPLETED
+
+    async def history(request: web.Request) -> web.Response:
+        history_calls.append(dict(request.query))
+        body = {
+            "Items": [],
+            "NextToken": "",
+            "Job": {"ID": job.id, "Type": "batch", "State": {"StateType": "Completed"}},
+        }
+        if "executions" in request.query.get("include", ""):
+            body["Details"] = {
+                "Job": job.to_dict(),
+                "Executions": {"Items": [{"ID": "e-1", "JobID": job.id}], "NextToken": ""},
+            }
+        return web.json_response(body)
+
+    async def get_job(request: web.Request) -> web.Response:
+        gets.append(request.query.get("include", ""))
+        return web.json_response({"Job": job.to_dict()})
+
+    app = web.Application()
+    app.router.add_get("/api/v1/orchestrator/jobs/{id}/history", history)
+    app.router.add_get("/api/v1/orchestrator/jobs/{id}", get_job)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        async with AsyncClient(f"http://127.0.0.1:{runner.addresses[0][1]}") as client:
+            details = await client.wait_for_job("j-details", timeout=30)
+    finally:
+        await runner.cleanup()
+    assert details.job.id == "j-details" and details.job.state == JobStateType.COMPLETED
+    assert [e.id for e in details.executions] == ["e-1"]
+    assert len(history_calls) == 1 and history_calls[0]["include"] == "executions"
+    assert gets == []
