@@ -540,6 +540,10 @@ class JobStore:
 
     def resolve_job_id(self, prefix: str) -> str:
         """Full job ID for an ID or a unique prefix."""
+        if self._logs.get(prefix):
+            # A job whose history is in memory exists (deleting a job drops its log): a
+            # long-poll asks this on every change of the job it follows.
+            return prefix
         row = self._db.execute("SELECT id FROM jobs WHERE id = ?", (prefix,)).fetchone()
         if row is not None:
             return str(row[0])

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from bacalhau.errors import JobNotFound
 from bacalhau.models import (
     Evaluation,
     Execution,
@@ -75,6 +78,9 @@ async def test_old_terminal_jobs_go_with_everything_of_theirs(tmp_path: Path) ->
     assert store.history_of("j-old-done")  # its log is in memory too
     retention = JobRetention(store, max_age=7 * 24 * 3600, batch=1)
     assert await retention.sweep() == 2
+    # A job whose log was in memory is not found once deleted (lookups trust the logs).
+    with pytest.raises(JobNotFound):
+        store.resolve_job_id("j-old-done")
     for gone in ("j-old-done", "j-old-failed"):
         for table in ("jobs", "job_specs", "executions", "history", "evaluations", "idempotency"):
             assert _count(store, table, gone) == 0, (gone, table)
