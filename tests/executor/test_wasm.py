@@ -357,6 +357,20 @@ async def test_validate_compiles_into_the_cache(executor: WasmExecutor, module: 
     assert (stats.misses, stats.hits) == (1, 1)
 
 
+async def test_a_module_sent_in_another_encoding_is_not_compiled_again(
+    tmp_path: Path, executor: WasmExecutor, module: Any
+) -> None:
+    # Inline modules are found by their URL first, then by the bytes it decodes to.
+    wasm = module("exitcode")
+    base64_url = data_url(wasm)
+    gzip_url = "data:application/gzip;base64," + base64.b64encode(gzip.compress(wasm)).decode()
+    for url in (base64_url, gzip_url, base64_url, gzip_url):
+        request = new_request(tmp_path, "wasm", wasm_params(url, Parameters=["3"]))
+        assert (await executor.run(request)).exit_code == 3
+    stats = executor.cache_stats()
+    assert (stats.misses, stats.hits, stats.size) == (1, 3, 1)
+
+
 def _contains(path: Path, text: str) -> bool:
     return path.exists() and text in path.read_text()
 

@@ -74,7 +74,7 @@ from bacalhau.executor.wasm._source import load_module
 from bacalhau.executor.wasm._vfs import VirtualFS
 from bacalhau.executor.wasm._vfs_entries import Preopen
 from bacalhau.executor.wasm._wasi_fs import set_running_fs
-from bacalhau.models import RunCommandResult, SpecConfig
+from bacalhau.models import RunCommandResult, SpecConfig, param
 
 __all__ = ["WASM32_MAX_MEMORY", "WasmExecutor"]
 
@@ -160,8 +160,14 @@ class WasmExecutor:
         Compiling here warms the cache, so the run that follows starts at once.
         """
         spec = WasmEngineSpec.from_spec(engine)
-        if not all(ref.is_inline for ref in (spec.entry_module, *spec.import_modules)):
+        refs = (spec.entry_module, *spec.import_modules)
+        if not all(ref.is_inline for ref in refs):
             return  # fetched by the storage plugins at run time
+        urls = [_inline_url(ref) for ref in refs]
+        if all(url is not None and self._modules.has_inline(url) for url in urls):
+            # All compiled already: checking them is quicker than a trip to a worker thread.
+            self._load_modules(spec, [])
+            return
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._workers, self._load_modules, spec, [])
 
@@ -229,10 +235,8 @@ class WasmExecutor:
 
         As in Bacalhau, a name no import module has resolves to the task input of that alias.
         """
-        compiled = self._modules.get(load_module(spec.entry_module, inputs))
-        imports = {
-            ref.name: self._modules.get(load_module(ref, inputs)) for ref in spec.import_modules
-        }
+        compiled = self._compiled(spec.entry_module, inputs)
+        imports = {ref.name: self._compiled(ref, inputs) for ref in spec.import_modules}
         pending = [*compiled.imports, *(n for c in imports.values() for n in c.imports)]
         while pending:
             name = pending.pop()
@@ -257,6 +261,17 @@ class WasmExecutor:
                 field="Engine.Params.EntryPoint",
             )
         return compiled, imports
+
+    def _compiled(self, ref: ModuleRef, inputs: Sequence[InputMount]) -> CompiledModule:
+        url = _inline_url(ref)
+        if url is not None:
+            cached = self._modules.inline(url)
+            if cached is not None:
+                return cached
+        compiled = self._modules.get(load_module(ref, inputs))
+        if url is not None:
+            self._modules.remember_inline(url, compiled)
+        return compiled
 
     def _run_sync(
         self, spec: WasmEngineSpec, request: RunRequest, watch: RunWatch
@@ -431,6 +446,14 @@ def _seed(
         env=spec.merged_env(request.env),
         input_targets=[m.target for m in request.inputs if m.target not in modules],
     )
+
+
+def _inline_url(ref: ModuleRef) -> str | None:
+    """The ``data:`` URL of an inline module (None for any other, or a malformed one)."""
+    if ref.source is None or not ref.is_inline:
+        return None
+    url = param(ref.source.source.params, "URL")
+    return url if isinstance(url, str) and url else None
 
 
 def _aliased_module(name: str, inputs: Sequence[InputMount]) -> InputMount | None:

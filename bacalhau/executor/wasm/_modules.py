@@ -60,10 +60,41 @@ class ModuleCache:
         self._lock = threading.Lock()
         self._hits = 0
         self._misses = 0
+        #: sha256 of an inline module's ``data:`` URL -> the digest of the module it decodes
+        #: to, so a repeated inline module is found without decoding it (oldest first out).
+        self._by_url: OrderedDict[bytes, str] = OrderedDict()
 
     def stats(self) -> ModuleCacheStats:
         with self._lock:
             return ModuleCacheStats(self._hits, self._misses, len(self._entries), self._capacity)
+
+    def has_inline(self, url: str) -> bool:
+        """Whether :meth:`inline` would find ``url``'s module (nothing counted or moved)."""
+        key = _url_key(url)
+        with self._lock:
+            digest = self._by_url.get(key)
+            return digest is not None and digest in self._entries
+
+    def inline(self, url: str) -> CompiledModule | None:
+        """The compiled module an inline ``data:`` URL seen before (:meth:`remember_inline`)
+        decodes to, if still cached: hashing the URL costs a fifth of decoding it."""
+        key = _url_key(url)
+        with self._lock:
+            digest = self._by_url.get(key)
+            entry = self._entries.get(digest) if digest is not None else None
+            if entry is None:
+                return None
+            self._entries.move_to_end(entry.digest)
+            self._by_url.move_to_end(key)
+            self._hits += 1
+            return entry
+
+    def remember_inline(self, url: str, entry: CompiledModule) -> None:
+        """Note that ``url`` decodes to ``entry``'s module (found by :meth:`inline` next)."""
+        with self._lock:
+            self._by_url[_url_key(url)] = entry.digest
+            while len(self._by_url) > self._capacity:
+                self._by_url.popitem(last=False)
 
     def get(self, wasm: bytes) -> CompiledModule:
         """The compiled form of ``wasm``, compiling it on a miss (call from a worker thread)."""
@@ -126,3 +157,7 @@ def wasm_error_cause(e: BaseException) -> str:
     if "Caused by:" in text:
         text = text.rsplit("Caused by:", 1)[1]
     return " ".join(text.split())
+
+
+def _url_key(url: str) -> bytes:
+    return hashlib.sha256(url.encode()).digest()
