@@ -151,3 +151,21 @@ def test_an_inline_module_is_stored_once_by_content_hash(tmp_path: Path) -> None
     store.delete_terminal_jobs(modified_before=now_ns() + 1, limit=3)
     assert store._db.execute("SELECT COUNT(*) FROM blobs").fetchone()[0] == 0
     store.close()
+
+
+def test_lookups_by_state_use_the_one_state_index(tmp_path: Path) -> None:
+    """``jobs_by_state_modified`` serves lookups by state; the index on state alone that
+    earlier versions made (one more page written per state change) is dropped on open."""
+    path = tmp_path / "jobs.db"
+    JobStore(path).close()
+    made_earlier = JobStore(path)
+    made_earlier._db.execute("CREATE INDEX jobs_by_state ON jobs(state)")
+    made_earlier.close()
+    store = JobStore(path)
+    indexes = {str(r[1]) for r in store._db.execute("PRAGMA index_list(jobs)")}
+    assert "jobs_by_state" not in indexes
+    plan = store._db.execute(
+        "EXPLAIN QUERY PLAN SELECT id FROM jobs WHERE state IN (1, 2)"
+    ).fetchall()
+    assert "jobs_by_state_modified" in str(plan)
+    store.close()
