@@ -169,3 +169,25 @@ def test_lookups_by_state_use_the_one_state_index(tmp_path: Path) -> None:
     ).fetchall()
     assert "jobs_by_state_modified" in str(plan)
     store.close()
+
+
+def test_a_new_job_reads_back_as_its_stored_document_without_sql(tmp_path: Path) -> None:
+    """A job is cached as it is created (no spec read from SQL right after), decoded as a
+    read of its stored document would be, and apart from the caller's object."""
+    store = JobStore(tmp_path / "jobs.db")
+    module = bytes(range(256)) * 40
+    submitted = _wasm_job("j-fresh", module)
+    with store.transaction():
+        store.create_job(submitted)
+    submitted.task.engine.params["EntryModule"] = "changed by the caller afterwards"
+    submitted.labels["late"] = "label"
+    reads: list[str] = []
+    store._db.set_trace_callback(reads.append)
+    cached = store.get_job("j-fresh")
+    store._db.set_trace_callback(None)
+    assert not any("job_specs" in sql for sql in reads), reads
+    fresh = JobStore(tmp_path / "jobs.db")  # decodes the stored document
+    assert cached.to_dict() == fresh.get_job("j-fresh").to_dict()
+    assert cached.task.engine.params == _wasm_job("j-fresh", module).task.engine.params
+    fresh.close()
+    store.close()
