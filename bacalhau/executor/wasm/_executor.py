@@ -244,11 +244,14 @@ class WasmExecutor:
             if mount is not None:
                 imports[name] = self._modules.get(load_module(_input_module(mount), inputs))
                 pending.extend(imports[name].imports)
-        check_imports(
-            compiled.module,
-            {name: c.module for name, c in imports.items()},
-            "Engine.Params.ImportModules",
-        )
+        if compiled.imports:
+            # (An entry module importing only WASI has nothing to check: reading a module's
+            # imports through wasmtime costs more than the rest of a cached module's checks.)
+            check_imports(
+                compiled.module,
+                {name: c.module for name, c in imports.items()},
+                "Engine.Params.ImportModules",
+            )
         n_params = compiled.functions.get(spec.entry_point)
         if n_params is None:
             raise EntryPointNotFound(
