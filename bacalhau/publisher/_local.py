@@ -109,11 +109,12 @@ def write_archive(results_dir: Path, target: Path, compress_level: int = 6) -> C
                 fileobj=gz, mode="w", format=tarfile.PAX_FORMAT, copybufsize=_COPY_BUFFER
             ) as tar,
         ):
+            inodes: dict[tuple[int, int], str] = {}  # a file's first path, for hard links
 
             def archive(entry: TreeEntry) -> None:
                 if not entry.rel:
                     return  # entries are relative to the results directory
-                info = _portable_entry(tar, entry)
+                info = _portable_entry(tar, entry, inodes)
                 if info is not None:
                     tar.addfile(info, entry.content if info.isreg() else None)
 
@@ -127,7 +128,9 @@ def write_archive(results_dir: Path, target: Path, compress_level: int = 6) -> C
     return root.cid
 
 
-def _portable_entry(tar: tarfile.TarFile, entry: TreeEntry) -> tarfile.TarInfo | None:
+def _portable_entry(
+    tar: tarfile.TarFile, entry: TreeEntry, inodes: dict[tuple[int, int], str]
+) -> tarfile.TarInfo | None:
     """The archive header of a file, folder or link, without the node's user names and IDs
     (devices and FIFOs a job left behind are not results: None).
 
@@ -139,13 +142,13 @@ def _portable_entry(tar: tarfile.TarFile, entry: TreeEntry) -> tarfile.TarInfo |
     info = tar.tarinfo(entry.rel)
     if stat.S_ISREG(mode):
         inode = (st.st_ino, st.st_dev)
-        first = tar.inodes.get(inode, entry.rel)
+        first = inodes.get(inode, entry.rel)
         if st.st_nlink > 1 and first != entry.rel:
             info.type, info.linkname = tarfile.LNKTYPE, first  # a hard link to a file archived
         else:
             info.type, info.size = tarfile.REGTYPE, st.st_size
             if inode[0]:
-                tar.inodes[inode] = entry.rel
+                inodes[inode] = entry.rel
     elif stat.S_ISDIR(mode):
         info.type = tarfile.DIRTYPE
     elif stat.S_ISLNK(mode):
