@@ -50,7 +50,7 @@ from bacalhau.models import (
     SpecConfig,
 )
 from bacalhau.publisher import Publisher
-from bacalhau.storage import StorageSource, prepare_inputs
+from bacalhau.storage import StorageSource, inputs_of, prepare_inputs
 
 _log = logging.getLogger(__name__)
 
@@ -72,11 +72,22 @@ class InputPreparer(Protocol):
     async def prepare(self, execution_id: str, job: Job, work_dir: Path) -> list[InputMount]: ...
 
 
+@runtime_checkable
+class InputsOfJob(Protocol):
+    """An :class:`InputPreparer` that can tell a job with nothing to prepare (the pipeline
+    then makes no work folder for it)."""
+
+    def has_inputs(self, job: Job) -> bool: ...
+
+
 class StorageInputs:
     """The :class:`InputPreparer` over the node's input source plugins, by type name."""
 
     def __init__(self, sources: Mapping[str, StorageSource]) -> None:
         self._sources = {name.lower(): source for name, source in sources.items()}
+
+    def has_inputs(self, job: Job) -> bool:
+        return bool(inputs_of(job))
 
     async def prepare(self, execution_id: str, job: Job, work_dir: Path) -> list[InputMount]:
         prepared = await prepare_inputs(self._sources, job, work_dir)
@@ -115,6 +126,7 @@ class ExecutionPipeline:
         self._publishers = {name.lower(): pub for name, pub in publishers.items()}
         self._results_root = results_root
         self._inputs = inputs
+        self._has_inputs = inputs.has_inputs if isinstance(inputs, InputsOfJob) else None
         self._default_usage = default_usage
         self._timeout_grace = timeout_grace
         self._cancel_timeout = cancel_timeout
@@ -224,6 +236,8 @@ class ExecutionPipeline:
                     hint="run the job on a node with storage plugins for its inputs",
                 )
             return []
+        if self._has_inputs is not None and not self._has_inputs(job):
+            return []
         work_dir = self._fresh_dir(self.inputs_dir(execution_id))
         try:
             return await self._inputs.prepare(execution_id, job, work_dir)
@@ -234,8 +248,10 @@ class ExecutionPipeline:
     async def _remove_inputs(self, execution_id: str) -> None:
         path = self.inputs_dir(execution_id)
         try:
-            # Most jobs have no inputs: an empty folder goes without a trip to a thread.
+            # Most jobs have no inputs: no folder, or an empty one, needs no trip to a thread.
             os.rmdir(path)
+        except FileNotFoundError:
+            pass
         except OSError:
             await asyncio.to_thread(shutil.rmtree, path, True)
 

@@ -16,6 +16,7 @@ from bacalhau.compute import (
     ExecutionStore,
     InputPreparer,
     LocalExecution,
+    StorageInputs,
 )
 from bacalhau.errors import InvalidJobSpec
 from bacalhau.executor import InputMount
@@ -285,3 +286,27 @@ async def test_inputs_are_prepared_handed_over_and_removed(rig: Rig) -> None:
 async def test_inputs_without_a_preparer_fail_clearly(rig: Rig) -> None:
     record = await rig.run(with_text_input(make_execution("true"), "x"))
     assert (record.state, record.message) == (L.FAILED, "this node cannot prepare input sources")
+
+
+async def test_a_job_without_inputs_gets_no_inputs_folder(rig: Rig) -> None:
+    pipeline = ExecutionPipeline(
+        node_id="compute-node",
+        store=rig.store,
+        executors={"shell": ShellExecutor()},
+        publishers={},
+        results_root=rig.results_root,
+        inputs=StorageInputs({}),
+    )
+    inputs_root = pipeline.inputs_dir("e-1").parent
+    check = f'test -e "{inputs_root}/$BACALHAU_EXECUTION_ID" && echo present || echo absent'
+    for leftover in (False, True):
+        execution = make_execution(check)
+        folder = pipeline.inputs_dir(execution.id)
+        if leftover:  # as a crash mid-preparation leaves it: removed after the run
+            (folder / "0").mkdir(parents=True)
+            (folder / "0" / "part").write_text("half a download")
+        rig.store.create(execution, requester_id="requester", state=L.BID_ACCEPTED)
+        record = await pipeline.run(execution.id)
+        assert record.state is L.COMPLETED and record.run_output is not None
+        assert record.run_output.stdout == ("present\n" if leftover else "absent\n")
+        assert not folder.exists()
