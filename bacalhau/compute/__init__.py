@@ -48,7 +48,12 @@ from bacalhau.compute._errors import ExecutionInterrupted, NotEnoughCapacity
 from bacalhau.compute._events import TOPIC_BIDDING, TOPIC_PUBLISHING, TOPIC_RUNNING
 from bacalhau.compute._modules import ModuleResolver, ModuleSource
 from bacalhau.compute._outbox import CallbackOutbox
-from bacalhau.compute._pipeline import ExecutionPipeline, InputPreparer, StorageInputs
+from bacalhau.compute._pipeline import (
+    ExecutionPipeline,
+    InputPreparer,
+    InputsOfJob,
+    StorageInputs,
+)
 from bacalhau.compute._probes import DEFAULT_PROBE_TIMEOUT, ExecProbe, HttpProbe, probe_payload
 from bacalhau.compute._queue import RunQueue
 from bacalhau.compute._retention import DEFAULT_EXECUTION_RETENTION, ExecutionRetention
@@ -88,6 +93,7 @@ __all__ = [
     "InputPreparer",
     "InputSourcesInstalled",
     "InputSourcesSupported",
+    "InputsOfJob",
     "LocalExecution",
     "LocalInputs",
     "Locality",
