@@ -102,9 +102,11 @@ _SELECT = (
 _STATE_COLUMNS = (
     "requester_id, state, revision, message, published_result, run_output, create_time, modify_time"
 )
-#: How many executions are kept decoded (see ``ExecutionStore._decoded``): well above the
-#: executions a node has under way at once, so the reads of one execution's run all hit.
+#: How many executions are kept decoded (see ``ExecutionStore._decoded``), and how many bytes
+#: of stored document (inline module included) at most: well above what a node has under way
+#: at once, so the reads of one execution's run all hit, without holding on to large modules.
 _DECODED_LIMIT = 1024
+_DECODED_BYTES = 32 * 2**20
 
 
 @dataclass(slots=True)
@@ -160,9 +162,10 @@ class ExecutionStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._path = path
         # An execution's document (with its job) never changes once stored, and decoding it
-        # is most of the cost of a read: recent ones are kept decoded, by ID, oldest first
-        # out. Only their state columns are read again.
-        self._decoded: dict[str, Execution] = {}
+        # is most of the cost of a read: unfinished ones are kept decoded, by ID, with their
+        # size, oldest first out. Only their state columns are read again.
+        self._decoded: dict[str, tuple[Execution, int]] = {}
+        self._decoded_bytes = 0
         try:
             # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
             self._db = sqlite3.connect(path, isolation_level=None)
@@ -281,24 +284,26 @@ class ExecutionStore:
                 ) from None
             if callback is not None:
                 self._enqueue(requester_id, callback, now)
-        self._remember(execution)
+        if not state.is_terminal():
+            self._remember(execution, len(body) + len(module or ""))
         return record
 
     def find(self, execution_id: str) -> LocalExecution | None:
-        execution = self._decoded.get(execution_id)
-        if execution is not None:
+        decoded = self._decoded.get(execution_id)
+        if decoded is not None:
             row = self._db.execute(
                 f"SELECT {_STATE_COLUMNS} FROM executions WHERE id = ?", (execution_id,)
             ).fetchone()
             if row is None:
-                del self._decoded[execution_id]
+                self._forget(execution_id)
                 return None
-            return _record_of(execution, row)
+            return _record_of(decoded[0], row)
         row = self._db.execute(f"{_SELECT} WHERE id = ?", (execution_id,)).fetchone()
         if row is None:
             return None
         record = _decode_row(row)
-        self._remember(record.execution)
+        if not record.state.is_terminal():
+            self._remember(record.execution, len(str(row[6])) + len(str(row[11] or "")))
         return record
 
     def get(self, execution_id: str) -> LocalExecution:
@@ -379,6 +384,8 @@ class ExecutionStore:
                 )
             if callback is not None:
                 self._enqueue(record.requester_id, callback, updated.modify_time)
+        if state.is_terminal():
+            self._forget(record.id)  # rarely read again
         return updated
 
     def recover_interrupted(self, *, message: str) -> list[LocalExecution]:
@@ -419,7 +426,7 @@ class ExecutionStore:
             ids = [row[0] for row in rows]
             self._db.executemany("DELETE FROM executions WHERE id = ?", [(i,) for i in ids])
             for execution_id in ids:
-                self._decoded.pop(execution_id, None)
+                self._forget(execution_id)
             self._db.execute(
                 "DELETE FROM modules WHERE used_time < ? AND NOT EXISTS"
                 " (SELECT 1 FROM executions WHERE executions.module = modules.hash)",
@@ -497,10 +504,19 @@ class ExecutionStore:
 
     # -- internals --------------------------------------------------------------------------
 
-    def _remember(self, execution: Execution) -> None:
-        self._decoded[execution.id] = execution
-        if len(self._decoded) > _DECODED_LIMIT:
-            del self._decoded[next(iter(self._decoded))]
+    def _remember(self, execution: Execution, size: int) -> None:
+        if size > _DECODED_BYTES // 16:
+            return  # a large inline module: read from the store each time rather than held
+        self._forget(execution.id)
+        self._decoded[execution.id] = (execution, size)
+        self._decoded_bytes += size
+        while len(self._decoded) > _DECODED_LIMIT or self._decoded_bytes > _DECODED_BYTES:
+            self._forget(next(iter(self._decoded)))
+
+    def _forget(self, execution_id: str) -> None:
+        dropped = self._decoded.pop(execution_id, None)
+        if dropped is not None:
+            self._decoded_bytes -= dropped[1]
 
     def _keep_module(self, digest: str, url: str, now: int) -> None:
         self._db.execute(
