@@ -24,15 +24,16 @@ def parse_rfc3339_ns(text: str) -> int:
     if s.endswith(("Z", "z")):
         s = s[:-1] + "+00:00"
     frac_ns = 0
-    if "." in s:
-        head, rest = s.split(".", 1)
-        digits = ""
-        i = 0
-        while i < len(rest) and rest[i].isdigit():
-            digits += rest[i]
+    dot = s.find(".")
+    if dot >= 0:
+        # Find the fraction's end, then slice once (clients parse every history item's
+        # times: building the digits one by one took a third of the call).
+        rest = s[dot + 1 :]
+        i, end = 0, len(rest)
+        while i < end and rest[i].isdigit():
             i += 1
-        frac_ns = int((digits + "000000000")[:9]) if digits else 0
-        s = head + rest[i:]
+        frac_ns = int((rest[:i] + "000000000")[:9]) if i else 0
+        s = s[:dot] + rest[i:]
     dt = datetime.fromisoformat(s)
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
