@@ -542,6 +542,10 @@ class Orchestrator:
                 hint="use all, job or execution",
                 details={"Field": "event_type"},
             )
+        if not (since_ns or execution_id or node_id) and event_type == "all":
+            # Unfiltered (a long-poll asks this at every change of the job it follows):
+            # ``history_of`` already returns a list of the caller's own.
+            return items
         out = []
         for h in items:
             if since_ns and h.time // 1_000_000_000 < since_ns // 1_000_000_000:

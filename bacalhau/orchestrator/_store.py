@@ -464,6 +464,12 @@ class JobStore:
     def _flush_history(self) -> None:
         for item in self._pending_history:
             log = self._logs.get(item.job_id)
+            if log is None and item.seq_num == 1:
+                # A new job's first item is its whole history so far: start its log here
+                # rather than have its first reader (the client's wait) load it from SQL.
+                log = self._logs[item.job_id] = []
+                if len(self._logs) > _HISTORY_CACHE:
+                    self._logs.popitem(last=False)
             if log is not None and (not log or log[-1].seq_num < item.seq_num):
                 log.append(item)
         self._pending_history.clear()

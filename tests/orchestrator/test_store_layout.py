@@ -7,7 +7,7 @@ import base64
 import shutil
 from pathlib import Path
 
-from bacalhau.models import ExecutionStateType, Job, JobStateType, now_ns
+from bacalhau.models import Event, ExecutionStateType, Job, JobHistory, JobStateType, now_ns
 from bacalhau.orchestrator import JobStore
 
 #: A store written by the version before specs had their own table (jobs.data held the
@@ -190,4 +190,41 @@ def test_a_new_job_reads_back_as_its_stored_document_without_sql(tmp_path: Path)
     assert cached.to_dict() == fresh.get_job("j-fresh").to_dict()
     assert cached.task.engine.params == _wasm_job("j-fresh", module).task.engine.params
     fresh.close()
+    store.close()
+
+
+def _submitted(job_id: str) -> JobHistory:
+    now = now_ns()
+    return JobHistory(
+        seq_num=0,
+        type="JobLevel",
+        job_id=job_id,
+        event=Event(message="Job submitted", topic="Submission", timestamp=now),
+        time=now,
+        new_revision=1,
+        job_state_new=JobStateType.PENDING,
+    )
+
+
+def test_a_new_jobs_history_log_starts_with_its_first_item(tmp_path: Path) -> None:
+    """The log of a job created here is in memory from its first committed item on: its
+    first reader (a client waiting for it) reads no SQL; a rolled-back job leaves none."""
+    store = JobStore(tmp_path / "jobs.db")
+    try:
+        with store.transaction():
+            store.create_job(_job("j-rolled-back"))
+            store.add_history(_submitted("j-rolled-back"))
+            raise RuntimeError("rolled back")
+    except RuntimeError:
+        pass
+    with store.transaction():
+        store.create_job(_job("j-new"))
+        store.add_history(_submitted("j-new"))
+    store.update_job_state("j-new", JobStateType.RUNNING)
+    reads: list[str] = []
+    store._db.set_trace_callback(reads.append)
+    assert [h.seq_num for h in store.history_of("j-new")] == [1, 2]
+    store._db.set_trace_callback(None)
+    assert not any("FROM history" in sql for sql in reads), reads
+    assert store.history_of("j-rolled-back") == []
     store.close()
