@@ -27,19 +27,17 @@ from bacalhau.orchestrator._ranking import Placed, rank_nodes
 from bacalhau.orchestrator._retries import fail_overdue, retry_policy
 from bacalhau.orchestrator._settings import SchedulerSettings
 from bacalhau.orchestrator.schedulers._shared import (
-    AFTER_GRACE_NS,
     event,
     fail_job,
     fail_lost,
     later,
-    look_again_after_grace,
     new_execution,
     not_enough_nodes,
     past_total_timeout,
     queue_expired,
-    queue_for_nodes,
-    queue_waiting,
+    queue_timeout_of,
     stop,
+    wait_for_nodes,
 )
 from bacalhau.orchestrator.schedulers._verified import schedule_verified
 
@@ -182,35 +180,22 @@ def schedule_batch(
                     job, r.node.info.node_id, evaluation, desired_new, now, partition=partition
                 )
             )
-        if len(placed) < missing:
-            queue_timeout = job.task.timeouts.queue_timeout or settings.default_queue_timeout
-            waited = now - job.create_time
-            deadline = job.create_time + queue_timeout * 1_000_000_000 if queue_timeout else 0
-            # Nodes that are only full free capacity by themselves: without a QueueTimeout
-            # the job waits for them (as it would have in their own queue) instead of failing.
-            passing = any(
-                r.obstacle is not None and r.obstacle.passing for r in ranks if not r.suitable
+        waits = len(placed) < missing and wait_for_nodes(
+            plan,
+            job,
+            ranks,
+            now=now,
+            settings=settings,
+            settling_until=settling_until,
+            nodes_needed=partitions,
+            idle=not active and not placed,
+        )
+        if len(placed) < missing and not waits and len(placed) + len(active) < desired:
+            # Some capacity exists but never enough for Count: fail instead of hanging.
+            return fail(
+                queue_expired(queue_timeout_of(job, settings))
+                + not_enough_nodes(job, missing, ranks, failures)
             )
-            if now < settling_until and len(ranks) < partitions:
-                # Fewer nodes known than the job needs, just after the requester started:
-                # the capacity is unknown, not missing. Wait for nodes to (re)join.
-                look_again_after_grace(plan, now, settling_until)
-                if not active and not placed and job.state != JobStateType.QUEUED:
-                    queue_for_nodes(plan, now)
-            elif (deadline and now < deadline) or (not queue_timeout and passing):
-                backoff = min(max(settings.queue_backoff, waited / 2e9), settings.queue_backoff_max)
-                wait_until = now + int(backoff * 1_000_000_000)
-                if deadline:
-                    # Look again right when the QueueTimeout passes, to fail on time.
-                    wait_until = min(wait_until, deadline + AFTER_GRACE_NS)
-                plan.new_evaluations.append(later(job, wait_until, now, TriggeredBy.JOB_QUEUE))
-                if not active and not placed:
-                    queue_waiting(plan, job, ranks, now)
-            elif len(placed) + len(active) < desired:
-                # Some capacity exists but never enough for Count: fail instead of hanging.
-                return fail(
-                    queue_expired(queue_timeout) + not_enough_nodes(job, missing, ranks, failures)
-                )
 
     # Running once a node took it: a pre-approved ask the node has not answered yet does not
     # count (it may decline), so the job's states come as in two rounds.

@@ -27,6 +27,7 @@ from bacalhau.models import (
 from bacalhau.orchestrator._plan import ExecutionChange, Plan
 from bacalhau.orchestrator._ranking import NodeRank, job_usage
 from bacalhau.orchestrator._retries import NODE_LOST
+from bacalhau.orchestrator._settings import SchedulerSettings
 from bacalhau.orchestrator._waiting import waiting_reason
 
 D = ExecutionDesiredStateType
@@ -308,6 +309,53 @@ def queue_expired(queue_timeout: int) -> str:
     if not queue_timeout:
         return ""
     return f"the job waited its QueueTimeout of {queue_timeout}s for a node.\n"
+
+
+def queue_timeout_of(job: Job, settings: SchedulerSettings) -> int:
+    """The job's ``QueueTimeout`` in seconds (the requester's default when unset; 0: none)."""
+    return job.task.timeouts.queue_timeout or settings.default_queue_timeout
+
+
+def wait_for_nodes(
+    plan: Plan,
+    job: Job,
+    ranks: Sequence[NodeRank],
+    *,
+    now: int,
+    settings: SchedulerSettings,
+    settling_until: int,
+    nodes_needed: int,
+    idle: bool,
+) -> bool:
+    """A job lacks suitable nodes: plan to look again and return True when it should wait,
+    or return False when it should fail now.
+
+    It waits, queued, right after the requester started while fewer nodes than
+    ``nodes_needed`` are known (their capacity is unknown, not missing); within its
+    ``QueueTimeout``; or, without one, while every node in the way is only full (it frees
+    capacity by itself). ``idle`` (nothing of the job placed or running) lets the plan say why
+    the job is queued.
+    """
+    queue_timeout = queue_timeout_of(job, settings)
+    deadline = job.create_time + queue_timeout * 1_000_000_000 if queue_timeout else 0
+    passing = any(r.obstacle is not None and r.obstacle.passing for r in ranks if not r.suitable)
+    if now < settling_until and len(ranks) < nodes_needed:
+        look_again_after_grace(plan, now, settling_until)
+        if idle and job.state != JobStateType.QUEUED:
+            queue_for_nodes(plan, now)
+        return True
+    if (deadline and now < deadline) or (not queue_timeout and passing):
+        waited = now - job.create_time
+        backoff = min(max(settings.queue_backoff, waited / 2e9), settings.queue_backoff_max)
+        wait_until = now + int(backoff * 1_000_000_000)
+        if deadline:
+            # Look again right when the QueueTimeout passes, to fail on time.
+            wait_until = min(wait_until, deadline + AFTER_GRACE_NS)
+        plan.new_evaluations.append(later(job, wait_until, now, TriggeredBy.JOB_QUEUE))
+        if idle:
+            queue_waiting(plan, job, ranks, now)
+        return True
+    return False
 
 
 def queue_waiting(plan: Plan, job: Job, ranks: Sequence[NodeRank], now: int) -> None:

@@ -38,20 +38,18 @@ from bacalhau.orchestrator._verifier import (
     verify_replicas,
 )
 from bacalhau.orchestrator.schedulers._shared import (
-    AFTER_GRACE_NS,
     event,
     fail_job,
     fail_lost,
     later,
-    look_again_after_grace,
     mark_running,
     new_execution,
     not_enough_nodes,
     past_total_timeout,
     queue_expired,
-    queue_for_nodes,
-    queue_waiting,
+    queue_timeout_of,
     stop,
+    wait_for_nodes,
 )
 
 __all__ = ["VERIFICATION_DETAIL", "schedule_verified"]
@@ -164,33 +162,23 @@ def schedule_verified(
             plan.new_executions.append(
                 new_execution(job, r.node.info.node_id, evaluation, desired_new, now, partition=0)
             )
-        if len(placed) < missing:
-            queue_timeout = job.task.timeouts.queue_timeout or settings.default_queue_timeout
-            waited = now - job.create_time
-            deadline = job.create_time + queue_timeout * 1_000_000_000 if queue_timeout else 0
-            passing = any(
-                r.obstacle is not None and r.obstacle.passing for r in ranks if not r.suitable
+        if len(placed) < missing and not wait_for_nodes(
+            plan,
+            job,
+            ranks,
+            now=now,
+            settings=settings,
+            settling_until=settling_until,
+            nodes_needed=replicas,
+            idle=not live and not placed,
+        ):
+            holding = len(completed) + len(live) + len(placed)
+            return fail(
+                queue_expired(queue_timeout_of(job, settings))
+                + f"a verified job runs its {replicas} replicas on distinct nodes: it needs "
+                f"{replicas - holding} more node(s), and no other suitable node is left.\n"
+                + not_enough_nodes(job, missing, ranks, failures)
             )
-            if now < settling_until and len(ranks) < replicas:
-                look_again_after_grace(plan, now, settling_until)
-                if not live and not placed and job.state != JobStateType.QUEUED:
-                    queue_for_nodes(plan, now)
-            elif (deadline and now < deadline) or (not queue_timeout and passing):
-                backoff = min(max(settings.queue_backoff, waited / 2e9), settings.queue_backoff_max)
-                wait_until = now + int(backoff * 1_000_000_000)
-                if deadline:
-                    wait_until = min(wait_until, deadline + AFTER_GRACE_NS)
-                plan.new_evaluations.append(later(job, wait_until, now, TriggeredBy.JOB_QUEUE))
-                if not live and not placed:
-                    queue_waiting(plan, job, ranks, now)
-            else:
-                holding = len(completed) + len(live) + len(placed)
-                return fail(
-                    queue_expired(queue_timeout)
-                    + f"a verified job runs its {replicas} replicas on distinct nodes: it needs "
-                    f"{replicas - holding} more node(s), and no other suitable node is left.\n"
-                    + not_enough_nodes(job, missing, ranks, failures)
-                )
 
     if approved or any(
         e.desired_state == D.RUNNING and e.compute_state not in _ASKED for e in live
