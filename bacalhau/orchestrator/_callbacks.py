@@ -381,16 +381,7 @@ class ExecutionCallbacks:
                     compute_details={**ex.compute_details, CHECK_DETAIL: PENDING}
                     if check
                     else None,
-                    expected_states=frozenset(
-                        {
-                            E.NEW,
-                            E.ASK_FOR_BID,
-                            E.ASK_FOR_BID_ACCEPTED,
-                            E.BID_ACCEPTED,
-                            E.RUNNING,
-                            E.PUBLISHING,
-                        }
-                    ),
+                    expected_states=_REPORTABLE,
                     event=Event(
                         message=message, topic="Execution", timestamp=now_ns(), details=details
                     ),
@@ -475,16 +466,7 @@ class ExecutionCallbacks:
                     desired_state=D.STOPPED,
                     compute_message=message,
                     compute_details=failure.event.details,
-                    expected_states=frozenset(
-                        {
-                            E.NEW,
-                            E.ASK_FOR_BID,
-                            E.ASK_FOR_BID_ACCEPTED,
-                            E.BID_ACCEPTED,
-                            E.RUNNING,
-                            E.PUBLISHING,
-                        }
-                    ),
+                    expected_states=_REPORTABLE,
                     event=Event(
                         message=message,
                         topic=failure.event.topic or "Execution",

@@ -27,6 +27,7 @@ from bacalhau.orchestrator._ranking import Placed, rank_nodes
 from bacalhau.orchestrator._retries import fail_overdue, retry_policy
 from bacalhau.orchestrator._settings import SchedulerSettings
 from bacalhau.orchestrator.schedulers._shared import (
+    ASKED,
     event,
     fail_job,
     fail_lost,
@@ -47,10 +48,6 @@ D = ExecutionDesiredStateType
 E = ExecutionStateType
 
 _SURPLUS = "Execution stop requested because there are more executions than needed"
-
-
-#: Observed states of an execution whose node has not answered its ask yet.
-_ASKED = frozenset({E.NEW, E.ASK_FOR_BID})
 
 
 def schedule_batch(
@@ -201,7 +198,7 @@ def schedule_batch(
     # count (it may decline), so the job's states come as in two rounds.
     if job.state in (JobStateType.PENDING, JobStateType.QUEUED) and (
         approved
-        or any(e.desired_state == D.RUNNING and e.compute_state not in _ASKED for e in active)
+        or any(e.desired_state == D.RUNNING and e.compute_state not in ASKED for e in active)
     ):
         plan.new_job_state = JobStateType.RUNNING
         plan.job_event = event("Running", "State Update", now)

@@ -33,6 +33,9 @@ from bacalhau.orchestrator._waiting import waiting_reason
 D = ExecutionDesiredStateType
 E = ExecutionStateType
 
+#: Observed states of an execution whose node has not answered its ask yet.
+ASKED = frozenset({E.NEW, E.ASK_FOR_BID})
+
 #: How long after the grace ends a waiting job is looked at again: timers may fire a little
 #: early, and an evaluation still inside the grace would only schedule another one.
 AFTER_GRACE_NS = 100_000_000

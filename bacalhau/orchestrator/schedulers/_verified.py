@@ -38,6 +38,7 @@ from bacalhau.orchestrator._verifier import (
     verify_replicas,
 )
 from bacalhau.orchestrator.schedulers._shared import (
+    ASKED,
     event,
     fail_job,
     fail_lost,
@@ -62,9 +63,6 @@ VERIFICATION_DETAIL = "Verification"
 #: Execution detail holding the CID its results were compared by.
 RESULTS_CID_DETAIL = "ResultsCID"
 _TOPIC = "Verification"
-
-#: Observed states of an execution whose node has not answered its ask yet.
-_ASKED = frozenset({E.NEW, E.ASK_FOR_BID})
 
 
 def schedule_verified(
@@ -180,9 +178,7 @@ def schedule_verified(
                 + not_enough_nodes(job, missing, ranks, failures)
             )
 
-    if approved or any(
-        e.desired_state == D.RUNNING and e.compute_state not in _ASKED for e in live
-    ):
+    if approved or any(e.desired_state == D.RUNNING and e.compute_state not in ASKED for e in live):
         mark_running(plan, job, now)
     return plan
 
