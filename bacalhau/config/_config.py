@@ -241,6 +241,9 @@ class NodeConfig:
     #: After the requester starts, how long compute nodes have to (re)join before a job that
     #: no known node can take fails, or an execution on a node not heard from is failed.
     rejoin_grace: float = 30.0
+    #: How long a batch job that lacks nodes waits for a compute node that died (not one
+    #: that left) to come back before it fails (0: fail at once).
+    lost_node_wait: float = 30.0
     #: Terminal jobs (and their executions, history, evaluations) last changed longer ago
     #: than this many seconds are deleted, on the requester and on compute nodes (finished
     #: executions, with their results folders, logs and local published archives); 0 keeps

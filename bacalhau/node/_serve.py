@@ -182,6 +182,7 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
                 execution_timeout_grace=config.execution_timeout_grace,
                 default_queue_timeout=config.default_queue_timeout,
                 rejoin_grace=config.rejoin_grace,
+                lost_node_wait=config.lost_node_wait,
                 min_reputation=config.min_reputation,
             ),
             default_publisher=config.default_publisher,

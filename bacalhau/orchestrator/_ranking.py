@@ -68,6 +68,12 @@ class NodeRank:
 
 
 FULL = Obstacle("is full", "are full", passing=True)
+#: A node that died (not one that left) moments ago: it may well come back (a restart, a
+#: false death under load), so a job that needs it waits a while instead of failing.
+RECENTLY_LOST = Obstacle(
+    "was lost moments ago and may come back", "were lost moments ago and may come back", True
+)
+DISCONNECTED = Obstacle("is disconnected", "are disconnected")
 
 
 def job_usage(job: Job) -> Resources:
@@ -341,6 +347,8 @@ def rank_nodes(
     attempts_per_node: int = DEFAULT_ATTEMPTS_PER_NODE,
     placed: Mapping[str, Placed] | None = None,
     min_reputation: float = 0.0,
+    now: int = 0,
+    lost_wait_ns: int = 0,
 ) -> list[NodeRank]:
     """Rank every candidate node for ``job``: suitable ones first, best first.
 
@@ -348,6 +356,9 @@ def rank_nodes(
     ``orchestrator._reputation``) has its score multiplied by it, so a node caught
     disagreeing ranks below its peers for every job; below ``min_reputation`` (the
     operator's threshold, 0: off) it is unsuitable.
+
+    A disconnected node that died (not one that left) less than ``lost_wait_ns`` before
+    ``now`` is a passing obstacle: a job it alone could take waits for it to come back.
 
     A node that has failed ``attempts_per_node`` executions of the job is not asked again.
     A node loses :data:`SPREAD_STEP` per execution it holds beyond the least loaded suitable
@@ -396,14 +407,7 @@ def rank_nodes(
             )
             continue
         if node.connection != Connection.CONNECTED:
-            ranks.append(
-                NodeRank(
-                    node,
-                    UNSUITABLE,
-                    "is disconnected",
-                    Obstacle("is disconnected", "are disconnected"),
-                )
-            )
+            ranks.append(_disconnected(node, now, lost_wait_ns))
             continue
         total = 0
         reason = ""
@@ -433,3 +437,21 @@ def rank_nodes(
         ranks[i] = NodeRank(r.node, max(0, score), r.reason, r.obstacle)
     ranks.sort(key=lambda r: (-r.score, r.node.info.node_id))
     return ranks
+
+
+def _disconnected(node: NodeState, now: int, lost_wait_ns: int) -> NodeRank:
+    lost_for = now - node.last_seen_ns
+    if (
+        lost_wait_ns > 0
+        and node.liveness == LivenessState.DEAD
+        and node.last_seen_ns > 0
+        and 0 <= lost_for < lost_wait_ns
+    ):
+        return NodeRank(
+            node,
+            UNSUITABLE,
+            f"is disconnected (lost {lost_for / 1e9:.1f}s ago; jobs wait up to "
+            f"{lost_wait_ns / 1e9:g}s for it to come back)",
+            RECENTLY_LOST,
+        )
+    return NodeRank(node, UNSUITABLE, "is disconnected", DISCONNECTED)

@@ -38,6 +38,10 @@ class SchedulerSettings:
     #: have (re)joined yet (0: none). The orchestrator turns it into ``schedule``'s
     #: ``settling_until``.
     rejoin_grace: float = 0.0
+    #: Seconds a batch job that lacks nodes waits for a compute node that died (not one that
+    #: left) to come back before failing: a restarted node, or one declared dead by mistake
+    #: under load, then takes the job's retry instead of the job failing (0: fail at once).
+    lost_node_wait: float = 0.0
     #: Whether ops and daemon executions may be sent pre-approved (one round: the node runs
     #: what it bids on). False when the requester has approval hooks: every bid then waits
     #: for them, whatever the job type.

@@ -174,3 +174,49 @@ def test_following_a_job_goes_on_with_the_retry_when_its_node_is_killed(
         stack.stop(check=False)
         raise
     stack.stop()
+
+
+def test_a_job_whose_only_node_is_lost_for_a_moment_waits_for_it(
+    tmp_path: Path, wasm_modules: Path
+) -> None:
+    stack = Devstack.start(tmp_path / "devstack", compute_nodes=1, config=FAST)
+    try:
+        job_id = stack.ok(
+            "wasm", "run", "--no-wait", "--id-only", str(wasm_modules / "sleeper.wasm"), "3"
+        ).strip()
+        first = eventually(
+            lambda: running_execution(stack, job_id), timeout=20, what="the job running"
+        )
+        [node] = stack.compute
+        # Frozen long enough to be declared lost (as a loaded machine or a restart may do),
+        # then back: with no other node, the job waits for it instead of failing.
+        os.kill(node.pid, signal.SIGSTOP)
+        try:
+            stack.wait_for_node(node.name, connection=Connection.DISCONNECTED, timeout=10)
+            eventually(
+                lambda: (
+                    stack.client.get_job(job_id, executions=True).executions[0].compute_state
+                    == ExecutionStateType.FAILED
+                ),
+                timeout=10,
+                what="the lost node's execution failed",
+            )
+            assert stack.client.get_job(job_id).job.state == JobStateType.QUEUED
+        finally:
+            os.kill(node.pid, signal.SIGCONT)
+
+        def finished() -> JobStateType | None:
+            state = stack.client.get_job(job_id).job.state
+            return state if state.is_terminal() else None
+
+        state = eventually(finished, timeout=30, what="the job finishing")
+        details = stack.client.get_job(job_id, executions=True)
+        assert state == JobStateType.COMPLETED, details.job.state_message
+        states = {ex.id: ex.compute_state for ex in details.executions}
+        assert states.pop(first.id) == ExecutionStateType.FAILED
+        assert list(states.values()) == [ExecutionStateType.COMPLETED]
+        assert {ex.node_id for ex in details.executions} == {node.node_id}
+    except BaseException:
+        stack.stop(check=False)
+        raise
+    stack.stop()

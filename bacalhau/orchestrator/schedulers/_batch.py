@@ -166,6 +166,8 @@ def schedule_batch(
             attempts_per_node=policy.attempts_per_node,
             placed=in_flight,
             min_reputation=settings.min_reputation,
+            now=now,
+            lost_wait_ns=int(settings.lost_node_wait * 1_000_000_000),
         )
         suitable = [r for r in ranks if r.suitable]
         placed = suitable[:missing]

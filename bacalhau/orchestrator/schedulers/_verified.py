@@ -152,6 +152,8 @@ def schedule_verified(
             attempts_per_node=policy.attempts_per_node,
             placed=in_flight,
             min_reputation=settings.min_reputation,
+            now=now,
+            lost_wait_ns=int(settings.lost_node_wait * 1_000_000_000),
         )
         placed = [r for r in ranks if r.suitable][:missing]
         desired_new = D.RUNNING if settings.pre_approve else D.PENDING
