@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job: start a local cluster (one requester and two compute nodes, each its own OS
 # process, talking mutual-TLS gRPC), run a Docker job and a WASM job (a C program compiled to
-# WASI), print their output, download their results, and stop the cluster.
+# WASI), a job reading data by CID, a verified job run on both nodes and compared by results
+# CID, print their output, download their results, and stop the cluster.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -80,6 +81,12 @@ echo "-- data add:          $CID"
 DATA_JOB="$(bacalhau docker run --id-only -i "ipfs://$CID:/inputs/words.txt" local/busybox:1.37 -- \
   wc -w /inputs/words.txt)"
 echo "-- job logs:          $(bacalhau job logs "$DATA_JOB")"
+
+echo
+echo "== verified results: the same WASM job on both compute nodes, deterministic, compared by CID"
+VERIFIED_JOB="$(bacalhau wasm run --verify --id-only -o outputs:/outputs .build/wasm/wordcount.wasm -- \
+  /outputs "the same code with the same data" "gives the same result")"
+bacalhau job describe "$VERIFIED_JOB" | sed -n '/^Verification$/,/^$/p'
 
 echo
 echo "== hello.wasm, with its arguments and environment"
