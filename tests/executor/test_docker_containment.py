@@ -19,9 +19,12 @@ from bacalhau.executor.docker import DEFAULT_PIDS_LIMIT, LABEL_EXECUTION_ID, LAB
 from bacalhau.models import Resources
 from tests.executor.conftest import new_request
 
-#: The classic shell fork bomb (every call starts two more in the background); the first
-#: shell then becomes a sleep, which holds the container open without needing a fork.
-FORK_BOMB = "b(){ b|b& }; b; exec sleep 60"
+#: The classic shell fork bomb (every call starts two more in the background), started from
+#: one background subshell; the first shell then becomes a sleep, which holds the container
+#: open without needing a fork. Started as ``b; exec sleep 60``, the first shell forked twice
+#: itself, racing its own descendants for the last pids: when it lost, ash exited on "can't
+#: fork" and took the container with it (about one run in twenty).
+FORK_BOMB = "b(){ b|b& }; b & exec sleep 60"
 PIDS_LIMIT = 24
 
 
