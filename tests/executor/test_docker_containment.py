@@ -4,6 +4,7 @@ survives cancellation, and the reaper that removes containers nobody owns."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -160,6 +161,57 @@ async def test_close_waits_for_removals_that_cancelled_runs_left(
     await asyncio.gather(run, return_exceptions=True)
     await executor.close()
     assert _containers(client, prefix) == []
+
+
+class _HeldCreate(docker.APIClient):  # type: ignore[misc]
+    """The engine's own API, with container creation held until the test lets it through:
+    how a run gets cancelled while the engine is creating its container, every time."""
+
+    def __init__(self) -> None:
+        super().__init__(**docker.utils.kwargs_from_env())
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.created: list[str] = []
+
+    def create_container(self, *args: Any, **kwargs: Any) -> Any:
+        self.entered.set()
+        self.release.wait(30)
+        created = super().create_container(*args, **kwargs)
+        self.created.append(created["Id"])
+        return created
+
+
+async def test_a_run_cancelled_while_its_container_is_created_still_removes_it(
+    tmp_path: Path, client: Any, busybox_image: str, prefix: str
+) -> None:
+    held = _HeldCreate()
+    held_client = docker.DockerClient.from_env()
+    held_client.api = held
+    executor = DockerExecutor(client=held_client, name_prefix=prefix)  # no reaper runs
+    request = new_request(
+        tmp_path, "docker", {"Image": busybox_image, "Entrypoint": ["sleep"], "Parameters": ["60"]}
+    )
+    run = asyncio.ensure_future(executor.run(request))
+    try:
+        assert await asyncio.to_thread(held.entered.wait, 10)
+        run.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+        # The cancelled run is gone; the engine creates its container all the same.
+        held.release.set()
+        deadline = time.monotonic() + 10
+        while not held.created:
+            assert time.monotonic() < deadline, "the engine did not create the container"
+            await asyncio.sleep(0.02)
+        deadline = time.monotonic() + 5
+        while _containers(client, prefix):
+            assert time.monotonic() < deadline, "nothing removes the container created late"
+            await asyncio.sleep(0.05)
+        await executor.close()
+    finally:
+        held.release.set()
+        for container in _containers(client, prefix):
+            container.remove(force=True)
 
 
 async def test_reaper_removes_stray_containers_on_start_and_on_its_timer(

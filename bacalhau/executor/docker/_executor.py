@@ -300,7 +300,9 @@ class DockerExecutor:
                 await self._remove(api, container_id)
         finally:
             if lease is not None:
-                self._release_after_removal(lease, control)
+                self._release_after_removal(
+                    lease, control.container_id or self._container_name(request)
+                )
             if capped is not None:
                 self._release_later(request.execution_id, capped, mounting)
             del self._runs[request.execution_id]
@@ -319,10 +321,11 @@ class DockerExecutor:
         self._releasing[execution_id] = task
         task.add_done_callback(lambda _: self._releasing.pop(execution_id, None))
 
-    def _release_after_removal(self, lease: EgressLease, control: _RunControl) -> None:
+    def _release_after_removal(self, lease: EgressLease, container: str) -> None:
         # A cancelled run stops waiting for the removal, not the removal: its address must
-        # not go to a new container while the old one may still hold it.
-        pending = self._removals.pending(control.container_id or "")
+        # not go to a new container while the old one may still hold it. ``container`` is
+        # the name when the run was cancelled during the create: its removal goes by name.
+        pending = self._removals.pending(container)
         if pending is None:
             self._egress.release(lease)
         else:
@@ -489,9 +492,15 @@ class DockerExecutor:
         pulled = False
         cleared_name = False
         while True:
+            creating = asyncio.ensure_future(asyncio.to_thread(api.create_container, **kwargs))
             try:
-                created = await asyncio.to_thread(api.create_container, **kwargs)
+                created = await asyncio.shield(creating)
                 return str(created["Id"])
+            except asyncio.CancelledError:
+                # The engine goes on creating the container, whose ID this run will never
+                # know: the executor removes it once it exists (close() waits for that).
+                self._removals.remove_once_created(api, kwargs["name"], creating)
+                raise
             except docker.errors.ImageNotFound as e:
                 if not self._allow_pull:
                     raise self._image_missing(spec.image) from e

@@ -4,6 +4,10 @@ A caller that is cancelled stops waiting, not removing, and two callers share on
 A removal the engine reports as already in progress (409) may still fail (a container whose
 processes are slow to die): only the engine saying "no such container" proves it is gone,
 so the task asks again until it does, or leaves the container to the reaper after a while.
+
+A run cancelled while the engine creates its container never learns the container's ID, yet
+the engine goes on to create it: such a container is removed, by name, once the creation has
+ended, by a task registered here at once, so closing the executor waits for it too.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 import docker.errors
@@ -44,12 +49,38 @@ class Removals:
         """Kill and remove a container, returning once it is gone (or left to the reaper)."""
         task = self._tasks.get(container)
         if task is None:
-            task = asyncio.get_running_loop().create_task(
-                _remove_until_gone(api, container), name=f"docker-remove-{container[:12]}"
-            )
-            self._tasks[container] = task
-            task.add_done_callback(lambda _: self._tasks.pop(container, None))
+            task = self._track(container, _remove_until_gone(api, container))
         await asyncio.shield(task)
+
+    def remove_once_created(self, api: Any, name: str, creating: asyncio.Future[Any]) -> None:
+        """Remove the container named ``name`` once ``creating`` (its creation) has ended.
+
+        Whatever the creation's outcome: an engine that timed out answering may have made
+        the container all the same, and removing a name that does not exist costs one call.
+        """
+
+        # A removal of that name already under way may end before the creation does.
+        earlier = self._tasks.get(name)
+
+        async def remove() -> None:
+            await asyncio.gather(creating, *filter(None, [earlier]), return_exceptions=True)
+            await _remove_until_gone(api, name)
+
+        self._track(name, remove())
+
+    def _track(self, container: str, removal: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(
+            removal, name=f"docker-remove-{container[:12]}"
+        )
+        self._tasks[container] = task
+
+        def forget(done: asyncio.Task[None]) -> None:
+            # Only this task: a later removal of the same name may have taken its place.
+            if self._tasks.get(container) is done:
+                del self._tasks[container]
+
+        task.add_done_callback(forget)
+        return task
 
 
 async def _remove_until_gone(api: Any, container: str) -> None:
