@@ -163,31 +163,39 @@ async def test_close_waits_for_removals_that_cancelled_runs_left(
     assert _containers(client, prefix) == []
 
 
-class _HeldCreate(docker.APIClient):  # type: ignore[misc]
-    """The engine's own API, with container creation held until the test lets it through:
-    how a run gets cancelled while the engine is creating its container, every time."""
+class HeldCreate(docker.APIClient):  # type: ignore[misc]
+    """The engine's own API, with the first container creation held until the test lets it
+    through: how a run gets cancelled while the engine is creating its container, every time.
+    Later creations go straight through; every one's arguments are recorded."""
 
     def __init__(self) -> None:
         super().__init__(**docker.utils.kwargs_from_env())
         self.entered = threading.Event()
         self.release = threading.Event()
+        self.calls: list[dict[str, Any]] = []
         self.created: list[str] = []
 
     def create_container(self, *args: Any, **kwargs: Any) -> Any:
-        self.entered.set()
-        self.release.wait(30)
+        self.calls.append(kwargs)
+        if len(self.calls) == 1:
+            self.entered.set()
+            self.release.wait(30)
         created = super().create_container(*args, **kwargs)
         self.created.append(created["Id"])
         return created
+
+    def client(self) -> docker.DockerClient:
+        """A client of the engine whose low-level API is this one."""
+        client = docker.DockerClient.from_env()
+        client.api = self
+        return client
 
 
 async def test_a_run_cancelled_while_its_container_is_created_still_removes_it(
     tmp_path: Path, client: Any, busybox_image: str, prefix: str
 ) -> None:
-    held = _HeldCreate()
-    held_client = docker.DockerClient.from_env()
-    held_client.api = held
-    executor = DockerExecutor(client=held_client, name_prefix=prefix)  # no reaper runs
+    held = HeldCreate()
+    executor = DockerExecutor(client=held.client(), name_prefix=prefix)  # no reaper runs
     request = new_request(
         tmp_path, "docker", {"Image": busybox_image, "Entrypoint": ["sleep"], "Parameters": ["60"]}
     )

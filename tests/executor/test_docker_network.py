@@ -27,6 +27,7 @@ from bacalhau.executor.docker import LABEL_EXECUTOR
 from bacalhau.executor.network import EgressProxy
 from bacalhau.models import NetworkConfig, NetworkType
 from tests.executor.conftest import new_request
+from tests.executor.test_docker_containment import HeldCreate
 
 ALLOWED = "www.allowed.test"
 FORBIDDEN = "forbidden.test"
@@ -236,3 +237,34 @@ async def test_http_mode_jobs_cannot_reach_each_other(
         with contextlib.suppress(ExecutionCancelled):
             await listening
     assert result.stdout == "closed\n"
+
+
+def _address(create_kwargs: dict[str, Any]) -> str:
+    endpoints = create_kwargs["networking_config"]["EndpointsConfig"]
+    return str(next(iter(endpoints.values()))["IPAMConfig"]["IPv4Address"])
+
+
+async def test_a_run_cancelled_during_its_create_keeps_its_address_until_its_container_goes(
+    tmp_path: Path, busybox_image: str
+) -> None:
+    held = HeldCreate()
+    prefix = f"bn{uuid.uuid4().hex[:10]}"
+    async with DockerExecutor(
+        client=held.client(), name_prefix=prefix, scratch_dir=tmp_path / "scratch"
+    ) as executor:
+        cancelled = asyncio.ensure_future(
+            executor.run(shell(tmp_path, busybox_image, "sleep 60", network=http_mode("a.test")))
+        )
+        try:
+            assert await asyncio.to_thread(held.entered.wait, 10)
+            cancelled.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await cancelled
+            # The engine is still creating the cancelled run's container, with its address.
+            await executor.run(shell(tmp_path, busybox_image, "true", network=http_mode("a.test")))
+        finally:
+            held.release.set()
+    assert len(held.calls) == 2
+    assert _address(held.calls[1]) != _address(held.calls[0])
+    client = docker.from_env()
+    assert client.containers.list(all=True, filters={"label": f"{LABEL_EXECUTOR}={prefix}"}) == []
