@@ -1,0 +1,411 @@
+"""The public gRPC API (``proto/bacalhau/v1/api.proto``), served in front of an orchestrator.
+
+Like the REST edge it uses only :class:`~bacalhau.orchestrator.OrchestratorAPI`, and follows
+the REST semantics (paging tokens, history long-polls, error codes); errors are translated
+once, in :mod:`bacalhau.api._grpc_errors`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from types import TracebackType
+from typing import Any, TypeVar
+
+import grpc
+
+from bacalhau._proto.v1 import api_pb2, api_pb2_grpc
+from bacalhau.api._grpc_convert import (
+    execution_document,
+    history_item,
+    job_document,
+    job_from_request,
+    log_chunk,
+    node_document,
+    node_info,
+    result_json,
+)
+from bacalhau.api._grpc_errors import abort_with
+from bacalhau.api._jobs import (
+    _JOB_ORDER,
+    HISTORY_PAGE,
+    MAX_WAIT_SECONDS,
+    ResultRewriter,
+    _history_filter,
+    _wait_for_change,
+)
+from bacalhau.api._query import JobListToken
+from bacalhau.errors import BadQuery
+from bacalhau.models import parse_selector
+from bacalhau.orchestrator._api import OrchestratorAPI, job_sort_value
+
+_S = TypeVar("_S")
+_Req = TypeVar("_Req")
+_Resp = TypeVar("_Resp")
+
+_Unary = Callable[[_S, _Req, Any], Awaitable[_Resp]]
+
+
+def _translated(fn: _Unary[_S, _Req, _Resp]) -> _Unary[_S, _Req, _Resp]:
+    """A unary handler whose errors end the call with their translated status."""
+    name = fn.__name__
+
+    @functools.wraps(fn)
+    async def call(self: _S, request: _Req, context: Any) -> _Resp:
+        try:
+            return await fn(self, request, context)
+        except Exception as exc:
+            await abort_with(context, exc, name)
+
+    return call
+
+
+class JobServicer(api_pb2_grpc.JobServiceServicer):
+    """JobService: submit, read, follow, stop and rerun jobs."""
+
+    def __init__(
+        self,
+        orchestrator: OrchestratorAPI,
+        closing: asyncio.Event,
+        result_rewriter: ResultRewriter | None = None,
+    ) -> None:
+        self._orch = orchestrator
+        self._closing = closing
+        self._rewrite = result_rewriter
+
+    @_translated
+    async def SubmitJob(
+        self, request: api_pb2.SubmitJobRequest, context: Any
+    ) -> api_pb2.SubmitJobResponse:
+        job = job_from_request(request)
+        result = await self._orch.submit_job(job, idempotency_token=request.idempotency_token)
+        return api_pb2.SubmitJobResponse(
+            job_id=result.job_id, evaluation_id=result.evaluation_id, warnings=result.warnings
+        )
+
+    @_translated
+    async def GetJob(self, request: api_pb2.GetJobRequest, context: Any) -> api_pb2.GetJobResponse:
+        job = await self._orch.get_job(request.job_id)
+        out = api_pb2.GetJobResponse(job=job_document(job))
+        if request.include_history:
+            out.history.extend(history_item(h) for h in await self._orch.job_history(job.id))
+        if request.include_executions:
+            executions = await self._orch.list_executions(job.id)
+            out.executions.extend(execution_document(e) for e in executions)
+        return out
+
+    @_translated
+    async def ListJobs(
+        self, request: api_pb2.ListJobsRequest, context: Any
+    ) -> api_pb2.ListJobsResponse:
+        selector = parse_selector(request.labels, field="labels") if request.labels else None
+        after: tuple[int | str, str] | None = None
+        if request.next_token:
+            token = JobListToken.decode(request.next_token)
+            order_by = _JOB_ORDER.get(token.sort_by, "created_at")
+            reverse, limit, offset, after = token.reverse, token.limit, token.offset, token.after
+            if after is not None:
+                offset = 0  # the cursor says where to go on
+        else:
+            wanted = (request.order_by or "created_at").lower()
+            if wanted not in _JOB_ORDER:
+                raise BadQuery(
+                    f"invalid order_by {wanted[:100]!r}",
+                    field="order_by",
+                    hint="use created_at, modified_at or id",
+                )
+            order_by, reverse, limit, offset = _JOB_ORDER[wanted], request.reverse, request.limit, 0
+        page = await self._orch.list_jobs(
+            namespace=request.namespace,
+            selector=selector,
+            order_by=order_by,
+            reverse=reverse,
+            limit=limit,
+            offset=offset,
+            after=after,
+        )
+        next_token = ""
+        if page.has_more and limit and page.items:
+            last = page.items[-1]
+            next_token = JobListToken(
+                order_by,
+                reverse,
+                limit,
+                offset + len(page.items),
+                (job_sort_value(last, order_by), last.id),
+            ).encode()
+        # Encoding large specs holds the GIL for a while: off the event loop.
+        jobs = await asyncio.to_thread(lambda: [job_document(j) for j in page.items])
+        return api_pb2.ListJobsResponse(jobs=jobs, next_token=next_token)
+
+    @_translated
+    async def ListExecutions(
+        self, request: api_pb2.ListExecutionsRequest, context: Any
+    ) -> api_pb2.ListExecutionsResponse:
+        executions = await self._orch.list_executions(request.job_id)
+        return api_pb2.ListExecutionsResponse(
+            executions=[execution_document(e) for e in executions]
+        )
+
+    @_translated
+    async def JobHistory(
+        self, request: api_pb2.JobHistoryRequest, context: Any
+    ) -> api_pb2.JobHistoryResponse:
+        """History after ``after_seq``; with ``wait_seconds``, held until something new
+        exists (or the job ends, or the wait passes), as REST's ``wait=``."""
+        orch = self._orch
+        event_type = (request.event_type or "all").lower()
+        if event_type not in ("all", "job", "execution"):
+            raise BadQuery(
+                f"invalid event_type {event_type[:100]!r}",
+                field="event_type",
+                hint="use all, job or execution",
+            )
+        keep = _history_filter(
+            event_type=event_type,
+            execution_id=request.execution_id,
+            node_id=request.node_id,
+            since=0,
+        )
+        limit = request.limit or HISTORY_PAGE
+        cursor = request.after_seq
+        wait = max(0.0, min(request.wait_seconds, MAX_WAIT_SECONDS))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        job_id = request.job_id
+        while True:
+            # The state BEFORE the history: a job terminal then has its history complete.
+            job = await orch.get_job(job_id)
+            job_id = job.id
+            done = job.state.is_terminal()
+            if request.execution_id and not done:
+                chosen = [
+                    e
+                    for e in await orch.list_executions(job_id)
+                    if e.id.startswith(request.execution_id)
+                ]
+                done = bool(chosen) and all(e.compute_state.is_terminal() for e in chosen)
+            history = await orch.job_history(job_id)
+            newest = max((h.seq_num for h in history), default=cursor)
+            matched = [h for h in history if h.seq_num > cursor and keep(h)]
+            page, more = matched[:limit], len(matched) > limit
+            remaining = deadline - loop.time()
+            if page or done or remaining <= 0 or self._closing.is_set():
+                break
+            cursor = max(cursor, newest)  # nothing new for this client: skip what it never sees
+            await _wait_for_change(
+                self._closing, orch.wait_for_change(job_id, after_seq=newest, timeout=remaining)
+            )
+        next_after = page[-1].seq_num if more else max(cursor, newest)
+        now = job if done else await orch.get_job(job_id)
+        return api_pb2.JobHistoryResponse(
+            items=[history_item(h) for h in page],
+            next_after_seq=next_after,
+            more=more or not done,
+            job=job_document(now),
+        )
+
+    @_translated
+    async def StopJob(
+        self, request: api_pb2.StopJobRequest, context: Any
+    ) -> api_pb2.StopJobResponse:
+        evaluation_id = await self._orch.stop_job(request.job_id, request.reason)
+        return api_pb2.StopJobResponse(evaluation_id=evaluation_id)
+
+    @_translated
+    async def RerunJob(
+        self, request: api_pb2.RerunJobRequest, context: Any
+    ) -> api_pb2.RerunJobResponse:
+        job, evaluation_id = await self._orch.rerun_job(request.job_id, request.reason)
+        return api_pb2.RerunJobResponse(
+            job_id=job.id, job_version=job.version, evaluation_id=evaluation_id
+        )
+
+    @_translated
+    async def GetResults(
+        self, request: api_pb2.GetResultsRequest, context: Any
+    ) -> api_pb2.GetResultsResponse:
+        results = await self._orch.job_results(request.job_id)
+        if self._rewrite is not None:
+            rewrite = self._rewrite
+            # Signing may read credential files: off the event loop.
+            results = [await asyncio.to_thread(rewrite, r) for r in results]
+        return api_pb2.GetResultsResponse(result_json=[result_json(r) for r in results])
+
+    async def StreamJobLogs(
+        self, request: api_pb2.StreamJobLogsRequest, context: Any
+    ) -> AsyncIterator[api_pb2.StreamJobLogsResponse]:
+        try:
+            chunks = await self._orch.stream_logs(
+                request.job_id,
+                execution_id=request.execution_id,
+                follow=request.follow,
+                tail=request.tail,
+            )
+        except Exception as exc:
+            await abort_with(context, exc, "StreamJobLogs")
+        failure: Exception | None = None
+        try:
+            async for chunk in chunks:
+                yield log_chunk(chunk)
+        except Exception as exc:
+            failure = exc
+        finally:
+            # Closing the iterator stops the relay from the compute node.
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        if failure is not None:
+            await abort_with(context, failure, "StreamJobLogs")
+
+
+class NodeServicer(api_pb2_grpc.NodeAPIServiceServicer):
+    """NodeAPIService: the cluster's nodes as the requester sees them."""
+
+    def __init__(self, orchestrator: OrchestratorAPI) -> None:
+        self._orch = orchestrator
+
+    @_translated
+    async def ListNodes(
+        self, request: api_pb2.ListNodesRequest, context: Any
+    ) -> api_pb2.ListNodesResponse:
+        nodes = sorted(await self._orch.list_nodes(), key=lambda n: n.info.node_id)
+        return api_pb2.ListNodesResponse(nodes=[node_document(n) for n in nodes])
+
+    @_translated
+    async def GetNode(
+        self, request: api_pb2.GetNodeRequest, context: Any
+    ) -> api_pb2.GetNodeResponse:
+        return api_pb2.GetNodeResponse(
+            node=node_document(await self._orch.get_node(request.node_id))
+        )
+
+    @_translated
+    async def UpdateNode(
+        self, request: api_pb2.UpdateNodeRequest, context: Any
+    ) -> api_pb2.UpdateNodeResponse:
+        action = request.action.lower()
+        if action not in ("approve", "reject", "delete"):
+            raise BadQuery(
+                f"invalid action {request.action[:100]!r}",
+                field="action",
+                hint="use approve, reject or delete",
+            )
+        success, error = await self._orch.update_node(request.node_id, action, request.message)
+        return api_pb2.UpdateNodeResponse(success=success, error=error)
+
+
+class AgentServicer(api_pb2_grpc.AgentServiceServicer):
+    """AgentService: the requester itself."""
+
+    def __init__(self, orchestrator: OrchestratorAPI) -> None:
+        self._orch = orchestrator
+
+    @_translated
+    async def Alive(self, request: api_pb2.AliveRequest, context: Any) -> api_pb2.AliveResponse:
+        return api_pb2.AliveResponse(status="OK")
+
+    @_translated
+    async def Version(
+        self, request: api_pb2.VersionRequest, context: Any
+    ) -> api_pb2.VersionResponse:
+        return api_pb2.VersionResponse(git_version=self._orch.node_info().version)
+
+    @_translated
+    async def NodeInfo(
+        self, request: api_pb2.NodeInfoRequest, context: Any
+    ) -> api_pb2.NodeInfoResponse:
+        return node_info(self._orch.node_info())
+
+
+#: Largest message accepted (a job with an inline WASM module), as REST's max_job_size.
+DEFAULT_MAX_MESSAGE = 4 * 1024 * 1024
+
+
+class GrpcApiServer:
+    """Serves the public gRPC API for ``orchestrator`` on ``host:port`` (port 0 picks a free
+    one), in plaintext as the REST API is served.
+
+    An async context manager: the port is bound on entry (:attr:`port` is then the real
+    port) and closed on exit, ending long-polls and log streams in flight.
+    """
+
+    def __init__(
+        self,
+        orchestrator: OrchestratorAPI,
+        *,
+        host: str = "0.0.0.0",
+        port: int = 1235,
+        max_message: int = DEFAULT_MAX_MESSAGE,
+        result_rewriter: ResultRewriter | None = None,
+    ) -> None:
+        self._orch = orchestrator
+        self._host = host
+        self._requested_port = port
+        self._max_message = max_message
+        self._rewrite = result_rewriter
+        self._closing = asyncio.Event()
+        self._server: grpc.aio.Server | None = None
+        self._port = 0
+
+    @property
+    def port(self) -> int:
+        """The bound port (valid once started)."""
+        return self._port
+
+    @property
+    def address(self) -> str:
+        """``host:port`` clients on this machine can dial."""
+        host = self._host
+        if host in ("", "0.0.0.0"):
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{host}:{self._port}"
+
+    async def start(self) -> None:
+        options = [
+            ("grpc.max_receive_message_length", self._max_message),
+            ("grpc.so_reuseport", 0),  # a taken port must fail, not be shared
+        ]
+        server = grpc.aio.server(options=options)
+        api_pb2_grpc.add_JobServiceServicer_to_server(
+            JobServicer(self._orch, self._closing, self._rewrite), server
+        )
+        api_pb2_grpc.add_NodeAPIServiceServicer_to_server(NodeServicer(self._orch), server)
+        api_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(self._orch), server)
+        host = self._host or "0.0.0.0"
+        bind = (
+            f"[{host}]:{self._requested_port}" if ":" in host else f"{host}:{self._requested_port}"
+        )
+        try:
+            port = server.add_insecure_port(bind)
+        except RuntimeError as exc:
+            raise OSError(f"cannot bind the gRPC API to {bind}: {exc}") from None
+        if not port:
+            raise OSError(f"cannot bind the gRPC API to {bind}")
+        await server.start()
+        self._server, self._port = server, port
+
+    async def stop(self) -> None:
+        if self._server is None:
+            return
+        self._closing.set()
+        await asyncio.sleep(0)  # let long-polls see the signal before calls are cancelled
+        server, self._server = self._server, None
+        await server.stop(grace=1.0)
+
+    async def __aenter__(self) -> GrpcApiServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
