@@ -36,7 +36,7 @@ from bacalhau.api._jobs import (
     _wait_for_change,
 )
 from bacalhau.api._query import JobListToken
-from bacalhau.errors import BadQuery
+from bacalhau.errors import BadQuery, Unavailable
 from bacalhau.models import parse_selector
 from bacalhau.orchestrator._api import OrchestratorAPI, job_sort_value
 
@@ -383,10 +383,11 @@ class GrpcApiServer:
         )
         try:
             port = server.add_insecure_port(bind)
-        except RuntimeError as exc:
-            raise OSError(f"cannot bind the gRPC API to {bind}: {exc}") from None
+        except RuntimeError:
+            port = 0
         if not port:
-            raise OSError(f"cannot bind the gRPC API to {bind}")
+            # gRPC says only that the bind failed, not why (mostly: the port is taken).
+            raise Unavailable(f"the gRPC API cannot bind {bind}", component="APIServer")
         await server.start()
         self._server, self._port = server, port
 

@@ -71,6 +71,14 @@ _CONFIG_HELP = (
 @click.option(
     "--api-port", "api_port", type=click.IntRange(0, 65535), default=None, help="[default: 1234]"
 )
+@click.option(
+    "--api-grpc-port",
+    "api_grpc_port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Public gRPC API port, on the REST API's host (0: any free port) "
+    "[default: 1235, or a free port with --api-port 0].",
+)
 @click.option("--grpc-host", default=None, help="bprotocol bind host [default: 0.0.0.0].")
 @click.option("--grpc-port", type=click.IntRange(0, 65535), default=None, help="[default: 4222]")
 @click.option(
@@ -162,6 +170,14 @@ def serve(
     help="Port of the requester's REST API (0: any free port).",
 )
 @click.option(
+    "--api-grpc-port",
+    "api_grpc_port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Port of the requester's public gRPC API (0: any free port) "
+    "[default: 1235, or a free port with --api-port 0].",
+)
+@click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
@@ -205,6 +221,7 @@ def serve(
 def devstack(
     compute_nodes: int,
     api_port: int,
+    api_grpc_port: int | None,
     data_dir: Path | None,
     engines: str,
     keep_data: bool,
@@ -231,6 +248,7 @@ def devstack(
             config=_config_pairs(config),
             faulty_compute_nodes=faulty_compute_nodes,
             faulty_results=faulty_results,
+            api_grpc_port=api_grpc_port,
         )
     )
     if isinstance(code, int) and code:

@@ -116,6 +116,10 @@ class NodeConfig:
     # Public REST API (requester only).
     api_host: str = "0.0.0.0"
     api_port: int = 1234
+    #: Public gRPC API (``proto/bacalhau/v1/api.proto``), on ``api_host`` like the REST API;
+    #: 0 picks a free port. Unset (-1): 1235, or a free port when ``api_port`` is 0, so a
+    #: node asked for free ports takes no fixed one. See :meth:`grpc_api_port`.
+    api_grpc_port: int = -1
     #: Largest job (request body) the API accepts, in bytes; larger ones get 413.
     max_job_size: int = 4 * 1024 * 1024
 
@@ -261,6 +265,12 @@ class NodeConfig:
     #: Bytes the requester reads of one verified replica's published results to check them
     #: against the CID its node claims; larger results are left unchecked (1 GiB).
     result_check_max_bytes: int = 1024**3
+
+    def grpc_api_port(self) -> int:
+        """The port the public gRPC API binds (0: a free one)."""
+        if self.api_grpc_port >= 0:
+            return self.api_grpc_port
+        return 1235 if self.api_port else 0
 
     def advertised(self, port: int) -> str:
         host = self.advertise_host or (

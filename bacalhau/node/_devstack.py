@@ -63,6 +63,7 @@ DEVSTACK_OWNED_KEYS = frozenset(
         "name",
         "api_host",
         "api_port",
+        "api_grpc_port",
         "grpc_host",
         "grpc_port",
         "orchestrator_address",
@@ -118,6 +119,8 @@ class DevstackNode:
     #: from the same working directory and environment, it restarts this very node.
     args: list[str]
     api_address: str = ""
+    #: The public gRPC API (requester only).
+    grpc_api_address: str = ""
     publisher_address: str = ""
     status: NodeStatus = NodeStatus.STARTING
     exit_code: int | None = None
@@ -147,6 +150,7 @@ class DevstackNode:
                 name: port
                 for name, port in (
                     ("API", _port(self.api_address)),
+                    ("GRPCAPI", _port(self.grpc_api_address)),
                     ("GRPC", _port(self.grpc_address)),
                     ("Publisher", _port(self.publisher_address)),
                 )
@@ -157,6 +161,8 @@ class DevstackNode:
         }
         if self.api_address:
             out["APIAddress"] = self.api_address
+        if self.grpc_api_address:
+            out["GRPCAPIAddress"] = self.grpc_api_address
         if self.publisher_address:
             out["PublisherAddress"] = self.publisher_address
         return out
@@ -200,12 +206,15 @@ def plan_devstack(
     config: Mapping[str, str] | None = None,
     faulty_compute_nodes: int = 0,
     faulty_results: str = "corrupt",
+    api_grpc_port: int | None = None,
 ) -> list[DevstackNode]:
     """Create the CA, identities and certificates; choose ports; build each node's command.
 
     ``config`` (``Key=Value`` settings) goes to every node as ``-c`` flags, checked first.
     The last ``faulty_compute_nodes`` compute nodes alter the results they publish
     (``faulty_results``, ``corrupt`` or ``misclaim``: a test bed for verification).
+    ``api_grpc_port`` (the requester's public gRPC API; 0: a free port) defaults to 1235,
+    or to a free port when ``api_port`` is 0 (a stack on free ports takes no fixed one).
     """
     if compute_nodes < 0:
         raise InvalidRequest("--compute-nodes must be >= 0", details={"Field": "compute-nodes"})
@@ -223,7 +232,10 @@ def plan_devstack(
     base = [sys.executable, "-m", "bacalhau", "serve"]
     req_dir = data_dir / "requester"
     requester = _prepare_node(ca, req_dir)
+    if api_grpc_port is None:
+        api_grpc_port = 1235 if api_port else 0
     api_port = api_port or free_port()
+    api_grpc_port = api_grpc_port or free_port()
     req_grpc = free_port()
     nodes = [
         DevstackNode(
@@ -233,6 +245,7 @@ def plan_devstack(
             data_dir=req_dir,
             grpc_address=f"127.0.0.1:{req_grpc}",
             api_address=f"127.0.0.1:{api_port}",
+            grpc_api_address=f"127.0.0.1:{api_grpc_port}",
             args=[
                 *base,
                 "--orchestrator",
@@ -241,6 +254,7 @@ def plan_devstack(
                         "--data-dir": req_dir,
                         "--api-host": "127.0.0.1",
                         "--api-port": api_port,
+                        "--api-grpc-port": api_grpc_port,
                         "--grpc-host": "127.0.0.1",
                         "--grpc-port": req_grpc,
                     }
@@ -388,6 +402,7 @@ def write_manifest(data_dir: Path, nodes: list[DevstackNode]) -> Path:
     manifest = {
         "DataDir": str(data_dir),
         "APIAddress": requester.api_address,
+        "GRPCAPIAddress": requester.grpc_api_address,
         "CADir": str(data_dir / "ca"),
         "WorkingDirectory": os.getcwd(),
         "Nodes": [n.describe() for n in nodes],
@@ -410,6 +425,7 @@ async def run_devstack(
     config: Mapping[str, str] | None = None,
     faulty_compute_nodes: int = 0,
     faulty_results: str = "corrupt",
+    api_grpc_port: int | None = None,
 ) -> int:
     """Run a devstack until SIGINT/SIGTERM (exit 0) or until every node has died (exit 1).
 
@@ -433,6 +449,7 @@ async def run_devstack(
             config=config or {},
             faulty_compute_nodes=faulty_compute_nodes,
             faulty_results=faulty_results,
+            api_grpc_port=api_grpc_port,
         )
     finally:
         if temporary and not keep_data:
@@ -489,6 +506,7 @@ async def _run_nodes(
     config: Mapping[str, str],
     faulty_compute_nodes: int = 0,
     faulty_results: str = "corrupt",
+    api_grpc_port: int | None = None,
 ) -> int:
     nodes = plan_devstack(
         data_dir=data_dir,
@@ -499,6 +517,7 @@ async def _run_nodes(
         config=config,
         faulty_compute_nodes=faulty_compute_nodes,
         faulty_results=faulty_results,
+        api_grpc_port=api_grpc_port,
     )
     # Never written to: its end of file tells the nodes that this process is gone.
     lifeline, lifeline_keep = os.pipe()
@@ -530,6 +549,7 @@ async def _run_nodes(
         print(
             f"Devstack ready: 1 requester and {compute_nodes} compute node(s).\n"
             f"  API:      http://{requester.api_address}\n"
+            f"  gRPC API: {requester.grpc_api_address}\n"
             f"  Manifest: {manifest}\n"
             f"  Use it:   export BACALHAU_API_HOST={host} BACALHAU_API_PORT={port}\n"
             "Press Ctrl+C to stop.",

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 import bacalhau
-from bacalhau.api import ApiServer
+from bacalhau.api import ApiServer, GrpcApiServer
 from bacalhau.compute import (
     Bidder,
     BidStrategy,
@@ -91,6 +91,8 @@ class RunningNode:
     node_id: str
     grpc_address: str
     api_port: int = 0
+    #: The public gRPC API's port (requester only; 0 when not served).
+    api_grpc_port: int = 0
     orchestrator: Orchestrator | None = None
     compute: ComputeEndpoint | None = None
     membership: MembershipRunner | None = None
@@ -312,6 +314,17 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
         running.api_port = api.port
         api_address[0] = f"{api_host}:{api.port}"
         log.info("requester %s: API on %s:%d", node_id, config.api_host, api.port)
+        # Same host and security posture (plaintext) as the REST API, on its own port.
+        grpc_api = GrpcApiServer(
+            orchestrator,
+            host=config.api_host,
+            port=config.grpc_api_port(),
+            max_message=config.max_job_size,
+            result_rewriter=None if config.s3_presigned_url_disabled else presign_result,
+        )
+        await _listen(stack, grpc_api, config.api_host, config.grpc_api_port(), "--api-grpc-port")
+        running.api_grpc_port = grpc_api.port
+        log.info("requester %s: gRPC API on %s:%d", node_id, config.api_host, grpc_api.port)
 
     if endpoint is not None and links is not None and trust is not None:
         await stack.enter_async_context(endpoint)
@@ -565,6 +578,8 @@ async def serve(config: NodeConfig, *, parent_fd: int | None = None) -> None:
             print(f"Node {node.node_id} ({roles}) is running.", flush=True)
             if node.api_port:
                 print(f"  API: http://{config.api_host}:{node.api_port}", flush=True)
+            if node.api_grpc_port:
+                print(f"  gRPC API: {config.api_host}:{node.api_grpc_port}", flush=True)
             print(f"  bprotocol: {node.grpc_address}", flush=True)
             seeds = ", ".join(seed_addresses(config)) or "none"
             since = rfc3339_ns(node.member_since_ns)

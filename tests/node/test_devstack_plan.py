@@ -78,7 +78,12 @@ def test_manifest_describes_each_node_and_is_replaced_whole(tmp_path: Path) -> N
     manifest = json.loads(path.read_text())
     assert manifest["WorkingDirectory"] == os.getcwd()
     requester, compute = manifest["Nodes"]
-    assert requester["Roles"] == ["requester"] and set(requester["Ports"]) == {"API", "GRPC"}
+    assert requester["Roles"] == ["requester"]
+    assert set(requester["Ports"]) == {"API", "GRPC", "GRPCAPI"}
+    grpc_api = requester["GRPCAPIAddress"]
+    assert grpc_api == manifest["GRPCAPIAddress"] and grpc_api != requester["APIAddress"]
+    args = requester["Args"]
+    assert args[args.index("--api-grpc-port") + 1] == grpc_api.rsplit(":", 1)[1]
     assert (requester["Status"], requester["ExitCode"]) == ("starting", None)
     assert compute["Roles"] == ["compute"] and set(compute["Ports"]) == {"GRPC", "Publisher"}
     assert (compute["Status"], compute["ExitCode"]) == ("exited", -9)

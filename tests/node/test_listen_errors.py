@@ -55,6 +55,7 @@ def busy_port() -> Iterator[int]:
     ("key", "flag"),
     [
         ("api_port", "--api-port"),
+        ("api_grpc_port", "--api-grpc-port"),
         ("grpc_port", "--grpc-port"),
         ("publisher_port", "--publisher-port"),
     ],
