@@ -198,3 +198,13 @@ async def test_nodes_and_agent(real: Client, real_orch: Orchestrator) -> None:
     assert (await real.agent.Version(api_pb2.VersionRequest())).git_version == "v1.5.2"
     me = await real.agent.NodeInfo(api_pb2.NodeInfoRequest())
     assert me.node_id == own and me.node_type == "Requester"
+
+
+async def test_logs_of_an_unknown_job_end_the_stream_with_not_found(real: Client) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        async for _ in real.jobs.StreamJobLogs(
+            api_pb2.StreamJobLogsRequest(job_id="j-00000000-dead")
+        ):
+            pass
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    assert metadata(info.value)["bacalhau-error-code"] == "NotFound"
