@@ -223,6 +223,13 @@ class JobServicer(api_pb2_grpc.JobServiceServicer):
         )
 
     @_translated
+    async def ListJobVersions(
+        self, request: api_pb2.ListJobVersionsRequest, context: Any
+    ) -> api_pb2.ListJobVersionsResponse:
+        versions = await self._orch.job_versions(request.job_id)
+        return api_pb2.ListJobVersionsResponse(versions=[job_document(v) for v in versions])
+
+    @_translated
     async def GetResults(
         self, request: api_pb2.GetResultsRequest, context: Any
     ) -> api_pb2.GetResultsResponse:

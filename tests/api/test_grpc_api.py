@@ -208,3 +208,13 @@ async def test_logs_of_an_unknown_job_end_the_stream_with_not_found(real: Client
             pass
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
     assert metadata(info.value)["bacalhau-error-code"] == "NotFound"
+
+
+async def test_rerun_makes_a_new_version(real: Client) -> None:
+    job_id = await real.submit(Name="again")
+    await real.jobs.StopJob(api_pb2.StopJobRequest(job_id=job_id))
+    rerun = await real.jobs.RerunJob(api_pb2.RerunJobRequest(job_id=job_id, reason="once more"))
+    assert rerun.job_id == job_id and rerun.job_version == 1 and rerun.evaluation_id
+    versions = await real.jobs.ListJobVersions(api_pb2.ListJobVersionsRequest(job_id=job_id))
+    assert [v.version for v in versions.versions] == [0, 1]
+    assert all(json.loads(v.job_json)["Name"] == "again" for v in versions.versions)

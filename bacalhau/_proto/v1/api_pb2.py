@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from bacalhau._proto.v1 import compute_pb2 as bacalhau_dot_v1_dot_compute__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x62\x61\x63\x61lhau/v1/api.proto\x12\x0b\x62\x61\x63\x61lhau.v1\x1a\x19\x62\x61\x63\x61lhau/v1/compute.proto\"R\n\x10SubmitJobRequest\x12\x10\n\x08job_json\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x19\n\x11idempotency_token\x18\x03 \x01(\t\"L\n\x11SubmitJobResponse\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x15\n\revaluation_id\x18\x02 \x01(\t\x12\x10\n\x08warnings\x18\x03 \x03(\t\"\xcd\x01\n\x0bJobDocument\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x0c\n\x04type\x18\x04 \x01(\t\x12\r\n\x05state\x18\x05 \x01(\t\x12\x15\n\rstate_message\x18\x06 \x01(\t\x12\x0f\n\x07version\x18\x07 \x01(\x04\x12\x10\n\x08revision\x18\x08 \x01(\x04\x12\x13\n\x0b\x63reate_time\x18\t \x01(\x03\x12\x13\n\x0bmodify_time\x18\n \x01(\x03\x12\x10\n\x08job_json\x18\x0b \x01(\t\"o\n\x11\x45xecutionDocument\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0f\n\x07node_id\x18\x03 \x01(\t\x12\x15\n\rcompute_state\x18\x04 \x01(\t\x12\x16\n\x0e\x65xecution_json\x18\x05 \x01(\t\"1\n\x0bHistoryItem\x12\x0f\n\x07seq_num\x18\x01 \x01(\x04\x12\x11\n\titem_json\x18\x02 \x01(\t\"T\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x17\n\x0finclude_history\x18\x02 \x01(\x08\x12\x1a\n\x12include_executions\x18\x03 \x01(\x08\"\x96\x01\n\x0eGetJobResponse\x12%\n\x03job\x18\x01 \x01(\x0b\x32\x18.bacalhau.v1.JobDocument\x12)\n\x07history\x18\x02 \x03(\x0b\x32\x18.bacalhau.v1.HistoryItem\x12\x32\n\nexecutions\x18\x03 \x03(\x0b\x32\x1e.bacalhau.v1.ExecutionDocument\"z\n\x0fListJobsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06labels\x18\x02 \x01(\t\x12\x10\n\x08order_by\x18\x03 \x01(\t\x12\x0f\n\x07reverse\x18\x04 \x01(\x08\x12\r\n\x05limit\x18\x05 \x01(\r\x12\x12\n\nnext_token\x18\x06 \x01(\t\"N\n\x10ListJobsResponse\x12&\n\x04jobs\x18\x01 \x03(\x0b\x32\x18.bacalhau.v1.JobDocument\x12\x12\n\nnext_token\x18\x02 \x01(\t\"\'\n\x15ListExecutionsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"L\n\x16ListExecutionsResponse\x12\x32\n\nexecutions\x18\x01 \x03(\x0b\x32\x1e.bacalhau.v1.ExecutionDocument\"\x96\x01\n\x11JobHistoryRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x04\x12\x12\n\nevent_type\x18\x03 \x01(\t\x12\x14\n\x0c\x65xecution_id\x18\x04 \x01(\t\x12\x0f\n\x07node_id\x18\x05 \x01(\t\x12\r\n\x05limit\x18\x06 \x01(\r\x12\x14\n\x0cwait_seconds\x18\x07 \x01(\x01\"\x8a\x01\n\x12JobHistoryResponse\x12\'\n\x05items\x18\x01 \x03(\x0b\x32\x18.bacalhau.v1.HistoryItem\x12\x16\n\x0enext_after_seq\x18\x02 \x01(\x04\x12\x0c\n\x04more\x18\x03 \x01(\x08\x12%\n\x03job\x18\x04 \x01(\x0b\x32\x18.bacalhau.v1.JobDocument\"0\n\x0eStopJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"(\n\x0fStopJobResponse\x12\x15\n\revaluation_id\x18\x01 \x01(\t\"1\n\x0fRerunJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"N\n\x10RerunJobResponse\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x13\n\x0bjob_version\x18\x02 \x01(\x04\x12\x15\n\revaluation_id\x18\x03 \x01(\t\"#\n\x11GetResultsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\")\n\x12GetResultsResponse\x12\x13\n\x0bresult_json\x18\x01 \x03(\t\"Z\n\x14StreamJobLogsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x14\n\x0c\x65xecution_id\x18\x02 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\x12\x0c\n\x04tail\x18\x04 \x01(\r\"w\n\x15StreamJobLogsResponse\x12*\n\x06stream\x18\x01 \x01(\x0e\x32\x1a.bacalhau.v1.LogStreamType\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x14\n\x0ctimestamp_ns\x18\x04 \x01(\x03\"\x12\n\x10ListNodesRequest\"h\n\x0cNodeDocument\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tnode_type\x18\x02 \x01(\t\x12\x12\n\nmembership\x18\x03 \x01(\t\x12\x12\n\nconnection\x18\x04 \x01(\t\x12\x11\n\tnode_json\x18\x05 \x01(\t\"=\n\x11ListNodesResponse\x12(\n\x05nodes\x18\x01 \x03(\x0b\x32\x19.bacalhau.v1.NodeDocument\"!\n\x0eGetNodeRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\":\n\x0fGetNodeResponse\x12\'\n\x04node\x18\x01 \x01(\x0b\x32\x19.bacalhau.v1.NodeDocument\"E\n\x11UpdateNodeRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"4\n\x12UpdateNodeResponse\x12\x0f\n\x07success\x18\x01 \x01(\x08\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"\x0e\n\x0c\x41liveRequest\"\x1f\n\rAliveResponse\x12\x0e\n\x06status\x18\x01 \x01(\t\"\x10\n\x0eVersionRequest\"&\n\x0fVersionResponse\x12\x13\n\x0bgit_version\x18\x01 \x01(\t\"\x11\n\x0fNodeInfoRequest\"I\n\x10NodeInfoResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x11\n\tnode_type\x18\x02 \x01(\t\x12\x11\n\tnode_json\x18\x03 \x01(\t2\xc6\x05\n\nJobService\x12J\n\tSubmitJob\x12\x1d.bacalhau.v1.SubmitJobRequest\x1a\x1e.bacalhau.v1.SubmitJobResponse\x12\x41\n\x06GetJob\x12\x1a.bacalhau.v1.GetJobRequest\x1a\x1b.bacalhau.v1.GetJobResponse\x12G\n\x08ListJobs\x12\x1c.bacalhau.v1.ListJobsRequest\x1a\x1d.bacalhau.v1.ListJobsResponse\x12Y\n\x0eListExecutions\x12\".bacalhau.v1.ListExecutionsRequest\x1a#.bacalhau.v1.ListExecutionsResponse\x12M\n\nJobHistory\x12\x1e.bacalhau.v1.JobHistoryRequest\x1a\x1f.bacalhau.v1.JobHistoryResponse\x12\x44\n\x07StopJob\x12\x1b.bacalhau.v1.StopJobRequest\x1a\x1c.bacalhau.v1.StopJobResponse\x12G\n\x08RerunJob\x12\x1c.bacalhau.v1.RerunJobRequest\x1a\x1d.bacalhau.v1.RerunJobResponse\x12M\n\nGetResults\x12\x1e.bacalhau.v1.GetResultsRequest\x1a\x1f.bacalhau.v1.GetResultsResponse\x12X\n\rStreamJobLogs\x12!.bacalhau.v1.StreamJobLogsRequest\x1a\".bacalhau.v1.StreamJobLogsResponse0\x01\x32\xf1\x01\n\x0eNodeAPIService\x12J\n\tListNodes\x12\x1d.bacalhau.v1.ListNodesRequest\x1a\x1e.bacalhau.v1.ListNodesResponse\x12\x44\n\x07GetNode\x12\x1b.bacalhau.v1.GetNodeRequest\x1a\x1c.bacalhau.v1.GetNodeResponse\x12M\n\nUpdateNode\x12\x1e.bacalhau.v1.UpdateNodeRequest\x1a\x1f.bacalhau.v1.UpdateNodeResponse2\xdd\x01\n\x0c\x41gentService\x12>\n\x05\x41live\x12\x19.bacalhau.v1.AliveRequest\x1a\x1a.bacalhau.v1.AliveResponse\x12\x44\n\x07Version\x12\x1b.bacalhau.v1.VersionRequest\x1a\x1c.bacalhau.v1.VersionResponse\x12G\n\x08NodeInfo\x12\x1c.bacalhau.v1.NodeInfoRequest\x1a\x1d.bacalhau.v1.NodeInfoResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x62\x61\x63\x61lhau/v1/api.proto\x12\x0b\x62\x61\x63\x61lhau.v1\x1a\x19\x62\x61\x63\x61lhau/v1/compute.proto\"R\n\x10SubmitJobRequest\x12\x10\n\x08job_json\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x19\n\x11idempotency_token\x18\x03 \x01(\t\"L\n\x11SubmitJobResponse\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x15\n\revaluation_id\x18\x02 \x01(\t\x12\x10\n\x08warnings\x18\x03 \x03(\t\"\xcd\x01\n\x0bJobDocument\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x0c\n\x04type\x18\x04 \x01(\t\x12\r\n\x05state\x18\x05 \x01(\t\x12\x15\n\rstate_message\x18\x06 \x01(\t\x12\x0f\n\x07version\x18\x07 \x01(\x04\x12\x10\n\x08revision\x18\x08 \x01(\x04\x12\x13\n\x0b\x63reate_time\x18\t \x01(\x03\x12\x13\n\x0bmodify_time\x18\n \x01(\x03\x12\x10\n\x08job_json\x18\x0b \x01(\t\"o\n\x11\x45xecutionDocument\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0f\n\x07node_id\x18\x03 \x01(\t\x12\x15\n\rcompute_state\x18\x04 \x01(\t\x12\x16\n\x0e\x65xecution_json\x18\x05 \x01(\t\"1\n\x0bHistoryItem\x12\x0f\n\x07seq_num\x18\x01 \x01(\x04\x12\x11\n\titem_json\x18\x02 \x01(\t\"T\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x17\n\x0finclude_history\x18\x02 \x01(\x08\x12\x1a\n\x12include_executions\x18\x03 \x01(\x08\"\x96\x01\n\x0eGetJobResponse\x12%\n\x03job\x18\x01 \x01(\x0b\x32\x18.bacalhau.v1.JobDocument\x12)\n\x07history\x18\x02 \x03(\x0b\x32\x18.bacalhau.v1.HistoryItem\x12\x32\n\nexecutions\x18\x03 \x03(\x0b\x32\x1e.bacalhau.v1.ExecutionDocument\"z\n\x0fListJobsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06labels\x18\x02 \x01(\t\x12\x10\n\x08order_by\x18\x03 \x01(\t\x12\x0f\n\x07reverse\x18\x04 \x01(\x08\x12\r\n\x05limit\x18\x05 \x01(\r\x12\x12\n\nnext_token\x18\x06 \x01(\t\"N\n\x10ListJobsResponse\x12&\n\x04jobs\x18\x01 \x03(\x0b\x32\x18.bacalhau.v1.JobDocument\x12\x12\n\nnext_token\x18\x02 \x01(\t\"\'\n\x15ListExecutionsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"L\n\x16ListExecutionsResponse\x12\x32\n\nexecutions\x18\x01 \x03(\x0b\x32\x1e.bacalhau.v1.ExecutionDocument\"\x96\x01\n\x11JobHistoryRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x04\x12\x12\n\nevent_type\x18\x03 \x01(\t\x12\x14\n\x0c\x65xecution_id\x18\x04 \x01(\t\x12\x0f\n\x07node_id\x18\x05 \x01(\t\x12\r\n\x05limit\x18\x06 \x01(\r\x12\x14\n\x0cwait_seconds\x18\x07 \x01(\x01\"\x8a\x01\n\x12JobHistoryResponse\x12\'\n\x05items\x18\x01 \x03(\x0b\x32\x18.bacalhau.v1.HistoryItem\x12\x16\n\x0enext_after_seq\x18\x02 \x01(\x04\x12\x0c\n\x04more\x18\x03 \x01(\x08\x12%\n\x03job\x18\x04 \x01(\x0b\x32\x18.bacalhau.v1.JobDocument\"0\n\x0eStopJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"(\n\x0fStopJobResponse\x12\x15\n\revaluation_id\x18\x01 \x01(\t\"1\n\x0fRerunJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"N\n\x10RerunJobResponse\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x13\n\x0bjob_version\x18\x02 \x01(\x04\x12\x15\n\revaluation_id\x18\x03 \x01(\t\"(\n\x16ListJobVersionsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"E\n\x17ListJobVersionsResponse\x12*\n\x08versions\x18\x01 \x03(\x0b\x32\x18.bacalhau.v1.JobDocument\"#\n\x11GetResultsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\")\n\x12GetResultsResponse\x12\x13\n\x0bresult_json\x18\x01 \x03(\t\"Z\n\x14StreamJobLogsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x14\n\x0c\x65xecution_id\x18\x02 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\x12\x0c\n\x04tail\x18\x04 \x01(\r\"w\n\x15StreamJobLogsResponse\x12*\n\x06stream\x18\x01 \x01(\x0e\x32\x1a.bacalhau.v1.LogStreamType\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x14\n\x0ctimestamp_ns\x18\x04 \x01(\x03\"\x12\n\x10ListNodesRequest\"h\n\x0cNodeDocument\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tnode_type\x18\x02 \x01(\t\x12\x12\n\nmembership\x18\x03 \x01(\t\x12\x12\n\nconnection\x18\x04 \x01(\t\x12\x11\n\tnode_json\x18\x05 \x01(\t\"=\n\x11ListNodesResponse\x12(\n\x05nodes\x18\x01 \x03(\x0b\x32\x19.bacalhau.v1.NodeDocument\"!\n\x0eGetNodeRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\":\n\x0fGetNodeResponse\x12\'\n\x04node\x18\x01 \x01(\x0b\x32\x19.bacalhau.v1.NodeDocument\"E\n\x11UpdateNodeRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"4\n\x12UpdateNodeResponse\x12\x0f\n\x07success\x18\x01 \x01(\x08\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"\x0e\n\x0c\x41liveRequest\"\x1f\n\rAliveResponse\x12\x0e\n\x06status\x18\x01 \x01(\t\"\x10\n\x0eVersionRequest\"&\n\x0fVersionResponse\x12\x13\n\x0bgit_version\x18\x01 \x01(\t\"\x11\n\x0fNodeInfoRequest\"I\n\x10NodeInfoResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x11\n\tnode_type\x18\x02 \x01(\t\x12\x11\n\tnode_json\x18\x03 \x01(\t2\xa4\x06\n\nJobService\x12J\n\tSubmitJob\x12\x1d.bacalhau.v1.SubmitJobRequest\x1a\x1e.bacalhau.v1.SubmitJobResponse\x12\x41\n\x06GetJob\x12\x1a.bacalhau.v1.GetJobRequest\x1a\x1b.bacalhau.v1.GetJobResponse\x12G\n\x08ListJobs\x12\x1c.bacalhau.v1.ListJobsRequest\x1a\x1d.bacalhau.v1.ListJobsResponse\x12Y\n\x0eListExecutions\x12\".bacalhau.v1.ListExecutionsRequest\x1a#.bacalhau.v1.ListExecutionsResponse\x12M\n\nJobHistory\x12\x1e.bacalhau.v1.JobHistoryRequest\x1a\x1f.bacalhau.v1.JobHistoryResponse\x12\x44\n\x07StopJob\x12\x1b.bacalhau.v1.StopJobRequest\x1a\x1c.bacalhau.v1.StopJobResponse\x12G\n\x08RerunJob\x12\x1c.bacalhau.v1.RerunJobRequest\x1a\x1d.bacalhau.v1.RerunJobResponse\x12\\\n\x0fListJobVersions\x12#.bacalhau.v1.ListJobVersionsRequest\x1a$.bacalhau.v1.ListJobVersionsResponse\x12M\n\nGetResults\x12\x1e.bacalhau.v1.GetResultsRequest\x1a\x1f.bacalhau.v1.GetResultsResponse\x12X\n\rStreamJobLogs\x12!.bacalhau.v1.StreamJobLogsRequest\x1a\".bacalhau.v1.StreamJobLogsResponse0\x01\x32\xf1\x01\n\x0eNodeAPIService\x12J\n\tListNodes\x12\x1d.bacalhau.v1.ListNodesRequest\x1a\x1e.bacalhau.v1.ListNodesResponse\x12\x44\n\x07GetNode\x12\x1b.bacalhau.v1.GetNodeRequest\x1a\x1c.bacalhau.v1.GetNodeResponse\x12M\n\nUpdateNode\x12\x1e.bacalhau.v1.UpdateNodeRequest\x1a\x1f.bacalhau.v1.UpdateNodeResponse2\xdd\x01\n\x0c\x41gentService\x12>\n\x05\x41live\x12\x19.bacalhau.v1.AliveRequest\x1a\x1a.bacalhau.v1.AliveResponse\x12\x44\n\x07Version\x12\x1b.bacalhau.v1.VersionRequest\x1a\x1c.bacalhau.v1.VersionResponse\x12G\n\x08NodeInfo\x12\x1c.bacalhau.v1.NodeInfoRequest\x1a\x1d.bacalhau.v1.NodeInfoResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -66,44 +66,48 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RERUNJOBREQUEST']._serialized_end=1596
   _globals['_RERUNJOBRESPONSE']._serialized_start=1598
   _globals['_RERUNJOBRESPONSE']._serialized_end=1676
-  _globals['_GETRESULTSREQUEST']._serialized_start=1678
-  _globals['_GETRESULTSREQUEST']._serialized_end=1713
-  _globals['_GETRESULTSRESPONSE']._serialized_start=1715
-  _globals['_GETRESULTSRESPONSE']._serialized_end=1756
-  _globals['_STREAMJOBLOGSREQUEST']._serialized_start=1758
-  _globals['_STREAMJOBLOGSREQUEST']._serialized_end=1848
-  _globals['_STREAMJOBLOGSRESPONSE']._serialized_start=1850
-  _globals['_STREAMJOBLOGSRESPONSE']._serialized_end=1969
-  _globals['_LISTNODESREQUEST']._serialized_start=1971
-  _globals['_LISTNODESREQUEST']._serialized_end=1989
-  _globals['_NODEDOCUMENT']._serialized_start=1991
-  _globals['_NODEDOCUMENT']._serialized_end=2095
-  _globals['_LISTNODESRESPONSE']._serialized_start=2097
-  _globals['_LISTNODESRESPONSE']._serialized_end=2158
-  _globals['_GETNODEREQUEST']._serialized_start=2160
-  _globals['_GETNODEREQUEST']._serialized_end=2193
-  _globals['_GETNODERESPONSE']._serialized_start=2195
-  _globals['_GETNODERESPONSE']._serialized_end=2253
-  _globals['_UPDATENODEREQUEST']._serialized_start=2255
-  _globals['_UPDATENODEREQUEST']._serialized_end=2324
-  _globals['_UPDATENODERESPONSE']._serialized_start=2326
-  _globals['_UPDATENODERESPONSE']._serialized_end=2378
-  _globals['_ALIVEREQUEST']._serialized_start=2380
-  _globals['_ALIVEREQUEST']._serialized_end=2394
-  _globals['_ALIVERESPONSE']._serialized_start=2396
-  _globals['_ALIVERESPONSE']._serialized_end=2427
-  _globals['_VERSIONREQUEST']._serialized_start=2429
-  _globals['_VERSIONREQUEST']._serialized_end=2445
-  _globals['_VERSIONRESPONSE']._serialized_start=2447
-  _globals['_VERSIONRESPONSE']._serialized_end=2485
-  _globals['_NODEINFOREQUEST']._serialized_start=2487
-  _globals['_NODEINFOREQUEST']._serialized_end=2504
-  _globals['_NODEINFORESPONSE']._serialized_start=2506
-  _globals['_NODEINFORESPONSE']._serialized_end=2579
-  _globals['_JOBSERVICE']._serialized_start=2582
-  _globals['_JOBSERVICE']._serialized_end=3292
-  _globals['_NODEAPISERVICE']._serialized_start=3295
-  _globals['_NODEAPISERVICE']._serialized_end=3536
-  _globals['_AGENTSERVICE']._serialized_start=3539
-  _globals['_AGENTSERVICE']._serialized_end=3760
+  _globals['_LISTJOBVERSIONSREQUEST']._serialized_start=1678
+  _globals['_LISTJOBVERSIONSREQUEST']._serialized_end=1718
+  _globals['_LISTJOBVERSIONSRESPONSE']._serialized_start=1720
+  _globals['_LISTJOBVERSIONSRESPONSE']._serialized_end=1789
+  _globals['_GETRESULTSREQUEST']._serialized_start=1791
+  _globals['_GETRESULTSREQUEST']._serialized_end=1826
+  _globals['_GETRESULTSRESPONSE']._serialized_start=1828
+  _globals['_GETRESULTSRESPONSE']._serialized_end=1869
+  _globals['_STREAMJOBLOGSREQUEST']._serialized_start=1871
+  _globals['_STREAMJOBLOGSREQUEST']._serialized_end=1961
+  _globals['_STREAMJOBLOGSRESPONSE']._serialized_start=1963
+  _globals['_STREAMJOBLOGSRESPONSE']._serialized_end=2082
+  _globals['_LISTNODESREQUEST']._serialized_start=2084
+  _globals['_LISTNODESREQUEST']._serialized_end=2102
+  _globals['_NODEDOCUMENT']._serialized_start=2104
+  _globals['_NODEDOCUMENT']._serialized_end=2208
+  _globals['_LISTNODESRESPONSE']._serialized_start=2210
+  _globals['_LISTNODESRESPONSE']._serialized_end=2271
+  _globals['_GETNODEREQUEST']._serialized_start=2273
+  _globals['_GETNODEREQUEST']._serialized_end=2306
+  _globals['_GETNODERESPONSE']._serialized_start=2308
+  _globals['_GETNODERESPONSE']._serialized_end=2366
+  _globals['_UPDATENODEREQUEST']._serialized_start=2368
+  _globals['_UPDATENODEREQUEST']._serialized_end=2437
+  _globals['_UPDATENODERESPONSE']._serialized_start=2439
+  _globals['_UPDATENODERESPONSE']._serialized_end=2491
+  _globals['_ALIVEREQUEST']._serialized_start=2493
+  _globals['_ALIVEREQUEST']._serialized_end=2507
+  _globals['_ALIVERESPONSE']._serialized_start=2509
+  _globals['_ALIVERESPONSE']._serialized_end=2540
+  _globals['_VERSIONREQUEST']._serialized_start=2542
+  _globals['_VERSIONREQUEST']._serialized_end=2558
+  _globals['_VERSIONRESPONSE']._serialized_start=2560
+  _globals['_VERSIONRESPONSE']._serialized_end=2598
+  _globals['_NODEINFOREQUEST']._serialized_start=2600
+  _globals['_NODEINFOREQUEST']._serialized_end=2617
+  _globals['_NODEINFORESPONSE']._serialized_start=2619
+  _globals['_NODEINFORESPONSE']._serialized_end=2692
+  _globals['_JOBSERVICE']._serialized_start=2695
+  _globals['_JOBSERVICE']._serialized_end=3499
+  _globals['_NODEAPISERVICE']._serialized_start=3502
+  _globals['_NODEAPISERVICE']._serialized_end=3743
+  _globals['_AGENTSERVICE']._serialized_start=3746
+  _globals['_AGENTSERVICE']._serialized_end=3967
 # @@protoc_insertion_point(module_scope)

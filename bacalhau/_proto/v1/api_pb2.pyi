@@ -520,6 +520,45 @@ class RerunJobResponse(_message.Message):
 Global___RerunJobResponse: _TypeAlias = RerunJobResponse  # noqa: Y015
 
 @_typing.final
+class ListJobVersionsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListJobVersionsRequest: _TypeAlias = ListJobVersionsRequest  # noqa: Y015
+
+@_typing.final
+class ListJobVersionsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def versions(self) -> _containers.RepeatedCompositeFieldContainer[Global___JobDocument]: ...
+    def __init__(
+        self,
+        *,
+        versions: _abc.Iterable[Global___JobDocument] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["versions", b"versions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListJobVersionsResponse: _TypeAlias = ListJobVersionsResponse  # noqa: Y015
+
+@_typing.final
 class GetResultsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -70,6 +70,11 @@ class JobServiceStub:
                 request_serializer=bacalhau_dot_v1_dot_api__pb2.RerunJobRequest.SerializeToString,
                 response_deserializer=bacalhau_dot_v1_dot_api__pb2.RerunJobResponse.FromString,
                 _registered_method=True)
+        self.ListJobVersions = channel.unary_unary(
+                '/bacalhau.v1.JobService/ListJobVersions',
+                request_serializer=bacalhau_dot_v1_dot_api__pb2.ListJobVersionsRequest.SerializeToString,
+                response_deserializer=bacalhau_dot_v1_dot_api__pb2.ListJobVersionsResponse.FromString,
+                _registered_method=True)
         self.GetResults = channel.unary_unary(
                 '/bacalhau.v1.JobService/GetResults',
                 request_serializer=bacalhau_dot_v1_dot_api__pb2.GetResultsRequest.SerializeToString,
@@ -135,6 +140,13 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListJobVersions(self, request, context):
+        """Every version of the job's spec, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetResults(self, request, context):
         """Published results of the job's completed executions.
         """
@@ -186,6 +198,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.RerunJob,
                     request_deserializer=bacalhau_dot_v1_dot_api__pb2.RerunJobRequest.FromString,
                     response_serializer=bacalhau_dot_v1_dot_api__pb2.RerunJobResponse.SerializeToString,
+            ),
+            'ListJobVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListJobVersions,
+                    request_deserializer=bacalhau_dot_v1_dot_api__pb2.ListJobVersionsRequest.FromString,
+                    response_serializer=bacalhau_dot_v1_dot_api__pb2.ListJobVersionsResponse.SerializeToString,
             ),
             'GetResults': grpc.unary_unary_rpc_method_handler(
                     servicer.GetResults,
@@ -388,6 +405,33 @@ class JobService:
             '/bacalhau.v1.JobService/RerunJob',
             bacalhau_dot_v1_dot_api__pb2.RerunJobRequest.SerializeToString,
             bacalhau_dot_v1_dot_api__pb2.RerunJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListJobVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bacalhau.v1.JobService/ListJobVersions',
+            bacalhau_dot_v1_dot_api__pb2.ListJobVersionsRequest.SerializeToString,
+            bacalhau_dot_v1_dot_api__pb2.ListJobVersionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -65,6 +65,8 @@ class JobServiceStub:
     """Stop a job (FAILED_PRECONDITION when it is already finished)."""
     RerunJob: _grpc.UnaryUnaryMultiCallable[_api_pb2.RerunJobRequest, _api_pb2.RerunJobResponse]
     """Run the job again as a new version of its spec."""
+    ListJobVersions: _grpc.UnaryUnaryMultiCallable[_api_pb2.ListJobVersionsRequest, _api_pb2.ListJobVersionsResponse]
+    """Every version of the job's spec, oldest first."""
     GetResults: _grpc.UnaryUnaryMultiCallable[_api_pb2.GetResultsRequest, _api_pb2.GetResultsResponse]
     """Published results of the job's completed executions."""
     StreamJobLogs: _grpc.UnaryStreamMultiCallable[_api_pb2.StreamJobLogsRequest, _api_pb2.StreamJobLogsResponse]
@@ -89,6 +91,8 @@ class JobServiceAsyncStub(JobServiceStub):
     """Stop a job (FAILED_PRECONDITION when it is already finished)."""
     RerunJob: _aio.UnaryUnaryMultiCallable[_api_pb2.RerunJobRequest, _api_pb2.RerunJobResponse]  # type: ignore[assignment]
     """Run the job again as a new version of its spec."""
+    ListJobVersions: _aio.UnaryUnaryMultiCallable[_api_pb2.ListJobVersionsRequest, _api_pb2.ListJobVersionsResponse]  # type: ignore[assignment]
+    """Every version of the job's spec, oldest first."""
     GetResults: _aio.UnaryUnaryMultiCallable[_api_pb2.GetResultsRequest, _api_pb2.GetResultsResponse]  # type: ignore[assignment]
     """Published results of the job's completed executions."""
     StreamJobLogs: _aio.UnaryStreamMultiCallable[_api_pb2.StreamJobLogsRequest, _api_pb2.StreamJobLogsResponse]  # type: ignore[assignment]
@@ -152,6 +156,14 @@ class JobServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_api_pb2.RerunJobResponse, _abc.Awaitable[_api_pb2.RerunJobResponse]]:
         """Run the job again as a new version of its spec."""
+
+    @_abc_1.abstractmethod
+    def ListJobVersions(
+        self,
+        request: _api_pb2.ListJobVersionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.ListJobVersionsResponse, _abc.Awaitable[_api_pb2.ListJobVersionsResponse]]:
+        """Every version of the job's spec, oldest first."""
 
     @_abc_1.abstractmethod
     def GetResults(
