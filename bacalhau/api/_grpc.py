@@ -28,17 +28,16 @@ from bacalhau.api._grpc_convert import (
 )
 from bacalhau.api._grpc_errors import abort_with
 from bacalhau.api._jobs import (
-    _JOB_ORDER,
     HISTORY_PAGE,
     MAX_WAIT_SECONDS,
     ResultRewriter,
     _history_filter,
     _wait_for_change,
+    job_page,
 )
-from bacalhau.api._query import JobListToken
+from bacalhau.api._server import local_address
 from bacalhau.errors import BadQuery, Unavailable
-from bacalhau.models import parse_selector
-from bacalhau.orchestrator._api import OrchestratorAPI, job_sort_value
+from bacalhau.orchestrator._api import OrchestratorAPI
 
 _S = TypeVar("_S")
 _Req = TypeVar("_Req")
@@ -99,42 +98,15 @@ class JobServicer(api_pb2_grpc.JobServiceServicer):
     async def ListJobs(
         self, request: api_pb2.ListJobsRequest, context: Any
     ) -> api_pb2.ListJobsResponse:
-        selector = parse_selector(request.labels, field="labels") if request.labels else None
-        after: tuple[int | str, str] | None = None
-        if request.next_token:
-            token = JobListToken.decode(request.next_token)
-            order_by = _JOB_ORDER.get(token.sort_by, "created_at")
-            reverse, limit, offset, after = token.reverse, token.limit, token.offset, token.after
-            if after is not None:
-                offset = 0  # the cursor says where to go on
-        else:
-            wanted = (request.order_by or "created_at").lower()
-            if wanted not in _JOB_ORDER:
-                raise BadQuery(
-                    f"invalid order_by {wanted[:100]!r}",
-                    field="order_by",
-                    hint="use created_at, modified_at or id",
-                )
-            order_by, reverse, limit, offset = _JOB_ORDER[wanted], request.reverse, request.limit, 0
-        page = await self._orch.list_jobs(
+        page, next_token = await job_page(
+            self._orch,
             namespace=request.namespace,
-            selector=selector,
-            order_by=order_by,
-            reverse=reverse,
-            limit=limit,
-            offset=offset,
-            after=after,
+            labels=request.labels,
+            next_token=request.next_token,
+            order_by=request.order_by,
+            reverse=request.reverse,
+            limit=request.limit,
         )
-        next_token = ""
-        if page.has_more and limit and page.items:
-            last = page.items[-1]
-            next_token = JobListToken(
-                order_by,
-                reverse,
-                limit,
-                offset + len(page.items),
-                (job_sort_value(last, order_by), last.id),
-            ).encode()
         # Encoding large specs holds the GIL for a while: off the event loop.
         jobs = await asyncio.to_thread(lambda: [job_document(j) for j in page.items])
         return api_pb2.ListJobsResponse(jobs=jobs, next_token=next_token)
@@ -364,13 +336,7 @@ class GrpcApiServer:
     @property
     def address(self) -> str:
         """``host:port`` clients on this machine can dial."""
-        host = self._host
-        if host in ("", "0.0.0.0"):
-            host = "127.0.0.1"
-        elif host == "::":
-            host = "::1"
-        if ":" in host:
-            host = f"[{host}]"
+        host = local_address(self._host)
         return f"{host}:{self._port}"
 
     async def start(self) -> None:

@@ -31,7 +31,7 @@ from bacalhau.models import (
     parse_selector,
     printable_key,
 )
-from bacalhau.orchestrator._api import OrchestratorAPI, job_sort_value
+from bacalhau.orchestrator._api import JobPage, OrchestratorAPI, job_sort_value
 
 #: Items of history returned by one page unless the client asks otherwise (Bacalhau's default).
 HISTORY_PAGE = 100
@@ -116,48 +116,71 @@ async def put_job(request: web.Request) -> web.Response:
     )
 
 
-async def list_jobs(request: web.Request) -> web.StreamResponse:
-    q = Query(request)
-    labels = q.joined("labels")
+async def job_page(
+    orchestrator: OrchestratorAPI,
+    *,
+    namespace: str,
+    labels: str,
+    next_token: str,
+    order_by: str,
+    reverse: bool,
+    limit: int,
+) -> tuple[JobPage, str]:
+    """One page of the job listing and the token of the next ("" at the end); shared by the
+    REST and gRPC edges. A ``next_token`` carries the order, direction and size it was made
+    with (``order_by``, ``reverse`` and ``limit`` then do not count)."""
     selector = parse_selector(labels, field="labels") if labels else None
-    token = q.text("next_token")
     after: tuple[int | str, str] | None = None
-    if token:
-        page_token = JobListToken.decode(token)
-        order_by = _JOB_ORDER.get(page_token.sort_by, "created_at")
-        reverse, limit, offset = page_token.reverse, page_token.limit, page_token.offset
-        after = page_token.after
+    offset = 0
+    if next_token:
+        token = JobListToken.decode(next_token)
+        order = _JOB_ORDER.get(token.sort_by, "created_at")
+        reverse, limit, offset, after = token.reverse, token.limit, token.offset, token.after
         if after is not None:
             offset = 0  # the cursor says where to go on; the offset is informative only
     else:
-        wanted = q.text("order_by", "created_at").lower()
+        wanted = (order_by or "created_at").lower()
         if wanted not in _JOB_ORDER:
             raise BadQuery(
                 f"invalid order_by {wanted[:100]!r}",
                 field="order_by",
                 hint="use created_at, modified_at or id",
             )
-        order_by = _JOB_ORDER[wanted]
-        reverse, limit, offset = q.flag("reverse"), q.count("limit"), 0
-    page = await context(request).orchestrator.list_jobs(
-        namespace=q.text("namespace"),
+        order = _JOB_ORDER[wanted]
+    page = await orchestrator.list_jobs(
+        namespace=namespace,
         selector=selector,
-        order_by=order_by,
+        order_by=order,
         reverse=reverse,
         limit=limit,
         offset=offset,
         after=after,
     )
-    next_token = ""
+    following = ""
     if page.has_more and limit and page.items:
         last = page.items[-1]
-        next_token = JobListToken(
-            order_by,
+        following = JobListToken(
+            order,
             reverse,
             limit,
             offset + len(page.items),
-            (job_sort_value(last, order_by), last.id),
+            (job_sort_value(last, order), last.id),
         ).encode()
+    return page, following
+
+
+async def list_jobs(request: web.Request) -> web.StreamResponse:
+    q = Query(request)
+    token = q.text("next_token")
+    page, next_token = await job_page(
+        context(request).orchestrator,
+        namespace=q.text("namespace"),
+        labels=q.joined("labels"),
+        next_token=token,
+        order_by=q.text("order_by", "created_at"),
+        reverse=False if token else q.flag("reverse"),
+        limit=0 if token else q.count("limit"),
+    )
     if not page.items:
         return json_response({"Items": [], "NextToken": next_token})
     # Encoding a page of large specs takes a while: keep the event loop serving meanwhile.

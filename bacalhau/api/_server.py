@@ -115,13 +115,7 @@ class ApiServer:
     @property
     def url(self) -> str:
         """A base URL clients on this machine can use."""
-        host = self._host
-        if host in ("", "0.0.0.0"):
-            host = "127.0.0.1"
-        elif host == "::":
-            host = "::1"
-        if ":" in host:
-            host = f"[{host}]"
+        host = local_address(self._host)
         return f"http://{host}:{self._port}"
 
     async def start(self) -> None:
@@ -158,3 +152,13 @@ class ApiServer:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+
+def local_address(host: str) -> str:
+    """The host a client on this machine dials for a server bound to ``host`` (a wildcard
+    means loopback), bracketed when it is an IPv6 address, ready for ``host:port``."""
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"[{host}]" if ":" in host else host
