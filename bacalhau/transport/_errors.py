@@ -1,10 +1,11 @@
-"""BacalhauError <-> gRPC status, in one place.
+"""BacalhauError <-> gRPC status, in one place (the public gRPC API uses it too).
 
 Server side, a :class:`BacalhauError` raised by a handler (or by the trust checks) ends the
 call with a matching gRPC status code; its stable code, hint, component and details travel in
-trailing metadata. Client side, :func:`error_from_rpc` rebuilds the same error class with
-:func:`bacalhau.errors.error_from_code`. A status without our metadata (the peer could not be
-reached, a deadline passed, the TLS handshake failed) becomes :class:`Unavailable`, or
+trailing metadata, and the field at fault also in plain text (``bacalhau-error-field``) for
+clients in any language. Client side, :func:`error_from_rpc` rebuilds the same error class
+with :func:`bacalhau.errors.error_from_code`. A status without our metadata (the peer could
+not be reached, a deadline passed, the TLS handshake failed) becomes :class:`Unavailable`, or
 :class:`PermissionDenied` for gRPC's own authentication failures.
 """
 
@@ -22,6 +23,7 @@ from bacalhau.errors import (
     InternalError,
     InvalidRequest,
     InvalidTransition,
+    MultipleJobsFound,
     NotEnoughNodes,
     NotFound,
     PermissionDenied,
@@ -33,6 +35,7 @@ from bacalhau.errors import (
 log = logging.getLogger(__name__)
 
 CODE_KEY = "bacalhau-error-code"
+FIELD_KEY = "bacalhau-error-field"
 COMPONENT_KEY = "bacalhau-error-component"
 HINT_KEY = "bacalhau-error-hint-bin"  # -bin: hints may be any UTF-8
 DETAILS_KEY = "bacalhau-error-details-bin"
@@ -42,6 +45,7 @@ _STATUS_BY_CLASS: tuple[tuple[type[BacalhauError], grpc.StatusCode], ...] = (
     (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (NotFound, grpc.StatusCode.NOT_FOUND),
     (InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
+    (MultipleJobsFound, grpc.StatusCode.INVALID_ARGUMENT),
     (RevisionConflict, grpc.StatusCode.ABORTED),
     (InvalidTransition, grpc.StatusCode.FAILED_PRECONDITION),
     (ConflictJobState, grpc.StatusCode.FAILED_PRECONDITION),
@@ -51,19 +55,39 @@ _STATUS_BY_CLASS: tuple[tuple[type[BacalhauError], grpc.StatusCode], ...] = (
 )
 
 
+#: Statuses for the HTTP statuses of errors with no class of their own above.
+_STATUS_BY_HTTP = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    403: grpc.StatusCode.PERMISSION_DENIED,
+    404: grpc.StatusCode.NOT_FOUND,
+    409: grpc.StatusCode.FAILED_PRECONDITION,
+    422: grpc.StatusCode.INVALID_ARGUMENT,
+    503: grpc.StatusCode.UNAVAILABLE,
+}
+
+
 def status_for(err: BacalhauError) -> grpc.StatusCode:
+    """The gRPC status code of ``err`` (the metadata carries its exact code)."""
     for cls, status in _STATUS_BY_CLASS:
         if isinstance(err, cls):
             return status
-    # A domain error without a natural gRPC meaning; the metadata carries the real code.
-    return grpc.StatusCode.UNKNOWN
+    return _STATUS_BY_HTTP.get(err.http_status, grpc.StatusCode.INTERNAL)
+
+
+def _ascii(text: str) -> str:
+    # Plain metadata values must be printable ASCII.
+    return text.encode("ascii", "backslashreplace").decode("ascii")
 
 
 def trailing_metadata(err: BacalhauError) -> tuple[tuple[str, str | bytes], ...]:
+    """The metadata carrying ``err``'s code, field, component, hint and details."""
     md: list[tuple[str, str | bytes]] = [
         (CODE_KEY, err.code),
-        (COMPONENT_KEY, err.component.encode("ascii", "replace").decode("ascii")),
+        (COMPONENT_KEY, _ascii(err.component)),
     ]
+    field = err.details.get("Field", "")
+    if field:
+        md.append((FIELD_KEY, _ascii(field)))
     if err.hint:
         md.append((HINT_KEY, err.hint.encode()))
     if err.details:
