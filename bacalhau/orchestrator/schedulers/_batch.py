@@ -18,16 +18,16 @@ from bacalhau.models import (
     ExecutionStateType,
     Job,
     JobStateType,
-    Membership,
     NodeState,
     TriggeredBy,
 )
-from bacalhau.orchestrator._plan import ExecutionChange, Plan
+from bacalhau.orchestrator._plan import Plan
 from bacalhau.orchestrator._ranking import Placed, rank_nodes
 from bacalhau.orchestrator._retries import fail_overdue, retry_policy
 from bacalhau.orchestrator._settings import SchedulerSettings
 from bacalhau.orchestrator.schedulers._shared import (
     ASKED,
+    approve_bids,
     event,
     fail_job,
     fail_lost,
@@ -102,28 +102,14 @@ def schedule_batch(
     # Approve bids oldest-first, one live execution per partition; reject the surplus, and
     # bids from nodes an operator has not approved (or rejected since it was asked).
     running = {e.partition_index for e in view if e.is_active() and e.desired_state == D.RUNNING}
-    members = {n.info.node_id for n in nodes if n.membership == Membership.APPROVED}
-    approved = 0
-    stopped: set[str] = set()
-    for ex in sorted(view, key=lambda e: e.create_time):
-        if ex.compute_state == E.ASK_FOR_BID_ACCEPTED and ex.desired_state == D.PENDING:
-            if ex.node_id not in members:
-                stopped.add(ex.id)
-                plan.changes.append(stop(ex, "bid rejected: the node is not approved", now))
-            elif ex.partition_index not in running and ex.partition_index not in done:
-                approved += 1
-                running.add(ex.partition_index)
-                plan.changes.append(
-                    ExecutionChange(
-                        execution_id=ex.id,
-                        desired_state=D.RUNNING,
-                        desired_message="bid accepted",
-                        event=event("Bid accepted", "Scheduling", now),
-                    )
-                )
-            else:
-                stopped.add(ex.id)
-                plan.changes.append(stop(ex, "bid rejected: enough executions are running", now))
+
+    def take(ex: Execution) -> str:
+        if ex.partition_index in running or ex.partition_index in done:
+            return "enough executions are running"
+        running.add(ex.partition_index)
+        return ""
+
+    approved, stopped = approve_bids(view, nodes, plan, now, take)
 
     live: dict[int, Execution] = {}
     for ex in sorted(view, key=lambda e: e.create_time):

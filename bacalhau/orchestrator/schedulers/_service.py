@@ -19,17 +19,16 @@ from bacalhau.models import (
     ExecutionDesiredStateType,
     ExecutionStateType,
     Job,
-    Membership,
     NodeState,
     TriggeredBy,
 )
-from bacalhau.orchestrator._plan import ExecutionChange, Plan
+from bacalhau.orchestrator._plan import Plan
 from bacalhau.orchestrator._ranking import Placed, rank_nodes
 from bacalhau.orchestrator._retries import retry_policy
 from bacalhau.orchestrator._settings import SchedulerSettings
 from bacalhau.orchestrator.schedulers._long_running import ranking_view, restart_time
 from bacalhau.orchestrator.schedulers._shared import (
-    event,
+    approve_bids,
     fail_job,
     fail_lost,
     later,
@@ -63,32 +62,17 @@ def schedule_service(
     plan = Plan(job=job, evaluation=evaluation)
     view = fail_lost(executions, nodes, plan, now, settling_until=settling_until)
     replicas = max(job.count, 1)
-    members = {n.info.node_id for n in nodes if n.membership == Membership.APPROVED}
 
     # One live execution per replica: approve the oldest bid of a replica not yet running.
     running = {e.partition_index for e in view if e.is_active() and e.desired_state == D.RUNNING}
-    stopped: set[str] = set()
-    approved = 0
-    for ex in sorted(view, key=lambda e: e.create_time):
-        if ex.compute_state != E.ASK_FOR_BID_ACCEPTED or ex.desired_state != D.PENDING:
-            continue
-        if ex.node_id not in members:
-            stopped.add(ex.id)
-            plan.changes.append(stop(ex, "bid rejected: the node is not approved", now))
-        elif ex.partition_index in running or ex.partition_index >= replicas:
-            stopped.add(ex.id)
-            plan.changes.append(stop(ex, "bid rejected: the replica is already running", now))
-        else:
-            approved += 1
-            running.add(ex.partition_index)
-            plan.changes.append(
-                ExecutionChange(
-                    execution_id=ex.id,
-                    desired_state=D.RUNNING,
-                    desired_message="bid accepted",
-                    event=event("Bid accepted", "Scheduling", now),
-                )
-            )
+
+    def take(ex: Execution) -> str:
+        if ex.partition_index in running or ex.partition_index >= replicas:
+            return "the replica is already running"
+        running.add(ex.partition_index)
+        return ""
+
+    approved, stopped = approve_bids(view, nodes, plan, now, take)
     live: dict[int, Execution] = {}
     for ex in sorted(view, key=lambda e: e.create_time):
         if not ex.is_active() or ex.id in stopped or ex.desired_state == D.STOPPED:

@@ -3,7 +3,7 @@ lost nodes, new executions and delayed evaluations. Pure, like the schedulers th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from bacalhau.errors import BacalhauError, NodeLost
@@ -66,37 +66,56 @@ def event(message: str, topic: str, now: int, **details: str) -> Event:
     return Event(message=message, topic=topic, timestamp=now, details=dict(details))
 
 
-def approve_per_node(
-    view: Sequence[Execution], nodes: Sequence[NodeState], plan: Plan, now: int
+def approve_bids(
+    view: Sequence[Execution],
+    nodes: Sequence[NodeState],
+    plan: Plan,
+    now: int,
+    take: Callable[[Execution], str],
 ) -> tuple[int, set[str]]:
-    """Approve the bids of job types that run once per node (ops, daemon) when they were
-    not sent pre-approved: the oldest accepted bid of each approved node that runs nothing
-    of the job yet. Returns how many were approved and the executions stopped instead."""
+    """Decide the accepted bids waiting for approval, oldest first: a bid from a node an
+    operator has not approved (or rejected since it was asked) is rejected; any other is put
+    to ``take``, the scheduler's rule, which returns "" to approve it (and counts it as
+    running) or why it is rejected. Returns how many were approved and the executions
+    stopped instead."""
     members = {n.info.node_id for n in nodes if n.membership == Membership.APPROVED}
-    running = {e.node_id for e in view if e.is_active() and e.desired_state == D.RUNNING}
     approved = 0
     stopped: set[str] = set()
     for ex in sorted(view, key=lambda e: e.create_time):
         if ex.compute_state != E.ASK_FOR_BID_ACCEPTED or ex.desired_state != D.PENDING:
             continue
-        if ex.node_id not in members:
+        reason = "the node is not approved" if ex.node_id not in members else take(ex)
+        if reason:
             stopped.add(ex.id)
-            plan.changes.append(stop(ex, "bid rejected: the node is not approved", now))
-        elif ex.node_id in running:
-            stopped.add(ex.id)
-            plan.changes.append(stop(ex, "bid rejected: the node already runs the job", now))
-        else:
-            approved += 1
-            running.add(ex.node_id)
-            plan.changes.append(
-                ExecutionChange(
-                    execution_id=ex.id,
-                    desired_state=D.RUNNING,
-                    desired_message="bid accepted",
-                    event=event("Bid accepted", "Scheduling", now),
-                )
+            plan.changes.append(stop(ex, f"bid rejected: {reason}", now))
+            continue
+        approved += 1
+        plan.changes.append(
+            ExecutionChange(
+                execution_id=ex.id,
+                desired_state=D.RUNNING,
+                desired_message="bid accepted",
+                event=event("Bid accepted", "Scheduling", now),
             )
+        )
     return approved, stopped
+
+
+def approve_per_node(
+    view: Sequence[Execution], nodes: Sequence[NodeState], plan: Plan, now: int
+) -> tuple[int, set[str]]:
+    """Approve the bids of job types that run once per node (ops, daemon) when they were
+    not sent pre-approved: the oldest accepted bid of each approved node that runs nothing
+    of the job yet."""
+    running = {e.node_id for e in view if e.is_active() and e.desired_state == D.RUNNING}
+
+    def take(ex: Execution) -> str:
+        if ex.node_id in running:
+            return "the node already runs the job"
+        running.add(ex.node_id)
+        return ""
+
+    return approve_bids(view, nodes, plan, now, take)
 
 
 def stop(ex: Execution, message: str, now: int) -> ExecutionChange:

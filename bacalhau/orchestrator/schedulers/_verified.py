@@ -22,7 +22,6 @@ from bacalhau.models import (
     ExecutionStateType,
     Job,
     JobStateType,
-    Membership,
     NodeState,
     TriggeredBy,
 )
@@ -39,6 +38,7 @@ from bacalhau.orchestrator._verifier import (
 )
 from bacalhau.orchestrator.schedulers._shared import (
     ASKED,
+    approve_bids,
     event,
     fail_job,
     fail_lost,
@@ -91,31 +91,17 @@ def schedule_verified(
 
     replicas = max(job.count, 1)
     completed = [e for e in view if e.compute_state == E.COMPLETED]
-    members = {n.info.node_id for n in nodes if n.membership == Membership.APPROVED}
     running = sum(1 for e in view if e.is_active() and e.desired_state == D.RUNNING)
     room = replicas - len(completed) - running
-    approved = 0
-    stopped: set[str] = set()
-    for ex in sorted(view, key=lambda e: e.create_time):
-        if ex.compute_state != E.ASK_FOR_BID_ACCEPTED or ex.desired_state != D.PENDING:
-            continue
-        if ex.node_id not in members:
-            stopped.add(ex.id)
-            plan.changes.append(stop(ex, "bid rejected: the node is not approved", now))
-        elif room > 0:
-            room -= 1
-            approved += 1
-            plan.changes.append(
-                ExecutionChange(
-                    execution_id=ex.id,
-                    desired_state=D.RUNNING,
-                    desired_message="bid accepted",
-                    event=event("Bid accepted", "Scheduling", now),
-                )
-            )
-        else:
-            stopped.add(ex.id)
-            plan.changes.append(stop(ex, "bid rejected: every replica is placed", now))
+
+    def take(ex: Execution) -> str:
+        nonlocal room
+        if room <= 0:
+            return "every replica is placed"
+        room -= 1
+        return ""
+
+    approved, stopped = approve_bids(view, nodes, plan, now, take)
 
     live: list[Execution] = []
     for ex in sorted(view, key=lambda e: e.create_time):
