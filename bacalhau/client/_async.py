@@ -8,7 +8,7 @@ import shutil
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 from urllib.parse import quote
 
 from bacalhau.client import _download
@@ -101,13 +101,9 @@ def is_started(details: JobDetails) -> bool:
     return len(started) >= needed
 
 
-class AsyncClient:
-    """Talks to one node's v1 REST API. Use as ``async with AsyncClient(url) as client``.
-
-    Every failure is a :class:`~bacalhau.errors.BacalhauError`: the server's errors come back
-    as the same classes (by code), an unreachable node is
-    :class:`~bacalhau.errors.Unavailable` with a hint naming the address flags.
-    """
+class RestSession:
+    """A connection to one node's v1 REST API (base URL from the environment when not
+    given), closed by ``close()`` or at the end of ``async with``."""
 
     def __init__(self, base_url: str | None = None, *, connect_timeout: float = 10.0) -> None:
         self._http = Transport(base_url or url_from_env(), connect_timeout=connect_timeout)
@@ -119,7 +115,7 @@ class AsyncClient:
     async def close(self) -> None:
         await self._http.close()
 
-    async def __aenter__(self) -> AsyncClient:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(
@@ -129,6 +125,15 @@ class AsyncClient:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+class AsyncClient(RestSession):
+    """Talks to one node's v1 REST API. Use as ``async with AsyncClient(url) as client``.
+
+    Every failure is a :class:`~bacalhau.errors.BacalhauError`: the server's errors come back
+    as the same classes (by code), an unreachable node is
+    :class:`~bacalhau.errors.Unavailable` with a hint naming the address flags.
+    """
 
     # -- jobs -------------------------------------------------------------------------------
 

@@ -15,14 +15,13 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 
-from bacalhau.client._async import url_from_env
-from bacalhau.client._transport import Transport, error_from_response
+from bacalhau.client._async import RestSession
+from bacalhau.client._transport import error_from_response
 from bacalhau.errors import InvalidRequest, Unavailable
 from bacalhau.storage.cid import Blockstore, Importer, ImportOptions, write_car
 
@@ -56,29 +55,8 @@ def _write_car(path: Path, cid_version: int, workdir: Path) -> tuple[str, Path]:
     return str(root.cid), car
 
 
-class AsyncDataClient:
+class AsyncDataClient(RestSession):
     """``bacalhau data`` against one requester's v1 REST API."""
-
-    def __init__(self, base_url: str | None = None, *, connect_timeout: float = 10.0) -> None:
-        self._http = Transport(base_url or url_from_env(), connect_timeout=connect_timeout)
-
-    @property
-    def base_url(self) -> str:
-        return self._http.base_url
-
-    async def close(self) -> None:
-        await self._http.close()
-
-    async def __aenter__(self) -> AsyncDataClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def add(self, path: Path, *, cid_version: int = 0, only_hash: bool = False) -> str:
         """Add ``path`` (a file or a directory); returns its CID. Without ``only_hash`` the
