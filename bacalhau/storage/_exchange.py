@@ -30,6 +30,7 @@ from typing import Protocol
 from bacalhau.errors import BacalhauError, BlockNotFound, CorruptBlock
 from bacalhau.storage.cid import CID, DAG_PB, Blockstore
 from bacalhau.storage.cid._dagpb import DataType, decode_node, decode_unixfs
+from bacalhau.storage.cid._hamt import PREFIX_LEN
 
 log = logging.getLogger(__name__)
 
@@ -83,11 +84,6 @@ def _links(cid: CID, data: bytes) -> list[CID]:
     return [link.cid for link in decode_node(data).links] if cid.codec == DAG_PB else []
 
 
-#: Length of the link names that lead from a HAMT shard to its sub-shards (the hash prefix
-#: alone); links to entries carry the prefix and the entry's name.
-_SUB_SHARD_NAME = 2
-
-
 class _Walk:
     """One breadth-first fetch of the DAG below ``root``; with ``listing``, only what listing
     the directory ``root`` takes: its own block(s) and the first block of each entry (their
@@ -121,7 +117,7 @@ class _Walk:
         node = decode_node(data)
         kind = decode_unixfs(node.data).type
         if kind == DataType.HAMT_SHARD:
-            self.expand.update(link.cid for link in node.links if len(link.name) == _SUB_SHARD_NAME)
+            self.expand.update(link.cid for link in node.links if len(link.name) == PREFIX_LEN)
         elif kind != DataType.DIRECTORY:
             return []  # a file: its first block says all a listing shows
         return [link.cid for link in node.links]

@@ -19,6 +19,7 @@ from bacalhau.errors import BlockNotFound, InvalidContent, UnsafePath
 
 from ._cid import CID, DAG_PB, RAW
 from ._dagpb import DataType, PBLink, PBNode, UnixFSData, decode_node, decode_unixfs
+from ._hamt import PREFIX_LEN
 
 __all__ = ["BlockSource", "EntryKind", "LsEntry", "export", "ls", "read_file", "resolve", "stat"]
 
@@ -104,12 +105,12 @@ def _entries(source: BlockSource, node: _Node, depth: int = 0) -> Iterator[PBLin
     if depth > 8:
         raise InvalidContent(f"HAMT deeper than its hash at {node.cid}", cid=str(node.cid))
     for link in node.pb.links:
-        if len(link.name) < 2:
+        if len(link.name) < PREFIX_LEN:
             raise InvalidContent(f"bad HAMT link name in {node.cid}", cid=str(node.cid))
-        if len(link.name) == 2:
+        if len(link.name) == PREFIX_LEN:
             yield from _entries(source, _load(source, link.cid), depth + 1)
         else:
-            yield PBLink(link.cid, link.name[2:], link.tsize)
+            yield PBLink(link.cid, link.name[PREFIX_LEN:], link.tsize)
 
 
 def _check_name(name: bytes, parent: CID) -> None:

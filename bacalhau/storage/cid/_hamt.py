@@ -14,6 +14,9 @@ __all__ = ["FANOUT", "MURMUR3_X64_64", "build_shard", "murmur3_x64_64"]
 #: Multicodec of the name hash, written in every shard node.
 MURMUR3_X64_64 = 0x22
 FANOUT = 256
+#: Length of a link name's hash prefix (two hex digits for 256 buckets): a link named by
+#: the prefix alone leads to a sub-shard; a longer one is an entry (prefix + its name).
+PREFIX_LEN = 2
 _MASK = (1 << 64) - 1
 _C1 = 0x87C37B91114253D5
 _C2 = 0x4CF5AD432745937F
