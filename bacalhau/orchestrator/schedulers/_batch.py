@@ -165,17 +165,20 @@ def schedule_batch(
                     job, r.node.info.node_id, evaluation, desired_new, now, partition=partition
                 )
             )
-        waits = len(placed) < missing and wait_for_nodes(
-            plan,
-            job,
-            ranks,
-            now=now,
-            settings=settings,
-            settling_until=settling_until,
-            nodes_needed=partitions,
-            idle=not active and not placed,
-        )
-        if len(placed) < missing and not waits and len(placed) + len(active) < desired:
+        if (
+            len(placed) < missing
+            and not wait_for_nodes(
+                plan,
+                job,
+                ranks,
+                now=now,
+                settings=settings,
+                settling_until=settling_until,
+                nodes_needed=partitions,
+                idle=not active and not placed,
+            )
+            and len(placed) + len(active) < desired
+        ):
             # Some capacity exists but never enough for Count: fail instead of hanging.
             return fail(
                 queue_expired(queue_timeout_of(job, settings))
