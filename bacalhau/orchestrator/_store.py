@@ -483,20 +483,23 @@ class JobStore:
 
     # -- jobs --------------------------------------------------------------------------
 
+    def _keep_module(self, doc: dict[str, Any]) -> tuple[str | None, str | None]:
+        """Take ``doc``'s large inline module out and store it once by content hash (in the
+        caller's transaction); returns the module and its hash, or (None, None)."""
+        module = _take_module(doc)
+        if module is None:
+            return None, None
+        blob = hashlib.sha256(module.encode()).hexdigest()
+        self._db.execute("INSERT OR IGNORE INTO blobs (hash, data) VALUES (?, ?)", (blob, module))
+        return module, blob
+
     def create_job(self, job: Job) -> None:
         check_job_transition(JobStateType.UNDEFINED, job.state)
         doc = job.to_dict()
         # Every job running the same module shares one copy of it (jobs of a benchmark or a
         # sweep resend the same tens of KB each time).
-        module = _take_module(doc)
+        module, blob = self._keep_module(doc)
         data = json.dumps(doc)
-        blob = None
-        if module is not None:
-            blob = hashlib.sha256(module.encode()).hexdigest()
-            self._db.execute(
-                "INSERT OR IGNORE INTO blobs (hash, data) VALUES (?, ?)",
-                (blob, module),
-            )
         self._db.execute(
             "INSERT INTO jobs (id, namespace, state, state_message, revision, version,"
             " create_time, modify_time, labels, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -722,13 +725,8 @@ class JobStore:
         spec.revision = job.revision + 1
         spec.modify_time = now
         doc = spec.to_dict()
-        module = _take_module(doc)  # shared with the earlier versions, as at create
-        blob = hashlib.sha256(module.encode()).hexdigest() if module is not None else None
         with self.transaction():
-            if module is not None:
-                self._db.execute(
-                    "INSERT OR IGNORE INTO blobs (hash, data) VALUES (?, ?)", (blob, module)
-                )
+            _, blob = self._keep_module(doc)  # shared with the earlier versions, as at create
             self._db.execute(
                 "INSERT INTO job_specs (job_id, version, data, blob) VALUES (?, ?, ?, ?)",
                 (job_id, spec.version, json.dumps(doc), blob),
