@@ -97,7 +97,12 @@ def test_two_followers_receive_lines_while_the_job_runs_then_replay(
         state_at_first_line = _state(stack, job_id)
         assert ws_first.wait(60)
         state_at_first_frame = _state(stack, job_id)
-        rest, err = cli.communicate(timeout=60)
+        # Read the rest through the same text stream as the first line: readline() may have
+        # buffered more than one line, which communicate() (reading the raw pipe) would skip.
+        cli.wait(timeout=60)  # six short lines: the pipes cannot fill up
+        rest = cli.stdout.read()
+        assert cli.stderr is not None
+        err = cli.stderr.read()
     finally:
         if cli.poll() is None:
             cli.kill()
