@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from bacalhau._proto.v1 import types_pb2 as bacalhau_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x62\x61\x63\x61lhau/v1/orchestrator.proto\x12\x0b\x62\x61\x63\x61lhau.v1\x1a\x17\x62\x61\x63\x61lhau/v1/types.proto\"w\n\tBidResult\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0f\n\x07node_id\x18\x03 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x04 \x01(\x08\x12!\n\x05\x65vent\x18\x05 \x01(\x0b\x32\x12.bacalhau.v1.Event\"\xa8\x01\n\tRunResult\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0f\n\x07node_id\x18\x03 \x01(\t\x12\x31\n\x10published_result\x18\x04 \x01(\x0b\x32\x17.bacalhau.v1.SpecConfig\x12\x31\n\nrun_output\x18\x05 \x01(\x0b\x32\x1d.bacalhau.v1.RunCommandResult\"j\n\x0e\x43omputeFailure\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0f\n\x07node_id\x18\x03 \x01(\t\x12!\n\x05\x65vent\x18\x04 \x01(\x0b\x32\x12.bacalhau.v1.Event\"F\n\x14OnBidCompleteRequest\x12.\n\nbid_result\x18\x01 \x01(\x0b\x32\x1a.bacalhau.v1.SignedPayload\"\x17\n\x15OnBidCompleteResponse\"F\n\x14OnRunCompleteRequest\x12.\n\nrun_result\x18\x01 \x01(\x0b\x32\x1a.bacalhau.v1.SignedPayload\"\x17\n\x15OnRunCompleteResponse\"N\n\x17OnComputeFailureRequest\x12\x33\n\x0f\x63ompute_failure\x18\x01 \x01(\x0b\x32\x1a.bacalhau.v1.SignedPayload\"\x1a\n\x18OnComputeFailureResponse\"9\n\x0f\x45xecutionReport\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x15\n\rexecution_ids\x18\x02 \x03(\t\"E\n\x17ReportExecutionsRequest\x12*\n\x06report\x18\x01 \x01(\x0b\x32\x1a.bacalhau.v1.SignedPayload\"\x1a\n\x18ReportExecutionsResponse\"\"\n\x10GetModuleRequest\x12\x0e\n\x06sha256\x18\x01 \x01(\x0c\"%\n\x11GetModuleResponse\x12\x10\n\x08\x64\x61ta_url\x18\x01 \x01(\x0c\x32\xd3\x03\n\x13OrchestratorService\x12V\n\rOnBidComplete\x12!.bacalhau.v1.OnBidCompleteRequest\x1a\".bacalhau.v1.OnBidCompleteResponse\x12V\n\rOnRunComplete\x12!.bacalhau.v1.OnRunCompleteRequest\x1a\".bacalhau.v1.OnRunCompleteResponse\x12_\n\x10OnComputeFailure\x12$.bacalhau.v1.OnComputeFailureRequest\x1a%.bacalhau.v1.OnComputeFailureResponse\x12_\n\x10ReportExecutions\x12$.bacalhau.v1.ReportExecutionsRequest\x1a%.bacalhau.v1.ReportExecutionsResponse\x12J\n\tGetModule\x12\x1d.bacalhau.v1.GetModuleRequest\x1a\x1e.bacalhau.v1.GetModuleResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x62\x61\x63\x61lhau/v1/orchestrator.proto\x12\x0b\x62\x61\x63\x61lhau.v1\x1a\x17\x62\x61\x63\x61lhau/v1/types.proto\"w\n\tBidResult\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0f\n\x07node_id\x18\x03 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x04 \x01(\x08\x12!\n\x05\x65vent\x18\x05 \x01(\x0b\x32\x12.bacalhau.v1.Event\"\xa8\x01\n\tRunResult\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0f\n\x07node_id\x18\x03 \x01(\t\x12\x31\n\x10published_result\x18\x04 \x01(\x0b\x32\x17.bacalhau.v1.SpecConfig\x12\x31\n\nrun_output\x18\x05 \x01(\x0b\x32\x1d.bacalhau.v1.RunCommandResult\"j\n\x0e\x43omputeFailure\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0f\n\x07node_id\x18\x03 \x01(\t\x12!\n\x05\x65vent\x18\x04 \x01(\x0b\x32\x12.bacalhau.v1.Event\"F\n\x14OnBidCompleteRequest\x12.\n\nbid_result\x18\x01 \x01(\x0b\x32\x1a.bacalhau.v1.SignedPayload\"\x17\n\x15OnBidCompleteResponse\"F\n\x14OnRunCompleteRequest\x12.\n\nrun_result\x18\x01 \x01(\x0b\x32\x1a.bacalhau.v1.SignedPayload\"\x17\n\x15OnRunCompleteResponse\"N\n\x17OnComputeFailureRequest\x12\x33\n\x0f\x63ompute_failure\x18\x01 \x01(\x0b\x32\x1a.bacalhau.v1.SignedPayload\"\x1a\n\x18OnComputeFailureResponse\"\xae\x01\n\x0c\x43\x61llbackItem\x12,\n\nbid_result\x18\x01 \x01(\x0b\x32\x16.bacalhau.v1.BidResultH\x00\x12,\n\nrun_result\x18\x02 \x01(\x0b\x32\x16.bacalhau.v1.RunResultH\x00\x12\x36\n\x0f\x63ompute_failure\x18\x03 \x01(\x0b\x32\x1b.bacalhau.v1.ComputeFailureH\x00\x42\n\n\x08\x63\x61llback\"J\n\rCallbackBatch\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12(\n\x05items\x18\x02 \x03(\x0b\x32\x19.bacalhau.v1.CallbackItem\"D\n\x17\x44\x65liverCallbacksRequest\x12)\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x1a.bacalhau.v1.SignedPayload\"V\n\x0f\x43\x61llbackOutcome\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x12\n\nerror_code\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x0c\n\x04hint\x18\x04 \x01(\t\"J\n\x18\x44\x65liverCallbacksResponse\x12.\n\x08outcomes\x18\x01 \x03(\x0b\x32\x1c.bacalhau.v1.CallbackOutcome\"9\n\x0f\x45xecutionReport\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x15\n\rexecution_ids\x18\x02 \x03(\t\"E\n\x17ReportExecutionsRequest\x12*\n\x06report\x18\x01 \x01(\x0b\x32\x1a.bacalhau.v1.SignedPayload\"\x1a\n\x18ReportExecutionsResponse\"\"\n\x10GetModuleRequest\x12\x0e\n\x06sha256\x18\x01 \x01(\x0c\"%\n\x11GetModuleResponse\x12\x10\n\x08\x64\x61ta_url\x18\x01 \x01(\x0c\x32\xb4\x04\n\x13OrchestratorService\x12V\n\rOnBidComplete\x12!.bacalhau.v1.OnBidCompleteRequest\x1a\".bacalhau.v1.OnBidCompleteResponse\x12V\n\rOnRunComplete\x12!.bacalhau.v1.OnRunCompleteRequest\x1a\".bacalhau.v1.OnRunCompleteResponse\x12_\n\x10OnComputeFailure\x12$.bacalhau.v1.OnComputeFailureRequest\x1a%.bacalhau.v1.OnComputeFailureResponse\x12_\n\x10\x44\x65liverCallbacks\x12$.bacalhau.v1.DeliverCallbacksRequest\x1a%.bacalhau.v1.DeliverCallbacksResponse\x12_\n\x10ReportExecutions\x12$.bacalhau.v1.ReportExecutionsRequest\x1a%.bacalhau.v1.ReportExecutionsResponse\x12J\n\tGetModule\x12\x1d.bacalhau.v1.GetModuleRequest\x1a\x1e.bacalhau.v1.GetModuleResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -50,16 +50,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ONCOMPUTEFAILUREREQUEST']._serialized_end=744
   _globals['_ONCOMPUTEFAILURERESPONSE']._serialized_start=746
   _globals['_ONCOMPUTEFAILURERESPONSE']._serialized_end=772
-  _globals['_EXECUTIONREPORT']._serialized_start=774
-  _globals['_EXECUTIONREPORT']._serialized_end=831
-  _globals['_REPORTEXECUTIONSREQUEST']._serialized_start=833
-  _globals['_REPORTEXECUTIONSREQUEST']._serialized_end=902
-  _globals['_REPORTEXECUTIONSRESPONSE']._serialized_start=904
-  _globals['_REPORTEXECUTIONSRESPONSE']._serialized_end=930
-  _globals['_GETMODULEREQUEST']._serialized_start=932
-  _globals['_GETMODULEREQUEST']._serialized_end=966
-  _globals['_GETMODULERESPONSE']._serialized_start=968
-  _globals['_GETMODULERESPONSE']._serialized_end=1005
-  _globals['_ORCHESTRATORSERVICE']._serialized_start=1008
-  _globals['_ORCHESTRATORSERVICE']._serialized_end=1475
+  _globals['_CALLBACKITEM']._serialized_start=775
+  _globals['_CALLBACKITEM']._serialized_end=949
+  _globals['_CALLBACKBATCH']._serialized_start=951
+  _globals['_CALLBACKBATCH']._serialized_end=1025
+  _globals['_DELIVERCALLBACKSREQUEST']._serialized_start=1027
+  _globals['_DELIVERCALLBACKSREQUEST']._serialized_end=1095
+  _globals['_CALLBACKOUTCOME']._serialized_start=1097
+  _globals['_CALLBACKOUTCOME']._serialized_end=1183
+  _globals['_DELIVERCALLBACKSRESPONSE']._serialized_start=1185
+  _globals['_DELIVERCALLBACKSRESPONSE']._serialized_end=1259
+  _globals['_EXECUTIONREPORT']._serialized_start=1261
+  _globals['_EXECUTIONREPORT']._serialized_end=1318
+  _globals['_REPORTEXECUTIONSREQUEST']._serialized_start=1320
+  _globals['_REPORTEXECUTIONSREQUEST']._serialized_end=1389
+  _globals['_REPORTEXECUTIONSRESPONSE']._serialized_start=1391
+  _globals['_REPORTEXECUTIONSRESPONSE']._serialized_end=1417
+  _globals['_GETMODULEREQUEST']._serialized_start=1419
+  _globals['_GETMODULEREQUEST']._serialized_end=1453
+  _globals['_GETMODULERESPONSE']._serialized_start=1455
+  _globals['_GETMODULERESPONSE']._serialized_end=1492
+  _globals['_ORCHESTRATORSERVICE']._serialized_start=1495
+  _globals['_ORCHESTRATORSERVICE']._serialized_end=2059
 # @@protoc_insertion_point(module_scope)

@@ -266,6 +266,146 @@ class OnComputeFailureResponse(_message.Message):
 Global___OnComputeFailureResponse: _TypeAlias = OnComputeFailureResponse  # noqa: Y015
 
 @_typing.final
+class CallbackItem(_message.Message):
+    """One callback of a batch."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BID_RESULT_FIELD_NUMBER: _builtins.int
+    RUN_RESULT_FIELD_NUMBER: _builtins.int
+    COMPUTE_FAILURE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def bid_result(self) -> Global___BidResult: ...
+    @_builtins.property
+    def run_result(self) -> Global___RunResult: ...
+    @_builtins.property
+    def compute_failure(self) -> Global___ComputeFailure: ...
+    def __init__(
+        self,
+        *,
+        bid_result: Global___BidResult | None = ...,
+        run_result: Global___RunResult | None = ...,
+        compute_failure: Global___ComputeFailure | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["bid_result", b"bid_result", "callback", b"callback", "compute_failure", b"compute_failure", "run_result", b"run_result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bid_result", b"bid_result", "callback", b"callback", "compute_failure", b"compute_failure", "run_result", b"run_result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_callback: _TypeAlias = _typing.Literal["bid_result", "run_result", "compute_failure"]  # noqa: Y015
+    _WhichOneofArgType_callback: _TypeAlias = _typing.Literal["callback", b"callback"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_callback) -> _WhichOneofReturnType_callback | None: ...
+
+Global___CallbackItem: _TypeAlias = CallbackItem  # noqa: Y015
+
+@_typing.final
+class CallbackBatch(_message.Message):
+    """Callbacks in the order the node queued them (signed payload of DeliverCallbacksRequest)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    ITEMS_FIELD_NUMBER: _builtins.int
+    node_id: _builtins.str
+    """The sending node; must equal the signer (and each item's node_id)."""
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___CallbackItem]:
+        """At most a few hundred items, well under gRPC's message size limit."""
+
+    def __init__(
+        self,
+        *,
+        node_id: _builtins.str = ...,
+        items: _abc.Iterable[Global___CallbackItem] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "node_id", b"node_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CallbackBatch: _TypeAlias = CallbackBatch  # noqa: Y015
+
+@_typing.final
+class DeliverCallbacksRequest(_message.Message):
+    """Carries a signed CallbackBatch."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BATCH_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def batch(self) -> _types_pb2.SignedPayload:
+        """Payload: CallbackBatch."""
+
+    def __init__(
+        self,
+        *,
+        batch: _types_pb2.SignedPayload | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeliverCallbacksRequest: _TypeAlias = DeliverCallbacksRequest  # noqa: Y015
+
+@_typing.final
+class CallbackOutcome(_message.Message):
+    """What became of one item of a batch."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCEPTED_FIELD_NUMBER: _builtins.int
+    ERROR_CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    HINT_FIELD_NUMBER: _builtins.int
+    accepted: _builtins.bool
+    """True when the requester applied it (or had nothing left to do: a late or repeated one)."""
+    error_code: _builtins.str
+    """Refused: the stable error code (as in a failed call's bacalhau-error-code)."""
+    message: _builtins.str
+    """Refused: why."""
+    hint: _builtins.str
+    """Refused: the error's hint."""
+    def __init__(
+        self,
+        *,
+        accepted: _builtins.bool = ...,
+        error_code: _builtins.str = ...,
+        message: _builtins.str = ...,
+        hint: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "error_code", b"error_code", "hint", b"hint", "message", b"message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CallbackOutcome: _TypeAlias = CallbackOutcome  # noqa: Y015
+
+@_typing.final
+class DeliverCallbacksResponse(_message.Message):
+    """One outcome per item, in the items' order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OUTCOMES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def outcomes(self) -> _containers.RepeatedCompositeFieldContainer[Global___CallbackOutcome]: ...
+    def __init__(
+        self,
+        *,
+        outcomes: _abc.Iterable[Global___CallbackOutcome] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["outcomes", b"outcomes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeliverCallbacksResponse: _TypeAlias = DeliverCallbacksResponse  # noqa: Y015
+
+@_typing.final
 class ExecutionReport(_message.Message):
     """The executions a compute node holds for a requester: under way, or finished with the
     result not yet delivered (signed payload of ReportExecutionsRequest). The requester fails

@@ -50,6 +50,11 @@ class OrchestratorServiceStub:
                 request_serializer=bacalhau_dot_v1_dot_orchestrator__pb2.OnComputeFailureRequest.SerializeToString,
                 response_deserializer=bacalhau_dot_v1_dot_orchestrator__pb2.OnComputeFailureResponse.FromString,
                 _registered_method=True)
+        self.DeliverCallbacks = channel.unary_unary(
+                '/bacalhau.v1.OrchestratorService/DeliverCallbacks',
+                request_serializer=bacalhau_dot_v1_dot_orchestrator__pb2.DeliverCallbacksRequest.SerializeToString,
+                response_deserializer=bacalhau_dot_v1_dot_orchestrator__pb2.DeliverCallbacksResponse.FromString,
+                _registered_method=True)
         self.ReportExecutions = channel.unary_unary(
                 '/bacalhau.v1.OrchestratorService/ReportExecutions',
                 request_serializer=bacalhau_dot_v1_dot_orchestrator__pb2.ReportExecutionsRequest.SerializeToString,
@@ -82,6 +87,15 @@ class OrchestratorServiceServicer:
 
     def OnComputeFailure(self, request, context):
         """The execution failed on the node.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeliverCallbacks(self, request, context):
+        """Several callbacks in one call, in the order the node queued them, signed once. The
+        requester applies them in that order and answers for each one, so a refused callback
+        never drops the others. Every check made on a single callback is made on each item.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -124,6 +138,11 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
                     servicer.OnComputeFailure,
                     request_deserializer=bacalhau_dot_v1_dot_orchestrator__pb2.OnComputeFailureRequest.FromString,
                     response_serializer=bacalhau_dot_v1_dot_orchestrator__pb2.OnComputeFailureResponse.SerializeToString,
+            ),
+            'DeliverCallbacks': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeliverCallbacks,
+                    request_deserializer=bacalhau_dot_v1_dot_orchestrator__pb2.DeliverCallbacksRequest.FromString,
+                    response_serializer=bacalhau_dot_v1_dot_orchestrator__pb2.DeliverCallbacksResponse.SerializeToString,
             ),
             'ReportExecutions': grpc.unary_unary_rpc_method_handler(
                     servicer.ReportExecutions,
@@ -218,6 +237,33 @@ class OrchestratorService:
             '/bacalhau.v1.OrchestratorService/OnComputeFailure',
             bacalhau_dot_v1_dot_orchestrator__pb2.OnComputeFailureRequest.SerializeToString,
             bacalhau_dot_v1_dot_orchestrator__pb2.OnComputeFailureResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeliverCallbacks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bacalhau.v1.OrchestratorService/DeliverCallbacks',
+            bacalhau_dot_v1_dot_orchestrator__pb2.DeliverCallbacksRequest.SerializeToString,
+            bacalhau_dot_v1_dot_orchestrator__pb2.DeliverCallbacksResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -44,6 +44,11 @@ class OrchestratorServiceStub:
     """The execution ran and its results were published."""
     OnComputeFailure: _grpc.UnaryUnaryMultiCallable[_orchestrator_pb2.OnComputeFailureRequest, _orchestrator_pb2.OnComputeFailureResponse]
     """The execution failed on the node."""
+    DeliverCallbacks: _grpc.UnaryUnaryMultiCallable[_orchestrator_pb2.DeliverCallbacksRequest, _orchestrator_pb2.DeliverCallbacksResponse]
+    """Several callbacks in one call, in the order the node queued them, signed once. The
+    requester applies them in that order and answers for each one, so a refused callback
+    never drops the others. Every check made on a single callback is made on each item.
+    """
     ReportExecutions: _grpc.UnaryUnaryMultiCallable[_orchestrator_pb2.ReportExecutionsRequest, _orchestrator_pb2.ReportExecutionsResponse]
     """The executions the node holds for this requester (after a restart of either side, when
     it comes back from being declared dead, and now and then), so the requester can
@@ -68,6 +73,11 @@ class OrchestratorServiceAsyncStub(OrchestratorServiceStub):
     """The execution ran and its results were published."""
     OnComputeFailure: _aio.UnaryUnaryMultiCallable[_orchestrator_pb2.OnComputeFailureRequest, _orchestrator_pb2.OnComputeFailureResponse]  # type: ignore[assignment]
     """The execution failed on the node."""
+    DeliverCallbacks: _aio.UnaryUnaryMultiCallable[_orchestrator_pb2.DeliverCallbacksRequest, _orchestrator_pb2.DeliverCallbacksResponse]  # type: ignore[assignment]
+    """Several callbacks in one call, in the order the node queued them, signed once. The
+    requester applies them in that order and answers for each one, so a refused callback
+    never drops the others. Every check made on a single callback is made on each item.
+    """
     ReportExecutions: _aio.UnaryUnaryMultiCallable[_orchestrator_pb2.ReportExecutionsRequest, _orchestrator_pb2.ReportExecutionsResponse]  # type: ignore[assignment]
     """The executions the node holds for this requester (after a restart of either side, when
     it comes back from being declared dead, and now and then), so the requester can
@@ -107,6 +117,17 @@ class OrchestratorServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_orchestrator_pb2.OnComputeFailureResponse, _abc.Awaitable[_orchestrator_pb2.OnComputeFailureResponse]]:
         """The execution failed on the node."""
+
+    @_abc_1.abstractmethod
+    def DeliverCallbacks(
+        self,
+        request: _orchestrator_pb2.DeliverCallbacksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orchestrator_pb2.DeliverCallbacksResponse, _abc.Awaitable[_orchestrator_pb2.DeliverCallbacksResponse]]:
+        """Several callbacks in one call, in the order the node queued them, signed once. The
+        requester applies them in that order and answers for each one, so a refused callback
+        never drops the others. Every check made on a single callback is made on each item.
+        """
 
     @_abc_1.abstractmethod
     def ReportExecutions(
