@@ -27,7 +27,9 @@ from bacalhau.api._grpc_convert import (
     result_json,
 )
 from bacalhau.api._grpc_errors import abort_with
+from bacalhau.api._grpc_reflection import enable_reflection
 from bacalhau.api._jobs import (
+    _RUN_UNTIL_STOPPED,
     HISTORY_PAGE,
     MAX_WAIT_SECONDS,
     ResultRewriter,
@@ -125,7 +127,10 @@ class JobServicer(api_pb2_grpc.JobServiceServicer):
         self, request: api_pb2.JobHistoryRequest, context: Any
     ) -> api_pb2.JobHistoryResponse:
         """History after ``after_seq``; with ``wait_seconds``, held until something new
-        exists (or the job ends, or the wait passes), as REST's ``wait=``."""
+        exists (or the job ends, or the wait passes), as REST's ``wait=``; with ``until`` =
+        "terminal", a batch or ops job's call is held until the job ends (REST's
+        ``until=terminal``); with ``include_executions``, the answer carries the job's
+        executions (REST's ``include=executions``)."""
         orch = self._orch
         event_type = (request.event_type or "all").lower()
         if event_type not in ("all", "job", "execution"):
@@ -133,6 +138,13 @@ class JobServicer(api_pb2_grpc.JobServiceServicer):
                 f"invalid event_type {event_type[:100]!r}",
                 field="event_type",
                 hint="use all, job or execution",
+            )
+        until = request.until.lower()
+        if until not in ("", "terminal"):
+            raise BadQuery(
+                f"invalid until {request.until[:100]!r}",
+                field="until",
+                hint='leave it empty, or use "terminal" to wait for the job\'s end',
             )
         keep = _history_filter(
             event_type=event_type,
@@ -163,20 +175,27 @@ class JobServicer(api_pb2_grpc.JobServiceServicer):
             matched = [h for h in history if h.seq_num > cursor and keep(h)]
             page, more = matched[:limit], len(matched) > limit
             remaining = deadline - loop.time()
-            if page or done or remaining <= 0 or self._closing.is_set():
+            holding = until == "terminal" and not more and job.type not in _RUN_UNTIL_STOPPED
+            if (page and not holding) or done or remaining <= 0 or self._closing.is_set():
                 break
-            cursor = max(cursor, newest)  # nothing new for this client: skip what it never sees
+            if not page:
+                # Nothing new for this client: skip what it will never see.
+                cursor = max(cursor, newest)
             await _wait_for_change(
                 self._closing, orch.wait_for_change(job_id, after_seq=newest, timeout=remaining)
             )
         next_after = page[-1].seq_num if more else max(cursor, newest)
         now = job if done else await orch.get_job(job_id)
-        return api_pb2.JobHistoryResponse(
+        out = api_pb2.JobHistoryResponse(
             items=[history_item(h) for h in page],
             next_after_seq=next_after,
             more=more or not done,
             job=job_document(now),
         )
+        if request.include_executions:
+            executions = await orch.list_executions(job_id)
+            out.executions.extend(execution_document(e) for e in executions)
+        return out
 
     @_translated
     async def StopJob(
@@ -298,6 +317,9 @@ class AgentServicer(api_pb2_grpc.AgentServiceServicer):
         return node_info(self._orch.node_info())
 
 
+#: The public API's services, by full name (``bacalhau.v1.JobService``, ...).
+API_SERVICES = tuple(s.full_name for s in api_pb2.DESCRIPTOR.services_by_name.values())
+
 #: Largest message accepted (a job with an inline WASM module), as REST's max_job_size.
 DEFAULT_MAX_MESSAGE = 4 * 1024 * 1024
 
@@ -350,6 +372,7 @@ class GrpcApiServer:
         )
         api_pb2_grpc.add_NodeAPIServiceServicer_to_server(NodeServicer(self._orch), server)
         api_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(self._orch), server)
+        enable_reflection(server, API_SERVICES)
         host = self._host or "0.0.0.0"
         bind = (
             f"[{host}]:{self._requested_port}" if ":" in host else f"{host}:{self._requested_port}"

@@ -365,6 +365,8 @@ class JobHistoryRequest(_message.Message):
     NODE_ID_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
     WAIT_SECONDS_FIELD_NUMBER: _builtins.int
+    UNTIL_FIELD_NUMBER: _builtins.int
+    INCLUDE_EXECUTIONS_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     after_seq: _builtins.int
     """Items with a SeqNum above this one."""
@@ -377,6 +379,17 @@ class JobHistoryRequest(_message.Message):
     """At most this many items (0: 100)."""
     wait_seconds: _builtins.float
     """When nothing new exists yet, wait up to this long (at most 30 s) for it."""
+    until: _builtins.str
+    """"" (default): a long-poll answers at the first new item. "terminal": a batch or ops job's
+    long-poll is held until the job is terminal (or the wait passes, or a page is full), so a
+    client waiting for the end makes one call instead of one per change; daemon and service
+    jobs run until stopped and are answered as without it. Other values: INVALID_ARGUMENT
+    naming the field `until`. (REST: `until=terminal`.)
+    """
+    include_executions: _builtins.bool
+    """Answer with the job's executions too (JobHistoryResponse.executions), so a client
+    following a job needs no ListExecutions call. (REST: `include=executions`.)
+    """
     def __init__(
         self,
         *,
@@ -387,10 +400,12 @@ class JobHistoryRequest(_message.Message):
         node_id: _builtins.str = ...,
         limit: _builtins.int = ...,
         wait_seconds: _builtins.float = ...,
+        until: _builtins.str = ...,
+        include_executions: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_seq", b"after_seq", "event_type", b"event_type", "execution_id", b"execution_id", "job_id", b"job_id", "limit", b"limit", "node_id", b"node_id", "wait_seconds", b"wait_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_seq", b"after_seq", "event_type", b"event_type", "execution_id", b"execution_id", "include_executions", b"include_executions", "job_id", b"job_id", "limit", b"limit", "node_id", b"node_id", "until", b"until", "wait_seconds", b"wait_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -404,6 +419,7 @@ class JobHistoryResponse(_message.Message):
     NEXT_AFTER_SEQ_FIELD_NUMBER: _builtins.int
     MORE_FIELD_NUMBER: _builtins.int
     JOB_FIELD_NUMBER: _builtins.int
+    EXECUTIONS_FIELD_NUMBER: _builtins.int
     next_after_seq: _builtins.int
     """Ask again with after_seq = next_after_seq for what follows."""
     more: _builtins.bool
@@ -414,6 +430,10 @@ class JobHistoryResponse(_message.Message):
     def job(self) -> Global___JobDocument:
         """The job as of (at least) these items."""
 
+    @_builtins.property
+    def executions(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExecutionDocument]:
+        """With include_executions: the job's executions, oldest first, as of (at least) these items."""
+
     def __init__(
         self,
         *,
@@ -421,10 +441,11 @@ class JobHistoryResponse(_message.Message):
         next_after_seq: _builtins.int = ...,
         more: _builtins.bool = ...,
         job: Global___JobDocument | None = ...,
+        executions: _abc.Iterable[Global___ExecutionDocument] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "job", b"job", "more", b"more", "next_after_seq", b"next_after_seq"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["executions", b"executions", "items", b"items", "job", b"job", "more", b"more", "next_after_seq", b"next_after_seq"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
