@@ -1,10 +1,12 @@
 """A run's stdout and stderr, copied into the results files up to a size cap.
 
 wasmtime writes the module's two streams into pipes (it opens their write ends by their
-``/proc/self/fd`` paths), and one thread per run copies them into the ``stdout`` and
-``stderr`` files: the first ``limit`` bytes of each as they come, so the logs can be followed
-while the job runs, and the rest read and dropped, so a runaway module can fill neither the
-disk nor the pipe. A container's streams are capped the same way (see ``docker/_follow``).
+``/proc/self/fd`` paths), and one copier thread, shared by every run of the process, copies
+them into the ``stdout`` and ``stderr`` files: the first ``limit`` bytes of each as they come,
+so the logs can be followed while the job runs, and the rest read and dropped, so a runaway
+module can fill neither the disk nor the pipe. A container's streams are capped the same way
+(see ``docker/_follow``). One thread for all runs rather than one per run: starting and
+joining a thread costs more than copying a short run's output.
 
 Pipes rather than wasmtime's custom-output callbacks: those are called from wasmtime's own
 runtime threads, and such a thread that has entered Python aborts the process when it exits.
@@ -12,14 +14,18 @@ runtime threads, and such a thread that has entered Python aborts the process wh
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import logging
 import os
-import select
+import selectors
 import threading
 from pathlib import Path
 from typing import BinaryIO
 
 __all__ = ["CappedStreams"]
+
+_log = logging.getLogger(__name__)
 
 _READ_SIZE = 64 * 1024
 #: After the run, how long to wait for the copier to drain the pipes (it never blocks long).
@@ -30,39 +36,38 @@ class CappedStreams:
     """Two pipes from a run to its ``stdout``/``stderr`` files, each capped at ``limit``.
 
     Give wasmtime :attr:`stdout_path` and :attr:`stderr_path`, call :meth:`handed_over` once
-    it has opened them, and :meth:`finish` once the module has stopped.
+    it has opened them, and :meth:`finish` once the module has stopped. The read ends and the
+    files belong to the shared copier from the start: it closes them once it has drained
+    the pipes, so a run whose finish gave up waiting can never have them reused under it.
     """
 
     def __init__(self, stdout: Path, stderr: Path, limit: int) -> None:
         self.limit = limit
         self.dropped = [0, 0]
         self._written = [0, 0]
-        self._fds: list[int] = []
+        self._writers: list[int] = []
+        self._readers: list[int] = []
         self._files: list[BinaryIO] = []
+        self._done = threading.Event()
         try:
-            out_r, out_w = self._pipe()
-            err_r, err_w = self._pipe()
-            self._wake_r, self._wake_w = self._pipe()
-            self._writers = [out_w, err_w]
-            self._readers = [out_r, err_r]
+            for _ in range(2):
+                r, w = os.pipe()
+                self._readers.append(r)
+                self._writers.append(w)
             # Unbuffered: what the module wrote is in the file as soon as it is read here.
             self._files = [open(stdout, "wb", buffering=0), open(stderr, "wb", buffering=0)]  # noqa: SIM115
         except BaseException:
-            self.close()
+            self._release()
             raise
-        self._thread = threading.Thread(target=self._copy, name="wasm-output", daemon=True)
-        self._thread.start()
-
-    def _pipe(self) -> tuple[int, int]:
-        r, w = os.pipe()
-        self._fds += [r, w]
-        return r, w
+        self._open = [True, True]
+        self._writer_fds = (self._writers[0], self._writers[1])
+        _COPIER.watch(self)
 
     @property
     def writer_fds(self) -> tuple[int, int]:
         """The write ends of the stdout and stderr pipes, for a writer in this process (the
         deterministic file system); they stay open until :meth:`finish`."""
-        return self._writers[0], self._writers[1]
+        return self._writer_fds
 
     @property
     def stdout_path(self) -> str:
@@ -74,48 +79,36 @@ class CappedStreams:
 
     def handed_over(self) -> None:
         """wasmtime holds its own write ends now: close ours, so its closing means EOF."""
-        for fd in self._writers:
-            self._close_fd(fd)
+        self._close_writers()
 
     def finish(self) -> tuple[int, int]:
         """Copy what is left in the pipes, close everything; return (stdout, stderr) dropped."""
-        with contextlib.suppress(OSError):
-            os.write(self._wake_w, b"x")
-        self._thread.join(_JOIN_SECONDS)
-        self.close()
+        # Ours closed first: the module has stopped, so what it wrote is in the pipes already.
+        self._close_writers()
+        _COPIER.drain(self)
+        self._done.wait(_JOIN_SECONDS)
         return self.dropped[0], self.dropped[1]
 
-    def close(self) -> None:
-        for fd in list(self._fds):
-            self._close_fd(fd)
+    def _close_writers(self) -> None:
+        while self._writers:
+            with contextlib.suppress(OSError):
+                os.close(self._writers.pop())
+
+    def _release(self) -> None:
+        """Close the read ends and the files (the copier, once done with them)."""
+        self._close_writers()
+        while self._readers:
+            with contextlib.suppress(OSError):
+                os.close(self._readers.pop())
         for f in self._files:
             f.close()
+        self._done.set()
 
-    def _close_fd(self, fd: int) -> None:
-        if fd in self._fds:
-            self._fds.remove(fd)
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-    def _copy(self) -> None:
-        open_ = {fd: i for i, fd in enumerate(self._readers)}
-        while open_:
-            ready, _, _ = select.select([*open_, self._wake_r], [], [])
-            if self._wake_r in ready:
-                # The module has stopped: everything it wrote is in the pipes already.
-                for fd, i in open_.items():
-                    os.set_blocking(fd, False)
-                    with contextlib.suppress(BlockingIOError):
-                        while self._take(i, os.read(fd, _READ_SIZE)):
-                            pass
-                return
-            for fd in ready:
-                if not self._take(open_[fd], os.read(fd, _READ_SIZE)):
-                    del open_[fd]
-
-    def _take(self, i: int, data: bytes) -> bool:
-        """Write ``data`` to stream ``i`` within the cap; False at end of stream."""
+    def _read(self, i: int) -> bool:
+        """Copy one read of stream ``i`` within the cap; False at end of stream."""
+        data = os.read(self._readers[i], _READ_SIZE)
         if not data:
+            self._open[i] = False
             return False
         room = self.limit - self._written[i]
         if room >= len(data):
@@ -127,3 +120,85 @@ class CappedStreams:
                 self._written[i] += room
             self.dropped[i] += len(data) - max(room, 0)
         return True
+
+    def _drain(self) -> None:
+        """Read what is left without waiting (the module has stopped), then release."""
+        try:
+            for i, fd in enumerate(self._readers):
+                if not self._open[i]:
+                    continue
+                os.set_blocking(fd, False)
+                with contextlib.suppress(BlockingIOError):
+                    while self._read(i):
+                        pass
+        finally:
+            self._release()
+
+
+class _Copier:
+    """The thread copying every run's pipes, started at the first run; it idles in
+    ``select`` and is woken through its own pipe to take on new runs or drain finished ones."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._requests: collections.deque[tuple[bool, CappedStreams]] = collections.deque()
+        self._thread: threading.Thread | None = None
+        self._wake_w = -1
+
+    def watch(self, streams: CappedStreams) -> None:
+        self._request(False, streams)
+
+    def drain(self, streams: CappedStreams) -> None:
+        self._request(True, streams)
+
+    def _request(self, drain: bool, streams: CappedStreams) -> None:
+        with self._lock:
+            if self._thread is None:
+                wake_r, self._wake_w = os.pipe()
+                os.set_blocking(wake_r, False)
+                self._thread = threading.Thread(
+                    target=self._run, args=(wake_r,), name="wasm-output", daemon=True
+                )
+                self._thread.start()
+            self._requests.append((drain, streams))
+        with contextlib.suppress(BlockingIOError):
+            os.write(self._wake_w, b"x")
+
+    def _run(self, wake_r: int) -> None:
+        # A daemon thread: it never keeps the process alive.
+        selector = selectors.DefaultSelector()
+        selector.register(wake_r, selectors.EVENT_READ)
+        while True:
+            for key, _ in selector.select():
+                if key.fd == wake_r:
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(wake_r, 4096)
+                    continue
+                streams, i = key.data
+                try:
+                    more = streams._read(i)
+                except OSError:
+                    more = False
+                if not more:
+                    selector.unregister(key.fd)
+            while self._requests:
+                with self._lock:
+                    drain, streams = self._requests.popleft()
+                try:
+                    if drain:
+                        for fd in streams._readers:
+                            if fd in selector.get_map():
+                                selector.unregister(fd)
+                        streams._drain()
+                    else:
+                        for i, fd in enumerate(streams._readers):
+                            selector.register(fd, selectors.EVENT_READ, (streams, i))
+                except Exception:  # one run's broken pipes must not stop the others' copies
+                    _log.exception("copying a WASM run's output failed")
+                    for fd in streams._readers:
+                        if fd in selector.get_map():
+                            selector.unregister(fd)
+                    streams._release()
+
+
+_COPIER = _Copier()
