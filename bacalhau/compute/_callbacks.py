@@ -10,6 +10,7 @@ that outbox's JSON mapping.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 from bacalhau.models import (
@@ -27,28 +28,20 @@ Callback: TypeAlias = BidResult | RunResult | ComputeFailure
 
 @runtime_checkable
 class OrchestratorCallbacks(Protocol):
-    """Compute -> requester callbacks (OnBidComplete, OnRunComplete, OnComputeFailure).
+    """Compute -> requester callbacks (bid answers, run results, failures), several per call.
 
-    Implementations raise :class:`~bacalhau.errors.Unavailable` (or any retryable error) when
-    the requester cannot be reached, and a non-retryable
-    :class:`~bacalhau.errors.BacalhauError` when the requester answered and refused.
+    :meth:`deliver_callbacks` sends the first of ``callbacks`` (at least one; as many as fit
+    in one call) in their order, and returns one outcome per callback sent: None when the
+    requester applied it, else the error it was refused with (a non-retryable
+    :class:`~bacalhau.errors.BacalhauError`: the requester answered no; anything else may
+    pass). The call raises :class:`~bacalhau.errors.Unavailable` (or any retryable error)
+    when the requester cannot be reached, and a non-retryable
+    :class:`~bacalhau.errors.BacalhauError` when it refused the call as a whole.
     """
 
-    async def on_bid_complete(self, requester_id: str, result: BidResult) -> None: ...
-
-    async def on_run_complete(self, requester_id: str, result: RunResult) -> None: ...
-
-    async def on_compute_failure(self, requester_id: str, failure: ComputeFailure) -> None: ...
-
-
-async def deliver(callbacks: OrchestratorCallbacks, requester_id: str, message: Callback) -> None:
-    """Send ``message`` through the matching callback."""
-    if isinstance(message, BidResult):
-        await callbacks.on_bid_complete(requester_id, message)
-    elif isinstance(message, RunResult):
-        await callbacks.on_run_complete(requester_id, message)
-    else:
-        await callbacks.on_compute_failure(requester_id, message)
+    async def deliver_callbacks(
+        self, requester_id: str, callbacks: Sequence[Callback]
+    ) -> Sequence[BaseException | None]: ...
 
 
 def encode_callback(message: Callback) -> tuple[str, str]:

@@ -499,8 +499,12 @@ class ExecutionStore:
         return [row[0] for row in rows]
 
     def delete_callback(self, seq: int) -> None:
+        self.delete_callbacks([seq])
+
+    def delete_callbacks(self, seqs: Collection[int]) -> None:
+        """Forget delivered callbacks (a whole batch in one transaction)."""
         with self._transaction():
-            self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+            self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(seq,) for seq in seqs])
 
     # -- internals --------------------------------------------------------------------------
 

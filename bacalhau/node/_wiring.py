@@ -8,7 +8,7 @@ others through the mTLS gRPC clients.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from bacalhau.compute import ComputeEndpoint
 from bacalhau.errors import Unavailable
@@ -113,14 +113,16 @@ class RequesterLinks:
             )
         return remote
 
-    async def on_bid_complete(self, requester_id: str, result: BidResult) -> None:
-        await self._target(requester_id).on_bid_complete(result)
-
-    async def on_run_complete(self, requester_id: str, result: RunResult) -> None:
-        await self._target(requester_id).on_run_complete(result)
-
-    async def on_compute_failure(self, requester_id: str, failure: ComputeFailure) -> None:
-        await self._target(requester_id).on_compute_failure(failure)
+    async def deliver_callbacks(
+        self, requester_id: str, callbacks: Sequence[BidResult | RunResult | ComputeFailure]
+    ) -> Sequence[BaseException | None]:
+        """Callbacks for ``requester_id`` in one call (the compute role's
+        OrchestratorCallbacks): the in-process orchestrator applies them all; a remote one
+        gets as many of the first as fit in one call."""
+        target = self._target(requester_id)
+        if isinstance(target, OrchestratorClient):
+            return await target.deliver_callbacks(callbacks)
+        return await target.on_callbacks(callbacks)
 
     async def report_executions(self, requester_id: str, report: ExecutionReport) -> None:
         await self._target(requester_id).report_executions(report)

@@ -47,6 +47,7 @@ from bacalhau.models import (
     ExecutionDesiredStateType,
     ExecutionStateType,
     Job,
+    JobStateType,
     NodeState,
     RunResult,
     TriggeredBy,
@@ -187,8 +188,12 @@ class ExecutionCallbacks:
 
     def _record_pre_approval(self, execution_id: str) -> None:
         """Record the acceptance the requester gave in advance, as the scheduler records it
-        in two rounds (same state, messages and history), without a BidAccepted to send."""
-        self._store.update_execution(
+        in two rounds (same state, messages and history), without a BidAccepted to send.
+
+        That pass also makes a pending or queued job Running (every scheduler does, once an
+        execution is accepted): done here too, so the run result, which may arrive in the
+        same batch of callbacks before any evaluation, follows it as in two rounds."""
+        ex = self._store.update_execution(
             execution_id,
             compute_state=E.BID_ACCEPTED,
             desired_message="bid accepted",
@@ -196,6 +201,12 @@ class ExecutionCallbacks:
             expected_states=frozenset({E.ASK_FOR_BID_ACCEPTED}),
             event=Event(message="Bid accepted", topic="Scheduling", timestamp=now_ns()),
         )
+        if self._store.get_job(ex.job_id).state in (JobStateType.PENDING, JobStateType.QUEUED):
+            self._store.update_job_state(
+                ex.job_id,
+                JobStateType.RUNNING,
+                event=Event(message="Running", topic="State Update", timestamp=now_ns()),
+            )
 
     def _await_approval(self, ex: Execution) -> None:
         if ex.id in self._deciding:

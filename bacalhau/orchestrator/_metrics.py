@@ -48,6 +48,11 @@ MODULES_SERVED = Counter(
     "Inline WASM modules compute nodes fetched by hash (once per module and node), by outcome.",
     ["outcome"],
 )
+CALLBACK_BATCH_ITEMS = Histogram(
+    "bacalhau_callback_batch_items",
+    "Callbacks applied per batch a compute node delivered (one store commit per batch).",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+)
 EVENT_LOOP_LAG_SECONDS = Histogram(
     "bacalhau_event_loop_lag_seconds",
     "How late the event loop runs a timer (how long other work held it).",

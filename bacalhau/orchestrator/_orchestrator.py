@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Protocol
 
 from bacalhau.errors import (
+    BacalhauError,
     ConflictJobState,
     InvalidJobSpec,
     InvalidRequest,
     NodeNotFound,
     NotFound,
+    Unavailable,
 )
 from bacalhau.models import (
     BidResult,
@@ -61,7 +63,7 @@ from bacalhau.orchestrator._approvals import ApprovalStore
 from bacalhau.orchestrator._broker import EvaluationBroker
 from bacalhau.orchestrator._callbacks import BidApprovalHook, ExecutionCallbacks
 from bacalhau.orchestrator._logs import ExecutionLogs, LogSource
-from bacalhau.orchestrator._metrics import MODULES_SERVED
+from bacalhau.orchestrator._metrics import CALLBACK_BATCH_ITEMS, MODULES_SERVED
 from bacalhau.orchestrator._nodes import NodeAddressBook, NodeDirectory
 from bacalhau.orchestrator._planner import ComputeTransport, Planner
 from bacalhau.orchestrator._ranking import with_placed
@@ -673,6 +675,40 @@ class Orchestrator:
         held = self._held(failure.execution_id, failure.node_id)
         await self._callbacks.on_compute_failure(failure)
         await self._execution_ended(failure.node_id, held)
+
+    async def on_callbacks(
+        self, callbacks: Sequence[BidResult | RunResult | ComputeFailure]
+    ) -> list[BaseException | None]:
+        """A node's batch of callbacks, applied in their order by the methods above, in one
+        store transaction (one commit for the batch), each in its own savepoint: an item
+        that raises is undone alone and its error is its outcome (None: applied). After a
+        retryable failure the rest are not applied (and fail retryably), so the node sends
+        them again in their order. The methods above do not suspend, so no other task's
+        writes interleave with the batch's."""
+        outcomes: list[BaseException | None] = []
+        with self.store.transaction():
+            for i, callback in enumerate(callbacks):
+                try:
+                    with self.store.transaction():
+                        if isinstance(callback, BidResult):
+                            await self.on_bid_complete(callback)
+                        elif isinstance(callback, RunResult):
+                            await self.on_run_complete(callback)
+                        else:
+                            await self.on_compute_failure(callback)
+                except Exception as err:
+                    outcomes.append(err)
+                    if isinstance(err, BacalhauError) and err.retryable:
+                        later = Unavailable(
+                            "not applied: an earlier callback of the batch must arrive first",
+                            component="Orchestrator",
+                        )
+                        outcomes.extend(later for _ in callbacks[i + 1 :])
+                        break
+                else:
+                    outcomes.append(None)
+        CALLBACK_BATCH_ITEMS.observe(len(callbacks))
+        return outcomes
 
     def _held(self, execution_id: str, node_id: str) -> Resources | None:
         """What an execution holds on its node while it runs there (None: nothing)."""

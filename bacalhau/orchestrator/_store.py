@@ -397,10 +397,15 @@ class JobStore:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """Group writes atomically; nests (inner blocks join the outer transaction)."""
-        if self._depth == 0:
-            self._db.execute("BEGIN IMMEDIATE")
-            began = time.perf_counter()
+        """Group writes atomically; nests: an inner block commits with the outer transaction,
+        and one that raises is rolled back alone (a savepoint), so a batch of callbacks
+        applied in one transaction keeps each one's all-or-nothing."""
+        if self._depth > 0:
+            with self._savepoint():
+                yield
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        began = time.perf_counter()
         self._depth += 1
         try:
             yield
@@ -420,6 +425,28 @@ class JobStore:
             self._flush_active()
             self._flush_history()
             self._flush_notify()
+
+    @contextmanager
+    def _savepoint(self) -> Iterator[None]:
+        """A nested block: its writes, and what they would change in memory at commit, are
+        undone alone if it raises."""
+        name = f"nested{self._depth}"
+        marks = (len(self._pending_active), len(self._pending_history))
+        notify = set(self._pending_notify)
+        self._db.execute(f"SAVEPOINT {name}")
+        self._depth += 1
+        try:
+            yield
+        except BaseException:
+            self._depth -= 1
+            self._db.execute(f"ROLLBACK TO {name}")
+            self._db.execute(f"RELEASE {name}")
+            del self._pending_active[marks[0] :]
+            del self._pending_history[marks[1] :]
+            self._pending_notify.intersection_update(notify)
+            raise
+        self._depth -= 1
+        self._db.execute(f"RELEASE {name}")
 
     # -- what runs where (for ranking) ------------------------------------------------
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -18,6 +18,8 @@ from bacalhau._proto.v1 import (
     orchestrator_pb2_grpc,
 )
 from bacalhau.errors import (
+    BacalhauError,
+    InternalError,
     InvalidContent,
     InvalidRequest,
     NodeNotFound,
@@ -40,10 +42,13 @@ from bacalhau.models import (
 )
 from bacalhau.transport._channel import DEFAULT_TIMEOUT_SECONDS, NodeChannel, unary_call
 from bacalhau.transport._convert_messages import (
+    CallbackMessage,
     ask_for_bid_to_proto,
     bid_accepted_to_proto,
     bid_rejected_to_proto,
     bid_result_to_proto,
+    callback_item_to_proto,
+    callback_outcome_from_proto,
     cancel_to_proto,
     compute_failure_to_proto,
     execution_report_to_proto,
@@ -54,6 +59,11 @@ from bacalhau.transport._convert_messages import (
 from bacalhau.transport._errors import error_from_rpc
 from bacalhau.transport._signing import open_sealed, seal
 from bacalhau.transport._tls import channel_credentials
+
+#: The most callbacks one DeliverCallbacks call carries, and about how many bytes: well under
+#: gRPC's message limit, small enough that one call never holds the requester for long.
+MAX_BATCH_ITEMS = 256
+MAX_BATCH_BYTES = 1024 * 1024
 
 
 def _check_node_id(node_id: str) -> None:
@@ -349,6 +359,37 @@ class OrchestratorClient:
             peer=channel.describe(),
             timeout=self._timeout,
         )
+
+    async def deliver_callbacks(
+        self, callbacks: Sequence[CallbackMessage]
+    ) -> list[BacalhauError | None]:
+        """Send callbacks in one signed call, in order: as many of the first ones as fit in
+        one call (:data:`MAX_BATCH_ITEMS`, about :data:`MAX_BATCH_BYTES`; always the first).
+        Returns the requester's outcome for each one sent (None: applied; else the error
+        it refused that one with); the rest were not sent. A failed call raises."""
+        channel = self._pinned()
+        items: list[orchestrator_pb2.CallbackItem] = []
+        size = 0
+        for callback in callbacks[:MAX_BATCH_ITEMS]:
+            item = callback_item_to_proto(callback)
+            size += item.ByteSize()
+            if items and size > MAX_BATCH_BYTES:
+                break
+            items.append(item)
+        batch = orchestrator_pb2.CallbackBatch(node_id=self._identity.node_id, items=items)
+        response = await unary_call(
+            self._orch_stub.DeliverCallbacks,
+            orchestrator_pb2.DeliverCallbacksRequest(batch=seal(self._identity, batch)),
+            peer=channel.describe(),
+            timeout=self._timeout,
+        )
+        if len(response.outcomes) != len(items):
+            raise InternalError(
+                f"{channel.describe()} answered {len(response.outcomes)} outcomes "
+                f"for {len(items)} callbacks",
+                component="Transport",
+            )
+        return [callback_outcome_from_proto(o) for o in response.outcomes]
 
     async def get_module(self, sha256: str) -> str:
         """The ``data:`` URL of the module the requester sent by reference (``sha256``: the

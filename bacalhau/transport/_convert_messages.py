@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import TypeAlias
 
 from bacalhau._proto.v1 import compute_pb2, orchestrator_pb2
+from bacalhau.errors import BacalhauError, InternalError, InvalidRequest
 from bacalhau.models import (
     AskForBidRequest,
     BidDecision,
@@ -32,6 +34,7 @@ from bacalhau.transport._convert import (
     spec_config_from_proto,
     spec_config_to_proto,
 )
+from bacalhau.transport._errors import error_of_code
 
 # -- requester -> compute ----------------------------------------------------------------------
 #
@@ -213,3 +216,44 @@ def execution_report_to_proto(report: ExecutionReport) -> orchestrator_pb2.Execu
 
 def execution_report_from_proto(msg: orchestrator_pb2.ExecutionReport) -> ExecutionReport:
     return ExecutionReport(node_id=msg.node_id, execution_ids=list(msg.execution_ids))
+
+
+# -- callback batches (compute -> requester) ---------------------------------------------------
+
+#: One callback of a batch, as the transport's handlers and clients see it.
+CallbackMessage: TypeAlias = BidResult | RunResult | ComputeFailure
+
+
+def callback_item_to_proto(message: CallbackMessage) -> orchestrator_pb2.CallbackItem:
+    if isinstance(message, BidResult):
+        return orchestrator_pb2.CallbackItem(bid_result=bid_result_to_proto(message))
+    if isinstance(message, RunResult):
+        return orchestrator_pb2.CallbackItem(run_result=run_result_to_proto(message))
+    return orchestrator_pb2.CallbackItem(compute_failure=compute_failure_to_proto(message))
+
+
+def callback_item_from_proto(item: orchestrator_pb2.CallbackItem) -> CallbackMessage:
+    """The item's callback; :class:`InvalidRequest` for an item that holds none."""
+    kind = item.WhichOneof("callback")
+    if kind == "bid_result":
+        return bid_result_from_proto(item.bid_result)
+    if kind == "run_result":
+        return run_result_from_proto(item.run_result)
+    if kind == "compute_failure":
+        return compute_failure_from_proto(item.compute_failure)
+    raise InvalidRequest("a batched callback holds no callback", component="Transport")
+
+
+def callback_outcome_to_proto(refusal: BacalhauError | None) -> orchestrator_pb2.CallbackOutcome:
+    if refusal is None:
+        return orchestrator_pb2.CallbackOutcome(accepted=True)
+    return orchestrator_pb2.CallbackOutcome(
+        error_code=refusal.code, message=refusal.message, hint=refusal.hint
+    )
+
+
+def callback_outcome_from_proto(msg: orchestrator_pb2.CallbackOutcome) -> BacalhauError | None:
+    """None for an applied item, else the error the requester refused it with."""
+    if msg.accepted:
+        return None
+    return error_of_code(msg.error_code or InternalError.code, msg.message, hint=msg.hint or None)

@@ -114,6 +114,16 @@ def _metadata_dict(md: Any) -> dict[str, str | bytes]:
     return out
 
 
+def error_of_code(
+    code: str, message: str, *, hint: str | None = None, details: dict[str, str] | None = None
+) -> BacalhauError:
+    """The error a remote node refused something with, rebuilt from its stable code."""
+    if code == InternalError.code:
+        # The root class shares this code; the caller should see the specific class.
+        return InternalError(message, hint=hint, details=details)
+    return error_from_code(code, message, hint=hint, details=details)
+
+
 def error_from_rpc(exc: grpc.aio.AioRpcError, *, peer: str) -> BacalhauError:
     """Rebuild the error a remote node raised, or describe why it could not be reached.
 
@@ -135,11 +145,7 @@ def error_from_rpc(exc: grpc.aio.AioRpcError, *, peer: str) -> BacalhauError:
                     details = {str(k): str(v) for k, v in loaded.items()}
             except ValueError:
                 details = None
-        if code == InternalError.code:
-            # The root class shares this code; the caller should see the specific class.
-            err: BacalhauError = InternalError(message, hint=hint, details=details)
-        else:
-            err = error_from_code(code, message, hint=hint, details=details)
+        err = error_of_code(code, message, hint=hint, details=details)
         component = md.get(COMPONENT_KEY)
         if isinstance(component, str) and component:
             err.component = component

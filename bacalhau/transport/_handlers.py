@@ -9,7 +9,7 @@ same error class.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Protocol, runtime_checkable
 
 from bacalhau.models import (
@@ -66,6 +66,15 @@ class OrchestratorHandler(Protocol):
     async def on_run_complete(self, result: RunResult) -> None: ...
 
     async def on_compute_failure(self, failure: ComputeFailure) -> None: ...
+
+    async def on_callbacks(
+        self, callbacks: Sequence[BidResult | RunResult | ComputeFailure]
+    ) -> list[BaseException | None]:
+        """Apply a node's batch of callbacks in their order, each as its own method would;
+        one outcome per item: None when applied, else what refused it (the other items are
+        applied all the same). After an item fails with a retryable error the rest are not
+        applied and fail retryably too, so the node sends them again in their order."""
+        ...
 
     async def report_executions(self, report: ExecutionReport) -> None: ...
 

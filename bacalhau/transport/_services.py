@@ -26,11 +26,14 @@ from bacalhau._proto.v1 import (
 )
 from bacalhau.errors import BacalhauError, InvalidRequest, NotFound, PermissionDenied
 from bacalhau.identity import NodeIdentity
-from bacalhau.models import NodeType
+from bacalhau.models import BidResult, NodeType, RunResult
 from bacalhau.transport._convert_messages import (
+    CallbackMessage,
     ask_for_bid_from_proto,
     bid_decision_from_proto,
     bid_result_from_proto,
+    callback_item_from_proto,
+    callback_outcome_to_proto,
     cancel_from_proto,
     compute_failure_from_proto,
     execution_report_from_proto,
@@ -57,6 +60,9 @@ log = logging.getLogger(__name__)
 
 #: A module is named by the SHA-256 of its data: URL.
 _SHA256_BYTES = 32
+
+#: The most callbacks one DeliverCallbacks call may carry (senders stay well under it).
+MAX_BATCH_ITEMS = 1024
 
 #: Identify nonces: long enough to never repeat, short enough to bound what a peer can make us sign.
 _NONCE_MIN, _NONCE_MAX = 16, 64
@@ -194,23 +200,95 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
                 )
                 check_speaker(msg.node_id, peer, "run result")
             except PermissionDenied as refused:
-                await self._report_refused(peer, request.run_result.payload, refused)
+                try:
+                    # Unverified: it only says which execution the sender meant.
+                    meant = orchestrator_pb2.RunResult.FromString(request.run_result.payload)
+                    execution_id = meant.execution_id
+                except DecodeError:
+                    execution_id = ""
+                await self._report_refused(peer, execution_id, refused)
                 raise
             await self._handler.on_run_complete(run_result_from_proto(msg))
             return orchestrator_pb2.OnRunCompleteResponse()
         except Exception as e:
             await _fail(context, e, "OnRunComplete")
 
-    async def _report_refused(self, peer: str, payload: bytes, refused: PermissionDenied) -> None:
+    async def DeliverCallbacks(
+        self, request: orchestrator_pb2.DeliverCallbacksRequest, context: Any
+    ) -> orchestrator_pb2.DeliverCallbacksResponse:
+        try:
+            peer = peer_node_id(context)
+            try:
+                batch = open_sealed(
+                    request.batch, orchestrator_pb2.CallbackBatch, expected_signer=peer
+                )
+                check_speaker(batch.node_id, peer, "callback batch")
+            except PermissionDenied as refused:
+                await self._report_refused_batch(peer, request.batch.payload, refused)
+                raise
+            if len(batch.items) > MAX_BATCH_ITEMS:
+                raise InvalidRequest(
+                    f"a callback batch holds at most {MAX_BATCH_ITEMS} items, "
+                    f"not {len(batch.items)}",
+                    component="Transport",
+                )
+            outcomes: list[BacalhauError | None] = [None] * len(batch.items)
+            positions: list[int] = []
+            callbacks: list[CallbackMessage] = []
+            for i, item in enumerate(batch.items):
+                try:
+                    callbacks.append(self._checked_item(peer, item))
+                    positions.append(i)
+                except PermissionDenied as refused:
+                    # As for a single run result: a refused one counts against its sender.
+                    if item.WhichOneof("callback") == "run_result":
+                        await self._report_refused(peer, item.run_result.execution_id, refused)
+                    outcomes[i] = refused
+                except BacalhauError as err:
+                    outcomes[i] = err
+            applied = await self._handler.on_callbacks(callbacks) if callbacks else []
+            for i, result in zip(positions, applied, strict=True):
+                if result is not None and not isinstance(result, BacalhauError):
+                    result = unexpected(result, "DeliverCallbacks")
+                outcomes[i] = result
+            return orchestrator_pb2.DeliverCallbacksResponse(
+                outcomes=[callback_outcome_to_proto(o) for o in outcomes]
+            )
+        except Exception as e:
+            await _fail(context, e, "DeliverCallbacks")
+
+    @staticmethod
+    def _checked_item(peer: str, item: orchestrator_pb2.CallbackItem) -> CallbackMessage:
+        """One item of a verified batch, held to the checks of its single callback."""
+        message = callback_item_from_proto(item)
+        what = {BidResult: "bid result", RunResult: "run result"}.get(
+            type(message), "compute failure"
+        )
+        check_speaker(message.node_id, peer, what)
+        return message
+
+    async def _report_refused_batch(
+        self, peer: str, payload: bytes, refused: PermissionDenied
+    ) -> None:
+        """A refused batch: each run result it holds is reported as refused (as a single
+        refused run result is); one that does not even parse is reported once, unnamed."""
+        try:
+            # Unverified: it only says which executions the sender meant.
+            items = orchestrator_pb2.CallbackBatch.FromString(payload).items
+        except DecodeError:
+            await self._report_refused(peer, "", refused)
+            return
+        for item in items:
+            if item.WhichOneof("callback") == "run_result":
+                await self._report_refused(peer, item.run_result.execution_id, refused)
+
+    async def _report_refused(
+        self, peer: str, execution_id: str, refused: PermissionDenied
+    ) -> None:
         """Tell a handler that wants to know of a refused run result (a false proposal
         counts against its sender); the refusal itself still goes back to the caller."""
         if not isinstance(self._handler, RunResultRefusals):
             return
-        try:
-            # Unverified: it only says which execution the sender meant.
-            execution_id = orchestrator_pb2.RunResult.FromString(payload).execution_id
-        except DecodeError:
-            execution_id = ""
         try:
             await self._handler.on_refused_run_result(peer, execution_id, refused.message)
         except Exception:

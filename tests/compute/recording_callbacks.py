@@ -1,14 +1,15 @@
-"""A real OrchestratorCallbacks for tests: it records what it receives, and can be told to
-be unreachable for its first N calls (as a requester that is down would be)."""
+"""A real OrchestratorCallbacks for tests: it records what it receives (and each call's
+batch), can be told to be unreachable for its first N calls (as a requester that is down
+would be), and to refuse the callbacks of given executions (as a requester that answers no)."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bacalhau.compute import Callback
-from bacalhau.errors import Unavailable
-from bacalhau.models import BidResult, ComputeFailure, RunResult
+from bacalhau.errors import BacalhauError, Unavailable
 
 
 @dataclass
@@ -21,25 +22,31 @@ class RecordingCallbacks:
     def __init__(self, *, fail_first: int = 0) -> None:
         self.fail_first = fail_first
         self.attempts = 0
+        self.failures = 0
         self.received: list[Received] = []
+        #: Each delivered call's callbacks, in order.
+        self.batches: list[list[Callback]] = []
+        #: Execution ID -> the error its callbacks are refused with.
+        self.refuse: dict[str, BacalhauError] = {}
         self._changed = asyncio.Condition()
 
-    async def on_bid_complete(self, requester_id: str, result: BidResult) -> None:
-        await self._receive(requester_id, result)
-
-    async def on_run_complete(self, requester_id: str, result: RunResult) -> None:
-        await self._receive(requester_id, result)
-
-    async def on_compute_failure(self, requester_id: str, failure: ComputeFailure) -> None:
-        await self._receive(requester_id, failure)
-
-    async def _receive(self, requester_id: str, message: Callback) -> None:
+    async def deliver_callbacks(
+        self, requester_id: str, callbacks: Sequence[Callback]
+    ) -> list[BaseException | None]:
         self.attempts += 1
         if self.attempts <= self.fail_first:
+            self.failures += 1
             raise Unavailable(f"requester {requester_id} is unreachable")
+        outcomes: list[BaseException | None] = []
         async with self._changed:
-            self.received.append(Received(requester_id, message))
+            self.batches.append(list(callbacks))
+            for message in callbacks:
+                refusal = self.refuse.get(message.execution_id)
+                outcomes.append(refusal)
+                if refusal is None:
+                    self.received.append(Received(requester_id, message))
             self._changed.notify_all()
+        return outcomes
 
     def messages(self, execution_id: str | None = None) -> list[Callback]:
         return [

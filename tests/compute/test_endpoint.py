@@ -251,7 +251,8 @@ async def test_callbacks_are_retried_until_delivered(compute_node: NodeFactory) 
         await node.ask(execution, wait=False)
         (result,) = await node.callbacks.wait_for(execution.id, RunResult)
         assert isinstance(result, RunResult) and result.run_output.stdout == "eventually"
-        assert node.callbacks.attempts == 6  # four failures, then the bid and the result
+        assert node.callbacks.failures == 4
+        assert [type(m) for m in node.callbacks.messages(execution.id)] == [BidResult, RunResult]
         assert node.store.pending_callbacks(REQUESTER) == []
 
 

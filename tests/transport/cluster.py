@@ -4,6 +4,7 @@ handlers that implement the transport's handler protocols by recording what they
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,6 +81,8 @@ class RecordingOrchestrator:
 
     calls: list[tuple[str, object]] = field(default_factory=list)
     fail_with: BacalhauError | None = None
+    #: Execution ID -> the error a batch's item about it is refused with.
+    refuse: dict[str, BacalhauError] = field(default_factory=dict)
 
     def _record(self, method: str, message: object) -> None:
         if self.fail_with is not None:
@@ -94,6 +97,13 @@ class RecordingOrchestrator:
 
     async def on_compute_failure(self, failure: ComputeFailure) -> None:
         self._record("on_compute_failure", failure)
+
+    async def on_callbacks(
+        self, callbacks: Sequence[BidResult | RunResult | ComputeFailure]
+    ) -> list[BaseException | None]:
+        """Records the batch; refuses the items of executions in ``refuse``."""
+        self._record("on_callbacks", list(callbacks))
+        return [self.refuse.get(c.execution_id) for c in callbacks]
 
     async def report_executions(self, report: ExecutionReport) -> None:
         self._record("report_executions", report)
