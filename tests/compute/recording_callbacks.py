@@ -42,6 +42,9 @@ class RecordingCallbacks:
             self.batches.append(list(callbacks))
             for message in callbacks:
                 refusal = self.refuse.get(message.execution_id)
+                if outcomes and isinstance(outcomes[-1], BacalhauError) and outcomes[-1].retryable:
+                    # As a requester does: nothing after one that may pass is applied.
+                    refusal = Unavailable("an earlier callback must arrive first")
                 outcomes.append(refusal)
                 if refusal is None:
                     self.received.append(Received(requester_id, message))

@@ -1,0 +1,160 @@
+"""The callback outbox sends what is queued for a requester in batches: in order, one outcome
+per callback, and with a short linger that lets a running execution's bid answer wait for
+its run result. A real execution store; the requester is the recording one."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from bacalhau.compute import CallbackOutbox, ExecutionStore, LocalExecution
+from bacalhau.errors import ExecutionNotFound, Unavailable
+from bacalhau.models import (
+    BidResult,
+    LocalExecutionState,
+    RunCommandResult,
+    RunResult,
+    SpecConfig,
+)
+from tests.compute.jobs import make_execution
+from tests.compute.recording_callbacks import RecordingCallbacks
+from tests.compute.waiting import eventually
+
+L = LocalExecutionState
+REQUESTER = "requester-1"
+NODE = "compute-node"
+#: Longer than any test: a linger that is not cut short shows as a test that times out.
+LONG_LINGER = 60.0
+
+
+def _bid(record: LocalExecution) -> BidResult:
+    return BidResult(record.id, record.job_id, NODE, accepted=True)
+
+
+def _result(record: LocalExecution) -> RunResult:
+    return RunResult(
+        record.id, record.job_id, NODE, SpecConfig(type="noop"), RunCommandResult(stdout="hi")
+    )
+
+
+def _bid_for(store: ExecutionStore, state: L = L.BID_ACCEPTED) -> LocalExecution:
+    """A new execution in ``state`` whose (accepted) bid answer is queued."""
+    execution = make_execution("echo hi")
+    record = store.create(execution, requester_id=REQUESTER, state=state)
+    store.enqueue_callback(REQUESTER, _bid(record))
+    return record
+
+
+def _complete(store: ExecutionStore, record: LocalExecution) -> None:
+    record = store.transition(store.get(record.id), L.RUNNING)
+    store.transition(record, L.COMPLETED, callback=_result(record))
+
+
+async def _turns(count: int = 20) -> None:
+    """Let the outbox's worker run as far as it can without waiting on anything."""
+    for _ in range(count):
+        await asyncio.sleep(0)
+
+
+@asynccontextmanager
+async def outbox(
+    tmp_path: Path, callbacks: RecordingCallbacks, *, linger: float = 0.0
+) -> AsyncIterator[tuple[ExecutionStore, CallbackOutbox]]:
+    with ExecutionStore(tmp_path / "compute.db") as store:
+        box = CallbackOutbox(
+            store=store, callbacks=callbacks, initial_backoff=0.01, max_backoff=0.05, linger=linger
+        )
+        yield store, box
+        await box.close(flush_timeout=0)
+
+
+async def test_what_is_queued_goes_in_one_call_in_order(tmp_path: Path) -> None:
+    callbacks = RecordingCallbacks()
+    async with outbox(tmp_path, callbacks) as (store, box):
+        records = [_bid_for(store, L.CREATED) for _ in range(3)]
+        box.start()
+        assert await box.flush(5)
+        assert store.pending_callbacks(REQUESTER) == []
+    assert callbacks.batches == [[_bid(r) for r in records]]
+
+
+async def test_a_refused_callback_is_dropped_and_the_others_delivered(tmp_path: Path) -> None:
+    callbacks = RecordingCallbacks()
+    async with outbox(tmp_path, callbacks) as (store, box):
+        first, refused, last = (_bid_for(store, L.CREATED) for _ in range(3))
+        callbacks.refuse[refused.id] = ExecutionNotFound("no such execution")
+        box.start()
+        assert await box.flush(5)
+        assert store.pending_callbacks(REQUESTER) == []
+    assert len(callbacks.batches) == 1
+    assert callbacks.messages() == [_bid(first), _bid(last)]
+
+
+async def test_one_that_may_pass_holds_back_the_rest_until_delivered(tmp_path: Path) -> None:
+    callbacks = RecordingCallbacks()
+    async with outbox(tmp_path, callbacks) as (store, box):
+        first, held, last = (_bid_for(store, L.CREATED) for _ in range(3))
+        callbacks.refuse[held.id] = Unavailable("the requester is restarting")
+        box.start()
+        # The first is applied; the held one and the one after it stay queued, in order.
+        await eventually(lambda: callbacks.attempts >= 2)
+        assert [e.execution_id for e in store.pending_callbacks(REQUESTER)] == [held.id, last.id]
+        del callbacks.refuse[held.id]
+        assert await box.flush(5)
+    assert callbacks.messages() == [_bid(first), _bid(held), _bid(last)]
+    assert callbacks.batches[-1] == [_bid(held), _bid(last)]
+
+
+async def test_retried_until_the_requester_is_back(tmp_path: Path) -> None:
+    callbacks = RecordingCallbacks(fail_first=3)
+    async with outbox(tmp_path, callbacks) as (store, box):
+        records = [_bid_for(store, L.CREATED) for _ in range(2)]
+        box.start()
+        assert await box.flush(5)
+    assert callbacks.failures == 3
+    assert callbacks.batches == [[_bid(r) for r in records]]
+
+
+async def test_a_running_execution_bid_waits_for_its_result(tmp_path: Path) -> None:
+    callbacks = RecordingCallbacks()
+    async with outbox(tmp_path, callbacks, linger=LONG_LINGER) as (store, box):
+        box.start()
+        record = _bid_for(store)  # accepted, under way here
+        box.kick(REQUESTER)
+        await _turns()
+        assert callbacks.attempts == 0  # lingering
+        _complete(store, record)
+        box.kick(REQUESTER)
+        assert await box.flush(5)
+    assert callbacks.batches == [[_bid(record), _result(record)]]
+
+
+async def test_no_linger_for_a_bid_not_under_way_nor_when_turned_off(tmp_path: Path) -> None:
+    # Waiting for approval (two rounds): nothing runs, so nothing to wait for.
+    callbacks = RecordingCallbacks()
+    async with outbox(tmp_path, callbacks, linger=LONG_LINGER) as (store, box):
+        box.start()
+        waiting = _bid_for(store, L.CREATED)
+        box.kick(REQUESTER)
+        assert await box.flush(5)
+    assert callbacks.batches == [[_bid(waiting)]]
+    # Under way, but the linger is off.
+    callbacks = RecordingCallbacks()
+    async with outbox(tmp_path / "off", callbacks, linger=0) as (store, box):
+        box.start()
+        running = _bid_for(store)
+        box.kick(REQUESTER)
+        assert await box.flush(5)
+    assert callbacks.batches == [[_bid(running)]]
+
+
+async def test_a_long_execution_bid_leaves_when_the_linger_ends(tmp_path: Path) -> None:
+    callbacks = RecordingCallbacks()
+    async with outbox(tmp_path, callbacks, linger=0.02) as (store, box):
+        box.start()
+        record = _bid_for(store)
+        box.kick(REQUESTER)
+        assert await box.flush(5)  # without its result, which never comes
+    assert callbacks.batches == [[_bid(record)]]
