@@ -19,6 +19,7 @@ from pathlib import Path
 
 from bacalhau.errors import PublishFailed
 from bacalhau.models import Job, SpecConfig
+from bacalhau.publisher._tar_headers import add_entry
 from bacalhau.storage.cid import CID, Importer, TreeEntry
 
 #: What the result server is willing to serve: ``<execID>.tar.gz``, never a hidden temp file.
@@ -116,7 +117,8 @@ def write_archive(results_dir: Path, target: Path, compress_level: int = 6) -> C
                     return  # entries are relative to the results directory
                 info = _portable_entry(tar, entry, inodes)
                 if info is not None:
-                    tar.addfile(info, entry.content if info.isreg() else None)
+                    content = entry.content if info.isreg() else None
+                    add_entry(tar, info, content, bufsize=_COPY_BUFFER)
 
             root = Importer(None).add_path(results_dir, visitor=archive)
         # mkstemp creates 0600; the archive is meant to be downloaded, so world-readable.
