@@ -116,8 +116,9 @@ class Importer:
 
     def __init__(self, sink: BlockSink | None = None, options: ImportOptions | None = None):
         self._sink = sink
-        # Asked once: a runtime protocol check costs more than hashing a small chunk.
-        self._frames = sink if isinstance(sink, FrameSink) else None
+        # Asked once, and only of a sink: a runtime protocol check costs more than hashing a
+        # small chunk, and an archive's CID (no sink) is computed once per published result.
+        self._frames = sink if sink is not None and isinstance(sink, FrameSink) else None
         #: Without a sink, the one frame a finished file leaves, for the next file.
         self._idle_frame: bytearray | None = None
         #: Where a visited file's unread rest is read to (allocated once, on first use).
