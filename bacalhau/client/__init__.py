@@ -6,7 +6,11 @@
         details = client.wait_for_job(job_id)
 
 The client never imports server code; it speaks the same JSON as Bacalhau's own clients.
+:class:`AsyncGrpcClient` reaches a requester's public gRPC API instead and answers with the
+same models (imported on first use: plain REST users do not load gRPC).
 """
+
+from typing import TYPE_CHECKING, Any
 
 from bacalhau.client._async import (
     DEFAULT_API_HOST,
@@ -40,18 +44,29 @@ from bacalhau.client._types import (
     WaitTimedOut,
 )
 
+if TYPE_CHECKING:
+    from bacalhau.client._grpc import (
+        DEFAULT_GRPC_API_PORT,
+        AsyncGrpcClient,
+        GrpcHistoryPage,
+        grpc_target_from_env,
+    )
+
 __all__ = [
     "APPENDED_FILES",
     "CLIENT_WIRE_VERSION",
     "DEFAULT_API_HOST",
     "DEFAULT_API_PORT",
+    "DEFAULT_GRPC_API_PORT",
     "LONG_RUNNING_JOB_TYPES",
     "AsyncClient",
     "AsyncDataClient",
+    "AsyncGrpcClient",
     "Client",
     "DataClient",
     "DataEntry",
     "DownloadedResults",
+    "GrpcHistoryPage",
     "HistoryPage",
     "JobDetails",
     "JobListPage",
@@ -67,6 +82,20 @@ __all__ = [
     "WaitTimedOut",
     "api_url",
     "content_cid",
+    "grpc_target_from_env",
     "merge_results",
     "url_from_env",
 ]
+
+_GRPC_NAMES = frozenset(
+    {"DEFAULT_GRPC_API_PORT", "AsyncGrpcClient", "GrpcHistoryPage", "grpc_target_from_env"}
+)
+
+
+def __getattr__(name: str) -> Any:
+    # The gRPC client's names load grpc and the generated code only when first asked for.
+    if name in _GRPC_NAMES:
+        from bacalhau.client import _grpc
+
+        return getattr(_grpc, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

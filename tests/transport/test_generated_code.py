@@ -13,6 +13,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 #: Packages allowed to import bacalhau._proto (ARCHITECTURE.md: "Protobuf only at the edges").
 EDGES = {"transport", "api", "_proto"}
+#: The SDK's client of the public gRPC API is an edge of its own, in one module.
+EDGE_MODULES = {"client/_grpc.py"}
 
 
 @pytest.mark.timeout(120)
@@ -31,7 +33,7 @@ def test_only_the_edges_import_generated_code() -> None:
     offenders = []
     for path in (ROOT / "bacalhau").rglob("*.py"):
         package = path.relative_to(ROOT / "bacalhau").parts[0]
-        if package in EDGES:
+        if package in EDGES or path.relative_to(ROOT / "bacalhau").as_posix() in EDGE_MODULES:
             continue
         tree = ast.parse(path.read_text(), str(path))
         for node in ast.walk(tree):

@@ -1,0 +1,597 @@
+"""The asynchronous client of a requester's public gRPC API (``proto/bacalhau/v1/api.proto``).
+
+It answers with the same models as :class:`~bacalhau.client.AsyncClient` (the REST client):
+the API carries jobs, executions, history items and nodes as their Bacalhau v1 JSON, decoded
+here by the models' own codecs, so both clients see exactly the same objects. Protobuf stays
+in this module: nothing it returns or raises is a generated type.
+
+Errors: a failed call raises the :mod:`bacalhau.errors` class the server raised, rebuilt
+from the stable code, field, hint and details in the call's trailing metadata (the inverse of
+``bacalhau.api._grpc_errors``); a status without them (the node is unreachable, a deadline
+passed, a proxy answered) maps by its gRPC status code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+
+import grpc
+
+from bacalhau._proto.v1 import api_pb2, api_pb2_grpc, compute_pb2
+from bacalhau.client._async import DEFAULT_API_HOST, LONG_RUNNING_JOB_TYPES, is_started
+from bacalhau.client._decode import history_from_dict, node_state_from_dict
+from bacalhau.client._logs import LogLine
+from bacalhau.client._types import (
+    HistoryPage,
+    JobDetails,
+    JobListPage,
+    RerunResponse,
+    SubmitResponse,
+    VersionInfo,
+    WaitTimedOut,
+)
+from bacalhau.errors import (
+    BacalhauError,
+    BadQuery,
+    ConflictJobState,
+    InternalError,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+    RevisionConflict,
+    Unavailable,
+    error_from_code,
+)
+from bacalhau.models import (
+    Execution,
+    Job,
+    JobHistory,
+    LogStream,
+    NodeState,
+    Obj,
+    SpecConfig,
+)
+
+__all__ = [
+    "DEFAULT_GRPC_API_PORT",
+    "AsyncGrpcClient",
+    "GrpcHistoryPage",
+    "error_from_status",
+    "grpc_target_from_env",
+]
+
+#: The requester's public gRPC API port unless configured (``api_grpc_port``).
+DEFAULT_GRPC_API_PORT = 1235
+#: Longest the server holds one history long-poll; the client asks for at most this.
+LONG_POLL_SECONDS = 30.0
+#: A log line longer than this comes in pieces (as the REST edge cuts them).
+MAX_LINE_BYTES = 64 * 1024
+#: Largest answer accepted: a page of jobs whose specs carry inline WASM modules.
+DEFAULT_MAX_MESSAGE = 64 * 1024 * 1024
+
+CONNECT_HINT = (
+    "start a node with `bacalhau serve` or `bacalhau devstack`, or point the client at its "
+    "gRPC API (BACALHAU_API_HOST/BACALHAU_API_GRPC_PORT; the devstack prints the address)"
+)
+
+# The trailing metadata of a failed call (documented in api.proto).
+_CODE_KEY = "bacalhau-error-code"
+_COMPONENT_KEY = "bacalhau-error-component"
+_HINT_KEY = "bacalhau-error-hint-bin"
+_DETAILS_KEY = "bacalhau-error-details-bin"
+
+_LOG_STREAMS = {
+    compute_pb2.LOG_STREAM_TYPE_STDOUT: LogStream.STDOUT,
+    compute_pb2.LOG_STREAM_TYPE_STDERR: LogStream.STDERR,
+}
+
+
+def grpc_target_from_env() -> str:
+    """``host:port`` from ``BACALHAU_API_HOST`` and ``BACALHAU_API_GRPC_PORT`` (the same
+    variables configure the node), by default ``127.0.0.1:1235``."""
+    host = os.environ.get("BACALHAU_API_HOST") or DEFAULT_API_HOST
+    port = int(os.environ.get("BACALHAU_API_GRPC_PORT") or DEFAULT_GRPC_API_PORT)
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"{host}:{port}"
+
+
+@dataclass(slots=True)
+class GrpcHistoryPage(HistoryPage):
+    """A :class:`HistoryPage` (its ``next_token`` is the SeqNum to read after, "" once the job
+    is finished and nothing more will come) with what the gRPC answer adds: the job as of
+    these items, and its executions when they were asked for."""
+
+    job: Job | None = None
+    executions: list[Execution] = field(default_factory=list)
+
+
+def _metadata(md: Any) -> dict[str, str | bytes]:
+    return {key: value for key, value in md or ()}
+
+
+def error_from_status(exc: grpc.aio.AioRpcError, *, target: str) -> BacalhauError:
+    """The :mod:`bacalhau.errors` error a failed call stands for.
+
+    With the server's metadata, the class of its stable code (``error_from_code``: an unknown
+    job comes back in the :class:`~bacalhau.errors.NotFound` family) with its hint, details
+    (the field at fault among them) and component; without, the class of the status code.
+    """
+    md = _metadata(exc.trailing_metadata())
+    status = exc.code()
+    message = exc.details() or status.name
+    code = md.get(_CODE_KEY)
+    if isinstance(code, str) and code:
+        hint_raw = md.get(_HINT_KEY)
+        hint = hint_raw.decode(errors="replace") if isinstance(hint_raw, bytes) else None
+        details: dict[str, str] | None = None
+        details_raw = md.get(_DETAILS_KEY)
+        if isinstance(details_raw, bytes):
+            try:
+                loaded = json.loads(details_raw)
+            except ValueError:
+                loaded = None
+            if isinstance(loaded, dict):
+                details = {str(k): str(v) for k, v in loaded.items()}
+        if code == InternalError.code:
+            # The root class shares this code; the caller should see the specific class.
+            err: BacalhauError = InternalError(message, hint=hint, details=details)
+        else:
+            err = error_from_code(code, message, hint=hint, details=details)
+        component = md.get(_COMPONENT_KEY)
+        if isinstance(component, str) and component:
+            err.component = component
+        return err
+    return _error_without_metadata(status, message, target)
+
+
+def _error_without_metadata(status: grpc.StatusCode, message: str, target: str) -> BacalhauError:
+    codes = grpc.StatusCode
+    if status == codes.UNAVAILABLE:
+        return Unavailable(
+            f"cannot reach the Bacalhau gRPC API at {target}: {message}", hint=CONNECT_HINT
+        )
+    if status == codes.DEADLINE_EXCEEDED:
+        return Unavailable(
+            f"the Bacalhau gRPC API at {target} did not answer in time: {message}",
+            hint="the node may be overloaded; try again",
+        )
+    if status in (codes.PERMISSION_DENIED, codes.UNAUTHENTICATED):
+        return PermissionDenied(f"{target} refused the call: {message}")
+    if status == codes.NOT_FOUND:
+        return NotFound(message)
+    if status in (codes.INVALID_ARGUMENT, codes.OUT_OF_RANGE):
+        return InvalidRequest(message)
+    if status == codes.FAILED_PRECONDITION:
+        return ConflictJobState(message)
+    if status == codes.ABORTED:
+        return RevisionConflict(message)
+    if status == codes.UNIMPLEMENTED:
+        return InternalError(
+            f"{target} does not serve this call: {message}",
+            hint="check that the address is a requester's gRPC API (api_grpc_port), of a "
+            "release that has this call",
+        )
+    return InternalError(f"{target} failed the call ({status.name}): {message}")
+
+
+def _job_of(doc: api_pb2.JobDocument) -> Job:
+    return Job.from_dict(json.loads(doc.job_json), path="Job")
+
+
+def _execution_of(doc: api_pb2.ExecutionDocument) -> Execution:
+    # The API numbers execution states as Bacalhau v1.5.2+ does.
+    return Execution.from_dict(json.loads(doc.execution_json), v152=True)
+
+
+def _history_of(item: api_pb2.HistoryItem) -> JobHistory:
+    return history_from_dict(json.loads(item.item_json))
+
+
+def _node_of(doc: api_pb2.NodeDocument) -> NodeState:
+    return node_state_from_dict(json.loads(doc.node_json))
+
+
+class AsyncGrpcClient:
+    """Talks to one requester's public gRPC API. Use as
+    ``async with AsyncGrpcClient("127.0.0.1:1235") as client``.
+
+    ``target`` is ``host:port`` (default from the environment: :func:`grpc_target_from_env`).
+    Plaintext by default, as the node serves it; with ``tls`` (or ``root_certificates``, PEM)
+    the channel is TLS, for a node behind a TLS-terminating proxy. ``timeout`` bounds every
+    call but long-polls (which get their wait on top) and log streams.
+
+    Every failure is a :class:`~bacalhau.errors.BacalhauError` (see :func:`error_from_status`).
+    """
+
+    def __init__(
+        self,
+        target: str | None = None,
+        *,
+        tls: bool = False,
+        root_certificates: bytes | None = None,
+        timeout: float = 60.0,
+        max_message: int = DEFAULT_MAX_MESSAGE,
+    ) -> None:
+        self.target = target or grpc_target_from_env()
+        self._credentials = (
+            grpc.ssl_channel_credentials(root_certificates)
+            if tls or root_certificates is not None
+            else None
+        )
+        self._timeout = timeout
+        self._options = [
+            ("grpc.max_receive_message_length", max_message),
+            ("grpc.max_send_message_length", max_message),
+        ]
+        self._channel: grpc.aio.Channel | None = None
+        self._jobs: api_pb2_grpc.JobServiceStub | None = None
+        self._nodes: api_pb2_grpc.NodeAPIServiceStub | None = None
+        self._agent: api_pb2_grpc.AgentServiceStub | None = None
+
+    def _open(self) -> grpc.aio.Channel:
+        # Made on first use, inside the event loop the calls run on.
+        if self._channel is None:
+            if self._credentials is None:
+                self._channel = grpc.aio.insecure_channel(self.target, options=self._options)
+            else:
+                self._channel = grpc.aio.secure_channel(
+                    self.target, self._credentials, options=self._options
+                )
+            self._jobs = api_pb2_grpc.JobServiceStub(self._channel)
+            self._nodes = api_pb2_grpc.NodeAPIServiceStub(self._channel)
+            self._agent = api_pb2_grpc.AgentServiceStub(self._channel)
+        return self._channel
+
+    @property
+    def _job_service(self) -> api_pb2_grpc.JobServiceStub:
+        self._open()
+        assert self._jobs is not None
+        return self._jobs
+
+    @property
+    def _node_service(self) -> api_pb2_grpc.NodeAPIServiceStub:
+        self._open()
+        assert self._nodes is not None
+        return self._nodes
+
+    @property
+    def _agent_service(self) -> api_pb2_grpc.AgentServiceStub:
+        self._open()
+        assert self._agent is not None
+        return self._agent
+
+    async def close(self) -> None:
+        """Close the channel (calls in flight are cancelled)."""
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            await channel.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _call(self, call: Callable[..., Any], request: Any, timeout: float = 0.0) -> Any:
+        """One unary call, its failure translated."""
+        try:
+            return await call(request, timeout=timeout or self._timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise error_from_status(exc, target=self.target) from None
+
+    # -- jobs -------------------------------------------------------------------------------
+
+    async def submit(
+        self,
+        job: Job | Mapping[str, Any],
+        *,
+        idempotency_token: str = "",
+        namespace: str = "",
+    ) -> SubmitResponse:
+        """Submit a job (a :class:`Job` or its wire dict); ``namespace`` applies when the job
+        names none."""
+        body = job.to_dict() if isinstance(job, Job) else dict(job)
+        resp: api_pb2.SubmitJobResponse = await self._call(
+            self._job_service.SubmitJob,
+            api_pb2.SubmitJobRequest(
+                job_json=json.dumps(body),
+                namespace=namespace,
+                idempotency_token=idempotency_token,
+            ),
+        )
+        return SubmitResponse(
+            job_id=resp.job_id, evaluation_id=resp.evaluation_id, warnings=list(resp.warnings)
+        )
+
+    async def get_job(
+        self, job_id: str, *, history: bool = False, executions: bool = False
+    ) -> JobDetails:
+        """A job by ID or unique prefix, optionally with its history and executions."""
+        resp: api_pb2.GetJobResponse = await self._call(
+            self._job_service.GetJob,
+            api_pb2.GetJobRequest(
+                job_id=job_id, include_history=history, include_executions=executions
+            ),
+        )
+        return JobDetails(
+            job=_job_of(resp.job),
+            history=[_history_of(h) for h in resp.history],
+            executions=[_execution_of(e) for e in resp.executions],
+        )
+
+    async def list_jobs(
+        self,
+        *,
+        namespace: str = "",
+        labels: str = "",
+        limit: int = 0,
+        next_token: str = "",
+        order_by: str = "",
+        reverse: bool = False,
+    ) -> JobListPage:
+        """One page of jobs; pass the answer's ``next_token`` for the next ("" on the last)."""
+        resp: api_pb2.ListJobsResponse = await self._call(
+            self._job_service.ListJobs,
+            api_pb2.ListJobsRequest(
+                namespace=namespace,
+                labels=labels,
+                order_by=order_by,
+                reverse=reverse,
+                limit=limit,
+                next_token=next_token,
+            ),
+        )
+        return JobListPage(items=[_job_of(j) for j in resp.jobs], next_token=resp.next_token)
+
+    async def executions(self, job_id: str) -> list[Execution]:
+        """The job's executions, oldest first."""
+        resp: api_pb2.ListExecutionsResponse = await self._call(
+            self._job_service.ListExecutions, api_pb2.ListExecutionsRequest(job_id=job_id)
+        )
+        return [_execution_of(e) for e in resp.executions]
+
+    async def history(
+        self,
+        job_id: str,
+        *,
+        event_type: str = "all",
+        execution_id: str = "",
+        node_id: str = "",
+        limit: int = 0,
+        next_token: str = "",
+        wait: float = 0.0,
+        until_terminal: bool = False,
+        include_executions: bool = False,
+    ) -> GrpcHistoryPage:
+        """One page of history after ``next_token`` (the previous page's). With ``wait`` > 0
+        the server holds the call until there is something new (or ``wait`` seconds pass);
+        with ``until_terminal`` as well, a batch or ops job's call is held until the job ends.
+        ``include_executions`` brings the job's executions with the answer."""
+        try:
+            after_seq = int(next_token) if next_token else 0
+        except ValueError:
+            after_seq = -1
+        if after_seq < 0:
+            raise BadQuery(
+                f"invalid next_token {next_token[:100]!r}",
+                field="next_token",
+                hint="pass the next_token of the previous page of this client",
+            )
+        wait = max(0.0, min(wait, LONG_POLL_SECONDS))
+        resp: api_pb2.JobHistoryResponse = await self._call(
+            self._job_service.JobHistory,
+            api_pb2.JobHistoryRequest(
+                job_id=job_id,
+                after_seq=after_seq,
+                event_type=event_type,
+                execution_id=execution_id,
+                node_id=node_id,
+                limit=limit,
+                wait_seconds=wait,
+                until="terminal" if until_terminal else "",
+                include_executions=include_executions,
+            ),
+            timeout=wait + self._timeout,
+        )
+        return GrpcHistoryPage(
+            items=[_history_of(h) for h in resp.items],
+            next_token=str(resp.next_after_seq) if resp.more else "",
+            job=_job_of(resp.job) if resp.HasField("job") else None,
+            executions=[_execution_of(e) for e in resp.executions],
+        )
+
+    async def wait_for_job(
+        self,
+        job_id: str,
+        *,
+        timeout: float = 600.0,
+        on_event: Callable[[JobHistory], None] | None = None,
+    ) -> JobDetails:
+        """Follow a job until it is terminal and return it with its executions.
+
+        A daemon or service job runs until stopped: for those the wait ends once the job
+        runs with its executions started, as :meth:`AsyncClient.wait_for_job
+        <bacalhau.client.AsyncClient.wait_for_job>`. Each long-poll brings the job and its
+        executions, so no other call is made; with nobody watching the events
+        (``on_event``), one call is held until the job ends. Raises
+        :class:`~bacalhau.client.WaitTimedOut` after ``timeout`` seconds (the job goes on).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        token = ""
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise WaitTimedOut(f"job {job_id} is still running after {timeout:g}s")
+            page = await self.history(
+                job_id,
+                next_token=token,
+                wait=remaining,
+                limit=100,
+                until_terminal=on_event is None,
+                include_executions=True,
+            )
+            if on_event is not None:
+                for item in page.items:
+                    on_event(item)
+            assert page.job is not None  # every answer carries it
+            details = JobDetails(job=page.job, executions=page.executions)
+            if not page.next_token:
+                return details
+            if page.job.type in LONG_RUNNING_JOB_TYPES and is_started(details):
+                return details
+            token = page.next_token
+
+    async def stop_job(self, job_id: str, reason: str = "") -> str:
+        """Stop a job; returns the evaluation ID ("" when there was nothing to do). A finished
+        job's stop raises :class:`~bacalhau.errors.ConflictJobState`."""
+        resp: api_pb2.StopJobResponse = await self._call(
+            self._job_service.StopJob, api_pb2.StopJobRequest(job_id=job_id, reason=reason)
+        )
+        return resp.evaluation_id
+
+    async def rerun_job(self, job_id: str, reason: str = "") -> RerunResponse:
+        """Run a job again as a new version of the same spec."""
+        resp: api_pb2.RerunJobResponse = await self._call(
+            self._job_service.RerunJob, api_pb2.RerunJobRequest(job_id=job_id, reason=reason)
+        )
+        return RerunResponse(
+            job_id=resp.job_id, job_version=resp.job_version, evaluation_id=resp.evaluation_id
+        )
+
+    async def job_versions(self, job_id: str) -> list[Job]:
+        """Every version of a job's spec, oldest first."""
+        resp: api_pb2.ListJobVersionsResponse = await self._call(
+            self._job_service.ListJobVersions, api_pb2.ListJobVersionsRequest(job_id=job_id)
+        )
+        return [_job_of(v) for v in resp.versions]
+
+    async def results(self, job_id: str) -> list[SpecConfig]:
+        """Where the job's completed executions published their results."""
+        resp: api_pb2.GetResultsResponse = await self._call(
+            self._job_service.GetResults, api_pb2.GetResultsRequest(job_id=job_id)
+        )
+        return [
+            SpecConfig.from_obj(Obj(json.loads(r), f"Items[{i}]"))
+            for i, r in enumerate(resp.result_json)
+        ]
+
+    async def logs(
+        self, job_id: str, *, execution_id: str = "", follow: bool = False, tail: int = 0
+    ) -> AsyncIterator[LogLine]:
+        """The output of the job's latest execution (or ``execution_id``) line by line, with
+        each line's newline: what was written so far (its last ``tail`` lines per stream when
+        ``tail`` > 0), then, with ``follow``, new lines until the execution ends. An unknown
+        job raises :class:`~bacalhau.errors.NotFound` at the first iteration. Leaving the
+        loop early cancels the stream, which stops the relay from the compute node."""
+        call = self._job_service.StreamJobLogs(
+            api_pb2.StreamJobLogsRequest(
+                job_id=job_id, execution_id=execution_id, follow=follow, tail=tail
+            )
+        )
+        lines = _LineSplitter()
+        try:
+            async for chunk in call:
+                stream = _LOG_STREAMS.get(chunk.stream, LogStream.STDOUT)
+                for text in lines.feed(stream, chunk.data):
+                    yield LogLine(stream, text)
+        except grpc.aio.AioRpcError as exc:
+            raise error_from_status(exc, target=self.target) from None
+        finally:
+            call.cancel()
+        for stream, text in lines.rest():
+            yield LogLine(stream, text)
+
+    # -- nodes ------------------------------------------------------------------------------
+
+    async def list_nodes(self) -> list[NodeState]:
+        """Every node the requester knows (itself included), by node ID."""
+        resp: api_pb2.ListNodesResponse = await self._call(
+            self._node_service.ListNodes, api_pb2.ListNodesRequest()
+        )
+        return [_node_of(n) for n in resp.nodes]
+
+    async def get_node(self, node_id: str) -> NodeState:
+        """A node by ID or unique prefix."""
+        resp: api_pb2.GetNodeResponse = await self._call(
+            self._node_service.GetNode, api_pb2.GetNodeRequest(node_id=node_id)
+        )
+        return _node_of(resp.node)
+
+    async def update_node(self, node_id: str, action: str, message: str = "") -> tuple[bool, str]:
+        """approve | reject | delete; returns (success, error message)."""
+        resp: api_pb2.UpdateNodeResponse = await self._call(
+            self._node_service.UpdateNode,
+            api_pb2.UpdateNodeRequest(node_id=node_id, action=action, message=message),
+        )
+        return resp.success, resp.error
+
+    # -- agent ------------------------------------------------------------------------------
+
+    async def agent_alive(self) -> bool:
+        resp: api_pb2.AliveResponse = await self._call(
+            self._agent_service.Alive, api_pb2.AliveRequest()
+        )
+        return resp.status.upper() == "OK"
+
+    async def agent_version(self) -> VersionInfo:
+        """The node's version (the gRPC API gives only ``git_version``)."""
+        resp: api_pb2.VersionResponse = await self._call(
+            self._agent_service.Version, api_pb2.VersionRequest()
+        )
+        return VersionInfo(git_version=resp.git_version)
+
+    async def agent_node(self) -> NodeState:
+        """The requester's own description."""
+        resp: api_pb2.NodeInfoResponse = await self._call(
+            self._agent_service.NodeInfo, api_pb2.NodeInfoRequest()
+        )
+        return node_state_from_dict(json.loads(resp.node_json))
+
+
+class _LineSplitter:
+    """Bytes of two streams, chunked anywhere, into text lines (each with its newline), cut
+    as the REST edge cuts them for its WebSocket: a partial line waits for the rest unless it
+    grows past :data:`MAX_LINE_BYTES`, or the stream ends. Cutting the bytes at newlines
+    never splits a UTF-8 sequence, so each line decodes on its own."""
+
+    def __init__(self) -> None:
+        self._partial: dict[LogStream, bytearray] = {}
+
+    def feed(self, stream: LogStream, data: bytes) -> list[str]:
+        buf = self._partial.setdefault(stream, bytearray())
+        buf += data
+        lines: list[str] = []
+        start = 0
+        while True:
+            end = buf.find(b"\n", start)
+            if end < 0 or end + 1 - start > MAX_LINE_BYTES:
+                if len(buf) - start < MAX_LINE_BYTES:
+                    break
+                end = start + MAX_LINE_BYTES - 1
+            lines.append(_text(buf[start : end + 1]))
+            start = end + 1
+        del buf[:start]
+        return lines
+
+    def rest(self) -> list[tuple[LogStream, str]]:
+        """The unfinished last line of each stream."""
+        out = [(s, _text(b)) for s, b in self._partial.items() if b]
+        self._partial.clear()
+        return out
+
+
+def _text(data: bytes | bytearray) -> str:
+    return bytes(data).decode("utf-8", errors="replace")
