@@ -27,6 +27,10 @@ ARCHIVE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\.tar\.gz")
 ARCHIVE_SUFFIX = ".tar.gz"
 #: Read size when copying a file into the archive (tarfile's default is 16 KiB).
 _COPY_BUFFER = 1 << 20
+#: Results of at most this many bytes (and :data:`_SMALL_RESULTS_FILES` files, no folders)
+#: are archived on the event loop: a trip to a worker thread costs more than that much work.
+SMALL_RESULTS_BYTES = 64 * 1024
+_SMALL_RESULTS_FILES = 8
 
 
 class LocalPublisher:
@@ -81,8 +85,14 @@ class LocalPublisher:
         target = self._directory / name
 
         try:
-            # Compression and hashing are CPU-bound: keep them off the event loop.
-            cid = await asyncio.to_thread(write_archive, results_dir, target, self._compress_level)
+            if _is_small(results_dir):
+                # A few small files take less time to archive than a trip to a thread.
+                cid = write_archive(results_dir, target, self._compress_level)
+            else:
+                # Compression and hashing are CPU-bound: keep them off the event loop.
+                cid = await asyncio.to_thread(
+                    write_archive, results_dir, target, self._compress_level
+                )
         except OSError as err:
             raise PublishFailed(
                 f"local publisher could not archive {results_dir}: {err}",
@@ -128,6 +138,22 @@ def write_archive(results_dir: Path, target: Path, compress_level: int = 6) -> C
         tmp.unlink(missing_ok=True)
         raise
     return root.cid
+
+
+def _is_small(results_dir: Path) -> bool:
+    """Whether ``results_dir`` holds only a few regular files of :data:`SMALL_RESULTS_BYTES`
+    at most in all (the layout of a run that wrote little: ``stdout``, ``stderr``,
+    ``exitCode``). A folder, a link or anything it cannot list is not small."""
+    total = 0
+    try:
+        with os.scandir(results_dir) as entries:
+            for n, entry in enumerate(entries):
+                if n >= _SMALL_RESULTS_FILES or not entry.is_file(follow_symlinks=False):
+                    return False
+                total += entry.stat(follow_symlinks=False).st_size
+    except OSError:
+        return False
+    return total <= SMALL_RESULTS_BYTES
 
 
 def _portable_entry(

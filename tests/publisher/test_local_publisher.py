@@ -18,6 +18,7 @@ from bacalhau.publisher import (
     Publisher,
     write_archive,
 )
+from bacalhau.publisher._local import SMALL_RESULTS_BYTES, _is_small
 from bacalhau.storage.cid import Importer
 from tests.storage.opens import count_opens
 
@@ -221,3 +222,40 @@ def test_write_archive_returns_the_cid_of_what_it_archived(tmp_path: Path) -> No
     results = make_full_results(tmp_path)
     cid = write_archive(results, tmp_path / "r.tar.gz", compress_level=1)
     assert cid == Importer(None).add_path(results).cid
+
+
+def make_small_results(root: Path) -> Path:
+    results = root / "small"
+    results.mkdir()
+    (results / "stdout").write_text("hello\n")
+    (results / "stderr").write_text("")
+    (results / "exitCode").write_text("0")
+    return results
+
+
+async def test_small_results_publish_the_same_archive_and_cid(tmp_path: Path) -> None:
+    results = make_small_results(tmp_path)
+    assert _is_small(results)  # archived on the event loop
+    publisher = LocalPublisher(directory=tmp_path / "published", address="127.0.0.1", port=6001)
+    spec = await publisher.publish("e-small", Job(), results)
+    assert spec.params["CID"] == str(Importer(None).add_path(results).cid)
+    archive = (tmp_path / "published" / "e-small.tar.gz").read_bytes()
+    write_archive(results, tmp_path / "thread.tar.gz")
+    assert archive == (tmp_path / "thread.tar.gz").read_bytes()
+    assert archive_entries(archive) == {"stdout": b"hello\n", "stderr": b"", "exitCode": b"0"}
+
+
+def test_only_a_few_small_files_are_small(tmp_path: Path) -> None:
+    small = make_small_results(tmp_path)
+    assert _is_small(small)
+    assert not _is_small(make_results(tmp_path))  # folders
+    (small / "stdout").write_bytes(b"x" * (SMALL_RESULTS_BYTES + 1))
+    assert not _is_small(small)
+    (small / "stdout").write_text("hello\n")
+    (small / "link").symlink_to("stdout")
+    assert not _is_small(small)
+    (small / "link").unlink()
+    for i in range(10):
+        (small / f"f{i}").write_text("")
+    assert not _is_small(small)
+    assert not _is_small(tmp_path / "missing")
