@@ -19,7 +19,13 @@ from pathlib import Path
 from bacalhau.executor import STDERR_FILE, STDOUT_FILE
 from bacalhau.models import LogChunk, LogStream, now_ns
 
-__all__ = ["LOG_CHUNK_BYTES", "LogReader", "discard_results_keeping_logs", "tail_offset"]
+__all__ = [
+    "LOG_CHUNK_BYTES",
+    "LogReader",
+    "discard_files_keeping_logs",
+    "discard_results_keeping_logs",
+    "tail_offset",
+]
 
 #: Largest chunk read at once (well under gRPC's 4 MiB message limit).
 LOG_CHUNK_BYTES = 64 * 1024
@@ -132,16 +138,26 @@ def discard_results_keeping_logs(results_dir: Path) -> None:
     Once a publisher holds its own copy the rest is not needed here, but the output stays so
     that followers can replay it until the execution is forgotten (housekeeping).
     """
+    for folder in discard_files_keeping_logs(results_dir):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def discard_files_keeping_logs(results_dir: Path) -> list[str]:
+    """The first, short part of :func:`discard_results_keeping_logs`: delete the files of
+    ``results_dir`` (``exitCode``, links) except ``stdout`` and ``stderr``, and return the
+    folders left, whose removal may take long (most results have none)."""
     keep = {STDOUT_FILE, STDERR_FILE}
     try:
         entries = list(os.scandir(results_dir))
     except FileNotFoundError:
-        return
+        return []
+    folders: list[str] = []
     for entry in entries:
         if entry.name in keep and entry.is_file(follow_symlinks=False):
             continue
         if entry.is_dir(follow_symlinks=False):
-            shutil.rmtree(entry.path, ignore_errors=True)
+            folders.append(entry.path)
         else:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(entry.path)
+    return folders

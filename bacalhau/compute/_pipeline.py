@@ -26,7 +26,7 @@ from bacalhau.compute._capacity import DEFAULT_JOB_RESOURCES, job_usage
 from bacalhau.compute._envvars import execution_environment
 from bacalhau.compute._errors import ExecutionInterrupted
 from bacalhau.compute._events import TOPIC_PUBLISHING, TOPIC_RUNNING, failure_event
-from bacalhau.compute._logs import discard_results_keeping_logs
+from bacalhau.compute._logs import discard_files_keeping_logs
 from bacalhau.compute._store import ExecutionStore, LocalExecution
 from bacalhau.compute._verification import publish_faultily
 from bacalhau.errors import (
@@ -305,8 +305,11 @@ class ExecutionPipeline:
                 f"publishing with {spec.type!r} failed: {type(err).__name__}: {err}"
             ) from err
         if publisher.copies_results:
-            # The output stays for `job logs` until housekeeping forgets the execution.
-            await asyncio.to_thread(discard_results_keeping_logs, results_dir)
+            # The output stays for `job logs` until housekeeping forgets the execution. The
+            # layout's files go at once (a few system calls); only folders need a thread.
+            folders = discard_files_keeping_logs(results_dir)
+            if folders:
+                await asyncio.to_thread(_remove_trees, folders)
         return published
 
     def _fresh_dir(self, path: Path) -> Path:
@@ -365,3 +368,8 @@ class ExecutionPipeline:
                 await executor.cancel(execution_id)
         except Exception:
             _log.exception("could not stop the workload of execution %s", execution_id)
+
+
+def _remove_trees(paths: list[str]) -> None:
+    for path in paths:
+        shutil.rmtree(path, ignore_errors=True)
