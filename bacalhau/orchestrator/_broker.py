@@ -72,6 +72,10 @@ class EvaluationBroker:
             self._ready.append(ev.job_id)
             self._wakeup.set()
 
+    def is_waiting(self, job_id: str) -> bool:
+        """Whether an evaluation of ``job_id`` waits to be processed (delayed ones aside)."""
+        return job_id in self._pending
+
     def take_superseded(self) -> list[Evaluation]:
         """Evaluations replaced by newer ones (to be marked complete in the store)."""
         out, self._superseded = self._superseded, []

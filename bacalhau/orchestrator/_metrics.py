@@ -27,6 +27,12 @@ SCHEDULING_SECONDS = Histogram(
     "From an evaluation's creation to its plan stored (evaluations due at once).",
     buckets=_BUCKETS,
 )
+SCHEDULING_PASSES = Counter(
+    "bacalhau_scheduling_passes_total",
+    "Scheduling passes, by path: a queued evaluation, or in place (in the transaction of the"
+    " node's report that made the job's next state certain).",
+    ["path"],
+)
 DISPATCH_SECONDS = Histogram(
     "bacalhau_dispatch_seconds",
     "Sending one plan's messages to compute nodes.",

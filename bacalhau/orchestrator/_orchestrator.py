@@ -63,8 +63,9 @@ from bacalhau.orchestrator._approvals import ApprovalStore
 from bacalhau.orchestrator._broker import EvaluationBroker
 from bacalhau.orchestrator._callbacks import BidApprovalHook, ExecutionCallbacks
 from bacalhau.orchestrator._logs import ExecutionLogs, LogSource
-from bacalhau.orchestrator._metrics import CALLBACK_BATCH_ITEMS, MODULES_SERVED
+from bacalhau.orchestrator._metrics import CALLBACK_BATCH_ITEMS, MODULES_SERVED, SCHEDULING_PASSES
 from bacalhau.orchestrator._nodes import NodeAddressBook, NodeDirectory
+from bacalhau.orchestrator._plan import Plan, records_only_job_state
 from bacalhau.orchestrator._planner import ComputeTransport, Planner
 from bacalhau.orchestrator._ranking import with_placed
 from bacalhau.orchestrator._reconcile import NodeReconciler
@@ -90,6 +91,12 @@ _JOB_ORDER_COLUMNS = {
     "modify_time": "modify_time",
     "id": "id",
 }
+#: Job types whose next state after an execution report never weighs the nodes' capacity
+#: unless the pass also places or waits (``_evaluate_report``): batch (verified jobs aside)
+#: and ops jobs, which rank nodes only to place executions.
+_SETTLED_IN_PLACE = frozenset({"batch", "ops", ""})
+#: The job states such a pass may record in place.
+_STATES_SETTLED_IN_PLACE = frozenset({JobStateType.RUNNING, JobStateType.COMPLETED})
 #: Stored job documents up to this many bytes per page are decoded on the event loop.
 _DECODE_INLINE_BYTES = 256 * 1024
 
@@ -170,7 +177,7 @@ class Orchestrator:
             planner=self._planner,
             nodes=self.nodes,
             hooks=approval_hooks,
-            enqueue=self._enqueue_new,
+            enqueue=self._evaluate_report,
             result_checks=self._result_checks,
         )
         if self._callbacks.needs_approval:
@@ -259,10 +266,35 @@ class Orchestrator:
                         for old in superseded:
                             self.store.set_evaluation_status(old.id, "complete")
 
-    async def _process(self, ev: Evaluation) -> None:
-        job = self.store.get_job(ev.job_id)
+    def _evaluate_report(self, job: Job, triggered_by: str) -> None:
+        """The scheduling pass that follows a node's report on one of ``job``'s executions.
+
+        When it would only record the job's next state (Running once a bid was accepted,
+        Completed once the last execution completed) or nothing at all, it is made at once,
+        in the report's own transaction: the plan an evaluation would store, without the
+        evaluation (its row, its queueing and a commit of its own). Anything else (a
+        placement, a stop, a timer, a failure), an evaluation of the job already waiting,
+        or a job type whose next state may weigh the nodes' capacity, which the report's
+        own end frees only after it, goes through an evaluation as before.
+        """
+        in_place = job.type in _SETTLED_IN_PLACE and not job.verified
+        if in_place and not self._broker.is_waiting(job.id):
+            ev = self._new_eval(job, triggered_by)
+            try:
+                plan = self._plan(job, ev)
+                if records_only_job_state(plan, _STATES_SETTLED_IN_PLACE):
+                    with self.store.transaction():
+                        self._planner.apply(plan)
+                    SCHEDULING_PASSES.labels(path="in_place").inc()
+                    return
+            except Exception:
+                log.exception("scheduling job %s in place failed; evaluating it", job.id)
+        self._enqueue_new(job, triggered_by)
+
+    def _plan(self, job: Job, ev: Evaluation) -> Plan:
+        """The scheduler's plan for ``job`` now, as evaluation ``ev``."""
         executions = self.store.executions_of(job.id)
-        plan = schedule(
+        return schedule(
             job,
             executions,
             # What this requester placed counts before the nodes' records show it; each
@@ -277,7 +309,11 @@ class Orchestrator:
             rng=self._rng,
             settling_until=self._settling_until,
         )
-        sends = self._planner.apply(plan)
+
+    async def _process(self, ev: Evaluation) -> None:
+        job = self.store.get_job(ev.job_id)
+        sends = self._planner.apply(self._plan(job, ev))
+        SCHEDULING_PASSES.labels(path="evaluation").inc()
         await self._planner.dispatch(job, sends)
 
     async def _node_changed(self, node_id: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from bacalhau.models import (
@@ -57,3 +58,16 @@ class Plan:
             and not self.changes
             and not self.new_evaluations
         )
+
+
+def records_only_job_state(plan: Plan, states: Collection[JobStateType]) -> bool:
+    """Whether ``plan`` does no more than move its job to one of ``states`` (or nothing at
+    all): no execution to create, change or tell a node about, no later evaluation, no
+    verdict."""
+    return (
+        not plan.new_executions
+        and not plan.changes
+        and not plan.new_evaluations
+        and not plan.reputation
+        and (plan.new_job_state is None or plan.new_job_state in states)
+    )

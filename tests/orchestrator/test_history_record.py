@@ -11,7 +11,9 @@ compute endpoints with the noop executor, the callbacks through the hybrid node'
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sqlite3
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -92,6 +94,10 @@ async def _record(
         executions = await orch.list_executions(job_id)
         history = await orch.job_history(job_id)
         final = await orch.get_job(job_id)
+    with contextlib.closing(sqlite3.connect(tmp / "orchestrator" / "jobs.db")) as db:
+        [(evaluations,)] = db.execute(
+            "SELECT count(*) FROM evaluations WHERE job_id = ?", (job_id,)
+        )
     names: dict[str, str] = {}
     for h in history:
         if h.execution_id:
@@ -136,6 +142,7 @@ async def _record(
             for e in executions
         ),
     }
+    record["evaluations"] = evaluations
     # As JSON reads it back (tuples become lists).
     loaded: dict[str, Any] = json.loads(json.dumps(record))
     return loaded
@@ -159,3 +166,12 @@ async def test_a_job_leaves_the_same_record(tmp_path: Path, scenario: str) -> No
     assert got["history"] == expected["history"]
     assert got["job"] == expected["job"]
     assert got["executions"] == expected["executions"]
+
+
+async def test_a_pass_that_only_records_the_next_state_needs_no_evaluation(tmp_path: Path) -> None:
+    # One round: the submit's evaluation places the job; Running (its bid accepted) and
+    # Completed (its run completed) are recorded with the node's reports.
+    assert (await _record(tmp_path / "one", _job()))["evaluations"] == 1
+    # Two rounds: the bid still waits for the scheduler's approval in an evaluation.
+    two = await _record(tmp_path / "two", _job(), settings=SchedulerSettings(pre_approve=False))
+    assert two["evaluations"] == 2
