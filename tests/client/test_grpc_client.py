@@ -5,14 +5,23 @@ are compared on the same jobs; the in-memory one where a job must finish on cue.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import grpc
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
+from bacalhau._proto.v1 import api_pb2_grpc
 from bacalhau.api import ApiServer, GrpcApiServer
+from bacalhau.api._grpc import AgentServicer
 from bacalhau.client import AsyncClient, AsyncGrpcClient, GrpcHistoryPage
 from bacalhau.client._grpc import MAX_LINE_BYTES, _LineSplitter
 from bacalhau.errors import (
@@ -251,3 +260,55 @@ def test_log_lines_are_cut_at_newlines_whatever_the_chunks() -> None:
     assert lines.rest() == [(LogStream.STDOUT, "last")]
     long = lines.feed(LogStream.STDOUT, b"x" * (MAX_LINE_BYTES + 10) + b"\n")
     assert [len(t) for t in long] == [MAX_LINE_BYTES, 11]  # as the REST edge cuts them
+
+
+def _self_signed_localhost() -> tuple[bytes, bytes]:
+    """(certificate, key) in PEM for 127.0.0.1, as a TLS-terminating proxy might present."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+async def test_tls_when_the_api_is_reached_through_tls() -> None:
+    """The node serves plaintext; behind TLS (here: the API's own servicer on a TLS port)
+    the client verifies the server against the roots it is given."""
+    cert, key = _self_signed_localhost()
+    server = grpc.aio.server()
+    api_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(MemoryOrchestrator()), server)
+    port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials([(key, cert)]))
+    await server.start()
+    try:
+        async with AsyncGrpcClient(f"127.0.0.1:{port}", root_certificates=cert) as client:
+            assert await client.agent_alive()
+        # Plaintext against TLS, or TLS with other roots, cannot connect.
+        async with AsyncGrpcClient(f"127.0.0.1:{port}", timeout=10) as plain:
+            with pytest.raises(Unavailable):
+                await plain.agent_alive()
+        other, _ = _self_signed_localhost()
+        async with AsyncGrpcClient(
+            f"127.0.0.1:{port}", root_certificates=other, timeout=10
+        ) as untrusting:
+            with pytest.raises(Unavailable):
+                await untrusting.agent_alive()
+    finally:
+        await server.stop(None)
