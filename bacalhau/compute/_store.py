@@ -20,6 +20,7 @@ from types import TracebackType
 from bacalhau.compute._callbacks import Callback, decode_callback, encode_callback
 from bacalhau.compute._errors import ExecutionInterrupted
 from bacalhau.compute._events import TOPIC_RESTART, failure_event
+from bacalhau.compute._module_memo import ModuleMemo
 from bacalhau.errors import (
     ExecutionNotFound,
     InternalError,
@@ -37,7 +38,6 @@ from bacalhau.models import (
     check_local_transition,
     entry_module_url,
     is_shared_module_url,
-    module_digest,
     module_reference,
     now_ns,
     set_entry_module_url,
@@ -166,6 +166,8 @@ class ExecutionStore:
         # size, oldest first out. Only their state columns are read again.
         self._decoded: dict[str, tuple[Execution, int]] = {}
         self._decoded_bytes = 0
+        #: The inline modules last read or kept, as the objects handed out (see ModuleMemo).
+        self._modules = ModuleMemo()
         try:
             # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
             self._db = sqlite3.connect(path, isolation_level=None)
@@ -253,7 +255,7 @@ class ExecutionStore:
         doc = execution.to_dict(v152=True)
         url = entry_module_url(execution.job)
         module = url if is_shared_module_url(url) else None
-        digest = module_digest(module) if module is not None else None
+        digest = self._modules.digest(module) if module is not None else None
         if digest is not None:
             set_entry_module_url(doc["Job"], module_reference(digest))
         body = json.dumps(doc)
@@ -427,11 +429,13 @@ class ExecutionStore:
             self._db.executemany("DELETE FROM executions WHERE id = ?", [(i,) for i in ids])
             for execution_id in ids:
                 self._forget(execution_id)
-            self._db.execute(
+            pruned = self._db.execute(
                 "DELETE FROM modules WHERE used_time < ? AND NOT EXISTS"
                 " (SELECT 1 FROM executions WHERE executions.module = modules.hash)",
                 (finished_before_ns,),
             )
+            if pruned.rowcount:
+                self._modules.clear()
         return ids
 
     def vacuum_step(self, pages: int) -> None:
@@ -443,8 +447,15 @@ class ExecutionStore:
     def module(self, digest: str) -> str | None:
         """The inline module (its ``data:`` URL) kept under ``digest``, the SHA-256 of the
         URL in hex; None when this node has none."""
+        url = self._modules.url(digest)
+        if url is not None:
+            return url
         row = self._db.execute("SELECT data FROM modules WHERE hash = ?", (digest,)).fetchone()
-        return str(row[0]) if row is not None else None
+        if row is None:
+            return None
+        url = str(row[0])
+        self._modules.remember(digest, url)
+        return url
 
     def keep_module(self, digest: str, url: str) -> None:
         """Keep a module fetched for an execution not stored yet (the caller checked that
@@ -523,11 +534,19 @@ class ExecutionStore:
             self._decoded_bytes -= dropped[1]
 
     def _keep_module(self, digest: str, url: str, now: int) -> None:
+        if self._modules.url(digest) is not None:
+            # Known to be kept: record its use without handing SQLite its bytes again.
+            cursor = self._db.execute(
+                "UPDATE modules SET used_time = ? WHERE hash = ?", (now, digest)
+            )
+            if cursor.rowcount == 1:
+                return
         self._db.execute(
             "INSERT INTO modules (hash, data, used_time) VALUES (?, ?, ?)"
             " ON CONFLICT (hash) DO UPDATE SET used_time = excluded.used_time",
             (digest, url, now),
         )
+        self._modules.remember(digest, url)
 
     def _enqueue(self, requester_id: str, message: Callback, now: int) -> int:
         kind, payload = encode_callback(message)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from bacalhau.compute import ExecutionStore, ModuleResolver
+from bacalhau.compute._module_memo import ModuleMemo
 from bacalhau.errors import InvalidJobSpec, NotFound
 from bacalhau.models import (
     Execution,
@@ -157,3 +158,43 @@ def test_a_store_of_the_first_schema_is_migrated(tmp_path: Path) -> None:
             requester_id="requester-1",
         )
         assert entry_module_url(store.get("e-new").job) == url
+
+
+def test_a_kept_module_is_handed_out_as_one_object_and_its_use_recorded(tmp_path: Path) -> None:
+    url = module_url("handed out once")
+    digest = module_digest(url)
+    db = tmp_path / "compute.db"
+    with ExecutionStore(db) as store:
+        store.keep_module(digest, url)
+    with ExecutionStore(db) as store:  # a restarted node reads it from the database
+        first = store.module(digest)
+        assert first == url and first is not url
+        # The next ask gets the very same object (not read, decoded and hashed again)...
+        assert store.module(digest) is first
+        used: list[int] = []
+        for n in range(2):
+            job = with_entry_module_url(wasm_job("data:,x"), first)
+            execution = Execution(id=f"e-{n}", job_id="j", node_id="n", job=job)
+            store.create(execution, requester_id="requester-1")
+            with sqlite3.connect(db) as conn:
+                row = conn.execute("SELECT module FROM executions WHERE id = ?", (execution.id,))
+                assert row.fetchone() == (digest,)
+                ((used_time,),) = conn.execute("SELECT used_time FROM modules").fetchall()
+            used.append(used_time)
+        assert used[0] < used[1]  # each execution made with it records its use
+        assert entry_module_url(store.get("e-1").job) == url
+
+
+def test_the_module_memo_forgets_the_oldest() -> None:
+    memo = ModuleMemo()
+    urls = [module_url(f"module {n}") for n in range(17)]
+    for url in urls:
+        memo.remember(module_digest(url), url)
+    assert memo.url(module_digest(urls[0])) is None
+    assert memo.url(module_digest(urls[-1])) is urls[-1]
+    assert memo.digest(urls[-1]) == module_digest(urls[-1])
+    # Another object with the same text is hashed, never taken for one it is not.
+    copy = "".join(urls[0])
+    assert memo.digest(copy) == module_digest(urls[0])
+    memo.clear()
+    assert memo.url(module_digest(urls[-1])) is None
