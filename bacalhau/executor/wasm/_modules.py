@@ -21,6 +21,9 @@ from bacalhau.errors import InvalidJobSpec
 from bacalhau.executor.wasm._linking import foreign_imports
 
 _FIELD = "Engine.Params.EntryModule"
+#: How many inline URLs are remembered by identity, and the longest remembered.
+_REMEMBERED_URLS = 16
+_MAX_REMEMBERED_URL = 8 * 2**20
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +66,10 @@ class ModuleCache:
         #: sha256 of an inline module's ``data:`` URL -> the digest of the module it decodes
         #: to, so a repeated inline module is found without decoding it (oldest first out).
         self._by_url: OrderedDict[bytes, str] = OrderedDict()
+        #: ``id(url)`` -> (url, its key) for the last URLs seen: a job's URL is the same
+        #: object at its bid and at its run (and across asks for a module the node keeps), so
+        #: it is hashed once. The URL is held, so its id is not reused meanwhile.
+        self._keys: OrderedDict[int, tuple[str, bytes]] = OrderedDict()
 
     def stats(self) -> ModuleCacheStats:
         with self._lock:
@@ -70,7 +77,7 @@ class ModuleCache:
 
     def has_inline(self, url: str) -> bool:
         """Whether :meth:`inline` would find ``url``'s module (nothing counted or moved)."""
-        key = _url_key(url)
+        key = self._url_key(url)
         with self._lock:
             digest = self._by_url.get(key)
             return digest is not None and digest in self._entries
@@ -78,7 +85,7 @@ class ModuleCache:
     def inline(self, url: str) -> CompiledModule | None:
         """The compiled module an inline ``data:`` URL seen before (:meth:`remember_inline`)
         decodes to, if still cached: hashing the URL costs a fifth of decoding it."""
-        key = _url_key(url)
+        key = self._url_key(url)
         with self._lock:
             digest = self._by_url.get(key)
             entry = self._entries.get(digest) if digest is not None else None
@@ -91,10 +98,23 @@ class ModuleCache:
 
     def remember_inline(self, url: str, entry: CompiledModule) -> None:
         """Note that ``url`` decodes to ``entry``'s module (found by :meth:`inline` next)."""
+        key = self._url_key(url)  # takes the lock itself
         with self._lock:
-            self._by_url[_url_key(url)] = entry.digest
+            self._by_url[key] = entry.digest
             while len(self._by_url) > self._capacity:
                 self._by_url.popitem(last=False)
+
+    def _url_key(self, url: str) -> bytes:
+        hit = self._keys.get(id(url))
+        if hit is not None and hit[0] is url:
+            return hit[1]
+        key = hashlib.sha256(url.encode()).digest()
+        if len(url) <= _MAX_REMEMBERED_URL:
+            with self._lock:
+                self._keys[id(url)] = (url, key)
+                while len(self._keys) > _REMEMBERED_URLS:
+                    self._keys.popitem(last=False)
+        return key
 
     def get(self, wasm: bytes) -> CompiledModule:
         """The compiled form of ``wasm``, compiling it on a miss (call from a worker thread)."""
@@ -157,7 +177,3 @@ def wasm_error_cause(e: BaseException) -> str:
     if "Caused by:" in text:
         text = text.rsplit("Caused by:", 1)[1]
     return " ".join(text.split())
-
-
-def _url_key(url: str) -> bytes:
-    return hashlib.sha256(url.encode()).digest()
