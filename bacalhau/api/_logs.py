@@ -25,46 +25,9 @@ from aiohttp import WSMsgType, web
 from bacalhau.api._context import context
 from bacalhau.api._query import Query
 from bacalhau.errors import BacalhauError, InternalError
-from bacalhau.models import LogChunk, LogStream
+from bacalhau.models import LineSplitter, LogChunk, LogStream
 
-__all__ = ["LineSplitter", "add_routes"]
-
-#: A line longer than this is sent in pieces (a frame stays small whatever the job prints).
-MAX_LINE_BYTES = 64 * 1024
-
-
-class LineSplitter:
-    """Cuts each stream's chunks into lines (each keeping its newline); a partial last line
-    waits for the rest unless it grows past :data:`MAX_LINE_BYTES` or the output ends."""
-
-    def __init__(self) -> None:
-        self._partial: dict[LogStream, bytearray] = {}
-
-    def feed(self, chunk: LogChunk) -> list[tuple[LogStream, str]]:
-        buf = self._partial.setdefault(chunk.stream, bytearray())
-        buf += chunk.data
-        lines: list[tuple[LogStream, str]] = []
-        start = 0
-        while True:
-            end = buf.find(b"\n", start)
-            if end < 0 or end + 1 - start > MAX_LINE_BYTES:
-                if len(buf) - start >= MAX_LINE_BYTES:
-                    end = start + MAX_LINE_BYTES - 1
-                else:
-                    break
-            lines.append((chunk.stream, _text(buf[start : end + 1])))
-            start = end + 1
-        del buf[:start]
-        return lines
-
-    def flush(self) -> list[tuple[LogStream, str]]:
-        rest = [(s, _text(b)) for s, b in self._partial.items() if b]
-        self._partial.clear()
-        return rest
-
-
-def _text(data: bytes | bytearray) -> str:
-    return bytes(data).decode("utf-8", errors="replace")
+__all__ = ["add_routes"]
 
 
 def _frame(stream: LogStream, line: str) -> str:

@@ -52,6 +52,8 @@ from bacalhau.models import (
     Execution,
     Job,
     JobHistory,
+    LineSplitter,
+    LogChunk,
     LogStream,
     NodeState,
     Obj,
@@ -70,8 +72,6 @@ __all__ = [
 DEFAULT_GRPC_API_PORT = 1235
 #: Longest the server holds one history long-poll; the client asks for at most this.
 LONG_POLL_SECONDS = 30.0
-#: A log line longer than this comes in pieces (as the REST edge cuts them).
-MAX_LINE_BYTES = 64 * 1024
 #: Largest answer accepted: a page of jobs whose specs carry inline WASM modules.
 DEFAULT_MAX_MESSAGE = 64 * 1024 * 1024
 
@@ -501,18 +501,18 @@ class AsyncGrpcClient:
                 job_id=job_id, execution_id=execution_id, follow=follow, tail=tail
             )
         )
-        lines = _LineSplitter()
+        lines = LineSplitter()
         try:
             async for chunk in call:
                 stream = _LOG_STREAMS.get(chunk.stream, LogStream.STDOUT)
-                for text in lines.feed(stream, chunk.data):
-                    yield LogLine(stream, text)
+                for kind, text in lines.feed(LogChunk(stream, 0, chunk.data)):
+                    yield LogLine(kind, text)
         except grpc.aio.AioRpcError as exc:
             raise error_from_status(exc, target=self.target) from None
         finally:
             call.cancel()
-        for stream, text in lines.rest():
-            yield LogLine(stream, text)
+        for kind, text in lines.flush():
+            yield LogLine(kind, text)
 
     # -- nodes ------------------------------------------------------------------------------
 
@@ -559,39 +559,3 @@ class AsyncGrpcClient:
             self._agent_service.NodeInfo, api_pb2.NodeInfoRequest()
         )
         return node_state_from_dict(json.loads(resp.node_json))
-
-
-class _LineSplitter:
-    """Bytes of two streams, chunked anywhere, into text lines (each with its newline), cut
-    as the REST edge cuts them for its WebSocket: a partial line waits for the rest unless it
-    grows past :data:`MAX_LINE_BYTES`, or the stream ends. Cutting the bytes at newlines
-    never splits a UTF-8 sequence, so each line decodes on its own."""
-
-    def __init__(self) -> None:
-        self._partial: dict[LogStream, bytearray] = {}
-
-    def feed(self, stream: LogStream, data: bytes) -> list[str]:
-        buf = self._partial.setdefault(stream, bytearray())
-        buf += data
-        lines: list[str] = []
-        start = 0
-        while True:
-            end = buf.find(b"\n", start)
-            if end < 0 or end + 1 - start > MAX_LINE_BYTES:
-                if len(buf) - start < MAX_LINE_BYTES:
-                    break
-                end = start + MAX_LINE_BYTES - 1
-            lines.append(_text(buf[start : end + 1]))
-            start = end + 1
-        del buf[:start]
-        return lines
-
-    def rest(self) -> list[tuple[LogStream, str]]:
-        """The unfinished last line of each stream."""
-        out = [(s, _text(b)) for s, b in self._partial.items() if b]
-        self._partial.clear()
-        return out
-
-
-def _text(data: bytes | bytearray) -> str:
-    return bytes(data).decode("utf-8", errors="replace")

@@ -37,7 +37,7 @@ from bacalhau.models._job import (
     parse_duration,
 )
 from bacalhau.models._jobfile import parse_job_document
-from bacalhau.models._logs import LogChunk, LogRequest, LogStream
+from bacalhau.models._logs import MAX_LINE_BYTES, LineSplitter, LogChunk, LogRequest, LogStream
 from bacalhau.models._messages import (
     AskForBidRequest,
     BidDecision,
@@ -112,6 +112,7 @@ __all__ = [
     "LIVENESS_REVIVALS",
     "LIVENESS_TRANSITIONS",
     "LOCAL_TRANSITIONS",
+    "MAX_LINE_BYTES",
     "MIN_SHARED_URL",
     "RUN_OUTPUT_LIMIT",
     "VERDICT_TRANSITIONS",
@@ -137,6 +138,7 @@ __all__ = [
     "JobHistory",
     "JobStateType",
     "LabelSelectorRequirement",
+    "LineSplitter",
     "LivenessState",
     "LocalExecutionState",
     "LogChunk",

@@ -1,4 +1,4 @@
-"""An execution's output as it is streamed: chunks of stdout and stderr."""
+"""An execution's output as it is streamed: chunks of stdout and stderr, cut into lines."""
 
 from __future__ import annotations
 
@@ -34,3 +34,47 @@ class LogChunk:
     offset: int
     data: bytes
     timestamp_ns: int = 0
+
+
+#: A line longer than this is cut in pieces (a frame stays small whatever the job prints).
+MAX_LINE_BYTES = 64 * 1024
+
+
+class LineSplitter:
+    """Cuts each stream's chunks into text lines (each keeping its newline); a partial last
+    line waits for the rest unless it grows past :data:`MAX_LINE_BYTES` or the output ends.
+
+    Both API edges cut the same way (the REST WebSocket on the server, the gRPC client on the
+    caller's side), so a line is the same whichever way it is read. Cutting the bytes at
+    newlines never splits a UTF-8 sequence, so each line decodes on its own.
+    """
+
+    def __init__(self) -> None:
+        self._partial: dict[LogStream, bytearray] = {}
+
+    def feed(self, chunk: LogChunk) -> list[tuple[LogStream, str]]:
+        """The lines ``chunk`` completes, in order."""
+        buf = self._partial.setdefault(chunk.stream, bytearray())
+        buf += chunk.data
+        lines: list[tuple[LogStream, str]] = []
+        start = 0
+        while True:
+            end = buf.find(b"\n", start)
+            if end < 0 or end + 1 - start > MAX_LINE_BYTES:
+                if len(buf) - start < MAX_LINE_BYTES:
+                    break
+                end = start + MAX_LINE_BYTES - 1
+            lines.append((chunk.stream, _text(buf[start : end + 1])))
+            start = end + 1
+        del buf[:start]
+        return lines
+
+    def flush(self) -> list[tuple[LogStream, str]]:
+        """The unfinished last line of each stream (the output ended)."""
+        rest = [(s, _text(b)) for s, b in self._partial.items() if b]
+        self._partial.clear()
+        return rest
+
+
+def _text(data: bytes | bytearray) -> str:
+    return bytes(data).decode("utf-8", errors="replace")

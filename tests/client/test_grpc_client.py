@@ -23,7 +23,6 @@ from bacalhau._proto.v1 import api_pb2_grpc
 from bacalhau.api import ApiServer, GrpcApiServer
 from bacalhau.api._grpc import AgentServicer
 from bacalhau.client import AsyncClient, AsyncGrpcClient, GrpcHistoryPage
-from bacalhau.client._grpc import MAX_LINE_BYTES, _LineSplitter
 from bacalhau.errors import (
     BadQuery,
     ConflictJobState,
@@ -36,7 +35,6 @@ from bacalhau.models import (
     Job,
     JobHistory,
     JobStateType,
-    LogStream,
     NodeInfo,
     NodeType,
     SpecConfig,
@@ -248,18 +246,6 @@ async def test_history_extras_over_the_client(
     assert last.next_token == ""  # finished: nothing more will come
     assert last.job is not None and last.job.state == JobStateType.COMPLETED
     assert [e.id for e in last.executions] == [ex]
-
-
-def test_log_lines_are_cut_at_newlines_whatever_the_chunks() -> None:
-    """Chunks end anywhere, even inside a UTF-8 sequence; lines come out whole."""
-    data = "héllo\nwörld\nlast".encode()
-    lines = _LineSplitter()
-    out = [text for i in range(len(data)) for text in lines.feed(LogStream.STDOUT, data[i : i + 1])]
-    assert out == ["héllo\n", "wörld\n"]
-    assert lines.feed(LogStream.STDERR, b"e\n") == ["e\n"]  # each stream on its own
-    assert lines.rest() == [(LogStream.STDOUT, "last")]
-    long = lines.feed(LogStream.STDOUT, b"x" * (MAX_LINE_BYTES + 10) + b"\n")
-    assert [len(t) for t in long] == [MAX_LINE_BYTES, 11]  # as the REST edge cuts them
 
 
 def _self_signed_localhost() -> tuple[bytes, bytes]:
