@@ -36,7 +36,7 @@ from bacalhau.compute._capacity import DEFAULT_JOB_RESOURCES, CapacityTracker, j
 from bacalhau.compute._events import TOPIC_BIDDING, failure_event, info_event
 from bacalhau.compute._logs import LogReader
 from bacalhau.compute._modules import ModuleResolver, ModuleSource
-from bacalhau.compute._outbox import CallbackOutbox
+from bacalhau.compute._outbox import DEFAULT_LINGER, CallbackOutbox
 from bacalhau.compute._pipeline import ExecutionPipeline
 from bacalhau.compute._queue import RunQueue
 from bacalhau.compute._retention import DEFAULT_EXECUTION_RETENTION, ExecutionRetention
@@ -104,6 +104,7 @@ class ComputeEndpoint:
         callback_retry_for: float = 3600.0,
         callback_initial_backoff: float = 0.1,
         callback_max_backoff: float = 30.0,
+        callback_linger: float = DEFAULT_LINGER,
         retention: float = DEFAULT_EXECUTION_RETENTION,
         housekeeping_interval: float = 60.0,
         published_paths: Callable[[str], Iterable[Path]] | None = None,
@@ -129,6 +130,7 @@ class ComputeEndpoint:
             retry_for=callback_retry_for,
             initial_backoff=callback_initial_backoff,
             max_backoff=callback_max_backoff,
+            linger=callback_linger,
         )
         self._queue = RunQueue(capacity, self._start_run)
         self._runs: dict[str, asyncio.Task[LocalExecution]] = {}

@@ -147,7 +147,7 @@ class CallbackOutbox:
                     self._wake.pop(requester_id, None)
                     return
                 if self._linger > 0 and self._awaits_result(entries):
-                    entries = await self._lingered(requester_id, wake)
+                    entries = await self._lingered(requester_id, wake, entries)
                 if await self._send(requester_id, entries):
                     backoff = self._initial_backoff
                     continue
@@ -175,20 +175,27 @@ class CallbackOutbox:
                     return True
         return False
 
-    async def _lingered(self, requester_id: str, wake: asyncio.Event) -> list[OutboxEntry]:
-        """The queue once the results it waits for are in, or the linger is over."""
+    async def _lingered(
+        self, requester_id: str, wake: asyncio.Event, entries: list[OutboxEntry]
+    ) -> list[OutboxEntry]:
+        """``entries`` and what was queued after them, once the results they wait for are
+        in, the batch is full, or the linger is over."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._linger
-        while True:
+        while len(entries) < BATCH_LIMIT:
             try:
                 async with asyncio.timeout_at(deadline):
                     await wake.wait()
             except TimeoutError:
-                return self._store.pending_callbacks(requester_id, limit=BATCH_LIMIT)
+                pass
             wake.clear()
-            entries = self._store.pending_callbacks(requester_id, limit=BATCH_LIMIT)
-            if not self._awaits_result(entries):
-                return entries
+            # Only the newly queued ones are read: the queue's head is already in hand.
+            entries += self._store.pending_callbacks(
+                requester_id, limit=BATCH_LIMIT - len(entries), after_seq=entries[-1].seq
+            )
+            if loop.time() >= deadline or not self._awaits_result(entries):
+                break
+        return entries
 
     async def _send(self, requester_id: str, entries: list[OutboxEntry]) -> bool:
         """Send a batch and settle what it settled (delivered, or refused: dropped). True to

@@ -470,11 +470,14 @@ class ExecutionStore:
         with self._transaction():
             return self._enqueue(requester_id, message, now_ns())
 
-    def pending_callbacks(self, requester_id: str, *, limit: int = 64) -> list[OutboxEntry]:
+    def pending_callbacks(
+        self, requester_id: str, *, limit: int = 64, after_seq: int = 0
+    ) -> list[OutboxEntry]:
+        """The oldest callbacks queued for ``requester_id`` (those after ``after_seq``)."""
         rows = self._db.execute(
             "SELECT seq, requester_id, execution_id, kind, payload, create_time FROM outbox "
-            "WHERE requester_id = ? ORDER BY seq LIMIT ?",
-            (requester_id, limit),
+            "WHERE requester_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (requester_id, after_seq, limit),
         ).fetchall()
         return [
             OutboxEntry(

@@ -192,6 +192,9 @@ class NodeConfig:
     executor_output_limit: int = 1024**3
     #: Share of the host's CPU, memory and disk offered to jobs.
     capacity_fraction: float = 0.7
+    #: Seconds the accepted bid answer of an execution under way on this node may wait for
+    #: its run result, so that both reach the requester in one call (0: send at once).
+    callback_linger: float = 0.005
     #: Node IDs of requesters this compute node obeys besides the one it joins (and itself).
     trusted_requesters: tuple[str, ...] = ()
     #: Host paths jobs may mount as ``localDirectory`` inputs (each read-only unless it ends

@@ -488,6 +488,7 @@ async def _build_compute(
         trust=trust,
         storage_sources=list(input_sources),
         retention=config.job_retention,
+        callback_linger=config.callback_linger,
         # The local publisher's archive (``<execID>.tar.gz``) goes with its execution.
         published_paths=lambda execution_id: [local.directory / f"{execution_id}.tar.gz"],
         module_source=links,
