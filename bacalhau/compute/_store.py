@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Collection, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
@@ -355,7 +355,9 @@ class ExecutionStore:
             run_output=run_output or record.run_output,
             modify_time=max(now_ns(), record.modify_time + 1),
         )
-        with self._transaction():
+        # Without a callback, the compare-and-set is one statement and so its own transaction
+        # (the connection autocommits): BEGIN and COMMIT around it would only add round trips.
+        with self._transaction() if callback is not None else nullcontext():
             cursor = self._db.execute(
                 "UPDATE executions SET state = ?, revision = ?, message = ?, "
                 "published_result = ?, run_output = ?, modify_time = ? "
