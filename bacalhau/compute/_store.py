@@ -259,8 +259,12 @@ class ExecutionStore:
         if digest is not None:
             set_entry_module_url(doc["Job"], module_reference(digest))
         body = json.dumps(doc)
+        # A module known to be kept needs no write: while this execution names it, pruning
+        # leaves it, and once the execution is pruned (created before the cut-off) its use
+        # time is before the cut-off whether or not this create recorded it.
+        kept = digest is not None and self._modules.url(digest) is not None
         with self._transaction():
-            if module is not None and digest is not None:
+            if module is not None and digest is not None and not kept:
                 self._keep_module(digest, module, now)
             try:
                 self._db.execute(
@@ -286,6 +290,8 @@ class ExecutionStore:
                 ) from None
             if callback is not None:
                 self._enqueue(requester_id, callback, now)
+        if module is not None and digest is not None:
+            self._modules.remember(digest, module)  # committed: known to be kept
         if not state.is_terminal():
             self._remember(execution, len(body) + len(module or ""))
         return record
@@ -464,6 +470,7 @@ class ExecutionStore:
         ``url`` hashes to ``digest``); :meth:`prune` forgets it once unused for long."""
         with self._transaction():
             self._keep_module(digest, url, now_ns())
+        self._modules.remember(digest, url)
 
     # -- outbox -----------------------------------------------------------------------------
 
@@ -539,19 +546,11 @@ class ExecutionStore:
             self._decoded_bytes -= dropped[1]
 
     def _keep_module(self, digest: str, url: str, now: int) -> None:
-        if self._modules.url(digest) is not None:
-            # Known to be kept: record its use without handing SQLite its bytes again.
-            cursor = self._db.execute(
-                "UPDATE modules SET used_time = ? WHERE hash = ?", (now, digest)
-            )
-            if cursor.rowcount == 1:
-                return
         self._db.execute(
             "INSERT INTO modules (hash, data, used_time) VALUES (?, ?, ?)"
             " ON CONFLICT (hash) DO UPDATE SET used_time = excluded.used_time",
             (digest, url, now),
         )
-        self._modules.remember(digest, url)
 
     def _enqueue(self, requester_id: str, message: Callback, now: int) -> int:
         kind, payload = encode_callback(message)

@@ -15,7 +15,7 @@ import pytest
 
 from bacalhau.compute import ExecutionStore, ModuleResolver
 from bacalhau.compute._module_memo import ModuleMemo
-from bacalhau.errors import InvalidJobSpec, NotFound
+from bacalhau.errors import InvalidJobSpec, NotFound, RevisionConflict
 from bacalhau.models import (
     Execution,
     Job,
@@ -160,18 +160,19 @@ def test_a_store_of_the_first_schema_is_migrated(tmp_path: Path) -> None:
         assert entry_module_url(store.get("e-new").job) == url
 
 
-def test_a_kept_module_is_handed_out_as_one_object_and_its_use_recorded(tmp_path: Path) -> None:
+def test_a_kept_module_is_handed_out_as_one_object_and_not_written_again(tmp_path: Path) -> None:
     url = module_url("handed out once")
     digest = module_digest(url)
     db = tmp_path / "compute.db"
     with ExecutionStore(db) as store:
         store.keep_module(digest, url)
+    with sqlite3.connect(db) as conn:
+        stored = conn.execute("SELECT used_time FROM modules").fetchall()
     with ExecutionStore(db) as store:  # a restarted node reads it from the database
         first = store.module(digest)
         assert first == url and first is not url
         # The next ask gets the very same object (not read, decoded and hashed again)...
         assert store.module(digest) is first
-        used: list[int] = []
         for n in range(2):
             job = with_entry_module_url(wasm_job("data:,x"), first)
             execution = Execution(id=f"e-{n}", job_id="j", node_id="n", job=job)
@@ -179,10 +180,29 @@ def test_a_kept_module_is_handed_out_as_one_object_and_its_use_recorded(tmp_path
             with sqlite3.connect(db) as conn:
                 row = conn.execute("SELECT module FROM executions WHERE id = ?", (execution.id,))
                 assert row.fetchone() == (digest,)
-                ((used_time,),) = conn.execute("SELECT used_time FROM modules").fetchall()
-            used.append(used_time)
-        assert used[0] < used[1]  # each execution made with it records its use
+                # ...and executions made with it leave its row alone (see prune).
+                assert conn.execute("SELECT used_time FROM modules").fetchall() == stored
         assert entry_module_url(store.get("e-1").job) == url
+
+
+def test_a_module_whose_execution_was_refused_is_still_kept_by_the_next(tmp_path: Path) -> None:
+    first, second = module_url("first"), module_url("second")
+    with ExecutionStore(tmp_path / "compute.db") as store:
+        store.create(
+            Execution(id="e-1", job_id="j", node_id="n", job=wasm_job(first)),
+            requester_id="requester-1",
+        )
+        again = Execution(id="e-1", job_id="j", node_id="n", job=wasm_job(second))
+        with pytest.raises(RevisionConflict):
+            store.create(again, requester_id="requester-1")  # rolled back, module too
+        job = again.job
+        assert job is not None
+        store.create(
+            Execution(id="e-2", job_id="j", node_id="n", job=job), requester_id="requester-1"
+        )
+        assert store.module(module_digest(second)) == second
+    with ExecutionStore(tmp_path / "compute.db") as store:
+        assert entry_module_url(store.get("e-2").job) == second
 
 
 def test_the_module_memo_forgets_the_oldest() -> None:
