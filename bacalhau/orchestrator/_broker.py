@@ -65,6 +65,11 @@ class EvaluationBroker:
             self._wakeup.clear()
             await self._wakeup.wait()
 
+    def hold(self, ev: Evaluation) -> None:
+        """``ev`` is processed outside the queue (the submit's own evaluation): its job is
+        in flight, as if dequeued, until :meth:`ack`."""
+        self._inflight.add(ev.job_id)
+
     def ack(self, ev: Evaluation) -> None:
         """Processing of ``ev`` finished; newer evaluations of its job become ready."""
         self._inflight.discard(ev.job_id)

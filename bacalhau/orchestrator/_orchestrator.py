@@ -66,7 +66,7 @@ from bacalhau.orchestrator._logs import ExecutionLogs, LogSource
 from bacalhau.orchestrator._metrics import CALLBACK_BATCH_ITEMS, MODULES_SERVED, SCHEDULING_PASSES
 from bacalhau.orchestrator._nodes import NodeAddressBook, NodeDirectory
 from bacalhau.orchestrator._plan import Plan, records_only_job_state
-from bacalhau.orchestrator._planner import ComputeTransport, Planner
+from bacalhau.orchestrator._planner import ComputeTransport, Planner, _Send
 from bacalhau.orchestrator._ranking import with_placed
 from bacalhau.orchestrator._reconcile import NodeReconciler
 from bacalhau.orchestrator._reputation import node_reputations, with_reputation
@@ -184,6 +184,8 @@ class Orchestrator:
             # The requester's hooks decide every bid: no job type goes out pre-approved.
             self._settings = dataclasses.replace(self._settings, pre_approve=False)
         self._tasks: list[asyncio.Task[None]] = []
+        #: New jobs' first messages on their way (see ``_dispatch_submitted``).
+        self._dispatching: set[asyncio.Task[None]] = set()
         self._settling_until = 0
         self._logs = ExecutionLogs(jobs=self, source=compute)
 
@@ -215,9 +217,10 @@ class Orchestrator:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        for t in self._tasks:
+        tasks = [*self._tasks, *self._dispatching]
+        for t in tasks:
             t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
         self._broker.close()
         if self._result_checks is not None:
@@ -259,12 +262,17 @@ class Orchestrator:
             except Exception:
                 log.exception("evaluation %s of job %s failed", ev.id, ev.job_id)
             finally:
-                self._broker.ack(ev)
-                superseded = self._broker.take_superseded()
-                if superseded:
-                    with self.store.transaction():
-                        for old in superseded:
-                            self.store.set_evaluation_status(old.id, "complete")
+                self._finish(ev)
+
+    def _finish(self, ev: Evaluation) -> None:
+        """``ev`` was processed: its job's next evaluation may go; those it replaced are
+        complete."""
+        self._broker.ack(ev)
+        superseded = self._broker.take_superseded()
+        if superseded:
+            with self.store.transaction():
+                for old in superseded:
+                    self.store.set_evaluation_status(old.id, "complete")
 
     def _evaluate_report(self, job: Job, triggered_by: str) -> None:
         """The scheduling pass that follows a node's report on one of ``job``'s executions.
@@ -436,8 +444,45 @@ class Orchestrator:
             self.store.create_evaluation(ev)
             if idempotency_token:
                 self.store.remember_idempotent(idempotency_token, job.id, ev.id, warnings)
-        self._broker.enqueue(ev)
+            placed = self._place_submitted(ev)
+        if placed is None:
+            self._broker.enqueue(ev)
+        else:
+            self._dispatch_submitted(ev, *placed)
         return SubmitResult(job.id, ev.id, warnings)
+
+    def _place_submitted(self, ev: Evaluation) -> tuple[Job, list[_Send]] | None:
+        """Process a new job's first evaluation at once, in the submit's own transaction:
+        the pass a worker would make next (the same store, nodes and scheduler), without a
+        commit and a worker's turn of its own. Its job is held in flight meanwhile, as a
+        worker holds it. Returns the job and the messages to send, or None when the pass
+        failed (undone alone): the evaluation is then queued as before."""
+        self._broker.hold(ev)
+        try:
+            with self.store.transaction():
+                job = self.store.get_job(ev.job_id)
+                sends = self._planner.apply(self._plan(job, ev))
+        except Exception:
+            log.exception("evaluation %s of new job %s failed; queueing it", ev.id, ev.job_id)
+            self._broker.ack(ev)
+            return None
+        SCHEDULING_PASSES.labels(path="in_place").inc()
+        return job, sends
+
+    def _dispatch_submitted(self, ev: Evaluation, job: Job, sends: list[_Send]) -> None:
+        """Send what a new job's first pass planned, once the submit committed it."""
+
+        async def dispatch() -> None:
+            try:
+                await self._planner.dispatch(job, sends)
+            except Exception:
+                log.exception("evaluation %s of job %s failed", ev.id, ev.job_id)
+            finally:
+                self._finish(ev)
+
+        task = asyncio.create_task(dispatch(), name=f"dispatch-{ev.id}")
+        self._dispatching.add(task)
+        task.add_done_callback(self._dispatching.discard)
 
     def _check_partitions(self, job: Job) -> None:
         """A batch job's partitions (a service's or a verified job's replicas) each need a

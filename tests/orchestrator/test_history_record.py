@@ -175,3 +175,28 @@ async def test_a_pass_that_only_records_the_next_state_needs_no_evaluation(tmp_p
     # Two rounds: the bid still waits for the scheduler's approval in an evaluation.
     two = await _record(tmp_path / "two", _job(), settings=SchedulerSettings(pre_approve=False))
     assert two["evaluations"] == 2
+
+
+async def test_a_new_job_is_placed_in_its_submits_transaction(tmp_path: Path) -> None:
+    transport = InProcessTransport()
+    view = StaticNodeView()
+    async with AsyncExitStack() as stack:
+        orch = Orchestrator(
+            node_info=NodeInfo(node_id=REQUESTER, node_type=NodeType.REQUESTER),
+            data_dir=tmp_path / "orchestrator",
+            compute=transport,
+            node_view=view,
+        )
+        await stack.enter_async_context(orch)
+        links = RequesterLinks(local=orch, local_id=REQUESTER)
+        transport.endpoints["node-a"] = await _compute(stack, tmp_path, "node-a", links)
+        await view.join(compute_node_info("node-a"))
+        submitted = await orch.submit_job(_job())
+        # Committed with the job, before any other task ran: its execution, asked for, and
+        # its evaluation done.
+        [ex] = orch.store.executions_of(submitted.job_id)
+        assert (ex.node_id, ex.compute_state.label) == ("node-a", "AskForBid")
+        assert not [e for e in orch.store.pending_evaluations() if e.id == submitted.evaluation_id]
+        job = await _until(orch, submitted.job_id, lambda j: j.state.is_terminal())
+        assert job.state == JobStateType.COMPLETED
+        assert transport.sent == [("AskForBid", "node-a", ex.id)]
