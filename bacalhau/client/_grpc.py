@@ -46,7 +46,6 @@ from bacalhau.errors import (
     PermissionDenied,
     RevisionConflict,
     Unavailable,
-    error_from_code,
 )
 from bacalhau.models import (
     Execution,
@@ -59,6 +58,7 @@ from bacalhau.models import (
     Obj,
     SpecConfig,
 )
+from bacalhau.transport._errors import error_from_metadata
 
 __all__ = [
     "DEFAULT_GRPC_API_PORT",
@@ -79,12 +79,6 @@ CONNECT_HINT = (
     "start a node with `bacalhau serve` or `bacalhau devstack`, or point the client at its "
     "gRPC API (BACALHAU_API_HOST/BACALHAU_API_GRPC_PORT; the devstack prints the address)"
 )
-
-# The trailing metadata of a failed call (documented in api.proto).
-_CODE_KEY = "bacalhau-error-code"
-_COMPONENT_KEY = "bacalhau-error-component"
-_HINT_KEY = "bacalhau-error-hint-bin"
-_DETAILS_KEY = "bacalhau-error-details-bin"
 
 _LOG_STREAMS = {
     compute_pb2.LOG_STREAM_TYPE_STDOUT: LogStream.STDOUT,
@@ -112,43 +106,18 @@ class GrpcHistoryPage(HistoryPage):
     executions: list[Execution] = field(default_factory=list)
 
 
-def _metadata(md: Any) -> dict[str, str | bytes]:
-    return {key: value for key, value in md or ()}
-
-
 def error_from_status(exc: grpc.aio.AioRpcError, *, target: str) -> BacalhauError:
     """The :mod:`bacalhau.errors` error a failed call stands for.
 
-    With the server's metadata, the class of its stable code (``error_from_code``: an unknown
-    job comes back in the :class:`~bacalhau.errors.NotFound` family) with its hint, details
-    (the field at fault among them) and component; without, the class of the status code.
+    With the server's metadata, the class of its stable code (an unknown job comes back in
+    the :class:`~bacalhau.errors.NotFound` family) with its hint, details (the field at
+    fault among them) and component, read as the node-to-node protocol reads them; without,
+    the class of the status code.
     """
-    md = _metadata(exc.trailing_metadata())
     status = exc.code()
     message = exc.details() or status.name
-    code = md.get(_CODE_KEY)
-    if isinstance(code, str) and code:
-        hint_raw = md.get(_HINT_KEY)
-        hint = hint_raw.decode(errors="replace") if isinstance(hint_raw, bytes) else None
-        details: dict[str, str] | None = None
-        details_raw = md.get(_DETAILS_KEY)
-        if isinstance(details_raw, bytes):
-            try:
-                loaded = json.loads(details_raw)
-            except ValueError:
-                loaded = None
-            if isinstance(loaded, dict):
-                details = {str(k): str(v) for k, v in loaded.items()}
-        if code == InternalError.code:
-            # The root class shares this code; the caller should see the specific class.
-            err: BacalhauError = InternalError(message, hint=hint, details=details)
-        else:
-            err = error_from_code(code, message, hint=hint, details=details)
-        component = md.get(_COMPONENT_KEY)
-        if isinstance(component, str) and component:
-            err.component = component
-        return err
-    return _error_without_metadata(status, message, target)
+    err = error_from_metadata(exc.trailing_metadata(), message)
+    return err if err is not None else _error_without_metadata(status, message, target)
 
 
 def _error_without_metadata(status: grpc.StatusCode, message: str, target: str) -> BacalhauError:

@@ -124,31 +124,41 @@ def error_of_code(
     return error_from_code(code, message, hint=hint, details=details)
 
 
+def error_from_metadata(md: Any, message: str) -> BacalhauError | None:
+    """The error whose code, hint, details and component the trailing metadata ``md`` of a
+    failed call carries (see :func:`trailing_metadata`), or None when it carries none (the
+    failure was not ours: an unreachable peer, a deadline, a proxy)."""
+    found = _metadata_dict(md)
+    code = found.get(CODE_KEY)
+    if not isinstance(code, str) or not code:
+        return None
+    hint_raw = found.get(HINT_KEY)
+    details_raw = found.get(DETAILS_KEY)
+    hint = hint_raw.decode(errors="replace") if isinstance(hint_raw, bytes) else None
+    details: dict[str, str] | None = None
+    if isinstance(details_raw, bytes):
+        try:
+            loaded = json.loads(details_raw)
+            if isinstance(loaded, dict):
+                details = {str(k): str(v) for k, v in loaded.items()}
+        except ValueError:
+            details = None
+    err = error_of_code(code, message, hint=hint, details=details)
+    component = found.get(COMPONENT_KEY)
+    if isinstance(component, str) and component:
+        err.component = component
+    return err
+
+
 def error_from_rpc(exc: grpc.aio.AioRpcError, *, peer: str) -> BacalhauError:
     """Rebuild the error a remote node raised, or describe why it could not be reached.
 
     ``peer`` names the remote node in messages (node ID and address).
     """
-    md = _metadata_dict(exc.trailing_metadata())
     status = exc.code()
     message = exc.details() or status.name
-    code = md.get(CODE_KEY)
-    if isinstance(code, str) and code:
-        hint_raw = md.get(HINT_KEY)
-        details_raw = md.get(DETAILS_KEY)
-        hint = hint_raw.decode(errors="replace") if isinstance(hint_raw, bytes) else None
-        details: dict[str, str] | None = None
-        if isinstance(details_raw, bytes):
-            try:
-                loaded = json.loads(details_raw)
-                if isinstance(loaded, dict):
-                    details = {str(k): str(v) for k, v in loaded.items()}
-            except ValueError:
-                details = None
-        err = error_of_code(code, message, hint=hint, details=details)
-        component = md.get(COMPONENT_KEY)
-        if isinstance(component, str) and component:
-            err.component = component
+    err = error_from_metadata(exc.trailing_metadata(), message)
+    if err is not None:
         return err
     if status in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
         return Unavailable(
