@@ -8,6 +8,11 @@ module can fill neither the disk nor the pipe. A container's streams are capped 
 (see ``docker/_follow``). One thread for all runs rather than one per run: starting and
 joining a thread costs more than copying a short run's output.
 
+The copier takes on a run's pipes at its next tick (every :data:`TICK_SECONDS` while runs
+wait for it), not at once: a run that ends before then, as most do, copies its own output
+when it finishes, and no thread is woken for it. A run's output reaches its files within a
+tick, and a module writing more than a pipe holds in that time waits for it.
+
 Pipes rather than wasmtime's custom-output callbacks: those are called from wasmtime's own
 runtime threads, and such a thread that has entered Python aborts the process when it exits.
 """
@@ -28,6 +33,8 @@ __all__ = ["CappedStreams"]
 _log = logging.getLogger(__name__)
 
 _READ_SIZE = 64 * 1024
+#: How often the copier takes on the pipes of runs started since its last look.
+TICK_SECONDS = 0.01
 #: After the run, how long to wait for the copier to drain the pipes (it never blocks long).
 _JOIN_SECONDS = 5.0
 
@@ -36,8 +43,8 @@ class CappedStreams:
     """Two pipes from a run to its ``stdout``/``stderr`` files, each capped at ``limit``.
 
     Give wasmtime :attr:`stdout_path` and :attr:`stderr_path`, call :meth:`handed_over` once
-    it has opened them, and :meth:`finish` once the module has stopped. The read ends and the
-    files belong to the shared copier from the start: it closes them once it has drained
+    it has opened them, and :meth:`finish` once the module has stopped. Once the copier has
+    taken the read ends and the files, they are its own: it closes them once it has drained
     the pipes, so a run whose finish gave up waiting can never have them reused under it.
     """
 
@@ -85,8 +92,10 @@ class CappedStreams:
         """Copy what is left in the pipes, close everything; return (stdout, stderr) dropped."""
         # Ours closed first: the module has stopped, so what it wrote is in the pipes already.
         self._close_writers()
-        _COPIER.drain(self)
-        self._done.wait(_JOIN_SECONDS)
+        if _COPIER.drain(self):
+            self._done.wait(_JOIN_SECONDS)
+        else:
+            self._drain()  # the copier never took it on: copy it here
         return self.dropped[0], self.dropped[1]
 
     def _close_writers(self) -> None:
@@ -136,31 +145,51 @@ class CappedStreams:
 
 
 class _Copier:
-    """The thread copying every run's pipes, started at the first run; it idles in
-    ``select`` and is woken through its own pipe to take on new runs or drain finished ones."""
+    """The thread copying every run's pipes, started at the first run. It takes on waiting
+    runs every tick while there are any, else idles in ``select`` until their pipes have
+    something or a run asks it (through its own pipe) to wake: the first to wait for it, or
+    one finished whose pipes it holds."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._requests: collections.deque[tuple[bool, CappedStreams]] = collections.deque()
+        #: Runs waiting to be taken on (by identity), and runs finished whose pipes it holds.
+        self._waiting: dict[int, CappedStreams] = {}
+        self._drains: collections.deque[CappedStreams] = collections.deque()
         self._thread: threading.Thread | None = None
+        #: Whether the copier is (about to be) asleep with no tick to come: it must be woken.
+        self._asleep = False
         self._wake_w = -1
 
     def watch(self, streams: CappedStreams) -> None:
-        self._request(False, streams)
-
-    def drain(self, streams: CappedStreams) -> None:
-        self._request(True, streams)
-
-    def _request(self, drain: bool, streams: CappedStreams) -> None:
+        """Have the copier take ``streams`` on at its next tick."""
         with self._lock:
-            if self._thread is None:
-                wake_r, self._wake_w = os.pipe()
-                os.set_blocking(wake_r, False)
-                self._thread = threading.Thread(
-                    target=self._run, args=(wake_r,), name="wasm-output", daemon=True
-                )
-                self._thread.start()
-            self._requests.append((drain, streams))
+            self._start()
+            self._waiting[id(streams)] = streams
+            wake, self._asleep = self._asleep, False
+        if wake:
+            self._wake()
+
+    def drain(self, streams: CappedStreams) -> bool:
+        """Have the copier drain and release ``streams``; False when it never took them on
+        (they are the caller's again, to drain itself)."""
+        with self._lock:
+            if self._waiting.pop(id(streams), None) is not None:
+                return False
+            self._drains.append(streams)
+            self._asleep = False
+        self._wake()
+        return True
+
+    def _start(self) -> None:
+        if self._thread is None:
+            wake_r, self._wake_w = os.pipe()
+            os.set_blocking(wake_r, False)
+            self._thread = threading.Thread(
+                target=self._run, args=(wake_r,), name="wasm-output", daemon=True
+            )
+            self._thread.start()
+
+    def _wake(self) -> None:
         with contextlib.suppress(BlockingIOError):
             os.write(self._wake_w, b"x")
 
@@ -169,7 +198,9 @@ class _Copier:
         selector = selectors.DefaultSelector()
         selector.register(wake_r, selectors.EVENT_READ)
         while True:
-            for key, _ in selector.select():
+            with self._lock:
+                self._asleep = not self._waiting
+            for key, _ in selector.select(None if self._asleep else TICK_SECONDS):
                 if key.fd == wake_r:
                     with contextlib.suppress(BlockingIOError):
                         os.read(wake_r, 4096)
@@ -181,23 +212,26 @@ class _Copier:
                     more = False
                 if not more:
                     selector.unregister(key.fd)
-            while self._requests:
-                with self._lock:
-                    drain, streams = self._requests.popleft()
+            with self._lock:
+                taken = list(self._waiting.values())
+                self._waiting.clear()
+                drains = list(self._drains)
+                self._drains.clear()
+            for streams in taken:
                 try:
-                    if drain:
-                        for fd in streams._readers:
-                            if fd in selector.get_map():
-                                selector.unregister(fd)
-                        streams._drain()
-                    else:
-                        for i, fd in enumerate(streams._readers):
-                            selector.register(fd, selectors.EVENT_READ, (streams, i))
+                    for i, fd in enumerate(streams._readers):
+                        selector.register(fd, selectors.EVENT_READ, (streams, i))
                 except Exception:  # one run's broken pipes must not stop the others' copies
                     _log.exception("copying a WASM run's output failed")
-                    for fd in streams._readers:
-                        if fd in selector.get_map():
-                            selector.unregister(fd)
+                    drains.append(streams)
+            for streams in drains:
+                for fd in streams._readers:
+                    if fd in selector.get_map():
+                        selector.unregister(fd)
+                try:
+                    streams._drain()
+                except Exception:
+                    _log.exception("copying a WASM run's output failed")
                     streams._release()
 
 
