@@ -377,12 +377,19 @@ class OrchestratorClient:
                 break
             items.append(item)
         batch = orchestrator_pb2.CallbackBatch(node_id=self._identity.node_id, items=items)
-        response = await unary_call(
-            self._orch_stub.DeliverCallbacks,
-            orchestrator_pb2.DeliverCallbacksRequest(batch=seal(self._identity, batch)),
-            peer=channel.describe(),
-            timeout=self._timeout,
-        )
+        try:
+            response = await unary_call(
+                self._orch_stub.DeliverCallbacks,
+                orchestrator_pb2.DeliverCallbacksRequest(batch=seal(self._identity, batch)),
+                peer=channel.describe(),
+                timeout=self._timeout,
+            )
+        except BacalhauError as err:
+            if not _unimplemented(err):
+                raise
+            # A requester of a release before batches (a rolling upgrade): the first callback
+            # alone, by its own call, rather than refusing callbacks it would accept.
+            return [await self._deliver_one(callbacks[0])]
         if len(response.outcomes) != len(items):
             raise InternalError(
                 f"{channel.describe()} answered {len(response.outcomes)} outcomes "
@@ -390,6 +397,22 @@ class OrchestratorClient:
                 component="Transport",
             )
         return [callback_outcome_from_proto(o) for o in response.outcomes]
+
+    async def _deliver_one(self, callback: CallbackMessage) -> BacalhauError | None:
+        """One callback by the call made for its kind: None once applied, the error when the
+        requester refused it (an error that may pass is raised, as a failed call)."""
+        try:
+            if isinstance(callback, BidResult):
+                await self.on_bid_complete(callback)
+            elif isinstance(callback, RunResult):
+                await self.on_run_complete(callback)
+            else:
+                await self.on_compute_failure(callback)
+        except BacalhauError as err:
+            if err.retryable:
+                raise
+            return err
+        return None
 
     async def get_module(self, sha256: str) -> str:
         """The ``data:`` URL of the module the requester sent by reference (``sha256``: the
@@ -424,3 +447,9 @@ class OrchestratorClient:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+def _unimplemented(err: BacalhauError) -> bool:
+    """Whether the remote node does not serve the call at all (gRPC's UNIMPLEMENTED)."""
+    cause = err.__cause__
+    return isinstance(cause, grpc.aio.AioRpcError) and cause.code() == grpc.StatusCode.UNIMPLEMENTED
