@@ -15,7 +15,6 @@ only; for a large page the caller may read and decode them in a worker thread
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import sqlite3
 import time
@@ -50,6 +49,7 @@ from bacalhau.models import (
     check_execution_transition,
     check_job_transition,
     is_shared_module_url,
+    module_digest,
     now_ns,
 )
 from bacalhau.orchestrator._metrics import (
@@ -516,7 +516,7 @@ class JobStore:
         module = _take_module(doc)
         if module is None:
             return None, None
-        blob = hashlib.sha256(module.encode()).hexdigest()
+        blob = module_digest(module)
         self._db.execute("INSERT OR IGNORE INTO blobs (hash, data) VALUES (?, ?)", (blob, module))
         return module, blob
 
