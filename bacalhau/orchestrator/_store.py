@@ -185,6 +185,20 @@ class _SpecCache:
             self.discard(key)
 
 
+#: Executions kept decoded in memory, most recently used last (a few hundred bytes each).
+_EXECUTION_CACHE = 4096
+_EXECUTION_SLOTS = Execution.__slots__
+
+
+def _copy_execution(ex: Execution) -> Execution:
+    """A shallow copy: callers change an execution's fields, never the values they hold."""
+    # Slot by slot: several times cheaper than copy.copy.
+    out = Execution.__new__(Execution)
+    for name in _EXECUTION_SLOTS:
+        setattr(out, name, getattr(ex, name))
+    return out
+
+
 #: Jobs whose history is kept in memory (decoded, as committed), most recently used last.
 _HISTORY_CACHE = 1024
 
@@ -316,6 +330,9 @@ class JobStore:
         self._load_active()
         #: (job ID, version) -> the decoded spec; bounded, least recently used dropped.
         self._specs = _SpecCache()
+        #: Execution ID -> (revision, the decoded execution) as last written or read; a read
+        #: of a row at that revision copies it instead of decoding the row's document.
+        self._executions: OrderedDict[str, tuple[int, Execution]] = OrderedDict()
         #: Job ID -> its history as committed, for jobs read recently (history pages and
         #: long-polls read this instead of SQL; a job's log is loaded once, then appended).
         self._logs: OrderedDict[str, list[JobHistory]] = OrderedDict()
@@ -819,22 +836,45 @@ class JobStore:
                 ),
             )
             self._track(execution)
+            self._remember_execution(execution)
             if event is not None:
                 self._exec_history(execution, None, event)
 
     def get_execution(self, execution_id: str) -> Execution:
         row = self._db.execute(
-            "SELECT data FROM executions WHERE id = ?", (execution_id,)
+            "SELECT id, revision, data FROM executions WHERE id = ?", (execution_id,)
         ).fetchone()
         if row is None:
             raise ExecutionNotFound(f"execution not found: {execution_id}")
-        return execution_from_row(json.loads(row[0]))
+        return self._execution(row)
 
     def executions_of(self, job_id: str) -> list[Execution]:
         rows = self._db.execute(
-            "SELECT data FROM executions WHERE job_id = ? ORDER BY create_time, id", (job_id,)
+            "SELECT id, revision, data FROM executions WHERE job_id = ? ORDER BY create_time, id",
+            (job_id,),
         ).fetchall()
-        return [execution_from_row(json.loads(r[0])) for r in rows]
+        return [self._execution(r) for r in rows]
+
+    def _execution(self, row: tuple[str, int, str]) -> Execution:
+        """The execution of a row (ID, revision, document): a copy of the one decoded or
+        written at that revision, or the document decoded. Keyed by revision, a write that
+        was rolled back is never taken for the row: its revision is not the row's."""
+        cached = self._executions.get(row[0])
+        if cached is not None and cached[0] == row[1]:
+            self._executions.move_to_end(row[0])
+            return _copy_execution(cached[1])
+        ex = execution_from_row(json.loads(row[2]))
+        self._remember_execution(ex)
+        return _copy_execution(ex)
+
+    def _remember_execution(self, ex: Execution) -> None:
+        """Keep a copy of ``ex`` as its row now is (every write of a row comes here)."""
+        kept = _copy_execution(ex)
+        kept.job = None  # as the row holds it: a caller may have attached its job
+        self._executions[ex.id] = (ex.revision, kept)
+        self._executions.move_to_end(ex.id)
+        if len(self._executions) > _EXECUTION_CACHE:
+            self._executions.popitem(last=False)
 
     def active_jobs_on_node(self, node_id: str) -> list[str]:
         rows = self._db.execute(
@@ -920,6 +960,7 @@ class JobStore:
             if cur.rowcount != 1:
                 raise RevisionConflict(f"execution {execution_id} changed concurrently")
             self._track(ex)
+            self._remember_execution(ex)
             if event is not None or (compute_state is not None and compute_state != old_state):
                 self._exec_history(
                     ex,

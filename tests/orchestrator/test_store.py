@@ -78,6 +78,38 @@ def test_execution_cas_and_expected_states(tmp_path: Path) -> None:
     assert store.get_execution("e-1").compute_state == E.FAILED
 
 
+def test_an_execution_reads_as_its_row_holds_it(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.db")
+    ex = Execution(id="e-1", job_id="j-1", node_id="n", create_time=1, modify_time=1)
+    with store.transaction():
+        store.create_job(_job("j-1"))
+        store.create_execution(ex)
+    asked = store.update_execution("e-1", compute_state=E.ASK_FOR_BID, compute_details={"A": "1"})
+    # What a reader does with its copy stays its own.
+    asked.compute_message = "changed by its reader"
+    store.get_execution("e-1").desired_message = "changed by another"
+    # A change rolled back (a whole transaction, or a nested block alone) is not read back.
+    with pytest.raises(RuntimeError), store.transaction():
+        store.update_execution("e-1", compute_state=E.ASK_FOR_BID_ACCEPTED)
+        raise RuntimeError("boom")
+    with store.transaction():
+        with pytest.raises(RuntimeError), store.transaction():
+            store.update_execution("e-1", compute_state=E.ASK_FOR_BID_ACCEPTED)
+            raise RuntimeError("boom")
+        [within] = store.executions_of("j-1")
+    read = store.get_execution("e-1")
+    assert within == read
+    assert (read.compute_state, read.revision, read.compute_details) == (
+        E.ASK_FOR_BID,
+        2,
+        {"A": "1"},
+    )
+    assert (read.compute_message, read.desired_message) == ("", "")
+    store.close()
+    # The same as a store that decodes the row afresh.
+    assert JobStore(tmp_path / "jobs.db").get_execution("e-1") == read
+
+
 def test_transaction_rolls_back_everything(tmp_path: Path) -> None:
     store = JobStore(tmp_path / "jobs.db")
     with pytest.raises(RuntimeError), store.transaction():
