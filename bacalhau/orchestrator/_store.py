@@ -444,6 +444,18 @@ class JobStore:
             self._flush_notify()
 
     @contextmanager
+    def _write(self) -> Iterator[None]:
+        """One of the store's own writes: in the caller's transaction when one is open, as
+        is, else in a transaction of its own. No savepoint of its own: each such write
+        raises only before it changes a row (a refused transition, a compare-and-set that
+        matched no row) or on an I/O error, which fails the enclosing transaction whole."""
+        if self._depth > 0:
+            yield
+            return
+        with self.transaction():
+            yield
+
+    @contextmanager
     def _savepoint(self) -> Iterator[None]:
         """A nested block: its writes, and what they would change in memory at commit, are
         undone alone if it raises."""
@@ -730,7 +742,7 @@ class JobStore:
         job.state_message = message
         job.revision += 1
         job.modify_time = now
-        with self.transaction():
+        with self._write():
             # The spec is not rewritten: a state change is one small row.
             cur = self._db.execute(
                 "UPDATE jobs SET state = ?, state_message = ?, revision = ?, modify_time = ?"
@@ -819,7 +831,7 @@ class JobStore:
 
     def create_execution(self, execution: Execution, event: Event | None = None) -> None:
         check_execution_transition(ExecutionStateType.UNDEFINED, execution.compute_state)
-        with self.transaction():
+        with self._write():
             self._db.execute(
                 "INSERT INTO executions (id, job_id, node_id, compute_state, desired_state,"
                 " revision, create_time, modify_time, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -943,7 +955,7 @@ class JobStore:
             ex.run_output = run_output
         ex.revision += 1
         ex.modify_time = now_ns()
-        with self.transaction():
+        with self._write():
             cur = self._db.execute(
                 "UPDATE executions SET compute_state = ?, desired_state = ?, revision = ?,"
                 " modify_time = ?, data = ? WHERE id = ? AND revision = ?",
@@ -996,7 +1008,7 @@ class JobStore:
 
     def add_history(self, item: JobHistory) -> JobHistory:
         """Append a history item; assigns the next SeqNum of its job."""
-        with self.transaction():
+        with self._write():
             row = self._db.execute(
                 "SELECT COALESCE(MAX(seq), 0) FROM history WHERE job_id = ?", (item.job_id,)
             ).fetchone()
