@@ -178,7 +178,9 @@ class ExecutionPipeline:
             published = SpecConfig()
             if not task.publisher.is_empty():
                 topic = TOPIC_PUBLISHING
-                record = self._store.transition(record, L.PUBLISHING)
+                # Deferred: a publish that ends within this loop turn (small results, see
+                # the local publisher) commits Publishing with Completed, in one transaction.
+                record = self._store.transition(record, L.PUBLISHING, defer=True)
                 if self._faulty_results:
                     published = await publish_faultily(
                         self._faulty_results,

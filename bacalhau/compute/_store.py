@@ -9,10 +9,11 @@ never leave a finished execution unreported.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from collections.abc import Collection, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
@@ -168,6 +169,8 @@ class ExecutionStore:
         self._decoded_bytes = 0
         #: The inline modules last read or kept, as the objects handed out (see ModuleMemo).
         self._modules = ModuleMemo()
+        #: The commit of deferred writes at the end of this event-loop turn, once scheduled.
+        self._flush_handle: asyncio.Handle | None = None
         try:
             # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
             self._db = sqlite3.connect(path, isolation_level=None)
@@ -208,6 +211,7 @@ class ExecutionStore:
         return self._path
 
     def close(self) -> None:
+        self._flush()
         self._db.close()
 
     def __enter__(self) -> ExecutionStore:
@@ -345,13 +349,25 @@ class ExecutionStore:
         published_result: SpecConfig | None = None,
         run_output: RunCommandResult | None = None,
         callback: Callback | None = None,
+        defer: bool = False,
     ) -> LocalExecution:
         """Move ``record`` to ``state`` if nobody changed it since it was read.
 
         Raises :class:`~bacalhau.errors.InvalidTransition` for a move the state machine
         forbids and :class:`RevisionConflict` when the stored revision moved on.
+
+        ``defer`` (only between states a restart treats alike: Running and Publishing) lets
+        the write be committed with the next one made in this event-loop turn, or at the
+        turn's end: a publish that ends within the turn then costs one commit, not two, and
+        a crash before the commit leaves a state recovered exactly as the deferred one.
+        Reads see the deferred state at once.
         """
         check_local_transition(record.state, state)
+        if defer and not (record.state in _INTERRUPTED and state in _INTERRUPTED):
+            raise InternalError(
+                f"a move from {record.state.value} to {state.value} cannot be deferred",
+                component="ExecutionStore",
+            )
         updated = replace(
             record,
             state=state,
@@ -363,7 +379,14 @@ class ExecutionStore:
         )
         # Without a callback, the compare-and-set is one statement and so its own transaction
         # (the connection autocommits): BEGIN and COMMIT around it would only add round trips.
-        with self._transaction() if callback is not None else nullcontext():
+        writing: AbstractContextManager[None]
+        if defer:
+            writing = self._deferred()
+        elif callback is not None or self._db.in_transaction:
+            writing = self._transaction()  # (which also commits deferred writes)
+        else:
+            writing = nullcontext()
+        with writing:
             cursor = self._db.execute(
                 "UPDATE executions SET state = ?, revision = ?, message = ?, "
                 "published_result = ?, run_output = ?, modify_time = ? "
@@ -562,7 +585,43 @@ class ExecutionStore:
         return int(cursor.lastrowid or 0)
 
     @contextmanager
+    def _deferred(self) -> Iterator[None]:
+        """Writes committed with the next transaction, at the latest when this event-loop
+        turn ends (at once when no loop runs)."""
+        if not self._db.in_transaction:
+            self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield  # a failed compare-and-set changed nothing: what is pending stays pending
+        finally:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self._flush()
+            else:
+                if self._flush_handle is None:
+                    self._flush_handle = loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()  # (harmless when it is what runs this)
+            self._flush_handle = None
+        if self._db.in_transaction:
+            self._db.execute("COMMIT")
+
+    @contextmanager
     def _transaction(self) -> Iterator[None]:
+        if self._db.in_transaction:
+            # Deferred writes are pending: this one joins them, and all are committed now.
+            self._db.execute("SAVEPOINT joined")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK TO joined")
+                self._db.execute("RELEASE joined")
+                raise
+            self._db.execute("RELEASE joined")
+            self._db.execute("COMMIT")
+            return
         # IMMEDIATE takes the write lock up front, so the compare-and-set reads what it updates.
         self._db.execute("BEGIN IMMEDIATE")
         try:
