@@ -224,7 +224,7 @@ class AsyncClient(RestSession):
         """One page of history. With ``wait`` > 0 the server holds the request until there is
         something new (or ``wait`` seconds pass): pass the previous ``next_token`` to follow
         a job as it runs."""
-        page, _, _ = await self._history(
+        page, _, _, _ = await self._history(
             job_id,
             event_type=event_type,
             execution_id=execution_id,
@@ -249,13 +249,15 @@ class AsyncClient(RestSession):
         wait: float = 0.0,
         until_terminal: bool = False,
         details: bool = False,
-    ) -> tuple[HistoryPage, str, JobDetails | None]:
+        decode: bool = True,
+    ) -> tuple[HistoryPage, str, JobDetails | None, int]:
         """One page of history, the job's type as the answer gives it ("" from a server
-        that does not say) and, with ``details``, the job with its executions when the answer
-        is the last of a finished job and carries them (our extension; None otherwise).
-        ``until_terminal`` asks the server to hold a batch or ops job's request until the job
-        ends (our extension; other servers answer at the first change, which the callers'
-        loops handle the same way)."""
+        that does not say), with ``details`` the job with its executions when the answer is
+        the last of a finished job and carries them (our extension; None otherwise), and how
+        many items the page holds. ``until_terminal`` asks the server to hold a batch or ops
+        job's request until the job ends (our extension; other servers answer at the first
+        change, which the callers' loops handle the same way). Without ``decode`` the page's
+        items are left out (a caller that only waits does not read them)."""
         wait = max(0.0, min(wait, LONG_POLL_SECONDS))
         data = await self._http.request(
             "GET",
@@ -273,8 +275,9 @@ class AsyncClient(RestSession):
             },
             timeout=wait + 60.0,
         )
+        items = _items(data)
         page = HistoryPage(
-            items=[history_from_dict(h) for h in _items(data)],
+            items=[history_from_dict(h) for h in items] if decode else [],
             next_token=Obj(data, "").get_str("NextToken"),
         )
         job = data.get("Job") if isinstance(data, dict) else None
@@ -284,6 +287,7 @@ class AsyncClient(RestSession):
             page,
             kind if isinstance(kind, str) else "",
             _job_details(found) if isinstance(found, dict) and not page.next_token else None,
+            len(items),
         )
 
     async def stop_job(self, job_id: str, reason: str = "") -> str:
@@ -359,13 +363,14 @@ class AsyncClient(RestSession):
             asked = loop.time()
             # Nobody watches the events go by: the server may hold the request until the
             # job ends, one request instead of one per change.
-            page, kind, finished = await self._history(
+            page, kind, finished, count = await self._history(
                 job_id,
                 next_token=token,
                 wait=remaining,
                 limit=100,
                 until_terminal=on_event is None,
                 details=True,
+                decode=on_event is not None,
             )
             if long_running is None:
                 # The answer names the job's type; a server that does not is asked for it.
@@ -379,12 +384,12 @@ class AsyncClient(RestSession):
                     # The last answer carried the finished job and its executions.
                     return finished
                 break
-            if long_running and page.items:
+            if long_running and count:
                 details = await self.get_job(job_id, executions=True)
                 if is_started(details):
                     return details
             token = page.next_token
-            if page.items or loop.time() - asked > 0.1:
+            if count or loop.time() - asked > 0.1:
                 backoff = 0.0
             else:
                 # An empty answer that came back at once: a server without the long-poll
