@@ -66,7 +66,7 @@ from bacalhau.orchestrator._logs import ExecutionLogs, LogSource
 from bacalhau.orchestrator._metrics import CALLBACK_BATCH_ITEMS, MODULES_SERVED, SCHEDULING_PASSES
 from bacalhau.orchestrator._nodes import NodeAddressBook, NodeDirectory
 from bacalhau.orchestrator._plan import Plan, records_only_job_state
-from bacalhau.orchestrator._planner import ComputeTransport, Planner, _Send
+from bacalhau.orchestrator._planner import ComputeTransport, Planner, Send
 from bacalhau.orchestrator._ranking import with_placed
 from bacalhau.orchestrator._reconcile import NodeReconciler
 from bacalhau.orchestrator._reputation import node_reputations, with_reputation
@@ -451,7 +451,7 @@ class Orchestrator:
             self._dispatch_submitted(ev, *placed)
         return SubmitResult(job.id, ev.id, warnings)
 
-    def _place_submitted(self, ev: Evaluation) -> tuple[Job, list[_Send]] | None:
+    def _place_submitted(self, ev: Evaluation) -> tuple[Job, list[Send]] | None:
         """Process a new job's first evaluation at once, in the submit's own transaction:
         the pass a worker would make next (the same store, nodes and scheduler), without a
         commit and a worker's turn of its own. Its job is held in flight meanwhile, as a
@@ -469,7 +469,7 @@ class Orchestrator:
         SCHEDULING_PASSES.labels(path="in_place").inc()
         return job, sends
 
-    def _dispatch_submitted(self, ev: Evaluation, job: Job, sends: list[_Send]) -> None:
+    def _dispatch_submitted(self, ev: Evaluation, job: Job, sends: list[Send]) -> None:
         """Send what a new job's first pass planned, once the submit committed it."""
 
         async def dispatch() -> None:

@@ -51,7 +51,9 @@ class ComputeTransport(Protocol):
 
 
 @dataclass(slots=True)
-class _Send:
+class Send:
+    """A bprotocol message a plan implies, to send once the plan is stored."""
+
     kind: str  # ask | ask-approved | accept | reject | cancel
     execution: Execution
     justification: str = ""
@@ -88,10 +90,10 @@ class Planner:
         #: Stop messages (cancel, reject) on their way to nodes that may be unreachable.
         self._stopping: set[asyncio.Task[None]] = set()
 
-    def apply(self, plan: Plan) -> list[_Send]:
+    def apply(self, plan: Plan) -> list[Send]:
         """Persist ``plan`` atomically; returns the messages to send."""
         store = self._store
-        sends: list[_Send] = []
+        sends: list[Send] = []
         now = now_ns()
         with store.transaction():
             for change in plan.changes:
@@ -100,18 +102,18 @@ class Planner:
                 if change.desired_state == D.STOPPED and compute_state is None and ex.is_active():
                     if ex.compute_state == E.ASK_FOR_BID_ACCEPTED:
                         compute_state = E.BID_REJECTED
-                        sends.append(_Send("reject", ex, change.desired_message))
+                        sends.append(Send("reject", ex, change.desired_message))
                     else:
                         compute_state = E.CANCELLED
                         if ex.compute_state != E.NEW:
-                            sends.append(_Send("cancel", ex, change.desired_message))
+                            sends.append(Send("cancel", ex, change.desired_message))
                 elif (
                     change.desired_state == D.RUNNING and ex.compute_state == E.ASK_FOR_BID_ACCEPTED
                 ):
                     compute_state = E.BID_ACCEPTED
-                    sends.append(_Send("accept", ex))
+                    sends.append(Send("accept", ex))
                 elif change.cancel_on_node and ex.is_active() and ex.compute_state != E.NEW:
-                    sends.append(_Send("cancel", ex, change.compute_message))
+                    sends.append(Send("cancel", ex, change.compute_message))
                 store.update_execution(
                     ex.id,
                     desired_state=change.desired_state,
@@ -136,7 +138,7 @@ class Planner:
                 # node's OnBidComplete, which moves it on (``ExecutionCallbacks``).
                 pre_approved = ex.desired_state == D.RUNNING
                 updated = store.update_execution(ex.id, compute_state=E.ASK_FOR_BID)
-                sends.append(_Send("ask-approved" if pre_approved else "ask", updated))
+                sends.append(Send("ask-approved" if pre_approved else "ask", updated))
             if plan.new_job_state is not None and (
                 plan.new_job_state != plan.job.state
                 # Same state, new reason (a queued job now waits for something else).
@@ -195,7 +197,7 @@ class Planner:
         if len(self._next_look) > _NEXT_LOOK_LIMIT:
             self._next_look = {j: t for j, t in self._next_look.items() if t > now}
 
-    async def dispatch(self, job: Job, sends: list[_Send]) -> None:
+    async def dispatch(self, job: Job, sends: list[Send]) -> None:
         """Send every message of a plan, in parallel across nodes.
 
         Stop messages (cancel, reject) go out in the background: their outcome changes
@@ -231,9 +233,9 @@ class Planner:
     async def reject_bid(self, execution: Execution, reason: str) -> None:
         """Tell a node its bid was rejected (the store already says so)."""
         job = self._store.get_job(execution.job_id)
-        await self._send(job, _Send("reject", execution, reason))
+        await self._send(job, Send("reject", execution, reason))
 
-    async def _send(self, job: Job, s: _Send) -> None:
+    async def _send(self, job: Job, s: Send) -> None:
         ex = s.execution
         t = self._transport
         started = time.perf_counter()
