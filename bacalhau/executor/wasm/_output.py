@@ -8,10 +8,11 @@ module can fill neither the disk nor the pipe. A container's streams are capped 
 (see ``docker/_follow``). One thread for all runs rather than one per run: starting and
 joining a thread costs more than copying a short run's output.
 
-The copier takes on a run's pipes at its next tick (every :data:`TICK_SECONDS` while runs
-wait for it), not at once: a run that ends before then, as most do, copies its own output
-when it finishes, and no thread is woken for it. A run's output reaches its files within a
-tick, and a module writing more than a pipe holds in that time waits for it.
+The copier takes on a run's pipes once the run has lasted :data:`TICK_SECONDS`, not at
+once: a run that ends before then, as most do, copies its own output when it finishes, and
+the copier is woken for it at most once (when it was asleep with nothing due). A run's
+output reaches its files within a tick, and a module writing more than a pipe holds in
+that time waits for it.
 
 Pipes rather than wasmtime's custom-output callbacks: those are called from wasmtime's own
 runtime threads, and such a thread that has entered Python aborts the process when it exits.
@@ -25,6 +26,7 @@ import logging
 import os
 import selectors
 import threading
+import time
 from pathlib import Path
 from typing import BinaryIO
 
@@ -145,26 +147,28 @@ class CappedStreams:
 
 
 class _Copier:
-    """The thread copying every run's pipes, started at the first run. It takes on waiting
-    runs every tick while there are any, else idles in ``select`` until their pipes have
-    something or a run asks it (through its own pipe) to wake: the first to wait for it, or
-    one finished whose pipes it holds."""
+    """The thread copying every run's pipes, started at the first run. It takes on each
+    run that has waited a tick, and otherwise idles in ``select`` until the pipes it holds
+    have something, a waiting run is due, or a run asks it (through its own pipe) to wake:
+    the first to wait while it sleeps with nothing due, or one finished whose pipes it
+    holds."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        #: Runs waiting to be taken on (by identity), and runs finished whose pipes it holds.
-        self._waiting: dict[int, CappedStreams] = {}
+        #: Runs waiting to be taken on (by identity, with when they began to wait), and runs
+        #: finished whose pipes it holds.
+        self._waiting: dict[int, tuple[CappedStreams, float]] = {}
         self._drains: collections.deque[CappedStreams] = collections.deque()
         self._thread: threading.Thread | None = None
-        #: Whether the copier is (about to be) asleep with no tick to come: it must be woken.
-        self._asleep = False
+        #: Whether the copier is (about to be) asleep with nothing due: it must be woken.
+        self._asleep = True
         self._wake_w = -1
 
     def watch(self, streams: CappedStreams) -> None:
-        """Have the copier take ``streams`` on at its next tick."""
+        """Have the copier take ``streams`` on once it has waited a tick."""
         with self._lock:
             self._start()
-            self._waiting[id(streams)] = streams
+            self._waiting[id(streams)] = (streams, time.monotonic())
             wake, self._asleep = self._asleep, False
         if wake:
             self._wake()
@@ -193,14 +197,28 @@ class _Copier:
         with contextlib.suppress(BlockingIOError):
             os.write(self._wake_w, b"x")
 
+    def _due(self) -> tuple[list[CappedStreams], float | None]:
+        """(Under the lock.) The runs that have waited a tick, taken off the list, and the
+        seconds until the next is due (None when none waits)."""
+        now = time.monotonic()
+        due: list[CappedStreams] = []
+        next_in: float | None = None
+        for key, (streams, since) in list(self._waiting.items()):
+            left = since + TICK_SECONDS - now
+            if left <= 0:
+                due.append(streams)
+                del self._waiting[key]
+            elif next_in is None or left < next_in:
+                next_in = left
+        return due, next_in
+
     def _run(self, wake_r: int) -> None:
         # A daemon thread: it never keeps the process alive.
         selector = selectors.DefaultSelector()
         selector.register(wake_r, selectors.EVENT_READ)
+        timeout: float | None = None
         while True:
-            with self._lock:
-                self._asleep = not self._waiting
-            for key, _ in selector.select(None if self._asleep else TICK_SECONDS):
+            for key, _ in selector.select(timeout):
                 if key.fd == wake_r:
                     with contextlib.suppress(BlockingIOError):
                         os.read(wake_r, 4096)
@@ -213,8 +231,8 @@ class _Copier:
                 if not more:
                     selector.unregister(key.fd)
             with self._lock:
-                taken = list(self._waiting.values())
-                self._waiting.clear()
+                taken, timeout = self._due()
+                self._asleep = timeout is None
                 drains = list(self._drains)
                 self._drains.clear()
             for streams in taken:
