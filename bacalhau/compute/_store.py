@@ -4,7 +4,9 @@ One connection, used from the event loop: every write is one short transaction, 
 ``synchronous=NORMAL`` in WAL mode a commit does not wait for the disk, so a write costs tens
 of microseconds. The store also keeps the outbox of callbacks for the requester; a state
 change and the callback announcing it are written in the same transaction, so a crash can
-never leave a finished execution unreported.
+never leave a finished execution unreported. The one write that may wait (Publishing, which
+a restart treats as Running) is committed with the next write of the same event-loop turn,
+or at its end.
 """
 
 from __future__ import annotations
