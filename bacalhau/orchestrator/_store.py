@@ -27,6 +27,7 @@ from typing import Any
 
 from bacalhau.errors import (
     ExecutionNotFound,
+    InternalError,
     JobNotFound,
     MultipleJobsFound,
     RevisionConflict,
@@ -319,6 +320,8 @@ class JobStore:
         self._db.executescript(_REPUTATION_TABLE)
         self._db.executescript(_LIST_INDEXES)
         self._depth = 0
+        #: The task that opened the transaction in progress (None outside an event loop).
+        self._owner: asyncio.Task[Any] | None = None
         # Waiters for history changes, per job (long-poll support).
         self._changed: dict[str, asyncio.Event] = {}
         self._pending_notify: set[str] = set()
@@ -418,12 +421,14 @@ class JobStore:
         and one that raises is rolled back alone (a savepoint), so a batch of callbacks
         applied in one transaction keeps each one's all-or-nothing."""
         if self._depth > 0:
+            self._check_owner()
             with self._savepoint():
                 yield
             return
         self._db.execute("BEGIN IMMEDIATE")
         began = time.perf_counter()
         self._depth += 1
+        self._owner = _current_task()
         try:
             yield
         except BaseException:
@@ -450,10 +455,22 @@ class JobStore:
         raises only before it changes a row (a refused transition, a compare-and-set that
         matched no row) or on an I/O error, which fails the enclosing transaction whole."""
         if self._depth > 0:
+            self._check_owner()
             yield
             return
         with self.transaction():
             yield
+
+    def _check_owner(self) -> None:
+        """Refuse to join a transaction another task holds open: its writes would commit or
+        roll back with that task's, whatever this one does. Work inside a transaction must
+        not suspend; this makes a change that breaks that rule fail loudly, not silently."""
+        if self._owner is not _current_task():
+            raise InternalError(
+                "the job store's transaction is held by another task",
+                hint="a write inside a store transaction awaited something that suspended",
+                component="JobStore",
+            )
 
     @contextmanager
     def _savepoint(self) -> Iterator[None]:
@@ -550,42 +567,44 @@ class JobStore:
         return module, blob
 
     def create_job(self, job: Job) -> None:
-        check_job_transition(JobStateType.UNDEFINED, job.state)
-        doc = job.to_dict()
-        # Every job running the same module shares one copy of it (jobs of a benchmark or a
-        # sweep resend the same tens of KB each time).
-        module, blob = self._keep_module(doc)
-        data = json.dumps(doc)
-        self._db.execute(
-            "INSERT INTO jobs (id, namespace, state, state_message, revision, version,"
-            " create_time, modify_time, labels, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                job.id,
-                job.namespace,
-                int(job.state),
-                json.dumps(job.state_message),
-                job.revision,
-                job.version,
-                job.create_time,
-                job.modify_time,
-                json.dumps(job.labels),
+        with self._write():
+            check_job_transition(JobStateType.UNDEFINED, job.state)
+            doc = job.to_dict()
+            # Every job running the same module shares one copy of it (jobs of a benchmark or a
+            # sweep resend the same tens of KB each time).
+            module, blob = self._keep_module(doc)
+            data = json.dumps(doc)
+            self._db.execute(
+                "INSERT INTO jobs (id, namespace, state, state_message, revision, version,"
+                " create_time, modify_time, labels, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    job.id,
+                    job.namespace,
+                    int(job.state),
+                    json.dumps(job.state_message),
+                    job.revision,
+                    job.version,
+                    job.create_time,
+                    job.modify_time,
+                    json.dumps(job.labels),
+                    len(data) + (len(module) if module else 0),
+                ),
+            )
+            self._db.execute(
+                "INSERT OR REPLACE INTO job_specs (job_id, version, data, blob)"
+                " VALUES (?, ?, ?, ?)",
+                (job.id, job.version, data, blob),
+            )
+            # The new job is read back at once (its first evaluation, the client's wait): cache
+            # its spec now, decoded from a fresh wire dict as a read would (the caller's object
+            # stays the caller's), instead of having SQLite put the module back into the
+            # document and decoding that (~340 us against ~90 us here).
+            self._specs.put(
+                (job.id, job.version),
+                Job.from_dict(job.to_dict()),
                 len(data) + (len(module) if module else 0),
-            ),
-        )
-        self._db.execute(
-            "INSERT OR REPLACE INTO job_specs (job_id, version, data, blob) VALUES (?, ?, ?, ?)",
-            (job.id, job.version, data, blob),
-        )
-        # The new job is read back at once (its first evaluation, the client's wait): cache
-        # its spec now, decoded from a fresh wire dict as a read would (the caller's object
-        # stays the caller's), instead of having SQLite put the module back into the
-        # document and decoding that (~340 us against ~90 us here).
-        self._specs.put(
-            (job.id, job.version),
-            Job.from_dict(job.to_dict()),
-            len(data) + (len(module) if module else 0),
-        )
-        JOBS_SUBMITTED.inc()
+            )
+            JOBS_SUBMITTED.inc()
 
     def get_job(self, job_id: str) -> Job:
         row: _JobState | None = self._db.execute(
@@ -1064,13 +1083,16 @@ class JobStore:
     # -- evaluations -------------------------------------------------------------------
 
     def create_evaluation(self, ev: Evaluation) -> None:
-        self._db.execute(
-            "INSERT INTO evaluations (id, job_id, status, wait_until, data) VALUES (?, ?, ?, ?, ?)",
-            (ev.id, ev.job_id, ev.status, ev.wait_until, json.dumps(eval_to_row(ev))),
-        )
+        with self._write():
+            self._db.execute(
+                "INSERT INTO evaluations (id, job_id, status, wait_until, data)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (ev.id, ev.job_id, ev.status, ev.wait_until, json.dumps(eval_to_row(ev))),
+            )
 
     def set_evaluation_status(self, eval_id: str, status: str) -> None:
-        self._db.execute("UPDATE evaluations SET status = ? WHERE id = ?", (status, eval_id))
+        with self._write():
+            self._db.execute("UPDATE evaluations SET status = ? WHERE id = ?", (status, eval_id))
 
     def pending_evaluations(self) -> list[Evaluation]:
         rows = self._db.execute(
@@ -1141,10 +1163,12 @@ class JobStore:
     def remember_idempotent(
         self, token: str, job_id: str, eval_id: str, warnings: list[str]
     ) -> None:
-        self._db.execute(
-            "INSERT INTO idempotency (token, job_id, evaluation_id, warnings) VALUES (?, ?, ?, ?)",
-            (token, job_id, eval_id, json.dumps(warnings)),
-        )
+        with self._write():
+            self._db.execute(
+                "INSERT INTO idempotency (token, job_id, evaluation_id, warnings)"
+                " VALUES (?, ?, ?, ?)",
+                (token, job_id, eval_id, json.dumps(warnings)),
+            )
 
     # -- node reputation ---------------------------------------------------------------
 
@@ -1169,3 +1193,10 @@ class JobStore:
             "SELECT node_id, agreements, disagreements FROM node_reputation"
         ).fetchall()
         return {str(r[0]): (int(r[1]), int(r[2])) for r in rows}
+
+
+def _current_task() -> asyncio.Task[Any] | None:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # no event loop runs in this thread
+        return None

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from bacalhau.errors import InvalidTransition, JobNotFound, MultipleJobsFound, RevisionConflict
+from bacalhau.errors import (
+    InternalError,
+    InvalidTransition,
+    JobNotFound,
+    MultipleJobsFound,
+    RevisionConflict,
+)
 from bacalhau.models import (
     Execution,
     ExecutionDesiredStateType,
@@ -188,3 +194,29 @@ def test_a_store_without_the_labels_column_is_migrated(tmp_path: Path) -> None:
     assert page.size == len(
         again._db.execute("SELECT data FROM job_specs WHERE job_id = 'j-old'").fetchone()[0]
     )
+
+
+async def test_a_transaction_held_open_by_another_task_is_not_joined(tmp_path: Path) -> None:
+    """Work inside a transaction must not suspend; if it does, another task's write would
+    silently join that transaction (and commit or roll back with it). It is refused."""
+    store = JobStore(tmp_path / "jobs.db")
+    suspended, resume = asyncio.Event(), asyncio.Event()
+
+    async def holder() -> None:
+        with store.transaction():
+            store.create_job(_job("j-held"))
+            suspended.set()
+            await resume.wait()
+            raise RuntimeError("the holder fails after suspending")
+
+    task = asyncio.create_task(holder())
+    await suspended.wait()
+    with pytest.raises(InternalError) as refused:
+        store.create_job(_job("j-other"))
+    assert refused.value.component == "JobStore"
+    resume.set()
+    with pytest.raises(RuntimeError):
+        await task
+    # The holder's rollback took only its own write; the other task can write again.
+    store.create_job(_job("j-other"))
+    assert [j.id for j in store.list_jobs()] == ["j-other"]
