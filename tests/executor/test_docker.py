@@ -65,7 +65,7 @@ async def executor(
 
 def _containers(client: docker.DockerClient, prefix: str, **labels: str) -> list[Any]:
     filters = [f"{LABEL_EXECUTOR}={prefix}", *(f"{k}={v}" for k, v in labels.items())]
-    return list(client.containers.list(all=True, filters={"label": filters}))
+    return list(client.containers.list(all=True, ignore_removed=True, filters={"label": filters}))
 
 
 def shell(tmp_path: Path, image: str, script: str, **kwargs: Any) -> RunRequest:
@@ -409,7 +409,7 @@ async def test_remove_leftovers_removes_only_this_prefix(
         assert await executor.remove_leftovers() == 1
         assert _containers(client, prefix) == []
         assert [c.id for c in _containers(client, other_prefix)] == [theirs.id]
-        assert ours.id not in {c.id for c in client.containers.list(all=True)}
+        assert ours.id not in {c.id for c in client.containers.list(all=True, ignore_removed=True)}
     finally:
         theirs.remove(force=True)
 

@@ -50,7 +50,11 @@ async def executor(client: docker.DockerClient, prefix: str) -> AsyncIterator[Do
 
 
 def _containers(client: docker.DockerClient, prefix: str) -> list[Any]:
-    return list(client.containers.list(all=True, filters={"label": f"{LABEL_EXECUTOR}={prefix}"}))
+    return list(
+        client.containers.list(
+            all=True, ignore_removed=True, filters={"label": f"{LABEL_EXECUTOR}={prefix}"}
+        )
+    )
 
 
 def _fork_bomb(tmp_path: Path, image: str, **kwargs: Any) -> RunRequest:
@@ -76,9 +80,10 @@ async def _container_id(client: docker.DockerClient, prefix: str, execution_id: 
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         found = client.containers.list(
+            ignore_removed=True,
             filters={
                 "label": [f"{LABEL_EXECUTOR}={prefix}", f"{LABEL_EXECUTION_ID}={execution_id}"]
-            }
+            },
         )
         if found:
             return str(found[0].id)

@@ -69,7 +69,9 @@ async def make_executor(
     yield make
     for executor in made:
         await executor.close()
-    leftovers = client.containers.list(all=True, filters={"label": f"{LABEL_EXECUTOR}={prefix}"})
+    leftovers = client.containers.list(
+        all=True, ignore_removed=True, filters={"label": f"{LABEL_EXECUTOR}={prefix}"}
+    )
     for container in leftovers:
         container.remove(force=True)
     assert not leftovers, "the executor left containers behind"
@@ -265,7 +267,12 @@ async def test_cancel_leaves_no_container_and_no_scratch(
     await executor.cancel(request.execution_id)
     with pytest.raises(ExecutionCancelled):
         await task
-    assert client.containers.list(all=True, filters={"label": f"{LABEL_EXECUTOR}={prefix}"}) == []
+    assert (
+        client.containers.list(
+            all=True, ignore_removed=True, filters={"label": f"{LABEL_EXECUTOR}={prefix}"}
+        )
+        == []
+    )
     await _scratch_emptied(scratch)
     await _wait_until(lambda: not _loops_backed_by(scratch))
 
@@ -312,7 +319,7 @@ async def test_a_killed_node_leaves_nothing_mounted_once_its_container_is_gone(
     assert _loops_backed_by(scratch)
     # What a restarted node does first: remove the containers of its prefix.
     for container in client.containers.list(
-        all=True, filters={"label": f"{LABEL_EXECUTOR}={prefix}"}
+        all=True, ignore_removed=True, filters={"label": f"{LABEL_EXECUTOR}={prefix}"}
     ):
         container.remove(force=True)
     await _wait_until(lambda: not _loops_backed_by(scratch))

@@ -79,7 +79,12 @@ async def executor(busybox_image: str, tmp_path: Path) -> AsyncIterator[DockerEx
         client=client, name_prefix=prefix, scratch_dir=tmp_path / "scratch", egress_proxy=proxy
     ) as ex:
         yield ex
-    assert client.containers.list(all=True, filters={"label": f"{LABEL_EXECUTOR}={prefix}"}) == []
+    assert (
+        client.containers.list(
+            all=True, ignore_removed=True, filters={"label": f"{LABEL_EXECUTOR}={prefix}"}
+        )
+        == []
+    )
     assert client.networks.list(names=[f"{prefix}-http"]) == []
     assert _input_rules_for(ex) == []
 
@@ -267,4 +272,9 @@ async def test_a_run_cancelled_during_its_create_keeps_its_address_until_its_con
     assert len(held.calls) == 2
     assert _address(held.calls[1]) != _address(held.calls[0])
     client = docker.from_env()
-    assert client.containers.list(all=True, filters={"label": f"{LABEL_EXECUTOR}={prefix}"}) == []
+    assert (
+        client.containers.list(
+            all=True, ignore_removed=True, filters={"label": f"{LABEL_EXECUTOR}={prefix}"}
+        )
+        == []
+    )
