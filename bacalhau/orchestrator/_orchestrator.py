@@ -51,7 +51,6 @@ from bacalhau.models import (
     TriggeredBy,
     env_name_allowed,
     forwarded_env_name,
-    new_evaluation_id,
     new_job_id,
     normalise_job,
     now_ns,
@@ -62,18 +61,16 @@ from bacalhau.orchestrator._api import JobPage, SubmitResult
 from bacalhau.orchestrator._approvals import ApprovalStore
 from bacalhau.orchestrator._broker import EvaluationBroker
 from bacalhau.orchestrator._callbacks import BidApprovalHook, ExecutionCallbacks
+from bacalhau.orchestrator._housekeeping import Housekeeping
 from bacalhau.orchestrator._logs import ExecutionLogs, LogSource
 from bacalhau.orchestrator._metrics import CALLBACK_BATCH_ITEMS, MODULES_SERVED, SCHEDULING_PASSES
 from bacalhau.orchestrator._nodes import NodeAddressBook, NodeDirectory
-from bacalhau.orchestrator._plan import Plan, records_only_job_state
+from bacalhau.orchestrator._plan import records_only_job_state
 from bacalhau.orchestrator._planner import ComputeTransport, Planner, Send
-from bacalhau.orchestrator._ranking import with_placed
 from bacalhau.orchestrator._reconcile import NodeReconciler
 from bacalhau.orchestrator._reputation import node_reputations, with_reputation
 from bacalhau.orchestrator._result_check import ResultChecker, ResultChecks
 from bacalhau.orchestrator._retention import DEFAULT_JOB_RETENTION, JobRetention
-from bacalhau.orchestrator._retries import overdue_trigger
-from bacalhau.orchestrator._scheduler import schedule
 from bacalhau.orchestrator._settings import SchedulerSettings
 from bacalhau.orchestrator._store import JobStore
 from bacalhau.orchestrator._view import NodeView
@@ -106,7 +103,7 @@ class ComputeClient(ComputeTransport, NodeAddressBook, LogSource, Protocol):
     executions' output."""
 
 
-class Orchestrator:
+class Orchestrator(Housekeeping):
     """The requester node's brain. An async context manager: start it before use."""
 
     def __init__(
@@ -233,47 +230,6 @@ class Orchestrator:
 
     # -- evaluations --------------------------------------------------------------------
 
-    def _new_eval(self, job: Job, triggered_by: str, wait_until: int = 0) -> Evaluation:
-        now = now_ns()
-        return Evaluation(
-            id=new_evaluation_id(),
-            job_id=job.id,
-            namespace=job.namespace,
-            type=job.type,
-            triggered_by=triggered_by,
-            priority=job.priority,
-            wait_until=wait_until,
-            create_time=now,
-            modify_time=now,
-        )
-
-    def _enqueue_new(self, job: Job, triggered_by: str) -> Evaluation:
-        ev = self._new_eval(job, triggered_by)
-        with self.store.transaction():
-            self.store.create_evaluation(ev)
-        self._broker.enqueue(ev)
-        return ev
-
-    async def _work(self) -> None:
-        while True:
-            ev = await self._broker.dequeue()
-            try:
-                await self._process(ev)
-            except Exception:
-                log.exception("evaluation %s of job %s failed", ev.id, ev.job_id)
-            finally:
-                self._finish(ev)
-
-    def _finish(self, ev: Evaluation) -> None:
-        """``ev`` was processed: its job's next evaluation may go; those it replaced are
-        complete."""
-        self._broker.ack(ev)
-        superseded = self._broker.take_superseded()
-        if superseded:
-            with self.store.transaction():
-                for old in superseded:
-                    self.store.set_evaluation_status(old.id, "complete")
-
     def _evaluate_report(self, job: Job, triggered_by: str) -> None:
         """The scheduling pass that follows a node's report on one of ``job``'s executions.
 
@@ -298,31 +254,6 @@ class Orchestrator:
             except Exception:
                 log.exception("scheduling job %s in place failed; evaluating it", job.id)
         self._enqueue_new(job, triggered_by)
-
-    def _plan(self, job: Job, ev: Evaluation) -> Plan:
-        """The scheduler's plan for ``job`` now, as evaluation ``ev``."""
-        executions = self.store.executions_of(job.id)
-        return schedule(
-            job,
-            executions,
-            # What this requester placed counts before the nodes' records show it; each
-            # node's reputation (verified results) weighs its rank.
-            with_reputation(
-                with_placed(self.nodes.compute_nodes(), self.store.placed()),
-                node_reputations(self.store),
-            ),
-            ev,
-            now=now_ns(),
-            settings=self._settings,
-            rng=self._rng,
-            settling_until=self._settling_until,
-        )
-
-    async def _process(self, ev: Evaluation) -> None:
-        job = self.store.get_job(ev.job_id)
-        sends = self._planner.apply(self._plan(job, ev))
-        SCHEDULING_PASSES.labels(path="evaluation").inc()
-        await self._planner.dispatch(job, sends)
 
     async def _node_changed(self, node_id: str) -> None:
         on_node = set(self.store.active_jobs_on_node(node_id))
@@ -354,35 +285,6 @@ class Orchestrator:
         for job in picked:
             self._enqueue_new(job, TriggeredBy.NODE_UPDATE)
         return len(picked)
-
-    async def _housekeeping(self) -> None:
-        while True:
-            await asyncio.sleep(self._housekeeping_interval)
-            try:
-                self._evaluate_overdue(now_ns())
-            except Exception:
-                log.exception("housekeeping failed")
-
-    def _evaluate_overdue(self, now: int) -> None:
-        """The safety net behind every timer: evaluate jobs past a timeout, re-queue
-        evaluations that should have run long ago, and look at live jobs with nothing in
-        flight (no active execution, no pending evaluation)."""
-        pending = self.store.pending_evaluations()
-        lost_before = now - int(max(10.0, 2 * self._housekeeping_interval) * 1_000_000_000)
-        for ev in pending:
-            if max(ev.wait_until, ev.create_time) < lost_before:
-                self._broker.enqueue(ev)
-        waiting = {ev.job_id for ev in pending}
-        for job_id in self.store.jobs_in_states(
-            [JobStateType.PENDING, JobStateType.QUEUED, JobStateType.RUNNING]
-        ):
-            job = self.store.get_job(job_id)
-            executions = self.store.executions_of(job_id)
-            trigger = overdue_trigger(job, executions, now, self._settings)
-            if not trigger and job_id not in waiting and not any(e.is_active() for e in executions):
-                trigger = TriggeredBy.JOB_QUEUE  # stuck: nothing would ever look at it
-            if trigger:
-                self._enqueue_new(job, trigger)
 
     # -- endpoint (OrchestratorAPI) ----------------------------------------------------
 

@@ -1,0 +1,110 @@
+"""The orchestrator's evaluations: how one is made, queued, taken by a worker and processed.
+
+:class:`EvaluationRunner` is the part of :class:`~bacalhau.orchestrator.Orchestrator` every
+other part builds on: the state they share (declared here, set by ``Orchestrator.__init__``),
+the evaluation a change of a job starts, the worker loop that takes evaluations from the broker,
+and the scheduling pass that plans a job now.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+
+from bacalhau.models import (
+    Evaluation,
+    Job,
+    new_evaluation_id,
+    now_ns,
+)
+from bacalhau.orchestrator._broker import EvaluationBroker
+from bacalhau.orchestrator._metrics import SCHEDULING_PASSES
+from bacalhau.orchestrator._nodes import NodeDirectory
+from bacalhau.orchestrator._plan import Plan
+from bacalhau.orchestrator._planner import Planner
+from bacalhau.orchestrator._ranking import with_placed
+from bacalhau.orchestrator._reputation import node_reputations, with_reputation
+from bacalhau.orchestrator._scheduler import schedule
+from bacalhau.orchestrator._settings import SchedulerSettings
+from bacalhau.orchestrator._store import JobStore
+
+log = logging.getLogger(__name__)
+
+
+class EvaluationRunner:
+    """Makes, queues and processes evaluations (the orchestrator's scheduling passes)."""
+
+    store: JobStore
+    nodes: NodeDirectory
+    _broker: EvaluationBroker
+    _planner: Planner
+    _settings: SchedulerSettings
+    _rng: random.Random
+    #: Until then (ns) the scheduler treats nodes it does not see as unknown, not absent.
+    _settling_until: int
+
+    def _new_eval(self, job: Job, triggered_by: str, wait_until: int = 0) -> Evaluation:
+        now = now_ns()
+        return Evaluation(
+            id=new_evaluation_id(),
+            job_id=job.id,
+            namespace=job.namespace,
+            type=job.type,
+            triggered_by=triggered_by,
+            priority=job.priority,
+            wait_until=wait_until,
+            create_time=now,
+            modify_time=now,
+        )
+
+    def _enqueue_new(self, job: Job, triggered_by: str) -> Evaluation:
+        ev = self._new_eval(job, triggered_by)
+        with self.store.transaction():
+            self.store.create_evaluation(ev)
+        self._broker.enqueue(ev)
+        return ev
+
+    async def _work(self) -> None:
+        while True:
+            ev = await self._broker.dequeue()
+            try:
+                await self._process(ev)
+            except Exception:
+                log.exception("evaluation %s of job %s failed", ev.id, ev.job_id)
+            finally:
+                self._finish(ev)
+
+    def _finish(self, ev: Evaluation) -> None:
+        """``ev`` was processed: its job's next evaluation may go; those it replaced are
+        complete."""
+        self._broker.ack(ev)
+        superseded = self._broker.take_superseded()
+        if superseded:
+            with self.store.transaction():
+                for old in superseded:
+                    self.store.set_evaluation_status(old.id, "complete")
+
+    def _plan(self, job: Job, ev: Evaluation) -> Plan:
+        """The scheduler's plan for ``job`` now, as evaluation ``ev``."""
+        executions = self.store.executions_of(job.id)
+        return schedule(
+            job,
+            executions,
+            # What this requester placed counts before the nodes' records show it; each
+            # node's reputation (verified results) weighs its rank.
+            with_reputation(
+                with_placed(self.nodes.compute_nodes(), self.store.placed()),
+                node_reputations(self.store),
+            ),
+            ev,
+            now=now_ns(),
+            settings=self._settings,
+            rng=self._rng,
+            settling_until=self._settling_until,
+        )
+
+    async def _process(self, ev: Evaluation) -> None:
+        job = self.store.get_job(ev.job_id)
+        sends = self._planner.apply(self._plan(job, ev))
+        SCHEDULING_PASSES.labels(path="evaluation").inc()
+        await self._planner.dispatch(job, sends)
