@@ -14,15 +14,13 @@ import dataclasses
 import logging
 import os
 import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
 from bacalhau.errors import (
     BacalhauError,
-    ConflictJobState,
     InvalidJobSpec,
-    InvalidRequest,
     NodeNotFound,
     NotFound,
     Unavailable,
@@ -33,15 +31,12 @@ from bacalhau.models import (
     Connection,
     Evaluation,
     Event,
-    Execution,
     ExecutionDesiredStateType,
     ExecutionReport,
     ExecutionStateType,
     Job,
     JobHistory,
     JobStateType,
-    LabelSelectorRequirement,
-    LogChunk,
     Membership,
     NodeInfo,
     NodeState,
@@ -54,21 +49,20 @@ from bacalhau.models import (
     new_job_id,
     normalise_job,
     now_ns,
-    selector_matches,
     validate_job,
 )
-from bacalhau.orchestrator._api import JobPage, SubmitResult
+from bacalhau.orchestrator._api import SubmitResult
 from bacalhau.orchestrator._approvals import ApprovalStore
 from bacalhau.orchestrator._broker import EvaluationBroker
 from bacalhau.orchestrator._callbacks import BidApprovalHook, ExecutionCallbacks
 from bacalhau.orchestrator._housekeeping import Housekeeping
+from bacalhau.orchestrator._job_control import JobControl
 from bacalhau.orchestrator._logs import ExecutionLogs, LogSource
-from bacalhau.orchestrator._metrics import CALLBACK_BATCH_ITEMS, MODULES_SERVED, SCHEDULING_PASSES
+from bacalhau.orchestrator._metrics import CALLBACK_BATCH_ITEMS, SCHEDULING_PASSES
 from bacalhau.orchestrator._nodes import NodeAddressBook, NodeDirectory
 from bacalhau.orchestrator._plan import records_only_job_state
 from bacalhau.orchestrator._planner import ComputeTransport, Planner, Send
 from bacalhau.orchestrator._reconcile import NodeReconciler
-from bacalhau.orchestrator._reputation import node_reputations, with_reputation
 from bacalhau.orchestrator._result_check import ResultChecker, ResultChecks
 from bacalhau.orchestrator._retention import DEFAULT_JOB_RETENTION, JobRetention
 from bacalhau.orchestrator._settings import SchedulerSettings
@@ -80,22 +74,12 @@ log = logging.getLogger(__name__)
 D = ExecutionDesiredStateType
 E = ExecutionStateType
 
-_JOB_ORDER_COLUMNS = {
-    "": "create_time",
-    "created_at": "create_time",
-    "create_time": "create_time",
-    "modified_at": "modify_time",
-    "modify_time": "modify_time",
-    "id": "id",
-}
 #: Job types whose next state after an execution report never weighs the nodes' capacity
 #: unless the pass also places or waits (``_evaluate_report``): batch (verified jobs aside)
 #: and ops jobs, which rank nodes only to place executions.
 _SETTLED_IN_PLACE = frozenset({"batch", "ops", ""})
 #: The job states such a pass may record in place.
 _STATES_SETTLED_IN_PLACE = frozenset({JobStateType.RUNNING, JobStateType.COMPLETED})
-#: Stored job documents up to this many bytes per page are decoded on the event loop.
-_DECODE_INLINE_BYTES = 256 * 1024
 
 
 class ComputeClient(ComputeTransport, NodeAddressBook, LogSource, Protocol):
@@ -103,7 +87,7 @@ class ComputeClient(ComputeTransport, NodeAddressBook, LogSource, Protocol):
     executions' output."""
 
 
-class Orchestrator(Housekeeping):
+class Orchestrator(JobControl, Housekeeping):
     """The requester node's brain. An async context manager: start it before use."""
 
     def __init__(
@@ -288,9 +272,6 @@ class Orchestrator(Housekeeping):
 
     # -- endpoint (OrchestratorAPI) ----------------------------------------------------
 
-    def node_info(self) -> NodeInfo:
-        return self._info
-
     async def submit_job(
         self,
         job: Job,
@@ -459,174 +440,6 @@ class Orchestrator(Housekeeping):
             if n.membership == Membership.APPROVED and n.connection == Connection.CONNECTED
         ]
 
-    async def get_job(self, job_id: str) -> Job:
-        return self.store.get_job(self.store.resolve_job_id(job_id))
-
-    async def list_jobs(
-        self,
-        *,
-        namespace: str = "",
-        selector: list[LabelSelectorRequirement] | None = None,
-        order_by: str = "created_at",
-        reverse: bool = False,
-        limit: int = 0,
-        offset: int = 0,
-        after: tuple[int | str, str] | None = None,
-    ) -> JobPage:
-        column = _JOB_ORDER_COLUMNS.get(order_by)
-        if column is None:
-            raise InvalidRequest(
-                f"invalid order_by {order_by!r}",
-                hint="use created_at, modified_at or id",
-                details={"Field": "order_by"},
-            )
-        reqs = selector or []
-        page = self.store.page_jobs(
-            namespace=namespace,
-            labels_match=(lambda labels: selector_matches(reqs, labels)) if reqs else None,
-            order_by=column,
-            reverse=reverse,
-            limit=limit,
-            offset=offset,
-            after=after,
-        )
-        # Large specs take a while to read and decode: keep the event loop serving meanwhile.
-        if page.size > _DECODE_INLINE_BYTES:
-            jobs = await asyncio.to_thread(self.store.read_jobs, page.ids, own_connection=True)
-        else:
-            jobs = self.store.read_jobs(page.ids)
-        return JobPage(items=jobs, has_more=page.has_more)
-
-    async def list_executions(self, job_id: str) -> list[Execution]:
-        job = await self.get_job(job_id)
-        executions = self.store.executions_of(job.id)
-        for ex in executions:
-            ex.job = job
-        return executions
-
-    async def stream_logs(
-        self, job_id: str, *, execution_id: str = "", follow: bool = False, tail: int = 0
-    ) -> AsyncIterator[LogChunk]:
-        return await self._logs.open(job_id, execution_id=execution_id, follow=follow, tail=tail)
-
-    async def job_history(
-        self,
-        job_id: str,
-        *,
-        since_ns: int = 0,
-        event_type: str = "all",
-        execution_id: str = "",
-        node_id: str = "",
-    ) -> list[JobHistory]:
-        full_id = self.store.resolve_job_id(job_id)
-        items = self.store.history_of(full_id)
-        event_type = (event_type or "all").lower()
-        if event_type not in ("all", "job", "execution"):
-            raise InvalidRequest(
-                f"invalid event_type {event_type!r}",
-                hint="use all, job or execution",
-                details={"Field": "event_type"},
-            )
-        if not (since_ns or execution_id or node_id) and event_type == "all":
-            # Unfiltered (a long-poll asks this at every change of the job it follows):
-            # ``history_of`` already returns a list of the caller's own.
-            return items
-        out = []
-        for h in items:
-            if since_ns and h.time // 1_000_000_000 < since_ns // 1_000_000_000:
-                continue
-            if event_type == "job" and h.type != "JobLevel":
-                continue
-            if event_type == "execution" and h.type != "ExecutionLevel":
-                continue
-            if execution_id and not h.execution_id.startswith(execution_id):
-                continue
-            if node_id and not h.node_id.startswith(node_id):
-                continue
-            out.append(h)
-        return out
-
-    async def wait_for_change(self, job_id: str, *, after_seq: int, timeout: float) -> None:
-        full_id = self.store.resolve_job_id(job_id)
-        await self.store.wait_for_history(full_id, after_seq=after_seq, timeout=timeout)
-
-    async def stop_job(self, job_id: str, reason: str = "") -> str:
-        job = await self.get_job(job_id)
-        if job.state == JobStateType.STOPPED:
-            return ""
-        if job.state == JobStateType.COMPLETED:
-            raise ConflictJobState(
-                f"cannot stop job in state {job.state.wire}",
-                hint="the job already finished; nothing to stop",
-            )
-        message = reason or "Job requested to stop before completion"
-        was_failed = job.state == JobStateType.FAILED
-        with self.store.transaction():
-            self.store.update_job_state(
-                job.id,
-                JobStateType.STOPPED,
-                message=message,
-                event=Event(
-                    message="Job requested to stop before completion"
-                    + (f": {reason}" if reason else ""),
-                    topic="State Update",
-                    timestamp=now_ns(),
-                ),
-            )
-            if was_failed:
-                return ""
-            ev = self._new_eval(job, TriggeredBy.JOB_CANCEL)
-            self.store.create_evaluation(ev)
-        self._broker.enqueue(ev)
-        return ev.id
-
-    async def rerun_job(self, job_id: str, reason: str = "") -> tuple[Job, str]:
-        """Run a job again as a new version of the same spec; returns the new version and
-        the evaluation that places it (what the previous version still runs is stopped)."""
-        job = await self.get_job(job_id)
-        message = f"Job rerun as version {job.version + 1}" + (f": {reason}" if reason else "")
-        with self.store.transaction():
-            rerun = self.store.add_job_version(
-                job.id,
-                event=Event(message=message, topic="Submission", timestamp=now_ns()),
-            )
-            ev = self._new_eval(rerun, TriggeredBy.JOB_REGISTER)
-            self.store.create_evaluation(ev)
-        self._broker.enqueue(ev)
-        return rerun, ev.id
-
-    async def job_versions(self, job_id: str) -> list[Job]:
-        """Every version of a job's spec, oldest first."""
-        return self.store.job_versions(self.store.resolve_job_id(job_id))
-
-    async def job_results(self, job_id: str) -> list[SpecConfig]:
-        job = await self.get_job(job_id)
-        if job.type not in ("batch", "ops"):
-            raise InvalidRequest(f"job type {job.type} does not support results")
-        results = [
-            ex.published_result
-            for ex in self.store.executions_of(job.id)
-            if ex.compute_state == E.COMPLETED
-            and ex.published_result is not None
-            and ex.published_result.type
-        ]
-        if job.verified:
-            # Nothing before the verdict; then the replicas still Completed are the
-            # accepted ones: the same results, given once.
-            return results[:1] if job.state == JobStateType.COMPLETED else []
-        return results
-
-    async def list_nodes(self) -> list[NodeState]:
-        return with_reputation(self.nodes.all_nodes(), node_reputations(self.store))
-
-    async def get_node(self, node_id: str) -> NodeState:
-        [node] = with_reputation([self.nodes.get(node_id)], node_reputations(self.store))
-        return node
-
-    def recent_bid_decisions(self) -> list[dict[str, object]]:
-        """The approval hooks' latest decisions on bids, newest first (``node describe``)."""
-        return self._callbacks.recent_decisions()
-
     async def update_node(self, node_id: str, action: str, message: str = "") -> tuple[bool, str]:
         with contextlib.suppress(NodeNotFound):  # update() reports it
             node_id = self.nodes.get(node_id).info.node_id  # a unique prefix names one node
@@ -713,19 +526,6 @@ class Orchestrator(Housekeeping):
         when it was declared dead, and now and then): fail what it lost, cancel on it what
         was stopped meanwhile (see :class:`NodeReconciler`)."""
         await self._reconciler.reconcile(report.node_id, report.execution_ids)
-
-    async def get_module(self, sha256: str) -> str:
-        """The inline module that asks to compute nodes name by reference (the ``data:`` URL
-        whose SHA-256 is ``sha256``, hex), from the job store."""
-        url = self.store.module(sha256)
-        MODULES_SERVED.labels(outcome="not_found" if url is None else "served").inc()
-        if url is None:
-            raise NotFound(
-                f"this requester holds no module with SHA-256 {sha256}",
-                hint="the job that sent it may have been deleted; submit it again",
-                component="Orchestrator",
-            )
-        return url
 
     async def on_node_lost(self, node_id: str, silent_for: float = 0.0) -> None:
         """The one entry point for "this node is dead" (declared dead by gossip, or it left):

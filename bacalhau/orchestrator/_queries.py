@@ -1,0 +1,187 @@
+"""The orchestrator's reads for its edges (REST, gRPC API, compute nodes): jobs, their
+executions, history, logs and results, nodes, and modules sent by reference."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from bacalhau.errors import InvalidRequest, NotFound
+from bacalhau.models import (
+    Execution,
+    ExecutionStateType,
+    Job,
+    JobHistory,
+    JobStateType,
+    LabelSelectorRequirement,
+    LogChunk,
+    NodeInfo,
+    NodeState,
+    SpecConfig,
+    selector_matches,
+)
+from bacalhau.orchestrator._api import JobPage
+from bacalhau.orchestrator._callbacks import ExecutionCallbacks
+from bacalhau.orchestrator._logs import ExecutionLogs
+from bacalhau.orchestrator._metrics import MODULES_SERVED
+from bacalhau.orchestrator._nodes import NodeDirectory
+from bacalhau.orchestrator._reputation import node_reputations, with_reputation
+from bacalhau.orchestrator._store import JobStore
+
+E = ExecutionStateType
+
+_JOB_ORDER_COLUMNS = {
+    "": "create_time",
+    "created_at": "create_time",
+    "create_time": "create_time",
+    "modified_at": "modify_time",
+    "modify_time": "modify_time",
+    "id": "id",
+}
+#: Stored job documents up to this many bytes per page are decoded on the event loop.
+_DECODE_INLINE_BYTES = 256 * 1024
+
+
+class OrchestratorQueries:
+    """Answers the edges' reads from the job store and the node directory."""
+
+    store: JobStore
+    nodes: NodeDirectory
+    _info: NodeInfo
+    _callbacks: ExecutionCallbacks
+    _logs: ExecutionLogs
+
+    def node_info(self) -> NodeInfo:
+        return self._info
+
+    async def get_job(self, job_id: str) -> Job:
+        return self.store.get_job(self.store.resolve_job_id(job_id))
+
+    async def list_jobs(
+        self,
+        *,
+        namespace: str = "",
+        selector: list[LabelSelectorRequirement] | None = None,
+        order_by: str = "created_at",
+        reverse: bool = False,
+        limit: int = 0,
+        offset: int = 0,
+        after: tuple[int | str, str] | None = None,
+    ) -> JobPage:
+        column = _JOB_ORDER_COLUMNS.get(order_by)
+        if column is None:
+            raise InvalidRequest(
+                f"invalid order_by {order_by!r}",
+                hint="use created_at, modified_at or id",
+                details={"Field": "order_by"},
+            )
+        reqs = selector or []
+        page = self.store.page_jobs(
+            namespace=namespace,
+            labels_match=(lambda labels: selector_matches(reqs, labels)) if reqs else None,
+            order_by=column,
+            reverse=reverse,
+            limit=limit,
+            offset=offset,
+            after=after,
+        )
+        # Large specs take a while to read and decode: keep the event loop serving meanwhile.
+        if page.size > _DECODE_INLINE_BYTES:
+            jobs = await asyncio.to_thread(self.store.read_jobs, page.ids, own_connection=True)
+        else:
+            jobs = self.store.read_jobs(page.ids)
+        return JobPage(items=jobs, has_more=page.has_more)
+
+    async def list_executions(self, job_id: str) -> list[Execution]:
+        job = await self.get_job(job_id)
+        executions = self.store.executions_of(job.id)
+        for ex in executions:
+            ex.job = job
+        return executions
+
+    async def stream_logs(
+        self, job_id: str, *, execution_id: str = "", follow: bool = False, tail: int = 0
+    ) -> AsyncIterator[LogChunk]:
+        return await self._logs.open(job_id, execution_id=execution_id, follow=follow, tail=tail)
+
+    async def job_history(
+        self,
+        job_id: str,
+        *,
+        since_ns: int = 0,
+        event_type: str = "all",
+        execution_id: str = "",
+        node_id: str = "",
+    ) -> list[JobHistory]:
+        full_id = self.store.resolve_job_id(job_id)
+        items = self.store.history_of(full_id)
+        event_type = (event_type or "all").lower()
+        if event_type not in ("all", "job", "execution"):
+            raise InvalidRequest(
+                f"invalid event_type {event_type!r}",
+                hint="use all, job or execution",
+                details={"Field": "event_type"},
+            )
+        if not (since_ns or execution_id or node_id) and event_type == "all":
+            # Unfiltered (a long-poll asks this at every change of the job it follows):
+            # ``history_of`` already returns a list of the caller's own.
+            return items
+        out = []
+        for h in items:
+            if since_ns and h.time // 1_000_000_000 < since_ns // 1_000_000_000:
+                continue
+            if event_type == "job" and h.type != "JobLevel":
+                continue
+            if event_type == "execution" and h.type != "ExecutionLevel":
+                continue
+            if execution_id and not h.execution_id.startswith(execution_id):
+                continue
+            if node_id and not h.node_id.startswith(node_id):
+                continue
+            out.append(h)
+        return out
+
+    async def wait_for_change(self, job_id: str, *, after_seq: int, timeout: float) -> None:
+        full_id = self.store.resolve_job_id(job_id)
+        await self.store.wait_for_history(full_id, after_seq=after_seq, timeout=timeout)
+
+    async def job_results(self, job_id: str) -> list[SpecConfig]:
+        job = await self.get_job(job_id)
+        if job.type not in ("batch", "ops"):
+            raise InvalidRequest(f"job type {job.type} does not support results")
+        results = [
+            ex.published_result
+            for ex in self.store.executions_of(job.id)
+            if ex.compute_state == E.COMPLETED
+            and ex.published_result is not None
+            and ex.published_result.type
+        ]
+        if job.verified:
+            # Nothing before the verdict; then the replicas still Completed are the
+            # accepted ones: the same results, given once.
+            return results[:1] if job.state == JobStateType.COMPLETED else []
+        return results
+
+    async def list_nodes(self) -> list[NodeState]:
+        return with_reputation(self.nodes.all_nodes(), node_reputations(self.store))
+
+    async def get_node(self, node_id: str) -> NodeState:
+        [node] = with_reputation([self.nodes.get(node_id)], node_reputations(self.store))
+        return node
+
+    def recent_bid_decisions(self) -> list[dict[str, object]]:
+        """The approval hooks' latest decisions on bids, newest first (``node describe``)."""
+        return self._callbacks.recent_decisions()
+
+    async def get_module(self, sha256: str) -> str:
+        """The inline module that asks to compute nodes name by reference (the ``data:`` URL
+        whose SHA-256 is ``sha256``, hex), from the job store."""
+        url = self.store.module(sha256)
+        MODULES_SERVED.labels(outcome="not_found" if url is None else "served").inc()
+        if url is None:
+            raise NotFound(
+                f"this requester holds no module with SHA-256 {sha256}",
+                hint="the job that sent it may have been deleted; submit it again",
+                component="Orchestrator",
+            )
+        return url
