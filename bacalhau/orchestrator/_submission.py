@@ -1,0 +1,214 @@
+"""Job submission: the checks a new job passes, its defaults, and its first scheduling pass,
+made in its submit's own transaction."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from bacalhau.errors import InvalidJobSpec
+from bacalhau.models import (
+    Connection,
+    Evaluation,
+    Event,
+    Job,
+    JobHistory,
+    JobStateType,
+    Membership,
+    NodeInfo,
+    NodeState,
+    SpecConfig,
+    TriggeredBy,
+    env_name_allowed,
+    forwarded_env_name,
+    new_job_id,
+    normalise_job,
+    now_ns,
+    validate_job,
+)
+from bacalhau.orchestrator._api import SubmitResult
+from bacalhau.orchestrator._evaluations import EvaluationRunner
+from bacalhau.orchestrator._metrics import SCHEDULING_PASSES
+from bacalhau.orchestrator._planner import Send
+
+log = logging.getLogger(__name__)
+
+
+class JobSubmission(EvaluationRunner):
+    """Accepts new jobs (``submit_job``) and places them at once when it can."""
+
+    _info: NodeInfo
+    _default_publisher: str
+    _default_cpu: str
+    _default_memory: str
+    _installation_id: str
+    #: New jobs' first messages on their way (see ``_dispatch_submitted``).
+    _dispatching: set[asyncio.Task[None]]
+
+    async def submit_job(
+        self,
+        job: Job,
+        *,
+        client_meta: dict[str, str] | None = None,
+        idempotency_token: str = "",
+    ) -> SubmitResult:
+        if idempotency_token:
+            seen = self.store.idempotent_result(idempotency_token)
+            if seen is not None:
+                return SubmitResult(seen[0], seen[1], seen[2])
+        warnings = normalise_job(job)
+        validate_job(job)
+        self._check_partitions(job)
+        self._check_env_forwarding(job)
+        now = now_ns()
+        job.id = new_job_id()
+        if not job.name:
+            job.name = job.id
+        job.meta["bacalhau.org/requester.id"] = self._info.node_id
+        job.meta["bacalhau.org/orchestrator.id"] = self._info.node_id
+        if self._installation_id:
+            job.meta["bacalhau.org/server.installation.id"] = self._installation_id
+        for key, value in (client_meta or {}).items():
+            job.meta[key] = value
+        task = job.task
+        if not task.resources.cpu:
+            task.resources.cpu = self._default_cpu
+        if not task.resources.memory:
+            task.resources.memory = self._default_memory
+        if task.publisher.is_empty() and self._default_publisher:
+            # Results without a publisher would be unreachable: default to one.
+            task.publisher = SpecConfig(type=self._default_publisher)
+        job.state = JobStateType.PENDING
+        job.state_message = ""
+        job.revision = 1
+        job.version = 0
+        job.create_time = job.modify_time = now
+        ev = self._new_eval(job, TriggeredBy.JOB_REGISTER)
+        with self.store.transaction():
+            self.store.create_job(job)
+            self.store.add_history(
+                JobHistory(
+                    seq_num=0,
+                    type="JobLevel",
+                    job_id=job.id,
+                    event=Event(message="Job submitted", topic="Submission", timestamp=now),
+                    time=now,
+                    new_revision=1,
+                    job_state_new=JobStateType.PENDING,
+                )
+            )
+            self.store.create_evaluation(ev)
+            if idempotency_token:
+                self.store.remember_idempotent(idempotency_token, job.id, ev.id, warnings)
+            placed = self._place_submitted(ev)
+        if placed is None:
+            self._broker.enqueue(ev)
+        else:
+            self._dispatch_submitted(ev, *placed)
+        return SubmitResult(job.id, ev.id, warnings)
+
+    def _place_submitted(self, ev: Evaluation) -> tuple[Job, list[Send]] | None:
+        """Process a new job's first evaluation at once, in the submit's own transaction:
+        the pass a worker would make next (the same store, nodes and scheduler), without a
+        commit and a worker's turn of its own. Its job is held in flight meanwhile, as a
+        worker holds it. Returns the job and the messages to send, or None when the pass
+        failed (undone alone): the evaluation is then queued as before."""
+        self._broker.hold(ev)
+        try:
+            with self.store.transaction():
+                job = self.store.get_job(ev.job_id)
+                sends = self._planner.apply(self._plan(job, ev))
+        except Exception:
+            log.exception("evaluation %s of new job %s failed; queueing it", ev.id, ev.job_id)
+            self._broker.ack(ev)
+            return None
+        SCHEDULING_PASSES.labels(path="in_place").inc()
+        return job, sends
+
+    def _dispatch_submitted(self, ev: Evaluation, job: Job, sends: list[Send]) -> None:
+        """Send what a new job's first pass planned, once the submit committed it."""
+
+        async def dispatch() -> None:
+            try:
+                await self._planner.dispatch(job, sends)
+            except Exception:
+                log.exception("evaluation %s of job %s failed", ev.id, ev.job_id)
+            finally:
+                self._finish(ev)
+
+        task = asyncio.create_task(dispatch(), name=f"dispatch-{ev.id}")
+        self._dispatching.add(task)
+        task.add_done_callback(self._dispatching.discard)
+
+    def _check_partitions(self, job: Job) -> None:
+        """A batch job's partitions (a service's or a verified job's replicas) each need a
+        node of their own: more of them than the cluster has compute nodes could never all
+        run, so such a job is refused here, naming ``Count``, unless it may wait for nodes to
+        join (a QueueTimeout) or the requester has just started and may not know every node
+        yet."""
+        if job.type not in ("batch", "service") or self._may_wait_for_nodes(job):
+            return
+        nodes = len(self._ready_compute_nodes())
+        if job.count > max(nodes, 1) and job.verified:
+            # Not partitions: replicas of the same work, whose results are compared.
+            raise InvalidJobSpec(
+                f"Count {job.count} asks for {job.count} replicas of a verified job, each on "
+                f"a distinct node, and this cluster has {nodes} compute node(s)",
+                field="Count",
+                hint=(f"lower Count to {nodes} or less" if nodes >= 2 else "add compute nodes")
+                + ", or set Timeouts.QueueTimeout to wait for nodes to join",
+            )
+        if job.count > max(nodes, 1):
+            raise InvalidJobSpec(
+                f"Count {job.count} asks for more partitions than the {nodes} compute "
+                "node(s) of this cluster can run (one per node)",
+                field="Count",
+                hint="lower Count, or set Timeouts.QueueTimeout to wait for nodes to join",
+            )
+
+    def _check_env_forwarding(self, job: Job) -> None:
+        """An ``env:NAME`` reference is filled only by a node whose operator allows ``NAME``
+        (``Compute.Env.AllowList``, advertised in each node's record): when no node of the
+        cluster does, every node would decline the job, so it is refused here, naming the
+        ``Env`` key, unless it may wait for nodes as :meth:`_check_partitions` allows."""
+        if not job.tasks or self._may_wait_for_nodes(job):
+            return
+        references = {
+            key: name
+            for key, value in job.task.env.items()
+            if (name := forwarded_env_name(value)) is not None
+        }
+        if not references:
+            return
+        allow_lists = [
+            n.info.compute.env_allow_list
+            for n in self._ready_compute_nodes()
+            if n.info.compute is not None
+        ]
+        for key, name in sorted(references.items()):
+            if not any(env_name_allowed(name, patterns) for patterns in allow_lists):
+                raise InvalidJobSpec(
+                    f"Tasks[0].Env.{key} forwards the host variable {name}, which no compute "
+                    "node of this cluster forwards",
+                    field=f"Tasks[0].Env.{key}",
+                    hint=f"ask the operator to add {name} to Compute.Env.AllowList, "
+                    "or set the value directly",
+                )
+
+    def _may_wait_for_nodes(self, job: Job) -> bool:
+        """Whether a job may wait for nodes to join (a QueueTimeout of its own or the
+        operator's default), or the requester has just started and may not know every node
+        yet: then what the current nodes lack is no reason to refuse it."""
+        return bool(
+            job.task.timeouts.queue_timeout
+            or self._settings.default_queue_timeout
+            or now_ns() < self._settling_until
+        )
+
+    def _ready_compute_nodes(self) -> list[NodeState]:
+        """The compute nodes that are approved and connected now."""
+        return [
+            n
+            for n in self.nodes.compute_nodes()
+            if n.membership == Membership.APPROVED and n.connection == Connection.CONNECTED
+        ]
