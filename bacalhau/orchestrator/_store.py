@@ -67,85 +67,7 @@ from bacalhau.orchestrator._rows import (
     history_from_row,
     history_to_row,
 )
-
-#: Jobs: what changes (state, its message, revision, modify time) in columns; the job's
-#: spec, written once per version, in ``job_specs``. A state change rewrites one small row.
-#: ``state_message`` holds JSON text (like the documents): a message may carry text SQLite
-#: cannot bind as a string (a lone surrogate from a client) and must still be stored.
-_JOBS_TABLE = """
-CREATE TABLE IF NOT EXISTS {name} (
-    id TEXT PRIMARY KEY,
-    namespace TEXT NOT NULL,
-    state INTEGER NOT NULL,
-    state_message TEXT NOT NULL DEFAULT '""',
-    revision INTEGER NOT NULL,
-    version INTEGER NOT NULL DEFAULT 0,
-    create_time INTEGER NOT NULL,
-    modify_time INTEGER NOT NULL,
-    labels TEXT,
-    size INTEGER
-);
-"""
-
-_SCHEMA = (
-    _JOBS_TABLE.format(name="jobs")
-    + """
-CREATE TABLE IF NOT EXISTS job_specs (
-    job_id TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    data TEXT NOT NULL,
-    PRIMARY KEY (job_id, version)
-);
-CREATE TABLE IF NOT EXISTS blobs (
-    hash TEXT PRIMARY KEY,
-    data TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS executions (
-    id TEXT PRIMARY KEY,
-    job_id TEXT NOT NULL,
-    node_id TEXT NOT NULL,
-    compute_state INTEGER NOT NULL,
-    desired_state INTEGER NOT NULL,
-    revision INTEGER NOT NULL,
-    create_time INTEGER NOT NULL,
-    modify_time INTEGER NOT NULL,
-    data TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS executions_by_job ON executions(job_id);
-CREATE INDEX IF NOT EXISTS executions_by_node ON executions(node_id);
-CREATE TABLE IF NOT EXISTS history (
-    job_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    data TEXT NOT NULL,
-    PRIMARY KEY (job_id, seq)
-);
-CREATE TABLE IF NOT EXISTS evaluations (
-    id TEXT PRIMARY KEY,
-    job_id TEXT NOT NULL,
-    status TEXT NOT NULL,
-    wait_until INTEGER NOT NULL,
-    data TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS evaluations_by_status ON evaluations(status);
-CREATE TABLE IF NOT EXISTS idempotency (
-    token TEXT PRIMARY KEY,
-    job_id TEXT NOT NULL,
-    evaluation_id TEXT NOT NULL,
-    warnings TEXT NOT NULL
-);
-"""
-)
-
-#: Per compute node, how often its verified results agreed or disagreed with the accepted
-#: ones (``orchestrator._reputation``); kept when the node's jobs are deleted by retention.
-_REPUTATION_TABLE = """
-CREATE TABLE IF NOT EXISTS node_reputation (
-    node_id TEXT PRIMARY KEY,
-    agreements INTEGER NOT NULL DEFAULT 0,
-    disagreements INTEGER NOT NULL DEFAULT 0,
-    modify_time INTEGER NOT NULL
-);
-"""
+from bacalhau.orchestrator._store_schema import open_database
 
 #: Decoded job specs kept in memory: at most this many, and at most about this many bytes of
 #: stored documents (a spec with an inline WASM module is tens of KB; its decoded form holds
@@ -287,38 +209,12 @@ def decode_jobs(rows: Sequence[_JobRow]) -> list[Job]:
     return [_with_state(Job.from_dict(json.loads(row[6])), row) for row in rows]
 
 
-_LIST_INDEXES = """
-CREATE INDEX IF NOT EXISTS jobs_by_create_time ON jobs(create_time, id);
-CREATE INDEX IF NOT EXISTS jobs_by_modify_time ON jobs(modify_time, id);
-CREATE INDEX IF NOT EXISTS jobs_by_namespace ON jobs(namespace, create_time, id);
-CREATE INDEX IF NOT EXISTS jobs_by_namespace_modified ON jobs(namespace, modify_time, id);
-CREATE INDEX IF NOT EXISTS jobs_by_state_modified ON jobs(state, modify_time);
--- Lookups by state use jobs_by_state_modified (state leads it); a second index on state
--- alone only cost one more page write per job state change.
-DROP INDEX IF EXISTS jobs_by_state;
-CREATE INDEX IF NOT EXISTS evaluations_by_job ON evaluations(job_id);
-CREATE INDEX IF NOT EXISTS idempotency_by_job ON idempotency(job_id);
-"""
-
-
 class JobStore:
     """SQLite-backed store of the requester's state."""
 
     def __init__(self, path: Path | str) -> None:
         self._path = str(path)
-        self._db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        # Space freed by retention is given back in small steps (a new store only: an
-        # existing one reuses its free pages, so its file stops growing all the same).
-        self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
-        self._db.executescript(_SCHEMA)
-        self._migrate()
-        self._migrate_specs()
-        self._migrate_blobs()
-        self._db.executescript(_REPUTATION_TABLE)
-        self._db.executescript(_LIST_INDEXES)
+        self._db = open_database(self._path)
         self._depth = 0
         #: The task that opened the transaction in progress (None outside an event loop).
         self._owner: asyncio.Task[Any] | None = None
@@ -344,74 +240,6 @@ class JobStore:
 
     def close(self) -> None:
         self._db.close()
-
-    def _migrate(self) -> None:
-        """Add the ``labels`` and ``size`` columns to a store written before listing paged
-        in SQL."""
-        columns = {str(r[1]) for r in self._db.execute("PRAGMA table_info(jobs)")}
-        if {"labels", "size"} <= columns:
-            return
-        # The document is in the row itself, or (a store of the current layout missing the
-        # columns) in its spec.
-        data = (
-            "data"
-            if "data" in columns
-            else "(SELECT s.data FROM job_specs s WHERE s.job_id = jobs.id"
-            " AND s.version = jobs.version)"
-        )
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            if "size" not in columns:
-                self._db.execute("ALTER TABLE jobs ADD COLUMN size INTEGER")
-                self._db.execute(f"UPDATE jobs SET size = length(CAST({data} AS BLOB))")
-            if "labels" not in columns:
-                self._db.execute("ALTER TABLE jobs ADD COLUMN labels TEXT")
-                for job_id, doc in self._db.execute(f"SELECT id, {data} FROM jobs").fetchall():
-                    labels = json.loads(doc).get("Labels") or {}
-                    self._db.execute(
-                        "UPDATE jobs SET labels = ? WHERE id = ?", (json.dumps(labels), job_id)
-                    )
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-
-    def _migrate_blobs(self) -> None:
-        """Give ``job_specs`` its ``blob`` column (stores written before inline modules were
-        kept by content hash have none; their specs keep the module inline)."""
-        columns = {str(r[1]) for r in self._db.execute("PRAGMA table_info(job_specs)")}
-        if "blob" not in columns:
-            self._db.execute("ALTER TABLE job_specs ADD COLUMN blob TEXT")
-        self._db.execute("CREATE INDEX IF NOT EXISTS job_specs_by_blob ON job_specs(blob)")
-
-    def _migrate_specs(self) -> None:
-        """Move a store written when each job was one document (``jobs.data``, rewritten on
-        every state change) to a spec per version plus state columns, in one transaction."""
-        columns = {str(r[1]) for r in self._db.execute("PRAGMA table_info(jobs)")}
-        if "data" not in columns:
-            return
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            self._db.execute(
-                "INSERT OR IGNORE INTO job_specs (job_id, version, data)"
-                " SELECT id, COALESCE(json_extract(data, '$.Version'), 0), data FROM jobs"
-            )
-            self._db.execute(_JOBS_TABLE.format(name="jobs_v2"))
-            self._db.execute(
-                "INSERT INTO jobs_v2 (id, namespace, state, state_message, revision, version,"
-                " create_time, modify_time, labels, size)"
-                " SELECT id, namespace, state,"
-                " json_quote(COALESCE(json_extract(data, '$.State.Message'), '')),"
-                " revision, COALESCE(json_extract(data, '$.Version'), 0), create_time,"
-                " modify_time, labels, size FROM jobs"
-            )
-            self._db.execute("DROP TABLE jobs")
-            self._db.execute("ALTER TABLE jobs_v2 RENAME TO jobs")
-            self._db.execute("COMMIT")
-        except BaseException:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise
 
     # -- transactions --------------------------------------------------------------------
 
