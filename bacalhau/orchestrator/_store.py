@@ -14,20 +14,16 @@ only; for a large page the caller may read and decode them in a worker thread
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
-import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bacalhau.errors import (
     ExecutionNotFound,
-    InternalError,
     JobNotFound,
     MultipleJobsFound,
     RevisionConflict,
@@ -56,7 +52,6 @@ from bacalhau.models import (
 from bacalhau.orchestrator._metrics import (
     JOBS_FINISHED,
     JOBS_SUBMITTED,
-    SQLITE_TRANSACTION_SECONDS,
 )
 from bacalhau.orchestrator._ranking import Placed
 from bacalhau.orchestrator._rows import (
@@ -64,9 +59,8 @@ from bacalhau.orchestrator._rows import (
     eval_to_row,
     execution_from_row,
     execution_to_row,
-    history_from_row,
-    history_to_row,
 )
+from bacalhau.orchestrator._store_history import JobHistoryLog
 from bacalhau.orchestrator._store_schema import open_database
 
 #: Decoded job specs kept in memory: at most this many, and at most about this many bytes of
@@ -120,10 +114,6 @@ def _copy_execution(ex: Execution) -> Execution:
     for name in _EXECUTION_SLOTS:
         setattr(out, name, getattr(ex, name))
     return out
-
-
-#: Jobs whose history is kept in memory (decoded, as committed), most recently used last.
-_HISTORY_CACHE = 1024
 
 
 #: Columns a job listing can be ordered by.
@@ -209,7 +199,7 @@ def decode_jobs(rows: Sequence[_JobRow]) -> list[Job]:
     return [_with_state(Job.from_dict(json.loads(row[6])), row) for row in rows]
 
 
-class JobStore:
+class JobStore(JobHistoryLog):
     """SQLite-backed store of the requester's state."""
 
     def __init__(self, path: Path | str) -> None:
@@ -217,15 +207,15 @@ class JobStore:
         self._db = open_database(self._path)
         self._depth = 0
         #: The task that opened the transaction in progress (None outside an event loop).
-        self._owner: asyncio.Task[Any] | None = None
+        self._owner = None
         # Waiters for history changes, per job (long-poll support).
-        self._changed: dict[str, asyncio.Event] = {}
-        self._pending_notify: set[str] = set()
+        self._changed = {}
+        self._pending_notify = set()
         #: Per node, the active executions and what each holds (for ranking), as committed.
         self._active: dict[str, dict[str, Resources]] = {}
         #: Changes to ``_active`` made by the open transaction: (node, execution, held or
         #: None once it ended), applied when it commits.
-        self._pending_active: list[tuple[str, str, Resources | None]] = []
+        self._pending_active = []
         self._load_active()
         #: (job ID, version) -> the decoded spec; bounded, least recently used dropped.
         self._specs = _SpecCache()
@@ -234,93 +224,12 @@ class JobStore:
         self._executions: OrderedDict[str, tuple[int, Execution]] = OrderedDict()
         #: Job ID -> its history as committed, for jobs read recently (history pages and
         #: long-polls read this instead of SQL; a job's log is loaded once, then appended).
-        self._logs: OrderedDict[str, list[JobHistory]] = OrderedDict()
+        self._logs = OrderedDict()
         #: History items written by the open transaction, appended to logs when it commits.
-        self._pending_history: list[JobHistory] = []
+        self._pending_history = []
 
     def close(self) -> None:
         self._db.close()
-
-    # -- transactions --------------------------------------------------------------------
-
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """Group writes atomically; nests: an inner block commits with the outer transaction,
-        and one that raises is rolled back alone (a savepoint), so a batch of callbacks
-        applied in one transaction keeps each one's all-or-nothing."""
-        if self._depth > 0:
-            self._check_owner()
-            with self._savepoint():
-                yield
-            return
-        self._db.execute("BEGIN IMMEDIATE")
-        began = time.perf_counter()
-        self._depth += 1
-        self._owner = _current_task()
-        try:
-            yield
-        except BaseException:
-            self._depth -= 1
-            if self._depth == 0:
-                self._db.execute("ROLLBACK")
-                SQLITE_TRANSACTION_SECONDS.observe(time.perf_counter() - began)
-                self._pending_notify.clear()
-                self._pending_active.clear()
-                self._pending_history.clear()
-            raise
-        self._depth -= 1
-        if self._depth == 0:
-            self._db.execute("COMMIT")
-            SQLITE_TRANSACTION_SECONDS.observe(time.perf_counter() - began)
-            self._flush_active()
-            self._flush_history()
-            self._flush_notify()
-
-    @contextmanager
-    def _write(self) -> Iterator[None]:
-        """One of the store's own writes: in the caller's transaction when one is open, as
-        is, else in a transaction of its own. No savepoint of its own: each such write
-        raises only before it changes a row (a refused transition, a compare-and-set that
-        matched no row) or on an I/O error, which fails the enclosing transaction whole."""
-        if self._depth > 0:
-            self._check_owner()
-            yield
-            return
-        with self.transaction():
-            yield
-
-    def _check_owner(self) -> None:
-        """Refuse to join a transaction another task holds open: its writes would commit or
-        roll back with that task's, whatever this one does. Work inside a transaction must
-        not suspend; this makes a change that breaks that rule fail loudly, not silently."""
-        if self._owner is not _current_task():
-            raise InternalError(
-                "the job store's transaction is held by another task",
-                hint="a write inside a store transaction awaited something that suspended",
-                component="JobStore",
-            )
-
-    @contextmanager
-    def _savepoint(self) -> Iterator[None]:
-        """A nested block: its writes, and what they would change in memory at commit, are
-        undone alone if it raises."""
-        name = f"nested{self._depth}"
-        marks = (len(self._pending_active), len(self._pending_history))
-        notify = set(self._pending_notify)
-        self._db.execute(f"SAVEPOINT {name}")
-        self._depth += 1
-        try:
-            yield
-        except BaseException:
-            self._depth -= 1
-            self._db.execute(f"ROLLBACK TO {name}")
-            self._db.execute(f"RELEASE {name}")
-            del self._pending_active[marks[0] :]
-            del self._pending_history[marks[1] :]
-            self._pending_notify.intersection_update(notify)
-            raise
-        self._depth -= 1
-        self._db.execute(f"RELEASE {name}")
 
     # -- what runs where (for ranking) ------------------------------------------------
 
@@ -361,26 +270,6 @@ class JobStore:
                 total.gpu += r.gpu
             out[node_id] = Placed(count=len(held), allocated=total)
         return out
-
-    def _flush_history(self) -> None:
-        for item in self._pending_history:
-            log = self._logs.get(item.job_id)
-            if log is None and item.seq_num == 1:
-                # A new job's first item is its whole history so far: start its log here
-                # rather than have its first reader (the client's wait) load it from SQL.
-                log = self._logs[item.job_id] = []
-                if len(self._logs) > _HISTORY_CACHE:
-                    self._logs.popitem(last=False)
-            if log is not None and (not log or log[-1].seq_num < item.seq_num):
-                log.append(item)
-        self._pending_history.clear()
-
-    def _flush_notify(self) -> None:
-        for job_id in self._pending_notify:
-            ev = self._changed.pop(job_id, None)
-            if ev is not None:
-                ev.set()
-        self._pending_notify.clear()
 
     # -- jobs --------------------------------------------------------------------------
 
@@ -833,8 +722,6 @@ class JobStore:
                 )
         return ex
 
-    # -- history -----------------------------------------------------------------------
-
     def _exec_history(
         self, ex: Execution, previous: ExecutionStateType | None, event: Event
     ) -> None:
@@ -852,61 +739,6 @@ class JobStore:
                 exec_state_new=ex.compute_state,
             )
         )
-
-    def add_history(self, item: JobHistory) -> JobHistory:
-        """Append a history item; assigns the next SeqNum of its job."""
-        with self._write():
-            row = self._db.execute(
-                "SELECT COALESCE(MAX(seq), 0) FROM history WHERE job_id = ?", (item.job_id,)
-            ).fetchone()
-            item.seq_num = int(row[0]) + 1
-            if not item.event.timestamp:
-                item.event.timestamp = item.time
-            self._db.execute(
-                "INSERT INTO history (job_id, seq, data) VALUES (?, ?, ?)",
-                (item.job_id, item.seq_num, json.dumps(history_to_row(item))),
-            )
-            self._pending_notify.add(item.job_id)
-            self._pending_history.append(item)
-        return item
-
-    def history_of(self, job_id: str, *, after_seq: int = 0) -> list[JobHistory]:
-        """The job's history after ``after_seq``, from its in-memory log (read from SQL the
-        first time, then appended as writes commit). Items are shared: do not change them."""
-        log = self._logs.get(job_id)
-        if log is None:
-            rows = self._db.execute(
-                "SELECT seq, data FROM history WHERE job_id = ? ORDER BY seq", (job_id,)
-            ).fetchall()
-            log = [history_from_row(job_id, int(r[0]), json.loads(r[1])) for r in rows]
-            if self._depth:
-                # Inside a transaction the rows include what may still roll back.
-                return [h for h in log if h.seq_num > after_seq]
-            self._logs[job_id] = log
-            if len(self._logs) > _HISTORY_CACHE:
-                self._logs.popitem(last=False)
-        else:
-            self._logs.move_to_end(job_id)
-        return [h for h in log if h.seq_num > after_seq]
-
-    def last_seq(self, job_id: str) -> int:
-        log = self._logs.get(job_id)
-        if log is not None:
-            return log[-1].seq_num if log else 0
-        row = self._db.execute(
-            "SELECT COALESCE(MAX(seq), 0) FROM history WHERE job_id = ?", (job_id,)
-        ).fetchone()
-        return int(row[0])
-
-    async def wait_for_history(self, job_id: str, *, after_seq: int, timeout: float) -> None:
-        """Wait until the job has a history item past ``after_seq`` (or the timeout)."""
-        if self.last_seq(job_id) > after_seq:
-            return
-        ev = self._changed.get(job_id)
-        if ev is None:
-            ev = self._changed[job_id] = asyncio.Event()
-        with suppress(TimeoutError):
-            await asyncio.wait_for(ev.wait(), timeout)
 
     # -- evaluations -------------------------------------------------------------------
 
@@ -1021,10 +853,3 @@ class JobStore:
             "SELECT node_id, agreements, disagreements FROM node_reputation"
         ).fetchall()
         return {str(r[0]): (int(r[1]), int(r[2])) for r in rows}
-
-
-def _current_task() -> asyncio.Task[Any] | None:
-    try:
-        return asyncio.current_task()
-    except RuntimeError:  # no event loop runs in this thread
-        return None
