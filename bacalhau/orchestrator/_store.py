@@ -15,17 +15,12 @@ only; for a large page the caller may read and decode them in a worker thread
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from bacalhau.errors import (
     ExecutionNotFound,
-    JobNotFound,
-    MultipleJobsFound,
     RevisionConflict,
 )
 from bacalhau.models import (
@@ -36,22 +31,13 @@ from bacalhau.models import (
     ExecutionDesiredStateType,
     ExecutionStateType,
     HistoryType,
-    Job,
     JobHistory,
-    JobStateType,
     Resources,
     RunCommandResult,
     SpecConfig,
     check_desired_transition,
     check_execution_transition,
-    check_job_transition,
-    is_shared_module_url,
-    module_digest,
     now_ns,
-)
-from bacalhau.orchestrator._metrics import (
-    JOBS_FINISHED,
-    JOBS_SUBMITTED,
 )
 from bacalhau.orchestrator._ranking import Placed
 from bacalhau.orchestrator._rows import (
@@ -60,47 +46,15 @@ from bacalhau.orchestrator._rows import (
     execution_from_row,
     execution_to_row,
 )
-from bacalhau.orchestrator._store_history import JobHistoryLog
+from bacalhau.orchestrator._store_jobs import SpecCache
+from bacalhau.orchestrator._store_listing import (
+    JOB_ORDER_COLUMNS,
+    JobListing,
+    StoredJobPage,
+    decode_jobs,
+)
+from bacalhau.orchestrator._store_retention import StoreRetention
 from bacalhau.orchestrator._store_schema import open_database
-
-#: Decoded job specs kept in memory: at most this many, and at most about this many bytes of
-#: stored documents (a spec with an inline WASM module is tens of KB; its decoded form holds
-#: the same string), so the cache stays small beside the requester's own memory.
-_SPEC_CACHE = 2048
-_SPEC_CACHE_BYTES = 16 * 2**20
-
-
-class _SpecCache:
-    """Decoded specs by (job ID, version), least recently used dropped first."""
-
-    def __init__(self) -> None:
-        self._items: OrderedDict[tuple[str, int], tuple[Job, int]] = OrderedDict()
-        self._bytes = 0
-
-    def get(self, key: tuple[str, int]) -> Job | None:
-        item = self._items.get(key)
-        if item is None:
-            return None
-        self._items.move_to_end(key)
-        return item[0]
-
-    def put(self, key: tuple[str, int], spec: Job, size: int) -> None:
-        self.discard(key)
-        self._items[key] = (spec, size)
-        self._bytes += size
-        while len(self._items) > _SPEC_CACHE or self._bytes > _SPEC_CACHE_BYTES:
-            _, (_, dropped) = self._items.popitem(last=False)
-            self._bytes -= dropped
-
-    def discard(self, key: tuple[str, int]) -> None:
-        item = self._items.pop(key, None)
-        if item is not None:
-            self._bytes -= item[1]
-
-    def discard_jobs(self, job_ids: set[str]) -> None:
-        for key in [k for k in self._items if k[0] in job_ids]:
-            self.discard(key)
-
 
 #: Executions kept decoded in memory, most recently used last (a few hundred bytes each).
 _EXECUTION_CACHE = 4096
@@ -116,90 +70,10 @@ def _copy_execution(ex: Execution) -> Execution:
     return out
 
 
-#: Columns a job listing can be ordered by.
-JOB_ORDER_COLUMNS = ("create_time", "modify_time", "id")
-#: Rows fetched per statement when reading a page's documents.
-_FETCH_CHUNK = 500
+__all__ = ["JOB_ORDER_COLUMNS", "JobStore", "StoredJobPage", "decode_jobs"]
 
 
-@dataclass(slots=True)
-class StoredJobPage:
-    """One page of a job listing: the IDs, in order, and the size of their stored documents
-    (read them with :meth:`JobStore.read_jobs`)."""
-
-    ids: list[str]
-    #: Bytes of stored documents the page holds (large pages are worth reading off the loop).
-    size: int
-    #: True when more matching jobs follow the page.
-    has_more: bool
-
-
-#: Where a WASM job's inline entry module (a ``data:`` URL) sits in its spec.
-_MODULE_PATH = ("Tasks", 0, "Engine", "Params", "EntryModule", "Source", "Params", "URL")
-_MODULE_JSON_PATH = "$.Tasks[0].Engine.Params.EntryModule.Source.Params.URL"
-# Inline modules are stored once, by content hash, in ``blobs``: those that asks to compute
-# nodes name by reference (``is_shared_module_url``), so the store can answer every such name.
-
-#: A job as read from SQL: its state columns and the document of its spec (with its
-#: inline module put back from ``blobs`` by SQLite itself, so readers see the spec whole).
-_JobRow = tuple[str, int, str, int, int, int, str]
-_JOB_COLUMNS = (
-    "j.id, j.state, j.state_message, j.revision, j.version, j.modify_time,"
-    f" CASE WHEN s.blob IS NULL THEN s.data ELSE json_set(s.data, '{_MODULE_JSON_PATH}',"
-    " (SELECT b.data FROM blobs b WHERE b.hash = s.blob)) END"
-    " FROM jobs j JOIN job_specs s ON s.job_id = j.id AND s.version = j.version"
-)
-
-
-def _take_module(doc: dict[str, Any]) -> str | None:
-    """Take a large inline entry module out of ``doc`` (a job's wire dict), leaving an empty
-    URL; returns it, or None when the job has none."""
-    parent: Any = doc
-    for step in _MODULE_PATH[:-1]:
-        try:
-            parent = parent[step]
-        except (KeyError, IndexError, TypeError):
-            return None
-    url = parent.get("URL") if isinstance(parent, dict) else None
-    if not is_shared_module_url(url):
-        return None
-    parent["URL"] = ""
-    return url
-
-
-#: A job's state columns alone (what :meth:`JobStore.get_job` reads when its spec is cached).
-_JobState = tuple[str, int, str, int, int, int]
-_STATE_COLUMNS = "id, state, state_message, revision, version, modify_time FROM jobs"
-#: The stored document of one version of a job's spec, its inline module put back.
-_SPEC_DOCUMENT = (
-    f"CASE WHEN s.blob IS NULL THEN s.data ELSE json_set(s.data, '{_MODULE_JSON_PATH}',"
-    " (SELECT b.data FROM blobs b WHERE b.hash = s.blob)) END"
-    " FROM job_specs s WHERE s.job_id = ? AND s.version = ?"
-)
-_JOB_SLOTS = Job.__slots__
-
-
-def _with_state(spec: Job, row: _JobRow | _JobState) -> Job:
-    """A copy of a decoded spec with the state columns of ``row``. Shallow: the spec's
-    nested values are shared with the cache, and nothing changes them once stored."""
-    # Slot by slot: several times cheaper than copy.copy, and jobs are read on every
-    # request, evaluation and callback.
-    job = Job.__new__(Job)
-    for name in _JOB_SLOTS:
-        setattr(job, name, getattr(spec, name))
-    job.state = JobStateType(row[1])
-    job.state_message = json.loads(row[2])
-    job.revision = row[3]
-    job.modify_time = row[5]
-    return job
-
-
-def decode_jobs(rows: Sequence[_JobRow]) -> list[Job]:
-    """Decode stored jobs (pure; safe to run in a worker thread)."""
-    return [_with_state(Job.from_dict(json.loads(row[6])), row) for row in rows]
-
-
-class JobStore(JobHistoryLog):
+class JobStore(JobListing, StoreRetention):
     """SQLite-backed store of the requester's state."""
 
     def __init__(self, path: Path | str) -> None:
@@ -218,7 +92,7 @@ class JobStore(JobHistoryLog):
         self._pending_active = []
         self._load_active()
         #: (job ID, version) -> the decoded spec; bounded, least recently used dropped.
-        self._specs = _SpecCache()
+        self._specs = SpecCache()
         #: Execution ID -> (revision, the decoded execution) as last written or read; a read
         #: of a row at that revision copies it instead of decoding the row's document.
         self._executions: OrderedDict[str, tuple[int, Execution]] = OrderedDict()
@@ -270,298 +144,6 @@ class JobStore(JobHistoryLog):
                 total.gpu += r.gpu
             out[node_id] = Placed(count=len(held), allocated=total)
         return out
-
-    # -- jobs --------------------------------------------------------------------------
-
-    def _keep_module(self, doc: dict[str, Any]) -> tuple[str | None, str | None]:
-        """Take ``doc``'s large inline module out and store it once by content hash (in the
-        caller's transaction); returns the module and its hash, or (None, None)."""
-        module = _take_module(doc)
-        if module is None:
-            return None, None
-        blob = module_digest(module)
-        self._db.execute("INSERT OR IGNORE INTO blobs (hash, data) VALUES (?, ?)", (blob, module))
-        return module, blob
-
-    def create_job(self, job: Job) -> None:
-        with self._write():
-            check_job_transition(JobStateType.UNDEFINED, job.state)
-            doc = job.to_dict()
-            # Every job running the same module shares one copy of it (jobs of a benchmark or a
-            # sweep resend the same tens of KB each time).
-            module, blob = self._keep_module(doc)
-            data = json.dumps(doc)
-            self._db.execute(
-                "INSERT INTO jobs (id, namespace, state, state_message, revision, version,"
-                " create_time, modify_time, labels, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    job.id,
-                    job.namespace,
-                    int(job.state),
-                    json.dumps(job.state_message),
-                    job.revision,
-                    job.version,
-                    job.create_time,
-                    job.modify_time,
-                    json.dumps(job.labels),
-                    len(data) + (len(module) if module else 0),
-                ),
-            )
-            self._db.execute(
-                "INSERT OR REPLACE INTO job_specs (job_id, version, data, blob)"
-                " VALUES (?, ?, ?, ?)",
-                (job.id, job.version, data, blob),
-            )
-            # The new job is read back at once (its first evaluation, the client's wait): cache
-            # its spec now, decoded from a fresh wire dict as a read would (the caller's object
-            # stays the caller's), instead of having SQLite put the module back into the
-            # document and decoding that (~340 us against ~90 us here).
-            self._specs.put(
-                (job.id, job.version),
-                Job.from_dict(job.to_dict()),
-                len(data) + (len(module) if module else 0),
-            )
-            JOBS_SUBMITTED.inc()
-
-    def get_job(self, job_id: str) -> Job:
-        row: _JobState | None = self._db.execute(
-            f"SELECT {_STATE_COLUMNS} WHERE id = ?", (job_id,)
-        ).fetchone()
-        if row is None:
-            raise JobNotFound(f"job not found: {job_id}")
-        # The spec is read (and its module put back by SQLite) only when not cached: a
-        # cached job costs one small row.
-        spec = self._specs.get((row[0], row[4]))
-        if spec is not None:
-            return _with_state(spec, row)
-        doc = self._db.execute(f"SELECT {_SPEC_DOCUMENT}", (row[0], row[4])).fetchone()
-        if doc is None:
-            raise JobNotFound(f"job not found: {job_id}")
-        return self._decode((*row, str(doc[0])))
-
-    def _decode(self, row: _JobRow) -> Job:
-        """The job of ``row``: its spec decoded once per version (cached), its state from
-        the row's columns."""
-        key = (row[0], row[4])
-        spec = self._specs.get(key)
-        if spec is None:
-            spec = Job.from_dict(json.loads(row[6]))
-            self._specs.put(key, spec, len(row[6]))
-        return _with_state(spec, row)
-
-    def resolve_job_id(self, prefix: str) -> str:
-        """Full job ID for an ID or a unique prefix."""
-        if self._logs.get(prefix):
-            # A job whose history is in memory exists (deleting a job drops its log): a
-            # long-poll asks this on every change of the job it follows.
-            return prefix
-        row = self._db.execute("SELECT id FROM jobs WHERE id = ?", (prefix,)).fetchone()
-        if row is not None:
-            return str(row[0])
-        if not prefix:
-            raise JobNotFound("job not found: empty job ID")
-        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        rows = self._db.execute(
-            "SELECT id FROM jobs WHERE id LIKE ? ESCAPE '\\' LIMIT 2", (escaped + "%",)
-        ).fetchall()
-        if not rows:
-            raise JobNotFound(f"job not found: {prefix}")
-        if len(rows) > 1:
-            raise MultipleJobsFound(f"multiple jobs found for ID prefix {prefix}")
-        return str(rows[0][0])
-
-    def list_jobs(self) -> list[Job]:
-        return self.read_jobs(self.page_jobs().ids)
-
-    def page_jobs(
-        self,
-        *,
-        namespace: str = "",
-        labels_match: Callable[[Mapping[str, str]], bool] | None = None,
-        order_by: str = "create_time",
-        reverse: bool = False,
-        limit: int = 0,
-        offset: int = 0,
-        after: tuple[int | str, str] | None = None,
-    ) -> StoredJobPage:
-        """One page of jobs, ordered by ``order_by`` (a column of :data:`JOB_ORDER_COLUMNS`)
-        then ID, in SQL; only the page's documents are read.
-
-        ``namespace`` "" or "*" means all; ``labels_match`` filters on the labels column;
-        ``after`` is a keyset cursor ``(sort value, job ID)`` of the last job already seen
-        (``offset`` skips matches instead, for paging tokens of older versions); ``limit`` 0
-        means no limit.
-        """
-        if order_by not in JOB_ORDER_COLUMNS:
-            raise ValueError(f"cannot order jobs by {order_by!r}")
-        where: list[str] = []
-        args: list[object] = []
-        if namespace and namespace != "*":
-            where.append("namespace = ?")
-            args.append(namespace)
-        if after is not None:
-            where.append(f"({order_by}, id) {'<' if reverse else '>'} (?, ?)")
-            args.extend(after)
-        direction = "DESC" if reverse else "ASC"
-        sql = (
-            f"SELECT id, labels, size FROM jobs{' WHERE ' + ' AND '.join(where) if where else ''}"
-            f" ORDER BY {order_by} {direction}, id {direction}"
-        )
-        ids: list[str] = []
-        size = 0
-        skipped = 0
-        has_more = False
-        for job_id, labels, job_size in self._db.execute(sql, args):
-            if labels_match is not None and not labels_match(json.loads(labels or "{}")):
-                continue
-            if skipped < offset:
-                skipped += 1
-                continue
-            if limit and len(ids) == limit:
-                has_more = True
-                break
-            ids.append(str(job_id))
-            size += int(job_size or 0)
-        return StoredJobPage(ids=ids, size=size, has_more=has_more)
-
-    def read_jobs(self, ids: Sequence[str], *, own_connection: bool = False) -> list[Job]:
-        """The jobs with these IDs, in this order (IDs no longer stored are skipped).
-
-        ``own_connection`` reads through a connection of its own, so that the call can run in
-        a worker thread while the event loop keeps using the store (WAL: it sees committed
-        data only).
-        """
-        if not own_connection:
-            return [self._decode(row) for row in self._rows(self._db, ids)]
-        db = sqlite3.connect(self._path, isolation_level=None)
-        try:
-            return decode_jobs(self._rows(db, ids))
-        finally:
-            db.close()
-
-    @staticmethod
-    def _rows(db: sqlite3.Connection, ids: Sequence[str]) -> list[_JobRow]:
-        found: dict[str, _JobRow] = {}
-        for start in range(0, len(ids), _FETCH_CHUNK):
-            chunk = list(ids[start : start + _FETCH_CHUNK])
-            marks = ",".join("?" for _ in chunk)
-            for row in db.execute(f"SELECT {_JOB_COLUMNS} WHERE j.id IN ({marks})", chunk):
-                found[str(row[0])] = row
-        return [found[i] for i in ids if i in found]
-
-    def jobs_in_states(self, states: list[JobStateType]) -> list[str]:
-        marks = ",".join("?" for _ in states)
-        rows = self._db.execute(
-            f"SELECT id FROM jobs WHERE state IN ({marks})", [int(s) for s in states]
-        ).fetchall()
-        return [str(r[0]) for r in rows]
-
-    def update_job_state(
-        self,
-        job_id: str,
-        new_state: JobStateType,
-        *,
-        expected_revision: int | None = None,
-        message: str = "",
-        event: Event | None = None,
-    ) -> Job:
-        """Move a job to ``new_state`` (CAS on revision) and record a JobLevel history item."""
-        job = self.get_job(job_id)
-        if expected_revision is not None and job.revision != expected_revision:
-            raise RevisionConflict(
-                f"job {job_id} is at revision {job.revision}, expected {expected_revision}"
-            )
-        old = job.state
-        check_job_transition(old, new_state)
-        now = now_ns()
-        job.state = new_state
-        job.state_message = message
-        job.revision += 1
-        job.modify_time = now
-        with self._write():
-            # The spec is not rewritten: a state change is one small row.
-            cur = self._db.execute(
-                "UPDATE jobs SET state = ?, state_message = ?, revision = ?, modify_time = ?"
-                " WHERE id = ? AND revision = ?",
-                (int(new_state), json.dumps(message), job.revision, now, job_id, job.revision - 1),
-            )
-            if cur.rowcount != 1:
-                raise RevisionConflict(f"job {job_id} changed concurrently")
-            if new_state.is_terminal() and not old.is_terminal():
-                JOBS_FINISHED.labels(state=new_state.wire).inc()
-            self.add_history(
-                JobHistory(
-                    seq_num=0,
-                    type=HistoryType.JOB,
-                    job_id=job_id,
-                    event=event or Event(message=message, topic="State Update", timestamp=now),
-                    time=now,
-                    new_revision=job.revision,
-                    job_state_previous=old if old != new_state else None,
-                    job_state_new=new_state,
-                )
-            )
-        return job
-
-    def add_job_version(self, job_id: str, *, event: Event) -> Job:
-        """Rerun a job: its spec again as a new version (``Version`` + 1), Pending, with a
-        JobLevel history item. Earlier versions' specs stay (see :meth:`job_versions`);
-        their executions are the scheduler's to stop. A rerun starts a new life of the job,
-        not a transition of the old one, so any state may be left."""
-        job = self.get_job(job_id)
-        now = now_ns()
-        spec = job.copy()
-        spec.version = job.version + 1
-        spec.state = JobStateType.PENDING
-        spec.state_message = ""
-        spec.revision = job.revision + 1
-        spec.modify_time = now
-        doc = spec.to_dict()
-        with self.transaction():
-            _, blob = self._keep_module(doc)  # shared with the earlier versions, as at create
-            self._db.execute(
-                "INSERT INTO job_specs (job_id, version, data, blob) VALUES (?, ?, ?, ?)",
-                (job_id, spec.version, json.dumps(doc), blob),
-            )
-            cur = self._db.execute(
-                "UPDATE jobs SET state = ?, state_message = ?, revision = ?, version = ?,"
-                " modify_time = ? WHERE id = ? AND revision = ?",
-                (
-                    int(spec.state),
-                    json.dumps(""),
-                    spec.revision,
-                    spec.version,
-                    now,
-                    job_id,
-                    job.revision,
-                ),
-            )
-            if cur.rowcount != 1:
-                raise RevisionConflict(f"job {job_id} changed concurrently")
-            self.add_history(
-                JobHistory(
-                    seq_num=0,
-                    type=HistoryType.JOB,
-                    job_id=job_id,
-                    event=event,
-                    time=now,
-                    new_revision=spec.revision,
-                    job_state_previous=job.state,
-                    job_state_new=spec.state,
-                )
-            )
-        return spec
-
-    def job_versions(self, job_id: str) -> list[Job]:
-        """Every stored version of a job's spec, oldest first (each as submitted or rerun)."""
-        self.get_job(job_id)  # JobNotFound for an unknown job
-        rows = self._db.execute(
-            "SELECT CASE WHEN s.blob IS NULL THEN s.data ELSE json_set(s.data,"
-            f" '{_MODULE_JSON_PATH}', (SELECT b.data FROM blobs b WHERE b.hash = s.blob)) END"
-            " FROM job_specs s WHERE s.job_id = ? ORDER BY s.version",
-            (job_id,),
-        ).fetchall()
-        return [Job.from_dict(json.loads(r[0])) for r in rows]
 
     # -- executions --------------------------------------------------------------------
 
@@ -760,55 +342,6 @@ class JobStore(JobHistoryLog):
             (EvaluationStatus.PENDING,),
         ).fetchall()
         return [eval_from_row(json.loads(r[0])) for r in rows]
-
-    # -- retention ---------------------------------------------------------------------
-
-    def delete_terminal_jobs(self, *, modified_before: int, limit: int) -> list[str]:
-        """Delete up to ``limit`` terminal jobs last changed before ``modified_before`` (Unix
-        ns), with their specs, executions, history, evaluations and idempotency tokens, in
-        one transaction. Returns their IDs (fewer than ``limit``: nothing more is due)."""
-        terminal = [int(s) for s in JobStateType if s.is_terminal()]
-        marks = ",".join("?" for _ in terminal)
-        with self.transaction():
-            ids = [
-                str(r[0])
-                for r in self._db.execute(
-                    f"SELECT id FROM jobs WHERE state IN ({marks}) AND modify_time < ?"
-                    " ORDER BY modify_time LIMIT ?",
-                    [*terminal, modified_before, limit],
-                )
-            ]
-            if not ids:
-                return []
-            which = ",".join("?" for _ in ids)
-            for table, column in (
-                ("job_specs", "job_id"),
-                ("executions", "job_id"),
-                ("history", "job_id"),
-                ("evaluations", "job_id"),
-                ("idempotency", "job_id"),
-                ("jobs", "id"),
-            ):
-                self._db.execute(f"DELETE FROM {table} WHERE {column} IN ({which})", ids)
-            self._db.execute(
-                "DELETE FROM blobs WHERE hash NOT IN"
-                " (SELECT blob FROM job_specs WHERE blob IS NOT NULL)"
-            )
-        gone = set(ids)
-        for job_id in ids:
-            self._logs.pop(job_id, None)
-        self._specs.discard_jobs(gone)
-        return ids
-
-    def module(self, digest: str) -> str | None:
-        """The inline module (its ``data:`` URL) stored once for the jobs that carry it,
-        by the SHA-256 of the URL (hex); None when no stored job carries it."""
-        row = self._db.execute("SELECT data FROM blobs WHERE hash = ?", (digest,)).fetchone()
-        return str(row[0]) if row is not None else None
-
-    def vacuum_step(self, pages: int) -> None:
-        """Give up to ``pages`` free pages back to the file system (incremental vacuum)."""
-        self._db.execute(f"PRAGMA incremental_vacuum({int(pages)})").fetchall()
 
     # -- idempotency -------------------------------------------------------------------
 
