@@ -10,42 +10,28 @@ with ``synchronous=NORMAL`` under WAL, cheaper than a thread hop. Listing pages 
 state columns (namespace, labels, times, document size) and reads the documents of one page
 only; for a large page the caller may read and decode them in a worker thread
 (:meth:`JobStore.read_jobs` with its own connection).
+
+:class:`JobStore` is one object built from the parts of the store, each in a module of its
+own over the same connection and transactions:
+
+- ``_store_schema``: tables, indexes and the migrations of earlier layouts;
+- ``_store_transactions``: transactions, savepoints, the owning task, pending changes;
+- ``_store_history``: history items, each job's log in memory, long-poll waiters;
+- ``_store_jobs``: jobs, their specs per version, inline modules kept by hash;
+- ``_store_listing``: pages of jobs in SQL and the jobs of a page;
+- ``_store_executions``: executions, and what runs where (for ranking);
+- ``_store_evaluations``: evaluations and idempotency tokens;
+- ``_store_retention``: deletion of old terminal jobs, incremental vacuum;
+- ``_store_reputation``: agreement counts per compute node.
 """
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
-from collections.abc import Mapping
 from pathlib import Path
 
-from bacalhau.errors import (
-    ExecutionNotFound,
-    RevisionConflict,
-)
-from bacalhau.models import (
-    Evaluation,
-    EvaluationStatus,
-    Event,
-    Execution,
-    ExecutionDesiredStateType,
-    ExecutionStateType,
-    HistoryType,
-    JobHistory,
-    Resources,
-    RunCommandResult,
-    SpecConfig,
-    check_desired_transition,
-    check_execution_transition,
-    now_ns,
-)
-from bacalhau.orchestrator._ranking import Placed
-from bacalhau.orchestrator._rows import (
-    eval_from_row,
-    eval_to_row,
-    execution_from_row,
-    execution_to_row,
-)
+from bacalhau.orchestrator._store_evaluations import EvaluationRecords
+from bacalhau.orchestrator._store_executions import ExecutionRecords
 from bacalhau.orchestrator._store_jobs import SpecCache
 from bacalhau.orchestrator._store_listing import (
     JOB_ORDER_COLUMNS,
@@ -53,336 +39,32 @@ from bacalhau.orchestrator._store_listing import (
     StoredJobPage,
     decode_jobs,
 )
+from bacalhau.orchestrator._store_reputation import NodeReputationCounts
 from bacalhau.orchestrator._store_retention import StoreRetention
 from bacalhau.orchestrator._store_schema import open_database
-
-#: Executions kept decoded in memory, most recently used last (a few hundred bytes each).
-_EXECUTION_CACHE = 4096
-_EXECUTION_SLOTS = Execution.__slots__
-
-
-def _copy_execution(ex: Execution) -> Execution:
-    """A shallow copy: callers change an execution's fields, never the values they hold."""
-    # Slot by slot: several times cheaper than copy.copy.
-    out = Execution.__new__(Execution)
-    for name in _EXECUTION_SLOTS:
-        setattr(out, name, getattr(ex, name))
-    return out
-
 
 __all__ = ["JOB_ORDER_COLUMNS", "JobStore", "StoredJobPage", "decode_jobs"]
 
 
-class JobStore(JobListing, StoreRetention):
+class JobStore(
+    JobListing, ExecutionRecords, EvaluationRecords, StoreRetention, NodeReputationCounts
+):
     """SQLite-backed store of the requester's state."""
 
     def __init__(self, path: Path | str) -> None:
         self._path = str(path)
         self._db = open_database(self._path)
         self._depth = 0
-        #: The task that opened the transaction in progress (None outside an event loop).
         self._owner = None
-        # Waiters for history changes, per job (long-poll support).
         self._changed = {}
         self._pending_notify = set()
-        #: Per node, the active executions and what each holds (for ranking), as committed.
-        self._active: dict[str, dict[str, Resources]] = {}
-        #: Changes to ``_active`` made by the open transaction: (node, execution, held or
-        #: None once it ended), applied when it commits.
+        self._active = {}
         self._pending_active = []
         self._load_active()
-        #: (job ID, version) -> the decoded spec; bounded, least recently used dropped.
         self._specs = SpecCache()
-        #: Execution ID -> (revision, the decoded execution) as last written or read; a read
-        #: of a row at that revision copies it instead of decoding the row's document.
-        self._executions: OrderedDict[str, tuple[int, Execution]] = OrderedDict()
-        #: Job ID -> its history as committed, for jobs read recently (history pages and
-        #: long-polls read this instead of SQL; a job's log is loaded once, then appended).
+        self._executions = OrderedDict()
         self._logs = OrderedDict()
-        #: History items written by the open transaction, appended to logs when it commits.
         self._pending_history = []
 
     def close(self) -> None:
         self._db.close()
-
-    # -- what runs where (for ranking) ------------------------------------------------
-
-    def _load_active(self) -> None:
-        terminal = [int(s) for s in ExecutionStateType if s.is_terminal()]
-        marks = ",".join("?" for _ in terminal)
-        for node_id, ex_id, data in self._db.execute(
-            f"SELECT node_id, id, data FROM executions WHERE compute_state NOT IN ({marks})",
-            terminal,
-        ):
-            held = Resources.from_dict(json.loads(data).get("alloc") or {})
-            self._active.setdefault(str(node_id), {})[str(ex_id)] = held
-
-    def _track(self, ex: Execution) -> None:
-        self._pending_active.append((ex.node_id, ex.id, ex.allocated if ex.is_active() else None))
-
-    def _flush_active(self) -> None:
-        for node_id, ex_id, held in self._pending_active:
-            on_node = self._active.setdefault(node_id, {})
-            if held is None:
-                on_node.pop(ex_id, None)
-                if not on_node:
-                    del self._active[node_id]
-            else:
-                on_node[ex_id] = held
-        self._pending_active.clear()
-
-    def placed(self) -> dict[str, Placed]:
-        """Per node, the executions this requester placed there that have not ended, and
-        what they hold (kept in memory as writes commit; read on every placement)."""
-        out: dict[str, Placed] = {}
-        for node_id, held in self._active.items():
-            total = Resources()
-            for r in held.values():
-                total.cpu += r.cpu
-                total.memory += r.memory
-                total.disk += r.disk
-                total.gpu += r.gpu
-            out[node_id] = Placed(count=len(held), allocated=total)
-        return out
-
-    # -- executions --------------------------------------------------------------------
-
-    def create_execution(self, execution: Execution, event: Event | None = None) -> None:
-        check_execution_transition(ExecutionStateType.UNDEFINED, execution.compute_state)
-        with self._write():
-            self._db.execute(
-                "INSERT INTO executions (id, job_id, node_id, compute_state, desired_state,"
-                " revision, create_time, modify_time, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    execution.id,
-                    execution.job_id,
-                    execution.node_id,
-                    int(execution.compute_state),
-                    int(execution.desired_state),
-                    execution.revision,
-                    execution.create_time,
-                    execution.modify_time,
-                    json.dumps(execution_to_row(execution)),
-                ),
-            )
-            self._track(execution)
-            self._remember_execution(execution)
-            if event is not None:
-                self._exec_history(execution, None, event)
-
-    def get_execution(self, execution_id: str) -> Execution:
-        row = self._db.execute(
-            "SELECT id, revision, data FROM executions WHERE id = ?", (execution_id,)
-        ).fetchone()
-        if row is None:
-            raise ExecutionNotFound(f"execution not found: {execution_id}")
-        return self._execution(row)
-
-    def executions_of(self, job_id: str) -> list[Execution]:
-        rows = self._db.execute(
-            "SELECT id, revision, data FROM executions WHERE job_id = ? ORDER BY create_time, id",
-            (job_id,),
-        ).fetchall()
-        return [self._execution(r) for r in rows]
-
-    def _execution(self, row: tuple[str, int, str]) -> Execution:
-        """The execution of a row (ID, revision, document): a copy of the one decoded or
-        written at that revision, or the document decoded. Keyed by revision, a write that
-        was rolled back is never taken for the row: its revision is not the row's."""
-        cached = self._executions.get(row[0])
-        if cached is not None and cached[0] == row[1]:
-            self._executions.move_to_end(row[0])
-            return _copy_execution(cached[1])
-        ex = execution_from_row(json.loads(row[2]))
-        self._remember_execution(ex)
-        return _copy_execution(ex)
-
-    def _remember_execution(self, ex: Execution) -> None:
-        """Keep a copy of ``ex`` as its row now is (every write of a row comes here)."""
-        kept = _copy_execution(ex)
-        kept.job = None  # as the row holds it: a caller may have attached its job
-        self._executions[ex.id] = (ex.revision, kept)
-        self._executions.move_to_end(ex.id)
-        if len(self._executions) > _EXECUTION_CACHE:
-            self._executions.popitem(last=False)
-
-    def active_jobs_on_node(self, node_id: str) -> list[str]:
-        rows = self._db.execute(
-            "SELECT DISTINCT job_id FROM executions WHERE node_id = ? AND compute_state IN"
-            " (?, ?, ?, ?, ?, ?, ?)",
-            (
-                node_id,
-                int(ExecutionStateType.NEW),
-                int(ExecutionStateType.ASK_FOR_BID),
-                int(ExecutionStateType.ASK_FOR_BID_ACCEPTED),
-                int(ExecutionStateType.BID_ACCEPTED),
-                int(ExecutionStateType.RUNNING),
-                int(ExecutionStateType.PUBLISHING),
-                int(ExecutionStateType.UNDEFINED),
-            ),
-        ).fetchall()
-        return [str(r[0]) for r in rows]
-
-    def update_execution(
-        self,
-        execution_id: str,
-        *,
-        compute_state: ExecutionStateType | None = None,
-        desired_state: ExecutionDesiredStateType | None = None,
-        compute_message: str | None = None,
-        desired_message: str | None = None,
-        compute_details: dict[str, str] | None = None,
-        published_result: SpecConfig | None = None,
-        run_output: RunCommandResult | None = None,
-        expected_states: frozenset[ExecutionStateType] | None = None,
-        expected_revision: int | None = None,
-        event: Event | None = None,
-    ) -> Execution:
-        """Change an execution (CAS on revision; transitions checked).
-
-        ``expected_states`` makes the write conditional on the current observed state (used by
-        callbacks that may arrive late or twice); a mismatch raises RevisionConflict.
-        """
-        ex = self.get_execution(execution_id)
-        if expected_revision is not None and ex.revision != expected_revision:
-            raise RevisionConflict(
-                f"execution {execution_id} is at revision {ex.revision}, "
-                f"expected {expected_revision}"
-            )
-        if expected_states is not None and ex.compute_state not in expected_states:
-            raise RevisionConflict(
-                f"execution {execution_id} is {ex.compute_state.label}, not one of "
-                + ", ".join(sorted(s.label for s in expected_states))
-            )
-        old_state = ex.compute_state
-        if compute_state is not None:
-            check_execution_transition(ex.compute_state, compute_state)
-            ex.compute_state = compute_state
-        if desired_state is not None:
-            check_desired_transition(ex.desired_state, desired_state)
-            ex.desired_state = desired_state
-        if compute_message is not None:
-            ex.compute_message = compute_message
-        if desired_message is not None:
-            ex.desired_message = desired_message
-        if compute_details is not None:
-            ex.compute_details = dict(compute_details)
-        if published_result is not None:
-            ex.published_result = published_result
-        if run_output is not None:
-            ex.run_output = run_output
-        ex.revision += 1
-        ex.modify_time = now_ns()
-        with self._write():
-            cur = self._db.execute(
-                "UPDATE executions SET compute_state = ?, desired_state = ?, revision = ?,"
-                " modify_time = ?, data = ? WHERE id = ? AND revision = ?",
-                (
-                    int(ex.compute_state),
-                    int(ex.desired_state),
-                    ex.revision,
-                    ex.modify_time,
-                    json.dumps(execution_to_row(ex)),
-                    execution_id,
-                    ex.revision - 1,
-                ),
-            )
-            if cur.rowcount != 1:
-                raise RevisionConflict(f"execution {execution_id} changed concurrently")
-            self._track(ex)
-            self._remember_execution(ex)
-            if event is not None or (compute_state is not None and compute_state != old_state):
-                self._exec_history(
-                    ex,
-                    old_state if compute_state is not None and old_state != compute_state else None,
-                    event
-                    or Event(
-                        message=ex.compute_message or ex.compute_state.label,
-                        topic="Execution",
-                        timestamp=ex.modify_time,
-                    ),
-                )
-        return ex
-
-    def _exec_history(
-        self, ex: Execution, previous: ExecutionStateType | None, event: Event
-    ) -> None:
-        self.add_history(
-            JobHistory(
-                seq_num=0,
-                type=HistoryType.EXECUTION,
-                job_id=ex.job_id,
-                event=event,
-                time=event.timestamp or now_ns(),
-                new_revision=ex.revision,
-                node_id=ex.node_id,
-                execution_id=ex.id,
-                exec_state_previous=previous,
-                exec_state_new=ex.compute_state,
-            )
-        )
-
-    # -- evaluations -------------------------------------------------------------------
-
-    def create_evaluation(self, ev: Evaluation) -> None:
-        with self._write():
-            self._db.execute(
-                "INSERT INTO evaluations (id, job_id, status, wait_until, data)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (ev.id, ev.job_id, ev.status, ev.wait_until, json.dumps(eval_to_row(ev))),
-            )
-
-    def set_evaluation_status(self, eval_id: str, status: str) -> None:
-        with self._write():
-            self._db.execute("UPDATE evaluations SET status = ? WHERE id = ?", (status, eval_id))
-
-    def pending_evaluations(self) -> list[Evaluation]:
-        rows = self._db.execute(
-            "SELECT data FROM evaluations WHERE status = ? ORDER BY wait_until",
-            (EvaluationStatus.PENDING,),
-        ).fetchall()
-        return [eval_from_row(json.loads(r[0])) for r in rows]
-
-    # -- idempotency -------------------------------------------------------------------
-
-    def idempotent_result(self, token: str) -> tuple[str, str, list[str]] | None:
-        row = self._db.execute(
-            "SELECT job_id, evaluation_id, warnings FROM idempotency WHERE token = ?", (token,)
-        ).fetchone()
-        if row is None:
-            return None
-        return str(row[0]), str(row[1]), list(json.loads(row[2]))
-
-    def remember_idempotent(
-        self, token: str, job_id: str, eval_id: str, warnings: list[str]
-    ) -> None:
-        with self._write():
-            self._db.execute(
-                "INSERT INTO idempotency (token, job_id, evaluation_id, warnings)"
-                " VALUES (?, ?, ?, ?)",
-                (token, job_id, eval_id, json.dumps(warnings)),
-            )
-
-    # -- node reputation ---------------------------------------------------------------
-
-    def record_verdicts(self, agreed: Mapping[str, bool]) -> None:
-        """Add one agreement (True) or disagreement (False) per node, in the caller's
-        transaction when there is one (a verification plan's)."""
-        now = now_ns()
-        with self.transaction():
-            for node_id, agrees in agreed.items():
-                self._db.execute(
-                    "INSERT INTO node_reputation (node_id, agreements, disagreements,"
-                    " modify_time) VALUES (?, ?, ?, ?) ON CONFLICT(node_id) DO UPDATE SET"
-                    " agreements = agreements + excluded.agreements,"
-                    " disagreements = disagreements + excluded.disagreements,"
-                    " modify_time = excluded.modify_time",
-                    (node_id, int(agrees), int(not agrees), now),
-                )
-
-    def reputation_counts(self) -> dict[str, tuple[int, int]]:
-        """Per node with a record: (agreements, disagreements)."""
-        rows = self._db.execute(
-            "SELECT node_id, agreements, disagreements FROM node_reputation"
-        ).fetchall()
-        return {str(r[0]): (int(r[1]), int(r[2])) for r in rows}
