@@ -24,6 +24,17 @@ from bacalhau.compute._callbacks import Callback, decode_callback, encode_callba
 from bacalhau.compute._errors import ExecutionInterrupted
 from bacalhau.compute._events import TOPIC_RESTART, failure_event
 from bacalhau.compute._module_memo import ModuleMemo
+from bacalhau.compute._store_rows import (
+    COLUMNS,
+    SELECT,
+    STATE_COLUMNS,
+    TERMINAL,
+    LocalExecution,
+    decode_row,
+    dump_output,
+    dump_spec,
+    record_of,
+)
 from bacalhau.errors import (
     ExecutionNotFound,
     InternalError,
@@ -34,7 +45,6 @@ from bacalhau.errors import (
 from bacalhau.models import (
     ComputeFailure,
     Execution,
-    Job,
     LocalExecutionState,
     RunCommandResult,
     SpecConfig,
@@ -45,6 +55,9 @@ from bacalhau.models import (
     now_ns,
     set_entry_module_url,
 )
+
+# LocalExecution and OutboxEntry are imported from here by the package and its modules.
+__all__ = ["INITIAL_STATES", "ExecutionStore", "LocalExecution", "OutboxEntry"]
 
 #: States an execution may be created in (bidding decides which).
 INITIAL_STATES = frozenset(
@@ -57,7 +70,6 @@ INITIAL_STATES = frozenset(
 
 #: States in which work was under way when the node stopped: it cannot be resumed.
 _INTERRUPTED = (LocalExecutionState.RUNNING, LocalExecutionState.PUBLISHING)
-_TERMINAL = tuple(s.value for s in LocalExecutionState if s.is_terminal())
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS executions (
@@ -92,54 +104,11 @@ CREATE TABLE IF NOT EXISTS modules (
 """
 #: 2: inline modules kept once in ``modules``, named by ``executions.module``.
 _SCHEMA_VERSION = 2
-_COLUMNS = (
-    "id, job_id, requester_id, state, revision, message, execution, published_result, "
-    "run_output, create_time, modify_time"
-)
-#: A stored execution, with its inline module (if kept apart) to put back into its job.
-_SELECT = (
-    f"SELECT {_COLUMNS}, modules.data FROM executions"
-    " LEFT JOIN modules ON modules.hash = executions.module"
-)
-#: What changes after an execution is created: everything but its document.
-_STATE_COLUMNS = (
-    "requester_id, state, revision, message, published_result, run_output, create_time, modify_time"
-)
 #: How many executions are kept decoded (see ``ExecutionStore._decoded``), and how many bytes
 #: of stored document (inline module included) at most: well above what a node has under way
 #: at once, so the reads of one execution's run all hit, without holding on to large modules.
 _DECODED_LIMIT = 1024
 _DECODED_BYTES = 32 * 2**20
-
-
-@dataclass(slots=True)
-class LocalExecution:
-    """One execution as this compute node knows it."""
-
-    execution: Execution
-    requester_id: str
-    state: LocalExecutionState
-    revision: int = 1
-    message: str = ""
-    published_result: SpecConfig | None = None
-    run_output: RunCommandResult | None = None
-    create_time: int = 0
-    modify_time: int = 0
-
-    @property
-    def id(self) -> str:
-        return self.execution.id
-
-    @property
-    def job_id(self) -> str:
-        return self.execution.job_id
-
-    @property
-    def job(self) -> Job:
-        job = self.execution.job
-        if job is None:  # the store refuses executions without their job
-            raise InternalError(f"execution {self.id} has no job")
-        return job
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,7 +243,7 @@ class ExecutionStore:
                 self._keep_module(digest, module, now)
             try:
                 self._db.execute(
-                    f"INSERT INTO executions ({_COLUMNS}, module) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    f"INSERT INTO executions ({COLUMNS}, module) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         execution.id,
                         execution.job_id,
@@ -306,16 +275,16 @@ class ExecutionStore:
         decoded = self._decoded.get(execution_id)
         if decoded is not None:
             row = self._db.execute(
-                f"SELECT {_STATE_COLUMNS} FROM executions WHERE id = ?", (execution_id,)
+                f"SELECT {STATE_COLUMNS} FROM executions WHERE id = ?", (execution_id,)
             ).fetchone()
             if row is None:
                 self._forget(execution_id)
                 return None
-            return _record_of(decoded[0], row)
-        row = self._db.execute(f"{_SELECT} WHERE id = ?", (execution_id,)).fetchone()
+            return record_of(decoded[0], row)
+        row = self._db.execute(f"{SELECT} WHERE id = ?", (execution_id,)).fetchone()
         if row is None:
             return None
-        record = _decode_row(row)
+        record = decode_row(row)
         if not record.state.is_terminal():
             self._remember(record.execution, len(str(row[6])) + len(str(row[11] or "")))
         return record
@@ -333,14 +302,14 @@ class ExecutionStore:
     ) -> list[LocalExecution]:
         """Executions (oldest first), optionally only those in ``states``."""
         if states is None:
-            rows = self._db.execute(f"{_SELECT} ORDER BY create_time, id").fetchall()
+            rows = self._db.execute(f"{SELECT} ORDER BY create_time, id").fetchall()
         else:
             marks = ",".join("?" * len(states))
             rows = self._db.execute(
-                f"{_SELECT} WHERE state IN ({marks}) ORDER BY create_time, id",
+                f"{SELECT} WHERE state IN ({marks}) ORDER BY create_time, id",
                 [s.value for s in states],
             ).fetchall()
-        return [_decode_row(row) for row in rows]
+        return [decode_row(row) for row in rows]
 
     def transition(
         self,
@@ -397,8 +366,8 @@ class ExecutionStore:
                     state.value,
                     updated.revision,
                     updated.message,
-                    _dump_spec(updated.published_result),
-                    _dump_output(updated.run_output),
+                    dump_spec(updated.published_result),
+                    dump_output(updated.run_output),
                     updated.modify_time,
                     record.id,
                     record.revision,
@@ -451,12 +420,12 @@ class ExecutionStore:
         went out), oldest first: one short transaction, so a backlog is worked off over
         several calls instead of stalling the node's event loop in one. Modules no execution
         runs any more and unused since the cut-off go with them."""
-        marks = ",".join("?" * len(_TERMINAL))
+        marks = ",".join("?" * len(TERMINAL))
         with self._transaction():
             rows = self._db.execute(
                 f"SELECT id FROM executions WHERE state IN ({marks}) AND modify_time < ? "
                 "AND id NOT IN (SELECT execution_id FROM outbox) ORDER BY modify_time LIMIT ?",
-                (*_TERMINAL, finished_before_ns, limit),
+                (*TERMINAL, finished_before_ns, limit),
             ).fetchall()
             ids = [row[0] for row in rows]
             self._db.executemany("DELETE FROM executions WHERE id = ?", [(i,) for i in ids])
@@ -531,9 +500,9 @@ class ExecutionStore:
         The node reports these to its requesters, so a restarted requester can fail what this node
         no longer knows without failing what is only waiting to be delivered.
         """
-        marks = ",".join("?" * len(_TERMINAL))
+        marks = ",".join("?" * len(TERMINAL))
         where = " AND requester_id = ?" if requester_id is not None else ""
-        args: list[str] = [*_TERMINAL, *([requester_id] if requester_id is not None else [])]
+        args: list[str] = [*TERMINAL, *([requester_id] if requester_id is not None else [])]
         rows = self._db.execute(
             f"SELECT id FROM executions WHERE state NOT IN ({marks}){where} "
             f"UNION SELECT execution_id FROM outbox WHERE 1 = 1{where} ORDER BY 1",
@@ -632,46 +601,3 @@ class ExecutionStore:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
-
-
-def _dump_spec(spec: SpecConfig | None) -> str | None:
-    return json.dumps(spec.to_dict()) if spec is not None else None
-
-
-def _load_spec(text: str) -> SpecConfig:
-    data = json.loads(text)
-    return SpecConfig(type=str(data.get("Type", "")), params=dict(data.get("Params") or {}))
-
-
-def _dump_output(output: RunCommandResult | None) -> str | None:
-    return json.dumps(output.to_dict()) if output is not None else None
-
-
-def _decode_row(row: tuple[object, ...]) -> LocalExecution:
-    body, module = row[6], row[11]
-    assert isinstance(body, str)
-    doc = json.loads(body)
-    if isinstance(module, str):
-        set_entry_module_url(doc["Job"], module)
-    return _record_of(Execution.from_dict(doc, v152=True), (row[2], *row[3:6], *row[7:11]))
-
-
-def _record_of(execution: Execution, row: tuple[object, ...]) -> LocalExecution:
-    """A record from its execution and its state columns (in ``_STATE_COLUMNS`` order)."""
-    requester, state, revision, message, published, output, created, modified = row
-    assert isinstance(requester, str) and isinstance(message, str)
-    assert isinstance(state, str) and isinstance(revision, int)
-    assert isinstance(created, int) and isinstance(modified, int)
-    return LocalExecution(
-        execution=execution,
-        requester_id=requester,
-        state=LocalExecutionState(state),
-        revision=revision,
-        message=message,
-        published_result=_load_spec(published) if isinstance(published, str) else None,
-        run_output=(
-            RunCommandResult.from_dict(json.loads(output)) if isinstance(output, str) else None
-        ),
-        create_time=created,
-        modify_time=modified,
-    )
