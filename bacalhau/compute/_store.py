@@ -35,6 +35,7 @@ from bacalhau.compute._store_rows import (
     dump_spec,
     record_of,
 )
+from bacalhau.compute._store_schema import connect, create_schema
 from bacalhau.errors import (
     ExecutionNotFound,
     InternalError,
@@ -71,39 +72,6 @@ INITIAL_STATES = frozenset(
 #: States in which work was under way when the node stopped: it cannot be resumed.
 _INTERRUPTED = (LocalExecutionState.RUNNING, LocalExecutionState.PUBLISHING)
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS executions (
-    id               TEXT PRIMARY KEY,
-    job_id           TEXT NOT NULL,
-    requester_id     TEXT NOT NULL,
-    state            TEXT NOT NULL,
-    revision         INTEGER NOT NULL,
-    message          TEXT NOT NULL DEFAULT '',
-    execution        TEXT NOT NULL,
-    published_result TEXT,
-    run_output       TEXT,
-    create_time      INTEGER NOT NULL,
-    modify_time      INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS executions_by_state ON executions (state);
-CREATE INDEX IF NOT EXISTS executions_by_job ON executions (job_id);
-CREATE TABLE IF NOT EXISTS outbox (
-    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
-    requester_id TEXT NOT NULL,
-    execution_id TEXT NOT NULL,
-    kind         TEXT NOT NULL,
-    payload      TEXT NOT NULL,
-    create_time  INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS outbox_by_requester ON outbox (requester_id, seq);
-CREATE TABLE IF NOT EXISTS modules (
-    hash      TEXT PRIMARY KEY,
-    data      TEXT NOT NULL,
-    used_time INTEGER NOT NULL
-);
-"""
-#: 2: inline modules kept once in ``modules``, named by ``executions.module``.
-_SCHEMA_VERSION = 2
 #: How many executions are kept decoded (see ``ExecutionStore._decoded``), and how many bytes
 #: of stored document (inline module included) at most: well above what a node has under way
 #: at once, so the reads of one execution's run all hit, without holding on to large modules.
@@ -143,39 +111,13 @@ class ExecutionStore:
         #: The commit of deferred writes at the end of this event-loop turn, once scheduled.
         self._flush_handle: asyncio.Handle | None = None
         try:
-            # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
-            self._db = sqlite3.connect(path, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            # Space freed by retention is given back in small steps (a new store only: an
-            # existing one reuses its free pages, so its file stops growing all the same).
-            self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            self._db = connect(path)
             with self._transaction():
-                (version,) = self._db.execute("PRAGMA user_version").fetchone()
-                if version > _SCHEMA_VERSION:
-                    raise InternalError(
-                        f"execution store {path} has schema {version}, newer than this node "
-                        f"understands ({_SCHEMA_VERSION})",
-                        hint="run the newer version of the node, or move the data dir aside",
-                    )
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
-                self._migrate_modules()
-                self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+                create_schema(self._db, path)
         except sqlite3.Error as err:
             raise Unavailable(
                 f"cannot open the execution store {path}: {err}", component="ExecutionStore"
             ) from err
-
-    def _migrate_modules(self) -> None:
-        """Give ``executions`` its ``module`` column (stores of schema 1 kept every inline
-        module in its execution's document, where it stays readable)."""
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(executions)")}
-        if "module" not in columns:
-            self._db.execute("ALTER TABLE executions ADD COLUMN module TEXT")
-        self._db.execute("CREATE INDEX IF NOT EXISTS executions_by_module ON executions (module)")
 
     @property
     def path(self) -> Path:
