@@ -22,13 +22,11 @@ member repairs whatever gossip missed, and brings a joining node up to date thro
 from __future__ import annotations
 
 import math
-import random
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable
+from dataclasses import replace
 
 from bacalhau.errors import InvalidRequest
-from bacalhau.gossip._broadcast import BroadcastQueue
-from bacalhau.gossip._members import Member, MemberTable, Suspicion
+from bacalhau.gossip._members import Member, Suspicion
 from bacalhau.gossip._messages import (
     Ack,
     Dead,
@@ -36,28 +34,22 @@ from bacalhau.gossip._messages import (
     Gossip,
     MemberEvent,
     MemberEventKind,
-    MemberInfo,
     MemberSnapshot,
     Message,
     Nack,
-    Outbound,
     Ping,
     PingReq,
     PushPull,
     Suspect,
     Update,
 )
-from bacalhau.gossip._metrics import GossipMetrics
 from bacalhau.gossip._record import (
     NodeRecord,
-    RecordCodec,
-    RecordVerifier,
     Rejection,
     SignedRecord,
     seal_record,
 )
-from bacalhau.gossip._settings import GossipSettings
-from bacalhau.identity import NodeIdentity
+from bacalhau.gossip._state import MembershipState, _Probe, _Relay
 from bacalhau.models import LivenessState, check_liveness_transition
 
 ALIVE = LivenessState.ALIVE
@@ -70,31 +62,7 @@ LEFT = LivenessState.LEFT
 _NACK_SHARE = 0.8
 
 
-@dataclass(slots=True)
-class _Probe:
-    target: str
-    sequence: int
-    indirect_at: float
-    end_at: float
-    helpers: set[str] = field(default_factory=set)
-    nacks: int = 0
-    indirect_sent: bool = False
-
-
-@dataclass(slots=True)
-class _Relay:
-    """A ping-req this node is serving: relay the target's ack, or nack in time."""
-
-    target: str
-    origin: str
-    origin_sequence: int
-    origin_address: str
-    nack_at: float
-    expires_at: float
-    nacked: bool = False
-
-
-class Membership:
+class Membership(MembershipState):
     """One member's view of the cluster and its side of the protocol (pure; see module doc).
 
     ``record`` is this node's own record; its ``version`` should be the node's start time in
@@ -103,95 +71,7 @@ class Membership:
     whenever no other member is alive). ``rng`` makes a run reproducible.
     """
 
-    def __init__(
-        self,
-        *,
-        identity: NodeIdentity,
-        record: NodeRecord,
-        codec: RecordCodec,
-        settings: GossipSettings | None = None,
-        seeds: Sequence[str] = (),
-        rng: random.Random | None = None,
-        verifier: RecordVerifier | None = None,
-        now: float = 0.0,
-    ) -> None:
-        if record.node_id != identity.node_id:
-            raise InvalidRequest(
-                f"record of {record.node_id} given to node {identity.node_id}",
-                component="Membership",
-            )
-        self._identity = identity
-        self._codec = codec
-        self._settings = settings or GossipSettings()
-        self._seeds = tuple(s for s in seeds if s and s != record.grpc_address)
-        self._rng = rng or random.Random()
-        self._verifier = verifier or RecordVerifier(codec)
-        self._record = record
-        self._signed = seal_record(identity, codec, record)
-        self._members = MemberTable(self._rng)
-        #: While merging a preloaded state: apply records without re-broadcasting them.
-        self._quiet = False
-        self._broadcasts = BroadcastQueue()
-        self.metrics = GossipMetrics()
-        self._sequence = 0
-        self._awareness = 0
-        #: A suspect to probe next, out of turn (see :meth:`_suspect`).
-        self._confirm_target: str | None = None
-        self._probe: _Probe | None = None
-        self._relays: dict[int, _Relay] = {}
-        self._suspects: dict[str, Suspicion] = {}
-        self._left = False
-        self._now = now
-        self._out = Effects()
-        s = self._settings
-        # Random phases, so that members started together do not probe in lockstep.
-        self._next_probe_at = now + self._rng.uniform(0, s.probe_interval)
-        self._next_gossip_at = now + self._rng.uniform(0, s.gossip_interval)
-        self._next_push_pull_at = now + self._rng.uniform(0.5, 1.0) * s.push_pull_interval
-        self._next_reconnect_at = now + self._rng.uniform(0.5, 1.0) * s.reconnect_interval
-        self._next_join_at = now
-        self._next_reap_at = now + s.reap_after_seconds
-
-    # -- reading ---------------------------------------------------------------------------------
-
-    @property
-    def node_id(self) -> str:
-        return self._identity.node_id
-
-    @property
-    def settings(self) -> GossipSettings:
-        return self._settings
-
-    @property
-    def local_record(self) -> NodeRecord:
-        return self._record
-
-    @property
-    def signed_record(self) -> SignedRecord:
-        """This node's own record as signed for the cluster."""
-        return self._signed
-
-    @property
-    def awareness(self) -> int:
-        """Lifeguard's local health score: 0 is healthy; probes stretch by (score + 1)."""
-        return self._awareness
-
-    def member(self, node_id: str) -> MemberInfo | None:
-        """One member (this node included), or None if unknown."""
-        if node_id == self.node_id:
-            return MemberInfo(self._record, LEFT if self._left else ALIVE, 0.0)
-        m = self._members.get(node_id)
-        return m.info() if m is not None else None
-
-    def members(self) -> list[MemberInfo]:
-        """Every known member, this node first, dead and departed ones included."""
-        own = self.member(self.node_id)
-        assert own is not None
-        return [own, *(m.info() for m in self._members)]
-
-    def live_count(self) -> int:
-        """Members believed alive or suspect, this node included."""
-        return 1 + self._members.count(ALIVE, SUSPECT)
+    # -- driving ---------------------------------------------------------------------------------
 
     def next_wakeup(self) -> float:
         """The time :meth:`tick` next has something to do."""
@@ -212,8 +92,6 @@ class Membership:
         for suspicion in self._suspects.values():
             times.append(suspicion.deadline)
         return min(times)
-
-    # -- driving ---------------------------------------------------------------------------------
 
     def tick(self, now: float) -> Effects:
         """Run every timer that is due at ``now``."""
@@ -421,10 +299,6 @@ class Membership:
                 relay.nacked = True
                 self._send(relay.origin, relay.origin_address, Nack(relay.origin_sequence))
 
-    def _adjust_awareness(self, delta: int) -> None:
-        top = self._settings.awareness_max - 1
-        self._awareness = min(top, max(0, self._awareness + delta))
-
     # -- suspicion and death ---------------------------------------------------------------------
 
     def _suspect(self, node_id: str, incarnation: int, accuser: str) -> None:
@@ -614,21 +488,3 @@ class Membership:
         message = self._push_pull_message(reply=False, join=True)
         for address in self._seeds:
             self._send(None, address, message)
-
-    # -- helpers ---------------------------------------------------------------------------------
-
-    def _send_to_member(self, m: Member, message: Message) -> None:
-        self._send(m.record.node_id, m.record.grpc_address, message)
-
-    def _send(self, node_id: str | None, address: str, message: Message) -> None:
-        if not address:
-            return
-        self.metrics.messages_sent += 1
-        self._out.messages.append(Outbound(node_id, address, message))
-
-    def _event(self, event: MemberEvent) -> None:
-        self._out.events.append(event)
-
-    def _flush(self) -> Effects:
-        out, self._out = self._out, Effects()
-        return out
