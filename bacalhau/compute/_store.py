@@ -16,14 +16,16 @@ import json
 import sqlite3
 from collections.abc import Collection, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 
-from bacalhau.compute._callbacks import Callback, decode_callback, encode_callback
+from bacalhau.compute import _outbox_table as outbox_table
+from bacalhau.compute._callbacks import Callback
 from bacalhau.compute._errors import ExecutionInterrupted
 from bacalhau.compute._events import TOPIC_RESTART, failure_event
 from bacalhau.compute._module_memo import ModuleMemo
+from bacalhau.compute._outbox_table import OutboxEntry
 from bacalhau.compute._store_rows import (
     COLUMNS,
     SELECT,
@@ -77,17 +79,6 @@ _INTERRUPTED = (LocalExecutionState.RUNNING, LocalExecutionState.PUBLISHING)
 #: at once, so the reads of one execution's run all hit, without holding on to large modules.
 _DECODED_LIMIT = 1024
 _DECODED_BYTES = 32 * 2**20
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxEntry:
-    """A callback waiting to be delivered to ``requester_id``."""
-
-    seq: int
-    requester_id: str
-    execution_id: str
-    message: Callback
-    create_time: int
 
 
 class ExecutionStore:
@@ -206,7 +197,7 @@ class ExecutionStore:
                     f"execution {execution.id} already exists", component="ExecutionStore"
                 ) from None
             if callback is not None:
-                self._enqueue(requester_id, callback, now)
+                outbox_table.enqueue(self._db, requester_id, callback, now)
         if module is not None and digest is not None:
             self._modules.remember(digest, module)  # committed: known to be kept
         if not state.is_terminal():
@@ -329,7 +320,7 @@ class ExecutionStore:
                     component="ExecutionStore",
                 )
             if callback is not None:
-                self._enqueue(record.requester_id, callback, updated.modify_time)
+                outbox_table.enqueue(self._db, record.requester_id, callback, updated.modify_time)
         if state.is_terminal():
             self._forget(record.id)  # rarely read again
         return updated
@@ -413,27 +404,15 @@ class ExecutionStore:
     def enqueue_callback(self, requester_id: str, message: Callback) -> int:
         """Queue a callback on its own (one that announces no state change)."""
         with self._transaction():
-            return self._enqueue(requester_id, message, now_ns())
+            return outbox_table.enqueue(self._db, requester_id, message, now_ns())
 
     def pending_callbacks(
         self, requester_id: str, *, limit: int = 64, after_seq: int = 0
     ) -> list[OutboxEntry]:
         """The oldest callbacks queued for ``requester_id`` (those after ``after_seq``)."""
-        rows = self._db.execute(
-            "SELECT seq, requester_id, execution_id, kind, payload, create_time FROM outbox "
-            "WHERE requester_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-            (requester_id, after_seq, limit),
-        ).fetchall()
-        return [
-            OutboxEntry(
-                seq=seq,
-                requester_id=rid,
-                execution_id=eid,
-                message=decode_callback(kind, payload),
-                create_time=created,
-            )
-            for seq, rid, eid, kind, payload, created in rows
-        ]
+        return outbox_table.pending_callbacks(
+            self._db, requester_id, limit=limit, after_seq=after_seq
+        )
 
     def unsettled_ids(self, requester_id: str | None = None) -> list[str]:
         """Executions the requester must not give up on: those still under way here, and
@@ -442,20 +421,11 @@ class ExecutionStore:
         The node reports these to its requesters, so a restarted requester can fail what this node
         no longer knows without failing what is only waiting to be delivered.
         """
-        marks = ",".join("?" * len(TERMINAL))
-        where = " AND requester_id = ?" if requester_id is not None else ""
-        args: list[str] = [*TERMINAL, *([requester_id] if requester_id is not None else [])]
-        rows = self._db.execute(
-            f"SELECT id FROM executions WHERE state NOT IN ({marks}){where} "
-            f"UNION SELECT execution_id FROM outbox WHERE 1 = 1{where} ORDER BY 1",
-            [*args, *([requester_id] if requester_id is not None else [])],
-        ).fetchall()
-        return [str(row[0]) for row in rows]
+        return outbox_table.unsettled_ids(self._db, requester_id)
 
     def callback_requesters(self) -> list[str]:
         """Requesters with callbacks waiting."""
-        rows = self._db.execute("SELECT DISTINCT requester_id FROM outbox").fetchall()
-        return [row[0] for row in rows]
+        return outbox_table.callback_requesters(self._db)
 
     def delete_callback(self, seq: int) -> None:
         self.delete_callbacks([seq])
@@ -463,7 +433,7 @@ class ExecutionStore:
     def delete_callbacks(self, seqs: Collection[int]) -> None:
         """Forget delivered callbacks (a whole batch in one transaction)."""
         with self._transaction():
-            self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(seq,) for seq in seqs])
+            outbox_table.delete_callbacks(self._db, seqs)
 
     # -- internals --------------------------------------------------------------------------
 
@@ -487,15 +457,6 @@ class ExecutionStore:
             " ON CONFLICT (hash) DO UPDATE SET used_time = excluded.used_time",
             (digest, url, now),
         )
-
-    def _enqueue(self, requester_id: str, message: Callback, now: int) -> int:
-        kind, payload = encode_callback(message)
-        cursor = self._db.execute(
-            "INSERT INTO outbox (requester_id, execution_id, kind, payload, create_time) "
-            "VALUES (?,?,?,?,?)",
-            (requester_id, message.execution_id, kind, payload, now),
-        )
-        return int(cursor.lastrowid or 0)
 
     @contextmanager
     def _deferred(self) -> Iterator[None]:
