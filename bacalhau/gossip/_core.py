@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 
 from bacalhau.errors import InvalidRequest
+from bacalhau.gossip._dissemination import Dissemination
 from bacalhau.gossip._members import Member, Suspicion
 from bacalhau.gossip._messages import (
     Ack,
@@ -49,7 +50,7 @@ from bacalhau.gossip._record import (
     SignedRecord,
     seal_record,
 )
-from bacalhau.gossip._state import MembershipState, _Probe, _Relay
+from bacalhau.gossip._state import _Probe, _Relay
 from bacalhau.models import LivenessState, check_liveness_transition
 
 ALIVE = LivenessState.ALIVE
@@ -62,7 +63,7 @@ LEFT = LivenessState.LEFT
 _NACK_SHARE = 0.8
 
 
-class Membership(MembershipState):
+class Membership(Dissemination):
     """One member's view of the cluster and its side of the protocol (pure; see module doc).
 
     ``record`` is this node's own record; its ``version`` should be the node's start time in
@@ -442,49 +443,3 @@ class Membership(MembershipState):
     ) -> None:
         self._members.set_state(m, state, self._now)
         self._event(MemberEvent(kind, m.info(), previous))
-
-    # -- dissemination ---------------------------------------------------------------------------
-
-    def _piggyback(self) -> tuple[Update, ...]:
-        s = self._settings
-        return self._broadcasts.take(s.max_piggyback, s.retransmit_limit(self.live_count()))
-
-    def _gossip_round(self) -> None:
-        s = self._settings
-        horizon = self._now - s.gossip_to_dead_seconds
-        targets = self._members.random(s.gossip_fanout, states=(ALIVE, SUSPECT), dead_since=horizon)
-        for target in targets:
-            updates = self._piggyback()
-            if not updates:
-                break
-            self._send_to_member(target, Gossip(updates))
-
-    def _push_pull_message(self, *, reply: bool, join: bool = False) -> PushPull:
-        own = LEFT if self._left else ALIVE
-        states = [MemberSnapshot(self._signed, own, self._record.version)]
-        for m in self._members:
-            if m.state is SUSPECT and m.suspicion is not None:
-                incarnation = m.suspicion.incarnation
-            elif m.state is DEAD:
-                incarnation = m.dead_incarnation
-            else:
-                incarnation = m.record.version
-            states.append(MemberSnapshot(m.signed, m.state, incarnation))
-        return PushPull(tuple(states), self._record.grpc_address, join=join, reply=reply)
-
-    def _push_pull_round(self) -> None:
-        targets = self._members.random(1, states=(ALIVE,))
-        if targets:
-            self._send_to_member(targets[0], self._push_pull_message(reply=False))
-
-    def _reconnect_round(self) -> None:
-        for target in self._members.random(1, states=(DEAD,)):
-            self._send_to_member(target, self._push_pull_message(reply=False))
-
-    def _needs_join(self) -> bool:
-        return bool(self._seeds) and not self._members.count(ALIVE)
-
-    def _join_seeds(self) -> None:
-        message = self._push_pull_message(reply=False, join=True)
-        for address in self._seeds:
-            self._send(None, address, message)
