@@ -24,6 +24,7 @@ from bacalhau.compute import _outbox_table as outbox_table
 from bacalhau.compute._callbacks import Callback
 from bacalhau.compute._errors import ExecutionInterrupted
 from bacalhau.compute._events import TOPIC_RESTART, failure_event
+from bacalhau.compute._execution_memo import ExecutionMemo
 from bacalhau.compute._module_memo import ModuleMemo
 from bacalhau.compute._outbox_table import OutboxEntry
 from bacalhau.compute._store_rows import (
@@ -74,12 +75,6 @@ INITIAL_STATES = frozenset(
 #: States in which work was under way when the node stopped: it cannot be resumed.
 _INTERRUPTED = (LocalExecutionState.RUNNING, LocalExecutionState.PUBLISHING)
 
-#: How many executions are kept decoded (see ``ExecutionStore._decoded``), and how many bytes
-#: of stored document (inline module included) at most: well above what a node has under way
-#: at once, so the reads of one execution's run all hit, without holding on to large modules.
-_DECODED_LIMIT = 1024
-_DECODED_BYTES = 32 * 2**20
-
 
 class ExecutionStore:
     """Local executions and the callback outbox, in one SQLite file.
@@ -92,11 +87,8 @@ class ExecutionStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._path = path
-        # An execution's document (with its job) never changes once stored, and decoding it
-        # is most of the cost of a read: unfinished ones are kept decoded, by ID, with their
-        # size, oldest first out. Only their state columns are read again.
-        self._decoded: dict[str, tuple[Execution, int]] = {}
-        self._decoded_bytes = 0
+        #: Unfinished executions kept decoded: only their state columns are read again.
+        self._decoded = ExecutionMemo()
         #: The inline modules last read or kept, as the objects handed out (see ModuleMemo).
         self._modules = ModuleMemo()
         #: The commit of deferred writes at the end of this event-loop turn, once scheduled.
@@ -201,7 +193,7 @@ class ExecutionStore:
         if module is not None and digest is not None:
             self._modules.remember(digest, module)  # committed: known to be kept
         if not state.is_terminal():
-            self._remember(execution, len(body) + len(module or ""))
+            self._decoded.remember(execution, len(body) + len(module or ""))
         return record
 
     def find(self, execution_id: str) -> LocalExecution | None:
@@ -211,15 +203,15 @@ class ExecutionStore:
                 f"SELECT {STATE_COLUMNS} FROM executions WHERE id = ?", (execution_id,)
             ).fetchone()
             if row is None:
-                self._forget(execution_id)
+                self._decoded.forget(execution_id)
                 return None
-            return record_of(decoded[0], row)
+            return record_of(decoded, row)
         row = self._db.execute(f"{SELECT} WHERE id = ?", (execution_id,)).fetchone()
         if row is None:
             return None
         record = decode_row(row)
         if not record.state.is_terminal():
-            self._remember(record.execution, len(str(row[6])) + len(str(row[11] or "")))
+            self._decoded.remember(record.execution, len(str(row[6])) + len(str(row[11] or "")))
         return record
 
     def get(self, execution_id: str) -> LocalExecution:
@@ -322,7 +314,7 @@ class ExecutionStore:
             if callback is not None:
                 outbox_table.enqueue(self._db, record.requester_id, callback, updated.modify_time)
         if state.is_terminal():
-            self._forget(record.id)  # rarely read again
+            self._decoded.forget(record.id)  # rarely read again
         return updated
 
     def recover_interrupted(self, *, message: str) -> list[LocalExecution]:
@@ -363,7 +355,7 @@ class ExecutionStore:
             ids = [row[0] for row in rows]
             self._db.executemany("DELETE FROM executions WHERE id = ?", [(i,) for i in ids])
             for execution_id in ids:
-                self._forget(execution_id)
+                self._decoded.forget(execution_id)
             pruned = self._db.execute(
                 "DELETE FROM modules WHERE used_time < ? AND NOT EXISTS"
                 " (SELECT 1 FROM executions WHERE executions.module = modules.hash)",
@@ -436,20 +428,6 @@ class ExecutionStore:
             outbox_table.delete_callbacks(self._db, seqs)
 
     # -- internals --------------------------------------------------------------------------
-
-    def _remember(self, execution: Execution, size: int) -> None:
-        if size > _DECODED_BYTES // 16:
-            return  # a large inline module: read from the store each time rather than held
-        self._forget(execution.id)
-        self._decoded[execution.id] = (execution, size)
-        self._decoded_bytes += size
-        while len(self._decoded) > _DECODED_LIMIT or self._decoded_bytes > _DECODED_BYTES:
-            self._forget(next(iter(self._decoded)))
-
-    def _forget(self, execution_id: str) -> None:
-        dropped = self._decoded.pop(execution_id, None)
-        if dropped is not None:
-            self._decoded_bytes -= dropped[1]
 
     def _keep_module(self, digest: str, url: str, now: int) -> None:
         self._db.execute(
