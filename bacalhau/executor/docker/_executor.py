@@ -1,10 +1,10 @@
 """The Docker executor: one container per execution, driven through the engine's HTTP API.
 
-A run is ``create -> attach -> start -> wait -> remove``, using the SDK's low-level client so
-no call is spent on an inspect the engine's answers already make unnecessary. The attach
-stream is read by a dedicated thread straight into the results files while the job runs (see
-``_follow``); every other SDK call is short and runs in :func:`asyncio.to_thread`, so the
-event loop never blocks.
+A run is ``create -> attach -> start -> wait -> remove`` (the steps are in ``_run_steps``),
+using the SDK's low-level client so no call is spent on an inspect the engine's answers
+already make unnecessary. The attach stream is read by a dedicated thread straight into the
+results files while the job runs (see ``_follow``); every other SDK call is short and runs in
+:func:`asyncio.to_thread`, so the event loop never blocks.
 
 Images are never pulled unless the operator allows it: this node answers a missing image with
 :class:`~bacalhau.errors.ImageNotFound` at once instead of hanging on an unreachable registry.
@@ -29,8 +29,6 @@ import logging
 import re
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -40,10 +38,7 @@ import docker.errors
 
 from bacalhau.errors import (
     BacalhauError,
-    ExecutionCancelled,
     ExecutionFailed,
-    ExecutionTimeout,
-    ImageNotFound,
     InvalidJobSpec,
 )
 from bacalhau.executor._base import RunRequest
@@ -66,10 +61,15 @@ from bacalhau.executor.docker._disk import (
     remove_volumes,
 )
 from bacalhau.executor.docker._egress import EgressLease, EgressNetwork
-from bacalhau.executor.docker._errors import ENGINE_ERRORS, explain, start_error, unreachable
-from bacalhau.executor.docker._follow import ContainerExit, follow_container, settle
+from bacalhau.executor.docker._errors import ENGINE_ERRORS, explain, unreachable
 from bacalhau.executor.docker._params import DockerEngineSpec
 from bacalhau.executor.docker._removal import Removals
+from bacalhau.executor.docker._run_steps import (
+    ContainerSteps,
+    RunControl,
+    image_missing,
+    raise_if_cancelled,
+)
 from bacalhau.executor.network import DomainAllowList, EgressProxy
 from bacalhau.models import NetworkType, RunCommandResult, SpecConfig, format_size
 
@@ -100,14 +100,6 @@ DEFAULT_REAP_INTERVAL = 30.0
 #: How long closing the executor waits for removals: a node must stop well within the grace
 #: its supervisor gives it; whatever is left then is removed when the node starts again.
 _CLOSE_TIMEOUT = 5.0
-
-
-@dataclass(slots=True)
-class _RunControl:
-    """What ``cancel`` needs to reach a run in progress."""
-
-    container_id: str | None = None
-    cancelled: bool = False
 
 
 class DockerExecutor:
@@ -171,8 +163,11 @@ class DockerExecutor:
             proxy=egress_proxy or EgressProxy(),
             firewall=egress_firewall,
         )
-        self._runs: dict[str, _RunControl] = {}
+        self._runs: dict[str, RunControl] = {}
         self._removals = Removals()
+        self._steps = ContainerSteps(
+            removals=self._removals, allow_pull=allow_pull, stream_limit=stream_limit
+        )
         self._releasing: dict[str, asyncio.Task[None]] = {}
         self._reaper: asyncio.Task[None] | None = None
         self._installed: tuple[bool, float] | None = None
@@ -221,7 +216,7 @@ class DockerExecutor:
         try:
             await asyncio.to_thread(api.inspect_image, spec.image)
         except docker.errors.NotFound as e:
-            raise self._image_missing(spec.image) from e
+            raise image_missing(spec.image) from e
         except docker.errors.APIError as e:
             if e.status_code == 400:
                 raise InvalidJobSpec(
@@ -237,7 +232,7 @@ class DockerExecutor:
         folders = prepare_results_dir(request.results_dir, request.result_paths)
         if request.execution_id in self._runs:
             raise ExecutionFailed(f"execution {request.execution_id} is already running here")
-        control = _RunControl()
+        control = RunControl()
         self._runs[request.execution_id] = control
         capped: CappedFolders | None = None
         mounting: asyncio.Task[None] | None = None
@@ -274,11 +269,11 @@ class DockerExecutor:
                 confinement=self._confinement,
                 network=network,
             )
-            container_id = await self._create(api, kwargs, spec)
+            container_id = await self._steps.create(api, kwargs, spec)
             control.container_id = container_id
             try:
-                _raise_if_cancelled(control, request)
-                outcome = await self._start_and_wait(
+                raise_if_cancelled(control, request)
+                outcome = await self._steps.start_and_wait(
                     api,
                     container_id,
                     request,
@@ -286,7 +281,7 @@ class DockerExecutor:
                     before_start=mounting,
                     after_start=capped.detach_soon if capped is not None else None,
                 )
-                error_msg = await self._failure(api, container_id, request, outcome)
+                error_msg = await self._steps.failure(api, container_id, request, outcome)
                 if capped is not None and not await capped.collect(folders) and not error_msg:
                     error_msg = (
                         f"disk limit exceeded: the job's result folders went past their cap "
@@ -464,7 +459,7 @@ class DockerExecutor:
             if removed:
                 _log.warning("reaper removed %d stray containers", removed)
 
-    # -- steps -------------------------------------------------------------------------------
+    # -- engine -------------------------------------------------------------------------------
 
     async def _api(self) -> Any:
         """The low-level API client, created on first use."""
@@ -482,130 +477,9 @@ class DockerExecutor:
                     self._client = client
         return client.api
 
-    def _image_missing(self, image: str) -> ImageNotFound:
-        return ImageNotFound(f"image {image} is not present on this node and pulling is disabled")
-
     def _container_name(self, request: RunRequest) -> str:
         return _NAME_CHARS.sub("-", f"{self._prefix}-{request.job_id}-{request.execution_id}")
-
-    async def _create(self, api: Any, kwargs: dict[str, Any], spec: DockerEngineSpec) -> str:
-        pulled = False
-        cleared_name = False
-        while True:
-            creating = asyncio.ensure_future(asyncio.to_thread(api.create_container, **kwargs))
-            try:
-                created = await asyncio.shield(creating)
-                return str(created["Id"])
-            except asyncio.CancelledError:
-                # The engine goes on creating the container, whose ID this run will never
-                # know: the executor removes it once it exists (close() waits for that).
-                self._removals.remove_once_created(api, kwargs["name"], creating)
-                raise
-            except docker.errors.ImageNotFound as e:
-                if not self._allow_pull:
-                    raise self._image_missing(spec.image) from e
-                if pulled:
-                    raise ImageNotFound(f"image {spec.image} is still missing after a pull") from e
-                await self._pull(api, spec.image)
-                pulled = True
-            except docker.errors.APIError as e:
-                if e.status_code == 409 and not cleared_name:
-                    # A container of this very execution survived an earlier attempt.
-                    await self._remove(api, kwargs["name"])
-                    cleared_name = True
-                    continue
-                if e.status_code == 400:
-                    raise InvalidJobSpec(
-                        f"the Docker engine refused the container: {explain(e)}"
-                    ) from e
-                raise ExecutionFailed(f"failed to create container: {explain(e)}") from e
-            except ENGINE_ERRORS as e:
-                raise unreachable(e) from e
-
-    async def _pull(self, api: Any, image: str) -> None:
-        try:
-            await asyncio.to_thread(api.pull, image)
-        except ENGINE_ERRORS as e:
-            raise ImageNotFound(
-                f"image {image} is not present on this node and could not be pulled: {explain(e)}"
-            ) from e
-
-    async def _start_and_wait(
-        self,
-        api: Any,
-        container_id: str,
-        request: RunRequest,
-        control: _RunControl,
-        *,
-        before_start: asyncio.Task[None] | None = None,
-        after_start: Callable[[], None] | None = None,
-    ) -> ContainerExit:
-        try:
-            # Attach before start (as `docker run` does) so not a byte of output is missed.
-            sock = await asyncio.to_thread(
-                api.attach_socket, container_id, {"stdout": 1, "stderr": 1, "stream": 1}
-            )
-        except ENGINE_ERRORS as e:
-            _raise_if_cancelled(control, request)
-            raise ExecutionFailed(f"failed to attach to the container: {explain(e)}") from e
-        exited = follow_container(
-            api, container_id, sock, request.results_dir, limit=self._stream_limit
-        )
-        if before_start is not None:
-            await before_start
-        try:
-            await asyncio.to_thread(api.start, container_id)
-        except ENGINE_ERRORS as e:
-            _raise_if_cancelled(control, request)
-            raise start_error(e) from e
-        if after_start is not None:
-            after_start()
-        timeout = request.timeout if request.timeout and request.timeout > 0 else None
-        try:
-            outcome = await asyncio.wait_for(asyncio.shield(exited), timeout)
-        except TimeoutError:
-            await self._remove(api, container_id)
-            await settle(exited)
-            _raise_if_cancelled(control, request)
-            raise ExecutionTimeout(
-                f"execution {request.execution_id} timed out after {timeout:g}s"
-            ) from None
-        _raise_if_cancelled(control, request)
-        if outcome.error:
-            raise ExecutionFailed(f"lost track of the container: {outcome.error}")
-        return outcome
-
-    async def _failure(
-        self, api: Any, container_id: str, request: RunRequest, outcome: ContainerExit
-    ) -> str:
-        """Why the run failed although the container exited, or "" (a plain non-zero exit
-        is not a failure).
-
-        A job the kernel's OOM killer hit under its memory limit fails, whatever its exit
-        code: a shell whose child was killed may well exit 0 with half its work done.
-        """
-        memory = request.resources.memory
-        if memory > 0 and await self._oom_killed(api, container_id):
-            return (
-                f"memory limit exceeded: the job was killed for using more than its "
-                f"{format_size(memory)} of memory"
-            )
-        return ""
-
-    async def _oom_killed(self, api: Any, container_id: str) -> bool:
-        # Only asked under a memory limit: without one, the kernel never OOM-kills in the
-        # container's cgroup alone.
-        try:
-            info = await asyncio.to_thread(api.inspect_container, container_id)
-        except ENGINE_ERRORS:
-            return False
-        return bool(info.get("State", {}).get("OOMKilled"))
 
     async def _remove(self, api: Any, container: str) -> None:
         """Kill and remove a container, returning once it is gone (see ``_removal``)."""
         await self._removals.remove(api, container)
-
-
-def _raise_if_cancelled(control: _RunControl, request: RunRequest) -> None:
-    if control.cancelled:
-        raise ExecutionCancelled(f"execution {request.execution_id} was cancelled")

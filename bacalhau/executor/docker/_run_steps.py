@@ -1,0 +1,188 @@
+"""The steps of one run on the engine: create (pulling when allowed), attach, start, wait.
+
+:class:`ContainerSteps` drives one container from its create call to its exit: a missing image
+is pulled only if the operator allows it, a name left over by an earlier attempt is cleared,
+the attach comes before the start so not a byte of output is missed, and a run past its
+timeout has its container removed. :meth:`ContainerSteps.failure` says why a run failed
+although its container exited (the OOM killer). A run is cancelled through its
+:class:`RunControl`, which every step checks once the engine has answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import docker.errors
+
+from bacalhau.errors import (
+    ExecutionCancelled,
+    ExecutionFailed,
+    ExecutionTimeout,
+    ImageNotFound,
+    InvalidJobSpec,
+)
+from bacalhau.executor._base import RunRequest
+from bacalhau.executor.docker._errors import ENGINE_ERRORS, explain, start_error, unreachable
+from bacalhau.executor.docker._follow import ContainerExit, follow_container, settle
+from bacalhau.executor.docker._params import DockerEngineSpec
+from bacalhau.executor.docker._removal import Removals
+from bacalhau.models import format_size
+
+__all__ = ["ContainerSteps", "RunControl", "image_missing", "raise_if_cancelled"]
+
+
+@dataclass(slots=True)
+class RunControl:
+    """What ``cancel`` needs to reach a run in progress."""
+
+    container_id: str | None = None
+    cancelled: bool = False
+
+
+def raise_if_cancelled(control: RunControl, request: RunRequest) -> None:
+    """Raise :class:`ExecutionCancelled` once the run has been cancelled."""
+    if control.cancelled:
+        raise ExecutionCancelled(f"execution {request.execution_id} was cancelled")
+
+
+def image_missing(image: str) -> ImageNotFound:
+    """The error for an image this node does not hold and may not pull."""
+    return ImageNotFound(f"image {image} is not present on this node and pulling is disabled")
+
+
+class ContainerSteps:
+    """The engine calls of one run, with the executor's removals and limits.
+
+    ``allow_pull`` lets a missing image be pulled; ``stream_limit`` caps each stream's file.
+    """
+
+    def __init__(self, *, removals: Removals, allow_pull: bool, stream_limit: int) -> None:
+        self._removals = removals
+        self._allow_pull = allow_pull
+        self._stream_limit = stream_limit
+
+    async def create(self, api: Any, kwargs: dict[str, Any], spec: DockerEngineSpec) -> str:
+        """Create the container of ``kwargs`` and return its ID."""
+        pulled = False
+        cleared_name = False
+        while True:
+            creating = asyncio.ensure_future(asyncio.to_thread(api.create_container, **kwargs))
+            try:
+                created = await asyncio.shield(creating)
+                return str(created["Id"])
+            except asyncio.CancelledError:
+                # The engine goes on creating the container, whose ID this run will never
+                # know: the executor removes it once it exists (close() waits for that).
+                self._removals.remove_once_created(api, kwargs["name"], creating)
+                raise
+            except docker.errors.ImageNotFound as e:
+                if not self._allow_pull:
+                    raise image_missing(spec.image) from e
+                if pulled:
+                    raise ImageNotFound(f"image {spec.image} is still missing after a pull") from e
+                await self._pull(api, spec.image)
+                pulled = True
+            except docker.errors.APIError as e:
+                if e.status_code == 409 and not cleared_name:
+                    # A container of this very execution survived an earlier attempt.
+                    await self._remove(api, kwargs["name"])
+                    cleared_name = True
+                    continue
+                if e.status_code == 400:
+                    raise InvalidJobSpec(
+                        f"the Docker engine refused the container: {explain(e)}"
+                    ) from e
+                raise ExecutionFailed(f"failed to create container: {explain(e)}") from e
+            except ENGINE_ERRORS as e:
+                raise unreachable(e) from e
+
+    async def _pull(self, api: Any, image: str) -> None:
+        try:
+            await asyncio.to_thread(api.pull, image)
+        except ENGINE_ERRORS as e:
+            raise ImageNotFound(
+                f"image {image} is not present on this node and could not be pulled: {explain(e)}"
+            ) from e
+
+    async def start_and_wait(
+        self,
+        api: Any,
+        container_id: str,
+        request: RunRequest,
+        control: RunControl,
+        *,
+        before_start: asyncio.Task[None] | None = None,
+        after_start: Callable[[], None] | None = None,
+    ) -> ContainerExit:
+        """Attach, start and wait for the container's exit, within the request's timeout.
+
+        ``before_start`` is awaited between the attach and the start; ``after_start`` is
+        called once the container has started.
+        """
+        try:
+            # Attach before start (as `docker run` does) so not a byte of output is missed.
+            sock = await asyncio.to_thread(
+                api.attach_socket, container_id, {"stdout": 1, "stderr": 1, "stream": 1}
+            )
+        except ENGINE_ERRORS as e:
+            raise_if_cancelled(control, request)
+            raise ExecutionFailed(f"failed to attach to the container: {explain(e)}") from e
+        exited = follow_container(
+            api, container_id, sock, request.results_dir, limit=self._stream_limit
+        )
+        if before_start is not None:
+            await before_start
+        try:
+            await asyncio.to_thread(api.start, container_id)
+        except ENGINE_ERRORS as e:
+            raise_if_cancelled(control, request)
+            raise start_error(e) from e
+        if after_start is not None:
+            after_start()
+        timeout = request.timeout if request.timeout and request.timeout > 0 else None
+        try:
+            outcome = await asyncio.wait_for(asyncio.shield(exited), timeout)
+        except TimeoutError:
+            await self._remove(api, container_id)
+            await settle(exited)
+            raise_if_cancelled(control, request)
+            raise ExecutionTimeout(
+                f"execution {request.execution_id} timed out after {timeout:g}s"
+            ) from None
+        raise_if_cancelled(control, request)
+        if outcome.error:
+            raise ExecutionFailed(f"lost track of the container: {outcome.error}")
+        return outcome
+
+    async def failure(
+        self, api: Any, container_id: str, request: RunRequest, outcome: ContainerExit
+    ) -> str:
+        """Why the run failed although the container exited, or "" (a plain non-zero exit
+        is not a failure).
+
+        A job the kernel's OOM killer hit under its memory limit fails, whatever its exit
+        code: a shell whose child was killed may well exit 0 with half its work done.
+        """
+        memory = request.resources.memory
+        if memory > 0 and await self._oom_killed(api, container_id):
+            return (
+                f"memory limit exceeded: the job was killed for using more than its "
+                f"{format_size(memory)} of memory"
+            )
+        return ""
+
+    async def _oom_killed(self, api: Any, container_id: str) -> bool:
+        # Only asked under a memory limit: without one, the kernel never OOM-kills in the
+        # container's cgroup alone.
+        try:
+            info = await asyncio.to_thread(api.inspect_container, container_id)
+        except ENGINE_ERRORS:
+            return False
+        return bool(info.get("State", {}).get("OOMKilled"))
+
+    async def _remove(self, api: Any, container: str) -> None:
+        """Kill and remove a container, returning once it is gone (see ``_removal``)."""
+        await self._removals.remove(api, container)
