@@ -7,15 +7,20 @@ change and the callback announcing it are written in the same transaction, so a 
 never leave a finished execution unreported. The one write that may wait (Publishing, which
 a restart treats as Running) is committed with the next write of the same event-loop turn,
 or at its end.
+
+Its parts: the tables (``_store_schema``), the record and its row (``_store_rows``), the
+transactions and deferred writes (``_store_transactions``), the callback outbox's rows
+(``_outbox_table``) and the executions kept decoded (``_execution_memo``). This module holds
+what ties them together: creating executions, their state changes, restart recovery,
+retention and the kept modules.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
-from collections.abc import Collection, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Collection
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
@@ -39,6 +44,7 @@ from bacalhau.compute._store_rows import (
     record_of,
 )
 from bacalhau.compute._store_schema import connect, create_schema
+from bacalhau.compute._store_transactions import StoreTransactions
 from bacalhau.errors import (
     ExecutionNotFound,
     InternalError,
@@ -91,11 +97,10 @@ class ExecutionStore:
         self._decoded = ExecutionMemo()
         #: The inline modules last read or kept, as the objects handed out (see ModuleMemo).
         self._modules = ModuleMemo()
-        #: The commit of deferred writes at the end of this event-loop turn, once scheduled.
-        self._flush_handle: asyncio.Handle | None = None
         try:
             self._db = connect(path)
-            with self._transaction():
+            self._writes = StoreTransactions(self._db)
+            with self._writes.transaction():
                 create_schema(self._db, path)
         except sqlite3.Error as err:
             raise Unavailable(
@@ -107,7 +112,7 @@ class ExecutionStore:
         return self._path
 
     def close(self) -> None:
-        self._flush()
+        self._writes.flush()
         self._db.close()
 
     def __enter__(self) -> ExecutionStore:
@@ -163,7 +168,7 @@ class ExecutionStore:
         # leaves it, and once the execution is pruned (created before the cut-off) its use
         # time is before the cut-off whether or not this create recorded it.
         kept = digest is not None and self._modules.url(digest) is not None
-        with self._transaction():
+        with self._writes.transaction():
             if module is not None and digest is not None and not kept:
                 self._keep_module(digest, module, now)
             try:
@@ -277,9 +282,9 @@ class ExecutionStore:
         # (the connection autocommits): BEGIN and COMMIT around it would only add round trips.
         writing: AbstractContextManager[None]
         if defer:
-            writing = self._deferred()
+            writing = self._writes.deferred()
         elif callback is not None or self._db.in_transaction:
-            writing = self._transaction()  # (which also commits deferred writes)
+            writing = self._writes.transaction()  # (which also commits deferred writes)
         else:
             writing = nullcontext()
         with writing:
@@ -346,7 +351,7 @@ class ExecutionStore:
         several calls instead of stalling the node's event loop in one. Modules no execution
         runs any more and unused since the cut-off go with them."""
         marks = ",".join("?" * len(TERMINAL))
-        with self._transaction():
+        with self._writes.transaction():
             rows = self._db.execute(
                 f"SELECT id FROM executions WHERE state IN ({marks}) AND modify_time < ? "
                 "AND id NOT IN (SELECT execution_id FROM outbox) ORDER BY modify_time LIMIT ?",
@@ -387,7 +392,7 @@ class ExecutionStore:
     def keep_module(self, digest: str, url: str) -> None:
         """Keep a module fetched for an execution not stored yet (the caller checked that
         ``url`` hashes to ``digest``); :meth:`prune` forgets it once unused for long."""
-        with self._transaction():
+        with self._writes.transaction():
             self._keep_module(digest, url, now_ns())
         self._modules.remember(digest, url)
 
@@ -395,7 +400,7 @@ class ExecutionStore:
 
     def enqueue_callback(self, requester_id: str, message: Callback) -> int:
         """Queue a callback on its own (one that announces no state change)."""
-        with self._transaction():
+        with self._writes.transaction():
             return outbox_table.enqueue(self._db, requester_id, message, now_ns())
 
     def pending_callbacks(
@@ -424,7 +429,7 @@ class ExecutionStore:
 
     def delete_callbacks(self, seqs: Collection[int]) -> None:
         """Forget delivered callbacks (a whole batch in one transaction)."""
-        with self._transaction():
+        with self._writes.transaction():
             outbox_table.delete_callbacks(self._db, seqs)
 
     # -- internals --------------------------------------------------------------------------
@@ -435,50 +440,3 @@ class ExecutionStore:
             " ON CONFLICT (hash) DO UPDATE SET used_time = excluded.used_time",
             (digest, url, now),
         )
-
-    @contextmanager
-    def _deferred(self) -> Iterator[None]:
-        """Writes committed with the next transaction, at the latest when this event-loop
-        turn ends (at once when no loop runs)."""
-        if not self._db.in_transaction:
-            self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield  # a failed compare-and-set changed nothing: what is pending stays pending
-        finally:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                self._flush()
-            else:
-                if self._flush_handle is None:
-                    self._flush_handle = loop.call_soon(self._flush)
-
-    def _flush(self) -> None:
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()  # (harmless when it is what runs this)
-            self._flush_handle = None
-        if self._db.in_transaction:
-            self._db.execute("COMMIT")
-
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        if self._db.in_transaction:
-            # Deferred writes are pending: this one joins them, and all are committed now.
-            self._db.execute("SAVEPOINT joined")
-            try:
-                yield
-            except BaseException:
-                self._db.execute("ROLLBACK TO joined")
-                self._db.execute("RELEASE joined")
-                raise
-            self._db.execute("RELEASE joined")
-            self._db.execute("COMMIT")
-            return
-        # IMMEDIATE takes the write lock up front, so the compare-and-set reads what it updates.
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
