@@ -34,6 +34,8 @@ ALIVE = LivenessState.ALIVE
 SUSPECT = LivenessState.SUSPECT
 LEFT = LivenessState.LEFT
 
+# What is in flight: this node's current probe, and the ping-reqs it serves for others.
+
 
 @dataclass(slots=True)
 class _Probe:
