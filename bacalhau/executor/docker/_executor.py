@@ -28,7 +28,6 @@ import asyncio
 import logging
 import re
 import tempfile
-import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -61,6 +60,7 @@ from bacalhau.executor.docker._disk import (
     remove_volumes,
 )
 from bacalhau.executor.docker._egress import EgressLease, EgressNetwork
+from bacalhau.executor.docker._engine import EngineConnection
 from bacalhau.executor.docker._errors import ENGINE_ERRORS, explain, unreachable
 from bacalhau.executor.docker._params import DockerEngineSpec
 from bacalhau.executor.docker._removal import Removals
@@ -81,11 +81,6 @@ LABEL_EXECUTOR = "bacalhau-executor"
 LABEL_JOB_ID = "bacalhau-jobID"
 LABEL_EXECUTION_ID = "bacalhau-executionID"
 
-#: Connections to the engine: every running container holds one (attach) beyond the pool,
-#: so the pool only needs to cover concurrent short calls.
-_POOL_SIZE = 32
-_INSTALLED_TTL = 5.0
-_NOT_INSTALLED_TTL = 1.0
 _NAME_CHARS = re.compile(r"[^a-zA-Z0-9_.-]")
 _PREFIX_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 
@@ -145,8 +140,7 @@ class DockerExecutor:
         ):
             if value < 0:
                 raise ValueError(f"the {what} must not be negative, got {value}")
-        self._client = client
-        self._client_lock = asyncio.Lock()
+        self._engine = EngineConnection(client)
         self._allow_pull = allow_pull
         self._prefix = name_prefix
         self._confinement = Confinement(
@@ -170,7 +164,6 @@ class DockerExecutor:
         )
         self._releasing: dict[str, asyncio.Task[None]] = {}
         self._reaper: asyncio.Task[None] | None = None
-        self._installed: tuple[bool, float] | None = None
         if not self._can_cap:
             _log.warning("result folders are not size-capped: capping needs root and mkfs.ext4")
 
@@ -192,16 +185,7 @@ class DockerExecutor:
 
     async def is_installed(self) -> bool:
         """True when the engine answers a ping (the answer is cached for a few seconds)."""
-        now = time.monotonic()
-        if self._installed is not None and self._installed[1] > now:
-            return self._installed[0]
-        try:
-            api = await self._api()
-            ok = bool(await asyncio.to_thread(api.ping))
-        except (BacalhauError, *ENGINE_ERRORS):
-            ok = False
-        self._installed = (ok, now + (_INSTALLED_TTL if ok else _NOT_INSTALLED_TTL))
-        return ok
+        return await self._engine.is_installed()
 
     async def validate(self, engine: SpecConfig) -> None:
         """Check the params and, unless pulling is allowed, that the image is on this node.
@@ -392,7 +376,7 @@ class DockerExecutor:
                 pending = set(self._removals.all())
                 if pending:
                     await asyncio.wait(pending)
-                if self._client is not None:  # else nothing of ours can be there
+                if self._engine.connected:  # else nothing of ours can be there
                     await self._sweep(include_owned=True)
         except TimeoutError:
             _log.warning(
@@ -407,7 +391,7 @@ class DockerExecutor:
         await asyncio.gather(*late, return_exceptions=True)
         await asyncio.gather(*self._releasing.values(), return_exceptions=True)
         await self._remove_stale_volumes()
-        await self._egress.close(self._client.api if self._client is not None else None)
+        await self._egress.close(self._engine.api_if_connected())
 
     async def remove_leftovers(self) -> int:
         """Remove containers of this prefix that no run of this process owns; return how many.
@@ -463,19 +447,7 @@ class DockerExecutor:
 
     async def _api(self) -> Any:
         """The low-level API client, created on first use."""
-        client: Any = self._client
-        if client is None:
-            async with self._client_lock:
-                client = self._client
-                if client is None:
-                    try:
-                        client = await asyncio.to_thread(
-                            docker.DockerClient.from_env, max_pool_size=_POOL_SIZE
-                        )
-                    except ENGINE_ERRORS as e:
-                        raise unreachable(e) from e
-                    self._client = client
-        return client.api
+        return await self._engine.api()
 
     def _container_name(self, request: RunRequest) -> str:
         return _NAME_CHARS.sub("-", f"{self._prefix}-{request.job_id}-{request.execution_id}")
