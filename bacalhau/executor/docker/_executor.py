@@ -56,12 +56,12 @@ from bacalhau.executor.docker._container import (
 from bacalhau.executor.docker._disk import (
     CappedFolders,
     capped_folders_supported,
-    list_volumes,
-    remove_volumes,
 )
 from bacalhau.executor.docker._egress import EgressLease, EgressNetwork
 from bacalhau.executor.docker._engine import EngineConnection
 from bacalhau.executor.docker._errors import ENGINE_ERRORS, explain, unreachable
+from bacalhau.executor.docker._labels import LABEL_EXECUTION_ID, LABEL_EXECUTOR, LABEL_JOB_ID
+from bacalhau.executor.docker._leftovers import Leftovers
 from bacalhau.executor.docker._params import DockerEngineSpec
 from bacalhau.executor.docker._removal import Removals
 from bacalhau.executor.docker._run_steps import (
@@ -73,13 +73,10 @@ from bacalhau.executor.docker._run_steps import (
 from bacalhau.executor.network import DomainAllowList, EgressProxy
 from bacalhau.models import NetworkType, RunCommandResult, SpecConfig, format_size
 
-__all__ = ["DockerExecutor"]
+# The labels are re-exported: they were defined here, and callers import them from here.
+__all__ = ["LABEL_EXECUTION_ID", "LABEL_EXECUTOR", "LABEL_JOB_ID", "DockerExecutor"]
 
 _log = logging.getLogger(__name__)
-
-LABEL_EXECUTOR = "bacalhau-executor"
-LABEL_JOB_ID = "bacalhau-jobID"
-LABEL_EXECUTION_ID = "bacalhau-executionID"
 
 _NAME_CHARS = re.compile(r"[^a-zA-Z0-9_.-]")
 _PREFIX_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
@@ -148,7 +145,6 @@ class DockerExecutor:
         )
         self._reap_interval = reap_interval
         self._result_disk_limit = result_disk_limit
-        self._stream_limit = stream_limit
         self._scratch = scratch_dir or Path(tempfile.gettempdir()) / f"{name_prefix}-scratch"
         self._can_cap = capped_folders_supported()
         self._egress = EgressNetwork(
@@ -164,6 +160,14 @@ class DockerExecutor:
         )
         self._releasing: dict[str, asyncio.Task[None]] = {}
         self._reaper: asyncio.Task[None] | None = None
+        self._leftovers = Leftovers(
+            engine=self._engine,
+            removals=self._removals,
+            prefix=name_prefix,
+            scratch=self._scratch,
+            runs=self._runs,
+            releasing=self._releasing,
+        )
         if not self._can_cap:
             _log.warning("result folders are not size-capped: capping needs root and mkfs.ext4")
 
@@ -377,7 +381,7 @@ class DockerExecutor:
                 if pending:
                     await asyncio.wait(pending)
                 if self._engine.connected:  # else nothing of ours can be there
-                    await self._sweep(include_owned=True)
+                    await self._leftovers.sweep(include_owned=True)
         except TimeoutError:
             _log.warning(
                 "containers still being removed after %.0fs; the next start removes them",
@@ -390,7 +394,7 @@ class DockerExecutor:
             task.cancel()
         await asyncio.gather(*late, return_exceptions=True)
         await asyncio.gather(*self._releasing.values(), return_exceptions=True)
-        await self._remove_stale_volumes()
+        await self._leftovers.remove_stale_volumes()
         await self._egress.close(self._engine.api_if_connected())
 
     async def remove_leftovers(self) -> int:
@@ -400,37 +404,7 @@ class DockerExecutor:
         with a previous process, or whose removal failed, would otherwise linger forever. The
         capped result filesystems of executions not running here go the same way.
         """
-        removed = await self._sweep(include_owned=False)
-        await self._remove_stale_volumes()
-        return removed
-
-    async def _remove_stale_volumes(self) -> None:
-        found = await asyncio.to_thread(list_volumes, self._scratch)
-        # Filtered here, on the event loop, after listing: a run registers itself before it
-        # lays out its folders, so one that started meanwhile is seen as busy.
-        busy = {*self._runs, *self._releasing}
-        stale = [name for name in found if name not in busy]
-        if stale:
-            await asyncio.to_thread(remove_volumes, self._scratch, stale)
-
-    async def _sweep(self, *, include_owned: bool) -> int:
-        api = await self._api()
-        try:
-            found = await asyncio.to_thread(
-                api.containers,
-                all=True,
-                filters={"label": f"{LABEL_EXECUTOR}={self._prefix}"},
-            )
-        except ENGINE_ERRORS as e:
-            raise unreachable(e) from e
-        # Ownership goes by execution ID, which a run records before it creates its container;
-        # a container ID is only known once the create call has returned.
-        owned = set() if include_owned else set(self._runs)
-        stale = [
-            c["Id"] for c in found if (c.get("Labels") or {}).get(LABEL_EXECUTION_ID) not in owned
-        ]
-        await asyncio.gather(*(self._remove(api, cid) for cid in stale))
-        return len(stale)
+        return await self._leftovers.remove()
 
     async def _reap(self) -> None:
         while True:
