@@ -1,10 +1,10 @@
 """The Docker executor: one container per execution, driven through the engine's HTTP API.
 
 A run is ``create -> attach -> start -> wait -> remove`` (the steps are in ``_run_steps``),
-using the SDK's low-level client so no call is spent on an inspect the engine's answers
-already make unnecessary. The attach stream is read by a dedicated thread straight into the
-results files while the job runs (see ``_follow``); every other SDK call is short and runs in
-:func:`asyncio.to_thread`, so the event loop never blocks.
+using the SDK's low-level client (``_engine``) so no call is spent on an inspect the engine's
+answers already make unnecessary. The attach stream is read by a dedicated thread straight
+into the results files while the job runs (see ``_follow``); every other SDK call is short
+and runs in :func:`asyncio.to_thread`, so the event loop never blocks.
 
 Images are never pulled unless the operator allows it: this node answers a missing image with
 :class:`~bacalhau.errors.ImageNotFound` at once instead of hanging on an unreachable registry.
@@ -19,7 +19,8 @@ Containers are removed by tasks the executor owns, not the run: a cancelled run 
 abandon its container halfway, a removal the engine reports as already in progress (409) is
 followed until the container is really gone, and closing the executor waits for every
 removal. A reaper removes, at start and then on a timer, any container of this executor's
-prefix that no run of this process owns, and the capped filesystems no run holds.
+prefix that no run of this process owns, and the capped filesystems no run holds
+(``_leftovers``).
 """
 
 from __future__ import annotations
@@ -417,7 +418,7 @@ class DockerExecutor:
             if removed:
                 _log.warning("reaper removed %d stray containers", removed)
 
-    # -- engine -------------------------------------------------------------------------------
+    # -- engine calls shared by the run and the node lifecycle -------------------------------
 
     async def _api(self) -> Any:
         """The low-level API client, created on first use."""
