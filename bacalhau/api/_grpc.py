@@ -28,15 +28,14 @@ from bacalhau.api._grpc_convert import (
 )
 from bacalhau.api._grpc_errors import abort_with
 from bacalhau.api._grpc_reflection import enable_reflection
-from bacalhau.api._jobs import (
-    _RUN_UNTIL_STOPPED,
+from bacalhau.api._history import (
     HISTORY_PAGE,
-    MAX_WAIT_SECONDS,
-    ResultRewriter,
-    _history_filter,
-    _wait_for_change,
-    job_page,
+    check_event_type,
+    check_until,
+    history_filter,
+    poll_history,
 )
+from bacalhau.api._jobs import ResultRewriter, job_page
 from bacalhau.api._server import local_address
 from bacalhau.errors import BadQuery, Unavailable
 from bacalhau.orchestrator._api import OrchestratorAPI
@@ -132,64 +131,29 @@ class JobServicer(api_pb2_grpc.JobServiceServicer):
         ``until=terminal``); with ``include_executions``, the answer carries the job's
         executions (REST's ``include=executions``)."""
         orch = self._orch
-        event_type = (request.event_type or "all").lower()
-        if event_type not in ("all", "job", "execution"):
-            raise BadQuery(
-                f"invalid event_type {event_type[:100]!r}",
-                field="event_type",
-                hint="use all, job or execution",
-            )
-        until = request.until.lower()
-        if until not in ("", "terminal"):
-            raise BadQuery(
-                f"invalid until {request.until[:100]!r}",
-                field="until",
-                hint='leave it empty, or use "terminal" to wait for the job\'s end',
-            )
-        keep = _history_filter(
-            event_type=event_type,
+        keep = history_filter(
+            event_type=check_event_type(request.event_type),
             execution_id=request.execution_id,
             node_id=request.node_id,
             since=0,
         )
-        limit = request.limit or HISTORY_PAGE
-        cursor = request.after_seq
-        wait = max(0.0, min(request.wait_seconds, MAX_WAIT_SECONDS))
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait
-        job_id = request.job_id
-        while True:
-            # The state BEFORE the history: a job terminal then has its history complete.
-            job = await orch.get_job(job_id)
-            job_id = job.id
-            done = job.state.is_terminal()
-            if request.execution_id and not done:
-                chosen = [
-                    e
-                    for e in await orch.list_executions(job_id)
-                    if e.id.startswith(request.execution_id)
-                ]
-                done = bool(chosen) and all(e.compute_state.is_terminal() for e in chosen)
-            history = await orch.job_history(job_id)
-            newest = max((h.seq_num for h in history), default=cursor)
-            matched = [h for h in history if h.seq_num > cursor and keep(h)]
-            page, more = matched[:limit], len(matched) > limit
-            remaining = deadline - loop.time()
-            holding = until == "terminal" and not more and job.type not in _RUN_UNTIL_STOPPED
-            if (page and not holding) or done or remaining <= 0 or self._closing.is_set():
-                break
-            if not page:
-                # Nothing new for this client: skip what it will never see.
-                cursor = max(cursor, newest)
-            await _wait_for_change(
-                self._closing, orch.wait_for_change(job_id, after_seq=newest, timeout=remaining)
-            )
-        next_after = page[-1].seq_num if more else max(cursor, newest)
-        now = job if done else await orch.get_job(job_id)
+        poll = await poll_history(
+            orch,
+            request.job_id,
+            keep=keep,
+            after=request.after_seq,
+            limit=request.limit or HISTORY_PAGE,
+            wait=request.wait_seconds,
+            until_terminal=check_until(request.until),
+            execution_id=request.execution_id,
+            closing=self._closing,
+        )
+        job_id = poll.job.id
+        now = poll.job if poll.done else await orch.get_job(job_id)
         out = api_pb2.JobHistoryResponse(
-            items=[history_item(h) for h in page],
-            next_after_seq=next_after,
-            more=more or not done,
+            items=[history_item(h) for h in poll.page],
+            next_after_seq=poll.next_after,
+            more=poll.more or not poll.done,
             job=job_document(now),
         )
         if request.include_executions:

@@ -10,6 +10,13 @@ from aiohttp import web
 
 from bacalhau.api._context import context
 from bacalhau.api._errors import encode_json, json_response
+from bacalhau.api._history import (
+    HISTORY_PAGE,
+    check_event_type,
+    check_until,
+    history_filter,
+    poll_history,
+)
 from bacalhau.api._query import (
     JobListToken,
     PageToken,
@@ -23,22 +30,13 @@ from bacalhau.api._query import (
 from bacalhau.errors import BadQuery, InvalidJobSpec, InvalidRequest
 from bacalhau.models import (
     Execution,
-    HistoryType,
     Job,
-    JobHistory,
     SpecConfig,
     check_document,
     parse_selector,
     printable_key,
 )
 from bacalhau.orchestrator._api import JobPage, OrchestratorAPI, job_sort_value
-
-#: Items of history returned by one page unless the client asks otherwise (Bacalhau's default).
-HISTORY_PAGE = 100
-#: Longest a history long-poll (``wait=``) may hold a request open.
-MAX_WAIT_SECONDS = 30.0
-#: Job types that run until stopped: ``until=terminal`` does not hold their history.
-_RUN_UNTIL_STOPPED = frozenset({"daemon", "service"})
 
 _JOB_ORDER = {
     "created_at": "created_at",
@@ -256,23 +254,6 @@ async def stop_job(request: web.Request) -> web.Response:
     return json_response({"EvaluationID": evaluation_id})
 
 
-def _history_filter(
-    *, event_type: str, execution_id: str, node_id: str, since: int
-) -> Callable[[JobHistory], bool]:
-    def keep(item: JobHistory) -> bool:
-        if event_type == "job" and item.type != HistoryType.JOB:
-            return False
-        if event_type == "execution" and item.type != HistoryType.EXECUTION:
-            return False
-        if execution_id and not item.execution_id.startswith(execution_id):
-            return False
-        if node_id and not item.node_id.startswith(node_id):
-            return False
-        return item.time // 1_000_000_000 >= since
-
-    return keep
-
-
 async def job_history(request: web.Request) -> web.Response:
     """History after the token's offset (a SeqNum). ``NextToken`` stays set while the job (or
     the chosen execution) can still change, so pollers know when to stop.
@@ -291,17 +272,12 @@ async def job_history(request: web.Request) -> web.Response:
     ctx = context(request)
     orch = ctx.orchestrator
     q = Query(request)
-    since = q.count("since")
-    event_type = q.text("event_type", "all").lower()
-    if event_type not in ("all", "job", "execution"):
-        raise BadQuery(
-            f"invalid event_type {event_type!r}",
-            field="event_type",
-            hint="use all, job or execution",
-        )
     execution_id = q.text("execution_id")
-    keep = _history_filter(
-        event_type=event_type, execution_id=execution_id, node_id=q.text("node_id"), since=since
+    keep = history_filter(
+        event_type=check_event_type(q.text("event_type", "all")),
+        execution_id=execution_id,
+        node_id=q.text("node_id"),
+        since=q.count("since"),
     )
     token = q.text("next_token")
     if token:
@@ -309,46 +285,26 @@ async def job_history(request: web.Request) -> web.Response:
         limit, cursor = page_token.limit or HISTORY_PAGE, page_token.offset
     else:
         limit, cursor = q.count("limit") or HISTORY_PAGE, 0
-    wait = min(q.seconds("wait"), MAX_WAIT_SECONDS)
-    until_terminal = q.text("until").lower() == "terminal"
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait
-    job_id = request.match_info["job_id"]
-    while True:
-        # Read the state BEFORE the history: if the job was terminal then, the history read
-        # after it is complete and an empty token cannot make the client miss the last items.
-        job = await orch.get_job(job_id)
-        job_id = job.id
-        done = job.state.is_terminal()
-        if execution_id and not done:
-            chosen = [
-                e for e in await orch.list_executions(job_id) if e.id.startswith(execution_id)
-            ]
-            done = bool(chosen) and all(e.compute_state.is_terminal() for e in chosen)
-        history = await orch.job_history(job_id)
-        newest = max((h.seq_num for h in history), default=cursor)
-        matched = [h for h in history if h.seq_num > cursor and keep(h)]
-        page, more = matched[:limit], len(matched) > limit
-        remaining = deadline - loop.time()
-        holding = until_terminal and not more and job.type not in _RUN_UNTIL_STOPPED
-        if (page and not holding) or done or remaining <= 0 or ctx.closing.is_set():
-            break
-        if not page:
-            # Nothing new for this client: skip what it will never see.
-            cursor = max(cursor, newest)
-        await _wait_for_change(
-            ctx.closing, orch.wait_for_change(job_id, after_seq=newest, timeout=remaining)
-        )
+    poll = await poll_history(
+        orch,
+        request.match_info["job_id"],
+        keep=keep,
+        after=cursor,
+        limit=limit,
+        wait=q.seconds("wait"),
+        until_terminal=check_until(q.text("until")),
+        execution_id=execution_id,
+        closing=ctx.closing,
+    )
+    page, done = poll.page, poll.done
     v152 = wants_v152_states(request)
-    if more:
-        next_token = PageToken("seq_num", False, limit, page[-1].seq_num).encode()
-    elif not done:
-        next_token = PageToken("seq_num", False, limit, max(cursor, newest)).encode()
-    else:
-        next_token = ""
+    more_to_come = poll.more or not done
+    next_token = (
+        PageToken("seq_num", False, limit, poll.next_after).encode() if more_to_come else ""
+    )
     # Our extension: the job's state as of (at least) these items, so a client following the
     # history needs no GET of the job to know where it stands.
-    now = job if done else await orch.get_job(job_id)
+    now = poll.job if done else await orch.get_job(poll.job.id)
     state: dict[str, Any] = {"StateType": now.state.wire}
     if now.state_message:
         state["Message"] = now.state_message
@@ -370,20 +326,6 @@ async def job_history(request: web.Request) -> web.Response:
         # end needs no further request.
         out["Details"] = await _job_body(orch, now, include, v152)
     return json_response(out)
-
-
-async def _wait_for_change(closing: asyncio.Event, change: Any) -> None:
-    """Await ``change`` unless the server starts closing first."""
-    waiter = asyncio.ensure_future(change)
-    stopper = asyncio.ensure_future(closing.wait())
-    try:
-        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in (waiter, stopper):
-            if not task.done():
-                task.cancel()
-        if waiter.done() and not waiter.cancelled():
-            waiter.result()  # surface the orchestrator's errors
 
 
 async def job_executions(request: web.Request) -> web.Response:

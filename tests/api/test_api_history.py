@@ -48,6 +48,7 @@ async def test_filters_and_merged_item_shape(
         ({"event_type": "node"}, "event_type"),
         ({"since": "-1"}, "since"),
         ({"wait": "soon"}, "wait"),
+        ({"until": "completed"}, "until"),  # as gRPC's JobHistory refuses it
     ):
         async with http.get(f"{JOBS}/{job_id}/history", params=params) as r:
             assert r.status == 400
