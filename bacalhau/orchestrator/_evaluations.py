@@ -14,7 +14,6 @@ import random
 from bacalhau.models import (
     Evaluation,
     Job,
-    new_evaluation_id,
     now_ns,
 )
 from bacalhau.orchestrator._broker import EvaluationBroker
@@ -27,6 +26,7 @@ from bacalhau.orchestrator._reputation import node_reputations, with_reputation
 from bacalhau.orchestrator._scheduler import schedule
 from bacalhau.orchestrator._settings import SchedulerSettings
 from bacalhau.orchestrator._store import JobStore
+from bacalhau.orchestrator.schedulers._shared import later
 
 log = logging.getLogger(__name__)
 
@@ -44,18 +44,7 @@ class EvaluationRunner:
     _settling_until: int
 
     def _new_eval(self, job: Job, triggered_by: str, wait_until: int = 0) -> Evaluation:
-        now = now_ns()
-        return Evaluation(
-            id=new_evaluation_id(),
-            job_id=job.id,
-            namespace=job.namespace,
-            type=job.type,
-            triggered_by=triggered_by,
-            priority=job.priority,
-            wait_until=wait_until,
-            create_time=now,
-            modify_time=now,
-        )
+        return later(job, wait_until, now_ns(), triggered_by)
 
     def _enqueue_new(self, job: Job, triggered_by: str) -> Evaluation:
         ev = self._new_eval(job, triggered_by)
