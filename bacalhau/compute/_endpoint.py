@@ -228,7 +228,7 @@ class ComputeEndpoint:
             raise InvalidRequest(f"AskForBid for execution {execution.id} carried no job")
         if not _EXECUTION_ID.fullmatch(execution.id):
             raise InvalidRequest(f"invalid execution ID {execution.id!r}")
-        if execution.id in self._bidding or self._store.find(execution.id) is not None:
+        if execution.id in self._bidding or self._store.state(execution.id) is not None:
             _log.debug("duplicate AskForBid for execution %s ignored", execution.id)
             return
         self._bidding.add(execution.id)
@@ -293,8 +293,8 @@ class ComputeEndpoint:
         store, execution_id = self._store, record.id
 
         def finished() -> bool:
-            current = store.find(execution_id)
-            return current is None or current.state.is_terminal()
+            state = store.state(execution_id)
+            return state is None or state.is_terminal()
 
         reader = LogReader(self._pipeline.results_dir(execution_id), finished=finished)
         return reader.chunks(follow=request.follow, tail=request.tail)

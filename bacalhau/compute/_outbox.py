@@ -164,16 +164,13 @@ class CallbackOutbox:
         """Whether the queue holds the accepted bid answer of an execution under way here
         whose result (or failure) is not queued yet."""
         followed = {e.execution_id for e in entries if not isinstance(e.message, BidResult)}
-        for entry in entries:
-            if (
-                isinstance(entry.message, BidResult)
-                and entry.message.accepted
-                and entry.execution_id not in followed
-            ):
-                record = self._store.find(entry.execution_id)
-                if record is not None and record.state in _UNDER_WAY:
-                    return True
-        return False
+        return any(
+            isinstance(entry.message, BidResult)
+            and entry.message.accepted
+            and entry.execution_id not in followed
+            and self._store.state(entry.execution_id) in _UNDER_WAY
+            for entry in entries
+        )
 
     async def _lingered(
         self, requester_id: str, wake: asyncio.Event, entries: list[OutboxEntry]

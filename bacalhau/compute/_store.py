@@ -219,6 +219,14 @@ class ExecutionStore:
             self._decoded.remember(record.execution, len(str(row[6])) + len(str(row[11] or "")))
         return record
 
+    def state(self, execution_id: str) -> LocalExecutionState | None:
+        """The execution's state (None: this node does not hold it), without reading the
+        rest of its record: for callers that only ask whether it exists or has ended."""
+        row = self._db.execute(
+            "SELECT state FROM executions WHERE id = ?", (execution_id,)
+        ).fetchone()
+        return LocalExecutionState(row[0]) if row is not None else None
+
     def get(self, execution_id: str) -> LocalExecution:
         record = self.find(execution_id)
         if record is None:

@@ -54,6 +54,8 @@ def test_transitions_follow_the_state_machine(tmp_path: Path) -> None:
             store.transition(done, L.FAILED)
         stored = store.get(record.id)
         assert stored.state is L.COMPLETED
+        assert store.state(record.id) is L.COMPLETED  # the state alone, as get() has it
+        assert store.state("e-unknown") is None
         assert stored.run_output == output
         assert stored.published_result == published
         assert stored.revision == 5
