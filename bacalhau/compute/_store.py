@@ -61,6 +61,7 @@ from bacalhau.models import (
     check_local_transition,
     entry_module_url,
     is_shared_module_url,
+    module_digest,
     module_reference,
     now_ns,
     set_entry_module_url,
@@ -160,7 +161,7 @@ class ExecutionStore:
         doc = execution.to_dict(v152=True)
         url = entry_module_url(execution.job)
         module = url if is_shared_module_url(url) else None
-        digest = self._modules.digest(module) if module is not None else None
+        digest = module_digest(module) if module is not None else None
         if digest is not None:
             set_entry_module_url(doc["Job"], module_reference(digest))
         body = json.dumps(doc)

@@ -19,11 +19,9 @@ import wasmtime
 
 from bacalhau.errors import InvalidJobSpec
 from bacalhau.executor.wasm._linking import foreign_imports
+from bacalhau.models import module_digest
 
 _FIELD = "Engine.Params.EntryModule"
-#: How many inline URLs are remembered by identity, and the longest remembered.
-_REMEMBERED_URLS = 16
-_MAX_REMEMBERED_URL = 8 * 2**20
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,13 +61,10 @@ class ModuleCache:
         self._lock = threading.Lock()
         self._hits = 0
         self._misses = 0
-        #: sha256 of an inline module's ``data:`` URL -> the digest of the module it decodes
+        #: The digest of an inline module's ``data:`` URL (``module_digest``, which tells a
+        #: URL seen lately without hashing it again) -> the digest of the module it decodes
         #: to, so a repeated inline module is found without decoding it (oldest first out).
-        self._by_url: OrderedDict[bytes, str] = OrderedDict()
-        #: ``id(url)`` -> (url, its key) for the last URLs seen: a job's URL is the same
-        #: object at its bid and at its run (and across asks for a module the node keeps), so
-        #: it is hashed once. The URL is held, so its id is not reused meanwhile.
-        self._keys: OrderedDict[int, tuple[str, bytes]] = OrderedDict()
+        self._by_url: OrderedDict[str, str] = OrderedDict()
 
     def stats(self) -> ModuleCacheStats:
         with self._lock:
@@ -98,23 +93,15 @@ class ModuleCache:
 
     def remember_inline(self, url: str, entry: CompiledModule) -> None:
         """Note that ``url`` decodes to ``entry``'s module (found by :meth:`inline` next)."""
-        key = self._url_key(url)  # takes the lock itself
+        key = self._url_key(url)
         with self._lock:
             self._by_url[key] = entry.digest
             while len(self._by_url) > self._capacity:
                 self._by_url.popitem(last=False)
 
-    def _url_key(self, url: str) -> bytes:
-        hit = self._keys.get(id(url))
-        if hit is not None and hit[0] is url:
-            return hit[1]
-        key = hashlib.sha256(url.encode()).digest()
-        if len(url) <= _MAX_REMEMBERED_URL:
-            with self._lock:
-                self._keys[id(url)] = (url, key)
-                while len(self._keys) > _REMEMBERED_URLS:
-                    self._keys.popitem(last=False)
-        return key
+    @staticmethod
+    def _url_key(url: str) -> str:
+        return module_digest(url)
 
     def get(self, wasm: bytes) -> CompiledModule:
         """The compiled form of ``wasm``, compiling it on a miss (call from a worker thread)."""
