@@ -383,14 +383,7 @@ class ComputeEndpoint:
         if cancelled is not None:
             self._store.transition(record, L.CANCELLED, message=cancelled)
             return
-        failure = ComputeFailure(
-            execution_id=execution.id,
-            job_id=execution.job_id,
-            node_id=self._node_id,
-            event=failure_event(err, topic=TOPIC_BIDDING),
-        )
-        self._store.transition(record, L.FAILED, message=err.message, callback=failure)
-        self._outbox.kick(source_node_id)
+        self._fail_unstarted(record, err)
 
     def _enqueue(self, record: LocalExecution) -> None:
         self._requester_of[record.id] = record.requester_id
