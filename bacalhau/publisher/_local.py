@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import io
 import os
 import re
 import stat
 import tarfile
 import tempfile
 from pathlib import Path
+from typing import BinaryIO
 
 from bacalhau.errors import PublishFailed
 from bacalhau.models import Job, SpecConfig
@@ -87,7 +89,7 @@ class LocalPublisher:
         try:
             if _is_small(results_dir):
                 # A few small files take less time to archive than a trip to a thread.
-                cid = write_archive(results_dir, target, self._compress_level)
+                cid = _write_small_archive(results_dir, target, self._compress_level)
             else:
                 # Compression and hashing are CPU-bound: keep them off the event loop.
                 cid = await asyncio.to_thread(
@@ -107,37 +109,75 @@ def write_archive(results_dir: Path, target: Path, compress_level: int = 6) -> C
     """Write a gzip'd tar of ``results_dir`` to ``target`` atomically (temp file + rename)
     and return the directory's CID (``ipfs add -r``, defaults), hashed from the same reads
     that fill the archive: each file is read once."""
-    if not results_dir.is_dir():
-        raise FileNotFoundError(f"results directory {results_dir} does not exist")
-    target.parent.mkdir(parents=True, exist_ok=True)
+    _check_results(results_dir, target)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     tmp = Path(tmp_name)
     try:
-        with (
-            os.fdopen(fd, "wb") as raw,
-            gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=compress_level, mtime=0) as gz,
-            tarfile.TarFile(
-                fileobj=gz, mode="w", format=tarfile.PAX_FORMAT, copybufsize=_COPY_BUFFER
-            ) as tar,
-        ):
-            inodes: dict[tuple[int, int], str] = {}  # a file's first path, for hard links
-
-            def archive(entry: TreeEntry) -> None:
-                if not entry.rel:
-                    return  # entries are relative to the results directory
-                info = _portable_entry(tar, entry, inodes)
-                if info is not None:
-                    content = entry.content if info.isreg() else None
-                    add_entry(tar, info, content, bufsize=_COPY_BUFFER)
-
-            root = Importer(None).add_path(results_dir, visitor=archive)
+        with os.fdopen(fd, "wb") as raw:
+            cid = _archive(results_dir, raw, compress_level)
         # mkstemp creates 0600; the archive is meant to be downloaded, so world-readable.
         tmp.chmod(0o644)
         tmp.replace(target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return root.cid
+    return cid
+
+
+def _write_small_archive(results_dir: Path, target: Path, compress_level: int) -> CID:
+    """:func:`write_archive` for small results (:func:`_is_small`): the same bytes, built in
+    memory and written to ``target`` at once, with no temp file to create and rename.
+
+    Safe without the rename because nobody reads ``target`` before the publish ends: its
+    address leaves the node only in the completion callback, committed after this returns,
+    and a node that dies before that fails the execution, so a file cut short by a crash is
+    never announced (the rename does not make the bytes durable either: neither syncs)."""
+    _check_results(results_dir, target)
+    buffer = io.BytesIO()
+    cid = _archive(results_dir, buffer, compress_level)
+    data = buffer.getbuffer()
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.fchmod(fd, 0o644)  # whatever the umask: the archive is meant to be downloaded
+            written = 0
+            while written < len(data):
+                written += os.write(fd, data[written:])
+        finally:
+            os.close(fd)
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+    finally:
+        data.release()
+    return cid
+
+
+def _check_results(results_dir: Path, target: Path) -> None:
+    if not results_dir.is_dir():
+        raise FileNotFoundError(f"results directory {results_dir} does not exist")
+    target.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _archive(results_dir: Path, raw: BinaryIO, compress_level: int) -> CID:
+    """Write the gzip'd tar of ``results_dir`` to ``raw``; return the directory's CID."""
+    with (
+        gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=compress_level, mtime=0) as gz,
+        tarfile.TarFile(
+            fileobj=gz, mode="w", format=tarfile.PAX_FORMAT, copybufsize=_COPY_BUFFER
+        ) as tar,
+    ):
+        inodes: dict[tuple[int, int], str] = {}  # a file's first path, for hard links
+
+        def archive(entry: TreeEntry) -> None:
+            if not entry.rel:
+                return  # entries are relative to the results directory
+            info = _portable_entry(tar, entry, inodes)
+            if info is not None:
+                content = entry.content if info.isreg() else None
+                add_entry(tar, info, content, bufsize=_COPY_BUFFER)
+
+        return Importer(None).add_path(results_dir, visitor=archive).cid
 
 
 def _is_small(results_dir: Path) -> bool:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import stat
 import tarfile
 from pathlib import Path
 
@@ -243,6 +244,23 @@ async def test_small_results_publish_the_same_archive_and_cid(tmp_path: Path) ->
     write_archive(results, tmp_path / "thread.tar.gz")
     assert archive == (tmp_path / "thread.tar.gz").read_bytes()
     assert archive_entries(archive) == {"stdout": b"hello\n", "stderr": b"", "exitCode": b"0"}
+
+
+async def test_small_results_are_written_straight_to_their_archive(tmp_path: Path) -> None:
+    # No temp file to create and rename: one file opened in the directory, its final name,
+    # readable by everyone whatever the node's umask.
+    results = make_small_results(tmp_path)
+    published = tmp_path / "published"
+    publisher = LocalPublisher(directory=published, address="127.0.0.1", port=6001)
+    umask = os.umask(0o077)
+    try:
+        with count_opens(published) as opens:
+            await publisher.publish("e-small", Job(), results)
+    finally:
+        os.umask(umask)
+    assert dict(opens) == {"e-small.tar.gz": 1}
+    assert sorted(p.name for p in published.iterdir()) == ["e-small.tar.gz"]
+    assert stat.S_IMODE((published / "e-small.tar.gz").stat().st_mode) == 0o644
 
 
 def test_only_a_few_small_files_are_small(tmp_path: Path) -> None:
