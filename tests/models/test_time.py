@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bacalhau.models._time import parse_rfc3339_ns
+from bacalhau.models._time import parse_rfc3339_ns, rfc3339_ns
 
 SECOND = 1_794_990_400  # 2026-11-18T08:26:40Z
 BASE = "2026-11-18T08:26:40"
@@ -31,3 +31,27 @@ def test_parse(text: str, expected: int) -> None:
 def test_garbage_is_a_value_error() -> None:
     with pytest.raises(ValueError):
         parse_rfc3339_ns("2026-11-18T08:26:40.12x")
+
+
+@pytest.mark.parametrize(
+    ("ns", "text"),
+    [
+        (SECOND * 10**9, f"{BASE}.000000000Z"),
+        (SECOND * 10**9 + 1, f"{BASE}.000000001Z"),
+        (SECOND * 10**9 + 999_999_999, f"{BASE}.999999999Z"),
+        ((SECOND + 1) * 10**9, "2026-11-18T08:26:41.000000000Z"),
+        (0, "1970-01-01T00:00:00.000000000Z"),
+    ],
+)
+def test_format(ns: int, text: str) -> None:
+    # Twice: the second answer comes from the memo of formatted seconds.
+    assert rfc3339_ns(ns) == text
+    assert rfc3339_ns(ns) == text
+    assert parse_rfc3339_ns(text) == ns
+
+
+def test_format_after_the_memo_is_cleared() -> None:
+    """More distinct seconds than the memo keeps: each is still formatted right."""
+    for i in range(3000):
+        ns = (SECOND + i * 3601) * 10**9 + i
+        assert parse_rfc3339_ns(rfc3339_ns(ns)) == ns
