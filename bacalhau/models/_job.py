@@ -22,6 +22,20 @@ from bacalhau.models._resources import Resources, parse_cpu, parse_size
 from bacalhau.models._states import JobStateType
 
 
+def _copy_tree(value: Any) -> Any:
+    """A deep copy of decoded JSON (dicts, lists and immutable leaves): what ``deepcopy``
+    makes of it, at a fraction of the cost (no memo; every job read for an answer or a
+    dispatch copies its plugin params). Other values are left to ``deepcopy``."""
+    kind = type(value)
+    if kind is dict:
+        return {k: _copy_tree(v) for k, v in value.items()}
+    if kind is list:
+        return [_copy_tree(v) for v in value]
+    if kind is str or kind is int or kind is float or kind is bool or value is None:
+        return value
+    return copy.deepcopy(value)
+
+
 @dataclass(slots=True)
 class SpecConfig:
     """A typed plugin configuration: ``{"Type": "docker", "Params": {...}}``."""
@@ -32,7 +46,7 @@ class SpecConfig:
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"Type": self.type}
         if self.params:
-            out["Params"] = copy.deepcopy(self.params)
+            out["Params"] = _copy_tree(self.params)
         return out
 
     @classmethod
@@ -181,12 +195,17 @@ class NetworkType(StrEnum):
         if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 2:
             return (cls.NONE, cls.FULL, cls.HTTP)[value]
         if isinstance(value, str):
-            for member in cls:
-                if member.value.lower() == value.strip().lower():
-                    return member
+            member = _NETWORK_TYPES.get(value.strip().lower())
+            if member is not None:
+                return member
         raise InvalidJobSpec(
             f"invalid network type {value!r}", field=field, hint="use None, HTTP or Full"
         )
+
+
+#: Network types by lower-cased name: every decoded task reads one, and iterating an enum
+#: costs several times a dict lookup.
+_NETWORK_TYPES = {member.value.lower(): member for member in NetworkType}
 
 
 @dataclass(slots=True)
