@@ -29,6 +29,7 @@ __all__ = [
     "RESERVED_NAMES",
     "STDERR_FILE",
     "STDOUT_FILE",
+    "StreamHead",
     "finish_results",
     "prepare_results_dir",
     "read_run_output",
@@ -46,6 +47,10 @@ RESERVED_NAMES = frozenset({STDOUT_FILE, STDERR_FILE, EXIT_CODE_FILE})
 MAX_STREAM_FILE_BYTES = 1 << 30
 
 _FOLDER_MODE = 0o755
+
+#: What the writer of a stream's file knows of it: its first bytes (all of them, or at least
+#: :data:`~bacalhau.models.RUN_OUTPUT_LIMIT`) and the file's size.
+StreamHead = tuple[bytes, int]
 
 
 def prepare_results_dir(results_dir: Path, result_paths: Sequence[ResultPath]) -> dict[str, Path]:
@@ -130,10 +135,32 @@ def read_run_output(results_dir: Path, *, exit_code: int, error_msg: str = "") -
     return _run_output(results_dir, exit_code=exit_code, error_msg=error_msg, create=False)
 
 
-def finish_results(results_dir: Path, *, exit_code: int, error_msg: str = "") -> RunCommandResult:
-    """Complete the layout (``exitCode``, empty streams if none were written) and summarise it."""
+def finish_results(
+    results_dir: Path,
+    *,
+    exit_code: int,
+    error_msg: str = "",
+    streams: tuple[StreamHead, StreamHead] | None = None,
+) -> RunCommandResult:
+    """Complete the layout (``exitCode``, empty streams if none were written) and summarise it.
+
+    ``streams``, from an executor that wrote ``stdout`` and ``stderr`` itself and knows what
+    they hold, summarises them without reading the files again.
+    """
     write_exit_code(results_dir, exit_code)
-    return _run_output(results_dir, exit_code=exit_code, error_msg=error_msg, create=True)
+    if streams is None:
+        return _run_output(results_dir, exit_code=exit_code, error_msg=error_msg, create=True)
+    (stdout_head, stdout_size), (stderr_head, stderr_size) = streams
+    stdout, stdout_truncated = summarise_output(stdout_head, stdout_size)
+    stderr, stderr_truncated = summarise_output(stderr_head, stderr_size)
+    return RunCommandResult(
+        stdout=stdout,
+        stdout_truncated=stdout_truncated,
+        stderr=stderr,
+        stderr_truncated=stderr_truncated,
+        exit_code=exit_code,
+        error_msg=error_msg,
+    )
 
 
 def _run_output(

@@ -23,6 +23,7 @@ from bacalhau.errors import (
 from bacalhau.executor import Executor, InputMount, RunRequest, WasmExecutor
 from bacalhau.models import RUN_OUTPUT_LIMIT, Resources, ResultPath, SpecConfig
 from tests.executor.conftest import new_request
+from tests.storage.opens import count_opens
 
 TRAP_WAT = '(module (func (export "_start") unreachable))'
 NO_START_WAT = '(module (func (export "run")) (func (export "add") (param i32 i32) (result i32)'
@@ -260,6 +261,19 @@ async def test_stdout_beyond_2048_bytes_is_truncated_in_the_summary_only(
     assert result.stdout_truncated
     assert len(result.stdout.encode()) == RUN_OUTPUT_LIMIT
     assert long_arg in (request.results_dir / "stdout").read_text()
+
+
+async def test_the_summary_is_taken_from_the_copied_output_without_reading_it_again(
+    tmp_path: Path, executor: WasmExecutor, module: Any
+) -> None:
+    request = req(tmp_path, module("hello"), params={"Parameters": ["x" * 3000]})
+    with count_opens(request.results_dir) as opens:
+        result = await executor.run(request)
+    # Each file of the layout is opened once: to be written.
+    assert dict(opens) == {"stdout": 1, "stderr": 1, "exitCode": 1}
+    stdout = (request.results_dir / "stdout").read_bytes()
+    assert result.stdout.encode() == stdout[:RUN_OUTPUT_LIMIT] and result.stdout_truncated
+    assert result.stderr == "hello on stderr\n" and not result.stderr_truncated
 
 
 async def test_memory_limit_refuses_growth(tmp_path: Path, executor: WasmExecutor) -> None:

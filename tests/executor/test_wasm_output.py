@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from bacalhau.executor.wasm._output import TICK_SECONDS, CappedStreams
+from bacalhau.models import RUN_OUTPUT_LIMIT
 
 
 def test_a_short_run_copies_its_own_output(tmp_path: Path) -> None:
@@ -18,6 +19,7 @@ def test_a_short_run_copies_its_own_output(tmp_path: Path) -> None:
     assert streams.finish() == (0, 0)
     assert (tmp_path / "stdout").read_bytes() == b"hello\n"
     assert (tmp_path / "stderr").read_bytes() == b"oops\n"
+    assert streams.heads() == ((b"hello\n", 6), (b"oops\n", 5))
 
 
 def test_output_larger_than_a_pipe_is_copied_while_the_run_writes(tmp_path: Path) -> None:
@@ -45,6 +47,8 @@ def test_output_larger_than_a_pipe_is_copied_while_the_run_writes(tmp_path: Path
     assert streams.finish() == (written - cap, 0)
     data = (tmp_path / "stdout").read_bytes()
     assert len(data) == cap and data.startswith(b"x" * 1000)
+    # What the summary is made of: the files' first bytes and sizes, as copied.
+    assert streams.heads() == ((data[:RUN_OUTPUT_LIMIT], cap), (b"", 0))
 
 
 def test_many_runs_at_once_each_keep_their_own_output(tmp_path: Path) -> None:

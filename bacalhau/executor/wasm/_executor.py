@@ -374,7 +374,9 @@ class WasmExecutor:
                 f"memory limit exceeded: the module's memory reached {memory_size} bytes "
                 f"of its {memory_limit}-byte limit ({cause})"
             )
-        return finish_results(request.results_dir, exit_code=exit_code, error_msg=error_msg)
+        return finish_results(
+            request.results_dir, exit_code=exit_code, error_msg=error_msg, streams=streams.heads()
+        )
 
     def _memory_limit(self, asked: int) -> int:
         """The job's memory, capped by the operator's; a job asking nothing gets the cap."""

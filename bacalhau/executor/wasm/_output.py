@@ -30,6 +30,9 @@ import time
 from pathlib import Path
 from typing import BinaryIO
 
+from bacalhau.executor._results import StreamHead
+from bacalhau.models import RUN_OUTPUT_LIMIT
+
 __all__ = ["CappedStreams"]
 
 _log = logging.getLogger(__name__)
@@ -48,12 +51,19 @@ class CappedStreams:
     it has opened them, and :meth:`finish` once the module has stopped. Once the copier has
     taken the read ends and the files, they are its own: it closes them once it has drained
     the pipes, so a run whose finish gave up waiting can never have them reused under it.
+    The first bytes of each stream are kept as they are copied (see :meth:`heads`), so the
+    run's summary needs no second read of the files.
     """
 
     def __init__(self, stdout: Path, stderr: Path, limit: int) -> None:
         self.limit = limit
         self.dropped = [0, 0]
         self._written = [0, 0]
+        self._heads = [bytearray(), bytearray()]
+        #: Whether the files hold exactly what was counted (no write failed half-way).
+        self._exact = True
+        #: Whether the pipes were drained to their end and the files closed.
+        self._finished = False
         self._writers: list[int] = []
         self._readers: list[int] = []
         self._files: list[BinaryIO] = []
@@ -95,10 +105,22 @@ class CappedStreams:
         # Ours closed first: the module has stopped, so what it wrote is in the pipes already.
         self._close_writers()
         if _COPIER.drain(self):
-            self._done.wait(_JOIN_SECONDS)
+            self._finished = self._done.wait(_JOIN_SECONDS)
         else:
             self._drain()  # the copier never took it on: copy it here
+            self._finished = True
         return self.dropped[0], self.dropped[1]
+
+    def heads(self) -> tuple[StreamHead, StreamHead] | None:
+        """After :meth:`finish`, the first bytes of ``stdout`` and ``stderr`` (up to
+        :data:`~bacalhau.models.RUN_OUTPUT_LIMIT`) and the size of each file; None when the
+        files may hold something else (the copy did not end, or a write to them failed)."""
+        if not (self._finished and self._exact):
+            return None
+        return (
+            (bytes(self._heads[0]), self._written[0]),
+            (bytes(self._heads[1]), self._written[1]),
+        )
 
     def _close_writers(self) -> None:
         while self._writers:
@@ -122,14 +144,20 @@ class CappedStreams:
             self._open[i] = False
             return False
         room = self.limit - self._written[i]
-        if room >= len(data):
-            self._files[i].write(data)
-            self._written[i] += len(data)
-        else:
-            if room > 0:
-                self._files[i].write(data[:room])
-                self._written[i] += room
-            self.dropped[i] += len(data) - max(room, 0)
+        kept = data if room >= len(data) else data[: max(room, 0)]
+        if kept:
+            head = self._heads[i]
+            if len(head) < RUN_OUTPUT_LIMIT:
+                head += kept[: RUN_OUTPUT_LIMIT - len(head)]
+            try:
+                written = self._files[i].write(kept)
+            except BaseException:
+                self._exact = False
+                raise
+            if written != len(kept):
+                self._exact = False  # (a short write: a full disk) the file is what it is
+            self._written[i] += len(kept)
+        self.dropped[i] += len(data) - len(kept)
         return True
 
     def _drain(self) -> None:
