@@ -1,7 +1,10 @@
 """The compute node's side of bprotocol: AskForBid, BidAccepted, BidRejected, CancelExecution.
 
 Every handler answers at once (the transport's ack); bidding and running happen in tasks the
-endpoint owns. Semantics follow Bacalhau 1.5 (``pkg/compute/bidder.go``):
+endpoint owns. The one exception: a pre-approved ask that allows an answer linger is answered
+once its bid is decided and its run has ended, or the linger is over, with the execution's
+callbacks in the answer (see :class:`CallbackOutbox`): a short execution then costs the
+requester one round trip, and the node no call of its own. Semantics follow Bacalhau 1.5 (``pkg/compute/bidder.go``):
 
 - ``WaitForApproval=true``: bid; accepted -> ``Created`` + OnBidComplete(accepted), then
   BidAccepted runs it and BidRejected ends it; rejected -> OnBidComplete(rejected, reason).
@@ -50,6 +53,7 @@ from bacalhau.errors import (
     Unavailable,
 )
 from bacalhau.models import (
+    AskAnswer,
     AskForBidRequest,
     BidDecision,
     BidResult,
@@ -73,6 +77,10 @@ _EXECUTION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _ALREADY_ACCEPTED = frozenset({L.BID_ACCEPTED, L.RUNNING, L.PUBLISHING, L.COMPLETED})
 
 RESTART_MESSAGE = "node restarted while the execution was running"
+
+#: The longest an ask's answer waits for its execution's callbacks, whatever the ask allows
+#: (seconds): a gRPC call held open is cheap, but the requester's view of the bid waits too.
+MAX_ANSWER_LINGER = 0.1
 
 
 class ComputeEndpoint:
@@ -219,10 +227,17 @@ class ComputeEndpoint:
 
     # -- bprotocol handlers -----------------------------------------------------------------
 
-    async def ask_for_bid(self, source_node_id: str, request: AskForBidRequest) -> None:
-        """Start bidding for an execution; a repeated request for a known one is a no-op."""
+    async def ask_for_bid(self, source_node_id: str, request: AskForBidRequest) -> AskAnswer | None:
+        """Start bidding for an execution; a repeated request for a known one is a no-op.
+
+        A pre-approved ask with an ``answer_linger`` is answered with the execution's
+        callbacks: its bid answer, and its run result or failure when it ends within the
+        linger (capped at :data:`MAX_ANSWER_LINGER`), instead of by calls of the node's own.
+        """
         await self._trust.check(source_node_id, "AskForBid")
         self._check_open()
+        if request.applied_callbacks:
+            self._outbox.applied(source_node_id, request.applied_callbacks)
         execution = request.execution
         if execution.job is None or not execution.job.tasks:
             raise InvalidRequest(f"AskForBid for execution {execution.id} carried no job")
@@ -230,9 +245,31 @@ class ComputeEndpoint:
             raise InvalidRequest(f"invalid execution ID {execution.id!r}")
         if execution.id in self._bidding or self._store.state(execution.id) is not None:
             _log.debug("duplicate AskForBid for execution %s ignored", execution.id)
-            return
+            return None
         self._bidding.add(execution.id)
-        self._spawn(self._bid(source_node_id, request), name=f"bid-{execution.id}")
+        linger = min(request.answer_linger, MAX_ANSWER_LINGER)
+        if request.wait_for_approval or linger <= 0:
+            self._spawn(self._bid(source_node_id, request), name=f"bid-{execution.id}")
+            return None
+        self._outbox.hold(execution.id)
+        try:
+            bid = self._spawn(self._bid(source_node_id, request), name=f"bid-{execution.id}")
+            return await self._answer(source_node_id, execution.id, bid, linger)
+        finally:
+            self._outbox.release(source_node_id, execution.id)
+
+    async def _answer(
+        self, requester_id: str, execution_id: str, bid: asyncio.Task[None], linger: float
+    ) -> AskAnswer | None:
+        """Wait up to ``linger`` for the bid, then for the run it started, and take what the
+        execution has queued meanwhile (a cancelled call takes nothing: it stays queued)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + linger
+        await asyncio.wait({bid}, timeout=linger)
+        run = self._runs.get(execution_id)
+        if run is not None and (left := deadline - loop.time()) > 0:
+            await asyncio.wait({run}, timeout=left)
+        return self._outbox.take_answer(requester_id, execution_id)
 
     async def bid_accepted(self, source_node_id: str, decision: BidDecision) -> None:
         """The requester took our bid: queue the execution to run."""
@@ -365,7 +402,7 @@ class ComputeEndpoint:
             message=verdict.reason,
             callback=callback,
         )
-        self._outbox.kick(source_node_id)
+        self._outbox.kick(source_node_id, execution.id)
         if state is L.BID_ACCEPTED:
             self._enqueue(record)
 
@@ -412,7 +449,8 @@ class ComputeEndpoint:
             )
         requester_id = self._requester_of.pop(execution_id, None)
         if requester_id is not None:
-            self._outbox.kick(requester_id)  # the pipeline queued its outcome's callback
+            # The pipeline queued its outcome's callback.
+            self._outbox.kick(requester_id, execution_id)
         if not self._closing:
             self._queue.finished(execution_id)
 
@@ -434,7 +472,7 @@ class ComputeEndpoint:
             event=failure_event(err, topic=TOPIC_BIDDING),
         )
         self._store.transition(record, L.FAILED, message=err.message, callback=failure)
-        self._outbox.kick(record.requester_id)
+        self._outbox.kick(record.requester_id, record.id)
 
     def _owned(self, source_node_id: str, execution_id: str) -> LocalExecution:
         record = self._store.get(execution_id)
@@ -453,12 +491,13 @@ class ComputeEndpoint:
         if not self._started or self._closing:
             raise Unavailable("the compute node is not running", component="Compute")
 
-    def _spawn(self, coro: Coroutine[Any, Any, None], *, name: str) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None], *, name: str) -> asyncio.Task[None]:
         # A tracked set rather than a TaskGroup: one execution's failure must never cancel
         # the others, and every task is logged and cancelled on close.
         task = asyncio.create_task(coro, name=name)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
     def _paths_of(self, execution_id: str) -> list[Path]:
         """What this node keeps for an execution: its results folder (with its logs), inputs

@@ -11,6 +11,14 @@ Everything queued for a requester travels in one call (up to :data:`BATCH_LIMIT`
 load the callbacks of many executions share a call and one commit at the requester. A short
 linger lets a fast execution's bid answer wait a few milliseconds for its run result, so that
 both travel together; a long execution's bid answer leaves when the linger ends.
+
+A requester that allows it gets a pre-approved execution's callbacks in the answer to its ask
+instead (:meth:`CallbackOutbox.take_answer`): no call of the node's own, one round trip per
+short execution. While the ask's answer waits for them they are held back from the worker;
+once answered they stay queued until the requester acknowledges them in a later ask
+(:meth:`CallbackOutbox.applied`), and one still unacknowledged after :data:`ANSWER_GRACE` is
+sent again the usual way (a requester applies a repeated callback as a no-op). So an answer
+lost on the wire, or a requester that stopped before applying it, loses nothing.
 """
 
 from __future__ import annotations
@@ -18,12 +26,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Collection
 from types import TracebackType
 
 from bacalhau.compute._callbacks import OrchestratorCallbacks
 from bacalhau.compute._store import ExecutionStore, OutboxEntry
 from bacalhau.errors import BacalhauError
-from bacalhau.models import BidResult, LocalExecutionState
+from bacalhau.models import AskAnswer, BidResult, LocalExecutionState
 
 _log = logging.getLogger(__name__)
 
@@ -31,6 +40,9 @@ _log = logging.getLogger(__name__)
 BATCH_LIMIT = 256
 #: How long a running execution's bid answer waits for its run result by default (seconds).
 DEFAULT_LINGER = 0.005
+#: How long answered callbacks wait for the requester's acknowledgement before they are sent
+#: again by a call of their own (seconds): acknowledgements ride on the next ask to the node.
+ANSWER_GRACE = 2.0
 #: Local states of an execution this node has accepted and not yet finished.
 _UNDER_WAY = frozenset(
     {LocalExecutionState.BID_ACCEPTED, LocalExecutionState.RUNNING, LocalExecutionState.PUBLISHING}
@@ -61,6 +73,7 @@ class CallbackOutbox:
         max_backoff: float = 30.0,
         send_timeout: float = 30.0,
         linger: float = DEFAULT_LINGER,
+        answer_grace: float = ANSWER_GRACE,
     ) -> None:
         self._store = store
         self._callbacks = callbacks
@@ -73,6 +86,14 @@ class CallbackOutbox:
         #: Set by :meth:`kick` while a requester's worker runs: something new was queued.
         self._wake: dict[str, asyncio.Event] = {}
         self._attempts: dict[int, int] = {}
+        self._answer_grace = answer_grace
+        #: Executions whose callbacks an ask's answer is waiting for: the workers leave them.
+        self._held: set[str] = set()
+        #: Callbacks an answer carried, not yet acknowledged: seq -> (requester, loop time
+        #: after which they are sent again by a call).
+        self._answered: dict[int, tuple[str, float]] = {}
+        #: Per requester, the timer that sends answered callbacks nobody acknowledged.
+        self._resend_timers: dict[str, asyncio.TimerHandle] = {}
         self._started = False
         self._closed = False
 
@@ -82,9 +103,11 @@ class CallbackOutbox:
         for requester_id in self._store.callback_requesters():
             self.kick(requester_id)
 
-    def kick(self, requester_id: str) -> None:
-        """Deliver what is queued for ``requester_id`` (call after queueing a callback)."""
-        if not self._started or self._closed:
+    def kick(self, requester_id: str, execution_id: str = "") -> None:
+        """Deliver what is queued for ``requester_id`` (call after queueing a callback; with
+        ``execution_id``, a callback of that execution: nothing to do while an ask's answer
+        waits for it)."""
+        if not self._started or self._closed or execution_id in self._held:
             return
         if requester_id in self._workers:
             self._wake[requester_id].set()
@@ -93,6 +116,77 @@ class CallbackOutbox:
         self._workers[requester_id] = asyncio.create_task(
             self._drain(requester_id), name=f"callbacks-to-{requester_id}"
         )
+
+    # -- callbacks in the answer to an ask -------------------------------------------------
+
+    def hold(self, execution_id: str) -> None:
+        """An ask's answer waits for this execution's callbacks: the workers leave them."""
+        self._held.add(execution_id)
+
+    def release(self, requester_id: str, execution_id: str) -> None:
+        """The answer is on its way: what it did not take goes the usual way."""
+        self._held.discard(execution_id)
+        self.kick(requester_id)
+
+    def take_answer(self, requester_id: str, execution_id: str) -> AskAnswer | None:
+        """The callbacks queued about ``execution_id`` for ``requester_id``, for the answer
+        to its ask (None: none yet). They stay queued until :meth:`applied`, or are sent
+        again after the grace."""
+        entries = [
+            e
+            for e in self._store.callbacks_of(requester_id, execution_id)
+            if e.seq not in self._answered
+        ]
+        if not entries:
+            return None
+        loop = asyncio.get_running_loop()
+        due = loop.time() + self._answer_grace
+        for entry in entries:
+            self._answered[entry.seq] = (requester_id, due)
+        if requester_id not in self._resend_timers:
+            self._resend_timers[requester_id] = loop.call_later(
+                self._answer_grace, self._resend_due, requester_id
+            )
+        return AskAnswer(callbacks=[e.message for e in entries], seqs=[e.seq for e in entries])
+
+    def applied(self, requester_id: str, seqs: Collection[int]) -> None:
+        """``requester_id`` applied these answered callbacks: forget them. Sequence numbers
+        this node did not answer that requester with are ignored."""
+        done = [s for s in seqs if self._answered.get(s, ("", 0.0))[0] == requester_id]
+        if done:
+            self._settle_seqs(done)
+
+    def _resend_due(self, requester_id: str) -> None:
+        """The grace of some answered callbacks ended: send the unacknowledged ones."""
+        self._resend_timers.pop(requester_id, None)
+        waiting = [due for rid, due in self._answered.values() if rid == requester_id]
+        if not waiting or self._closed:
+            return
+        loop = asyncio.get_running_loop()
+        self._resend_timers[requester_id] = loop.call_at(
+            max(min(waiting), loop.time() + 0.05), self._resend_due, requester_id
+        )
+        self.kick(requester_id)
+
+    def _skipped(self, seq: int, execution_id: str) -> bool:
+        """Left out of a worker's batch: held for an answer, or answered and in its grace."""
+        if execution_id in self._held:
+            return True
+        answered = self._answered.get(seq)
+        return answered is not None and answered[1] > asyncio.get_running_loop().time()
+
+    def _sendable(self, requester_id: str, limit: int, after_seq: int = 0) -> list[OutboxEntry]:
+        """Up to ``limit`` queued callbacks past ``after_seq`` that a worker may send."""
+        entries: list[OutboxEntry] = []
+        while len(entries) < limit:
+            page, last = self._store.pending_page(
+                requester_id, limit=limit - len(entries), after_seq=after_seq, skip=self._skipped
+            )
+            entries += page
+            if last == after_seq:
+                break  # read to the end
+            after_seq = last
+        return entries
 
     def pending_count(self) -> int:
         """How many requesters have callbacks in flight (for tests and status)."""
@@ -114,6 +208,9 @@ class CallbackOutbox:
             return
         await self.flush(flush_timeout)
         self._closed = True
+        for timer in self._resend_timers.values():
+            timer.cancel()
+        self._resend_timers.clear()
         workers = list(self._workers.values())
         for task in workers:
             task.cancel()
@@ -139,7 +236,7 @@ class CallbackOutbox:
         try:
             while True:
                 wake.clear()  # before reading: a callback queued after the read wakes a linger
-                entries = self._store.pending_callbacks(requester_id, limit=BATCH_LIMIT)
+                entries = self._sendable(requester_id, BATCH_LIMIT)
                 if not entries:
                     # No await between the empty read and leaving: a callback queued after
                     # this point finds no worker and starts a new one.
@@ -187,8 +284,8 @@ class CallbackOutbox:
                 pass
             wake.clear()
             # Only the newly queued ones are read: the queue's head is already in hand.
-            entries += self._store.pending_callbacks(
-                requester_id, limit=BATCH_LIMIT - len(entries), after_seq=entries[-1].seq
+            entries += self._sendable(
+                requester_id, BATCH_LIMIT - len(entries), after_seq=entries[-1].seq
             )
             if loop.time() >= deadline or not self._awaits_result(entries):
                 break
@@ -276,8 +373,11 @@ class CallbackOutbox:
         return False
 
     def _settle(self, entries: list[OutboxEntry]) -> None:
-        if not entries:
-            return
-        for entry in entries:
-            self._attempts.pop(entry.seq, None)
-        self._store.delete_callbacks([entry.seq for entry in entries])
+        if entries:
+            self._settle_seqs([entry.seq for entry in entries])
+
+    def _settle_seqs(self, seqs: list[int]) -> None:
+        for seq in seqs:
+            self._attempts.pop(seq, None)
+            self._answered.pop(seq, None)
+        self._store.delete_callbacks(seqs)

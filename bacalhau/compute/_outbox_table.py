@@ -9,7 +9,7 @@ store's connection, inside whatever transaction the store opened.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from bacalhau.compute._callbacks import Callback, decode_callback, encode_callback
@@ -18,6 +18,7 @@ from bacalhau.compute._store_rows import TERMINAL
 __all__ = [
     "OutboxEntry",
     "callback_requesters",
+    "callbacks_of",
     "delete_callbacks",
     "enqueue",
     "pending_callbacks",
@@ -48,15 +49,22 @@ def enqueue(db: sqlite3.Connection, requester_id: str, message: Callback, now: i
 
 
 def pending_callbacks(
-    db: sqlite3.Connection, requester_id: str, *, limit: int, after_seq: int
-) -> list[OutboxEntry]:
-    """The oldest callbacks queued for ``requester_id`` (those after ``after_seq``)."""
+    db: sqlite3.Connection,
+    requester_id: str,
+    *,
+    limit: int,
+    after_seq: int,
+    skip: Callable[[int, str], bool] | None = None,
+) -> tuple[list[OutboxEntry], int]:
+    """The oldest callbacks queued for ``requester_id`` (those after ``after_seq``), but
+    those ``skip(seq, execution_id)`` is true for (left undecoded), and the last sequence
+    number read (``after_seq`` when none was): reading on from it finds the rest."""
     rows = db.execute(
         "SELECT seq, requester_id, execution_id, kind, payload, create_time FROM outbox "
         "WHERE requester_id = ? AND seq > ? ORDER BY seq LIMIT ?",
         (requester_id, after_seq, limit),
     ).fetchall()
-    return [
+    entries = [
         OutboxEntry(
             seq=seq,
             requester_id=rid,
@@ -65,6 +73,28 @@ def pending_callbacks(
             create_time=created,
         )
         for seq, rid, eid, kind, payload, created in rows
+        if skip is None or not skip(seq, eid)
+    ]
+    return entries, (rows[-1][0] if rows else after_seq)
+
+
+def callbacks_of(db: sqlite3.Connection, requester_id: str, execution_id: str) -> list[OutboxEntry]:
+    """The callbacks about one execution queued for ``requester_id``, oldest first (read
+    through the requester's index: a node's queue for a requester is short but in outages)."""
+    rows = db.execute(
+        "SELECT seq, kind, payload, create_time FROM outbox "
+        "WHERE requester_id = ? AND execution_id = ? ORDER BY seq",
+        (requester_id, execution_id),
+    ).fetchall()
+    return [
+        OutboxEntry(
+            seq=seq,
+            requester_id=requester_id,
+            execution_id=execution_id,
+            message=decode_callback(kind, payload),
+            create_time=created,
+        )
+        for seq, kind, payload, created in rows
     ]
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from pathlib import Path
@@ -413,12 +413,34 @@ class ExecutionStore:
             return outbox_table.enqueue(self._db, requester_id, message, now_ns())
 
     def pending_callbacks(
-        self, requester_id: str, *, limit: int = 64, after_seq: int = 0
+        self,
+        requester_id: str,
+        *,
+        limit: int = 64,
+        after_seq: int = 0,
+        skip: Callable[[int, str], bool] | None = None,
     ) -> list[OutboxEntry]:
-        """The oldest callbacks queued for ``requester_id`` (those after ``after_seq``)."""
+        """The oldest callbacks queued for ``requester_id`` (those after ``after_seq``), but
+        those ``skip(seq, execution_id)`` is true for; fewer than ``limit`` may come back
+        while more are queued (see :meth:`pending_page`)."""
+        return self.pending_page(requester_id, limit=limit, after_seq=after_seq, skip=skip)[0]
+
+    def pending_page(
+        self,
+        requester_id: str,
+        *,
+        limit: int = 64,
+        after_seq: int = 0,
+        skip: Callable[[int, str], bool] | None = None,
+    ) -> tuple[list[OutboxEntry], int]:
+        """:meth:`pending_callbacks` and the last sequence number read, to read on from."""
         return outbox_table.pending_callbacks(
-            self._db, requester_id, limit=limit, after_seq=after_seq
+            self._db, requester_id, limit=limit, after_seq=after_seq, skip=skip
         )
+
+    def callbacks_of(self, requester_id: str, execution_id: str) -> list[OutboxEntry]:
+        """The callbacks about ``execution_id`` queued for ``requester_id``, oldest first."""
+        return outbox_table.callbacks_of(self._db, requester_id, execution_id)
 
     def unsettled_ids(self, requester_id: str | None = None) -> list[str]:
         """Executions the requester must not give up on: those still under way here, and

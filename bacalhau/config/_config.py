@@ -265,6 +265,10 @@ class NodeConfig:
     #: Compute nodes whose reputation (their record of verified results, 0.5 without one)
     #: is below this get no jobs. 0: off.
     min_reputation: float = 0.0
+    #: Seconds a compute node may hold its answer to a pre-approved ask for the execution's
+    #: callbacks (its bid answer, and its result when it ends that soon), so that they come
+    #: back in the answer: one round trip per short execution (0: callbacks by later calls).
+    ask_answer_linger: float = 0.02
     #: Bytes the requester reads of one verified replica's published results to check them
     #: against the CID its node claims; larger results are left unchecked (1 GiB).
     result_check_max_bytes: int = 1024**3
@@ -301,6 +305,12 @@ class NodeConfig:
                     f"{key} must be one of: {', '.join(m for m in FAULTY_RESULT_MODES if m)}"
                     f" (or empty), not {value!r}",
                     details={"Field": key},
+                )
+            if name == "ask_answer_linger" and not 0.0 <= clean[name] <= 0.1:
+                raise InvalidRequest(
+                    f"{key} must be between 0 and 0.1 seconds, not {value!r}",
+                    details={"Field": key},
+                    hint="a compute node holds an ask's answer for at most 0.1 s",
                 )
             if name == "min_reputation" and not 0.0 <= clean[name] <= 1.0:
                 raise InvalidRequest(

@@ -39,6 +39,7 @@ from bacalhau.models._job import (
 from bacalhau.models._jobfile import parse_job_document
 from bacalhau.models._logs import MAX_LINE_BYTES, LineSplitter, LogChunk, LogRequest, LogStream
 from bacalhau.models._messages import (
+    AskAnswer,
     AskForBidRequest,
     BidDecision,
     BidResult,
@@ -118,6 +119,7 @@ __all__ = [
     "VERDICT_TRANSITIONS",
     "VERIFICATION_META_KEY",
     "VERIFICATION_MODES",
+    "AskAnswer",
     "AskForBidRequest",
     "BidDecision",
     "BidResult",

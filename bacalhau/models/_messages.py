@@ -15,10 +15,18 @@ from bacalhau.models._node import NodeType
 
 @dataclass(slots=True)
 class AskForBidRequest:
-    """Requester -> compute: would you run this execution? ``execution.job`` is set."""
+    """Requester -> compute: would you run this execution? ``execution.job`` is set.
+
+    ``answer_linger`` (seconds, pre-approved asks only; 0: off) lets the node hold its answer
+    that long for the execution's callbacks and send them in it (:class:`AskAnswer`) rather
+    than by later calls; ``applied_callbacks`` acknowledges callbacks earlier answers
+    carried (their :attr:`AskAnswer.seqs`), which the node then forgets.
+    """
 
     execution: Execution
     wait_for_approval: bool = True
+    answer_linger: float = 0.0
+    applied_callbacks: tuple[int, ...] = ()
 
 
 @dataclass(slots=True)
@@ -67,6 +75,21 @@ class ComputeFailure:
     job_id: str
     node_id: str
     event: Event
+
+
+@dataclass(slots=True)
+class AskAnswer:
+    """Compute -> requester, in the answer to a pre-approved AskForBid: the execution's
+    callbacks queued within the ask's linger, in order, each with the node's sequence number
+    (``seqs``), acknowledged in a later ask once applied.
+
+    ``refused`` (filled by the requester's transport) names the run results whose checks
+    failed on arrival, with why: (execution ID, reason); they are not in ``callbacks``.
+    """
+
+    callbacks: list[BidResult | RunResult | ComputeFailure]
+    seqs: list[int]
+    refused: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass(slots=True)

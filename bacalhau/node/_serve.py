@@ -186,6 +186,7 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
                 rejoin_grace=config.rejoin_grace,
                 lost_node_wait=config.lost_node_wait,
                 min_reputation=config.min_reputation,
+                answer_linger=config.ask_answer_linger,
             ),
             default_publisher=config.default_publisher,
             manual_approval=config.manual_approval,

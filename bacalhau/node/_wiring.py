@@ -7,12 +7,14 @@ others through the mTLS gRPC clients.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Sequence
 
 from bacalhau.compute import ComputeEndpoint
 from bacalhau.errors import Unavailable
 from bacalhau.models import (
+    AskAnswer,
     AskForBidRequest,
     BidDecision,
     BidResult,
@@ -49,11 +51,15 @@ class RoutedComputeClient:
     def _local_for(self, node_id: str) -> ComputeEndpoint | None:
         return self._local if node_id == self._local_id else None
 
-    async def ask_for_bid(self, node_id: str, request: AskForBidRequest) -> None:
+    async def ask_for_bid(self, node_id: str, request: AskForBidRequest) -> AskAnswer | None:
         if (local := self._local_for(node_id)) is not None:
+            # In the same process the callbacks cost no round trip: they come as they do
+            # without an answer linger, and the answer carries none.
+            if request.answer_linger:
+                request = dataclasses.replace(request, answer_linger=0.0)
             await local.ask_for_bid(self._local_id, request)
-        else:
-            await self._remote.ask_for_bid(node_id, request)
+            return None
+        return await self._remote.ask_for_bid(node_id, request)
 
     async def bid_accepted(self, node_id: str, decision: BidDecision) -> None:
         if (local := self._local_for(node_id)) is not None:

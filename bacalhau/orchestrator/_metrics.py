@@ -64,3 +64,7 @@ EVENT_LOOP_LAG_SECONDS = Histogram(
     "How late the event loop runs a timer (how long other work held it).",
     buckets=_BUCKETS,
 )
+ANSWERED_CALLBACKS = Counter(
+    "bacalhau_answered_callbacks_total",
+    "Callbacks that came back in the answer to an ask rather than by a call of the node's own.",
+)

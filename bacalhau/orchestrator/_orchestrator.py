@@ -110,6 +110,9 @@ class Orchestrator(JobSubmission, ExecutionReports, JobControl, Housekeeping):
             transport=compute,
             enqueue=self._broker.enqueue,
             new_failure_eval=lambda job, by: self._new_eval(job, by),
+            apply_callbacks=self.on_callbacks,
+            refused_run_result=self.on_refused_run_result,
+            answer_linger=self._settings.answer_linger,
         )
         # Verified replicas' published results are checked against their claimed CIDs.
         self._result_checks = (

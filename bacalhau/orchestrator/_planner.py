@@ -11,15 +11,18 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from bacalhau.errors import BacalhauError, InvalidJobSpec, InvalidRequest, RevisionConflict
 from bacalhau.models import (
+    AskAnswer,
     AskForBidRequest,
     BidDecision,
+    BidResult,
     CancelExecutionRequest,
+    ComputeFailure,
     Evaluation,
     Event,
     Execution,
@@ -27,9 +30,15 @@ from bacalhau.models import (
     ExecutionStateType,
     Job,
     JobStateType,
+    RunResult,
     now_ns,
 )
-from bacalhau.orchestrator._metrics import DISPATCH_SECONDS, GRPC_CALL_SECONDS, SCHEDULING_SECONDS
+from bacalhau.orchestrator._metrics import (
+    ANSWERED_CALLBACKS,
+    DISPATCH_SECONDS,
+    GRPC_CALL_SECONDS,
+    SCHEDULING_SECONDS,
+)
 from bacalhau.orchestrator._plan import Plan
 from bacalhau.orchestrator._store import JobStore
 
@@ -41,7 +50,9 @@ E = ExecutionStateType
 class ComputeTransport(Protocol):
     """How the requester reaches compute nodes (implemented by the transport's client)."""
 
-    async def ask_for_bid(self, node_id: str, request: AskForBidRequest) -> None: ...
+    async def ask_for_bid(self, node_id: str, request: AskForBidRequest) -> AskAnswer | None:
+        """Send the ask; returns the callbacks the node's answer carried (checked), if any."""
+        ...
 
     async def bid_accepted(self, node_id: str, decision: BidDecision) -> None: ...
 
@@ -70,6 +81,16 @@ _METHODS = {
 
 #: Jobs whose next delayed evaluation is remembered before past entries are dropped.
 _NEXT_LOOK_LIMIT = 10_000
+#: Acknowledgements kept per node for its next ask; past it the oldest are dropped (the node
+#: then sends those callbacks again by a call, which is applied as a repeat).
+_ACK_LIMIT = 4096
+
+#: Applies a node's callbacks in order, one outcome each (``Orchestrator.on_callbacks``).
+ApplyCallbacks = Callable[
+    [Sequence[BidResult | RunResult | ComputeFailure]], Awaitable[list[BaseException | None]]
+]
+#: Told of a run result refused on arrival: (sender, execution ID, reason).
+RefusedRunResult = Callable[[str, str, str], Awaitable[None]]
 
 
 class Planner:
@@ -80,11 +101,21 @@ class Planner:
         transport: ComputeTransport,
         enqueue: Callable[[Evaluation], None],
         new_failure_eval: Callable[[Job, str], Evaluation],
+        apply_callbacks: ApplyCallbacks | None = None,
+        refused_run_result: RefusedRunResult | None = None,
+        answer_linger: float = 0.0,
     ) -> None:
         self._store = store
         self._transport = transport
         self._enqueue = enqueue
         self._failure_eval = new_failure_eval
+        #: Where callbacks that come back in an ask's answer are applied; without it, asks
+        #: allow no answer linger and nodes send every callback by a call of their own.
+        self._apply_callbacks = apply_callbacks
+        self._refused_run_result = refused_run_result
+        self._answer_linger = answer_linger if apply_callbacks is not None else 0.0
+        #: Per node, the answered callbacks applied here, acknowledged by its next ask.
+        self._applied: dict[str, list[int]] = {}
         #: Per job, when the delayed evaluation last planned for it fires (Unix ns).
         self._next_look: dict[str, int] = {}
         #: Stop messages (cancel, reject) on their way to nodes that may be unreachable.
@@ -240,11 +271,12 @@ class Planner:
         t = self._transport
         started = time.perf_counter()
         try:
-            if s.kind in ("ask", "ask-approved"):
+            if s.kind == "ask":
                 ex.job = job
-                await t.ask_for_bid(
-                    ex.node_id, AskForBidRequest(ex, wait_for_approval=s.kind == "ask")
-                )
+                await t.ask_for_bid(ex.node_id, AskForBidRequest(ex, wait_for_approval=True))
+            elif s.kind == "ask-approved":
+                ex.job = job
+                await self._ask_approved(ex)
             elif s.kind == "accept":
                 await t.bid_accepted(ex.node_id, BidDecision(ex.id, True, "bid accepted"))
             elif s.kind == "reject":
@@ -272,6 +304,59 @@ class Planner:
             self._fail_unsendable(
                 job, ex, InvalidJobSpec(f"the job cannot be encoded for compute nodes: {exc}")
             )
+
+    async def _ask_approved(self, ex: Execution) -> None:
+        """Send a pre-approved ask that lets the node answer with the execution's callbacks,
+        and apply what the answer carries as a delivered batch is applied."""
+        applied = tuple(self._applied.pop(ex.node_id, ()))
+        request = AskForBidRequest(
+            ex,
+            wait_for_approval=False,
+            answer_linger=self._answer_linger,
+            applied_callbacks=applied,
+        )
+        try:
+            answer = await self._transport.ask_for_bid(ex.node_id, request)
+        except BaseException:
+            if applied:  # the node may not have them: the next ask acknowledges them
+                self._acknowledge(ex.node_id, applied)
+            raise
+        if answer is not None:
+            await self._apply_answer(ex.node_id, answer)
+
+    async def _apply_answer(self, node_id: str, answer: AskAnswer) -> None:
+        """Apply an answer's callbacks. Those applied (or refused for good, as a call would
+        have them dropped) are acknowledged by the next ask to the node; one that failed in
+        a way that may pass is not, so the node sends it again by a call after its grace."""
+        for execution_id, reason in answer.refused:
+            if self._refused_run_result is not None:
+                await self._refused_run_result(node_id, execution_id, reason)
+        if not answer.callbacks or self._apply_callbacks is None:
+            return
+        ANSWERED_CALLBACKS.inc(len(answer.callbacks))
+        outcomes = await self._apply_callbacks(answer.callbacks)
+        settled: list[int] = []
+        for seq, callback, outcome in zip(answer.seqs, answer.callbacks, outcomes, strict=False):
+            if outcome is None:
+                settled.append(seq)
+            elif isinstance(outcome, BacalhauError) and not outcome.retryable:
+                log.warning(
+                    "refused %s for execution %s from node %s: %s",
+                    type(callback).__name__,
+                    callback.execution_id,
+                    node_id,
+                    outcome,
+                )
+                settled.append(seq)
+        self._acknowledge(node_id, settled)
+
+    def _acknowledge(self, node_id: str, seqs: Sequence[int]) -> None:
+        if not seqs:
+            return
+        pending = self._applied.setdefault(node_id, [])
+        pending.extend(seqs)
+        if len(pending) > _ACK_LIMIT:
+            del pending[: len(pending) - _ACK_LIMIT]
 
     def _fail_unsendable(self, job: Job, ex: Execution, exc: BacalhauError) -> None:
         """Fail an execution and its job for an error that no retry can cure."""

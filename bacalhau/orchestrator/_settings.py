@@ -49,3 +49,6 @@ class SchedulerSettings:
     #: Nodes whose reputation (see ``orchestrator._reputation``) is below this get no jobs
     #: (0: off; a node without a record has 0.5).
     min_reputation: float = 0.0
+    #: Seconds a compute node may hold its answer to a pre-approved ask to carry the
+    #: execution's callbacks in it (0: the node sends them by calls of its own).
+    answer_linger: float = 0.02

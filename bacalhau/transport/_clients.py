@@ -28,6 +28,7 @@ from bacalhau.errors import (
 )
 from bacalhau.identity import NodeFiles, NodeIdentity, is_peer_id
 from bacalhau.models import (
+    AskAnswer,
     AskForBidRequest,
     BidDecision,
     BidResult,
@@ -40,6 +41,7 @@ from bacalhau.models import (
     NodeType,
     RunResult,
 )
+from bacalhau.transport._answers import open_answer
 from bacalhau.transport._channel import DEFAULT_TIMEOUT_SECONDS, NodeChannel, unary_call
 from bacalhau.transport._convert_messages import (
     CallbackMessage,
@@ -138,16 +140,19 @@ class ComputeClient:
     def _ids(self, node_id: str) -> dict[str, str]:
         return {"requester_node_id": self._identity.node_id, "compute_node_id": node_id}
 
-    async def ask_for_bid(self, node_id: str, request: AskForBidRequest) -> None:
-        """Send AskForBid; the node answers later through OnBidComplete."""
+    async def ask_for_bid(self, node_id: str, request: AskForBidRequest) -> AskAnswer | None:
+        """Send AskForBid; the node answers later through OnBidComplete, or, when the ask
+        allows it (``request.answer_linger``), with the callbacks its answer carries, checked
+        (see :func:`~bacalhau.transport._answers.open_answer`)."""
         channel, stub = await self._stub(node_id)
         ask = seal(self._identity, ask_for_bid_to_proto(request, **self._ids(node_id)))
-        await unary_call(
+        response = await unary_call(
             stub.AskForBid,
             compute_pb2.AskForBidRequest(bid_ask=ask),
             peer=channel.describe(),
-            timeout=self._timeout,
+            timeout=self._timeout + request.answer_linger,
         )
+        return open_answer(node_id, response)
 
     async def bid_accepted(self, node_id: str, decision: BidDecision) -> None:
         if not decision.accepted:

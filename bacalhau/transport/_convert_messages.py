@@ -38,6 +38,9 @@ from bacalhau.transport._errors import error_of_code
 
 # -- requester -> compute ----------------------------------------------------------------------
 #
+#: The longest answer linger an ask can carry (uint32 microseconds; a minute is far beyond use).
+_MAX_LINGER_US = 60_000_000
+
 # Each converts to the signed payload; ``requester_node_id`` is the sender (the signer) and
 # ``compute_node_id`` the receiver. The receiver checks both before reading the rest.
 
@@ -59,12 +62,17 @@ def ask_for_bid_to_proto(
         compute_node_id=compute_node_id,
         execution=execution_to_proto(execution),
         wait_for_approval=req.wait_for_approval,
+        answer_linger_us=min(_MAX_LINGER_US, max(0, round(req.answer_linger * 1_000_000))),
+        applied_callbacks=req.applied_callbacks,
     )
 
 
 def ask_for_bid_from_proto(msg: compute_pb2.BidAsk) -> AskForBidRequest:
     return AskForBidRequest(
-        execution=execution_from_proto(msg.execution), wait_for_approval=msg.wait_for_approval
+        execution=execution_from_proto(msg.execution),
+        wait_for_approval=msg.wait_for_approval,
+        answer_linger=msg.answer_linger_us / 1_000_000,
+        applied_callbacks=tuple(msg.applied_callbacks),
     )
 
 

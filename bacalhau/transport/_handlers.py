@@ -2,7 +2,8 @@
 
 They are structural Protocols, so ``compute/`` and ``orchestrator/`` implement them without
 importing transport. Handlers must return quickly: a call's deadline is seconds, and long
-work (bidding, running) continues after the acknowledgement, answered by a later callback.
+work (bidding, running) continues after the acknowledgement, answered by a later callback
+(or, for a pre-approved ask that allows it, by callbacks in the answer, within its linger).
 Raise a :class:`bacalhau.errors.BacalhauError` to refuse a message; the caller receives the
 same error class.
 """
@@ -13,6 +14,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Protocol, runtime_checkable
 
 from bacalhau.models import (
+    AskAnswer,
     AskForBidRequest,
     BidDecision,
     BidResult,
@@ -36,7 +38,10 @@ class ComputeHandler(Protocol):
     idempotent on the execution ID.
     """
 
-    async def ask_for_bid(self, source_node_id: str, request: AskForBidRequest) -> None: ...
+    async def ask_for_bid(self, source_node_id: str, request: AskForBidRequest) -> AskAnswer | None:
+        """Start bidding. With ``request.answer_linger`` the handler may wait that long and
+        return the execution's callbacks queued meanwhile, which the answer then carries."""
+        ...
 
     async def bid_accepted(self, source_node_id: str, decision: BidDecision) -> None: ...
 

@@ -141,7 +141,7 @@ class NodeServer:
         server = grpc.aio.server(options=server_options())
         if self._compute is not None:
             compute_pb2_grpc.add_ComputeServiceServicer_to_server(
-                ComputeServicer(self._compute, node_id=self._identity.node_id), server
+                ComputeServicer(self._compute, identity=self._identity), server
             )
         if self._orchestrator is not None:
             self._orchestrator_servicer = OrchestratorServicer(self._orchestrator)

@@ -26,13 +26,14 @@ from bacalhau._proto.v1 import (
 )
 from bacalhau.errors import BacalhauError, InvalidRequest, NotFound, PermissionDenied
 from bacalhau.identity import NodeIdentity
-from bacalhau.models import BidResult, NodeType, RunResult
+from bacalhau.models import NodeType
+from bacalhau.transport._answers import checked_callback_item
 from bacalhau.transport._convert_messages import (
     CallbackMessage,
     ask_for_bid_from_proto,
     bid_decision_from_proto,
     bid_result_from_proto,
-    callback_item_from_proto,
+    callback_item_to_proto,
     callback_outcome_to_proto,
     cancel_from_proto,
     compute_failure_from_proto,
@@ -76,9 +77,10 @@ async def _fail(context: Any, exc: Exception, method: str) -> NoReturn:
 class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
     """Serves ComputeService on a compute node."""
 
-    def __init__(self, handler: ComputeHandler, *, node_id: str) -> None:
+    def __init__(self, handler: ComputeHandler, *, identity: NodeIdentity) -> None:
         self._handler = handler
-        self._node_id = node_id
+        self._identity = identity
+        self._node_id = identity.node_id
 
     def _open(
         self, context: Any, envelope: Any, message_type: type[_Command], what: str
@@ -105,8 +107,17 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
                     f"{ask.execution.node_id!r}, not to this node ({self._node_id})",
                     component="Transport",
                 )
-            await self._handler.ask_for_bid(source, ask)
-            return compute_pb2.AskForBidResponse()
+            answer = await self._handler.ask_for_bid(source, ask)
+            if answer is None or not answer.callbacks:
+                return compute_pb2.AskForBidResponse()
+            # Signed as DeliverCallbacks signs a batch: the requester checks it the same way.
+            batch = orchestrator_pb2.CallbackBatch(
+                node_id=self._node_id,
+                items=[callback_item_to_proto(c) for c in answer.callbacks],
+            )
+            return compute_pb2.AskForBidResponse(
+                callbacks=seal(self._identity, batch), callback_seqs=answer.seqs
+            )
         except Exception as e:
             await _fail(context, e, "AskForBid")
 
@@ -237,7 +248,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
             callbacks: list[CallbackMessage] = []
             for i, item in enumerate(batch.items):
                 try:
-                    callbacks.append(self._checked_item(peer, item))
+                    callbacks.append(checked_callback_item(peer, item))
                     positions.append(i)
                 except PermissionDenied as refused:
                     # As for a single run result: a refused one counts against its sender.
@@ -256,16 +267,6 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
             )
         except Exception as e:
             await _fail(context, e, "DeliverCallbacks")
-
-    @staticmethod
-    def _checked_item(peer: str, item: orchestrator_pb2.CallbackItem) -> CallbackMessage:
-        """One item of a verified batch, held to the checks of its single callback."""
-        message = callback_item_from_proto(item)
-        what = {BidResult: "bid result", RunResult: "run result"}.get(
-            type(message), "compute failure"
-        )
-        check_speaker(message.node_id, peer, what)
-        return message
 
     async def _report_refused_batch(
         self, peer: str, payload: bytes, refused: PermissionDenied

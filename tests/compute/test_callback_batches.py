@@ -60,11 +60,20 @@ async def _turns(count: int = 20) -> None:
 
 @asynccontextmanager
 async def outbox(
-    tmp_path: Path, callbacks: RecordingCallbacks, *, linger: float = 0.0
+    tmp_path: Path,
+    callbacks: RecordingCallbacks,
+    *,
+    linger: float = 0.0,
+    answer_grace: float = LONG_LINGER,
 ) -> AsyncIterator[tuple[ExecutionStore, CallbackOutbox]]:
     with ExecutionStore(tmp_path / "compute.db") as store:
         box = CallbackOutbox(
-            store=store, callbacks=callbacks, initial_backoff=0.01, max_backoff=0.05, linger=linger
+            store=store,
+            callbacks=callbacks,
+            initial_backoff=0.01,
+            max_backoff=0.05,
+            linger=linger,
+            answer_grace=answer_grace,
         )
         yield store, box
         await box.close(flush_timeout=0)
@@ -158,3 +167,60 @@ async def test_a_long_execution_bid_leaves_when_the_linger_ends(tmp_path: Path) 
         box.kick(REQUESTER)
         assert await box.flush(5)  # without its result, which never comes
     assert callbacks.batches == [[_bid(record)]]
+
+
+async def test_held_callbacks_wait_for_the_answer_and_what_it_leaves_goes_by_call(
+    tmp_path: Path,
+) -> None:
+    callbacks = RecordingCallbacks()
+    async with outbox(tmp_path, callbacks) as (store, box):
+        box.start()
+        other = _bid_for(store, L.CREATED)
+        box.hold("e-not-yet")  # an ask's answer waits for an execution not created yet
+        held = make_execution("echo hi")
+        box.hold(held.id)
+        record = store.create(held, requester_id=REQUESTER, state=L.BID_ACCEPTED)
+        store.enqueue_callback(REQUESTER, _bid(record))
+        box.kick(REQUESTER, record.id)  # a held execution's kick does nothing
+        await _turns()
+        assert callbacks.attempts == 0
+        box.kick(REQUESTER)
+        assert await box.flush(5)
+        # The other execution's callback went; the held one waits for the answer.
+        assert callbacks.messages() == [_bid(other)]
+        box.release(REQUESTER, record.id)  # the answer left without it (a cancelled call)
+        assert await box.flush(5)
+    assert callbacks.messages() == [_bid(other), _bid(record)]
+
+
+async def test_answered_callbacks_are_forgotten_once_applied_and_sent_again_if_never(
+    tmp_path: Path,
+) -> None:
+    callbacks = RecordingCallbacks()
+    async with outbox(tmp_path, callbacks, answer_grace=0.2) as (store, box):
+        box.start()
+        acked, lost = _bid_for(store), _bid_for(store)
+        for record in (acked, lost):
+            box.hold(record.id)
+            _complete(store, record)
+        answers = [box.take_answer(REQUESTER, r.id) for r in (acked, lost)]
+        for record in (acked, lost):
+            box.release(REQUESTER, record.id)
+        assert [a.callbacks if a else None for a in answers] == [
+            [_bid(acked), _result(acked)],
+            [_bid(lost), _result(lost)],
+        ]
+        assert await box.flush(5)
+        assert callbacks.attempts == 0  # answered: nothing goes by call in their grace
+        # Another requester cannot acknowledge them, nor can sequence numbers never answered.
+        assert answers[0] is not None and answers[1] is not None
+        box.applied("someone-else", answers[0].seqs)
+        box.applied(REQUESTER, [max(answers[1].seqs) + 100])
+        assert len(store.pending_callbacks(REQUESTER)) == 4
+        box.applied(REQUESTER, answers[0].seqs)
+        assert [e.execution_id for e in store.pending_callbacks(REQUESTER)] == [lost.id] * 2
+        # The lost answer's callbacks go by call once their grace is over.
+        await eventually(lambda: callbacks.attempts > 0)
+        assert await box.flush(5)
+        assert store.pending_callbacks(REQUESTER) == []
+    assert callbacks.messages() == [_bid(lost), _result(lost)]

@@ -13,8 +13,10 @@ back later through OrchestratorService.
 """
 
 from bacalhau._proto.v1 import types_pb2 as _types_pb2
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
@@ -60,18 +62,33 @@ class BidAsk(_message.Message):
     COMPUTE_NODE_ID_FIELD_NUMBER: _builtins.int
     EXECUTION_FIELD_NUMBER: _builtins.int
     WAIT_FOR_APPROVAL_FIELD_NUMBER: _builtins.int
+    ANSWER_LINGER_US_FIELD_NUMBER: _builtins.int
+    APPLIED_CALLBACKS_FIELD_NUMBER: _builtins.int
     requester_node_id: _builtins.str
     """The asking requester; must equal the signer."""
     compute_node_id: _builtins.str
     """The compute node asked; must be the receiver."""
     wait_for_approval: _builtins.bool
     """When false the execution is pre-approved and runs as soon as the node accepts it."""
+    answer_linger_us: _builtins.int
+    """Pre-approved asks only: how long (microseconds) the node may hold the answer for the
+    execution's callbacks (its bid answer, and its run result or failure if it ends within
+    that time), to send them in the answer instead of by later calls. 0: answer at once, with
+    no callbacks (what a requester that does not read them sends).
+    """
     @_builtins.property
     def execution(self) -> _types_pb2.Execution:
         """The execution, with its job embedded. A large inline WASM entry module
         (Engine.Params.EntryModule.Source.Params.URL, a data: URL) travels by reference: the URL
         is an RFC 6920 ni:///sha-256;<base64url> URI naming the SHA-256 of the data: URL, which
         the compute node fetches once with OrchestratorService.GetModule and keeps.
+        """
+
+    @_builtins.property
+    def applied_callbacks(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Callbacks that earlier answers carried and the requester has applied (their
+        AskForBidResponse.callback_seqs): the node forgets them. An answered callback that is never
+        acknowledged is sent again through OrchestratorService.DeliverCallbacks after a grace.
         """
 
     def __init__(
@@ -81,10 +98,12 @@ class BidAsk(_message.Message):
         compute_node_id: _builtins.str = ...,
         execution: _types_pb2.Execution | None = ...,
         wait_for_approval: _builtins.bool = ...,
+        answer_linger_us: _builtins.int = ...,
+        applied_callbacks: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["execution", b"execution"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["compute_node_id", b"compute_node_id", "execution", b"execution", "requester_node_id", b"requester_node_id", "wait_for_approval", b"wait_for_approval"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer_linger_us", b"answer_linger_us", "applied_callbacks", b"applied_callbacks", "compute_node_id", b"compute_node_id", "execution", b"execution", "requester_node_id", b"requester_node_id", "wait_for_approval", b"wait_for_approval"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -237,16 +256,33 @@ Global___AskForBidRequest: _TypeAlias = AskForBidRequest  # noqa: Y015
 
 @_typing.final
 class AskForBidResponse(_message.Message):
-    """Acknowledges AskForBid."""
+    """Acknowledges AskForBid; may carry the execution's callbacks (see BidAsk.answer_linger_us)."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    CALLBACKS_FIELD_NUMBER: _builtins.int
+    CALLBACK_SEQS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def callbacks(self) -> _types_pb2.SignedPayload:
+        """Payload: an orchestrator CallbackBatch, signed by the node, checked as DeliverCallbacks
+        checks one; unset when the answer carries no callbacks.
+        """
+
+    @_builtins.property
+    def callback_seqs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """The node's sequence number of each item of `callbacks`, in order: what the requester
+        acknowledges in a later BidAsk.applied_callbacks once it has applied them.
+        """
+
     def __init__(
         self,
+        *,
+        callbacks: _types_pb2.SignedPayload | None = ...,
+        callback_seqs: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["callbacks", b"callbacks"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["callback_seqs", b"callback_seqs", "callbacks", b"callbacks"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

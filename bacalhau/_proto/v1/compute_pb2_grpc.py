@@ -67,7 +67,8 @@ class ComputeServiceServicer:
     """
 
     def AskForBid(self, request, context):
-        """Would the node run this execution? The node answers later with OnBidComplete.
+        """Would the node run this execution? The node answers later with OnBidComplete, or, when
+        the ask allows it (BidAsk.answer_linger_us), in the answer itself: see AskForBidResponse.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

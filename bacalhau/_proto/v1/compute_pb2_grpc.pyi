@@ -43,7 +43,9 @@ class ComputeServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> ComputeServiceAsyncStub: ...
     AskForBid: _grpc.UnaryUnaryMultiCallable[_compute_pb2.AskForBidRequest, _compute_pb2.AskForBidResponse]
-    """Would the node run this execution? The node answers later with OnBidComplete."""
+    """Would the node run this execution? The node answers later with OnBidComplete, or, when
+    the ask allows it (BidAsk.answer_linger_us), in the answer itself: see AskForBidResponse.
+    """
     BidAccepted: _grpc.UnaryUnaryMultiCallable[_compute_pb2.BidAcceptedRequest, _compute_pb2.BidAcceptedResponse]
     """The requester approves the node's bid: run it."""
     BidRejected: _grpc.UnaryUnaryMultiCallable[_compute_pb2.BidRejectedRequest, _compute_pb2.BidRejectedResponse]
@@ -62,7 +64,9 @@ class ComputeServiceAsyncStub(ComputeServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     AskForBid: _aio.UnaryUnaryMultiCallable[_compute_pb2.AskForBidRequest, _compute_pb2.AskForBidResponse]  # type: ignore[assignment]
-    """Would the node run this execution? The node answers later with OnBidComplete."""
+    """Would the node run this execution? The node answers later with OnBidComplete, or, when
+    the ask allows it (BidAsk.answer_linger_us), in the answer itself: see AskForBidResponse.
+    """
     BidAccepted: _aio.UnaryUnaryMultiCallable[_compute_pb2.BidAcceptedRequest, _compute_pb2.BidAcceptedResponse]  # type: ignore[assignment]
     """The requester approves the node's bid: run it."""
     BidRejected: _aio.UnaryUnaryMultiCallable[_compute_pb2.BidRejectedRequest, _compute_pb2.BidRejectedResponse]  # type: ignore[assignment]
@@ -84,7 +88,9 @@ class ComputeServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _compute_pb2.AskForBidRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_compute_pb2.AskForBidResponse, _abc.Awaitable[_compute_pb2.AskForBidResponse]]:
-        """Would the node run this execution? The node answers later with OnBidComplete."""
+        """Would the node run this execution? The node answers later with OnBidComplete, or, when
+        the ask allows it (BidAsk.answer_linger_us), in the answer itself: see AskForBidResponse.
+        """
 
     @_abc_1.abstractmethod
     def BidAccepted(
