@@ -59,7 +59,8 @@ def prepare_results_dir(results_dir: Path, result_paths: Sequence[ResultPath]) -
     The names are checked again here although job validation already did: they become host
     paths, so a name must never reach outside ``results_dir``.
     """
-    results_dir.mkdir(parents=True, exist_ok=True)
+    if not results_dir.is_dir():  # (usually made by the caller: a stat costs less than mkdir)
+        results_dir.mkdir(parents=True, exist_ok=True)
     folders: dict[str, Path] = {}
     for i, rp in enumerate(result_paths):
         name = rp.name

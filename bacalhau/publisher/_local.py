@@ -109,7 +109,9 @@ def write_archive(results_dir: Path, target: Path, compress_level: int = 6) -> C
     """Write a gzip'd tar of ``results_dir`` to ``target`` atomically (temp file + rename)
     and return the directory's CID (``ipfs add -r``, defaults), hashed from the same reads
     that fill the archive: each file is read once."""
-    _check_results(results_dir, target)
+    if not results_dir.is_dir():
+        raise FileNotFoundError(f"results directory {results_dir} does not exist")
+    target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     tmp = Path(tmp_name)
     try:
@@ -125,19 +127,24 @@ def write_archive(results_dir: Path, target: Path, compress_level: int = 6) -> C
 
 
 def _write_small_archive(results_dir: Path, target: Path, compress_level: int) -> CID:
-    """:func:`write_archive` for small results (:func:`_is_small`): the same bytes, built in
-    memory and written to ``target`` at once, with no temp file to create and rename.
+    """:func:`write_archive` for small results (``results_dir`` as :func:`_is_small` found it):
+    the same bytes, built in memory and written to ``target`` at once, with no temp file to
+    create and rename.
 
     Safe without the rename because nobody reads ``target`` before the publish ends: its
     address leaves the node only in the completion callback, committed after this returns,
     and a node that dies before that fails the execution, so a file cut short by a crash is
     never announced (the rename does not make the bytes durable either: neither syncs)."""
-    _check_results(results_dir, target)
     buffer = io.BytesIO()
     cid = _archive(results_dir, buffer, compress_level)
     data = buffer.getbuffer()
     try:
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+        try:
+            fd = os.open(target, flags, 0o644)
+        except FileNotFoundError:  # the first archive (or the directory was removed)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(target, flags, 0o644)
         try:
             os.fchmod(fd, 0o644)  # whatever the umask: the archive is meant to be downloaded
             written = 0
@@ -151,12 +158,6 @@ def _write_small_archive(results_dir: Path, target: Path, compress_level: int) -
     finally:
         data.release()
     return cid
-
-
-def _check_results(results_dir: Path, target: Path) -> None:
-    if not results_dir.is_dir():
-        raise FileNotFoundError(f"results directory {results_dir} does not exist")
-    target.parent.mkdir(parents=True, exist_ok=True)
 
 
 def _archive(results_dir: Path, raw: BinaryIO, compress_level: int) -> CID:

@@ -21,6 +21,7 @@ from bacalhau.compute import (
 from bacalhau.errors import InvalidJobSpec
 from bacalhau.executor import InputMount
 from bacalhau.executor.noop import NoopExecutor
+from bacalhau.executor.wasm import WasmExecutor
 from bacalhau.models import (
     ComputeFailure,
     Execution,
@@ -32,9 +33,11 @@ from bacalhau.models import (
     SpecConfig,
 )
 from bacalhau.publisher import LocalPublisher, LocalResultServer, NoopPublisher
+from tests.compute.fs_calls import record_fs_calls
 from tests.compute.jobs import make_execution, noop_execution
 from tests.compute.recording_callbacks import RecordingCallbacks
 from tests.compute.shell_executor import ShellExecutor
+from tests.compute.wasm_jobs import module_url
 
 L = LocalExecutionState
 OUTPUTS = [ResultPath(name="outputs", path="/outputs")]
@@ -119,6 +122,47 @@ async def test_run_publish_and_download(rig: Rig) -> None:
     assert files["stdout"] == b"hello from noop\n"
     assert files["exitCode"] == b"0"
     assert files["outputs/data/result.txt"] == b"42"
+
+
+async def test_a_trivial_wasm_execution_creates_only_its_layout_and_archive(
+    tmp_path: Path,
+) -> None:
+    # The file system changes of one execution, the costliest of its steps: its folder, the
+    # layout's three files and the archive (no temp file renamed), and exitCode's removal
+    # once published; no inputs folder made, only the removal of any left by a crash.
+    async with LocalResultServer(directory=tmp_path / "published", port=0) as server:
+        with ExecutionStore(tmp_path / "compute.db") as store:
+            pipeline = ExecutionPipeline(
+                node_id="compute-node",
+                store=store,
+                executors={"wasm": WasmExecutor()},
+                publishers={"local": server.publisher()},
+                results_root=tmp_path / "executions",
+                inputs=StorageInputs({}),
+            )
+            module = {"Source": {"Type": "inline", "Params": {"URL": module_url("hello")}}}
+            execution = make_execution(
+                engine="wasm", params={"EntryModule": module}, publisher="local"
+            )
+            store.create(execution, requester_id="requester", state=L.BID_ACCEPTED)
+            (tmp_path / "published").mkdir(exist_ok=True)
+            (tmp_path / "executions").mkdir()
+            with record_fs_calls(tmp_path) as calls:
+                record = await pipeline.run(execution.id)
+            await pipeline.executors["wasm"].close()  # type: ignore[attr-defined]
+    assert record.state is L.COMPLETED, record.message
+    run = f"executions/{execution.id}"
+    assert sorted(calls) == sorted(
+        [
+            ("mkdir", run),
+            ("open-write", f"{run}/stdout"),
+            ("open-write", f"{run}/stderr"),
+            ("open-write", f"{run}/exitCode"),
+            ("open-write", f"published/{execution.id}.tar.gz"),
+            ("remove", f"{run}/exitCode"),
+            ("rmdir", f"executions/.inputs/{execution.id}"),
+        ]
+    )
 
 
 async def test_callbacks_reach_the_requester_through_the_outbox(rig: Rig) -> None:

@@ -251,6 +251,7 @@ async def test_small_results_are_written_straight_to_their_archive(tmp_path: Pat
     # readable by everyone whatever the node's umask.
     results = make_small_results(tmp_path)
     published = tmp_path / "published"
+    published.mkdir()  # as after the first archive
     publisher = LocalPublisher(directory=published, address="127.0.0.1", port=6001)
     umask = os.umask(0o077)
     try:
