@@ -11,10 +11,22 @@ def now_ns() -> int:
     return time.time_ns()
 
 
+#: Recently formatted whole seconds: every history item has two timestamps, a job's items
+#: fall within a few seconds, and datetime + strftime cost ~10x the lookup. Cleared when
+#: full (plain dict operations: safe across threads).
+_SECONDS: dict[int, str] = {}
+_SECONDS_KEPT = 1024
+
+
 def rfc3339_ns(ns: int) -> str:
     """Format Unix nanoseconds as ``2024-11-29T10:04:05.123456789Z``."""
     secs, frac = divmod(ns, 1_000_000_000)
-    base = datetime.fromtimestamp(secs, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    base = _SECONDS.get(secs)
+    if base is None:
+        base = datetime.fromtimestamp(secs, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        if len(_SECONDS) >= _SECONDS_KEPT:
+            _SECONDS.clear()
+        _SECONDS[secs] = base
     return f"{base}.{frac:09d}Z"
 
 

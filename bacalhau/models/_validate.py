@@ -53,50 +53,91 @@ def _join(path: str, key: object) -> str:
     return f"{path}.{key}" if path else key
 
 
+#: Where a value sits in a document being checked: the document's own path, or (the parent's
+#: place, the key or list index, whether it is an index). Rendered as a path only to name
+#: a fault: building every path up front cost most of a submission's check.
+_Place = str | tuple["_Place", object, bool]
+
+
+def _render(place: _Place) -> str:
+    steps: list[tuple[object, bool]] = []
+    while isinstance(place, tuple):
+        place, key, is_index = place
+        steps.append((key, is_index))
+    path = place
+    for key, is_index in reversed(steps):
+        path = f"{path}[{key}]" if is_index else _join(path, key)
+    return path
+
+
 def check_document(data: object, *, path: str = "") -> None:
     """Refuse what no part of a job may hold, wherever it is (unknown keys and plugin params
     included): invalid Unicode (lone UTF-16 surrogates, which cannot be encoded as UTF-8),
     NaN and infinities, integers beyond 64 bits and nesting deeper than
     :data:`MAX_DOCUMENT_DEPTH`. Iterative, so a hostile document cannot exhaust the stack.
     """
-    stack: list[tuple[object, str, int]] = [(data, path, 0)]
+    stack: list[tuple[object, _Place, int]] = [(data, path, 0)]
     while stack:
-        value, where, depth = stack.pop()
-        if isinstance(value, str):
-            _check_text(value, where)
-        elif value is None or isinstance(value, bool):
+        value, place, depth = stack.pop()
+        kind = type(value)
+        # The JSON types by exact type first (isinstance against the Mapping ABC is slow);
+        # subclasses and other containers take the general branches below.
+        if kind is str:
+            if not value.isascii():  # type: ignore[attr-defined]
+                _check_text(value, place)  # type: ignore[arg-type]
+        elif kind is dict or kind is list:
+            if depth >= MAX_DOCUMENT_DEPTH:
+                _too_deep(place)
+            if kind is dict:
+                for key, item in value.items():  # type: ignore[attr-defined]
+                    if type(key) is str and not key.isascii():
+                        _check_text(key, (place, key, False), what="key")
+                    stack.append((item, (place, key, False), depth + 1))
+            else:
+                for i, item in enumerate(value):  # type: ignore[arg-type]
+                    stack.append((item, (place, i, True), depth + 1))
+        elif value is None or kind is bool:
             continue
+        elif isinstance(value, str):
+            _check_text(value, place)
         elif isinstance(value, int):
             if not -_MAX_ANY_INT < value < _MAX_ANY_INT:
+                where = _render(place)
                 raise InvalidJobSpec(f"{where or 'value'} is out of range", field=where)
         elif isinstance(value, float):
             if not math.isfinite(value):
+                where = _render(place)
                 raise InvalidJobSpec(
                     f"{where or 'value'} must be a finite number, got {value}", field=where
                 )
         elif isinstance(value, (Mapping, list, tuple)):
             if depth >= MAX_DOCUMENT_DEPTH:
-                raise InvalidJobSpec(
-                    f"{where or 'the document'} is nested more than {MAX_DOCUMENT_DEPTH} levels",
-                    field=where,
-                    hint="a job spec is a handful of levels deep; flatten the named value",
-                )
+                _too_deep(place)
             if isinstance(value, Mapping):
                 for key, item in value.items():
-                    sub = _join(where, key)
                     if isinstance(key, str):
-                        _check_text(key, sub, what="key")
-                    stack.append((item, sub, depth + 1))
+                        _check_text(key, (place, key, False), what="key")
+                    stack.append((item, (place, key, False), depth + 1))
             else:
                 for i, item in enumerate(value):
-                    stack.append((item, f"{where}[{i}]", depth + 1))
+                    stack.append((item, (place, i, True), depth + 1))
 
 
-def _check_text(text: str, where: str, *, what: str = "value") -> None:
+def _too_deep(place: _Place) -> None:
+    where = _render(place)
+    raise InvalidJobSpec(
+        f"{where or 'the document'} is nested more than {MAX_DOCUMENT_DEPTH} levels",
+        field=where,
+        hint="a job spec is a handful of levels deep; flatten the named value",
+    )
+
+
+def _check_text(text: str, place: _Place, *, what: str = "value") -> None:
     # ``isascii()`` reads a flag CPython keeps on every string (no scan), and a surrogate is
     # never ASCII: the regex runs only on text that may hold one (an inline module's 39 KB
     # data: URL is ASCII and was scanned twice per submit).
     if not text.isascii() and _SURROGATE.search(text):
+        where = _render(place)
         raise InvalidJobSpec(
             f"{where or 'a string'}: the {what} is not valid Unicode (it holds a lone UTF-16 "
             "surrogate)",
