@@ -278,6 +278,15 @@ class Importer:
         # megabyte for every small file costs more than archiving it (mapped, then unmapped).
         size = min(_DRAIN_SIZE, max(st.st_size, _MIN_BUFFER))
         with open(path, "rb", buffering=0) as raw:
+            if st.st_size <= _WHOLE_FILE:
+                # A small file (most results are) is read whole, in one call: the visitor and
+                # the CID take the same bytes without a reader layered on the file.
+                data = _read_whole(raw, _WHOLE_FILE)
+                if data is not None:
+                    visitor(TreeEntry(path, rel, st, io.BytesIO(data), imported=True))
+                    builder.update(data)
+                    return builder.finish()
+                raw.seek(0)  # it grew since it was listed: read as a large one
             content = io.BufferedReader(_Tee(raw, builder.update), size)
             visitor(TreeEntry(path, rel, st, content, imported=True))
             # Whatever the visitor left unread still goes through the tee into the CID.
@@ -445,6 +454,8 @@ class TreeEntry:
 TreeVisitor = Callable[[TreeEntry], None]
 
 _DRAIN_SIZE: Final = 1 << 20
+#: Files listed at most this large are read whole, in one call, when visited.
+_WHOLE_FILE: Final = 1 << 16
 #: The smallest read buffer for a visited file (one that grew after it was listed, say).
 _MIN_BUFFER: Final = 1 << 16
 
@@ -488,6 +499,22 @@ def _visit_only(path: str, rel: str, visitor: TreeVisitor) -> None:
             visitor(TreeEntry(path, rel, st, content, imported=False))
     elif stat.S_ISLNK(st.st_mode):
         visitor(TreeEntry(path, rel, st, None, imported=False))
+
+
+def _read_whole(raw: io.FileIO, limit: int) -> bytes | None:
+    """Everything ``raw`` holds from its position, or None when that is over ``limit``
+    bytes (what was read then is gone: the caller seeks back)."""
+    parts: list[bytes] = []
+    left = limit + 1
+    while left > 0:
+        data = raw.read(left)
+        if not data:
+            break
+        parts.append(data)
+        left -= len(data)
+    if left <= 0:
+        return None
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def _read_into(stream: BinaryIO, view: memoryview) -> int:

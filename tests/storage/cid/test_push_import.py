@@ -15,6 +15,7 @@ from bacalhau.storage.cid import (
     ImportResult,
     TreeEntry,
 )
+from bacalhau.storage.cid._importer import _read_whole
 
 from ..opens import count_opens
 from .conftest import CHUNK, make_small_tree, seeded_bytes
@@ -175,3 +176,19 @@ def test_a_visited_tree_is_read_once(tmp_path: Path) -> None:
     with count_opens(tree) as opens:
         Importer(None).add_path(tree, visitor=visit)
     assert dict(opens) == dict.fromkeys(files, 1)
+
+
+def test_a_small_file_is_read_whole_and_a_grown_one_is_left_to_the_reader(
+    tmp_path: Path,
+) -> None:
+    """Files listed small are read in one go for the visitor and the CID; one found larger
+    than that when read (it grew since it was listed) is refused, to be streamed instead."""
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 100)
+    with open(path, "rb", buffering=0) as raw:
+        assert _read_whole(raw, 100) == b"x" * 100
+    with open(path, "rb", buffering=0) as raw:
+        assert _read_whole(raw, 99) is None
+    path.write_bytes(b"")
+    with open(path, "rb", buffering=0) as raw:
+        assert _read_whole(raw, 99) == b""
