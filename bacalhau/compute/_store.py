@@ -100,7 +100,8 @@ class ExecutionStore:
         self._modules = ModuleMemo()
         try:
             self._db = connect(path)
-            self._writes = StoreTransactions(self._db)
+            # A failed write may leave the store behind the kept records: read them again.
+            self._writes = StoreTransactions(self._db, on_failure=self._decoded.forget_records)
             with self._writes.transaction():
                 create_schema(self._db, path)
         except sqlite3.Error as err:
@@ -199,10 +200,15 @@ class ExecutionStore:
         if module is not None and digest is not None:
             self._modules.remember(digest, module)  # committed: known to be kept
         if not state.is_terminal():
-            self._decoded.remember(execution, len(body) + len(module or ""))
+            self._decoded.remember(execution, len(body) + len(module or ""), record)
         return record
 
     def find(self, execution_id: str) -> LocalExecution | None:
+        # Every write to an execution goes through this store, which keeps the record it
+        # wrote: an unfinished execution's record is known without a query.
+        kept = self._decoded.record(execution_id)
+        if kept is not None:
+            return kept
         decoded = self._decoded.get(execution_id)
         if decoded is not None:
             row = self._db.execute(
@@ -211,13 +217,16 @@ class ExecutionStore:
             if row is None:
                 self._decoded.forget(execution_id)
                 return None
-            return record_of(decoded, row)
+            record = record_of(decoded, row)
+            self._decoded.update(record)
+            return record
         row = self._db.execute(f"{SELECT} WHERE id = ?", (execution_id,)).fetchone()
         if row is None:
             return None
         record = decode_row(row)
         if not record.state.is_terminal():
-            self._decoded.remember(record.execution, len(str(row[6])) + len(str(row[11] or "")))
+            size = len(str(row[6])) + len(str(row[11] or ""))
+            self._decoded.remember(record.execution, size, record)
         return record
 
     def state(self, execution_id: str) -> LocalExecutionState | None:
@@ -329,6 +338,8 @@ class ExecutionStore:
                 outbox_table.enqueue(self._db, record.requester_id, callback, updated.modify_time)
         if state.is_terminal():
             self._decoded.forget(record.id)  # rarely read again
+        else:
+            self._decoded.update(updated)
         return updated
 
     def recover_interrupted(self, *, message: str) -> list[LocalExecution]:

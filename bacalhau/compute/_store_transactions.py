@@ -11,17 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 __all__ = ["StoreTransactions"]
 
 
 class StoreTransactions:
-    """The transactions of one connection (opened in autocommit mode) used from one thread."""
+    """The transactions of one connection (opened in autocommit mode) used from one thread.
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    ``on_failure`` is called whenever a commit fails or a transaction is rolled back: what
+    the store holds may then be less than what was written through it.
+    """
+
+    def __init__(self, db: sqlite3.Connection, on_failure: Callable[[], None]) -> None:
         self._db = db
+        self._on_failure = on_failure
         #: The commit of deferred writes at the end of this event-loop turn, once scheduled.
         self._flush_handle: asyncio.Handle | None = None
 
@@ -48,7 +53,7 @@ class StoreTransactions:
             self._flush_handle.cancel()  # (harmless when it is what runs this)
             self._flush_handle = None
         if self._db.in_transaction:
-            self._db.execute("COMMIT")
+            self._commit()
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -60,17 +65,26 @@ class StoreTransactions:
             try:
                 yield
             except BaseException:
+                self._on_failure()
                 self._db.execute("ROLLBACK TO joined")
                 self._db.execute("RELEASE joined")
                 raise
             self._db.execute("RELEASE joined")
-            self._db.execute("COMMIT")
+            self._commit()
             return
         # IMMEDIATE takes the write lock up front, so the compare-and-set reads what it updates.
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield
         except BaseException:
+            self._on_failure()
             self._db.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
+        self._commit()
+
+    def _commit(self) -> None:
+        try:
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._on_failure()
+            raise

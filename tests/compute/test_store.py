@@ -195,3 +195,19 @@ def test_reads_match_a_reopened_store_at_every_step(tmp_path: Path) -> None:
             record = store.transition(record, state, **changes)  # type: ignore[arg-type]
             with ExecutionStore(tmp_path / "c.db") as fresh:
                 assert store.get(record.id) == fresh.get(record.id) == record
+
+
+def test_an_unfinished_execution_is_read_without_a_query(tmp_path: Path) -> None:
+    # The store writes every change of an execution itself, so it knows an unfinished one's
+    # record: the pipeline's and the endpoint's reads of a running execution cost no query.
+    with ExecutionStore(tmp_path / "c.db") as store:
+        record = store.create(make_execution(), requester_id="r", state=L.BID_ACCEPTED)
+        running = store.transition(record, L.RUNNING)
+        queries: list[str] = []
+        store._db.set_trace_callback(queries.append)
+        assert store.get(record.id) == running
+        with pytest.raises(RevisionConflict):
+            store.transition(record, L.RUNNING)  # a stale record: the current one is known
+        assert store.get(record.id) == running
+        store._db.set_trace_callback(None)
+    assert [q.split()[0] for q in queries] == ["UPDATE"]  # the failed compare-and-set only
