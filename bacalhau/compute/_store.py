@@ -94,7 +94,7 @@ class ExecutionStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._path = path
-        #: Unfinished executions kept decoded: only their state columns are read again.
+        #: Unfinished executions kept decoded, with their latest record: read without a query.
         self._decoded = ExecutionMemo()
         #: The inline modules last read or kept, as the objects handed out (see ModuleMemo).
         self._modules = ModuleMemo()
