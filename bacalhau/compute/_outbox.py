@@ -90,8 +90,12 @@ class CallbackOutbox:
         #: Executions whose callbacks an ask's answer is waiting for: the workers leave them.
         self._held: set[str] = set()
         #: Callbacks an answer carried, not yet acknowledged: seq -> (requester, loop time
-        #: after which they are sent again by a call).
-        self._answered: dict[int, tuple[str, float]] = {}
+        #: after which they are sent again by a call, execution).
+        self._answered: dict[int, tuple[str, float, str]] = {}
+        #: The same, by execution: what a later callback of that execution must not overtake.
+        self._answered_of: dict[str, set[int]] = {}
+        #: Executions with a callback held back behind an answered one (see ``_skipped``).
+        self._blocked: set[str] = set()
         #: Per requester, the timer that sends answered callbacks nobody acknowledged.
         self._resend_timers: dict[str, asyncio.TimerHandle] = {}
         self._started = False
@@ -109,6 +113,13 @@ class CallbackOutbox:
         waits for it)."""
         if not self._started or self._closed or execution_id in self._held:
             return
+        if execution_id in self._answered_of:
+            # A new callback of an execution whose earlier ones an answer carried: those go
+            # again first, in the same call, so the requester never applies it before them
+            # (the answer may not have been applied yet; a repeat is a no-op).
+            for seq in self._answered_of[execution_id]:
+                rid, _, eid = self._answered[seq]
+                self._answered[seq] = (rid, 0.0, eid)
         if requester_id in self._workers:
             self._wake[requester_id].set()
             return
@@ -142,7 +153,8 @@ class CallbackOutbox:
         loop = asyncio.get_running_loop()
         due = loop.time() + self._answer_grace
         for entry in entries:
-            self._answered[entry.seq] = (requester_id, due)
+            self._answered[entry.seq] = (requester_id, due, execution_id)
+        self._answered_of.setdefault(execution_id, set()).update(e.seq for e in entries)
         if requester_id not in self._resend_timers:
             self._resend_timers[requester_id] = loop.call_later(
                 self._answer_grace, self._resend_due, requester_id
@@ -152,28 +164,45 @@ class CallbackOutbox:
     def applied(self, requester_id: str, seqs: Collection[int]) -> None:
         """``requester_id`` applied these answered callbacks: forget them. Sequence numbers
         this node did not answer that requester with are ignored."""
-        done = [s for s in seqs if self._answered.get(s, ("", 0.0))[0] == requester_id]
-        if done:
-            self._settle_seqs(done)
+        done = [s for s in seqs if s in self._answered and self._answered[s][0] == requester_id]
+        if not done:
+            return
+        executions = {self._answered[s][2] for s in done}
+        self._settle_seqs(done)
+        if not executions.isdisjoint(self._blocked):
+            self._blocked.difference_update(executions)
+            self.kick(requester_id)  # what waited behind them may go now
 
     def _resend_due(self, requester_id: str) -> None:
-        """The grace of some answered callbacks ended: send the unacknowledged ones."""
+        """The grace of some answered callbacks ended: send the unacknowledged ones (and
+        wait for the next ones' grace)."""
         self._resend_timers.pop(requester_id, None)
-        waiting = [due for rid, due in self._answered.values() if rid == requester_id]
-        if not waiting or self._closed:
+        if self._closed:
             return
         loop = asyncio.get_running_loop()
-        self._resend_timers[requester_id] = loop.call_at(
-            max(min(waiting), loop.time() + 0.05), self._resend_due, requester_id
-        )
+        now = loop.time()
+        later = [
+            due for rid, due, _ in self._answered.values() if rid == requester_id and due > now
+        ]
+        if later:
+            self._resend_timers[requester_id] = loop.call_at(
+                min(later), self._resend_due, requester_id
+            )
         self.kick(requester_id)
 
     def _skipped(self, seq: int, execution_id: str) -> bool:
-        """Left out of a worker's batch: held for an answer, or answered and in its grace."""
+        """Left out of a worker's batch: held for an answer, answered and in its grace, or
+        queued after such an answered callback of its execution (it would overtake it)."""
         if execution_id in self._held:
             return True
+        now = asyncio.get_running_loop().time()
         answered = self._answered.get(seq)
-        return answered is not None and answered[1] > asyncio.get_running_loop().time()
+        if answered is not None:
+            return answered[1] > now
+        if any(self._answered[s][1] > now for s in self._answered_of.get(execution_id, ())):
+            self._blocked.add(execution_id)
+            return True
+        return False
 
     def _sendable(self, requester_id: str, limit: int, after_seq: int = 0) -> list[OutboxEntry]:
         """Up to ``limit`` queued callbacks past ``after_seq`` that a worker may send."""
@@ -379,5 +408,10 @@ class CallbackOutbox:
     def _settle_seqs(self, seqs: list[int]) -> None:
         for seq in seqs:
             self._attempts.pop(seq, None)
-            self._answered.pop(seq, None)
+            answered = self._answered.pop(seq, None)
+            if answered is not None:
+                of = self._answered_of[answered[2]]
+                of.discard(seq)
+                if not of:
+                    del self._answered_of[answered[2]]
         self._store.delete_callbacks(seqs)

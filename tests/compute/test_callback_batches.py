@@ -224,3 +224,47 @@ async def test_answered_callbacks_are_forgotten_once_applied_and_sent_again_if_n
         assert await box.flush(5)
         assert store.pending_callbacks(REQUESTER) == []
     assert callbacks.messages() == [_bid(lost), _result(lost)]
+
+
+async def test_a_later_callback_never_overtakes_an_answered_one_of_its_execution(
+    tmp_path: Path,
+) -> None:
+    callbacks = RecordingCallbacks()
+    async with outbox(tmp_path, callbacks) as (store, box):
+        box.start()
+        record = _bid_for(store)
+        box.hold(record.id)
+        answer = box.take_answer(REQUESTER, record.id)  # the bid answer, in the ask's answer
+        box.release(REQUESTER, record.id)
+        assert answer is not None and answer.callbacks == [_bid(record)]
+        # The run ends before the requester applied (or even got) the answer: its result,
+        # sent alone, would reach the requester before the bid answer it follows.
+        _complete(store, record)
+        other = _bid_for(store, L.CREATED)
+        box.kick(REQUESTER)  # another execution's callback: the result stays behind
+        assert await box.flush(5)
+        assert callbacks.messages() == [_bid(other)]
+        box.kick(REQUESTER, record.id)  # the pipeline's kick for the result
+        assert await box.flush(5)
+        assert store.pending_callbacks(REQUESTER) == []
+    # The answered bid answer goes again, first, in the result's call (a repeat is a no-op).
+    assert callbacks.batches[-1] == [_bid(record), _result(record)]
+
+
+async def test_an_acknowledgement_lets_what_waited_behind_it_go(tmp_path: Path) -> None:
+    callbacks = RecordingCallbacks()
+    async with outbox(tmp_path, callbacks) as (store, box):
+        box.start()
+        record = _bid_for(store)
+        box.hold(record.id)
+        answer = box.take_answer(REQUESTER, record.id)
+        box.release(REQUESTER, record.id)
+        assert answer is not None
+        _complete(store, record)
+        box.kick(REQUESTER)
+        assert await box.flush(5)
+        assert callbacks.attempts == 0  # the result waits behind the answered bid answer
+        box.applied(REQUESTER, answer.seqs)  # the next ask acknowledged it
+        assert await box.flush(5)
+        assert store.pending_callbacks(REQUESTER) == []
+    assert callbacks.batches == [[_result(record)]]
