@@ -17,8 +17,8 @@ import logging
 import time
 from collections.abc import Callable
 
-from bacalhau.gossip import MemberEvent, MemberEventKind, MemberInfo, MembershipRunner
-from bacalhau.models import LivenessState
+from bacalhau.gossip import MemberEvent, MemberEventKind, MemberInfo, MembershipRunner, NodeRecord
+from bacalhau.models import LivenessState, NodeInfo
 from bacalhau.orchestrator import (
     NodeChange,
     NodeChangeKind,
@@ -53,6 +53,10 @@ class GossipNodeView:
         self._unsubscribe: Callable[[], None] | None = None
         #: Wall-clock ns when a member stopped being alive.
         self._down_since: dict[str, int] = {}
+        #: Per member, its record and the NodeInfo made from it: the scheduler lists the
+        #: nodes on every pass, and a record changes far less often (records are immutable,
+        #: so the same record object always makes the same NodeInfo). Shared: not changed.
+        self._infos: dict[str, tuple[NodeRecord, NodeInfo]] = {}
         if runner is not None:
             self.attach(runner)
 
@@ -113,8 +117,14 @@ class GossipNodeView:
             )
             if address
         }
+        kept = self._infos.get(member.node_id)
+        if kept is not None and kept[0] is record:
+            info = kept[1]
+        else:
+            info = record.to_node_info()
+            self._infos[member.node_id] = (record, info)
         return NodeSighting(
-            info=record.to_node_info(),
+            info=info,
             roles=record.roles,
             liveness=member.state,
             version=record.version,
@@ -125,6 +135,8 @@ class GossipNodeView:
 
     def _on_event(self, event: MemberEvent) -> None:
         node_id = event.member.node_id
+        if event.kind is MemberEventKind.LEFT:
+            self._infos.pop(node_id, None)
         if event.member.state is LivenessState.ALIVE:
             self._down_since.pop(node_id, None)
         elif node_id not in self._down_since:
