@@ -281,7 +281,7 @@ class Importer:
             if st.st_size <= _WHOLE_FILE:
                 # A small file (most results are) is read whole, in one call: the visitor and
                 # the CID take the same bytes without a reader layered on the file.
-                data = _read_whole(raw, _WHOLE_FILE)
+                data = _read_whole(raw, _WHOLE_FILE, st.st_size)
                 if data is not None:
                     visitor(TreeEntry(path, rel, st, io.BytesIO(data), imported=True))
                     builder.update(data)
@@ -501,17 +501,20 @@ def _visit_only(path: str, rel: str, visitor: TreeVisitor) -> None:
         visitor(TreeEntry(path, rel, st, None, imported=False))
 
 
-def _read_whole(raw: io.FileIO, limit: int) -> bytes | None:
+def _read_whole(raw: io.FileIO, limit: int, expected: int = 0) -> bytes | None:
     """Everything ``raw`` holds from its position, or None when that is over ``limit``
-    bytes (what was read then is gone: the caller seeks back)."""
+    bytes (what was read then is gone: the caller seeks back). ``expected``, the size it
+    had when listed, sizes the first read (one more byte, to see the end at once)."""
     parts: list[bytes] = []
     left = limit + 1
+    ask = min(expected + 1, left)
     while left > 0:
-        data = raw.read(left)
+        data = raw.read(ask)
         if not data:
             break
         parts.append(data)
         left -= len(data)
+        ask = left
     if left <= 0:
         return None
     return parts[0] if len(parts) == 1 else b"".join(parts)

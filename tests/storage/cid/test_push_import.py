@@ -187,6 +187,8 @@ def test_a_small_file_is_read_whole_and_a_grown_one_is_left_to_the_reader(
     path.write_bytes(b"x" * 100)
     with open(path, "rb", buffering=0) as raw:
         assert _read_whole(raw, 100) == b"x" * 100
+    with open(path, "rb", buffering=0) as raw:  # listed smaller than it is now
+        assert _read_whole(raw, 100, expected=10) == b"x" * 100
     with open(path, "rb", buffering=0) as raw:
         assert _read_whole(raw, 99) is None
     path.write_bytes(b"")
