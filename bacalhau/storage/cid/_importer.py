@@ -273,10 +273,6 @@ class Importer:
     ) -> ImportResult:
         if visitor is None:
             return self.add_file(path)
-        builder = self.file_builder()
-        # Buffers no larger than the file (as it was when listed; it only sizes them): a
-        # megabyte for every small file costs more than archiving it (mapped, then unmapped).
-        size = min(_DRAIN_SIZE, max(st.st_size, _MIN_BUFFER))
         with open(path, "rb", buffering=0) as raw:
             if st.st_size <= _WHOLE_FILE:
                 # A small file (most results are) is read whole, in one call: the visitor and
@@ -284,9 +280,12 @@ class Importer:
                 data = _read_whole(raw, _WHOLE_FILE, st.st_size)
                 if data is not None:
                     visitor(TreeEntry(path, rel, st, io.BytesIO(data), imported=True))
-                    builder.update(data)
-                    return builder.finish()
+                    return self._add_whole(data)
                 raw.seek(0)  # it grew since it was listed: read as a large one
+            builder = self.file_builder()
+            # Buffers no larger than the file (as it was when listed; it only sizes them): a
+            # megabyte for every small file costs more than archiving it (mapped, unmapped).
+            size = min(_DRAIN_SIZE, max(st.st_size, _MIN_BUFFER))
             content = io.BufferedReader(_Tee(raw, builder.update), size)
             visitor(TreeEntry(path, rel, st, content, imported=True))
             # Whatever the visitor left unread still goes through the tee into the CID.
@@ -295,6 +294,18 @@ class Importer:
             while content.readinto(self._drain):
                 pass
         return builder.finish()
+
+    def _add_whole(self, data: bytes) -> ImportResult:
+        """The file holding ``data``, as a :class:`FileBuilder` pushed it gives it; one that
+        fits in a chunk is its one leaf, made without a chunk-sized frame to fill."""
+        if len(data) > self.options.chunk_size:
+            builder = self.file_builder()
+            builder.update(data)
+            return builder.finish()
+        layout = BalancedFile(self.options.max_links, self._emit_node)
+        layout.add(self._leaf(data))
+        root = layout.finish()
+        return ImportResult(root.cid, root.tsize, root.filesize)
 
     def _add_directory(
         self, path: str, rel: str, on_entry: EntryCallback | None, visitor: TreeVisitor | None

@@ -194,3 +194,13 @@ def test_a_small_file_is_read_whole_and_a_grown_one_is_left_to_the_reader(
     path.write_bytes(b"")
     with open(path, "rb", buffering=0) as raw:
         assert _read_whole(raw, 99) == b""
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+def test_a_file_known_whole_gives_the_cid_of_its_bytes_pushed(config: str) -> None:
+    options = CONFIGS[config]
+    for size in (0, 1, 4096, CHUNK - 1, CHUNK, CHUNK + 1):
+        data = seeded_bytes(f"whole{size}", size)
+        builder = Importer(None, options).file_builder()
+        builder.update(data)
+        assert Importer(None, options)._add_whole(data) == builder.finish(), size
