@@ -24,6 +24,9 @@ _NAME_LENGTH = 100
 _TAIL = tarfile.POSIX_MAGIC + bytes(32 + 32 + 8 + 8 + 155 + 12)
 #: The mode, uid and gid fields of the extended header, and its uid/gid in every header.
 _ZERO_FIELD = b"0000000\0"
+#: What a header's fixed parts add to its checksum: uid and gid, the checksum field itself
+#: (counted as eight spaces) and the tail.
+_FIXED_SUM = 2 * sum(_ZERO_FIELD) + 8 * ord(" ") + sum(_TAIL)
 
 
 def pax_header(info: tarfile.TarInfo) -> bytes | None:
@@ -86,21 +89,23 @@ def add_entry(
 
 
 def _ustar_block(name: bytes, mode: int, size: int, mtime: int, kind: bytes, link: bytes) -> bytes:
-    block = b"".join(
+    fields = (b"%07o\0" % mode, b"%011o\0" % size, b"%011o\0" % mtime)
+    # The checksum is the sum of the block's bytes: of the parts that vary, plus the rest's.
+    checksum = sum(name) + sum(link) + kind[0] + sum(map(sum, fields)) + _FIXED_SUM
+    return b"".join(
         (
             name.ljust(_NAME_LENGTH, b"\0"),
-            b"%07o\0" % mode,
+            fields[0],
             _ZERO_FIELD,
             _ZERO_FIELD,
-            b"%011o\0" % size,
-            b"%011o\0" % mtime,
-            b"        ",  # the checksum counts its own field as spaces
+            fields[1],
+            fields[2],
+            b"%06o\0 " % checksum,
             kind,
             link.ljust(_NAME_LENGTH, b"\0"),
             _TAIL,
         )
     )
-    return block[:148] + b"%06o\0" % sum(block) + block[155:]
 
 
 def _extended_header(keyword: bytes, value: bytes) -> bytes:
