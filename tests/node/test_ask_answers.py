@@ -38,6 +38,9 @@ async def _cluster(
         ca.issue_node_certificate(
             NodeIdentity.load_or_create(tmp_path / name), data_dir=tmp_path / name
         )
+    # The longest linger a node grants: a noop run ends well within it, even on a busy
+    # machine, so the answers carry what the tests expect of them.
+    requester_settings.setdefault("ask_answer_linger", 0.1)
     requester = await start_node(
         _config(tmp_path / "requester", orchestrator=True, **requester_settings), stack
     )
