@@ -26,6 +26,7 @@ from bacalhau.compute import (
 from bacalhau.executor import Executor
 from bacalhau.executor.noop import NoopExecutor
 from bacalhau.models import (
+    AskAnswer,
     AskForBidRequest,
     BidDecision,
     BidResult,
@@ -62,9 +63,11 @@ class InProcessTransport:
     def register_node(self, node_id: str, address: str) -> None:
         pass  # every node is in this process
 
-    async def ask_for_bid(self, node_id: str, request: AskForBidRequest) -> None:
+    async def ask_for_bid(self, node_id: str, request: AskForBidRequest) -> AskAnswer | None:
         self.sent.append(("AskForBid", node_id, request.execution.id))
-        await self.endpoints[node_id].ask_for_bid(REQUESTER, request)
+        # What the node answers with (its callbacks, within the ask's linger), as the gRPC
+        # client hands it back.
+        return await self.endpoints[node_id].ask_for_bid(REQUESTER, request)
 
     async def bid_accepted(self, node_id: str, decision: BidDecision) -> None:
         self.sent.append(("BidAccepted", node_id, decision.execution_id))
