@@ -4,7 +4,9 @@ Every handler answers at once (the transport's ack); bidding and running happen 
 endpoint owns. The one exception: a pre-approved ask that allows an answer linger is answered
 once its bid is decided and its run has ended, or the linger is over, with the execution's
 callbacks in the answer (see :class:`CallbackOutbox`): a short execution then costs the
-requester one round trip, and the node no call of its own. Semantics follow Bacalhau 1.5 (``pkg/compute/bidder.go``):
+requester one round trip, and the node no call of its own.
+
+Semantics follow Bacalhau 1.5 (``pkg/compute/bidder.go``):
 
 - ``WaitForApproval=true``: bid; accepted -> ``Created`` + OnBidComplete(accepted), then
   BidAccepted runs it and BidRejected ends it; rejected -> OnBidComplete(rejected, reason).
