@@ -55,16 +55,25 @@ class JobStore(
         self._path = str(path)
         self._db = open_database(self._path)
         self._depth = 0
+        self._nested = []
+        self._doomed = False
         self._owner = None
+        self._undo = []
         self._changed = {}
         self._pending_notify = set()
         self._active = {}
         self._pending_active = []
         self._load_active()
         self._specs = SpecCache()
+        self._job_rows = OrderedDict()
+        self._blobs = {}
         self._executions = OrderedDict()
+        self._job_executions = OrderedDict()
         self._logs = OrderedDict()
+        self._seqs = OrderedDict()
         self._pending_history = []
+        self._load_reputation()
+        self._load_open_evaluations()
 
     def close(self) -> None:
         self._db.close()

@@ -13,6 +13,21 @@ from bacalhau.orchestrator._store_transactions import StoreTransactions
 class EvaluationRecords(StoreTransactions):
     """Evaluations and idempotency tokens."""
 
+    #: Evaluation ID -> job ID, for every stored evaluation not complete (and perhaps a few
+    #: more: one whose creation rolled back): marking any other complete changes no row, so
+    #: it is not written (a scheduling pass made in place has an evaluation never stored).
+    _open_evaluations: dict[str, str]
+
+    def _load_open_evaluations(self) -> None:
+        # Two ranges rather than "!=", so that the status index serves it.
+        self._open_evaluations = {
+            str(r[0]): str(r[1])
+            for r in self._db.execute(
+                "SELECT id, job_id FROM evaluations WHERE status < ? OR status > ?",
+                (EvaluationStatus.COMPLETE, EvaluationStatus.COMPLETE),
+            )
+        }
+
     def create_evaluation(self, ev: Evaluation) -> None:
         with self._write():
             self._db.execute(
@@ -20,10 +35,26 @@ class EvaluationRecords(StoreTransactions):
                 " VALUES (?, ?, ?, ?, ?)",
                 (ev.id, ev.job_id, ev.status, ev.wait_until, json.dumps(eval_to_row(ev))),
             )
+            if ev.status != EvaluationStatus.COMPLETE:
+                self._open_evaluations[ev.id] = ev.job_id
 
     def set_evaluation_status(self, eval_id: str, status: str) -> None:
+        if status == EvaluationStatus.COMPLETE:
+            if eval_id not in self._open_evaluations:
+                return  # not stored, or already complete: no row would change
+            with self._write():
+                self._db.execute(
+                    "UPDATE evaluations SET status = ? WHERE id = ?", (status, eval_id)
+                )
+                self._uncache(self._open_evaluations, eval_id)
+            return
         with self._write():
             self._db.execute("UPDATE evaluations SET status = ? WHERE id = ?", (status, eval_id))
+            row = self._db.execute(
+                "SELECT job_id FROM evaluations WHERE id = ?", (eval_id,)
+            ).fetchone()
+            if row is not None:
+                self._open_evaluations[eval_id] = str(row[0])
 
     def pending_evaluations(self) -> list[Evaluation]:
         rows = self._db.execute(

@@ -1,6 +1,7 @@
 """The job store's executions: compare-and-set writes checked against the execution state
-machine, recorded in their job's history, decoded executions cached by revision, and what
-runs where (per node, the active executions and what they hold) kept in memory for ranking."""
+machine, recorded in their job's history; recent executions, and which executions recent jobs
+have, kept in memory as their rows hold them; and what runs where (per node, the active
+executions and what they hold) kept in memory for ranking."""
 
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ from bacalhau.orchestrator._store_history import JobHistoryLog
 
 #: Executions kept decoded in memory, most recently used last (a few hundred bytes each).
 _EXECUTION_CACHE = 4096
+#: Jobs whose execution IDs are kept in memory, most recently used last.
+_JOB_EXECUTIONS_CACHE = 4096
 _EXECUTION_SLOTS = Execution.__slots__
 
 
@@ -40,14 +43,23 @@ def _copy_execution(ex: Execution) -> Execution:
     return out
 
 
+def _creation_order(ex: Execution) -> tuple[int, str]:
+    """Executions' order in SQL (``ORDER BY create_time, id``)."""
+    return ex.create_time, ex.id
+
+
 class ExecutionRecords(JobHistoryLog):
     """Executions, and the placements they make (read on every placement)."""
 
     #: Per node, the active executions and what each holds (for ranking), as committed.
     _active: dict[str, dict[str, Resources]]
-    #: Execution ID -> (revision, the decoded execution) as last written or read; a read
-    #: of a row at that revision copies it instead of decoding the row's document.
+    #: Execution ID -> (revision, the decoded execution) as its row holds it (in the open
+    #: transaction too: undone with it), for recent executions: reading one so kept reads
+    #: no SQL. The store is the only writer of its executions' rows.
     _executions: OrderedDict[str, tuple[int, Execution]]
+    #: Job ID -> the IDs of all its executions (rows of the open transaction included:
+    #: undone with it), for recent jobs.
+    _job_executions: OrderedDict[str, tuple[str, ...]]
 
     def create_execution(self, execution: Execution, event: Event | None = None) -> None:
         check_execution_transition(ExecutionStateType.UNDEFINED, execution.compute_state)
@@ -69,10 +81,22 @@ class ExecutionRecords(JobHistoryLog):
             )
             self._track(execution)
             self._remember_execution(execution)
+            known = self._job_executions.get(execution.job_id)
+            if known is not None:
+                self._cache_recent(
+                    self._job_executions,
+                    execution.job_id,
+                    (*known, execution.id),
+                    _JOB_EXECUTIONS_CACHE,
+                )
             if event is not None:
                 self._exec_history(execution, None, event)
 
     def get_execution(self, execution_id: str) -> Execution:
+        cached = self._executions.get(execution_id)
+        if cached is not None:
+            self._executions.move_to_end(execution_id)
+            return _copy_execution(cached[1])
         row = self._db.execute(
             "SELECT id, revision, data FROM executions WHERE id = ?", (execution_id,)
         ).fetchone()
@@ -81,16 +105,25 @@ class ExecutionRecords(JobHistoryLog):
         return self._execution(row)
 
     def executions_of(self, job_id: str) -> list[Execution]:
+        """The job's executions, oldest first (by creation time, then ID)."""
+        known = self._job_executions.get(job_id)
+        if known is not None:
+            self._job_executions.move_to_end(job_id)
+            out = [self.get_execution(ex_id) for ex_id in known]
+            out.sort(key=_creation_order)
+            return out
         rows = self._db.execute(
             "SELECT id, revision, data FROM executions WHERE job_id = ? ORDER BY create_time, id",
             (job_id,),
         ).fetchall()
+        self._cache_recent(
+            self._job_executions, job_id, tuple(str(r[0]) for r in rows), _JOB_EXECUTIONS_CACHE
+        )
         return [self._execution(r) for r in rows]
 
     def _execution(self, row: tuple[str, int, str]) -> Execution:
-        """The execution of a row (ID, revision, document): a copy of the one decoded or
-        written at that revision, or the document decoded. Keyed by revision, a write that
-        was rolled back is never taken for the row: its revision is not the row's."""
+        """The execution of a row (ID, revision, document): a copy of the one kept in
+        memory, or the document decoded (and kept)."""
         cached = self._executions.get(row[0])
         if cached is not None and cached[0] == row[1]:
             self._executions.move_to_end(row[0])
@@ -103,10 +136,7 @@ class ExecutionRecords(JobHistoryLog):
         """Keep a copy of ``ex`` as its row now is (every write of a row comes here)."""
         kept = _copy_execution(ex)
         kept.job = None  # as the row holds it: a caller may have attached its job
-        self._executions[ex.id] = (ex.revision, kept)
-        self._executions.move_to_end(ex.id)
-        if len(self._executions) > _EXECUTION_CACHE:
-            self._executions.popitem(last=False)
+        self._cache_recent(self._executions, ex.id, (ex.revision, kept), _EXECUTION_CACHE)
 
     def active_jobs_on_node(self, node_id: str) -> list[str]:
         rows = self._db.execute(

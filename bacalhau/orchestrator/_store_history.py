@@ -1,6 +1,7 @@
-"""The job store's history: items appended per job with their sequence numbers, each job's
-log kept in memory as committed (history pages and long-polls read it instead of SQL), and the
-long-poll waiters woken when a transaction that wrote a job's history commits."""
+"""The job store's history: items appended per job with their sequence numbers (each job's
+last one kept in memory), each job's log kept in memory as committed (history pages and
+long-polls read it instead of SQL), and the long-poll waiters woken when a transaction that
+wrote a job's history commits."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from bacalhau.orchestrator._store_transactions import StoreTransactions
 
 #: Jobs whose history is kept in memory (decoded, as committed), most recently used last.
 _HISTORY_CACHE = 1024
+#: Jobs whose last sequence number is kept in memory (a job's items are numbered from it).
+_SEQ_CACHE = 4096
 
 
 class JobHistoryLog(StoreTransactions):
@@ -25,23 +28,35 @@ class JobHistoryLog(StoreTransactions):
     #: Job ID -> its history as committed, for jobs read recently (history pages and
     #: long-polls read this instead of SQL; a job's log is loaded once, then appended).
     _logs: OrderedDict[str, list[JobHistory]]
+    #: Job ID -> its last history sequence number as written (in the open transaction
+    #: too: undone with it), so that appending an item reads no SQL.
+    _seqs: OrderedDict[str, int]
 
     def add_history(self, item: JobHistory) -> JobHistory:
         """Append a history item; assigns the next SeqNum of its job."""
         with self._write():
-            row = self._db.execute(
-                "SELECT COALESCE(MAX(seq), 0) FROM history WHERE job_id = ?", (item.job_id,)
-            ).fetchone()
-            item.seq_num = int(row[0]) + 1
+            last = self._seqs.get(item.job_id)
+            if last is None:
+                row = self._db.execute(
+                    "SELECT COALESCE(MAX(seq), 0) FROM history WHERE job_id = ?", (item.job_id,)
+                ).fetchone()
+                last = int(row[0])
+            item.seq_num = last + 1
             if not item.event.timestamp:
                 item.event.timestamp = item.time
             self._db.execute(
                 "INSERT INTO history (job_id, seq, data) VALUES (?, ?, ?)",
                 (item.job_id, item.seq_num, json.dumps(history_to_row(item))),
             )
+            self._cache_recent(self._seqs, item.job_id, item.seq_num, _SEQ_CACHE)
             self._pending_notify.add(item.job_id)
             self._pending_history.append(item)
         return item
+
+    def _new_history(self, job_id: str) -> None:
+        """A job was just created (in the open transaction): its history starts at 1."""
+        if job_id not in self._seqs:
+            self._cache_recent(self._seqs, job_id, 0, _SEQ_CACHE)
 
     def history_of(self, job_id: str, *, after_seq: int = 0) -> list[JobHistory]:
         """The job's history after ``after_seq``, from its in-memory log (read from SQL the

@@ -1,6 +1,7 @@
 """The job store's jobs: state columns per job and its spec per version, with large inline
-modules kept once by content hash (``blobs``) and decoded specs cached in memory; every state
-change is compare-and-set on the job's revision and recorded in its history."""
+modules kept once by content hash (``blobs``); decoded specs and recent jobs' state columns
+cached in memory; every state change is compare-and-set on the job's revision and recorded in
+its history."""
 
 from __future__ import annotations
 
@@ -28,6 +29,10 @@ from bacalhau.orchestrator._store_history import JobHistoryLog
 #: the same string), so the cache stays small beside the requester's own memory.
 _SPEC_CACHE = 2048
 _SPEC_CACHE_BYTES = 16 * 2**20
+#: Jobs whose state columns are kept in memory (a small tuple each), most recently used last.
+_ROW_CACHE = 4096
+#: Module hashes remembered as stored in ``blobs`` (forgotten all at once past this).
+_BLOB_CACHE = 1024
 
 
 class SpecCache:
@@ -121,6 +126,15 @@ class JobRecords(JobHistoryLog):
 
     #: (job ID, version) -> the decoded spec; bounded, least recently used dropped.
     _specs: SpecCache
+    #: Job ID -> its state columns as its row holds them (in the open transaction too:
+    #: undone with it), for recent jobs: reading a job so kept reads no SQL. The store is
+    #: the only writer of its jobs' rows.
+    _job_rows: OrderedDict[str, _JobState]
+    #: Hashes of modules ``blobs`` holds (as written: undone with a rolled-back write).
+    _blobs: dict[str, None]
+    #: Job ID -> the IDs of its executions, for recent jobs (``_store_executions``); a job
+    #: created here starts with none.
+    _job_executions: OrderedDict[str, tuple[str, ...]]
 
     def _keep_module(self, doc: dict[str, Any]) -> tuple[str | None, str | None]:
         """Take ``doc``'s large inline module out and store it once by content hash (in the
@@ -129,8 +143,18 @@ class JobRecords(JobHistoryLog):
         if module is None:
             return None, None
         blob = module_digest(module)
-        self._db.execute("INSERT OR IGNORE INTO blobs (hash, data) VALUES (?, ?)", (blob, module))
+        if blob not in self._blobs:
+            self._db.execute(
+                "INSERT OR IGNORE INTO blobs (hash, data) VALUES (?, ?)", (blob, module)
+            )
+            if len(self._blobs) >= _BLOB_CACHE:
+                self._blobs.clear()
+            self._cache(self._blobs, blob, None)
         return module, blob
+
+    def _keep_row(self, row: _JobState) -> None:
+        """Remember a job's state columns as its row now holds them."""
+        self._cache_recent(self._job_rows, row[0], row, _ROW_CACHE)
 
     def create_job(self, job: Job) -> None:
         with self._write():
@@ -140,14 +164,22 @@ class JobRecords(JobHistoryLog):
             # sweep resend the same tens of KB each time).
             module, blob = self._keep_module(doc)
             data = json.dumps(doc)
+            row = (
+                job.id,
+                int(job.state),
+                json.dumps(job.state_message),
+                job.revision,
+                job.version,
+                job.modify_time,
+            )
             self._db.execute(
                 "INSERT INTO jobs (id, namespace, state, state_message, revision, version,"
                 " create_time, modify_time, labels, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job.id,
                     job.namespace,
-                    int(job.state),
-                    json.dumps(job.state_message),
+                    row[1],
+                    row[2],
                     job.revision,
                     job.version,
                     job.create_time,
@@ -170,16 +202,23 @@ class JobRecords(JobHistoryLog):
                 Job.from_dict(job.to_dict()),
                 len(data) + (len(module) if module else 0),
             )
+            self._keep_row(row)
+            # A new job has no history and no execution yet: its first of each read no SQL.
+            self._new_history(job.id)
+            self._cache_recent(self._job_executions, job.id, (), _ROW_CACHE)
             JOBS_SUBMITTED.inc()
 
     def get_job(self, job_id: str) -> Job:
-        row: _JobState | None = self._db.execute(
-            f"SELECT {_STATE_COLUMNS} WHERE id = ?", (job_id,)
-        ).fetchone()
+        row = self._job_rows.get(job_id)
         if row is None:
-            raise JobNotFound(f"job not found: {job_id}")
+            row = self._db.execute(f"SELECT {_STATE_COLUMNS} WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise JobNotFound(f"job not found: {job_id}")
+            self._keep_row(row)
+        else:
+            self._job_rows.move_to_end(job_id)
         # The spec is read (and its module put back by SQLite) only when not cached: a
-        # cached job costs one small row.
+        # cached job costs at most one small row.
         spec = self._specs.get((row[0], row[4]))
         if spec is not None:
             return with_state(spec, row)
@@ -248,15 +287,17 @@ class JobRecords(JobHistoryLog):
         job.state_message = message
         job.revision += 1
         job.modify_time = now
+        row = (job_id, int(new_state), json.dumps(message), job.revision, job.version, now)
         with self._write():
             # The spec is not rewritten: a state change is one small row.
             cur = self._db.execute(
                 "UPDATE jobs SET state = ?, state_message = ?, revision = ?, modify_time = ?"
                 " WHERE id = ? AND revision = ?",
-                (int(new_state), json.dumps(message), job.revision, now, job_id, job.revision - 1),
+                (row[1], row[2], job.revision, now, job_id, job.revision - 1),
             )
             if cur.rowcount != 1:
                 raise RevisionConflict(f"job {job_id} changed concurrently")
+            self._keep_row(row)
             if new_state.is_terminal() and not old.is_terminal():
                 JOBS_FINISHED.labels(state=new_state.wire).inc()
             self.add_history(
@@ -287,7 +328,7 @@ class JobRecords(JobHistoryLog):
         spec.revision = job.revision + 1
         spec.modify_time = now
         doc = spec.to_dict()
-        with self.transaction():
+        with self._atomic():
             _, blob = self._keep_module(doc)  # shared with the earlier versions, as at create
             self._db.execute(
                 "INSERT INTO job_specs (job_id, version, data, blob) VALUES (?, ?, ?, ?)",
@@ -308,6 +349,9 @@ class JobRecords(JobHistoryLog):
             )
             if cur.rowcount != 1:
                 raise RevisionConflict(f"job {job_id} changed concurrently")
+            self._keep_row(
+                (job_id, int(spec.state), json.dumps(""), spec.revision, spec.version, now)
+            )
             self.add_history(
                 JobHistory(
                     seq_num=0,

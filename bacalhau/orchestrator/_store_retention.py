@@ -3,12 +3,18 @@ them, and giving the freed space back to the file system in small steps."""
 
 from __future__ import annotations
 
-from bacalhau.models import JobStateType
+from collections import OrderedDict
+
+from bacalhau.models import Execution, JobStateType
 from bacalhau.orchestrator._store_jobs import JobRecords
 
 
 class StoreRetention(JobRecords):
     """Deletion of old terminal jobs and incremental vacuum."""
+
+    # Kept by the executions and evaluations parts of the store (see there).
+    _executions: OrderedDict[str, tuple[int, Execution]]
+    _open_evaluations: dict[str, str]
 
     def delete_terminal_jobs(self, *, modified_before: int, limit: int) -> list[str]:
         """Delete up to ``limit`` terminal jobs last changed before ``modified_before`` (Unix
@@ -16,7 +22,7 @@ class StoreRetention(JobRecords):
         one transaction. Returns their IDs (fewer than ``limit``: nothing more is due)."""
         terminal = [int(s) for s in JobStateType if s.is_terminal()]
         marks = ",".join("?" for _ in terminal)
-        with self.transaction():
+        with self._atomic():
             ids = [
                 str(r[0])
                 for r in self._db.execute(
@@ -41,11 +47,23 @@ class StoreRetention(JobRecords):
                 "DELETE FROM blobs WHERE hash NOT IN"
                 " (SELECT blob FROM job_specs WHERE blob IS NOT NULL)"
             )
-        gone = set(ids)
-        for job_id in ids:
-            self._logs.pop(job_id, None)
-        self._specs.discard_jobs(gone)
+            self._forget_jobs(set(ids))
         return ids
+
+    def _forget_jobs(self, gone: set[str]) -> None:
+        """Drop what memory keeps of deleted jobs (in the deleting transaction: a rollback
+        puts back what must be exact; the rest is read again from SQL)."""
+        for job_id in gone:
+            self._logs.pop(job_id, None)
+            self._seqs.pop(job_id, None)
+            self._job_rows.pop(job_id, None)
+            self._job_executions.pop(job_id, None)
+        for ex_id in [k for k, (_, ex) in self._executions.items() if ex.job_id in gone]:
+            del self._executions[ex_id]
+        for ev_id in [k for k, job_id in self._open_evaluations.items() if job_id in gone]:
+            self._uncache(self._open_evaluations, ev_id)
+        self._specs.discard_jobs(gone)
+        self._blobs.clear()  # some may have gone with their last job
 
     def vacuum_step(self, pages: int) -> None:
         """Give up to ``pages`` free pages back to the file system (incremental vacuum)."""

@@ -1,19 +1,51 @@
 """The job store's transactions: one SQLite transaction at a time, held by one task, with
 nested blocks as savepoints; what a transaction changes in memory (placements, history logs,
-long-poll wake-ups) is kept pending and applied only when it commits."""
+long-poll wake-ups) is kept pending and applied only when it commits, and what it changes in
+the store's caches of rows is undone with it when it rolls back.
+
+A nested block takes its savepoint lazily, at its first write: most nested blocks (an
+evaluation made inside a callback, a callback inside a batch) either write nothing or are the
+first thing to write in the block around them, and blocks that begin with no write between
+them share one savepoint (rolling back to it undoes exactly what either wrote)."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from bacalhau.errors import InternalError
 from bacalhau.models import JobHistory, Resources
 from bacalhau.orchestrator._metrics import SQLITE_TRANSACTION_SECONDS
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+#: Marks a key that was not in a cache before a write (undoing the write removes it).
+_ABSENT: Any = object()
+
+
+class _Nested:
+    """A nested block open in the transaction: where it rolls back to, once it wrote."""
+
+    __slots__ = ("active", "changes", "history", "notify", "owns", "savepoint", "undo")
+
+    def __init__(self, store: StoreTransactions) -> None:
+        #: The savepoint that undoes the block (None: nothing written in it yet).
+        self.savepoint: str | None = None
+        #: Whether the block took the savepoint (and releases it) or shares an outer one's.
+        self.owns = False
+        self.active = len(store._pending_active)
+        self.history = len(store._pending_history)
+        self.notify = set(store._pending_notify)
+        self.undo = len(store._undo)
+        #: Rows changed on the connection when the block began (a write made without a
+        #: savepoint would change it: see :meth:`StoreTransactions._savepoint`).
+        self.changes = store._db.total_changes
 
 
 class StoreTransactions:
@@ -26,6 +58,11 @@ class StoreTransactions:
     _db: sqlite3.Connection
     #: How many transaction or savepoint blocks are open (0: no transaction).
     _depth: int
+    #: The nested blocks open in the transaction, innermost last.
+    _nested: list[_Nested]
+    #: Set when a nested block changed rows it could not undo alone: the transaction
+    #: then rolls back whole instead of committing.
+    _doomed: bool
     #: The task that opened the transaction in progress (None outside an event loop).
     _owner: asyncio.Task[Any] | None
     #: Jobs whose history waiters the open transaction wakes when it commits.
@@ -35,6 +72,9 @@ class StoreTransactions:
     _pending_active: list[tuple[str, str, Resources | None]]
     #: History items written by the open transaction, appended to logs when it commits.
     _pending_history: list[JobHistory]
+    #: What the open transaction changed in the caches of rows: (cache, key, value before
+    #: or _ABSENT), undone newest first when it (or a nested block) rolls back.
+    _undo: list[tuple[MutableMapping[Any, Any], Any, Any]]
     # What a commit applies, each by the part of the store whose memory it changes.
     _flush_active: Callable[[], None]
     _flush_history: Callable[[], None]
@@ -54,36 +94,61 @@ class StoreTransactions:
         began = time.perf_counter()
         self._depth += 1
         self._owner = _current_task()
+        self._doomed = False
         try:
             yield
         except BaseException:
             self._depth -= 1
-            if self._depth == 0:
-                self._db.execute("ROLLBACK")
-                SQLITE_TRANSACTION_SECONDS.observe(time.perf_counter() - began)
-                self._pending_notify.clear()
-                self._pending_active.clear()
-                self._pending_history.clear()
+            self._db.execute("ROLLBACK")
+            SQLITE_TRANSACTION_SECONDS.observe(time.perf_counter() - began)
+            self._forget_pending()
             raise
         self._depth -= 1
-        if self._depth == 0:
+        try:
+            if self._doomed:
+                raise InternalError(
+                    "a nested block of the job store's transaction changed rows without a "
+                    "savepoint; the transaction was rolled back",
+                    hint="write through the store's _write() or _atomic()",
+                    component="JobStore",
+                )
             self._db.execute("COMMIT")
-            SQLITE_TRANSACTION_SECONDS.observe(time.perf_counter() - began)
-            self._flush_active()
-            self._flush_history()
-            self._flush_notify()
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            self._forget_pending()
+            raise
+        SQLITE_TRANSACTION_SECONDS.observe(time.perf_counter() - began)
+        self._undo.clear()
+        self._flush_active()
+        self._flush_history()
+        self._flush_notify()
 
     @contextmanager
     def _write(self) -> Iterator[None]:
         """One of the store's own writes: in the caller's transaction when one is open, as
         is, else in a transaction of its own. No savepoint of its own: each such write
         raises only before it changes a row (a refused transition, a compare-and-set that
-        matched no row) or on an I/O error, which fails the enclosing transaction whole."""
+        matched no row) or on an I/O error, which fails the enclosing transaction whole.
+        Every statement that changes a row goes through here (or :meth:`_atomic`): a nested
+        block's savepoint is taken at its first write."""
         if self._depth > 0:
             self._check_owner()
+            if self._nested and self._nested[-1].savepoint is None:
+                self._take_savepoint()
             yield
             return
         with self.transaction():
+            yield
+
+    @contextmanager
+    def _atomic(self) -> Iterator[None]:
+        """Several writes of the store's own that stand or fall together (a later one may
+        refuse after an earlier one changed a row): a transaction of their own, or a
+        savepoint of their own in the caller's."""
+        with self.transaction():
+            if self._nested:
+                self._take_savepoint()
             yield
 
     def _check_owner(self) -> None:
@@ -101,23 +166,94 @@ class StoreTransactions:
     def _savepoint(self) -> Iterator[None]:
         """A nested block: its writes, and what they would change in memory at commit, are
         undone alone if it raises."""
-        name = f"nested{self._depth}"
-        marks = (len(self._pending_active), len(self._pending_history))
-        notify = set(self._pending_notify)
-        self._db.execute(f"SAVEPOINT {name}")
+        block = _Nested(self)
+        self._nested.append(block)
         self._depth += 1
         try:
             yield
         except BaseException:
             self._depth -= 1
-            self._db.execute(f"ROLLBACK TO {name}")
-            self._db.execute(f"RELEASE {name}")
-            del self._pending_active[marks[0] :]
-            del self._pending_history[marks[1] :]
-            self._pending_notify.intersection_update(notify)
+            self._nested.pop()
+            if block.savepoint is not None:
+                self._db.execute(f"ROLLBACK TO {block.savepoint}")
+                if block.owns:
+                    self._db.execute(f"RELEASE {block.savepoint}")
+            else:
+                self._check_unwritten(block)
+            del self._pending_active[block.active :]
+            del self._pending_history[block.history :]
+            self._pending_notify.intersection_update(block.notify)
+            self._undo_to(block.undo)
             raise
         self._depth -= 1
-        self._db.execute(f"RELEASE {name}")
+        self._nested.pop()
+        if block.owns:
+            self._db.execute(f"RELEASE {block.savepoint}")
+        elif block.savepoint is None:
+            self._check_unwritten(block)
+
+    def _take_savepoint(self) -> None:
+        """The innermost nested block is about to write: take its savepoint now, one for it
+        and every block around it that has none yet (nothing was written between their
+        starts, so one savepoint undoes any of them exactly); the outermost of them owns
+        it."""
+        nested = self._nested
+        first = len(nested) - 1
+        while first > 0 and nested[first - 1].savepoint is None:
+            first -= 1
+        if nested[first].savepoint is not None:
+            return
+        name = f"nested{first + 1}"
+        self._db.execute(f"SAVEPOINT {name}")
+        nested[first].owns = True
+        for block in nested[first:]:
+            block.savepoint = name
+
+    def _check_unwritten(self, block: _Nested) -> None:
+        """A block without a savepoint must have changed no row: one that did (a write that
+        bypassed :meth:`_write`) cannot be undone alone, so its transaction is doomed."""
+        if self._db.total_changes != block.changes:
+            self._doomed = True
+
+    def _forget_pending(self) -> None:
+        """The transaction rolled back: nothing of it reaches memory."""
+        self._pending_notify.clear()
+        self._pending_active.clear()
+        self._pending_history.clear()
+        self._undo_to(0)
+        self._nested.clear()
+
+    # -- caches of rows, undone with the writes that changed them --------------------------
+
+    def _cache(self, cache: MutableMapping[K, V], key: K, value: V) -> None:
+        """``cache[key] = value``, undone if the open transaction (or block) rolls back.
+        Every cache of rows is changed through here or dropped from (dropping an entry is
+        always safe: the row is read again)."""
+        if self._depth:
+            self._undo.append((cache, key, cache.get(key, _ABSENT)))
+        cache[key] = value
+
+    def _uncache(self, cache: MutableMapping[K, V], key: K) -> None:
+        """Drop ``cache[key]``, put back if the open transaction (or block) rolls back."""
+        before = cache.pop(key, _ABSENT)
+        if self._depth and before is not _ABSENT:
+            self._undo.append((cache, key, before))
+
+    def _cache_recent(self, cache: OrderedDict[K, V], key: K, value: V, limit: int) -> None:
+        """:meth:`_cache` into a bounded cache, least recently used dropped first."""
+        self._cache(cache, key, value)
+        cache.move_to_end(key)
+        if len(cache) > limit:
+            cache.popitem(last=False)
+
+    def _undo_to(self, mark: int) -> None:
+        undo = self._undo
+        while len(undo) > mark:
+            cache, key, before = undo.pop()
+            if before is _ABSENT:
+                cache.pop(key, None)
+            else:
+                cache[key] = before
 
 
 def _current_task() -> asyncio.Task[Any] | None:
