@@ -66,6 +66,7 @@ class JobStore(
         self._load_active()
         self._specs = SpecCache()
         self._job_rows = OrderedDict()
+        self._load_queued()
         self._blobs = {}
         self._executions = OrderedDict()
         self._job_executions = OrderedDict()

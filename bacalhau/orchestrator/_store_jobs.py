@@ -132,6 +132,9 @@ class JobRecords(JobHistoryLog):
     _job_rows: OrderedDict[str, _JobState]
     #: Hashes of modules ``blobs`` holds (as written: undone with a rolled-back write).
     _blobs: dict[str, None]
+    #: IDs of the jobs in state Queued (as written: undone with a rolled-back write); every
+    #: execution that ends asks for them (``NodeEvents.on_capacity_change``).
+    _queued: dict[str, None]
     #: Job ID -> the IDs of its executions, for recent jobs (``_store_executions``); a job
     #: created here starts with none.
     _job_executions: OrderedDict[str, tuple[str, ...]]
@@ -153,8 +156,22 @@ class JobRecords(JobHistoryLog):
         return module, blob
 
     def _keep_row(self, row: _JobState) -> None:
-        """Remember a job's state columns as its row now holds them."""
+        """Remember a job's state columns as its row now holds them (every write of a
+        job's state comes here)."""
         self._cache_recent(self._job_rows, row[0], row, _ROW_CACHE)
+        if row[1] == JobStateType.QUEUED:
+            if row[0] not in self._queued:
+                self._cache(self._queued, row[0], None)
+        elif row[0] in self._queued:
+            self._uncache(self._queued, row[0])
+
+    def _load_queued(self) -> None:
+        self._queued = dict.fromkeys(
+            str(r[0])
+            for r in self._db.execute(
+                "SELECT id FROM jobs WHERE state = ?", (int(JobStateType.QUEUED),)
+            )
+        )
 
     def create_job(self, job: Job) -> None:
         with self._write():
@@ -259,6 +276,8 @@ class JobRecords(JobHistoryLog):
         return str(rows[0][0])
 
     def jobs_in_states(self, states: list[JobStateType]) -> list[str]:
+        if states == [JobStateType.QUEUED]:
+            return list(self._queued)
         marks = ",".join("?" for _ in states)
         rows = self._db.execute(
             f"SELECT id FROM jobs WHERE state IN ({marks})", [int(s) for s in states]

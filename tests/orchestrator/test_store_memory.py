@@ -1,7 +1,8 @@
 """What the job store keeps in memory: rows it wrote or read (jobs' state columns,
 executions, which executions a job has, history sequence numbers, node reputation, open
-evaluations) are read without SQL, and a rolled-back transaction or nested block leaves them
-as the rows are; nested blocks take one savepoint between them, at their first write.
+evaluations, queued jobs) are read without SQL, and a rolled-back transaction or nested
+block leaves them as the rows are; nested blocks take one savepoint between them, at their
+first write.
 
 Each check compares the store against a second store opened on the same file, which reads
 everything from SQL."""
@@ -62,6 +63,7 @@ def _seen(store: JobStore, job_id: str) -> tuple[object, ...]:
         [(e.id, e.compute_state, e.revision) for e in store.executions_of(job_id)],
         [(h.seq_num, h.type, h.event.message) for h in store.history_of(job_id)],
         store.reputation_counts(),
+        store.jobs_in_states([JobStateType.QUEUED]),
     )
 
 
@@ -82,7 +84,7 @@ def _stored(tmp_path: Path) -> JobStore:
 def _change_everything(store: JobStore) -> None:
     store.update_execution("e-b", compute_state=E.BID_ACCEPTED)
     store.create_execution(_execution("e-a", "j-1", 10))
-    store.update_job_state("j-1", JobStateType.RUNNING, message="running")
+    store.update_job_state("j-1", JobStateType.QUEUED, message="waiting")
     store.record_verdicts({"n-1": False, "n-2": True})
 
 
@@ -125,7 +127,7 @@ def test_kept_rows_are_read_without_sql_and_in_sql_order(tmp_path: Path) -> None
     assert not [s for s in statements if s.startswith("SELECT")], statements
     # Same create time: ordered by ID, as SQL orders them.
     assert [e[0] for e in seen[1]] == ["e-a", "e-b"]  # type: ignore[index]
-    assert seen[3] == {"n-1": (1, 1), "n-2": (1, 0)}
+    assert seen[3:] == ({"n-1": (1, 1), "n-2": (1, 0)}, ["j-1"])
     assert _seen(store, "j-1") == _seen(JobStore(tmp_path / "jobs.db"), "j-1")
 
 
