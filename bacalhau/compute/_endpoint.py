@@ -27,6 +27,7 @@ across outages.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import re
@@ -150,6 +151,8 @@ class ComputeEndpoint:
         #: execution ID): the bid, once decided, records the execution as cancelled and
         #: runs nothing, whichever flow it was asked in.
         self._cancelled_while_bidding: dict[str, str] = {}
+        #: Executions whose ask's answer waits for them to end (see ``_ended``).
+        self._ends: dict[str, asyncio.Event] = {}
         #: Who asked for each queued or running execution (where its callbacks go).
         self._requester_of: dict[str, str] = {}
         self._started = False
@@ -254,24 +257,24 @@ class ComputeEndpoint:
             self._spawn(self._bid(source_node_id, request), name=f"bid-{execution.id}")
             return None
         self._outbox.hold(execution.id)
+        ended = self._ends[execution.id] = asyncio.Event()
         try:
-            bid = self._spawn(self._bid(source_node_id, request), name=f"bid-{execution.id}")
-            return await self._answer(source_node_id, execution.id, bid, linger)
+            self._spawn(self._bid(source_node_id, request), name=f"bid-{execution.id}")
+            # Until it ends here (declined, failed, run, cancelled) or the linger is over;
+            # a cancelled call takes nothing: what was queued stays queued.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(linger):
+                    await ended.wait()
+            return self._outbox.take_answer(source_node_id, execution.id)
         finally:
+            del self._ends[execution.id]
             self._outbox.release(source_node_id, execution.id)
 
-    async def _answer(
-        self, requester_id: str, execution_id: str, bid: asyncio.Task[None], linger: float
-    ) -> AskAnswer | None:
-        """Wait up to ``linger`` for the bid, then for the run it started, and take what the
-        execution has queued meanwhile (a cancelled call takes nothing: it stays queued)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + linger
-        await asyncio.wait({bid}, timeout=linger)
-        run = self._runs.get(execution_id)
-        if run is not None and (left := deadline - loop.time()) > 0:
-            await asyncio.wait({run}, timeout=left)
-        return self._outbox.take_answer(requester_id, execution_id)
+    def _ended(self, execution_id: str) -> None:
+        """The execution will queue no more callbacks: an answer waiting for it may go."""
+        ended = self._ends.get(execution_id)
+        if ended is not None:
+            ended.set()
 
     async def bid_accepted(self, source_node_id: str, decision: BidDecision) -> None:
         """The requester took our bid: queue the execution to run."""
@@ -386,6 +389,7 @@ class ComputeEndpoint:
             # already recorded the stop, so no answer is owed.
             record = self._store.create(execution, requester_id=source_node_id, message=cancelled)
             self._store.transition(record, L.CANCELLED, message=cancelled)
+            self._ended(execution.id)
             return
         ids = {"execution_id": execution.id, "job_id": execution.job_id, "node_id": self._node_id}
         # The same answer in both flows; a pre-approved bid is simply not waited on.
@@ -407,6 +411,8 @@ class ComputeEndpoint:
         self._outbox.kick(source_node_id, execution.id)
         if state is L.BID_ACCEPTED:
             self._enqueue(record)
+        elif state is L.BID_REJECTED:
+            self._ended(execution.id)
 
     def _fail_arrival(
         self, source_node_id: str, request: AskForBidRequest, err: BacalhauError
@@ -421,6 +427,7 @@ class ComputeEndpoint:
         )
         if cancelled is not None:
             self._store.transition(record, L.CANCELLED, message=cancelled)
+            self._ended(execution.id)
             return
         self._fail_unstarted(record, err)
 
@@ -450,6 +457,7 @@ class ComputeEndpoint:
                 exc_info=task.exception(),
             )
         requester_id = self._requester_of.pop(execution_id, None)
+        self._ended(execution_id)
         if requester_id is not None:
             # The pipeline queued its outcome's callback.
             self._outbox.kick(requester_id, execution_id)
@@ -461,6 +469,7 @@ class ComputeEndpoint:
         self._store.transition(record, L.CANCELLED, message=reason)
         if self._queue.remove(record.id):
             self._requester_of.pop(record.id, None)
+            self._ended(record.id)
         task = self._runs.get(record.id)
         if task is not None:
             task.cancel()
@@ -474,6 +483,7 @@ class ComputeEndpoint:
             event=failure_event(err, topic=TOPIC_BIDDING),
         )
         self._store.transition(record, L.FAILED, message=err.message, callback=failure)
+        self._ended(record.id)
         self._outbox.kick(record.requester_id, record.id)
 
     def _owned(self, source_node_id: str, execution_id: str) -> LocalExecution:

@@ -268,7 +268,7 @@ class NodeConfig:
     #: Seconds a compute node may hold its answer to a pre-approved ask for the execution's
     #: callbacks (its bid answer, and its result when it ends that soon), so that they come
     #: back in the answer: one round trip per short execution (0: callbacks by later calls).
-    ask_answer_linger: float = 0.02
+    ask_answer_linger: float = 0.05
     #: Bytes the requester reads of one verified replica's published results to check them
     #: against the CID its node claims; larger results are left unchecked (1 GiB).
     result_check_max_bytes: int = 1024**3

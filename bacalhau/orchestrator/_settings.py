@@ -51,4 +51,4 @@ class SchedulerSettings:
     min_reputation: float = 0.0
     #: Seconds a compute node may hold its answer to a pre-approved ask to carry the
     #: execution's callbacks in it (0: the node sends them by calls of its own).
-    answer_linger: float = 0.02
+    answer_linger: float = 0.05

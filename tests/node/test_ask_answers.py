@@ -7,6 +7,7 @@ linger gets every callback by call, as before."""
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -21,13 +22,14 @@ def _answered() -> float:
     return ANSWERED_CALLBACKS._value.get()
 
 
-def _job(sleep: float = 0.0) -> Job:
+def _job(sleep: float = 0.0, cpu: float = 0.0) -> Job:
     params: dict[str, object] = {"Stdout": "hi\n"}
     if sleep:
         params["SleepSeconds"] = sleep
-    return Job.from_dict(
-        {"Type": "batch", "Tasks": [{"Name": "main", "Engine": {"Type": "noop", "Params": params}}]}
-    )
+    task: dict[str, object] = {"Name": "main", "Engine": {"Type": "noop", "Params": params}}
+    if cpu:
+        task["Resources"] = {"CPU": f"{cpu:.3f}"}
+    return Job.from_dict({"Type": "batch", "Tasks": [task]})
 
 
 async def _cluster(
@@ -134,3 +136,17 @@ async def test_a_requester_that_allows_no_linger_gets_every_callback_by_call(
         await _run(requester, _job())
         assert _answered() == before
         await until(lambda: _queued(compute, requester) == 0, "the callbacks delivered")
+
+
+async def test_a_queued_execution_that_ends_within_the_linger_comes_back_in_its_answer(
+    tmp_path: Path,
+) -> None:
+    async with AsyncExitStack() as stack:
+        requester, compute = await _cluster(tmp_path, stack)
+        assert compute.compute is not None
+        # Each job takes more than half of the node: the second waits in its queue for the
+        # first to end, then runs; both end well within the linger.
+        room = (await compute.compute.node_info()).max_capacity.cpu
+        before = _answered()
+        await asyncio.gather(*(_run(requester, _job(sleep=0.02, cpu=room * 0.6)) for _ in "ab"))
+        assert _answered() - before == 4
