@@ -43,6 +43,9 @@ DEFAULT_LINGER = 0.005
 #: How long answered callbacks wait for the requester's acknowledgement before they are sent
 #: again by a call of their own (seconds): acknowledgements ride on the next ask to the node.
 ANSWER_GRACE = 2.0
+#: How long acknowledged callbacks wait to be deleted, so that the acknowledgements of many
+#: asks share one write (seconds); meanwhile they are only forgotten in memory.
+ACK_FLUSH = 0.05
 #: Local states of an execution this node has accepted and not yet finished.
 _UNDER_WAY = frozenset(
     {LocalExecutionState.BID_ACCEPTED, LocalExecutionState.RUNNING, LocalExecutionState.PUBLISHING}
@@ -96,6 +99,10 @@ class CallbackOutbox:
         self._answered_of: dict[str, set[int]] = {}
         #: Executions with a callback held back behind an answered one (see ``_skipped``).
         self._blocked: set[str] = set()
+        #: Acknowledged callbacks not deleted yet (one write for many asks' acknowledgements,
+        #: off the ask's path): every reader of the queue leaves them out.
+        self._acked: set[int] = set()
+        self._ack_timer: asyncio.TimerHandle | None = None
         #: Per requester, the timer that sends answered callbacks nobody acknowledged.
         self._resend_timers: dict[str, asyncio.TimerHandle] = {}
         self._started = False
@@ -146,7 +153,7 @@ class CallbackOutbox:
         entries = [
             e
             for e in self._store.callbacks_of(requester_id, execution_id)
-            if e.seq not in self._answered
+            if e.seq not in self._answered and e.seq not in self._acked
         ]
         if not entries:
             return None
@@ -168,10 +175,22 @@ class CallbackOutbox:
         if not done:
             return
         executions = {self._answered[s][2] for s in done}
-        self._settle_seqs(done)
+        self._forget(done)
+        self._acked.update(done)
+        if self._ack_timer is None:
+            self._ack_timer = asyncio.get_running_loop().call_later(ACK_FLUSH, self._delete_acked)
         if not executions.isdisjoint(self._blocked):
             self._blocked.difference_update(executions)
             self.kick(requester_id)  # what waited behind them may go now
+
+    def _delete_acked(self) -> None:
+        """Delete the acknowledged callbacks in one write."""
+        if self._ack_timer is not None:
+            self._ack_timer.cancel()
+            self._ack_timer = None
+        if self._acked:
+            acked, self._acked = self._acked, set()
+            self._store.delete_callbacks(sorted(acked))
 
     def _resend_due(self, requester_id: str) -> None:
         """The grace of some answered callbacks ended: send the unacknowledged ones (and
@@ -193,7 +212,7 @@ class CallbackOutbox:
     def _skipped(self, seq: int, execution_id: str) -> bool:
         """Left out of a worker's batch: held for an answer, answered and in its grace, or
         queued after such an answered callback of its execution (it would overtake it)."""
-        if execution_id in self._held:
+        if execution_id in self._held or seq in self._acked:
             return True
         now = asyncio.get_running_loop().time()
         answered = self._answered.get(seq)
@@ -223,6 +242,7 @@ class CallbackOutbox:
 
     async def flush(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for every worker to run dry; True if they did."""
+        self._delete_acked()
         deadline = time.monotonic() + timeout
         while self._workers:
             remaining = deadline - time.monotonic()
@@ -237,6 +257,7 @@ class CallbackOutbox:
             return
         await self.flush(flush_timeout)
         self._closed = True
+        self._delete_acked()
         for timer in self._resend_timers.values():
             timer.cancel()
         self._resend_timers.clear()
@@ -406,6 +427,11 @@ class CallbackOutbox:
             self._settle_seqs([entry.seq for entry in entries])
 
     def _settle_seqs(self, seqs: list[int]) -> None:
+        self._forget(seqs)
+        self._store.delete_callbacks(seqs)
+
+    def _forget(self, seqs: list[int]) -> None:
+        """Drop what memory holds about these callbacks (their rows are the caller's)."""
         for seq in seqs:
             self._attempts.pop(seq, None)
             answered = self._answered.pop(seq, None)
@@ -414,4 +440,3 @@ class CallbackOutbox:
                 of.discard(seq)
                 if not of:
                     del self._answered_of[answered[2]]
-        self._store.delete_callbacks(seqs)

@@ -218,6 +218,11 @@ async def test_answered_callbacks_are_forgotten_once_applied_and_sent_again_if_n
         box.applied(REQUESTER, [max(answers[1].seqs) + 100])
         assert len(store.pending_callbacks(REQUESTER)) == 4
         box.applied(REQUESTER, answers[0].seqs)
+        assert box.take_answer(REQUESTER, acked.id) is None  # forgotten at once
+        box.kick(REQUESTER)
+        await _turns()
+        assert callbacks.attempts == 0  # and never sent while their rows wait to be deleted
+        assert await box.flush(5)  # and deleted (acknowledgements are written together)
         assert [e.execution_id for e in store.pending_callbacks(REQUESTER)] == [lost.id] * 2
         # The lost answer's callbacks go by call once their grace is over.
         await eventually(lambda: callbacks.attempts > 0)
