@@ -20,14 +20,13 @@ wall time, so a busy machine moves it less. Prints one JSON object.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import make_mocked_request
+from job_latency import WASM, wasm_job
 
 from bacalhau.api._errors import json_response
 from bacalhau.api._jobs import _decode_submission, job_history
@@ -51,29 +50,7 @@ from bacalhau.models import (
     now_ns,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
-WASM = ROOT / ".build" / "wasm" / "hello.wasm"
 E = ExecutionStateType
-
-
-def wasm_job(module: bytes) -> Job:
-    url = "data:application/wasm;base64," + base64.b64encode(module).decode()
-    source = {"Source": {"Type": "inline", "Params": {"URL": url}}, "Target": "/app/main.wasm"}
-    return Job.from_dict(
-        {
-            "Type": "batch",
-            "Count": 1,
-            "Tasks": [
-                {
-                    "Name": "main",
-                    "Engine": {
-                        "Type": "wasm",
-                        "Params": {"EntryModule": source, "EntryPoint": "_start"},
-                    },
-                }
-            ],
-        }
-    )
 
 
 class FinishedJob:
