@@ -258,6 +258,7 @@ class ComputeEndpoint:
             return None
         self._outbox.hold(execution.id)
         ended = self._ends[execution.id] = asyncio.Event()
+        taken = False
         try:
             self._spawn(self._bid(source_node_id, request), name=f"bid-{execution.id}")
             # Until it ends here (declined, failed, run, cancelled) or the linger is over;
@@ -265,10 +266,12 @@ class ComputeEndpoint:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(linger):
                     await ended.wait()
-            return self._outbox.take_answer(source_node_id, execution.id)
+            answer = self._outbox.take_answer(source_node_id, execution.id)
+            taken = True
+            return answer
         finally:
             del self._ends[execution.id]
-            self._outbox.release(source_node_id, execution.id)
+            self._outbox.release(source_node_id, execution.id, taken=taken)
 
     def _ended(self, execution_id: str) -> None:
         """The execution will queue no more callbacks: an answer waiting for it may go."""

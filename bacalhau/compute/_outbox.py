@@ -141,10 +141,12 @@ class CallbackOutbox:
         """An ask's answer waits for this execution's callbacks: the workers leave them."""
         self._held.add(execution_id)
 
-    def release(self, requester_id: str, execution_id: str) -> None:
-        """The answer is on its way: what it did not take goes the usual way."""
+    def release(self, requester_id: str, execution_id: str, *, taken: bool = False) -> None:
+        """The answer is on its way. Unless it ``taken`` what was queued (nothing can have
+        been queued since), what it left goes the usual way."""
         self._held.discard(execution_id)
-        self.kick(requester_id)
+        if not taken:
+            self.kick(requester_id)
 
     def take_answer(self, requester_id: str, execution_id: str) -> AskAnswer | None:
         """The callbacks queued about ``execution_id`` for ``requester_id``, for the answer
