@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import os
 import shutil
@@ -30,12 +29,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from job_latency import wasm_job  # noqa: E402
+
 from bacalhau.compute import ExecutionPipeline, ExecutionStore  # noqa: E402
 from bacalhau.executor.wasm import WasmExecutor  # noqa: E402
 from bacalhau.models import (  # noqa: E402
     Execution,
-    Job,
     LocalExecutionState,
+    SpecConfig,
     new_execution_id,
     new_job_id,
 )
@@ -48,30 +49,10 @@ _FS_EVENTS = {"os.mkdir": "mkdir", "os.rename": "rename", "os.remove": "remove"}
 _WRITES = frozenset({"INSERT", "UPDATE", "DELETE"})
 
 
-def _execution(url: str) -> Execution:
-    job = Job.from_dict(
-        {
-            "ID": new_job_id(),
-            "Type": "batch",
-            "Count": 1,
-            "Tasks": [
-                {
-                    "Name": "main",
-                    "Engine": {
-                        "Type": "wasm",
-                        "Params": {
-                            "EntryModule": {
-                                "Source": {"Type": "inline", "Params": {"URL": url}},
-                                "Target": "/app/main.wasm",
-                            },
-                            "EntryPoint": "_start",
-                        },
-                    },
-                    "Publisher": {"Type": "local"},
-                }
-            ],
-        }
-    )
+def _execution(module: bytes) -> Execution:
+    job = wasm_job(module)
+    job.id = new_job_id()
+    job.task.publisher = SpecConfig(type="local")
     return Execution(id=new_execution_id(), job_id=job.id, node_id="bench", job=job)
 
 
@@ -102,7 +83,7 @@ class _FsCounter:
 
 
 async def _measure(runs: int, data_dir: Path) -> dict[str, object]:
-    url = "data:application/wasm;base64," + base64.b64encode(MODULE.read_bytes()).decode()
+    module = MODULE.read_bytes()
     fs = _FsCounter(data_dir)
     sql: Counter[str] = Counter()
     with ExecutionStore(data_dir / "compute.db") as store:
@@ -118,7 +99,7 @@ async def _measure(runs: int, data_dir: Path) -> dict[str, object]:
             },
             results_root=data_dir / "executions",
         )
-        executions = [_execution(url) for _ in range(_WARMUP + runs)]
+        executions = [_execution(module) for _ in range(_WARMUP + runs)]
         for execution in executions:
             store.create(execution, requester_id="r", state=LocalExecutionState.BID_ACCEPTED)
         for execution in executions[:_WARMUP]:
