@@ -176,13 +176,12 @@ class CallbackOutbox:
         done = [s for s in seqs if s in self._answered and self._answered[s][0] == requester_id]
         if not done:
             return
-        executions = {self._answered[s][2] for s in done}
+        waited_behind = not self._blocked.isdisjoint(self._answered[s][2] for s in done)
         self._forget(done)
         self._acked.update(done)
         if self._ack_timer is None:
             self._ack_timer = asyncio.get_running_loop().call_later(ACK_FLUSH, self._delete_acked)
-        if not executions.isdisjoint(self._blocked):
-            self._blocked.difference_update(executions)
+        if waited_behind:
             self.kick(requester_id)  # what waited behind them may go now
 
     def _delete_acked(self) -> None:
@@ -442,3 +441,4 @@ class CallbackOutbox:
                 of.discard(seq)
                 if not of:
                     del self._answered_of[answered[2]]
+                    self._blocked.discard(answered[2])  # nothing left for it to wait behind

@@ -424,17 +424,10 @@ class ExecutionStore:
             return outbox_table.enqueue(self._db, requester_id, message, now_ns())
 
     def pending_callbacks(
-        self,
-        requester_id: str,
-        *,
-        limit: int = 64,
-        after_seq: int = 0,
-        skip: Callable[[int, str], bool] | None = None,
+        self, requester_id: str, *, limit: int = 64, after_seq: int = 0
     ) -> list[OutboxEntry]:
-        """The oldest callbacks queued for ``requester_id`` (those after ``after_seq``), but
-        those ``skip(seq, execution_id)`` is true for; fewer than ``limit`` may come back
-        while more are queued (see :meth:`pending_page`)."""
-        return self.pending_page(requester_id, limit=limit, after_seq=after_seq, skip=skip)[0]
+        """The oldest callbacks queued for ``requester_id`` (those after ``after_seq``)."""
+        return self.pending_page(requester_id, limit=limit, after_seq=after_seq)[0]
 
     def pending_page(
         self,
@@ -444,7 +437,9 @@ class ExecutionStore:
         after_seq: int = 0,
         skip: Callable[[int, str], bool] | None = None,
     ) -> tuple[list[OutboxEntry], int]:
-        """:meth:`pending_callbacks` and the last sequence number read, to read on from."""
+        """:meth:`pending_callbacks` but those ``skip(seq, execution_id)`` is true for (so
+        fewer than ``limit`` may come back while more are queued), and the last sequence
+        number read, to read on from."""
         return outbox_table.pending_callbacks(
             self._db, requester_id, limit=limit, after_seq=after_seq, skip=skip
         )
