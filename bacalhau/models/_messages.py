@@ -84,12 +84,13 @@ class AskAnswer:
     (``seqs``), acknowledged in a later ask once applied.
 
     ``refused`` (filled by the requester's transport) names the run results whose checks
-    failed on arrival, with why: (execution ID, reason); they are not in ``callbacks``.
+    failed on arrival, with why: (sequence number, execution ID, reason); they are not in
+    ``callbacks``.
     """
 
     callbacks: list[BidResult | RunResult | ComputeFailure]
     seqs: list[int]
-    refused: list[tuple[str, str]] = field(default_factory=list)
+    refused: list[tuple[int, str, str]] = field(default_factory=list)
 
 
 @dataclass(slots=True)

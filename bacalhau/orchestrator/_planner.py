@@ -321,20 +321,34 @@ class Planner:
             if applied:  # the node may not have them: the next ask acknowledges them
                 self._acknowledge(ex.node_id, applied)
             raise
-        if answer is not None:
+        if answer is None:
+            return
+        try:
             await self._apply_answer(ex.node_id, answer)
+        except Exception:
+            # The node was reached and keeps what it answered with: unacknowledged, it comes
+            # again by call after its grace. Not a failure to reach the node.
+            log.exception("applying node %s's answer for %s failed", ex.node_id, ex.id)
 
     async def _apply_answer(self, node_id: str, answer: AskAnswer) -> None:
         """Apply an answer's callbacks. Those applied (or refused for good, as a call would
         have them dropped) are acknowledged by the next ask to the node; one that failed in
         a way that may pass is not, so the node sends it again by a call after its grace."""
-        for execution_id, reason in answer.refused:
+        settled: list[int] = []
+        for seq, execution_id, reason in answer.refused:
             if self._refused_run_result is not None:
                 await self._refused_run_result(node_id, execution_id, reason)
-        if not answer.callbacks or self._apply_callbacks is None:
-            return
-        ANSWERED_CALLBACKS.inc(len(answer.callbacks))
-        outcomes = await self._apply_callbacks(answer.callbacks)
+            settled.append(seq)  # counted once: the node is not to send it again
+        if answer.callbacks and self._apply_callbacks is not None:
+            ANSWERED_CALLBACKS.inc(len(answer.callbacks))
+            settled += self._settled(node_id, answer, await self._apply_callbacks(answer.callbacks))
+        self._acknowledge(node_id, settled)
+
+    @staticmethod
+    def _settled(
+        node_id: str, answer: AskAnswer, outcomes: Sequence[BaseException | None]
+    ) -> list[int]:
+        """The answered callbacks done with: applied, or refused for good (logged)."""
         settled: list[int] = []
         for seq, callback, outcome in zip(answer.seqs, answer.callbacks, outcomes, strict=False):
             if outcome is None:
@@ -348,7 +362,7 @@ class Planner:
                     outcome,
                 )
                 settled.append(seq)
-        self._acknowledge(node_id, settled)
+        return settled
 
     def _acknowledge(self, node_id: str, seqs: Sequence[int]) -> None:
         if not seqs:

@@ -34,10 +34,11 @@ def open_answer(node_id: str, response: compute_pb2.AskForBidResponse) -> AskAns
     """The callbacks ``node_id`` answered an ask with (None: none), checked.
 
     A batch whose envelope does not hold raises :class:`PermissionDenied` (the answer as a
-    whole is not the node's word). Items that fail their own checks are left out; the run
-    results among them are listed in ``refused`` (a false proposal counts against the node),
-    and their sequence numbers are not acknowledged, so the node sends them again by
-    DeliverCallbacks, where they are refused as such a call refuses them.
+    whole is not the node's word). Items that fail their own checks are left out. The run
+    results among them are listed in ``refused``: the requester counts each false proposal
+    against the node once and acknowledges it, as a refusing DeliverCallbacks has the node
+    drop it. Other refused items are not acknowledged: the node sends them again by
+    DeliverCallbacks, which refuses them in turn.
     """
     if not response.HasField("callbacks"):
         return None
@@ -57,7 +58,7 @@ def open_answer(node_id: str, response: compute_pb2.AskForBidResponse) -> AskAns
             answer.seqs.append(seq)
         except PermissionDenied as refused:
             if item.WhichOneof("callback") == "run_result":
-                answer.refused.append((item.run_result.execution_id, refused.message))
+                answer.refused.append((seq, item.run_result.execution_id, refused.message))
         except (InvalidRequest, DecodeError):
             continue  # malformed: not acknowledged, so DeliverCallbacks refuses it in turn
     return answer

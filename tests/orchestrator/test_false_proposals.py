@@ -112,9 +112,12 @@ class Requester:
 
 @contextlib.asynccontextmanager
 async def requester(
-    root: Path, nodes: list[str], identity: str = "requester"
+    root: Path,
+    nodes: list[str],
+    identity: str = "requester",
+    compute: RecordingCompute | None = None,
 ) -> AsyncIterator[Requester]:
-    compute = RecordingCompute()
+    compute = compute or RecordingCompute()
     view = StaticNodeView()
     async with LocalResultServer(directory=root / "published", port=0) as published:
         orch = Orchestrator(

@@ -73,8 +73,8 @@ async def test_an_answer_brings_the_nodes_callbacks_and_names_a_false_one(
         assert answer is not None
         assert answer.callbacks == [bid] and answer.seqs == [7]
         assert len(answer.refused) == 1
-        assert answer.refused[0][0] == "e-other"
-        assert other.node_id in answer.refused[0][1]
+        assert answer.refused[0][:2] == (8, "e-other")
+        assert other.node_id in answer.refused[0][2]
 
         handler.answer = None
         assert await client.ask_for_bid(compute.node_id, ask) is None
