@@ -23,18 +23,13 @@ from bacalhau.models._job import (
     InputSource,
     Job,
     LabelSelectorRequirement,
-    NetworkConfig,
-    NetworkType,
     ReschedulePolicy,
-    ResourcesConfig,
     ResultPath,
     SpecConfig,
     Task,
-    TimeoutConfig,
     VerificationPolicy,
     env_name_allowed,
     forwarded_env_name,
-    parse_duration,
 )
 from bacalhau.models._jobfile import parse_job_document
 from bacalhau.models._logs import MAX_LINE_BYTES, LineSplitter, LogChunk, LogRequest, LogStream
@@ -94,6 +89,13 @@ from bacalhau.models._states import (
     check_job_transition,
     check_liveness_transition,
     check_local_transition,
+)
+from bacalhau.models._task_config import (
+    NetworkConfig,
+    NetworkType,
+    ResourcesConfig,
+    TimeoutConfig,
+    parse_duration,
 )
 from bacalhau.models._template import has_template_actions, render_template
 from bacalhau.models._time import now_ns, parse_rfc3339_ns, rfc3339_ns

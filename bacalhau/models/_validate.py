@@ -19,12 +19,12 @@ from bacalhau.models._job import (
     VERIFICATION_MODES,
     WASM_DETERMINISTIC_PARAM,
     Job,
-    NetworkType,
     ReschedulePolicy,
     Task,
     forwarded_env_name,
 )
 from bacalhau.models._modules import entry_module_url, referenced_module_digest
+from bacalhau.models._task_config import NetworkType
 
 RESERVED_META_PREFIX = "bacalhau.org/"
 _OPERATORS = {"=", "==", "!=", "in", "notin", "exists", "!", "gt", "lt"}
