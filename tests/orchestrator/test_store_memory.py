@@ -21,24 +21,14 @@ from bacalhau.models import (
     Execution,
     ExecutionDesiredStateType,
     ExecutionStateType,
-    Job,
     JobHistory,
     JobStateType,
     now_ns,
 )
 from bacalhau.orchestrator import JobStore
+from tests.orchestrator.test_store import _job
 
 E = ExecutionStateType
-
-
-def _job(job_id: str) -> Job:
-    j = Job.from_dict(
-        {"Type": "batch", "Count": 1, "Tasks": [{"Name": "main", "Engine": {"Type": "noop"}}]}
-    )
-    j.id, j.name, j.namespace = job_id, job_id, "default"
-    j.state, j.revision = JobStateType.PENDING, 1
-    j.create_time = j.modify_time = now_ns()
-    return j
 
 
 def _execution(ex_id: str, job_id: str, created: int) -> Execution:
