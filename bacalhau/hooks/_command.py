@@ -9,7 +9,7 @@ import logging
 import os
 import signal
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 #: Bytes of a program's output (each stream) or answer that are read; the rest is ignored.
 MAX_OUTPUT = 64 * 1024
@@ -45,23 +45,31 @@ async def run_command(
     env = {"PATH": os.environ.get("PATH", os.defpath)}
     if len(payload) <= MAX_ENV_PAYLOAD:
         env[env_name] = payload.decode()
+    # stdin is a pipe made here, not the event loop's: uvloop's are socket pairs, and bash
+    # reads ~/.bashrc when its stdin is a socket (it takes itself for a remote shell).
+    read_end, write_end = os.pipe()
     try:
         proc = await asyncio.create_subprocess_exec(
             "bash",
             "-c",
             command,
-            stdin=asyncio.subprocess.PIPE,
+            stdin=read_end,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             env=env,
             start_new_session=True,
         )
     except OSError as err:
+        os.close(write_end)
         raise HookProgramFailed(f"could not start bash: {err.strerror or err}") from None
+    finally:
+        os.close(read_end)
+    # A file object, not a bare descriptor: closed even if the feeding never starts.
+    stdin = os.fdopen(write_end, "wb", buffering=0)
     try:
         async with asyncio.timeout(timeout):
             out, err_out, _ = await asyncio.gather(
-                _read_capped(proc.stdout), _read_capped(proc.stderr), _feed(proc, payload)
+                _read_capped(proc.stdout), _read_capped(proc.stderr), _feed(stdin, payload)
             )
             code = await proc.wait()
     except TimeoutError:
@@ -129,16 +137,25 @@ async def _read_capped(stream: asyncio.StreamReader | None) -> bytes:
     return bytes(kept)
 
 
-async def _feed(proc: asyncio.subprocess.Process, data: bytes) -> None:
-    """Write the payload to stdin; a program that does not read it is fine."""
-    if proc.stdin is None:
-        return
+async def _feed(pipe: BinaryIO, data: bytes) -> None:
+    """Write the payload to the program's stdin (the write end of its pipe, closed here); a
+    program that does not read it is fine."""
+    loop = asyncio.get_running_loop()
+    try:
+        protocol = asyncio.StreamReaderProtocol(asyncio.StreamReader())
+        transport, _ = await loop.connect_write_pipe(lambda: protocol, pipe)
+    except BaseException:
+        pipe.close()
+        raise
+    writer = asyncio.StreamWriter(transport, protocol, None, loop)
+    try:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            writer.write(data)
+            await writer.drain()
+    finally:
+        writer.close()
     with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-        proc.stdin.write(data)
-        await proc.stdin.drain()
-    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-        proc.stdin.close()
-        await proc.stdin.wait_closed()
+        await writer.wait_closed()
 
 
 def _kill_group(proc: asyncio.subprocess.Process) -> None:

@@ -4,9 +4,11 @@ it), and it bounds what a program can do to the caller."""
 from __future__ import annotations
 
 import ast
+import asyncio
 from pathlib import Path
 
 import pytest
+import uvloop
 
 from bacalhau.hooks import MAX_OUTPUT, HookProgramFailed, run_command
 
@@ -39,3 +41,21 @@ async def test_payload_on_stdin_and_in_the_environment_and_output_capped() -> No
 async def test_a_program_past_its_time_is_killed_with_what_it_started() -> None:
     with pytest.raises(HookProgramFailed, match=r"did not answer within 0\.3s"):
         await run_command("sleep 30 & wait", b"", env_name="PAYLOAD", timeout=0.3)
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_on_either_event_loop_stdin_is_a_pipe_and_a_large_payload_arrives_whole(
+    loop: str,
+) -> None:
+    # uvloop's subprocess pipes are socket pairs: bash would take itself for a remote shell
+    # and read ~/.bashrc. A payload past the environment's limit, on stdin only, to a
+    # program that reads it slowly, then to one that never reads it.
+    payload = b'{"big": "' + b"x" * 300_000 + b'"}'
+    reads = 'test -p /dev/stdin || echo "stdin is not a pipe" >&2; sleep 0.2; wc -c'
+    factory = uvloop.new_event_loop if loop == "uvloop" else None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        outcome = runner.run(run_command(reads, payload, env_name="PAYLOAD", timeout=10))
+        ignores = runner.run(run_command("exit 0", payload, env_name="PAYLOAD", timeout=10))
+    assert (outcome.exit_code, outcome.stderr) == (0, b"")
+    assert outcome.stdout.strip() == str(len(payload)).encode()
+    assert ignores.exit_code == 0
