@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import importlib
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +26,25 @@ def _node_package() -> Any:
     return importlib.import_module("bacalhau.node")
 
 
-def _run(coro: Coroutine[Any, Any, Any]) -> Any:
-    with contextlib.suppress(KeyboardInterrupt):
-        return asyncio.run(coro)
+def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop a node runs on: uvloop's (libuv, in C) unless configured otherwise or
+    not installed on this platform, then the standard library's (``None``)."""
+    if name != "uvloop":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        click.echo("uvloop is not installed here: the node runs on asyncio's event loop", err=True)
+        return None
+    return uvloop.new_event_loop
+
+
+def _run(coro: Coroutine[Any, Any, Any], event_loop: str = "asyncio") -> Any:
+    with (
+        contextlib.suppress(KeyboardInterrupt),
+        asyncio.Runner(loop_factory=_loop_factory(event_loop)) as runner,
+    ):
+        return runner.run(coro)
     return 130
 
 
@@ -156,7 +172,7 @@ def serve(
             "a compute-only node needs --seed HOST:PORT (its requester; "
             "--orchestrator-address is the same)"
         )
-    _run(_node_package().serve(cfg, parent_fd=parent_fd))
+    _run(_node_package().serve(cfg, parent_fd=parent_fd), cfg.event_loop)
 
 
 @click.command("devstack")

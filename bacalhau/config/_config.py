@@ -26,6 +26,8 @@ def default_data_dir() -> Path:
 _HOOK_TYPES = ("exec", "http")
 #: Values of ``faulty_results`` ("": off).
 FAULTY_RESULT_MODES = ("", "corrupt", "misclaim")
+#: The event loops a node can run on (``event_loop``).
+EVENT_LOOPS = ("uvloop", "asyncio")
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +271,9 @@ class NodeConfig:
     #: callbacks (its bid answer, and its result when it ends that soon), so that they come
     #: back in the answer: one round trip per short execution (0: callbacks by later calls).
     ask_answer_linger: float = 0.05
+    #: The node's event loop: ``uvloop`` (libuv's, in C, the default where it is installed)
+    #: or ``asyncio`` (the standard library's pure-Python one).
+    event_loop: str = "uvloop"
     #: Bytes the requester reads of one verified replica's published results to check them
     #: against the CID its node claims; larger results are left unchecked (1 GiB).
     result_check_max_bytes: int = 1024**3
@@ -312,6 +317,13 @@ class NodeConfig:
                     details={"Field": key},
                     hint="a compute node holds an ask's answer for at most 0.1 s",
                 )
+            if name == "event_loop" and clean[name].lower() not in EVENT_LOOPS:
+                raise InvalidRequest(
+                    f"{key} must be one of: {', '.join(EVENT_LOOPS)}, not {value!r}",
+                    details={"Field": key},
+                )
+            if name == "event_loop":
+                clean[name] = clean[name].lower()
             if name == "min_reputation" and not 0.0 <= clean[name] <= 1.0:
                 raise InvalidRequest(
                     f"{key} must be between 0 and 1, not {value!r}", details={"Field": key}
