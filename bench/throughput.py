@@ -5,6 +5,9 @@ processes, mutual-TLS gRPC between them) and measures, in one run:
 
 - ``wasm_median_ms``: submit-to-Completed of a trivial WASM job (a cached module), one
   after another, through the REST API (submit, then the history long-poll).
+- ``wasm_floor``: the latency's raw baseline, measured before the devstack starts: one bare
+  HTTP round trip, one bare mutual-TLS gRPC round trip and the cached module's run, summed
+  (see ``_floor.py``); ``wasm_vs_floor`` is ``wasm_median_ms`` divided by it.
 - ``wasm_jobs_per_s``: WASM jobs completed per second with 1, 4, 16 and 64 in flight.
 - ``placement_imbalance``: over the 400 WASM jobs of that throughput run, the busier
   compute node's executions divided by the less busy one's.
@@ -46,6 +49,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _floor import wasm_floor
 from job_latency import WASM, docker_job, raw_docker, start_devstack, wasm_job
 
 from bacalhau.client import AsyncClient
@@ -182,7 +186,7 @@ async def list_pages(api: str, pages: int) -> dict[str, Any]:
 
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
     module = WASM.read_bytes()
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"wasm_floor": await wasm_floor()}
     with tempfile.TemporaryDirectory(prefix="bench-throughput-") as tmp:
         proc, api = start_devstack(Path(tmp), 2)
         manifest = json.loads((Path(tmp) / "devstack.json").read_text())
@@ -197,6 +201,8 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                     (await run_job(client, wasm_job(module)))[0] for _ in range(args.runs)
                 ]
                 out["wasm_median_ms"] = round(statistics.median(sequential) * 1000, 2)
+                floor = out["wasm_floor"]["wasm_floor_ms"]
+                out["wasm_vs_floor"] = round(out["wasm_median_ms"] / floor, 1)
                 rates: dict[str, float] = {}
                 placed: list[str] = []
                 for level, total in LEVELS.items():
