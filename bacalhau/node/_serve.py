@@ -576,9 +576,8 @@ async def serve(config: NodeConfig, *, parent_fd: int | None = None) -> None:
                     await starting
                 return
             node = starting.result()
-            # What starting built (modules, tables, settings) lives as long as the node: out
-            # of the collector's generations, a full collection no longer scans it all (a
-            # pause of tens of milliseconds on a busy requester).
+            # What starting built lives as long as the node: frozen, a full collection no
+            # longer scans it (a pause of tens of milliseconds on a busy node).
             gc.collect()
             gc.freeze()
             wanted = (("requester", config.orchestrator), ("compute", config.compute))
