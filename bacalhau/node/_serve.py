@@ -576,8 +576,7 @@ async def serve(config: NodeConfig, *, parent_fd: int | None = None) -> None:
                     await starting
                 return
             node = starting.result()
-            # What starting built lives as long as the node: frozen, a full collection no
-            # longer scans it (a pause of tens of milliseconds on a busy node).
+            # Frozen, what starting built is no longer scanned by each full collection.
             gc.collect()
             gc.freeze()
             wanted = (("requester", config.orchestrator), ("compute", config.compute))
