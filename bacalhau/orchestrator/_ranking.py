@@ -300,10 +300,17 @@ def _weighted(avail: Resources) -> float:
     return avail.cpu * 0.4 + avail.memory / 1e9 * 0.3 + avail.disk / 1e10 * 0.2
 
 
+#: Availability ranks in steps of this share of the best node's: equal nodes on one host
+#: report slightly different free memory and disk, and a point's difference would make one
+#: of them win most ties.
+AVAILABILITY_STEP = 0.05
+
+
 def _availability(avail: Resources, best: float) -> int:
     if best <= 0:
         return 0
-    return int(80 * _weighted(avail) / best)
+    share = _weighted(avail) / best
+    return int(80 * round(share / AVAILABILITY_STEP) * AVAILABILITY_STEP)
 
 
 #: What holding a job's input data is worth: more than availability (at most 80) and load
@@ -435,7 +442,11 @@ def rank_nodes(
         if r.node.reputation is not None:
             score = int(score * r.node.reputation.score)
         ranks[i] = NodeRank(r.node, max(0, score), r.reason, r.obstacle)
-    ranks.sort(key=lambda r: (-r.score, r.node.info.node_id))
+    # Equal suitable nodes in a random order (node IDs would favour one, a job after another);
+    # unsuitable ones by ID, so that the reasons a job cannot run read the same every time.
+    ranks.sort(
+        key=lambda r: (-r.score, rng.random() if r.score > UNSUITABLE else 0.0, r.node.info.node_id)
+    )
     return ranks
 
 
