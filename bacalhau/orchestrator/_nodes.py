@@ -16,8 +16,11 @@ requester's business:
   only with a newer record (it refuted its death, or restarted): a late report about work
   replaced meanwhile is not kept (the store refuses it) and the node's own execution report
   makes the requester cancel what it replaced.
-- **Capacity between records.** An execution that ends frees what it held at once
-  (:meth:`release`), until the node's next record says otherwise.
+- **Capacity between records.** An execution that ends frees what it held, and its place
+  in the node's count of running executions, at once (:meth:`release`), until a record
+  that shows the end arrives. A record published before the end can arrive after the
+  requester learned of it (an answer is direct, gossip takes a round or two), so a newer
+  record wipes a release only once :data:`RECORD_LAG` has passed since it.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from bacalhau.errors import NodeNotFound
@@ -42,6 +45,20 @@ from bacalhau.orchestrator._view import NodeChange, NodeChangeKind, NodeSighting
 
 log = logging.getLogger(__name__)
 V = LivenessState
+
+#: Seconds a record published before an execution ended may still reach the requester after
+#: it learned of the end: gossip's dissemination (a few 0.1 s rounds), with room to spare.
+#: A record that shows the end within it makes the node look freer than it is that long.
+RECORD_LAG = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class _Release:
+    #: The node's record version the requester held when it learned of the end.
+    version: int
+    #: When it learned of it (monotonic seconds).
+    at: float
+    freed: Resources
 
 
 class NodeAddressBook(Protocol):
@@ -65,8 +82,10 @@ class NodeDirectory:
         on_node_change: Callable[[str], Awaitable[object]] | None = None,
         on_capacity_change: Callable[[str], Awaitable[object]] | None = None,
         on_node_lost: Callable[[str, float], Awaitable[None]] | None = None,
+        record_lag: float = RECORD_LAG,
     ) -> None:
         self._self = self_info
+        self._record_lag = record_lag
         self._view = view
         self._approvals = approvals
         self._book = address_book
@@ -78,8 +97,8 @@ class NodeDirectory:
         self._on_capacity = on_capacity_change
         #: Node ID -> the record version at which it was declared lost.
         self._lost: dict[str, int] = {}
-        #: Node ID -> (record version, capacity freed since that record).
-        self._released: dict[str, tuple[int, Resources]] = {}
+        #: Node ID -> the ends of its executions that its records may not show yet.
+        self._released: dict[str, list[_Release]] = {}
         self._unsubscribe: Callable[[], None] | None = None
 
     async def __aenter__(self) -> NodeDirectory:
@@ -130,8 +149,10 @@ class NodeDirectory:
     def _state(self, node: NodeSighting) -> NodeState:
         info = node.info
         released = self._released.get(node.node_id)
-        if released is not None and released[0] == node.version and info.compute is not None:
-            info = _with_freed(info, released[1])
+        if released and info.compute is not None:
+            pending = _pending(released, node.version, time.monotonic(), self._record_lag)
+            if pending:
+                info = _with_freed(info, pending)
         usable = node.liveness in (V.ALIVE, V.SUSPECT) and not self._is_lost(node)
         return NodeState(
             info=info,
@@ -204,23 +225,16 @@ class NodeDirectory:
         self._lost[node_id] = max(version, self._lost.get(node_id, 0))
 
     def release(self, node_id: str, freed: Resources) -> None:
-        """Count ``freed`` as available on a node until its next record says otherwise
-        (an execution there just ended; the scheduler may place the next job at once)."""
+        """Count ``freed`` as available on a node, and one execution fewer as running there,
+        until a record that shows it arrives (an execution there just ended; the scheduler
+        may place the next job at once)."""
         node = self._view.get(node_id)
         if node is None or node.info.compute is None:
             return
-        version, before = self._released.get(node_id, (node.version, Resources()))
-        if version != node.version:
-            before = Resources()
-        self._released[node_id] = (
-            node.version,
-            Resources(
-                cpu=before.cpu + freed.cpu,
-                memory=before.memory + freed.memory,
-                disk=before.disk + freed.disk,
-                gpu=before.gpu + freed.gpu,
-            ),
-        )
+        now = time.monotonic()
+        kept = _pending(self._released.get(node_id, []), node.version, now, self._record_lag)
+        kept.append(_Release(node.version, now, freed))
+        self._released[node_id] = kept
 
     def update(self, node_id: str, action: str, message: str = "") -> tuple[bool, str]:
         """An operator's decision about a compute node (ID or unique prefix): ``approve``,
@@ -253,8 +267,15 @@ class NodeDirectory:
         return True, ""
 
 
-def _with_freed(info: NodeInfo, freed: Resources) -> NodeInfo:
-    """``info`` with ``freed`` added to its available capacity, capped at the total."""
+def _pending(released: list[_Release], version: int, now: float, lag: float) -> list[_Release]:
+    """The ends a node's record of ``version`` may not show: those learned of while it was
+    the latest, or so recently (``lag``) that an older record may have arrived since."""
+    return [r for r in released if r.version == version or now - r.at < lag]
+
+
+def _with_freed(info: NodeInfo, released: list[_Release]) -> NodeInfo:
+    """``info`` with what ``released`` freed added to its available capacity (capped at the
+    total) and as many executions fewer in its counts (not below none)."""
     assert info.compute is not None
     compute = info.compute
     free, top = compute.available_capacity, compute.max_capacity
@@ -263,9 +284,20 @@ def _with_freed(info: NodeInfo, freed: Resources) -> NodeInfo:
         return min(have + more, cap) if cap else have
 
     available = Resources(
-        cpu=add(free.cpu, freed.cpu, top.cpu),
-        memory=int(add(free.memory, freed.memory, top.memory)),
-        disk=int(add(free.disk, freed.disk, top.disk)),
-        gpu=int(add(free.gpu, freed.gpu, top.gpu)),
+        cpu=add(free.cpu, sum(r.freed.cpu for r in released), top.cpu),
+        memory=int(add(free.memory, sum(r.freed.memory for r in released), top.memory)),
+        disk=int(add(free.disk, sum(r.freed.disk for r in released), top.disk)),
+        gpu=int(add(free.gpu, sum(r.freed.gpu for r in released), top.gpu)),
     )
-    return replace(info, compute=replace(compute, available_capacity=available))
+    # The record may have counted an ended execution as running or, before it started, as
+    # queued: fewer running first, then fewer queued.
+    running = max(0, compute.running_executions - len(released))
+    left = len(released) - (compute.running_executions - running)
+    queued = max(0, compute.enqueued_executions - left)
+    compute = replace(
+        compute,
+        available_capacity=available,
+        running_executions=running,
+        enqueued_executions=queued,
+    )
+    return replace(info, compute=compute)

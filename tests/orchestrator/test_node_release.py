@@ -1,0 +1,67 @@
+"""What an execution that ended frees on its node counts until a record that shows the end
+arrives: a record published before the end, arriving after it (gossip is slower than the
+answer that told of the end), does not undo it."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from pathlib import Path
+
+from bacalhau.models import NodeInfo, NodeType, Resources
+from bacalhau.orchestrator._approvals import ApprovalStore
+from bacalhau.orchestrator._nodes import NodeDirectory
+from tests.orchestrator.node_view import StaticNodeView, compute_node_info
+
+
+class _Book:
+    def register_node(self, node_id: str, address: str) -> None:
+        pass
+
+
+async def _directory(tmp_path: Path, view: StaticNodeView, lag: float) -> NodeDirectory:
+    return await NodeDirectory(
+        self_info=NodeInfo(node_id="requester", node_type=NodeType.REQUESTER),
+        view=view,
+        approvals=ApprovalStore(tmp_path / "nodes.db"),
+        address_book=_Book(),
+        record_lag=lag,
+    ).__aenter__()
+
+
+def _seen(directory: NodeDirectory) -> tuple[float, int]:
+    (node,) = directory.compute_nodes()
+    assert node.info.compute is not None
+    return node.info.compute.available_capacity.cpu, node.info.compute.running_executions
+
+
+async def test_a_record_older_than_the_end_does_not_undo_it(tmp_path: Path) -> None:
+    view = StaticNodeView()
+    await view.join(compute_node_info("n1", cpu=4, free=3))
+    busy = view.get("n1")
+    assert busy is not None and busy.info.compute is not None
+    busy_info = busy.info.compute
+    await view.join(replace(busy.info, compute=replace(busy_info, running_executions=1)))
+    directory = await _directory(tmp_path, view, lag=0.3)
+    assert _seen(directory) == (3, 1)
+
+    directory.release("n1", Resources(cpu=1))
+    assert _seen(directory) == (4, 0)  # free at once, one fewer running
+
+    # A record published while the execution ran arrives after the end: still free.
+    await view.publish_capacity("n1", available=Resources(cpu=3))
+    assert _seen(directory) == (4, 0)
+
+    # Past the lag, the latest record speaks for the node again.
+    await asyncio.sleep(0.35)
+    assert _seen(directory) == (3, 1)
+
+    # Ends learned of while a record is the latest last as long as it does.
+    directory.release("n1", Resources(cpu=1))
+    await asyncio.sleep(0.35)
+    assert _seen(directory) == (4, 0)
+    await view.publish_capacity("n1", available=Resources(cpu=4))
+    await asyncio.sleep(0.35)
+    (node,) = directory.compute_nodes()
+    assert node.info.compute is not None
+    assert node.info.compute.available_capacity.cpu == 4
