@@ -12,32 +12,18 @@ from __future__ import annotations
 import asyncio
 import statistics
 import tempfile
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import wasmtime
 from aiohttp import web
 from job_latency import WASM, raw_wasm
-from transport_roundtrip import _node, _raw_baseline
+from transport_roundtrip import _measure, _node, _raw_baseline
 
 from bacalhau.identity import ClusterCA
 
 #: A body the size of a small job's submission and answer.
 _BODY = b'{"Job": {"Name": "floor", "Type": "batch", "Tasks": [{"Name": "main"}]}}' * 8
-
-
-async def _median_ms(call: Callable[[], Awaitable[Any]], calls: int) -> float:
-    for _ in range(max(20, calls // 10)):
-        await call()
-    samples = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        await call()
-        samples.append((time.perf_counter() - start) * 1000)
-    return statistics.median(samples)
 
 
 async def _http_round_trip_ms(calls: int) -> float:
@@ -60,7 +46,7 @@ async def _http_round_trip_ms(calls: int) -> float:
                 async with session.put(f"http://127.0.0.1:{port}/echo", data=_BODY) as resp:
                     await resp.read()
 
-            return await _median_ms(put, calls)
+            return (await _measure(put, calls))["median_ms"]
     finally:
         await runner.cleanup()
 
