@@ -17,38 +17,25 @@ import logging
 import platform
 import signal
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass, field, replace
-from typing import TypeVar
 
 import bacalhau
 from bacalhau.api import ApiServer, GrpcApiServer
 from bacalhau.compute import (
-    Bidder,
-    BidStrategy,
-    CapacityTracker,
     ComputeEndpoint,
-    DeterministicImages,
-    EnvForwardingAllowed,
-    ExecProbe,
-    ExecutionPipeline,
-    ExecutionStore,
-    HttpProbe,
-    LocalInputs,
     RequesterTrust,
-    StorageInputs,
-    allocated_capacity,
-    default_strategies,
 )
 from bacalhau.config import NodeConfig
 from bacalhau.errors import InvalidConfiguration, Unavailable
-from bacalhau.executor import DockerExecutor, WasmExecutor, gpu_labels, host_gpus
+from bacalhau.executor import gpu_labels, host_gpus
 from bacalhau.gossip import Membership, MembershipRunner, Message, NodeRecord
 from bacalhau.identity import NodeFiles, NodeIdentity, check_node_files, is_peer_id
 from bacalhau.models import NodeInfo, NodeType, rfc3339_ns
 from bacalhau.node._blocks import ClusterProviders
 from bacalhau.node._cluster_view import GossipNodeView
+from bacalhau.node._compute_node import build_compute
 from bacalhau.node._lifeline import watch_lifeline
 from bacalhau.node._membership import (
     RecordPublisher,
@@ -56,12 +43,11 @@ from bacalhau.node._membership import (
     gossip_settings,
     seed_addresses,
 )
-from bacalhau.node._plugins import build_executors, build_publishers, build_storage_sources
 from bacalhau.node._result_check import PublishedResultChecker
 from bacalhau.node._wiring import RequesterLinks, RoutedComputeClient
 from bacalhau.orchestrator import ApprovalChain, Orchestrator, SchedulerSettings, build_hook
-from bacalhau.publisher import LocalPublisher, LocalResultServer, presign_result
-from bacalhau.storage import BlockExchange, BlockFetcher, BlockstoreContent, HeldRoots
+from bacalhau.publisher import LocalResultServer, presign_result
+from bacalhau.storage import BlockExchange, BlockstoreContent, HeldRoots
 from bacalhau.storage.cid import Blockstore
 from bacalhau.transport import (
     MEMBER_RECORD_CODEC,
@@ -72,7 +58,6 @@ from bacalhau.transport import (
 )
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 def _labels(config: NodeConfig) -> dict[str, str]:
@@ -225,7 +210,7 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
             expect_identify=bool(seeds),
         )
         links = RequesterLinks(local=orchestrator, local_id=node_id)
-        endpoint = await _build_compute(
+        endpoint = await build_compute(
             config, node_id, links, trust, result_server, stack, blockstore, exchange
         )
         server.add_compute_handler(endpoint)
@@ -393,110 +378,6 @@ def _gossip_report(runner: MembershipRunner, server: NodeServer) -> dict[str, ob
     }
 
 
-async def _build_compute(
-    config: NodeConfig,
-    node_id: str,
-    links: RequesterLinks,
-    trust: RequesterTrust,
-    result_server: LocalResultServer,
-    stack: AsyncExitStack,
-    blockstore: Blockstore,
-    block_fetcher: BlockFetcher,
-) -> ComputeEndpoint:
-    data_dir = config.data_dir / "compute"
-    if config.docker_pids_limit < 1:
-        raise InvalidConfiguration(
-            f"docker_pids_limit must be at least 1, got {config.docker_pids_limit}"
-        )
-    executors = build_executors(
-        [e for e in config.engines if e.lower() not in _lower(config.disabled_engines)],
-        allow_image_pull=config.allow_image_pull,
-        node_id=node_id,
-        docker_pids_limit=config.docker_pids_limit,
-        docker_read_only_rootfs=config.docker_read_only_rootfs,
-        docker_tmp_size=config.docker_tmp_size,
-        docker_result_disk_limit=config.docker_result_disk_limit,
-        docker_scratch_dir=data_dir / "docker-scratch",
-        wasm_memory_limit=config.wasm_memory_limit,
-        output_limit=config.executor_output_limit,
-    )
-    for ex in executors.values():
-        if isinstance(ex, (DockerExecutor, WasmExecutor)):
-            # Docker: leftovers of a previous run removed now, strays by a reaper. Both: every
-            # run stopped and cleaned up at close, after the endpoint (entered later) stops.
-            await stack.enter_async_context(ex)
-    advertise = config.advertise_host or (
-        "127.0.0.1" if config.publisher_host in ("0.0.0.0", "", "::") else config.publisher_host
-    )
-    local = LocalPublisher(
-        directory=result_server.directory, address=advertise, port=result_server.port
-    )
-    publishers = _without(
-        build_publishers(local=local, blockstore=blockstore, node_id=node_id),
-        config.disabled_publishers,
-    )
-    input_sources = build_storage_sources(
-        blockstore=blockstore,
-        allow_listed_local_paths=config.allow_listed_local_paths,
-        max_bytes=config.input_max_bytes,
-        read_timeout=config.input_read_timeout,
-        max_retries=config.input_max_retries,
-        ipfs_fetch_timeout=config.ipfs_fetch_timeout,
-        block_fetcher=block_fetcher,
-    )
-    input_sources = _without(input_sources, config.disabled_input_sources)
-    gpus = await asyncio.to_thread(host_gpus)
-    total = allocated_capacity(data_dir.parent, fraction=config.capacity_fraction, gpus=gpus)
-    capacity = CapacityTracker(total, gpus)
-    store = ExecutionStore(data_dir / "executions.db")
-    stack.callback(store.close)
-    bidder = Bidder(
-        node_id=node_id,
-        strategies=[
-            # env:NAME references the operator did not allow are refused before anything else.
-            EnvForwardingAllowed(config.env_allow_list),
-            # Verified Docker jobs only on images the operator vouches are deterministic.
-            DeterministicImages(config.deterministic_images),
-            *default_strategies(
-                executors=executors,
-                publishers=publishers,
-                max_job_requirements=total,
-                input_sources=input_sources,
-                accept_networked_jobs=config.accept_networked_jobs,
-                reject_stateless_jobs=config.reject_stateless_jobs,
-                locality=LocalInputs(blockstore) if config.locality.lower() == "local" else None,
-                probes=await _probes(config, stack),
-            ),
-        ],
-    )
-    pipeline = ExecutionPipeline(
-        node_id=node_id,
-        store=store,
-        executors=executors,
-        publishers=publishers,
-        results_root=data_dir / "executions",
-        inputs=StorageInputs(input_sources),
-        gpus_of=capacity.gpus_of,
-        env_allow_list=config.env_allow_list,
-        faulty_results=config.faulty_results,
-    )
-    return ComputeEndpoint(
-        node_id=node_id,
-        store=store,
-        bidder=bidder,
-        pipeline=pipeline,
-        callbacks=links,
-        capacity=capacity,
-        trust=trust,
-        storage_sources=list(input_sources),
-        retention=config.job_retention,
-        callback_linger=config.callback_linger,
-        # The local publisher's archive (``<execID>.tar.gz``) goes with its execution.
-        published_paths=lambda execution_id: [local.directory / f"{execution_id}.tar.gz"],
-        module_source=links,
-    )
-
-
 def _admission_config(config: NodeConfig, hooks: ApprovalChain) -> dict[str, object]:
     """The node's accept hooks as ``/api/v1/agent/config`` and ``node describe`` show them."""
     out: dict[str, object] = {"Orchestrator": {"ApprovalHooks": hooks.describe()}}
@@ -510,31 +391,6 @@ def _admission_config(config: NodeConfig, hooks: ApprovalChain) -> dict[str, obj
             "ProbeTimeout": config.probe_timeout,
         }
     return out
-
-
-def _lower(names: Iterable[str]) -> set[str]:
-    return {n.lower() for n in names}
-
-
-def _without(plugins: dict[str, T], disabled: Iterable[str]) -> dict[str, T]:
-    """The plugins the operator did not disable (``Publishers.Disabled``...): a disabled
-    plugin is not installed, so the node neither offers it nor bids for jobs needing it."""
-    off = _lower(disabled)
-    return {name: plugin for name, plugin in plugins.items() if name.lower() not in off}
-
-
-async def _probes(config: NodeConfig, stack: AsyncExitStack) -> list[BidStrategy]:
-    """The operator's exec and HTTP probes (``JobAdmissionControl.ProbeExec``/``ProbeHTTP``)."""
-    probes: list[BidStrategy] = []
-    if config.probe_exec.strip():
-        probes.append(ExecProbe(config.probe_exec, timeout=config.probe_timeout))
-    if config.probe_http.strip():
-        probes.append(
-            await stack.enter_async_context(
-                HttpProbe(config.probe_http, timeout=config.probe_timeout)
-            )
-        )
-    return probes
 
 
 async def _close(closer: Callable[[], object]) -> None:

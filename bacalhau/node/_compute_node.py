@@ -1,0 +1,168 @@
+"""A compute node's parts, wired from its configuration: executors, publishers, input
+sources, capacity, the execution store, the bidder with the operator's probes, the
+pipeline and the endpoint the requester talks to."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from contextlib import AsyncExitStack
+from typing import TypeVar
+
+from bacalhau.compute import (
+    Bidder,
+    BidStrategy,
+    CapacityTracker,
+    ComputeEndpoint,
+    DeterministicImages,
+    EnvForwardingAllowed,
+    ExecProbe,
+    ExecutionPipeline,
+    ExecutionStore,
+    HttpProbe,
+    LocalInputs,
+    RequesterTrust,
+    StorageInputs,
+    allocated_capacity,
+    default_strategies,
+)
+from bacalhau.config import NodeConfig
+from bacalhau.errors import InvalidConfiguration
+from bacalhau.executor import DockerExecutor, WasmExecutor, host_gpus
+from bacalhau.node._plugins import build_executors, build_publishers, build_storage_sources
+from bacalhau.node._wiring import RequesterLinks
+from bacalhau.publisher import LocalPublisher, LocalResultServer
+from bacalhau.storage import BlockFetcher
+from bacalhau.storage.cid import Blockstore
+
+T = TypeVar("T")
+
+
+async def build_compute(
+    config: NodeConfig,
+    node_id: str,
+    links: RequesterLinks,
+    trust: RequesterTrust,
+    result_server: LocalResultServer,
+    stack: AsyncExitStack,
+    blockstore: Blockstore,
+    block_fetcher: BlockFetcher,
+) -> ComputeEndpoint:
+    """The compute role of node ``node_id``; what it opens closes with ``stack``."""
+    data_dir = config.data_dir / "compute"
+    if config.docker_pids_limit < 1:
+        raise InvalidConfiguration(
+            f"docker_pids_limit must be at least 1, got {config.docker_pids_limit}"
+        )
+    executors = build_executors(
+        [e for e in config.engines if e.lower() not in _lower(config.disabled_engines)],
+        allow_image_pull=config.allow_image_pull,
+        node_id=node_id,
+        docker_pids_limit=config.docker_pids_limit,
+        docker_read_only_rootfs=config.docker_read_only_rootfs,
+        docker_tmp_size=config.docker_tmp_size,
+        docker_result_disk_limit=config.docker_result_disk_limit,
+        docker_scratch_dir=data_dir / "docker-scratch",
+        wasm_memory_limit=config.wasm_memory_limit,
+        output_limit=config.executor_output_limit,
+    )
+    for ex in executors.values():
+        if isinstance(ex, (DockerExecutor, WasmExecutor)):
+            # Docker: leftovers of a previous run removed now, strays by a reaper. Both: every
+            # run stopped and cleaned up at close, after the endpoint (entered later) stops.
+            await stack.enter_async_context(ex)
+    advertise = config.advertise_host or (
+        "127.0.0.1" if config.publisher_host in ("0.0.0.0", "", "::") else config.publisher_host
+    )
+    local = LocalPublisher(
+        directory=result_server.directory, address=advertise, port=result_server.port
+    )
+    publishers = _without(
+        build_publishers(local=local, blockstore=blockstore, node_id=node_id),
+        config.disabled_publishers,
+    )
+    input_sources = build_storage_sources(
+        blockstore=blockstore,
+        allow_listed_local_paths=config.allow_listed_local_paths,
+        max_bytes=config.input_max_bytes,
+        read_timeout=config.input_read_timeout,
+        max_retries=config.input_max_retries,
+        ipfs_fetch_timeout=config.ipfs_fetch_timeout,
+        block_fetcher=block_fetcher,
+    )
+    input_sources = _without(input_sources, config.disabled_input_sources)
+    gpus = await asyncio.to_thread(host_gpus)
+    total = allocated_capacity(data_dir.parent, fraction=config.capacity_fraction, gpus=gpus)
+    capacity = CapacityTracker(total, gpus)
+    store = ExecutionStore(data_dir / "executions.db")
+    stack.callback(store.close)
+    bidder = Bidder(
+        node_id=node_id,
+        strategies=[
+            # env:NAME references the operator did not allow are refused before anything else.
+            EnvForwardingAllowed(config.env_allow_list),
+            # Verified Docker jobs only on images the operator vouches are deterministic.
+            DeterministicImages(config.deterministic_images),
+            *default_strategies(
+                executors=executors,
+                publishers=publishers,
+                max_job_requirements=total,
+                input_sources=input_sources,
+                accept_networked_jobs=config.accept_networked_jobs,
+                reject_stateless_jobs=config.reject_stateless_jobs,
+                locality=LocalInputs(blockstore) if config.locality.lower() == "local" else None,
+                probes=await _probes(config, stack),
+            ),
+        ],
+    )
+    pipeline = ExecutionPipeline(
+        node_id=node_id,
+        store=store,
+        executors=executors,
+        publishers=publishers,
+        results_root=data_dir / "executions",
+        inputs=StorageInputs(input_sources),
+        gpus_of=capacity.gpus_of,
+        env_allow_list=config.env_allow_list,
+        faulty_results=config.faulty_results,
+    )
+    return ComputeEndpoint(
+        node_id=node_id,
+        store=store,
+        bidder=bidder,
+        pipeline=pipeline,
+        callbacks=links,
+        capacity=capacity,
+        trust=trust,
+        storage_sources=list(input_sources),
+        retention=config.job_retention,
+        callback_linger=config.callback_linger,
+        # The local publisher's archive (``<execID>.tar.gz``) goes with its execution.
+        published_paths=lambda execution_id: [local.directory / f"{execution_id}.tar.gz"],
+        module_source=links,
+    )
+
+
+def _lower(names: Iterable[str]) -> set[str]:
+    return {n.lower() for n in names}
+
+
+def _without(plugins: dict[str, T], disabled: Iterable[str]) -> dict[str, T]:
+    """The plugins the operator did not disable (``Publishers.Disabled``...): a disabled
+    plugin is not installed, so the node neither offers it nor bids for jobs needing it."""
+    off = _lower(disabled)
+    return {name: plugin for name, plugin in plugins.items() if name.lower() not in off}
+
+
+async def _probes(config: NodeConfig, stack: AsyncExitStack) -> list[BidStrategy]:
+    """The operator's exec and HTTP probes (``JobAdmissionControl.ProbeExec``/``ProbeHTTP``)."""
+    probes: list[BidStrategy] = []
+    if config.probe_exec.strip():
+        probes.append(ExecProbe(config.probe_exec, timeout=config.probe_timeout))
+    if config.probe_http.strip():
+        probes.append(
+            await stack.enter_async_context(
+                HttpProbe(config.probe_http, timeout=config.probe_timeout)
+            )
+        )
+    return probes
