@@ -59,9 +59,11 @@ def encode_callback(message: Callback) -> tuple[str, str]:
             **head,
             "PublishedResult": message.published_result.to_dict(),
             "RunOutput": message.run_output.to_dict(),
+            "RecordVersion": message.record_version,
         }
         return "RunResult", json.dumps(body)
-    return "ComputeFailure", json.dumps({**head, "Event": message.event.to_dict()})
+    body = {**head, "Event": message.event.to_dict(), "RecordVersion": message.record_version}
+    return "ComputeFailure", json.dumps(body)
 
 
 def decode_callback(kind: str, text: str) -> Callback:
@@ -84,7 +86,13 @@ def decode_callback(kind: str, text: str) -> Callback:
                 type=str(spec["Type"]), params=dict(spec.get("Params") or {})
             ),
             run_output=RunCommandResult.from_dict(data["RunOutput"]),
+            # Rows queued before the field existed have none.
+            record_version=int(data.get("RecordVersion", 0)),
         )
     if kind == "ComputeFailure":
-        return ComputeFailure(**ids, event=Event.from_dict(data["Event"]))
+        return ComputeFailure(
+            **ids,
+            event=Event.from_dict(data["Event"]),
+            record_version=int(data.get("RecordVersion", 0)),
+        )
     raise ValueError(f"unknown callback kind {kind!r}")

@@ -478,12 +478,18 @@ class ComputeEndpoint:
             task.cancel()
         _log.info("execution %s cancelled: %s", record.id, reason)
 
+    def follow_record(self, version: Callable[[], int]) -> None:
+        """Stamp each execution's end with the node's gossip record version then (see
+        :meth:`ExecutionPipeline.follow_record`)."""
+        self._pipeline.follow_record(version)
+
     def _fail_unstarted(self, record: LocalExecution, err: BacalhauError) -> None:
         failure = ComputeFailure(
             execution_id=record.id,
             job_id=record.job_id,
             node_id=self._node_id,
             event=failure_event(err, topic=TOPIC_BIDDING),
+            record_version=self._pipeline.record_version(),
         )
         self._store.transition(record, L.FAILED, message=err.message, callback=failure)
         self._ended(record.id)

@@ -132,6 +132,16 @@ class ExecutionPipeline:
         self._cancel_timeout = cancel_timeout
         #: The GPUs the node reserved for an execution (``CapacityTracker.gpus_of``).
         self._gpus_of = gpus_of
+        self._record_version: Callable[[], int] = lambda: 0
+
+    def follow_record(self, version: Callable[[], int]) -> None:
+        """Stamp each execution's end with ``version()``, the node's gossip record version
+        then, so that the requester knows which of the node's records still count it."""
+        self._record_version = version
+
+    def record_version(self) -> int:
+        """The node's gossip record version now (0 until :meth:`follow_record`)."""
+        return self._record_version()
 
     @property
     def executors(self) -> Mapping[str, Executor]:
@@ -195,6 +205,7 @@ class ExecutionPipeline:
                 node_id=self._node_id,
                 published_result=published,
                 run_output=output,
+                record_version=self._record_version(),
             )
             record = self._store.transition(
                 record,
@@ -347,6 +358,7 @@ class ExecutionPipeline:
             job_id=current.job_id,
             node_id=self._node_id,
             event=failure_event(err, topic=topic),
+            record_version=self._record_version(),
         )
         return self._store.transition(
             current, L.FAILED, message=err.message, run_output=run_output, callback=failure

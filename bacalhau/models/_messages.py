@@ -64,6 +64,9 @@ class RunResult:
     node_id: str
     published_result: SpecConfig
     run_output: RunCommandResult
+    #: The node's gossip record version when the execution ended (0: not said): a record of
+    #: this version or older predates the end and still counts the execution.
+    record_version: int = 0
 
 
 @dataclass(slots=True)
@@ -75,6 +78,8 @@ class ComputeFailure:
     job_id: str
     node_id: str
     event: Event
+    #: As :attr:`RunResult.record_version`.
+    record_version: int = 0
 
 
 @dataclass(slots=True)

@@ -276,6 +276,8 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
     runner = await stack.enter_async_context(MembershipRunner(core, network))
     running.membership = runner
     providers.runner = runner
+    if endpoint is not None:
+        endpoint.follow_record(lambda: runner.local_record.version)
     node_view.attach(runner)
     await stack.enter_async_context(node_view)
 

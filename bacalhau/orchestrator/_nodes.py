@@ -19,8 +19,10 @@ requester's business:
 - **Capacity between records.** An execution that ends frees what it held, and its place
   in the node's count of running executions, at once (:meth:`release`), until a record
   that shows the end arrives. A record published before the end can arrive after the
-  requester learned of it (an answer is direct, gossip takes a round or two), so a newer
-  record wipes a release only once :data:`RECORD_LAG` has passed since it.
+  requester learned of it (an answer is direct, gossip takes a round or two). The node
+  says which record version was its latest at the end: only a newer record shows it. From
+  a node that does not say, a newer record wipes a release once :data:`RECORD_LAG` has
+  passed since it.
 """
 
 from __future__ import annotations
@@ -46,19 +48,22 @@ from bacalhau.orchestrator._view import NodeChange, NodeChangeKind, NodeSighting
 log = logging.getLogger(__name__)
 V = LivenessState
 
-#: Seconds a record published before an execution ended may still reach the requester after
-#: it learned of the end: gossip's dissemination (a few 0.1 s rounds), with room to spare.
-#: A record that shows the end within it makes the node look freer than it is that long.
+#: From a node that does not say its record version at an execution's end: seconds a record
+#: published before the end may still reach the requester after it learned of the end
+#: (gossip's dissemination, a few 0.1 s rounds, with room to spare). A record that shows the
+#: end within it makes the node look freer than it is that long.
 RECORD_LAG = 0.5
 
 
 @dataclass(frozen=True, slots=True)
 class _Release:
-    #: The node's record version the requester held when it learned of the end.
+    #: The node's record version at the end, as the node said (``exact``), or else the one
+    #: the requester held when it learned of the end.
     version: int
-    #: When it learned of it (monotonic seconds).
+    #: When the requester learned of it (monotonic seconds).
     at: float
     freed: Resources
+    exact: bool = False
 
 
 class NodeAddressBook(Protocol):
@@ -224,16 +229,20 @@ class NodeDirectory:
             version = seen.version if seen is not None else 0
         self._lost[node_id] = max(version, self._lost.get(node_id, 0))
 
-    def release(self, node_id: str, freed: Resources) -> None:
+    def release(self, node_id: str, freed: Resources, *, record_version: int = 0) -> None:
         """Count ``freed`` as available on a node, and one execution fewer as running there,
         until a record that shows it arrives (an execution there just ended; the scheduler
-        may place the next job at once)."""
+        may place the next job at once). ``record_version``: the node's record version at
+        the end, when the node said it (0: it did not)."""
         node = self._view.get(node_id)
         if node is None or node.info.compute is None:
             return
         now = time.monotonic()
         kept = _pending(self._released.get(node_id, []), node.version, now, self._record_lag)
-        kept.append(_Release(node.version, now, freed))
+        if record_version:
+            kept.append(_Release(record_version, now, freed, exact=True))
+        else:
+            kept.append(_Release(node.version, now, freed))
         self._released[node_id] = kept
 
     def update(self, node_id: str, action: str, message: str = "") -> tuple[bool, str]:
@@ -268,9 +277,14 @@ class NodeDirectory:
 
 
 def _pending(released: list[_Release], version: int, now: float, lag: float) -> list[_Release]:
-    """The ends a node's record of ``version`` may not show: those learned of while it was
-    the latest, or so recently (``lag``) that an older record may have arrived since."""
-    return [r for r in released if r.version == version or now - r.at < lag]
+    """The ends a node's record of ``version`` does not show: those the node said came after
+    it; from a node that did not say, those learned of while it was the latest, or so
+    recently (``lag``) that an older record may have arrived since."""
+    return [
+        r
+        for r in released
+        if (version <= r.version if r.exact else r.version == version or now - r.at < lag)
+    ]
 
 
 def _with_freed(info: NodeInfo, released: list[_Release]) -> NodeInfo:

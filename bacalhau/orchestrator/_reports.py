@@ -50,7 +50,7 @@ class ExecutionReports(NodeEvents):
     async def on_run_complete(self, result: RunResult) -> None:
         held = self._held(result.execution_id, result.node_id)
         await self._callbacks.on_run_complete(result)
-        await self._execution_ended(result.node_id, held)
+        await self._execution_ended(result.node_id, held, result.record_version)
 
     async def on_refused_run_result(self, sender: str, execution_id: str, reason: str) -> None:
         """The transport refused a run result that node ``sender`` delivered (see
@@ -63,7 +63,7 @@ class ExecutionReports(NodeEvents):
     async def on_compute_failure(self, failure: ComputeFailure) -> None:
         held = self._held(failure.execution_id, failure.node_id)
         await self._callbacks.on_compute_failure(failure)
-        await self._execution_ended(failure.node_id, held)
+        await self._execution_ended(failure.node_id, held, failure.record_version)
 
     async def on_callbacks(
         self, callbacks: Sequence[BidResult | RunResult | ComputeFailure]
@@ -107,11 +107,14 @@ class ExecutionReports(NodeEvents):
                 return ex.allocated
         return None
 
-    async def _execution_ended(self, node_id: str, held: Resources | None) -> None:
-        """What the execution held is free on its node (before the node's next report
-        says so): queued jobs may fit there now."""
+    async def _execution_ended(
+        self, node_id: str, held: Resources | None, record_version: int = 0
+    ) -> None:
+        """What the execution held is free on its node (before a record of the node says
+        so; ``record_version``, when the node said it, is its record's version at the end):
+        queued jobs may fit there now."""
         if held is not None:
-            self.nodes.release(node_id, held)
+            self.nodes.release(node_id, held, record_version=record_version)
             await self.on_capacity_change(node_id)
 
     async def report_executions(self, report: ExecutionReport) -> None:

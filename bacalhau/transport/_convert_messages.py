@@ -185,6 +185,7 @@ def run_result_to_proto(res: RunResult) -> orchestrator_pb2.RunResult:
         node_id=res.node_id,
         published_result=spec_config_to_proto(res.published_result, where="PublishedResult.Params"),
         run_output=run_output_to_proto(res.run_output),
+        record_version=res.record_version,
     )
 
 
@@ -195,6 +196,7 @@ def run_result_from_proto(msg: orchestrator_pb2.RunResult) -> RunResult:
         node_id=msg.node_id,
         published_result=spec_config_from_proto(msg.published_result),
         run_output=run_output_from_proto(msg.run_output),
+        record_version=msg.record_version,
     )
 
 
@@ -204,6 +206,7 @@ def compute_failure_to_proto(failure: ComputeFailure) -> orchestrator_pb2.Comput
         job_id=failure.job_id,
         node_id=failure.node_id,
         event=event_to_proto(failure.event),
+        record_version=failure.record_version,
     )
 
 
@@ -213,6 +216,7 @@ def compute_failure_from_proto(msg: orchestrator_pb2.ComputeFailure) -> ComputeF
         job_id=msg.job_id,
         node_id=msg.node_id,
         event=event_from_proto(msg.event),
+        record_version=msg.record_version,
     )
 
 

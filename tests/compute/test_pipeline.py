@@ -354,3 +354,15 @@ async def test_a_job_without_inputs_gets_no_inputs_folder(rig: Rig) -> None:
         assert record.state is L.COMPLETED and record.run_output is not None
         assert record.run_output.stdout == ("present\n" if leftover else "absent\n")
         assert not folder.exists()
+
+
+async def test_each_end_carries_the_nodes_record_version_then(rig: Rig) -> None:
+    # The requester counts an ended execution as gone from its node until a record newer
+    # than this one arrives; the stamp survives the outbox (a restart) too.
+    versions = iter([7, 9])
+    rig.pipeline.follow_record(lambda: next(versions))
+    await rig.run(noop_execution(publisher="noop", Stdout="x"))
+    await rig.run(noop_execution(ErrorMessage="memory limit exceeded"))
+    result, failure = rig.callbacks()
+    assert isinstance(result, RunResult) and result.record_version == 7
+    assert isinstance(failure, ComputeFailure) and failure.record_version == 9

@@ -65,3 +65,32 @@ async def test_a_record_older_than_the_end_does_not_undo_it(tmp_path: Path) -> N
     (node,) = directory.compute_nodes()
     assert node.info.compute is not None
     assert node.info.compute.available_capacity.cpu == 4
+
+
+async def test_a_node_that_says_its_record_version_at_the_end_is_read_exactly(
+    tmp_path: Path,
+) -> None:
+    # No lag at all: only the stamp decides which records still count the execution.
+    view = StaticNodeView()
+    await view.join(compute_node_info("n1", cpu=4, free=3))
+    busy = view.get("n1")
+    assert busy is not None and busy.info.compute is not None
+    await view.join(replace(busy.info, compute=replace(busy.info.compute, running_executions=1)))
+    directory = await _directory(tmp_path, view, lag=0.0)
+    at_end = view.get("n1")
+    assert at_end is not None
+
+    # The answer outran a record published while the execution ran: that record (one
+    # version newer than the requester held, not newer than the node's at the end) arrives.
+    directory.release("n1", Resources(cpu=1), record_version=at_end.version + 1)
+    await view.publish_capacity("n1", available=Resources(cpu=3))
+    assert _seen(directory) == (4, 0)
+
+    # A record newer than the node's at the end speaks for the node again, as it is.
+    await view.publish_capacity("n1", available=Resources(cpu=4))
+    (node,) = directory.compute_nodes()
+    assert node.info.compute is not None
+    assert (node.info.compute.available_capacity.cpu, node.info.compute.running_executions) == (
+        4,
+        1,
+    )

@@ -159,6 +159,7 @@ def test_messages_round_trip() -> None:
         node_id=NODE,
         published_result=SpecConfig(type="s3", params={"Bucket": "b", "Key": "k/"}),
         run_output=full_execution().run_output,  # type: ignore[arg-type]
+        record_version=1_796_000_000_000_000_001,
     )
     assert (
         m.run_result_from_proto(
@@ -167,7 +168,9 @@ def test_messages_round_trip() -> None:
         == run
     )
 
-    failure = ComputeFailure(execution_id="e-1", job_id="j-1", node_id=NODE, event=full_event())
+    failure = ComputeFailure(
+        execution_id="e-1", job_id="j-1", node_id=NODE, event=full_event(), record_version=3
+    )
     assert m.compute_failure_from_proto(m.compute_failure_to_proto(failure)) == failure
 
     report = ExecutionReport(node_id=NODE, execution_ids=["e-1", "e-2"])

@@ -75,12 +75,17 @@ class RunResult(_message.Message):
     NODE_ID_FIELD_NUMBER: _builtins.int
     PUBLISHED_RESULT_FIELD_NUMBER: _builtins.int
     RUN_OUTPUT_FIELD_NUMBER: _builtins.int
+    RECORD_VERSION_FIELD_NUMBER: _builtins.int
     execution_id: _builtins.str
     """The execution."""
     job_id: _builtins.str
     """Its job."""
     node_id: _builtins.str
     """The node that ran it; must equal the signer."""
+    record_version: _builtins.int
+    """The version of the node's gossip record when the execution ended (0: not said). A
+    record of this version or older was published before the end and still counts it.
+    """
     @_builtins.property
     def published_result(self) -> _types_pb2.SpecConfig:
         """Where the results were published."""
@@ -97,10 +102,11 @@ class RunResult(_message.Message):
         node_id: _builtins.str = ...,
         published_result: _types_pb2.SpecConfig | None = ...,
         run_output: _types_pb2.RunCommandResult | None = ...,
+        record_version: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["published_result", b"published_result", "run_output", b"run_output"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_id", b"execution_id", "job_id", b"job_id", "node_id", b"node_id", "published_result", b"published_result", "run_output", b"run_output"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_id", b"execution_id", "job_id", b"job_id", "node_id", b"node_id", "published_result", b"published_result", "record_version", b"record_version", "run_output", b"run_output"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -116,12 +122,17 @@ class ComputeFailure(_message.Message):
     JOB_ID_FIELD_NUMBER: _builtins.int
     NODE_ID_FIELD_NUMBER: _builtins.int
     EVENT_FIELD_NUMBER: _builtins.int
+    RECORD_VERSION_FIELD_NUMBER: _builtins.int
     execution_id: _builtins.str
     """The execution."""
     job_id: _builtins.str
     """Its job."""
     node_id: _builtins.str
     """The node it failed on; must equal the signer."""
+    record_version: _builtins.int
+    """The version of the node's gossip record when the execution ended (0: not said), as in
+    RunResult.
+    """
     @_builtins.property
     def event(self) -> _types_pb2.Event:
         """What went wrong; details carry ErrorCode, Hint, Retryable and FailsExecution."""
@@ -133,10 +144,11 @@ class ComputeFailure(_message.Message):
         job_id: _builtins.str = ...,
         node_id: _builtins.str = ...,
         event: _types_pb2.Event | None = ...,
+        record_version: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "execution_id", b"execution_id", "job_id", b"job_id", "node_id", b"node_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "execution_id", b"execution_id", "job_id", b"job_id", "node_id", b"node_id", "record_version", b"record_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
