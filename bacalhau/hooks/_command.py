@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import signal
+import subprocess
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -45,40 +46,53 @@ async def run_command(
     env = {"PATH": os.environ.get("PATH", os.defpath)}
     if len(payload) <= MAX_ENV_PAYLOAD:
         env[env_name] = payload.decode()
-    # stdin is a pipe made here, not the event loop's: uvloop's are socket pairs, and bash
-    # reads ~/.bashrc when its stdin is a socket (it takes itself for a remote shell).
-    read_end, write_end = os.pipe()
+    # Started by the subprocess module (vfork and exec), not by the event loop: uvloop forks
+    # the whole process, and in a node full of gRPC threads a forked child can crash before
+    # it execs. Its pipes are made here too, real pipes on any loop (bash reads ~/.bashrc
+    # when its stdin is a socket, as uvloop's are).
+    pipes = [os.pipe() for _ in range(3)]
+    (stdin_read, stdin_write), (out_read, out_write), (err_read, err_write) = pipes
     try:
-        proc = await asyncio.create_subprocess_exec(
-            "bash",
-            "-c",
-            command,
-            stdin=read_end,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+        # Returns once the child has exec'd, as in asyncio's own subprocess transport.
+        proc = subprocess.Popen(  # noqa: ASYNC220
+            ["bash", "-c", command],
+            stdin=stdin_read,
+            stdout=out_write,
+            stderr=err_write,
             env=env,
             start_new_session=True,
         )
     except OSError as err:
-        os.close(write_end)
+        for fd in (stdin_write, out_read, err_read):
+            os.close(fd)
         raise HookProgramFailed(f"could not start bash: {err.strerror or err}") from None
     finally:
-        os.close(read_end)
-    # A file object, not a bare descriptor: closed even if the feeding never starts.
-    stdin = os.fdopen(write_end, "wb", buffering=0)
+        for fd in (stdin_read, out_write, err_write):
+            os.close(fd)
+    stdin = os.fdopen(stdin_write, "wb", buffering=0)
+    stdout, stderr = os.fdopen(out_read, "rb", buffering=0), os.fdopen(err_read, "rb", buffering=0)
+    #: The pipes handed to the loop: their transports close them.
+    handed: list[BinaryIO] = []
+    code: int | None = None
     try:
         async with asyncio.timeout(timeout):
             out, err_out, _ = await asyncio.gather(
-                _read_capped(proc.stdout), _read_capped(proc.stderr), _feed(stdin, payload)
+                _read_capped(stdout, handed),
+                _read_capped(stderr, handed),
+                _feed(stdin, payload, handed),
             )
-            code = await proc.wait()
+            code = await _exited(proc)
     except TimeoutError:
         _kill_group(proc)
-        await proc.wait()
+        await _exited(proc)
         raise HookProgramFailed(f"did not answer within {timeout:g}s") from None
     finally:
-        if proc.returncode is None:  # cancelled while it ran
+        if code is None:  # cancelled while it ran: killed, and reaped off the loop
             _kill_group(proc)
+            asyncio.get_running_loop().run_in_executor(None, proc.wait)
+        for pipe in (stdin, stdout, stderr):
+            if not any(pipe is h for h in handed):  # its reading or feeding never started
+                pipe.close()
     return CommandOutcome(code, out, err_out)
 
 
@@ -125,22 +139,56 @@ def key_any_case(obj: dict[str, Any], lower: str) -> Any:
     return None
 
 
-async def _read_capped(stream: asyncio.StreamReader | None) -> bytes:
-    """Read a stream to its end, keeping the first bytes only (a chatty program cannot fill
+async def _read_capped(pipe: BinaryIO, handed: list[BinaryIO]) -> bytes:
+    """Read a pipe to its end, keeping the first bytes only (a chatty program cannot fill
     memory, and it never blocks on a full pipe)."""
-    if stream is None:
-        return b""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    handed.append(pipe)
+    try:
+        protocol = asyncio.StreamReaderProtocol(reader)
+        transport, _ = await loop.connect_read_pipe(lambda: protocol, pipe)
+    except BaseException:
+        pipe.close()
+        raise
     kept = bytearray()
-    while chunk := await stream.read(65536):
-        if len(kept) < MAX_OUTPUT:
-            kept += chunk[: MAX_OUTPUT - len(kept)]
+    try:
+        while chunk := await reader.read(65536):
+            if len(kept) < MAX_OUTPUT:
+                kept += chunk[: MAX_OUTPUT - len(kept)]
+    finally:
+        transport.close()
     return bytes(kept)
 
 
-async def _feed(pipe: BinaryIO, data: bytes) -> None:
+async def _exited(proc: subprocess.Popen[bytes]) -> int:
+    """Wait for ``proc`` to end without blocking the loop; its exit code (-N: signal N).
+    Linux says so on a pidfd; elsewhere a thread waits."""
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        return await asyncio.to_thread(proc.wait)
+    loop = asyncio.get_running_loop()
+    ended: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        if not ended.done():
+            ended.set_result(None)
+
+    loop.add_reader(pidfd, readable)
+    try:
+        await ended
+    finally:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+    return proc.wait()  # it has ended: this reaps it at once
+
+
+async def _feed(pipe: BinaryIO, data: bytes, handed: list[BinaryIO]) -> None:
     """Write the payload to the program's stdin (the write end of its pipe, closed here); a
     program that does not read it is fine."""
     loop = asyncio.get_running_loop()
+    handed.append(pipe)
     try:
         protocol = asyncio.StreamReaderProtocol(asyncio.StreamReader())
         transport, _ = await loop.connect_write_pipe(lambda: protocol, pipe)
@@ -158,7 +206,7 @@ async def _feed(pipe: BinaryIO, data: bytes) -> None:
         await writer.wait_closed()
 
 
-def _kill_group(proc: asyncio.subprocess.Process) -> None:
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     # The program runs in its own session: kill everything it started, not only bash.
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)

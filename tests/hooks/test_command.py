@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import contextlib
+import os
 from pathlib import Path
 
+import grpc
 import pytest
 import uvloop
 
@@ -59,3 +62,60 @@ def test_on_either_event_loop_stdin_is_a_pipe_and_a_large_payload_arrives_whole(
     assert (outcome.exit_code, outcome.stderr) == (0, b"")
     assert outcome.stdout.strip() == str(len(payload)).encode()
     assert ignores.exit_code == 0
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_runs_that_end_time_out_or_are_cancelled_leave_no_descriptor_open(loop: str) -> None:
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    async def runs() -> None:
+        for _ in range(5):
+            await run_command("cat >/dev/null; echo ok", b"x" * 1000, env_name="P", timeout=10)
+        with pytest.raises(HookProgramFailed):
+            await run_command("sleep 30", b"", env_name="P", timeout=0.2)
+        task = asyncio.ensure_future(run_command("sleep 30", b"", env_name="P", timeout=10))
+        await asyncio.sleep(0.2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(0.1)  # closed transports let go of their pipes on the next turn
+
+    factory = uvloop.new_event_loop if loop == "uvloop" else None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(runs())  # the loop's own first-use descriptors (libuv opens /dev/null)
+        before = open_fds()
+        runner.run(runs())
+        assert open_fds() == before
+
+
+def test_programs_start_cleanly_beside_busy_grpc_threads_on_uvloop() -> None:
+    # A node runs its hooks beside gRPC's threads. A child forked by the event loop (uvloop
+    # forks the whole process) could crash before its exec, one run in eight here.
+    async def runs() -> list[int]:
+        server = grpc.aio.server()
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+        call = channel.unary_unary("/bench.Nothing/Here")
+
+        async def traffic() -> None:
+            while True:
+                with contextlib.suppress(grpc.aio.AioRpcError):
+                    await call(b"", timeout=1)
+
+        callers = [asyncio.ensure_future(traffic()) for _ in range(4)]
+        try:
+            return [
+                (await run_command("cat >/dev/null", b"{}", env_name="P", timeout=10)).exit_code
+                for _ in range(100)
+            ]
+        finally:
+            for caller in callers:
+                caller.cancel()
+            await channel.close()
+            await server.stop(None)
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        codes = runner.run(runs())
+    assert codes == [0] * 100, sorted(set(codes))
