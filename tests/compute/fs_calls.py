@@ -1,20 +1,14 @@
-"""Recording the file system changes code makes under a folder, through audit hooks.
-
-The interpreter raises an audit event before every ``mkdir``, ``rmdir``, ``rename``/``replace``,
-``remove`` and ``open`` (builtin, ``io``, ``os.open``); a hook sees them in every thread, so a
-test can tell which folders and files code under test created or removed without replacing
-any of it. Hooks cannot be removed: one is installed per process, on first use, and records
-only while a :func:`record_fs_calls` block is active.
-"""
+"""Recording the file system changes code makes under a folder (see ``tests.storage.opens``
+for how the interpreter's audit hooks report them)."""
 
 from __future__ import annotations
 
 import os
-import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from tests.storage.opens import watch_paths
 
 __all__ = ["record_fs_calls"]
 
@@ -28,49 +22,21 @@ _EVENTS = {
 }
 _WRITING = os.O_WRONLY | os.O_RDWR | os.O_CREAT
 
-_lock = threading.Lock()
-_watches: list[tuple[str, list[tuple[str, str]]]] = []
-_installed = False
-
-
-def _hook(event: str, args: tuple[object, ...]) -> None:
-    if not _watches or not args:
-        return
-    if event == "open":
-        flags = args[2] if len(args) > 2 else 0
-        if not isinstance(flags, int) or not flags & _WRITING:
-            return  # opened to be read: nothing changes
-        kind = "open-write"
-    else:
-        kind = _EVENTS.get(event, "")
-        if not kind:
-            return
-    path = args[0]
-    if isinstance(path, bytes):
-        path = os.fsdecode(path)
-    if not isinstance(path, str | os.PathLike):
-        return  # a file descriptor
-    full = os.path.abspath(os.fspath(path))
-    with _lock:
-        for root, calls in _watches:
-            if full.startswith(root):
-                calls.append((kind, full[len(root) :]))
-
 
 @contextmanager
 def record_fs_calls(root: Path) -> Iterator[list[tuple[str, str]]]:
     """``(call, path relative to root)`` for every ``mkdir``, ``rmdir``, ``rename`` (by its
     source), ``remove``, ``rmtree`` and open for writing under ``root`` while the block runs,
     in order (failed calls included: the event comes before the call)."""
-    global _installed
-    if not _installed:
-        sys.addaudithook(_hook)
-        _installed = True
-    watch: tuple[str, list[tuple[str, str]]] = (os.path.abspath(root) + os.sep, [])
-    with _lock:
-        _watches.append(watch)
-    try:
-        yield watch[1]
-    finally:
-        with _lock:
-            _watches.remove(watch)
+    calls: list[tuple[str, str]] = []
+
+    def changed(event: str, args: tuple[object, ...], path: str) -> None:
+        if event == "open":
+            flags = args[2] if len(args) > 2 else 0
+            if isinstance(flags, int) and flags & _WRITING:
+                calls.append(("open-write", path))
+        elif event in _EVENTS:
+            calls.append((_EVENTS[event], path))
+
+    with watch_paths(root, changed):
+        yield calls

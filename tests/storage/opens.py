@@ -1,9 +1,10 @@
-"""Counting how often files are opened, through the interpreter's audit hooks.
+"""Watching what code does to files under a folder, through the interpreter's audit hooks.
 
-Every ``open`` (builtin, ``io``, ``os.open``) raises the ``open`` audit event; a hook sees it
-in every thread, so a test can tell how many times code under test opened each file without
-replacing any of it. Hooks cannot be removed: one is installed per process, on first use,
-and records only while a :func:`count_opens` block is active.
+The interpreter raises an audit event before every ``open`` (builtin, ``io``, ``os.open``),
+``mkdir``, ``rmdir``, ``rename``/``replace`` and ``remove``; a hook sees them in every thread,
+so a test can tell what code under test opened, created or removed without replacing any of
+it. Hooks cannot be removed: one is installed per process, on first use, and reports only
+to the :func:`watch_paths` blocks active (:func:`count_opens` is one).
 """
 
 from __future__ import annotations
@@ -12,45 +13,62 @@ import os
 import sys
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+#: Called with (audit event, its arguments, the path relative to the watched folder).
+Watcher = Callable[[str, tuple[object, ...], str], None]
+
 _lock = threading.Lock()
-_watches: list[tuple[str, Counter[str]]] = []
+_watches: list[tuple[str, Watcher]] = []
 _installed = False
 
 
 def _hook(event: str, args: tuple[object, ...]) -> None:
-    if event != "open" or not _watches or not args:
+    if not _watches or not args:
         return
     path = args[0]
     if isinstance(path, int):
-        return  # opening a file descriptor: the file was opened already
+        return  # a file descriptor: the file was opened already
     if isinstance(path, bytes):
         path = os.fsdecode(path)
     if not isinstance(path, str | os.PathLike):
         return
     full = os.path.abspath(os.fspath(path))
     with _lock:
-        for root, counts in _watches:
+        for root, watcher in _watches:
             if full.startswith(root):
-                counts[full[len(root) :]] += 1
+                watcher(event, args, full[len(root) :])
+
+
+@contextmanager
+def watch_paths(root: Path, watcher: Watcher) -> Iterator[None]:
+    """Report every audit event about a path under ``root`` to ``watcher`` while the block
+    runs (failed calls included: the event comes before the call)."""
+    global _installed
+    if not _installed:
+        sys.addaudithook(_hook)
+        _installed = True
+    watch = (os.path.abspath(root) + os.sep, watcher)
+    with _lock:
+        _watches.append(watch)
+    try:
+        yield
+    finally:
+        with _lock:
+            _watches.remove(watch)
 
 
 @contextmanager
 def count_opens(root: Path) -> Iterator[Counter[str]]:
     """Counts of opens of files under ``root`` while the block runs, keyed by path relative
     to ``root`` (``/``-separated)."""
-    global _installed
-    if not _installed:
-        sys.addaudithook(_hook)
-        _installed = True
-    watch = (os.path.abspath(root) + os.sep, Counter[str]())
-    with _lock:
-        _watches.append(watch)
-    try:
-        yield watch[1]
-    finally:
-        with _lock:
-            _watches.remove(watch)
+    counts: Counter[str] = Counter()
+
+    def opened(event: str, args: tuple[object, ...], path: str) -> None:
+        if event == "open":
+            counts[path] += 1
+
+    with watch_paths(root, opened):
+        yield counts
