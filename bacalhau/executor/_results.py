@@ -152,13 +152,9 @@ def finish_results(
     if streams is None:
         return _run_output(results_dir, exit_code=exit_code, error_msg=error_msg, create=True)
     (stdout_head, stdout_size), (stderr_head, stderr_size) = streams
-    stdout, stdout_truncated = summarise_output(stdout_head, stdout_size)
-    stderr, stderr_truncated = summarise_output(stderr_head, stderr_size)
-    return RunCommandResult(
-        stdout=stdout,
-        stdout_truncated=stdout_truncated,
-        stderr=stderr,
-        stderr_truncated=stderr_truncated,
+    return _summary(
+        summarise_output(stdout_head, stdout_size),
+        summarise_output(stderr_head, stderr_size),
         exit_code=exit_code,
         error_msg=error_msg,
     )
@@ -167,8 +163,22 @@ def finish_results(
 def _run_output(
     results_dir: Path, *, exit_code: int, error_msg: str, create: bool
 ) -> RunCommandResult:
-    stdout, stdout_truncated = _summarise_file(results_dir / STDOUT_FILE, create=create)
-    stderr, stderr_truncated = _summarise_file(results_dir / STDERR_FILE, create=create)
+    return _summary(
+        _summarise_file(results_dir / STDOUT_FILE, create=create),
+        _summarise_file(results_dir / STDERR_FILE, create=create),
+        exit_code=exit_code,
+        error_msg=error_msg,
+    )
+
+
+def _summary(
+    stdout_summary: tuple[str, bool],
+    stderr_summary: tuple[str, bool],
+    *,
+    exit_code: int,
+    error_msg: str,
+) -> RunCommandResult:
+    (stdout, stdout_truncated), (stderr, stderr_truncated) = stdout_summary, stderr_summary
     return RunCommandResult(
         stdout=stdout,
         stdout_truncated=stdout_truncated,
