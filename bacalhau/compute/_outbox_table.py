@@ -65,13 +65,7 @@ def pending_callbacks(
         (requester_id, after_seq, limit),
     ).fetchall()
     entries = [
-        OutboxEntry(
-            seq=seq,
-            requester_id=rid,
-            execution_id=eid,
-            message=decode_callback(kind, payload),
-            create_time=created,
-        )
+        _entry(seq, rid, eid, kind, payload, created)
         for seq, rid, eid, kind, payload, created in rows
         if skip is None or not skip(seq, eid)
     ]
@@ -87,15 +81,21 @@ def callbacks_of(db: sqlite3.Connection, requester_id: str, execution_id: str) -
         (requester_id, execution_id),
     ).fetchall()
     return [
-        OutboxEntry(
-            seq=seq,
-            requester_id=requester_id,
-            execution_id=execution_id,
-            message=decode_callback(kind, payload),
-            create_time=created,
-        )
+        _entry(seq, requester_id, execution_id, kind, payload, created)
         for seq, kind, payload, created in rows
     ]
+
+
+def _entry(
+    seq: int, requester_id: str, execution_id: str, kind: str, payload: str, created: int
+) -> OutboxEntry:
+    return OutboxEntry(
+        seq=seq,
+        requester_id=requester_id,
+        execution_id=execution_id,
+        message=decode_callback(kind, payload),
+        create_time=created,
+    )
 
 
 def unsettled_ids(db: sqlite3.Connection, requester_id: str | None) -> list[str]:
