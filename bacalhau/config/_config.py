@@ -317,13 +317,13 @@ class NodeConfig:
                     details={"Field": key},
                     hint="a compute node holds an ask's answer for at most 0.1 s",
                 )
-            if name == "event_loop" and clean[name].lower() not in EVENT_LOOPS:
-                raise InvalidRequest(
-                    f"{key} must be one of: {', '.join(EVENT_LOOPS)}, not {value!r}",
-                    details={"Field": key},
-                )
             if name == "event_loop":
                 clean[name] = clean[name].lower()
+                if clean[name] not in EVENT_LOOPS:
+                    raise InvalidRequest(
+                        f"{key} must be one of: {', '.join(EVENT_LOOPS)}, not {value!r}",
+                        details={"Field": key},
+                    )
             if name == "min_reputation" and not 0.0 <= clean[name] <= 1.0:
                 raise InvalidRequest(
                     f"{key} must be between 0 and 1, not {value!r}", details={"Field": key}
