@@ -297,21 +297,22 @@ def _with_freed(info: NodeInfo, released: list[_Release]) -> NodeInfo:
     def add(have: float, more: float, cap: float) -> float:
         return min(have + more, cap) if cap else have
 
+    freed = Resources()
+    for r in released:
+        freed = freed.add(r.freed)
     available = Resources(
-        cpu=add(free.cpu, sum(r.freed.cpu for r in released), top.cpu),
-        memory=int(add(free.memory, sum(r.freed.memory for r in released), top.memory)),
-        disk=int(add(free.disk, sum(r.freed.disk for r in released), top.disk)),
-        gpu=int(add(free.gpu, sum(r.freed.gpu for r in released), top.gpu)),
+        cpu=add(free.cpu, freed.cpu, top.cpu),
+        memory=int(add(free.memory, freed.memory, top.memory)),
+        disk=int(add(free.disk, freed.disk, top.disk)),
+        gpu=int(add(free.gpu, freed.gpu, top.gpu)),
     )
     # The record may have counted an ended execution as running or, before it started, as
     # queued: fewer running first, then fewer queued.
-    running = max(0, compute.running_executions - len(released))
-    left = len(released) - (compute.running_executions - running)
-    queued = max(0, compute.enqueued_executions - left)
+    from_running = min(len(released), compute.running_executions)
     compute = replace(
         compute,
         available_capacity=available,
-        running_executions=running,
-        enqueued_executions=queued,
+        running_executions=compute.running_executions - from_running,
+        enqueued_executions=max(0, compute.enqueued_executions - (len(released) - from_running)),
     )
     return replace(info, compute=compute)
