@@ -64,6 +64,10 @@ class _Release:
     at: float
     freed: Resources
     exact: bool = False
+    #: How many ends this stands for: the node's ends stamped with the same version are
+    #: kept as one (a node that looks the same at every refresh publishes no new record,
+    #: and its ends would otherwise pile up until it does).
+    count: int = 1
 
 
 class NodeAddressBook(Protocol):
@@ -240,7 +244,13 @@ class NodeDirectory:
         now = time.monotonic()
         kept = _pending(self._released.get(node_id, []), node.version, now, self._record_lag)
         if record_version:
-            kept.append(_Release(record_version, now, freed, exact=True))
+            same = next((r for r in kept if r.exact and r.version == record_version), None)
+            if same is not None:
+                kept.remove(same)
+                freed, count = same.freed.add(freed), same.count + 1
+            else:
+                count = 1
+            kept.append(_Release(record_version, now, freed, exact=True, count=count))
         else:
             kept.append(_Release(node.version, now, freed))
         self._released[node_id] = kept
@@ -308,11 +318,12 @@ def _with_freed(info: NodeInfo, released: list[_Release]) -> NodeInfo:
     )
     # The record may have counted an ended execution as running or, before it started, as
     # queued: fewer running first, then fewer queued.
-    from_running = min(len(released), compute.running_executions)
+    ended = sum(r.count for r in released)
+    from_running = min(ended, compute.running_executions)
     compute = replace(
         compute,
         available_capacity=available,
         running_executions=compute.running_executions - from_running,
-        enqueued_executions=max(0, compute.enqueued_executions - (len(released) - from_running)),
+        enqueued_executions=max(0, compute.enqueued_executions - (ended - from_running)),
     )
     return replace(info, compute=compute)

@@ -94,3 +94,30 @@ async def test_a_node_that_says_its_record_version_at_the_end_is_read_exactly(
         4,
         1,
     )
+
+
+async def test_ends_stamped_with_the_same_version_are_kept_as_one(tmp_path: Path) -> None:
+    # A node that looks the same at every refresh publishes no newer record: its ends all
+    # carry one version, and are kept as one entry that counts them all (not a growing list
+    # every node listing sums).
+    view = StaticNodeView()
+    await view.join(compute_node_info("n1", cpu=8, free=2))
+    busy = view.get("n1")
+    assert busy is not None and busy.info.compute is not None
+    await view.join(replace(busy.info, compute=replace(busy.info.compute, running_executions=5)))
+    directory = await _directory(tmp_path, view, lag=0.0)
+    stamp = view.get("n1")
+    assert stamp is not None
+    for _ in range(3):
+        directory.release("n1", Resources(cpu=1), record_version=stamp.version)
+    assert _seen(directory) == (5, 2)
+    for _ in range(500):
+        directory.release("n1", Resources(cpu=1), record_version=stamp.version)
+    assert _seen(directory) == (8, 0)  # capped at the total, not below none
+    assert len(directory._released["n1"]) == 1
+    # An end stamped later is its own entry; a newer record than both ends them.
+    directory.release("n1", Resources(cpu=1), record_version=stamp.version + 1)
+    assert len(directory._released["n1"]) == 2
+    await view.publish_capacity("n1", available=Resources(cpu=2))
+    await view.publish_capacity("n1", available=Resources(cpu=2))
+    assert _seen(directory) == (2, 5)
