@@ -246,7 +246,10 @@ class Planner:
                 waited.append(s)
         if waited:
             started = time.perf_counter()
-            await asyncio.gather(*(self._send(job, s) for s in waited))
+            if len(waited) == 1:
+                await self._send(job, waited[0])  # (no task of its own, no turn to wait for)
+            else:
+                await asyncio.gather(*(self._send(job, s) for s in waited))
             DISPATCH_SECONDS.observe(time.perf_counter() - started)
 
     async def close(self, grace: float = 2.0) -> None:

@@ -33,6 +33,12 @@ from bacalhau.orchestrator._planner import Send
 
 log = logging.getLogger(__name__)
 
+#: Loop turns a new job's first message is given before the submit answers: the dispatch
+#: task's first step (which encodes, signs and hands the ask to gRPC), then gRPC's own call
+#: task (which sends it). About half a millisecond off a job's submit-to-end on 2 cores; the
+#: answer itself leaves that much later.
+_HEAD_START_TURNS = 2
+
 
 class JobSubmission(EvaluationRunner):
     """Accepts new jobs (``submit_job``) and places them at once when it can."""
@@ -105,6 +111,11 @@ class JobSubmission(EvaluationRunner):
             self._broker.enqueue(ev)
         else:
             self._dispatch_submitted(ev, *placed)
+            # The first message gets a head start on the answer: the submitter's next
+            # request (most often the wait for the job) would otherwise be served while it
+            # is still on its way, and the two compete for the CPU.
+            for _ in range(_HEAD_START_TURNS):
+                await asyncio.sleep(0)
         return SubmitResult(job.id, ev.id, warnings)
 
     def _place_submitted(self, ev: Evaluation) -> tuple[Job, list[Send]] | None:
