@@ -95,7 +95,8 @@ class ComputeEndpoint:
 
     Finished executions older than ``retention`` seconds (0: never) are forgotten with their
     files, checked every ``housekeeping_interval`` seconds (:class:`ExecutionRetention`);
-    ``published_paths`` names what a publisher keeps on this node for an execution.
+    ``published_paths`` names what a publisher keeps on this node for an execution, and
+    ``forget_published`` drops what publishers keep elsewhere for forgotten executions.
     ``module_source`` fetches modules that arrive by reference.
     """
 
@@ -119,6 +120,7 @@ class ComputeEndpoint:
         retention: float = DEFAULT_EXECUTION_RETENTION,
         housekeeping_interval: float = 60.0,
         published_paths: Callable[[str], Iterable[Path]] | None = None,
+        forget_published: Callable[[list[str]], object] | None = None,
         module_source: ModuleSource | None = None,
     ) -> None:
         self._node_id = node_id
@@ -132,7 +134,11 @@ class ComputeEndpoint:
         self._default_usage = default_usage
         self._published_paths = published_paths
         self._retention = ExecutionRetention(
-            store, paths_of=self._paths_of, max_age=retention, interval=housekeeping_interval
+            store,
+            paths_of=self._paths_of,
+            forget=forget_published,
+            max_age=retention,
+            interval=housekeeping_interval,
         )
         self._modules = ModuleResolver(store=store, source=module_source)
         self._outbox = CallbackOutbox(

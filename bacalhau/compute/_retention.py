@@ -33,7 +33,9 @@ class ExecutionRetention:
     """Forgets expired finished executions of an :class:`ExecutionStore`, in the background.
 
     ``paths_of`` names the files and folders that belong to an execution; they are removed
-    (whichever exist) once the execution is forgotten. ``max_age`` 0 keeps everything.
+    (whichever exist) once the execution is forgotten, and ``forget`` is told the IDs, for
+    what is kept elsewhere (the small archives of the local publisher). ``max_age`` 0 keeps
+    everything.
     """
 
     def __init__(
@@ -41,12 +43,14 @@ class ExecutionRetention:
         store: ExecutionStore,
         *,
         paths_of: Callable[[str], Iterable[Path]],
+        forget: Callable[[list[str]], object] | None = None,
         max_age: float = DEFAULT_EXECUTION_RETENTION,
         interval: float = 60.0,
         batch: int = BATCH,
     ) -> None:
         self._store = store
         self._paths_of = paths_of
+        self._forget = forget
         self._max_age = max_age
         self._interval = interval
         self._batch = batch
@@ -67,6 +71,8 @@ class ExecutionRetention:
             if ids:
                 paths = [path for execution_id in ids for path in self._paths_of(execution_id)]
                 await asyncio.to_thread(_remove, paths)
+                if self._forget is not None:
+                    self._forget(ids)
             total += len(ids)
             if len(ids) < self._batch:
                 break

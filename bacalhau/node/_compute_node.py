@@ -75,7 +75,10 @@ async def build_compute(
         "127.0.0.1" if config.publisher_host in ("0.0.0.0", "", "::") else config.publisher_host
     )
     local = LocalPublisher(
-        directory=result_server.directory, address=advertise, port=result_server.port
+        directory=result_server.directory,
+        address=advertise,
+        port=result_server.port,
+        archives=result_server.archives,
     )
     publishers = _without(
         build_publishers(local=local, blockstore=blockstore, node_id=node_id),
@@ -139,6 +142,7 @@ async def build_compute(
         callback_linger=config.callback_linger,
         # The local publisher's archive (``<execID>.tar.gz``) goes with its execution.
         published_paths=lambda execution_id: [local.directory / f"{execution_id}.tar.gz"],
+        forget_published=local.forget,
         module_source=links,
     )
 

@@ -4,6 +4,9 @@ The archive's entries are relative to the results directory (``stdout``, ``stder
 ``exitCode``, ``<name>/...``), exactly what ``bacalhau job get`` extracts. The URL handed to the
 requester must be reachable by clients, so the advertised ``address`` is configuration, not the
 address the server binds (Bacalhau's "http://public:6001/..." bug came from mixing the two).
+
+Archives of small results go into the server's :class:`ArchiveStore` when the publisher has
+one (a row rather than a new file: see ``_archive_store``); the others are files.
 """
 
 from __future__ import annotations
@@ -13,14 +16,17 @@ import gzip
 import io
 import os
 import re
+import sqlite3
 import stat
 import tarfile
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
 
 from bacalhau.errors import PublishFailed
 from bacalhau.models import Job, SpecConfig
+from bacalhau.publisher._archive_store import ArchiveStore
 from bacalhau.publisher._tar_headers import add_entry
 from bacalhau.storage.cid import CID, Importer, TreeEntry
 
@@ -44,7 +50,13 @@ class LocalPublisher:
     """
 
     def __init__(
-        self, *, directory: Path, address: str, port: int, compress_level: int = 6
+        self,
+        *,
+        directory: Path,
+        address: str,
+        port: int,
+        compress_level: int = 6,
+        archives: ArchiveStore | None = None,
     ) -> None:
         if not 0 < port < 65536:
             raise ValueError(f"local publisher needs the server's bound port, got {port}")
@@ -54,6 +66,8 @@ class LocalPublisher:
             raise ValueError(f"gzip level must be 0-9, got {compress_level}")
         self._directory = directory
         self._compress_level = compress_level
+        #: Where archives of small results go (None: files, as the others).
+        self._archives = archives
         host = f"[{address}]" if ":" in address and not address.startswith("[") else address
         self._base_url = f"http://{host}:{port}"
 
@@ -80,6 +94,12 @@ class LocalPublisher:
         # The local publisher takes no params (Bacalhau ignores any it is given).
         return None
 
+    def forget(self, execution_ids: Iterable[str]) -> None:
+        """Drop the archives of ``execution_ids`` kept in the archive store (their files are
+        the caller's to remove, as any file of an execution)."""
+        if self._archives is not None:
+            self._archives.forget(f"{e}{ARCHIVE_SUFFIX}" for e in execution_ids)
+
     async def publish(self, execution_id: str, job: Job, results_dir: Path) -> SpecConfig:
         name = f"{execution_id}{ARCHIVE_SUFFIX}"
         if not ARCHIVE_NAME.fullmatch(name):
@@ -89,13 +109,18 @@ class LocalPublisher:
         try:
             if _is_small(results_dir):
                 # A few small files take less time to archive than a trip to a thread.
-                cid = _write_small_archive(results_dir, target, self._compress_level)
+                if self._archives is not None:
+                    cid = self._keep_small_archive(results_dir, name, target)
+                else:
+                    cid = _write_small_archive(results_dir, target, self._compress_level)
             else:
                 # Compression and hashing are CPU-bound: keep them off the event loop.
                 cid = await asyncio.to_thread(
                     write_archive, results_dir, target, self._compress_level
                 )
-        except OSError as err:
+                if self._archives is not None:
+                    self._archives.forget([name])  # an earlier publish's, now stale
+        except (OSError, sqlite3.Error) as err:
             raise PublishFailed(
                 f"local publisher could not archive {results_dir}: {err}",
                 hint="check the compute node's disk space and the publisher directory",
@@ -103,6 +128,16 @@ class LocalPublisher:
         return SpecConfig(
             type="urlDownload", params={"URL": self.url_for(execution_id), "CID": str(cid)}
         )
+
+    def _keep_small_archive(self, results_dir: Path, name: str, target: Path) -> CID:
+        """Archive small results in memory into the archive store; a file of the same name
+        (an earlier publish of a larger result) would shadow it, so it goes."""
+        assert self._archives is not None
+        buffer = io.BytesIO()
+        cid = _archive(results_dir, buffer, self._compress_level)
+        self._archives.put(name, buffer.getbuffer())
+        target.unlink(missing_ok=True)
+        return cid
 
 
 def write_archive(results_dir: Path, target: Path, compress_level: int = 6) -> CID:

@@ -1,4 +1,5 @@
-"""The local publisher's HTTP server: read-only downloads of ``<execID>.tar.gz``."""
+"""The local publisher's HTTP server: read-only downloads of ``<execID>.tar.gz``, from its
+directory or, for small results, its :class:`ArchiveStore`."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from types import TracebackType
 
 from aiohttp import web
 
+from bacalhau.publisher._archive_store import ArchiveStore
 from bacalhau.publisher._local import ARCHIVE_NAME, LocalPublisher
 
 _log = logging.getLogger(__name__)
@@ -17,9 +19,10 @@ _log = logging.getLogger(__name__)
 class LocalResultServer:
     """Serves the archives a :class:`LocalPublisher` writes; an async context manager.
 
-    Only ``GET``/``HEAD /<execID>.tar.gz`` of a regular file in ``directory`` is answered
-    (streamed, with range support); anything else is 404 and nothing is ever listed. Bind
-    port 0 to let the system pick one: :attr:`port` reports the bound port once started.
+    Only ``GET``/``HEAD /<execID>.tar.gz`` of a regular file in ``directory``, or of an
+    archive its store holds, is answered (with range support); anything else is 404 and
+    nothing is ever listed. Bind port 0 to let the system pick one: :attr:`port` reports the
+    bound port once started. The store opens with the server (:attr:`archives`).
     """
 
     def __init__(self, *, directory: Path, host: str = "127.0.0.1", port: int = 6001) -> None:
@@ -28,10 +31,18 @@ class LocalResultServer:
         self._requested_port = port
         self._port: int | None = None
         self._runner: web.AppRunner | None = None
+        self._archives: ArchiveStore | None = None
 
     @property
     def directory(self) -> Path:
         return self._directory
+
+    @property
+    def archives(self) -> ArchiveStore:
+        """Where publishers of this server keep archives of small results."""
+        if self._archives is None:
+            raise RuntimeError("the local result server is not started")
+        return self._archives
 
     @property
     def host(self) -> str:
@@ -58,10 +69,12 @@ class LocalResultServer:
             address=advertised,
             port=self.port,
             compress_level=compress_level,
+            archives=self.archives,
         )
 
     async def start(self) -> None:
         self._directory.mkdir(parents=True, exist_ok=True)
+        self._archives = ArchiveStore(self._directory)
         app = web.Application()
         app.router.add_get("/{name}", self._serve)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -71,6 +84,8 @@ class LocalResultServer:
             await site.start()
         except BaseException:
             await runner.cleanup()
+            self._archives.close()
+            self._archives = None
             raise
         self._runner = runner
         self._port = int(runner.addresses[0][1])
@@ -82,6 +97,9 @@ class LocalResultServer:
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
+        if self._archives is not None:
+            self._archives.close()
+            self._archives = None
 
     async def __aenter__(self) -> LocalResultServer:
         await self.start()
@@ -102,9 +120,32 @@ class LocalResultServer:
         path = self._directory / name
         try:
             st = path.lstat()
+        except FileNotFoundError:
+            data = self._archives.get(name) if self._archives is not None else None
+            if data is None:
+                raise web.HTTPNotFound() from None
+            return _bytes_response(request, data)
         except OSError:
             raise web.HTTPNotFound() from None
         # lstat: a symlink planted in the directory must not expose anything else.
         if not stat.S_ISREG(st.st_mode):
             raise web.HTTPNotFound()
         return web.FileResponse(path, headers={"Content-Type": "application/gzip"})
+
+
+def _bytes_response(request: web.Request, data: bytes) -> web.Response:
+    """``data`` as a file download is answered: whole, or the one byte range asked for."""
+    size = len(data)
+    headers = {"Content-Type": "application/gzip", "Accept-Ranges": "bytes"}
+    unsatisfiable = web.Response(status=416, headers={"Content-Range": f"bytes */{size}"})
+    try:
+        wanted = request.http_range
+    except ValueError:
+        return unsatisfiable
+    if wanted.start is None and wanted.stop is None:
+        return web.Response(body=data, headers=headers)
+    start, stop, _ = wanted.indices(size)
+    if start >= stop:
+        return unsatisfiable
+    headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
+    return web.Response(status=206, body=data[start:stop], headers=headers)

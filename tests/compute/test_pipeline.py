@@ -128,8 +128,9 @@ async def test_a_trivial_wasm_execution_creates_only_its_layout_and_archive(
     tmp_path: Path,
 ) -> None:
     # The file system changes of one execution, the costliest of its steps: its folder, the
-    # layout's three files and the archive (no temp file renamed), and exitCode's removal
-    # once published; no inputs folder made, only the removal of any left by a crash.
+    # layout's three files, and exitCode's removal once published. The archive is a row of
+    # the result server's store, not a file (only a stale file of that name is removed, if
+    # any); no inputs folder is made, only the removal of any left by a crash.
     async with LocalResultServer(directory=tmp_path / "published", port=0) as server:
         with ExecutionStore(tmp_path / "compute.db") as store:
             pipeline = ExecutionPipeline(
@@ -150,6 +151,7 @@ async def test_a_trivial_wasm_execution_creates_only_its_layout_and_archive(
             with record_fs_calls(tmp_path) as calls:
                 record = await pipeline.run(execution.id)
             await pipeline.executors["wasm"].close()  # type: ignore[attr-defined]
+        assert server.archives.get(f"{execution.id}.tar.gz") is not None
     assert record.state is L.COMPLETED, record.message
     run = f"executions/{execution.id}"
     assert sorted(calls) == sorted(
@@ -158,7 +160,7 @@ async def test_a_trivial_wasm_execution_creates_only_its_layout_and_archive(
             ("open-write", f"{run}/stdout"),
             ("open-write", f"{run}/stderr"),
             ("open-write", f"{run}/exitCode"),
-            ("open-write", f"published/{execution.id}.tar.gz"),
+            ("remove", f"published/{execution.id}.tar.gz"),
             ("remove", f"{run}/exitCode"),
             ("rmdir", f"executions/.inputs/{execution.id}"),
         ]

@@ -25,6 +25,7 @@ from bacalhau.config import NodeConfig
 from bacalhau.executor.noop import NoopExecutor
 from bacalhau.models import AskForBidRequest, LocalExecutionState, Resources, RunResult, now_ns
 from bacalhau.publisher import LocalPublisher
+from bacalhau.publisher._archive_store import ArchiveStore
 from tests.compute.jobs import noop_execution
 from tests.compute.recording_callbacks import RecordingCallbacks
 from tests.compute.waiting import eventually
@@ -55,12 +56,13 @@ class Node:
 
 
 @asynccontextmanager
-async def compute_node(tmp: Path, **settings: float) -> AsyncIterator[Node]:
+async def compute_node(
+    tmp: Path, archives: ArchiveStore | None = None, **settings: float
+) -> AsyncIterator[Node]:
     published = tmp / "published"
     executors = {"noop": NoopExecutor()}
-    publishers = {
-        "local": LocalPublisher(directory=published, address="127.0.0.1", port=6001),
-    }
+    local = LocalPublisher(directory=published, address="127.0.0.1", port=6001, archives=archives)
+    publishers = {"local": local}
     callbacks = RecordingCallbacks()
     with ExecutionStore(tmp / "compute.db") as store:
         endpoint = ComputeEndpoint(
@@ -84,6 +86,7 @@ async def compute_node(tmp: Path, **settings: float) -> AsyncIterator[Node]:
             trust=RequesterTrust([REQUESTER]),
             callback_initial_backoff=0.01,
             published_paths=lambda execution_id: [published / f"{execution_id}.tar.gz"],
+            forget_published=local.forget,
             **settings,
         )
         async with endpoint:
@@ -101,6 +104,24 @@ async def test_expired_executions_are_forgotten_with_their_files_in_the_backgrou
         files = [path for execution_id in ids for path in node.files_of(execution_id)]
         await eventually(lambda: not node.endpoint.store.executions())
         await eventually(lambda: not any(path.exists() for path in files))
+
+
+async def test_small_archives_kept_as_rows_are_forgotten_with_their_executions(
+    tmp_path: Path,
+) -> None:
+    archives = ArchiveStore(tmp_path / "published")
+    try:
+        async with compute_node(
+            tmp_path, archives, retention=2.0, housekeeping_interval=0.05
+        ) as node:
+            ids = [await node.run(Stdout=f"run {n}\n") for n in range(3)]
+            for execution_id in ids:
+                assert archives.get(f"{execution_id}.tar.gz") is not None
+                assert not (node.published / f"{execution_id}.tar.gz").exists()
+            await eventually(lambda: not node.endpoint.store.executions())
+            await eventually(lambda: all(archives.get(f"{e}.tar.gz") is None for e in ids))
+    finally:
+        archives.close()
 
 
 async def test_a_week_by_default_in_batches_keeping_younger_and_unreported_ones(
