@@ -222,6 +222,7 @@ class ComputeEndpoint:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self._pipeline.close()
         await self._outbox.close(flush_timeout=flush_timeout)
 
     async def __aenter__(self) -> ComputeEndpoint:

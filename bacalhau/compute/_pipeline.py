@@ -27,6 +27,7 @@ from bacalhau.compute._envvars import execution_environment
 from bacalhau.compute._errors import ExecutionInterrupted
 from bacalhau.compute._events import TOPIC_PUBLISHING, TOPIC_RUNNING, failure_event
 from bacalhau.compute._logs import discard_files_keeping_logs
+from bacalhau.compute._spare_dirs import SpareDirs
 from bacalhau.compute._store import ExecutionStore, LocalExecution
 from bacalhau.compute._verification import publish_faultily
 from bacalhau.errors import (
@@ -125,6 +126,8 @@ class ExecutionPipeline:
         self._executors = {name.lower(): ex for name, ex in executors.items()}
         self._publishers = {name.lower(): pub for name, pub in publishers.items()}
         self._results_root = results_root
+        #: Results folders made ahead (see ``_spare_dirs``).
+        self._spare_dirs = SpareDirs(results_root)
         self._inputs = inputs
         self._has_inputs = inputs.has_inputs if isinstance(inputs, InputsOfJob) else None
         self._default_usage = default_usage
@@ -154,6 +157,15 @@ class ExecutionPipeline:
     def results_dir(self, execution_id: str) -> Path:
         return self._results_root / execution_id
 
+    def close(self) -> None:
+        """Stop making results folders ahead."""
+        self._spare_dirs.close()
+
+    @property
+    def spare_dirs_ready(self) -> int:
+        """Results folders made ahead and not taken yet."""
+        return self._spare_dirs.ready
+
     def inputs_dir(self, execution_id: str) -> Path:
         # Beside the results, never inside them: the results dir is what gets published.
         # Execution IDs start with a letter or digit, so ".inputs" never names an execution.
@@ -176,7 +188,9 @@ class ExecutionPipeline:
                     f"this node does not have the {task.engine.type!r} engine installed"
                 )
             mounts = await self._prepare_inputs(execution_id, job)
-            results_dir = self._fresh_dir(self.results_dir(execution_id))
+            results_dir = self.results_dir(execution_id)
+            if not self._spare_dirs.take(results_dir):
+                self._fresh_dir(results_dir)
             record = self._store.transition(record, L.RUNNING)
             try:
                 output = await self._execute(executor, record, results_dir, mounts)

@@ -37,6 +37,7 @@ from tests.compute.fs_calls import record_fs_calls
 from tests.compute.jobs import make_execution, noop_execution
 from tests.compute.recording_callbacks import RecordingCallbacks
 from tests.compute.shell_executor import ShellExecutor
+from tests.compute.waiting import eventually
 from tests.compute.wasm_jobs import module_url
 
 L = LocalExecutionState
@@ -127,10 +128,12 @@ async def test_run_publish_and_download(rig: Rig) -> None:
 async def test_a_trivial_wasm_execution_creates_only_its_layout_and_archive(
     tmp_path: Path,
 ) -> None:
-    # The file system changes of one execution, the costliest of its steps: its folder, the
-    # layout's three files, and exitCode's removal once published. The archive is a row of
+    # The file system changes of one execution, the costliest of its steps: its folder (a
+    # spare made ahead, renamed to its name), the layout's three files (opened, not created:
+    # the spare holds them), and exitCode's removal once published. The archive is a row of
     # the result server's store, not a file (only a stale file of that name is removed, if
-    # any); no inputs folder is made, only the removal of any left by a crash.
+    # any); no inputs folder is made, only the removal of any left by a crash. What the
+    # thread making spares does meanwhile is not the execution's.
     async with LocalResultServer(directory=tmp_path / "published", port=0) as server:
         with ExecutionStore(tmp_path / "compute.db") as store:
             pipeline = ExecutionPipeline(
@@ -142,21 +145,29 @@ async def test_a_trivial_wasm_execution_creates_only_its_layout_and_archive(
                 inputs=StorageInputs({}),
             )
             module = {"Source": {"Type": "inline", "Params": {"URL": module_url("hello")}}}
-            execution = make_execution(
-                engine="wasm", params={"EntryModule": module}, publisher="local"
-            )
-            store.create(execution, requester_id="requester", state=L.BID_ACCEPTED)
-            (tmp_path / "published").mkdir(exist_ok=True)
-            (tmp_path / "executions").mkdir()
-            with record_fs_calls(tmp_path) as calls:
-                record = await pipeline.run(execution.id)
+            records = []
+            for _ in range(2):
+                execution = make_execution(
+                    engine="wasm", params={"EntryModule": module}, publisher="local"
+                )
+                store.create(execution, requester_id="requester", state=L.BID_ACCEPTED)
+                with record_fs_calls(tmp_path) as calls:
+                    records.append(await pipeline.run(execution.id))
+                # The first took no spare (none was made yet); the second does.
+                await eventually(lambda: pipeline.spare_dirs_ready > 0)
             await pipeline.executors["wasm"].close()  # type: ignore[attr-defined]
+            pipeline.close()
         assert server.archives.get(f"{execution.id}.tar.gz") is not None
-    assert record.state is L.COMPLETED, record.message
+    assert all(r.state is L.COMPLETED for r in records), [r.message for r in records]
     run = f"executions/{execution.id}"
-    assert sorted(calls) == sorted(
+    own = [
+        ("rename", "executions/.spare/*") if path.startswith("executions/.spare/") else (c, path)
+        for c, path in calls
+        if not path.startswith("executions/.spare/") or c == "rename"
+    ]
+    assert sorted(own) == sorted(
         [
-            ("mkdir", run),
+            ("rename", "executions/.spare/*"),
             ("open-write", f"{run}/stdout"),
             ("open-write", f"{run}/stderr"),
             ("open-write", f"{run}/exitCode"),
@@ -165,6 +176,9 @@ async def test_a_trivial_wasm_execution_creates_only_its_layout_and_archive(
             ("rmdir", f"executions/.inputs/{execution.id}"),
         ]
     )
+    output = records[-1].run_output
+    assert output is not None and output.stdout
+    assert (tmp_path / run / "stdout").read_text() == output.stdout
 
 
 async def test_callbacks_reach_the_requester_through_the_outbox(rig: Rig) -> None:

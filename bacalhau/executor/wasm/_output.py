@@ -74,7 +74,7 @@ class CappedStreams:
                 self._readers.append(r)
                 self._writers.append(w)
             # Unbuffered: what the module wrote is in the file as soon as it is read here.
-            self._files = [open(stdout, "wb", buffering=0), open(stderr, "wb", buffering=0)]  # noqa: SIM115
+            self._files = [_emptied(stdout), _emptied(stderr)]
         except BaseException:
             self._release()
             raise
@@ -172,6 +172,20 @@ class CappedStreams:
                         pass
         finally:
             self._release()
+
+
+def _emptied(path: Path) -> BinaryIO:
+    """``path`` opened for writing, empty, unbuffered. An empty file made ahead (see
+    ``compute/_spare_dirs``) is kept as it is: ext4 flushes a file truncated to zero and
+    written again when it is closed, which would cost every run a disk write."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o666)
+    try:
+        if os.fstat(fd).st_size:
+            os.ftruncate(fd, 0)
+        return open(fd, "wb", buffering=0)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 class _Copier:

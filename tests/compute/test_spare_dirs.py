@@ -1,0 +1,70 @@
+"""Results folders made ahead: an execution takes one by renaming it, holding only the
+layout's empty files; one that cannot be taken is never half-used; a restart keeps the
+pristine ones and drops any other."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bacalhau.compute._spare_dirs import LAYOUT, SpareDirs
+from tests.compute.waiting import eventually
+
+
+def _layout(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+async def test_a_taken_folder_holds_the_empty_layout_and_is_replaced(tmp_path: Path) -> None:
+    spares = SpareDirs(tmp_path, reserve=3)
+    try:
+        assert not spares.take(tmp_path / "e-0")  # none made yet: the caller makes its own
+        for rounds in range(2):
+            await eventually(lambda: spares.ready == 3)  # made again as they are taken
+            for n in range(3):
+                target = tmp_path / f"e-{rounds}-{n}"
+                assert spares.take(target)
+                assert _layout(target) == {name: b"" for name in LAYOUT}
+    finally:
+        spares.close()
+    assert not (tmp_path / "e-0").exists()
+
+
+async def test_a_folder_in_the_way_is_left_alone(tmp_path: Path) -> None:
+    spares = SpareDirs(tmp_path, reserve=1)
+    try:
+        spares.take(tmp_path / "unused")
+        await eventually(lambda: spares.ready == 1)
+        taken = tmp_path / "e-earlier"
+        taken.mkdir()
+        (taken / "stdout").write_text("an earlier attempt's output")
+        assert not spares.take(taken)
+        assert _layout(taken) == {"stdout": b"an earlier attempt's output"}
+        await eventually(lambda: spares.ready == 1)
+        assert len(list((tmp_path / ".spare").iterdir())) == 1  # the refused one is gone
+    finally:
+        spares.close()
+
+
+async def test_a_restart_keeps_pristine_spares_only(tmp_path: Path) -> None:
+    first = SpareDirs(tmp_path, reserve=3)
+    first.take(tmp_path / "unused")
+    await eventually(lambda: first.ready == 3)
+    first.close()
+    made = sorted((tmp_path / ".spare").iterdir())
+    assert len(made) == 3
+    # One was written to, one holds something more: neither may reach an execution.
+    (made[0] / "stdout").write_text("stale")
+    (made[1] / "extra").write_text("")
+    (tmp_path / ".spare" / "stray-file").write_text("")
+
+    second = SpareDirs(tmp_path, reserve=3)
+    try:
+        second.take(tmp_path / "unused-2")
+        await eventually(lambda: second.ready == 3)
+        kept = set((tmp_path / ".spare").iterdir())
+        assert made[2] in kept and made[0] not in kept and made[1] not in kept
+        assert not (tmp_path / ".spare" / "stray-file").exists()
+        for folder in kept:
+            assert _layout(folder) == {name: b"" for name in LAYOUT}
+    finally:
+        second.close()
