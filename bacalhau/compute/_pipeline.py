@@ -173,6 +173,13 @@ class ExecutionPipeline:
 
     async def run(self, execution_id: str) -> LocalExecution:
         """Run one ``BidAccepted`` execution to a terminal state and return its record."""
+        try:
+            return await self._run(execution_id)
+        finally:
+            # Folders made ahead for the next executions: now, off this one's path.
+            self._spare_dirs.replenish()
+
+    async def _run(self, execution_id: str) -> LocalExecution:
         record = self._store.get(execution_id)
         if record.state is not L.BID_ACCEPTED:
             _log.info("not running execution %s: it is %s", execution_id, record.state.value)

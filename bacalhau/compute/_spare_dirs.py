@@ -5,13 +5,13 @@ ext4 in a virtual machine (measured), where renaming a folder costs about 20. A 
 execution made four (its folder, ``stdout``, ``stderr``, ``exitCode``), the largest part of
 its time on the compute node after the run itself. So a worker thread makes a few folders
 ahead, each with the layout's three files empty (what every results layout holds: see
-``executor/_results.py``), and an execution takes one by renaming it to its own name; the
-thread then makes the next. The executors then open those files rather than create them.
-With none ready (a burst larger than the reserve), an execution makes its own folder as
-before.
+``executor/_results.py``), and an execution takes one by renaming it to its own name. The
+executors then open those files rather than create them. With none ready (a burst larger
+than the reserve), an execution makes its own folder as before.
 
-The work is the same, off the execution's path: a lone job waits for none of it, and under
-load the thread makes folders while executions wait on the network or the CPU.
+The thread makes the next folders once an execution has ended (:meth:`SpareDirs.replenish`),
+not when one is taken: the work is the same, but off every execution's path, where on a
+machine with few cores it would compete with the execution that just took a folder.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ DEFAULT_RESERVE = 8
 
 class SpareDirs:
     """Empty results folders under ``<root>/.spare``, made by a daemon thread started at the
-    first :meth:`take`; :meth:`close` stops it."""
+    first :meth:`take` and woken by :meth:`replenish`; :meth:`close` stops it."""
 
     def __init__(self, root: Path, *, reserve: int = DEFAULT_RESERVE) -> None:
         self._dir = root / ".spare"
@@ -63,7 +63,6 @@ class SpareDirs:
             self._start()
         with self._lock:
             spare = self._ready.popleft() if self._ready else None
-        self._wake.set()
         if spare is None:
             return False
         try:
@@ -74,6 +73,10 @@ class SpareDirs:
             shutil.rmtree(spare, ignore_errors=True)
             return False
         return True
+
+    def replenish(self) -> None:
+        """Make folders for those taken (call once an execution has ended)."""
+        self._wake.set()
 
     def close(self) -> None:
         """Stop making folders (those made stay for the next start)."""

@@ -19,11 +19,13 @@ async def test_a_taken_folder_holds_the_empty_layout_and_is_replaced(tmp_path: P
     try:
         assert not spares.take(tmp_path / "e-0")  # none made yet: the caller makes its own
         for rounds in range(2):
-            await eventually(lambda: spares.ready == 3)  # made again as they are taken
+            await eventually(lambda: spares.ready == 3)  # made again once told to
             for n in range(3):
                 target = tmp_path / f"e-{rounds}-{n}"
                 assert spares.take(target)
                 assert _layout(target) == {name: b"" for name in LAYOUT}
+            assert not spares.take(tmp_path / "e-none")
+            spares.replenish()
     finally:
         spares.close()
     assert not (tmp_path / "e-0").exists()
@@ -39,6 +41,7 @@ async def test_a_folder_in_the_way_is_left_alone(tmp_path: Path) -> None:
         (taken / "stdout").write_text("an earlier attempt's output")
         assert not spares.take(taken)
         assert _layout(taken) == {"stdout": b"an earlier attempt's output"}
+        spares.replenish()
         await eventually(lambda: spares.ready == 1)
         assert len(list((tmp_path / ".spare").iterdir())) == 1  # the refused one is gone
     finally:
