@@ -59,8 +59,7 @@ class SpareDirs:
     def take(self, target: Path) -> bool:
         """Rename a spare folder to ``target`` (which must not exist); False when none is
         ready or the rename failed (the caller makes ``target`` itself)."""
-        if self._thread is None and not self._closed:
-            self._start()
+        self.start()
         with self._lock:
             spare = self._ready.popleft() if self._ready else None
         if spare is None:
@@ -85,9 +84,13 @@ class SpareDirs:
         if self._thread is not None:
             self._thread.join(timeout=5.0)
 
-    def _start(self) -> None:
-        self._thread = threading.Thread(target=self._fill, name="spare-results-dirs", daemon=True)
-        self._thread.start()
+    def start(self) -> None:
+        """Start making folders (the first :meth:`take` does; it is a no-op after that)."""
+        if self._thread is None and not self._closed:
+            self._thread = threading.Thread(
+                target=self._fill, name="spare-results-dirs", daemon=True
+            )
+            self._thread.start()
 
     def _fill(self) -> None:
         try:

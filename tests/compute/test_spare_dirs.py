@@ -17,7 +17,7 @@ def _layout(folder: Path) -> dict[str, bytes]:
 async def test_a_taken_folder_holds_the_empty_layout_and_is_replaced(tmp_path: Path) -> None:
     spares = SpareDirs(tmp_path, reserve=3)
     try:
-        assert not spares.take(tmp_path / "e-0")  # none made yet: the caller makes its own
+        spares.start()
         for rounds in range(2):
             await eventually(lambda: spares.ready == 3)  # made again once told to
             for n in range(3):
@@ -28,13 +28,12 @@ async def test_a_taken_folder_holds_the_empty_layout_and_is_replaced(tmp_path: P
             spares.replenish()
     finally:
         spares.close()
-    assert not (tmp_path / "e-0").exists()
 
 
 async def test_a_folder_in_the_way_is_left_alone(tmp_path: Path) -> None:
     spares = SpareDirs(tmp_path, reserve=1)
     try:
-        spares.take(tmp_path / "unused")
+        spares.start()
         await eventually(lambda: spares.ready == 1)
         taken = tmp_path / "e-earlier"
         taken.mkdir()
@@ -50,7 +49,7 @@ async def test_a_folder_in_the_way_is_left_alone(tmp_path: Path) -> None:
 
 async def test_a_restart_keeps_pristine_spares_only(tmp_path: Path) -> None:
     first = SpareDirs(tmp_path, reserve=3)
-    first.take(tmp_path / "unused")
+    first.start()
     await eventually(lambda: first.ready == 3)
     first.close()
     made = sorted((tmp_path / ".spare").iterdir())
@@ -62,7 +61,7 @@ async def test_a_restart_keeps_pristine_spares_only(tmp_path: Path) -> None:
 
     second = SpareDirs(tmp_path, reserve=3)
     try:
-        second.take(tmp_path / "unused-2")
+        second.start()  # adopts what the first left, then makes more
         await eventually(lambda: second.ready == 3)
         kept = set((tmp_path / ".spare").iterdir())
         assert made[2] in kept and made[0] not in kept and made[1] not in kept

@@ -53,10 +53,10 @@ async def executor(
 ) -> AsyncIterator[DockerExecutor]:
     executor = DockerExecutor(client=client, name_prefix=prefix, scratch_dir=tmp_path / "scratch")
     yield executor
-    leftovers = _containers(client, prefix)
-    # Closing also waits for what the runs left to finish in the background (the release of
-    # their capped result folders).
+    # Closing waits for what the runs left to finish in the background (their containers'
+    # removals, the release of their capped result folders).
     await executor.close()
+    leftovers = _containers(client, prefix)
     for container in leftovers:
         with contextlib.suppress(docker.errors.NotFound):
             container.remove(force=True)
@@ -350,6 +350,20 @@ async def test_timeout_kills_the_container(
         await executor.run(request)
     assert time.monotonic() - started < 15
     assert (request.results_dir / "stdout").read_text() == "before\n"
+    assert _containers(client, prefix) == []
+
+
+async def test_a_finished_run_leaves_its_container_to_the_executor_to_remove(
+    tmp_path: Path, busybox_image: str, client: Any, prefix: str
+) -> None:
+    # Once the container has exited its output is in the results: the run returns without
+    # waiting for the engine to delete the container (its removal goes on in a task of the
+    # executor's own), and closing the executor waits for every such removal.
+    executor = DockerExecutor(client=client, name_prefix=prefix, scratch_dir=tmp_path / "s")
+    requests = [shell(tmp_path / str(n), busybox_image, f"echo run {n}") for n in range(3)]
+    results = await asyncio.gather(*(executor.run(r) for r in requests))
+    assert [r.stdout for r in results] == [f"run {n}\n" for n in range(3)]
+    await executor.close()
     assert _containers(client, prefix) == []
 
 

@@ -43,6 +43,7 @@ def prefix() -> str:
 async def executor(client: docker.DockerClient, prefix: str) -> AsyncIterator[DockerExecutor]:
     executor = DockerExecutor(client=client, name_prefix=prefix, pids_limit=PIDS_LIMIT)
     yield executor
+    await executor.close()  # (it waits for the removals the runs left under way)
     leftovers = _containers(client, prefix)
     for container in leftovers:
         container.remove(force=True)

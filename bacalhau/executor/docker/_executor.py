@@ -18,9 +18,10 @@ streams are capped on disk; out of memory or past the disk cap, the run fails sa
 Containers are removed by tasks the executor owns, not the run: a cancelled run cannot
 abandon its container halfway, a removal the engine reports as already in progress (409) is
 followed until the container is really gone, and closing the executor waits for every
-removal. A reaper removes, at start and then on a timer, any container of this executor's
-prefix that no run of this process owns, and the capped filesystems no run holds
-(``_leftovers``).
+removal. A run that saw its container exit returns without waiting for the removal; one that
+did not (cancelled, failed) waits for it. A reaper removes, at start and then on a timer, any
+container of this executor's prefix that no run of this process owns, and the capped
+filesystems no run holds (``_leftovers``).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ from bacalhau.executor.docker._disk import (
 from bacalhau.executor.docker._egress import EgressLease, EgressNetwork
 from bacalhau.executor.docker._engine import EngineConnection
 from bacalhau.executor.docker._errors import ENGINE_ERRORS, explain, unreachable
+from bacalhau.executor.docker._follow import ContainerExit
 from bacalhau.executor.docker._labels import LABEL_EXECUTION_ID, LABEL_EXECUTOR, LABEL_JOB_ID
 from bacalhau.executor.docker._leftovers import Leftovers
 from bacalhau.executor.docker._params import DockerEngineSpec
@@ -260,6 +262,7 @@ class DockerExecutor:
             )
             container_id = await self._steps.create(api, kwargs, spec)
             control.container_id = container_id
+            outcome: ContainerExit | None = None
             try:
                 raise_if_cancelled(control, request)
                 outcome = await self._steps.start_and_wait(
@@ -280,8 +283,13 @@ class DockerExecutor:
                     request.results_dir, exit_code=outcome.status_code, error_msg=error_msg
                 )
             finally:
-                # The removal is the executor's task: cancelling run() cannot stop it.
-                await self._remove(api, container_id)
+                # The removal is the executor's task: cancelling run() cannot stop it. Once
+                # the container has exited, its output is in the results: the job does not
+                # wait for the engine to delete it (tens of milliseconds), close() does.
+                if outcome is not None:
+                    self._removals.remove_later(api, container_id)
+                else:
+                    await self._remove(api, container_id)
         finally:
             if lease is not None:
                 self._release_after_removal(

@@ -52,6 +52,11 @@ class Removals:
             task = self._track(container, _remove_until_gone(api, container))
         await asyncio.shield(task)
 
+    def remove_later(self, api: Any, container: str) -> None:
+        """Have ``container`` killed and removed by a task of its own, without waiting."""
+        if container not in self._tasks:
+            self._track(container, _remove_until_gone(api, container))
+
     def remove_once_created(self, api: Any, name: str, creating: asyncio.Future[Any]) -> None:
         """Remove the container named ``name`` once ``creating`` (its creation) has ended.
 
