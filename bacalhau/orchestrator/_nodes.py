@@ -27,6 +27,7 @@ requester's business:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -108,6 +109,8 @@ class NodeDirectory:
         self._lost: dict[str, int] = {}
         #: Node ID -> the ends of its executions that its records may not show yet.
         self._released: dict[str, list[_Release]] = {}
+        #: The compute nodes as listed in this event-loop turn (see :meth:`compute_nodes`).
+        self._listing: list[NodeState] | None = None
         self._unsubscribe: Callable[[], None] | None = None
 
     async def __aenter__(self) -> NodeDirectory:
@@ -124,7 +127,24 @@ class NodeDirectory:
     # -- reading ------------------------------------------------------------------------
 
     def compute_nodes(self) -> list[NodeState]:
-        return [self._state(n) for n in self._view.compute_nodes()]
+        """The compute nodes as the scheduler sees them.
+
+        Built once per event-loop turn: the passes one turn makes (a node's answer applies
+        two reports, each followed by a pass; a burst of submits) read the same list. A
+        change made here (an execution's end, a loss, a decision) drops it at once; what
+        the view learns arrives in turns of its own."""
+        listing = self._listing
+        if listing is None:
+            listing = [self._state(n) for n in self._view.compute_nodes()]
+            try:
+                asyncio.get_running_loop().call_soon(self._forget_listing)
+            except RuntimeError:
+                return listing  # no event loop: no turn to keep it for
+            self._listing = listing
+        return list(listing)
+
+    def _forget_listing(self) -> None:
+        self._listing = None
 
     def all_nodes(self) -> list[NodeState]:
         nodes = [self._state(n) for n in self._view.all_nodes()]
@@ -182,6 +202,7 @@ class NodeDirectory:
             self._book.register_node(node.node_id, node.info.grpc_address)
 
     async def _changed(self, change: NodeChange) -> None:
+        self._listing = None
         node = change.node
         if not node.is_compute:
             return
@@ -232,6 +253,7 @@ class NodeDirectory:
             seen = self._view.get(node_id)
             version = seen.version if seen is not None else 0
         self._lost[node_id] = max(version, self._lost.get(node_id, 0))
+        self._listing = None
 
     def release(self, node_id: str, freed: Resources, *, record_version: int = 0) -> None:
         """Count ``freed`` as available on a node, and one execution fewer as running there,
@@ -254,6 +276,7 @@ class NodeDirectory:
         else:
             kept.append(_Release(node.version, now, freed))
         self._released[node_id] = kept
+        self._listing = None
 
     def update(self, node_id: str, action: str, message: str = "") -> tuple[bool, str]:
         """An operator's decision about a compute node (ID or unique prefix): ``approve``,
@@ -271,6 +294,7 @@ class NodeDirectory:
             full_id = node.info.node_id
         if full_id == self._self.node_id:
             return False, f"node {full_id} is this requester, not a compute node"
+        self._listing = None
         if action == "approve":
             self._approvals.set(full_id, Membership.APPROVED, message)
         elif action == "reject":

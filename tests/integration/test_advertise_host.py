@@ -31,6 +31,9 @@ def test_a_node_binding_every_interface_gives_out_its_advertised_host(tmp_path: 
             "127.0.0.1",
             "--api-port",
             str(free_port()),
+            # Not the default gRPC API port: another test's node may hold it.
+            "--api-grpc-port",
+            "0",
             "--advertise-host",
             "localhost",
         ],

@@ -117,6 +117,9 @@ def cluster(tmp_path: Path, busybox_image: str) -> Iterator[Cluster]:
         "127.0.0.1",
         "--api-port",
         str(api_port),
+        # Not the default gRPC API port: another test's node may hold it.
+        "--api-grpc-port",
+        "0",
         "-c",
         "gossip.probe_interval=0.25",
     ]

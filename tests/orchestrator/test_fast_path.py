@@ -118,6 +118,26 @@ async def _compute(
     return endpoint
 
 
+async def requester_with_one_node(
+    stack: AsyncExitStack, tmp: Path, settings: SchedulerSettings | None = None
+) -> tuple[Orchestrator, InProcessTransport]:
+    """A requester whose one compute node, ``node-a``, runs noop jobs in this process."""
+    transport = InProcessTransport()
+    view = StaticNodeView()
+    orch = Orchestrator(
+        node_info=NodeInfo(node_id=REQUESTER, node_type=NodeType.REQUESTER),
+        data_dir=tmp / "orchestrator",
+        compute=transport,
+        node_view=view,
+        settings=settings or SchedulerSettings(),
+    )
+    await stack.enter_async_context(orch)
+    links = RequesterLinks(local=orch, local_id=REQUESTER)
+    transport.endpoints["node-a"] = await _compute(stack, tmp, "node-a", links)
+    await view.join(compute_node_info("node-a"))
+    return orch, transport
+
+
 def _job() -> Job:
     return Job.from_dict(
         {
@@ -242,20 +262,8 @@ async def test_a_declined_pre_approved_bid_is_placed_on_another_node(tmp_path: P
 async def test_the_first_ask_is_on_its_way_before_the_submit_answers(tmp_path: Path) -> None:
     # The submitter's next request (its wait for the job) must not be served ahead of the
     # job's first message: by the time the submit returns, the ask has been handed over.
-    transport = InProcessTransport()
-    view = StaticNodeView()
     async with AsyncExitStack() as stack:
-        orch = Orchestrator(
-            node_info=NodeInfo(node_id=REQUESTER, node_type=NodeType.REQUESTER),
-            data_dir=tmp_path / "orchestrator",
-            compute=transport,
-            node_view=view,
-            settings=SchedulerSettings(),
-        )
-        await stack.enter_async_context(orch)
-        links = RequesterLinks(local=orch, local_id=REQUESTER)
-        transport.endpoints["node-a"] = await _compute(stack, tmp_path, "node-a", links)
-        await view.join(compute_node_info("node-a"))
+        orch, transport = await requester_with_one_node(stack, tmp_path)
         job_id = (await orch.submit_job(_job())).job_id
         [ex] = await orch.list_executions(job_id)
         assert transport.sent == [("AskForBid", "node-a", ex.id)]

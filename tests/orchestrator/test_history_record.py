@@ -24,7 +24,12 @@ from bacalhau.models import Job, JobStateType, NodeInfo, NodeType
 from bacalhau.node._wiring import RequesterLinks
 from bacalhau.orchestrator import Orchestrator, SchedulerSettings
 from tests.orchestrator.node_view import StaticNodeView, compute_node_info
-from tests.orchestrator.test_fast_path import REQUESTER, InProcessTransport, _compute
+from tests.orchestrator.test_fast_path import (
+    REQUESTER,
+    InProcessTransport,
+    _compute,
+    requester_with_one_node,
+)
 
 
 def _job(**params: Any) -> Job:
@@ -178,19 +183,8 @@ async def test_a_pass_that_only_records_the_next_state_needs_no_evaluation(tmp_p
 
 
 async def test_a_new_job_is_placed_in_its_submits_transaction(tmp_path: Path) -> None:
-    transport = InProcessTransport()
-    view = StaticNodeView()
     async with AsyncExitStack() as stack:
-        orch = Orchestrator(
-            node_info=NodeInfo(node_id=REQUESTER, node_type=NodeType.REQUESTER),
-            data_dir=tmp_path / "orchestrator",
-            compute=transport,
-            node_view=view,
-        )
-        await stack.enter_async_context(orch)
-        links = RequesterLinks(local=orch, local_id=REQUESTER)
-        transport.endpoints["node-a"] = await _compute(stack, tmp_path, "node-a", links)
-        await view.join(compute_node_info("node-a"))
+        orch, transport = await requester_with_one_node(stack, tmp_path)
         submitted = await orch.submit_job(_job())
         # Committed with the job, before any other task ran: its execution, asked for, and
         # its evaluation done.

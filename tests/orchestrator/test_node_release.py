@@ -11,6 +11,7 @@ from pathlib import Path
 from bacalhau.models import NodeInfo, NodeType, Resources
 from bacalhau.orchestrator._approvals import ApprovalStore
 from bacalhau.orchestrator._nodes import NodeDirectory
+from bacalhau.orchestrator._view import NodeSighting
 from tests.orchestrator.node_view import StaticNodeView, compute_node_info
 
 
@@ -29,6 +30,19 @@ async def _directory(tmp_path: Path, view: StaticNodeView, lag: float) -> NodeDi
     ).__aenter__()
 
 
+async def _busy_node(view: StaticNodeView, *, cpu: int, free: int, running: int) -> NodeSighting:
+    """Node ``n1`` in ``view``, ``running`` executions in its record; its sighting."""
+    await view.join(compute_node_info("n1", cpu=cpu, free=free))
+    seen = view.get("n1")
+    assert seen is not None and seen.info.compute is not None
+    await view.join(
+        replace(seen.info, compute=replace(seen.info.compute, running_executions=running))
+    )
+    busy = view.get("n1")
+    assert busy is not None
+    return busy
+
+
 def _seen(directory: NodeDirectory) -> tuple[float, int]:
     (node,) = directory.compute_nodes()
     assert node.info.compute is not None
@@ -37,11 +51,7 @@ def _seen(directory: NodeDirectory) -> tuple[float, int]:
 
 async def test_a_record_older_than_the_end_does_not_undo_it(tmp_path: Path) -> None:
     view = StaticNodeView()
-    await view.join(compute_node_info("n1", cpu=4, free=3))
-    busy = view.get("n1")
-    assert busy is not None and busy.info.compute is not None
-    busy_info = busy.info.compute
-    await view.join(replace(busy.info, compute=replace(busy_info, running_executions=1)))
+    await _busy_node(view, cpu=4, free=3, running=1)
     directory = await _directory(tmp_path, view, lag=0.3)
     assert _seen(directory) == (3, 1)
 
@@ -72,13 +82,8 @@ async def test_a_node_that_says_its_record_version_at_the_end_is_read_exactly(
 ) -> None:
     # No lag at all: only the stamp decides which records still count the execution.
     view = StaticNodeView()
-    await view.join(compute_node_info("n1", cpu=4, free=3))
-    busy = view.get("n1")
-    assert busy is not None and busy.info.compute is not None
-    await view.join(replace(busy.info, compute=replace(busy.info.compute, running_executions=1)))
+    at_end = await _busy_node(view, cpu=4, free=3, running=1)
     directory = await _directory(tmp_path, view, lag=0.0)
-    at_end = view.get("n1")
-    assert at_end is not None
 
     # The answer outran a record published while the execution ran: that record (one
     # version newer than the requester held, not newer than the node's at the end) arrives.
@@ -101,13 +106,8 @@ async def test_ends_stamped_with_the_same_version_are_kept_as_one(tmp_path: Path
     # carry one version, and are kept as one entry that counts them all (not a growing list
     # every node listing sums).
     view = StaticNodeView()
-    await view.join(compute_node_info("n1", cpu=8, free=2))
-    busy = view.get("n1")
-    assert busy is not None and busy.info.compute is not None
-    await view.join(replace(busy.info, compute=replace(busy.info.compute, running_executions=5)))
+    stamp = await _busy_node(view, cpu=8, free=2, running=5)
     directory = await _directory(tmp_path, view, lag=0.0)
-    stamp = view.get("n1")
-    assert stamp is not None
     for _ in range(3):
         directory.release("n1", Resources(cpu=1), record_version=stamp.version)
     assert _seen(directory) == (5, 2)
@@ -121,3 +121,36 @@ async def test_ends_stamped_with_the_same_version_are_kept_as_one(tmp_path: Path
     await view.publish_capacity("n1", available=Resources(cpu=2))
     await view.publish_capacity("n1", available=Resources(cpu=2))
     assert _seen(directory) == (2, 5)
+
+
+class _CountingView(StaticNodeView):
+    """The static view, counting how often the directory lists it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.listed = 0
+
+    def compute_nodes(self) -> list[NodeSighting]:
+        self.listed += 1
+        return super().compute_nodes()
+
+
+async def test_the_nodes_are_listed_once_per_turn_and_again_after_a_change(
+    tmp_path: Path,
+) -> None:
+    view = _CountingView()
+    await _busy_node(view, cpu=4, free=3, running=1)
+    directory = await _directory(tmp_path, view, lag=0.0)
+    view.listed = 0
+    # One turn: the passes it makes share one listing.
+    assert _seen(directory) == _seen(directory) == (3, 1)
+    assert view.listed == 1
+    # An end (or any change of the directory's own) is seen at once, in the same turn.
+    directory.release("n1", Resources(cpu=1), record_version=10**6)
+    assert _seen(directory) == (4, 0)
+    assert view.listed == 2
+    # A record the view learns of arrives in a turn of its own, and is read then.
+    view._nodes["n1"] = replace(view._nodes["n1"], version=10**6 + 1)
+    await asyncio.sleep(0)
+    assert _seen(directory) == (3, 1)
+    assert view.listed == 3
