@@ -119,9 +119,15 @@ async def _compute(
 
 
 async def requester_with_one_node(
-    stack: AsyncExitStack, tmp: Path, settings: SchedulerSettings | None = None
+    stack: AsyncExitStack,
+    tmp: Path,
+    settings: SchedulerSettings | None = None,
+    *,
+    picky_first: bool = False,
 ) -> tuple[Orchestrator, InProcessTransport]:
-    """A requester whose one compute node, ``node-a``, runs noop jobs in this process."""
+    """A requester whose compute node ``node-a`` runs noop jobs in this process. With
+    ``picky_first``, node ``picky`` advertises noop and far more room, so it is asked first,
+    and its bidder declines."""
     transport = InProcessTransport()
     view = StaticNodeView()
     orch = Orchestrator(
@@ -134,7 +140,12 @@ async def requester_with_one_node(
     await stack.enter_async_context(orch)
     links = RequesterLinks(local=orch, local_id=REQUESTER)
     transport.endpoints["node-a"] = await _compute(stack, tmp, "node-a", links)
-    await view.join(compute_node_info("node-a"))
+    if picky_first:
+        transport.endpoints["picky"] = await _compute(stack, tmp, "picky", links, noop=False)
+        await view.join(compute_node_info("picky", cpu=64))
+        await view.join(compute_node_info("node-a", cpu=4, free=1))
+    else:
+        await view.join(compute_node_info("node-a"))
     return orch, transport
 
 
@@ -167,26 +178,10 @@ async def _run(
     tmp: Path, settings: SchedulerSettings, *, picky_first: bool = False
 ) -> tuple[InProcessTransport, list[JobHistory], list[Execution]]:
     """Run one batch job to its end; returns what the requester recorded and sent."""
-    transport = InProcessTransport()
-    view = StaticNodeView()
     async with AsyncExitStack() as stack:
-        orch = Orchestrator(
-            node_info=NodeInfo(node_id=REQUESTER, node_type=NodeType.REQUESTER),
-            data_dir=tmp / "orchestrator",
-            compute=transport,
-            node_view=view,
-            settings=settings,
+        orch, transport = await requester_with_one_node(
+            stack, tmp, settings, picky_first=picky_first
         )
-        await stack.enter_async_context(orch)
-        links = RequesterLinks(local=orch, local_id=REQUESTER)
-        transport.endpoints["node-a"] = await _compute(stack, tmp, "node-a", links)
-        if picky_first:
-            # Advertises noop and far more room, so it is asked first; its bidder declines.
-            transport.endpoints["picky"] = await _compute(stack, tmp, "picky", links, noop=False)
-            await view.join(compute_node_info("picky", cpu=64))
-            await view.join(compute_node_info("node-a", cpu=4, free=1))
-        else:
-            await view.join(compute_node_info("node-a"))
         job_id = (await orch.submit_job(_job())).job_id
         job = await _finished(orch, job_id)
         assert job.state == JobStateType.COMPLETED, job.state_message

@@ -20,14 +20,9 @@ from typing import Any
 
 import pytest
 
-from bacalhau.models import Job, JobStateType, NodeInfo, NodeType
-from bacalhau.node._wiring import RequesterLinks
+from bacalhau.models import Job, JobStateType
 from bacalhau.orchestrator import Orchestrator, SchedulerSettings
-from tests.orchestrator.node_view import StaticNodeView, compute_node_info
 from tests.orchestrator.test_fast_path import (
-    REQUESTER,
-    InProcessTransport,
-    _compute,
     requester_with_one_node,
 )
 
@@ -67,25 +62,8 @@ async def _record(
 ) -> dict[str, Any]:
     """Run ``job`` to its end; returns its history, state and executions without times and
     IDs (executions named by their order of appearance)."""
-    transport = InProcessTransport()
-    view = StaticNodeView()
     async with AsyncExitStack() as stack:
-        orch = Orchestrator(
-            node_info=NodeInfo(node_id=REQUESTER, node_type=NodeType.REQUESTER),
-            data_dir=tmp / "orchestrator",
-            compute=transport,
-            node_view=view,
-            settings=settings or SchedulerSettings(),
-        )
-        await stack.enter_async_context(orch)
-        links = RequesterLinks(local=orch, local_id=REQUESTER)
-        transport.endpoints["node-a"] = await _compute(stack, tmp, "node-a", links)
-        if picky_first:
-            transport.endpoints["picky"] = await _compute(stack, tmp, "picky", links, noop=False)
-            await view.join(compute_node_info("picky", cpu=64))
-            await view.join(compute_node_info("node-a", cpu=4, free=1))
-        else:
-            await view.join(compute_node_info("node-a"))
+        orch, _ = await requester_with_one_node(stack, tmp, settings, picky_first=picky_first)
         job_id = (await orch.submit_job(job)).job_id
         if stop:
             await _until(orch, job_id, lambda j: j.state == JobStateType.RUNNING)
