@@ -31,7 +31,7 @@ from bacalhau.errors import InvalidConfiguration
 from bacalhau.executor import DockerExecutor, WasmExecutor, host_gpus
 from bacalhau.node._plugins import build_executors, build_publishers, build_storage_sources
 from bacalhau.node._wiring import RequesterLinks
-from bacalhau.publisher import LocalPublisher, LocalResultServer
+from bacalhau.publisher import LocalResultServer
 from bacalhau.storage import BlockFetcher
 from bacalhau.storage.cid import Blockstore
 
@@ -74,12 +74,7 @@ async def build_compute(
     advertise = config.advertise_host or (
         "127.0.0.1" if config.publisher_host in ("0.0.0.0", "", "::") else config.publisher_host
     )
-    local = LocalPublisher(
-        directory=result_server.directory,
-        address=advertise,
-        port=result_server.port,
-        archives=result_server.archives,
-    )
+    local = result_server.publisher(address=advertise)
     publishers = _without(
         build_publishers(local=local, blockstore=blockstore, node_id=node_id),
         config.disabled_publishers,

@@ -30,13 +30,14 @@ _VACUUM_PAGES = 256
 
 
 class ArchiveStore:
-    """Archives by name (``<execID>.tar.gz``), in ``<directory>/small-archives.db``."""
+    """Archives by name (``<execID>.tar.gz``), in ``<directory>/.small-archives.db``."""
 
     def __init__(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        self._path = directory / STORE_FILE
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        self._db = sqlite3.connect(
+            directory / STORE_FILE, isolation_level=None, check_same_thread=False
+        )
         try:
             # Space freed by retention is given back in steps (a new file only: set before
             # the first table is made).
@@ -49,10 +50,6 @@ class ArchiveStore:
         except BaseException:
             self._db.close()
             raise
-
-    @property
-    def path(self) -> Path:
-        return self._path
 
     def put(self, name: str, data: bytes | memoryview) -> None:
         """Keep ``data`` as the archive ``name`` (replacing one of that name), committed."""

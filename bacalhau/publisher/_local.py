@@ -133,9 +133,8 @@ class LocalPublisher:
         """Archive small results in memory into the archive store; a file of the same name
         (an earlier publish of a larger result) would shadow it, so it goes."""
         assert self._archives is not None
-        buffer = io.BytesIO()
-        cid = _archive(results_dir, buffer, self._compress_level)
-        self._archives.put(name, buffer.getbuffer())
+        data, cid = _archive_in_memory(results_dir, self._compress_level)
+        self._archives.put(name, data)
         target.unlink(missing_ok=True)
         return cid
 
@@ -170,9 +169,7 @@ def _write_small_archive(results_dir: Path, target: Path, compress_level: int) -
     address leaves the node only in the completion callback, committed after this returns,
     and a node that dies before that fails the execution, so a file cut short by a crash is
     never announced (the rename does not make the bytes durable either: neither syncs)."""
-    buffer = io.BytesIO()
-    cid = _archive(results_dir, buffer, compress_level)
-    data = buffer.getbuffer()
+    data, cid = _archive_in_memory(results_dir, compress_level)
     try:
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
         try:
@@ -190,9 +187,14 @@ def _write_small_archive(results_dir: Path, target: Path, compress_level: int) -
     except BaseException:
         target.unlink(missing_ok=True)
         raise
-    finally:
-        data.release()
     return cid
+
+
+def _archive_in_memory(results_dir: Path, compress_level: int) -> tuple[bytes, CID]:
+    """The gzip'd tar of small results built in memory, and the directory's CID."""
+    buffer = io.BytesIO()
+    cid = _archive(results_dir, buffer, compress_level)
+    return buffer.getvalue(), cid
 
 
 def _archive(results_dir: Path, raw: BinaryIO, compress_level: int) -> CID:

@@ -47,15 +47,15 @@ class Removals:
 
     async def remove(self, api: Any, container: str) -> None:
         """Kill and remove a container, returning once it is gone (or left to the reaper)."""
+        await asyncio.shield(self.remove_later(api, container))
+
+    def remove_later(self, api: Any, container: str) -> asyncio.Task[None]:
+        """Have ``container`` killed and removed by a task of its own (the one under way, if
+        any), without waiting; returns that task."""
         task = self._tasks.get(container)
         if task is None:
             task = self._track(container, _remove_until_gone(api, container))
-        await asyncio.shield(task)
-
-    def remove_later(self, api: Any, container: str) -> None:
-        """Have ``container`` killed and removed by a task of its own, without waiting."""
-        if container not in self._tasks:
-            self._track(container, _remove_until_gone(api, container))
+        return task
 
     def remove_once_created(self, api: Any, name: str, creating: asyncio.Future[Any]) -> None:
         """Remove the container named ``name`` once ``creating`` (its creation) has ended.
