@@ -40,7 +40,6 @@ from bacalhau.compute._bidder import Bidder, BidVerdict
 from bacalhau.compute._callbacks import OrchestratorCallbacks
 from bacalhau.compute._capacity import DEFAULT_JOB_RESOURCES, CapacityTracker, job_usage
 from bacalhau.compute._events import TOPIC_BIDDING, failure_event, info_event
-from bacalhau.compute._logs import LogReader
 from bacalhau.compute._modules import ModuleResolver, ModuleSource
 from bacalhau.compute._outbox import DEFAULT_LINGER, CallbackOutbox
 from bacalhau.compute._pipeline import ExecutionPipeline
@@ -339,8 +338,9 @@ class ComputeEndpoint:
     # -- node description -------------------------------------------------------------------
 
     def stream_logs(self, source_node_id: str, request: LogRequest) -> AsyncIterator[LogChunk]:
-        """The execution's stdout and stderr, read from its results directory (see
-        :class:`LogReader`); only the requester the execution belongs to may read them."""
+        """The execution's stdout and stderr, read from its results directory or, once it
+        ended, from the store (see :class:`ExecutionLogs`); only the requester the execution
+        belongs to may read them."""
         record = self._owned(source_node_id, request.execution_id)
         store, execution_id = self._store, record.id
 
@@ -348,8 +348,9 @@ class ComputeEndpoint:
             state = store.state(execution_id)
             return state is None or state.is_terminal()
 
-        reader = LogReader(self._pipeline.results_dir(execution_id), finished=finished)
-        return reader.chunks(follow=request.follow, tail=request.tail)
+        return self._pipeline.logs.chunks(
+            execution_id, finished=finished, follow=request.follow, tail=request.tail
+        )
 
     async def node_info(self) -> ComputeNodeInfo:
         """What this node offers now (published in its gossip record)."""

@@ -5,25 +5,34 @@ workload prints (see :mod:`bacalhau.executor`). A :class:`LogReader` reads them 
 and, when following, waits for them to grow until the execution ends; then it reads what is
 left and stops. Nothing is held in memory beyond one chunk per stream, and a reader that is
 not consumed reads nothing: the follower sets the pace, never the workload.
+
+A finished execution whose folder holds nothing but small logs keeps them in the node's store
+(:func:`logs_to_keep`) and gives the folder to a later execution. :class:`ExecutionLogs`
+reads from whichever holds them, and tells which folders readers hold, which must stay.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
 import shutil
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+from bacalhau.compute._spare_dirs import LAYOUT
 from bacalhau.executor import STDERR_FILE, STDOUT_FILE
 from bacalhau.models import LogChunk, LogStream, now_ns
 
 __all__ = [
+    "KEPT_LOGS_MAX",
     "LOG_CHUNK_BYTES",
+    "ExecutionLogs",
     "LogReader",
     "discard_files_keeping_logs",
     "discard_results_keeping_logs",
+    "logs_to_keep",
     "tail_offset",
 ]
 
@@ -31,6 +40,9 @@ __all__ = [
 LOG_CHUNK_BYTES = 64 * 1024
 #: How often a follower looks for new output; bounds the delay a line takes to leave the node.
 DEFAULT_POLL_SECONDS = 0.02
+#: Largest output (stdout and stderr together) a finished execution keeps in the node's store;
+#: one with more keeps its folder.
+KEPT_LOGS_MAX = 256 * 1024
 
 _FILES = ((LogStream.STDOUT, STDOUT_FILE), (LogStream.STDERR, STDERR_FILE))
 
@@ -46,26 +58,31 @@ def tail_offset(path: Path, lines: int, *, block: int = LOG_CHUNK_BYTES) -> int:
         return 0
     try:
         size = os.fstat(fd).st_size
-        end = size
-        if size and os.pread(fd, 1, size - 1) == b"\n":
-            end -= 1  # the newline ending the last line does not start another
-        seen = 0
-        pos = end
-        while pos > 0:
-            start = max(0, pos - block)
-            data = os.pread(fd, pos - start, start)
-            i = len(data)
-            while True:
-                i = data.rfind(b"\n", 0, i)
-                if i < 0:
-                    break
-                seen += 1
-                if seen == lines:
-                    return start + i + 1
-            pos = start
-        return 0
+        return _tail_start(lambda start, n: os.pread(fd, n, start), size, lines, block)
     finally:
         os.close(fd)
+
+
+def _tail_start(read: Callable[[int, int], bytes], size: int, lines: int, block: int) -> int:
+    """Where the last ``lines`` lines of ``size`` bytes start; ``read(start, n)`` reads."""
+    end = size
+    if size and read(size - 1, 1) == b"\n":
+        end -= 1  # the newline ending the last line does not start another
+    seen = 0
+    pos = end
+    while pos > 0:
+        start = max(0, pos - block)
+        data = read(start, pos - start)
+        i = len(data)
+        while True:
+            i = data.rfind(b"\n", 0, i)
+            if i < 0:
+                break
+            seen += 1
+            if seen == lines:
+                return start + i + 1
+        pos = start
+    return 0
 
 
 class LogReader:
@@ -123,6 +140,92 @@ class LogReader:
         finally:
             for fd in fds.values():
                 os.close(fd)
+
+
+class ExecutionLogs:
+    """A node's execution logs: read from the results folder while it exists, else from what
+    the finished execution kept in the store (``kept``), its folder reused since.
+
+    A folder that a reader holds must not be reused, or its files would be emptied under the
+    reader: :meth:`in_use` tells. A reader counts from its first step, in which it also
+    chooses where to read; a folder is given back in one step too, so the two never cross.
+    """
+
+    def __init__(
+        self,
+        results_dir: Callable[[str], Path],
+        kept: Callable[[str], tuple[bytes, bytes] | None],
+        *,
+        poll_interval: float = DEFAULT_POLL_SECONDS,
+    ) -> None:
+        self._results_dir = results_dir
+        self._kept = kept
+        self._poll = poll_interval
+        self._readers: collections.Counter[str] = collections.Counter()
+
+    def in_use(self, execution_id: str) -> bool:
+        """Whether a reader holds the execution's results folder."""
+        return self._readers[execution_id] > 0
+
+    async def chunks(
+        self, execution_id: str, *, finished: Callable[[], bool], follow: bool, tail: int = 0
+    ) -> AsyncIterator[LogChunk]:
+        """The execution's output as :meth:`LogReader.chunks` gives it, from either source."""
+        self._readers[execution_id] += 1
+        try:
+            folder = self._results_dir(execution_id)
+            kept = None if folder.is_dir() else self._kept(execution_id)
+            if kept is not None:
+                for chunk in _chunks_of(kept, tail):
+                    yield chunk
+                return
+            reader = LogReader(folder, finished=finished, poll_interval=self._poll)
+            async for chunk in reader.chunks(follow=follow, tail=tail):
+                yield chunk
+        finally:
+            self._readers[execution_id] -= 1
+            if not self._readers[execution_id]:
+                del self._readers[execution_id]
+
+
+def _chunks_of(kept: tuple[bytes, bytes], tail: int) -> Iterator[LogChunk]:
+    for (stream, _), data in zip(_FILES, kept, strict=True):
+        offset = _tail_start(_slicer(data), len(data), tail, LOG_CHUNK_BYTES) if tail > 0 else 0
+        while offset < len(data):
+            piece = data[offset : offset + LOG_CHUNK_BYTES]
+            yield LogChunk(stream, offset, piece, now_ns())
+            offset += len(piece)
+
+
+def _slicer(data: bytes) -> Callable[[int, int], bytes]:
+    return lambda start, n: data[start : start + n]
+
+
+def logs_to_keep(results_dir: Path, limit: int = KEPT_LOGS_MAX) -> tuple[bytes, bytes] | None:
+    """The stdout and stderr of a finished execution, when its results folder holds nothing
+    but (some of) the layout's files and they come to at most ``limit`` bytes: then they can
+    be kept in the store and the folder reused. None otherwise (or when the folder is gone).
+    The exit code is not lost: the execution's record holds it."""
+    try:
+        with os.scandir(results_dir) as entries:
+            found = {e.name: e for e in entries}
+        if not set(found) <= set(LAYOUT) or not all(
+            e.is_file(follow_symlinks=False) for e in found.values()
+        ):
+            return None
+        sizes = [
+            found[name].stat(follow_symlinks=False).st_size if name in found else 0
+            for _, name in _FILES
+        ]
+        if sum(sizes) > limit:
+            return None
+        out, err = (
+            (results_dir / name).read_bytes() if size else b""
+            for size, (_, name) in zip(sizes, _FILES, strict=True)
+        )
+        return out, err
+    except OSError:
+        return None
 
 
 def _open(path: Path) -> int | None:

@@ -3,10 +3,12 @@
     BidAccepted ─► Running ─► (Publishing) ─► Completed ─► OnRunComplete
                       └──────────┴──────────► Failed ────► OnComputeFailure
 
-The results directory is ``<results_root>/<execID>`` (created fresh). A non-zero exit code is a
-normal completion (Bacalhau semantics); a run with ``ErrorMsg`` set fails. Every outcome is
-written to the store together with its callback, in one transaction; the endpoint's outbox
-delivers it. A cancel the requester asked for is recorded by the endpoint before it cancels
+The results directory is ``<results_root>/<execID>`` (a folder made ahead, or made fresh); once
+the execution is done and its output small, the store keeps the output and the folder goes to
+a later execution (see ``_spare_dirs`` and ``_logs``). A non-zero exit code is a normal
+completion (Bacalhau semantics); a run with ``ErrorMsg`` set fails. Every outcome is written
+to the store together with its callback, in one transaction; the endpoint's outbox delivers
+it. A cancel the requester asked for is recorded by the endpoint before it cancels
 the task; a task cancelled for any other reason (the node shutting down) fails the execution
 so the requester can run it elsewhere.
 """
@@ -26,7 +28,7 @@ from bacalhau.compute._capacity import DEFAULT_JOB_RESOURCES, job_usage
 from bacalhau.compute._envvars import execution_environment
 from bacalhau.compute._errors import ExecutionInterrupted
 from bacalhau.compute._events import TOPIC_PUBLISHING, TOPIC_RUNNING, failure_event
-from bacalhau.compute._logs import discard_files_keeping_logs
+from bacalhau.compute._logs import ExecutionLogs, discard_files_keeping_logs, logs_to_keep
 from bacalhau.compute._spare_dirs import SpareDirs
 from bacalhau.compute._store import ExecutionStore, LocalExecution
 from bacalhau.compute._verification import publish_faultily
@@ -128,6 +130,8 @@ class ExecutionPipeline:
         self._results_root = results_root
         #: Results folders made ahead (see ``_spare_dirs``).
         self._spare_dirs = SpareDirs(results_root)
+        #: Where the executions' logs are read from (their folder, or the store once done).
+        self._logs = ExecutionLogs(self.results_dir, store.kept_logs)
         self._inputs = inputs
         self._has_inputs = inputs.has_inputs if isinstance(inputs, InputsOfJob) else None
         self._default_usage = default_usage
@@ -156,6 +160,11 @@ class ExecutionPipeline:
 
     def results_dir(self, execution_id: str) -> Path:
         return self._results_root / execution_id
+
+    @property
+    def logs(self) -> ExecutionLogs:
+        """The executions' stdout and stderr, wherever they are kept."""
+        return self._logs
 
     def close(self) -> None:
         """Stop making results folders ahead."""
@@ -206,7 +215,7 @@ class ExecutionPipeline:
                     await self._remove_inputs(execution_id)
             if output.error_msg:
                 return self._fail(execution_id, ExecutionFailed(output.error_msg), topic, output)
-            published = SpecConfig()
+            published, copied = SpecConfig(), False
             if not task.publisher.is_empty():
                 topic = TOPIC_PUBLISHING
                 # Deferred: a publish that ends within this loop turn (small results, see
@@ -220,6 +229,14 @@ class ExecutionPipeline:
                     )
                 else:
                     published = await self._publish(record, results_dir)
+                copied = self._publishers[task.publisher.type.lower()].copies_results
+            # Logs small enough, and nothing else in the folder (once a publisher copied the
+            # rest): the store keeps the logs, the folder goes to a later execution.
+            # Otherwise the folder keeps them until housekeeping forgets the execution.
+            logs = logs_to_keep(results_dir)
+            if logs is None and copied:
+                await _discard_keeping_logs(results_dir)
+                logs = logs_to_keep(results_dir)
             result = RunResult(
                 execution_id=execution_id,
                 job_id=record.job_id,
@@ -234,7 +251,10 @@ class ExecutionPipeline:
                 published_result=published,
                 run_output=output,
                 callback=result,
+                logs=logs,
             )
+            if logs is not None and not self._logs.in_use(execution_id):
+                self._spare_dirs.give_back(results_dir)
             _log.info(
                 "execution %s of job %s completed (exit code %d) in %.3fs",
                 execution_id,
@@ -338,12 +358,6 @@ class ExecutionPipeline:
             raise PublishFailed(
                 f"publishing with {spec.type!r} failed: {type(err).__name__}: {err}"
             ) from err
-        if publisher.copies_results:
-            # The output stays for `job logs` until housekeeping forgets the execution. The
-            # layout's files go at once (a few system calls); only folders need a thread.
-            folders = discard_files_keeping_logs(results_dir)
-            if folders:
-                await asyncio.to_thread(_remove_trees, folders)
         return published
 
     def _fresh_dir(self, path: Path) -> Path:
@@ -403,6 +417,15 @@ class ExecutionPipeline:
                 await executor.cancel(execution_id)
         except Exception:
             _log.exception("could not stop the workload of execution %s", execution_id)
+
+
+async def _discard_keeping_logs(results_dir: Path) -> None:
+    """Delete what a publisher copied, keeping the output for `job logs` until housekeeping
+    forgets the execution. The layout's files go at once (a few system calls); only folders
+    need a thread."""
+    folders = discard_files_keeping_logs(results_dir)
+    if folders:
+        await asyncio.to_thread(_remove_trees, folders)
 
 
 def _remove_trees(paths: list[str]) -> None:

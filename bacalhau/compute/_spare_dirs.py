@@ -12,6 +12,12 @@ than the reserve), an execution makes its own folder as before.
 The thread makes the next folders once an execution has ended (:meth:`SpareDirs.replenish`),
 not when one is taken: the work is the same, but off every execution's path, where on a
 machine with few cores it would compete with the execution that just took a folder.
+
+A new folder is the costly part (ext4 looks for a block group to place it in: 0.5 to 1 ms
+of kernel time, measured under load), so a finished execution whose folder holds nothing but
+its logs, kept elsewhere, gives it back (:meth:`SpareDirs.give_back`): renamed here at once,
+its written files replaced by empty ones later, by the thread (an unlink and a create each;
+cutting them to zero instead would make ext4 flush them at their next writer's close).
 """
 
 from __future__ import annotations
@@ -35,6 +41,10 @@ _log = logging.getLogger(__name__)
 LAYOUT = (STDOUT_FILE, STDERR_FILE, EXIT_CODE_FILE)
 #: Folders kept ready: enough for the executions a node starts in one burst of asks.
 DEFAULT_RESERVE = 8
+#: Most folders kept ready with those given back (beyond, given-back ones are removed).
+READY_LIMIT = 64
+#: How the name of a folder given back and not emptied yet starts.
+_USED = "used-"
 
 
 class SpareDirs:
@@ -45,6 +55,8 @@ class SpareDirs:
         self._dir = root / ".spare"
         self._reserve = reserve
         self._ready: collections.deque[Path] = collections.deque()
+        #: Folders given back, to be emptied by the thread.
+        self._used: collections.deque[Path] = collections.deque()
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -73,6 +85,22 @@ class SpareDirs:
             return False
         return True
 
+    def give_back(self, folder: Path) -> bool:
+        """Take back a finished execution's folder that holds only the layout's files, its
+        logs kept elsewhere: renamed out of the way at once, emptied later by the thread for
+        another execution. False (``folder`` left as it is) when it cannot be renamed."""
+        if self._thread is None or self._closed:
+            return False
+        used = self._dir / f"{_USED}{secrets.token_hex(8)}"
+        try:
+            os.rename(folder, used)
+        except OSError:
+            return False  # the thread has not made ``.spare`` yet, or a full disk
+        with self._lock:
+            self._used.append(used)
+        self._wake.set()
+        return True
+
     def replenish(self) -> None:
         """Make folders for those taken (call once an execution has ended)."""
         self._wake.set()
@@ -98,12 +126,20 @@ class SpareDirs:
             self._adopt()
             while not self._closed:
                 with self._lock:
+                    used = self._used.popleft() if self._used else None
                     short = len(self._ready) < self._reserve
-                if not short:
+                    full = len(self._ready) >= READY_LIMIT
+                if used is not None:
+                    made = None if full else _emptied(used)
+                    if made is None:
+                        shutil.rmtree(used, ignore_errors=True)
+                        continue
+                elif short:
+                    made = self._make()
+                else:
                     self._wake.wait()
                     self._wake.clear()
                     continue
-                made = self._make()
                 with self._lock:
                     self._ready.append(made)
         except OSError as err:
@@ -111,10 +147,14 @@ class SpareDirs:
             _log.warning("making results folders ahead stopped: %s", err)
 
     def _adopt(self) -> None:
-        """Keep the spares of an earlier start that hold only the layout's empty files."""
+        """Keep the spares of an earlier start that hold only the layout's empty files, and
+        those given back."""
         for entry in os.scandir(self._dir):
             path = Path(entry.path)
-            if entry.is_dir(follow_symlinks=False) and _pristine(path):
+            if entry.is_dir(follow_symlinks=False) and entry.name.startswith(_USED):
+                with self._lock:
+                    self._used.append(path)  # given back before the stop: emptied as usual
+            elif entry.is_dir(follow_symlinks=False) and _pristine(path):
                 with self._lock:
                     self._ready.append(path)
             elif entry.is_dir(follow_symlinks=False):
@@ -124,14 +164,39 @@ class SpareDirs:
                     path.unlink()
 
     def _make(self) -> Path:
-        # Modes as the executors would have made them: the folder and the streams as
-        # ``mkdir`` and ``open`` make them (under the umask), exitCode 0644.
         path = self._dir / secrets.token_hex(8)
         os.mkdir(path)
         for name in LAYOUT:
-            mode = 0o644 if name == EXIT_CODE_FILE else 0o666
-            os.close(os.open(path / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode))
+            _new_file(path / name)
         return path
+
+
+def _new_file(path: Path) -> None:
+    # Modes as the executors would have made them: the streams as ``open`` makes them
+    # (under the umask), exitCode 0644.
+    mode = 0o644 if path.name == EXIT_CODE_FILE else 0o666
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode))
+
+
+def _emptied(folder: Path) -> Path | None:
+    """``folder`` (given back) holding the layout's files empty again; None when it holds
+    anything else (it is then removed)."""
+    try:
+        with os.scandir(folder) as entries:
+            found = {e.name: e for e in entries}
+        if not set(found) <= set(LAYOUT):
+            return None
+        for name in LAYOUT:
+            entry = found.get(name)
+            if entry is not None and not entry.is_file(follow_symlinks=False):
+                return None
+            if entry is None or entry.stat(follow_symlinks=False).st_size:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(folder / name)
+                _new_file(folder / name)
+        return folder
+    except OSError:
+        return None
 
 
 def _pristine(path: Path) -> bool:

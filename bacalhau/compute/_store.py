@@ -268,6 +268,7 @@ class ExecutionStore:
         published_result: SpecConfig | None = None,
         run_output: RunCommandResult | None = None,
         callback: Callback | None = None,
+        logs: tuple[bytes, bytes] | None = None,
         defer: bool = False,
     ) -> LocalExecution:
         """Move ``record`` to ``state`` if nobody changed it since it was read.
@@ -280,6 +281,9 @@ class ExecutionStore:
         turn's end: a publish that ends within the turn then costs one commit, not two, and
         a crash before the commit leaves a state recovered exactly as the deferred one.
         Reads see the deferred state at once.
+
+        ``logs`` (stdout, stderr) are kept with a final state, in its transaction, for
+        :meth:`kept_logs`: the execution's results folder may then be reused.
         """
         check_local_transition(record.state, state)
         if defer and not (record.state in _INTERRUPTED and state in _INTERRUPTED):
@@ -301,7 +305,7 @@ class ExecutionStore:
         writing: AbstractContextManager[None]
         if defer:
             writing = self._writes.deferred()
-        elif callback is not None or self._db.in_transaction:
+        elif callback is not None or logs is not None or self._db.in_transaction:
             writing = self._writes.transaction()  # (which also commits deferred writes)
         else:
             writing = nullcontext()
@@ -336,6 +340,11 @@ class ExecutionStore:
                 )
             if callback is not None:
                 outbox_table.enqueue(self._db, record.requester_id, callback, updated.modify_time)
+            if logs is not None:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO logs (execution_id, stdout, stderr) VALUES (?, ?, ?)",
+                    (record.id, *logs),
+                )
         if state.is_terminal():
             self._decoded.forget(record.id)  # rarely read again
         else:
@@ -379,6 +388,7 @@ class ExecutionStore:
             ).fetchall()
             ids = [row[0] for row in rows]
             self._db.executemany("DELETE FROM executions WHERE id = ?", [(i,) for i in ids])
+            self._db.executemany("DELETE FROM logs WHERE execution_id = ?", [(i,) for i in ids])
             for execution_id in ids:
                 self._decoded.forget(execution_id)
             pruned = self._db.execute(
@@ -389,6 +399,14 @@ class ExecutionStore:
             if pruned.rowcount:
                 self._modules.clear()
         return ids
+
+    def kept_logs(self, execution_id: str) -> tuple[bytes, bytes] | None:
+        """The stdout and stderr a finished execution kept here (see :meth:`transition`);
+        None when it kept none (its results folder holds them, or it was forgotten)."""
+        row = self._db.execute(
+            "SELECT stdout, stderr FROM logs WHERE execution_id = ?", (execution_id,)
+        ).fetchone()
+        return (bytes(row[0]), bytes(row[1])) if row is not None else None
 
     def vacuum_step(self, pages: int) -> None:
         """Give up to ``pages`` free pages back to the file system (incremental vacuum)."""

@@ -2,8 +2,9 @@
 earlier layouts.
 
 The tables: ``executions`` (one row per execution, its document written once), ``outbox``
-(callbacks waiting for their requester) and ``modules`` (inline modules kept once for every
-execution that runs them). ``PRAGMA user_version`` records the layout.
+(callbacks waiting for their requester), ``modules`` (inline modules kept once for every
+execution that runs them) and ``logs`` (the output of finished executions whose results
+folder went to another execution). ``PRAGMA user_version`` records the layout.
 """
 
 from __future__ import annotations
@@ -45,9 +46,15 @@ CREATE TABLE IF NOT EXISTS modules (
     data      TEXT NOT NULL,
     used_time INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS logs (
+    execution_id TEXT PRIMARY KEY,
+    stdout       BLOB NOT NULL,
+    stderr       BLOB NOT NULL
+);
 """
 #: 2: inline modules kept once in ``modules``, named by ``executions.module``.
-_SCHEMA_VERSION = 2
+#: 3: ``logs`` (a table of its own: older stores gain it, empty, with the others).
+_SCHEMA_VERSION = 3
 
 
 def connect(path: Path) -> sqlite3.Connection:

@@ -91,10 +91,10 @@ async def test_run_publish_and_download(rig: Rig) -> None:
     assert published == SpecConfig(type="urlDownload", params={"URL": url, "CID": ANY})
     assert published.params["CID"].startswith("Qm")  # the results directory's CID
     assert rig.store.get(execution.id).state is L.COMPLETED
-    # The local publisher made a copy: of the results dir only the output stays (for logs).
-    kept = rig.results_root / execution.id
-    assert sorted(p.name for p in kept.iterdir()) == ["stderr", "stdout"]
-    assert (kept / "stdout").read_text() == "hello from noop\n"
+    # The local publisher made a copy: the store keeps the output (for logs), and the
+    # results folder went back to be reused.
+    assert not (rig.results_root / execution.id).exists()
+    assert rig.store.kept_logs(execution.id) == (b"hello from noop\n", b"a warning\n")
 
     (result,) = rig.callbacks()
     assert isinstance(result, RunResult)
@@ -130,10 +130,11 @@ async def test_a_trivial_wasm_execution_creates_only_its_layout_and_archive(
 ) -> None:
     # The file system changes of one execution, the costliest of its steps: its folder (a
     # spare made ahead, renamed to its name), the layout's three files (opened, not created:
-    # the spare holds them), and exitCode's removal once published. The archive is a row of
-    # the result server's store, not a file (only a stale file of that name is removed, if
-    # any); no inputs folder is made, only the removal of any left by a crash. What the
-    # thread making spares does meanwhile is not the execution's.
+    # the spare holds them), and, once it is done, its folder given back (renamed): the logs
+    # are kept in the store. The archive is a row of the result server's store, not a file
+    # (only a stale file of that name is removed, if any); no inputs folder is made, only
+    # the removal of any left by a crash. What the thread making spares does meanwhile
+    # (emptying the folders given back) is not the execution's.
     async with LocalResultServer(directory=tmp_path / "published", port=0) as server:
         with ExecutionStore(tmp_path / "compute.db") as store:
             pipeline = ExecutionPipeline(
@@ -155,6 +156,7 @@ async def test_a_trivial_wasm_execution_creates_only_its_layout_and_archive(
                     records.append(await pipeline.run(execution.id))
                 # The first took no spare (none was made yet); the second does.
                 await eventually(lambda: pipeline.spare_dirs_ready > 0)
+            kept = store.kept_logs(execution.id)
             await pipeline.executors["wasm"].close()  # type: ignore[attr-defined]
             pipeline.close()
         assert server.archives.get(f"{execution.id}.tar.gz") is not None
@@ -172,13 +174,14 @@ async def test_a_trivial_wasm_execution_creates_only_its_layout_and_archive(
             ("open-write", f"{run}/stderr"),
             ("open-write", f"{run}/exitCode"),
             ("remove", f"published/{execution.id}.tar.gz"),
-            ("remove", f"{run}/exitCode"),
+            ("rename", run),
             ("rmdir", f"executions/.inputs/{execution.id}"),
         ]
     )
     output = records[-1].run_output
     assert output is not None and output.stdout
-    assert (tmp_path / run / "stdout").read_text() == output.stdout
+    assert not (tmp_path / run).exists()
+    assert kept == (output.stdout.encode(), b"")
 
 
 async def test_callbacks_reach_the_requester_through_the_outbox(rig: Rig) -> None:
@@ -199,16 +202,28 @@ async def test_non_zero_exit_is_a_completion(rig: Rig) -> None:
     assert record.run_output is not None
     assert (record.run_output.exit_code, record.run_output.stdout) == (7, "out\n")
     assert record.run_output.stderr == "err\n"
-    # No publisher: nothing published, the results stay on the node.
+    # No publisher: nothing published; the output stays on the node, in its store (the
+    # folder held nothing else), and the exit code in the record.
     assert record.published_result == SpecConfig()
-    assert (rig.results_root / record.id / "exitCode").read_text() == "7"
+    assert rig.store.kept_logs(record.id) == (b"out\n", b"err\n")
+    assert not (rig.results_root / record.id).exists()
 
 
 async def test_noop_publisher_keeps_the_results_dir(rig: Rig) -> None:
-    record = await rig.run(noop_execution(publisher="noop", Stdout="kept"))
+    record = await rig.run(
+        noop_execution(
+            publisher="noop",
+            result_paths=OUTPUTS,
+            Stdout="kept",
+            ResultFiles={"outputs/data/result.txt": "42"},
+        )
+    )
     assert record.state is L.COMPLETED
     assert record.published_result == SpecConfig()
-    assert (rig.results_root / record.id / "stdout").read_text() == "kept"
+    kept = rig.results_root / record.id
+    assert (kept / "stdout").read_text() == "kept"
+    assert (kept / "outputs/data/result.txt").read_text() == "42"
+    assert rig.store.kept_logs(record.id) is None
 
 
 async def test_error_message_fails_the_execution(rig: Rig) -> None:

@@ -1,7 +1,8 @@
 """Compute-side retention: finished executions past the configured age are forgotten with
-their files (results folder and logs, the local publisher's archive), in small batches; those
-still to be reported, and younger ones, stay. Real endpoint, store, noop executor and local
-publisher; the age is set short (or the clock of a sweep moved), never slept through."""
+their files (results folder or the logs kept in the store, the local publisher's archive), in
+small batches; those still to be reported, and younger ones, stay. Real endpoint, store, noop
+executor and local publisher; the age is set short (or the clock of a sweep moved), never
+slept through."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from bacalhau.compute import (
     RequesterTrust,
     default_strategies,
 )
+from bacalhau.compute._logs import KEPT_LOGS_MAX
 from bacalhau.config import NodeConfig
 from bacalhau.executor.noop import NoopExecutor
 from bacalhau.models import AskForBidRequest, LocalExecutionState, Resources, RunResult, now_ns
@@ -97,7 +99,8 @@ async def test_expired_executions_are_forgotten_with_their_files_in_the_backgrou
     tmp_path: Path,
 ) -> None:
     async with compute_node(tmp_path, retention=2.0, housekeeping_interval=0.05) as node:
-        ids = [await node.run(Stdout=f"run {n}\n") for n in range(3)]
+        # Output too large for the store: the results folders keep it.
+        ids = [await node.run(Stdout="x" * KEPT_LOGS_MAX + f"run {n}\n") for n in range(3)]
         for execution_id in ids:
             assert all(path.exists() for path in node.files_of(execution_id))
 
@@ -130,14 +133,15 @@ async def test_a_week_by_default_in_batches_keeping_younger_and_unreported_ones(
     assert NodeConfig().job_retention == DEFAULT_EXECUTION_RETENTION == 7 * 24 * 3600
     async with compute_node(tmp_path) as node:
         retention = node.endpoint.retention
+        store = node.endpoint.store
         assert retention.max_age == DEFAULT_EXECUTION_RETENTION
         ids = [await node.run() for _ in range(5)]
+        assert all(store.kept_logs(execution_id) == (b"", b"") for execution_id in ids)
         # One more whose result the requester has not had yet (it cannot be reached).
         node.callbacks.fail_first = node.callbacks.attempts + 10**6
         unreported = noop_execution(publisher="local")
         unreported.node_id = "compute-node"
         await node.endpoint.ask_for_bid(REQUESTER, AskForBidRequest(unreported, False))
-        store = node.endpoint.store
         await eventually(
             lambda: (
                 (r := store.find(unreported.id)) is not None
@@ -155,5 +159,8 @@ async def test_a_week_by_default_in_batches_keeping_younger_and_unreported_ones(
         assert [r.id for r in store.executions()] == [unreported.id]
         for execution_id in ids:
             assert not any(path.exists() for path in node.files_of(execution_id))
-        assert all(path.exists() for path in node.files_of(unreported.id))
+            assert store.kept_logs(execution_id) is None
+        # Its output is small: kept in the store (its folder reused), and kept there still.
+        assert store.kept_logs(unreported.id) == (b"", b"")
+        assert (node.published / f"{unreported.id}.tar.gz").exists()
         node.callbacks.fail_first = 0  # reachable again: the node stops without waiting

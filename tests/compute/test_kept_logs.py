@@ -1,0 +1,201 @@
+"""A finished execution's small output kept in the node's store, its results folder reused:
+the logs read the same from either place (whole, tailed, followed), a folder a reader holds
+stays, large output keeps its folder, and a folder given back reaches a later execution
+emptied. Real pipeline, store, shell and noop executors."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from bacalhau.compute import ExecutionPipeline, ExecutionStore
+from bacalhau.compute._logs import KEPT_LOGS_MAX, LOG_CHUNK_BYTES, logs_to_keep
+from bacalhau.compute._spare_dirs import LAYOUT, SpareDirs
+from bacalhau.executor.noop import NoopExecutor
+from bacalhau.models import Execution, LocalExecutionState, LogChunk, LogStream
+from tests.compute.jobs import make_execution, noop_execution
+from tests.compute.shell_executor import ShellExecutor
+from tests.compute.waiting import eventually
+
+L = LocalExecutionState
+
+
+@dataclass
+class Node:
+    store: ExecutionStore
+    pipeline: ExecutionPipeline
+    root: Path
+
+    async def run(self, execution: Execution) -> str:
+        self.store.create(execution, requester_id="requester", state=L.BID_ACCEPTED)
+        record = await self.pipeline.run(execution.id)
+        assert record.state is L.COMPLETED, record.message
+        return execution.id
+
+    async def logs(self, execution_id: str, *, follow: bool = False, tail: int = 0) -> bytes:
+        chunks = [
+            c
+            async for c in self.pipeline.logs.chunks(
+                execution_id, finished=lambda: True, follow=follow, tail=tail
+            )
+        ]
+        return _joined(chunks, LogStream.STDOUT) + b"|" + _joined(chunks, LogStream.STDERR)
+
+
+def _joined(chunks: list[LogChunk], stream: LogStream) -> bytes:
+    parts = [c for c in chunks if c.stream is stream]
+    if parts:  # contiguous, in order, from where the first starts
+        offset = parts[0].offset
+        for c in parts:
+            assert c.offset == offset and len(c.data) <= LOG_CHUNK_BYTES
+            offset += len(c.data)
+    return b"".join(c.data for c in parts)
+
+
+@pytest.fixture
+async def node(tmp_path: Path) -> AsyncIterator[Node]:
+    with ExecutionStore(tmp_path / "compute.db") as store:
+        pipeline = ExecutionPipeline(
+            node_id="compute-node",
+            store=store,
+            executors={"noop": NoopExecutor(), "shell": ShellExecutor()},
+            publishers={},
+            results_root=tmp_path / "executions",
+        )
+        try:
+            yield Node(store, pipeline, tmp_path / "executions")
+        finally:
+            pipeline.close()
+
+
+async def test_small_output_is_read_from_the_store_once_the_folder_is_reused(node: Node) -> None:
+    out = b"".join(f"line {i}\n".encode() for i in range(20_000))  # several chunks
+    assert LOG_CHUNK_BYTES < len(out) < KEPT_LOGS_MAX
+    first = await node.run(noop_execution(Stdout=out.decode(), Stderr="a\nb"))
+
+    assert not (node.root / first).exists()
+    assert node.store.kept_logs(first) == (out, b"a\nb")
+    assert await node.logs(first) == out + b"|a\nb"
+    assert await node.logs(first, follow=True) == out + b"|a\nb"
+    assert await node.logs(first, tail=2) == b"line 19998\nline 19999\n|a\nb"
+
+    # The next execution's folder (a spare, maybe this one) is none the worse for it.
+    second = await node.run(noop_execution(Stdout="second\n"))
+    assert await node.logs(second) == b"second\n|"
+    assert await node.logs(first, tail=1) == b"line 19999\n|b"
+
+
+async def test_a_folder_a_reader_holds_is_not_reused(node: Node) -> None:
+    # The follower opens the folder while the run prints; the run ends while it reads.
+    execution = make_execution("for i in 1 2 3 4 5; do echo line-$i; sleep 0.05; done")
+    node.store.create(execution, requester_id="requester", state=L.BID_ACCEPTED)
+    run = asyncio.create_task(node.pipeline.run(execution.id))
+    await eventually(lambda: (node.root / execution.id / "stdout").exists())
+
+    def finished() -> bool:
+        state = node.store.state(execution.id)
+        return state is not None and state.is_terminal()
+
+    chunks = [
+        c async for c in node.pipeline.logs.chunks(execution.id, finished=finished, follow=True)
+    ]
+    record = await run
+
+    assert record.state is L.COMPLETED
+    expected = b"".join(f"line-{i}\n".encode() for i in range(1, 6))
+    assert _joined(chunks, LogStream.STDOUT) == expected
+    # Kept in the store all the same, but the folder stayed: it was being read.
+    assert node.store.kept_logs(execution.id) == (expected, b"")
+    assert (node.root / execution.id / "stdout").read_bytes() == expected
+    assert await node.logs(execution.id) == expected + b"|"
+
+
+async def test_large_output_keeps_its_folder(node: Node) -> None:
+    big = "x" * KEPT_LOGS_MAX + "\n"
+    execution_id = await node.run(noop_execution(Stdout=big))
+
+    assert node.store.kept_logs(execution_id) is None
+    assert (node.root / execution_id / "stdout").read_text() == big
+    assert await node.logs(execution_id, tail=1) == big.encode() + b"|"
+
+
+def test_only_the_layouts_files_are_kept(tmp_path: Path) -> None:
+    (tmp_path / "stdout").write_bytes(b"out")
+    (tmp_path / "stderr").write_bytes(b"")
+    assert logs_to_keep(tmp_path) == (b"out", b"")  # exitCode may be gone already
+    (tmp_path / "exitCode").write_text("0")
+    assert logs_to_keep(tmp_path) == (b"out", b"")
+    assert logs_to_keep(tmp_path, limit=2) is None
+    (tmp_path / "outputs").mkdir()
+    assert logs_to_keep(tmp_path) is None
+    assert logs_to_keep(tmp_path / "missing") is None
+
+
+async def test_folders_given_back_are_emptied_and_taken_again(tmp_path: Path) -> None:
+    spares = SpareDirs(tmp_path, reserve=1)
+    try:
+        spares.start()
+        await eventually(lambda: spares.ready == 1)
+        taken = tmp_path / "e-1"
+        assert spares.take(taken)
+        (taken / "stdout").write_text("written")
+        (taken / "exitCode").write_text("3")
+        assert spares.give_back(taken)
+        assert not taken.exists()
+        await eventually(lambda: spares.ready == 1)
+
+        again = tmp_path / "e-2"
+        assert spares.take(again)
+        assert {p.name: p.read_bytes() for p in again.iterdir()} == {n: b"" for n in LAYOUT}
+
+        # One holding anything else is not reused.
+        (again / "extra").write_text("")
+        assert spares.give_back(again)
+        await eventually(lambda: len(list((tmp_path / ".spare").iterdir())) == 1)
+        spares.replenish()
+        await eventually(lambda: spares.ready == 1)
+        (kept,) = (tmp_path / ".spare").iterdir()
+        assert sorted(p.name for p in kept.iterdir()) == sorted(LAYOUT)
+    finally:
+        spares.close()
+
+
+async def test_a_folder_given_back_before_a_stop_is_emptied_at_the_next_start(
+    tmp_path: Path,
+) -> None:
+    first = SpareDirs(tmp_path, reserve=1)
+    first.start()
+    await eventually(lambda: first.ready == 1)
+    first.close()  # stopped: a folder given back now waits, written, for the next start
+    (tmp_path / ".spare" / "used-0000").mkdir()
+    (tmp_path / ".spare" / "used-0000" / "stdout").write_text("stale")
+
+    second = SpareDirs(tmp_path, reserve=1)
+    try:
+        second.start()
+        await eventually(lambda: second.ready == 2)
+        for n in range(2):
+            target = tmp_path / f"e-{n}"
+            assert second.take(target)
+            assert {p.name: p.read_bytes() for p in target.iterdir()} == {
+                name: b"" for name in LAYOUT
+            }
+    finally:
+        second.close()
+
+
+def test_an_older_store_gains_the_logs_table(tmp_path: Path) -> None:
+    path = tmp_path / "compute.db"
+    ExecutionStore(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TABLE logs")
+        db.execute("PRAGMA user_version=2")
+    with ExecutionStore(path) as store:
+        assert store.kept_logs("e-none") is None
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (3,)
