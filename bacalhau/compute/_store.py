@@ -25,6 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 
+from bacalhau._wal_checkpoints import BackgroundCheckpoints
 from bacalhau.compute import _outbox_table as outbox_table
 from bacalhau.compute._callbacks import Callback
 from bacalhau.compute._errors import ExecutionInterrupted
@@ -104,6 +105,9 @@ class ExecutionStore:
             self._writes = StoreTransactions(self._db, on_failure=self._decoded.forget_records)
             with self._writes.transaction():
                 create_schema(self._db, path)
+            # Checkpoints made off the event loop (see _wal_checkpoints).
+            self._checkpoints = BackgroundCheckpoints(path)
+            self._checkpoints.take_over(self._db)
         except sqlite3.Error as err:
             raise Unavailable(
                 f"cannot open the execution store {path}: {err}", component="ExecutionStore"
@@ -115,6 +119,7 @@ class ExecutionStore:
 
     def close(self) -> None:
         self._writes.flush()
+        self._checkpoints.close()
         self._db.close()
 
     def __enter__(self) -> ExecutionStore:

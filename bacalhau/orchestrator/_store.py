@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from pathlib import Path
 
+from bacalhau._wal_checkpoints import BackgroundCheckpoints
 from bacalhau.orchestrator._store_evaluations import EvaluationRecords
 from bacalhau.orchestrator._store_executions import ExecutionRecords
 from bacalhau.orchestrator._store_jobs import SpecCache
@@ -54,6 +55,9 @@ class JobStore(
     def __init__(self, path: Path | str) -> None:
         self._path = str(path)
         self._db = open_database(self._path)
+        # Checkpoints made off the event loop (see _wal_checkpoints).
+        self._checkpoints = BackgroundCheckpoints(self._path)
+        self._checkpoints.take_over(self._db)
         self._depth = 0
         self._nested = []
         self._doomed = False
@@ -77,4 +81,5 @@ class JobStore(
         self._load_open_evaluations()
 
     def close(self) -> None:
+        self._checkpoints.close()
         self._db.close()

@@ -105,6 +105,8 @@ def open_database(path: str) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
+    # Waits out a WAL restart of the checkpoint thread (see _wal_checkpoints).
+    db.execute("PRAGMA busy_timeout=5000")
     db.execute("PRAGMA foreign_keys=ON")
     # Space freed by retention is given back in small steps (a new store only: an
     # existing one reuses its free pages, so its file stops growing all the same).

@@ -20,6 +20,8 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
+from bacalhau._wal_checkpoints import BackgroundCheckpoints
+
 __all__ = ["ArchiveStore"]
 
 #: The database's file name in the publisher's directory (never a served name: the server
@@ -44,9 +46,14 @@ class ArchiveStore:
             self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
+            # Waits out a WAL restart of the checkpoint thread (see _wal_checkpoints).
+            self._db.execute("PRAGMA busy_timeout=5000")
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS archives (name TEXT PRIMARY KEY, data BLOB NOT NULL)"
             )
+            # Checkpoints made off the event loop (see _wal_checkpoints).
+            self._checkpoints = BackgroundCheckpoints(directory / STORE_FILE)
+            self._checkpoints.take_over(self._db)
         except BaseException:
             self._db.close()
             raise
@@ -84,5 +91,6 @@ class ArchiveStore:
         return removed
 
     def close(self) -> None:
+        self._checkpoints.close()
         with self._lock:
             self._db.close()
