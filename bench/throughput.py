@@ -8,7 +8,9 @@ processes, mutual-TLS gRPC between them) and measures, in one run:
 - ``wasm_floor``: the latency's raw baseline, measured before the devstack starts: one bare
   HTTP round trip, one bare mutual-TLS gRPC round trip and the cached module's run, summed
   (see ``_floor.py``); ``wasm_vs_floor`` is ``wasm_median_ms`` divided by it.
-- ``wasm_jobs_per_s``: WASM jobs completed per second with 1, 4, 16 and 64 in flight.
+- ``wasm_jobs_per_s``: WASM jobs completed per second with 1, 4, 16 and 64 in flight;
+  ``wasm_cpu_ms_per_job``: at each level, the CPU time per job of the requester, the compute
+  nodes (together) and this client, next to what the cores allow per job at 400 jobs/s.
 - ``placement_imbalance``: over the 400 WASM jobs of that throughput run, the busier
   compute node's executions divided by the less busy one's.
 - ``docker_vs_raw``: wall time of Docker jobs through the devstack divided by that of the
@@ -68,6 +70,23 @@ TARGETS = {
     "requester_rss_mb_100k": "< 150",
     "placement_imbalance": "<= 1.5",
 }
+
+
+def cpu_seconds(pids: dict[str, list[int]]) -> dict[str, float]:
+    """CPU time (user + system, every thread) so far of each role's processes, and of this
+    one (the client) as ``client``."""
+    tick = os.sysconf("SC_CLK_TCK")
+    used: dict[str, float] = {}
+    for role, ids in pids.items():
+        total = 0
+        for pid in ids:
+            # The fields after the command's closing parenthesis: utime and stime are the
+            # 12th and 13th of them.
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            total += int(fields[11]) + int(fields[12])
+        used[role] = total / tick
+    used["client"] = time.process_time()
+    return used
 
 
 async def run_job(client: AsyncClient, job: Job) -> tuple[float, list[str]]:
@@ -191,6 +210,9 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         proc, api = start_devstack(Path(tmp), 2)
         manifest = json.loads((Path(tmp) / "devstack.json").read_text())
         requester = next(n for n in manifest["Nodes"] if n["Role"] == "requester")
+        pids: dict[str, list[int]] = {}
+        for node in manifest["Nodes"]:
+            pids.setdefault(node["Role"], []).append(int(node["PID"]))
         try:
             async with AsyncClient(f"http://{api}") as client:
                 for _ in range(3):
@@ -204,12 +226,26 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                 floor = out["wasm_floor"]["wasm_floor_ms"]
                 out["wasm_vs_floor"] = round(out["wasm_median_ms"] / floor, 1)
                 rates: dict[str, float] = {}
+                cpu: dict[str, dict[str, float]] = {}
                 placed: list[str] = []
                 for level, total in LEVELS.items():
+                    before = cpu_seconds(pids)
                     wall, nodes = await in_flight(client, lambda: wasm_job(module), total, level)
+                    after = cpu_seconds(pids)
                     rates[str(level)] = round(total / wall, 1)
+                    cpu[str(level)] = {
+                        role: round((after[role] - before[role]) * 1000 / total, 2)
+                        for role in after
+                    }
+                    cpu[str(level)]["total"] = round(sum(cpu[str(level)].values()), 2)
                     placed.extend(nodes)
                 out["wasm_jobs_per_s"] = rates
+                # Where the machine's time goes per job (CPU ms, every process): at 400
+                # jobs/s its cores allow each job cpus * 1000 / 400 ms in all.
+                out["wasm_cpu_ms_per_job"] = {
+                    **cpu,
+                    "budget_at_400_per_s": round((os.cpu_count() or 1) * 1000 / 400, 2),
+                }
                 per_node = Counter(placed)
                 counts = [
                     per_node.get(n["ID"], 0) for n in manifest["Nodes"] if n["Role"] == "compute"
