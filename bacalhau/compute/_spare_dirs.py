@@ -190,13 +190,24 @@ def _emptied(folder: Path) -> Path | None:
             entry = found.get(name)
             if entry is not None and not entry.is_file(follow_symlinks=False):
                 return None
-            if entry is None or entry.stat(follow_symlinks=False).st_size:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(folder / name)
+            if entry is None:
                 _new_file(folder / name)
+            elif entry.stat(follow_symlinks=False).st_size:
+                _cut(folder / name)
         return folder
     except OSError:
         return None
+
+
+def _cut(path: Path) -> None:
+    """Empty a file through a descriptor of its own: the close after the cut clears what
+    ext4 marks a file cut to zero with (its next writer's close would flush that writer's
+    data), with nothing to flush yet. Half the kernel time of a new file in its place."""
+    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW)
+    try:
+        os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)
 
 
 def _pristine(path: Path) -> bool:

@@ -145,6 +145,7 @@ async def test_folders_given_back_are_emptied_and_taken_again(tmp_path: Path) ->
         assert spares.take(taken)
         (taken / "stdout").write_text("written")
         (taken / "exitCode").write_text("3")
+        inodes = {p.name: p.stat().st_ino for p in taken.iterdir()}
         assert spares.give_back(taken)
         assert not taken.exists()
         await eventually(lambda: spares.ready == 1)
@@ -152,6 +153,8 @@ async def test_folders_given_back_are_emptied_and_taken_again(tmp_path: Path) ->
         again = tmp_path / "e-2"
         assert spares.take(again)
         assert {p.name: p.read_bytes() for p in again.iterdir()} == {n: b"" for n in LAYOUT}
+        # Emptied in place: no new file (an inode costs the disk more than a cut).
+        assert {p.name: p.stat().st_ino for p in again.iterdir()} == inodes
 
         # One holding anything else is not reused.
         (again / "extra").write_text("")
