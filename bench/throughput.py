@@ -90,10 +90,10 @@ def cpu_seconds(pids: dict[str, list[int]]) -> dict[str, float]:
 
 
 async def run_job(client: AsyncClient, job: Job) -> tuple[float, list[str]]:
-    """Submit ``job``, wait for it; returns the time taken and the nodes that completed it."""
+    """Submit ``job``, wait for it; returns the time taken and the nodes that completed it.
+    One request, as the SDK's ``submit_and_wait`` makes it (the submit held until the end)."""
     start = time.perf_counter()
-    submitted = await client.submit(job)
-    details = await client.wait_for_job(submitted.job_id, timeout=300)
+    submitted, details = await client.submit_and_wait(job, timeout=300)
     elapsed = time.perf_counter() - start
     if details.job.state.wire != "Completed":
         raise RuntimeError(

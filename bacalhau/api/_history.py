@@ -26,6 +26,7 @@ __all__ = [
     "check_until",
     "history_filter",
     "poll_history",
+    "runs_to_an_end",
     "wait_for_change",
 ]
 
@@ -95,6 +96,12 @@ class HistoryPoll:
     next_after: int
 
 
+def runs_to_an_end(job_type: str) -> bool:
+    """Whether jobs of ``job_type`` end by themselves (batch and ops jobs; daemon and service
+    jobs run until stopped)."""
+    return job_type not in _RUN_UNTIL_STOPPED
+
+
 async def poll_history(
     orch: OrchestratorAPI,
     job_id: str,
@@ -129,7 +136,7 @@ async def poll_history(
         matched = [h for h in history if h.seq_num > cursor and keep(h)]
         page, more = matched[:limit], len(matched) > limit
         remaining = deadline - loop.time()
-        holding = until_terminal and not more and job.type not in _RUN_UNTIL_STOPPED
+        holding = until_terminal and not more and runs_to_an_end(job.type)
         if (page and not holding) or done or remaining <= 0 or closing.is_set():
             next_after = page[-1].seq_num if more else max(cursor, newest)
             return HistoryPoll(job, page, more, done, next_after)

@@ -16,6 +16,7 @@ from bacalhau.api._history import (
     check_until,
     history_filter,
     poll_history,
+    runs_to_an_end,
 )
 from bacalhau.api._query import (
     JobListToken,
@@ -31,6 +32,7 @@ from bacalhau.errors import BadQuery, InvalidJobSpec, InvalidRequest
 from bacalhau.models import (
     Execution,
     Job,
+    JobHistory,
     SpecConfig,
     check_document,
     parse_selector,
@@ -85,6 +87,14 @@ def _decode_submission(raw: bytes) -> tuple[Job, str, str]:
 
 
 async def put_job(request: web.Request) -> web.Response:
+    """Submit a job. Our extension ``wait=<seconds>`` holds the answer until a batch or ops
+    job has ended (or the wait, at most 30 s, is over): the answer then also carries
+    ``Details``, what ``GET /jobs/{id}`` gives (with ``include=executions``, its executions
+    too), so that a client that submits and waits makes one request instead of two. A job
+    still running when the wait ends, and a daemon or service job (they run until stopped),
+    are answered without it."""
+    # Checked before the submit: a malformed query must not leave a job behind.
+    wait = Query(request).seconds("wait")
     raw = await request.read()
     if not raw.strip():
         raise InvalidRequest(
@@ -102,16 +112,36 @@ async def put_job(request: web.Request) -> web.Response:
         for header, key in _CLIENT_META_HEADERS.items()
         if request.headers.get(header)
     }
-    result = await context(request).orchestrator.submit_job(
-        job, client_meta=meta, idempotency_token=token
-    )
-    return json_response(
-        {
-            "JobID": result.job_id,
-            "EvaluationID": result.evaluation_id,
-            "Warnings": list(result.warnings),
-        }
-    )
+    ctx = context(request)
+    result = await ctx.orchestrator.submit_job(job, client_meta=meta, idempotency_token=token)
+    out: dict[str, Any] = {
+        "JobID": result.job_id,
+        "EvaluationID": result.evaluation_id,
+        "Warnings": list(result.warnings),
+    }
+    if wait > 0 and runs_to_an_end(job.type):
+        poll = await poll_history(
+            ctx.orchestrator,
+            result.job_id,
+            keep=_no_items,
+            after=0,
+            limit=1,
+            wait=wait,
+            until_terminal=True,
+            execution_id="",
+            closing=ctx.closing,
+        )
+        if poll.done:
+            include = _include(request)
+            out["Details"] = await _job_body(
+                ctx.orchestrator, poll.job, include, wants_v152_states(request)
+            )
+    return json_response(out)
+
+
+def _no_items(item: JobHistory) -> bool:
+    """A history filter keeping nothing: a submit that waits answers with the job alone."""
+    return False
 
 
 async def job_page(

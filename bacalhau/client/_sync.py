@@ -62,6 +62,17 @@ class Client:
     ) -> SubmitResponse:
         return self._run(self._client.submit(job, idempotency_token=idempotency_token))
 
+    def submit_and_wait(
+        self,
+        job: Job | Mapping[str, Any],
+        *,
+        timeout: float = 600.0,
+        idempotency_token: str = "",
+    ) -> tuple[SubmitResponse, JobDetails]:
+        return self._run(
+            self._client.submit_and_wait(job, timeout=timeout, idempotency_token=idempotency_token)
+        )
+
     def get_job(
         self, job_id: str, *, history: bool = False, executions: bool = False
     ) -> JobDetails:
