@@ -34,6 +34,7 @@ from bacalhau.api._history import (
     check_until,
     history_filter,
     poll_history,
+    wait_for_end,
 )
 from bacalhau.api._jobs import ResultRewriter, job_page
 from bacalhau.api._server import local_address
@@ -78,11 +79,23 @@ class JobServicer(api_pb2_grpc.JobServiceServicer):
     async def SubmitJob(
         self, request: api_pb2.SubmitJobRequest, context: Any
     ) -> api_pb2.SubmitJobResponse:
+        wait = request.wait_seconds
+        if not wait >= 0:  # also NaN; checked before the submit: no job is left behind
+            raise BadQuery(f"wait must be >= 0 seconds, got {wait}", field="wait")
         job = job_from_request(request)
         result = await self._orch.submit_job(job, idempotency_token=request.idempotency_token)
-        return api_pb2.SubmitJobResponse(
+        out = api_pb2.SubmitJobResponse(
             job_id=result.job_id, evaluation_id=result.evaluation_id, warnings=result.warnings
         )
+        ended = await wait_for_end(
+            self._orch, result.job_id, job.type, wait=wait, closing=self._closing
+        )
+        if ended is not None:
+            out.job.CopyFrom(job_document(ended))
+            if request.include_executions:
+                executions = await self._orch.list_executions(ended.id)
+                out.executions.extend(execution_document(e) for e in executions)
+        return out
 
     @_translated
     async def GetJob(self, request: api_pb2.GetJobRequest, context: Any) -> api_pb2.GetJobResponse:

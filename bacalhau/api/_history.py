@@ -28,6 +28,7 @@ __all__ = [
     "poll_history",
     "runs_to_an_end",
     "wait_for_change",
+    "wait_for_end",
 ]
 
 #: Items of history returned by one page unless the client asks otherwise (Bacalhau's default).
@@ -146,6 +147,32 @@ async def poll_history(
         await wait_for_change(
             closing, orch.wait_for_change(job_id, after_seq=newest, timeout=remaining)
         )
+
+
+async def wait_for_end(
+    orch: OrchestratorAPI, job_id: str, job_type: str, *, wait: float, closing: asyncio.Event
+) -> Job | None:
+    """The job once it has ended, when it is a batch or ops job that ends within ``wait``
+    seconds (at most :data:`MAX_WAIT_SECONDS`); None otherwise (at once for a daemon or
+    service job: they run until stopped). For a submit that waits."""
+    if wait <= 0 or not runs_to_an_end(job_type):
+        return None
+    poll = await poll_history(
+        orch,
+        job_id,
+        keep=_no_items,
+        after=0,
+        limit=1,
+        wait=wait,
+        until_terminal=True,
+        execution_id="",
+        closing=closing,
+    )
+    return poll.job if poll.done else None
+
+
+def _no_items(item: JobHistory) -> bool:
+    return False
 
 
 async def wait_for_change(closing: asyncio.Event, change: Any) -> None:

@@ -16,7 +16,7 @@ from bacalhau.api._history import (
     check_until,
     history_filter,
     poll_history,
-    runs_to_an_end,
+    wait_for_end,
 )
 from bacalhau.api._query import (
     JobListToken,
@@ -32,7 +32,6 @@ from bacalhau.errors import BadQuery, InvalidJobSpec, InvalidRequest
 from bacalhau.models import (
     Execution,
     Job,
-    JobHistory,
     SpecConfig,
     check_document,
     parse_selector,
@@ -119,29 +118,14 @@ async def put_job(request: web.Request) -> web.Response:
         "EvaluationID": result.evaluation_id,
         "Warnings": list(result.warnings),
     }
-    if wait > 0 and runs_to_an_end(job.type):
-        poll = await poll_history(
-            ctx.orchestrator,
-            result.job_id,
-            keep=_no_items,
-            after=0,
-            limit=1,
-            wait=wait,
-            until_terminal=True,
-            execution_id="",
-            closing=ctx.closing,
+    ended = await wait_for_end(
+        ctx.orchestrator, result.job_id, job.type, wait=wait, closing=ctx.closing
+    )
+    if ended is not None:
+        out["Details"] = await _job_body(
+            ctx.orchestrator, ended, _include(request), wants_v152_states(request)
         )
-        if poll.done:
-            include = _include(request)
-            out["Details"] = await _job_body(
-                ctx.orchestrator, poll.job, include, wants_v152_states(request)
-            )
     return json_response(out)
-
-
-def _no_items(item: JobHistory) -> bool:
-    """A history filter keeping nothing: a submit that waits answers with the job alone."""
-    return False
 
 
 async def job_page(

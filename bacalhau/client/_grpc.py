@@ -284,6 +284,46 @@ class AsyncGrpcClient:
             job_id=resp.job_id, evaluation_id=resp.evaluation_id, warnings=list(resp.warnings)
         )
 
+    async def submit_and_wait(
+        self,
+        job: Job | Mapping[str, Any],
+        *,
+        timeout: float = 600.0,
+        idempotency_token: str = "",
+        namespace: str = "",
+    ) -> tuple[SubmitResponse, JobDetails]:
+        """Submit a job and wait for it as :meth:`wait_for_job` does; returns the submit's
+        answer and the job with its executions. One call when the job ends within the
+        server's longest wait (the submit is held until then); otherwise
+        :meth:`wait_for_job` goes on from there. Raises
+        :class:`~bacalhau.client.WaitTimedOut` after ``timeout`` seconds (the job goes on)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        wait = max(0.0, min(timeout, LONG_POLL_SECONDS))
+        body = job.to_dict() if isinstance(job, Job) else dict(job)
+        resp: api_pb2.SubmitJobResponse = await self._call(
+            self._job_service.SubmitJob,
+            api_pb2.SubmitJobRequest(
+                job_json=json.dumps(body),
+                namespace=namespace,
+                idempotency_token=idempotency_token,
+                wait_seconds=wait,
+                include_executions=True,
+            ),
+            timeout=wait + self._timeout,
+        )
+        submitted = SubmitResponse(
+            job_id=resp.job_id, evaluation_id=resp.evaluation_id, warnings=list(resp.warnings)
+        )
+        if resp.HasField("job"):
+            details = JobDetails(
+                job=_job_of(resp.job), executions=[_execution_of(e) for e in resp.executions]
+            )
+            if details.job.state.is_terminal():
+                return submitted, details
+        remaining = max(0.0, deadline - loop.time())
+        return submitted, await self.wait_for_job(submitted.job_id, timeout=remaining)
+
     async def get_job(
         self, job_id: str, *, history: bool = False, executions: bool = False
     ) -> JobDetails:

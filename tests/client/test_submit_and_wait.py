@@ -1,10 +1,12 @@
-"""Submit and wait in one request: ``PUT /jobs?wait=<s>`` (our extension) holds the answer
-until a batch or ops job ends and answers with the finished job; ``submit_and_wait`` uses it,
-and goes on waiting when the job outlasts it or the server does not know the extension.
-Against a real node (a hybrid requester + compute node in this process, noop engine)."""
+"""Submit and wait in one request: ``PUT /jobs?wait=<s>`` (our extension; gRPC's
+``SubmitJob.wait_seconds``) holds the answer until a batch or ops job ends and answers with
+the finished job; both SDK clients' ``submit_and_wait`` use it, and go on waiting when the job
+outlasts it or the server does not know the extension. Against a real node (a hybrid
+requester + compute node in this process, noop engine)."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -15,17 +17,19 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from bacalhau.client import AsyncClient, WaitTimedOut
+from bacalhau._proto.v1 import api_pb2
+from bacalhau.client import AsyncClient, AsyncGrpcClient, WaitTimedOut
 from bacalhau.config import NodeConfig
+from bacalhau.errors import BacalhauError
 from bacalhau.identity import ClusterCA, NodeIdentity
 from bacalhau.models import JobStateType
-from bacalhau.node import start_node
+from bacalhau.node import RunningNode, start_node
 
 JOBS = "/api/v1/orchestrator/jobs"
 
 
 @pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[str]:
+async def node(tmp_path: Path) -> AsyncIterator[RunningNode]:
     data_dir = tmp_path / "hybrid"
     ClusterCA.create(tmp_path / "ca").issue_node_certificate(
         NodeIdentity.load_or_create(data_dir), data_dir=data_dir
@@ -43,8 +47,12 @@ async def api(tmp_path: Path) -> AsyncIterator[str]:
         engines=("noop",),
     )
     async with AsyncExitStack() as stack:
-        node = await start_node(config, stack)
-        yield f"http://127.0.0.1:{node.api_port}"
+        yield await start_node(config, stack)
+
+
+@pytest.fixture
+def api(node: RunningNode) -> str:
+    return f"http://127.0.0.1:{node.api_port}"
 
 
 def _job(kind: str = "batch", **params: Any) -> dict[str, Any]:
@@ -156,3 +164,24 @@ async def test_a_server_without_the_extension_is_waited_on_as_before() -> None:
     assert submitted.job_id == details.job.id == job_id
     assert details.job.state == JobStateType.COMPLETED
     assert calls == ["PUT", "history", "GET"]
+
+
+async def test_the_grpc_client_submits_and_waits_in_one_call(node: RunningNode) -> None:
+    async with AsyncGrpcClient(f"127.0.0.1:{node.api_grpc_port}") as client:
+        submitted, details = await client.submit_and_wait(_job(Stdout="grpc\n"), timeout=30)
+        assert details.job.id == submitted.job_id
+        assert details.job.state == JobStateType.COMPLETED, details.job.state_message
+        assert [e.run_output.stdout for e in details.executions if e.run_output] == ["grpc\n"]
+        # A job outlasting a short wait: waited on after the submit's answer, within limits.
+        _, later = await client.submit_and_wait(_job(SleepSeconds=0.5), timeout=30)
+        assert later.job.state == JobStateType.COMPLETED
+        with pytest.raises(WaitTimedOut):
+            await client.submit_and_wait(_job(SleepSeconds=5), timeout=0.3)
+        for wait in (-1.0, float("nan")):
+            with pytest.raises(BacalhauError) as refused:
+                await client._call(
+                    client._job_service.SubmitJob,
+                    api_pb2.SubmitJobRequest(job_json=json.dumps(_job()), wait_seconds=wait),
+                )
+            assert "wait" in refused.value.message
+        assert len((await client.list_jobs()).items) == 3  # the refused ones left none

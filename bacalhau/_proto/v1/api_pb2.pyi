@@ -44,22 +44,35 @@ class SubmitJobRequest(_message.Message):
     JOB_JSON_FIELD_NUMBER: _builtins.int
     NAMESPACE_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_TOKEN_FIELD_NUMBER: _builtins.int
+    WAIT_SECONDS_FIELD_NUMBER: _builtins.int
+    INCLUDE_EXECUTIONS_FIELD_NUMBER: _builtins.int
     job_json: _builtins.str
     """The job as in the REST API's {"Job": ...}: a Bacalhau v1 job JSON object."""
     namespace: _builtins.str
     """Used when the job names no namespace."""
     idempotency_token: _builtins.str
     """The same token submitted twice returns the first submission's result."""
+    wait_seconds: _builtins.float
+    """Hold the answer until a batch or ops job has ended, up to this long (at most 30 s), and
+    answer with the finished job (SubmitJobResponse.job), so a client that submits and waits
+    makes one call. A job still running then, and a daemon or service job (they run until
+    stopped), are answered without it. Negative or NaN: INVALID_ARGUMENT naming the field
+    `wait`, before anything is submitted. (REST: `PUT /jobs?wait=`.)
+    """
+    include_executions: _builtins.bool
+    """With wait_seconds: the finished job's executions too (SubmitJobResponse.executions)."""
     def __init__(
         self,
         *,
         job_json: _builtins.str = ...,
         namespace: _builtins.str = ...,
         idempotency_token: _builtins.str = ...,
+        wait_seconds: _builtins.float = ...,
+        include_executions: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_token", b"idempotency_token", "job_json", b"job_json", "namespace", b"namespace"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_token", b"idempotency_token", "include_executions", b"include_executions", "job_json", b"job_json", "namespace", b"namespace", "wait_seconds", b"wait_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -72,20 +85,32 @@ class SubmitJobResponse(_message.Message):
     JOB_ID_FIELD_NUMBER: _builtins.int
     EVALUATION_ID_FIELD_NUMBER: _builtins.int
     WARNINGS_FIELD_NUMBER: _builtins.int
+    JOB_FIELD_NUMBER: _builtins.int
+    EXECUTIONS_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     evaluation_id: _builtins.str
     @_builtins.property
     def warnings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def job(self) -> Global___JobDocument:
+        """With wait_seconds, once the job has ended within the wait: the finished job."""
+
+    @_builtins.property
+    def executions(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExecutionDocument]:
+        """With include_executions as well: its executions, oldest first."""
+
     def __init__(
         self,
         *,
         job_id: _builtins.str = ...,
         evaluation_id: _builtins.str = ...,
         warnings: _abc.Iterable[_builtins.str] | None = ...,
+        job: Global___JobDocument | None = ...,
+        executions: _abc.Iterable[Global___ExecutionDocument] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["evaluation_id", b"evaluation_id", "job_id", b"job_id", "warnings", b"warnings"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["evaluation_id", b"evaluation_id", "executions", b"executions", "job", b"job", "job_id", b"job_id", "warnings", b"warnings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
