@@ -159,6 +159,12 @@ def _execution_of(doc: api_pb2.ExecutionDocument) -> Execution:
     return Execution.from_dict(json.loads(doc.execution_json), v152=True)
 
 
+def _submitted(resp: api_pb2.SubmitJobResponse) -> SubmitResponse:
+    return SubmitResponse(
+        job_id=resp.job_id, evaluation_id=resp.evaluation_id, warnings=list(resp.warnings)
+    )
+
+
 def _history_of(item: api_pb2.HistoryItem) -> JobHistory:
     return history_from_dict(json.loads(item.item_json))
 
@@ -271,18 +277,8 @@ class AsyncGrpcClient:
     ) -> SubmitResponse:
         """Submit a job (a :class:`Job` or its wire dict); ``namespace`` applies when the job
         names none."""
-        body = job.to_dict() if isinstance(job, Job) else dict(job)
-        resp: api_pb2.SubmitJobResponse = await self._call(
-            self._job_service.SubmitJob,
-            api_pb2.SubmitJobRequest(
-                job_json=json.dumps(body),
-                namespace=namespace,
-                idempotency_token=idempotency_token,
-            ),
-        )
-        return SubmitResponse(
-            job_id=resp.job_id, evaluation_id=resp.evaluation_id, warnings=list(resp.warnings)
-        )
+        resp = await self._submit(job, idempotency_token=idempotency_token, namespace=namespace)
+        return _submitted(resp)
 
     async def submit_and_wait(
         self,
@@ -299,22 +295,13 @@ class AsyncGrpcClient:
         :class:`~bacalhau.client.WaitTimedOut` after ``timeout`` seconds (the job goes on)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        wait = max(0.0, min(timeout, LONG_POLL_SECONDS))
-        body = job.to_dict() if isinstance(job, Job) else dict(job)
-        resp: api_pb2.SubmitJobResponse = await self._call(
-            self._job_service.SubmitJob,
-            api_pb2.SubmitJobRequest(
-                job_json=json.dumps(body),
-                namespace=namespace,
-                idempotency_token=idempotency_token,
-                wait_seconds=wait,
-                include_executions=True,
-            ),
-            timeout=wait + self._timeout,
+        resp = await self._submit(
+            job,
+            idempotency_token=idempotency_token,
+            namespace=namespace,
+            wait=max(0.0, min(timeout, LONG_POLL_SECONDS)),
         )
-        submitted = SubmitResponse(
-            job_id=resp.job_id, evaluation_id=resp.evaluation_id, warnings=list(resp.warnings)
-        )
+        submitted = _submitted(resp)
         if resp.HasField("job"):
             details = JobDetails(
                 job=_job_of(resp.job), executions=[_execution_of(e) for e in resp.executions]
@@ -323,6 +310,29 @@ class AsyncGrpcClient:
                 return submitted, details
         remaining = max(0.0, deadline - loop.time())
         return submitted, await self.wait_for_job(submitted.job_id, timeout=remaining)
+
+    async def _submit(
+        self,
+        job: Job | Mapping[str, Any],
+        *,
+        idempotency_token: str,
+        namespace: str,
+        wait: float = 0.0,
+    ) -> api_pb2.SubmitJobResponse:
+        """One SubmitJob call; with ``wait``, held until the job ends (with its executions)."""
+        body = job.to_dict() if isinstance(job, Job) else dict(job)
+        resp: api_pb2.SubmitJobResponse = await self._call(
+            self._job_service.SubmitJob,
+            api_pb2.SubmitJobRequest(
+                job_json=json.dumps(body),
+                namespace=namespace,
+                idempotency_token=idempotency_token,
+                wait_seconds=wait,
+                include_executions=wait > 0,
+            ),
+            timeout=wait + self._timeout,
+        )
+        return resp
 
     async def get_job(
         self, job_id: str, *, history: bool = False, executions: bool = False

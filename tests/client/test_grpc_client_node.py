@@ -13,30 +13,14 @@ from typing import Any
 import pytest
 
 from bacalhau.client import AsyncGrpcClient, LogLine
-from bacalhau.config import NodeConfig
-from bacalhau.identity import ClusterCA, NodeIdentity
 from bacalhau.models import JobStateType, LogStream
 from bacalhau.node import start_node
+from tests.client.hybrid import hybrid_config
 
 
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[AsyncGrpcClient]:
-    data_dir = tmp_path / "hybrid"
-    ClusterCA.create(tmp_path / "ca").issue_node_certificate(
-        NodeIdentity.load_or_create(data_dir), data_dir=data_dir
-    )
-    config = NodeConfig(
-        data_dir=data_dir,
-        orchestrator=True,
-        compute=True,
-        api_host="127.0.0.1",
-        api_port=0,
-        grpc_host="127.0.0.1",
-        grpc_port=0,
-        publisher_host="127.0.0.1",
-        publisher_port=0,
-        engines=("noop",),
-    )
+    config = hybrid_config(tmp_path)
     async with AsyncExitStack() as stack:
         node = await start_node(config, stack)
         assert node.api_grpc_port > 0

@@ -19,33 +19,17 @@ from aiohttp import web
 
 from bacalhau._proto.v1 import api_pb2
 from bacalhau.client import AsyncClient, AsyncGrpcClient, WaitTimedOut
-from bacalhau.config import NodeConfig
 from bacalhau.errors import BacalhauError
-from bacalhau.identity import ClusterCA, NodeIdentity
 from bacalhau.models import JobStateType
 from bacalhau.node import RunningNode, start_node
+from tests.client.hybrid import hybrid_config
 
 JOBS = "/api/v1/orchestrator/jobs"
 
 
 @pytest.fixture
 async def node(tmp_path: Path) -> AsyncIterator[RunningNode]:
-    data_dir = tmp_path / "hybrid"
-    ClusterCA.create(tmp_path / "ca").issue_node_certificate(
-        NodeIdentity.load_or_create(data_dir), data_dir=data_dir
-    )
-    config = NodeConfig(
-        data_dir=data_dir,
-        orchestrator=True,
-        compute=True,
-        api_host="127.0.0.1",
-        api_port=0,
-        grpc_host="127.0.0.1",
-        grpc_port=0,
-        publisher_host="127.0.0.1",
-        publisher_port=0,
-        engines=("noop",),
-    )
+    config = hybrid_config(tmp_path)
     async with AsyncExitStack() as stack:
         yield await start_node(config, stack)
 
