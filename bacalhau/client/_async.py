@@ -73,6 +73,16 @@ def _job_details(data: dict[str, Any]) -> JobDetails:
     )
 
 
+def _submitted(data: Any) -> SubmitResponse:
+    """The answer of a submit."""
+    o = Obj(data, "")
+    return SubmitResponse(
+        job_id=o.get_str("JobID"),
+        evaluation_id=o.get_str("EvaluationID"),
+        warnings=o.str_list("Warnings"),
+    )
+
+
 #: Job types whose executions run until stopped: waiting for them ends once they run.
 LONG_RUNNING_JOB_TYPES = ("daemon", "service")
 #: Execution states in which a node has been told to run it (the requester hears of the
@@ -144,16 +154,7 @@ class AsyncClient(RestSession):
         idempotency_token: str = "",
     ) -> SubmitResponse:
         """Submit a job (a :class:`Job` or its wire dict)."""
-        body: dict[str, Any] = {"Job": job.to_dict() if isinstance(job, Job) else dict(job)}
-        if idempotency_token:
-            body["idempotencyToken"] = idempotency_token
-        data = await self._http.request("PUT", "/api/v1/orchestrator/jobs", body=body)
-        o = Obj(data, "")
-        return SubmitResponse(
-            job_id=o.get_str("JobID"),
-            evaluation_id=o.get_str("EvaluationID"),
-            warnings=o.str_list("Warnings"),
-        )
+        return _submitted(await self._submit(job, idempotency_token=idempotency_token))
 
     async def submit_and_wait(
         self,
@@ -172,23 +173,12 @@ class AsyncClient(RestSession):
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        wait = max(0.0, min(timeout, LONG_POLL_SECONDS))
-        body: dict[str, Any] = {"Job": job.to_dict() if isinstance(job, Job) else dict(job)}
-        if idempotency_token:
-            body["idempotencyToken"] = idempotency_token
-        data = await self._http.request(
-            "PUT",
-            "/api/v1/orchestrator/jobs",
-            body=body,
-            params={"wait": f"{wait:.3f}" if wait else None, "include": "executions"},
-            timeout=wait + 60.0,
+        data = await self._submit(
+            job,
+            idempotency_token=idempotency_token,
+            wait=max(0.0, min(timeout, LONG_POLL_SECONDS)),
         )
-        o = Obj(data, "")
-        submitted = SubmitResponse(
-            job_id=o.get_str("JobID"),
-            evaluation_id=o.get_str("EvaluationID"),
-            warnings=o.str_list("Warnings"),
-        )
+        submitted = _submitted(data)
         found = data.get("Details") if isinstance(data, dict) else None
         if isinstance(found, dict):
             details = _job_details(found)
@@ -196,6 +186,19 @@ class AsyncClient(RestSession):
                 return submitted, details
         remaining = max(0.0, deadline - loop.time())
         return submitted, await self.wait_for_job(submitted.job_id, timeout=remaining)
+
+    async def _submit(
+        self, job: Job | Mapping[str, Any], *, idempotency_token: str, wait: float = 0.0
+    ) -> Any:
+        """One submit request (its decoded answer); with ``wait``, held until the job ends
+        (our extension), the answer then carrying the job with its executions."""
+        body: dict[str, Any] = {"Job": job.to_dict() if isinstance(job, Job) else dict(job)}
+        if idempotency_token:
+            body["idempotencyToken"] = idempotency_token
+        params = {"wait": f"{wait:.3f}", "include": "executions"} if wait else None
+        return await self._http.request(
+            "PUT", "/api/v1/orchestrator/jobs", body=body, params=params, timeout=wait + 60.0
+        )
 
     async def get_job_raw(
         self, job_id: str, *, history: bool = False, executions: bool = False

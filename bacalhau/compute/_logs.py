@@ -21,7 +21,7 @@ import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
-from bacalhau.compute._spare_dirs import LAYOUT
+from bacalhau.compute._spare_dirs import layout_entries
 from bacalhau.executor import STDERR_FILE, STDOUT_FILE
 from bacalhau.models import LogChunk, LogStream, now_ns
 
@@ -207,11 +207,8 @@ def logs_to_keep(results_dir: Path, limit: int = KEPT_LOGS_MAX) -> tuple[bytes, 
     be kept in the store and the folder reused. None otherwise (or when the folder is gone).
     The exit code is not lost: the execution's record holds it."""
     try:
-        with os.scandir(results_dir) as entries:
-            found = {e.name: e for e in entries}
-        if not set(found) <= set(LAYOUT) or not all(
-            e.is_file(follow_symlinks=False) for e in found.values()
-        ):
+        found = layout_entries(results_dir)
+        if found is None:
             return None
         sizes = [
             found[name].stat(follow_symlinks=False).st_size if name in found else 0

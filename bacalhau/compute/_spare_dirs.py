@@ -16,8 +16,7 @@ machine with few cores it would compete with the execution that just took a fold
 A new folder is the costly part (ext4 looks for a block group to place it in: 0.5 to 1 ms
 of kernel time, measured under load), so a finished execution whose folder holds nothing but
 its logs, kept elsewhere, gives it back (:meth:`SpareDirs.give_back`): renamed here at once,
-its written files replaced by empty ones later, by the thread (an unlink and a create each;
-cutting them to zero instead would make ext4 flush them at their next writer's close).
+its written files cut to zero in place later, by the thread (see :func:`_cut`).
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ from pathlib import Path
 
 from bacalhau.executor import EXIT_CODE_FILE, STDERR_FILE, STDOUT_FILE
 
-__all__ = ["SpareDirs"]
+__all__ = ["LAYOUT", "SpareDirs", "layout_entries"]
 
 _log = logging.getLogger(__name__)
 
@@ -171,6 +170,19 @@ class SpareDirs:
         return path
 
 
+def layout_entries(folder: Path) -> dict[str, os.DirEntry[str]] | None:
+    """The entries of ``folder`` by name when it holds regular files of the layout's names
+    and nothing else (not necessarily all of them); None otherwise. Raises OSError (the
+    folder cannot be listed)."""
+    with os.scandir(folder) as entries:
+        found = {e.name: e for e in entries}
+    if not set(found) <= set(LAYOUT):
+        return None
+    if not all(e.is_file(follow_symlinks=False) for e in found.values()):
+        return None
+    return found
+
+
 def _new_file(path: Path) -> None:
     # Modes as the executors would have made them: the streams as ``open`` makes them
     # (under the umask), exitCode 0644.
@@ -182,14 +194,11 @@ def _emptied(folder: Path) -> Path | None:
     """``folder`` (given back) holding the layout's files empty again; None when it holds
     anything else (it is then removed)."""
     try:
-        with os.scandir(folder) as entries:
-            found = {e.name: e for e in entries}
-        if not set(found) <= set(LAYOUT):
+        found = layout_entries(folder)
+        if found is None:
             return None
         for name in LAYOUT:
             entry = found.get(name)
-            if entry is not None and not entry.is_file(follow_symlinks=False):
-                return None
             if entry is None:
                 _new_file(folder / name)
             elif entry.stat(follow_symlinks=False).st_size:
@@ -213,11 +222,11 @@ def _cut(path: Path) -> None:
 def _pristine(path: Path) -> bool:
     """Whether ``path`` holds the layout's files, empty, and nothing else."""
     try:
-        with os.scandir(path) as entries:
-            found = {e.name: e for e in entries}
-        return set(found) == set(LAYOUT) and all(
-            e.is_file(follow_symlinks=False) and e.stat(follow_symlinks=False).st_size == 0
-            for e in found.values()
+        found = layout_entries(path)
+        return (
+            found is not None
+            and len(found) == len(LAYOUT)
+            and all(e.stat(follow_symlinks=False).st_size == 0 for e in found.values())
         )
     except OSError:
         return False

@@ -1,7 +1,7 @@
 """A finished execution's small output kept in the node's store, its results folder reused:
 the logs read the same from either place (whole, tailed, followed), a folder a reader holds
-stays, large output keeps its folder, and a folder given back reaches a later execution
-emptied. Real pipeline, store, shell and noop executors."""
+stays, and large output keeps its folder (the reuse itself: ``test_spare_dirs``). Real
+pipeline, store, shell and noop executors."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ import pytest
 
 from bacalhau.compute import ExecutionPipeline, ExecutionStore
 from bacalhau.compute._logs import KEPT_LOGS_MAX, LOG_CHUNK_BYTES, logs_to_keep
-from bacalhau.compute._spare_dirs import LAYOUT, SpareDirs
 from bacalhau.executor.noop import NoopExecutor
 from bacalhau.models import Execution, LocalExecutionState, LogChunk, LogStream
 from tests.compute.jobs import make_execution, noop_execution
@@ -134,62 +133,6 @@ def test_only_the_layouts_files_are_kept(tmp_path: Path) -> None:
     (tmp_path / "outputs").mkdir()
     assert logs_to_keep(tmp_path) is None
     assert logs_to_keep(tmp_path / "missing") is None
-
-
-async def test_folders_given_back_are_emptied_and_taken_again(tmp_path: Path) -> None:
-    spares = SpareDirs(tmp_path, reserve=1)
-    try:
-        spares.start()
-        await eventually(lambda: spares.ready == 1)
-        taken = tmp_path / "e-1"
-        assert spares.take(taken)
-        (taken / "stdout").write_text("written")
-        (taken / "exitCode").write_text("3")
-        inodes = {p.name: p.stat().st_ino for p in taken.iterdir()}
-        assert spares.give_back(taken)
-        assert not taken.exists()
-        await eventually(lambda: spares.ready == 1)
-
-        again = tmp_path / "e-2"
-        assert spares.take(again)
-        assert {p.name: p.read_bytes() for p in again.iterdir()} == {n: b"" for n in LAYOUT}
-        # Emptied in place: no new file (an inode costs the disk more than a cut).
-        assert {p.name: p.stat().st_ino for p in again.iterdir()} == inodes
-
-        # One holding anything else is not reused.
-        (again / "extra").write_text("")
-        assert spares.give_back(again)
-        await eventually(lambda: len(list((tmp_path / ".spare").iterdir())) == 1)
-        spares.replenish()
-        await eventually(lambda: spares.ready == 1)
-        (kept,) = (tmp_path / ".spare").iterdir()
-        assert sorted(p.name for p in kept.iterdir()) == sorted(LAYOUT)
-    finally:
-        spares.close()
-
-
-async def test_a_folder_given_back_before_a_stop_is_emptied_at_the_next_start(
-    tmp_path: Path,
-) -> None:
-    first = SpareDirs(tmp_path, reserve=1)
-    first.start()
-    await eventually(lambda: first.ready == 1)
-    first.close()  # stopped: a folder given back now waits, written, for the next start
-    (tmp_path / ".spare" / "used-0000").mkdir()
-    (tmp_path / ".spare" / "used-0000" / "stdout").write_text("stale")
-
-    second = SpareDirs(tmp_path, reserve=1)
-    try:
-        second.start()
-        await eventually(lambda: second.ready == 2)
-        for n in range(2):
-            target = tmp_path / f"e-{n}"
-            assert second.take(target)
-            assert {p.name: p.read_bytes() for p in target.iterdir()} == {
-                name: b"" for name in LAYOUT
-            }
-    finally:
-        second.close()
 
 
 def test_an_older_store_gains_the_logs_table(tmp_path: Path) -> None:

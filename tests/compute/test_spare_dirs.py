@@ -1,6 +1,6 @@
 """Results folders made ahead: an execution takes one by renaming it, holding only the
 layout's empty files; one that cannot be taken is never half-used; a restart keeps the
-pristine ones and drops any other."""
+pristine ones and drops any other; a folder given back is emptied in place and taken again."""
 
 from __future__ import annotations
 
@@ -68,5 +68,61 @@ async def test_a_restart_keeps_pristine_spares_only(tmp_path: Path) -> None:
         assert not (tmp_path / ".spare" / "stray-file").exists()
         for folder in kept:
             assert _layout(folder) == {name: b"" for name in LAYOUT}
+    finally:
+        second.close()
+
+
+async def test_folders_given_back_are_emptied_and_taken_again(tmp_path: Path) -> None:
+    spares = SpareDirs(tmp_path, reserve=1)
+    try:
+        spares.start()
+        await eventually(lambda: spares.ready == 1)
+        taken = tmp_path / "e-1"
+        assert spares.take(taken)
+        (taken / "stdout").write_text("written")
+        (taken / "exitCode").write_text("3")
+        inodes = {p.name: p.stat().st_ino for p in taken.iterdir()}
+        assert spares.give_back(taken)
+        assert not taken.exists()
+        await eventually(lambda: spares.ready == 1)
+
+        again = tmp_path / "e-2"
+        assert spares.take(again)
+        assert {p.name: p.read_bytes() for p in again.iterdir()} == {n: b"" for n in LAYOUT}
+        # Emptied in place: no new file (an inode costs the disk more than a cut).
+        assert {p.name: p.stat().st_ino for p in again.iterdir()} == inodes
+
+        # One holding anything else is not reused.
+        (again / "extra").write_text("")
+        assert spares.give_back(again)
+        await eventually(lambda: len(list((tmp_path / ".spare").iterdir())) == 1)
+        spares.replenish()
+        await eventually(lambda: spares.ready == 1)
+        (kept,) = (tmp_path / ".spare").iterdir()
+        assert sorted(p.name for p in kept.iterdir()) == sorted(LAYOUT)
+    finally:
+        spares.close()
+
+
+async def test_a_folder_given_back_before_a_stop_is_emptied_at_the_next_start(
+    tmp_path: Path,
+) -> None:
+    first = SpareDirs(tmp_path, reserve=1)
+    first.start()
+    await eventually(lambda: first.ready == 1)
+    first.close()  # stopped: a folder given back now waits, written, for the next start
+    (tmp_path / ".spare" / "used-0000").mkdir()
+    (tmp_path / ".spare" / "used-0000" / "stdout").write_text("stale")
+
+    second = SpareDirs(tmp_path, reserve=1)
+    try:
+        second.start()
+        await eventually(lambda: second.ready == 2)
+        for n in range(2):
+            target = tmp_path / f"e-{n}"
+            assert second.take(target)
+            assert {p.name: p.read_bytes() for p in target.iterdir()} == {
+                name: b"" for name in LAYOUT
+            }
     finally:
         second.close()
