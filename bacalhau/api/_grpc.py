@@ -83,7 +83,9 @@ class JobServicer(api_pb2_grpc.JobServiceServicer):
         if not wait >= 0:  # also NaN; checked before the submit: no job is left behind
             raise BadQuery(f"wait must be >= 0 seconds, got {wait}", field="wait")
         job = job_from_request(request)
-        result = await self._orch.submit_job(job, idempotency_token=request.idempotency_token)
+        result = await self._orch.submit_job(
+            job, idempotency_token=request.idempotency_token, handed_over=True
+        )
         out = api_pb2.SubmitJobResponse(
             job_id=result.job_id, evaluation_id=result.evaluation_id, warnings=result.warnings
         )

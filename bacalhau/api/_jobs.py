@@ -112,7 +112,9 @@ async def put_job(request: web.Request) -> web.Response:
         if request.headers.get(header)
     }
     ctx = context(request)
-    result = await ctx.orchestrator.submit_job(job, client_meta=meta, idempotency_token=token)
+    result = await ctx.orchestrator.submit_job(
+        job, client_meta=meta, idempotency_token=token, handed_over=True
+    )
     out: dict[str, Any] = {
         "JobID": result.job_id,
         "EvaluationID": result.evaluation_id,

@@ -4,6 +4,7 @@ Pure: nothing here does I/O.
 """
 
 from bacalhau.models._codec import Obj, param
+from bacalhau.models._copies import shallow_copy
 from bacalhau.models._execution import (
     RUN_OUTPUT_LIMIT,
     Evaluation,
@@ -202,6 +203,7 @@ __all__ = [
     "rfc3339_ns",
     "selector_matches",
     "set_entry_module_url",
+    "shallow_copy",
     "short_id",
     "validate_job",
     "with_entry_module_url",

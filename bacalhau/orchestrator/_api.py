@@ -57,11 +57,14 @@ class OrchestratorAPI(Protocol):
         *,
         client_meta: dict[str, str] | None = None,
         idempotency_token: str = "",
+        handed_over: bool = False,
     ) -> SubmitResult:
         """Normalise, validate and store a job with its first evaluation, in one transaction.
 
         Raises :class:`~bacalhau.errors.InvalidJobSpec` naming the field at fault. The same
-        ``idempotency_token`` submitted twice returns the first submission's result.
+        ``idempotency_token`` submitted twice returns the first submission's result. With
+        ``handed_over`` the caller is done with ``job`` (an API server's freshly decoded
+        request): the store keeps the object itself instead of a copy.
         """
         ...
 

@@ -31,7 +31,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Protocol
 
 from bacalhau.errors import NodeNotFound
@@ -42,6 +42,7 @@ from bacalhau.models import (
     NodeInfo,
     NodeState,
     Resources,
+    shallow_copy,
 )
 from bacalhau.orchestrator._approvals import ApprovalStore
 from bacalhau.orchestrator._view import NodeChange, NodeChangeKind, NodeSighting, NodeView
@@ -344,10 +345,11 @@ def _with_freed(info: NodeInfo, released: list[_Release]) -> NodeInfo:
     # queued: fewer running first, then fewer queued.
     ended = sum(r.count for r in released)
     from_running = min(ended, compute.running_executions)
-    compute = replace(
-        compute,
-        available_capacity=available,
-        running_executions=compute.running_executions - from_running,
-        enqueued_executions=max(0, compute.enqueued_executions - (ended - from_running)),
-    )
-    return replace(info, compute=compute)
+    # Field by field (``shallow_copy``): this runs for every node on every placement.
+    updated = shallow_copy(compute)
+    updated.available_capacity = available
+    updated.running_executions = compute.running_executions - from_running
+    updated.enqueued_executions = max(0, compute.enqueued_executions - (ended - from_running))
+    out = shallow_copy(info)
+    out.compute = updated
+    return out

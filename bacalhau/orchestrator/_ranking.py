@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from bacalhau.models import (
     Connection,
@@ -26,6 +26,7 @@ from bacalhau.models import (
     NodeType,
     Resources,
     selector_matches,
+    shallow_copy,
 )
 
 UNSUITABLE = -1
@@ -291,8 +292,15 @@ def with_placed(nodes: Sequence[NodeState], placed: Mapping[str, Placed]) -> lis
             gpu=min(free.gpu, max(0, top.gpu - held.gpu)) if top.gpu else free.gpu,
         )
         running = max(info.running_executions, mine.count - info.enqueued_executions)
-        compute = replace(info, available_capacity=available, running_executions=running)
-        out.append(replace(node, info=replace(node.info, compute=compute)))
+        # Field by field (``shallow_copy``): this runs for every node on every placement.
+        compute = shallow_copy(info)
+        compute.available_capacity = available
+        compute.running_executions = running
+        node_info = shallow_copy(node.info)
+        node_info.compute = compute
+        seen = shallow_copy(node)
+        seen.info = node_info
+        out.append(seen)
     return out
 
 

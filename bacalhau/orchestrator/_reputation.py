@@ -13,10 +13,9 @@ only verified jobs move the record.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from typing import Protocol
 
-from bacalhau.models import NodeReputation, NodeState, NodeType
+from bacalhau.models import NodeReputation, NodeState, NodeType, shallow_copy
 
 __all__ = ["ReputationSource", "node_reputations", "with_reputation"]
 
@@ -40,9 +39,11 @@ def with_reputation(
 ) -> list[NodeState]:
     """The nodes with their reputation attached: every compute node gets its record, or a
     fresh one (score 0.5) when it has none yet, so that ranking treats them alike."""
-    return [
-        replace(node, reputation=reputations.get(node.info.node_id, NodeReputation()))
-        if node.info.node_type == NodeType.COMPUTE
-        else node
-        for node in nodes
-    ]
+    out: list[NodeState] = []
+    for node in nodes:
+        if node.info.node_type == NodeType.COMPUTE:
+            # Field by field (``shallow_copy``): this runs for every node on every placement.
+            node = shallow_copy(node)
+            node.reputation = reputations.get(node.info.node_id, NodeReputation())
+        out.append(node)
+    return out

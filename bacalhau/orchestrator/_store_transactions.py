@@ -15,7 +15,7 @@ import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, MutableMapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, TypeVar
 
 from bacalhau.errors import InternalError
@@ -27,6 +27,8 @@ V = TypeVar("V")
 
 #: Marks a key that was not in a cache before a write (undoing the write removes it).
 _ABSENT: Any = object()
+#: What a write inside an open transaction runs in: the transaction itself.
+_JOINED: AbstractContextManager[None] = nullcontext()
 
 
 class _Nested:
@@ -124,8 +126,7 @@ class StoreTransactions:
         self._flush_history()
         self._flush_notify()
 
-    @contextmanager
-    def _write(self) -> Iterator[None]:
+    def _write(self) -> AbstractContextManager[None]:
         """One of the store's own writes: in the caller's transaction when one is open, as
         is, else in a transaction of its own. No savepoint of its own: each such write
         raises only before it changes a row (a refused transition, a compare-and-set that
@@ -136,10 +137,10 @@ class StoreTransactions:
             self._check_owner()
             if self._nested and self._nested[-1].savepoint is None:
                 self._take_savepoint()
-            yield
-            return
-        with self.transaction():
-            yield
+            # Nothing to do at the block's end: one shared do-nothing block instead of a
+            # generator per write (a job makes about 20 writes).
+            return _JOINED
+        return self.transaction()
 
     @contextmanager
     def _atomic(self) -> Iterator[None]:

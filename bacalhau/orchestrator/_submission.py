@@ -57,6 +57,7 @@ class JobSubmission(EvaluationRunner):
         *,
         client_meta: dict[str, str] | None = None,
         idempotency_token: str = "",
+        handed_over: bool = False,
     ) -> SubmitResult:
         if idempotency_token:
             seen = self.store.idempotent_result(idempotency_token)
@@ -91,7 +92,7 @@ class JobSubmission(EvaluationRunner):
         job.create_time = job.modify_time = now
         ev = self._new_eval(job, TriggeredBy.JOB_REGISTER)
         with self.store.transaction():
-            self.store.create_job(job)
+            self.store.create_job(job, handed_over=handed_over)
             self.store.add_history(
                 JobHistory(
                     seq_num=0,

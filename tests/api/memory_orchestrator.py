@@ -138,6 +138,7 @@ class MemoryOrchestrator:
         *,
         client_meta: dict[str, str] | None = None,
         idempotency_token: str = "",
+        handed_over: bool = False,
     ) -> SubmitResult:
         if idempotency_token and idempotency_token in self._tokens:
             return self._tokens[idempotency_token]
