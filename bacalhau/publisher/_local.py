@@ -18,8 +18,10 @@ import os
 import re
 import sqlite3
 import stat
+import struct
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
@@ -35,6 +37,8 @@ ARCHIVE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\.tar\.gz")
 ARCHIVE_SUFFIX = ".tar.gz"
 #: Read size when copying a file into the archive (tarfile's default is 16 KiB).
 _COPY_BUFFER = 1 << 20
+#: The levels a gzip header marks (its XFL byte), as ``GzipFile`` marks them.
+_BEST, _FAST = 9, 1
 #: Results of at most this many bytes (and :data:`_SMALL_RESULTS_FILES` files, no folders)
 #: are archived on the event loop: a trip to a worker thread costs more than that much work.
 SMALL_RESULTS_BYTES = 64 * 1024
@@ -191,20 +195,36 @@ def _write_small_archive(results_dir: Path, target: Path, compress_level: int) -
 
 
 def _archive_in_memory(results_dir: Path, compress_level: int) -> tuple[bytes, CID]:
-    """The gzip'd tar of small results built in memory, and the directory's CID."""
-    buffer = io.BytesIO()
-    cid = _archive(results_dir, buffer, compress_level)
-    return buffer.getvalue(), cid
+    """The gzip'd tar of small results built in memory, and the directory's CID.
+
+    The tar is compressed in one call once it is whole: a ``GzipFile`` compresses each of
+    its ten or so writes (headers, contents, padding) on its own, which costs more than
+    the compression itself for a few small files. The bytes are those
+    :func:`write_archive` writes: the same header (no name, no time, the level's XFL, OS
+    unknown), the same deflate stream (zlib's output does not depend on how its input is
+    split), the same trailer."""
+    tar = io.BytesIO()
+    cid = _tar(results_dir, tar)
+    data = tar.getbuffer()
+    xfl = 2 if compress_level == _BEST else 4 if compress_level == _FAST else 0
+    header = struct.pack("<BBBBLBB", 0x1F, 0x8B, 8, 0, 0, xfl, 255)
+    body = zlib.compress(data, compress_level, wbits=-zlib.MAX_WBITS)
+    trailer = struct.pack("<LL", zlib.crc32(data), len(data) & 0xFFFFFFFF)
+    data.release()
+    return header + body + trailer, cid
 
 
 def _archive(results_dir: Path, raw: BinaryIO, compress_level: int) -> CID:
     """Write the gzip'd tar of ``results_dir`` to ``raw``; return the directory's CID."""
-    with (
-        gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=compress_level, mtime=0) as gz,
-        tarfile.TarFile(
-            fileobj=gz, mode="w", format=tarfile.PAX_FORMAT, copybufsize=_COPY_BUFFER
-        ) as tar,
-    ):
+    with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=compress_level, mtime=0) as gz:
+        return _tar(results_dir, gz)
+
+
+def _tar(results_dir: Path, out: BinaryIO | gzip.GzipFile) -> CID:
+    """Write the tar of ``results_dir`` to ``out``; return the directory's CID."""
+    with tarfile.TarFile(
+        fileobj=out, mode="w", format=tarfile.PAX_FORMAT, copybufsize=_COPY_BUFFER
+    ) as tar:
         inodes: dict[tuple[int, int], str] = {}  # a file's first path, for hard links
 
         def archive(entry: TreeEntry) -> None:
