@@ -139,7 +139,10 @@ class ExecutionCallbacks:
         job = self._store.get_job(job_id)
         self._enqueue(job, TriggeredBy.EXEC_UPDATE)
 
-    async def on_bid_complete(self, result: BidResult) -> None:
+    async def on_bid_complete(self, result: BidResult, *, evaluate: bool = True) -> None:
+        """A node's bid. ``evaluate=False``: a report of the bid's end follows in the same
+        batch, and the pass after that report sees all this bid's pass would see: an
+        accepted pre-approved bid is then recorded without a pass of its own."""
         ex = self._own_execution(result.execution_id, result.node_id)
         # Asked pre-approved (desired RUNNING from the start): the node already runs it.
         pre_approved = ex.desired_state == D.RUNNING
@@ -166,6 +169,10 @@ class ExecutionCallbacks:
                     )
                     if pre_approved:
                         self._record_pre_approval(ex.id)
+                        if not evaluate:
+                            # Nothing in that pass waits for it: the job is Running and
+                            # this execution runs, as the end's pass will find them.
+                            return
                 else:
                     message = result.event.message or "node declined to bid"
                     self._store.update_execution(

@@ -44,8 +44,8 @@ class ExecutionReports(NodeEvents):
 
     # -- bprotocol callbacks (compute -> requester) -----------------------------------
 
-    async def on_bid_complete(self, result: BidResult) -> None:
-        await self._callbacks.on_bid_complete(result)
+    async def on_bid_complete(self, result: BidResult, *, evaluate: bool = True) -> None:
+        await self._callbacks.on_bid_complete(result, evaluate=evaluate)
 
     async def on_run_complete(self, result: RunResult) -> None:
         held = self._held(result.execution_id, result.node_id)
@@ -75,12 +75,19 @@ class ExecutionReports(NodeEvents):
         them again in their order. The methods above do not suspend, so no other task's
         writes interleave with the batch's."""
         outcomes: list[BaseException | None] = []
+        # A short run's bid and end arrive together (the answer to a pre-approved ask):
+        # one scheduling pass after the end serves both, as the pass after the bid would
+        # only find the job Running, which the bid itself records.
+        ended_at = {
+            c.execution_id: i for i, c in enumerate(callbacks) if not isinstance(c, BidResult)
+        }
         with self.store.transaction():
             for i, callback in enumerate(callbacks):
                 try:
                     with self.store.transaction():
                         if isinstance(callback, BidResult):
-                            await self.on_bid_complete(callback)
+                            ends_later = ended_at.get(callback.execution_id, -1) > i
+                            await self.on_bid_complete(callback, evaluate=not ends_later)
                         elif isinstance(callback, RunResult):
                             await self.on_run_complete(callback)
                         else:

@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+from prometheus_client import REGISTRY
+
 from bacalhau.compute import (
     Bidder,
     CapacityTracker,
@@ -263,3 +265,27 @@ async def test_the_first_ask_is_on_its_way_before_the_submit_answers(tmp_path: P
         [ex] = await orch.list_executions(job_id)
         assert transport.sent == [("AskForBid", "node-a", ex.id)]
         assert (await _finished(orch, job_id)).state == JobStateType.COMPLETED
+
+
+def _passes() -> float:
+    return sum(
+        REGISTRY.get_sample_value("bacalhau_scheduling_passes_total", {"path": path}) or 0.0
+        for path in ("in_place", "queued")
+    )
+
+
+async def test_a_bid_and_its_end_answered_together_make_one_pass(tmp_path: Path) -> None:
+    # The noop run ends within the ask's linger: the answer carries the bid and the run's
+    # end. One pass places the job at submit, one follows the answer: the bid needs none
+    # of its own (it records Running itself), and the history is the two-round one (the
+    # test above).
+    before = _passes()
+    # The longest linger a node grants: a loaded machine still ends a noop run within it.
+    _, history, [ex] = await _run(tmp_path, SchedulerSettings(answer_linger=0.1))
+    assert ex.compute_state == E.COMPLETED
+    assert _passes() - before == 2
+    assert [h.job_state_new for h in history if h.type == "JobLevel"] == [
+        JobStateType.PENDING,
+        JobStateType.RUNNING,
+        JobStateType.COMPLETED,
+    ]
