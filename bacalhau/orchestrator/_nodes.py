@@ -323,24 +323,29 @@ def _pending(released: list[_Release], version: int, now: float, lag: float) -> 
 
 
 def _with_freed(info: NodeInfo, released: list[_Release]) -> NodeInfo:
-    """``info`` with what ``released`` freed added to its available capacity (capped at the
-    total) and as many executions fewer in its counts (not below none)."""
+    """``info`` with what ``released`` freed: first out of the node's queue (queued work
+    takes the room an end frees, or was itself what ended), the rest added to its available
+    capacity (capped at the total); and as many executions fewer in its counts (not below
+    none)."""
     assert info.compute is not None
     compute = info.compute
-    free, top = compute.available_capacity, compute.max_capacity
+    free, top, queued = compute.available_capacity, compute.max_capacity, compute.queue_capacity
 
-    def add(have: float, more: float, cap: float) -> float:
-        return min(have + more, cap) if cap else have
+    def settle(have: float, waiting: float, more: float, cap: float) -> tuple[float, float]:
+        if not cap:
+            return have, waiting
+        from_queue = min(waiting, more)
+        return min(have + more - from_queue, cap), waiting - from_queue
 
     freed = Resources()
     for r in released:
         freed = freed.add(r.freed)
-    available = Resources(
-        cpu=add(free.cpu, freed.cpu, top.cpu),
-        memory=int(add(free.memory, freed.memory, top.memory)),
-        disk=int(add(free.disk, freed.disk, top.disk)),
-        gpu=int(add(free.gpu, freed.gpu, top.gpu)),
-    )
+    cpu = settle(free.cpu, queued.cpu, freed.cpu, top.cpu)
+    memory = settle(free.memory, queued.memory, freed.memory, top.memory)
+    disk = settle(free.disk, queued.disk, freed.disk, top.disk)
+    gpu = settle(free.gpu, queued.gpu, freed.gpu, top.gpu)
+    available = Resources(cpu[0], int(memory[0]), int(disk[0]), int(gpu[0]))
+    in_queue = Resources(cpu[1], int(memory[1]), int(disk[1]), int(gpu[1]))
     # The record may have counted an ended execution as running or, before it started, as
     # queued: fewer running first, then fewer queued.
     ended = sum(r.count for r in released)
@@ -348,6 +353,7 @@ def _with_freed(info: NodeInfo, released: list[_Release]) -> NodeInfo:
     # Field by field (``shallow_copy``): this runs for every node on every placement.
     updated = shallow_copy(compute)
     updated.available_capacity = available
+    updated.queue_capacity = in_queue
     updated.running_executions = compute.running_executions - from_running
     updated.enqueued_executions = max(0, compute.enqueued_executions - (ended - from_running))
     out = shallow_copy(info)

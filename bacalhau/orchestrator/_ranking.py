@@ -267,13 +267,26 @@ def _load(node: NodeState) -> int:
     return info.running_executions + info.enqueued_executions if info else 0
 
 
+def _beyond_record(top: float, free: float, queued: float, held: float) -> tuple[float, float]:
+    """One resource of a node's record (its total, what is free, what its queue holds) with
+    what this requester holds there and the record does not show yet: that takes the free
+    room first and waits in the node's queue beyond it, as the node itself does with the
+    executions it is sent. A record showing as much use as is held stays as it is."""
+    extra = held - (top - free + queued)
+    if not top or extra <= 0:
+        return free, queued
+    taken = min(free, extra)
+    return free - taken, queued + extra - taken
+
+
 def with_placed(nodes: Sequence[NodeState], placed: Mapping[str, Placed]) -> list[NodeState]:
     """The nodes as ranking should see them: each record with what this requester placed
     on the node and has not seen end, which a late record may not show yet.
 
-    Per resource, the larger of the record's use and what is placed wins, and so does the
-    larger of the record's execution count and the placed count: a record never shows
-    fewer of our executions than run unless it predates them, so nothing is counted twice.
+    Per resource, the larger of the record's use (running and queued) and what is placed
+    wins, what is placed beyond the free room counting as queued; and so does the larger of
+    the record's execution count and the placed count: a record never shows fewer of our
+    executions than run unless it predates them, so nothing is counted twice.
     """
     out: list[NodeState] = []
     for node in nodes:
@@ -282,19 +295,19 @@ def with_placed(nodes: Sequence[NodeState], placed: Mapping[str, Placed]) -> lis
         if info is None or mine is None or not mine.count:
             out.append(node)
             continue
-        free, top, held = info.available_capacity, info.max_capacity, mine.allocated
-        available = Resources(
-            cpu=min(free.cpu, max(0.0, top.cpu - held.cpu)) if top.cpu else free.cpu,
-            memory=min(free.memory, max(0, top.memory - held.memory))
-            if top.memory
-            else free.memory,
-            disk=min(free.disk, max(0, top.disk - held.disk)) if top.disk else free.disk,
-            gpu=min(free.gpu, max(0, top.gpu - held.gpu)) if top.gpu else free.gpu,
-        )
+        free, top, queued = info.available_capacity, info.max_capacity, info.queue_capacity
+        held = mine.allocated
+        cpu = _beyond_record(top.cpu, free.cpu, queued.cpu, held.cpu)
+        memory = _beyond_record(top.memory, free.memory, queued.memory, held.memory)
+        disk = _beyond_record(top.disk, free.disk, queued.disk, held.disk)
+        gpu = _beyond_record(top.gpu, free.gpu, queued.gpu, held.gpu)
+        available = Resources(cpu[0], int(memory[0]), int(disk[0]), int(gpu[0]))
+        in_queue = Resources(cpu[1], int(memory[1]), int(disk[1]), int(gpu[1]))
         running = max(info.running_executions, mine.count - info.enqueued_executions)
         # Field by field (``shallow_copy``): this runs for every node on every placement.
         compute = shallow_copy(info)
         compute.available_capacity = available
+        compute.queue_capacity = in_queue
         compute.running_executions = running
         node_info = shallow_copy(node.info)
         node_info.compute = compute

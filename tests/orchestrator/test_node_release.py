@@ -154,3 +154,29 @@ async def test_the_nodes_are_listed_once_per_turn_and_again_after_a_change(
     await asyncio.sleep(0)
     assert _seen(directory) == (3, 1)
     assert view.listed == 3
+
+
+async def test_an_end_frees_the_queue_before_the_free_room(tmp_path: Path) -> None:
+    # The last record showed the node full with 2 CPUs of work queued. Ends free the queue
+    # first (queued work takes the room); only then is room free. The queue a late record
+    # shows must not keep the node full after its work ended: that once sent every job to
+    # the other node while this one sat idle.
+    view = StaticNodeView()
+    seen = await _busy_node(view, cpu=4, free=0, running=4)
+    assert seen.info.compute is not None
+    queued = replace(seen.info.compute, queue_capacity=Resources(cpu=2), enqueued_executions=2)
+    await view.join(replace(seen.info, compute=queued))
+    directory = await _directory(tmp_path, view, lag=0.3)
+
+    def queue_and_free() -> tuple[float, float]:
+        (node,) = directory.compute_nodes()
+        assert node.info.compute is not None
+        return node.info.compute.queue_capacity.cpu, node.info.compute.available_capacity.cpu
+
+    assert queue_and_free() == (2, 0)
+    directory.release("n1", Resources(cpu=1))
+    assert queue_and_free() == (1, 0)  # a queued execution took the room
+    directory.release("n1", Resources(cpu=1.5))
+    assert queue_and_free() == (0, 0.5)
+    directory.release("n1", Resources(cpu=8))
+    assert queue_and_free() == (0, 4)  # never beyond the node's total

@@ -24,7 +24,7 @@ from bacalhau.models import (
     validate_job,
 )
 from bacalhau.orchestrator import JobStore, schedule
-from bacalhau.orchestrator._ranking import Placed, with_placed
+from bacalhau.orchestrator._ranking import Placed, headroom, with_placed
 
 E = ExecutionStateType
 NOW = 1_700_000_000_000_000_000
@@ -75,8 +75,9 @@ def _place(
     nodes: list[NodeState], jobs: int, in_flight: int, *, count_placed: bool
 ) -> dict[str, int]:
     """Schedule ``jobs`` jobs one after another; each ends once ``in_flight`` newer ones
-    are placed. The nodes' records never change meanwhile (they arrive late). Returns the
-    placements per node."""
+    are placed, or when a job finds both nodes full (it waits for the oldest to end). The
+    nodes' records never change meanwhile (they arrive late). Returns the placements per
+    node."""
     rng = random.Random(7)
     placed: dict[str, dict[str, Resources]] = {n.info.node_id: {} for n in nodes}
     running: deque[tuple[str, str]] = deque()
@@ -97,6 +98,18 @@ def _place(
         }
         seen = with_placed(nodes, ledger) if count_placed else nodes
         plan = schedule(_job(i), [], seen, ev, now=NOW, rng=rng)
+        if not plan.new_executions:  # every node is full: the job waits for an end
+            assert count_placed and running, f"job {i} found no node with nothing running"
+            nid, eid = running.popleft()
+            del placed[nid][eid]
+            ledger[nid] = Placed(
+                count=len(placed[nid]),
+                allocated=Resources(
+                    cpu=sum(r.cpu for r in placed[nid].values()),
+                    memory=sum(r.memory for r in placed[nid].values()),
+                ),
+            )
+            plan = schedule(_job(i), [], with_placed(nodes, ledger), ev, now=NOW, rng=rng)
         (ex,) = plan.new_executions
         placed[ex.node_id][ex.id] = ex.allocated
         totals[ex.node_id] += 1
@@ -177,3 +190,31 @@ def test_store_counts_what_runs_where_as_writes_commit(tmp_path: Path) -> None:
     store = JobStore(tmp_path / "jobs.db")
     assert store.placed()["a"].count == 2
     store.close()
+
+
+def test_what_is_placed_beyond_the_free_room_counts_as_queued() -> None:
+    # A late record shows the node idle; this requester has placed 3.5 CPUs of work on its
+    # 2 CPUs since: 2 run, 1.5 wait in its queue. With over-subscription (1.5x) it takes
+    # 1 CPU beyond its total, so it is full: it must not look as if it had room (it once
+    # took every job while the other node sat idle).
+    (node,) = with_placed(
+        [_node("a", free_cpu=2.0, running=0)],
+        {"a": Placed(count=35, allocated=Resources(cpu=3.5, memory=35 * 64 * 10**6))},
+    )
+    compute = node.info.compute
+    assert compute is not None
+    assert compute.available_capacity.cpu == 0
+    assert compute.queue_capacity.cpu == 1.5
+    room = headroom(node)
+    assert room is not None and room.cpu == -0.5
+    ev = Evaluation(id="ev-1", job_id="j-1", namespace="default", type="batch", triggered_by="x")
+    plan = schedule(_job(1), [], [node], ev, now=NOW, rng=random.Random(1))
+    assert not plan.new_executions
+    # A record that already shows the work (running and queued) is left as it is.
+    shown = _node("a", free_cpu=0.0, running=20)
+    assert shown.info.compute is not None
+    shown.info.compute.queue_capacity = Resources(cpu=1.5)
+    (same,) = with_placed([shown], {"a": Placed(count=35, allocated=Resources(cpu=3.5))})
+    assert same.info.compute is not None
+    assert same.info.compute.queue_capacity.cpu == 1.5
+    assert same.info.compute.available_capacity.cpu == 0
