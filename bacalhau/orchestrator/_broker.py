@@ -77,6 +77,11 @@ class EvaluationBroker:
             self._ready.append(ev.job_id)
             self._wakeup.set()
 
+    def is_busy(self, job_id: str) -> bool:
+        """Whether an evaluation of ``job_id`` waits to be processed or is being processed
+        (delayed ones aside)."""
+        return job_id in self._pending or job_id in self._inflight
+
     def is_waiting(self, job_id: str) -> bool:
         """Whether an evaluation of ``job_id`` waits to be processed (delayed ones aside)."""
         return job_id in self._pending

@@ -8,6 +8,7 @@ and the scheduling pass that plans a job now.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 
@@ -20,7 +21,7 @@ from bacalhau.orchestrator._broker import EvaluationBroker
 from bacalhau.orchestrator._metrics import SCHEDULING_PASSES
 from bacalhau.orchestrator._nodes import NodeDirectory
 from bacalhau.orchestrator._plan import Plan
-from bacalhau.orchestrator._planner import Planner
+from bacalhau.orchestrator._planner import Planner, Send
 from bacalhau.orchestrator._ranking import with_placed
 from bacalhau.orchestrator._reputation import node_reputations, with_reputation
 from bacalhau.orchestrator._scheduler import schedule
@@ -42,6 +43,8 @@ class EvaluationRunner:
     _rng: random.Random
     #: Until then (ns) the scheduler treats nodes it does not see as unknown, not absent.
     _settling_until: int
+    #: Messages of passes made in place on their way (see :meth:`_dispatch_placed`).
+    _dispatching: set[asyncio.Task[None]]
 
     def _new_eval(self, job: Job, triggered_by: str, wait_until: int = 0) -> Evaluation:
         return later(job, wait_until, now_ns(), triggered_by)
@@ -97,3 +100,42 @@ class EvaluationRunner:
         sends = self._planner.apply(self._plan(job, ev))
         SCHEDULING_PASSES.labels(path="evaluation").inc()
         await self._planner.dispatch(job, sends)
+
+    def _place_now(self, ev: Evaluation) -> tuple[Job, list[Send]] | None:
+        """Make evaluation ``ev``'s pass at once, in the caller's transaction (a new job's
+        submit, the report that freed room for a waiting job): the pass a worker would make
+        next (the same store, nodes and scheduler), without a commit and a worker's turn of
+        its own. Its job is held in flight meanwhile, as a worker holds it. Returns the job
+        and the messages to send (:meth:`_dispatch_placed`), or None when the pass failed
+        (undone alone): the caller then queues an evaluation as before."""
+        self._broker.hold(ev)
+        try:
+            with self.store.transaction():
+                job = self.store.get_job(ev.job_id)
+                sends = self._planner.apply(self._plan(job, ev))
+        except Exception:
+            log.exception("evaluation %s of job %s failed; queueing it", ev.id, ev.job_id)
+            self._broker.ack(ev)
+            return None
+        SCHEDULING_PASSES.labels(path="in_place").inc()
+        return job, sends
+
+    def _dispatch_placed(self, ev: Evaluation, job: Job, sends: list[Send]) -> None:
+        """Send what a pass made in place planned, once the transaction it was made in has
+        committed (a node must not be asked to run an execution the store may yet undo)."""
+
+        async def dispatch() -> None:
+            try:
+                await self._planner.dispatch(job, sends)
+            except Exception:
+                log.exception("evaluation %s of job %s failed", ev.id, ev.job_id)
+            finally:
+                self._finish(ev)
+
+        def start() -> None:
+            task = asyncio.create_task(dispatch(), name=f"dispatch-{ev.id}")
+            self._dispatching.add(task)
+            task.add_done_callback(self._dispatching.discard)
+
+        # Undone: nothing is sent, and the job is no longer held in flight.
+        self.store.after_commit(start, otherwise=lambda: self._broker.ack(ev))

@@ -9,6 +9,7 @@ import logging
 from bacalhau.errors import NodeNotFound
 from bacalhau.models import JobStateType, TriggeredBy
 from bacalhau.orchestrator._evaluations import EvaluationRunner
+from bacalhau.orchestrator._ranking import with_placed
 from bacalhau.orchestrator._waiting import queued_jobs_for_node
 
 log = logging.getLogger(__name__)
@@ -45,10 +46,26 @@ class NodeEvents(EvaluationRunner):
         node = next((n for n in self.nodes.compute_nodes() if n.info.node_id == node_id), None)
         if node is None:
             return 0
+        # Its room as ranking sees it: with what this requester placed there that its
+        # record does not show yet. Without it, a node's late record offers room that its
+        # new work already took, and jobs are taken off the queue only to wait again.
+        (node,) = with_placed([node], self.store.placed())
         queued = [self.store.get_job(j) for j in queued_ids]
         picked = queued_jobs_for_node(queued, node, limit=self._settings.requeue_per_change)
         for job in picked:
-            self._enqueue_new(job, TriggeredBy.NODE_UPDATE)
+            if self._broker.is_busy(job.id):
+                # An evaluation of it is waiting or running: the broker folds this one in.
+                self._enqueue_new(job, TriggeredBy.NODE_UPDATE)
+                continue
+            # Placed now, in the transaction of the change that made room (most often the
+            # report of an execution's end), as a new job is in its submit's: a waiting job
+            # takes the room without an evaluation of its own to store, queue and commit.
+            ev = self._new_eval(job, TriggeredBy.NODE_UPDATE)
+            placed = self._place_now(ev)
+            if placed is None:
+                self._enqueue_new(job, TriggeredBy.NODE_UPDATE)
+            else:
+                self._dispatch_placed(ev, *placed)
         return len(picked)
 
     async def update_node(self, node_id: str, action: str, message: str = "") -> tuple[bool, str]:

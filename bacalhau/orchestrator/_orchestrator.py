@@ -132,7 +132,7 @@ class Orchestrator(JobSubmission, ExecutionReports, JobControl, Housekeeping):
             # The requester's hooks decide every bid: no job type goes out pre-approved.
             self._settings = dataclasses.replace(self._settings, pre_approve=False)
         self._tasks: list[asyncio.Task[None]] = []
-        #: New jobs' first messages on their way (see ``_dispatch_submitted``).
+        #: Messages of passes made in place on their way (see ``_dispatch_placed``).
         self._dispatching: set[asyncio.Task[None]] = set()
         self._settling_until = 0
         self._logs = ExecutionLogs(jobs=self, source=compute)

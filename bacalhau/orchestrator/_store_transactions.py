@@ -34,7 +34,7 @@ _JOINED: AbstractContextManager[None] = nullcontext()
 class _Nested:
     """A nested block open in the transaction: where it rolls back to, once it wrote."""
 
-    __slots__ = ("active", "changes", "history", "notify", "owns", "savepoint", "undo")
+    __slots__ = ("active", "after", "changes", "history", "notify", "owns", "savepoint", "undo")
 
     def __init__(self, store: StoreTransactions) -> None:
         #: The savepoint that undoes the block (None: nothing written in it yet).
@@ -44,6 +44,7 @@ class _Nested:
         self.active = len(store._pending_active)
         self.history = len(store._pending_history)
         self.notify = set(store._pending_notify)
+        self.after = len(store._after_commit)
         self.undo = len(store._undo)
         #: Rows changed on the connection when the block began (a write made without a
         #: savepoint would change it: see :meth:`StoreTransactions._savepoint`).
@@ -74,6 +75,9 @@ class StoreTransactions:
     _pending_active: list[tuple[str, str, Resources | None]]
     #: History items written by the open transaction, appended to logs when it commits.
     _pending_history: list[JobHistory]
+    #: What runs once the open transaction has committed, and what instead if the writes
+    #: are undone (see :meth:`after_commit`).
+    _after_commit: list[tuple[Callable[[], None], Callable[[], None] | None]]
     #: What the open transaction changed in the caches of rows: (cache, key, value before
     #: or _ABSENT), undone newest first when it (or a nested block) rolls back.
     _undo: list[tuple[MutableMapping[Any, Any], Any, Any]]
@@ -125,6 +129,30 @@ class StoreTransactions:
         self._flush_active()
         self._flush_history()
         self._flush_notify()
+        if self._after_commit:
+            after, self._after_commit = self._after_commit, []
+            for fn, _ in after:
+                fn()
+
+    def after_commit(
+        self, fn: Callable[[], None], *, otherwise: Callable[[], None] | None = None
+    ) -> None:
+        """Run ``fn`` once what the open transaction wrote has committed (at once outside a
+        transaction), or ``otherwise`` instead if the writes are undone (the transaction,
+        or the nested block that asked). For what must not leave before the writes it
+        follows are durable: a message naming an execution the store may yet undo. Neither
+        may raise: the transaction has ended when they run."""
+        if self._depth:
+            self._after_commit.append((fn, otherwise))
+        else:
+            fn()
+
+    def _drop_after_commit(self, mark: int) -> None:
+        dropped = self._after_commit[mark:]
+        del self._after_commit[mark:]
+        for _, otherwise in dropped:
+            if otherwise is not None:
+                otherwise()
 
     def _write(self) -> AbstractContextManager[None]:
         """One of the store's own writes: in the caller's transaction when one is open, as
@@ -184,6 +212,7 @@ class StoreTransactions:
             del self._pending_active[block.active :]
             del self._pending_history[block.history :]
             self._pending_notify.intersection_update(block.notify)
+            self._drop_after_commit(block.after)
             self._undo_to(block.undo)
             raise
         self._depth -= 1
@@ -221,6 +250,7 @@ class StoreTransactions:
         self._pending_notify.clear()
         self._pending_active.clear()
         self._pending_history.clear()
+        self._drop_after_commit(0)
         self._undo_to(0)
         self._nested.clear()
 

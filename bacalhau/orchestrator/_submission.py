@@ -9,7 +9,6 @@ import logging
 from bacalhau.errors import InvalidJobSpec
 from bacalhau.models import (
     Connection,
-    Evaluation,
     Event,
     Job,
     JobHistory,
@@ -28,8 +27,6 @@ from bacalhau.models import (
 )
 from bacalhau.orchestrator._api import SubmitResult
 from bacalhau.orchestrator._evaluations import EvaluationRunner
-from bacalhau.orchestrator._metrics import SCHEDULING_PASSES
-from bacalhau.orchestrator._planner import Send
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +45,6 @@ class JobSubmission(EvaluationRunner):
     _default_cpu: str
     _default_memory: str
     _installation_id: str
-    #: New jobs' first messages on their way (see ``_dispatch_submitted``).
-    _dispatching: set[asyncio.Task[None]]
 
     async def submit_job(
         self,
@@ -107,50 +102,18 @@ class JobSubmission(EvaluationRunner):
             self.store.create_evaluation(ev)
             if idempotency_token:
                 self.store.remember_idempotent(idempotency_token, job.id, ev.id, warnings)
-            placed = self._place_submitted(ev)
+            placed = self._place_now(ev)
+            if placed is not None:
+                self._dispatch_placed(ev, *placed)
         if placed is None:
             self._broker.enqueue(ev)
         else:
-            self._dispatch_submitted(ev, *placed)
             # The first message gets a head start on the answer: the submitter's next
             # request (most often the wait for the job) would otherwise be served while it
             # is still on its way, and the two compete for the CPU.
             for _ in range(_HEAD_START_TURNS):
                 await asyncio.sleep(0)
         return SubmitResult(job.id, ev.id, warnings)
-
-    def _place_submitted(self, ev: Evaluation) -> tuple[Job, list[Send]] | None:
-        """Process a new job's first evaluation at once, in the submit's own transaction:
-        the pass a worker would make next (the same store, nodes and scheduler), without a
-        commit and a worker's turn of its own. Its job is held in flight meanwhile, as a
-        worker holds it. Returns the job and the messages to send, or None when the pass
-        failed (undone alone): the evaluation is then queued as before."""
-        self._broker.hold(ev)
-        try:
-            with self.store.transaction():
-                job = self.store.get_job(ev.job_id)
-                sends = self._planner.apply(self._plan(job, ev))
-        except Exception:
-            log.exception("evaluation %s of new job %s failed; queueing it", ev.id, ev.job_id)
-            self._broker.ack(ev)
-            return None
-        SCHEDULING_PASSES.labels(path="in_place").inc()
-        return job, sends
-
-    def _dispatch_submitted(self, ev: Evaluation, job: Job, sends: list[Send]) -> None:
-        """Send what a new job's first pass planned, once the submit committed it."""
-
-        async def dispatch() -> None:
-            try:
-                await self._planner.dispatch(job, sends)
-            except Exception:
-                log.exception("evaluation %s of job %s failed", ev.id, ev.job_id)
-            finally:
-                self._finish(ev)
-
-        task = asyncio.create_task(dispatch(), name=f"dispatch-{ev.id}")
-        self._dispatching.add(task)
-        task.add_done_callback(self._dispatching.discard)
 
     def _check_partitions(self, job: Job) -> None:
         """A batch job's partitions (a service's or a verified job's replicas) each need a
