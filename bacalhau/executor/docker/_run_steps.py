@@ -53,6 +53,12 @@ def image_missing(image: str) -> ImageNotFound:
     return ImageNotFound(f"image {image} is not present on this node and pulling is disabled")
 
 
+#: Exit status of a process killed by SIGKILL (128 + 9), as the OOM killer ends one.
+_KILLED = 137
+#: Pauses (s) between the checks of a killed container's OOM flag.
+_OOM_RECHECKS = (0.05, 0.1, 0.2, 0.0)
+
+
 class ContainerSteps:
     """The engine calls of one run, with the executor's removals and limits.
 
@@ -167,21 +173,29 @@ class ContainerSteps:
         code: a shell whose child was killed may well exit 0 with half its work done.
         """
         memory = request.resources.memory
-        if memory > 0 and await self._oom_killed(api, container_id):
+        if memory > 0 and await self._oom_killed(api, container_id, outcome.status_code):
             return (
                 f"memory limit exceeded: the job was killed for using more than its "
                 f"{format_size(memory)} of memory"
             )
         return ""
 
-    async def _oom_killed(self, api: Any, container_id: str) -> bool:
+    async def _oom_killed(self, api: Any, container_id: str, status_code: int) -> bool:
         # Only asked under a memory limit: without one, the kernel never OOM-kills in the
         # container's cgroup alone.
-        try:
-            info = await asyncio.to_thread(api.inspect_container, container_id)
-        except ENGINE_ERRORS:
-            return False
-        return bool(info.get("State", {}).get("OOMKilled"))
+        for pause in _OOM_RECHECKS:
+            try:
+                info = await asyncio.to_thread(api.inspect_container, container_id)
+            except ENGINE_ERRORS:
+                return False
+            if info.get("State", {}).get("OOMKilled"):
+                return True
+            if status_code != _KILLED:
+                return False
+            # Killed: the engine may record the cgroup's OOM event just after the exit
+            # (seen on a loaded machine: exit 137 with OOMKilled still false). Ask again.
+            await asyncio.sleep(pause)
+        return False
 
     async def _remove(self, api: Any, container: str) -> None:
         """Kill and remove a container, returning once it is gone (see ``_removal``)."""
