@@ -45,6 +45,7 @@ from bacalhau.models import (
     shallow_copy,
 )
 from bacalhau.orchestrator._approvals import ApprovalStore
+from bacalhau.orchestrator._ranking import per_resource
 from bacalhau.orchestrator._view import NodeChange, NodeChangeKind, NodeSighting, NodeView
 
 log = logging.getLogger(__name__)
@@ -322,6 +323,16 @@ def _pending(released: list[_Release], version: int, now: float, lag: float) -> 
     ]
 
 
+def _freed_from_queue_first(
+    top: float, free: float, queued: float, freed: float
+) -> tuple[float, float]:
+    """One resource of a node's record (total, free, queued) after ``freed`` ended."""
+    if not top:
+        return free, queued
+    from_queue = min(queued, freed)
+    return min(free + freed - from_queue, top), queued - from_queue
+
+
 def _with_freed(info: NodeInfo, released: list[_Release]) -> NodeInfo:
     """``info`` with what ``released`` freed: first out of the node's queue (queued work
     takes the room an end frees, or was itself what ended), the rest added to its available
@@ -329,23 +340,16 @@ def _with_freed(info: NodeInfo, released: list[_Release]) -> NodeInfo:
     none)."""
     assert info.compute is not None
     compute = info.compute
-    free, top, queued = compute.available_capacity, compute.max_capacity, compute.queue_capacity
-
-    def settle(have: float, waiting: float, more: float, cap: float) -> tuple[float, float]:
-        if not cap:
-            return have, waiting
-        from_queue = min(waiting, more)
-        return min(have + more - from_queue, cap), waiting - from_queue
-
     freed = Resources()
     for r in released:
         freed = freed.add(r.freed)
-    cpu = settle(free.cpu, queued.cpu, freed.cpu, top.cpu)
-    memory = settle(free.memory, queued.memory, freed.memory, top.memory)
-    disk = settle(free.disk, queued.disk, freed.disk, top.disk)
-    gpu = settle(free.gpu, queued.gpu, freed.gpu, top.gpu)
-    available = Resources(cpu[0], int(memory[0]), int(disk[0]), int(gpu[0]))
-    in_queue = Resources(cpu[1], int(memory[1]), int(disk[1]), int(gpu[1]))
+    available, in_queue = per_resource(
+        _freed_from_queue_first,
+        compute.max_capacity,
+        compute.available_capacity,
+        compute.queue_capacity,
+        freed,
+    )
     # The record may have counted an ended execution as running or, before it started, as
     # queued: fewer running first, then fewer queued.
     ended = sum(r.count for r in released)

@@ -267,6 +267,25 @@ def _load(node: NodeState) -> int:
     return info.running_executions + info.enqueued_executions if info else 0
 
 
+def per_resource(
+    fn: Callable[[float, float, float, float], tuple[float, float]],
+    top: Resources,
+    free: Resources,
+    queued: Resources,
+    amount: Resources,
+) -> tuple[Resources, Resources]:
+    """``fn(total, free, queued, amount)`` for each resource of a node's record: the new
+    free room and queue it gives, as :class:`Resources`."""
+    cpu = fn(top.cpu, free.cpu, queued.cpu, amount.cpu)
+    memory = fn(top.memory, free.memory, queued.memory, amount.memory)
+    disk = fn(top.disk, free.disk, queued.disk, amount.disk)
+    gpu = fn(top.gpu, free.gpu, queued.gpu, amount.gpu)
+    return (
+        Resources(cpu[0], int(memory[0]), int(disk[0]), int(gpu[0])),
+        Resources(cpu[1], int(memory[1]), int(disk[1]), int(gpu[1])),
+    )
+
+
 def _beyond_record(top: float, free: float, queued: float, held: float) -> tuple[float, float]:
     """One resource of a node's record (its total, what is free, what its queue holds) with
     what this requester holds there and the record does not show yet: that takes the free
@@ -295,14 +314,13 @@ def with_placed(nodes: Sequence[NodeState], placed: Mapping[str, Placed]) -> lis
         if info is None or mine is None or not mine.count:
             out.append(node)
             continue
-        free, top, queued = info.available_capacity, info.max_capacity, info.queue_capacity
-        held = mine.allocated
-        cpu = _beyond_record(top.cpu, free.cpu, queued.cpu, held.cpu)
-        memory = _beyond_record(top.memory, free.memory, queued.memory, held.memory)
-        disk = _beyond_record(top.disk, free.disk, queued.disk, held.disk)
-        gpu = _beyond_record(top.gpu, free.gpu, queued.gpu, held.gpu)
-        available = Resources(cpu[0], int(memory[0]), int(disk[0]), int(gpu[0]))
-        in_queue = Resources(cpu[1], int(memory[1]), int(disk[1]), int(gpu[1]))
+        available, in_queue = per_resource(
+            _beyond_record,
+            info.max_capacity,
+            info.available_capacity,
+            info.queue_capacity,
+            mine.allocated,
+        )
         running = max(info.running_executions, mine.count - info.enqueued_executions)
         # Field by field (``shallow_copy``): this runs for every node on every placement.
         compute = shallow_copy(info)
