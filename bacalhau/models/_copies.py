@@ -32,11 +32,7 @@ def _copier(cls: type) -> Callable[[Any], Any]:
     params = getattr(cls, "__dataclass_params__", None)
     if "__dict__" in dir(cls) or (params is not None and params.frozen):
         raise TypeError(f"{cls.__name__}: only mutable classes with slots are copied here")
-    names = _slot_names(cls)
-    for name in names:
-        if not name.isidentifier():  # pragma: no cover - slots are identifiers
-            raise TypeError(f"{cls.__name__}: slot {name!r} is not an identifier")
-    body = "".join(f"    out.{name} = src.{name}\n" for name in names)
+    body = "".join(f"    out.{name} = src.{name}\n" for name in _slot_names(cls))
     source = f"def copy(src):\n    out = new(cls)\n{body}    return out\n"
     namespace: dict[str, Any] = {"new": object.__new__, "cls": cls}
     exec(source, namespace)

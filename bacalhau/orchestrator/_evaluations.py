@@ -50,7 +50,10 @@ class EvaluationRunner:
         return later(job, wait_until, now_ns(), triggered_by)
 
     def _enqueue_new(self, job: Job, triggered_by: str) -> Evaluation:
-        ev = self._new_eval(job, triggered_by)
+        return self._enqueue_eval(self._new_eval(job, triggered_by))
+
+    def _enqueue_eval(self, ev: Evaluation) -> Evaluation:
+        """Store ``ev`` and queue it for a worker."""
         with self.store.transaction():
             self.store.create_evaluation(ev)
         self._broker.enqueue(ev)
@@ -106,8 +109,11 @@ class EvaluationRunner:
         submit, the report that freed room for a waiting job): the pass a worker would make
         next (the same store, nodes and scheduler), without a commit and a worker's turn of
         its own. Its job is held in flight meanwhile, as a worker holds it. Returns the job
-        and the messages to send (:meth:`_dispatch_placed`), or None when the pass failed
-        (undone alone): the caller then queues an evaluation as before."""
+        and the messages to send (:meth:`_dispatch_placed`), or None when the pass was not
+        made (an evaluation of the job waits or runs already) or failed (undone alone): the
+        caller then queues the evaluation, which the broker folds into the one it has."""
+        if self._broker.is_busy(ev.job_id):
+            return None
         self._broker.hold(ev)
         try:
             with self.store.transaction():

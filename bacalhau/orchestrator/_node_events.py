@@ -53,17 +53,13 @@ class NodeEvents(EvaluationRunner):
         queued = [self.store.get_job(j) for j in queued_ids]
         picked = queued_jobs_for_node(queued, node, limit=self._settings.requeue_per_change)
         for job in picked:
-            if self._broker.is_busy(job.id):
-                # An evaluation of it is waiting or running: the broker folds this one in.
-                self._enqueue_new(job, TriggeredBy.NODE_UPDATE)
-                continue
             # Placed now, in the transaction of the change that made room (most often the
             # report of an execution's end), as a new job is in its submit's: a waiting job
             # takes the room without an evaluation of its own to store, queue and commit.
             ev = self._new_eval(job, TriggeredBy.NODE_UPDATE)
             placed = self._place_now(ev)
             if placed is None:
-                self._enqueue_new(job, TriggeredBy.NODE_UPDATE)
+                self._enqueue_eval(ev)
             else:
                 self._dispatch_placed(ev, *placed)
         return len(picked)

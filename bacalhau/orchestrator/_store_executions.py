@@ -34,11 +34,6 @@ _EXECUTION_CACHE = 4096
 _JOB_EXECUTIONS_CACHE = 4096
 
 
-def _copy_execution(ex: Execution) -> Execution:
-    """A shallow copy: callers change an execution's fields, never the values they hold."""
-    return shallow_copy(ex)
-
-
 def _creation_order(ex: Execution) -> tuple[int, str]:
     """Executions' order in SQL (``ORDER BY create_time, id``)."""
     return ex.create_time, ex.id
@@ -51,7 +46,8 @@ class ExecutionRecords(JobHistoryLog):
     _active: dict[str, dict[str, Resources]]
     #: Execution ID -> (revision, the decoded execution) as its row holds it (in the open
     #: transaction too: undone with it), for recent executions: reading one so kept reads
-    #: no SQL. The store is the only writer of its executions' rows.
+    #: no SQL, and returns a shallow copy (callers change an execution's fields, never the
+    #: values they hold). The store is the only writer of its executions' rows.
     _executions: OrderedDict[str, tuple[int, Execution]]
     #: Job ID -> the IDs of all its executions (rows of the open transaction included:
     #: undone with it), for recent jobs.
@@ -92,7 +88,7 @@ class ExecutionRecords(JobHistoryLog):
         cached = self._executions.get(execution_id)
         if cached is not None:
             self._executions.move_to_end(execution_id)
-            return _copy_execution(cached[1])
+            return shallow_copy(cached[1])
         row = self._db.execute(
             "SELECT id, revision, data FROM executions WHERE id = ?", (execution_id,)
         ).fetchone()
@@ -123,14 +119,14 @@ class ExecutionRecords(JobHistoryLog):
         cached = self._executions.get(row[0])
         if cached is not None and cached[0] == row[1]:
             self._executions.move_to_end(row[0])
-            return _copy_execution(cached[1])
+            return shallow_copy(cached[1])
         ex = execution_from_row(json.loads(row[2]))
         self._remember_execution(ex)
-        return _copy_execution(ex)
+        return shallow_copy(ex)
 
     def _remember_execution(self, ex: Execution) -> None:
         """Keep a copy of ``ex`` as its row now is (every write of a row comes here)."""
-        kept = _copy_execution(ex)
+        kept = shallow_copy(ex)
         kept.job = None  # as the row holds it: a caller may have attached its job
         self._cache_recent(self._executions, ex.id, (ex.revision, kept), _EXECUTION_CACHE)
 

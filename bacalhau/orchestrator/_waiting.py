@@ -30,12 +30,12 @@ def queued_jobs_for_node(
             continue
         # Whether it fits first: ranking a job costs more, and once the room is taken every
         # further job of a long queue would be ranked for nothing.
-        usage = job_usage(job) if room is not None else None
-        if room is not None and usage is not None and not usage.fits_in(room):
+        usage = job_usage(job)
+        if room is not None and not usage.fits_in(room):
             continue
         if not all(r.suitable for r in rank_nodes(job, [node], [])):
             continue
-        if room is not None and usage is not None:
+        if room is not None:
             room = Resources(
                 cpu=room.cpu - usage.cpu,
                 memory=room.memory - usage.memory,

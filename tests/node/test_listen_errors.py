@@ -12,26 +12,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bacalhau.config import NodeConfig
 from bacalhau.errors import InvalidConfiguration
 from bacalhau.identity import ClusterCA, NodeIdentity
 from bacalhau.node import start_node
-
-
-def _config(data_dir: Path, **kw: object) -> NodeConfig:
-    base = NodeConfig(
-        data_dir=data_dir,
-        orchestrator=True,
-        compute=True,
-        api_host="127.0.0.1",
-        api_port=0,
-        grpc_host="127.0.0.1",
-        grpc_port=0,
-        publisher_host="127.0.0.1",
-        publisher_port=0,
-        engines=("noop",),
-    )
-    return base.with_overrides(kw)
+from tests.client.hybrid import hybrid_node_config as _config
 
 
 @pytest.fixture

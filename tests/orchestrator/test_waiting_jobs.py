@@ -163,6 +163,7 @@ async def test_an_execution_ending_frees_its_room_for_the_next_waiting_job(
     await _view(o).publish_capacity("only", available=Resources(), queued=Resources(cpu=2))
     second = (await o.submit_job(_job(cpu="2"))).job_id
     await _until(o, second, lambda j: j.state == JobStateType.QUEUED)
+    before = _evaluation_passes()
     await o.on_run_complete(
         RunResult(ex.id, first, "only", SpecConfig(type="noop"), RunCommandResult(exit_code=0))
     )
@@ -170,6 +171,15 @@ async def test_an_execution_ending_frees_its_room_for_the_next_waiting_job(
     who, ask = await compute.next("ask")
     assert who == "only" and isinstance(ask, AskForBidRequest)
     assert ask.execution.job_id == second
+    # Placed in the transaction of the report that freed the room, as a new job is in its
+    # submit's: no evaluation of its own to store, queue and commit.
+    assert _evaluation_passes() == before
+
+
+def _evaluation_passes() -> float:
+    return (
+        REGISTRY.get_sample_value("bacalhau_scheduling_passes_total", {"path": "evaluation"}) or 0
+    )
 
 
 async def test_an_execution_past_its_timeout_is_cancelled_on_its_node_and_fails_the_job(
@@ -251,26 +261,3 @@ def _evaluation_passes() -> float:
     return (
         REGISTRY.get_sample_value("bacalhau_scheduling_passes_total", {"path": "evaluation"}) or 0
     )
-
-
-async def test_the_end_that_frees_room_places_the_waiting_job_itself(
-    orch: tuple[Orchestrator, RecordingCompute],
-) -> None:
-    # The waiting job is placed in the transaction of the report that freed the room, as a
-    # new job is in its submit's: no evaluation of its own to store, queue and commit.
-    o, compute = orch
-    await _view(o).join(_node("only"))
-    first = (await o.submit_job(_job(cpu="4"))).job_id
-    ex = await _start(o, compute, "only")
-    # Placed beyond what the node's record shows: 4 CPUs run; a 3-CPU job would wait in
-    # the node's queue past its 2 CPUs of over-subscription: it waits here.
-    second = (await o.submit_job(_job(cpu="3"))).job_id
-    await _until(o, second, lambda j: j.state == JobStateType.QUEUED)
-    before = _evaluation_passes()
-    await o.on_run_complete(
-        RunResult(ex.id, first, "only", SpecConfig(type="noop"), RunCommandResult(exit_code=0))
-    )
-    who, ask = await compute.next("ask")
-    assert who == "only" and isinstance(ask, AskForBidRequest)
-    assert ask.execution.job_id == second
-    assert _evaluation_passes() == before

@@ -55,8 +55,8 @@ def image_missing(image: str) -> ImageNotFound:
 
 #: Exit status of a process killed by SIGKILL (128 + 9), as the OOM killer ends one.
 _KILLED = 137
-#: Pauses (s) between the checks of a killed container's OOM flag.
-_OOM_RECHECKS = (0.05, 0.1, 0.2, 0.0)
+#: Pauses (s) before each further check of a killed container's OOM flag.
+_OOM_RECHECKS = (0.05, 0.1, 0.2)
 
 
 class ContainerSteps:
@@ -183,18 +183,18 @@ class ContainerSteps:
     async def _oom_killed(self, api: Any, container_id: str, status_code: int) -> bool:
         # Only asked under a memory limit: without one, the kernel never OOM-kills in the
         # container's cgroup alone.
-        for pause in _OOM_RECHECKS:
+        # Killed (137): the engine may record the cgroup's OOM event just after the exit
+        # (seen on a loaded machine: exit 137 with OOMKilled still false), so ask again.
+        pauses = _OOM_RECHECKS if status_code == _KILLED else ()
+        for pause in (0.0, *pauses):
+            if pause:
+                await asyncio.sleep(pause)
             try:
                 info = await asyncio.to_thread(api.inspect_container, container_id)
             except ENGINE_ERRORS:
                 return False
             if info.get("State", {}).get("OOMKilled"):
                 return True
-            if status_code != _KILLED:
-                return False
-            # Killed: the engine may record the cgroup's OOM event just after the exit
-            # (seen on a loaded machine: exit 137 with OOMKilled still false). Ask again.
-            await asyncio.sleep(pause)
         return False
 
     async def _remove(self, api: Any, container: str) -> None:
