@@ -87,8 +87,9 @@ class BackgroundCheckpoints:
                 try:
                     _, frames, _ = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                     if frames > self._restart_frames:
-                        db.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
-                        self.restarts += 1
+                        busy, _, _ = db.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+                        # Busy: the writer held on past our timeout; the next turn tries again.
+                        self.restarts += not busy
                     self.checkpoints += 1
                 except sqlite3.Error as err:
                     # Another checkpoint in progress, or a disk error the writer will

@@ -52,20 +52,32 @@ def test_the_thread_checkpoints_what_the_writer_no_longer_does(tmp_path: Path) -
         # Only a checkpoint writes the database file: the thread's did.
         _wait(lambda: path.stat().st_size > before + 5_000_000)
         assert checkpoints.checkpoints > 0
-        # A writer that never pauses, 6,000 commits of 1-2 frames each (~48 MB of WAL): the
-        # thread starts the WAL over past 2,000 frames, so the file (never cut) does not
-        # grow by that much, but reuses its start.
+        # A writer that never pauses, writing until the thread started the WAL over three
+        # times: the WAL file (never cut) reuses its start, so it grows by far less than the
+        # same rows take in a WAL nobody checkpoints (the baseline, written after).
         wal = Path(f"{path}-wal").stat().st_size
-        _write(db, 6000)
-        _wait(lambda: path.stat().st_size > before + 17_000_000)
-        assert checkpoints.restarts > 0
-        assert Path(f"{path}-wal").stat().st_size < wal + 16_000_000
+        restarts, rows = checkpoints.restarts, 0
+        while checkpoints.restarts < restarts + 3:
+            _write(db, 500)
+            rows += 500
+            assert rows <= 100_000, "the thread never started the WAL over"
+        growth = Path(f"{path}-wal").stat().st_size - wal
     finally:
         checkpoints.close()
         db.close()
     assert not Path(f"{path}-wal").exists()  # the writer's close checkpointed the rest
     with sqlite3.connect(path) as reader:
-        assert reader.execute("SELECT COUNT(*) FROM t").fetchone() == (9000,)
+        assert reader.execute("SELECT COUNT(*) FROM t").fetchone() == (3000 + rows,)
+    baseline = _writer(tmp_path / "baseline.sqlite")
+    try:
+        baseline.execute("PRAGMA wal_autocheckpoint=0")
+        _write(baseline, 3000)
+        start = Path(f"{tmp_path}/baseline.sqlite-wal").stat().st_size
+        _write(baseline, rows)
+        unchecked = Path(f"{tmp_path}/baseline.sqlite-wal").stat().st_size - start
+    finally:
+        baseline.close()
+    assert growth < unchecked / 2, (growth, unchecked)
 
 
 def test_close_stops_the_thread(tmp_path: Path) -> None:
