@@ -3,6 +3,8 @@
 The parent creates a cluster CA, gives every node an identity and a CA-signed certificate,
 picks free ports, starts each node as ``python -m bacalhau serve ...``, waits until every
 compute node has joined the requester, writes ``<data_dir>/devstack.json`` and then supervises.
+A port picked free can be taken by another process before its node binds it: the devstack
+then stops what it started and starts over on new ports (a port the user chose stays).
 
 A test bed for failures: once the cluster is ready, a node that dies (a test's SIGKILL, a
 crash) is reported with its exit status and the tail of its log, marked ``exited`` in the
@@ -26,23 +28,27 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from enum import StrEnum
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import aiohttp
 
-from bacalhau.config import NodeConfig
-from bacalhau.errors import InternalError, InvalidRequest, Unavailable
-from bacalhau.identity import TLS_CERT_FILE, ClusterCA, NodeIdentity
+from bacalhau.errors import InternalError, Unavailable
+from bacalhau.node._devstack_plan import (
+    DevstackNode,
+    NodeStatus,
+    describe_exit,
+    devstack_config_args,
+    free_port,
+    plan_devstack,
+)
 from bacalhau.node._plugins import check_engines
 
 log = logging.getLogger(__name__)
@@ -53,261 +59,16 @@ MANIFEST_FILE = "devstack.json"
 #: How often the devstack looks for nodes that died.
 _SUPERVISE_INTERVAL = 0.2
 
-#: Settings the devstack chooses for each node itself (roles, addresses, where it keeps its
-#: data): a ``-c`` for one of them would be overridden on every node, so it is refused.
-DEVSTACK_OWNED_KEYS = frozenset(
-    {
-        "data_dir",
-        "orchestrator",
-        "compute",
-        "name",
-        "api_host",
-        "api_port",
-        "api_grpc_port",
-        "grpc_host",
-        "grpc_port",
-        "orchestrator_address",
-        "seeds",
-        "publisher_host",
-        "publisher_port",
-        "engines",
-    }
-)
-
-
-class NodeStatus(StrEnum):
-    """A devstack node's process as the devstack sees it (``Status`` in the manifest)."""
-
-    STARTING = "starting"
-    RUNNING = "running"
-    #: Died while the devstack ran (killed by a test, crashed): the devstack carries on.
-    EXITED = "exited"
-    #: Stopped by the devstack on SIGINT/SIGTERM.
-    STOPPED = "stopped"
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port that was free a moment ago (the child binds it right after)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def _port(address: str) -> int | None:
-    return int(address.rsplit(":", 1)[1]) if address else None
-
-
-def describe_exit(code: int) -> str:
-    """``exit code 3`` or ``killed by SIGKILL`` for a ``Popen.returncode``."""
-    if code < 0:
-        with contextlib.suppress(ValueError):
-            return f"killed by {signal.Signals(-code).name}"
-        return f"killed by signal {-code}"
-    return f"exit code {code}"
-
-
-@dataclass(slots=True)
-class DevstackNode:
-    """One node of a devstack: its identity, addresses and the command that (re)starts it."""
-
-    name: str
-    role: str  # requester | compute
-    node_id: str
-    data_dir: Path
-    grpc_address: str
-    #: The full ``bacalhau serve`` command line, without the devstack's lifeline: run again
-    #: from the same working directory and environment, it restarts this very node.
-    args: list[str]
-    api_address: str = ""
-    #: The public gRPC API (requester only).
-    grpc_api_address: str = ""
-    publisher_address: str = ""
-    status: NodeStatus = NodeStatus.STARTING
-    exit_code: int | None = None
-    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
-
-    @property
-    def log_path(self) -> Path:
-        return self.data_dir / "node.log"
-
-    @property
-    def roles(self) -> list[str]:
-        return [self.role]
-
-    def describe(self) -> dict[str, object]:
-        """This node's entry in ``devstack.json``."""
-        out: dict[str, object] = {
-            "Name": self.name,
-            "ID": self.node_id,
-            "Role": self.role,
-            "Roles": self.roles,
-            "Status": self.status.value,
-            "ExitCode": self.exit_code,
-            "PID": self.process.pid if self.process else None,
-            "DataDir": str(self.data_dir),
-            "GRPCAddress": self.grpc_address,
-            "Ports": {
-                name: port
-                for name, port in (
-                    ("API", _port(self.api_address)),
-                    ("GRPCAPI", _port(self.grpc_api_address)),
-                    ("GRPC", _port(self.grpc_address)),
-                    ("Publisher", _port(self.publisher_address)),
-                )
-                if port is not None
-            },
-            "Log": str(self.log_path),
-            "Args": list(self.args),
-        }
-        if self.api_address:
-            out["APIAddress"] = self.api_address
-        if self.grpc_api_address:
-            out["GRPCAPIAddress"] = self.grpc_api_address
-        if self.publisher_address:
-            out["PublisherAddress"] = self.publisher_address
-        return out
-
-
-def devstack_config_args(config: Mapping[str, str]) -> list[str]:
-    """Check the ``-c Key=Value`` settings meant for every node and return them as
-    ``bacalhau serve`` flags. An unknown key, a bad value or a key the devstack sets per node
-    is an :class:`InvalidRequest` naming the key, before anything starts."""
-    NodeConfig().with_overrides(config)
-    for key in config:
-        if NodeConfig.field_name(key) in DEVSTACK_OWNED_KEYS:
-            raise InvalidRequest(
-                f"configuration key {key!r} is chosen by the devstack for each node",
-                hint="use the devstack's own flags (--engines, --api-port, --data-dir), "
-                "or start that node yourself with `bacalhau serve`",
-                details={"Field": key},
-            )
-    return [part for key, value in config.items() for part in ("-c", f"{key}={value}")]
-
-
-def _prepare_node(ca: ClusterCA, node_dir: Path) -> NodeIdentity:
-    node_dir.mkdir(parents=True, exist_ok=True)
-    identity = NodeIdentity.load_or_create(node_dir)
-    if not (node_dir / TLS_CERT_FILE).exists():
-        ca.issue_node_certificate(identity, data_dir=node_dir)
-    return identity
-
-
-def _flags(values: dict[str, object]) -> list[str]:
-    return [part for flag, value in values.items() for part in (flag, str(value))]
-
-
-def plan_devstack(
-    *,
-    data_dir: Path,
-    compute_nodes: int,
-    api_port: int,
-    engines: tuple[str, ...] = ("docker", "wasm"),
-    extra_serve_args: tuple[str, ...] = (),
-    config: Mapping[str, str] | None = None,
-    faulty_compute_nodes: int = 0,
-    faulty_results: str = "corrupt",
-    api_grpc_port: int | None = None,
-) -> list[DevstackNode]:
-    """Create the CA, identities and certificates; choose ports; build each node's command.
-
-    ``config`` (``Key=Value`` settings) goes to every node as ``-c`` flags, checked first.
-    The last ``faulty_compute_nodes`` compute nodes alter the results they publish
-    (``faulty_results``, ``corrupt`` or ``misclaim``: a test bed for verification).
-    ``api_grpc_port`` (the requester's public gRPC API; 0: a free port) defaults to 1235,
-    or to a free port when ``api_port`` is 0 (a stack on free ports takes no fixed one).
-    """
-    if compute_nodes < 0:
-        raise InvalidRequest("--compute-nodes must be >= 0", details={"Field": "compute-nodes"})
-    if not 0 <= faulty_compute_nodes <= compute_nodes:
-        raise InvalidRequest(
-            f"--faulty-compute-nodes must be between 0 and --compute-nodes ({compute_nodes})",
-            details={"Field": "faulty-compute-nodes"},
-        )
-    engines = check_engines(engines)
-    settings = devstack_config_args(config or {})
-    data_dir = data_dir.absolute()  # Args must work from any working directory
-    data_dir.mkdir(parents=True, exist_ok=True)
-    ca_dir = data_dir / "ca"
-    ca = ClusterCA.load(ca_dir) if (ca_dir / "ca.key").exists() else ClusterCA.create(ca_dir)
-    base = [sys.executable, "-m", "bacalhau", "serve"]
-    req_dir = data_dir / "requester"
-    requester = _prepare_node(ca, req_dir)
-    if api_grpc_port is None:
-        api_grpc_port = 1235 if api_port else 0
-    api_port = api_port or free_port()
-    api_grpc_port = api_grpc_port or free_port()
-    req_grpc = free_port()
-    nodes = [
-        DevstackNode(
-            name="requester",
-            role="requester",
-            node_id=requester.node_id,
-            data_dir=req_dir,
-            grpc_address=f"127.0.0.1:{req_grpc}",
-            api_address=f"127.0.0.1:{api_port}",
-            grpc_api_address=f"127.0.0.1:{api_grpc_port}",
-            args=[
-                *base,
-                "--orchestrator",
-                *_flags(
-                    {
-                        "--data-dir": req_dir,
-                        "--api-host": "127.0.0.1",
-                        "--api-port": api_port,
-                        "--api-grpc-port": api_grpc_port,
-                        "--grpc-host": "127.0.0.1",
-                        "--grpc-port": req_grpc,
-                    }
-                ),
-                *settings,
-                *extra_serve_args,
-            ],
-        )
-    ]
-    for i in range(compute_nodes):
-        node_dir = data_dir / f"compute-{i}"
-        identity = _prepare_node(ca, node_dir)
-        grpc_port = free_port()
-        pub_port = free_port()
-        nodes.append(
-            DevstackNode(
-                name=f"compute-{i}",
-                role="compute",
-                node_id=identity.node_id,
-                data_dir=node_dir,
-                grpc_address=f"127.0.0.1:{grpc_port}",
-                publisher_address=f"127.0.0.1:{pub_port}",
-                args=[
-                    *base,
-                    "--compute",
-                    *_flags(
-                        {
-                            "--data-dir": node_dir,
-                            "--grpc-host": "127.0.0.1",
-                            "--grpc-port": grpc_port,
-                            "--seed": f"127.0.0.1:{req_grpc}",
-                            "--publisher-host": "127.0.0.1",
-                            "--publisher-port": pub_port,
-                            "--engines": ",".join(engines),
-                            "--name": f"compute-{i}",
-                        }
-                    ),
-                    *settings,
-                    *(
-                        ("-c", f"faulty_results={faulty_results}")
-                        if i >= compute_nodes - faulty_compute_nodes
-                        else ()
-                    ),
-                    *extra_serve_args,
-                ],
-            )
-        )
-    return nodes
+#: Starts on new ports when a port the devstack picked was taken before its node bound it.
+_START_ATTEMPTS = 4
+#: What ``serve`` prints when a port is taken (see ``node._serve._listen``).
+_PORT_TAKEN = re.compile(r"cannot listen on \S+:(\d+)\b.*in use")
 
 
 def _start(node: DevstackNode, lifeline: int) -> None:
     """Start ``node`` holding ``lifeline`` (the read end of the devstack's lifeline pipe)."""
     logfile = node.log_path.open("ab")
+    node.log_start = logfile.tell()
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
     node.process = subprocess.Popen(
@@ -322,14 +83,30 @@ def _start(node: DevstackNode, lifeline: int) -> None:
     logfile.close()
 
 
-def _tail(path: Path, lines: int = 20) -> str:
+def _tail(path: Path, lines: int = 20, start: int = 0) -> str:
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        with path.open("rb") as f:
+            f.seek(start)
+            text = f.read().decode(errors="replace")
     except OSError:
         return ""
+    return "\n".join(text.splitlines()[-lines:])
 
 
-async def _wait_ready(nodes: list[DevstackNode], timeout: float) -> None:
+class _PortTaken(Exception):
+    """A port the devstack picked was taken by another process before its node bound it."""
+
+
+def _taken_port(log_tail: str) -> int | None:
+    found = _PORT_TAKEN.search(log_tail)
+    return int(found.group(1)) if found else None
+
+
+async def _wait_ready(
+    nodes: list[DevstackNode], timeout: float, fixed_ports: frozenset[int] = frozenset()
+) -> None:
+    """Wait until every compute node has joined; :class:`_PortTaken` if a node could not
+    bind a port the devstack picked (not one of ``fixed_ports``, which the user chose)."""
     requester = nodes[0]
     want = {n.node_id for n in nodes if n.role == "compute"}
     url = f"http://{requester.api_address}/api/v1/orchestrator/nodes"
@@ -338,10 +115,13 @@ async def _wait_ready(nodes: list[DevstackNode], timeout: float) -> None:
         while True:
             for n in nodes:
                 if n.process is not None and n.process.poll() is not None:
+                    port = _taken_port(_tail(n.log_path, start=n.log_start))
+                    if port is not None and port not in fixed_ports:
+                        raise _PortTaken(f"{n.name}: port {port}")
                     raise InternalError(
                         f"devstack node {n.name} exited while starting "
                         f"({describe_exit(n.process.returncode)}); its log ({n.log_path}) "
-                        f"ends with:\n{_tail(n.log_path)}"
+                        f"ends with:\n{_tail(n.log_path, start=n.log_start)}"
                     )
             try:
                 async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as resp:
@@ -495,6 +275,48 @@ async def _supervise(data_dir: Path, nodes: list[DevstackNode], stop: asyncio.Ev
     return 0
 
 
+async def _start_ready(
+    plan: Callable[[], list[DevstackNode]],
+    *,
+    lifeline: int,
+    ready_timeout: float,
+    fixed_ports: frozenset[int],
+    stop: asyncio.Event,
+    started: list[DevstackNode],
+) -> bool:
+    """Start the planned nodes and wait until they are ready (True) or ``stop`` is set.
+
+    The ports the devstack picks were free a moment before its nodes bind them; another
+    process can take one in between. A node that exits for that reason makes the devstack
+    stop the nodes it started and start over on new ports, a few times. ``started`` holds
+    the nodes of the last start (the caller stops them).
+    """
+    for attempt in range(1, _START_ATTEMPTS + 1):
+        started[:] = plan()
+        for n in started:
+            _start(n, lifeline)
+        ready = asyncio.create_task(_wait_ready(started, ready_timeout, fixed_ports))
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait({ready, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if stopper in done:
+            ready.cancel()
+            return False
+        stopper.cancel()
+        try:
+            ready.result()
+            return True
+        except _PortTaken as taken:
+            if attempt == _START_ATTEMPTS:
+                raise Unavailable(
+                    f"devstack could not start: {taken} was taken by another process "
+                    f"before its node could listen on it, {_START_ATTEMPTS} times",
+                    hint="free some ports, or give the requester fixed ones with --api-port",
+                ) from None
+            log.warning("devstack %s was taken before its node listened: new ports", taken)
+            await asyncio.to_thread(stop_nodes, started)
+    raise AssertionError("unreachable")
+
+
 async def _run_nodes(
     data_dir: Path,
     *,
@@ -507,18 +329,26 @@ async def _run_nodes(
     faulty_compute_nodes: int = 0,
     faulty_results: str = "corrupt",
     api_grpc_port: int | None = None,
+    pick_port: Callable[[], int] = free_port,
 ) -> int:
-    nodes = plan_devstack(
-        data_dir=data_dir,
-        compute_nodes=compute_nodes,
-        api_port=api_port,
-        engines=engines,
-        extra_serve_args=extra_serve_args,
-        config=config,
-        faulty_compute_nodes=faulty_compute_nodes,
-        faulty_results=faulty_results,
-        api_grpc_port=api_grpc_port,
-    )
+    def plan() -> list[DevstackNode]:
+        return plan_devstack(
+            data_dir=data_dir,
+            compute_nodes=compute_nodes,
+            api_port=api_port,
+            engines=engines,
+            extra_serve_args=extra_serve_args,
+            config=config,
+            faulty_compute_nodes=faulty_compute_nodes,
+            faulty_results=faulty_results,
+            api_grpc_port=api_grpc_port,
+            pick_port=pick_port,
+        )
+
+    # Ports the user chose: a node that cannot bind one of them is not started over.
+    grpc_api = (1235 if api_port else 0) if api_grpc_port is None else api_grpc_port
+    fixed_ports = frozenset({api_port, grpc_api} - {0})
+    nodes: list[DevstackNode] = []
     # Never written to: its end of file tells the nodes that this process is gone.
     lifeline, lifeline_keep = os.pipe()
     loop = asyncio.get_running_loop()
@@ -528,18 +358,18 @@ async def _run_nodes(
     ready_once = False
     try:
         try:
-            for n in nodes:
-                _start(n, lifeline)
+            ready = await _start_ready(
+                plan,
+                lifeline=lifeline,
+                ready_timeout=ready_timeout,
+                fixed_ports=fixed_ports,
+                stop=stop,
+                started=nodes,
+            )
         finally:
             os.close(lifeline)
-        ready = asyncio.create_task(_wait_ready(nodes, ready_timeout))
-        stopper = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait({ready, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        if stopper in done:
-            ready.cancel()
+        if not ready:
             return 130
-        stopper.cancel()
-        ready.result()
         for n in nodes:
             n.status = NodeStatus.RUNNING
         manifest = write_manifest(data_dir, nodes)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bacalhau.identity import ClusterCA, NodeIdentity
-from bacalhau.node._devstack import free_port
+from bacalhau.node._devstack_plan import free_port
 from tests.integration.devstack import NodeProcess, eventually
 
 pytestmark = pytest.mark.integration

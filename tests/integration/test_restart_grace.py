@@ -11,7 +11,7 @@ import pytest
 
 from bacalhau.client import Client
 from bacalhau.models import Connection, ExecutionStateType, Job, JobStateType, NodeType
-from bacalhau.node._devstack import free_port
+from bacalhau.node._devstack_plan import free_port
 from tests.integration.devstack import Devstack, NodeProcess, eventually, run_bacalhau
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("devstack-rejoin-grace")]

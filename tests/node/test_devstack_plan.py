@@ -11,7 +11,7 @@ import pytest
 from bacalhau.errors import InvalidConfiguration, InvalidRequest
 from bacalhau.identity import NodeFiles, check_node_files
 from bacalhau.node import build_executors, plan_devstack, write_manifest
-from bacalhau.node._devstack import NodeStatus, describe_exit
+from bacalhau.node._devstack_plan import NodeStatus, describe_exit
 
 
 def test_plan_creates_trust_material_and_distinct_ports(tmp_path: Path) -> None:
