@@ -35,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 
 import aiohttp
@@ -103,10 +103,10 @@ def _taken_port(log_tail: str) -> int | None:
 
 
 async def _wait_ready(
-    nodes: list[DevstackNode], timeout: float, fixed_ports: frozenset[int] = frozenset()
+    nodes: list[DevstackNode], timeout: float, picked_ports: Collection[int] = ()
 ) -> None:
     """Wait until every compute node has joined; :class:`_PortTaken` if a node could not
-    bind a port the devstack picked (not one of ``fixed_ports``, which the user chose)."""
+    bind one of ``picked_ports`` (those the devstack picked, not those the user chose)."""
     requester = nodes[0]
     want = {n.node_id for n in nodes if n.role == "compute"}
     url = f"http://{requester.api_address}/api/v1/orchestrator/nodes"
@@ -116,7 +116,7 @@ async def _wait_ready(
             for n in nodes:
                 if n.process is not None and n.process.poll() is not None:
                     port = _taken_port(_tail(n.log_path, start=n.log_start))
-                    if port is not None and port not in fixed_ports:
+                    if port is not None and port in picked_ports:
                         raise _PortTaken(f"{n.name}: port {port}")
                     raise InternalError(
                         f"devstack node {n.name} exited while starting "
@@ -280,7 +280,7 @@ async def _start_ready(
     *,
     lifeline: int,
     ready_timeout: float,
-    fixed_ports: frozenset[int],
+    picked_ports: Collection[int],
     stop: asyncio.Event,
     started: list[DevstackNode],
 ) -> bool:
@@ -295,7 +295,7 @@ async def _start_ready(
         started[:] = plan()
         for n in started:
             _start(n, lifeline)
-        ready = asyncio.create_task(_wait_ready(started, ready_timeout, fixed_ports))
+        ready = asyncio.create_task(_wait_ready(started, ready_timeout, picked_ports))
         stopper = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait({ready, stopper}, return_when=asyncio.FIRST_COMPLETED)
         if stopper in done:
@@ -331,6 +331,14 @@ async def _run_nodes(
     api_grpc_port: int | None = None,
     pick_port: Callable[[], int] = free_port,
 ) -> int:
+    # Only a port picked here is picked anew: one the user chose that is taken fails the start.
+    picked: set[int] = set()
+
+    def pick() -> int:
+        port = pick_port()
+        picked.add(port)
+        return port
+
     def plan() -> list[DevstackNode]:
         return plan_devstack(
             data_dir=data_dir,
@@ -342,12 +350,9 @@ async def _run_nodes(
             faulty_compute_nodes=faulty_compute_nodes,
             faulty_results=faulty_results,
             api_grpc_port=api_grpc_port,
-            pick_port=pick_port,
+            pick_port=pick,
         )
 
-    # Ports the user chose: a node that cannot bind one of them is not started over.
-    grpc_api = (1235 if api_port else 0) if api_grpc_port is None else api_grpc_port
-    fixed_ports = frozenset({api_port, grpc_api} - {0})
     nodes: list[DevstackNode] = []
     # Never written to: its end of file tells the nodes that this process is gone.
     lifeline, lifeline_keep = os.pipe()
@@ -362,7 +367,7 @@ async def _run_nodes(
                 plan,
                 lifeline=lifeline,
                 ready_timeout=ready_timeout,
-                fixed_ports=fixed_ports,
+                picked_ports=picked,
                 stop=stop,
                 started=nodes,
             )

@@ -104,16 +104,16 @@ class EvaluationRunner:
         SCHEDULING_PASSES.labels(path="evaluation").inc()
         await self._planner.dispatch(job, sends)
 
-    def _place_now(self, ev: Evaluation) -> tuple[Job, list[Send]] | None:
+    def _place_now(self, ev: Evaluation) -> bool:
         """Make evaluation ``ev``'s pass at once, in the caller's transaction (a new job's
         submit, the report that freed room for a waiting job): the pass a worker would make
         next (the same store, nodes and scheduler), without a commit and a worker's turn of
-        its own. Its job is held in flight meanwhile, as a worker holds it. Returns the job
-        and the messages to send (:meth:`_dispatch_placed`), or None when the pass was not
-        made (an evaluation of the job waits or runs already) or failed (undone alone): the
-        caller then queues the evaluation, which the broker folds into the one it has."""
+        its own. Its job is held in flight meanwhile, as a worker holds it, and what the
+        pass planned is sent once the transaction has committed. False when the pass was
+        not made (an evaluation of the job waits or runs already) or failed (undone alone):
+        the caller then queues the evaluation, which the broker folds into the one it has."""
         if self._broker.is_busy(ev.job_id):
-            return None
+            return False
         self._broker.hold(ev)
         try:
             with self.store.transaction():
@@ -122,9 +122,10 @@ class EvaluationRunner:
         except Exception:
             log.exception("evaluation %s of job %s failed; queueing it", ev.id, ev.job_id)
             self._broker.ack(ev)
-            return None
+            return False
         SCHEDULING_PASSES.labels(path="in_place").inc()
-        return job, sends
+        self._dispatch_placed(ev, job, sends)
+        return True
 
     def _dispatch_placed(self, ev: Evaluation, job: Job, sends: list[Send]) -> None:
         """Send what a pass made in place planned, once the transaction it was made in has

@@ -57,11 +57,8 @@ class NodeEvents(EvaluationRunner):
             # report of an execution's end), as a new job is in its submit's: a waiting job
             # takes the room without an evaluation of its own to store, queue and commit.
             ev = self._new_eval(job, TriggeredBy.NODE_UPDATE)
-            placed = self._place_now(ev)
-            if placed is None:
+            if not self._place_now(ev):
                 self._enqueue_eval(ev)
-            else:
-                self._dispatch_placed(ev, *placed)
         return len(picked)
 
     async def update_node(self, node_id: str, action: str, message: str = "") -> tuple[bool, str]:

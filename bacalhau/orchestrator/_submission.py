@@ -103,9 +103,7 @@ class JobSubmission(EvaluationRunner):
             if idempotency_token:
                 self.store.remember_idempotent(idempotency_token, job.id, ev.id, warnings)
             placed = self._place_now(ev)
-            if placed is not None:
-                self._dispatch_placed(ev, *placed)
-        if placed is None:
+        if not placed:
             self._broker.enqueue(ev)
         else:
             # The first message gets a head start on the answer: the submitter's next

@@ -15,25 +15,21 @@ from bacalhau.config import NodeConfig
 from bacalhau.identity import ClusterCA, NodeIdentity
 from bacalhau.models import Connection, Job, JobStateType
 from bacalhau.node import RunningNode, start_node
+from tests.client.hybrid import hybrid_node_config
+
+#: Faster than the defaults so tests take seconds; the protocol is the same.
+_FAST_GOSSIP: dict[str, object] = {
+    "gossip_probe_interval": 0.2,
+    "gossip_probe_timeout": 0.1,
+    "gossip_suspicion_min_seconds": 0.6,
+    "gossip_join_retry_interval": 0.2,
+}
 
 
 def _config(data_dir: Path, **kw: object) -> NodeConfig:
-    base = NodeConfig(
-        data_dir=data_dir,
-        api_host="127.0.0.1",
-        api_port=0,
-        grpc_host="127.0.0.1",
-        grpc_port=0,
-        publisher_host="127.0.0.1",
-        publisher_port=0,
-        engines=("noop",),
-        # Faster than the defaults so tests take seconds; the protocol is the same.
-        gossip_probe_interval=0.2,
-        gossip_probe_timeout=0.1,
-        gossip_suspicion_min_seconds=0.6,
-        gossip_join_retry_interval=0.2,
-    )
-    return base.with_overrides(kw)
+    """A node on free loopback ports with the roles ``kw`` gives it, gossiping fast."""
+    overrides = {"orchestrator": False, "compute": False, **_FAST_GOSSIP, **kw}
+    return hybrid_node_config(data_dir, **overrides)
 
 
 async def until(probe: Callable[[], object], what: str, timeout: float = 10.0) -> None:
