@@ -5,6 +5,7 @@ Pure: nothing here does I/O.
 
 from bacalhau.models._codec import Obj, param
 from bacalhau.models._copies import shallow_copy
+from bacalhau.models._data_url import decode_data_url
 from bacalhau.models._execution import (
     RUN_OUTPUT_LIMIT,
     Evaluation,
@@ -45,6 +46,7 @@ from bacalhau.models._messages import (
     NodeIdentityClaim,
     RunResult,
 )
+from bacalhau.models._module_paths import module_mount
 from bacalhau.models._modules import (
     ENTRY_MODULE_URL,
     MIN_SHARED_URL,
@@ -175,6 +177,7 @@ __all__ = [
     "check_job_transition",
     "check_liveness_transition",
     "check_local_transition",
+    "decode_data_url",
     "entry_module_url",
     "env_name_allowed",
     "format_selector",
@@ -183,6 +186,7 @@ __all__ = [
     "has_template_actions",
     "is_shared_module_url",
     "module_digest",
+    "module_mount",
     "module_reference",
     "new_evaluation_id",
     "new_execution_id",

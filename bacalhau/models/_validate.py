@@ -23,6 +23,7 @@ from bacalhau.models._job import (
     Task,
     forwarded_env_name,
 )
+from bacalhau.models._module_paths import module_mount
 from bacalhau.models._modules import entry_module_url, referenced_module_digest
 from bacalhau.models._task_config import NetworkType
 
@@ -420,11 +421,11 @@ def _validate_env(task: Task, fail: Callable[[str, str, str | None], InvalidJobS
 def _validate_module_names(
     task: Task, fail: Callable[[str, str, str | None], InvalidJobSpec]
 ) -> None:
-    """The v1.7+ WASM shape: ``EntryModule`` and each of ``ImportModules`` may be the name
-    (``Target`` or ``Alias``) of one of the task's input sources holding the module."""
-    names = {i.target for i in task.input_sources} | {
-        i.alias for i in task.input_sources if i.alias
-    }
+    """The v1.7+ WASM shape: ``EntryModule`` and each of ``ImportModules`` may name a module
+    by the ``Alias`` of one of the task's input sources, or by its path among their
+    ``Target``s (see ``_module_paths``)."""
+    targets = [i.target for i in task.input_sources]
+    aliases = {i.alias for i in task.input_sources if i.alias}
     refs: list[tuple[object, str]] = [
         (param(task.engine.params, "EntryModule"), "Engine.Params.EntryModule")
     ]
@@ -433,9 +434,10 @@ def _validate_module_names(
         raise fail("ImportModules must be a list", "Engine.Params.ImportModules", None)
     refs += [(m, f"Engine.Params.ImportModules[{i}]") for i, m in enumerate(imports or [])]
     for ref, where in refs:
-        if isinstance(ref, str) and ref not in names:
+        if isinstance(ref, str) and ref not in aliases and module_mount(ref, targets) is None:
             raise fail(
-                f"{ref!r} is not the Target or Alias of any of the task's InputSources",
+                f"{ref!r} is not the Alias of any of the task's InputSources, nor a path "
+                "under one's Target",
                 where,
                 "add an InputSources entry (inline, ipfs, urlDownload or localDirectory) "
                 "with that Target holding the module",

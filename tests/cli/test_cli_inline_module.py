@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from bacalhau.cli._run import inline_module
-from bacalhau.executor.wasm._source import decode_data_url, unpack_module
+from bacalhau.executor.wasm._source import unpack_module
+from bacalhau.models import decode_data_url
 
 
 def test_the_same_module_gives_the_same_url_whenever_it_is_sent(tmp_path: Path) -> None:
@@ -16,7 +17,7 @@ def test_the_same_module_gives_the_same_url_whenever_it_is_sent(tmp_path: Path) 
 
     url = inline_module(path)["Source"]["Params"]["URL"]
     assert url.startswith("data:application/gzip;base64,")
-    payload = decode_data_url(url)
+    payload = decode_data_url(url, field="URL")
     # gzip's header holds a modification time (bytes 4-8): left at 0, not the time of sending.
     assert payload[4:8] == b"\0\0\0\0"
     assert unpack_module(payload) == module

@@ -397,7 +397,7 @@ def _preopens(
         # Bacalhau mounts outputs at their Name: keep modules written for it working.
         if rp.name != rp.path:
             preopens.append(Preopen(host, rp.name, writable=True))
-    modules = spec.module_targets()
+    modules = spec.module_targets([m.target for m in request.inputs])
     for mount in request.inputs:
         if mount.target in modules or (mount.alias and mount.alias in imported):
             continue  # a module, already loaded
@@ -443,7 +443,7 @@ def _seed(
     entry: CompiledModule,
     imports: dict[str, CompiledModule],
 ) -> bytes:
-    modules = spec.module_targets()
+    modules = spec.module_targets([m.target for m in request.inputs])
     return run_seed(
         job_id=request.job_id,
         module_digests=[entry.digest, *(f"{n}={c.digest}" for n, c in imports.items())],

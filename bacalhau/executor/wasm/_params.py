@@ -4,8 +4,9 @@ Two shapes of module reference are accepted, as Bacalhau's own files use both:
 
 - the object form (v1.0-v1.6): ``EntryModule`` and each of ``ImportModules`` is an
   InputSource (``{"Source": ..., "Alias": ..., "Target": ...}``) of its own;
-- the name form (v1.7+): each is a string naming the ``Target`` of one of the task's input
-  sources, which the node prepares like any other input.
+- the name form (v1.7+): each is a string naming a path among the task's input sources'
+  ``Target``s (a leading ``/`` optional, see ``models._module_paths``), which the node
+  prepares like any other input.
 
 An import module is known to the entry module's imports by its *name*: its ``Alias`` (as
 Bacalhau resolves imports), else its ``Target``.
@@ -16,11 +17,11 @@ bytes) is a function of the job alone; see ``_determinism``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from bacalhau.errors import InvalidJobSpec
-from bacalhau.models import InputSource, Obj, SpecConfig
+from bacalhau.models import InputSource, Obj, SpecConfig, module_mount
 
 ENGINE_TYPE = "wasm"
 DEFAULT_ENTRY_POINT = "_start"
@@ -109,9 +110,19 @@ class WasmEngineSpec:
         env.update(self.environment)
         return sorted(env.items())
 
-    def module_targets(self) -> set[str]:
-        """The mount targets that hold modules rather than data for the module to read."""
-        return {self.entry_module.target, *(ref.target for ref in self.import_modules)} - {""}
+    def module_targets(self, input_targets: Sequence[str]) -> set[str]:
+        """Of ``input_targets``, those that hold a module rather than data for the module to
+        read: each a module names whole (one naming a file inside an input leaves that input
+        mounted as data)."""
+        found = set()
+        for ref in (self.entry_module, *self.import_modules):
+            if ref.source is not None:
+                found.add(ref.target)
+                continue
+            mount = module_mount(ref.target, input_targets)
+            if mount is not None and not mount[1]:
+                found.add(mount[0])
+        return found - {""}
 
 
 def _module_ref(raw: object, field: str) -> ModuleRef:

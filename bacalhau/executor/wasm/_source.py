@@ -13,10 +13,8 @@ their headers, so a small "gzip bomb" is refused before it can take the node's m
 
 from __future__ import annotations
 
-import binascii
 import io
 import tarfile
-import urllib.parse
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,7 +23,7 @@ from typing import IO, Protocol, cast
 from bacalhau.errors import ExecutionFailed, InvalidJobSpec
 from bacalhau.executor._base import InputMount
 from bacalhau.executor.wasm._params import ModuleRef
-from bacalhau.models import param
+from bacalhau.models import decode_data_url, module_mount, param
 
 WASM_MAGIC = b"\0asm"
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -49,35 +47,12 @@ def load_module(module: ModuleRef, inputs: Sequence[InputMount]) -> bytes:
         if module.target and mount.target == module.target:
             return _read_prepared(mount.source)
     if module.source is None:
-        raise InvalidJobSpec(
-            f"no input of the task is mounted at {module.target!r}",
-            field=module.field,
-            hint="name a module by the Target of one of the task's input sources",
-        )
+        return _read_prepared(_named_module_path(module, inputs))
     raise InvalidJobSpec(
         f"module source {module.source.source.type!r} was not prepared on this node",
         field=f"{module.field}.Source.Type",
         hint="use an inline module, or a source type this node's storage supports",
     )
-
-
-def decode_data_url(url: str, *, field: str = f"{_FIELD}.Source.Params.URL") -> bytes:
-    """Decode an RFC 2397 ``data:`` URL (base64 or percent-encoded)."""
-    if not url[:5].lower() == "data:":
-        raise InvalidJobSpec("inline module URL must be a data: URL", field=field)
-    header, sep, payload = url[5:].partition(",")
-    if not sep:
-        raise InvalidJobSpec("malformed data URL: no ',' before the data", field=field)
-    if "base64" in (part.strip().lower() for part in header.split(";")):
-        try:
-            return binascii.a2b_base64(payload, strict_mode=True)
-        except (binascii.Error, ValueError):
-            pass  # maybe only line breaks: strip whitespace and try once more
-        try:
-            return binascii.a2b_base64("".join(payload.split()), strict_mode=True)
-        except (binascii.Error, ValueError) as e:
-            raise InvalidJobSpec(f"malformed base64 in data URL: {e}", field=field) from e
-    return urllib.parse.unquote_to_bytes(payload)
 
 
 def unpack_module(blob: bytes, *, limit: int = MAX_MODULE_BYTES) -> bytes:
@@ -215,6 +190,33 @@ def _too_large(limit: int) -> InvalidJobSpec:
         field=_FIELD,
         hint=f"entry modules may be at most {limit // (1024 * 1024)} MiB once decompressed",
     )
+
+
+def _named_module_path(module: ModuleRef, inputs: Sequence[InputMount]) -> Path:
+    """Where the module a path names lies among the prepared inputs (see
+    ``models._module_paths``); never outside the input that holds it."""
+    targets = [m.target for m in inputs]
+    found = module_mount(module.target, targets)
+    if found is None:
+        mounted = ", ".join(sorted(targets)) or "none"
+        raise InvalidJobSpec(
+            f"no input of the task is mounted at {module.target!r} or above it (inputs "
+            f"mounted: {mounted})",
+            field=module.field,
+            hint="name a module by the Target of one of the task's input sources, or a path "
+            "below it",
+        )
+    target, below = found
+    root = next(m.source for m in inputs if m.target == target)
+    if not below:
+        return root
+    path = (root / below).resolve()
+    if not path.is_relative_to(root.resolve()):
+        raise InvalidJobSpec(
+            f"{module.target!r} leads out of the input mounted at {target}",
+            field=module.field,
+        )
+    return path
 
 
 def _read_prepared(source: Path) -> bytes:

@@ -1,0 +1,45 @@
+"""Where a WASM module named by a path (the v1.7+ name form) is found among a task's inputs.
+
+Bacalhau reads ``EntryModule: "wasm.main"`` and each of ``ImportModules`` as a path in the
+filesystem the module sees: every input source mounted at its ``Target``, a leading ``/``
+optional. So ``wasm.main`` and ``/wasm.main`` both name the input mounted at ``/wasm.main``,
+and ``inputs/lib/app.wasm`` names a file inside the input mounted at ``/inputs``. Bacalhau's
+own sample job (``testdata/jobs/wasm.yaml``) relies on the first; the v1.7 migration guide's
+jobs write the Target exactly. The requester's validation and the compute node's loader use
+this one resolution, so a job the requester accepts is a job the compute node can load.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterable
+
+__all__ = ["module_mount"]
+
+
+def module_mount(ref: str, targets: Iterable[str]) -> tuple[str, str] | None:
+    """The input target holding the module ``ref`` names, and the path below it ("" for the
+    target itself); None when no target holds it. The deepest target wins, as a mount
+    inside another hides what lies under it."""
+    parts = _parts(ref)
+    if not parts:
+        return None
+    best: tuple[int, str, str] | None = None
+    for target in targets:
+        mount = _parts(target)
+        if mount is None or parts[: len(mount)] != mount:
+            continue
+        if best is None or len(mount) > best[0]:
+            best = (len(mount), target, "/".join(parts[len(mount) :]))
+    return None if best is None else (best[1], best[2])
+
+
+def _parts(path: str) -> list[str] | None:
+    """The components of ``path`` below the root (none for the root itself, where a data
+    input may be mounted); None for an empty path or one that climbs above the root."""
+    # Cleaned as written, as Go's filepath.Clean: "/a/../../x" is "/x" (nothing is above
+    # the root), but "../x" still climbs and is no path into the mounts.
+    if not path.strip():
+        return None
+    parts = [p for p in posixpath.normpath(path.strip()).split("/") if p not in ("", ".")]
+    return None if parts[:1] == [".."] else parts
