@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -109,6 +110,18 @@ def echo_once(net: PrivateNetwork, source: str, target: str) -> str:
     return done.stdout.strip()
 
 
+def echo_soon(net: PrivateNetwork, source: str, target: str, *, within: float = 10.0) -> str:
+    """:func:`echo_once` until it echoes or ``within`` seconds pass (the last answer). Right
+    after a heal the first attempt can still time out on a loaded machine (its SYN or the
+    ARP query before it lost, the next try a second later): what matters is that the host
+    answers again, soon."""
+    deadline = time.monotonic() + within
+    while True:
+        answer = echo_once(net, source, target)
+        if answer == "echoed" or time.monotonic() > deadline:
+            return answer
+
+
 def root_links() -> set[str]:
     shown = subprocess.run(
         ["ip", "-j", "link", "show"], capture_output=True, text=True, check=True, timeout=20
@@ -144,8 +157,8 @@ def test_a_cut_host_stops_answering_and_answers_again_once_healed(
 
     network.heal("b")
     assert not network.is_cut("b")
-    assert echo_once(network, "a", "b") == "echoed"
-    assert echo_once(network, "b", "c") == "echoed"
+    assert echo_soon(network, "a", "b") == "echoed"
+    assert echo_soon(network, "b", "c") == "echoed"
 
 
 def test_nothing_leaves_the_private_network(network: PrivateNetwork) -> None:
