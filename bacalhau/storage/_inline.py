@@ -25,9 +25,9 @@ _FIELD = "Source.Params.URL"
 
 def decode_data_url(url: str, *, max_bytes: int) -> bytes:
     """The payload of a ``data:`` URL (base64 or percent-encoded), at most ``max_bytes``."""
-    # Base64 grows by 4/3: a URL much larger than the limit cannot decode under it (line
-    # breaks in it allowed for).
-    if len(url) > (max_bytes * 4 // 3 + 4) * 2:
+    # Base64 grows by 4/3: a URL much larger than the limit cannot decode under it (a
+    # quarter more allowed for its header and line breaks).
+    if len(url) > (max_bytes * 4 // 3 + 4) * 5 // 4 + 64:
         raise _too_large(max_bytes)
     data = decode_url(url, field=_FIELD)
     if len(data) > max_bytes:
