@@ -110,7 +110,9 @@ def job_options(f: F) -> F:
             click.option("--gpu", default="", help="Number of GPUs."),
             click.option(
                 "--network",
-                type=click.Choice(["None", "HTTP", "Full"], case_sensitive=False),
+                type=click.Choice(
+                    ["None", "Default", "Host", "Bridge", "Full", "HTTP"], case_sensitive=False
+                ),
                 default="None",
                 show_default=True,
             ),

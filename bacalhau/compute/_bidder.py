@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from bacalhau.compute._capacity import DEFAULT_JOB_RESOURCES, job_usage
 from bacalhau.errors import BacalhauError
 from bacalhau.executor import Executor
-from bacalhau.models import Job, NetworkType, Resources, format_size
+from bacalhau.models import Job, Resources, format_size
 from bacalhau.publisher import Publisher
 from bacalhau.storage import StorageSource, parse_cid_path, validate_inputs
 from bacalhau.storage.cid import CID
@@ -149,7 +149,7 @@ class NetworkPolicy:
         self._accept = accept_networked_jobs
 
     async def evaluate(self, request: BidRequest) -> BidVerdict:
-        if request.job.task.network.type is NetworkType.NONE or self._accept:
+        if not request.job.task.network.type.networked or self._accept:
             return BidVerdict.accept("this node does accept jobs that require network access")
         return BidVerdict.reject("this node does not accept jobs that require network access")
 

@@ -107,14 +107,30 @@ def _short(text: str) -> str:
 
 
 class NetworkType(StrEnum):
+    """A task's network (Bacalhau's names, any case). ``None``: none. ``Full`` and ``Host``:
+    the compute node's own network (Bacalhau v1.7 split them; a container gets the host's
+    network for both). ``Bridge``: a network of its own with a route out (Docker's bridge).
+    ``HTTP``: only the listed domains, through a proxy. ``Default`` (v1.7) leaves the choice
+    to the cluster, and this cluster's choice is no network: a job gets a network only by
+    asking for one, and only on a node whose operator accepts networked jobs."""
+
     NONE = "None"
     FULL = "Full"
     HTTP = "HTTP"
+    HOST = "Host"
+    BRIDGE = "Bridge"
+    DEFAULT = "Default"
+
+    @property
+    def networked(self) -> bool:
+        """Whether the task can reach anything beyond itself."""
+        return self not in _CLOSED
 
     @classmethod
     def parse(cls, value: object, *, field: str = "Network.Type") -> NetworkType:
         if value is None or value == "":
             return cls.NONE
+        # Bacalhau before v1.7 numbered None, Full and HTTP 0, 1 and 2.
         if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 2:
             return (cls.NONE, cls.FULL, cls.HTTP)[value]
         if isinstance(value, str):
@@ -122,8 +138,13 @@ class NetworkType(StrEnum):
             if member is not None:
                 return member
         raise InvalidJobSpec(
-            f"invalid network type {value!r}", field=field, hint="use None, HTTP or Full"
+            f"invalid network type {value!r}",
+            field=field,
+            hint="use None, Default, Host, Bridge, Full or HTTP",
         )
+
+
+_CLOSED = frozenset({NetworkType.NONE, NetworkType.DEFAULT})
 
 
 #: Network types by lower-cased name: every decoded task reads one, and iterating an enum
@@ -144,6 +165,14 @@ class NetworkConfig:
 
     @classmethod
     def from_obj(cls, o: Obj) -> NetworkConfig:
+        if o.raw("Ports"):
+            # Refused, not dropped: a task that asked for ports would run without them.
+            raise InvalidJobSpec(
+                "port mappings (Network.Ports) are not supported by this cluster",
+                field=o.sub("Ports"),
+                hint="drop Ports: with a Host or Full network the task listens on the "
+                "node's own ports",
+            )
         return cls(
             type=NetworkType.parse(o.raw("Type"), field=o.sub("Type")),
             domains=[d.lower() for d in o.str_list("Domains")],

@@ -82,6 +82,9 @@ _NETWORK_TO_PB = {
     NetworkType.NONE: pb.NETWORK_TYPE_NONE,
     NetworkType.FULL: pb.NETWORK_TYPE_FULL,
     NetworkType.HTTP: pb.NETWORK_TYPE_HTTP,
+    NetworkType.HOST: pb.NETWORK_TYPE_HOST,
+    NetworkType.BRIDGE: pb.NETWORK_TYPE_BRIDGE,
+    NetworkType.DEFAULT: pb.NETWORK_TYPE_DEFAULT,
 }
 _NETWORK_FROM_PB = {v: k for k, v in _NETWORK_TO_PB.items()}
 _NETWORK_FROM_PB[pb.NETWORK_TYPE_UNSPECIFIED] = NetworkType.NONE

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bacalhau.compute import (
     DEFAULT_JOB_RESOURCES,
     Bidder,
@@ -77,13 +79,21 @@ async def test_publisher_must_be_installed(tmp_path: Path) -> None:
     assert verdict.should_bid
 
 
-async def test_network_policy() -> None:
-    job = job_of(network=NetworkType.HTTP)
+@pytest.mark.parametrize(
+    "kind", [NetworkType.HTTP, NetworkType.FULL, NetworkType.HOST, NetworkType.BRIDGE]
+)
+async def test_network_policy(kind: NetworkType) -> None:
+    job = job_of(network=kind)
     verdict = await bidder().bid(job)
     assert verdict == BidVerdict(
         False, "this node does not accept jobs that require network access"
     )
     assert (await bidder(networked=True).bid(job)).should_bid
+
+
+@pytest.mark.parametrize("kind", [NetworkType.NONE, NetworkType.DEFAULT])
+async def test_a_job_without_network_needs_no_consent(kind: NetworkType) -> None:
+    assert (await bidder().bid(job_of(network=kind))).should_bid
 
 
 async def test_input_sources_must_be_installed() -> None:

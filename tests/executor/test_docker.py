@@ -328,17 +328,34 @@ async def test_network_none_has_only_loopback(
     assert result.stdout.split() == ["lo"]
 
 
-async def test_network_full_uses_the_host_network(
+@pytest.mark.parametrize("kind", [NetworkType.FULL, NetworkType.HOST])
+async def test_network_full_and_host_use_the_host_network(
+    tmp_path: Path, executor: DockerExecutor, busybox_image: str, kind: NetworkType
+) -> None:
+    request = shell(tmp_path, busybox_image, "ls /sys/class/net", network=NetworkConfig(kind))
+    result = await executor.run(request)
+    assert sorted(result.stdout.split()) == sorted(os.listdir("/sys/class/net"))
+
+
+async def test_network_bridge_gives_the_container_an_interface_of_its_own(
+    tmp_path: Path, executor: DockerExecutor, busybox_image: str
+) -> None:
+    script = "ls /sys/class/net; cat /proc/net/route | tail -n +2 | cut -f2 | grep -c 00000000"
+    request = shell(tmp_path, busybox_image, script, network=NetworkConfig(NetworkType.BRIDGE))
+    result = await executor.run(request)
+    *links, default_routes = result.stdout.split()
+    assert sorted(links) == ["eth0", "lo"], result.stderr
+    assert default_routes == "1"  # a route out
+
+
+async def test_network_default_is_no_network(
     tmp_path: Path, executor: DockerExecutor, busybox_image: str
 ) -> None:
     request = shell(
-        tmp_path,
-        busybox_image,
-        "ls /sys/class/net",
-        network=NetworkConfig(NetworkType.FULL),
+        tmp_path, busybox_image, "ls /sys/class/net", network=NetworkConfig(NetworkType.DEFAULT)
     )
     result = await executor.run(request)
-    assert sorted(result.stdout.split()) == sorted(os.listdir("/sys/class/net"))
+    assert result.stdout.split() == ["lo"]
 
 
 async def test_timeout_kills_the_container(

@@ -168,6 +168,12 @@ class _NetworkTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_NetworkTy
     """Unrestricted network."""
     NETWORK_TYPE_HTTP: _NetworkType.ValueType  # 3
     """HTTP(S) to the listed domains only."""
+    NETWORK_TYPE_HOST: _NetworkType.ValueType  # 4
+    """The compute node's own network (Bacalhau v1.7's Host)."""
+    NETWORK_TYPE_BRIDGE: _NetworkType.ValueType  # 5
+    """A network of the task's own with a route out (Bacalhau v1.7's Bridge)."""
+    NETWORK_TYPE_DEFAULT: _NetworkType.ValueType  # 6
+    """The cluster's choice, which is no network (Bacalhau v1.7's Default)."""
 
 class NetworkType(_NetworkType, metaclass=_NetworkTypeEnumTypeWrapper):
     """The network access a task asks for. UNSPECIFIED reads as NONE."""
@@ -180,6 +186,12 @@ NETWORK_TYPE_FULL: NetworkType.ValueType  # 2
 """Unrestricted network."""
 NETWORK_TYPE_HTTP: NetworkType.ValueType  # 3
 """HTTP(S) to the listed domains only."""
+NETWORK_TYPE_HOST: NetworkType.ValueType  # 4
+"""The compute node's own network (Bacalhau v1.7's Host)."""
+NETWORK_TYPE_BRIDGE: NetworkType.ValueType  # 5
+"""A network of the task's own with a route out (Bacalhau v1.7's Bridge)."""
+NETWORK_TYPE_DEFAULT: NetworkType.ValueType  # 6
+"""The cluster's choice, which is no network (Bacalhau v1.7's Default)."""
 Global___NetworkType: _TypeAlias = NetworkType  # noqa: Y015
 
 class _NodeType:

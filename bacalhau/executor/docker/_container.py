@@ -57,6 +57,8 @@ class NetworkPlan:
 
 NO_NETWORK = NetworkPlan(mode="none", env={})
 HOST_NETWORK = NetworkPlan(mode="host", env={})
+#: Docker's default bridge: an address of the container's own, with a route out.
+BRIDGE_NETWORK = NetworkPlan(mode="bridge", env={})
 
 
 def container_kwargs(

@@ -49,6 +49,7 @@ from bacalhau.executor._results import (
     prepare_results_dir,
 )
 from bacalhau.executor.docker._container import (
+    BRIDGE_NETWORK,
     HOST_NETWORK,
     NO_NETWORK,
     Confinement,
@@ -237,8 +238,10 @@ class DockerExecutor:
                 # and mounted while the container is created and attached.
                 mounting = asyncio.create_task(capped.mount())
             network = NO_NETWORK
-            if request.network.type is NetworkType.FULL:
+            if request.network.type in (NetworkType.FULL, NetworkType.HOST):
                 network = HOST_NETWORK
+            elif request.network.type is NetworkType.BRIDGE:
+                network = BRIDGE_NETWORK
             elif request.network.type is NetworkType.HTTP:
                 lease = await self._egress.lease(api, DomainAllowList.of(request.network.domains))
                 network = NetworkPlan(

@@ -1,0 +1,61 @@
+"""Network types as Bacalhau v1.7+ spells them: None, Default, Host, Bridge, Full, HTTP, in
+any case; Default closed here. Port mappings are refused, not dropped."""
+
+from __future__ import annotations
+
+import pytest
+
+from bacalhau.errors import InvalidJobSpec
+from bacalhau.models import Job, NetworkType
+
+
+def _job(network: dict[str, object]) -> Job:
+    return Job.from_dict(
+        {
+            "Type": "batch",
+            "Tasks": [
+                {
+                    "Name": "main",
+                    "Engine": {"Type": "docker", "Params": {"Image": "busybox"}},
+                    "Network": network,
+                }
+            ],
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("spelling", "kind", "networked"),
+    [
+        ("host", NetworkType.HOST, True),
+        ("Host", NetworkType.HOST, True),
+        ("bridge", NetworkType.BRIDGE, True),
+        (" Bridge ", NetworkType.BRIDGE, True),
+        ("full", NetworkType.FULL, True),
+        ("HTTP", NetworkType.HTTP, True),
+        ("default", NetworkType.DEFAULT, False),
+        ("None", NetworkType.NONE, False),
+        ("", NetworkType.NONE, False),
+    ],
+)
+def test_every_bacalhau_spelling_is_read(spelling: str, kind: NetworkType, networked: bool) -> None:
+    job = _job({"Type": spelling})
+    assert job.task.network.type is kind
+    assert job.task.network.type.networked is networked
+    # Written back as Bacalhau writes it.
+    assert Job.from_dict(job.to_dict()).task.network.type is kind
+    assert job.to_dict()["Tasks"][0]["Network"]["Type"] == kind.value
+
+
+def test_an_unknown_type_names_the_field_and_the_choices() -> None:
+    with pytest.raises(InvalidJobSpec) as err:
+        _job({"Type": "wormhole"})
+    assert err.value.field == "Tasks[0].Network.Type"
+    assert "Bridge" in (err.value.hint or "")
+
+
+def test_port_mappings_are_refused_naming_the_field() -> None:
+    with pytest.raises(InvalidJobSpec, match="not supported") as err:
+        _job({"Type": "bridge", "Ports": [{"Name": "http", "Static": 9090}]})
+    assert err.value.field == "Tasks[0].Network.Ports"
+    _job({"Type": "bridge", "Ports": []})  # an empty list asks for nothing
