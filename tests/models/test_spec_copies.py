@@ -42,7 +42,7 @@ def test_network_types_by_any_spelling(value: object, expected: NetworkType) -> 
     assert NetworkType.parse(value) is expected
 
 
-@pytest.mark.parametrize("value", ["bridge", 3, True, 1.0])
+@pytest.mark.parametrize("value", ["overlay", 3, True, 1.0])
 def test_unknown_network_types_are_refused(value: object) -> None:
     with pytest.raises(InvalidJobSpec) as caught:
         NetworkType.parse(value, field="Tasks[0].Network.Type")
