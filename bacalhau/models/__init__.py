@@ -46,7 +46,7 @@ from bacalhau.models._messages import (
     NodeIdentityClaim,
     RunResult,
 )
-from bacalhau.models._module_paths import module_mount
+from bacalhau.models._module_paths import inputs_named_whole, module_mount
 from bacalhau.models._modules import (
     ENTRY_MODULE_URL,
     MIN_SHARED_URL,
@@ -184,6 +184,7 @@ __all__ = [
     "format_size",
     "forwarded_env_name",
     "has_template_actions",
+    "inputs_named_whole",
     "is_shared_module_url",
     "module_digest",
     "module_mount",

@@ -14,7 +14,7 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Iterable
 
-__all__ = ["module_mount"]
+__all__ = ["inputs_named_whole", "module_mount"]
 
 
 def module_mount(ref: str, targets: Iterable[str]) -> tuple[str, str] | None:
@@ -32,6 +32,14 @@ def module_mount(ref: str, targets: Iterable[str]) -> tuple[str, str] | None:
         if best is None or len(mount) > best[0]:
             best = (len(mount), target, "/".join(parts[len(mount) :]))
     return None if best is None else (best[1], best[2])
+
+
+def inputs_named_whole(refs: Iterable[str], targets: Iterable[str]) -> set[str]:
+    """Of ``targets``, those a module path in ``refs`` names whole: inputs that are modules,
+    not data for the module to read (a path to a file inside an input leaves it data)."""
+    targets = list(targets)
+    found = (module_mount(ref, targets) for ref in refs)
+    return {mount[0] for mount in found if mount is not None and not mount[1]}
 
 
 def _parts(path: str) -> list[str] | None:

@@ -17,7 +17,7 @@ from bacalhau.storage._exchange import (
     FetchReport,
     ProviderFinder,
 )
-from bacalhau.storage._inline import InlineSource, decode_data_url
+from bacalhau.storage._inline import InlineSource
 from bacalhau.storage._ipfs import BlockFetcher, IPFSSource, LocalOnlyFetcher, parse_cid_path
 from bacalhau.storage._localdir import AllowedPath, LocalDirectorySource
 from bacalhau.storage._locality import HeldRoots, Member, dag_size, order_providers
@@ -47,7 +47,6 @@ __all__ = [
     "StorageSource",
     "UrlDownloadSource",
     "dag_size",
-    "decode_data_url",
     "extract_tar_gz",
     "inputs_of",
     "order_providers",

@@ -12,8 +12,7 @@ import io
 from pathlib import Path
 
 from bacalhau.errors import InvalidJobSpec
-from bacalhau.models import SpecConfig
-from bacalhau.models import decode_data_url as decode_url
+from bacalhau.models import SpecConfig, decode_data_url
 from bacalhau.storage._archive import extract_tar_gz
 from bacalhau.storage._base import PreparedPath, input_failed, str_param
 
@@ -23,13 +22,13 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _FIELD = "Source.Params.URL"
 
 
-def decode_data_url(url: str, *, max_bytes: int) -> bytes:
+def _decode_bounded(url: str, *, max_bytes: int) -> bytes:
     """The payload of a ``data:`` URL (base64 or percent-encoded), at most ``max_bytes``."""
     # Base64 grows by 4/3: a URL much larger than the limit cannot decode under it (a
     # quarter more allowed for its header and line breaks).
     if len(url) > (max_bytes * 4 // 3 + 4) * 5 // 4 + 64:
         raise _too_large(max_bytes)
-    data = decode_url(url, field=_FIELD)
+    data = decode_data_url(url, field=_FIELD)
     if len(data) > max_bytes:
         raise _too_large(max_bytes)
     return data
@@ -62,7 +61,7 @@ class InlineSource:
             raise InvalidJobSpec("an inline input needs a data: URL", field=_FIELD)
 
     async def prepare(self, spec: SpecConfig, dest: Path) -> PreparedPath:
-        data = decode_data_url(str_param(spec, "URL", required=True), max_bytes=self._max_bytes)
+        data = _decode_bounded(str_param(spec, "URL", required=True), max_bytes=self._max_bytes)
         if data.startswith(_GZIP_MAGIC):
             folder = dest / "inline"
             folder.mkdir()

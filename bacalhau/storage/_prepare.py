@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bacalhau.errors import BacalhauError, InvalidJobSpec
-from bacalhau.models import InputSource, Job, Obj, module_mount, param
+from bacalhau.models import InputSource, Job, Obj, inputs_named_whole, param
 from bacalhau.storage._base import PreparedInput, StorageSource, input_failed
 
 
@@ -123,17 +123,13 @@ def _wasm_data_inputs(job: Job) -> list[bool]:
     task = job.task
     if task.engine.type.lower() != "wasm":
         return []
-    named: set[str] = set()
-    targets = [item.target for item in task.input_sources]
     entry = param(task.engine.params, "EntryModule")
     imports = param(task.engine.params, "ImportModules")
-    for ref in [entry, *(imports if isinstance(imports, list) else [])]:
-        if isinstance(ref, str):
-            named.add(ref)
-            # A module named by its path (see models._module_paths): the input it is.
-            mount = module_mount(ref, targets)
-            if mount is not None and not mount[1]:
-                named.add(mount[0])
+    refs = [
+        r for r in [entry, *(imports if isinstance(imports, list) else [])] if isinstance(r, str)
+    ]
+    # Named by alias, or by path (see models._module_paths).
+    named = {*refs, *inputs_named_whole(refs, (item.target for item in task.input_sources))}
     return [
         item.target not in named and item.alias not in named and posixpath.isabs(item.target)
         for item in task.input_sources

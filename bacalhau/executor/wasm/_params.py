@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from bacalhau.errors import InvalidJobSpec
-from bacalhau.models import InputSource, Obj, SpecConfig, module_mount
+from bacalhau.models import InputSource, Obj, SpecConfig, inputs_named_whole
 
 ENGINE_TYPE = "wasm"
 DEFAULT_ENTRY_POINT = "_start"
@@ -114,15 +114,10 @@ class WasmEngineSpec:
         """Of ``input_targets``, those that hold a module rather than data for the module to
         read: each a module names whole (one naming a file inside an input leaves that input
         mounted as data)."""
-        found = set()
-        for ref in (self.entry_module, *self.import_modules):
-            if ref.source is not None:
-                found.add(ref.target)
-                continue
-            mount = module_mount(ref.target, input_targets)
-            if mount is not None and not mount[1]:
-                found.add(mount[0])
-        return found - {""}
+        refs = (self.entry_module, *self.import_modules)
+        own = {ref.target for ref in refs if ref.source is not None}
+        named = inputs_named_whole((r.target for r in refs if r.source is None), input_targets)
+        return (own | named) - {""}
 
 
 def _module_ref(raw: object, field: str) -> ModuleRef:
