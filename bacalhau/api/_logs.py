@@ -24,8 +24,8 @@ from aiohttp import WSMsgType, web
 
 from bacalhau.api._context import context
 from bacalhau.api._query import Query
-from bacalhau.errors import BacalhauError, InternalError
-from bacalhau.models import LineSplitter, LogChunk, LogStream
+from bacalhau.errors import BacalhauError, BadQuery, InternalError
+from bacalhau.models import TAIL_FLAG_LINES, LineSplitter, LogChunk, LogStream
 
 __all__ = ["add_routes"]
 
@@ -51,8 +51,18 @@ async def _open(request: web.Request, *, follow: bool) -> AsyncIterator[LogChunk
         request.match_info["job_id"],
         execution_id=q.text("execution_id"),
         follow=follow,
-        tail=q.count("tail"),
+        tail=_tail(q),
     )
+
+
+def _tail(q: Query) -> int:
+    """``tail``: a count of lines, or Bacalhau's flag (``true``: the log's last lines)."""
+    word = q.text("tail").strip().lower()
+    if word in ("true", "false"):
+        return TAIL_FLAG_LINES if word == "true" else 0
+    if word and not word.isdigit():
+        raise BadQuery(f"tail must be a number of lines, true or false, got {word!r}", field="tail")
+    return q.count("tail")
 
 
 async def job_logs(request: web.Request) -> web.StreamResponse:

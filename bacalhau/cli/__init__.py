@@ -8,6 +8,7 @@ from bacalhau.cli._agent import agent_group, version
 from bacalhau.cli._ca import ca_group
 from bacalhau.cli._data import data_group
 from bacalhau.cli._job import job_group, logs_command
+from bacalhau.cli._legacy import legacy_commands
 from bacalhau.cli._node import node_group
 from bacalhau.cli._root import cli, main
 from bacalhau.cli._run import docker_group, wasm_group
@@ -26,6 +27,8 @@ for _command in (
     serve,
     devstack,
 ):
+    cli.add_command(_command)
+for _command in legacy_commands(cli):
     cli.add_command(_command)
 
 __all__ = ["cli", "main"]

@@ -8,12 +8,12 @@ from dataclasses import asdict
 import click
 
 import bacalhau
-from bacalhau.cli._render import emit, output_option, table
-from bacalhau.cli._root import CliState, pass_state
+from bacalhau.cli._render import emit, output_option, table, tabular
+from bacalhau.cli._root import BacalhauGroup, CliState, pass_state
 from bacalhau.errors import BacalhauError, Unavailable
 
 
-@click.group("agent")
+@click.group("agent", cls=BacalhauGroup)
 def agent_group() -> None:
     """Ask the node the CLI talks to about itself."""
 
@@ -33,7 +33,7 @@ def agent_alive(state: CliState, output: str) -> None:
 def agent_version(state: CliState, output: str) -> None:
     """The node's version."""
     info = state.client().agent_version()
-    if output != "table":
+    if not tabular(output):
         emit(
             {
                 "Major": info.major,
@@ -51,6 +51,14 @@ def agent_version(state: CliState, output: str) -> None:
         ("VERSION", "BUILD DATE", "OS", "ARCH"),
         [[info.git_version, info.build_date, info.goos, info.goarch]],
     )
+
+
+@agent_group.command("config")
+@output_option(default="yaml", choices=("json", "yaml"))
+@pass_state
+def agent_config(state: CliState, output: str) -> None:
+    """The node's configuration (secrets redacted)."""
+    emit(state.client().agent_config(), output)
 
 
 @agent_group.command("node")
@@ -87,7 +95,7 @@ def version(state: CliState, client_only: bool, output: str) -> None:
         except Unavailable as exc:
             # Still say which client this is: that is often why someone asks.
             unreachable = exc
-    if output != "table":
+    if not tabular(output):
         data: dict[str, object] = {"ClientVersion": mine}
         if server is not None:
             data["ServerVersion"] = asdict(server)

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import click
 
+from bacalhau.cli._root import BacalhauGroup
 
-@click.group("ca")
+
+@click.group("ca", cls=BacalhauGroup)
 def ca_group() -> None:
     """Create the cluster CA and issue node certificates."""
 

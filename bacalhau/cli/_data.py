@@ -6,13 +6,13 @@ from pathlib import Path
 
 import click
 
-from bacalhau.cli._render import emit, output_option, table
-from bacalhau.cli._root import CliState, pass_state
+from bacalhau.cli._render import emit, output_option, table, tabular
+from bacalhau.cli._root import BacalhauGroup, CliState, pass_state
 from bacalhau.client import DataClient
 from bacalhau.models import format_size
 
 
-@click.group("data")
+@click.group("data", cls=BacalhauGroup)
 def data_group() -> None:
     """Content addressed by CID: add it to the cluster, get it back, list it."""
 
@@ -66,7 +66,7 @@ def data_ls(state: CliState, cid: str, output: str) -> None:
     """List the entries of a directory CID (or the one file a CID is)."""
     with _client(state) as client:
         entries = client.ls(cid)
-    if output != "table":
+    if not tabular(output):
         emit(
             [{"Name": e.name, "CID": e.cid, "Type": e.type, "Size": e.size} for e in entries],
             output,

@@ -12,10 +12,11 @@ from typing import Any
 import click
 
 from bacalhau.cli._jobspec import runtime_options
-from bacalhau.cli._render import emit, output_option, table, when
-from bacalhau.cli._root import CliState, pass_state
+from bacalhau.cli._render import cell_id, emit, output_option, table, tabular, when
+from bacalhau.cli._root import BacalhauGroup, CliState, pass_state
 from bacalhau.cli._run import print_logs, submit_and_follow
 from bacalhau.models import (
+    TAIL_FLAG_LINES,
     Execution,
     HistoryType,
     Job,
@@ -28,7 +29,7 @@ from bacalhau.models import (
 )
 
 
-@click.group("job")
+@click.group("job", cls=BacalhauGroup)
 def job_group() -> None:
     """Submit and inspect jobs."""
 
@@ -132,8 +133,8 @@ def _history_rows(items: list[JobHistory]) -> list[list[str]]:
             [
                 when(h.time),
                 level,
-                short_id(h.execution_id) if h.execution_id else "",
-                short_id(h.node_id) if h.node_id else "",
+                cell_id(h.execution_id) if h.execution_id else "",
+                cell_id(h.node_id) if h.node_id else "",
                 str(h.new_revision),
                 prev,
                 new,
@@ -151,8 +152,8 @@ def _execution_rows(executions: list[Execution]) -> list[list[str]]:
         [
             when(e.create_time),
             when(e.modify_time),
-            short_id(e.id),
-            short_id(e.node_id),
+            cell_id(e.id),
+            cell_id(e.node_id),
             str(e.revision),
             _exec_state(e),
             e.desired_state.label,
@@ -166,8 +167,8 @@ def _verification_rows(executions: list[Execution]) -> list[list[str]]:
     """Each replica the verifier judged: its verdict and the CID of its results."""
     return [
         [
-            short_id(e.id),
-            short_id(e.node_id),
+            cell_id(e.id),
+            cell_id(e.node_id),
             e.compute_details["Verification"],
             e.compute_details.get("ResultsCID") or "(no CID)",
         ]
@@ -195,7 +196,7 @@ _EXECUTION_HEADERS = ("CREATED", "MODIFIED", "ID", "NODE ID", "REV.", "STATE", "
 
 @job_group.command("describe")
 @click.argument("job_id")
-@output_option()
+@output_option(csv=False)
 @pass_state
 def job_describe(state: CliState, job_id: str, output: str) -> None:
     """Show a job with its executions, history and output."""
@@ -264,7 +265,6 @@ def job_describe(state: CliState, job_id: str, output: str) -> None:
     help="Label selector the jobs must match.",
 )
 @click.option("--namespace", default="", help="Only this namespace (default: all).")
-@click.option("--hide-header", is_flag=True)
 @output_option()
 @pass_state
 def job_list(
@@ -275,7 +275,6 @@ def job_list(
     order_reversed: bool,
     labels: str,
     namespace: str,
-    hide_header: bool,
     output: str,
 ) -> None:
     """List jobs."""
@@ -287,13 +286,13 @@ def job_list(
         order_by=order_by,
         reverse=order_reversed,
     )
-    if output != "table":
+    if not tabular(output):
         emit([j.to_dict() for j in page.items], output)
     else:
         rows = [
-            [when(j.create_time), short_id(j.id), j.name, j.type, j.state.wire] for j in page.items
+            [when(j.create_time), cell_id(j.id), j.name, j.type, j.state.wire] for j in page.items
         ]
-        table(("CREATED", "ID", "JOB", "TYPE", "STATE"), rows, header=not hide_header)
+        table(("CREATED", "ID", "JOB", "TYPE", "STATE"), rows)
     if page.next_token:
         click.echo(f"\nTo fetch more records use:\n\t--next-token {page.next_token}", err=True)
 
@@ -312,7 +311,7 @@ def job_executions(
     executions = state.client().executions(
         job_id, order_by=order_by, reverse=order_reversed, limit=limit
     )
-    if output != "table":
+    if not tabular(output):
         emit([e.to_dict(v152=True, include_job=False) for e in executions], output)
         return
     table(_EXECUTION_HEADERS, _execution_rows(executions))
@@ -351,7 +350,7 @@ def job_history(
         limit=limit,
         next_token=next_token,
     )
-    if output != "table":
+    if not tabular(output):
         emit([h.to_dict(v152=True) for h in page.items], output)
         return
     table(_HISTORY_HEADERS, _history_rows(page.items))
@@ -366,13 +365,18 @@ def logs_command(name: str) -> click.Command:
         "-f", "--follow", is_flag=True, help="Keep printing new output until the job ends."
     )
     @click.option(
+        "-t",
         "--tail",
         type=click.IntRange(min=0),
         default=0,
-        help="Start with the last N lines of each stream (0: from the beginning).",
+        help="Start with the last N lines of each stream (0: from the beginning; "
+        f"--tail alone: {TAIL_FLAG_LINES}).",
     )
     @click.option(
-        "--execution-id", default="", help="This execution (ID or prefix), not the latest."
+        "-e",
+        "--execution-id",
+        default="",
+        help="This execution (ID or prefix), not the latest.",
     )
     @pass_state
     def logs(state: CliState, job_id: str, follow: bool, tail: int, execution_id: str) -> None:
@@ -420,17 +424,16 @@ def job_rerun(state: CliState, job_id: str, reason: str, id_only: bool) -> None:
 
 @job_group.command("versions")
 @click.argument("job_id")
-@click.option("--hide-header", is_flag=True)
 @output_option()
 @pass_state
-def job_versions(state: CliState, job_id: str, hide_header: bool, output: str) -> None:
+def job_versions(state: CliState, job_id: str, output: str) -> None:
     """List the versions of a job (each rerun adds one)."""
     versions = state.client().job_versions(job_id)
-    if output != "table":
+    if not tabular(output):
         emit([v.to_dict() for v in versions], output)
         return
     rows = [[str(v.version), when(v.modify_time), v.name, v.type] for v in versions]
-    table(("VERSION", "CREATED", "JOB", "TYPE"), rows, header=not hide_header)
+    table(("VERSION", "CREATED", "JOB", "TYPE"), rows)
 
 
 @job_group.command("get")

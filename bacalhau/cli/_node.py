@@ -6,10 +6,10 @@ import time
 
 import click
 
-from bacalhau.cli._render import emit, output_option, table
-from bacalhau.cli._root import CliState, pass_state
+from bacalhau.cli._render import cell_id, emit, output_option, table, tabular
+from bacalhau.cli._root import BacalhauGroup, CliState, pass_state
 from bacalhau.errors import InvalidRequest
-from bacalhau.models import NodeState, format_size, short_id
+from bacalhau.models import NodeState, format_size
 
 _ORDER = (
     "id",
@@ -23,7 +23,7 @@ _ORDER = (
 )
 
 
-@click.group("node")
+@click.group("node", cls=BacalhauGroup)
 def node_group() -> None:
     """Inspect and manage the network's nodes."""
 
@@ -88,7 +88,6 @@ def _has_record(node: NodeState) -> bool:
     help="Extra columns: labels, capacity, reputation (shown anyway once a node has a record "
     "of verified results).",
 )
-@click.option("--hide-header", is_flag=True)
 @output_option()
 @pass_state
 def node_list(
@@ -100,7 +99,6 @@ def node_list(
     order_reversed: bool,
     limit: int,
     show: str,
-    hide_header: bool,
     output: str,
 ) -> None:
     """List nodes."""
@@ -112,7 +110,7 @@ def node_list(
         filter_approval=filter_approval,
         filter_status=filter_status,
     )
-    if output != "table":
+    if not tabular(output):
         emit([n.to_dict() for n in nodes], output)
         return
     extras = {s.strip().lower() for s in show.split(",") if s.strip()}
@@ -127,7 +125,7 @@ def node_list(
         headers.append("LABELS")
     rows = []
     for n in nodes:
-        row = [short_id(n.info.node_id), n.info.node_type.value, n.membership.value]
+        row = [cell_id(n.info.node_id), n.info.node_type.value, n.membership.value]
         row += [n.connection.value, n.liveness.value.upper(), _last_seen(n)]
         if "capacity" in extras:
             row += _capacity(n)
@@ -136,7 +134,7 @@ def node_list(
         if "labels" in extras:
             row.append(" ".join(f"{k}={v}" for k, v in sorted(n.info.labels.items())))
         rows.append(row)
-    table(headers, rows, header=not hide_header)
+    table(headers, rows)
 
 
 @node_group.command("describe")

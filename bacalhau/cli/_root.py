@@ -9,6 +9,14 @@ from typing import IO, TYPE_CHECKING, Any
 
 import click
 
+from bacalhau.cli._args import PERSISTENT_OPTIONS, Persistent, normalize_args
+from bacalhau.cli._client_config import (
+    LOG_LEVELS,
+    LOG_MODES,
+    ClientConfig,
+    client_config,
+    setup_logging,
+)
 from bacalhau.errors import BacalhauError
 
 if TYPE_CHECKING:
@@ -21,12 +29,41 @@ DEFAULT_API_PORT = 1234
 
 
 class CliState:
-    """What every command shares: the API address and a lazily opened client."""
+    """What every command shares: where the node's API is and a lazily opened client.
 
-    def __init__(self, api_host: str, api_port: int) -> None:
-        self.api_host = api_host
-        self.api_port = api_port
+    The address comes from, first to last: ``--api-host``/``--api-port`` (written anywhere on
+    the command line), ``BACALHAU_API_HOST``/``BACALHAU_API_PORT``, ``API.Host``/``API.Port``
+    of the configuration (see :mod:`bacalhau.cli._client_config`), then the default.
+    """
+
+    def __init__(self, persistent: Persistent) -> None:
+        self.persistent = persistent
         self._client: Client | None = None
+        self._configured: ClientConfig | None = None
+
+    @property
+    def api_host(self) -> str:
+        return (
+            self.persistent.last("api_host")
+            or os.environ.get("BACALHAU_API_HOST")
+            or self._config().api_host
+            or DEFAULT_API_HOST
+        )
+
+    @property
+    def api_port(self) -> int:
+        flag = self.persistent.last("api_port")
+        if flag is not None:
+            return _port(flag, "--api-port")
+        env = os.environ.get("BACALHAU_API_PORT")
+        if env:
+            return _port(env, "BACALHAU_API_PORT")
+        return self._config().api_port or DEFAULT_API_PORT
+
+    def _config(self) -> ClientConfig:
+        if self._configured is None:
+            self._configured = client_config(self.persistent)
+        return self._configured
 
     @property
     def api_url(self) -> str:
@@ -46,6 +83,16 @@ class CliState:
         if self._client is not None:
             self._client.close()
             self._client = None
+
+
+def _port(value: str, where: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise click.BadParameter(f"{value!r} is not a port (1-65535)", param_hint=f"'{where}'")
+    return port
 
 
 pass_state = click.make_pass_decorator(CliState)
@@ -70,9 +117,28 @@ class CliError(click.ClickException):
 
 
 class BacalhauGroup(click.Group):
-    """Translates every :class:`BacalhauError` raised below it, once."""
+    """Every group of the CLI: reads command lines as Bacalhau's users write them (see
+    :mod:`bacalhau.cli._args`), and translates every :class:`BacalhauError` raised below it,
+    once."""
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        found = persistent_options(ctx)
+        name, command, rest = super().resolve_command(ctx, args)
+        if isinstance(command, click.Group):
+            # Persistent options written between a group and its subcommand (``job
+            # --api-port 1 list``) would stop click at the group: take them out here.
+            rest = _leading_persistent(rest, found)
+        elif command is not None:
+            rest = normalize_args(command, rest, found)
+            if not _SERVES.intersection([*ctx.command_path.split()[1:], name or ""]):
+                setup_logging(found)  # every persistent option is known now
+        return name, command, rest
 
     def invoke(self, ctx: click.Context) -> Any:
+        if ctx.parent is not None:
+            return super().invoke(ctx)  # the root translates errors, once
         try:
             return super().invoke(ctx)
         except BacalhauError as err:
@@ -94,31 +160,98 @@ class BacalhauGroup(click.Group):
             ) from None
 
 
+def persistent_options(ctx: click.Context) -> Persistent:
+    """The persistent options of this command line (shared by every context in it)."""
+    found = ctx.meta.get(_PERSISTENT)
+    if found is None:
+        found = ctx.meta[_PERSISTENT] = Persistent()
+    assert isinstance(found, Persistent)
+    return found
+
+
+_PERSISTENT = "bacalhau.persistent"
+#: Commands that run nodes and set their logging up themselves.
+_SERVES = frozenset({"serve", "devstack"})
+
+
+def _leading_persistent(args: list[str], found: Persistent) -> list[str]:
+    """``args`` without the persistent options that come before the subcommand's name."""
+    end = 0
+    while end < len(args) and args[end].startswith("-") and args[end] != "--":
+        name = args[end].partition("=")[0]
+        if name not in PERSISTENT_OPTIONS:
+            return args  # an option of the group itself: click reads it
+        end += 1 if "=" in args[end] else 2
+    if end == 0:
+        return args
+    return normalize_args(click.Command("-"), args[:end], found) + args[end:]
+
+
+def _keep(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    """A root option's value, kept with those written after a subcommand."""
+    if value is None or value == ():
+        return
+    # The root's own options are parsed before any subcommand's: those written after a
+    # subcommand come later and win (``config`` values add up, in order).
+    values = list(value) if isinstance(value, tuple) else [str(value)]
+    persistent_options(ctx).setdefault(param.name or "", []).extend(values)
+
+
 @click.group(
     cls=BacalhauGroup,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 @click.option(
     "--api-host",
-    envvar="BACALHAU_API_HOST",
-    default=DEFAULT_API_HOST,
-    show_default=True,
-    show_envvar=True,
-    help="Host of the node's REST API.",
+    expose_value=False,
+    callback=_keep,
+    help=f"Host of the node's REST API [env: BACALHAU_API_HOST; default: {DEFAULT_API_HOST}].",
 )
 @click.option(
     "--api-port",
-    envvar="BACALHAU_API_PORT",
-    type=click.IntRange(1, 65535),
-    default=DEFAULT_API_PORT,
-    show_default=True,
-    show_envvar=True,
-    help="Port of the node's REST API.",
+    expose_value=False,
+    callback=_keep,
+    help=f"Port of the node's REST API [env: BACALHAU_API_PORT; default: {DEFAULT_API_PORT}].",
+)
+@click.option(
+    "-c",
+    "--config",
+    multiple=True,
+    expose_value=False,
+    callback=_keep,
+    metavar="FILE|KEY=VALUE",
+    help="A config file (.yaml, .yml, .json) or one Key=Value setting; repeatable, later wins. "
+    "Files given here replace <data-dir>/config.yaml.",
+)
+@click.option(
+    "--data-dir",
+    expose_value=False,
+    callback=_keep,
+    help="Where this client's config.yaml is [env: BACALHAU_DIR; default: ~/.bacalhau].",
+)
+@click.option("--repo", "data_dir", expose_value=False, callback=_keep, hidden=True)
+@click.option(
+    "--log-level",
+    expose_value=False,
+    callback=_keep,
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    help="How much the client logs on standard error [default: warn].",
+)
+@click.option(
+    "--log-mode",
+    expose_value=False,
+    callback=_keep,
+    type=click.Choice(LOG_MODES, case_sensitive=False),
+    help="How the client's log lines look [default: default].",
 )
 @click.pass_context
-def cli(ctx: click.Context, api_host: str, api_port: int) -> None:
-    """Run Docker and WebAssembly jobs on a compute-over-data network (Bacalhau v1 compatible)."""
-    state = CliState(api_host, api_port)
+def cli(ctx: click.Context) -> None:
+    """Run Docker and WebAssembly jobs on a compute-over-data network (Bacalhau v1 compatible).
+
+    The root's options may also be written after any subcommand, as Bacalhau's users do:
+    `bacalhau job list --api-port 8080`.
+    """
+    state = CliState(persistent_options(ctx))
     ctx.obj = state
     ctx.call_on_close(state.close)
 

@@ -20,7 +20,7 @@ from bacalhau.cli._jobspec import (
     split_csv,
 )
 from bacalhau.cli._render import when
-from bacalhau.cli._root import CliState, pass_state
+from bacalhau.cli._root import BacalhauGroup, CliState, pass_state
 from bacalhau.client import LONG_RUNNING_JOB_TYPES
 from bacalhau.errors import BacalhauError, error_from_code
 from bacalhau.models import (
@@ -231,7 +231,7 @@ def _runtime(kwargs: dict[str, Any]) -> dict[str, Any]:
     return runtime
 
 
-@click.group("docker")
+@click.group("docker", cls=BacalhauGroup)
 def docker_group() -> None:
     """Run Docker jobs."""
 
@@ -366,7 +366,7 @@ def import_module_volume(text: str) -> dict[str, Any]:
     }
 
 
-@click.group("wasm")
+@click.group("wasm", cls=BacalhauGroup)
 def wasm_group() -> None:
     """Run WebAssembly jobs."""
 

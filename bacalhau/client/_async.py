@@ -544,6 +544,12 @@ class AsyncClient(RestSession):
     async def agent_node(self) -> NodeState:
         return node_state_from_dict(await self._http.request("GET", "/api/v1/agent/node"))
 
+    async def agent_config(self) -> dict[str, Any]:
+        """The node's configuration, secrets redacted (Bacalhau's ``agent config``)."""
+        data = await self._http.request("GET", "/api/v1/agent/config")
+        config = data.get("config") if isinstance(data, dict) else None
+        return config if isinstance(config, dict) else {}
+
 
 def _quote(ident: str) -> str:
     return quote(ident, safe="")

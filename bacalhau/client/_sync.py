@@ -224,6 +224,10 @@ class Client:
     def agent_node(self) -> NodeState:
         return self._run(self._client.agent_node())
 
+    def agent_config(self) -> dict[str, Any]:
+        """The node's configuration, secrets redacted (Bacalhau's ``agent config``)."""
+        return self._run(self._client.agent_config())
+
 
 async def _next(lines: AsyncIterator[LogLine]) -> LogLine:
     return await anext(lines)

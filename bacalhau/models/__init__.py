@@ -34,7 +34,14 @@ from bacalhau.models._job import (
     forwarded_env_name,
 )
 from bacalhau.models._jobfile import parse_job_document
-from bacalhau.models._logs import MAX_LINE_BYTES, LineSplitter, LogChunk, LogRequest, LogStream
+from bacalhau.models._logs import (
+    MAX_LINE_BYTES,
+    TAIL_FLAG_LINES,
+    LineSplitter,
+    LogChunk,
+    LogRequest,
+    LogStream,
+)
 from bacalhau.models._messages import (
     AskAnswer,
     AskForBidRequest,
@@ -121,6 +128,7 @@ __all__ = [
     "MAX_LINE_BYTES",
     "MIN_SHARED_URL",
     "RUN_OUTPUT_LIMIT",
+    "TAIL_FLAG_LINES",
     "VERDICT_TRANSITIONS",
     "VERIFICATION_META_KEY",
     "VERIFICATION_MODES",

@@ -5,6 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
+#: Lines a tail asked for without a count shows (Bacalhau's ``tail=true`` and its CLI's bare
+#: ``--tail``). Bacalhau reads that flag as "from the end of the log", which shows a finished
+#: job nothing; the log's last lines (ten, as ``tail`` prints) are what its users look for.
+TAIL_FLAG_LINES = 10
+
 
 class LogStream(IntEnum):
     """Which stream a chunk belongs to; the numbers are Bacalhau's ``ExecutionLogType``."""

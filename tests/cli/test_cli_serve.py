@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -59,7 +60,8 @@ def test_serve_starts_a_requester_the_cli_can_use(requester: int) -> None:
     address = ["--api-host", "127.0.0.1", "--api-port", str(requester)]
     node = CliRunner().invoke(cli, [*address, "agent", "node", "--output", "json"])
     assert node.exit_code == 0, node.output
-    assert '"rack": "r1"' in node.stdout and '"NodeType": "Requester"' in node.stdout
+    info = json.loads(node.stdout)["Info"]
+    assert info["Labels"]["rack"] == "r1" and info["NodeType"] == "Requester"
     run = CliRunner().invoke(cli, [*address, "docker", "run", "busybox", "--", "echo", "hi"])
     # No compute node has joined: the job fails, and the CLI says so with a hint.
     assert run.exit_code == 1

@@ -20,7 +20,7 @@ import aiohttp
 import pytest
 
 from bacalhau.errors import NotFound
-from bacalhau.models import JobStateType
+from bacalhau.models import TAIL_FLAG_LINES, JobStateType
 from tests.integration.devstack import Devstack, bacalhau_command, eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("devstack-logs")]
@@ -151,6 +151,34 @@ def test_a_job_that_does_not_exist_is_not_found_at_once(stack: Devstack) -> None
     assert len(frames) == 1
     assert frames[0]["value"] == {"Type": 0, "Line": ""}
     assert frames[0]["code"] == "NotFound" and frames[0]["error"]
+
+
+def test_tail_as_bacalhau_writes_it_a_flag_or_a_count(stack: Devstack, busybox_image: str) -> None:
+    # Bacalhau's CLI has `--tail` as a flag (`job logs --tail JOB`) and its client sends
+    # `tail=true`: both show the log's last TAIL_FLAG_LINES lines; a count shows that many.
+    job_id = _submit(stack, busybox_image, "for i in $(seq 1 25); do echo n-$i; done")
+    eventually(
+        lambda: _state(stack, job_id) == JobStateType.COMPLETED or None,
+        timeout=30,
+        what="the job to complete",
+    )
+    last = "".join(f"n-{i}\n" for i in range(26 - TAIL_FLAG_LINES, 26))
+    assert stack.ok("job", "logs", "--tail", job_id) == last
+    assert stack.ok("job", "logs", "-t", job_id) == last
+    assert stack.ok("job", "logs", "-t", "3", job_id) == "n-23\nn-24\nn-25\n"
+    assert stack.ok("logs", job_id, "--tail") == last
+    frames = asyncio.run(
+        _ws_frames(_logs_url(stack, job_id), {"tail": "true"}, first=threading.Event())
+    )
+    assert "".join(f["value"]["Line"] for f in frames) == last
+    everything = asyncio.run(
+        _ws_frames(_logs_url(stack, job_id), {"tail": "false"}, first=threading.Event())
+    )
+    assert len(everything) == 25
+    bad = asyncio.run(
+        _ws_frames(_logs_url(stack, job_id), {"tail": "lots"}, first=threading.Event())
+    )
+    assert bad[0]["code"] == "BadRequest" and "true or false" in bad[0]["error"], bad
 
 
 def test_docker_and_wasm_run_follow_print_the_output(
