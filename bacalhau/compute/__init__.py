@@ -4,9 +4,10 @@ Wiring (done by ``bacalhau.node``)::
 
     store = ExecutionStore(data_dir / "compute.db")
     capacity = CapacityTracker(allocated_capacity(data_dir))
-    bidder = Bidder(node_id=..., strategies=default_strategies(...))
+    ports = PortAllocator(20000, 32000)                 # host ports for Network.Ports
+    bidder = Bidder(node_id=..., strategies=[PortsAvailable(ports), *default_strategies(...)])
     pipeline = ExecutionPipeline(node_id=..., store=store, executors=..., publishers=...,
-                                 results_root=data_dir / "executions")
+                                 results_root=data_dir / "executions", ports=ports)
     trust = RequesterTrust(configured_ids, expect_identify=True)  # + requesters at seeds
     async with ComputeEndpoint(node_id=..., store=store, bidder=bidder, pipeline=pipeline,
                                callbacks=..., capacity=capacity, trust=trust) as endpoint:
@@ -54,6 +55,13 @@ from bacalhau.compute._pipeline import (
     InputsOfJob,
     StorageInputs,
 )
+from bacalhau.compute._ports import (
+    DEFAULT_PORT_RANGE_END,
+    DEFAULT_PORT_RANGE_START,
+    PortAllocator,
+    PortsAvailable,
+    host_port_free,
+)
 from bacalhau.compute._probes import DEFAULT_PROBE_TIMEOUT, ExecProbe, HttpProbe, probe_payload
 from bacalhau.compute._queue import RunQueue
 from bacalhau.compute._retention import DEFAULT_EXECUTION_RETENTION, ExecutionRetention
@@ -65,6 +73,8 @@ __all__ = [
     "DEFAULT_ALLOCATED_FRACTION",
     "DEFAULT_EXECUTION_RETENTION",
     "DEFAULT_JOB_RESOURCES",
+    "DEFAULT_PORT_RANGE_END",
+    "DEFAULT_PORT_RANGE_START",
     "DEFAULT_PROBE_TIMEOUT",
     "RESTART_MESSAGE",
     "TOPIC_BIDDING",
@@ -103,6 +113,8 @@ __all__ = [
     "NotEnoughCapacity",
     "OrchestratorCallbacks",
     "OutboxEntry",
+    "PortAllocator",
+    "PortsAvailable",
     "PublisherInstalled",
     "RejectStatelessJobs",
     "RequesterTrust",
@@ -112,6 +124,7 @@ __all__ = [
     "allocated_capacity",
     "corrupt_results",
     "default_strategies",
+    "host_port_free",
     "host_resources",
     "job_usage",
     "probe_payload",

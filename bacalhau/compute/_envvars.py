@@ -1,16 +1,25 @@
 """The environment of an execution: the task's ``Env``, values forwarded from this node's own
 environment (``env:NAME``, only for names the operator allows), and the ``BACALHAU_*``
-variables every execution gets (Bacalhau v1.7+, ``pkg/compute/envvars.go``).
+variables every execution gets (Bacalhau v1.7+, ``pkg/compute/envvars.go``), its ports'
+among them.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 
 from bacalhau.compute._bidder import BidRequest, BidVerdict
 from bacalhau.errors import ExecutionFailed
-from bacalhau.models import Execution, Job, env_name_allowed, forwarded_env_name
+from bacalhau.models import (
+    HOST_PORT_ENV_PREFIX,
+    PORT_ENV_PREFIX,
+    Execution,
+    Job,
+    PortMapping,
+    env_name_allowed,
+    forwarded_env_name,
+)
 
 __all__ = ["EnvForwardingAllowed", "execution_environment", "forwarding_refusal"]
 
@@ -53,10 +62,15 @@ def execution_environment(
     node_id: str,
     allow_list: Collection[str],
     host_env: Mapping[str, str] | None = None,
+    ports: Sequence[PortMapping] = (),
 ) -> dict[str, str]:
     """The variables an execution runs with: ``Task.Env`` with its ``env:`` references
     filled from this node's environment, then the ``BACALHAU_*`` variables (which win; a
-    deterministic WASM run gets only the job's, none that differ between executions)."""
+    deterministic WASM run gets only the job's, none that differ between executions).
+
+    ``ports`` are the execution's allocated port mappings: each gives
+    ``BACALHAU_HOST_PORT_<Name>`` (its host port) and ``BACALHAU_PORT_<Name>`` (the port the
+    task listens on: a Bridge mapping's container port, else the host port itself)."""
     host = os.environ if host_env is None else host_env
     reason = forwarding_refusal(job, allow_list, host)
     if reason:
@@ -86,4 +100,9 @@ def execution_environment(
                 "BACALHAU_PARTITION_INDEX": str(execution.partition_index),
             }
         )
+    for port in ports:
+        env[HOST_PORT_ENV_PREFIX + port.name] = str(port.static)
+        # Bacalhau sets this one only for a Bridge mapping; on the host's network the task
+        # listens on the host port, so it gets that: one variable to listen on either way.
+        env[PORT_ENV_PREFIX + port.name] = str(port.target or port.static)
     return env

@@ -10,7 +10,8 @@ completion (Bacalhau semantics); a run with ``ErrorMsg`` set fails. Every outcom
 to the store together with its callback, in one transaction; the endpoint's outbox delivers
 it. A cancel the requester asked for is recorded by the endpoint before it cancels
 the task; a task cancelled for any other reason (the node shutting down) fails the execution
-so the requester can run it elsewhere.
+so the requester can run it elsewhere. Host ports of the task's ``Network.Ports`` are held
+for the run alone (see ``_ports``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from bacalhau.compute._envvars import execution_environment
 from bacalhau.compute._errors import ExecutionInterrupted
 from bacalhau.compute._events import TOPIC_PUBLISHING, TOPIC_RUNNING, failure_event
 from bacalhau.compute._logs import ExecutionLogs, discard_files_keeping_logs, logs_to_keep
+from bacalhau.compute._ports import PortAllocator
 from bacalhau.compute._spare_dirs import SpareDirs
 from bacalhau.compute._store import ExecutionStore, LocalExecution
 from bacalhau.compute._verification import publish_faultily
@@ -47,6 +49,8 @@ from bacalhau.models import (
     ComputeFailure,
     Job,
     LocalExecutionState,
+    NetworkConfig,
+    PortMapping,
     Resources,
     RunCommandResult,
     RunResult,
@@ -118,8 +122,11 @@ class ExecutionPipeline:
         gpus_of: Callable[[str], tuple[GPU, ...]] | None = None,
         env_allow_list: Collection[str] = (),
         faulty_results: str = "",
+        ports: PortAllocator | None = None,
     ) -> None:
         self._node_id = node_id
+        #: Host ports of the executions' ``Network.Ports`` (shared with the bidder's check).
+        self._ports = ports if ports is not None else PortAllocator()
         #: Test only (``faulty_results``, devstack): alter every result before publishing.
         self._faulty_results = faulty_results
         #: Host variables jobs may forward with ``env:NAME`` (Compute.Env.AllowList).
@@ -316,8 +323,26 @@ class ExecutionPipeline:
         results_dir: Path,
         mounts: list[InputMount],
     ) -> RunCommandResult:
+        # Held from the start of the run until the workload is gone, whatever ends it.
+        ports = self._ports.allocate(record.id, record.job.task.network)
+        try:
+            return await self._run_workload(executor, record, results_dir, mounts, ports)
+        finally:
+            self._ports.release(record.id)
+
+    async def _run_workload(
+        self,
+        executor: Executor,
+        record: LocalExecution,
+        results_dir: Path,
+        mounts: list[InputMount],
+        ports: list[PortMapping],
+    ) -> RunCommandResult:
         job = record.job
         task = job.task
+        network = task.network
+        if ports:
+            network = NetworkConfig(type=network.type, domains=network.domains, ports=ports)
         limit = task.timeouts.execution_timeout if job.type in _TIMED_JOB_TYPES else 0
         request = RunRequest(
             execution_id=record.id,
@@ -326,9 +351,13 @@ class ExecutionPipeline:
             results_dir=results_dir,
             result_paths=list(task.result_paths),
             resources=job_usage(job, defaults=self._default_usage),
-            network=task.network,
+            network=network,
             env=execution_environment(
-                record.execution, job, node_id=self._node_id, allow_list=self._env_allow_list
+                record.execution,
+                job,
+                node_id=self._node_id,
+                allow_list=self._env_allow_list,
+                ports=ports,
             ),
             timeout=float(limit) if limit > 0 else None,
             inputs=mounts,

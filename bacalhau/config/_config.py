@@ -202,6 +202,11 @@ class NodeConfig:
     #: Host paths jobs may mount as ``localDirectory`` inputs (each read-only unless it ends
     #: with ``:rw``); Bacalhau's ``Compute.AllowListedLocalPaths``.
     allow_listed_local_paths: tuple[str, ...] = ()
+    #: Host ports given to jobs' ``Network.Ports`` that name no ``Static`` port, first and
+    #: last (inclusive, within 1024-65535); Bacalhau's ``Compute.Network.PortRangeStart``
+    #: and ``PortRangeEnd``, with its defaults.
+    port_range_start: int = 20000
+    port_range_end: int = 32000
     #: Host variables jobs may forward with ``Env: {X: "env:NAME"}`` (shell-style patterns,
     #: e.g. ``AWS_*``); Bacalhau's ``Compute.Env.AllowList``. Empty: none.
     env_allow_list: tuple[str, ...] = ()
@@ -369,6 +374,8 @@ _BACALHAU_KEYS = {
     "publishers_types_local_port": "publisher_port",
     "compute_allowlistedlocalpaths": "allow_listed_local_paths",
     "compute_env_allowlist": "env_allow_list",
+    "compute_network_portrangestart": "port_range_start",
+    "compute_network_portrangeend": "port_range_end",
     "inputsources_maxretrycount": "input_max_retries",
     "publishers_types_s3_presignedurldisabled": "s3_presigned_url_disabled",
 }

@@ -74,6 +74,13 @@ from bacalhau.models._node import (
     NodeState,
     NodeType,
 )
+from bacalhau.models._ports import (
+    HOST_PORT_ENV_PREFIX,
+    MAX_PORT,
+    MIN_STATIC_PORT,
+    PORT_ENV_PREFIX,
+    PortMapping,
+)
 from bacalhau.models._resources import Resources, format_size, parse_cpu, parse_size
 from bacalhau.models._selector import (
     format_selector,
@@ -120,13 +127,17 @@ __all__ = [
     "DESIRED_TRANSITIONS",
     "ENTRY_MODULE_URL",
     "EXECUTION_TRANSITIONS",
+    "HOST_PORT_ENV_PREFIX",
     "JOB_TRANSITIONS",
     "JOB_TYPES",
     "LIVENESS_REVIVALS",
     "LIVENESS_TRANSITIONS",
     "LOCAL_TRANSITIONS",
     "MAX_LINE_BYTES",
+    "MAX_PORT",
     "MIN_SHARED_URL",
+    "MIN_STATIC_PORT",
+    "PORT_ENV_PREFIX",
     "RUN_OUTPUT_LIMIT",
     "TAIL_FLAG_LINES",
     "VERDICT_TRANSITIONS",
@@ -168,6 +179,7 @@ __all__ = [
     "NodeState",
     "NodeType",
     "Obj",
+    "PortMapping",
     "ReschedulePolicy",
     "Resources",
     "ResourcesConfig",

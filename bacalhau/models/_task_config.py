@@ -11,6 +11,7 @@ from typing import Any
 
 from bacalhau.errors import InvalidJobSpec
 from bacalhau.models._codec import Obj
+from bacalhau.models._ports import PortMapping
 from bacalhau.models._resources import Resources, parse_cpu, parse_size
 
 
@@ -126,6 +127,17 @@ class NetworkType(StrEnum):
         """Whether the task can reach anything beyond itself."""
         return self not in _CLOSED
 
+    @property
+    def allocates_ports(self) -> bool:
+        """Whether a task on this network may have ``Ports`` (Host, Full, Bridge)."""
+        return self in _PORTED
+
+    @property
+    def shares_host_network(self) -> bool:
+        """Whether the task is on the node's own network (Host, Full): it listens on its
+        host ports itself, with nothing published."""
+        return self in _HOST
+
     @classmethod
     def parse(cls, value: object, *, field: str = "Network.Type") -> NetworkType:
         if value is None or value == "":
@@ -145,6 +157,8 @@ class NetworkType(StrEnum):
 
 
 _CLOSED = frozenset({NetworkType.NONE, NetworkType.DEFAULT})
+_HOST = frozenset({NetworkType.HOST, NetworkType.FULL})
+_PORTED = frozenset({NetworkType.HOST, NetworkType.FULL, NetworkType.BRIDGE})
 
 
 #: Network types by lower-cased name: every decoded task reads one, and iterating an enum
@@ -154,28 +168,31 @@ _NETWORK_TYPES = {member.value.lower(): member for member in NetworkType}
 
 @dataclass(slots=True)
 class NetworkConfig:
+    """A task's ``Network``: its type, the domains of an HTTP network, and the ports it
+    listens on (see :mod:`bacalhau.models._ports`)."""
+
     type: NetworkType = NetworkType.NONE
     domains: list[str] = field(default_factory=list)
+    ports: list[PortMapping] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"Type": self.type.value}
         if self.domains:
             out["Domains"] = list(self.domains)
+        if self.ports:
+            out["Ports"] = [p.to_dict() for p in self.ports]
         return out
 
     @classmethod
     def from_obj(cls, o: Obj) -> NetworkConfig:
-        if o.raw("Ports"):
-            # Refused, not dropped: a task that asked for ports would run without them.
-            raise InvalidJobSpec(
-                "port mappings (Network.Ports) are not supported by this cluster",
-                field=o.sub("Ports"),
-                hint="drop Ports: with a Host or Full network the task listens on the "
-                "node's own ports",
-            )
+        where = o.sub("Ports")
         return cls(
             type=NetworkType.parse(o.raw("Type"), field=o.sub("Type")),
             domains=[d.lower() for d in o.str_list("Domains")],
+            ports=[
+                PortMapping.from_obj(Obj(item, f"{where}[{i}]"))
+                for i, item in enumerate(o.get_list("Ports"))
+            ],
         )
 
 

@@ -25,6 +25,7 @@ from bacalhau.models._job import (
 )
 from bacalhau.models._module_paths import module_mount
 from bacalhau.models._modules import entry_module_url, referenced_module_digest
+from bacalhau.models._ports import validate_ports
 from bacalhau.models._task_config import NetworkType
 
 RESERVED_META_PREFIX = "bacalhau.org/"
@@ -180,6 +181,7 @@ def _job_texts(job: Job) -> Iterator[tuple[str, object]]:
             yield f"{p}.ResultPaths[{n}]", {"Name": r.name, "Path": r.path}
         yield f"{p}.Resources", t.resources.to_dict()
         yield f"{p}.Network.Domains", t.network.domains
+        yield f"{p}.Network.Ports", [port.to_dict() for port in t.network.ports]
 
 
 def _check_range(value: int, low: int, high: int, field: str) -> None:
@@ -509,6 +511,15 @@ def validate_task(task: Task, path: str) -> None:
     task.resources.parse(path=f"{path}.Resources")
     if task.network.type == NetworkType.HTTP and not task.network.domains:
         raise fail("HTTP networking needs at least one domain", "Network.Domains")
+    if task.network.ports and engine == "wasm":
+        # Bacalhau allocates them and the module can never listen on them (WASI gives it
+        # no server sockets): refused here rather than held for nothing.
+        raise fail(
+            "the wasm engine cannot listen on ports",
+            "Network.Ports",
+            "drop Network.Ports, or run the server in a docker task",
+        )
+    validate_ports(task.network.ports, task.network.type, fail)
     aliases: set[str] = set()
     targets: set[str] = set()
     for i, inp in enumerate(task.input_sources):

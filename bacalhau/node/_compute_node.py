@@ -21,6 +21,8 @@ from bacalhau.compute import (
     ExecutionStore,
     HttpProbe,
     LocalInputs,
+    PortAllocator,
+    PortsAvailable,
     RequesterTrust,
     StorageInputs,
     allocated_capacity,
@@ -54,6 +56,7 @@ async def build_compute(
         raise InvalidConfiguration(
             f"docker_pids_limit must be at least 1, got {config.docker_pids_limit}"
         )
+    ports = _port_allocator(config)
     executors = build_executors(
         [e for e in config.engines if e.lower() not in _lower(config.disabled_engines)],
         allow_image_pull=config.allow_image_pull,
@@ -101,6 +104,8 @@ async def build_compute(
             EnvForwardingAllowed(config.env_allow_list),
             # Verified Docker jobs only on images the operator vouches are deterministic.
             DeterministicImages(config.deterministic_images),
+            # A static port taken here, or a range too full for the job, goes elsewhere.
+            PortsAvailable(ports),
             *default_strategies(
                 executors=executors,
                 publishers=publishers,
@@ -123,6 +128,7 @@ async def build_compute(
         gpus_of=capacity.gpus_of,
         env_allow_list=config.env_allow_list,
         faulty_results=config.faulty_results,
+        ports=ports,
     )
     return ComputeEndpoint(
         node_id=node_id,
@@ -140,6 +146,18 @@ async def build_compute(
         forget_published=local.forget,
         module_source=links,
     )
+
+
+def _port_allocator(config: NodeConfig) -> PortAllocator:
+    """The node's host ports for jobs, from a range checked before the node starts."""
+    try:
+        return PortAllocator(config.port_range_start, config.port_range_end)
+    except ValueError as err:
+        raise InvalidConfiguration(
+            f"invalid port range {config.port_range_start}-{config.port_range_end} "
+            f"(Compute.Network.PortRangeStart/PortRangeEnd): {err}",
+            hint="give a range within 1024-65535, e.g. 20000-32000 (the default)",
+        ) from None
 
 
 def _lower(names: Iterable[str]) -> set[str]:

@@ -28,6 +28,7 @@ from bacalhau.models import (
     LabelSelectorRequirement,
     NetworkConfig,
     NetworkType,
+    PortMapping,
     Resources,
     ResourcesConfig,
     ResultPath,
@@ -170,7 +171,12 @@ def _task_to_proto(task: Task, where: str) -> pb.Task:
             gpu=task.resources.gpu,
         ),
         network=pb.NetworkConfig(
-            type=_NETWORK_TO_PB[task.network.type], domains=task.network.domains
+            type=_NETWORK_TO_PB[task.network.type],
+            domains=task.network.domains,
+            ports=[
+                pb.Port(name=p.name, static=p.static, target=p.target, host_network=p.host_network)
+                for p in task.network.ports
+            ],
         ),
         timeouts=pb.TimeoutConfig(
             execution_timeout_seconds=task.timeouts.execution_timeout,
@@ -201,7 +207,16 @@ def _task_from_proto(msg: pb.Task) -> Task:
             disk=msg.resources.disk,
             gpu=msg.resources.gpu,
         ),
-        network=NetworkConfig(type=network, domains=list(msg.network.domains)),
+        network=NetworkConfig(
+            type=network,
+            domains=list(msg.network.domains),
+            ports=[
+                PortMapping(
+                    name=p.name, static=p.static, target=p.target, host_network=p.host_network
+                )
+                for p in msg.network.ports
+            ],
+        ),
         timeouts=TimeoutConfig(
             execution_timeout=msg.timeouts.execution_timeout_seconds,
             queue_timeout=msg.timeouts.queue_timeout_seconds,

@@ -77,6 +77,20 @@ def test_serve_refuses_unknown_configuration_keys(tmp_path: Path) -> None:
     assert "unknown configuration key 'colour'" in result.stderr and "Hint:" in result.stderr
 
 
+def test_serve_refuses_a_port_range_outside_the_unprivileged_ports(tmp_path: Path) -> None:
+    runner = CliRunner()
+    ca, data = tmp_path / "ca", tmp_path / "node"
+    assert runner.invoke(cli, ["ca", "init", "--ca-dir", str(ca)]).exit_code == 0
+    issued = runner.invoke(cli, ["ca", "issue", "--ca-dir", str(ca), "--data-dir", str(data)])
+    assert issued.exit_code == 0, issued.output
+    args = ["serve", "--orchestrator", "--compute", "--data-dir", str(data), "-c", "engines=wasm"]
+    args += ["--api-port", "0", "--grpc-port", "0", "--publisher-port", "0"]
+    result = runner.invoke(cli, [*args, "-c", "Compute.Network.PortRangeStart=80"])
+    assert result.exit_code == 1
+    assert "invalid port range 80-32000" in result.stderr
+    assert "PortRangeStart" in result.stderr and "Hint:" in result.stderr
+
+
 def test_devstack_config_must_be_key_value(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         cli, ["devstack", "--data-dir", str(tmp_path / "stack"), "-c", "labels"]

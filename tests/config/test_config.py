@@ -82,3 +82,14 @@ def test_bacalhau_key_names_map_to_ours_case_insensitively() -> None:
     assert cfg.labels == {"zone": "a", "tier": "b"}
     assert cfg.data_dir == Path("/srv/node")
     assert NodeConfig().with_overrides({"manual_approval": "off"}).manual_approval is False
+
+
+def test_the_port_range_takes_bacalhaus_keys_and_defaults(tmp_path: Path) -> None:
+    assert (NodeConfig().port_range_start, NodeConfig().port_range_end) == (20000, 32000)
+    (tmp_path / "config.yaml").write_text(
+        "Compute:\n  Network:\n    PortRangeStart: 21000\n    PortRangeEnd: 21099\n"
+    )
+    cfg = load_config({"data_dir": str(tmp_path)}, environ={})
+    assert (cfg.port_range_start, cfg.port_range_end) == (21000, 21099)
+    flagged = cfg.with_overrides({"Compute.Network.PortRangeEnd": "21500"})
+    assert flagged.port_range_end == 21500

@@ -1,5 +1,5 @@
 """Network types as Bacalhau v1.7+ spells them: None, Default, Host, Bridge, Full, HTTP, in
-any case; Default closed here. Port mappings are refused, not dropped."""
+any case; Default closed here. Port mappings are in test_network_ports."""
 
 from __future__ import annotations
 
@@ -52,10 +52,3 @@ def test_an_unknown_type_names_the_field_and_the_choices() -> None:
         _job({"Type": "wormhole"})
     assert err.value.field == "Tasks[0].Network.Type"
     assert "Bridge" in (err.value.hint or "")
-
-
-def test_port_mappings_are_refused_naming_the_field() -> None:
-    with pytest.raises(InvalidJobSpec, match="not supported") as err:
-        _job({"Type": "bridge", "Ports": [{"Name": "http", "Static": 9090}]})
-    assert err.value.field == "Tasks[0].Network.Ports"
-    _job({"Type": "bridge", "Ports": []})  # an empty list asks for nothing

@@ -20,7 +20,9 @@ from bacalhau.models import (
     ExecutionStateType,
     Job,
     JobStateType,
+    NetworkConfig,
     NetworkType,
+    PortMapping,
     RunResult,
     SpecConfig,
 )
@@ -106,6 +108,25 @@ def test_every_network_type_round_trips(network: NetworkType) -> None:
     task.network.type = network
     job = dataclasses.replace(full_job(), tasks=[task])
     assert _job_trip(job).tasks[0].network.type is network
+
+
+@pytest.mark.parametrize("network", [NetworkType.BRIDGE, NetworkType.HOST])
+def test_port_mappings_round_trip(network: NetworkType) -> None:
+    task = full_task()
+    task.network = NetworkConfig(
+        type=network,
+        ports=[
+            PortMapping(name="http"),
+            PortMapping(name="admin", static=30123, target=6060, host_network="127.0.0.1"),
+            PortMapping(name="v6", static=65535, target=1, host_network="::1"),
+        ],
+    )
+    job = dataclasses.replace(full_job(), tasks=[task])
+    assert _job_trip(job).tasks[0].network == task.network
+    # A peer that predates ports sends none: the field is new (3) and reads as empty.
+    msg = c.job_to_proto(job)
+    del msg.tasks[0].network.ports[:]
+    assert c.job_from_proto(msg).tasks[0].network.ports == []
 
 
 def test_unknown_enum_values_from_a_newer_peer_are_refused() -> None:

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x62\x61\x63\x61lhau/v1/types.proto\x12\x0b\x62\x61\x63\x61lhau.v1\x1a\x1cgoogle/protobuf/struct.proto\"C\n\nSpecConfig\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\'\n\x06params\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\"U\n\x0bInputSource\x12\'\n\x06source\x18\x01 \x01(\x0b\x32\x17.bacalhau.v1.SpecConfig\x12\r\n\x05\x61lias\x18\x02 \x01(\t\x12\x0e\n\x06target\x18\x03 \x01(\t\"(\n\nResultPath\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\"I\n\x0fResourcesConfig\x12\x0b\n\x03\x63pu\x18\x01 \x01(\t\x12\x0e\n\x06memory\x18\x02 \x01(\t\x12\x0c\n\x04\x64isk\x18\x03 \x01(\t\x12\x0b\n\x03gpu\x18\x04 \x01(\t\"C\n\tResources\x12\x0b\n\x03\x63pu\x18\x01 \x01(\x01\x12\x0e\n\x06memory\x18\x02 \x01(\x03\x12\x0c\n\x04\x64isk\x18\x03 \x01(\x03\x12\x0b\n\x03gpu\x18\x04 \x01(\x03\"H\n\rNetworkConfig\x12&\n\x04type\x18\x01 \x01(\x0e\x32\x18.bacalhau.v1.NetworkType\x12\x0f\n\x07\x64omains\x18\x02 \x03(\t\"p\n\rTimeoutConfig\x12!\n\x19\x65xecution_timeout_seconds\x18\x01 \x01(\x03\x12\x1d\n\x15queue_timeout_seconds\x18\x02 \x01(\x03\x12\x1d\n\x15total_timeout_seconds\x18\x03 \x01(\x03\"I\n\x18LabelSelectorRequirement\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x10\n\x08operator\x18\x02 \x01(\t\x12\x0e\n\x06values\x18\x03 \x03(\t\"\x82\x04\n\x04Task\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x06\x65ngine\x18\x02 \x01(\x0b\x32\x17.bacalhau.v1.SpecConfig\x12*\n\tpublisher\x18\x03 \x01(\x0b\x32\x17.bacalhau.v1.SpecConfig\x12\'\n\x03\x65nv\x18\x04 \x03(\x0b\x32\x1a.bacalhau.v1.Task.EnvEntry\x12)\n\x04meta\x18\x05 \x03(\x0b\x32\x1b.bacalhau.v1.Task.MetaEntry\x12/\n\rinput_sources\x18\x06 \x03(\x0b\x32\x18.bacalhau.v1.InputSource\x12-\n\x0cresult_paths\x18\x07 \x03(\x0b\x32\x17.bacalhau.v1.ResultPath\x12/\n\tresources\x18\x08 \x01(\x0b\x32\x1c.bacalhau.v1.ResourcesConfig\x12+\n\x07network\x18\t \x01(\x0b\x32\x1a.bacalhau.v1.NetworkConfig\x12,\n\x08timeouts\x18\n \x01(\x0b\x32\x1a.bacalhau.v1.TimeoutConfig\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a+\n\tMetaEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x85\x05\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x0c\n\x04type\x18\x04 \x01(\t\x12\x10\n\x08priority\x18\x05 \x01(\x03\x12\r\n\x05\x63ount\x18\x06 \x01(\x03\x12:\n\x0b\x63onstraints\x18\x07 \x03(\x0b\x32%.bacalhau.v1.LabelSelectorRequirement\x12(\n\x04meta\x18\x08 \x03(\x0b\x32\x1a.bacalhau.v1.Job.MetaEntry\x12,\n\x06labels\x18\t \x03(\x0b\x32\x1c.bacalhau.v1.Job.LabelsEntry\x12 \n\x05tasks\x18\n \x03(\x0b\x32\x11.bacalhau.v1.Task\x12(\n\x05state\x18\x0b \x01(\x0e\x32\x19.bacalhau.v1.JobStateType\x12\x15\n\rstate_message\x18\x0c \x01(\t\x12\x39\n\rstate_details\x18\r \x03(\x0b\x32\".bacalhau.v1.Job.StateDetailsEntry\x12\x0f\n\x07version\x18\x0e \x01(\x04\x12\x10\n\x08revision\x18\x0f \x01(\x04\x12\x1d\n\x15\x63reate_time_unix_nano\x18\x10 \x01(\x03\x12\x1d\n\x15modify_time_unix_nano\x18\x11 \x01(\x03\x1a+\n\tMetaEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x33\n\x11StateDetailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8c\x01\n\x10RunCommandResult\x12\x0e\n\x06stdout\x18\x01 \x01(\t\x12\x18\n\x10stdout_truncated\x18\x02 \x01(\x08\x12\x0e\n\x06stderr\x18\x03 \x01(\t\x12\x18\n\x10stderr_truncated\x18\x04 \x01(\x08\x12\x11\n\texit_code\x18\x05 \x01(\x03\x12\x11\n\terror_msg\x18\x06 \x01(\t\"\xa6\x01\n\x05\x45vent\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\r\n\x05topic\x18\x02 \x01(\t\x12\x1b\n\x13timestamp_unix_nano\x18\x03 \x01(\x03\x12\x30\n\x07\x64\x65tails\x18\x04 \x03(\x0b\x32\x1f.bacalhau.v1.Event.DetailsEntry\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9e\x06\n\tExecution\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0f\n\x07node_id\x18\x03 \x01(\t\x12\x11\n\tnamespace\x18\x04 \x01(\t\x12\x0f\n\x07\x65val_id\x18\x05 \x01(\t\x12\x0c\n\x04name\x18\x06 \x01(\t\x12\x1d\n\x03job\x18\x07 \x01(\x0b\x32\x10.bacalhau.v1.Job\x12)\n\tallocated\x18\x08 \x01(\x0b\x32\x16.bacalhau.v1.Resources\x12\x11\n\ttask_name\x18\t \x01(\t\x12=\n\rdesired_state\x18\n \x01(\x0e\x32&.bacalhau.v1.ExecutionDesiredStateType\x12\x17\n\x0f\x64\x65sired_message\x18\x0b \x01(\t\x12\x36\n\rcompute_state\x18\x0c \x01(\x0e\x32\x1f.bacalhau.v1.ExecutionStateType\x12\x17\n\x0f\x63ompute_message\x18\r \x01(\t\x12\x43\n\x0f\x63ompute_details\x18\x0e \x03(\x0b\x32*.bacalhau.v1.Execution.ComputeDetailsEntry\x12\x31\n\x10published_result\x18\x0f \x01(\x0b\x32\x17.bacalhau.v1.SpecConfig\x12\x31\n\nrun_output\x18\x10 \x01(\x0b\x32\x1d.bacalhau.v1.RunCommandResult\x12\x1a\n\x12previous_execution\x18\x11 \x01(\t\x12\x16\n\x0enext_execution\x18\x12 \x01(\t\x12\x18\n\x10\x66ollowup_eval_id\x18\x13 \x01(\t\x12\x10\n\x08revision\x18\x14 \x01(\x04\x12\x1d\n\x15\x63reate_time_unix_nano\x18\x15 \x01(\x03\x12\x1d\n\x15modify_time_unix_nano\x18\x16 \x01(\x03\x12\x17\n\x0fpartition_index\x18\x17 \x01(\x04\x12\x13\n\x0bjob_version\x18\x18 \x01(\x04\x1a\x35\n\x13\x43omputeDetailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"C\n\rSignedPayload\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x0e\n\x06signer\x18\x03 \x01(\t*\xd6\x01\n\x0cJobStateType\x12\x1e\n\x1aJOB_STATE_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n\x16JOB_STATE_TYPE_PENDING\x10\x01\x12\x19\n\x15JOB_STATE_TYPE_QUEUED\x10\x02\x12\x1a\n\x16JOB_STATE_TYPE_RUNNING\x10\x03\x12\x1c\n\x18JOB_STATE_TYPE_COMPLETED\x10\x04\x12\x19\n\x15JOB_STATE_TYPE_FAILED\x10\x05\x12\x1a\n\x16JOB_STATE_TYPE_STOPPED\x10\x06*\xda\x03\n\x12\x45xecutionStateType\x12$\n EXECUTION_STATE_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x45XECUTION_STATE_TYPE_NEW\x10\x01\x12$\n EXECUTION_STATE_TYPE_ASK_FOR_BID\x10\x02\x12-\n)EXECUTION_STATE_TYPE_ASK_FOR_BID_ACCEPTED\x10\x03\x12-\n)EXECUTION_STATE_TYPE_ASK_FOR_BID_REJECTED\x10\x04\x12%\n!EXECUTION_STATE_TYPE_BID_ACCEPTED\x10\x05\x12 \n\x1c\x45XECUTION_STATE_TYPE_RUNNING\x10\x06\x12#\n\x1f\x45XECUTION_STATE_TYPE_PUBLISHING\x10\x07\x12%\n!EXECUTION_STATE_TYPE_BID_REJECTED\x10\x08\x12\"\n\x1e\x45XECUTION_STATE_TYPE_COMPLETED\x10\t\x12\x1f\n\x1b\x45XECUTION_STATE_TYPE_FAILED\x10\n\x12\"\n\x1e\x45XECUTION_STATE_TYPE_CANCELLED\x10\x0b*\xc7\x01\n\x19\x45xecutionDesiredStateType\x12,\n(EXECUTION_DESIRED_STATE_TYPE_UNSPECIFIED\x10\x00\x12(\n$EXECUTION_DESIRED_STATE_TYPE_PENDING\x10\x01\x12(\n$EXECUTION_DESIRED_STATE_TYPE_RUNNING\x10\x02\x12(\n$EXECUTION_DESIRED_STATE_TYPE_STOPPED\x10\x03*\xba\x01\n\x0bNetworkType\x12\x1c\n\x18NETWORK_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11NETWORK_TYPE_NONE\x10\x01\x12\x15\n\x11NETWORK_TYPE_FULL\x10\x02\x12\x15\n\x11NETWORK_TYPE_HTTP\x10\x03\x12\x15\n\x11NETWORK_TYPE_HOST\x10\x04\x12\x17\n\x13NETWORK_TYPE_BRIDGE\x10\x05\x12\x18\n\x14NETWORK_TYPE_DEFAULT\x10\x06*U\n\x08NodeType\x12\x19\n\x15NODE_TYPE_UNSPECIFIED\x10\x00\x12\x17\n\x13NODE_TYPE_REQUESTER\x10\x01\x12\x15\n\x11NODE_TYPE_COMPUTE\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x62\x61\x63\x61lhau/v1/types.proto\x12\x0b\x62\x61\x63\x61lhau.v1\x1a\x1cgoogle/protobuf/struct.proto\"C\n\nSpecConfig\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\'\n\x06params\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\"U\n\x0bInputSource\x12\'\n\x06source\x18\x01 \x01(\x0b\x32\x17.bacalhau.v1.SpecConfig\x12\r\n\x05\x61lias\x18\x02 \x01(\t\x12\x0e\n\x06target\x18\x03 \x01(\t\"(\n\nResultPath\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\"I\n\x0fResourcesConfig\x12\x0b\n\x03\x63pu\x18\x01 \x01(\t\x12\x0e\n\x06memory\x18\x02 \x01(\t\x12\x0c\n\x04\x64isk\x18\x03 \x01(\t\x12\x0b\n\x03gpu\x18\x04 \x01(\t\"C\n\tResources\x12\x0b\n\x03\x63pu\x18\x01 \x01(\x01\x12\x0e\n\x06memory\x18\x02 \x01(\x03\x12\x0c\n\x04\x64isk\x18\x03 \x01(\x03\x12\x0b\n\x03gpu\x18\x04 \x01(\x03\"j\n\rNetworkConfig\x12&\n\x04type\x18\x01 \x01(\x0e\x32\x18.bacalhau.v1.NetworkType\x12\x0f\n\x07\x64omains\x18\x02 \x03(\t\x12 \n\x05ports\x18\x03 \x03(\x0b\x32\x11.bacalhau.v1.Port\"J\n\x04Port\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06static\x18\x02 \x01(\x05\x12\x0e\n\x06target\x18\x03 \x01(\x05\x12\x14\n\x0chost_network\x18\x04 \x01(\t\"p\n\rTimeoutConfig\x12!\n\x19\x65xecution_timeout_seconds\x18\x01 \x01(\x03\x12\x1d\n\x15queue_timeout_seconds\x18\x02 \x01(\x03\x12\x1d\n\x15total_timeout_seconds\x18\x03 \x01(\x03\"I\n\x18LabelSelectorRequirement\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x10\n\x08operator\x18\x02 \x01(\t\x12\x0e\n\x06values\x18\x03 \x03(\t\"\x82\x04\n\x04Task\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x06\x65ngine\x18\x02 \x01(\x0b\x32\x17.bacalhau.v1.SpecConfig\x12*\n\tpublisher\x18\x03 \x01(\x0b\x32\x17.bacalhau.v1.SpecConfig\x12\'\n\x03\x65nv\x18\x04 \x03(\x0b\x32\x1a.bacalhau.v1.Task.EnvEntry\x12)\n\x04meta\x18\x05 \x03(\x0b\x32\x1b.bacalhau.v1.Task.MetaEntry\x12/\n\rinput_sources\x18\x06 \x03(\x0b\x32\x18.bacalhau.v1.InputSource\x12-\n\x0cresult_paths\x18\x07 \x03(\x0b\x32\x17.bacalhau.v1.ResultPath\x12/\n\tresources\x18\x08 \x01(\x0b\x32\x1c.bacalhau.v1.ResourcesConfig\x12+\n\x07network\x18\t \x01(\x0b\x32\x1a.bacalhau.v1.NetworkConfig\x12,\n\x08timeouts\x18\n \x01(\x0b\x32\x1a.bacalhau.v1.TimeoutConfig\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a+\n\tMetaEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x85\x05\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x0c\n\x04type\x18\x04 \x01(\t\x12\x10\n\x08priority\x18\x05 \x01(\x03\x12\r\n\x05\x63ount\x18\x06 \x01(\x03\x12:\n\x0b\x63onstraints\x18\x07 \x03(\x0b\x32%.bacalhau.v1.LabelSelectorRequirement\x12(\n\x04meta\x18\x08 \x03(\x0b\x32\x1a.bacalhau.v1.Job.MetaEntry\x12,\n\x06labels\x18\t \x03(\x0b\x32\x1c.bacalhau.v1.Job.LabelsEntry\x12 \n\x05tasks\x18\n \x03(\x0b\x32\x11.bacalhau.v1.Task\x12(\n\x05state\x18\x0b \x01(\x0e\x32\x19.bacalhau.v1.JobStateType\x12\x15\n\rstate_message\x18\x0c \x01(\t\x12\x39\n\rstate_details\x18\r \x03(\x0b\x32\".bacalhau.v1.Job.StateDetailsEntry\x12\x0f\n\x07version\x18\x0e \x01(\x04\x12\x10\n\x08revision\x18\x0f \x01(\x04\x12\x1d\n\x15\x63reate_time_unix_nano\x18\x10 \x01(\x03\x12\x1d\n\x15modify_time_unix_nano\x18\x11 \x01(\x03\x1a+\n\tMetaEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x33\n\x11StateDetailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8c\x01\n\x10RunCommandResult\x12\x0e\n\x06stdout\x18\x01 \x01(\t\x12\x18\n\x10stdout_truncated\x18\x02 \x01(\x08\x12\x0e\n\x06stderr\x18\x03 \x01(\t\x12\x18\n\x10stderr_truncated\x18\x04 \x01(\x08\x12\x11\n\texit_code\x18\x05 \x01(\x03\x12\x11\n\terror_msg\x18\x06 \x01(\t\"\xa6\x01\n\x05\x45vent\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\r\n\x05topic\x18\x02 \x01(\t\x12\x1b\n\x13timestamp_unix_nano\x18\x03 \x01(\x03\x12\x30\n\x07\x64\x65tails\x18\x04 \x03(\x0b\x32\x1f.bacalhau.v1.Event.DetailsEntry\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9e\x06\n\tExecution\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0f\n\x07node_id\x18\x03 \x01(\t\x12\x11\n\tnamespace\x18\x04 \x01(\t\x12\x0f\n\x07\x65val_id\x18\x05 \x01(\t\x12\x0c\n\x04name\x18\x06 \x01(\t\x12\x1d\n\x03job\x18\x07 \x01(\x0b\x32\x10.bacalhau.v1.Job\x12)\n\tallocated\x18\x08 \x01(\x0b\x32\x16.bacalhau.v1.Resources\x12\x11\n\ttask_name\x18\t \x01(\t\x12=\n\rdesired_state\x18\n \x01(\x0e\x32&.bacalhau.v1.ExecutionDesiredStateType\x12\x17\n\x0f\x64\x65sired_message\x18\x0b \x01(\t\x12\x36\n\rcompute_state\x18\x0c \x01(\x0e\x32\x1f.bacalhau.v1.ExecutionStateType\x12\x17\n\x0f\x63ompute_message\x18\r \x01(\t\x12\x43\n\x0f\x63ompute_details\x18\x0e \x03(\x0b\x32*.bacalhau.v1.Execution.ComputeDetailsEntry\x12\x31\n\x10published_result\x18\x0f \x01(\x0b\x32\x17.bacalhau.v1.SpecConfig\x12\x31\n\nrun_output\x18\x10 \x01(\x0b\x32\x1d.bacalhau.v1.RunCommandResult\x12\x1a\n\x12previous_execution\x18\x11 \x01(\t\x12\x16\n\x0enext_execution\x18\x12 \x01(\t\x12\x18\n\x10\x66ollowup_eval_id\x18\x13 \x01(\t\x12\x10\n\x08revision\x18\x14 \x01(\x04\x12\x1d\n\x15\x63reate_time_unix_nano\x18\x15 \x01(\x03\x12\x1d\n\x15modify_time_unix_nano\x18\x16 \x01(\x03\x12\x17\n\x0fpartition_index\x18\x17 \x01(\x04\x12\x13\n\x0bjob_version\x18\x18 \x01(\x04\x1a\x35\n\x13\x43omputeDetailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"C\n\rSignedPayload\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x0e\n\x06signer\x18\x03 \x01(\t*\xd6\x01\n\x0cJobStateType\x12\x1e\n\x1aJOB_STATE_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n\x16JOB_STATE_TYPE_PENDING\x10\x01\x12\x19\n\x15JOB_STATE_TYPE_QUEUED\x10\x02\x12\x1a\n\x16JOB_STATE_TYPE_RUNNING\x10\x03\x12\x1c\n\x18JOB_STATE_TYPE_COMPLETED\x10\x04\x12\x19\n\x15JOB_STATE_TYPE_FAILED\x10\x05\x12\x1a\n\x16JOB_STATE_TYPE_STOPPED\x10\x06*\xda\x03\n\x12\x45xecutionStateType\x12$\n EXECUTION_STATE_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x45XECUTION_STATE_TYPE_NEW\x10\x01\x12$\n EXECUTION_STATE_TYPE_ASK_FOR_BID\x10\x02\x12-\n)EXECUTION_STATE_TYPE_ASK_FOR_BID_ACCEPTED\x10\x03\x12-\n)EXECUTION_STATE_TYPE_ASK_FOR_BID_REJECTED\x10\x04\x12%\n!EXECUTION_STATE_TYPE_BID_ACCEPTED\x10\x05\x12 \n\x1c\x45XECUTION_STATE_TYPE_RUNNING\x10\x06\x12#\n\x1f\x45XECUTION_STATE_TYPE_PUBLISHING\x10\x07\x12%\n!EXECUTION_STATE_TYPE_BID_REJECTED\x10\x08\x12\"\n\x1e\x45XECUTION_STATE_TYPE_COMPLETED\x10\t\x12\x1f\n\x1b\x45XECUTION_STATE_TYPE_FAILED\x10\n\x12\"\n\x1e\x45XECUTION_STATE_TYPE_CANCELLED\x10\x0b*\xc7\x01\n\x19\x45xecutionDesiredStateType\x12,\n(EXECUTION_DESIRED_STATE_TYPE_UNSPECIFIED\x10\x00\x12(\n$EXECUTION_DESIRED_STATE_TYPE_PENDING\x10\x01\x12(\n$EXECUTION_DESIRED_STATE_TYPE_RUNNING\x10\x02\x12(\n$EXECUTION_DESIRED_STATE_TYPE_STOPPED\x10\x03*\xba\x01\n\x0bNetworkType\x12\x1c\n\x18NETWORK_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11NETWORK_TYPE_NONE\x10\x01\x12\x15\n\x11NETWORK_TYPE_FULL\x10\x02\x12\x15\n\x11NETWORK_TYPE_HTTP\x10\x03\x12\x15\n\x11NETWORK_TYPE_HOST\x10\x04\x12\x17\n\x13NETWORK_TYPE_BRIDGE\x10\x05\x12\x18\n\x14NETWORK_TYPE_DEFAULT\x10\x06*U\n\x08NodeType\x12\x19\n\x15NODE_TYPE_UNSPECIFIED\x10\x00\x12\x17\n\x13NODE_TYPE_REQUESTER\x10\x01\x12\x15\n\x11NODE_TYPE_COMPUTE\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,16 +46,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EVENT_DETAILSENTRY']._serialized_options = b'8\001'
   _globals['_EXECUTION_COMPUTEDETAILSENTRY']._loaded_options = None
   _globals['_EXECUTION_COMPUTEDETAILSENTRY']._serialized_options = b'8\001'
-  _globals['_JOBSTATETYPE']._serialized_start=3023
-  _globals['_JOBSTATETYPE']._serialized_end=3237
-  _globals['_EXECUTIONSTATETYPE']._serialized_start=3240
-  _globals['_EXECUTIONSTATETYPE']._serialized_end=3714
-  _globals['_EXECUTIONDESIREDSTATETYPE']._serialized_start=3717
-  _globals['_EXECUTIONDESIREDSTATETYPE']._serialized_end=3916
-  _globals['_NETWORKTYPE']._serialized_start=3919
-  _globals['_NETWORKTYPE']._serialized_end=4105
-  _globals['_NODETYPE']._serialized_start=4107
-  _globals['_NODETYPE']._serialized_end=4192
+  _globals['_JOBSTATETYPE']._serialized_start=3133
+  _globals['_JOBSTATETYPE']._serialized_end=3347
+  _globals['_EXECUTIONSTATETYPE']._serialized_start=3350
+  _globals['_EXECUTIONSTATETYPE']._serialized_end=3824
+  _globals['_EXECUTIONDESIREDSTATETYPE']._serialized_start=3827
+  _globals['_EXECUTIONDESIREDSTATETYPE']._serialized_end=4026
+  _globals['_NETWORKTYPE']._serialized_start=4029
+  _globals['_NETWORKTYPE']._serialized_end=4215
+  _globals['_NODETYPE']._serialized_start=4217
+  _globals['_NODETYPE']._serialized_end=4302
   _globals['_SPECCONFIG']._serialized_start=70
   _globals['_SPECCONFIG']._serialized_end=137
   _globals['_INPUTSOURCE']._serialized_start=139
@@ -67,35 +67,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RESOURCES']._serialized_start=343
   _globals['_RESOURCES']._serialized_end=410
   _globals['_NETWORKCONFIG']._serialized_start=412
-  _globals['_NETWORKCONFIG']._serialized_end=484
-  _globals['_TIMEOUTCONFIG']._serialized_start=486
-  _globals['_TIMEOUTCONFIG']._serialized_end=598
-  _globals['_LABELSELECTORREQUIREMENT']._serialized_start=600
-  _globals['_LABELSELECTORREQUIREMENT']._serialized_end=673
-  _globals['_TASK']._serialized_start=676
-  _globals['_TASK']._serialized_end=1190
-  _globals['_TASK_ENVENTRY']._serialized_start=1103
-  _globals['_TASK_ENVENTRY']._serialized_end=1145
-  _globals['_TASK_METAENTRY']._serialized_start=1147
-  _globals['_TASK_METAENTRY']._serialized_end=1190
-  _globals['_JOB']._serialized_start=1193
-  _globals['_JOB']._serialized_end=1838
-  _globals['_JOB_METAENTRY']._serialized_start=1147
-  _globals['_JOB_METAENTRY']._serialized_end=1190
-  _globals['_JOB_LABELSENTRY']._serialized_start=1740
-  _globals['_JOB_LABELSENTRY']._serialized_end=1785
-  _globals['_JOB_STATEDETAILSENTRY']._serialized_start=1787
-  _globals['_JOB_STATEDETAILSENTRY']._serialized_end=1838
-  _globals['_RUNCOMMANDRESULT']._serialized_start=1841
-  _globals['_RUNCOMMANDRESULT']._serialized_end=1981
-  _globals['_EVENT']._serialized_start=1984
-  _globals['_EVENT']._serialized_end=2150
-  _globals['_EVENT_DETAILSENTRY']._serialized_start=2104
-  _globals['_EVENT_DETAILSENTRY']._serialized_end=2150
-  _globals['_EXECUTION']._serialized_start=2153
-  _globals['_EXECUTION']._serialized_end=2951
-  _globals['_EXECUTION_COMPUTEDETAILSENTRY']._serialized_start=2898
-  _globals['_EXECUTION_COMPUTEDETAILSENTRY']._serialized_end=2951
-  _globals['_SIGNEDPAYLOAD']._serialized_start=2953
-  _globals['_SIGNEDPAYLOAD']._serialized_end=3020
+  _globals['_NETWORKCONFIG']._serialized_end=518
+  _globals['_PORT']._serialized_start=520
+  _globals['_PORT']._serialized_end=594
+  _globals['_TIMEOUTCONFIG']._serialized_start=596
+  _globals['_TIMEOUTCONFIG']._serialized_end=708
+  _globals['_LABELSELECTORREQUIREMENT']._serialized_start=710
+  _globals['_LABELSELECTORREQUIREMENT']._serialized_end=783
+  _globals['_TASK']._serialized_start=786
+  _globals['_TASK']._serialized_end=1300
+  _globals['_TASK_ENVENTRY']._serialized_start=1213
+  _globals['_TASK_ENVENTRY']._serialized_end=1255
+  _globals['_TASK_METAENTRY']._serialized_start=1257
+  _globals['_TASK_METAENTRY']._serialized_end=1300
+  _globals['_JOB']._serialized_start=1303
+  _globals['_JOB']._serialized_end=1948
+  _globals['_JOB_METAENTRY']._serialized_start=1257
+  _globals['_JOB_METAENTRY']._serialized_end=1300
+  _globals['_JOB_LABELSENTRY']._serialized_start=1850
+  _globals['_JOB_LABELSENTRY']._serialized_end=1895
+  _globals['_JOB_STATEDETAILSENTRY']._serialized_start=1897
+  _globals['_JOB_STATEDETAILSENTRY']._serialized_end=1948
+  _globals['_RUNCOMMANDRESULT']._serialized_start=1951
+  _globals['_RUNCOMMANDRESULT']._serialized_end=2091
+  _globals['_EVENT']._serialized_start=2094
+  _globals['_EVENT']._serialized_end=2260
+  _globals['_EVENT_DETAILSENTRY']._serialized_start=2214
+  _globals['_EVENT_DETAILSENTRY']._serialized_end=2260
+  _globals['_EXECUTION']._serialized_start=2263
+  _globals['_EXECUTION']._serialized_end=3061
+  _globals['_EXECUTION_COMPUTEDETAILSENTRY']._serialized_start=3008
+  _globals['_EXECUTION_COMPUTEDETAILSENTRY']._serialized_end=3061
+  _globals['_SIGNEDPAYLOAD']._serialized_start=3063
+  _globals['_SIGNEDPAYLOAD']._serialized_end=3130
 # @@protoc_insertion_point(module_scope)

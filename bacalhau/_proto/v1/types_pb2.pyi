@@ -380,25 +380,65 @@ class NetworkConfig(_message.Message):
 
     TYPE_FIELD_NUMBER: _builtins.int
     DOMAINS_FIELD_NUMBER: _builtins.int
+    PORTS_FIELD_NUMBER: _builtins.int
     type: Global___NetworkType.ValueType
     """Kind of access."""
     @_builtins.property
     def domains(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Allowed domains or IPs for HTTP access; a leading dot is a wildcard."""
 
+    @_builtins.property
+    def ports(self) -> _containers.RepeatedCompositeFieldContainer[Global___Port]:
+        """Ports the task listens on (Host, Full and Bridge networks), Bacalhau v1.7+'s Ports."""
+
     def __init__(
         self,
         *,
         type: Global___NetworkType.ValueType = ...,
         domains: _abc.Iterable[_builtins.str] | None = ...,
+        ports: _abc.Iterable[Global___Port] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["domains", b"domains", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["domains", b"domains", "ports", b"ports", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___NetworkConfig: _TypeAlias = NetworkConfig  # noqa: Y015
+
+@_typing.final
+class Port(_message.Message):
+    """A port a task listens on, given a host port by the compute node that runs it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    STATIC_FIELD_NUMBER: _builtins.int
+    TARGET_FIELD_NUMBER: _builtins.int
+    HOST_NETWORK_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Names the port: the task reads BACALHAU_HOST_PORT_<name> and BACALHAU_PORT_<name>."""
+    static: _builtins.int
+    """The host port; 0 lets the compute node pick one from its port range."""
+    target: _builtins.int
+    """The container port a Bridge network publishes the host port to; 0: the host port."""
+    host_network: _builtins.str
+    """The host address a Bridge port is published on; empty: every interface."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        static: _builtins.int = ...,
+        target: _builtins.int = ...,
+        host_network: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["host_network", b"host_network", "name", b"name", "static", b"static", "target", b"target"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Port: _TypeAlias = Port  # noqa: Y015
 
 @_typing.final
 class TimeoutConfig(_message.Message):

@@ -9,25 +9,28 @@ Every container is confined the same way, whatever the job asks:
 - filesystem: the image's root read-only (unless the operator turned it off for images that
   cannot live with it); the job writes only to its result folders and a size-bounded tmpfs at
   ``/tmp``; inputs are mounted read-only unless the input itself is writable;
-- network: ``None`` has none at all, ``Full`` the host's, ``HTTP`` only the node's proxy
-  (see ``_egress``).
+- network: ``None`` has none at all, ``Full`` and ``Host`` the host's (the task listens on
+  its host ports itself), ``Bridge`` Docker's bridge with the task's ports published on the
+  host, ``HTTP`` only the node's proxy (see ``_egress``).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from docker.types import LogConfig, Mount
 
+from bacalhau.errors import ExecutionFailed
 from bacalhau.executor._base import RunRequest
 from bacalhau.executor._gpus import docker_gpu_options
 from bacalhau.executor.docker._params import DockerEngineSpec
+from bacalhau.models import PortMapping
 
-__all__ = ["Confinement", "NetworkPlan", "container_kwargs"]
+__all__ = ["Confinement", "NetworkPlan", "bridge_network", "container_kwargs"]
 
 _TMP_OPTIONS = "rw,nosuid,nodev,mode=1777"
 
@@ -49,6 +52,8 @@ class NetworkPlan:
     mode: str
     env: Mapping[str, str]
     networking_config: Any = None
+    #: Container TCP port -> the (host address, host port) pairs published to it.
+    published: Mapping[int, Sequence[tuple[str, int]]] = field(default_factory=dict)
 
     @property
     def disabled(self) -> bool:
@@ -59,6 +64,23 @@ NO_NETWORK = NetworkPlan(mode="none", env={})
 HOST_NETWORK = NetworkPlan(mode="host", env={})
 #: Docker's default bridge: an address of the container's own, with a route out.
 BRIDGE_NETWORK = NetworkPlan(mode="bridge", env={})
+
+
+def bridge_network(ports: Sequence[PortMapping]) -> NetworkPlan:
+    """Docker's bridge with each allocated mapping's host port published to its target
+    (TCP, as Bacalhau publishes), on its ``HostNetwork`` or every IPv4 interface."""
+    published: dict[int, list[tuple[str, int]]] = {}
+    for port in ports:
+        if not port.static:
+            # The compute node allocates host ports before the run; none means a caller
+            # skipped that, and Docker would pick one nobody is told about.
+            raise ExecutionFailed(
+                f"port {port.name} has no host port: the compute node allocates it",
+                component="Executor",
+            )
+        target = port.target or port.static
+        published.setdefault(target, []).append((port.host_network or "0.0.0.0", port.static))
+    return NetworkPlan(mode="bridge", env={}, published=published)
 
 
 def container_kwargs(
@@ -104,6 +126,7 @@ def container_kwargs(
         # The output reaches us over the attach stream; a second copy in the engine's
         # log files would only cost disk and time.
         log_config=LogConfig(type="none"),
+        port_bindings=dict(network.published) or None,
         # Exactly the GPUs reserved for this execution (device requests or device nodes).
         **docker_gpu_options(request.gpus),
     )
@@ -120,6 +143,8 @@ def container_kwargs(
         "labels": dict(labels),
         "host_config": host_config,
         "network_disabled": network.disabled,
+        # Exposed as well as bound, as ``docker run -p`` does.
+        "ports": list(network.published) or None,
         "tty": False,
         "stdin_open": False,
         # The operator's client-side proxy settings are not the job's business.

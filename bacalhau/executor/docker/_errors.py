@@ -33,4 +33,11 @@ def start_error(e: BaseException) -> ExecutionFailed:
             hint="check the entrypoint and parameters: the first word must be a program "
             "that exists in the image",
         )
+    if "port is already allocated" in explanation or "address already in use" in explanation:
+        # Taken between the compute node's check and the start (another program, or a
+        # container of another node on this engine).
+        return ExecutionFailed(
+            f"failed to start container: a published port is taken: {explanation}",
+            hint="the requester runs the job again, on this node or another",
+        )
     return ExecutionFailed(f"failed to start container: {explanation}")

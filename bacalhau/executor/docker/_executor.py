@@ -54,6 +54,7 @@ from bacalhau.executor.docker._container import (
     NO_NETWORK,
     Confinement,
     NetworkPlan,
+    bridge_network,
     container_kwargs,
 )
 from bacalhau.executor.docker._disk import (
@@ -241,7 +242,11 @@ class DockerExecutor:
             if request.network.type in (NetworkType.FULL, NetworkType.HOST):
                 network = HOST_NETWORK
             elif request.network.type is NetworkType.BRIDGE:
-                network = BRIDGE_NETWORK
+                network = (
+                    bridge_network(request.network.ports)
+                    if request.network.ports
+                    else BRIDGE_NETWORK
+                )
             elif request.network.type is NetworkType.HTTP:
                 lease = await self._egress.lease(api, DomainAllowList.of(request.network.domains))
                 network = NetworkPlan(
