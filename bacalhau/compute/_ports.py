@@ -113,9 +113,19 @@ class PortAllocator:
         targeted = {p.target for p in network.ports if bridge and p.target}
         taken: list[int] = []
         self._held[execution_id] = taken
+        # Static ports first, then those that must avoid the targets, then the rest: a
+        # mapping free to take any port never takes the one a constrained mapping needed.
+        order = sorted(
+            range(len(network.ports)),
+            key=lambda i: (
+                not network.ports[i].static,
+                not (bridge and not network.ports[i].target),
+            ),
+        )
+        out: list[PortMapping | None] = [None] * len(network.ports)
         try:
-            out = []
-            for mapping in network.ports:
+            for i in order:
+                mapping = network.ports[i]
                 address = mapping.host_network if bridge else ""
                 if mapping.static:
                     port = self._claim_static(mapping, address, execution_id)
@@ -123,18 +133,16 @@ class PortAllocator:
                     avoid = targeted if bridge and not mapping.target else ()
                     port = self._claim_from_range(mapping, address, execution_id, avoid)
                 taken.append(port)
-                out.append(
-                    PortMapping(
-                        name=mapping.name,
-                        static=port,
-                        target=(mapping.target or port) if bridge else 0,
-                        host_network=mapping.host_network,
-                    )
+                out[i] = PortMapping(
+                    name=mapping.name,
+                    static=port,
+                    target=(mapping.target or port) if bridge else 0,
+                    host_network=mapping.host_network,
                 )
         except BaseException:
             self.release(execution_id)
             raise
-        return out
+        return [m for m in out if m is not None]
 
     def release(self, execution_id: str) -> list[int]:
         """Give back every port ``execution_id`` holds; returns them (idempotent)."""
