@@ -155,8 +155,10 @@ async def test_a_static_port_is_published_on_its_host_network_only(rig: Rig) -> 
     execution = rig.submit(NetworkType.BRIDGE, script, mapping)
     run = asyncio.create_task(rig.pipeline.run(execution.id))
     await eventually(lambda: bool(_containers(rig, execution)) or run.done())
+    assert not run.done(), (await run).message
     (container,) = _containers(rig, execution)
-    await eventually(lambda: bool(_bindings(rig, container)) or run.done())
+    await eventually(lambda: run.done() or bool(_bindings(rig, container)))
+    assert not run.done(), (await run).message
     assert _bindings(rig, container) == {
         "6060/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(static)}]
     }
@@ -188,12 +190,17 @@ async def test_a_request_with_an_unallocated_port_is_refused(
 
 
 def _containers(rig: Rig, execution: Execution) -> list[Any]:
+    # Sparse: no inspection of each one found, which fails if the run ends and removes it
+    # between the listing and the inspection.
     found = rig.client.containers.list(
-        all=True, filters={"label": f"{LABEL_EXECUTION_ID}={execution.id}"}
+        all=True, sparse=True, filters={"label": f"{LABEL_EXECUTION_ID}={execution.id}"}
     )
     return list(found)
 
 
 def _bindings(rig: Rig, container: Any) -> dict[str, Any]:
-    info = rig.client.api.inspect_container(container.id)
+    try:
+        info = rig.client.api.inspect_container(container.id)
+    except docker.errors.NotFound:
+        return {}  # the run ended and took it away: the caller looks at the run
     return dict(info["HostConfig"].get("PortBindings") or {})
