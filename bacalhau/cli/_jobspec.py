@@ -152,6 +152,11 @@ def runtime_options(f: F) -> F:
             click.option("--node-details", is_flag=True, help="Show the nodes that ran it."),
             click.option("--dry-run", is_flag=True, help="Print the job as YAML; submit nothing."),
             click.option("--show-warnings", is_flag=True, help="Print submission warnings."),
+            click.option(
+                "--group-events",
+                is_flag=True,
+                help="While waiting, show each execution's latest event instead of every event.",
+            ),
         ],
         f,
     )

@@ -6,6 +6,7 @@ import base64
 import gzip
 import io
 import re
+import sys
 import tarfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,6 +48,17 @@ INLINE_MODULE_LIMIT = 1024 * 1024
 _CID_LIKE = re.compile(r"(Qm|baf|z|k|f)[0-9A-Za-z]{20,}(/[^:]*)?")
 
 
+_EVENTS_HEADER = f" {'TIME':<13} {'EXEC. ID':<11} {'TOPIC':<21} EVENT"
+
+
+def _event_row(item: JobHistory) -> str:
+    exec_id = short_id(item.execution_id) if item.execution_id else ""
+    message = item.event.message
+    if item.event.is_error and item.event.details.get("Hint"):
+        message += f" (hint: {item.event.details['Hint']})"
+    return f" {when(item.time, clock=True):<13} {exec_id:<11} {item.event.topic:<21} {message}"
+
+
 class _EventPrinter:
     """Prints history events as they arrive while the CLI waits for a job."""
 
@@ -55,15 +67,47 @@ class _EventPrinter:
 
     def __call__(self, item: JobHistory) -> None:
         if not self._header:
-            click.echo(f"\n {'TIME':<13} {'EXEC. ID':<11} {'TOPIC':<21} EVENT")
+            click.echo("\n" + _EVENTS_HEADER)
             self._header = True
-        exec_id = short_id(item.execution_id) if item.execution_id else ""
-        message = item.event.message
-        if item.event.is_error and item.event.details.get("Hint"):
-            message += f" (hint: {item.event.details['Hint']})"
-        click.echo(
-            f" {when(item.time, clock=True):<13} {exec_id:<11} {item.event.topic:<21} {message}"
-        )
+        click.echo(_event_row(item))
+
+    def close(self) -> None:
+        """Nothing is left to print: every event was printed as it came."""
+
+
+class _GroupedEventPrinter:
+    """``--group-events``: one row per execution (its latest event, in the order they
+    appeared) and one for the job, redrawn in place on a terminal as events arrive; elsewhere
+    (a pipe, a file) the table is printed once, when the wait ends."""
+
+    def __init__(self, *, live: bool) -> None:
+        self._live = live
+        self._executions: dict[str, JobHistory] = {}
+        self._job: JobHistory | None = None
+        self._drawn = 0
+
+    def __call__(self, item: JobHistory) -> None:
+        if item.execution_id:
+            self._executions[item.execution_id] = item
+        else:
+            self._job = item
+        if self._live:
+            self._draw()
+
+    def close(self) -> None:
+        if not self._live and (self._executions or self._job):
+            self._draw()
+
+    def _draw(self) -> None:
+        rows = [*self._executions.values(), *([self._job] if self._job else [])]
+        lines = [_EVENTS_HEADER, *(_event_row(r) for r in rows)]
+        if self._drawn:
+            # Back to the table's first line, and clear from there down.
+            click.echo(f"\x1b[{self._drawn}F\x1b[J", nl=False)
+        else:
+            click.echo()
+        click.echo("\n".join(lines))
+        self._drawn = len(lines)
 
 
 def _failure(details: JobDetails) -> BacalhauError:
@@ -194,12 +238,21 @@ def submit_and_follow(state: CliState, job: Job, runtime: dict[str, Any]) -> Non
             "Checking job status... (Enter Ctrl+C to exit at any time, "
             "your job will continue running):"
         )
+    printer = (
+        _GroupedEventPrinter(live=sys.stdout.isatty())
+        if runtime["group_events"]
+        else _EventPrinter()
+    )
     try:
-        details = client.wait_for_job(
-            response.job_id,
-            timeout=float(runtime["wait_timeout_secs"]),
-            on_event=None if id_only else _EventPrinter(),
-        )
+        try:
+            details = client.wait_for_job(
+                response.job_id,
+                timeout=float(runtime["wait_timeout_secs"]),
+                on_event=None if id_only else printer,
+            )
+        finally:
+            if not id_only:
+                printer.close()
     except KeyboardInterrupt:
         click.echo(
             f"\nStopped waiting; the job keeps running. Follow it with:\n"
@@ -225,7 +278,15 @@ def submit_and_follow(state: CliState, job: Job, runtime: dict[str, Any]) -> Non
 
 
 def _runtime(kwargs: dict[str, Any]) -> dict[str, Any]:
-    keys = ("wait", "wait_timeout_secs", "id_only", "node_details", "dry_run", "show_warnings")
+    keys = (
+        "wait",
+        "wait_timeout_secs",
+        "id_only",
+        "node_details",
+        "dry_run",
+        "show_warnings",
+        "group_events",
+    )
     runtime = {k: kwargs.pop(k) for k in keys}
     runtime["follow"] = kwargs.pop("follow", False)
     return runtime

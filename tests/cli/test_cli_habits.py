@@ -198,3 +198,24 @@ def test_log_flags(bacalhau: Cli) -> None:
     assert bacalhau(["--log-level", "debug", "agent", "alive"]).exit_code == 0
     assert bacalhau(["agent", "alive", "--log-level", "error", "--log-mode", "json"]).exit_code == 0
     assert bacalhau(["agent", "alive", "--log-level", "loud"]).exit_code == 2
+
+
+def test_group_events_shows_each_executions_latest_event(bacalhau: Cli) -> None:
+    every = bacalhau(["docker", "run", "--count", "2", "busybox", "--", "echo", "all"])
+    grouped = bacalhau(
+        ["docker", "run", "--count", "2", "--group-events", "busybox", "--", "echo", "few"]
+    )
+    assert grouped.exit_code == 0, grouped.output
+
+    def rows(result: Result) -> list[str]:
+        table = result.stdout.split("EVENT\n", 1)[1].split("\n\n", 1)[0]
+        return table.splitlines()
+
+    # Every event, against one row per execution (its last) and one for the job.
+    assert len(rows(every)) > 4
+    executions, job = rows(grouped)[:-1], rows(grouped)[-1]
+    ids = [r.split()[1] for r in executions]
+    assert ids and all(i.startswith("e-") for i in ids) and len(set(ids)) == len(ids)
+    assert all("Completed" in r for r in executions), executions
+    assert " e-" not in job and "Completed" in job
+    assert grouped.stdout.count("EVENT") == 1  # not a terminal: drawn once, at the end
