@@ -69,6 +69,10 @@ def _has_record(node: NodeState) -> bool:
     return record is not None and record.agreements + record.disagreements > 0
 
 
+#: ``--show`` column groups, as Bacalhau names them (and ours, ``reputation``).
+_SHOWN = frozenset({"labels", "capacity", "version", "features", "reputation"})
+
+
 @node_group.command("list")
 @click.option("--labels", default="", help="Label selector the nodes must match.")
 @click.option("--filter-approval", default="", help="PENDING, APPROVED or REJECTED.")
@@ -85,8 +89,9 @@ def _has_record(node: NodeState) -> bool:
     "--show",
     default="labels,capacity",
     show_default=True,
-    help="Extra columns: labels, capacity, reputation (shown anyway once a node has a record "
-    "of verified results).",
+    help="Extra columns: labels, capacity, version (version, architecture, OS), features "
+    "(engines, inputs from, outputs), reputation (shown anyway once a node has a record of "
+    "verified results).",
 )
 @output_option()
 @pass_state
@@ -114,7 +119,17 @@ def node_list(
         emit([n.to_dict() for n in nodes], output)
         return
     extras = {s.strip().lower() for s in show.split(",") if s.strip()}
+    unknown = extras - _SHOWN
+    if unknown:
+        raise click.BadParameter(
+            f"{', '.join(sorted(unknown))}: not a column group (use {', '.join(sorted(_SHOWN))})",
+            param_hint="'--show'",
+        )
     headers = ["ID", "TYPE", "APPROVAL", "STATUS", "LIVENESS", "LAST SEEN"]
+    if "version" in extras:
+        headers += ["VERSION", "ARCHITECTURE", "OS"]
+    if "features" in extras:
+        headers += ["ENGINES", "INPUTS FROM", "OUTPUTS"]
     if "capacity" in extras:
         headers += ["CPU", "MEMORY", "DISK", "GPU"]
     # Verified jobs' verdicts, once there are any: score (+agreements -disagreements).
@@ -127,6 +142,21 @@ def node_list(
     for n in nodes:
         row = [cell_id(n.info.node_id), n.info.node_type.value, n.membership.value]
         row += [n.connection.value, n.liveness.value.upper(), _last_seen(n)]
+        if "version" in extras:
+            said = n.info.labels
+            row += [
+                n.info.version,
+                said.get("Architecture", ""),
+                said.get("Operating-System", ""),
+            ]
+        if "features" in extras:
+            compute = n.info.compute
+            kinds = (
+                (compute.execution_engines, compute.storage_sources, compute.publishers)
+                if compute is not None
+                else ((), (), ())
+            )
+            row += [" ".join(k) for k in kinds]
         if "capacity" in extras:
             row += _capacity(n)
         if reputation:

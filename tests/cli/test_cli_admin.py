@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 
@@ -40,6 +42,18 @@ def test_node_commands(bacalhau: Cli) -> None:
     assert again.exit_code == 1 and "already approved" in again.stderr
     missing = bacalhau(["node", "describe", "n-nothing"])
     assert missing.exit_code == 1 and "Hint: check the node ID" in missing.stderr
+
+
+def test_node_list_column_groups(bacalhau: Cli) -> None:
+    add_compute(bacalhau.orch, "n-compute-1", 4, zone="eu")
+    shown = bacalhau(["node", "list", "--show", "version,features", "--output", "csv", "--wide"])
+    assert shown.exit_code == 0, shown.output
+    rows = {r["ID"]: r for r in csv.DictReader(io.StringIO(shown.stdout))}
+    assert "VERSION" in rows["n-compute-1"] and "CPU" not in rows["n-compute-1"]
+    assert rows["n-compute-1"]["ENGINES"] == "docker wasm"
+    assert rows["n-memory-requester"]["ENGINES"] == ""  # not a compute node
+    wrong = bacalhau(["node", "list", "--show", "labels,colour"])
+    assert wrong.exit_code == 2 and "colour: not a column group" in wrong.stderr
 
 
 def test_agent_and_version(bacalhau: Cli) -> None:
