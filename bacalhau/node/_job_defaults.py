@@ -33,10 +33,12 @@ def apply_job_defaults(job: Job, defaults: JobDefaults) -> None:
             task.publisher = SpecConfig(
                 type=of_type.publisher_type, params=dict(of_type.publisher_params)
             )
+        # Only an unset (0) timeout is filled: a negative one stays for validation to
+        # refuse, naming it (Bacalhau fills it over, hiding the job's mistake).
         timeouts = task.timeouts
-        if timeouts.execution_timeout <= 0:
+        if timeouts.execution_timeout == 0:
             timeouts.execution_timeout = int(of_type.execution_timeout)
-        if timeouts.total_timeout <= 0:
+        if timeouts.total_timeout == 0:
             timeouts.total_timeout = int(of_type.total_timeout)
 
 

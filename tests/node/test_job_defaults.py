@@ -73,6 +73,13 @@ def test_what_a_job_sets_stays() -> None:
     assert (task.timeouts.execution_timeout, task.timeouts.total_timeout) == (30, 3600)
 
 
+def test_a_negative_timeout_is_left_for_validation_to_refuse() -> None:
+    job = _job("batch", Timeouts={"ExecutionTimeout": -1})
+    apply_job_defaults(job, DEFAULTS)
+    assert job.task.timeouts.execution_timeout == -1
+    assert job.task.timeouts.total_timeout == 3600
+
+
 def test_each_type_has_its_own_defaults_and_long_running_ones_no_publisher() -> None:
     service = _job("service")
     apply_job_defaults(service, DEFAULTS)
