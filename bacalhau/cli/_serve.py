@@ -1,9 +1,9 @@
 """``bacalhau serve`` and ``bacalhau devstack``: start nodes (the node package does the work).
 
 Flags are collected into configuration overrides: defaults < ``<data-dir>/config.yaml`` <
-``BACALHAU_NODE_*`` environment < ``-c Key=Value`` < explicit flags. A flag left out leaves
-the lower layers in charge, so every option defaults to "not given" here and shows the
-effective default in its help.
+``-c FILE`` config files (in order) < ``BACALHAU_NODE_*`` environment < ``-c Key=Value`` <
+explicit flags. A flag left out leaves the lower layers in charge, so every option defaults
+to "not given" here and shows the effective default in its help.
 """
 
 from __future__ import annotations
@@ -14,11 +14,14 @@ import importlib
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from bacalhau.cli._jobspec import parse_key_values
+
+if TYPE_CHECKING:
+    from bacalhau.config import ConfigOptions
 
 
 def _node_package() -> Any:
@@ -48,29 +51,23 @@ def _run(coro: Coroutine[Any, Any, Any], event_loop: str = "asyncio") -> Any:
     return 130
 
 
-def _config_pairs(config: tuple[str, ...]) -> dict[str, str]:
-    """``-c Key=Value`` options, one setting each: the value is everything after the first
-    ``=`` and may itself hold commas and ``=`` (``-c labels=zone=a,tier=b``)."""
-    values: dict[str, str] = {}
-    for item in config:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise click.BadParameter(
-                f"{item!r} is not of the form Key=Value", param_hint="'-c' / '--config'"
-            )
-        values[key.strip()] = value
-    return values
+def _config_options(config: tuple[str, ...]) -> ConfigOptions:
+    """``-c`` options as config files and ``Key=Value`` settings (a
+    :class:`bacalhau.config.ConfigOptions`); a malformed one or a missing file is a usage
+    error naming it."""
+    from bacalhau.config import split_config_options
+    from bacalhau.errors import InvalidRequest
 
-
-def _overrides(config: tuple[str, ...], flags: dict[str, Any]) -> dict[str, Any]:
-    values: dict[str, Any] = dict(_config_pairs(config))
-    values.update({k: v for k, v in flags.items() if v is not None})
-    return values
+    try:
+        return split_config_options(config)
+    except InvalidRequest as err:
+        raise click.BadParameter(err.message, param_hint="'-c' / '--config'") from None
 
 
 _CONFIG_HELP = (
-    "A configuration key and its value, Key=Value (repeatable): our keys (max_attempts, "
-    "labels) or Bacalhau's where they map to ours (Orchestrator.NodeManager.ManualApproval)."
+    "A setting, Key=Value, or a YAML or JSON config file (repeatable; later settings win, "
+    "and settings win over files). Keys are ours (max_attempts, labels) or Bacalhau's "
+    "(Compute.AllocatedCapacity.CPU=50%, WebUI.Enabled=true), flat or in sections."
 )
 
 
@@ -139,7 +136,9 @@ _CONFIG_HELP = (
     default=None,
     help="New compute nodes wait PENDING until `bacalhau node approve` (orchestrator).",
 )
-@click.option("-c", "--config", "config", multiple=True, metavar="KEY=VALUE", help=_CONFIG_HELP)
+@click.option(
+    "-c", "--config", "config", multiple=True, metavar="KEY=VALUE|FILE", help=_CONFIG_HELP
+)
 @click.option(
     "--parent-fd",
     type=click.IntRange(min=0),
@@ -164,7 +163,12 @@ def serve(
         flags["trusted_requesters"] = trusted_requesters
     if seeds:
         flags["seeds"] = seeds
-    cfg = load_config(_overrides(config, flags))
+    options = _config_options(config)
+    cfg = load_config(
+        {k: v for k, v in flags.items() if v is not None},
+        config_files=options.files,
+        config_values=options.values,
+    )
     if not cfg.orchestrator and not cfg.compute:
         raise click.UsageError("choose a role: --orchestrator, --compute, or both")
     if cfg.compute and not cfg.orchestrator and not (cfg.seeds or cfg.orchestrator_address):
@@ -231,7 +235,7 @@ def serve(
     "--config",
     "config",
     multiple=True,
-    metavar="KEY=VALUE",
+    metavar="KEY=VALUE|FILE",
     help=_CONFIG_HELP + " Given to every node, as `bacalhau serve -c` takes it.",
 )
 def devstack(
@@ -254,6 +258,7 @@ def devstack(
     names = tuple(e.strip().lower() for e in engines.split(",") if e.strip())
     if not names:
         raise click.BadParameter("name at least one engine", param_hint="'--engines'")
+    options = _config_options(config)
     code = _run(
         _node_package().run_devstack(
             compute_nodes=compute_nodes,
@@ -261,7 +266,8 @@ def devstack(
             data_dir=data_dir,
             engines=names,
             keep_data=keep_data,
-            config=_config_pairs(config),
+            config=options.values,
+            config_files=options.files,
             faulty_compute_nodes=faulty_compute_nodes,
             faulty_results=faulty_results,
             api_grpc_port=api_grpc_port,

@@ -1,20 +1,50 @@
 """Typed, frozen node configuration.
 
-Precedence, lowest first: built-in defaults < ``<data_dir>/config.yaml`` < ``BACALHAU_*``
-environment variables < command-line flags. Only ``node/`` and ``cli/`` load configuration;
+Precedence, lowest first: built-in defaults < ``<data_dir>/config.yaml`` < the files given
+with ``--config FILE`` (in their order) < ``BACALHAU_NODE_*`` environment variables <
+``-c Key=Value`` settings (in their order) < command-line flags. Keys are ours (the field
+names below, in any case, ``.`` or ``-`` for ``_``) or Bacalhau's (v1.5-v1.9, see
+:mod:`bacalhau.config._bacalhau_keys`), flat (``Compute.AllocatedCapacity.CPU``) or in
+sections as Bacalhau writes them. Only ``node/`` and ``cli/`` load configuration;
 components receive the narrow values they need as keyword arguments.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from bacalhau.config._bacalhau_keys import (
+    BACALHAU_KEYS,
+    LOG_LEVELS,
+    LOG_MODES,
+    NAME_PROVIDERS,
+    seconds_or_duration,
+)
+from bacalhau.config._hooks import ApprovalHookConfig
+from bacalhau.config._job_defaults import JobDefaults
+from bacalhau.config._key_registry import (
+    IgnoredValue,
+    KeyEntry,
+    KeyStatus,
+    Parse,
+    is_empty,
+    normalise,
+)
+from bacalhau.config._values import (
+    capacity_parser,
+    invalid,
+    parse_bool,
+    parse_choice,
+    parse_int,
+    parse_list,
+    parse_map,
+    parse_text,
+)
 from bacalhau.errors import InvalidRequest
 
 
@@ -23,86 +53,10 @@ def default_data_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".bacalhau"
 
 
-_HOOK_TYPES = ("exec", "http")
 #: Values of ``faulty_results`` ("": off).
 FAULTY_RESULT_MODES = ("", "corrupt", "misclaim")
 #: The event loops a node can run on (``event_loop``).
 EVENT_LOOPS = ("uvloop", "asyncio")
-
-
-@dataclass(frozen=True, slots=True)
-class ApprovalHookConfig:
-    """One requester-side bid approval hook: ``{"Name", "Type": exec|http, "Command" or
-    "URL", "Timeout"}`` (keys in any case; ``Timeout`` in seconds)."""
-
-    name: str
-    type: str
-    command: str = ""
-    url: str = ""
-    timeout: float = 10.0
-
-    @classmethod
-    def parse_list(cls, key: str, value: Any) -> tuple[ApprovalHookConfig, ...]:
-        """A list of hooks from the config file (YAML) or ``-c Key=[...]`` (JSON/YAML
-        text); errors name the key and the hook."""
-        if isinstance(value, str):
-            try:
-                value = yaml.safe_load(value) if value.strip() else []
-            except yaml.YAMLError as exc:
-                raise InvalidRequest(
-                    f"{key} is not a JSON or YAML list: {exc}", details={"Field": key}
-                ) from None
-        if isinstance(value, Mapping):
-            value = [value]
-        if not isinstance(value, (list, tuple)):
-            raise InvalidRequest(f"{key} must be a list of hooks", details={"Field": key})
-        hooks = tuple(cls._parse_one(f"{key}[{i}]", item) for i, item in enumerate(value))
-        names = [h.name for h in hooks]
-        for name in names:
-            if names.count(name) > 1:
-                raise InvalidRequest(f"{key} names the hook {name!r} twice", details={"Field": key})
-        return hooks
-
-    @classmethod
-    def _parse_one(cls, where: str, item: Any) -> ApprovalHookConfig:
-        if not isinstance(item, Mapping):
-            raise InvalidRequest(f"{where} must be a mapping", details={"Field": where})
-        raw = {str(k).lower(): v for k, v in item.items()}
-        unknown = sorted(set(raw) - {"name", "type", "command", "url", "timeout"})
-        if unknown:
-            raise InvalidRequest(
-                f"{where} has unknown keys: {', '.join(unknown)}",
-                hint="a hook has Name, Type (exec or http), Command or URL, and Timeout",
-                details={"Field": where},
-            )
-        name = str(raw.get("name") or "").strip()
-        kind = str(raw.get("type") or "").strip().lower()
-        if not name:
-            raise InvalidRequest(f"{where} needs a Name", details={"Field": f"{where}.Name"})
-        if kind not in _HOOK_TYPES:
-            raise InvalidRequest(
-                f"{where}.Type must be exec or http, not {raw.get('type')!r}",
-                details={"Field": f"{where}.Type"},
-            )
-        command, url = str(raw.get("command") or ""), str(raw.get("url") or "")
-        if kind == "exec" and not command.strip():
-            raise InvalidRequest(
-                f"the exec hook {name!r} needs a Command", details={"Field": f"{where}.Command"}
-            )
-        if kind == "http" and not url.startswith(("http://", "https://")):
-            raise InvalidRequest(
-                f"the http hook {name!r} needs an http(s) URL", details={"Field": f"{where}.URL"}
-            )
-        try:
-            timeout = float(raw.get("timeout", 10.0))
-        except (TypeError, ValueError):
-            timeout = -1.0
-        if not timeout > 0:
-            raise InvalidRequest(
-                f"{where}.Timeout must be a positive number of seconds",
-                details={"Field": f"{where}.Timeout"},
-            )
-        return cls(name=name, type=kind, command=command, url=url, timeout=timeout)
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +148,14 @@ class NodeConfig:
     executor_output_limit: int = 1024**3
     #: Share of the host's CPU, memory and disk offered to jobs.
     capacity_fraction: float = 0.7
+    #: What the node offers of each resource, over ``capacity_fraction`` (Bacalhau's
+    #: ``Compute.AllocatedCapacity.*``): a percentage of the host (``80%``) or an amount
+    #: (CPU ``4`` or ``3500m``, memory and disk ``16Gi``, GPU ``1``). Empty: the fraction
+    #: (GPUs: every one).
+    allocated_cpu: str = ""
+    allocated_memory: str = ""
+    allocated_disk: str = ""
+    allocated_gpu: str = ""
     #: Seconds the accepted bid answer of an execution under way on this node may wait for
     #: its run result, so that both reach the requester in one call (0: send at once).
     callback_linger: float = 0.005
@@ -221,6 +183,8 @@ class NodeConfig:
     data_upload_max_bytes: int = 16 * 1024**3
     #: ``/results`` answers S3 results as they are instead of as pre-signed URLs.
     s3_presigned_url_disabled: bool = False
+    #: Seconds a pre-signed S3 result URL stays valid (7 days at most).
+    s3_presigned_url_expiration: float = 3600.0
     #: Docker images (exact references, or shell-style patterns) the operator vouches run
     #: deterministically: this node bids for verified Docker jobs only on these. Empty: none.
     deterministic_images: tuple[str, ...] = ()
@@ -242,6 +206,19 @@ class NodeConfig:
 
     # Requester.
     default_publisher: str = "local"
+    #: Defaults for what new jobs leave unset, per job type (Bacalhau's ``JobDefaults``;
+    #: set through ``JobDefaults.<Type>...`` keys).
+    job_defaults: JobDefaults = field(default_factory=JobDefaults)
+    #: Evaluation workers of the requester's scheduler (``Orchestrator.Scheduler.
+    #: WorkerCount``).
+    scheduler_workers: int = 4
+    #: Seconds between the requester's housekeeping passes, the safety net behind every
+    #: timer (``Orchestrator.Scheduler.HousekeepingInterval``).
+    housekeeping_interval: float = 5.0
+    #: Seconds before a job waiting for room is first looked at again, when nothing else
+    #: (a node joining or freeing room) makes the scheduler look sooner; the wait grows to
+    #: 30 s or this, whichever is longer (``Orchestrator.Scheduler.QueueBackoff``).
+    queue_backoff: float = 1.0
     default_queue_timeout: int = 0
     #: Retry defaults for jobs without their own ``Reschedule`` block: failed executions a
     #: job may have (the first try included), failed executions per node, and the backoff
@@ -283,6 +260,19 @@ class NodeConfig:
     #: against the CID its node claims; larger results are left unchecked (1 GiB).
     result_check_max_bytes: int = 1024**3
 
+    # The node itself.
+    #: How the node is named when ``name`` is not set: ``hostname`` (the machine's name),
+    #: or ``puuid``/``uuid`` (its node ID, which is unique); Bacalhau's ``NameProvider``.
+    name_provider: str = "puuid"
+    #: Logging (Bacalhau's ``Logging.Level`` and ``Logging.Mode``): the least severe level
+    #: logged (trace, debug, info, warn, error, fatal, panic) and the format: ``default``
+    #: (time, level, logger, message), ``json`` (one object a line) or ``cmd`` (message).
+    log_level: str = "warn"
+    log_mode: str = "default"
+    #: Keys given that have no effect here, each with the reason (canonical key, reason),
+    #: logged once each when the node starts. Not a key: filled by :meth:`with_overrides`.
+    ignored_settings: tuple[tuple[str, str], ...] = ()
+
     def grpc_api_port(self) -> int:
         """The port the public gRPC API binds (0: a free one)."""
         if self.api_grpc_port >= 0:
@@ -296,177 +286,195 @@ class NodeConfig:
         return f"{host}:{port}"
 
     def with_overrides(self, values: Mapping[str, Any]) -> NodeConfig:
-        """A copy with the given fields replaced (unknown keys are an error, not ignored)."""
+        """A copy with ``values`` applied in their order (a ``None`` value sets nothing).
+
+        Keys are ours or Bacalhau's (see the module docstring). An unknown key, a bad value,
+        or a refused key (one asking for what this node does not do, such as
+        ``API.TLS.CertFile``) is an error naming the key as given. An ignored key is noted
+        in ``ignored_settings`` with its reason, once, unless its value asks for nothing
+        (``false``, empty) or a later value of a mapped key replaces it.
+        """
         clean: dict[str, Any] = {}
+        ignored = dict(self.ignored_settings)
         for key, value in values.items():
             if value is None:
                 continue
-            name = self.field_name(key)
-            if name == "approval_hooks":
-                clean[name] = ApprovalHookConfig.parse_list(key, value)
+            entry = bacalhau_entry(key)
+            if entry is None:
+                name = self._own_field(key)
+                clean[name] = _check_field(name, key, _parse_own(name, key, value, self))
                 continue
-            clean[name] = _coerce(key, value, getattr(self, name))
-            if name == "locality" and clean[name].lower() not in ("anywhere", "local"):
-                raise InvalidRequest(
-                    f"{key} must be anywhere or local, not {value!r}", details={"Field": key}
-                )
-            if name == "faulty_results" and clean[name].lower() not in FAULTY_RESULT_MODES:
-                raise InvalidRequest(
-                    f"{key} must be one of: {', '.join(m for m in FAULTY_RESULT_MODES if m)}"
-                    f" (or empty), not {value!r}",
-                    details={"Field": key},
-                )
-            if name == "ask_answer_linger" and not 0.0 <= clean[name] <= 0.1:
-                raise InvalidRequest(
-                    f"{key} must be between 0 and 0.1 seconds, not {value!r}",
-                    details={"Field": key},
-                    hint="a compute node holds an ask's answer for at most 0.1 s",
-                )
-            if name == "event_loop":
-                clean[name] = clean[name].lower()
-                if clean[name] not in EVENT_LOOPS:
-                    raise InvalidRequest(
-                        f"{key} must be one of: {', '.join(EVENT_LOOPS)}, not {value!r}",
-                        details={"Field": key},
-                    )
-            if name == "min_reputation" and not 0.0 <= clean[name] <= 1.0:
-                raise InvalidRequest(
-                    f"{key} must be between 0 and 1, not {value!r}", details={"Field": key}
-                )
-        return replace(self, **clean)
+            info = entry.info
+            parsed = entry.parse(key, value)
+            if info.status is KeyStatus.REFUSED:
+                assert entry.asks is not None
+                if entry.asks(parsed):
+                    raise entry.refusal(key, value)
+                if not is_empty(parsed):
+                    ignored[info.key] = f"{info.reason}; the value given asks for no more"
+                continue
+            if info.status is KeyStatus.IGNORED or info.field is None:
+                if not is_empty(parsed):
+                    ignored[info.key] = info.reason
+                continue
+            current = clean.get(info.field, getattr(self, info.field))
+            try:
+                new = entry.convert(key, parsed, current) if entry.convert else parsed
+            except IgnoredValue as why:
+                ignored[info.key] = why.reason
+                continue
+            clean[info.field] = _check_field(info.field, key, new)
+            ignored.pop(info.key, None)
+        return replace(self, **clean, ignored_settings=tuple(ignored.items()))
+
+    def ignored_notices(self) -> list[str]:
+        """One line per key given that has no effect here, naming it and saying why."""
+        return [f"configuration key {key} is ignored: {why}" for key, why in self.ignored_settings]
 
     @classmethod
     def field_name(cls, key: str) -> str:
-        """The field a configuration key sets: ours (``api-port``, ``API.Port``, any case) or
-        Bacalhau's where it maps to ours; an unknown key is an error naming it."""
-        known = {f.name for f in fields(cls)}
-        name = key.lower().replace("-", "_").replace(".", "_")
-        name = _BACALHAU_KEYS.get(name, name)
-        if name not in known:
+        """The field a configuration key sets: ours (``api-port``, ``API_PORT``, any case) or
+        Bacalhau's where it maps to ours (``API.Port``); ``""`` for a Bacalhau key that sets
+        none (ignored or refused). An unknown key is an error naming it, with the keys
+        spelled most like it as the hint."""
+        entry = bacalhau_entry(key)
+        if entry is not None:
+            return entry.info.field or ""
+        return cls._own_field(key)
+
+    @classmethod
+    def _own_field(cls, key: str) -> str:
+        name = normalise(key)
+        if name in _SETTABLE_FIELDS:
+            return name
+        if name in _INTERNAL_FIELDS:
             raise InvalidRequest(
-                f"unknown configuration key {key!r}",
-                hint="known keys: " + ", ".join(sorted(known)),
+                f"configuration key {key!r} cannot be set directly",
+                hint=_INTERNAL_FIELDS[name],
                 details={"Field": key},
             )
-        return name
+        raise unknown_key(key)
 
 
-#: Bacalhau's spelling of a setting (normalised as above) -> ours, where the meaning is ours.
-_BACALHAU_KEYS = {
-    "datadir": "data_dir",
-    "orchestrator_nodemanager_manualapproval": "manual_approval",
-    "orchestrator_nodemanager_disconnecttimeout": "disconnect_timeout",
-    "compute_orchestrators": "seeds",
-    "compute_heartbeat_interval": "heartbeat_interval",
-    "jobadmissioncontrol_acceptnetworkedjobs": "accept_networked_jobs",
-    "jobadmissioncontrol_rejectstatelessjobs": "reject_stateless_jobs",
-    "jobadmissioncontrol_locality": "locality",
-    "jobadmissioncontrol_probeexec": "probe_exec",
-    "jobadmissioncontrol_probehttp": "probe_http",
-    "jobadmissioncontrol_probetimeout": "probe_timeout",
-    "engines_disabled": "disabled_engines",
-    "publishers_disabled": "disabled_publishers",
-    "inputsources_disabled": "disabled_input_sources",
-    "orchestrator_approvalhooks": "approval_hooks",
-    "orchestrator_enabled": "orchestrator",
-    "compute_enabled": "compute",
-    "publishers_types_local_address": "publisher_host",
-    "publishers_types_local_port": "publisher_port",
-    "compute_allowlistedlocalpaths": "allow_listed_local_paths",
-    "compute_env_allowlist": "env_allow_list",
-    "compute_network_portrangestart": "port_range_start",
-    "compute_network_portrangeend": "port_range_end",
-    "inputsources_maxretrycount": "input_max_retries",
-    "publishers_types_s3_presignedurldisabled": "s3_presigned_url_disabled",
+def bacalhau_entry(key: str) -> KeyEntry | None:
+    """Bacalhau's key ``key`` names (any case, ``.``, ``-`` or ``_`` between words), or None
+    for one of ours. Where both spell a key alike (``labels``, ``api_port``), a key written
+    as our field is spelled is ours, otherwise Bacalhau's; both set the same field."""
+    if key.strip().replace("-", "_") in _SETTABLE_FIELDS:
+        return None
+    return BACALHAU_KEYS.get(normalise(key))
+
+
+#: Fields that are not keys of their own, and how they are set instead.
+_INTERNAL_FIELDS = {
+    "job_defaults": "set its parts: JobDefaults.<Batch|Ops|Daemon|Service>.Task.Resources.CPU, ...",
+    "ignored_settings": "it lists the keys given that have no effect here",
+}
+_SETTABLE_FIELDS = frozenset(f.name for f in fields(NodeConfig)) - set(_INTERNAL_FIELDS)
+
+
+def unknown_key(key: str) -> InvalidRequest:
+    """The error for a key neither Bacalhau nor we know, with the keys spelled most like
+    it (ours and Bacalhau's) as the hint."""
+    # Where both spell a key alike (api_port, API.Port), answer in the style asked in.
+    ours = {name: name for name in _SETTABLE_FIELDS}
+    bacalhau = {norm: entry.info.key for norm, entry in BACALHAU_KEYS.items()}
+    spellings = {**ours, **bacalhau} if "." in key else {**bacalhau, **ours}
+    close = difflib.get_close_matches(normalise(key), list(spellings), n=3, cutoff=0.6)
+    if close:
+        hint = f"did you mean {spellings[close[0]]!r}?"
+        if close[1:]:
+            hint += " (also close: " + ", ".join(repr(spellings[c]) for c in close[1:]) + ")"
+    else:
+        hint = (
+            "keys are ours (NodeConfig's fields, such as api_port or max_attempts) or "
+            "Bacalhau's (such as Compute.AllocatedCapacity.CPU); see the README's "
+            "Configuration section"
+        )
+    return InvalidRequest(f"unknown configuration key {key!r}", hint=hint, details={"Field": key})
+
+
+def _float(key: str, value: Any) -> float:
+    if isinstance(value, bool):
+        raise invalid(key, value, "expected a number")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise invalid(key, value, "expected a number") from None
+
+
+#: Our fields whose values need more than their type says.
+_FIELD_PARSERS: dict[str, Parse] = {
+    "allocated_cpu": capacity_parser("CPU"),
+    "allocated_memory": capacity_parser("Memory"),
+    "allocated_disk": capacity_parser("Disk"),
+    "allocated_gpu": capacity_parser("GPU"),
+    "approval_hooks": ApprovalHookConfig.parse_list,
+    "log_level": lambda k, v: parse_choice(k, v, LOG_LEVELS),
+    "log_mode": lambda k, v: parse_choice(k, v, LOG_MODES),
+    "name_provider": lambda k, v: parse_choice(k, v, NAME_PROVIDERS),
+    "scheduler_workers": lambda k, v: parse_int(k, v, minimum=1),
+    "housekeeping_interval": lambda k, v: _positive_seconds(k, v),
+    "queue_backoff": lambda k, v: _positive_seconds(k, v),
+    "s3_presigned_url_expiration": lambda k, v: _positive_seconds(k, v),
 }
 
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"", "0", "false", "no", "off"})
+
+def _positive_seconds(key: str, value: Any) -> float:
+    seconds = seconds_or_duration(key, value)
+    if seconds <= 0:
+        raise invalid(key, value, "must be longer than 0")
+    return seconds
 
 
-def _coerce(key: str, value: Any, current: Any) -> Any:
-    """``value`` in the type of ``current`` (the default); errors name ``key`` as given."""
-    try:
-        if isinstance(current, bool):
-            if isinstance(value, str):
-                word = value.strip().lower()
-                if word not in _TRUE | _FALSE:
-                    raise ValueError("expected true or false")
-                return word in _TRUE
-            return bool(value)
-        if isinstance(current, int):
-            return int(value)
-        if isinstance(current, float):
-            return float(value)
-        if isinstance(current, Path):
-            return Path(str(value)).expanduser()
-        if isinstance(current, tuple):
-            if isinstance(value, str):
-                return tuple(v.strip() for v in value.split(",") if v.strip())
-            return tuple(value)
-        if isinstance(current, Mapping):
-            if isinstance(value, str):
-                pairs = [kv.partition("=") for kv in value.split(",") if kv.strip()]
-                if any(not sep or not k.strip() for k, sep, _ in pairs):
-                    raise ValueError("expected key=value[,key=value...]")
-                return {k.strip(): v for k, _, v in pairs}
-            return dict(value)
-    except (TypeError, ValueError) as exc:
+def _parse_own(name: str, key: str, value: Any, config: NodeConfig) -> Any:
+    """``value`` for our field ``name``, in the type of its default; errors name ``key``."""
+    special = _FIELD_PARSERS.get(name)
+    if special is not None:
+        return special(key, value)
+    current = getattr(config, name)
+    if isinstance(current, bool):
+        return parse_bool(key, value)
+    if isinstance(current, int):
+        return parse_int(key, value)
+    if isinstance(current, float):
+        return _float(key, value)
+    if isinstance(current, Path):
+        return Path(parse_text(key, value)).expanduser()
+    if isinstance(current, tuple):
+        return parse_list(key, value)
+    if isinstance(current, Mapping):
+        return parse_map(key, value)
+    return parse_text(key, value)
+
+
+def _check_field(name: str, key: str, value: Any) -> Any:
+    """Range and choice checks of our fields, whichever key set them."""
+    if name == "locality" and str(value).lower() not in ("anywhere", "local"):
         raise InvalidRequest(
-            f"invalid value {value!r} for configuration key {key!r}: {exc}",
+            f"{key} must be anywhere or local, not {value!r}", details={"Field": key}
+        )
+    if name == "faulty_results" and str(value).lower() not in FAULTY_RESULT_MODES:
+        raise InvalidRequest(
+            f"{key} must be one of: {', '.join(m for m in FAULTY_RESULT_MODES if m)}"
+            f" (or empty), not {value!r}",
             details={"Field": key},
-        ) from None
-    return str(value)
-
-
-def load_config(
-    flags: Mapping[str, Any], *, environ: Mapping[str, str] | None = None
-) -> NodeConfig:
-    """Build the configuration from defaults, the config file, the environment and flags."""
-    env = os.environ if environ is None else environ
-    cfg = NodeConfig()
-    data_dir = flags.get("data_dir") or env.get("BACALHAU_DIR")
-    if data_dir:
-        cfg = cfg.with_overrides({"data_dir": data_dir})
-    config_file = cfg.data_dir / "config.yaml"
-    if config_file.exists():
-        try:
-            loaded = yaml.safe_load(config_file.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise InvalidRequest(f"{config_file} is not valid YAML: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise InvalidRequest(f"{config_file} must hold a mapping of keys to values")
-        cfg = cfg.with_overrides(_flatten(loaded))
-    prefix = "BACALHAU_NODE_"
-    from_env = {k[len(prefix) :].lower(): v for k, v in env.items() if k.startswith(prefix)}
-    cfg = cfg.with_overrides(from_env)
-    return cfg.with_overrides(flags)
-
-
-#: Sections of Bacalhau's nested config file whose keys are ours under ``Section.Key``.
-_SECTIONS = frozenset(
-    {"jobadmissioncontrol", "orchestrator", "compute", "engines", "publishers", "inputsources"}
-)
-
-
-def _flatten(loaded: Mapping[str, Any]) -> dict[str, Any]:
-    """Bacalhau writes sections (``JobAdmissionControl: {ProbeExec: ...}``): each key of a
-    known section becomes ``Section.Key``. Flat keys (``JobAdmissionControl.ProbeExec``) and
-    our own keys pass through unchanged."""
-    flat: dict[str, Any] = {}
-    for key, value in loaded.items():
-        if str(key).lower() in _SECTIONS and isinstance(value, Mapping):
-            flat.update(_section(str(key), value))
-        else:
-            flat[key] = value
-    return flat
-
-
-def _section(prefix: str, value: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for sub, sub_value in value.items():
-        if isinstance(sub_value, Mapping):
-            out.update(_section(f"{prefix}.{sub}", sub_value))
-        else:
-            out[f"{prefix}.{sub}"] = sub_value
-    return out
+        )
+    if name == "ask_answer_linger" and not 0.0 <= value <= 0.1:
+        raise InvalidRequest(
+            f"{key} must be between 0 and 0.1 seconds, not {value!r}",
+            details={"Field": key},
+            hint="a compute node holds an ask's answer for at most 0.1 s",
+        )
+    if name == "event_loop":
+        value = str(value).lower()
+        if value not in EVENT_LOOPS:
+            raise InvalidRequest(
+                f"{key} must be one of: {', '.join(EVENT_LOOPS)}, not {value!r}",
+                details={"Field": key},
+            )
+    if name == "min_reputation" and not 0.0 <= value <= 1.0:
+        raise InvalidRequest(
+            f"{key} must be between 0 and 1, not {value!r}", details={"Field": key}
+        )
+    return value

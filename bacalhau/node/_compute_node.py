@@ -25,12 +25,13 @@ from bacalhau.compute import (
     PortsAvailable,
     RequesterTrust,
     StorageInputs,
-    allocated_capacity,
     default_strategies,
+    host_resources,
 )
 from bacalhau.config import NodeConfig
 from bacalhau.errors import InvalidConfiguration
 from bacalhau.executor import DockerExecutor, WasmExecutor, host_gpus
+from bacalhau.node._capacity import offered_capacity
 from bacalhau.node._plugins import build_executors, build_publishers, build_storage_sources
 from bacalhau.node._wiring import RequesterLinks
 from bacalhau.publisher import LocalResultServer
@@ -93,7 +94,7 @@ async def build_compute(
     )
     input_sources = _without(input_sources, config.disabled_input_sources)
     gpus = await asyncio.to_thread(host_gpus)
-    total = allocated_capacity(data_dir.parent, fraction=config.capacity_fraction, gpus=gpus)
+    total = offered_capacity(host_resources(data_dir.parent, gpus), config)
     capacity = CapacityTracker(total, gpus)
     store = ExecutionStore(data_dir / "executions.db")
     stack.callback(store.close)

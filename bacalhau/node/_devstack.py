@@ -35,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 
 import aiohttp
@@ -44,8 +44,8 @@ from bacalhau.errors import InternalError, Unavailable
 from bacalhau.node._devstack_plan import (
     DevstackNode,
     NodeStatus,
+    check_devstack_config,
     describe_exit,
-    devstack_config_args,
     free_port,
     plan_devstack,
 )
@@ -203,17 +203,21 @@ async def run_devstack(
     extra_serve_args: tuple[str, ...] = (),
     keep_data: bool = False,
     config: Mapping[str, str] | None = None,
+    config_files: Sequence[Path] = (),
     faulty_compute_nodes: int = 0,
     faulty_results: str = "corrupt",
     api_grpc_port: int | None = None,
 ) -> int:
     """Run a devstack until SIGINT/SIGTERM (exit 0) or until every node has died (exit 1).
 
-    ``config`` holds ``Key=Value`` settings for every node, checked before anything starts.
+    ``config_files`` and ``config`` (``Key=Value`` settings) are for every node, checked
+    before anything starts; what every node will ignore is said here once.
     Without ``data_dir`` a temporary directory is used and removed on stop, unless
     ``keep_data``; a given ``data_dir`` is always kept.
     """
-    devstack_config_args(config or {})
+    checked = check_devstack_config(config or {}, config_files)
+    for notice in checked.ignored_notices():
+        print(f"devstack: {notice}", file=sys.stderr, flush=True)
     check_engines(engines)
     temporary = data_dir is None
     if data_dir is None:
@@ -227,6 +231,7 @@ async def run_devstack(
             ready_timeout=ready_timeout,
             extra_serve_args=extra_serve_args,
             config=config or {},
+            config_files=tuple(config_files),
             faulty_compute_nodes=faulty_compute_nodes,
             faulty_results=faulty_results,
             api_grpc_port=api_grpc_port,
@@ -326,6 +331,7 @@ async def _run_nodes(
     ready_timeout: float,
     extra_serve_args: tuple[str, ...],
     config: Mapping[str, str],
+    config_files: Sequence[Path] = (),
     faulty_compute_nodes: int = 0,
     faulty_results: str = "corrupt",
     api_grpc_port: int | None = None,
@@ -347,6 +353,7 @@ async def _run_nodes(
             engines=engines,
             extra_serve_args=extra_serve_args,
             config=config,
+            config_files=config_files,
             faulty_compute_nodes=faulty_compute_nodes,
             faulty_results=faulty_results,
             api_grpc_port=api_grpc_port,

@@ -8,13 +8,13 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-from bacalhau.config import NodeConfig
-from bacalhau.errors import InvalidRequest
+from bacalhau.config import NodeConfig, read_config_file
+from bacalhau.errors import BacalhauError, InvalidRequest
 from bacalhau.identity import TLS_CERT_FILE, ClusterCA, NodeIdentity
 from bacalhau.node._plugins import check_engines
 
@@ -135,20 +135,39 @@ class DevstackNode:
         return out
 
 
-def devstack_config_args(config: Mapping[str, str]) -> list[str]:
-    """Check the ``-c Key=Value`` settings meant for every node and return them as
-    ``bacalhau serve`` flags. An unknown key, a bad value or a key the devstack sets per node
-    is an :class:`InvalidRequest` naming the key, before anything starts."""
-    NodeConfig().with_overrides(config)
-    for key in config:
-        if NodeConfig.field_name(key) in DEVSTACK_OWNED_KEYS:
-            raise InvalidRequest(
-                f"configuration key {key!r} is chosen by the devstack for each node",
-                hint="use the devstack's own flags (--engines, --api-port, --data-dir), "
-                "or start that node yourself with `bacalhau serve`",
-                details={"Field": key},
-            )
-    return [part for key, value in config.items() for part in ("-c", f"{key}={value}")]
+def check_devstack_config(config: Mapping[str, str], files: Sequence[Path] = ()) -> NodeConfig:
+    """Check the settings meant for every node: config ``files`` (in order), then the
+    ``-c Key=Value`` settings. An unknown key, a bad or refused value, or a key the devstack
+    sets per node (in a file too) is an error naming the key, before anything starts.
+    Returns them applied to the defaults (its ``ignored_settings`` are what every node
+    will ignore)."""
+    checked = NodeConfig()
+    for path, values in [*((p, read_config_file(p)) for p in files), (None, config)]:
+        where = f"{path}: " if path else ""
+        try:
+            checked = checked.with_overrides(values)
+        except BacalhauError as err:
+            raise type(err)(where + err.message, hint=err.hint, details=err.details) from None
+        for key in values:
+            if NodeConfig.field_name(key) in DEVSTACK_OWNED_KEYS:
+                raise InvalidRequest(
+                    f"{where}configuration key {key!r} is chosen by the devstack for each node",
+                    hint="use the devstack's own flags (--engines, --api-port, --data-dir), "
+                    "or start that node yourself with `bacalhau serve`",
+                    details={"Field": key},
+                )
+    return checked
+
+
+def devstack_config_args(config: Mapping[str, str], files: Sequence[Path] = ()) -> list[str]:
+    """The settings meant for every node (checked by :func:`check_devstack_config`) as
+    ``bacalhau serve`` flags: ``-c FILE`` (absolute, so that a node's ``Args`` work from any
+    directory) and ``-c Key=Value``."""
+    check_devstack_config(config, files)
+    return [
+        *(part for path in files for part in ("-c", str(path.absolute()))),
+        *(part for key, value in config.items() for part in ("-c", f"{key}={value}")),
+    ]
 
 
 def _prepare_node(ca: ClusterCA, node_dir: Path) -> NodeIdentity:
@@ -171,6 +190,7 @@ def plan_devstack(
     engines: tuple[str, ...] = ("docker", "wasm"),
     extra_serve_args: tuple[str, ...] = (),
     config: Mapping[str, str] | None = None,
+    config_files: Sequence[Path] = (),
     faulty_compute_nodes: int = 0,
     faulty_results: str = "corrupt",
     api_grpc_port: int | None = None,
@@ -178,7 +198,8 @@ def plan_devstack(
 ) -> list[DevstackNode]:
     """Create the CA, identities and certificates; choose ports; build each node's command.
 
-    ``config`` (``Key=Value`` settings) goes to every node as ``-c`` flags, checked first.
+    ``config_files`` and ``config`` (``Key=Value`` settings) go to every node as ``-c``
+    flags, checked first.
     The last ``faulty_compute_nodes`` compute nodes alter the results they publish
     (``faulty_results``, ``corrupt`` or ``misclaim``: a test bed for verification).
     ``api_grpc_port`` (the requester's public gRPC API; 0: a free port) defaults to 1235,
@@ -193,7 +214,7 @@ def plan_devstack(
             details={"Field": "faulty-compute-nodes"},
         )
     engines = check_engines(engines)
-    settings = devstack_config_args(config or {})
+    settings = devstack_config_args(config or {}, config_files)
     data_dir = data_dir.absolute()  # Args must work from any working directory
     data_dir.mkdir(parents=True, exist_ok=True)
     ca_dir = data_dir / "ca"

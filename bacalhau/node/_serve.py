@@ -12,16 +12,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import gc
 import logging
 import platform
 import signal
+import socket
 import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass, field, replace
 
 import bacalhau
+from bacalhau._logging import configure_logging
 from bacalhau.api import ApiServer, GrpcApiServer
 from bacalhau.compute import (
     ComputeEndpoint,
@@ -32,10 +35,11 @@ from bacalhau.errors import InvalidConfiguration, Unavailable
 from bacalhau.executor import gpu_labels, host_gpus
 from bacalhau.gossip import Membership, MembershipRunner, Message, NodeRecord
 from bacalhau.identity import NodeFiles, NodeIdentity, check_node_files, is_peer_id
-from bacalhau.models import NodeInfo, NodeType, rfc3339_ns
+from bacalhau.models import NodeInfo, NodeType, SpecConfig, rfc3339_ns
 from bacalhau.node._blocks import ClusterProviders
 from bacalhau.node._cluster_view import GossipNodeView
 from bacalhau.node._compute_node import build_compute
+from bacalhau.node._job_defaults import DefaultingOrchestrator
 from bacalhau.node._lifeline import watch_lifeline
 from bacalhau.node._membership import (
     RecordPublisher,
@@ -60,11 +64,20 @@ from bacalhau.transport import (
 log = logging.getLogger(__name__)
 
 
+def _node_name(config: NodeConfig) -> str:
+    """``--name``, else the machine's name when ``NameProvider`` is ``hostname``; empty: the
+    node goes by its node ID (``puuid``/``uuid``: an ID that is unique already)."""
+    if config.name or config.name_provider != "hostname":
+        return config.name
+    return socket.gethostname()
+
+
 def _labels(config: NodeConfig) -> dict[str, str]:
     arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
     labels = {"Operating-System": platform.system().lower(), "Architecture": arch}
-    if config.name:
-        labels["name"] = config.name
+    name = _node_name(config)
+    if name:
+        labels["name"] = name
     labels.update(gpu_labels(host_gpus()) if config.compute else {})
     labels.update(config.labels)
     return labels
@@ -152,7 +165,8 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
                 for h in config.approval_hooks
             ]
         )
-        orchestrator = Orchestrator(
+        orchestrator = DefaultingOrchestrator(
+            job_defaults=config.job_defaults,
             node_info=NodeInfo(
                 node_id=node_id,
                 node_type=NodeType.REQUESTER,
@@ -173,7 +187,11 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
                 lost_node_wait=config.lost_node_wait,
                 min_reputation=config.min_reputation,
                 answer_linger=config.ask_answer_linger,
+                queue_backoff=config.queue_backoff,
+                queue_backoff_max=max(SchedulerSettings().queue_backoff_max, config.queue_backoff),
             ),
+            workers=config.scheduler_workers,
+            housekeeping_interval=config.housekeeping_interval,
             default_publisher=config.default_publisher,
             manual_approval=config.manual_approval,
             approval_hooks=approval_hooks,
@@ -181,7 +199,7 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
             # Verified replicas' claimed CIDs are checked against what they published.
             result_checker=PublishedResultChecker(
                 max_bytes=config.result_check_max_bytes,
-                presign=None if config.s3_presigned_url_disabled else presign_result,
+                presign=_presigner(config),
                 peers=block_client,
                 finder=providers,
                 local=blockstore,
@@ -291,7 +309,7 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
             port=config.api_port,
             max_job_size=config.max_job_size,
             gossip_metrics=lambda: _gossip_report(runner, server),
-            result_rewriter=None if config.s3_presigned_url_disabled else presign_result,
+            result_rewriter=_presigner(config),
             content=BlockstoreContent(
                 blockstore, exchange, fetch_timeout=config.ipfs_fetch_timeout
             ),
@@ -309,7 +327,7 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
             host=config.api_host,
             port=config.grpc_api_port(),
             max_message=config.max_job_size,
-            result_rewriter=None if config.s3_presigned_url_disabled else presign_result,
+            result_rewriter=_presigner(config),
         )
         await _listen(stack, grpc_api, config.api_host, config.grpc_api_port(), "--api-grpc-port")
         running.api_grpc_port = grpc_api.port
@@ -332,6 +350,14 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
         log.info("compute %s: bprotocol on %s", node_id, grpc_address)
     await stack.enter_async_context(RecordPublisher(runner, describe))
     return running
+
+
+def _presigner(config: NodeConfig) -> Callable[[SpecConfig], SpecConfig] | None:
+    """How ``s3`` results are answered: pre-signed for ``s3_presigned_url_expiration``
+    seconds, or as they are when the operator turned pre-signing off."""
+    if config.s3_presigned_url_disabled:
+        return None
+    return functools.partial(presign_result, expires=int(config.s3_presigned_url_expiration))
 
 
 async def _listen(
@@ -409,6 +435,9 @@ async def serve(config: NodeConfig, *, parent_fd: int | None = None) -> None:
     ``faulty_results`` (test only) is refused unless the node was started by ``bacalhau
     devstack`` (which gives it a lifeline).
     """
+    configure_logging(config.log_level, config.log_mode)
+    for notice in config.ignored_notices():
+        log.warning("%s", notice)
     if config.faulty_results and parent_fd is None:
         raise InvalidConfiguration(
             f"faulty_results={config.faulty_results} makes this node alter the results it "

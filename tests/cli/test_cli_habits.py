@@ -189,7 +189,7 @@ def test_bad_configuration_is_a_clear_error(tmp_path: Path) -> None:
     broken = tmp_path / "broken.yaml"
     broken.write_text("API.Port: [1\n")
     bad = invoke(["-c", str(broken), "agent", "alive"])
-    assert bad.exit_code == 1 and "not valid YAML or JSON" in bad.stderr
+    assert bad.exit_code == 1 and "is not valid YAML" in bad.stderr
     port = invoke(["agent", "alive", "--api-port", "seventy"])
     assert port.exit_code == 2 and "'seventy' is not a port" in port.stderr
 

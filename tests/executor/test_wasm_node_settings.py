@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bacalhau.cli._serve import _config_pairs
-from bacalhau.config import NodeConfig, load_config
+from bacalhau.config import NodeConfig, load_config, split_config_options
 from bacalhau.errors import InvalidConfiguration
 from bacalhau.executor import DockerExecutor, Executor, WasmExecutor
 from bacalhau.models import Resources
@@ -19,7 +18,11 @@ from tests.executor.test_wasm import req
 
 
 def _configured(tmp_path: Path, *pairs: str) -> NodeConfig:
-    return load_config({"data_dir": str(tmp_path / "node"), **_config_pairs(pairs)}, environ={})
+    return load_config(
+        {"data_dir": str(tmp_path / "node")},
+        environ={},
+        config_values=split_config_options(pairs).values,
+    )
 
 
 def _executors(cfg: NodeConfig, *engines: str) -> dict[str, Executor]:

@@ -1,0 +1,170 @@
+"""Loading a node's configuration from its layers: files, the environment, ``-c`` settings
+and flags (the order is in :mod:`bacalhau.config._config`'s docstring).
+
+A config file is YAML or JSON, with keys flat (``Compute.AllocatedCapacity.CPU: 50%``) or in
+sections as Bacalhau writes them (``Compute: {AllocatedCapacity: {CPU: 50%}}``), ours and
+Bacalhau's mixed. An error in a file names the file and the key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bacalhau.config._bacalhau_keys import BACALHAU_KEYS
+from bacalhau.config._config import NodeConfig
+from bacalhau.config._key_registry import normalise
+from bacalhau.errors import BacalhauError, InvalidRequest
+
+#: Environment variables ``BACALHAU_NODE_<KEY>`` set ``<key>`` (``BACALHAU_NODE_API_PORT``).
+ENV_PREFIX = "BACALHAU_NODE_"
+_FILE_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigOptions:
+    """What ``-c/--config`` options hold: config files and ``Key=Value`` settings, each in
+    the order given (see :func:`split_config_options`)."""
+
+    files: tuple[Path, ...] = ()
+    values: dict[str, str] = field(default_factory=dict)
+
+
+def split_config_options(options: Iterable[str]) -> ConfigOptions:
+    """Sort ``-c`` options as Bacalhau does: ``Key=Value`` is a setting (the value is
+    everything after the first ``=``, commas and ``=`` included), anything else a config
+    file path (YAML or JSON), which must exist. Raises :class:`InvalidRequest` naming the
+    option otherwise (``details["Field"]`` is ``--config``)."""
+    files: list[Path] = []
+    values: dict[str, str] = {}
+    for item in options:
+        key, sep, value = item.partition("=")
+        if sep and key.strip() and "/" not in key:
+            values[key.strip()] = value
+            continue
+        path = Path(item).expanduser()
+        if path.is_file():
+            files.append(path.absolute())
+        elif path.suffix.lower() in _FILE_SUFFIXES or "/" in item:
+            raise InvalidRequest(
+                f"configuration file {item!r} does not exist"
+                + (" (it is a directory)" if path.is_dir() else ""),
+                hint="give the path of a YAML or JSON config file, or Key=Value",
+                details={"Field": "--config"},
+            )
+        else:
+            raise InvalidRequest(
+                f"{item!r} is not of the form Key=Value, nor a config file (none at that path)",
+                hint="write -c Key=Value (-c Compute.AllocatedCapacity.CPU=50%), "
+                "or -c path/to/config.yaml",
+                details={"Field": "--config"},
+            )
+    return ConfigOptions(tuple(files), values)
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The settings in a YAML or JSON config file, flat (``Section.Key: value``) and in the
+    file's order; an unreadable file, bad YAML/JSON, or a file not holding a mapping is an
+    :class:`InvalidRequest` naming the file."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise InvalidRequest(
+            f"configuration file {str(path)!r} does not exist", details={"Field": "--config"}
+        ) from None
+    except OSError as exc:
+        raise InvalidRequest(
+            f"cannot read configuration file {str(path)!r}: {exc.strerror or exc}",
+            details={"Field": "--config"},
+        ) from None
+    try:
+        loaded = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (yaml.YAMLError, ValueError) as exc:
+        kind = "JSON" if path.suffix.lower() == ".json" else "YAML"
+        raise InvalidRequest(f"{path} is not valid {kind}: {exc}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, Mapping):
+        raise InvalidRequest(f"{path} must hold a mapping of keys to values")
+    return flatten(loaded)
+
+
+def load_config(
+    flags: Mapping[str, Any],
+    *,
+    environ: Mapping[str, str] | None = None,
+    config_files: Iterable[Path] = (),
+    config_values: Mapping[str, Any] | None = None,
+) -> NodeConfig:
+    """Build the configuration from its layers, lowest first: defaults,
+    ``<data_dir>/config.yaml``, ``config_files`` in order, ``BACALHAU_NODE_*`` variables of
+    ``environ`` (``os.environ`` by default; ``BACALHAU_DIR`` names the data dir),
+    ``config_values`` (``-c Key=Value``) in order, and ``flags`` (``None``: not given).
+
+    The data dir is the highest layer's ``DataDir``/``data_dir``; its ``config.yaml`` is then
+    read below the others. Raises :class:`~bacalhau.errors.BacalhauError` naming the key (and
+    the file) at fault."""
+    env = os.environ if environ is None else environ
+    files = [(path, read_config_file(path)) for path in config_files]
+    from_env = {k[len(ENV_PREFIX) :].lower(): v for k, v in env.items() if k.startswith(ENV_PREFIX)}
+    if env.get("BACALHAU_DIR") and not any(normalise(k) == "data_dir" for k in from_env):
+        from_env = {"data_dir": env["BACALHAU_DIR"], **from_env}
+    upper: list[tuple[str, Mapping[str, Any]]] = [
+        *((str(path), values) for path, values in files),
+        ("", from_env),
+        ("", config_values or {}),
+        ("", flags),
+    ]
+    # The data dir decides which config.yaml is the lowest layer: find it first.
+    cfg = NodeConfig()
+    for source, layer in upper:
+        cfg = _apply(cfg, layer, source)
+    own_file = cfg.data_dir / "config.yaml"
+    if not own_file.exists():
+        return cfg
+    cfg = _apply(NodeConfig(), read_config_file(own_file), str(own_file))
+    for source, layer in upper:
+        cfg = _apply(cfg, layer, source)
+    return cfg
+
+
+def _apply(cfg: NodeConfig, layer: Mapping[str, Any], source: str) -> NodeConfig:
+    try:
+        return cfg.with_overrides(layer)
+    except BacalhauError as err:
+        if not source:
+            raise
+        # A file: say which (the key is in the message and the details already).
+        raise type(err)(f"{source}: {err.message}", hint=err.hint, details=err.details) from None
+
+
+#: Every known key, normalised: ours and Bacalhau's.
+_KNOWN = frozenset(f.name for f in fields(NodeConfig)) | frozenset(BACALHAU_KEYS)
+#: Every section of a known key (``compute``, ``compute_allocatedcapacity``, ``gossip``).
+_SECTIONS = frozenset(key[:i] for key in _KNOWN for i in range(1, len(key)) if key[i] == "_")
+
+
+def flatten(loaded: Mapping[str, Any]) -> dict[str, Any]:
+    """Sections become dotted keys (``Compute: {Enabled: true}`` is ``Compute.Enabled``)
+    down to a known key, whose value is kept whole even when it is a mapping (``Labels``,
+    ``API.Auth.Methods``). An unknown section is left as a key, to be refused by name."""
+    flat: dict[str, Any] = {}
+    for key, value in loaded.items():
+        _flatten_into(flat, str(key), value)
+    return flat
+
+
+def _flatten_into(flat: dict[str, Any], path: str, value: Any) -> None:
+    # A known key that is also a section (our ``compute`` flag, Bacalhau's ``Compute.*``)
+    # is a section when given a mapping: no key takes a mapping and has keys under it.
+    if isinstance(value, Mapping) and normalise(path) in _SECTIONS:
+        for sub, sub_value in value.items():
+            _flatten_into(flat, f"{path}.{sub}", sub_value)
+    else:
+        flat[path] = value
