@@ -6,6 +6,7 @@ Commands talk to a node through :mod:`bacalhau.client`; errors are printed once,
 
 from bacalhau.cli._agent import agent_group, version
 from bacalhau.cli._ca import ca_group
+from bacalhau.cli._config_cmd import config_group
 from bacalhau.cli._data import data_group
 from bacalhau.cli._job import job_group, logs_command
 from bacalhau.cli._legacy import legacy_commands
@@ -24,6 +25,7 @@ for _command in (
     agent_group,
     version,
     ca_group,
+    config_group,
     serve,
     devstack,
 ):
