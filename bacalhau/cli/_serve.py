@@ -180,7 +180,31 @@ def serve(
 
 
 @click.command("devstack")
-@click.option("--compute-nodes", type=click.IntRange(min=0), default=3, show_default=True)
+@click.option(
+    "--compute-nodes", "--computes", type=click.IntRange(min=0), default=3, show_default=True
+)
+@click.option(
+    "--requester-nodes",
+    "--orchestrators",
+    type=click.IntRange(min=0),
+    default=1,
+    show_default=True,
+    help="Orchestrators: one (a cluster here has a single requester).",
+)
+@click.option(
+    "--hybrid-nodes",
+    "--hybrids",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Nodes that are orchestrator and compute node at once: 1 makes the orchestrator one "
+    "(with --requester-nodes 0).",
+)
+@click.option(
+    "--random-ports",
+    is_flag=True,
+    help="Free ports for every node, the API's included (as --api-port 0).",
+)
 @click.option(
     "--api-port",
     "api_port",
@@ -199,6 +223,7 @@ def serve(
 )
 @click.option(
     "--data-dir",
+    "--stack-repo",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
     help="Where the nodes keep their state (default: a new temporary directory).",
@@ -211,6 +236,8 @@ def serve(
 )
 @click.option(
     "--faulty-compute-nodes",
+    "--bad-compute-actors",
+    "--bad-computes",
     type=click.IntRange(min=0),
     default=0,
     help="Test bed for verified results: the last N compute nodes alter every result "
@@ -240,6 +267,9 @@ def serve(
 )
 def devstack(
     compute_nodes: int,
+    requester_nodes: int,
+    hybrid_nodes: int,
+    random_ports: bool,
     api_port: int,
     api_grpc_port: int | None,
     data_dir: Path | None,
@@ -258,6 +288,9 @@ def devstack(
     names = tuple(e.strip().lower() for e in engines.split(",") if e.strip())
     if not names:
         raise click.BadParameter("name at least one engine", param_hint="'--engines'")
+    hybrid = _hybrid_orchestrator(requester_nodes, hybrid_nodes)
+    if random_ports:
+        api_port = 0
     options = _config_options(config)
     code = _run(
         _node_package().run_devstack(
@@ -271,7 +304,20 @@ def devstack(
             faulty_compute_nodes=faulty_compute_nodes,
             faulty_results=faulty_results,
             api_grpc_port=api_grpc_port,
+            hybrid=hybrid,
         )
     )
     if isinstance(code, int) and code:
         sys.exit(code)
+
+
+def _hybrid_orchestrator(requester_nodes: int, hybrid_nodes: int) -> bool:
+    """Whether the devstack's one orchestrator also runs jobs: Bacalhau's node counts, as far
+    as a cluster with a single requester can honour them."""
+    if requester_nodes + hybrid_nodes != 1:
+        raise click.BadParameter(
+            f"{requester_nodes} orchestrator(s) and {hybrid_nodes} hybrid node(s): a devstack "
+            "here has exactly one orchestrator (a cluster has a single requester)",
+            param_hint="'--requester-nodes' / '--hybrid-nodes'",
+        )
+    return hybrid_nodes == 1

@@ -207,6 +207,7 @@ async def run_devstack(
     faulty_compute_nodes: int = 0,
     faulty_results: str = "corrupt",
     api_grpc_port: int | None = None,
+    hybrid: bool = False,
 ) -> int:
     """Run a devstack until SIGINT/SIGTERM (exit 0) or until every node has died (exit 1).
 
@@ -235,6 +236,7 @@ async def run_devstack(
             faulty_compute_nodes=faulty_compute_nodes,
             faulty_results=faulty_results,
             api_grpc_port=api_grpc_port,
+            hybrid=hybrid,
         )
     finally:
         if temporary and not keep_data:
@@ -335,6 +337,7 @@ async def _run_nodes(
     faulty_compute_nodes: int = 0,
     faulty_results: str = "corrupt",
     api_grpc_port: int | None = None,
+    hybrid: bool = False,
     pick_port: Callable[[], int] = free_port,
 ) -> int:
     # Only a port picked here is picked anew: one the user chose that is taken fails the start.
@@ -357,6 +360,7 @@ async def _run_nodes(
             faulty_compute_nodes=faulty_compute_nodes,
             faulty_results=faulty_results,
             api_grpc_port=api_grpc_port,
+            hybrid=hybrid,
             pick_port=pick,
         )
 

@@ -194,6 +194,7 @@ def plan_devstack(
     faulty_compute_nodes: int = 0,
     faulty_results: str = "corrupt",
     api_grpc_port: int | None = None,
+    hybrid: bool = False,
     pick_port: Callable[[], int] = free_port,
 ) -> list[DevstackNode]:
     """Create the CA, identities and certificates; choose ports; build each node's command.
@@ -204,7 +205,8 @@ def plan_devstack(
     (``faulty_results``, ``corrupt`` or ``misclaim``: a test bed for verification).
     ``api_grpc_port`` (the requester's public gRPC API; 0: a free port) defaults to 1235,
     or to a free port when ``api_port`` is 0 (a stack on free ports takes no fixed one).
-    ``pick_port`` chooses every port not given.
+    ``hybrid`` makes the orchestrator a compute node as well (Bacalhau's hybrid node), with
+    the same engines as the others. ``pick_port`` chooses every port not given.
     """
     if compute_nodes < 0:
         raise InvalidRequest("--compute-nodes must be >= 0", details={"Field": "compute-nodes"})
@@ -227,6 +229,22 @@ def plan_devstack(
     api_port = api_port or pick_port()
     api_grpc_port = api_grpc_port or pick_port()
     req_grpc = pick_port()
+    # A hybrid orchestrator runs jobs too: it needs what a compute node is given.
+    req_pub = pick_port() if hybrid else 0
+    hybrid_args = (
+        [
+            "--compute",
+            *_flags(
+                {
+                    "--publisher-host": "127.0.0.1",
+                    "--publisher-port": req_pub,
+                    "--engines": ",".join(engines),
+                }
+            ),
+        ]
+        if hybrid
+        else []
+    )
     nodes = [
         DevstackNode(
             name="requester",
@@ -236,9 +254,11 @@ def plan_devstack(
             grpc_address=f"127.0.0.1:{req_grpc}",
             api_address=f"127.0.0.1:{api_port}",
             grpc_api_address=f"127.0.0.1:{api_grpc_port}",
+            publisher_address=f"127.0.0.1:{req_pub}" if hybrid else "",
             args=[
                 *base,
                 "--orchestrator",
+                *hybrid_args,
                 *_flags(
                     {
                         "--data-dir": req_dir,

@@ -277,13 +277,14 @@ class Devstack:
         engines: str = "",
         faulty_compute_nodes: int = 0,
         faulty_results: str = "corrupt",
+        args: Sequence[str] = (),
     ) -> Devstack:
         """Start ``bacalhau devstack`` (API on a free port) and wait for its manifest, which
         it writes only once every compute node has joined. ``config`` holds ``Key=Value``
         settings for every node (``bacalhau devstack -c``); ``engines`` the engines every
         compute node offers (default: the devstack's); the last ``faulty_compute_nodes``
         compute nodes alter their results as ``faulty_results`` says
-        (``--faulty-compute-nodes``, ``--faulty-results``)."""
+        (``--faulty-compute-nodes``, ``--faulty-results``); ``args`` are more flags, last."""
         data_dir.mkdir(parents=True, exist_ok=True)
         settings = [part for item in config for part in ("-c", item)]
         with (data_dir / "devstack.out").open("wb") as out:
@@ -309,6 +310,7 @@ class Devstack:
                             if faulty_compute_nodes
                             else ()
                         ),
+                        *args,
                     )
                 ),
                 stdin=subprocess.DEVNULL,
