@@ -54,7 +54,8 @@ StreamHead = tuple[bytes, int]
 
 
 def prepare_results_dir(results_dir: Path, result_paths: Sequence[ResultPath]) -> dict[str, Path]:
-    """Create ``results_dir`` and one folder (0755) per result path; map each name to its folder.
+    """Create ``results_dir`` and one folder (0755) per result path (its
+    :attr:`~bacalhau.models.ResultPath.folder`); map each name to its folder.
 
     The names are checked again here although job validation already did: they become host
     paths, so a name must never reach outside ``results_dir``.
@@ -63,7 +64,7 @@ def prepare_results_dir(results_dir: Path, result_paths: Sequence[ResultPath]) -
         results_dir.mkdir(parents=True, exist_ok=True)
     folders: dict[str, Path] = {}
     for i, rp in enumerate(result_paths):
-        name = rp.name
+        name = rp.folder
         if not name or "/" in name or "\\" in name or name in (".", "..") or "\0" in name:
             raise InvalidJobSpec(
                 f"result name {name!r} is not a valid folder name",
@@ -82,7 +83,7 @@ def prepare_results_dir(results_dir: Path, result_paths: Sequence[ResultPath]) -
         folder.mkdir(mode=_FOLDER_MODE, exist_ok=True)
         # mkdir's mode is filtered by the umask; the layout promises 0755.
         os.chmod(folder, _FOLDER_MODE)
-        folders[name] = folder
+        folders[rp.name] = folder
     return folders
 
 

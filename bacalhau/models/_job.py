@@ -84,6 +84,14 @@ class ResultPath:
     name: str = ""
     path: str = ""
 
+    @property
+    def folder(self) -> str:
+        """The folder of the results holding this path's files: the name without leading or
+        trailing slashes (Bacalhau joins the name onto the results directory, so its own
+        documents' ``Name: /outputs`` is the folder ``outputs``). Validation refuses a name
+        whose folder is not one plain component."""
+        return self.name.strip("/")
+
     def to_dict(self) -> dict[str, Any]:
         return {"Name": self.name, "Path": self.path}
 

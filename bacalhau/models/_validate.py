@@ -553,16 +553,23 @@ def validate_task(task: Task, path: str) -> None:
             raise fail("missing path", f"{sub}.Path")
         if not rp.path.startswith("/"):
             raise fail(f"result path {rp.path!r} must be absolute", f"{sub}.Path")
-        if "/" in rp.name or rp.name in (".", "..", "stdout", "stderr", "exitCode"):
+        folder = rp.folder
+        if (
+            not folder
+            or "/" in folder
+            or "\\" in folder
+            or folder in (".", "..")
+            or (folder in ("stdout", "stderr", "exitCode"))
+        ):
             raise fail(
                 f"result name {rp.name!r} is not a valid folder name",
                 f"{sub}.Name",
                 "use a plain name; stdout, stderr and exitCode are reserved",
             )
-        if rp.name in names:
+        if folder in names:
             raise fail(f"duplicate result name {rp.name!r}", f"{sub}.Name")
         norm = posixpath.normpath(rp.path)
         if norm in paths:
             raise fail(f"duplicate result path {rp.path!r}", f"{sub}.Path")
-        names.add(rp.name)
+        names.add(folder)
         paths.add(norm)

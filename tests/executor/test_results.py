@@ -41,7 +41,17 @@ def test_prepare_creates_one_0755_folder_per_result_path(tmp_path: Path) -> None
     assert (folders["outputs"] / "kept").read_text() == "x"
 
 
-@pytest.mark.parametrize("name", ["", "..", ".", "a/b", "../escape", "stdout", "exitCode"])
+def test_a_name_written_as_a_path_is_the_folder_of_that_name(tmp_path: Path) -> None:
+    # Bacalhau's own documents write `Name: /outputs`: it joins the name onto the results
+    # directory, so that is the folder `outputs`.
+    folders = prepare_results_dir(tmp_path / "r", [ResultPath("/outputs", "/outputs")])
+    assert folders == {"/outputs": tmp_path / "r" / "outputs"}
+    assert (tmp_path / "r" / "outputs").is_dir()
+
+
+@pytest.mark.parametrize(
+    "name", ["", "/", "..", "/../", ".", "a/b", "/a/b", "../escape", "stdout", "/exitCode"]
+)
 def test_prepare_rejects_names_that_are_not_plain_folders(tmp_path: Path, name: str) -> None:
     with pytest.raises(InvalidJobSpec) as info:
         prepare_results_dir(tmp_path / "r", [ResultPath(name, "/outputs")])

@@ -22,6 +22,11 @@ def test_round_trip_keeps_exact_spellings() -> None:
     out = job.to_dict()
     assert set(out) >= {"ID", "Name", "Namespace", "Type", "Count", "Constraints", "Meta", "Labels"}
     assert out["Tasks"][0]["ResultPaths"] == [{"Name": "out", "Path": "/outputs"}]
+    # A name written as a path (Bacalhau's documents do) is valid and reads back as written.
+    slashed = Job.from_dict(_job(ResultPaths=[{"Name": "/outputs", "Path": "/outputs"}]))
+    normalise_job(slashed)
+    validate_job(slashed)
+    assert slashed.to_dict()["Tasks"][0]["ResultPaths"][0]["Name"] == "/outputs"
     assert out["Constraints"] == [] and out["Meta"] == {} and out["Labels"] == {}
     assert Job.from_dict(out).to_dict() == out
 
@@ -47,6 +52,12 @@ def test_keys_are_case_insensitive() -> None:
             _job(ResultPaths=[{"Name": "o", "Path": "/a"}, {"Name": "o", "Path": "/b"}]),
             "Tasks[0].ResultPaths[1].Name",
         ),
+        (
+            # `/o` is the folder `o` too.
+            _job(ResultPaths=[{"Name": "o", "Path": "/a"}, {"Name": "/o", "Path": "/b"}]),
+            "Tasks[0].ResultPaths[1].Name",
+        ),
+        (_job(ResultPaths=[{"Name": "/a/b", "Path": "/a"}]), "Tasks[0].ResultPaths[0].Name"),
         (_job(Timeouts={"ExecutionTimeout": -3}), "Tasks[0].Timeouts.ExecutionTimeout"),
     ],
 )
