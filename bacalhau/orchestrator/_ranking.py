@@ -69,6 +69,12 @@ class NodeRank:
 
 
 FULL = Obstacle("is full", "are full", passing=True)
+#: The node has had its turn at this job (declined it, or runs or ran it).
+TRIED = Obstacle("already tried this job", "already tried this job")
+#: The job failed on the node as often as it may (or in a way no retry there would mend).
+FAILED_HERE = Obstacle("failed this job", "failed this job")
+_FAILED_IT = "failed this job: "
+_USED_UP = "used up its attempts at this job"
 #: A node that died (not one that left) moments ago: it may well come back (a restart, a
 #: false death under load), so a job that needs it waits a while instead of failing.
 RECENTLY_LOST = Obstacle(
@@ -202,7 +208,7 @@ def _previous(
             return UNSUITABLE, "already runs an execution of this job"
         for e in mine:
             if e.compute_details.get("Retryable") == "false":
-                return UNSUITABLE, f"failed this job: {e.compute_message}"
+                return UNSUITABLE, f"{_FAILED_IT}{e.compute_message}"
             if e.compute_state in (
                 ExecutionStateType.ASK_FOR_BID_REJECTED,
                 ExecutionStateType.BID_REJECTED,
@@ -211,9 +217,7 @@ def _previous(
                 return UNSUITABLE, f"rejected the job earlier: {why}"
         failed = sum(1 for e in mine if e.compute_state == ExecutionStateType.FAILED)
         if failed >= attempts_per_node:
-            return UNSUITABLE, (
-                f"used up its attempts at this job ({failed} of {attempts_per_node} failed)"
-            )
+            return UNSUITABLE, (f"{_USED_UP} ({failed} of {attempts_per_node} failed)")
         if len(mine) >= max(1, attempts_per_node):
             return UNSUITABLE, "already tried this job too many times"
         return 0, ""
@@ -240,7 +244,9 @@ def _obstacle(ranker: object, job: Job, node: NodeState, reason: str) -> Obstacl
         return Obstacle("is too small for the job", "are too small for the job")
     if ranker is _capacity:
         return FULL
-    return Obstacle("already tried this job", "already tried this job")
+    if reason.startswith((_FAILED_IT, _USED_UP)):
+        return FAILED_HERE
+    return TRIED
 
 
 @dataclass(slots=True)

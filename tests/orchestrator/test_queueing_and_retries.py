@@ -126,6 +126,30 @@ def test_a_node_that_used_up_its_attempts_is_not_asked_again() -> None:
     assert [e.node_id for e in again.new_executions] == ["a"]
 
 
+def test_a_job_that_failed_on_every_node_says_to_fix_the_job_not_to_add_nodes() -> None:
+    exs = [
+        failed("e1", "a", NOW - 20 * S, ErrorCode="ExecutionFailed"),
+        failed("e2", "b", NOW - 10 * S, ErrorCode="ImageNotFound", Hint="load the image"),
+    ]
+    spread = job(Reschedule={"AttemptsPerNode": 1, "Attempts": 5})
+    plan = schedule(spread, exs, [node("a"), node("b")], ev(), now=NOW)
+    assert plan.new_job_state == JobStateType.FAILED and plan.job_event is not None
+    # The last failure's own code and hint, not "start a compute node that supports...".
+    assert plan.job_event.details["ErrorCode"] == "ImageNotFound"
+    assert plan.job_event.details["Hint"] == "load the image"
+    assert "node b used up its attempts" in plan.job_message
+    without_hint = [failed("e1", "a", NOW - 10 * S, ErrorCode="ExecutionFailed")]
+    alone = schedule(spread, without_hint, [node("a")], ev(), now=NOW)
+    assert alone.job_event is not None
+    assert "fix the job" in alone.job_event.details["Hint"]
+    # A node that could still take the job (here: one lacking its engine) is another story:
+    # adding or changing nodes may help, so the hint says so.
+    mixed = schedule(spread, without_hint, [node("a"), node("w", ("wasm",))], ev(), now=NOW)
+    assert mixed.job_event is not None
+    assert mixed.job_event.details["ErrorCode"] == "NotEnoughNodes"
+    assert "start a compute node" in mixed.job_event.details["Hint"]
+
+
 def test_a_retry_waits_for_its_backoff_through_a_delayed_evaluation() -> None:
     j = job(Reschedule={"Attempts": 5, "Delay": "2s", "MaxDelay": "30s"})
     j.state = JobStateType.RUNNING

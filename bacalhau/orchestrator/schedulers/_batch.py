@@ -22,7 +22,7 @@ from bacalhau.models import (
     TriggeredBy,
 )
 from bacalhau.orchestrator._plan import Plan
-from bacalhau.orchestrator._ranking import Placed, rank_nodes
+from bacalhau.orchestrator._ranking import FAILED_HERE, Placed, rank_nodes
 from bacalhau.orchestrator._retries import fail_overdue, retry_policy
 from bacalhau.orchestrator._settings import SchedulerSettings
 from bacalhau.orchestrator.schedulers._shared import (
@@ -41,6 +41,12 @@ from bacalhau.orchestrator.schedulers._shared import (
     wait_for_nodes,
 )
 from bacalhau.orchestrator.schedulers._verified import schedule_verified
+
+#: The hint of a job that failed on every node that could run it (when its own error has none).
+FAILED_ON_EVERY_NODE = (
+    "the job failed on every node that could run it, for the reasons above: fix the job "
+    "(its command, image or inputs) rather than adding nodes"
+)
 
 __all__ = ["schedule_batch"]
 
@@ -180,10 +186,23 @@ def schedule_batch(
             and len(placed) + len(active) < desired
         ):
             # Some capacity exists but never enough for Count: fail instead of hanging.
-            return fail(
-                queue_expired(queue_timeout_of(job, settings))
-                + not_enough_nodes(job, missing, ranks, failures)
+            message = queue_expired(queue_timeout_of(job, settings)) + not_enough_nodes(
+                job, missing, ranks, failures
             )
+            if failed and all(r.obstacle == FAILED_HERE for r in ranks):
+                # The job failed on every node: more nodes would not help, the job itself
+                # needs fixing. Say so, with its own error.
+                last = max(failed, key=lambda e: e.modify_time)
+                return fail_job(
+                    plan,
+                    view,
+                    message,
+                    ExecutionFailed,
+                    now,
+                    code=last.compute_details.get("ErrorCode", ""),
+                    hint=last.compute_details.get("Hint", "") or FAILED_ON_EVERY_NODE,
+                )
+            return fail(message)
 
     # Running once a node took it: a pre-approved ask the node has not answered yet does not
     # count (it may decline), so the job's states come as in two rounds.

@@ -213,9 +213,11 @@ def fail_job(
     now: int,
     *,
     code: str = "",
+    hint: str = "",
 ) -> Plan:
     """Fail the job with a coded, hinted event and stop whatever still runs. ``code``
-    overrides ``error``'s code (the last execution's own error, e.g. ExecutionTimeout)."""
+    overrides ``error``'s code (the last execution's own error, e.g. ExecutionTimeout),
+    ``hint`` its default hint."""
     plan.new_job_state = JobStateType.FAILED
     plan.job_message = message
     plan.job_event = event(
@@ -224,7 +226,7 @@ def fail_job(
         now,
         IsError="true",
         ErrorCode=code or error.code,
-        Hint=error.default_hint,
+        Hint=hint or error.default_hint,
     )
     for ex in view:
         if ex.is_active() and ex.desired_state != D.STOPPED:
