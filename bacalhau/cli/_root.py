@@ -209,6 +209,7 @@ def _keep(ctx: click.Context, param: click.Parameter, value: Any) -> None:
 )
 @click.option(
     "--api-port",
+    type=click.IntRange(1, 65535),
     expose_value=False,
     callback=_keep,
     help=f"Port of the node's REST API [env: BACALHAU_API_PORT; default: {DEFAULT_API_PORT}].",
