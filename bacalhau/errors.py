@@ -153,7 +153,7 @@ class NotFound(BacalhauError):
 
 class JobNotFound(NotFound):
     default_component = "JobStore"
-    default_hint = "check the job ID with `bacalhau job list`"
+    default_hint = "check the job ID or name with `bacalhau job list`"
 
 
 class ExecutionNotFound(NotFound):

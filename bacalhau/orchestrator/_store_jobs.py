@@ -113,7 +113,20 @@ _SPEC_DOCUMENT = (
 def own_name(job: Job) -> str | None:
     """What the ``name`` column holds for ``job``: its Name, or None when that is its ID
     (or empty), as for a job submitted without one (see ``_store_schema``)."""
-    return job.name if job.name and job.name != job.id else None
+    return _bindable(job.name) if job.name and job.name != job.id else None
+
+
+def _bindable(text: str) -> str:
+    """``text`` as SQLite can bind it. The edges refuse invalid Unicode, but a job stored by
+    an older version may hold a lone surrogate in its name: it becomes U+FFFD, as Go's JSON
+    decoder reads it (and as the API writes it back)."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
 
 
 def with_state(spec: Job, row: JobRow | _JobState) -> Job:
@@ -303,8 +316,8 @@ class JobRecords(JobHistoryLog):
         if not rows:
             raise JobNotFound(
                 f"job not found: {ref}",
-                hint="check the job ID or name with `bacalhau job list` (a name is looked up "
-                f"in namespace {namespace or _DEFAULT_NAMESPACE})",
+                hint=f"{JobNotFound.default_hint} (names are looked up in namespace "
+                f"{namespace or _DEFAULT_NAMESPACE})",
             )
         if len(rows) > 1:
             raise MultipleJobsFound(f"multiple jobs found for ID prefix {ref}")
@@ -319,7 +332,7 @@ class JobRecords(JobHistoryLog):
         row = self._db.execute(
             "SELECT id FROM jobs WHERE namespace = ?1 AND name = ?2 UNION ALL"
             " SELECT id FROM jobs WHERE id = ?2 AND namespace = ?1 AND name IS NULL LIMIT 1",
-            (namespace or _DEFAULT_NAMESPACE, name),
+            (_bindable(namespace or _DEFAULT_NAMESPACE), _bindable(name)),
         ).fetchone()
         return str(row[0]) if row is not None else None
 
