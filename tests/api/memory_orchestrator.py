@@ -37,7 +37,8 @@ from bacalhau.models import (
     selector_matches,
     validate_job,
 )
-from bacalhau.orchestrator._api import JobPage, SubmitResult, job_sort_value
+from bacalhau.orchestrator._api import JobDiff, JobPage, SubmitResult, job_sort_value
+from bacalhau.orchestrator._job_diff import spec_diff
 
 
 @dataclass
@@ -174,6 +175,19 @@ class MemoryOrchestrator:
             self._background.add(task)
             task.add_done_callback(self._background.discard)
         return result
+
+    async def diff_job(self, job: Job) -> JobDiff:
+        """The requester's diff, against the latest job of the name (this stand-in keeps
+        specs as submitted, without the requester's defaults)."""
+        warnings = normalise_job(job)
+        named = [
+            r.job
+            for r in self._jobs.values()
+            if job.name and r.job.name == job.name and r.job.namespace == job.namespace
+        ]
+        if not named:
+            raise JobNotFound(f"no job named {job.name!r} in namespace {job.namespace}")
+        return JobDiff(spec_diff(named[-1], job), warnings)
 
     async def _run_automatically(self, job_id: str, auto_run: AutoRun) -> None:
         await asyncio.sleep(0.05)
