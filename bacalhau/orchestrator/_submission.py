@@ -182,11 +182,10 @@ class JobSubmission(EvaluationRunner):
             raise _type_change(current, spec)
         unchanged = same_spec(current, spec)
         if unchanged and not force:
+            # The hint is the class's: "use --force to submit it again" (Force in a request).
             raise JobSpecUnchanged(
                 f"no changes detected for job {current.name!r} ({current.id}): the spec is "
-                f"the same as its version {current.version}",
-                hint="use --force to submit it again (Force in the request), or "
-                f"`bacalhau job rerun {current.name}`",
+                f"the same as its version {current.version}"
             )
         version = current.version + 1
         message = (
