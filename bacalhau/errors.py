@@ -20,6 +20,7 @@ edge, a ``hint`` telling the user what to do, and whether retrying may help. The
     │   └── UnsafePath           an entry would be written outside its target directory
     ├── MultipleJobsFound (400)  an ID prefix matches several jobs (Bacalhau: 500)
     ├── ConflictJobState (409)   an operation is not allowed in the job's state (Bacalhau: 500)
+    ├── JobSpecUnchanged (409)   a job submitted again by name with its spec unchanged
     ├── RevisionConflict (409)   compare-and-set lost a race
     ├── InvalidTransition (409)  the state machine refused a transition
     ├── PermissionDenied (403)   trust: bad certificate, bad signature
@@ -65,6 +66,7 @@ __all__ = [
     "InvalidRequest",
     "InvalidTransition",
     "JobNotFound",
+    "JobSpecUnchanged",
     "MultipleJobsFound",
     "NodeLost",
     "NodeNotFound",
@@ -151,7 +153,7 @@ class NotFound(BacalhauError):
 
 class JobNotFound(NotFound):
     default_component = "JobStore"
-    default_hint = "check the job ID with `bacalhau job list`"
+    default_hint = "check the job ID or name with `bacalhau job list`"
 
 
 class ExecutionNotFound(NotFound):
@@ -261,6 +263,17 @@ class ConflictJobState(BacalhauError):
     code = "ConflictJobState"
     http_status = 409
     default_component = "JobStore"
+
+
+class JobSpecUnchanged(BacalhauError):
+    """A job was submitted under the name of an existing job with the same spec: an update
+    that would change nothing. 409 Conflict (Bacalhau: 500): the request is valid, and
+    conflicts with what the job already is; ``Force`` resolves it (a new version anyway)."""
+
+    code = "JobSpecUnchanged"
+    http_status = 409
+    default_component = "Orchestrator"
+    default_hint = "use --force to submit it again"
 
 
 class RevisionConflict(BacalhauError):

@@ -63,7 +63,8 @@ def _translated(fn: _Unary[_S, _Req, _Resp]) -> _Unary[_S, _Req, _Resp]:
 
 
 class JobServicer(api_pb2_grpc.JobServiceServicer):
-    """JobService: submit, read, follow, stop and rerun jobs."""
+    """JobService: submit, diff, read, follow, stop and rerun jobs (by ID, name or ID
+    prefix)."""
 
     def __init__(
         self,
@@ -84,7 +85,10 @@ class JobServicer(api_pb2_grpc.JobServiceServicer):
             raise BadQuery(f"wait must be >= 0 seconds, got {wait}", field="wait")
         job = job_from_request(request)
         result = await self._orch.submit_job(
-            job, idempotency_token=request.idempotency_token, handed_over=True
+            job,
+            idempotency_token=request.idempotency_token,
+            handed_over=True,
+            force=request.force,
         )
         out = api_pb2.SubmitJobResponse(
             job_id=result.job_id, evaluation_id=result.evaluation_id, warnings=result.warnings
@@ -100,8 +104,15 @@ class JobServicer(api_pb2_grpc.JobServiceServicer):
         return out
 
     @_translated
+    async def DiffJob(
+        self, request: api_pb2.DiffJobRequest, context: Any
+    ) -> api_pb2.DiffJobResponse:
+        diff = await self._orch.diff_job(job_from_request(request))
+        return api_pb2.DiffJobResponse(diff=diff.diff, warnings=diff.warnings)
+
+    @_translated
     async def GetJob(self, request: api_pb2.GetJobRequest, context: Any) -> api_pb2.GetJobResponse:
-        job = await self._orch.get_job(request.job_id)
+        job = await self._orch.get_job(request.job_id, namespace=request.namespace)
         out = api_pb2.GetJobResponse(job=job_document(job))
         if request.include_history:
             out.history.extend(history_item(h) for h in await self._orch.job_history(job.id))
@@ -131,7 +142,7 @@ class JobServicer(api_pb2_grpc.JobServiceServicer):
     async def ListExecutions(
         self, request: api_pb2.ListExecutionsRequest, context: Any
     ) -> api_pb2.ListExecutionsResponse:
-        executions = await self._orch.list_executions(request.job_id)
+        executions = await self._orch.list_executions(request.job_id, namespace=request.namespace)
         return api_pb2.ListExecutionsResponse(
             executions=[execution_document(e) for e in executions]
         )
@@ -162,6 +173,7 @@ class JobServicer(api_pb2_grpc.JobServiceServicer):
             until_terminal=check_until(request.until),
             execution_id=request.execution_id,
             closing=self._closing,
+            namespace=request.namespace,
         )
         job_id = poll.job.id
         now = poll.job if poll.done else await orch.get_job(job_id)
@@ -180,14 +192,18 @@ class JobServicer(api_pb2_grpc.JobServiceServicer):
     async def StopJob(
         self, request: api_pb2.StopJobRequest, context: Any
     ) -> api_pb2.StopJobResponse:
-        evaluation_id = await self._orch.stop_job(request.job_id, request.reason)
+        evaluation_id = await self._orch.stop_job(
+            request.job_id, request.reason, namespace=request.namespace
+        )
         return api_pb2.StopJobResponse(evaluation_id=evaluation_id)
 
     @_translated
     async def RerunJob(
         self, request: api_pb2.RerunJobRequest, context: Any
     ) -> api_pb2.RerunJobResponse:
-        job, evaluation_id = await self._orch.rerun_job(request.job_id, request.reason)
+        job, evaluation_id = await self._orch.rerun_job(
+            request.job_id, request.reason, namespace=request.namespace
+        )
         return api_pb2.RerunJobResponse(
             job_id=job.id, job_version=job.version, evaluation_id=evaluation_id
         )
@@ -196,14 +212,14 @@ class JobServicer(api_pb2_grpc.JobServiceServicer):
     async def ListJobVersions(
         self, request: api_pb2.ListJobVersionsRequest, context: Any
     ) -> api_pb2.ListJobVersionsResponse:
-        versions = await self._orch.job_versions(request.job_id)
+        versions = await self._orch.job_versions(request.job_id, namespace=request.namespace)
         return api_pb2.ListJobVersionsResponse(versions=[job_document(v) for v in versions])
 
     @_translated
     async def GetResults(
         self, request: api_pb2.GetResultsRequest, context: Any
     ) -> api_pb2.GetResultsResponse:
-        results = await self._orch.job_results(request.job_id)
+        results = await self._orch.job_results(request.job_id, namespace=request.namespace)
         if self._rewrite is not None:
             rewrite = self._rewrite
             # Signing may read credential files: off the event loop.
@@ -219,6 +235,7 @@ class JobServicer(api_pb2_grpc.JobServiceServicer):
                 execution_id=request.execution_id,
                 follow=request.follow,
                 tail=request.tail,
+                namespace=request.namespace,
             )
         except Exception as exc:
             await abort_with(context, exc, "StreamJobLogs")

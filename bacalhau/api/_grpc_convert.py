@@ -36,9 +36,9 @@ def to_json(body: Any) -> str:
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
 
 
-def job_from_request(request: api_pb2.SubmitJobRequest) -> Job:
-    """The job of a submission, decoded and checked as the REST edge decodes ``{"Job": ...}``
-    (errors name the field at fault)."""
+def job_from_request(request: api_pb2.SubmitJobRequest | api_pb2.DiffJobRequest) -> Job:
+    """The job of a submission (or of a diff), decoded and checked as the REST edge decodes
+    ``{"Job": ...}`` (errors name the field at fault)."""
     if not request.job_json.strip():
         raise InvalidJobSpec(
             "the request has no job", field="Job", hint="send the job's v1 JSON in job_json"

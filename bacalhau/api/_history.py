@@ -114,17 +114,19 @@ async def poll_history(
     until_terminal: bool,
     execution_id: str,
     closing: asyncio.Event,
+    namespace: str = "",
 ) -> HistoryPoll:
-    """Items of ``job_id`` after ``after`` that ``keep`` keeps, at most ``limit``; held up
-    to ``wait`` seconds while there are none (with ``until_terminal``, while a batch or ops
-    job is not finished and the page is not full), or until ``closing`` is set."""
+    """Items of ``job_id`` (an ID, or a name in ``namespace``) after ``after`` that ``keep``
+    keeps, at most ``limit``; held up to ``wait`` seconds while there are none (with
+    ``until_terminal``, while a batch or ops job is not finished and the page is not full),
+    or until ``closing`` is set."""
     cursor = after
     loop = asyncio.get_running_loop()
     deadline = loop.time() + min(max(0.0, wait), MAX_WAIT_SECONDS)
     while True:
         # Read the state BEFORE the history: if the job was terminal then, the history read
         # after it is complete and an empty token cannot make the client miss the last items.
-        job = await orch.get_job(job_id)
+        job = await orch.get_job(job_id, namespace=namespace)
         job_id = job.id
         done = job.state.is_terminal()
         if execution_id and not done:

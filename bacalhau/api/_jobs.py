@@ -1,9 +1,14 @@
-"""``/api/v1/orchestrator/jobs``: submit, list, describe, stop, history, executions, results."""
+"""``/api/v1/orchestrator/jobs``: submit, diff, list, describe, stop, history, executions,
+results, rerun, versions.
+
+Every route with a ``{job_id}`` takes a job's full ID, its Name in the ``namespace`` of the
+query (default ``default``) or a unique prefix of its ID, in that order of precedence."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -22,6 +27,7 @@ from bacalhau.api._query import (
     JobListToken,
     PageToken,
     Query,
+    body_bool,
     body_str,
     key_ci,
     parse_json,
@@ -66,9 +72,20 @@ _CLIENT_META_HEADERS = {
 _DECODE_INLINE_BYTES = 256 * 1024
 
 
-def _decode_submission(raw: bytes) -> tuple[Job, str, str]:
-    """The job, namespace and idempotency token of a submission body (pure; may run in a
-    worker thread)."""
+@dataclass(frozen=True, slots=True)
+class _Submission:
+    """What a ``PUT /jobs`` (or ``PUT /jobs/diff``) body carries."""
+
+    job: Job
+    namespace: str
+    idempotency_token: str
+    #: Bacalhau's ``PutJobRequest.Force``: submit again even when the spec is unchanged.
+    force: bool
+
+
+def _decode_submission(raw: bytes) -> _Submission:
+    """The job, namespace, idempotency token and force flag of a submission body (pure; may
+    run in a worker thread)."""
     body = parse_json(raw)
     if not isinstance(body, dict):
         raise InvalidRequest("the request body must be a JSON object", hint='send {"Job": {...}}')
@@ -81,31 +98,47 @@ def _decode_submission(raw: bytes) -> tuple[Job, str, str]:
     job_data = key_ci(body, "Job")
     if job_data is None:
         raise InvalidJobSpec("the request body has no Job", field="Job", hint='send {"Job": {...}}')
-    job = Job.from_dict(job_data)
-    return job, body_str(body, "namespace"), body_str(body, "idempotencyToken")
+    return _Submission(
+        job=Job.from_dict(job_data),
+        namespace=body_str(body, "namespace"),
+        idempotency_token=body_str(body, "idempotencyToken"),
+        force=body_bool(body, "Force"),
+    )
 
 
-async def put_job(request: web.Request) -> web.Response:
-    """Submit a job. Our extension ``wait=<seconds>`` holds the answer until a batch or ops
-    job has ended (or the wait, at most 30 s, is over): the answer then also carries
-    ``Details``, what ``GET /jobs/{id}`` gives (with ``include=executions``, its executions
-    too), so that a client that submits and waits makes one request instead of two. A job
-    still running when the wait ends, and a daemon or service job (they run until stopped),
-    are answered without it."""
-    # Checked before the submit: a malformed query must not leave a job behind.
-    wait = Query(request).seconds("wait")
+async def _read_submission(request: web.Request) -> _Submission:
+    """The submission of ``request``'s body, its job in the body's (else the query's)
+    namespace."""
     raw = await request.read()
     if not raw.strip():
         raise InvalidRequest(
             "the request body is empty", hint="send a JSON object as the request body"
         )
     if len(raw) > _DECODE_INLINE_BYTES:
-        job, namespace, token = await asyncio.to_thread(_decode_submission, raw)
+        submission = await asyncio.to_thread(_decode_submission, raw)
     else:
-        job, namespace, token = _decode_submission(raw)
-    if namespace and not job.namespace:
-        job.namespace = namespace
-    token = token or request.query.get("idempotency_token", "")
+        submission = _decode_submission(raw)
+    namespace = submission.namespace or request.query.get("namespace", "")
+    if namespace and not submission.job.namespace:
+        submission.job.namespace = namespace
+    return submission
+
+
+async def put_job(request: web.Request) -> web.Response:
+    """Submit a job: a new one, or (its Name being a job's in its namespace) the next
+    version of that job; ``Force`` submits it even when its spec is unchanged.
+
+    Our extension ``wait=<seconds>`` holds the answer until a batch or ops job has ended (or
+    the wait, at most 30 s, is over): the answer then also carries ``Details``, what
+    ``GET /jobs/{id}`` gives (with ``include=executions``, its executions too), so that a
+    client that submits and waits makes one request instead of two. A job still running
+    when the wait ends, and a daemon or service job (they run until stopped), are answered
+    without it."""
+    # Checked before the submit: a malformed query must not leave a job behind.
+    wait = Query(request).seconds("wait")
+    submission = await _read_submission(request)
+    job = submission.job
+    token = submission.idempotency_token or request.query.get("idempotency_token", "")
     meta = {
         key: request.headers[header]
         for header, key in _CLIENT_META_HEADERS.items()
@@ -113,7 +146,7 @@ async def put_job(request: web.Request) -> web.Response:
     }
     ctx = context(request)
     result = await ctx.orchestrator.submit_job(
-        job, client_meta=meta, idempotency_token=token, handed_over=True
+        job, client_meta=meta, idempotency_token=token, handed_over=True, force=submission.force
     )
     out: dict[str, Any] = {
         "JobID": result.job_id,
@@ -128,6 +161,16 @@ async def put_job(request: web.Request) -> web.Response:
             ctx.orchestrator, ended, _include(request), wants_v152_states(request)
         )
     return json_response(out)
+
+
+async def diff_job(request: web.Request) -> web.Response:
+    """``PUT /jobs/diff`` (Bacalhau v1.8): what submitting the body's job would change in
+    the existing job of its Name: ``{"Diff": "<unified diff of the job's YAML>",
+    "Warnings": [...]}``, ``Diff`` empty when nothing would change; 404 when no job has the
+    name."""
+    submission = await _read_submission(request)
+    diff = await context(request).orchestrator.diff_job(submission.job)
+    return json_response({"Diff": diff.diff, "Warnings": list(diff.warnings)})
 
 
 async def job_page(
@@ -224,9 +267,14 @@ def _list_chunks(jobs: list[Job], next_token: str) -> list[bytes]:
     return chunks
 
 
+def _namespace(request: web.Request) -> str:
+    """The namespace a job's name is looked up in ("": ``default``)."""
+    return Query(request).text("namespace")
+
+
 async def get_job(request: web.Request) -> web.Response:
     orch = context(request).orchestrator
-    job = await orch.get_job(request.match_info["job_id"])
+    job = await orch.get_job(request.match_info["job_id"], namespace=_namespace(request))
     return json_response(await _job_body(orch, job, _include(request), wants_v152_states(request)))
 
 
@@ -265,7 +313,7 @@ async def stop_job(request: web.Request) -> web.Response:
     if reason == "None":
         reason = ""
     evaluation_id = await context(request).orchestrator.stop_job(
-        request.match_info["job_id"], reason
+        request.match_info["job_id"], reason, namespace=_namespace(request)
     )
     return json_response({"EvaluationID": evaluation_id})
 
@@ -311,6 +359,7 @@ async def job_history(request: web.Request) -> web.Response:
         until_terminal=check_until(q.text("until")),
         execution_id=execution_id,
         closing=ctx.closing,
+        namespace=_namespace(request),
     )
     page, done = poll.page, poll.done
     v152 = wants_v152_states(request)
@@ -355,7 +404,9 @@ async def job_executions(request: web.Request) -> web.Response:
             hint="use created_at, modified_at, id or state",
         )
     reverse, limit = q.flag("reverse"), q.count("limit")
-    executions = await context(request).orchestrator.list_executions(request.match_info["job_id"])
+    executions = await context(request).orchestrator.list_executions(
+        request.match_info["job_id"], namespace=_namespace(request)
+    )
     executions.sort(key=key, reverse=reverse)
     if limit:
         executions = executions[:limit]
@@ -376,7 +427,9 @@ RESULT_REWRITER: web.AppKey[ResultRewriter] = web.AppKey("bacalhau_result_rewrit
 
 
 async def job_results(request: web.Request) -> web.Response:
-    results = await context(request).orchestrator.job_results(request.match_info["job_id"])
+    results = await context(request).orchestrator.job_results(
+        request.match_info["job_id"], namespace=_namespace(request)
+    )
     rewrite = request.app.get(RESULT_REWRITER)
     if rewrite is not None:
         results = [await asyncio.to_thread(rewrite, r) for r in results]
@@ -388,7 +441,7 @@ async def rerun_job(request: web.Request) -> web.Response:
     body = await read_json(request, required=False)
     reason = body_str(body, "reason") if isinstance(body, dict) else ""
     job, evaluation_id = await context(request).orchestrator.rerun_job(
-        request.match_info["job_id"], reason
+        request.match_info["job_id"], reason, namespace=_namespace(request)
     )
     return json_response(
         {
@@ -402,7 +455,9 @@ async def rerun_job(request: web.Request) -> web.Response:
 
 async def job_versions(request: web.Request) -> web.Response:
     """``GET /jobs/{id}/versions`` (Bacalhau v1.8): every version of the job's spec."""
-    versions = await context(request).orchestrator.job_versions(request.match_info["job_id"])
+    versions = await context(request).orchestrator.job_versions(
+        request.match_info["job_id"], namespace=_namespace(request)
+    )
     return json_response({"Items": [v.to_dict() for v in versions], "NextToken": ""})
 
 
@@ -410,6 +465,8 @@ def add_routes(app: web.Application) -> None:
     prefix = "/api/v1/orchestrator/jobs"
     app.router.add_put(prefix, put_job)
     app.router.add_post(prefix, put_job)
+    # Before the routes of one job: "diff" is not a job here.
+    app.router.add_put(prefix + "/diff", diff_job)
     app.router.add_get(prefix, list_jobs)
     app.router.add_get(prefix + "/{job_id}", get_job)
     app.router.add_delete(prefix + "/{job_id}", stop_job)

@@ -52,6 +52,7 @@ async def _open(request: web.Request, *, follow: bool) -> AsyncIterator[LogChunk
         execution_id=q.text("execution_id"),
         follow=follow,
         tail=_tail(q),
+        namespace=q.text("namespace"),
     )
 
 

@@ -217,3 +217,13 @@ def body_str(data: dict[str, Any], key: str) -> str:
     if not isinstance(value, str):
         raise InvalidRequest(f"{key} must be a string", details={"Field": key})
     return value
+
+
+def body_bool(data: dict[str, Any], key: str) -> bool:
+    """A boolean of a request body (absent or null: False); anything else is a 400."""
+    value = key_ci(data, key)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise InvalidRequest(f"{key} must be true or false", details={"Field": key})
+    return value

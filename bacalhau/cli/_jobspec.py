@@ -150,7 +150,18 @@ def runtime_options(f: F) -> F:
             ),
             click.option("--id-only", is_flag=True, help="Print only the job ID."),
             click.option("--node-details", is_flag=True, help="Show the nodes that ran it."),
-            click.option("--dry-run", is_flag=True, help="Print the job as YAML; submit nothing."),
+            click.option(
+                "--dry-run",
+                is_flag=True,
+                help="Submit nothing: print what submitting would change in the job of the "
+                "same name (a diff), or the job as YAML when the name is new.",
+            ),
+            click.option(
+                "--force",
+                is_flag=True,
+                help="Submit even when the job of the same name already has this very spec "
+                "(a new version all the same).",
+            ),
             click.option("--show-warnings", is_flag=True, help="Print submission warnings."),
             click.option(
                 "--group-events",

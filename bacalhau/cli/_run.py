@@ -23,7 +23,7 @@ from bacalhau.cli._jobspec import (
 from bacalhau.cli._render import when
 from bacalhau.cli._root import BacalhauGroup, CliState, pass_state
 from bacalhau.client import LONG_RUNNING_JOB_TYPES
-from bacalhau.errors import BacalhauError, error_from_code
+from bacalhau.errors import BacalhauError, NotFound, error_from_code
 from bacalhau.models import (
     ExecutionStateType,
     Job,
@@ -187,6 +187,48 @@ def print_outcome(details: JobDetails, *, node_details: bool) -> None:
         click.echo(f"\nTo download the results, execute:\n\tbacalhau job get {job.id}")
 
 
+def _dry_run(state: CliState, job: Job) -> None:
+    """``--dry-run``: what submitting ``job`` would change in the job of its name (a diff,
+    or "No diff detected."), asked of the cluster; the job as YAML when its name is new (or
+    it has none). A cluster that cannot answer gets one warning line and the YAML."""
+    if job.name:
+        try:
+            diff = state.client().diff_job(job)
+        except NotFound:
+            pass  # a new name: submitting creates the job
+        except BacalhauError as err:
+            click.echo(
+                f"Warning: cannot compare with the job named {job.name!r} on the cluster "
+                f"({err.message}); this is the job as it would be submitted:",
+                err=True,
+            )
+        else:
+            for warning in diff.warnings:
+                click.echo(f"Warning: {warning}", err=True)
+            if not diff.diff:
+                click.echo("No diff detected.")
+            for line in diff.diff.splitlines():
+                click.echo(_diff_line(line))
+            return
+    import yaml
+
+    click.echo(yaml.safe_dump(job.to_dict(), sort_keys=False).rstrip("\n"))
+
+
+def _diff_line(line: str) -> str:
+    """A line of a unified diff, coloured as git colours it (click drops the colour when
+    standard output is not a terminal)."""
+    if line.startswith(("+++", "---")):
+        return click.style(line, bold=True)
+    if line.startswith("+"):
+        return click.style(line, fg="green")
+    if line.startswith("-"):
+        return click.style(line, fg="red")
+    if line.startswith("@@"):
+        return click.style(line, fg="cyan")
+    return line
+
+
 def submit_and_follow(state: CliState, job: Job, runtime: dict[str, Any]) -> None:
     """Submit ``job`` then, per the runtime flags, wait for it and print what happened."""
     # Validate locally first: a bad spec is reported (with the field at fault) even when no
@@ -195,12 +237,10 @@ def submit_and_follow(state: CliState, job: Job, runtime: dict[str, Any]) -> Non
     normalise_job(check)
     validate_job(check)
     if runtime["dry_run"]:
-        import yaml
-
-        click.echo(yaml.safe_dump(job.to_dict(), sort_keys=False).rstrip("\n"))
+        _dry_run(state, job)
         return
     client = state.client()
-    response = client.submit(job)
+    response = client.submit(job, force=bool(runtime.get("force")))
     id_only = runtime["id_only"]
     if runtime["show_warnings"]:
         for warning in response.warnings:
@@ -286,6 +326,7 @@ def _runtime(kwargs: dict[str, Any]) -> dict[str, Any]:
         "dry_run",
         "show_warnings",
         "group_events",
+        "force",
     )
     runtime = {k: kwargs.pop(k) for k in keys}
     runtime["follow"] = kwargs.pop("follow", False)

@@ -12,14 +12,8 @@ same models (imported on first use: plain REST users do not load gRPC).
 
 from typing import TYPE_CHECKING, Any
 
-from bacalhau.client._async import (
-    DEFAULT_API_HOST,
-    DEFAULT_API_PORT,
-    LONG_RUNNING_JOB_TYPES,
-    AsyncClient,
-    api_url,
-    url_from_env,
-)
+from bacalhau.client._answers import LONG_RUNNING_JOB_TYPES
+from bacalhau.client._async import AsyncClient
 from bacalhau.client._data import AsyncDataClient, DataClient, DataEntry, content_cid
 from bacalhau.client._download import (
     APPENDED_FILES,
@@ -30,9 +24,11 @@ from bacalhau.client._download import (
     merge_results,
 )
 from bacalhau.client._logs import LogLine
+from bacalhau.client._session import DEFAULT_API_HOST, DEFAULT_API_PORT, api_url, url_from_env
 from bacalhau.client._sync import Client
 from bacalhau.client._transport import CLIENT_WIRE_VERSION
 from bacalhau.client._types import (
+    DiffResponse,
     HistoryPage,
     JobDetails,
     JobListPage,
@@ -65,6 +61,7 @@ __all__ = [
     "Client",
     "DataClient",
     "DataEntry",
+    "DiffResponse",
     "DownloadedResults",
     "GrpcHistoryPage",
     "HistoryPage",

@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from bacalhau.client._async import RestSession
+from bacalhau.client._session import RestSession
 from bacalhau.client._transport import error_from_response
 from bacalhau.errors import InvalidRequest, Unavailable
 from bacalhau.storage.cid import Blockstore, Importer, ImportOptions, write_car

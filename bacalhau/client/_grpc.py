@@ -5,10 +5,8 @@ the API carries jobs, executions, history items and nodes as their Bacalhau v1 J
 here by the models' own codecs, so both clients see exactly the same objects. Protobuf stays
 in this module: nothing it returns or raises is a generated type.
 
-Errors: a failed call raises the :mod:`bacalhau.errors` class the server raised, rebuilt
-from the stable code, field, hint and details in the call's trailing metadata (the inverse of
-``bacalhau.api._grpc_errors``); a status without them (the node is unreachable, a deadline
-passed, a proxy answered) maps by its gRPC status code.
+Errors: a failed call raises the :mod:`bacalhau.errors` class the server raised (see
+:mod:`bacalhau.client._grpc_errors`).
 """
 
 from __future__ import annotations
@@ -24,10 +22,13 @@ from typing import Any, Self
 import grpc
 
 from bacalhau._proto.v1 import api_pb2, api_pb2_grpc, compute_pb2
-from bacalhau.client._async import DEFAULT_API_HOST, LONG_RUNNING_JOB_TYPES, is_started
+from bacalhau.client._answers import LONG_RUNNING_JOB_TYPES, is_started
 from bacalhau.client._decode import history_from_dict, node_state_from_dict
+from bacalhau.client._grpc_errors import error_from_status
 from bacalhau.client._logs import LogLine
+from bacalhau.client._session import DEFAULT_API_HOST
 from bacalhau.client._types import (
+    DiffResponse,
     HistoryPage,
     JobDetails,
     JobListPage,
@@ -36,17 +37,7 @@ from bacalhau.client._types import (
     VersionInfo,
     WaitTimedOut,
 )
-from bacalhau.errors import (
-    BacalhauError,
-    BadQuery,
-    ConflictJobState,
-    InternalError,
-    InvalidRequest,
-    NotFound,
-    PermissionDenied,
-    RevisionConflict,
-    Unavailable,
-)
+from bacalhau.errors import BadQuery
 from bacalhau.models import (
     Execution,
     Job,
@@ -58,7 +49,6 @@ from bacalhau.models import (
     Obj,
     SpecConfig,
 )
-from bacalhau.transport._errors import error_from_metadata
 
 __all__ = [
     "DEFAULT_GRPC_API_PORT",
@@ -74,11 +64,6 @@ DEFAULT_GRPC_API_PORT = 1235
 LONG_POLL_SECONDS = 30.0
 #: Largest answer accepted: a page of jobs whose specs carry inline WASM modules.
 DEFAULT_MAX_MESSAGE = 64 * 1024 * 1024
-
-CONNECT_HINT = (
-    "start a node with `bacalhau serve` or `bacalhau devstack`, or point the client at its "
-    "gRPC API (BACALHAU_API_HOST/BACALHAU_API_GRPC_PORT; the devstack prints the address)"
-)
 
 _LOG_STREAMS = {
     compute_pb2.LOG_STREAM_TYPE_STDOUT: LogStream.STDOUT,
@@ -104,50 +89,6 @@ class GrpcHistoryPage(HistoryPage):
 
     job: Job | None = None
     executions: list[Execution] = field(default_factory=list)
-
-
-def error_from_status(exc: grpc.aio.AioRpcError, *, target: str) -> BacalhauError:
-    """The :mod:`bacalhau.errors` error a failed call stands for.
-
-    With the server's metadata, the class of its stable code (an unknown job comes back in
-    the :class:`~bacalhau.errors.NotFound` family) with its hint, details (the field at
-    fault among them) and component, read as the node-to-node protocol reads them; without,
-    the class of the status code.
-    """
-    status = exc.code()
-    message = exc.details() or status.name
-    err = error_from_metadata(exc.trailing_metadata(), message)
-    return err if err is not None else _error_without_metadata(status, message, target)
-
-
-def _error_without_metadata(status: grpc.StatusCode, message: str, target: str) -> BacalhauError:
-    codes = grpc.StatusCode
-    if status == codes.UNAVAILABLE:
-        return Unavailable(
-            f"cannot reach the Bacalhau gRPC API at {target}: {message}", hint=CONNECT_HINT
-        )
-    if status == codes.DEADLINE_EXCEEDED:
-        return Unavailable(
-            f"the Bacalhau gRPC API at {target} did not answer in time: {message}",
-            hint="the node may be overloaded; try again",
-        )
-    if status in (codes.PERMISSION_DENIED, codes.UNAUTHENTICATED):
-        return PermissionDenied(f"{target} refused the call: {message}")
-    if status == codes.NOT_FOUND:
-        return NotFound(message)
-    if status in (codes.INVALID_ARGUMENT, codes.OUT_OF_RANGE):
-        return InvalidRequest(message)
-    if status == codes.FAILED_PRECONDITION:
-        return ConflictJobState(message)
-    if status == codes.ABORTED:
-        return RevisionConflict(message)
-    if status == codes.UNIMPLEMENTED:
-        return InternalError(
-            f"{target} does not serve this call: {message}",
-            hint="check that the address is a requester's gRPC API (api_grpc_port), of a "
-            "release that has this call",
-        )
-    return InternalError(f"{target} failed the call ({status.name}): {message}")
 
 
 def _job_of(doc: api_pb2.JobDocument) -> Job:
@@ -178,6 +119,8 @@ class AsyncGrpcClient:
     ``async with AsyncGrpcClient("127.0.0.1:1235") as client``.
 
     ``target`` is ``host:port`` (default from the environment: :func:`grpc_target_from_env`).
+    A job is addressed by its ID, a unique prefix of it, or its name in ``namespace`` (""
+    for the server's ``default``), which also applies to submitted jobs that name none.
     Plaintext by default, as the node serves it; with ``tls`` (or ``root_certificates``, PEM)
     the channel is TLS, for a node behind a TLS-terminating proxy. ``timeout`` bounds every
     call but long-polls (which get their wait on top) and log streams.
@@ -193,8 +136,10 @@ class AsyncGrpcClient:
         root_certificates: bytes | None = None,
         timeout: float = 60.0,
         max_message: int = DEFAULT_MAX_MESSAGE,
+        namespace: str = "",
     ) -> None:
         self.target = target or grpc_target_from_env()
+        self.namespace = namespace
         self._credentials = (
             grpc.ssl_channel_credentials(root_certificates)
             if tls or root_certificates is not None
@@ -274,10 +219,15 @@ class AsyncGrpcClient:
         *,
         idempotency_token: str = "",
         namespace: str = "",
+        force: bool = False,
     ) -> SubmitResponse:
-        """Submit a job (a :class:`Job` or its wire dict); ``namespace`` applies when the job
-        names none."""
-        resp = await self._submit(job, idempotency_token=idempotency_token, namespace=namespace)
+        """Submit a job (a :class:`Job` or its wire dict); ``namespace`` (else the client's)
+        applies when the job names none. A job named as an existing job of its namespace
+        updates that job (a new version); with the same spec that is refused
+        (:class:`~bacalhau.errors.JobSpecUnchanged`) unless ``force``."""
+        resp = await self._submit(
+            job, idempotency_token=idempotency_token, namespace=namespace, force=force
+        )
         return _submitted(resp)
 
     async def submit_and_wait(
@@ -287,6 +237,7 @@ class AsyncGrpcClient:
         timeout: float = 600.0,
         idempotency_token: str = "",
         namespace: str = "",
+        force: bool = False,
     ) -> tuple[SubmitResponse, JobDetails]:
         """Submit a job and wait for it as :meth:`wait_for_job` does; returns the submit's
         answer and the job with its executions. One call when the job ends within the
@@ -299,6 +250,7 @@ class AsyncGrpcClient:
             job,
             idempotency_token=idempotency_token,
             namespace=namespace,
+            force=force,
             wait=max(0.0, min(timeout, LONG_POLL_SECONDS)),
         )
         submitted = _submitted(resp)
@@ -317,6 +269,7 @@ class AsyncGrpcClient:
         *,
         idempotency_token: str,
         namespace: str,
+        force: bool = False,
         wait: float = 0.0,
     ) -> api_pb2.SubmitJobResponse:
         """One SubmitJob call; with ``wait``, held until the job ends (with its executions)."""
@@ -325,23 +278,39 @@ class AsyncGrpcClient:
             self._job_service.SubmitJob,
             api_pb2.SubmitJobRequest(
                 job_json=json.dumps(body),
-                namespace=namespace,
+                namespace=namespace or self.namespace,
                 idempotency_token=idempotency_token,
                 wait_seconds=wait,
                 include_executions=wait > 0,
+                force=force,
             ),
             timeout=wait + self._timeout,
         )
         return resp
 
+    async def diff_job(self, job: Job | Mapping[str, Any]) -> DiffResponse:
+        """What submitting ``job`` would change in the existing job of its name: the diff of
+        the job's YAML, "" when nothing would change. Raises
+        :class:`~bacalhau.errors.NotFound` when no job has the name."""
+        body = job.to_dict() if isinstance(job, Job) else dict(job)
+        resp: api_pb2.DiffJobResponse = await self._call(
+            self._job_service.DiffJob,
+            api_pb2.DiffJobRequest(job_json=json.dumps(body), namespace=self.namespace),
+        )
+        return DiffResponse(diff=resp.diff, warnings=list(resp.warnings))
+
     async def get_job(
         self, job_id: str, *, history: bool = False, executions: bool = False
     ) -> JobDetails:
-        """A job by ID or unique prefix, optionally with its history and executions."""
+        """A job by ID, name or unique ID prefix, optionally with its history and
+        executions."""
         resp: api_pb2.GetJobResponse = await self._call(
             self._job_service.GetJob,
             api_pb2.GetJobRequest(
-                job_id=job_id, include_history=history, include_executions=executions
+                job_id=job_id,
+                include_history=history,
+                include_executions=executions,
+                namespace=self.namespace,
             ),
         )
         return JobDetails(
@@ -377,7 +346,8 @@ class AsyncGrpcClient:
     async def executions(self, job_id: str) -> list[Execution]:
         """The job's executions, oldest first."""
         resp: api_pb2.ListExecutionsResponse = await self._call(
-            self._job_service.ListExecutions, api_pb2.ListExecutionsRequest(job_id=job_id)
+            self._job_service.ListExecutions,
+            api_pb2.ListExecutionsRequest(job_id=job_id, namespace=self.namespace),
         )
         return [_execution_of(e) for e in resp.executions]
 
@@ -421,6 +391,7 @@ class AsyncGrpcClient:
                 wait_seconds=wait,
                 until="terminal" if until_terminal else "",
                 include_executions=include_executions,
+                namespace=self.namespace,
             ),
             timeout=wait + self._timeout,
         )
@@ -477,14 +448,16 @@ class AsyncGrpcClient:
         """Stop a job; returns the evaluation ID ("" when there was nothing to do). A finished
         job's stop raises :class:`~bacalhau.errors.ConflictJobState`."""
         resp: api_pb2.StopJobResponse = await self._call(
-            self._job_service.StopJob, api_pb2.StopJobRequest(job_id=job_id, reason=reason)
+            self._job_service.StopJob,
+            api_pb2.StopJobRequest(job_id=job_id, reason=reason, namespace=self.namespace),
         )
         return resp.evaluation_id
 
     async def rerun_job(self, job_id: str, reason: str = "") -> RerunResponse:
         """Run a job again as a new version of the same spec."""
         resp: api_pb2.RerunJobResponse = await self._call(
-            self._job_service.RerunJob, api_pb2.RerunJobRequest(job_id=job_id, reason=reason)
+            self._job_service.RerunJob,
+            api_pb2.RerunJobRequest(job_id=job_id, reason=reason, namespace=self.namespace),
         )
         return RerunResponse(
             job_id=resp.job_id, job_version=resp.job_version, evaluation_id=resp.evaluation_id
@@ -493,14 +466,16 @@ class AsyncGrpcClient:
     async def job_versions(self, job_id: str) -> list[Job]:
         """Every version of a job's spec, oldest first."""
         resp: api_pb2.ListJobVersionsResponse = await self._call(
-            self._job_service.ListJobVersions, api_pb2.ListJobVersionsRequest(job_id=job_id)
+            self._job_service.ListJobVersions,
+            api_pb2.ListJobVersionsRequest(job_id=job_id, namespace=self.namespace),
         )
         return [_job_of(v) for v in resp.versions]
 
     async def results(self, job_id: str) -> list[SpecConfig]:
         """Where the job's completed executions published their results."""
         resp: api_pb2.GetResultsResponse = await self._call(
-            self._job_service.GetResults, api_pb2.GetResultsRequest(job_id=job_id)
+            self._job_service.GetResults,
+            api_pb2.GetResultsRequest(job_id=job_id, namespace=self.namespace),
         )
         return [
             SpecConfig.from_obj(Obj(json.loads(r), f"Items[{i}]"))
@@ -517,7 +492,11 @@ class AsyncGrpcClient:
         loop early cancels the stream, which stops the relay from the compute node."""
         call = self._job_service.StreamJobLogs(
             api_pb2.StreamJobLogsRequest(
-                job_id=job_id, execution_id=execution_id, follow=follow, tail=tail
+                job_id=job_id,
+                execution_id=execution_id,
+                follow=follow,
+                tail=tail,
+                namespace=self.namespace,
             )
         )
         lines = LineSplitter()

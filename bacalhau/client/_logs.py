@@ -25,7 +25,13 @@ class LogLine:
 
 
 async def stream_log_lines(
-    http: Transport, job_id: str, *, execution_id: str = "", follow: bool = False, tail: int = 0
+    http: Transport,
+    job_id: str,
+    *,
+    execution_id: str = "",
+    follow: bool = False,
+    tail: int = 0,
+    namespace: str = "",
 ) -> AsyncIterator[LogLine]:
     """Lines as the server sends them; ends when the server closes the stream.
 
@@ -34,7 +40,14 @@ async def stream_log_lines(
     Leaving the loop early closes the socket, which stops the relay on the server.
     """
     url = http.base_url + f"/api/v1/orchestrator/jobs/{quote(job_id, safe='')}/logs"
-    params = _query({"execution_id": execution_id, "follow": follow, "tail": tail or None})
+    params = _query(
+        {
+            "execution_id": execution_id,
+            "follow": follow,
+            "tail": tail or None,
+            "namespace": namespace,
+        }
+    )
     try:
         ws = await http.session().ws_connect(url, params=params, heartbeat=30.0)
     except aiohttp.WSServerHandshakeError as exc:

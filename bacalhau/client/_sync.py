@@ -15,6 +15,7 @@ from bacalhau.client._async import AsyncClient
 from bacalhau.client._download import DownloadedResults
 from bacalhau.client._logs import LogLine
 from bacalhau.client._types import (
+    DiffResponse,
     HistoryPage,
     JobDetails,
     JobListPage,
@@ -30,9 +31,12 @@ T = TypeVar("T")
 class Client:
     """Blocking client for one node's v1 API; see :class:`AsyncClient` for the semantics."""
 
-    def __init__(self, base_url: str | None = None, *, connect_timeout: float = 10.0) -> None:
+    def __init__(
+        self, base_url: str | None = None, *, connect_timeout: float = 10.0, namespace: str = ""
+    ) -> None:
+        """``namespace``: where job names are looked up ("": the server's ``default``)."""
         self._loop = asyncio.new_event_loop()
-        self._client = AsyncClient(base_url, connect_timeout=connect_timeout)
+        self._client = AsyncClient(base_url, connect_timeout=connect_timeout, namespace=namespace)
 
     @property
     def base_url(self) -> str:
@@ -57,10 +61,14 @@ class Client:
     ) -> None:
         self.close()
 
+    @property
+    def namespace(self) -> str:
+        return self._client.namespace
+
     def submit(
-        self, job: Job | Mapping[str, Any], *, idempotency_token: str = ""
+        self, job: Job | Mapping[str, Any], *, idempotency_token: str = "", force: bool = False
     ) -> SubmitResponse:
-        return self._run(self._client.submit(job, idempotency_token=idempotency_token))
+        return self._run(self._client.submit(job, idempotency_token=idempotency_token, force=force))
 
     def submit_and_wait(
         self,
@@ -68,10 +76,16 @@ class Client:
         *,
         timeout: float = 600.0,
         idempotency_token: str = "",
+        force: bool = False,
     ) -> tuple[SubmitResponse, JobDetails]:
         return self._run(
-            self._client.submit_and_wait(job, timeout=timeout, idempotency_token=idempotency_token)
+            self._client.submit_and_wait(
+                job, timeout=timeout, idempotency_token=idempotency_token, force=force
+            )
         )
+
+    def diff_job(self, job: Job | Mapping[str, Any]) -> DiffResponse:
+        return self._run(self._client.diff_job(job))
 
     def get_job(
         self, job_id: str, *, history: bool = False, executions: bool = False

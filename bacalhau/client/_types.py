@@ -16,6 +16,16 @@ class SubmitResponse:
 
 
 @dataclass(slots=True)
+class DiffResponse:
+    """``PUT /jobs/diff``: what submitting a job would change in the job of its name."""
+
+    #: A unified diff of the job's YAML, from the stored version to the job as it would be
+    #: stored; "" when submitting it would change nothing.
+    diff: str
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class RerunResponse:
     """``PUT /jobs/{id}/rerun``: the job's new version and the evaluation placing it."""
 

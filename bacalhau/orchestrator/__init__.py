@@ -1,6 +1,6 @@
 """The requester (orchestrator) role: job store, evaluations, scheduling, dispatch."""
 
-from bacalhau.orchestrator._api import JobPage, OrchestratorAPI, SubmitResult
+from bacalhau.orchestrator._api import JobDiff, JobPage, OrchestratorAPI, SubmitResult
 from bacalhau.orchestrator._approvals import ApprovalStore
 from bacalhau.orchestrator._broker import EvaluationBroker
 from bacalhau.orchestrator._callbacks import BidApprovalHook, ExecutionCallbacks
@@ -46,6 +46,7 @@ __all__ = [
     "HookDecision",
     "HookVerdict",
     "HttpApprovalHook",
+    "JobDiff",
     "JobPage",
     "JobStore",
     "NodeAddressBook",

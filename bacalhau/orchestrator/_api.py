@@ -29,6 +29,16 @@ class SubmitResult:
 
 
 @dataclass(slots=True)
+class JobDiff:
+    """What submitting a job would change in the existing job of its name."""
+
+    #: A unified diff of the job's YAML, from the stored version to the submitted spec;
+    #: "" when submitting it would change nothing.
+    diff: str
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class JobPage:
     items: list[Job]
     #: True when more items exist past ``offset + limit``.
@@ -45,7 +55,12 @@ def job_sort_value(job: Job, order_by: str) -> int | str:
 
 
 class OrchestratorAPI(Protocol):
-    """The orchestrator's endpoint, as the API servers see it."""
+    """The orchestrator's endpoint, as the API servers see it.
+
+    Every call that takes a ``job_id`` takes a job's full ID, its Name in ``namespace``
+    ("": ``default``) or a unique prefix of its ID, in that order of precedence
+    (:class:`~bacalhau.errors.JobNotFound` / :class:`~bacalhau.errors.MultipleJobsFound`).
+    """
 
     def node_info(self) -> NodeInfo:
         """This node's own description (``/api/v1/agent/node``)."""
@@ -58,8 +73,15 @@ class OrchestratorAPI(Protocol):
         client_meta: dict[str, str] | None = None,
         idempotency_token: str = "",
         handed_over: bool = False,
+        force: bool = False,
     ) -> SubmitResult:
         """Normalise, validate and store a job with its first evaluation, in one transaction.
+
+        A job whose Name is already a job's in its namespace updates that job instead (as
+        Bacalhau v1.8+): same ID, a new version holding the submitted spec, Pending again,
+        what the previous version runs stopped. A spec that would change nothing raises
+        :class:`~bacalhau.errors.JobSpecUnchanged` unless ``force``; another job type than
+        the existing job's raises :class:`~bacalhau.errors.InvalidJobSpec` naming ``Type``.
 
         Raises :class:`~bacalhau.errors.InvalidJobSpec` naming the field at fault. The same
         ``idempotency_token`` submitted twice returns the first submission's result. With
@@ -68,8 +90,14 @@ class OrchestratorAPI(Protocol):
         """
         ...
 
-    async def get_job(self, job_id: str) -> Job:
-        """A job by ID or unique ID prefix (JobNotFound / MultipleJobsFound)."""
+    async def diff_job(self, job: Job) -> JobDiff:
+        """What submitting ``job`` would change in the existing job of its Name, after the
+        normalisation and defaults a submission gets (JobNotFound when no job has that
+        name; InvalidJobSpec when ``job`` has none or fails validation)."""
+        ...
+
+    async def get_job(self, job_id: str, *, namespace: str = "") -> Job:
+        """A job by ID, name or unique ID prefix."""
         ...
 
     async def list_jobs(
@@ -91,12 +119,18 @@ class OrchestratorAPI(Protocol):
         """
         ...
 
-    async def list_executions(self, job_id: str) -> list[Execution]:
+    async def list_executions(self, job_id: str, *, namespace: str = "") -> list[Execution]:
         """All executions of a job (by ID or prefix), oldest first, each with its job copy."""
         ...
 
     async def stream_logs(
-        self, job_id: str, *, execution_id: str = "", follow: bool = False, tail: int = 0
+        self,
+        job_id: str,
+        *,
+        execution_id: str = "",
+        follow: bool = False,
+        tail: int = 0,
+        namespace: str = "",
     ) -> AsyncIterator[LogChunk]:
         """An execution's stdout and stderr as chunks (the latest non-discarded execution
         unless ``execution_id``, full or a unique prefix, is given).
@@ -116,6 +150,7 @@ class OrchestratorAPI(Protocol):
         event_type: str = "all",
         execution_id: str = "",
         node_id: str = "",
+        namespace: str = "",
     ) -> list[JobHistory]:
         """History in SeqNum order; ``event_type`` all|job|execution; ID filters are prefixes."""
         ...
@@ -125,21 +160,23 @@ class OrchestratorAPI(Protocol):
         ``timeout`` seconds pass (long-poll support for clients that wait on a job)."""
         ...
 
-    async def stop_job(self, job_id: str, reason: str = "") -> str:
+    async def stop_job(self, job_id: str, reason: str = "", *, namespace: str = "") -> str:
         """Stop a job; returns the evaluation ID ("" when there was nothing to do).
         Completed jobs raise :class:`~bacalhau.errors.ConflictJobState`."""
         ...
 
-    async def rerun_job(self, job_id: str, reason: str = "") -> tuple[Job, str]:
+    async def rerun_job(
+        self, job_id: str, reason: str = "", *, namespace: str = ""
+    ) -> tuple[Job, str]:
         """Run the job again as a new version of its spec; returns that version and the
         evaluation ID."""
         ...
 
-    async def job_versions(self, job_id: str) -> list[Job]:
+    async def job_versions(self, job_id: str, *, namespace: str = "") -> list[Job]:
         """Every version of the job's spec, oldest first."""
         ...
 
-    async def job_results(self, job_id: str) -> list[SpecConfig]:
+    async def job_results(self, job_id: str, *, namespace: str = "") -> list[SpecConfig]:
         """Published results of the job's completed executions (noop results skipped)."""
         ...
 

@@ -12,8 +12,8 @@ from bacalhau.orchestrator._queries import OrchestratorQueries
 class JobControl(OrchestratorQueries, EvaluationRunner):
     """Stops and reruns jobs, each change recorded with the evaluation that carries it out."""
 
-    async def stop_job(self, job_id: str, reason: str = "") -> str:
-        job = await self.get_job(job_id)
+    async def stop_job(self, job_id: str, reason: str = "", *, namespace: str = "") -> str:
+        job = await self.get_job(job_id, namespace=namespace)
         if job.state == JobStateType.STOPPED:
             return ""
         if job.state == JobStateType.COMPLETED:
@@ -42,10 +42,12 @@ class JobControl(OrchestratorQueries, EvaluationRunner):
         self._broker.enqueue(ev)
         return ev.id
 
-    async def rerun_job(self, job_id: str, reason: str = "") -> tuple[Job, str]:
+    async def rerun_job(
+        self, job_id: str, reason: str = "", *, namespace: str = ""
+    ) -> tuple[Job, str]:
         """Run a job again as a new version of the same spec; returns the new version and
         the evaluation that places it (what the previous version still runs is stopped)."""
-        job = await self.get_job(job_id)
+        job = await self.get_job(job_id, namespace=namespace)
         message = f"Job rerun as version {job.version + 1}" + (f": {reason}" if reason else "")
         with self.store.transaction():
             rerun = self.store.add_job_version(
@@ -57,6 +59,6 @@ class JobControl(OrchestratorQueries, EvaluationRunner):
         self._broker.enqueue(ev)
         return rerun, ev.id
 
-    async def job_versions(self, job_id: str) -> list[Job]:
+    async def job_versions(self, job_id: str, *, namespace: str = "") -> list[Job]:
         """Every version of a job's spec, oldest first."""
-        return self.store.job_versions(self.store.resolve_job_id(job_id))
+        return self.store.job_versions(self.store.resolve_job_id(job_id, namespace))

@@ -54,8 +54,8 @@ class OrchestratorQueries:
     def node_info(self) -> NodeInfo:
         return self._info
 
-    async def get_job(self, job_id: str) -> Job:
-        return self.store.get_job(self.store.resolve_job_id(job_id))
+    async def get_job(self, job_id: str, *, namespace: str = "") -> Job:
+        return self.store.get_job(self.store.resolve_job_id(job_id, namespace))
 
     async def list_jobs(
         self,
@@ -92,17 +92,24 @@ class OrchestratorQueries:
             jobs = self.store.read_jobs(page.ids)
         return JobPage(items=jobs, has_more=page.has_more)
 
-    async def list_executions(self, job_id: str) -> list[Execution]:
-        job = await self.get_job(job_id)
+    async def list_executions(self, job_id: str, *, namespace: str = "") -> list[Execution]:
+        job = await self.get_job(job_id, namespace=namespace)
         executions = self.store.executions_of(job.id)
         for ex in executions:
             ex.job = job
         return executions
 
     async def stream_logs(
-        self, job_id: str, *, execution_id: str = "", follow: bool = False, tail: int = 0
+        self,
+        job_id: str,
+        *,
+        execution_id: str = "",
+        follow: bool = False,
+        tail: int = 0,
+        namespace: str = "",
     ) -> AsyncIterator[LogChunk]:
-        return await self._logs.open(job_id, execution_id=execution_id, follow=follow, tail=tail)
+        full_id = self.store.resolve_job_id(job_id, namespace)
+        return await self._logs.open(full_id, execution_id=execution_id, follow=follow, tail=tail)
 
     async def job_history(
         self,
@@ -112,8 +119,9 @@ class OrchestratorQueries:
         event_type: str = "all",
         execution_id: str = "",
         node_id: str = "",
+        namespace: str = "",
     ) -> list[JobHistory]:
-        full_id = self.store.resolve_job_id(job_id)
+        full_id = self.store.resolve_job_id(job_id, namespace)
         items = self.store.history_of(full_id)
         event_type = (event_type or "all").lower()
         if event_type not in ("all", "job", "execution"):
@@ -145,8 +153,8 @@ class OrchestratorQueries:
         full_id = self.store.resolve_job_id(job_id)
         await self.store.wait_for_history(full_id, after_seq=after_seq, timeout=timeout)
 
-    async def job_results(self, job_id: str) -> list[SpecConfig]:
-        job = await self.get_job(job_id)
+    async def job_results(self, job_id: str, *, namespace: str = "") -> list[SpecConfig]:
+        job = await self.get_job(job_id, namespace=namespace)
         if job.type not in ("batch", "ops"):
             raise InvalidRequest(f"job type {job.type} does not support results")
         results = [

@@ -6,6 +6,7 @@ its history."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections import OrderedDict
 from typing import Any
 
@@ -34,6 +35,9 @@ _SPEC_CACHE_BYTES = 16 * 2**20
 _ROW_CACHE = 4096
 #: Module hashes remembered as stored in ``blobs`` (forgotten all at once past this).
 _BLOB_CACHE = 1024
+#: The namespace names are looked up in when a request names none (``normalise_job``
+#: gives a job without one this namespace too).
+_DEFAULT_NAMESPACE = "default"
 
 
 class SpecCache:
@@ -104,6 +108,25 @@ _SPEC_DOCUMENT = (
     " (SELECT b.data FROM blobs b WHERE b.hash = s.blob)) END"
     " FROM job_specs s WHERE s.job_id = ? AND s.version = ?"
 )
+
+
+def own_name(job: Job) -> str | None:
+    """What the ``name`` column holds for ``job``: its Name, or None when that is its ID
+    (or empty), as for a job submitted without one (see ``_store_schema``)."""
+    return _bindable(job.name) if job.name and job.name != job.id else None
+
+
+def _bindable(text: str) -> str:
+    """``text`` as SQLite can bind it. The edges refuse invalid Unicode, but a job stored by
+    an older version may hold a lone surrogate in its name: it becomes U+FFFD, as Go's JSON
+    decoder reads it (and as the API writes it back)."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
 
 
 def with_state(spec: Job, row: JobRow | _JobState) -> Job:
@@ -189,22 +212,34 @@ class JobRecords(JobHistoryLog):
                 job.version,
                 job.modify_time,
             )
-            self._db.execute(
-                "INSERT INTO jobs (id, namespace, state, state_message, revision, version,"
-                " create_time, modify_time, labels, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    job.id,
-                    job.namespace,
-                    row[1],
-                    row[2],
-                    job.revision,
-                    job.version,
-                    job.create_time,
-                    job.modify_time,
-                    json.dumps(job.labels),
-                    len(data) + (len(module) if module else 0),
-                ),
-            )
+            try:
+                self._db.execute(
+                    "INSERT INTO jobs (id, namespace, name, state, state_message, revision,"
+                    " version, create_time, modify_time, labels, size)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        job.id,
+                        job.namespace,
+                        own_name(job),
+                        row[1],
+                        row[2],
+                        job.revision,
+                        job.version,
+                        job.create_time,
+                        job.modify_time,
+                        json.dumps(job.labels),
+                        len(data) + (len(module) if module else 0),
+                    ),
+                )
+            except sqlite3.IntegrityError:
+                if self.job_id_named(job.namespace, job.name) is None:
+                    raise
+                # The submitter looks the name up in the same transaction first: only a
+                # caller that skipped that gets here.
+                raise RevisionConflict(
+                    f"a job named {job.name!r} already exists in namespace {job.namespace}",
+                    hint="submit it again: a job submitted under an existing name updates it",
+                ) from None
             self._db.execute(
                 "INSERT OR REPLACE INTO job_specs (job_id, version, data, blob)"
                 " VALUES (?, ?, ?, ?)",
@@ -254,26 +289,52 @@ class JobRecords(JobHistoryLog):
             self._specs.put(key, spec, len(row[6]))
         return with_state(spec, row)
 
-    def resolve_job_id(self, prefix: str) -> str:
-        """Full job ID for an ID or a unique prefix."""
-        if self._logs.get(prefix):
+    def resolve_job_id(self, ref: str, namespace: str = "") -> str:
+        """The full ID of the job ``ref`` names: its ID, else the Name of a job in
+        ``namespace`` ("": ``default``), else a unique prefix of its ID.
+
+        A full ID wins over a name: IDs are what the API and the CLI print, and a name that
+        happens to equal another job's ID must not hide that job. A name wins over a
+        prefix: it is an exact match, where a prefix is a guess that changes as jobs are
+        added. (Bacalhau tries the name first, then the ID or its prefix.)"""
+        if self._logs.get(ref):
             # A job whose history is in memory exists (deleting a job drops its log): a
             # long-poll asks this on every change of the job it follows.
-            return prefix
-        row = self._db.execute("SELECT id FROM jobs WHERE id = ?", (prefix,)).fetchone()
+            return ref
+        row = self._db.execute("SELECT id FROM jobs WHERE id = ?", (ref,)).fetchone()
         if row is not None:
             return str(row[0])
-        if not prefix:
+        if not ref:
             raise JobNotFound("job not found: empty job ID")
-        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        named = self.job_id_named(namespace, ref)
+        if named is not None:
+            return named
+        escaped = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         rows = self._db.execute(
             "SELECT id FROM jobs WHERE id LIKE ? ESCAPE '\\' LIMIT 2", (escaped + "%",)
         ).fetchall()
         if not rows:
-            raise JobNotFound(f"job not found: {prefix}")
+            raise JobNotFound(
+                f"job not found: {ref}",
+                hint=f"{JobNotFound.default_hint} (names are looked up in namespace "
+                f"{namespace or _DEFAULT_NAMESPACE})",
+            )
         if len(rows) > 1:
-            raise MultipleJobsFound(f"multiple jobs found for ID prefix {prefix}")
+            raise MultipleJobsFound(f"multiple jobs found for ID prefix {ref}")
         return str(rows[0][0])
+
+    def job_id_named(self, namespace: str, name: str) -> str | None:
+        """The ID of the job called ``name`` in ``namespace`` ("": ``default``), or None.
+        One indexed read: a job with a name of its own is in ``jobs_by_name``; a job named
+        by its ID is found by that ID, in its namespace."""
+        if not name:
+            return None
+        row = self._db.execute(
+            "SELECT id FROM jobs WHERE namespace = ?1 AND name = ?2 UNION ALL"
+            " SELECT id FROM jobs WHERE id = ?2 AND namespace = ?1 AND name IS NULL LIMIT 1",
+            (_bindable(namespace or _DEFAULT_NAMESPACE), _bindable(name)),
+        ).fetchone()
+        return str(row[0]) if row is not None else None
 
     def jobs_in_states(self, states: list[JobStateType]) -> list[str]:
         if states == [JobStateType.QUEUED]:
@@ -333,44 +394,52 @@ class JobRecords(JobHistoryLog):
             )
         return job
 
-    def add_job_version(self, job_id: str, *, event: Event) -> Job:
-        """Rerun a job: its spec again as a new version (``Version`` + 1), Pending, with a
-        JobLevel history item. Earlier versions' specs stay (see :meth:`job_versions`);
-        their executions are the scheduler's to stop. A rerun starts a new life of the job,
-        not a transition of the old one, so any state may be left."""
+    def add_job_version(self, job_id: str, *, event: Event, spec: Job | None = None) -> Job:
+        """A new version of a job (``Version`` + 1), Pending, with a JobLevel history item:
+        its spec again (a rerun), or ``spec`` in its place (the job submitted again under its
+        name: its ID, name, namespace and create time stay the job's). Earlier versions'
+        specs stay (see :meth:`job_versions`); their executions are the scheduler's to stop.
+        A new version starts a new life of the job, not a transition of the old one, so any
+        state may be left."""
         job = self.get_job(job_id)
         now = now_ns()
-        spec = job.copy()
-        spec.version = job.version + 1
-        spec.state = JobStateType.PENDING
-        spec.state_message = ""
-        spec.revision = job.revision + 1
-        spec.modify_time = now
-        doc = spec.to_dict()
+        new = job.copy() if spec is None else spec.copy()
+        new.id, new.name, new.namespace = job.id, job.name, job.namespace
+        new.create_time = job.create_time
+        new.version = job.version + 1
+        new.state = JobStateType.PENDING
+        new.state_message = ""
+        new.state_details = {}
+        new.revision = job.revision + 1
+        new.modify_time = now
+        doc = new.to_dict()
         with self._atomic():
-            _, blob = self._keep_module(doc)  # shared with the earlier versions, as at create
+            module, blob = self._keep_module(doc)  # shared with earlier versions, as at create
+            data = json.dumps(doc)
             self._db.execute(
                 "INSERT INTO job_specs (job_id, version, data, blob) VALUES (?, ?, ?, ?)",
-                (job_id, spec.version, json.dumps(doc), blob),
+                (job_id, new.version, data, blob),
             )
+            # Labels and size follow the spec (listing filters and pages on them); the name
+            # and namespace do not change.
             cur = self._db.execute(
                 "UPDATE jobs SET state = ?, state_message = ?, revision = ?, version = ?,"
-                " modify_time = ? WHERE id = ? AND revision = ?",
+                " modify_time = ?, labels = ?, size = ? WHERE id = ? AND revision = ?",
                 (
-                    int(spec.state),
+                    int(new.state),
                     json.dumps(""),
-                    spec.revision,
-                    spec.version,
+                    new.revision,
+                    new.version,
                     now,
+                    json.dumps(new.labels),
+                    len(data) + (len(module) if module else 0),
                     job_id,
                     job.revision,
                 ),
             )
             if cur.rowcount != 1:
                 raise RevisionConflict(f"job {job_id} changed concurrently")
-            self._keep_row(
-                (job_id, int(spec.state), json.dumps(""), spec.revision, spec.version, now)
-            )
+            self._keep_row((job_id, int(new.state), json.dumps(""), new.revision, new.version, now))
             self.add_history(
                 JobHistory(
                     seq_num=0,
@@ -378,12 +447,12 @@ class JobRecords(JobHistoryLog):
                     job_id=job_id,
                     event=event,
                     time=now,
-                    new_revision=spec.revision,
+                    new_revision=new.revision,
                     job_state_previous=job.state,
-                    job_state_new=spec.state,
+                    job_state_new=new.state,
                 )
             )
-        return spec
+        return new
 
     def job_versions(self, job_id: str) -> list[Job]:
         """Every stored version of a job's spec, oldest first (each as submitted or rerun)."""

@@ -10,10 +10,14 @@ import sqlite3
 #: spec, written once per version, in ``job_specs``. A state change rewrites one small row.
 #: ``state_message`` holds JSON text (like the documents): a message may carry text SQLite
 #: cannot bind as a string (a lone surrogate from a client) and must still be stored.
+#: ``name`` is the job's Name when it has one of its own, NULL when its name is its ID (a job
+#: submitted without one): those need no entry in ``jobs_by_name``, so the jobs that make up
+#: most of the traffic cost that index nothing (their ID finds them).
 _JOBS_TABLE = """
 CREATE TABLE IF NOT EXISTS {name} (
     id TEXT PRIMARY KEY,
     namespace TEXT NOT NULL,
+    name TEXT,
     state INTEGER NOT NULL,
     state_message TEXT NOT NULL DEFAULT '""',
     revision INTEGER NOT NULL,
@@ -96,6 +100,9 @@ CREATE INDEX IF NOT EXISTS jobs_by_state_modified ON jobs(state, modify_time);
 DROP INDEX IF EXISTS jobs_by_state;
 CREATE INDEX IF NOT EXISTS evaluations_by_job ON evaluations(job_id);
 CREATE INDEX IF NOT EXISTS idempotency_by_job ON idempotency(job_id);
+-- A name is unique in its namespace: a job submitted under an existing name updates that
+-- job. Unique in SQL too, so the guarantee costs no read (the insert finds the slot anyway).
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_name ON jobs(namespace, name) WHERE name IS NOT NULL;
 """
 
 
@@ -115,6 +122,7 @@ def open_database(path: str) -> sqlite3.Connection:
     _migrate(db)
     _migrate_specs(db)
     _migrate_blobs(db)
+    _migrate_names(db)
     db.executescript(_REPUTATION_TABLE)
     db.executescript(_LIST_INDEXES)
     return db
@@ -182,8 +190,45 @@ def _migrate_specs(db: sqlite3.Connection) -> None:
         )
         db.execute("DROP TABLE jobs")
         db.execute("ALTER TABLE jobs_v2 RENAME TO jobs")
+        _fill_names(db)
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
+
+
+def _migrate_names(db: sqlite3.Connection) -> None:
+    """Give ``jobs`` its ``name`` column (stores written before jobs were addressed by
+    name have none), filled from each job's current spec."""
+    columns = {str(r[1]) for r in db.execute("PRAGMA table_info(jobs)")}
+    if "name" in columns:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute("ALTER TABLE jobs ADD COLUMN name TEXT")
+        _fill_names(db)
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
+def _fill_names(db: sqlite3.Connection) -> None:
+    """Set every job's ``name`` from its current spec (NULL when it is the job's ID), in the
+    caller's transaction.
+
+    Before names were unique, submitting a name twice made two jobs. The name now stands
+    for the most recently created of them, as a user who ran the same named job again
+    means it; the older ones keep their IDs, by which they are still found."""
+    db.execute(
+        "UPDATE jobs SET name = (SELECT json_extract(s.data, '$.Name') FROM job_specs s"
+        " WHERE s.job_id = jobs.id AND s.version = jobs.version)"
+    )
+    db.execute("UPDATE jobs SET name = NULL WHERE name = '' OR name = id")
+    db.execute(
+        "UPDATE jobs SET name = NULL WHERE id IN (SELECT id FROM (SELECT id, ROW_NUMBER()"
+        " OVER (PARTITION BY namespace, name ORDER BY create_time DESC, id DESC) AS rank"
+        " FROM jobs WHERE name IS NOT NULL) WHERE rank > 1)"
+    )

@@ -1,12 +1,13 @@
-"""Job submission: the checks a new job passes, its defaults, and its first scheduling pass,
-made in its submit's own transaction."""
+"""Job submission: the checks a job passes, its defaults, and its first scheduling pass, made
+in its submit's own transaction; a job submitted under an existing job's name updates that
+job (a new version); and the diff such a submission would make."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 
-from bacalhau.errors import InvalidJobSpec
+from bacalhau.errors import InvalidJobSpec, JobNotFound, JobSpecUnchanged
 from bacalhau.models import (
     Connection,
     Event,
@@ -25,8 +26,9 @@ from bacalhau.models import (
     now_ns,
     validate_job,
 )
-from bacalhau.orchestrator._api import SubmitResult
+from bacalhau.orchestrator._api import JobDiff, SubmitResult
 from bacalhau.orchestrator._evaluations import EvaluationRunner
+from bacalhau.orchestrator._job_diff import same_spec, spec_diff
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +39,22 @@ log = logging.getLogger(__name__)
 _HEAD_START_TURNS = 2
 
 
+def _type_change(current: Job, submitted: Job) -> InvalidJobSpec:
+    """The error of a job submitted under the name of a job of another type: a job's
+    type picks its scheduler and what its executions are (a batch job's partitions, a
+    service's replicas), so a new version of another type would not be the same job.
+    (Bacalhau keeps the existing type and drops the submitted one without a word.)"""
+    return InvalidJobSpec(
+        f"job {current.name!r} ({current.id}) is a {current.type} job and a job's type "
+        f"cannot change (submitted: {submitted.type})",
+        field="Type",
+        hint=f"keep Type {current.type}, or give the {submitted.type} job another name",
+    )
+
+
 class JobSubmission(EvaluationRunner):
-    """Accepts new jobs (``submit_job``) and places them at once when it can."""
+    """Accepts jobs (``submit_job``): a new job is placed at once when it can be; a job
+    submitted under an existing job's name becomes that job's next version."""
 
     _info: NodeInfo
     _default_publisher: str
@@ -53,33 +69,27 @@ class JobSubmission(EvaluationRunner):
         client_meta: dict[str, str] | None = None,
         idempotency_token: str = "",
         handed_over: bool = False,
+        force: bool = False,
     ) -> SubmitResult:
         if idempotency_token:
             seen = self.store.idempotent_result(idempotency_token)
             if seen is not None:
                 return SubmitResult(seen[0], seen[1], seen[2])
-        warnings = normalise_job(job)
-        validate_job(job)
+        warnings = self._prepare(job, client_meta)
         self._check_partitions(job)
         self._check_env_forwarding(job)
+        # A Name that is already a job's in its namespace makes this an update of that job.
+        # Looked up and acted on with nothing awaited in between, so no other submit of the
+        # name comes between (and the store's unique index would refuse a second job of it).
+        existing = self.store.job_id_named(job.namespace, job.name) if job.name else None
+        if existing is not None:
+            return self._update_job(
+                existing, job, warnings, force=force, idempotency_token=idempotency_token
+            )
         now = now_ns()
         job.id = new_job_id()
         if not job.name:
             job.name = job.id
-        job.meta["bacalhau.org/requester.id"] = self._info.node_id
-        job.meta["bacalhau.org/orchestrator.id"] = self._info.node_id
-        if self._installation_id:
-            job.meta["bacalhau.org/server.installation.id"] = self._installation_id
-        for key, value in (client_meta or {}).items():
-            job.meta[key] = value
-        task = job.task
-        if not task.resources.cpu:
-            task.resources.cpu = self._default_cpu
-        if not task.resources.memory:
-            task.resources.memory = self._default_memory
-        if task.publisher.is_empty() and self._default_publisher:
-            # Results without a publisher would be unreachable: default to one.
-            task.publisher = SpecConfig(type=self._default_publisher)
         job.state = JobStateType.PENDING
         job.state_message = ""
         job.revision = 1
@@ -112,6 +122,89 @@ class JobSubmission(EvaluationRunner):
             for _ in range(_HEAD_START_TURNS):
                 await asyncio.sleep(0)
         return SubmitResult(job.id, ev.id, warnings)
+
+    async def diff_job(self, job: Job) -> JobDiff:
+        """What submitting ``job`` would change in the job of its Name (see
+        :meth:`OrchestratorAPI.diff_job <bacalhau.orchestrator.OrchestratorAPI.diff_job>`)."""
+        if not job.name.strip():
+            raise InvalidJobSpec(
+                "the job has no Name: there is no existing job to compare it with",
+                field="Name",
+                hint="a diff compares a job with the job of the same name; give it a Name",
+            )
+        warnings = self._prepare(job, None)
+        existing = self.store.job_id_named(job.namespace, job.name)
+        if existing is None:
+            raise JobNotFound(
+                f"no job named {job.name!r} in namespace {job.namespace}",
+                hint="submitting it creates a new job",
+            )
+        current = self.store.get_job(existing)
+        if job.type != current.type:
+            warnings.append(_type_change(current, job).message)
+        return JobDiff(spec_diff(current, job), warnings)
+
+    def _prepare(self, job: Job, client_meta: dict[str, str] | None) -> list[str]:
+        """Normalise and validate a submitted job, and give it what the requester adds (its
+        stamps in ``Meta``, default resources and publisher); returns the warnings."""
+        warnings = normalise_job(job)
+        validate_job(job)
+        job.meta["bacalhau.org/requester.id"] = self._info.node_id
+        job.meta["bacalhau.org/orchestrator.id"] = self._info.node_id
+        if self._installation_id:
+            job.meta["bacalhau.org/server.installation.id"] = self._installation_id
+        for key, value in (client_meta or {}).items():
+            job.meta[key] = value
+        task = job.task
+        if not task.resources.cpu:
+            task.resources.cpu = self._default_cpu
+        if not task.resources.memory:
+            task.resources.memory = self._default_memory
+        if task.publisher.is_empty() and self._default_publisher:
+            # Results without a publisher would be unreachable: default to one.
+            task.publisher = SpecConfig(type=self._default_publisher)
+        return warnings
+
+    def _update_job(
+        self,
+        job_id: str,
+        spec: Job,
+        warnings: list[str],
+        *,
+        force: bool,
+        idempotency_token: str,
+    ) -> SubmitResult:
+        """Make ``spec`` the next version of job ``job_id`` (submitted under its name), as a
+        rerun makes one: Pending again, placed anew, the previous version's executions
+        stopped by the scheduler."""
+        current = self.store.get_job(job_id)
+        if spec.type != current.type:
+            raise _type_change(current, spec)
+        unchanged = same_spec(current, spec)
+        if unchanged and not force:
+            # The hint is the class's: "use --force to submit it again" (Force in a request).
+            raise JobSpecUnchanged(
+                f"no changes detected for job {current.name!r} ({current.id}): the spec is "
+                f"the same as its version {current.version}"
+            )
+        version = current.version + 1
+        message = (
+            f"Job submitted again unchanged, as version {version} (forced)"
+            if unchanged
+            else f"Job updated as version {version}"
+        )
+        with self.store.transaction():
+            updated = self.store.add_job_version(
+                job_id,
+                event=Event(message=message, topic="Submission", timestamp=now_ns()),
+                spec=spec,
+            )
+            ev = self._new_eval(updated, TriggeredBy.JOB_REGISTER)
+            self.store.create_evaluation(ev)
+            if idempotency_token:
+                self.store.remember_idempotent(idempotency_token, job_id, ev.id, warnings)
+        self._broker.enqueue(ev)
+        return SubmitResult(job_id, ev.id, warnings)
 
     def _check_partitions(self, job: Job) -> None:
         """A batch job's partitions (a service's or a verified job's replicas) each need a

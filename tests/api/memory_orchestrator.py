@@ -37,7 +37,8 @@ from bacalhau.models import (
     selector_matches,
     validate_job,
 )
-from bacalhau.orchestrator._api import JobPage, SubmitResult, job_sort_value
+from bacalhau.orchestrator._api import JobDiff, JobPage, SubmitResult, job_sort_value
+from bacalhau.orchestrator._job_diff import spec_diff
 
 
 @dataclass
@@ -79,9 +80,18 @@ class MemoryOrchestrator:
         async with cond:
             cond.notify_all()
 
-    def _record(self, job_id: str) -> _Record:
+    def _record(self, job_id: str, namespace: str = "") -> _Record:
+        """A job by full ID, else by its name in ``namespace`` (the latest of that name:
+        this stand-in does not update jobs by name), else by unique ID prefix."""
         if job_id in self._jobs:
             return self._jobs[job_id]
+        named = [
+            r
+            for r in self._jobs.values()
+            if job_id and r.job.name == job_id and r.job.namespace == (namespace or "default")
+        ]
+        if named:
+            return named[-1]
         found = [r for jid, r in self._jobs.items() if jid.startswith(job_id)] if job_id else []
         if not found:
             raise JobNotFound(f"job not found: {job_id}")
@@ -139,6 +149,7 @@ class MemoryOrchestrator:
         client_meta: dict[str, str] | None = None,
         idempotency_token: str = "",
         handed_over: bool = False,
+        force: bool = False,
     ) -> SubmitResult:
         if idempotency_token and idempotency_token in self._tokens:
             return self._tokens[idempotency_token]
@@ -165,6 +176,19 @@ class MemoryOrchestrator:
             task.add_done_callback(self._background.discard)
         return result
 
+    async def diff_job(self, job: Job) -> JobDiff:
+        """The requester's diff, against the latest job of the name (this stand-in keeps
+        specs as submitted, without the requester's defaults)."""
+        warnings = normalise_job(job)
+        named = [
+            r.job
+            for r in self._jobs.values()
+            if job.name and r.job.name == job.name and r.job.namespace == job.namespace
+        ]
+        if not named:
+            raise JobNotFound(f"no job named {job.name!r} in namespace {job.namespace}")
+        return JobDiff(spec_diff(named[-1], job), warnings)
+
     async def _run_automatically(self, job_id: str, auto_run: AutoRun) -> None:
         await asyncio.sleep(0.05)
         ex = await self.start_execution(job_id)
@@ -175,8 +199,8 @@ class MemoryOrchestrator:
         else:
             await self.complete_execution(ex, stdout=stdout, exit_code=exit_code)
 
-    async def get_job(self, job_id: str) -> Job:
-        return self._record(job_id).job.copy()
+    async def get_job(self, job_id: str, *, namespace: str = "") -> Job:
+        return self._record(job_id, namespace).job.copy()
 
     async def list_jobs(
         self,
@@ -205,8 +229,8 @@ class MemoryOrchestrator:
         end = offset + limit if limit else len(jobs)
         return JobPage([j.copy() for j in jobs[offset:end]], has_more=end < len(jobs))
 
-    async def list_executions(self, job_id: str) -> list[Execution]:
-        rec = self._record(job_id)
+    async def list_executions(self, job_id: str, *, namespace: str = "") -> list[Execution]:
+        rec = self._record(job_id, namespace)
         return sorted(rec.executions.values(), key=lambda e: e.create_time)
 
     async def job_history(
@@ -217,8 +241,9 @@ class MemoryOrchestrator:
         event_type: str = "all",
         execution_id: str = "",
         node_id: str = "",
+        namespace: str = "",
     ) -> list[JobHistory]:
-        rec = self._record(job_id)
+        rec = self._record(job_id, namespace)
         out = []
         for h in rec.history:
             if h.time < since_ns:
@@ -243,8 +268,8 @@ class MemoryOrchestrator:
             except TimeoutError:
                 return
 
-    async def stop_job(self, job_id: str, reason: str = "") -> str:
-        rec = self._record(job_id)
+    async def stop_job(self, job_id: str, reason: str = "", *, namespace: str = "") -> str:
+        rec = self._record(job_id, namespace)
         state = rec.job.state
         if state == JobStateType.STOPPED:
             return ""
@@ -262,8 +287,8 @@ class MemoryOrchestrator:
         await self._notify()
         return "" if state == JobStateType.FAILED else new_evaluation_id()
 
-    async def job_results(self, job_id: str) -> list[SpecConfig]:
-        rec = self._record(job_id)
+    async def job_results(self, job_id: str, *, namespace: str = "") -> list[SpecConfig]:
+        rec = self._record(job_id, namespace)
         return [
             e.published_result
             for e in sorted(rec.executions.values(), key=lambda e: e.create_time)

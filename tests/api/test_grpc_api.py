@@ -162,7 +162,10 @@ async def test_unknown_job_is_not_found_with_its_code(real: Client) -> None:
     md = metadata(info.value)
     assert md["bacalhau-error-code"] == "NotFound"
     assert md["bacalhau-error-component"] == "JobStore"
-    assert md["bacalhau-error-hint-bin"] == b"check the job ID with `bacalhau job list`"
+    assert md["bacalhau-error-hint-bin"] == (
+        b"check the job ID or name with `bacalhau job list` (names are looked up in namespace"
+        b" default)"
+    )
 
 
 async def test_invalid_spec_names_the_field(real: Client) -> None:

@@ -69,7 +69,7 @@ def test_describe_executions_history(bacalhau: Cli) -> None:
     missing = bacalhau(["job", "describe", "j-nope"])
     assert missing.exit_code == 1
     assert "Error: job not found: j-nope" in missing.stderr
-    assert "Hint: check the job ID with `bacalhau job list`" in missing.stderr
+    assert "Hint: check the job ID or name with `bacalhau job list`" in missing.stderr
 
 
 def test_stop(bacalhau: Cli) -> None:

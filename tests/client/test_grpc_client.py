@@ -137,7 +137,10 @@ async def test_errors_come_back_as_their_classes(both: Both) -> None:
     with pytest.raises(NotFound) as not_found:
         await both.grpc.get_job("j-00000000-dead")
     assert not_found.value.code == "NotFound" and not_found.value.component == "JobStore"
-    assert not_found.value.hint == "check the job ID with `bacalhau job list`"
+    assert not_found.value.hint == (
+        "check the job ID or name with `bacalhau job list` (names are looked up in namespace "
+        "default)"
+    )
     with pytest.raises(NotFound):
         await both.grpc.get_node("n-nobody")
     bad = spec()

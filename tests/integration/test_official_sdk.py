@@ -108,7 +108,9 @@ def test_official_sdk_submits_reads_lists_and_stops_jobs(
     [published] = results.items
     assert published.params["URL"].endswith(".tar.gz")
 
-    sleeper = jobs.put(ApiPutJobRequest(job=docker_job(name, busybox_image, "sleep", "60")))
+    # A job of its own: under the first job's name it would be that job's next version.
+    sleeper_job = docker_job(f"{name}-sleeper", busybox_image, "sleep", "60")
+    sleeper = jobs.put(ApiPutJobRequest(job=sleeper_job))
     assert sleeper is not None, capsys.readouterr().out
     listed = _all_job_ids(jobs, capsys)
     assert job_id in listed and sleeper.job_id in listed

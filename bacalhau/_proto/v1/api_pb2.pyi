@@ -46,6 +46,7 @@ class SubmitJobRequest(_message.Message):
     IDEMPOTENCY_TOKEN_FIELD_NUMBER: _builtins.int
     WAIT_SECONDS_FIELD_NUMBER: _builtins.int
     INCLUDE_EXECUTIONS_FIELD_NUMBER: _builtins.int
+    FORCE_FIELD_NUMBER: _builtins.int
     job_json: _builtins.str
     """The job as in the REST API's {"Job": ...}: a Bacalhau v1 job JSON object."""
     namespace: _builtins.str
@@ -61,6 +62,10 @@ class SubmitJobRequest(_message.Message):
     """
     include_executions: _builtins.bool
     """With wait_seconds: the finished job's executions too (SubmitJobResponse.executions)."""
+    force: _builtins.bool
+    """Submit a job under an existing job's name even when its spec is unchanged (a new version
+    all the same). (REST: the body's Force, as Bacalhau's PutJobRequest.)
+    """
     def __init__(
         self,
         *,
@@ -69,14 +74,65 @@ class SubmitJobRequest(_message.Message):
         idempotency_token: _builtins.str = ...,
         wait_seconds: _builtins.float = ...,
         include_executions: _builtins.bool = ...,
+        force: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_token", b"idempotency_token", "include_executions", b"include_executions", "job_json", b"job_json", "namespace", b"namespace", "wait_seconds", b"wait_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["force", b"force", "idempotency_token", b"idempotency_token", "include_executions", b"include_executions", "job_json", b"job_json", "namespace", b"namespace", "wait_seconds", b"wait_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SubmitJobRequest: _TypeAlias = SubmitJobRequest  # noqa: Y015
+
+@_typing.final
+class DiffJobRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_JSON_FIELD_NUMBER: _builtins.int
+    NAMESPACE_FIELD_NUMBER: _builtins.int
+    job_json: _builtins.str
+    """The job as in SubmitJobRequest; it must have a name."""
+    namespace: _builtins.str
+    """Used when the job names no namespace."""
+    def __init__(
+        self,
+        *,
+        job_json: _builtins.str = ...,
+        namespace: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_json", b"job_json", "namespace", b"namespace"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DiffJobRequest: _TypeAlias = DiffJobRequest  # noqa: Y015
+
+@_typing.final
+class DiffJobResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DIFF_FIELD_NUMBER: _builtins.int
+    WARNINGS_FIELD_NUMBER: _builtins.int
+    diff: _builtins.str
+    """A unified diff of the job's YAML, from the existing job's current version to the job as
+    it would be stored; empty when submitting it would change nothing.
+    """
+    @_builtins.property
+    def warnings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        diff: _builtins.str = ...,
+        warnings: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["diff", b"diff", "warnings", b"warnings"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DiffJobResponse: _TypeAlias = DiffJobResponse  # noqa: Y015
 
 @_typing.final
 class SubmitJobResponse(_message.Message):
@@ -231,19 +287,23 @@ class GetJobRequest(_message.Message):
     JOB_ID_FIELD_NUMBER: _builtins.int
     INCLUDE_HISTORY_FIELD_NUMBER: _builtins.int
     INCLUDE_EXECUTIONS_FIELD_NUMBER: _builtins.int
+    NAMESPACE_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     include_history: _builtins.bool
     include_executions: _builtins.bool
+    namespace: _builtins.str
+    """With a job_id that is a job's name: the namespace it is looked up in ("": default)."""
     def __init__(
         self,
         *,
         job_id: _builtins.str = ...,
         include_history: _builtins.bool = ...,
         include_executions: _builtins.bool = ...,
+        namespace: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["include_executions", b"include_executions", "include_history", b"include_history", "job_id", b"job_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["include_executions", b"include_executions", "include_history", b"include_history", "job_id", b"job_id", "namespace", b"namespace"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -345,15 +405,19 @@ class ListExecutionsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     JOB_ID_FIELD_NUMBER: _builtins.int
+    NAMESPACE_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
+    namespace: _builtins.str
+    """With a job_id that is a job's name: the namespace it is looked up in ("": default)."""
     def __init__(
         self,
         *,
         job_id: _builtins.str = ...,
+        namespace: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "namespace", b"namespace"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -392,6 +456,7 @@ class JobHistoryRequest(_message.Message):
     WAIT_SECONDS_FIELD_NUMBER: _builtins.int
     UNTIL_FIELD_NUMBER: _builtins.int
     INCLUDE_EXECUTIONS_FIELD_NUMBER: _builtins.int
+    NAMESPACE_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     after_seq: _builtins.int
     """Items with a SeqNum above this one."""
@@ -415,6 +480,8 @@ class JobHistoryRequest(_message.Message):
     """Answer with the job's executions too (JobHistoryResponse.executions), so a client
     following a job needs no ListExecutions call. (REST: `include=executions`.)
     """
+    namespace: _builtins.str
+    """With a job_id that is a job's name: the namespace it is looked up in ("": default)."""
     def __init__(
         self,
         *,
@@ -427,10 +494,11 @@ class JobHistoryRequest(_message.Message):
         wait_seconds: _builtins.float = ...,
         until: _builtins.str = ...,
         include_executions: _builtins.bool = ...,
+        namespace: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_seq", b"after_seq", "event_type", b"event_type", "execution_id", b"execution_id", "include_executions", b"include_executions", "job_id", b"job_id", "limit", b"limit", "node_id", b"node_id", "until", b"until", "wait_seconds", b"wait_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_seq", b"after_seq", "event_type", b"event_type", "execution_id", b"execution_id", "include_executions", b"include_executions", "job_id", b"job_id", "limit", b"limit", "namespace", b"namespace", "node_id", b"node_id", "until", b"until", "wait_seconds", b"wait_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -482,17 +550,21 @@ class StopJobRequest(_message.Message):
 
     JOB_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    NAMESPACE_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     reason: _builtins.str
+    namespace: _builtins.str
+    """With a job_id that is a job's name: the namespace it is looked up in ("": default)."""
     def __init__(
         self,
         *,
         job_id: _builtins.str = ...,
         reason: _builtins.str = ...,
+        namespace: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "namespace", b"namespace", "reason", b"reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -524,17 +596,21 @@ class RerunJobRequest(_message.Message):
 
     JOB_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    NAMESPACE_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     reason: _builtins.str
+    namespace: _builtins.str
+    """With a job_id that is a job's name: the namespace it is looked up in ("": default)."""
     def __init__(
         self,
         *,
         job_id: _builtins.str = ...,
         reason: _builtins.str = ...,
+        namespace: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "namespace", b"namespace", "reason", b"reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -570,15 +646,19 @@ class ListJobVersionsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     JOB_ID_FIELD_NUMBER: _builtins.int
+    NAMESPACE_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
+    namespace: _builtins.str
+    """With a job_id that is a job's name: the namespace it is looked up in ("": default)."""
     def __init__(
         self,
         *,
         job_id: _builtins.str = ...,
+        namespace: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "namespace", b"namespace"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -609,15 +689,19 @@ class GetResultsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     JOB_ID_FIELD_NUMBER: _builtins.int
+    NAMESPACE_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
+    namespace: _builtins.str
+    """With a job_id that is a job's name: the namespace it is looked up in ("": default)."""
     def __init__(
         self,
         *,
         job_id: _builtins.str = ...,
+        namespace: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "namespace", b"namespace"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -653,12 +737,15 @@ class StreamJobLogsRequest(_message.Message):
     EXECUTION_ID_FIELD_NUMBER: _builtins.int
     FOLLOW_FIELD_NUMBER: _builtins.int
     TAIL_FIELD_NUMBER: _builtins.int
+    NAMESPACE_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     execution_id: _builtins.str
     """The latest execution unless given (full ID or unique prefix)."""
     follow: _builtins.bool
     tail: _builtins.int
     """Start with the last `tail` lines of each stream (0: from the beginning)."""
+    namespace: _builtins.str
+    """With a job_id that is a job's name: the namespace it is looked up in ("": default)."""
     def __init__(
         self,
         *,
@@ -666,10 +753,11 @@ class StreamJobLogsRequest(_message.Message):
         execution_id: _builtins.str = ...,
         follow: _builtins.bool = ...,
         tail: _builtins.int = ...,
+        namespace: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_id", b"execution_id", "follow", b"follow", "job_id", b"job_id", "tail", b"tail"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_id", b"execution_id", "follow", b"follow", "job_id", b"job_id", "namespace", b"namespace", "tail", b"tail"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -27,6 +27,9 @@ if _version_not_supported:
 
 class JobServiceStub:
     """Jobs: submit, read, follow, stop and rerun.
+
+    Every request with a job_id takes a job's full ID, its name in the request's namespace
+    ("": default) or a unique prefix of its ID, in that order of precedence.
     """
 
     def __init__(self, channel):
@@ -39,6 +42,11 @@ class JobServiceStub:
                 '/bacalhau.v1.JobService/SubmitJob',
                 request_serializer=bacalhau_dot_v1_dot_api__pb2.SubmitJobRequest.SerializeToString,
                 response_deserializer=bacalhau_dot_v1_dot_api__pb2.SubmitJobResponse.FromString,
+                _registered_method=True)
+        self.DiffJob = channel.unary_unary(
+                '/bacalhau.v1.JobService/DiffJob',
+                request_serializer=bacalhau_dot_v1_dot_api__pb2.DiffJobRequest.SerializeToString,
+                response_deserializer=bacalhau_dot_v1_dot_api__pb2.DiffJobResponse.FromString,
                 _registered_method=True)
         self.GetJob = channel.unary_unary(
                 '/bacalhau.v1.JobService/GetJob',
@@ -89,17 +97,29 @@ class JobServiceStub:
 
 class JobServiceServicer:
     """Jobs: submit, read, follow, stop and rerun.
+
+    Every request with a job_id takes a job's full ID, its name in the request's namespace
+    ("": default) or a unique prefix of its ID, in that order of precedence.
     """
 
     def SubmitJob(self, request, context):
-        """Validate and store a job (its first evaluation is created in the same transaction).
+        """Validate and store a job (its first evaluation is created in the same transaction). A job
+        whose name is already a job's in its namespace updates that job: same ID, a new version
+        (FAILED_PRECONDITION with code JobSpecUnchanged when nothing would change, unless force).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DiffJob(self, request, context):
+        """What submitting a job would change in the existing job of its name (REST: PUT /jobs/diff).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetJob(self, request, context):
-        """A job by ID or unique ID prefix, optionally with its history and executions.
+        """A job by ID, name or unique ID prefix, optionally with its history and executions.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -169,6 +189,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     request_deserializer=bacalhau_dot_v1_dot_api__pb2.SubmitJobRequest.FromString,
                     response_serializer=bacalhau_dot_v1_dot_api__pb2.SubmitJobResponse.SerializeToString,
             ),
+            'DiffJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.DiffJob,
+                    request_deserializer=bacalhau_dot_v1_dot_api__pb2.DiffJobRequest.FromString,
+                    response_serializer=bacalhau_dot_v1_dot_api__pb2.DiffJobResponse.SerializeToString,
+            ),
             'GetJob': grpc.unary_unary_rpc_method_handler(
                     servicer.GetJob,
                     request_deserializer=bacalhau_dot_v1_dot_api__pb2.GetJobRequest.FromString,
@@ -224,6 +249,9 @@ def add_JobServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class JobService:
     """Jobs: submit, read, follow, stop and rerun.
+
+    Every request with a job_id takes a job's full ID, its name in the request's namespace
+    ("": default) or a unique prefix of its ID, in that order of precedence.
     """
 
     @staticmethod
@@ -243,6 +271,33 @@ class JobService:
             '/bacalhau.v1.JobService/SubmitJob',
             bacalhau_dot_v1_dot_api__pb2.SubmitJobRequest.SerializeToString,
             bacalhau_dot_v1_dot_api__pb2.SubmitJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DiffJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bacalhau.v1.JobService/DiffJob',
+            bacalhau_dot_v1_dot_api__pb2.DiffJobRequest.SerializeToString,
+            bacalhau_dot_v1_dot_api__pb2.DiffJobResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -45,16 +45,25 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class JobServiceStub:
-    """Jobs: submit, read, follow, stop and rerun."""
+    """Jobs: submit, read, follow, stop and rerun.
+
+    Every request with a job_id takes a job's full ID, its name in the request's namespace
+    ("": default) or a unique prefix of its ID, in that order of precedence.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> JobServiceAsyncStub: ...
     SubmitJob: _grpc.UnaryUnaryMultiCallable[_api_pb2.SubmitJobRequest, _api_pb2.SubmitJobResponse]
-    """Validate and store a job (its first evaluation is created in the same transaction)."""
+    """Validate and store a job (its first evaluation is created in the same transaction). A job
+    whose name is already a job's in its namespace updates that job: same ID, a new version
+    (FAILED_PRECONDITION with code JobSpecUnchanged when nothing would change, unless force).
+    """
+    DiffJob: _grpc.UnaryUnaryMultiCallable[_api_pb2.DiffJobRequest, _api_pb2.DiffJobResponse]
+    """What submitting a job would change in the existing job of its name (REST: PUT /jobs/diff)."""
     GetJob: _grpc.UnaryUnaryMultiCallable[_api_pb2.GetJobRequest, _api_pb2.GetJobResponse]
-    """A job by ID or unique ID prefix, optionally with its history and executions."""
+    """A job by ID, name or unique ID prefix, optionally with its history and executions."""
     ListJobs: _grpc.UnaryUnaryMultiCallable[_api_pb2.ListJobsRequest, _api_pb2.ListJobsResponse]
     """Jobs of a namespace matching a label selector, sorted and paged by next_token."""
     ListExecutions: _grpc.UnaryUnaryMultiCallable[_api_pb2.ListExecutionsRequest, _api_pb2.ListExecutionsResponse]
@@ -74,13 +83,22 @@ class JobServiceStub:
 
 @_typing.type_check_only
 class JobServiceAsyncStub(JobServiceStub):
-    """Jobs: submit, read, follow, stop and rerun."""
+    """Jobs: submit, read, follow, stop and rerun.
+
+    Every request with a job_id takes a job's full ID, its name in the request's namespace
+    ("": default) or a unique prefix of its ID, in that order of precedence.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     SubmitJob: _aio.UnaryUnaryMultiCallable[_api_pb2.SubmitJobRequest, _api_pb2.SubmitJobResponse]  # type: ignore[assignment]
-    """Validate and store a job (its first evaluation is created in the same transaction)."""
+    """Validate and store a job (its first evaluation is created in the same transaction). A job
+    whose name is already a job's in its namespace updates that job: same ID, a new version
+    (FAILED_PRECONDITION with code JobSpecUnchanged when nothing would change, unless force).
+    """
+    DiffJob: _aio.UnaryUnaryMultiCallable[_api_pb2.DiffJobRequest, _api_pb2.DiffJobResponse]  # type: ignore[assignment]
+    """What submitting a job would change in the existing job of its name (REST: PUT /jobs/diff)."""
     GetJob: _aio.UnaryUnaryMultiCallable[_api_pb2.GetJobRequest, _api_pb2.GetJobResponse]  # type: ignore[assignment]
-    """A job by ID or unique ID prefix, optionally with its history and executions."""
+    """A job by ID, name or unique ID prefix, optionally with its history and executions."""
     ListJobs: _aio.UnaryUnaryMultiCallable[_api_pb2.ListJobsRequest, _api_pb2.ListJobsResponse]  # type: ignore[assignment]
     """Jobs of a namespace matching a label selector, sorted and paged by next_token."""
     ListExecutions: _aio.UnaryUnaryMultiCallable[_api_pb2.ListExecutionsRequest, _api_pb2.ListExecutionsResponse]  # type: ignore[assignment]
@@ -99,7 +117,11 @@ class JobServiceAsyncStub(JobServiceStub):
     """An execution's stdout and stderr as they were written, and with follow, as they come."""
 
 class JobServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Jobs: submit, read, follow, stop and rerun."""
+    """Jobs: submit, read, follow, stop and rerun.
+
+    Every request with a job_id takes a job's full ID, its name in the request's namespace
+    ("": default) or a unique prefix of its ID, in that order of precedence.
+    """
 
     @_abc_1.abstractmethod
     def SubmitJob(
@@ -107,7 +129,18 @@ class JobServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _api_pb2.SubmitJobRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_api_pb2.SubmitJobResponse, _abc.Awaitable[_api_pb2.SubmitJobResponse]]:
-        """Validate and store a job (its first evaluation is created in the same transaction)."""
+        """Validate and store a job (its first evaluation is created in the same transaction). A job
+        whose name is already a job's in its namespace updates that job: same ID, a new version
+        (FAILED_PRECONDITION with code JobSpecUnchanged when nothing would change, unless force).
+        """
+
+    @_abc_1.abstractmethod
+    def DiffJob(
+        self,
+        request: _api_pb2.DiffJobRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.DiffJobResponse, _abc.Awaitable[_api_pb2.DiffJobResponse]]:
+        """What submitting a job would change in the existing job of its name (REST: PUT /jobs/diff)."""
 
     @_abc_1.abstractmethod
     def GetJob(
@@ -115,7 +148,7 @@ class JobServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _api_pb2.GetJobRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_api_pb2.GetJobResponse, _abc.Awaitable[_api_pb2.GetJobResponse]]:
-        """A job by ID or unique ID prefix, optionally with its history and executions."""
+        """A job by ID, name or unique ID prefix, optionally with its history and executions."""
 
     @_abc_1.abstractmethod
     def ListJobs(
