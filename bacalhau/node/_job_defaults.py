@@ -12,7 +12,7 @@ from typing import Any
 
 from bacalhau.config import JobDefaults
 from bacalhau.models import Job, SpecConfig
-from bacalhau.orchestrator import Orchestrator, SubmitResult
+from bacalhau.orchestrator import JobDiff, Orchestrator, SubmitResult
 
 
 def apply_job_defaults(job: Job, defaults: JobDefaults) -> None:
@@ -43,7 +43,8 @@ def apply_job_defaults(job: Job, defaults: JobDefaults) -> None:
 
 
 class DefaultingOrchestrator(Orchestrator):
-    """An :class:`Orchestrator` that applies ``job_defaults`` to every job submitted."""
+    """An :class:`Orchestrator` that applies ``job_defaults`` to every job submitted, and to
+    every job compared with the one of its name (so a diff shows only what the user changed)."""
 
     def __init__(self, *, job_defaults: JobDefaults, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -56,6 +57,7 @@ class DefaultingOrchestrator(Orchestrator):
         client_meta: dict[str, str] | None = None,
         idempotency_token: str = "",
         handed_over: bool = False,
+        force: bool = False,
     ) -> SubmitResult:
         apply_job_defaults(job, self._job_defaults)
         return await super().submit_job(
@@ -63,4 +65,9 @@ class DefaultingOrchestrator(Orchestrator):
             client_meta=client_meta,
             idempotency_token=idempotency_token,
             handed_over=handed_over,
+            force=force,
         )
+
+    async def diff_job(self, job: Job) -> JobDiff:
+        apply_job_defaults(job, self._job_defaults)
+        return await super().diff_job(job)

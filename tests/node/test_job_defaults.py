@@ -6,7 +6,10 @@ from __future__ import annotations
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+import pytest
+
 from bacalhau.config import NodeConfig
+from bacalhau.errors import JobSpecUnchanged
 from bacalhau.identity import ClusterCA, NodeIdentity
 from bacalhau.models import Job
 from bacalhau.node import start_node
@@ -116,5 +119,13 @@ async def test_a_requester_applies_them_to_every_job_submitted(tmp_path: Path) -
         assert job.task.resources.cpu == "250m"
         assert job.task.resources.memory == "1Gb"  # the requester's built-in default
         assert job.task.timeouts.total_timeout == 3600
+        # Compared with the job of its name, a job gets the same defaults: an unchanged
+        # resubmission shows no difference, and is refused as unchanged.
+        named = _job("batch")
+        named.name = "with-defaults"
+        await node.orchestrator.submit_job(named.copy())
+        assert (await node.orchestrator.diff_job(named.copy())).diff == ""
+        with pytest.raises(JobSpecUnchanged):
+            await node.orchestrator.submit_job(named.copy())
         info = await node.compute.node_info()
         assert (info.max_capacity.cpu, info.max_capacity.memory) == (1.0, 3 * 2**30)
