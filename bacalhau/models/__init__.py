@@ -114,7 +114,7 @@ from bacalhau.models._task_config import (
     TimeoutConfig,
     parse_duration,
 )
-from bacalhau.models._template import has_template_actions, render_template
+from bacalhau.models._gotemplate import has_template_actions, render_template
 from bacalhau.models._time import now_ns, parse_rfc3339_ns, rfc3339_ns
 from bacalhau.models._validate import (
     check_document,
