@@ -300,13 +300,21 @@ class _State:
 
     # -- evaluation -----------------------------------------------------------------------
 
-    def eval_pipeline(self, dot: GoValue, pipe: PipeNode | None) -> GoValue:
+    def eval_pipeline(
+        self, dot: GoValue, pipe: PipeNode | None, *, nested: bool = False
+    ) -> GoValue:
         if pipe is None:
             return NO_VALUE
         self.at(pipe)
         value: _Final = _MISSING
-        for cmd in pipe.cmds:
-            value = self.eval_command(dot, cmd.args, cmd, value)
+        if nested:  # parenthesised: counts towards MAX_DEPTH
+            self.enter()
+        try:
+            for cmd in pipe.cmds:
+                value = self.eval_command(dot, cmd.args, cmd, value)
+        finally:
+            if nested:
+                self.leave()
         assert not isinstance(value, _Missing)  # a pipeline has at least one command
         for variable in pipe.decl:
             if pipe.is_assign:
@@ -330,7 +338,7 @@ class _State:
             return self.eval_function(dot, first, cmd, args, final)
         if isinstance(first, PipeNode):
             self.not_a_function(args, final)
-            return self.eval_nested_pipeline(dot, first)
+            return self.eval_pipeline(dot, first, nested=True)
         if isinstance(first, VariableNode):
             return self.eval_variable_node(dot, first, args, final)
         self.at(first)
@@ -346,13 +354,6 @@ class _State:
         if isinstance(first, StringNode):
             return first.text
         raise self.errorf(f"can't evaluate command {quote(first.string())}")
-
-    def eval_nested_pipeline(self, dot: GoValue, pipe: PipeNode) -> GoValue:
-        self.enter()
-        try:
-            return self.eval_pipeline(dot, pipe)
-        finally:
-            self.leave()
 
     def ideal_constant(self, constant: NumberNode) -> GoValue:
         # An untyped constant takes the type Go's compiler would give it: int if it can
@@ -440,12 +441,9 @@ class _State:
         args: Sequence[Node] | None,
         final: _Final,
     ) -> GoValue:
+        # Go's evalFunction and evalCall in one (a frame less per nested call).
         self.at(node)
-        return self.eval_call(dot, cmd, node.ident, args, final)
-
-    def eval_call(
-        self, dot: GoValue, node: Node, name: str, args: Sequence[Node] | None, final: _Final
-    ) -> GoValue:
+        name = node.ident
         arg_nodes = list(args[1:]) if args else []
         sig = SIGNATURES[name]
         n_in = len(sig.params)
@@ -491,12 +489,12 @@ class _State:
                 if isinstance(argv[0], NoValue)
                 else f"non-function {callee} of type {type_name(argv[0])}"
             )
-            self.at(node)
+            self.at(cmd)
             raise self.errorf(f"error calling call: {message}")
         try:
             result = FUNCTIONS[name](argv)
         except CallError as e:
-            self.at(node)
+            self.at(cmd)
             raise self.errorf(f"error calling {name}: {e}") from None
         self.produced(result)
         return result
@@ -523,7 +521,7 @@ class _State:
         if isinstance(n, VariableNode):
             return self.validate_type(self.eval_variable_node(dot, n, (), _MISSING), typ)
         if isinstance(n, PipeNode):
-            return self.validate_type(self.eval_nested_pipeline(dot, n), typ)
+            return self.validate_type(self.eval_pipeline(dot, n, nested=True), typ)
         if isinstance(n, IdentifierNode):
             return self.validate_type(self.eval_function(dot, n, n, None, _MISSING), typ)
         if isinstance(n, ChainNode):

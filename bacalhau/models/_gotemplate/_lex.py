@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from bacalhau.models._gotemplate._strconv import quote
 
@@ -80,8 +80,7 @@ _SPACE = " \t\r\n"
 _LEFT, _RIGHT, _LEFT_COMMENT, _RIGHT_COMMENT = "{{", "}}", "/*", "*/"
 
 
-@dataclass(slots=True, frozen=True)
-class Item:
+class Item(NamedTuple):
     """A token: its kind, where it starts, its text and the line it starts on."""
 
     typ: ItemType

@@ -243,53 +243,48 @@ class Tree:
         raise self._errorf("unexpected EOF")
 
     def _text_or_action(self) -> Node:
+        # Go's textOrAction and action in one function: a frame less per nesting level.
         token = self._next_non_space()
         if token.typ == ItemType.TEXT:
             return TextNode(token.pos, token.val)
-        if token.typ == ItemType.LEFT_DELIM:
-            self._action_line = token.line
-            try:
-                return self._action(token.pos)
-            finally:
-                self._action_line = 0
-        raise self._unexpected(token, "input")
-
-    def _action(self, delim_pos: int) -> Node:
-        token = self._next_non_space()
-        typ = token.typ
-        if typ == ItemType.BLOCK:
-            return self._block_control(delim_pos)
-        if typ in (ItemType.BREAK, ItemType.CONTINUE):
-            word = "break" if typ == ItemType.BREAK else "continue"
-            after = self._next_non_space()
-            if after.typ != ItemType.RIGHT_DELIM:
-                raise self._unexpected(after, "{{" + word + "}}")
-            if self._range_depth == 0:
-                raise self._errorf("{{" + word + "}} outside {{range}}")
-            cls = BreakNode if typ == ItemType.BREAK else ContinueNode
-            return cls(token.pos, token.line)
-        if typ == ItemType.ELSE:
-            return self._else_control()
-        if typ == ItemType.END:
-            return EndNode(self._expect(ItemType.RIGHT_DELIM, "end").pos)
-        if typ in (ItemType.IF, ItemType.RANGE, ItemType.WITH):
-            return self._control(token.val, delim_pos)
-        if typ == ItemType.TEMPLATE:
-            return self._template_control()
-        self._backup()
-        first = self._peek()
-        return ActionNode(first.pos, first.line, self._pipeline("command", ItemType.RIGHT_DELIM))
-
-    def _control(self, kind: str, delim_pos: int) -> BranchNode:
-        self._open(delim_pos)
-        self._enter(kind)
+        if token.typ != ItemType.LEFT_DELIM:
+            raise self._unexpected(token, "input")
+        delim_pos = token.pos
+        self._action_line = token.line
         try:
-            return self._parse_control(kind)
+            token = self._next_non_space()
+            typ = token.typ
+            if typ == ItemType.BLOCK:
+                return self._block_control(delim_pos)
+            if typ in (ItemType.BREAK, ItemType.CONTINUE):
+                word = "break" if typ == ItemType.BREAK else "continue"
+                after = self._next_non_space()
+                if after.typ != ItemType.RIGHT_DELIM:
+                    raise self._unexpected(after, "{{" + word + "}}")
+                if self._range_depth == 0:
+                    raise self._errorf("{{" + word + "}} outside {{range}}")
+                cls = BreakNode if typ == ItemType.BREAK else ContinueNode
+                return cls(token.pos, token.line)
+            if typ == ItemType.ELSE:
+                return self._else_control()
+            if typ == ItemType.END:
+                return EndNode(self._expect(ItemType.RIGHT_DELIM, "end").pos)
+            if typ in (ItemType.IF, ItemType.RANGE, ItemType.WITH):
+                return self._parse_control(token.val, delim_pos)
+            if typ == ItemType.TEMPLATE:
+                return self._template_control()
+            self._backup()
+            first = self._peek()
+            pipe = self._pipeline("command", ItemType.RIGHT_DELIM)
+            return ActionNode(first.pos, first.line, pipe)
         finally:
-            self._leave()
-            self._close()
+            self._action_line = 0
 
-    def _parse_control(self, context: str) -> BranchNode:
+    def _parse_control(self, context: str, delim_pos: int | None) -> BranchNode:
+        # delim_pos is None for the "if" of "else if", which shares its opener's {{end}}.
+        if delim_pos is not None:
+            self._open(delim_pos)
+        self._enter(context if delim_pos is not None else "else " + context)
         mark = len(self._vars)
         try:
             pipe = self._pipeline(context, ItemType.RIGHT_DELIM)
@@ -307,11 +302,7 @@ class Tree:
                     # ended by the same {{end}}.
                     kw = self._next()
                     else_list = ListNode(nxt.pos)
-                    self._enter(context)
-                    try:
-                        else_list.nodes.append(self._parse_control(kw.val))
-                    finally:
-                        self._leave()
+                    else_list.nodes.append(self._parse_control(kw.val, None))
                 else:
                     else_list, nxt = self._item_list()
                     if not isinstance(nxt, EndNode):
@@ -319,6 +310,9 @@ class Tree:
             return BranchNode(context, pipe.pos, pipe.line, pipe, lst, else_list)
         finally:
             del self._vars[mark:]
+            self._leave()
+            if delim_pos is not None:
+                self._close()
 
     def _else_control(self) -> ElseNode:
         peek = self._peek_non_space()
