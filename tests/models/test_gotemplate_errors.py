@@ -29,7 +29,7 @@ def test_missing_variable_names_key_line_column_and_action() -> None:
     assert e.message == (
         'template: line 2, column 11, at <.image>: map has no entry for key "image"'
     )
-    assert "-V image=VALUE" in e.hint
+    assert "-V image=VALUE" in e.hint and "-E" in e.hint
     assert '{{or (index . "image") ""}}' in e.hint
 
 
@@ -100,8 +100,14 @@ PARSE_ERRORS: list[tuple[str, str]] = [
     ("{{define .name}}{{end}}", 'unexpected ".name" in define clause'),
     ("{{template .name}}", 'unexpected ".name" in template clause'),
     ('{{block "b"}}{{end}}', "missing value for block clause"),
-    ('{{define "a"}}x{{end}}{{define "a"}}y{{end}}', 'multiple definition of template "a"'),
-    ('{{define "b"}}X{{end}}{{block "b" .}}d{{end}}', 'multiple definition of template "b"'),
+    (
+        '{{define "a"}}x{{end}}{{define "a" }}y{{end}}',
+        'multiple definition of template "a", in {{define "a" }}',  # the second one
+    ),
+    (
+        '{{define "b"}}X{{end}}{{block "b" .}}d{{end}}',
+        'multiple definition of template "b", in {{block "b" .}}',
+    ),
     ('{{define ""}}x{{end}}y', 'multiple definition of template ""'),
     ("{{break}}", "{{break}} outside {{range}}"),
     ("{{range .}}{{else}}{{continue}}{{end}}", "{{continue}} outside {{range}}"),

@@ -117,7 +117,7 @@ def _exec_error(text: str, e: ExecError) -> InvalidJobSpec:
             field=f"template.{key}",
             hint=(
                 f"pass -V {key}=VALUE, or -E to take it from the environment; "
-                f'write {{{{or (index . "{key}") ""}}}} where it is optional'
+                f'write {{{{or (index . {quote(key)}) ""}}}} where it is optional'
             ),
         )
     return InvalidJobSpec(message, field="template", hint=_HINT_LIMIT if e.limit else _HINT)

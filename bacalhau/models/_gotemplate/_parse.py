@@ -145,12 +145,13 @@ class Tree:
 
     # -- errors ---------------------------------------------------------------------------
 
-    def _errorf(self, message: str) -> ParseError:
+    def _errorf(self, message: str, *, at: int | None = None) -> ParseError:
+        # Go reports the line of the last token read; `at` points the message elsewhere.
         opened = self._shared.open_actions
         return ParseError(
             message,
             line=self._token[0].line,
-            pos=self._token[0].pos,
+            pos=self._token[0].pos if at is None else at,
             open_pos=opened[-1] if opened else None,
         )
 
@@ -231,7 +232,11 @@ class Tree:
             trees[self.name] = self
             return
         if not is_empty_tree(self.root):
-            raise self._errorf(f"template: multiple definition of template {quote(self.name)}")
+            opened = self._shared.open_actions  # the define or block being added, if any
+            raise self._errorf(
+                f"template: multiple definition of template {quote(self.name)}",
+                at=opened[-1] if opened else None,
+            )
 
     def _item_list(self) -> tuple[ListNode, Node]:
         lst = ListNode(self._peek_non_space().pos)
