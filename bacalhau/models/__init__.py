@@ -17,6 +17,7 @@ from bacalhau.models._execution import (
     RunCommandResult,
     TriggeredBy,
 )
+from bacalhau.models._gotemplate import has_template_actions, render_template
 from bacalhau.models._ids import new_evaluation_id, new_execution_id, new_job_id, short_id
 from bacalhau.models._job import (
     JOB_TYPES,
@@ -114,7 +115,6 @@ from bacalhau.models._task_config import (
     TimeoutConfig,
     parse_duration,
 )
-from bacalhau.models._template import has_template_actions, render_template
 from bacalhau.models._time import now_ns, parse_rfc3339_ns, rfc3339_ns
 from bacalhau.models._validate import (
     check_document,

@@ -56,3 +56,79 @@ def test_no_template_keeps_the_braces(tmp_path: Path) -> None:
     code, out, err = _run(tmp_path, "--no-template")
     assert code == 0, err
     assert yaml.safe_load(out)["Name"] == "{{.name}}"
+
+
+def _run_text(
+    tmp_path: Path, text: str, *args: str, env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
+    spec = tmp_path / "job.yaml"
+    spec.write_text(text)
+    result = CliRunner().invoke(cli, ["job", "run", str(spec), "--dry-run", *args], env=env)
+    return result.exit_code, result.stdout, result.stderr
+
+
+LIVE_LOGS = """\
+Name: Live logs processing
+Type: ops
+Tasks:
+  - Name: main
+    Engine:
+      Type: docker
+      Params:
+        Image: expanso/nginx-access-log-processor:1.0.0
+        Parameters:
+          - --query
+          - {{ .query }}
+          - --start-time
+          - {{ or (index . "start-time") "" }}
+          - --end-time
+          - {{ or (index . "end-time") "" }}
+"""
+
+
+def test_bacalhau_docs_job_with_optional_variables(tmp_path: Path) -> None:
+    # docs/cli/job/run.md, "Query Live Logs": optional variables through index and or.
+    query = "SELECT status FROM logs WHERE status LIKE '5__'"
+    code, out, err = _run_text(
+        tmp_path, LIVE_LOGS, "-V", f"query={query}", "-V", "start-time=-5m", "-V", "end-time=0m"
+    )
+    assert code == 0, err
+    params = yaml.safe_load(out)["Tasks"][0]["Engine"]["Params"]["Parameters"]
+    assert params == ["--query", query, "--start-time", "-5m", "--end-time", "0m"]
+
+
+def test_conditions_and_defaults_from_flags_and_environment(tmp_path: Path) -> None:
+    text = """\
+Type: batch
+Name: {{ with index . "suffix" }}logs-{{ . }}{{ else }}logs{{ end }}
+Tasks:
+  - Name: main
+    Engine:
+      Type: docker
+      Params:
+        Image: {{ or (index . "IMAGE") "busybox" }}
+        Entrypoint: [{{ range $k, $v := . }}"{{ $k }}={{ $v }}", {{ end }}"end"]
+"""
+    code, out, err = _run_text(tmp_path, text)
+    assert code == 0, err
+    job = yaml.safe_load(out)
+    assert job["Name"] == "logs"
+    assert job["Tasks"][0]["Engine"]["Params"]["Image"] == "busybox"
+    assert job["Tasks"][0]["Engine"]["Params"]["Entrypoint"] == ["end"]
+    code, out, err = _run_text(
+        tmp_path, text, "-V", "suffix=x", "-E", "IMAGE", env={"IMAGE": "img"}
+    )
+    assert code == 0, err
+    job = yaml.safe_load(out)
+    assert job["Name"] == "logs-x"
+    assert job["Tasks"][0]["Engine"]["Params"]["Image"] == "img"
+    # range over the variables, sorted by name: IMAGE before suffix.
+    assert job["Tasks"][0]["Engine"]["Params"]["Entrypoint"] == ["IMAGE=img", "suffix=x", "end"]
+
+
+def test_a_template_error_names_line_and_action_and_submits_nothing(tmp_path: Path) -> None:
+    code, out, err = _run_text(tmp_path, "Type: batch\nName: {{ .name | upper }}\n")
+    assert code != 0
+    assert out == ""
+    assert 'template: line 2: function "upper" not defined, in {{ .name | upper }}' in err
+    assert "--no-template" in err
