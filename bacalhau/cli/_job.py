@@ -3,6 +3,7 @@ versions, get, validate."""
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 import sys
@@ -44,19 +45,23 @@ def _read_spec(path: str) -> str:
 
 
 def _template_variables(pairs: tuple[str, ...], env_pattern: str) -> dict[str, str]:
-    """Template variables: environment variables whose names match ``env_pattern`` (-E),
-    then ``-V key=value`` pairs (repeatable, or comma-separated), which win."""
+    """Template variables, read as Bacalhau's CLI reads them: environment variables whose
+    names the regular expression ``env_pattern`` (-E) finds anywhere in them (``*``: all),
+    then ``-V key=value`` pairs, which win. A -V value with one ``=`` is one pair (commas
+    and all); with more, comma-separated pairs in CSV (pflag's ``StringToString``)."""
     variables: dict[str, str] = {}
     if env_pattern:
+        pattern = ".*" if env_pattern == "*" else env_pattern
         try:
-            wanted = re.compile(env_pattern)
+            wanted = re.compile(pattern)
         except re.error as exc:
             raise click.BadParameter(
                 f"{env_pattern!r} is not a regular expression: {exc}", param_hint="-E"
             ) from None
-        variables.update({k: v for k, v in os.environ.items() if wanted.fullmatch(k)})
+        variables.update({k: v for k, v in os.environ.items() if wanted.search(k)})
     for pair in pairs:
-        for item in pair.split(","):
+        items = [pair.strip('"')] if pair.count("=") == 1 else next(csv.reader([pair]), [])
+        for item in items:
             key, sep, value = item.partition("=")
             if not sep or not key.strip():
                 raise click.BadParameter(f"{item!r} is not key=value", param_hint="-V")
@@ -76,7 +81,8 @@ def _template_variables(pairs: tuple[str, ...], env_pattern: str) -> dict[str, s
     "-E",
     "--template-envs",
     default="",
-    help="Regular expression: environment variables whose names match are template variables.",
+    help="Regular expression: environment variables whose names it finds a match in are "
+    "template variables ('*': all of them).",
 )
 @click.option("--no-template", is_flag=True, help="Submit FILE as it is, without templating.")
 @click.argument("file")

@@ -10,6 +10,7 @@ import math
 import posixpath
 import re
 from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 from bacalhau.errors import InvalidJobSpec
 from bacalhau.models._codec import param
@@ -220,8 +221,28 @@ def normalise_job(job: Job) -> list[str]:
         task.resources.normalise()
         task.engine.type = task.engine.type.strip()
         task.publisher.type = task.publisher.type.strip()
+        _null_items_to_empty(task.engine.params)
     _normalise_verification(job)
     return warnings
+
+
+#: Engine params that are lists of strings, for the docker and wasm engines.
+_STRING_LIST_PARAMS = ("Entrypoint", "Parameters", "EnvironmentVariables")
+
+
+def _null_items_to_empty(params: dict[str, Any]) -> None:
+    """A ``null`` item of a list of strings is the empty string, as Go decodes it (a
+    template that renders an unset optional variable as ``- `` makes one)."""
+    for key, value in params.items():
+        if (
+            key.lower() in _LOWER_STRING_LIST_PARAMS
+            and isinstance(value, list)
+            and any(item is None for item in value)
+        ):
+            params[key] = ["" if item is None else item for item in value]
+
+
+_LOWER_STRING_LIST_PARAMS = frozenset(k.lower() for k in _STRING_LIST_PARAMS)
 
 
 #: Replicas a verified job runs at least: with fewer, no result can be compared.

@@ -45,6 +45,23 @@ def test_variables_from_the_environment_by_regex_and_flags_win(tmp_path: Path) -
     assert yaml.safe_load(out)["Name"] == "flag"
 
 
+def test_variables_are_read_as_bacalhaus_cli_reads_them(tmp_path: Path) -> None:
+    # pflag's StringToString: one `=` is one pair, commas and all; more are CSV pairs.
+    code, out, err = _run(tmp_path, "-V", "name=a,b", "-V", 'image=i,"word=x,y"')
+    assert code == 0, err
+    job = yaml.safe_load(out)
+    assert job["Name"] == "a,b"
+    assert job["Tasks"][0]["Engine"]["Params"]["Entrypoint"] == ["echo", "x,y"]
+    # -E finds its pattern anywhere in a name (Go's MatchString); `*` means every variable.
+    env = {"MY_name": "n", "name": "from-env", "image": "img", "word": "w"}
+    code, out, err = _run(tmp_path, "-E", "ame", "-V", "image=i,word=w", env=env)
+    assert code == 0 and yaml.safe_load(out)["Name"] == "from-env", err
+    code, out, err = _run(tmp_path, "-E", "*", env=env)
+    assert code == 0 and yaml.safe_load(out)["Name"] == "from-env", err
+    code, out, err = _run(tmp_path, "-V", "name", "-E", "image|word", env=env)
+    assert code == 2 and "'name' is not key=value" in err
+
+
 def test_a_missing_variable_is_named_and_nothing_is_printed(tmp_path: Path) -> None:
     code, out, err = _run(tmp_path, "-V", "name=n", "-V", "image=i")
     assert code != 0

@@ -36,6 +36,23 @@ def test_keys_are_case_insensitive() -> None:
     assert job.type == "batch" and job.tasks[0].name == "x" and job.task.engine.type == "wasm"
 
 
+def test_a_null_item_of_a_list_of_strings_is_the_empty_string() -> None:
+    # Go decodes `[--end, null]` into a []string as ["--end", ""]: a template that renders
+    # an unset optional variable as `- ` (Bacalhau's docs do) makes such an item.
+    job = Job.from_dict(
+        _job(Engine={"Type": "docker", "Params": {"Image": "x", "Parameters": ["--end", None]}})
+    )
+    normalise_job(job)
+    validate_job(job)
+    assert job.task.engine.params["Parameters"] == ["--end", ""]
+    numbers = Job.from_dict(
+        _job(Engine={"Type": "docker", "Params": {"Image": "x", "Parameters": [1]}})
+    )
+    normalise_job(numbers)
+    with pytest.raises(InvalidJobSpec):
+        validate_job(numbers)  # a number is still no string, as in Go
+
+
 @pytest.mark.parametrize(
     ("doc", "field"),
     [
