@@ -4,6 +4,7 @@ Keys are ours (:class:`NodeConfig`'s fields) or Bacalhau's (v1.5-v1.9), each map
 ours, ignored with a reason, or refused with a reason and a hint; see :func:`describe_key`.
 """
 
+from bacalhau.config._api_users import CAPABILITY_ACTIONS, ApiUserConfig, is_bcrypt_hash
 from bacalhau.config._bacalhau_keys import LOG_LEVELS, LOG_MODES
 from bacalhau.config._config import NodeConfig, default_data_dir
 from bacalhau.config._hooks import ApprovalHookConfig
@@ -23,9 +24,11 @@ from bacalhau.config._settings import (
 )
 
 __all__ = [
+    "CAPABILITY_ACTIONS",
     "JOB_TYPES",
     "LOG_LEVELS",
     "LOG_MODES",
+    "ApiUserConfig",
     "ApprovalHookConfig",
     "ConfigOptions",
     "JobDefaults",
@@ -37,6 +40,7 @@ __all__ = [
     "default_data_dir",
     "describe_key",
     "effective_settings",
+    "is_bcrypt_hash",
     "known_keys",
     "load_config",
     "read_config_file",
