@@ -22,7 +22,9 @@ edge, a ``hint`` telling the user what to do, and whether retrying may help. The
     ├── ConflictJobState (409)   an operation is not allowed in the job's state (Bacalhau: 500)
     ├── RevisionConflict (409)   compare-and-set lost a race
     ├── InvalidTransition (409)  the state machine refused a transition
+    ├── Unauthorized (401)       API credentials missing or wrong
     ├── PermissionDenied (403)   trust: bad certificate, bad signature
+    │   └── Forbidden            API credentials lack the capability a route needs
     ├── InvalidConfiguration     a node's configuration or on-disk identity is unusable
     ├── NotEnoughNodes (500)     no node can run the job
     ├── ExecutionFailed          run-time failures of an execution
@@ -56,6 +58,7 @@ __all__ = [
     "ExecutionNotFound",
     "ExecutionTimeout",
     "ExecutorNotInstalled",
+    "Forbidden",
     "ImageNotFound",
     "InternalError",
     "InvalidCID",
@@ -73,6 +76,7 @@ __all__ = [
     "PermissionDenied",
     "PublishFailed",
     "RevisionConflict",
+    "Unauthorized",
     "Unavailable",
     "UnsafePath",
     "VerificationFailed",
@@ -281,6 +285,23 @@ class PermissionDenied(BacalhauError):
     code = "PermissionDenied"
     http_status = 403
     default_component = "Transport"
+
+
+class Unauthorized(BacalhauError):
+    """The API asks for credentials (``API.Auth.Users``) and the request carried none, or
+    ones it does not know (Bacalhau's ``Unauthorized``, HTTP 401, gRPC UNAUTHENTICATED)."""
+
+    code = "Unauthorized"
+    http_status = 401
+    default_component = "Authorizer"
+
+
+class Forbidden(PermissionDenied):
+    """The API knows the caller, whose capabilities do not include the one the route needs
+    (Bacalhau's ``Forbidden``, HTTP 403, gRPC PERMISSION_DENIED)."""
+
+    code = "Forbidden"
+    default_component = "Authorizer"
 
 
 class InvalidConfiguration(BacalhauError):
