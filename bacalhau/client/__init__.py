@@ -20,6 +20,7 @@ from bacalhau.client._async import (
     api_url,
     url_from_env,
 )
+from bacalhau.client._auth import API_KEY_ENV, PASSWORD_ENV, USERNAME_ENV, Credentials
 from bacalhau.client._data import AsyncDataClient, DataClient, DataEntry, content_cid
 from bacalhau.client._download import (
     APPENDED_FILES,
@@ -53,16 +54,20 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
+    "API_KEY_ENV",
     "APPENDED_FILES",
     "CLIENT_WIRE_VERSION",
     "DEFAULT_API_HOST",
     "DEFAULT_API_PORT",
     "DEFAULT_GRPC_API_PORT",
     "LONG_RUNNING_JOB_TYPES",
+    "PASSWORD_ENV",
+    "USERNAME_ENV",
     "AsyncClient",
     "AsyncDataClient",
     "AsyncGrpcClient",
     "Client",
+    "Credentials",
     "DataClient",
     "DataEntry",
     "DownloadedResults",

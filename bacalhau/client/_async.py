@@ -12,6 +12,7 @@ from typing import Any, Self
 from urllib.parse import quote
 
 from bacalhau.client import _download
+from bacalhau.client._auth import Credentials
 from bacalhau.client._decode import history_from_dict, node_state_from_dict
 from bacalhau.client._logs import LogLine, stream_log_lines
 from bacalhau.client._transport import Transport
@@ -113,10 +114,28 @@ def is_started(details: JobDetails) -> bool:
 
 class RestSession:
     """A connection to one node's v1 REST API (base URL from the environment when not
-    given), closed by ``close()`` or at the end of ``async with``."""
+    given), closed by ``close()`` or at the end of ``async with``.
 
-    def __init__(self, base_url: str | None = None, *, connect_timeout: float = 10.0) -> None:
-        self._http = Transport(base_url or url_from_env(), connect_timeout=connect_timeout)
+    ``credentials`` go with every request (by default those of the environment:
+    ``BACALHAU_API_KEY``, or ``BACALHAU_API_USERNAME`` and ``BACALHAU_API_PASSWORD``; pass
+    :meth:`Credentials.none() <bacalhau.client.Credentials.none>` to send none).
+    ``verify_tls`` false accepts any certificate of an ``https`` API.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        connect_timeout: float = 10.0,
+        credentials: Credentials | None = None,
+        verify_tls: bool = True,
+    ) -> None:
+        self._http = Transport(
+            base_url or url_from_env(),
+            connect_timeout=connect_timeout,
+            credentials=credentials if credentials is not None else Credentials.from_env(),
+            verify_tls=verify_tls,
+        )
 
     @property
     def base_url(self) -> str:

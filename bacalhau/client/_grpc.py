@@ -25,6 +25,7 @@ import grpc
 
 from bacalhau._proto.v1 import api_pb2, api_pb2_grpc, compute_pb2
 from bacalhau.client._async import DEFAULT_API_HOST, LONG_RUNNING_JOB_TYPES, is_started
+from bacalhau.client._auth import Credentials, explain_refusal
 from bacalhau.client._decode import history_from_dict, node_state_from_dict
 from bacalhau.client._logs import LogLine
 from bacalhau.client._types import (
@@ -45,6 +46,7 @@ from bacalhau.errors import (
     NotFound,
     PermissionDenied,
     RevisionConflict,
+    Unauthorized,
     Unavailable,
 )
 from bacalhau.models import (
@@ -131,7 +133,9 @@ def _error_without_metadata(status: grpc.StatusCode, message: str, target: str) 
             f"the Bacalhau gRPC API at {target} did not answer in time: {message}",
             hint="the node may be overloaded; try again",
         )
-    if status in (codes.PERMISSION_DENIED, codes.UNAUTHENTICATED):
+    if status == codes.UNAUTHENTICATED:
+        return Unauthorized(f"{target} refused the call: {message}")
+    if status == codes.PERMISSION_DENIED:
         return PermissionDenied(f"{target} refused the call: {message}")
     if status == codes.NOT_FOUND:
         return NotFound(message)
@@ -180,7 +184,9 @@ class AsyncGrpcClient:
     ``target`` is ``host:port`` (default from the environment: :func:`grpc_target_from_env`).
     Plaintext by default, as the node serves it; with ``tls`` (or ``root_certificates``, PEM)
     the channel is TLS, for a node behind a TLS-terminating proxy. ``timeout`` bounds every
-    call but long-polls (which get their wait on top) and log streams.
+    call but long-polls (which get their wait on top) and log streams. ``credentials`` go
+    with every call in the ``authorization`` metadata (by default the environment's, as
+    :class:`~bacalhau.client.AsyncClient` reads them).
 
     Every failure is a :class:`~bacalhau.errors.BacalhauError` (see :func:`error_from_status`).
     """
@@ -193,8 +199,12 @@ class AsyncGrpcClient:
         root_certificates: bytes | None = None,
         timeout: float = 60.0,
         max_message: int = DEFAULT_MAX_MESSAGE,
+        credentials: Credentials | None = None,
     ) -> None:
         self.target = target or grpc_target_from_env()
+        self._auth = credentials if credentials is not None else Credentials.from_env()
+        header = self._auth.header
+        self._metadata = (("authorization", header),) if header else ()
         self._credentials = (
             grpc.ssl_channel_credentials(root_certificates)
             if tls or root_certificates is not None
@@ -262,9 +272,12 @@ class AsyncGrpcClient:
     async def _call(self, call: Callable[..., Any], request: Any, timeout: float = 0.0) -> Any:
         """One unary call, its failure translated."""
         try:
-            return await call(request, timeout=timeout or self._timeout)
+            return await call(request, timeout=timeout or self._timeout, metadata=self._metadata)
         except grpc.aio.AioRpcError as exc:
-            raise error_from_status(exc, target=self.target) from None
+            raise self._failure(exc) from None
+
+    def _failure(self, exc: grpc.aio.AioRpcError) -> BacalhauError:
+        return explain_refusal(error_from_status(exc, target=self.target), self._auth)
 
     # -- jobs -------------------------------------------------------------------------------
 
@@ -518,7 +531,8 @@ class AsyncGrpcClient:
         call = self._job_service.StreamJobLogs(
             api_pb2.StreamJobLogsRequest(
                 job_id=job_id, execution_id=execution_id, follow=follow, tail=tail
-            )
+            ),
+            metadata=self._metadata,
         )
         lines = LineSplitter()
         try:
@@ -527,7 +541,7 @@ class AsyncGrpcClient:
                 for kind, text in lines.feed(LogChunk(stream, 0, chunk.data)):
                     yield LogLine(kind, text)
         except grpc.aio.AioRpcError as exc:
-            raise error_from_status(exc, target=self.target) from None
+            raise self._failure(exc) from None
         finally:
             call.cancel()
         for kind, text in lines.flush():

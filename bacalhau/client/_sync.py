@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from bacalhau.client._async import AsyncClient
+from bacalhau.client._auth import Credentials
 from bacalhau.client._download import DownloadedResults
 from bacalhau.client._logs import LogLine
 from bacalhau.client._types import (
@@ -28,11 +29,24 @@ T = TypeVar("T")
 
 
 class Client:
-    """Blocking client for one node's v1 API; see :class:`AsyncClient` for the semantics."""
+    """Blocking client for one node's v1 API; see :class:`AsyncClient` for the semantics
+    (and the arguments: ``credentials`` default to the environment's)."""
 
-    def __init__(self, base_url: str | None = None, *, connect_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        connect_timeout: float = 10.0,
+        credentials: Credentials | None = None,
+        verify_tls: bool = True,
+    ) -> None:
         self._loop = asyncio.new_event_loop()
-        self._client = AsyncClient(base_url, connect_timeout=connect_timeout)
+        self._client = AsyncClient(
+            base_url,
+            connect_timeout=connect_timeout,
+            credentials=credentials,
+            verify_tls=verify_tls,
+        )
 
     @property
     def base_url(self) -> str:
