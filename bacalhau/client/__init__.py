@@ -20,7 +20,14 @@ from bacalhau.client._async import (
     api_url,
     url_from_env,
 )
-from bacalhau.client._auth import API_KEY_ENV, PASSWORD_ENV, USERNAME_ENV, Credentials
+from bacalhau.client._auth import (
+    API_KEY_ENV,
+    PASSWORD_ENV,
+    USERNAME_ENV,
+    AuthStatus,
+    Credentials,
+    Identity,
+)
 from bacalhau.client._data import AsyncDataClient, DataClient, DataEntry, content_cid
 from bacalhau.client._download import (
     APPENDED_FILES,
@@ -66,6 +73,7 @@ __all__ = [
     "AsyncClient",
     "AsyncDataClient",
     "AsyncGrpcClient",
+    "AuthStatus",
     "Client",
     "Credentials",
     "DataClient",
@@ -73,6 +81,7 @@ __all__ = [
     "DownloadedResults",
     "GrpcHistoryPage",
     "HistoryPage",
+    "Identity",
     "JobDetails",
     "JobListPage",
     "LogLine",

@@ -12,7 +12,7 @@ from typing import Any, Self
 from urllib.parse import quote
 
 from bacalhau.client import _download
-from bacalhau.client._auth import Credentials
+from bacalhau.client._auth import AuthStatus, Credentials
 from bacalhau.client._decode import history_from_dict, node_state_from_dict
 from bacalhau.client._logs import LogLine, stream_log_lines
 from bacalhau.client._transport import Transport
@@ -568,6 +568,30 @@ class AsyncClient(RestSession):
         data = await self._http.request("GET", "/api/v1/agent/config")
         config = data.get("config") if isinstance(data, dict) else None
         return config if isinstance(config, dict) else {}
+
+    # -- authentication ---------------------------------------------------------------------
+
+    async def auth_status(self) -> AuthStatus:
+        """Whether the API asks for credentials, and who it takes this client's for (our
+        ``/api/v1/agent/whoami``). Raises :class:`~bacalhau.errors.Unauthorized` when the
+        credentials sent are refused, :class:`~bacalhau.errors.NotFound` from a server
+        without the endpoint (Bacalhau's own: see :meth:`auth_methods`)."""
+        return AuthStatus.from_dict(await self._http.request("GET", "/api/v1/agent/whoami"))
+
+    async def auth_methods(self) -> dict[str, str]:
+        """Bacalhau's ``GET /api/v1/auth``: its older authentication methods by name, each
+        with its type (``challenge``, ``ask``); none when the server has users (Basic and
+        API keys) or SSO instead."""
+        data = await self._http.request("GET", "/api/v1/auth")
+        methods = data.get("Methods") if isinstance(data, dict) else None
+        if not isinstance(methods, dict):
+            return {}
+        return {
+            str(name): str(req.get("type") or req.get("Type") or "")
+            if isinstance(req, dict)
+            else ""
+            for name, req in methods.items()
+        }
 
 
 def _quote(ident: str) -> str:

@@ -15,6 +15,7 @@ import base64
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from bacalhau.errors import BacalhauError, Forbidden, InvalidRequest, Unauthorized
 
@@ -22,7 +23,9 @@ __all__ = [
     "API_KEY_ENV",
     "PASSWORD_ENV",
     "USERNAME_ENV",
+    "AuthStatus",
     "Credentials",
+    "Identity",
     "explain_refusal",
 ]
 
@@ -142,3 +145,46 @@ def explain_refusal(err: BacalhauError, credentials: Credentials) -> BacalhauErr
             "that have it"
         )
     return err
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who the API takes a client's credentials for: how it names them, their username and
+    alias (either may be empty), the scheme they used (``Basic``, ``Bearer``) and the
+    actions of their capabilities."""
+
+    name: str
+    username: str
+    alias: str
+    method: str
+    capabilities: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AuthStatus:
+    """What the API says of authentication (our ``GET /api/v1/agent/whoami``): whether it
+    asks for credentials, the ``Authorization`` schemes it takes, and who the credentials
+    sent are (None: none were sent, or the API is open)."""
+
+    auth_required: bool
+    methods: tuple[str, ...]
+    user: Identity | None
+
+    @classmethod
+    def from_dict(cls, data: Any) -> AuthStatus:
+        body = data if isinstance(data, Mapping) else {}
+        user = body.get("User")
+        identity = None
+        if isinstance(user, Mapping):
+            identity = Identity(
+                name=str(user.get("Name") or ""),
+                username=str(user.get("Username") or ""),
+                alias=str(user.get("Alias") or ""),
+                method=str(user.get("Method") or ""),
+                capabilities=tuple(str(c) for c in user.get("Capabilities") or ()),
+            )
+        return cls(
+            auth_required=bool(body.get("AuthRequired")),
+            methods=tuple(str(m) for m in body.get("Methods") or ()),
+            user=identity,
+        )

@@ -12,7 +12,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from bacalhau.client._async import AsyncClient
-from bacalhau.client._auth import Credentials
+from bacalhau.client._auth import AuthStatus, Credentials
 from bacalhau.client._download import DownloadedResults
 from bacalhau.client._logs import LogLine
 from bacalhau.client._types import (
@@ -241,6 +241,14 @@ class Client:
     def agent_config(self) -> dict[str, Any]:
         """The node's configuration, secrets redacted (Bacalhau's ``agent config``)."""
         return self._run(self._client.agent_config())
+
+    def auth_status(self) -> AuthStatus:
+        """See :meth:`AsyncClient.auth_status`."""
+        return self._run(self._client.auth_status())
+
+    def auth_methods(self) -> dict[str, str]:
+        """See :meth:`AsyncClient.auth_methods`."""
+        return self._run(self._client.auth_methods())
 
 
 async def _next(lines: AsyncIterator[LogLine]) -> LogLine:

@@ -22,6 +22,7 @@ from bacalhau.config._settings import (
     known_keys,
     validate_value,
 )
+from bacalhau.config._values import parse_duration
 
 __all__ = [
     "CAPABILITY_ACTIONS",
@@ -43,6 +44,7 @@ __all__ = [
     "is_bcrypt_hash",
     "known_keys",
     "load_config",
+    "parse_duration",
     "read_config_file",
     "split_config_options",
     "validate_value",
