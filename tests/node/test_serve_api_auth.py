@@ -4,6 +4,7 @@ whose users are wrong stops the node before it starts, naming the user and the f
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from bacalhau.errors import Forbidden, Unauthorized
 from bacalhau.identity import ClusterCA, NodeIdentity
 from bacalhau.node._devstack_plan import free_port
 from tests.integration.devstack import (
+    Devstack,
     bacalhau_command,
     dying_with_parent,
     eventually,
@@ -140,6 +142,7 @@ def node(tmp_path: Path) -> Iterator[Node]:
             process.wait()
 
 
+READ_ALL = [{"Actions": ["read:*"]}]
 NOOP_JOB = {"Type": "batch", "Count": 1, "Tasks": [{"Name": "main", "Engine": {"Type": "noop"}}]}
 
 
@@ -241,3 +244,52 @@ def test_a_node_whose_users_are_wrong_does_not_start(
     assert f"Error: {config}: " in done.stderr and message in done.stderr
     assert f"Field: {field}" in done.stderr
     assert "is running" not in done.stdout
+
+
+def test_a_devstack_with_users_waits_for_its_nodes_with_a_user_that_reads_them(
+    tmp_path: Path,
+) -> None:
+    users = json.dumps(
+        [
+            {"Username": "reader", "Password": _hash(READER_PASSWORD), "Capabilities": READ_ALL},
+            {
+                "APIKey": API_KEY,
+                "Capabilities": [{"Actions": ["read:node", "read:job", "write:job"]}],
+            },
+        ]
+    )
+    stack = Devstack.start(
+        tmp_path / "stack", compute_nodes=1, engines="noop", config=[f"API.Auth.Users={users}"]
+    )
+    stack.credentials = Credentials.api_key(API_KEY)
+    try:
+        with Client(stack.api_url, credentials=Credentials.api_key(API_KEY)) as client:
+            nodes = client.list_nodes()
+            assert len([n for n in nodes if n.info.compute is not None]) == 1
+            assert client.submit_and_wait(NOOP_JOB, timeout=60)[1].job.state.is_terminal()
+        with (
+            Client(stack.api_url, credentials=Credentials.none()) as anonymous,
+            pytest.raises(Unauthorized),
+        ):
+            anonymous.list_nodes()
+        assert "not waiting for the compute nodes" not in stack.output()
+    finally:
+        stack.stop()
+
+
+def test_a_devstack_whose_users_it_cannot_act_as_still_starts(tmp_path: Path) -> None:
+    # Its only user has a hashed password: the devstack cannot act as it.
+    users = json.dumps(
+        [{"Username": "reader", "Password": _hash(READER_PASSWORD), "Capabilities": READ_ALL}]
+    )
+    stack = Devstack.start(
+        tmp_path / "stack", compute_nodes=1, engines="noop", config=[f"API.Auth.Users={users}"]
+    )
+    reader = Credentials.basic("reader", READER_PASSWORD)
+    stack.credentials = reader
+    try:
+        assert "not waiting for the compute nodes to join" in stack.output()
+        with Client(stack.api_url, credentials=reader) as client:
+            assert client.agent_alive()
+    finally:
+        stack.stop()
