@@ -112,6 +112,9 @@ class Transport:
         header = self.credentials.header
         #: Headers of every request to the API: the credentials' ``Authorization``.
         self.api_headers: dict[str, str] = {"Authorization": header} if header else {}
+        # Built once: an open API's requests carry exactly the headers they did before.
+        self._bare_headers = self.api_headers or None
+        self._body_headers = {**_JSON_HEADERS, **self.api_headers}
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -158,7 +161,7 @@ class Transport:
                 self.base_url + path,
                 params=_query(params),
                 data=None if body is None else encode_body(body),
-                headers=self.api_headers if body is None else {**_JSON_HEADERS, **self.api_headers},
+                headers=self._bare_headers if body is None else self._body_headers,
                 timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=self._connect_timeout),
             ) as resp:
                 raw = await resp.read()
