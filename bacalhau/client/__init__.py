@@ -12,14 +12,7 @@ same models (imported on first use: plain REST users do not load gRPC).
 
 from typing import TYPE_CHECKING, Any
 
-from bacalhau.client._async import (
-    DEFAULT_API_HOST,
-    DEFAULT_API_PORT,
-    LONG_RUNNING_JOB_TYPES,
-    AsyncClient,
-    api_url,
-    url_from_env,
-)
+from bacalhau.client._async import LONG_RUNNING_JOB_TYPES, AsyncClient
 from bacalhau.client._auth import (
     API_KEY_ENV,
     PASSWORD_ENV,
@@ -38,6 +31,7 @@ from bacalhau.client._download import (
     merge_results,
 )
 from bacalhau.client._logs import LogLine
+from bacalhau.client._session import DEFAULT_API_HOST, DEFAULT_API_PORT, api_url, url_from_env
 from bacalhau.client._sync import Client
 from bacalhau.client._transport import CLIENT_WIRE_VERSION
 from bacalhau.client._types import (

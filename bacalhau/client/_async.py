@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import quote
 
 from bacalhau.client import _download
-from bacalhau.client._auth import AuthStatus, Credentials
+from bacalhau.client._auth import AuthStatus
 from bacalhau.client._decode import history_from_dict, node_state_from_dict
 from bacalhau.client._logs import LogLine, stream_log_lines
-from bacalhau.client._transport import Transport
+from bacalhau.client._session import RestSession
 from bacalhau.client._types import (
     HistoryPage,
     JobDetails,
@@ -37,24 +35,8 @@ from bacalhau.models import (
     short_id,
 )
 
-DEFAULT_API_HOST = "127.0.0.1"
-DEFAULT_API_PORT = 1234
 #: Longest the server holds one history long-poll; the client asks for at most this.
 LONG_POLL_SECONDS = 30.0
-
-
-def api_url(host: str, port: int, *, https: bool = False) -> str:
-    """``http://host:port`` (IPv6 literals bracketed)."""
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    return f"{'https' if https else 'http'}://{host}:{port}"
-
-
-def url_from_env() -> str:
-    """The API address from ``BACALHAU_API_HOST``/``BACALHAU_API_PORT``/``BACALHAU_HTTPS``."""
-    host = os.environ.get("BACALHAU_API_HOST") or DEFAULT_API_HOST
-    port = int(os.environ.get("BACALHAU_API_PORT") or DEFAULT_API_PORT)
-    return api_url(host, port, https=bool(os.environ.get("BACALHAU_HTTPS")))
 
 
 def _items(data: Any, key: str = "Items") -> list[Any]:
@@ -110,50 +92,6 @@ def is_started(details: JobDetails) -> bool:
         return False
     needed = max(job.count, 1) if job.type == "service" else 1
     return len(started) >= needed
-
-
-class RestSession:
-    """A connection to one node's v1 REST API (base URL from the environment when not
-    given), closed by ``close()`` or at the end of ``async with``.
-
-    ``credentials`` go with every request (by default those of the environment:
-    ``BACALHAU_API_KEY``, or ``BACALHAU_API_USERNAME`` and ``BACALHAU_API_PASSWORD``; pass
-    :meth:`Credentials.none() <bacalhau.client.Credentials.none>` to send none).
-    ``verify_tls`` false accepts any certificate of an ``https`` API.
-    """
-
-    def __init__(
-        self,
-        base_url: str | None = None,
-        *,
-        connect_timeout: float = 10.0,
-        credentials: Credentials | None = None,
-        verify_tls: bool = True,
-    ) -> None:
-        self._http = Transport(
-            base_url or url_from_env(),
-            connect_timeout=connect_timeout,
-            credentials=credentials if credentials is not None else Credentials.from_env(),
-            verify_tls=verify_tls,
-        )
-
-    @property
-    def base_url(self) -> str:
-        return self._http.base_url
-
-    async def close(self) -> None:
-        await self._http.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
 
 class AsyncClient(RestSession):

@@ -20,8 +20,8 @@ from urllib.parse import quote
 
 import aiohttp
 
-from bacalhau.client._async import RestSession
 from bacalhau.client._auth import Credentials
+from bacalhau.client._session import RestSession
 from bacalhau.errors import InvalidRequest, Unavailable
 from bacalhau.storage.cid import Blockstore, Importer, ImportOptions, write_car
 

@@ -24,10 +24,11 @@ from typing import Any, Self
 import grpc
 
 from bacalhau._proto.v1 import api_pb2, api_pb2_grpc, compute_pb2
-from bacalhau.client._async import DEFAULT_API_HOST, LONG_RUNNING_JOB_TYPES, is_started
+from bacalhau.client._async import LONG_RUNNING_JOB_TYPES, is_started
 from bacalhau.client._auth import Credentials, explain_refusal
 from bacalhau.client._decode import history_from_dict, node_state_from_dict
 from bacalhau.client._logs import LogLine
+from bacalhau.client._session import DEFAULT_API_HOST
 from bacalhau.client._types import (
     HistoryPage,
     JobDetails,
