@@ -23,7 +23,9 @@ edge, a ``hint`` telling the user what to do, and whether retrying may help. The
     ├── JobSpecUnchanged (409)   a job submitted again by name with its spec unchanged
     ├── RevisionConflict (409)   compare-and-set lost a race
     ├── InvalidTransition (409)  the state machine refused a transition
+    ├── Unauthorized (401)       API credentials missing or wrong
     ├── PermissionDenied (403)   trust: bad certificate, bad signature
+    │   └── Forbidden            API credentials lack the capability a route needs
     ├── InvalidConfiguration     a node's configuration or on-disk identity is unusable
     ├── NotEnoughNodes (500)     no node can run the job
     ├── ExecutionFailed          run-time failures of an execution
@@ -57,6 +59,7 @@ __all__ = [
     "ExecutionNotFound",
     "ExecutionTimeout",
     "ExecutorNotInstalled",
+    "Forbidden",
     "ImageNotFound",
     "InternalError",
     "InvalidCID",
@@ -75,6 +78,7 @@ __all__ = [
     "PermissionDenied",
     "PublishFailed",
     "RevisionConflict",
+    "Unauthorized",
     "Unavailable",
     "UnsafePath",
     "VerificationFailed",
@@ -294,6 +298,23 @@ class PermissionDenied(BacalhauError):
     code = "PermissionDenied"
     http_status = 403
     default_component = "Transport"
+
+
+class Unauthorized(BacalhauError):
+    """The API asks for credentials (``API.Auth.Users``) and the request carried none, or
+    ones it does not know (Bacalhau's ``Unauthorized``, HTTP 401, gRPC UNAUTHENTICATED)."""
+
+    code = "Unauthorized"
+    http_status = 401
+    default_component = "Authorizer"
+
+
+class Forbidden(PermissionDenied):
+    """The API knows the caller, whose capabilities do not include the one the route needs
+    (Bacalhau's ``Forbidden``, HTTP 403, gRPC PERMISSION_DENIED)."""
+
+    code = "Forbidden"
+    default_component = "Authorizer"
 
 
 class InvalidConfiguration(BacalhauError):

@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 import grpc
 
 from bacalhau._proto.v1 import api_pb2, api_pb2_grpc
+from bacalhau.api._authz import Authorizer
+from bacalhau.api._grpc_auth import AuthInterceptor
 from bacalhau.api._grpc_convert import (
     execution_document,
     history_item,
@@ -336,8 +338,12 @@ class GrpcApiServer:
         port: int = 1235,
         max_message: int = DEFAULT_MAX_MESSAGE,
         result_rewriter: ResultRewriter | None = None,
+        authorizer: Authorizer | None = None,
     ) -> None:
+        """``authorizer``: who may call what (the node's ``API.Auth.Users``, shared with the
+        REST API), None for an open API."""
         self._orch = orchestrator
+        self._authorizer = authorizer
         self._host = host
         self._requested_port = port
         self._max_message = max_message
@@ -362,7 +368,8 @@ class GrpcApiServer:
             ("grpc.max_receive_message_length", self._max_message),
             ("grpc.so_reuseport", 0),  # a taken port must fail, not be shared
         ]
-        server = grpc.aio.server(options=options)
+        interceptors = [] if self._authorizer is None else [AuthInterceptor(self._authorizer)]
+        server = grpc.aio.server(options=options, interceptors=interceptors)
         api_pb2_grpc.add_JobServiceServicer_to_server(
             JobServicer(self._orch, self._closing, self._rewrite), server
         )

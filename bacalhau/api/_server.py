@@ -8,8 +8,10 @@ from types import TracebackType
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
-from bacalhau.api import _agent, _data, _jobs, _logs, _nodes
+from bacalhau.api import _agent, _auth_rest, _data, _jobs, _logs, _nodes
+from bacalhau.api._authz import Authorizer
 from bacalhau.api._context import CONTEXT, ApiContext
 from bacalhau.api._errors import JsonErrorRequestHandler, error_middleware
 from bacalhau.api._metrics import add_routes as _add_metrics_routes
@@ -30,10 +32,15 @@ def build_app(
     result_rewriter: Callable[[SpecConfig], SpecConfig] | None = None,
     content: _data.ContentStore | None = None,
     max_upload: int = _data.DEFAULT_MAX_UPLOAD_BYTES,
+    authorizer: Authorizer | None = None,
 ) -> web.Application:
     """The aiohttp application serving the v1 API (for embedding; most callers want
-    :class:`ApiServer`)."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=max_job_size)
+    :class:`ApiServer`). With an ``authorizer`` every request must be allowed by it;
+    without one the API is open, and its requests go through no authentication code."""
+    middlewares: list[Middleware] = [error_middleware]
+    if authorizer is not None:
+        middlewares.append(_auth_rest.auth_middleware(authorizer))
+    app = web.Application(middlewares=middlewares, client_max_size=max_job_size)
     app[CONTEXT] = ApiContext(
         orchestrator=orchestrator,
         started_ns=now_ns(),
@@ -47,6 +54,7 @@ def build_app(
     _logs.add_routes(app)
     _nodes.add_routes(app)
     _agent.add_routes(app)
+    _auth_rest.add_routes(app, authorizer)
     _add_metrics_routes(app)
     if content is not None:
         _data.add_routes(app, content, max_upload=max_upload)
@@ -90,9 +98,11 @@ class ApiServer:
         result_rewriter: Callable[[SpecConfig], SpecConfig] | None = None,
         content: _data.ContentStore | None = None,
         max_upload: int = _data.DEFAULT_MAX_UPLOAD_BYTES,
+        authorizer: Authorizer | None = None,
     ) -> None:
         """``gossip_metrics``: this node's gossip counters (records applied and rejected,
-        probes, members by liveness) for ``/api/v1/agent/debug``."""
+        probes, members by liveness) for ``/api/v1/agent/debug``; ``authorizer``: who may
+        call what (the node's ``API.Auth.Users``), None for an open API."""
         self._app = build_app(
             orchestrator,
             agent_config=agent_config,
@@ -101,6 +111,7 @@ class ApiServer:
             result_rewriter=result_rewriter,
             content=content,
             max_upload=max_upload,
+            authorizer=authorizer,
         )
         self._host = host
         self._requested_port = port

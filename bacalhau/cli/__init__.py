@@ -5,12 +5,14 @@ Commands talk to a node through :mod:`bacalhau.client`; errors are printed once,
 """
 
 from bacalhau.cli._agent import agent_group, version
+from bacalhau.cli._auth_cmd import auth_group
 from bacalhau.cli._ca import ca_group
 from bacalhau.cli._config_cmd import config_group
 from bacalhau.cli._data import data_group
 from bacalhau.cli._job import job_group, logs_command
 from bacalhau.cli._legacy import legacy_commands
 from bacalhau.cli._node import node_group
+from bacalhau.cli._profile_cmd import profile_group
 from bacalhau.cli._root import cli, main
 from bacalhau.cli._run import docker_group, wasm_group
 from bacalhau.cli._serve import devstack, serve
@@ -23,6 +25,8 @@ for _command in (
     node_group,
     data_group,
     agent_group,
+    auth_group,
+    profile_group,
     version,
     ca_group,
     config_group,

@@ -3,10 +3,11 @@
 Bacalhau's CLI is built with cobra, which differs from click in three ways its users rely on:
 
 * **Persistent flags.** ``--api-host``, ``--api-port``, ``-c/--config``, ``--data-dir`` (and
-  the deprecated ``--repo``, ``--log-level``, ``--log-mode``) belong to the root command but
-  may be written after any subcommand: ``bacalhau job list --api-port 8080``. Click takes an
-  option only where it is declared, so they are taken out of a subcommand's arguments here
-  (unless that command declares the option itself, as ``serve`` does) and kept for the root.
+  the deprecated ``--repo``), ``--log-level``, ``--log-mode`` and ``--profile`` belong to the
+  root command but may be written after any subcommand: ``bacalhau job list --api-port
+  8080``. Click takes an option only where it is declared, so they are taken out of a
+  subcommand's arguments here (unless that command declares the option itself, as ``serve``
+  does) and kept for the root.
 * **Boolean flags with a value.** Cobra reads ``--wait=false`` and ``--id-only=true``; click
   refuses a value for a flag. ``--flag=true`` becomes ``--flag``; ``--flag=false`` becomes the
   flag's ``--no-`` form when it has one, or nothing (every such flag defaults to false, except
@@ -38,6 +39,7 @@ PERSISTENT_OPTIONS = {
     "--repo": "data_dir",
     "--log-level": "log_level",
     "--log-mode": "log_mode",
+    "--profile": "profile",
 }
 #: The options among those that may be given more than once (each value is kept, in order).
 _REPEATABLE = frozenset({"config"})

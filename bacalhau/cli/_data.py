@@ -18,7 +18,7 @@ def data_group() -> None:
 
 
 def _client(state: CliState) -> DataClient:
-    return DataClient(state.api_url)
+    return state.data_client()
 
 
 @data_group.command("add")

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import click
@@ -15,12 +17,16 @@ from bacalhau.cli._client_config import (
     LOG_MODES,
     ClientConfig,
     client_config,
+    data_dir,
     setup_logging,
 )
-from bacalhau.errors import BacalhauError
+from bacalhau.cli._profiles import Profile, ProfileStore
+from bacalhau.errors import BacalhauError, NotFound
 
 if TYPE_CHECKING:
-    from bacalhau.client import Client
+    from bacalhau.client import Client, Credentials, DataClient
+
+_log = logging.getLogger("bacalhau.cli")
 
 # The client (and aiohttp under it) is imported only by commands that talk to a node, so
 # offline commands (--help, --dry-run, version --client, ca) start fast.
@@ -29,17 +35,24 @@ DEFAULT_API_PORT = 1234
 
 
 class CliState:
-    """What every command shares: where the node's API is and a lazily opened client.
+    """What every command shares: where the node's API is, the credentials to send, and a
+    lazily opened client.
 
     The address comes from, first to last: ``--api-host``/``--api-port`` (written anywhere on
     the command line), ``BACALHAU_API_HOST``/``BACALHAU_API_PORT``, ``API.Host``/``API.Port``
-    of the configuration (see :mod:`bacalhau.cli._client_config`), then the default.
+    given with ``-c``; when none of them names the API, the profile in effect (``--profile``,
+    ``BACALHAU_PROFILE``, else the current one: see :mod:`bacalhau.cli._profiles`); then
+    ``API.Host``/``API.Port`` of ``<data-dir>/config.yaml``, then the default. Credentials:
+    ``BACALHAU_API_KEY``, or ``BACALHAU_API_USERNAME`` and ``BACALHAU_API_PASSWORD``, else the
+    profile's when its endpoint is the one in use, else none.
     """
 
     def __init__(self, persistent: Persistent) -> None:
         self.persistent = persistent
         self._client: Client | None = None
         self._configured: ClientConfig | None = None
+        self._explicit: ClientConfig | None = None
+        self._profile: tuple[str, Profile] | bool | None = False  # False: not looked up yet
 
     @property
     def api_host(self) -> str:
@@ -65,19 +78,106 @@ class CliState:
             self._configured = client_config(self.persistent)
         return self._configured
 
+    def _address_given(self) -> bool:
+        """Whether flags, variables or ``-c`` name the API (they outrank a profile)."""
+        if self.persistent.last("api_host") or self.persistent.last("api_port") is not None:
+            return True
+        if os.environ.get("BACALHAU_API_HOST") or os.environ.get("BACALHAU_API_PORT"):
+            return True
+        self._config()  # the whole configuration is checked first, errors naming the file
+        if self._explicit is None:
+            self._explicit = client_config(self.persistent, data_dir_file=False)
+        return self._explicit.api_host is not None or self._explicit.api_port is not None
+
+    @property
+    def data_dir(self) -> Path:
+        return data_dir(self.persistent)
+
+    def profiles(self) -> ProfileStore:
+        """The profiles of this client's data dir."""
+        return ProfileStore(self.data_dir)
+
+    def profile_name(self) -> tuple[str | None, bool]:
+        """The profile asked for: ``--profile``, else ``BACALHAU_PROFILE`` (explicitly), else
+        the current one; and whether it was asked for explicitly."""
+        asked = self.persistent.last("profile") or os.environ.get("BACALHAU_PROFILE")
+        if asked:
+            return asked, True
+        return self.profiles().current(), False
+
+    def profile(self) -> tuple[str, Profile] | None:
+        """The profile in effect and its name (None: no profile). One named with
+        ``--profile`` or ``BACALHAU_PROFILE`` must exist; a ``current`` link to a profile
+        gone is ignored, with a warning."""
+        if self._profile is False:
+            name, explicit = self.profile_name()
+            found: tuple[str, Profile] | None = None
+            if name:
+                try:
+                    found = (name, self.profiles().load(name))
+                except NotFound:
+                    if explicit:
+                        raise
+                    _log.warning(
+                        "the current profile %r does not exist: ignored (bacalhau profile "
+                        "select NAME, or delete %s)",
+                        name,
+                        self.profiles().dir / "current",
+                    )
+            self._profile = found
+        assert self._profile is not True
+        return self._profile or None
+
+    def connection_profile(self) -> tuple[str, Profile] | None:
+        """The profile whose endpoint (and credentials) are in use: the profile in effect,
+        unless flags, variables or ``-c`` name the API."""
+        return None if self._address_given() else self.profile()
+
     @property
     def api_url(self) -> str:
+        found = self.connection_profile()
+        if found is not None:
+            return found[1].url
         host = self.api_host
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"
         return f"http://{host}:{self.api_port}"
 
+    @property
+    def credentials(self) -> Credentials:
+        """What the client sends: the environment's credentials, else those of the profile
+        whose endpoint is in use (a profile's credentials never go to another address)."""
+        from bacalhau.client import Credentials
+
+        from_env = Credentials.from_env()
+        if from_env:
+            return from_env
+        found = self.connection_profile()
+        if found is not None:
+            name, profile = found
+            return profile.credentials(name) or Credentials.none()
+        return Credentials.none()
+
+    def _client_options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {"credentials": self.credentials}
+        found = self.connection_profile()
+        if found is not None:
+            options["connect_timeout"] = found[1].timeout_seconds
+            options["verify_tls"] = not found[1].insecure
+        return options
+
     def client(self) -> Client:
         if self._client is None:
             from bacalhau.client import Client
 
-            self._client = Client(self.api_url)
+            self._client = Client(self.api_url, **self._client_options())
         return self._client
+
+    def data_client(self) -> DataClient:
+        """A new client of the data API (``bacalhau data``), closed by the caller."""
+        from bacalhau.client import DataClient
+
+        return DataClient(self.api_url, **self._client_options())
 
     def close(self) -> None:
         if self._client is not None:
@@ -232,6 +332,14 @@ def _keep(ctx: click.Context, param: click.Parameter, value: Any) -> None:
 )
 @click.option("--repo", "data_dir", expose_value=False, callback=_keep, hidden=True)
 @click.option(
+    "--profile",
+    expose_value=False,
+    callback=_keep,
+    metavar="NAME",
+    help="The client profile to use: its endpoint and credentials "
+    "[env: BACALHAU_PROFILE; default: the current one, see `bacalhau profile`].",
+)
+@click.option(
     "--log-level",
     expose_value=False,
     callback=_keep,
@@ -251,6 +359,9 @@ def cli(ctx: click.Context) -> None:
 
     The root's options may also be written after any subcommand, as Bacalhau's users do:
     `bacalhau job list --api-port 8080`.
+
+    An API with users takes credentials from BACALHAU_API_KEY (an API key), or
+    BACALHAU_API_USERNAME and BACALHAU_API_PASSWORD, or from the profile in use.
     """
     state = CliState(persistent_options(ctx))
     ctx.obj = state

@@ -408,9 +408,7 @@ def inline_module(path: Path) -> dict[str, Any]:
 
 def stored_module(state: CliState, path: Path) -> dict[str, Any]:
     """A local module uploaded to the cluster (``bacalhau data add``) as an ``ipfs`` input."""
-    from bacalhau.client import DataClient
-
-    with DataClient(state.api_url) as data:
+    with state.data_client() as data:
         cid = data.add(path)
     return {
         "Source": {"Type": "ipfs", "Params": {"CID": cid}},

@@ -14,6 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 from bacalhau.client._answers import LONG_RUNNING_JOB_TYPES
 from bacalhau.client._async import AsyncClient
+from bacalhau.client._auth import (
+    API_KEY_ENV,
+    PASSWORD_ENV,
+    USERNAME_ENV,
+    AuthStatus,
+    Credentials,
+    Identity,
+)
 from bacalhau.client._data import AsyncDataClient, DataClient, DataEntry, content_cid
 from bacalhau.client._download import (
     APPENDED_FILES,
@@ -49,22 +57,28 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
+    "API_KEY_ENV",
     "APPENDED_FILES",
     "CLIENT_WIRE_VERSION",
     "DEFAULT_API_HOST",
     "DEFAULT_API_PORT",
     "DEFAULT_GRPC_API_PORT",
     "LONG_RUNNING_JOB_TYPES",
+    "PASSWORD_ENV",
+    "USERNAME_ENV",
     "AsyncClient",
     "AsyncDataClient",
     "AsyncGrpcClient",
+    "AuthStatus",
     "Client",
+    "Credentials",
     "DataClient",
     "DataEntry",
     "DiffResponse",
     "DownloadedResults",
     "GrpcHistoryPage",
     "HistoryPage",
+    "Identity",
     "JobDetails",
     "JobListPage",
     "LogLine",

@@ -17,6 +17,7 @@ from bacalhau.client._answers import (
     job_details,
     submitted,
 )
+from bacalhau.client._auth import AuthStatus, Credentials
 from bacalhau.client._decode import history_from_dict, node_state_from_dict
 from bacalhau.client._logs import LogLine, stream_log_lines
 from bacalhau.client._session import (
@@ -70,6 +71,9 @@ class AsyncClient(RestSession):
 
     A job is addressed by its ID, a unique prefix of it, or its name in ``namespace`` (""
     for the server's ``default``), which also applies to submitted jobs that name none.
+    ``credentials`` (default: the environment's, see
+    :class:`~bacalhau.client.Credentials`) go with every request; ``verify_tls`` false
+    accepts any certificate of an ``https`` API.
 
     Every failure is a :class:`~bacalhau.errors.BacalhauError`: the server's errors come back
     as the same classes (by code), an unreachable node is
@@ -77,9 +81,20 @@ class AsyncClient(RestSession):
     """
 
     def __init__(
-        self, base_url: str | None = None, *, connect_timeout: float = 10.0, namespace: str = ""
+        self,
+        base_url: str | None = None,
+        *,
+        connect_timeout: float = 10.0,
+        namespace: str = "",
+        credentials: Credentials | None = None,
+        verify_tls: bool = True,
     ) -> None:
-        super().__init__(base_url, connect_timeout=connect_timeout)
+        super().__init__(
+            base_url,
+            connect_timeout=connect_timeout,
+            credentials=credentials,
+            verify_tls=verify_tls,
+        )
         self.namespace = namespace
 
     def _in_namespace(self, params: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -536,6 +551,30 @@ class AsyncClient(RestSession):
         data = await self._http.request("GET", "/api/v1/agent/config")
         config = data.get("config") if isinstance(data, dict) else None
         return config if isinstance(config, dict) else {}
+
+    # -- authentication ---------------------------------------------------------------------
+
+    async def auth_status(self) -> AuthStatus:
+        """Whether the API asks for credentials, and who it takes this client's for (our
+        ``/api/v1/agent/whoami``). Raises :class:`~bacalhau.errors.Unauthorized` when the
+        credentials sent are refused, :class:`~bacalhau.errors.NotFound` from a server
+        without the endpoint (Bacalhau's own: see :meth:`auth_methods`)."""
+        return AuthStatus.from_dict(await self._http.request("GET", "/api/v1/agent/whoami"))
+
+    async def auth_methods(self) -> dict[str, str]:
+        """Bacalhau's ``GET /api/v1/auth``: its older authentication methods by name, each
+        with its type (``challenge``, ``ask``); none when the server has users (Basic and
+        API keys) or SSO instead."""
+        data = await self._http.request("GET", "/api/v1/auth")
+        methods = data.get("Methods") if isinstance(data, dict) else None
+        if not isinstance(methods, dict):
+            return {}
+        return {
+            str(name): str(req.get("type") or req.get("Type") or "")
+            if isinstance(req, dict)
+            else ""
+            for name, req in methods.items()
+        }
 
 
 def _quote(ident: str) -> str:

@@ -20,8 +20,8 @@ from urllib.parse import quote
 
 import aiohttp
 
+from bacalhau.client._auth import Credentials
 from bacalhau.client._session import RestSession
-from bacalhau.client._transport import error_from_response
 from bacalhau.errors import InvalidRequest, Unavailable
 from bacalhau.storage.cid import Blockstore, Importer, ImportOptions, write_car
 
@@ -105,18 +105,21 @@ class AsyncDataClient(RestSession):
             for e in entries
         ]
 
-    async def _send(self, method: str, path: str, **kwargs: Any) -> Any:
+    async def _send(
+        self, method: str, path: str, *, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> Any:
         what = f"{method} {path}"
         try:
             async with self._http.session().request(
                 method,
                 self._http.base_url + path,
                 timeout=aiohttp.ClientTimeout(total=DATA_TIMEOUT_SECONDS),
+                headers={**(headers or {}), **self._http.api_headers},
                 **kwargs,
             ) as resp:
                 raw = await resp.read()
                 if resp.status >= 400:
-                    raise error_from_response(resp.status, raw, what)
+                    raise self._http.failure(resp.status, raw, what)
                 return await resp.json(content_type=None) if raw else None
         except (aiohttp.ClientConnectionError, OSError) as exc:
             raise self._http.unreachable(exc) from None
@@ -127,9 +130,10 @@ class AsyncDataClient(RestSession):
             async with self._http.session().get(
                 self._http.base_url + path,
                 timeout=aiohttp.ClientTimeout(total=DATA_TIMEOUT_SECONDS),
+                headers=self._http.api_headers,
             ) as resp:
                 if resp.status >= 400:
-                    raise error_from_response(resp.status, await resp.read(), what)
+                    raise self._http.failure(resp.status, await resp.read(), what)
                 async for chunk in resp.content.iter_chunked(_CHUNK):
                     await asyncio.to_thread(out.write, chunk)
         except aiohttp.ClientPayloadError as exc:
@@ -147,11 +151,24 @@ def _extract(archive: Path, dest: Path) -> None:
 
 
 class DataClient:
-    """The blocking facade over :class:`AsyncDataClient` (what the CLI uses)."""
+    """The blocking facade over :class:`AsyncDataClient` (what the CLI uses); the arguments
+    are :class:`~bacalhau.client.AsyncClient`'s."""
 
-    def __init__(self, base_url: str | None = None, *, connect_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        connect_timeout: float = 10.0,
+        credentials: Credentials | None = None,
+        verify_tls: bool = True,
+    ) -> None:
         self._loop = asyncio.new_event_loop()
-        self._client = AsyncDataClient(base_url, connect_timeout=connect_timeout)
+        self._client = AsyncDataClient(
+            base_url,
+            connect_timeout=connect_timeout,
+            credentials=credentials,
+            verify_tls=verify_tls,
+        )
 
     def close(self) -> None:
         if not self._loop.is_closed():

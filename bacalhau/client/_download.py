@@ -33,7 +33,7 @@ from urllib.parse import quote, unquote, urlparse
 import aiohttp
 from tqdm import tqdm
 
-from bacalhau.client._transport import Transport, error_from_response
+from bacalhau.client._transport import Transport
 from bacalhau.client._types import ResultsConflict, UnsupportedResult
 from bacalhau.errors import BacalhauError, InternalError, Unavailable
 from bacalhau.models import SpecConfig, param
@@ -456,9 +456,10 @@ async def _cid_download(transport: Transport, cid: str, dest: _Progress, *, time
         async with transport.session().get(
             f"{transport.base_url}{path}?format=tar",
             timeout=aiohttp.ClientTimeout(total=timeout),
+            headers=transport.api_headers,
         ) as resp:
             if resp.status >= 400:
-                raise error_from_response(resp.status, await resp.read(), f"GET {path}")
+                raise transport.failure(resp.status, await resp.read(), f"GET {path}")
             async for chunk in resp.content.iter_chunked(1 << 20):
                 dest.write(chunk)
     except TimeoutError:  # before OSError: TimeoutError is one

@@ -23,6 +23,7 @@ import grpc
 
 from bacalhau._proto.v1 import api_pb2, api_pb2_grpc, compute_pb2
 from bacalhau.client._answers import LONG_RUNNING_JOB_TYPES, is_started
+from bacalhau.client._auth import Credentials, explain_refusal
 from bacalhau.client._decode import history_from_dict, node_state_from_dict
 from bacalhau.client._grpc_errors import error_from_status
 from bacalhau.client._logs import LogLine
@@ -37,7 +38,7 @@ from bacalhau.client._types import (
     VersionInfo,
     WaitTimedOut,
 )
-from bacalhau.errors import BadQuery
+from bacalhau.errors import BacalhauError, BadQuery
 from bacalhau.models import (
     Execution,
     Job,
@@ -123,7 +124,9 @@ class AsyncGrpcClient:
     for the server's ``default``), which also applies to submitted jobs that name none.
     Plaintext by default, as the node serves it; with ``tls`` (or ``root_certificates``, PEM)
     the channel is TLS, for a node behind a TLS-terminating proxy. ``timeout`` bounds every
-    call but long-polls (which get their wait on top) and log streams.
+    call but long-polls (which get their wait on top) and log streams. ``credentials`` go
+    with every call in the ``authorization`` metadata (by default the environment's, as
+    :class:`~bacalhau.client.AsyncClient` reads them).
 
     Every failure is a :class:`~bacalhau.errors.BacalhauError` (see :func:`error_from_status`).
     """
@@ -137,9 +140,13 @@ class AsyncGrpcClient:
         timeout: float = 60.0,
         max_message: int = DEFAULT_MAX_MESSAGE,
         namespace: str = "",
+        credentials: Credentials | None = None,
     ) -> None:
         self.target = target or grpc_target_from_env()
         self.namespace = namespace
+        self._auth = credentials if credentials is not None else Credentials.from_env()
+        header = self._auth.header
+        self._metadata = (("authorization", header),) if header else ()
         self._credentials = (
             grpc.ssl_channel_credentials(root_certificates)
             if tls or root_certificates is not None
@@ -207,9 +214,12 @@ class AsyncGrpcClient:
     async def _call(self, call: Callable[..., Any], request: Any, timeout: float = 0.0) -> Any:
         """One unary call, its failure translated."""
         try:
-            return await call(request, timeout=timeout or self._timeout)
+            return await call(request, timeout=timeout or self._timeout, metadata=self._metadata)
         except grpc.aio.AioRpcError as exc:
-            raise error_from_status(exc, target=self.target) from None
+            raise self._failure(exc) from None
+
+    def _failure(self, exc: grpc.aio.AioRpcError) -> BacalhauError:
+        return explain_refusal(error_from_status(exc, target=self.target), self._auth)
 
     # -- jobs -------------------------------------------------------------------------------
 
@@ -497,7 +507,8 @@ class AsyncGrpcClient:
                 follow=follow,
                 tail=tail,
                 namespace=self.namespace,
-            )
+            ),
+            metadata=self._metadata,
         )
         lines = LineSplitter()
         try:
@@ -506,7 +517,7 @@ class AsyncGrpcClient:
                 for kind, text in lines.feed(LogChunk(stream, 0, chunk.data)):
                     yield LogLine(kind, text)
         except grpc.aio.AioRpcError as exc:
-            raise error_from_status(exc, target=self.target) from None
+            raise self._failure(exc) from None
         finally:
             call.cancel()
         for kind, text in lines.flush():

@@ -15,6 +15,7 @@ from bacalhau.errors import (
     NotFound,
     PermissionDenied,
     RevisionConflict,
+    Unauthorized,
     Unavailable,
 )
 from bacalhau.transport._errors import error_from_metadata
@@ -52,7 +53,9 @@ def _error_without_metadata(status: grpc.StatusCode, message: str, target: str) 
             f"the Bacalhau gRPC API at {target} did not answer in time: {message}",
             hint="the node may be overloaded; try again",
         )
-    if status in (codes.PERMISSION_DENIED, codes.UNAUTHENTICATED):
+    if status == codes.UNAUTHENTICATED:
+        return Unauthorized(f"{target} refused the call: {message}")
+    if status == codes.PERMISSION_DENIED:
         return PermissionDenied(f"{target} refused the call: {message}")
     if status == codes.NOT_FOUND:
         return NotFound(message)

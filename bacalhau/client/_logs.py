@@ -9,8 +9,9 @@ from urllib.parse import quote
 
 import aiohttp
 
+from bacalhau.client._auth import explain_refusal
 from bacalhau.client._transport import Transport, _query
-from bacalhau.errors import InternalError, error_from_code
+from bacalhau.errors import BacalhauError, Forbidden, InternalError, Unauthorized, error_from_code
 from bacalhau.models import LogStream
 
 __all__ = ["LogLine", "stream_log_lines"]
@@ -49,8 +50,19 @@ async def stream_log_lines(
         }
     )
     try:
-        ws = await http.session().ws_connect(url, params=params, heartbeat=30.0)
+        ws = await http.session().ws_connect(
+            url, params=params, heartbeat=30.0, headers=http.api_headers
+        )
     except aiohttp.WSServerHandshakeError as exc:
+        if exc.status in (401, 403):
+            # The handshake's answer carries no body to rebuild the error from.
+            message = f"the API refused the logs of {job_id} (HTTP {exc.status})"
+            refused: BacalhauError = (
+                Unauthorized(message)
+                if exc.status == 401
+                else Forbidden(message, details={"RequiredCapability": "read:job"})
+            )
+            raise explain_refusal(refused, http.credentials) from None
         raise InternalError(f"the logs endpoint refused the WebSocket: HTTP {exc.status}") from None
     except (aiohttp.ClientConnectionError, OSError) as exc:
         raise http.unreachable(exc) from None

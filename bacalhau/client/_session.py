@@ -1,4 +1,5 @@
-"""A connection to one node's v1 REST API, and where to find the node."""
+"""A session with one node's v1 REST API: where it is, and the credentials that go with it
+(the base of the REST and data clients)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 from types import TracebackType
 from typing import Self
 
+from bacalhau.client._auth import Credentials
 from bacalhau.client._transport import Transport
 
 __all__ = ["DEFAULT_API_HOST", "DEFAULT_API_PORT", "RestSession", "api_url", "url_from_env"]
@@ -30,10 +32,28 @@ def url_from_env() -> str:
 
 class RestSession:
     """A connection to one node's v1 REST API (base URL from the environment when not
-    given), closed by ``close()`` or at the end of ``async with``."""
+    given), closed by ``close()`` or at the end of ``async with``.
 
-    def __init__(self, base_url: str | None = None, *, connect_timeout: float = 10.0) -> None:
-        self._http = Transport(base_url or url_from_env(), connect_timeout=connect_timeout)
+    ``credentials`` go with every request (by default those of the environment:
+    ``BACALHAU_API_KEY``, or ``BACALHAU_API_USERNAME`` and ``BACALHAU_API_PASSWORD``; pass
+    :meth:`Credentials.none() <bacalhau.client.Credentials.none>` to send none).
+    ``verify_tls`` false accepts any certificate of an ``https`` API.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        connect_timeout: float = 10.0,
+        credentials: Credentials | None = None,
+        verify_tls: bool = True,
+    ) -> None:
+        self._http = Transport(
+            base_url or url_from_env(),
+            connect_timeout=connect_timeout,
+            credentials=credentials if credentials is not None else Credentials.from_env(),
+            verify_tls=verify_tls,
+        )
 
     @property
     def base_url(self) -> str:

@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from bacalhau.client._async import AsyncClient
+from bacalhau.client._auth import AuthStatus, Credentials
 from bacalhau.client._download import DownloadedResults
 from bacalhau.client._logs import LogLine
 from bacalhau.client._types import (
@@ -29,14 +30,29 @@ T = TypeVar("T")
 
 
 class Client:
-    """Blocking client for one node's v1 API; see :class:`AsyncClient` for the semantics."""
+    """Blocking client for one node's v1 API; see :class:`AsyncClient` for the semantics
+    (and the arguments: ``credentials`` default to the environment's)."""
 
     def __init__(
-        self, base_url: str | None = None, *, connect_timeout: float = 10.0, namespace: str = ""
+        self,
+        base_url: str | None = None,
+        *,
+        connect_timeout: float = 10.0,
+        namespace: str = "",
+        credentials: Credentials | None = None,
+        verify_tls: bool = True,
     ) -> None:
-        """``namespace``: where job names are looked up ("": the server's ``default``)."""
+        """``namespace``: where job names are looked up ("": the server's ``default``);
+        ``credentials`` and ``verify_tls`` as :class:`~bacalhau.client.AsyncClient` takes
+        them."""
         self._loop = asyncio.new_event_loop()
-        self._client = AsyncClient(base_url, connect_timeout=connect_timeout, namespace=namespace)
+        self._client = AsyncClient(
+            base_url,
+            connect_timeout=connect_timeout,
+            namespace=namespace,
+            credentials=credentials,
+            verify_tls=verify_tls,
+        )
 
     @property
     def base_url(self) -> str:
@@ -241,6 +257,14 @@ class Client:
     def agent_config(self) -> dict[str, Any]:
         """The node's configuration, secrets redacted (Bacalhau's ``agent config``)."""
         return self._run(self._client.agent_config())
+
+    def auth_status(self) -> AuthStatus:
+        """See :meth:`AsyncClient.auth_status`."""
+        return self._run(self._client.auth_status())
+
+    def auth_methods(self) -> dict[str, str]:
+        """See :meth:`AsyncClient.auth_methods`."""
+        return self._run(self._client.auth_methods())
 
 
 async def _next(lines: AsyncIterator[LogLine]) -> LogLine:

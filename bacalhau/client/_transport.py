@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from bacalhau.client._auth import Credentials, explain_refusal
 from bacalhau.errors import BacalhauError, InternalError, Unavailable, error_from_code
 
 #: The v1 API version the client speaks; servers then number execution states 0-11.
@@ -88,12 +89,32 @@ def error_from_response(status: int, body: bytes, what: str) -> BacalhauError:
 
 
 class Transport:
-    """One aiohttp session to one API base URL."""
+    """One aiohttp session to one API base URL.
 
-    def __init__(self, base_url: str, *, connect_timeout: float = 10.0) -> None:
+    ``credentials`` go with every request to the API (:attr:`api_headers`), never with
+    downloads from elsewhere (a compute node's published results, S3): the session itself
+    carries none. ``verify_tls`` false accepts any certificate of an ``https`` API.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        connect_timeout: float = 10.0,
+        credentials: Credentials | None = None,
+        verify_tls: bool = True,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self._connect_timeout = connect_timeout
         self._session: aiohttp.ClientSession | None = None
+        self._verify_tls = verify_tls
+        self.credentials = credentials or Credentials.none()
+        header = self.credentials.header
+        #: Headers of every request to the API: the credentials' ``Authorization``.
+        self.api_headers: dict[str, str] = {"Authorization": header} if header else {}
+        # Built once: an open API's requests carry exactly the headers they did before.
+        self._bare_headers = self.api_headers or None
+        self._body_headers = {**_JSON_HEADERS, **self.api_headers}
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -103,8 +124,14 @@ class Transport:
                     "X-Bacalhau-Git-Version": CLIENT_WIRE_VERSION,
                 },
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout),
+                connector=None if self._verify_tls else aiohttp.TCPConnector(ssl=False),
             )
         return self._session
+
+    def failure(self, status: int, body: bytes, what: str) -> BacalhauError:
+        """The error an API answer with ``status`` >= 400 stands for (see
+        :func:`error_from_response`), a refusal explained by the credentials sent."""
+        return explain_refusal(error_from_response(status, body, what), self.credentials)
 
     async def close(self) -> None:
         if self._session is not None:
@@ -134,12 +161,12 @@ class Transport:
                 self.base_url + path,
                 params=_query(params),
                 data=None if body is None else encode_body(body),
-                headers=None if body is None else _JSON_HEADERS,
+                headers=self._bare_headers if body is None else self._body_headers,
                 timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=self._connect_timeout),
             ) as resp:
                 raw = await resp.read()
                 if resp.status >= 400:
-                    raise error_from_response(resp.status, raw, what)
+                    raise self.failure(resp.status, raw, what)
                 if resp.content_type == "application/json":
                     return json.loads(raw) if raw else None
                 return raw.decode("utf-8", "replace")

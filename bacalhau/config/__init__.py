@@ -4,6 +4,7 @@ Keys are ours (:class:`NodeConfig`'s fields) or Bacalhau's (v1.5-v1.9), each map
 ours, ignored with a reason, or refused with a reason and a hint; see :func:`describe_key`.
 """
 
+from bacalhau.config._api_users import CAPABILITY_ACTIONS, ApiUserConfig, is_bcrypt_hash
 from bacalhau.config._bacalhau_keys import LOG_LEVELS, LOG_MODES
 from bacalhau.config._config import NodeConfig, default_data_dir
 from bacalhau.config._hooks import ApprovalHookConfig
@@ -21,11 +22,14 @@ from bacalhau.config._settings import (
     known_keys,
     validate_value,
 )
+from bacalhau.config._values import parse_duration
 
 __all__ = [
+    "CAPABILITY_ACTIONS",
     "JOB_TYPES",
     "LOG_LEVELS",
     "LOG_MODES",
+    "ApiUserConfig",
     "ApprovalHookConfig",
     "ConfigOptions",
     "JobDefaults",
@@ -37,8 +41,10 @@ __all__ = [
     "default_data_dir",
     "describe_key",
     "effective_settings",
+    "is_bcrypt_hash",
     "known_keys",
     "load_config",
+    "parse_duration",
     "read_config_file",
     "split_config_options",
     "validate_value",

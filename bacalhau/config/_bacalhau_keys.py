@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bacalhau.config._api_users import ApiUserConfig
 from bacalhau.config._hooks import ApprovalHookConfig
 from bacalhau.config._job_defaults import COMPLETING_JOB_TYPES, JOB_TYPES, JobDefaults
 from bacalhau.config._key_registry import (
@@ -112,6 +113,10 @@ def _hooks(key: str, value: Any) -> Any:
     return ApprovalHookConfig.parse_list(key, value)
 
 
+def _users(key: str, value: Any) -> Any:
+    return ApiUserConfig.parse_list(key, value)
+
+
 def _presign_expiration(key: str, value: Any) -> float:
     seconds = positive_duration(key, value)
     if seconds > MAX_PRESIGN_SECONDS:
@@ -140,10 +145,22 @@ _RECORD = (
     "a node's record (its information and capacity) is re-published by gossip as soon as it "
     "changes; there is no separate update interval"
 )
-_NO_AUTH = "this node's API has no authentication: every client that reaches it may use it"
-_AUTH_HINT = (
-    "keep the API on a private address (API.Host=127.0.0.1) or put an authenticating reverse "
-    "proxy in front of it, and remove API.Auth from the configuration"
+_NO_POLICIES = (
+    "this node does not run Open Policy Agent (Rego) access policies: who may do what is "
+    "each user's Capabilities in API.Auth.Users"
+)
+_POLICY_HINT = (
+    "give each user of API.Auth.Users the Capabilities it needs (read:job, write:job, "
+    "read:node, ..., read:*, *), and remove API.Auth.AccessPolicyPath"
+)
+_NO_METHODS = (
+    "this node offers none of Bacalhau's older authentication methods (challenge, ask) but "
+    "its default client key, which lets every client in"
+)
+_NO_SSO = "this node does not offer single sign-on (OAuth2 device flow)"
+_USERS_HINT = (
+    "authenticate users with API.Auth.Users (username and bcrypt password, or API key, each "
+    "with Capabilities), or put an authenticating reverse proxy in front of the API"
 )
 _NO_TLS = "this node's REST and gRPC APIs serve plain HTTP/2 and HTTP, without TLS"
 _TLS_HINT = (
@@ -171,22 +188,22 @@ def _auth_methods_ask(value: Any) -> bool:
 
 def _table() -> list[KeyEntry]:
     entries = [
-        refused("API.Auth.AccessPolicyPath", parse_text, _NO_AUTH, _AUTH_HINT),
+        refused("API.Auth.AccessPolicyPath", parse_text, _NO_POLICIES, _POLICY_HINT),
         KeyEntry(
             KeyInfo(
                 "API.Auth.Methods",
                 None,
                 KeyStatus.REFUSED,
                 KeyOrigin.BACALHAU,
-                _NO_AUTH,
-                _AUTH_HINT + " (Bacalhau's default, ClientKey: {Type: challenge}, is accepted)",
+                _NO_METHODS,
+                _USERS_HINT + " (Bacalhau's default, ClientKey: {Type: challenge}, is accepted)",
             ),
             _anything,
             asks=_auth_methods_ask,
         ),
-        refused("API.Auth.Users", _anything, _NO_AUTH, _AUTH_HINT),
+        mapped("API.Auth.Users", "api_users", _users),
         *(
-            refused(f"API.Auth.Oauth2.{name}", parse_text, _NO_AUTH, _AUTH_HINT)
+            refused(f"API.Auth.Oauth2.{name}", parse_text, _NO_SSO, _USERS_HINT)
             for name in (
                 "Audience",
                 "DeviceAuthorizationEndpoint",
@@ -198,12 +215,12 @@ def _table() -> list[KeyEntry]:
                 "TokenEndpoint",
             )
         ),
-        refused("API.Auth.Oauth2.Scopes", parse_list, _NO_AUTH, _AUTH_HINT),
+        refused("API.Auth.Oauth2.Scopes", parse_list, _NO_SSO, _USERS_HINT),
         refused(
             "API.Auth.Oauth2.PollingInterval",
             lambda k, v: parse_int(k, v, minimum=0),
-            _NO_AUTH,
-            _AUTH_HINT,
+            _NO_SSO,
+            _USERS_HINT,
         ),
         mapped("API.Host", "api_host", parse_text),
         mapped("API.Port", "api_port", parse_port),

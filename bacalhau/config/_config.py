@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from bacalhau.config._api_users import ApiUserConfig
 from bacalhau.config._bacalhau_keys import (
     BACALHAU_KEYS,
     LOG_LEVELS,
@@ -76,6 +77,9 @@ class NodeConfig:
     #: 0 picks a free port. Unset (-1): 1235, or a free port when ``api_port`` is 0, so a
     #: node asked for free ports takes no fixed one. See :meth:`grpc_api_port`.
     api_grpc_port: int = -1
+    #: Who may use the REST and gRPC APIs, and for what (Bacalhau's ``API.Auth.Users``;
+    #: see README, "Users and capabilities"). None: the APIs are open to every client.
+    api_users: tuple[ApiUserConfig, ...] = ()
     #: Largest job (request body) the API accepts, in bytes; larger ones get 413.
     max_job_size: int = 4 * 1024 * 1024
 
@@ -409,6 +413,7 @@ _FIELD_PARSERS: dict[str, Parse] = {
     "allocated_memory": capacity_parser("Memory"),
     "allocated_disk": capacity_parser("Disk"),
     "allocated_gpu": capacity_parser("GPU"),
+    "api_users": ApiUserConfig.parse_list,
     "approval_hooks": ApprovalHookConfig.parse_list,
     "log_level": lambda k, v: parse_choice(k, v, LOG_LEVELS),
     "log_mode": lambda k, v: parse_choice(k, v, LOG_MODES),

@@ -13,6 +13,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
+from bacalhau.config._api_users import ApiUserConfig
 from bacalhau.config._bacalhau_keys import BACALHAU_KEYS
 from bacalhau.config._config import NodeConfig, bacalhau_entry
 from bacalhau.config._hooks import ApprovalHookConfig
@@ -81,6 +82,8 @@ def validate_value(key: str, value: Any) -> Any:
         return value.strip()  # a Go duration, kept as written ("1m"): Bacalhau reads that
     if isinstance(parsed, tuple) and parsed and isinstance(parsed[0], ApprovalHookConfig):
         return parse_structure(key, value)
+    if isinstance(parsed, tuple) and parsed and isinstance(parsed[0], ApiUserConfig):
+        return [u.to_dict() for u in parsed]
     return _plain(parsed)
 
 
@@ -141,4 +144,12 @@ def _plain(value: Any) -> Any:
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, ApprovalHookConfig):
         return {k.capitalize() if k != "url" else "URL": v for k, v in asdict(value).items()}
+    if isinstance(value, ApiUserConfig):
+        # Shown by `config list`: a plain-text password or an API key is a secret (a bcrypt
+        # hash is not, and shows which one is in effect).
+        shown = value.to_dict()
+        for secret in ("APIKey", "Password"):
+            if secret in shown and (secret == "APIKey" or value.plain_text_password):
+                shown[secret] = "<redacted>"
+        return shown
     return value

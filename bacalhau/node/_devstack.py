@@ -24,6 +24,7 @@ cluster CA's private key: it is removed on stop unless asked to keep it.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
@@ -40,6 +41,8 @@ from pathlib import Path
 
 import aiohttp
 
+from bacalhau.api import has_capability
+from bacalhau.config import ApiUserConfig
 from bacalhau.errors import InternalError, Unavailable
 from bacalhau.node._devstack_plan import (
     DevstackNode,
@@ -102,11 +105,37 @@ def _taken_port(log_tail: str) -> int | None:
     return int(found.group(1)) if found else None
 
 
+def readiness_headers(users: Sequence[ApiUserConfig]) -> dict[str, str]:
+    """The headers of the devstack's own look at the requester's nodes: none for an open
+    API; with users, the credentials of one that may read nodes and whose secret the
+    configuration holds (an API key, a plain-text password), else the environment's
+    (``BACALHAU_API_KEY``, ...)."""
+    if not users:
+        return {}
+    from bacalhau.client import Credentials
+
+    readers = [u for u in users if has_capability(u.actions, "read:node")]
+    for user in readers:
+        if user.api_key:
+            return {"Authorization": f"Bearer {user.api_key}"}
+    for user in readers:
+        if user.plain_text_password:
+            token = base64.b64encode(f"{user.username}:{user.password}".encode()).decode()
+            return {"Authorization": f"Basic {token}"}
+    header = Credentials.from_env().header
+    return {"Authorization": header} if header else {}
+
+
 async def _wait_ready(
-    nodes: list[DevstackNode], timeout: float, picked_ports: Collection[int] = ()
+    nodes: list[DevstackNode],
+    timeout: float,
+    picked_ports: Collection[int] = (),
+    headers: Mapping[str, str] | None = None,
 ) -> None:
     """Wait until every compute node has joined; :class:`_PortTaken` if a node could not
-    bind one of ``picked_ports`` (those the devstack picked, not those the user chose)."""
+    bind one of ``picked_ports`` (those the devstack picked, not those the user chose).
+    An API that refuses ``headers`` (its users' secrets are hashes, and the environment
+    gives none that may read nodes) is ready once it answers: joins cannot be seen."""
     requester = nodes[0]
     want = {n.node_id for n in nodes if n.role == "compute"}
     url = f"http://{requester.api_address}/api/v1/orchestrator/nodes"
@@ -124,7 +153,19 @@ async def _wait_ready(
                         f"ends with:\n{_tail(n.log_path, start=n.log_start)}"
                     )
             try:
-                async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as resp:
+                async with session.get(
+                    url, timeout=aiohttp.ClientTimeout(total=2), headers=headers
+                ) as resp:
+                    if resp.status in (401, 403):
+                        print(
+                            "devstack: the API does not list its nodes to the devstack (no "
+                            "user that may read nodes has an API key or a plain password, "
+                            "nor do BACALHAU_API_KEY or BACALHAU_API_USERNAME/PASSWORD "
+                            "name one): not waiting for the compute nodes to join",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                        return
                     if resp.status == 200:
                         body = await resp.json()
                         joined = {
@@ -237,6 +278,7 @@ async def run_devstack(
             faulty_results=faulty_results,
             api_grpc_port=api_grpc_port,
             hybrid=hybrid,
+            headers=readiness_headers(checked.api_users),
         )
     finally:
         if temporary and not keep_data:
@@ -290,6 +332,7 @@ async def _start_ready(
     picked_ports: Collection[int],
     stop: asyncio.Event,
     started: list[DevstackNode],
+    headers: Mapping[str, str] | None = None,
 ) -> bool:
     """Start the planned nodes and wait until they are ready (True) or ``stop`` is set.
 
@@ -302,7 +345,7 @@ async def _start_ready(
         started[:] = plan()
         for n in started:
             _start(n, lifeline)
-        ready = asyncio.create_task(_wait_ready(started, ready_timeout, picked_ports))
+        ready = asyncio.create_task(_wait_ready(started, ready_timeout, picked_ports, headers))
         stopper = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait({ready, stopper}, return_when=asyncio.FIRST_COMPLETED)
         if stopper in done:
@@ -339,6 +382,7 @@ async def _run_nodes(
     api_grpc_port: int | None = None,
     hybrid: bool = False,
     pick_port: Callable[[], int] = free_port,
+    headers: Mapping[str, str] | None = None,
 ) -> int:
     # Only a port picked here is picked anew: one the user chose that is taken fails the start.
     picked: set[int] = set()
@@ -381,6 +425,7 @@ async def _run_nodes(
                 picked_ports=picked,
                 stop=stop,
                 started=nodes,
+                headers=headers,
             )
         finally:
             os.close(lifeline)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 
 import bacalhau
 from bacalhau._logging import configure_logging
-from bacalhau.api import ApiServer, GrpcApiServer
+from bacalhau.api import ApiServer, Authorizer, GrpcApiServer
 from bacalhau.compute import (
     ComputeEndpoint,
     RequesterTrust,
@@ -303,6 +303,8 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
         await stack.enter_async_context(orchestrator)
         # Closed before the orchestrator: bids still being decided are dropped first.
         await stack.enter_async_context(approval_hooks)
+        # One authorizer for both APIs: a password checked on one is remembered for both.
+        authorizer = _authorizer(config)
         api = ApiServer(
             orchestrator,
             host=config.api_host,
@@ -315,6 +317,7 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
             ),
             max_upload=config.data_upload_max_bytes,
             agent_config=_admission_config(config, approval_hooks),
+            authorizer=authorizer,
         )
         await _listen(stack, api, config.api_host, config.api_port, "--api-port")
         running.orchestrator = orchestrator
@@ -328,6 +331,7 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
             port=config.grpc_api_port(),
             max_message=config.max_job_size,
             result_rewriter=_presigner(config),
+            authorizer=authorizer,
         )
         await _listen(stack, grpc_api, config.api_host, config.grpc_api_port(), "--api-grpc-port")
         running.api_grpc_port = grpc_api.port
@@ -350,6 +354,22 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
         log.info("compute %s: bprotocol on %s", node_id, grpc_address)
     await stack.enter_async_context(RecordPublisher(runner, describe))
     return running
+
+
+def _authorizer(config: NodeConfig) -> Authorizer | None:
+    """Who may use the APIs (``API.Auth.Users``); None leaves them open, as without users."""
+    if not config.api_users:
+        log.info("API: no users configured (API.Auth.Users): open to every client")
+        return None
+    for user in config.api_users:
+        if user.plain_text_password:
+            log.warning(
+                "API user %s has a plain-text password in the configuration: store its "
+                "bcrypt hash instead (bacalhau auth hash-password)",
+                user.name,
+            )
+    log.info("API: %d users; requests need credentials (Basic or Bearer)", len(config.api_users))
+    return Authorizer(config.api_users)
 
 
 def _presigner(config: NodeConfig) -> Callable[[SpecConfig], SpecConfig] | None:

@@ -28,6 +28,7 @@ from bacalhau.errors import (
     NotFound,
     PermissionDenied,
     RevisionConflict,
+    Unauthorized,
     Unavailable,
     error_from_code,
 )
@@ -42,6 +43,7 @@ DETAILS_KEY = "bacalhau-error-details-bin"
 
 # Most specific first: the first class the error is an instance of wins.
 _STATUS_BY_CLASS: tuple[tuple[type[BacalhauError], grpc.StatusCode], ...] = (
+    (Unauthorized, grpc.StatusCode.UNAUTHENTICATED),
     (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (NotFound, grpc.StatusCode.NOT_FOUND),
     (InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
@@ -58,6 +60,7 @@ _STATUS_BY_CLASS: tuple[tuple[type[BacalhauError], grpc.StatusCode], ...] = (
 #: Statuses for the HTTP statuses of errors with no class of their own above.
 _STATUS_BY_HTTP = {
     400: grpc.StatusCode.INVALID_ARGUMENT,
+    401: grpc.StatusCode.UNAUTHENTICATED,
     403: grpc.StatusCode.PERMISSION_DENIED,
     404: grpc.StatusCode.NOT_FOUND,
     409: grpc.StatusCode.FAILED_PRECONDITION,

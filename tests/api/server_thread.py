@@ -8,22 +8,25 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from bacalhau.api import ApiServer
+from bacalhau.api import ApiServer, Authorizer
 from bacalhau.orchestrator import OrchestratorAPI
 
 T = TypeVar("T")
 
 
 class ServerThread:
-    def __init__(self, orchestrator: OrchestratorAPI) -> None:
+    def __init__(
+        self, orchestrator: OrchestratorAPI, *, authorizer: Authorizer | None = None
+    ) -> None:
         self.orchestrator = orchestrator
+        self._authorizer = authorizer
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: ApiServer | None = None
 
     def start(self) -> ServerThread:
         self._thread.start()
-        server = ApiServer(self.orchestrator, host="127.0.0.1", port=0)
+        server = ApiServer(self.orchestrator, host="127.0.0.1", port=0, authorizer=self._authorizer)
         self.run(server.start())
         self._server = server
         return self

@@ -335,10 +335,9 @@ def test_values_a_mapped_key_cannot_honour_are_ignored_with_the_reason() -> None
         ("API.TLS.AutoCert", "node.example.com", "without TLS", "reverse proxy"),
         ("API.TLS.SelfSigned", "true", "without TLS", "reverse proxy"),
         ("API.TLS.UseTLS", True, "without TLS", "reverse proxy"),
-        ("API.Auth.AccessPolicyPath", "/etc/policy.rego", "no authentication", "API.Host="),
-        ("API.Auth.Users", [{"Username": "a", "Password": "b"}], "no authentication", "proxy"),
-        ("API.Auth.Oauth2.Issuer", "https://sso.example", "no authentication", "proxy"),
-        ("API.Auth.Methods", {"Basic": {"Type": "password"}}, "no authentication", "proxy"),
+        ("API.Auth.AccessPolicyPath", "/etc/policy.rego", "Rego", "Capabilities"),
+        ("API.Auth.Oauth2.Issuer", "https://sso.example", "single sign-on", "API.Auth.Users"),
+        ("API.Auth.Methods", {"Basic": {"Type": "password"}}, "older authentication", "proxy"),
         ("Orchestrator.Cluster.Peers", "nats://b:6222", "one requester", "--seed"),
     ],
 )

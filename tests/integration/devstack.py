@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bacalhau.client import Client
+from bacalhau.client import Client, Credentials
 from bacalhau.errors import BacalhauError
 from bacalhau.models import Connection, NodeState
 
@@ -266,6 +266,8 @@ class Devstack:
         #: Nodes the test started again from their Args, newest last.
         self.restarted: list[RestartedNode] = []
         self._client: Client | None = None
+        #: What :attr:`client` authenticates with (None: the environment's, as any client).
+        self.credentials: Credentials | None = None
 
     @classmethod
     def start(
@@ -495,7 +497,7 @@ class Devstack:
     def client(self) -> Client:
         """Our own SDK, connected to the devstack's API."""
         if self._client is None:
-            self._client = Client(self.api_url)
+            self._client = Client(self.api_url, credentials=self.credentials)
         return self._client
 
     def job_ids(self) -> list[str]:

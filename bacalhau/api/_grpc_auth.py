@@ -1,0 +1,126 @@
+"""Authentication on the public gRPC API: a server interceptor asking the REST edge's
+:class:`~bacalhau.api._authz.Authorizer`, with the credentials in the ``authorization``
+metadata key (``Basic ...`` or ``Bearer ...``, as the HTTP header).
+
+A call is refused before its handler runs: UNAUTHENTICATED (credentials missing or wrong) or
+PERMISSION_DENIED (the user lacks the capability), with the stable code (``Unauthorized``,
+``Forbidden``), hint and reason in the trailing metadata as every error of this API. Each
+method reads or writes the resource of its service, as the REST route it mirrors does: the
+job service jobs, the node service nodes, the agent service the agent (its ``Alive`` and
+``Version`` are open, as REST's are; so is server reflection, which describes the public
+``.proto`` only). A method not listed as reading writes. Installed only when the node has
+users: an open API runs no interceptor.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from bacalhau.api._authz import Authorizer, Resource
+from bacalhau.errors import BacalhauError
+from bacalhau.transport._errors import status_for, trailing_metadata
+
+__all__ = ["AuthInterceptor", "requirement"]
+
+log = logging.getLogger(__name__)
+
+_SERVICES = {
+    "bacalhau.v1.JobService": Resource.JOB,
+    "bacalhau.v1.NodeAPIService": Resource.NODE,
+    "bacalhau.v1.AgentService": Resource.AGENT,
+}
+_READS = frozenset(
+    {
+        "/bacalhau.v1.JobService/GetJob",
+        "/bacalhau.v1.JobService/ListJobs",
+        "/bacalhau.v1.JobService/ListExecutions",
+        "/bacalhau.v1.JobService/JobHistory",
+        "/bacalhau.v1.JobService/ListJobVersions",
+        "/bacalhau.v1.JobService/GetResults",
+        "/bacalhau.v1.JobService/StreamJobLogs",
+        "/bacalhau.v1.NodeAPIService/ListNodes",
+        "/bacalhau.v1.NodeAPIService/GetNode",
+        "/bacalhau.v1.AgentService/NodeInfo",
+    }
+)
+_OPEN = frozenset(
+    {
+        "/bacalhau.v1.AgentService/Alive",
+        "/bacalhau.v1.AgentService/Version",
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+    }
+)
+
+
+def requirement(method: str) -> tuple[Resource, bool]:
+    """What the method ``/package.Service/Method`` reaches, and whether it only reads. A
+    method of none of the API's services needs a known user (it is then unimplemented)."""
+    if method in _OPEN:
+        return Resource.OPEN, True
+    service = method.lstrip("/").partition("/")[0]
+    resource = _SERVICES.get(service)
+    if resource is None:
+        return Resource.ANY_USER, True
+    return resource, method in _READS
+
+
+def _header(metadata: Any) -> str | None:
+    for key, value in metadata or ():
+        if key == "authorization":
+            return value.decode() if isinstance(value, bytes) else str(value)
+    return None
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Lets a call through only as :func:`requirement` and the authorizer allow."""
+
+    def __init__(self, authorizer: Authorizer) -> None:
+        self._authorizer = authorizer
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        resource, read = requirement(details.method)
+        if resource is not Resource.OPEN:
+            try:
+                await self._authorizer.check(_header(details.invocation_metadata), resource, read)
+            except BacalhauError as err:
+                log.info(
+                    "gRPC API call refused (%s): %s: %s",
+                    err.code,
+                    details.method,
+                    err.details.get("reason", err.message),
+                )
+                return _refusing(await continuation(details), err)
+        return await continuation(details)
+
+
+def _refusing(handler: Any, err: BacalhauError) -> Any:
+    """A handler of ``handler``'s kind that ends the call with ``err``."""
+    if handler is None:
+        return None
+
+    async def refuse(request: Any, context: Any) -> None:
+        await context.abort(status_for(err), err.message, trailing_metadata(err))
+
+    kinds = (
+        ("unary_unary", grpc.unary_unary_rpc_method_handler),
+        ("unary_stream", grpc.unary_stream_rpc_method_handler),
+        ("stream_unary", grpc.stream_unary_rpc_method_handler),
+        ("stream_stream", grpc.stream_stream_rpc_method_handler),
+    )
+    for attr, make in kinds:
+        if getattr(handler, attr) is not None:
+            return make(
+                refuse,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+    return None
