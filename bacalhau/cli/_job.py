@@ -14,7 +14,7 @@ import click
 
 from bacalhau.cli._jobspec import runtime_options
 from bacalhau.cli._render import cell_id, emit, output_option, table, tabular, when
-from bacalhau.cli._root import BacalhauGroup, CliState, pass_state
+from bacalhau.cli._root import BacalhauGroup, CliState, namespace_option, pass_state
 from bacalhau.cli._run import print_logs, submit_and_follow
 from bacalhau.models import (
     TAIL_FLAG_LINES,
@@ -201,6 +201,7 @@ _EXECUTION_HEADERS = ("CREATED", "MODIFIED", "ID", "NODE ID", "REV.", "STATE", "
 
 
 @job_group.command("describe")
+@namespace_option
 @click.argument("job_id")
 @output_option(csv=False)
 @pass_state
@@ -304,6 +305,7 @@ def job_list(
 
 
 @job_group.command("executions")
+@namespace_option
 @click.argument("job_id")
 @click.option("--order-by", default="", help="created_at, modified_at, id or state.")
 @click.option("--order-reversed", is_flag=True)
@@ -324,6 +326,7 @@ def job_executions(
 
 
 @job_group.command("history")
+@namespace_option
 @click.argument("job_id")
 @click.option(
     "--event-type",
@@ -366,6 +369,7 @@ def logs_command(name: str) -> click.Command:
     """``job logs`` (and the root ``logs``, Bacalhau's older spelling)."""
 
     @click.command(name)
+    @namespace_option
     @click.argument("job_id")
     @click.option(
         "-f", "--follow", is_flag=True, help="Keep printing new output until the job ends."
@@ -400,6 +404,7 @@ job_group.add_command(logs_command("logs"))
 
 
 @job_group.command("stop")
+@namespace_option
 @click.argument("job_id")
 @click.option("--reason", default="", help="Why the job is stopped (shown in its history).")
 @click.option("--quiet", is_flag=True, help="Print nothing.")
@@ -412,6 +417,7 @@ def job_stop(state: CliState, job_id: str, reason: str, quiet: bool) -> None:
 
 
 @job_group.command("rerun")
+@namespace_option
 @click.argument("job_id")
 @click.option("--reason", default="", help="Why the job is rerun (shown in its history).")
 @click.option("--id-only", is_flag=True, help="Print only the job ID.")
@@ -429,6 +435,7 @@ def job_rerun(state: CliState, job_id: str, reason: str, id_only: bool) -> None:
 
 
 @job_group.command("versions")
+@namespace_option
 @click.argument("job_id")
 @output_option()
 @pass_state
@@ -443,6 +450,7 @@ def job_versions(state: CliState, job_id: str, output: str) -> None:
 
 
 @job_group.command("get")
+@namespace_option
 @click.argument("job_id")
 @click.option(
     "--output-dir",

@@ -53,6 +53,8 @@ class CliState:
         self._configured: ClientConfig | None = None
         self._explicit: ClientConfig | None = None
         self._profile: tuple[str, Profile] | bool | None = False  # False: not looked up yet
+        #: Where job names are looked up (a command's ``--namespace``; "": ``default``).
+        self.namespace = ""
 
     @property
     def api_host(self) -> str:
@@ -160,6 +162,8 @@ class CliState:
 
     def _client_options(self) -> dict[str, Any]:
         options: dict[str, Any] = {"credentials": self.credentials}
+        if self.namespace:
+            options["namespace"] = self.namespace
         found = self.connection_profile()
         if found is not None:
             options["connect_timeout"] = found[1].timeout_seconds
@@ -196,6 +200,21 @@ def _port(value: str, where: str) -> int:
 
 
 pass_state = click.make_pass_decorator(CliState)
+
+
+def _set_namespace(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value:
+        ctx.find_object(CliState).namespace = value  # type: ignore[union-attr]
+
+
+#: ``--namespace`` of the commands that take a job: where its name is looked up, as
+#: Bacalhau's job commands take it.
+namespace_option = click.option(
+    "--namespace",
+    expose_value=False,
+    callback=_set_namespace,
+    help="The namespace a job name is looked up in [default: default].",
+)
 
 
 class CliError(click.ClickException):

@@ -139,3 +139,26 @@ def test_dry_run_without_a_reachable_cluster_prints_the_yaml_and_one_warning(
     assert yaml.safe_load(result.stdout)["Name"] == "x"
     warnings = result.stderr.strip().splitlines()
     assert len(warnings) == 1 and warnings[0].startswith("Warning: cannot compare with the job")
+
+
+def test_job_commands_look_names_up_in_their_namespace(bacalhau: Cli) -> None:
+    run = ["docker", "run", "--no-wait", "--id-only", "--namespace", "team", "--name", "etl"]
+    job_id = bacalhau([*run, "busybox", "--", "echo", "x"]).stdout.strip()
+    assert job_id.startswith("j-")
+    # Not in the default namespace...
+    missing = bacalhau(["job", "describe", "etl"])
+    assert missing.exit_code == 1 and "job not found: etl" in missing.stderr
+    # ...but there with --namespace, on every command that takes a job (old spellings too).
+    for args in (
+        ["job", "describe", "etl", "--namespace", "team", "--output", "json"],
+        ["describe", "etl", "--namespace", "team", "--output", "json"],
+        ["job", "executions", "etl", "--namespace", "team"],
+        ["job", "history", "etl", "--namespace", "team"],
+        ["job", "versions", "etl", "--namespace", "team"],
+    ):
+        found = bacalhau(args)
+        assert found.exit_code == 0, (args, found.output)
+    described = bacalhau(["job", "describe", "--namespace", "team", "etl", "--output", "yaml"])
+    assert yaml.safe_load(described.stdout)["Job"]["ID"] == job_id
+    stopped = bacalhau(["job", "stop", "etl", "--namespace", "team"])
+    assert stopped.exit_code == 0, stopped.output
