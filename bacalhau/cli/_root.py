@@ -251,7 +251,11 @@ class BacalhauGroup(click.Group):
             rest = _leading_persistent(rest, found)
         elif command is not None:
             rest = normalize_args(command, rest, found)
-            if not _SERVES.intersection([*ctx.command_path.split()[1:], name or ""]):
+            if name in _SERVES and ctx.parent is None:
+                # A node's logging is its configuration's (Logging.Level/Mode): the root's
+                # deprecated flags become those settings, as Bacalhau maps them.
+                rest += _logging_settings(found)
+            elif not _SERVES.intersection([*ctx.command_path.split()[1:], name or ""]):
                 setup_logging(found)  # every persistent option is known now
         return name, command, rest
 
@@ -291,6 +295,15 @@ def persistent_options(ctx: click.Context) -> Persistent:
 _PERSISTENT = "bacalhau.persistent"
 #: Commands that run nodes and set their logging up themselves.
 _SERVES = frozenset({"serve", "devstack"})
+
+
+def _logging_settings(found: Persistent) -> list[str]:
+    out: list[str] = []
+    for key, setting in (("log_level", "Logging.Level"), ("log_mode", "Logging.Mode")):
+        value = found.last(key)
+        if value:
+            out += ["-c", f"{setting}={value}"]
+    return out
 
 
 def _leading_persistent(args: list[str], found: Persistent) -> list[str]:

@@ -219,3 +219,18 @@ def test_group_events_shows_each_executions_latest_event(bacalhau: Cli) -> None:
     assert all("Completed" in r for r in executions), executions
     assert " e-" not in job and "Completed" in job
     assert grouped.stdout.count("EVENT") == 1  # not a terminal: drawn once, at the end
+
+
+def test_a_nodes_log_flags_become_its_logging_settings(tmp_path: Path) -> None:
+    # serve and devstack log as their configuration says: the root's --log-level and
+    # --log-mode reach it as Logging.Level/Logging.Mode, checked before anything starts.
+    for args in (
+        ["devstack", "--log-level", "loud", "--compute-nodes", "0"],
+        ["serve", "--orchestrator", "--data-dir", str(tmp_path), "--log-mode", "fancy"],
+    ):
+        done = invoke(args)
+        assert done.exit_code == 1, (args, done.output)
+        assert "configuration key 'Logging." in done.stderr, done.stderr
+    # Before the subcommand, the root's own choices check them (a usage error).
+    early = invoke(["--log-mode", "fancy", "serve", "--orchestrator"])
+    assert early.exit_code == 2 and "'fancy' is not one of" in early.stderr
