@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 
 from bacalhau.client import Client, Credentials
 from bacalhau.errors import BacalhauError
+from bacalhau.identity import ClusterCA, NodeIdentity
 from bacalhau.models import Connection, NodeState
 
 T = TypeVar("T")
@@ -558,16 +559,29 @@ class Devstack:
         assert not leftovers, f"containers outlived the devstack: {leftovers}"
 
 
+def certified_node_dir(tmp_path: Path, name: str = "node") -> Path:
+    """A node's data dir holding its identity and a certificate of a new cluster CA (under
+    ``tmp_path / "ca"``)."""
+    data_dir = tmp_path / name
+    ClusterCA.create(tmp_path / "ca").issue_node_certificate(
+        NodeIdentity.load_or_create(data_dir), data_dir=data_dir
+    )
+    return data_dir
+
+
 class NodeProcess:
     """One extra ``bacalhau serve`` process (e.g. a node joining a devstack by hand)."""
 
-    def __init__(self, data_dir: Path, args: Sequence[str]) -> None:
+    def __init__(self, data_dir: Path, args: Sequence[str], *, data_dir_flag: bool = True) -> None:
+        """``data_dir_flag`` false leaves ``--data-dir`` out (a config file in ``args`` names
+        it); the log is still written into ``data_dir``."""
         self.data_dir = data_dir
         self.log = data_dir / "serve.log"
         data_dir.mkdir(parents=True, exist_ok=True)
+        flags = ["--data-dir", str(data_dir)] if data_dir_flag else []
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
-                dying_with_parent(bacalhau_command("serve", "--data-dir", str(data_dir), *args)),
+                dying_with_parent(bacalhau_command("serve", *flags, *args)),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -598,6 +612,15 @@ class NodeProcess:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+    def wait_running(self, timeout: float = 60.0) -> None:
+        """Wait until the node says it is running; fail with its log if it exits first."""
+        eventually(
+            lambda: "is running" in self.output() or self.process.poll() is not None,
+            timeout=timeout,
+            what="the node starting",
+        )
+        assert self.process.poll() is None, self.output()
 
     def stop(self) -> int:
         """SIGTERM the node and wait for it; returns its exit code."""

@@ -14,13 +14,12 @@ import pytest
 
 from bacalhau.client import AsyncGrpcClient, Client, Credentials
 from bacalhau.errors import Forbidden, Unauthorized
-from bacalhau.identity import ClusterCA, NodeIdentity
 from bacalhau.node._devstack_plan import free_port
 from tests.integration.devstack import (
     Devstack,
+    NodeProcess,
     bacalhau_command,
-    dying_with_parent,
-    eventually,
+    certified_node_dir,
     node_env,
     run_bacalhau,
 )
@@ -67,14 +66,6 @@ api_grpc_port: {api_grpc_port}
 """
 
 
-def _node_dir(tmp_path: Path) -> Path:
-    data_dir = tmp_path / "node"
-    ClusterCA.create(tmp_path / "ca").issue_node_certificate(
-        NodeIdentity.load_or_create(data_dir), data_dir=data_dir
-    )
-    return data_dir
-
-
 def _hash(password: str) -> str:
     """The hash the real `bacalhau auth hash-password` prints (cost 4: fast to check)."""
     done = subprocess.run(
@@ -102,7 +93,7 @@ class Node:
 
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[Node]:
-    data_dir = _node_dir(tmp_path)
+    data_dir = certified_node_dir(tmp_path)
     api_port, api_grpc_port = free_port(), free_port()
     config = tmp_path / "config.yaml"
     config.write_text(
@@ -116,30 +107,12 @@ def node(tmp_path: Path) -> Iterator[Node]:
             api_key=API_KEY,
         )
     )
-    log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            dying_with_parent(bacalhau_command("serve", "--config", str(config))),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=node_env(),
-        )
+    served = NodeProcess(data_dir, ["--config", str(config)], data_dir_flag=False)
     try:
-        eventually(
-            lambda: "is running" in log.read_text() or process.poll() is not None,
-            timeout=60,
-            what="the node starting",
-        )
-        assert process.poll() is None, log.read_text()
-        yield Node(api_port, api_grpc_port, log)
+        served.wait_running()
+        yield Node(api_port, api_grpc_port, served.log)
     finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        served.stop()
 
 
 READ_ALL = [{"Actions": ["read:*"]}]
@@ -238,7 +211,8 @@ def test_a_node_whose_users_are_wrong_does_not_start(
         f"API:\n  Port: {free_port()}\n  Auth:\n    Users:\n      {users}\n"
     )
     done = run_bacalhau(
-        ["serve", "--data-dir", str(_node_dir(tmp_path)), "-c", str(config)], env=node_env()
+        ["serve", "--data-dir", str(certified_node_dir(tmp_path)), "-c", str(config)],
+        env=node_env(),
     )
     assert done.returncode == 1, done.stderr
     assert f"Error: {config}: " in done.stderr and message in done.stderr

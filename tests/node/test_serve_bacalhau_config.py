@@ -7,21 +7,17 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bacalhau.identity import ClusterCA, NodeIdentity
 from bacalhau.node._devstack_plan import free_port
 from tests.integration.devstack import (
     Devstack,
-    bacalhau_command,
-    dying_with_parent,
-    eventually,
-    node_env,
+    NodeProcess,
+    certified_node_dir,
     run_bacalhau,
 )
 
@@ -91,14 +87,6 @@ IGNORED = {
 }
 
 
-def _node_dir(tmp_path: Path) -> Path:
-    data_dir = tmp_path / "node"
-    ClusterCA.create(tmp_path / "ca").issue_node_certificate(
-        NodeIdentity.load_or_create(data_dir), data_dir=data_dir
-    )
-    return data_dir
-
-
 def _get(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=10) as resp:
         return json.load(resp)
@@ -118,7 +106,7 @@ def _put(url: str, body: object) -> Any:
 def test_serve_with_a_bacalhau_config_file_starts_and_says_what_it_ignores(
     tmp_path: Path,
 ) -> None:
-    data_dir = _node_dir(tmp_path)
+    data_dir = certified_node_dir(tmp_path)
     api_port = free_port()
     config = tmp_path / "config.yaml"
     config.write_text(
@@ -127,23 +115,10 @@ def test_serve_with_a_bacalhau_config_file_starts_and_says_what_it_ignores(
         )
     )
     # No --data-dir: the file names it (DataDir), as Bacalhau's files do.
-    log_path = tmp_path / "serve.log"
-    with log_path.open("wb") as out:
-        process = subprocess.Popen(
-            dying_with_parent(bacalhau_command("serve", "--config", str(config))),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=node_env(),
-        )
+    served = NodeProcess(data_dir, ["--config", str(config)], data_dir_flag=False)
     try:
-        eventually(
-            lambda: "is running" in log_path.read_text() or process.poll() is not None,
-            timeout=60,
-            what="the node starting",
-        )
-        log = log_path.read_text()
-        assert process.poll() is None, log
+        served.wait_running()
+        log = served.output()
         warnings = [line for line in log.splitlines() if "configuration key" in line]
         for key, why in IGNORED.items():
             lines = [w for w in warnings if f"configuration key {key} is ignored: " in w]
@@ -170,16 +145,11 @@ def test_serve_with_a_bacalhau_config_file_starts_and_says_what_it_ignores(
         assert stored["Resources"]["CPU"] == "250m"
         assert stored["Timeouts"]["TotalTimeout"] == 3600
     finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        served.stop()
 
 
 def test_serve_refuses_api_tls_it_cannot_serve_before_starting(tmp_path: Path) -> None:
-    data_dir = _node_dir(tmp_path)
+    data_dir = certified_node_dir(tmp_path)
     config = tmp_path / "config.yaml"
     config.write_text(
         "Orchestrator: {Enabled: true}\n"
@@ -194,7 +164,7 @@ def test_serve_refuses_api_tls_it_cannot_serve_before_starting(tmp_path: Path) -
 
 
 def test_serve_config_options_name_what_is_wrong(tmp_path: Path) -> None:
-    data_dir = _node_dir(tmp_path)
+    data_dir = certified_node_dir(tmp_path)
     missing = run_bacalhau(["serve", "--data-dir", str(data_dir), "-c", "nowhere.yaml"])
     assert missing.returncode == 2
     assert "configuration file 'nowhere.yaml' does not exist" in missing.stderr
