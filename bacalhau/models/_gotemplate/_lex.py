@@ -429,6 +429,11 @@ def _lex_field_or_variable(lx: Lexer, typ: ItemType) -> _State | None:
 
 
 def _lex_char(lx: Lexer) -> _State | None:
+    return _lex_escaped(lx, "'", ItemType.CHAR_CONSTANT, "unterminated character constant")
+
+
+def _lex_escaped(lx: Lexer, close: str, item: ItemType, unterminated: str) -> _State | None:
+    """A quoted constant up to ``close`` on the same line, backslash escapes skipped."""
     while True:
         c = lx._next()
         if c == "\\":
@@ -436,11 +441,11 @@ def _lex_char(lx: Lexer) -> _State | None:
             if c and c != "\n":
                 continue
         if c in ("", "\n"):
-            lx._errorf("unterminated character constant")
+            lx._errorf(unterminated)
             return None
-        if c == "'":
+        if c == close:
             break
-    lx._emit(ItemType.CHAR_CONSTANT)
+    lx._emit(item)
     return None
 
 
@@ -460,14 +465,18 @@ def _lex_number(lx: Lexer) -> _State | None:
     return None
 
 
+_DECIMAL = "0123456789_"
+_HEX = "0123456789abcdefABCDEF_"
+
+
 def _scan_number(lx: Lexer) -> bool:
     # Not a perfect number scanner ("089" and "0x0.2" pass): the parser's strconv rules
     # refuse what is wrong, as in Go.
     lx._accept("+-")
-    digits = "0123456789_"
+    digits = _DECIMAL
     if lx._accept("0"):
         if lx._accept("xX"):
-            digits = "0123456789abcdefABCDEF_"
+            digits = _HEX
         elif lx._accept("oO"):
             digits = "01234567_"
         elif lx._accept("bB"):
@@ -475,10 +484,10 @@ def _scan_number(lx: Lexer) -> bool:
     lx._accept_run(digits)
     if lx._accept("."):
         lx._accept_run(digits)
-    if len(digits) == 11 and lx._accept("eE"):
+    if digits is _DECIMAL and lx._accept("eE"):
         lx._accept("+-")
         lx._accept_run("0123456789_")
-    if len(digits) == 23 and lx._accept("pP"):
+    if digits is _HEX and lx._accept("pP"):
         lx._accept("+-")
         lx._accept_run("0123456789_")
     lx._accept("i")
@@ -490,19 +499,7 @@ def _scan_number(lx: Lexer) -> bool:
 
 
 def _lex_quote(lx: Lexer) -> _State | None:
-    while True:
-        c = lx._next()
-        if c == "\\":
-            c = lx._next()
-            if c and c != "\n":
-                continue
-        if c in ("", "\n"):
-            lx._errorf("unterminated quoted string")
-            return None
-        if c == '"':
-            break
-    lx._emit(ItemType.STRING)
-    return None
+    return _lex_escaped(lx, '"', ItemType.STRING, "unterminated quoted string")
 
 
 def _lex_raw_quote(lx: Lexer) -> _State | None:
