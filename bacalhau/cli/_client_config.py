@@ -43,24 +43,31 @@ def data_dir(persistent: Persistent) -> Path:
     return Path(flag).expanduser() if flag else default_data_dir()
 
 
-def client_config(persistent: Persistent, *, data_dir_file: bool = True) -> ClientConfig:
-    """The API address the configuration gives: ``<data-dir>/config.yaml`` (unless
-    ``data_dir_file`` is false), then the ``-c`` files and ``Key=Value`` settings in order,
-    read as a node reads them (so a key or value a node would refuse is an
-    :class:`~bacalhau.errors.InvalidRequest` here too)."""
+def node_config(persistent: Persistent) -> NodeConfig:
+    """The configuration as a node on this command line would read it:
+    ``<data-dir>/config.yaml``, then the ``-c`` files and ``Key=Value`` settings in order (a
+    key or value a node would refuse is an :class:`~bacalhau.errors.InvalidRequest` here
+    too)."""
     options = split_config_options(persistent.get("config", []))
     flag = persistent.last("data_dir")
-    if not data_dir_file:
+    return load_config(
+        {"data_dir": flag} if flag else {},
+        config_files=options.files,
+        config_values=options.values,
+    )
+
+
+def client_config(persistent: Persistent, *, data_dir_file: bool = True) -> ClientConfig:
+    """The API address the configuration gives (see :func:`node_config`); without
+    ``data_dir_file``, only what the ``-c`` files and settings give."""
+    if data_dir_file:
+        cfg = node_config(persistent)
+    else:
+        options = split_config_options(persistent.get("config", []))
         cfg = NodeConfig()
         for path in options.files:
             cfg = cfg.with_overrides(read_config_file(path))
         cfg = cfg.with_overrides(options.values)
-    else:
-        cfg = load_config(
-            {"data_dir": flag} if flag else {},
-            config_files=options.files,
-            config_values=options.values,
-        )
     # Only what the configuration changed counts: the node's own defaults are bind
     # addresses (0.0.0.0), not where a client should look.
     default = NodeConfig()

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from bacalhau.cli._client_config import data_dir
+from bacalhau.cli._client_config import data_dir, node_config
 from bacalhau.cli._render import emit, output_option, table, tabular
 from bacalhau.cli._root import BacalhauGroup, CliState, pass_state
 from bacalhau.config import (
@@ -23,8 +23,6 @@ from bacalhau.config import (
     describe_key,
     effective_settings,
     known_keys,
-    load_config,
-    split_config_options,
     validate_value,
 )
 from bacalhau.errors import InvalidRequest
@@ -44,14 +42,7 @@ def config_group() -> None:
 @pass_state
 def config_list(state: CliState, output: str) -> None:
     """Every key and the value it has here, with what each of Bacalhau's keys sets."""
-    options = split_config_options(state.persistent.get("config", []))
-    flag = state.persistent.last("data_dir")
-    cfg = load_config(
-        {"data_dir": flag} if flag else {},
-        config_files=options.files,
-        config_values=options.values,
-    )
-    settings = effective_settings(cfg)
+    settings = effective_settings(node_config(state.persistent))
     notes = {
         info.key: f"sets {info.field}" if info.origin is KeyOrigin.BACALHAU else ""
         for info in known_keys()
