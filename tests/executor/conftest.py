@@ -11,7 +11,7 @@ import fcntl
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -58,6 +58,12 @@ def wasm_modules() -> Path:
     with _build_lock("wasm"):
         subprocess.run([str(REPO / "scripts" / "build_wasm.sh")], check=True, timeout=600)
     return WASM_DIR
+
+
+@pytest.fixture
+def module(wasm_modules: Path) -> Callable[[str], bytes]:
+    """Reads a compiled test program by name: ``module("hello")``."""
+    return lambda name: (wasm_modules / f"{name}.wasm").read_bytes()
 
 
 def new_request(

@@ -69,14 +69,6 @@ def executor() -> WasmExecutor:
     return WasmExecutor(module_cache_size=8)
 
 
-@pytest.fixture
-def module(wasm_modules: Path) -> Any:
-    def load(name: str) -> bytes:
-        return (wasm_modules / f"{name}.wasm").read_bytes()
-
-    return load
-
-
 def req(tmp_path: Path, wasm: bytes | bytearray, **kwargs: Any) -> RunRequest:
     params = kwargs.pop("params", {})
     return new_request(tmp_path, "wasm", wasm_params(data_url(wasm), **params), **kwargs)

@@ -186,8 +186,3 @@ async def test_a_module_handling_a_refused_grow_is_not_reported_out_of_memory(
         )
     )
     assert (result.exit_code, result.error_msg) == (5, "")
-
-
-@pytest.fixture
-def module(wasm_modules: Path) -> Any:
-    return lambda name: (wasm_modules / f"{name}.wasm").read_bytes()

@@ -51,14 +51,6 @@ ABSOLUTE_SLEEP_WAT = """
 PROMPTLY = 1.0
 
 
-@pytest.fixture
-def module(wasm_modules: Path) -> Any:
-    def load(name: str) -> bytes:
-        return (wasm_modules / f"{name}.wasm").read_bytes()
-
-    return load
-
-
 def _has(path: Path, text: str) -> bool:
     return path.exists() and text in path.read_text()
 

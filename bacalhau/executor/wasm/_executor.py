@@ -3,7 +3,9 @@
 Every run gets its own store and WASI context (argv, env, stdout/stderr written to the
 results files up to the same cap as a container's, result folders preopened writable) and runs
 in a worker thread; wasmtime releases the GIL while WebAssembly executes, so runs proceed in
-parallel. Compiled modules are cached by content (see ``_modules``); timeouts and cancellation
+parallel. A module known to end within a fraction of a millisecond runs on the event loop's
+own thread instead, within a slice, and again on a worker if it overruns it (see ``_inline``).
+Compiled modules are cached by content (see ``_modules``); timeouts and cancellation
 go through the engine's epoch (see ``_interrupt``) and, for a module asleep in WASI's
 ``poll_oneoff``, through a wake-up of that sleep (see ``_poll``). Closing the executor stops
 every run and waits for its worker, so a node's shutdown never waits on a sleeping module.
@@ -51,6 +53,7 @@ from bacalhau.executor.wasm._determinism import (
     run_seed,
     set_running_source,
 )
+from bacalhau.executor.wasm._inline import InlinePolicy, InlineRunStats, empty_folder
 from bacalhau.executor.wasm._interrupt import CANCELLED, TIMED_OUT, EpochInterrupter, RunWatch
 from bacalhau.executor.wasm._linking import (
     DETERMINISTIC,
@@ -89,6 +92,13 @@ _BACKSTOP_POLL_SECONDS = 0.25
 _BACKSTOP_GRACE_SECONDS = 0.5
 #: How long closing the executor waits for the workers of the runs it stopped.
 _CLOSE_TIMEOUT = 5.0
+#: How long a known-short run may hold the event loop's thread before it yields to a worker
+#: (it notices at the next epoch tick, so the loop is held at most this and a tick).
+INLINE_SLICE_SECONDS = 0.002
+
+
+class _Yielded(Exception):
+    """An inline run gave the event loop's thread back before its end (see ``_inline``)."""
 
 
 class WasmExecutor:
@@ -99,6 +109,8 @@ class WasmExecutor:
     the event loop's default pool so long jobs cannot starve other blocking work. Each of
     ``stdout`` and ``stderr`` keeps at most ``max_stream_bytes``. No run's memory grows past
     ``max_memory`` bytes, whatever its job asks (a job that asks nothing gets that much).
+    A module whose runs took under half of ``inline_slice`` seconds runs on the event loop's
+    thread, for at most that slice (0: every run on a worker; see ``_inline``).
 
     A ``Deterministic`` run sees its inputs and result folders through a virtual file system
     (see ``_vfs``): the files are the host's, read in place and written where the results go,
@@ -115,6 +127,7 @@ class WasmExecutor:
         max_concurrent_runs: int = 32,
         max_stream_bytes: int = MAX_STREAM_FILE_BYTES,
         max_memory: int = WASM32_MAX_MEMORY,
+        inline_slice: float = INLINE_SLICE_SECONDS,
     ) -> None:
         if max_stream_bytes < 0:
             raise ValueError(f"max_stream_bytes must not be negative, got {max_stream_bytes}")
@@ -131,6 +144,7 @@ class WasmExecutor:
         self._workers = ThreadPoolExecutor(
             max_workers=max_concurrent_runs, thread_name_prefix="wasm-run"
         )
+        self._inline = InlinePolicy(inline_slice, capacity=4 * module_cache_size)
         self._runs: dict[str, RunWatch] = {}
         #: Every worker still running a module, including those of runs no one awaits.
         self._busy: set[asyncio.Future[RunCommandResult]] = set()
@@ -148,6 +162,10 @@ class WasmExecutor:
         """Hits, misses and size of the compiled-module cache."""
         return self._modules.stats()
 
+    def inline_stats(self) -> InlineRunStats:
+        """Runs made on the event loop's thread, and how many of them yielded to a worker."""
+        return self._inline.stats()
+
     # -- Executor protocol -------------------------------------------------------------------
 
     async def is_installed(self) -> bool:
@@ -164,7 +182,7 @@ class WasmExecutor:
         if not all(ref.is_inline for ref in refs):
             return  # fetched by the storage plugins at run time
         urls = [_inline_url(ref) for ref in refs]
-        if all(url is not None and self._modules.has_inline(url) for url in urls):
+        if all(url is not None and self._modules.peek_inline(url) is not None for url in urls):
             # All compiled already: checking them is quicker than a trip to a worker thread.
             self._load_modules(spec, [])
             return
@@ -176,7 +194,51 @@ class WasmExecutor:
         spec = WasmEngineSpec.from_spec(request.engine)
         if request.execution_id in self._runs:
             raise ExecutionFailed(f"execution {request.execution_id} is already running here")
+        timeout = request.timeout
+        digest = self._inline_candidate(spec, request)
+        if digest is not None:
+            started = time.monotonic()
+            result = self._run_inline(spec, request, digest)
+            if result is not None:
+                return result
+            if timeout is not None and timeout > 0:
+                # The slice it used counts against its time (never down to "no limit").
+                timeout = max(timeout - (time.monotonic() - started), 0.001)
+        return await self._run_on_worker(spec, request, timeout)
+
+    def _inline_candidate(self, spec: WasmEngineSpec, request: RunRequest) -> str | None:
+        """The entry module's digest when this run may start on the event loop's thread: a
+        compiled inline module known to end quickly, importing nothing, given no inputs."""
+        if request.inputs or spec.import_modules:
+            return None
+        url = _inline_url(spec.entry_module)
+        compiled = self._modules.peek_inline(url) if url is not None else None
+        if compiled is None or compiled.imports:
+            return None
+        return compiled.digest if self._inline.may_run_inline(compiled.digest) else None
+
+    def _run_inline(
+        self, spec: WasmEngineSpec, request: RunRequest, digest: str
+    ) -> RunCommandResult | None:
+        """Run on the event loop's thread; None when the run yielded (its results folder is
+        then empty again, for the run on a worker)."""
         watch = self._interrupter.new_watch(request.timeout)
+        watch.slice_end = time.thread_time() + self._inline.slice_seconds
+        self._inline.started_inline()
+        self._runs[request.execution_id] = watch
+        try:
+            return self._run_sync(spec, request, watch)
+        except _Yielded:
+            self._inline.yielded(digest)
+            empty_folder(request.results_dir)
+            return None
+        finally:
+            del self._runs[request.execution_id]
+
+    async def _run_on_worker(
+        self, spec: WasmEngineSpec, request: RunRequest, timeout: float | None
+    ) -> RunCommandResult:
+        watch = self._interrupter.new_watch(timeout)
         self._runs[request.execution_id] = watch
         loop = asyncio.get_running_loop()
         running = loop.run_in_executor(self._workers, self._run_sync, spec, request, watch)
@@ -338,8 +400,10 @@ class WasmExecutor:
             set_running_watch(watch)
             set_running_source(source)
             set_running_fs(fs)
+            began = time.thread_time()  # this thread's CPU: waits for a core are not the module's
             try:
                 exit_code, error_msg, memory_size = _call(instantiate, store, spec.entry_point)
+                spent = time.thread_time() - began
             finally:
                 set_running_fs(None)
                 set_running_source(None)
@@ -350,6 +414,10 @@ class WasmExecutor:
             if fs is not None:
                 fs.close()
             dropped = streams.finish()
+        if watch.yielded:
+            raise _Yielded
+        if not watch.stopped:
+            self._inline.ran(compiled.digest, spent)
         if spec.deterministic:
             # Published results carry no trace of when the module wrote them.
             for folder in folders.values():

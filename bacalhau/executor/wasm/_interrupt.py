@@ -8,6 +8,12 @@ which either extends it by one more tick or, if that run was cancelled or is pas
 limit, returns an error that traps the run. One shared engine can so stop exactly one of its
 stores, promptly, without any cost to the others.
 
+A run on the event loop's own thread (see ``WasmExecutor``) has a slice of that thread's CPU
+time: past ``RunWatch.slice_end`` the callback traps it as :data:`YIELDED`, and the executor
+runs it again from the start on a worker thread. The loop is so held at most a slice and one
+tick. CPU time, not wall time: on a busy machine the thread may wait for a core mid-run, and
+that wait says nothing of the module.
+
 wasmtime-py does not wrap the C API's ``wasmtime_store_epoch_deadline_callback``; its
 generated ctypes bindings do, and are used here for that one call.
 """
@@ -28,6 +34,8 @@ TICK_SECONDS = 0.01
 
 CANCELLED = "cancelled"
 TIMED_OUT = "timed out"
+#: Why an inline run was stopped: its slice of the event loop is over (not a failure).
+YIELDED = "yielded the event loop"
 
 _CONTINUE = 0  # WASMTIME_UPDATE_DEADLINE_CONTINUE
 
@@ -49,6 +57,12 @@ class RunWatch:
     wake: threading.Event = field(default_factory=threading.Event)
     #: ``time.monotonic_ns()`` when the run's WASI context was made (its monotonic clock's 0).
     monotonic_base_ns: int = 0
+    #: For a run on the event loop's thread: the ``time.thread_time()`` (of that thread)
+    #: past which it must give the thread back (None: a worker's run, which may take its
+    #: whole time).
+    slice_end: float | None = None
+    #: Set when the run was stopped to give the loop's thread back (see :meth:`must_yield`).
+    yielded: bool = False
 
     def cancel(self) -> None:
         """Ask for the run to stop (seen at the next tick, or at once by a sleeping run)."""
@@ -65,6 +79,13 @@ class RunWatch:
                 self.stopped = TIMED_OUT
         return self.stopped
 
+    def must_yield(self, *, blocking: bool = False) -> bool:
+        """Whether a run on the event loop's thread must stop now (its slice is over, or it
+        is about to block: ``blocking``), to run again on a worker; records it if so."""
+        if self.slice_end is not None and (blocking or time.thread_time() >= self.slice_end):
+            self.yielded = True
+        return self.yielded
+
 
 # The callback is called from wasmtime with only an integer to go by: the key of a watch here.
 _WATCHES: dict[int, RunWatch] = {}
@@ -77,8 +98,9 @@ _NO_FINALIZER = _FinalizerType()  # a NULL function pointer
 
 def _on_deadline(_context: Any, data: int | None, delta: Any, kind: Any) -> int:
     watch = _WATCHES.get(data or 0)
-    if watch is not None and watch.check_stop():
-        error = _bindings.wasmtime_error_new(f"execution {watch.stopped}".encode())
+    if watch is not None and (watch.check_stop() or watch.must_yield()):
+        why = watch.stopped or YIELDED
+        error = _bindings.wasmtime_error_new(f"execution {why}".encode())
         # Ownership of the error passes to wasmtime, which turns it into a trap.
         return ctypes.cast(error, ctypes.c_void_p).value or 0
     delta[0] = 1

@@ -70,12 +70,12 @@ class ModuleCache:
         with self._lock:
             return ModuleCacheStats(self._hits, self._misses, len(self._entries), self._capacity)
 
-    def has_inline(self, url: str) -> bool:
-        """Whether :meth:`inline` would find ``url``'s module (nothing counted or moved)."""
+    def peek_inline(self, url: str) -> CompiledModule | None:
+        """What :meth:`inline` would return, nothing counted or moved."""
         key = self._url_key(url)
         with self._lock:
             digest = self._by_url.get(key)
-            return digest is not None and digest in self._entries
+            return self._entries.get(digest) if digest is not None else None
 
     def inline(self, url: str) -> CompiledModule | None:
         """The compiled module an inline ``data:`` URL seen before (:meth:`remember_inline`)

@@ -22,7 +22,7 @@ import time
 import wasmtime
 
 from bacalhau.executor.wasm._determinism import DeterministicSource, running_source
-from bacalhau.executor.wasm._interrupt import RunWatch
+from bacalhau.executor.wasm._interrupt import YIELDED, RunWatch
 
 __all__ = ["RunStopped", "define_poll_oneoff", "running_watch", "set_running_watch"]
 
@@ -130,6 +130,9 @@ def _clock_now(clock_id: int, watch: RunWatch | None, virtual: DeterministicSour
 
 def _sleep(seconds: float, watch: RunWatch | None) -> None:
     """Sleep, waking early (and raising :class:`RunStopped`) when the run must stop."""
+    if seconds > 0 and watch is not None and watch.must_yield(blocking=True):
+        # On the event loop's thread: waiting here would stall the node; run it on a worker.
+        raise RunStopped(YIELDED)
     end = time.monotonic() + max(seconds, 0.0)
     while True:
         if watch is not None and watch.check_stop():

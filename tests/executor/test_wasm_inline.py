@@ -1,0 +1,170 @@
+"""Short WASM runs on the event loop's thread: which runs take it, and how one that overruns
+its slice (or would sleep) gives it back and runs again, whole, on a worker."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import wasmtime
+
+from bacalhau.errors import ExecutionTimeout
+from bacalhau.executor import InputMount, WasmExecutor
+from bacalhau.executor.wasm._inline import InlineRunStats
+from tests.executor.test_wasm import req
+
+T = TypeVar("T")
+
+# Prints "start", spins (argc - 1) * 6e9 times without a host call (about two seconds per
+# argument here; only an epoch tick can stop it), then prints "end".
+SPIN_WAT = """
+(module
+  (import "wasi_snapshot_preview1" "args_sizes_get" (func $args (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 64) "start\\n")
+  (data (i32.const 80) "end\\n")
+  (func $say (param $at i32) (param $len i32)
+    (i32.store (i32.const 16) (local.get $at))
+    (i32.store (i32.const 20) (local.get $len))
+    (drop (call $write (i32.const 1) (i32.const 16) (i32.const 1) (i32.const 24))))
+  (func (export "_start")
+    (local $n i64)
+    (call $say (i32.const 64) (i32.const 6))
+    (drop (call $args (i32.const 0) (i32.const 4)))
+    (local.set $n (i64.mul (i64.extend_i32_u (i32.sub (i32.load (i32.const 0)) (i32.const 1)))
+                           (i64.const 6000000000)))
+    (block $done
+      (loop $spin
+        (br_if $done (i64.eqz (local.get $n)))
+        (local.set $n (i64.sub (local.get $n) (i64.const 1)))
+        (br $spin)))
+    (call $say (i32.const 80) (i32.const 4))))
+"""
+SPIN = wasmtime.wat2wasm(SPIN_WAT)
+
+
+@pytest.fixture
+def executor() -> WasmExecutor:
+    return WasmExecutor(module_cache_size=8)
+
+
+async def longest_stall(work: Awaitable[T]) -> tuple[T, float]:
+    """``work``'s result, and the longest the event loop went without running another task
+    meanwhile (seconds)."""
+    longest = 0.0
+    done = False
+
+    async def watch() -> None:
+        nonlocal longest
+        last = time.monotonic()
+        while not done:
+            await asyncio.sleep(0.005)
+            now = time.monotonic()
+            longest = max(longest, now - last)
+            last = now
+
+    watcher = asyncio.ensure_future(watch())
+    await asyncio.sleep(0)  # the watcher starts before the work holds the loop
+    try:
+        result = await work
+    finally:
+        done = True
+        await watcher
+    return result, longest
+
+
+async def test_a_module_runs_inline_once_a_run_on_a_worker_showed_it_short(
+    tmp_path: Path, executor: WasmExecutor, module: Any
+) -> None:
+    first = await executor.run(req(tmp_path, module("hello")))
+    assert executor.inline_stats() == InlineRunStats(inline=0, yielded=0)  # never seen: worker
+    second = req(tmp_path, module("hello"))
+    result = await executor.run(second)
+    assert executor.inline_stats() == InlineRunStats(inline=1, yielded=0)
+    # The same results, the same layout, whichever thread ran it.
+    assert (result.exit_code, result.stdout, result.stderr) == (
+        first.exit_code,
+        first.stdout,
+        first.stderr,
+    )
+    assert sorted(p.name for p in second.results_dir.iterdir()) == ["exitCode", "stderr", "stdout"]
+    assert (second.results_dir / "stdout").read_text() == result.stdout
+
+
+@pytest.mark.parametrize("deterministic", [False, True])
+async def test_an_overrun_yields_the_loop_and_runs_again_whole_on_a_worker(
+    tmp_path: Path, executor: WasmExecutor, deterministic: bool
+) -> None:
+    params = {"Deterministic": deterministic}
+    await executor.run(req(tmp_path, SPIN, params=params))  # no argument: no spin, short
+    long = req(tmp_path, SPIN, params={**params, "Parameters": ["x"]})
+    result, stall = await longest_stall(executor.run(long))
+    assert executor.inline_stats() == InlineRunStats(inline=1, yielded=1)
+    # The first attempt's "start" is gone: the results are the second attempt's, whole.
+    assert (result.exit_code, result.error_msg, result.stdout) == (0, "", "start\nend\n")
+    assert (long.results_dir / "stdout").read_text() == "start\nend\n"
+    # The spin takes seconds; the loop was held for a slice and a tick (bounded loosely here:
+    # timings belong in benchmarks).
+    assert stall < 1.0
+    # It yielded once: it stays on the workers.
+    await executor.run(req(tmp_path, SPIN, params=params))
+    assert executor.inline_stats() == InlineRunStats(inline=1, yielded=1)
+
+
+async def test_a_run_about_to_sleep_yields_and_sleeps_on_a_worker(
+    tmp_path: Path, executor: WasmExecutor, module: Any
+) -> None:
+    sleeper = module("sleeper")
+    await executor.run(req(tmp_path, sleeper, params={"Parameters": ["0"]}))
+    sleepy = req(tmp_path, sleeper, params={"Parameters": ["1"]})
+    result, stall = await longest_stall(executor.run(sleepy))
+    assert executor.inline_stats() == InlineRunStats(inline=1, yielded=1)
+    assert result.exit_code == 0
+    assert result.stdout == "sleeping 1\nwoke up\n"  # said once: the first attempt's is gone
+    assert stall < 0.5
+
+
+async def test_a_deterministic_sleep_takes_no_time_and_stays_inline(
+    tmp_path: Path, executor: WasmExecutor, module: Any
+) -> None:
+    sleeper = module("sleeper")
+    params = {"Deterministic": True, "Parameters": ["3600"]}
+    first = await executor.run(req(tmp_path, sleeper, params=params))
+    second = await executor.run(req(tmp_path, sleeper, params=params))
+    assert executor.inline_stats() == InlineRunStats(inline=1, yielded=0)
+    assert second.stdout == first.stdout == "sleeping 3600\nwoke up\n"
+
+
+async def test_a_yielded_run_keeps_its_time_limit(tmp_path: Path, executor: WasmExecutor) -> None:
+    await executor.run(req(tmp_path, SPIN))
+    with pytest.raises(ExecutionTimeout):
+        await executor.run(req(tmp_path, SPIN, params={"Parameters": ["x"]}, timeout=0.3))
+    assert executor.inline_stats() == InlineRunStats(inline=1, yielded=1)
+
+
+async def test_no_inline_run_without_a_slice_or_with_data_inputs(
+    tmp_path: Path, module: Any
+) -> None:
+    never = WasmExecutor(module_cache_size=8, inline_slice=0)
+    for _ in range(3):
+        assert (await never.run(req(tmp_path, module("hello")))).exit_code == 0
+    assert never.inline_stats() == InlineRunStats(inline=0, yielded=0)
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.txt").write_text("a")
+    executor = WasmExecutor(module_cache_size=8)
+    for _ in range(3):
+        request = req(tmp_path, module("hello"), inputs=[InputMount(source=data, target="/inputs")])
+        assert (await executor.run(request)).exit_code == 0
+    assert executor.inline_stats() == InlineRunStats(inline=0, yielded=0)
+
+
+def test_a_negative_slice_is_refused() -> None:
+    with pytest.raises(ValueError, match="slice"):
+        WasmExecutor(inline_slice=-1)
