@@ -26,6 +26,7 @@ import orjson
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
+from bacalhau._json import ORJSON_STRICT
 from bacalhau.api._context import context
 from bacalhau.errors import BacalhauError
 
@@ -51,21 +52,13 @@ def dumps(body: Any) -> str:
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
 
 
-#: orjson refuses (TypeError) what the standard library would encode differently or refuse
-#: too: dataclasses and datetimes (passed through), integers beyond 64 bits, non-string keys,
-#: lone surrogates. Those bodies take the standard library's path. What orjson encodes reads
-#: back the same: only a float's spelling may differ (``1e16`` for ``1e+16``; ``null`` for a
-#: NaN, which the standard library wrote as the invalid ``NaN``).
-_ORJSON_STRICT = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
-
-
 def encode_json(body: Any) -> bytes:
     """``body`` as UTF-8 JSON. Text that cannot be UTF-8 (lone surrogates kept by an older
     version's store) is answered with U+FFFD in its place rather than failing the request."""
     try:
         # Several times faster than the standard library on a job's inline module (a 39 KB
         # string), and the same compact, unescaped UTF-8.
-        return orjson.dumps(body, option=_ORJSON_STRICT)
+        return orjson.dumps(body, option=ORJSON_STRICT)
     except TypeError:
         pass
     text = dumps(body)

@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from bacalhau._json import ORJSON_STRICT
 from bacalhau.client._auth import Credentials, explain_refusal
 from bacalhau.errors import BacalhauError, InternalError, Unavailable, error_from_code
 
@@ -49,9 +50,7 @@ def encode_body(body: Any) -> bytes:
     objects that are not JSON) is encoded by the standard library as before, escapes
     included, so the server still names the field at fault."""
     try:
-        return orjson.dumps(
-            body, option=orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
-        )
+        return orjson.dumps(body, option=ORJSON_STRICT)
     except TypeError:
         return json.dumps(body).encode("ascii")
 

@@ -13,6 +13,7 @@ import json
 from collections.abc import Sequence
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
+from bacalhau._json import dumps_text
 from bacalhau.models import (
     BidResult,
     ComputeFailure,
@@ -53,7 +54,7 @@ def encode_callback(message: Callback) -> tuple[str, str]:
     }
     if isinstance(message, BidResult):
         body = {**head, "Accepted": message.accepted, "Event": message.event.to_dict()}
-        return "BidResult", json.dumps(body)
+        return "BidResult", dumps_text(body)
     if isinstance(message, RunResult):
         body = {
             **head,
@@ -61,9 +62,9 @@ def encode_callback(message: Callback) -> tuple[str, str]:
             "RunOutput": message.run_output.to_dict(),
             "RecordVersion": message.record_version,
         }
-        return "RunResult", json.dumps(body)
+        return "RunResult", dumps_text(body)
     body = {**head, "Event": message.event.to_dict(), "RecordVersion": message.record_version}
-    return "ComputeFailure", json.dumps(body)
+    return "ComputeFailure", dumps_text(body)
 
 
 def decode_callback(kind: str, text: str) -> Callback:

@@ -17,7 +17,6 @@ retention and the kept modules.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Callable, Collection
 from contextlib import AbstractContextManager, nullcontext
@@ -25,6 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 
+from bacalhau._json import dumps_text
 from bacalhau._wal_checkpoints import BackgroundCheckpoints
 from bacalhau.compute import _outbox_table as outbox_table
 from bacalhau.compute._callbacks import Callback
@@ -170,7 +170,7 @@ class ExecutionStore:
         digest = module_digest(module) if module is not None else None
         if digest is not None:
             set_entry_module_url(doc["Job"], module_reference(digest))
-        body = json.dumps(doc)
+        body = dumps_text(doc)
         # A module known to be kept needs no write: while this execution names it, pruning
         # leaves it, and once the execution is pruned (created before the cut-off) its use
         # time is before the cut-off whether or not this create recorded it.

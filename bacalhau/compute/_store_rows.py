@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from bacalhau._json import dumps_text
 from bacalhau.errors import InternalError
 from bacalhau.models import (
     Execution,
@@ -81,7 +82,7 @@ class LocalExecution:
 
 def dump_spec(spec: SpecConfig | None) -> str | None:
     """The ``published_result`` column of ``spec``."""
-    return json.dumps(spec.to_dict()) if spec is not None else None
+    return dumps_text(spec.to_dict()) if spec is not None else None
 
 
 def _load_spec(text: str) -> SpecConfig:
@@ -91,7 +92,7 @@ def _load_spec(text: str) -> SpecConfig:
 
 def dump_output(output: RunCommandResult | None) -> str | None:
     """The ``run_output`` column of ``output``."""
-    return json.dumps(output.to_dict()) if output is not None else None
+    return dumps_text(output.to_dict()) if output is not None else None
 
 
 def decode_row(row: tuple[object, ...]) -> LocalExecution:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from bacalhau._json import dumps_text
 from bacalhau.models import Evaluation, EvaluationStatus
 from bacalhau.orchestrator._rows import eval_from_row, eval_to_row
 from bacalhau.orchestrator._store_transactions import StoreTransactions
@@ -33,7 +34,7 @@ class EvaluationRecords(StoreTransactions):
             self._db.execute(
                 "INSERT INTO evaluations (id, job_id, status, wait_until, data)"
                 " VALUES (?, ?, ?, ?, ?)",
-                (ev.id, ev.job_id, ev.status, ev.wait_until, json.dumps(eval_to_row(ev))),
+                (ev.id, ev.job_id, ev.status, ev.wait_until, dumps_text(eval_to_row(ev))),
             )
             if ev.status != EvaluationStatus.COMPLETE:
                 self._open_evaluations[ev.id] = ev.job_id
@@ -80,5 +81,5 @@ class EvaluationRecords(StoreTransactions):
             self._db.execute(
                 "INSERT INTO idempotency (token, job_id, evaluation_id, warnings)"
                 " VALUES (?, ?, ?, ?)",
-                (token, job_id, eval_id, json.dumps(warnings)),
+                (token, job_id, eval_id, dumps_text(warnings)),
             )

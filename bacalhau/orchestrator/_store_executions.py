@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections import OrderedDict
 
+from bacalhau._json import dumps_text
 from bacalhau.errors import ExecutionNotFound, RevisionConflict
 from bacalhau.models import (
     Event,
@@ -68,7 +69,7 @@ class ExecutionRecords(JobHistoryLog):
                     execution.revision,
                     execution.create_time,
                     execution.modify_time,
-                    json.dumps(execution_to_row(execution)),
+                    dumps_text(execution_to_row(execution)),
                 ),
             )
             self._track(execution)
@@ -206,7 +207,7 @@ class ExecutionRecords(JobHistoryLog):
                     int(ex.desired_state),
                     ex.revision,
                     ex.modify_time,
-                    json.dumps(execution_to_row(ex)),
+                    dumps_text(execution_to_row(ex)),
                     execution_id,
                     ex.revision - 1,
                 ),

@@ -10,6 +10,7 @@ import json
 from collections import OrderedDict
 from contextlib import suppress
 
+from bacalhau._json import dumps_text
 from bacalhau.models import JobHistory
 from bacalhau.orchestrator._rows import history_from_row, history_to_row
 from bacalhau.orchestrator._store_transactions import StoreTransactions
@@ -46,7 +47,7 @@ class JobHistoryLog(StoreTransactions):
                 item.event.timestamp = item.time
             self._db.execute(
                 "INSERT INTO history (job_id, seq, data) VALUES (?, ?, ?)",
-                (item.job_id, item.seq_num, json.dumps(history_to_row(item))),
+                (item.job_id, item.seq_num, dumps_text(history_to_row(item))),
             )
             self._cache_recent(self._seqs, item.job_id, item.seq_num, _SEQ_CACHE)
             self._pending_notify.add(item.job_id)

@@ -10,6 +10,7 @@ import sqlite3
 from collections import OrderedDict
 from typing import Any
 
+from bacalhau._json import dumps_text
 from bacalhau.errors import JobNotFound, MultipleJobsFound, RevisionConflict
 from bacalhau.models import (
     Event,
@@ -203,11 +204,11 @@ class JobRecords(JobHistoryLog):
             # Every job running the same module shares one copy of it (jobs of a benchmark or a
             # sweep resend the same tens of KB each time).
             module, blob = self._keep_module(doc)
-            data = json.dumps(doc)
+            data = dumps_text(doc)
             row = (
                 job.id,
                 int(job.state),
-                json.dumps(job.state_message),
+                dumps_text(job.state_message),
                 job.revision,
                 job.version,
                 job.modify_time,
@@ -227,7 +228,7 @@ class JobRecords(JobHistoryLog):
                         job.version,
                         job.create_time,
                         job.modify_time,
-                        json.dumps(job.labels),
+                        dumps_text(job.labels),
                         len(data) + (len(module) if module else 0),
                     ),
                 )
@@ -367,7 +368,7 @@ class JobRecords(JobHistoryLog):
         job.state_message = message
         job.revision += 1
         job.modify_time = now
-        row = (job_id, int(new_state), json.dumps(message), job.revision, job.version, now)
+        row = (job_id, int(new_state), dumps_text(message), job.revision, job.version, now)
         with self._write():
             # The spec is not rewritten: a state change is one small row.
             cur = self._db.execute(
@@ -415,7 +416,7 @@ class JobRecords(JobHistoryLog):
         doc = new.to_dict()
         with self._atomic():
             module, blob = self._keep_module(doc)  # shared with earlier versions, as at create
-            data = json.dumps(doc)
+            data = dumps_text(doc)
             self._db.execute(
                 "INSERT INTO job_specs (job_id, version, data, blob) VALUES (?, ?, ?, ?)",
                 (job_id, new.version, data, blob),
@@ -427,11 +428,11 @@ class JobRecords(JobHistoryLog):
                 " modify_time = ?, labels = ?, size = ? WHERE id = ? AND revision = ?",
                 (
                     int(new.state),
-                    json.dumps(""),
+                    dumps_text(""),
                     new.revision,
                     new.version,
                     now,
-                    json.dumps(new.labels),
+                    dumps_text(new.labels),
                     len(data) + (len(module) if module else 0),
                     job_id,
                     job.revision,
@@ -439,7 +440,7 @@ class JobRecords(JobHistoryLog):
             )
             if cur.rowcount != 1:
                 raise RevisionConflict(f"job {job_id} changed concurrently")
-            self._keep_row((job_id, int(new.state), json.dumps(""), new.revision, new.version, now))
+            self._keep_row((job_id, int(new.state), dumps_text(""), new.revision, new.version, now))
             self.add_history(
                 JobHistory(
                     seq_num=0,
