@@ -168,3 +168,27 @@ async def test_no_inline_run_without_a_slice_or_with_data_inputs(
 def test_a_negative_slice_is_refused() -> None:
     with pytest.raises(ValueError, match="slice"):
         WasmExecutor(inline_slice=-1)
+
+
+@pytest.mark.parametrize("cap", [10, 5000, 1 << 20])
+async def test_an_inline_run_keeps_its_streams_as_a_worker_does(
+    tmp_path: Path, module: Any, cap: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Capped alike (the head of each stream, the rest dropped and said so) and summarised
+    alike, with output below, across and above the summary's limit."""
+    executor = WasmExecutor(module_cache_size=8, max_stream_bytes=cap)
+    long_arg = "x" * 6000  # the output crosses RUN_OUTPUT_LIMIT (2 KiB)
+    results = []
+    for _ in range(2):
+        caplog.clear()
+        request = req(tmp_path, module("hello"), params={"Parameters": [long_arg]})
+        result = await executor.run(request)
+        files = [(request.results_dir / name).read_bytes() for name in ("stdout", "stderr")]
+        said = [m.split("; ")[-1] for m in caplog.messages if "dropped" in m]
+        results.append((result.stdout, result.stderr, files, said))
+    assert executor.inline_stats() == InlineRunStats(inline=1, yielded=0)
+    assert results[1] == results[0]  # the worker's run, then the inline one
+    stdout = f"hello from wasm\narg[1]={long_arg}\n".encode()
+    assert results[0][2][0] == stdout[:cap]
+    dropped = (max(len(stdout) - cap, 0), max(len(b"hello on stderr\n") - cap, 0))
+    assert results[0][3] == ([f"dropped (stdout, stderr) = {dropped}"] if any(dropped) else [])

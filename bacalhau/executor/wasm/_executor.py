@@ -69,7 +69,7 @@ from bacalhau.executor.wasm._modules import (
     ModuleCacheStats,
     wasm_error_cause,
 )
-from bacalhau.executor.wasm._output import CappedStreams
+from bacalhau.executor.wasm._output import CappedStreams, MemoryStreams
 from bacalhau.executor.wasm._output_times import fix_times
 from bacalhau.executor.wasm._params import ModuleRef, WasmEngineSpec
 from bacalhau.executor.wasm._poll import RunStopped, set_running_watch
@@ -363,7 +363,8 @@ class WasmExecutor:
                 {name: c.module for name, c in imports.items()},
             )
 
-        streams = CappedStreams(
+        # An inline run's output is bounded by its slice: it needs no pipes (see ``_output``).
+        streams = (CappedStreams if watch.slice_end is None else MemoryStreams)(
             request.results_dir / STDOUT_FILE,
             request.results_dir / STDERR_FILE,
             self._max_stream_bytes,

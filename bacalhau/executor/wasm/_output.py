@@ -16,6 +16,12 @@ that time waits for it.
 
 Pipes rather than wasmtime's custom-output callbacks: those are called from wasmtime's own
 runtime threads, and such a thread that has entered Python aborts the process when it exits.
+
+A run on the event loop's own thread (see ``_inline``) writes into memory files instead
+(:class:`MemoryStreams`), copied into the result files up to the cap once it has stopped: no
+pipes, no copier thread to wake. Its slice of CPU time bounds what it can write before it
+stops or yields (a few MB at most), and a write there never waits for a reader, which a pipe
+would make it do with the loop's thread.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from typing import BinaryIO
 from bacalhau.executor._results import StreamHead
 from bacalhau.models import RUN_OUTPUT_LIMIT
 
-__all__ = ["CappedStreams"]
+__all__ = ["CappedStreams", "MemoryStreams"]
 
 _log = logging.getLogger(__name__)
 
@@ -174,14 +180,112 @@ class CappedStreams:
             self._release()
 
 
+class MemoryStreams:
+    """A run's two streams written into memory files, copied into ``stdout``/``stderr`` up
+    to ``limit`` once the run has stopped.
+
+    The same protocol as :class:`CappedStreams`, for a run whose output is bounded by its
+    slice (see the module's docstring). Memory files rather than the result files
+    themselves: wasmtime opens its stream files truncating them, and ext4 writes a file
+    truncated and written again to disk when it is closed (see :func:`_emptied`).
+    """
+
+    def __init__(self, stdout: Path, stderr: Path, limit: int) -> None:
+        self.limit = limit
+        self._paths = (stdout, stderr)
+        self._fds: list[int] = []
+        self._heads: tuple[StreamHead, StreamHead] | None = None
+        try:
+            for name in ("stdout", "stderr"):
+                self._fds.append(os.memfd_create(name, os.MFD_CLOEXEC))
+        except BaseException:
+            self._close()
+            raise
+
+    @property
+    def writer_fds(self) -> tuple[int, int]:
+        return self._fds[0], self._fds[1]
+
+    @property
+    def stdout_path(self) -> str:
+        return f"/proc/self/fd/{self._fds[0]}"
+
+    @property
+    def stderr_path(self) -> str:
+        return f"/proc/self/fd/{self._fds[1]}"
+
+    def handed_over(self) -> None:
+        """wasmtime opened the memory files itself; ours stay open to copy them out."""
+
+    def finish(self) -> tuple[int, int]:
+        """Copy each stream into its file up to the cap and keep its head; close the memory
+        files; return (stdout, stderr) dropped."""
+        dropped = [0, 0]
+        heads: list[StreamHead] = []
+        try:
+            for i, fd in enumerate(self._fds):
+                size = os.fstat(fd).st_size
+                kept = min(size, self.limit)
+                dropped[i] = size - kept
+                head = os.pread(fd, min(kept, RUN_OUTPUT_LIMIT), 0)
+                out = _emptied_fd(self._paths[i], os.O_WRONLY)
+                try:
+                    if kept <= len(head):
+                        _write_all(out, head)
+                    else:
+                        _copy_all(fd, out, kept)
+                finally:
+                    os.close(out)
+                heads.append((head, kept))
+            self._heads = (heads[0], heads[1])
+        finally:
+            self._close()
+        return dropped[0], dropped[1]
+
+    def heads(self) -> tuple[StreamHead, StreamHead] | None:
+        """After :meth:`finish`, the first bytes of each file and its size."""
+        return self._heads
+
+    def _close(self) -> None:
+        while self._fds:
+            with contextlib.suppress(OSError):
+                os.close(self._fds.pop())
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _copy_all(src: int, dst: int, count: int) -> None:
+    """The first ``count`` bytes of ``src`` into ``dst`` (from their starts)."""
+    offset = 0
+    while offset < count:
+        sent = os.sendfile(dst, src, offset, count - offset)
+        if sent == 0:
+            raise OSError(f"the stream ended {count - offset} bytes early")
+        offset += sent
+
+
+def _emptied_fd(path: Path, mode: int) -> int:
+    """``path`` opened (``mode``), empty; see :func:`_emptied`."""
+    fd = os.open(path, mode | os.O_CREAT, 0o666)
+    try:
+        if os.fstat(fd).st_size:
+            os.ftruncate(fd, 0)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def _emptied(path: Path) -> BinaryIO:
     """``path`` opened for writing, empty, unbuffered. An empty file made ahead (see
     ``compute/_spare_dirs``) is kept as it is: ext4 flushes a file truncated to zero and
     written again when it is closed, which would cost every run a disk write."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o666)
+    fd = _emptied_fd(path, os.O_WRONLY)
     try:
-        if os.fstat(fd).st_size:
-            os.ftruncate(fd, 0)
         return open(fd, "wb", buffering=0)
     except BaseException:
         os.close(fd)
