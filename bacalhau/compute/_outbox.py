@@ -140,11 +140,13 @@ class CallbackOutbox:
     def hold(self, execution_id: str) -> None:
         """An ask's answer waits for this execution's callbacks: the workers leave them."""
         self._held.add(execution_id)
+        self._store.note_callbacks(execution_id)  # the answer then reads them from memory
 
     def release(self, requester_id: str, execution_id: str, *, taken: bool = False) -> None:
         """The answer is on its way. Unless it ``taken`` what was queued (nothing can have
         been queued since), what it left goes the usual way."""
         self._held.discard(execution_id)
+        self._store.forget_noted(execution_id)
         if not taken:
             self.kick(requester_id)
 
@@ -152,11 +154,10 @@ class CallbackOutbox:
         """The callbacks queued about ``execution_id`` for ``requester_id``, for the answer
         to its ask (None: none yet). They stay queued until :meth:`applied`, or are sent
         again after the grace."""
-        entries = [
-            e
-            for e in self._store.callbacks_of(requester_id, execution_id)
-            if e.seq not in self._answered and e.seq not in self._acked
-        ]
+        queued = self._store.noted_callbacks(requester_id, execution_id)
+        if queued is None:
+            queued = self._store.callbacks_of(requester_id, execution_id)
+        entries = [e for e in queued if e.seq not in self._answered and e.seq not in self._acked]
         if not entries:
             return None
         loop = asyncio.get_running_loop()

@@ -99,6 +99,9 @@ class ExecutionStore:
         self._decoded = ExecutionMemo()
         #: The inline modules last read or kept, as the objects handed out (see ModuleMemo).
         self._modules = ModuleMemo()
+        #: Executions whose callbacks are kept here too as they are committed, for an ask's
+        #: answer that waits for them (see :meth:`note_callbacks`).
+        self._noted: dict[str, list[OutboxEntry]] = {}
         try:
             self._db = connect(path)
             # A failed write may leave the store behind the kept records: read them again.
@@ -201,7 +204,10 @@ class ExecutionStore:
                     f"execution {execution.id} already exists", component="ExecutionStore"
                 ) from None
             if callback is not None:
-                outbox_table.enqueue(self._db, requester_id, callback, now)
+                seq = outbox_table.enqueue(self._db, requester_id, callback, now)
+                queued = OutboxEntry(seq, requester_id, execution.id, callback, now)
+        if callback is not None:
+            self._note(queued)  # committed
         if module is not None and digest is not None:
             self._modules.remember(digest, module)  # committed: known to be kept
         if not state.is_terminal():
@@ -344,12 +350,19 @@ class ExecutionStore:
                     component="ExecutionStore",
                 )
             if callback is not None:
-                outbox_table.enqueue(self._db, record.requester_id, callback, updated.modify_time)
+                now = updated.modify_time
+                seq = outbox_table.enqueue(self._db, record.requester_id, callback, now)
+                queued = OutboxEntry(seq, record.requester_id, record.id, callback, now)
             if logs is not None:
                 self._db.execute(
                     "INSERT OR REPLACE INTO logs (execution_id, stdout, stderr) VALUES (?, ?, ?)",
                     (record.id, *logs),
                 )
+        if callback is not None:
+            if defer:
+                self.forget_noted(record.id)  # not committed yet: read it back instead
+            else:
+                self._note(queued)
         if state.is_terminal():
             self._decoded.forget(record.id)  # rarely read again
         else:
@@ -443,8 +456,34 @@ class ExecutionStore:
 
     def enqueue_callback(self, requester_id: str, message: Callback) -> int:
         """Queue a callback on its own (one that announces no state change)."""
+        now = now_ns()
         with self._writes.transaction():
-            return outbox_table.enqueue(self._db, requester_id, message, now_ns())
+            seq = outbox_table.enqueue(self._db, requester_id, message, now)
+        self._note(OutboxEntry(seq, requester_id, message.execution_id, message, now))
+        return seq
+
+    def note_callbacks(self, execution_id: str) -> None:
+        """Keep the callbacks of ``execution_id``, an execution not created yet (so with none
+        queued), in memory too as they are committed, for :meth:`noted_callbacks` (until
+        :meth:`forget_noted`). Nothing is noted for an execution this store holds."""
+        if execution_id not in self._noted and self.state(execution_id) is None:
+            self._noted[execution_id] = []
+
+    def noted_callbacks(self, requester_id: str, execution_id: str) -> list[OutboxEntry] | None:
+        """What :meth:`callbacks_of` reads, without a query, for an execution noted before
+        its first callback was queued; None for any other (read them with it)."""
+        noted = self._noted.get(execution_id)
+        if noted is None:
+            return None
+        return [e for e in noted if e.requester_id == requester_id]
+
+    def forget_noted(self, execution_id: str) -> None:
+        self._noted.pop(execution_id, None)
+
+    def _note(self, entry: OutboxEntry) -> None:
+        noted = self._noted.get(entry.execution_id)
+        if noted is not None:
+            noted.append(entry)
 
     def pending_callbacks(
         self, requester_id: str, *, limit: int = 64, after_seq: int = 0
