@@ -453,7 +453,9 @@ class ComputeEndpoint:
 
     def _start_run(self, execution_id: str) -> None:
         """Called by the queue once the execution's resources are reserved."""
-        task = asyncio.create_task(self._pipeline.run(execution_id), name=f"run-{execution_id}")
+        task = asyncio.create_task(
+            self._pipeline.run(execution_id, on_outcome=self._ended), name=f"run-{execution_id}"
+        )
         self._runs[execution_id] = task
         # A done callback, not a ``finally``: it also runs for a task cancelled before it
         # started, so the reservation is always released.

@@ -187,15 +187,23 @@ class ExecutionPipeline:
         # Execution IDs start with a letter or digit, so ".inputs" never names an execution.
         return self._results_root / ".inputs" / execution_id
 
-    async def run(self, execution_id: str) -> LocalExecution:
-        """Run one ``BidAccepted`` execution to a terminal state and return its record."""
+    async def run(
+        self, execution_id: str, *, on_outcome: Callable[[str], None] | None = None
+    ) -> LocalExecution:
+        """Run one ``BidAccepted`` execution to a terminal state and return its record.
+
+        ``on_outcome`` is told as soon as a completed execution's outcome is committed (its
+        callback queued): an ask's answer waiting for it may go before what is left (giving
+        its folder back, the log line), which is done in the next turn of the loop."""
         try:
-            return await self._run(execution_id)
+            return await self._run(execution_id, on_outcome)
         finally:
             # Folders made ahead for the next executions: now, off this one's path.
-            self._spare_dirs.replenish()
+            asyncio.get_running_loop().call_soon(self._spare_dirs.replenish)
 
-    async def _run(self, execution_id: str) -> LocalExecution:
+    async def _run(
+        self, execution_id: str, on_outcome: Callable[[str], None] | None
+    ) -> LocalExecution:
         record = self._store.get(execution_id)
         if record.state is not L.BID_ACCEPTED:
             _log.info("not running execution %s: it is %s", execution_id, record.state.value)
@@ -260,13 +268,12 @@ class ExecutionPipeline:
                 callback=result,
                 logs=logs,
             )
-            if logs is not None and not self._logs.in_use(execution_id):
-                self._spare_dirs.give_back(results_dir)
-            _log.info(
-                "execution %s of job %s completed (exit code %d) in %.3fs",
-                execution_id,
-                record.job_id,
-                output.exit_code,
+            if on_outcome is not None:
+                on_outcome(execution_id)
+            asyncio.get_running_loop().call_soon(
+                self._completed,
+                record,
+                results_dir if logs is not None else None,
                 time.monotonic() - started,
             )
             return record
@@ -287,6 +294,19 @@ class ExecutionPipeline:
             _log.exception("execution %s failed unexpectedly", execution_id)
             internal = InternalError(f"{topic.lower()} failed: {type(err).__name__}: {err}")
             return self._fail(execution_id, internal, topic)
+
+    def _completed(self, record: LocalExecution, spare: Path | None, seconds: float) -> None:
+        """After a completed execution's outcome went: give its folder back when it holds
+        nothing the store does not keep (``spare``), and say so in the log."""
+        if spare is not None and not self._logs.in_use(record.id):
+            self._spare_dirs.give_back(spare)
+        _log.info(
+            "execution %s of job %s completed (exit code %d) in %.3fs",
+            record.id,
+            record.job_id,
+            record.run_output.exit_code if record.run_output is not None else 0,
+            seconds,
+        )
 
     async def _prepare_inputs(self, execution_id: str, job: Job) -> list[InputMount]:
         if self._inputs is None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import io
 import tarfile
 from collections.abc import AsyncIterator
@@ -53,7 +54,9 @@ class Rig:
 
     async def run(self, execution: Execution) -> LocalExecution:
         self.store.create(execution, requester_id="requester", state=L.BID_ACCEPTED)
-        return await self.pipeline.run(execution.id)
+        record = await self.pipeline.run(execution.id)
+        await asyncio.sleep(0)  # what follows the outcome: the folder given back, the log
+        return record
 
     def callbacks(self) -> list[object]:
         return [e.message for e in self.store.pending_callbacks("requester")]
@@ -154,6 +157,7 @@ async def test_a_trivial_wasm_execution_creates_only_its_layout_and_archive(
                 store.create(execution, requester_id="requester", state=L.BID_ACCEPTED)
                 with record_fs_calls(tmp_path) as calls:
                     records.append(await pipeline.run(execution.id))
+                    await asyncio.sleep(0)  # the folder is given back after the outcome
                 # The first took no spare (none was made yet); the second does.
                 await eventually(lambda: pipeline.spare_dirs_ready > 0)
             kept = store.kept_logs(execution.id)
@@ -207,6 +211,25 @@ async def test_non_zero_exit_is_a_completion(rig: Rig) -> None:
     assert record.published_result == SpecConfig()
     assert rig.store.kept_logs(record.id) == (b"out\n", b"err\n")
     assert not (rig.results_root / record.id).exists()
+
+
+async def test_the_outcome_is_told_once_committed_and_before_the_housekeeping(
+    rig: Rig,
+) -> None:
+    """An ask's answer waiting for the outcome may go before the folder is given back."""
+    execution = make_execution("echo out")
+    rig.store.create(execution, requester_id="requester", state=L.BID_ACCEPTED)
+    told: list[tuple[str, L, list[type], bool]] = []
+
+    def on_outcome(execution_id: str) -> None:
+        queued = [type(c) for c in rig.callbacks()]
+        folder = (rig.results_root / execution_id).exists()
+        told.append((execution_id, rig.store.get(execution_id).state, queued, folder))
+
+    await rig.pipeline.run(execution.id, on_outcome=on_outcome)
+    assert told == [(execution.id, L.COMPLETED, [RunResult], True)]
+    await asyncio.sleep(0)
+    assert not (rig.results_root / execution.id).exists()
 
 
 async def test_noop_publisher_keeps_the_results_dir(rig: Rig) -> None:
