@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh
+source scripts/_python_env.sh
 
 API_PORT="${BACALHAU_DEMO_API_PORT:-1234}"
 if python3 - "$API_PORT" <<'PY'

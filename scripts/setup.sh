@@ -25,12 +25,30 @@ if ! command -v buf >/dev/null 2>&1; then
   npm install -g --silent @bufbuild/buf >/dev/null
 fi
 
+# A Python that refuses installs into itself (PEP 668: Debian's python3) gets the package in a
+# virtual environment of this checkout instead, which the scripts use (see _python_env.sh);
+# `. .venv/bin/activate` puts `bacalhau` on an interactive shell's PATH.
+source scripts/_python_env.sh
+if [ -z "${VIRTUAL_ENV:-}" ] && python3 -c 'import pathlib, sys, sysconfig
+managed = pathlib.Path(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED").exists()
+sys.exit(0 if managed and sys.prefix == sys.base_prefix else 1)'; then
+  if ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+    log "installing Debian package python3-venv"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq python3-venv >/dev/null
+  fi
+  log "this Python is managed by the system (PEP 668): making .venv for the package"
+  python3 -m venv .venv
+  source scripts/_python_env.sh
+fi
+
 stamp=".build/pip.stamp"
 mkdir -p .build
 # The package must be the one in this checkout: an editable install made from another copy
 # (moved or removed) would import that copy's code, or nothing, outside this folder.
 installed_here() {
-  (cd / && python3 -c 'import bacalhau, pathlib, sys; sys.exit(pathlib.Path(bacalhau.__file__).resolve().parent != pathlib.Path(sys.argv[1]).resolve())' "$PWD/bacalhau") >/dev/null 2>&1
+  local here="$PWD/bacalhau"  # (expanded here: inside the subshell, $PWD is /)
+  (cd / && python3 -c 'import bacalhau, pathlib, sys; sys.exit(pathlib.Path(bacalhau.__file__).resolve().parent != pathlib.Path(sys.argv[1]).resolve())' "$here") >/dev/null 2>&1
 }
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || ! command -v bacalhau >/dev/null 2>&1 || ! installed_here; then
   log "installing the Python package and its development tools"

@@ -4,6 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh
+source scripts/_python_env.sh
 
 echo "== ruff"
 ruff check bacalhau tests bench
