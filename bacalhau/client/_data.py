@@ -11,7 +11,6 @@ standard library's ``data`` filter: nothing lands outside the target directory) 
 from __future__ import annotations
 
 import asyncio
-import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from urllib.parse import quote
 
 import aiohttp
 
+from bacalhau._tarfile import tarfile
 from bacalhau.client._auth import Credentials
 from bacalhau.client._session import RestSession
 from bacalhau.errors import InvalidRequest, Unavailable

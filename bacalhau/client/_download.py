@@ -23,7 +23,6 @@ import os
 import posixpath
 import shutil
 import sys
-import tarfile
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -33,6 +32,7 @@ from urllib.parse import quote, unquote, urlparse
 import aiohttp
 from tqdm import tqdm
 
+from bacalhau._tarfile import tarfile
 from bacalhau.client._transport import Transport
 from bacalhau.client._types import ResultsConflict, UnsupportedResult
 from bacalhau.errors import BacalhauError, InternalError, Unavailable

@@ -10,10 +10,10 @@ sizes in the headers are added up as they come, so an archive that would unpack 
 from __future__ import annotations
 
 import posixpath
-import tarfile
 from pathlib import Path
 from typing import IO
 
+from bacalhau._tarfile import tarfile
 from bacalhau.errors import UnsafePath
 from bacalhau.storage._base import input_failed
 
