@@ -4,6 +4,7 @@ the CLI sends and who the API takes them for."""
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 import click
@@ -21,7 +22,7 @@ _ENV = ("BACALHAU_API_KEY", "BACALHAU_API_USERNAME", "BACALHAU_API_PASSWORD")
 
 def stdin_is_terminal() -> bool:
     """Whether a person types on standard input (then passwords are asked for)."""
-    return click.get_text_stream("stdin").isatty()
+    return sys.stdin.isatty()
 
 
 @click.group("auth", cls=BacalhauGroup)
@@ -54,7 +55,7 @@ def hash_password(cost: int) -> None:
             err=True,
         )
     else:
-        password = click.get_text_stream("stdin").readline()
+        password = sys.stdin.readline()
     password = password.strip()
     if not password:
         raise InvalidRequest("password cannot be empty", component="CLI")

@@ -3,6 +3,7 @@ clusters, kept in ``<data-dir>/profiles`` (see :mod:`bacalhau.cli._profiles`).""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 
 import click
@@ -33,7 +34,7 @@ def _secret(value: str | None, what: str) -> str | None:
     history and the process list)."""
     if value != "-":
         return value
-    line = click.get_text_stream("stdin").readline().strip()
+    line = sys.stdin.readline().strip()
     if not line:
         raise InvalidRequest(f"no {what} on standard input", component="CLI")
     return line

@@ -149,9 +149,7 @@ def print_logs(
     from bacalhau.models import LogStream
 
     for line in client.logs(job_id, execution_id=execution_id, follow=follow, tail=tail):
-        out = click.get_text_stream("stderr" if line.stream is LogStream.STDERR else "stdout")
-        out.write(line.text)
-        out.flush()
+        click.echo(line.text, nl=False, err=line.stream is LogStream.STDERR)  # (flushed)
 
 
 def print_outcome(details: JobDetails, *, node_details: bool) -> None:
