@@ -102,7 +102,8 @@ def _boolean_flags(command: click.Command) -> dict[str, tuple[str | None, bool]]
             off = next((o for o in p.secondary_opts if o.startswith("--")), None)
             for opt in p.opts:
                 if opt.startswith("--"):
-                    flags[opt] = (off, bool(p.default))
+                    # (``is True``: click 8.5 leaves an unset default as a sentinel object.)
+                    flags[opt] = (off, p.default is True)
     return flags
 
 

@@ -48,9 +48,14 @@ SPIN_WAT = """
 SPIN = wasmtime.wat2wasm(SPIN_WAT)
 
 
+#: A slice far above a short run's CPU time, so that a loaded machine (the suite runs in
+#: parallel) does not keep a short module on the workers: what is tested is the mechanism.
+SLICE = 0.05
+
+
 @pytest.fixture
 def executor() -> WasmExecutor:
-    return WasmExecutor(module_cache_size=8)
+    return WasmExecutor(module_cache_size=8, inline_slice=SLICE)
 
 
 async def longest_stall(work: Awaitable[T]) -> tuple[T, float]:
@@ -158,7 +163,7 @@ async def test_no_inline_run_without_a_slice_or_with_data_inputs(
     data = tmp_path / "data"
     data.mkdir()
     (data / "a.txt").write_text("a")
-    executor = WasmExecutor(module_cache_size=8)
+    executor = WasmExecutor(module_cache_size=8, inline_slice=SLICE)
     for _ in range(3):
         request = req(tmp_path, module("hello"), inputs=[InputMount(source=data, target="/inputs")])
         assert (await executor.run(request)).exit_code == 0
@@ -176,7 +181,7 @@ async def test_an_inline_run_keeps_its_streams_as_a_worker_does(
 ) -> None:
     """Capped alike (the head of each stream, the rest dropped and said so) and summarised
     alike, with output below, across and above the summary's limit."""
-    executor = WasmExecutor(module_cache_size=8, max_stream_bytes=cap)
+    executor = WasmExecutor(module_cache_size=8, max_stream_bytes=cap, inline_slice=SLICE)
     long_arg = "x" * 6000  # the output crosses RUN_OUTPUT_LIMIT (2 KiB)
     results = []
     for _ in range(2):
