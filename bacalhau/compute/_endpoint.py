@@ -262,7 +262,7 @@ class ComputeEndpoint:
         if request.wait_for_approval or linger <= 0:
             self._spawn(self._bid(source_node_id, request), name=f"bid-{execution.id}")
             return None
-        self._outbox.hold(execution.id)
+        self._outbox.hold(execution.id, new=True)  # (looked up above: not created yet)
         ended = self._ends[execution.id] = asyncio.Event()
         taken = False
         try:

@@ -137,10 +137,13 @@ class CallbackOutbox:
 
     # -- callbacks in the answer to an ask -------------------------------------------------
 
-    def hold(self, execution_id: str) -> None:
-        """An ask's answer waits for this execution's callbacks: the workers leave them."""
+    def hold(self, execution_id: str, *, new: bool = False) -> None:
+        """An ask's answer waits for this execution's callbacks: the workers leave them.
+        ``new``: the store holds no such execution yet (the caller just looked), so none is
+        queued, and the answer takes those to come from memory (see ``note_callbacks``)."""
         self._held.add(execution_id)
-        self._store.note_callbacks(execution_id)  # the answer then reads them from memory
+        if new:
+            self._store.note_callbacks(execution_id)
 
     def release(self, requester_id: str, execution_id: str, *, taken: bool = False) -> None:
         """The answer is on its way. Unless it ``taken`` what was queued (nothing can have

@@ -463,11 +463,10 @@ class ExecutionStore:
         return seq
 
     def note_callbacks(self, execution_id: str) -> None:
-        """Keep the callbacks of ``execution_id``, an execution not created yet (so with none
-        queued), in memory too as they are committed, for :meth:`noted_callbacks` (until
-        :meth:`forget_noted`). Nothing is noted for an execution this store holds."""
-        if execution_id not in self._noted and self.state(execution_id) is None:
-            self._noted[execution_id] = []
+        """Keep the callbacks of ``execution_id`` in memory too as they are committed, for
+        :meth:`noted_callbacks` (until :meth:`forget_noted`). Only for an execution this
+        store does not hold yet (so with none queued): the caller has just looked."""
+        self._noted.setdefault(execution_id, [])
 
     def noted_callbacks(self, requester_id: str, execution_id: str) -> list[OutboxEntry] | None:
         """What :meth:`callbacks_of` reads, without a query, for an execution noted before

@@ -273,3 +273,29 @@ async def test_an_acknowledgement_lets_what_waited_behind_it_go(tmp_path: Path) 
         assert await box.flush(5)
         assert store.pending_callbacks(REQUESTER) == []
     assert callbacks.batches == [[_result(record)]]
+
+
+async def test_an_answer_for_a_new_execution_is_what_the_outbox_holds(tmp_path: Path) -> None:
+    """Held as new (created after the hold, so its callbacks are taken from memory), the
+    answer carries what the outbox table holds for it; held as it was (its callbacks may
+    predate the hold), the answer is read from the table and carries the earlier ones too."""
+    callbacks = RecordingCallbacks()
+    async with outbox(tmp_path, callbacks) as (store, box):
+        box.start()
+        execution = make_execution("echo hi")
+        box.hold(execution.id, new=True)
+        record = store.create(execution, requester_id=REQUESTER, state=L.BID_ACCEPTED)
+        store.enqueue_callback(REQUESTER, _bid(record))
+        _complete(store, record)
+        answer = box.take_answer(REQUESTER, record.id)
+        box.release(REQUESTER, record.id, taken=True)
+        table = store.callbacks_of(REQUESTER, record.id)
+        assert answer is not None and answer.callbacks == [e.message for e in table]
+        assert answer.seqs == [e.seq for e in table] and len(table) == 2
+
+        earlier = _bid_for(store)
+        box.hold(earlier.id)
+        _complete(store, earlier)
+        answer = box.take_answer(REQUESTER, earlier.id)
+        box.release(REQUESTER, earlier.id, taken=True)
+        assert answer is not None and answer.callbacks == [_bid(earlier), _result(earlier)]

@@ -60,9 +60,6 @@ def test_noted_callbacks_are_those_committed_to_the_outbox(tmp_path: Path) -> No
         assert store.noted_callbacks("another requester", execution.id) == []
         store.forget_noted(execution.id)
         assert store.noted_callbacks("req", execution.id) is None
-        # Once created, it may have callbacks queued already: it is not noted.
-        store.note_callbacks(execution.id)
-        assert store.noted_callbacks("req", execution.id) is None
 
 
 def test_a_deferred_callback_is_read_back_not_noted(tmp_path: Path) -> None:
