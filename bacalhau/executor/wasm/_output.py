@@ -230,10 +230,7 @@ class MemoryStreams:
                 head = os.pread(fd, min(kept, RUN_OUTPUT_LIMIT), 0)
                 out = _emptied_fd(self._paths[i], os.O_WRONLY)
                 try:
-                    if kept <= len(head):
-                        _write_all(out, head)
-                    else:
-                        _copy_all(fd, out, kept)
+                    _copy_all(fd, out, kept)
                 finally:
                     os.close(out)
                 heads.append((head, kept))
@@ -250,12 +247,6 @@ class MemoryStreams:
         while self._fds:
             with contextlib.suppress(OSError):
                 os.close(self._fds.pop())
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 def _copy_all(src: int, dst: int, count: int) -> None:
