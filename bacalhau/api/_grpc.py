@@ -41,7 +41,7 @@ from bacalhau.api._history import (
 from bacalhau.api._jobs import ResultRewriter, job_page
 from bacalhau.api._server import local_address
 from bacalhau.errors import BadQuery, Unavailable
-from bacalhau.orchestrator._api import OrchestratorAPI
+from bacalhau.orchestrator._api import JobVersions, OrchestratorAPI
 
 _S = TypeVar("_S")
 _Req = TypeVar("_Req")
@@ -101,7 +101,9 @@ class JobServicer(api_pb2_grpc.JobServiceServicer):
         if ended is not None:
             out.job.CopyFrom(job_document(ended))
             if request.include_executions:
-                executions = await self._orch.list_executions(ended.id)
+                executions = await self._orch.list_executions(
+                    ended.id, versions=JobVersions(version=ended.version)
+                )
                 out.executions.extend(execution_document(e) for e in executions)
         return out
 
@@ -114,12 +116,16 @@ class JobServicer(api_pb2_grpc.JobServiceServicer):
 
     @_translated
     async def GetJob(self, request: api_pb2.GetJobRequest, context: Any) -> api_pb2.GetJobResponse:
-        job = await self._orch.get_job(request.job_id, namespace=request.namespace)
+        job = await self._orch.get_job(
+            request.job_id, namespace=request.namespace, version=request.job_version
+        )
         out = api_pb2.GetJobResponse(job=job_document(job))
+        shown = JobVersions(version=job.version)
         if request.include_history:
-            out.history.extend(history_item(h) for h in await self._orch.job_history(job.id))
+            history = await self._orch.job_history(job.id, versions=shown)
+            out.history.extend(history_item(h) for h in history)
         if request.include_executions:
-            executions = await self._orch.list_executions(job.id)
+            executions = await self._orch.list_executions(job.id, versions=shown)
             out.executions.extend(execution_document(e) for e in executions)
         return out
 
@@ -144,7 +150,11 @@ class JobServicer(api_pb2_grpc.JobServiceServicer):
     async def ListExecutions(
         self, request: api_pb2.ListExecutionsRequest, context: Any
     ) -> api_pb2.ListExecutionsResponse:
-        executions = await self._orch.list_executions(request.job_id, namespace=request.namespace)
+        executions = await self._orch.list_executions(
+            request.job_id,
+            namespace=request.namespace,
+            versions=JobVersions(request.job_version, request.all_job_versions),
+        )
         return api_pb2.ListExecutionsResponse(
             executions=[execution_document(e) for e in executions]
         )
@@ -159,6 +169,7 @@ class JobServicer(api_pb2_grpc.JobServiceServicer):
         ``until=terminal``); with ``include_executions``, the answer carries the job's
         executions (REST's ``include=executions``)."""
         orch = self._orch
+        versions = JobVersions(request.job_version, request.all_job_versions)
         keep = history_filter(
             event_type=check_event_type(request.event_type),
             execution_id=request.execution_id,
@@ -176,6 +187,7 @@ class JobServicer(api_pb2_grpc.JobServiceServicer):
             execution_id=request.execution_id,
             closing=self._closing,
             namespace=request.namespace,
+            versions=versions,
         )
         job_id = poll.job.id
         now = poll.job if poll.done else await orch.get_job(job_id)
@@ -186,7 +198,7 @@ class JobServicer(api_pb2_grpc.JobServiceServicer):
             job=job_document(now),
         )
         if request.include_executions:
-            executions = await orch.list_executions(job_id)
+            executions = await orch.list_executions(job_id, versions=versions)
             out.executions.extend(execution_document(e) for e in executions)
         return out
 
@@ -204,7 +216,10 @@ class JobServicer(api_pb2_grpc.JobServiceServicer):
         self, request: api_pb2.RerunJobRequest, context: Any
     ) -> api_pb2.RerunJobResponse:
         job, evaluation_id = await self._orch.rerun_job(
-            request.job_id, request.reason, namespace=request.namespace
+            request.job_id,
+            request.reason,
+            namespace=request.namespace,
+            version=request.job_version,
         )
         return api_pb2.RerunJobResponse(
             job_id=job.id, job_version=job.version, evaluation_id=evaluation_id
@@ -238,6 +253,7 @@ class JobServicer(api_pb2_grpc.JobServiceServicer):
                 follow=request.follow,
                 tail=request.tail,
                 namespace=request.namespace,
+                version=request.job_version,
             )
         except Exception as exc:
             await abort_with(context, exc, "StreamJobLogs")

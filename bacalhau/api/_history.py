@@ -16,7 +16,7 @@ from typing import Any
 
 from bacalhau.errors import BadQuery
 from bacalhau.models import HistoryType, Job, JobHistory
-from bacalhau.orchestrator._api import OrchestratorAPI
+from bacalhau.orchestrator._api import ALL_VERSIONS, JobVersions, OrchestratorAPI
 
 __all__ = [
     "HISTORY_PAGE",
@@ -115,11 +115,12 @@ async def poll_history(
     execution_id: str,
     closing: asyncio.Event,
     namespace: str = "",
+    versions: JobVersions = ALL_VERSIONS,
 ) -> HistoryPoll:
     """Items of ``job_id`` (an ID, or a name in ``namespace``) after ``after`` that ``keep``
-    keeps, at most ``limit``; held up to ``wait`` seconds while there are none (with
-    ``until_terminal``, while a batch or ops job is not finished and the page is not full),
-    or until ``closing`` is set."""
+    keeps and that belong to the ``versions`` asked for, at most ``limit``; held up to
+    ``wait`` seconds while there are none (with ``until_terminal``, while a batch or ops job
+    is not finished and the page is not full), or until ``closing`` is set."""
     cursor = after
     loop = asyncio.get_running_loop()
     deadline = loop.time() + min(max(0.0, wait), MAX_WAIT_SECONDS)
@@ -136,7 +137,12 @@ async def poll_history(
             done = bool(chosen) and all(e.compute_state.is_terminal() for e in chosen)
         history = await orch.job_history(job_id)
         newest = max((h.seq_num for h in history), default=cursor)
-        matched = [h for h in history if h.seq_num > cursor and keep(h)]
+        latest = job.version
+        matched = [
+            h
+            for h in history
+            if h.seq_num > cursor and keep(h) and versions.keeps(h.job_version, latest)
+        ]
         page, more = matched[:limit], len(matched) > limit
         remaining = deadline - loop.time()
         holding = until_terminal and not more and runs_to_an_end(job.type)

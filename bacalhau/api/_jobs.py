@@ -29,6 +29,7 @@ from bacalhau.api._query import (
     Query,
     body_bool,
     body_str,
+    body_uint,
     key_ci,
     parse_json,
     read_json,
@@ -43,7 +44,7 @@ from bacalhau.models import (
     parse_selector,
     printable_key,
 )
-from bacalhau.orchestrator._api import JobPage, OrchestratorAPI, job_sort_value
+from bacalhau.orchestrator._api import JobPage, JobVersions, OrchestratorAPI, job_sort_value
 
 _JOB_ORDER = {
     "created_at": "created_at",
@@ -274,8 +275,18 @@ def _namespace(request: web.Request) -> str:
 
 async def get_job(request: web.Request) -> web.Response:
     orch = context(request).orchestrator
-    job = await orch.get_job(request.match_info["job_id"], namespace=_namespace(request))
+    job = await orch.get_job(
+        request.match_info["job_id"],
+        namespace=_namespace(request),
+        version=Query(request).count("job_version"),
+    )
     return json_response(await _job_body(orch, job, _include(request), wants_v152_states(request)))
+
+
+def _versions(q: Query) -> JobVersions:
+    """The job versions a read asks for (Bacalhau v1.8): ``job_version`` (0 or absent: the
+    latest), ``all_job_versions``."""
+    return JobVersions(version=q.count("job_version"), every=q.flag("all_job_versions"))
 
 
 def _include(request: web.Request) -> set[str]:
@@ -285,17 +296,19 @@ def _include(request: web.Request) -> set[str]:
 async def _job_body(
     orch: OrchestratorAPI, job: Job, include: set[str], v152: bool
 ) -> dict[str, Any]:
-    """The answer of ``GET /jobs/{id}``: the job, and its history and executions if asked."""
+    """The answer of ``GET /jobs/{id}``: the job, and its history and executions if asked
+    (those of the job's version shown)."""
     out: dict[str, Any] = {"Job": job.to_dict()}
+    shown = JobVersions(version=job.version)
     if "history" in include:
-        history = await orch.job_history(job.id)
+        history = await orch.job_history(job.id, versions=shown)
         page = history[:HISTORY_PAGE]
         token = ""
         if len(history) > HISTORY_PAGE:
             token = PageToken("seq_num", False, HISTORY_PAGE, page[-1].seq_num).encode()
         out["History"] = {"Items": [h.to_dict(v152=v152) for h in page], "NextToken": token}
     if "executions" in include:
-        executions = await orch.list_executions(job.id)
+        executions = await orch.list_executions(job.id, versions=shown)
         out["Executions"] = {
             "Items": [e.to_dict(v152=v152, include_job=False) for e in executions],
             "NextToken": "",
@@ -360,6 +373,7 @@ async def job_history(request: web.Request) -> web.Response:
         execution_id=execution_id,
         closing=ctx.closing,
         namespace=_namespace(request),
+        versions=_versions(q),
     )
     page, done = poll.page, poll.done
     v152 = wants_v152_states(request)
@@ -405,7 +419,7 @@ async def job_executions(request: web.Request) -> web.Response:
         )
     reverse, limit = q.flag("reverse"), q.count("limit")
     executions = await context(request).orchestrator.list_executions(
-        request.match_info["job_id"], namespace=_namespace(request)
+        request.match_info["job_id"], namespace=_namespace(request), versions=_versions(q)
     )
     executions.sort(key=key, reverse=reverse)
     if limit:
@@ -440,8 +454,9 @@ async def rerun_job(request: web.Request) -> web.Response:
     """``PUT /jobs/{id}/rerun`` (Bacalhau v1.8): the same spec again as a new version."""
     body = await read_json(request, required=False)
     reason = body_str(body, "reason") if isinstance(body, dict) else ""
+    version = body_uint(body, "JobVersion") if isinstance(body, dict) else 0
     job, evaluation_id = await context(request).orchestrator.rerun_job(
-        request.match_info["job_id"], reason, namespace=_namespace(request)
+        request.match_info["job_id"], reason, namespace=_namespace(request), version=version
     )
     return json_response(
         {

@@ -53,6 +53,7 @@ async def _open(request: web.Request, *, follow: bool) -> AsyncIterator[LogChunk
         follow=follow,
         tail=_tail(q),
         namespace=q.text("namespace"),
+        version=q.count("job_version"),
     )
 
 

@@ -227,3 +227,18 @@ def body_bool(data: dict[str, Any], key: str) -> bool:
     if not isinstance(value, bool):
         raise InvalidRequest(f"{key} must be true or false", details={"Field": key})
     return value
+
+
+def body_uint(data: dict[str, Any], key: str) -> int:
+    """A non-negative integer of a request body (absent or null: 0); anything else is a 400
+    (Go's ``uint64`` refuses a fraction, a string and a negative number alike)."""
+    value = key_ci(data, key)
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidRequest(
+            f"{key} must be a whole number >= 0, got {value!r}"[:200],
+            hint="leave it out, or 0, for the latest version",
+            details={"Field": key},
+        )
+    return value

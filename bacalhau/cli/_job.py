@@ -120,6 +120,23 @@ def job_validate(file: str) -> None:
     click.echo("The job is valid.")
 
 
+#: ``-v/--version`` of the commands that read one version of a job (Bacalhau v1.8).
+version_option = click.option(
+    "-v",
+    "--version",
+    "version",
+    type=click.IntRange(min=0),
+    default=0,
+    help="This version of the job (versions count from 1; 0: the latest).",
+)
+#: ``--all-versions`` of the commands that list what every version of a job did.
+all_versions_option = click.option(
+    "--all-versions",
+    is_flag=True,
+    help="Every version's, not only the latest's (--version, when given, wins).",
+)
+
+
 def _exec_state(e: Execution) -> str:
     return e.compute_state.label
 
@@ -139,6 +156,7 @@ def _history_rows(items: list[JobHistory]) -> list[list[str]]:
             [
                 when(h.time),
                 level,
+                str(h.job_version),
                 cell_id(h.execution_id) if h.execution_id else "",
                 cell_id(h.node_id) if h.node_id else "",
                 str(h.new_revision),
@@ -150,7 +168,17 @@ def _history_rows(items: list[JobHistory]) -> list[list[str]]:
     return rows
 
 
-_HISTORY_HEADERS = ("TIME", "LEVEL", "EXEC. ID", "NODE ID", "REV.", "PREVIOUS", "NEW", "EVENT")
+_HISTORY_HEADERS = (
+    "TIME",
+    "LEVEL",
+    "JOB VER.",
+    "EXEC. ID",
+    "NODE ID",
+    "REV.",
+    "PREVIOUS",
+    "NEW",
+    "EVENT",
+)
 
 
 def _execution_rows(executions: list[Execution]) -> list[list[str]]:
@@ -159,6 +187,7 @@ def _execution_rows(executions: list[Execution]) -> list[list[str]]:
             when(e.create_time),
             when(e.modify_time),
             cell_id(e.id),
+            str(e.job_version),
             cell_id(e.node_id),
             str(e.revision),
             _exec_state(e),
@@ -197,21 +226,33 @@ def _print_verification(job: Job, executions: list[Execution]) -> None:
         click.echo("  (no verdict yet: the replicas have not all finished)")
 
 
-_EXECUTION_HEADERS = ("CREATED", "MODIFIED", "ID", "NODE ID", "REV.", "STATE", "DESIRED", "COMMENT")
+_EXECUTION_HEADERS = (
+    "CREATED",
+    "MODIFIED",
+    "ID",
+    "JOB VER.",
+    "NODE ID",
+    "REV.",
+    "STATE",
+    "DESIRED",
+    "COMMENT",
+)
 
 
 @job_group.command("describe")
 @namespace_option
 @click.argument("job_id")
+@version_option
 @output_option(csv=False)
 @pass_state
-def job_describe(state: CliState, job_id: str, output: str) -> None:
-    """Show a job with its executions, history and output."""
+def job_describe(state: CliState, job_id: str, version: int, output: str) -> None:
+    """Show a job with its executions, history and output (of its latest version, or of
+    --version)."""
     client = state.client()
     if output != "table":
-        emit(client.get_job_raw(job_id, history=True, executions=True), output)
+        emit(client.get_job_raw(job_id, history=True, executions=True, version=version), output)
         return
-    details = client.get_job(job_id, history=True, executions=True)
+    details = client.get_job(job_id, history=True, executions=True, version=version)
     job = details.job
     fields = [
         ("ID", job.id),
@@ -224,6 +265,7 @@ def job_describe(state: CliState, job_id: str, output: str) -> None:
         ("Created Time", when(job.create_time)),
         ("Modified Time", when(job.modify_time)),
         ("Revision", str(job.revision)),
+        ("Version", str(job.version)),
     ]
     width = max(len(k) for k, _ in fields)
     for key, value in fields:
@@ -310,14 +352,29 @@ def job_list(
 @click.option("--order-by", default="", help="created_at, modified_at, id or state.")
 @click.option("--order-reversed", is_flag=True)
 @click.option("--limit", type=click.IntRange(min=0), default=0, help="0: all.")
+@version_option
+@all_versions_option
 @output_option()
 @pass_state
 def job_executions(
-    state: CliState, job_id: str, order_by: str, order_reversed: bool, limit: int, output: str
+    state: CliState,
+    job_id: str,
+    order_by: str,
+    order_reversed: bool,
+    limit: int,
+    version: int,
+    all_versions: bool,
+    output: str,
 ) -> None:
-    """List the executions of a job."""
+    """List the executions of a job (of its latest version, of --version, or of every
+    version with --all-versions)."""
     executions = state.client().executions(
-        job_id, order_by=order_by, reverse=order_reversed, limit=limit
+        job_id,
+        order_by=order_by,
+        reverse=order_reversed,
+        limit=limit,
+        version=version,
+        all_versions=all_versions,
     )
     if not tabular(output):
         emit([e.to_dict(v152=True, include_job=False) for e in executions], output)
@@ -338,6 +395,8 @@ def job_executions(
 @click.option("--node-id", default="", help="Only executions on this node (ID or prefix).")
 @click.option("--limit", type=click.IntRange(min=0), default=0, help="0: the server's default.")
 @click.option("--next-token", default="")
+@version_option
+@all_versions_option
 @output_option()
 @pass_state
 def job_history(
@@ -348,9 +407,12 @@ def job_history(
     node_id: str,
     limit: int,
     next_token: str,
+    version: int,
+    all_versions: bool,
     output: str,
 ) -> None:
-    """Show the history of a job."""
+    """Show the history of a job (of its latest version, of --version, or of every version
+    with --all-versions)."""
     page = state.client().history(
         job_id,
         event_type=event_type,
@@ -358,6 +420,8 @@ def job_history(
         node_id=node_id,
         limit=limit,
         next_token=next_token,
+        version=version,
+        all_versions=all_versions,
     )
     if not tabular(output):
         emit([h.to_dict(v152=True) for h in page.items], output)
@@ -388,12 +452,23 @@ def logs_command(name: str) -> click.Command:
         default="",
         help="This execution (ID or prefix), not the latest.",
     )
+    @version_option
     @pass_state
-    def logs(state: CliState, job_id: str, follow: bool, tail: int, execution_id: str) -> None:
+    def logs(
+        state: CliState, job_id: str, follow: bool, tail: int, execution_id: str, version: int
+    ) -> None:
         """Print a job's output: stdout here, stderr on standard error. Finished jobs replay
-        it whole; with --follow a running job's output is printed as it is written."""
+        it whole; with --follow a running job's output is printed as it is written. The
+        latest execution of the job's latest version, or of --version."""
         try:
-            print_logs(state.client(), job_id, execution_id=execution_id, follow=follow, tail=tail)
+            print_logs(
+                state.client(),
+                job_id,
+                execution_id=execution_id,
+                follow=follow,
+                tail=tail,
+                version=version,
+            )
         except KeyboardInterrupt:
             raise click.exceptions.Exit(130) from None
 
@@ -421,10 +496,12 @@ def job_stop(state: CliState, job_id: str, reason: str, quiet: bool) -> None:
 @click.argument("job_id")
 @click.option("--reason", default="", help="Why the job is rerun (shown in its history).")
 @click.option("--id-only", is_flag=True, help="Print only the job ID.")
+@version_option
 @pass_state
-def job_rerun(state: CliState, job_id: str, reason: str, id_only: bool) -> None:
-    """Run a job again: a new version of the same spec (what still runs is stopped)."""
-    response = state.client().rerun_job(job_id, reason)
+def job_rerun(state: CliState, job_id: str, reason: str, id_only: bool, version: int) -> None:
+    """Run a job again: a new version of the same spec, its latest version's or that of
+    --version (what still runs is stopped)."""
+    response = state.client().rerun_job(job_id, reason, version=version)
     if id_only:
         click.echo(response.job_id)
         return

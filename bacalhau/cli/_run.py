@@ -143,12 +143,21 @@ follow_option = click.option(
 
 
 def print_logs(
-    client: Client, job_id: str, *, execution_id: str = "", follow: bool = False, tail: int = 0
+    client: Client,
+    job_id: str,
+    *,
+    execution_id: str = "",
+    follow: bool = False,
+    tail: int = 0,
+    version: int = 0,
 ) -> None:
     """Write the job's output as it arrives: stdout lines to stdout, stderr lines to stderr."""
     from bacalhau.models import LogStream
 
-    for line in client.logs(job_id, execution_id=execution_id, follow=follow, tail=tail):
+    lines = client.logs(
+        job_id, execution_id=execution_id, follow=follow, tail=tail, version=version
+    )
+    for line in lines:
         click.echo(line.text, nl=False, err=line.stream is LogStream.STDERR)  # (flushed)
 
 

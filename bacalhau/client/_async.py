@@ -186,7 +186,7 @@ class AsyncClient(RestSession):
         return DiffResponse(diff=o.get_str("Diff"), warnings=o.str_list("Warnings"))
 
     async def get_job_raw(
-        self, job_id: str, *, history: bool = False, executions: bool = False
+        self, job_id: str, *, history: bool = False, executions: bool = False, version: int = 0
     ) -> dict[str, Any]:
         include = ",".join(
             name for name, wanted in (("history", history), ("executions", executions)) if wanted
@@ -194,16 +194,19 @@ class AsyncClient(RestSession):
         data = await self._http.request(
             "GET",
             f"/api/v1/orchestrator/jobs/{_quote(job_id)}",
-            params=self._in_namespace({"include": include}),
+            params=self._in_namespace({"include": include, "job_version": version or None}),
         )
         return data if isinstance(data, dict) else {}
 
     async def get_job(
-        self, job_id: str, *, history: bool = False, executions: bool = False
+        self, job_id: str, *, history: bool = False, executions: bool = False, version: int = 0
     ) -> JobDetails:
         """A job by ID, name or unique ID prefix, optionally with its history and
-        executions."""
-        return job_details(await self.get_job_raw(job_id, history=history, executions=executions))
+        executions: its latest version, or ``version`` (versions count from 1)."""
+        raw = await self.get_job_raw(
+            job_id, history=history, executions=executions, version=version
+        )
+        return job_details(raw)
 
     async def list_jobs(
         self,
@@ -233,13 +236,28 @@ class AsyncClient(RestSession):
         )
 
     async def executions(
-        self, job_id: str, *, order_by: str = "", reverse: bool = False, limit: int = 0
+        self,
+        job_id: str,
+        *,
+        order_by: str = "",
+        reverse: bool = False,
+        limit: int = 0,
+        version: int = 0,
+        all_versions: bool = False,
     ) -> list[Execution]:
+        """The executions of the job's latest version, of ``version``, or (``all_versions``)
+        of every version."""
         data = await self._http.request(
             "GET",
             f"/api/v1/orchestrator/jobs/{_quote(job_id)}/executions",
             params=self._in_namespace(
-                {"order_by": order_by, "reverse": reverse or None, "limit": limit or None}
+                {
+                    "order_by": order_by,
+                    "reverse": reverse or None,
+                    "limit": limit or None,
+                    "job_version": version or None,
+                    "all_job_versions": all_versions or None,
+                }
             ),
         )
         return [Execution.from_dict(e) for e in items_of(data)]
@@ -255,10 +273,13 @@ class AsyncClient(RestSession):
         limit: int = 0,
         next_token: str = "",
         wait: float = 0.0,
+        version: int = 0,
+        all_versions: bool = False,
     ) -> HistoryPage:
-        """One page of history. With ``wait`` > 0 the server holds the request until there is
-        something new (or ``wait`` seconds pass): pass the previous ``next_token`` to follow
-        a job as it runs."""
+        """One page of history: of the job's latest version, of ``version``, or
+        (``all_versions``) of every version. With ``wait`` > 0 the server holds the request
+        until there is something new (or ``wait`` seconds pass): pass the previous
+        ``next_token`` to follow a job as it runs."""
         page, _, _, _ = await self._history(
             job_id,
             event_type=event_type,
@@ -268,6 +289,8 @@ class AsyncClient(RestSession):
             limit=limit,
             next_token=next_token,
             wait=wait,
+            version=version,
+            all_versions=all_versions,
         )
         return page
 
@@ -285,6 +308,8 @@ class AsyncClient(RestSession):
         until_terminal: bool = False,
         details: bool = False,
         decode: bool = True,
+        version: int = 0,
+        all_versions: bool = False,
     ) -> tuple[HistoryPage, str, JobDetails | None, int]:
         """One page of history, the job's type as the answer gives it ("" from a server
         that does not say), with ``details`` the job with its executions when the answer is
@@ -308,6 +333,8 @@ class AsyncClient(RestSession):
                 "wait": f"{wait:.3f}" if wait else None,
                 "until": "terminal" if until_terminal and wait else None,
                 "include": "executions" if details else None,
+                "job_version": version or None,
+                "all_job_versions": all_versions or None,
             },
             timeout=wait + 60.0,
         )
@@ -336,13 +363,17 @@ class AsyncClient(RestSession):
         )
         return Obj(data, "").get_str("EvaluationID")
 
-    async def rerun_job(self, job_id: str, reason: str = "") -> RerunResponse:
-        """Run a job again as a new version of the same spec (Bacalhau v1.8's rerun)."""
+    async def rerun_job(self, job_id: str, reason: str = "", *, version: int = 0) -> RerunResponse:
+        """Run a job again as a new version of the same spec (Bacalhau v1.8's rerun): the
+        latest version's spec, or ``version``'s."""
+        body: dict[str, Any] = {"reason": reason} if reason else {}
+        if version:
+            body["JobVersion"] = version
         data = await self._http.request(
             "PUT",
             f"/api/v1/orchestrator/jobs/{_quote(job_id)}/rerun",
             params=self._in_namespace(),
-            body={"reason": reason} if reason else {},
+            body=body,
         )
         o = Obj(data, "")
         return RerunResponse(
@@ -362,11 +393,18 @@ class AsyncClient(RestSession):
         return [Job.from_dict(j, path=f"Items[{i}]") for i, j in enumerate(items_of(data))]
 
     def logs(
-        self, job_id: str, *, execution_id: str = "", follow: bool = False, tail: int = 0
+        self,
+        job_id: str,
+        *,
+        execution_id: str = "",
+        follow: bool = False,
+        tail: int = 0,
+        version: int = 0,
     ) -> AsyncIterator[LogLine]:
-        """The output of the job's latest execution (or ``execution_id``) line by line: what
-        was written so far (its last ``tail`` lines per stream when ``tail`` > 0), then, with
-        ``follow``, new lines until the execution ends. An unknown job raises at once."""
+        """The output of the job's latest execution (of its latest version, or of
+        ``version``; or ``execution_id``) line by line: what was written so far (its last
+        ``tail`` lines per stream when ``tail`` > 0), then, with ``follow``, new lines until
+        the execution ends. An unknown job raises at once."""
         return stream_log_lines(
             self._http,
             job_id,
@@ -374,6 +412,7 @@ class AsyncClient(RestSession):
             follow=follow,
             tail=tail,
             namespace=self.namespace,
+            version=version,
         )
 
     async def results(self, job_id: str) -> list[SpecConfig]:

@@ -51,6 +51,7 @@ def history_from_dict(data: Any) -> JobHistory:
         job_state_new=_job_state(job_state.raw("New")),
         exec_state_previous=_exec_state(exec_state.raw("Previous")),
         exec_state_new=_exec_state(exec_state.raw("New")),
+        job_version=o.get_int("JobVersion"),
     )
 
 

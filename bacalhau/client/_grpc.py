@@ -310,10 +310,10 @@ class AsyncGrpcClient:
         return DiffResponse(diff=resp.diff, warnings=list(resp.warnings))
 
     async def get_job(
-        self, job_id: str, *, history: bool = False, executions: bool = False
+        self, job_id: str, *, history: bool = False, executions: bool = False, version: int = 0
     ) -> JobDetails:
         """A job by ID, name or unique ID prefix, optionally with its history and
-        executions."""
+        executions: its latest version, or ``version`` (versions count from 1)."""
         resp: api_pb2.GetJobResponse = await self._call(
             self._job_service.GetJob,
             api_pb2.GetJobRequest(
@@ -321,6 +321,7 @@ class AsyncGrpcClient:
                 include_history=history,
                 include_executions=executions,
                 namespace=self.namespace,
+                job_version=version,
             ),
         )
         return JobDetails(
@@ -353,11 +354,19 @@ class AsyncGrpcClient:
         )
         return JobListPage(items=[_job_of(j) for j in resp.jobs], next_token=resp.next_token)
 
-    async def executions(self, job_id: str) -> list[Execution]:
-        """The job's executions, oldest first."""
+    async def executions(
+        self, job_id: str, *, version: int = 0, all_versions: bool = False
+    ) -> list[Execution]:
+        """The executions of the job's latest version, of ``version`` or (``all_versions``)
+        of every version, oldest first."""
         resp: api_pb2.ListExecutionsResponse = await self._call(
             self._job_service.ListExecutions,
-            api_pb2.ListExecutionsRequest(job_id=job_id, namespace=self.namespace),
+            api_pb2.ListExecutionsRequest(
+                job_id=job_id,
+                namespace=self.namespace,
+                job_version=version,
+                all_job_versions=all_versions,
+            ),
         )
         return [_execution_of(e) for e in resp.executions]
 
@@ -373,8 +382,11 @@ class AsyncGrpcClient:
         wait: float = 0.0,
         until_terminal: bool = False,
         include_executions: bool = False,
+        version: int = 0,
+        all_versions: bool = False,
     ) -> GrpcHistoryPage:
-        """One page of history after ``next_token`` (the previous page's). With ``wait`` > 0
+        """One page of history after ``next_token`` (the previous page's): of the job's latest
+        version, of ``version`` or (``all_versions``) of every version. With ``wait`` > 0
         the server holds the call until there is something new (or ``wait`` seconds pass);
         with ``until_terminal`` as well, a batch or ops job's call is held until the job ends.
         ``include_executions`` brings the job's executions with the answer."""
@@ -402,6 +414,8 @@ class AsyncGrpcClient:
                 until="terminal" if until_terminal else "",
                 include_executions=include_executions,
                 namespace=self.namespace,
+                job_version=version,
+                all_job_versions=all_versions,
             ),
             timeout=wait + self._timeout,
         )
@@ -463,11 +477,13 @@ class AsyncGrpcClient:
         )
         return resp.evaluation_id
 
-    async def rerun_job(self, job_id: str, reason: str = "") -> RerunResponse:
+    async def rerun_job(self, job_id: str, reason: str = "", *, version: int = 0) -> RerunResponse:
         """Run a job again as a new version of the same spec."""
         resp: api_pb2.RerunJobResponse = await self._call(
             self._job_service.RerunJob,
-            api_pb2.RerunJobRequest(job_id=job_id, reason=reason, namespace=self.namespace),
+            api_pb2.RerunJobRequest(
+                job_id=job_id, reason=reason, namespace=self.namespace, job_version=version
+            ),
         )
         return RerunResponse(
             job_id=resp.job_id, job_version=resp.job_version, evaluation_id=resp.evaluation_id
@@ -493,7 +509,13 @@ class AsyncGrpcClient:
         ]
 
     async def logs(
-        self, job_id: str, *, execution_id: str = "", follow: bool = False, tail: int = 0
+        self,
+        job_id: str,
+        *,
+        execution_id: str = "",
+        follow: bool = False,
+        tail: int = 0,
+        version: int = 0,
     ) -> AsyncIterator[LogLine]:
         """The output of the job's latest execution (or ``execution_id``) line by line, with
         each line's newline: what was written so far (its last ``tail`` lines per stream when
@@ -507,6 +529,7 @@ class AsyncGrpcClient:
                 follow=follow,
                 tail=tail,
                 namespace=self.namespace,
+                job_version=version,
             ),
             metadata=self._metadata,
         )

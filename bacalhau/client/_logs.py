@@ -33,6 +33,7 @@ async def stream_log_lines(
     follow: bool = False,
     tail: int = 0,
     namespace: str = "",
+    version: int = 0,
 ) -> AsyncIterator[LogLine]:
     """Lines as the server sends them; ends when the server closes the stream.
 
@@ -47,6 +48,7 @@ async def stream_log_lines(
             "follow": follow,
             "tail": tail or None,
             "namespace": namespace,
+            "job_version": version or None,
         }
     )
     try:

@@ -104,14 +104,20 @@ class Client:
         return self._run(self._client.diff_job(job))
 
     def get_job(
-        self, job_id: str, *, history: bool = False, executions: bool = False
+        self, job_id: str, *, history: bool = False, executions: bool = False, version: int = 0
     ) -> JobDetails:
-        return self._run(self._client.get_job(job_id, history=history, executions=executions))
+        return self._run(
+            self._client.get_job(job_id, history=history, executions=executions, version=version)
+        )
 
     def get_job_raw(
-        self, job_id: str, *, history: bool = False, executions: bool = False
+        self, job_id: str, *, history: bool = False, executions: bool = False, version: int = 0
     ) -> dict[str, Any]:
-        return self._run(self._client.get_job_raw(job_id, history=history, executions=executions))
+        return self._run(
+            self._client.get_job_raw(
+                job_id, history=history, executions=executions, version=version
+            )
+        )
 
     def list_jobs(
         self,
@@ -135,10 +141,24 @@ class Client:
         )
 
     def executions(
-        self, job_id: str, *, order_by: str = "", reverse: bool = False, limit: int = 0
+        self,
+        job_id: str,
+        *,
+        order_by: str = "",
+        reverse: bool = False,
+        limit: int = 0,
+        version: int = 0,
+        all_versions: bool = False,
     ) -> list[Execution]:
         return self._run(
-            self._client.executions(job_id, order_by=order_by, reverse=reverse, limit=limit)
+            self._client.executions(
+                job_id,
+                order_by=order_by,
+                reverse=reverse,
+                limit=limit,
+                version=version,
+                all_versions=all_versions,
+            )
         )
 
     def history(
@@ -152,6 +172,8 @@ class Client:
         limit: int = 0,
         next_token: str = "",
         wait: float = 0.0,
+        version: int = 0,
+        all_versions: bool = False,
     ) -> HistoryPage:
         return self._run(
             self._client.history(
@@ -163,23 +185,33 @@ class Client:
                 limit=limit,
                 next_token=next_token,
                 wait=wait,
+                version=version,
+                all_versions=all_versions,
             )
         )
 
     def stop_job(self, job_id: str, reason: str = "") -> str:
         return self._run(self._client.stop_job(job_id, reason))
 
-    def rerun_job(self, job_id: str, reason: str = "") -> RerunResponse:
-        return self._run(self._client.rerun_job(job_id, reason))
+    def rerun_job(self, job_id: str, reason: str = "", *, version: int = 0) -> RerunResponse:
+        return self._run(self._client.rerun_job(job_id, reason, version=version))
 
     def job_versions(self, job_id: str) -> list[Job]:
         return self._run(self._client.job_versions(job_id))
 
     def logs(
-        self, job_id: str, *, execution_id: str = "", follow: bool = False, tail: int = 0
+        self,
+        job_id: str,
+        *,
+        execution_id: str = "",
+        follow: bool = False,
+        tail: int = 0,
+        version: int = 0,
     ) -> Iterator[LogLine]:
         """Lines of the job's output as they arrive (see :meth:`AsyncClient.logs`)."""
-        lines = self._client.logs(job_id, execution_id=execution_id, follow=follow, tail=tail)
+        lines = self._client.logs(
+            job_id, execution_id=execution_id, follow=follow, tail=tail, version=version
+        )
         try:
             while True:
                 try:

@@ -218,12 +218,16 @@ class JobHistory:
     job_state_new: JobStateType | None = None
     exec_state_previous: ExecutionStateType | None = None
     exec_state_new: ExecutionStateType | None = None
+    #: The version of the job the item belongs to (a job-level item: the job's version when
+    #: it was written; an execution's: the version the execution runs).
+    job_version: int = 0
 
     def to_dict(self, *, v152: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {
             "SeqNum": self.seq_num,
             "Type": self.type,
             "JobID": self.job_id,
+            "JobVersion": self.job_version,
             "NewRevision": self.new_revision,
             "Comment": self.event.message,
             "Event": self.event.to_dict(),

@@ -1,6 +1,13 @@
 """The requester (orchestrator) role: job store, evaluations, scheduling, dispatch."""
 
-from bacalhau.orchestrator._api import JobDiff, JobPage, OrchestratorAPI, SubmitResult
+from bacalhau.orchestrator._api import (
+    ALL_VERSIONS,
+    JobDiff,
+    JobPage,
+    JobVersions,
+    OrchestratorAPI,
+    SubmitResult,
+)
 from bacalhau.orchestrator._approvals import ApprovalStore
 from bacalhau.orchestrator._broker import EvaluationBroker
 from bacalhau.orchestrator._callbacks import BidApprovalHook, ExecutionCallbacks
@@ -33,6 +40,7 @@ from bacalhau.orchestrator._view import (
 from bacalhau.orchestrator._waiting import queued_jobs_for_node, waiting_reason
 
 __all__ = [
+    "ALL_VERSIONS",
     "ApprovalChain",
     "ApprovalStore",
     "BidApprovalHook",
@@ -49,6 +57,7 @@ __all__ = [
     "JobDiff",
     "JobPage",
     "JobStore",
+    "JobVersions",
     "NodeAddressBook",
     "NodeChange",
     "NodeChangeKind",

@@ -45,6 +45,27 @@ class JobPage:
     has_more: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class JobVersions:
+    """Which versions of a job a read covers, as Bacalhau v1.8 asks (``job_version``,
+    ``all_job_versions``): one version, or every version, or (neither: the default) the
+    latest. Versions count from 1; 0 names none."""
+
+    version: int = 0
+    every: bool = False
+
+    def keeps(self, item_version: int, latest: int) -> bool:
+        """Whether an item of ``item_version`` is read when the job's latest is ``latest``
+        (a version asked for wins over ``every``, as Bacalhau has it)."""
+        if self.version:
+            return item_version == self.version
+        return self.every or item_version == latest
+
+
+#: Every version of a job: what the orchestrator's own reads cover.
+ALL_VERSIONS = JobVersions(every=True)
+
+
 def job_sort_value(job: Job, order_by: str) -> int | str:
     """The value a job listing ordered by ``order_by`` sorts ``job`` on (for keyset cursors)."""
     if order_by == "modified_at":
@@ -96,8 +117,10 @@ class OrchestratorAPI(Protocol):
         name; InvalidJobSpec when ``job`` has none or fails validation)."""
         ...
 
-    async def get_job(self, job_id: str, *, namespace: str = "") -> Job:
-        """A job by ID, name or unique ID prefix."""
+    async def get_job(self, job_id: str, *, namespace: str = "", version: int = 0) -> Job:
+        """A job by ID, name or unique ID prefix: its latest version, or ``version`` (an
+        earlier version with the state it ended in; NotFound when the job has no such
+        version)."""
         ...
 
     async def list_jobs(
@@ -119,8 +142,11 @@ class OrchestratorAPI(Protocol):
         """
         ...
 
-    async def list_executions(self, job_id: str, *, namespace: str = "") -> list[Execution]:
-        """All executions of a job (by ID or prefix), oldest first, each with its job copy."""
+    async def list_executions(
+        self, job_id: str, *, namespace: str = "", versions: JobVersions = ALL_VERSIONS
+    ) -> list[Execution]:
+        """The executions of a job (by ID or prefix) that run the ``versions`` asked for
+        (default: all), oldest first, each with its job copy."""
         ...
 
     async def stream_logs(
@@ -131,9 +157,11 @@ class OrchestratorAPI(Protocol):
         follow: bool = False,
         tail: int = 0,
         namespace: str = "",
+        version: int = 0,
     ) -> AsyncIterator[LogChunk]:
         """An execution's stdout and stderr as chunks (the latest non-discarded execution
-        unless ``execution_id``, full or a unique prefix, is given).
+        of the job's latest version, or of ``version``, unless ``execution_id``, full or a
+        unique prefix, is given).
 
         Awaiting it checks the job at once (:class:`~bacalhau.errors.JobNotFound`,
         :class:`~bacalhau.errors.ExecutionNotFound`); the iterator then replays what was
@@ -151,8 +179,10 @@ class OrchestratorAPI(Protocol):
         execution_id: str = "",
         node_id: str = "",
         namespace: str = "",
+        versions: JobVersions = ALL_VERSIONS,
     ) -> list[JobHistory]:
-        """History in SeqNum order; ``event_type`` all|job|execution; ID filters are prefixes."""
+        """History in SeqNum order; ``event_type`` all|job|execution; ID filters are
+        prefixes; items of the ``versions`` asked for (default: all)."""
         ...
 
     async def wait_for_change(self, job_id: str, *, after_seq: int, timeout: float) -> None:
@@ -166,10 +196,10 @@ class OrchestratorAPI(Protocol):
         ...
 
     async def rerun_job(
-        self, job_id: str, reason: str = "", *, namespace: str = ""
+        self, job_id: str, reason: str = "", *, namespace: str = "", version: int = 0
     ) -> tuple[Job, str]:
-        """Run the job again as a new version of its spec; returns that version and the
-        evaluation ID."""
+        """Run the job again as a new version of its spec (of its latest version, or of
+        ``version``); returns that new version and the evaluation ID."""
         ...
 
     async def job_versions(self, job_id: str, *, namespace: str = "") -> list[Job]:

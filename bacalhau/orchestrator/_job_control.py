@@ -43,16 +43,24 @@ class JobControl(OrchestratorQueries, EvaluationRunner):
         return ev.id
 
     async def rerun_job(
-        self, job_id: str, reason: str = "", *, namespace: str = ""
+        self, job_id: str, reason: str = "", *, namespace: str = "", version: int = 0
     ) -> tuple[Job, str]:
-        """Run a job again as a new version of the same spec; returns the new version and
-        the evaluation that places it (what the previous version still runs is stopped)."""
+        """Run a job again as a new version of the same spec (the latest version's, or
+        ``version``'s); returns the new version and the evaluation that places it (what the
+        previous version still runs is stopped)."""
         job = await self.get_job(job_id, namespace=namespace)
-        message = f"Job rerun as version {job.version + 1}" + (f": {reason}" if reason else "")
+        spec = None
+        if version and version != job.version:
+            spec = await self.get_job(job.id, version=version)
+        message = f"Job rerun as version {job.version + 1}"
+        if spec is not None:
+            message += f" (the spec of version {version})"
+        message += f": {reason}" if reason else ""
         with self.store.transaction():
             rerun = self.store.add_job_version(
                 job.id,
                 event=Event(message=message, topic="Submission", timestamp=now_ns()),
+                spec=spec,
             )
             ev = self._new_eval(rerun, TriggeredBy.JOB_REGISTER)
             self.store.create_evaluation(ev)

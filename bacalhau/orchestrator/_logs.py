@@ -102,16 +102,26 @@ class ExecutionLogs:
         self._sleep = sleep
 
     async def open(
-        self, job_id: str, *, execution_id: str = "", follow: bool = False, tail: int = 0
+        self,
+        job_id: str,
+        *,
+        execution_id: str = "",
+        follow: bool = False,
+        tail: int = 0,
+        version: int = 0,
     ) -> AsyncIterator[LogChunk]:
         """Check the job and pick its execution now (so that an unknown job fails at once),
-        and return the stream of that execution's output.
+        and return the stream of that execution's output: one of the job's latest version,
+        or of ``version`` (an earlier version's output is replayed, not followed).
 
         Not following: what the execution has written so far, then the end. Following: that,
         then new output until the execution ends; a job not yet placed is waited for.
         """
         job = await self._jobs.get_job(job_id)
-        execution = await self._placed(job, execution_id, follow=follow)
+        version = version or job.version
+        if version != job.version:
+            follow = False  # nothing of an earlier version runs any more
+        execution = await self._placed(job, execution_id, follow=follow, version=version)
         if not follow or execution_id:
             return self._relay(execution, follow=follow, tail=tail)
         return self._follow_attempts(job.id, execution, tail=tail)
@@ -158,9 +168,13 @@ class ExecutionLogs:
                 return None
             await self._sleep(self._poll)
 
-    async def _placed(self, job: Job, execution_id: str, *, follow: bool) -> Execution:
+    async def _placed(
+        self, job: Job, execution_id: str, *, follow: bool, version: int
+    ) -> Execution:
         while True:
             executions = await self._jobs.list_executions(job.id)
+            if not execution_id:
+                executions = [e for e in executions if e.job_version == version]
             try:
                 chosen = choose_execution(job, executions, execution_id)
             except ExecutionNotFound:

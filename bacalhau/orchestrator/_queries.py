@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from bacalhau.errors import InvalidRequest, NotFound
+from bacalhau.errors import InvalidRequest, JobNotFound, NotFound
 from bacalhau.models import (
     Execution,
     ExecutionStateType,
+    HistoryType,
     Job,
     JobHistory,
     JobStateType,
@@ -20,7 +21,7 @@ from bacalhau.models import (
     SpecConfig,
     selector_matches,
 )
-from bacalhau.orchestrator._api import JobPage
+from bacalhau.orchestrator._api import ALL_VERSIONS, JobPage, JobVersions
 from bacalhau.orchestrator._callbacks import ExecutionCallbacks
 from bacalhau.orchestrator._logs import ExecutionLogs
 from bacalhau.orchestrator._metrics import MODULES_SERVED
@@ -54,8 +55,35 @@ class OrchestratorQueries:
     def node_info(self) -> NodeInfo:
         return self._info
 
-    async def get_job(self, job_id: str, *, namespace: str = "") -> Job:
-        return self.store.get_job(self.store.resolve_job_id(job_id, namespace))
+    async def get_job(self, job_id: str, *, namespace: str = "", version: int = 0) -> Job:
+        job = self.store.get_job(self.store.resolve_job_id(job_id, namespace))
+        if not version or version == job.version:
+            return job
+        return self._earlier_version(job, version)
+
+    def _earlier_version(self, job: Job, version: int) -> Job:
+        """Version ``version`` of ``job``: its spec as stored, in the state its history last
+        gave it (a version that never ran stays Pending)."""
+        found = self.store.job_versions(job.id, version=version)
+        if not found:
+            raise JobNotFound(
+                f"job {job.id} has no version {version}",
+                hint=f"its versions are 1 to {job.version}: list them with"
+                f" `bacalhau job versions {job.id}`",
+                details={"Field": "job_version"},
+            )
+        old = found[0]
+        last = [
+            h
+            for h in self.store.history_of(job.id)
+            if h.type == HistoryType.JOB and h.job_version == version and h.job_state_new
+        ]
+        if last:
+            old.state = last[-1].job_state_new or old.state
+            old.revision = last[-1].new_revision
+            old.modify_time = last[-1].time
+            old.state_message = last[-1].event.message if old.state.is_terminal() else ""
+        return old
 
     async def list_jobs(
         self,
@@ -92,9 +120,13 @@ class OrchestratorQueries:
             jobs = self.store.read_jobs(page.ids)
         return JobPage(items=jobs, has_more=page.has_more)
 
-    async def list_executions(self, job_id: str, *, namespace: str = "") -> list[Execution]:
+    async def list_executions(
+        self, job_id: str, *, namespace: str = "", versions: JobVersions = ALL_VERSIONS
+    ) -> list[Execution]:
         job = await self.get_job(job_id, namespace=namespace)
         executions = self.store.executions_of(job.id)
+        if versions is not ALL_VERSIONS:
+            executions = [e for e in executions if versions.keeps(e.job_version, job.version)]
         for ex in executions:
             ex.job = job
         return executions
@@ -107,9 +139,14 @@ class OrchestratorQueries:
         follow: bool = False,
         tail: int = 0,
         namespace: str = "",
+        version: int = 0,
     ) -> AsyncIterator[LogChunk]:
         full_id = self.store.resolve_job_id(job_id, namespace)
-        return await self._logs.open(full_id, execution_id=execution_id, follow=follow, tail=tail)
+        if version:
+            await self.get_job(full_id, version=version)  # NotFound for a version never made
+        return await self._logs.open(
+            full_id, execution_id=execution_id, follow=follow, tail=tail, version=version
+        )
 
     async def job_history(
         self,
@@ -120,9 +157,13 @@ class OrchestratorQueries:
         execution_id: str = "",
         node_id: str = "",
         namespace: str = "",
+        versions: JobVersions = ALL_VERSIONS,
     ) -> list[JobHistory]:
         full_id = self.store.resolve_job_id(job_id, namespace)
         items = self.store.history_of(full_id)
+        if versions is not ALL_VERSIONS:
+            latest = self.store.get_job(full_id).version
+            items = [h for h in items if versions.keeps(h.job_version, latest)]
         event_type = (event_type or "all").lower()
         if event_type not in ("all", "job", "execution"):
             raise InvalidRequest(

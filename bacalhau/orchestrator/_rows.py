@@ -97,6 +97,7 @@ def history_to_row(h: JobHistory) -> dict[str, Any]:
         "jn": int(h.job_state_new) if h.job_state_new is not None else None,
         "ep": int(h.exec_state_previous) if h.exec_state_previous is not None else None,
         "en": int(h.exec_state_new) if h.exec_state_new is not None else None,
+        "ver": h.job_version,
     }
 
 
@@ -115,6 +116,9 @@ def history_from_row(job_id: str, seq: int, d: dict[str, Any]) -> JobHistory:
         job_state_new=JobStateType(d["jn"]) if d["jn"] is not None else None,
         exec_state_previous=ExecutionStateType(d["ep"]) if d["ep"] is not None else None,
         exec_state_new=ExecutionStateType(d["en"]) if d["en"] is not None else None,
+        # Items written before they carried it belong to the version the job then had;
+        # stores of that time numbered a job's first version 0.
+        job_version=d.get("ver", 0),
     )
 
 

@@ -244,6 +244,7 @@ class ExecutionRecords(JobHistoryLog):
                 execution_id=ex.id,
                 exec_state_previous=previous,
                 exec_state_new=ex.compute_state,
+                job_version=ex.job_version,
             )
         )
 

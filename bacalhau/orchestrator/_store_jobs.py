@@ -391,6 +391,7 @@ class JobRecords(JobHistoryLog):
                     new_revision=job.revision,
                     job_state_previous=old if old != new_state else None,
                     job_state_new=new_state,
+                    job_version=job.version,
                 )
             )
         return job
@@ -451,18 +452,22 @@ class JobRecords(JobHistoryLog):
                     new_revision=new.revision,
                     job_state_previous=job.state,
                     job_state_new=new.state,
+                    job_version=new.version,
                 )
             )
         return new
 
-    def job_versions(self, job_id: str) -> list[Job]:
-        """Every stored version of a job's spec, oldest first (each as submitted or rerun)."""
+    def job_versions(self, job_id: str, *, version: int | None = None) -> list[Job]:
+        """Every stored version of a job's spec, oldest first (each as submitted or rerun),
+        or only ``version`` (none when the job has no such version)."""
         self.get_job(job_id)  # JobNotFound for an unknown job
+        which = "" if version is None else " AND s.version = ?"
+        args = (job_id,) if version is None else (job_id, version)
         rows = self._db.execute(
             "SELECT CASE WHEN s.blob IS NULL THEN s.data ELSE json_set(s.data,"
             f" '{MODULE_JSON_PATH}', (SELECT b.data FROM blobs b WHERE b.hash = s.blob)) END"
-            " FROM job_specs s WHERE s.job_id = ? ORDER BY s.version",
-            (job_id,),
+            f" FROM job_specs s WHERE s.job_id = ?{which} ORDER BY s.version",
+            args,
         ).fetchall()
         return [Job.from_dict(json.loads(r[0])) for r in rows]
 

@@ -93,7 +93,8 @@ class JobSubmission(EvaluationRunner):
         job.state = JobStateType.PENDING
         job.state_message = ""
         job.revision = 1
-        job.version = 0
+        # Versions count from 1 (Bacalhau v1.8): 0 in a read means the latest.
+        job.version = 1
         job.create_time = job.modify_time = now
         ev = self._new_eval(job, TriggeredBy.JOB_REGISTER)
         with self.store.transaction():
@@ -107,6 +108,7 @@ class JobSubmission(EvaluationRunner):
                     time=now,
                     new_revision=1,
                     job_state_new=JobStateType.PENDING,
+                    job_version=job.version,
                 )
             )
             self.store.create_evaluation(ev)

@@ -37,7 +37,14 @@ from bacalhau.models import (
     selector_matches,
     validate_job,
 )
-from bacalhau.orchestrator._api import JobDiff, JobPage, SubmitResult, job_sort_value
+from bacalhau.orchestrator._api import (
+    ALL_VERSIONS,
+    JobDiff,
+    JobPage,
+    JobVersions,
+    SubmitResult,
+    job_sort_value,
+)
 from bacalhau.orchestrator._job_diff import spec_diff
 
 
@@ -199,8 +206,11 @@ class MemoryOrchestrator:
         else:
             await self.complete_execution(ex, stdout=stdout, exit_code=exit_code)
 
-    async def get_job(self, job_id: str, *, namespace: str = "") -> Job:
-        return self._record(job_id, namespace).job.copy()
+    async def get_job(self, job_id: str, *, namespace: str = "", version: int = 0) -> Job:
+        job = self._record(job_id, namespace).job
+        if version and version != job.version:  # one version per job here
+            raise JobNotFound(f"job {job.id} has no version {version}")
+        return job.copy()
 
     async def list_jobs(
         self,
@@ -229,9 +239,14 @@ class MemoryOrchestrator:
         end = offset + limit if limit else len(jobs)
         return JobPage([j.copy() for j in jobs[offset:end]], has_more=end < len(jobs))
 
-    async def list_executions(self, job_id: str, *, namespace: str = "") -> list[Execution]:
+    async def list_executions(
+        self, job_id: str, *, namespace: str = "", versions: JobVersions = ALL_VERSIONS
+    ) -> list[Execution]:
         rec = self._record(job_id, namespace)
-        return sorted(rec.executions.values(), key=lambda e: e.create_time)
+        kept = [
+            e for e in rec.executions.values() if versions.keeps(e.job_version, rec.job.version)
+        ]
+        return sorted(kept, key=lambda e: e.create_time)
 
     async def job_history(
         self,
@@ -242,10 +257,13 @@ class MemoryOrchestrator:
         execution_id: str = "",
         node_id: str = "",
         namespace: str = "",
+        versions: JobVersions = ALL_VERSIONS,
     ) -> list[JobHistory]:
         rec = self._record(job_id, namespace)
         out = []
         for h in rec.history:
+            if not versions.keeps(h.job_version, rec.job.version):
+                continue
             if h.time < since_ns:
                 continue
             if event_type == "job" and h.type != HistoryType.JOB:

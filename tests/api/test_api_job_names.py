@@ -51,7 +51,7 @@ async def test_every_route_of_a_job_takes_its_name(http: aiohttp.ClientSession) 
         assert (await r.json())["Job"]["State"]["StateType"] == "Stopped"
     async with http.put(f"{JOBS}/by-name/rerun", json={}) as r:
         rerun = await r.json()
-    assert (rerun["JobID"], rerun["JobVersion"]) == (job_id, 1)
+    assert (rerun["JobID"], rerun["JobVersion"]) == (job_id, 2)
 
 
 async def test_a_name_submitted_again_is_a_new_version_unless_unchanged(
@@ -62,10 +62,10 @@ async def test_a_name_submitted_again_is_a_new_version_unless_unchanged(
     assert changed["JobID"] == first["JobID"] and changed["Warnings"] == []
     async with http.get(f"{JOBS}/web/versions") as r:
         versions = (await r.json())["Items"]
-    assert [(v["Version"], v["Labels"]) for v in versions] == [(0, {}), (1, {"v": "2"})]
+    assert [(v["Version"], v["Labels"]) for v in versions] == [(1, {}), (2, {"v": "2"})]
     async with http.get(f"{JOBS}/web/history", params={"event_type": "job"}) as r:
         messages = [h["Event"]["Message"] for h in (await r.json())["Items"]]
-    assert "Job updated as version 1" in messages
+    assert "Job updated as version 2" in messages
     async with http.put(JOBS, json={"Job": spec(Name="web", Labels={"v": "2"})}) as r:
         assert r.status == 409
         err = await error_of(r)
@@ -73,7 +73,7 @@ async def test_a_name_submitted_again_is_a_new_version_unless_unchanged(
     forced = await put(http, {"Job": spec(Name="web", Labels={"v": "2"}), "Force": True})
     assert forced["JobID"] == first["JobID"]
     async with http.get(f"{JOBS}/web") as r:
-        assert (await r.json())["Job"]["Version"] == 2
+        assert (await r.json())["Job"]["Version"] == 3
     async with http.put(JOBS, json={"Job": spec(Name="web"), "Force": "yes"}) as r:
         assert r.status == 400 and (await error_of(r))["Details"]["Field"] == "Force"
     # Any key casing, as Go decodes it.
@@ -87,7 +87,7 @@ async def test_the_diff_endpoint(http: aiohttp.ClientSession) -> None:
         assert r.status == 200
         body = await r.json()
     assert set(body) == {"Diff", "Warnings"} and body["Warnings"] == []
-    assert f"--- report (version 0, {job_id})" in body["Diff"]
+    assert f"--- report (version 1, {job_id})" in body["Diff"]
     assert "-Count: 1" in body["Diff"] and "+Count: 2" in body["Diff"]
     async with http.put(f"{JOBS}/diff", json={"Job": spec(Name="report")}) as r:
         assert (await r.json())["Diff"] == ""
@@ -106,4 +106,4 @@ async def test_the_diff_endpoint(http: aiohttp.ClientSession) -> None:
         assert (await r.json())["Diff"] == ""
     # Nothing was submitted.
     async with http.get(f"{JOBS}/{job_id}") as r:
-        assert (await r.json())["Job"]["Version"] == 0
+        assert (await r.json())["Job"]["Version"] == 1

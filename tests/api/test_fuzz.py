@@ -304,7 +304,8 @@ query_names = st.sampled_from(
     [
         "limit", "next_token", "order_by", "reverse", "labels", "namespace", "include",
         "since", "event_type", "execution_id", "node_id", "reason", "filter-approval",
-        "filter_approval", "filter-status", "idempotency_token", "unknown",
+        "filter_approval", "filter-status", "idempotency_token", "job_version",
+        "all_job_versions", "unknown",
     ]
 )  # fmt: skip
 query_values = st.one_of(

@@ -217,7 +217,7 @@ async def test_rerun_makes_a_new_version(real: Client) -> None:
     job_id = await real.submit(Name="again")
     await real.jobs.StopJob(api_pb2.StopJobRequest(job_id=job_id))
     rerun = await real.jobs.RerunJob(api_pb2.RerunJobRequest(job_id=job_id, reason="once more"))
-    assert rerun.job_id == job_id and rerun.job_version == 1 and rerun.evaluation_id
+    assert rerun.job_id == job_id and rerun.job_version == 2 and rerun.evaluation_id
     versions = await real.jobs.ListJobVersions(api_pb2.ListJobVersionsRequest(job_id=job_id))
-    assert [v.version for v in versions.versions] == [0, 1]
+    assert [v.version for v in versions.versions] == [1, 2]
     assert all(json.loads(v.job_json)["Name"] == "again" for v in versions.versions)

@@ -39,9 +39,9 @@ async def test_submit_by_name_makes_a_new_version_and_force_submits_it_unchanged
     assert forced.job_id == job_id
     versions = await real.jobs.ListJobVersions(api_pb2.ListJobVersionsRequest(job_id="grpc-web"))
     assert [(v.version, json.loads(v.job_json)["Priority"]) for v in versions.versions] == [
-        (0, 0),
-        (1, 2),
+        (1, 0),
         (2, 2),
+        (3, 2),
     ]
 
 
@@ -50,7 +50,7 @@ async def test_diff_job(real: Client) -> None:
     changed = await real.jobs.DiffJob(
         api_pb2.DiffJobRequest(job_json=json.dumps(spec(Name="grpc-diff", Labels={"a": "b"})))
     )
-    assert f"--- grpc-diff (version 0, {job_id})" in changed.diff
+    assert f"--- grpc-diff (version 1, {job_id})" in changed.diff
     assert "+  a: b" in changed.diff and list(changed.warnings) == []
     same = await real.jobs.DiffJob(
         api_pb2.DiffJobRequest(job_json=json.dumps(spec(Name="grpc-diff")))
@@ -91,7 +91,7 @@ async def test_every_job_request_takes_a_name_in_its_namespace(real: Client) -> 
     stopped = await real.jobs.GetJob(api_pb2.GetJobRequest(job_id=dev_id))
     assert stopped.job.state == "Stopped"
     rerun = await real.jobs.RerunJob(api_pb2.RerunJobRequest(job_id="grpc-named", namespace="dev"))
-    assert (rerun.job_id, rerun.job_version) == (dev_id, 1)
+    assert (rerun.job_id, rerun.job_version) == (dev_id, 2)
     with pytest.raises(grpc.aio.AioRpcError) as elsewhere:
         await real.jobs.GetJob(api_pb2.GetJobRequest(job_id="grpc-named", namespace="prod"))
     assert elsewhere.value.code() == grpc.StatusCode.NOT_FOUND

@@ -78,7 +78,7 @@ def test_job_run_by_name_updates_and_force_submits_it_unchanged(
     forced = bacalhau(["job", "run", "--no-wait", "--id-only", "--force", str(changed)])
     assert forced.exit_code == 0 and forced.stdout.strip() == job_id
     versions = yaml.safe_load(bacalhau(["job", "versions", "n", "--output", "yaml"]).stdout)
-    assert [v["Version"] for v in versions] == [0, 1, 2]
+    assert [v["Version"] for v in versions] == [1, 2, 3]
 
 
 def test_docker_run_with_a_name_twice_is_one_job_found_by_its_name(bacalhau: Cli) -> None:
@@ -87,9 +87,9 @@ def test_docker_run_with_a_name_twice_is_one_job_found_by_its_name(bacalhau: Cli
     two = bacalhau([*run, "two"]).stdout.strip()
     assert one == two and one.startswith("j-")
     described = yaml.safe_load(bacalhau(["job", "describe", "web", "--output", "yaml"]).stdout)
-    assert described["Job"]["ID"] == one and described["Job"]["Version"] == 1
+    assert described["Job"]["ID"] == one and described["Job"]["Version"] == 2
     history = bacalhau(["job", "history", "web", "--event-type", "job"])
-    assert "Job updated as version 1" in history.stdout
+    assert "Job updated as version 2" in history.stdout
     assert bacalhau(["job", "executions", "web"]).exit_code == 0
     stopped = bacalhau(["job", "stop", "web"])
     assert stopped.exit_code == 0, stopped.output
@@ -107,7 +107,7 @@ def test_dry_run_prints_the_diff_against_the_job_of_the_same_name(
     assert bacalhau(["job", "run", "--no-wait", str(original)]).exit_code == 0
     diff = bacalhau(["job", "run", "--dry-run", str(_job_file(tmp_path, "report", "b"))])
     assert diff.exit_code == 0, diff.output
-    assert "--- report (version 0, j-" in diff.stdout and "+++ report (submitted)" in diff.stdout
+    assert "--- report (version 1, j-" in diff.stdout and "+++ report (submitted)" in diff.stdout
     assert "-      - a" in diff.stdout and "+      - b" in diff.stdout
     assert diff.stderr == ""
     same = bacalhau(["job", "run", "--dry-run", str(original)])

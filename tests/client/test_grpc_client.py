@@ -128,9 +128,9 @@ async def test_rerun_and_versions(both: Both) -> None:
     job_id = (await both.grpc.submit(spec(Name="again"))).job_id
     await both.grpc.stop_job(job_id)
     rerun = await both.grpc.rerun_job(job_id, "once more")
-    assert rerun.job_id == job_id and rerun.job_version == 1 and rerun.evaluation_id
+    assert rerun.job_id == job_id and rerun.job_version == 2 and rerun.evaluation_id
     versions = await both.grpc.job_versions(job_id)
-    assert [v.version for v in versions] == [0, 1] and {v.name for v in versions} == {"again"}
+    assert [v.version for v in versions] == [1, 2] and {v.name for v in versions} == {"again"}
 
 
 async def test_errors_come_back_as_their_classes(both: Both) -> None:

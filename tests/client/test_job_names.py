@@ -55,7 +55,7 @@ async def test_submit_force_and_diff_job(both: Both, over: str) -> None:
     assert "--force" in refused.value.hint
     again = await client.submit(changed, force=True)
     assert again.job_id == first.job_id
-    assert [v.version for v in await client.job_versions(name)] == [0, 1, 2]
+    assert [v.version for v in await client.job_versions(name)] == [1, 2, 3]
     with pytest.raises(NotFound):
         await client.diff_job(Job.from_dict(spec(Name=f"{name}-nobody")))
 
@@ -84,7 +84,7 @@ async def test_a_clients_namespace_is_where_it_looks_names_up(tmp_path: Path) ->
         assert (await dev.get_job(there.job_id)).job.state.wire == "Stopped"
         assert (await default.get_job("shared")).job.state.wire != "Stopped"
         rerun = await dev.rerun_job("shared")
-        assert (rerun.job_id, rerun.job_version) == (there.job_id, 1)
+        assert (rerun.job_id, rerun.job_version) == (there.job_id, 2)
         diff = await dev_grpc.diff_job(Job.from_dict(spec(Name="shared", Priority=1)))
         assert "+Priority: 1" in diff.diff
 
@@ -108,4 +108,4 @@ def test_the_blocking_client(threaded: ServerThread) -> None:
         with pytest.raises(JobSpecUnchanged):
             client.submit(spec(Name="sync"))
         assert client.submit(spec(Name="sync"), force=True).job_id == first.job_id
-        assert client.get_job("sync").job.version == 1
+        assert client.get_job("sync").job.version == 2

@@ -38,29 +38,30 @@ def test_a_name_run_again_replaces_the_running_version(
             return running[0]
         return None
 
-    old = eventually(first_running, timeout=30, what="version 0's container")
+    old = eventually(first_running, timeout=30, what="version 1's container")
     out = devstack.ok("docker", "run", "--name", name, busybox_image, "--", "echo", "version two")
     assert f"Job {job_id} completed." in out
     assert "version two" in out
 
     def old_stopped() -> Execution | None:
-        current = next(e for e in devstack.client.executions(job_id) if e.id == old.id)
+        every = devstack.client.executions(job_id, all_versions=True)
+        current = next(e for e in every if e.id == old.id)
         if current.compute_state.is_terminal() and not containers(f"bacalhau-executionID={old.id}"):
             return current
         return None
 
-    stopped = eventually(old_stopped, timeout=15, what="version 0's execution stopped")
+    stopped = eventually(old_stopped, timeout=15, what="version 1's execution stopped")
     assert stopped.desired_state == ExecutionDesiredStateType.STOPPED
-    assert "superseded by version 1" in stopped.desired_message
+    assert "superseded by version 2" in stopped.desired_message
     described = json.loads(devstack.ok("job", "describe", name, "--output", "json"))
     assert described["Job"]["ID"] == job_id
     assert (described["Job"]["Version"], described["Job"]["State"]["StateType"]) == (
-        1,
+        2,
         JobStateType.COMPLETED.wire,
     )
     assert devstack.ok("job", "logs", name) == "version two\n"
     versions = json.loads(devstack.ok("job", "versions", name, "--output", "json"))
-    assert [v["Version"] for v in versions] == [0, 1]
+    assert [v["Version"] for v in versions] == [1, 2]
     # The same command again changes nothing: refused, unless forced.
     again = devstack.cli(
         "docker", "run", "--name", name, busybox_image, "--", "echo", "version two"

@@ -259,22 +259,67 @@ def test_rerun_adds_a_version_and_runs_it(
     out = _run_file(stack, tmp_path, _docker_job("batch", "echo again", busybox_image))
     job_id = submitted_job_id(out)
     rerun = stack.ok("job", "rerun", job_id)
-    assert "version: 1" in rerun
+    assert "version: 2" in rerun
     eventually(
-        lambda: (
-            len([e for e in stack.client.executions(job_id) if e.compute_state == E.COMPLETED]) == 2
-            or None
-        ),
+        lambda: len(_completed(stack, job_id)) == 2 or None,
         timeout=60,
         what="the rerun completing",
     )
-    executions = stack.client.executions(job_id)
-    assert sorted(e.job_version for e in executions) == [0, 1]
+    executions = stack.client.executions(job_id, all_versions=True)
+    assert sorted(e.job_version for e in executions) == [1, 2]
     assert stack.client.get_job(job_id).job.state == JobStateType.COMPLETED
     versions = json.loads(stack.ok("job", "versions", job_id, "--output", "json"))
-    assert [v["Version"] for v in versions] == [0, 1]
+    assert [v["Version"] for v in versions] == [1, 2]
     table = stack.ok("job", "versions", job_id)
     assert "VERSION" in table
+
+
+def _completed(stack: Devstack, job_id: str) -> list[Execution]:
+    every = stack.client.executions(job_id, all_versions=True)
+    return [e for e in every if e.compute_state == E.COMPLETED]
+
+
+def test_the_version_flags_read_and_rerun_one_version(
+    stack: Devstack, busybox_image: str, tmp_path: Path
+) -> None:
+    """``-v/--version`` and ``--all-versions`` as Bacalhau v1.8 has them, on ``describe``,
+    ``executions``, ``history``, ``logs`` and ``rerun``: a job run under its name twice
+    (printing "first", then "second"), then version 1 rerun as version 3."""
+    first = json.loads(_docker_job("batch", "echo first", busybox_image))
+    second = {
+        **first,
+        "Tasks": json.loads(_docker_job("batch", "echo second", busybox_image))["Tasks"],
+    }
+    job_id = submitted_job_id(_run_file(stack, tmp_path, json.dumps(first)))
+    assert submitted_job_id(_run_file(stack, tmp_path, json.dumps(second))) == job_id
+
+    def table_versions(*args: str) -> list[str]:
+        rows = stack.ok(*args, "--output", "csv").strip().splitlines()[1:]
+        return sorted(row.split(",")[3] for row in rows)
+
+    assert table_versions("job", "executions", job_id) == ["2"]
+    assert table_versions("job", "executions", job_id, "-v", "1") == ["1"]
+    assert table_versions("job", "executions", job_id, "--all-versions") == ["1", "2"]
+    assert stack.ok("job", "logs", job_id) == "second\n"
+    assert stack.ok("job", "logs", job_id, "--version", "1") == "first\n"
+    described = json.loads(stack.ok("job", "describe", job_id, "-v", "1", "--output", "json"))
+    assert described["Job"]["Version"] == 1
+    assert described["Job"]["State"]["StateType"] == "Completed"
+    assert [e["JobVersion"] for e in described["Executions"]["Items"]] == [1]
+    assert {h["JobVersion"] for h in described["History"]["Items"]} == {1}
+    history = json.loads(stack.ok("job", "history", job_id, "--all-versions", "--output", "json"))
+    assert {h["JobVersion"] for h in history} == {1, 2}
+    history = json.loads(stack.ok("job", "history", job_id, "--output", "json"))
+    assert {h["JobVersion"] for h in history} == {2}
+    assert "version: 3" in stack.ok("job", "rerun", job_id, "--version", "1")
+    eventually(
+        lambda: len(_completed(stack, job_id)) == 3 or None,
+        timeout=60,
+        what="version 3 completing",
+    )
+    assert stack.ok("job", "logs", job_id) == "first\n"
+    missing = stack.cli("job", "describe", job_id, "--version", "9")
+    assert missing.returncode != 0 and "has no version 9" in missing.stderr
 
 
 def test_more_partitions_than_nodes_is_refused_at_submit_naming_count(

@@ -104,24 +104,24 @@ async def test_submitting_a_name_again_makes_a_new_version_and_stops_the_old_one
 ) -> None:
     orch, transport = requester
     first = await orch.submit_job(_job("web"))
-    await _placed(orch, first.job_id, 0)
+    await _placed(orch, first.job_id, 1)
     [old] = await orch.list_executions("web")
     again = await orch.submit_job(_job("web", stdout="bye\n"))
     assert again.job_id == first.job_id and again.evaluation_id != first.evaluation_id
-    await _placed(orch, first.job_id, 1)
+    await _placed(orch, first.job_id, 2)
     job = await orch.get_job("web")
-    assert (job.version, job.task.engine.params["Stdout"]) == (1, "bye\n")
+    assert (job.version, job.task.engine.params["Stdout"]) == (2, "bye\n")
     executions = {e.id: e for e in await orch.list_executions(first.job_id)}
     assert executions[old.id].desired_state == D.STOPPED
-    assert "superseded by version 1" in executions[old.id].desired_message
-    assert [e.job_version for e in executions.values() if e.id != old.id] == [1]
+    assert "superseded by version 2" in executions[old.id].desired_message
+    assert [e.job_version for e in executions.values() if e.id != old.id] == [2]
     assert ("CancelExecution", old.id) in transport.sent or ("BidRejected", old.id) in (
         transport.sent
     )
     history = await orch.job_history("web", event_type="job")
-    updated = [h for h in history if h.event.message == "Job updated as version 1"]
+    updated = [h for h in history if h.event.message == "Job updated as version 2"]
     assert len(updated) == 1 and updated[0].job_state_new == JobStateType.PENDING
-    assert [v.version for v in await orch.job_versions("web")] == [0, 1]
+    assert [v.version for v in await orch.job_versions("web")] == [1, 2]
 
 
 async def test_an_unchanged_spec_is_refused_unless_forced(
@@ -137,13 +137,13 @@ async def test_an_unchanged_spec_is_refused_unless_forced(
         await orch.submit_job(same)
     assert "--force" in refused.value.hint
     assert refused.value.http_status == 409
-    assert (await orch.get_job(first.job_id)).version == 0
+    assert (await orch.get_job(first.job_id)).version == 1
     forced = await orch.submit_job(_job("nightly"), force=True)
     assert forced.job_id == first.job_id
     job = await orch.get_job("nightly")
-    assert job.version == 1
+    assert job.version == 2
     messages = [h.event.message for h in await orch.job_history(first.job_id)]
-    assert "Job submitted again unchanged, as version 1 (forced)" in messages
+    assert "Job submitted again unchanged, as version 2 (forced)" in messages
 
 
 async def test_another_type_under_the_same_name_is_refused_naming_the_type(
@@ -182,7 +182,7 @@ async def test_an_idempotency_token_answers_the_first_submission_again(
     first = await orch.submit_job(_job("tok", stdout="v1\n"), idempotency_token="t-1")
     again = await orch.submit_job(_job("tok", stdout="v1\n"), idempotency_token="t-1")
     assert (again.job_id, again.evaluation_id) == (first.job_id, first.evaluation_id)
-    assert (await orch.get_job("tok")).version == 1
+    assert (await orch.get_job("tok")).version == 2
 
 
 async def test_the_diff_compares_with_the_job_of_the_name(
@@ -191,7 +191,7 @@ async def test_the_diff_compares_with_the_job_of_the_name(
     orch, _ = requester
     first = await orch.submit_job(_job("report"))
     changed = await orch.diff_job(_job("report", stdout="new\n"))
-    assert f"--- report (version 0, {first.job_id})" in changed.diff
+    assert f"--- report (version 1, {first.job_id})" in changed.diff
     assert "+++ report (submitted)" in changed.diff
     lines = changed.diff.splitlines()
     assert any(line.startswith("-") and "Stdout" in line and "hi" in line for line in lines)
@@ -205,7 +205,7 @@ async def test_the_diff_compares_with_the_job_of_the_name(
         await orch.diff_job(_job())
     assert unnamed.value.field == "Name"
     # Diffing changes nothing.
-    assert (await orch.get_job(first.job_id)).version == 0
+    assert (await orch.get_job(first.job_id)).version == 1
 
 
 async def test_stop_history_and_results_take_a_name(
@@ -218,4 +218,4 @@ async def test_stop_history_and_results_take_a_name(
     await orch.stop_job("stoppable", "enough")
     assert (await orch.get_job(submitted.job_id)).state == JobStateType.STOPPED
     rerun, _ = await orch.rerun_job("stoppable")
-    assert (rerun.id, rerun.version) == (submitted.job_id, 1)
+    assert (rerun.id, rerun.version) == (submitted.job_id, 2)

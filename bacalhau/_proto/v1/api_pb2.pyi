@@ -288,11 +288,16 @@ class GetJobRequest(_message.Message):
     INCLUDE_HISTORY_FIELD_NUMBER: _builtins.int
     INCLUDE_EXECUTIONS_FIELD_NUMBER: _builtins.int
     NAMESPACE_FIELD_NUMBER: _builtins.int
+    JOB_VERSION_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     include_history: _builtins.bool
     include_executions: _builtins.bool
     namespace: _builtins.str
     """With a job_id that is a job's name: the namespace it is looked up in ("": default)."""
+    job_version: _builtins.int
+    """That version of the job (with its own history and executions); 0 (default): the latest.
+    Versions count from 1, as in Bacalhau v1.8. (REST: `job_version`.)
+    """
     def __init__(
         self,
         *,
@@ -300,10 +305,11 @@ class GetJobRequest(_message.Message):
         include_history: _builtins.bool = ...,
         include_executions: _builtins.bool = ...,
         namespace: _builtins.str = ...,
+        job_version: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["include_executions", b"include_executions", "include_history", b"include_history", "job_id", b"job_id", "namespace", b"namespace"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["include_executions", b"include_executions", "include_history", b"include_history", "job_id", b"job_id", "job_version", b"job_version", "namespace", b"namespace"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -406,18 +412,28 @@ class ListExecutionsRequest(_message.Message):
 
     JOB_ID_FIELD_NUMBER: _builtins.int
     NAMESPACE_FIELD_NUMBER: _builtins.int
+    JOB_VERSION_FIELD_NUMBER: _builtins.int
+    ALL_JOB_VERSIONS_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     namespace: _builtins.str
     """With a job_id that is a job's name: the namespace it is looked up in ("": default)."""
+    job_version: _builtins.int
+    """The executions of that version of the job; 0 (default): of the latest version.
+    (REST: `job_version`.)
+    """
+    all_job_versions: _builtins.bool
+    """The executions of every version (job_version, when set, wins). (REST: `all_job_versions`.)"""
     def __init__(
         self,
         *,
         job_id: _builtins.str = ...,
         namespace: _builtins.str = ...,
+        job_version: _builtins.int = ...,
+        all_job_versions: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "namespace", b"namespace"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["all_job_versions", b"all_job_versions", "job_id", b"job_id", "job_version", b"job_version", "namespace", b"namespace"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -457,6 +473,8 @@ class JobHistoryRequest(_message.Message):
     UNTIL_FIELD_NUMBER: _builtins.int
     INCLUDE_EXECUTIONS_FIELD_NUMBER: _builtins.int
     NAMESPACE_FIELD_NUMBER: _builtins.int
+    JOB_VERSION_FIELD_NUMBER: _builtins.int
+    ALL_JOB_VERSIONS_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     after_seq: _builtins.int
     """Items with a SeqNum above this one."""
@@ -482,6 +500,12 @@ class JobHistoryRequest(_message.Message):
     """
     namespace: _builtins.str
     """With a job_id that is a job's name: the namespace it is looked up in ("": default)."""
+    job_version: _builtins.int
+    """Items of that version of the job; 0 (default): of the latest version. (REST:
+    `job_version`.)
+    """
+    all_job_versions: _builtins.bool
+    """Items of every version (job_version, when set, wins). (REST: `all_job_versions`.)"""
     def __init__(
         self,
         *,
@@ -495,10 +519,12 @@ class JobHistoryRequest(_message.Message):
         until: _builtins.str = ...,
         include_executions: _builtins.bool = ...,
         namespace: _builtins.str = ...,
+        job_version: _builtins.int = ...,
+        all_job_versions: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_seq", b"after_seq", "event_type", b"event_type", "execution_id", b"execution_id", "include_executions", b"include_executions", "job_id", b"job_id", "limit", b"limit", "namespace", b"namespace", "node_id", b"node_id", "until", b"until", "wait_seconds", b"wait_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_seq", b"after_seq", "all_job_versions", b"all_job_versions", "event_type", b"event_type", "execution_id", b"execution_id", "include_executions", b"include_executions", "job_id", b"job_id", "job_version", b"job_version", "limit", b"limit", "namespace", b"namespace", "node_id", b"node_id", "until", b"until", "wait_seconds", b"wait_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -597,20 +623,24 @@ class RerunJobRequest(_message.Message):
     JOB_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     NAMESPACE_FIELD_NUMBER: _builtins.int
+    JOB_VERSION_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     reason: _builtins.str
     namespace: _builtins.str
     """With a job_id that is a job's name: the namespace it is looked up in ("": default)."""
+    job_version: _builtins.int
+    """Run the spec of that version again; 0 (default): the latest version's."""
     def __init__(
         self,
         *,
         job_id: _builtins.str = ...,
         reason: _builtins.str = ...,
         namespace: _builtins.str = ...,
+        job_version: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "namespace", b"namespace", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "job_version", b"job_version", "namespace", b"namespace", "reason", b"reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -738,6 +768,7 @@ class StreamJobLogsRequest(_message.Message):
     FOLLOW_FIELD_NUMBER: _builtins.int
     TAIL_FIELD_NUMBER: _builtins.int
     NAMESPACE_FIELD_NUMBER: _builtins.int
+    JOB_VERSION_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     execution_id: _builtins.str
     """The latest execution unless given (full ID or unique prefix)."""
@@ -746,6 +777,8 @@ class StreamJobLogsRequest(_message.Message):
     """Start with the last `tail` lines of each stream (0: from the beginning)."""
     namespace: _builtins.str
     """With a job_id that is a job's name: the namespace it is looked up in ("": default)."""
+    job_version: _builtins.int
+    """The latest execution of that version of the job; 0 (default): of the latest version."""
     def __init__(
         self,
         *,
@@ -754,10 +787,11 @@ class StreamJobLogsRequest(_message.Message):
         follow: _builtins.bool = ...,
         tail: _builtins.int = ...,
         namespace: _builtins.str = ...,
+        job_version: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_id", b"execution_id", "follow", b"follow", "job_id", b"job_id", "namespace", b"namespace", "tail", b"tail"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_id", b"execution_id", "follow", b"follow", "job_id", b"job_id", "job_version", b"job_version", "namespace", b"namespace", "tail", b"tail"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
