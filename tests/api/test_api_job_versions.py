@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -16,8 +17,21 @@ import pytest
 
 from bacalhau._proto.v1 import api_pb2
 from bacalhau.api import ApiServer
+from bacalhau.models import (
+    Event,
+    HistoryType,
+    Job,
+    JobHistory,
+    JobStateType,
+    NodeInfo,
+    NodeType,
+    now_ns,
+)
+from bacalhau.orchestrator import JobStore, Orchestrator
+from tests.api.conftest import NoComputeNodes
 from tests.api.test_api_jobs import JOBS, error_of, spec
 from tests.api.test_grpc_api import Client, metadata, real
+from tests.orchestrator.node_view import StaticNodeView
 
 __all__ = ["real"]  # the fixture, used by name
 
@@ -177,3 +191,64 @@ async def test_grpc_reads_and_reruns_a_version(real: Client) -> None:
         await real.jobs.GetJob(api_pb2.GetJobRequest(job_id=job_id, job_version=8))
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND
     assert metadata(missing.value)["bacalhau-error-code"] == "NotFound"
+
+
+async def test_a_job_stored_before_versions_counted_from_one_still_reads(
+    tmp_path: Path,
+) -> None:
+    """A store written when a job's first version was 0 and history items carried no
+    version: the job reads as its latest (version 0), with all of its history; a rerun
+    makes version 1, which then is the latest."""
+    data_dir = tmp_path / "requester"
+    data_dir.mkdir()
+    store = JobStore(data_dir / "jobs.db")
+    old = Job.from_dict(spec(Name="from-before"))
+    old.id, old.namespace, old.version = "j-from-before", "default", 0
+    old.state, old.revision = JobStateType.PENDING, 1
+    old.create_time = old.modify_time = now_ns()
+    with store.transaction():
+        store.create_job(old)
+        store.add_history(
+            JobHistory(
+                seq_num=0,
+                type=HistoryType.JOB,
+                job_id=old.id,
+                event=Event(message="Job submitted", topic="Submission"),
+                time=now_ns(),
+                new_revision=1,
+                job_state_new=JobStateType.PENDING,
+            )
+        )
+    store.update_job_state(old.id, JobStateType.RUNNING)
+    store.update_job_state(old.id, JobStateType.COMPLETED)
+    # As the rows of that time were: no version in a history item.
+    store._db.execute("UPDATE history SET data = json_remove(data, '$.ver')")
+    store.close()
+    info = NodeInfo(node_id="n-real-requester", node_type=NodeType.REQUESTER)
+    async with (
+        Orchestrator(
+            node_info=info,
+            data_dir=data_dir,
+            compute=NoComputeNodes(),
+            node_view=StaticNodeView(),
+        ) as orch,
+        ApiServer(orch, host="127.0.0.1", port=0) as server,
+        aiohttp.ClientSession(base_url=server.url) as http,
+    ):
+        async with http.get(f"{JOBS}/from-before", params={"include": "history"}) as r:
+            body = await _json(r)
+        assert body["Job"]["Version"] == 0
+        assert body["Job"]["State"]["StateType"] == "Completed"
+        assert [h["JobState"]["New"] for h in body["History"]["Items"]] == [
+            "Pending",
+            "Running",
+            "Completed",
+        ]
+        async with http.get(f"{JOBS}/{old.id}/history", params={"job_version": "0"}) as r:
+            assert [h["JobVersion"] for h in (await _json(r))["Items"]] == [0, 0, 0]
+        async with http.put(f"{JOBS}/{old.id}/rerun", json={}) as r:
+            assert (await _json(r))["JobVersion"] == 1
+        async with http.get(f"{JOBS}/{old.id}/history") as r:
+            assert {h["JobVersion"] for h in (await _json(r))["Items"]} == {1}
+        async with http.get(f"{JOBS}/{old.id}/history", params={"all_job_versions": "1"}) as r:
+            assert {h["JobVersion"] for h in (await _json(r))["Items"]} == {0, 1}
