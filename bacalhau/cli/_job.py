@@ -15,7 +15,7 @@ import click
 from bacalhau.cli._jobspec import runtime_options
 from bacalhau.cli._render import cell_id, emit, output_option, table, tabular, when
 from bacalhau.cli._root import BacalhauGroup, CliState, namespace_option, pass_state
-from bacalhau.cli._run import print_logs, submit_and_follow
+from bacalhau.cli._run import follow_option, print_logs, submit_and_follow
 from bacalhau.models import (
     TAIL_FLAG_LINES,
     Execution,
@@ -71,6 +71,7 @@ def _template_variables(pairs: tuple[str, ...], env_pattern: str) -> dict[str, s
 
 @job_group.command("run")
 @runtime_options
+@follow_option
 @click.option(
     "-V",
     "--template-vars",

@@ -162,7 +162,14 @@ def runtime_options(f: F) -> F:
                 help="Submit even when the job of the same name already has this very spec "
                 "(a new version all the same).",
             ),
-            click.option("--show-warnings", is_flag=True, help="Print submission warnings."),
+            click.option(
+                "--hide-warnings",
+                is_flag=True,
+                help="Do not print the submission's warnings (printed on standard error "
+                "unless --id-only).",
+            ),
+            # Our earlier opt-in: warnings are printed by default now, as Bacalhau does.
+            click.option("--show-warnings", is_flag=True, hidden=True),
             click.option(
                 "--group-events",
                 is_flag=True,

@@ -133,7 +133,7 @@ def _failure(details: JobDetails) -> BacalhauError:
     return err
 
 
-#: ``-f/--follow`` on ``docker run`` and ``wasm run``.
+#: ``-f/--follow`` on ``docker run``, ``wasm run`` and ``job run``.
 follow_option = click.option(
     "-f",
     "--follow",
@@ -249,7 +249,7 @@ def submit_and_follow(state: CliState, job: Job, runtime: dict[str, Any]) -> Non
     client = state.client()
     response = client.submit(job, force=bool(runtime.get("force")))
     id_only = runtime["id_only"]
-    if runtime["show_warnings"]:
+    if not (runtime["hide_warnings"] or id_only):
         for warning in response.warnings:
             click.echo(f"Warning: {warning}", err=True)
     if id_only:
@@ -331,6 +331,7 @@ def _runtime(kwargs: dict[str, Any]) -> dict[str, Any]:
         "id_only",
         "node_details",
         "dry_run",
+        "hide_warnings",
         "show_warnings",
         "group_events",
         "force",

@@ -275,3 +275,35 @@ def test_queue_timeout_reaches_the_task_of_docker_and_wasm_jobs(
         assert job.task.timeouts.queue_timeout == 90
     refused = bacalhau(["docker", "run", "--queue-timeout", "-1", "busybox"])
     assert refused.exit_code == 2 and "--queue-timeout" in refused.output
+
+
+def test_submission_warnings_print_unless_hidden_or_id_only(bacalhau: Cli, tmp_path: Path) -> None:
+    """As Bacalhau prints them: on by default (here on standard error), off with
+    ``--hide-warnings`` or ``--id-only``; ``--show-warnings``, our earlier opt-in, is still
+    accepted."""
+    spec = {
+        "Type": "batch",
+        "Meta": {"bacalhau.org/requester.id": "mine"},
+        "Tasks": [
+            {
+                "Name": "main",
+                "Engine": {
+                    "Type": "docker",
+                    "Params": {"Image": "busybox", "Entrypoint": ["echo", "hi"]},
+                },
+            }
+        ],
+    }
+    path = tmp_path / "warned.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    warning = 'Warning: job meta key "bacalhau.org/requester.id" is reserved and will be ignored'
+    shown = bacalhau(["job", "run", "--no-wait", str(path)])
+    assert shown.exit_code == 0, shown.output
+    assert warning in shown.stderr and warning not in shown.stdout
+    for quiet in (["--hide-warnings"], ["--id-only"]):
+        result = bacalhau(["job", "run", "--no-wait", *quiet, str(path)])
+        assert result.exit_code == 0 and "Warning" not in result.stderr, quiet
+    old = bacalhau(["job", "run", "--no-wait", "--show-warnings", str(path)])
+    assert old.exit_code == 0 and warning in old.stderr
+    docker = bacalhau(["docker", "run", "--no-wait", "--hide-warnings", "busybox", "--", "true"])
+    assert docker.exit_code == 0, docker.output

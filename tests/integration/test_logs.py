@@ -138,6 +138,35 @@ def test_two_followers_receive_lines_while_the_job_runs_then_replay(
     assert len(lines) == LINES + 1
 
 
+def test_job_run_follow_prints_the_output_as_it_comes(
+    stack: Devstack, busybox_image: str, tmp_path: Path
+) -> None:
+    """``job run -f``, as ``docker run -f``: the job's output is the answer."""
+    spec = {
+        "Type": "batch",
+        "Count": 1,
+        "Labels": {"t": uuid.uuid4().hex[:8]},
+        "Tasks": [
+            {
+                "Name": "main",
+                "Engine": {
+                    "Type": "docker",
+                    "Params": {
+                        "Image": busybox_image,
+                        "Entrypoint": ["sh", "-c", "echo first; sleep 1; echo second >&2"],
+                    },
+                },
+            }
+        ],
+    }
+    path = tmp_path / "follow.json"
+    path.write_text(json.dumps(spec))
+    done = stack.cli("job", "run", str(path), "-f", timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.endswith("first\n") and "Job successfully submitted" in done.stdout
+    assert done.stderr.endswith("second\n")
+
+
 def test_a_job_that_does_not_exist_is_not_found_at_once(stack: Devstack) -> None:
     missing = f"j-{uuid.uuid4()}"
     done = stack.cli("job", "logs", "--follow", missing, timeout=30)
