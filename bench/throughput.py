@@ -13,7 +13,9 @@ processes, mutual-TLS gRPC between them) and measures, in one run:
   default of half a core lets 4 run or wait on each of the devstack's nodes here, which
   hold 1.4 cores and take half as much again into their queues);
   ``wasm_cpu_ms_per_job``: at each level, the CPU time per job of the requester, the compute
-  nodes (together) and this client, next to what the cores allow per job at 400 jobs/s.
+  nodes (together) and this client, next to what the cores allow per job at 400 jobs/s;
+  ``wasm_asks_per_call``: how many asks shared a call to their node (AskForBids) at each
+  level, read from the requester's ``/metrics``.
 - ``placement_imbalance``: over the 400 WASM jobs of that throughput run, the busier
   compute node's executions divided by the less busy one's.
 - ``docker_vs_raw``: wall time of Docker jobs through the devstack divided by that of the
@@ -93,6 +95,18 @@ def cpu_seconds(pids: dict[str, list[int]]) -> dict[str, float]:
         used[role] = total / tick
     used["client"] = time.process_time()
     return used
+
+
+async def asks_per_call(api: str) -> tuple[float, float]:
+    """The requester's ``bacalhau_asks_per_call`` so far: (asks, calls)."""
+    async with aiohttp.ClientSession() as http, http.get(f"http://{api}/metrics") as r:
+        text = await r.text()
+    found = {"sum": 0.0, "count": 0.0}
+    for line in text.splitlines():
+        for key in found:
+            if line.startswith(f"bacalhau_asks_per_call_{key} "):
+                found[key] = float(line.split()[1])
+    return found["sum"], found["count"]
 
 
 async def run_job(client: AsyncClient, job: Job) -> tuple[float, list[str]]:
@@ -240,11 +254,16 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                 out["wasm_vs_floor"] = round(out["wasm_median_ms"] / floor, 1)
                 rates: dict[str, float] = {}
                 cpu: dict[str, dict[str, float]] = {}
+                asks: dict[str, float] = {}
                 placed: list[str] = []
                 for level, total in LEVELS.items():
+                    calls_before = await asks_per_call(api)
                     before = cpu_seconds(pids)
                     wall, nodes = await in_flight(client, lambda: trivial(module), total, level)
                     after = cpu_seconds(pids)
+                    calls_after = await asks_per_call(api)
+                    sent = calls_after[1] - calls_before[1]
+                    asks[str(level)] = round((calls_after[0] - calls_before[0]) / max(sent, 1), 2)
                     rates[str(level)] = round(total / wall, 1)
                     cpu[str(level)] = {
                         role: round((after[role] - before[role]) * 1000 / total, 2)
@@ -253,6 +272,8 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                     cpu[str(level)]["total"] = round(sum(cpu[str(level)].values()), 2)
                     placed.extend(nodes)
                 out["wasm_jobs_per_s"] = rates
+                # How many of a level's asks shared a call to their node (AskForBids).
+                out["wasm_asks_per_call"] = asks
                 # Where the machine's time goes per job (CPU ms, every process): at 400
                 # jobs/s its cores allow each job cpus * 1000 / 400 ms in all.
                 out["wasm_cpu_ms_per_job"] = {

@@ -41,7 +41,8 @@ from bacalhau.models import (
     NodeType,
     RunResult,
 )
-from bacalhau.transport._answers import open_answer
+from bacalhau.transport._answers import open_answer, open_answers
+from bacalhau.transport._ask_batches import AskBatches, BatchesUnsupported
 from bacalhau.transport._channel import DEFAULT_TIMEOUT_SECONDS, NodeChannel, unary_call
 from bacalhau.transport._convert_messages import (
     CallbackMessage,
@@ -101,6 +102,7 @@ class ComputeClient:
         self._addresses: dict[str, str] = {}
         self._channels: dict[str, tuple[NodeChannel, Any]] = {}
         self._retired: list[NodeChannel] = []
+        self.ask_batches = AskBatches(self._ask_one, self._ask_many)
 
     def register_node(self, node_id: str, address: str) -> None:
         """Tell the client where ``node_id`` listens (``host:port``); may change over time."""
@@ -143,7 +145,14 @@ class ComputeClient:
     async def ask_for_bid(self, node_id: str, request: AskForBidRequest) -> AskAnswer | None:
         """Send AskForBid; the node answers later through OnBidComplete, or, when the ask
         allows it (``request.answer_linger``), with the callbacks its answer carries, checked
-        (see :func:`~bacalhau.transport._answers.open_answer`)."""
+        (see :func:`~bacalhau.transport._answers.open_answer`). Such pre-approved asks made
+        for the same node in one turn of the event loop go in one call (see
+        :mod:`~bacalhau.transport._ask_batches`)."""
+        if request.answer_linger and not request.wait_for_approval:
+            return await self.ask_batches.ask(node_id, request)
+        return await self._ask_one(node_id, request)
+
+    async def _ask_one(self, node_id: str, request: AskForBidRequest) -> AskAnswer | None:
         channel, stub = await self._stub(node_id)
         ask = seal(self._identity, ask_for_bid_to_proto(request, **self._ids(node_id)))
         response = await unary_call(
@@ -153,6 +162,43 @@ class ComputeClient:
             timeout=self._timeout + request.answer_linger,
         )
         return open_answer(node_id, response)
+
+    async def _ask_many(
+        self, node_id: str, requests: Sequence[AskForBidRequest]
+    ) -> list[AskAnswer | Exception | None]:
+        """Several asks in one AskForBids call: each one's answer or error, in order. An ask
+        that cannot be encoded is its own error; one signature covers the others."""
+        channel, stub = await self._stub(node_id)
+        ids = self._ids(node_id)
+        outcomes: list[AskAnswer | Exception | None] = [None] * len(requests)
+        asks, sent = [], []
+        for i, request in enumerate(requests):
+            try:
+                asks.append(ask_for_bid_to_proto(request, **ids))
+                sent.append(i)
+            except (ValueError, TypeError, OverflowError) as exc:
+                outcomes[i] = exc
+        if not asks:
+            return outcomes
+        envelope = seal(self._identity, compute_pb2.BidAsks(asks=asks, **ids))
+        try:
+            response = await unary_call(
+                stub.AskForBids,
+                compute_pb2.AskForBidsRequest(bid_asks=envelope),
+                peer=channel.describe(),
+                timeout=self._timeout + max(requests[i].answer_linger for i in sent),
+            )
+        except InternalError as err:
+            cause = err.__cause__
+            if (
+                isinstance(cause, grpc.aio.AioRpcError)
+                and cause.code() == grpc.StatusCode.UNIMPLEMENTED
+            ):
+                raise BatchesUnsupported(str(err)) from err
+            raise
+        for i, outcome in zip(sent, open_answers(node_id, response, len(asks)), strict=True):
+            outcomes[i] = outcome
+        return outcomes
 
     async def bid_accepted(self, node_id: str, decision: BidDecision) -> None:
         if not decision.accepted:
@@ -210,6 +256,7 @@ class ComputeClient:
 
     async def close(self) -> None:
         """Close every channel."""
+        await self.ask_batches.close()
         channels = [c for c, _ in self._channels.values()] + self._retired
         self._channels.clear()
         self._retired = []

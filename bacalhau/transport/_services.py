@@ -9,6 +9,7 @@ keeps its trusted requesters). Failures end the call through :mod:`._errors`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -26,7 +27,7 @@ from bacalhau._proto.v1 import (
 )
 from bacalhau.errors import BacalhauError, InvalidRequest, NotFound, PermissionDenied
 from bacalhau.identity import NodeIdentity
-from bacalhau.models import NodeType
+from bacalhau.models import AskAnswer, NodeType
 from bacalhau.transport._answers import checked_callback_item
 from bacalhau.transport._convert_messages import (
     CallbackMessage,
@@ -51,6 +52,7 @@ from bacalhau.transport._signing import check_addressee, check_speaker, open_sea
 _Command = TypeVar(
     "_Command",
     compute_pb2.BidAsk,
+    compute_pb2.BidAsks,
     compute_pb2.BidAcceptance,
     compute_pb2.BidRejection,
     compute_pb2.ExecutionCancellation,
@@ -64,6 +66,8 @@ _SHA256_BYTES = 32
 
 #: The most callbacks one DeliverCallbacks call may carry (senders stay well under it).
 MAX_BATCH_ITEMS = 1024
+#: The most asks one AskForBids call may carry (a requester sends those of one loop turn).
+MAX_BATCH_ASKS = 256
 
 #: Identify nonces: long enough to never repeat, short enough to bound what a peer can make us sign.
 _NONCE_MIN, _NONCE_MAX = 16, 64
@@ -98,16 +102,7 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
     ) -> compute_pb2.AskForBidResponse:
         try:
             source, msg = self._open(context, request.bid_ask, compute_pb2.BidAsk, "bid ask")
-            ask = ask_for_bid_from_proto(msg)
-            if ask.execution.node_id != self._node_id:
-                # A pinned channel cannot deliver it here by accident: refuse to run an
-                # execution the requester attributes to another node.
-                raise InvalidRequest(
-                    f"execution {ask.execution.id} is assigned to node "
-                    f"{ask.execution.node_id!r}, not to this node ({self._node_id})",
-                    component="Transport",
-                )
-            answer = await self._handler.ask_for_bid(source, ask)
+            answer = await self._ask(source, msg)
             if answer is None or not answer.callbacks:
                 return compute_pb2.AskForBidResponse()
             # Signed as DeliverCallbacks signs a batch: the requester checks it the same way.
@@ -120,6 +115,66 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
             )
         except Exception as e:
             await _fail(context, e, "AskForBid")
+
+    async def AskForBids(
+        self, request: compute_pb2.AskForBidsRequest, context: Any
+    ) -> compute_pb2.AskForBidsResponse:
+        """Every ask of the batch handled as :meth:`AskForBid` handles one, concurrently;
+        one ask's error is its own outcome, not the call's."""
+        try:
+            source, batch = self._open(context, request.bid_asks, compute_pb2.BidAsks, "bid asks")
+            if len(batch.asks) > MAX_BATCH_ASKS:
+                raise InvalidRequest(
+                    f"{len(batch.asks)} asks in one call (at most {MAX_BATCH_ASKS})",
+                    component="Transport",
+                )
+            handled = await asyncio.gather(
+                *(self._batched_ask(source, msg) for msg in batch.asks), return_exceptions=True
+            )
+            response = compute_pb2.AskForBidsResponse()
+            items: list[orchestrator_pb2.CallbackItem] = []
+            for outcome in handled:
+                if isinstance(outcome, BaseException):
+                    if not isinstance(outcome, Exception):
+                        raise outcome  # cancelled: the call as a whole
+                    err = (
+                        outcome
+                        if isinstance(outcome, BacalhauError)
+                        else unexpected(outcome, "AskForBids")
+                    )
+                    response.outcomes.add(error_code=err.code, message=err.message, hint=err.hint)
+                    response.answer_sizes.append(0)
+                    continue
+                response.outcomes.add()
+                callbacks = outcome.callbacks if outcome is not None else []
+                response.answer_sizes.append(len(callbacks))
+                if outcome is not None and callbacks:
+                    items.extend(callback_item_to_proto(c) for c in callbacks)
+                    response.callback_seqs.extend(outcome.seqs)
+            if items:
+                signed = orchestrator_pb2.CallbackBatch(node_id=self._node_id, items=items)
+                response.callbacks.CopyFrom(seal(self._identity, signed))
+            return response
+        except Exception as e:
+            await _fail(context, e, "AskForBids")
+
+    async def _batched_ask(self, source: str, msg: compute_pb2.BidAsk) -> AskAnswer | None:
+        """One ask of a batch: it speaks for the batch's signer, to this node."""
+        check_speaker(msg.requester_node_id, source, "bid ask")
+        check_addressee(msg.compute_node_id, self._node_id, "bid ask")
+        return await self._ask(source, msg)
+
+    async def _ask(self, source: str, msg: compute_pb2.BidAsk) -> AskAnswer | None:
+        ask = ask_for_bid_from_proto(msg)
+        if ask.execution.node_id != self._node_id:
+            # A pinned channel cannot deliver it here by accident: refuse to run an
+            # execution the requester attributes to another node.
+            raise InvalidRequest(
+                f"execution {ask.execution.id} is assigned to node "
+                f"{ask.execution.node_id!r}, not to this node ({self._node_id})",
+                component="Transport",
+            )
+        return await self._handler.ask_for_bid(source, ask)
 
     async def BidAccepted(
         self, request: compute_pb2.BidAcceptedRequest, context: Any

@@ -255,6 +255,137 @@ class AskForBidRequest(_message.Message):
 Global___AskForBidRequest: _TypeAlias = AskForBidRequest  # noqa: Y015
 
 @_typing.final
+class BidAsks(_message.Message):
+    """Several asks to one node (signed payload of AskForBidsRequest)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUESTER_NODE_ID_FIELD_NUMBER: _builtins.int
+    COMPUTE_NODE_ID_FIELD_NUMBER: _builtins.int
+    ASKS_FIELD_NUMBER: _builtins.int
+    requester_node_id: _builtins.str
+    """The asking requester; must equal the signer, and each ask's requester_node_id."""
+    compute_node_id: _builtins.str
+    """The compute node asked; must be the receiver, and each ask's compute_node_id."""
+    @_builtins.property
+    def asks(self) -> _containers.RepeatedCompositeFieldContainer[Global___BidAsk]:
+        """Pre-approved asks (wait_for_approval false), each with its answer linger."""
+
+    def __init__(
+        self,
+        *,
+        requester_node_id: _builtins.str = ...,
+        compute_node_id: _builtins.str = ...,
+        asks: _abc.Iterable[Global___BidAsk] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["asks", b"asks", "compute_node_id", b"compute_node_id", "requester_node_id", b"requester_node_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BidAsks: _TypeAlias = BidAsks  # noqa: Y015
+
+@_typing.final
+class AskForBidsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BID_ASKS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def bid_asks(self) -> _types_pb2.SignedPayload:
+        """Payload: BidAsks."""
+
+    def __init__(
+        self,
+        *,
+        bid_asks: _types_pb2.SignedPayload | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["bid_asks", b"bid_asks"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bid_asks", b"bid_asks"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AskForBidsRequest: _TypeAlias = AskForBidsRequest  # noqa: Y015
+
+@_typing.final
+class AskOutcome(_message.Message):
+    """How one ask of a batch went: answered (no error code), or the error AskForBid would have
+    failed with.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ERROR_CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    HINT_FIELD_NUMBER: _builtins.int
+    error_code: _builtins.str
+    """The stable error code (as in a failed call's bacalhau-error-code); empty: answered."""
+    message: _builtins.str
+    hint: _builtins.str
+    def __init__(
+        self,
+        *,
+        error_code: _builtins.str = ...,
+        message: _builtins.str = ...,
+        hint: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error_code", b"error_code", "hint", b"hint", "message", b"message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AskOutcome: _TypeAlias = AskOutcome  # noqa: Y015
+
+@_typing.final
+class AskForBidsResponse(_message.Message):
+    """Answers AskForBids: every ask's callbacks in one signed batch, ask by ask."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLBACKS_FIELD_NUMBER: _builtins.int
+    CALLBACK_SEQS_FIELD_NUMBER: _builtins.int
+    ANSWER_SIZES_FIELD_NUMBER: _builtins.int
+    OUTCOMES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def callbacks(self) -> _types_pb2.SignedPayload:
+        """Payload: an orchestrator CallbackBatch signed by the node: the callbacks answering the
+        first ask, then those answering the second, and so on (see answer_sizes); unset when no
+        answer carries any.
+        """
+
+    @_builtins.property
+    def callback_seqs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """The node's sequence number of each item of `callbacks`, in order (as in
+        AskForBidResponse.callback_seqs).
+        """
+
+    @_builtins.property
+    def answer_sizes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """One per ask, in the asks' order: how many items of `callbacks` answer it."""
+
+    @_builtins.property
+    def outcomes(self) -> _containers.RepeatedCompositeFieldContainer[Global___AskOutcome]:
+        """One per ask, in the asks' order."""
+
+    def __init__(
+        self,
+        *,
+        callbacks: _types_pb2.SignedPayload | None = ...,
+        callback_seqs: _abc.Iterable[_builtins.int] | None = ...,
+        answer_sizes: _abc.Iterable[_builtins.int] | None = ...,
+        outcomes: _abc.Iterable[Global___AskOutcome] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["callbacks", b"callbacks"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer_sizes", b"answer_sizes", "callback_seqs", b"callback_seqs", "callbacks", b"callbacks", "outcomes", b"outcomes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AskForBidsResponse: _TypeAlias = AskForBidsResponse  # noqa: Y015
+
+@_typing.final
 class AskForBidResponse(_message.Message):
     """Acknowledges AskForBid; may carry the execution's callbacks (see BidAsk.answer_linger_us)."""
 

@@ -40,6 +40,11 @@ class ComputeServiceStub:
                 request_serializer=bacalhau_dot_v1_dot_compute__pb2.AskForBidRequest.SerializeToString,
                 response_deserializer=bacalhau_dot_v1_dot_compute__pb2.AskForBidResponse.FromString,
                 _registered_method=True)
+        self.AskForBids = channel.unary_unary(
+                '/bacalhau.v1.ComputeService/AskForBids',
+                request_serializer=bacalhau_dot_v1_dot_compute__pb2.AskForBidsRequest.SerializeToString,
+                response_deserializer=bacalhau_dot_v1_dot_compute__pb2.AskForBidsResponse.FromString,
+                _registered_method=True)
         self.BidAccepted = channel.unary_unary(
                 '/bacalhau.v1.ComputeService/BidAccepted',
                 request_serializer=bacalhau_dot_v1_dot_compute__pb2.BidAcceptedRequest.SerializeToString,
@@ -69,6 +74,17 @@ class ComputeServiceServicer:
     def AskForBid(self, request, context):
         """Would the node run this execution? The node answers later with OnBidComplete, or, when
         the ask allows it (BidAsk.answer_linger_us), in the answer itself: see AskForBidResponse.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AskForBids(self, request, context):
+        """Several pre-approved asks with an answer linger in one call: those a requester made for
+        this node in one turn of its event loop (one signature and one round trip for all). Each
+        is handled as AskForBid handles it; the call is answered once every ask's answer is
+        ready, each with its own callbacks or its own error. A node that does not serve it
+        answers UNIMPLEMENTED, and the requester asks it one call at a time.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -111,6 +127,11 @@ def add_ComputeServiceServicer_to_server(servicer, server):
                     servicer.AskForBid,
                     request_deserializer=bacalhau_dot_v1_dot_compute__pb2.AskForBidRequest.FromString,
                     response_serializer=bacalhau_dot_v1_dot_compute__pb2.AskForBidResponse.SerializeToString,
+            ),
+            'AskForBids': grpc.unary_unary_rpc_method_handler(
+                    servicer.AskForBids,
+                    request_deserializer=bacalhau_dot_v1_dot_compute__pb2.AskForBidsRequest.FromString,
+                    response_serializer=bacalhau_dot_v1_dot_compute__pb2.AskForBidsResponse.SerializeToString,
             ),
             'BidAccepted': grpc.unary_unary_rpc_method_handler(
                     servicer.BidAccepted,
@@ -161,6 +182,33 @@ class ComputeService:
             '/bacalhau.v1.ComputeService/AskForBid',
             bacalhau_dot_v1_dot_compute__pb2.AskForBidRequest.SerializeToString,
             bacalhau_dot_v1_dot_compute__pb2.AskForBidResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AskForBids(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bacalhau.v1.ComputeService/AskForBids',
+            bacalhau_dot_v1_dot_compute__pb2.AskForBidsRequest.SerializeToString,
+            bacalhau_dot_v1_dot_compute__pb2.AskForBidsResponse.FromString,
             options,
             channel_credentials,
             insecure,

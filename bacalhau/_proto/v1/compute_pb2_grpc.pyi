@@ -46,6 +46,13 @@ class ComputeServiceStub:
     """Would the node run this execution? The node answers later with OnBidComplete, or, when
     the ask allows it (BidAsk.answer_linger_us), in the answer itself: see AskForBidResponse.
     """
+    AskForBids: _grpc.UnaryUnaryMultiCallable[_compute_pb2.AskForBidsRequest, _compute_pb2.AskForBidsResponse]
+    """Several pre-approved asks with an answer linger in one call: those a requester made for
+    this node in one turn of its event loop (one signature and one round trip for all). Each
+    is handled as AskForBid handles it; the call is answered once every ask's answer is
+    ready, each with its own callbacks or its own error. A node that does not serve it
+    answers UNIMPLEMENTED, and the requester asks it one call at a time.
+    """
     BidAccepted: _grpc.UnaryUnaryMultiCallable[_compute_pb2.BidAcceptedRequest, _compute_pb2.BidAcceptedResponse]
     """The requester approves the node's bid: run it."""
     BidRejected: _grpc.UnaryUnaryMultiCallable[_compute_pb2.BidRejectedRequest, _compute_pb2.BidRejectedResponse]
@@ -66,6 +73,13 @@ class ComputeServiceAsyncStub(ComputeServiceStub):
     AskForBid: _aio.UnaryUnaryMultiCallable[_compute_pb2.AskForBidRequest, _compute_pb2.AskForBidResponse]  # type: ignore[assignment]
     """Would the node run this execution? The node answers later with OnBidComplete, or, when
     the ask allows it (BidAsk.answer_linger_us), in the answer itself: see AskForBidResponse.
+    """
+    AskForBids: _aio.UnaryUnaryMultiCallable[_compute_pb2.AskForBidsRequest, _compute_pb2.AskForBidsResponse]  # type: ignore[assignment]
+    """Several pre-approved asks with an answer linger in one call: those a requester made for
+    this node in one turn of its event loop (one signature and one round trip for all). Each
+    is handled as AskForBid handles it; the call is answered once every ask's answer is
+    ready, each with its own callbacks or its own error. A node that does not serve it
+    answers UNIMPLEMENTED, and the requester asks it one call at a time.
     """
     BidAccepted: _aio.UnaryUnaryMultiCallable[_compute_pb2.BidAcceptedRequest, _compute_pb2.BidAcceptedResponse]  # type: ignore[assignment]
     """The requester approves the node's bid: run it."""
@@ -90,6 +104,19 @@ class ComputeServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_compute_pb2.AskForBidResponse, _abc.Awaitable[_compute_pb2.AskForBidResponse]]:
         """Would the node run this execution? The node answers later with OnBidComplete, or, when
         the ask allows it (BidAsk.answer_linger_us), in the answer itself: see AskForBidResponse.
+        """
+
+    @_abc_1.abstractmethod
+    def AskForBids(
+        self,
+        request: _compute_pb2.AskForBidsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_compute_pb2.AskForBidsResponse, _abc.Awaitable[_compute_pb2.AskForBidsResponse]]:
+        """Several pre-approved asks with an answer linger in one call: those a requester made for
+        this node in one turn of its event loop (one signature and one round trip for all). Each
+        is handled as AskForBid handles it; the call is answered once every ask's answer is
+        ready, each with its own callbacks or its own error. A node that does not serve it
+        answers UNIMPLEMENTED, and the requester asks it one call at a time.
         """
 
     @_abc_1.abstractmethod
