@@ -207,7 +207,8 @@ class OrchestratorAPI(Protocol):
         ...
 
     async def job_results(self, job_id: str, *, namespace: str = "") -> list[SpecConfig]:
-        """Published results of the job's completed executions (noop results skipped)."""
+        """Published results of the completed executions of the job's latest version (noop
+        results skipped)."""
         ...
 
     async def list_nodes(self) -> list[NodeState]:

@@ -198,10 +198,13 @@ class OrchestratorQueries:
         job = await self.get_job(job_id, namespace=namespace)
         if job.type not in ("batch", "ops"):
             raise InvalidRequest(f"job type {job.type} does not support results")
+        # The latest version's, as Bacalhau (v1.8) serves them: an earlier version's results
+        # are not what the job now produces.
         results = [
             ex.published_result
             for ex in self.store.executions_of(job.id)
-            if ex.compute_state == E.COMPLETED
+            if ex.job_version == job.version
+            and ex.compute_state == E.COMPLETED
             and ex.published_result is not None
             and ex.published_result.type
         ]

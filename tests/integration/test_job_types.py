@@ -297,6 +297,8 @@ def test_the_version_flags_read_and_rerun_one_version(
         rows = stack.ok(*args, "--output", "csv").strip().splitlines()[1:]
         return sorted(row.split(",")[3] for row in rows)
 
+    # Results are the latest version's (as Bacalhau serves them), logs too by default.
+    assert len(stack.client.results(job_id)) == 1
     assert table_versions("job", "executions", job_id) == ["2"]
     assert table_versions("job", "executions", job_id, "-v", "1") == ["1"]
     assert table_versions("job", "executions", job_id, "--all-versions") == ["1", "2"]
@@ -318,6 +320,7 @@ def test_the_version_flags_read_and_rerun_one_version(
         what="version 3 completing",
     )
     assert stack.ok("job", "logs", job_id) == "first\n"
+    assert len(stack.client.results(job_id)) == 1
     missing = stack.cli("job", "describe", job_id, "--version", "9")
     assert missing.returncode != 0 and "has no version 9" in missing.stderr
 
