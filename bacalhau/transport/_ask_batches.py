@@ -23,7 +23,10 @@ from prometheus_client import Histogram
 from bacalhau.errors import Unavailable
 from bacalhau.models import AskAnswer, AskForBidRequest
 
-__all__ = ["AskBatches", "BatchesUnsupported"]
+__all__ = ["MAX_BATCH_ASKS", "AskBatches", "BatchesUnsupported"]
+
+#: The most asks one AskForBids call carries (a node refuses more); a larger turn is split.
+MAX_BATCH_ASKS = 128
 
 #: Served with the requester's other metrics (``/metrics`` on its API port).
 ASKS_PER_CALL = Histogram(
@@ -79,15 +82,18 @@ class AskBatches:
         except BaseException:
             del self._turn[key]
             if joined:  # this caller is gone; those that joined it are not
-                self._spawn(self._send(node_id, joined))
+                for start in range(0, len(joined), MAX_BATCH_ASKS):
+                    self._spawn(self._send(node_id, joined[start : start + MAX_BATCH_ASKS]))
             raise
         del self._turn[key]
         if not joined:
             ASKS_PER_CALL.observe(1)
             return await self._single(node_id, request)
         mine: asyncio.Future[AskAnswer | None] = loop.create_future()
-        # A task of its own: cancelling this caller must not take the others' answers.
-        self._spawn(self._send(node_id, [(request, mine), *joined]))
+        everyone = [(request, mine), *joined]
+        # Tasks of their own: cancelling this caller must not take the others' answers.
+        for start in range(0, len(everyone), MAX_BATCH_ASKS):
+            self._spawn(self._send(node_id, everyone[start : start + MAX_BATCH_ASKS]))
         return await mine
 
     async def close(self) -> None:

@@ -29,6 +29,7 @@ from bacalhau.errors import BacalhauError, InvalidRequest, NotFound, PermissionD
 from bacalhau.identity import NodeIdentity
 from bacalhau.models import AskAnswer, NodeType
 from bacalhau.transport._answers import checked_callback_item
+from bacalhau.transport._ask_batches import MAX_BATCH_ASKS as MAX_ASKS_SENT
 from bacalhau.transport._convert_messages import (
     CallbackMessage,
     ask_for_bid_from_proto,
@@ -66,8 +67,8 @@ _SHA256_BYTES = 32
 
 #: The most callbacks one DeliverCallbacks call may carry (senders stay well under it).
 MAX_BATCH_ITEMS = 1024
-#: The most asks one AskForBids call may carry (a requester sends those of one loop turn).
-MAX_BATCH_ASKS = 256
+#: The most asks one AskForBids call may carry (a requester sends at most half as many).
+MAX_BATCH_ASKS = 2 * MAX_ASKS_SENT
 
 #: Identify nonces: long enough to never repeat, short enough to bound what a peer can make us sign.
 _NONCE_MIN, _NONCE_MAX = 16, 64

@@ -17,8 +17,13 @@ from bacalhau._proto.v1 import compute_pb2, compute_pb2_grpc
 from bacalhau.models import AskAnswer, AskForBidRequest, BidResult
 from bacalhau.transport import ComputeClient, NodeServer
 from bacalhau.transport._answers import open_answers
+from bacalhau.transport._ask_batches import MAX_BATCH_ASKS
+from bacalhau.transport._channel import NodeChannel
+from bacalhau.transport._convert_messages import ask_for_bid_to_proto
+from bacalhau.transport._services import MAX_BATCH_ASKS as SERVED_LIMIT
 from bacalhau.transport._services import ComputeServicer
-from bacalhau.transport._tls import server_credentials, server_options
+from bacalhau.transport._signing import seal
+from bacalhau.transport._tls import channel_credentials, server_credentials, server_options
 from tests.transport.cluster import Cluster, Node, RecordingCompute
 from tests.transport.samples import full_execution
 
@@ -222,3 +227,52 @@ def test_answers_that_do_not_add_up_are_refused(cluster: Cluster) -> None:
         open_answers(compute.node_id, response, 2)  # a callback counted, none carried
     with pytest.raises(errors.InvalidRequest):
         open_answers(compute.node_id, response, 3)  # three asks, two answers
+
+
+async def test_a_large_turn_is_split_and_a_node_refuses_an_oversized_batch(
+    cluster: Cluster,
+) -> None:
+    requester, compute = cluster.node(), cluster.node()
+    handler = BiddingCompute()
+    server = await _serve(compute, handler)
+    try:
+        async with ComputeClient(requester.identity, requester.files) as client:
+            client.register_node(compute.node_id, server.address)
+            count = 2 * MAX_BATCH_ASKS + 10
+            answers = await asyncio.gather(
+                *(
+                    client.ask_for_bid(compute.node_id, _ask(compute.node_id, n))
+                    for n in range(count)
+                )
+            )
+            assert [_bid_of(a)[0] for a in answers] == [f"e-batch-{n}" for n in range(count)]
+            assert (client.ask_batches.batch_calls, client.ask_batches.batched_asks) == (3, count)
+
+            # A requester that sends more than a node takes in one call is refused whole.
+            asks = [
+                ask_for_bid_to_proto(
+                    _ask(compute.node_id, n),
+                    requester_node_id=requester.node_id,
+                    compute_node_id=compute.node_id,
+                )
+                for n in range(SERVED_LIMIT + 1)
+            ]
+            batch = compute_pb2.BidAsks(
+                requester_node_id=requester.node_id, compute_node_id=compute.node_id, asks=asks
+            )
+            channel = NodeChannel(
+                server.address, channel_credentials(requester.files), compute.node_id
+            )
+            try:
+                stub = compute_pb2_grpc.ComputeServiceStub(channel.channel)
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await stub.AskForBids(
+                        compute_pb2.AskForBidsRequest(bid_asks=seal(requester.identity, batch))
+                    )
+            finally:
+                await channel.close()
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert f"at most {SERVED_LIMIT}" in (refused.value.details() or "")
+            assert len(handler.calls) == count
+    finally:
+        await server.stop()
