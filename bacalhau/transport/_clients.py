@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
@@ -61,12 +62,15 @@ from bacalhau.transport._convert_messages import (
 )
 from bacalhau.transport._errors import error_from_rpc
 from bacalhau.transport._signing import open_sealed, seal
-from bacalhau.transport._tls import channel_credentials
+from bacalhau.transport._tls import MAX_MESSAGE_BYTES, channel_credentials
 
 #: The most callbacks one DeliverCallbacks call carries, and about how many bytes: well under
 #: gRPC's message limit, small enough that one call never holds the requester for long.
 MAX_BATCH_ITEMS = 256
 MAX_BATCH_BYTES = 1024 * 1024
+#: About the most bytes of asks one AskForBids call carries (jobs of up to the API's 4 MB each
+#: would otherwise pass gRPC's message limit together).
+MAX_ASKS_CALL_BYTES = MAX_MESSAGE_BYTES // 4
 
 
 def _check_node_id(node_id: str) -> None:
@@ -166,27 +170,61 @@ class ComputeClient:
     async def _ask_many(
         self, node_id: str, requests: Sequence[AskForBidRequest]
     ) -> list[AskAnswer | Exception | None]:
-        """Several asks in one AskForBids call: each one's answer or error, in order. An ask
-        that cannot be encoded is its own error; one signature covers the others."""
+        """Several asks in AskForBids calls: each one's answer or error, in order. An ask
+        that cannot be encoded is its own error; the others go in calls of at most
+        :data:`MAX_ASKS_CALL_BYTES` (a large job's ask alone if need be), one signature each,
+        and a call that fails fails its own asks."""
         channel, stub = await self._stub(node_id)
         ids = self._ids(node_id)
         outcomes: list[AskAnswer | Exception | None] = [None] * len(requests)
-        asks, sent = [], []
+        calls: list[list[tuple[int, compute_pb2.BidAsk]]] = []
+        size = 0
         for i, request in enumerate(requests):
             try:
-                asks.append(ask_for_bid_to_proto(request, **ids))
-                sent.append(i)
+                ask = ask_for_bid_to_proto(request, **ids)
             except (ValueError, TypeError, OverflowError) as exc:
                 outcomes[i] = exc
-        if not asks:
-            return outcomes
-        envelope = seal(self._identity, compute_pb2.BidAsks(asks=asks, **ids))
+                continue
+            length = ask.ByteSize()
+            if calls and size + length <= MAX_ASKS_CALL_BYTES:
+                calls[-1].append((i, ask))
+                size += length
+            else:
+                calls.append([(i, ask)])
+                size = length
+        linger = max(r.answer_linger for r in requests)
+        done = await asyncio.gather(
+            *(self._ask_call(node_id, channel, stub, [a for _, a in c], linger) for c in calls),
+            return_exceptions=True,
+        )
+        for call, answered in zip(calls, done, strict=True):
+            if isinstance(answered, BatchesUnsupported):
+                raise answered  # the node handled none of them: all go again, one by one
+            if isinstance(answered, BaseException):
+                if not isinstance(answered, Exception):
+                    raise answered
+                for i, _ in call:
+                    outcomes[i] = answered
+                continue
+            for (i, _), outcome in zip(call, answered, strict=True):
+                outcomes[i] = outcome
+        return outcomes
+
+    async def _ask_call(
+        self,
+        node_id: str,
+        channel: NodeChannel,
+        stub: Any,
+        asks: list[compute_pb2.BidAsk],
+        linger: float,
+    ) -> list[AskAnswer | BacalhauError | None]:
+        envelope = seal(self._identity, compute_pb2.BidAsks(asks=asks, **self._ids(node_id)))
         try:
             response = await unary_call(
                 stub.AskForBids,
                 compute_pb2.AskForBidsRequest(bid_asks=envelope),
                 peer=channel.describe(),
-                timeout=self._timeout + max(requests[i].answer_linger for i in sent),
+                timeout=self._timeout + linger,
             )
         except InternalError as err:
             cause = err.__cause__
@@ -196,9 +234,7 @@ class ComputeClient:
             ):
                 raise BatchesUnsupported(str(err)) from err
             raise
-        for i, outcome in zip(sent, open_answers(node_id, response, len(asks)), strict=True):
-            outcomes[i] = outcome
-        return outcomes
+        return open_answers(node_id, response, len(asks))
 
     async def bid_accepted(self, node_id: str, decision: BidDecision) -> None:
         if not decision.accepted:

@@ -276,3 +276,26 @@ async def test_a_large_turn_is_split_and_a_node_refuses_an_oversized_batch(
             assert len(handler.calls) == count
     finally:
         await server.stop()
+
+
+async def test_large_asks_are_split_under_the_message_limit(cluster: Cluster) -> None:
+    """Twelve jobs of 1.5 MB each (the API takes up to 4 MB) make 18 MB of asks in one
+    turn, past gRPC's 16 MB message limit: they go in several calls, and all are answered."""
+    requester, compute = cluster.node(), cluster.node()
+    handler = BiddingCompute()
+    server = await _serve(compute, handler)
+    try:
+        async with ComputeClient(requester.identity, requester.files) as client:
+            client.register_node(compute.node_id, server.address)
+            asks = []
+            for n in range(12):
+                ask = _ask(compute.node_id, n)
+                assert ask.execution.job is not None
+                ask.execution.job.tasks[0].env["BIG"] = f"{n:x}" * (1_500_000 // len(f"{n:x}"))
+                asks.append(ask)
+            answers = await asyncio.gather(*(client.ask_for_bid(compute.node_id, a) for a in asks))
+            assert [_bid_of(a)[0] for a in answers] == [f"e-batch-{n}" for n in range(12)]
+            assert client.ask_batches.batch_calls == 1  # one turn's batch, sent in parts
+            assert len(handler.calls) == 12
+    finally:
+        await server.stop()
