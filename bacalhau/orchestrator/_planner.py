@@ -33,6 +33,7 @@ from bacalhau.models import (
     RunResult,
     now_ns,
 )
+from bacalhau.orchestrator._answer_groups import AnswerGroups
 from bacalhau.orchestrator._metrics import (
     ANSWERED_CALLBACKS,
     DISPATCH_SECONDS,
@@ -109,9 +110,14 @@ class Planner:
         self._transport = transport
         self._enqueue = enqueue
         self._failure_eval = new_failure_eval
-        #: Where callbacks that come back in an ask's answer are applied; without it, asks
-        #: allow no answer linger and nodes send every callback by a call of their own.
-        self._apply_callbacks = apply_callbacks
+        #: Where callbacks that come back in an ask's answer are applied (the answers one
+        #: node's batch of asks brought back, in one transaction); without it, asks allow no
+        #: answer linger and nodes send every callback by a call of their own.
+        self.answers = (
+            AnswerGroups(apply_callbacks, store.transaction)
+            if apply_callbacks is not None
+            else None
+        )
         self._refused_run_result = refused_run_result
         self._answer_linger = answer_linger if apply_callbacks is not None else 0.0
         #: Per node, the answered callbacks applied here, acknowledged by its next ask.
@@ -342,9 +348,10 @@ class Planner:
             if self._refused_run_result is not None:
                 await self._refused_run_result(node_id, execution_id, reason)
             settled.append(seq)  # counted once: the node is not to send it again
-        if answer.callbacks and self._apply_callbacks is not None:
+        if answer.callbacks and self.answers is not None:
             ANSWERED_CALLBACKS.inc(len(answer.callbacks))
-            settled += self._settled(node_id, answer, await self._apply_callbacks(answer.callbacks))
+            outcomes = await self.answers.apply(node_id, answer.callbacks)
+            settled += self._settled(node_id, answer, outcomes)
         self._acknowledge(node_id, settled)
 
     @staticmethod
