@@ -7,7 +7,6 @@ import shutil
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from bacalhau.client import _download
 from bacalhau.client._answers import (
@@ -17,8 +16,9 @@ from bacalhau.client._answers import (
     job_details,
     submitted,
 )
-from bacalhau.client._auth import AuthStatus, Credentials
-from bacalhau.client._decode import history_from_dict, node_state_from_dict
+from bacalhau.client._auth import Credentials
+from bacalhau.client._cluster_calls import ClusterCalls, quote_id
+from bacalhau.client._decode import history_from_dict
 from bacalhau.client._logs import LogLine, stream_log_lines
 from bacalhau.client._session import (
     DEFAULT_API_HOST,
@@ -34,14 +34,12 @@ from bacalhau.client._types import (
     JobListPage,
     RerunResponse,
     SubmitResponse,
-    VersionInfo,
     WaitTimedOut,
 )
 from bacalhau.models import (
     Execution,
     Job,
     JobHistory,
-    NodeState,
     Obj,
     SpecConfig,
     short_id,
@@ -66,7 +64,7 @@ _job_details = job_details
 LONG_POLL_SECONDS = 30.0
 
 
-class AsyncClient(RestSession):
+class AsyncClient(ClusterCalls):
     """Talks to one node's v1 REST API. Use as ``async with AsyncClient(url) as client``.
 
     A job is addressed by its ID, a unique prefix of it, or its name in ``namespace`` (""
@@ -193,7 +191,7 @@ class AsyncClient(RestSession):
         )
         data = await self._http.request(
             "GET",
-            f"/api/v1/orchestrator/jobs/{_quote(job_id)}",
+            f"/api/v1/orchestrator/jobs/{quote_id(job_id)}",
             params=self._in_namespace({"include": include, "job_version": version or None}),
         )
         return data if isinstance(data, dict) else {}
@@ -249,7 +247,7 @@ class AsyncClient(RestSession):
         of every version."""
         data = await self._http.request(
             "GET",
-            f"/api/v1/orchestrator/jobs/{_quote(job_id)}/executions",
+            f"/api/v1/orchestrator/jobs/{quote_id(job_id)}/executions",
             params=self._in_namespace(
                 {
                     "order_by": order_by,
@@ -321,7 +319,7 @@ class AsyncClient(RestSession):
         wait = max(0.0, min(wait, LONG_POLL_SECONDS))
         data = await self._http.request(
             "GET",
-            f"/api/v1/orchestrator/jobs/{_quote(job_id)}/history",
+            f"/api/v1/orchestrator/jobs/{quote_id(job_id)}/history",
             params={
                 "namespace": self.namespace,
                 "event_type": event_type,
@@ -357,7 +355,7 @@ class AsyncClient(RestSession):
         """Stop a job; returns the evaluation ID ("" when there was nothing to do)."""
         data = await self._http.request(
             "DELETE",
-            f"/api/v1/orchestrator/jobs/{_quote(job_id)}",
+            f"/api/v1/orchestrator/jobs/{quote_id(job_id)}",
             params=self._in_namespace(),
             body={"reason": reason},
         )
@@ -371,7 +369,7 @@ class AsyncClient(RestSession):
             body["JobVersion"] = version
         data = await self._http.request(
             "PUT",
-            f"/api/v1/orchestrator/jobs/{_quote(job_id)}/rerun",
+            f"/api/v1/orchestrator/jobs/{quote_id(job_id)}/rerun",
             params=self._in_namespace(),
             body=body,
         )
@@ -387,7 +385,7 @@ class AsyncClient(RestSession):
         """Every version of a job's spec, oldest first."""
         data = await self._http.request(
             "GET",
-            f"/api/v1/orchestrator/jobs/{_quote(job_id)}/versions",
+            f"/api/v1/orchestrator/jobs/{quote_id(job_id)}/versions",
             params=self._in_namespace(),
         )
         return [Job.from_dict(j, path=f"Items[{i}]") for i, j in enumerate(items_of(data))]
@@ -418,7 +416,7 @@ class AsyncClient(RestSession):
     async def results(self, job_id: str) -> list[SpecConfig]:
         data = await self._http.request(
             "GET",
-            f"/api/v1/orchestrator/jobs/{_quote(job_id)}/results",
+            f"/api/v1/orchestrator/jobs/{quote_id(job_id)}/results",
             params=self._in_namespace(),
         )
         return [SpecConfig.from_obj(Obj(r, f"Items[{i}]")) for i, r in enumerate(items_of(data))]
@@ -514,110 +512,6 @@ class AsyncClient(RestSession):
             await asyncio.to_thread(_download.merge_results, unpacked, out)
             await asyncio.to_thread(_remove_tree, raw_dir)
         return _download.DownloadedResults(out, tuple(skipped))
-
-    # -- nodes ------------------------------------------------------------------------------
-
-    async def list_nodes(
-        self,
-        *,
-        labels: str = "",
-        order_by: str = "",
-        reverse: bool = False,
-        limit: int = 0,
-        filter_approval: str = "",
-        filter_status: str = "",
-    ) -> list[NodeState]:
-        data = await self._http.request(
-            "GET",
-            "/api/v1/orchestrator/nodes",
-            params={
-                "labels": labels,
-                "order_by": order_by,
-                "reverse": reverse or None,
-                "limit": limit or None,
-                "filter-approval": filter_approval,
-                "filter-status": filter_status,
-            },
-        )
-        return [node_state_from_dict(n) for n in items_of(data, "Nodes")]
-
-    async def get_node(self, node_id: str) -> NodeState:
-        data = await self._http.request("GET", f"/api/v1/orchestrator/nodes/{_quote(node_id)}")
-        return node_state_from_dict(Obj(data, "").raw("Node"))
-
-    async def describe_node(self, node_id: str) -> dict[str, Any]:
-        """A node as the server describes it, whole: :meth:`get_node` plus what only the
-        describe route adds (for this requester: its accept hooks as configured and which
-        hook decided its latest bids, under ``Orchestrator``)."""
-        data = await self._http.request("GET", f"/api/v1/orchestrator/nodes/{_quote(node_id)}")
-        node = Obj(data, "").raw("Node")
-        return dict(node) if isinstance(node, Mapping) else {}
-
-    async def update_node(self, node_id: str, action: str, message: str = "") -> tuple[bool, str]:
-        """approve | reject | delete; returns (success, error message)."""
-        data = await self._http.request(
-            "PUT",
-            f"/api/v1/orchestrator/nodes/{_quote(node_id)}",
-            body={"NodeID": node_id, "Action": action, "Message": message},
-        )
-        o = Obj(data, "")
-        return o.get_bool("Success"), o.get_str("Error")
-
-    # -- agent ------------------------------------------------------------------------------
-
-    async def agent_alive(self) -> bool:
-        data = await self._http.request("GET", "/api/v1/agent/alive")
-        return Obj(data, "").get_str("Status").upper() == "OK"
-
-    async def agent_version(self) -> VersionInfo:
-        data = await self._http.request("GET", "/api/v1/agent/version")
-        o = Obj(data, "")
-        return VersionInfo(
-            git_version=o.get_str("GitVersion"),
-            git_commit=o.get_str("GitCommit"),
-            build_date=o.get_str("BuildDate"),
-            goos=o.get_str("GOOS"),
-            goarch=o.get_str("GOARCH"),
-            major=o.get_str("Major"),
-            minor=o.get_str("Minor"),
-        )
-
-    async def agent_node(self) -> NodeState:
-        return node_state_from_dict(await self._http.request("GET", "/api/v1/agent/node"))
-
-    async def agent_config(self) -> dict[str, Any]:
-        """The node's configuration, secrets redacted (Bacalhau's ``agent config``)."""
-        data = await self._http.request("GET", "/api/v1/agent/config")
-        config = data.get("config") if isinstance(data, dict) else None
-        return config if isinstance(config, dict) else {}
-
-    # -- authentication ---------------------------------------------------------------------
-
-    async def auth_status(self) -> AuthStatus:
-        """Whether the API asks for credentials, and who it takes this client's for (our
-        ``/api/v1/agent/whoami``). Raises :class:`~bacalhau.errors.Unauthorized` when the
-        credentials sent are refused, :class:`~bacalhau.errors.NotFound` from a server
-        without the endpoint (Bacalhau's own: see :meth:`auth_methods`)."""
-        return AuthStatus.from_dict(await self._http.request("GET", "/api/v1/agent/whoami"))
-
-    async def auth_methods(self) -> dict[str, str]:
-        """Bacalhau's ``GET /api/v1/auth``: its older authentication methods by name, each
-        with its type (``challenge``, ``ask``); none when the server has users (Basic and
-        API keys) or SSO instead."""
-        data = await self._http.request("GET", "/api/v1/auth")
-        methods = data.get("Methods") if isinstance(data, dict) else None
-        if not isinstance(methods, dict):
-            return {}
-        return {
-            str(name): str(req.get("type") or req.get("Type") or "")
-            if isinstance(req, dict)
-            else ""
-            for name, req in methods.items()
-        }
-
-
-def _quote(ident: str) -> str:
-    return quote(ident, safe="")
 
 
 def _remove_tree(path: Path) -> None:
