@@ -16,13 +16,14 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager
 
+from bacalhau._turns import Joined, TurnGroups
 from bacalhau.models import BidResult, ComputeFailure, RunResult
 
 __all__ = ["AnswerGroups"]
 
 Callbacks = Sequence[BidResult | RunResult | ComputeFailure]
 Outcomes = list[BaseException | None]
-_Joined = tuple[Callbacks, "asyncio.Future[Outcomes]"]
+_Joined = Joined[Callbacks, Outcomes]
 
 
 class AnswerGroups:
@@ -39,34 +40,21 @@ class AnswerGroups:
     ) -> None:
         self._apply = apply
         self._transaction = transaction
-        self._turn: dict[str, list[_Joined]] = {}
-        self._late: set[asyncio.Task[None]] = set()
+        self._turns: TurnGroups[str, Callbacks, Outcomes] = TurnGroups(
+            lambda _node, joined: self._turns.spawn(self._apply_together(joined))
+        )
         #: Answers applied with others, and the transactions that held them (for tests).
         self.grouped_answers = 0
         self.group_commits = 0
 
     async def apply(self, node_id: str, callbacks: Callbacks) -> Outcomes:
         """Apply ``callbacks`` (an answer of ``node_id``) with the others of this turn."""
-        loop = asyncio.get_running_loop()
-        joined = self._turn.get(node_id)
-        if joined is not None:
-            outcome: asyncio.Future[Outcomes] = loop.create_future()
-            joined.append((callbacks, outcome))
-            return await outcome
-        joined = self._turn[node_id] = []
-        try:
-            await asyncio.sleep(0)  # the answers the rest of this turn brings join this one
-        except BaseException:
-            del self._turn[node_id]
-            if joined:  # this caller is gone; the answers that joined it still apply
-                task = asyncio.ensure_future(self._apply_together(joined))
-                self._late.add(task)
-                task.add_done_callback(self._late.discard)
-            raise
-        del self._turn[node_id]
+        return await self._turns.run(node_id, callbacks, self._lead)
+
+    async def _lead(self, _node: str, callbacks: Callbacks, joined: list[_Joined]) -> Outcomes:
         if not joined:
             return await self._apply(callbacks)
-        mine: asyncio.Future[Outcomes] = loop.create_future()
+        mine: asyncio.Future[Outcomes] = asyncio.get_running_loop().create_future()
         await self._apply_together([(callbacks, mine), *joined])
         return mine.result()
 

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from prometheus_client import Histogram
 
+from bacalhau._turns import Joined, TurnGroups
 from bacalhau.errors import Unavailable
 from bacalhau.models import AskAnswer, AskForBidRequest
 
@@ -37,7 +38,7 @@ ASKS_PER_CALL = Histogram(
 
 #: What one ask of a batch came to: its answer (None: no callbacks), or its error.
 Outcome = AskAnswer | Exception | None
-_Waiting = tuple[AskForBidRequest, "asyncio.Future[AskAnswer | None]"]
+_Waiting = Joined[AskForBidRequest, AskAnswer | None]
 
 
 class BatchesUnsupported(Exception):
@@ -58,9 +59,10 @@ class AskBatches:
     ) -> None:
         self._single = single
         self._batch = batch
-        self._turn: dict[tuple[str, str], list[_Waiting]] = {}
+        self._turns: TurnGroups[tuple[str, str], AskForBidRequest, AskAnswer | None] = TurnGroups(
+            lambda key, joined: self._send_all(key[0], joined)
+        )
         self._unbatched: set[str] = set()
-        self._sending: set[asyncio.Task[None]] = set()
         #: How many asks went out in batches, and in how many calls (for tests and metrics).
         self.batched_asks = 0
         self.batch_calls = 0
@@ -69,45 +71,26 @@ class AskBatches:
         """Send ``request`` with the other asks of this turn for the same node and engine."""
         if node_id in self._unbatched:
             return await self._single(node_id, request)
-        key = (node_id, _engine(request))
-        loop = asyncio.get_running_loop()
-        joined = self._turn.get(key)
-        if joined is not None:
-            answer: asyncio.Future[AskAnswer | None] = loop.create_future()
-            joined.append((request, answer))
-            return await answer
-        joined = self._turn[key] = []
-        try:
-            await asyncio.sleep(0)  # the asks the rest of this turn makes join this one
-        except BaseException:
-            del self._turn[key]
-            if joined:  # this caller is gone; those that joined it are not
-                for start in range(0, len(joined), MAX_BATCH_ASKS):
-                    self._spawn(self._send(node_id, joined[start : start + MAX_BATCH_ASKS]))
-            raise
-        del self._turn[key]
-        if not joined:
-            ASKS_PER_CALL.observe(1)
-            return await self._single(node_id, request)
-        mine: asyncio.Future[AskAnswer | None] = loop.create_future()
-        everyone = [(request, mine), *joined]
-        # Tasks of their own: cancelling this caller must not take the others' answers.
-        for start in range(0, len(everyone), MAX_BATCH_ASKS):
-            self._spawn(self._send(node_id, everyone[start : start + MAX_BATCH_ASKS]))
-        return await mine
+        return await self._turns.run((node_id, _engine(request)), request, self._lead)
 
     async def close(self) -> None:
         """Stop the batches under way; their callers get :class:`Unavailable`."""
-        tasks = list(self._sending)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
+        await self._turns.close()
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
+    async def _lead(
+        self, key: tuple[str, str], request: AskForBidRequest, joined: list[_Waiting]
+    ) -> AskAnswer | None:
+        node_id = key[0]
+        if not joined:
+            ASKS_PER_CALL.observe(1)
+            return await self._single(node_id, request)
+        mine: asyncio.Future[AskAnswer | None] = asyncio.get_running_loop().create_future()
+        self._send_all(node_id, [(request, mine), *joined])
+        return await mine
+
+    def _send_all(self, node_id: str, waiting: list[_Waiting]) -> None:
+        for start in range(0, len(waiting), MAX_BATCH_ASKS):
+            self._turns.spawn(self._send(node_id, waiting[start : start + MAX_BATCH_ASKS]))
 
     async def _send(self, node_id: str, waiting: list[_Waiting]) -> None:
         live = [(request, answer) for request, answer in waiting if not answer.done()]
