@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, NoReturn, TypeVar
 
 from google.protobuf.message import DecodeError
@@ -25,6 +25,7 @@ from bacalhau._proto.v1 import (
     orchestrator_pb2,
     orchestrator_pb2_grpc,
 )
+from bacalhau._proto.v1.types_pb2 import SignedPayload
 from bacalhau.errors import BacalhauError, InvalidRequest, NotFound, PermissionDenied
 from bacalhau.identity import NodeIdentity
 from bacalhau.models import AskAnswer, NodeType
@@ -106,13 +107,8 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
             answer = await self._ask(source, msg)
             if answer is None or not answer.callbacks:
                 return compute_pb2.AskForBidResponse()
-            # Signed as DeliverCallbacks signs a batch: the requester checks it the same way.
-            batch = orchestrator_pb2.CallbackBatch(
-                node_id=self._node_id,
-                items=[callback_item_to_proto(c) for c in answer.callbacks],
-            )
             return compute_pb2.AskForBidResponse(
-                callbacks=seal(self._identity, batch), callback_seqs=answer.seqs
+                callbacks=self._sealed(answer.callbacks), callback_seqs=answer.seqs
             )
         except Exception as e:
             await _fail(context, e, "AskForBid")
@@ -133,7 +129,7 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
                 *(self._batched_ask(source, msg) for msg in batch.asks), return_exceptions=True
             )
             response = compute_pb2.AskForBidsResponse()
-            items: list[orchestrator_pb2.CallbackItem] = []
+            callbacks: list[CallbackMessage] = []
             for outcome in handled:
                 if isinstance(outcome, BaseException):
                     if not isinstance(outcome, Exception):
@@ -147,17 +143,24 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
                     response.answer_sizes.append(0)
                     continue
                 response.outcomes.add()
-                callbacks = outcome.callbacks if outcome is not None else []
-                response.answer_sizes.append(len(callbacks))
-                if outcome is not None and callbacks:
-                    items.extend(callback_item_to_proto(c) for c in callbacks)
+                answered = outcome.callbacks if outcome is not None else []
+                response.answer_sizes.append(len(answered))
+                if outcome is not None:
+                    callbacks.extend(answered)
                     response.callback_seqs.extend(outcome.seqs)
-            if items:
-                signed = orchestrator_pb2.CallbackBatch(node_id=self._node_id, items=items)
-                response.callbacks.CopyFrom(seal(self._identity, signed))
+            if callbacks:
+                response.callbacks.CopyFrom(self._sealed(callbacks))
             return response
         except Exception as e:
             await _fail(context, e, "AskForBids")
+
+    def _sealed(self, callbacks: Sequence[CallbackMessage]) -> SignedPayload:
+        """An answer's callbacks, signed as DeliverCallbacks signs a batch: the requester
+        checks them the same way."""
+        batch = orchestrator_pb2.CallbackBatch(
+            node_id=self._node_id, items=[callback_item_to_proto(c) for c in callbacks]
+        )
+        return seal(self._identity, batch)
 
     async def _batched_ask(self, source: str, msg: compute_pb2.BidAsk) -> AskAnswer | None:
         """One ask of a batch: it speaks for the batch's signer, to this node."""
