@@ -454,7 +454,9 @@ async def rerun_job(request: web.Request) -> web.Response:
     """``PUT /jobs/{id}/rerun`` (Bacalhau v1.8): the same spec again as a new version."""
     body = await read_json(request, required=False)
     reason = body_str(body, "reason") if isinstance(body, dict) else ""
-    version = body_uint(body, "JobVersion") if isinstance(body, dict) else 0
+    version = 0
+    if isinstance(body, dict):
+        version = body_uint(body, "JobVersion", hint="leave it out, or 0, for the latest version")
     job, evaluation_id = await context(request).orchestrator.rerun_job(
         request.match_info["job_id"], reason, namespace=_namespace(request), version=version
     )

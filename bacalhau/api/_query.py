@@ -229,16 +229,17 @@ def body_bool(data: dict[str, Any], key: str) -> bool:
     return value
 
 
-def body_uint(data: dict[str, Any], key: str) -> int:
+def body_uint(data: dict[str, Any], key: str, *, hint: str = "") -> int:
     """A non-negative integer of a request body (absent or null: 0); anything else is a 400
-    (Go's ``uint64`` refuses a fraction, a string and a negative number alike)."""
+    with ``hint`` (Go's ``uint64`` refuses a fraction, a string and a negative number
+    alike)."""
     value = key_ci(data, key)
     if value is None:
         return 0
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise InvalidRequest(
             f"{key} must be a whole number >= 0, got {value!r}"[:200],
-            hint="leave it out, or 0, for the latest version",
+            hint=hint or None,
             details={"Field": key},
         )
     return value
