@@ -6,7 +6,9 @@ node that does not serve AskForBids (an older node) is asked one call at a time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import grpc
@@ -64,12 +66,17 @@ def _bid_of(answer: AskAnswer | None) -> tuple[str, list[int]]:
     return bid.execution_id, answer.seqs
 
 
-async def _serve(compute: Node, handler: BiddingCompute) -> NodeServer:
+@contextlib.asynccontextmanager
+async def _asking(
+    requester: Node, compute: Node, handler: BiddingCompute
+) -> AsyncIterator[tuple[ComputeClient, NodeServer]]:
+    """``requester``'s client, knowing ``compute``, whose server answers with ``handler``."""
     handler.node_id = compute.node_id
     server = NodeServer(compute.identity, compute.files, "127.0.0.1", 0)
     server.add_compute_handler(handler)
-    await server.start()
-    return server
+    async with server, ComputeClient(requester.identity, requester.files) as client:
+        client.register_node(compute.node_id, server.address)
+        yield client, server
 
 
 async def test_asks_of_one_turn_go_in_one_call_and_each_gets_its_answer(
@@ -77,112 +84,92 @@ async def test_asks_of_one_turn_go_in_one_call_and_each_gets_its_answer(
 ) -> None:
     requester, compute = cluster.node(), cluster.node()
     handler = BiddingCompute()
-    server = await _serve(compute, handler)
-    try:
-        async with ComputeClient(requester.identity, requester.files) as client:
-            client.register_node(compute.node_id, server.address)
-            answers = await asyncio.gather(
-                *(client.ask_for_bid(compute.node_id, _ask(compute.node_id, n)) for n in range(5))
-            )
-            assert [_bid_of(a) for a in answers] == [(f"e-batch-{n}", [n]) for n in range(5)]
-            assert (client.ask_batches.batch_calls, client.ask_batches.batched_asks) == (1, 5)
-            assert len(handler.calls) == 5
-            # What each ask carried reached the node as it would alone.
-            received = handler.calls[0][2]
-            assert isinstance(received, AskForBidRequest)
-            assert received.answer_linger == pytest.approx(0.02)
+    async with _asking(requester, compute, handler) as (client, _):
+        answers = await asyncio.gather(
+            *(client.ask_for_bid(compute.node_id, _ask(compute.node_id, n)) for n in range(5))
+        )
+        assert [_bid_of(a) for a in answers] == [(f"e-batch-{n}", [n]) for n in range(5)]
+        assert (client.ask_batches.batch_calls, client.ask_batches.batched_asks) == (1, 5)
+        assert len(handler.calls) == 5
+        # What each ask carried reached the node as it would alone.
+        received = handler.calls[0][2]
+        assert isinstance(received, AskForBidRequest)
+        assert received.answer_linger == pytest.approx(0.02)
 
-            # A lone ask is a plain AskForBid.
-            lone = await client.ask_for_bid(compute.node_id, _ask(compute.node_id, 9))
-            assert _bid_of(lone) == ("e-batch-9", [9])
-            assert client.ask_batches.batch_calls == 1
+        # A lone ask is a plain AskForBid.
+        lone = await client.ask_for_bid(compute.node_id, _ask(compute.node_id, 9))
+        assert _bid_of(lone) == ("e-batch-9", [9])
+        assert client.ask_batches.batch_calls == 1
 
-            # Asks for another engine make their own batch (a batch waits for its slowest).
-            await asyncio.gather(
-                *(
-                    client.ask_for_bid(compute.node_id, _ask(compute.node_id, n, engine))
-                    for n, engine in ((10, "wasm"), (11, "docker"), (12, "wasm"), (13, "docker"))
-                )
+        # Asks for another engine make their own batch (a batch waits for its slowest).
+        await asyncio.gather(
+            *(
+                client.ask_for_bid(compute.node_id, _ask(compute.node_id, n, engine))
+                for n, engine in ((10, "wasm"), (11, "docker"), (12, "wasm"), (13, "docker"))
             )
-            assert (client.ask_batches.batch_calls, client.ask_batches.batched_asks) == (3, 9)
-    finally:
-        await server.stop()
+        )
+        assert (client.ask_batches.batch_calls, client.ask_batches.batched_asks) == (3, 9)
 
 
 async def test_one_asks_error_is_its_own(cluster: Cluster) -> None:
     requester, compute, elsewhere = cluster.node(), cluster.node(), cluster.node()
     handler = BiddingCompute(refuse=frozenset({"e-batch-1"}))
-    server = await _serve(compute, handler)
-    try:
-        async with ComputeClient(requester.identity, requester.files) as client:
-            client.register_node(compute.node_id, server.address)
-            # The third ask names an execution assigned to another node: refused alone.
-            misplaced = _ask(elsewhere.node_id, 2)
-            outcomes = await asyncio.gather(
-                client.ask_for_bid(compute.node_id, _ask(compute.node_id, 0)),
-                client.ask_for_bid(compute.node_id, _ask(compute.node_id, 1)),
-                client.ask_for_bid(compute.node_id, misplaced),
-                client.ask_for_bid(compute.node_id, _ask(compute.node_id, 3)),
-                return_exceptions=True,
-            )
-            assert client.ask_batches.batch_calls == 1
-            first, refused, wrong_node, last = outcomes
-            assert _bid_of(first) == ("e-batch-0", [0])  # type: ignore[arg-type]
-            assert _bid_of(last) == ("e-batch-3", [3])  # type: ignore[arg-type]
-            assert isinstance(refused, errors.InvalidRequest)
-            assert (refused.message, refused.hint) == ("no room for e-batch-1", "try later")
-            assert isinstance(wrong_node, errors.InvalidRequest)
-            assert "assigned to node" in wrong_node.message
-            assert len(handler.calls) == 3
-    finally:
-        await server.stop()
+    async with _asking(requester, compute, handler) as (client, _):
+        # The third ask names an execution assigned to another node: refused alone.
+        misplaced = _ask(elsewhere.node_id, 2)
+        outcomes = await asyncio.gather(
+            client.ask_for_bid(compute.node_id, _ask(compute.node_id, 0)),
+            client.ask_for_bid(compute.node_id, _ask(compute.node_id, 1)),
+            client.ask_for_bid(compute.node_id, misplaced),
+            client.ask_for_bid(compute.node_id, _ask(compute.node_id, 3)),
+            return_exceptions=True,
+        )
+        assert client.ask_batches.batch_calls == 1
+        first, refused, wrong_node, last = outcomes
+        assert _bid_of(first) == ("e-batch-0", [0])  # type: ignore[arg-type]
+        assert _bid_of(last) == ("e-batch-3", [3])  # type: ignore[arg-type]
+        assert isinstance(refused, errors.InvalidRequest)
+        assert (refused.message, refused.hint) == ("no room for e-batch-1", "try later")
+        assert isinstance(wrong_node, errors.InvalidRequest)
+        assert "assigned to node" in wrong_node.message
+        assert len(handler.calls) == 3
 
 
 async def test_an_ask_that_cannot_be_encoded_fails_alone(cluster: Cluster) -> None:
     requester, compute = cluster.node(), cluster.node()
     handler = BiddingCompute()
-    server = await _serve(compute, handler)
-    try:
-        async with ComputeClient(requester.identity, requester.files) as client:
-            client.register_node(compute.node_id, server.address)
-            bad = _ask(compute.node_id, 1)
-            assert bad.execution.job is not None
-            bad.execution.job.tasks[0].env["A"] = "\ud800"  # not UTF-8: not for the wire
-            outcomes = await asyncio.gather(
-                client.ask_for_bid(compute.node_id, _ask(compute.node_id, 0)),
-                client.ask_for_bid(compute.node_id, bad),
-                client.ask_for_bid(compute.node_id, _ask(compute.node_id, 2)),
-                return_exceptions=True,
-            )
-            assert isinstance(outcomes[1], (ValueError, OverflowError, TypeError))
-            assert [_bid_of(outcomes[i]) for i in (0, 2)] == [  # type: ignore[arg-type]
-                ("e-batch-0", [0]),
-                ("e-batch-2", [2]),
-            ]
-    finally:
-        await server.stop()
+    async with _asking(requester, compute, handler) as (client, _):
+        bad = _ask(compute.node_id, 1)
+        assert bad.execution.job is not None
+        bad.execution.job.tasks[0].env["A"] = "\ud800"  # not UTF-8: not for the wire
+        outcomes = await asyncio.gather(
+            client.ask_for_bid(compute.node_id, _ask(compute.node_id, 0)),
+            client.ask_for_bid(compute.node_id, bad),
+            client.ask_for_bid(compute.node_id, _ask(compute.node_id, 2)),
+            return_exceptions=True,
+        )
+        assert isinstance(outcomes[1], (ValueError, OverflowError, TypeError))
+        assert [_bid_of(outcomes[i]) for i in (0, 2)] == [  # type: ignore[arg-type]
+            ("e-batch-0", [0]),
+            ("e-batch-2", [2]),
+        ]
 
 
 async def test_a_caller_that_leaves_takes_only_its_own_answer(cluster: Cluster) -> None:
     requester, compute = cluster.node(), cluster.node()
     handler = BiddingCompute(delay=0.2)
-    server = await _serve(compute, handler)
-    try:
-        async with ComputeClient(requester.identity, requester.files) as client:
-            client.register_node(compute.node_id, server.address)
-            # The first caller of the turn leads the batch; it leaves while it is under way.
-            asks = [
-                asyncio.create_task(client.ask_for_bid(compute.node_id, _ask(compute.node_id, n)))
-                for n in range(3)
-            ]
-            await asyncio.sleep(0.05)
-            asks[0].cancel()
-            done = await asyncio.gather(*asks, return_exceptions=True)
-            assert isinstance(done[0], asyncio.CancelledError)
-            assert [_bid_of(a)[0] for a in done[1:]] == ["e-batch-1", "e-batch-2"]  # type: ignore[arg-type]
-            assert client.ask_batches.batch_calls == 1
-    finally:
-        await server.stop()
+    async with _asking(requester, compute, handler) as (client, _):
+        # The first caller of the turn leads the batch; it leaves while it is under way.
+        asks = [
+            asyncio.create_task(client.ask_for_bid(compute.node_id, _ask(compute.node_id, n)))
+            for n in range(3)
+        ]
+        await asyncio.sleep(0.05)
+        asks[0].cancel()
+        done = await asyncio.gather(*asks, return_exceptions=True)
+        assert isinstance(done[0], asyncio.CancelledError)
+        assert [_bid_of(a)[0] for a in done[1:]] == ["e-batch-1", "e-batch-2"]  # type: ignore[arg-type]
+        assert client.ask_batches.batch_calls == 1
 
 
 class _OlderComputeServicer(ComputeServicer):
@@ -234,48 +221,38 @@ async def test_a_large_turn_is_split_and_a_node_refuses_an_oversized_batch(
 ) -> None:
     requester, compute = cluster.node(), cluster.node()
     handler = BiddingCompute()
-    server = await _serve(compute, handler)
-    try:
-        async with ComputeClient(requester.identity, requester.files) as client:
-            client.register_node(compute.node_id, server.address)
-            count = 2 * MAX_BATCH_ASKS + 10
-            answers = await asyncio.gather(
-                *(
-                    client.ask_for_bid(compute.node_id, _ask(compute.node_id, n))
-                    for n in range(count)
-                )
-            )
-            assert [_bid_of(a)[0] for a in answers] == [f"e-batch-{n}" for n in range(count)]
-            assert (client.ask_batches.batch_calls, client.ask_batches.batched_asks) == (3, count)
+    async with _asking(requester, compute, handler) as (client, server):
+        count = 2 * MAX_BATCH_ASKS + 10
+        answers = await asyncio.gather(
+            *(client.ask_for_bid(compute.node_id, _ask(compute.node_id, n)) for n in range(count))
+        )
+        assert [_bid_of(a)[0] for a in answers] == [f"e-batch-{n}" for n in range(count)]
+        assert (client.ask_batches.batch_calls, client.ask_batches.batched_asks) == (3, count)
 
-            # A requester that sends more than a node takes in one call is refused whole.
-            asks = [
-                ask_for_bid_to_proto(
-                    _ask(compute.node_id, n),
-                    requester_node_id=requester.node_id,
-                    compute_node_id=compute.node_id,
+        # A requester that sends more than a node takes in one call is refused whole.
+        asks = [
+            ask_for_bid_to_proto(
+                _ask(compute.node_id, n),
+                requester_node_id=requester.node_id,
+                compute_node_id=compute.node_id,
+            )
+            for n in range(SERVED_LIMIT + 1)
+        ]
+        batch = compute_pb2.BidAsks(
+            requester_node_id=requester.node_id, compute_node_id=compute.node_id, asks=asks
+        )
+        channel = NodeChannel(server.address, channel_credentials(requester.files), compute.node_id)
+        try:
+            stub = compute_pb2_grpc.ComputeServiceStub(channel.channel)
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.AskForBids(
+                    compute_pb2.AskForBidsRequest(bid_asks=seal(requester.identity, batch))
                 )
-                for n in range(SERVED_LIMIT + 1)
-            ]
-            batch = compute_pb2.BidAsks(
-                requester_node_id=requester.node_id, compute_node_id=compute.node_id, asks=asks
-            )
-            channel = NodeChannel(
-                server.address, channel_credentials(requester.files), compute.node_id
-            )
-            try:
-                stub = compute_pb2_grpc.ComputeServiceStub(channel.channel)
-                with pytest.raises(grpc.aio.AioRpcError) as refused:
-                    await stub.AskForBids(
-                        compute_pb2.AskForBidsRequest(bid_asks=seal(requester.identity, batch))
-                    )
-            finally:
-                await channel.close()
-            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-            assert f"at most {SERVED_LIMIT}" in (refused.value.details() or "")
-            assert len(handler.calls) == count
-    finally:
-        await server.stop()
+        finally:
+            await channel.close()
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert f"at most {SERVED_LIMIT}" in (refused.value.details() or "")
+        assert len(handler.calls) == count
 
 
 async def test_large_asks_are_split_under_the_message_limit(cluster: Cluster) -> None:
@@ -283,19 +260,14 @@ async def test_large_asks_are_split_under_the_message_limit(cluster: Cluster) ->
     turn, past gRPC's 16 MB message limit: they go in several calls, and all are answered."""
     requester, compute = cluster.node(), cluster.node()
     handler = BiddingCompute()
-    server = await _serve(compute, handler)
-    try:
-        async with ComputeClient(requester.identity, requester.files) as client:
-            client.register_node(compute.node_id, server.address)
-            asks = []
-            for n in range(12):
-                ask = _ask(compute.node_id, n)
-                assert ask.execution.job is not None
-                ask.execution.job.tasks[0].env["BIG"] = f"{n:x}" * (1_500_000 // len(f"{n:x}"))
-                asks.append(ask)
-            answers = await asyncio.gather(*(client.ask_for_bid(compute.node_id, a) for a in asks))
-            assert [_bid_of(a)[0] for a in answers] == [f"e-batch-{n}" for n in range(12)]
-            assert client.ask_batches.batch_calls == 1  # one turn's batch, sent in parts
-            assert len(handler.calls) == 12
-    finally:
-        await server.stop()
+    async with _asking(requester, compute, handler) as (client, _):
+        asks = []
+        for n in range(12):
+            ask = _ask(compute.node_id, n)
+            assert ask.execution.job is not None
+            ask.execution.job.tasks[0].env["BIG"] = f"{n:x}" * (1_500_000 // len(f"{n:x}"))
+            asks.append(ask)
+        answers = await asyncio.gather(*(client.ask_for_bid(compute.node_id, a) for a in asks))
+        assert [_bid_of(a)[0] for a in answers] == [f"e-batch-{n}" for n in range(12)]
+        assert client.ask_batches.batch_calls == 1  # one turn's batch, sent in parts
+        assert len(handler.calls) == 12
