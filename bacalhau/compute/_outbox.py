@@ -97,6 +97,8 @@ class CallbackOutbox:
         self._answered: dict[int, tuple[str, float, str]] = {}
         #: The same, by execution: what a later callback of that execution must not overtake.
         self._answered_of: dict[str, set[int]] = {}
+        #: Of those, the executions whose answer carried their outcome (nothing follows it).
+        self._answered_outcome: set[str] = set()
         #: Executions with a callback held back behind an answered one (see ``_skipped``).
         self._blocked: set[str] = set()
         #: Acknowledged callbacks not deleted yet (one write for many asks' acknowledgements,
@@ -119,6 +121,10 @@ class CallbackOutbox:
         ``execution_id``, a callback of that execution: nothing to do while an ask's answer
         waits for it)."""
         if not self._started or self._closed or execution_id in self._held:
+            return
+        if execution_id in self._answered_outcome:
+            # Its outcome, the last callback an execution queues, rode on an answer: nothing
+            # of it is new (the kick of its run's end, which the answer overtook).
             return
         if execution_id in self._answered_of:
             # A new callback of an execution whose earlier ones an answer carried: those go
@@ -168,6 +174,8 @@ class CallbackOutbox:
         for entry in entries:
             self._answered[entry.seq] = (requester_id, due, execution_id)
         self._answered_of.setdefault(execution_id, set()).update(e.seq for e in entries)
+        if any(not isinstance(e.message, BidResult) for e in entries):
+            self._answered_outcome.add(execution_id)
         if requester_id not in self._resend_timers:
             self._resend_timers[requester_id] = loop.call_later(
                 self._answer_grace, self._resend_due, requester_id
@@ -445,4 +453,5 @@ class CallbackOutbox:
                 of.discard(seq)
                 if not of:
                     del self._answered_of[answered[2]]
+                    self._answered_outcome.discard(answered[2])
                     self._blocked.discard(answered[2])  # nothing left for it to wait behind

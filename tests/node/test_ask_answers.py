@@ -101,6 +101,21 @@ async def test_a_short_execution_comes_back_in_the_answer_and_the_next_ask_acks_
         assert history[-1] == ("JobLevel", "Job completed")
 
 
+async def test_callbacks_an_answer_carried_are_not_sent_again_by_a_call_at_once(
+    tmp_path: Path,
+) -> None:
+    async with AsyncExitStack() as stack:
+        requester, compute = await _cluster(tmp_path, stack)
+        assert compute.compute is not None
+        outbox = compute.compute.outbox
+        await _run(requester, _job())
+        # The end of the run's task comes after the answer took its result: it must not
+        # send what the answer carried again at once (a call that would delete them). They
+        # wait, unacknowledged, for the next ask or the grace.
+        await until(lambda: outbox.pending_count() == 0, "the node's delivery idle")
+        assert _queued(compute, requester) == 2
+
+
 async def test_answered_callbacks_nobody_acknowledges_are_delivered_by_a_call(
     tmp_path: Path,
 ) -> None:
