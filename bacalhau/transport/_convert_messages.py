@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TypeAlias
 
 from bacalhau._proto.v1 import compute_pb2, orchestrator_pb2
 from bacalhau.errors import BacalhauError, InternalError, InvalidRequest
 from bacalhau.models import (
+    ENTRY_MODULE_URL,
     AskForBidRequest,
     BidDecision,
     BidResult,
@@ -22,7 +22,6 @@ from bacalhau.models import (
     is_shared_module_url,
     module_digest,
     module_reference,
-    with_entry_module_url,
 )
 from bacalhau.transport._convert import (
     event_from_proto,
@@ -51,13 +50,7 @@ def ask_for_bid_to_proto(
     """The signed payload of an ask; a large inline entry module goes by reference (see
     :mod:`bacalhau.models._modules`): the compute node fetches it with GetModule."""
     execution = req.execution
-    if execution.job is not None:
-        url = entry_module_url(execution.job)
-        if is_shared_module_url(url):
-            # Only the path to the URL is copied: the record itself is the caller's.
-            job = with_entry_module_url(execution.job, module_reference(module_digest(url)))
-            execution = dataclasses.replace(execution, job=job)
-    return compute_pb2.BidAsk(
+    msg = compute_pb2.BidAsk(
         requester_node_id=requester_node_id,
         compute_node_id=compute_node_id,
         execution=execution_to_proto(execution),
@@ -65,6 +58,16 @@ def ask_for_bid_to_proto(
         answer_linger_us=min(_MAX_LINGER_US, max(0, round(req.answer_linger * 1_000_000))),
         applied_callbacks=req.applied_callbacks,
     )
+    if execution.job is not None:
+        url = entry_module_url(execution.job)
+        if is_shared_module_url(url):
+            # Set in the message rather than in a copy of the job: copying the path to the
+            # URL (job, task, engine) cost more than the whole conversion.
+            node = msg.execution.job.tasks[0].engine.params
+            for key in ENTRY_MODULE_URL[:-1]:
+                node = node.fields[key].struct_value
+            node.fields[ENTRY_MODULE_URL[-1]].string_value = module_reference(module_digest(url))
+    return msg
 
 
 def ask_for_bid_from_proto(msg: compute_pb2.BidAsk) -> AskForBidRequest:
