@@ -1,5 +1,6 @@
 """Scheduling figures through real devstacks: what accept hooks add to a job, and (with the
-daemon job type) how long a daemon job takes to run on every node.
+daemon job type) how long a daemon job takes to run on every node; and, in this process, what
+one scheduling pass costs by cluster size (``--only passes``, see ``_passes.py``).
 
 Accept hooks: three devstacks in turn (one requester, one compute node, the ``noop`` engine so
 that only scheduling is measured): without approval hooks, with a trivial exec hook
@@ -11,7 +12,7 @@ directly, is reported next to it. Target: under 10 ms added per job for each tri
 
 Prints one JSON document.
 
-    python bench/scheduling.py [--runs 30] [--warmup 3] [--only hooks|daemon]
+    python bench/scheduling.py [--runs 30] [--warmup 3] [--only hooks|daemon|passes]
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from _passes import pass_figures
 from aiohttp import web
 
 from bacalhau.client import AsyncClient
@@ -259,6 +261,8 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         result["hooks"] = await hook_figures(args)
     if args.only in ("", "daemon"):
         result.update(await daemon_figures(args))
+    if args.only in ("", "passes"):
+        result.update(await asyncio.to_thread(pass_figures, args.runs))
     result["setup"] = {"runs": args.runs, "warmup": args.warmup, "cpus": os.cpu_count()}
     return result
 
@@ -267,7 +271,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--only", choices=["hooks", "daemon"], default="", help="One section.")
+    parser.add_argument(
+        "--only", choices=["hooks", "daemon", "passes"], default="", help="One section."
+    )
     args = parser.parse_args()
     print(json.dumps(asyncio.run(measure(args)), indent=2))
 

@@ -3,6 +3,7 @@ sizes they are written in (Bacalhau v1 spellings; see :mod:`bacalhau.models._job
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -56,31 +57,30 @@ class ResourcesConfig:
         self.gpu = self.gpu.replace(" ", "").lower()
 
     def parse(self, *, path: str = "Resources") -> Resources:
-        gpu = 0
-        if self.gpu:
-            try:
-                gpu = int(self.gpu)
-            except ValueError:
-                raise InvalidJobSpec(
-                    f"invalid GPU count {self.gpu!r}", field=f"{path}.GPU"
-                ) from None
-            if gpu < 0:
-                raise InvalidJobSpec("GPU count must be >= 0", field=f"{path}.GPU")
-            if gpu > _MAX_INT64:
-                raise InvalidJobSpec(
-                    f"GPU count {_short(self.gpu)} is too large", field=f"{path}.GPU"
-                )
-        cpu = parse_cpu(self.cpu, field=f"{path}.CPU") if self.cpu else 0.0
-        if not math.isfinite(cpu):
-            raise InvalidJobSpec(
-                f"CPU quantity {_short(self.cpu)} is too large", field=f"{path}.CPU"
-            )
-        return Resources(
-            cpu=cpu,
-            memory=_size(self.memory, f"{path}.Memory"),
-            disk=_size(self.disk, f"{path}.Disk"),
-            gpu=gpu,
-        )
+        cpu, memory, disk, gpu = _parsed(self.cpu, self.memory, self.disk, self.gpu, path)
+        return Resources(cpu=cpu, memory=memory, disk=disk, gpu=gpu)
+
+
+# Remembered: ranking parses a job's resources for every node it weighs, and a cluster's
+# jobs ask for a handful of distinct amounts. (An invalid amount raises each time.)
+@functools.lru_cache(maxsize=1024)
+def _parsed(
+    cpu_text: str, memory_text: str, disk_text: str, gpu_text: str, path: str
+) -> tuple[float, int, int, int]:
+    gpu = 0
+    if gpu_text:
+        try:
+            gpu = int(gpu_text)
+        except ValueError:
+            raise InvalidJobSpec(f"invalid GPU count {gpu_text!r}", field=f"{path}.GPU") from None
+        if gpu < 0:
+            raise InvalidJobSpec("GPU count must be >= 0", field=f"{path}.GPU")
+        if gpu > _MAX_INT64:
+            raise InvalidJobSpec(f"GPU count {_short(gpu_text)} is too large", field=f"{path}.GPU")
+    cpu = parse_cpu(cpu_text, field=f"{path}.CPU") if cpu_text else 0.0
+    if not math.isfinite(cpu):
+        raise InvalidJobSpec(f"CPU quantity {_short(cpu_text)} is too large", field=f"{path}.CPU")
+    return cpu, _size(memory_text, f"{path}.Memory"), _size(disk_text, f"{path}.Disk"), gpu
 
 
 #: Largest byte count or GPU count the wire protocol carries (int64).

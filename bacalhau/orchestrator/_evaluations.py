@@ -15,10 +15,12 @@ import random
 from bacalhau.models import (
     Evaluation,
     Job,
+    NodeState,
     now_ns,
 )
 from bacalhau.orchestrator._broker import EvaluationBroker
 from bacalhau.orchestrator._metrics import SCHEDULING_PASSES
+from bacalhau.orchestrator._node_listing import NodeListing
 from bacalhau.orchestrator._nodes import NodeDirectory
 from bacalhau.orchestrator._plan import Plan
 from bacalhau.orchestrator._planner import Planner, Send
@@ -82,15 +84,22 @@ class EvaluationRunner:
     def _plan(self, job: Job, ev: Evaluation) -> Plan:
         """The scheduler's plan for ``job`` now, as evaluation ``ev``."""
         executions = self.store.executions_of(job.id)
+        placed = self.store.placed()
+
+        def seen(nodes: list[NodeState]) -> list[NodeState]:
+            # What this requester placed counts before the nodes' records show it; each
+            # node's reputation (verified results) weighs its rank.
+            return with_reputation(with_placed(nodes, placed), node_reputations(self.store))
+
+        def one(node_id: str) -> NodeState | None:
+            node = self.nodes.compute_node(node_id)
+            return None if node is None else seen([node])[0]
+
         return schedule(
             job,
             executions,
-            # What this requester placed counts before the nodes' records show it; each
-            # node's reputation (verified results) weighs its rank.
-            with_reputation(
-                with_placed(self.nodes.compute_nodes(), self.store.placed()),
-                node_reputations(self.store),
-            ),
+            # Listed only for a placement: most passes look at their executions' nodes alone.
+            NodeListing(lambda: seen(self.nodes.compute_nodes()), one),
             ev,
             now=now_ns(),
             settings=self._settings,

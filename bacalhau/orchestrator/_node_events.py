@@ -43,7 +43,7 @@ class NodeEvents(EvaluationRunner):
         queued_ids = self.store.jobs_in_states([JobStateType.QUEUED])
         if not queued_ids:
             return 0
-        node = next((n for n in self.nodes.compute_nodes() if n.info.node_id == node_id), None)
+        node = self.nodes.compute_node(node_id)
         if node is None:
             return 0
         # Its room as ranking sees it: with what this requester placed there that its

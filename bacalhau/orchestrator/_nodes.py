@@ -145,6 +145,16 @@ class NodeDirectory:
             self._listing = listing
         return list(listing)
 
+    def compute_node(self, node_id: str) -> NodeState | None:
+        """One compute node as :meth:`compute_nodes` lists it (None: no such compute node),
+        without building the others."""
+        if self._listing is not None:
+            return next((n for n in self._listing if n.info.node_id == node_id), None)
+        sighting = self._view.get(node_id)
+        if sighting is None or not sighting.is_compute:
+            return None
+        return self._state(sighting)
+
     def _forget_listing(self) -> None:
         self._listing = None
 

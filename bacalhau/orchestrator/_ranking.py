@@ -198,8 +198,13 @@ DEFAULT_ATTEMPTS_PER_NODE = 2
 def _previous(
     executions: Sequence[Execution], attempts_per_node: int
 ) -> Callable[[Job, NodeState], tuple[int, str]]:
+    # Grouped once: ranking asks for every node of the cluster.
+    by_node: dict[str, list[Execution]] = {}
+    for e in executions:
+        by_node.setdefault(e.node_id, []).append(e)
+
     def rank(job: Job, node: NodeState) -> tuple[int, str]:
-        mine = [e for e in executions if e.node_id == node.info.node_id]
+        mine = by_node.get(node.info.node_id)
         if not mine:
             return 30, ""
         if any(e.compute_state == ExecutionStateType.COMPLETED for e in mine):

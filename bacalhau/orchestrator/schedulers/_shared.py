@@ -24,6 +24,7 @@ from bacalhau.models import (
     new_evaluation_id,
     new_execution_id,
 )
+from bacalhau.orchestrator._node_listing import node_lookup
 from bacalhau.orchestrator._plan import ExecutionChange, Plan
 from bacalhau.orchestrator._ranking import NodeRank, job_usage
 from bacalhau.orchestrator._retries import NODE_LOST
@@ -78,13 +79,15 @@ def approve_bids(
     to ``take``, the scheduler's rule, which returns "" to approve it (and counts it as
     running) or why it is rejected. Returns how many were approved and the executions
     stopped instead."""
-    members = {n.info.node_id for n in nodes if n.membership == Membership.APPROVED}
+    find = node_lookup(nodes)
     approved = 0
     stopped: set[str] = set()
     for ex in sorted(view, key=lambda e: e.create_time):
         if ex.compute_state != E.ASK_FOR_BID_ACCEPTED or ex.desired_state != D.PENDING:
             continue
-        reason = "the node is not approved" if ex.node_id not in members else take(ex)
+        node = find(ex.node_id)
+        member = node is not None and node.membership == Membership.APPROVED
+        reason = take(ex) if member else "the node is not approved"
         if reason:
             stopped.add(ex.id)
             plan.changes.append(stop(ex, f"bid rejected: {reason}", now))
@@ -141,11 +144,11 @@ def fail_lost(
     than gone: its executions are left alone and the job is looked at again when the grace
     ends (a node that rejoins sooner triggers that on its own).
     """
-    by_id = {n.info.node_id: n for n in nodes}
+    find = node_lookup(nodes)
     view: list[Execution] = []
     unknown = False
     for ex in executions:
-        node = by_id.get(ex.node_id)
+        node = find(ex.node_id)
         if ex.is_active() and node is None and now < settling_until:
             unknown = True
             view.append(ex)
