@@ -44,7 +44,7 @@ from bacalhau.errors import (
     PublishFailed,
     RevisionConflict,
 )
-from bacalhau.executor import GPU, Executor, InputMount, RunRequest
+from bacalhau.executor import GPU, STDERR_FILE, STDOUT_FILE, Executor, InputMount, RunRequest
 from bacalhau.models import (
     ComputeFailure,
     Job,
@@ -56,7 +56,7 @@ from bacalhau.models import (
     RunResult,
     SpecConfig,
 )
-from bacalhau.publisher import Publisher
+from bacalhau.publisher import KeptResults, Publisher, ResultsKeeper, encode_kept
 from bacalhau.storage import StorageSource, inputs_of, prepare_inputs
 
 _log = logging.getLogger(__name__)
@@ -231,6 +231,7 @@ class ExecutionPipeline:
             if output.error_msg:
                 return self._fail(execution_id, ExecutionFailed(output.error_msg), topic, output)
             published, copied = SpecConfig(), False
+            kept: KeptResults | None = None
             if not task.publisher.is_empty():
                 topic = TOPIC_PUBLISHING
                 # Deferred: a publish that ends within this loop turn (small results, see
@@ -243,12 +244,14 @@ class ExecutionPipeline:
                         lambda: self._publish(record, results_dir),
                     )
                 else:
-                    published = await self._publish(record, results_dir)
+                    published, kept = self._publish_kept(record, results_dir)
+                    if kept is None:
+                        published = await self._publish(record, results_dir)
                 copied = self._publishers[task.publisher.type.lower()].copies_results
             # Logs small enough, and nothing else in the folder (once a publisher copied the
             # rest): the store keeps the logs, the folder goes to a later execution.
             # Otherwise the folder keeps them until housekeeping forgets the execution.
-            logs = logs_to_keep(results_dir)
+            logs = _logs_of(kept) if kept is not None else logs_to_keep(results_dir)
             if logs is None and copied:
                 await _discard_keeping_logs(results_dir)
                 logs = logs_to_keep(results_dir)
@@ -267,6 +270,7 @@ class ExecutionPipeline:
                 run_output=output,
                 callback=result,
                 logs=logs,
+                kept=encode_kept(kept) if kept is not None else None,
             )
             if on_outcome is not None:
                 on_outcome(execution_id)
@@ -394,6 +398,20 @@ class ExecutionPipeline:
             await self._stop_workload(executor, record.id)
             raise ExecutionTimeout(f"execution timed out after {limit}s") from None
 
+    def _publish_kept(
+        self, record: LocalExecution, results_dir: Path
+    ) -> tuple[SpecConfig, KeptResults | None]:
+        """Small results the store keeps, committed with the execution's end, instead of
+        a publish (see ``publisher._kept``): their address and them; no results kept
+        when the publisher cannot leave them to the store."""
+        publisher = self._publishers.get(record.job.task.publisher.type.lower())
+        if not isinstance(publisher, ResultsKeeper):
+            return SpecConfig(), None
+        kept = publisher.keep_small_results(results_dir)
+        if kept is None:
+            return SpecConfig(), None
+        return publisher.publish_kept(record.id, kept), kept
+
     async def _publish(self, record: LocalExecution, results_dir: Path) -> SpecConfig:
         spec = record.job.task.publisher
         publisher = self._publishers.get(spec.type.lower())
@@ -466,6 +484,12 @@ class ExecutionPipeline:
                 await executor.cancel(execution_id)
         except Exception:
             _log.exception("could not stop the workload of execution %s", execution_id)
+
+
+def _logs_of(kept: KeptResults) -> tuple[bytes, bytes]:
+    """The stdout and stderr among kept results (the store keeps them as it keeps the logs
+    of a folder it reuses)."""
+    return kept.data_of(STDOUT_FILE) or b"", kept.data_of(STDERR_FILE) or b""
 
 
 async def _discard_keeping_logs(results_dir: Path) -> None:

@@ -280,6 +280,7 @@ class ExecutionStore:
         run_output: RunCommandResult | None = None,
         callback: Callback | None = None,
         logs: tuple[bytes, bytes] | None = None,
+        kept: bytes | None = None,
         defer: bool = False,
     ) -> LocalExecution:
         """Move ``record`` to ``state`` if nobody changed it since it was read.
@@ -294,7 +295,8 @@ class ExecutionStore:
         Reads see the deferred state at once.
 
         ``logs`` (stdout, stderr) are kept with a final state, in its transaction, for
-        :meth:`kept_logs`: the execution's results folder may then be reused.
+        :meth:`kept_logs`: the execution's results folder may then be reused. So are
+        ``kept``, the published results the store keeps (:meth:`kept_results`).
         """
         check_local_transition(record.state, state)
         if defer and not (record.state in _INTERRUPTED and state in _INTERRUPTED):
@@ -316,7 +318,9 @@ class ExecutionStore:
         writing: AbstractContextManager[None]
         if defer:
             writing = self._writes.deferred()
-        elif callback is not None or logs is not None or self._db.in_transaction:
+        elif (
+            callback is not None or logs is not None or kept is not None or self._db.in_transaction
+        ):
             writing = self._writes.transaction()  # (which also commits deferred writes)
         else:
             writing = nullcontext()
@@ -357,6 +361,11 @@ class ExecutionStore:
                 self._db.execute(
                     "INSERT OR REPLACE INTO logs (execution_id, stdout, stderr) VALUES (?, ?, ?)",
                     (record.id, *logs),
+                )
+            if kept is not None:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO kept_results (execution_id, data) VALUES (?, ?)",
+                    (record.id, kept),
                 )
         if callback is not None:
             if defer:
@@ -407,6 +416,9 @@ class ExecutionStore:
             ids = [row[0] for row in rows]
             self._db.executemany("DELETE FROM executions WHERE id = ?", [(i,) for i in ids])
             self._db.executemany("DELETE FROM logs WHERE execution_id = ?", [(i,) for i in ids])
+            self._db.executemany(
+                "DELETE FROM kept_results WHERE execution_id = ?", [(i,) for i in ids]
+            )
             for execution_id in ids:
                 self._decoded.forget(execution_id)
             pruned = self._db.execute(
@@ -425,6 +437,14 @@ class ExecutionStore:
             "SELECT stdout, stderr FROM logs WHERE execution_id = ?", (execution_id,)
         ).fetchone()
         return (bytes(row[0]), bytes(row[1])) if row is not None else None
+
+    def kept_results(self, execution_id: str) -> bytes | None:
+        """The published results a finished execution kept here (see :meth:`transition`);
+        None when it kept none (they were archived, or it was forgotten)."""
+        row = self._db.execute(
+            "SELECT data FROM kept_results WHERE execution_id = ?", (execution_id,)
+        ).fetchone()
+        return bytes(row[0]) if row is not None else None
 
     def vacuum_step(self, pages: int) -> None:
         """Give up to ``pages`` free pages back to the file system (incremental vacuum)."""

@@ -3,8 +3,9 @@ earlier layouts.
 
 The tables: ``executions`` (one row per execution, its document written once), ``outbox``
 (callbacks waiting for their requester), ``modules`` (inline modules kept once for every
-execution that runs them) and ``logs`` (the output of finished executions whose results
-folder went to another execution). ``PRAGMA user_version`` records the layout.
+execution that runs them), ``logs`` (the output of finished executions whose results
+folder went to another execution) and ``kept_results`` (the files of small published
+results, archived when downloaded). ``PRAGMA user_version`` records the layout.
 """
 
 from __future__ import annotations
@@ -51,10 +52,15 @@ CREATE TABLE IF NOT EXISTS logs (
     stdout       BLOB NOT NULL,
     stderr       BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS kept_results (
+    execution_id TEXT PRIMARY KEY,
+    data         BLOB NOT NULL
+);
 """
 #: 2: inline modules kept once in ``modules``, named by ``executions.module``.
 #: 3: ``logs`` (a table of its own: older stores gain it, empty, with the others).
-_SCHEMA_VERSION = 3
+#: 4: ``kept_results`` (small published results, see ``publisher._kept``; gained empty).
+_SCHEMA_VERSION = 4
 
 
 def connect(path: Path) -> sqlite3.Connection:

@@ -34,7 +34,7 @@ from bacalhau.executor import DockerExecutor, WasmExecutor, host_gpus
 from bacalhau.node._capacity import offered_capacity
 from bacalhau.node._plugins import build_executors, build_publishers, build_storage_sources
 from bacalhau.node._wiring import RequesterLinks
-from bacalhau.publisher import LocalResultServer
+from bacalhau.publisher import KeptResults, LocalResultServer, decode_kept
 from bacalhau.storage import BlockFetcher
 from bacalhau.storage.cid import Blockstore
 
@@ -98,6 +98,10 @@ async def build_compute(
     capacity = CapacityTracker(total, gpus)
     store = ExecutionStore(data_dir / "executions.db")
     stack.callback(store.close)
+    # Small results are kept by the store, in the commit of the execution's end, and
+    # archived by the result server when downloaded (see publisher._kept).
+    result_server.serve_kept(lambda execution_id: _kept_results(store, execution_id))
+    stack.callback(result_server.serve_kept, None)  # (before the store closes)
     bidder = Bidder(
         node_id=node_id,
         strategies=[
@@ -184,3 +188,8 @@ async def _probes(config: NodeConfig, stack: AsyncExitStack) -> list[BidStrategy
             )
         )
     return probes
+
+
+def _kept_results(store: ExecutionStore, execution_id: str) -> KeptResults | None:
+    data = store.kept_results(execution_id)
+    return decode_kept(data) if data is not None else None

@@ -1,8 +1,9 @@
 """Publisher plugins (local, s3, ipfs, noop) behind one small Protocol."""
 
-from bacalhau.publisher._base import Publisher
+from bacalhau.publisher._base import Publisher, ResultsKeeper
 from bacalhau.publisher._cid import results_cid
 from bacalhau.publisher._ipfs import IPFSPublisher
+from bacalhau.publisher._kept import KeptResults, decode_kept, encode_kept
 from bacalhau.publisher._local import LocalPublisher, write_archive
 from bacalhau.publisher._local_server import LocalResultServer
 from bacalhau.publisher._noop import NoopPublisher
@@ -12,12 +13,16 @@ from bacalhau.publisher._s3 import S3Publisher, presign_result, render_key
 __all__ = [
     "ArchiveDigest",
     "IPFSPublisher",
+    "KeptResults",
     "LocalPublisher",
     "LocalResultServer",
     "NoopPublisher",
     "Publisher",
+    "ResultsKeeper",
     "S3Publisher",
     "archive_cid",
+    "decode_kept",
+    "encode_kept",
     "presign_result",
     "render_key",
     "results_cid",

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from bacalhau.models import Job, SpecConfig
+from bacalhau.publisher._kept import KeptResults
 
 
 @runtime_checkable
@@ -41,4 +42,19 @@ class Publisher(Protocol):
 
         Raises :class:`~bacalhau.errors.PublishFailed` when the results could not be published.
         """
+        ...
+
+
+@runtime_checkable
+class ResultsKeeper(Protocol):
+    """A publisher that can leave small results to the compute node's store, which keeps
+    them in the commit that records the execution's end (see ``publisher._kept``)."""
+
+    def keep_small_results(self, results_dir: Path) -> KeptResults | None:
+        """The results to keep instead of publishing them with ``publish``; None: publish."""
+        ...
+
+    def publish_kept(self, execution_id: str, kept: KeptResults) -> SpecConfig:
+        """Where the kept results are retrieved from (``PublishedResult``); the caller must
+        commit ``kept`` to the store before that address leaves the node."""
         ...

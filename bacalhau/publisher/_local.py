@@ -18,10 +18,8 @@ import os
 import re
 import sqlite3
 import stat
-import struct
 import tarfile
 import tempfile
-import zlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
@@ -29,6 +27,7 @@ from typing import BinaryIO
 from bacalhau.errors import PublishFailed
 from bacalhau.models import Job, SpecConfig
 from bacalhau.publisher._archive_store import ArchiveStore
+from bacalhau.publisher._kept import KeptArchives, KeptResults, gzip_whole, kept_cid, snapshot
 from bacalhau.publisher._tar_headers import add_entry
 from bacalhau.storage.cid import CID, Importer, TreeEntry
 
@@ -37,8 +36,6 @@ ARCHIVE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\.tar\.gz")
 ARCHIVE_SUFFIX = ".tar.gz"
 #: Read size when copying a file into the archive (tarfile's default is 16 KiB).
 _COPY_BUFFER = 1 << 20
-#: The levels a gzip header marks (its XFL byte), as ``GzipFile`` marks them.
-_BEST, _FAST = 9, 1
 #: Results of at most this many bytes (and :data:`_SMALL_RESULTS_FILES` files, no folders)
 #: are archived on the event loop: a trip to a worker thread costs more than that much work.
 SMALL_RESULTS_BYTES = 64 * 1024
@@ -61,6 +58,7 @@ class LocalPublisher:
         port: int,
         compress_level: int = 6,
         archives: ArchiveStore | None = None,
+        kept: KeptArchives | None = None,
     ) -> None:
         if not 0 < port < 65536:
             raise ValueError(f"local publisher needs the server's bound port, got {port}")
@@ -72,6 +70,8 @@ class LocalPublisher:
         self._compress_level = compress_level
         #: Where archives of small results go (None: files, as the others).
         self._archives = archives
+        #: Whether the node's store keeps small results for the server (see ``_kept``).
+        self._kept = kept
         host = f"[{address}]" if ":" in address and not address.startswith("[") else address
         self._base_url = f"http://{host}:{port}"
 
@@ -131,6 +131,34 @@ class LocalPublisher:
             ) from err
         return SpecConfig(
             type="urlDownload", params={"URL": self.url_for(execution_id), "CID": str(cid)}
+        )
+
+    def keep_small_results(self, results_dir: Path) -> KeptResults | None:
+        """The files of ``results_dir`` to keep in the node's store instead of archiving them
+        (see :meth:`publish_kept`): when the node keeps small results and they are small;
+        None otherwise (publish them with :meth:`publish`)."""
+        if self._kept is None or self._kept.source is None:
+            return None
+        return snapshot(results_dir, max_files=_SMALL_RESULTS_FILES, max_bytes=SMALL_RESULTS_BYTES)
+
+    def publish_kept(self, execution_id: str, kept: KeptResults) -> SpecConfig:
+        """Publish results the node's store keeps (:meth:`keep_small_results`), committed
+        with the execution's end, before its address leaves the node: their CID, computed
+        from memory; the server archives them when they are downloaded."""
+        name = f"{execution_id}{ARCHIVE_SUFFIX}"
+        if not ARCHIVE_NAME.fullmatch(name):
+            raise PublishFailed(f"cannot publish results of execution {execution_id!r}: bad ID")
+        try:
+            # A file of the name (an earlier publish of larger results) would shadow them.
+            (self._directory / name).unlink(missing_ok=True)
+        except OSError as err:
+            raise PublishFailed(
+                f"local publisher could not replace {name}: {err}",
+                hint="check the compute node's disk space and the publisher directory",
+            ) from err
+        return SpecConfig(
+            type="urlDownload",
+            params={"URL": self.url_for(execution_id), "CID": str(kept_cid(kept))},
         )
 
     def _keep_small_archive(self, results_dir: Path, name: str, target: Path) -> CID:
@@ -195,23 +223,15 @@ def _write_small_archive(results_dir: Path, target: Path, compress_level: int) -
 
 
 def _archive_in_memory(results_dir: Path, compress_level: int) -> tuple[bytes, CID]:
-    """The gzip'd tar of small results built in memory, and the directory's CID.
-
-    The tar is compressed in one call once it is whole: a ``GzipFile`` compresses each of
-    its ten or so writes (headers, contents, padding) on its own, which costs more than
-    the compression itself for a few small files. The bytes are those
-    :func:`write_archive` writes: the same header (no name, no time, the level's XFL, OS
-    unknown), the same deflate stream (zlib's output does not depend on how its input is
-    split), the same trailer."""
+    """The gzip'd tar of small results built in memory (the bytes :func:`write_archive`
+    writes, see :func:`gzip_whole`), and the directory's CID."""
     tar = io.BytesIO()
     cid = _tar(results_dir, tar)
     data = tar.getbuffer()
-    xfl = 2 if compress_level == _BEST else 4 if compress_level == _FAST else 0
-    header = struct.pack("<BBBBLBB", 0x1F, 0x8B, 8, 0, 0, xfl, 255)
-    body = zlib.compress(data, compress_level, wbits=-zlib.MAX_WBITS)
-    trailer = struct.pack("<LL", zlib.crc32(data), len(data) & 0xFFFFFFFF)
-    data.release()
-    return header + body + trailer, cid
+    try:
+        return gzip_whole(data, compress_level), cid
+    finally:
+        data.release()
 
 
 def _archive(results_dir: Path, raw: BinaryIO, compress_level: int) -> CID:

@@ -1,5 +1,6 @@
 """The local publisher's HTTP server: read-only downloads of ``<execID>.tar.gz``, from its
-directory or, for small results, its :class:`ArchiveStore`."""
+directory or, for small results, the node's store (archived as they are asked for, see
+``_kept``) or its :class:`ArchiveStore`."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from types import TracebackType
 from aiohttp import web
 
 from bacalhau.publisher._archive_store import ArchiveStore
-from bacalhau.publisher._local import ARCHIVE_NAME, LocalPublisher
+from bacalhau.publisher._kept import KeptArchives, KeptSource, kept_archive
+from bacalhau.publisher._local import ARCHIVE_NAME, ARCHIVE_SUFFIX, LocalPublisher
 
 _log = logging.getLogger(__name__)
 
@@ -32,6 +34,8 @@ class LocalResultServer:
         self._port: int | None = None
         self._runner: web.AppRunner | None = None
         self._archives: ArchiveStore | None = None
+        self._kept = KeptArchives()
+        self._compress_level = 6
 
     @property
     def directory(self) -> Path:
@@ -43,6 +47,13 @@ class LocalResultServer:
         if self._archives is None:
             raise RuntimeError("the local result server is not started")
         return self._archives
+
+    def serve_kept(self, source: KeptSource | None) -> None:
+        """Serve the small results the node's store keeps: ``source(execution_id)`` gives
+        them (None: it keeps none of that execution). From then on, this server's publishers
+        leave small results to the store rather than archiving them; until ``None`` is
+        given (the store closes)."""
+        self._kept.serve_from(source)
 
     @property
     def host(self) -> str:
@@ -64,12 +75,14 @@ class LocalResultServer:
         advertised = address or self._host
         if advertised in ("0.0.0.0", "::", ""):
             raise ValueError(f"the server binds {self._host!r}: give the address clients can reach")
+        self._compress_level = compress_level
         return LocalPublisher(
             directory=self._directory,
             address=advertised,
             port=self.port,
             compress_level=compress_level,
             archives=self.archives,
+            kept=self._kept,
         )
 
     async def start(self) -> None:
@@ -121,7 +134,9 @@ class LocalResultServer:
         try:
             st = path.lstat()
         except FileNotFoundError:
-            data = self._archives.get(name) if self._archives is not None else None
+            data = self._kept_archive(name.removesuffix(ARCHIVE_SUFFIX))
+            if data is None and self._archives is not None:
+                data = self._archives.get(name)
             if data is None:
                 raise web.HTTPNotFound() from None
             return _bytes_response(request, data)
@@ -131,6 +146,12 @@ class LocalResultServer:
         if not stat.S_ISREG(st.st_mode):
             raise web.HTTPNotFound()
         return web.FileResponse(path, headers={"Content-Type": "application/gzip"})
+
+    def _kept_archive(self, execution_id: str) -> bytes | None:
+        """The archive of the results the node's store keeps of ``execution_id``, if any."""
+        source = self._kept.source
+        kept = source(execution_id) if source is not None else None
+        return kept_archive(kept, self._compress_level) if kept is not None else None
 
 
 def _bytes_response(request: web.Request, data: bytes) -> web.Response:

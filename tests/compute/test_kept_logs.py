@@ -136,13 +136,15 @@ def test_only_the_layouts_files_are_kept(tmp_path: Path) -> None:
     assert logs_to_keep(tmp_path / "missing") is None
 
 
-def test_an_older_store_gains_the_logs_table(tmp_path: Path) -> None:
+def test_an_older_store_gains_the_logs_and_kept_results_tables(tmp_path: Path) -> None:
     path = tmp_path / "compute.db"
     ExecutionStore(path).close()
     with sqlite3.connect(path) as db:
         db.execute("DROP TABLE logs")
+        db.execute("DROP TABLE kept_results")
         db.execute("PRAGMA user_version=2")
     with ExecutionStore(path) as store:
         assert store.kept_logs("e-none") is None
+        assert store.kept_results("e-none") is None
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone() == (3,)
+        assert db.execute("PRAGMA user_version").fetchone() == (4,)
