@@ -2,8 +2,13 @@
 
 Each plugin leaves the same results layout (``stdout``, ``stderr``, ``exitCode`` and one folder
 per result path); the helpers that write and read it are exported here for the compute
-pipeline and for new plugins. Plugins are registered by name in ``node/``.
+pipeline and for new plugins. Plugins are registered by name in ``node/``. The Docker
+executor loads the Docker SDK: it is imported when first named (see ``executor.docker``).
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from bacalhau.executor._base import Executor, InputMount, RunRequest
 from bacalhau.executor._gpus import (
@@ -24,9 +29,11 @@ from bacalhau.executor._results import (
     summarise_output,
     write_exit_code,
 )
-from bacalhau.executor.docker import DockerExecutor
 from bacalhau.executor.noop import NoopExecutor
 from bacalhau.executor.wasm import WasmExecutor
+
+if TYPE_CHECKING:
+    from bacalhau.executor.docker import DockerExecutor
 
 __all__ = [
     "EXIT_CODE_FILE",
@@ -50,3 +57,11 @@ __all__ = [
     "summarise_output",
     "write_exit_code",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "DockerExecutor":
+        from bacalhau.executor.docker._executor import DockerExecutor
+
+        return DockerExecutor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
-from contextlib import AsyncExitStack
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import TypeVar
 
 from bacalhau.compute import (
@@ -30,7 +30,7 @@ from bacalhau.compute import (
 )
 from bacalhau.config import NodeConfig
 from bacalhau.errors import InvalidConfiguration
-from bacalhau.executor import DockerExecutor, WasmExecutor, host_gpus
+from bacalhau.executor import host_gpus
 from bacalhau.node._capacity import offered_capacity
 from bacalhau.node._plugins import build_executors, build_publishers, build_storage_sources
 from bacalhau.node._wiring import RequesterLinks
@@ -71,9 +71,10 @@ async def build_compute(
         output_limit=config.executor_output_limit,
     )
     for ex in executors.values():
-        if isinstance(ex, (DockerExecutor, WasmExecutor)):
-            # Docker: leftovers of a previous run removed now, strays by a reaper. Both: every
-            # run stopped and cleaned up at close, after the endpoint (entered later) stops.
+        if isinstance(ex, AbstractAsyncContextManager):
+            # Docker: leftovers of a previous run removed now, strays by a reaper. Docker and
+            # WASM: every run stopped and cleaned up at close, after the endpoint (entered
+            # later) stops.
             await stack.enter_async_context(ex)
     advertise = config.advertise_host or (
         "127.0.0.1" if config.publisher_host in ("0.0.0.0", "", "::") else config.publisher_host

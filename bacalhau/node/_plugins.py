@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from bacalhau.errors import InvalidConfiguration
-from bacalhau.executor import DockerExecutor, Executor, NoopExecutor, WasmExecutor
+from bacalhau.executor import Executor, NoopExecutor, WasmExecutor
 from bacalhau.executor._results import MAX_STREAM_FILE_BYTES
 from bacalhau.executor.docker import (
     DEFAULT_PIDS_LIMIT,
@@ -15,13 +15,12 @@ from bacalhau.executor.docker import (
     DEFAULT_TMP_SIZE,
 )
 from bacalhau.executor.wasm import WASM32_MAX_MEMORY
-from bacalhau.publisher import IPFSPublisher, NoopPublisher, Publisher, S3Publisher
+from bacalhau.publisher import IPFSPublisher, NoopPublisher, Publisher
 from bacalhau.storage import (
     BlockFetcher,
     InlineSource,
     IPFSSource,
     LocalDirectorySource,
-    S3Source,
     StorageSource,
     UrlDownloadSource,
 )
@@ -68,6 +67,8 @@ def build_executors(
     prefix = f"bacalhau-{node_id[-8:].lower()}"
 
     def docker_executor() -> Executor:
+        from bacalhau.executor.docker import DockerExecutor  # the Docker SDK: only here
+
         try:
             return DockerExecutor(
                 allow_pull=allow_image_pull,
@@ -111,6 +112,8 @@ def build_storage_sources(
     ``block_fetcher`` gets blocks of ``ipfs`` inputs this node lacks from the cluster; without
     one, only the node's own blockstore is searched.
     """
+    from bacalhau.storage import S3Source  # boto3: only on compute nodes
+
     sources: list[StorageSource] = [
         IPFSSource(blockstore, fetcher=block_fetcher, timeout=ipfs_fetch_timeout),
         UrlDownloadSource(max_bytes=max_bytes, timeout=read_timeout, max_retries=max_retries),
@@ -125,6 +128,8 @@ def build_publishers(
     *, local: Publisher, blockstore: Blockstore, node_id: str
 ) -> dict[str, Publisher]:
     """Every publisher a compute node offers, by name (``local`` is built with its server)."""
+    from bacalhau.publisher import S3Publisher  # boto3: only on compute nodes
+
     return {
         "local": local,
         "s3": S3Publisher(node_id=node_id),

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import functools
 import gc
 import logging
 import platform
@@ -50,7 +49,7 @@ from bacalhau.node._membership import (
 from bacalhau.node._result_check import PublishedResultChecker
 from bacalhau.node._wiring import RequesterLinks, RoutedComputeClient
 from bacalhau.orchestrator import ApprovalChain, Orchestrator, SchedulerSettings, build_hook
-from bacalhau.publisher import LocalResultServer, presign_result
+from bacalhau.publisher import LocalResultServer
 from bacalhau.storage import BlockExchange, BlockstoreContent, HeldRoots
 from bacalhau.storage.cid import Blockstore
 from bacalhau.transport import (
@@ -377,7 +376,16 @@ def _presigner(config: NodeConfig) -> Callable[[SpecConfig], SpecConfig] | None:
     seconds, or as they are when the operator turned pre-signing off."""
     if config.s3_presigned_url_disabled:
         return None
-    return functools.partial(presign_result, expires=int(config.s3_presigned_url_expiration))
+    expires = int(config.s3_presigned_url_expiration)
+
+    def presign(result: SpecConfig) -> SpecConfig:
+        if result.type.lower() != "s3":
+            return result  # (boto3 is loaded by the first S3 result asked for, not before)
+        from bacalhau.publisher import presign_result
+
+        return presign_result(result, expires=expires)
+
+    return presign
 
 
 async def _listen(

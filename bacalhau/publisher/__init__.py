@@ -1,4 +1,11 @@
-"""Publisher plugins (local, s3, ipfs, noop) behind one small Protocol."""
+"""Publisher plugins (local, s3, ipfs, noop) behind one small Protocol.
+
+The S3 publisher loads boto3 when first named (a node that publishes nothing to S3 never
+does)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from bacalhau.publisher._base import Publisher, ResultsKeeper
 from bacalhau.publisher._cid import results_cid
@@ -8,7 +15,9 @@ from bacalhau.publisher._local import LocalPublisher, write_archive
 from bacalhau.publisher._local_server import LocalResultServer
 from bacalhau.publisher._noop import NoopPublisher
 from bacalhau.publisher._proof import ArchiveDigest, archive_cid
-from bacalhau.publisher._s3 import S3Publisher, presign_result, render_key
+
+if TYPE_CHECKING:
+    from bacalhau.publisher._s3 import S3Publisher, presign_result, render_key
 
 __all__ = [
     "ArchiveDigest",
@@ -28,3 +37,11 @@ __all__ = [
     "results_cid",
     "write_archive",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("S3Publisher", "presign_result", "render_key"):
+        from bacalhau.publisher import _s3
+
+        return getattr(_s3, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

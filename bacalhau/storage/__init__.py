@@ -3,9 +3,13 @@ and the input source plugins behind :class:`StorageSource`: ``ipfs``, ``urlDownl
 ``s3``, ``localDirectory`` and ``inline``.
 
 This package imports nothing of ours but :mod:`bacalhau.models` and :mod:`bacalhau.errors`.
+The S3 source and client load boto3 (some 20 MB of a node's memory) when first named: a node
+that reads nothing from S3, a requester, never loads it.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from bacalhau.storage._archive import extract_tar_gz
 from bacalhau.storage._base import PreparedInput, PreparedPath, StorageSource
@@ -22,9 +26,11 @@ from bacalhau.storage._ipfs import BlockFetcher, IPFSSource, LocalOnlyFetcher, p
 from bacalhau.storage._localdir import AllowedPath, LocalDirectorySource
 from bacalhau.storage._locality import HeldRoots, Member, dag_size, order_providers
 from bacalhau.storage._prepare import inputs_of, prepare_inputs, validate_inputs
-from bacalhau.storage._s3 import S3Source
-from bacalhau.storage._s3client import s3_client, s3_error
 from bacalhau.storage._urldownload import UrlDownloadSource
+
+if TYPE_CHECKING:
+    from bacalhau.storage._s3 import S3Source
+    from bacalhau.storage._s3client import s3_client, s3_error
 
 __all__ = [
     "AllowedPath",
@@ -56,3 +62,15 @@ __all__ = [
     "s3_error",
     "validate_inputs",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "S3Source":
+        from bacalhau.storage._s3 import S3Source
+
+        return S3Source
+    if name in ("s3_client", "s3_error"):
+        from bacalhau.storage import _s3client
+
+        return getattr(_s3client, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,16 +1,24 @@
-"""The Docker executor: one container per execution on the local Docker engine."""
+"""The Docker executor: one container per execution on the local Docker engine.
 
-from bacalhau.executor.docker._executor import (
+The executor (and the Docker SDK under it, some 16 MB of a node's memory) is loaded when
+first named: a node that runs no Docker engine, a requester, never loads it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from bacalhau.executor.docker._defaults import (
     DEFAULT_PIDS_LIMIT,
     DEFAULT_REAP_INTERVAL,
     DEFAULT_RESULT_DISK_LIMIT,
     DEFAULT_TMP_SIZE,
-    LABEL_EXECUTION_ID,
-    LABEL_EXECUTOR,
-    LABEL_JOB_ID,
-    DockerExecutor,
 )
+from bacalhau.executor.docker._labels import LABEL_EXECUTION_ID, LABEL_EXECUTOR, LABEL_JOB_ID
 from bacalhau.executor.docker._params import DockerEngineSpec
+
+if TYPE_CHECKING:
+    from bacalhau.executor.docker._executor import DockerExecutor
 
 __all__ = [
     "DEFAULT_PIDS_LIMIT",
@@ -23,3 +31,11 @@ __all__ = [
     "DockerEngineSpec",
     "DockerExecutor",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "DockerExecutor":
+        from bacalhau.executor.docker._executor import DockerExecutor
+
+        return DockerExecutor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

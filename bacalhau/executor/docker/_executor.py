@@ -57,6 +57,12 @@ from bacalhau.executor.docker._container import (
     bridge_network,
     container_kwargs,
 )
+from bacalhau.executor.docker._defaults import (
+    DEFAULT_PIDS_LIMIT,
+    DEFAULT_REAP_INTERVAL,
+    DEFAULT_RESULT_DISK_LIMIT,
+    DEFAULT_TMP_SIZE,
+)
 from bacalhau.executor.docker._disk import (
     CappedFolders,
     capped_folders_supported,
@@ -86,14 +92,6 @@ _log = logging.getLogger(__name__)
 _NAME_CHARS = re.compile(r"[^a-zA-Z0-9_.-]")
 _PREFIX_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 
-#: Processes (threads included) one container may hold, unless the operator says otherwise.
-DEFAULT_PIDS_LIMIT = 256
-#: Bytes of the tmpfs every container gets at /tmp.
-DEFAULT_TMP_SIZE = 64 * 1024 * 1024
-#: Bytes all the result folders of one execution may hold together (0: no cap).
-DEFAULT_RESULT_DISK_LIMIT = 10 * 1024**3
-#: Seconds between two sweeps of the reaper.
-DEFAULT_REAP_INTERVAL = 30.0
 #: How long closing the executor waits for removals: a node must stop well within the grace
 #: its supervisor gives it; whatever is left then is removed when the node starts again.
 _CLOSE_TIMEOUT = 5.0
