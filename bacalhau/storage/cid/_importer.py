@@ -209,8 +209,9 @@ class Importer:
         return builder.finish()
 
     def add_bytes(self, data: bytes) -> ImportResult:
-        """Import an in-memory file."""
-        return self.add_stream(io.BytesIO(data))
+        """Import an in-memory file (one that fits in a chunk is its one leaf, made without
+        a chunk-sized frame to fill)."""
+        return self._add_whole(data)
 
     def add_file(self, path: str | os.PathLike[str]) -> ImportResult:
         with open(path, "rb") as stream:
