@@ -2,7 +2,8 @@
 same command finishes that job (its result, sent while the requester was down, arrives from
 the compute node's outbox) and still lists the jobs it completed before. A compute node
 SIGKILLed mid-job and restarted from its data dir reports the interrupted execution as
-failed, removes its container, and the job completes with a new execution."""
+failed, removes its container, and the job completes with a new execution, whose results
+are still downloaded after the node is killed and restarted once more."""
 
 from __future__ import annotations
 
@@ -129,6 +130,21 @@ def test_compute_node_killed_mid_job_and_restarted_reports_it_and_the_job_comple
         [done] = [e for e in details.executions if e.compute_state == ExecutionStateType.COMPLETED]
         assert done.id != first.id and done.node_id == first.node_id
         assert done.run_output is not None and done.run_output.stdout == "second\n"
+
+        # Its results (a few small files: kept by the node's store in the commit of the
+        # execution's end, archived when downloaded) survive another kill of the node.
+        stack.kill_node("compute-0")
+        assert stack.wait_for_node_exit("compute-0").exit_code == -9
+        stack.restart_node("compute-0")
+        results = tmp_path / "results"
+        # (Gossip may still call the node connected: the download says when it serves.)
+        eventually(
+            lambda: stack.cli("job", "get", job_id, "--output-dir", str(results)).returncode == 0,
+            timeout=20,
+            what="the restarted node serving the results",
+        )
+        assert (results / "stdout").read_text() == "second\n"
+        assert (results / "exitCode").read_text() == "0"
     except BaseException:
         stack.stop(check=False)
         raise
