@@ -58,6 +58,7 @@ from bacalhau.models._module_paths import inputs_named_whole, module_mount
 from bacalhau.models._modules import (
     ENTRY_MODULE_URL,
     MIN_SHARED_URL,
+    engine_params_with_module_url,
     entry_module_url,
     is_shared_module_url,
     module_digest,
@@ -198,6 +199,7 @@ __all__ = [
     "check_liveness_transition",
     "check_local_transition",
     "decode_data_url",
+    "engine_params_with_module_url",
     "entry_module_url",
     "env_name_allowed",
     "format_selector",

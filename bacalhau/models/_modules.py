@@ -113,11 +113,17 @@ def entry_module_url(job: Job) -> object:
     return node
 
 
+def engine_params_with_module_url(params: Mapping[str, Any], url: str) -> dict[str, Any]:
+    """A WASM engine's ``params`` with ``url`` as the entry module's URL. Only the path to
+    the URL is copied: the rest is shared with ``params``, which are left as they were."""
+    return _replaced(params, ENTRY_MODULE_URL, url)
+
+
 def with_entry_module_url(job: Job, url: str) -> Job:
     """A copy of ``job`` whose entry module URL is ``url``. Only the path to the URL is
     copied: the rest is shared with ``job``, which is left as it was."""
     task = job.tasks[0]
-    params = _replaced(task.engine.params, ENTRY_MODULE_URL, url)
+    params = engine_params_with_module_url(task.engine.params, url)
     engine = SpecConfig(type=task.engine.type, params=params)
     return dataclasses.replace(
         job, tasks=[dataclasses.replace(task, engine=engine), *job.tasks[1:]]

@@ -146,10 +146,11 @@ def resources_from_proto(msg: pb.Resources) -> Resources:
     return Resources(cpu=msg.cpu, memory=msg.memory, disk=msg.disk, gpu=msg.gpu)
 
 
-def _task_to_proto(task: Task, where: str) -> pb.Task:
+def _task_to_proto(task: Task, where: str, engine_params: dict[str, Any] | None = None) -> pb.Task:
+    engine = task.engine if engine_params is None else SpecConfig(task.engine.type, engine_params)
     return pb.Task(
         name=task.name,
-        engine=spec_config_to_proto(task.engine, where=f"{where}.Engine.Params"),
+        engine=spec_config_to_proto(engine, where=f"{where}.Engine.Params"),
         publisher=spec_config_to_proto(task.publisher, where=f"{where}.Publisher.Params"),
         env=task.env,
         meta=task.meta,
@@ -225,7 +226,9 @@ def _task_from_proto(msg: pb.Task) -> Task:
     )
 
 
-def job_to_proto(job: Job) -> pb.Job:
+def job_to_proto(job: Job, *, engine_params: dict[str, Any] | None = None) -> pb.Job:
+    """``job`` on the wire; with ``engine_params`` in place of its first task's engine
+    params (the job itself is left as it is)."""
     return pb.Job(
         id=job.id,
         name=job.name,
@@ -239,7 +242,10 @@ def job_to_proto(job: Job) -> pb.Job:
         ],
         meta=job.meta,
         labels=job.labels,
-        tasks=[_task_to_proto(t, f"Tasks[{n}]") for n, t in enumerate(job.tasks)],
+        tasks=[
+            _task_to_proto(t, f"Tasks[{n}]", engine_params if n == 0 else None)
+            for n, t in enumerate(job.tasks)
+        ],
         state=pb.JobStateType.ValueType(int(job.state)),
         state_message=job.state_message,
         state_details=job.state_details,
@@ -318,7 +324,10 @@ def event_from_proto(msg: pb.Event) -> Event:
     )
 
 
-def execution_to_proto(ex: Execution) -> pb.Execution:
+def execution_to_proto(
+    ex: Execution, *, engine_params: dict[str, Any] | None = None
+) -> pb.Execution:
+    """``ex`` on the wire, its job's first task with ``engine_params`` if given."""
     out = pb.Execution(
         id=ex.id,
         job_id=ex.job_id,
@@ -343,7 +352,7 @@ def execution_to_proto(ex: Execution) -> pb.Execution:
         modify_time_unix_nano=ex.modify_time,
     )
     if ex.job is not None:
-        out.job.CopyFrom(job_to_proto(ex.job))
+        out.job.CopyFrom(job_to_proto(ex.job, engine_params=engine_params))
     if ex.published_result is not None:
         out.published_result.CopyFrom(
             spec_config_to_proto(ex.published_result, where="PublishedResult.Params")

@@ -7,7 +7,6 @@ from typing import TypeAlias
 from bacalhau._proto.v1 import compute_pb2, orchestrator_pb2
 from bacalhau.errors import BacalhauError, InternalError, InvalidRequest
 from bacalhau.models import (
-    ENTRY_MODULE_URL,
     AskForBidRequest,
     BidDecision,
     BidResult,
@@ -18,6 +17,7 @@ from bacalhau.models import (
     LogRequest,
     LogStream,
     RunResult,
+    engine_params_with_module_url,
     entry_module_url,
     is_shared_module_url,
     module_digest,
@@ -50,24 +50,22 @@ def ask_for_bid_to_proto(
     """The signed payload of an ask; a large inline entry module goes by reference (see
     :mod:`bacalhau.models._modules`): the compute node fetches it with GetModule."""
     execution = req.execution
-    msg = compute_pb2.BidAsk(
+    params = None
+    if execution.job is not None:
+        url = entry_module_url(execution.job)
+        if is_shared_module_url(url):
+            # Swapped in the params converted: copying the job to swap it cost more than the
+            # rest of the conversion, and converting the URL, then replacing it, a third.
+            reference = module_reference(module_digest(url))
+            params = engine_params_with_module_url(execution.job.tasks[0].engine.params, reference)
+    return compute_pb2.BidAsk(
         requester_node_id=requester_node_id,
         compute_node_id=compute_node_id,
-        execution=execution_to_proto(execution),
+        execution=execution_to_proto(execution, engine_params=params),
         wait_for_approval=req.wait_for_approval,
         answer_linger_us=min(_MAX_LINGER_US, max(0, round(req.answer_linger * 1_000_000))),
         applied_callbacks=req.applied_callbacks,
     )
-    if execution.job is not None:
-        url = entry_module_url(execution.job)
-        if is_shared_module_url(url):
-            # Set in the message rather than in a copy of the job: copying the path to the
-            # URL (job, task, engine) cost more than the whole conversion.
-            node = msg.execution.job.tasks[0].engine.params
-            for key in ENTRY_MODULE_URL[:-1]:
-                node = node.fields[key].struct_value
-            node.fields[ENTRY_MODULE_URL[-1]].string_value = module_reference(module_digest(url))
-    return msg
 
 
 def ask_for_bid_from_proto(msg: compute_pb2.BidAsk) -> AskForBidRequest:
