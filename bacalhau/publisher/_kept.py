@@ -102,6 +102,8 @@ def snapshot(results_dir: Path, *, max_files: int, max_bytes: int) -> KeptResult
         files: list[KeptFile] = []
         total = 0
         for entry in sorted(entries, key=lambda e: os.fsencode(e.name)):
+            if not _plain_name(entry.name):
+                return None  # (archived as it is by the usual publish)
             st = entry.stat(follow_symlinks=False)
             if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1 or total + st.st_size > max_bytes:
                 return None
@@ -115,12 +117,25 @@ def snapshot(results_dir: Path, *, max_files: int, max_bytes: int) -> KeptResult
     return KeptResults(tuple(files))
 
 
+def _plain_name(name: str) -> bool:
+    """A name the store's document holds as it is: printable, valid Unicode (a name that is
+    not UTF-8 on disk reads back with lone surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return name.isprintable()
+
+
 def _read(path: str, limit: int) -> bytes | None:
     """The file's bytes if there are at most ``limit`` of them, else None. It may have
     changed since it was listed: what is read is what is kept. One read: a regular file
-    gives fewer bytes than asked only at its end."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    gives fewer bytes than asked only at its end. Opened without blocking: something put
+    in the file's place since (a FIFO) must not hold the event loop."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
         data = os.read(fd, limit + 1)
     finally:
         os.close(fd)

@@ -96,6 +96,14 @@ def test_what_is_not_a_few_small_plain_files_is_not_kept(tmp_path: Path) -> None
     (folder / "again").unlink()
     os.mkfifo(folder / "fifo")
     assert snapshot(folder, **_small()) is None  # type: ignore[arg-type]
+    (folder / "fifo").unlink()
+    (folder / os.fsdecode(b"\xff-not-utf-8")).write_bytes(b"x")  # archived as it is instead
+    assert snapshot(folder, **_small()) is None  # type: ignore[arg-type]
+    os.unlink(bytes(folder) + b"/\xff-not-utf-8")
+    (folder / "tab\tname").write_bytes(b"x")
+    assert snapshot(folder, **_small()) is None  # type: ignore[arg-type]
+    (folder / "tab\tname").unlink()
+    assert snapshot(folder, **_small()) is not None  # type: ignore[arg-type]
     assert snapshot(tmp_path / "missing", **_small()) is None  # type: ignore[arg-type]
 
 
