@@ -243,10 +243,10 @@ class ExecutionPipeline:
                         results_dir,
                         lambda: self._publish(record, results_dir),
                     )
+                elif (left := self._leave_to_store(record, results_dir)) is not None:
+                    published, kept = left
                 else:
-                    published, kept = self._publish_kept(record, results_dir)
-                    if kept is None:
-                        published = await self._publish(record, results_dir)
+                    published = await self._publish(record, results_dir)
                 copied = self._publishers[task.publisher.type.lower()].copies_results
             # Logs small enough, and nothing else in the folder (once a publisher copied the
             # rest): the store keeps the logs, the folder goes to a later execution.
@@ -398,19 +398,17 @@ class ExecutionPipeline:
             await self._stop_workload(executor, record.id)
             raise ExecutionTimeout(f"execution timed out after {limit}s") from None
 
-    def _publish_kept(
+    def _leave_to_store(
         self, record: LocalExecution, results_dir: Path
-    ) -> tuple[SpecConfig, KeptResults | None]:
-        """Small results the store keeps, committed with the execution's end, instead of
-        a publish (see ``publisher._kept``): their address and them; no results kept
-        when the publisher cannot leave them to the store."""
+    ) -> tuple[SpecConfig, KeptResults] | None:
+        """Small results the store keeps, committed with the execution's end, instead of a
+        publish (see ``publisher._kept``): their address and them; None when the publisher
+        cannot leave them to the store (publish them)."""
         publisher = self._publishers.get(record.job.task.publisher.type.lower())
         if not isinstance(publisher, ResultsKeeper):
-            return SpecConfig(), None
+            return None
         kept = publisher.keep_small_results(results_dir)
-        if kept is None:
-            return SpecConfig(), None
-        return publisher.publish_kept(record.id, kept), kept
+        return None if kept is None else (publisher.publish_kept(record.id, kept), kept)
 
     async def _publish(self, record: LocalExecution, results_dir: Path) -> SpecConfig:
         spec = record.job.task.publisher

@@ -8,8 +8,9 @@ executor loads the Docker SDK: it is imported when first named (see ``executor.d
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from bacalhau._lazy import lazy_attributes
 from bacalhau.executor._base import Executor, InputMount, RunRequest
 from bacalhau.executor._gpus import (
     GPU,
@@ -59,9 +60,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name == "DockerExecutor":
-        from bacalhau.executor.docker._executor import DockerExecutor
-
-        return DockerExecutor
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, {"DockerExecutor": "bacalhau.executor.docker._executor"})

@@ -43,11 +43,6 @@ class NodeListing(Sequence[NodeState]):
             self._by_id[node_id] = found
         return self._by_id[node_id]
 
-    @property
-    def listed(self) -> bool:
-        """Whether the whole list was built (for tests and metrics)."""
-        return self._nodes is not None
-
     def _all(self) -> Sequence[NodeState]:
         if self._nodes is None:
             self._nodes = self._listing()

@@ -5,8 +5,9 @@ does)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from bacalhau._lazy import lazy_attributes
 from bacalhau.publisher._base import Publisher, ResultsKeeper
 from bacalhau.publisher._cid import results_cid
 from bacalhau.publisher._ipfs import IPFSPublisher
@@ -39,9 +40,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in ("S3Publisher", "presign_result", "render_key"):
-        from bacalhau.publisher import _s3
-
-        return getattr(_s3, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(
+    __name__,
+    dict.fromkeys(("S3Publisher", "presign_result", "render_key"), "bacalhau.publisher._s3"),
+)

@@ -67,10 +67,6 @@ class KeptResults:
 
     files: tuple[KeptFile, ...]
 
-    @property
-    def size(self) -> int:
-        return sum(len(f.data) for f in self.files)
-
     def data_of(self, name: str) -> bytes | None:
         return next((f.data for f in self.files if f.name == name), None)
 
@@ -80,14 +76,12 @@ KeptSource = Callable[[str], "KeptResults | None"]
 
 
 class KeptArchives:
-    """Whether the node keeps small results, and where the server reads them: set once the
-    node's store is open (:meth:`serve_from`); until then publishers archive as before."""
+    """Whether the node keeps small results, and where the server reads them (``source``,
+    shared by the server and its publishers): set once the node's store is open, None again
+    when it closes; meanwhile publishers archive as before."""
 
     def __init__(self) -> None:
         self.source: KeptSource | None = None
-
-    def serve_from(self, source: KeptSource | None) -> None:
-        self.source = source
 
 
 def snapshot(results_dir: Path, *, max_files: int, max_bytes: int) -> KeptResults | None:

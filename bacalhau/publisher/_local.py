@@ -105,9 +105,7 @@ class LocalPublisher:
             self._archives.forget(f"{e}{ARCHIVE_SUFFIX}" for e in execution_ids)
 
     async def publish(self, execution_id: str, job: Job, results_dir: Path) -> SpecConfig:
-        name = f"{execution_id}{ARCHIVE_SUFFIX}"
-        if not ARCHIVE_NAME.fullmatch(name):
-            raise PublishFailed(f"cannot publish results of execution {execution_id!r}: bad ID")
+        name = _archive_name(execution_id)
         target = self._directory / name
 
         try:
@@ -145,9 +143,7 @@ class LocalPublisher:
         """Publish results the node's store keeps (:meth:`keep_small_results`), committed
         with the execution's end, before its address leaves the node: their CID, computed
         from memory; the server archives them when they are downloaded."""
-        name = f"{execution_id}{ARCHIVE_SUFFIX}"
-        if not ARCHIVE_NAME.fullmatch(name):
-            raise PublishFailed(f"cannot publish results of execution {execution_id!r}: bad ID")
+        name = _archive_name(execution_id)
         try:
             # A file of the name (an earlier publish of larger results) would shadow them.
             (self._directory / name).unlink(missing_ok=True)
@@ -169,6 +165,14 @@ class LocalPublisher:
         self._archives.put(name, data)
         target.unlink(missing_ok=True)
         return cid
+
+
+def _archive_name(execution_id: str) -> str:
+    """``<execID>.tar.gz``; PublishFailed for an ID the result server would never serve."""
+    name = f"{execution_id}{ARCHIVE_SUFFIX}"
+    if not ARCHIVE_NAME.fullmatch(name):
+        raise PublishFailed(f"cannot publish results of execution {execution_id!r}: bad ID")
+    return name
 
 
 def write_archive(results_dir: Path, target: Path, compress_level: int = 6) -> CID:

@@ -53,7 +53,7 @@ class LocalResultServer:
         them (None: it keeps none of that execution). From then on, this server's publishers
         leave small results to the store rather than archiving them; until ``None`` is
         given (the store closes)."""
-        self._kept.serve_from(source)
+        self._kept.source = source
 
     @property
     def host(self) -> str:

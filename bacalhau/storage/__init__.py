@@ -9,8 +9,9 @@ that reads nothing from S3, a requester, never loads it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from bacalhau._lazy import lazy_attributes
 from bacalhau.storage._archive import extract_tar_gz
 from bacalhau.storage._base import PreparedInput, PreparedPath, StorageSource
 from bacalhau.storage._content import BlockstoreContent
@@ -64,13 +65,11 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name == "S3Source":
-        from bacalhau.storage._s3 import S3Source
-
-        return S3Source
-    if name in ("s3_client", "s3_error"):
-        from bacalhau.storage import _s3client
-
-        return getattr(_s3client, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(
+    __name__,
+    {
+        "S3Source": "bacalhau.storage._s3",
+        "s3_client": "bacalhau.storage._s3client",
+        "s3_error": "bacalhau.storage._s3client",
+    },
+)

@@ -6,8 +6,9 @@ first named: a node that runs no Docker engine, a requester, never loads it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from bacalhau._lazy import lazy_attributes
 from bacalhau.executor.docker._defaults import (
     DEFAULT_PIDS_LIMIT,
     DEFAULT_REAP_INTERVAL,
@@ -33,9 +34,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name == "DockerExecutor":
-        from bacalhau.executor.docker._executor import DockerExecutor
-
-        return DockerExecutor
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, {"DockerExecutor": "bacalhau.executor.docker._executor"})
