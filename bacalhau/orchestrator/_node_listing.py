@@ -35,13 +35,10 @@ class NodeListing(Sequence[NodeState]):
 
     def get(self, node_id: str) -> NodeState | None:
         """The state of node ``node_id`` (None: not among these nodes)."""
-        if node_id not in self._by_id:
-            if self._nodes is not None:
-                found = next((n for n in self._nodes if n.info.node_id == node_id), None)
-            else:
-                found = self._lookup(node_id)
-            self._by_id[node_id] = found
-        return self._by_id[node_id]
+        if self._nodes is None and node_id not in self._by_id:
+            self._by_id[node_id] = self._lookup(node_id)
+        # Once listed, the map holds every node listed: any other is not among them.
+        return self._by_id.get(node_id)
 
     def _all(self) -> Sequence[NodeState]:
         if self._nodes is None:
