@@ -222,7 +222,9 @@ class ExecutionPipeline:
             results_dir = self.results_dir(execution_id)
             if not self._spare_dirs.take(results_dir):
                 self._fresh_dir(results_dir)
-            record = self._store.transition(record, L.RUNNING)
+            # Deferred: a run that ends within this loop turn (an inline WASM run) commits
+            # Running with its end, in one transaction.
+            record = self._store.transition(record, L.RUNNING, defer=True)
             try:
                 output = await self._execute(executor, record, results_dir, mounts)
             finally:

@@ -4,9 +4,9 @@ One connection, used from the event loop: every write is one short transaction, 
 ``synchronous=NORMAL`` in WAL mode a commit does not wait for the disk, so a write costs tens
 of microseconds. The store also keeps the outbox of callbacks for the requester; a state
 change and the callback announcing it are written in the same transaction, so a crash can
-never leave a finished execution unreported. The one write that may wait (Publishing, which
-a restart treats as Running) is committed with the next write of the same event-loop turn,
-or at its end.
+never leave a finished execution unreported. The writes that may wait (Running, and
+Publishing, which a restart treats as Running) are committed with the next write of the same
+event-loop turn, or at its end.
 
 Its parts: the tables (``_store_schema``), the record and its row (``_store_rows``), the
 transactions and deferred writes (``_store_transactions``), the callback outbox's rows
@@ -288,18 +288,23 @@ class ExecutionStore:
         Raises :class:`~bacalhau.errors.InvalidTransition` for a move the state machine
         forbids and :class:`RevisionConflict` when the stored revision moved on.
 
-        ``defer`` (only between states a restart treats alike: Running and Publishing) lets
-        the write be committed with the next one made in this event-loop turn, or at the
-        turn's end: a publish that ends within the turn then costs one commit, not two, and
-        a crash before the commit leaves a state recovered exactly as the deferred one.
-        Reads see the deferred state at once.
+        ``defer`` (only into Running, from BidAccepted, and between Running and Publishing)
+        lets the write be committed with the next one made in this event-loop turn, or at
+        the turn's end: a run or a publish that ends within the turn then costs one commit,
+        not two or three. A crash before the commit leaves a state a restart treats alike
+        (Running for Publishing), or BidAccepted for Running: the execution then runs again
+        after the restart, as one that had not started; it had not got past the turn that
+        started it, so nothing of it left the node. Reads see the deferred state at once.
 
         ``logs`` (stdout, stderr) are kept with a final state, in its transaction, for
         :meth:`kept_logs`: the execution's results folder may then be reused. So are
         ``kept``, the published results the store keeps (:meth:`kept_results`).
         """
         check_local_transition(record.state, state)
-        if defer and not (record.state in _INTERRUPTED and state in _INTERRUPTED):
+        if defer and not (
+            state in _INTERRUPTED
+            and (record.state in _INTERRUPTED or record.state is LocalExecutionState.BID_ACCEPTED)
+        ):
             raise InternalError(
                 f"a move from {record.state.value} to {state.value} cannot be deferred",
                 component="ExecutionStore",

@@ -77,6 +77,7 @@ class JobStore(
         self._logs = OrderedDict()
         self._seqs = OrderedDict()
         self._pending_history = []
+        self._dirty_executions = {}
         self._after_commit = []
         self._load_reputation()
         self._load_open_evaluations()

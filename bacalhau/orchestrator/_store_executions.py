@@ -1,5 +1,6 @@
 """The job store's executions: compare-and-set writes checked against the execution state
-machine, recorded in their job's history; recent executions, and which executions recent jobs
+machine, recorded in their job's history, each changed row written once when its transaction
+commits; recent executions, and which executions recent jobs
 have, kept in memory as their rows hold them; and what runs where (per node, the active
 executions and what they hold) kept in memory for ranking."""
 
@@ -55,41 +56,37 @@ class ExecutionRecords(JobHistoryLog):
     _job_executions: OrderedDict[str, tuple[str, ...]]
 
     def create_execution(self, execution: Execution, event: Event | None = None) -> None:
+        """Store a new execution (its row is written when the transaction commits)."""
         check_execution_transition(ExecutionStateType.UNDEFINED, execution.compute_state)
-        with self._write():
-            self._db.execute(
-                "INSERT INTO executions (id, job_id, node_id, compute_state, desired_state,"
-                " revision, create_time, modify_time, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    execution.id,
-                    execution.job_id,
-                    execution.node_id,
-                    int(execution.compute_state),
-                    int(execution.desired_state),
-                    execution.revision,
-                    execution.create_time,
-                    execution.modify_time,
-                    dumps_text(execution_to_row(execution)),
-                ),
+        if not self._depth:
+            with self.transaction():
+                return self.create_execution(execution, event)
+        self._check_owner()
+        if execution.id in self._dirty_executions or execution.id in self._executions:
+            raise RevisionConflict(f"execution {execution.id} already exists")
+        self._track(execution)
+        kept = self._remember_execution(execution)
+        self._cache(self._dirty_executions, execution.id, (None, kept))
+        known = self._job_executions.get(execution.job_id)
+        if known is not None:
+            self._cache_recent(
+                self._job_executions,
+                execution.job_id,
+                (*known, execution.id),
+                _JOB_EXECUTIONS_CACHE,
             )
-            self._track(execution)
-            self._remember_execution(execution)
-            known = self._job_executions.get(execution.job_id)
-            if known is not None:
-                self._cache_recent(
-                    self._job_executions,
-                    execution.job_id,
-                    (*known, execution.id),
-                    _JOB_EXECUTIONS_CACHE,
-                )
-            if event is not None:
-                self._exec_history(execution, None, event)
+        if event is not None:
+            self._exec_history(execution, None, event)
+        return None
 
     def get_execution(self, execution_id: str) -> Execution:
         cached = self._executions.get(execution_id)
         if cached is not None:
             self._executions.move_to_end(execution_id)
             return shallow_copy(cached[1])
+        dirty = self._dirty_executions.get(execution_id)
+        if dirty is not None:
+            return shallow_copy(dirty[1])
         row = self._db.execute(
             "SELECT id, revision, data FROM executions WHERE id = ?", (execution_id,)
         ).fetchone()
@@ -109,14 +106,28 @@ class ExecutionRecords(JobHistoryLog):
             "SELECT id, revision, data FROM executions WHERE job_id = ? ORDER BY create_time, id",
             (job_id,),
         ).fetchall()
+        found = [self._execution(r) for r in rows]
+        if self._dirty_executions:
+            # The open transaction's rows are written at its commit: add those it created.
+            stored = {ex.id for ex in found}
+            found += [
+                shallow_copy(ex)
+                for ex_id, (_, ex) in self._dirty_executions.items()
+                if ex.job_id == job_id and ex_id not in stored
+            ]
+            found.sort(key=_creation_order)
         self._cache_recent(
-            self._job_executions, job_id, tuple(str(r[0]) for r in rows), _JOB_EXECUTIONS_CACHE
+            self._job_executions, job_id, tuple(ex.id for ex in found), _JOB_EXECUTIONS_CACHE
         )
-        return [self._execution(r) for r in rows]
+        return found
 
     def _execution(self, row: tuple[str, int, str]) -> Execution:
         """The execution of a row (ID, revision, document): a copy of the one kept in
-        memory, or the document decoded (and kept)."""
+        memory, or the document decoded (and kept); the open transaction's version of an
+        execution it changed (its row is written at the commit)."""
+        dirty = self._dirty_executions.get(row[0])
+        if dirty is not None:
+            return shallow_copy(dirty[1])
         cached = self._executions.get(row[0])
         if cached is not None and cached[0] == row[1]:
             self._executions.move_to_end(row[0])
@@ -125,28 +136,38 @@ class ExecutionRecords(JobHistoryLog):
         self._remember_execution(ex)
         return shallow_copy(ex)
 
-    def _remember_execution(self, ex: Execution) -> None:
-        """Keep a copy of ``ex`` as its row now is (every write of a row comes here)."""
+    def _remember_execution(self, ex: Execution) -> Execution:
+        """Keep a copy of ``ex`` as its row now is (every write of a row comes here); returns
+        the copy."""
         kept = shallow_copy(ex)
         kept.job = None  # as the row holds it: a caller may have attached its job
         self._cache_recent(self._executions, ex.id, (ex.revision, kept), _EXECUTION_CACHE)
+        return kept
 
     def active_jobs_on_node(self, node_id: str) -> list[str]:
+        active = [
+            int(ExecutionStateType.NEW),
+            int(ExecutionStateType.ASK_FOR_BID),
+            int(ExecutionStateType.ASK_FOR_BID_ACCEPTED),
+            int(ExecutionStateType.BID_ACCEPTED),
+            int(ExecutionStateType.RUNNING),
+            int(ExecutionStateType.PUBLISHING),
+            int(ExecutionStateType.UNDEFINED),
+        ]
         rows = self._db.execute(
-            "SELECT DISTINCT job_id FROM executions WHERE node_id = ? AND compute_state IN"
+            "SELECT id, job_id FROM executions WHERE node_id = ? AND compute_state IN"
             " (?, ?, ?, ?, ?, ?, ?)",
-            (
-                node_id,
-                int(ExecutionStateType.NEW),
-                int(ExecutionStateType.ASK_FOR_BID),
-                int(ExecutionStateType.ASK_FOR_BID_ACCEPTED),
-                int(ExecutionStateType.BID_ACCEPTED),
-                int(ExecutionStateType.RUNNING),
-                int(ExecutionStateType.PUBLISHING),
-                int(ExecutionStateType.UNDEFINED),
-            ),
+            (node_id, *active),
         ).fetchall()
-        return [str(r[0]) for r in rows]
+        dirty = self._dirty_executions
+        jobs = {str(r[1]) for r in rows if r[0] not in dirty}
+        # The open transaction's changes are written at its commit: overlay them.
+        jobs.update(
+            ex.job_id
+            for _, ex in dirty.values()
+            if ex.node_id == node_id and int(ex.compute_state) in active
+        )
+        return sorted(jobs)
 
     def update_execution(
         self,
@@ -198,36 +219,90 @@ class ExecutionRecords(JobHistoryLog):
             ex.run_output = run_output
         ex.revision += 1
         ex.modify_time = now_ns()
-        with self._write():
-            cur = self._db.execute(
-                "UPDATE executions SET compute_state = ?, desired_state = ?, revision = ?,"
-                " modify_time = ?, data = ? WHERE id = ? AND revision = ?",
-                (
-                    int(ex.compute_state),
-                    int(ex.desired_state),
-                    ex.revision,
-                    ex.modify_time,
-                    dumps_text(execution_to_row(ex)),
-                    execution_id,
-                    ex.revision - 1,
+        if not self._depth:
+            with self.transaction():
+                self._record_update(ex, old_state, compute_state, event)
+        else:
+            self._check_owner()
+            self._record_update(ex, old_state, compute_state, event)
+        return ex
+
+    def _record_update(
+        self,
+        ex: Execution,
+        old_state: ExecutionStateType,
+        compute_state: ExecutionStateType | None,
+        event: Event | None,
+    ) -> None:
+        """(In the open transaction.) Keep ``ex`` as the execution's row, written when the
+        transaction commits."""
+        dirty = self._dirty_executions.get(ex.id)
+        base = ex.revision - 1 if dirty is None else dirty[0]
+        self._track(ex)
+        kept = self._remember_execution(ex)
+        self._cache(self._dirty_executions, ex.id, (base, kept))
+        if event is not None or (compute_state is not None and compute_state != old_state):
+            self._exec_history(
+                ex,
+                old_state if compute_state is not None and old_state != compute_state else None,
+                event
+                or Event(
+                    message=ex.compute_message or ex.compute_state.label,
+                    topic="Execution",
+                    timestamp=ex.modify_time,
                 ),
             )
-            if cur.rowcount != 1:
-                raise RevisionConflict(f"execution {execution_id} changed concurrently")
-            self._track(ex)
-            self._remember_execution(ex)
-            if event is not None or (compute_state is not None and compute_state != old_state):
-                self._exec_history(
-                    ex,
-                    old_state if compute_state is not None and old_state != compute_state else None,
-                    event
-                    or Event(
-                        message=ex.compute_message or ex.compute_state.label,
-                        topic="Execution",
-                        timestamp=ex.modify_time,
-                    ),
+
+    def _write_executions(self) -> None:
+        """Write the rows of the executions the open transaction changed, each once (just
+        before it commits): new ones inserted, the others compare-and-set on the revision
+        their row had."""
+        if not self._dirty_executions:
+            return
+        created: list[tuple[object, ...]] = []
+        changed: list[tuple[object, ...]] = []
+        for base, ex in self._dirty_executions.values():
+            data = dumps_text(execution_to_row(ex))
+            if base is None:
+                created.append(
+                    (
+                        ex.id,
+                        ex.job_id,
+                        ex.node_id,
+                        int(ex.compute_state),
+                        int(ex.desired_state),
+                        ex.revision,
+                        ex.create_time,
+                        ex.modify_time,
+                        data,
+                    )
                 )
-        return ex
+            else:
+                changed.append(
+                    (
+                        int(ex.compute_state),
+                        int(ex.desired_state),
+                        ex.revision,
+                        ex.modify_time,
+                        data,
+                        ex.id,
+                        base,
+                    )
+                )
+        if created:
+            self._db.executemany(
+                "INSERT INTO executions (id, job_id, node_id, compute_state, desired_state,"
+                " revision, create_time, modify_time, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                created,
+            )
+        if changed:
+            cur = self._db.executemany(
+                "UPDATE executions SET compute_state = ?, desired_state = ?, revision = ?,"
+                " modify_time = ?, data = ? WHERE id = ? AND revision = ?",
+                changed,
+            )
+            if cur.rowcount != len(changed):
+                raise RevisionConflict("an execution changed concurrently")
 
     def _exec_history(
         self, ex: Execution, previous: ExecutionStateType | None, event: Event

@@ -34,25 +34,40 @@ class JobHistoryLog(StoreTransactions):
     _seqs: OrderedDict[str, int]
 
     def add_history(self, item: JobHistory) -> JobHistory:
-        """Append a history item; assigns the next SeqNum of its job."""
-        with self._write():
-            last = self._seqs.get(item.job_id)
-            if last is None:
-                row = self._db.execute(
-                    "SELECT COALESCE(MAX(seq), 0) FROM history WHERE job_id = ?", (item.job_id,)
-                ).fetchone()
-                last = int(row[0])
-            item.seq_num = last + 1
-            if not item.event.timestamp:
-                item.event.timestamp = item.time
-            self._db.execute(
-                "INSERT INTO history (job_id, seq, data) VALUES (?, ?, ?)",
-                (item.job_id, item.seq_num, dumps_text(history_to_row(item))),
-            )
-            self._cache_recent(self._seqs, item.job_id, item.seq_num, _SEQ_CACHE)
-            self._pending_notify.add(item.job_id)
-            self._pending_history.append(item)
+        """Append a history item; assigns the next SeqNum of its job.
+
+        The row is written when the transaction commits, with the transaction's other items
+        in one statement (see :meth:`_write_history`); until then the item is pending, and
+        a nested block that rolls back drops it from the pending list: it needs no
+        savepoint of its own."""
+        if not self._depth:
+            with self.transaction():
+                return self.add_history(item)
+        self._check_owner()
+        last = self._seqs.get(item.job_id)
+        if last is None:
+            row = self._db.execute(
+                "SELECT COALESCE(MAX(seq), 0) FROM history WHERE job_id = ?", (item.job_id,)
+            ).fetchone()
+            last = int(row[0])
+        item.seq_num = last + 1
+        if not item.event.timestamp:
+            item.event.timestamp = item.time
+        self._cache_recent(self._seqs, item.job_id, item.seq_num, _SEQ_CACHE)
+        self._pending_notify.add(item.job_id)
+        self._pending_history.append(item)
         return item
+
+    def _write_history(self) -> None:
+        """Write the open transaction's pending history items (just before it commits)."""
+        if self._pending_history:
+            self._db.executemany(
+                "INSERT INTO history (job_id, seq, data) VALUES (?, ?, ?)",
+                [
+                    (item.job_id, item.seq_num, dumps_text(history_to_row(item)))
+                    for item in self._pending_history
+                ],
+            )
 
     def _new_history(self, job_id: str) -> None:
         """A job was just created (in the open transaction): its history starts at 1."""
@@ -69,7 +84,9 @@ class JobHistoryLog(StoreTransactions):
             ).fetchall()
             log = [history_from_row(job_id, int(r[0]), json.loads(r[1])) for r in rows]
             if self._depth:
-                # Inside a transaction the rows include what may still roll back.
+                # Inside a transaction: with what it has added so far (written at its
+                # commit), and not kept (it may still roll back).
+                log += [h for h in self._pending_history if h.job_id == job_id]
                 return [h for h in log if h.seq_num > after_seq]
             self._logs[job_id] = log
             if len(self._logs) > _HISTORY_CACHE:

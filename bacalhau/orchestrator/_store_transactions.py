@@ -19,7 +19,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, TypeVar
 
 from bacalhau.errors import InternalError
-from bacalhau.models import JobHistory, Resources
+from bacalhau.models import Execution, JobHistory, Resources
 from bacalhau.orchestrator._metrics import SQLITE_TRANSACTION_SECONDS
 
 K = TypeVar("K")
@@ -81,6 +81,15 @@ class StoreTransactions:
     #: What the open transaction changed in the caches of rows: (cache, key, value before
     #: or _ABSENT), undone newest first when it (or a nested block) rolls back.
     _undo: list[tuple[MutableMapping[Any, Any], Any, Any]]
+    #: Writes the open transaction's history items (in one statement, just before it
+    #: commits: a nested block that rolls back drops its items from the pending list).
+    _write_history: Callable[[], None]
+    #: Execution ID -> (its row's revision before the open transaction, None for a row
+    #: it creates; the execution as it is now), for the executions it changed: each row is
+    #: written once, just before the commit, however many times it changed (undone with a
+    #: nested block that rolls back, as the caches are).
+    _dirty_executions: dict[str, tuple[int | None, Execution]]
+    _write_executions: Callable[[], None]
     # What a commit applies, each by the part of the store whose memory it changes.
     _flush_active: Callable[[], None]
     _flush_history: Callable[[], None]
@@ -118,6 +127,8 @@ class StoreTransactions:
                     hint="write through the store's _write() or _atomic()",
                     component="JobStore",
                 )
+            self._write_executions()
+            self._write_history()
             self._db.execute("COMMIT")
         except BaseException:
             if self._db.in_transaction:
@@ -126,6 +137,7 @@ class StoreTransactions:
             raise
         SQLITE_TRANSACTION_SECONDS.observe(time.perf_counter() - began)
         self._undo.clear()
+        self._dirty_executions.clear()
         self._flush_active()
         self._flush_history()
         self._flush_notify()
@@ -252,6 +264,7 @@ class StoreTransactions:
         self._pending_history.clear()
         self._drop_after_commit(0)
         self._undo_to(0)
+        self._dirty_executions.clear()
         self._nested.clear()
 
     # -- caches of rows, undone with the writes that changed them --------------------------

@@ -1,8 +1,10 @@
-"""Deferred writes: Publishing is committed with what follows it in the same loop turn."""
+"""Deferred writes: Running and Publishing are committed with what follows them in the same
+loop turn."""
 
 from __future__ import annotations
 
 import asyncio
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -84,12 +86,45 @@ def test_without_a_loop_a_deferred_write_is_committed_at_once(tmp_path: Path) ->
         assert committed_state(db, record.id) == L.PUBLISHING.value
 
 
-async def test_only_moves_a_restart_treats_alike_can_be_deferred(tmp_path: Path) -> None:
+async def test_only_moves_a_restart_can_carry_on_from_can_be_deferred(tmp_path: Path) -> None:
     with ExecutionStore(tmp_path / "c.db") as store:
         record = store.create(make_execution(), requester_id="r", state=L.BID_ACCEPTED)
+        running = store.transition(record, L.RUNNING, defer=True)
         with pytest.raises(InternalError):
-            store.transition(record, L.RUNNING, defer=True)  # BidAccepted resumes, Running fails
-        assert store.get(record.id).state is L.BID_ACCEPTED
+            store.transition(running, L.COMPLETED, defer=True)  # a final state never waits
+        created = store.create(make_execution(), requester_id="r")
+        with pytest.raises(InternalError):
+            store.transition(created, L.BID_ACCEPTED, defer=True)  # accepted: must be kept
+        assert store.get(created.id).state is L.CREATED
+
+
+async def test_a_run_ending_in_its_turn_is_one_commit_and_a_crash_before_it_reruns(
+    tmp_path: Path,
+) -> None:
+    """Running deferred: a run that ends within the loop turn that started it (an inline
+    WASM run) commits Running, Publishing and its end together; a crash before that commit
+    leaves the execution BidAccepted, which a restart runs again (nothing of the run left
+    the node), instead of failing it as interrupted."""
+    db = tmp_path / "c.db"
+    with ExecutionStore(db) as store:
+        execution = make_execution()
+        record = store.create(execution, requester_id="r", state=L.BID_ACCEPTED)
+        statements: list[str] = []
+        store._db.set_trace_callback(statements.append)
+        record = store.transition(record, L.RUNNING, defer=True)
+        assert committed_state(db, record.id) == L.BID_ACCEPTED.value  # what a crash leaves
+        crashed = tmp_path / "crashed"  # the files as a crash now would leave them
+        crashed.mkdir()
+        for name in ("c.db", "c.db-wal"):
+            shutil.copy(tmp_path / name, crashed / name)
+        with ExecutionStore(crashed / "c.db") as restarted:
+            assert restarted.recover_interrupted(message="restarted") == []
+            assert restarted.get(record.id).state is L.BID_ACCEPTED
+        record = store.transition(record, L.PUBLISHING, defer=True)
+        store.transition(record, L.COMPLETED, callback=result_of(record.id, execution.job_id))
+        store._db.set_trace_callback(None)
+        assert committed_state(db, record.id) == L.COMPLETED.value
+        assert [s.split()[0] for s in statements].count("COMMIT") == 1
 
 
 async def test_closing_commits_what_is_deferred(tmp_path: Path) -> None:

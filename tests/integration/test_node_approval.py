@@ -195,6 +195,10 @@ async def _reject_bid_as(files: NodeFiles, compute_id: str, address: str) -> Non
 
 
 def test_trusted_requester_flag(cluster: Cluster, tmp_path: Path) -> None:
+    # The node prints its addresses once it is serving, which may come after its join.
+    eventually(
+        lambda: "bprotocol: " in cluster.compute.output(), timeout=30, what="the node's addresses"
+    )
     address = cluster.compute.output().split("bprotocol: ")[1].split()[0]
     # The listed requester gets past the trust check (the execution is simply unknown)...
     listed = NodeFiles.in_dir(cluster.listed_dir)
