@@ -23,6 +23,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
+from typing import NoReturn
 
 from bacalhau._json import dumps_text
 from bacalhau._wal_checkpoints import BackgroundCheckpoints
@@ -33,6 +34,7 @@ from bacalhau.compute._events import TOPIC_RESTART, failure_event
 from bacalhau.compute._execution_memo import ExecutionMemo
 from bacalhau.compute._module_memo import ModuleMemo
 from bacalhau.compute._outbox_table import OutboxEntry
+from bacalhau.compute._pending_rows import UPDATE_ROW, PendingRows, row_update
 from bacalhau.compute._store_rows import (
     COLUMNS,
     SELECT,
@@ -40,8 +42,6 @@ from bacalhau.compute._store_rows import (
     TERMINAL,
     LocalExecution,
     decode_row,
-    dump_output,
-    dump_spec,
     record_of,
 )
 from bacalhau.compute._store_schema import connect, create_schema
@@ -105,7 +105,11 @@ class ExecutionStore:
         try:
             self._db = connect(path)
             # A failed write may leave the store behind the kept records: read them again.
-            self._writes = StoreTransactions(self._db, on_failure=self._decoded.forget_records)
+            #: Changes into Running and Publishing not yet written (see ``_pending_rows``).
+            self._pending = PendingRows()
+            self._writes = StoreTransactions(
+                self._db, self._pending, on_failure=self._decoded.forget_records
+            )
             with self._writes.transaction():
                 create_schema(self._db, path)
             # Checkpoints made off the event loop (see _wal_checkpoints).
@@ -217,7 +221,7 @@ class ExecutionStore:
     def find(self, execution_id: str) -> LocalExecution | None:
         # Every write to an execution goes through this store, which keeps the record it
         # wrote: an unfinished execution's record is known without a query.
-        kept = self._decoded.record(execution_id)
+        kept = self._decoded.record(execution_id) or self._pending.latest(execution_id)
         if kept is not None:
             return kept
         decoded = self._decoded.get(execution_id)
@@ -243,6 +247,9 @@ class ExecutionStore:
     def state(self, execution_id: str) -> LocalExecutionState | None:
         """The execution's state (None: this node does not hold it), without reading the
         rest of its record: for callers that only ask whether it exists or has ended."""
+        pending = self._pending.latest(execution_id)
+        if pending is not None:
+            return pending.state
         row = self._db.execute(
             "SELECT state FROM executions WHERE id = ?", (execution_id,)
         ).fetchone()
@@ -260,6 +267,7 @@ class ExecutionStore:
         self, *, states: Collection[LocalExecutionState] | None = None
     ) -> list[LocalExecution]:
         """Executions (oldest first), optionally only those in ``states``."""
+        self._writes.flush()  # what SQL reads must hold every change
         if states is None:
             rows = self._db.execute(f"{SELECT} ORDER BY create_time, id").fetchall()
         else:
@@ -309,6 +317,7 @@ class ExecutionStore:
                 f"a move from {record.state.value} to {state.value} cannot be deferred",
                 component="ExecutionStore",
             )
+        base = self._pending.base(record)  # (a stale record raises here)
         updated = replace(
             record,
             state=state,
@@ -318,70 +327,76 @@ class ExecutionStore:
             run_output=run_output or record.run_output,
             modify_time=max(now_ns(), record.modify_time + 1),
         )
-        # Without a callback, the compare-and-set is one statement and so its own transaction
-        # (the connection autocommits): BEGIN and COMMIT around it would only add round trips.
+        if defer and callback is None and logs is None and kept is None:
+            # Nothing else to write with it: kept in memory, written by the next write (this
+            # one's replacement, most often) or at the end of the turn.
+            self._pending.put(base, updated)
+            self._writes.schedule_flush()
+            self._remember(updated)
+            return updated
+        replaced = self._pending.take(record.id)  # this write replaces it
+        # Without a callback (or other changes pending), the compare-and-set is one
+        # statement and so its own transaction (the connection autocommits): BEGIN and
+        # COMMIT around it would only add round trips.
         writing: AbstractContextManager[None]
-        if defer:
-            writing = self._writes.deferred()
-        elif (
-            callback is not None or logs is not None or kept is not None or self._db.in_transaction
+        if (
+            callback is not None
+            or logs is not None
+            or kept is not None
+            or self._pending
+            or self._db.in_transaction
         ):
-            writing = self._writes.transaction()  # (which also commits deferred writes)
+            writing = self._writes.transaction()  # (which also writes what is pending)
         else:
             writing = nullcontext()
-        with writing:
-            cursor = self._db.execute(
-                "UPDATE executions SET state = ?, revision = ?, message = ?, "
-                "published_result = ?, run_output = ?, modify_time = ? "
-                "WHERE id = ? AND revision = ?",
-                (
-                    state.value,
-                    updated.revision,
-                    updated.message,
-                    dump_spec(updated.published_result),
-                    dump_output(updated.run_output),
-                    updated.modify_time,
-                    record.id,
-                    record.revision,
-                ),
-            )
-            if cursor.rowcount != 1:
-                current = self.find(record.id)
-                if current is None:
-                    raise ExecutionNotFound(
-                        f"execution {record.id} not found on this node",
-                        component="ExecutionStore",
+        try:
+            with writing:
+                if self._db.execute(UPDATE_ROW, row_update(updated, base)).rowcount != 1:
+                    self._changed_under(record)
+                if callback is not None:
+                    now = updated.modify_time
+                    seq = outbox_table.enqueue(self._db, record.requester_id, callback, now)
+                    queued = OutboxEntry(seq, record.requester_id, record.id, callback, now)
+                if logs is not None:
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO logs (execution_id, stdout, stderr) "
+                        "VALUES (?, ?, ?)",
+                        (record.id, *logs),
                     )
-                raise RevisionConflict(
-                    f"execution {record.id} changed concurrently: expected revision "
-                    f"{record.revision} ({record.state.value}), found {current.revision} "
-                    f"({current.state.value})",
-                    component="ExecutionStore",
-                )
-            if callback is not None:
-                now = updated.modify_time
-                seq = outbox_table.enqueue(self._db, record.requester_id, callback, now)
-                queued = OutboxEntry(seq, record.requester_id, record.id, callback, now)
-            if logs is not None:
-                self._db.execute(
-                    "INSERT OR REPLACE INTO logs (execution_id, stdout, stderr) VALUES (?, ?, ?)",
-                    (record.id, *logs),
-                )
-            if kept is not None:
-                self._db.execute(
-                    "INSERT OR REPLACE INTO kept_results (execution_id, data) VALUES (?, ?)",
-                    (record.id, kept),
-                )
+                if kept is not None:
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO kept_results (execution_id, data) VALUES (?, ?)",
+                        (record.id, kept),
+                    )
+        except BaseException:
+            if replaced is not None:
+                self._pending.put(*replaced)  # still to be written
+                self._writes.schedule_flush()
+            raise
         if callback is not None:
-            if defer:
-                self.forget_noted(record.id)  # not committed yet: read it back instead
-            else:
-                self._note(queued)
-        if state.is_terminal():
-            self._decoded.forget(record.id)  # rarely read again
+            self._note(queued)
+        self._remember(updated)
+        return updated
+
+    def _remember(self, updated: LocalExecution) -> None:
+        if updated.state.is_terminal():
+            self._decoded.forget(updated.id)  # rarely read again
         else:
             self._decoded.update(updated)
-        return updated
+
+    def _changed_under(self, record: LocalExecution) -> NoReturn:
+        """A compare-and-set of ``record``'s row matched nothing: say why."""
+        current = self.find(record.id)
+        if current is None:
+            raise ExecutionNotFound(
+                f"execution {record.id} not found on this node", component="ExecutionStore"
+            )
+        raise RevisionConflict(
+            f"execution {record.id} changed concurrently: expected revision "
+            f"{record.revision} ({record.state.value}), found {current.revision} "
+            f"({current.state.value})",
+            component="ExecutionStore",
+        )
 
     def recover_interrupted(self, *, message: str) -> list[LocalExecution]:
         """Fail the executions a crash left running, queueing a failure callback for each.

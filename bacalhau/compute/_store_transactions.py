@@ -1,20 +1,26 @@
 """The execution store's transactions: short write transactions, and deferred writes.
 
-Every write is one short transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``). A write that may
-wait is left uncommitted and committed with the next transaction, or when the event-loop turn
-ends, whichever comes first: a deferred write and the transaction that follows in the same
-turn cost one commit. A transaction that finds deferred writes pending joins them as a
-savepoint, so its own failure rolls back only its own changes.
+Every write is one short transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``), or a single
+statement (which SQLite commits on its own). A change that may wait is kept in memory
+(:class:`~bacalhau.compute._pending_rows.PendingRows`) and written by the next transaction,
+or when the event-loop turn ends, whichever comes first: a deferred change and the
+transaction that follows in the same turn cost one commit, and a change that replaces a
+pending one writes its row once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from bacalhau.compute._pending_rows import UPDATE_ROW, PendingRows, row_update
+
 __all__ = ["StoreTransactions"]
+
+_log = logging.getLogger(__name__)
 
 
 class StoreTransactions:
@@ -24,67 +30,86 @@ class StoreTransactions:
     the store holds may then be less than what was written through it.
     """
 
-    def __init__(self, db: sqlite3.Connection, on_failure: Callable[[], None]) -> None:
+    def __init__(
+        self, db: sqlite3.Connection, pending: PendingRows, on_failure: Callable[[], None]
+    ) -> None:
         self._db = db
+        self._pending = pending
         self._on_failure = on_failure
-        #: The commit of deferred writes at the end of this event-loop turn, once scheduled.
+        #: The write of pending changes at the end of this event-loop turn, once scheduled.
         self._flush_handle: asyncio.Handle | None = None
 
-    @contextmanager
-    def deferred(self) -> Iterator[None]:
-        """Writes committed with the next transaction, at the latest when this event-loop
-        turn ends (at once when no loop runs)."""
-        if not self._db.in_transaction:
-            self._db.execute("BEGIN IMMEDIATE")
+    def schedule_flush(self) -> None:
+        """A change was left pending: write it when this event-loop turn ends (at once when
+        no loop runs), unless a transaction writes it first."""
         try:
-            yield  # a failed compare-and-set changed nothing: what is pending stays pending
-        finally:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                self.flush()
-            else:
-                if self._flush_handle is None:
-                    self._flush_handle = loop.call_soon(self.flush)
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        if self._flush_handle is None:
+            self._flush_handle = loop.call_soon(self.flush)
 
     def flush(self) -> None:
-        """Commit the deferred writes now, if any are pending."""
+        """Write the pending changes now, if any. A failure is logged: the changes are lost
+        (the store reads the rows again), as a failed commit loses its writes."""
         if self._flush_handle is not None:
             self._flush_handle.cancel()  # (harmless when it is what runs this)
             self._flush_handle = None
-        if self._db.in_transaction:
-            self._commit()
+        if not self._pending:
+            return
+        try:
+            only = self._pending.single()
+            if only is not None and not self._db.in_transaction:
+                # One change: one statement, its own transaction.
+                if self._db.execute(UPDATE_ROW, row_update(only[1], only[0])).rowcount != 1:
+                    raise sqlite3.IntegrityError("the row moved on under its pending change")
+                self._pending.clear()
+                return
+            with self.transaction():
+                pass  # (it writes what is pending)
+        except Exception:
+            _log.exception("writing deferred state changes failed")
+            self._pending.clear()
+            self._on_failure()
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """One write transaction, committed when the block ends (with any deferred writes)
-        and rolled back, alone, if it raises."""
+        """One write transaction with the pending changes, committed when the block ends and
+        rolled back, alone, if it raises (the pending changes then stay pending)."""
         if self._db.in_transaction:
-            # Deferred writes are pending: this one joins them, and all are committed now.
-            self._db.execute("SAVEPOINT joined")
+            # Inside another transaction: this one is a savepoint of it.
+            self._db.execute("SAVEPOINT nested")
             try:
                 yield
             except BaseException:
                 self._on_failure()
-                self._db.execute("ROLLBACK TO joined")
-                self._db.execute("RELEASE joined")
+                self._db.execute("ROLLBACK TO nested")
+                self._db.execute("RELEASE nested")
                 raise
-            self._db.execute("RELEASE joined")
-            self._commit()
+            self._db.execute("RELEASE nested")
             return
         # IMMEDIATE takes the write lock up front, so the compare-and-set reads what it updates.
         self._db.execute("BEGIN IMMEDIATE")
+        if self._pending:
+            try:
+                self._pending.write(self._db)
+            except Exception:
+                # Not this transaction's fault: it goes on without them.
+                _log.exception("writing deferred state changes failed")
+                self._pending.clear()
+                self._on_failure()
+                self._db.execute("ROLLBACK")
+                self._db.execute("BEGIN IMMEDIATE")
         try:
             yield
         except BaseException:
             self._on_failure()
             self._db.execute("ROLLBACK")
             raise
-        self._commit()
-
-    def _commit(self) -> None:
         try:
             self._db.execute("COMMIT")
         except BaseException:
             self._on_failure()
             raise
+        self._pending.clear()

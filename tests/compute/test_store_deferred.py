@@ -124,7 +124,26 @@ async def test_a_run_ending_in_its_turn_is_one_commit_and_a_crash_before_it_reru
         store.transition(record, L.COMPLETED, callback=result_of(record.id, execution.job_id))
         store._db.set_trace_callback(None)
         assert committed_state(db, record.id) == L.COMPLETED.value
-        assert [s.split()[0] for s in statements].count("COMMIT") == 1
+        verbs = [s.split()[0] for s in statements]
+        assert (verbs.count("UPDATE"), verbs.count("COMMIT")) == (1, 1)  # the row written once
+
+
+async def test_a_lone_deferred_change_is_one_statement_at_the_turn_end(tmp_path: Path) -> None:
+    db = tmp_path / "c.db"
+    with ExecutionStore(db) as store:
+        record = store.create(make_execution(), requester_id="r", state=L.BID_ACCEPTED)
+        statements: list[str] = []
+        store._db.set_trace_callback(statements.append)
+        running = store.transition(record, L.RUNNING, defer=True)
+        assert statements == []
+        assert store.state(record.id) is L.RUNNING  # read from memory meanwhile
+        with pytest.raises(RevisionConflict):
+            store.transition(record, L.RUNNING, defer=True)  # a stale record
+        await asyncio.sleep(0)
+        store._db.set_trace_callback(None)
+        assert [s.split()[0] for s in statements] == ["UPDATE"]
+        assert committed_state(db, record.id) == L.RUNNING.value
+        assert store.get(record.id) == running
 
 
 async def test_closing_commits_what_is_deferred(tmp_path: Path) -> None:

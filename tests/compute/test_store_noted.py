@@ -3,6 +3,7 @@ execution, or nothing (read from the outbox instead)."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -62,14 +63,22 @@ def test_noted_callbacks_are_those_committed_to_the_outbox(tmp_path: Path) -> No
         assert store.noted_callbacks("req", execution.id) is None
 
 
-def test_a_deferred_callback_is_read_back_not_noted(tmp_path: Path) -> None:
-    """A deferred write is committed later: its callback cannot be answered from memory."""
+def test_a_change_that_would_wait_but_carries_a_callback_is_committed_and_noted(
+    tmp_path: Path,
+) -> None:
+    """Only a bare state change waits (see ``_pending_rows``): one carrying a callback is
+    committed at once, so the callback is noted for an answer to carry."""
     execution = make_execution()
     with ExecutionStore(tmp_path / "c.db") as store:
         store.note_callbacks(execution.id)
         record = store.create(execution, requester_id="req", state=L.BID_ACCEPTED)
-        record = store.transition(record, L.RUNNING)
+        record = store.transition(record, L.RUNNING, defer=True)
         store.transition(
             record, L.PUBLISHING, defer=True, callback=bid(execution.id, execution.job_id)
         )
-        assert store.noted_callbacks("req", execution.id) is None
+        noted = store.noted_callbacks("req", execution.id)
+        assert noted is not None
+        assert [type(e.message).__name__ for e in noted] == ["BidResult"]
+        with sqlite3.connect(tmp_path / "c.db") as conn:
+            row = conn.execute("SELECT state FROM executions WHERE id = ?", (execution.id,))
+            assert row.fetchone()[0] == L.PUBLISHING.value
