@@ -78,6 +78,8 @@ class JobStore(
         self._seqs = OrderedDict()
         self._pending_history = []
         self._dirty_executions = {}
+        self._dirty_jobs = {}
+        self._new_evaluations = {}
         self._after_commit = []
         self._load_reputation()
         self._load_open_evaluations()

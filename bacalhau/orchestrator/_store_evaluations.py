@@ -4,6 +4,7 @@ tokens (a resubmitted job answered with the job and evaluation it created the fi
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 from bacalhau._json import dumps_text
 from bacalhau.models import Evaluation, EvaluationStatus
@@ -14,9 +15,10 @@ from bacalhau.orchestrator._store_transactions import StoreTransactions
 class EvaluationRecords(StoreTransactions):
     """Evaluations and idempotency tokens."""
 
-    #: Evaluation ID -> job ID, for every stored evaluation not complete (and perhaps a few
-    #: more: one whose creation rolled back): marking any other complete changes no row, so
-    #: it is not written (a scheduling pass made in place has an evaluation never stored).
+    #: Evaluation ID -> job ID, for every stored evaluation not complete (those the open
+    #: transaction creates included: undone with it): marking any other complete changes
+    #: no row, so it is not written (a scheduling pass made in place has an evaluation
+    #: never stored).
     _open_evaluations: dict[str, str]
 
     def _load_open_evaluations(self) -> None:
@@ -30,16 +32,40 @@ class EvaluationRecords(StoreTransactions):
         }
 
     def create_evaluation(self, ev: Evaluation) -> None:
-        with self._write():
-            self._db.execute(
+        """Store a new evaluation: inserted when the transaction commits, with the status it
+        has then (one made and completed by the same transaction is one row written)."""
+        if not self._depth:
+            with self.transaction():
+                return self.create_evaluation(ev)
+        self._check_owner()
+        self._cache(self._new_evaluations, ev.id, replace(ev))
+        if ev.status != EvaluationStatus.COMPLETE:
+            self._cache(self._open_evaluations, ev.id, ev.job_id)
+        return None
+
+    def _write_evaluations(self) -> None:
+        """Insert the evaluations the open transaction created (just before it commits)."""
+        if self._new_evaluations:
+            self._db.executemany(
                 "INSERT INTO evaluations (id, job_id, status, wait_until, data)"
                 " VALUES (?, ?, ?, ?, ?)",
-                (ev.id, ev.job_id, ev.status, ev.wait_until, dumps_text(eval_to_row(ev))),
+                [
+                    (ev.id, ev.job_id, ev.status, ev.wait_until, dumps_text(eval_to_row(ev)))
+                    for ev in self._new_evaluations.values()
+                ],
             )
-            if ev.status != EvaluationStatus.COMPLETE:
-                self._open_evaluations[ev.id] = ev.job_id
 
     def set_evaluation_status(self, eval_id: str, status: str) -> None:
+        new = self._new_evaluations.get(eval_id)
+        if new is not None:
+            # Created by the open transaction: changed before it is written.
+            self._check_owner()
+            self._cache(self._new_evaluations, eval_id, replace(new, status=status))
+            if status == EvaluationStatus.COMPLETE:
+                self._uncache(self._open_evaluations, eval_id)
+            else:
+                self._cache(self._open_evaluations, eval_id, new.job_id)
+            return
         if status == EvaluationStatus.COMPLETE:
             if eval_id not in self._open_evaluations:
                 return  # not stored, or already complete: no row would change

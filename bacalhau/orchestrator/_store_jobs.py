@@ -264,7 +264,12 @@ class JobRecords(JobHistoryLog):
     def get_job(self, job_id: str) -> Job:
         row = self._job_rows.get(job_id)
         if row is None:
-            row = self._db.execute(f"SELECT {_STATE_COLUMNS} WHERE id = ?", (job_id,)).fetchone()
+            dirty = self._dirty_jobs.get(job_id)
+            row = (
+                dirty[1]
+                if dirty is not None
+                else self._db.execute(f"SELECT {_STATE_COLUMNS} WHERE id = ?", (job_id,)).fetchone()
+            )
             if row is None:
                 raise JobNotFound(f"job not found: {job_id}")
             self._keep_row(row)
@@ -344,7 +349,11 @@ class JobRecords(JobHistoryLog):
         rows = self._db.execute(
             f"SELECT id FROM jobs WHERE state IN ({marks})", [int(s) for s in states]
         ).fetchall()
-        return [str(r[0]) for r in rows]
+        dirty = self._dirty_jobs
+        found = [str(r[0]) for r in rows if r[0] not in dirty]
+        # The open transaction's state changes are written at its commit: overlay them.
+        wanted = {int(s) for s in states}
+        return found + [job_id for job_id, (_, row) in dirty.items() if row[1] in wanted]
 
     def update_job_state(
         self,
@@ -369,32 +378,56 @@ class JobRecords(JobHistoryLog):
         job.revision += 1
         job.modify_time = now
         row = (job_id, int(new_state), dumps_text(message), job.revision, job.version, now)
-        with self._write():
-            # The spec is not rewritten: a state change is one small row.
-            cur = self._db.execute(
-                "UPDATE jobs SET state = ?, state_message = ?, revision = ?, modify_time = ?"
-                " WHERE id = ? AND revision = ?",
-                (row[1], row[2], job.revision, now, job_id, job.revision - 1),
-            )
-            if cur.rowcount != 1:
-                raise RevisionConflict(f"job {job_id} changed concurrently")
-            self._keep_row(row)
-            if new_state.is_terminal() and not old.is_terminal():
-                JOBS_FINISHED.labels(state=new_state.wire).inc()
-            self.add_history(
-                JobHistory(
-                    seq_num=0,
-                    type=HistoryType.JOB,
-                    job_id=job_id,
-                    event=event or Event(message=message, topic="State Update", timestamp=now),
-                    time=now,
-                    new_revision=job.revision,
-                    job_state_previous=old if old != new_state else None,
-                    job_state_new=new_state,
-                    job_version=job.version,
-                )
-            )
+        if not self._depth:
+            with self.transaction():
+                self._record_job_state(job, old, row, event)
+        else:
+            self._check_owner()
+            self._record_job_state(job, old, row, event)
         return job
+
+    def _record_job_state(
+        self, job: Job, old: JobStateType, row: _JobState, event: Event | None
+    ) -> None:
+        """(In the open transaction.) Keep ``row`` as the job's state columns, written when
+        the transaction commits (the spec is not rewritten: a state change is one small row)."""
+        dirty = self._dirty_jobs.get(job.id)
+        base = job.revision - 1 if dirty is None else dirty[0]
+        self._cache(self._dirty_jobs, job.id, (base, row))
+        self._keep_row(row)
+        new_state, now = job.state, row[5]
+        if new_state.is_terminal() and not old.is_terminal():
+            JOBS_FINISHED.labels(state=new_state.wire).inc()
+        self.add_history(
+            JobHistory(
+                seq_num=0,
+                type=HistoryType.JOB,
+                job_id=job.id,
+                event=event
+                or Event(message=job.state_message, topic="State Update", timestamp=now),
+                time=now,
+                new_revision=job.revision,
+                job_state_previous=old if old != new_state else None,
+                job_state_new=new_state,
+                job_version=job.version,
+            )
+        )
+
+    def _write_jobs(self) -> None:
+        """Write the state columns of the jobs the open transaction changed, each once (just
+        before it commits), compare-and-set on the revision their row had."""
+        if not self._dirty_jobs:
+            return
+        cur = self._db.executemany(
+            "UPDATE jobs SET state = ?, state_message = ?, revision = ?, modify_time = ?"
+            " WHERE id = ? AND revision = ?",
+            [
+                (row[1], row[2], row[3], row[5], job_id, base)
+                for job_id, (base, row) in self._dirty_jobs.items()
+            ],
+        )
+        if cur.rowcount != len(self._dirty_jobs):
+            raise RevisionConflict("a job changed concurrently")
 
     def add_job_version(self, job_id: str, *, event: Event, spec: Job | None = None) -> Job:
         """A new version of a job (``Version`` + 1), Pending, with a JobLevel history item:
@@ -416,6 +449,11 @@ class JobRecords(JobHistoryLog):
         new.modify_time = now
         doc = new.to_dict()
         with self._atomic():
+            # A state change of the job still to be written is replaced by this whole row.
+            pending = self._dirty_jobs.get(job_id)
+            base = job.revision if pending is None else pending[0]
+            if pending is not None:
+                self._uncache(self._dirty_jobs, job_id)
             module, blob = self._keep_module(doc)  # shared with earlier versions, as at create
             data = dumps_text(doc)
             self._db.execute(
@@ -436,7 +474,7 @@ class JobRecords(JobHistoryLog):
                     dumps_text(new.labels),
                     len(data) + (len(module) if module else 0),
                     job_id,
-                    job.revision,
+                    base,
                 ),
             )
             if cur.rowcount != 1:

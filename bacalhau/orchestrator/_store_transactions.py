@@ -19,7 +19,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, TypeVar
 
 from bacalhau.errors import InternalError
-from bacalhau.models import Execution, JobHistory, Resources
+from bacalhau.models import Evaluation, Execution, JobHistory, Resources
 from bacalhau.orchestrator._metrics import SQLITE_TRANSACTION_SECONDS
 
 K = TypeVar("K")
@@ -90,6 +90,14 @@ class StoreTransactions:
     #: nested block that rolls back, as the caches are).
     _dirty_executions: dict[str, tuple[int | None, Execution]]
     _write_executions: Callable[[], None]
+    #: Job ID -> (its row's revision before the open transaction; its state columns as
+    #: they are now), for the jobs whose state it changed: written once, as executions are.
+    _dirty_jobs: dict[str, tuple[int, tuple[str, int, str, int, int, int]]]
+    _write_jobs: Callable[[], None]
+    #: Evaluation ID -> the evaluation as it is now, for those the open transaction created:
+    #: inserted once, with their status then, when it commits.
+    _new_evaluations: dict[str, Evaluation]
+    _write_evaluations: Callable[[], None]
     # What a commit applies, each by the part of the store whose memory it changes.
     _flush_active: Callable[[], None]
     _flush_history: Callable[[], None]
@@ -127,6 +135,8 @@ class StoreTransactions:
                     hint="write through the store's _write() or _atomic()",
                     component="JobStore",
                 )
+            self._write_jobs()
+            self._write_evaluations()
             self._write_executions()
             self._write_history()
             self._db.execute("COMMIT")
@@ -138,6 +148,8 @@ class StoreTransactions:
         SQLITE_TRANSACTION_SECONDS.observe(time.perf_counter() - began)
         self._undo.clear()
         self._dirty_executions.clear()
+        self._dirty_jobs.clear()
+        self._new_evaluations.clear()
         self._flush_active()
         self._flush_history()
         self._flush_notify()
@@ -265,6 +277,8 @@ class StoreTransactions:
         self._drop_after_commit(0)
         self._undo_to(0)
         self._dirty_executions.clear()
+        self._dirty_jobs.clear()
+        self._new_evaluations.clear()
         self._nested.clear()
 
     # -- caches of rows, undone with the writes that changed them --------------------------

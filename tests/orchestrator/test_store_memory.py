@@ -130,7 +130,9 @@ def test_nested_blocks_share_one_savepoint_taken_at_their_first_write(tmp_path: 
             store.get_job("j-1")  # reads take no savepoint
         with store.transaction():
             with contextlib.suppress(_Boom), store.transaction():
+                # (State changes are written at the commit: they need no savepoint.)
                 store.update_job_state("j-1", JobStateType.RUNNING)
+                store.record_verdicts({"n-1": False})
                 raise _Boom
             store.update_execution("e-b", compute_state=E.BID_ACCEPTED)
     store._db.set_trace_callback(None)

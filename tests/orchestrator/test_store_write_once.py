@@ -12,10 +12,17 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from bacalhau.models import Event, ExecutionStateType, JobHistory, now_ns
+from bacalhau.models import (
+    EvaluationStatus,
+    Event,
+    ExecutionStateType,
+    JobHistory,
+    JobStateType,
+    now_ns,
+)
 from bacalhau.orchestrator import JobStore
 from tests.orchestrator.test_store import _job
-from tests.orchestrator.test_store_memory import _execution, _seen
+from tests.orchestrator.test_store_memory import _evaluation, _execution, _seen
 
 E = ExecutionStateType
 
@@ -114,3 +121,65 @@ def test_a_nested_block_that_rolls_back_drops_only_its_own_changes(tmp_path: Pat
     # Asked, then failed: the rolled-back acceptance took no number.
     assert [h.exec_state_new for h in fresh.history_of("j-1")] == [E.ASK_FOR_BID, E.FAILED]
     assert [h.seq_num for h in fresh.history_of("j-1")] == [1, 2]
+
+
+def test_a_jobs_state_changes_in_one_transaction_are_one_update(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.db")
+    with store.transaction():
+        store.create_job(_job("j-1"))
+    statements = _traced(store)
+    with store.transaction():
+        store.update_job_state("j-1", JobStateType.RUNNING)
+        store.update_job_state("j-1", JobStateType.COMPLETED, message="done")
+        store._job_rows.clear()  # read from SQL, which holds none of it yet
+        assert store.get_job("j-1").state == JobStateType.COMPLETED
+        assert store.jobs_in_states([JobStateType.COMPLETED]) == ["j-1"]
+        assert store.jobs_in_states([JobStateType.PENDING]) == []
+    store._db.set_trace_callback(None)
+    assert _writes(statements, "jobs") == ["UPDATE"]
+    fresh = JobStore(tmp_path / "jobs.db")
+    assert (fresh.get_job("j-1").state, fresh.get_job("j-1").state_message) == (
+        JobStateType.COMPLETED,
+        "done",
+    )
+    assert _seen(store, "j-1") == _seen(fresh, "j-1")
+
+
+def test_a_new_version_replaces_a_pending_state_change(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.db")
+    with store.transaction():
+        store.create_job(_job("j-1"))
+    first = store.get_job("j-1")
+    with store.transaction():
+        store.update_job_state("j-1", JobStateType.FAILED, message="boom")
+        store.add_job_version("j-1", event=Event(message="rerun"))
+    fresh = JobStore(tmp_path / "jobs.db")
+    job = fresh.get_job("j-1")
+    assert (job.version, job.state, job.revision) == (
+        first.version + 1,
+        JobStateType.PENDING,
+        first.revision + 2,
+    )
+    assert _seen(store, "j-1") == _seen(fresh, "j-1")
+
+
+def test_an_evaluation_made_and_completed_in_one_transaction_is_one_insert(
+    tmp_path: Path,
+) -> None:
+    store = JobStore(tmp_path / "jobs.db")
+    statements = _traced(store)
+    with store.transaction():
+        store.create_evaluation(_evaluation("ev-done"))
+        store.set_evaluation_status("ev-done", EvaluationStatus.COMPLETE)
+        store.create_evaluation(_evaluation("ev-open"))
+        with contextlib.suppress(_Boom), store.transaction():
+            store.create_evaluation(_evaluation("ev-undone"))
+            store.set_evaluation_status("ev-open", EvaluationStatus.COMPLETE)
+            raise _Boom
+    store._db.set_trace_callback(None)
+    assert _writes(statements, "evaluations") == ["INSERT", "INSERT"]  # one per row bound
+    assert [e.id for e in JobStore(tmp_path / "jobs.db").pending_evaluations()] == ["ev-open"]
+    assert set(store._open_evaluations) == {"ev-open"}
+    with store.transaction():
+        store.set_evaluation_status("ev-open", EvaluationStatus.COMPLETE)
+    assert JobStore(tmp_path / "jobs.db").pending_evaluations() == []
