@@ -16,6 +16,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from types import TracebackType
 from typing import Any, TypeVar
 
 from bacalhau.errors import InternalError
@@ -47,7 +48,7 @@ class _Nested:
         self.after = len(store._after_commit)
         self.undo = len(store._undo)
         #: Rows changed on the connection when the block began (a write made without a
-        #: savepoint would change it: see :meth:`StoreTransactions._savepoint`).
+        #: savepoint would change it: see :meth:`StoreTransactions._open_block`).
         self.changes = store._db.total_changes
 
 
@@ -103,29 +104,27 @@ class StoreTransactions:
     _flush_history: Callable[[], None]
     _flush_notify: Callable[[], None]
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self) -> AbstractContextManager[None]:
         """Group writes atomically; nests: an inner block commits with the outer transaction,
         and one that raises is rolled back alone (a savepoint), so a batch of callbacks
         applied in one transaction keeps each one's all-or-nothing."""
-        if self._depth > 0:
-            self._check_owner()
-            with self._savepoint():
-                yield
-            return
+        # A class rather than a generator: a job's path opens about twenty of these.
+        return _Block(self)
+
+    def _begin(self) -> float:
         self._db.execute("BEGIN IMMEDIATE")
-        began = time.perf_counter()
         self._depth += 1
         self._owner = _current_task()
         self._doomed = False
-        try:
-            yield
-        except BaseException:
-            self._depth -= 1
-            self._db.execute("ROLLBACK")
-            SQLITE_TRANSACTION_SECONDS.observe(time.perf_counter() - began)
-            self._forget_pending()
-            raise
+        return time.perf_counter()
+
+    def _roll_back(self, began: float) -> None:
+        self._depth -= 1
+        self._db.execute("ROLLBACK")
+        SQLITE_TRANSACTION_SECONDS.observe(time.perf_counter() - began)
+        self._forget_pending()
+
+    def _commit(self, began: float) -> None:
         self._depth -= 1
         try:
             if self._doomed:
@@ -215,36 +214,37 @@ class StoreTransactions:
                 component="JobStore",
             )
 
-    @contextmanager
-    def _savepoint(self) -> Iterator[None]:
-        """A nested block: its writes, and what they would change in memory at commit, are
-        undone alone if it raises."""
+    def _open_block(self) -> _Nested:
+        """A nested block begins: its writes, and what they would change in memory at
+        commit, are undone alone if it raises (:meth:`_undo_block`)."""
+        self._check_owner()
         block = _Nested(self)
         self._nested.append(block)
         self._depth += 1
-        try:
-            yield
-        except BaseException:
-            self._depth -= 1
-            self._nested.pop()
-            if block.savepoint is not None:
-                self._db.execute(f"ROLLBACK TO {block.savepoint}")
-                if block.owns:
-                    self._db.execute(f"RELEASE {block.savepoint}")
-            else:
-                self._check_unwritten(block)
-            del self._pending_active[block.active :]
-            del self._pending_history[block.history :]
-            self._pending_notify.intersection_update(block.notify)
-            self._drop_after_commit(block.after)
-            self._undo_to(block.undo)
-            raise
+        return block
+
+    def _close_block(self, block: _Nested) -> None:
         self._depth -= 1
         self._nested.pop()
         if block.owns:
             self._db.execute(f"RELEASE {block.savepoint}")
         elif block.savepoint is None:
             self._check_unwritten(block)
+
+    def _undo_block(self, block: _Nested) -> None:
+        self._depth -= 1
+        self._nested.pop()
+        if block.savepoint is not None:
+            self._db.execute(f"ROLLBACK TO {block.savepoint}")
+            if block.owns:
+                self._db.execute(f"RELEASE {block.savepoint}")
+        else:
+            self._check_unwritten(block)
+        del self._pending_active[block.active :]
+        del self._pending_history[block.history :]
+        self._pending_notify.intersection_update(block.notify)
+        self._drop_after_commit(block.after)
+        self._undo_to(block.undo)
 
     def _take_savepoint(self) -> None:
         """The innermost nested block is about to write: take its savepoint now, one for it
@@ -312,6 +312,42 @@ class StoreTransactions:
                 cache.pop(key, None)
             else:
                 cache[key] = before
+
+
+class _Block:
+    """One ``with store.transaction():`` block: the transaction itself, or a block nested
+    in it."""
+
+    __slots__ = ("_began", "_nested", "_store")
+
+    def __init__(self, store: StoreTransactions) -> None:
+        self._store = store
+        self._nested: _Nested | None = None
+        self._began = 0.0
+
+    def __enter__(self) -> None:
+        store = self._store
+        if store._depth > 0:
+            self._nested = store._open_block()
+        else:
+            self._began = store._begin()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        store, nested = self._store, self._nested
+        if nested is not None:
+            if exc_type is None:
+                store._close_block(nested)
+            else:
+                store._undo_block(nested)
+        elif exc_type is None:
+            store._commit(self._began)
+        else:
+            store._roll_back(self._began)
 
 
 def _current_task() -> asyncio.Task[Any] | None:
