@@ -37,6 +37,16 @@ def _traced(store: JobStore) -> list[str]:
     return statements
 
 
+def _with_job(tmp_path: Path, *executions: tuple[str, int]) -> JobStore:
+    """A store holding job ``j-1`` and its executions (ID, create time), committed."""
+    store = JobStore(tmp_path / "jobs.db")
+    with store.transaction():
+        store.create_job(_job("j-1"))
+        for ex_id, created in executions:
+            store.create_execution(_execution(ex_id, "j-1", created))
+    return store
+
+
 def _writes(statements: list[str], table: str) -> list[str]:
     return [
         s.split()[0]
@@ -70,10 +80,7 @@ def test_a_transaction_writes_each_row_it_changed_once(tmp_path: Path) -> None:
 
 
 def test_reads_inside_the_transaction_see_its_changes_even_from_sql(tmp_path: Path) -> None:
-    store = JobStore(tmp_path / "jobs.db")
-    with store.transaction():
-        store.create_job(_job("j-1"))
-        store.create_execution(_execution("e-old", "j-1", 5))
+    store = _with_job(tmp_path, ("e-old", 5))
     with store.transaction():
         store.update_execution("e-old", compute_state=E.ASK_FOR_BID)
         store.create_execution(_execution("e-new", "j-1", 10))
@@ -101,10 +108,7 @@ def test_reads_inside_the_transaction_see_its_changes_even_from_sql(tmp_path: Pa
 
 
 def test_a_nested_block_that_rolls_back_drops_only_its_own_changes(tmp_path: Path) -> None:
-    store = JobStore(tmp_path / "jobs.db")
-    with store.transaction():
-        store.create_job(_job("j-1"))
-        store.create_execution(_execution("e-1", "j-1", 10))
+    store = _with_job(tmp_path, ("e-1", 10))
     with store.transaction():
         store.update_execution("e-1", compute_state=E.ASK_FOR_BID)
         with contextlib.suppress(_Boom), store.transaction():
@@ -124,9 +128,7 @@ def test_a_nested_block_that_rolls_back_drops_only_its_own_changes(tmp_path: Pat
 
 
 def test_a_jobs_state_changes_in_one_transaction_are_one_update(tmp_path: Path) -> None:
-    store = JobStore(tmp_path / "jobs.db")
-    with store.transaction():
-        store.create_job(_job("j-1"))
+    store = _with_job(tmp_path)
     statements = _traced(store)
     with store.transaction():
         store.update_job_state("j-1", JobStateType.RUNNING)
@@ -146,9 +148,7 @@ def test_a_jobs_state_changes_in_one_transaction_are_one_update(tmp_path: Path) 
 
 
 def test_a_new_version_replaces_a_pending_state_change(tmp_path: Path) -> None:
-    store = JobStore(tmp_path / "jobs.db")
-    with store.transaction():
-        store.create_job(_job("j-1"))
+    store = _with_job(tmp_path)
     first = store.get_job("j-1")
     with store.transaction():
         store.update_job_state("j-1", JobStateType.FAILED, message="boom")
