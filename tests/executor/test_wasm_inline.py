@@ -15,6 +15,7 @@ import wasmtime
 from bacalhau.errors import ExecutionTimeout
 from bacalhau.executor import InputMount, WasmExecutor
 from bacalhau.executor.wasm._inline import InlineRunStats
+from bacalhau.models import ResultPath
 from tests.executor.test_wasm import req
 
 T = TypeVar("T")
@@ -197,3 +198,33 @@ async def test_an_inline_run_keeps_its_streams_as_a_worker_does(
     assert results[0][2][0] == stdout[:cap]
     dropped = (max(len(stdout) - cap, 0), max(len(b"hello on stderr\n") - cap, 0))
     assert results[0][3] == ([f"dropped (stdout, stderr) = {dropped}"] if any(dropped) else [])
+
+
+# Spins about 15 ms of CPU here, with no host call: longer than an epoch tick, well within a
+# slice of 0.1 s.
+SHORT_SPIN = wasmtime.wat2wasm("""
+(module
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (local $n i64)
+    (local.set $n (i64.const 45000000))
+    (block $done
+      (loop $spin
+        (br_if $done (i64.eqz (local.get $n)))
+        (local.set $n (i64.sub (local.get $n) (i64.const 1)))
+        (br $spin)))))
+""")
+
+
+async def test_a_slow_preparation_does_not_count_against_the_slice(tmp_path: Path) -> None:
+    """The slice bounds the module's run, not what precedes it: a run whose preparation alone
+    outlasts the slice (here, thousands of result folders to make) and that sees an epoch
+    tick still runs inline, and its module stays known as short."""
+    executor = WasmExecutor(module_cache_size=8, inline_slice=0.1)
+    await executor.run(req(tmp_path, SHORT_SPIN))  # on a worker: now known short
+    many = [ResultPath(name=f"out{i}", path=f"/out{i}") for i in range(6000)]
+    began = time.thread_time()
+    result = await executor.run(req(tmp_path, SHORT_SPIN, result_paths=many))
+    assert time.thread_time() - began > 0.1  # the preparation alone outlasts the slice
+    assert (result.exit_code, result.error_msg) == (0, "")
+    assert executor.inline_stats() == InlineRunStats(inline=1, yielded=0)

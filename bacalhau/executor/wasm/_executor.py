@@ -401,6 +401,11 @@ class WasmExecutor:
             set_running_watch(watch)
             set_running_source(source)
             set_running_fs(fs)
+            if watch.slice_end is not None:
+                # The slice bounds the module's own run, from here: its preparation (result
+                # folders, the store, a garbage collection meanwhile) must not count, or one
+                # slow preparation would send a short module to the workers for good.
+                watch.slice_end = time.thread_time() + self._inline.slice_seconds
             began = time.thread_time()  # this thread's CPU: waits for a core are not the module's
             try:
                 exit_code, error_msg, memory_size = _call(instantiate, store, spec.entry_point)
