@@ -34,14 +34,10 @@ class EvaluationRecords(StoreTransactions):
     def create_evaluation(self, ev: Evaluation) -> None:
         """Store a new evaluation: inserted when the transaction commits, with the status it
         has then (one made and completed by the same transaction is one row written)."""
-        if not self._depth:
-            with self.transaction():
-                return self.create_evaluation(ev)
-        self._check_owner()
-        self._cache(self._new_evaluations, ev.id, replace(ev))
-        if ev.status != EvaluationStatus.COMPLETE:
-            self._cache(self._open_evaluations, ev.id, ev.job_id)
-        return None
+        with self._write_at_commit():
+            self._cache(self._new_evaluations, ev.id, replace(ev))
+            if ev.status != EvaluationStatus.COMPLETE:
+                self._cache(self._open_evaluations, ev.id, ev.job_id)
 
     def _write_evaluations(self) -> None:
         """Insert the evaluations the open transaction created (just before it commits)."""

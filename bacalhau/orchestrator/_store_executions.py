@@ -34,6 +34,16 @@ from bacalhau.orchestrator._store_history import JobHistoryLog
 _EXECUTION_CACHE = 4096
 #: Jobs whose execution IDs are kept in memory, most recently used last.
 _JOB_EXECUTIONS_CACHE = 4096
+#: The states of an execution that holds (or may yet hold) its job on its node.
+_ON_NODE = (
+    ExecutionStateType.NEW,
+    ExecutionStateType.ASK_FOR_BID,
+    ExecutionStateType.ASK_FOR_BID_ACCEPTED,
+    ExecutionStateType.BID_ACCEPTED,
+    ExecutionStateType.RUNNING,
+    ExecutionStateType.PUBLISHING,
+    ExecutionStateType.UNDEFINED,
+)
 
 
 def _creation_order(ex: Execution) -> tuple[int, str]:
@@ -58,26 +68,22 @@ class ExecutionRecords(JobHistoryLog):
     def create_execution(self, execution: Execution, event: Event | None = None) -> None:
         """Store a new execution (its row is written when the transaction commits)."""
         check_execution_transition(ExecutionStateType.UNDEFINED, execution.compute_state)
-        if not self._depth:
-            with self.transaction():
-                return self.create_execution(execution, event)
-        self._check_owner()
-        if execution.id in self._dirty_executions or execution.id in self._executions:
-            raise RevisionConflict(f"execution {execution.id} already exists")
-        self._track(execution)
-        kept = self._remember_execution(execution)
-        self._cache(self._dirty_executions, execution.id, (None, kept))
-        known = self._job_executions.get(execution.job_id)
-        if known is not None:
-            self._cache_recent(
-                self._job_executions,
-                execution.job_id,
-                (*known, execution.id),
-                _JOB_EXECUTIONS_CACHE,
-            )
-        if event is not None:
-            self._exec_history(execution, None, event)
-        return None
+        with self._write_at_commit():
+            if execution.id in self._dirty_executions or execution.id in self._executions:
+                raise RevisionConflict(f"execution {execution.id} already exists")
+            self._track(execution)
+            kept = self._remember_execution(execution)
+            self._cache(self._dirty_executions, execution.id, (None, kept))
+            known = self._job_executions.get(execution.job_id)
+            if known is not None:
+                self._cache_recent(
+                    self._job_executions,
+                    execution.job_id,
+                    (*known, execution.id),
+                    _JOB_EXECUTIONS_CACHE,
+                )
+            if event is not None:
+                self._exec_history(execution, None, event)
 
     def get_execution(self, execution_id: str) -> Execution:
         cached = self._executions.get(execution_id)
@@ -145,19 +151,10 @@ class ExecutionRecords(JobHistoryLog):
         return kept
 
     def active_jobs_on_node(self, node_id: str) -> list[str]:
-        active = [
-            int(ExecutionStateType.NEW),
-            int(ExecutionStateType.ASK_FOR_BID),
-            int(ExecutionStateType.ASK_FOR_BID_ACCEPTED),
-            int(ExecutionStateType.BID_ACCEPTED),
-            int(ExecutionStateType.RUNNING),
-            int(ExecutionStateType.PUBLISHING),
-            int(ExecutionStateType.UNDEFINED),
-        ]
         rows = self._db.execute(
             "SELECT id, job_id FROM executions WHERE node_id = ? AND compute_state IN"
             " (?, ?, ?, ?, ?, ?, ?)",
-            (node_id, *active),
+            (node_id, *_ON_NODE),
         ).fetchall()
         dirty = self._dirty_executions
         jobs = {str(r[1]) for r in rows if r[0] not in dirty}
@@ -165,7 +162,7 @@ class ExecutionRecords(JobHistoryLog):
         jobs.update(
             ex.job_id
             for _, ex in dirty.values()
-            if ex.node_id == node_id and int(ex.compute_state) in active
+            if ex.node_id == node_id and ex.compute_state in _ON_NODE
         )
         return sorted(jobs)
 
@@ -219,39 +216,24 @@ class ExecutionRecords(JobHistoryLog):
             ex.run_output = run_output
         ex.revision += 1
         ex.modify_time = now_ns()
-        if not self._depth:
-            with self.transaction():
-                self._record_update(ex, old_state, compute_state, event)
-        else:
-            self._check_owner()
-            self._record_update(ex, old_state, compute_state, event)
+        # Kept as the execution's row, written when the transaction commits.
+        with self._write_at_commit():
+            dirty = self._dirty_executions.get(ex.id)
+            base = ex.revision - 1 if dirty is None else dirty[0]
+            self._track(ex)
+            self._cache(self._dirty_executions, ex.id, (base, self._remember_execution(ex)))
+            if event is not None or (compute_state is not None and compute_state != old_state):
+                self._exec_history(
+                    ex,
+                    old_state if compute_state is not None and old_state != compute_state else None,
+                    event
+                    or Event(
+                        message=ex.compute_message or ex.compute_state.label,
+                        topic="Execution",
+                        timestamp=ex.modify_time,
+                    ),
+                )
         return ex
-
-    def _record_update(
-        self,
-        ex: Execution,
-        old_state: ExecutionStateType,
-        compute_state: ExecutionStateType | None,
-        event: Event | None,
-    ) -> None:
-        """(In the open transaction.) Keep ``ex`` as the execution's row, written when the
-        transaction commits."""
-        dirty = self._dirty_executions.get(ex.id)
-        base = ex.revision - 1 if dirty is None else dirty[0]
-        self._track(ex)
-        kept = self._remember_execution(ex)
-        self._cache(self._dirty_executions, ex.id, (base, kept))
-        if event is not None or (compute_state is not None and compute_state != old_state):
-            self._exec_history(
-                ex,
-                old_state if compute_state is not None and old_state != compute_state else None,
-                event
-                or Event(
-                    message=ex.compute_message or ex.compute_state.label,
-                    topic="Execution",
-                    timestamp=ex.modify_time,
-                ),
-            )
 
     def _write_executions(self) -> None:
         """Write the rows of the executions the open transaction changed, each once (just

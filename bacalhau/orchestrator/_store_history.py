@@ -40,22 +40,19 @@ class JobHistoryLog(StoreTransactions):
         in one statement (see :meth:`_write_history`); until then the item is pending, and
         a nested block that rolls back drops it from the pending list: it needs no
         savepoint of its own."""
-        if not self._depth:
-            with self.transaction():
-                return self.add_history(item)
-        self._check_owner()
-        last = self._seqs.get(item.job_id)
-        if last is None:
-            row = self._db.execute(
-                "SELECT COALESCE(MAX(seq), 0) FROM history WHERE job_id = ?", (item.job_id,)
-            ).fetchone()
-            last = int(row[0])
-        item.seq_num = last + 1
-        if not item.event.timestamp:
-            item.event.timestamp = item.time
-        self._cache_recent(self._seqs, item.job_id, item.seq_num, _SEQ_CACHE)
-        self._pending_notify.add(item.job_id)
-        self._pending_history.append(item)
+        with self._write_at_commit():
+            last = self._seqs.get(item.job_id)
+            if last is None:
+                row = self._db.execute(
+                    "SELECT COALESCE(MAX(seq), 0) FROM history WHERE job_id = ?", (item.job_id,)
+                ).fetchone()
+                last = int(row[0])
+            item.seq_num = last + 1
+            if not item.event.timestamp:
+                item.event.timestamp = item.time
+            self._cache_recent(self._seqs, item.job_id, item.seq_num, _SEQ_CACHE)
+            self._pending_notify.add(item.job_id)
+            self._pending_history.append(item)
         return item
 
     def _write_history(self) -> None:

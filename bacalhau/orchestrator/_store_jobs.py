@@ -378,40 +378,29 @@ class JobRecords(JobHistoryLog):
         job.revision += 1
         job.modify_time = now
         row = (job_id, int(new_state), dumps_text(message), job.revision, job.version, now)
-        if not self._depth:
-            with self.transaction():
-                self._record_job_state(job, old, row, event)
-        else:
-            self._check_owner()
-            self._record_job_state(job, old, row, event)
-        return job
-
-    def _record_job_state(
-        self, job: Job, old: JobStateType, row: _JobState, event: Event | None
-    ) -> None:
-        """(In the open transaction.) Keep ``row`` as the job's state columns, written when
-        the transaction commits (the spec is not rewritten: a state change is one small row)."""
-        dirty = self._dirty_jobs.get(job.id)
-        base = job.revision - 1 if dirty is None else dirty[0]
-        self._cache(self._dirty_jobs, job.id, (base, row))
-        self._keep_row(row)
-        new_state, now = job.state, row[5]
-        if new_state.is_terminal() and not old.is_terminal():
-            JOBS_FINISHED.labels(state=new_state.wire).inc()
-        self.add_history(
-            JobHistory(
-                seq_num=0,
-                type=HistoryType.JOB,
-                job_id=job.id,
-                event=event
-                or Event(message=job.state_message, topic="State Update", timestamp=now),
-                time=now,
-                new_revision=job.revision,
-                job_state_previous=old if old != new_state else None,
-                job_state_new=new_state,
-                job_version=job.version,
+        # Kept as the job's state columns, written when the transaction commits (the spec
+        # is not rewritten: a state change is one small row).
+        with self._write_at_commit():
+            dirty = self._dirty_jobs.get(job_id)
+            base = job.revision - 1 if dirty is None else dirty[0]
+            self._cache(self._dirty_jobs, job_id, (base, row))
+            self._keep_row(row)
+            if new_state.is_terminal() and not old.is_terminal():
+                JOBS_FINISHED.labels(state=new_state.wire).inc()
+            self.add_history(
+                JobHistory(
+                    seq_num=0,
+                    type=HistoryType.JOB,
+                    job_id=job_id,
+                    event=event or Event(message=message, topic="State Update", timestamp=now),
+                    time=now,
+                    new_revision=job.revision,
+                    job_state_previous=old if old != new_state else None,
+                    job_state_new=new_state,
+                    job_version=job.version,
+                )
             )
-        )
+        return job
 
     def _write_jobs(self) -> None:
         """Write the state columns of the jobs the open transaction changed, each once (just

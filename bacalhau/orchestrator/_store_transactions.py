@@ -146,9 +146,7 @@ class StoreTransactions:
             raise
         SQLITE_TRANSACTION_SECONDS.observe(time.perf_counter() - began)
         self._undo.clear()
-        self._dirty_executions.clear()
-        self._dirty_jobs.clear()
-        self._new_evaluations.clear()
+        self._drop_pending_rows()
         self._flush_active()
         self._flush_history()
         self._flush_notify()
@@ -190,6 +188,16 @@ class StoreTransactions:
                 self._take_savepoint()
             # Nothing to do at the block's end: one shared do-nothing block instead of a
             # generator per write (a job makes about 20 writes).
+            return _JOINED
+        return self.transaction()
+
+    def _write_at_commit(self) -> AbstractContextManager[None]:
+        """A change the store keeps in memory and writes when the transaction commits
+        (``_write_*``): in the caller's transaction when one is open, else in one of its
+        own. It runs no statement now, so a nested block needs no savepoint for it: its
+        rollback drops the change through the undo log and the pending lists."""
+        if self._depth > 0:
+            self._check_owner()
             return _JOINED
         return self.transaction()
 
@@ -276,10 +284,14 @@ class StoreTransactions:
         self._pending_history.clear()
         self._drop_after_commit(0)
         self._undo_to(0)
+        self._drop_pending_rows()
+        self._nested.clear()
+
+    def _drop_pending_rows(self) -> None:
+        """The transaction ended: its pending rows were written, or are undone."""
         self._dirty_executions.clear()
         self._dirty_jobs.clear()
         self._new_evaluations.clear()
-        self._nested.clear()
 
     # -- caches of rows, undone with the writes that changed them --------------------------
 
