@@ -46,8 +46,8 @@ class PendingRows:
     def __init__(self) -> None:
         self._rows: dict[str, tuple[int, LocalExecution]] = {}
 
-    def __bool__(self) -> bool:
-        return bool(self._rows)
+    def __len__(self) -> int:
+        return len(self._rows)
 
     def latest(self, execution_id: str) -> LocalExecution | None:
         """The execution's record with its pending change (None: none is pending)."""
@@ -69,12 +69,6 @@ class PendingRows:
                 component="ExecutionStore",
             )
         return pending[0]
-
-    def single(self) -> tuple[int, LocalExecution] | None:
-        """The one pending change, when there is exactly one."""
-        if len(self._rows) != 1:
-            return None
-        return next(iter(self._rows.values()))
 
     def put(self, base: int, record: LocalExecution) -> None:
         self._rows[record.id] = (base, record)

@@ -16,7 +16,7 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from bacalhau.compute._pending_rows import UPDATE_ROW, PendingRows, row_update
+from bacalhau.compute._pending_rows import PendingRows
 
 __all__ = ["StoreTransactions"]
 
@@ -59,11 +59,9 @@ class StoreTransactions:
         if not self._pending:
             return
         try:
-            only = self._pending.single()
-            if only is not None and not self._db.in_transaction:
-                # One change: one statement, its own transaction.
-                if self._db.execute(UPDATE_ROW, row_update(only[1], only[0])).rowcount != 1:
-                    raise sqlite3.IntegrityError("the row moved on under its pending change")
+            if len(self._pending) == 1 and not self._db.in_transaction:
+                # One change: one statement, which SQLite commits on its own.
+                self._pending.write(self._db)
                 self._pending.clear()
                 return
             with self.transaction():
