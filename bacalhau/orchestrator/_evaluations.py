@@ -15,6 +15,7 @@ import random
 from bacalhau.models import (
     Evaluation,
     Job,
+    NodeReputation,
     NodeState,
     now_ns,
 )
@@ -84,28 +85,39 @@ class EvaluationRunner:
     def _plan(self, job: Job, ev: Evaluation) -> Plan:
         """The scheduler's plan for ``job`` now, as evaluation ``ev``."""
         executions = self.store.executions_of(job.id)
-        placed = self.store.placed()
-
-        def seen(nodes: list[NodeState]) -> list[NodeState]:
-            # What this requester placed counts before the nodes' records show it; each
-            # node's reputation (verified results) weighs its rank.
-            return with_reputation(with_placed(nodes, placed), node_reputations(self.store))
-
-        def one(node_id: str) -> NodeState | None:
-            node = self.nodes.compute_node(node_id)
-            return None if node is None else seen([node])[0]
-
         return schedule(
             job,
             executions,
             # Listed only for a placement: most passes look at their executions' nodes alone.
-            NodeListing(lambda: seen(self.nodes.compute_nodes()), one),
+            self._ranked_nodes(),
             ev,
             now=now_ns(),
             settings=self._settings,
             rng=self._rng,
             settling_until=self._settling_until,
         )
+
+    def _ranked_nodes(self) -> NodeListing:
+        """The compute nodes as ranking sees them: what this requester placed counts before
+        the nodes' records show it, and each node's reputation (verified results) weighs
+        its rank. Listed whole on first use; a node looked up before that is built from its
+        own records alone."""
+
+        def every() -> list[NodeState]:
+            nodes = with_placed(self.nodes.compute_nodes(), self.store.placed())
+            return with_reputation(nodes, node_reputations(self.store))
+
+        def one(node_id: str) -> NodeState | None:
+            node = self.nodes.compute_node(node_id)
+            if node is None:
+                return None
+            placed = self.store.placed_on(node_id)
+            counts = self.store.reputation_of(node_id)
+            node = with_placed([node], {node_id: placed} if placed else {})[0]
+            reputation = {node_id: NodeReputation(*counts)} if counts else {}
+            return with_reputation([node], reputation)[0]
+
+        return NodeListing(every, one)
 
     async def _process(self, ev: Evaluation) -> None:
         job = self.store.get_job(ev.job_id)

@@ -334,13 +334,21 @@ class ExecutionRecords(JobHistoryLog):
     def placed(self) -> dict[str, Placed]:
         """Per node, the executions this requester placed there that have not ended, and
         what they hold (kept in memory as writes commit; read on every placement)."""
-        out: dict[str, Placed] = {}
-        for node_id, held in self._active.items():
-            total = Resources()
-            for r in held.values():
-                total.cpu += r.cpu
-                total.memory += r.memory
-                total.disk += r.disk
-                total.gpu += r.gpu
-            out[node_id] = Placed(count=len(held), allocated=total)
-        return out
+        return {node_id: _placed(held) for node_id, held in self._active.items()}
+
+    def placed_on(self, node_id: str) -> Placed | None:
+        """:meth:`placed` of one node (None: nothing placed there runs), without the others:
+        a pass that looks at its executions' nodes alone."""
+        held = self._active.get(node_id)
+        return _placed(held) if held else None
+
+
+def _placed(held: dict[str, Resources]) -> Placed:
+    """What a node's active executions (ID -> what each holds) hold together."""
+    total = Resources()
+    for r in held.values():
+        total.cpu += r.cpu
+        total.memory += r.memory
+        total.disk += r.disk
+        total.gpu += r.gpu
+    return Placed(count=len(held), allocated=total)

@@ -44,3 +44,7 @@ class NodeReputationCounts(StoreTransactions):
     def reputation_counts(self) -> dict[str, tuple[int, int]]:
         """Per node with a record: (agreements, disagreements)."""
         return dict(self._reputation)
+
+    def reputation_of(self, node_id: str) -> tuple[int, int] | None:
+        """One node's (agreements, disagreements); None: it has no record."""
+        return self._reputation.get(node_id)

@@ -5,12 +5,15 @@ cluster; a placement does. Pure scheduler calls with a real :class:`NodeListing`
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from pathlib import Path
 
 import pytest
 
-from bacalhau.models import Connection, Membership, NodeState
+from bacalhau.models import Connection, Membership, NodeReputation, NodeState, Resources
 from bacalhau.orchestrator import SchedulerSettings, schedule
 from bacalhau.orchestrator._node_listing import NodeListing
+from tests.orchestrator.test_fast_path import requester_with_one_node
 from tests.orchestrator.test_scheduler import NOW, D, E, ev, execution, job, node
 
 
@@ -99,3 +102,23 @@ def test_a_listing_is_a_sequence_of_its_nodes(size: int) -> None:
     assert list(listing) == list(cluster.nodes.values())
     assert list(listing[:2]) == list(cluster.nodes.values())[:2]
     assert cluster.listed == 1
+
+
+async def test_a_requesters_node_looked_up_alone_is_the_node_its_listing_holds(
+    tmp_path: Path,
+) -> None:
+    """The requester builds a node looked up before any listing from that node's own records
+    (what it placed there, its reputation): the same state the whole listing gives it."""
+    async with AsyncExitStack() as stack:
+        orch, _ = await requester_with_one_node(stack, tmp_path)
+        placed = execution("e1", "node-a", E.NEW, D.RUNNING)
+        placed.allocated = Resources(cpu=0.5, memory=1 << 20)
+        orch.store.create_execution(placed)
+        orch.store.record_verdicts({"node-a": True})
+        looked_up = orch._ranked_nodes().get("node-a")
+        listed = {n.info.node_id: n for n in orch._ranked_nodes()}
+        assert looked_up is not None and looked_up == listed["node-a"]
+        assert looked_up.reputation == NodeReputation(agreements=1)
+        assert looked_up.info.compute is not None
+        assert looked_up.info.compute.running_executions == 1  # what it placed counts
+        assert orch._ranked_nodes().get("nobody") is None
