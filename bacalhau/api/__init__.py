@@ -9,6 +9,7 @@ check each user's capabilities against the route or method called.
 
 from bacalhau.api._authz import Authorizer, Principal, Resource, has_capability
 from bacalhau.api._grpc import GrpcApiServer
+from bacalhau.api._metrics import MetricsServer
 from bacalhau.api._server import DEFAULT_MAX_JOB_SIZE, ApiServer, build_app
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "ApiServer",
     "Authorizer",
     "GrpcApiServer",
+    "MetricsServer",
     "Principal",
     "Resource",
     "build_app",

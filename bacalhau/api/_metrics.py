@@ -1,13 +1,16 @@
 """``GET /metrics``: the node's Prometheus metrics, in the text exposition format.
 
-The metrics are prometheus-client's (see :mod:`bacalhau.orchestrator._metrics`); this
-module serves them and measures event-loop lag while the API server runs.
+The metrics are prometheus-client's (see :mod:`bacalhau.orchestrator._metrics` and
+:mod:`bacalhau.compute._metrics`); this module serves them, on the API port and on a port of
+their own (:class:`MetricsServer`: ``bacalhau serve --metrics-port``, the only way to reach
+a compute-only node's), and measures event-loop lag while it does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from types import TracebackType
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
@@ -49,3 +52,47 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/metrics", metrics)
     app.on_startup.append(_start_probe)
     app.on_cleanup.append(_stop_probe)
+
+
+class MetricsServer:
+    """Serves ``GET /metrics`` alone on ``host:port`` (port 0 picks a free one; anything
+    else is 404). An async context manager: bound on entry (:attr:`port` is then the real
+    port), closed on exit."""
+
+    def __init__(self, *, host: str = "0.0.0.0", port: int = 0) -> None:
+        self._host = host
+        self._requested_port = port
+        self._runner: web.AppRunner | None = None
+        self._port = 0
+
+    @property
+    def port(self) -> int:
+        """The bound port (valid once started)."""
+        return self._port
+
+    async def __aenter__(self) -> MetricsServer:
+        app = web.Application()
+        add_routes(app)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        await runner.setup()
+        site = web.TCPSite(runner, self._host or None, self._requested_port, reuse_address=True)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self._port = next(
+            (int(a[1]) for a in runner.addresses if isinstance(a, tuple) and len(a) >= 2), 0
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()

@@ -92,6 +92,15 @@ _CONFIG_HELP = (
     help="Public gRPC API port, on the REST API's host (0: any free port) "
     "[default: 1235, or a free port with --api-port 0].",
 )
+@click.option(
+    "--metrics-port",
+    "metrics_port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Serve GET /metrics (Prometheus) on this port too, on the API's host (0: any free "
+    "port); a compute-only node has no other. [default: off; a requester's is on its API "
+    "port]",
+)
 @click.option("--grpc-host", default=None, help="bprotocol bind host [default: 0.0.0.0].")
 @click.option("--grpc-port", type=click.IntRange(0, 65535), default=None, help="[default: 4222]")
 @click.option(

@@ -31,6 +31,8 @@ import contextlib
 import dataclasses
 import logging
 import re
+import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -40,6 +42,7 @@ from bacalhau.compute._bidder import Bidder, BidVerdict
 from bacalhau.compute._callbacks import OrchestratorCallbacks
 from bacalhau.compute._capacity import DEFAULT_JOB_RESOURCES, CapacityTracker, job_usage
 from bacalhau.compute._events import TOPIC_BIDDING, failure_event, info_event
+from bacalhau.compute._metrics import ASK_SECONDS, QUEUE_DEPTH
 from bacalhau.compute._modules import ModuleResolver, ModuleSource
 from bacalhau.compute._outbox import DEFAULT_LINGER, CallbackOutbox
 from bacalhau.compute._pipeline import ExecutionPipeline
@@ -149,6 +152,10 @@ class ComputeEndpoint:
             linger=callback_linger,
         )
         self._queue = RunQueue(capacity, self._start_run)
+        # A process runs one compute node: the gauge reads its queue (weakly: a node closed
+        # and dropped, as tests do, reads as empty).
+        queue = weakref.ref(self._queue)
+        QUEUE_DEPTH.set_function(lambda: float(q.queued_count if (q := queue()) else 0))
         self._runs: dict[str, asyncio.Task[LocalExecution]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._bidding: set[str] = set()
@@ -245,6 +252,15 @@ class ComputeEndpoint:
         callbacks: its bid answer, and its run result or failure when it ends within the
         linger (capped at :data:`MAX_ANSWER_LINGER`), instead of by calls of the node's own.
         """
+        began = time.perf_counter()
+        try:
+            return await self._ask_for_bid(source_node_id, request)
+        finally:
+            ASK_SECONDS.observe(time.perf_counter() - began)
+
+    async def _ask_for_bid(
+        self, source_node_id: str, request: AskForBidRequest
+    ) -> AskAnswer | None:
         await self._trust.check(source_node_id, "AskForBid")
         self._check_open()
         if request.applied_callbacks:

@@ -32,6 +32,7 @@ from bacalhau.compute._callbacks import Callback
 from bacalhau.compute._errors import ExecutionInterrupted
 from bacalhau.compute._events import TOPIC_RESTART, failure_event
 from bacalhau.compute._execution_memo import ExecutionMemo
+from bacalhau.compute._metrics import EXECUTIONS_FINISHED
 from bacalhau.compute._module_memo import ModuleMemo
 from bacalhau.compute._outbox_table import OutboxEntry
 from bacalhau.compute._pending_rows import UPDATE_ROW, PendingRows, row_update
@@ -214,7 +215,9 @@ class ExecutionStore:
             self._note(queued)  # committed
         if module is not None and digest is not None:
             self._modules.remember(digest, module)  # committed: known to be kept
-        if not state.is_terminal():
+        if state.is_terminal():
+            EXECUTIONS_FINISHED.labels(state=state.value).inc()
+        else:
             self._decoded.remember(execution, len(body) + len(module or ""), record)
         return record
 
@@ -375,6 +378,8 @@ class ExecutionStore:
             raise
         if callback is not None:
             self._note(queued)
+        if state.is_terminal():
+            EXECUTIONS_FINISHED.labels(state=state.value).inc()
         self._remember(updated)
         return updated
 

@@ -13,9 +13,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from bacalhau.compute._metrics import SQLITE_TRANSACTION_SECONDS
 from bacalhau.compute._pending_rows import PendingRows
 
 __all__ = ["StoreTransactions"]
@@ -89,6 +91,7 @@ class StoreTransactions:
             return
         # IMMEDIATE takes the write lock up front, so the compare-and-set reads what it updates.
         self._db.execute("BEGIN IMMEDIATE")
+        began = time.perf_counter()
         if self._pending:
             try:
                 self._pending.write(self._db)
@@ -104,10 +107,13 @@ class StoreTransactions:
         except BaseException:
             self._on_failure()
             self._db.execute("ROLLBACK")
+            SQLITE_TRANSACTION_SECONDS.observe(time.perf_counter() - began)
             raise
         try:
             self._db.execute("COMMIT")
         except BaseException:
             self._on_failure()
             raise
+        finally:
+            SQLITE_TRANSACTION_SECONDS.observe(time.perf_counter() - began)
         self._pending.clear()

@@ -77,6 +77,9 @@ class NodeConfig:
     #: 0 picks a free port. Unset (-1): 1235, or a free port when ``api_port`` is 0, so a
     #: node asked for free ports takes no fixed one. See :meth:`grpc_api_port`.
     api_grpc_port: int = -1
+    #: ``GET /metrics`` on a port of its own, on ``api_host`` (0 picks a free port; -1: off).
+    #: A requester also serves it on its API port; a compute-only node has only this one.
+    metrics_port: int = -1
     #: Who may use the REST and gRPC APIs, and for what (Bacalhau's ``API.Auth.Users``;
     #: see README, "Users and capabilities"). None: the APIs are open to every client.
     api_users: tuple[ApiUserConfig, ...] = ()

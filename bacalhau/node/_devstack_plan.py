@@ -35,6 +35,7 @@ DEVSTACK_OWNED_KEYS = frozenset(
         "seeds",
         "publisher_host",
         "publisher_port",
+        "metrics_port",
         "engines",
     }
 )
@@ -87,6 +88,8 @@ class DevstackNode:
     #: The public gRPC API (requester only).
     grpc_api_address: str = ""
     publisher_address: str = ""
+    #: ``GET /metrics`` alone (compute nodes: they serve no API).
+    metrics_address: str = ""
     status: NodeStatus = NodeStatus.STARTING
     exit_code: int | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
@@ -120,6 +123,7 @@ class DevstackNode:
                     ("GRPCAPI", _port(self.grpc_api_address)),
                     ("GRPC", _port(self.grpc_address)),
                     ("Publisher", _port(self.publisher_address)),
+                    ("Metrics", _port(self.metrics_address)),
                 )
                 if port is not None
             },
@@ -132,6 +136,8 @@ class DevstackNode:
             out["GRPCAPIAddress"] = self.grpc_api_address
         if self.publisher_address:
             out["PublisherAddress"] = self.publisher_address
+        if self.metrics_address:
+            out["MetricsAddress"] = self.metrics_address
         return out
 
 
@@ -279,6 +285,7 @@ def plan_devstack(
         identity = _prepare_node(ca, node_dir)
         grpc_port = pick_port()
         pub_port = pick_port()
+        metrics_port = pick_port()
         nodes.append(
             DevstackNode(
                 name=f"compute-{i}",
@@ -287,6 +294,7 @@ def plan_devstack(
                 data_dir=node_dir,
                 grpc_address=f"127.0.0.1:{grpc_port}",
                 publisher_address=f"127.0.0.1:{pub_port}",
+                metrics_address=f"127.0.0.1:{metrics_port}",
                 args=[
                     *base,
                     "--compute",
@@ -298,6 +306,8 @@ def plan_devstack(
                             "--seed": f"127.0.0.1:{req_grpc}",
                             "--publisher-host": "127.0.0.1",
                             "--publisher-port": pub_port,
+                            "--api-host": "127.0.0.1",
+                            "--metrics-port": metrics_port,
                             "--engines": ",".join(engines),
                             "--name": f"compute-{i}",
                         }

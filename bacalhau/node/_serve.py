@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 
 import bacalhau
 from bacalhau._logging import configure_logging
-from bacalhau.api import ApiServer, Authorizer, GrpcApiServer
+from bacalhau.api import ApiServer, Authorizer, GrpcApiServer, MetricsServer
 from bacalhau.compute import (
     ComputeEndpoint,
     RequesterTrust,
@@ -91,6 +91,8 @@ class RunningNode:
     api_port: int = 0
     #: The public gRPC API's port (requester only; 0 when not served).
     api_grpc_port: int = 0
+    #: The port of ``GET /metrics`` alone (``--metrics-port``; 0 when not served).
+    metrics_port: int = 0
     orchestrator: Orchestrator | None = None
     compute: ComputeEndpoint | None = None
     membership: MembershipRunner | None = None
@@ -351,6 +353,11 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
             )
         )
         log.info("compute %s: bprotocol on %s", node_id, grpc_address)
+    if config.metrics_port >= 0:
+        metrics = MetricsServer(host=config.api_host, port=config.metrics_port)
+        await _listen(stack, metrics, config.api_host, config.metrics_port, "--metrics-port")
+        running.metrics_port = metrics.port
+        log.info("node %s: metrics on %s:%d", node_id, config.api_host, metrics.port)
     await stack.enter_async_context(RecordPublisher(runner, describe))
     return running
 

@@ -9,11 +9,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-#: Latency buckets from a tenth of a millisecond to ten seconds.
-_BUCKETS = (
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-    2.5, 5.0, 10.0,
-)  # fmt: skip
+from bacalhau._metrics import LATENCY_BUCKETS
 
 JOBS_SUBMITTED = Counter("bacalhau_jobs_submitted_total", "Jobs accepted by the requester.")
 JOBS_FINISHED = Counter(
@@ -25,7 +21,7 @@ QUEUE_DEPTH = Gauge(
 SCHEDULING_SECONDS = Histogram(
     "bacalhau_scheduling_seconds",
     "From an evaluation's creation to its plan stored (evaluations due at once).",
-    buckets=_BUCKETS,
+    buckets=LATENCY_BUCKETS,
 )
 SCHEDULING_PASSES = Counter(
     "bacalhau_scheduling_passes_total",
@@ -36,18 +32,18 @@ SCHEDULING_PASSES = Counter(
 DISPATCH_SECONDS = Histogram(
     "bacalhau_dispatch_seconds",
     "Sending one plan's messages to compute nodes.",
-    buckets=_BUCKETS,
+    buckets=LATENCY_BUCKETS,
 )
 GRPC_CALL_SECONDS = Histogram(
     "bacalhau_grpc_call_seconds",
     "The requester's calls to compute nodes, by bprotocol method.",
     ["method"],
-    buckets=_BUCKETS,
+    buckets=LATENCY_BUCKETS,
 )
 SQLITE_TRANSACTION_SECONDS = Histogram(
     "bacalhau_sqlite_transaction_seconds",
     "Job store transactions, from BEGIN to COMMIT or ROLLBACK.",
-    buckets=_BUCKETS,
+    buckets=LATENCY_BUCKETS,
 )
 MODULES_SERVED = Counter(
     "bacalhau_modules_served_total",
@@ -62,7 +58,7 @@ CALLBACK_BATCH_ITEMS = Histogram(
 EVENT_LOOP_LAG_SECONDS = Histogram(
     "bacalhau_event_loop_lag_seconds",
     "How late the event loop runs a timer (how long other work held it).",
-    buckets=_BUCKETS,
+    buckets=LATENCY_BUCKETS,
 )
 ANSWERED_CALLBACKS = Counter(
     "bacalhau_answered_callbacks_total",

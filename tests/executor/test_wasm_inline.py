@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import pytest
 import wasmtime
+from prometheus_client import REGISTRY
 
 from bacalhau.errors import ExecutionTimeout
 from bacalhau.executor import InputMount, WasmExecutor
@@ -102,6 +103,20 @@ async def test_a_module_runs_inline_once_a_run_on_a_worker_showed_it_short(
     assert (second.results_dir / "stdout").read_text() == result.stdout
 
 
+def _runs(where: str) -> float:
+    return REGISTRY.get_sample_value("bacalhau_wasm_runs_total", {"where": where}) or 0.0
+
+
+async def test_runs_are_counted_in_the_metrics_by_where_they_ran(
+    tmp_path: Path, executor: WasmExecutor, module: Any
+) -> None:
+    worker, inline = _runs("worker"), _runs("inline")
+    await executor.run(req(tmp_path, module("hello")))
+    assert (_runs("worker") - worker, _runs("inline") - inline) == (1, 0)
+    await executor.run(req(tmp_path, module("hello")))
+    assert (_runs("worker") - worker, _runs("inline") - inline) == (1, 1)
+
+
 @pytest.mark.parametrize("deterministic", [False, True])
 async def test_an_overrun_yields_the_loop_and_runs_again_whole_on_a_worker(
     tmp_path: Path, executor: WasmExecutor, deterministic: bool
@@ -109,8 +124,10 @@ async def test_an_overrun_yields_the_loop_and_runs_again_whole_on_a_worker(
     params = {"Deterministic": deterministic}
     await executor.run(req(tmp_path, SPIN, params=params))  # no argument: no spin, short
     long = req(tmp_path, SPIN, params={**params, "Parameters": ["x"]})
+    yields = REGISTRY.get_sample_value("bacalhau_wasm_inline_yields_total") or 0.0
     result, stall = await longest_stall(executor.run(long))
     assert executor.inline_stats() == InlineRunStats(inline=1, yielded=1)
+    assert REGISTRY.get_sample_value("bacalhau_wasm_inline_yields_total") == yields + 1
     # The first attempt's "start" is gone: the results are the second attempt's, whole.
     assert (result.exit_code, result.error_msg, result.stdout) == (0, "", "start\nend\n")
     assert (long.results_dir / "stdout").read_text() == "start\nend\n"

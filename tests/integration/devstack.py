@@ -179,6 +179,8 @@ class ManifestNode:
     args: tuple[str, ...] = ()
     api_address: str = ""
     publisher_address: str = ""
+    #: ``GET /metrics`` alone (compute nodes).
+    metrics_address: str = ""
 
 
 def read_manifest(data_dir: Path) -> dict[str, Any]:
@@ -205,6 +207,7 @@ def manifest_nodes(manifest: dict[str, Any]) -> list[ManifestNode]:
             args=tuple(n.get("Args", ())),
             api_address=n.get("APIAddress", ""),
             publisher_address=n.get("PublisherAddress", ""),
+            metrics_address=n.get("MetricsAddress", ""),
         )
         for n in manifest["Nodes"]
     ]

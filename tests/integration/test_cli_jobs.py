@@ -9,11 +9,13 @@ import json
 import os
 import re
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from bacalhau.models import (
     Execution,
@@ -134,6 +136,42 @@ def test_wasm_jobs_complete_with_their_stdout_and_result_files(
     assert (results / "stdout").read_text() == "4 words\n"
     assert (results / "exitCode").read_text().strip() == "0"
     assert (results / "out" / "counts.txt").read_text() == ("3 one two three\n1 four\ntotal 4\n")
+
+
+def _compute_metrics(devstack: Devstack) -> dict[str, float]:
+    """Every compute node's ``/metrics`` (on its metrics port: it serves no API), summed."""
+    totals: dict[str, float] = {}
+    for node in devstack.compute:
+        assert node.metrics_address, node
+        with urllib.request.urlopen(f"http://{node.metrics_address}/metrics", timeout=10) as r:
+            assert r.headers["Content-Type"].startswith("text/plain")
+            text = r.read().decode()
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                key = s.name + "".join(f",{k}={v}" for k, v in sorted(s.labels.items()))
+                totals[key] = totals.get(key, 0.0) + s.value
+    return totals
+
+
+def test_compute_nodes_serve_their_metrics(devstack: Devstack, wasm_modules: Path) -> None:
+    before = _compute_metrics(devstack)
+    for _ in range(2):  # the second run of a module known to be short runs inline
+        out = devstack.ok("wasm", "run", str(wasm_modules / "hello.wasm"), "--", "x")
+        assert "completed." in out
+    after = _compute_metrics(devstack)
+
+    def grew(key: str) -> float:
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    assert grew("bacalhau_compute_executions_finished_total,state=Completed") == 2
+    assert grew("bacalhau_compute_ask_seconds_count") == 2
+    assert grew("bacalhau_compute_sqlite_transaction_seconds_count") >= 2
+    runs = grew("bacalhau_wasm_runs_total,where=inline") + grew(
+        "bacalhau_wasm_runs_total,where=worker"
+    )
+    assert runs == 2
+    assert "bacalhau_compute_queue_depth" in after
+    assert "bacalhau_event_loop_lag_seconds_count" in after
 
 
 def test_count_two_runs_on_two_different_nodes(devstack: Devstack, busybox_image: str) -> None:

@@ -19,7 +19,9 @@ from tests.integration.devstack import eventually
 pytestmark = pytest.mark.integration
 
 # The devstack with a port chooser that first hands out ports held by this process: the
-# requester's REST port on the first start, the compute node's gRPC port on the second.
+# requester's REST port on the first start, the compute node's gRPC port on the second (a
+# start picks six: the requester's three, then the compute node's gRPC, publisher and
+# metrics ports).
 _SCRIPT = """
 import asyncio, logging, sys
 from pathlib import Path
@@ -27,7 +29,7 @@ from bacalhau.node._devstack import _run_nodes
 from bacalhau.node._devstack_plan import free_port
 
 logging.basicConfig(level=logging.WARNING)
-taken = {1: int(sys.argv[2]), 9: int(sys.argv[3])}
+taken = {1: int(sys.argv[2]), 10: int(sys.argv[3])}
 picks = 0
 
 def pick() -> int:

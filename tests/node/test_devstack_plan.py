@@ -85,7 +85,11 @@ def test_manifest_describes_each_node_and_is_replaced_whole(tmp_path: Path) -> N
     args = requester["Args"]
     assert args[args.index("--api-grpc-port") + 1] == grpc_api.rsplit(":", 1)[1]
     assert (requester["Status"], requester["ExitCode"]) == ("starting", None)
-    assert compute["Roles"] == ["compute"] and set(compute["Ports"]) == {"GRPC", "Publisher"}
+    assert compute["Roles"] == ["compute"]
+    assert set(compute["Ports"]) == {"GRPC", "Publisher", "Metrics"}
+    metrics = compute["MetricsAddress"]
+    assert metrics.startswith("127.0.0.1:") and metrics != compute["PublisherAddress"]
+    assert compute["Args"][compute["Args"].index("--metrics-port") + 1] == metrics.rsplit(":")[1]
     assert (compute["Status"], compute["ExitCode"]) == ("exited", -9)
     assert compute["Args"] == nodes[1].args and compute["ID"] == nodes[1].node_id
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["devstack.json"]

@@ -63,6 +63,7 @@ from bacalhau.executor.wasm._linking import (
     instantiate_linked,
     new_linker,
 )
+from bacalhau.executor.wasm._metrics import INLINE_YIELDS, RUNS
 from bacalhau.executor.wasm._modules import (
     CompiledModule,
     ModuleCache,
@@ -95,6 +96,10 @@ _CLOSE_TIMEOUT = 5.0
 #: How long a known-short run may hold the event loop's thread before it yields to a worker
 #: (it notices at the next epoch tick, so the loop is held at most this and a tick).
 INLINE_SLICE_SECONDS = 0.002
+
+# Bound once: a labelled child's lookup would cost on every run.
+_INLINE_RUNS = RUNS.labels(where="inline")
+_WORKER_RUNS = RUNS.labels(where="worker")
 
 
 class _Yielded(Exception):
@@ -225,11 +230,13 @@ class WasmExecutor:
         watch = self._interrupter.new_watch(request.timeout)
         watch.slice_end = time.thread_time() + self._inline.slice_seconds
         self._inline.started_inline()
+        _INLINE_RUNS.inc()
         self._runs[request.execution_id] = watch
         try:
             return self._run_sync(spec, request, watch)
         except _Yielded:
             self._inline.yielded(digest)
+            INLINE_YIELDS.inc()
             empty_folder(request.results_dir)
             return None
         finally:
@@ -240,6 +247,7 @@ class WasmExecutor:
     ) -> RunCommandResult:
         watch = self._interrupter.new_watch(timeout)
         self._runs[request.execution_id] = watch
+        _WORKER_RUNS.inc()
         loop = asyncio.get_running_loop()
         running = loop.run_in_executor(self._workers, self._run_sync, spec, request, watch)
         self._busy.add(running)

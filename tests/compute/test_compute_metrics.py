@@ -1,0 +1,65 @@
+"""A compute node's Prometheus metrics move with the work it does, and ``/metrics`` is served
+alone on a port of its own (a compute-only node serves no API)."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import aiohttp
+from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
+
+from bacalhau.api import MetricsServer
+from bacalhau.api._history import wait_for_end
+from tests.orchestrator.test_fast_path import _job, requester_with_one_node
+
+
+def _value(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_a_job_moves_the_compute_metrics(tmp_path: Path) -> None:
+    names = (
+        ("bacalhau_compute_executions_finished_total", {"state": "Completed"}),
+        ("bacalhau_compute_ask_seconds_count", {}),
+        ("bacalhau_compute_sqlite_transaction_seconds_count", {}),
+    )
+    async with AsyncExitStack() as stack:
+        orchestrator, _ = await requester_with_one_node(stack, tmp_path)
+        before = [_value(name, **labels) for name, labels in names]
+        submitted = await orchestrator.submit_job(_job())
+        job = await wait_for_end(
+            orchestrator, submitted.job_id, "batch", wait=30, closing=asyncio.Event()
+        )
+        assert job is not None and job.state.wire == "Completed"
+        after = [_value(name, **labels) for name, labels in names]
+        # Read while the node is up: the gauge reads its queue (empty once the job ran).
+        assert REGISTRY.get_sample_value("bacalhau_compute_queue_depth") == 0
+    finished, asks, transactions = (a - b for a, b in zip(after, before, strict=True))
+    assert (finished, asks) == (1, 1)
+    assert transactions >= 1
+
+
+async def test_the_metrics_server_serves_metrics_and_nothing_else() -> None:
+    async with MetricsServer(host="127.0.0.1", port=0) as server, aiohttp.ClientSession() as http:
+        assert server.port > 0
+        url = f"http://127.0.0.1:{server.port}"
+        async with http.get(f"{url}/metrics") as resp:
+            assert resp.status == 200
+            assert resp.headers["Content-Type"].startswith("text/plain")
+            families = {f.name for f in text_string_to_metric_families(await resp.text())}
+        assert {
+            "bacalhau_compute_executions_finished",
+            "bacalhau_compute_queue_depth",
+            "bacalhau_compute_sqlite_transaction_seconds",
+            "bacalhau_wasm_runs",
+            "bacalhau_event_loop_lag_seconds",
+            "process_cpu_seconds",
+        } <= families
+        for path in ("/", "/api/v1/orchestrator/jobs", "/metrics/x"):
+            async with http.get(f"{url}{path}") as resp:
+                assert resp.status == 404, path
+        async with http.post(f"{url}/metrics") as resp:
+            assert resp.status == 405
