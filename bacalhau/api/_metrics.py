@@ -15,6 +15,7 @@ from types import TracebackType
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+from bacalhau.api._sites import start_site
 from bacalhau.orchestrator._metrics import EVENT_LOOP_LAG_SECONDS
 
 #: How often the loop-lag probe wakes (seconds).
@@ -74,17 +75,8 @@ class MetricsServer:
         app = web.Application()
         add_routes(app)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
-        await runner.setup()
-        site = web.TCPSite(runner, self._host or None, self._requested_port, reuse_address=True)
-        try:
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
+        self._port = await start_site(runner, self._host, self._requested_port)
         self._runner = runner
-        self._port = next(
-            (int(a[1]) for a in runner.addresses if isinstance(a, tuple) and len(a) >= 2), 0
-        )
         return self
 
     async def __aexit__(

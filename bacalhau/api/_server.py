@@ -15,6 +15,7 @@ from bacalhau.api._authz import Authorizer
 from bacalhau.api._context import CONTEXT, ApiContext
 from bacalhau.api._errors import JsonErrorRequestHandler, error_middleware
 from bacalhau.api._metrics import add_routes as _add_metrics_routes
+from bacalhau.api._sites import start_site
 from bacalhau.models import SpecConfig, now_ns
 from bacalhau.orchestrator._api import OrchestratorAPI
 
@@ -131,18 +132,8 @@ class ApiServer:
 
     async def start(self) -> None:
         runner = _AppRunner(self._app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
-        await runner.setup()
-        site = web.TCPSite(runner, self._host or None, self._requested_port, reuse_address=True)
-        try:
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
+        self._port = await start_site(runner, self._host, self._requested_port)
         self._runner = runner
-        for address in runner.addresses:
-            if isinstance(address, tuple) and len(address) >= 2:
-                self._port = int(address[1])
-                break
 
     async def stop(self) -> None:
         if self._runner is None:
