@@ -15,7 +15,10 @@ processes, mutual-TLS gRPC between them) and measures, in one run:
   ``wasm_cpu_ms_per_job``: at each level, the CPU time per job of the requester, the compute
   nodes (together) and this client, next to what the cores allow per job at 400 jobs/s;
   ``wasm_asks_per_call``: how many asks shared a call to their node (AskForBids) at each
-  level, read from the requester's ``/metrics``.
+  level, read from the requester's ``/metrics``; ``compute_side``: over the sequential and
+  throughput runs, from the compute nodes' own ``/metrics``, how many WASM runs were made
+  inline (on the event loop) or on a worker, how many inline runs yielded, and the compute
+  store's transactions per job.
 - ``placement_imbalance``: over the 400 WASM jobs of that throughput run, the busier
   compute node's executions divided by the less busy one's.
 - ``docker_vs_raw``: wall time of Docker jobs through the devstack divided by that of the
@@ -53,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -107,6 +111,41 @@ async def asks_per_call(api: str) -> tuple[float, float]:
             if line.startswith(f"bacalhau_asks_per_call_{key} "):
                 found[key] = float(line.split()[1])
     return found["sum"], found["count"]
+
+
+async def compute_metrics(manifest: dict[str, Any]) -> dict[str, float]:
+    """The compute nodes' ``/metrics`` (each on its ``MetricsAddress``), summed by sample
+    (name and labels)."""
+    totals: dict[str, float] = {}
+    async with aiohttp.ClientSession() as http:
+        for node in manifest["Nodes"]:
+            if node["Role"] != "compute":
+                continue
+            async with http.get(f"http://{node['MetricsAddress']}/metrics") as r:
+                text = await r.text()
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    key = sample.name + "".join(f",{v}" for _, v in sorted(sample.labels.items()))
+                    totals[key] = totals.get(key, 0.0) + sample.value
+    return totals
+
+
+def compute_counts(before: dict[str, float], after: dict[str, float], jobs: int) -> dict[str, Any]:
+    """What the compute nodes' metrics say of ``jobs`` WASM jobs: where their runs went
+    (inline on the loop, or a worker; inline runs that yielded), and store transactions."""
+
+    def grew(key: str) -> float:
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    return {
+        "jobs": jobs,
+        "wasm_runs_inline": int(grew("bacalhau_wasm_runs_total,inline")),
+        "wasm_runs_worker": int(grew("bacalhau_wasm_runs_total,worker")),
+        "wasm_inline_yields": int(grew("bacalhau_wasm_inline_yields_total")),
+        "store_transactions_per_job": round(
+            grew("bacalhau_compute_sqlite_transaction_seconds_count") / max(jobs, 1), 2
+        ),
+    }
 
 
 async def run_job(client: AsyncClient, job: Job) -> tuple[float, list[str]]:
@@ -246,6 +285,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                     await run_job(client, wasm_job(module))
                     if args.only != "wasm":
                         await run_job(client, docker_job())
+                metrics_before = await compute_metrics(manifest)
                 sequential = [
                     (await run_job(client, wasm_job(module)))[0] for _ in range(args.runs)
                 ]
@@ -286,6 +326,11 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                 ]
                 out["placement_imbalance"] = round(max(counts) / max(1, min(counts)), 3)
                 out["placement_per_node"] = counts
+                # Read from the compute nodes' own /metrics, over the sequential and
+                # throughput runs: a module that left the inline path shows here.
+                out["compute_side"] = compute_counts(
+                    metrics_before, await compute_metrics(manifest), args.runs + len(placed)
+                )
                 if args.only == "wasm":
                     return finish(out, args)
                 docker_wall, _ = await in_flight(
