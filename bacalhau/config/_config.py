@@ -456,8 +456,26 @@ def _parse_own(name: str, key: str, value: Any, config: NodeConfig) -> Any:
     return parse_text(key, value)
 
 
+#: Ports a node listens on, and the least each may be set to (-1: unset, or off).
+_LISTEN_PORTS = {
+    "api_port": 0,
+    "grpc_port": 0,
+    "publisher_port": 0,
+    "api_grpc_port": -1,
+    "metrics_port": -1,
+}
+
+
 def _check_field(name: str, key: str, value: Any) -> Any:
     """Range and choice checks of our fields, whichever key set them."""
+    least = _LISTEN_PORTS.get(name)
+    if least is not None and not least <= value <= 65535:
+        # The socket layer would take 70000 as 4464: a typo must not move a node's port.
+        raise InvalidRequest(
+            f"{key} must be a port number from {least} to 65535, not {value!r}",
+            details={"Field": key},
+            hint="0 picks a free port" + ("; -1 leaves it unset" if least < 0 else ""),
+        )
     if name == "locality" and str(value).lower() not in ("anywhere", "local"):
         raise InvalidRequest(
             f"{key} must be anywhere or local, not {value!r}", details={"Field": key}
