@@ -466,8 +466,51 @@ _LISTEN_PORTS = {
 }
 
 
+#: Sizes, counts and durations of ours for which a negative value means nothing (0 keeps its
+#: documented meaning: no cap, at once, keep forever, ...).
+_NON_NEGATIVE = frozenset(
+    {
+        "probe_timeout",
+        "docker_pids_limit",
+        "docker_tmp_size",
+        "docker_result_disk_limit",
+        "wasm_memory_limit",
+        "executor_output_limit",
+        "callback_linger",
+        "input_max_bytes",
+        "input_read_timeout",
+        "input_max_retries",
+        "ipfs_fetch_timeout",
+        "data_upload_max_bytes",
+        "heartbeat_interval",
+        "disconnect_timeout",
+        "default_queue_timeout",
+        "retry_delay",
+        "retry_max_delay",
+        "execution_timeout_grace",
+        "rejoin_grace",
+        "lost_node_wait",
+        "job_retention",
+        "result_check_max_bytes",
+    }
+)
+#: Counts of which at least one is needed for the setting to make sense.
+_AT_LEAST_ONE = frozenset({"max_job_size", "max_attempts", "max_attempts_per_node"})
+
+
 def _check_field(name: str, key: str, value: Any) -> Any:
     """Range and choice checks of our fields, whichever key set them."""
+    if name in _NON_NEGATIVE and value < 0:
+        raise InvalidRequest(f"{key} must not be negative, not {value!r}", details={"Field": key})
+    if name in _AT_LEAST_ONE and value < 1:
+        raise InvalidRequest(f"{key} must be at least 1, not {value!r}", details={"Field": key})
+    if name == "capacity_fraction" and not 0 < value <= 1:
+        # A share of the host: offered_capacity would refuse it only once the node starts.
+        raise InvalidRequest(
+            f"{key} must be above 0 and at most 1, not {value!r}",
+            details={"Field": key},
+            hint="0.7 offers 70% of the host's CPU, memory and disk",
+        )
     least = _LISTEN_PORTS.get(name)
     if least is not None and not least <= value <= 65535:
         # The socket layer would take 70000 as 4464: a typo must not move a node's port.
