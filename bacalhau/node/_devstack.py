@@ -64,7 +64,7 @@ _SUPERVISE_INTERVAL = 0.2
 
 #: Starts on new ports when a port the devstack picked was taken before its node bound it.
 _START_ATTEMPTS = 4
-#: What ``serve`` prints when a port is taken (see ``node._serve._listen``).
+#: What ``serve`` prints when a port is taken (see ``node._listen.listen``).
 _PORT_TAKEN = re.compile(r"cannot listen on \S+:(\d+)\b.*in use")
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import gc
 import logging
 import platform
@@ -19,7 +18,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
 
 import bacalhau
@@ -30,7 +29,7 @@ from bacalhau.compute import (
     RequesterTrust,
 )
 from bacalhau.config import NodeConfig
-from bacalhau.errors import InvalidConfiguration, Unavailable
+from bacalhau.errors import InvalidConfiguration
 from bacalhau.executor import gpu_labels, host_gpus
 from bacalhau.gossip import Membership, MembershipRunner, Message, NodeRecord
 from bacalhau.identity import NodeFiles, NodeIdentity, check_node_files, is_peer_id
@@ -40,6 +39,7 @@ from bacalhau.node._cluster_view import GossipNodeView
 from bacalhau.node._compute_node import build_compute
 from bacalhau.node._job_defaults import DefaultingOrchestrator
 from bacalhau.node._lifeline import watch_lifeline
+from bacalhau.node._listen import listen
 from bacalhau.node._membership import (
     RecordPublisher,
     RequesterContact,
@@ -220,7 +220,7 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
         result_server = LocalResultServer(
             directory=publish_dir, host=config.publisher_host, port=config.publisher_port
         )
-        await _listen(
+        await listen(
             stack, result_server, config.publisher_host, config.publisher_port, "--publisher-port"
         )
         # Obeys only: configured requesters, itself (hybrid), requesters proven at seeds.
@@ -236,7 +236,7 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
         if routed is not None:
             routed.attach_local(node_id, endpoint)
 
-    await _listen(stack, server, config.grpc_host, config.grpc_port, "--grpc-port")
+    await listen(stack, server, config.grpc_host, config.grpc_port, "--grpc-port")
     grpc_address = config.advertised(server.port)
     running = RunningNode(node_id=node_id, grpc_address=grpc_address)
     labels = _labels(config)
@@ -320,7 +320,7 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
             agent_config=_admission_config(config, approval_hooks),
             authorizer=authorizer,
         )
-        await _listen(stack, api, config.api_host, config.api_port, "--api-port")
+        await listen(stack, api, config.api_host, config.api_port, "--api-port")
         running.orchestrator = orchestrator
         running.api_port = api.port
         api_address[0] = f"{api_host}:{api.port}"
@@ -334,7 +334,7 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
             result_rewriter=_presigner(config),
             authorizer=authorizer,
         )
-        await _listen(stack, grpc_api, config.api_host, config.grpc_api_port(), "--api-grpc-port")
+        await listen(stack, grpc_api, config.api_host, config.grpc_api_port(), "--api-grpc-port")
         running.api_grpc_port = grpc_api.port
         log.info("requester %s: gRPC API on %s:%d", node_id, config.api_host, grpc_api.port)
 
@@ -355,7 +355,7 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
         log.info("compute %s: bprotocol on %s", node_id, grpc_address)
     if config.metrics_port >= 0:
         metrics = MetricsServer(host=config.api_host, port=config.metrics_port)
-        await _listen(stack, metrics, config.api_host, config.metrics_port, "--metrics-port")
+        await listen(stack, metrics, config.api_host, config.metrics_port, "--metrics-port")
         running.metrics_port = metrics.port
         log.info("node %s: metrics on %s:%d", node_id, config.api_host, metrics.port)
     await stack.enter_async_context(RecordPublisher(runner, describe))
@@ -393,38 +393,6 @@ def _presigner(config: NodeConfig) -> Callable[[SpecConfig], SpecConfig] | None:
         return presign_result(result, expires=expires)
 
     return presign
-
-
-async def _listen(
-    stack: AsyncExitStack,
-    server: AbstractAsyncContextManager[object],
-    host: str,
-    port: int,
-    flag: str,
-) -> None:
-    """Start a listening server on ``stack``; a port that cannot be bound is a configuration
-    error naming the port and the flag that changes it."""
-    where = f"{host or '0.0.0.0'}:{port}"
-    try:
-        await stack.enter_async_context(server)
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            reason = f"port {port} is already in use"
-        elif exc.errno == errno.EACCES:
-            reason = f"no permission to listen on port {port}"
-        else:
-            reason = exc.strerror or str(exc)
-        raise InvalidConfiguration(
-            f"cannot listen on {where}: {reason}",
-            hint=f"stop what uses the port, or pass another {flag} (0 picks a free port)",
-            details={"Field": flag},
-        ) from None
-    except Unavailable as exc:  # gRPC reports a failed bind without the OS error
-        raise InvalidConfiguration(
-            f"cannot listen on {where} (is port {port} already in use?): {exc.message}",
-            hint=f"stop what uses the port, or pass another {flag} (0 picks a free port)",
-            details={"Field": flag},
-        ) from None
 
 
 def _gossip_report(runner: MembershipRunner, server: NodeServer) -> dict[str, object]:
