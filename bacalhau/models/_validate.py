@@ -7,7 +7,6 @@ user can fix the spec without guessing.
 from __future__ import annotations
 
 import math
-import posixpath
 import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -28,6 +27,7 @@ from bacalhau.models._module_paths import module_mount
 from bacalhau.models._modules import entry_module_url, referenced_module_digest
 from bacalhau.models._ports import validate_ports
 from bacalhau.models._task_config import NetworkType
+from bacalhau.models._task_io import validate_task_io
 
 RESERVED_META_PREFIX = "bacalhau.org/"
 _OPERATORS = {"=", "==", "!=", "in", "notin", "exists", "!", "gt", "lt"}
@@ -394,25 +394,6 @@ def validate_reschedule(policy: ReschedulePolicy) -> None:
         )
 
 
-#: The text forms of CIDs: v0 (base58btc multihash), and v1 in the multibases IPFS prints
-#: (base32 lower/upper, base58btc, base36, base16). Syntax only: models stay free of the
-#: CID store, which decodes and checks the multihash when the input is prepared.
-_CID_TEXT = re.compile(
-    r"Qm[1-9A-HJ-NP-Za-km-z]{44}|b[a-z2-7]{20,}|B[A-Z2-7]{20,}|z[1-9A-HJ-NP-Za-km-z]{20,}"
-    r"|k[0-9a-z]{20,}|f[0-9a-f]{20,}"
-)
-
-
-def looks_like_cid_path(text: str) -> bool:
-    """Whether ``text`` is ``CID`` or ``CID/sub/path`` (optionally ``/ipfs/``-prefixed), with
-    no ``.`` or ``..`` in the path."""
-    value = text.strip().removeprefix("ipfs://").removeprefix("/ipfs/")
-    head, _, path = value.partition("/")
-    if not _CID_TEXT.fullmatch(head):
-        return False
-    return not any(part in (".", "..") for part in path.split("/"))
-
-
 #: An environment variable name (also what ``env:NAME`` may forward).
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: Variables every execution gets from the compute node; a job may not set them itself.
@@ -541,56 +522,4 @@ def validate_task(task: Task, path: str) -> None:
             "drop Network.Ports, or run the server in a docker task",
         )
     validate_ports(task.network.ports, task.network.type, fail)
-    aliases: set[str] = set()
-    targets: set[str] = set()
-    for i, inp in enumerate(task.input_sources):
-        sub = f"InputSources[{i}]"
-        if not inp.source.type:
-            raise fail("missing input source type", f"{sub}.Source.Type")
-        if not inp.target:
-            raise fail("missing artifact target", f"{sub}.Target")
-        if inp.alias and inp.alias in aliases:
-            raise fail(f"duplicate input alias {inp.alias!r}", f"{sub}.Alias")
-        if inp.target in targets:
-            raise fail(f"duplicate input target {inp.target!r}", f"{sub}.Target")
-        if inp.source.type.lower() == "ipfs":
-            cid = param(inp.source.params, "CID")
-            if not isinstance(cid, str) or not looks_like_cid_path(cid):
-                raise fail(
-                    f"{cid!r} is not a CID" if cid else "an ipfs input needs a CID",
-                    f"{sub}.Source.Params.CID",
-                    "pass a CIDv0 (Qm...) or a CIDv1 (bafy..., bafk...), optionally "
-                    "followed by /a/path inside it",
-                )
-        aliases.add(inp.alias)
-        targets.add(inp.target)
-    names: set[str] = set()
-    paths: set[str] = set()
-    for i, rp in enumerate(task.result_paths):
-        sub = f"ResultPaths[{i}]"
-        if not rp.name:
-            raise fail("missing name", f"{sub}.Name")
-        if not rp.path:
-            raise fail("missing path", f"{sub}.Path")
-        if not rp.path.startswith("/"):
-            raise fail(f"result path {rp.path!r} must be absolute", f"{sub}.Path")
-        folder = rp.folder
-        if (
-            not folder
-            or "/" in folder
-            or "\\" in folder
-            or folder in (".", "..")
-            or (folder in ("stdout", "stderr", "exitCode"))
-        ):
-            raise fail(
-                f"result name {rp.name!r} is not a valid folder name",
-                f"{sub}.Name",
-                "use a plain name; stdout, stderr and exitCode are reserved",
-            )
-        if folder in names:
-            raise fail(f"duplicate result name {rp.name!r}", f"{sub}.Name")
-        norm = posixpath.normpath(rp.path)
-        if norm in paths:
-            raise fail(f"duplicate result path {rp.path!r}", f"{sub}.Path")
-        names.add(folder)
-        paths.add(norm)
+    validate_task_io(task, fail)

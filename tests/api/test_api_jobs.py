@@ -71,6 +71,16 @@ async def test_submit_get_list_on_both_orchestrators(any_http: aiohttp.ClientSes
     assert listed["NextToken"] == ""
 
 
+_BUCKET = "Tasks[0].Publisher.Params.Bucket"
+
+
+def _with_task(**fields: Any) -> dict[str, Any]:
+    """A valid job whose task has ``fields`` as well."""
+    job = spec()
+    job["Tasks"] = [{**job["Tasks"][0], **fields}]
+    return job
+
+
 async def test_invalid_specs_answer_400_naming_the_field(any_http: aiohttp.ClientSession) -> None:
     http = any_http
     cases = [
@@ -82,6 +92,27 @@ async def test_invalid_specs_answer_400_naming_the_field(any_http: aiohttp.Clien
         ({"Job": spec(Tasks="oops")}, "Tasks"),
         ({"Job": spec(Labels=["x"])}, "Labels"),
         ({}, "Job"),
+        # What a node would only refuse when it bids (and the job then fails for want of
+        # nodes): an s3 publisher or input without its bucket.
+        ({"Job": _with_task(Publisher={"Type": "s3", "Params": {"Key": "k"}})}, _BUCKET),
+        (
+            {"Job": _with_task(Publisher={"Type": "S3", "Params": {"Bucket": " ", "Key": "k"}})},
+            _BUCKET,
+        ),
+        (
+            {"Job": _with_task(Publisher={"Type": "s3", "Params": {"Bucket": "b"}})},
+            "Tasks[0].Publisher.Params.Key",
+        ),
+        (
+            {
+                "Job": _with_task(
+                    InputSources=[
+                        {"Target": "/in", "Source": {"Type": "s3", "Params": {"Key": "k"}}}
+                    ]
+                )
+            },
+            "Tasks[0].InputSources[0].Source.Params.Bucket",
+        ),
     ]
     for body, field in cases:
         async with http.put(JOBS, json=body) as r:

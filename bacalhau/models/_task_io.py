@@ -1,0 +1,117 @@
+"""The checks of a task's data: its input sources, its result paths and its publisher (what
+can be told from the spec, at submit, rather than when a node prepares or publishes)."""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from typing import Protocol
+
+from bacalhau.errors import InvalidJobSpec
+from bacalhau.models._codec import param
+from bacalhau.models._job import Task
+
+__all__ = ["looks_like_cid_path", "validate_task_io"]
+
+#: The text forms of CIDs: v0 (base58btc multihash), and v1 in the multibases IPFS prints
+#: (base32 lower/upper, base58btc, base36, base16). Syntax only: models stay free of the
+#: CID store, which decodes and checks the multihash when the input is prepared.
+_CID_TEXT = re.compile(
+    r"Qm[1-9A-HJ-NP-Za-km-z]{44}|b[a-z2-7]{20,}|B[A-Z2-7]{20,}|z[1-9A-HJ-NP-Za-km-z]{20,}"
+    r"|k[0-9a-z]{20,}|f[0-9a-f]{20,}"
+)
+
+
+def looks_like_cid_path(text: str) -> bool:
+    """Whether ``text`` is ``CID`` or ``CID/sub/path`` (optionally ``/ipfs/``-prefixed), with
+    no ``.`` or ``..`` in the path."""
+    value = text.strip().removeprefix("ipfs://").removeprefix("/ipfs/")
+    head, _, path = value.partition("/")
+    if not _CID_TEXT.fullmatch(head):
+        return False
+    return not any(part in (".", "..") for part in path.split("/"))
+
+
+class Fail(Protocol):
+    """Builds the error of a task's check: its message, the field under the task, a hint."""
+
+    def __call__(self, msg: str, sub: str, hint: str | None = None) -> InvalidJobSpec: ...
+
+
+#: Parameters a publisher of the type needs (Bacalhau's publisher specs refuse them empty).
+_PUBLISHER_NEEDS = {"s3": ("Bucket", "Key")}
+
+
+def validate_task_io(task: Task, fail: Fail) -> None:
+    """Check ``task``'s input sources, result paths and publisher, raising what ``fail``
+    builds (``fail(message, field under the task, hint)``) for the first fault."""
+    aliases: set[str] = set()
+    targets: set[str] = set()
+    for i, inp in enumerate(task.input_sources):
+        sub = f"InputSources[{i}]"
+        if not inp.source.type:
+            raise fail("missing input source type", f"{sub}.Source.Type")
+        if not inp.target:
+            raise fail("missing artifact target", f"{sub}.Target")
+        if inp.alias and inp.alias in aliases:
+            raise fail(f"duplicate input alias {inp.alias!r}", f"{sub}.Alias")
+        if inp.target in targets:
+            raise fail(f"duplicate input target {inp.target!r}", f"{sub}.Target")
+        if inp.source.type.lower() == "s3":
+            bucket = param(inp.source.params, "Bucket")
+            if not isinstance(bucket, str) or not bucket.strip():
+                raise fail(
+                    "an s3 input needs a Bucket",
+                    f"{sub}.Source.Params.Bucket",
+                    "read from s3://BUCKET/KEY (the key may be a prefix/ or end in *)",
+                )
+        if inp.source.type.lower() == "ipfs":
+            cid = param(inp.source.params, "CID")
+            if not isinstance(cid, str) or not looks_like_cid_path(cid):
+                raise fail(
+                    f"{cid!r} is not a CID" if cid else "an ipfs input needs a CID",
+                    f"{sub}.Source.Params.CID",
+                    "pass a CIDv0 (Qm...) or a CIDv1 (bafy..., bafk...), optionally "
+                    "followed by /a/path inside it",
+                )
+        aliases.add(inp.alias)
+        targets.add(inp.target)
+    names: set[str] = set()
+    paths: set[str] = set()
+    for i, rp in enumerate(task.result_paths):
+        sub = f"ResultPaths[{i}]"
+        if not rp.name:
+            raise fail("missing name", f"{sub}.Name")
+        if not rp.path:
+            raise fail("missing path", f"{sub}.Path")
+        if not rp.path.startswith("/"):
+            raise fail(f"result path {rp.path!r} must be absolute", f"{sub}.Path")
+        folder = rp.folder
+        if (
+            not folder
+            or "/" in folder
+            or "\\" in folder
+            or folder in (".", "..")
+            or (folder in ("stdout", "stderr", "exitCode"))
+        ):
+            raise fail(
+                f"result name {rp.name!r} is not a valid folder name",
+                f"{sub}.Name",
+                "use a plain name; stdout, stderr and exitCode are reserved",
+            )
+        if folder in names:
+            raise fail(f"duplicate result name {rp.name!r}", f"{sub}.Name")
+        norm = posixpath.normpath(rp.path)
+        if norm in paths:
+            raise fail(f"duplicate result path {rp.path!r}", f"{sub}.Path")
+        names.add(folder)
+        paths.add(norm)
+    publisher = task.publisher.type.strip().lower()
+    for key in _PUBLISHER_NEEDS.get(publisher, ()):
+        value = param(task.publisher.params, key)
+        if not isinstance(value, str) or not value.strip():
+            raise fail(
+                f"the {publisher} publisher needs {key}",
+                f"Publisher.Params.{key}",
+                "publish to s3://BUCKET/KEY (the key may hold {jobID}, {executionID}, ...)",
+            )
