@@ -12,13 +12,21 @@ from bacalhau.client._auth import AuthStatus
 from bacalhau.client._decode import node_state_from_dict
 from bacalhau.client._session import RestSession
 from bacalhau.client._types import VersionInfo
+from bacalhau.errors import InvalidRequest
 from bacalhau.models import NodeState, Obj
 
 __all__ = ["ClusterCalls", "quote_id"]
 
 
 def quote_id(ident: str) -> str:
-    """An ID or name as one path segment of a URL."""
+    """An ID or name as one path segment of a URL; an empty one is refused here: it would
+    address the collection (``/jobs/``), not one of its members."""
+    if not ident.strip():
+        raise InvalidRequest(
+            "the ID given is empty",
+            hint="pass a job's ID or name, or a node's ID, as `bacalhau job list` and "
+            "`bacalhau node list` show them",
+        )
     return quote(ident, safe="")
 
 
