@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from bacalhau._yaml import load_yaml
 from bacalhau.cli._client_config import data_dir, node_config
 from bacalhau.cli._render import emit, output_option, table, tabular
 from bacalhau.cli._root import BacalhauGroup, CliState, pass_state
@@ -124,7 +125,7 @@ def _read(path: Path) -> dict[str, Any]:
     import yaml
 
     try:
-        loaded = yaml.safe_load(path.read_text())
+        loaded = load_yaml(path.read_text())
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
         raise InvalidRequest(
             f"cannot read config file {path}: {err}",

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from bacalhau._yaml import load_yaml
 from bacalhau.config import parse_duration
 from bacalhau.errors import InvalidRequest, NotFound
 
@@ -213,7 +214,7 @@ class ProfileStore:
                 component="CLI",
             ) from None
         try:
-            data = yaml.safe_load(text) or {}
+            data = load_yaml(text) or {}
             if not isinstance(data, Mapping):
                 raise InvalidRequest("it does not hold a mapping")
             return Profile.from_dict(data)

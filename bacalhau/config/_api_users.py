@@ -34,6 +34,7 @@ from typing import Any
 
 import yaml
 
+from bacalhau._yaml import load_yaml
 from bacalhau.errors import InvalidRequest
 
 __all__ = ["CAPABILITY_ACTIONS", "ApiUserConfig", "is_bcrypt_hash"]
@@ -124,7 +125,7 @@ class ApiUserConfig:
         checked; each error names the key, the user's index and the field at fault."""
         if isinstance(value, str):
             try:
-                value = yaml.safe_load(value) if value.strip() else []
+                value = load_yaml(value) if value.strip() else []
             except yaml.YAMLError as exc:
                 raise InvalidRequest(
                     f"{key} is not a JSON or YAML list: {exc}", details={"Field": key}

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from bacalhau._yaml import load_yaml
 from bacalhau.errors import InvalidRequest
 
 _HOOK_TYPES = ("exec", "http")
@@ -31,7 +32,7 @@ class ApprovalHookConfig:
         text); errors name the key and the hook."""
         if isinstance(value, str):
             try:
-                value = yaml.safe_load(value) if value.strip() else []
+                value = load_yaml(value) if value.strip() else []
             except yaml.YAMLError as exc:
                 raise InvalidRequest(
                     f"{key} is not a JSON or YAML list: {exc}", details={"Field": key}

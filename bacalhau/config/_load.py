@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from bacalhau._yaml import load_yaml
 from bacalhau.config._bacalhau_keys import BACALHAU_KEYS
 from bacalhau.config._config import NodeConfig
 from bacalhau.config._key_registry import normalise
@@ -84,8 +85,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
             details={"Field": "--config"},
         ) from None
     try:
-        loaded = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (yaml.YAMLError, ValueError) as exc:
+        loaded = json.loads(text) if path.suffix.lower() == ".json" else load_yaml(text)
+    except (yaml.YAMLError, ValueError, RecursionError) as exc:
         kind = "JSON" if path.suffix.lower() == ".json" else "YAML"
         raise InvalidRequest(f"{path} is not valid {kind}: {exc}") from None
     if loaded is None:

@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from bacalhau._yaml import load_yaml
 from bacalhau.errors import InvalidJobSpec, InvalidRequest
 from bacalhau.models import parse_cpu, parse_size
 
@@ -143,7 +144,7 @@ def parse_structure(key: str, value: Any) -> Any:
     """A list or mapping that may arrive as JSON or YAML text (``-c Key=[...]``)."""
     if isinstance(value, str):
         try:
-            return yaml.safe_load(value) if value.strip() else None
+            return load_yaml(value) if value.strip() else None
         except yaml.YAMLError as exc:
             raise invalid(key, value, f"not JSON or YAML: {exc}") from None
     return value

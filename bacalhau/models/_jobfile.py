@@ -7,6 +7,7 @@ from typing import Any
 
 import yaml
 
+from bacalhau._yaml import YamlTooLarge, load_yaml
 from bacalhau.errors import InvalidJobSpec
 from bacalhau.models._job import Job
 
@@ -16,11 +17,16 @@ def parse_job_document(text: str) -> Job:
     stripped = text.lstrip()
     data: Any
     try:
-        data = json.loads(text) if stripped.startswith("{") else yaml.safe_load(text)
+        data = json.loads(text) if stripped.startswith("{") else load_yaml(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise InvalidJobSpec(
             f"the job file is not valid YAML or JSON: {exc}",
-            hint="check indentation and quoting",
+            hint=None if isinstance(exc, YamlTooLarge) else "check indentation and quoting",
+        ) from None
+    except RecursionError:  # (JSON: YAML's is a YAMLError from load_yaml)
+        raise InvalidJobSpec(
+            "the job file is nested too deeply to read",
+            hint="a job spec is a handful of levels deep",
         ) from None
     if not isinstance(data, dict):
         raise InvalidJobSpec("the job file must contain an object")
