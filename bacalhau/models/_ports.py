@@ -194,3 +194,24 @@ def _is_ip(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+#: One label of a host name (underscores occur in real names, as in SRV records).
+_HOST_LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)", re.IGNORECASE)
+
+
+def is_domain_entry(entry: str) -> bool:
+    """Whether ``entry`` of ``Network.Domains`` names something: a host name (a leading
+    ``.`` or ``*.`` for it and every name below it; a trailing dot allowed) or an IP address
+    (IPv6 bracketed or not)."""
+    text = entry.strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        pass
+    name = text.removeprefix("*.") if text.startswith("*.") else text.removeprefix(".")
+    name = name.removesuffix(".")
+    return 0 < len(name) <= 253 and all(_HOST_LABEL.fullmatch(p) for p in name.split("."))

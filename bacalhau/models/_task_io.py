@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import posixpath
 import re
-from typing import Protocol
+from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from bacalhau.errors import InvalidJobSpec
 from bacalhau.models._codec import param
@@ -57,6 +58,14 @@ def validate_task_io(task: Task, fail: Fail) -> None:
             raise fail(f"duplicate input alias {inp.alias!r}", f"{sub}.Alias")
         if inp.target in targets:
             raise fail(f"duplicate input target {inp.target!r}", f"{sub}.Target")
+        if inp.source.type.lower() == "urldownload":
+            url = param(inp.source.params, "URL")
+            if not _is_http_url(url):
+                raise fail(
+                    f"{url!r} is not an http(s) URL",
+                    f"{sub}.Source.Params.URL",
+                    "write http://HOST/PATH or https://HOST/PATH",
+                )
         if inp.source.type.lower() == "s3":
             bucket = param(inp.source.params, "Bucket")
             if not isinstance(bucket, str) or not bucket.strip():
@@ -115,3 +124,14 @@ def validate_task_io(task: Task, fail: Fail) -> None:
                 f"Publisher.Params.{key}",
                 "publish to s3://BUCKET/KEY (the key may hold {jobID}, {executionID}, ...)",
             )
+
+
+def _is_http_url(url: Any) -> bool:
+    """An http or https URL naming a host, with no whitespace in it."""
+    if not isinstance(url, str) or not url or any(c.isspace() for c in url):
+        return False
+    try:
+        parts = urlsplit(url)
+        return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # an unclosed IPv6 bracket, a port out of range
+        return False

@@ -25,7 +25,7 @@ from bacalhau.models._job import (
 )
 from bacalhau.models._module_paths import module_mount
 from bacalhau.models._modules import entry_module_url, referenced_module_digest
-from bacalhau.models._ports import validate_ports
+from bacalhau.models._ports import is_domain_entry, validate_ports
 from bacalhau.models._task_config import NetworkType
 from bacalhau.models._task_io import validate_task_io
 
@@ -513,6 +513,14 @@ def validate_task(task: Task, path: str) -> None:
     task.resources.parse(path=f"{path}.Resources")
     if task.network.type == NetworkType.HTTP and not task.network.domains:
         raise fail("HTTP networking needs at least one domain", "Network.Domains")
+    for i, domain in enumerate(task.network.domains):
+        if not is_domain_entry(domain):
+            # The gateway would match nothing with it: every request of the job refused.
+            raise fail(
+                f"{domain!r} is not a domain name or an IP address",
+                f"Network.Domains[{i}]",
+                "write example.com, .example.com (it and every name below it) or an address",
+            )
     if task.network.ports and engine == "wasm":
         # Bacalhau allocates them and the module can never listen on them (WASI gives it
         # no server sockets): refused here rather than held for nothing.

@@ -113,6 +113,26 @@ async def test_invalid_specs_answer_400_naming_the_field(any_http: aiohttp.Clien
             },
             "Tasks[0].InputSources[0].Source.Params.Bucket",
         ),
+        *(
+            (
+                {
+                    "Job": _with_task(
+                        InputSources=[
+                            {"Target": "/in", "Source": {"Type": "urlDownload", "Params": url}}
+                        ]
+                    )
+                },
+                "Tasks[0].InputSources[0].Source.Params.URL",
+            )
+            for url in ({}, {"URL": "https://"}, {"URL": "ftp://h/x"}, {"URL": "http://a b/x"})
+        ),
+        *(
+            (
+                {"Job": _with_task(Network={"Type": "HTTP", "Domains": ["example.com", bad]})},
+                "Tasks[0].Network.Domains[1]",
+            )
+            for bad in ("", "*", "bad domain!", "a..b", "http://example.com")
+        ),
     ]
     for body, field in cases:
         async with http.put(JOBS, json=body) as r:

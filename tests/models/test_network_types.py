@@ -7,6 +7,7 @@ import pytest
 
 from bacalhau.errors import InvalidJobSpec
 from bacalhau.models import Job, NetworkType
+from bacalhau.models._ports import is_domain_entry
 
 
 def _job(network: dict[str, object]) -> Job:
@@ -52,3 +53,43 @@ def test_an_unknown_type_names_the_field_and_the_choices() -> None:
         _job({"Type": "wormhole"})
     assert err.value.field == "Tasks[0].Network.Type"
     assert "Bridge" in (err.value.hint or "")
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "example.com",
+        ".example.com",
+        "*.example.com",
+        "example.com.",
+        "EXAMPLE.com",
+        "a_b.example.com",
+        "localhost",
+        "10.0.0.1",
+        "::1",
+        "[::1]",
+    ],
+)
+def test_domain_entries_the_gateway_can_match_are_accepted(entry: str) -> None:
+    assert is_domain_entry(entry)
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "",
+        " ",
+        ".",
+        "*",
+        "*.",
+        "bad domain!",
+        "-a.com",
+        "a..com",
+        "x" * 64 + ".com",
+        "http://example.com",
+        "example.com:80",
+        "a/b",
+    ],
+)
+def test_domain_entries_that_would_match_nothing_are_refused(entry: str) -> None:
+    assert not is_domain_entry(entry)
