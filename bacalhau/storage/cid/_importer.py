@@ -22,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO, Final, Protocol, runtime_checkable
 
+from bacalhau.errors import InvalidRequest
+
 from ._cid import CID, DAG_PB, RAW
 from ._dagpb import DataType, PBLink, decode_node, encode_file_leaf, encode_node, encode_unixfs
 from ._hamt import build_shard
@@ -246,7 +248,11 @@ class Importer:
         """
         result = self._add_any(os.fspath(path), "", on_entry, visitor)
         if result is None:
-            raise ValueError(f"{path} is not a file, a directory or a symlink")
+            raise InvalidRequest(
+                f"{path} is not a file, a directory or a symlink: a FIFO, a socket or a "
+                "device has no content to add",
+                hint="add a regular file, or a directory holding the data",
+            )
         return result
 
     def _add_any(

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import tracemalloc
+from pathlib import Path
 
 import pytest
 
+from bacalhau.errors import InvalidRequest
 from bacalhau.storage.cid import CID, Importer, ImportOptions
 
 from .conftest import CHUNK, seeded_bytes
@@ -86,3 +89,15 @@ def test_tsize_counts_serialized_bytes_and_size_counts_file_bytes() -> None:
     leaf_block = 262_158  # a full-chunk dag-pb leaf (reference §4)
     assert result.size == 2 * CHUNK
     assert result.tsize > 2 * leaf_block and result.tsize < 2 * leaf_block + 200
+
+
+def test_a_fifo_at_the_top_is_refused_as_bad_input(tmp_path: Path) -> None:
+    # It used to be a bare ValueError, which `bacalhau data add` printed as a traceback.
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(InvalidRequest, match="has no content to add") as err:
+        Importer().add_path(fifo)
+    assert err.value.hint
+    # Inside a tree it is skipped, as `ipfs add -r` skips it.
+    (tmp_path / "file").write_bytes(b"x")
+    assert Importer().add_path(tmp_path).cid
