@@ -278,7 +278,11 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
         )
         if compute_info is None:
             return record
-        return replace(record, held_roots=await asyncio.to_thread(held_roots.snapshot))
+        # Asked four times a second: a thread only when the pins changed since the last look.
+        held = held_roots.cached()
+        if held is None:
+            held = await asyncio.to_thread(held_roots.snapshot)
+        return replace(record, held_roots=held)
 
     settings = gossip_settings(config)
     network = await stack.enter_async_context(MembershipClient(identity, files))

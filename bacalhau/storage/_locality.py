@@ -43,12 +43,21 @@ class HeldRoots:
         #: asks several times a second, and pins change rarely.
         self._cached: tuple[int, dict[str, int]] | None = None
 
-    def snapshot(self) -> dict[str, int]:
-        """``{cid: size}`` of the largest pinned roots (blocking: call it off the loop)."""
+    def cached(self) -> dict[str, int] | None:
+        """The last :meth:`snapshot` while no pin changed since (None otherwise): it reads
+        nothing, so a caller on the event loop needs no thread for the usual case."""
         generation = self._store.pin_generation
         with self._lock:
             if self._cached is not None and self._cached[0] == generation:
                 return self._cached[1]
+        return None
+
+    def snapshot(self) -> dict[str, int]:
+        """``{cid: size}`` of the largest pinned roots (blocking: call it off the loop)."""
+        generation = self._store.pin_generation
+        known_now = self.cached()
+        if known_now is not None:
+            return known_now
         held: list[tuple[int, str]] = []
         complete = True
         for cid in self._store.pins():

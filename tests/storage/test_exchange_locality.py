@@ -32,18 +32,26 @@ def test_a_node_advertises_its_largest_pinned_roots_with_their_sizes(tmp_path: P
 
 
 def test_what_a_node_advertises_follows_its_pins_and_late_blocks(tmp_path: Path) -> None:
+    # cached() is what the record publisher reads on the event loop, four times a second: the
+    # last snapshot while it still holds, None when only a snapshot (a thread) can say.
     with Blockstore(tmp_path / "blocks") as store:
         held = HeldRoots(store)
+        assert held.cached() is None
         first = Importer(store).add_bytes(b"first")
         store.pin(first.cid)
         assert held.snapshot() == {str(first.cid): first.tsize}
+        assert held.cached() == {str(first.cid): first.tsize}
         data = b"arrives after its pin"
         late = Importer(None).add_bytes(data)
         store.pin(late.cid)  # a fetch under way: not held yet
+        assert held.cached() is None  # a pin changed
         assert held.snapshot() == {str(first.cid): first.tsize}
+        assert held.cached() is None  # incomplete: look again until the blocks are here
         Importer(store).add_bytes(data)  # its blocks arrive; no pin changes
         assert held.snapshot() == {str(first.cid): first.tsize, str(late.cid): late.tsize}
+        assert held.cached() == {str(first.cid): first.tsize, str(late.cid): late.tsize}
         store.unpin(first.cid)
+        assert held.cached() is None
         assert held.snapshot() == {str(late.cid): late.tsize}
 
 
