@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bacalhau.errors import InvalidJobSpec
 from bacalhau.models._codec import Obj
@@ -85,8 +85,11 @@ class PortMapping:
         )
 
 
-#: What :func:`validate_ports` reports through: (message, field below the task, hint).
-Fail = Callable[[str, str, str | None], InvalidJobSpec]
+class Fail(Protocol):
+    """How a task's checks report a fault: the error for a message, the field below the
+    task and an optional hint (what :func:`validate_task` builds)."""
+
+    def __call__(self, msg: str, sub: str, hint: str | None = None) -> InvalidJobSpec: ...
 
 
 def validate_ports(ports: Sequence[PortMapping], network_type: NetworkType, fail: Fail) -> None:

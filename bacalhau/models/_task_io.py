@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import posixpath
 import re
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
-from bacalhau.errors import InvalidJobSpec
 from bacalhau.models._codec import param
 from bacalhau.models._job import Task
+from bacalhau.models._ports import Fail
 
 __all__ = ["looks_like_cid_path", "validate_task_io"]
 
@@ -31,12 +31,6 @@ def looks_like_cid_path(text: str) -> bool:
     if not _CID_TEXT.fullmatch(head):
         return False
     return not any(part in (".", "..") for part in path.split("/"))
-
-
-class Fail(Protocol):
-    """Builds the error of a task's check: its message, the field under the task, a hint."""
-
-    def __call__(self, msg: str, sub: str, hint: str | None = None) -> InvalidJobSpec: ...
 
 
 #: Parameters a publisher of the type needs (Bacalhau's publisher specs refuse them empty).

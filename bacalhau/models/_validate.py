@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from bacalhau.errors import InvalidJobSpec
@@ -25,7 +25,7 @@ from bacalhau.models._job import (
 )
 from bacalhau.models._module_paths import module_mount
 from bacalhau.models._modules import entry_module_url, referenced_module_digest
-from bacalhau.models._ports import is_domain_entry, validate_ports
+from bacalhau.models._ports import Fail, is_domain_entry, validate_ports
 from bacalhau.models._task_config import NetworkType
 from bacalhau.models._task_io import validate_task_io
 
@@ -400,7 +400,7 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 RESERVED_ENV_PREFIX = "BACALHAU_"
 
 
-def _validate_env(task: Task, fail: Callable[[str, str, str | None], InvalidJobSpec]) -> None:
+def _validate_env(task: Task, fail: Fail) -> None:
     """``Task.Env``: valid names, none reserved, and ``env:NAME`` references well formed
     (whether a node forwards ``NAME`` is its operator's decision, made at bid time)."""
     for key, value in task.env.items():
@@ -422,9 +422,7 @@ def _validate_env(task: Task, fail: Callable[[str, str, str | None], InvalidJobS
             )
 
 
-def _validate_module_names(
-    task: Task, fail: Callable[[str, str, str | None], InvalidJobSpec]
-) -> None:
+def _validate_module_names(task: Task, fail: Fail) -> None:
     """The v1.7+ WASM shape: ``EntryModule`` and each of ``ImportModules`` may name a module
     by the ``Alias`` of one of the task's input sources, or by its path among their
     ``Target``s (see ``_module_paths``)."""
