@@ -20,7 +20,6 @@ from bacalhau.orchestrator._metrics import EVENT_LOOP_LAG_SECONDS
 
 #: How often the loop-lag probe wakes (seconds).
 LAG_PROBE_INTERVAL = 0.25
-_LAG_TASK = web.AppKey("metrics_lag_probe", asyncio.Task[None])
 
 
 async def metrics(_request: web.Request) -> web.Response:
@@ -37,16 +36,31 @@ async def _probe_lag() -> None:
         EVENT_LOOP_LAG_SECONDS.observe(max(0.0, loop.time() - start - LAG_PROBE_INTERVAL))
 
 
+#: The loop's one lag probe and the apps serving /metrics that use it: a node serving the
+#: metrics on its API port and on --metrics-port must not observe every sleep twice.
+_probe: tuple[asyncio.Task[None], set[web.Application]] | None = None
+
+
 async def _start_probe(app: web.Application) -> None:
-    app[_LAG_TASK] = asyncio.create_task(_probe_lag(), name="event-loop-lag")
+    global _probe
+    loop = asyncio.get_running_loop()
+    if _probe is None or _probe[0].done() or _probe[0].get_loop() is not loop:
+        _probe = (asyncio.create_task(_probe_lag(), name="event-loop-lag"), set())
+    _probe[1].add(app)
 
 
 async def _stop_probe(app: web.Application) -> None:
-    task = app.get(_LAG_TASK)
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    global _probe
+    if _probe is None or app not in _probe[1]:
+        return
+    task, users = _probe
+    users.discard(app)
+    if users:
+        return
+    _probe = None
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def add_routes(app: web.Application) -> None:

@@ -63,3 +63,18 @@ async def test_the_metrics_server_serves_metrics_and_nothing_else() -> None:
                 assert resp.status == 404, path
         async with http.post(f"{url}/metrics") as resp:
             assert resp.status == 405
+
+
+def _lag_probes() -> int:
+    return sum(1 for t in asyncio.all_tasks() if t.get_name() == "event-loop-lag")
+
+
+async def test_one_lag_probe_however_many_ports_serve_the_metrics() -> None:
+    # A requester serving /metrics on its API port and on --metrics-port must not observe
+    # every sleep of the loop twice.
+    async with MetricsServer(host="127.0.0.1", port=0):
+        async with MetricsServer(host="127.0.0.1", port=0):
+            assert _lag_probes() == 1
+        assert _lag_probes() == 1  # still used by the first
+    await asyncio.sleep(0)
+    assert _lag_probes() == 0
