@@ -344,8 +344,7 @@ class ExecutionFailed(BacalhauError):
 class ImageNotFound(ExecutionFailed):
     code = "ImageNotFound"
     default_hint = (
-        "load or build the image on the compute node (`docker load`, `docker import`); "
-        "this node does not pull from a registry unless configured to"
+        "check the image's name, or load it on the compute node (`docker load`, `docker import`)"
     )
 
 

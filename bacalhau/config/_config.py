@@ -120,7 +120,9 @@ class NodeConfig:
 
     # Compute.
     engines: tuple[str, ...] = ("docker", "wasm")
-    allow_image_pull: bool = False
+    #: Pull a Docker image the node lacks, once its registry confirmed it at bid time (as
+    #: Bacalhau does); false for air-gapped nodes that run only the images loaded on them.
+    allow_image_pull: bool = True
     accept_networked_jobs: bool = False
     #: Job admission (Bacalhau's ``JobAdmissionControl.*``): jobs without inputs refused;
     #: ``local`` takes only jobs whose input data is on the node (``anywhere``: any).

@@ -1,6 +1,7 @@
 """Bad input, end to end on a real devstack: an invalid job spec is refused with the Bacalhau
 error body naming the field; a missing image or WASM entry point fails the job within seconds
-saying what is missing; a non-zero exit code completes the job with the code recorded."""
+saying what is missing (a default node asks the image's registry first, and pulls an image
+the registry has); a non-zero exit code completes the job with the code recorded."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 from bacalhau.models import ExecutionStateType, JobStateType
+from tests.executor.registry import local_registry
 from tests.integration.devstack import Devstack, submitted_job_id
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("devstack-checks")]
@@ -168,6 +170,22 @@ def test_missing_image_fails_within_seconds_saying_so(devstack: Devstack) -> Non
             ExecutionStateType.FAILED,
         )
         assert image in execution.compute_message
+
+
+def test_an_image_in_a_registry_is_pulled_by_a_default_node(
+    devstack: Devstack, busybox_image: str, tmp_path: Path
+) -> None:
+    # The devstack's nodes run on the default configuration: pulls allowed.
+    with local_registry(tmp_path / "registry") as registry:
+        image = registry.push(busybox_image)
+        done = devstack.cli("docker", "run", image, "--", "echo", "pulled")
+        assert done.returncode == 0, done.stderr
+        job_id = submitted_job_id(done.stdout)
+        details = devstack.client.get_job(job_id, executions=True)
+        assert details.job.state == JobStateType.COMPLETED
+        [ran] = [e for e in details.executions if e.run_output is not None]
+        assert ran.run_output.stdout == "pulled\n"
+        assert registry.manifest_checks(image) >= 1
 
 
 def test_missing_wasm_entry_point_fails_naming_it(devstack: Devstack, wasm_modules: Path) -> None:

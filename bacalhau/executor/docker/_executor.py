@@ -6,7 +6,8 @@ answers already make unnecessary. The attach stream is read by a dedicated threa
 into the results files while the job runs (see ``_follow``); every other SDK call is short
 and runs in :func:`asyncio.to_thread`, so the event loop never blocks.
 
-Images are never pulled unless the operator allows it: this node answers a missing image with
+A missing image is pulled when the operator allows it (the default), and only after its
+registry confirmed it at bid time (``_images``): a node answers an image it cannot get with
 :class:`~bacalhau.errors.ImageNotFound` at once instead of hanging on an unreachable registry.
 
 Every container is confined (see ``_container``): CPU, memory and pids limits, no
@@ -40,7 +41,6 @@ import docker.errors
 from bacalhau.errors import (
     BacalhauError,
     ExecutionFailed,
-    InvalidJobSpec,
 )
 from bacalhau.executor._base import RunRequest
 from bacalhau.executor._results import (
@@ -69,8 +69,9 @@ from bacalhau.executor.docker._disk import (
 )
 from bacalhau.executor.docker._egress import EgressLease, EgressNetwork
 from bacalhau.executor.docker._engine import EngineConnection
-from bacalhau.executor.docker._errors import ENGINE_ERRORS, explain, unreachable
+from bacalhau.executor.docker._errors import ENGINE_ERRORS
 from bacalhau.executor.docker._follow import ContainerExit
+from bacalhau.executor.docker._images import ImageCheck
 from bacalhau.executor.docker._labels import LABEL_EXECUTION_ID, LABEL_EXECUTOR, LABEL_JOB_ID
 from bacalhau.executor.docker._leftovers import Leftovers
 from bacalhau.executor.docker._params import DockerEngineSpec
@@ -78,7 +79,6 @@ from bacalhau.executor.docker._removal import Removals
 from bacalhau.executor.docker._run_steps import (
     ContainerSteps,
     RunControl,
-    image_missing,
     raise_if_cancelled,
 )
 from bacalhau.executor.network import DomainAllowList, EgressProxy
@@ -157,6 +157,7 @@ class DockerExecutor:
             firewall=egress_firewall,
         )
         self._runs: dict[str, RunControl] = {}
+        self._images = ImageCheck(allow_pull=allow_pull)
         self._removals = Removals()
         self._steps = ContainerSteps(
             removals=self._removals, allow_pull=allow_pull, stream_limit=stream_limit
@@ -195,27 +196,14 @@ class DockerExecutor:
         return await self._engine.is_installed()
 
     async def validate(self, engine: SpecConfig) -> None:
-        """Check the params and, unless pulling is allowed, that the image is on this node.
+        """Check the params and that this node can run the image: present here, or, when
+        pulling is allowed, found in its registry (see ``_images``).
 
-        Raises :class:`InvalidJobSpec` for bad params and :class:`ImageNotFound` for a
-        missing image (this node could never run the job).
+        Raises :class:`InvalidJobSpec` for bad params and :class:`ImageNotFound` for an
+        image this node cannot get.
         """
         spec = DockerEngineSpec.from_spec(engine)
-        if self._allow_pull:
-            return
-        api = await self._api()
-        try:
-            await asyncio.to_thread(api.inspect_image, spec.image)
-        except docker.errors.NotFound as e:
-            raise image_missing(spec.image) from e
-        except docker.errors.APIError as e:
-            if e.status_code == 400:
-                raise InvalidJobSpec(
-                    f"invalid image {spec.image!r}: {explain(e)}", field="Engine.Params.Image"
-                ) from e
-            raise ExecutionFailed(f"cannot inspect image {spec.image}: {explain(e)}") from e
-        except ENGINE_ERRORS as e:
-            raise unreachable(e) from e
+        await self._images.check(await self._api(), spec.image)
 
     async def run(self, request: RunRequest) -> RunCommandResult:
         """Run the container to completion; see the module docstring for the steps."""

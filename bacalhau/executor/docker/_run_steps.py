@@ -27,11 +27,12 @@ from bacalhau.errors import (
 from bacalhau.executor._base import RunRequest
 from bacalhau.executor.docker._errors import ENGINE_ERRORS, explain, start_error, unreachable
 from bacalhau.executor.docker._follow import ContainerExit, follow_container, settle
+from bacalhau.executor.docker._images import image_missing
 from bacalhau.executor.docker._params import DockerEngineSpec
 from bacalhau.executor.docker._removal import Removals
 from bacalhau.models import format_size
 
-__all__ = ["ContainerSteps", "RunControl", "image_missing", "raise_if_cancelled"]
+__all__ = ["ContainerSteps", "RunControl", "raise_if_cancelled"]
 
 
 @dataclass(slots=True)
@@ -46,11 +47,6 @@ def raise_if_cancelled(control: RunControl, request: RunRequest) -> None:
     """Raise :class:`ExecutionCancelled` once the run has been cancelled."""
     if control.cancelled:
         raise ExecutionCancelled(f"execution {request.execution_id} was cancelled")
-
-
-def image_missing(image: str) -> ImageNotFound:
-    """The error for an image this node does not hold and may not pull."""
-    return ImageNotFound(f"image {image} is not present on this node and pulling is disabled")
 
 
 #: Exit status of a process killed by SIGKILL (128 + 9), as the OOM killer ends one.
