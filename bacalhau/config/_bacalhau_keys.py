@@ -259,18 +259,17 @@ def _table() -> list[KeyEntry]:
         mapped("DataDir", "data_dir", _data_dir),
         ignored("DisableAnalytics", parse_bool, "this node never sends analytics"),
         mapped("Engines.Disabled", "disabled_engines", parse_list),
-        *(
-            ignored(
-                f"Engines.Types.Docker.ManifestCache.{name}",
-                parse,
-                "this node keeps no image manifest cache: Docker jobs run images present in "
-                "the node's Docker engine",
-            )
-            for name, parse in (
-                ("Refresh", parse_duration),
-                ("Size", lambda k, v: parse_int(k, v, minimum=0)),
-                ("TTL", parse_duration),
-            )
+        mapped(
+            "Engines.Types.Docker.ManifestCache.Size",
+            "docker_image_cache_size",
+            lambda k, v: parse_int(k, v, minimum=0),
+        ),
+        mapped("Engines.Types.Docker.ManifestCache.TTL", "docker_image_cache_ttl", parse_duration),
+        ignored(
+            "Engines.Types.Docker.ManifestCache.Refresh",
+            parse_duration,
+            "a registry's kept answer is asked again once its TTL is over; nothing is "
+            "refreshed in the background",
         ),
         ignored(
             "FeatureFlags.ExecTranslation",

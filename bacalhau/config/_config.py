@@ -139,6 +139,11 @@ class NodeConfig:
     disabled_engines: tuple[str, ...] = ()
     disabled_publishers: tuple[str, ...] = ()
     disabled_input_sources: tuple[str, ...] = ()
+    #: Seconds a registry's answer that it has an image is kept (Bacalhau's
+    #: ``Engines.Types.Docker.ManifestCache.TTL``; 0: asked at every bid), and how many
+    #: images' answers are kept (``...ManifestCache.Size``). See ``allow_image_pull``.
+    docker_image_cache_ttl: float = 300.0
+    docker_image_cache_size: int = 1024
     #: The most processes (threads included) one Docker job may hold; jobs cannot raise it.
     docker_pids_limit: int = 256
     #: Docker jobs see the image's root filesystem read-only (they write to their result
@@ -473,6 +478,8 @@ _LISTEN_PORTS = {
 _NON_NEGATIVE = frozenset(
     {
         "probe_timeout",
+        "docker_image_cache_ttl",
+        "docker_image_cache_size",
         "docker_pids_limit",
         "docker_tmp_size",
         "docker_result_disk_limit",

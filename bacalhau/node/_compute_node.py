@@ -62,6 +62,8 @@ async def build_compute(
         [e for e in config.engines if e.lower() not in _lower(config.disabled_engines)],
         allow_image_pull=config.allow_image_pull,
         node_id=node_id,
+        docker_image_cache_ttl=config.docker_image_cache_ttl,
+        docker_image_cache_size=config.docker_image_cache_size,
         docker_pids_limit=config.docker_pids_limit,
         docker_read_only_rootfs=config.docker_read_only_rootfs,
         docker_tmp_size=config.docker_tmp_size,

@@ -10,6 +10,8 @@ from bacalhau.errors import InvalidConfiguration
 from bacalhau.executor import Executor, NoopExecutor, WasmExecutor
 from bacalhau.executor._results import MAX_STREAM_FILE_BYTES
 from bacalhau.executor.docker import (
+    DEFAULT_IMAGE_CACHE_SIZE,
+    DEFAULT_IMAGE_CACHE_TTL,
     DEFAULT_PIDS_LIMIT,
     DEFAULT_RESULT_DISK_LIMIT,
     DEFAULT_TMP_SIZE,
@@ -49,6 +51,8 @@ def build_executors(
     *,
     allow_image_pull: bool,
     node_id: str,
+    docker_image_cache_ttl: float = DEFAULT_IMAGE_CACHE_TTL,
+    docker_image_cache_size: int = DEFAULT_IMAGE_CACHE_SIZE,
     docker_pids_limit: int = DEFAULT_PIDS_LIMIT,
     docker_read_only_rootfs: bool = True,
     docker_tmp_size: int = DEFAULT_TMP_SIZE,
@@ -72,6 +76,8 @@ def build_executors(
         try:
             return DockerExecutor(
                 allow_pull=allow_image_pull,
+                image_cache_ttl=docker_image_cache_ttl,
+                image_cache_size=docker_image_cache_size,
                 name_prefix=prefix,
                 pids_limit=docker_pids_limit,
                 read_only_rootfs=docker_read_only_rootfs,

@@ -220,6 +220,8 @@ def test_no_key_taking_a_mapping_is_also_a_section() -> None:
         ("JobAdmissionControl.RejectNetworkedJobs", "true", "accept_networked_jobs", False),
         ("JobAdmissionControl.AcceptNetworkedJobs", "true", "accept_networked_jobs", True),
         ("Engines.Disabled", ["docker"], "disabled_engines", ("docker",)),
+        ("Engines.Types.Docker.ManifestCache.TTL", "1h", "docker_image_cache_ttl", 3600.0),
+        ("Engines.Types.Docker.ManifestCache.Size", 50, "docker_image_cache_size", 50),
     ],
 )
 def test_mapped_keys_set_our_settings(key: str, value: Any, field: str, expected: Any) -> None:

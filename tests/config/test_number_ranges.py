@@ -53,6 +53,8 @@ def test_minus_one_leaves_an_optional_port_unset(name: str) -> None:
         "lost_node_wait",
         "input_max_retries",
         "docker_pids_limit",
+        "docker_image_cache_ttl",
+        "docker_image_cache_size",
         "wasm_memory_limit",
         "callback_linger",
         "default_queue_timeout",

@@ -18,6 +18,7 @@ from bacalhau.errors import ImageNotFound, InvalidJobSpec
 from bacalhau.executor import DockerExecutor
 from bacalhau.executor.docker._images import FOUND_TTL, ImageCheck
 from bacalhau.models import SpecConfig
+from bacalhau.node._plugins import build_executors
 from tests.executor.conftest import new_request
 from tests.executor.registry import Registry, free_port, local_registry
 
@@ -159,3 +160,17 @@ async def test_a_kept_answer_expires(tmp_path: Path, busybox_image: str) -> None
     now[0] = FOUND_TTL + 1
     with pytest.raises(ImageNotFound, match="could not be reached"):
         await check.check(api, image)
+
+
+async def test_a_node_configured_to_keep_nothing_asks_at_every_bid(
+    tmp_path: Path, busybox_image: str
+) -> None:
+    # As a node builds it from docker_image_cache_ttl (ManifestCache.TTL) = 0.
+    [executor] = build_executors(
+        ["docker"], allow_image_pull=True, node_id="12D3KooWkeepsnothing", docker_image_cache_ttl=0
+    ).values()
+    with local_registry(tmp_path / "registry") as registry:
+        image = registry.push(busybox_image)
+        await executor.validate(_engine(image))
+        await executor.validate(_engine(image))
+        assert registry.manifest_checks(image) == 2

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 from bacalhau._lazy import lazy_attributes
 from bacalhau.executor.docker._defaults import (
+    DEFAULT_IMAGE_CACHE_SIZE,
+    DEFAULT_IMAGE_CACHE_TTL,
     DEFAULT_PIDS_LIMIT,
     DEFAULT_REAP_INTERVAL,
     DEFAULT_RESULT_DISK_LIMIT,
@@ -22,6 +24,8 @@ if TYPE_CHECKING:
     from bacalhau.executor.docker._executor import DockerExecutor
 
 __all__ = [
+    "DEFAULT_IMAGE_CACHE_SIZE",
+    "DEFAULT_IMAGE_CACHE_TTL",
     "DEFAULT_PIDS_LIMIT",
     "DEFAULT_REAP_INTERVAL",
     "DEFAULT_RESULT_DISK_LIMIT",

@@ -9,3 +9,6 @@ DEFAULT_TMP_SIZE = 64 * 1024 * 1024
 DEFAULT_RESULT_DISK_LIMIT = 10 * 1024**3
 #: Seconds between two sweeps of the reaper.
 DEFAULT_REAP_INTERVAL = 30.0
+#: Seconds a registry's answer that it has an image is kept, and how many images' answers.
+DEFAULT_IMAGE_CACHE_TTL = 300.0
+DEFAULT_IMAGE_CACHE_SIZE = 1024

@@ -71,7 +71,7 @@ from bacalhau.executor.docker._egress import EgressLease, EgressNetwork
 from bacalhau.executor.docker._engine import EngineConnection
 from bacalhau.executor.docker._errors import ENGINE_ERRORS
 from bacalhau.executor.docker._follow import ContainerExit
-from bacalhau.executor.docker._images import ImageCheck
+from bacalhau.executor.docker._images import FOUND_TTL, MAX_KEPT, ImageCheck
 from bacalhau.executor.docker._labels import LABEL_EXECUTION_ID, LABEL_EXECUTOR, LABEL_JOB_ID
 from bacalhau.executor.docker._leftovers import Leftovers
 from bacalhau.executor.docker._params import DockerEngineSpec
@@ -116,6 +116,8 @@ class DockerExecutor:
         *,
         client: docker.DockerClient | None = None,
         allow_pull: bool = False,
+        image_cache_ttl: float = FOUND_TTL,
+        image_cache_size: int = MAX_KEPT,
         name_prefix: str = "bacalhau",
         pids_limit: int = DEFAULT_PIDS_LIMIT,
         reap_interval: float = DEFAULT_REAP_INTERVAL,
@@ -157,7 +159,9 @@ class DockerExecutor:
             firewall=egress_firewall,
         )
         self._runs: dict[str, RunControl] = {}
-        self._images = ImageCheck(allow_pull=allow_pull)
+        self._images = ImageCheck(
+            allow_pull=allow_pull, found_ttl=image_cache_ttl, max_kept=image_cache_size
+        )
         self._removals = Removals()
         self._steps = ContainerSteps(
             removals=self._removals, allow_pull=allow_pull, stream_limit=stream_limit

@@ -7,8 +7,8 @@ mirrors) and bids only when it answers. A registry that has no such image, or ca
 reached, is a refusal at once, with the registry's own words, instead of an accepted job
 that fails later at its pull (or, on a node without network, hangs on it).
 
-Answers are kept for a while (found: 5 minutes, refused: 30 seconds), so a stream of jobs
-naming one image asks its registry once, and concurrent bids share one lookup.
+Answers are kept for a while (found: 5 minutes by default, refused: 30 seconds at most), so a
+stream of jobs naming one image asks its registry once, and concurrent bids share one lookup.
 """
 
 from __future__ import annotations
@@ -23,17 +23,18 @@ from typing import Any
 import docker.errors
 
 from bacalhau.errors import BacalhauError, ExecutionFailed, ImageNotFound, InvalidJobSpec
+from bacalhau.executor.docker._defaults import DEFAULT_IMAGE_CACHE_SIZE, DEFAULT_IMAGE_CACHE_TTL
 from bacalhau.executor.docker._errors import ENGINE_ERRORS, explain, unreachable
 
 __all__ = ["ImageCheck", "image_missing"]
 
 #: How long a registry's answer is kept: that it has the image, that it does not.
-FOUND_TTL = 300.0
+FOUND_TTL = DEFAULT_IMAGE_CACHE_TTL
 REFUSED_TTL = 30.0
 #: The longest a bid waits for a registry's answer.
 LOOKUP_TIMEOUT = 10.0
 #: Images whose answer is kept (the least recently asked go first).
-MAX_KEPT = 1024
+MAX_KEPT = DEFAULT_IMAGE_CACHE_SIZE
 
 #: A registry's answers meaning it has no such image for us (unknown, or not ours to read).
 _NOT_THERE = frozenset({401, 403, 404})
@@ -60,8 +61,17 @@ def image_missing(image: str) -> ImageNotFound:
 class ImageCheck:
     """Checks images against the engine and, when pulls are allowed, their registries."""
 
-    def __init__(self, *, allow_pull: bool, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        allow_pull: bool,
+        found_ttl: float = FOUND_TTL,
+        max_kept: int = MAX_KEPT,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._allow_pull = allow_pull
+        self._found_ttl = found_ttl
+        self._max_kept = max_kept
         self._clock = clock
         #: Image -> (when the answer expires, the refusal or None when found).
         self._answers: OrderedDict[str, tuple[float, BacalhauError | None]] = OrderedDict()
@@ -135,9 +145,9 @@ class ImageCheck:
                 )
         except ENGINE_ERRORS as e:
             raise unreachable(e) from e  # the engine, not the registry: nothing to keep
-        ttl = FOUND_TTL if refusal is None else REFUSED_TTL
+        ttl = self._found_ttl if refusal is None else min(self._found_ttl, REFUSED_TTL)
         self._answers[image] = (self._clock() + ttl, refusal)
         self._answers.move_to_end(image)
-        while len(self._answers) > MAX_KEPT:
+        while len(self._answers) > self._max_kept:
             self._answers.popitem(last=False)
         return refusal
