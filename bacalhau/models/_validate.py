@@ -13,6 +13,7 @@ from typing import Any
 
 from bacalhau.errors import InvalidJobSpec
 from bacalhau.models._codec import param
+from bacalhau.models._image_ref import image_reference_problem
 from bacalhau.models._job import (
     JOB_TYPES,
     VERIFICATION_META_KEY,
@@ -465,6 +466,14 @@ def validate_task(task: Task, path: str) -> None:
         image = param(task.engine.params, "Image")
         if not isinstance(image, str) or not image.strip():
             raise fail("docker engine needs an image", "Engine.Params.Image")
+        problem = image_reference_problem(image.strip())
+        if problem is not None:
+            raise fail(
+                f"invalid image reference {image!r}: {problem}",
+                "Engine.Params.Image",
+                "name an image as the Docker CLI does: [registry[:port]/]name[:tag][@digest], "
+                "e.g. ubuntu:24.04",
+            )
         for key in ("Entrypoint", "Parameters", "EnvironmentVariables"):
             value = param(task.engine.params, key)
             if value is not None and (

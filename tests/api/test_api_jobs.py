@@ -133,6 +133,14 @@ async def test_invalid_specs_answer_400_naming_the_field(any_http: aiohttp.Clien
             )
             for bad in ("", "*", "bad domain!", "a..b", "http://example.com")
         ),
+        # An image the engine would refuse as a name at every node's bid.
+        *(
+            (
+                {"Job": _with_task(Engine={"Type": "docker", "Params": {"Image": image}})},
+                "Tasks[0].Engine.Params.Image",
+            )
+            for image in ("Ubuntu", "ubuntu:", "a b", "img@sha256:abc", "127.0.0.1:1/UP/x")
+        ),
     ]
     for body, field in cases:
         async with http.put(JOBS, json=body) as r:

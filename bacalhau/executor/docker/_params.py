@@ -49,7 +49,7 @@ class DockerEngineSpec:
             raise InvalidJobSpec(
                 "docker engine needs an image",
                 field=f"{_FIELD}.Image",
-                hint="name an image present on the compute node, e.g. local/busybox:1.37",
+                hint="name an image, e.g. ubuntu:24.04 or local/busybox:1.37",
             )
         environment: list[tuple[str, str]] = []
         for i, item in enumerate(_str_list(params, "EnvironmentVariables")):
