@@ -11,6 +11,9 @@ from bacalhau._yaml import YamlTooLarge, load_yaml
 from bacalhau.errors import InvalidJobSpec
 from bacalhau.models._job import Job
 
+#: What a YAML or JSON value that is not an object is called in an error.
+_KINDS = {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}
+
 
 def parse_job_document(text: str) -> Job:
     """Parse a job spec written in YAML or JSON (JSON is YAML, but its errors read better)."""
@@ -28,8 +31,18 @@ def parse_job_document(text: str) -> Job:
             "the job file is nested too deeply to read",
             hint="a job spec is a handful of levels deep",
         ) from None
+    if data is None:
+        raise InvalidJobSpec(
+            "the job file is empty",
+            hint="write the job as YAML or JSON: Type, and Tasks with an Engine each "
+            "(`bacalhau docker run --dry-run IMAGE` prints one to start from)",
+        )
     if not isinstance(data, dict):
-        raise InvalidJobSpec("the job file must contain an object")
+        raise InvalidJobSpec(
+            f"the job file must contain an object (keys Type, Tasks, ...), not a "
+            f"{_KINDS.get(type(data), type(data).__name__)}",
+            hint="write the job's keys at the top level of the file, or under Job",
+        )
     if len(data) == 1 and str(next(iter(data))).lower() == "job":
         data = next(iter(data.values()))
         if not isinstance(data, dict):
