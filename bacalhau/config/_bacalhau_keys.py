@@ -388,21 +388,15 @@ def _table() -> list[KeyEntry]:
             "s3_presigned_url_expiration",
             _presign_expiration,
         ),
-        *(
-            ignored(
-                f"Publishers.Types.S3Managed.{name}",
-                parse,
-                "this node has no s3managed publisher (jobs naming it are refused when they "
-                "are submitted); the s3 publisher writes to the job's own bucket",
-            )
-            for name, parse in (
-                ("Bucket", parse_text),
-                ("Endpoint", parse_text),
-                ("Key", parse_text),
-                ("PreSignedURLExpiration", parse_duration),
-                ("Region", parse_text),
-            )
+        mapped("Publishers.Types.S3Managed.Bucket", "s3managed_bucket", parse_text),
+        mapped("Publishers.Types.S3Managed.Endpoint", "s3managed_endpoint", parse_text),
+        mapped("Publishers.Types.S3Managed.Key", "s3managed_key", parse_text),
+        mapped(
+            "Publishers.Types.S3Managed.PreSignedURLExpiration",
+            "s3managed_presigned_url_expiration",
+            _presign_expiration,
         ),
+        mapped("Publishers.Types.S3Managed.Region", "s3managed_region", parse_text),
         ignored("ResultDownloaders.Disabled", parse_list, _CLIENT_SIDE),
         ignored("ResultDownloaders.Timeout", parse_duration, _CLIENT_SIDE),
         ignored("ResultDownloaders.Types.IPFS.Endpoint", parse_text, _CLIENT_SIDE),

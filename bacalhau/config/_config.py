@@ -199,6 +199,16 @@ class NodeConfig:
     s3_presigned_url_disabled: bool = False
     #: Seconds a pre-signed S3 result URL stays valid (7 days at most).
     s3_presigned_url_expiration: float = 3600.0
+    #: The requester's own bucket for the ``s3managed`` publisher (Bacalhau's
+    #: ``Publishers.Types.S3Managed.*``): results go to ``<key>/<job>/<execution>.tar.gz``,
+    #: uploaded by compute nodes through URLs this requester signs with its credentials,
+    #: valid ``s3managed_presigned_url_expiration`` seconds. Empty bucket: jobs naming
+    #: s3managed are refused at submit.
+    s3managed_bucket: str = ""
+    s3managed_key: str = ""
+    s3managed_region: str = ""
+    s3managed_endpoint: str = ""
+    s3managed_presigned_url_expiration: float = 3600.0
     #: Docker images (exact references, or shell-style patterns) the operator vouches run
     #: deterministically: this node bids for verified Docker jobs only on these. Empty: none.
     deterministic_images: tuple[str, ...] = ()
@@ -432,6 +442,7 @@ _FIELD_PARSERS: dict[str, Parse] = {
     "housekeeping_interval": lambda k, v: _positive_seconds(k, v),
     "queue_backoff": lambda k, v: _positive_seconds(k, v),
     "s3_presigned_url_expiration": lambda k, v: _positive_seconds(k, v),
+    "s3managed_presigned_url_expiration": lambda k, v: _positive_seconds(k, v),
 }
 
 

@@ -116,6 +116,7 @@ from bacalhau.models._task_config import (
     TimeoutConfig,
     parse_duration,
 )
+from bacalhau.models._task_io import MANAGED_PUBLISHER
 from bacalhau.models._time import now_ns, parse_rfc3339_ns, rfc3339_ns
 from bacalhau.models._validate import (
     check_document,
@@ -134,6 +135,7 @@ __all__ = [
     "LIVENESS_REVIVALS",
     "LIVENESS_TRANSITIONS",
     "LOCAL_TRANSITIONS",
+    "MANAGED_PUBLISHER",
     "MAX_LINE_BYTES",
     "MAX_PORT",
     "MIN_SHARED_URL",

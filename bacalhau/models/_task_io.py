@@ -12,7 +12,7 @@ from bacalhau.models._codec import param
 from bacalhau.models._job import Task
 from bacalhau.models._ports import Fail
 
-__all__ = ["looks_like_cid_path", "validate_task_io"]
+__all__ = ["MANAGED_PUBLISHER", "looks_like_cid_path", "validate_task_io"]
 
 #: The text forms of CIDs: v0 (base58btc multihash), and v1 in the multibases IPFS prints
 #: (base32 lower/upper, base58btc, base36, base16). Syntax only: models stay free of the
@@ -32,6 +32,10 @@ def looks_like_cid_path(text: str) -> bool:
         return False
     return not any(part in (".", "..") for part in path.split("/"))
 
+
+#: The publisher whose bucket is the requester's (Bacalhau v1.8): jobs name it with no
+#: parameters, compute nodes upload through URLs the requester signs.
+MANAGED_PUBLISHER = "s3managed"
 
 #: Parameters a publisher of the type needs (Bacalhau's publisher specs refuse them empty).
 _PUBLISHER_NEEDS = {"s3": ("Bucket", "Key")}

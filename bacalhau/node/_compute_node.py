@@ -31,6 +31,7 @@ from bacalhau.compute import (
 from bacalhau.config import NodeConfig
 from bacalhau.errors import InvalidConfiguration
 from bacalhau.executor import host_gpus
+from bacalhau.models import Job
 from bacalhau.node._capacity import offered_capacity
 from bacalhau.node._plugins import build_executors, build_publishers, build_storage_sources
 from bacalhau.node._wiring import RequesterLinks
@@ -82,8 +83,22 @@ async def build_compute(
         "127.0.0.1" if config.publisher_host in ("0.0.0.0", "", "::") else config.publisher_host
     )
     local = result_server.publisher(address=advertise)
+    store = ExecutionStore(data_dir / "executions.db")
+    stack.callback(store.close)
+
+    async def managed_upload_url(job: Job, execution_id: str) -> str:
+        # Asked of the requester the execution came from (s3managed: its bucket).
+        record = store.find(execution_id)
+        requester = record.requester_id if record is not None else ""
+        return await links.presign_result_upload(requester, job.id, execution_id)
+
     publishers = _without(
-        build_publishers(local=local, blockstore=blockstore, node_id=node_id),
+        build_publishers(
+            local=local,
+            blockstore=blockstore,
+            node_id=node_id,
+            managed_upload_url=managed_upload_url,
+        ),
         config.disabled_publishers,
     )
     input_sources = build_storage_sources(
@@ -99,8 +114,6 @@ async def build_compute(
     gpus = await asyncio.to_thread(host_gpus)
     total = offered_capacity(host_resources(data_dir.parent, gpus), config)
     capacity = CapacityTracker(total, gpus)
-    store = ExecutionStore(data_dir / "executions.db")
-    stack.callback(store.close)
     # Small results are kept by the store, in the commit of the execution's end, and
     # archived by the result server when downloaded (see publisher._kept).
     result_server.serve_kept(lambda execution_id: _kept_results(store, execution_id))

@@ -17,7 +17,14 @@ from bacalhau.executor.docker import (
     DEFAULT_TMP_SIZE,
 )
 from bacalhau.executor.wasm import WASM32_MAX_MEMORY
-from bacalhau.publisher import IPFSPublisher, NoopPublisher, Publisher
+from bacalhau.models import MANAGED_PUBLISHER
+from bacalhau.publisher import (
+    IPFSPublisher,
+    NoopPublisher,
+    Publisher,
+    S3ManagedPublisher,
+    UploadUrlSource,
+)
 from bacalhau.storage import (
     BlockFetcher,
     InlineSource,
@@ -131,14 +138,20 @@ def build_storage_sources(
 
 
 def build_publishers(
-    *, local: Publisher, blockstore: Blockstore, node_id: str
+    *,
+    local: Publisher,
+    blockstore: Blockstore,
+    node_id: str,
+    managed_upload_url: UploadUrlSource,
 ) -> dict[str, Publisher]:
-    """Every publisher a compute node offers, by name (``local`` is built with its server)."""
+    """Every publisher a compute node offers, by name (``local`` is built with its server;
+    ``managed_upload_url`` asks an execution's requester where its s3managed results go)."""
     from bacalhau.publisher import S3Publisher  # boto3: only on compute nodes
 
     return {
         "local": local,
         "s3": S3Publisher(node_id=node_id),
+        MANAGED_PUBLISHER: S3ManagedPublisher(upload_url=managed_upload_url),
         "ipfs": IPFSPublisher(blockstore),
         "noop": NoopPublisher(),
     }

@@ -33,7 +33,7 @@ from bacalhau.errors import InvalidConfiguration
 from bacalhau.executor import gpu_labels, host_gpus
 from bacalhau.gossip import Membership, MembershipRunner, Message, NodeRecord
 from bacalhau.identity import NodeFiles, NodeIdentity, check_node_files, is_peer_id
-from bacalhau.models import NodeInfo, NodeType, SpecConfig, rfc3339_ns
+from bacalhau.models import MANAGED_PUBLISHER, NodeInfo, NodeType, SpecConfig, rfc3339_ns
 from bacalhau.node._blocks import ClusterProviders
 from bacalhau.node._cluster_view import GossipNodeView
 from bacalhau.node._compute_node import build_compute
@@ -49,7 +49,7 @@ from bacalhau.node._membership import (
 from bacalhau.node._result_check import PublishedResultChecker
 from bacalhau.node._wiring import RequesterLinks, RoutedComputeClient
 from bacalhau.orchestrator import ApprovalChain, Orchestrator, SchedulerSettings, build_hook
-from bacalhau.publisher import LocalResultServer
+from bacalhau.publisher import LocalResultServer, ManagedBucket
 from bacalhau.storage import BlockExchange, BlockstoreContent, HeldRoots
 from bacalhau.storage.cid import Blockstore
 from bacalhau.transport import (
@@ -156,6 +156,7 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
     # -- orchestrator ---------------------------------------------------------------------
     orchestrator: Orchestrator | None = None
     routed: RoutedComputeClient | None = None
+    managed = _managed_bucket(config) if config.orchestrator else None
     if config.orchestrator:
         compute_client = ComputeClient(identity, files)
         stack.push_async_callback(_close, compute_client.close)
@@ -197,10 +198,11 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
             manual_approval=config.manual_approval,
             approval_hooks=approval_hooks,
             job_retention=config.job_retention,
+            managed_bucket=managed,
             # Verified replicas' claimed CIDs are checked against what they published.
             result_checker=PublishedResultChecker(
                 max_bytes=config.result_check_max_bytes,
-                presign=_presigner(config),
+                presign=_presigner(config, managed),
                 peers=block_client,
                 finder=providers,
                 local=blockstore,
@@ -316,7 +318,7 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
             port=config.api_port,
             max_job_size=config.max_job_size,
             gossip_metrics=lambda: _gossip_report(runner, server),
-            result_rewriter=_presigner(config),
+            result_rewriter=_presigner(config, managed),
             content=BlockstoreContent(
                 blockstore, exchange, fetch_timeout=config.ipfs_fetch_timeout
             ),
@@ -335,7 +337,7 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
             host=config.api_host,
             port=config.grpc_api_port(),
             max_message=config.max_job_size,
-            result_rewriter=_presigner(config),
+            result_rewriter=_presigner(config, managed),
             authorizer=authorizer,
         )
         await listen(stack, grpc_api, config.api_host, config.grpc_api_port(), "--api-grpc-port")
@@ -382,15 +384,40 @@ def _authorizer(config: NodeConfig) -> Authorizer | None:
     return Authorizer(config.api_users)
 
 
-def _presigner(config: NodeConfig) -> Callable[[SpecConfig], SpecConfig] | None:
-    """How ``s3`` results are answered: pre-signed for ``s3_presigned_url_expiration``
-    seconds, or as they are when the operator turned pre-signing off."""
-    if config.s3_presigned_url_disabled:
+def _managed_bucket(config: NodeConfig) -> ManagedBucket | None:
+    """The requester's bucket for the s3managed publisher, when the operator set one."""
+    if not config.s3managed_bucket.strip():
+        if config.s3managed_key or config.s3managed_region or config.s3managed_endpoint:
+            raise InvalidConfiguration(
+                "Publishers.Types.S3Managed needs a Bucket (s3managed_bucket)",
+                hint="name the bucket the requester keeps s3managed results in, or remove "
+                "the other S3Managed keys",
+            )
         return None
-    expires = int(config.s3_presigned_url_expiration)
+    return ManagedBucket(
+        bucket=config.s3managed_bucket.strip(),
+        prefix=config.s3managed_key,
+        region=config.s3managed_region,
+        endpoint=config.s3managed_endpoint,
+        expires=int(config.s3managed_presigned_url_expiration),
+    )
+
+
+def _presigner(
+    config: NodeConfig, managed: ManagedBucket | None
+) -> Callable[[SpecConfig], SpecConfig] | None:
+    """How results are answered: ``s3`` ones pre-signed for ``s3_presigned_url_expiration``
+    seconds (as they are when the operator turned pre-signing off), ``s3managed`` ones with
+    a download URL from the requester's bucket."""
+    expires = None if config.s3_presigned_url_disabled else int(config.s3_presigned_url_expiration)
+    if expires is None and managed is None:
+        return None
 
     def presign(result: SpecConfig) -> SpecConfig:
-        if result.type.lower() != "s3":
+        kind = result.type.lower()
+        if kind == MANAGED_PUBLISHER and managed is not None:
+            return managed.rewrite(result)
+        if kind != "s3" or expires is None:
             return result  # (boto3 is loaded by the first S3 result asked for, not before)
         from bacalhau.publisher import presign_result
 

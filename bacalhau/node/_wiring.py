@@ -136,3 +136,12 @@ class RequesterLinks:
     async def get_module(self, requester_id: str, sha256: str) -> str:
         """A module ``requester_id`` sent by reference (the compute role's ModuleSource)."""
         return await self._target(requester_id).get_module(sha256)
+
+    async def presign_result_upload(self, requester_id: str, job_id: str, execution_id: str) -> str:
+        """Where the s3managed results of ``execution_id`` go: a URL ``requester_id`` signs
+        for this node's upload."""
+        target = self._target(requester_id)
+        if isinstance(target, OrchestratorClient):
+            return await target.presign_result_upload(job_id, execution_id)
+        # The in-process requester: this hybrid node's compute role is the one asking.
+        return await target.presign_result_upload(self._local_id, job_id, execution_id)

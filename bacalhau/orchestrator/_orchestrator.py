@@ -34,6 +34,7 @@ from bacalhau.orchestrator._callbacks import BidApprovalHook, ExecutionCallbacks
 from bacalhau.orchestrator._housekeeping import Housekeeping
 from bacalhau.orchestrator._job_control import JobControl
 from bacalhau.orchestrator._logs import ExecutionLogs, LogSource
+from bacalhau.orchestrator._managed import ManagedResultBucket
 from bacalhau.orchestrator._nodes import NodeAddressBook, NodeDirectory
 from bacalhau.orchestrator._planner import ComputeTransport, Planner
 from bacalhau.orchestrator._reconcile import NodeReconciler
@@ -73,6 +74,7 @@ class Orchestrator(JobSubmission, ExecutionReports, JobControl, Housekeeping):
         installation_id: str = "",
         job_retention: float = DEFAULT_JOB_RETENTION,
         result_checker: ResultChecker | None = None,
+        managed_bucket: ManagedResultBucket | None = None,
     ) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
         self._info = node_info
@@ -87,6 +89,8 @@ class Orchestrator(JobSubmission, ExecutionReports, JobControl, Housekeeping):
         self._workers = workers
         self._housekeeping_interval = housekeeping_interval
         self._installation_id = installation_id
+        #: The bucket of the s3managed publisher (None: jobs naming it are refused).
+        self._managed_bucket = managed_bucket
         self._rng = random.Random(int.from_bytes(os.urandom(8), "big"))
         self._approvals = ApprovalStore(data_dir / "nodes.db")
         self.nodes = NodeDirectory(

@@ -6,8 +6,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from bacalhau.errors import InvalidRequest, JobNotFound, NotFound
+from bacalhau.errors import (
+    InvalidRequest,
+    InvalidTransition,
+    JobNotFound,
+    NotFound,
+    PermissionDenied,
+)
 from bacalhau.models import (
+    MANAGED_PUBLISHER,
     Execution,
     ExecutionStateType,
     HistoryType,
@@ -24,6 +31,7 @@ from bacalhau.models import (
 from bacalhau.orchestrator._api import ALL_VERSIONS, JobPage, JobVersions
 from bacalhau.orchestrator._callbacks import ExecutionCallbacks
 from bacalhau.orchestrator._logs import ExecutionLogs
+from bacalhau.orchestrator._managed import ManagedResultBucket
 from bacalhau.orchestrator._metrics import MODULES_SERVED
 from bacalhau.orchestrator._nodes import NodeDirectory
 from bacalhau.orchestrator._reputation import node_reputations, with_reputation
@@ -51,6 +59,7 @@ class OrchestratorQueries:
     _info: NodeInfo
     _callbacks: ExecutionCallbacks
     _logs: ExecutionLogs
+    _managed_bucket: ManagedResultBucket | None
 
     def node_info(self) -> NodeInfo:
         return self._info
@@ -237,3 +246,42 @@ class OrchestratorQueries:
                 component="Orchestrator",
             )
         return url
+
+    async def presign_result_upload(self, node_id: str, job_id: str, execution_id: str) -> str:
+        """Where node ``node_id`` uploads the results of its execution ``execution_id`` (of
+        ``job_id``), which publishes with ``s3managed``: a pre-signed PUT URL into this
+        requester's managed bucket. Only for the node the execution runs on, while it is
+        under way."""
+        bucket = self._managed_bucket
+        if bucket is None:
+            raise InvalidTransition(
+                "this requester has no managed bucket for the s3managed publisher",
+                hint="set Publishers.Types.S3Managed.Bucket on the requester",
+                component="Orchestrator",
+            )
+        try:
+            execution = self.store.get_execution(execution_id)
+        except NotFound:
+            execution = None
+        if execution is None or execution.job_id != job_id or execution.node_id != node_id:
+            # The same answer whether it does not exist or is another node's.
+            raise PermissionDenied(
+                f"execution {execution_id} of job {job_id} is not node {node_id}'s",
+                component="Orchestrator",
+            )
+        if not execution.is_active():
+            raise InvalidTransition(
+                f"execution {execution_id} is {execution.compute_state.label}: its results "
+                "can no longer be uploaded",
+                component="Orchestrator",
+            )
+        job = self.store.get_job(job_id)
+        if job.task.publisher.type.lower() != MANAGED_PUBLISHER:
+            raise InvalidRequest(
+                f"job {job_id} publishes with {job.task.publisher.type or 'no publisher'}, "
+                "not s3managed",
+                component="Orchestrator",
+            )
+        # Signing reads the requester's credentials, which may mean a file or the instance
+        # metadata service the first time: not on the event loop.
+        return await asyncio.to_thread(bucket.upload_url, job_id, execution_id)

@@ -9,6 +9,7 @@ import logging
 
 from bacalhau.errors import InvalidJobSpec, JobNotFound, JobSpecUnchanged
 from bacalhau.models import (
+    MANAGED_PUBLISHER,
     Connection,
     Event,
     Job,
@@ -29,6 +30,7 @@ from bacalhau.models import (
 from bacalhau.orchestrator._api import JobDiff, SubmitResult
 from bacalhau.orchestrator._evaluations import EvaluationRunner
 from bacalhau.orchestrator._job_diff import same_spec, spec_diff
+from bacalhau.orchestrator._managed import ManagedResultBucket
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,7 @@ class JobSubmission(EvaluationRunner):
     _default_cpu: str
     _default_memory: str
     _installation_id: str
+    _managed_bucket: ManagedResultBucket | None
 
     async def submit_job(
         self,
@@ -165,6 +168,14 @@ class JobSubmission(EvaluationRunner):
         if task.publisher.is_empty() and self._default_publisher:
             # Results without a publisher would be unreachable: default to one.
             task.publisher = SpecConfig(type=self._default_publisher)
+        if task.publisher.type.lower() == MANAGED_PUBLISHER and self._managed_bucket is None:
+            # Every node would publish into a bucket this requester does not have.
+            raise InvalidJobSpec(
+                "this requester has no managed bucket for the s3managed publisher",
+                field="Tasks[0].Publisher.Type",
+                hint="publish with s3 (your bucket) or local, or have the operator set "
+                "Publishers.Types.S3Managed.Bucket on the requester",
+            )
         return warnings
 
     def _update_job(

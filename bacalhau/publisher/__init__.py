@@ -1,4 +1,4 @@
-"""Publisher plugins (local, s3, ipfs, noop) behind one small Protocol.
+"""Publisher plugins (local, s3, s3managed, ipfs, noop) behind one small Protocol.
 
 The S3 publisher loads boto3 when first named (a node that publishes nothing to S3 never
 does)."""
@@ -16,20 +16,30 @@ from bacalhau.publisher._local import LocalPublisher, write_archive
 from bacalhau.publisher._local_server import LocalResultServer
 from bacalhau.publisher._noop import NoopPublisher
 from bacalhau.publisher._proof import ArchiveDigest, archive_cid
+from bacalhau.publisher._s3managed import (
+    MANAGED,
+    ManagedBucket,
+    S3ManagedPublisher,
+    UploadUrlSource,
+)
 
 if TYPE_CHECKING:
     from bacalhau.publisher._s3 import S3Publisher, presign_result, render_key
 
 __all__ = [
+    "MANAGED",
     "ArchiveDigest",
     "IPFSPublisher",
     "KeptResults",
     "LocalPublisher",
     "LocalResultServer",
+    "ManagedBucket",
     "NoopPublisher",
     "Publisher",
     "ResultsKeeper",
+    "S3ManagedPublisher",
     "S3Publisher",
+    "UploadUrlSource",
     "archive_cid",
     "decode_kept",
     "encode_kept",

@@ -34,13 +34,16 @@ _DENIED = {
 _MISSING = {"NoSuchKey", "404", "NotFound", "NoSuchVersion"}
 
 
-def s3_client(*, endpoint: str = "", region: str = "") -> S3Client:
-    """A client for ``endpoint`` (AWS when empty) with the node's credentials."""
+def s3_client(*, endpoint: str = "", region: str = "", sigv4: bool = False) -> S3Client:
+    """A client for ``endpoint`` (AWS when empty) with the node's credentials. ``sigv4``
+    signs (and pre-signs) with Signature Version 4 whatever the endpoint: a pre-signed PUT
+    then covers only the host, not the Content-Type an uploader sends."""
     config = botocore.config.Config(
         retries={"max_attempts": 3, "mode": "standard"},
         s3={"addressing_style": "path"} if endpoint else {},
         connect_timeout=10,
         read_timeout=60,
+        signature_version="s3v4" if sigv4 else None,
     )
     session = boto3.session.Session()
     return session.client(

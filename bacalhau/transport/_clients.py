@@ -520,6 +520,18 @@ class OrchestratorClient:
                 details={"SHA256": sha256},
             ) from None
 
+    async def presign_result_upload(self, job_id: str, execution_id: str) -> str:
+        """A pre-signed PUT URL for the execution's results in the requester's managed
+        bucket (this node is the one asking: its TLS identity)."""
+        channel = self._pinned()
+        response = await unary_call(
+            self._orch_stub.PresignResultUpload,
+            orchestrator_pb2.PresignResultUploadRequest(job_id=job_id, execution_id=execution_id),
+            peer=channel.describe(),
+            timeout=self._timeout,
+        )
+        return str(response.url)
+
     async def close(self) -> None:
         channel, self._channel = self._channel, None
         if channel is not None:

@@ -89,6 +89,12 @@ class OrchestratorHandler(Protocol):
         :class:`bacalhau.errors.NotFound` when it holds none. The caller checks the hash."""
         ...
 
+    async def presign_result_upload(self, node_id: str, job_id: str, execution_id: str) -> str:
+        """A pre-signed PUT URL for the results of ``execution_id`` (of ``job_id``) in the
+        requester's managed bucket (the ``s3managed`` publisher). ``node_id`` is the TLS
+        peer asking: the execution must run on it."""
+        ...
+
 
 @runtime_checkable
 class RunResultRefusals(Protocol):

@@ -406,6 +406,18 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
                 self.module_requests["refused"] += 1
             await _fail(context, e, "GetModule")
 
+    async def PresignResultUpload(
+        self, request: orchestrator_pb2.PresignResultUploadRequest, context: Any
+    ) -> orchestrator_pb2.PresignResultUploadResponse:
+        try:
+            peer = peer_node_id(context)
+            url = await self._handler.presign_result_upload(
+                peer, request.job_id, request.execution_id
+            )
+            return orchestrator_pb2.PresignResultUploadResponse(url=url)
+        except Exception as e:
+            await _fail(context, e, "PresignResultUpload")
+
 
 class NodeServicer(node_pb2_grpc.NodeServiceServicer):
     """Serves NodeService on every node: answers a challenge with a statement signed as

@@ -98,3 +98,17 @@ def test_devstack_config_must_be_key_value(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "'labels' is not of the form Key=Value" in result.stderr
     assert not (tmp_path / "stack").exists()
+
+
+def test_serve_refuses_managed_bucket_settings_without_a_bucket(tmp_path: Path) -> None:
+    runner = CliRunner()
+    ca, data = tmp_path / "ca", tmp_path / "node"
+    assert runner.invoke(cli, ["ca", "init", "--ca-dir", str(ca)]).exit_code == 0
+    issued = runner.invoke(cli, ["ca", "issue", "--ca-dir", str(ca), "--data-dir", str(data)])
+    assert issued.exit_code == 0, issued.output
+    args = ["serve", "--orchestrator", "--data-dir", str(data)]
+    args += ["--api-port", "0", "--grpc-port", "0", "-c", "Publishers.Types.S3Managed.Key=r"]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 1
+    assert "Publishers.Types.S3Managed needs a Bucket" in result.stderr
+    assert "Hint:" in result.stderr

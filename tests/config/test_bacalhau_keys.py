@@ -222,6 +222,21 @@ def test_no_key_taking_a_mapping_is_also_a_section() -> None:
         ("Engines.Disabled", ["docker"], "disabled_engines", ("docker",)),
         ("Engines.Types.Docker.ManifestCache.TTL", "1h", "docker_image_cache_ttl", 3600.0),
         ("Engines.Types.Docker.ManifestCache.Size", 50, "docker_image_cache_size", 50),
+        ("Publishers.Types.S3Managed.Bucket", "results", "s3managed_bucket", "results"),
+        ("Publishers.Types.S3Managed.Key", "job-results", "s3managed_key", "job-results"),
+        ("Publishers.Types.S3Managed.Region", "us-east-1", "s3managed_region", "us-east-1"),
+        (
+            "Publishers.Types.S3Managed.Endpoint",
+            "http://m:9000",
+            "s3managed_endpoint",
+            "http://m:9000",
+        ),
+        (
+            "Publishers.Types.S3Managed.PreSignedURLExpiration",
+            "2h",
+            "s3managed_presigned_url_expiration",
+            7200,
+        ),
     ],
 )
 def test_mapped_keys_set_our_settings(key: str, value: Any, field: str, expected: Any) -> None:

@@ -533,3 +533,51 @@ class GetModuleResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetModuleResponse: _TypeAlias = GetModuleResponse  # noqa: Y015
+
+@_typing.final
+class PresignResultUploadRequest(_message.Message):
+    """Ask where to upload an execution's results (s3managed publisher)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXECUTION_ID_FIELD_NUMBER: _builtins.int
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    execution_id: _builtins.str
+    """The execution whose results are uploaded."""
+    job_id: _builtins.str
+    """Its job."""
+    def __init__(
+        self,
+        *,
+        execution_id: _builtins.str = ...,
+        job_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_id", b"execution_id", "job_id", b"job_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PresignResultUploadRequest: _TypeAlias = PresignResultUploadRequest  # noqa: Y015
+
+@_typing.final
+class PresignResultUploadResponse(_message.Message):
+    """Where to upload them."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    URL_FIELD_NUMBER: _builtins.int
+    url: _builtins.str
+    """A pre-signed URL taking one HTTP PUT of the results archive (a gzip'd tar)."""
+    def __init__(
+        self,
+        *,
+        url: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PresignResultUploadResponse: _TypeAlias = PresignResultUploadResponse  # noqa: Y015

@@ -65,6 +65,11 @@ class OrchestratorServiceStub:
                 request_serializer=bacalhau_dot_v1_dot_orchestrator__pb2.GetModuleRequest.SerializeToString,
                 response_deserializer=bacalhau_dot_v1_dot_orchestrator__pb2.GetModuleResponse.FromString,
                 _registered_method=True)
+        self.PresignResultUpload = channel.unary_unary(
+                '/bacalhau.v1.OrchestratorService/PresignResultUpload',
+                request_serializer=bacalhau_dot_v1_dot_orchestrator__pb2.PresignResultUploadRequest.SerializeToString,
+                response_deserializer=bacalhau_dot_v1_dot_orchestrator__pb2.PresignResultUploadResponse.FromString,
+                _registered_method=True)
 
 
 class OrchestratorServiceServicer:
@@ -121,6 +126,18 @@ class OrchestratorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PresignResultUpload(self, request, context):
+        """Where an execution's results go when its job publishes with s3managed (Bacalhau v1.8):
+        a pre-signed PUT URL into the requester's own bucket, so the compute node needs no
+        credentials. The caller (its mTLS identity) must be the node the execution runs on, the
+        execution must still be under way, and its job's publisher must be s3managed; otherwise
+        PERMISSION_DENIED, FAILED_PRECONDITION or INVALID_ARGUMENT. A requester without a managed
+        bucket answers FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrchestratorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -153,6 +170,11 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
                     servicer.GetModule,
                     request_deserializer=bacalhau_dot_v1_dot_orchestrator__pb2.GetModuleRequest.FromString,
                     response_serializer=bacalhau_dot_v1_dot_orchestrator__pb2.GetModuleResponse.SerializeToString,
+            ),
+            'PresignResultUpload': grpc.unary_unary_rpc_method_handler(
+                    servicer.PresignResultUpload,
+                    request_deserializer=bacalhau_dot_v1_dot_orchestrator__pb2.PresignResultUploadRequest.FromString,
+                    response_serializer=bacalhau_dot_v1_dot_orchestrator__pb2.PresignResultUploadResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -318,6 +340,33 @@ class OrchestratorService:
             '/bacalhau.v1.OrchestratorService/GetModule',
             bacalhau_dot_v1_dot_orchestrator__pb2.GetModuleRequest.SerializeToString,
             bacalhau_dot_v1_dot_orchestrator__pb2.GetModuleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PresignResultUpload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bacalhau.v1.OrchestratorService/PresignResultUpload',
+            bacalhau_dot_v1_dot_orchestrator__pb2.PresignResultUploadRequest.SerializeToString,
+            bacalhau_dot_v1_dot_orchestrator__pb2.PresignResultUploadResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -61,6 +61,14 @@ class OrchestratorServiceStub:
     checks it against the hash it asked for; the caller must be a cluster member (mTLS).
     A hash the requester does not hold ends the call with NOT_FOUND.
     """
+    PresignResultUpload: _grpc.UnaryUnaryMultiCallable[_orchestrator_pb2.PresignResultUploadRequest, _orchestrator_pb2.PresignResultUploadResponse]
+    """Where an execution's results go when its job publishes with s3managed (Bacalhau v1.8):
+    a pre-signed PUT URL into the requester's own bucket, so the compute node needs no
+    credentials. The caller (its mTLS identity) must be the node the execution runs on, the
+    execution must still be under way, and its job's publisher must be s3managed; otherwise
+    PERMISSION_DENIED, FAILED_PRECONDITION or INVALID_ARGUMENT. A requester without a managed
+    bucket answers FAILED_PRECONDITION.
+    """
 
 @_typing.type_check_only
 class OrchestratorServiceAsyncStub(OrchestratorServiceStub):
@@ -89,6 +97,14 @@ class OrchestratorServiceAsyncStub(OrchestratorServiceStub):
     yet fetches it here once. Not signed: the answer is content-addressed, so the caller
     checks it against the hash it asked for; the caller must be a cluster member (mTLS).
     A hash the requester does not hold ends the call with NOT_FOUND.
+    """
+    PresignResultUpload: _aio.UnaryUnaryMultiCallable[_orchestrator_pb2.PresignResultUploadRequest, _orchestrator_pb2.PresignResultUploadResponse]  # type: ignore[assignment]
+    """Where an execution's results go when its job publishes with s3managed (Bacalhau v1.8):
+    a pre-signed PUT URL into the requester's own bucket, so the compute node needs no
+    credentials. The caller (its mTLS identity) must be the node the execution runs on, the
+    execution must still be under way, and its job's publisher must be s3managed; otherwise
+    PERMISSION_DENIED, FAILED_PRECONDITION or INVALID_ARGUMENT. A requester without a managed
+    bucket answers FAILED_PRECONDITION.
     """
 
 class OrchestratorServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -151,6 +167,20 @@ class OrchestratorServiceServicer(metaclass=_abc_1.ABCMeta):
         yet fetches it here once. Not signed: the answer is content-addressed, so the caller
         checks it against the hash it asked for; the caller must be a cluster member (mTLS).
         A hash the requester does not hold ends the call with NOT_FOUND.
+        """
+
+    @_abc_1.abstractmethod
+    def PresignResultUpload(
+        self,
+        request: _orchestrator_pb2.PresignResultUploadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orchestrator_pb2.PresignResultUploadResponse, _abc.Awaitable[_orchestrator_pb2.PresignResultUploadResponse]]:
+        """Where an execution's results go when its job publishes with s3managed (Bacalhau v1.8):
+        a pre-signed PUT URL into the requester's own bucket, so the compute node needs no
+        credentials. The caller (its mTLS identity) must be the node the execution runs on, the
+        execution must still be under way, and its job's publisher must be s3managed; otherwise
+        PERMISSION_DENIED, FAILED_PRECONDITION or INVALID_ARGUMENT. A requester without a managed
+        bucket answers FAILED_PRECONDITION.
         """
 
 def add_OrchestratorServiceServicer_to_server(servicer: OrchestratorServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
