@@ -57,7 +57,7 @@ from bacalhau.models import (
     SpecConfig,
 )
 from bacalhau.publisher import KeptResults, Publisher, ResultsKeeper, encode_kept
-from bacalhau.storage import StorageSource, inputs_of, prepare_inputs
+from bacalhau.storage import WHOLE, Partition, StorageSource, inputs_of, prepare_inputs
 
 _log = logging.getLogger(__name__)
 
@@ -76,7 +76,9 @@ class InputPreparer(Protocol):
     pipeline removes ``work_dir`` once the run is over.
     """
 
-    async def prepare(self, execution_id: str, job: Job, work_dir: Path) -> list[InputMount]: ...
+    async def prepare(
+        self, execution_id: str, job: Job, work_dir: Path, partition: Partition = WHOLE
+    ) -> list[InputMount]: ...
 
 
 @runtime_checkable
@@ -96,8 +98,10 @@ class StorageInputs:
     def has_inputs(self, job: Job) -> bool:
         return bool(inputs_of(job))
 
-    async def prepare(self, execution_id: str, job: Job, work_dir: Path) -> list[InputMount]:
-        prepared = await prepare_inputs(self._sources, job, work_dir)
+    async def prepare(
+        self, execution_id: str, job: Job, work_dir: Path, partition: Partition = WHOLE
+    ) -> list[InputMount]:
+        prepared = await prepare_inputs(self._sources, job, work_dir, partition)
         return [
             InputMount(source=p.path, target=p.target, read_only=p.read_only, alias=p.alias)
             for p in prepared
@@ -218,7 +222,9 @@ class ExecutionPipeline:
                 raise ExecutorNotInstalled(
                     f"this node does not have the {task.engine.type!r} engine installed"
                 )
-            mounts = await self._prepare_inputs(execution_id, job)
+            mounts = await self._prepare_inputs(
+                execution_id, job, Partition(record.execution.partition_index, job.partition_count)
+            )
             results_dir = self.results_dir(execution_id)
             if not self._spare_dirs.take(results_dir):
                 self._fresh_dir(results_dir)
@@ -314,7 +320,9 @@ class ExecutionPipeline:
             seconds,
         )
 
-    async def _prepare_inputs(self, execution_id: str, job: Job) -> list[InputMount]:
+    async def _prepare_inputs(
+        self, execution_id: str, job: Job, partition: Partition
+    ) -> list[InputMount]:
         if self._inputs is None:
             if job.task.input_sources:
                 raise ExecutionFailed(
@@ -327,7 +335,7 @@ class ExecutionPipeline:
             return []
         work_dir = self._fresh_dir(self.inputs_dir(execution_id))
         try:
-            return await self._inputs.prepare(execution_id, job, work_dir)
+            return await self._inputs.prepare(execution_id, job, work_dir, partition)
         except BaseException:
             await self._remove_inputs(execution_id)
             raise

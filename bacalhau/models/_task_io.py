@@ -8,9 +8,11 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
+from bacalhau.errors import InvalidJobSpec
 from bacalhau.models._codec import param
 from bacalhau.models._job import Task
 from bacalhau.models._ports import Fail
+from bacalhau.models._s3_partition import PartitionSpec
 
 __all__ = ["MANAGED_PUBLISHER", "looks_like_cid_path", "validate_task_io"]
 
@@ -72,6 +74,10 @@ def validate_task_io(task: Task, fail: Fail) -> None:
                     f"{sub}.Source.Params.Bucket",
                     "read from s3://BUCKET/KEY (the key may be a prefix/ or end in *)",
                 )
+            try:
+                PartitionSpec.from_spec(inp.source)
+            except InvalidJobSpec as err:
+                raise fail(err.message, f"{sub}.{err.field}", err.hint) from None
         if inp.source.type.lower() == "ipfs":
             cid = param(inp.source.params, "CID")
             if not isinstance(cid, str) or not looks_like_cid_path(cid):

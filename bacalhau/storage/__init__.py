@@ -12,8 +12,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from bacalhau._lazy import lazy_attributes
+from bacalhau.models._s3_partition import Partition, PartitionSpec
 from bacalhau.storage._archive import extract_tar_gz
-from bacalhau.storage._base import PreparedInput, PreparedPath, StorageSource
+from bacalhau.storage._base import PartitionedSource, PreparedInput, PreparedPath, StorageSource
 from bacalhau.storage._content import BlockstoreContent
 from bacalhau.storage._exchange import (
     BlockExchange,
@@ -26,7 +27,7 @@ from bacalhau.storage._inline import InlineSource
 from bacalhau.storage._ipfs import BlockFetcher, IPFSSource, LocalOnlyFetcher, parse_cid_path
 from bacalhau.storage._localdir import AllowedPath, LocalDirectorySource
 from bacalhau.storage._locality import HeldRoots, Member, dag_size, order_providers
-from bacalhau.storage._prepare import inputs_of, prepare_inputs, validate_inputs
+from bacalhau.storage._prepare import WHOLE, inputs_of, prepare_inputs, validate_inputs
 from bacalhau.storage._urldownload import UrlDownloadSource
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from bacalhau.storage._s3client import s3_client, s3_error
 
 __all__ = [
+    "WHOLE",
     "AllowedPath",
     "BlockExchange",
     "BlockFetcher",
@@ -47,6 +49,9 @@ __all__ = [
     "LocalDirectorySource",
     "LocalOnlyFetcher",
     "Member",
+    "Partition",
+    "PartitionSpec",
+    "PartitionedSource",
     "PreparedInput",
     "PreparedPath",
     "ProviderFinder",

@@ -14,6 +14,7 @@ from typing import Protocol, runtime_checkable
 
 from bacalhau.errors import ExecutionFailed, InvalidJobSpec
 from bacalhau.models import SpecConfig, param
+from bacalhau.models._s3_partition import Partition
 
 #: The ``Component`` of failures raised while preparing inputs (shown in job history).
 COMPONENT = "Storage"
@@ -58,6 +59,18 @@ class StorageSource(Protocol):
 
     async def prepare(self, spec: SpecConfig, dest: Path) -> PreparedPath:
         """Materialise ``spec`` under ``dest`` (a fresh, empty directory) and say where."""
+        ...
+
+
+@runtime_checkable
+class PartitionedSource(Protocol):
+    """A source that can give one execution of a partitioned job (``Count`` N) its share of
+    the input (``s3``: Bacalhau v1.7's ``Partition``); the others give every execution all."""
+
+    async def prepare_partition(
+        self, spec: SpecConfig, dest: Path, partition: Partition
+    ) -> PreparedPath:
+        """:meth:`StorageSource.prepare`, for the execution that runs ``partition``."""
         ...
 
 

@@ -21,7 +21,11 @@ from typing import Any
 
 from bacalhau.errors import BacalhauError, InvalidJobSpec
 from bacalhau.models import InputSource, Job, Obj, inputs_named_whole, param
-from bacalhau.storage._base import PreparedInput, StorageSource, input_failed
+from bacalhau.models._s3_partition import Partition
+from bacalhau.storage._base import PartitionedSource, PreparedInput, StorageSource, input_failed
+
+#: The whole of every input (a job that is not partitioned).
+WHOLE = Partition()
 
 
 def inputs_of(job: Job) -> list[InputSource]:
@@ -66,9 +70,13 @@ async def validate_inputs(sources: Mapping[str, StorageSource], job: Job) -> Non
 
 
 async def prepare_inputs(
-    sources: Mapping[str, StorageSource], job: Job, work_dir: Path
+    sources: Mapping[str, StorageSource],
+    job: Job,
+    work_dir: Path,
+    partition: Partition = WHOLE,
 ) -> list[PreparedInput]:
-    """Prepare every input under ``work_dir`` (which must exist and be empty)."""
+    """Prepare every input under ``work_dir`` (which must exist and be empty), for the
+    execution that runs ``partition`` of the job (its share of partitioned inputs)."""
     items = inputs_of(job)
     if not items:
         return []
@@ -81,7 +89,10 @@ async def prepare_inputs(
         await asyncio.to_thread(dest.mkdir)
         source = _source_for(sources, item.source.type)
         try:
-            prepared = await source.prepare(item.source, dest)
+            if partition.count > 1 and isinstance(source, PartitionedSource):
+                prepared = await source.prepare_partition(item.source, dest, partition)
+            else:
+                prepared = await source.prepare(item.source, dest)
         except InvalidJobSpec as err:
             raise InvalidJobSpec(
                 err.message, field=f"InputSources[{n}].{err.field}" if err.field else ""

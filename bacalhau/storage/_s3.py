@@ -24,10 +24,13 @@ import botocore.exceptions
 
 from bacalhau.errors import InvalidJobSpec, UnsafePath
 from bacalhau.models import SpecConfig
+from bacalhau.models._s3_partition import Partition, PartitionSpec, partition_keys
 from bacalhau.storage._base import COMPONENT, PreparedPath, input_failed, str_param
 from bacalhau.storage._s3client import S3Client, s3_client, s3_error
 
 _KIND = "s3"
+#: An input every execution takes whole.
+NO_PARTITIONS = PartitionSpec()
 DEFAULT_S3_LIMIT = 10 * 1024**3
 _CHUNK = 1 << 20
 _MD5_ETAG = re.compile(r"[0-9a-f]{32}")
@@ -44,6 +47,7 @@ class S3InputSpec:
     endpoint: str = ""
     version_id: str = ""
     checksum_sha256: str = ""
+    partition: PartitionSpec = NO_PARTITIONS
 
     @classmethod
     def from_spec(cls, spec: SpecConfig) -> S3InputSpec:
@@ -55,6 +59,7 @@ class S3InputSpec:
             endpoint=str_param(spec, "Endpoint"),
             version_id=str_param(spec, "VersionID"),
             checksum_sha256=str_param(spec, "ChecksumSHA256"),
+            partition=PartitionSpec.from_spec(spec),
         )
         if out.filter:
             try:
@@ -96,16 +101,26 @@ class S3Source:
         S3InputSpec.from_spec(spec)
 
     async def prepare(self, spec: SpecConfig, dest: Path) -> PreparedPath:
+        return await self.prepare_partition(spec, dest, Partition())
+
+    async def prepare_partition(
+        self, spec: SpecConfig, dest: Path, partition: Partition
+    ) -> PreparedPath:
+        """:meth:`prepare` for one execution of a partitioned job: only the objects of its
+        share of the input (see ``_s3_partition``; possibly none)."""
         s3 = S3InputSpec.from_spec(spec)
-        await asyncio.to_thread(self._download, s3, dest)
+        await asyncio.to_thread(self._download, s3, dest, partition)
         return PreparedPath(dest)
 
     # -- in a worker thread ------------------------------------------------------------
 
-    def _download(self, s3: S3InputSpec, dest: Path) -> None:
+    def _download(self, s3: S3InputSpec, dest: Path, partition: Partition) -> None:
         client = s3_client(endpoint=s3.endpoint, region=s3.region)
         try:
             objects = self._objects(client, s3)
+            single = len(objects) == 1  # (a checksum given is that of the key's one object)
+            share = set(partition_keys([k for k, _ in objects], s3.key, s3.partition, partition))
+            objects = [(key, size) for key, size in objects if key in share]
             total = sum(size for _, size in objects)
             if total > self._max_bytes:
                 raise input_failed(
@@ -119,7 +134,7 @@ class S3Source:
             for key, _ in objects:
                 target = dest / relative_name(key, parent)
                 target.parent.mkdir(parents=True, exist_ok=True)
-                self._get(client, s3, key, target, single=len(objects) == 1)
+                self._get(client, s3, key, target, single=single)
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as err:
             raise s3_error(err, s3.uri, component=COMPONENT, kind=_KIND) from None
 

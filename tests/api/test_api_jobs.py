@@ -133,6 +133,23 @@ async def test_invalid_specs_answer_400_naming_the_field(any_http: aiohttp.Clien
             )
             for bad in ("", "*", "bad domain!", "a..b", "http://example.com")
         ),
+        # An s3 input partitioned in a way that does not exist (Bacalhau v1.7's Partition).
+        (
+            {
+                "Job": _with_task(
+                    InputSources=[
+                        {
+                            "Target": "/in",
+                            "Source": {
+                                "Type": "s3",
+                                "Params": {"Bucket": "b", "Partition": {"Type": "bucket"}},
+                            },
+                        }
+                    ]
+                )
+            },
+            "Tasks[0].InputSources[0].Source.Params.Partition.Type",
+        ),
         # An image the engine would refuse as a name at every node's bid.
         *(
             (

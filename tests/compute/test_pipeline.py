@@ -34,6 +34,7 @@ from bacalhau.models import (
     SpecConfig,
 )
 from bacalhau.publisher import LocalPublisher, LocalResultServer, NoopPublisher
+from bacalhau.storage import WHOLE, Partition
 from tests.compute.fs_calls import record_fs_calls
 from tests.compute.jobs import make_execution, noop_execution
 from tests.compute.recording_callbacks import RecordingCallbacks
@@ -330,8 +331,12 @@ class InlineTextInputs:
 
     def __init__(self) -> None:
         self.prepared: list[Path] = []
+        self.partitions: list[Partition] = []
 
-    async def prepare(self, execution_id: str, job: Job, work_dir: Path) -> list[InputMount]:
+    async def prepare(
+        self, execution_id: str, job: Job, work_dir: Path, partition: Partition = WHOLE
+    ) -> list[InputMount]:
+        self.partitions.append(partition)
         mounts = []
         for i, source in enumerate(job.task.input_sources):
             if source.source.type != "text":
@@ -371,6 +376,15 @@ async def test_inputs_are_prepared_handed_over_and_removed(rig: Rig) -> None:
     assert record.run_output.stdout == "the data at /inputs/data\n"
     assert not preparer.prepared[0].exists()  # cleaned up after the run
     assert not pipeline.inputs_dir(execution.id).exists()
+    assert preparer.partitions == [Partition(0, 1)]
+
+    # Partition 2 of a job of 3: the preparer is told which share of the inputs to take.
+    third = with_text_input(make_execution("true"), "x")
+    assert third.job is not None
+    third.job.count, third.partition_index = 3, 2
+    rig.store.create(third, requester_id="requester", state=L.BID_ACCEPTED)
+    assert (await pipeline.run(third.id)).state is L.COMPLETED
+    assert preparer.partitions[-1] == Partition(2, 3)
 
     bad = make_execution("true")
     assert bad.job is not None

@@ -12,7 +12,8 @@ import pytest
 
 from bacalhau.errors import ExecutionFailed, UnsafePath
 from bacalhau.models import SpecConfig
-from bacalhau.storage import S3Source
+from bacalhau.models._s3_partition import fnv1a_32
+from bacalhau.storage import Partition, S3Source
 from bacalhau.storage._s3 import relative_name
 from tests.publisher.seaweedfs import SECRET_KEY, S3Server, seaweedfs
 
@@ -124,3 +125,37 @@ def test_a_key_climbing_out_of_the_input_is_refused() -> None:
     for key in ("logs/../../etc/passwd", "logs/..", "logs/"):
         with pytest.raises(UnsafePath):
             relative_name(key, "logs/")
+
+
+async def test_partitions_of_a_job_share_the_objects_between_its_executions(
+    s3: S3Server, creds: None, tmp_path: Path
+) -> None:
+    bucket = s3.new_bucket()
+    client = s3.client()
+    keys = [f"data/2024-01-{day:02d}/part.csv" for day in range(1, 11)]
+    for key in keys:
+        client.put_object(Bucket=bucket, Key=key, Body=key.encode())
+    # Bacalhau v1.7's date partitioning, three executions: each takes its share, together
+    # all of them, and each day's object goes where FNV-1a of the day says.
+    source = spec(s3, bucket, "data/")
+    source.params["Partition"] = {"Type": "date", "DateFormat": "2006-01-02"}
+    shares = []
+    for index in range(3):
+        dest = tmp_path / str(index)
+        dest.mkdir()
+        prepared = await S3Source().prepare_partition(source, dest, Partition(index, 3))
+        shares.append(tree(prepared.path))
+    assert sorted(name for share in shares for name in share) == sorted(
+        k.removeprefix("data/") for k in keys
+    )
+    for index, share in enumerate(shares):
+        for name in share:
+            assert fnv1a_32(name[:10]) % 3 == index
+    # A partition may get nothing (more executions than objects): an empty input, not an error.
+    one = spec(s3, bucket, keys[0])
+    one.params["Partition"] = {"Type": "object"}
+    empty = [i for i in range(2) if fnv1a_32(keys[0]) % 2 != i]
+    dest = tmp_path / "empty"
+    dest.mkdir()
+    prepared = await S3Source().prepare_partition(one, dest, Partition(empty[0], 2))
+    assert tree(prepared.path) == {}
