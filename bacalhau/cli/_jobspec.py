@@ -236,7 +236,12 @@ def parse_publisher(text: str) -> SpecConfig:
         "Bucket": options.get("bucket", parsed.netloc),
         "Key": options.get("key", parsed.path.lstrip("/")),
     }
-    for key, name in (("region", "Region"), ("endpoint", "Endpoint"), ("compress", "Compress")):
+    for key, name in (
+        ("region", "Region"),
+        ("endpoint", "Endpoint"),
+        ("compress", "Compress"),
+        ("encoding", "Encoding"),
+    ):
         if options.get(key):
             params[name] = options[key]
     return SpecConfig(type="s3", params=params)

@@ -116,7 +116,7 @@ from bacalhau.models._task_config import (
     TimeoutConfig,
     parse_duration,
 )
-from bacalhau.models._task_io import MANAGED_PUBLISHER
+from bacalhau.models._task_io import MANAGED_PUBLISHER, S3_ENCODINGS
 from bacalhau.models._time import now_ns, parse_rfc3339_ns, rfc3339_ns
 from bacalhau.models._validate import (
     check_document,
@@ -142,6 +142,7 @@ __all__ = [
     "MIN_STATIC_PORT",
     "PORT_ENV_PREFIX",
     "RUN_OUTPUT_LIMIT",
+    "S3_ENCODINGS",
     "TAIL_FLAG_LINES",
     "VERDICT_TRANSITIONS",
     "VERIFICATION_META_KEY",

@@ -14,7 +14,7 @@ from bacalhau.models._job import Task
 from bacalhau.models._ports import Fail
 from bacalhau.models._s3_partition import PartitionSpec
 
-__all__ = ["MANAGED_PUBLISHER", "looks_like_cid_path", "validate_task_io"]
+__all__ = ["MANAGED_PUBLISHER", "S3_ENCODINGS", "looks_like_cid_path", "validate_task_io"]
 
 #: The text forms of CIDs: v0 (base58btc multihash), and v1 in the multibases IPFS prints
 #: (base32 lower/upper, base58btc, base36, base16). Syntax only: models stay free of the
@@ -38,6 +38,10 @@ def looks_like_cid_path(text: str) -> bool:
 #: The publisher whose bucket is the requester's (Bacalhau v1.8): jobs name it with no
 #: parameters, compute nodes upload through URLs the requester signs.
 MANAGED_PUBLISHER = "s3managed"
+
+#: How the s3 publisher writes results (Bacalhau v1.7's ``Encoding``): one gzip'd tar, or
+#: each file as an object.
+S3_ENCODINGS = ("gzip", "plain")
 
 #: Parameters a publisher of the type needs (Bacalhau's publisher specs refuse them empty).
 _PUBLISHER_NEEDS = {"s3": ("Bucket", "Key")}
@@ -128,6 +132,15 @@ def validate_task_io(task: Task, fail: Fail) -> None:
                 f"Publisher.Params.{key}",
                 "publish to s3://BUCKET/KEY (the key may hold {jobID}, {executionID}, ...)",
             )
+    encoding = param(task.publisher.params, "Encoding") if publisher == "s3" else None
+    if encoding not in (None, "") and (
+        not isinstance(encoding, str) or encoding.strip().lower() not in S3_ENCODINGS
+    ):
+        raise fail(
+            f"Encoding must be gzip or plain, not {encoding!r}",
+            "Publisher.Params.Encoding",
+            "gzip (the default) uploads one .tar.gz; plain uploads each file as an object",
+        )
 
 
 def _is_http_url(url: Any) -> bool:

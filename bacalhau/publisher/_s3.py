@@ -1,9 +1,10 @@
 """The ``s3`` publisher: results uploaded to a bucket, as one gzip'd tar or as plain objects.
 
 ``Key`` may hold templates: ``{jobID}``, ``{executionID}``, ``{nodeID}``, ``{date}``
-(YYYYMMDD) and ``{time}`` (HHMMSS), in UTC. With ``Compress`` (the default, as Bacalhau) the
-results go to ``<Key>.tar.gz``; without, each file of the results directory becomes the
-object ``<Key>/<path>``. Credentials are the compute node's own (boto3's standard chain).
+(YYYYMMDD) and ``{time}`` (HHMMSS), in UTC. With ``Encoding: gzip`` (the default, as
+Bacalhau; our ``Compress: true`` says the same) the results go to ``<Key>.tar.gz``; with
+``Encoding: plain`` each file of the results directory becomes the object ``<Key>/<path>``.
+Credentials are the compute node's own (boto3's standard chain).
 
 The requester's ``/results`` answers an archived result as ``s3PreSigned`` with a URL any
 client can download for a while (:func:`presign_result`), signed with the requester's
@@ -22,7 +23,7 @@ import boto3.exceptions
 import botocore.exceptions
 
 from bacalhau.errors import InvalidJobSpec, PublishFailed
-from bacalhau.models import Job, SpecConfig, param
+from bacalhau.models import S3_ENCODINGS, Job, SpecConfig, param
 from bacalhau.publisher._local import write_archive
 from bacalhau.storage import s3_client, s3_error
 from bacalhau.storage.cid import CID, Importer, TreeEntry
@@ -39,6 +40,11 @@ def _str(spec: SpecConfig, key: str) -> str:
 
 
 def _compress(spec: SpecConfig) -> bool:
+    """Whether results go as one archive: Bacalhau's ``Encoding`` (gzip, plain), else our
+    ``Compress`` (true by default)."""
+    encoding = _str(spec, "Encoding").strip().lower()
+    if encoding in S3_ENCODINGS:
+        return encoding == "gzip"
     value = param(spec.params, "Compress")
     if isinstance(value, bool):
         return value
@@ -88,6 +94,12 @@ class S3Publisher:
                 raise InvalidJobSpec(
                     f"the s3 publisher needs {key}", field=f"Publisher.Params.{key}"
                 )
+        encoding = param(spec.params, "Encoding")
+        if encoding not in (None, "") and str(encoding).strip().lower() not in S3_ENCODINGS:
+            raise InvalidJobSpec(
+                f"Encoding must be gzip or plain, not {encoding!r}",
+                field="Publisher.Params.Encoding",
+            )
 
     async def publish(self, execution_id: str, job: Job, results_dir: Path) -> SpecConfig:
         spec = job.task.publisher
@@ -151,6 +163,7 @@ class S3Publisher:
             "Bucket": bucket,
             "Key": key,
             "Compress": compress,
+            "Encoding": "gzip" if compress else "plain",
             "CID": str(cid),
         }
         if endpoint:

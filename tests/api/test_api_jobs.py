@@ -150,6 +150,17 @@ async def test_invalid_specs_answer_400_naming_the_field(any_http: aiohttp.Clien
             },
             "Tasks[0].InputSources[0].Source.Params.Partition.Type",
         ),
+        (
+            {
+                "Job": _with_task(
+                    Publisher={
+                        "Type": "s3",
+                        "Params": {"Bucket": "b", "Key": "k", "Encoding": "zip"},
+                    }
+                )
+            },
+            "Tasks[0].Publisher.Params.Encoding",
+        ),
         # An image the engine would refuse as a name at every node's bid.
         *(
             (

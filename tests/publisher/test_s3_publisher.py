@@ -13,7 +13,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bacalhau.errors import PublishFailed
+from bacalhau.errors import InvalidJobSpec, PublishFailed
 from bacalhau.models import Job, SpecConfig, Task
 from bacalhau.publisher import S3Publisher, presign_result, render_key, results_cid
 from bacalhau.storage.cid import Importer
@@ -71,7 +71,7 @@ async def test_archive_upload_records_key_and_cid_and_presigns(
         "e-1", job(s3, bucket, "results/{jobID}/{executionID}"), results
     )
     key = "results/j-1234/e-1.tar.gz"
-    assert spec.type == "s3"
+    assert spec.type == "s3" and spec.params["Encoding"] == "gzip"
     assert spec.params["Bucket"] == bucket and spec.params["Key"] == key
     assert spec.params["CID"] == results_cid(results)
 
@@ -88,13 +88,18 @@ async def test_archive_upload_records_key_and_cid_and_presigns(
         assert await resp.read() == body
 
 
-async def test_plain_objects(s3: S3Server, creds: None, tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", [{"Compress": "false"}, {"Encoding": "plain"}])
+async def test_plain_objects(
+    s3: S3Server, creds: None, tmp_path: Path, how: dict[str, str]
+) -> None:
+    # Bacalhau v1.7 says Encoding: plain; Compress: false is our older spelling.
     bucket = s3.new_bucket()
     results = make_results(tmp_path)
     spec = await S3Publisher(node_id=NODE).publish(
-        "e-1", job(s3, bucket, "plain/{jobID}", Compress="false"), results
+        "e-1", job(s3, bucket, "plain/{jobID}", **how), results
     )
     assert spec.params["Key"] == "plain/j-1234/" and spec.params["Compress"] is False
+    assert spec.params["Encoding"] == "plain"
     listed = s3.client().list_objects_v2(Bucket=bucket, Prefix="plain/")
     assert sorted(o["Key"] for o in listed["Contents"]) == [
         "plain/j-1234/exitCode",
@@ -161,3 +166,10 @@ async def test_archive_upload_and_cid_come_from_one_read_of_each_file(
         )
     assert dict(opens) == dict.fromkeys(regular_files(results), 1)
     assert spec.params["CID"] == str(Importer(None).add_path(results).cid)
+
+
+async def test_an_unknown_encoding_is_refused() -> None:
+    spec = SpecConfig("s3", {"Bucket": "b", "Key": "k", "Encoding": "zstd"})
+    with pytest.raises(InvalidJobSpec) as err:
+        await S3Publisher(node_id=NODE).validate(spec)
+    assert err.value.field == "Publisher.Params.Encoding"
