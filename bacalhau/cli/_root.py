@@ -140,10 +140,20 @@ class CliState:
         found = self.connection_profile()
         if found is not None:
             return found[1].url
-        host = self.api_host
-        if ":" in host and not host.startswith("["):
-            host = f"[{host}]"
-        return f"http://{host}:{self.api_port}"
+        from bacalhau.client._session import api_url
+
+        if self.persistent.last("api_host"):
+            source = "--api-host"
+        elif os.environ.get("BACALHAU_API_HOST"):
+            source = "BACALHAU_API_HOST"
+        else:
+            source = "API.Host"
+        return api_url(
+            self.api_host,
+            self.api_port,
+            https=bool(os.environ.get("BACALHAU_HTTPS")),
+            source=source,
+        )
 
     @property
     def credentials(self) -> Credentials:

@@ -6,9 +6,11 @@ from __future__ import annotations
 import os
 from types import TracebackType
 from typing import Self
+from urllib.parse import urlsplit
 
 from bacalhau.client._auth import Credentials
 from bacalhau.client._transport import Transport
+from bacalhau.errors import InvalidRequest
 
 __all__ = ["DEFAULT_API_HOST", "DEFAULT_API_PORT", "RestSession", "api_url", "url_from_env"]
 
@@ -16,18 +18,57 @@ DEFAULT_API_HOST = "127.0.0.1"
 DEFAULT_API_PORT = 1234
 
 
-def api_url(host: str, port: int, *, https: bool = False) -> str:
-    """``http://host:port`` (IPv6 literals bracketed)."""
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    return f"{'https' if https else 'http'}://{host}:{port}"
+def api_url(host: str, port: int, *, https: bool = False, source: str = "API host") -> str:
+    """``http://host:port`` (IPv6 literals bracketed). ``host`` may also be a URL, as
+    Bacalhau's clients take it (``BACALHAU_API_HOST=https://node.example:4443``): its scheme
+    then decides TLS and its port, when it has one, wins over ``port``. ``source`` names
+    where the host came from, for the error a malformed one gets."""
+    host = host.strip()
+    if "://" not in host:
+        if not host or any(c.isspace() or c in "/@?#" for c in host):
+            raise InvalidRequest(
+                f"{source} {host!r} is neither a host name nor an http(s) URL of a node",
+                hint="give a host (node.example, 10.0.0.1) or a URL with no path "
+                "(https://node.example:1234)",
+                details={"Field": source},
+            )
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"{'https' if https else 'http'}://{host}:{port}"
+    try:
+        parts = urlsplit(host)
+        given = parts.port
+        hostname = parts.hostname
+    except ValueError:
+        hostname, given = None, None
+        parts = None
+    if (
+        parts is None
+        or parts.scheme.lower() not in ("http", "https")
+        or not hostname
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or parts.username is not None
+    ):
+        raise InvalidRequest(
+            f"{source} {host!r} is neither a host name nor an http(s) URL of a node",
+            hint="give a host (node.example, 10.0.0.1) or a URL with no path "
+            "(https://node.example:1234)",
+            details={"Field": source},
+        )
+    if ":" in hostname:
+        hostname = f"[{hostname}]"
+    return f"{parts.scheme.lower()}://{hostname}:{given if given is not None else port}"
 
 
 def url_from_env() -> str:
     """The API address from ``BACALHAU_API_HOST``/``BACALHAU_API_PORT``/``BACALHAU_HTTPS``."""
     host = os.environ.get("BACALHAU_API_HOST") or DEFAULT_API_HOST
     port = int(os.environ.get("BACALHAU_API_PORT") or DEFAULT_API_PORT)
-    return api_url(host, port, https=bool(os.environ.get("BACALHAU_HTTPS")))
+    return api_url(
+        host, port, https=bool(os.environ.get("BACALHAU_HTTPS")), source="BACALHAU_API_HOST"
+    )
 
 
 class RestSession:
