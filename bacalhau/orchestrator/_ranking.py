@@ -98,9 +98,7 @@ def _engine(job: Job, node: NodeState) -> tuple[int, str]:
     have = [e.lower() for e in info.execution_engines]
     if want in have:
         return PREFERRED, ""
-    return UNSUITABLE, (
-        f"does not support the {want} engine, only {', '.join(info.execution_engines) or 'none'}"
-    )
+    return UNSUITABLE, _unsupported(want, "engines", info.execution_engines)
 
 
 def _publisher(job: Job, node: NodeState) -> tuple[int, str]:
@@ -110,9 +108,7 @@ def _publisher(job: Job, node: NodeState) -> tuple[int, str]:
         return 0, ""
     if want in [p.lower() for p in info.publishers]:
         return PREFERRED, ""
-    return UNSUITABLE, (
-        f"does not support the {want} publisher, only {', '.join(info.publishers) or 'none'}"
-    )
+    return UNSUITABLE, _unsupported(want, "publishers", info.publishers)
 
 
 def missing_input_source(job: Job, node: NodeState) -> str | None:
@@ -133,8 +129,16 @@ def _input_sources(job: Job, node: NodeState) -> tuple[int, str]:
     kind = missing_input_source(job, node)
     if kind is None:
         return 0, ""
-    offered = ", ".join(node.info.compute.storage_sources) if node.info.compute else ""
-    return UNSUITABLE, f"does not support the {kind} input source, only {offered or 'none'}"
+    offered = node.info.compute.storage_sources if node.info.compute else []
+    return UNSUITABLE, _unsupported(kind, "input sources", offered)
+
+
+def _unsupported(want: str, kinds: str, offered: list[str]) -> str:
+    """Why a node cannot take a job needing ``want``: "does not support X" as Bacalhau's
+    ranking says it (scripts look for it), then what the node offers."""
+    if not offered:
+        return f"does not support {want}: it has no {kinds}"
+    return f"does not support {want}: its {kinds} are {', '.join(offered)}"
 
 
 def _labels(job: Job, node: NodeState) -> tuple[int, str]:

@@ -188,6 +188,22 @@ def test_an_image_in_a_registry_is_pulled_by_a_default_node(
         assert registry.manifest_checks(image) >= 1
 
 
+def test_an_engine_no_node_has_is_named_as_bacalhau_names_it(
+    devstack: Devstack, tmp_path: Path
+) -> None:
+    # Upstream's own job file (test_integration/common_assets/job_specs/
+    # unsupported_engine_type.yml) and what its suite looks for in the output.
+    job = tmp_path / "unsupported_engine_type.yml"
+    job.write_text(
+        "Name: Unsupported Engine Type\nType: batch\nCount: 1\nTasks:\n  - Name: main\n"
+        "    Engine:\n      Type: vroomvroom\n      Params:\n        Image: busybox:1.37.0\n"
+    )
+    done = devstack.cli("job", "run", str(job))
+    output = done.stdout + done.stderr
+    assert "not enough nodes to run job" in output, output
+    assert "does not support vroomvroom" in output, output
+
+
 def test_missing_wasm_entry_point_fails_naming_it(devstack: Devstack, wasm_modules: Path) -> None:
     started = time.monotonic()
     done = devstack.cli(

@@ -59,7 +59,7 @@ def test_job_for_an_engine_no_node_offers_fails_naming_the_rejected_nodes(
         done = stack.cli("wasm", "run", str(wasm_modules / "hello.wasm"))
         assert done.returncode == 1, done.stdout
         job_id = submitted_job_id(done.stdout)
-        reason = f"node {node_id} does not support the wasm engine, only docker"
+        reason = f"node {node_id} does not support wasm: its engines are docker"
         assert reason in done.stderr, done.stderr
         details = stack.client.get_job(job_id, executions=True)
         assert details.job.state == JobStateType.FAILED

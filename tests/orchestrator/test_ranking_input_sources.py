@@ -74,7 +74,7 @@ def test_only_nodes_offering_every_input_source_type_are_suitable() -> None:
     ranks = {r.node.info.node_id: r for r in rank_nodes(_job(IPFS, S3), nodes, [])}
     assert ranks["n-all"].suitable
     assert not ranks["n-ipfs"].suitable
-    assert ranks["n-ipfs"].reason == "does not support the s3 input source, only ipfs"
+    assert ranks["n-ipfs"].reason == "does not support s3: its input sources are ipfs"
     assert not ranks["n-url"].suitable
     # Each node is refused for the first type it lacks, in the job's order.
     assert missing_input_source(_job(IPFS, S3), nodes[2]) == "ipfs"
@@ -86,7 +86,7 @@ def test_only_nodes_offering_every_input_source_type_are_suitable() -> None:
 def test_a_node_that_advertises_no_input_sources_is_not_asked_for_jobs_with_inputs() -> None:
     [rank] = rank_nodes(_job(S3), [_node("n-none", [])], [])
     assert not rank.suitable
-    assert rank.reason == "does not support the s3 input source, only none"
+    assert rank.reason == "does not support s3: it has no input sources"
     [rank] = rank_nodes(_job(), [_node("n-none", [])], [])
     assert rank.suitable
 

@@ -86,7 +86,7 @@ def test_no_node_with_engine_fails_and_says_why() -> None:
     plan = schedule(job(engine="wasm"), [], [node("a", ["docker"])], ev(), now=NOW)
     assert plan.new_job_state == JobStateType.FAILED
     assert "not enough nodes" in plan.job_message
-    assert "node a does not support the wasm engine, only docker" in plan.job_message
+    assert "node a does not support wasm: its engines are docker" in plan.job_message
 
 
 def test_no_nodes_at_all() -> None:
@@ -253,7 +253,7 @@ def test_known_nodes_that_cannot_run_the_job_fail_it_even_within_the_grace() -> 
         job(engine="wasm"), [], [node("a", ["docker"])], ev(), now=NOW, settling_until=SETTLING
     )
     assert plan.new_job_state == JobStateType.FAILED
-    assert "does not support the wasm engine" in plan.job_message
+    assert "does not support wasm: its engines" in plan.job_message
 
 
 def test_fewer_nodes_than_count_within_the_grace_places_what_it_can_and_waits() -> None:
