@@ -374,6 +374,9 @@ class ExecutionCallbacks:
             raise
         code = result.run_output.exit_code
         message = "Completed successfully" if code == 0 else f"Completed with exit code {code}"
+        # The history says how it ended; the execution's own message stays empty for a clean
+        # end, as Bacalhau leaves it (`job executions` then reads "Completed  Stopped").
+        comment = "" if code == 0 else f"exit code {code}"
         state = E.COMPLETED
         details: dict[str, str] = {}
         job = self._store.get_job(ex.job_id)
@@ -383,7 +386,7 @@ class ExecutionCallbacks:
             # A daemon or service execution is meant to run until stopped: ending at all is
             # a failure (as in Bacalhau), which the scheduler restarts after a backoff.
             state = E.FAILED
-            message = f"{_UNEXPECTED} (exit code {code})"
+            message = comment = f"{_UNEXPECTED} (exit code {code})"
             details = {"IsError": "true"}
         try:
             # The reported state and the evaluation that follows it commit together.
@@ -393,7 +396,7 @@ class ExecutionCallbacks:
                     compute_state=state,
                     desired_state=D.STOPPED,
                     desired_message="execution completed",
-                    compute_message=message,
+                    compute_message=comment,
                     published_result=result.published_result,
                     run_output=result.run_output,
                     compute_details={**ex.compute_details, CHECK_DETAIL: PENDING}

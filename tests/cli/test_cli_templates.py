@@ -70,9 +70,16 @@ def test_a_missing_variable_is_named_and_nothing_is_printed(tmp_path: Path) -> N
 
 
 def test_no_template_keeps_the_braces(tmp_path: Path) -> None:
-    code, out, err = _run(tmp_path, "--no-template")
+    # (Not in the image: braces there are no image reference, refused at validation.)
+    spec = SPEC.replace('"{{ .image }}"', "busybox")
+    code, out, err = _run_text(tmp_path, spec, "--no-template")
     assert code == 0, err
-    assert yaml.safe_load(out)["Name"] == "{{.name}}"
+    job = yaml.safe_load(out)
+    assert job["Name"] == "{{.name}}"
+    assert job["Tasks"][0]["Engine"]["Params"]["Entrypoint"] == ["echo", "{{- .word -}}"]
+    # Braces left in the image are refused as an image reference, naming the field.
+    code, out, err = _run(tmp_path, "--no-template")
+    assert code == 1 and "invalid image reference '{{ .image }}'" in err
 
 
 def _run_text(
