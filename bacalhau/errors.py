@@ -277,7 +277,7 @@ class JobSpecUnchanged(BacalhauError):
     code = "JobSpecUnchanged"
     http_status = 409
     default_component = "Orchestrator"
-    default_hint = "use --force to submit it again"
+    default_hint = "Use the --force flag to override this warning (a new version anyway)"
 
 
 class RevisionConflict(BacalhauError):

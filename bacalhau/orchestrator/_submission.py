@@ -195,10 +195,11 @@ class JobSubmission(EvaluationRunner):
             raise _type_change(current, spec)
         unchanged = same_spec(current, spec)
         if unchanged and not force:
-            # The hint is the class's: "use --force to submit it again" (Force in a request).
+            # The hint is the class's: "Use the --force flag ..." (Force in a request).
             raise JobSpecUnchanged(
-                f"no changes detected for job {current.name!r} ({current.id}): the spec is "
-                f"the same as its version {current.version}"
+                # Bacalhau's words first (scripts look for them), then which version.
+                f"no changes detected for new job spec. Job Name: {current.name!r} "
+                f"({current.id}): the spec is the same as its version {current.version}"
             )
         version = current.version + 1
         message = (

@@ -73,8 +73,10 @@ def test_job_run_by_name_updates_and_force_submits_it_unchanged(
     assert second.exit_code == 0 and second.stdout.strip() == job_id
     refused = bacalhau(["job", "run", "--no-wait", str(changed)])
     assert refused.exit_code != 0
-    assert "no changes detected for job 'n'" in refused.stderr
-    assert "Hint: use --force" in refused.stderr
+    # Bacalhau's words, which its own suite looks for.
+    assert "no changes detected for new job spec. Job Name: 'n'" in refused.stderr
+    assert "Use the --force flag to override this warning" in refused.stderr
+    assert "Hint: Use the --force flag" in refused.stderr
     forced = bacalhau(["job", "run", "--no-wait", "--id-only", "--force", str(changed)])
     assert forced.exit_code == 0 and forced.stdout.strip() == job_id
     versions = yaml.safe_load(bacalhau(["job", "versions", "n", "--output", "yaml"]).stdout)
