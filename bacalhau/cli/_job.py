@@ -12,10 +12,10 @@ from typing import Any
 
 import click
 
-from bacalhau.cli._jobspec import runtime_options
+from bacalhau.cli._jobspec import rerun_options, runtime_options
 from bacalhau.cli._render import cell_id, emit, output_option, table, tabular, when
 from bacalhau.cli._root import BacalhauGroup, CliState, namespace_option, pass_state
-from bacalhau.cli._run import follow_option, print_logs, submit_and_follow
+from bacalhau.cli._run import follow_option, follow_submitted, print_logs, submit_and_follow
 from bacalhau.models import (
     TAIL_FLAG_LINES,
     Execution,
@@ -496,20 +496,24 @@ def job_stop(state: CliState, job_id: str, reason: str, quiet: bool) -> None:
 @namespace_option
 @click.argument("job_id")
 @click.option("--reason", default="", help="Why the job is rerun (shown in its history).")
-@click.option("--id-only", is_flag=True, help="Print only the job ID.")
 @version_option
+@rerun_options
+@follow_option
 @pass_state
-def job_rerun(state: CliState, job_id: str, reason: str, id_only: bool, version: int) -> None:
+def job_rerun(state: CliState, /, job_id: str, reason: str, version: int, **kwargs: Any) -> None:
     """Run a job again: a new version of the same spec, its latest version's or that of
-    --version (what still runs is stopped)."""
-    response = state.client().rerun_job(job_id, reason, version=version)
-    if id_only:
+    --version (what still runs is stopped). Waits for it, as ``job run`` does, unless
+    --wait=false."""
+    runtime = {**kwargs, "follow": kwargs.get("follow", False)}
+    client = state.client()
+    response = client.rerun_job(job_id, reason, version=version)
+    if runtime["id_only"]:
         click.echo(response.job_id)
-        return
-    click.echo(
-        f"Job successfully rerun. Job ID: {response.job_id}, version: {response.job_version}"
-    )
-    click.echo(f"To follow it, execute:\n\tbacalhau job describe {response.job_id}")
+    else:
+        click.echo(
+            f"Job successfully rerun. Job ID: {response.job_id}, version: {response.job_version}"
+        )
+    follow_submitted(client, response.job_id, runtime)
 
 
 @job_group.command("versions")

@@ -136,20 +136,43 @@ def job_options(f: F) -> F:
 
 def runtime_options(f: F) -> F:
     """What the CLI does after submitting."""
-    return _apply(
-        [
-            click.option(
-                "--wait/--no-wait", default=True, show_default=True, help="Wait for the job."
-            ),
-            click.option(
-                "--wait-timeout-secs",
-                type=click.IntRange(min=1),
-                default=600,
-                show_default=True,
-                help="How long to wait for the job.",
-            ),
-            click.option("--id-only", is_flag=True, help="Print only the job ID."),
-            click.option("--node-details", is_flag=True, help="Show the nodes that ran it."),
+    return _apply(_runtime_flags(submit=True), f)
+
+
+def rerun_options(f: F) -> F:
+    """What the CLI does after a rerun (the runtime flags but those of a submission:
+    ``--dry-run``, ``--force``), as Bacalhau's ``job rerun`` takes them."""
+    return _apply(_runtime_flags(submit=False), f)
+
+
+def _runtime_flags(*, submit: bool) -> list[Callable[[Any], Any]]:
+    flags: list[Callable[[Any], Any]] = [
+        click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the job."),
+        click.option(
+            "--wait-timeout-secs",
+            type=click.IntRange(min=1),
+            default=600,
+            show_default=True,
+            help="How long to wait for the job.",
+        ),
+        click.option("--id-only", is_flag=True, help="Print only the job ID."),
+        click.option("--node-details", is_flag=True, help="Show the nodes that ran it."),
+        click.option(
+            "--hide-warnings",
+            is_flag=True,
+            help="Do not print the submission's warnings (printed on standard error "
+            "unless --id-only).",
+        ),
+        # Our earlier opt-in: warnings are printed by default now, as Bacalhau does.
+        click.option("--show-warnings", is_flag=True, hidden=True),
+        click.option(
+            "--group-events",
+            is_flag=True,
+            help="While waiting, show each execution's latest event instead of every event.",
+        ),
+    ]
+    if submit:
+        flags += [
             click.option(
                 "--dry-run",
                 is_flag=True,
@@ -162,22 +185,8 @@ def runtime_options(f: F) -> F:
                 help="Submit even when the job of the same name already has this very spec "
                 "(a new version all the same).",
             ),
-            click.option(
-                "--hide-warnings",
-                is_flag=True,
-                help="Do not print the submission's warnings (printed on standard error "
-                "unless --id-only).",
-            ),
-            # Our earlier opt-in: warnings are printed by default now, as Bacalhau does.
-            click.option("--show-warnings", is_flag=True, hidden=True),
-            click.option(
-                "--group-events",
-                is_flag=True,
-                help="While waiting, show each execution's latest event instead of every event.",
-            ),
-        ],
-        f,
-    )
+        ]
+    return flags
 
 
 def split_csv(values: Iterable[str]) -> list[str]:

@@ -256,29 +256,34 @@ def submit_and_follow(state: CliState, job: Job, runtime: dict[str, Any]) -> Non
         click.echo(response.job_id)
     else:
         click.echo(f"Job successfully submitted. Job ID: {response.job_id}")
+    follow_submitted(client, response.job_id, runtime)
+
+
+def follow_submitted(client: Client, job_id: str, runtime: dict[str, Any]) -> None:
+    """Per the runtime flags, follow the job just submitted (or rerun): its logs, or its
+    events until it ends, then what happened; a job that failed ends non-zero."""
+    id_only = runtime["id_only"]
     if runtime.get("follow"):
         # Like Bacalhau's --follow: the output is the answer; a failure still ends non-zero.
         try:
-            print_logs(client, response.job_id, follow=True)
+            print_logs(client, job_id, follow=True)
         except KeyboardInterrupt:
             click.echo(
                 f"\nStopped following; the job keeps running. Follow it again with:\n"
-                f"\tbacalhau job logs --follow {response.job_id}",
+                f"\tbacalhau job logs --follow {job_id}",
                 err=True,
             )
             raise click.exceptions.Exit(130) from None
         if runtime["wait"]:
-            details = client.wait_for_job(
-                response.job_id, timeout=float(runtime["wait_timeout_secs"])
-            )
+            details = client.wait_for_job(job_id, timeout=float(runtime["wait_timeout_secs"]))
             if not details.job.state.is_terminal() or details.job.state == JobStateType.COMPLETED:
                 return
-            full = client.get_job(response.job_id, history=True, executions=True)
+            full = client.get_job(job_id, history=True, executions=True)
             raise _failure(full)
         return
     if not runtime["wait"]:
         if not id_only:
-            click.echo(f"To follow it, execute:\n\tbacalhau job describe {response.job_id}")
+            click.echo(f"To follow it, execute:\n\tbacalhau job describe {job_id}")
         return
     if not id_only:
         click.echo(
@@ -293,7 +298,7 @@ def submit_and_follow(state: CliState, job: Job, runtime: dict[str, Any]) -> Non
     try:
         try:
             details = client.wait_for_job(
-                response.job_id,
+                job_id,
                 timeout=float(runtime["wait_timeout_secs"]),
                 on_event=None if id_only else printer,
             )
@@ -303,7 +308,7 @@ def submit_and_follow(state: CliState, job: Job, runtime: dict[str, Any]) -> Non
     except KeyboardInterrupt:
         click.echo(
             f"\nStopped waiting; the job keeps running. Follow it with:\n"
-            f"\tbacalhau job describe {response.job_id}",
+            f"\tbacalhau job describe {job_id}",
             err=True,
         )
         raise click.exceptions.Exit(130) from None
@@ -318,7 +323,7 @@ def submit_and_follow(state: CliState, job: Job, runtime: dict[str, Any]) -> Non
             )
         return
     if job.state != JobStateType.COMPLETED:
-        full = client.get_job(response.job_id, history=True, executions=True)
+        full = client.get_job(job_id, history=True, executions=True)
         raise _failure(full)
     if not id_only:
         print_outcome(details, node_details=runtime["node_details"])

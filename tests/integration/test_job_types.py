@@ -258,18 +258,22 @@ def test_rerun_adds_a_version_and_runs_it(
 ) -> None:
     out = _run_file(stack, tmp_path, _docker_job("batch", "echo again", busybox_image))
     job_id = submitted_job_id(out)
+    # As `job run` does, rerun waits for the job and shows how it went.
     rerun = stack.ok("job", "rerun", job_id)
-    assert "version: 2" in rerun
+    assert "version: 2" in rerun and "again" in rerun
+    # Upstream's jobs-update suite: the runtime flags of `job run`.
+    third = stack.ok("job", "rerun", job_id, "--version=1", "--wait=false", "--id-only")
+    assert third == f"{job_id}\n"
     eventually(
-        lambda: len(_completed(stack, job_id)) == 2 or None,
+        lambda: len(_completed(stack, job_id)) == 3 or None,
         timeout=60,
-        what="the rerun completing",
+        what="the reruns completing",
     )
     executions = stack.client.executions(job_id, all_versions=True)
-    assert sorted(e.job_version for e in executions) == [1, 2]
+    assert sorted(e.job_version for e in executions) == [1, 2, 3]
     assert stack.client.get_job(job_id).job.state == JobStateType.COMPLETED
     versions = json.loads(stack.ok("job", "versions", job_id, "--output", "json"))
-    assert [v["Version"] for v in versions] == [1, 2]
+    assert [v["Version"] for v in versions] == [1, 2, 3]
     table = stack.ok("job", "versions", job_id)
     assert "VERSION" in table
 
