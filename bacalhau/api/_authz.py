@@ -26,6 +26,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import logging
 import os
 import time
 from collections import OrderedDict
@@ -65,6 +66,8 @@ CREDENTIALS_HINT = (
 # cost when the username is unknown: the answer then takes as long as for a known user with
 # a wrong password (the time would otherwise tell which usernames exist).
 _DUMMY_SALT_AND_HASH = "yo/jMIMdEP1on4CkpaoYF.ltCEX8L4uYVUyicgsiXlHBl9VaVQb2e"
+
+_log = logging.getLogger(__name__)
 
 
 class Resource(StrEnum):
@@ -203,9 +206,12 @@ class Authorizer:
         required = required_capability(resource, read)
         if not has_capability(principal.actions, required):
             reason = f"user '{principal.name}' does not have the required capability '{required}'"
+            # Recorded, as the hint tells the caller (and Bacalhau's API does).
+            _log.warning("API request refused: %s (%s)", reason, resource.name)
             raise Forbidden(
                 f"Request Forbidden: {reason}",
-                hint=f"ask the node's operator for the capability {required} (its "
+                hint="Check if user have access to this resource. Event has been recorded. "
+                f"Ask the node's operator for the capability {required} (its "
                 "API.Auth.Users Capabilities), or use credentials that have it",
                 details={"reason": reason, "RequiredCapability": required},
             )

@@ -123,6 +123,10 @@ class Credentials:
         return f"Credentials({self.describe()!r}, source={self.source!r})"
 
 
+#: How Bacalhau's API hints at a refused capability.
+FORBIDDEN_HINT = "Check if user have access to this resource. Event has been recorded."
+
+
 def explain_refusal(err: BacalhauError, credentials: Credentials) -> BacalhauError:
     """``err`` with a hint saying what was sent and what to do, when the API refused the
     credentials (401) or their capabilities (403); any other error as it is."""
@@ -139,10 +143,11 @@ def explain_refusal(err: BacalhauError, credentials: Credentials) -> BacalhauErr
     elif isinstance(err, Forbidden):
         needed = err.details.get("RequiredCapability", "")
         what = f"the capability {needed}" if needed else "the capability this call needs"
+        # Bacalhau's words first (its own suite looks for them), then ours.
         err.hint = (
-            f"the {credentials.describe()} from {credentials.source} lacks {what}: ask the "
-            "node's operator to grant it (API.Auth.Users Capabilities), or use credentials "
-            "that have it"
+            f"{FORBIDDEN_HINT} The {credentials.describe()} from {credentials.source} lacks "
+            f"{what}: ask the node's operator to grant it (API.Auth.Users Capabilities), or "
+            "use credentials that have it"
         )
     return err
 

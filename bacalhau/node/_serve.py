@@ -35,6 +35,7 @@ from bacalhau.gossip import Membership, MembershipRunner, Message, NodeRecord
 from bacalhau.identity import NodeFiles, NodeIdentity, check_node_files, is_peer_id
 from bacalhau.models import MANAGED_PUBLISHER, NodeInfo, NodeType, SpecConfig, rfc3339_ns
 from bacalhau.node._blocks import ClusterProviders
+from bacalhau.node._bootstrap import bootstrap_certificates
 from bacalhau.node._cluster_view import GossipNodeView
 from bacalhau.node._compute_node import build_compute
 from bacalhau.node._job_defaults import DefaultingOrchestrator
@@ -125,6 +126,7 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
     data_dir = config.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     identity = NodeIdentity.load_or_create(data_dir)
+    bootstrap_certificates(config, identity)  # a requester's first start
     files = NodeFiles.in_dir(data_dir)
     check_node_files(files)
 

@@ -88,9 +88,11 @@ def test_the_cli_sends_the_environment_s_credentials(
     assert "Error: Request Forbidden: user 'reader' does not have the required capability " in (
         denied.stderr
     )
+    # Bacalhau's hint first (its own suite looks for it), then who lacks what.
     assert (
-        "Hint: the username reader from BACALHAU_API_USERNAME/BACALHAU_API_PASSWORD lacks "
-        "the capability write:job"
+        "Hint: Check if user have access to this resource. Event has been recorded. The "
+        "username reader from BACALHAU_API_USERNAME/BACALHAU_API_PASSWORD lacks the "
+        "capability write:job"
     ) in denied.stderr
     monkeypatch.setenv("BACALHAU_API_KEY", key_of("read:job"))
     both = run(["job", "list"], port=secured.port)

@@ -214,7 +214,7 @@ def test_the_current_profile_gives_the_endpoint_and_credentials(
     assert "from profile 'sec'" in info and "Authenticated as: only-read:job, by Bearer" in info
     denied = run("node", "list")
     assert denied.exit_code == 1
-    assert "Hint: the API key ...6789 from profile 'sec' lacks the capability read:node" in (
+    assert "The API key ...6789 from profile 'sec' lacks the capability read:node" in (
         denied.stderr
     )
     # Basic credentials in a profile (ours).
