@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import importlib
 import sys
 from collections.abc import Callable, Coroutine
@@ -179,7 +180,13 @@ def serve(
         config_values=options.values,
     )
     if not cfg.orchestrator and not cfg.compute:
-        raise click.UsageError("choose a role: --orchestrator, --compute, or both")
+        # As Bacalhau does: a node told nothing is a requester.
+        click.echo(
+            "Neither --orchestrator nor --compute was given: starting a requester "
+            "(orchestrator) node.",
+            err=True,
+        )
+        cfg = dataclasses.replace(cfg, orchestrator=True)
     if cfg.compute and not cfg.orchestrator and not (cfg.seeds or cfg.orchestrator_address):
         raise click.UsageError(
             "a compute-only node needs --seed HOST:PORT (its requester; "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -37,10 +38,15 @@ class ConfigOptions:
     values: dict[str, str] = field(default_factory=dict)
 
 
+#: A configuration key (``Orchestrator.Enabled``), as opposed to a file name.
+_BARE_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)+")
+
+
 def split_config_options(options: Iterable[str]) -> ConfigOptions:
     """Sort ``-c`` options as Bacalhau does: ``Key=Value`` is a setting (the value is
-    everything after the first ``=``, commas and ``=`` included), anything else a config
-    file path (YAML or JSON), which must exist. Raises :class:`InvalidRequest` naming the
+    everything after the first ``=``, commas and ``=`` included), a dotted key alone that
+    is no file sets it to true (``Orchestrator.Enabled``), anything else a config file path
+    (YAML or JSON), which must exist. Raises :class:`InvalidRequest` naming the
     option otherwise (``details["Field"]`` is ``--config``)."""
     files: list[Path] = []
     values: dict[str, str] = {}
@@ -59,6 +65,9 @@ def split_config_options(options: Iterable[str]) -> ConfigOptions:
                 hint="give the path of a YAML or JSON config file, or Key=Value",
                 details={"Field": "--config"},
             )
+        elif _BARE_KEY.fullmatch(item) and "." in item:
+            # Bacalhau's ``--config Orchestrator.Enabled``: a key alone sets it to true.
+            values[item] = "true"
         else:
             raise InvalidRequest(
                 f"{item!r} is not of the form Key=Value, nor a config file (none at that path)",

@@ -219,6 +219,10 @@ def test_config_options_are_files_or_settings(tmp_path: Path) -> None:
         "labels": "zone=a,tier=b",
         "Compute.AllocatedCapacity.CPU": "50%",
     }
+    # Bacalhau's `--config Orchestrator.Enabled`: a dotted key alone sets it to true.
+    bare = split_config_options(["Orchestrator.Enabled", "Compute.Enabled"])
+    assert bare.values == {"Orchestrator.Enabled": "true", "Compute.Enabled": "true"}
+    assert load_config({}, config_values=bare.values).orchestrator is True
     # A file without a known suffix, named by a path, is a file too.
     plain = _file(tmp_path, "node-config", "max_attempts: 2\n")
     assert split_config_options([str(plain)]).files == (plain,)

@@ -106,3 +106,16 @@ def test_a_requester_with_its_own_certificate_is_left_as_it_is(tmp_path: Path) -
         assert (data / "tls.crt").read_bytes() == before
     finally:
         node.stop()
+
+
+def test_serve_told_nothing_starts_a_requester_as_bacalhau_does(tmp_path: Path) -> None:
+    # Upstream's "orchestrator, no config" suite: `bacalhau serve` and nothing else.
+    api = _free_port()
+    node = NodeProcess(tmp_path / "node", ["--api-port", str(api), "--grpc-port", "0"])
+    try:
+        node.wait_running()
+        assert "starting a requester (orchestrator) node" in node.output()
+        [only] = Client(f"http://127.0.0.1:{api}").list_nodes()
+        assert only.info.node_type.value == "Requester"
+    finally:
+        node.stop()
