@@ -19,7 +19,7 @@ from bacalhau.models import NodeInfo, rfc3339_ns
 WIRE_VERSION = "v1.5.2"
 
 _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
-_SECRET_WORDS = ("token", "password", "secret", "privatekey", "private_key")
+_SECRET_WORDS = ("token", "password", "secret", "privatekey", "private_key", "apikey", "api_key")
 
 LEGACY_GONE = (
     "This endpoint is deprecated and no longer supported: use the /api/v1/orchestrator API. "

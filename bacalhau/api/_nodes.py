@@ -91,9 +91,11 @@ async def get_node(request: web.Request) -> web.Response:
     if node.info.node_id == ctx.orchestrator.node_info().node_id:
         # This node's own accept hooks (the operator's approval hooks and, on a hybrid node,
         # its job admission rules and probes), as configured.
-        for key in ("Orchestrator", "JobAdmissionControl"):
-            if isinstance(ctx.agent_config.get(key), Mapping):
-                item[key] = redact(ctx.agent_config[key])
+        orchestrator = ctx.agent_config.get("Orchestrator")
+        if isinstance(orchestrator, Mapping) and "ApprovalHooks" in orchestrator:
+            item["Orchestrator"] = {"ApprovalHooks": redact(orchestrator["ApprovalHooks"])}
+        if isinstance(ctx.agent_config.get("JobAdmissionControl"), Mapping):
+            item["JobAdmissionControl"] = redact(ctx.agent_config["JobAdmissionControl"])
         # Which hook decided the latest bids, when this requester keeps that (the API serves
         # other orchestrator implementations too, which may not).
         recent = getattr(ctx.orchestrator, "recent_bid_decisions", None)

@@ -17,6 +17,7 @@ from bacalhau.config._load import (
     split_config_options,
 )
 from bacalhau.config._settings import (
+    bacalhau_document,
     describe_key,
     effective_settings,
     known_keys,
@@ -38,6 +39,7 @@ __all__ = [
     "KeyStatus",
     "NodeConfig",
     "TaskDefaults",
+    "bacalhau_document",
     "default_data_dir",
     "describe_key",
     "effective_settings",

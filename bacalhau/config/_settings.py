@@ -105,6 +105,26 @@ def effective_settings(config: NodeConfig) -> dict[str, Any]:
     return out
 
 
+def bacalhau_document(config: NodeConfig) -> dict[str, Any]:
+    """``config`` as Bacalhau's nested configuration reads it (``{"API": {"Port": 1234},
+    "Orchestrator": {"Enabled": true}, ...}``), from every Bacalhau key that sets one of our
+    settings; what ``/api/v1/agent/config`` answers (secrets redacted by the API)."""
+    out: dict[str, Any] = {}
+    for key, value in effective_settings(config).items():
+        parts = key.split(".")
+        if len(parts) < 2 and not key[:1].isupper():
+            continue  # one of our own keys (field names)
+        node = out
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                break
+            node = child
+        else:
+            node[parts[-1]] = value
+    return out
+
+
 def known_keys() -> list[KeyInfo]:
     """Every key: ours (by field name) then Bacalhau's, each described as by
     :func:`describe_key`."""

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import bacalhau
 from bacalhau._logging import configure_logging
@@ -28,7 +29,7 @@ from bacalhau.compute import (
     ComputeEndpoint,
     RequesterTrust,
 )
-from bacalhau.config import NodeConfig
+from bacalhau.config import NodeConfig, bacalhau_document
 from bacalhau.errors import InvalidConfiguration
 from bacalhau.executor import gpu_labels, host_gpus
 from bacalhau.gossip import Membership, MembershipRunner, Message, NodeRecord
@@ -443,8 +444,10 @@ def _gossip_report(runner: MembershipRunner, server: NodeServer) -> dict[str, ob
 
 
 def _admission_config(config: NodeConfig, hooks: ApprovalChain) -> dict[str, object]:
-    """The node's accept hooks as ``/api/v1/agent/config`` and ``node describe`` show them."""
-    out: dict[str, object] = {"Orchestrator": {"ApprovalHooks": hooks.describe()}}
+    """The node's configuration as ``/api/v1/agent/config`` shows it (Bacalhau's shape,
+    secrets redacted by the API), with its accept hooks as ``node describe`` shows them."""
+    out: dict[str, Any] = bacalhau_document(config)
+    out.setdefault("Orchestrator", {})["ApprovalHooks"] = hooks.describe()
     if config.compute:
         out["JobAdmissionControl"] = {
             "AcceptNetworkedJobs": config.accept_networked_jobs,

@@ -115,7 +115,14 @@ def test_serve_told_nothing_starts_a_requester_as_bacalhau_does(tmp_path: Path) 
     try:
         node.wait_running()
         assert "starting a requester (orchestrator) node" in node.output()
-        [only] = Client(f"http://127.0.0.1:{api}").list_nodes()
+        client = Client(f"http://127.0.0.1:{api}")
+        [only] = client.list_nodes()
         assert only.info.node_type.value == "Requester"
+        # Its configuration as Bacalhau's clients read it (the same suite's checks).
+        config = client.agent_config()
+        assert config["Orchestrator"]["Enabled"] is True
+        assert config["Compute"]["Enabled"] is False
+        assert config["NameProvider"] == "puuid"
+        assert (config["API"]["Host"], config["API"]["Port"]) == ("0.0.0.0", api)
     finally:
         node.stop()
