@@ -95,9 +95,8 @@ def test_ca_init_and_issue(tmp_path: Path) -> None:
 
 
 def test_serve_and_devstack_flags(tmp_path: Path) -> None:
+    # (`serve` with no role starts a requester, as Bacalhau's does: test_first_start.)
     runner = CliRunner()
-    no_role = runner.invoke(cli, ["serve", "--data-dir", str(tmp_path)])
-    assert no_role.exit_code == 2 and "--orchestrator" in no_role.stderr
     lonely = runner.invoke(cli, ["serve", "--compute", "--data-dir", str(tmp_path)])
     assert lonely.exit_code == 2 and "--orchestrator-address" in lonely.stderr
     help_text = runner.invoke(cli, ["serve", "--help"]).stdout
