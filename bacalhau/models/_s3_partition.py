@@ -27,6 +27,7 @@ from typing import Any
 
 from bacalhau.errors import InvalidJobSpec
 from bacalhau.models._codec import param
+from bacalhau.models._go_regex import GoRegexError, compile_go
 from bacalhau.models._job import SpecConfig
 
 __all__ = ["Partition", "PartitionSpec", "fnv1a_32", "partition_keys"]
@@ -80,10 +81,12 @@ class PartitionSpec:
                     "regex partitioning needs a Pattern", field=f"{_FIELD}.Pattern"
                 )
             try:
-                re.compile(pattern)
-            except re.error as err:
+                compile_go(pattern)
+            except GoRegexError as err:
                 raise InvalidJobSpec(
-                    f"Pattern is not a valid regular expression: {err}", field=f"{_FIELD}.Pattern"
+                    f"Pattern is not a valid regular expression: {err}",
+                    field=f"{_FIELD}.Pattern",
+                    hint="Go's syntax (RE2): no backreferences or lookarounds",
                 ) from None
             return cls(type=kind, pattern=pattern)
         if kind == "substring":
@@ -142,7 +145,7 @@ def partition_keys(
     if partition.count <= 1 or spec.type == "none":
         return list(keys)
     trimmed = prefix.strip().removesuffix("*")
-    pattern = re.compile(spec.pattern) if spec.type == "regex" else None
+    pattern = compile_go(spec.pattern) if spec.type == "regex" else None
     chosen = []
     for key in keys:
         text = key if spec.type == "object" else key.removeprefix(trimmed).removeprefix("/")
@@ -151,7 +154,7 @@ def partition_keys(
     return chosen
 
 
-def _share(text: str, spec: PartitionSpec, pattern: re.Pattern[str] | None, count: int) -> int:
+def _share(text: str, spec: PartitionSpec, pattern: Any, count: int) -> int:
     if spec.type == "object":
         return fnv1a_32(text) % count
     if pattern is not None:

@@ -4,6 +4,8 @@ match goes to partition 0."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -17,6 +19,7 @@ from bacalhau.models._s3_partition import (
     go_layout_to_strftime,
     partition_keys,
 )
+from bacalhau.storage._s3 import S3InputSpec
 
 
 def spec(**partition: object) -> PartitionSpec:
@@ -105,3 +108,29 @@ def test_a_bad_partition_names_its_field(partition: dict[str, object], field: st
     with pytest.raises(InvalidJobSpec) as err:
         spec(**partition)
     assert err.value.field == f"Source.Params.{field}"
+
+
+def test_a_pattern_is_matched_in_linear_time_as_go_matches_it() -> None:
+    # (a+)+$ backtracks exponentially in Python's re on a key it nearly matches; RE2 (the
+    # engine Go's regexp follows) answers at once.
+    ps = spec(Type="regex", Pattern=r"(a+)+$")
+    keys = ["a" * 1000 + "b", "a" * 1000]
+    started = time.monotonic()
+    shares = [partition_keys(keys, "", ps, Partition(i, 3)) for i in range(3)]
+    assert time.monotonic() - started < 1
+    assert sorted(k for share in shares for k in share) == sorted(keys)
+
+
+@pytest.mark.parametrize("pattern", [r"(?=a)", r"(a)\1", r"(?<=x)y"])
+def test_what_go_cannot_match_is_refused_naming_the_pattern(pattern: str) -> None:
+    with pytest.raises(InvalidJobSpec) as err:
+        spec(Type="regex", Pattern=pattern)
+    assert err.value.field == "Source.Params.Partition.Pattern"
+    assert "RE2" in err.value.hint
+
+
+def test_an_s3_filter_is_a_go_pattern_too() -> None:
+    source = SpecConfig("s3", {"Bucket": "b", "Key": "k*", "Filter": r"(?!x)"})
+    with pytest.raises(InvalidJobSpec) as err:
+        S3InputSpec.from_spec(source)
+    assert err.value.field == "Source.Params.Filter"
