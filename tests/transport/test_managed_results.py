@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import dataclasses
 import gzip
 import io
 import tarfile
@@ -27,16 +26,9 @@ import pytest
 import yarl
 
 from bacalhau.compute import (
-    Bidder,
-    CapacityTracker,
-    ComputeEndpoint,
-    ExecutionPipeline,
     ExecutionStore,
-    RequesterTrust,
-    default_strategies,
 )
 from bacalhau.errors import InvalidJobSpec, InvalidRequest, InvalidTransition, PermissionDenied
-from bacalhau.executor.wasm import WasmExecutor
 from bacalhau.models import (
     Execution,
     ExecutionStateType,
@@ -44,7 +36,6 @@ from bacalhau.models import (
     JobStateType,
     NodeInfo,
     NodeType,
-    Resources,
     SpecConfig,
 )
 from bacalhau.node._wiring import RequesterLinks
@@ -53,11 +44,10 @@ from bacalhau.publisher import ManagedBucket, NoopPublisher, S3ManagedPublisher
 from bacalhau.transport import ComputeClient, NodeServer, OrchestratorClient
 from tests.compute.wasm_jobs import module_url, wasm_job
 from tests.executor.conftest import wasm_modules as wasm_modules  # a fixture
-from tests.orchestrator.node_view import StaticNodeView, compute_node_info
+from tests.orchestrator.node_view import StaticNodeView
 from tests.publisher.seaweedfs import S3Server, seaweedfs
 from tests.transport.cluster import Cluster
-
-ROOMY = Resources(cpu=8, memory=16 * 2**30, disk=10**11)
+from tests.transport.wasm_compute import serve_wasm_compute
 
 
 @pytest.fixture(scope="module")
@@ -134,43 +124,20 @@ async def managed_cluster(
             assert record is not None
             return await links.presign_result_upload(record.requester_id, job.id, execution_id)
 
-        executors = {"wasm": await stack.enter_async_context(WasmExecutor())}
         publishers = {
             "s3managed": S3ManagedPublisher(upload_url=upload_url),
             "noop": NoopPublisher(),
         }
-        endpoint = ComputeEndpoint(
-            node_id=compute.node_id,
+        await serve_wasm_compute(
+            stack,
+            tmp,
+            compute,
+            requester_id=requester.node_id,
+            view=view,
+            links=links,
             store=store,
-            bidder=Bidder(
-                node_id=compute.node_id,
-                strategies=default_strategies(
-                    executors=executors, publishers=publishers, max_job_requirements=ROOMY
-                ),
-            ),
-            pipeline=ExecutionPipeline(
-                node_id=compute.node_id,
-                store=store,
-                executors=executors,
-                publishers=publishers,
-                results_root=tmp / "executions",
-            ),
-            callbacks=links,
-            capacity=CapacityTracker(ROOMY),
-            trust=RequesterTrust([requester.node_id]),
-            callback_initial_backoff=0.01,
-            callback_max_backoff=0.05,
-            module_source=links,
-        )
-        await stack.enter_async_context(endpoint)
-        compute_server = NodeServer(compute.identity, compute.files)
-        compute_server.add_compute_handler(endpoint)
-        await stack.enter_async_context(compute_server)
-        info = compute_node_info(compute.node_id, engines=("wasm",))
-        assert info.compute is not None
-        offers = dataclasses.replace(info.compute, publishers=sorted(publishers))
-        await view.join(
-            dataclasses.replace(info, compute=offers, grpc_address=compute_server.address)
+            publishers=publishers,
+            advertise_publishers=True,
         )
         yield ManagedCluster(
             orchestrator=orchestrator,

@@ -22,15 +22,9 @@ from typing import Any
 from prometheus_client import REGISTRY
 
 from bacalhau.compute import (
-    Bidder,
-    CapacityTracker,
     ComputeEndpoint,
-    ExecutionPipeline,
     ExecutionStore,
-    RequesterTrust,
-    default_strategies,
 )
-from bacalhau.executor.wasm import WasmExecutor
 from bacalhau.models import (
     AskForBidRequest,
     ComputeFailure,
@@ -41,7 +35,6 @@ from bacalhau.models import (
     LocalExecutionState,
     NodeInfo,
     NodeType,
-    Resources,
     entry_module_url,
     module_digest,
     module_reference,
@@ -54,10 +47,10 @@ from bacalhau.transport import ComputeClient, NodeServer, OrchestratorClient
 from bacalhau.transport._convert_messages import ask_for_bid_from_proto, ask_for_bid_to_proto
 from tests.compute.recording_callbacks import RecordingCallbacks
 from tests.compute.wasm_jobs import module_url, wasm_job
-from tests.orchestrator.node_view import StaticNodeView, compute_node_info
+from tests.orchestrator.node_view import StaticNodeView
 from tests.transport.cluster import Cluster
+from tests.transport.wasm_compute import serve_wasm_compute
 
-ROOMY = Resources(cpu=8, memory=16 * 2**30, disk=10**11)
 L = LocalExecutionState
 
 
@@ -123,37 +116,17 @@ async def wasm_cluster(
             ),
         )
         store = stack.enter_context(ExecutionStore(tmp / "compute.db"))
-        executors = {"wasm": await stack.enter_async_context(WasmExecutor())}
-        publishers = {"noop": NoopPublisher()}
-        endpoint = ComputeEndpoint(
-            node_id=compute.node_id,
+        endpoint = await serve_wasm_compute(
+            stack,
+            tmp,
+            compute,
+            requester_id=requester.node_id,
+            view=view,
+            links=links,
             store=store,
-            bidder=Bidder(
-                node_id=compute.node_id,
-                strategies=default_strategies(
-                    executors=executors, publishers=publishers, max_job_requirements=ROOMY
-                ),
-            ),
-            pipeline=ExecutionPipeline(
-                node_id=compute.node_id,
-                store=store,
-                executors=executors,
-                publishers=publishers,
-                results_root=tmp / "executions",
-            ),
-            callbacks=callbacks or links,
-            capacity=CapacityTracker(ROOMY),
-            trust=RequesterTrust([requester.node_id]),
-            callback_initial_backoff=0.01,
-            callback_max_backoff=0.05,
-            module_source=links,
+            publishers={"noop": NoopPublisher()},
+            callbacks=callbacks,
         )
-        await stack.enter_async_context(endpoint)
-        compute_server = NodeServer(compute.identity, compute.files)
-        compute_server.add_compute_handler(endpoint)
-        await stack.enter_async_context(compute_server)
-        info = compute_node_info(compute.node_id, engines=("wasm",))
-        await view.join(dataclasses.replace(info, grpc_address=compute_server.address))
         yield WasmCluster(
             orchestrator=orchestrator,
             requester_server=requester_server,
