@@ -26,12 +26,7 @@ def api_url(host: str, port: int, *, https: bool = False, source: str = "API hos
     host = host.strip()
     if "://" not in host:
         if not host or any(c.isspace() or c in "/@?#" for c in host):
-            raise InvalidRequest(
-                f"{source} {host!r} is neither a host name nor an http(s) URL of a node",
-                hint="give a host (node.example, 10.0.0.1) or a URL with no path "
-                "(https://node.example:1234)",
-                details={"Field": source},
-            )
+            raise _not_a_node(host, source)
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"
         return f"{'https' if https else 'http'}://{host}:{port}"
@@ -51,15 +46,19 @@ def api_url(host: str, port: int, *, https: bool = False, source: str = "API hos
         or parts.fragment
         or parts.username is not None
     ):
-        raise InvalidRequest(
-            f"{source} {host!r} is neither a host name nor an http(s) URL of a node",
-            hint="give a host (node.example, 10.0.0.1) or a URL with no path "
-            "(https://node.example:1234)",
-            details={"Field": source},
-        )
+        raise _not_a_node(host, source)
     if ":" in hostname:
         hostname = f"[{hostname}]"
     return f"{parts.scheme.lower()}://{hostname}:{given if given is not None else port}"
+
+
+def _not_a_node(host: str, source: str) -> InvalidRequest:
+    return InvalidRequest(
+        f"{source} {host!r} is neither a host name nor an http(s) URL of a node",
+        hint="give a host (node.example, 10.0.0.1) or a URL with no path "
+        "(https://node.example:1234)",
+        details={"Field": source},
+    )
 
 
 def url_from_env() -> str:

@@ -17,7 +17,7 @@ import socket
 from pathlib import Path
 
 from bacalhau.config import NodeConfig
-from bacalhau.identity import DEFAULT_HOSTS, ClusterCA, NodeFiles, NodeIdentity
+from bacalhau.identity import CA_KEY_FILE, DEFAULT_HOSTS, ClusterCA, NodeFiles, NodeIdentity
 
 __all__ = ["CLUSTER_CA_DIR", "bootstrap_certificates"]
 
@@ -38,7 +38,7 @@ def bootstrap_certificates(config: NodeConfig, identity: NodeIdentity) -> Path |
     ):
         return None
     ca_dir = config.data_dir / CLUSTER_CA_DIR
-    if (ca_dir / "ca.key").exists():
+    if (ca_dir / CA_KEY_FILE).exists():
         ca = ClusterCA.load(ca_dir)  # made by an earlier start that stopped before issuing
     else:
         ca_dir.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,6 @@ from bacalhau.publisher._local_server import LocalResultServer
 from bacalhau.publisher._noop import NoopPublisher
 from bacalhau.publisher._proof import ArchiveDigest, archive_cid
 from bacalhau.publisher._s3managed import (
-    MANAGED,
     ManagedBucket,
     S3ManagedPublisher,
     UploadUrlSource,
@@ -27,7 +26,6 @@ if TYPE_CHECKING:
     from bacalhau.publisher._s3 import S3Publisher, presign_result, render_key
 
 __all__ = [
-    "MANAGED",
     "ArchiveDigest",
     "IPFSPublisher",
     "KeptResults",

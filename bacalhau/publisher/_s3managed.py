@@ -28,10 +28,8 @@ from bacalhau.errors import PublishFailed
 from bacalhau.models import MANAGED_PUBLISHER, Job, SpecConfig, param
 from bacalhau.publisher._local import write_archive
 
-__all__ = ["MANAGED", "ManagedBucket", "S3ManagedPublisher", "UploadUrlSource"]
+__all__ = ["ManagedBucket", "S3ManagedPublisher", "UploadUrlSource"]
 
-#: The publisher's type, and the published result's.
-MANAGED = MANAGED_PUBLISHER
 #: Seconds the archive's upload may take before the publish fails.
 UPLOAD_TIMEOUT = 3600.0
 
@@ -76,7 +74,7 @@ class ManagedBucket:
     def rewrite(self, result: SpecConfig) -> SpecConfig:
         """A published ``s3managed`` result as ``s3PreSigned`` (a download URL, ``Managed``
         true), as Bacalhau's ``/results`` answers it; anything else as is."""
-        if result.type.lower() != MANAGED:
+        if result.type.lower() != MANAGED_PUBLISHER:
             return result
         job_id, execution_id = param(result.params, "JobID"), param(result.params, "ExecutionID")
         if not isinstance(job_id, str) or not isinstance(execution_id, str):
@@ -111,7 +109,7 @@ class S3ManagedPublisher:
 
     @property
     def name(self) -> str:
-        return MANAGED
+        return MANAGED_PUBLISHER
 
     @property
     def copies_results(self) -> bool:
@@ -138,7 +136,7 @@ class S3ManagedPublisher:
             url = await self._upload_url(job, execution_id)
             await _put(url, archive, size)
         return SpecConfig(
-            type=MANAGED,
+            type=MANAGED_PUBLISHER,
             params={"JobID": job.id, "ExecutionID": execution_id, "CID": str(cid)},
         )
 

@@ -58,6 +58,15 @@ def image_missing(image: str) -> ImageNotFound:
     )
 
 
+def _invalid_image(image: str, err: docker.errors.APIError) -> InvalidJobSpec:
+    """A name the engine (or the registry, through it) refuses as an image reference."""
+    return InvalidJobSpec(
+        f"invalid image {image!r}: {explain(err)}",
+        field="Engine.Params.Image",
+        hint="name an image as the Docker CLI does: [registry/]name[:tag|@digest]",
+    )
+
+
 class ImageCheck:
     """Checks images against the engine and, when pulls are allowed, their registries."""
 
@@ -87,9 +96,7 @@ class ImageCheck:
             pass
         except docker.errors.APIError as e:
             if e.status_code == 400:
-                raise InvalidJobSpec(
-                    f"invalid image {image!r}: {explain(e)}", field="Engine.Params.Image"
-                ) from e
+                raise _invalid_image(image, e) from e
             raise ExecutionFailed(f"cannot inspect image {image}: {explain(e)}") from e
         except ENGINE_ERRORS as e:
             raise unreachable(e) from e
@@ -132,11 +139,7 @@ class ImageCheck:
                     hint=_PULL_HINT,
                 )
             elif e.status_code == 400:
-                refusal = InvalidJobSpec(
-                    f"invalid image {image!r}: {explain(e)}",
-                    field="Engine.Params.Image",
-                    hint="name an image as the Docker CLI does: [registry/]name[:tag|@digest]",
-                )
+                refusal = _invalid_image(image, e)
             else:
                 refusal = ImageNotFound(
                     f"image {image} is not present on this node and its registry could not "
