@@ -4,10 +4,16 @@ Starts ``bacalhau devstack`` (one requester and two equal compute nodes as separ
 processes, mutual-TLS gRPC between them) and measures, in one run:
 
 - ``wasm_median_ms``: submit-to-Completed of a trivial WASM job (a cached module), one
-  after another, through the REST API (submit, then the history long-poll).
+  after another, through the REST API (one request: the submit held until the job ends).
 - ``wasm_floor``: the latency's raw baseline, measured before the devstack starts: one bare
   HTTP round trip, one bare mutual-TLS gRPC round trip and the cached module's run, summed
   (see ``_floor.py``); ``wasm_vs_floor`` is ``wasm_median_ms`` divided by it.
+- ``wasm_skeleton``: the throughput's raw baseline, measured before the devstack starts: the
+  same submissions through a bare skeleton of the job's path in the same processes (a
+  requester and two compute nodes on uvloop, aiohttp, mutual-TLS gRPC, ed25519, SQLite
+  commits, the cached module's run; nothing else: see ``_skeleton.py``): its jobs/s and CPU
+  per job at the same levels, and its sequential median;
+  ``wasm_jobs_per_s_vs_skeleton`` and ``wasm_median_vs_skeleton`` set ours against it.
 - ``wasm_jobs_per_s``: WASM jobs completed per second with 1, 4, 16 and 64 in flight,
   each job saying what a trivial WASM run needs (a tenth of a core, ``TRIVIAL_CPU``: the
   default of half a core lets 4 run or wait on each of the devstack's nodes here, which
@@ -56,11 +62,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _floor import wasm_floor
+from _skeleton import Skeleton, measure_skeleton
 from job_latency import WASM, docker_job, raw_docker, start_devstack, wasm_job
 
 from bacalhau.client import AsyncClient
@@ -272,6 +280,9 @@ async def list_pages(api: str, pages: int) -> dict[str, Any]:
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
     module = WASM.read_bytes()
     out: dict[str, Any] = {"wasm_floor": await wasm_floor()}
+    submission = orjson.dumps({"Job": trivial(module).to_dict()})
+    with Skeleton(WASM) as skeleton:
+        out["wasm_skeleton"] = await measure_skeleton(skeleton, submission, LEVELS, cpu_seconds)
     with tempfile.TemporaryDirectory(prefix="bench-throughput-") as tmp:
         proc, api = start_devstack(Path(tmp), 2)
         manifest = json.loads((Path(tmp) / "devstack.json").read_text())
@@ -292,6 +303,9 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                 out["wasm_median_ms"] = round(statistics.median(sequential) * 1000, 2)
                 floor = out["wasm_floor"]["wasm_floor_ms"]
                 out["wasm_vs_floor"] = round(out["wasm_median_ms"] / floor, 1)
+                out["wasm_median_vs_skeleton"] = round(
+                    out["wasm_median_ms"] / out["wasm_skeleton"]["median_ms"], 1
+                )
                 rates: dict[str, float] = {}
                 cpu: dict[str, dict[str, float]] = {}
                 asks: dict[str, float] = {}
@@ -312,6 +326,10 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                     cpu[str(level)]["total"] = round(sum(cpu[str(level)].values()), 2)
                     placed.extend(nodes)
                 out["wasm_jobs_per_s"] = rates
+                bare = out["wasm_skeleton"]["jobs_per_s"]
+                out["wasm_jobs_per_s_vs_skeleton"] = {
+                    level: round(rate / bare[level], 2) for level, rate in rates.items()
+                }
                 # How many of a level's asks shared a call to their node (AskForBids).
                 out["wasm_asks_per_call"] = asks
                 # Where the machine's time goes per job (CPU ms, every process): at 400
