@@ -12,7 +12,7 @@ from aiohttp import web
 
 from bacalhau.api._context import ApiContext, context
 from bacalhau.api._errors import dumps, json_response
-from bacalhau.api._query import read_json
+from bacalhau.api._query import body_str, read_object
 from bacalhau.models import NodeInfo, rfc3339_ns
 
 #: The v1 API version this server speaks, reported when the node does not name its own.
@@ -75,7 +75,8 @@ async def version(request: web.Request) -> web.Response:
 
 
 async def post_version(request: web.Request) -> web.Response:
-    await read_json(request, required=False)  # {"client_id": ...}; nothing to do with it
+    # {"client_id": ...}: read as Go reads it (a string, if any), and nothing else done.
+    body_str(await read_object(request, example='{"client_id": "..."}'), "client_id")
     return json_response({"build_version_info": build_version_info(context(request))})
 
 

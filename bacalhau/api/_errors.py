@@ -24,10 +24,11 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 
 from bacalhau._json import ORJSON_STRICT
 from bacalhau.api._context import context
+from bacalhau.api._cors import is_preflight, preflight
 from bacalhau.errors import BacalhauError
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,10 @@ def _error_body_response(
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if is_preflight(request):
+        # The outermost middleware: a browser's preflight is answered before routing and
+        # authentication (see ``_cors``).
+        return preflight(request)
     try:
         return await handler(request)
     except BacalhauError as err:
@@ -137,6 +142,17 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             component=err.component,
             hint=err.hint,
             details=err.details,
+        )
+    except RequestPayloadError as exc:
+        # The body could not be read as sent: a Content-Encoding it does not match, a
+        # chunked body cut short. The client's fault, not the server's.
+        return error_response(
+            request,
+            status=400,
+            code="BadRequest",
+            message=f"the request body could not be read: {exc}",
+            component="APIServer",
+            hint="send the body as its Content-Encoding header says (or without that header)",
         )
     except web.HTTPException as exc:
         if exc.status < 400:

@@ -32,7 +32,7 @@ from bacalhau.api._query import (
     body_uint,
     key_ci,
     parse_json,
-    read_json,
+    read_object,
     wants_v152_states,
 )
 from bacalhau.errors import BadQuery, InvalidJobSpec, InvalidRequest
@@ -319,8 +319,8 @@ async def _job_body(
 async def stop_job(request: web.Request) -> web.Response:
     # The Go client sends {"reason": ...}; the Python SDK and the Web UI use the query
     # (the SDK sends the literal "None" when no reason was given) and a body of {}.
-    body = await read_json(request, required=False)
-    reason = body_str(body, "reason") if isinstance(body, dict) else ""
+    body = await read_object(request, example='{"reason": "..."}')
+    reason = body_str(body, "reason")
     if not reason:
         reason = request.query.get("reason", "")
     if reason == "None":
@@ -452,11 +452,9 @@ async def job_results(request: web.Request) -> web.Response:
 
 async def rerun_job(request: web.Request) -> web.Response:
     """``PUT /jobs/{id}/rerun`` (Bacalhau v1.8): the same spec again as a new version."""
-    body = await read_json(request, required=False)
-    reason = body_str(body, "reason") if isinstance(body, dict) else ""
-    version = 0
-    if isinstance(body, dict):
-        version = body_uint(body, "JobVersion", hint="leave it out, or 0, for the latest version")
+    body = await read_object(request, example='{"JobVersion": 1, "reason": "..."}')
+    reason = body_str(body, "reason")
+    version = body_uint(body, "JobVersion", hint="leave it out, or 0, for the latest version")
     job, evaluation_id = await context(request).orchestrator.rerun_job(
         request.match_info["job_id"], reason, namespace=_namespace(request), version=version
     )

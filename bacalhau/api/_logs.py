@@ -97,9 +97,9 @@ async def _drain(ws: web.WebSocketResponse) -> None:
 
 
 async def _relay(request: web.Request, ws: web.WebSocketResponse) -> None:
-    follow = Query(request).flag("follow")
     try:
-        chunks = await _open(request, follow=follow)
+        # Read in here: the socket is open, so a bad parameter is answered in a frame.
+        chunks = await _open(request, follow=Query(request).flag("follow"))
         splitter = LineSplitter()
         try:
             async for chunk in chunks:

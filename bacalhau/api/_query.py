@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,9 @@ from aiohttp import web
 
 from bacalhau.errors import BadQuery, InvalidRequest
 
+#: The largest integer a query or body field takes: Go's int64, SQLite's INTEGER.
+MAX_INT64 = 2**63 - 1
+_MAX_DIGITS = len(str(MAX_INT64))
 _TRUE = frozenset({"1", "t", "true", "y", "yes"})
 _FALSE = frozenset({"0", "f", "false", "n", "no"})
 _VERSION_RE = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)")
@@ -48,33 +52,60 @@ class Query:
             return True
         if low in _FALSE:
             return False
-        raise BadQuery(f"{name} must be a boolean, got {value!r}", field=name)
+        raise BadQuery(
+            f"{name} must be a boolean, got {_shown(value)}",
+            field=name,
+            hint=f"use {name}=true or {name}=false",
+        )
 
     def count(self, name: str, default: int = 0) -> int:
         value = self._q.get(name, "").strip()
         if not value:
             return default
+        hint = f"give {name} as a whole number from 0 to {MAX_INT64}"
         try:
-            number = int(value)
+            number = int(value) if len(value) <= _MAX_DIGITS else -1
         except ValueError:
-            raise BadQuery(f"{name} must be an integer, got {value!r}", field=name) from None
-        if number < 0:
-            raise BadQuery(f"{name} must be >= 0, got {number}", field=name)
+            raise BadQuery(
+                f"{name} must be a whole number, got {_shown(value)}", field=name, hint=hint
+            ) from None
+        if not 0 <= number <= MAX_INT64:
+            raise BadQuery(
+                f"{name} must be from 0 to {MAX_INT64}, got {_shown(value)}",
+                field=name,
+                hint=hint,
+            )
         return number
 
     def seconds(self, name: str, default: float = 0.0) -> float:
         value = self._q.get(name, "").strip()
         if not value:
             return default
+        hint = f"give {name} in seconds, such as {name}=1.5"
         try:
             number = float(value)
         except ValueError:
             raise BadQuery(
-                f"{name} must be a number of seconds, got {value!r}", field=name
+                f"{name} must be a number of seconds, got {_shown(value)}", field=name, hint=hint
             ) from None
-        if not number >= 0:  # also rejects NaN
-            raise BadQuery(f"{name} must be >= 0, got {value}", field=name)
+        if not 0 <= number < math.inf:  # also refuses NaN
+            raise BadQuery(
+                f"{name} must be a finite number >= 0, got {_shown(value)}", field=name, hint=hint
+            )
         return number
+
+
+def _shown_value(value: Any) -> str:
+    """A body value as an error message quotes it (an integer too long to print is named
+    by its size)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"an integer of {value.bit_length()} bits"
+    return _shown(value) if isinstance(value, str) else _shown(repr(value))[1:-1]
+
+
+def _shown(value: str) -> str:
+    """A query value as an error message quotes it: at most 100 characters of it."""
+    return repr(value if len(value) <= 100 else value[:100] + "...")
 
 
 @dataclass(slots=True)
@@ -183,11 +214,31 @@ async def read_json(request: web.Request, *, required: bool = True) -> Any:
     return parse_json(raw)
 
 
+async def read_object(request: web.Request, *, example: str) -> dict[str, Any]:
+    """The request body as a JSON object, ``{}`` when empty; any other JSON is a 400 (Go's
+    decoder refuses to read an array or a number into the request's struct)."""
+    body = await read_json(request, required=False)
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise InvalidRequest(
+            f"the request body must be a JSON object, got {type(body).__name__}",
+            hint=f"send {example}, or no body",
+        )
+    return body
+
+
 def parse_json(raw: bytes) -> Any:
     """A request body as JSON; malformed or absurdly nested JSON is a 400 with a hint."""
     try:
         return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except ValueError as exc:  # UnicodeDecodeError too
+        if "integer string conversion" in str(exc):
+            # Python's own limit on the digits of an integer: no field takes such a number.
+            raise InvalidRequest(
+                "a number in the request body has thousands of digits",
+                hint="numbers in a request fit in 64 bits",
+            ) from None
         raise InvalidRequest(
             f"malformed JSON in the request body: {exc}",
             hint="send a valid JSON object (check quotes, commas and brackets)",
@@ -215,7 +266,11 @@ def body_str(data: dict[str, Any], key: str) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise InvalidRequest(f"{key} must be a string", details={"Field": key})
+        raise InvalidRequest(
+            f"{key} must be a string, got {_shown_value(value)}",
+            hint=f'give {key} as a JSON string ("...")',
+            details={"Field": key},
+        )
     return value
 
 
@@ -225,7 +280,11 @@ def body_bool(data: dict[str, Any], key: str) -> bool:
     if value is None:
         return False
     if not isinstance(value, bool):
-        raise InvalidRequest(f"{key} must be true or false", details={"Field": key})
+        raise InvalidRequest(
+            f"{key} must be true or false, got {_shown_value(value)}",
+            hint=f"give {key} as a JSON boolean: true or false, without quotes",
+            details={"Field": key},
+        )
     return value
 
 
@@ -236,9 +295,9 @@ def body_uint(data: dict[str, Any], key: str, *, hint: str = "") -> int:
     value = key_ci(data, key)
     if value is None:
         return 0
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INT64:
         raise InvalidRequest(
-            f"{key} must be a whole number >= 0, got {value!r}"[:200],
+            f"{key} must be a whole number from 0 to {MAX_INT64}, got {_shown_value(value)}",
             hint=hint or None,
             details={"Field": key},
         )
