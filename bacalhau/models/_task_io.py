@@ -52,6 +52,7 @@ def validate_task_io(task: Task, fail: Fail) -> None:
     builds (``fail(message, field under the task, hint)``) for the first fault."""
     aliases: set[str] = set()
     targets: set[str] = set()
+    docker = task.engine.type.strip().lower() == "docker"
     for i, inp in enumerate(task.input_sources):
         sub = f"InputSources[{i}]"
         if not inp.source.type:
@@ -62,6 +63,15 @@ def validate_task_io(task: Task, fail: Fail) -> None:
             raise fail(f"duplicate input alias {inp.alias!r}", f"{sub}.Alias")
         if inp.target in targets:
             raise fail(f"duplicate input target {inp.target!r}", f"{sub}.Target")
+        below_root = inp.target.startswith("/") and posixpath.normpath(inp.target).strip("/")
+        if docker and not below_root:
+            # Docker refuses the mount ("mount path must be absolute", "destination can't
+            # be '/'") on every node.
+            raise fail(
+                f"input target {inp.target!r} must be an absolute path below /",
+                f"{sub}.Target",
+                "mount inputs at a folder of their own, such as /inputs",
+            )
         if inp.source.type.lower() == "urldownload":
             url = param(inp.source.params, "URL")
             if not _is_http_url(url):
@@ -103,6 +113,12 @@ def validate_task_io(task: Task, fail: Fail) -> None:
             raise fail("missing path", f"{sub}.Path")
         if not rp.path.startswith("/"):
             raise fail(f"result path {rp.path!r} must be absolute", f"{sub}.Path")
+        if not posixpath.normpath(rp.path).strip("/"):
+            raise fail(
+                "a result path cannot be the root folder /",
+                f"{sub}.Path",
+                "publish a folder of its own, such as /outputs",
+            )
         folder = rp.folder
         if (
             not folder

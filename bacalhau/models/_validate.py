@@ -27,6 +27,7 @@ from bacalhau.models._job import (
 from bacalhau.models._module_paths import module_mount
 from bacalhau.models._modules import entry_module_url, referenced_module_digest
 from bacalhau.models._ports import Fail, is_domain_entry, validate_ports
+from bacalhau.models._runnable import check_runnable, nul_in
 from bacalhau.models._task_config import NetworkType
 from bacalhau.models._task_io import validate_task_io
 
@@ -313,9 +314,22 @@ def validate_job(job: Job) -> None:
         )
     for where, value in _job_texts(job):
         check_document(value, path=where)
+    for name, text in (("Name", job.name), ("Namespace", job.namespace)):
+        if nul_in(text):
+            # Every execution gets the job's name and namespace in its environment.
+            raise InvalidJobSpec(
+                f"{name} holds a NUL character", field=name, hint="remove the NUL character"
+            )
     if job.count < 0:
         raise InvalidJobSpec("job count must be >= 0", field="Count")
     _check_range(job.count, 0, MAX_INT64, "Count")
+    if job.type == "service" and job.count == 0:
+        # What a job file says too: zero replicas would leave a job that runs nothing.
+        raise InvalidJobSpec(
+            "Count must be at least 1 for a service job, got 0",
+            field="Count",
+            hint="Count is how many replicas run; to run none, stop the job",
+        )
     if job.type == "batch" and job.count == 0:
         job.count = 1
     if job.priority < 0:
@@ -538,3 +552,4 @@ def validate_task(task: Task, path: str) -> None:
         )
     validate_ports(task.network.ports, task.network.type, fail)
     validate_task_io(task, fail)
+    check_runnable(task, engine, fail)

@@ -11,10 +11,14 @@ import pytest
 
 from bacalhau.api import ApiServer
 from tests.api.test_api_jobs import JOBS, error_of, spec
+from tests.orchestrator.test_scheduler import WASM_HEADER
 
 WASM_TASK: dict[str, Any] = {
     "Name": "main",
-    "Engine": {"Type": "wasm", "Params": {"EntryModule": {"Source": {"Type": "inline"}}}},
+    "Engine": {
+        "Type": "wasm",
+        "Params": {"EntryModule": {"Source": {"Type": "inline", "Params": {"URL": WASM_HEADER}}}},
+    },
     "Publisher": {"Type": "local"},
     # No compute node here: the job may wait for some rather than be refused at once.
     "Timeouts": {"QueueTimeout": 60},

@@ -15,11 +15,14 @@ from bacalhau.models import (
     parse_job_document,
     validate_job,
 )
+from tests.orchestrator.test_scheduler import WASM_HEADER
 
 
 def _doc(engine: str = "wasm", **over: Any) -> dict[str, Any]:
     params: dict[str, Any] = (
-        {"Image": "x"} if engine == "docker" else {"EntryModule": {"Source": {"Type": "inline"}}}
+        {"Image": "x"}
+        if engine == "docker"
+        else {"EntryModule": {"Source": {"Type": "inline", "Params": {"URL": WASM_HEADER}}}}
     )
     doc: dict[str, Any] = {
         "Type": "batch",

@@ -44,9 +44,15 @@ def node(nid: str, engines: list[str] = ["docker", "wasm"], cpu: float = 4.0) ->
     )
 
 
+#: The smallest WebAssembly module (its header) as an inline data: URL.
+WASM_HEADER = "data:application/wasm;base64,AGFzbQEAAAA="
+
+
 def job(count: int = 1, engine: str = "docker", **task: object) -> Job:
     params = (
-        {"Image": "x"} if engine == "docker" else {"EntryModule": {"Source": {"Type": "inline"}}}
+        {"Image": "x"}
+        if engine == "docker"
+        else {"EntryModule": {"Source": {"Type": "inline", "Params": {"URL": WASM_HEADER}}}}
     )
     t: dict[str, object] = {"Name": "main", "Engine": {"Type": engine, "Params": params}}
     t.update(task)
