@@ -21,6 +21,7 @@ edge, a ``hint`` telling the user what to do, and whether retrying may help. The
     ├── MultipleJobsFound (400)  an ID prefix matches several jobs (Bacalhau: 500)
     ├── ConflictJobState (409)   an operation is not allowed in the job's state (Bacalhau: 500)
     ├── JobSpecUnchanged (409)   a job submitted again by name with its spec unchanged
+    ├── IdempotencyTokenReused (409)  a token sent again with another job
     ├── RevisionConflict (409)   compare-and-set lost a race
     ├── InvalidTransition (409)  the state machine refused a transition
     ├── Unauthorized (401)       API credentials missing or wrong
@@ -60,6 +61,7 @@ __all__ = [
     "ExecutionTimeout",
     "ExecutorNotInstalled",
     "Forbidden",
+    "IdempotencyTokenReused",
     "ImageNotFound",
     "InternalError",
     "InvalidCID",
@@ -280,6 +282,20 @@ class JobSpecUnchanged(BacalhauError):
     default_hint = "Use the --force flag to override this warning (a new version anyway)"
 
 
+class IdempotencyTokenReused(BacalhauError):
+    """A submit's idempotency token was already used by a submit of another job (another
+    spec or namespace). 409 Conflict: replaying the first submit answers it, and this is
+    not that submit; answering it with the first one's job would drop it unseen."""
+
+    code = "IdempotencyTokenReused"
+    http_status = 409
+    default_component = "Orchestrator"
+    default_hint = (
+        "use a new idempotency token for a new submission; send the same token only to "
+        "retry the very same submit"
+    )
+
+
 class RevisionConflict(BacalhauError):
     code = "ResourceInUse"
     http_status = 409
@@ -331,8 +347,8 @@ class NotEnoughNodes(BacalhauError):
     http_status = 500
     default_component = "Scheduler"
     default_hint = (
-        "start a compute node that supports the job's engine and resources, "
-        "or lower the job's requirements"
+        "each node's reason is in the message: change the job accordingly, or start or "
+        "configure a compute node that can run it"
     )
 
 
@@ -356,7 +372,10 @@ class EntryPointNotFound(ExecutionFailed):
 class ExecutionTimeout(ExecutionFailed):
     code = "ExecutionTimeout"
     retryable = True
-    default_hint = "raise the job's ExecutionTimeout or make the job faster"
+    default_hint = (
+        "give the job more time (--timeout; in a job file Timeouts.ExecutionTimeout and "
+        "TotalTimeout) or make it faster"
+    )
 
 
 class ExecutionCancelled(ExecutionFailed):

@@ -7,7 +7,12 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from bacalhau.errors import InvalidJobSpec, JobNotFound, JobSpecUnchanged
+from bacalhau.errors import (
+    IdempotencyTokenReused,
+    InvalidJobSpec,
+    JobNotFound,
+    JobSpecUnchanged,
+)
 from bacalhau.models import (
     MANAGED_PUBLISHER,
     Connection,
@@ -77,6 +82,7 @@ class JobSubmission(EvaluationRunner):
         if idempotency_token:
             seen = self.store.idempotent_result(idempotency_token)
             if seen is not None:
+                self._check_replay(seen[0], job, client_meta)
                 return SubmitResult(seen[0], seen[1], seen[2])
         warnings = self._prepare(job, client_meta)
         self._check_partitions(job)
@@ -127,6 +133,27 @@ class JobSubmission(EvaluationRunner):
             for _ in range(_HEAD_START_TURNS):
                 await asyncio.sleep(0)
         return SubmitResult(job.id, ev.id, warnings)
+
+    def _check_replay(self, job_id: str, job: Job, client_meta: dict[str, str] | None) -> None:
+        """A token already used answers its first submit only if this is that submit again:
+        the same namespace, and the spec of one of the versions of the job it made (the
+        job may have moved on since); anything else is :class:`IdempotencyTokenReused`."""
+        try:
+            versions = self.store.job_versions(job_id)
+        except JobNotFound:
+            return  # gone with retention: the token answers what it answered
+        self._prepare(job, client_meta)
+        first = versions[0]
+        if not job.name:
+            job.name = first.name  # a job without a Name was named after its ID
+        if job.namespace == first.namespace and any(same_spec(v, job) for v in versions):
+            return
+        where = "namespace" if job.namespace != first.namespace else "spec"
+        raise IdempotencyTokenReused(
+            f"the idempotency token was used by the submit of job {job_id} "
+            f"(namespace {first.namespace}), and this submit's {where} differs from it",
+            details={"Field": "idempotencyToken"},
+        )
 
     async def diff_job(self, job: Job) -> JobDiff:
         """What submitting ``job`` would change in the job of its Name (see
