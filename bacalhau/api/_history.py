@@ -129,6 +129,8 @@ async def poll_history(
         # after it is complete and an empty token cannot make the client miss the last items.
         job = await orch.get_job(job_id, namespace=namespace)
         job_id = job.id
+        if versions.version > job.version:
+            await orch.get_job(job_id, version=versions.version)  # NotFound, naming the field
         done = job.state.is_terminal()
         if execution_id and not done:
             chosen = [

@@ -75,12 +75,7 @@ class OrchestratorQueries:
         gave it (a version that never ran stays Pending)."""
         found = self.store.job_versions(job.id, version=version)
         if not found:
-            raise JobNotFound(
-                f"job {job.id} has no version {version}",
-                hint=f"its versions are 1 to {job.version}: list them with"
-                f" `bacalhau job versions {job.id}`",
-                details={"Field": "job_version"},
-            )
+            raise _no_version(job, version)
         old = found[0]
         last = [
             h
@@ -133,6 +128,8 @@ class OrchestratorQueries:
         self, job_id: str, *, namespace: str = "", versions: JobVersions = ALL_VERSIONS
     ) -> list[Execution]:
         job = await self.get_job(job_id, namespace=namespace)
+        if versions.version > job.version:
+            raise _no_version(job, versions.version)
         executions = self.store.executions_of(job.id)
         if versions is not ALL_VERSIONS:
             executions = [e for e in executions if versions.keeps(e.job_version, job.version)]
@@ -171,8 +168,10 @@ class OrchestratorQueries:
         full_id = self.store.resolve_job_id(job_id, namespace)
         items = self.store.history_of(full_id)
         if versions is not ALL_VERSIONS:
-            latest = self.store.get_job(full_id).version
-            items = [h for h in items if versions.keeps(h.job_version, latest)]
+            job = self.store.get_job(full_id)
+            if versions.version > job.version:
+                raise _no_version(job, versions.version)
+            items = [h for h in items if versions.keeps(h.job_version, job.version)]
         event_type = (event_type or "all").lower()
         if event_type not in ("all", "job", "execution"):
             raise InvalidRequest(
@@ -285,3 +284,13 @@ class OrchestratorQueries:
         # Signing reads the requester's credentials, which may mean a file or the instance
         # metadata service the first time: not on the event loop.
         return await asyncio.to_thread(bucket.upload_url, job_id, execution_id)
+
+
+def _no_version(job: Job, version: int) -> JobNotFound:
+    """What a read of a version ``job`` never had answers (the field at fault named)."""
+    return JobNotFound(
+        f"job {job.id} has no version {version}",
+        hint=f"its versions are 1 to {job.version}: list them with"
+        f" `bacalhau job versions {job.id}`",
+        details={"Field": "job_version"},
+    )

@@ -395,7 +395,7 @@ class JobRecords(JobHistoryLog):
                     event=event or Event(message=message, topic="State Update", timestamp=now),
                     time=now,
                     new_revision=job.revision,
-                    job_state_previous=old if old != new_state else None,
+                    job_state_previous=old,
                     job_state_new=new_state,
                     job_version=job.version,
                 )
