@@ -122,11 +122,19 @@ def _refusal(request: web.Request, err: BacalhauError, challenges: list[str]) ->
 async def _methods(request: web.Request) -> web.Response:
     # Bacalhau v1.7+ with users answers no methods: its CLI then tells the user to log in
     # with a username and password or an API key (environment variables), not a challenge.
+    # Without users there is nothing to authenticate for: no methods either.
     return json_response({"Methods": {}, "NextToken": ""})
 
 
 async def _method(request: web.Request) -> web.Response:
     name = request.match_info["name"]
+    if request.app.get(_AUTHORIZER) is None:
+        raise NotFound(
+            f"authentication method {name[:100]!r} not found: this node asks for no "
+            "credentials (it has no users), so there is no method to authenticate with",
+            hint="send requests without credentials",
+            component="Authorizer",
+        )
     raise NotFound(
         f"authentication method {name[:100]!r} not found: this node authenticates users by "
         "username and password (HTTP Basic) or API key (Bearer)",
@@ -161,9 +169,8 @@ def add_routes(app: web.Application, authorizer: Authorizer | None) -> None:
     endpoints."""
     app.router.add_get("/api/v1/agent/authconfig", _authconfig)
     app.router.add_get("/api/v1/agent/whoami", _whoami)
-    if authorizer is None:
-        return
-    app[_AUTHORIZER] = authorizer
     app.router.add_get("/api/v1/auth", _methods)
     app.router.add_get("/api/v1/auth/{name}", _method)
     app.router.add_post("/api/v1/auth/{name}", _method)
+    if authorizer is not None:
+        app[_AUTHORIZER] = authorizer

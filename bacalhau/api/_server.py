@@ -13,6 +13,7 @@ from aiohttp.typedefs import Middleware
 from bacalhau.api import _agent, _auth_rest, _data, _jobs, _logs, _nodes
 from bacalhau.api._authz import Authorizer
 from bacalhau.api._context import CONTEXT, ApiContext
+from bacalhau.api._cors import enable_cors
 from bacalhau.api._errors import JsonErrorRequestHandler, error_middleware
 from bacalhau.api._metrics import add_routes as _add_metrics_routes
 from bacalhau.api._sites import start_site
@@ -59,6 +60,7 @@ def build_app(
     _add_metrics_routes(app)
     if content is not None:
         _data.add_routes(app, content, max_upload=max_upload)
+    enable_cors(app)
     return app
 
 
