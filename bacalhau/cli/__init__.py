@@ -9,7 +9,7 @@ from bacalhau.cli._auth_cmd import auth_group
 from bacalhau.cli._ca import ca_group
 from bacalhau.cli._config_cmd import config_group
 from bacalhau.cli._data import data_group
-from bacalhau.cli._job import job_group, logs_command
+from bacalhau.cli._job import job_group
 from bacalhau.cli._legacy import legacy_commands
 from bacalhau.cli._node import node_group
 from bacalhau.cli._profile_cmd import profile_group
@@ -21,7 +21,6 @@ for _command in (
     docker_group,
     wasm_group,
     job_group,
-    logs_command("logs"),  # Bacalhau's older spelling of `job logs`
     node_group,
     data_group,
     agent_group,

@@ -16,6 +16,7 @@ from bacalhau.cli._jobspec import rerun_options, runtime_options
 from bacalhau.cli._render import cell_id, emit, output_option, table, tabular, when
 from bacalhau.cli._root import BacalhauGroup, CliState, namespace_option, pass_state
 from bacalhau.cli._run import follow_option, follow_submitted, print_logs, submit_and_follow
+from bacalhau.errors import ConflictJobState
 from bacalhau.models import (
     TAIL_FLAG_LINES,
     Execution,
@@ -431,7 +432,7 @@ def job_history(
 
 
 def logs_command(name: str) -> click.Command:
-    """``job logs`` (and the root ``logs``, Bacalhau's older spelling)."""
+    """``job logs``."""
 
     @click.command(name)
     @namespace_option
@@ -487,7 +488,16 @@ job_group.add_command(logs_command("logs"))
 @pass_state
 def job_stop(state: CliState, job_id: str, reason: str, quiet: bool) -> None:
     """Stop a job."""
-    evaluation_id = state.client().stop_job(job_id, reason)
+    client = state.client()
+    # As Bacalhau's CLI: a job that already ended is not stopped (the API would turn a
+    # Failed job into a Stopped one, and its failure would read as a user's stop).
+    job = client.get_job(job_id).job
+    if job.state.is_terminal():
+        raise ConflictJobState(
+            f"Job is already in a terminal state.\nThe current state is: {job.state.wire}",
+            hint="nothing to stop: `bacalhau job describe` shows how it ended",
+        )
+    evaluation_id = client.stop_job(job.id, reason)
     if not quiet:
         click.echo(f"Job stop successfully submitted with evaluation ID: {evaluation_id}")
 

@@ -197,10 +197,17 @@ def split_csv(values: Iterable[str]) -> list[str]:
     return out
 
 
-def parse_key_values(values: Iterable[str], what: str) -> dict[str, str]:
+def parse_key_values(
+    values: Iterable[str], what: str, *, bare_keys: bool = False
+) -> dict[str, str]:
+    """``key=value`` items (repeatable, comma-separated); with ``bare_keys`` a lone ``key``
+    is ``key=""`` (Bacalhau's labels)."""
     out: dict[str, str] = {}
     for item in split_csv(values):
         key, sep, value = item.partition("=")
+        if bare_keys and not sep and key.strip():
+            out[key.strip()] = ""
+            continue
         if not sep or not key.strip():
             raise click.BadParameter(f"{item!r} is not of the form key=value", param_hint=what)
         out[key.strip()] = value
@@ -219,28 +226,68 @@ def parse_outputs(values: Iterable[str]) -> list[ResultPath]:
     return out
 
 
-def _opts(pairs: Iterable[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for pair in pairs:
-        key, _, value = pair.partition("=")
-        out[key.strip().lower()] = value
-    return out
+def _fields(
+    text: str, what: str, keys: dict[str, str]
+) -> tuple[str, dict[str, str], dict[str, str]]:
+    """Bacalhau's storage and publisher flag grammar: comma-separated fields (CSV, so a
+    field may be quoted), the first of which may be a bare URI; every other field is
+    ``key=value`` with ``key`` one of ``keys`` (any spelling -> its name), or ``opt=K=V``.
+    Returns (the bare URI or "", the named fields, the options by lower-cased key)."""
+    named: dict[str, str] = {}
+    options: dict[str, str] = {}
+    bare = ""
+    for i, part in enumerate(split_csv([text])):
+        key, sep, value = part.partition("=")
+        if i == 0 and (not sep or "://" in key):
+            bare = part
+            continue
+        if not sep:
+            raise click.BadParameter(
+                f"invalid option {part!r} in {text!r}: it must be a key=value pair",
+                param_hint=what,
+            )
+        key = key.strip().lower()
+        if key in ("opt", "option"):
+            name, _, opt_value = value.partition("=")
+            if name.strip():
+                options[name.strip().lower()] = opt_value
+        elif key in keys:
+            named[keys[key]] = value
+        else:
+            raise click.BadParameter(
+                f"unknown key {key!r} in {text!r}: use "
+                + ", ".join(sorted({f"{k}=" for k in keys} | {"opt=K=V"})),
+                param_hint=what,
+            )
+    return bare, named, options
+
+
+_PUBLISHER_HINT = "'-p' / '--publisher'"
+#: Publisher types a ``-p`` may name (Bacalhau's, and the noop test double's).
+_PUBLISHER_TYPES = ("ipfs", "local", "noop", "s3", "s3managed")
 
 
 def parse_publisher(text: str) -> SpecConfig:
-    """``local``, ``noop``, ``ipfs``, ``s3://bucket/key[,opt=region=...]`` (options
-    ``region``, ``endpoint``, ``bucket``, ``key``, and ``compress=false`` for plain objects)."""
+    """``local``, ``ipfs``, ``noop``, ``s3managed``, ``s3://bucket/key[,opt=region=...]``
+    (options ``region``, ``endpoint``, ``bucket``, ``key``, ``encoding``, ``compress``), or
+    the same as ``target=...``/``dst=...``, as Bacalhau's ``-p`` reads them."""
     if not text:
         return SpecConfig()
-    parts = split_csv([text])
-    uri, options = parts[0], _opts(p.partition("=")[2] for p in parts[1:] if "=" in p)
-    if "://" not in uri:
-        return SpecConfig(type=uri.strip().lower())
+    bare, named, options = _fields(
+        text, _PUBLISHER_HINT, {"target": "dst", "dst": "dst", "destination": "dst"}
+    )
+    uri = named.get("dst", bare).strip(" '\"")
     parsed = urlparse(uri)
-    if parsed.scheme.lower() != "s3":
+    kind = (parsed.scheme or parsed.path).lower()
+    if kind not in _PUBLISHER_TYPES:
         raise click.BadParameter(
-            f"unsupported publisher {uri!r}", param_hint="'-p' / '--publisher'"
+            f"unknown publisher type: {kind or uri!r}; use one of "
+            + ", ".join(_PUBLISHER_TYPES)
+            + " (s3 as s3://BUCKET/KEY)",
+            param_hint=_PUBLISHER_HINT,
         )
+    if kind != "s3":
+        return SpecConfig(type=kind)
     params: dict[str, Any] = {
         "Bucket": options.get("bucket", parsed.netloc),
         "Key": options.get("key", parsed.path.lstrip("/")),
@@ -256,6 +303,21 @@ def parse_publisher(text: str) -> SpecConfig:
     return SpecConfig(type="s3", params=params)
 
 
+_INPUT_HINT = "'-i' / '--input'"
+#: The options an s3 input takes (any of Bacalhau's spellings -> its param).
+_S3_OPTIONS = {
+    "region": "Region",
+    "endpoint": "Endpoint",
+    "filter": "Filter",
+    "versionid": "VersionID",
+    "version-id": "VersionID",
+    "version_id": "VersionID",
+    "checksum-256": "ChecksumSHA256",
+    "checksum256": "ChecksumSHA256",
+    "checksum_256": "ChecksumSHA256",
+}
+
+
 def _source_from_uri(uri: str, options: dict[str, str]) -> SpecConfig:
     parsed = urlparse(uri)
     scheme = parsed.scheme.lower()
@@ -265,50 +327,48 @@ def _source_from_uri(uri: str, options: dict[str, str]) -> SpecConfig:
         return SpecConfig("urlDownload", {"URL": uri})
     if scheme == "s3":
         params: dict[str, Any] = {"Bucket": parsed.netloc, "Key": parsed.path.lstrip("/")}
-        for key, name in (
-            ("region", "Region"),
-            ("endpoint", "Endpoint"),
-            ("filter", "Filter"),
-            ("versionid", "VersionID"),
-            ("checksum-256", "ChecksumSHA256"),
-        ):
-            if options.get(key):
-                params[name] = options[key]
+        for key, value in options.items():
+            if key not in _S3_OPTIONS:
+                raise click.BadParameter(
+                    f"unknown option {key!r} for storage s3: use "
+                    + ", ".join(sorted({"region", "endpoint", "filter", "versionID"}))
+                    + " or checksum-256",
+                    param_hint=_INPUT_HINT,
+                )
+            if value:
+                params[_S3_OPTIONS[key]] = value
         return SpecConfig("s3", params)
     if scheme == "file":
         rw = options.get("rw", "").lower() in ("true", "1", "yes")
         return SpecConfig("localDirectory", {"SourcePath": parsed.path, "ReadWrite": rw})
     raise click.BadParameter(
         f"unsupported input {uri!r}: use ipfs://, http(s)://, s3:// or file://",
-        param_hint="'-i' / '--input'",
+        param_hint=_INPUT_HINT,
     )
 
 
 def parse_input(text: str) -> InputSource:
-    if "src=" in text or "source=" in text:
-        fields: dict[str, str] = {}
-        options: dict[str, str] = {}
-        for part in split_csv([text]):
-            key, _, value = part.partition("=")
-            key = key.strip().lower()
-            if key in ("opt", "option"):
-                options.update(_opts([value]))
-            elif key in ("source", "src"):
-                fields["src"] = value
-            elif key in ("target", "dst", "destination"):
-                fields["dst"] = value
-            else:
-                raise click.BadParameter(
-                    f"unknown input key {key!r} in {text!r}", param_hint="'-i' / '--input'"
-                )
-        uri, target = fields.get("src", ""), fields.get("dst", DEFAULT_INPUT_TARGET)
-    else:
-        uri, target, options = text, DEFAULT_INPUT_TARGET, {}
-        head, sep, tail = text.rpartition(":")
-        if sep and tail.startswith("/") and "://" in head:
-            uri, target = head, tail
+    """``URI[:/target][,dst=PATH][,opt=K=V...]`` or ``src=URI,dst=PATH,opt=K=V``, as
+    Bacalhau's ``-i`` reads them (the target defaults to /inputs)."""
+    bare, named, options = _fields(
+        text,
+        _INPUT_HINT,
+        {
+            "source": "src",
+            "src": "src",
+            "target": "dst",
+            "dst": "dst",
+            "destination": "dst",
+        },
+    )
+    target = DEFAULT_INPUT_TARGET
+    head, sep, tail = bare.rpartition(":")
+    if sep and tail.startswith("/") and "://" in head:
+        bare, target = head, tail
+    uri = named.get("src", bare).strip(" '\"")
+    target = named.get("dst", target).strip(" '\"")
     if not uri:
-        raise click.BadParameter(f"{text!r} names no source", param_hint="'-i' / '--input'")
+        raise click.BadParameter(f"{text!r} names no source", param_hint=_INPUT_HINT)
     return InputSource(source=_source_from_uri(uri, options), alias=uri, target=target)
 
 
@@ -352,7 +412,7 @@ def build_job(engine: SpecConfig, flags: dict[str, Any]) -> Job:
         priority=flags["priority"],
         count=flags["count"],
         constraints=parse_selector(flags["constraints"], field="Constraints", error=InvalidJobSpec),
-        labels=parse_key_values(flags["labels"], "'-l' / '--labels'"),
+        labels=parse_key_values(flags["labels"], "'-l' / '--labels'", bare_keys=True),
         tasks=[task],
         verification=VerificationPolicy(mode="majority" if flags.get("verify") else ""),
     )

@@ -1,5 +1,5 @@
 """Bacalhau's older command spellings: ``list``, ``describe``, ``create``, ``cancel``, ``get``,
-``validate``, ``id`` (``logs`` is registered with ``job logs`` itself).
+``logs``, ``validate``, ``id``.
 
 Bacalhau moved them under ``job`` and ``agent`` in v1.0, turned them into stubs in v1.4 and
 removed them in v1.7; scripts and documents still use them. Here each one works as the command
@@ -24,6 +24,7 @@ LEGACY_SPELLINGS = {
     "create": ("job", "run"),
     "cancel": ("job", "stop"),
     "get": ("job", "get"),
+    "logs": ("job", "logs"),
     "validate": ("job", "validate"),
     "id": ("agent", "node"),
 }

@@ -252,7 +252,8 @@ def submit_and_follow(state: CliState, job: Job, runtime: dict[str, Any]) -> Non
     if not (runtime["hide_warnings"] or id_only):
         for warning in response.warnings:
             click.echo(f"Warning: {warning}", err=True)
-    if id_only:
+    if id_only or not (runtime["wait"] or runtime.get("follow")):
+        # As Bacalhau prints it: `JOB_ID=$(bacalhau docker run --wait=false ...)` works.
         click.echo(response.job_id)
     else:
         click.echo(f"Job successfully submitted. Job ID: {response.job_id}")
@@ -282,8 +283,8 @@ def follow_submitted(client: Client, job_id: str, runtime: dict[str, Any]) -> No
             raise _failure(full)
         return
     if not runtime["wait"]:
-        if not id_only:
-            click.echo(f"To follow it, execute:\n\tbacalhau job describe {job_id}")
+        if not id_only:  # on stderr: stdout holds the job ID alone, for scripts
+            click.echo(f"To follow it, execute:\n\tbacalhau job describe {job_id}", err=True)
         return
     if not id_only:
         click.echo(

@@ -306,6 +306,10 @@ class NodeDirectory:
             full_id = node.info.node_id
         if full_id == self._self.node_id:
             return False, f"node {full_id} is this requester, not a compute node"
+        already = {"approve": Membership.APPROVED, "reject": Membership.REJECTED}.get(action)
+        if already is not None and self._membership(full_id) is already:
+            # Bacalhau's words: a decision made twice is refused, not silently repeated.
+            return False, f"node {full_id} already {already.value.lower()}"
         self._listing = None
         if action == "approve":
             self._approvals.set(full_id, Membership.APPROVED, message)

@@ -83,7 +83,7 @@ def test_the_cli_sends_the_environment_s_credentials(
     monkeypatch.setenv("BACALHAU_API_PASSWORD", READER_PASSWORD)
     assert run(["job", "list"], port=secured.port).exit_code == 0
     assert run(["node", "list"], port=secured.port).exit_code == 0
-    denied = run(["job", "stop", "j-x"], port=secured.port)
+    denied = run(["docker", "run", "--wait=false", "busybox"], port=secured.port)
     assert denied.exit_code == 1
     assert "Error: Request Forbidden: user 'reader' does not have the required capability " in (
         denied.stderr

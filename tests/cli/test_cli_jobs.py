@@ -77,11 +77,23 @@ def test_stop(bacalhau: Cli) -> None:
     stopped = bacalhau(["job", "stop", job_id, "--reason", "enough"])
     assert stopped.exit_code == 0
     assert "evaluation ID" in stopped.stdout
-    quiet = bacalhau(["job", "stop", "--quiet", job_id])
+    other = bacalhau(["docker", "run", "--id-only", "--no-wait", "busybox"]).stdout.strip()
+    quiet = bacalhau(["job", "stop", "--quiet", other])
     assert quiet.exit_code == 0 and quiet.stdout == ""
+    # A job that already ended is not stopped, as Bacalhau's CLI has it: a Failed job stays
+    # Failed (the API alone would record a stop over its failure).
+    again = bacalhau(["job", "stop", job_id])
+    assert again.exit_code == 1
+    assert "Job is already in a terminal state.\nThe current state is: Stopped" in again.stderr
     done = run_echo(bacalhau, "x")
     refused = bacalhau(["job", "stop", done])
-    assert refused.exit_code == 1 and "cannot stop job in state Completed" in refused.stderr
+    assert refused.exit_code == 1 and "The current state is: Completed" in refused.stderr
+    failed = bacalhau(["docker", "run", "--id-only", "missing:image"]).stdout.strip()
+    kept = bacalhau(["job", "stop", failed])
+    assert kept.exit_code == 1 and "The current state is: Failed" in kept.stderr
+    assert "State         = Failed" in bacalhau(["job", "describe", failed]).stdout
+    legacy = bacalhau(["cancel", failed])
+    assert legacy.exit_code == 1 and "The current state is: Failed" in legacy.stderr
 
 
 @pytest.fixture

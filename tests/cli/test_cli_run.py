@@ -167,7 +167,6 @@ def test_usage_errors_exit_2(bacalhau: Cli) -> None:
     for args in (
         ["docker", "run"],
         ["docker", "run", "-e", "NOEQUALS", "busybox"],
-        ["docker", "run", "-l", "novalue", "busybox"],
         ["docker", "run", "-o", "nopath", "busybox"],
         ["docker", "run", "--network", "wifi", "busybox"],
         ["docker", "run", "--count", "-1", "busybox"],

@@ -19,7 +19,7 @@ from bacalhau.compute import (
     LocalExecution,
     StorageInputs,
 )
-from bacalhau.errors import InvalidJobSpec
+from bacalhau.errors import ExecutionTimeout, InvalidJobSpec
 from bacalhau.executor import InputMount
 from bacalhau.executor.noop import NoopExecutor
 from bacalhau.executor.wasm import WasmExecutor
@@ -273,9 +273,7 @@ async def test_timeout_fails_retryably(rig: Rig) -> None:
     assert isinstance(failure, ComputeFailure)
     assert failure.event.details["ErrorCode"] == "ExecutionTimeout"
     assert failure.event.details["Retryable"] == "true"
-    assert (
-        failure.event.details["Hint"] == "raise the job's ExecutionTimeout or make the job faster"
-    )
+    assert failure.event.details["Hint"] == ExecutionTimeout.default_hint
 
 
 async def test_publish_failure_is_reported_in_its_phase(rig: Rig, tmp_path: Path) -> None:

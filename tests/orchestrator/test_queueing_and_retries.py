@@ -147,7 +147,7 @@ def test_a_job_that_failed_on_every_node_says_to_fix_the_job_not_to_add_nodes() 
     mixed = schedule(spread, without_hint, [node("a"), node("w", ("wasm",))], ev(), now=NOW)
     assert mixed.job_event is not None
     assert mixed.job_event.details["ErrorCode"] == "NotEnoughNodes"
-    assert "start a compute node" in mixed.job_event.details["Hint"]
+    assert "start or configure a compute node" in mixed.job_event.details["Hint"]
 
 
 def test_a_retry_waits_for_its_backoff_through_a_delayed_evaluation() -> None:
