@@ -133,6 +133,12 @@ async def test_deleting_a_node_forgets_the_decision_and_mistakes_are_reported(
     assert await orch.update_node("node-a", "promote") == (False, "unsupported action")
     ok, error = await orch.update_node(REQUESTER, "reject")
     assert not ok and "this requester" in error
+    # A decision made twice is refused in Bacalhau's words, and changes nothing.
+    assert await orch.update_node("node-a", "approve") == (True, "")
+    assert await orch.update_node("node-a", "approve") == (False, "node node-a already approved")
+    assert await orch.update_node("node-a", "reject") == (True, "")
+    assert await orch.update_node("node-a", "reject") == (False, "node node-a already rejected")
+    assert _membership(orch, "node-a") == Membership.REJECTED
 
 
 async def test_decisions_survive_a_requester_restart(tmp_path: Path) -> None:
