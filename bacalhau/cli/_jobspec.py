@@ -384,8 +384,10 @@ def parse_volume(text: str) -> InputSource:
     )
 
 
-def build_job(engine: SpecConfig, flags: dict[str, Any]) -> Job:
-    """A Job from the run flags (see :func:`job_options`)."""
+def build_job(
+    engine: SpecConfig, flags: dict[str, Any], *, env: dict[str, str] | None = None
+) -> Job:
+    """A Job from the run flags (see :func:`job_options`); ``env``: the task's ``Env``."""
     try:
         network_type = NetworkType.parse(flags["network"])
     except InvalidJobSpec as err:
@@ -404,6 +406,7 @@ def build_job(engine: SpecConfig, flags: dict[str, Any]) -> Job:
         timeouts=TimeoutConfig(
             total_timeout=flags["timeout"], queue_timeout=flags["queue_timeout"]
         ),
+        env=dict(env or {}),
     )
     return Job(
         name=flags["name"],

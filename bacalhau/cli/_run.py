@@ -383,12 +383,17 @@ def docker_run(
         params["Entrypoint"] = split_csv(entrypoint)
     if command:
         params["Parameters"] = list(command)
-    if env:
-        variables = parse_key_values(env, "'-e' / '--env'")
-        params["EnvironmentVariables"] = [f"{k}={v}" for k, v in variables.items()]
     if workdir:
         params["WorkingDirectory"] = workdir
-    submit_and_follow(state, build_job(SpecConfig("docker", params), kwargs), runtime)
+    job = build_job(SpecConfig("docker", params), kwargs, env=_task_env(env))
+    submit_and_follow(state, job, runtime)
+
+
+def _task_env(env: tuple[str, ...]) -> dict[str, str]:
+    """``-e NAME=VALUE`` as Bacalhau (v1.7+) reads it: the task's ``Env``, where a value
+    ``env:HOST_VAR`` is forwarded from the compute node's environment (if its operator
+    allows it)."""
+    return parse_key_values(env, "'-e' / '--env'")
 
 
 def inline_module(path: Path) -> dict[str, Any]:
@@ -485,6 +490,28 @@ def wasm_group() -> None:
     """Run WebAssembly jobs."""
 
 
+@wasm_group.command("validate")
+@click.argument("module", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--entry-point",
+    "--entrypoint",
+    "entry_point",
+    default="_start",
+    show_default=True,
+    help="The function to call: it must take no parameters and return nothing.",
+)
+def wasm_validate(module: Path, entry_point: str) -> None:
+    """Check that a WASM program is runnable on the network (prints OK)."""
+    from bacalhau.executor.wasm._check import check_entry_module  # wasmtime: only here
+
+    try:
+        data = module.read_bytes()
+    except OSError as exc:
+        raise click.BadParameter(f"cannot read {module}: {exc.strerror}") from None
+    check_entry_module(data, entry_point)
+    click.echo("OK")
+
+
 @wasm_group.command("run")
 @job_options
 @runtime_options
@@ -553,12 +580,11 @@ def wasm_run(
         "EntryPoint": entry_point,
         "Parameters": list(args),
     }
-    if env:
-        params["EnvironmentVariables"] = parse_key_values(env, "'-e' / '--env'")
     imports = [import_module_url(u) for u in import_urls]
     imports += [import_module_volume(v) for v in import_volumes]
     if imports:
         params["ImportModules"] = imports
     if deterministic is not None:
         params["Deterministic"] = deterministic
-    submit_and_follow(state, build_job(SpecConfig("wasm", params), kwargs), runtime)
+    job = build_job(SpecConfig("wasm", params), kwargs, env=_task_env(env))
+    submit_and_follow(state, job, runtime)

@@ -98,10 +98,11 @@ def test_docker_dry_run_builds_the_job_from_flags(bacalhau: Cli) -> None:
             "Image": "busybox:1.37.0",
             "Entrypoint": ["/bin/sh", "-c"],
             "Parameters": ["echo $GREETING"],
-            "EnvironmentVariables": ["GREETING=hi there"],
             "WorkingDirectory": "/work",
         },
     }
+    # -e is the task's Env, as Bacalhau (v1.7+) sends it.
+    assert task["Env"] == {"GREETING": "hi there"}
     assert task["Publisher"] == {"Type": "local"}
     assert task["ResultPaths"] == [{"Name": "outputs", "Path": "/outputs"}]
     assert task["InputSources"] == [
@@ -124,10 +125,11 @@ def test_wasm_run_sends_the_module_inline(bacalhau: Cli, tmp_path: Path) -> None
     big.write_bytes(b"\0asm\x01\0\0\0" + bytes(2000))
     result = bacalhau(["wasm", "run", "--dry-run", "-e", "A=1", str(small), "--", "x", "-y"])
     assert result.exit_code == 0, result.output
-    params = yaml.safe_load(result.stdout)["Tasks"][0]["Engine"]["Params"]
+    task = yaml.safe_load(result.stdout)["Tasks"][0]
+    params = task["Engine"]["Params"]
     assert params["EntryPoint"] == "_start"
     assert params["Parameters"] == ["x", "-y"]
-    assert params["EnvironmentVariables"] == {"A": "1"}
+    assert task["Env"] == {"A": "1"} and "EnvironmentVariables" not in params
     url = params["EntryModule"]["Source"]["Params"]["URL"]
     assert params["EntryModule"]["Source"]["Type"] == "inline"
     assert base64.b64decode(url.split(",", 1)[1]) == small.read_bytes()
@@ -176,6 +178,9 @@ def test_usage_errors_exit_2(bacalhau: Cli) -> None:
     ):
         result = bacalhau(args)
         assert result.exit_code == 2, (args, result.output)
+    # -e fills the task's Env, where the node's own variables are reserved.
+    reserved = bacalhau(["docker", "run", "-e", "BACALHAU_JOB_ID=mine", "busybox"])
+    assert reserved.exit_code == 1 and "BACALHAU_JOB_ID is reserved" in reserved.stderr
 
 
 def test_bad_constraints_are_an_invalid_spec(bacalhau: Cli) -> None:
