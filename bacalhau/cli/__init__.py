@@ -14,8 +14,9 @@ from bacalhau.cli._legacy import legacy_commands
 from bacalhau.cli._node import node_group
 from bacalhau.cli._profile_cmd import profile_group
 from bacalhau.cli._root import cli, main
-from bacalhau.cli._run import docker_group, wasm_group
+from bacalhau.cli._run import docker_group
 from bacalhau.cli._serve import devstack, serve
+from bacalhau.cli._wasm import wasm_group
 
 for _command in (
     docker_group,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import platform
-from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 import click
 
@@ -11,6 +11,9 @@ import bacalhau
 from bacalhau.cli._render import emit, output_option, table, tabular
 from bacalhau.cli._root import BacalhauGroup, CliState, pass_state
 from bacalhau.errors import BacalhauError, Unavailable
+
+if TYPE_CHECKING:
+    from bacalhau.client import VersionInfo
 
 
 @click.group("agent", cls=BacalhauGroup)
@@ -70,13 +73,35 @@ def agent_node(state: CliState, output: str) -> None:
 
 
 def client_version() -> dict[str, str]:
+    """This client's version, in the keys of Bacalhau's BuildVersionInfo (and ours)."""
     from bacalhau.client import CLIENT_WIRE_VERSION
 
+    major, _, rest = bacalhau.__version__.partition(".")
     return {
-        "Version": f"v{bacalhau.__version__}",
-        "APIVersion": CLIENT_WIRE_VERSION,
+        "Major": major,
+        "Minor": rest.partition(".")[0],
+        "GitVersion": f"v{bacalhau.__version__}",
+        "GitCommit": "",
         "GOOS": platform.system().lower(),
+        "GOARCH": _ARCHES.get(platform.machine().lower(), platform.machine().lower()),
+        "APIVersion": CLIENT_WIRE_VERSION,
         "Python": platform.python_version(),
+    }
+
+
+#: ``platform.machine()`` -> Go's GOARCH.
+_ARCHES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}
+
+
+def _server_version(info: VersionInfo) -> dict[str, str]:
+    return {
+        "Major": info.major,
+        "Minor": info.minor,
+        "GitVersion": info.git_version,
+        "GitCommit": info.git_commit,
+        "BuildDate": info.build_date,
+        "GOOS": info.goos,
+        "GOARCH": info.goarch,
     }
 
 
@@ -95,16 +120,18 @@ def version(state: CliState, client_only: bool, output: str) -> None:
         except Unavailable as exc:
             # Still say which client this is: that is often why someone asks.
             unreachable = exc
-    if not tabular(output):
-        data: dict[str, object] = {"ClientVersion": mine}
-        if server is not None:
-            data["ServerVersion"] = asdict(server)
-        emit(data, output)
-        if unreachable is not None:
-            raise unreachable
-        return
-    headers = ["CLIENT"] if server is None else ["CLIENT", "SERVER"]
-    row = [mine["Version"]] if server is None else [mine["Version"], server.git_version]
-    table(headers, [row])
     if unreachable is not None:
-        raise unreachable
+        # As Bacalhau's: the client's version still answers the question, with a warning.
+        click.echo(f"Warning: could not get the server's version: {unreachable.message}", err=True)
+    if not tabular(output):
+        # Bacalhau's keys (cmd/util/version.go), so scripts reading them work.
+        data: dict[str, object] = {"clientVersion": mine}
+        if server is not None:
+            data["serverVersion"] = _server_version(server)
+        emit(data, output)
+        return
+    if server is None:
+        table(["CLIENT"], [[mine["GitVersion"]]])
+    else:
+        row = [mine["GitVersion"], server.git_version, ""]
+        table(["CLIENT", "SERVER", "UPDATE MESSAGE"], [row])

@@ -340,10 +340,12 @@ def job_list(
     if not tabular(output):
         emit([j.to_dict() for j in page.items], output)
     else:
+        # Bacalhau's columns (v1.8+): JOB is the task's engine.
         rows = [
-            [when(j.create_time), cell_id(j.id), j.name, j.type, j.state.wire] for j in page.items
+            [when(j.create_time), cell_id(j.id), j.name, _engine(j), j.type, j.state.wire]
+            for j in page.items
         ]
-        table(("CREATED", "ID", "JOB", "TYPE", "STATE"), rows)
+        table(("CREATED", "ID", "NAME", "JOB", "TYPE", "STATE"), rows)
     if page.next_token:
         click.echo(f"\nTo fetch more records use:\n\t--next-token {page.next_token}", err=True)
 
@@ -537,8 +539,9 @@ def job_versions(state: CliState, job_id: str, output: str) -> None:
     if not tabular(output):
         emit([v.to_dict() for v in versions], output)
         return
-    rows = [[str(v.version), when(v.modify_time), v.name, v.type] for v in versions]
-    table(("VERSION", "CREATED", "JOB", "TYPE"), rows)
+    # Bacalhau's columns (cmd/cli/job/versions.go).
+    rows = [[when(v.modify_time), str(v.version)] for v in versions]
+    table(("CREATED AT", "JOB VERSION"), rows)
 
 
 @job_group.command("get")
@@ -572,3 +575,7 @@ def job_get(
         for entry in downloaded.skipped:
             click.echo(f"  {entry}", err=True)
     click.echo(f"Results for job '{job_id}' have been written to...\n{downloaded.path}")
+
+
+def _engine(job: Job) -> str:
+    return job.tasks[0].engine.type if job.tasks else ""

@@ -347,12 +347,14 @@ def _source_from_uri(uri: str, options: dict[str, str]) -> SpecConfig:
     )
 
 
-def parse_input(text: str) -> InputSource:
+def parse_input(
+    text: str, *, default_target: str = DEFAULT_INPUT_TARGET, what: str = _INPUT_HINT
+) -> InputSource:
     """``URI[:/target][,dst=PATH][,opt=K=V...]`` or ``src=URI,dst=PATH,opt=K=V``, as
-    Bacalhau's ``-i`` reads them (the target defaults to /inputs)."""
+    Bacalhau's ``-i`` reads them (the target defaults to ``default_target``)."""
     bare, named, options = _fields(
         text,
-        _INPUT_HINT,
+        what,
         {
             "source": "src",
             "src": "src",
@@ -361,14 +363,14 @@ def parse_input(text: str) -> InputSource:
             "destination": "dst",
         },
     )
-    target = DEFAULT_INPUT_TARGET
+    target = default_target
     head, sep, tail = bare.rpartition(":")
     if sep and tail.startswith("/") and "://" in head:
         bare, target = head, tail
     uri = named.get("src", bare).strip(" '\"")
     target = named.get("dst", target).strip(" '\"")
     if not uri:
-        raise click.BadParameter(f"{text!r} names no source", param_hint=_INPUT_HINT)
+        raise click.BadParameter(f"{text!r} names no source", param_hint=what)
     return InputSource(source=_source_from_uri(uri, options), alias=uri, target=target)
 
 

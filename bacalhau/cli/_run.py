@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-import base64
-import gzip
-import io
-import re
 import sys
-import tarfile
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -37,16 +31,6 @@ from bacalhau.models import (
 
 if TYPE_CHECKING:
     from bacalhau.client import Client, JobDetails
-
-#: Bacalhau's CLI sends modules up to this size as plain base64, larger ones as a gzip'd tar.
-INLINE_PLAIN_LIMIT = 512
-#: A local entry module larger than this is uploaded to the cluster and named by its CID
-#: (``ipfs`` input) instead of riding inline in the job spec (the spec stays well under the
-#: requester's max_job_size, and every reader of the job no longer carries the module).
-INLINE_MODULE_LIMIT = 1024 * 1024
-#: What a CID (optionally with a path inside it) looks like, to tell it from a file name.
-_CID_LIKE = re.compile(r"(Qm|baf|z|k|f)[0-9A-Za-z]{20,}(/[^:]*)?")
-
 
 _EVENTS_HEADER = f" {'TIME':<13} {'EXEC. ID':<11} {'TOPIC':<21} EVENT"
 
@@ -330,7 +314,7 @@ def follow_submitted(client: Client, job_id: str, runtime: dict[str, Any]) -> No
         print_outcome(details, node_details=runtime["node_details"])
 
 
-def _runtime(kwargs: dict[str, Any]) -> dict[str, Any]:
+def runtime_settings(kwargs: dict[str, Any]) -> dict[str, Any]:
     keys = (
         "wait",
         "wait_timeout_secs",
@@ -377,7 +361,7 @@ def docker_run(
     **kwargs: Any,
 ) -> None:
     """Run IMAGE with COMMAND on the network: bacalhau docker run IMAGE [-- CMD ARGS...]"""
-    runtime = _runtime(kwargs)
+    runtime = runtime_settings(kwargs)
     params: dict[str, Any] = {"Image": image}
     if entrypoint:
         params["Entrypoint"] = split_csv(entrypoint)
@@ -385,206 +369,12 @@ def docker_run(
         params["Parameters"] = list(command)
     if workdir:
         params["WorkingDirectory"] = workdir
-    job = build_job(SpecConfig("docker", params), kwargs, env=_task_env(env))
+    job = build_job(SpecConfig("docker", params), kwargs, env=task_env(env))
     submit_and_follow(state, job, runtime)
 
 
-def _task_env(env: tuple[str, ...]) -> dict[str, str]:
+def task_env(env: tuple[str, ...]) -> dict[str, str]:
     """``-e NAME=VALUE`` as Bacalhau (v1.7+) reads it: the task's ``Env``, where a value
     ``env:HOST_VAR`` is forwarded from the compute node's environment (if its operator
     allows it)."""
     return parse_key_values(env, "'-e' / '--env'")
-
-
-def inline_module(path: Path) -> dict[str, Any]:
-    """A local module as an ``inline`` InputSource (a base64 ``data:`` URL, gzip'd tar when
-    larger than 512 bytes, as Bacalhau's CLI does)."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise click.BadParameter(f"cannot read {path}: {exc.strerror}") from None
-    if len(data) > INLINE_PLAIN_LIMIT:
-        buf = io.BytesIO()
-        # No time in the gzip header (nor in the tar entry): the same module always gives
-        # the same URL, so the requester and compute nodes keep it once, by its hash.
-        with (
-            gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz,
-            tarfile.open(fileobj=gz, mode="w") as tar,
-        ):
-            info = tarfile.TarInfo(path.name)
-            info.size = len(data)
-            info.mode = 0o644
-            tar.addfile(info, io.BytesIO(data))
-        url = "data:application/gzip;base64," + base64.b64encode(buf.getvalue()).decode()
-    else:
-        url = "data:application/wasm;base64," + base64.b64encode(data).decode()
-    return {
-        "Source": {"Type": "inline", "Params": {"URL": url}},
-        "Alias": path.name,
-        "Target": f"/app/{path.name}",
-    }
-
-
-def stored_module(state: CliState, path: Path) -> dict[str, Any]:
-    """A local module uploaded to the cluster (``bacalhau data add``) as an ``ipfs`` input."""
-    with state.data_client() as data:
-        cid = data.add(path)
-    return {
-        "Source": {"Type": "ipfs", "Params": {"CID": cid}},
-        "Alias": path.name,
-        "Target": f"/app/{path.name}",
-    }
-
-
-def _named(text: str) -> tuple[str, str]:
-    """``NAME=VALUE`` -> (NAME, VALUE); a value with no name (or a URL's ``=``) -> ("", text)."""
-    name, sep, value = text.partition("=")
-    if sep and name and "/" not in name and ":" not in name:
-        return name, value
-    return "", text
-
-
-def import_module_url(text: str) -> dict[str, Any]:
-    """``-U [NAME=]URL|FILE``: a module fetched from a URL, or a local file sent inline.
-
-    Imports resolve by Alias: NAME when given; else the URL itself (as Bacalhau's CLI does)
-    or, for a local file, its name without ``.wasm`` (``lib.wasm`` serves ``(import "lib" ...)``).
-    """
-    name, value = _named(text)
-    if value.startswith(("http://", "https://")):
-        file_name = value.rstrip("/").rsplit("/", 1)[-1] or "module.wasm"
-        return {
-            "Source": {"Type": "urlDownload", "Params": {"URL": value}},
-            "Alias": name or value,
-            "Target": f"/app/imports/{file_name}",
-        }
-    path = Path(value)
-    if not path.is_file():
-        raise click.BadParameter(
-            f"{value!r} is neither an http(s) URL nor a local file",
-            param_hint="'-U' / '--import-module-urls'",
-        )
-    module = inline_module(path)
-    module["Alias"] = name or (path.name[:-5] if path.name.endswith(".wasm") else path.name)
-    module["Target"] = f"/app/imports/{path.name}"
-    return module
-
-
-def import_module_volume(text: str) -> dict[str, Any]:
-    """``-I [NAME=]CID:PATH``: a module stored by CID, mounted at PATH (Alias NAME, else PATH)."""
-    name, value = _named(text)
-    cid, sep, target = value.partition(":")
-    if not sep or not cid or not target.startswith("/"):
-        raise click.BadParameter(
-            f"{text!r} must be CID:/absolute/path", param_hint="'-I' / '--import-module-volumes'"
-        )
-    return {
-        "Source": {"Type": "ipfs", "Params": {"CID": cid}},
-        "Alias": name or target,
-        "Target": target,
-    }
-
-
-@click.group("wasm", cls=BacalhauGroup)
-def wasm_group() -> None:
-    """Run WebAssembly jobs."""
-
-
-@wasm_group.command("validate")
-@click.argument("module", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--entry-point",
-    "--entrypoint",
-    "entry_point",
-    default="_start",
-    show_default=True,
-    help="The function to call: it must take no parameters and return nothing.",
-)
-def wasm_validate(module: Path, entry_point: str) -> None:
-    """Check that a WASM program is runnable on the network (prints OK)."""
-    from bacalhau.executor.wasm._check import check_entry_module  # wasmtime: only here
-
-    try:
-        data = module.read_bytes()
-    except OSError as exc:
-        raise click.BadParameter(f"cannot read {module}: {exc.strerror}") from None
-    check_entry_module(data, entry_point)
-    click.echo("OK")
-
-
-@wasm_group.command("run")
-@job_options
-@runtime_options
-@follow_option
-@click.option(
-    "--entry-point",
-    "--entrypoint",
-    "entry_point",
-    default="_start",
-    show_default=True,
-    help="Exported function to run.",
-)
-@click.option("-e", "--env", multiple=True, help="Environment variable K=V (repeatable).")
-@click.option(
-    "-U",
-    "--import-module-urls",
-    "import_urls",
-    multiple=True,
-    help="Module to import by name: [NAME=]URL or a local .wasm file (repeatable).",
-)
-@click.option(
-    "-I",
-    "--import-module-volumes",
-    "import_volumes",
-    multiple=True,
-    help="Module to import by name, stored by CID: [NAME=]CID:/path (repeatable).",
-)
-@click.option(
-    "--deterministic/--no-deterministic",
-    default=None,
-    help="Fixed clocks and random bytes seeded by the job: the same output on every node.",
-)
-@click.argument("module", type=click.Path(dir_okay=False, path_type=Path))
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-@pass_state
-def wasm_run(
-    state: CliState,
-    /,
-    module: Path,
-    args: tuple[str, ...],
-    entry_point: str,
-    env: tuple[str, ...],
-    import_urls: tuple[str, ...],
-    import_volumes: tuple[str, ...],
-    deterministic: bool | None,
-    **kwargs: Any,
-) -> None:
-    """Run MODULE (a local .wasm file, or the CID of one) with ARGS:
-    bacalhau wasm run {FILE.wasm|CID} [-- ARGS...]"""
-    runtime = _runtime(kwargs)
-    if module.is_file() and module.stat().st_size > INLINE_MODULE_LIMIT:
-        entry = stored_module(state, module)
-    elif module.is_file():
-        entry = inline_module(module)
-    elif _CID_LIKE.fullmatch(str(module)):
-        # A module stored by CID on the cluster's nodes (the server checks the CID itself).
-        entry = {
-            "Source": {"Type": "ipfs", "Params": {"CID": str(module)}},
-            "Alias": f"ipfs://{module}",
-            "Target": "/app/main.wasm",
-        }
-    else:
-        raise click.BadParameter(f"{module} is neither a local file nor a CID", param_hint="MODULE")
-    params: dict[str, Any] = {
-        "EntryModule": entry,
-        "EntryPoint": entry_point,
-        "Parameters": list(args),
-    }
-    imports = [import_module_url(u) for u in import_urls]
-    imports += [import_module_volume(v) for v in import_volumes]
-    if imports:
-        params["ImportModules"] = imports
-    if deterministic is not None:
-        params["Deterministic"] = deterministic
-    job = build_job(SpecConfig("wasm", params), kwargs, env=_task_env(env))
-    submit_and_follow(state, job, runtime)

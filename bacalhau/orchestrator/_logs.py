@@ -74,7 +74,13 @@ def choose_execution(job: Job, executions: list[Execution], execution_id: str) -
             )
         return matches[0]
     if not executions:
-        raise ExecutionNotFound(f"no executions found for job {job.id}")
+        # Why there is none is in the job's state: a job that ended before any node ran it
+        # (none could) says so, rather than leave the user to guess.
+        reason = f" (it is {job.state.wire}: {job.state_message})" if job.state_message else ""
+        raise ExecutionNotFound(
+            f"no executions found for job {job.id}{reason}",
+            hint=f"`bacalhau job describe {job.id}` shows what happened to it",
+        )
     kept = [e for e in executions if e.compute_state not in _DISCARDED] or executions
     return max(kept, key=lambda e: (e.modify_time, e.create_time))
 

@@ -63,12 +63,19 @@ def test_agent_and_version(bacalhau: Cli) -> None:
     node = yaml.safe_load(bacalhau(["agent", "node"]).stdout)
     assert node["Info"]["NodeID"] == "n-memory-requester"
     both = bacalhau(["version"])
-    assert both.stdout.split()[:2] == ["CLIENT", "SERVER"] and "v1.5.2" in both.stdout
+    assert both.stdout.split()[:4] == ["CLIENT", "SERVER", "UPDATE", "MESSAGE"]
+    assert "v1.5.2" in both.stdout
+    # Bacalhau's keys (cmd/util/version.go, BuildVersionInfo).
     as_json = json.loads(bacalhau(["version", "--output", "json"]).stdout)
-    assert as_json["ServerVersion"]["git_version"] == "v1.5.2"
-    # --client needs no server at all.
+    assert as_json["serverVersion"]["GitVersion"] == "v1.5.2"
+    assert as_json["clientVersion"]["GitVersion"].startswith("v")
+    assert {"Major", "Minor", "GitCommit", "GOOS", "GOARCH"} <= set(as_json["clientVersion"])
+    # --client needs no server at all; without one, the client's version and a warning.
     offline = CliRunner().invoke(cli, ["--api-port", "1", "version", "--client"])
     assert offline.exit_code == 0 and offline.stdout.split()[0] == "CLIENT"
+    unreachable = CliRunner().invoke(cli, ["--api-port", "1", "version", "--output", "json"])
+    assert unreachable.exit_code == 0 and "serverVersion" not in unreachable.stdout
+    assert "Warning: could not get the server's version" in unreachable.stderr
 
 
 def test_ca_init_and_issue(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bacalhau.cli._run import inline_module
+from bacalhau.cli._wasm import inline_module
 from bacalhau.executor.wasm._source import unpack_module
 from bacalhau.models import decode_data_url
 

@@ -81,6 +81,9 @@ def test_job_run_by_name_updates_and_force_submits_it_unchanged(
     assert forced.exit_code == 0 and forced.stdout.strip() == job_id
     versions = yaml.safe_load(bacalhau(["job", "versions", "n", "--output", "yaml"]).stdout)
     assert [v["Version"] for v in versions] == [1, 2, 3]
+    rows = bacalhau(["job", "versions", "n"]).stdout.splitlines()
+    assert rows[0].split() == ["CREATED", "AT", "JOB", "VERSION"]  # Bacalhau's columns
+    assert [r.split()[-1] for r in rows[1:]] == ["1", "2", "3"]
 
 
 def test_docker_run_with_a_name_twice_is_one_job_found_by_its_name(bacalhau: Cli) -> None:

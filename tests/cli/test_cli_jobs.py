@@ -28,7 +28,9 @@ def test_job_list_formats_paging_and_labels(bacalhau: Cli) -> None:
     second = run_echo(bacalhau, "two", "-l", "bacalhau_canary=true")
     table = bacalhau(["job", "list"])
     assert table.exit_code == 0
-    assert table.stdout.splitlines()[0].split() == ["CREATED", "ID", "JOB", "TYPE", "STATE"]
+    header = ["CREATED", "ID", "NAME", "JOB", "TYPE", "STATE"]
+    assert table.stdout.splitlines()[0].split() == header
+    assert table.stdout.splitlines()[1].split()[-3:] == ["docker", "batch", "Completed"]
     assert first[:10] in table.stdout and second[:10] not in table.stdout  # canaries hidden
     listed = json.loads(bacalhau(["job", "list", "--output", "json", "--labels", ""]).stdout)
     assert [j["ID"] for j in listed] == [first, second]

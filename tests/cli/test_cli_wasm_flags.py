@@ -85,3 +85,40 @@ def test_determinism_is_the_flag_else_whether_verification_is_asked() -> None:
     assert not task({}).runs_deterministically()
     docker = Task(engine=SpecConfig("docker", {"Deterministic": True}))
     assert not docker.runs_deterministically(verification_requested=True)
+
+
+def test_bacalhau_1_7_module_forms(tmp_path: Path) -> None:
+    main = tmp_path / "main.wasm"
+    main.write_bytes(wasmtime.wat2wasm(CALLS_QUIT_WAT))
+
+    def task(*args: str) -> dict[str, object]:
+        result = CliRunner().invoke(cli, ["wasm", "run", "--dry-run", *args])
+        assert result.exit_code == 0, result.output
+        found: dict[str, object] = yaml.safe_load(result.stdout)["Tasks"][0]
+        return found
+
+    def sources(t: dict[str, object]) -> list[tuple[str, str]]:
+        return [(i["Source"]["Type"], i["Target"]) for i in t["InputSources"]]  # type: ignore[attr-defined,index]
+
+    by_url = task("s3://bucket/main.wasm")
+    assert by_url["Engine"]["Params"]["EntryModule"] == "/app/main.wasm"  # type: ignore[index]
+    assert sources(by_url) == [("s3", "/app/main.wasm")]
+    placed = task("https://example.com/m.wasm:/app/custom.wasm")
+    assert placed["Engine"]["Params"]["EntryModule"] == "/app/custom.wasm"  # type: ignore[index]
+    local = task(f"{main}:/app/x.wasm", "-I", f"{main}:/app/lib.wasm")
+    assert sources(local) == [("inline", "/app/x.wasm"), ("inline", "/app/lib.wasm")]
+    assert local["Engine"]["Params"]["ImportModules"] == ["/app/lib.wasm"]  # type: ignore[index]
+    # Upstream's own example: the import module added with --input, named by its target.
+    upstream = task(
+        "--input", "s3://bucket/lib.wasm:/app/lib.wasm", "s3://bucket/main.wasm",
+        "--import-modules", "/app/lib.wasm",
+    )  # fmt: skip
+    assert upstream["Engine"]["Params"]["ImportModules"] == ["/app/lib.wasm"]  # type: ignore[index]
+    assert sources(upstream) == [("s3", "/app/lib.wasm"), ("s3", "/app/main.wasm")]
+    # A module named by an input's target alone, and mistakes.
+    cid = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"
+    named = task("-i", f"ipfs://{cid}:/m.wasm", "/m.wasm")
+    assert named["Engine"]["Params"]["EntryModule"] == "/m.wasm"  # type: ignore[index]
+    for bad in (["nope.wasm"], ["-I", f"{main}", str(main)], ["-I", "s3://b/lib.wasm", str(main)]):
+        result = CliRunner().invoke(cli, ["wasm", "run", "--dry-run", *bad])
+        assert result.exit_code == 2, (bad, result.output)

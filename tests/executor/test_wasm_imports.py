@@ -82,6 +82,26 @@ async def test_import_modules_link_wasi_too(tmp_path: Path, executor: WasmExecut
     assert (result.exit_code, result.error_msg) == (7, "")
 
 
+async def test_name_form_resolves_an_inputs_alias_before_a_path(
+    tmp_path: Path, executor: WasmExecutor
+) -> None:
+    # As the submit's validation allows: a module named by its input's Alias.
+    (tmp_path / "main.wasm").write_bytes(wasmtime.wat2wasm(CALLS_QUIT_WAT))
+    (tmp_path / "quit.wasm").write_bytes(wasmtime.wat2wasm(QUIT_WAT))
+    params = {"EntryModule": "main.wasm", "ImportModules": ["quitter"]}
+    request = new_request(
+        tmp_path,
+        "wasm",
+        params,
+        inputs=[
+            InputMount(tmp_path / "main.wasm", "/app/main.wasm", alias="main.wasm"),
+            InputMount(tmp_path / "quit.wasm", "/app/lib/quit.wasm", alias="quitter"),
+        ],
+    )
+    result = await executor.run(request)
+    assert (result.exit_code, result.error_msg) == (7, "")
+
+
 async def test_name_form_resolves_to_prepared_inputs_by_target(
     tmp_path: Path, executor: WasmExecutor
 ) -> None:

@@ -43,7 +43,8 @@ READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
 CLI_TIMEOUT = 120.0
 
-_SUBMITTED = re.compile(r"Job successfully submitted\. Job ID: (j-[0-9a-f-]+)")
+#: "Job successfully submitted. Job ID: j-..." when waiting; the ID alone with --wait=false.
+_SUBMITTED = re.compile(r"^(?:Job successfully submitted\. Job ID: )?(j-[0-9a-f-]+)$", re.M)
 
 #: Gossip settings for failure tests: a killed or frozen node is declared dead within about
 #: two seconds, and a live node that a loaded 2-core machine delays by a second is not (a

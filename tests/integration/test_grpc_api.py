@@ -11,7 +11,7 @@ import grpc
 import pytest
 
 from bacalhau._proto.v1 import api_pb2, api_pb2_grpc, compute_pb2
-from bacalhau.cli._run import inline_module
+from bacalhau.cli._wasm import inline_module
 from tests.integration.devstack import Devstack
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("devstack-grpc-api")]

@@ -126,11 +126,12 @@ def test_two_followers_receive_lines_while_the_job_runs_then_replay(
     )
 
     # Finished: following replays the whole output and ends; --tail keeps the last lines.
+    # (The older spelling, `logs`, says on stderr that it is one: stdout is the same.)
     replay = stack.cli("logs", "--follow", job_id, timeout=30)
     assert (replay.returncode, replay.stdout, replay.stderr) == (
         0,
         "".join(f"line-{i}\n" for i in range(1, LINES + 1)),
-        "done\n",
+        "Command 'logs' is deprecated: use 'bacalhau job logs'.\ndone\n",
     )
     tail = stack.ok("job", "logs", "--tail", "2", job_id)
     assert tail == f"line-{LINES - 1}\nline-{LINES}\n"

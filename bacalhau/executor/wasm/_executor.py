@@ -480,8 +480,9 @@ def _preopens(
         if rp.name != rp.path:
             preopens.append(Preopen(host, rp.name, writable=True))
     modules = spec.module_targets([m.target for m in request.inputs])
+    names = imported | spec.module_names()
     for mount in request.inputs:
-        if mount.target in modules or (mount.alias and mount.alias in imported):
+        if mount.target in modules or (mount.alias and mount.alias in names):
             continue  # a module, already loaded
         if not mount.source.is_dir():
             raise ExecutionFailed(

@@ -119,6 +119,10 @@ class WasmEngineSpec:
         named = inputs_named_whole((r.target for r in refs if r.source is None), input_targets)
         return (own | named) - {""}
 
+    def module_names(self) -> set[str]:
+        """The names the modules are given by (an input's Alias, or a path)."""
+        return {r.target for r in (self.entry_module, *self.import_modules) if r.source is None}
+
 
 def _module_ref(raw: object, field: str) -> ModuleRef:
     if isinstance(raw, str):

@@ -193,8 +193,12 @@ def _too_large(limit: int) -> InvalidJobSpec:
 
 
 def _named_module_path(module: ModuleRef, inputs: Sequence[InputMount]) -> Path:
-    """Where the module a path names lies among the prepared inputs (see
-    ``models._module_paths``); never outside the input that holds it."""
+    """Where the module a name names lies among the prepared inputs: the input whose
+    ``Alias`` it is, else a path (see ``models._module_paths``); never outside the input
+    that holds it."""
+    aliased = next((m for m in inputs if m.alias and m.alias == module.target), None)
+    if aliased is not None:
+        return aliased.source
     targets = [m.target for m in inputs]
     found = module_mount(module.target, targets)
     if found is None:

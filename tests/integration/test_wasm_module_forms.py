@@ -1,0 +1,67 @@
+"""``bacalhau wasm run`` with the module forms of Bacalhau v1.7+, on a real devstack: the
+entry module from an HTTP URL or a local file at a target of the user's choosing (the job
+names it by that target), and an import module given by the target of an ``--input``."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.devstack import Devstack
+
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("devstack-cli")]
+
+
+@pytest.fixture
+def served(tmp_path: Path, wasm_modules: Path) -> Iterator[str]:
+    """The WASI test programs over plain HTTP on loopback."""
+    root = tmp_path / "served"
+    shutil.copytree(wasm_modules, root)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def spec_of(devstack: Devstack, job_id: str) -> dict[str, object]:
+    described = json.loads(devstack.ok("job", "describe", job_id, "--output", "json"))
+    assert described["Job"]["State"]["StateType"] == "Completed", described["Job"]["State"]
+    task: dict[str, object] = described["Job"]["Tasks"][0]
+    return task
+
+
+def test_an_entry_module_from_a_url_runs_named_by_its_target(
+    devstack: Devstack, served: str
+) -> None:
+    out = devstack.ok("wasm", "run", f"{served}/hello.wasm", "--", "world")
+    assert "hello from wasm\n    arg[1]=world\n" in out, out
+    job_id = devstack.ok(
+        "wasm", "run", "--id-only", f"{served}/hello.wasm:/app/custom.wasm", "--", "x"
+    ).strip()
+    task = spec_of(devstack, job_id)
+    assert task["Engine"]["Params"]["EntryModule"] == "/app/custom.wasm"  # type: ignore[index]
+    (source,) = task["InputSources"]  # type: ignore[misc]
+    assert source["Source"]["Type"] == "urlDownload" and source["Target"] == "/app/custom.wasm"
+
+
+def test_a_local_entry_module_at_a_target_and_an_input_named_as_the_entry(
+    devstack: Devstack, wasm_modules: Path, served: str
+) -> None:
+    local = devstack.ok("wasm", "run", f"{wasm_modules / 'hello.wasm'}:/app/x.wasm", "--", "y")
+    assert "arg[1]=y" in local, local
+    by_target = devstack.ok(
+        "wasm", "run", "-i", f"{served}/hello.wasm:/app/main.wasm", "/app/main.wasm", "--", "z"
+    )
+    assert "arg[1]=z" in by_target, by_target
