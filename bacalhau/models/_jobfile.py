@@ -89,6 +89,17 @@ def check_job_file_keys(data: dict[Any, Any]) -> None:
     """Refuse unknown top-level keys and the fields the server owns, naming the key (as
     Bacalhau does for job files; keys compare case-insensitively). A server-owned field
     that is empty or zero (a ``--dry-run`` printout sent back) says nothing and passes."""
+    version = next((v for k, v in data.items() if str(k).lower() == "apiversion"), None)
+    if version is not None:
+        # The job format of Bacalhau before v1.0 (APIVersion: V1beta1/V1beta2, Spec.Engine).
+        raise InvalidJobSpec(
+            f"this job file is in the format of Bacalhau before v1.0 (APIVersion: "
+            f"{str(version)[:40]}), which this version no longer reads",
+            field="APIVersion",
+            hint="rewrite it in the v1 job format: Type, Count and Tasks (each with its "
+            "Engine, Publisher, InputSources and ResultPaths); `bacalhau docker run --dry-run "
+            "...` prints one to start from",
+        )
     for key, value in data.items():
         low = str(key).lower()
         if low in _SERVER_OWNED and not _is_unset(value):

@@ -99,6 +99,14 @@ def test_unknown_top_level_key_is_refused_naming_it() -> None:
     assert err.value.field == "Taks"
 
 
+def test_a_job_file_of_bacalhau_before_v1_says_so() -> None:
+    with pytest.raises(InvalidJobSpec) as err:
+        parse_job_document("APIVersion: V1beta1\nSpec:\n  Engine: Docker\n")
+    assert err.value.field == "APIVersion"
+    assert "format of Bacalhau before v1.0 (APIVersion: V1beta1)" in err.value.message
+    assert "v1 job format" in (err.value.hint or "")
+
+
 def test_wrapped_job_is_checked_too() -> None:
     with pytest.raises(InvalidJobSpec) as err:
         parse_job_document("Job:\n  Type: batch\n  ID: j-1\n")
