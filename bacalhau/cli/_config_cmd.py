@@ -1,5 +1,5 @@
-"""``bacalhau config list|set``: the configuration a node (and this client) reads, and the
-file it reads it from.
+"""``bacalhau config list|set|show|default``: the configuration a node (and this client)
+reads, and the file it reads it from.
 
 ``list`` shows every key with the value it has here: our keys, then Bacalhau's keys that map
 to them. ``set`` checks a key and its value as a starting node would and writes them into
@@ -21,6 +21,8 @@ from bacalhau.cli._root import BacalhauGroup, CliState, pass_state
 from bacalhau.config import (
     KeyOrigin,
     KeyStatus,
+    NodeConfig,
+    bacalhau_document,
     describe_key,
     effective_settings,
     known_keys,
@@ -60,6 +62,22 @@ def config_list(state: CliState, output: str) -> None:
         ("KEY", "VALUE", "DESCRIPTION"),
         [[e["Key"], _shown(e["Value"]), e["Description"]] for e in entries],
     )
+
+
+@config_group.command("show")
+@output_option(default="yaml", choices=("json", "yaml"))
+@pass_state
+def config_show(state: CliState, output: str) -> None:
+    """The configuration in effect here, in Bacalhau's nested sections (v1.0-v1.3's
+    ``config show``; ``config list`` gives every key)."""
+    emit(bacalhau_document(node_config(state.persistent)), output)
+
+
+@config_group.command("default")
+@output_option(default="yaml", choices=("json", "yaml"))
+def config_default(output: str) -> None:
+    """The defaults, in Bacalhau's nested sections (v1.0-v1.3's ``config default``)."""
+    emit(bacalhau_document(NodeConfig()), output)
 
 
 @config_group.command("set")

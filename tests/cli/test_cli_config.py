@@ -84,3 +84,15 @@ def test_the_client_reads_a_sectioned_config_file(bacalhau: Cli, tmp_path: Path)
     env = {"BACALHAU_DIR": str(tmp_path), "BACALHAU_API_HOST": None, "BACALHAU_API_PORT": None}
     alive = CliRunner().invoke(cli, ["agent", "alive"], env=env)
     assert alive.exit_code == 0, alive.output
+
+
+def test_config_show_and_default_print_the_nested_document(tmp_path: Path) -> None:
+    runner = CliRunner()
+    shown = runner.invoke(
+        cli, ["--data-dir", str(tmp_path), "-c", "API.Port=9999", "config", "show"]
+    )
+    assert shown.exit_code == 0, shown.output
+    assert yaml.safe_load(shown.stdout)["API"]["Port"] == 9999
+    default = runner.invoke(cli, ["config", "default", "--output", "json"])
+    assert default.exit_code == 0, default.output
+    assert json.loads(default.stdout)["API"]["Port"] == 1234
