@@ -15,7 +15,13 @@ import click
 from bacalhau.cli._jobspec import rerun_options, runtime_options
 from bacalhau.cli._render import cell_id, emit, output_option, table, tabular, when
 from bacalhau.cli._root import BacalhauGroup, CliState, namespace_option, pass_state
-from bacalhau.cli._run import follow_option, follow_submitted, print_logs, submit_and_follow
+from bacalhau.cli._run import (
+    download_results,
+    follow_option,
+    follow_submitted,
+    print_logs,
+    submit_and_follow,
+)
 from bacalhau.errors import ConflictJobState
 from bacalhau.models import (
     TAIL_FLAG_LINES,
@@ -565,16 +571,9 @@ def job_get(
     error. A job without results (failed, stopped, still running) is an error: no folder is
     created.
     """
-    downloaded = state.client().download_results(
-        job_id, output_dir, raw=raw, timeout=float(download_timeout_secs)
+    download_results(
+        state.client(), job_id, output_dir, raw=raw, timeout=float(download_timeout_secs)
     )
-    if downloaded.skipped:
-        click.echo(
-            f"Warning: {len(downloaded.skipped)} entries of the results were not created:", err=True
-        )
-        for entry in downloaded.skipped:
-            click.echo(f"  {entry}", err=True)
-    click.echo(f"Results for job '{job_id}' have been written to...\n{downloaded.path}")
 
 
 def _engine(job: Job) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
@@ -185,6 +186,21 @@ def _runtime_flags(*, submit: bool) -> list[Callable[[Any], Any]]:
                 help="Submit even when the job of the same name already has this very spec "
                 "(a new version all the same).",
             ),
+            # Bacalhau v1.0-v1.3: download the results once the job has completed.
+            click.option(
+                "--download", is_flag=True, help="Download the results once the job completes."
+            ),
+            click.option(
+                "--output-dir",
+                type=click.Path(file_okay=False, path_type=Path),
+                default=None,
+                help="With --download: where to write them (default: ./job-<short id>).",
+            ),
+            click.option("--raw", is_flag=True, help="With --download: one folder per result."),
+            click.option(
+                "--download-timeout-secs", type=click.IntRange(min=1), default=300, hidden=True
+            ),
+            click.option("-g", "--gettimeout", type=int, default=10, hidden=True),
         ]
     return flags
 

@@ -1,8 +1,9 @@
-"""``docker run``, ``wasm run`` and the shared submit-then-follow behaviour."""
+"""``docker run`` and the submit-then-follow behaviour the run commands share."""
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -312,6 +313,29 @@ def follow_submitted(client: Client, job_id: str, runtime: dict[str, Any]) -> No
         raise _failure(full)
     if not id_only:
         print_outcome(details, node_details=runtime["node_details"])
+    if runtime.get("download"):
+        download_results(
+            client,
+            job_id,
+            runtime["output_dir"],
+            raw=runtime["raw"],
+            timeout=float(runtime["download_timeout_secs"]),
+        )
+
+
+def download_results(
+    client: Client, job_id: str, output_dir: Path | None, *, raw: bool, timeout: float
+) -> None:
+    """Download a job's results (``job get``, and ``--download`` on the run commands) and
+    say where they went, naming any entry that was not created."""
+    downloaded = client.download_results(job_id, output_dir, raw=raw, timeout=timeout)
+    if downloaded.skipped:
+        click.echo(
+            f"Warning: {len(downloaded.skipped)} entries of the results were not created:", err=True
+        )
+        for entry in downloaded.skipped:
+            click.echo(f"  {entry}", err=True)
+    click.echo(f"Results for job '{job_id}' have been written to...\n{downloaded.path}")
 
 
 def runtime_settings(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -328,6 +352,14 @@ def runtime_settings(kwargs: dict[str, Any]) -> dict[str, Any]:
     )
     runtime = {k: kwargs.pop(k) for k in keys}
     runtime["follow"] = kwargs.pop("follow", False)
+    for key, default in (
+        ("download", False),
+        ("output_dir", None),
+        ("raw", False),
+        ("download_timeout_secs", 300),
+    ):
+        runtime[key] = kwargs.pop(key, default)
+    kwargs.pop("gettimeout", None)  # Bacalhau v1.0-v1.3's IPFS timeout: nothing to set here
     return runtime
 
 

@@ -224,11 +224,12 @@ def wasm_run(
             "Alias": f"ipfs://{module}",
             "Target": ENTRY_TARGET,
         }
-    elif module.startswith("/"):
+    elif module.startswith("/") and kwargs.get("inputs"):
         entry = module  # the target path of one of the --input sources
     else:
         raise click.BadParameter(
-            f"{module!r} is not a local file, a CID, a storage URI or an input's target path",
+            f"{module!r} is not a local file, a CID, a storage URI or the target path of an "
+            "--input",
             param_hint="MODULE",
         )
     params: dict[str, Any] = {

@@ -73,7 +73,7 @@ def test_output_flags(bacalhau: Cli) -> None:
     pretty = bacalhau(["job", "list", "--output", "json", "--pretty"]).stdout
     assert len(pretty.splitlines()) > 1 and json.loads(pretty) == json.loads(compact)
     rows = bacalhau(["job", "list", "--output", "csv"]).stdout.splitlines()
-    assert rows[0] == "CREATED,ID,JOB,TYPE,STATE"
+    assert rows[0] == "CREATED,ID,NAME,JOB,TYPE,STATE"
     assert any(r.split(",")[1] == job_id[:10] for r in rows[1:])
     wide = bacalhau(["job", "list", "--wide", "--no-style", "--hide-header"]).stdout
     assert "CREATED" not in wide and job_id in wide.split()

@@ -137,6 +137,15 @@ def test_wasm_jobs_complete_with_their_stdout_and_result_files(
     assert (results / "exitCode").read_text().strip() == "0"
     assert (results / "out" / "counts.txt").read_text() == ("3 one two three\n1 four\ntotal 4\n")
 
+    # Bacalhau v1.0-v1.3's --download: the same results, written once the run has ended.
+    downloaded = tmp_path / "downloaded"
+    out = devstack.ok(
+        "wasm", "run", "--download", "--output-dir", str(downloaded), "-o", "out:/outputs",
+        str(wasm_modules / "wordcount.wasm"), "--", "/outputs", "five six",
+    )  # fmt: skip
+    assert f"have been written to...\n{downloaded}" in out, out
+    assert (downloaded / "out" / "counts.txt").read_text() == "2 five six\ntotal 2\n"
+
 
 def _compute_metrics(devstack: Devstack) -> dict[str, float]:
     """Every compute node's ``/metrics`` (on its metrics port: it serves no API), summed."""
