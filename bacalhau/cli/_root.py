@@ -262,9 +262,11 @@ class BacalhauGroup(click.Group):
         elif command is not None:
             rest = normalize_args(command, rest, found)
             if name in _SERVES and ctx.parent is None:
-                # A node's logging is its configuration's (Logging.Level/Mode): the root's
-                # deprecated flags become those settings, as Bacalhau maps them.
-                rest += _logging_settings(found)
+                # The root's options written before `serve` are the node's, as Bacalhau's
+                # persistent flags are (`bacalhau --data-dir X -c K=V serve`), ahead of its
+                # own so that those win. A node's logging is its configuration's
+                # (Logging.Level/Mode): the root's deprecated flags become those settings.
+                rest = _node_settings(found, command) + rest + _logging_settings(found)
             elif not _SERVES.intersection([*ctx.command_path.split()[1:], name or ""]):
                 setup_logging(found)  # every persistent option is known now
         return name, command, rest
@@ -305,6 +307,25 @@ def persistent_options(ctx: click.Context) -> Persistent:
 _PERSISTENT = "bacalhau.persistent"
 #: Commands that run nodes and set their logging up themselves.
 _SERVES = frozenset({"serve", "devstack"})
+
+
+def _node_settings(found: Persistent, command: click.Command) -> list[str]:
+    """The root's ``--data-dir``, ``--api-host``, ``--api-port`` and ``-c`` values as
+    options of ``command`` (those it declares)."""
+    own = {opt for p in command.params for opt in p.opts}
+    out: list[str] = []
+    for key, flag in (
+        ("data_dir", "--data-dir"),
+        ("api_host", "--api-host"),
+        ("api_port", "--api-port"),
+    ):
+        value = found.last(key)
+        if value not in (None, "") and flag in own:
+            out += [flag, str(value)]
+    if "--config" in own:
+        for value in found.get("config", []):
+            out += ["--config", value]
+    return out
 
 
 def _logging_settings(found: Persistent) -> list[str]:

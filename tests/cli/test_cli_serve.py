@@ -27,9 +27,12 @@ def requester(tmp_path: Path) -> Iterator[int]:
     issued = runner.invoke(cli, ["ca", "issue", "--ca-dir", str(ca), "--data-dir", str(data)])
     assert issued.exit_code == 0, issued.output
     log = (tmp_path / "serve.log").open("wb")
-    args = ["serve", "--orchestrator", "--data-dir", str(data), "--api-host", "127.0.0.1"]
+    # The root's options written before `serve` are the node's, as Bacalhau's are.
+    # (Its own win: --api-port 0 over the root's 1.)
+    args = ["--data-dir", str(data), "-c", "Labels=rack=r1,pre=serve", "--api-port", "1"]
+    args += ["serve", "--orchestrator", "--api-host", "127.0.0.1"]
     args += ["--api-port", "0", "--grpc-host", "127.0.0.1", "--grpc-port", "0"]
-    args += ["--labels", "rack=r1", "-c", "max_attempts=2"]
+    args += ["-c", "max_attempts=2"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "bacalhau", *args],
         stdout=log,
@@ -56,12 +59,14 @@ def requester(tmp_path: Path) -> Iterator[int]:
             proc.wait()
 
 
-def test_serve_starts_a_requester_the_cli_can_use(requester: int) -> None:
+def test_serve_starts_a_requester_the_cli_can_use(requester: int, tmp_path: Path) -> None:
     address = ["--api-host", "127.0.0.1", "--api-port", str(requester)]
     node = CliRunner().invoke(cli, [*address, "agent", "node", "--output", "json"])
     assert node.exit_code == 0, node.output
     info = json.loads(node.stdout)["Info"]
     assert info["Labels"]["rack"] == "r1" and info["NodeType"] == "Requester"
+    assert info["Labels"]["pre"] == "serve"  # a -c before `serve`
+    assert (tmp_path / "requester" / "orchestrator").is_dir()  # --data-dir before `serve`
     run = CliRunner().invoke(cli, [*address, "docker", "run", "busybox", "--", "echo", "hi"])
     # No compute node has joined: the job fails, and the CLI says so with a hint.
     assert run.exit_code == 1
