@@ -72,7 +72,7 @@ class Membership(Probing):
             times.append(self._next_gossip_at)
         if self._needs_join():
             times.append(self._next_join_at)
-        if self._members.count(DEAD):
+        if self._members.count(DEAD) or self._unreached_seeds():
             times.append(self._next_reconnect_at)
         probe = self._probe
         if probe is not None:
@@ -111,6 +111,8 @@ class Membership(Probing):
             self._next_push_pull_at = now + s.push_pull_interval
         if now >= self._next_reconnect_at:
             self._reconnect_round()
+            if not self._needs_join():  # (else the join above went to every seed already)
+                self._rejoin_seeds()
             self._next_reconnect_at = now + s.reconnect_interval
         if now >= self._next_reap_at:
             self._members.reap(now - s.reap_after_seconds)

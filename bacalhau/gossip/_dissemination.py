@@ -5,6 +5,12 @@ and on gossip pushed to a few random members every gossip interval, each sent a 
 of times. A periodic push-pull of the whole member list with one random alive member repairs
 whatever gossip missed; the same exchange sent to the seeds, while no member is alive, is how
 a node joins, and sent now and then to a dead member, how a healed partition is noticed.
+
+A seed no alive member answers at (a requester that left and started again, with the compute
+nodes still alive to each other) is sent that exchange now and then too: a member that left
+is otherwise never contacted again, and the seed would stay out of the cluster. A seed named
+by another address than the one its member advertises (a host name) is sent it as well, at
+the same slow pace: one message per seed every ``reconnect_interval``.
 """
 
 from __future__ import annotations
@@ -60,6 +66,20 @@ class Dissemination(MembershipState):
 
     def _needs_join(self) -> bool:
         return bool(self._seeds) and not self._members.count(ALIVE)
+
+    def _unreached_seeds(self) -> list[str]:
+        """The seeds whose address no alive member advertises."""
+        if not self._seeds:
+            return []
+        alive = {m.record.grpc_address for m in self._members if m.state is ALIVE}
+        return [seed for seed in self._seeds if seed not in alive]
+
+    def _rejoin_seeds(self) -> None:
+        seeds = self._unreached_seeds()
+        if seeds:
+            message = self._push_pull_message(reply=False, join=True)
+            for address in seeds:
+                self._send(None, address, message)
 
     def _join_seeds(self) -> None:
         message = self._push_pull_message(reply=False, join=True)

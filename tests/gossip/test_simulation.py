@@ -161,3 +161,26 @@ def test_a_member_that_leaves_is_left_everywhere_and_never_dead() -> None:
     assert recorder.about(leaver, MemberEventKind.DEAD) == []
     assert recorder.about(leaver, MemberEventKind.SUSPECT) == []
     assert sim.everyone_sees(leaver, LEFT)
+
+
+def test_a_seed_that_left_and_started_again_is_rejoined_by_the_members_it_seeded() -> None:
+    # A requester's `systemctl restart`: it leaves gracefully, comes back knowing nobody and
+    # with no seeds of its own, while its compute nodes stay alive to each other.
+    sim = simulation(seed=21)
+    seed = sim.add_node()
+    a = sim.add_node(seeds=[sim.address(seed)])
+    b = sim.add_node(seeds=[sim.address(seed)])
+    trio = (seed, a, b)
+
+    def all_alive() -> bool:
+        return all(sim.view(x, y) is ALIVE for x in trio for y in trio if x != y)
+
+    assert sim.run_until(all_alive, timeout=10.0) is not None
+    sim.leave(seed)
+    assert sim.run_until(
+        lambda: sim.view(a, seed) is LEFT and sim.view(b, seed) is LEFT, timeout=5.0
+    )
+    sim.run_for(2.0)
+    sim.restart(seed)
+    # The members rejoin their seed within a reconnect interval (5 s) or two.
+    assert sim.run_until(all_alive, timeout=12.0) is not None

@@ -7,6 +7,7 @@ are still downloaded after the node is killed and restarted once more."""
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -145,6 +146,32 @@ def test_compute_node_killed_mid_job_and_restarted_reports_it_and_the_job_comple
         )
         assert (results / "stdout").read_text() == "second\n"
         assert (results / "exitCode").read_text() == "0"
+    except BaseException:
+        stack.stop(check=False)
+        raise
+    stack.stop()
+
+
+def test_a_requester_stopped_gracefully_gets_its_compute_nodes_back(
+    tmp_path: Path, busybox_image: str
+) -> None:
+    # `systemctl restart` of the requester: it leaves the cluster with SIGTERM and starts
+    # again knowing nobody, while its two compute nodes stay alive to each other.
+    stack = Devstack.start(tmp_path / "devstack", compute_nodes=2, config=FAST)
+    try:
+        stack.wait_for_node("compute-0")
+        stack.wait_for_node("compute-1")
+        assert stack.kill_node("requester", signal.SIGTERM)
+        assert stack.wait_for_node_exit("requester").exit_code == 0
+        stack.restart_node("requester")
+        stack.wait_for_node("requester", timeout=20)
+        # Each compute node sees its seed (the requester) as left, and rejoins it.
+        stack.wait_for_node("compute-0", timeout=30)
+        stack.wait_for_node("compute-1", timeout=30)
+        job_id = stack.client.submit(sleeper(busybox_image, 0, "back")).job_id
+        assert eventually(lambda: finished(stack, job_id), timeout=30, what="the job") == (
+            JobStateType.COMPLETED
+        )
     except BaseException:
         stack.stop(check=False)
         raise
