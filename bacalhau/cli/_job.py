@@ -125,7 +125,7 @@ def job_validate(file: str) -> None:
     validate_job(job)
     for warning in warnings:
         click.echo(f"Warning: {warning}", err=True)
-    click.echo("The job is valid.")
+    click.echo("OK")  # as Bacalhau prints it (scripts look for it)
 
 
 #: ``-v/--version`` of the commands that read one version of a job (Bacalhau v1.8).

@@ -90,7 +90,7 @@ def check_job_file_keys(data: dict[Any, Any]) -> None:
     Bacalhau does for job files; keys compare case-insensitively). A server-owned field
     that is empty or zero (a ``--dry-run`` printout sent back) says nothing and passes."""
     version = next((v for k, v in data.items() if str(k).lower() == "apiversion"), None)
-    if version is not None:
+    if str(version).lower().startswith("v1beta"):
         # The job format of Bacalhau before v1.0 (APIVersion: V1beta1/V1beta2, Spec.Engine).
         raise InvalidJobSpec(
             f"this job file is in the format of Bacalhau before v1.0 (APIVersion: "

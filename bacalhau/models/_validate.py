@@ -323,14 +323,10 @@ def validate_job(job: Job) -> None:
     if job.count < 0:
         raise InvalidJobSpec("job count must be >= 0", field="Count")
     _check_range(job.count, 0, MAX_INT64, "Count")
-    if job.type == "service" and job.count == 0:
-        # What a job file says too: zero replicas would leave a job that runs nothing.
-        raise InvalidJobSpec(
-            "Count must be at least 1 for a service job, got 0",
-            field="Count",
-            hint="Count is how many replicas run; to run none, stop the job",
-        )
-    if job.type == "batch" and job.count == 0:
+
+    if job.type in ("batch", "service") and job.count == 0:
+        # Bacalhau (v1.7+) reads an omitted Count as 1 for both; a job file that says 0
+        # outright is refused where it is parsed (``_jobfile``), as Bacalhau refuses it.
         job.count = 1
     if job.priority < 0:
         raise InvalidJobSpec("job priority must be >= 0", field="Priority")

@@ -238,7 +238,6 @@ async def test_a_bad_follow_is_an_error_frame_not_a_broken_handshake(
             ),
             "Tasks[0].Engine.Params.EntryModule.Source.Params.URL",
         ),
-        ({**noop_job(), "Type": "service", "Count": 0}, "Count"),
     ],
 )
 async def test_a_spec_no_node_could_run_is_refused_naming_the_field(
@@ -260,7 +259,11 @@ async def test_the_smallest_valid_forms_still_pass(real: aiohttp.ClientSession) 
     env = {**BUSYBOX, "Params": {**BUSYBOX["Params"], "EnvironmentVariables": ["EMPTY="]}}
     await submit(real, with_task(Engine=env, ResultPaths=[{"Name": "out", "Path": "/outputs"}]))
     await submit(real, {**noop_job(), "Type": "service", "Count": 1})
-    assert await job_count(real) == 3
+    # A service job without Count runs one replica and says so (it ran one and said 0).
+    service = await submit(real, {**noop_job(), "Type": "service", "Count": 0})
+    async with real.get(f"{JOBS}/{service}") as r:
+        assert (await r.json())["Job"]["Count"] == 1
+    assert await job_count(real) == 4
 
 
 # -- an idempotency token sent again ------------------------------------------------------------

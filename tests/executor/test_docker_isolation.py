@@ -367,3 +367,25 @@ async def _wait_until(condition: Callable[[], bool], timeout: float = 20) -> Non
             return
         await asyncio.sleep(0.05)
     raise AssertionError("condition not met in time")
+
+
+@needs_root
+async def test_a_result_named_with_a_leading_slash_stays_in_the_results(
+    tmp_path: Path, make_executor: ExecutorFactory, busybox_image: str, scratch: Path
+) -> None:
+    # Bacalhau's own documents write `Name: /outputs`: the folder is `outputs`, under the
+    # results, never the host's /outputs (where a capped run once put it).
+    existed = await asyncio.to_thread(os.path.exists, "/outputs")
+    executor = make_executor(result_disk_limit=8 * MiB)
+    for _ in range(2):  # a second run once failed: "File exists: '/outputs'"
+        request = shell(
+            tmp_path,
+            busybox_image,
+            "echo results > /outputs/results.txt",
+            result_paths=[ResultPath(name="/outputs", path="/outputs")],
+        )
+        result = await executor.run(request)
+        assert result.error_msg == "" and result.exit_code == 0, result
+        assert (request.results_dir / "outputs" / "results.txt").read_text() == "results\n"
+    assert await asyncio.to_thread(os.path.exists, "/outputs") == existed
+    await _scratch_emptied(scratch)

@@ -120,6 +120,17 @@ def test_explicit_count_zero_is_refused(job_type: str) -> None:
     assert err.value.field == "Count"
 
 
+@pytest.mark.parametrize("job_type", ["batch", "service"])
+def test_an_omitted_count_is_one(job_type: str) -> None:
+    # Bacalhau's docs write service jobs without Count (a "Kinesis Consumer" example).
+    job = parse_job_document(
+        f"Type: {job_type}\nTasks:\n  - Name: main\n    Engine: {{Type: noop}}\n"
+    )
+    normalise_job(job)
+    validate_job(job)
+    assert job.count == 1
+
+
 def test_daemon_count_zero_is_fine() -> None:
     assert parse_job_document("Type: daemon\nCount: 0\nTasks: []\n").type == "daemon"
 

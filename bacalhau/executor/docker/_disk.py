@@ -97,7 +97,7 @@ class CappedFolders:
 
     def source(self, name: str) -> Path:
         """The host folder bind-mounted for result ``name`` (valid once mounted)."""
-        return self.root / _MOUNT / name
+        return self.root / _MOUNT / _component(name)
 
     async def mount(self) -> None:
         await asyncio.to_thread(self._mount)
@@ -170,10 +170,10 @@ class CappedFolders:
             return False
         # Through the descriptor: the node's mount may be detached already.
         root = Path(f"/proc/self/fd/{self._fd}")
-        if sum(_apparent_size(root / name) for name in self.names) > self.cap:
+        if sum(_apparent_size(root / _component(name)) for name in self.names) > self.cap:
             return False
         for name in self.names:
-            _copy_tree(root / name, destination[name])
+            _copy_tree(root / _component(name), destination[name])
         return True
 
     async def release(self) -> None:
@@ -266,3 +266,13 @@ def _copy_file(src: str, dst: Path, mode: int) -> None:
             os.close(fd_out)
     finally:
         os.close(fd_in)
+
+
+def _component(name: str) -> str:
+    """The one path component result ``name`` is kept under: its folder (Bacalhau's own
+    documents write ``Name: /outputs``; joined as it is, that would be the host's /outputs).
+    Anything that is still not a plain component is refused, never joined."""
+    component = name.strip("/")
+    if not component or "/" in component or component in (".", "..") or "\0" in component:
+        raise ValueError(f"result name {name!r} is not a plain folder name")
+    return component
