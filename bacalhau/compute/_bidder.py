@@ -207,7 +207,7 @@ class LocalInputs:
     def _has(self, kind: str, params: dict[str, Any]) -> bool:
         if kind == "inline":
             return True
-        if kind == "localdirectory":
+        if kind in ("localdirectory", "local"):
             path = params.get("SourcePath")
             return isinstance(path, str) and Path(path).exists()
         if kind == "ipfs":

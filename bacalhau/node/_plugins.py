@@ -26,6 +26,7 @@ from bacalhau.publisher import (
     UploadUrlSource,
 )
 from bacalhau.storage import (
+    LOCAL_KIND,
     BlockFetcher,
     InlineSource,
     IPFSSource,
@@ -134,7 +135,10 @@ def build_storage_sources(
         LocalDirectorySource(allow_listed_local_paths),
         InlineSource(max_bytes=min(max_bytes, 64 * 1024 * 1024)),
     ]
-    return {source.name: source for source in sources}
+    found: dict[str, StorageSource] = {source.name: source for source in sources}
+    # Bacalhau v1.8 renamed localDirectory to local (the old name stays an alias).
+    found[LOCAL_KIND] = found["localDirectory"]
+    return found
 
 
 def build_publishers(

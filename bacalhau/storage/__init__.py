@@ -25,7 +25,7 @@ from bacalhau.storage._exchange import (
 )
 from bacalhau.storage._inline import InlineSource
 from bacalhau.storage._ipfs import BlockFetcher, IPFSSource, LocalOnlyFetcher, parse_cid_path
-from bacalhau.storage._localdir import AllowedPath, LocalDirectorySource
+from bacalhau.storage._localdir import LOCAL_KIND, AllowedPath, LocalDirectorySource
 from bacalhau.storage._locality import HeldRoots, Member, dag_size, order_providers
 from bacalhau.storage._prepare import WHOLE, inputs_of, prepare_inputs, validate_inputs
 from bacalhau.storage._urldownload import UrlDownloadSource
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from bacalhau.storage._s3client import s3_client, s3_error
 
 __all__ = [
+    "LOCAL_KIND",
     "WHOLE",
     "AllowedPath",
     "BlockExchange",
