@@ -45,7 +45,8 @@ _BARE_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)+")
 def split_config_options(options: Iterable[str]) -> ConfigOptions:
     """Sort ``-c`` options as Bacalhau does: ``Key=Value`` is a setting (the value is
     everything after the first ``=``, commas and ``=`` included), a dotted key alone that
-    is no file sets it to true (``Orchestrator.Enabled``), anything else a config file path
+    is no file sets it to true (``Orchestrator.Enabled``), as does one of Bacalhau's
+    top-level keys alone (``DisableAnalytics``), anything else a config file path
     (YAML or JSON), which must exist. Raises :class:`InvalidRequest` naming the
     option otherwise (``details["Field"]`` is ``--config``)."""
     files: list[Path] = []
@@ -65,8 +66,9 @@ def split_config_options(options: Iterable[str]) -> ConfigOptions:
                 hint="give the path of a YAML or JSON config file, or Key=Value",
                 details={"Field": "--config"},
             )
-        elif _BARE_KEY.fullmatch(item) and "." in item:
-            # Bacalhau's ``--config Orchestrator.Enabled``: a key alone sets it to true.
+        elif (_BARE_KEY.fullmatch(item) and "." in item) or _is_top_level_key(item):
+            # Bacalhau's ``--config Orchestrator.Enabled`` (or ``-c DisableAnalytics``): a
+            # key alone sets it to true.
             values[item] = "true"
         else:
             raise InvalidRequest(
@@ -76,6 +78,12 @@ def split_config_options(options: Iterable[str]) -> ConfigOptions:
                 details={"Field": "--config"},
             )
     return ConfigOptions(tuple(files), values)
+
+
+def _is_top_level_key(item: str) -> bool:
+    """Whether ``item`` is one of Bacalhau's top-level keys, spelled as Bacalhau spells it
+    (``DisableAnalytics``; our own field names alone stay refused as not Key=Value)."""
+    return item[:1].isupper() and normalise(item) in BACALHAU_KEYS
 
 
 def read_config_file(path: Path) -> dict[str, Any]:

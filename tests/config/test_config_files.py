@@ -223,6 +223,10 @@ def test_config_options_are_files_or_settings(tmp_path: Path) -> None:
     bare = split_config_options(["Orchestrator.Enabled", "Compute.Enabled"])
     assert bare.values == {"Orchestrator.Enabled": "true", "Compute.Enabled": "true"}
     assert load_config({}, config_values=bare.values).orchestrator is True
+    # ... and so does one of Bacalhau's top-level keys (`-c DisableAnalytics`).
+    top = split_config_options(["DisableAnalytics", "StrictVersionMatch"])
+    assert top.values == {"DisableAnalytics": "true", "StrictVersionMatch": "true"}
+    load_config({}, config_values=top.values)  # both known (and ignored, with the reason)
     # A file without a known suffix, named by a path, is a file too.
     plain = _file(tmp_path, "node-config", "max_attempts: 2\n")
     assert split_config_options([str(plain)]).files == (plain,)
