@@ -212,6 +212,10 @@ class NodeDirectory:
     def _register(self, node: NodeSighting) -> None:
         if node.is_compute and node.info.grpc_address:
             self._book.register_node(node.node_id, node.info.grpc_address)
+        if node.is_compute and not self._manual and self._approvals.get(node.node_id) is None:
+            # Approved as it joins, and kept (as Bacalhau keeps a node's membership): turning
+            # manual approval on later leaves the nodes already in the cluster approved.
+            self._approvals.set(node.node_id, Membership.APPROVED, "approved on joining")
 
     async def _changed(self, change: NodeChange) -> None:
         self._listing = None

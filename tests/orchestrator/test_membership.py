@@ -159,6 +159,25 @@ async def test_decisions_survive_a_requester_restart(tmp_path: Path) -> None:
         assert _membership(orch, "node-c") == Membership.PENDING
 
 
+async def test_turning_manual_approval_on_leaves_the_nodes_already_in_approved(
+    tmp_path: Path,
+) -> None:
+    compute = RecordingCompute()
+    view = StaticNodeView()
+    async with _requester(tmp_path, compute, view, manual=False) as orch:
+        for node_id in ("node-a", "node-b"):
+            await view.join(_compute_node(node_id))
+        assert _membership(orch, "node-a") == Membership.APPROVED
+    # The operator restarts the requester with manual approval on.
+    view = StaticNodeView()
+    async with _requester(tmp_path, compute, view, manual=True) as orch:
+        for node_id in ("node-a", "node-b", "node-new"):
+            await view.join(_compute_node(node_id))
+        assert _membership(orch, "node-a") == Membership.APPROVED
+        assert _membership(orch, "node-b") == Membership.APPROVED
+        assert _membership(orch, "node-new") == Membership.PENDING
+
+
 async def test_a_hybrid_nodes_own_compute_role_is_approved(tmp_path: Path) -> None:
     compute = RecordingCompute()
     view = StaticNodeView()
