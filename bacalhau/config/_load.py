@@ -122,7 +122,8 @@ def load_config(
 ) -> NodeConfig:
     """Build the configuration from its layers, lowest first: defaults,
     ``<data_dir>/config.yaml``, ``config_files`` in order, ``BACALHAU_NODE_*`` variables of
-    ``environ`` (``os.environ`` by default; ``BACALHAU_DIR`` names the data dir),
+    ``environ`` (``os.environ`` by default; ``BACALHAU_DIR`` names the data dir) and
+    Bacalhau's ``BACALHAU_<KEY>`` ones (``BACALHAU_API_PORT``; ours win),
     ``config_values`` (``-c Key=Value``) in order, and ``flags`` (``None``: not given).
 
     The data dir is the highest layer's ``DataDir``/``data_dir``; its ``config.yaml`` is then
@@ -130,7 +131,17 @@ def load_config(
     the file) at fault."""
     env = os.environ if environ is None else environ
     files = [(path, read_config_file(path)) for path in config_files]
-    from_env = {k[len(ENV_PREFIX) :].lower(): v for k, v in env.items() if k.startswith(ENV_PREFIX)}
+    # Bacalhau's own first: BACALHAU_<KEY>, the key's sections joined by "_" (viper's
+    # AutomaticEnv: BACALHAU_COMPUTE_ALLOCATEDCAPACITY_CPU is Compute.AllocatedCapacity.CPU);
+    # then ours, BACALHAU_NODE_<KEY>, which win where both set a setting.
+    from_env = {
+        _BACALHAU_ENV[name.upper()]: value
+        for name, value in env.items()
+        if name.upper() in _BACALHAU_ENV and not name.startswith(ENV_PREFIX)
+    }
+    for name, value in env.items():
+        if name.startswith(ENV_PREFIX):
+            from_env[name[len(ENV_PREFIX) :].lower()] = value
     if env.get("BACALHAU_DIR") and not any(normalise(k) == "data_dir" for k in from_env):
         from_env = {"data_dir": env["BACALHAU_DIR"], **from_env}
     upper: list[tuple[str, Mapping[str, Any]]] = [
@@ -161,6 +172,12 @@ def _apply(cfg: NodeConfig, layer: Mapping[str, Any], source: str) -> NodeConfig
         # A file: say which (the key is in the message and the details already).
         raise type(err)(f"{source}: {err.message}", hint=err.hint, details=err.details) from None
 
+
+#: Bacalhau's environment variable of each of its keys (``BACALHAU_API_PORT``) -> the key.
+_BACALHAU_ENV = {
+    "BACALHAU_" + entry.info.key.upper().replace(".", "_"): entry.info.key
+    for entry in BACALHAU_KEYS.values()
+}
 
 #: Every known key, normalised: ours and Bacalhau's.
 _KNOWN = frozenset(f.name for f in fields(NodeConfig)) | frozenset(BACALHAU_KEYS)

@@ -170,6 +170,25 @@ def test_bacalhau_keys_come_through_the_environment(tmp_path: Path) -> None:
     assert [key for key, _ in cfg.ignored_settings] == ["WebUI.Enabled"]
 
 
+def test_bacalhaus_own_environment_variables_set_its_keys(tmp_path: Path) -> None:
+    # viper's AutomaticEnv: BACALHAU_ + the key, its sections joined by "_".
+    env = {
+        "BACALHAU_DIR": str(tmp_path),
+        "BACALHAU_COMPUTE_ENABLED": "true",
+        "BACALHAU_COMPUTE_ALLOCATEDCAPACITY_CPU": "1",
+        "BACALHAU_ORCHESTRATOR_PORT": "4647",
+        "BACALHAU_API_PORT": "4656",
+        "BACALHAU_LABELS": "zone=b",
+        "BACALHAU_NODE_API_PORT": "4657",  # ours win over Bacalhau's spelling
+        "BACALHAU_API_KEY": "not-a-key",  # a client's variable: no key of that name
+    }
+    cfg = load_config({}, environ=env)
+    assert cfg.compute and cfg.allocated_cpu == "1" and cfg.grpc_port == 4647
+    assert cfg.api_port == 4657 and cfg.labels == {"zone": "b"}
+    # -c and flags still win over the environment.
+    assert load_config({}, environ=env, config_values={"API.Port": "4658"}).api_port == 4658
+
+
 def test_an_error_in_a_file_names_the_file_and_the_key(tmp_path: Path) -> None:
     path = _file(tmp_path, "bad.yaml", "Compute:\n  Heartbeat:\n    Interval: 10days\n")
     with pytest.raises(InvalidRequest) as caught:
