@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from bacalhau.cli._jobspec import parse_key_values
+from bacalhau.cli._serve_flags import legacy_serve_flags, legacy_settings
 
 if TYPE_CHECKING:
     from bacalhau.config import ConfigOptions
@@ -156,6 +157,7 @@ _CONFIG_HELP = (
     hidden=True,
     help="Inherited pipe whose end of file means the starting process is gone (devstack).",
 )
+@legacy_serve_flags
 def serve(
     config: tuple[str, ...],
     labels: tuple[str, ...],
@@ -174,10 +176,12 @@ def serve(
     if seeds:
         flags["seeds"] = seeds
     options = _config_options(config)
+    # Bacalhau v1.4-v1.6's flags, each the key it became (above -c, as a flag).
+    legacy = legacy_settings(flags)
     cfg = load_config(
         {k: v for k, v in flags.items() if v is not None},
         config_files=options.files,
-        config_values=options.values,
+        config_values={**options.values, **legacy},
     )
     if not cfg.orchestrator and not cfg.compute:
         # As Bacalhau does: a node told nothing is a requester.

@@ -114,3 +114,46 @@ def test_serve_refuses_managed_bucket_settings_without_a_bucket(tmp_path: Path) 
     assert result.exit_code == 1
     assert "Publishers.Types.S3Managed needs a Bucket" in result.stderr
     assert "Hint:" in result.stderr
+
+
+def test_bacalhau_1_5_serve_flags_are_the_keys_they_became(tmp_path: Path) -> None:
+    runner = CliRunner()
+    data = ["--data-dir", str(tmp_path / "node")]
+    # --node-type compute: a compute node, which needs its requester's address.
+    compute = runner.invoke(cli, ["serve", "--node-type", "compute", *data])
+    assert compute.exit_code == 2 and "a compute-only node needs --seed" in compute.stderr
+    assert "Flag --node-type is deprecated: use --orchestrator and/or --compute" in compute.stderr
+    # A flag's value reaches its key, and is checked as the key's.
+    bad = runner.invoke(cli, ["serve", "--requester", *data, "--limit-total-cpu", "lots"])
+    assert bad.exit_code == 1, bad.output
+    assert "Compute.AllocatedCapacity.CPU" in bad.stderr
+    assert "Flag --limit-total-cpu is deprecated: it sets Compute.AllocatedCapacity.CPU" in (
+        bad.stderr
+    )
+    # A retired one is accepted and said to do nothing; TLS is refused as its key is.
+    tls = runner.invoke(cli, ["serve", "--requester", *data, "--ipfs-connect", "/ip4/x", "--tls"])
+    assert tls.exit_code == 1
+    assert "Flag --ipfs-connect is deprecated and has no effect" in tls.stderr
+    assert "API.TLS.UseTLS" in tls.stderr
+    unknown = runner.invoke(cli, ["serve", "--node-type", "edge", *data])
+    assert unknown.exit_code == 2 and "unknown node type edge" in unknown.stderr
+
+
+def test_deprecated_flags_translate_in_order() -> None:
+    from bacalhau.cli._serve_flags import legacy_settings
+
+    flags = {
+        "legacy_flag__orchestrators": ("nats://a:4222", "nats://b:4222"),
+        "legacy_flag__web_ui": True,
+        "legacy_flag__network_port": "4242",
+        "legacy_flag__node_type": ("requester,compute",),
+        "name": "kept",
+    }
+    assert legacy_settings(flags) == {
+        "Compute.Orchestrators": "nats://a:4222,nats://b:4222",
+        "WebUI.Enabled": "true",
+        "Orchestrator.Port": "4242",
+        "Orchestrator.Enabled": "True",
+        "Compute.Enabled": "True",
+    }
+    assert flags == {"name": "kept"}  # taken out; the command's own stay
