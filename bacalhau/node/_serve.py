@@ -65,12 +65,38 @@ from bacalhau.transport import (
 log = logging.getLogger(__name__)
 
 
+#: Where a node keeps the name it was given at its first start (Bacalhau keeps it too).
+NAME_FILE = "node-name"
+
+
 def _node_name(config: NodeConfig) -> str:
-    """``--name``, else the machine's name when ``NameProvider`` is ``hostname``; empty: the
-    node goes by its node ID (``puuid``/``uuid``: an ID that is unique already)."""
-    if config.name or config.name_provider != "hostname":
-        return config.name
-    return socket.gethostname()
+    """The name the node was given at its first start; else ``--name``, else the machine's
+    name when ``NameProvider`` is ``hostname``; empty: the node goes by its node ID
+    (``puuid``/``uuid``: an ID that is unique already). As in Bacalhau, the first name
+    stays: a later start without ``--name`` keeps it, a different one is ignored (logged)."""
+    wanted = config.name
+    if not wanted and config.name_provider == "hostname":
+        wanted = socket.gethostname()
+    kept = config.data_dir / NAME_FILE
+    try:
+        stored = kept.read_text().strip()
+    except OSError:
+        stored = ""
+    if stored:
+        if wanted and wanted != stored:
+            log.warning(
+                "this node has been named %r since its first start: the name %r is ignored",
+                stored,
+                wanted,
+            )
+        return stored
+    if wanted:
+        try:
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            kept.write_text(wanted + "\n")
+        except OSError as err:
+            log.warning("could not keep the node's name in %s: %s", kept, err)
+    return wanted
 
 
 def _labels(config: NodeConfig) -> dict[str, str]:

@@ -168,7 +168,11 @@ class NodeDirectory:
         """A node by ID or unique prefix."""
         nodes = self.all_nodes()
         exact = [n for n in nodes if n.info.node_id == node_id]
-        matches = exact or [n for n in nodes if node_id and n.info.node_id.startswith(node_id)]
+        # Then its name (``--name``, or the host's), as Bacalhau's nodes go by their names.
+        named = [n for n in nodes if node_id and n.info.labels.get("name") == node_id]
+        matches = (
+            exact or named or [n for n in nodes if node_id and n.info.node_id.startswith(node_id)]
+        )
         if len(matches) == 1:
             return matches[0]
         raise NodeNotFound(

@@ -178,6 +178,18 @@ async def test_turning_manual_approval_on_leaves_the_nodes_already_in_approved(
         assert _membership(orch, "node-new") == Membership.PENDING
 
 
+async def test_a_node_is_found_by_its_name_too(
+    manual: tuple[Orchestrator, RecordingCompute, StaticNodeView],
+) -> None:
+    orch, _, view = manual
+    named = _compute_node("12D3KooWnamed")
+    named.labels["name"] = "c1"
+    await view.join(named)
+    assert (await orch.get_node("c1")).info.node_id == "12D3KooWnamed"
+    assert await orch.update_node("c1", "approve") == (True, "")
+    assert _membership(orch, "12D3KooWnamed") == Membership.APPROVED
+
+
 async def test_a_hybrid_nodes_own_compute_role_is_approved(tmp_path: Path) -> None:
     compute = RecordingCompute()
     view = StaticNodeView()
