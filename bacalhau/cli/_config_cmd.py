@@ -44,7 +44,11 @@ def config_group() -> None:
 @output_option()
 @pass_state
 def config_list(state: CliState, output: str) -> None:
-    """Every key and the value it has here, with what each of Bacalhau's keys sets."""
+    """Every key and the value it has here, with what each of Bacalhau's keys sets
+    (``--output yaml``: the configuration nested as a config file, as Bacalhau prints it)."""
+    if output == "yaml":
+        emit(bacalhau_document(node_config(state.persistent)), output)
+        return
     settings = effective_settings(node_config(state.persistent))
     notes = {
         info.key: f"sets {info.field}" if info.origin is KeyOrigin.BACALHAU else ""

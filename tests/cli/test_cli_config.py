@@ -76,6 +76,9 @@ def test_list_shows_the_values_in_effect(tmp_path: Path) -> None:
     assert {e["Key"]: e["Value"] for e in json.loads(overridden.stdout)}["api_port"] == 5555
     rows = config(tmp_path, "list").stdout.splitlines()
     assert rows[0].split() == ["KEY", "VALUE", "DESCRIPTION"]
+    # As YAML, the configuration nested as a config file (as Bacalhau prints it).
+    nested = yaml.safe_load(config(tmp_path, "list", "--output", "yaml").stdout)
+    assert nested["API"]["Port"] == 4444
 
 
 def test_the_client_reads_a_sectioned_config_file(bacalhau: Cli, tmp_path: Path) -> None:
