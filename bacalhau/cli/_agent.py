@@ -38,15 +38,7 @@ def agent_version(state: CliState, output: str) -> None:
     info = state.client().agent_version()
     if not tabular(output):
         emit(
-            {
-                "Major": info.major,
-                "Minor": info.minor,
-                "GitVersion": info.git_version,
-                "GitCommit": info.git_commit,
-                "BuildDate": info.build_date,
-                "GOOS": info.goos,
-                "GOARCH": info.goarch,
-            },
+            _server_version(info),
             output,
         )
         return

@@ -8,8 +8,9 @@ import gzip
 import io
 import re
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -24,6 +25,8 @@ INLINE_PLAIN_LIMIT = 512
 #: (``ipfs`` input) instead of riding inline in the job spec (the spec stays well under the
 #: requester's max_job_size, and every reader of the job no longer carries the module).
 INLINE_MODULE_LIMIT = 1024 * 1024
+F = TypeVar("F", bound=Callable[..., Any])
+
 #: Where the entry module named by a file or URI is mounted, unless the user says where.
 ENTRY_TARGET = "/app/main.wasm"
 _IMPORTS_HINT = "'-I' / '--import-modules'"
@@ -129,16 +132,20 @@ def wasm_group() -> None:
     """Run WebAssembly jobs."""
 
 
+def _entry_point_option(help_text: str) -> Callable[[F], F]:
+    return click.option(
+        "--entry-point",
+        "--entrypoint",
+        "entry_point",
+        default="_start",
+        show_default=True,
+        help=help_text,
+    )
+
+
 @wasm_group.command("validate")
 @click.argument("module", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--entry-point",
-    "--entrypoint",
-    "entry_point",
-    default="_start",
-    show_default=True,
-    help="The function to call: it must take no parameters and return nothing.",
-)
+@_entry_point_option("The function to call: it must take no parameters and return nothing.")
 def wasm_validate(module: Path, entry_point: str) -> None:
     """Check that a WASM program is runnable on the network (prints OK)."""
     from bacalhau.executor.wasm._check import check_entry_module  # wasmtime: only here
@@ -155,14 +162,7 @@ def wasm_validate(module: Path, entry_point: str) -> None:
 @job_options
 @runtime_options
 @follow_option
-@click.option(
-    "--entry-point",
-    "--entrypoint",
-    "entry_point",
-    default="_start",
-    show_default=True,
-    help="Exported function to run.",
-)
+@_entry_point_option("Exported function to run.")
 @click.option("-e", "--env", multiple=True, help="Environment variable K=V (repeatable).")
 @click.option(
     "-U",
