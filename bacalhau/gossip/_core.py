@@ -72,7 +72,9 @@ class Membership(Probing):
             times.append(self._next_gossip_at)
         if self._needs_join():
             times.append(self._next_join_at)
-        if self._members.count(DEAD) or self._unreached_seeds():
+        if self._seeds or self._members.count(DEAD):
+            # (A node with seeds wakes every reconnect interval to check them: cheaper than
+            # working out here, at every wake-up, which of them no member answers at.)
             times.append(self._next_reconnect_at)
         probe = self._probe
         if probe is not None:
