@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import LineTooLong
 from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 
 from bacalhau._json import ORJSON_STRICT
@@ -208,7 +209,22 @@ class JsonErrorRequestHandler(RequestHandler):
         # The parent logs, refuses when a response was already started, and closes the
         # connection; only the body is ours.
         super().handle_error(request, status, exc, message)
-        if status >= 500:
+        if isinstance(exc, LineTooLong):
+            # Which line (aiohttp says only how many bytes): the URL starts with "/" (or a
+            # scheme); anything else is a header. 414 and 431 say so, as HTTP has them.
+            line = bytes(exc.args[0][:8]) if exc.args and exc.args[0] else b""
+            url = line.startswith((b"/", b"http"))
+            status = 414 if url else 431
+            limit = exc.args[1] if len(exc.args) > 1 else "8190"
+            text = (
+                f"the {'URL' if url else 'header'} is longer than this server reads ({limit} bytes)"
+            )
+            hint = (
+                "send long queries in the body instead"
+                if url
+                else "keep each header under 8 KiB (large credentials or cookies?)"
+            )
+        elif status >= 500:
             text = "internal server error"
             hint = "this is a bug in the server; its log has the details"
         else:
