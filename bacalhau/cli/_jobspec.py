@@ -61,6 +61,12 @@ def job_options(f: F) -> F:
                 help="Verify the results: run --count replicas (at least 2; 3 outvote one "
                 "faulty node) on distinct nodes and accept the results a majority agrees on.",
             ),
+            # Bacalhau v1.0's flags: --verifier deterministic is --verify; the others had
+            # lost their meaning by v1.1 and are accepted with a notice.
+            click.option("--verifier", default=None, hidden=True),
+            click.option("--min-bids", default=None, hidden=True),
+            click.option("--confidence", default=None, hidden=True),
+            click.option("--skip-syntax-checking", is_flag=True, default=None, hidden=True),
             click.option(
                 "--target",
                 type=click.Choice(["any", "all"], case_sensitive=False),
@@ -95,6 +101,7 @@ def job_options(f: F) -> F:
             click.option(
                 "-o",
                 "--output",
+                "--output-volumes",  # Bacalhau v1.0's spelling
                 "outputs",
                 multiple=True,
                 help="Result folder to publish: name:/path/in/job (repeatable).",
@@ -406,6 +413,8 @@ def build_job(
     engine: SpecConfig, flags: dict[str, Any], *, env: dict[str, str] | None = None
 ) -> Job:
     """A Job from the run flags (see :func:`job_options`); ``env``: the task's ``Env``."""
+    if _v1_0_flags(flags):
+        flags["verify"] = True
     try:
         network_type = NetworkType.parse(flags["network"])
     except InvalidJobSpec as err:
@@ -437,3 +446,24 @@ def build_job(
         tasks=[task],
         verification=VerificationPolicy(mode="majority" if flags.get("verify") else ""),
     )
+
+
+def _v1_0_flags(flags: dict[str, Any]) -> bool:
+    """Take Bacalhau v1.0's run flags out of ``flags``, saying what each is now; True when
+    ``--verifier deterministic`` asked for verified results."""
+    verify = False
+    verifier = flags.pop("verifier", None)
+    if verifier is not None:
+        kind = str(verifier).strip().lower()
+        if kind not in ("noop", "deterministic"):
+            raise click.BadParameter(
+                f"unknown verifier {verifier!r}: use deterministic (or --verify) or noop",
+                param_hint="'--verifier'",
+            )
+        verify = kind == "deterministic"
+        click.echo("Flag --verifier is deprecated: use --verify", err=True)
+    for name in ("min_bids", "confidence", "skip_syntax_checking"):
+        if flags.pop(name, None) is not None:
+            flag = "--" + name.replace("_", "-")
+            click.echo(f"Flag {flag} is deprecated and has no effect", err=True)
+    return verify

@@ -123,3 +123,19 @@ def test_wait_false_prints_the_job_id_alone(bacalhau: Cli) -> None:
     (line,) = result.stdout.splitlines()
     assert line.startswith("j-")
     assert f"bacalhau job describe {line}" in result.stderr
+
+
+def test_bacalhau_1_0_run_flags(bacalhau: Cli) -> None:
+    args = ["docker", "run", "--dry-run", "--verifier", "deterministic", "--min-bids", "2"]
+    args += ["--output-volumes", "out:/outputs", "--skip-syntax-checking", "busybox"]
+    result = bacalhau(args)
+    assert result.exit_code == 0, result.output
+    job = yaml.safe_load(result.stdout)
+    assert job["Verification"] == {"Mode": "majority"}
+    assert job["Tasks"][0]["ResultPaths"] == [{"Name": "out", "Path": "/outputs"}]
+    assert "Flag --verifier is deprecated: use --verify" in result.stderr
+    assert "Flag --min-bids is deprecated and has no effect" in result.stderr
+    noop = bacalhau(["docker", "run", "--dry-run", "--verifier", "noop", "busybox"])
+    assert "Verification" not in yaml.safe_load(noop.stdout)
+    bad = bacalhau(["docker", "run", "--verifier", "magic", "busybox"])
+    assert bad.exit_code == 2 and "unknown verifier 'magic'" in bad.stderr
