@@ -33,13 +33,8 @@ from bacalhau._proto.v1 import (
     types_pb2,
 )
 from bacalhau.compute import (
-    Bidder,
-    CapacityTracker,
     ComputeEndpoint,
-    ExecutionPipeline,
     ExecutionStore,
-    RequesterTrust,
-    default_strategies,
 )
 from bacalhau.executor.noop import NoopExecutor
 from bacalhau.identity import NodeFiles, NodeIdentity
@@ -51,7 +46,6 @@ from bacalhau.models import (
     ComputeFailure,
     ExecutionReport,
     LocalExecutionState,
-    Resources,
     RunCommandResult,
     RunResult,
     SpecConfig,
@@ -80,6 +74,7 @@ from tests.compute.recording_callbacks import RecordingCallbacks
 from tests.compute.waiting import eventually
 from tests.transport.cluster import Cluster, Node, RecordingCompute, RecordingOrchestrator
 from tests.transport.samples import full_event, full_execution
+from tests.transport.wasm_compute import compute_endpoint
 
 
 @asynccontextmanager
@@ -433,30 +428,16 @@ async def serving_real_compute(
     node: Node, directory: Any, *, trusted: list[str]
 ) -> AsyncIterator[tuple[NodeServer, ComputeEndpoint, RecordingCallbacks]]:
     """A real compute endpoint (noop executor) behind mTLS, obeying ``trusted`` only."""
-    room = Resources(cpu=8, memory=16 * 2**30, disk=10**11)
-    executors = {"noop": NoopExecutor()}
-    publishers = {"noop": NoopPublisher()}
     callbacks = RecordingCallbacks()
     with ExecutionStore(directory / "compute.db") as store:
-        endpoint = ComputeEndpoint(
-            node_id=node.node_id,
-            store=store,
-            bidder=Bidder(
-                node_id=node.node_id,
-                strategies=default_strategies(
-                    executors=executors, publishers=publishers, max_job_requirements=room
-                ),
-            ),
-            pipeline=ExecutionPipeline(
-                node_id=node.node_id,
-                store=store,
-                executors=executors,
-                publishers=publishers,
-                results_root=directory / "executions",
-            ),
+        endpoint = compute_endpoint(
+            node.node_id,
+            store,
+            executors={"noop": NoopExecutor()},
+            publishers={"noop": NoopPublisher()},
+            results_root=directory / "executions",
             callbacks=callbacks,
-            capacity=CapacityTracker(room),
-            trust=RequesterTrust(trusted),
+            trusted=trusted,
         )
         server = NodeServer(node.identity, node.files)
         server.add_compute_handler(endpoint)

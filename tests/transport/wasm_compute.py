@@ -1,5 +1,6 @@
 """A compute node that runs WASM jobs, served over real mutual TLS and joined to a static
-cluster view: what the transport tests that need a whole node share."""
+cluster view, and the real compute endpoint under it: what the transport tests that need a
+whole node share."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import dataclasses
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Any
 
 from bacalhau.compute import (
     Bidder,
@@ -18,6 +20,7 @@ from bacalhau.compute import (
     RequesterTrust,
     default_strategies,
 )
+from bacalhau.executor import Executor
 from bacalhau.executor.wasm import WasmExecutor
 from bacalhau.models import Resources
 from bacalhau.node._wiring import RequesterLinks
@@ -27,6 +30,43 @@ from tests.orchestrator.node_view import StaticNodeView, compute_node_info
 from tests.transport.cluster import Node
 
 ROOMY = Resources(cpu=8, memory=16 * 2**30, disk=10**11)
+
+
+def compute_endpoint(
+    node_id: str,
+    store: ExecutionStore,
+    *,
+    executors: Mapping[str, Executor],
+    publishers: Mapping[str, Publisher],
+    results_root: Path,
+    callbacks: OrchestratorCallbacks,
+    trusted: list[str],
+    room: Resources = ROOMY,
+    **options: Any,
+) -> ComputeEndpoint:
+    """A real compute endpoint (bidder, pipeline, capacity) over ``executors`` and
+    ``publishers``, obeying the ``trusted`` requesters; ``options`` go to the endpoint."""
+    return ComputeEndpoint(
+        node_id=node_id,
+        store=store,
+        bidder=Bidder(
+            node_id=node_id,
+            strategies=default_strategies(
+                executors=executors, publishers=publishers, max_job_requirements=room
+            ),
+        ),
+        pipeline=ExecutionPipeline(
+            node_id=node_id,
+            store=store,
+            executors=executors,
+            publishers=publishers,
+            results_root=results_root,
+        ),
+        callbacks=callbacks,
+        capacity=CapacityTracker(room),
+        trust=RequesterTrust(trusted),
+        **options,
+    )
 
 
 async def serve_wasm_compute(
@@ -47,25 +87,14 @@ async def serve_wasm_compute(
     too unless ``callbacks`` is given), and make it a member of ``view``. The view's record
     lists ``publishers`` when ``advertise_publishers``, else the default record's."""
     executors = {"wasm": await stack.enter_async_context(WasmExecutor())}
-    endpoint = ComputeEndpoint(
-        node_id=node.node_id,
-        store=store,
-        bidder=Bidder(
-            node_id=node.node_id,
-            strategies=default_strategies(
-                executors=executors, publishers=publishers, max_job_requirements=ROOMY
-            ),
-        ),
-        pipeline=ExecutionPipeline(
-            node_id=node.node_id,
-            store=store,
-            executors=executors,
-            publishers=publishers,
-            results_root=tmp / "executions",
-        ),
+    endpoint = compute_endpoint(
+        node.node_id,
+        store,
+        executors=executors,
+        publishers=publishers,
+        results_root=tmp / "executions",
         callbacks=callbacks or links,
-        capacity=CapacityTracker(ROOMY),
-        trust=RequesterTrust([requester_id]),
+        trusted=[requester_id],
         callback_initial_backoff=0.01,
         callback_max_backoff=0.05,
         module_source=links,
