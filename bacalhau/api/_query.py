@@ -100,7 +100,10 @@ def _shown_value(value: Any) -> str:
     by its size)."""
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
         return f"an integer of {value.bit_length()} bits"
-    return _shown(value) if isinstance(value, str) else _shown(repr(value))[1:-1]
+    if isinstance(value, str):
+        return _shown(value)
+    text = repr(value)
+    return text if len(text) <= 100 else text[:100] + "..."
 
 
 def _shown(value: str) -> str:

@@ -137,7 +137,7 @@ def load_config(
     from_env = {
         _BACALHAU_ENV[name.upper()]: value
         for name, value in env.items()
-        if name.upper() in _BACALHAU_ENV and not name.startswith(ENV_PREFIX)
+        if name.upper() in _BACALHAU_ENV
     }
     for name, value in env.items():
         if name.startswith(ENV_PREFIX):
