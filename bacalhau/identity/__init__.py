@@ -16,6 +16,7 @@ from bacalhau.identity._files import (
     TLS_KEY_FILE,
     NodeFiles,
 )
+from bacalhau.identity._join_token import MIN_TOKEN_LENGTH, JoinAuthority
 from bacalhau.identity._keys import NodeIdentity, verify
 from bacalhau.identity._peer_id import (
     NODE_URI_PREFIX,
@@ -33,11 +34,13 @@ __all__ = [
     "CA_CERT_FILE",
     "CA_KEY_FILE",
     "DEFAULT_HOSTS",
+    "MIN_TOKEN_LENGTH",
     "NODE_KEY_FILE",
     "NODE_URI_PREFIX",
     "TLS_CERT_FILE",
     "TLS_KEY_FILE",
     "ClusterCA",
+    "JoinAuthority",
     "NodeFiles",
     "NodeIdentity",
     "check_node_files",

@@ -177,29 +177,50 @@ class ClusterCA:
                 hint="pass data_dir, or load the identity from its data directory",
                 component="Identity",
             )
+        tls_key = ec.generate_private_key(ec.SECP256R1())
+        cert = self.sign_node_certificate(
+            identity.node_id, tls_key.public_key(), hosts=hosts, days=days
+        )
+        files = NodeFiles.in_dir(target)
+        write_private(
+            files.tls_key, tls_key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+        )
+        write_public(files.tls_cert, cert.public_bytes(Encoding.PEM))
+        write_public(files.ca_cert, self.certificate_pem)
+        return files
+
+    def sign_node_certificate(
+        self,
+        node_id: str,
+        tls_public_key: ec.EllipticCurvePublicKey,
+        *,
+        hosts: Sequence[str] = DEFAULT_HOSTS,
+        days: int = 365,
+    ) -> x509.Certificate:
+        """A certificate binding ``tls_public_key`` to ``node_id`` (URI and DNS SANs) and to
+        ``hosts`` (the names and IP addresses clients may dial the node by)."""
         if days < 1:
             raise InvalidRequest("certificate validity must be at least one day")
         sans: list[x509.GeneralName] = [
-            x509.UniformResourceIdentifier(node_uri(identity.node_id)),
-            x509.DNSName(node_dns_name(identity.node_id)),
+            x509.UniformResourceIdentifier(node_uri(node_id)),
+            x509.DNSName(node_dns_name(node_id)),
         ]
         sans.extend(_host_san(h) for h in hosts)
-        tls_key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
         not_after = min(now + datetime.timedelta(days=days), self.certificate.not_valid_after_utc)
         ca_ski = self.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
-        cert = (
+        return (
             x509.CertificateBuilder()
             .subject_name(
                 x509.Name(
                     [
                         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "bacalhau"),
-                        x509.NameAttribute(NameOID.COMMON_NAME, identity.node_id),
+                        x509.NameAttribute(NameOID.COMMON_NAME, node_id),
                     ]
                 )
             )
             .issuer_name(self.certificate.subject)
-            .public_key(tls_key.public_key())
+            .public_key(tls_public_key)
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - _CLOCK_SKEW)
             .not_valid_after(not_after)
@@ -226,7 +247,7 @@ class ClusterCA:
                 critical=False,
             )
             .add_extension(
-                x509.SubjectKeyIdentifier.from_public_key(tls_key.public_key()), critical=False
+                x509.SubjectKeyIdentifier.from_public_key(tls_public_key), critical=False
             )
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski.value),
@@ -234,13 +255,6 @@ class ClusterCA:
             )
             .sign(self._key, hashes.SHA256())
         )
-        files = NodeFiles.in_dir(target)
-        write_private(
-            files.tls_key, tls_key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
-        )
-        write_public(files.tls_cert, cert.public_bytes(Encoding.PEM))
-        write_public(files.ca_cert, self.certificate_pem)
-        return files
 
 
 def _host_san(host: str) -> x509.GeneralName:

@@ -41,7 +41,9 @@ def check_node_files(files: NodeFiles, *, now: datetime.datetime | None = None) 
     issue_hint = (
         f"issue a certificate for this node with the cluster CA: `bacalhau ca issue "
         f"--ca-dir CA_DIR --data-dir {files.data_dir}` (a requester started without "
-        f"certificates keeps the cluster CA in its data dir's cluster-ca folder)"
+        f"certificates keeps the cluster CA in its data dir's cluster-ca folder), or set "
+        f"the requester's join token here (Compute.Auth.Token, as Orchestrator.Auth.Token on "
+        f"the requester) for the node to get one by joining"
     )
     identity = NodeIdentity.load(files.data_dir)
     ca_pem = read_public(files.ca_cert, what="cluster CA certificate", hint=issue_hint)

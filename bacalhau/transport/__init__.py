@@ -14,7 +14,9 @@ gossip records) are signed with its identity key and accepted only when the sign
 peer and the message names the signer (and, for commands, names the receiving node). Clients
 pin the node they call, so a call cannot reach another node. Whether a proven sender may
 command a node is the role's decision (a compute node obeys only the requesters it trusts).
-Every refusal is a :class:`bacalhau.errors.PermissionDenied` on both sides; every other failure is a
+A node without a certificate may get one with the cluster's join token (:func:`join_cluster`,
+served by a requester through :meth:`NodeServer.add_join_service`). Every refusal is a
+:class:`bacalhau.errors.PermissionDenied` on both sides; every other failure is a
 :class:`bacalhau.errors.BacalhauError` rebuilt from the same stable code the remote raised.
 """
 
@@ -23,6 +25,7 @@ from bacalhau.transport._channel import DEFAULT_TIMEOUT_SECONDS, format_address
 from bacalhau.transport._clients import ComputeClient, OrchestratorClient
 from bacalhau.transport._convert_membership import MEMBER_RECORD_CODEC, ProtoRecordCodec
 from bacalhau.transport._handlers import ComputeHandler, OrchestratorHandler, RunResultRefusals
+from bacalhau.transport._join import Certify, Joined, join_cluster
 from bacalhau.transport._membership import (
     MembershipClient,
     MembershipServicer,
@@ -41,8 +44,10 @@ __all__ = [
     "MEMBER_RECORD_CODEC",
     "BlockClient",
     "BlockServicer",
+    "Certify",
     "ComputeClient",
     "ComputeHandler",
+    "Joined",
     "MembershipClient",
     "MembershipServicer",
     "NodeServer",
@@ -55,6 +60,7 @@ __all__ = [
     "channel_credentials",
     "channel_options",
     "format_address",
+    "join_cluster",
     "server_credentials",
     "target_name_override",
 ]

@@ -24,6 +24,7 @@ from bacalhau.storage import BlockPeer
 from bacalhau.storage.cid import CID
 from bacalhau.transport._channel import NodeChannel
 from bacalhau.transport._errors import abort_with, error_from_rpc, unexpected
+from bacalhau.transport._peer import peer_node_id
 from bacalhau.transport._tls import channel_credentials
 
 #: Most CIDs one GetBlocks or HasBlocks call may name (bounds the work one call asks for).
@@ -77,6 +78,7 @@ class BlockServicer(blocks_pb2_grpc.BlockServiceServicer):
         self, request: pb.GetBlocksRequest, context: Any
     ) -> AsyncIterator[pb.GetBlocksResponse]:
         try:
+            peer_node_id(context)  # a cluster member (not a node that is only joining)
             cids = _cids(request.cids)
         except BacalhauError as err:
             await abort_with(context, err)
@@ -91,6 +93,7 @@ class BlockServicer(blocks_pb2_grpc.BlockServiceServicer):
 
     async def HasBlocks(self, request: pb.HasBlocksRequest, context: Any) -> pb.HasBlocksResponse:
         try:
+            peer_node_id(context)
             cids = _cids(request.cids)
             has = await asyncio.to_thread(lambda: [self._store.has(c) for c in cids])
         except Exception as e:

@@ -11,10 +11,12 @@ import grpc
 from bacalhau._proto.v1 import compute_pb2_grpc, node_pb2_grpc, orchestrator_pb2_grpc
 from bacalhau.errors import InvalidRequest, Unavailable
 from bacalhau.identity import NodeFiles, NodeIdentity
+from bacalhau.identity._join_token import JoinAuthority
 from bacalhau.models import NodeType
 from bacalhau.transport._blocks import BlockReader, BlockServicer, add_block_service
 from bacalhau.transport._channel import format_address
 from bacalhau.transport._handlers import ComputeHandler, OrchestratorHandler
+from bacalhau.transport._join import Certify, JoinServicer
 from bacalhau.transport._membership import (
     Deliver,
     MembershipServicer,
@@ -63,6 +65,7 @@ class NodeServer:
         self._block_store: BlockReader | None = None
         self._blocks: BlockServicer | None = None
         self._orchestrator_servicer: OrchestratorServicer | None = None
+        self._join: tuple[JoinAuthority, Certify] | None = None
         self._server: Any = None
         self._port = 0
 
@@ -85,6 +88,12 @@ class NodeServer:
         """Serve BlockService (the block exchange) from ``store`` (before start)."""
         self._check_not_started()
         self._block_store = store
+
+    def add_join_service(self, authority: JoinAuthority, certify: Certify) -> None:
+        """Serve JoinService: nodes holding the token of ``authority`` get a certificate from
+        ``certify`` (before start)."""
+        self._check_not_started()
+        self._join = (authority, certify)
 
     @property
     def membership_refusals(self) -> dict[str, int]:
@@ -137,7 +146,7 @@ class NodeServer:
                 "a node server needs a compute or an orchestrator handler, or membership",
                 component="Transport",
             )
-        creds = server_credentials(self._files)
+        creds = server_credentials(self._files, self._join[0] if self._join else None)
         server = grpc.aio.server(options=server_options())
         if self._compute is not None:
             compute_pb2_grpc.add_ComputeServiceServicer_to_server(
@@ -155,6 +164,8 @@ class NodeServer:
             self._membership = add_membership_service(server, self._deliver)
         if self._block_store is not None:
             self._blocks = add_block_service(server, self._block_store)
+        if self._join is not None:
+            node_pb2_grpc.add_JoinServiceServicer_to_server(JoinServicer(self._join[1]), server)
         bind = format_address(self._host, self._requested_port)
         try:
             port = server.add_secure_port(bind, creds)

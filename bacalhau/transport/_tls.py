@@ -12,9 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
 
+from bacalhau.errors import InvalidConfiguration
 from bacalhau.identity import NodeFiles, node_dns_name
 from bacalhau.identity._files import read_private, read_public
+from bacalhau.identity._join_token import JoinAuthority
 
 #: Larger than gRPC's 4 MiB default: jobs may carry inline inputs and long params.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -30,12 +34,25 @@ def _read(files: NodeFiles) -> tuple[bytes, bytes, bytes]:
     )
 
 
-def server_credentials(files: NodeFiles) -> Any:
-    """Server credentials: present the node certificate, require one from the cluster CA."""
+def server_credentials(files: NodeFiles, join: JoinAuthority | None = None) -> Any:
+    """Server credentials: present the node certificate, require one from the cluster CA.
+
+    With a ``join`` authority (a requester with a join token), also present a certificate
+    the join CA signed to clients asking for its name by SNI, and take client certificates
+    the join CA signed (which only the Join call accepts: see :mod:`bacalhau.transport._peer`).
+    """
     key, cert, ca = _read(files)
-    return grpc.ssl_server_credentials(
-        [(key, cert)], root_certificates=ca, require_client_auth=True
-    )
+    pairs = [(key, cert)]
+    if join is not None:
+        tls_key = load_pem_private_key(key, password=None)
+        if not isinstance(tls_key, ec.EllipticCurvePrivateKey):
+            raise InvalidConfiguration(
+                f"the TLS key {files.tls_key} is not an ECDSA key", hint=_HINT
+            )
+        server_cert = join.server_certificate(tls_key.public_key())
+        pairs.append((key, server_cert.public_bytes(Encoding.PEM)))
+        ca = ca + join.certificate_pem
+    return grpc.ssl_server_credentials(pairs, root_certificates=ca, require_client_auth=True)
 
 
 def channel_credentials(files: NodeFiles) -> Any:

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from bacalhau._proto.v1 import types_pb2 as bacalhau_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x62\x61\x63\x61lhau/v1/node.proto\x12\x0b\x62\x61\x63\x61lhau.v1\x1a\x17\x62\x61\x63\x61lhau/v1/types.proto\" \n\x0fIdentifyRequest\x12\r\n\x05nonce\x18\x01 \x01(\x0c\"^\n\x15NodeIdentityStatement\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\r\n\x05roles\x18\x02 \x03(\t\x12\x16\n\x0e\x63\x61ller_node_id\x18\x03 \x01(\t\x12\r\n\x05nonce\x18\x04 \x01(\x0c\"A\n\x10IdentifyResponse\x12-\n\tstatement\x18\x01 \x01(\x0b\x32\x1a.bacalhau.v1.SignedPayload2V\n\x0bNodeService\x12G\n\x08Identify\x12\x1c.bacalhau.v1.IdentifyRequest\x1a\x1d.bacalhau.v1.IdentifyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x62\x61\x63\x61lhau/v1/node.proto\x12\x0b\x62\x61\x63\x61lhau.v1\x1a\x17\x62\x61\x63\x61lhau/v1/types.proto\" \n\x0fIdentifyRequest\x12\r\n\x05nonce\x18\x01 \x01(\x0c\"^\n\x15NodeIdentityStatement\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\r\n\x05roles\x18\x02 \x03(\t\x12\x16\n\x0e\x63\x61ller_node_id\x18\x03 \x01(\t\x12\r\n\x05nonce\x18\x04 \x01(\x0c\"A\n\x10IdentifyResponse\x12-\n\tstatement\x18\x01 \x01(\x0b\x32\x1a.bacalhau.v1.SignedPayload\"8\n\x0bJoinRequest\x12\x1a\n\x12identity_signature\x18\x01 \x01(\x0c\x12\r\n\x05hosts\x18\x02 \x03(\t\";\n\x0cJoinResponse\x12\x13\n\x0b\x63\x65rtificate\x18\x01 \x01(\x0c\x12\x16\n\x0e\x63\x61_certificate\x18\x02 \x01(\x0c\x32V\n\x0bNodeService\x12G\n\x08Identify\x12\x1c.bacalhau.v1.IdentifyRequest\x1a\x1d.bacalhau.v1.IdentifyResponse2J\n\x0bJoinService\x12;\n\x04Join\x12\x18.bacalhau.v1.JoinRequest\x1a\x19.bacalhau.v1.JoinResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,6 +38,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_NODEIDENTITYSTATEMENT']._serialized_end=192
   _globals['_IDENTIFYRESPONSE']._serialized_start=194
   _globals['_IDENTIFYRESPONSE']._serialized_end=259
-  _globals['_NODESERVICE']._serialized_start=261
-  _globals['_NODESERVICE']._serialized_end=347
+  _globals['_JOINREQUEST']._serialized_start=261
+  _globals['_JOINREQUEST']._serialized_end=317
+  _globals['_JOINRESPONSE']._serialized_start=319
+  _globals['_JOINRESPONSE']._serialized_end=378
+  _globals['_NODESERVICE']._serialized_start=380
+  _globals['_NODESERVICE']._serialized_end=466
+  _globals['_JOINSERVICE']._serialized_start=468
+  _globals['_JOINSERVICE']._serialized_end=542
 # @@protoc_insertion_point(module_scope)

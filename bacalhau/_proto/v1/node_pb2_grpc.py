@@ -99,3 +99,88 @@ class NodeService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class JoinServiceStub:
+    """Served by a requester that has a join token (Bacalhau's Orchestrator.Auth.Token), to
+    nodes that have no cluster certificate yet. Only a caller whose TLS certificate the
+    token's join CA signed reaches it (see bacalhau.identity._join_token), and such a caller
+    reaches nothing else.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Join = channel.unary_unary(
+                '/bacalhau.v1.JoinService/Join',
+                request_serializer=bacalhau_dot_v1_dot_node__pb2.JoinRequest.SerializeToString,
+                response_deserializer=bacalhau_dot_v1_dot_node__pb2.JoinResponse.FromString,
+                _registered_method=True)
+
+
+class JoinServiceServicer:
+    """Served by a requester that has a join token (Bacalhau's Orchestrator.Auth.Token), to
+    nodes that have no cluster certificate yet. Only a caller whose TLS certificate the
+    token's join CA signed reaches it (see bacalhau.identity._join_token), and such a caller
+    reaches nothing else.
+    """
+
+    def Join(self, request, context):
+        """Issue a cluster certificate for the caller's TLS key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_JoinServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Join': grpc.unary_unary_rpc_method_handler(
+                    servicer.Join,
+                    request_deserializer=bacalhau_dot_v1_dot_node__pb2.JoinRequest.FromString,
+                    response_serializer=bacalhau_dot_v1_dot_node__pb2.JoinResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'bacalhau.v1.JoinService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('bacalhau.v1.JoinService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class JoinService:
+    """Served by a requester that has a join token (Bacalhau's Orchestrator.Auth.Token), to
+    nodes that have no cluster certificate yet. Only a caller whose TLS certificate the
+    token's join CA signed reaches it (see bacalhau.identity._join_token), and such a caller
+    reaches nothing else.
+    """
+
+    @staticmethod
+    def Join(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bacalhau.v1.JoinService/Join',
+            bacalhau_dot_v1_dot_node__pb2.JoinRequest.SerializeToString,
+            bacalhau_dot_v1_dot_node__pb2.JoinResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

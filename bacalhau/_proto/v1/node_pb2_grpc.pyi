@@ -63,3 +63,46 @@ class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
         """Answer a nonce with a signed statement of who this node is."""
 
 def add_NodeServiceServicer_to_server(servicer: NodeServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class JoinServiceStub:
+    """Served by a requester that has a join token (Bacalhau's Orchestrator.Auth.Token), to
+    nodes that have no cluster certificate yet. Only a caller whose TLS certificate the
+    token's join CA signed reaches it (see bacalhau.identity._join_token), and such a caller
+    reaches nothing else.
+    """
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> JoinServiceAsyncStub: ...
+    Join: _grpc.UnaryUnaryMultiCallable[_node_pb2.JoinRequest, _node_pb2.JoinResponse]
+    """Issue a cluster certificate for the caller's TLS key."""
+
+@_typing.type_check_only
+class JoinServiceAsyncStub(JoinServiceStub):
+    """Served by a requester that has a join token (Bacalhau's Orchestrator.Auth.Token), to
+    nodes that have no cluster certificate yet. Only a caller whose TLS certificate the
+    token's join CA signed reaches it (see bacalhau.identity._join_token), and such a caller
+    reaches nothing else.
+    """
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    Join: _aio.UnaryUnaryMultiCallable[_node_pb2.JoinRequest, _node_pb2.JoinResponse]  # type: ignore[assignment]
+    """Issue a cluster certificate for the caller's TLS key."""
+
+class JoinServiceServicer(metaclass=_abc_1.ABCMeta):
+    """Served by a requester that has a join token (Bacalhau's Orchestrator.Auth.Token), to
+    nodes that have no cluster certificate yet. Only a caller whose TLS certificate the
+    token's join CA signed reaches it (see bacalhau.identity._join_token), and such a caller
+    reaches nothing else.
+    """
+
+    @_abc_1.abstractmethod
+    def Join(
+        self,
+        request: _node_pb2.JoinRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_node_pb2.JoinResponse, _abc.Awaitable[_node_pb2.JoinResponse]]:
+        """Issue a cluster certificate for the caller's TLS key."""
+
+def add_JoinServiceServicer_to_server(servicer: JoinServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
