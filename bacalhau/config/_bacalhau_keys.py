@@ -132,10 +132,6 @@ _NODE_TLS = (
     "node-to-node traffic here is always mutual TLS with certificates from the cluster CA "
     "in each data dir (`bacalhau ca issue`); this setting is not read"
 )
-_TOKEN = (
-    "nodes prove they belong to the cluster with certificates from its CA (mutual TLS), "
-    "which is stricter than a shared token; the token is not read"
-)
 _CLIENT_SIDE = "it is a client setting (how `bacalhau` reaches an API); a node does not use it"
 _IPFS = (
     "ipfs inputs and results live in the cluster's own CID store (blocks fetched from its "
@@ -243,7 +239,7 @@ def _table() -> list[KeyEntry]:
             for r in ("CPU", "Memory", "Disk", "GPU")
         ),
         mapped("Compute.AllowListedLocalPaths", "allow_listed_local_paths", parse_list),
-        ignored("Compute.Auth.Token", parse_text, _TOKEN),
+        mapped("Compute.Auth.Token", "join_token", parse_text),
         mapped("Compute.Enabled", "compute", parse_bool),
         mapped("Compute.Env.AllowList", "env_allow_list", parse_list),
         ignored("Compute.Heartbeat.InfoUpdateInterval", parse_duration, _RECORD),
@@ -311,7 +307,7 @@ def _table() -> list[KeyEntry]:
             _name_provider,
         ),
         mapped("Orchestrator.Advertise", "advertise_host", _host_of),
-        ignored("Orchestrator.Auth.Token", parse_text, _TOKEN),
+        mapped("Orchestrator.Auth.Token", "join_token", parse_text),
         *(
             ignored(
                 f"Orchestrator.Cluster.{name}", parse, f"{_NOT_NATS}: requesters form no cluster"

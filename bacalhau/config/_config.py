@@ -98,6 +98,11 @@ class NodeConfig:
     #: A compute node asks each seed to prove its identity and obeys those that prove to be
     #: requesters (with ``trusted_requesters`` and, in a hybrid node, itself).
     seeds: tuple[str, ...] = ()
+    #: The cluster's join token (Bacalhau's ``Orchestrator.Auth.Token`` and
+    #: ``Compute.Auth.Token``): a compute node without a certificate gets one from its
+    #: requester with it, and a requester with it certifies such nodes (see
+    #: ``bacalhau.identity._join_token``). Empty: nodes are certified with `bacalhau ca issue`.
+    join_token: str = ""
 
     # Gossip membership (SWIM with Lifeguard's refinements; see bacalhau.gossip.GossipSettings
     # for what each does). ``-c gossip.probe_interval=0.3`` sets ``gossip_probe_interval``.

@@ -21,6 +21,8 @@ from bacalhau.config._job_defaults import TaskDefaults
 from bacalhau.config._key_registry import KeyInfo, KeyOrigin, KeyStatus
 from bacalhau.config._values import format_go_duration, parse_structure
 
+#: How a secret setting is shown (`config list`, `/api/v1/agent/config`).
+REDACTED = "<redacted>"
 #: Our fields that Bacalhau's keys give as Go durations (``1m0s``); ours count seconds.
 _DURATION_FIELDS = frozenset(
     {
@@ -98,10 +100,16 @@ def effective_settings(config: NodeConfig) -> dict[str, Any]:
     for f in fields(NodeConfig):
         if f.name not in ("job_defaults", "ignored_settings"):
             out[f.name] = _plain(getattr(config, f.name))
+    if config.join_token:
+        out["join_token"] = REDACTED
     for entry in BACALHAU_KEYS.values():
         info = entry.info
         if info.status is KeyStatus.MAPPED and info.origin is KeyOrigin.BACALHAU:
-            out[info.key] = _bacalhau_value(info.key, info.field or "", config)
+            out[info.key] = (
+                REDACTED
+                if info.field == "join_token" and config.join_token
+                else _bacalhau_value(info.key, info.field or "", config)
+            )
     return out
 
 
@@ -170,6 +178,6 @@ def _plain(value: Any) -> Any:
         shown = value.to_dict()
         for secret in ("APIKey", "Password"):
             if secret in shown and (secret == "APIKey" or value.plain_text_password):
-                shown[secret] = "<redacted>"
+                shown[secret] = REDACTED
         return shown
     return value

@@ -19,7 +19,7 @@ from pathlib import Path
 from bacalhau.config import NodeConfig
 from bacalhau.identity import CA_KEY_FILE, DEFAULT_HOSTS, ClusterCA, NodeFiles, NodeIdentity
 
-__all__ = ["CLUSTER_CA_DIR", "bootstrap_certificates"]
+__all__ = ["CLUSTER_CA_DIR", "bootstrap_certificates", "own_hosts"]
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def bootstrap_certificates(config: NodeConfig, identity: NodeIdentity) -> Path |
     else:
         ca_dir.mkdir(parents=True, exist_ok=True)
         ca = ClusterCA.create(ca_dir)
-    hosts = _own_hosts(config)
+    hosts = own_hosts(config)
     ca.issue_node_certificate(identity, data_dir=config.data_dir, hosts=hosts)
     log.warning(
         "this requester had no certificate: it created the cluster CA in %s and certified "
@@ -58,7 +58,7 @@ def bootstrap_certificates(config: NodeConfig, identity: NodeIdentity) -> Path |
     return ca_dir
 
 
-def _own_hosts(config: NodeConfig) -> list[str]:
+def own_hosts(config: NodeConfig) -> list[str]:
     """The names and addresses compute nodes may dial this node by: loopback, the hosts
     the configuration gives, and this machine's name with the addresses it resolves to."""
     hosts = list(DEFAULT_HOSTS)

@@ -40,6 +40,7 @@ from bacalhau.node._bootstrap import bootstrap_certificates
 from bacalhau.node._cluster_view import GossipNodeView
 from bacalhau.node._compute_node import build_compute
 from bacalhau.node._job_defaults import DefaultingOrchestrator
+from bacalhau.node._join import join_service, join_with_token
 from bacalhau.node._lifeline import watch_lifeline
 from bacalhau.node._listen import listen
 from bacalhau.node._membership import (
@@ -154,10 +155,14 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
     data_dir.mkdir(parents=True, exist_ok=True)
     identity = NodeIdentity.load_or_create(data_dir)
     bootstrap_certificates(config, identity)  # a requester's first start
+    await join_with_token(config, identity, seeds)  # a compute node's first start
     files = NodeFiles.in_dir(data_dir)
     check_node_files(files)
 
     server = NodeServer(identity, files, config.grpc_host, config.grpc_port)
+    joining = await join_service(config)
+    if joining is not None:
+        server.add_join_service(*joining)
     node_id = identity.node_id
     version = f"v{bacalhau.__version__}"  # Bacalhau clients read GitVersion as "vX.Y.Z"
     # Gossip on the same port; the member needs the bound address, so it starts later and

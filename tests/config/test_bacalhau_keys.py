@@ -9,7 +9,14 @@ from typing import Any
 
 import pytest
 
-from bacalhau.config import KeyOrigin, KeyStatus, NodeConfig, describe_key
+from bacalhau.config import (
+    KeyOrigin,
+    KeyStatus,
+    NodeConfig,
+    bacalhau_document,
+    describe_key,
+    effective_settings,
+)
 from bacalhau.config._bacalhau_keys import BACALHAU_KEYS
 from bacalhau.config._load import _SECTIONS
 from bacalhau.errors import InvalidConfiguration, InvalidRequest
@@ -300,7 +307,6 @@ def test_ignored_keys_are_accepted_with_one_notice_each() -> None:
         {
             "WebUI.Enabled": "true",
             "WebUI.Listen": "0.0.0.0:8438",
-            "Orchestrator.Auth.Token": "secret",
             "UpdateConfig.Interval": "24h",
         }
     )
@@ -308,9 +314,6 @@ def test_ignored_keys_are_accepted_with_one_notice_each() -> None:
     assert cfg.ignored_notices() == [
         "configuration key WebUI.Enabled is ignored: this node has no web UI",
         "configuration key WebUI.Listen is ignored: this node has no web UI",
-        "configuration key Orchestrator.Auth.Token is ignored: nodes prove they belong to the "
-        "cluster with certificates from its CA (mutual TLS), which is stricter than a shared "
-        "token; the token is not read",
         "configuration key UpdateConfig.Interval is ignored: this node never checks for updates",
     ]
 
@@ -403,3 +406,15 @@ def test_structured_fields_are_not_keys_of_their_own() -> None:
     for key in ("job_defaults", "ignored_settings"):
         with pytest.raises(InvalidRequest, match="cannot be set directly"):
             NodeConfig().with_overrides({key: "x"})
+
+
+@pytest.mark.parametrize("key", ["Orchestrator.Auth.Token", "Compute.Auth.Token"])
+def test_bacalhaus_node_tokens_set_the_join_token_and_are_never_shown(key: str) -> None:
+    cfg = NodeConfig().with_overrides({key: "s3cret-value"})
+    assert cfg.join_token == "s3cret-value"
+    assert cfg.ignored_notices() == []
+    settings = effective_settings(cfg)
+    assert settings["join_token"] == settings[key] == "<redacted>"
+    assert "s3cret-value" not in repr(bacalhau_document(cfg))
+    # Unset, nothing is hidden: an empty value says there is no token.
+    assert effective_settings(NodeConfig())["join_token"] == ""

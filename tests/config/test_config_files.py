@@ -91,7 +91,8 @@ def test_bacalhaus_documented_compute_node_file(tmp_path: Path) -> None:
     assert cfg.accept_networked_jobs is False
     batch = cfg.job_defaults.batch
     assert (batch.cpu, batch.memory, batch.execution_timeout) == ("500m", "512Mb", 3600.0)
-    assert [key for key, _ in cfg.ignored_settings] == ["Compute.Auth.Token"]
+    assert cfg.ignored_settings == ()
+    assert cfg.join_token == "secure-access-token"
 
 
 def test_bacalhaus_documented_orchestrator_file_as_json(tmp_path: Path) -> None:
@@ -102,8 +103,8 @@ def test_bacalhaus_documented_orchestrator_file_as_json(tmp_path: Path) -> None:
     assert cfg.orchestrator and (cfg.api_host, cfg.api_port) == ("0.0.0.0", 1234)
     assert (cfg.grpc_host, cfg.grpc_port) == ("0.0.0.0", 4222)
     assert (cfg.disconnect_timeout, cfg.scheduler_workers, cfg.queue_backoff) == (60.0, 4, 30.0)
+    assert cfg.join_token == "secure-access-token"
     assert sorted(key for key, _ in cfg.ignored_settings) == [
-        "Orchestrator.Auth.Token",
         "WebUI.Enabled",
         "WebUI.Listen",
     ]

@@ -1,0 +1,137 @@
+"""Joining with a token, as Bacalhau's nodes do: ``Orchestrator.Auth.Token`` on the
+requester, the same value as ``Compute.Auth.Token`` on each compute node.
+
+A compute node whose data directory holds no TLS files and that has a token asks a seed (its
+requester) for a cluster certificate before it starts, and keeps it: later starts use the
+certificate and never ask again. A requester with a token serves those requests from the
+cluster CA that its first start made in ``<data-dir>/cluster-ca``. The scheme and its
+guarantees are in :mod:`bacalhau.identity._join_token`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from bacalhau.config import NodeConfig
+from bacalhau.errors import InvalidConfiguration, InvalidRequest, Unavailable
+from bacalhau.identity import (
+    CA_KEY_FILE,
+    MIN_TOKEN_LENGTH,
+    ClusterCA,
+    JoinAuthority,
+    NodeFiles,
+    NodeIdentity,
+    node_id_from_certificate,
+)
+from bacalhau.identity._files import write_private, write_public
+from bacalhau.node._bootstrap import CLUSTER_CA_DIR, own_hosts
+from bacalhau.transport import Certify, Joined, join_cluster
+
+__all__ = ["join_service", "join_with_token"]
+
+log = logging.getLogger(__name__)
+
+#: Waits between attempts while no seed answers (the requester may start after this node).
+_RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0)
+
+
+async def _authority(config: NodeConfig) -> JoinAuthority:
+    if len(config.join_token) < MIN_TOKEN_LENGTH:
+        log.warning(
+            "the join token is shorter than %d characters: anyone who guesses it can add "
+            "nodes to this cluster; prefer a long random one (`openssl rand -hex 32`)",
+            MIN_TOKEN_LENGTH,
+        )
+    # scrypt takes a while on purpose: not on the event loop.
+    return await asyncio.to_thread(JoinAuthority.from_token, config.join_token)
+
+
+async def join_with_token(config: NodeConfig, identity: NodeIdentity, seeds: Sequence[str]) -> bool:
+    """Get this compute node a cluster certificate with its join token, if it needs one:
+    it has a token, no TLS file and no requester role. Tries the seeds in turn until one
+    answers; returns whether it joined. Raises when a requester refuses the token."""
+    files = NodeFiles.in_dir(config.data_dir)
+    if (
+        not config.join_token
+        or config.orchestrator
+        or any(p.exists() for p in (files.ca_cert, files.tls_cert, files.tls_key))
+    ):
+        return False
+    authority = await _authority(config)
+    hosts = own_hosts(config)
+    attempt = 0
+    while True:
+        for seed in seeds:
+            try:
+                joined = await join_cluster(seed, identity, authority, hosts)
+            except Unavailable as e:
+                log.warning("joining through %s: %s", seed, e.message)
+                continue
+            _install(files, identity, joined)
+            log.warning(
+                "joined the cluster with the join token through %s: this node's certificate "
+                "is in %s, and later starts use it",
+                seed,
+                config.data_dir,
+            )
+            return True
+        delay = _RETRY_SECONDS[min(attempt, len(_RETRY_SECONDS) - 1)]
+        attempt += 1
+        log.warning("no requester let this node join yet; trying again in %.0fs", delay)
+        await asyncio.sleep(delay)
+
+
+def _install(files: NodeFiles, identity: NodeIdentity, joined: Joined) -> None:
+    """Check what the requester sent, then write it: the TLS key last, so that a node
+    stopped half-way has no key and joins again."""
+    try:
+        cert = x509.load_pem_x509_certificate(joined.certificate)
+        ca = x509.load_pem_x509_certificate(joined.ca_certificate)
+        cert.verify_directly_issued_by(ca)
+        named = node_id_from_certificate(cert)
+    except (ValueError, TypeError, InvalidRequest) as e:
+        raise InvalidConfiguration(
+            f"the requester sent a certificate this node cannot use: {e}",
+            hint="check the requester's cluster CA (its data dir's cluster-ca folder)",
+        ) from None
+    if named != identity.node_id:
+        raise InvalidConfiguration(
+            f"the requester certified node {named}, not this node ({identity.node_id})"
+        )
+    write_public(files.ca_cert, joined.ca_certificate)
+    write_public(files.tls_cert, joined.certificate)
+    write_private(files.tls_key, joined.tls_key)
+
+
+async def join_service(config: NodeConfig) -> tuple[JoinAuthority, Certify] | None:
+    """What a requester with a join token serves joining nodes with: its join authority and
+    the cluster CA in ``<data-dir>/cluster-ca`` (None without a token, or without that CA,
+    which is said once)."""
+    if not config.join_token or not config.orchestrator:
+        return None
+    ca_dir = config.data_dir / CLUSTER_CA_DIR
+    if not (ca_dir / CA_KEY_FILE).exists():
+        # Certified by a CA kept elsewhere (`bacalhau ca issue`): it cannot certify anyone.
+        log.warning(
+            "the join token (Orchestrator.Auth.Token) lets no node join here: this requester "
+            "does not hold the cluster CA's key in %s (its first start makes it there); "
+            "certify compute nodes with `bacalhau ca issue`",
+            ca_dir,
+        )
+        return None
+    ca = ClusterCA.load(ca_dir)
+    authority = await _authority(config)
+
+    def certify(
+        node_id: str, tls_key: ec.EllipticCurvePublicKey, hosts: Sequence[str]
+    ) -> tuple[bytes, bytes]:
+        cert = ca.sign_node_certificate(node_id, tls_key, hosts=hosts)
+        return cert.public_bytes(Encoding.PEM), ca.certificate_pem
+
+    return authority, certify
