@@ -251,7 +251,8 @@ class NodeDirectory:
                 or back
                 or (kind is NodeChangeKind.ALIVE and change.previous is not V.SUSPECT)
             ):
-                log.info(
+                # A node back from the dead is worth an operator's eye (a flapping node).
+                (log.warning if back else log.info)(
                     "node %s %s at %s (%s)",
                     node_id,
                     "is back" if back else "joined",

@@ -18,6 +18,7 @@ from bacalhau.models import (
     Execution,
     ExecutionStateType,
     JobStateType,
+    Membership,
 )
 from tests.integration.devstack import (
     Devstack,
@@ -48,6 +49,32 @@ def stack(
         yield devstack
     finally:
         devstack.stop()
+
+
+@pytest.fixture(autouse=True)
+def every_node_ready(stack: Devstack) -> None:
+    """Each test starts once the requester sees every compute node connected and approved.
+
+    These tests are about job types, not liveness: a saturated machine can make gossip
+    suspect a node that is only slow, and the test would then measure that. A node that is
+    not back within 30 s fails the test here, naming what the requester sees."""
+    wanted = {n.node_id for n in stack.compute}
+
+    def ready() -> bool:
+        return wanted <= {
+            n.info.node_id
+            for n in stack.client.list_nodes()
+            if n.connection == Connection.CONNECTED and n.membership == Membership.APPROVED
+        }
+
+    try:
+        eventually(ready, timeout=30, what="every compute node ready")
+    except AssertionError:
+        seen = [
+            (n.info.node_id, n.connection.value, n.membership.value, n.liveness)
+            for n in stack.client.list_nodes()
+        ]
+        raise AssertionError(f"not every compute node is ready: {seen}") from None
 
 
 def _docker_job(job_type: str, script: str, image: str, *, count: int = 1, env: str = "") -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bacalhau.compute import RESTART_MESSAGE
-from bacalhau.models import ExecutionStateType, Job, JobStateType
+from bacalhau.models import Execution, ExecutionStateType, Job, JobStateType
 from tests.integration.devstack import FAST_GOSSIP, Devstack, containers, eventually
 from tests.integration.test_failover import running_execution
 
@@ -54,6 +54,18 @@ def finished(stack: Devstack, job_id: str) -> JobStateType | None:
     return state if state.is_terminal() else None
 
 
+def _explain(stack: Devstack, executions: list[Execution]) -> str:
+    """Why a job has more executions than it should: each one's states and last message,
+    and the end of the requester's log."""
+    rows = [
+        f"{e.id} on {e.node_id}: {e.compute_state.name}/{e.desired_state.name} "
+        f"({e.compute_message or e.desired_message})"
+        for e in executions
+    ]
+    log = stack.requester.log.read_text(errors="replace")[-3000:]
+    return "\n".join([*rows, "requester log:", log])
+
+
 def test_requester_killed_mid_job_loses_nothing(tmp_path: Path, busybox_image: str) -> None:
     stack = Devstack.start(tmp_path / "devstack", compute_nodes=1, config=FAST)
     try:
@@ -73,7 +85,9 @@ def test_requester_killed_mid_job_loses_nothing(tmp_path: Path, busybox_image: s
         state = eventually(lambda: finished(stack, job_id), timeout=25, what="the job finishing")
         details = stack.client.get_job(job_id, executions=True)
         assert state == JobStateType.COMPLETED, details.job.state_message
-        [ex] = details.executions  # the same execution: nothing failed, nothing rerun
+        # The same execution: nothing failed, nothing rerun.
+        assert len(details.executions) == 1, _explain(stack, details.executions)
+        [ex] = details.executions
         assert ex.compute_state == ExecutionStateType.COMPLETED
         assert ex.run_output is not None and ex.run_output.stdout == "survived\n"
         results = tmp_path / "results"
