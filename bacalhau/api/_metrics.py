@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from types import TracebackType
 
 from aiohttp import web
@@ -18,8 +19,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from bacalhau.api._sites import start_site
 from bacalhau.orchestrator._metrics import EVENT_LOOP_LAG_SECONDS
 
+log = logging.getLogger(__name__)
+
 #: How often the loop-lag probe wakes (seconds).
 LAG_PROBE_INTERVAL = 0.25
+#: A lag this long is logged: near gossip's shortest suspicion (1 s by default), other
+#: members may have suspected this node, or declared it dead, while its loop was blocked.
+LAG_WARNING_SECONDS = 0.8
 
 
 async def metrics(_request: web.Request) -> web.Response:
@@ -28,12 +34,20 @@ async def metrics(_request: web.Request) -> web.Response:
 
 
 async def _probe_lag() -> None:
-    """Sleep a fixed interval and record how much later than asked the loop woke us."""
+    """Sleep a fixed interval and record how much later than asked the loop woke us; a
+    long lag is also logged, since it explains a node that others saw flap."""
     loop = asyncio.get_running_loop()
     while True:
         start = loop.time()
         await asyncio.sleep(LAG_PROBE_INTERVAL)
-        EVENT_LOOP_LAG_SECONDS.observe(max(0.0, loop.time() - start - LAG_PROBE_INTERVAL))
+        lag = max(0.0, loop.time() - start - LAG_PROBE_INTERVAL)
+        EVENT_LOOP_LAG_SECONDS.observe(lag)
+        if lag >= LAG_WARNING_SECONDS:
+            log.warning(
+                "this node's event loop was blocked for %.1fs: other members may have "
+                "suspected it meanwhile",
+                lag,
+            )
 
 
 #: The loop's one lag probe and the apps serving /metrics that use it: a node serving the

@@ -3,10 +3,14 @@ they move with the work done."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
+import time
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from bacalhau.api import ApiServer
 from bacalhau.models import NodeInfo, NodeType
@@ -58,3 +62,29 @@ async def test_metrics_name_the_series_and_count_jobs(tmp_path: Path) -> None:
     assert _value(after, submitted) == _value(before, submitted) + 1
     commits = "bacalhau_sqlite_transaction_seconds_count"
     assert _value(after, commits) > _value(before, commits)
+
+
+async def test_a_blocked_event_loop_is_measured_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with (
+        Orchestrator(
+            node_info=NodeInfo(node_id="n-lag", node_type=NodeType.REQUESTER),
+            data_dir=tmp_path / "req",
+            compute=NoComputeNodes(),
+            node_view=StaticNodeView(),
+        ) as orch,
+        ApiServer(orch, host="127.0.0.1", port=0) as srv,
+        aiohttp.ClientSession(base_url=srv.url) as http,
+    ):
+        async with http.get("/metrics") as r:
+            before = _value(await r.text(), "bacalhau_event_loop_lag_seconds_sum")
+        await asyncio.sleep(0.3)  # the probe is asleep now
+        with caplog.at_level(logging.WARNING, logger="bacalhau.api._metrics"):
+            time.sleep(1.0)  # noqa: ASYNC251 (blocking the loop is the point)
+            await asyncio.sleep(0.3)
+        async with http.get("/metrics") as r:
+            after = _value(await r.text(), "bacalhau_event_loop_lag_seconds_sum")
+    assert after - before >= 0.7
+    [warning] = [r.getMessage() for r in caplog.records if "blocked for" in r.getMessage()]
+    assert "event loop was blocked for" in warning
