@@ -72,15 +72,19 @@ def channel_options(expected_node_id: str | None) -> list[tuple[str, Any]]:
     """gRPC channel options for node-to-node channels.
 
     With ``expected_node_id``, the channel only completes a handshake with that node.
-    Reconnect backoff is short because peers are usually on a LAN and a restarting node should
-    be reachable again within a probe interval; keepalives detect silently dropped connections.
+    Reconnect backoff is capped low because peers are usually on a LAN and a node that
+    restarts must be reachable again within a probe timeout: a channel still backing off from
+    the peer's downtime fails calls at once, so gossip would declare a node that has just come
+    back dead again (seen with a 5 s cap: most restarts flapped). Attempts are only made while
+    calls need the channel, so a dead peer costs nothing. Keepalives detect silently dropped
+    connections.
     """
     opts: list[tuple[str, Any]] = [
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ("grpc.initial_reconnect_backoff_ms", 100),
         ("grpc.min_reconnect_backoff_ms", 100),
-        ("grpc.max_reconnect_backoff_ms", 5_000),
+        ("grpc.max_reconnect_backoff_ms", 250),
         ("grpc.keepalive_time_ms", 30_000),
         ("grpc.keepalive_timeout_ms", 10_000),
         # Each client keeps its own connections instead of gRPC's process-wide subchannel pool,
