@@ -479,7 +479,9 @@ class ExecutionPipeline:
             await self._stop_workload(executor, execution_id)
         current = self._store.get(execution_id)
         if current.state is L.CANCELLED:
-            await asyncio.to_thread(shutil.rmtree, self.results_dir(execution_id), True)
+            # Its results go; what it printed stays for `job logs` (as a failed execution's
+            # does) until housekeeping forgets the execution.
+            await _discard_keeping_logs(self.results_dir(execution_id))
             _log.info("execution %s cancelled", execution_id)
             return
         if not current.state.is_terminal():

@@ -20,7 +20,7 @@ from bacalhau.compute import (
     default_strategies,
 )
 from bacalhau.errors import ExecutionNotFound, InvalidRequest, PermissionDenied, Unavailable
-from bacalhau.executor import Executor
+from bacalhau.executor import STDERR_FILE, STDOUT_FILE, Executor
 from bacalhau.executor.noop import NoopExecutor
 from bacalhau.models import (
     AskForBidRequest,
@@ -30,6 +30,7 @@ from bacalhau.models import (
     ComputeFailure,
     Execution,
     LocalExecutionState,
+    LogRequest,
     Resources,
     RunResult,
 )
@@ -216,7 +217,7 @@ async def test_cancel_while_running_stops_the_workload(
 ) -> None:
     pid_file = tmp_path / "pid"
     async with compute_node() as node:
-        execution = make_execution(f"echo $$ > {pid_file}; exec sleep 60")
+        execution = make_execution(f"echo printed-before-stop; echo $$ > {pid_file}; exec sleep 60")
         await node.ask(execution, wait=False)
         await eventually(lambda: pid_file.exists() and pid_file.read_text().strip() != "")
         assert node.state(execution.id) is L.RUNNING
@@ -231,7 +232,12 @@ async def test_cancel_while_running_stops_the_workload(
         assert node.shell.cancelled == [execution.id]
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
-        assert not (node.results_root / execution.id).exists()
+        # Its results are gone, but what it printed stays for `job logs`.
+        left = {p.name for p in (node.results_root / execution.id).iterdir()}
+        assert left <= {STDOUT_FILE, STDERR_FILE} and STDOUT_FILE in left
+        chunks = node.endpoint.stream_logs(REQUESTER, LogRequest(execution_id=execution.id))
+        printed = b"".join([c.data async for c in chunks])
+        assert printed == b"printed-before-stop\n"
         await node.endpoint.outbox.flush(5)
         # Only the bid: the requester asked for the stop, so no callback reports it.
         assert [type(m) for m in node.callbacks.messages(execution.id)] == [BidResult]
