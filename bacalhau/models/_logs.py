@@ -51,7 +51,8 @@ class LineSplitter:
 
     Both API edges cut the same way (the REST WebSocket on the server, the gRPC client on the
     caller's side), so a line is the same whichever way it is read. Cutting the bytes at
-    newlines never splits a UTF-8 sequence, so each line decodes on its own.
+    newlines never splits a UTF-8 sequence, and an over-long line is cut before one, so each
+    piece decodes on its own.
     """
 
     def __init__(self) -> None:
@@ -66,9 +67,9 @@ class LineSplitter:
         while True:
             end = buf.find(b"\n", start)
             if end < 0 or end + 1 - start > MAX_LINE_BYTES:
-                if len(buf) - start < MAX_LINE_BYTES:
-                    break
-                end = start + MAX_LINE_BYTES - 1
+                if len(buf) - start <= MAX_LINE_BYTES:
+                    break  # (at exactly the limit: the next byte says where a cut may go)
+                end = _cut(buf, start + MAX_LINE_BYTES) - 1
             lines.append((chunk.stream, _text(buf[start : end + 1])))
             start = end + 1
         del buf[:start]
@@ -79,6 +80,15 @@ class LineSplitter:
         rest = [(s, _text(b)) for s, b in self._partial.items() if b]
         self._partial.clear()
         return rest
+
+
+def _cut(buf: bytearray, at: int) -> int:
+    """Where to cut an over-long line at or just before ``at``: not inside a UTF-8 sequence
+    (a continuation byte, 0b10xxxxxx, never starts a piece), so both pieces decode."""
+    cut = at
+    while cut > at - 3 and buf[cut] & 0xC0 == 0x80:
+        cut -= 1
+    return cut if buf[cut] & 0xC0 != 0x80 else at
 
 
 def _text(data: bytes | bytearray) -> str:

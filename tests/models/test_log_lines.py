@@ -29,3 +29,21 @@ def test_a_line_longer_than_the_limit_comes_in_pieces() -> None:
         MAX_LINE_BYTES
     ]
     assert [len(t) for _, t in lines.flush()] == [3]
+
+
+def test_an_over_long_line_is_never_cut_inside_a_character() -> None:
+    # 100,000 euro signs (3 bytes each) on one line, fed in 64 KiB chunks as the node reads
+    # them: every piece decodes, and together they are the line.
+    data = ("€" * 100_000).encode()
+    lines = LineSplitter()
+    pieces: list[str] = []
+    for i in range(0, len(data), 65536):
+        pieces += _feed(lines, LogStream.STDOUT, data[i : i + 65536])
+    pieces += [t for _, t in lines.flush()]
+    assert "\ufffd" not in "".join(pieces)
+    assert "".join(pieces) == "€" * 100_000
+    assert all(len(p.encode()) <= MAX_LINE_BYTES for p in pieces)
+    # Exactly at the limit, without a newline: the piece waits for the byte after it.
+    exact = LineSplitter()
+    assert _feed(exact, LogStream.STDOUT, b"z" * MAX_LINE_BYTES) == []
+    assert [len(t) for t in _feed(exact, LogStream.STDOUT, b"z")] == [MAX_LINE_BYTES]
