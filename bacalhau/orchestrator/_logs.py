@@ -3,8 +3,10 @@
 The output lives on the compute node that runs the execution (its ``stdout`` and ``stderr``
 files); the requester relays it chunk by chunk and holds nothing but the chunk in flight, so
 a slow follower slows only its own stream. When the node no longer has it (forgotten, or the
-node is gone) a finished execution's short summary (``RunOutput``) is replayed instead, as
-Bacalhau does for every finished execution.
+node is gone: a node the cluster holds dead is not even asked, so nobody waits on it) a
+finished execution's short summary (``RunOutput``) is replayed instead, as Bacalhau does for
+every finished execution; a summary that cut the output short ends with an error saying so,
+never as if it were the whole output.
 
 Following a job (no execution named) follows the job, not one attempt: when the followed
 execution fails or its node is lost and the job retries that partition elsewhere, the stream
@@ -101,9 +103,13 @@ class ExecutionLogs:
         source: LogSource,
         poll_interval: float = _PLACEMENT_POLL_SECONDS,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        reachable: Callable[[str], bool] = lambda node_id: True,
     ) -> None:
+        """``reachable`` says whether the cluster holds a node connected (a dead or lost
+        node's output is not asked for)."""
         self._jobs = jobs
         self._source = source
+        self._reachable = reachable
         self._poll = poll_interval
         self._sleep = sleep
 
@@ -200,11 +206,21 @@ class ExecutionLogs:
         request = LogRequest(execution_id=execution.id, follow=follow, tail=tail)
         if execution.compute_state in _NOT_YET_ON_NODE or not execution.node_id:
             return  # nothing ran yet, and the caller does not wait for it
-        stream = self._source.stream_logs(execution.node_id, request)
         try:
-            async for chunk in stream:
-                yield chunk
-            return
+            if not self._reachable(execution.node_id):
+                raise Unavailable(
+                    f"node {execution.node_id} is disconnected",
+                    hint="`bacalhau node list` shows when it is back",
+                )
+            stream = self._source.stream_logs(execution.node_id, request)
+            try:
+                async for chunk in stream:
+                    yield chunk
+                return
+            finally:
+                aclose = getattr(stream, "aclose", None)
+                if aclose is not None:
+                    await aclose()
         except (NotFound, NodeNotFound, Unavailable) as err:
             if moving_on and not execution.compute_state.is_terminal():
                 _log.info("execution %s: its stream ended early (%s)", execution.id, err.message)
@@ -212,12 +228,17 @@ class ExecutionLogs:
             if not execution.compute_state.is_terminal():
                 raise
             _log.info("execution %s: replaying its summary (%s)", execution.id, err.message)
-        finally:
-            aclose = getattr(stream, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            why = err.message
         for chunk in _summary(execution, tail):
             yield chunk
+        out = execution.run_output
+        if out is not None and (out.stdout_truncated or out.stderr_truncated):
+            raise Unavailable(
+                f"only the start of execution {execution.id}'s output is kept here, and the "
+                f"node that holds all of it cannot give it: {why}",
+                hint="try again once the node is back (`bacalhau node list`), or "
+                f"`bacalhau job get {execution.job_id}` if its results were published",
+            )
 
 
 def _summary(execution: Execution, tail: int) -> list[LogChunk]:

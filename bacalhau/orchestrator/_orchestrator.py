@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from bacalhau.models import JobStateType, NodeInfo, TriggeredBy, now_ns
+from bacalhau.models import Connection, JobStateType, NodeInfo, TriggeredBy, now_ns
 from bacalhau.orchestrator._approvals import ApprovalStore
 from bacalhau.orchestrator._broker import EvaluationBroker
 from bacalhau.orchestrator._callbacks import BidApprovalHook, ExecutionCallbacks
@@ -139,7 +139,11 @@ class Orchestrator(JobSubmission, ExecutionReports, JobControl, Housekeeping):
         #: Messages of passes made in place on their way (see ``_dispatch_placed``).
         self._dispatching: set[asyncio.Task[None]] = set()
         self._settling_until = 0
-        self._logs = ExecutionLogs(jobs=self, source=compute)
+        self._logs = ExecutionLogs(jobs=self, source=compute, reachable=self._node_connected)
+
+    def _node_connected(self, node_id: str) -> bool:
+        node = self.nodes.compute_node(node_id)
+        return node is None or node.connection == Connection.CONNECTED
 
     # -- lifecycle ----------------------------------------------------------------------
 

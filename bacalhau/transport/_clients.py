@@ -71,6 +71,8 @@ MAX_BATCH_BYTES = 1024 * 1024
 #: About the most bytes of asks one AskForBids call carries (jobs of up to the API's 4 MB each
 #: would otherwise pass gRPC's message limit together).
 MAX_ASKS_CALL_BYTES = MAX_MESSAGE_BYTES // 4
+#: How long a compute node may take to start answering a log request (it answers at once).
+LOG_ANSWER_TIMEOUT_SECONDS = 10.0
 
 
 def _check_node_id(node_id: str) -> None:
@@ -273,13 +275,25 @@ class ComputeClient:
     async def stream_logs(self, node_id: str, request: LogRequest) -> AsyncIterator[LogChunk]:
         """The execution's output from the node running it, chunk by chunk as it is written.
 
-        The call has no deadline (a follower may follow for hours); the node's reading waits
-        while this iterator is not consumed. Closing the iterator cancels the call.
+        The call has no deadline (a follower may follow for hours), but the node must answer
+        within :data:`LOG_ANSWER_TIMEOUT_SECONDS`; the node's reading waits while this
+        iterator is not consumed. Closing the iterator cancels the call.
         """
         channel, stub = await self._stub(node_id)
         ask = seal(self._identity, log_request_to_proto(request, **self._ids(node_id)))
         call = stub.StreamLogs(compute_pb2.StreamLogsRequest(ask=ask))
         try:
+            # The node answers at once (headers) once it has checked the ask, output or not:
+            # a node that does not, in that time, is stuck or gone, and nobody should wait.
+            try:
+                await asyncio.wait_for(call.initial_metadata(), LOG_ANSWER_TIMEOUT_SECONDS)
+            except TimeoutError:
+                raise Unavailable(
+                    f"{channel.describe()} did not answer the log request within "
+                    f"{LOG_ANSWER_TIMEOUT_SECONDS:.0f}s",
+                    hint="the node may be overloaded or stuck; `bacalhau node list` shows it",
+                    component="Transport",
+                ) from None
             while True:
                 msg = await call.read()
                 if msg is grpc.aio.EOF:

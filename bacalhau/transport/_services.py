@@ -227,6 +227,9 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
             chunks = self._handler.stream_logs(source, log_request_from_proto(msg))
         except Exception as e:
             await _fail(context, e, "StreamLogs")
+        # Headers now, output or not: the requester knows this node is serving the request
+        # (it gives up on a node that stays silent; see ComputeClient.stream_logs).
+        await context.send_initial_metadata(())
         try:
             async for chunk in chunks:
                 yield log_chunk_to_proto(chunk)
