@@ -29,6 +29,7 @@ from bacalhau.config import (
     validate_value,
 )
 from bacalhau.errors import InvalidRequest
+from bacalhau.identity._files import write_private
 
 __all__ = ["config_group"]
 
@@ -126,7 +127,8 @@ def config_set(state: CliState, setting: str, values: tuple[str, ...], target: P
     path.parent.mkdir(parents=True, exist_ok=True)
     import yaml
 
-    path.write_text(yaml.safe_dump(document, sort_keys=False, allow_unicode=True))
+    # 0600: a node's configuration may hold its join token or API users' passwords.
+    write_private(path, yaml.safe_dump(document, sort_keys=False, allow_unicode=True).encode())
     click.echo(f"Writing config to {path}", err=True)
     if info.status is KeyStatus.IGNORED:
         click.echo(f"Warning: {info.key} has no effect on this node: {info.reason}", err=True)

@@ -134,45 +134,58 @@ def load_config(
     # Bacalhau's own first: BACALHAU_<KEY>, the key's sections joined by "_" (viper's
     # AutomaticEnv: BACALHAU_COMPUTE_ALLOCATEDCAPACITY_CPU is Compute.AllocatedCapacity.CPU);
     # then ours, BACALHAU_NODE_<KEY>, which win where both set a setting.
-    from_env = {
-        _BACALHAU_ENV[name.upper()]: value
-        for name, value in env.items()
-        if name.upper() in _BACALHAU_ENV
-    }
-    for name, value in env.items():
+    variables: dict[str, str] = {}  # key -> the variable that set it, for errors
+    for name in env:
+        if name.upper() in _BACALHAU_ENV:
+            variables[_BACALHAU_ENV[name.upper()]] = name
+    for name in env:
         if name.startswith(ENV_PREFIX):
-            from_env[name[len(ENV_PREFIX) :].lower()] = value
+            variables[name[len(ENV_PREFIX) :].lower()] = name
+    from_env = {key: env[name] for key, name in variables.items()}
     if env.get("BACALHAU_DIR") and not any(normalise(k) == "data_dir" for k in from_env):
         from_env = {"data_dir": env["BACALHAU_DIR"], **from_env}
     upper: list[tuple[str, Mapping[str, Any]]] = [
         *((str(path), values) for path, values in files),
-        ("", from_env),
+        (_ENVIRONMENT, from_env),
         ("", config_values or {}),
         ("", flags),
     ]
     # The data dir decides which config.yaml is the lowest layer: find it first.
     cfg = NodeConfig()
     for source, layer in upper:
-        cfg = _apply(cfg, layer, source)
+        cfg = _apply(cfg, layer, source, variables)
     own_file = cfg.data_dir / "config.yaml"
     if not own_file.exists():
         return cfg
     cfg = _apply(NodeConfig(), read_config_file(own_file), str(own_file))
     for source, layer in upper:
-        cfg = _apply(cfg, layer, source)
+        cfg = _apply(cfg, layer, source, variables)
     return cfg
 
 
-def _apply(cfg: NodeConfig, layer: Mapping[str, Any], source: str) -> NodeConfig:
+def _apply(
+    cfg: NodeConfig,
+    layer: Mapping[str, Any],
+    source: str,
+    variables: Mapping[str, str] | None = None,
+) -> NodeConfig:
     try:
         return cfg.with_overrides(layer)
     except BacalhauError as err:
+        if source == _ENVIRONMENT:
+            # Name the variable at fault: the key it spells is in the message already.
+            field = normalise(err.details.get("Field", ""))
+            named = [v for k, v in (variables or {}).items() if normalise(k) == field]
+            where = named[0] if named else "the BACALHAU_* environment variables"
+            raise type(err)(f"{where}: {err.message}", hint=err.hint, details=err.details) from None
         if not source:
             raise
         # A file: say which (the key is in the message and the details already).
         raise type(err)(f"{source}: {err.message}", hint=err.hint, details=err.details) from None
 
 
+#: The source name of the environment layer (its errors name the variable instead).
+_ENVIRONMENT = "<environment>"
 #: Bacalhau's environment variable of each of its keys (``BACALHAU_API_PORT``) -> the key.
 _BACALHAU_ENV = {
     "BACALHAU_" + entry.info.key.upper().replace(".", "_"): entry.info.key

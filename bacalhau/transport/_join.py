@@ -121,6 +121,14 @@ def _raise_join_error(address: str, exc: grpc.aio.AioRpcError) -> NoReturn:
             component=err.component,
             details=err.details,
         )
+    if "WRONG_VERSION_NUMBER" in message or "http2" in message.lower():
+        # Something answered, but not TLS (an HTTP port such as the REST API's).
+        raise InvalidConfiguration(
+            f"{address} does not speak TLS: it is not a requester's gRPC port",
+            hint="give the requester's gRPC port (Orchestrator.Port, 4222 by default), not "
+            "its API port",
+            details={"Field": "Compute.Orchestrators"},
+        )
     if "handshake" in message.lower():
         raise InvalidConfiguration(
             f"the requester at {address} did not take this node's join token (the TLS "

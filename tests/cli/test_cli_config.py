@@ -4,6 +4,7 @@ Bacalhau's sections into the file a node and this client then read."""
 from __future__ import annotations
 
 import json
+import stat
 from pathlib import Path
 
 import yaml
@@ -36,6 +37,18 @@ def test_set_writes_sections_a_node_reads(tmp_path: Path) -> None:
     node = load_config({"data_dir": str(tmp_path)})
     assert node.api_port == 4322 and node.labels == {"zone": "a", "tier": "b"}
     assert node.disabled_engines == ("docker", "wasm") and node.allocated_cpu
+
+
+def test_set_keeps_the_file_private_and_a_token_out_of_config_list(tmp_path: Path) -> None:
+    assert config(tmp_path, "set", "Orchestrator.Auth.Token=s3cret-join-token").exit_code == 0
+    path = tmp_path / "config.yaml"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert yaml.safe_load(path.read_text()) == {
+        "Orchestrator": {"Auth": {"Token": "s3cret-join-token"}}
+    }
+    assert load_config({"data_dir": str(tmp_path)}).join_token == "s3cret-join-token"
+    listed = config(tmp_path, "list")
+    assert listed.exit_code == 0 and "s3cret-join-token" not in listed.output
 
 
 def test_set_refuses_what_a_node_would_refuse_and_writes_nothing(tmp_path: Path) -> None:

@@ -190,6 +190,22 @@ def test_bacalhaus_own_environment_variables_set_its_keys(tmp_path: Path) -> Non
     assert load_config({}, environ=env, config_values={"API.Port": "4658"}).api_port == 4658
 
 
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("BACALHAU_COMPUTE_ALLOCATEDCAPACITY_CPU", "banana"),
+        ("BACALHAU_API_PORT", "99999"),
+        ("BACALHAU_NODE_MAX_ATTEMPTS", "many"),
+    ],
+)
+def test_a_bad_environment_value_names_its_variable(
+    tmp_path: Path, variable: str, value: str
+) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        load_config({}, environ={"BACALHAU_DIR": str(tmp_path), variable: value})
+    assert caught.value.message.startswith(f"{variable}: invalid value {value!r}")
+
+
 def test_an_error_in_a_file_names_the_file_and_the_key(tmp_path: Path) -> None:
     path = _file(tmp_path, "bad.yaml", "Compute:\n  Heartbeat:\n    Interval: 10days\n")
     with pytest.raises(InvalidRequest) as caught:

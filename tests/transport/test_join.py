@@ -12,6 +12,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
@@ -275,3 +276,23 @@ def test_the_same_token_derives_the_same_join_ca_and_another_token_another() -> 
     assert constraints.value.ca and constraints.value.path_length == 0
     with pytest.raises(errors.InvalidConfiguration, match="empty"):
         JoinAuthority.from_token("")
+
+
+async def test_a_port_that_does_not_speak_tls_is_named_as_the_wrong_port(
+    authority: JoinAuthority, tmp_path: Path
+) -> None:
+    # Bacalhau operators sometimes give the API port (1234) where the gRPC port belongs.
+    app = web.Application()
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        newcomer = NodeIdentity.load_or_create(tmp_path / "newcomer")
+        with pytest.raises(errors.InvalidConfiguration) as caught:
+            await join_cluster(f"127.0.0.1:{port}", newcomer, authority, [], timeout=5)
+    finally:
+        await runner.cleanup()
+    assert "does not speak TLS" in caught.value.message
+    assert "gRPC port" in caught.value.hint
