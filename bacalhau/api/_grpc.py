@@ -29,7 +29,9 @@ from bacalhau.api._grpc_convert import (
     result_json,
 )
 from bacalhau.api._grpc_errors import abort_with
+from bacalhau.api._grpc_paging import list_jobs
 from bacalhau.api._grpc_reflection import enable_reflection
+from bacalhau.api._grpc_requests import add_parsing_leniently, check_request
 from bacalhau.api._history import (
     HISTORY_PAGE,
     check_event_type,
@@ -38,9 +40,17 @@ from bacalhau.api._history import (
     poll_history,
     wait_for_end,
 )
-from bacalhau.api._jobs import ResultRewriter, job_page
+from bacalhau.api._jobs import ResultRewriter
 from bacalhau.api._server import local_address
-from bacalhau.errors import BadQuery, Unavailable
+from bacalhau.errors import (
+    BadQuery,
+    ConflictJobState,
+    InvalidRequest,
+    InvalidTransition,
+    NodeNotFound,
+    Unavailable,
+)
+from bacalhau.models import JobStateType, Membership
 from bacalhau.orchestrator._api import JobVersions, OrchestratorAPI
 
 _S = TypeVar("_S")
@@ -51,12 +61,14 @@ _Unary = Callable[[_S, _Req, Any], Awaitable[_Resp]]
 
 
 def _translated(fn: _Unary[_S, _Req, _Resp]) -> _Unary[_S, _Req, _Resp]:
-    """A unary handler whose errors end the call with their translated status."""
+    """A unary handler that sees only requests :func:`check_request` lets through, and whose
+    errors end the call with their translated status."""
     name = fn.__name__
 
     @functools.wraps(fn)
     async def call(self: _S, request: _Req, context: Any) -> _Resp:
         try:
+            check_request(request)
             return await fn(self, request, context)
         except Exception as exc:
             await abort_with(context, exc, name)
@@ -84,7 +96,11 @@ class JobServicer(api_pb2_grpc.JobServiceServicer):
     ) -> api_pb2.SubmitJobResponse:
         wait = request.wait_seconds
         if not wait >= 0:  # also NaN; checked before the submit: no job is left behind
-            raise BadQuery(f"wait must be >= 0 seconds, got {wait}", field="wait")
+            raise BadQuery(
+                f"wait_seconds must be >= 0, got {wait}",
+                field="wait_seconds",
+                hint="give wait_seconds as seconds to hold the answer for (at most 30), or 0",
+            )
         job = job_from_request(request)
         result = await self._orch.submit_job(
             job,
@@ -133,18 +149,7 @@ class JobServicer(api_pb2_grpc.JobServiceServicer):
     async def ListJobs(
         self, request: api_pb2.ListJobsRequest, context: Any
     ) -> api_pb2.ListJobsResponse:
-        page, next_token = await job_page(
-            self._orch,
-            namespace=request.namespace,
-            labels=request.labels,
-            next_token=request.next_token,
-            order_by=request.order_by,
-            reverse=request.reverse,
-            limit=request.limit,
-        )
-        # Encoding large specs holds the GIL for a while: off the event loop.
-        jobs = await asyncio.to_thread(lambda: [job_document(j) for j in page.items])
-        return api_pb2.ListJobsResponse(jobs=jobs, next_token=next_token)
+        return await list_jobs(self._orch, request)
 
     @_translated
     async def ListExecutions(
@@ -206,9 +211,16 @@ class JobServicer(api_pb2_grpc.JobServiceServicer):
     async def StopJob(
         self, request: api_pb2.StopJobRequest, context: Any
     ) -> api_pb2.StopJobResponse:
-        evaluation_id = await self._orch.stop_job(
-            request.job_id, request.reason, namespace=request.namespace
-        )
+        """Stop a job; FAILED_PRECONDITION (ConflictJobState) when it is Completed or
+        already Stopped. REST keeps Bacalhau's answer to the stop of a Stopped job (success,
+        no evaluation); here both finished states are refused alike, as api.proto says."""
+        job = await self._orch.get_job(request.job_id, namespace=request.namespace)
+        if job.state == JobStateType.STOPPED:
+            raise ConflictJobState(
+                f"cannot stop job in state {job.state.wire}",
+                hint="the job was already stopped; nothing to stop",
+            )
+        evaluation_id = await self._orch.stop_job(job.id, request.reason)
         return api_pb2.StopJobResponse(evaluation_id=evaluation_id)
 
     @_translated
@@ -247,6 +259,7 @@ class JobServicer(api_pb2_grpc.JobServiceServicer):
         self, request: api_pb2.StreamJobLogsRequest, context: Any
     ) -> AsyncIterator[api_pb2.StreamJobLogsResponse]:
         try:
+            check_request(request)
             chunks = await self._orch.stream_logs(
                 request.job_id,
                 execution_id=request.execution_id,
@@ -305,7 +318,29 @@ class NodeServicer(api_pb2_grpc.NodeAPIServiceServicer):
                 hint="use approve, reject or delete",
             )
         success, error = await self._orch.update_node(request.node_id, action, request.message)
-        return api_pb2.UpdateNodeResponse(success=success, error=error)
+        if not success:
+            raise await self._refusal(request.node_id, action, error)
+        return api_pb2.UpdateNodeResponse(success=True)
+
+    async def _refusal(self, node_id: str, action: str, error: str) -> Exception:
+        """Why the orchestrator refused ``action`` on ``node_id`` (its words in ``error``),
+        as an error with a status: REST answers a refusal as Bacalhau does, with success
+        false and the reason, but a gRPC client branches on the status."""
+        try:
+            node = await self._orch.get_node(node_id)
+        except NodeNotFound as exc:
+            return exc
+        if node.info.node_id == self._orch.node_info().node_id:
+            return InvalidRequest(
+                error,
+                hint="approve, reject or delete compute nodes; this node is the requester",
+                details={"Field": "node_id"},
+            )
+        decided = {"approve": Membership.APPROVED, "reject": Membership.REJECTED}.get(action)
+        if decided is not None and decided is node.membership:
+            hint = f"the node is already {decided.value.lower()}; nothing to do"
+            return InvalidTransition(error, hint=hint, component="NodeManager")
+        return InvalidTransition(error, component="NodeManager")
 
 
 class AgentServicer(api_pb2_grpc.AgentServiceServicer):
@@ -386,11 +421,17 @@ class GrpcApiServer:
         ]
         interceptors = [] if self._authorizer is None else [AuthInterceptor(self._authorizer)]
         server = grpc.aio.server(options=options, interceptors=interceptors)
-        api_pb2_grpc.add_JobServiceServicer_to_server(
-            JobServicer(self._orch, self._closing, self._rewrite), server
+        add_parsing_leniently(
+            api_pb2_grpc.add_JobServiceServicer_to_server,
+            JobServicer(self._orch, self._closing, self._rewrite),
+            server,
         )
-        api_pb2_grpc.add_NodeAPIServiceServicer_to_server(NodeServicer(self._orch), server)
-        api_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(self._orch), server)
+        add_parsing_leniently(
+            api_pb2_grpc.add_NodeAPIServiceServicer_to_server, NodeServicer(self._orch), server
+        )
+        add_parsing_leniently(
+            api_pb2_grpc.add_AgentServiceServicer_to_server, AgentServicer(self._orch), server
+        )
         enable_reflection(server, API_SERVICES)
         host = self._host or "0.0.0.0"
         bind = (

@@ -563,7 +563,9 @@ class AsyncGrpcClient:
         return _node_of(resp.node)
 
     async def update_node(self, node_id: str, action: str, message: str = "") -> tuple[bool, str]:
-        """approve | reject | delete; returns (success, error message)."""
+        """approve | reject | delete; returns ``(True, "")``. A refused decision raises its
+        error (:class:`NodeNotFound`, :class:`InvalidRequest`, :class:`InvalidTransition`
+        for a node already in that state), as every other call does."""
         resp: api_pb2.UpdateNodeResponse = await self._call(
             self._node_service.UpdateNode,
             api_pb2.UpdateNodeRequest(node_id=node_id, action=action, message=message),

@@ -21,6 +21,7 @@ from bacalhau.models import (
     check_job_transition,
     is_shared_module_url,
     module_digest,
+    new_job_id,
     now_ns,
     shallow_copy,
 )
@@ -39,6 +40,10 @@ _BLOB_CACHE = 1024
 #: The namespace names are looked up in when a request names none (``normalise_job``
 #: gives a job without one this namespace too).
 _DEFAULT_NAMESPACE = "default"
+#: Every job's ID is made by ``new_job_id`` (``j-`` and a UUID): none is longer.
+_LONGEST_JOB_ID = len(new_job_id())
+#: Most characters of a job reference an error message repeats.
+_SHOWN_REF = 100
 
 
 class SpecCache:
@@ -115,6 +120,12 @@ def own_name(job: Job) -> str | None:
     """What the ``name`` column holds for ``job``: its Name, or None when that is its ID
     (or empty), as for a job submitted without one (see ``_store_schema``)."""
     return _bindable(job.name) if job.name and job.name != job.id else None
+
+
+def _shown(ref: str) -> str:
+    """A job reference (or a namespace) as an error message repeats it: a name may be of any
+    length."""
+    return ref if len(ref) <= _SHOWN_REF else ref[:_SHOWN_REF] + "…"
 
 
 def _bindable(text: str) -> str:
@@ -315,15 +326,19 @@ class JobRecords(JobHistoryLog):
         named = self.job_id_named(namespace, ref)
         if named is not None:
             return named
-        escaped = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        rows = self._db.execute(
-            "SELECT id FROM jobs WHERE id LIKE ? ESCAPE '\\' LIMIT 2", (escaped + "%",)
-        ).fetchall()
+        rows: list[Any] = []
+        # Longer than an ID, it is a prefix of none: no LIKE (SQLite refuses patterns over
+        # 50,000 bytes, and a long one takes a while to match).
+        if len(ref) <= _LONGEST_JOB_ID:
+            escaped = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            rows = self._db.execute(
+                "SELECT id FROM jobs WHERE id LIKE ? ESCAPE '\\' LIMIT 2", (escaped + "%",)
+            ).fetchall()
         if not rows:
             raise JobNotFound(
-                f"job not found: {ref}",
+                f"job not found: {_shown(ref)}",
                 hint=f"{JobNotFound.default_hint} (names are looked up in namespace "
-                f"{namespace or _DEFAULT_NAMESPACE})",
+                f"{_shown(namespace) or _DEFAULT_NAMESPACE})",
             )
         if len(rows) > 1:
             raise MultipleJobsFound(f"multiple jobs found for ID prefix {ref}")

@@ -58,7 +58,7 @@ class SubmitJobRequest(_message.Message):
     answer with the finished job (SubmitJobResponse.job), so a client that submits and waits
     makes one call. A job still running then, and a daemon or service job (they run until
     stopped), are answered without it. Negative or NaN: INVALID_ARGUMENT naming the field
-    `wait`, before anything is submitted. (REST: `PUT /jobs?wait=`.)
+    `wait_seconds`, before anything is submitted. (REST: `PUT /jobs?wait=`.)
     """
     include_executions: _builtins.bool
     """With wait_seconds: the finished job's executions too (SubmitJobResponse.executions)."""
@@ -602,7 +602,9 @@ class StopJobResponse(_message.Message):
 
     EVALUATION_ID_FIELD_NUMBER: _builtins.int
     evaluation_id: _builtins.str
-    """Empty when there was nothing to do."""
+    """Empty when there was nothing to do (a Failed job is left as it is). A Completed or
+    Stopped job: FAILED_PRECONDITION instead.
+    """
     def __init__(
         self,
         *,
@@ -963,12 +965,18 @@ Global___UpdateNodeRequest: _TypeAlias = UpdateNodeRequest  # noqa: Y015
 
 @_typing.final
 class UpdateNodeResponse(_message.Message):
+    """A refused decision is a status, not this message: NOT_FOUND (no such node),
+    INVALID_ARGUMENT (no node_id, the requester itself, an unknown action) or
+    FAILED_PRECONDITION (the node already is in that state).
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SUCCESS_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     success: _builtins.bool
     error: _builtins.str
+    """Always empty: kept for clients built against its first version."""
     def __init__(
         self,
         *,
