@@ -85,6 +85,12 @@ def normalize_args(command: click.Command, args: Sequence[str], found: Persisten
                 found[PERSISTENT_OPTIONS[name]] = found[PERSISTENT_OPTIONS[name]][-1:]
         elif eq and name in flags:
             out.extend(_flag_value(name, value, flags[name]))
+        elif takes_tail and _negative_tail(args, i):
+            # Left to click, `--tail -1` would read as an unknown option `-1`.
+            raise click.BadParameter(
+                "N must be 0 or more (the lines of each stream to start with; 0: none)",
+                param_hint="'-t' / '--tail'",
+            )
         elif takes_tail and arg in _TAIL_OPTIONS and not _is_count(args, i + 1):
             out.extend((arg, str(BARE_TAIL_LINES)))
         else:
@@ -125,3 +131,18 @@ def _flag_value(name: str, value: str, flag: tuple[str | None, bool]) -> list[st
 
 def _is_count(args: Sequence[str], i: int) -> bool:
     return i < len(args) and args[i].isdigit()
+
+
+def _negative_tail(args: Sequence[str], i: int) -> bool:
+    """Whether ``args[i]`` is a ``--tail``/``-t`` given a negative count (``--tail -1``,
+    ``--tail=-1``, ``-t-1``)."""
+    arg = args[i]
+    if arg in _TAIL_OPTIONS:
+        value = args[i + 1] if i + 1 < len(args) else ""
+    elif arg.startswith("--tail="):
+        value = arg.partition("=")[2]
+    elif arg.startswith("-t") and not arg.startswith("--"):
+        value = arg[2:].removeprefix("=")
+    else:
+        return False
+    return value.startswith("-") and value[1:].isdigit()

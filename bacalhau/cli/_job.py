@@ -12,16 +12,17 @@ from typing import Any
 
 import click
 
+from bacalhau.cli._follow import check_job_ended, print_logs, stop_following
 from bacalhau.cli._jobspec import rerun_options, runtime_options
 from bacalhau.cli._render import cell_id, emit, output_option, table, tabular, when
-from bacalhau.cli._root import BacalhauGroup, CliState, namespace_option, pass_state
-from bacalhau.cli._run import (
-    download_results,
-    follow_option,
-    follow_submitted,
-    print_logs,
-    submit_and_follow,
+from bacalhau.cli._root import (
+    BacalhauGroup,
+    CliState,
+    job_id_argument,
+    namespace_option,
+    pass_state,
 )
+from bacalhau.cli._run import download_results, follow_option, follow_submitted, submit_and_follow
 from bacalhau.errors import ConflictJobState
 from bacalhau.models import (
     TAIL_FLAG_LINES,
@@ -249,7 +250,7 @@ _EXECUTION_HEADERS = (
 
 @job_group.command("describe")
 @namespace_option
-@click.argument("job_id")
+@job_id_argument
 @version_option
 @output_option(csv=False)
 @pass_state
@@ -358,7 +359,7 @@ def job_list(
 
 @job_group.command("executions")
 @namespace_option
-@click.argument("job_id")
+@job_id_argument
 @click.option("--order-by", default="", help="created_at, modified_at, id or state.")
 @click.option("--order-reversed", is_flag=True)
 @click.option("--limit", type=click.IntRange(min=0), default=0, help="0: all.")
@@ -394,7 +395,7 @@ def job_executions(
 
 @job_group.command("history")
 @namespace_option
-@click.argument("job_id")
+@job_id_argument
 @click.option(
     "--event-type",
     type=click.Choice(["all", "job", "execution"], case_sensitive=False),
@@ -444,7 +445,7 @@ def logs_command(name: str) -> click.Command:
 
     @click.command(name)
     @namespace_option
-    @click.argument("job_id")
+    @job_id_argument
     @click.option(
         "-f", "--follow", is_flag=True, help="Keep printing new output until the job ends."
     )
@@ -452,9 +453,9 @@ def logs_command(name: str) -> click.Command:
         "-t",
         "--tail",
         type=click.IntRange(min=0),
-        default=0,
-        help="Start with the last N lines of each stream (0: from the beginning; "
-        f"--tail alone: {TAIL_FLAG_LINES}).",
+        default=None,
+        help="Start with the last N lines of each stream (0: none, only new output with "
+        f"--follow; --tail alone: {TAIL_FLAG_LINES}).",
     )
     @click.option(
         "-e",
@@ -465,22 +466,28 @@ def logs_command(name: str) -> click.Command:
     @version_option
     @pass_state
     def logs(
-        state: CliState, job_id: str, follow: bool, tail: int, execution_id: str, version: int
+        state: CliState,
+        job_id: str,
+        follow: bool,
+        tail: int | None,
+        execution_id: str,
+        version: int,
     ) -> None:
         """Print a job's output: stdout here, stderr on standard error. Finished jobs replay
-        it whole; with --follow a running job's output is printed as it is written. The
-        latest execution of the job's latest version, or of --version."""
+        it whole; with --follow a running job's output is printed as it is written, and a
+        job that failed or was stopped ends it non-zero. The latest execution of the job's
+        latest version, or of --version."""
+        client = state.client()
         try:
             print_logs(
-                state.client(),
-                job_id,
-                execution_id=execution_id,
-                follow=follow,
-                tail=tail,
-                version=version,
+                client, job_id, execution_id=execution_id, follow=follow, tail=tail, version=version
             )
         except KeyboardInterrupt:
+            if follow:
+                stop_following(job_id)
             raise click.exceptions.Exit(130) from None
+        if follow:
+            check_job_ended(client, job_id, version=version)
 
     return logs
 
@@ -490,7 +497,7 @@ job_group.add_command(logs_command("logs"))
 
 @job_group.command("stop")
 @namespace_option
-@click.argument("job_id")
+@job_id_argument
 @click.option("--reason", default="", help="Why the job is stopped (shown in its history).")
 @click.option("--quiet", is_flag=True, help="Print nothing.")
 @pass_state
@@ -512,7 +519,7 @@ def job_stop(state: CliState, job_id: str, reason: str, quiet: bool) -> None:
 
 @job_group.command("rerun")
 @namespace_option
-@click.argument("job_id")
+@job_id_argument
 @click.option("--reason", default="", help="Why the job is rerun (shown in its history).")
 @version_option
 @rerun_options
@@ -525,18 +532,20 @@ def job_rerun(state: CliState, /, job_id: str, reason: str, version: int, **kwar
     runtime = {**kwargs, "follow": kwargs.get("follow", False)}
     client = state.client()
     response = client.rerun_job(job_id, reason, version=version)
-    if runtime["id_only"]:
+    # As the run commands: with --wait=false standard output holds the job ID alone (for
+    # `JOB_ID=$(bacalhau job rerun --wait=false ...)`) and what else is said goes to stderr.
+    scripted = runtime["id_only"] or not (runtime["wait"] or runtime["follow"])
+    if scripted:
         click.echo(response.job_id)
-    else:
-        click.echo(
-            f"Job successfully rerun. Job ID: {response.job_id}, version: {response.job_version}"
-        )
+    if not runtime["id_only"]:
+        done = f"Job successfully rerun. Job ID: {response.job_id}, version: {response.job_version}"
+        click.echo(done, err=scripted)
     follow_submitted(client, response.job_id, runtime)
 
 
 @job_group.command("versions")
 @namespace_option
-@click.argument("job_id")
+@job_id_argument
 @output_option()
 @pass_state
 def job_versions(state: CliState, job_id: str, output: str) -> None:
@@ -552,7 +561,7 @@ def job_versions(state: CliState, job_id: str, output: str) -> None:
 
 @job_group.command("get")
 @namespace_option
-@click.argument("job_id")
+@job_id_argument
 @click.option(
     "--output-dir",
     type=click.Path(file_okay=False, path_type=Path),

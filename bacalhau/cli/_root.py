@@ -227,6 +227,17 @@ namespace_option = click.option(
 )
 
 
+def _require_id(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if not value.strip():
+        # Refused here, before any request: an empty ID would address every job, not one.
+        raise click.BadParameter("a job ID (or name) is required", ctx=ctx, param=param)
+    return value
+
+
+#: The ``JOB_ID`` argument of the job commands: a job's ID, unique ID prefix or name.
+job_id_argument = click.argument("job_id", callback=_require_id)
+
+
 class CliError(click.ClickException):
     """A :class:`BacalhauError` on its way to the terminal (exit code 1)."""
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from bacalhau.cli._follow import job_failure, print_logs, stop_following
 from bacalhau.cli._jobspec import (
     build_job,
     job_options,
@@ -18,7 +19,7 @@ from bacalhau.cli._jobspec import (
 from bacalhau.cli._render import when
 from bacalhau.cli._root import BacalhauGroup, CliState, pass_state
 from bacalhau.client import LONG_RUNNING_JOB_TYPES
-from bacalhau.errors import BacalhauError, NotFound, error_from_code
+from bacalhau.errors import BacalhauError, NotFound
 from bacalhau.models import (
     ExecutionStateType,
     Job,
@@ -95,29 +96,6 @@ class _GroupedEventPrinter:
         self._drawn = len(lines)
 
 
-def _failure(details: JobDetails) -> BacalhauError:
-    """The error to show for a job that did not complete, with the most useful hint: the
-    latest error event's own hint, else the default hint of its error code."""
-    job = details.job
-    errors = [h.event for h in reversed(details.history) if h.event.is_error]
-    failed = [
-        e
-        for e in details.executions
-        if e.compute_state == ExecutionStateType.FAILED and e.compute_message
-    ]
-    message = job.state_message or (errors[0].message if errors else "")
-    if not message and failed:
-        message = failed[-1].compute_message
-    verb = "was stopped" if job.state == JobStateType.STOPPED else "failed"
-    text = f"job {job.id} {verb}" + (f": {message}" if message else "")
-    hint = next((e.details["Hint"] for e in errors if e.details.get("Hint")), None)
-    code = next((e.details["ErrorCode"] for e in errors if e.details.get("ErrorCode")), "")
-    err = error_from_code(code, text, hint=hint) if code else BacalhauError(text, hint=hint)
-    if not err.hint:
-        err.hint = f"see what happened with `bacalhau job describe {job.id}`"
-    return err
-
-
 #: ``-f/--follow`` on ``docker run``, ``wasm run`` and ``job run``.
 follow_option = click.option(
     "-f",
@@ -125,25 +103,6 @@ follow_option = click.option(
     is_flag=True,
     help="Print the job's output as it runs (stdout here, stderr on standard error).",
 )
-
-
-def print_logs(
-    client: Client,
-    job_id: str,
-    *,
-    execution_id: str = "",
-    follow: bool = False,
-    tail: int = 0,
-    version: int = 0,
-) -> None:
-    """Write the job's output as it arrives: stdout lines to stdout, stderr lines to stderr."""
-    from bacalhau.models import LogStream
-
-    lines = client.logs(
-        job_id, execution_id=execution_id, follow=follow, tail=tail, version=version
-    )
-    for line in lines:
-        click.echo(line.text, nl=False, err=line.stream is LogStream.STDERR)  # (flushed)
 
 
 def print_outcome(details: JobDetails, *, node_details: bool) -> None:
@@ -254,18 +213,13 @@ def follow_submitted(client: Client, job_id: str, runtime: dict[str, Any]) -> No
         try:
             print_logs(client, job_id, follow=True)
         except KeyboardInterrupt:
-            click.echo(
-                f"\nStopped following; the job keeps running. Follow it again with:\n"
-                f"\tbacalhau job logs --follow {job_id}",
-                err=True,
-            )
-            raise click.exceptions.Exit(130) from None
+            stop_following(job_id)
         if runtime["wait"]:
             details = client.wait_for_job(job_id, timeout=float(runtime["wait_timeout_secs"]))
             if not details.job.state.is_terminal() or details.job.state == JobStateType.COMPLETED:
                 return
             full = client.get_job(job_id, history=True, executions=True)
-            raise _failure(full)
+            raise job_failure(full)
         return
     if not runtime["wait"]:
         if not id_only:  # on stderr: stdout holds the job ID alone, for scripts
@@ -310,7 +264,7 @@ def follow_submitted(client: Client, job_id: str, runtime: dict[str, Any]) -> No
         return
     if job.state != JobStateType.COMPLETED:
         full = client.get_job(job_id, history=True, executions=True)
-        raise _failure(full)
+        raise job_failure(full)
     if not id_only:
         print_outcome(details, node_details=runtime["node_details"])
     if runtime.get("download"):

@@ -6,6 +6,7 @@ It owns a private event loop, so one client reuses one connection pool across ca
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -59,7 +60,19 @@ class Client:
         return self._client.base_url
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return self._loop.run_until_complete(coro)
+        task = self._loop.create_task(coro)
+        try:
+            return self._loop.run_until_complete(task)
+        except KeyboardInterrupt:
+            # Ctrl+C stops the loop wherever the call was, leaving it half done: cancel it
+            # and let it unwind here (closing its sockets, ending a log stream), while the
+            # loop still runs. Left pending, it would be torn down once the loop is closed,
+            # printing tracebacks on the way out.
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    self._loop.run_until_complete(task)
+            raise
 
     def close(self) -> None:
         if not self._loop.is_closed():

@@ -56,6 +56,7 @@ def test_the_cli_says_so() -> None:
             "BACALHAU_API_PORT": str(_closed_port()),
         },
     )
-    assert run.returncode == 1, run.stderr
-    assert "the ID given is empty" in run.stderr
+    # A usage error (2), before any request: the API address is closed.
+    assert run.returncode == 2, run.stderr
+    assert "a job ID (or name) is required" in run.stderr
     assert "Traceback" not in run.stderr
