@@ -7,6 +7,8 @@ import asyncio
 import logging
 import re
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
@@ -37,7 +39,9 @@ def _value(text: str, sample: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-async def test_metrics_name_the_series_and_count_jobs(tmp_path: Path) -> None:
+@asynccontextmanager
+async def _serving(tmp_path: Path) -> AsyncIterator[aiohttp.ClientSession]:
+    """A requester's API (no compute nodes), and a session on it."""
     async with (
         Orchestrator(
             node_info=NodeInfo(node_id="n-metrics", node_type=NodeType.REQUESTER),
@@ -48,6 +52,11 @@ async def test_metrics_name_the_series_and_count_jobs(tmp_path: Path) -> None:
         ApiServer(orch, host="127.0.0.1", port=0) as srv,
         aiohttp.ClientSession(base_url=srv.url) as http,
     ):
+        yield http
+
+
+async def test_metrics_name_the_series_and_count_jobs(tmp_path: Path) -> None:
+    async with _serving(tmp_path) as http:
         async with http.get("/metrics") as r:
             assert r.status == 200
             assert r.headers["Content-Type"].startswith("text/plain")
@@ -67,16 +76,7 @@ async def test_metrics_name_the_series_and_count_jobs(tmp_path: Path) -> None:
 async def test_a_blocked_event_loop_is_measured_and_logged(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with (
-        Orchestrator(
-            node_info=NodeInfo(node_id="n-lag", node_type=NodeType.REQUESTER),
-            data_dir=tmp_path / "req",
-            compute=NoComputeNodes(),
-            node_view=StaticNodeView(),
-        ) as orch,
-        ApiServer(orch, host="127.0.0.1", port=0) as srv,
-        aiohttp.ClientSession(base_url=srv.url) as http,
-    ):
+    async with _serving(tmp_path) as http:
         async with http.get("/metrics") as r:
             before = _value(await r.text(), "bacalhau_event_loop_lag_seconds_sum")
         await asyncio.sleep(0.3)  # the probe is asleep now
