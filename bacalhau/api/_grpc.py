@@ -76,6 +76,17 @@ def _translated(fn: _Unary[_S, _Req, _Resp]) -> _Unary[_S, _Req, _Resp]:
     return call
 
 
+def _wait_seconds(wait: float) -> float:
+    """A request's ``wait_seconds``; negative or NaN is refused, as REST refuses ``wait``."""
+    if not wait >= 0:  # (also NaN)
+        raise BadQuery(
+            f"wait_seconds must be >= 0, got {wait}",
+            field="wait_seconds",
+            hint="give wait_seconds as seconds to hold the answer for (at most 30), or 0",
+        )
+    return wait
+
+
 class JobServicer(api_pb2_grpc.JobServiceServicer):
     """JobService: submit, diff, read, follow, stop and rerun jobs (by ID, name or ID
     prefix)."""
@@ -94,13 +105,7 @@ class JobServicer(api_pb2_grpc.JobServiceServicer):
     async def SubmitJob(
         self, request: api_pb2.SubmitJobRequest, context: Any
     ) -> api_pb2.SubmitJobResponse:
-        wait = request.wait_seconds
-        if not wait >= 0:  # also NaN; checked before the submit: no job is left behind
-            raise BadQuery(
-                f"wait_seconds must be >= 0, got {wait}",
-                field="wait_seconds",
-                hint="give wait_seconds as seconds to hold the answer for (at most 30), or 0",
-            )
+        wait = _wait_seconds(request.wait_seconds)  # before the submit: no job left behind
         job = job_from_request(request)
         result = await self._orch.submit_job(
             job,
@@ -187,7 +192,7 @@ class JobServicer(api_pb2_grpc.JobServiceServicer):
             keep=keep,
             after=request.after_seq,
             limit=request.limit or HISTORY_PAGE,
-            wait=request.wait_seconds,
+            wait=_wait_seconds(request.wait_seconds),
             until_terminal=check_until(request.until),
             execution_id=request.execution_id,
             closing=self._closing,

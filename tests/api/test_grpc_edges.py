@@ -265,6 +265,15 @@ async def test_fields_are_named_as_in_the_proto_with_a_hint(real: Client) -> Non
         assert field == "wait_seconds" and b"wait_seconds" in hint
     listed = await real.jobs.ListJobs(api_pb2.ListJobsRequest())
     assert list(listed.jobs) == []  # refused before anything was submitted
+    # The history long-poll's wait likewise (it was read as 0).
+    submitted = await real.jobs.SubmitJob(api_pb2.SubmitJobRequest(job_json=json.dumps(spec())))
+    for wait in (-1.0, math.nan):
+        err = await failure(
+            real.jobs.JobHistory,
+            api_pb2.JobHistoryRequest(job_id=submitted.job_id, wait_seconds=wait),
+        )
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert field_and_hint(err)[0] == "wait_seconds"
     first = api_pb2.SubmitJobRequest(job_json=json.dumps(spec()), idempotency_token="tok-1")
     await real.jobs.SubmitJob(first)
     other = api_pb2.SubmitJobRequest(
