@@ -1,16 +1,18 @@
 """Joining with a token, as Bacalhau's nodes do: ``Orchestrator.Auth.Token`` on the
 requester, the same value as ``Compute.Auth.Token`` on each compute node.
 
-A compute node whose data directory holds no TLS files and that has a token asks a seed (its
+A compute node whose data directory holds no TLS key and that has a token asks a seed (its
 requester) for a cluster certificate before it starts, and keeps it: later starts use the
-certificate and never ask again. A requester with a token serves those requests from the
-cluster CA that its first start made in ``<data-dir>/cluster-ca``. The scheme and its
-guarantees are in :mod:`bacalhau.identity._join_token`.
+certificate, until one finds it within a month of its expiry and asks for a new one. A
+requester with a token serves those requests from the cluster CA that its first start made
+in ``<data-dir>/cluster-ca``. The scheme and its guarantees are in
+:mod:`bacalhau.identity._join_token`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 from collections.abc import Sequence
 
@@ -33,10 +35,13 @@ from bacalhau.identity._files import write_private, write_public
 from bacalhau.node._bootstrap import CLUSTER_CA_DIR, own_hosts
 from bacalhau.transport import Certify, Joined, join_cluster
 
-__all__ = ["join_service", "join_with_token"]
+__all__ = ["RENEW_BEFORE", "join_service", "join_with_token"]
 
 log = logging.getLogger(__name__)
 
+#: A node that joined with the token renews its certificate at a start this long before it
+#: expires (certificates last a year).
+RENEW_BEFORE = datetime.timedelta(days=30)
 #: Waits between attempts while no seed answers (the requester may start after this node).
 _RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0)
 
@@ -54,15 +59,18 @@ async def _authority(config: NodeConfig) -> JoinAuthority:
 
 async def join_with_token(config: NodeConfig, identity: NodeIdentity, seeds: Sequence[str]) -> bool:
     """Get this compute node a cluster certificate with its join token, if it needs one:
-    it has a token, no TLS file and no requester role. Tries the seeds in turn until one
-    answers; returns whether it joined. Raises when a requester refuses the token."""
+    it has a token and no requester role, and has no TLS key or a certificate that expires
+    within :data:`RENEW_BEFORE` (a node that joined once renews its certificate so, at a
+    start). Tries the seeds in turn until one answers; returns whether it joined. Raises
+    when a requester refuses the token."""
     files = NodeFiles.in_dir(config.data_dir)
-    if (
-        not config.join_token
-        or config.orchestrator
-        or any(p.exists() for p in (files.ca_cert, files.tls_cert, files.tls_key))
-    ):
+    if not config.join_token or config.orchestrator:
         return False
+    expiring = _expiring(files)
+    if files.tls_key.exists() and not expiring:
+        return False
+    if expiring:
+        log.warning("this node's certificate expires %s: renewing it with the join token", expiring)
     authority = await _authority(config)
     hosts = own_hosts(config)
     attempt = 0
@@ -87,9 +95,22 @@ async def join_with_token(config: NodeConfig, identity: NodeIdentity, seeds: Seq
         await asyncio.sleep(delay)
 
 
+def _expiring(files: NodeFiles) -> str:
+    """When the node's certificate expires, if that is within :data:`RENEW_BEFORE` ("" if
+    not, or if there is no readable certificate: the start checks it, saying what is wrong)."""
+    try:
+        cert = x509.load_pem_x509_certificate(files.tls_cert.read_bytes())
+    except (OSError, ValueError):
+        return ""
+    ends = cert.not_valid_after_utc
+    if ends - datetime.datetime.now(datetime.UTC) > RENEW_BEFORE:
+        return ""
+    return f"on {ends:%Y-%m-%d %H:%M} UTC"
+
+
 def _install(files: NodeFiles, identity: NodeIdentity, joined: Joined) -> None:
-    """Check what the requester sent, then write it: the TLS key last, so that a node
-    stopped half-way has no key and joins again."""
+    """Check what the requester sent, then write it. The old TLS key goes first and the new
+    one last: a node stopped half-way has no key, and joins again at its next start."""
     try:
         cert = x509.load_pem_x509_certificate(joined.certificate)
         ca = x509.load_pem_x509_certificate(joined.ca_certificate)
@@ -104,6 +125,7 @@ def _install(files: NodeFiles, identity: NodeIdentity, joined: Joined) -> None:
         raise InvalidConfiguration(
             f"the requester certified node {named}, not this node ({identity.node_id})"
         )
+    files.tls_key.unlink(missing_ok=True)
     write_public(files.ca_cert, joined.ca_certificate)
     write_public(files.tls_cert, joined.certificate)
     write_private(files.tls_key, joined.tls_key)
