@@ -326,7 +326,8 @@ class NodeDirectory:
             self._approvals.set(full_id, Membership.REJECTED, message)
         else:
             self._approvals.forget(full_id)
-        log.info(
+        # At WARNING, as a node's death is: the log is where an operator's reason is kept.
+        log.warning(
             "node %s: %s by an operator%s",
             full_id,
             {"approve": "approved", "reject": "rejected", "delete": "deleted"}[action],
