@@ -156,8 +156,9 @@ class NodeConfig:
     docker_read_only_rootfs: bool = True
     #: Bytes of the tmpfs at /tmp in every Docker job (counted against its memory).
     docker_tmp_size: int = 64 * 1024 * 1024
-    #: Bytes the result folders of one Docker job may hold together (the job's
-    #: ``Resources.Disk`` when smaller); past it the job fails. 0: no cap.
+    #: Bytes the result folders of one Docker or WASM job may hold together (the job's
+    #: ``Resources.Disk`` when smaller); past it the job fails. 0: no cap. (The name is older
+    #: than the WASM cap.)
     docker_result_disk_limit: int = 10 * 1024**3
     #: Bytes of linear memory one WASM job may grow to (its ``Resources.Memory`` when
     #: smaller); wasm32 cannot address more than 4 GiB, so a larger value means 4 GiB.

@@ -71,6 +71,7 @@ async def build_compute(
         docker_result_disk_limit=config.docker_result_disk_limit,
         docker_scratch_dir=data_dir / "docker-scratch",
         wasm_memory_limit=config.wasm_memory_limit,
+        wasm_scratch_dir=data_dir / "wasm-scratch",
         output_limit=config.executor_output_limit,
     )
     for ex in executors.values():

@@ -67,6 +67,7 @@ def build_executors(
     docker_result_disk_limit: int = DEFAULT_RESULT_DISK_LIMIT,
     docker_scratch_dir: Path | None = None,
     wasm_memory_limit: int = WASM32_MAX_MEMORY,
+    wasm_scratch_dir: Path | None = None,
     output_limit: int = MAX_STREAM_FILE_BYTES,
 ) -> dict[str, Executor]:
     """Instantiate the executors a compute node offers, by name.
@@ -99,7 +100,13 @@ def build_executors(
 
     def wasm_executor() -> Executor:
         try:
-            return WasmExecutor(max_memory=wasm_memory_limit, max_stream_bytes=output_limit)
+            return WasmExecutor(
+                max_memory=wasm_memory_limit,
+                max_stream_bytes=output_limit,
+                # Result folders are capped as a container's are (the same operator cap).
+                result_disk_limit=docker_result_disk_limit,
+                scratch_dir=wasm_scratch_dir,
+            )
         except ValueError as e:
             raise InvalidConfiguration(f"wasm executor: {e}") from None
 

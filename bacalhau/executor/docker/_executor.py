@@ -43,6 +43,10 @@ from bacalhau.errors import (
     ExecutionFailed,
 )
 from bacalhau.executor._base import RunRequest
+from bacalhau.executor._disk import (
+    CappedFolders,
+    capped_folders_supported,
+)
 from bacalhau.executor._results import (
     MAX_STREAM_FILE_BYTES,
     finish_results,
@@ -62,10 +66,6 @@ from bacalhau.executor.docker._defaults import (
     DEFAULT_REAP_INTERVAL,
     DEFAULT_RESULT_DISK_LIMIT,
     DEFAULT_TMP_SIZE,
-)
-from bacalhau.executor.docker._disk import (
-    CappedFolders,
-    capped_folders_supported,
 )
 from bacalhau.executor.docker._egress import EgressLease, EgressNetwork
 from bacalhau.executor.docker._engine import EngineConnection

@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Mapping
 from pathlib import Path
 
-from bacalhau.executor.docker._disk import list_volumes, remove_volumes
+from bacalhau.executor._disk import list_volumes, remove_volumes
 from bacalhau.executor.docker._engine import EngineConnection
 from bacalhau.executor.docker._errors import ENGINE_ERRORS, unreachable
 from bacalhau.executor.docker._labels import LABEL_EXECUTION_ID, LABEL_EXECUTOR

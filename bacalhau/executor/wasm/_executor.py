@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +41,7 @@ from bacalhau.errors import (
     InvalidJobSpec,
 )
 from bacalhau.executor._base import InputMount, RunRequest
+from bacalhau.executor._disk import capped_folders_supported, list_volumes, remove_volumes
 from bacalhau.executor._results import (
     MAX_STREAM_FILE_BYTES,
     STDERR_FILE,
@@ -74,9 +76,9 @@ from bacalhau.executor.wasm._output import CappedStreams, MemoryStreams
 from bacalhau.executor.wasm._output_times import fix_times
 from bacalhau.executor.wasm._params import ModuleRef, WasmEngineSpec
 from bacalhau.executor.wasm._poll import RunStopped, set_running_watch
+from bacalhau.executor.wasm._run_folders import disk_cap, run_capped, run_preopens
 from bacalhau.executor.wasm._source import load_module
 from bacalhau.executor.wasm._vfs import VirtualFS
-from bacalhau.executor.wasm._vfs_entries import Preopen
 from bacalhau.executor.wasm._wasi_fs import set_running_fs
 from bacalhau.models import RunCommandResult, SpecConfig, param
 
@@ -133,7 +135,11 @@ class WasmExecutor:
         max_stream_bytes: int = MAX_STREAM_FILE_BYTES,
         max_memory: int = WASM32_MAX_MEMORY,
         inline_slice: float = INLINE_SLICE_SECONDS,
+        result_disk_limit: int = 0,
+        scratch_dir: Path | None = None,
     ) -> None:
+        """``result_disk_limit`` caps a run's result folders (0: only by the job's disk) on a
+        filesystem of their own under ``scratch_dir``, where the node can mount one."""
         if max_stream_bytes < 0:
             raise ValueError(f"max_stream_bytes must not be negative, got {max_stream_bytes}")
         if max_memory <= 0:
@@ -151,6 +157,11 @@ class WasmExecutor:
         )
         self._inline = InlinePolicy(inline_slice, capacity=4 * module_cache_size)
         self._runs: dict[str, RunWatch] = {}
+        self._result_disk_limit = result_disk_limit
+        self._scratch = scratch_dir or Path(tempfile.gettempdir()) / "bacalhau-wasm-scratch"
+        self._can_cap = capped_folders_supported()
+        if self._can_cap:
+            remove_volumes(self._scratch, list_volumes(self._scratch))  # a killed run's
         #: Every worker still running a module, including those of runs no one awaits.
         self._busy: set[asyncio.Future[RunCommandResult]] = set()
 
@@ -200,6 +211,15 @@ class WasmExecutor:
         if request.execution_id in self._runs:
             raise ExecutionFailed(f"execution {request.execution_id} is already running here")
         timeout = request.timeout
+        cap = disk_cap(request, self._result_disk_limit) if self._can_cap else None
+        if cap is not None:
+            return await run_capped(
+                lambda sources: self._run_on_worker(spec, request, timeout, sources),
+                request,
+                scratch=self._scratch,
+                cap=cap,
+                deterministic=spec.deterministic,
+            )
         digest = self._inline_candidate(spec, request)
         if digest is not None:
             started = time.monotonic()
@@ -243,13 +263,17 @@ class WasmExecutor:
             del self._runs[request.execution_id]
 
     async def _run_on_worker(
-        self, spec: WasmEngineSpec, request: RunRequest, timeout: float | None
+        self,
+        spec: WasmEngineSpec,
+        request: RunRequest,
+        timeout: float | None,
+        sources: dict[str, Path] | None = None,
     ) -> RunCommandResult:
         watch = self._interrupter.new_watch(timeout)
         self._runs[request.execution_id] = watch
         _WORKER_RUNS.inc()
         loop = asyncio.get_running_loop()
-        running = loop.run_in_executor(self._workers, self._run_sync, spec, request, watch)
+        running = loop.run_in_executor(self._workers, self._run_sync, spec, request, watch, sources)
         self._busy.add(running)
         running.add_done_callback(self._busy.discard)
         try:
@@ -347,9 +371,14 @@ class WasmExecutor:
         return compiled
 
     def _run_sync(
-        self, spec: WasmEngineSpec, request: RunRequest, watch: RunWatch
+        self,
+        spec: WasmEngineSpec,
+        request: RunRequest,
+        watch: RunWatch,
+        sources: dict[str, Path] | None = None,
     ) -> RunCommandResult:
-        folders = prepare_results_dir(request.results_dir, request.result_paths)
+        # ``sources``: the result folders to preopen instead of the ordinary ones (capped).
+        folders = sources or prepare_results_dir(request.results_dir, request.result_paths)
         compiled, imports = self._load_modules(spec, request.inputs)
         store = wasmtime.Store(self._engine)
         memory_limit = self._memory_limit(request.resources.memory)
@@ -379,7 +408,7 @@ class WasmExecutor:
         )
         fs: VirtualFS | None = None
         try:
-            preopens = _preopens(spec, request, folders, set(imports))
+            preopens = run_preopens(spec, request, folders, set(imports))
             wasi = wasmtime.WasiConfig()
             wasi.argv = spec.argv()
             wasi.env = spec.merged_env(request.env)
@@ -463,35 +492,6 @@ class WasmExecutor:
     def _memory_limit(self, asked: int) -> int:
         """The job's memory, capped by the operator's; a job asking nothing gets the cap."""
         return min(asked, self._max_memory) if asked > 0 else self._max_memory
-
-
-def _preopens(
-    spec: WasmEngineSpec,
-    request: RunRequest,
-    folders: dict[str, Path],
-    imported: set[str],
-) -> list[Preopen]:
-    """The directories a run is given: result folders (writable) and inputs, as mounted."""
-    preopens = []
-    for rp in request.result_paths:
-        host = folders[rp.name]
-        preopens.append(Preopen(host, rp.path, writable=True))
-        # Bacalhau mounts outputs at their Name: keep modules written for it working.
-        if rp.name != rp.path:
-            preopens.append(Preopen(host, rp.name, writable=True))
-    modules = spec.module_targets([m.target for m in request.inputs])
-    names = imported | spec.module_names()
-    for mount in request.inputs:
-        if mount.target in modules or (mount.alias and mount.alias in names):
-            continue  # a module, already loaded
-        if not mount.source.is_dir():
-            raise ExecutionFailed(
-                f"input {mount.target} is a single file; WASM modules can only be given "
-                "directories",
-                hint="give the input a directory as its target's source",
-            )
-        preopens.append(Preopen(mount.source, mount.target, writable=not mount.read_only))
-    return preopens
 
 
 async def _outcome(
