@@ -129,7 +129,7 @@ def job_options(f: F) -> F:
                 "--timeout",
                 type=click.IntRange(min=0),
                 default=0,
-                help="Total timeout in seconds (0: none).",
+                help="Each execution's timeout in seconds (ExecutionTimeout; 0: none).",
             ),
             click.option(
                 "--queue-timeout",
@@ -430,8 +430,10 @@ def build_job(
             cpu=flags["cpu"], memory=flags["memory"], disk=flags["disk"], gpu=flags["gpu"]
         ),
         network=NetworkConfig(type=network_type, domains=[d.lower() for d in flags["domain"]]),
+        # Bacalhau's --timeout is each execution's (its CLI sets ExecutionTimeout), so a run
+        # that times out is retried as a job file's ExecutionTimeout is.
         timeouts=TimeoutConfig(
-            total_timeout=flags["timeout"], queue_timeout=flags["queue_timeout"]
+            execution_timeout=flags["timeout"], queue_timeout=flags["queue_timeout"]
         ),
         env=dict(env or {}),
     )
