@@ -21,6 +21,7 @@ from bacalhau.errors import (
     InvalidJobSpec,
 )
 from bacalhau.executor import Executor, InputMount, RunRequest, WasmExecutor
+from bacalhau.executor.wasm._check import check_entry_module
 from bacalhau.models import RUN_OUTPUT_LIMIT, Resources, ResultPath, SpecConfig
 from tests.executor.conftest import new_request
 from tests.storage.opens import count_opens
@@ -186,6 +187,30 @@ async def test_custom_entry_point_runs_and_returns_exit_code_0(
         await executor.run(req(tmp_path, wasm))  # default _start is not exported
     with pytest.raises(InvalidJobSpec):
         await executor.run(req(tmp_path, wasm, params={"EntryPoint": "add"}))  # takes params
+    # One that returns a result is refused too, as `wasm validate` and Bacalhau refuse it.
+    answers = wasmtime.wat2wasm(
+        '(module (func (export "_start")) (func (export "g") (result i32) i32.const 42))'
+    )
+    with pytest.raises(InvalidJobSpec) as info:
+        await executor.run(req(tmp_path, answers, params={"EntryPoint": "g"}))
+    assert "returns 1 results; it must take none and return nothing" in info.value.message
+    with pytest.raises(InvalidJobSpec):
+        check_entry_module(answers, "g")
+
+
+async def test_the_text_format_is_refused_as_bacalhau_refuses_it(
+    tmp_path: Path, executor: WasmExecutor
+) -> None:
+    text = b'(module (memory (export "memory") 1) (func (export "_start")))'
+    with pytest.raises(InvalidJobSpec) as info:
+        await executor.run(req(tmp_path, text))
+    assert "not a WebAssembly binary: it is WebAssembly text (.wat)" in info.value.message
+    assert "wat2wasm" in info.value.hint
+    with pytest.raises(InvalidJobSpec):
+        check_entry_module(text)
+    # The same module compiled is fine.
+    result = await executor.run(req(tmp_path, wasmtime.wat2wasm(text.decode())))
+    assert (result.exit_code, result.error_msg) == (0, "")
 
 
 async def test_invalid_module_is_invalid_job_spec(tmp_path: Path, executor: WasmExecutor) -> None:

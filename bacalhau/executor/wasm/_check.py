@@ -8,6 +8,7 @@ import wasmtime
 
 from bacalhau.errors import EntryPointNotFound, InvalidJobSpec
 from bacalhau.executor.wasm._linking import foreign_imports
+from bacalhau.executor.wasm._modules import check_binary
 from bacalhau.executor.wasm._params import DEFAULT_ENTRY_POINT
 
 __all__ = ["check_entry_module"]
@@ -16,6 +17,7 @@ __all__ = ["check_entry_module"]
 def check_entry_module(data: bytes, entry_point: str = DEFAULT_ENTRY_POINT) -> None:
     """Raise :class:`InvalidJobSpec` (or :class:`EntryPointNotFound`) saying why the module
     ``data`` cannot run alone from ``entry_point``; return if it can."""
+    check_binary(data)  # the text format would compile, but no node runs it
     try:
         module = wasmtime.Module(wasmtime.Engine(), data)
     except wasmtime.WasmtimeError as err:

@@ -346,15 +346,16 @@ class WasmExecutor:
                 {name: c.module for name, c in imports.items()},
                 "Engine.Params.ImportModules",
             )
-        n_params = compiled.functions.get(spec.entry_point)
-        if n_params is None:
+        arity = compiled.functions.get(spec.entry_point)
+        if arity is None:
             raise EntryPointNotFound(
                 f"unable to find the entrypoint '{spec.entry_point}' in the WASM module"
             )
-        if n_params:
+        if arity != (0, 0):
+            # As `wasm validate` and Bacalhau's runtime: () -> (), nothing else.
             raise InvalidJobSpec(
-                f"the entrypoint '{spec.entry_point}' takes {n_params} parameters; "
-                "it must take none",
+                f"the entrypoint '{spec.entry_point}' takes {arity[0]} parameters and returns "
+                f"{arity[1]} results; it must take none and return nothing",
                 field="Engine.Params.EntryPoint",
             )
         return compiled, imports

@@ -32,8 +32,8 @@ class CompiledModule:
     module: wasmtime.Module
     #: Linker name -> the module pre-linked against it; empty when it imports other modules.
     pres: dict[str, wasmtime.InstancePre]
-    #: Exported function name -> number of parameters it takes.
-    functions: dict[str, int]
+    #: Exported function name -> how many parameters it takes and results it returns.
+    functions: dict[str, tuple[int, int]]
     #: Module names other than WASI that it imports from.
     imports: list[str]
 
@@ -126,6 +126,7 @@ class ModuleCache:
         return entry
 
     def _compile(self, digest: str, wasm: bytes) -> CompiledModule:
+        check_binary(wasm)
         try:
             module = wasmtime.Module(self._engine, wasm)
         except wasmtime.WasmtimeError as e:
@@ -149,12 +150,33 @@ class ModuleCache:
                     "job's ImportModules",
                 ) from e
         functions = {
-            export.name: len(export.type.params)
+            export.name: (len(export.type.params), len(export.type.results))
             for export in module.exports
             if isinstance(export.type, wasmtime.FuncType)
         }
         return CompiledModule(
             digest=digest, module=module, pres=pres, functions=functions, imports=imports
+        )
+
+
+#: The first bytes of every WebAssembly binary (wasmtime would also take the text format).
+WASM_MAGIC = b"\0asm"
+
+
+def check_binary(wasm: bytes) -> None:
+    """Refuse what is not a WebAssembly binary, as Bacalhau's runtime (wazero) does: the
+    text format (``.wat``) compiles in wasmtime, but a job file meant for Bacalhau cannot
+    count on it."""
+    if not wasm.startswith(WASM_MAGIC):
+        what = (
+            "it is WebAssembly text (.wat)"
+            if wasm.lstrip()[:1] == b"("
+            else "it does not start with the WebAssembly magic number (\\0asm)"
+        )
+        raise InvalidJobSpec(
+            f"the entry module is not a WebAssembly binary: {what}",
+            field=_FIELD,
+            hint="pass a compiled .wasm file (wat2wasm turns the text format into one)",
         )
 
 
