@@ -8,7 +8,7 @@ import click
 
 from bacalhau.cli._render import emit, output_option, table, tabular
 from bacalhau.cli._root import BacalhauGroup, CliState, pass_state
-from bacalhau.client import DataClient
+from bacalhau.client import DataClient, SkippedEntry
 from bacalhau.models import format_size
 
 
@@ -53,8 +53,13 @@ def data_add(state: CliState, path: Path, cid_version: int, only_hash: bool) -> 
 @pass_state
 def data_get(state: CliState, cid: str, output_dir: Path, car: bool) -> None:
     """Download content by CID (from whichever node of the cluster holds it)."""
+    skipped: list[SkippedEntry] = []
     with _client(state) as client:
-        written = client.get(cid, output_dir, car=car)
+        written = client.get(cid, output_dir, car=car, skipped=skipped)
+    if skipped:
+        click.echo(f"Warning: {len(skipped)} entries were not created:", err=True)
+        for entry in skipped:
+            click.echo(f"  {entry}", err=True)
     click.echo(str(written))
 
 

@@ -21,6 +21,7 @@ import aiohttp
 
 from bacalhau._tarfile import tarfile
 from bacalhau.client._auth import Credentials
+from bacalhau.client._download import SkippedEntry, plan_extraction
 from bacalhau.client._session import RestSession
 from bacalhau.errors import InvalidRequest, Unavailable
 from bacalhau.storage.cid import Blockstore, Importer, ImportOptions, write_car
@@ -78,9 +79,18 @@ class AsyncDataClient(RestSession):
             raise Unavailable(f"the requester stored {reply!r}, not {cid}")
         return cid
 
-    async def get(self, cid: str, dest: Path, *, car: bool = False) -> Path:
+    async def get(
+        self,
+        cid: str,
+        dest: Path,
+        *,
+        car: bool = False,
+        skipped: list[SkippedEntry] | None = None,
+    ) -> Path:
         """Download ``cid`` into directory ``dest``: as ``dest/CID`` (the file or directory
-        tree), or with ``car`` as ``dest/CID.car``. Returns what was written."""
+        tree), or with ``car`` as ``dest/CID.car``. Returns what was written. Entries that
+        are not created (a link pointing outside the tree, a special file: as ``job get``
+        leaves them out) are added to ``skipped``."""
         await asyncio.to_thread(dest.mkdir, parents=True, exist_ok=True)
         fmt = "car" if car else "tar"
         partial = dest / f".{cid}.{fmt}.part"
@@ -91,7 +101,9 @@ class AsyncDataClient(RestSession):
                 target = dest / f"{cid}.car"
                 partial.replace(target)
                 return target
-            await asyncio.to_thread(_extract, partial, dest)
+            left_out = await asyncio.to_thread(_extract, partial, dest)
+            if skipped is not None:
+                skipped.extend(left_out)
         finally:
             partial.unlink(missing_ok=True)
         return dest / cid
@@ -145,9 +157,15 @@ class AsyncDataClient(RestSession):
             raise self._http.unreachable(exc) from None
 
 
-def _extract(archive: Path, dest: Path) -> None:
+def _extract(archive: Path, dest: Path) -> list[SkippedEntry]:
+    """Extract the tar the data API sent; what ``job get`` would not create is left out and
+    returned (extracting it would fail half-way, with the rest of the tree unwritten)."""
     with tarfile.open(archive, mode="r:") as tar:
-        tar.extractall(dest, filter="data")
+        plan = plan_extraction(tar.getmembers())
+        # The "data" filter stays as a second guard (modes, paths, link targets).
+        tar.extractall(dest, members=plan.entries, filter="data")
+        tar.extractall(dest, members=plan.links, filter="data")
+    return plan.skipped
 
 
 class DataClient:
@@ -186,8 +204,15 @@ class DataClient:
             self._client.add(path, cid_version=cid_version, only_hash=only_hash)
         )
 
-    def get(self, cid: str, dest: Path, *, car: bool = False) -> Path:
-        return self._loop.run_until_complete(self._client.get(cid, dest, car=car))
+    def get(
+        self,
+        cid: str,
+        dest: Path,
+        *,
+        car: bool = False,
+        skipped: list[SkippedEntry] | None = None,
+    ) -> Path:
+        return self._loop.run_until_complete(self._client.get(cid, dest, car=car, skipped=skipped))
 
     def ls(self, cid: str) -> list[DataEntry]:
         return self._loop.run_until_complete(self._client.ls(cid))

@@ -67,6 +67,28 @@ def test_data_add_get_ls_round_trip_through_the_cli(stack: Devstack, tmp_path: P
     assert "not found in the cluster after" in done.stdout + done.stderr
 
 
+def test_data_get_leaves_out_a_link_pointing_outside_and_writes_the_rest(
+    stack: Devstack, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.txt").write_text("one\n")
+    (src / "sub" / "b.txt").write_text("two\n")
+    (src / "link").symlink_to("/etc/passwd")
+    (src / "near").symlink_to("a.txt")
+    cid = stack.ok("data", "add", str(src)).strip()
+    out = tmp_path / "out"
+    done = stack.cli("data", "get", cid, "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "Warning: 1 entries were not created:" in done.stderr and "link" in done.stderr
+    got = out / cid
+    assert (got / "a.txt").read_text() == "one\n"
+    assert (got / "sub" / "b.txt").read_text() == "two\n"
+    assert (got / "near").is_symlink() and (got / "near").read_text() == "one\n"
+    assert not (got / "link").exists() and not (got / "link").is_symlink()
+
+
 def _node_of(stack: Devstack, job_id: str) -> str:
     [execution] = stack.client.get_job(job_id, executions=True).executions
     assert execution.compute_state == ExecutionStateType.COMPLETED
