@@ -47,6 +47,30 @@ S3_ENCODINGS = ("gzip", "plain")
 _PUBLISHER_NEEDS = {"s3": ("Bucket", "Key")}
 
 
+#: Where the container runtime keeps its own file systems: nothing can be mounted there.
+_RUNTIME_TREES = ("/proc", "/sys", "/dev")
+
+
+def _check_mount_point(path: str, field: str, fail: Fail) -> None:
+    """Refuse a Docker mount point written with ``..``, or in the runtime's own trees: every
+    node would fail the container's start (runc: "cannot be mounted because it is inside
+    /proc")."""
+    if ".." in path.split("/"):
+        raise fail(
+            f"{path!r} holds '..'",
+            field,
+            f"write the folder itself ({posixpath.normpath(path)})",
+        )
+    clean = posixpath.normpath(path)
+    for tree in _RUNTIME_TREES:
+        if clean == tree or clean.startswith(tree + "/"):
+            raise fail(
+                f"{path!r} is inside {tree}, which the container runtime provides",
+                field,
+                "use a folder of its own, such as /inputs or /outputs",
+            )
+
+
 def validate_task_io(task: Task, fail: Fail) -> None:
     """Check ``task``'s input sources, result paths and publisher, raising what ``fail``
     builds (``fail(message, field under the task, hint)``) for the first fault."""
@@ -68,10 +92,14 @@ def validate_task_io(task: Task, fail: Fail) -> None:
             # Docker refuses the mount ("mount path must be absolute", "destination can't
             # be '/'") on every node.
             raise fail(
-                f"input target {inp.target!r} must be an absolute path below /",
+                f"input target {inp.target!r} must be an absolute path below /"
+                if not inp.target.startswith("/")
+                else "an input cannot be mounted at the root folder /",
                 f"{sub}.Target",
                 "mount inputs at a folder of their own, such as /inputs",
             )
+        if docker:
+            _check_mount_point(inp.target, f"{sub}.Target", fail)
         if inp.source.type.lower() == "urldownload":
             url = param(inp.source.params, "URL")
             if not _is_http_url(url):
@@ -119,6 +147,8 @@ def validate_task_io(task: Task, fail: Fail) -> None:
                 f"{sub}.Path",
                 "publish a folder of its own, such as /outputs",
             )
+        if docker:
+            _check_mount_point(rp.path, f"{sub}.Path", fail)
         folder = rp.folder
         if (
             not folder

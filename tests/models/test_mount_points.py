@@ -1,0 +1,52 @@
+"""Docker mount points no node could use are refused at submit, naming the field: a path
+written with ``..``, one inside the runtime's own /proc, /sys or /dev (runc refuses them at
+every container's start), and the root folder; ordinary folders pass."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bacalhau.errors import BacalhauError
+from bacalhau.models import Job
+from bacalhau.models._validate import validate_job
+
+
+def _job(engine: str = "docker", *, target: str = "", result: str = "") -> Job:
+    task: dict[str, Any] = {"Name": "main", "Engine": {"Type": engine, "Params": {}}}
+    if engine == "docker":
+        task["Engine"]["Params"] = {"Image": "busybox"}
+    if target:
+        source = {"Type": "urlDownload", "Params": {"URL": "http://example.com/a"}}
+        task["InputSources"] = [{"Source": source, "Target": target}]
+    if result:
+        task["ResultPaths"] = [{"Name": "out", "Path": result}]
+    return Job.from_dict({"Type": "batch", "Count": 1, "Tasks": [task]})
+
+
+@pytest.mark.parametrize(
+    ("target", "result", "field", "says"),
+    [
+        ("/a/../../etc", "", "Tasks[0].InputSources[0].Target", "holds '..'"),
+        ("/proc/x", "", "Tasks[0].InputSources[0].Target", "inside /proc"),
+        ("/dev", "", "Tasks[0].InputSources[0].Target", "inside /dev"),
+        ("/", "", "Tasks[0].InputSources[0].Target", "cannot be mounted at the root folder"),
+        ("", "/proc", "Tasks[0].ResultPaths[0].Path", "inside /proc"),
+        ("", "/sys/fs/x", "Tasks[0].ResultPaths[0].Path", "inside /sys"),
+        ("", "/outputs/../tmp", "Tasks[0].ResultPaths[0].Path", "holds '..'"),
+    ],
+)
+def test_mount_points_no_node_could_use_are_refused(
+    target: str, result: str, field: str, says: str
+) -> None:
+    with pytest.raises(BacalhauError) as caught:
+        validate_job(_job(target=target, result=result))
+    assert says in caught.value.message
+    assert caught.value.details["Field"] == field
+    assert caught.value.hint
+
+
+def test_ordinary_folders_pass() -> None:
+    validate_job(_job(target="/inputs/data", result="/outputs"))
+    validate_job(_job(target="/devices", result="/processed"))  # only names alike
