@@ -3,6 +3,8 @@ can be told from the spec, at submit, rather than when a node prepares or publis
 
 from __future__ import annotations
 
+import base64
+import binascii
 import posixpath
 import re
 from typing import Any
@@ -49,6 +51,19 @@ _PUBLISHER_NEEDS = {"s3": ("Bucket", "Key")}
 
 #: Where the container runtime keeps its own file systems: nothing can be mounted there.
 _RUNTIME_TREES = ("/proc", "/sys", "/dev")
+
+
+def _is_sha256(value: object) -> bool:
+    """A SHA-256 digest in base64 (S3's ChecksumSHA256) or in hex."""
+    if not isinstance(value, str):
+        return False
+    text = value.strip()
+    if re.fullmatch(r"[0-9a-fA-F]{64}", text):
+        return True
+    try:
+        return len(base64.b64decode(text, validate=True)) == 32
+    except (binascii.Error, ValueError):
+        return False
 
 
 def _check_mount_point(path: str, field: str, fail: Fail) -> None:
@@ -120,6 +135,14 @@ def validate_task_io(task: Task, fail: Fail) -> None:
                 PartitionSpec.from_spec(inp.source)
             except InvalidJobSpec as err:
                 raise fail(err.message, f"{sub}.{err.field}", err.hint) from None
+            checksum = param(inp.source.params, "ChecksumSHA256")
+            if checksum not in (None, "") and not _is_sha256(checksum):
+                # Every node would download the object, then fail it as not matching.
+                raise fail(
+                    f"{checksum!r} is not a SHA-256 checksum",
+                    f"{sub}.Source.Params.ChecksumSHA256",
+                    "give the object's SHA-256 in base64, as S3 reports it, or in hex",
+                )
         if inp.source.type.lower() == "ipfs":
             cid = param(inp.source.params, "CID")
             if not isinstance(cid, str) or not looks_like_cid_path(cid):

@@ -13,12 +13,18 @@ from bacalhau.models import Job
 from bacalhau.models._validate import validate_job
 
 
-def _job(engine: str = "docker", *, target: str = "", result: str = "") -> Job:
+def _job(
+    engine: str = "docker",
+    *,
+    target: str = "",
+    result: str = "",
+    source: dict[str, Any] | None = None,
+) -> Job:
     task: dict[str, Any] = {"Name": "main", "Engine": {"Type": engine, "Params": {}}}
     if engine == "docker":
         task["Engine"]["Params"] = {"Image": "busybox"}
     if target:
-        source = {"Type": "urlDownload", "Params": {"URL": "http://example.com/a"}}
+        source = source or {"Type": "urlDownload", "Params": {"URL": "http://example.com/a"}}
         task["InputSources"] = [{"Source": source, "Target": target}]
     if result:
         task["ResultPaths"] = [{"Name": "out", "Path": result}]
@@ -50,3 +56,27 @@ def test_mount_points_no_node_could_use_are_refused(
 def test_ordinary_folders_pass() -> None:
     validate_job(_job(target="/inputs/data", result="/outputs"))
     validate_job(_job(target="/devices", result="/processed"))  # only names alike
+
+
+@pytest.mark.parametrize(
+    ("checksum", "ok"),
+    [
+        ("notbase64", False),
+        ("YWJj", False),  # base64, but of 3 bytes
+        ("ungAY3wg0E4Jv4fV8Z1uqgiCS1fHqLHUyZgkCrJQwmU=", True),
+        ("9e780063" * 8, True),  # hex
+    ],
+)
+def test_an_s3_checksum_that_cannot_be_one_is_refused(checksum: str, ok: bool) -> None:
+    source = {
+        "Type": "s3",
+        "Params": {"Bucket": "b", "Key": "k", "ChecksumSHA256": checksum},
+    }
+    job = _job(target="/inputs", source=source)
+    if ok:
+        validate_job(job)
+        return
+    with pytest.raises(BacalhauError) as caught:
+        validate_job(job)
+    assert "is not a SHA-256 checksum" in caught.value.message
+    assert caught.value.details["Field"] == "Tasks[0].InputSources[0].Source.Params.ChecksumSHA256"
