@@ -9,12 +9,14 @@ import tracemalloc
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
 from bacalhau.errors import InvalidJobSpec
-from bacalhau.executor import WasmExecutor
-from bacalhau.executor.wasm._source import MAX_MODULE_BYTES, unpack_module
+from bacalhau.executor import InputMount, WasmExecutor
+from bacalhau.executor.wasm._params import ModuleRef
+from bacalhau.executor.wasm._source import MAX_MODULE_BYTES, load_module, unpack_module
 from bacalhau.models import SpecConfig
 
 #: What the bombs expand to: about the 250 MB of the one seen in the wild.
@@ -106,3 +108,18 @@ async def test_validate_refuses_a_bomb_with_the_field_at_fault() -> None:
     with pytest.raises(InvalidJobSpec) as info:
         await WasmExecutor().validate(engine)
     assert info.value.field == "Engine.Params.EntryModule"
+
+
+def test_a_downloaded_module_is_the_one_file_whatever_its_name(tmp_path: Path) -> None:
+    # A URL need not end in .wasm: its download folder holds one file named after it.
+    folder = tmp_path / "app"
+    folder.mkdir()
+    (folder / "hellomod").write_bytes(b"\0asm\x01\0\0\0")
+    ref = ModuleRef(name="/app", target="/app", source=None, field="Engine.Params.EntryModule")
+    mount = InputMount(source=folder, target="/app")
+    assert load_module(ref, [mount]) == b"\0asm\x01\0\0\0"
+    # Two files and no .wasm among them: which one is meant cannot be known.
+    (folder / "README").write_bytes(b"notes")
+    with pytest.raises(InvalidJobSpec) as caught:
+        load_module(ref, [mount])
+    assert "not a single file" in caught.value.message

@@ -233,10 +233,18 @@ def _read_prepared(source: Path) -> bytes:
 def _read_module_file(source: Path) -> bytes:
     if source.is_dir():
         candidates = sorted(p for p in source.rglob("*.wasm") if p.is_file())
+        if not candidates:
+            # A URL need not end in .wasm (Bacalhau loads the one file it downloaded): a
+            # folder holding a single file holds the module, whatever its name.
+            candidates = [p for p in source.rglob("*") if p.is_file()]
+            if len(candidates) > 1:
+                candidates = []
         if len(candidates) != 1:
             raise InvalidJobSpec(
-                f"the prepared entry module holds {len(candidates)} .wasm files, expected one",
+                f"the prepared entry module holds {len(candidates) or 'no'} .wasm files and "
+                "is not a single file: expected one module",
                 field=_FIELD,
+                hint="name the module's file, e.g. /app/main.wasm, or give one file alone",
             )
         source = candidates[0]
     if source.stat().st_size > MAX_MODULE_BYTES:
