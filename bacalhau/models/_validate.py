@@ -459,6 +459,10 @@ def _validate_module_names(task: Task, fail: Fail) -> None:
             raise fail("a module is an input source name or an InputSource", where, None)
 
 
+#: The least memory the Docker engine lets a container have.
+DOCKER_MIN_MEMORY = 6 * 1024 * 1024
+
+
 def validate_task(task: Task, path: str) -> None:
     def fail(msg: str, sub: str, hint: str | None = None) -> InvalidJobSpec:
         return InvalidJobSpec(
@@ -527,7 +531,15 @@ def validate_task(task: Task, path: str) -> None:
                 f"{name} must be at most {MAX_TIMEOUT_SECONDS} seconds, got {value}",
                 f"Timeouts.{name}",
             )
-    task.resources.parse(path=f"{path}.Resources")
+    resources = task.resources.parse(path=f"{path}.Resources")
+    if engine == "docker" and 0 < resources.memory < DOCKER_MIN_MEMORY:
+        # The engine refuses such a container on every node ("Minimum memory limit allowed
+        # is 6MB").
+        raise fail(
+            f"{task.resources.memory!r} is less memory than Docker allows a container (6MB)",
+            "Resources.Memory",
+            "ask for 6MB or more",
+        )
     if task.network.type == NetworkType.HTTP and not task.network.domains:
         raise fail("HTTP networking needs at least one domain", "Network.Domains")
     for i, domain in enumerate(task.network.domains):

@@ -1,6 +1,7 @@
-"""Docker mount points no node could use are refused at submit, naming the field: a path
-written with ``..``, one inside the runtime's own /proc, /sys or /dev (runc refuses them at
-every container's start), and the root folder; ordinary folders pass."""
+"""Specs every node would fail are refused at submit, naming the field: Docker mount points
+written with ``..``, inside the runtime's own /proc, /sys or /dev (runc refuses them at every
+container's start) or at the root folder; an S3 checksum that cannot be a SHA-256; less
+memory than Docker allows a container. Ordinary values pass."""
 
 from __future__ import annotations
 
@@ -80,3 +81,16 @@ def test_an_s3_checksum_that_cannot_be_one_is_refused(checksum: str, ok: bool) -
         validate_job(job)
     assert "is not a SHA-256 checksum" in caught.value.message
     assert caught.value.details["Field"] == "Tasks[0].InputSources[0].Source.Params.ChecksumSHA256"
+
+
+@pytest.mark.parametrize(("memory", "ok"), [("1Kb", False), ("5000000", False), ("6Mi", True)])
+def test_less_memory_than_docker_allows_is_refused(memory: str, ok: bool) -> None:
+    job = _job()
+    job.tasks[0].resources.memory = memory
+    if ok:
+        validate_job(job)
+        return
+    with pytest.raises(BacalhauError) as caught:
+        validate_job(job)
+    assert "less memory than Docker allows" in caught.value.message
+    assert caught.value.details["Field"] == "Tasks[0].Resources.Memory"
