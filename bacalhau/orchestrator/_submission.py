@@ -195,6 +195,9 @@ class JobSubmission(EvaluationRunner):
         if task.publisher.is_empty() and self._default_publisher:
             # Results without a publisher would be unreachable: default to one.
             task.publisher = SpecConfig(type=self._default_publisher)
+        shared = _shared_s3_key(job)
+        if shared:
+            warnings.append(shared)
         if task.publisher.type.lower() == MANAGED_PUBLISHER and self._managed_bucket is None:
             # Every node would publish into a bucket this requester does not have.
             raise InvalidJobSpec(
@@ -319,3 +322,21 @@ class JobSubmission(EvaluationRunner):
             for n in self.nodes.compute_nodes()
             if n.membership == Membership.APPROVED and n.connection == Connection.CONNECTED
         ]
+
+
+def _shared_s3_key(job: Job) -> str:
+    """A warning when several executions of ``job`` would publish to the same S3 object: a
+    job of more than one partition (or a daemon, one per node) whose Key names neither the
+    execution nor the node. Each upload would replace the last, and all but one result
+    would be lost; Bacalhau does the same, so the job is not refused."""
+    publisher = job.task.publisher
+    if publisher.type.lower() != "s3":
+        return ""
+    key = str(publisher.params.get("Key") or "")
+    many = job.type == "daemon" or (job.type in ("batch", "service") and job.count > 1)
+    if not many or "{executionID}" in key or "{nodeID}" in key:
+        return ""
+    return (
+        f"every execution of this job publishes to the same S3 key {key!r}: each upload "
+        "replaces the last, and only one result is kept; add {executionID} to the Key"
+    )
