@@ -18,8 +18,8 @@ import pytest
 
 from bacalhau.errors import ExecutionCancelled, ExecutionTimeout
 from bacalhau.executor import DockerExecutor, InputMount, RunRequest
-from bacalhau.executor.docker import LABEL_EXECUTOR
 from bacalhau.executor._disk import CappedFolders, capped_folders_supported
+from bacalhau.executor.docker import LABEL_EXECUTOR
 from bacalhau.models import Resources, ResultPath
 from tests.executor.conftest import REPO, new_request
 
