@@ -18,6 +18,7 @@ from bacalhau.cli._jobspec import build_job, job_options, parse_input, runtime_o
 from bacalhau.cli._root import BacalhauGroup, CliState, pass_state
 from bacalhau.cli._run import follow_option, runtime_settings, submit_and_follow, task_env
 from bacalhau.models import InputSource, SpecConfig
+from bacalhau.models._task_io import looks_like_cid_path
 
 #: Bacalhau's CLI sends modules up to this size as plain base64, larger ones as a gzip'd tar.
 INLINE_PLAIN_LIMIT = 512
@@ -118,6 +119,16 @@ def import_module_volume(text: str) -> dict[str, Any]:
         raise click.BadParameter(
             f"{text!r} is not the target path of an --input (/app/lib.wasm), FILE:/target, "
             "URI:/target, nor CID:/absolute/path",
+            param_hint=_IMPORTS_HINT,
+        )
+    if Path(cid).is_file():
+        # NAME=FILE:/target: the file travels inline, imported under NAME.
+        module = inline_module(Path(cid))
+        return {"Source": module["Source"], "Alias": name or target, "Target": target}
+    if not looks_like_cid_path(cid):
+        # Every node would fail it ("not a CID") after the submit.
+        raise click.BadParameter(
+            f"{cid!r} in {text!r} is neither a CID nor a file here",
             param_hint=_IMPORTS_HINT,
         )
     return {

@@ -17,6 +17,8 @@ from bacalhau.models import SpecConfig, Task
 from tests.executor.conftest import new_request
 from tests.executor.test_wasm_imports import CALLS_QUIT_WAT, QUIT_WAT
 
+CID = "QmWoaAy8Wb2tB7pDPnYEbVxaNTXH4J5FeUqvX9XZsBEU6N"
+
 
 def dry_run(*args: str) -> dict[str, object]:
     result = CliRunner().invoke(cli, ["wasm", "run", "--dry-run", *args], catch_exceptions=False)
@@ -48,7 +50,7 @@ def test_url_and_cid_import_modules_keep_their_names(tmp_path: Path) -> None:
         "-U",
         "quitter=https://example.com/q.wasm",
         "-I",
-        "QmCid:/modules/x.wasm",
+        f"{CID}:/modules/x.wasm",
         "--no-deterministic",
         str(main),
     )
@@ -64,7 +66,10 @@ def test_url_and_cid_import_modules_keep_their_names(tmp_path: Path) -> None:
             "Target": "/app/imports/q.wasm",
         },
         {
-            "Source": {"Type": "ipfs", "Params": {"CID": "QmCid"}},
+            "Source": {
+                "Type": "ipfs",
+                "Params": {"CID": "QmWoaAy8Wb2tB7pDPnYEbVxaNTXH4J5FeUqvX9XZsBEU6N"},
+            },
             "Alias": "/modules/x.wasm",
             "Target": "/modules/x.wasm",
         },
@@ -122,3 +127,24 @@ def test_bacalhau_1_7_module_forms(tmp_path: Path) -> None:
     for bad in (["nope.wasm"], ["-I", f"{main}", str(main)], ["-I", "s3://b/lib.wasm", str(main)]):
         result = CliRunner().invoke(cli, ["wasm", "run", "--dry-run", *bad])
         assert result.exit_code == 2, (bad, result.output)
+
+
+async def test_a_named_local_import_module_is_sent_inline_and_a_non_cid_refused(
+    tmp_path: Path,
+) -> None:
+    main = tmp_path / "main.wasm"
+    main.write_bytes(wasmtime.wat2wasm(CALLS_QUIT_WAT))
+    lib = tmp_path / "quitter.wasm"
+    lib.write_bytes(wasmtime.wat2wasm(QUIT_WAT))
+    # NAME=FILE:/target, as the README's -I grammar reads: the file travels inline.
+    params = dry_run("-I", f"quitter={lib}:/app/lib.wasm", str(main))
+    [module] = params["ImportModules"]  # type: ignore[misc]
+    assert module["Source"]["Type"] == "inline" and module["Alias"] == "quitter"
+    async with WasmExecutor() as executor:
+        result = await executor.run(new_request(tmp_path, "wasm", params))
+    assert (result.exit_code, result.error_msg) == (7, "")
+    # Neither a CID nor a file here: refused before the submit, not on every node.
+    bad = CliRunner().invoke(
+        cli, ["wasm", "run", "--dry-run", "-I", "env=missing.wasm:/lib", str(main)]
+    )
+    assert bad.exit_code == 2 and "neither a CID nor a file here" in bad.output
