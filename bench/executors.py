@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bacalhau.executor import DockerExecutor, RunRequest  # noqa: E402
-from bacalhau.executor.docker._disk import capped_folders_supported  # noqa: E402
+from bacalhau.executor._disk import capped_folders_supported  # noqa: E402
 from bacalhau.models import ResultPath, SpecConfig  # noqa: E402
 from bench._wasm_overhead import DEFAULT_RUNS as WASM_DEFAULT_RUNS  # noqa: E402
 from bench._wasm_overhead import wasm_section  # noqa: E402
