@@ -505,12 +505,26 @@ class AsyncClient(ClusterCalls):
             job = (await self.get_job(job_id)).job
             output_dir = Path.cwd() / f"job-{short_id(job.id)}"
         out = Path(output_dir)
+        made = await asyncio.to_thread(_download.missing_folders, out)
         raw_dir, taken = await asyncio.to_thread(_download.prepare_output, out)
-        paths = await _download.fetch_results(self._http, results, raw_dir, taken, timeout=timeout)
-        unpacked, skipped = await asyncio.to_thread(_download.unpack, paths)
-        if not raw:
-            await asyncio.to_thread(_download.merge_results, unpacked, out)
-            await asyncio.to_thread(_remove_tree, raw_dir)
+        # Fetched and unpacked aside first: a download that fails (a node gone, a timeout,
+        # a merge conflict) leaves the output folder as it found it.
+        staging = await asyncio.to_thread(_download.staging_folder, raw_dir)
+        done = False
+        try:
+            paths = await _download.fetch_results(
+                self._http, results, staging, taken, timeout=timeout
+            )
+            unpacked, skipped = await asyncio.to_thread(_download.unpack, paths)
+            if raw:
+                await asyncio.to_thread(_download.adopt, unpacked, raw_dir)
+            else:
+                await asyncio.to_thread(_download.merge_results, unpacked, out)
+            done = True
+        finally:
+            await asyncio.to_thread(_remove_tree, staging)
+            if not raw or not done:
+                await asyncio.to_thread(_download.remove_if_empty, [raw_dir, *made])
         return _download.DownloadedResults(out, tuple(skipped))
 
 

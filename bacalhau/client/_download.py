@@ -19,10 +19,12 @@ names climb out of the folder is malformed and refused whole.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import posixpath
 import shutil
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -396,6 +398,41 @@ def merge_results(sources: list[Path], out: Path) -> None:
                 continue
             dest.parent.mkdir(parents=True, exist_ok=True)
             os.replace(source, dest)
+
+
+def missing_folders(out: Path) -> list[Path]:
+    """The folders a download into ``out`` creates (``out`` and its missing parents' first
+    one, and ``out/raw``), deepest first: what a failed download removes again if empty."""
+    missing = [out / "raw"]
+    for folder in (out, *out.parents):
+        if folder.exists():
+            break
+        missing.append(folder)
+    return missing
+
+
+def staging_folder(raw_dir: Path) -> Path:
+    """A fresh hidden folder under ``raw_dir`` to fetch and unpack into."""
+    return Path(tempfile.mkdtemp(prefix=".download-", dir=raw_dir))
+
+
+def adopt(entries: list[Path], into: Path) -> None:
+    """Move ``entries`` into ``into``, each under its name, or with ``-2``, ``-3``... when a
+    result of an earlier download already has it."""
+    for entry in entries:
+        dest = into / entry.name
+        n = 2
+        while os.path.lexists(dest):
+            dest = into / f"{entry.name}-{n}"
+            n += 1
+        os.replace(entry, dest)
+
+
+def remove_if_empty(folders: list[Path]) -> None:
+    """Remove each of ``folders`` that exists and is empty, in order (deepest first)."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def prepare_output(out: Path) -> tuple[Path, set[str]]:

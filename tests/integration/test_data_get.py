@@ -5,13 +5,14 @@ with ``--raw``."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from bacalhau.models import ExecutionStateType
-from tests.integration.devstack import Devstack, submitted_job_id
+from tests.integration.devstack import Devstack, bacalhau_command, submitted_job_id
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("devstack-data-get")]
 
@@ -85,3 +86,36 @@ def test_job_get_merges_several_ipfs_executions_or_keeps_them_apart(
     for cid in cids:
         assert (tmp_path / "raw" / "raw" / cid / "stdout").read_text() == "hi\n"
     assert not (tmp_path / "raw" / "stdout").exists()
+
+
+def test_a_job_get_that_fails_leaves_the_output_folder_as_it_was(
+    stack: Devstack, busybox_image: str, tmp_path: Path
+) -> None:
+    out = stack.ok(
+        "docker", "run", "-p", "ipfs", "-o", "out:/outputs", busybox_image, "--",
+        "sh", "-c", "echo kept > /outputs/k.txt; echo printed",
+    )  # fmt: skip
+    job_id = submitted_job_id(out)
+    # A folder holding a file the results would replace: the merge is refused.
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "stdout").write_text("mine\n")
+    refused = stack.cli("job", "get", job_id, "--output-dir", str(busy))
+    assert refused.returncode == 1 and "already exists" in refused.stderr
+    assert sorted(p.name for p in busy.iterdir()) == ["stdout"]  # no raw/ copy left behind
+    assert (busy / "stdout").read_text() == "mine\n"
+    # A download that cannot finish (nothing listens at the API any more for this client):
+    # the folder it would have made is not left behind.
+    fresh = tmp_path / "fresh" / "res"
+    env = {**stack.env(), "BACALHAU_API_PORT": "1"}
+    gone = subprocess.run(
+        bacalhau_command("job", "get", job_id, "--output-dir", str(fresh)),
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert gone.returncode == 1
+    assert not (tmp_path / "fresh").exists()
+    # Twice --raw into one folder: the second keeps its own copy beside the first.
+    stack.ok("job", "get", job_id, "--raw", "--output-dir", str(tmp_path / "raw"))
+    stack.ok("job", "get", job_id, "--raw", "--output-dir", str(tmp_path / "raw"))
+    copies = sorted(p.name for p in (tmp_path / "raw" / "raw").iterdir())
+    assert len(copies) == 2 and copies[0].endswith(copies[1]), copies
