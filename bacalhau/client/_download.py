@@ -364,6 +364,17 @@ def _files(root: Path) -> list[Path]:
     return sorted(found)
 
 
+def _empty_folders(root: Path) -> list[Path]:
+    """Every empty folder under ``root`` (relative), never following a link."""
+    if not root.is_dir() or root.is_symlink():
+        return []
+    found: list[Path] = []
+    for folder, dirs, files in os.walk(root):
+        if not dirs and not files and Path(folder) != root:
+            found.append(Path(folder).relative_to(root))
+    return found
+
+
 def merge_results(sources: list[Path], out: Path) -> None:
     """Merge result folders into ``out`` (see the module docstring). Checks every clash first
     so a conflict leaves ``out`` untouched."""
@@ -387,6 +398,10 @@ def merge_results(sources: list[Path], out: Path) -> None:
                 raise ResultsConflict(
                     f"cannot merge results: {rel} lies under {parent} of another result"
                 )
+    empty = sorted({rel for src in sources for rel in _empty_folders(src)})
+    for rel in empty:
+        if os.path.lexists(out / rel) and not (out / rel).is_dir():
+            raise ResultsConflict(f"cannot merge results: {out / rel} already exists")
     for src in sources:
         base = src if src.is_dir() and not src.is_symlink() else src.parent
         for rel in _files(src):
@@ -398,6 +413,9 @@ def merge_results(sources: list[Path], out: Path) -> None:
                 continue
             dest.parent.mkdir(parents=True, exist_ok=True)
             os.replace(source, dest)
+    for rel in empty:
+        # A folder the job left empty is part of its results too (files alone would lose it).
+        (out / rel).mkdir(parents=True, exist_ok=True)
 
 
 def missing_folders(out: Path) -> list[Path]:

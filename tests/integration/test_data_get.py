@@ -43,7 +43,8 @@ def test_job_get_downloads_an_ipfs_result_by_cid(
         "docker", "run", "-p", "ipfs", "-o", "out:/outputs", busybox_image, "--",
         "sh", "-c",
         "head -c 700000 /dev/zero | tr '\\0' a > /outputs/big.txt; mkdir /outputs/sub; "
-        "echo nested > /outputs/sub/n.txt; echo from-stdout; echo from-stderr >&2",
+        "echo nested > /outputs/sub/n.txt; mkdir /outputs/left-empty; "
+        "echo from-stdout; echo from-stderr >&2",
     )  # fmt: skip
     job_id = submitted_job_id(out)
     [cid] = _published_cids(stack, job_id)
@@ -56,6 +57,7 @@ def test_job_get_downloads_an_ipfs_result_by_cid(
     assert (res / "exitCode").read_text().strip() == "0"
     assert (res / "out" / "big.txt").read_bytes() == b"a" * 700_000
     assert (res / "out" / "sub" / "n.txt").read_text() == "nested\n"
+    assert (res / "out" / "left-empty").is_dir()  # an empty folder is a result too
     assert not (res / "raw").exists()
 
     raw = stack.ok("job", "get", job_id, "--raw", "--output-dir", str(tmp_path / "raw"))
