@@ -116,8 +116,7 @@ def _new_lines(
         client, job_id, execution_id=execution_id, follow=False, tail=1, version=version
     ):
         pass
-    return
-    yield  # (a generator, like _lines)
+    yield from ()  # a generator, like _lines: the look-up runs when it is read
 
 
 def check_job_ended(client: Client, job_id: str, *, version: int = 0) -> None:

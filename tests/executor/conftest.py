@@ -8,6 +8,7 @@ at the same time.
 from __future__ import annotations
 
 import fcntl
+import os
 import subprocess
 import tempfile
 import uuid
@@ -78,3 +79,17 @@ def new_request(
         results_dir=tmp_path / execution_id,
         **kwargs,  # type: ignore[arg-type]
     )
+
+
+#: Capped result folders mount a filesystem, which needs root. Skipped only without root;
+#: as root a missing mkfs.ext4 (setup installs e2fsprogs) fails the tests instead of hiding
+#: the disk cap (test_docker_isolation checks it).
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0, reason="capped result folders mount a filesystem: that needs root"
+)
+
+
+def mounts_under(path: Path) -> list[str]:
+    """The mount points under ``path`` (a capped result filesystem still mounted)."""
+    with open("/proc/self/mounts") as f:
+        return [line.split()[1] for line in f if line.split()[1].startswith(str(path))]

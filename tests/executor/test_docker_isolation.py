@@ -21,15 +21,9 @@ from bacalhau.executor import DockerExecutor, InputMount, RunRequest
 from bacalhau.executor._disk import CappedFolders, capped_folders_supported
 from bacalhau.executor.docker import LABEL_EXECUTOR
 from bacalhau.models import Resources, ResultPath
-from tests.executor.conftest import REPO, new_request
+from tests.executor.conftest import REPO, mounts_under, needs_root, new_request
 
 MiB = 1024 * 1024
-
-# Skipped only without root; as root a missing mkfs.ext4 (setup installs e2fsprogs) fails
-# the test instead of hiding the disk cap.
-needs_root = pytest.mark.skipif(
-    os.geteuid() != 0, reason="capped result folders mount a filesystem: that needs root"
-)
 
 
 def test_capped_folders_are_supported_where_the_node_runs_as_root() -> None:
@@ -75,12 +69,7 @@ async def make_executor(
     for container in leftovers:
         container.remove(force=True)
     assert not leftovers, "the executor left containers behind"
-    assert not _mounts_under(scratch), "a capped filesystem is still mounted"
-
-
-def _mounts_under(path: Path) -> list[str]:
-    with open("/proc/self/mounts") as f:
-        return [line.split()[1] for line in f if line.split()[1].startswith(str(path))]
+    assert not mounts_under(scratch), "a capped filesystem is still mounted"
 
 
 def shell(tmp_path: Path, image: str, script: str, **kwargs: Any) -> RunRequest:
@@ -241,7 +230,7 @@ async def test_timeout_leaves_no_container_and_no_scratch(
     with pytest.raises(ExecutionTimeout):
         await make_executor().run(request)
     await _scratch_emptied(scratch)
-    assert not _mounts_under(scratch)
+    assert not mounts_under(scratch)
 
 
 @needs_root
@@ -312,7 +301,7 @@ async def test_a_killed_node_leaves_nothing_mounted_once_its_container_is_gone(
     try:
         await _wait_until(lambda: "running" in _read(results / "stdout"))
         # The job runs: the node's own mount is already detached, only the container holds it.
-        await _wait_until(lambda: not _mounts_under(scratch), timeout=5)
+        await _wait_until(lambda: not mounts_under(scratch), timeout=5)
     finally:
         node.kill()
         await node.wait()
@@ -323,7 +312,7 @@ async def test_a_killed_node_leaves_nothing_mounted_once_its_container_is_gone(
     ):
         container.remove(force=True)
     await _wait_until(lambda: not _loops_backed_by(scratch))
-    assert not _mounts_under(scratch)
+    assert not mounts_under(scratch)
 
 
 @needs_root
@@ -332,10 +321,10 @@ async def test_a_new_executor_removes_capped_folders_a_dead_one_left(
 ) -> None:
     stale = CappedFolders.layout(scratch, f"e-{uuid.uuid4()}", 4 * MiB, ["out"])
     await stale.mount()  # and killed before its container started: still mounted
-    assert _mounts_under(scratch)
+    assert mounts_under(scratch)
     async with make_executor():
         assert _entries(scratch) == []
-        assert not _mounts_under(scratch)
+        assert not mounts_under(scratch)
     await stale.release()  # the descriptor this test holds
     await _wait_until(lambda: not _loops_backed_by(scratch))
 
@@ -343,7 +332,7 @@ async def test_a_new_executor_removes_capped_folders_a_dead_one_left(
 async def _scratch_emptied(scratch: Path) -> None:
     """The capped filesystem of a finished run is released just after it (off its critical
     path): wait, bounded, until nothing is left of it."""
-    await _wait_until(lambda: not _entries(scratch) and not _mounts_under(scratch), timeout=10)
+    await _wait_until(lambda: not _entries(scratch) and not mounts_under(scratch), timeout=10)
 
 
 def _loops_backed_by(path: Path) -> list[str]:

@@ -13,18 +13,10 @@ import pytest
 
 from bacalhau.executor import InputMount, WasmExecutor
 from bacalhau.models import Resources, ResultPath
+from tests.executor.conftest import mounts_under, needs_root
 from tests.executor.test_wasm import req
 
 MiB = 1024 * 1024
-
-needs_root = pytest.mark.skipif(
-    os.geteuid() != 0, reason="capped result folders mount a filesystem: that needs root"
-)
-
-
-def _mounted_under(scratch: Path) -> list[str]:
-    with open("/proc/self/mounts") as mounts:
-        return [line.split()[1] for line in mounts if line.split()[1].startswith(str(scratch))]
 
 
 @needs_root
@@ -55,12 +47,12 @@ async def test_a_module_writing_past_its_disk_fails_and_keeps_nothing(
     assert result.error_msg.startswith("disk limit exceeded"), result
     assert "8.39MB" in result.error_msg  # the job's disk, smaller than the operator's cap
     assert list((over.results_dir / "out").iterdir()) == []  # type: ignore[attr-defined]
-    assert _mounted_under(scratch) == []
+    assert mounts_under(scratch) == []
 
     within = run("copy:/inputs/small:/outputs/small")
     result = await executor.run(within)  # type: ignore[arg-type]
     assert (result.exit_code, result.error_msg) == (0, ""), result
     kept = within.results_dir / "out" / "small"  # type: ignore[attr-defined]
     assert kept.read_bytes() == b"x" * 1000
-    assert _mounted_under(scratch) == []
+    assert mounts_under(scratch) == []
     await executor.close()
