@@ -44,7 +44,16 @@ def parse_size(text: str, *, field: str = "Memory") -> int:
             field=field,
             hint='use a number with a unit such as "512Mb", "1Gb" or "1GiB"',
         )
-    return int(float(m.group(1)) * _SIZE_UNITS[unit])
+    size = int(float(m.group(1)) * _SIZE_UNITS[unit])
+    if size == 0 and float(m.group(1)) > 0:
+        # "0.5" with no unit is half a byte: read as no limit at all, which is surely not
+        # what was meant.
+        raise InvalidJobSpec(
+            f"invalid size {text!r}: less than one byte",
+            field=field,
+            hint='sizes without a unit are bytes; add a unit, such as "0.5Gb" or "512Mb"',
+        )
+    return size
 
 
 def format_size(n: int) -> str:

@@ -94,3 +94,14 @@ def test_less_memory_than_docker_allows_is_refused(memory: str, ok: bool) -> Non
         validate_job(job)
     assert "less memory than Docker allows" in caught.value.message
     assert caught.value.details["Field"] == "Tasks[0].Resources.Memory"
+
+
+@pytest.mark.parametrize("size", ["0.5", "0.9b", ".1"])
+def test_a_size_under_one_byte_is_refused_not_read_as_no_limit(size: str) -> None:
+    job = _job()
+    job.tasks[0].resources.disk = size
+    with pytest.raises(BacalhauError) as caught:
+        validate_job(job)
+    assert "less than one byte" in caught.value.message
+    assert caught.value.details["Field"] == "Tasks[0].Resources.Disk"
+    assert "add a unit" in (caught.value.hint or "")
