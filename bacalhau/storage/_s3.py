@@ -134,8 +134,10 @@ class S3Source:
                 )
             parent = s3.key.rstrip("*")
             parent = parent[: parent.rfind("/") + 1] if "/" in parent else ""
-            for key, _ in objects:
-                target = dest / relative_name(key, parent)
+            names = [(key, relative_name(key, parent)) for key, _ in objects]
+            _refuse_file_folder_clashes(s3, names)
+            for key, name in names:
+                target = dest / name
                 target.parent.mkdir(parents=True, exist_ok=True)
                 self._get(client, s3, key, target, single=single)
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as err:
@@ -221,6 +223,23 @@ class S3Source:
                 f"{md5.hexdigest()})",
                 kind=_KIND,
             )
+
+
+def _refuse_file_folder_clashes(s3: S3InputSpec, names: list[tuple[str, str]]) -> None:
+    """S3 may hold an object ``a/b`` and objects below ``a/b/``; a folder cannot hold both,
+    so say which keys clash before downloading anything."""
+    files = {name: key for key, name in names}
+    for key, name in names:
+        parent = posixpath.dirname(name)
+        while parent:
+            if parent in files:
+                raise input_failed(
+                    f"{s3.uri}: object {files[parent]!r} and object {key!r} cannot both be "
+                    f"downloaded: {parent!r} would have to be a file and a folder",
+                    hint="narrow Key or Filter to one of them",
+                    kind=_KIND,
+                )
+            parent = posixpath.dirname(parent)
 
 
 def _normal_sha(value: str) -> str:

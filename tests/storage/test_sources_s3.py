@@ -68,6 +68,23 @@ async def test_folder_key_and_filter(s3: S3Server, creds: None, tmp_path: Path) 
     assert sorted(tree(prepared.path)) == ["a.csv", "sub/b.csv"]
 
 
+async def test_an_object_that_is_also_a_folder_is_named_before_any_download(
+    s3: S3Server, creds: None, tmp_path: Path
+) -> None:
+    bucket = s3.new_bucket()
+    client = s3.client()
+    for key in ("data/a", "data/a/b.csv", "data/c.csv"):
+        client.put_object(Bucket=bucket, Key=key, Body=b"x")
+
+    with pytest.raises(ExecutionFailed) as caught:
+        await S3Source().prepare(spec(s3, bucket, "data/"), tmp_path)
+
+    assert "'data/a' and object 'data/a/b.csv' cannot both be downloaded" in str(caught.value)
+    assert tree(tmp_path) == {}
+    narrowed = await S3Source().prepare(spec(s3, bucket, "data/", Filter=r"\.csv$"), tmp_path)
+    assert sorted(tree(narrowed.path)) == ["a/b.csv", "c.csv"]
+
+
 async def test_single_object_checked_against_its_sha256(
     s3: S3Server, creds: None, tmp_path: Path
 ) -> None:
