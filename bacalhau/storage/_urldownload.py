@@ -140,8 +140,26 @@ class UrlDownloadSource:
             raise
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as err:
             raise _Retryable(f"{type(err).__name__}: {err}") from None
+        except aiohttp.TooManyRedirects as err:
+            raise input_failed(
+                f"downloading {url} failed: redirected more than {len(err.history)} times",
+                hint="the server redirects in a loop; check the URL of the input",
+                kind=_KIND,
+            ) from None
+        except (aiohttp.InvalidUrlRedirectClientError, aiohttp.NonHttpUrlRedirectClientError):
+            raise input_failed(
+                f"downloading {url} failed: the server redirected to a URL that is not http(s)",
+                hint="check the URL of the input",
+                kind=_KIND,
+            ) from None
         except aiohttp.InvalidURL:
             raise InvalidJobSpec(f"{url!r} is not a valid URL", field="Source.Params.URL") from None
+        except aiohttp.ClientError as err:
+            # Anything else the client refuses (a malformed answer, say): the server's fault,
+            # named; not worth a retry.
+            raise input_failed(
+                f"downloading {url} failed: {type(err).__name__}: {err}", kind=_KIND
+            ) from None
 
     def _too_large(self, url: str) -> BacalhauError:
         return input_failed(

@@ -56,6 +56,12 @@ class Server:
     async def redirect(self, request: web.Request) -> web.Response:
         raise web.HTTPFound(self.base + "/files/report.csv")
 
+    async def loop(self, request: web.Request) -> web.Response:
+        raise web.HTTPFound(self.base + "/loop")
+
+    async def to_ftp(self, request: web.Request) -> web.Response:
+        raise web.HTTPFound("ftp://127.0.0.1/file.csv")
+
 
 @pytest.fixture
 async def server() -> AsyncIterator[Server]:
@@ -68,6 +74,8 @@ async def server() -> AsyncIterator[Server]:
     app.router.add_get("/big.bin", srv.big)
     app.router.add_get("/secret", srv.forbidden)
     app.router.add_get("/latest", srv.redirect)
+    app.router.add_get("/loop", srv.loop)
+    app.router.add_get("/to-ftp", srv.to_ftp)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -130,3 +138,14 @@ async def test_download_over_the_limit_is_stopped_and_removed(
 async def test_connection_refused_is_retried_then_named(tmp_path: Path) -> None:
     with pytest.raises(ExecutionFailed, match="failed after 2 attempts"):
         await fast(max_retries=1).prepare(url_spec("http://127.0.0.1:9/x"), tmp_path)
+
+
+async def test_redirect_loops_and_non_http_redirects_are_named(
+    server: Server, tmp_path: Path
+) -> None:
+    with pytest.raises(ExecutionFailed, match="redirected more than 10 times") as caught:
+        await fast().prepare(url_spec(server.base + "/loop"), tmp_path)
+    assert "redirects in a loop" in (caught.value.hint or "")
+    with pytest.raises(ExecutionFailed, match="redirected to a URL that is not http"):
+        await fast().prepare(url_spec(server.base + "/to-ftp"), tmp_path)
+    assert os.listdir(tmp_path) == []
