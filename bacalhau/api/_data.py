@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import tempfile
 from collections.abc import Callable
 from typing import Any, BinaryIO, Protocol
@@ -23,6 +24,8 @@ from aiohttp import web
 from bacalhau.api._errors import json_response
 from bacalhau.api._query import Query
 from bacalhau.errors import BadQuery, InvalidRequest
+
+log = logging.getLogger(__name__)
 
 #: Largest upload accepted unless configured otherwise.
 DEFAULT_MAX_UPLOAD_BYTES = 16 * 2**30
@@ -135,7 +138,16 @@ async def get_data(request: web.Request) -> web.StreamResponse:
                 queue.get_nowait()
             await asyncio.sleep(0.01)
         raise
-    await producer  # a failure mid-stream aborts the response (the client sees it cut)
+    try:
+        await producer
+    except Exception:
+        # The status and part of the body are sent: no error answer can follow. Cut the
+        # connection, so the client sees the download cut short rather than waiting for
+        # the rest of a chunked body.
+        log.exception("sending %s failed part-way; the connection is cut", text)
+        if request.transport is not None:
+            request.transport.close()
+        return response
     await response.write_eof()
     return response
 

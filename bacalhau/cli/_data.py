@@ -52,7 +52,8 @@ def data_add(state: CliState, path: Path, cid_version: int, only_hash: bool) -> 
 @click.option("--car", is_flag=True, help="Write CID.car (a CAR v1 file) instead of files.")
 @pass_state
 def data_get(state: CliState, cid: str, output_dir: Path, car: bool) -> None:
-    """Download content by CID (from whichever node of the cluster holds it)."""
+    """Download content by CID (from whichever node of the cluster holds it); CID/PATH
+    downloads a file or folder inside it, named by its last name."""
     skipped: list[SkippedEntry] = []
     with _client(state) as client:
         written = client.get(cid, output_dir, car=car, skipped=skipped)
@@ -68,7 +69,8 @@ def data_get(state: CliState, cid: str, output_dir: Path, car: bool) -> None:
 @output_option()
 @pass_state
 def data_ls(state: CliState, cid: str, output: str) -> None:
-    """List the entries of a directory CID (or the one file a CID is)."""
+    """List the entries of a directory CID (or the one file a CID is); CID/PATH lists a
+    directory inside it."""
     with _client(state) as client:
         entries = client.ls(cid)
     if not tabular(output):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from bacalhau.client._auth import Credentials
 from bacalhau.client._download import SkippedEntry, plan_extraction
 from bacalhau.client._session import RestSession
 from bacalhau.errors import InvalidRequest, Unavailable
-from bacalhau.storage.cid import Blockstore, Importer, ImportOptions, write_car
+from bacalhau.storage.cid import Blockstore, CarReader, Importer, ImportOptions, write_car
 
 #: Longest a download or upload may take (data can be large; the connection is local).
 DATA_TIMEOUT_SECONDS = 3600.0
@@ -87,29 +88,33 @@ class AsyncDataClient(RestSession):
         car: bool = False,
         skipped: list[SkippedEntry] | None = None,
     ) -> Path:
-        """Download ``cid`` into directory ``dest``: as ``dest/CID`` (the file or directory
+        """Download ``cid`` (a CID, or ``CID/path/inside``: as ``ipfs get``, named by the
+        path's last name) into directory ``dest``: as ``dest/CID`` (the file or directory
         tree), or with ``car`` as ``dest/CID.car``. Returns what was written. Entries that
         are not created (a link pointing outside the tree, a special file: as ``job get``
         leaves them out) are added to ``skipped``."""
         await asyncio.to_thread(dest.mkdir, parents=True, exist_ok=True)
         fmt = "car" if car else "tar"
-        partial = dest / f".{cid}.{fmt}.part"
+        # Named apart from the CID: a CID/path is no file name.
+        partial = dest / f".{uuid.uuid4().hex}.{fmt}.part"
         try:
             with partial.open("wb") as out:
                 await self._download(f"/api/v1/data/{quote(cid, safe='')}?format={fmt}", out)
             if car:
-                target = dest / f"{cid}.car"
+                with partial.open("rb") as written:  # a path's CAR is rooted at its CID
+                    target = dest / f"{CarReader(written).roots[0]}.car"
                 partial.replace(target)
                 return target
-            left_out = await asyncio.to_thread(_extract, partial, dest)
+            name, left_out = await asyncio.to_thread(_extract, partial, dest)
             if skipped is not None:
                 skipped.extend(left_out)
         finally:
             partial.unlink(missing_ok=True)
-        return dest / cid
+        return dest / name
 
     async def ls(self, cid: str) -> list[DataEntry]:
-        """The entries of directory ``cid`` (or the one file it is)."""
+        """The entries of directory ``cid`` (or the one file it is); ``CID/path`` lists a
+        directory inside one."""
         reply = await self._http.request("GET", f"/api/v1/data/{quote(cid, safe='')}/ls")
         entries = reply.get("Entries", []) if isinstance(reply, dict) else []
         return [
@@ -157,15 +162,17 @@ class AsyncDataClient(RestSession):
             raise self._http.unreachable(exc) from None
 
 
-def _extract(archive: Path, dest: Path) -> list[SkippedEntry]:
-    """Extract the tar the data API sent; what ``job get`` would not create is left out and
-    returned (extracting it would fail half-way, with the rest of the tree unwritten)."""
+def _extract(archive: Path, dest: Path) -> tuple[str, list[SkippedEntry]]:
+    """Extract the tar the data API sent, whose one top entry is named by the CID (or by
+    the last name of a path inside one); returns that name and what ``job get`` would not
+    create, left out (extracting it would fail half-way, with the rest unwritten)."""
     with tarfile.open(archive, mode="r:") as tar:
-        plan = plan_extraction(tar.getmembers())
+        members = tar.getmembers()
+        plan = plan_extraction(members)
         # The "data" filter stays as a second guard (modes, paths, link targets).
         tar.extractall(dest, members=plan.entries, filter="data")
         tar.extractall(dest, members=plan.links, filter="data")
-    return plan.skipped
+    return (members[0].name.split("/", 1)[0] if members else ""), plan.skipped
 
 
 class DataClient:

@@ -9,6 +9,7 @@ store, fetching from the cluster what the requester lacks (a job's published res
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import tarfile
@@ -16,8 +17,9 @@ import time
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
-from bacalhau.errors import BlockNotFound, InvalidContent
+from bacalhau.errors import BlockNotFound, InvalidCID, InvalidContent, InvalidJobSpec
 from bacalhau.storage._exchange import BlockExchange
+from bacalhau.storage._ipfs import parse_cid_path
 from bacalhau.storage.cid import (
     CID,
     DAG_PB,
@@ -26,6 +28,7 @@ from bacalhau.storage.cid import (
     import_car,
     ls,
     read_file,
+    resolve,
     stat,
     write_car,
 )
@@ -82,32 +85,53 @@ class BlockstoreContent:
         return None
 
     async def ensure(self, text: str) -> None:
-        """Make the DAG below CID ``text`` present, from the cluster if need be;
-        :class:`~bacalhau.errors.InvalidCID` when it is not a CID."""
-        cid = _parse(text)
+        """Make the DAG below ``text`` (a CID, or ``CID/path/inside``) present, from the
+        cluster if need be; :class:`~bacalhau.errors.InvalidCID` when it names no CID."""
+        cid = await self._resolve(text)
         if self._exchange is not None:
             await self._exchange.fetch_dag(cid, timeout=self._timeout)
         elif not self._store.has(cid):
             raise BlockNotFound(f"{cid} is not on this node", cid=str(cid))
 
     async def ensure_listing(self, text: str) -> None:
-        """Make present what listing CID ``text`` takes (not its entries' content)."""
-        cid = _parse(text)
+        """Make present what listing ``text`` takes (not its entries' content)."""
+        cid = await self._resolve(text)
+        await self._ensure_listing(cid)
+
+    async def _ensure_listing(self, cid: CID) -> None:
         if self._exchange is not None:
             await self._exchange.fetch_listing(cid, timeout=self._timeout)
         elif not self._store.has(cid):
             raise BlockNotFound(f"{cid} is not on this node", cid=str(cid))
 
+    async def _resolve(self, text: str) -> CID:
+        """The CID ``text`` names: a path inside a directory is followed one folder at a
+        time, each listing fetched from the cluster if need be."""
+        root, path = _parse(text)
+        current = root
+        for part in path.split("/") if path else ():
+            await self._ensure_listing(current)
+            current = await asyncio.to_thread(self._step, text, current, part)
+        return current
+
+    def _step(self, text: str, current: CID, part: str) -> CID:
+        try:
+            return resolve(self._store, current, part)
+        except (BlockNotFound, InvalidContent) as err:
+            # Content that is here, with no such entry: the path is wrong, not the cluster.
+            raise BlockNotFound(f"{text}: {err.message}", hint=_PATH_HINT) from None
+
     def write_car(self, text: str, out: BinaryIO) -> None:
         """Write the DAG as a CAR v1 (blocking)."""
-        write_car(out, [_parse(text)], self._store)
+        write_car(out, [self._resolve_here(text)], self._store)
 
     def write_tar(self, text: str, out: BinaryIO) -> None:
         """Write the content as an uncompressed tar stream (blocking): a file as one member
-        named by its CID, a directory as a tree under a directory named by its CID."""
-        cid = _parse(text)
+        named by its CID, a directory as a tree under a directory named by its CID (or,
+        for a path inside a directory, by the path's last name, as ``ipfs get`` names it)."""
+        cid = self._resolve_here(text)
         with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-            self._add(tar, cid, text)
+            self._add(tar, cid, content_name(text))
 
     def _add(self, tar: tarfile.TarFile, cid: CID, name: str) -> None:
         entry = stat(self._store, cid)
@@ -128,7 +152,7 @@ class BlockstoreContent:
 
     def ls(self, text: str) -> list[dict[str, Any]]:
         """The entries of a directory (or the one file) as JSON-ready objects (blocking)."""
-        cid = _parse(text)
+        cid = self._resolve_here(text)
         entry = stat(self._store, cid)
         entries = ls(self._store, cid) if entry.kind == EntryKind.DIRECTORY else [entry]
         return [
@@ -136,9 +160,27 @@ class BlockstoreContent:
             for e in entries
         ]
 
+    def _resolve_here(self, text: str) -> CID:
+        """:meth:`_resolve` once the blocks are here (blocking)."""
+        root, path = _parse(text)
+        return resolve(self._store, root, path) if path else root
 
-def _parse(text: str) -> CID:
-    return CID.parse(text, field="cid")
+
+_PATH_HINT = "list the directory with `bacalhau data ls CID` to see its entries"
+
+
+def _parse(text: str) -> tuple[CID, str]:
+    try:
+        return parse_cid_path(text, field="cid")
+    except InvalidJobSpec as err:  # an empty CID, or "." or ".." in the path
+        raise InvalidCID(err.message, field="cid") from None
+
+
+def content_name(text: str) -> str:
+    """The name content ``text`` is written under: its CID, or the last name of a path
+    inside a directory."""
+    root, path = _parse(text)
+    return path.rsplit("/", 1)[-1] if path else str(root)
 
 
 def _symlink_target(store: Blockstore, cid: CID) -> list[bytes]:

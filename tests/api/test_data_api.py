@@ -4,6 +4,7 @@ CAR, listed; incomplete or oversized uploads refused."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,12 +14,13 @@ import pytest
 
 from bacalhau.api import ApiServer
 from bacalhau.client import AsyncDataClient, content_cid
-from bacalhau.errors import BlockNotFound, InvalidContent, InvalidRequest
+from bacalhau.errors import BlockNotFound, InvalidContent, InvalidRequest, Unavailable
 from bacalhau.orchestrator import OrchestratorAPI
 from bacalhau.storage import BlockstoreContent
-from bacalhau.storage.cid import CID, Blockstore, CarReader, Importer
+from bacalhau.storage.cid import CID, DAG_PB, Blockstore, CarReader, Importer
 from bacalhau.storage.cid._car import encode_header
 from bacalhau.storage.cid._cid import encode_varint
+from bacalhau.storage.cid._dagpb import DataType, encode_node, encode_unixfs
 from tests.api.memory_orchestrator import MemoryOrchestrator
 
 
@@ -71,6 +73,48 @@ async def test_add_get_and_ls_round_trip(
     entries = await client.ls(cid)
     assert [(e.name, e.type) for e in entries] == [("a.bin", "file"), ("sub", "directory")]
     assert entries[0].size == 300_000
+
+
+async def test_a_path_inside_a_directory_is_listed_and_got_by_its_last_name(
+    tmp_path: Path, client: AsyncDataClient
+) -> None:
+    src = tree(tmp_path / "src")
+    cid = await client.add(src)
+
+    entries_of_root = {e.name: e.cid for e in await client.ls(cid)}
+    entries = await client.ls(f"{cid}/sub")
+    assert [(e.name, e.type) for e in entries] == [("empty", "directory"), ("naïve.txt", "file")]
+    assert [e.name for e in await client.ls(f"/ipfs/{cid}/sub/naïve.txt")] == [""]
+
+    folder = await client.get(f"{cid}/sub", tmp_path / "out")
+    assert folder == tmp_path / "out" / "sub"
+    assert files(folder) == files(src / "sub")
+    one = await client.get(f"ipfs://{cid}/sub/naïve.txt", tmp_path / "one")
+    assert one == tmp_path / "one" / "naïve.txt" and one.read_text() == "hello\n"
+    car = await client.get(f"{cid}/sub", tmp_path / "cars", car=True)
+    assert car.name == f"{entries_of_root['sub']}.car"
+
+    with pytest.raises(BlockNotFound) as missing:
+        await client.ls(f"{cid}/sub/nope")
+    assert "no entry 'nope'" in missing.value.message
+    assert "bacalhau data ls" in (missing.value.hint or "")
+    with pytest.raises(BlockNotFound, match="is not a directory"):
+        await client.get(f"{cid}/a.bin/x", tmp_path / "out2")
+    with pytest.raises(InvalidRequest, match=r"must not contain '\.' or '\.\.'"):
+        await client.ls(f"{cid}/../sub")
+
+
+async def test_content_damaged_past_the_first_bytes_cuts_the_download_short(
+    tmp_path: Path, client: AsyncDataClient, store: Blockstore
+) -> None:
+    """The answer's status is sent before the damage shows: the client must see the
+    download cut, not wait for the rest."""
+    block = encode_node([], encode_unixfs(DataType.FILE, data=b"abc", filesize=10_000))
+    damaged = CID.for_block(block, codec=DAG_PB, version=1)  # declares more than it holds
+    store.put(damaged, block)
+    with pytest.raises(Unavailable, match="cut short"):
+        await asyncio.wait_for(client.get(str(damaged), tmp_path / "out"), 10)
+    assert list((tmp_path / "out").iterdir()) == []
 
 
 async def test_only_hash_uploads_nothing(

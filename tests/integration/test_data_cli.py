@@ -96,7 +96,7 @@ def _node_of(stack: Devstack, job_id: str) -> str:
 
 
 def test_a_chained_job_runs_where_the_result_is_or_fetches_it(
-    stack: Devstack, busybox_image: str
+    stack: Devstack, busybox_image: str, tmp_path: Path
 ) -> None:
     first = stack.ok(
         "docker", "run", "-p", "ipfs", "-o", "out:/outputs", busybox_image, "--",
@@ -114,6 +114,14 @@ def test_a_chained_job_runs_where_the_result_is_or_fetches_it(
         return compute is not None and cid in compute.held_roots
 
     eventually(advertised, timeout=10, what="the result advertised by its node")
+
+    # A path inside the result, listed and got through the requester, which fetches the
+    # folders on the way (and then the file) from the node that holds them.
+    assert "msg" in stack.ok("data", "ls", f"{cid}/out") and "blob" in stack.ok(
+        "data", "ls", f"{cid}/out"
+    )
+    got = Path(stack.ok("data", "get", f"{cid}/out/msg", "-o", str(tmp_path)).strip())
+    assert got == tmp_path / "msg" and got.read_text() == "chained\n"
 
     # By default job 2 goes where the data is (several times: not by chance).
     for _ in range(3):
