@@ -118,3 +118,30 @@ def test_sigkilled_devstack_takes_its_nodes_and_their_containers_along(
         assert containers(f"bacalhau-jobID={job_id}") == []
     finally:
         stack.stop(check=False)
+
+
+def test_a_sigkilled_compute_nodes_containers_are_removed_at_once(
+    tmp_path: Path, busybox_image: str
+) -> None:
+    """Not when the node next starts: the job runs again elsewhere meanwhile."""
+    stack = Devstack.start(tmp_path / "devstack", compute_nodes=1)
+    try:
+        job_id = submitted_job_id(
+            stack.ok("docker", "run", "--no-wait", busybox_image, "--", "sleep", "600")
+        )
+
+        def running() -> bool:
+            return stack.client.get_job(job_id).job.state == JobStateType.RUNNING and bool(
+                containers(f"bacalhau-jobID={job_id}")
+            )
+
+        eventually(running, timeout=30, what="the sleeping job's container")
+        [compute] = stack.compute
+        stack.kill_node(compute.name)
+        eventually(
+            lambda: containers(f"bacalhau-jobID={job_id}") == [],
+            timeout=ORPHAN_EXIT_SECONDS,
+            what="the killed node's container removed",
+        )
+    finally:
+        stack.stop(check=False)

@@ -22,7 +22,8 @@ followed until the container is really gone, and closing the executor waits for 
 removal. A run that saw its container exit returns without waiting for the removal; one that
 did not (cancelled, failed) waits for it. A reaper removes, at start and then on a timer, any
 container of this executor's prefix that no run of this process owns, and the capped
-filesystems no run holds (``_leftovers``).
+filesystems no run holds (``_leftovers``). If the node's process is killed outright, a
+watcher process removes its containers at once (``_deathwatch``).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ from bacalhau.executor.docker._container import (
     bridge_network,
     container_kwargs,
 )
+from bacalhau.executor.docker._deathwatch import DeathWatch
 from bacalhau.executor.docker._defaults import (
     DEFAULT_PIDS_LIMIT,
     DEFAULT_REAP_INTERVAL,
@@ -168,6 +170,8 @@ class DockerExecutor:
         )
         self._releasing: dict[str, asyncio.Task[None]] = {}
         self._reaper: asyncio.Task[None] | None = None
+        # Removes the containers as soon as this process dies, however it dies.
+        self._deathwatch = DeathWatch(name_prefix, LABEL_EXECUTOR)
         self._leftovers = Leftovers(
             engine=self._engine,
             removals=self._removals,
@@ -365,6 +369,7 @@ class DockerExecutor:
                 await self._egress.remove_leftover(await self._api())
             except BacalhauError as e:
                 _log.warning("cannot remove leftover containers: %s", e)
+            self._deathwatch.start()
         self._reaper = asyncio.create_task(self._reap(), name=f"docker-reaper-{self._prefix}")
         return self
 
@@ -403,6 +408,7 @@ class DockerExecutor:
         await asyncio.gather(*self._releasing.values(), return_exceptions=True)
         await self._leftovers.remove_stale_volumes()
         await self._egress.close(self._engine.api_if_connected())
+        await asyncio.to_thread(self._deathwatch.stop)
 
     async def remove_leftovers(self) -> int:
         """Remove containers of this prefix that no run of this process owns; return how many.
