@@ -18,7 +18,7 @@ from bacalhau.errors import BacalhauError
 from bacalhau.executor import Executor
 from bacalhau.models import Job, Resources, format_size
 from bacalhau.publisher import Publisher
-from bacalhau.storage import StorageSource, parse_cid_path, validate_inputs
+from bacalhau.storage import SizedSource, StorageSource, parse_cid_path, validate_inputs
 from bacalhau.storage.cid import CID
 
 _log = logging.getLogger(__name__)
@@ -140,6 +140,35 @@ class InputSourcesSupported:
         except BacalhauError as err:
             return BidVerdict.reject(f"this node cannot read this job's inputs: {err.message}")
         return BidVerdict.accept("this node can read every input of this job")
+
+
+class InputsFitDisk:
+    """The inputs fit in the disk this node offers a job, and each within this node's
+    limit for one input: sized before bidding where their source can say (an S3 listing, a
+    ``HEAD`` of a URL, content held here), as Bacalhau sizes input volumes. A job whose
+    inputs cannot be sized is not refused for it; its ``Resources.Disk`` still counts."""
+
+    def __init__(self, sources: Mapping[str, StorageSource], max_job_disk: int) -> None:
+        self._sources = {name.lower(): source for name, source in sources.items()}
+        self._max_disk = max_job_disk
+
+    async def evaluate(self, request: BidRequest) -> BidVerdict:
+        total = 0
+        for spec in request.job.task.input_sources:
+            source = self._sources.get(spec.source.type.lower())
+            if not isinstance(source, SizedSource):
+                continue
+            try:
+                size = await source.size(spec.source)
+            except BacalhauError as err:
+                return BidVerdict.reject(f"this node cannot read this job's inputs: {err.message}")
+            total += size or 0
+        if self._max_disk and total > self._max_disk:
+            return BidVerdict.reject(
+                f"insufficient disk for the job's inputs - inputs: {format_size(total)}, "
+                f"available: {format_size(self._max_disk)}"
+            )
+        return BidVerdict.accept("this node does have enough disk for this job's inputs")
 
 
 class NetworkPolicy:
@@ -274,8 +303,10 @@ def default_strategies(
         strategies.append(InputSourcesSupported(sources))
     if locality is not None:
         strategies.append(Locality(locality))
+    strategies.append(WithinMaxJobRequirements(max_job_requirements))
+    if sources:  # after the cheap rules: sizing may list a bucket or ask a server
+        strategies.append(InputsFitDisk(sources, max_job_requirements.disk))
     strategies += [
-        WithinMaxJobRequirements(max_job_requirements),
         EngineSpecSupported(executors),
         *probes,
     ]

@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING
 from bacalhau._lazy import lazy_attributes
 from bacalhau.models._s3_partition import Partition, PartitionSpec
 from bacalhau.storage._archive import extract_tar_gz
-from bacalhau.storage._base import PartitionedSource, PreparedInput, PreparedPath, StorageSource
+from bacalhau.storage._base import (
+    PartitionedSource,
+    PreparedInput,
+    PreparedPath,
+    SizedSource,
+    StorageSource,
+)
 from bacalhau.storage._content import BlockstoreContent
 from bacalhau.storage._exchange import (
     BlockExchange,
@@ -57,6 +63,7 @@ __all__ = [
     "PreparedPath",
     "ProviderFinder",
     "S3Source",
+    "SizedSource",
     "StorageSource",
     "UrlDownloadSource",
     "dag_size",

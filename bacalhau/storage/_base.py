@@ -63,6 +63,19 @@ class StorageSource(Protocol):
 
 
 @runtime_checkable
+class SizedSource(Protocol):
+    """A source that can tell, before preparing an input, how many bytes it will write on
+    this node: what bidding weighs against the disk the node offers a job, as Bacalhau's
+    compute nodes size their input volumes."""
+
+    async def size(self, spec: SpecConfig) -> int | None:
+        """The bytes ``spec`` will take here; None when it cannot be told cheaply (content
+        not here, a server that does not say). Raises the error :meth:`prepare` would when
+        the input is over this node's limit for one input."""
+        ...
+
+
+@runtime_checkable
 class PartitionedSource(Protocol):
     """A source that can give one execution of a partitioned job (``Count`` N) its share of
     the input (``s3``: Bacalhau v1.7's ``Partition``); the others give every execution all."""

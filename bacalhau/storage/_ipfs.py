@@ -15,9 +15,10 @@ import time
 from pathlib import Path
 from typing import Protocol
 
-from bacalhau.errors import BlockNotFound, InvalidCID, InvalidJobSpec
+from bacalhau.errors import BlockNotFound, InvalidCID, InvalidContent, InvalidJobSpec
 from bacalhau.models import SpecConfig
 from bacalhau.storage._base import PreparedPath, input_failed, str_param
+from bacalhau.storage._locality import dag_size
 from bacalhau.storage.cid import CID, Blockstore, export, resolve
 
 _KIND = "ipfs"
@@ -106,6 +107,19 @@ class IPFSSource:
 
     async def validate(self, spec: SpecConfig) -> None:
         parse_cid_path(str_param(spec, "CID", required=True))
+
+    async def size(self, spec: SpecConfig) -> int | None:
+        """The size of content held here, as its DAG records it (None when it is not here:
+        it would be fetched, and only the node holding it knows)."""
+        root, path = parse_cid_path(str_param(spec, "CID", required=True))
+
+        def measure() -> int | None:
+            try:
+                return dag_size(self._store, resolve(self._store, root, path))
+            except (BlockNotFound, InvalidContent):
+                return None
+
+        return await asyncio.to_thread(measure)
 
     async def prepare(self, spec: SpecConfig, dest: Path) -> PreparedPath:
         text = str_param(spec, "CID", required=True)

@@ -22,7 +22,7 @@ from typing import Any
 
 import botocore.exceptions
 
-from bacalhau.errors import InvalidJobSpec, UnsafePath
+from bacalhau.errors import BacalhauError, InvalidJobSpec, UnsafePath
 from bacalhau.models import SpecConfig
 from bacalhau.models._go_regex import GoRegexError, compile_go
 from bacalhau.models._s3_partition import Partition, PartitionSpec, partition_keys
@@ -35,6 +35,8 @@ NO_PARTITIONS = PartitionSpec()
 DEFAULT_S3_LIMIT = 10 * 1024**3
 _CHUNK = 1 << 20
 _MD5_ETAG = re.compile(r"[0-9a-f]{32}")
+#: Longest sizing an input may take while bidding (a listing of the bucket's keys).
+_SIZE_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +117,38 @@ class S3Source:
         await asyncio.to_thread(self._download, s3, dest, partition)
         return PreparedPath(dest)
 
+    async def size(self, spec: SpecConfig) -> int | None:
+        """The bytes of every object the spec names (None for a partitioned input, whose
+        share is its execution's, or when the bucket cannot be listed now: preparing the
+        input then says why)."""
+        s3 = S3InputSpec.from_spec(spec)
+        if s3.partition != NO_PARTITIONS:
+            return None
+        try:
+            async with asyncio.timeout(_SIZE_TIMEOUT):
+                total = await asyncio.to_thread(self._total, s3)
+        except (TimeoutError, BacalhauError):
+            return None
+        if total > self._max_bytes:
+            raise self._over_limit(s3, total)
+        return total
+
+    def _over_limit(self, s3: S3InputSpec, total: int) -> BacalhauError:
+        return input_failed(
+            f"{s3.uri} holds {total} bytes, more than the limit of {self._max_bytes}",
+            hint="narrow the key or the filter; the node's operator sets the limit "
+            "(input_max_bytes)",
+            kind=_KIND,
+        )
+
     # -- in a worker thread ------------------------------------------------------------
+
+    def _total(self, s3: S3InputSpec) -> int:
+        client = s3_client(endpoint=s3.endpoint, region=s3.region)
+        try:
+            return sum(size for _, size in self._objects(client, s3))
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as err:
+            raise s3_error(err, s3.uri, component=COMPONENT, kind=_KIND) from None
 
     def _download(self, s3: S3InputSpec, dest: Path, partition: Partition) -> None:
         client = s3_client(endpoint=s3.endpoint, region=s3.region)
@@ -126,12 +159,7 @@ class S3Source:
             objects = [(key, size) for key, size in objects if key in share]
             total = sum(size for _, size in objects)
             if total > self._max_bytes:
-                raise input_failed(
-                    f"{s3.uri} holds {total} bytes, more than the limit of {self._max_bytes}",
-                    hint="narrow the key or the filter; the node's operator sets the limit "
-                    "(input_max_bytes)",
-                    kind=_KIND,
-                )
+                raise self._over_limit(s3, total)
             parent = s3.key.rstrip("*")
             parent = parent[: parent.rfind("/") + 1] if "/" in parent else ""
             names = [(key, relative_name(key, parent)) for key, _ in objects]

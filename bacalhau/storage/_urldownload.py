@@ -29,6 +29,8 @@ DEFAULT_URL_LIMIT = 10 * 1024**3
 _KIND = "urlDownload"
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 _CHUNK = 1 << 20
+#: Longest a HEAD of the URL may take while bidding.
+_SIZE_TIMEOUT = 5.0
 
 
 class _Retryable(Exception):
@@ -79,6 +81,24 @@ class UrlDownloadSource:
             raise InvalidJobSpec(
                 f"urlDownload needs an http(s) URL, got {url!r}", field="Source.Params.URL"
             )
+
+    async def size(self, spec: SpecConfig) -> int | None:
+        """The ``Content-Length`` of a ``HEAD`` of the URL (redirects followed); None when
+        the server does not give one or does not answer in a few seconds."""
+        await self.validate(spec)
+        url = str_param(spec, "URL", required=True)
+        timeout = aiohttp.ClientTimeout(total=_SIZE_TIMEOUT)
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=timeout, trust_env=False) as session,
+                session.head(url, allow_redirects=True) as resp,
+            ):
+                size = resp.content_length if resp.status == 200 else None
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            return None
+        if size is not None and size > self._max_bytes:
+            raise self._too_large(url)
+        return size
 
     async def prepare(self, spec: SpecConfig, dest: Path) -> PreparedPath:
         await self.validate(spec)
