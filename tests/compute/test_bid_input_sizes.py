@@ -5,7 +5,7 @@ that can take them instead of failing on every node part-way through a download.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -18,22 +18,9 @@ from bacalhau.storage import IPFSSource, S3Source, StorageSource, UrlDownloadSou
 from bacalhau.storage.cid import Blockstore, Importer
 from tests.compute.jobs import make_execution
 from tests.compute.shell_executor import ShellExecutor
-from tests.publisher.seaweedfs import S3Server, seaweedfs
+from tests.publisher.seaweedfs import S3Server
 
 KB = 1000
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    with seaweedfs(tmp_path_factory.mktemp("s3")) as server:
-        yield server
-
-
-@pytest.fixture
-def creds(s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
-    for key, value in s3.env().items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
 
 
 @pytest.fixture

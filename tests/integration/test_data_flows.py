@@ -15,15 +15,9 @@ import pytest
 from bacalhau.errors import InvalidJobSpec
 from bacalhau.models import ExecutionStateType, InputSource, Job, SpecConfig, Task
 from tests.integration.devstack import Devstack, submitted_job_id
-from tests.publisher.seaweedfs import S3Server, seaweedfs
+from tests.publisher.seaweedfs import S3Server
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("devstack-data-flows")]
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    with seaweedfs(tmp_path_factory.mktemp("s3")) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ and ``bacalhau job get`` fetching the results through the requester's signed URL
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from tests.integration.devstack import (
     run_bacalhau,
     submitted_job_id,
 )
-from tests.publisher.seaweedfs import S3Server, seaweedfs
+from tests.publisher.seaweedfs import S3Server
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("devstack-managed-results")]
 
@@ -42,12 +41,6 @@ tasks:
     publisher:
       type: s3managed
 """
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    with seaweedfs(tmp_path_factory.mktemp("s3")) as server:
-        yield server
 
 
 def test_results_reach_the_requesters_bucket_from_a_node_without_credentials(

@@ -7,7 +7,6 @@ import gzip
 import io
 import os
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -17,22 +16,10 @@ from bacalhau.errors import InvalidJobSpec, PublishFailed
 from bacalhau.models import Job, SpecConfig, Task
 from bacalhau.publisher import S3Publisher, presign_result, render_key, results_cid
 from bacalhau.storage.cid import Importer
-from tests.publisher.seaweedfs import SECRET_KEY, S3Server, seaweedfs
+from tests.publisher.seaweedfs import SECRET_KEY, S3Server
 from tests.storage.opens import count_opens
 
 NODE = "12D3KooWNodeForTests"
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    with seaweedfs(tmp_path_factory.mktemp("s3")) as server:
-        yield server
-
-
-@pytest.fixture
-def creds(s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
-    for key, value in s3.env().items():
-        monkeypatch.setenv(key, value)
 
 
 def make_results(tmp_path: Path) -> Path:

@@ -4,7 +4,6 @@ publish saying which, and nothing is left in the results' folder."""
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,13 +11,7 @@ import pytest
 from bacalhau.errors import PublishFailed
 from bacalhau.models import Job, SpecConfig, Task
 from bacalhau.publisher import ManagedBucket, S3ManagedPublisher
-from tests.publisher.seaweedfs import S3Server, seaweedfs
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    with seaweedfs(tmp_path_factory.mktemp("s3")) as server:
-        yield server
+from tests.publisher.seaweedfs import S3Server
 
 
 def _results(tmp_path: Path) -> Path:

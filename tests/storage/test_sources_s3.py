@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,21 +14,7 @@ from bacalhau.models import SpecConfig
 from bacalhau.models._s3_partition import fnv1a_32
 from bacalhau.storage import Partition, S3Source
 from bacalhau.storage._s3 import relative_name
-from tests.publisher.seaweedfs import SECRET_KEY, S3Server, seaweedfs
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    with seaweedfs(tmp_path_factory.mktemp("s3")) as server:
-        yield server
-
-
-@pytest.fixture
-def creds(s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The compute node's standard AWS environment."""
-    for key, value in s3.env().items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
+from tests.publisher.seaweedfs import SECRET_KEY, S3Server
 
 
 def spec(s3: S3Server, bucket: str, key: str, **params: str) -> SpecConfig:
