@@ -26,6 +26,19 @@ pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("devstack-orphans
 ORPHAN_EXIT_SECONDS = 10.0
 
 
+def sleeping_job(stack: Devstack, image: str) -> str:
+    """The ID of a Docker job that sleeps for 10 minutes, once its container runs."""
+    job_id = submitted_job_id(stack.ok("docker", "run", "--no-wait", image, "--", "sleep", "600"))
+
+    def running() -> bool:
+        return stack.client.get_job(job_id).job.state == JobStateType.RUNNING and bool(
+            containers(f"bacalhau-jobID={job_id}")
+        )
+
+    eventually(running, timeout=30, what="the sleeping job's container")
+    return job_id
+
+
 def test_a_node_stops_gracefully_when_its_lifeline_closes(tmp_path: Path) -> None:
     data_dir = tmp_path / "node"
     subprocess.run(
@@ -92,16 +105,7 @@ def test_sigkilled_devstack_takes_its_nodes_and_their_containers_along(
 ) -> None:
     stack = Devstack.start(tmp_path / "devstack", compute_nodes=2)
     try:
-        job_id = submitted_job_id(
-            stack.ok("docker", "run", "--no-wait", busybox_image, "--", "sleep", "60")
-        )
-
-        def running() -> bool:
-            return stack.client.get_job(job_id).job.state == JobStateType.RUNNING and bool(
-                containers(f"bacalhau-jobID={job_id}")
-            )
-
-        eventually(running, timeout=30, what="the sleeping job's container")
+        job_id = sleeping_job(stack, busybox_image)
         pids = [n.pid for n in stack.nodes]
     except BaseException:
         stack.stop(check=False)
@@ -126,16 +130,7 @@ def test_a_sigkilled_compute_nodes_containers_are_removed_at_once(
     """Not when the node next starts: the job runs again elsewhere meanwhile."""
     stack = Devstack.start(tmp_path / "devstack", compute_nodes=1)
     try:
-        job_id = submitted_job_id(
-            stack.ok("docker", "run", "--no-wait", busybox_image, "--", "sleep", "600")
-        )
-
-        def running() -> bool:
-            return stack.client.get_job(job_id).job.state == JobStateType.RUNNING and bool(
-                containers(f"bacalhau-jobID={job_id}")
-            )
-
-        eventually(running, timeout=30, what="the sleeping job's container")
+        job_id = sleeping_job(stack, busybox_image)
         [compute] = stack.compute
         stack.kill_node(compute.name)
         eventually(
