@@ -37,6 +37,7 @@ from bacalhau.identity import NodeFiles, NodeIdentity, check_node_files, is_peer
 from bacalhau.models import MANAGED_PUBLISHER, NodeInfo, NodeType, SpecConfig, rfc3339_ns
 from bacalhau.node._blocks import ClusterProviders
 from bacalhau.node._bootstrap import bootstrap_certificates
+from bacalhau.node._cert_watch import watch_certificate
 from bacalhau.node._cluster_view import GossipNodeView
 from bacalhau.node._compute_node import build_compute
 from bacalhau.node._job_defaults import DefaultingOrchestrator
@@ -158,6 +159,11 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
     await join_with_token(config, identity, seeds)  # a compute node's first start
     files = NodeFiles.in_dir(data_dir)
     check_node_files(files)
+    watch = asyncio.create_task(
+        watch_certificate(files, joined_with_token=bool(config.join_token and config.compute)),
+        name="certificate-watch",
+    )
+    stack.push_async_callback(_cancel, watch)
 
     server = NodeServer(identity, files, config.grpc_host, config.grpc_port)
     joining = await join_service(config)
@@ -489,6 +495,12 @@ def _admission_config(config: NodeConfig, hooks: ApprovalChain) -> dict[str, obj
             "ProbeTimeout": config.probe_timeout,
         }
     return out
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _close(closer: Callable[[], object]) -> None:
