@@ -1,11 +1,11 @@
 """The node's TLS certificate, watched while the node runs.
 
-A node certificate lasts a year. A node that joined with a token renews its certificate when
-it starts in the last month (:mod:`bacalhau.node._join`); one whose certificate came from
-``bacalhau ca issue`` needs its operator. Either way a node that runs for months without a
-restart must not reach the expiry in silence: its members would refuse its handshakes and
-it would drop out of the cluster. So its expiry is a metric operators can alert on, and the
-last month is a warning in the node's log twice a day.
+A node certificate lasts a year; a node past its expiry is refused by every member and drops
+out of the cluster. A node that joined with a token renews its certificate in the last month
+(:mod:`bacalhau.node._join`): at a start, or, while it runs, here; the new certificate takes
+effect at once (:class:`~bacalhau.transport.TlsMaterial`). One whose certificate came from
+``bacalhau ca issue`` needs its operator. Either way the expiry is a metric operators can
+alert on, and a last month without renewal is a warning in the node's log twice a day.
 """
 
 from __future__ import annotations
@@ -13,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+from collections.abc import Awaitable, Callable
 
 from cryptography import x509
 from prometheus_client import Gauge
 
+from bacalhau.errors import BacalhauError
 from bacalhau.identity import NodeFiles
 
 __all__ = ["CERTIFICATE_EXPIRY", "certificate_expiry", "watch_certificate"]
@@ -75,9 +77,21 @@ def check_certificate(files: NodeFiles, *, joined_with_token: bool) -> datetime.
 
 
 async def watch_certificate(
-    files: NodeFiles, *, joined_with_token: bool, interval: float = CHECK_INTERVAL
+    files: NodeFiles,
+    *,
+    joined_with_token: bool,
+    renew: Callable[[], Awaitable[None]] | None = None,
+    interval: float = CHECK_INTERVAL,
 ) -> None:
-    """:func:`check_certificate` now and every ``interval`` seconds, until cancelled."""
+    """:func:`check_certificate` now and every ``interval`` seconds, until cancelled; in the
+    last month, ``renew`` (given for a node that joined with the token) is tried first."""
     while True:
+        ends = await asyncio.to_thread(certificate_expiry, files)
+        left = ends - datetime.datetime.now(datetime.UTC) if ends is not None else None
+        if renew is not None and left is not None and left <= WARN_BEFORE:
+            try:
+                await renew()
+            except BacalhauError as e:
+                log.warning("renewing this node's certificate failed: %s", e.message)
         await asyncio.to_thread(check_certificate, files, joined_with_token=joined_with_token)
         await asyncio.sleep(interval)

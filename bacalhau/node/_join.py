@@ -33,9 +33,9 @@ from bacalhau.identity import (
 )
 from bacalhau.identity._files import write_private, write_public
 from bacalhau.node._bootstrap import CLUSTER_CA_DIR, own_hosts
-from bacalhau.transport import Certify, Joined, join_cluster
+from bacalhau.transport import Certify, Joined, TlsMaterial, join_cluster
 
-__all__ = ["RENEW_BEFORE", "join_service", "join_with_token"]
+__all__ = ["RENEW_BEFORE", "join_service", "join_with_token", "renew_while_running"]
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,15 @@ def _expiring(files: NodeFiles) -> str:
     if ends - datetime.datetime.now(datetime.UTC) > RENEW_BEFORE:
         return ""
     return f"on {ends:%Y-%m-%d %H:%M} UTC"
+
+
+async def renew_while_running(
+    config: NodeConfig, identity: NodeIdentity, seeds: Sequence[str], tls: TlsMaterial
+) -> None:
+    """Renew the certificate of a running node that joined with the token (when it is
+    within :data:`RENEW_BEFORE` of its expiry), and put it to use at once."""
+    if await join_with_token(config, identity, seeds):
+        tls.reload()
 
 
 def _install(files: NodeFiles, identity: NodeIdentity, joined: Joined) -> None:

@@ -40,7 +40,7 @@ from bacalhau.gossip import (
 from bacalhau.identity import NodeFiles, NodeIdentity
 from bacalhau.models import ExecutionReport, LivenessState, NodeType
 from bacalhau.node._wiring import RequesterLinks
-from bacalhau.transport import OrchestratorClient
+from bacalhau.transport import OrchestratorClient, TlsMaterial
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ class RequesterContact:
         self,
         *,
         identity: NodeIdentity,
-        files: NodeFiles,
+        files: NodeFiles | TlsMaterial,
         seeds: Sequence[str],
         trust: RequesterTrust,
         links: RequesterLinks,

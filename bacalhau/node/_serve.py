@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import platform
@@ -41,7 +42,7 @@ from bacalhau.node._cert_watch import watch_certificate
 from bacalhau.node._cluster_view import GossipNodeView
 from bacalhau.node._compute_node import build_compute
 from bacalhau.node._job_defaults import DefaultingOrchestrator
-from bacalhau.node._join import join_service, join_with_token
+from bacalhau.node._join import join_service, join_with_token, renew_while_running
 from bacalhau.node._lifeline import watch_lifeline
 from bacalhau.node._listen import listen
 from bacalhau.node._membership import (
@@ -62,6 +63,7 @@ from bacalhau.transport import (
     ComputeClient,
     MembershipClient,
     NodeServer,
+    TlsMaterial,
 )
 
 log = logging.getLogger(__name__)
@@ -159,13 +161,18 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
     await join_with_token(config, identity, seeds)  # a compute node's first start
     files = NodeFiles.in_dir(data_dir)
     check_node_files(files)
+    # The server and every client share it: a certificate renewed while the node runs is
+    # presented from the next handshake and used by new channels.
+    tls = TlsMaterial(files)
+    joined = bool(config.join_token) and not config.orchestrator
+    renew = functools.partial(renew_while_running, config, identity, seeds, tls)
     watch = asyncio.create_task(
-        watch_certificate(files, joined_with_token=bool(config.join_token and config.compute)),
+        watch_certificate(files, joined_with_token=joined, renew=renew if joined else None),
         name="certificate-watch",
     )
     stack.push_async_callback(_cancel, watch)
 
-    server = NodeServer(identity, files, config.grpc_host, config.grpc_port)
+    server = NodeServer(identity, tls, config.grpc_host, config.grpc_port)
     joining = await join_service(config)
     if joining is not None:
         server.add_join_service(*joining)
@@ -189,7 +196,7 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
     stack.callback(blockstore.close)
     server.add_block_service(blockstore)
     providers = ClusterProviders(node_id)
-    block_client = await stack.enter_async_context(BlockClient(files))
+    block_client = await stack.enter_async_context(BlockClient(tls))
     exchange = BlockExchange(blockstore, block_client, providers)
     held_roots = HeldRoots(blockstore)
 
@@ -198,7 +205,7 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
     routed: RoutedComputeClient | None = None
     managed = _managed_bucket(config) if config.orchestrator else None
     if config.orchestrator:
-        compute_client = ComputeClient(identity, files)
+        compute_client = ComputeClient(identity, tls)
         stack.push_async_callback(_close, compute_client.close)
         routed = RoutedComputeClient(compute_client)
         approval_hooks = ApprovalChain(
@@ -327,7 +334,7 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
         return replace(record, held_roots=held)
 
     settings = gossip_settings(config)
-    network = await stack.enter_async_context(MembershipClient(identity, files))
+    network = await stack.enter_async_context(MembershipClient(identity, tls))
     first = await describe()
     core = Membership(
         identity=identity,
@@ -390,7 +397,7 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
         running.contact = await stack.enter_async_context(
             RequesterContact(
                 identity=identity,
-                files=files,
+                files=tls,
                 seeds=seeds,
                 trust=trust,
                 links=links,

@@ -33,6 +33,7 @@ from bacalhau.transport._membership import (
 )
 from bacalhau.transport._server import NodeServer
 from bacalhau.transport._tls import (
+    TlsMaterial,
     channel_credentials,
     channel_options,
     server_credentials,
@@ -55,6 +56,7 @@ __all__ = [
     "OrchestratorHandler",
     "ProtoRecordCodec",
     "RunResultRefusals",
+    "TlsMaterial",
     "add_block_service",
     "add_membership_service",
     "channel_credentials",

@@ -25,7 +25,7 @@ from bacalhau.storage.cid import CID
 from bacalhau.transport._channel import NodeChannel
 from bacalhau.transport._errors import abort_with, error_from_rpc, unexpected
 from bacalhau.transport._peer import peer_node_id
-from bacalhau.transport._tls import channel_credentials
+from bacalhau.transport._tls import TlsMaterial, tls_material
 
 #: Most CIDs one GetBlocks or HasBlocks call may name (bounds the work one call asks for).
 MAX_CIDS_PER_CALL = 1024
@@ -113,16 +113,21 @@ class BlockClient:
     """Asks members for blocks (a :class:`bacalhau.storage.BlockPeers`); every failure is a
     :class:`bacalhau.errors.BacalhauError`."""
 
-    def __init__(self, files: NodeFiles, *, timeout: float = BLOCK_CALL_TIMEOUT_SECONDS) -> None:
-        self._credentials = channel_credentials(files)
+    def __init__(
+        self, files: NodeFiles | TlsMaterial, *, timeout: float = BLOCK_CALL_TIMEOUT_SECONDS
+    ) -> None:
+        self._tls = tls_material(files)
         self._timeout = timeout
         self._channels: dict[tuple[str, str], tuple[NodeChannel, Any]] = {}
 
     def _stub(self, peer: BlockPeer) -> tuple[NodeChannel, Any]:
         key = (peer.node_id, peer.address)
         entry = self._channels.get(key)
+        if entry is not None and entry[0].generation != self._tls.generation:
+            entry[0].retire()  # renewed credentials: a new channel carries them
+            entry = None
         if entry is None:
-            channel = NodeChannel(peer.address, self._credentials, peer.node_id)
+            channel = NodeChannel(peer.address, self._tls, peer.node_id)
             entry = (channel, blocks_pb2_grpc.BlockServiceStub(channel.channel))
             self._channels[key] = entry
         return entry

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import grpc
 
 from bacalhau.transport._errors import CODE_KEY, error_from_rpc
-from bacalhau.transport._tls import channel_options
+from bacalhau.transport._tls import TlsMaterial, channel_options
 
 R = TypeVar("R")
 
@@ -35,13 +35,15 @@ class NodeChannel:
     only the first call pays for the connection and the handshake.
     """
 
-    __slots__ = ("address", "channel", "expected_node_id")
+    __slots__ = ("address", "channel", "expected_node_id", "generation")
 
-    def __init__(self, address: str, credentials: Any, expected_node_id: str | None) -> None:
+    def __init__(self, address: str, tls: TlsMaterial, expected_node_id: str | None) -> None:
         self.address = address
         self.expected_node_id = expected_node_id
+        #: The :attr:`TlsMaterial.generation` the channel was opened with.
+        self.generation = tls.generation
         self.channel: Any = grpc.aio.secure_channel(
-            address, credentials, options=channel_options(expected_node_id)
+            address, tls.channel_credentials, options=channel_options(expected_node_id)
         )
 
     def describe(self) -> str:
@@ -50,6 +52,25 @@ class NodeChannel:
 
     async def close(self) -> None:
         await self.channel.close(None)
+
+    def retire(self) -> None:
+        """Close the channel once the calls it may carry have had time to end (it was
+        replaced by one opened with renewed credentials)."""
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(_close_later(self))
+        _retiring.add(task)
+        task.add_done_callback(_retiring.discard)
+
+
+#: Channels waiting to be closed (held so that their tasks are not collected).
+_retiring: set[asyncio.Task[None]] = set()
+#: How long a replaced channel stays open for the calls under way on it.
+_RETIRE_AFTER_SECONDS = 30.0
+
+
+async def _close_later(channel: NodeChannel) -> None:
+    await asyncio.sleep(_RETIRE_AFTER_SECONDS)
+    await channel.channel.close(None)
 
 
 def _connection_failed(exc: Any) -> bool:

@@ -62,7 +62,7 @@ from bacalhau.transport._convert_messages import (
 )
 from bacalhau.transport._errors import error_from_rpc
 from bacalhau.transport._signing import open_sealed, seal
-from bacalhau.transport._tls import MAX_MESSAGE_BYTES, channel_credentials
+from bacalhau.transport._tls import MAX_MESSAGE_BYTES, TlsMaterial, tls_material
 
 #: The most callbacks one DeliverCallbacks call carries, and about how many bytes: well under
 #: gRPC's message limit, small enough that one call never holds the requester for long.
@@ -98,12 +98,12 @@ class ComputeClient:
     def __init__(
         self,
         identity: NodeIdentity,
-        files: NodeFiles,
+        files: NodeFiles | TlsMaterial,
         *,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
     ) -> None:
         self._identity = identity
-        self._credentials = channel_credentials(files)
+        self._tls = tls_material(files)
         self._timeout = timeout
         self._addresses: dict[str, str] = {}
         self._channels: dict[str, tuple[NodeChannel, Any]] = {}
@@ -133,6 +133,9 @@ class ComputeClient:
             for ch in retired:
                 await ch.close()
         entry = self._channels.get(node_id)
+        if entry is not None and entry[0].generation != self._tls.generation:
+            entry[0].retire()  # renewed credentials: a new channel carries them
+            entry = None
         if entry is None:
             address = self._addresses.get(node_id)
             if address is None:
@@ -140,7 +143,7 @@ class ComputeClient:
                     f"no address known for node {node_id}",
                     hint="the node has not joined, or it left the cluster",
                 )
-            channel = NodeChannel(address, self._credentials, node_id)
+            channel = NodeChannel(address, self._tls, node_id)
             entry = (channel, compute_pb2_grpc.ComputeServiceStub(channel.channel))
             self._channels[node_id] = entry
         return entry
@@ -341,7 +344,7 @@ class OrchestratorClient:
     def __init__(
         self,
         identity: NodeIdentity,
-        files: NodeFiles,
+        files: NodeFiles | TlsMaterial,
         address: str,
         orchestrator_node_id: str | None = None,
         *,
@@ -350,7 +353,7 @@ class OrchestratorClient:
         if orchestrator_node_id is not None:
             _check_node_id(orchestrator_node_id)
         self._identity = identity
-        self._credentials = channel_credentials(files)
+        self._tls = tls_material(files)
         self._address = address
         self._orchestrator_node_id = orchestrator_node_id
         self._timeout = timeout
@@ -368,10 +371,11 @@ class OrchestratorClient:
         return self._address
 
     def _open(self) -> NodeChannel:
+        if self._channel is not None and self._channel.generation != self._tls.generation:
+            self._channel.retire()  # renewed credentials: a new channel carries them
+            self._channel = None
         if self._channel is None:
-            self._channel = NodeChannel(
-                self._address, self._credentials, self._orchestrator_node_id
-            )
+            self._channel = NodeChannel(self._address, self._tls, self._orchestrator_node_id)
             self._node_stub = node_pb2_grpc.NodeServiceStub(self._channel.channel)
             self._orch_stub = orchestrator_pb2_grpc.OrchestratorServiceStub(self._channel.channel)
         return self._channel

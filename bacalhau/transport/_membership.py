@@ -33,7 +33,7 @@ from bacalhau.transport._convert_membership import (
 )
 from bacalhau.transport._errors import abort_with, error_from_rpc, unexpected
 from bacalhau.transport._peer import peer_node_id
-from bacalhau.transport._tls import channel_credentials
+from bacalhau.transport._tls import TlsMaterial, tls_material
 
 log = logging.getLogger(__name__)
 
@@ -115,20 +115,23 @@ class MembershipClient:
     def __init__(
         self,
         identity: NodeIdentity,
-        files: NodeFiles,
+        files: NodeFiles | TlsMaterial,
         *,
         timeout: float = MEMBERSHIP_CALL_TIMEOUT_SECONDS,
     ) -> None:
         self._identity = identity
-        self._credentials = channel_credentials(files)
+        self._tls = tls_material(files)
         self._timeout = timeout
         self._channels: dict[tuple[str | None, str], tuple[NodeChannel, Any]] = {}
 
     def _stub(self, node_id: str | None, address: str) -> tuple[NodeChannel, Any]:
         key = (node_id, address)
         entry = self._channels.get(key)
+        if entry is not None and entry[0].generation != self._tls.generation:
+            entry[0].retire()  # renewed credentials: a new channel carries them
+            entry = None
         if entry is None:
-            channel = NodeChannel(address, self._credentials, node_id)
+            channel = NodeChannel(address, self._tls, node_id)
             entry = (channel, membership_pb2_grpc.MembershipServiceStub(channel.channel))
             self._channels[key] = entry
         return entry

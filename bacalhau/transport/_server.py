@@ -23,7 +23,7 @@ from bacalhau.transport._membership import (
     add_membership_service,
 )
 from bacalhau.transport._services import ComputeServicer, NodeServicer, OrchestratorServicer
-from bacalhau.transport._tls import server_credentials, server_options
+from bacalhau.transport._tls import TlsMaterial, server_credentials, server_options
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class NodeServer:
     def __init__(
         self,
         identity: NodeIdentity,
-        files: NodeFiles,
+        files: NodeFiles | TlsMaterial,
         host: str = "127.0.0.1",
         port: int = 0,
         *,

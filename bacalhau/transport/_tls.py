@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
 
@@ -34,33 +35,99 @@ def _read(files: NodeFiles) -> tuple[bytes, bytes, bytes]:
     )
 
 
-def server_credentials(files: NodeFiles, join: JoinAuthority | None = None) -> Any:
+class TlsMaterial:
+    """A node's TLS files as its servers and clients use them, replaceable while it runs.
+
+    One object is shared by a node's server and clients. :meth:`reload` (after a renewed
+    certificate was written) moves :attr:`generation` on: the server presents the new
+    certificate from its next handshake, and each client opens new channels with it, leaving
+    its old ones to finish what they carry.
+    """
+
+    def __init__(self, files: NodeFiles) -> None:
+        self.files = files
+        self.generation = 0
+        self._load()
+
+    def _load(self) -> None:
+        key, cert, ca = _read(self.files)
+        _check_pair(self.files, key, cert)
+        self.key, self.cert, self.ca = key, cert, ca
+        self.channel_credentials: Any = grpc.ssl_channel_credentials(
+            root_certificates=ca, private_key=key, certificate_chain=cert
+        )
+
+    def reload(self) -> None:
+        """Read the files again; raises (and keeps the old material) if they are unusable."""
+        self._load()
+        self.generation += 1
+
+
+def _check_pair(files: NodeFiles, key: bytes, cert: bytes) -> None:
+    """The key and the certificate parse, and belong together: gRPC would only find out at
+    a handshake, and a reload must not swap in what cannot work."""
+    try:
+        private = load_pem_private_key(key, password=None)
+        public = x509.load_pem_x509_certificate(cert).public_key()
+    except (ValueError, TypeError) as e:
+        raise InvalidConfiguration(
+            f"the TLS key {files.tls_key} or certificate {files.tls_cert} is unreadable: {e}",
+            hint=_HINT,
+        ) from None
+    if private.public_key() != public:
+        raise InvalidConfiguration(
+            f"the TLS certificate {files.tls_cert} is not for the key {files.tls_key}",
+            hint=_HINT,
+        )
+
+
+def tls_material(source: NodeFiles | TlsMaterial) -> TlsMaterial:
+    """``source`` itself, or the material of its files (read now, never reloaded)."""
+    return source if isinstance(source, TlsMaterial) else TlsMaterial(source)
+
+
+def _server_configuration(tls: TlsMaterial, join: JoinAuthority | None) -> Any:
+    pairs = [(tls.key, tls.cert)]
+    ca = tls.ca
+    if join is not None:
+        tls_key = load_pem_private_key(tls.key, password=None)
+        if not isinstance(tls_key, ec.EllipticCurvePrivateKey):
+            raise InvalidConfiguration(
+                f"the TLS key {tls.files.tls_key} is not an ECDSA key", hint=_HINT
+            )
+        server_cert = join.server_certificate(tls_key.public_key())
+        pairs.append((tls.key, server_cert.public_bytes(Encoding.PEM)))
+        ca = ca + join.certificate_pem
+    return grpc.ssl_server_certificate_configuration(pairs, root_certificates=ca)
+
+
+def server_credentials(source: NodeFiles | TlsMaterial, join: JoinAuthority | None = None) -> Any:
     """Server credentials: present the node certificate, require one from the cluster CA.
 
     With a ``join`` authority (a requester with a join token), also present a certificate
     the join CA signed to clients asking for its name by SNI, and take client certificates
     the join CA signed (which only the Join call accepts: see :mod:`bacalhau.transport._peer`).
+    Given a :class:`TlsMaterial`, a reload takes effect from the next handshake.
     """
-    key, cert, ca = _read(files)
-    pairs = [(key, cert)]
-    if join is not None:
-        tls_key = load_pem_private_key(key, password=None)
-        if not isinstance(tls_key, ec.EllipticCurvePrivateKey):
-            raise InvalidConfiguration(
-                f"the TLS key {files.tls_key} is not an ECDSA key", hint=_HINT
-            )
-        server_cert = join.server_certificate(tls_key.public_key())
-        pairs.append((key, server_cert.public_bytes(Encoding.PEM)))
-        ca = ca + join.certificate_pem
-    return grpc.ssl_server_credentials(pairs, root_certificates=ca, require_client_auth=True)
+    tls = tls_material(source)
+    served = tls.generation
+
+    def fetch() -> Any:
+        # Called by gRPC before each handshake: a comparison, unless the material changed.
+        nonlocal served
+        if tls.generation == served:
+            return None
+        served = tls.generation
+        return _server_configuration(tls, join)
+
+    return grpc.dynamic_ssl_server_credentials(
+        _server_configuration(tls, join), fetch, require_client_authentication=True
+    )
 
 
 def channel_credentials(files: NodeFiles) -> Any:
     """Client credentials: present the node certificate, trust only the cluster CA."""
-    key, cert, ca = _read(files)
-    return grpc.ssl_channel_credentials(
-        root_certificates=ca, private_key=key, certificate_chain=cert
-    )
+    return TlsMaterial(files).channel_credentials
 
 
 def target_name_override(node_id: str) -> str:

@@ -4,7 +4,10 @@ half-way through joining (no TLS key) joins again; a fresh certificate is left a
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+import functools
+import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,8 +20,10 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from bacalhau.config import NodeConfig
 from bacalhau.identity import ClusterCA, JoinAuthority, NodeFiles, NodeIdentity, check_node_files
 from bacalhau.identity._files import write_private, write_public
-from bacalhau.node._join import join_with_token
-from bacalhau.transport import NodeServer
+from bacalhau.node._cert_watch import watch_certificate
+from bacalhau.node._join import join_with_token, renew_while_running
+from bacalhau.transport import NodeServer, TlsMaterial
+from tests.compute.waiting import eventually
 from tests.transport.cluster import Cluster, RecordingCompute
 
 TOKEN = "renewal-test-join-token-0123456789"
@@ -90,3 +95,30 @@ async def test_without_a_token_nothing_is_renewed(cluster: Cluster, tmp_path: Pa
     _certify_for(cluster.ca, identity, data_dir, days=10)
     config = NodeConfig(data_dir=data_dir, compute=True, orchestrator=False)
     assert not await join_with_token(config, identity, ["127.0.0.1:1"])
+
+
+async def test_a_running_node_renews_in_its_last_month_and_uses_the_new_certificate(
+    cluster: Cluster, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    data_dir = tmp_path / "compute"
+    identity = NodeIdentity.load_or_create(data_dir)
+    config = NodeConfig(data_dir=data_dir, compute=True, orchestrator=False, join_token=TOKEN)
+    _certify_for(cluster.ca, identity, data_dir, days=10)
+    files = NodeFiles.in_dir(data_dir)
+    tls = TlsMaterial(files)
+    async with _requester(cluster) as address:
+        renew = functools.partial(renew_while_running, config, identity, [address], tls)
+        with caplog.at_level(logging.WARNING, logger="bacalhau.node._cert_watch"):
+            watch = asyncio.create_task(
+                watch_certificate(files, joined_with_token=True, renew=renew, interval=0.05)
+            )
+            try:
+                await eventually(lambda: tls.generation > 0, timeout=20)
+                await asyncio.sleep(0.2)  # more checks: nothing left to renew or warn of
+            finally:
+                watch.cancel()
+    assert tls.generation == 1
+    assert _expires(data_dir) - datetime.datetime.now(datetime.UTC) > datetime.timedelta(days=300)
+    assert x509.load_pem_x509_certificate(tls.cert).not_valid_after_utc == _expires(data_dir)
+    watched = [r for r in caplog.records if r.name == "bacalhau.node._cert_watch"]
+    assert [r.getMessage() for r in watched] == []

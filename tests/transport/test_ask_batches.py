@@ -25,7 +25,7 @@ from bacalhau.transport._convert_messages import ask_for_bid_to_proto
 from bacalhau.transport._services import MAX_BATCH_ASKS as SERVED_LIMIT
 from bacalhau.transport._services import ComputeServicer
 from bacalhau.transport._signing import seal
-from bacalhau.transport._tls import channel_credentials, server_credentials, server_options
+from bacalhau.transport._tls import TlsMaterial, server_credentials, server_options
 from tests.transport.cluster import Cluster, Node, RecordingCompute
 from tests.transport.samples import full_execution
 
@@ -241,7 +241,7 @@ async def test_a_large_turn_is_split_and_a_node_refuses_an_oversized_batch(
         batch = compute_pb2.BidAsks(
             requester_node_id=requester.node_id, compute_node_id=compute.node_id, asks=asks
         )
-        channel = NodeChannel(server.address, channel_credentials(requester.files), compute.node_id)
+        channel = NodeChannel(server.address, TlsMaterial(requester.files), compute.node_id)
         try:
             stub = compute_pb2_grpc.ComputeServiceStub(channel.channel)
             with pytest.raises(grpc.aio.AioRpcError) as refused:
