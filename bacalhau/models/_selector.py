@@ -202,6 +202,11 @@ def _as_int(text: str) -> int | None:
     return int(text) if _INT_RE.match(text.strip()) else None
 
 
+def is_integer_label(text: str) -> bool:
+    """Whether ``gt`` and ``lt`` can compare ``text`` (an integer, as Kubernetes asks)."""
+    return _as_int(text) is not None
+
+
 def requirement_matches(req: LabelSelectorRequirement, labels: Mapping[str, str]) -> bool:
     """Kubernetes semantics for one requirement."""
     op = req.operator.strip().lower()

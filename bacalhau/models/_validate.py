@@ -28,6 +28,7 @@ from bacalhau.models._module_paths import module_mount
 from bacalhau.models._modules import entry_module_url, referenced_module_digest
 from bacalhau.models._ports import Fail, is_domain_entry, validate_ports
 from bacalhau.models._runnable import check_runnable, nul_in
+from bacalhau.models._selector import is_integer_label
 from bacalhau.models._task_config import NetworkType
 from bacalhau.models._task_io import validate_task_io
 
@@ -358,6 +359,13 @@ def validate_job(job: Job) -> None:
         if op in ("=", "==", "!=", "gt", "lt") and len(req.values) != 1:
             raise InvalidJobSpec(
                 f"constraint {i} validation failed: operator {op} needs exactly one value",
+                field=f"{path}.Values",
+            )
+        if op in ("gt", "lt") and not is_integer_label(req.values[0]):
+            # As Kubernetes: Gt and Lt compare integers; no node label could ever match.
+            raise InvalidJobSpec(
+                f"constraint {i} validation failed: operator {op} needs an integer, got "
+                f"{req.values[0]!r}",
                 field=f"{path}.Values",
             )
     for i, task in enumerate(job.tasks):

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from bacalhau.errors import BacalhauError
-from bacalhau.models import Job
+from bacalhau.models import Job, LabelSelectorRequirement
 from bacalhau.models._validate import validate_job
 
 
@@ -105,3 +105,20 @@ def test_a_size_under_one_byte_is_refused_not_read_as_no_limit(size: str) -> Non
     assert "less than one byte" in caught.value.message
     assert caught.value.details["Field"] == "Tasks[0].Resources.Disk"
     assert "add a unit" in (caught.value.hint or "")
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"), [("abc", False), ("1.5", False), ("", False), ("-3", True)]
+)
+def test_gt_and_lt_in_a_job_file_need_an_integer_as_on_the_command_line(
+    value: str, ok: bool
+) -> None:
+    job = _job()
+    job.constraints = [LabelSelectorRequirement(key="tier", operator="lt", values=[value])]
+    if ok:
+        validate_job(job)
+        return
+    with pytest.raises(BacalhauError) as caught:
+        validate_job(job)
+    assert "operator lt needs an integer" in caught.value.message
+    assert caught.value.details["Field"] == "Constraints[0].Values"
