@@ -90,7 +90,9 @@ class ExecProbe:
 
     def _fail(self, cause: str) -> BidVerdict:
         self._log.failed(cause)
-        return BidVerdict.reject(f"exec probe {self.command!r} failed: {cause}")
+        return BidVerdict.reject(
+            f"this node does not accept this job: exec probe {self.command!r} failed: {cause}"
+        )
 
 
 class HttpProbe:
@@ -166,7 +168,9 @@ class HttpProbe:
 
     def _fail(self, cause: str) -> BidVerdict:
         self._log.failed(cause)
-        return BidVerdict.reject(f"HTTP probe {self.url} failed: {cause}")
+        return BidVerdict.reject(
+            f"this node does not accept this job: HTTP probe {self.url} failed: {cause}"
+        )
 
 
 def _answer_reason(body: bytes) -> str:

@@ -67,6 +67,6 @@ def schedule(
         in_flight=in_flight,
     )
     plan.changes += [
-        stop(e, f"superseded by version {job.version} of the job (rerun)", now) for e in superseded
+        stop(e, f"superseded by version {job.version} of the job", now) for e in superseded
     ]
     return plan

@@ -113,7 +113,8 @@ async def test_exec_probe_that_cannot_run_is_a_no_logged_once(
         first = await probe.evaluate(request())
         second = await probe.evaluate(request())
     assert not first.should_bid and not second.should_bid
-    assert first.reason.startswith("exec probe ") and cause in first.reason
+    assert first.reason.startswith("this node does not accept this job: exec probe ")
+    assert cause in first.reason
     assert len([r for r in caplog.records if cause in r.getMessage()]) == 1
 
 
