@@ -30,12 +30,13 @@ from bacalhau.compute._bidder import BidRequest, BidVerdict
 from bacalhau.errors import InvalidConfiguration
 from bacalhau.hooks import (
     MAX_OUTPUT,
-    MAX_REASON,
     HookProgramFailed,
     OnceLog,
+    exit_description,
     first_line,
     json_object,
     key_any_case,
+    reason_text,
     run_command,
 )
 from bacalhau.models import Job
@@ -83,9 +84,9 @@ class ExecProbe:
             )
         reason = outcome.said
         if code in (126, 127):  # bash: not executable / command not found
-            return self._fail(reason or f"exit code {code}")
+            return self._fail(reason or exit_description(code))
         if not reason:
-            reason = f"external command {self.command!r} returned exit code {code}"
+            reason = f"external command {self.command!r} {exit_description(code)}"
         return BidVerdict.reject(f"this node does not accept this job: {reason}")
 
     def _fail(self, cause: str) -> BidVerdict:
@@ -145,7 +146,7 @@ class HttpProbe:
                 + first_line(body)[:80]
             )
         said = key_any_case(answer, "reason") if answer is not None else None
-        text = str(said)[:MAX_REASON] if said else ""
+        text = reason_text(said) if said else ""
         if should_bid:
             return BidVerdict.accept(text or f"this node does accept jobs url {self.url!r} accepts")
         return BidVerdict.reject(
@@ -176,4 +177,4 @@ class HttpProbe:
 def _answer_reason(body: bytes) -> str:
     answer = json_object(body)
     reason = key_any_case(answer, "reason") if answer is not None else None
-    return str(reason)[:MAX_REASON] if reason else ""
+    return reason_text(reason) if reason else ""

@@ -14,9 +14,11 @@ from bacalhau.hooks._command import (
     CommandOutcome,
     HookProgramFailed,
     OnceLog,
+    exit_description,
     first_line,
     json_object,
     key_any_case,
+    reason_text,
     run_command,
 )
 
@@ -26,8 +28,10 @@ __all__ = [
     "CommandOutcome",
     "HookProgramFailed",
     "OnceLog",
+    "exit_description",
     "first_line",
     "json_object",
     "key_any_case",
+    "reason_text",
     "run_command",
 ]

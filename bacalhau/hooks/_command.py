@@ -114,11 +114,31 @@ class OnceLog:
 
 
 def first_line(data: bytes) -> str:
-    """The first non-blank line, trimmed to :data:`MAX_REASON` characters."""
+    """The first non-blank line, as :func:`reason_text`."""
     for line in data.decode("utf-8", "replace").splitlines():
         if line.strip():
-            return line.strip()[:MAX_REASON]
+            return reason_text(line.strip())
     return ""
+
+
+def reason_text(value: object) -> str:
+    """A program's or server's reason as it may be stored and shown: control characters
+    escaped (``\\x1b``: a reason must not drive the terminal that prints it), at most
+    :data:`MAX_REASON` characters."""
+    text = str(value)[:MAX_REASON]
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)[:MAX_REASON]
+
+
+def exit_description(code: int) -> str:
+    """How a program ended: ``exited with code 3``, or ``was killed by SIGSEGV``."""
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
 
 
 def json_object(body: bytes) -> dict[str, Any] | None:

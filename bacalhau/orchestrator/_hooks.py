@@ -37,11 +37,12 @@ import aiohttp
 from bacalhau.errors import BacalhauError
 from bacalhau.hooks import (
     MAX_OUTPUT,
-    MAX_REASON,
     HookProgramFailed,
+    exit_description,
     first_line,
     json_object,
     key_any_case,
+    reason_text,
     run_command,
 )
 from bacalhau.models import Execution, Job, NodeState
@@ -171,8 +172,8 @@ class ExecApprovalHook:
         if code == DEFER_EXIT_CODE:
             return HookDecision.defer(said)
         if code in (126, 127):  # bash: not executable / command not found
-            raise HookFailed(said or f"exit code {code}")
-        return HookDecision.reject(said or f"exit code {code}")
+            raise HookFailed(said or exit_description(code))
+        return HookDecision.reject(said or exit_description(code))
 
 
 class HttpApprovalHook:
@@ -214,7 +215,7 @@ class HttpApprovalHook:
         answer = json_object(body)
         if status >= 400:
             said = key_any_case(answer, "reason") if answer is not None else None
-            return HookDecision.reject(str(said or f"HTTP status {status}")[:MAX_REASON])
+            return HookDecision.reject(reason_text(said or f"HTTP status {status}"))
         accept = key_any_case(answer, "accept") if answer is not None else None
         defer = key_any_case(answer, "defer") if answer is not None else None
         if answer is None or not isinstance(accept, bool) or not isinstance(defer, bool | None):
@@ -223,7 +224,7 @@ class HttpApprovalHook:
                 + first_line(body)[:80]
             )
         said = key_any_case(answer, "reason")
-        reason = str(said)[:MAX_REASON] if said else ""
+        reason = reason_text(said) if said else ""
         if defer:
             return HookDecision.defer(reason)
         return HookDecision.accept(reason) if accept else HookDecision.reject(reason)

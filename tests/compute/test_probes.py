@@ -53,6 +53,17 @@ def script(tmp_path: Path, body: str, *, executable: bool = True) -> str:
 # -- exec probe -------------------------------------------------------------------------------
 
 
+async def test_a_reason_cannot_drive_the_terminal_and_a_signal_is_named(tmp_path: Path) -> None:
+    """A probe's reason is stored in job history and printed by the CLI: its control bytes
+    are escaped, and a probe a signal ended says which signal."""
+    noisy = ExecProbe(script(tmp_path, "printf 'RED\\033[31m\\x00\\x07 \\xff\\n' >&2; exit 3"))
+    verdict = await noisy.evaluate(request())
+    assert verdict.reason == "this node does not accept this job: RED\\x1b[31m\\x00\\x07 \ufffd"
+    crashing = ExecProbe(script(tmp_path, "kill -SEGV $$"))
+    verdict = await crashing.evaluate(request())
+    assert verdict.reason.endswith("was killed by SIGSEGV")
+
+
 async def test_exec_probe_sees_the_job_and_decides_by_exit_code(tmp_path: Path) -> None:
     seen = tmp_path / "seen.json"
     probe = ExecProbe(
