@@ -340,9 +340,13 @@ class Job:
 
     @property
     def partition_count(self) -> int:
-        """How many partitions the work is split into: ``Count`` for a batch job, but 1 for
-        a verified one, whose executions are replicas of the same work."""
-        return 1 if self.verified else max(self.count, 1)
+        """How many partitions the work is split into: ``Count`` for a batch or service job,
+        but 1 for a verified one, whose executions are replicas of the same work, and for
+        ops and daemon jobs, which run all of it on every node they match (as Bacalhau,
+        partitioning is for batch and service jobs)."""
+        if self.verified or self.type in ("ops", "daemon"):
+            return 1
+        return max(self.count, 1)
 
     def to_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"StateType": self.state.wire}

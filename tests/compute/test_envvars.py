@@ -12,10 +12,10 @@ from bacalhau.models import Execution, Job, Resources
 HOST = {"API_TOKEN": "secret", "AWS_REGION": "eu-west-1", "HOME": "/root"}
 
 
-def _job(env: dict[str, str], count: int = 3) -> Job:
+def _job(env: dict[str, str], count: int = 3, kind: str = "batch") -> Job:
     return Job.from_dict(
         {
-            "ID": "j-1", "Name": "n", "Namespace": "ns", "Type": "batch", "Count": count,
+            "ID": "j-1", "Name": "n", "Namespace": "ns", "Type": kind, "Count": count,
             "Tasks": [{"Name": "main", "Engine": {"Type": "docker"}, "Env": env}],
         }
     )  # fmt: skip
@@ -35,6 +35,18 @@ def test_every_execution_gets_the_bacalhau_variables() -> None:
         "BACALHAU_PARTITION_INDEX": "2",
         "BACALHAU_PARTITION_COUNT": "3",
     }
+
+
+@pytest.mark.parametrize(
+    ("kind", "count"), [("batch", "3"), ("service", "3"), ("ops", "1"), ("daemon", "1")]
+)
+def test_ops_and_daemon_executions_each_do_all_the_work(kind: str, count: str) -> None:
+    """They run on every node they match: each one is the whole work, whatever Count says
+    (a task sharding by these variables would otherwise process share 0 on every node)."""
+    ex = Execution(id="e-1", job_id="j-1", node_id="n-1")
+    job = _job({}, count=3, kind=kind)
+    env = execution_environment(ex, job, node_id="n-1", allow_list=(), host_env={})
+    assert (env["BACALHAU_PARTITION_INDEX"], env["BACALHAU_PARTITION_COUNT"]) == ("0", count)
 
 
 def test_allowed_references_are_filled_from_the_host() -> None:
