@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -73,6 +74,17 @@ FULL = Obstacle("is full", "are full", passing=True)
 TRIED = Obstacle("already tried this job", "already tried this job")
 #: The job failed on the node as often as it may (or in a way no retry there would mend).
 FAILED_HERE = Obstacle("failed this job", "failed this job")
+#: The requester's approval hooks turned the node's bid down a moment ago; it is asked
+#: again once :func:`reconsider_at` has passed.
+TURNED_DOWN = Obstacle(
+    "was turned down by an approval hook", "were turned down by an approval hook"
+)
+_TURNED_DOWN = "was turned down by an approval hook: "
+#: How long after a hook turned a node's bid down it is asked again: doubled for each
+#: earlier refusal of the same job there, at most :data:`RECONSIDER_MAX_NS`. A hook's "no"
+#: may be for now (a budget, a hook that timed out): it must not strand a job for good.
+RECONSIDER_AFTER_NS = 10_000_000_000
+RECONSIDER_MAX_NS = 300_000_000_000
 _FAILED_IT = "failed this job: "
 _USED_UP = "used up its attempts at this job"
 #: A node that died (not one that left) moments ago: it may well come back (a restart, a
@@ -199,8 +211,28 @@ SUSPECT_PENALTY = 200
 DEFAULT_ATTEMPTS_PER_NODE = 2
 
 
+def reconsider_at(executions: Sequence[Execution]) -> int:
+    """When a node whose bids for a job the hooks turned down (``executions``: that node's
+    of that job) may be asked again (0: none turned down)."""
+    refused = [e for e in executions if e.compute_state == ExecutionStateType.BID_REJECTED]
+    if not refused:
+        return 0
+    wait = min(RECONSIDER_AFTER_NS << min(len(refused) - 1, 16), RECONSIDER_MAX_NS)
+    return max(e.modify_time for e in refused) + wait
+
+
+def next_reconsideration(executions: Sequence[Execution], now: int) -> int:
+    """The earliest time after ``now`` a node turned down for the job may be asked again
+    (0: none waits): when a job waiting for nodes should look again."""
+    by_node: dict[str, list[Execution]] = {}
+    for e in executions:
+        by_node.setdefault(e.node_id, []).append(e)
+    times = [t for mine in by_node.values() if (t := reconsider_at(mine)) > now]
+    return min(times, default=0)
+
+
 def _previous(
-    executions: Sequence[Execution], attempts_per_node: int
+    executions: Sequence[Execution], attempts_per_node: int, now: int
 ) -> Callable[[Job, NodeState], tuple[int, str]]:
     # Grouped once: ranking asks for every node of the cluster.
     by_node: dict[str, list[Execution]] = {}
@@ -218,16 +250,25 @@ def _previous(
         for e in mine:
             if e.compute_details.get("Retryable") == "false":
                 return UNSUITABLE, f"{_FAILED_IT}{e.compute_message}"
-            if e.compute_state in (
-                ExecutionStateType.ASK_FOR_BID_REJECTED,
-                ExecutionStateType.BID_REJECTED,
-            ):
+            if e.compute_state == ExecutionStateType.ASK_FOR_BID_REJECTED:
                 why = e.compute_message or "it declined to bid"
                 return UNSUITABLE, f"rejected the job earlier: {why}"
+        again = reconsider_at(mine)
+        if now < again:
+            last = max(
+                (e for e in mine if e.compute_state == ExecutionStateType.BID_REJECTED),
+                key=lambda e: e.modify_time,
+            )
+            why = last.compute_message or "no reason given"
+            return UNSUITABLE, (
+                f"{_TURNED_DOWN}{why} (asked again in {math.ceil((again - now) / 1e9)}s)"
+            )
         failed = sum(1 for e in mine if e.compute_state == ExecutionStateType.FAILED)
         if failed >= attempts_per_node:
             return UNSUITABLE, (f"{_USED_UP} ({failed} of {attempts_per_node} failed)")
-        if len(mine) >= max(1, attempts_per_node):
+        # Bids the hooks turned down are not attempts: the node is asked again after a pause.
+        tried = sum(1 for e in mine if e.compute_state != ExecutionStateType.BID_REJECTED)
+        if tried >= max(1, attempts_per_node):
             return UNSUITABLE, "already tried this job too many times"
         return 0, ""
 
@@ -255,6 +296,8 @@ def _obstacle(ranker: object, job: Job, node: NodeState, reason: str) -> Obstacl
         return FULL
     if reason.startswith((_FAILED_IT, _USED_UP)):
         return FAILED_HERE
+    if reason.startswith(_TURNED_DOWN):
+        return TURNED_DOWN
     return TRIED
 
 
@@ -436,7 +479,7 @@ def rank_nodes(
         _input_sources,
         _labels,
         _max_usage,
-        _previous(executions, attempts_per_node),
+        _previous(executions, attempts_per_node, now or time.time_ns()),
         _capacity,
     ]
     ranks: list[NodeRank] = []

@@ -21,7 +21,7 @@ from bacalhau.models import (
     TriggeredBy,
 )
 from bacalhau.orchestrator._plan import Plan
-from bacalhau.orchestrator._ranking import Placed, rank_nodes
+from bacalhau.orchestrator._ranking import Placed, next_reconsideration, rank_nodes
 from bacalhau.orchestrator._retries import retry_policy
 from bacalhau.orchestrator._settings import SchedulerSettings
 from bacalhau.orchestrator.schedulers._long_running import ranking_view, restart_time
@@ -69,6 +69,7 @@ def schedule_daemon(
         attempts_per_node=2**31,
         placed=in_flight,
         min_reputation=settings.min_reputation,
+        now=now,
     )
     placed = 0
     next_look = 0
@@ -83,6 +84,10 @@ def schedule_daemon(
         desired = D.RUNNING if settings.pre_approve else D.PENDING
         plan.new_executions.append(new_execution(job, node_id, evaluation, desired, now))
         placed += 1
+    # A node whose bid the approval hooks turned down is asked again after a pause.
+    again = next_reconsideration(ranking_view(view), now)
+    if again:
+        next_look = min(next_look or again, again)
     if next_look:
         plan.new_evaluations.append(later(job, next_look, now, TriggeredBy.EXEC_FAILURE))
     # Nodes that are only full free capacity by themselves and say so; look again then.

@@ -60,7 +60,13 @@ def schedule_ops(
     view = fail_overdue(job, view, plan, now, settings)
     if not view:
         ranks = rank_nodes(
-            job, nodes, view, rng=rng, placed=in_flight, min_reputation=settings.min_reputation
+            job,
+            nodes,
+            view,
+            rng=rng,
+            placed=in_flight,
+            min_reputation=settings.min_reputation,
+            now=now,
         )
         suitable = [r for r in ranks if r.suitable]
         if not ranks and now < settling_until:

@@ -105,6 +105,7 @@ def schedule_service(
             attempts_per_node=2**31,
             placed=in_flight,
             min_reputation=settings.min_reputation,
+            now=now,
         )
         suitable = [r for r in ranks if r.suitable]
         for r, replica in zip(suitable, due, strict=False):
