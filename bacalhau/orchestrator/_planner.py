@@ -41,6 +41,7 @@ from bacalhau.orchestrator._metrics import (
     SCHEDULING_SECONDS,
 )
 from bacalhau.orchestrator._plan import Plan
+from bacalhau.orchestrator._ranking import UNREACHED
 from bacalhau.orchestrator._store import JobStore
 
 log = logging.getLogger(__name__)
@@ -426,7 +427,7 @@ class Planner:
                 compute_state=E.FAILED,
                 desired_state=D.STOPPED,
                 compute_message=msg,
-                compute_details={"ErrorCode": exc.code, "Retryable": "true"},
+                compute_details={"ErrorCode": exc.code, "Retryable": "true", UNREACHED: "true"},
                 expected_states=frozenset({E.ASK_FOR_BID, E.BID_ACCEPTED}),
                 event=Event(
                     message=msg,

@@ -85,6 +85,31 @@ _TURNED_DOWN = "was turned down by an approval hook: "
 #: may be for now (a budget, a hook that timed out): it must not strand a job for good.
 RECONSIDER_AFTER_NS = 10_000_000_000
 RECONSIDER_MAX_NS = 300_000_000_000
+#: The node could not be reached a moment ago (it died and gossip has not said so yet, a
+#: partition): a passing obstacle, since it may well come back; asked again after a pause
+#: (:data:`UNREACHED_AFTER_NS`, doubling, at most :data:`UNREACHED_MAX_NS`).
+UNREACHABLE = Obstacle(
+    "could not be reached moments ago", "could not be reached moments ago", passing=True
+)
+#: Unreachable for longer than this (since the first failed ask in a row): no longer
+#: waited for; a job that needs it fails, naming it.
+UNREACHABLE_PATIENCE_NS = 60_000_000_000
+UNREACHABLE_GONE = Obstacle(
+    "could not be reached for a minute", "could not be reached for a minute"
+)
+UNREACHED_AFTER_NS = 2_000_000_000
+UNREACHED_MAX_NS = 30_000_000_000
+_UNREACHABLE = "could not be reached"
+#: Execution detail marking an ask the node never got (it could not be reached): not an
+#: attempt at all, neither at the job (its retries) nor at the node.
+UNREACHED = "Unreached"
+
+
+def is_attempt(execution: Execution) -> bool:
+    """Whether a failed execution used up an attempt at its job."""
+    return execution.compute_details.get(UNREACHED) != "true"
+
+
 _FAILED_IT = "failed this job: "
 _USED_UP = "used up its attempts at this job"
 #: A node that died (not one that left) moments ago: it may well come back (a restart, a
@@ -243,7 +268,10 @@ def _previous(
         mine = by_node.get(node.info.node_id)
         if not mine:
             return 30, ""
-        if any(e.compute_state == ExecutionStateType.COMPLETED for e in mine):
+        # A node that completed one partition of a batch job may run another (one whose
+        # node was lost, say); a verified job's replicas need distinct nodes.
+        partitioned = job.type == "batch" and not job.verified and job.count > 1
+        if not partitioned and any(e.compute_state == ExecutionStateType.COMPLETED for e in mine):
             return UNSUITABLE, "already completed an execution of this job"
         if any(e.is_active() for e in mine):
             return UNSUITABLE, "already runs an execution of this job"
@@ -253,21 +281,39 @@ def _previous(
             if e.compute_state == ExecutionStateType.ASK_FOR_BID_REJECTED:
                 why = e.compute_message or "it declined to bid"
                 return UNSUITABLE, f"rejected the job earlier: {why}"
+        unreached = [e for e in mine if not is_attempt(e)]
+        mine = [e for e in mine if is_attempt(e)]
+        last = max((e.modify_time for e in unreached), default=0)
+        if unreached and not any(e.modify_time > last for e in mine):
+            # The last word from this node is a failed ask: it may be down for now.
+            first = min(e.modify_time for e in unreached)
+            pause = min(UNREACHED_AFTER_NS << min(len(unreached) - 1, 16), UNREACHED_MAX_NS)
+            if now - first >= UNREACHABLE_PATIENCE_NS:
+                return UNSUITABLE, f"{_UNREACHABLE} for {(now - first) / 1e9:.0f}s"
+            if now < last + pause:
+                wait = math.ceil((last + pause - now) / 1e9)
+                return UNSUITABLE, f"{_UNREACHABLE} moments ago (asked again in {wait}s)"
         again = reconsider_at(mine)
         if now < again:
-            last = max(
+            refusal = max(
                 (e for e in mine if e.compute_state == ExecutionStateType.BID_REJECTED),
                 key=lambda e: e.modify_time,
             )
-            why = last.compute_message or "no reason given"
+            why = refusal.compute_message or "no reason given"
             return UNSUITABLE, (
                 f"{_TURNED_DOWN}{why} (asked again in {math.ceil((again - now) / 1e9)}s)"
             )
         failed = sum(1 for e in mine if e.compute_state == ExecutionStateType.FAILED)
         if failed >= attempts_per_node:
             return UNSUITABLE, (f"{_USED_UP} ({failed} of {attempts_per_node} failed)")
-        # Bids the hooks turned down are not attempts: the node is asked again after a pause.
-        tried = sum(1 for e in mine if e.compute_state != ExecutionStateType.BID_REJECTED)
+        # Bids the hooks turned down are not attempts (the node is asked again after a
+        # pause), nor are partitions it completed.
+        tried = sum(
+            1
+            for e in mine
+            if e.compute_state
+            not in (ExecutionStateType.BID_REJECTED, ExecutionStateType.COMPLETED)
+        )
         if tried >= max(1, attempts_per_node):
             return UNSUITABLE, "already tried this job too many times"
         return 0, ""
@@ -298,6 +344,8 @@ def _obstacle(ranker: object, job: Job, node: NodeState, reason: str) -> Obstacl
         return FAILED_HERE
     if reason.startswith(_TURNED_DOWN):
         return TURNED_DOWN
+    if reason.startswith(_UNREACHABLE):
+        return UNREACHABLE if "moments ago" in reason else UNREACHABLE_GONE
     return TRIED
 
 
@@ -551,14 +599,17 @@ def _disconnected(node: NodeState, now: int, lost_wait_ns: int) -> NodeRank:
     lost_for = now - node.last_seen_ns
     if (
         lost_wait_ns > 0
-        and node.liveness == LivenessState.DEAD
+        # A node that left may be restarting (an upgrade, `systemctl restart`): waited for
+        # like one that died.
+        and node.liveness.is_down()
         and node.last_seen_ns > 0
         and 0 <= lost_for < lost_wait_ns
     ):
+        how = "lost" if node.liveness == LivenessState.DEAD else "left"
         return NodeRank(
             node,
             UNSUITABLE,
-            f"is disconnected (lost {lost_for / 1e9:.1f}s ago; jobs wait up to "
+            f"is disconnected ({how} {lost_for / 1e9:.1f}s ago; jobs wait up to "
             f"{lost_wait_ns / 1e9:g}s for it to come back)",
             RECENTLY_LOST,
         )

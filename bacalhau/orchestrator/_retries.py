@@ -17,6 +17,7 @@ from bacalhau.models import (
     TriggeredBy,
 )
 from bacalhau.orchestrator._plan import ExecutionChange, Plan
+from bacalhau.orchestrator._ranking import is_attempt
 from bacalhau.orchestrator._settings import SchedulerSettings
 
 D = ExecutionDesiredStateType
@@ -48,7 +49,7 @@ class RetryPolicy:
         Only failures of the job itself back off: an execution lost with its node says
         nothing about the job, and its replacement should start at once.
         """
-        own = [e for e in failed if e.compute_details.get(NODE_LOST) != "true"]
+        own = [e for e in failed if e.compute_details.get(NODE_LOST) != "true" and is_attempt(e)]
         if not own:
             return 0
         last = max(e.modify_time for e in own)

@@ -43,9 +43,10 @@ def test_a_node_lost_longer_ago_than_the_wait_fails_the_job() -> None:
     assert "is disconnected" in plan.job_message
 
 
-def test_a_node_that_left_is_not_waited_for() -> None:
+def test_a_node_that_left_is_waited_for_too_as_it_may_be_restarting() -> None:
     plan = schedule(job(), [], [lost("a", 2, LivenessState.LEFT)], ev(), now=NOW, settings=WAIT)
-    assert plan.new_job_state == JobStateType.FAILED
+    assert plan.new_job_state == JobStateType.QUEUED
+    assert "(left 2.0s ago;" in plan.job_message
 
 
 def test_without_the_setting_the_job_fails_at_once() -> None:

@@ -22,7 +22,7 @@ from bacalhau.models import (
     TriggeredBy,
 )
 from bacalhau.orchestrator._plan import Plan
-from bacalhau.orchestrator._ranking import FAILED_HERE, Placed, rank_nodes
+from bacalhau.orchestrator._ranking import FAILED_HERE, Placed, is_attempt, rank_nodes
 from bacalhau.orchestrator._retries import fail_overdue, retry_policy
 from bacalhau.orchestrator._settings import SchedulerSettings
 from bacalhau.orchestrator.schedulers._shared import (
@@ -129,7 +129,8 @@ def schedule_batch(
     active = list(live.values())
     missing_parts = [p for p in range(partitions) if p not in done and p not in live]
     missing = len(missing_parts)
-    failed = [e for e in view if e.compute_state == E.FAILED]
+    # An ask the node never got (it could not be reached) is no attempt at the job.
+    failed = [e for e in view if e.compute_state == E.FAILED and is_attempt(e)]
     failures = [f"execution {e.id} on node {e.node_id}: {e.compute_message}" for e in failed]
     policy = retry_policy(job, settings)
     if missing > 0 and failed:

@@ -1,0 +1,87 @@
+"""An ask a node never got (it could not be reached: it died and gossip has not said so yet,
+or a partition) is not an attempt at the job: the job waits and asks again after a pause,
+instead of using up its retries in seconds. And a node that completed one partition of a
+batch job may run another one whose node was lost."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+from bacalhau.models import (
+    Connection,
+    Execution,
+    ExecutionDesiredStateType,
+    ExecutionStateType,
+    JobStateType,
+    LivenessState,
+)
+from bacalhau.orchestrator import SchedulerSettings, schedule
+from bacalhau.orchestrator._ranking import UNREACHABLE, UNREACHED, rank_nodes
+from bacalhau.orchestrator._retries import NODE_LOST
+from tests.orchestrator.test_scheduler import NOW, ev, execution, job, node
+
+E = ExecutionStateType
+D = ExecutionDesiredStateType
+S = 1_000_000_000
+
+
+def unreached(eid: str, nid: str, at: int) -> Execution:
+    ex = execution(eid, nid, E.FAILED, D.STOPPED, f"could not reach node {nid}: refused")
+    return replace(ex, modify_time=at, compute_details={"Retryable": "true", UNREACHED: "true"})
+
+
+def test_asks_that_never_arrived_use_no_retry_and_the_job_waits() -> None:
+    """Three nodes killed at once: every ask fails before gossip says they are dead."""
+    failed = [unreached(f"e{i}", n, NOW) for i, n in enumerate("abc")]
+    nodes = [node("a"), node("b"), node("c")]
+    plan = schedule(job(), failed, nodes, ev(), now=NOW + S)
+    assert plan.new_job_state == JobStateType.QUEUED, plan.job_message
+    assert plan.job_message.startswith(
+        "waiting for a node: 3 nodes could not be reached moments ago"
+    )
+    assert plan.new_executions == []
+    assert plan.new_evaluations  # it looks again
+    # The pause over (2 s after the failed ask), the nodes are asked again.
+    plan = schedule(job(), failed, nodes, ev(), now=NOW + 2 * S)
+    assert len(plan.new_executions) == 1 and plan.new_job_state != JobStateType.FAILED
+
+
+def test_the_pause_grows_and_a_node_unreachable_for_a_minute_is_given_up() -> None:
+    history = [unreached("e1", "a", NOW), unreached("e2", "a", NOW + 2 * S)]
+    [r] = rank_nodes(job(), [node("a")], history, now=NOW + 5 * S)
+    assert r.obstacle == UNREACHABLE and r.reason.endswith("(asked again in 1s)")
+    plan = schedule(job(), history, [node("a")], ev(), now=NOW + 61 * S)
+    assert plan.new_job_state == JobStateType.FAILED
+    assert "could not be reached for 61s" in plan.job_message
+
+
+def test_a_node_that_completed_a_partition_takes_over_a_lost_one() -> None:
+    done_a = execution("e0", "a", E.COMPLETED, D.RUNNING)
+    done_b = replace(execution("e1", "b", E.COMPLETED, D.RUNNING), partition_index=1)
+    lost_c = replace(
+        execution("e2", "c", E.FAILED, D.STOPPED, "node lost"),
+        partition_index=2,
+        compute_details={NODE_LOST: "true"},
+    )
+    c = node("c")
+    c.connection = Connection.DISCONNECTED
+    plan = schedule(
+        job(count=3), [done_a, done_b, lost_c], [node("a"), node("b"), c], ev(), now=NOW,
+        rng=random.Random(1),
+    )  # fmt: skip
+    assert [(e.partition_index, e.node_id in "ab") for e in plan.new_executions] == [(2, True)]
+
+
+def test_a_node_that_left_moments_ago_is_waited_for_like_a_lost_one() -> None:
+    """Compute nodes restarted gracefully (an upgrade): jobs submitted meanwhile wait."""
+    gone = node("a")
+    gone.connection = Connection.DISCONNECTED
+    gone.liveness = LivenessState.LEFT
+    gone.last_seen_ns = NOW - 5 * S
+    settings = SchedulerSettings(lost_node_wait=30)
+    plan = schedule(job(), [], [gone], ev(), now=NOW, settings=settings)
+    assert plan.new_job_state == JobStateType.QUEUED
+    assert "is disconnected (left 5.0s ago; jobs wait up to 30s" in plan.job_message
+    plan = schedule(job(), [], [gone], ev(), now=NOW + 30 * S, settings=settings)
+    assert plan.new_job_state == JobStateType.FAILED
