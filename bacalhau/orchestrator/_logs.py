@@ -59,7 +59,8 @@ class LogSource(Protocol):
 
 def choose_execution(job: Job, executions: list[Execution], execution_id: str) -> Execution:
     """The execution whose output is wanted: ``execution_id`` (full ID or unique prefix) when
-    given, else the latest-modified execution that was not discarded."""
+    given, else the latest-modified one running, else that completed, else of the rest
+    (those discarded last)."""
     if execution_id:
         matches = [e for e in executions if e.id == execution_id]
         if not matches:
@@ -84,7 +85,15 @@ def choose_execution(job: Job, executions: list[Execution], execution_id: str) -
             hint=f"`bacalhau job describe {job.id}` shows what happened to it",
         )
     kept = [e for e in executions if e.compute_state not in _DISCARDED] or executions
-    return max(kept, key=lambda e: (e.modify_time, e.create_time))
+
+    def preference(e: Execution) -> tuple[int, int, int]:
+        # One running now, else one that completed, else the latest: a failed execution
+        # touched later (a late report from a node that came back) must not hide the run
+        # that produced the job's result.
+        tier = 2 if e.is_active() else 1 if e.compute_state == ExecutionStateType.COMPLETED else 0
+        return tier, e.modify_time, e.create_time
+
+    return max(kept, key=preference)
 
 
 class _Jobs(Protocol):

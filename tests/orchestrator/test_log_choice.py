@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from bacalhau.errors import ExecutionNotFound
+from bacalhau.models import ExecutionDesiredStateType as D
+from bacalhau.models import ExecutionStateType as E
 from bacalhau.models import JobStateType
 from bacalhau.orchestrator._logs import choose_execution
-from tests.orchestrator.test_scheduler import job
+from tests.orchestrator.test_scheduler import NOW, execution, job
 
 
 def test_a_job_no_node_ran_says_why_it_has_no_output() -> None:
@@ -25,3 +29,15 @@ def test_a_job_no_node_ran_says_why_it_has_no_output() -> None:
     with pytest.raises(ExecutionNotFound) as caught:
         choose_execution(pending, [], "")
     assert caught.value.message == "no executions found for job j-1"
+
+
+def test_the_run_that_produced_the_result_wins_over_a_late_touched_failure() -> None:
+    """A job completed on node b after node a was lost; a restarted a then reported its run,
+    touching the failed execution last. The completed run is the job's output."""
+    done = replace(execution("e-done", "b", E.COMPLETED, D.RUNNING), modify_time=NOW + 5)
+    lost = replace(execution("e-lost", "a", E.FAILED, D.STOPPED), modify_time=NOW + 9)
+    assert choose_execution(job(), [lost, done], "").id == "e-done"
+    running = replace(execution("e-run", "c", E.RUNNING, D.RUNNING), modify_time=NOW + 1)
+    assert choose_execution(job(), [lost, done, running], "").id == "e-run"
+    other = replace(execution("e-old", "c", E.FAILED, D.STOPPED), modify_time=NOW + 1)
+    assert choose_execution(job(), [other, lost], "").id == "e-lost"
