@@ -85,3 +85,24 @@ def test_a_node_that_left_moments_ago_is_waited_for_like_a_lost_one() -> None:
     assert "is disconnected (left 5.0s ago; jobs wait up to 30s" in plan.job_message
     plan = schedule(job(), [], [gone], ev(), now=NOW + 30 * S, settings=settings)
     assert plan.new_job_state == JobStateType.FAILED
+
+
+def test_each_partition_has_its_own_attempts() -> None:
+    """Two partitions failing once each, then one failing again: 3 failures, but no
+    partition has used its 3 attempts, so the job goes on."""
+
+    def failed(eid: str, nid: str, part: int) -> Execution:
+        return replace(execution(eid, nid, E.FAILED, D.STOPPED, "boom"), partition_index=part)
+
+    nodes = [node(n) for n in "abcdef"]
+    history = [failed("e1", "a", 0), failed("e2", "b", 1), failed("e3", "c", 0)]
+    plan = schedule(job(count=2), history, nodes, ev(), now=NOW + 3600 * S)
+    assert plan.new_job_state != JobStateType.FAILED, plan.job_message
+    assert sorted(e.partition_index for e in plan.new_executions) == [0, 1]
+    history.append(failed("e4", "d", 0))
+    plan = schedule(job(count=2), history, nodes, ev(), now=NOW + 3600 * S)
+    assert plan.new_job_state == JobStateType.FAILED
+    assert plan.job_message.startswith(
+        "Job failed because partition 0 of the job has been retried too many times "
+        "(3 failed executions of 3 allowed); last error: execution e"
+    )

@@ -134,13 +134,22 @@ def schedule_batch(
     failures = [f"execution {e.id} on node {e.node_id}: {e.compute_message}" for e in failed]
     policy = retry_policy(job, settings)
     if missing > 0 and failed:
-        if len(failed) >= policy.attempts:
-            last = max(failed, key=lambda e: e.modify_time)
+        # Each partition has its own attempts: one that keeps failing must not use up the
+        # retries of the others (a failed partition is retried alone).
+        by_part: dict[int, list[Execution]] = {}
+        for e in failed:
+            by_part.setdefault(e.partition_index, []).append(e)
+        spent = [p for p in missing_parts if len(by_part.get(p, ())) >= policy.attempts]
+        if spent:
+            mine = by_part[spent[0]]
+            last = max(mine, key=lambda e: e.modify_time)
+            which = f"partition {spent[0]} of the job has" if partitions > 1 else "it has"
             return fail_job(
                 plan,
                 view,
-                f"Job failed because it has been retried too many times ({len(failed)} "
-                f"failed executions of {policy.attempts} allowed); last error: {failures[-1]}",
+                f"Job failed because {which} been retried too many times ({len(mine)} "
+                f"failed executions of {policy.attempts} allowed); last error: execution "
+                f"{last.id} on node {last.node_id}: {last.compute_message}",
                 ExecutionFailed,
                 now,
                 code=last.compute_details.get("ErrorCode", ""),
