@@ -377,7 +377,17 @@ class ExecutionPipeline:
         network = task.network
         if ports:
             network = NetworkConfig(type=network.type, domains=network.domains, ports=ports)
-        limit = task.timeouts.execution_timeout if job.type in _TIMED_JOB_TYPES else 0
+        limit: float = task.timeouts.execution_timeout if job.type in _TIMED_JOB_TYPES else 0
+        total = task.timeouts.total_timeout if job.type in _TIMED_JOB_TYPES else 0
+        left = _total_left(total, job.create_time)
+        if left is not None and left <= 0:
+            raise ExecutionTimeout(_past_total(total, 0.0))
+        by_total = left is not None and (limit <= 0 or left < limit)
+        if by_total:
+            # A retry gets what is left of the job's TotalTimeout, not a whole
+            # ExecutionTimeout: the job must end when its TotalTimeout says.
+            assert left is not None
+            limit = round(left, 3)
         request = RunRequest(
             execution_id=record.id,
             job_id=record.job_id,
@@ -406,7 +416,13 @@ class ExecutionPipeline:
                 return await executor.run(request)
         except TimeoutError:
             await self._stop_workload(executor, record.id)
-            raise ExecutionTimeout(f"execution timed out after {limit}s") from None
+            if by_total:
+                raise ExecutionTimeout(_past_total(total, limit)) from None
+            raise ExecutionTimeout(f"execution timed out after {limit:g}s") from None
+        except ExecutionTimeout:
+            if by_total:
+                raise ExecutionTimeout(_past_total(total, limit)) from None
+            raise
 
     def _leave_to_store(
         self, record: LocalExecution, results_dir: Path
@@ -514,3 +530,17 @@ async def _discard_keeping_logs(results_dir: Path) -> None:
 def _remove_trees(paths: list[str]) -> None:
     for path in paths:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def _total_left(total: int, created_ns: int) -> float | None:
+    """Seconds left of a job's TotalTimeout, counted from its creation (None: no limit)."""
+    if total <= 0 or created_ns <= 0:
+        return None
+    return total - (time.time_ns() - created_ns) / 1e9
+
+
+def _past_total(total: int, left: float) -> str:
+    return (
+        f"execution timed out: the job's TotalTimeout of {total}s passed ({left:.1f}s of it "
+        "were left when this execution started)"
+    )

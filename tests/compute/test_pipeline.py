@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import io
 import tarfile
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -274,6 +275,31 @@ async def test_timeout_fails_retryably(rig: Rig) -> None:
     assert failure.event.details["ErrorCode"] == "ExecutionTimeout"
     assert failure.event.details["Retryable"] == "true"
     assert failure.event.details["Hint"] == ExecutionTimeout.default_hint
+
+
+async def test_a_retry_gets_what_is_left_of_the_total_timeout(rig: Rig) -> None:
+    """The job was created 4 s ago with a TotalTimeout of 5 s: this execution (a retry) may
+    run 1 s, not its whole ExecutionTimeout of 3 s."""
+    execution = make_execution("sleep 30", timeout=3)
+    assert execution.job is not None
+    execution.job.task.timeouts.total_timeout = 5
+    execution.job.create_time = time.time_ns() - 4_000_000_000
+    started = time.monotonic()
+    record = await rig.run(execution)
+    assert record.state is L.FAILED and time.monotonic() - started < 2.5
+    (failure,) = rig.callbacks()
+    assert isinstance(failure, ComputeFailure)
+    assert failure.event.details["ErrorCode"] == "ExecutionTimeout"
+    assert "the job's TotalTimeout of 5s passed" in failure.event.message
+
+    late = make_execution("echo never", timeout=3)
+    assert late.job is not None
+    late.job.task.timeouts.total_timeout = 5
+    late.job.create_time = time.time_ns() - 6_000_000_000
+    record = await rig.run(late)
+    assert record.state is L.FAILED
+    (failure,) = rig.callbacks()[1:]
+    assert "TotalTimeout of 5s passed (0.0s of it were left" in failure.event.message
 
 
 async def test_publish_failure_is_reported_in_its_phase(rig: Rig, tmp_path: Path) -> None:
