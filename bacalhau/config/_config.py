@@ -265,6 +265,10 @@ class NodeConfig:
     #: How long a batch job that lacks nodes waits for a compute node that died (not one
     #: that left) to come back before it fails (0: fail at once).
     lost_node_wait: float = 30.0
+    #: How long a compute node declared dead must have been silent before its running
+    #: executions are failed and placed again: a stalled node (a long pause, an overloaded
+    #: host) back within it keeps its work (0: at once).
+    lost_execution_grace: float = 5.0
     #: Terminal jobs (and their executions, history, evaluations) last changed longer ago
     #: than this many seconds are deleted, on the requester and on compute nodes (finished
     #: executions, with their results folders, logs and local published archives); 0 keeps
@@ -516,6 +520,7 @@ _NON_NEGATIVE = frozenset(
         "execution_timeout_grace",
         "rejoin_grace",
         "lost_node_wait",
+        "lost_execution_grace",
         "job_retention",
         "result_check_max_bytes",
     }

@@ -42,6 +42,12 @@ class SchedulerSettings:
     #: left) to come back before failing: a restarted node, or one declared dead by mistake
     #: under load, then takes the job's retry instead of the job failing (0: fail at once).
     lost_node_wait: float = 0.0
+    #: Seconds a node declared dead must have been silent before its running executions
+    #: are failed and placed again (0: at once). Gossip declares a silent node dead in a
+    #: second or two, which a stalled process (a long GC pause, SIGSTOP, a saturated
+    #: host) also causes: a node back within the grace keeps its work. A node that left,
+    #: or vanished, loses it at once.
+    lost_execution_grace: float = 0.0
     #: Whether ops and daemon executions may be sent pre-approved (one round: the node runs
     #: what it bids on). False when the requester has approval hooks: every bid then waits
     #: for them, whatever the job type.

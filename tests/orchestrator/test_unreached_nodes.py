@@ -106,3 +106,26 @@ def test_each_partition_has_its_own_attempts() -> None:
         "Job failed because partition 0 of the job has been retried too many times "
         "(3 failed executions of 3 allowed); last error: execution e"
     )
+
+
+def test_a_node_declared_dead_keeps_its_work_through_a_short_stall() -> None:
+    """Gossip declares a silent node dead in a second or two, which a stalled process also
+    causes: its running execution is failed only once it has been silent for the grace."""
+    running = execution("e1", "a", E.RUNNING, D.RUNNING)
+    stalled = node("a")
+    stalled.connection = Connection.DISCONNECTED
+    stalled.liveness = LivenessState.DEAD
+    stalled.last_seen_ns = NOW - 2 * S
+    settings = SchedulerSettings(lost_execution_grace=5)
+    nodes = [stalled, node("b")]
+    plan = schedule(job(), [running], nodes, ev(), now=NOW, settings=settings)
+    assert plan.changes == [] and plan.new_executions == []
+    assert [e.wait_until > NOW + 3 * S for e in plan.new_evaluations] == [True]
+    plan = schedule(job(), [running], nodes, ev(), now=NOW + 3 * S + S // 10, settings=settings)
+    [lost] = plan.changes
+    assert lost.compute_state == E.FAILED and "silent for 5.1s" in lost.compute_message
+    assert [e.node_id for e in plan.new_executions] == ["b"]
+    # A node that left said so: its work moves at once.
+    stalled.liveness = LivenessState.LEFT
+    plan = schedule(job(), [running], nodes, ev(), now=NOW, settings=settings)
+    assert [c.compute_state for c in plan.changes] == [E.FAILED]

@@ -53,7 +53,14 @@ def schedule_ops(
     """Place the job on every matching node at the first evaluation; complete it when none
     is active any more, or fail it if any execution failed."""
     plan = Plan(job=job, evaluation=evaluation)
-    view = fail_lost(executions, nodes, plan, now, settling_until=settling_until)
+    view = fail_lost(
+        executions,
+        nodes,
+        plan,
+        now,
+        settling_until=settling_until,
+        grace_ns=int(settings.lost_execution_grace * 1_000_000_000),
+    )
     timed_out = past_total_timeout(job, now)
     if timed_out:
         return fail_job(plan, view, timed_out, ExecutionTimeout, now)

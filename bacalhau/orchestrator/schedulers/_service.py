@@ -60,7 +60,14 @@ def schedule_service(
 ) -> Plan:
     """Keep ``Count`` replicas running: approve their bids, restart the ones that ended."""
     plan = Plan(job=job, evaluation=evaluation)
-    view = fail_lost(executions, nodes, plan, now, settling_until=settling_until)
+    view = fail_lost(
+        executions,
+        nodes,
+        plan,
+        now,
+        settling_until=settling_until,
+        grace_ns=int(settings.lost_execution_grace * 1_000_000_000),
+    )
     replicas = max(job.count, 1)
 
     # One live execution per replica: approve the oldest bid of a replica not yet running.

@@ -16,6 +16,7 @@ from bacalhau.models import (
     ExecutionStateType,
     Job,
     JobStateType,
+    LivenessState,
     Membership,
     NodeState,
     Resources,
@@ -137,16 +138,20 @@ def fail_lost(
     now: int,
     *,
     settling_until: int = 0,
+    grace_ns: int = 0,
 ) -> list[Execution]:
     """Executions on nodes that vanished or disconnected are failed; returns the live view.
 
     While the requester settles after its start, a node not heard from yet is unknown rather
     than gone: its executions are left alone and the job is looked at again when the grace
-    ends (a node that rejoins sooner triggers that on its own).
+    ends (a node that rejoins sooner triggers that on its own). A node declared dead keeps
+    its executions until it has been silent ``grace_ns`` (a stalled process comes back);
+    the job is looked at again then.
     """
     find = node_lookup(nodes)
     view: list[Execution] = []
     unknown = False
+    look_again = 0
     for ex in executions:
         node = find(ex.node_id)
         if ex.is_active() and node is None and now < settling_until:
@@ -154,6 +159,11 @@ def fail_lost(
             view.append(ex)
             continue
         lost = ex.is_active() and (node is None or node.connection != Connection.CONNECTED)
+        if lost and node is not None and grace_ns > 0 and node.liveness != LivenessState.LEFT:
+            until = node.last_seen_ns + grace_ns
+            if node.last_seen_ns > 0 and now < until:
+                look_again = min(look_again or until, until)
+                lost = False
         if not lost:
             view.append(ex)
             continue
@@ -194,6 +204,10 @@ def fail_lost(
         )
     if unknown:
         look_again_after_grace(plan, now, settling_until)
+    if look_again:
+        plan.new_evaluations.append(
+            later(plan.job, look_again + AFTER_GRACE_NS, now, TriggeredBy.NODE_UPDATE)
+        )
     return view
 
 

@@ -79,7 +79,14 @@ def schedule_verified(
 ) -> Plan:
     """Place the replicas a verified job lacks; once all have finished, verify them."""
     plan = Plan(job=job, evaluation=evaluation)
-    view = fail_lost(executions, nodes, plan, now, settling_until=settling_until)
+    view = fail_lost(
+        executions,
+        nodes,
+        plan,
+        now,
+        settling_until=settling_until,
+        grace_ns=int(settings.lost_execution_grace * 1_000_000_000),
+    )
 
     def fail(message: str, error: type[BacalhauError] = NotEnoughNodes) -> Plan:
         return fail_job(plan, view, message, error, now)
