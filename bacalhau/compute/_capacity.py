@@ -72,6 +72,16 @@ def allocated_capacity(
     return total
 
 
+def queue_deadline(job: Job) -> int:
+    """When (Unix ns) an execution of ``job`` still waiting for resources has waited past
+    the job's ``QueueTimeout``, counted from the job's creation as the requester counts it
+    (0: no limit)."""
+    timeout = job.task.timeouts.queue_timeout if job.tasks else 0
+    if timeout <= 0 or job.create_time <= 0:
+        return 0
+    return job.create_time + timeout * 1_000_000_000
+
+
 def job_usage(job: Job, *, defaults: Resources = DEFAULT_JOB_RESOURCES) -> Resources:
     """What ``job`` will use here: its task's resources, each unset quantity from ``defaults``.
 

@@ -40,7 +40,13 @@ from typing import Any, Protocol
 
 from bacalhau.compute._bidder import Bidder, BidVerdict
 from bacalhau.compute._callbacks import OrchestratorCallbacks
-from bacalhau.compute._capacity import DEFAULT_JOB_RESOURCES, CapacityTracker, job_usage
+from bacalhau.compute._capacity import (
+    DEFAULT_JOB_RESOURCES,
+    CapacityTracker,
+    job_usage,
+    queue_deadline,
+)
+from bacalhau.compute._errors import QueueTimeoutPassed
 from bacalhau.compute._events import TOPIC_BIDDING, failure_event, info_event
 from bacalhau.compute._metrics import ASK_SECONDS, QUEUE_DEPTH
 from bacalhau.compute._modules import ModuleResolver, ModuleSource
@@ -151,7 +157,7 @@ class ComputeEndpoint:
             max_backoff=callback_max_backoff,
             linger=callback_linger,
         )
-        self._queue = RunQueue(capacity, self._start_run)
+        self._queue = RunQueue(capacity, self._start_run, self._queue_timed_out)
         # A process runs one compute node: the gauge reads its queue (weakly: a node closed
         # and dropped, as tests do, reads as empty).
         queue = weakref.ref(self._queue)
@@ -462,10 +468,27 @@ class ComputeEndpoint:
         self._requester_of[record.id] = record.requester_id
         try:
             usage = job_usage(record.job, defaults=self._default_usage)
-            self._queue.submit(record.id, usage, priority=record.job.priority)
+            self._queue.submit(
+                record.id,
+                usage,
+                priority=record.job.priority,
+                deadline_ns=queue_deadline(record.job),
+            )
         except BacalhauError as err:
             self._requester_of.pop(record.id, None)
             self._fail_unstarted(record, err)
+
+    def _queue_timed_out(self, execution_id: str) -> None:
+        """Waited in this node's queue past the job's QueueTimeout: failed, retryably (the
+        requester may place it where there is room, or fail the job on time)."""
+        record = self._store.get(execution_id)
+        self._requester_of.pop(execution_id, None)
+        timeout = record.job.task.timeouts.queue_timeout
+        err = QueueTimeoutPassed(
+            f"the job's QueueTimeout of {timeout}s passed while the execution waited in "
+            "this node's queue for resources"
+        )
+        self._fail_unstarted(record, err)
 
     def _start_run(self, execution_id: str) -> None:
         """Called by the queue once the execution's resources are reserved."""

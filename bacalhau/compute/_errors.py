@@ -13,6 +13,15 @@ class NotEnoughCapacity(ExecutionFailed):
     default_hint = "lower the job's resources or run it on a bigger node"
 
 
+class QueueTimeoutPassed(ExecutionFailed):
+    """The execution waited in the node's queue past its job's QueueTimeout."""
+
+    code = "QueueTimeout"
+    retryable = True
+    default_component = "Compute"
+    default_hint = "raise Timeouts.QueueTimeout, or lower the job's resources"
+
+
 class ExecutionInterrupted(ExecutionFailed):
     """The node stopped (or crashed) while the execution ran; another node may run it."""
 

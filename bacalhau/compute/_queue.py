@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import itertools
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -25,14 +27,23 @@ class RunQueue:
     A waiting execution that fits starts even if a bigger one ahead of it does not (so small
     jobs are not stuck behind a big one, as in Bacalhau). ``start`` is called synchronously
     with the execution ID once its resources are reserved; the owner calls :meth:`finished`
-    when it ends, which frees its resources and starts whatever fits next.
+    when it ends, which frees its resources and starts whatever fits next. One still waiting
+    at the deadline it was submitted with (Unix ns) leaves the queue, and ``expire`` is
+    called with its ID.
     """
 
-    def __init__(self, capacity: CapacityTracker, start: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        capacity: CapacityTracker,
+        start: Callable[[str], None],
+        expire: Callable[[str], None] | None = None,
+    ) -> None:
         self._capacity = capacity
         self._start = start
+        self._expire = expire
         self._waiting: list[_Waiting] = []
         self._arrivals = itertools.count()
+        self._deadlines: dict[str, asyncio.TimerHandle] = {}
 
     @property
     def capacity(self) -> CapacityTracker:
@@ -51,7 +62,9 @@ class RunQueue:
     def __contains__(self, execution_id: object) -> bool:
         return any(item.execution_id == execution_id for item in self._waiting)
 
-    def submit(self, execution_id: str, usage: Resources, *, priority: int = 0) -> None:
+    def submit(
+        self, execution_id: str, usage: Resources, *, priority: int = 0, deadline_ns: int = 0
+    ) -> None:
         """Queue an execution (starting it now if it fits).
 
         Raises :class:`NotEnoughCapacity` when it exceeds the node's total capacity.
@@ -65,14 +78,29 @@ class RunQueue:
         item = _Waiting((-priority, next(self._arrivals)), execution_id, usage)
         bisect.insort(self._waiting, item)
         self._dispatch()
+        if deadline_ns and self._expire is not None and execution_id in self:
+            delay = max(0.0, (deadline_ns - time.time_ns()) / 1e9)
+            loop = asyncio.get_running_loop()
+            self._deadlines[execution_id] = loop.call_later(delay, self._expired, execution_id)
+
+    def _expired(self, execution_id: str) -> None:
+        self._deadlines.pop(execution_id, None)
+        if self.remove(execution_id) and self._expire is not None:
+            self._expire(execution_id)
 
     def remove(self, execution_id: str) -> bool:
         """Drop a waiting execution; False if it was not waiting."""
         for i, item in enumerate(self._waiting):
             if item.execution_id == execution_id:
                 del self._waiting[i]
+                self._drop_deadline(execution_id)
                 return True
         return False
+
+    def _drop_deadline(self, execution_id: str) -> None:
+        timer = self._deadlines.pop(execution_id, None)
+        if timer is not None:
+            timer.cancel()
 
     def finished(self, execution_id: str) -> None:
         """Free a started execution's resources and start what fits now."""
@@ -85,6 +113,7 @@ class RunQueue:
             item = self._waiting[i]
             if self._capacity.try_reserve(item.execution_id, item.usage):
                 del self._waiting[i]
+                self._drop_deadline(item.execution_id)
                 self._start(item.execution_id)
             else:
                 i += 1

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -304,6 +305,34 @@ async def test_cancel_a_queued_execution(compute_node: NodeFactory, tmp_path: Pa
         await node.callbacks.wait_for(blocker.id, RunResult)
         assert node.shell.started == [blocker.id]
         assert node.state(waiting.id) is L.CANCELLED
+
+
+async def test_an_execution_queued_past_its_queue_timeout_fails_retryably(
+    compute_node: NodeFactory, tmp_path: Path
+) -> None:
+    """Over-subscribed, the node queues what it has no room for yet: not past the job's
+    QueueTimeout (counted from the job's creation), after which the requester may place it
+    where there is room or fail the job on time."""
+    gate = tmp_path / "gate"
+    async with compute_node(capacity=Resources(cpu=1, memory=2**30)) as node:
+        blocker = make_execution(f"while [ ! -e {gate} ]; do sleep 0.01; done", cpu="1")
+        waiting = make_execution("echo never", cpu="1")
+        assert waiting.job is not None
+        waiting.job.task.timeouts.queue_timeout = 1
+        waiting.job.create_time = time.time_ns()
+        await node.ask(blocker, wait=False)
+        await node.ask(waiting, wait=False)
+        await eventually(lambda: node.endpoint.queued_count == 1)
+        (failure,) = await node.callbacks.wait_for(waiting.id, ComputeFailure)
+        assert isinstance(failure, ComputeFailure)
+        assert node.endpoint.queued_count == 0
+        assert node.state(waiting.id) is L.FAILED
+        assert failure.event.details["ErrorCode"] == "QueueTimeout"
+        assert failure.event.details["Retryable"] == "true"
+        assert "QueueTimeout of 1s passed while the execution waited" in failure.event.message
+        gate.touch()
+        await node.callbacks.wait_for(blocker.id, RunResult)
+        assert node.shell.started == [blocker.id]
 
 
 async def test_restart_reports_interrupted_and_resumes_queued(
