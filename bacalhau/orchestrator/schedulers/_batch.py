@@ -84,14 +84,7 @@ def schedule_batch(
             in_flight=in_flight,
         )
     plan = Plan(job=job, evaluation=evaluation)
-    view = fail_lost(
-        executions,
-        nodes,
-        plan,
-        now,
-        settling_until=settling_until,
-        grace_ns=int(settings.lost_execution_grace * 1_000_000_000),
-    )
+    view = fail_lost(executions, nodes, plan, now, settings, settling_until=settling_until)
 
     def fail(message: str, error: type[BacalhauError] = NotEnoughNodes) -> Plan:
         return fail_job(plan, view, message, error, now)

@@ -54,14 +54,7 @@ def schedule_daemon(
 ) -> Plan:
     """Start the job on every suitable node that lacks a live execution of it."""
     plan = Plan(job=job, evaluation=evaluation)
-    view = fail_lost(
-        executions,
-        nodes,
-        plan,
-        now,
-        settling_until=settling_until,
-        grace_ns=int(settings.lost_execution_grace * 1_000_000_000),
-    )
+    view = fail_lost(executions, nodes, plan, now, settings, settling_until=settling_until)
     approved, stopped = approve_per_node(view, nodes, plan, now)
     live = [
         e for e in view if e.is_active() and e.desired_state != D.STOPPED and e.id not in stopped

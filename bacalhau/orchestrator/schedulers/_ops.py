@@ -53,14 +53,7 @@ def schedule_ops(
     """Place the job on every matching node at the first evaluation; complete it when none
     is active any more, or fail it if any execution failed."""
     plan = Plan(job=job, evaluation=evaluation)
-    view = fail_lost(
-        executions,
-        nodes,
-        plan,
-        now,
-        settling_until=settling_until,
-        grace_ns=int(settings.lost_execution_grace * 1_000_000_000),
-    )
+    view = fail_lost(executions, nodes, plan, now, settings, settling_until=settling_until)
     timed_out = past_total_timeout(job, now)
     if timed_out:
         return fail_job(plan, view, timed_out, ExecutionTimeout, now)

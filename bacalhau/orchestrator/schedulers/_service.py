@@ -60,14 +60,7 @@ def schedule_service(
 ) -> Plan:
     """Keep ``Count`` replicas running: approve their bids, restart the ones that ended."""
     plan = Plan(job=job, evaluation=evaluation)
-    view = fail_lost(
-        executions,
-        nodes,
-        plan,
-        now,
-        settling_until=settling_until,
-        grace_ns=int(settings.lost_execution_grace * 1_000_000_000),
-    )
+    view = fail_lost(executions, nodes, plan, now, settings, settling_until=settling_until)
     replicas = max(job.count, 1)
 
     # One live execution per replica: approve the oldest bid of a replica not yet running.

@@ -136,18 +136,19 @@ def fail_lost(
     nodes: Sequence[NodeState],
     plan: Plan,
     now: int,
+    settings: SchedulerSettings | None = None,
     *,
     settling_until: int = 0,
-    grace_ns: int = 0,
 ) -> list[Execution]:
     """Executions on nodes that vanished or disconnected are failed; returns the live view.
 
     While the requester settles after its start, a node not heard from yet is unknown rather
     than gone: its executions are left alone and the job is looked at again when the grace
     ends (a node that rejoins sooner triggers that on its own). A node declared dead keeps
-    its executions until it has been silent ``grace_ns`` (a stalled process comes back);
-    the job is looked at again then.
+    its executions until it has been silent ``settings.lost_execution_grace`` (a stalled
+    process comes back); the job is looked at again then.
     """
+    grace_ns = int(settings.lost_execution_grace * 1_000_000_000) if settings else 0
     find = node_lookup(nodes)
     view: list[Execution] = []
     unknown = False
