@@ -139,7 +139,13 @@ class GossipNodeView:
             self._infos.pop(node_id, None)
         if event.member.state is LivenessState.ALIVE:
             self._down_since.pop(node_id, None)
-        elif node_id not in self._down_since:
+        elif node_id not in self._down_since and (
+            event.previous is not None or not event.member.state.is_down()
+        ):
+            # Seen going down. A member first heard of as already down (from a peer, after
+            # this node started) went down at a time nobody said: its last sighting stays
+            # unknown rather than "now", which would read as "seen a moment ago" and make
+            # jobs wait for a node that left long before.
             self._down_since[node_id] = time.time_ns()
         change = NodeChange(
             kind=_KINDS[event.kind],
