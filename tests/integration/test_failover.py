@@ -220,3 +220,75 @@ def test_a_job_whose_only_node_is_lost_for_a_moment_waits_for_it(
         stack.stop(check=False)
         raise
     stack.stop()
+
+
+def test_jobs_submitted_while_their_nodes_die_wait_for_them_to_come_back(
+    tmp_path: Path, wasm_modules: Path
+) -> None:
+    """Every compute node killed, jobs submitted before gossip says so: their asks fail to
+    connect, which is no attempt at the jobs. They wait, and run once the nodes restart."""
+    stack = Devstack.start(tmp_path / "devstack", compute_nodes=2)
+    try:
+        for node in stack.compute:
+            stack.kill_node(node.name)
+        module = str(wasm_modules / "hello.wasm")
+        job_ids = [
+            stack.ok("wasm", "run", "--no-wait", "--id-only", module).strip() for _ in range(3)
+        ]
+        time.sleep(4)  # the asks have failed by now, several times each
+        for job_id in job_ids:
+            job = stack.client.get_job(job_id).job
+            assert not job.state.is_terminal(), f"{job_id}: {job.state_message}"
+        for node in stack.compute:
+            stack.restart_node(node.name)
+
+        def done() -> bool:
+            states = [stack.client.get_job(j).job.state for j in job_ids]
+            return all(s.is_terminal() for s in states)
+
+        eventually(done, timeout=60, what="the jobs ending once their nodes are back")
+        for job_id in job_ids:
+            details = stack.client.get_job(job_id, executions=True)
+            assert details.job.state == JobStateType.COMPLETED, details.job.state_message
+    except BaseException:
+        stack.stop(check=False)
+        raise
+    stack.stop()
+
+
+def test_a_lost_partition_moves_to_a_node_that_finished_its_own(
+    tmp_path: Path, wasm_modules: Path
+) -> None:
+    """Count 3 on 3 nodes, one killed mid-run: the other two have done their partitions
+    and one of them takes the lost one, rather than the job failing for want of nodes."""
+    stack = Devstack.start(tmp_path / "devstack", compute_nodes=3, config=FAST)
+    try:
+        job_id = stack.ok(
+            "wasm", "run", "--no-wait", "--id-only", "--count", "3",
+            str(wasm_modules / "sleeper.wasm"), "3",
+        ).strip()  # fmt: skip
+
+        def all_running() -> list[Execution] | None:
+            details = stack.client.get_job(job_id, executions=True)
+            live = [e for e in details.executions if e.is_active()]
+            return live if len(live) == 3 else None
+
+        first = eventually(all_running, timeout=20, what="three partitions running")
+        victim = stack.node(first[0].node_id)
+        stack.kill_node(victim.name)
+
+        def finished() -> JobStateType | None:
+            state = stack.client.get_job(job_id).job.state
+            return state if state.is_terminal() else None
+
+        state = eventually(finished, timeout=40, what="the job ending")
+        details = stack.client.get_job(job_id, executions=True)
+        assert state == JobStateType.COMPLETED, details.job.state_message
+        done = [e for e in details.executions if e.compute_state == ExecutionStateType.COMPLETED]
+        assert sorted(e.partition_index for e in done) == [0, 1, 2]
+        moved = next(e for e in done if e.partition_index == first[0].partition_index)
+        assert moved.node_id != victim.node_id
+    except BaseException:
+        stack.stop(check=False)
+        raise
+    stack.stop()
