@@ -292,3 +292,37 @@ def test_a_lost_partition_moves_to_a_node_that_finished_its_own(
         stack.stop(check=False)
         raise
     stack.stop()
+
+
+def test_a_node_stalled_for_a_moment_keeps_its_work(tmp_path: Path, wasm_modules: Path) -> None:
+    """SIGSTOP for 3 s: gossip declares the node dead, but it is back within the grace
+    (`lost_execution_grace`, 5 s), so its execution is not failed and run again."""
+    stack = Devstack.start(tmp_path / "devstack", compute_nodes=2, config=FAST)
+    try:
+        job_id = stack.ok(
+            "wasm", "run", "--no-wait", "--id-only", str(wasm_modules / "sleeper.wasm"), "6"
+        ).strip()
+        first = eventually(
+            lambda: running_execution(stack, job_id), timeout=20, what="the job running"
+        )
+        victim = stack.node(first.node_id)
+        os.kill(victim.pid, signal.SIGSTOP)
+        try:
+            time.sleep(3)
+        finally:
+            os.kill(victim.pid, signal.SIGCONT)
+
+        def finished() -> JobStateType | None:
+            state = stack.client.get_job(job_id).job.state
+            return state if state.is_terminal() else None
+
+        state = eventually(finished, timeout=30, what="the job ending")
+        details = stack.client.get_job(job_id, executions=True)
+        assert state == JobStateType.COMPLETED, details.job.state_message
+        assert [(e.id, e.compute_state) for e in details.executions] == [
+            (first.id, ExecutionStateType.COMPLETED)
+        ]
+    except BaseException:
+        stack.stop(check=False)
+        raise
+    stack.stop()
