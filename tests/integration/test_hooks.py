@@ -266,3 +266,50 @@ def test_requester_hooks_steer_bids_and_a_slow_hook_holds_only_its_job(
             nodes.stop()
         finally:
             stack.stop()
+
+
+def test_a_daemon_a_hook_turned_down_runs_once_the_hook_says_yes(tmp_path: Path) -> None:
+    """A hook's "no" may be for now: the node is asked again after a pause (10 s the first
+    time), and the daemon job runs there once the hook agrees."""
+    allow = tmp_path / "allow"
+    hook = executable(
+        tmp_path / "gate.sh",
+        f"cat >/dev/null\n[ -e {allow} ] && echo open && exit 0\necho closed >&2\nexit 1\n",
+    )
+    hooks = [{"Name": "gate", "Type": "exec", "Command": hook, "Timeout": 5}]
+    stack = Devstack.start(
+        tmp_path / "devstack",
+        compute_nodes=0,
+        config=["Orchestrator.ApprovalHooks=" + json.dumps(hooks)],
+    )
+    nodes = ComputeNodes(stack, tmp_path)
+    try:
+        node_id = nodes.add("gated")
+        daemon = noop_job("gated-daemon", {})
+        daemon["Type"] = "daemon"
+        daemon["Tasks"][0]["Engine"]["Params"]["SleepSeconds"] = 600
+        job_id = stack.client.submit(daemon).job_id
+
+        def executions() -> list[ExecutionStateType]:
+            found = stack.client.get_job(job_id, executions=True).executions
+            return [e.compute_state for e in found if e.node_id == node_id]
+
+        eventually(
+            lambda: ExecutionStateType.BID_REJECTED in executions(),
+            timeout=30,
+            what="the hook turning the bid down",
+        )
+        allow.touch()
+        eventually(
+            lambda: (
+                ExecutionStateType.RUNNING in executions()
+                or ExecutionStateType.BID_ACCEPTED in executions()
+            ),
+            timeout=40,
+            what="the node asked again and running the daemon",
+        )
+        assert stack.client.get_job(job_id).job.state == JobStateType.RUNNING
+        stack.client.stop_job(job_id)
+    finally:
+        nodes.stop()
+        stack.stop(check=False)
