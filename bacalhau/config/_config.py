@@ -262,8 +262,8 @@ class NodeConfig:
     #: After the requester starts, how long compute nodes have to (re)join before a job that
     #: no known node can take fails, or an execution on a node not heard from is failed.
     rejoin_grace: float = 30.0
-    #: How long a batch job that lacks nodes waits for a compute node that died (not one
-    #: that left) to come back before it fails (0: fail at once).
+    #: How long a batch job that lacks nodes waits for a compute node that died or left (a
+    #: restart) to come back before it fails (0: fail at once).
     lost_node_wait: float = 30.0
     #: How long a compute node declared dead must have been silent before its running
     #: executions are failed and placed again: a stalled node (a long pause, an overloaded

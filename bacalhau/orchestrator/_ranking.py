@@ -112,8 +112,8 @@ def is_attempt(execution: Execution) -> bool:
 
 _FAILED_IT = "failed this job: "
 _USED_UP = "used up its attempts at this job"
-#: A node that died (not one that left) moments ago: it may well come back (a restart, a
-#: false death under load), so a job that needs it waits a while instead of failing.
+#: A node that died or left moments ago: it may well come back (a restart, a false death
+#: under load), so a job that needs it waits a while instead of failing.
 RECENTLY_LOST = Obstacle(
     "was lost moments ago and may come back", "were lost moments ago and may come back", True
 )
@@ -509,8 +509,9 @@ def rank_nodes(
     disagreeing ranks below its peers for every job; below ``min_reputation`` (the
     operator's threshold, 0: off) it is unsuitable.
 
-    A disconnected node that died (not one that left) less than ``lost_wait_ns`` before
-    ``now`` is a passing obstacle: a job it alone could take waits for it to come back.
+    A disconnected node that died or left less than ``lost_wait_ns`` before ``now`` (as
+    this requester saw it go) is a passing obstacle: a job it alone could take waits for it
+    to come back.
 
     A node that has failed ``attempts_per_node`` executions of the job is not asked again.
     A node loses :data:`SPREAD_STEP` per execution it holds beyond the least loaded suitable

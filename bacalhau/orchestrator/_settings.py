@@ -38,9 +38,9 @@ class SchedulerSettings:
     #: have (re)joined yet (0: none). The orchestrator turns it into ``schedule``'s
     #: ``settling_until``.
     rejoin_grace: float = 0.0
-    #: Seconds a batch job that lacks nodes waits for a compute node that died (not one that
-    #: left) to come back before failing: a restarted node, or one declared dead by mistake
-    #: under load, then takes the job's retry instead of the job failing (0: fail at once).
+    #: Seconds a batch job that lacks nodes waits for a compute node that died or left to
+    #: come back before failing: a restarted node, or one declared dead by mistake under
+    #: load, then takes the job's retry instead of the job failing (0: fail at once).
     lost_node_wait: float = 0.0
     #: Seconds a node declared dead must have been silent before its running executions
     #: are failed and placed again (0: at once). Gossip declares a silent node dead in a
