@@ -127,7 +127,12 @@ def test_compute_node_killed_mid_job_and_restarted_reports_it_and_the_job_comple
         )
         stack.kill_node("compute-0")
         assert stack.wait_for_node_exit("compute-0").exit_code == -9
-        assert containers(f"bacalhau-executionID={first.id}")  # left behind by the kill
+        # The node's watcher removes the container it could not (executor/docker/_deathwatch).
+        eventually(
+            lambda: not containers(f"bacalhau-executionID={first.id}"),
+            timeout=10,
+            what="the killed node's container removed",
+        )
         stack.restart_node("compute-0")
 
         def replaced() -> bool:
