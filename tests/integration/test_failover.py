@@ -32,6 +32,15 @@ def running_execution(stack: Devstack, job_id: str) -> Execution | None:
     return None
 
 
+def finished(stack: Devstack, job_id: str) -> JobStateType | None:
+    """The job's state once it ended (None before, or while the requester is starting)."""
+    try:
+        state = stack.client.get_job(job_id).job.state
+    except Exception:  # the requester may still be starting
+        return None
+    return state if state.is_terminal() else None
+
+
 def test_job_on_a_killed_compute_node_completes_on_another(
     tmp_path: Path, wasm_modules: Path
 ) -> None:
@@ -47,11 +56,9 @@ def test_job_on_a_killed_compute_node_completes_on_another(
         victim = stack.node(first.node_id)
         stack.kill_node(victim.name)
 
-        def finished() -> JobStateType | None:
-            state = stack.client.get_job(job_id).job.state
-            return state if state.is_terminal() else None
-
-        state = eventually(finished, timeout=25, what="the job finishing elsewhere")
+        state = eventually(
+            lambda: finished(stack, job_id), timeout=25, what="the job finishing elsewhere"
+        )
         details = stack.client.get_job(job_id, executions=True, history=True)
         assert state == JobStateType.COMPLETED, details.job.state_message
         by_id = {ex.id: ex for ex in details.executions}
@@ -100,11 +107,7 @@ def test_a_flapping_node_does_not_run_a_replaced_execution_to_completion(
         # the cancel sent when it was failed, or when the node reports still holding it).
         stack.wait_for_node(victim.name, timeout=15)
 
-        def finished() -> JobStateType | None:
-            state = stack.client.get_job(job_id).job.state
-            return state if state.is_terminal() else None
-
-        state = eventually(finished, timeout=25, what="the job finishing")
+        state = eventually(lambda: finished(stack, job_id), timeout=25, what="the job finishing")
         details = stack.client.get_job(job_id, executions=True, history=True)
         assert state == JobStateType.COMPLETED, details.job.state_message
         states = {ex.id: ex.compute_state for ex in details.executions}
@@ -205,11 +208,7 @@ def test_a_job_whose_only_node_is_lost_for_a_moment_waits_for_it(
         finally:
             os.kill(node.pid, signal.SIGCONT)
 
-        def finished() -> JobStateType | None:
-            state = stack.client.get_job(job_id).job.state
-            return state if state.is_terminal() else None
-
-        state = eventually(finished, timeout=30, what="the job finishing")
+        state = eventually(lambda: finished(stack, job_id), timeout=30, what="the job finishing")
         details = stack.client.get_job(job_id, executions=True)
         assert state == JobStateType.COMPLETED, details.job.state_message
         states = {ex.id: ex.compute_state for ex in details.executions}
@@ -277,11 +276,7 @@ def test_a_lost_partition_moves_to_a_node_that_finished_its_own(
         victim = stack.node(first[0].node_id)
         stack.kill_node(victim.name)
 
-        def finished() -> JobStateType | None:
-            state = stack.client.get_job(job_id).job.state
-            return state if state.is_terminal() else None
-
-        state = eventually(finished, timeout=40, what="the job ending")
+        state = eventually(lambda: finished(stack, job_id), timeout=40, what="the job ending")
         details = stack.client.get_job(job_id, executions=True)
         assert state == JobStateType.COMPLETED, details.job.state_message
         done = [e for e in details.executions if e.compute_state == ExecutionStateType.COMPLETED]
@@ -312,11 +307,7 @@ def test_a_node_stalled_for_a_moment_keeps_its_work(tmp_path: Path, wasm_modules
         finally:
             os.kill(victim.pid, signal.SIGCONT)
 
-        def finished() -> JobStateType | None:
-            state = stack.client.get_job(job_id).job.state
-            return state if state.is_terminal() else None
-
-        state = eventually(finished, timeout=30, what="the job ending")
+        state = eventually(lambda: finished(stack, job_id), timeout=30, what="the job ending")
         details = stack.client.get_job(job_id, executions=True)
         assert state == JobStateType.COMPLETED, details.job.state_message
         assert [(e.id, e.compute_state) for e in details.executions] == [

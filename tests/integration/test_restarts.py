@@ -16,7 +16,7 @@ import pytest
 from bacalhau.compute import RESTART_MESSAGE
 from bacalhau.models import Execution, ExecutionStateType, Job, JobStateType
 from tests.integration.devstack import FAST_GOSSIP, Devstack, containers, eventually
-from tests.integration.test_failover import running_execution
+from tests.integration.test_failover import finished, running_execution
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("restarts")]
 
@@ -44,14 +44,6 @@ def sleeper(image: str, seconds: int, say: str) -> Job:
             ],
         }
     )
-
-
-def finished(stack: Devstack, job_id: str) -> JobStateType | None:
-    try:
-        state = stack.client.get_job(job_id).job.state
-    except Exception:  # the requester may still be starting
-        return None
-    return state if state.is_terminal() else None
 
 
 def _explain(stack: Devstack, executions: list[Execution]) -> str:
