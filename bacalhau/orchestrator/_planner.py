@@ -34,6 +34,7 @@ from bacalhau.models import (
     now_ns,
 )
 from bacalhau.orchestrator._answer_groups import AnswerGroups
+from bacalhau.orchestrator._attempts import UNREACHED
 from bacalhau.orchestrator._metrics import (
     ANSWERED_CALLBACKS,
     DISPATCH_SECONDS,
@@ -41,7 +42,6 @@ from bacalhau.orchestrator._metrics import (
     SCHEDULING_SECONDS,
 )
 from bacalhau.orchestrator._plan import Plan
-from bacalhau.orchestrator._ranking import UNREACHED
 from bacalhau.orchestrator._store import JobStore
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from bacalhau.models import (
     Connection,
     Execution,
-    ExecutionStateType,
     Job,
     LivenessState,
     Membership,
@@ -29,6 +28,8 @@ from bacalhau.models import (
     selector_matches,
     shallow_copy,
 )
+from bacalhau.orchestrator import _attempts as attempts
+from bacalhau.orchestrator._attempts import by_node, why_not_again
 
 UNSUITABLE = -1
 PREFERRED = 10
@@ -75,43 +76,19 @@ TRIED = Obstacle("already tried this job", "already tried this job")
 #: The job failed on the node as often as it may (or in a way no retry there would mend).
 FAILED_HERE = Obstacle("failed this job", "failed this job")
 #: The requester's approval hooks turned the node's bid down a moment ago; it is asked
-#: again once :func:`reconsider_at` has passed.
+#: again after a pause (see ``_attempts``).
 TURNED_DOWN = Obstacle(
     "was turned down by an approval hook", "were turned down by an approval hook"
 )
-_TURNED_DOWN = "was turned down by an approval hook: "
-#: How long after a hook turned a node's bid down it is asked again: doubled for each
-#: earlier refusal of the same job there, at most :data:`RECONSIDER_MAX_NS`. A hook's "no"
-#: may be for now (a budget, a hook that timed out): it must not strand a job for good.
-RECONSIDER_AFTER_NS = 10_000_000_000
-RECONSIDER_MAX_NS = 300_000_000_000
 #: The node could not be reached a moment ago (it died and gossip has not said so yet, a
-#: partition): a passing obstacle, since it may well come back; asked again after a pause
-#: (:data:`UNREACHED_AFTER_NS`, doubling, at most :data:`UNREACHED_MAX_NS`).
+#: partition): a passing obstacle, since it may well come back.
 UNREACHABLE = Obstacle(
     "could not be reached moments ago", "could not be reached moments ago", passing=True
 )
-#: Unreachable for longer than this (since the first failed ask in a row): no longer
-#: waited for; a job that needs it fails, naming it.
-UNREACHABLE_PATIENCE_NS = 60_000_000_000
+#: Unreachable for a minute: no longer waited for; a job that needs it fails, naming it.
 UNREACHABLE_GONE = Obstacle(
     "could not be reached for a minute", "could not be reached for a minute"
 )
-UNREACHED_AFTER_NS = 2_000_000_000
-UNREACHED_MAX_NS = 30_000_000_000
-_UNREACHABLE = "could not be reached"
-#: Execution detail marking an ask the node never got (it could not be reached): not an
-#: attempt at all, neither at the job (its retries) nor at the node.
-UNREACHED = "Unreached"
-
-
-def is_attempt(execution: Execution) -> bool:
-    """Whether a failed execution used up an attempt at its job."""
-    return execution.compute_details.get(UNREACHED) != "true"
-
-
-_FAILED_IT = "failed this job: "
-_USED_UP = "used up its attempts at this job"
 #: A node that died or left moments ago: it may well come back (a restart, a false death
 #: under load), so a job that needs it waits a while instead of failing.
 RECENTLY_LOST = Obstacle(
@@ -236,87 +213,18 @@ SUSPECT_PENALTY = 200
 DEFAULT_ATTEMPTS_PER_NODE = 2
 
 
-def reconsider_at(executions: Sequence[Execution]) -> int:
-    """When a node whose bids for a job the hooks turned down (``executions``: that node's
-    of that job) may be asked again (0: none turned down)."""
-    refused = [e for e in executions if e.compute_state == ExecutionStateType.BID_REJECTED]
-    if not refused:
-        return 0
-    wait = min(RECONSIDER_AFTER_NS << min(len(refused) - 1, 16), RECONSIDER_MAX_NS)
-    return max(e.modify_time for e in refused) + wait
-
-
-def next_reconsideration(executions: Sequence[Execution], now: int) -> int:
-    """The earliest time after ``now`` a node turned down for the job may be asked again
-    (0: none waits): when a job waiting for nodes should look again."""
-    by_node: dict[str, list[Execution]] = {}
-    for e in executions:
-        by_node.setdefault(e.node_id, []).append(e)
-    times = [t for mine in by_node.values() if (t := reconsider_at(mine)) > now]
-    return min(times, default=0)
-
-
 def _previous(
     executions: Sequence[Execution], attempts_per_node: int, now: int
 ) -> Callable[[Job, NodeState], tuple[int, str]]:
     # Grouped once: ranking asks for every node of the cluster.
-    by_node: dict[str, list[Execution]] = {}
-    for e in executions:
-        by_node.setdefault(e.node_id, []).append(e)
+    grouped = by_node(executions)
 
     def rank(job: Job, node: NodeState) -> tuple[int, str]:
-        mine = by_node.get(node.info.node_id)
+        mine = grouped.get(node.info.node_id)
         if not mine:
             return 30, ""
-        # A node that completed one partition of a batch job may run another (one whose
-        # node was lost, say); a verified job's replicas need distinct nodes.
-        partitioned = job.type == "batch" and not job.verified and job.count > 1
-        if not partitioned and any(e.compute_state == ExecutionStateType.COMPLETED for e in mine):
-            return UNSUITABLE, "already completed an execution of this job"
-        if any(e.is_active() for e in mine):
-            return UNSUITABLE, "already runs an execution of this job"
-        for e in mine:
-            if e.compute_details.get("Retryable") == "false":
-                return UNSUITABLE, f"{_FAILED_IT}{e.compute_message}"
-            if e.compute_state == ExecutionStateType.ASK_FOR_BID_REJECTED:
-                why = e.compute_message or "it declined to bid"
-                return UNSUITABLE, f"rejected the job earlier: {why}"
-        unreached = [e for e in mine if not is_attempt(e)]
-        mine = [e for e in mine if is_attempt(e)]
-        last = max((e.modify_time for e in unreached), default=0)
-        if unreached and not any(e.modify_time > last for e in mine):
-            # The last word from this node is a failed ask: it may be down for now.
-            first = min(e.modify_time for e in unreached)
-            pause = min(UNREACHED_AFTER_NS << min(len(unreached) - 1, 16), UNREACHED_MAX_NS)
-            if now - first >= UNREACHABLE_PATIENCE_NS:
-                return UNSUITABLE, f"{_UNREACHABLE} for {(now - first) / 1e9:.0f}s"
-            if now < last + pause:
-                wait = math.ceil((last + pause - now) / 1e9)
-                return UNSUITABLE, f"{_UNREACHABLE} moments ago (asked again in {wait}s)"
-        again = reconsider_at(mine)
-        if now < again:
-            refusal = max(
-                (e for e in mine if e.compute_state == ExecutionStateType.BID_REJECTED),
-                key=lambda e: e.modify_time,
-            )
-            why = refusal.compute_message or "no reason given"
-            return UNSUITABLE, (
-                f"{_TURNED_DOWN}{why} (asked again in {math.ceil((again - now) / 1e9)}s)"
-            )
-        failed = sum(1 for e in mine if e.compute_state == ExecutionStateType.FAILED)
-        if failed >= attempts_per_node:
-            return UNSUITABLE, (f"{_USED_UP} ({failed} of {attempts_per_node} failed)")
-        # Bids the hooks turned down are not attempts (the node is asked again after a
-        # pause), nor are partitions it completed.
-        tried = sum(
-            1
-            for e in mine
-            if e.compute_state
-            not in (ExecutionStateType.BID_REJECTED, ExecutionStateType.COMPLETED)
-        )
-        if tried >= max(1, attempts_per_node):
-            return UNSUITABLE, "already tried this job too many times"
-        return 0, ""
+        why = why_not_again(job, mine, attempts_per_node, now)
+        return (UNSUITABLE, why) if why else (0, "")
 
     return rank
 
@@ -340,11 +248,11 @@ def _obstacle(ranker: object, job: Job, node: NodeState, reason: str) -> Obstacl
         return Obstacle("is too small for the job", "are too small for the job")
     if ranker is _capacity:
         return FULL
-    if reason.startswith((_FAILED_IT, _USED_UP)):
+    if reason.startswith((attempts.FAILED_IT, attempts.USED_UP)):
         return FAILED_HERE
-    if reason.startswith(_TURNED_DOWN):
+    if reason.startswith(attempts.TURNED_DOWN):
         return TURNED_DOWN
-    if reason.startswith(_UNREACHABLE):
+    if reason.startswith(attempts.UNREACHABLE):
         return UNREACHABLE if "moments ago" in reason else UNREACHABLE_GONE
     return TRIED
 

@@ -16,8 +16,8 @@ from bacalhau.models import (
     JobStateType,
     TriggeredBy,
 )
+from bacalhau.orchestrator._attempts import is_attempt
 from bacalhau.orchestrator._plan import ExecutionChange, Plan
-from bacalhau.orchestrator._ranking import is_attempt
 from bacalhau.orchestrator._settings import SchedulerSettings
 
 D = ExecutionDesiredStateType

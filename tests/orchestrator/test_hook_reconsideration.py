@@ -8,14 +8,13 @@ from dataclasses import replace
 
 from bacalhau.models import Execution, ExecutionStateType, Job
 from bacalhau.orchestrator import schedule
-from bacalhau.orchestrator._ranking import (
+from bacalhau.orchestrator._attempts import (
     RECONSIDER_AFTER_NS,
     RECONSIDER_MAX_NS,
-    TURNED_DOWN,
     next_reconsideration,
-    rank_nodes,
     reconsider_at,
 )
+from bacalhau.orchestrator._ranking import TURNED_DOWN, rank_nodes
 from tests.orchestrator.test_scheduler import NOW, ev, execution, job, node
 
 E = ExecutionStateType

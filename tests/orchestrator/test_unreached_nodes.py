@@ -17,7 +17,8 @@ from bacalhau.models import (
     LivenessState,
 )
 from bacalhau.orchestrator import SchedulerSettings, schedule
-from bacalhau.orchestrator._ranking import UNREACHABLE, UNREACHED, rank_nodes
+from bacalhau.orchestrator._attempts import UNREACHED
+from bacalhau.orchestrator._ranking import UNREACHABLE, rank_nodes
 from bacalhau.orchestrator._retries import NODE_LOST
 from tests.orchestrator.test_scheduler import NOW, ev, execution, job, node
 

@@ -21,8 +21,9 @@ from bacalhau.models import (
     NodeState,
     TriggeredBy,
 )
+from bacalhau.orchestrator._attempts import is_attempt
 from bacalhau.orchestrator._plan import Plan
-from bacalhau.orchestrator._ranking import FAILED_HERE, Placed, is_attempt, rank_nodes
+from bacalhau.orchestrator._ranking import FAILED_HERE, Placed, rank_nodes
 from bacalhau.orchestrator._retries import fail_overdue, retry_policy
 from bacalhau.orchestrator._settings import SchedulerSettings
 from bacalhau.orchestrator.schedulers._shared import (

@@ -20,8 +20,9 @@ from bacalhau.models import (
     NodeState,
     TriggeredBy,
 )
+from bacalhau.orchestrator._attempts import next_reconsideration
 from bacalhau.orchestrator._plan import Plan
-from bacalhau.orchestrator._ranking import Placed, next_reconsideration, rank_nodes
+from bacalhau.orchestrator._ranking import Placed, rank_nodes
 from bacalhau.orchestrator._retries import retry_policy
 from bacalhau.orchestrator._settings import SchedulerSettings
 from bacalhau.orchestrator.schedulers._long_running import ranking_view, restart_time

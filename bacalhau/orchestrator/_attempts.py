@@ -1,0 +1,115 @@
+"""What a node's earlier executions of a job say about asking it again. Pure functions.
+
+A node that runs, or completed, the job's work is not asked again (a batch job's other
+partitions excepted); one the job failed on as often as it may, or in a way no retry would
+mend, or that declined to bid, is not either. Two refusals are for now only:
+
+- the requester's approval hooks turned its bid down: asked again after a pause,
+  :data:`RECONSIDER_AFTER_NS` doubling with each refusal, at most :data:`RECONSIDER_MAX_NS`
+  (a budget, a hook that timed out: a "no" must not strand a job for good);
+- an ask that never reached it (:data:`UNREACHED`: it died and gossip has not said so yet, a
+  partition): no attempt at all, asked again after :data:`UNREACHED_AFTER_NS` doubling, at
+  most :data:`UNREACHED_MAX_NS`, and given up on after :data:`UNREACHABLE_PATIENCE_NS`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from bacalhau.models import Execution, ExecutionStateType, Job
+
+E = ExecutionStateType
+
+#: Execution detail marking an ask the node never got (it could not be reached): not an
+#: attempt at all, neither at the job (its retries) nor at the node.
+UNREACHED = "Unreached"
+RECONSIDER_AFTER_NS = 10_000_000_000
+RECONSIDER_MAX_NS = 300_000_000_000
+UNREACHED_AFTER_NS = 2_000_000_000
+UNREACHED_MAX_NS = 30_000_000_000
+UNREACHABLE_PATIENCE_NS = 60_000_000_000
+
+#: How the reasons below begin (ranking counts nodes by them).
+FAILED_IT = "failed this job: "
+USED_UP = "used up its attempts at this job"
+TURNED_DOWN = "was turned down by an approval hook: "
+UNREACHABLE = "could not be reached"
+
+
+def is_attempt(execution: Execution) -> bool:
+    """Whether a failed execution used up an attempt at its job."""
+    return execution.compute_details.get(UNREACHED) != "true"
+
+
+def by_node(executions: Sequence[Execution]) -> dict[str, list[Execution]]:
+    """The executions grouped by the node they were placed on."""
+    grouped: dict[str, list[Execution]] = {}
+    for e in executions:
+        grouped.setdefault(e.node_id, []).append(e)
+    return grouped
+
+
+def reconsider_at(executions: Sequence[Execution]) -> int:
+    """When a node whose bids for a job the hooks turned down (``executions``: that node's
+    of that job) may be asked again (0: none turned down)."""
+    refused = [e for e in executions if e.compute_state == E.BID_REJECTED]
+    if not refused:
+        return 0
+    wait = min(RECONSIDER_AFTER_NS << min(len(refused) - 1, 16), RECONSIDER_MAX_NS)
+    return max(e.modify_time for e in refused) + wait
+
+
+def next_reconsideration(executions: Sequence[Execution], now: int) -> int:
+    """The earliest time after ``now`` a node turned down for the job may be asked again
+    (0: none waits): when a job waiting for nodes should look again."""
+    times = [t for mine in by_node(executions).values() if (t := reconsider_at(mine)) > now]
+    return min(times, default=0)
+
+
+def why_not_again(job: Job, mine: Sequence[Execution], attempts_per_node: int, now: int) -> str:
+    """Why a node with executions ``mine`` of ``job`` is not to be asked for it now ("" if
+    it may be)."""
+    # A node that completed one partition of a batch job may run another (one whose node
+    # was lost, say); a verified job's replicas need distinct nodes.
+    partitioned = job.type == "batch" and not job.verified and job.count > 1
+    if not partitioned and any(e.compute_state == E.COMPLETED for e in mine):
+        return "already completed an execution of this job"
+    if any(e.is_active() for e in mine):
+        return "already runs an execution of this job"
+    for e in mine:
+        if e.compute_details.get("Retryable") == "false":
+            return f"{FAILED_IT}{e.compute_message}"
+        if e.compute_state == E.ASK_FOR_BID_REJECTED:
+            return f"rejected the job earlier: {e.compute_message or 'it declined to bid'}"
+    unreached = [e for e in mine if not is_attempt(e)]
+    tries = [e for e in mine if is_attempt(e)]
+    last = max((e.modify_time for e in unreached), default=0)
+    if unreached and not any(e.modify_time > last for e in tries):
+        # The last word from this node is a failed ask: it may be down for now.
+        first = min(e.modify_time for e in unreached)
+        pause = min(UNREACHED_AFTER_NS << min(len(unreached) - 1, 16), UNREACHED_MAX_NS)
+        if now - first >= UNREACHABLE_PATIENCE_NS:
+            return f"{UNREACHABLE} for {(now - first) / 1e9:.0f}s"
+        if now < last + pause:
+            return f"{UNREACHABLE} moments ago (asked again in {_seconds(last + pause - now)}s)"
+    again = reconsider_at(tries)
+    if now < again:
+        refusal = max(
+            (e for e in tries if e.compute_state == E.BID_REJECTED), key=lambda e: e.modify_time
+        )
+        why = refusal.compute_message or "no reason given"
+        return f"{TURNED_DOWN}{why} (asked again in {_seconds(again - now)}s)"
+    failed = sum(1 for e in tries if e.compute_state == E.FAILED)
+    if failed >= attempts_per_node:
+        return f"{USED_UP} ({failed} of {attempts_per_node} failed)"
+    # Bids the hooks turned down are not attempts (the node is asked again after a pause),
+    # nor are partitions it completed.
+    tried = sum(1 for e in tries if e.compute_state not in (E.BID_REJECTED, E.COMPLETED))
+    if tried >= max(1, attempts_per_node):
+        return "already tried this job too many times"
+    return ""
+
+
+def _seconds(ns: int) -> int:
+    return math.ceil(ns / 1e9)
