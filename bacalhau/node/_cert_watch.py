@@ -21,7 +21,13 @@ from prometheus_client import Gauge
 from bacalhau.errors import BacalhauError
 from bacalhau.identity import NodeFiles
 
-__all__ = ["CERTIFICATE_EXPIRY", "certificate_expiry", "watch_certificate"]
+__all__ = [
+    "CERTIFICATE_EXPIRY",
+    "RENEW_BEFORE",
+    "certificate_expiry",
+    "check_certificate",
+    "watch_certificate",
+]
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +38,9 @@ CERTIFICATE_EXPIRY = Gauge(
 
 #: How often the certificate is read again (it may be replaced on disk while the node runs).
 CHECK_INTERVAL = 12 * 3600.0
-#: Warnings start this long before the expiry (the start-time renewal's window too).
-WARN_BEFORE = datetime.timedelta(days=30)
+#: A node that joined with the token renews its certificate this long before it expires
+#: (certificates last a year), at a start or while it runs; the others warn from then on.
+RENEW_BEFORE = datetime.timedelta(days=30)
 
 
 def certificate_expiry(files: NodeFiles) -> datetime.datetime | None:
@@ -47,12 +54,17 @@ def certificate_expiry(files: NodeFiles) -> datetime.datetime | None:
 def check_certificate(files: NodeFiles, *, joined_with_token: bool) -> datetime.datetime | None:
     """Read the expiry, set the metric, and warn in the last month (blocking: file I/O)."""
     ends = certificate_expiry(files)
-    if ends is None:
-        return None
+    if ends is not None:
+        report_expiry(ends, joined_with_token=joined_with_token)
+    return ends
+
+
+def report_expiry(ends: datetime.datetime, *, joined_with_token: bool) -> None:
+    """Set the metric to ``ends``, and warn when that is within :data:`RENEW_BEFORE`."""
     CERTIFICATE_EXPIRY.set(ends.timestamp())
     left = ends - datetime.datetime.now(datetime.UTC)
-    if left > WARN_BEFORE:
-        return ends
+    if left > RENEW_BEFORE:
+        return
     renew = (
         "restart the node: it joined with Compute.Auth.Token and renews the certificate "
         "when it starts"
@@ -73,25 +85,27 @@ def check_certificate(files: NodeFiles, *, joined_with_token: bool) -> datetime.
             left.days,
             renew,
         )
-    return ends
 
 
 async def watch_certificate(
     files: NodeFiles,
     *,
-    joined_with_token: bool,
     renew: Callable[[], Awaitable[None]] | None = None,
     interval: float = CHECK_INTERVAL,
 ) -> None:
-    """:func:`check_certificate` now and every ``interval`` seconds, until cancelled; in the
-    last month, ``renew`` (given for a node that joined with the token) is tried first."""
+    """Report the certificate's expiry now and every ``interval`` seconds, until cancelled.
+    ``renew`` is given for a node that joined with the token: in the last month it is tried
+    first, and the certificate read again only if it ran."""
     while True:
         ends = await asyncio.to_thread(certificate_expiry, files)
-        left = ends - datetime.datetime.now(datetime.UTC) if ends is not None else None
-        if renew is not None and left is not None and left <= WARN_BEFORE:
+        due = ends is not None and ends - datetime.datetime.now(datetime.UTC) <= RENEW_BEFORE
+        if renew is not None and due:
             try:
                 await renew()
             except BacalhauError as e:
                 log.warning("renewing this node's certificate failed: %s", e.message)
-        await asyncio.to_thread(check_certificate, files, joined_with_token=joined_with_token)
+            else:
+                ends = await asyncio.to_thread(certificate_expiry, files)
+        if ends is not None:
+            report_expiry(ends, joined_with_token=renew is not None)
         await asyncio.sleep(interval)

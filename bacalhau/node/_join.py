@@ -33,15 +33,13 @@ from bacalhau.identity import (
 )
 from bacalhau.identity._files import write_private, write_public
 from bacalhau.node._bootstrap import CLUSTER_CA_DIR, own_hosts
+from bacalhau.node._cert_watch import RENEW_BEFORE, certificate_expiry
 from bacalhau.transport import Certify, Joined, TlsMaterial, join_cluster
 
 __all__ = ["RENEW_BEFORE", "join_service", "join_with_token", "renew_while_running"]
 
 log = logging.getLogger(__name__)
 
-#: A node that joined with the token renews its certificate at a start this long before it
-#: expires (certificates last a year).
-RENEW_BEFORE = datetime.timedelta(days=30)
 #: Waits between attempts while no seed answers (the requester may start after this node).
 _RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0)
 
@@ -98,12 +96,8 @@ async def join_with_token(config: NodeConfig, identity: NodeIdentity, seeds: Seq
 def _expiring(files: NodeFiles) -> str:
     """When the node's certificate expires, if that is within :data:`RENEW_BEFORE` ("" if
     not, or if there is no readable certificate: the start checks it, saying what is wrong)."""
-    try:
-        cert = x509.load_pem_x509_certificate(files.tls_cert.read_bytes())
-    except (OSError, ValueError):
-        return ""
-    ends = cert.not_valid_after_utc
-    if ends - datetime.datetime.now(datetime.UTC) > RENEW_BEFORE:
+    ends = certificate_expiry(files)
+    if ends is None or ends - datetime.datetime.now(datetime.UTC) > RENEW_BEFORE:
         return ""
     return f"on {ends:%Y-%m-%d %H:%M} UTC"
 

@@ -167,7 +167,7 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
     joined = bool(config.join_token) and not config.orchestrator
     renew = functools.partial(renew_while_running, config, identity, seeds, tls)
     watch = asyncio.create_task(
-        watch_certificate(files, joined_with_token=joined, renew=renew if joined else None),
+        watch_certificate(files, renew=renew if joined else None),
         name="certificate-watch",
     )
     stack.push_async_callback(_cancel, watch)

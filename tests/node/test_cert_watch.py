@@ -59,7 +59,7 @@ async def test_the_watch_reads_the_certificate_again_as_it_runs(
     """A certificate replaced on disk while the node runs is what the watch reports."""
     files = _node_with_certificate(tmp_path / "first", days=365)
     with caplog.at_level(logging.WARNING, logger="bacalhau.node._cert_watch"):
-        watching = watch_certificate(files, joined_with_token=False, interval=0.05)
+        watching = watch_certificate(files, interval=0.05)
         watch = asyncio.create_task(watching)
         await asyncio.sleep(0.2)
         assert caplog.records == []

@@ -109,9 +109,7 @@ async def test_a_running_node_renews_in_its_last_month_and_uses_the_new_certific
     async with _requester(cluster) as address:
         renew = functools.partial(renew_while_running, config, identity, [address], tls)
         with caplog.at_level(logging.WARNING, logger="bacalhau.node._cert_watch"):
-            watch = asyncio.create_task(
-                watch_certificate(files, joined_with_token=True, renew=renew, interval=0.05)
-            )
+            watch = asyncio.create_task(watch_certificate(files, renew=renew, interval=0.05))
             try:
                 await eventually(lambda: tls.generation > 0, timeout=20)
                 await asyncio.sleep(0.2)  # more checks: nothing left to renew or warn of
