@@ -380,14 +380,14 @@ class ExecutionPipeline:
         limit: float = task.timeouts.execution_timeout if job.type in _TIMED_JOB_TYPES else 0
         total = task.timeouts.total_timeout if job.type in _TIMED_JOB_TYPES else 0
         left = _total_left(total, job.create_time)
-        if left is not None and left <= 0:
-            raise ExecutionTimeout(_past_total(total, 0.0))
-        by_total = left is not None and (limit <= 0 or left < limit)
-        if by_total:
-            # A retry gets what is left of the job's TotalTimeout, not a whole
-            # ExecutionTimeout: the job must end when its TotalTimeout says.
-            assert left is not None
-            limit = round(left, 3)
+        by_total = False
+        if left is not None:
+            if left <= 0:
+                raise ExecutionTimeout(_past_total(total, 0.0))
+            if limit <= 0 or left < limit:
+                # A retry gets what is left of the job's TotalTimeout, not a whole
+                # ExecutionTimeout: the job must end when its TotalTimeout says.
+                limit, by_total = round(left, 3), True
         request = RunRequest(
             execution_id=record.id,
             job_id=record.job_id,

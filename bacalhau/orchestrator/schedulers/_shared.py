@@ -136,7 +136,7 @@ def fail_lost(
     nodes: Sequence[NodeState],
     plan: Plan,
     now: int,
-    settings: SchedulerSettings | None = None,
+    settings: SchedulerSettings,
     *,
     settling_until: int = 0,
 ) -> list[Execution]:
@@ -148,7 +148,7 @@ def fail_lost(
     its executions until it has been silent ``settings.lost_execution_grace`` (a stalled
     process comes back); the job is looked at again then.
     """
-    grace_ns = int(settings.lost_execution_grace * 1_000_000_000) if settings else 0
+    grace_ns = int(settings.lost_execution_grace * 1_000_000_000)
     find = node_lookup(nodes)
     view: list[Execution] = []
     unknown = False
