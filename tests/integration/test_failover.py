@@ -32,6 +32,15 @@ def running_execution(stack: Devstack, job_id: str) -> Execution | None:
     return None
 
 
+def running_sleeper(stack: Devstack, wasm_modules: Path, seconds: int) -> tuple[str, Execution]:
+    """A WASM job that sleeps ``seconds``, once its execution runs: its ID and execution."""
+    job_id = stack.ok(
+        "wasm", "run", "--no-wait", "--id-only", str(wasm_modules / "sleeper.wasm"), str(seconds)
+    ).strip()
+    first = eventually(lambda: running_execution(stack, job_id), timeout=20, what="the job running")
+    return job_id, first
+
+
 def finished(stack: Devstack, job_id: str) -> JobStateType | None:
     """The job's state once it ended (None before, or while the requester is starting)."""
     try:
@@ -47,12 +56,7 @@ def test_job_on_a_killed_compute_node_completes_on_another(
     stack = Devstack.start(tmp_path / "devstack", compute_nodes=2, config=FAST)
     try:
         # A module that sleeps 4 s: long enough to be killed mid-run.
-        job_id = stack.ok(
-            "wasm", "run", "--no-wait", "--id-only", str(wasm_modules / "sleeper.wasm"), "4"
-        ).strip()
-        first = eventually(
-            lambda: running_execution(stack, job_id), timeout=20, what="the job running"
-        )
+        job_id, first = running_sleeper(stack, wasm_modules, 4)
         victim = stack.node(first.node_id)
         stack.kill_node(victim.name)
 
@@ -84,12 +88,7 @@ def test_a_flapping_node_does_not_run_a_replaced_execution_to_completion(
         config=FAST_GOSSIP,
     )
     try:
-        job_id = stack.ok(
-            "wasm", "run", "--no-wait", "--id-only", str(wasm_modules / "sleeper.wasm"), "8"
-        ).strip()
-        first = eventually(
-            lambda: running_execution(stack, job_id), timeout=20, what="the job running"
-        )
+        job_id, first = running_sleeper(stack, wasm_modules, 8)
         victim = stack.node(first.node_id)
         # Frozen (the module with it) long enough to be declared lost, then alive again.
         os.kill(victim.pid, signal.SIGSTOP)
@@ -131,12 +130,7 @@ def test_following_a_job_goes_on_with_the_retry_when_its_node_is_killed(
 ) -> None:
     stack = Devstack.start(tmp_path / "devstack", compute_nodes=2, config=FAST)
     try:
-        job_id = stack.ok(
-            "wasm", "run", "--no-wait", "--id-only", str(wasm_modules / "sleeper.wasm"), "10"
-        ).strip()
-        first = eventually(
-            lambda: running_execution(stack, job_id), timeout=20, what="the job running"
-        )
+        job_id, first = running_sleeper(stack, wasm_modules, 10)
         follower = subprocess.Popen(
             bacalhau_command("job", "logs", "--follow", job_id),
             stdout=subprocess.PIPE,
@@ -184,12 +178,7 @@ def test_a_job_whose_only_node_is_lost_for_a_moment_waits_for_it(
 ) -> None:
     stack = Devstack.start(tmp_path / "devstack", compute_nodes=1, config=FAST)
     try:
-        job_id = stack.ok(
-            "wasm", "run", "--no-wait", "--id-only", str(wasm_modules / "sleeper.wasm"), "3"
-        ).strip()
-        first = eventually(
-            lambda: running_execution(stack, job_id), timeout=20, what="the job running"
-        )
+        job_id, first = running_sleeper(stack, wasm_modules, 3)
         [node] = stack.compute
         # Frozen long enough to be declared lost (as a loaded machine or a restart may do),
         # then back: with no other node, the job waits for it instead of failing.
@@ -294,12 +283,7 @@ def test_a_node_stalled_for_a_moment_keeps_its_work(tmp_path: Path, wasm_modules
     (`lost_execution_grace`, 5 s), so its execution is not failed and run again."""
     stack = Devstack.start(tmp_path / "devstack", compute_nodes=2, config=FAST)
     try:
-        job_id = stack.ok(
-            "wasm", "run", "--no-wait", "--id-only", str(wasm_modules / "sleeper.wasm"), "6"
-        ).strip()
-        first = eventually(
-            lambda: running_execution(stack, job_id), timeout=20, what="the job running"
-        )
+        job_id, first = running_sleeper(stack, wasm_modules, 6)
         victim = stack.node(first.node_id)
         os.kill(victim.pid, signal.SIGSTOP)
         try:

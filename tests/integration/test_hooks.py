@@ -87,6 +87,18 @@ def noop_job(name: str, labels: dict[str, str], *, on_node: str = "") -> dict[st
     return job
 
 
+def requester_with_hooks(
+    tmp_path: Path, hooks: list[dict[str, Any]]
+) -> tuple[Devstack, ComputeNodes]:
+    """A devstack of a requester with these approval hooks, and no compute node yet."""
+    stack = Devstack.start(
+        tmp_path / "devstack",
+        compute_nodes=0,
+        config=["Orchestrator.ApprovalHooks=" + json.dumps(hooks)],
+    )
+    return stack, ComputeNodes(stack, tmp_path)
+
+
 def executable(path: Path, body: str) -> str:
     path.write_text("#!/bin/bash\n" + body)
     path.chmod(path.stat().st_mode | stat.S_IXUSR)
@@ -200,12 +212,7 @@ def test_requester_hooks_steer_bids_and_a_slow_hook_holds_only_its_job(
         {"Name": "slowpoke", "Type": "exec", "Command": slow_hook, "Timeout": 12},
         {"Name": "steer", "Type": "http", "URL": approval_server.url, "Timeout": 5},
     ]
-    stack = Devstack.start(
-        tmp_path / "devstack",
-        compute_nodes=0,
-        config=["Orchestrator.ApprovalHooks=" + json.dumps(hooks)],
-    )
-    nodes = ComputeNodes(stack, tmp_path)
+    stack, nodes = requester_with_hooks(tmp_path, hooks)
     try:
         banned_name = "banned"
         approval_server.banned = banned = nodes.add(banned_name)
@@ -277,12 +284,7 @@ def test_a_daemon_a_hook_turned_down_runs_once_the_hook_says_yes(tmp_path: Path)
         f"cat >/dev/null\n[ -e {allow} ] && echo open && exit 0\necho closed >&2\nexit 1\n",
     )
     hooks = [{"Name": "gate", "Type": "exec", "Command": hook, "Timeout": 5}]
-    stack = Devstack.start(
-        tmp_path / "devstack",
-        compute_nodes=0,
-        config=["Orchestrator.ApprovalHooks=" + json.dumps(hooks)],
-    )
-    nodes = ComputeNodes(stack, tmp_path)
+    stack, nodes = requester_with_hooks(tmp_path, hooks)
     try:
         node_id = nodes.add("gated")
         daemon = noop_job("gated-daemon", {})
