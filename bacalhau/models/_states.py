@@ -250,9 +250,10 @@ EXECUTION_TRANSITIONS: dict[ExecutionStateType, frozenset[ExecutionStateType]] =
     E.PUBLISHING: frozenset({E.COMPLETED, E.FAILED, E.CANCELLED}),
     E.ASK_FOR_BID_REJECTED: frozenset(),
     E.BID_REJECTED: frozenset(),
-    # The verifier's verdict (see VERDICT_TRANSITIONS) is the one exit of a terminal state.
+    # The verifier's verdict (see VERDICT_TRANSITIONS) and a lost node's late result (see
+    # LATE_RESULT_TRANSITIONS) are the only exits of terminal states.
     E.COMPLETED: frozenset({E.FAILED}),
-    E.FAILED: frozenset(),
+    E.FAILED: frozenset({E.COMPLETED}),
     E.CANCELLED: frozenset(),
 }
 
@@ -262,6 +263,15 @@ EXECUTION_TRANSITIONS: dict[ExecutionStateType, frozenset[ExecutionStateType]] =
 #: expect non-terminal states, so a late report never does).
 VERDICT_TRANSITIONS: dict[ExecutionStateType, frozenset[ExecutionStateType]] = {
     E.COMPLETED: frozenset({E.FAILED}),
+}
+
+#: The other exit: an execution the requester failed because its node was declared lost
+#: (``NodeLost``), whose node then reports it completed after all (a partition healed, a
+#: stall ended) while the job still needs that partition. The node did the work; keeping its
+#: result ends the job sooner than waiting for the replacement, which is stopped as surplus.
+#: Only the requester's callbacks make this move, and only for such executions.
+LATE_RESULT_TRANSITIONS: dict[ExecutionStateType, frozenset[ExecutionStateType]] = {
+    E.FAILED: frozenset({E.COMPLETED}),
 }
 
 #: Allowed desired-state transitions (desired state only ever moves forward).

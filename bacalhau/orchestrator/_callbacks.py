@@ -33,7 +33,6 @@ from typing import Any
 
 from bacalhau.errors import (
     BacalhauError,
-    NodeLost,
     NotFound,
     PermissionDenied,
     RevisionConflict,
@@ -54,6 +53,7 @@ from bacalhau.models import (
     now_ns,
 )
 from bacalhau.orchestrator._hooks import ApprovalChain, BidApprovalHook, ChainDecision
+from bacalhau.orchestrator._late_reports import keep_late_result, tell_late_report
 from bacalhau.orchestrator._nodes import NodeDirectory
 from bacalhau.orchestrator._planner import Planner
 from bacalhau.orchestrator._result_check import ResultChecks
@@ -63,9 +63,6 @@ from bacalhau.orchestrator._verifier import CHECK_DETAIL, PENDING, REJECTED
 log = logging.getLogger(__name__)
 D = ExecutionDesiredStateType
 E = ExecutionStateType
-
-#: Execution detail set once a late report for it has been recorded (recorded once only).
-_LATE = "LateReport"
 
 #: States from which a run result or a failure report can still be recorded.
 _REPORTABLE = frozenset(
@@ -409,9 +406,11 @@ class ExecutionCallbacks:
                 )
                 self._after_callback(ex.job_id)
         except RevisionConflict as exc:
+            if state == E.COMPLETED and not check and self._keep_late(ex.id, result, message):
+                return
             log.info("ignoring late run result for %s: %s", ex.id, exc.message)
             outcome = message if state == E.FAILED else f"{message.lower()} (exit code {code})"
-            self._record_late(ex.id, state, outcome)
+            tell_late_report(self._store, ex.id, state, outcome)
             return
         if check and self._checks is not None:
             self._checks.start(updated)
@@ -498,33 +497,25 @@ class ExecutionCallbacks:
                 self._after_callback(ex.job_id)
         except RevisionConflict as exc:
             log.info("ignoring late failure for %s: %s", ex.id, exc.message)
-            self._record_late(ex.id, E.FAILED, f"failed: {message}")
+            tell_late_report(self._store, ex.id, E.FAILED, f"failed: {message}")
             return
 
-    def _record_late(self, execution_id: str, reported: E, outcome: str) -> None:
-        """Say in the history that a report came after the execution was settled otherwise
-        (e.g. its node was declared lost and the execution replaced). A repeat of a report
-        already recorded (the node retried) adds nothing."""
-        ex = self._store.get_execution(execution_id)
-        lost = ex.compute_details.get(NodeLost.code) == "true"
-        if (ex.compute_state == reported and not lost) or ex.compute_details.get(_LATE) == "true":
-            return  # the node's own report, delivered again
-        why = ex.compute_message or ex.desired_message or ex.compute_state.label
-        message = (
-            f"Late report ignored: node {ex.node_id} reported the execution {outcome}, "
-            f"but it was already {ex.compute_state.label.lower()} ({why})"
-        )
+    def _keep_late(self, execution_id: str, result: RunResult, message: str) -> bool:
+        """Keep a lost execution's late completion while its job still needs it."""
+        code = result.run_output.exit_code
         try:
-            self._store.update_execution(
-                ex.id,
-                compute_details={**ex.compute_details, _LATE: "true"},
-                expected_revision=ex.revision,
-                event=Event(
+            with self._store.transaction():
+                kept = keep_late_result(
+                    self._store,
+                    execution_id,
+                    result,
                     message=message,
-                    topic="Execution",
-                    timestamp=now_ns(),
-                    details={"LateReport": "true"},
-                ),
-            )
+                    comment="" if code == 0 else f"exit code {code}",
+                )
+                if kept is None:
+                    return False
+                self._after_callback(kept.job_id)
         except RevisionConflict:
-            return  # changed meanwhile: the next report, if any, says it
+            return False  # changed meanwhile: told as an ignored report instead
+        log.info("kept the late result of %s (its node had been declared lost)", execution_id)
+        return True

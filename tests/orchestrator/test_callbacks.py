@@ -274,7 +274,7 @@ async def test_lost_node_fails_its_execution_as_node_lost_and_a_replacement_runs
     assert (await _wait_terminal(orch, job_id)).state == JobStateType.COMPLETED
 
 
-async def test_late_result_of_a_replaced_execution_is_recorded_not_kept(
+async def test_late_result_of_a_lost_execution_is_kept_while_the_job_still_needs_it(
     setup: Setup,
 ) -> None:
     orch, compute = setup.orch, setup.compute
@@ -284,30 +284,33 @@ async def test_late_result_of_a_replaced_execution_is_recorded_not_kept(
     await orch.on_bid_complete(BidResult(second.id, job_id, "node-b", accepted=True))
     await compute.next("accept")
 
-    # The "dead" node comes back with a result before the replacement finished: the
-    # replacement's result is the one kept, the late one is only told in the history.
+    # The "dead" node comes back with a result before the replacement finished: the node
+    # did the work, so its result is kept and the replacement is stopped as surplus.
     late = _result(first, job_id, "node-a", "from a")
     await orch.on_run_complete(late)
-    await orch.on_run_complete(late)  # its outbox retried: said once
+    job = await _wait_terminal(orch, job_id)
+    assert job.state == JobStateType.COMPLETED
+    kept = orch.store.get_execution(first.id)
+    assert kept.compute_state == ExecutionStateType.COMPLETED
+    assert kept.run_output is not None and kept.run_output.stdout == "from a"
+    assert "ErrorCode" not in kept.compute_details and kept.compute_message == ""
+    node, cancel = await compute.next("cancel")
+    assert node == "node-a", "first: the cancel sent when node-a was declared lost"
+    node, cancel = await compute.next("cancel")
+    assert node == "node-b" and isinstance(cancel, CancelExecutionRequest)
+    assert cancel.execution_id == second.id
+    assert orch.store.get_execution(second.id).compute_state == ExecutionStateType.CANCELLED
+    [told] = [e for e in await _history(orch, job_id, first.id) if e.details.get("LateResultKept")]
+    assert "node node-a had been declared lost; its result is kept" in told.message
+
+    # Its outbox retried, then a failure crossed the result: nothing changes any more.
+    await orch.on_run_complete(late)
     await orch.on_compute_failure(
         ComputeFailure(first.id, job_id, "node-a", Event(message="also failed"))
     )
-    assert orch.store.get_execution(first.id).compute_state == ExecutionStateType.FAILED
-    told = [
-        e for e in await _history(orch, job_id, first.id) if e.details.get("LateReport") == "true"
-    ]
-    assert len(told) == 1 and "node node-a reported the execution completed" in told[0].message
-    assert not (await orch.get_job(job_id)).state.is_terminal()
-
     await orch.on_run_complete(_result(second, job_id, "node-b", "from b"))
-    job = await _wait_terminal(orch, job_id)
-    assert job.state == JobStateType.COMPLETED
-    completed = [
-        e
-        for e in await orch.list_executions(job_id)
-        if e.compute_state == ExecutionStateType.COMPLETED
-    ]
-    assert [e.id for e in completed] == [second.id]
+    assert (await orch.get_job(job_id)).revision == job.revision
+    assert orch.store.get_execution(first.id).compute_state == ExecutionStateType.COMPLETED
     assert len(await orch.job_results(job_id)) == 1
     completions = [
         h
@@ -315,6 +318,88 @@ async def test_late_result_of_a_replaced_execution_is_recorded_not_kept(
         if h.job_state_new == JobStateType.COMPLETED
     ]
     assert len(completions) == 1
+    assert not [e for e in await _history(orch, job_id, first.id) if e.details.get("LateReport")][
+        1:
+    ], "the kept result is told once"
+
+
+async def test_late_result_of_an_execution_failed_otherwise_is_not_kept(setup: Setup) -> None:
+    orch, compute = setup.orch, setup.compute
+    job_id, first = await _running_on(orch, compute, "node-a")
+    await orch.on_compute_failure(
+        ComputeFailure(first.id, job_id, "node-a", Event(message="disk full"))
+    )
+    # A completion crossing the node's own failure report: the failure stands.
+    await orch.on_run_complete(_result(first, job_id, "node-a", "from a"))
+    assert orch.store.get_execution(first.id).compute_state == ExecutionStateType.FAILED
+    told = [e for e in await _history(orch, job_id, first.id) if e.details.get("LateReport")]
+    assert len(told) == 1 and "Late report ignored" in told[0].message
+
+
+async def _asked(compute: RecordingCompute, count: int) -> dict[str, Execution]:
+    """The next ``count`` asks, by node."""
+    asks: dict[str, Execution] = {}
+    for _ in range(count):
+        node, ask = await compute.next("ask")
+        assert isinstance(ask, AskForBidRequest)
+        asks[node] = ask.execution
+    return asks
+
+
+async def test_late_result_of_a_partition_completed_elsewhere_is_not_kept(setup: Setup) -> None:
+    orch, compute = setup.orch, setup.compute
+    await setup.view.join(_compute_node("node-b"))
+    job = _job()
+    job.count = 2
+    job_id = (await orch.submit_job(job)).job_id
+    asks = await _asked(compute, 2)
+    for node, ex in asks.items():
+        await orch.on_bid_complete(BidResult(ex.id, job_id, node, accepted=True))
+        await compute.next("accept")
+    lost, own = asks["node-a"], asks["node-b"]
+    await setup.view.join(_compute_node("node-c"))
+    replacement = await _lose_and_replace(orch, compute, job_id, "node-a", setup.view)
+    assert replacement.partition_index == lost.partition_index
+    assert replacement.node_id == "node-c"
+    await orch.on_bid_complete(BidResult(replacement.id, job_id, "node-c", accepted=True))
+    await compute.next("accept")
+    await orch.on_run_complete(_result(replacement, job_id, "node-c", "replacement"))
+
+    # The job still runs (node-b's own partition), but this partition is done.
+    await orch.on_run_complete(_result(lost, job_id, "node-a", "late"))
+    assert orch.store.get_execution(lost.id).compute_state == ExecutionStateType.FAILED
+    [told] = [e for e in await _history(orch, job_id, lost.id) if e.details.get("LateReport")]
+    assert "Late report ignored" in told.message
+    assert not (await orch.get_job(job_id)).state.is_terminal()
+    await orch.on_run_complete(_result(own, job_id, "node-b", "own"))
+    assert (await _wait_terminal(orch, job_id)).state == JobStateType.COMPLETED
+    outputs = sorted(
+        e.run_output.stdout
+        for e in await orch.list_executions(job_id)
+        if e.compute_state == ExecutionStateType.COMPLETED and e.run_output is not None
+    )
+    assert outputs == ["own", "replacement"]
+
+
+async def test_late_result_of_an_ops_run_on_a_lost_node_completes_the_job(
+    setup: Setup,
+) -> None:
+    orch, compute = setup.orch, setup.compute
+    await setup.view.join(_compute_node("node-b"))
+    job = _job()
+    job.type = "ops"
+    job_id = (await orch.submit_job(job)).job_id
+    asks = await _asked(compute, 2)
+    for node, ex in asks.items():
+        await orch.on_bid_complete(BidResult(ex.id, job_id, node, accepted=True))
+        await compute.next("accept")
+    await setup.view.kill("node-a", silent_for=12.5)
+    await compute.next("cancel")  # node-a's run, failed as lost
+    assert orch.store.get_execution(asks["node-a"].id).compute_state == (ExecutionStateType.FAILED)
+    await orch.on_run_complete(_result(asks["node-a"], job_id, "node-a", "a"))
+    await orch.on_run_complete(_result(asks["node-b"], job_id, "node-b", "b"))
+    assert (await _wait_terminal(orch, job_id)).state == JobStateType.COMPLETED
+    assert len(await orch.job_results(job_id)) == 2
 
 
 async def test_flapping_node_is_stopped_from_running_a_replaced_execution(
@@ -333,13 +418,17 @@ async def test_flapping_node_is_stopped_from_running_a_replaced_execution(
     assert node == "node-a" and isinstance(cancel, CancelExecutionRequest)
     assert cancel.execution_id == first.id
 
-    # Dead once more, then its late result: nothing new is placed, nothing completes twice.
+    # Dead once more; its cancellation, crossing the cancel, is told, and nothing new is
+    # placed: the replacement runs on and completes the job, once.
     await setup.view.kill("node-a", silent_for=3.0)
-    await orch.on_run_complete(_result(first, job_id, "node-a", "from a"))
+    await orch.on_compute_failure(
+        ComputeFailure(first.id, job_id, "node-a", Event(message="cancelled"))
+    )
     await orch.on_bid_complete(BidResult(second.id, job_id, "node-b", accepted=True))
     await compute.next("accept")
     await orch.on_run_complete(_result(second, job_id, "node-b", "from b"))
     assert (await _wait_terminal(orch, job_id)).state == JobStateType.COMPLETED
+    await orch.on_run_complete(_result(first, job_id, "node-a", "from a"))
     executions = await orch.list_executions(job_id)
     assert sorted(e.id for e in executions) == sorted([first.id, second.id])
     assert [e.id for e in executions if e.compute_state == ExecutionStateType.COMPLETED] == [
