@@ -24,6 +24,7 @@ lost on the wire, or a requester that stopped before applying it, loses nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Collection
@@ -88,6 +89,8 @@ class CallbackOutbox:
         self._workers: dict[str, asyncio.Task[None]] = {}
         #: Set by :meth:`kick` while a requester's worker runs: something new was queued.
         self._wake: dict[str, asyncio.Event] = {}
+        #: Set by :meth:`retry_now`: the requester is reachable again, end the backoff.
+        self._back: dict[str, asyncio.Event] = {}
         self._attempts: dict[int, int] = {}
         self._answer_grace = answer_grace
         #: Executions whose callbacks an ask's answer is waiting for: the workers leave them.
@@ -140,6 +143,17 @@ class CallbackOutbox:
         self._workers[requester_id] = asyncio.create_task(
             self._drain(requester_id), name=f"callbacks-to-{requester_id}"
         )
+
+    def retry_now(self, requester_id: str) -> None:
+        """``requester_id`` is reachable again (membership saw it come back, or restart):
+        what waits for it goes now, not at the end of a backoff that grew while it was
+        away (up to ``max_backoff``). A result that finished while a partition cut this
+        node off then reaches the requester while its job may still need it."""
+        back = self._back.get(requester_id)
+        if back is not None:
+            back.set()
+        else:
+            self.kick(requester_id)
 
     # -- callbacks in the answer to an ask -------------------------------------------------
 
@@ -296,6 +310,7 @@ class CallbackOutbox:
     async def _drain(self, requester_id: str) -> None:
         backoff = self._initial_backoff
         wake = self._wake[requester_id]
+        back = self._back[requester_id] = asyncio.Event()
         try:
             while True:
                 wake.clear()  # before reading: a callback queued after the read wakes a linger
@@ -305,20 +320,25 @@ class CallbackOutbox:
                     # this point finds no worker and starts a new one.
                     self._workers.pop(requester_id, None)
                     self._wake.pop(requester_id, None)
+                    self._back.pop(requester_id, None)
                     return
                 if self._linger > 0 and self._awaits_result(entries):
                     entries = await self._lingered(requester_id, wake, entries)
                 if await self._send(requester_id, entries):
                     backoff = self._initial_backoff
                     continue
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self._max_backoff)
+                back.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(back.wait(), backoff)
+                backoff = self._initial_backoff if back.is_set() else backoff * 2
+                backoff = min(backoff, self._max_backoff)
         except asyncio.CancelledError:
             raise
         except Exception:  # the store itself failed: log loudly, a later kick retries
             _log.exception("delivering callbacks to %s stopped", requester_id)
             self._workers.pop(requester_id, None)
             self._wake.pop(requester_id, None)
+            self._back.pop(requester_id, None)
 
     def _awaits_result(self, entries: list[OutboxEntry]) -> bool:
         """Whether the queue holds the accepted bid answer of an execution under way here

@@ -275,6 +275,8 @@ class RequesterContact:
                 # A requester that restarted (or was cut off) may not know this node: a new
                 # version of its record spreads at once, instead of at the next push-pull.
                 self._runner.publish(self._runner.local_record)
+                # Callbacks that waited out a growing backoff while it was away go now.
+                self._endpoint.outbox.retry_now(member.node_id)
             self._report_soon(member.node_id)
 
     def _link_configured(self, record: NodeRecord) -> None:

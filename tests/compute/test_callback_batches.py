@@ -126,6 +126,23 @@ async def test_retried_until_the_requester_is_back(tmp_path: Path) -> None:
     assert callbacks.batches == [[_bid(r) for r in records]]
 
 
+async def test_a_requester_seen_back_ends_the_backoff(tmp_path: Path) -> None:
+    callbacks = RecordingCallbacks(fail_first=1)
+    with ExecutionStore(tmp_path / "compute.db") as store:
+        # A backoff far longer than the test: only retry_now can deliver in time.
+        box = CallbackOutbox(
+            store=store, callbacks=callbacks, initial_backoff=LONG_LINGER, linger=0.0
+        )
+        record = _bid_for(store, L.CREATED)
+        box.start()
+        await eventually(lambda: callbacks.failures == 1)
+        box.retry_now(REQUESTER)
+        assert await box.flush(5)
+        assert callbacks.messages() == [_bid(record)]
+        box.retry_now(REQUESTER)  # nothing waits: a no-op
+        await box.close(flush_timeout=0)
+
+
 async def test_a_running_execution_bid_waits_for_its_result(tmp_path: Path) -> None:
     callbacks = RecordingCallbacks()
     async with outbox(tmp_path, callbacks, linger=LONG_LINGER) as (store, box):

@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,13 +33,17 @@ pytestmark = [pytest.mark.integration]
 
 #: Membership and liveness settings for every node: the one place to change when the
 #: liveness protocol changes (today heartbeats to the requester; gossip settings later).
-#: Silent for 2 s means lost.
-LIVENESS = ["disconnect_timeout=2", "heartbeat_interval=0.3"]
+#: Silent for 2 s means lost; the two sides of a healed link find each other within a second.
+LIVENESS = ["disconnect_timeout=2", "heartbeat_interval=0.3", "gossip_reconnect_interval=1"]
 #: How long the cluster may take to declare the cut node lost, and to see it back.
 DETECTION_TIMEOUT = 15.0
 REJOIN_TIMEOUT = 20.0
 #: How long the job sleeps: long enough to be cut off mid-run.
 JOB_SECONDS = 3
+#: The sleeper whose result is kept: it outlasts the requester's detection of the cut and
+#: its grace before failing the execution (about 6 s), so the link heals after both, while
+#: the replacement has as long to go as that took.
+KEPT_JOB_SECONDS = 8
 
 GRPC_PORT = 4222
 API_PORT = 1234
@@ -316,6 +321,59 @@ def test_a_partitioned_compute_node_is_declared_lost_its_job_moves_and_it_rejoin
         if h.get("Type") == "JobLevel" and h.get("JobState", {}).get("New") == "Completed"
     ]
     assert len(completions) == 1, completions
+
+
+def test_a_result_finished_while_cut_off_is_kept_if_the_node_returns_before_the_replacement(
+    cluster: PartitionCluster, wasm_modules: Path
+) -> None:
+    job_id = cluster.bacalhau_ok(
+        "wasm",
+        "run",
+        "--no-wait",
+        "--id-only",
+        str(wasm_modules / "sleeper.wasm"),
+        str(KEPT_JOB_SECONDS),
+    ).strip()
+
+    def running() -> Execution | None:
+        executing = [e for e in cluster.executions(job_id) if e.compute_state.is_executing()]
+        return executing[0] if executing else None
+
+    first = eventually(running, timeout=20, what="the job running")
+    seen_running = time.monotonic()
+    victim = cluster.host_of(first.node_id)
+    cluster.net.cut(victim)
+
+    def failed_as_lost() -> Execution | None:
+        ex = next(e for e in cluster.executions(job_id) if e.id == first.id)
+        return ex if ex.compute_state == ExecutionStateType.FAILED else None
+
+    eventually(failed_as_lost, timeout=DETECTION_TIMEOUT, what="the cut node's run failed")
+    replacement = eventually(
+        lambda: next((e for e in cluster.executions(job_id) if e.id != first.id), None),
+        timeout=10,
+        what="a replacement",
+    )
+    # The cut node's run started before it was seen running: it is over by now, and its
+    # result waits in the node's outbox. The replacement has several seconds to go.
+    time.sleep(max(0.0, seen_running + KEPT_JOB_SECONDS + 0.5 - time.monotonic()))
+    cluster.net.heal(victim)
+
+    def finished() -> JobStateType | None:
+        state = cluster.job_state(job_id)
+        return state if state.is_terminal() else None
+
+    assert eventually(finished, timeout=REJOIN_TIMEOUT, what="job done") == JobStateType.COMPLETED
+    states = {e.id: e.compute_state for e in cluster.executions(job_id)}
+    assert states[first.id] == ExecutionStateType.COMPLETED, cluster.history(job_id)
+    assert states[replacement.id] == ExecutionStateType.CANCELLED, states
+    kept = [
+        h["Event"]
+        for h in cluster.history(job_id)
+        if h.get("ExecutionID") == first.id
+        and h["Event"].get("Details", {}).get("LateResultKept") == "true"
+    ]
+    assert len(kept) == 1 and "its result is kept" in kept[0]["Message"], kept
 
 
 def late_reports(history: list[dict[str, Any]], execution_id: str) -> list[dict[str, Any]]:
