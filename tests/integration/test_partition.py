@@ -256,20 +256,7 @@ def cluster(tmp_path: Path, wasm_modules: Path) -> Iterator[PartitionCluster]:
 def test_a_partitioned_compute_node_is_declared_lost_its_job_moves_and_it_rejoins(
     cluster: PartitionCluster, wasm_modules: Path
 ) -> None:
-    job_id = cluster.bacalhau_ok(
-        "wasm",
-        "run",
-        "--no-wait",
-        "--id-only",
-        str(wasm_modules / "sleeper.wasm"),
-        str(JOB_SECONDS),
-    ).strip()
-
-    def running() -> Execution | None:
-        executing = [e for e in cluster.executions(job_id) if e.compute_state.is_executing()]
-        return executing[0] if executing else None
-
-    first = eventually(running, timeout=20, what="the job running")
+    job_id, first = run_sleeper(cluster, wasm_modules, JOB_SECONDS)
     victim = cluster.host_of(first.node_id)
     survivor = "c" if victim == "b" else "b"
 
@@ -326,20 +313,7 @@ def test_a_partitioned_compute_node_is_declared_lost_its_job_moves_and_it_rejoin
 def test_a_result_finished_while_cut_off_is_kept_if_the_node_returns_before_the_replacement(
     cluster: PartitionCluster, wasm_modules: Path
 ) -> None:
-    job_id = cluster.bacalhau_ok(
-        "wasm",
-        "run",
-        "--no-wait",
-        "--id-only",
-        str(wasm_modules / "sleeper.wasm"),
-        str(KEPT_JOB_SECONDS),
-    ).strip()
-
-    def running() -> Execution | None:
-        executing = [e for e in cluster.executions(job_id) if e.compute_state.is_executing()]
-        return executing[0] if executing else None
-
-    first = eventually(running, timeout=20, what="the job running")
+    job_id, first = run_sleeper(cluster, wasm_modules, KEPT_JOB_SECONDS)
     seen_running = time.monotonic()
     victim = cluster.host_of(first.node_id)
     cluster.net.cut(victim)
@@ -374,6 +348,26 @@ def test_a_result_finished_while_cut_off_is_kept_if_the_node_returns_before_the_
         and h["Event"].get("Details", {}).get("LateResultKept") == "true"
     ]
     assert len(kept) == 1 and "its result is kept" in kept[0]["Message"], kept
+
+
+def run_sleeper(
+    cluster: PartitionCluster, wasm_modules: Path, seconds: int
+) -> tuple[str, Execution]:
+    """Submit a WASM job sleeping ``seconds``; returns its ID and execution once running."""
+    job_id = cluster.bacalhau_ok(
+        "wasm",
+        "run",
+        "--no-wait",
+        "--id-only",
+        str(wasm_modules / "sleeper.wasm"),
+        str(seconds),
+    ).strip()
+
+    def running() -> Execution | None:
+        executing = [e for e in cluster.executions(job_id) if e.compute_state.is_executing()]
+        return executing[0] if executing else None
+
+    return job_id, eventually(running, timeout=20, what="the job running")
 
 
 def late_reports(history: list[dict[str, Any]], execution_id: str) -> list[dict[str, Any]]:
