@@ -197,9 +197,15 @@ class MemoryOrchestrator:
         return JobDiff(spec_diff(named[-1], job), warnings)
 
     async def _run_automatically(self, job_id: str, auto_run: AutoRun) -> None:
+        # A job stopped meanwhile stays stopped, as the real scheduler has it (a stop within
+        # the first 50 ms, on a loaded machine, used to be overwritten by Running).
         await asyncio.sleep(0.05)
+        if self._record(job_id).job.state.is_terminal():
+            return
         ex = await self.start_execution(job_id)
         await asyncio.sleep(0.05)
+        if self._record(job_id).job.state.is_terminal():
+            return
         stdout, exit_code, error = auto_run(self._record(job_id).job)
         if error:
             await self.fail_execution(ex, error, hint="try a different image")
