@@ -32,7 +32,8 @@ def requester(tmp_path: Path) -> Iterator[int]:
     args = ["--data-dir", str(data), "-c", "Labels=rack=r1,pre=serve", "--api-port", "1"]
     args += ["serve", "--orchestrator", "--api-host", "127.0.0.1"]
     args += ["--api-port", "0", "--grpc-host", "127.0.0.1", "--grpc-port", "0"]
-    args += ["-c", "max_attempts=2"]
+    # No node will join: the job below fails after a 1 s wait for nodes, not the default 30.
+    args += ["-c", "max_attempts=2", "-c", "rejoin_grace=1"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "bacalhau", *args],
         stdout=log,
