@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from bacalhau.models._codec import Obj
@@ -252,7 +253,9 @@ class JobHistory:
         return out
 
 
-class EvaluationStatus:
+class EvaluationStatus(StrEnum):
+    """An evaluation's status (Bacalhau's wire spelling)."""
+
     PENDING = "pending"
     COMPLETE = "complete"
     FAILED = "failed"
@@ -260,7 +263,9 @@ class EvaluationStatus:
     BLOCKED = "blocked"
 
 
-class TriggeredBy:
+class TriggeredBy(StrEnum):
+    """What made an evaluation (Bacalhau's wire spelling)."""
+
     JOB_REGISTER = "job-register"
     JOB_CANCEL = "job-cancel"
     JOB_QUEUE = "job-queue"

@@ -14,6 +14,7 @@ import random
 
 from bacalhau.models import (
     Evaluation,
+    EvaluationStatus,
     Job,
     NodeReputation,
     NodeState,
@@ -80,7 +81,7 @@ class EvaluationRunner:
         if superseded:
             with self.store.transaction():
                 for old in superseded:
-                    self.store.set_evaluation_status(old.id, "complete")
+                    self.store.set_evaluation_status(old.id, EvaluationStatus.COMPLETE)
 
     def _plan(self, job: Job, ev: Evaluation) -> Plan:
         """The scheduler's plan for ``job`` now, as evaluation ``ev``."""

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Protocol
 
 from bacalhau.errors import BacalhauError, InvalidJobSpec, InvalidRequest, RevisionConflict
@@ -24,6 +25,7 @@ from bacalhau.models import (
     CancelExecutionRequest,
     ComputeFailure,
     Evaluation,
+    EvaluationStatus,
     Event,
     Execution,
     ExecutionDesiredStateType,
@@ -31,6 +33,7 @@ from bacalhau.models import (
     Job,
     JobStateType,
     RunResult,
+    TriggeredBy,
     now_ns,
 )
 from bacalhau.orchestrator._answer_groups import AnswerGroups
@@ -63,23 +66,35 @@ class ComputeTransport(Protocol):
     async def cancel_execution(self, node_id: str, request: CancelExecutionRequest) -> None: ...
 
 
+class SendKind(StrEnum):
+    """The bprotocol messages a plan may imply; the value is the metrics' method label."""
+
+    ASK = "AskForBid"
+    #: An ask approved in advance: the node bids and starts in one round.
+    ASK_APPROVED = "AskForBid (approved)"
+    ACCEPT = "BidAccepted"
+    REJECT = "BidRejected"
+    CANCEL = "CancelExecution"
+
+    @property
+    def method(self) -> str:
+        """The bprotocol method that carries it."""
+        return "AskForBid" if self is SendKind.ASK_APPROVED else self.value
+
+    @property
+    def stops(self) -> bool:
+        """Whether it stops an execution (its outcome changes nothing in the store)."""
+        return self in (SendKind.CANCEL, SendKind.REJECT)
+
+
 @dataclass(slots=True)
 class Send:
     """A bprotocol message a plan implies, to send once the plan is stored."""
 
-    kind: str  # ask | ask-approved | accept | reject | cancel
+    kind: SendKind
     execution: Execution
     justification: str = ""
 
-
-#: The bprotocol method each kind of message is sent with (the metrics' label).
-_METHODS = {
-    "ask": "AskForBid",
-    "ask-approved": "AskForBid",
-    "accept": "BidAccepted",
-    "reject": "BidRejected",
-    "cancel": "CancelExecution",
-}
 
 #: Jobs whose next delayed evaluation is remembered before past entries are dropped.
 _NEXT_LOOK_LIMIT = 10_000
@@ -140,18 +155,18 @@ class Planner:
                 if change.desired_state == D.STOPPED and compute_state is None and ex.is_active():
                     if ex.compute_state == E.ASK_FOR_BID_ACCEPTED:
                         compute_state = E.BID_REJECTED
-                        sends.append(Send("reject", ex, change.desired_message))
+                        sends.append(Send(SendKind.REJECT, ex, change.desired_message))
                     else:
                         compute_state = E.CANCELLED
                         if ex.compute_state != E.NEW:
-                            sends.append(Send("cancel", ex, change.desired_message))
+                            sends.append(Send(SendKind.CANCEL, ex, change.desired_message))
                 elif (
                     change.desired_state == D.RUNNING and ex.compute_state == E.ASK_FOR_BID_ACCEPTED
                 ):
                     compute_state = E.BID_ACCEPTED
-                    sends.append(Send("accept", ex))
+                    sends.append(Send(SendKind.ACCEPT, ex))
                 elif change.cancel_on_node and ex.is_active() and ex.compute_state != E.NEW:
-                    sends.append(Send("cancel", ex, change.compute_message))
+                    sends.append(Send(SendKind.CANCEL, ex, change.compute_message))
                 store.update_execution(
                     ex.id,
                     desired_state=change.desired_state,
@@ -176,7 +191,7 @@ class Planner:
                 # node's OnBidComplete, which moves it on (``ExecutionCallbacks``).
                 pre_approved = ex.desired_state == D.RUNNING
                 updated = store.update_execution(ex.id, compute_state=E.ASK_FOR_BID)
-                sends.append(Send("ask-approved" if pre_approved else "ask", updated))
+                sends.append(Send(SendKind.ASK_APPROVED if pre_approved else SendKind.ASK, updated))
             if plan.new_job_state is not None and (
                 plan.new_job_state != plan.job.state
                 # Same state, new reason (a queued job now waits for something else).
@@ -203,7 +218,7 @@ class Planner:
             evaluations = self._not_yet_planned(plan, now)
             for ev in evaluations:
                 store.create_evaluation(ev)
-            store.set_evaluation_status(plan.evaluation.id, "complete")
+            store.set_evaluation_status(plan.evaluation.id, EvaluationStatus.COMPLETE)
         due = max(plan.evaluation.create_time, plan.evaluation.wait_until)
         if due:
             SCHEDULING_SECONDS.observe(max(0, now_ns() - due) / 1e9)
@@ -245,7 +260,7 @@ class Planner:
         """
         waited = []
         for s in sends:
-            if s.kind in ("cancel", "reject"):
+            if s.kind.stops:
                 task = asyncio.create_task(self._send(job, s), name=f"stop-{s.execution.id}")
                 self._stopping.add(task)
                 task.add_done_callback(self._stopping.discard)
@@ -274,28 +289,28 @@ class Planner:
     async def reject_bid(self, execution: Execution, reason: str) -> None:
         """Tell a node its bid was rejected (the store already says so)."""
         job = self._store.get_job(execution.job_id)
-        await self._send(job, Send("reject", execution, reason))
+        await self._send(job, Send(SendKind.REJECT, execution, reason))
 
     async def _send(self, job: Job, s: Send) -> None:
         ex = s.execution
         t = self._transport
         started = time.perf_counter()
         try:
-            if s.kind == "ask":
+            if s.kind is SendKind.ASK:
                 ex.job = job
                 await t.ask_for_bid(ex.node_id, AskForBidRequest(ex, wait_for_approval=True))
-            elif s.kind == "ask-approved":
+            elif s.kind is SendKind.ASK_APPROVED:
                 ex.job = job
                 await self._ask_approved(ex)
-            elif s.kind == "accept":
+            elif s.kind is SendKind.ACCEPT:
                 await t.bid_accepted(ex.node_id, BidDecision(ex.id, True, "bid accepted"))
-            elif s.kind == "reject":
+            elif s.kind is SendKind.REJECT:
                 await t.bid_rejected(ex.node_id, BidDecision(ex.id, False, s.justification))
             else:
                 await t.cancel_execution(ex.node_id, CancelExecutionRequest(ex.id, s.justification))
-            GRPC_CALL_SECONDS.labels(method=_METHODS[s.kind]).observe(time.perf_counter() - started)
+            GRPC_CALL_SECONDS.labels(method=s.kind.method).observe(time.perf_counter() - started)
         except BacalhauError as exc:
-            if s.kind in ("cancel", "reject"):
+            if s.kind.stops:
                 # The execution is already recorded as stopped; the node may be gone.
                 log.warning("could not tell node %s to stop %s: %s", ex.node_id, ex.id, exc)
                 return
@@ -308,7 +323,7 @@ class Planner:
         except (ValueError, TypeError, OverflowError) as exc:
             # Turning the stored job into a message failed (a value the wire cannot carry,
             # stored by an older version): fail the job rather than leave it pending forever.
-            if s.kind not in ("ask", "ask-approved"):
+            if s.kind not in (SendKind.ASK, SendKind.ASK_APPROVED):
                 log.warning("could not tell node %s about %s: %s", ex.node_id, ex.id, exc)
                 return
             self._fail_unsendable(
@@ -415,7 +430,7 @@ class Planner:
                         details={**details, "Hint": hint},
                     ),
                 )
-            ev = self._failure_eval(job, "exec-failure")
+            ev = self._failure_eval(job, TriggeredBy.EXEC_FAILURE)
             self._store.create_evaluation(ev)
         self._enqueue(ev)  # stops whatever else of the job still runs
 
@@ -438,7 +453,7 @@ class Planner:
             )
         except RevisionConflict:
             return  # the node answered after all
-        ev = self._failure_eval(job, "exec-failure")
+        ev = self._failure_eval(job, TriggeredBy.EXEC_FAILURE)
         with self._store.transaction():
             self._store.create_evaluation(ev)
         self._enqueue(ev)
