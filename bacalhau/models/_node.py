@@ -157,6 +157,10 @@ class NodeState:
     health: str = ""
     #: The requester's record of the node's verified results (None: not known here).
     reputation: NodeReputation | None = None
+    #: Unix ns when this requester last saw the node join, come back from the dead or
+    #: restart (0: not since it started). Internal: an ask that failed to reach the node
+    #: before then says nothing about reaching it now. Not part of the wire form.
+    back_since_ns: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {

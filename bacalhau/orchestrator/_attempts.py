@@ -9,7 +9,8 @@ mend, or that declined to bid, is not either. Two refusals are for now only:
   (a budget, a hook that timed out: a "no" must not strand a job for good);
 - an ask that never reached it (:data:`UNREACHED`: it died and gossip has not said so yet, a
   partition): no attempt at all, asked again after :data:`UNREACHED_AFTER_NS` doubling, at
-  most :data:`UNREACHED_MAX_NS`, and given up on after :data:`UNREACHABLE_PATIENCE_NS`.
+  most :data:`UNREACHED_MAX_NS`, and given up on after :data:`UNREACHABLE_PATIENCE_NS`; or
+  at once when the node is seen back (it joined, returned from the dead or restarted since).
 """
 
 from __future__ import annotations
@@ -67,9 +68,12 @@ def next_reconsideration(executions: Sequence[Execution], now: int) -> int:
     return min(times, default=0)
 
 
-def why_not_again(job: Job, mine: Sequence[Execution], attempts_per_node: int, now: int) -> str:
+def why_not_again(
+    job: Job, mine: Sequence[Execution], attempts_per_node: int, now: int, *, back_since: int = 0
+) -> str:
     """Why a node with executions ``mine`` of ``job`` is not to be asked for it now ("" if
-    it may be)."""
+    it may be). ``back_since``: when the node last joined, came back or restarted (Unix ns):
+    asks that failed to reach it before then are past."""
     # A node that completed one partition of a batch job may run another (one whose node
     # was lost, say); a verified job's replicas need distinct nodes.
     partitioned = job.type == "batch" and not job.verified and job.count > 1
@@ -82,7 +86,7 @@ def why_not_again(job: Job, mine: Sequence[Execution], attempts_per_node: int, n
             return f"{FAILED_IT}{e.compute_message}"
         if e.compute_state == E.ASK_FOR_BID_REJECTED:
             return f"rejected the job earlier: {e.compute_message or 'it declined to bid'}"
-    unreached = [e for e in mine if not is_attempt(e)]
+    unreached = [e for e in mine if not is_attempt(e) and e.modify_time > back_since]
     tries = [e for e in mine if is_attempt(e)]
     last = max((e.modify_time for e in unreached), default=0)
     if unreached and not any(e.modify_time > last for e in tries):

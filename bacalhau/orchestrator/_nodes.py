@@ -58,6 +58,11 @@ V = LivenessState
 RECORD_LAG = 0.5
 
 
+#: A record version that jumps by more than this comes from a new start of the node
+#: (versions start at the start time in ns and grow by one per change).
+_RESTART_JUMP = 1_000_000
+
+
 @dataclass(frozen=True, slots=True)
 class _Release:
     #: The node's record version at the end, as the node said (``exact``), or else the one
@@ -109,6 +114,10 @@ class NodeDirectory:
         self._on_capacity = on_capacity_change
         #: Node ID -> the record version at which it was declared lost.
         self._lost: dict[str, int] = {}
+        #: Node ID -> when it last joined, came back or restarted (Unix ns).
+        self._back_since: dict[str, int] = {}
+        #: Node ID -> the latest record version seen (a jump is a restart).
+        self._versions: dict[str, int] = {}
         #: Node ID -> the ends of its executions that its records may not show yet.
         self._released: dict[str, list[_Release]] = {}
         #: The compute nodes as listed in this event-loop turn (see :meth:`compute_nodes`).
@@ -209,6 +218,7 @@ class NodeDirectory:
             record_version=node.version,
             addresses=dict(node.addresses),
             health=node.health,
+            back_since_ns=self._back_since.get(node.node_id, 0),
         )
 
     # -- changes ------------------------------------------------------------------------
@@ -228,6 +238,10 @@ class NodeDirectory:
             return
         node_id = node.node_id
         kind = change.kind
+        before = self._versions.get(node_id, 0)
+        self._versions[node_id] = max(before, node.version)
+        # A record from a new start: it restarted, maybe before it was declared dead.
+        restarted = before > 0 and node.version - before > _RESTART_JUMP
         try:
             if kind in (NodeChangeKind.DEAD, NodeChangeKind.LEFT):
                 if node_id in self._lost and self._lost[node_id] >= node.version:
@@ -246,6 +260,9 @@ class NodeDirectory:
             back = node_id in self._lost and not self._is_lost(node)
             if back:
                 del self._lost[node_id]
+            if kind is NodeChangeKind.JOINED or back or restarted:
+                self._back_since[node_id] = time.time_ns()
+                self._listing = None
             if (
                 kind is NodeChangeKind.JOINED
                 or back

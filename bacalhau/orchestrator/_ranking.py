@@ -223,7 +223,7 @@ def _previous(
         mine = grouped.get(node.info.node_id)
         if not mine:
             return 30, ""
-        why = why_not_again(job, mine, attempts_per_node, now)
+        why = why_not_again(job, mine, attempts_per_node, now, back_since=node.back_since_ns)
         return (UNSUITABLE, why) if why else (0, "")
 
     return rank

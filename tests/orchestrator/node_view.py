@@ -89,6 +89,12 @@ class StaticNodeView:
         before = self._nodes[node_id]
         await self._tell(NodeChangeKind.LEFT, replace(before, liveness=V.LEFT), before.liveness)
 
+    async def restart(self, node_id: str) -> None:
+        """The node restarted before anyone declared it dead: a record of a new start (its
+        version jumps, as versions start at the start time in ns), seen as an update."""
+        self._version += 2_000_000
+        await self.join(self._nodes[node_id].info)
+
     async def come_back(self, node_id: str) -> None:
         """A dead or departed node publishes a newer record: alive again."""
         await self.join(self._nodes[node_id].info)

@@ -57,6 +57,21 @@ def test_the_pause_grows_and_a_node_unreachable_for_a_minute_is_given_up() -> No
     assert "could not be reached for 61s" in plan.job_message
 
 
+def test_a_node_seen_back_since_its_failed_asks_is_asked_at_once() -> None:
+    """Restarted (or back from the dead) after the asks failed: no pause, no giving up."""
+    history = [unreached("e1", "a", NOW), unreached("e2", "a", NOW + 2 * S)]
+    back = replace(node("a"), back_since_ns=NOW + 3 * S)
+    [r] = rank_nodes(job(), [back], history, now=NOW + 4 * S)
+    assert r.suitable, r.reason
+    # An ask that failed after it came back counts again.
+    later = [*history, unreached("e3", "a", NOW + 4 * S)]
+    [r] = rank_nodes(job(), [back], later, now=NOW + 5 * S)
+    assert r.obstacle == UNREACHABLE and r.reason.endswith("(asked again in 1s)")
+    # Giving up counts from the first ask that failed since it came back.
+    plan = schedule(job(), history, [back], ev(), now=NOW + 70 * S)
+    assert len(plan.new_executions) == 1, plan.job_message
+
+
 def test_a_node_that_completed_a_partition_takes_over_a_lost_one() -> None:
     done_a = execution("e0", "a", E.COMPLETED, D.RUNNING)
     done_b = replace(execution("e1", "b", E.COMPLETED, D.RUNNING), partition_index=1)
