@@ -10,6 +10,7 @@ from bacalhau.errors import InvalidTransition
 from bacalhau.models import (
     EXECUTION_TRANSITIONS,
     JOB_TRANSITIONS,
+    LATE_RESULT_TRANSITIONS,
     LIVENESS_REVIVALS,
     LIVENESS_TRANSITIONS,
     LOCAL_TRANSITIONS,
@@ -30,11 +31,18 @@ def test_terminal_states_have_no_exits() -> None:
         if state in (JobStateType.COMPLETED, JobStateType.STOPPED):
             assert not targets
     for es, etargets in EXECUTION_TRANSITIONS.items():
-        # The verifier's verdict on a completed replica is the one exit of a terminal state.
-        ordinary = etargets - VERDICT_TRANSITIONS.get(es, frozenset())
+        # The verifier's verdict on a completed replica, and a lost node's late result kept,
+        # are the only exits of terminal states.
+        ordinary = etargets - _terminal_exits(es)
         assert es.is_terminal() == (not ordinary) or es == ExecutionStateType.UNDEFINED
     for ls, ltargets in LOCAL_TRANSITIONS.items():
         assert ls.is_terminal() == (not ltargets)
+
+
+def _terminal_exits(state: ExecutionStateType) -> frozenset[ExecutionStateType]:
+    return VERDICT_TRANSITIONS.get(state, frozenset()) | LATE_RESULT_TRANSITIONS.get(
+        state, frozenset()
+    )
 
 
 def test_failed_job_can_only_be_stopped() -> None:
@@ -62,17 +70,19 @@ def test_execution_walks_never_leave_a_terminal_state(path: list[ExecutionStateT
         except InvalidTransition:
             continue
         if state.is_terminal():
-            assert nxt == state or nxt in VERDICT_TRANSITIONS.get(state, frozenset())
+            assert nxt == state or nxt in _terminal_exits(state)
         state = nxt
 
 
-def test_only_a_completed_replica_fails_verification_after_ending() -> None:
+def test_terminal_exits_are_a_verdict_and_a_late_result_kept() -> None:
+    # A completed replica fails verification; a failed (lost) execution completes late.
     check_execution_transition(ExecutionStateType.COMPLETED, ExecutionStateType.FAILED)
-    for state in (ExecutionStateType.FAILED, ExecutionStateType.CANCELLED):
-        with pytest.raises(InvalidTransition):
-            check_execution_transition(state, ExecutionStateType.COMPLETED)
+    check_execution_transition(ExecutionStateType.FAILED, ExecutionStateType.COMPLETED)
     with pytest.raises(InvalidTransition):
-        check_execution_transition(ExecutionStateType.COMPLETED, ExecutionStateType.RUNNING)
+        check_execution_transition(ExecutionStateType.CANCELLED, ExecutionStateType.COMPLETED)
+    for state in (ExecutionStateType.COMPLETED, ExecutionStateType.FAILED):
+        with pytest.raises(InvalidTransition):
+            check_execution_transition(state, ExecutionStateType.RUNNING)
 
 
 @given(st.lists(st.sampled_from(list(LocalExecutionState)), min_size=1, max_size=10))
