@@ -16,6 +16,7 @@ import base64
 import hashlib
 import posixpath
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -153,7 +154,11 @@ class S3Source:
     def _download(self, s3: S3InputSpec, dest: Path, partition: Partition) -> None:
         client = s3_client(endpoint=s3.endpoint, region=s3.region)
         try:
-            objects = self._objects(client, s3)
+            listed = self._objects(client, s3)
+            # Folder markers (keys ending in "/", as consoles create them) become empty
+            # folders in every partition: they hold no data to share out.
+            folders = [key for key, _ in listed if key.endswith("/")]
+            objects = [(key, size) for key, size in listed if not key.endswith("/")]
             single = len(objects) == 1  # (a checksum given is that of the key's one object)
             share = set(partition_keys([k for k, _ in objects], s3.key, s3.partition, partition))
             objects = [(key, size) for key, size in objects if key in share]
@@ -163,7 +168,10 @@ class S3Source:
             parent = s3.key.rstrip("*")
             parent = parent[: parent.rfind("/") + 1] if "/" in parent else ""
             names = [(key, relative_name(key, parent)) for key, _ in objects]
-            _refuse_file_folder_clashes(s3, names)
+            empty = [(key, name) for key in folders if (name := _folder_name(key, parent))]
+            _refuse_file_folder_clashes(s3, names, empty)
+            for _, name in empty:
+                (dest / name).mkdir(parents=True, exist_ok=True)
             for key, name in names:
                 target = dest / name
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -172,7 +180,9 @@ class S3Source:
             raise s3_error(err, s3.uri, component=COMPONENT, kind=_KIND) from None
 
     def _objects(self, client: S3Client, s3: S3InputSpec) -> list[tuple[str, int]]:
-        """(key, size) of every object the spec names."""
+        """(key, size) of every object the spec names, folder markers (keys ending in
+        ``/``) included. ``Filter`` matches a listed key without the listing's prefix, as
+        Bacalhau's does ("applied to object keys after the prefix")."""
         # RE2: a job's pattern matches in time linear in each key (see models._go_regex).
         pattern = compile_go(s3.filter) if s3.filter else None
         if s3.key and not s3.key.endswith(("*", "/")):
@@ -191,10 +201,10 @@ class S3Source:
         for page in paginator.paginate(Bucket=s3.bucket, Prefix=prefix):
             for obj in page.get("Contents", []):
                 key = obj["Key"]
-                if key.endswith("/") or (pattern and not pattern.search(key)):
+                if pattern and not pattern.search(key.removeprefix(prefix)):
                     continue
                 found.append((key, int(obj["Size"])))
-        if not found:
+        if not any(not key.endswith("/") for key, _ in found):
             what = "no key" if s3.key and not s3.key.endswith(("*", "/")) else "no object"
             raise input_failed(
                 f"{s3.uri}: {what} matches" + (f" (filter {s3.filter!r})" if s3.filter else ""),
@@ -253,11 +263,22 @@ class S3Source:
             )
 
 
-def _refuse_file_folder_clashes(s3: S3InputSpec, names: list[tuple[str, str]]) -> None:
+def _folder_name(key: str, parent: str) -> str:
+    """Where folder marker ``key`` goes below the input's directory ("" for the input's own
+    folder, or a marker outside it)."""
+    rel = key[len(parent) :] if key.startswith(parent) else ""
+    if not rel.strip("/"):
+        return ""
+    return relative_name(key.rstrip("/"), parent)
+
+
+def _refuse_file_folder_clashes(
+    s3: S3InputSpec, names: list[tuple[str, str]], folders: Sequence[tuple[str, str]] = ()
+) -> None:
     """S3 may hold an object ``a/b`` and objects below ``a/b/``; a folder cannot hold both,
     so say which keys clash before downloading anything."""
     files = {name: key for key, name in names}
-    for key, name in names:
+    for key, name in [*names, *((key, f"{name}/") for key, name in folders)]:
         parent = posixpath.dirname(name)
         while parent:
             if parent in files:

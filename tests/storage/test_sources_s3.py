@@ -53,6 +53,46 @@ async def test_folder_key_and_filter(s3: S3Server, creds: None, tmp_path: Path) 
     assert sorted(tree(prepared.path)) == ["a.csv", "sub/b.csv"]
 
 
+async def test_the_filter_reads_keys_after_the_prefix_as_bacalhaus_does(
+    s3: S3Server, creds: None, tmp_path: Path
+) -> None:
+    bucket = s3.new_bucket()
+    client = s3.client()
+    keys = ("data/a.txt", "data/b.csv", "data/sub/c.txt", "logs-04-01.txt", "logs-05-01.txt")
+    for key in keys:
+        client.put_object(Bucket=bucket, Key=key, Body=b"x")
+
+    anchored = await S3Source().prepare(spec(s3, bucket, "data/", Filter="^b"), tmp_path / "1")
+    assert sorted(tree(anchored.path)) == ["b.csv"]
+    # A folder named without its slash is listed below "data/" as well (and laid out
+    # below its name).
+    bare = await S3Source().prepare(spec(s3, bucket, "data", Filter="^(a|b)\\."), tmp_path / "2")
+    assert sorted(tree(bare.path)) == ["data/a.txt", "data/b.csv"]
+    globbed = await S3Source().prepare(spec(s3, bucket, "logs-*", Filter="^04"), tmp_path / "3")
+    assert sorted(tree(globbed.path)) == ["logs-04-01.txt"]
+    # The prefix itself is no longer part of what the filter sees.
+    with pytest.raises(ExecutionFailed, match="no object matches"):
+        await S3Source().prepare(spec(s3, bucket, "data/", Filter="^data/"), tmp_path / "4")
+
+
+async def test_folder_markers_become_empty_folders(
+    s3: S3Server, creds: None, tmp_path: Path
+) -> None:
+    bucket = s3.new_bucket()
+    client = s3.client()
+    for key, body in (("in/", b""), ("in/empty/", b""), ("in/deep/er/", b""), ("in/a.txt", b"a")):
+        client.put_object(Bucket=bucket, Key=key, Body=body)
+
+    prepared = await S3Source().prepare(spec(s3, bucket, "in/"), tmp_path)
+
+    assert tree(prepared.path) == {"a.txt": b"a"}
+    assert (prepared.path / "empty").is_dir() and (prepared.path / "deep" / "er").is_dir()
+    # Markers alone are no input: the job would see nothing at all.
+    client.delete_object(Bucket=bucket, Key="in/a.txt")
+    with pytest.raises(ExecutionFailed, match="no object matches"):
+        await S3Source().prepare(spec(s3, bucket, "in/"), tmp_path / "again")
+
+
 async def test_an_object_that_is_also_a_folder_is_named_before_any_download(
     s3: S3Server, creds: None, tmp_path: Path
 ) -> None:
