@@ -14,7 +14,9 @@ target's name, mounted at the target's parent, so the module opens ``/data/foo.t
 from __future__ import annotations
 
 import asyncio
+import os
 import posixpath
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -104,10 +106,14 @@ async def prepare_inputs(
                 err.message = f"input {name}: {err.message}"
                 err.args = (err.message,)
             raise
-        # Only a file this input wrote itself is moved (never a host file bound in place).
-        wrap = n < len(wasm_file_inputs) and wasm_file_inputs[n] and dest in prepared.path.parents
+        wrap = n < len(wasm_file_inputs) and wasm_file_inputs[n]
         if wrap and await asyncio.to_thread(prepared.path.is_file):
-            return await asyncio.to_thread(_as_directory, prepared.path, item, dest)
+            # A file this input wrote itself is moved; a host file bound in place (a local
+            # path) is linked, never moved.
+            own = dest in prepared.path.parents
+            return await asyncio.to_thread(
+                _as_directory, prepared.path, item, dest, move=own, read_only=prepared.read_only
+            )
         return PreparedInput(
             path=prepared.path,
             target=item.target,
@@ -147,12 +153,33 @@ def _wasm_data_inputs(job: Job) -> list[bool]:
     ]
 
 
-def _as_directory(path: Path, item: InputSource, dest: Path) -> PreparedInput:
-    """A prepared file as a directory holding it under the target's name, for the parent."""
+def _as_directory(
+    path: Path, item: InputSource, dest: Path, *, move: bool, read_only: bool
+) -> PreparedInput:
+    """A prepared file as a directory holding it under the target's name, for the parent.
+
+    ``move``: the file is the input's own (downloaded), moved into the folder. Otherwise it
+    is the host's (a local path): hard-linked, so a module allowed to write it writes the
+    host's file as a container would; a read-only one is copied when it cannot be linked
+    (another file system)."""
     target = posixpath.normpath(item.target)
     folder = dest / ".wasm-dir"
-    folder.mkdir()
-    path.rename(folder / posixpath.basename(target))
+    folder.mkdir(parents=True)
+    inside = folder / posixpath.basename(target)
+    if move:
+        path.rename(inside)
+    else:
+        try:
+            os.link(path, inside)
+        except OSError as err:
+            if not read_only:
+                raise input_failed(
+                    f"{path} cannot be given to a WASM module as a writable file: it cannot "
+                    f"be linked into the run's folder ({err.strerror})",
+                    hint="mount its folder instead, or make the input read-only",
+                    kind="localDirectory",
+                ) from None
+            shutil.copyfile(path, inside)
     return PreparedInput(
-        path=folder, target=posixpath.dirname(target), read_only=True, alias=item.alias
+        path=folder, target=posixpath.dirname(target), read_only=read_only, alias=item.alias
     )

@@ -91,6 +91,21 @@ def test_s3_prefix_in_s3_results_out_downloaded_by_job_get(
     assert "Read-only file system" in (got / "stderr").read_text()
 
 
+def test_a_wasm_module_reads_a_single_local_file(
+    stack: Devstack, wasm_modules: Path, allowed: Path
+) -> None:
+    """A host file (not its folder) given to a WASM module, at the root and below a folder:
+    read where it is, as a container would see it."""
+    notes = allowed / "shared" / "notes.txt"
+    for target in ("/notes.txt", "/in/notes.txt"):
+        out = stack.ok(
+            "wasm", "run", "-i", f"file://{notes}:{target}",
+            str(wasm_modules / "cat.wasm"), "--", target,
+        )  # fmt: skip
+        assert "from the host" in out, out
+    assert notes.read_text() == "from the host\n"
+
+
 def test_ipfs_result_cid_is_recorded_and_read_by_the_next_job(
     stack: Devstack, busybox_image: str, wasm_modules: Path, allowed: Path
 ) -> None:

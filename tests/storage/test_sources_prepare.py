@@ -11,7 +11,13 @@ import pytest
 
 from bacalhau.errors import ExecutionFailed
 from bacalhau.models import InputSource, Job, SpecConfig, Task
-from bacalhau.storage import InlineSource, StorageSource, UrlDownloadSource, prepare_inputs
+from bacalhau.storage import (
+    InlineSource,
+    LocalDirectorySource,
+    StorageSource,
+    UrlDownloadSource,
+    prepare_inputs,
+)
 
 
 def inline(data: bytes, target: str, alias: str = "") -> InputSource:
@@ -65,3 +71,33 @@ async def test_wasm_file_inputs_become_directories_at_the_targets_parent(tmp_pat
     assert mod.target == "/app/main.wasm" and mod.path.is_file()
     assert prepared.target == "/data" and prepared.alias == "foo" and prepared.read_only
     assert (prepared.path / "foo.txt").read_bytes() == b"hello"
+
+
+async def test_a_local_file_is_given_to_a_wasm_module_linked_never_moved(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "f.txt").write_bytes(b"host")
+    (shared / "rw.txt").write_bytes(b"host")
+    sources = {**SOURCES, "localdirectory": LocalDirectorySource([f"{shared}:rw"])}
+
+    def local(name: str, target: str, **params: object) -> InputSource:
+        spec = SpecConfig("localDirectory", {"SourcePath": str(shared / name), **params})
+        return InputSource(spec, target=target)
+
+    module = inline(b"\0asm", "/app/main.wasm")
+    spec = job(
+        "wasm",
+        module,
+        local("f.txt", "/f.txt"),
+        local("rw.txt", "/out/rw.txt", ReadWrite=True),
+        EntryModule="/app/main.wasm",
+    )
+    (tmp_path / "work").mkdir()
+    [_, ro, rw] = await prepare_inputs(sources, spec, tmp_path / "work")
+
+    assert ro.target == "/" and ro.read_only and (ro.path / "f.txt").read_bytes() == b"host"
+    assert rw.target == "/out" and not rw.read_only
+    # The host's file itself (one inode): what the module writes, the host file holds.
+    (rw.path / "rw.txt").write_bytes(b"written")
+    assert (shared / "rw.txt").read_bytes() == b"written"
+    assert (shared / "f.txt").exists()  # linked, not moved away from the host
