@@ -86,6 +86,50 @@ def _check_mount_point(path: str, field: str, fail: Fail) -> None:
             )
 
 
+def _input_mount_points(task: Task, docker: bool, fail: Fail) -> dict[str, int]:
+    """The inputs' targets (normalised) by input index. A Docker input cannot be mounted
+    inside another: inputs are read-only, so the runtime cannot make its mount point there
+    (every node would fail the container's start)."""
+    mounted: dict[str, int] = {}
+    for i, inp in enumerate(task.input_sources):
+        if inp.target.startswith("/"):
+            mounted.setdefault(posixpath.normpath(inp.target), i)
+    if docker:
+        for target, i in mounted.items():
+            for other, j in mounted.items():
+                if i != j and target.startswith(other.rstrip("/") + "/"):
+                    raise fail(
+                        f"input target {target!r} is inside the target {other!r} of "
+                        f"InputSources[{j}]",
+                        f"InputSources[{i}].Target",
+                        "inputs are mounted read-only, so no other can be mounted inside "
+                        "one: give each a folder of its own, such as /inputs/a and /inputs/b",
+                    )
+    return mounted
+
+
+def _check_result_against_inputs(
+    norm: str, path: str, mounted: dict[str, int], docker: bool, field: str, fail: Fail
+) -> None:
+    """A result folder at an input's target is two mounts at one place (Docker: "Duplicate
+    mount point"; WASM: two folders under one name); inside a Docker input, it cannot be
+    made (the input is read-only)."""
+    if norm in mounted:
+        raise fail(
+            f"result path {path!r} is also the target of InputSources[{mounted[norm]}]",
+            field,
+            "publish a folder of its own, such as /outputs, and read the input elsewhere",
+        )
+    if docker:
+        for target, j in mounted.items():
+            if norm.startswith(target.rstrip("/") + "/"):
+                raise fail(
+                    f"result path {path!r} is inside the target {target!r} of InputSources[{j}]",
+                    field,
+                    "inputs are mounted read-only: publish a folder outside them, such as /outputs",
+                )
+
+
 def validate_task_io(task: Task, fail: Fail) -> None:
     """Check ``task``'s input sources, result paths and publisher, raising what ``fail``
     builds (``fail(message, field under the task, hint)``) for the first fault."""
@@ -154,6 +198,7 @@ def validate_task_io(task: Task, fail: Fail) -> None:
                 )
         aliases.add(inp.alias)
         targets.add(inp.target)
+    mounted = _input_mount_points(task, docker, fail)
     names: set[str] = set()
     paths: set[str] = set()
     for i, rp in enumerate(task.result_paths):
@@ -190,6 +235,7 @@ def validate_task_io(task: Task, fail: Fail) -> None:
         norm = posixpath.normpath(rp.path)
         if norm in paths:
             raise fail(f"duplicate result path {rp.path!r}", f"{sub}.Path")
+        _check_result_against_inputs(norm, rp.path, mounted, docker, f"{sub}.Path", fail)
         names.add(folder)
         paths.add(norm)
     publisher = task.publisher.type.strip().lower()

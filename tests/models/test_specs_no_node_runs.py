@@ -83,6 +83,44 @@ def test_an_s3_checksum_that_cannot_be_one_is_refused(checksum: str, ok: bool) -
     assert caught.value.details["Field"] == "Tasks[0].InputSources[0].Source.Params.ChecksumSHA256"
 
 
+def _mounts(engine: str, targets: list[str], results: list[str]) -> Job:
+    job = _job(engine)
+    task = job.to_dict()["Tasks"][0]
+    if engine == "wasm":
+        module = {"Type": "urlDownload", "Params": {"URL": "http://example.com/m.wasm"}}
+        task["Engine"]["Params"] = {"EntryModule": {"Source": module, "Target": "/m.wasm"}}
+    url = {"Type": "urlDownload", "Params": {"URL": "http://example.com/a"}}
+    task["InputSources"] = [{"Source": url, "Target": t} for t in targets]
+    task["ResultPaths"] = [{"Name": f"r{i}", "Path": p} for i, p in enumerate(results)]
+    return Job.from_dict({"Type": "batch", "Count": 1, "Tasks": [task]})
+
+
+@pytest.mark.parametrize(
+    ("engine", "targets", "results", "field", "says"),
+    [
+        ("docker", ["/outputs"], ["/outputs/"], "ResultPaths[0].Path", "also the target of"),
+        ("wasm", ["/data"], ["/data"], "ResultPaths[0].Path", "also the target of"),
+        ("docker", ["/d", "/d/sub"], [], "InputSources[1].Target", "is inside the target '/d'"),
+        ("docker", ["/d/sub", "/d"], [], "InputSources[0].Target", "is inside the target '/d'"),
+        ("docker", ["/in"], ["/in/out"], "ResultPaths[0].Path", "is inside the target '/in'"),
+    ],
+)
+def test_inputs_and_results_that_would_share_a_mount_point_are_refused(
+    engine: str, targets: list[str], results: list[str], field: str, says: str
+) -> None:
+    with pytest.raises(BacalhauError) as caught:
+        validate_job(_mounts(engine, targets, results))
+    assert says in caught.value.message
+    assert caught.value.details["Field"] == f"Tasks[0].{field}"
+    assert caught.value.hint
+
+
+def test_sibling_and_wasm_nested_mounts_pass() -> None:
+    validate_job(_mounts("docker", ["/inputs/a", "/inputs/b", "/inputsx"], ["/outputs"]))
+    # WASM folders may nest: a path goes to the folder with the longest matching name.
+    validate_job(_mounts("wasm", ["/d", "/d/sub"], ["/d/out"]))
+
+
 @pytest.mark.parametrize(("memory", "ok"), [("1Kb", False), ("5000000", False), ("6Mi", True)])
 def test_less_memory_than_docker_allows_is_refused(memory: str, ok: bool) -> None:
     job = _job()
