@@ -83,7 +83,9 @@ class EngineSpecSupported:
         try:
             await executor.validate(engine)
         except BacalhauError as err:
-            return BidVerdict.reject(f"this node does not support this job's engine: {err.message}")
+            # The engine is there; this job's use of it is what cannot run (an image the
+            # node cannot get, an entry point the module lacks): say that, not "unsupported".
+            return BidVerdict.reject(f"the job's {engine.type} task cannot run: {err.message}")
         return BidVerdict.accept("this node does support this job's engine")
 
 

@@ -66,9 +66,7 @@ async def test_engine_spec_is_validated_by_the_executor() -> None:
     job.task.engine.params = {}
     verdict = await bidder().bid(job)
     assert not verdict.should_bid
-    assert verdict.reason == (
-        "this node does not support this job's engine: the shell engine needs a Command"
-    )
+    assert verdict.reason == ("the job's shell task cannot run: the shell engine needs a Command")
 
 
 async def test_publisher_must_be_installed(tmp_path: Path) -> None:
