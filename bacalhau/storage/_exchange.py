@@ -248,7 +248,9 @@ class _Walk:
         return BlockNotFound(
             f"{self.root} not found in the cluster after {waited:.0f} s{which}",
             cid=str(first),
-            hint="add the content to a node of the cluster first, or check the CID",
+            hint="add the content to a node of the cluster first (`bacalhau data add`, or a "
+            "job published with -p ipfs), or check the CID: the CID of a result published "
+            "with the local or s3 publisher names its content but is not stored by CID",
         )
 
 

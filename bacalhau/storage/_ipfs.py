@@ -152,5 +152,7 @@ class IPFSSource:
         return BlockNotFound(
             f"{text} not found in the cluster after {waited:.0f} s{detail}",
             cid=missing or str(root),
-            hint="add the content to a node of the cluster first, or check the CID",
+            hint="add the content to a node of the cluster first (`bacalhau data add`, or a "
+            "job published with -p ipfs), or check the CID: the CID of a result published "
+            "with the local or s3 publisher names its content but is not stored by CID",
         )
