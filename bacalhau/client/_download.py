@@ -36,9 +36,9 @@ from tqdm import tqdm
 
 from bacalhau._tarfile import tarfile
 from bacalhau.client._transport import Transport
-from bacalhau.client._types import ResultsConflict, UnsupportedResult
+from bacalhau.client._types import ResultOverwritten, ResultsConflict, UnsupportedResult
 from bacalhau.errors import BacalhauError, InternalError, Unavailable
-from bacalhau.models import SpecConfig, param
+from bacalhau.models import RESULT_CID_METADATA, SpecConfig, param
 
 #: Files every result has, appended rather than conflicting when results are merged.
 APPENDED_FILES = ("stdout", "stderr", "exitCode")
@@ -162,6 +162,8 @@ def _s3_download(spec: SpecConfig, dest: Path) -> None:
     try:
         if not key.endswith("/"):
             client.download_file(bucket, key, str(dest))
+            stamped = client.head_object(Bucket=bucket, Key=key).get("Metadata", {})
+            check_stamp(spec, stamped.get(RESULT_CID_METADATA))
             return
         dest.mkdir()
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
@@ -178,6 +180,20 @@ def _s3_download(spec: SpecConfig, dest: Path) -> None:
             hint="this client downloads S3 results with its own AWS credentials "
             "(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE)",
         ) from None
+
+
+def check_stamp(spec: SpecConfig, stamped: str | None) -> None:
+    """Refuse an archived S3 result whose object now holds other content than the one its
+    execution published: its stamp (the CID it was published with) differs from the CID
+    the execution recorded. Objects without a stamp (published elsewhere) pass."""
+    recorded = param(spec.params, "CID")
+    if not stamped or not isinstance(recorded, str) or not recorded or stamped == recorded:
+        return
+    where = f"s3://{param(spec.params, 'Bucket')}/{param(spec.params, 'Key')}"
+    raise ResultOverwritten(
+        f"the result at {where} was overwritten: it holds content {stamped}, not the "
+        f"{recorded} this execution published"
+    )
 
 
 def _file_name(url: str, index: int, taken: set[str]) -> str:
@@ -497,9 +513,10 @@ async def fetch_results(
         with dest.open("wb") as fh:
             progress = _Progress(fh, dest.name)
             try:
-                await transport.download(url, progress, timeout=timeout)
+                headers = await transport.download(url, progress, timeout=timeout)
             finally:
                 progress.close()
+        check_stamp(spec, headers.get(f"x-amz-meta-{RESULT_CID_METADATA}"))
         paths.append(dest)
     return paths
 

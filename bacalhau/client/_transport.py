@@ -179,8 +179,9 @@ class Transport:
         except ValueError as exc:
             raise InternalError(f"{what}: the server sent invalid JSON: {exc}") from None
 
-    async def download(self, url: str, dest: Any, *, timeout: float) -> None:
-        """Stream ``url`` into the binary file object ``dest``."""
+    async def download(self, url: str, dest: Any, *, timeout: float) -> dict[str, str]:
+        """Stream ``url`` into the binary file object ``dest``; returns the answer's headers
+        (names in lower case)."""
         try:
             async with self.session().get(
                 url,
@@ -193,6 +194,7 @@ class Transport:
                     )
                 async for chunk in resp.content.iter_chunked(1 << 20):
                     dest.write(chunk)
+                return {name.lower(): value for name, value in resp.headers.items()}
         except TimeoutError:  # before OSError: TimeoutError is one
             raise Unavailable(
                 f"downloading {url} timed out", hint="raise --download-timeout-secs"

@@ -93,6 +93,19 @@ class ResultsConflict(BacalhauError):
     default_hint = "download with --raw to keep each result in its own folder"
 
 
+class ResultOverwritten(BacalhauError):
+    """A result's object no longer holds what its execution published (another execution
+    wrote the same key since)."""
+
+    code = "ResultOverwritten"
+    http_status = 409
+    default_component = "Client"
+    default_hint = (
+        "the publisher's key is shared by several executions: put {executionID} (or "
+        "{jobID}) in the key so that each keeps its own result"
+    )
+
+
 class UnsupportedResult(BacalhauError):
     """A result is published somewhere this client cannot download from."""
 

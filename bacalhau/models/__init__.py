@@ -117,7 +117,7 @@ from bacalhau.models._task_config import (
     TimeoutConfig,
     parse_duration,
 )
-from bacalhau.models._task_io import MANAGED_PUBLISHER, S3_ENCODINGS
+from bacalhau.models._task_io import MANAGED_PUBLISHER, RESULT_CID_METADATA, S3_ENCODINGS
 from bacalhau.models._time import now_ns, parse_rfc3339_ns, rfc3339_ns
 from bacalhau.models._validate import (
     check_document,
@@ -143,6 +143,7 @@ __all__ = [
     "MIN_SHARED_URL",
     "MIN_STATIC_PORT",
     "PORT_ENV_PREFIX",
+    "RESULT_CID_METADATA",
     "RUN_OUTPUT_LIMIT",
     "S3_ENCODINGS",
     "TAIL_FLAG_LINES",

@@ -16,7 +16,13 @@ from bacalhau.models._job import Task
 from bacalhau.models._ports import Fail
 from bacalhau.models._s3_partition import PartitionSpec
 
-__all__ = ["MANAGED_PUBLISHER", "S3_ENCODINGS", "looks_like_cid_path", "validate_task_io"]
+__all__ = [
+    "MANAGED_PUBLISHER",
+    "RESULT_CID_METADATA",
+    "S3_ENCODINGS",
+    "looks_like_cid_path",
+    "validate_task_io",
+]
 
 #: The text forms of CIDs: v0 (base58btc multihash), and v1 in the multibases IPFS prints
 #: (base32 lower/upper, base58btc, base36, base16). Syntax only: models stay free of the
@@ -44,6 +50,10 @@ MANAGED_PUBLISHER = "s3managed"
 #: How the s3 publisher writes results (Bacalhau v1.7's ``Encoding``): one gzip'd tar, or
 #: each file as an object.
 S3_ENCODINGS = ("gzip", "plain")
+
+#: The S3 object metadata (``x-amz-meta-bacalhau-cid``) an archived result is stamped with:
+#: the CID of what it held when published, so a client can tell it was overwritten since.
+RESULT_CID_METADATA = "bacalhau-cid"
 
 #: Parameters a publisher of the type needs (Bacalhau's publisher specs refuse them empty).
 _PUBLISHER_NEEDS = {"s3": ("Bucket", "Key")}

@@ -23,7 +23,7 @@ import boto3.exceptions
 import botocore.exceptions
 
 from bacalhau.errors import InvalidJobSpec, PublishFailed
-from bacalhau.models import S3_ENCODINGS, Job, SpecConfig, param
+from bacalhau.models import RESULT_CID_METADATA, S3_ENCODINGS, Job, SpecConfig, param
 from bacalhau.publisher._local import write_archive
 from bacalhau.storage import s3_client, s3_error
 from bacalhau.storage.cid import CID, Importer, TreeEntry
@@ -129,7 +129,14 @@ class S3Publisher:
                 with tempfile.TemporaryDirectory(prefix=".s3-", dir=results_dir.parent) as tmp:
                     archive = Path(tmp) / "results.tar.gz"
                     cid = write_archive(results_dir, archive, self._compress_level)
-                    client.upload_file(str(archive), bucket, key)
+                    # Stamped with its CID: a client that downloads it later can tell that
+                    # another execution overwrote the key (a key without {executionID}).
+                    client.upload_file(
+                        str(archive),
+                        bucket,
+                        key,
+                        ExtraArgs={"Metadata": {RESULT_CID_METADATA: str(cid)}},
+                    )
                 return cid
 
             def put_object(entry: TreeEntry) -> None:

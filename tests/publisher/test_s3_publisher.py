@@ -12,6 +12,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from bacalhau.client import ResultOverwritten
+from bacalhau.client._download import fetch_results
+from bacalhau.client._transport import Transport
 from bacalhau.errors import InvalidJobSpec, PublishFailed
 from bacalhau.models import Job, SpecConfig, Task
 from bacalhau.publisher import S3Publisher, presign_result, render_key, results_cid
@@ -160,3 +163,33 @@ async def test_an_unknown_encoding_is_refused() -> None:
     with pytest.raises(InvalidJobSpec) as err:
         await S3Publisher(node_id=NODE).validate(spec)
     assert err.value.field == "Publisher.Params.Encoding"
+
+
+async def test_a_result_another_execution_overwrote_is_refused_at_download(
+    s3: S3Server, creds: None, tmp_path: Path
+) -> None:
+    bucket = s3.new_bucket()
+    publisher = S3Publisher(node_id=NODE)
+    first_dir, second_dir = make_results(tmp_path / "a"), make_results(tmp_path / "b")
+    (second_dir / "stdout").write_text("another execution's\n")
+    # A key without {executionID}: the second execution overwrites the first one's result.
+    first = await publisher.publish("e-1", job(s3, bucket, "shared/result"), first_dir)
+    second = await publisher.publish("e-2", job(s3, bucket, "shared/result"), second_dir)
+    assert first.params["Key"] == second.params["Key"]
+    assert first.params["CID"] != second.params["CID"]
+
+    transport = Transport("http://127.0.0.1:9")  # the API is not asked: results come from S3
+    try:
+        for n, spec in enumerate((presign_result(first), first)):  # a URL, the client's keys
+            raw = tmp_path / f"raw-{n}"
+            raw.mkdir()
+            with pytest.raises(ResultOverwritten, match="was overwritten") as caught:
+                await fetch_results(transport, [spec], raw, set(), timeout=30)
+            assert second.params["CID"] in caught.value.message
+            assert "{executionID}" in (caught.value.hint or "")
+        raw = tmp_path / "raw-latest"
+        raw.mkdir()
+        [got] = await fetch_results(transport, [presign_result(second)], raw, set(), timeout=30)
+        assert got.exists()
+    finally:
+        await transport.close()
