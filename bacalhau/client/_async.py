@@ -497,13 +497,14 @@ class AsyncClient(ClusterCalls):
         result) are left out and listed in the answer's ``skipped``.
         """
         results = await self.results(job_id)
+        job = (await self.get_job(job_id)).job
         if not results:
-            job = (await self.get_job(job_id)).job
             why = f": {job.state_message}" if job.state_message else ""
             raise _download.NoResults(f"job {job_id} has no results ({job.state.wire}{why})")
         if output_dir is None:
-            job = (await self.get_job(job_id)).job
             output_dir = Path.cwd() / f"job-{short_id(job.id)}"
+        # Where the task saw its result folders: a link it made to /outputs/x is kept.
+        mounts = [(rp.folder, rp.path) for rp in job.task.result_paths] if job.tasks else []
         out = Path(output_dir)
         made = await asyncio.to_thread(_download.missing_folders, out)
         raw_dir, taken = await asyncio.to_thread(_download.prepare_output, out)
@@ -515,7 +516,7 @@ class AsyncClient(ClusterCalls):
             paths = await _download.fetch_results(
                 self._http, results, staging, taken, timeout=timeout
             )
-            unpacked, skipped = await asyncio.to_thread(_download.unpack, paths)
+            unpacked, skipped = await asyncio.to_thread(_download.unpack, paths, mounts)
             if raw:
                 await asyncio.to_thread(_download.adopt, unpacked, raw_dir)
             else:

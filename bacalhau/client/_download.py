@@ -25,10 +25,11 @@ import posixpath
 import shutil
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeAlias
 from urllib.parse import quote, unquote, urlparse
 
 import aiohttp
@@ -259,9 +260,32 @@ class _Plan:
     skipped: list[SkippedEntry] = field(default_factory=list)
 
 
-def plan_extraction(members: list[tarfile.TarInfo]) -> _Plan:
+#: Where a job's result folders were mounted while it ran: (folder name, path in the task),
+#: e.g. ("out", "/outputs"); read from the job's ``ResultPaths``.
+ResultMounts: TypeAlias = Sequence[tuple[str, str]]
+
+
+def _link_into_results(name: str, target: str, mounts: ResultMounts) -> str:
+    """An absolute link target that names a place inside a result folder as the task saw it
+    (``/outputs/data.txt`` for the folder ``out`` mounted at ``/outputs``), as the relative
+    target that reaches the same place in the downloaded results; other targets as they are.
+    """
+    if not target.startswith("/"):
+        return target
+    norm = posixpath.normpath(target)
+    for folder, path in mounts:
+        mount = posixpath.normpath(path)
+        if mount != "/" and (norm == mount or norm.startswith(mount + "/")):
+            inside = folder + norm[len(mount) :]
+            return posixpath.relpath(inside, posixpath.dirname(name) or ".")
+    return target
+
+
+def plan_extraction(members: list[tarfile.TarInfo], mounts: ResultMounts = ()) -> _Plan:
     """Decide, from the archive's entries alone, what to create (files and folders first,
-    symbolic links last, so nothing is ever written through a link) and what to skip."""
+    symbolic links last, so nothing is ever written through a link) and what to skip.
+    ``mounts``: where the result folders were in the task, so that an absolute link into
+    one is kept as the relative link it amounts to."""
     plan = _Plan()
     names: dict[int, str] = {}
     for i, m in enumerate(members):
@@ -272,6 +296,8 @@ def plan_extraction(members: list[tarfile.TarInfo]) -> _Plan:
                 hint="the compute node sent a malformed archive",
             )
         names[i] = name
+        if m.issym() and mounts:
+            m.linkname = _link_into_results(name, m.linkname, mounts)
     links = {names[i] for i, m in enumerate(members) if m.issym()}
     verdicts: dict[int, SkipReason | None] = {}
     for i, m in enumerate(members):
@@ -335,7 +361,7 @@ def _strip_root(members: list[tarfile.TarInfo]) -> list[tarfile.TarInfo]:
     return members
 
 
-def _extract(archive: Path) -> tuple[Path, list[SkippedEntry]]:
+def _extract(archive: Path, mounts: ResultMounts = ()) -> tuple[Path, list[SkippedEntry]]:
     """Extract ``archive`` next to itself (into a folder named after it) and remove it."""
     name = archive.name
     by_cid = name.endswith(_CID_TAR_SUFFIX)
@@ -349,7 +375,7 @@ def _extract(archive: Path) -> tuple[Path, list[SkippedEntry]]:
             members = tar.getmembers()
             if by_cid:
                 members = _strip_root(members)
-            plan = plan_extraction(members)
+            plan = plan_extraction(members, mounts)
             # The "data" filter stays as a second guard (modes, paths, link targets).
             tar.extractall(target, members=plan.entries, filter="data")
             tar.extractall(target, members=plan.links, filter="data")
@@ -547,14 +573,14 @@ async def _cid_download(transport: Transport, cid: str, dest: _Progress, *, time
         raise transport.unreachable(exc) from None
 
 
-def unpack(paths: list[Path]) -> tuple[list[Path], list[SkippedEntry]]:
+def unpack(paths: list[Path], mounts: ResultMounts = ()) -> tuple[list[Path], list[SkippedEntry]]:
     """Extract the archives among ``paths``; returns one folder or file per result and the
     entries skipped across all of them."""
     unpacked: list[Path] = []
     skipped: list[SkippedEntry] = []
     for p in paths:
         if p.name.endswith((*_ARCHIVE_SUFFIXES, _CID_TAR_SUFFIX)):
-            folder, left_out = _extract(p)
+            folder, left_out = _extract(p, mounts)
             unpacked.append(folder)
             skipped.extend(left_out)
         else:

@@ -19,7 +19,7 @@ from bacalhau.client import (
     UnsupportedResult,
 )
 from bacalhau.errors import InternalError, Unavailable
-from bacalhau.models import SpecConfig
+from bacalhau.models import ResultPath, SpecConfig
 from tests.api.memory_orchestrator import MemoryOrchestrator
 from tests.client.test_client import docker_job
 
@@ -208,6 +208,38 @@ async def test_links_inside_are_kept_links_leaving_are_skipped_and_named(
         ("outputs/up", SkipReason.ESCAPING_LINK, "../../escaped"),
         ("outputs/trick", SkipReason.LINK_THROUGH_LINK, "self/self/../../escaped"),
         ("stdout", SkipReason.LAYOUT_LINK, "outputs/data.txt"),
+    }
+
+
+async def test_an_absolute_link_into_a_result_folder_is_kept_as_a_relative_one(
+    client: AsyncClient, orch: MemoryOrchestrator, results_server: ResultServer, tmp_path: Path
+) -> None:
+    results_server.files["e-1.tar.gz"] = tarball(
+        {"stdout": b"", "outputs/data.txt": b"42", "outputs/deep/x": b"x"},
+        links={
+            "outputs/abs": "/mnt/out/data.txt",  # the task's own view of its result folder
+            "outputs/deep/up": "/mnt/out/data.txt",
+            "outputs/whole": "/mnt/out/",
+            "outputs/host": "/etc/passwd",
+            "outputs/lookalike": "/mnt/outside",
+        },
+    )
+    job = docker_job()
+    job.task.result_paths = [ResultPath(name="outputs", path="/mnt/out")]
+    sub = await client.submit(job)
+    ex = await orch.start_execution(sub.job_id)
+    await orch.complete_execution(
+        ex, published=results_server.spec("e-1.tar.gz"), complete_job=False
+    )
+    got = await client.download_results(sub.job_id, tmp_path / "dl")
+    out = got.path / "outputs"
+    assert os.readlink(out / "abs") == "data.txt" and (out / "abs").read_text() == "42"
+    assert os.readlink(out / "deep" / "up") == "../data.txt"
+    assert (out / "deep" / "up").read_text() == "42"
+    assert os.readlink(out / "whole") == "."
+    assert {(e.path, e.reason) for e in got.skipped} == {
+        ("outputs/host", SkipReason.ABSOLUTE_LINK),
+        ("outputs/lookalike", SkipReason.ABSOLUTE_LINK),
     }
 
 
