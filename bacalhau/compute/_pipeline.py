@@ -45,6 +45,7 @@ from bacalhau.errors import (
     RevisionConflict,
 )
 from bacalhau.executor import GPU, STDERR_FILE, STDOUT_FILE, Executor, InputMount, RunRequest
+from bacalhau.executor._walk import MAX_RESULT_DEPTH, deepest
 from bacalhau.models import (
     ComputeFailure,
     Job,
@@ -242,6 +243,17 @@ class ExecutionPipeline:
             kept: KeptResults | None = None
             if not task.publisher.is_empty():
                 topic = TOPIC_PUBLISHING
+                # (+1: the result folder itself is one level below the results directory)
+                depth = await asyncio.to_thread(deepest, results_dir, stop_at=MAX_RESULT_DEPTH + 2)
+                if depth > MAX_RESULT_DEPTH + 1:
+                    too_deep = ExecutionFailed(
+                        f"the job's results are more than {MAX_RESULT_DEPTH} folders deep: "
+                        "they cannot be published",
+                        component="Publisher",
+                        hint=f"keep the output tree under {MAX_RESULT_DEPTH} levels, or archive "
+                        "a deep tree into one file (tar) before the job ends",
+                    )
+                    return self._fail(execution_id, too_deep, topic, output)
                 # Deferred: a publish that ends within this loop turn (small results, see
                 # the local publisher) commits Publishing with Completed, in one transaction.
                 record = self._store.transition(record, L.PUBLISHING, defer=True)

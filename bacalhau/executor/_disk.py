@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bacalhau.errors import ExecutionFailed
+from bacalhau.executor._walk import walk
 
 __all__ = ["CappedFolders", "capped_folders_supported", "list_volumes", "remove_volumes"]
 
@@ -225,7 +226,7 @@ def remove_volumes(scratch: Path, executions: list[str]) -> None:
 
 def _apparent_size(root: Path) -> int:
     total = 0
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, dirnames, filenames in walk(root):
         for name in (*dirnames, *filenames):
             with contextlib.suppress(OSError):
                 st = os.lstat(os.path.join(dirpath, name))
@@ -237,7 +238,7 @@ def _apparent_size(root: Path) -> int:
 def _copy_tree(source: Path, target: Path) -> None:
     """Copy what a job wrote: folders, regular files and links (never followed); FIFOs,
     sockets and devices are left out, as nothing could publish them."""
-    for dirpath, dirnames, filenames in os.walk(source):
+    for dirpath, dirnames, filenames in walk(source):
         rel = os.path.relpath(dirpath, source)
         out_dir = target if rel == "." else target / rel
         for name in (*dirnames, *filenames):

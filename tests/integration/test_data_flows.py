@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from bacalhau.errors import InvalidJobSpec
+from bacalhau.executor._walk import MAX_RESULT_DEPTH
 from bacalhau.models import ExecutionStateType, InputSource, Job, SpecConfig, Task
 from tests.integration.devstack import Devstack, submitted_job_id
 from tests.publisher.seaweedfs import S3Server
@@ -225,3 +226,28 @@ def test_malformed_cid_is_refused_at_submit_naming_the_field(stack: Devstack) ->
     assert caught.value.field == "Tasks[0].InputSources[0].Source.Params.CID"
     # Nothing was stored.
     assert all(j.name != "bad-cid" for j in stack.client.list_jobs(limit=100).items)
+
+
+def _deep_tree_job(depth: int, busybox: str) -> list[str]:
+    script = (
+        f"cd /outputs; i=0; while [ $i -lt {depth} ]; do mkdir d && cd d || exit 3; "
+        "i=$((i+1)); done; echo leaf > leaf"
+    )
+    return ["-p", "local", "-o", "out:/outputs", busybox, "--", "sh", "-c", script]
+
+
+def test_a_result_tree_too_deep_to_publish_fails_saying_so(
+    stack: Devstack, busybox_image: str, tmp_path: Path
+) -> None:
+    """Folders nested past the limit fail the job with the reason (it used to end in a
+    RecursionError, retried on every node); a tree at the limit publishes whole."""
+    deep = stack.cli("docker", "run", *_deep_tree_job(MAX_RESULT_DEPTH + 50, busybox_image))
+    assert deep.returncode != 0, deep.stdout[-3000:]
+    assert f"more than {MAX_RESULT_DEPTH} folders deep" in deep.stderr + deep.stdout
+    assert "RecursionError" not in deep.stderr + deep.stdout
+
+    ok = stack.ok("docker", "run", "--id-only", *_deep_tree_job(MAX_RESULT_DEPTH, busybox_image))
+    got = tmp_path / "got"
+    stack.ok("job", "get", ok.strip(), "--output-dir", str(got))
+    leaf = got / "out" / "/".join(["d"] * MAX_RESULT_DEPTH) / "leaf"
+    assert leaf.read_text() == "leaf\n"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from bacalhau.executor._walk import walk
 from bacalhau.executor.wasm._determinism import EPOCH_NS
 
 __all__ = ["FIXED_TIME_NS", "fix_times"]
@@ -25,7 +26,8 @@ def fix_times(root: Path) -> None:
     themselves, not their targets) to :data:`FIXED_TIME_NS`; children before their directory,
     since creating or touching a child changes its directory's modification time."""
     times = (FIXED_TIME_NS, FIXED_TIME_NS)
-    for dirpath, dirnames, filenames in os.walk(root, topdown=False):
+    # Reversed top-down order: every folder after the folders below it.
+    for dirpath, dirnames, filenames in reversed(list(walk(root))):
         for name in (*filenames, *dirnames):
             os.utime(os.path.join(dirpath, name), ns=times, follow_symlinks=False)
         os.utime(dirpath, ns=times, follow_symlinks=False)

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from bacalhau.executor._walk import walk
 from bacalhau.executor.wasm._output_times import FIXED_TIME_NS
 from bacalhau.executor.wasm._wasi_abi import (
     ERRNO_LOOP,
@@ -235,7 +236,7 @@ def _hashed_ino(root_name: str, rel: RelPath) -> int:
 
 def _walk(top: str) -> Iterator[RelPath]:
     """Every entry under ``top`` (not following links), as paths relative to it."""
-    for dirpath, dirnames, filenames in os.walk(top):
+    for dirpath, dirnames, filenames in walk(top):
         prefix = os.path.relpath(dirpath, top)
         base: RelPath = () if prefix == "." else tuple(prefix.split(os.sep))
         for name in (*dirnames, *filenames):

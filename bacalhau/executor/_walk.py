@@ -1,0 +1,63 @@
+"""Walking a job's result tree without recursion.
+
+A job decides how deep its outputs go; ``os.walk`` recurses (on Python 3.11) and a tree a
+thousand folders deep ends it in ``RecursionError``. These walks keep their own stack, and
+:func:`deepest` tells how deep a tree goes so that publishing (whose CID importer does
+recurse) can refuse a tree past :data:`MAX_RESULT_DEPTH` with a clear error.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+__all__ = ["MAX_RESULT_DEPTH", "deepest", "walk"]
+
+#: Folders below a result folder at most (the publishers' importer recurses about twice per
+#: level; Python's limit is 1000 frames).
+MAX_RESULT_DEPTH = 400
+
+
+def walk(root: str | os.PathLike[str]) -> Iterator[tuple[str, list[str], list[str]]]:
+    """``os.walk(root)`` top-down, links never followed, with a stack of its own."""
+    stack = [os.fspath(root)]
+    while stack:
+        top = stack.pop()
+        dirs: list[str] = []
+        files: list[str] = []
+        try:
+            with os.scandir(top) as entries:
+                for entry in entries:
+                    try:
+                        is_dir = entry.is_dir(follow_symlinks=False)
+                    except OSError:
+                        is_dir = False
+                    (dirs if is_dir else files).append(entry.name)
+        except OSError:
+            continue
+        yield top, dirs, files
+        # Reversed: the first folder is walked next, as os.walk would.
+        stack.extend(os.path.join(top, d) for d in reversed(dirs))
+
+
+def deepest(root: str | os.PathLike[str], *, stop_at: int = MAX_RESULT_DEPTH + 1) -> int:
+    """How many folders deep ``root``'s tree goes (0: no sub-folder); counting stops at
+    ``stop_at``."""
+    stack = [(os.fspath(root), 0)]
+    most = 0
+    while stack:
+        top, depth = stack.pop()
+        most = max(most, depth)
+        if most >= stop_at:
+            return most
+        try:
+            with os.scandir(top) as entries:
+                for entry in entries:
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append((entry.path, depth + 1))
+                    except OSError:
+                        continue
+        except OSError:
+            continue
+    return most
