@@ -43,21 +43,10 @@ def walk(root: str | os.PathLike[str]) -> Iterator[tuple[str, list[str], list[st
 def deepest(root: str | os.PathLike[str], *, stop_at: int = MAX_RESULT_DEPTH + 1) -> int:
     """How many folders deep ``root``'s tree goes (0: no sub-folder); counting stops at
     ``stop_at``."""
-    stack = [(os.fspath(root), 0)]
+    base = os.fspath(root).rstrip(os.sep).count(os.sep)
     most = 0
-    while stack:
-        top, depth = stack.pop()
-        most = max(most, depth)
+    for top, _, _ in walk(root):
+        most = max(most, top.count(os.sep) - base)
         if most >= stop_at:
-            return most
-        try:
-            with os.scandir(top) as entries:
-                for entry in entries:
-                    try:
-                        if entry.is_dir(follow_symlinks=False):
-                            stack.append((entry.path, depth + 1))
-                    except OSError:
-                        continue
-        except OSError:
-            continue
+            break
     return most

@@ -75,6 +75,7 @@ from bacalhau.models._node import (
     NodeReputation,
     NodeState,
     NodeType,
+    is_new_start,
 )
 from bacalhau.models._ports import (
     HOST_PORT_ENV_PREFIX,
@@ -213,6 +214,7 @@ __all__ = [
     "forwarded_env_name",
     "has_template_actions",
     "inputs_named_whole",
+    "is_new_start",
     "is_shared_module_url",
     "module_digest",
     "module_mount",

@@ -182,3 +182,14 @@ class NodeState:
         if self.reputation is not None:
             out["Reputation"] = self.reputation.to_dict()
         return out
+
+
+#: A node record version that jumps by more than this comes from a new start of the node
+#: (versions start at the start time in ns and grow by one per change).
+RESTART_JUMP = 1_000_000
+
+
+def is_new_start(before: int, after: int) -> bool:
+    """Whether a node's record version going from ``before`` (0: none seen) to ``after``
+    means the node started again (restarted, maybe before anyone declared it dead)."""
+    return before > 0 and after - before > RESTART_JUMP

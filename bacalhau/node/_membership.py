@@ -38,15 +38,11 @@ from bacalhau.gossip import (
     NodeRecord,
 )
 from bacalhau.identity import NodeFiles, NodeIdentity
-from bacalhau.models import ExecutionReport, LivenessState, NodeType
+from bacalhau.models import ExecutionReport, LivenessState, NodeType, is_new_start
 from bacalhau.node._wiring import RequesterLinks
 from bacalhau.transport import OrchestratorClient, TlsMaterial
 
 log = logging.getLogger(__name__)
-
-#: A record version that jumps by more than this came from a new start of the node
-#: (versions start at the start time in ns and grow by one per change).
-_RESTART_JUMP = 1_000_000
 
 
 def gossip_settings(config: NodeConfig) -> GossipSettings:
@@ -265,11 +261,8 @@ class RequesterContact:
             LivenessState.DEAD,
             LivenessState.LEFT,
         )
-        restarted = (
-            kind is MemberEventKind.UPDATED
-            and before
-            and member.record.version - before > _RESTART_JUMP
-        )  # the runner says only "newer record": a new start shows as a jump in version
+        # The runner says only "newer record": a new start shows as a jump in version.
+        restarted = kind is MemberEventKind.UPDATED and is_new_start(before, member.record.version)
         if kind is MemberEventKind.JOINED or back or restarted:
             if kind is not MemberEventKind.JOINED:
                 # A requester that restarted (or was cut off) may not know this node: a new

@@ -42,6 +42,7 @@ from bacalhau.models import (
     NodeInfo,
     NodeState,
     Resources,
+    is_new_start,
     shallow_copy,
 )
 from bacalhau.orchestrator._approvals import ApprovalStore
@@ -56,11 +57,6 @@ V = LivenessState
 #: (gossip's dissemination, a few 0.1 s rounds, with room to spare). A record that shows the
 #: end within it makes the node look freer than it is that long.
 RECORD_LAG = 0.5
-
-
-#: A record version that jumps by more than this comes from a new start of the node
-#: (versions start at the start time in ns and grow by one per change).
-_RESTART_JUMP = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,7 +237,7 @@ class NodeDirectory:
         before = self._versions.get(node_id, 0)
         self._versions[node_id] = max(before, node.version)
         # A record from a new start: it restarted, maybe before it was declared dead.
-        restarted = before > 0 and node.version - before > _RESTART_JUMP
+        restarted = is_new_start(before, node.version)
         try:
             if kind in (NodeChangeKind.DEAD, NodeChangeKind.LEFT):
                 if node_id in self._lost and self._lost[node_id] >= node.version:

@@ -50,6 +50,14 @@ class BlockPeer:
     address: str
 
 
+#: The hint of content the cluster does not have.
+NOT_IN_CLUSTER_HINT = (
+    "add the content to a node of the cluster first (`bacalhau data add`, or a job "
+    "published with -p ipfs), or check the CID: the CID of a result published with the "
+    "local or s3 publisher names its content but is not stored by CID"
+)
+
+
 class BlockPeers(Protocol):
     """The wire: asks one member for blocks."""
 
@@ -248,9 +256,7 @@ class _Walk:
         return BlockNotFound(
             f"{self.root} not found in the cluster after {waited:.0f} s{which}",
             cid=str(first),
-            hint="add the content to a node of the cluster first (`bacalhau data add`, or a "
-            "job published with -p ipfs), or check the CID: the CID of a result published "
-            "with the local or s3 publisher names its content but is not stored by CID",
+            hint=NOT_IN_CLUSTER_HINT,
         )
 
 

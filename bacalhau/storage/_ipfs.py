@@ -18,6 +18,7 @@ from typing import Protocol
 from bacalhau.errors import BlockNotFound, InvalidCID, InvalidContent, InvalidJobSpec
 from bacalhau.models import SpecConfig
 from bacalhau.storage._base import PreparedPath, input_failed, str_param
+from bacalhau.storage._exchange import NOT_IN_CLUSTER_HINT
 from bacalhau.storage._locality import dag_size
 from bacalhau.storage.cid import CID, Blockstore, export, resolve
 
@@ -152,7 +153,5 @@ class IPFSSource:
         return BlockNotFound(
             f"{text} not found in the cluster after {waited:.0f} s{detail}",
             cid=missing or str(root),
-            hint="add the content to a node of the cluster first (`bacalhau data add`, or a "
-            "job published with -p ipfs), or check the CID: the CID of a result published "
-            "with the local or s3 publisher names its content but is not stored by CID",
+            hint=NOT_IN_CLUSTER_HINT,
         )
