@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bacalhau.errors import BacalhauError
-from bacalhau.models import Event, now_ns
+from bacalhau.models import HINT, Event, Failure, now_ns
 
 #: Topics of the pipeline phases, as Bacalhau names them in job history.
 TOPIC_BIDDING = "Bidding"
@@ -19,14 +19,9 @@ def failure_event(err: BacalhauError, *, topic: str, message: str | None = None)
     requester decides whether to retry it elsewhere (``Retryable``).
     """
     details = dict(err.details)
-    details.update(
-        IsError="true",
-        ErrorCode=err.code,
-        Hint=err.hint,
-        Retryable="true" if err.retryable else "false",
-        FailsExecution="true",
-        Component=err.component,
-    )
+    details.update(Failure(err.code, err.retryable).details())
+    # Hint even when empty: clients have always read the key on these events.
+    details.update({HINT: err.hint, "FailsExecution": "true", "Component": err.component})
     return Event(
         message=message if message is not None else err.message,
         topic=topic,

@@ -17,6 +17,14 @@ from bacalhau.models._execution import (
     RunCommandResult,
     TriggeredBy,
 )
+from bacalhau.models._failure import (
+    ERROR_CODE,
+    HINT,
+    IS_ERROR,
+    RETRYABLE,
+    Failure,
+    never_retried,
+)
 from bacalhau.models._gotemplate import has_template_actions, render_template
 from bacalhau.models._ids import new_evaluation_id, new_execution_id, new_job_id, short_id
 from bacalhau.models._job import (
@@ -130,8 +138,11 @@ from bacalhau.models._validate import (
 __all__ = [
     "DESIRED_TRANSITIONS",
     "ENTRY_MODULE_URL",
+    "ERROR_CODE",
     "EXECUTION_TRANSITIONS",
+    "HINT",
     "HOST_PORT_ENV_PREFIX",
+    "IS_ERROR",
     "JOB_TRANSITIONS",
     "JOB_TYPES",
     "LATE_RESULT_TRANSITIONS",
@@ -145,6 +156,7 @@ __all__ = [
     "MIN_STATIC_PORT",
     "PORT_ENV_PREFIX",
     "RESULT_CID_METADATA",
+    "RETRYABLE",
     "RUN_OUTPUT_LIMIT",
     "S3_ENCODINGS",
     "TAIL_FLAG_LINES",
@@ -166,6 +178,7 @@ __all__ = [
     "ExecutionDesiredStateType",
     "ExecutionReport",
     "ExecutionStateType",
+    "Failure",
     "HistoryType",
     "InputSource",
     "Job",
@@ -219,6 +232,7 @@ __all__ = [
     "module_digest",
     "module_mount",
     "module_reference",
+    "never_retried",
     "new_evaluation_id",
     "new_execution_id",
     "new_job_id",

@@ -7,6 +7,7 @@ from enum import StrEnum
 from typing import Any
 
 from bacalhau.models._codec import Obj
+from bacalhau.models._failure import IS_ERROR
 from bacalhau.models._job import Job, SpecConfig
 from bacalhau.models._resources import Resources
 from bacalhau.models._states import (
@@ -84,7 +85,7 @@ class Event:
 
     @property
     def is_error(self) -> bool:
-        return self.details.get("IsError") == "true"
+        return self.details.get(IS_ERROR) == "true"
 
 
 @dataclass(slots=True)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from bacalhau.models import Execution, ExecutionStateType, Job
+from bacalhau.models import Execution, ExecutionStateType, Job, never_retried
 
 E = ExecutionStateType
 
@@ -82,7 +82,7 @@ def why_not_again(
     if any(e.is_active() for e in mine):
         return "already runs an execution of this job"
     for e in mine:
-        if e.compute_details.get("Retryable") == "false":
+        if never_retried(e.compute_details):
             return f"{FAILED_IT}{e.compute_message}"
         if e.compute_state == E.ASK_FOR_BID_REJECTED:
             return f"rejected the job earlier: {e.compute_message or 'it declined to bid'}"

@@ -39,12 +39,14 @@ from bacalhau.errors import (
     VerificationFailed,
 )
 from bacalhau.models import (
+    IS_ERROR,
     BidResult,
     ComputeFailure,
     Event,
     Execution,
     ExecutionDesiredStateType,
     ExecutionStateType,
+    Failure,
     Job,
     JobStateType,
     NodeState,
@@ -384,7 +386,7 @@ class ExecutionCallbacks:
             # a failure (as in Bacalhau), which the scheduler restarts after a backoff.
             state = E.FAILED
             message = comment = f"{_UNEXPECTED} (exit code {code})"
-            details = {"IsError": "true"}
+            details = {IS_ERROR: "true"}
         try:
             # The reported state and the evaluation that follows it commit together.
             with self._store.transaction():
@@ -452,9 +454,7 @@ class ExecutionCallbacks:
                     compute_message=message,
                     compute_details={
                         **ex.compute_details,
-                        "ErrorCode": VerificationFailed.code,
-                        "Retryable": "false",
-                        "IsError": "true",
+                        **Failure(VerificationFailed.code, False).details(),
                         "Verification": REJECTED,
                     },
                     expected_states=_REPORTABLE,
@@ -463,8 +463,7 @@ class ExecutionCallbacks:
                         topic="Verification",
                         timestamp=now_ns(),
                         details={
-                            "IsError": "true",
-                            "ErrorCode": VerificationFailed.code,
+                            **Failure(VerificationFailed.code, False).details(),
                             "Verification": REJECTED,
                         },
                     ),
@@ -491,7 +490,7 @@ class ExecutionCallbacks:
                         message=message,
                         topic=failure.event.topic or "Execution",
                         timestamp=now_ns(),
-                        details={"IsError": "true", **failure.event.details},
+                        details={IS_ERROR: "true", **failure.event.details},
                     ),
                 )
                 self._after_callback(ex.job_id)

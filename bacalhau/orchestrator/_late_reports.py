@@ -21,6 +21,10 @@ import contextlib
 
 from bacalhau.errors import NodeLost, RevisionConflict
 from bacalhau.models import (
+    ERROR_CODE,
+    HINT,
+    IS_ERROR,
+    RETRYABLE,
     Event,
     Execution,
     ExecutionStateType,
@@ -37,7 +41,7 @@ LATE = "LateReport"
 KEPT = "LateResultKept"
 
 #: Details the requester set when it failed the execution as lost; a kept result drops them.
-_LOSS_DETAILS = frozenset({"ErrorCode", "Retryable", "IsError", "Hint", NodeLost.code})
+_LOSS_DETAILS = frozenset({ERROR_CODE, RETRYABLE, IS_ERROR, HINT, NodeLost.code})
 #: Job types whose executions may complete (a daemon's or service's run is meant not to).
 _COMPLETING = frozenset({"batch", "ops"})
 

@@ -30,6 +30,7 @@ from bacalhau.models import (
     Execution,
     ExecutionDesiredStateType,
     ExecutionStateType,
+    Failure,
     Job,
     JobStateType,
     RunResult,
@@ -401,7 +402,7 @@ class Planner:
     def _fail_unsendable(self, job: Job, ex: Execution, exc: BacalhauError) -> None:
         """Fail an execution and its job for an error that no retry can cure."""
         msg = f"job cannot be sent to compute nodes: {exc.message}"
-        details = {"IsError": "true", "ErrorCode": exc.code, "Retryable": "false"}
+        details = Failure(exc.code, False).details()
         hint = exc.hint or "fix the job spec and submit it again"
         now = now_ns()
         log.warning("job %s failed: %s", job.id, msg)
@@ -427,7 +428,7 @@ class Planner:
                         message=msg,
                         topic="Scheduling",
                         timestamp=now,
-                        details={**details, "Hint": hint},
+                        details=Failure(exc.code, False, hint=hint).details(),
                     ),
                 )
             ev = self._failure_eval(job, TriggeredBy.EXEC_FAILURE)
@@ -442,7 +443,7 @@ class Planner:
                 compute_state=E.FAILED,
                 desired_state=D.STOPPED,
                 compute_message=msg,
-                compute_details={"ErrorCode": exc.code, "Retryable": "true", UNREACHED: "true"},
+                compute_details=Failure(exc.code, True, flags=(UNREACHED,)).details(error=False),
                 expected_states=frozenset({E.ASK_FOR_BID, E.BID_ACCEPTED}),
                 event=Event(
                     message=msg,

@@ -25,6 +25,7 @@ from bacalhau.models import (
     Execution,
     ExecutionDesiredStateType,
     ExecutionStateType,
+    Failure,
     Job,
     TriggeredBy,
     now_ns,
@@ -103,7 +104,7 @@ class NodeReconciler:
             f"node {ex.node_id} reported its executions without {ex.id}, which was "
             f"{ex.compute_state.label}: it restarted or never received it"
         )
-        details = {"Retryable": "true", "ErrorCode": NodeLost.code, NodeLost.code: "true"}
+        details = Failure(NodeLost.code, True, flags=(NodeLost.code,)).details(error=False)
         try:
             self._store.update_execution(
                 ex.id,

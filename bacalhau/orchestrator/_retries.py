@@ -12,6 +12,7 @@ from bacalhau.models import (
     Execution,
     ExecutionDesiredStateType,
     ExecutionStateType,
+    Failure,
     Job,
     JobStateType,
     TriggeredBy,
@@ -124,7 +125,7 @@ def fail_overdue(
             and now - ex.modify_time > overdue_after
         ):
             msg = f"execution timed out: no result {limit}s after it started (ExecutionTimeout)"
-            details = {"ErrorCode": ExecutionTimeout.code, "Retryable": "true"}
+            failure = Failure(ExecutionTimeout.code, True)
             plan.changes.append(
                 ExecutionChange(
                     execution_id=ex.id,
@@ -132,17 +133,13 @@ def fail_overdue(
                     desired_message=msg,
                     compute_state=E.FAILED,
                     compute_message=msg,
-                    compute_details=details,
+                    compute_details=failure.details(error=False),
                     cancel_on_node=True,
                     event=Event(
                         message=msg,
                         topic="Execution",
                         timestamp=now,
-                        details={
-                            "IsError": "true",
-                            "Hint": ExecutionTimeout.default_hint,
-                            **details,
-                        },
+                        details=replace(failure, hint=ExecutionTimeout.default_hint).details(),
                     ),
                 )
             )
@@ -150,7 +147,7 @@ def fail_overdue(
                 ex,
                 compute_state=E.FAILED,
                 compute_message=msg,
-                compute_details=details,
+                compute_details=failure.details(error=False),
                 modify_time=now,
             )
         out.append(ex)

@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 
 from bacalhau.errors import BacalhauError, ExecutionFailed, ExecutionTimeout, NotEnoughNodes
 from bacalhau.models import (
+    ERROR_CODE,
+    HINT,
     Evaluation,
     Execution,
     ExecutionDesiredStateType,
@@ -153,7 +155,7 @@ def schedule_batch(
                 f"{last.id} on node {last.node_id}: {last.compute_message}",
                 ExecutionFailed,
                 now,
-                code=last.compute_details.get("ErrorCode", ""),
+                code=last.compute_details.get(ERROR_CODE, ""),
             )
         retry_at = policy.retry_time(failed)
         if now < retry_at:
@@ -210,8 +212,8 @@ def schedule_batch(
                     message,
                     ExecutionFailed,
                     now,
-                    code=last.compute_details.get("ErrorCode", ""),
-                    hint=last.compute_details.get("Hint", "") or FAILED_ON_EVERY_NODE,
+                    code=last.compute_details.get(ERROR_CODE, ""),
+                    hint=last.compute_details.get(HINT, "") or FAILED_ON_EVERY_NODE,
                 )
             return fail(message)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from bacalhau.models import Execution, ExecutionStateType
+from bacalhau.models import Execution, ExecutionStateType, never_retried
 from bacalhau.orchestrator._retries import RetryPolicy
 
 E = ExecutionStateType
@@ -32,9 +32,7 @@ def ranking_view(executions: Sequence[Execution]) -> list[Execution]:
     return [
         e
         for e in executions
-        if e.is_active()
-        or e.compute_state in _REFUSED
-        or e.compute_details.get("Retryable") == "false"
+        if e.is_active() or e.compute_state in _REFUSED or never_retried(e.compute_details)
     ]
 
 

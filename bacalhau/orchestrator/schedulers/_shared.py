@@ -14,6 +14,7 @@ from bacalhau.models import (
     Execution,
     ExecutionDesiredStateType,
     ExecutionStateType,
+    Failure,
     Job,
     JobStateType,
     LivenessState,
@@ -176,21 +177,16 @@ def fail_lost(
                 desired_message=msg,
                 compute_state=E.FAILED,
                 compute_message=msg,
-                compute_details={
-                    "Retryable": "true",
-                    "ErrorCode": NodeLost.code,
-                    NODE_LOST: "true",
-                },
+                compute_details=Failure(NodeLost.code, True, flags=(NODE_LOST,)).details(
+                    error=False
+                ),
                 # Usually unreachable; but a node that is back already must not run on.
                 cancel_on_node=True,
                 event=event(
                     msg,
                     "Execution",
                     now,
-                    IsError="true",
-                    Retryable="true",
-                    ErrorCode=NodeLost.code,
-                    Hint=NodeLost.default_hint,
+                    **Failure(NodeLost.code, True, hint=NodeLost.default_hint).details(),
                 ),
             )
         )

@@ -20,6 +20,7 @@ from bacalhau.models import (
     Execution,
     ExecutionDesiredStateType,
     ExecutionStateType,
+    Failure,
     Job,
     JobStateType,
     NodeState,
@@ -230,9 +231,7 @@ def _verify(
             )
             continue
         message = verdict.message(outcome.accepted_cid)
-        details.update(
-            {"ErrorCode": VerificationFailed.code, "Retryable": "false", "IsError": "true"}
-        )
+        details.update(Failure(VerificationFailed.code, False).details())
         plan.changes.append(
             ExecutionChange(
                 execution_id=ex.id,

@@ -1,0 +1,50 @@
+"""Why an execution failed, as events and executions carry it.
+
+Bacalhau's events and executions describe a failure in a map of strings (``IsError``,
+``ErrorCode``, ``Retryable``, ``Hint``, plus flags of our own such as ``NodeLost``). That map
+is the wire format and stays one; :class:`Failure` is how code writes it and
+:func:`never_retried` how code reads it, so that no ``"False"`` or misspelt key creeps in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+__all__ = ["ERROR_CODE", "HINT", "IS_ERROR", "RETRYABLE", "Failure", "never_retried"]
+
+IS_ERROR = "IsError"
+ERROR_CODE = "ErrorCode"
+RETRYABLE = "Retryable"
+HINT = "Hint"
+
+_TRUE, _FALSE = "true", "false"
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A coded failure: its error code, whether another attempt may cure it, the hint for the
+    user, and flags set to ``"true"`` (such as ``NodeLost``, ``Unreached``) that say how it
+    came about."""
+
+    code: str
+    retryable: bool
+    hint: str = ""
+    flags: tuple[str, ...] = ()
+
+    def details(self, *, error: bool = True) -> dict[str, str]:
+        """The details map. ``error``: mark it as an error (``IsError``), as an event that
+        tells the failure is; an execution's own details leave the mark out."""
+        out = {ERROR_CODE: self.code, RETRYABLE: _TRUE if self.retryable else _FALSE}
+        if error:
+            out[IS_ERROR] = _TRUE
+        if self.hint:
+            out[HINT] = self.hint
+        for flag in self.flags:
+            out[flag] = _TRUE
+        return out
+
+
+def never_retried(details: Mapping[str, str]) -> bool:
+    """Whether the failure ``details`` describe rules out another attempt (on that node)."""
+    return details.get(RETRYABLE) == _FALSE
