@@ -10,7 +10,11 @@ compares:
   is failed as ``NodeLost`` and the scheduler places a replacement;
 - a listed execution that the requester has already stopped (failed as lost while the node
   was silent, cancelled, or surplus) is cancelled on the node, so a node that comes back
-  does not run a replaced execution to completion.
+  does not run a replaced execution to completion;
+- a listed execution the requester no longer knows is cancelled too. The node lists only the
+  executions it holds for this requester, so it was this requester's: its job ended and was
+  removed by retention while the node was out of reach (a job stopped then never reached
+  it), or the requester lost its store. Nobody would take its result.
 """
 
 from __future__ import annotations
@@ -40,6 +44,10 @@ E = ExecutionStateType
 #: Requester-side states in which the node must hold the execution. ``New`` is left out: the
 #: ask may not have been sent yet.
 _HELD = frozenset({E.ASK_FOR_BID, E.ASK_FOR_BID_ACCEPTED, E.BID_ACCEPTED, E.RUNNING, E.PUBLISHING})
+#: Why an execution the requester no longer knows is cancelled on its node.
+_FORGOTTEN = (
+    "execution was stopped: the requester no longer knows it (its job ended and was removed)"
+)
 
 
 class NodeReconciler:
@@ -69,19 +77,28 @@ class NodeReconciler:
             try:
                 ex = self._store.get_execution(execution_id)
             except ExecutionNotFound:
-                continue  # another requester's, or forgotten here
+                log.warning(
+                    "node %s still holds execution %s, unknown here: cancelling",
+                    node_id,
+                    execution_id,
+                )
+                await self._cancel(node_id, execution_id, _FORGOTTEN)
+                continue
             if ex.node_id != node_id or ex.desired_state != D.STOPPED:
                 continue
             reason = ex.desired_message or "stopped by the requester"
             log.warning("node %s still holds stopped execution %s: cancelling", node_id, ex.id)
-            try:
-                await self._transport.cancel_execution(
-                    node_id, CancelExecutionRequest(ex.id, f"execution was stopped: {reason}")
-                )
-            except Exception as exc:  # the node may be gone again; its next report retries
-                log.warning("could not cancel %s on node %s: %s", ex.id, node_id, exc)
+            await self._cancel(node_id, ex.id, f"execution was stopped: {reason}")
         for job_id in sorted(touched):
             self._enqueue(self._store.get_job(job_id), TriggeredBy.NODE_UPDATE)
+
+    async def _cancel(self, node_id: str, execution_id: str, reason: str) -> None:
+        try:
+            await self._transport.cancel_execution(
+                node_id, CancelExecutionRequest(execution_id, reason)
+            )
+        except Exception as exc:  # the node may be gone again; its next report retries
+            log.warning("could not cancel %s on node %s: %s", execution_id, node_id, exc)
 
     def _fail_unknown(self, node_id: str, held: set[str]) -> set[str]:
         now = now_ns()
