@@ -602,8 +602,8 @@ class StopJobResponse(_message.Message):
 
     EVALUATION_ID_FIELD_NUMBER: _builtins.int
     evaluation_id: _builtins.str
-    """Empty when there was nothing to do (a Failed job is left as it is). A Completed or
-    Stopped job: FAILED_PRECONDITION instead.
+    """Empty when nothing of the job ran any more: a Failed job becomes Stopped (as over REST)
+    without an evaluation. A Completed or already Stopped job: FAILED_PRECONDITION instead.
     """
     def __init__(
         self,
