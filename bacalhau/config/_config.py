@@ -437,6 +437,11 @@ def _float(key: str, value: Any) -> float:
         raise invalid(key, value, "expected a number") from None
 
 
+#: Our float fields that are not durations (every other one counts seconds).
+_RATIOS = frozenset(
+    {"gossip_suspicion_mult", "gossip_suspicion_max_mult", "capacity_fraction", "min_reputation"}
+)
+
 #: Our fields whose values need more than their type says.
 _FIELD_PARSERS: dict[str, Parse] = {
     "allocated_cpu": capacity_parser("CPU"),
@@ -474,7 +479,9 @@ def _parse_own(name: str, key: str, value: Any, config: NodeConfig) -> Any:
     if isinstance(current, int):
         return parse_int(key, value)
     if isinstance(current, float):
-        return _float(key, value)
+        # Seconds, as a number or a Go duration (168h), as the README promises every
+        # duration; the few ratios take a number only.
+        return _float(key, value) if name in _RATIOS else seconds_or_duration(key, value)
     if isinstance(current, Path):
         return Path(parse_text(key, value)).expanduser()
     if isinstance(current, tuple):

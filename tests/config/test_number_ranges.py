@@ -69,6 +69,30 @@ def test_a_negative_size_count_or_duration_is_refused(name: str) -> None:
     assert getattr(NodeConfig().with_overrides({name: "0"}), name) == 0
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "seconds"),
+    [
+        ("job_retention", "168h", 604800.0),
+        ("lost_node_wait", "30s", 30.0),
+        ("rejoin_grace", "1m", 60.0),
+        ("retry_max_delay", "1m30s", 90.0),
+        ("gossip_probe_interval", "200ms", 0.2),
+        ("job_retention", "3600", 3600.0),
+    ],
+)
+def test_every_duration_takes_a_go_duration_or_seconds(
+    name: str, value: str, seconds: float
+) -> None:
+    assert getattr(NodeConfig().with_overrides({name: value}), name) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("name", ["capacity_fraction", "min_reputation", "gossip_suspicion_mult"])
+def test_a_ratio_takes_a_number_only(name: str) -> None:
+    with pytest.raises(InvalidRequest, match="expected a number") as err:
+        NodeConfig().with_overrides({name: "1h"})
+    assert err.value.details["Field"] == name
+
+
 @pytest.mark.parametrize("name", ["max_attempts", "max_attempts_per_node", "max_job_size"])
 @pytest.mark.parametrize("value", ["0", "-3"])
 def test_a_count_that_must_allow_one_is_refused_below_it(name: str, value: str) -> None:
