@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Collection
 from types import TracebackType
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from bacalhau._metrics import EVENT_LOOP_LAG_SECONDS, Role, served_registry
 from bacalhau.api._sites import start_site
-from bacalhau.orchestrator._metrics import EVENT_LOOP_LAG_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +29,13 @@ LAG_PROBE_INTERVAL = 0.25
 LAG_WARNING_SECONDS = 0.8
 
 
-async def metrics(_request: web.Request) -> web.Response:
-    body = generate_latest(REGISTRY)
+#: The roles of the node an app serves the metrics of (None: every series).
+_ROLES = web.AppKey("metrics_roles", frozenset)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    roles = request.app.get(_ROLES)
+    body = generate_latest(served_registry(roles))
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
@@ -77,7 +83,10 @@ async def _stop_probe(app: web.Application) -> None:
         await task
 
 
-def add_routes(app: web.Application) -> None:
+def add_routes(app: web.Application, roles: Collection[Role] | None = None) -> None:
+    """Serve ``GET /metrics`` on ``app``: the series of a node with ``roles`` (None: all)."""
+    if roles is not None:
+        app[_ROLES] = frozenset(roles)
     app.router.add_get("/metrics", metrics)
     app.on_startup.append(_start_probe)
     app.on_cleanup.append(_stop_probe)
@@ -88,7 +97,11 @@ class MetricsServer:
     else is 404). An async context manager: bound on entry (:attr:`port` is then the real
     port), closed on exit."""
 
-    def __init__(self, *, host: str = "0.0.0.0", port: int = 0) -> None:
+    def __init__(
+        self, *, host: str = "0.0.0.0", port: int = 0, roles: Collection[Role] | None = None
+    ) -> None:
+        """``roles``: the node's, whose series are served (None: every series)."""
+        self._roles = roles
         self._host = host
         self._requested_port = port
         self._runner: web.AppRunner | None = None
@@ -101,7 +114,7 @@ class MetricsServer:
 
     async def __aenter__(self) -> MetricsServer:
         app = web.Application()
-        add_routes(app)
+        add_routes(app, self._roles)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         self._port = await start_site(runner, self._host, self._requested_port)
         self._runner = runner

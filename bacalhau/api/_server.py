@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from types import TracebackType
 from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from bacalhau._metrics import Role
 from bacalhau.api import _agent, _auth_rest, _data, _jobs, _logs, _nodes
 from bacalhau.api._authz import Authorizer
 from bacalhau.api._context import CONTEXT, ApiContext
@@ -35,6 +36,7 @@ def build_app(
     content: _data.ContentStore | None = None,
     max_upload: int = _data.DEFAULT_MAX_UPLOAD_BYTES,
     authorizer: Authorizer | None = None,
+    metrics_roles: Collection[Role] | None = None,
 ) -> web.Application:
     """The aiohttp application serving the v1 API (for embedding; most callers want
     :class:`ApiServer`). With an ``authorizer`` every request must be allowed by it;
@@ -57,7 +59,7 @@ def build_app(
     _nodes.add_routes(app)
     _agent.add_routes(app)
     _auth_rest.add_routes(app, authorizer)
-    _add_metrics_routes(app)
+    _add_metrics_routes(app, metrics_roles)
     if content is not None:
         _data.add_routes(app, content, max_upload=max_upload)
     enable_cors(app)
@@ -102,10 +104,12 @@ class ApiServer:
         content: _data.ContentStore | None = None,
         max_upload: int = _data.DEFAULT_MAX_UPLOAD_BYTES,
         authorizer: Authorizer | None = None,
+        metrics_roles: Collection[Role] | None = None,
     ) -> None:
         """``gossip_metrics``: this node's gossip counters (records applied and rejected,
         probes, members by liveness) for ``/api/v1/agent/debug``; ``authorizer``: who may
-        call what (the node's ``API.Auth.Users``), None for an open API."""
+        call what (the node's ``API.Auth.Users``), None for an open API; ``metrics_roles``:
+        the node's roles, whose series ``/metrics`` serves (None: every series)."""
         self._app = build_app(
             orchestrator,
             agent_config=agent_config,
@@ -115,6 +119,7 @@ class ApiServer:
             content=content,
             max_upload=max_upload,
             authorizer=authorizer,
+            metrics_roles=metrics_roles,
         )
         self._host = host
         self._requested_port = port

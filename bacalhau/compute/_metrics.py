@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from bacalhau._metrics import LATENCY_BUCKETS
+from bacalhau._metrics import LATENCY_BUCKETS, of_role
 
 EXECUTIONS_FINISHED = Counter(
     "bacalhau_compute_executions_finished_total",
@@ -31,3 +31,6 @@ SQLITE_TRANSACTION_SECONDS = Histogram(
     "Execution store transactions, from BEGIN to COMMIT or ROLLBACK.",
     buckets=LATENCY_BUCKETS,
 )
+
+# Served by compute nodes only.
+of_role("compute", EXECUTIONS_FINISHED, QUEUE_DEPTH, ASK_SECONDS, SQLITE_TRANSACTION_SECONDS)

@@ -25,6 +25,7 @@ from typing import Any
 
 import bacalhau
 from bacalhau._logging import configure_logging
+from bacalhau._metrics import Role
 from bacalhau.api import ApiServer, Authorizer, GrpcApiServer, MetricsServer
 from bacalhau.compute import (
     ComputeEndpoint,
@@ -373,6 +374,7 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
             max_upload=config.data_upload_max_bytes,
             agent_config=_admission_config(config, approval_hooks),
             authorizer=authorizer,
+            metrics_roles=_metrics_roles(config),
         )
         await listen(stack, api, config.api_host, config.api_port, "--api-port")
         running.orchestrator = orchestrator
@@ -408,12 +410,24 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
         )
         log.info("compute %s: bprotocol on %s", node_id, grpc_address)
     if config.metrics_port >= 0:
-        metrics = MetricsServer(host=config.api_host, port=config.metrics_port)
+        metrics = MetricsServer(
+            host=config.api_host, port=config.metrics_port, roles=_metrics_roles(config)
+        )
         await listen(stack, metrics, config.api_host, config.metrics_port, "--metrics-port")
         running.metrics_port = metrics.port
         log.info("node %s: metrics on %s:%d", node_id, config.api_host, metrics.port)
     await stack.enter_async_context(RecordPublisher(runner, describe))
     return running
+
+
+def _metrics_roles(config: NodeConfig) -> list[Role]:
+    """The roles whose series this node's ``/metrics`` serves."""
+    roles: list[Role] = []
+    if config.orchestrator:
+        roles.append("requester")
+    if config.compute:
+        roles.append("compute")
+    return roles
 
 
 def _authorizer(config: NodeConfig) -> Authorizer | None:

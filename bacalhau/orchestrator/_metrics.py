@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from bacalhau._metrics import LATENCY_BUCKETS
+from bacalhau._metrics import LATENCY_BUCKETS, of_role
 
 JOBS_SUBMITTED = Counter("bacalhau_jobs_submitted_total", "Jobs accepted by the requester.")
 JOBS_FINISHED = Counter(
@@ -55,12 +55,23 @@ CALLBACK_BATCH_ITEMS = Histogram(
     "Callbacks applied per batch a compute node delivered (one store commit per batch).",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
 )
-EVENT_LOOP_LAG_SECONDS = Histogram(
-    "bacalhau_event_loop_lag_seconds",
-    "How late the event loop runs a timer (how long other work held it).",
-    buckets=LATENCY_BUCKETS,
-)
 ANSWERED_CALLBACKS = Counter(
     "bacalhau_answered_callbacks_total",
     "Callbacks that came back in the answer to an ask rather than by a call of the node's own.",
+)
+
+# Served by requesters only (a compute-only node has none of them).
+of_role(
+    "requester",
+    JOBS_SUBMITTED,
+    JOBS_FINISHED,
+    QUEUE_DEPTH,
+    SCHEDULING_SECONDS,
+    SCHEDULING_PASSES,
+    DISPATCH_SECONDS,
+    GRPC_CALL_SECONDS,
+    SQLITE_TRANSACTION_SECONDS,
+    MODULES_SERVED,
+    CALLBACK_BATCH_ITEMS,
+    ANSWERED_CALLBACKS,
 )

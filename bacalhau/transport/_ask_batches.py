@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from prometheus_client import Histogram
 
+from bacalhau._metrics import of_role
 from bacalhau._turns import Joined, TurnGroups
 from bacalhau.errors import Unavailable
 from bacalhau.models import AskAnswer, AskForBidRequest
@@ -35,6 +36,7 @@ ASKS_PER_CALL = Histogram(
     "Pre-approved asks sent per call to a compute node (AskForBid: 1; AskForBids: several).",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
 )
+of_role("requester", ASKS_PER_CALL)
 
 #: What one ask of a batch came to: its answer (None: no callbacks), or its error.
 Outcome = AskAnswer | Exception | None

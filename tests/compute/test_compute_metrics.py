@@ -11,6 +11,7 @@ import aiohttp
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
+from bacalhau._metrics import Role
 from bacalhau.api import MetricsServer
 from bacalhau.api._history import wait_for_end
 from tests.orchestrator.test_fast_path import _job, requester_with_one_node
@@ -63,6 +64,44 @@ async def test_the_metrics_server_serves_metrics_and_nothing_else() -> None:
                 assert resp.status == 404, path
         async with http.post(f"{url}/metrics") as resp:
             assert resp.status == 405
+
+
+REQUESTER_SERIES = {
+    "bacalhau_jobs_submitted",
+    "bacalhau_evaluation_queue_depth",
+    "bacalhau_asks_per_call",
+}
+COMPUTE_SERIES = {
+    "bacalhau_compute_queue_depth",
+    "bacalhau_compute_ask_seconds",
+    "bacalhau_wasm_runs",
+}
+SHARED_SERIES = {"bacalhau_event_loop_lag_seconds", "process_cpu_seconds"}
+
+
+async def _families(roles: list[Role]) -> set[str]:
+    async with (
+        MetricsServer(host="127.0.0.1", port=0, roles=roles) as server,
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{server.port}/metrics") as resp,
+    ):
+        return {f.name for f in text_string_to_metric_families(await resp.text())}
+
+
+async def test_a_node_serves_the_series_of_its_own_roles_only() -> None:
+    # One process holds every role's metrics (a test process, or a node that imported
+    # them all): a compute-only node must not show the requester's as constant zeros.
+    import bacalhau.orchestrator._metrics
+    import bacalhau.transport._ask_batches  # noqa: F401
+
+    compute = await _families(["compute"])
+    assert compute >= COMPUTE_SERIES | SHARED_SERIES
+    assert not REQUESTER_SERIES & compute
+    requester = await _families(["requester"])
+    assert requester >= REQUESTER_SERIES | SHARED_SERIES
+    assert not COMPUTE_SERIES & requester
+    hybrid = await _families(["requester", "compute"])
+    assert hybrid >= REQUESTER_SERIES | COMPUTE_SERIES | SHARED_SERIES
 
 
 def _lag_probes() -> int:
