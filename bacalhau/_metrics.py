@@ -10,11 +10,10 @@ node with some roles serves: the process's own series, the shared ones, and its 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
-from typing import Literal
+from collections.abc import Collection, Iterable, Iterator
+from typing import Literal, Protocol
 
 from prometheus_client import REGISTRY, Histogram
-from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
@@ -41,10 +40,17 @@ EVENT_LOOP_LAG_SECONDS = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 
-_OWNED: dict[Role, list[MetricWrapperBase]] = {"requester": [], "compute": []}
+
+class Described(Protocol):
+    """A metric, or a collector of its own, that names its families without collecting."""
+
+    def describe(self) -> Iterable[Metric]: ...
 
 
-def of_role(role: Role, *metrics: MetricWrapperBase) -> None:
+_OWNED: dict[Role, list[Described]] = {"requester": [], "compute": []}
+
+
+def of_role(role: Role, *metrics: Described) -> None:
     """Mark ``metrics`` as ``role``'s own: a node without that role does not serve them."""
     _OWNED[role].extend(metrics)
 

@@ -7,9 +7,58 @@ conventions: ``_total`` for counters, base units (seconds).
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from collections import Counter as Tally
+from collections.abc import Callable, Iterator, Mapping
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 
 from bacalhau._metrics import LATENCY_BUCKETS, of_role
+
+#: The job states counted by ``bacalhau_jobs_active``: every state a job has not ended in.
+ACTIVE_STATES = ("Pending", "Queued", "Running")
+
+
+class ActiveJobs:
+    """``bacalhau_jobs_active{state}``: the jobs not yet ended, by state, counted in the
+    requester's store when scraped (a Queued job waits for a node with room: the queue an
+    operator watches). Each running requester is watched while it runs."""
+
+    def __init__(self) -> None:
+        self._counts: list[Callable[[], Mapping[str, int]]] = []
+
+    def watch(self, counts: Callable[[], Mapping[str, int]]) -> Callable[[], None]:
+        """Count ``counts()`` in; returns what stops counting it (idempotent)."""
+        self._counts.append(counts)
+
+        def unwatch() -> None:
+            if counts in self._counts:
+                self._counts.remove(counts)
+
+        return unwatch
+
+    def describe(self) -> Iterator[Metric]:
+        yield self._family()
+
+    def collect(self) -> Iterator[Metric]:
+        total: Tally[str] = Tally()
+        for counts in self._counts:
+            total.update(counts())
+        family = self._family()
+        for state in ACTIVE_STATES:
+            family.add_metric([state], total[state])
+        yield family
+
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            "bacalhau_jobs_active", "Jobs not yet ended, by state.", labels=["state"]
+        )
+
+
+ACTIVE_JOBS = ActiveJobs()
+REGISTRY.register(ACTIVE_JOBS)
 
 JOBS_SUBMITTED = Counter("bacalhau_jobs_submitted_total", "Jobs accepted by the requester.")
 JOBS_FINISHED = Counter(
@@ -74,4 +123,5 @@ of_role(
     MODULES_SERVED,
     CALLBACK_BATCH_ITEMS,
     ANSWERED_CALLBACKS,
+    ACTIVE_JOBS,
 )

@@ -23,7 +23,7 @@ import asyncio
 import dataclasses
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -35,6 +35,7 @@ from bacalhau.orchestrator._housekeeping import Housekeeping
 from bacalhau.orchestrator._job_control import JobControl
 from bacalhau.orchestrator._logs import ExecutionLogs, LogSource
 from bacalhau.orchestrator._managed import ManagedResultBucket
+from bacalhau.orchestrator._metrics import ACTIVE_JOBS
 from bacalhau.orchestrator._nodes import NodeAddressBook, NodeDirectory
 from bacalhau.orchestrator._planner import ComputeTransport, Planner
 from bacalhau.orchestrator._reconcile import NodeReconciler
@@ -136,6 +137,7 @@ class Orchestrator(JobSubmission, ExecutionReports, JobControl, Housekeeping):
             # The requester's hooks decide every bid: no job type goes out pre-approved.
             self._settings = dataclasses.replace(self._settings, pre_approve=False)
         self._tasks: list[asyncio.Task[None]] = []
+        self._unwatch: Callable[[], None] = lambda: None
         #: Messages of passes made in place on their way (see ``_dispatch_placed``).
         self._dispatching: set[asyncio.Task[None]] = set()
         self._settling_until = 0
@@ -170,7 +172,15 @@ class Orchestrator(JobSubmission, ExecutionReports, JobControl, Housekeeping):
             self._tasks.append(asyncio.create_task(self._work(), name=f"eval-worker-{i}"))
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
         self._tasks.append(asyncio.create_task(self.retention.run(), name="retention"))
+        self._unwatch = ACTIVE_JOBS.watch(self._active_jobs)
         return self
+
+    def _active_jobs(self) -> dict[str, int]:
+        """How many jobs are in each state not ended (``bacalhau_jobs_active``)."""
+        return {
+            state.wire: len(self.store.jobs_in_states([state]))
+            for state in (JobStateType.PENDING, JobStateType.QUEUED, JobStateType.RUNNING)
+        }
 
     async def __aexit__(self, *exc: object) -> None:
         tasks = [*self._tasks, *self._dispatching]
@@ -185,4 +195,5 @@ class Orchestrator(JobSubmission, ExecutionReports, JobControl, Housekeeping):
         await self._planner.close()
         await self.nodes.__aexit__(None, None, None)
         self._approvals.close()
+        self._unwatch()
         self.store.close()

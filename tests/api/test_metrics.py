@@ -31,6 +31,7 @@ SERIES = (
     "bacalhau_grpc_call_seconds",
     "bacalhau_sqlite_transaction_seconds",
     "bacalhau_event_loop_lag_seconds",
+    "bacalhau_jobs_active",
     "process_resident_memory_bytes",
 )
 
@@ -72,6 +73,27 @@ async def test_metrics_name_the_series_and_count_jobs(tmp_path: Path) -> None:
     assert _value(after, submitted) == _value(before, submitted) + 1
     commits = "bacalhau_sqlite_transaction_seconds_count"
     assert _value(after, commits) > _value(before, commits)
+
+
+async def test_jobs_waiting_for_a_node_show_as_queued(tmp_path: Path) -> None:
+    queued = 'bacalhau_jobs_active{state="Queued"}'
+    async with _serving(tmp_path) as http:
+        async with http.get("/metrics") as r:
+            before = _value(await r.text(), queued)
+        # No compute node: a job with a queue timeout waits in Queued for one.
+        job = noop_job()
+        job["Tasks"][0]["Timeouts"] = {"QueueTimeout": 60}
+        async with http.put("/api/v1/orchestrator/jobs", json={"Job": job}) as r:
+            job_id = (await r.json())["JobID"]
+        for _ in range(100):
+            async with http.get(f"/api/v1/orchestrator/jobs/{job_id}") as r:
+                if (await r.json())["Job"]["State"]["StateType"] == "Queued":
+                    break
+            await asyncio.sleep(0.05)
+        async with http.get("/metrics") as r:
+            text = await r.text()
+    assert _value(text, queued) == before + 1
+    assert 'bacalhau_jobs_active{state="Running"}' in text
 
 
 async def test_a_blocked_event_loop_is_measured_and_logged(
