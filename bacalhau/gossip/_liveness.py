@@ -5,7 +5,14 @@ A newer, authentic record makes its member alive (or left, if it says it is leav
 clears a suspicion about an older version; a suspicion starts Lifeguard's shrinking timeout
 (:class:`~bacalhau.gossip._members.Suspicion`), which each independent confirmation
 shortens; a death stands until the member publishes a newer record. Suspicions and deaths
-about this node itself are refuted by publishing a newer record. Every change is checked
+about this node itself are refuted by publishing a newer record.
+
+Suspicions and deaths are not signed: any member may send them. So a claim counts for no
+more than the newest record the receiver holds of its member (its own, for a claim about
+itself): only the member can sign a newer one. A member that claimed a version nobody
+published (say 2**64 - 1) would otherwise have its victim declared dead at a version no
+refutation can pass, for good. A claim a member makes about itself is ignored: nobody
+accuses itself. Every change is checked
 against the liveness transitions of :mod:`bacalhau.models` and reported as a
 :class:`MemberEvent`.
 """
@@ -41,12 +48,15 @@ class Liveness(Dissemination):
     # -- suspicion and death ---------------------------------------------------------------------
 
     def _suspect(self, node_id: str, incarnation: int, accuser: str) -> None:
+        if accuser == node_id:
+            return
         if node_id == self.node_id:
-            self._refute(incarnation)
+            self._refute(min(incarnation, self._record.version))
             return
         m = self._members.get(node_id)
         if m is None or m.state.is_down() or incarnation < m.record.version:
             return
+        incarnation = m.record.version  # (see the module: no claim goes past the record)
         if m.state is SUSPECT:
             assert m.suspicion is not None
             if m.suspicion.confirm(accuser):
@@ -71,12 +81,15 @@ class Liveness(Dissemination):
         self._broadcasts.put(node_id, Suspect(node_id, incarnation, accuser))
 
     def _declare_dead(self, node_id: str, incarnation: int, accuser: str) -> None:
+        if accuser == node_id:
+            return
         if node_id == self.node_id:
-            self._refute(incarnation)
+            self._refute(min(incarnation, self._record.version))
             return
         m = self._members.get(node_id)
         if m is None or m.state.is_down() or incarnation < m.record.version:
             return
+        incarnation = m.record.version  # (see the module: no claim goes past the record)
         check_liveness_transition(m.state, DEAD, newer_record=False)
         previous = m.state
         self._clear_suspicion(m)
@@ -86,6 +99,10 @@ class Liveness(Dissemination):
         self._broadcasts.put(node_id, Dead(node_id, incarnation, accuser))
 
     def _refute(self, incarnation: int) -> None:
+        """Publish a record newer than a claim about this node (or than a record an earlier
+        run of it signed, ``incarnation``). An unsigned claim of a version this node never
+        published counts as one about its current record: the earlier run's record, which
+        members holding it also send, is what moves this node past it."""
         if self._left or incarnation < self._record.version:
             return
         self.metrics.refutations += 1
@@ -100,8 +117,9 @@ class Liveness(Dissemination):
     # -- records ---------------------------------------------------------------------------------
 
     def _publish(self, record: NodeRecord) -> None:
-        self._record = record
+        # Sealed first: a record that cannot be sealed must not become this node's.
         self._signed = seal_record(self._identity, self._codec, record)
+        self._record = record
         self._broadcasts.put(self.node_id, self._signed)
 
     def _apply_record(self, signed: SignedRecord) -> None:
