@@ -56,6 +56,11 @@ class ContentStore(Protocol):
 
     def write_car(self, text: str, out: BinaryIO) -> None: ...
 
+    def check_tar(self, text: str) -> None:
+        """Raise when the content cannot be sent as a tar whose members all stay below its
+        root (blocking)."""
+        ...
+
     def write_tar(self, text: str, out: BinaryIO) -> None: ...
 
     def ls(self, text: str) -> list[dict[str, Any]]: ...
@@ -110,6 +115,9 @@ async def get_data(request: web.Request) -> web.StreamResponse:
     if fmt not in FORMATS:
         raise BadQuery(f"unknown format {fmt!r}", field="format", hint="use tar or car")
     await content.ensure(text)
+    if fmt == "tar":
+        # Refused with an error answer, before the status line is sent.
+        await asyncio.to_thread(content.check_tar, text)
     write: Callable[[str, BinaryIO], None] = (
         content.write_car if fmt == "car" else content.write_tar
     )

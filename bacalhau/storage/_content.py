@@ -14,17 +14,20 @@ import io
 import os
 import tarfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
-from bacalhau.errors import BlockNotFound, InvalidCID, InvalidContent, InvalidJobSpec
+from bacalhau.errors import BlockNotFound, InvalidCID, InvalidContent, InvalidJobSpec, UnsafePath
 from bacalhau.storage._exchange import BlockExchange
 from bacalhau.storage._ipfs import parse_cid_path
 from bacalhau.storage.cid import (
     CID,
     DAG_PB,
+    MAX_DIR_DEPTH,
     Blockstore,
     EntryKind,
+    LsEntry,
+    check_entry_name,
     import_car,
     ls,
     read_file,
@@ -125,28 +128,59 @@ class BlockstoreContent:
         """Write the DAG as a CAR v1 (blocking)."""
         write_car(out, [self._resolve_here(text)], self._store)
 
+    def check_tar(self, text: str) -> None:
+        """Refuse content whose tar would put a member outside its root (blocking): an entry
+        named ``..``, with a slash, or twice in one directory (a link and a folder of the
+        same name would write through the link), or folders nested past
+        :data:`MAX_DIR_DEPTH`. Compute nodes refuse such content when they export it; the
+        check lets the API refuse it before a byte of the answer is sent."""
+        for _ in self._members(self._resolve_here(text), content_name(text)):
+            pass
+
     def write_tar(self, text: str, out: BinaryIO) -> None:
         """Write the content as an uncompressed tar stream (blocking): a file as one member
         named by its CID, a directory as a tree under a directory named by its CID (or,
-        for a path inside a directory, by the path's last name, as ``ipfs get`` names it)."""
+        for a path inside a directory, by the path's last name, as ``ipfs get`` names it).
+        Content :meth:`check_tar` refuses raises the same error part-way."""
         cid = self._resolve_here(text)
         with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-            self._add(tar, cid, content_name(text))
+            for name, entry in self._members(cid, content_name(text)):
+                self._add(tar, entry, name)
 
-    def _add(self, tar: tarfile.TarFile, cid: CID, name: str) -> None:
-        entry = stat(self._store, cid)
+    def _members(self, cid: CID, name: str) -> Iterator[tuple[str, LsEntry]]:
+        """Every member of the tar, in its order (a folder before its entries, in name
+        order), walked with a stack of its own: hostile content may nest deeper than
+        Python recurses."""
+        stack: list[tuple[str, LsEntry, int]] = [(name, stat(self._store, cid), 0)]
+        while stack:
+            path, entry, depth = stack.pop()
+            yield path, entry
+            if entry.kind != EntryKind.DIRECTORY:
+                continue
+            if depth >= MAX_DIR_DEPTH:
+                raise InvalidContent(f"directories nested too deep at {path}", cid=str(cid))
+            children = ls(self._store, entry.cid)
+            seen: set[str] = set()
+            for child in children:
+                check_entry_name(os.fsencode(child.name), entry.cid)
+                if child.name in seen:
+                    raise UnsafePath(
+                        f"entry {child.name!r} of {entry.cid} appears twice", cid=str(entry.cid)
+                    )
+                seen.add(child.name)
+            stack.extend((f"{path}/{c.name}", c, depth + 1) for c in reversed(children))
+
+    def _add(self, tar: tarfile.TarFile, entry: LsEntry, name: str) -> None:
         info = tarfile.TarInfo(name)
         info.mtime = int(time.time())
         if entry.kind == EntryKind.DIRECTORY:
             info.type, info.mode = tarfile.DIRTYPE, 0o755
             tar.addfile(info)
-            for child in ls(self._store, cid):
-                self._add(tar, child.cid, f"{name}/{child.name}")
         elif entry.kind == EntryKind.FILE:
             info.size, info.mode = entry.size, 0o644
-            tar.addfile(info, _ChunkReader(read_file(self._store, cid)))
+            tar.addfile(info, _ChunkReader(read_file(self._store, entry.cid)))
         else:  # symlinks: their target is the file's content
-            target = b"".join(_symlink_target(self._store, cid))
+            target = b"".join(_symlink_target(self._store, entry.cid))
             info.type, info.linkname = tarfile.SYMTYPE, os.fsdecode(target)
             tar.addfile(info)
 

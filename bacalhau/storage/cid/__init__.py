@@ -19,7 +19,18 @@ from ._batch import BatchWriter
 from ._blockstore import Blockstore, BlockstoreStats, GCResult
 from ._car import CarImport, CarReader, import_car, write_car
 from ._cid import CID, DAG_PB, RAW
-from ._exporter import BlockSource, EntryKind, LsEntry, export, ls, read_file, resolve, stat
+from ._exporter import (
+    MAX_DIR_DEPTH,
+    BlockSource,
+    EntryKind,
+    LsEntry,
+    check_entry_name,
+    export,
+    ls,
+    read_file,
+    resolve,
+    stat,
+)
 from ._importer import (
     BlockSink,
     DirectoryBuilder,
@@ -35,6 +46,7 @@ from ._importer import (
 __all__ = [
     "CID",
     "DAG_PB",
+    "MAX_DIR_DEPTH",
     "RAW",
     "BatchWriter",
     "BlockSink",
@@ -54,6 +66,7 @@ __all__ = [
     "LsEntry",
     "TreeEntry",
     "TreeVisitor",
+    "check_entry_name",
     "export",
     "import_car",
     "ls",

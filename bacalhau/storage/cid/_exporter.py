@@ -21,11 +21,24 @@ from ._cid import CID, DAG_PB, RAW
 from ._dagpb import DataType, PBLink, PBNode, UnixFSData, decode_node, decode_unixfs
 from ._hamt import PREFIX_LEN
 
-__all__ = ["BlockSource", "EntryKind", "LsEntry", "export", "ls", "read_file", "resolve", "stat"]
+__all__ = [
+    "MAX_DIR_DEPTH",
+    "BlockSource",
+    "EntryKind",
+    "LsEntry",
+    "check_entry_name",
+    "export",
+    "ls",
+    "read_file",
+    "resolve",
+    "stat",
+]
 
 #: Deeper than any balanced file DAG can be (174**16 chunks); refuses cycles and bombs.
 _MAX_FILE_DEPTH: Final = 16
-_MAX_DIR_DEPTH: Final = 512
+#: Deepest directory nesting exported (a result tree is refused past 400 levels before it
+#: is published; content added by hand may be deeper, and is refused here).
+MAX_DIR_DEPTH: Final = 512
 _NO_FOLLOW: Final = getattr(os, "O_NOFOLLOW", 0)
 _DIRECTORY: Final = getattr(os, "O_DIRECTORY", 0)
 
@@ -113,7 +126,10 @@ def _entries(source: BlockSource, node: _Node, depth: int = 0) -> Iterator[PBLin
             yield PBLink(link.cid, link.name[PREFIX_LEN:], link.tsize)
 
 
-def _check_name(name: bytes, parent: CID) -> None:
+def check_entry_name(name: bytes, parent: CID) -> None:
+    """Raise :class:`UnsafePath` for a directory entry name that is not one plain path
+    component (empty, ``.``, ``..``, a slash or a NUL): written as it is, it would land
+    outside its directory."""
     if not name or name in (b".", b"..") or b"/" in name or b"\x00" in name:
         raise UnsafePath(
             f"entry name {name!r} in {parent} would escape its directory", cid=str(parent)
@@ -218,7 +234,7 @@ def _write(source: BlockSource, node: _Node, dir_fd: int, name: bytes, depth: in
             assert node.unixfs is not None
             os.symlink(node.unixfs.data or b"", name, dir_fd=dir_fd)
         elif kind == EntryKind.DIRECTORY:
-            if depth > _MAX_DIR_DEPTH:
+            if depth > MAX_DIR_DEPTH:
                 raise InvalidContent(f"directories nested too deep at {node.cid}")
             os.mkdir(name, 0o755, dir_fd=dir_fd)
             sub_fd = os.open(name, os.O_RDONLY | _DIRECTORY | _NO_FOLLOW, dir_fd=dir_fd)
@@ -240,5 +256,5 @@ def _write(source: BlockSource, node: _Node, dir_fd: int, name: bytes, depth: in
 
 def _write_entries(source: BlockSource, node: _Node, dir_fd: int, depth: int) -> None:
     for link in _entries(source, node):
-        _check_name(link.name, node.cid)
+        check_entry_name(link.name, node.cid)
         _write(source, _load(source, link.cid), dir_fd, link.name, depth)
