@@ -47,6 +47,7 @@ from bacalhau.errors import (
 from bacalhau.executor import GPU, STDERR_FILE, STDOUT_FILE, Executor, InputMount, RunRequest
 from bacalhau.executor._walk import MAX_RESULT_DEPTH, deepest
 from bacalhau.models import (
+    NODE_SHUTDOWN,
     ComputeFailure,
     Job,
     LocalExecutionState,
@@ -513,7 +514,12 @@ class ExecutionPipeline:
             _log.info("execution %s cancelled", execution_id)
             return
         if not current.state.is_terminal():
-            err = ExecutionInterrupted("node shut down while the execution was running")
+            # A shutdown the operator asked for: no attempt of the job's (a crash, which a
+            # job may have caused, is recovered at the next start and counts).
+            err = ExecutionInterrupted(
+                "node shut down while the execution was running",
+                details={NODE_SHUTDOWN: "true"},
+            )
             self._fail(execution_id, err, topic)
 
     async def _stop_workload(self, executor: Executor, execution_id: str) -> None:

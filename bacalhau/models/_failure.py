@@ -11,12 +11,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["ERROR_CODE", "HINT", "IS_ERROR", "RETRYABLE", "Failure", "never_retried"]
+__all__ = [
+    "ERROR_CODE",
+    "HINT",
+    "IS_ERROR",
+    "NODE_SHUTDOWN",
+    "RETRYABLE",
+    "Failure",
+    "never_retried",
+]
 
 IS_ERROR = "IsError"
 ERROR_CODE = "ErrorCode"
 RETRYABLE = "Retryable"
 HINT = "Hint"
+#: Flag of an execution its compute node interrupted as it shut down (an operator stopping
+#: or restarting it): the job did nothing wrong, so it costs the job no attempt.
+NODE_SHUTDOWN = "NodeShutdown"
 
 _TRUE, _FALSE = "true", "false"
 

@@ -11,6 +11,11 @@ mend, or that declined to bid, is not either. Two refusals are for now only:
   partition): no attempt at all, asked again after :data:`UNREACHED_AFTER_NS` doubling, at
   most :data:`UNREACHED_MAX_NS`, and given up on after :data:`UNREACHABLE_PATIENCE_NS`; or
   at once when the node is seen back (it joined, returned from the dead or restarted since).
+
+A run its node interrupted as it shut down (``NodeShutdown``: an operator stopping or
+restarting it) is no attempt either: the job is placed again at once, on that node too once
+it is back. A node that crashed is different: the job may have caused it, so the run it
+reports interrupted after its restart counts.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from bacalhau.models import Execution, ExecutionStateType, Job, never_retried
+from bacalhau.models import NODE_SHUTDOWN, Execution, ExecutionStateType, Job, never_retried
 
 E = ExecutionStateType
 
@@ -39,8 +44,14 @@ UNREACHABLE = "could not be reached"
 
 
 def is_attempt(execution: Execution) -> bool:
-    """Whether a failed execution used up an attempt at its job."""
-    return execution.compute_details.get(UNREACHED) != "true"
+    """Whether a failed execution used up an attempt at its job: not an ask that never
+    reached its node, nor a run its node interrupted as it shut down."""
+    details = execution.compute_details
+    return details.get(UNREACHED) != "true" and details.get(NODE_SHUTDOWN) != "true"
+
+
+def _unreached(execution: Execution) -> bool:
+    return execution.compute_details.get(UNREACHED) == "true"
 
 
 def by_node(executions: Sequence[Execution]) -> dict[str, list[Execution]]:
@@ -86,7 +97,7 @@ def why_not_again(
             return f"{FAILED_IT}{e.compute_message}"
         if e.compute_state == E.ASK_FOR_BID_REJECTED:
             return f"rejected the job earlier: {e.compute_message or 'it declined to bid'}"
-    unreached = [e for e in mine if not is_attempt(e) and e.modify_time > back_since]
+    unreached = [e for e in mine if _unreached(e) and e.modify_time > back_since]
     tries = [e for e in mine if is_attempt(e)]
     last = max((e.modify_time for e in unreached), default=0)
     if unreached and not any(e.modify_time > last for e in tries):

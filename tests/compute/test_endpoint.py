@@ -373,6 +373,8 @@ async def test_shutdown_fails_running_work_and_reports_it(compute_node: NodeFact
     assert isinstance(failure, ComputeFailure)
     assert failure.event.message == "node shut down while the execution was running"
     assert failure.event.details["ErrorCode"] == "ExecutionInterrupted"
+    # A shutdown the operator asked for: the requester counts no attempt of the job's.
+    assert failure.event.details["NodeShutdown"] == "true"
 
 
 async def test_callbacks_outlive_an_unreachable_requester(
