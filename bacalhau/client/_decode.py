@@ -98,6 +98,7 @@ def node_state_from_dict(data: Any) -> NodeState:
     return NodeState(
         info=node_info_from_dict(info if info is not None else data),
         membership=Membership(membership),
+        membership_message=o.get_str("MembershipMessage"),
         connection=Connection(connection),
         liveness=LivenessState(liveness),
         last_seen_ns=last_seen_ns,

@@ -146,6 +146,8 @@ class NodeState:
 
     info: NodeInfo
     membership: Membership = Membership.APPROVED
+    #: What the operator said with the decision (``node reject --message``), if anything.
+    membership_message: str = ""
     connection: Connection = Connection.CONNECTED
     last_seen_ns: int = 0
     liveness: LivenessState = LivenessState.ALIVE
@@ -169,6 +171,8 @@ class NodeState:
             "Connection": self.connection.value,
             "Liveness": self.liveness.value.upper(),
         }
+        if self.membership_message:
+            out["MembershipMessage"] = self.membership_message
         if self.last_seen_ns > 0:
             out["LastSeen"] = rfc3339_ns(self.last_seen_ns)
         if self.roles:

@@ -31,15 +31,23 @@ class ApprovalStore:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(_SCHEMA)
-        self._cache: dict[str, Membership] = {
-            node_id: Membership(value)
-            for node_id, value in self._db.execute("SELECT node_id, membership FROM node_approvals")
+        self._cache: dict[str, tuple[Membership, str]] = {
+            node_id: (Membership(value), message)
+            for node_id, value, message in self._db.execute(
+                "SELECT node_id, membership, message FROM node_approvals"
+            )
             if value in {m.value for m in Membership}
         }
 
     def get(self, node_id: str) -> Membership | None:
         """The operator's decision about ``node_id``, or None if there is none."""
-        return self._cache.get(node_id)
+        decided = self._cache.get(node_id)
+        return decided[0] if decided is not None else None
+
+    def message(self, node_id: str) -> str:
+        """What the operator said with the decision about ``node_id`` ("" if nothing)."""
+        decided = self._cache.get(node_id)
+        return decided[1] if decided is not None else ""
 
     def set(self, node_id: str, membership: Membership, message: str = "") -> None:
         self._db.execute(
@@ -49,7 +57,7 @@ class ApprovalStore:
             "updated_ns = excluded.updated_ns",
             (node_id, membership.value, message, time.time_ns()),
         )
-        self._cache[node_id] = membership
+        self._cache[node_id] = (membership, message)
 
     def forget(self, node_id: str) -> None:
         self._db.execute("DELETE FROM node_approvals WHERE node_id = ?", (node_id,))

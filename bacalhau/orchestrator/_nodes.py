@@ -207,6 +207,7 @@ class NodeDirectory:
         return NodeState(
             info=info,
             membership=self._membership(node.node_id),
+            membership_message=self._approvals.message(node.node_id),
             connection=Connection.CONNECTED if usable else Connection.DISCONNECTED,
             last_seen_ns=node.last_seen_ns,
             liveness=node.liveness if usable or node.liveness.is_down() else V.DEAD,

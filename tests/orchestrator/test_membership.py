@@ -148,7 +148,7 @@ async def test_decisions_survive_a_requester_restart(tmp_path: Path) -> None:
         for node_id in ("node-a", "node-b", "node-c"):
             await view.join(_compute_node(node_id))
         await orch.update_node("node-a", "approve")
-        await orch.update_node("node-b", "reject")
+        await orch.update_node("node-b", "reject", "bad disk")
     # A new process: the same data directory, a cluster view that starts empty.
     view = StaticNodeView()
     async with _requester(tmp_path, compute, view) as orch:
@@ -157,6 +157,10 @@ async def test_decisions_survive_a_requester_restart(tmp_path: Path) -> None:
         assert _membership(orch, "node-a") == Membership.APPROVED
         assert _membership(orch, "node-b") == Membership.REJECTED
         assert _membership(orch, "node-c") == Membership.PENDING
+        # What the operator said comes with the decision, as `node describe` shows it.
+        rejected = orch.nodes.get("node-b")
+        assert rejected is not None and rejected.membership_message == "bad disk"
+        assert rejected.to_dict()["MembershipMessage"] == "bad disk"
 
 
 async def test_turning_manual_approval_on_leaves_the_nodes_already_in_approved(
