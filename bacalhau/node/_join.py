@@ -134,6 +134,18 @@ def _install(files: NodeFiles, identity: NodeIdentity, joined: Joined) -> None:
     write_private(files.tls_key, joined.tls_key)
 
 
+def _certified_hosts(files: NodeFiles) -> frozenset[str]:
+    """The DNS names and IP addresses this node's own certificate names (lower case)."""
+    try:
+        cert = x509.load_pem_x509_certificate(files.tls_cert.read_bytes())
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (OSError, ValueError, x509.ExtensionNotFound):
+        return frozenset()
+    hosts = [*names.get_values_for_type(x509.DNSName)]
+    hosts += [str(ip) for ip in names.get_values_for_type(x509.IPAddress)]
+    return frozenset(h.lower() for h in hosts)
+
+
 async def join_service(config: NodeConfig) -> tuple[JoinAuthority, Certify] | None:
     """What a requester with a join token serves joining nodes with: its join authority and
     the cluster CA in ``<data-dir>/cluster-ca`` (None without a token, or without that CA,
@@ -152,11 +164,25 @@ async def join_service(config: NodeConfig) -> tuple[JoinAuthority, Certify] | No
         return None
     ca = ClusterCA.load(ca_dir)
     authority = await _authority(config)
+    own = _certified_hosts(NodeFiles.in_dir(config.data_dir))
 
     def certify(
         node_id: str, tls_key: ec.EllipticCurvePublicKey, hosts: Sequence[str]
     ) -> tuple[bytes, bytes]:
-        cert = ca.sign_node_certificate(node_id, tls_key, hosts=hosts)
+        # Compute nodes reach a seed by its address before they know its node ID: the
+        # address's name in a certificate is what they check then. A node that joined with
+        # the token must not be certified for the requester's own names (it could answer
+        # for the requester at its address); other nodes reach it by its node ID anyway.
+        taken = [h for h in hosts if h.lower() in own]
+        if taken:
+            log.warning(
+                "node %s asked to be certified for this requester's own host names (%s): "
+                "left out",
+                node_id,
+                ", ".join(taken),
+            )
+        kept = [h for h in hosts if h.lower() not in own]
+        cert = ca.sign_node_certificate(node_id, tls_key, hosts=kept)
         return cert.public_bytes(Encoding.PEM), ca.certificate_pem
 
     return authority, certify

@@ -51,6 +51,12 @@ def _compute(data: Path, grpc: int, token: str) -> NodeProcess:
     )  # fmt: skip
 
 
+def _alt_names(path: Path) -> set[str]:
+    cert = x509.load_pem_x509_certificate(path.read_bytes())
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return {str(n.value) for n in names if isinstance(n, x509.DNSName | x509.IPAddress)}
+
+
 def test_a_compute_node_joins_with_bacalhaus_token_runs_a_job_and_keeps_its_certificate(
     tmp_path: Path, busybox_image: str
 ) -> None:
@@ -78,6 +84,11 @@ def test_a_compute_node_joins_with_bacalhaus_token_runs_a_job_and_keeps_its_cert
         cert_pem = (compute_dir / "tls.crt").read_bytes()
         x509.load_pem_x509_certificate(cert_pem).verify_directly_issued_by(ca)
         assert stat.S_IMODE(os.stat(compute_dir / "tls.key").st_mode) == 0o600
+        # Certified for none of the requester's own names (on this machine it asked for
+        # 127.0.0.1 and localhost too): it cannot answer for the requester at its address.
+        own = _alt_names(requester_dir / "tls.crt")
+        assert own and not own & _alt_names(compute_dir / "tls.crt")
+        assert "this requester's own host names" in requester.output()
 
         client = Client(f"http://127.0.0.1:{api}")
 
