@@ -176,8 +176,7 @@ async def join_service(config: NodeConfig) -> tuple[JoinAuthority, Certify] | No
         taken = [h for h in hosts if h.lower() in own]
         if taken:
             log.warning(
-                "node %s asked to be certified for this requester's own host names (%s): "
-                "left out",
+                "node %s asked to be certified for this requester's own host names (%s): left out",
                 node_id,
                 ", ".join(taken),
             )
