@@ -293,7 +293,7 @@ def plan_extraction(members: list[tarfile.TarInfo], mounts: ResultMounts = ()) -
         if name is None or (name == "." and not m.isdir()):
             raise InternalError(
                 f"result archive entry {m.name!r} is outside the result folder",
-                hint="the compute node sent a malformed archive",
+                hint="the archive is malformed or hostile; nothing of it was written",
             )
         names[i] = name
         if m.issym() and mounts:
