@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import grpc
 
 from bacalhau._proto.v1 import api_pb2, api_pb2_grpc
+from bacalhau.api._api_metrics import MetricsInterceptor
 from bacalhau.api._authz import Authorizer
 from bacalhau.api._grpc_auth import AuthInterceptor
 from bacalhau.api._grpc_convert import (
@@ -424,7 +425,9 @@ class GrpcApiServer:
             ("grpc.max_receive_message_length", self._max_message),
             ("grpc.so_reuseport", 0),  # a taken port must fail, not be shared
         ]
-        interceptors = [] if self._authorizer is None else [AuthInterceptor(self._authorizer)]
+        interceptors: list[grpc.aio.ServerInterceptor] = [MetricsInterceptor()]
+        if self._authorizer is not None:
+            interceptors.append(AuthInterceptor(self._authorizer))
         server = grpc.aio.server(options=options, interceptors=interceptors)
         add_parsing_leniently(
             api_pb2_grpc.add_JobServiceServicer_to_server,

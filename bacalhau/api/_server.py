@@ -12,6 +12,7 @@ from aiohttp.typedefs import Middleware
 
 from bacalhau._metrics import Role
 from bacalhau.api import _agent, _auth_rest, _data, _jobs, _logs, _nodes
+from bacalhau.api._api_metrics import metrics_middleware
 from bacalhau.api._authz import Authorizer
 from bacalhau.api._context import CONTEXT, ApiContext
 from bacalhau.api._cors import enable_cors
@@ -41,7 +42,7 @@ def build_app(
     """The aiohttp application serving the v1 API (for embedding; most callers want
     :class:`ApiServer`). With an ``authorizer`` every request must be allowed by it;
     without one the API is open, and its requests go through no authentication code."""
-    middlewares: list[Middleware] = [error_middleware]
+    middlewares: list[Middleware] = [metrics_middleware, error_middleware]
     if authorizer is not None:
         middlewares.append(_auth_rest.auth_middleware(authorizer))
     app = web.Application(middlewares=middlewares, client_max_size=max_job_size)
