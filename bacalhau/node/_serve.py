@@ -14,6 +14,7 @@ import contextlib
 import functools
 import gc
 import logging
+import os
 import platform
 import signal
 import socket
@@ -42,6 +43,7 @@ from bacalhau.node._bootstrap import bootstrap_certificates
 from bacalhau.node._cert_watch import watch_certificate
 from bacalhau.node._cluster_view import GossipNodeView
 from bacalhau.node._compute_node import build_compute
+from bacalhau.node._data_lock import lock_data_dir
 from bacalhau.node._job_defaults import DefaultingOrchestrator
 from bacalhau.node._join import join_service, join_with_token, renew_while_running
 from bacalhau.node._lifeline import watch_lifeline
@@ -157,6 +159,7 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
             )
     data_dir = config.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
+    stack.callback(os.close, lock_data_dir(data_dir))
     identity = NodeIdentity.load_or_create(data_dir)
     bootstrap_certificates(config, identity)  # a requester's first start
     await join_with_token(config, identity, seeds)  # a compute node's first start
