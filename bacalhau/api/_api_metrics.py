@@ -10,6 +10,7 @@ waits: read them per route.
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -120,8 +121,13 @@ def _streaming(inner: Any, method: str) -> Any:
         started = time.perf_counter()
         failed = True
         try:
-            async for item in inner(request, context):
-                yield item
+            produced = inner(request, context)
+            if inspect.isawaitable(produced):
+                # A handler that writes with context.write() or only aborts (a refusal).
+                await produced
+            else:
+                async for item in produced:
+                    yield item
             failed = False
         finally:
             _observe("grpc", method, _outcome(context, failed), started)

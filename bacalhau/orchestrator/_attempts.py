@@ -13,9 +13,10 @@ mend, or that declined to bid, is not either. Two refusals are for now only:
   at once when the node is seen back (it joined, returned from the dead or restarted since).
 
 A run its node interrupted as it shut down (``NodeShutdown``: an operator stopping or
-restarting it) is no attempt either: the job is placed again at once, on that node too once
-it is back. A node that crashed is different: the job may have caused it, so the run it
-reports interrupted after its restart counts.
+restarting it) is no attempt either: the job is placed again at once elsewhere, and on that
+node only once it is back (it joined or restarted since): asked while it stops, it would
+interrupt the run again at once. A node that crashed is different: the job may have caused
+it, so the run it reports interrupted after its restart counts.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ FAILED_IT = "failed this job: "
 USED_UP = "used up its attempts at this job"
 TURNED_DOWN = "was turned down by an approval hook: "
 UNREACHABLE = "could not be reached"
+SHUT_DOWN = "shut down while running this job (asked again once it is back)"
 
 
 def is_attempt(execution: Execution) -> bool:
@@ -52,6 +54,11 @@ def is_attempt(execution: Execution) -> bool:
 
 def _unreached(execution: Execution) -> bool:
     return execution.compute_details.get(UNREACHED) == "true"
+
+
+def shut_down(execution: Execution) -> bool:
+    """Whether the execution's node interrupted it as it shut down."""
+    return execution.compute_details.get(NODE_SHUTDOWN) == "true"
 
 
 def by_node(executions: Sequence[Execution]) -> dict[str, list[Execution]]:
@@ -97,6 +104,8 @@ def why_not_again(
             return f"{FAILED_IT}{e.compute_message}"
         if e.compute_state == E.ASK_FOR_BID_REJECTED:
             return f"rejected the job earlier: {e.compute_message or 'it declined to bid'}"
+    if any(shut_down(e) and e.modify_time > back_since for e in mine):
+        return SHUT_DOWN
     unreached = [e for e in mine if _unreached(e) and e.modify_time > back_since]
     tries = [e for e in mine if is_attempt(e)]
     last = max((e.modify_time for e in unreached), default=0)

@@ -95,6 +95,11 @@ RECENTLY_LOST = Obstacle(
     "was lost moments ago and may come back", "were lost moments ago and may come back", True
 )
 DISCONNECTED = Obstacle("is disconnected", "are disconnected")
+#: The node interrupted the job's run as it shut down: asked again once it is back (a
+#: restart), so a job that needs it waits, as for a node lost moments ago.
+SHUT_DOWN = Obstacle(
+    "shut down while running this job", "shut down while running this job", passing=True
+)
 
 
 def job_usage(job: Job) -> Resources:
@@ -254,6 +259,8 @@ def _obstacle(ranker: object, job: Job, node: NodeState, reason: str) -> Obstacl
         return TURNED_DOWN
     if reason.startswith(attempts.UNREACHABLE):
         return UNREACHABLE if "moments ago" in reason else UNREACHABLE_GONE
+    if reason == attempts.SHUT_DOWN:
+        return SHUT_DOWN
     return TRIED
 
 

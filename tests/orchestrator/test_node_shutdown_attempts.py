@@ -15,7 +15,7 @@ from bacalhau.models import (
 )
 from bacalhau.orchestrator import SchedulerSettings, schedule
 from bacalhau.orchestrator._attempts import is_attempt
-from bacalhau.orchestrator._ranking import rank_nodes
+from bacalhau.orchestrator._ranking import SHUT_DOWN, rank_nodes
 from tests.orchestrator.test_scheduler import NOW, ev, execution, job, node
 
 E = ExecutionStateType
@@ -36,13 +36,17 @@ def test_a_run_interrupted_by_a_shutdown_is_no_attempt_and_is_replaced_at_once()
     assert not is_attempt(history[0])
     plan = schedule(job(), history, [node("a"), node("b")], ev(), now=NOW + S, settings=ONE_ATTEMPT)
     assert plan.new_job_state != JobStateType.FAILED, plan.job_message
-    assert len(plan.new_executions) == 1
+    assert [e.node_id for e in plan.new_executions] == ["b"]
     assert not plan.new_evaluations  # placed now, not after the 30 s retry delay
 
 
 def test_the_node_that_shut_down_may_take_the_job_again_once_back() -> None:
     history = [interrupted("e1", "a", shutdown=True)]
+    # Asked while it stops, it would interrupt the run again at once: not before it is back.
     [r] = rank_nodes(job(), [node("a")], history, now=NOW + S, attempts_per_node=1)
+    assert r.obstacle is SHUT_DOWN, r.reason
+    back = replace(node("a"), back_since_ns=NOW + S)
+    [r] = rank_nodes(job(), [back], history, now=NOW + 2 * S, attempts_per_node=1)
     assert r.suitable, r.reason
     # A failure of the job's own on it does use up its one attempt there.
     crashed = [interrupted("e1", "a", shutdown=False)]
@@ -56,3 +60,11 @@ def test_a_run_lost_in_a_crash_still_counts() -> None:
     plan = schedule(job(), history, [node("a"), node("b")], ev(), now=NOW + S, settings=ONE_ATTEMPT)
     assert plan.new_job_state == JobStateType.FAILED
     assert "retried too many times" in plan.job_message
+
+
+def test_a_daemon_is_not_placed_again_on_a_node_that_is_shutting_down() -> None:
+    # A hot loop otherwise: no backoff (no attempt), asked at once, interrupted at once.
+    daemon = replace(job(), type="daemon")
+    history = [interrupted("e1", "a", shutdown=True)]
+    plan = schedule(daemon, history, [node("a"), node("b")], ev(), now=NOW + S)
+    assert [e.node_id for e in plan.new_executions] == ["b"]

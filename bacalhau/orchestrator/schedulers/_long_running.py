@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from bacalhau.models import Execution, ExecutionStateType, never_retried
+from bacalhau.orchestrator._attempts import shut_down
 from bacalhau.orchestrator._retries import RetryPolicy
 
 E = ExecutionStateType
@@ -27,12 +28,16 @@ def ended(executions: Sequence[Execution]) -> list[Execution]:
 
 def ranking_view(executions: Sequence[Execution]) -> list[Execution]:
     """What node ranking should see of a long-running job's past: its live executions (a
-    node runs one at most) and the refusals that say a node will not take it again. Ended
+    node runs one at most), the refusals that say a node will not take it again, and runs a
+    node interrupted as it shut down (it takes the job again once back). Other ended
     executions are left out so a node can run the job again after a crash."""
     return [
         e
         for e in executions
-        if e.is_active() or e.compute_state in _REFUSED or never_retried(e.compute_details)
+        if e.is_active()
+        or e.compute_state in _REFUSED
+        or never_retried(e.compute_details)
+        or shut_down(e)
     ]
 
 
