@@ -9,7 +9,7 @@ method reads or writes the resource of its service, as the REST route it mirrors
 job service jobs, the node service nodes, the agent service the agent (its ``Alive`` and
 ``Version`` are open, as REST's are; so is server reflection, which describes the public
 ``.proto`` only). A method not listed as reading writes. Installed only when the node has
-users: an open API runs no interceptor.
+users: an open API runs no authentication (only the metrics interceptor).
 """
 
 from __future__ import annotations

@@ -414,4 +414,5 @@ async def test_without_users_the_api_is_open_as_before(
                 "Methods": [],
                 "Authenticated": False,
             }
-    assert len(srv._app.middlewares) == 1  # no auth middleware: nothing added per request
+    # No auth middleware: nothing added per request (the metrics and error ones only).
+    assert [m.__name__ for m in srv._app.middlewares] == ["metrics_middleware", "error_middleware"]

@@ -207,7 +207,7 @@ def _services_and_methods() -> list[tuple[str, str]]:
     ]
 
 
-async def test_without_users_no_interceptor_runs(orch: MemoryOrchestrator) -> None:
+async def test_without_users_no_authentication_runs(orch: MemoryOrchestrator) -> None:
     async with (
         GrpcApiServer(orch, host="127.0.0.1", port=0) as srv,
         grpc.aio.insecure_channel(srv.address) as ch,
