@@ -47,6 +47,7 @@ from bacalhau.compute._endpoint import RESTART_MESSAGE, ComputeEndpoint
 from bacalhau.compute._envvars import EnvForwardingAllowed
 from bacalhau.compute._errors import ExecutionInterrupted, NotEnoughCapacity
 from bacalhau.compute._events import TOPIC_BIDDING, TOPIC_PUBLISHING, TOPIC_RUNNING
+from bacalhau.compute._host_fit import HostCpusFit
 from bacalhau.compute._modules import ModuleResolver, ModuleSource
 from bacalhau.compute._outbox import CallbackOutbox
 from bacalhau.compute._pipeline import (
@@ -99,6 +100,7 @@ __all__ = [
     "ExecutionPipeline",
     "ExecutionRetention",
     "ExecutionStore",
+    "HostCpusFit",
     "HttpProbe",
     "InputPreparer",
     "InputSourcesInstalled",

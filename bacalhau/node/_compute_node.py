@@ -5,6 +5,7 @@ pipeline and the endpoint the requester talks to."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import TypeVar
@@ -19,6 +20,7 @@ from bacalhau.compute import (
     ExecProbe,
     ExecutionPipeline,
     ExecutionStore,
+    HostCpusFit,
     HttpProbe,
     LocalInputs,
     PortAllocator,
@@ -40,6 +42,7 @@ from bacalhau.storage import BlockFetcher
 from bacalhau.storage.cid import Blockstore
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 async def build_compute(
@@ -113,7 +116,18 @@ async def build_compute(
     )
     input_sources = _without(input_sources, config.disabled_input_sources)
     gpus = await asyncio.to_thread(host_gpus)
-    total = offered_capacity(host_resources(data_dir.parent, gpus), config)
+    host = host_resources(data_dir.parent, gpus)
+    total = offered_capacity(host, config)
+    for what, offered, has in (("CPU", total.cpu, host.cpu), ("memory", total.memory, host.memory)):
+        if has and offered > has:
+            # Allowed (more jobs share the machine), but worth a line: nothing enforces it.
+            log.warning(
+                "this node offers more %s than the machine has (%s of %s): jobs placed here "
+                "share it; a Docker job asking for more CPUs than the machine has is declined",
+                what,
+                f"{offered:g}",
+                f"{has:g}",
+            )
     capacity = CapacityTracker(total, gpus)
     # Small results are kept by the store, in the commit of the execution's end, and
     # archived by the result server when downloaded (see publisher._kept).
@@ -128,6 +142,8 @@ async def build_compute(
             DeterministicImages(config.deterministic_images),
             # A static port taken here, or a range too full for the job, goes elsewhere.
             PortsAvailable(ports),
+            # A Docker job asking for more CPUs than the machine has would fail at start.
+            HostCpusFit(host.cpu),
             *default_strategies(
                 executors=executors,
                 publishers=publishers,
