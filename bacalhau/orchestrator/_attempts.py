@@ -43,6 +43,7 @@ USED_UP = "used up its attempts at this job"
 TURNED_DOWN = "was turned down by an approval hook: "
 UNREACHABLE = "could not be reached"
 SHUT_DOWN = "shut down while running this job (asked again once it is back)"
+RUNS_IT = "already runs an execution of this job"
 
 
 def is_attempt(execution: Execution) -> bool:
@@ -98,7 +99,7 @@ def why_not_again(
     if not partitioned and any(e.compute_state == E.COMPLETED for e in mine):
         return "already completed an execution of this job"
     if any(e.is_active() for e in mine):
-        return "already runs an execution of this job"
+        return RUNS_IT
     for e in mine:
         if never_retried(e.compute_details):
             return f"{FAILED_IT}{e.compute_message}"

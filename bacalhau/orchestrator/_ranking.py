@@ -95,6 +95,8 @@ RECENTLY_LOST = Obstacle(
     "was lost moments ago and may come back", "were lost moments ago and may come back", True
 )
 DISCONNECTED = Obstacle("is disconnected", "are disconnected")
+#: The node runs one of the job's executions already (a service's replica, say).
+RUNS_IT = Obstacle("already runs one of its executions", "already run one of its executions")
 #: The node interrupted the job's run as it shut down: asked again once it is back (a
 #: restart), so a job that needs it waits, as for a node lost moments ago.
 SHUT_DOWN = Obstacle(
@@ -261,6 +263,8 @@ def _obstacle(ranker: object, job: Job, node: NodeState, reason: str) -> Obstacl
         return UNREACHABLE if "moments ago" in reason else UNREACHABLE_GONE
     if reason == attempts.SHUT_DOWN:
         return SHUT_DOWN
+    if reason == attempts.RUNS_IT:
+        return RUNS_IT
     return TRIED
 
 

@@ -19,7 +19,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from types import TracebackType
 from typing import Any, TypeVar
 
-from bacalhau.errors import InternalError
+from bacalhau.errors import InternalError, Unavailable
 from bacalhau.models import Evaluation, Execution, JobHistory, Resources
 from bacalhau.orchestrator._metrics import SQLITE_TRANSACTION_SECONDS
 
@@ -82,6 +82,8 @@ class StoreTransactions:
     #: What the open transaction changed in the caches of rows: (cache, key, value before
     #: or _ABSENT), undone newest first when it (or a nested block) rolls back.
     _undo: list[tuple[MutableMapping[Any, Any], Any, Any]]
+    #: The database file (named in errors).
+    _path: str
     #: Writes the open transaction's history items (in one statement, just before it
     #: commits: a nested block that rolls back drops its items from the pending list).
     _write_history: Callable[[], None]
@@ -339,10 +341,13 @@ class _Block:
 
     def __enter__(self) -> None:
         store = self._store
-        if store._depth > 0:
-            self._nested = store._open_block()
-        else:
-            self._began = store._begin()
+        try:
+            if store._depth > 0:
+                self._nested = store._open_block()
+            else:
+                self._began = store._begin()
+        except sqlite3.OperationalError as err:
+            raise store_unavailable(err, store._path) from err
 
     def __exit__(
         self,
@@ -351,15 +356,51 @@ class _Block:
         tb: TracebackType | None,
     ) -> None:
         store, nested = self._store, self._nested
-        if nested is not None:
-            if exc_type is None:
-                store._close_block(nested)
+        try:
+            if nested is not None:
+                if exc_type is None:
+                    store._close_block(nested)
+                else:
+                    store._undo_block(nested)
+            elif exc_type is None:
+                store._commit(self._began)
             else:
-                store._undo_block(nested)
-        elif exc_type is None:
-            store._commit(self._began)
-        else:
-            store._roll_back(self._began)
+                store._roll_back(self._began)
+        except sqlite3.OperationalError as err:
+            raise store_unavailable(err, store._path) from err
+        if isinstance(exc, sqlite3.OperationalError):
+            raise store_unavailable(exc, store._path) from exc
+
+
+#: SQLite's primary result codes for a store that cannot write for now (a full disk, an I/O
+#: error, a lock held elsewhere, a file it cannot open or write): the request may succeed
+#: once the operator acts, so callers (a compute node's callback outbox, an API client)
+#: retry rather than drop it.
+_TRANSIENT = frozenset(
+    {
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_CANTOPEN,
+    }
+)
+
+
+def store_unavailable(err: sqlite3.OperationalError, path: str) -> BaseException:
+    """What a failed write of the job store at ``path`` is to its callers: a retryable
+    :class:`Unavailable` that names the store and the cause when the cause may pass, the
+    error itself otherwise (a bug)."""
+    code = getattr(err, "sqlite_errorcode", -1) & 0xFF
+    if code not in _TRANSIENT:
+        return err
+    return Unavailable(
+        f"the job store cannot write for now ({err}): {path}",
+        hint="the requester's data dir may be full or unwritable; free space there, and "
+        "retry: nothing was recorded of this request",
+        component="JobStore",
+    )
 
 
 def _current_task() -> asyncio.Task[Any] | None:

@@ -10,6 +10,7 @@ has no TotalTimeout.
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Mapping, Sequence
 
 from bacalhau.errors import NotEnoughNodes
@@ -19,6 +20,7 @@ from bacalhau.models import (
     ExecutionDesiredStateType,
     ExecutionStateType,
     Job,
+    JobStateType,
     NodeState,
     TriggeredBy,
 )
@@ -26,9 +28,11 @@ from bacalhau.orchestrator._plan import Plan
 from bacalhau.orchestrator._ranking import Placed, rank_nodes
 from bacalhau.orchestrator._retries import retry_policy
 from bacalhau.orchestrator._settings import SchedulerSettings
+from bacalhau.orchestrator._waiting import waiting_reason
 from bacalhau.orchestrator.schedulers._long_running import ranking_view, restart_time
 from bacalhau.orchestrator.schedulers._shared import (
     approve_bids,
+    event,
     fail_job,
     fail_lost,
     later,
@@ -127,6 +131,24 @@ def schedule_service(
             plan.new_evaluations.append(later(job, wait, now, TriggeredBy.JOB_QUEUE))
             if not live and not plan.new_executions:
                 queue_waiting(plan, job, ranks, now)
+            elif job.state == JobStateType.RUNNING:
+                # Running, but short of replicas: say which wait, and why.
+                reason = f"{short} of {replicas} replicas " + waiting_reason(job, ranks)
+                _say(plan, job, reason, f"Replica waiting: {reason}", now)
+    elif job.state == JobStateType.RUNNING and _SHORT.match(job.state_message):
+        _say(plan, job, "", f"All {replicas} replicas placed", now)
     if approved or any(e.desired_state == D.RUNNING for e in live.values()):
         mark_running(plan, job, now)
     return plan
+
+
+#: How the message of a running service short of replicas begins ("1 of 3 replicas ...").
+_SHORT = re.compile(r"\d+ of \d+ replicas ")
+
+
+def _say(plan: Plan, job: Job, message: str, told: str, now: int) -> None:
+    """Record ``message`` as the running job's (its history tells ``told``), once."""
+    if job.state_message.split("\n", 1)[0] != message:
+        plan.new_job_state = JobStateType.RUNNING
+        plan.job_message = message
+        plan.job_event = event(told, "Queueing", now)

@@ -1,0 +1,103 @@
+"""A job store that cannot write for now (its disk full: a small tmpfs, really filled) answers
+a retryable Unavailable naming the store, never a bug: a client's submit may be retried, and
+a compute node's callbacks are kept and sent again rather than dropped (which ran finished
+jobs a second time). Nothing half-written stays, and all works again once space is freed."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from bacalhau.errors import Unavailable
+from bacalhau.models import (
+    BidResult,
+    NodeInfo,
+    NodeType,
+    RunCommandResult,
+    RunResult,
+    SpecConfig,
+)
+from bacalhau.orchestrator import Orchestrator, SchedulerSettings
+from tests.orchestrator.node_view import StaticNodeView
+from tests.orchestrator.test_callbacks import (
+    RecordingCompute,
+    Setup,
+    _compute_node,
+    _job,
+    _running_on,
+)
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    disk = tmp_path / "small"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)], check=True)
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+@pytest.fixture
+async def on_small_disk(small_disk: Path) -> AsyncIterator[Setup]:
+    compute, view = RecordingCompute(), StaticNodeView()
+    orch = Orchestrator(
+        node_info=NodeInfo(node_id="requester", node_type=NodeType.REQUESTER),
+        data_dir=small_disk / "requester",
+        compute=compute,
+        node_view=view,
+        settings=SchedulerSettings(pre_approve=False),
+    )
+    async with orch:
+        await view.join(_compute_node("node-a"))
+        yield Setup(orch, compute, view)
+
+
+def _fill(disk: Path) -> None:
+    with open(disk / "filler", "wb") as out, contextlib.suppress(OSError):
+        while True:
+            out.write(b"\0" * 65536)
+            out.flush()
+
+
+async def test_a_submit_to_a_full_store_is_unavailable_naming_it_and_may_be_retried(
+    on_small_disk: Setup, small_disk: Path
+) -> None:
+    orch = on_small_disk.orch
+    before = len((await orch.list_jobs()).items)
+    _fill(small_disk)
+    with pytest.raises(Unavailable) as refused:
+        for _ in range(50):  # until a write needs room the file system no longer has
+            await orch.submit_job(_job())
+            before += 1
+    assert refused.value.retryable
+    assert "the job store cannot write for now" in str(refused.value)
+    assert "jobs.db" in str(refused.value) and "free space" in (refused.value.hint or "")
+    assert len((await orch.list_jobs()).items) == before  # nothing half-written
+    (small_disk / "filler").unlink()
+    assert (await orch.submit_job(_job())).job_id
+
+
+async def test_callbacks_a_full_store_cannot_record_fail_retryably(
+    on_small_disk: Setup, small_disk: Path
+) -> None:
+    orch, compute = on_small_disk.orch, on_small_disk.compute
+    job_id, ex = await _running_on(orch, compute, "node-a")
+    result = RunResult(
+        ex.id, job_id, "node-a", SpecConfig(type="noop"), RunCommandResult(stdout="done")
+    )
+    _fill(small_disk)
+    with pytest.raises(Unavailable) as refused:
+        await orch.on_callbacks([BidResult(ex.id, job_id, "node-a", accepted=True), result])
+    assert refused.value.retryable  # the node's outbox keeps them and sends them again
+    (small_disk / "filler").unlink()
+    assert await orch.on_callbacks([result]) == [None]
+    assert orch.store.get_execution(ex.id).compute_state.label == "Completed"
