@@ -20,11 +20,13 @@ import asyncio
 import logging
 import os
 import shutil
+import sqlite3
 import time
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from bacalhau._sqlite_errors import is_transient
 from bacalhau.compute._capacity import DEFAULT_JOB_RESOURCES, job_usage
 from bacalhau.compute._envvars import execution_environment
 from bacalhau.compute._errors import ExecutionInterrupted
@@ -67,6 +69,9 @@ L = LocalExecutionState
 
 #: Job types whose executions are bounded by ``Timeouts.ExecutionTimeout``.
 _TIMED_JOB_TYPES = ("batch", "ops", "")
+#: Seconds between tries to record a failure the store could not write (doubling).
+_RECORD_RETRY_FIRST = 1.0
+_RECORD_RETRY_MOST = 30.0
 
 
 @runtime_checkable
@@ -312,13 +317,13 @@ class ExecutionPipeline:
             if current.state.is_terminal():
                 return current
             _log.error("execution %s changed under the pipeline: %s", execution_id, err)
-            return self._fail(execution_id, InternalError(err.message), topic)
+            return await self._fail_surely(execution_id, InternalError(err.message), topic)
         except BacalhauError as err:
-            return self._fail(execution_id, err, topic)
+            return await self._fail_surely(execution_id, err, topic)
         except Exception as err:
             _log.exception("execution %s failed unexpectedly", execution_id)
             internal = InternalError(f"{topic.lower()} failed: {type(err).__name__}: {err}")
-            return self._fail(execution_id, internal, topic)
+            return await self._fail_surely(execution_id, internal, topic)
 
     def _completed(self, record: LocalExecution, spare: Path | None, seconds: float) -> None:
         """After a completed execution's outcome went: give its folder back when it holds
@@ -478,6 +483,28 @@ class ExecutionPipeline:
                 hint="check the compute node's data directory (space, permissions)",
             ) from err
         return path
+
+    async def _fail_surely(
+        self, execution_id: str, err: BacalhauError, topic: str
+    ) -> LocalExecution:
+        """:meth:`_fail`, tried again while the store cannot write (the node's disk full):
+        a failure that is not recorded is never reported, and the execution would show as
+        running for good, here and on the requester."""
+        delay = _RECORD_RETRY_FIRST
+        while True:
+            try:
+                return self._fail(execution_id, err, topic)
+            except sqlite3.OperationalError as store_err:
+                if not is_transient(store_err):
+                    raise
+                _log.warning(
+                    "cannot record the failure of execution %s (%s): trying again in %.0fs",
+                    execution_id,
+                    store_err,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _RECORD_RETRY_MOST)
 
     def _fail(
         self,

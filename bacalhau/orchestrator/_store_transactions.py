@@ -19,6 +19,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from types import TracebackType
 from typing import Any, TypeVar
 
+from bacalhau._sqlite_errors import is_transient
 from bacalhau.errors import InternalError, Unavailable
 from bacalhau.models import Evaluation, Execution, JobHistory, Resources
 from bacalhau.orchestrator._metrics import SQLITE_TRANSACTION_SECONDS
@@ -372,28 +373,12 @@ class _Block:
             raise store_unavailable(exc, store._path) from exc
 
 
-#: SQLite's primary result codes for a store that cannot write for now (a full disk, an I/O
-#: error, a lock held elsewhere, a file it cannot open or write): the request may succeed
-#: once the operator acts, so callers (a compute node's callback outbox, an API client)
-#: retry rather than drop it.
-_TRANSIENT = frozenset(
-    {
-        sqlite3.SQLITE_BUSY,
-        sqlite3.SQLITE_LOCKED,
-        sqlite3.SQLITE_READONLY,
-        sqlite3.SQLITE_IOERR,
-        sqlite3.SQLITE_FULL,
-        sqlite3.SQLITE_CANTOPEN,
-    }
-)
-
-
 def store_unavailable(err: sqlite3.OperationalError, path: str) -> BaseException:
     """What a failed write of the job store at ``path`` is to its callers: a retryable
-    :class:`Unavailable` that names the store and the cause when the cause may pass, the
-    error itself otherwise (a bug)."""
-    code = getattr(err, "sqlite_errorcode", -1) & 0xFF
-    if code not in _TRANSIENT:
+    :class:`Unavailable` that names the store and the cause when the cause may pass (so a
+    compute node's callback outbox or an API client retries rather than drops the request),
+    the error itself otherwise (a bug)."""
+    if not is_transient(err):
         return err
     return Unavailable(
         f"the job store cannot write for now ({err}): {path}",
