@@ -10,6 +10,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+from bacalhau.errors import Unavailable
 from bacalhau.models import Membership
 
 _SCHEMA = """
@@ -27,17 +28,26 @@ class ApprovalStore:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        # Opened where the orchestrator is built, used on its event loop (maybe another thread).
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(_SCHEMA)
-        self._cache: dict[str, tuple[Membership, str]] = {
-            node_id: (Membership(value), message)
-            for node_id, value, message in self._db.execute(
-                "SELECT node_id, membership, message FROM node_approvals"
-            )
-            if value in {m.value for m in Membership}
-        }
+        try:
+            # Opened where the orchestrator is built, used on its event loop (maybe another
+            # thread).
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(_SCHEMA)
+            self._cache: dict[str, tuple[Membership, str]] = {
+                node_id: (Membership(value), message)
+                for node_id, value, message in self._db.execute(
+                    "SELECT node_id, membership, message FROM node_approvals"
+                )
+                if value in {m.value for m in Membership}
+            }
+        except sqlite3.Error as err:
+            raise Unavailable(
+                f"cannot open the node approvals {path}: {err}",
+                hint="restore the file from a backup, or move it away (the operator's "
+                "approvals and rejections are then forgotten)",
+                component="NodeManager",
+            ) from err
 
     def get(self, node_id: str) -> Membership | None:
         """The operator's decision about ``node_id``, or None if there is none."""

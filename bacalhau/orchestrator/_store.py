@@ -27,10 +27,12 @@ own over the same connection and transactions:
 
 from __future__ import annotations
 
+import sqlite3
 from collections import OrderedDict
 from pathlib import Path
 
 from bacalhau._wal_checkpoints import BackgroundCheckpoints
+from bacalhau.errors import Unavailable
 from bacalhau.orchestrator._store_evaluations import EvaluationRecords
 from bacalhau.orchestrator._store_executions import ExecutionRecords
 from bacalhau.orchestrator._store_jobs import SpecCache
@@ -54,6 +56,18 @@ class JobStore(
 
     def __init__(self, path: Path | str) -> None:
         self._path = str(path)
+        try:
+            self._open()
+        except sqlite3.Error as err:
+            # A damaged or unreadable file: said with its path, not as a traceback.
+            raise Unavailable(
+                f"cannot open the job store {self._path}: {err}",
+                hint="restore the file from a backup, or move it away to start with an empty "
+                "store (its jobs are then forgotten)",
+                component="JobStore",
+            ) from err
+
+    def _open(self) -> None:
         self._db = open_database(self._path)
         # Checkpoints made off the event loop (see _wal_checkpoints).
         self._checkpoints = BackgroundCheckpoints(self._path)
