@@ -101,6 +101,12 @@ def read_config_file(path: Path) -> dict[str, Any]:
             f"cannot read configuration file {str(path)!r}: {exc.strerror or exc}",
             details={"Field": "--config"},
         ) from None
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest(
+            f"configuration file {str(path)!r} is not UTF-8 text (byte {exc.start}): it "
+            "should be YAML or JSON",
+            details={"Field": "--config"},
+        ) from None
     try:
         loaded = json.loads(text) if path.suffix.lower() == ".json" else load_yaml(text)
     except (yaml.YAMLError, ValueError, RecursionError) as exc:

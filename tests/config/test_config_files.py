@@ -282,3 +282,11 @@ def test_bad_config_options(option: str, message: str) -> None:
         split_config_options([option])
     assert message in caught.value.message
     assert caught.value.details["Field"] == "--config"
+
+
+def test_a_config_file_that_is_not_text_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_bytes(b"API:\n  Port: 1234\n\xbe\xef\x00binary")
+    with pytest.raises(InvalidRequest, match="is not UTF-8 text") as refused:
+        read_config_file(path)
+    assert str(path) in str(refused.value)
