@@ -40,6 +40,7 @@ from bacalhau.config._values import (
     capacity_parser,
     invalid,
     parse_bool,
+    parse_bytes,
     parse_choice,
     parse_int,
     parse_list,
@@ -437,6 +438,20 @@ def _float(key: str, value: Any) -> float:
         raise invalid(key, value, "expected a number") from None
 
 
+#: Our whole-number fields that count bytes: they take sizes as jobs write them too (5Mi).
+_BYTES = frozenset(
+    {
+        "max_job_size",
+        "docker_tmp_size",
+        "docker_result_disk_limit",
+        "wasm_memory_limit",
+        "executor_output_limit",
+        "input_max_bytes",
+        "data_upload_max_bytes",
+        "result_check_max_bytes",
+    }
+)
+
 #: Our float fields that are not durations (every other one counts seconds).
 _RATIOS = frozenset(
     {"gossip_suspicion_mult", "gossip_suspicion_max_mult", "capacity_fraction", "min_reputation"}
@@ -477,7 +492,7 @@ def _parse_own(name: str, key: str, value: Any, config: NodeConfig) -> Any:
     if isinstance(current, bool):
         return parse_bool(key, value)
     if isinstance(current, int):
-        return parse_int(key, value)
+        return parse_bytes(key, value) if name in _BYTES else parse_int(key, value)
     if isinstance(current, float):
         # Seconds, as a number or a Go duration (168h), as the README promises every
         # duration; the few ratios take a number only.

@@ -279,6 +279,19 @@ def parse_size_text(key: str, value: Any) -> str:
     return text
 
 
+def parse_bytes(key: str, value: Any) -> int:
+    """A byte count: a whole number of bytes, or a size as jobs write it (``5Mi``, ``1GB``)."""
+    if isinstance(value, str) and not _INT.fullmatch(value.strip()):
+        text = value.strip()
+        if text.startswith("-"):
+            return parse_int(key, value)  # (the range check says what is wrong)
+        try:
+            return parse_size(text, field=key)
+        except InvalidJobSpec:
+            raise invalid(key, value, "not a size", _SIZE_HINT) from None
+    return parse_int(key, value)
+
+
 def parse_cpu_text(key: str, value: Any) -> str:
     """A CPU quantity as jobs write it (``250m``, ``0.5``, ``2``), checked; returned as
     given (empty: not set)."""

@@ -86,6 +86,25 @@ def test_every_duration_takes_a_go_duration_or_seconds(
     assert getattr(NodeConfig().with_overrides({name: value}), name) == pytest.approx(seconds)
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "size"),
+    [
+        ("docker_result_disk_limit", "5Mi", 5 * 2**20),
+        ("executor_output_limit", "1GB", 10**9),
+        ("max_job_size", "1048576", 2**20),
+        ("input_max_bytes", 4096, 4096),
+    ],
+)
+def test_a_byte_count_takes_a_size_as_jobs_write_it(name: str, value: object, size: int) -> None:
+    assert getattr(NodeConfig().with_overrides({name: value}), name) == size
+
+
+def test_a_size_that_is_not_one_is_refused_naming_the_key() -> None:
+    with pytest.raises(InvalidRequest, match="not a size") as err:
+        NodeConfig().with_overrides({"docker_result_disk_limit": "5Xi"})
+    assert err.value.details["Field"] == "docker_result_disk_limit"
+
+
 @pytest.mark.parametrize("name", ["capacity_fraction", "min_reputation", "gossip_suspicion_mult"])
 def test_a_ratio_takes_a_number_only(name: str) -> None:
     with pytest.raises(InvalidRequest, match="expected a number") as err:
