@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import shutil
@@ -33,7 +34,13 @@ from pathlib import Path
 from bacalhau.errors import ExecutionFailed
 from bacalhau.executor._walk import walk
 
-__all__ = ["CappedFolders", "capped_folders_supported", "list_volumes", "remove_volumes"]
+__all__ = [
+    "CappedFolders",
+    "capped_folders_supported",
+    "copy_results",
+    "list_volumes",
+    "remove_volumes",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -173,8 +180,7 @@ class CappedFolders:
         root = Path(f"/proc/self/fd/{self._fd}")
         if sum(_apparent_size(root / _component(name)) for name in self.names) > self.cap:
             return False
-        for name in self.names:
-            _copy_tree(root / _component(name), destination[name])
+        copy_results(root, self.names, destination)
         return True
 
     async def release(self) -> None:
@@ -233,6 +239,34 @@ def _apparent_size(root: Path) -> int:
                 if stat.S_ISREG(st.st_mode):
                     total += st.st_size
     return total
+
+
+def copy_results(root: Path, names: list[str], destination: dict[str, Path]) -> None:
+    """Copy result folder ``name`` under ``root`` to ``destination[name]``, for each name.
+    A node whose own disk fills meanwhile fails the execution saying so (another node may
+    have room), with what was copied removed: a partial copy would keep the disk full."""
+    try:
+        for name in names:
+            _copy_tree(root / _component(name), destination[name])
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        for name in names:
+            _empty(destination[name])
+        raise ExecutionFailed(
+            "the compute node ran out of disk space copying the job's results out of its "
+            f"capped folders: {err.strerror}",
+            hint="another node may have room; the node's operator should free space in its "
+            "data dir (or lower docker_result_disk_limit below what the disk holds)",
+        ) from None
+
+
+def _empty(folder: Path) -> None:
+    for entry in list(folder.iterdir()) if folder.is_dir() else ():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
 
 
 def _copy_tree(source: Path, target: Path) -> None:
