@@ -25,6 +25,8 @@ CONNECT_HINT = (
     "start a node with `bacalhau serve` or `bacalhau devstack`, or point the client at a "
     "running one with --api-host/--api-port (or BACALHAU_API_HOST/BACALHAU_API_PORT)"
 )
+#: Methods that change nothing: one cut off can be sent again as it is.
+_SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
 
 QueryValue = str | int | float | bool | None
 
@@ -175,6 +177,15 @@ class Transport:
                 hint="the node may be overloaded; try again",
             ) from None
         except (aiohttp.ClientConnectionError, OSError) as exc:
+            if method not in _SAFE and not isinstance(exc, aiohttp.ClientConnectorError):
+                # Connected, then cut off (a requester killed or restarted): the request
+                # may have been carried out. Sending it again may do it twice.
+                raise Unavailable(
+                    f"the connection to the Bacalhau API at {self.base_url} broke during "
+                    f"{what}: {str(exc) or type(exc).__name__}",
+                    hint="the request may have been carried out: check (`bacalhau job list`) "
+                    "before sending it again",
+                ) from None
             raise self.unreachable(exc) from None
         except ValueError as exc:
             raise InternalError(f"{what}: the server sent invalid JSON: {exc}") from None
