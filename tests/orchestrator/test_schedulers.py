@@ -166,3 +166,26 @@ def test_service_keeps_restarting_past_the_batch_attempt_limit() -> None:
     plan = schedule(running, executions, [node("a")], ev(), now=NOW, settings=settings)
     assert plan.new_job_state is None
     assert len(plan.new_executions) == 1
+
+
+def test_a_service_short_of_a_replica_says_why_and_stops_saying_it_once_placed() -> None:
+    # One replica per node: with the third node gone, replica 2 has nowhere to go.
+    running = replace(typed("service", 3), state=JobStateType.RUNNING)
+    live = [ex("e0", "a", E.RUNNING, part=0), ex("e1", "b", E.RUNNING, part=1)]
+    plan = schedule(running, live, [node("a"), node("b")], ev(), now=NOW + SECOND)
+    assert not plan.new_executions
+    assert plan.new_job_state == JobStateType.RUNNING
+    assert plan.job_message == (
+        "1 of 3 replicas waiting for a node: 2 nodes already run one of its executions"
+    )
+    assert plan.job_event is not None and plan.job_event.message.startswith("Replica waiting: ")
+    # Said once: the same reason again records nothing.
+    said = replace(running, state_message=plan.job_message)
+    again = schedule(said, live, [node("a"), node("b")], ev(), now=NOW + 2 * SECOND)
+    assert again.job_event is None
+    # A node joins: the replica is placed there, and the reason is cleared.
+    placed = [*live, ex("e2", "c", E.RUNNING, part=2)]
+    nodes = [node("a"), node("b"), node("c")]
+    done = schedule(said, placed, nodes, ev(), now=NOW + 3 * SECOND)
+    assert done.job_message == ""
+    assert done.job_event is not None and done.job_event.message == "All 3 replicas placed"
