@@ -5,9 +5,6 @@ execution Running for good, here and on the requester."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,30 +14,19 @@ from bacalhau.models import ComputeFailure, LocalExecutionState
 from tests.compute.jobs import noop_execution
 from tests.compute.test_endpoint import NodeFactory, compute_node
 from tests.compute.waiting import eventually
+from tests.small_disk import FILLER, fill, needs_root, small_tmpfs
 
 __all__ = ["compute_node"]
 
 L = LocalExecutionState
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+pytestmark = needs_root
 
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    disk = tmp_path / "small"
-    disk.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)], check=True)
-    try:
+    with small_tmpfs(tmp_path / "small", "8m") as disk:
         yield disk
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
-
-
-def _fill(disk: Path) -> None:
-    with open(disk / "filler", "wb") as out, contextlib.suppress(OSError):
-        while True:
-            out.write(b"\0" * 65536)
-            out.flush()
 
 
 async def test_a_failure_the_full_store_cannot_write_is_recorded_and_reported_later(
@@ -50,10 +36,10 @@ async def test_a_failure_the_full_store_cannot_write_is_recorded_and_reported_la
         execution = noop_execution(SleepSeconds=1, ErrorMessage="boom")
         await node.ask(execution, wait=False)
         await eventually(lambda: node.state(execution.id) is L.RUNNING)
-        _fill(small_disk)
+        fill(small_disk)
         await asyncio.sleep(2)  # the run failed meanwhile; nothing could record it
         assert node.state(execution.id) is L.RUNNING
-        (small_disk / "filler").unlink()
+        (small_disk / FILLER).unlink()
         await eventually(lambda: node.state(execution.id) is L.FAILED, timeout=10)
         await eventually(
             lambda: any(

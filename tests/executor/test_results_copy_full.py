@@ -3,8 +3,6 @@ execution fails saying so, and the partial copy is removed (it kept the disk ful
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,19 +10,15 @@ import pytest
 
 from bacalhau.errors import ExecutionFailed
 from bacalhau.executor._disk import copy_results
+from tests.small_disk import needs_root, small_tmpfs
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+pytestmark = needs_root
 
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    disk = tmp_path / "small"
-    disk.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)], check=True)
-    try:
+    with small_tmpfs(tmp_path / "small", "4m") as disk:
         yield disk
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
 def test_a_disk_that_fills_fails_the_copy_saying_so_and_keeps_nothing(

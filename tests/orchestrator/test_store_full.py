@@ -5,9 +5,6 @@ jobs a second time). Nothing half-written stays, and all works again once space 
 
 from __future__ import annotations
 
-import contextlib
-import os
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -31,19 +28,15 @@ from tests.orchestrator.test_callbacks import (
     _job,
     _running_on,
 )
+from tests.small_disk import FILLER, fill, needs_root, small_tmpfs
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+pytestmark = needs_root
 
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    disk = tmp_path / "small"
-    disk.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)], check=True)
-    try:
+    with small_tmpfs(tmp_path / "small", "8m") as disk:
         yield disk
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
 @pytest.fixture
@@ -61,19 +54,12 @@ async def on_small_disk(small_disk: Path) -> AsyncIterator[Setup]:
         yield Setup(orch, compute, view)
 
 
-def _fill(disk: Path) -> None:
-    with open(disk / "filler", "wb") as out, contextlib.suppress(OSError):
-        while True:
-            out.write(b"\0" * 65536)
-            out.flush()
-
-
 async def test_a_submit_to_a_full_store_is_unavailable_naming_it_and_may_be_retried(
     on_small_disk: Setup, small_disk: Path
 ) -> None:
     orch = on_small_disk.orch
     before = len((await orch.list_jobs()).items)
-    _fill(small_disk)
+    fill(small_disk)
     with pytest.raises(Unavailable) as refused:
         for _ in range(50):  # until a write needs room the file system no longer has
             await orch.submit_job(_job())
@@ -82,7 +68,7 @@ async def test_a_submit_to_a_full_store_is_unavailable_naming_it_and_may_be_retr
     assert "the job store cannot write for now" in str(refused.value)
     assert "jobs.db" in str(refused.value) and "free space" in (refused.value.hint or "")
     assert len((await orch.list_jobs()).items) == before  # nothing half-written
-    (small_disk / "filler").unlink()
+    (small_disk / FILLER).unlink()
     assert (await orch.submit_job(_job())).job_id
 
 
@@ -94,10 +80,10 @@ async def test_callbacks_a_full_store_cannot_record_fail_retryably(
     result = RunResult(
         ex.id, job_id, "node-a", SpecConfig(type="noop"), RunCommandResult(stdout="done")
     )
-    _fill(small_disk)
+    fill(small_disk)
     with pytest.raises(Unavailable) as refused:
         await orch.on_callbacks([BidResult(ex.id, job_id, "node-a", accepted=True), result])
     assert refused.value.retryable  # the node's outbox keeps them and sends them again
-    (small_disk / "filler").unlink()
+    (small_disk / FILLER).unlink()
     assert await orch.on_callbacks([result]) == [None]
     assert orch.store.get_execution(ex.id).compute_state.label == "Completed"
