@@ -49,14 +49,15 @@ def check_node_files(files: NodeFiles, *, now: datetime.datetime | None = None) 
     ca_pem = read_public(files.ca_cert, what="cluster CA certificate", hint=issue_hint)
     cert_pem = read_public(files.tls_cert, what="TLS certificate", hint=issue_hint)
     key_pem = read_private(files.tls_key, what="TLS key", hint=issue_hint)
+    parsing = files.ca_cert
     try:
         ca_cert = x509.load_pem_x509_certificate(ca_pem)
+        parsing = files.tls_cert
         cert = x509.load_pem_x509_certificate(cert_pem)
+        parsing = files.tls_key
         tls_key = load_pem_private_key(key_pem, password=None)
     except (ValueError, TypeError):
-        raise InvalidConfiguration(
-            f"the TLS files in {files.data_dir} are not readable PEM", hint=issue_hint
-        ) from None
+        raise InvalidConfiguration(f"{parsing} is not readable PEM", hint=issue_hint) from None
     try:
         cert.verify_directly_issued_by(ca_cert)
     except (ValueError, TypeError, InvalidSignature):

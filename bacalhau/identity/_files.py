@@ -95,6 +95,10 @@ def read_private(path: Path, *, what: str, hint: str) -> bytes:
         st = path.stat()
     except FileNotFoundError:
         raise InvalidConfiguration(f"{what} {path} does not exist", hint=hint) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise InvalidConfiguration(
+            f"{what} {path} is not a file", hint=f"put the {what} file at {path}"
+        )
     if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise InvalidConfiguration(
             f"{what} {path} is accessible by other users (mode {stat.S_IMODE(st.st_mode):04o})",
@@ -113,4 +117,9 @@ def _read(path: Path, *, what: str, hint: str) -> bytes:
     except FileNotFoundError:
         raise InvalidConfiguration(f"{what} {path} does not exist", hint=hint) from None
     except OSError as e:
-        raise InvalidConfiguration(f"cannot read {what} {path}: {e.strerror}", hint=hint) from e
+        # It exists: the hint for a missing file would mislead.
+        raise InvalidConfiguration(
+            f"cannot read {what} {path}: {e.strerror}",
+            hint="the node must be able to read it: check the file's owner and mode, and "
+            "that it is a file",
+        ) from e

@@ -122,6 +122,25 @@ def test_check_refuses_a_certificate_from_another_ca(tmp_path: Path) -> None:
         check_node_files(files)
 
 
+@pytest.mark.parametrize("name", ["ca.crt", "tls.crt", "tls.key"])
+def test_a_damaged_tls_file_is_named(tmp_path: Path, name: str) -> None:
+    ca = ClusterCA.create(tmp_path / "ca")
+    files = ca.issue_node_certificate(NodeIdentity.load_or_create(tmp_path / "n"))
+    damaged = files.data_dir / name
+    damaged.write_bytes(b"-----BEGIN garbage-----\nnot pem\n")
+    os.chmod(damaged, 0o600)
+    with pytest.raises(InvalidConfiguration) as err:
+        check_node_files(files)
+    assert err.value.message == f"{damaged} is not readable PEM"
+
+
+def test_a_key_that_is_a_folder_is_said_so(tmp_path: Path) -> None:
+    key = tmp_path / "n" / "node.key"
+    key.mkdir(parents=True)
+    with pytest.raises(InvalidConfiguration, match=f"node key {key} is not a file"):
+        NodeIdentity.load(tmp_path / "n")
+
+
 def test_check_refuses_mismatched_key_and_open_permissions(tmp_path: Path) -> None:
     ca = ClusterCA.create(tmp_path / "ca")
     files = ca.issue_node_certificate(NodeIdentity.load_or_create(tmp_path / "n"))
