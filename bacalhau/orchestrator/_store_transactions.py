@@ -348,7 +348,8 @@ class _Block:
             else:
                 self._began = store._begin()
         except sqlite3.OperationalError as err:
-            raise store_unavailable(err, store._path) from err
+            raise_if_transient(err, store._path)
+            raise
 
     def __exit__(
         self,
@@ -368,24 +369,25 @@ class _Block:
             else:
                 store._roll_back(self._began)
         except sqlite3.OperationalError as err:
-            raise store_unavailable(err, store._path) from err
+            raise_if_transient(err, store._path)
+            raise
         if isinstance(exc, sqlite3.OperationalError):
-            raise store_unavailable(exc, store._path) from exc
+            raise_if_transient(exc, store._path)  # (else the body's error goes on as it is)
 
 
-def store_unavailable(err: sqlite3.OperationalError, path: str) -> BaseException:
-    """What a failed write of the job store at ``path`` is to its callers: a retryable
-    :class:`Unavailable` that names the store and the cause when the cause may pass (so a
-    compute node's callback outbox or an API client retries rather than drops the request),
-    the error itself otherwise (a bug)."""
+def raise_if_transient(err: sqlite3.OperationalError, path: str) -> None:
+    """Raise a failed write of the job store at ``path`` as what it is to callers when its
+    cause may pass: a retryable :class:`Unavailable` naming the store and the cause (so a
+    compute node's callback outbox or an API client retries rather than drops the request).
+    Return when it is a bug, for the caller to raise it as it is."""
     if not is_transient(err):
-        return err
-    return Unavailable(
+        return
+    raise Unavailable(
         f"the job store cannot write for now ({err}): {path}",
         hint="the requester's data dir may be full or unwritable; free space there, and "
         "retry: nothing was recorded of this request",
         component="JobStore",
-    )
+    ) from err
 
 
 def _current_task() -> asyncio.Task[Any] | None:
