@@ -95,13 +95,14 @@ class Setup:
     view: StaticNodeView
 
 
-@pytest.fixture
-async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
+@contextlib.asynccontextmanager
+async def requester_with_node_a(data_dir: Path) -> AsyncIterator[Setup]:
+    """A requester storing in ``data_dir``, whose cluster view holds compute node-a."""
     compute = RecordingCompute()
     view = StaticNodeView()
     orch = Orchestrator(
         node_info=NodeInfo(node_id="requester", node_type=NodeType.REQUESTER),
-        data_dir=tmp_path,
+        data_dir=data_dir,
         compute=compute,
         node_view=view,
         # Two rounds, step by step (the one-round path: test_fast_path.py).
@@ -110,6 +111,12 @@ async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
     async with orch:
         await view.join(_compute_node("node-a"))
         yield Setup(orch, compute, view)
+
+
+@pytest.fixture
+async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
+    async with requester_with_node_a(tmp_path) as ready:
+        yield ready
 
 
 async def _wait_terminal(orch: Orchestrator, job_id: str) -> Job:

@@ -13,20 +13,15 @@ import pytest
 from bacalhau.errors import Unavailable
 from bacalhau.models import (
     BidResult,
-    NodeInfo,
-    NodeType,
     RunCommandResult,
     RunResult,
     SpecConfig,
 )
-from bacalhau.orchestrator import Orchestrator, SchedulerSettings
-from tests.orchestrator.node_view import StaticNodeView
 from tests.orchestrator.test_callbacks import (
-    RecordingCompute,
     Setup,
-    _compute_node,
     _job,
     _running_on,
+    requester_with_node_a,
 )
 from tests.small_disk import FILLER, fill, needs_root, small_tmpfs
 
@@ -41,17 +36,8 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 @pytest.fixture
 async def on_small_disk(small_disk: Path) -> AsyncIterator[Setup]:
-    compute, view = RecordingCompute(), StaticNodeView()
-    orch = Orchestrator(
-        node_info=NodeInfo(node_id="requester", node_type=NodeType.REQUESTER),
-        data_dir=small_disk / "requester",
-        compute=compute,
-        node_view=view,
-        settings=SchedulerSettings(pre_approve=False),
-    )
-    async with orch:
-        await view.join(_compute_node("node-a"))
-        yield Setup(orch, compute, view)
+    async with requester_with_node_a(small_disk / "requester") as ready:
+        yield ready
 
 
 async def test_a_submit_to_a_full_store_is_unavailable_naming_it_and_may_be_retried(
