@@ -1,4 +1,4 @@
-"""The compute node's side of bprotocol: AskForBid, BidAccepted, BidRejected, CancelExecution.
+"""The compute node's side of bprotocol: asks, acceptances, rejections, cancels, withdrawals.
 
 Every handler answers at once (the transport's ack); bidding and running happen in tasks the
 endpoint owns. The one exception: a pre-approved ask that allows an answer linger is answered
@@ -32,11 +32,10 @@ import dataclasses
 import logging
 import re
 import time
-import weakref
-from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Iterable
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any
 
 from bacalhau.compute._bidder import Bidder, BidVerdict
 from bacalhau.compute._callbacks import OrchestratorCallbacks
@@ -48,11 +47,13 @@ from bacalhau.compute._capacity import (
 )
 from bacalhau.compute._errors import QueueTimeoutPassed
 from bacalhau.compute._events import TOPIC_BIDDING, failure_event, info_event
-from bacalhau.compute._metrics import ASK_SECONDS, QUEUE_DEPTH
+from bacalhau.compute._installed import installed_names
+from bacalhau.compute._metrics import ASK_SECONDS
 from bacalhau.compute._modules import ModuleResolver, ModuleSource
 from bacalhau.compute._outbox import DEFAULT_LINGER, CallbackOutbox
 from bacalhau.compute._pipeline import ExecutionPipeline
 from bacalhau.compute._queue import RunQueue
+from bacalhau.compute._queue_watch import QueueWatch
 from bacalhau.compute._retention import DEFAULT_EXECUTION_RETENTION, ExecutionRetention
 from bacalhau.compute._store import ExecutionStore, LocalExecution
 from bacalhau.compute._trust import RequesterTrust
@@ -158,10 +159,6 @@ class ComputeEndpoint:
             linger=callback_linger,
         )
         self._queue = RunQueue(capacity, self._start_run, self._queue_timed_out)
-        # A process runs one compute node: the gauge reads its queue (weakly: a node closed
-        # and dropped, as tests do, reads as empty).
-        queue = weakref.ref(self._queue)
-        QUEUE_DEPTH.set_function(lambda: float(q.queued_count if (q := queue()) else 0))
         self._runs: dict[str, asyncio.Task[LocalExecution]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._bidding: set[str] = set()
@@ -173,6 +170,7 @@ class ComputeEndpoint:
         self._ends: dict[str, asyncio.Event] = {}
         #: Who asked for each queued or running execution (where its callbacks go).
         self._requester_of: dict[str, str] = {}
+        self._queue_watch = QueueWatch(self._queue, self._requester_of)
         self._started = False
         self._closing = False
 
@@ -192,6 +190,11 @@ class ComputeEndpoint:
     @property
     def outbox(self) -> CallbackOutbox:
         return self._outbox
+
+    @property
+    def queue_watch(self) -> QueueWatch:
+        """What waits in the run queue, per requester, and who must hear of it now."""
+        return self._queue_watch
 
     @property
     def retention(self) -> ExecutionRetention:
@@ -225,6 +228,7 @@ class ComputeEndpoint:
         for record in self._store.executions(states=[L.BID_ACCEPTED]):
             self._enqueue(record)
         self._spawn(self._retention.run(), name="compute-retention")
+        self._spawn(self._queue_watch.run(), name="compute-queue-watch")
 
     async def close(self, *, flush_timeout: float = 2.0) -> None:
         if self._closing:
@@ -357,6 +361,22 @@ class ComputeEndpoint:
             return
         self._cancel(record, request.justification or "cancelled by the requester")
 
+    async def withdraw_queued(
+        self, source_node_id: str, request: CancelExecutionRequest
+    ) -> str | None:
+        """Drop the execution if it still waits in the run queue (it goes elsewhere): None
+        when withdrawn, else its state here ("" when unknown)."""
+        await self._trust.check(source_node_id, "WithdrawQueued")
+        self._check_open()
+        record = self._store.find(request.execution_id)
+        if record is None:
+            return ""
+        self._check_owner(source_node_id, record)
+        if record.id not in self._queue:
+            return record.state.value
+        self._cancel(record, request.justification or "withdrawn by the requester")
+        return None
+
     # -- node description -------------------------------------------------------------------
 
     def stream_logs(self, source_node_id: str, request: LogRequest) -> AsyncIterator[LogChunk]:
@@ -377,8 +397,8 @@ class ComputeEndpoint:
     async def node_info(self) -> ComputeNodeInfo:
         """What this node offers now (published in its gossip record)."""
         return ComputeNodeInfo(
-            execution_engines=await _installed(self._pipeline.executors),
-            publishers=await _installed(self._pipeline.publishers),
+            execution_engines=await installed_names(self._pipeline.executors),
+            publishers=await installed_names(self._pipeline.publishers),
             storage_sources=list(self._storage_sources),
             max_capacity=self._capacity.total,
             queue_capacity=self._queue.queued_usage(),
@@ -576,18 +596,3 @@ class ComputeEndpoint:
         if self._published_paths is not None:
             paths.extend(self._published_paths(execution_id))
         return paths
-
-
-class _Installable(Protocol):
-    async def is_installed(self) -> bool: ...
-
-
-async def _installed(plugins: Mapping[str, _Installable]) -> list[str]:
-    names: list[str] = []
-    for name, plugin in plugins.items():
-        try:
-            if await plugin.is_installed():
-                names.append(name)
-        except Exception:
-            _log.exception("checking whether %s is installed failed", name)
-    return sorted(names)

@@ -19,6 +19,8 @@ class _Waiting:
     sort_key: tuple[int, int]
     execution_id: str = field(compare=False)
     usage: Resources = field(compare=False)
+    #: When it arrived (``time.monotonic()``).
+    since: float = field(compare=False, default=0.0)
 
 
 class RunQueue:
@@ -59,6 +61,11 @@ class RunQueue:
             used = used.add(item.usage)
         return used
 
+    def waiting(self) -> list[tuple[str, float]]:
+        """Each waiting execution's ID and the seconds it has waited, in queue order."""
+        now = time.monotonic()
+        return [(item.execution_id, now - item.since) for item in self._waiting]
+
     def __contains__(self, execution_id: object) -> bool:
         return any(item.execution_id == execution_id for item in self._waiting)
 
@@ -75,7 +82,7 @@ class RunQueue:
             )
         if execution_id in self or self._capacity.is_reserved(execution_id):
             return
-        item = _Waiting((-priority, next(self._arrivals)), execution_id, usage)
+        item = _Waiting((-priority, next(self._arrivals)), execution_id, usage, time.monotonic())
         bisect.insort(self._waiting, item)
         self._dispatch()
         if deadline_ns and self._expire is not None and execution_id in self:

@@ -61,6 +61,7 @@ from bacalhau.models._messages import (
     ComputeFailure,
     ExecutionReport,
     NodeIdentityClaim,
+    QueuedExecution,
     RunResult,
 )
 from bacalhau.models._module_paths import inputs_named_whole, module_mount
@@ -203,6 +204,7 @@ __all__ = [
     "NodeType",
     "Obj",
     "PortMapping",
+    "QueuedExecution",
     "ReschedulePolicy",
     "Resources",
     "ResourcesConfig",

@@ -106,6 +106,17 @@ class ExecutionReport:
 
     node_id: str
     execution_ids: list[str] = field(default_factory=list)
+    #: Those still waiting in the node's run queue (accepted, not started).
+    queued: list[QueuedExecution] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedExecution:
+    """An execution waiting in a compute node's run queue, and for how long (seconds) it
+    had waited when the node said so."""
+
+    execution_id: str
+    waited: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,8 @@
   restarts or comes back from dead (re-announcing this node's record too, so the requester
   learns of it at once), when this node had to refute its own death, and every
   ``report_interval`` as anti-entropy; the requester reconciles them with its job store.
+  A report also lists what waits in the node's run queue, and one goes soon after an
+  execution has waited there a while (the requester may move it to a node with room).
   A requester trusted by configuration (``trusted_requesters``) is reached at the address
   its gossip record gives, over a channel pinned to its node ID.
 """
@@ -168,6 +170,8 @@ class RequesterContact:
     async def __aenter__(self) -> RequesterContact:
         self._refutations = self._runner.metrics.refutations
         self._unsubscribe = self._runner.subscribe(self._on_member_event)
+        # An execution waiting long in the run queue: its requester may move it at once.
+        self._endpoint.queue_watch.listen(self._report_soon)
         for address in self._seeds:
             self._spawn(self._identify(address), f"identify-{address}")
         for requester_id in self._links.requester_ids():  # the local one, in a hybrid node
@@ -234,10 +238,10 @@ class RequesterContact:
         """Send this node's execution report to ``requester_id`` (failures are logged; the
         next trigger or the anti-entropy round sends it again)."""
         held = self._endpoint.store.unsettled_ids(requester_id)
+        queued = self._endpoint.queue_watch.queued_for(requester_id)
+        report = ExecutionReport(self._identity.node_id, execution_ids=held, queued=queued)
         try:
-            await self._links.report_executions(
-                requester_id, ExecutionReport(node_id=self._identity.node_id, execution_ids=held)
-            )
+            await self._links.report_executions(requester_id, report)
         except (BacalhauError, OSError) as err:
             log.info("could not report executions to %s: %s", requester_id, err)
             return

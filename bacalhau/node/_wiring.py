@@ -79,6 +79,11 @@ class RoutedComputeClient:
         else:
             await self._remote.cancel_execution(node_id, request)
 
+    async def withdraw_queued(self, node_id: str, request: CancelExecutionRequest) -> str | None:
+        if (local := self._local_for(node_id)) is not None:
+            return await local.withdraw_queued(self._local_id, request)
+        return await self._remote.withdraw_queued(node_id, request)
+
     def stream_logs(self, node_id: str, request: LogRequest) -> AsyncIterator[LogChunk]:
         if (local := self._local_for(node_id)) is not None:
             return local.stream_logs(self._local_id, request)

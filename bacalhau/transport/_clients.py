@@ -59,6 +59,7 @@ from bacalhau.transport._convert_messages import (
     log_chunk_from_proto,
     log_request_to_proto,
     run_result_to_proto,
+    withdrawal_to_proto,
 )
 from bacalhau.transport._errors import error_from_rpc
 from bacalhau.transport._signing import open_sealed, seal
@@ -274,6 +275,19 @@ class ComputeClient:
             peer=channel.describe(),
             timeout=self._timeout,
         )
+
+    async def withdraw_queued(self, node_id: str, request: CancelExecutionRequest) -> str | None:
+        """Take the execution back from the node's run queue: None when withdrawn, else its
+        state there ("" when the node does not know it)."""
+        channel, stub = await self._stub(node_id)
+        withdrawal = seal(self._identity, withdrawal_to_proto(request, **self._ids(node_id)))
+        response = await unary_call(
+            stub.WithdrawQueued,
+            compute_pb2.WithdrawQueuedRequest(withdrawal=withdrawal),
+            peer=channel.describe(),
+            timeout=self._timeout,
+        )
+        return None if response.withdrawn else response.state
 
     async def stream_logs(self, node_id: str, request: LogRequest) -> AsyncIterator[LogChunk]:
         """The execution's output from the node running it, chunk by chunk as it is written.

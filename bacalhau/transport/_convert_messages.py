@@ -16,6 +16,7 @@ from bacalhau.models import (
     LogChunk,
     LogRequest,
     LogStream,
+    QueuedExecution,
     RunResult,
     engine_params_with_module_url,
     entry_module_url,
@@ -125,6 +126,21 @@ def cancel_from_proto(msg: compute_pb2.ExecutionCancellation) -> CancelExecution
     return CancelExecutionRequest(execution_id=msg.execution_id, justification=msg.justification)
 
 
+def withdrawal_to_proto(
+    req: CancelExecutionRequest, *, requester_node_id: str, compute_node_id: str
+) -> compute_pb2.ExecutionWithdrawal:
+    return compute_pb2.ExecutionWithdrawal(
+        requester_node_id=requester_node_id,
+        compute_node_id=compute_node_id,
+        execution_id=req.execution_id,
+        justification=req.justification,
+    )
+
+
+def withdrawal_from_proto(msg: compute_pb2.ExecutionWithdrawal) -> CancelExecutionRequest:
+    return CancelExecutionRequest(execution_id=msg.execution_id, justification=msg.justification)
+
+
 def log_request_to_proto(
     req: LogRequest, *, requester_node_id: str, compute_node_id: str
 ) -> compute_pb2.LogStreamAsk:
@@ -223,12 +239,23 @@ def compute_failure_from_proto(msg: orchestrator_pb2.ComputeFailure) -> ComputeF
 
 def execution_report_to_proto(report: ExecutionReport) -> orchestrator_pb2.ExecutionReport:
     return orchestrator_pb2.ExecutionReport(
-        node_id=report.node_id, execution_ids=list(report.execution_ids)
+        node_id=report.node_id,
+        execution_ids=list(report.execution_ids),
+        queued=[
+            orchestrator_pb2.QueuedExecution(
+                execution_id=q.execution_id, waited_ms=max(0, int(q.waited * 1000))
+            )
+            for q in report.queued
+        ],
     )
 
 
 def execution_report_from_proto(msg: orchestrator_pb2.ExecutionReport) -> ExecutionReport:
-    return ExecutionReport(node_id=msg.node_id, execution_ids=list(msg.execution_ids))
+    return ExecutionReport(
+        node_id=msg.node_id,
+        execution_ids=list(msg.execution_ids),
+        queued=[QueuedExecution(q.execution_id, q.waited_ms / 1000) for q in msg.queued],
+    )
 
 
 # -- callback batches (compute -> requester) ---------------------------------------------------

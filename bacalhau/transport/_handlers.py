@@ -51,6 +51,13 @@ class ComputeHandler(Protocol):
         self, source_node_id: str, request: CancelExecutionRequest
     ) -> None: ...
 
+    async def withdraw_queued(
+        self, source_node_id: str, request: CancelExecutionRequest
+    ) -> str | None:
+        """Drop the execution if it still waits in the run queue: None when withdrawn,
+        else its state on the node ("" when unknown), nothing changed."""
+        ...
+
     def stream_logs(self, source_node_id: str, request: LogRequest) -> AsyncIterator[LogChunk]:
         """The execution's output as it is written (an exception to "return quickly": the
         stream lasts as long as the follower wants it, paced by the follower)."""

@@ -44,6 +44,7 @@ from bacalhau.transport._convert_messages import (
     log_chunk_to_proto,
     log_request_from_proto,
     run_result_from_proto,
+    withdrawal_from_proto,
 )
 from bacalhau.transport._errors import abort_with, unexpected
 from bacalhau.transport._handlers import ComputeHandler, OrchestratorHandler, RunResultRefusals
@@ -58,6 +59,7 @@ _Command = TypeVar(
     compute_pb2.BidAcceptance,
     compute_pb2.BidRejection,
     compute_pb2.ExecutionCancellation,
+    compute_pb2.ExecutionWithdrawal,
     compute_pb2.LogStreamAsk,
 )
 
@@ -215,6 +217,18 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
             return compute_pb2.CancelExecutionResponse()
         except Exception as e:
             await _fail(context, e, "CancelExecution")
+
+    async def WithdrawQueued(
+        self, request: compute_pb2.WithdrawQueuedRequest, context: Any
+    ) -> compute_pb2.WithdrawQueuedResponse:
+        try:
+            source, msg = self._open(
+                context, request.withdrawal, compute_pb2.ExecutionWithdrawal, "withdrawal"
+            )
+            state = await self._handler.withdraw_queued(source, withdrawal_from_proto(msg))
+            return compute_pb2.WithdrawQueuedResponse(withdrawn=state is None, state=state or "")
+        except Exception as e:
+            await _fail(context, e, "WithdrawQueued")
 
     async def StreamLogs(
         self, request: compute_pb2.StreamLogsRequest, context: Any

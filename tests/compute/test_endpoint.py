@@ -441,7 +441,8 @@ UNTRUSTED = "requester-never-joined"
 
 
 @pytest.mark.parametrize(
-    "command", ["ask_for_bid", "bid_accepted", "bid_rejected", "cancel_execution"]
+    "command",
+    ["ask_for_bid", "bid_accepted", "bid_rejected", "cancel_execution", "withdraw_queued"],
 )
 async def test_an_untrusted_requester_is_refused_and_nothing_is_acted_on(
     compute_node: NodeFactory, command: str
@@ -466,6 +467,9 @@ async def test_an_untrusted_requester_is_refused_and_nothing_is_acted_on(
                 UNTRUSTED, BidDecision(waiting.id, accepted=False)
             ),
             "cancel_execution": lambda: node.endpoint.cancel_execution(
+                UNTRUSTED, CancelExecutionRequest(running.id, "forged")
+            ),
+            "withdraw_queued": lambda: node.endpoint.withdraw_queued(
                 UNTRUSTED, CancelExecutionRequest(running.id, "forged")
             ),
         }

@@ -56,6 +56,8 @@ class RecordingCompute:
 
     calls: list[tuple[str, str, object]] = field(default_factory=list)
     fail_with: BaseException | None = None
+    #: What ``withdraw_queued`` answers, by execution ID (None, the default: withdrawn).
+    withdraw_answers: dict[str, str | None] = field(default_factory=dict)
 
     def _record(self, method: str, source: str, message: object) -> None:
         if self.fail_with is not None:
@@ -73,6 +75,12 @@ class RecordingCompute:
 
     async def cancel_execution(self, source_node_id: str, request: CancelExecutionRequest) -> None:
         self._record("cancel_execution", source_node_id, request)
+
+    async def withdraw_queued(
+        self, source_node_id: str, request: CancelExecutionRequest
+    ) -> str | None:
+        self._record("withdraw_queued", source_node_id, request)
+        return self.withdraw_answers.get(request.execution_id)
 
 
 @dataclass

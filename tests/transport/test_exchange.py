@@ -15,6 +15,7 @@ from bacalhau.models import (
     ComputeFailure,
     ExecutionReport,
     NodeType,
+    QueuedExecution,
     RunResult,
     SpecConfig,
 )
@@ -46,7 +47,8 @@ async def test_full_bprotocol_exchange(cluster: Cluster) -> None:
         claim = await to_requester.identify()
         assert claim.node_id == requester.node_id and claim.is_requester
         assert to_requester.orchestrator_node_id == requester.node_id
-        report = ExecutionReport(compute.node_id, ["e-0"])
+        # What waits in its run queue, and for how long (to the millisecond).
+        report = ExecutionReport(compute.node_id, ["e-0"], [QueuedExecution("e-0", 2.5)])
         await to_requester.report_executions(report)
 
         # 2. The requester asks for a bid.
@@ -84,6 +86,12 @@ async def test_full_bprotocol_exchange(cluster: Cluster) -> None:
             execution_id="e-3", job_id="j-3", node_id=compute.node_id, event=full_event()
         )
         await to_requester.on_compute_failure(failure)
+        # Taken back from the run queue only while it waits there: the answer says.
+        compute_handler.withdraw_answers["e-5"] = "Running"
+        withdraw = CancelExecutionRequest(execution_id="e-4", justification="moved to n2")
+        assert await to_compute.withdraw_queued(compute.node_id, withdraw) is None
+        started = CancelExecutionRequest(execution_id="e-5")
+        assert await to_compute.withdraw_queued(compute.node_id, started) == "Running"
 
     # Every message arrived intact and attributed to the node that sent it.
     assert compute_handler.calls == [
@@ -91,6 +99,8 @@ async def test_full_bprotocol_exchange(cluster: Cluster) -> None:
         ("bid_accepted", requester.node_id, accept),
         ("bid_rejected", requester.node_id, reject),
         ("cancel_execution", requester.node_id, cancel),
+        ("withdraw_queued", requester.node_id, withdraw),
+        ("withdraw_queued", requester.node_id, started),
     ]
     assert orch_handler.calls == [
         ("report_executions", report),

@@ -615,6 +615,92 @@ class CancelExecutionResponse(_message.Message):
 Global___CancelExecutionResponse: _TypeAlias = CancelExecutionResponse  # noqa: Y015
 
 @_typing.final
+class ExecutionWithdrawal(_message.Message):
+    """Take back a queued execution (signed payload of WithdrawQueuedRequest)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUESTER_NODE_ID_FIELD_NUMBER: _builtins.int
+    COMPUTE_NODE_ID_FIELD_NUMBER: _builtins.int
+    EXECUTION_ID_FIELD_NUMBER: _builtins.int
+    JUSTIFICATION_FIELD_NUMBER: _builtins.int
+    requester_node_id: _builtins.str
+    """The requester the execution belongs to; must equal the signer."""
+    compute_node_id: _builtins.str
+    """The compute node whose queue holds it; must be the receiver."""
+    execution_id: _builtins.str
+    """The execution to take back."""
+    justification: _builtins.str
+    """Why (where it goes instead), kept in the node's record of it."""
+    def __init__(
+        self,
+        *,
+        requester_node_id: _builtins.str = ...,
+        compute_node_id: _builtins.str = ...,
+        execution_id: _builtins.str = ...,
+        justification: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["compute_node_id", b"compute_node_id", "execution_id", b"execution_id", "justification", b"justification", "requester_node_id", b"requester_node_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExecutionWithdrawal: _TypeAlias = ExecutionWithdrawal  # noqa: Y015
+
+@_typing.final
+class WithdrawQueuedRequest(_message.Message):
+    """Carries a signed ExecutionWithdrawal."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WITHDRAWAL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def withdrawal(self) -> _types_pb2.SignedPayload:
+        """Payload: ExecutionWithdrawal."""
+
+    def __init__(
+        self,
+        *,
+        withdrawal: _types_pb2.SignedPayload | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["withdrawal", b"withdrawal"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["withdrawal", b"withdrawal"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WithdrawQueuedRequest: _TypeAlias = WithdrawQueuedRequest  # noqa: Y015
+
+@_typing.final
+class WithdrawQueuedResponse(_message.Message):
+    """What became of a withdrawal."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WITHDRAWN_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    withdrawn: _builtins.bool
+    """True: the execution was still queued and the node dropped it."""
+    state: _builtins.str
+    """Not withdrawn: the execution's state on the node (Running, Completed, ...), or empty
+    when the node does not know it.
+    """
+    def __init__(
+        self,
+        *,
+        withdrawn: _builtins.bool = ...,
+        state: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["state", b"state", "withdrawn", b"withdrawn"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WithdrawQueuedResponse: _TypeAlias = WithdrawQueuedResponse  # noqa: Y015
+
+@_typing.final
 class LogStreamAsk(_message.Message):
     """Ask for an execution's output (signed payload of StreamLogsRequest)."""
 

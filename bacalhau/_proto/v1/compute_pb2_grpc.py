@@ -60,6 +60,11 @@ class ComputeServiceStub:
                 request_serializer=bacalhau_dot_v1_dot_compute__pb2.CancelExecutionRequest.SerializeToString,
                 response_deserializer=bacalhau_dot_v1_dot_compute__pb2.CancelExecutionResponse.FromString,
                 _registered_method=True)
+        self.WithdrawQueued = channel.unary_unary(
+                '/bacalhau.v1.ComputeService/WithdrawQueued',
+                request_serializer=bacalhau_dot_v1_dot_compute__pb2.WithdrawQueuedRequest.SerializeToString,
+                response_deserializer=bacalhau_dot_v1_dot_compute__pb2.WithdrawQueuedResponse.FromString,
+                _registered_method=True)
         self.StreamLogs = channel.unary_stream(
                 '/bacalhau.v1.ComputeService/StreamLogs',
                 request_serializer=bacalhau_dot_v1_dot_compute__pb2.StreamLogsRequest.SerializeToString,
@@ -111,6 +116,17 @@ class ComputeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WithdrawQueued(self, request, context):
+        """Take back an execution only if it still waits in the node's run queue (accepted, not
+        started): the requester moves it to a node with room now. Answered at once: withdrawn
+        (the node dropped it, records it cancelled and sends no callback for it) or not (it
+        started, ended, or is unknown: nothing changes on the node). A node that does not
+        serve it answers UNIMPLEMENTED, and its queued work stays where it is.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def StreamLogs(self, request, context):
         """An execution's stdout and stderr as they are written: from the start (or the last lines),
         then, when following, every new chunk until the execution ends. gRPC flow control holds
@@ -147,6 +163,11 @@ def add_ComputeServiceServicer_to_server(servicer, server):
                     servicer.CancelExecution,
                     request_deserializer=bacalhau_dot_v1_dot_compute__pb2.CancelExecutionRequest.FromString,
                     response_serializer=bacalhau_dot_v1_dot_compute__pb2.CancelExecutionResponse.SerializeToString,
+            ),
+            'WithdrawQueued': grpc.unary_unary_rpc_method_handler(
+                    servicer.WithdrawQueued,
+                    request_deserializer=bacalhau_dot_v1_dot_compute__pb2.WithdrawQueuedRequest.FromString,
+                    response_serializer=bacalhau_dot_v1_dot_compute__pb2.WithdrawQueuedResponse.SerializeToString,
             ),
             'StreamLogs': grpc.unary_stream_rpc_method_handler(
                     servicer.StreamLogs,
@@ -290,6 +311,33 @@ class ComputeService:
             '/bacalhau.v1.ComputeService/CancelExecution',
             bacalhau_dot_v1_dot_compute__pb2.CancelExecutionRequest.SerializeToString,
             bacalhau_dot_v1_dot_compute__pb2.CancelExecutionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WithdrawQueued(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bacalhau.v1.ComputeService/WithdrawQueued',
+            bacalhau_dot_v1_dot_compute__pb2.WithdrawQueuedRequest.SerializeToString,
+            bacalhau_dot_v1_dot_compute__pb2.WithdrawQueuedResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -59,6 +59,13 @@ class ComputeServiceStub:
     """The requester declines the node's bid: drop it."""
     CancelExecution: _grpc.UnaryUnaryMultiCallable[_compute_pb2.CancelExecutionRequest, _compute_pb2.CancelExecutionResponse]
     """Stop an execution, whatever its state."""
+    WithdrawQueued: _grpc.UnaryUnaryMultiCallable[_compute_pb2.WithdrawQueuedRequest, _compute_pb2.WithdrawQueuedResponse]
+    """Take back an execution only if it still waits in the node's run queue (accepted, not
+    started): the requester moves it to a node with room now. Answered at once: withdrawn
+    (the node dropped it, records it cancelled and sends no callback for it) or not (it
+    started, ended, or is unknown: nothing changes on the node). A node that does not
+    serve it answers UNIMPLEMENTED, and its queued work stays where it is.
+    """
     StreamLogs: _grpc.UnaryStreamMultiCallable[_compute_pb2.StreamLogsRequest, _compute_pb2.StreamLogsResponse]
     """An execution's stdout and stderr as they are written: from the start (or the last lines),
     then, when following, every new chunk until the execution ends. gRPC flow control holds
@@ -87,6 +94,13 @@ class ComputeServiceAsyncStub(ComputeServiceStub):
     """The requester declines the node's bid: drop it."""
     CancelExecution: _aio.UnaryUnaryMultiCallable[_compute_pb2.CancelExecutionRequest, _compute_pb2.CancelExecutionResponse]  # type: ignore[assignment]
     """Stop an execution, whatever its state."""
+    WithdrawQueued: _aio.UnaryUnaryMultiCallable[_compute_pb2.WithdrawQueuedRequest, _compute_pb2.WithdrawQueuedResponse]  # type: ignore[assignment]
+    """Take back an execution only if it still waits in the node's run queue (accepted, not
+    started): the requester moves it to a node with room now. Answered at once: withdrawn
+    (the node dropped it, records it cancelled and sends no callback for it) or not (it
+    started, ended, or is unknown: nothing changes on the node). A node that does not
+    serve it answers UNIMPLEMENTED, and its queued work stays where it is.
+    """
     StreamLogs: _aio.UnaryStreamMultiCallable[_compute_pb2.StreamLogsRequest, _compute_pb2.StreamLogsResponse]  # type: ignore[assignment]
     """An execution's stdout and stderr as they are written: from the start (or the last lines),
     then, when following, every new chunk until the execution ends. gRPC flow control holds
@@ -142,6 +156,19 @@ class ComputeServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_compute_pb2.CancelExecutionResponse, _abc.Awaitable[_compute_pb2.CancelExecutionResponse]]:
         """Stop an execution, whatever its state."""
+
+    @_abc_1.abstractmethod
+    def WithdrawQueued(
+        self,
+        request: _compute_pb2.WithdrawQueuedRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_compute_pb2.WithdrawQueuedResponse, _abc.Awaitable[_compute_pb2.WithdrawQueuedResponse]]:
+        """Take back an execution only if it still waits in the node's run queue (accepted, not
+        started): the requester moves it to a node with room now. Answered at once: withdrawn
+        (the node dropped it, records it cancelled and sends no callback for it) or not (it
+        started, ended, or is unknown: nothing changes on the node). A node that does not
+        serve it answers UNIMPLEMENTED, and its queued work stays where it is.
+        """
 
     @_abc_1.abstractmethod
     def StreamLogs(

@@ -429,25 +429,60 @@ class ExecutionReport(_message.Message):
 
     NODE_ID_FIELD_NUMBER: _builtins.int
     EXECUTION_IDS_FIELD_NUMBER: _builtins.int
+    QUEUED_FIELD_NUMBER: _builtins.int
     node_id: _builtins.str
     """The reporting node; must equal the signer."""
     @_builtins.property
     def execution_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Execution IDs."""
 
+    @_builtins.property
+    def queued(self) -> _containers.RepeatedCompositeFieldContainer[Global___QueuedExecution]:
+        """Those of execution_ids still waiting in the node's local run queue for room (accepted,
+        not started), with how long they have waited. The requester may move such an execution
+        to a node with room now (see ComputeService.WithdrawQueued). A node sends a report soon
+        after an execution has waited a moment in its queue, not only now and then.
+        """
+
     def __init__(
         self,
         *,
         node_id: _builtins.str = ...,
         execution_ids: _abc.Iterable[_builtins.str] | None = ...,
+        queued: _abc.Iterable[Global___QueuedExecution] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_ids", b"execution_ids", "node_id", b"node_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_ids", b"execution_ids", "node_id", b"node_id", "queued", b"queued"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ExecutionReport: _TypeAlias = ExecutionReport  # noqa: Y015
+
+@_typing.final
+class QueuedExecution(_message.Message):
+    """An execution waiting in a compute node's run queue."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXECUTION_ID_FIELD_NUMBER: _builtins.int
+    WAITED_MS_FIELD_NUMBER: _builtins.int
+    execution_id: _builtins.str
+    waited_ms: _builtins.int
+    """Milliseconds it has waited there when the report was made."""
+    def __init__(
+        self,
+        *,
+        execution_id: _builtins.str = ...,
+        waited_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_id", b"execution_id", "waited_ms", b"waited_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QueuedExecution: _TypeAlias = QueuedExecution  # noqa: Y015
 
 @_typing.final
 class ReportExecutionsRequest(_message.Message):
