@@ -252,6 +252,10 @@ class NodeConfig:
     #: executions are failed and placed again: a stalled node (a long pause, an overloaded
     #: host) back within it keeps its work (0: at once).
     lost_execution_grace: float = 5.0
+    #: How long an execution may wait in a compute node's run queue (the node accepted it
+    #: beyond its free room and has not started it) before the requester moves it to
+    #: another node with room for it now (0: never moved).
+    queue_move_after: float = 5.0
     #: Terminal jobs (and their executions, history, evaluations) last changed longer ago
     #: than this many seconds are deleted, on the requester and on compute nodes (finished
     #: executions, with their results folders, logs and local published archives); 0 keeps

@@ -150,6 +150,7 @@ _NON_NEGATIVE = frozenset(
         "rejoin_grace",
         "lost_node_wait",
         "lost_execution_grace",
+        "queue_move_after",
         "job_retention",
         "result_check_max_bytes",
     }

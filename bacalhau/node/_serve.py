@@ -239,6 +239,7 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
                 rejoin_grace=config.rejoin_grace,
                 lost_node_wait=config.lost_node_wait,
                 lost_execution_grace=config.lost_execution_grace,
+                queue_move_after=config.queue_move_after,
                 min_reputation=config.min_reputation,
                 answer_linger=config.ask_answer_linger,
                 queue_backoff=config.queue_backoff,

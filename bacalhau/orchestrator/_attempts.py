@@ -17,6 +17,9 @@ restarting it) is no attempt either: the job is placed again at once elsewhere, 
 node only once it is back (it joined or restarted since): asked while it stops, it would
 interrupt the run again at once. A node that crashed is different: the job may have caused
 it, so the run it reports interrupted after its restart counts.
+
+Nor is an execution moved off a node's run queue before it started (:data:`MOVED`, see
+``_queue_moves``): the job is placed again, and that node may be asked again at once.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ E = ExecutionStateType
 #: Execution detail marking an ask the node never got (it could not be reached): not an
 #: attempt at all, neither at the job (its retries) nor at the node.
 UNREACHED = "Unreached"
+#: Execution detail marking an execution taken back from its node's run queue before it
+#: started, to run on a node with room: no attempt either.
+MOVED = "MovedOffQueue"
 RECONSIDER_AFTER_NS = 10_000_000_000
 RECONSIDER_MAX_NS = 300_000_000_000
 UNREACHED_AFTER_NS = 2_000_000_000
@@ -48,9 +54,10 @@ RUNS_IT = "already runs an execution of this job"
 
 def is_attempt(execution: Execution) -> bool:
     """Whether a failed execution used up an attempt at its job: not an ask that never
-    reached its node, nor a run its node interrupted as it shut down."""
+    reached its node, a run its node interrupted as it shut down, nor one moved off its
+    node's queue."""
     details = execution.compute_details
-    return details.get(UNREACHED) != "true" and details.get(NODE_SHUTDOWN) != "true"
+    return all(details.get(flag) != "true" for flag in (UNREACHED, NODE_SHUTDOWN, MOVED))
 
 
 def _unreached(execution: Execution) -> bool:

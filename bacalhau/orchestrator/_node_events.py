@@ -9,6 +9,7 @@ import logging
 from bacalhau.errors import NodeNotFound
 from bacalhau.models import JobStateType, TriggeredBy
 from bacalhau.orchestrator._evaluations import EvaluationRunner
+from bacalhau.orchestrator._queue_moves import QueueMoves
 from bacalhau.orchestrator._ranking import with_placed
 from bacalhau.orchestrator._waiting import queued_jobs_for_node
 
@@ -20,6 +21,8 @@ class NodeEvents(EvaluationRunner):
 
     ``on_capacity_change`` also runs after each execution a node report ends, inside the
     batch transaction of :meth:`ExecutionReports.on_callbacks`: it must not suspend."""
+
+    queue_moves: QueueMoves
 
     async def _node_changed(self, node_id: str) -> None:
         on_node = set(self.store.active_jobs_on_node(node_id))
@@ -38,6 +41,8 @@ class NodeEvents(EvaluationRunner):
         re-evaluate the queued jobs it may now take, highest priority then oldest first,
         bounded by what it can take (no thundering herd). Returns how many were
         re-evaluated. The node view calls this; so do the execution callbacks."""
+        # Work waiting in another node's run queue may move there.
+        self.queue_moves.room_changed()
         # Most calls (every execution that ends) find nothing queued: answer that from the
         # state index before building the node list, which costs more.
         queued_ids = self.store.jobs_in_states([JobStateType.QUEUED])

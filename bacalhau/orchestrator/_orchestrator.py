@@ -14,7 +14,8 @@ class it is composed of:
 - ``_node_events``: a node joined, was approved, has room again, or was lost;
 - ``_job_control``: stop, rerun, versions;
 - ``_queries``: the edges' reads (jobs, executions, history, logs, results, nodes);
-- ``_housekeeping``: the periodic safety net behind every timer.
+- ``_housekeeping``: the periodic safety net behind every timer;
+- ``_queue_moves``: work waiting in one node's run queue moved to a node with room.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from bacalhau.orchestrator._managed import ManagedResultBucket
 from bacalhau.orchestrator._metrics import ACTIVE_JOBS
 from bacalhau.orchestrator._nodes import NodeAddressBook, NodeDirectory
 from bacalhau.orchestrator._planner import ComputeTransport, Planner
+from bacalhau.orchestrator._queue_moves import QueueMoves
 from bacalhau.orchestrator._reconcile import NodeReconciler
 from bacalhau.orchestrator._reports import ExecutionReports
 from bacalhau.orchestrator._result_check import ResultChecker, ResultChecks
@@ -136,6 +138,14 @@ class Orchestrator(JobSubmission, ExecutionReports, JobControl, Housekeeping):
         if self._callbacks.needs_approval:
             # The requester's hooks decide every bid: no job type goes out pre-approved.
             self._settings = dataclasses.replace(self._settings, pre_approve=False)
+        #: Moves work waiting in a node's run queue to a node with room for it now.
+        self.queue_moves = QueueMoves(
+            store=self.store,
+            transport=compute,
+            nodes=lambda: list(self._ranked_nodes()),
+            settings=self._settings,
+            place=self._enqueue_new,
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._unwatch: Callable[[], None] = lambda: None
         #: Messages of passes made in place on their way (see ``_dispatch_placed``).
@@ -172,6 +182,7 @@ class Orchestrator(JobSubmission, ExecutionReports, JobControl, Housekeeping):
             self._tasks.append(asyncio.create_task(self._work(), name=f"eval-worker-{i}"))
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
         self._tasks.append(asyncio.create_task(self.retention.run(), name="retention"))
+        self._tasks.append(asyncio.create_task(self.queue_moves.run(), name="queue-moves"))
         self._unwatch = ACTIVE_JOBS.watch(self._active_jobs)
         return self
 

@@ -66,6 +66,11 @@ class ComputeTransport(Protocol):
 
     async def cancel_execution(self, node_id: str, request: CancelExecutionRequest) -> None: ...
 
+    async def withdraw_queued(self, node_id: str, request: CancelExecutionRequest) -> str | None:
+        """Take an execution back from the node's run queue: None when withdrawn, else its
+        state there ("" when unknown)."""
+        ...
+
 
 class SendKind(StrEnum):
     """The bprotocol messages a plan may imply; the value is the metrics' method label."""

@@ -48,6 +48,11 @@ class SchedulerSettings:
     #: host) also causes: a node back within the grace keeps its work. A node that left,
     #: or vanished, loses it at once.
     lost_execution_grace: float = 0.0
+    #: Seconds an execution may wait in a compute node's run queue (accepted there, not
+    #: started: the node took it beyond its free room) before it is moved to another node
+    #: that has room for it now (0: never moved). The node says what waits once it has
+    #: waited a couple of seconds, so a shorter value acts as that.
+    queue_move_after: float = 0.0
     #: Whether ops and daemon executions may be sent pre-approved (one round: the node runs
     #: what it bids on). False when the requester has approval hooks: every bid then waits
     #: for them, whatever the job type.

@@ -41,6 +41,8 @@ class RecordingCompute:
 
     sent: list[tuple[str, str, object]] = field(default_factory=list)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    #: What ``withdraw_queued`` answers, by execution ID (None, the default: withdrawn).
+    withdraw_answers: dict[str, str | None] = field(default_factory=dict)
 
     def register_node(self, node_id: str, address: str) -> None:
         pass
@@ -60,6 +62,10 @@ class RecordingCompute:
 
     async def cancel_execution(self, node_id: str, request: CancelExecutionRequest) -> None:
         self._record("cancel", node_id, request)
+
+    async def withdraw_queued(self, node_id: str, request: CancelExecutionRequest) -> str | None:
+        self._record("withdraw", node_id, request)
+        return self.withdraw_answers.get(request.execution_id)
 
     async def next(self, kind: str) -> tuple[str, object]:
         for _ in range(200):

@@ -1,0 +1,159 @@
+"""Work waiting in one compute node's run queue moves to a node with room for it now: the
+requester asks the node to withdraw it (only while it still waits), records it as moved (no
+attempt at the job), and places the job again, where the room is."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bacalhau.models import (
+    AskForBidRequest,
+    BidResult,
+    CancelExecutionRequest,
+    Execution,
+    ExecutionDesiredStateType,
+    ExecutionReport,
+    ExecutionStateType,
+    Job,
+    JobStateType,
+    NodeInfo,
+    NodeType,
+    QueuedExecution,
+)
+from bacalhau.orchestrator import Orchestrator, SchedulerSettings
+from bacalhau.orchestrator._attempts import MOVED, is_attempt
+from tests.orchestrator.node_view import StaticNodeView, compute_node_info
+from tests.orchestrator.test_callbacks import RecordingCompute, Setup
+
+E = ExecutionStateType
+D = ExecutionDesiredStateType
+#: One attempt in all: a move that counted as one would fail the job.
+SETTINGS = SchedulerSettings(
+    pre_approve=False, queue_move_after=5.0, max_attempts=1, max_attempts_per_node=1
+)
+
+
+@pytest.fixture
+async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
+    compute = RecordingCompute()
+    view = StaticNodeView()
+    orch = Orchestrator(
+        node_info=NodeInfo(node_id="requester", node_type=NodeType.REQUESTER),
+        data_dir=tmp_path,
+        compute=compute,
+        node_view=view,
+        settings=SETTINGS,
+    )
+    async with orch:
+        await view.join(compute_node_info("node-a"))
+        yield Setup(orch, compute, view)
+
+
+def _job() -> Job:
+    task = {"Name": "main", "Engine": {"Type": "noop"}, "Resources": {"CPU": "1"}}
+    return Job.from_dict({"Type": "batch", "Tasks": [task]})
+
+
+async def _accepted_on_a(setup: Setup) -> tuple[str, Execution]:
+    """A job whose execution node-a accepted (and, as the report below says, queued)."""
+    orch, compute = setup.orch, setup.compute
+    job_id = (await orch.submit_job(_job())).job_id
+    node, ask = await compute.next("ask")
+    assert node == "node-a" and isinstance(ask, AskForBidRequest)
+    await orch.on_bid_complete(BidResult(ask.execution.id, job_id, "node-a", accepted=True))
+    await compute.next("accept")
+    return job_id, ask.execution
+
+
+async def _queued_on_a(setup: Setup, ex: Execution, waited: float) -> None:
+    report = ExecutionReport("node-a", [ex.id], queued=[QueuedExecution(ex.id, waited)])
+    await setup.orch.report_executions(report)
+
+
+async def test_an_execution_waiting_in_one_nodes_queue_moves_to_a_node_with_room(
+    setup: Setup,
+) -> None:
+    orch, compute = setup.orch, setup.compute
+    job_id, ex = await _accepted_on_a(setup)
+    await setup.view.join(compute_node_info("node-b"))
+    await _queued_on_a(setup, ex, waited=6.0)
+    assert orch.queue_moves.waiting() == {ex.id: "node-a"}
+
+    assert await orch.queue_moves.move_due() == 1
+    node, withdrawal = await compute.next("withdraw")
+    assert node == "node-a" and isinstance(withdrawal, CancelExecutionRequest)
+    assert withdrawal.execution_id == ex.id
+    assert "node-b has room for it now" in withdrawal.justification
+
+    moved = orch.store.get_execution(ex.id)
+    assert (moved.compute_state, moved.desired_state) == (E.CANCELLED, D.STOPPED)
+    assert moved.compute_details[MOVED] == "true"
+    assert not is_attempt(moved)
+    assert moved.compute_message.startswith("moved to node node-b: it waited 6s in node node-a")
+    history = [h.event.message for h in await orch.job_history(job_id, execution_id=ex.id)]
+    assert any(m.startswith("Moved to node node-b") for m in history), history
+
+    # Placed again where the room is, and the job (one attempt in all) does not fail.
+    node, ask = await compute.next("ask")
+    assert node == "node-b" and isinstance(ask, AskForBidRequest)
+    assert ask.execution.id != ex.id
+    assert (await orch.get_job(job_id)).state not in (JobStateType.FAILED,)
+    assert orch.queue_moves.waiting() == {}
+
+
+async def test_an_execution_that_started_meanwhile_stays_where_it_is(setup: Setup) -> None:
+    orch, compute = setup.orch, setup.compute
+    _, ex = await _accepted_on_a(setup)
+    await setup.view.join(compute_node_info("node-b"))
+    await _queued_on_a(setup, ex, waited=6.0)
+    compute.withdraw_answers[ex.id] = "Running"
+
+    assert await orch.queue_moves.move_due() == 0
+    await compute.next("withdraw")
+    still = orch.store.get_execution(ex.id)
+    assert (still.compute_state, still.desired_state) == (E.BID_ACCEPTED, D.RUNNING)
+    assert MOVED not in still.compute_details
+    assert not [m for m in compute.sent if m[0] == "ask"]
+    # Forgotten until the node says again that it waits.
+    assert orch.queue_moves.waiting() == {}
+
+
+async def test_nothing_moves_before_its_time_or_when_no_other_node_has_room(
+    setup: Setup,
+) -> None:
+    orch, compute = setup.orch, setup.compute
+    _, ex = await _accepted_on_a(setup)
+    await setup.view.join(compute_node_info("node-b", free=0.5))
+    # node-b has half a CPU free: the job needs one.
+    await _queued_on_a(setup, ex, waited=60.0)
+    assert await orch.queue_moves.move_due() == 0
+    # node-b frees its room, but the execution has not waited queue_move_after yet.
+    await setup.view.join(compute_node_info("node-b"))
+    await _queued_on_a(setup, ex, waited=2.0)
+    assert await orch.queue_moves.move_due() == 0
+    assert not [m for m in compute.sent if m[0] == "withdraw"]
+    assert orch.store.get_execution(ex.id).compute_state == E.BID_ACCEPTED
+    # A later report without it (it started) replaces what was known.
+    await setup.orch.report_executions(ExecutionReport("node-a", [ex.id]))
+    assert orch.queue_moves.waiting() == {}
+
+
+async def test_one_nodes_room_is_offered_to_one_waiting_execution_per_pass(setup: Setup) -> None:
+    orch, compute = setup.orch, setup.compute
+    _, first = await _accepted_on_a(setup)
+    _, second = await _accepted_on_a(setup)
+    # Room for one of them (1.5 CPUs free, each needs 1).
+    await setup.view.join(compute_node_info("node-b", free=1.5))
+    report = ExecutionReport(
+        "node-a",
+        [first.id, second.id],
+        queued=[QueuedExecution(first.id, 9.0), QueuedExecution(second.id, 7.0)],
+    )
+    await orch.report_executions(report)
+    assert await orch.queue_moves.move_due() == 1
+    _, withdrawal = await compute.next("withdraw")
+    # The one that waited longest goes first.
+    assert isinstance(withdrawal, CancelExecutionRequest) and withdrawal.execution_id == first.id
