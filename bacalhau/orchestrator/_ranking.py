@@ -204,7 +204,19 @@ def headroom(node: NodeState) -> Resources | None:
 
 
 def _capacity(job: Job, node: NodeState) -> tuple[int, str]:
-    room = headroom(node)
+    return _fits(job, headroom(node))
+
+
+def _free_capacity(job: Job, node: NodeState) -> tuple[int, str]:
+    """Only free room counts, not queue room: for a job whose QueueTimeout has passed, an
+    execution waiting in a node's queue would fail there at once."""
+    info = node.info.compute
+    if info is None or not (info.max_capacity.cpu or info.max_capacity.memory):
+        return 0, ""
+    return _fits(job, info.available_capacity)
+
+
+def _fits(job: Job, room: Resources | None) -> tuple[int, str]:
     if room is None:
         return 0, ""
     usage = job_usage(job)
@@ -253,7 +265,7 @@ def _obstacle(ranker: object, job: Job, node: NodeState, reason: str) -> Obstacl
         return Obstacle("does not match the constraints", "do not match the constraints")
     if ranker is _max_usage:
         return Obstacle("is too small for the job", "are too small for the job")
-    if ranker is _capacity:
+    if ranker is _capacity or ranker is _free_capacity:
         return FULL
     if reason.startswith((attempts.FAILED_IT, attempts.USED_UP)):
         return FAILED_HERE
@@ -420,6 +432,7 @@ def rank_nodes(
     min_reputation: float = 0.0,
     now: int = 0,
     lost_wait_ns: int = 0,
+    queue_room: bool = True,
 ) -> list[NodeRank]:
     """Rank every candidate node for ``job``: suitable ones first, best first.
 
@@ -431,6 +444,10 @@ def rank_nodes(
     A disconnected node that died or left less than ``lost_wait_ns`` before ``now`` (as
     this requester saw it go) is a passing obstacle: a job it alone could take waits for it
     to come back.
+
+    ``queue_room`` False: a node must have free room for the job, not only room in its
+    queue (over-subscription); once the job's QueueTimeout has passed, an execution that
+    waited in a node's queue would fail there at once.
 
     A node that has failed ``attempts_per_node`` executions of the job is not asked again.
     A node loses :data:`SPREAD_STEP` per execution it holds beyond the least loaded suitable
@@ -448,7 +465,7 @@ def rank_nodes(
         _labels,
         _max_usage,
         _previous(executions, attempts_per_node, now or time.time_ns()),
-        _capacity,
+        _capacity if queue_room else _free_capacity,
     ]
     ranks: list[NodeRank] = []
     candidates = [n for n in nodes if n.info.node_type == NodeType.COMPUTE]

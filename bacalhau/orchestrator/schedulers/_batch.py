@@ -39,6 +39,7 @@ from bacalhau.orchestrator.schedulers._shared import (
     not_enough_nodes,
     past_total_timeout,
     queue_expired,
+    queue_room_left,
     queue_timeout_of,
     stop,
     wait_for_nodes,
@@ -173,6 +174,7 @@ def schedule_batch(
             min_reputation=settings.min_reputation,
             now=now,
             lost_wait_ns=int(settings.lost_node_wait * 1_000_000_000),
+            queue_room=queue_room_left(job, settings, now),
         )
         suitable = [r for r in ranks if r.suitable]
         placed = suitable[:missing]

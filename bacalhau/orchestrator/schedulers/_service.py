@@ -40,6 +40,7 @@ from bacalhau.orchestrator.schedulers._shared import (
     mark_running,
     new_execution,
     not_enough_nodes,
+    queue_room_left,
     queue_waiting,
     stop,
 )
@@ -110,6 +111,7 @@ def schedule_service(
             placed=in_flight,
             min_reputation=settings.min_reputation,
             now=now,
+            queue_room=queue_room_left(job, settings, now),
         )
         suitable = [r for r in ranks if r.suitable]
         for r, replica in zip(suitable, due, strict=False):
