@@ -108,6 +108,13 @@ ANSWERED_CALLBACKS = Counter(
     "bacalhau_answered_callbacks_total",
     "Callbacks that came back in the answer to an ask rather than by a call of the node's own.",
 )
+QUEUE_MOVES = Counter(
+    "bacalhau_queue_moves_total",
+    "Executions waiting in a compute node's run queue that the requester tried to move to a "
+    "node with room, by outcome: moved; started (it had started meanwhile, and stays); "
+    "stopped (the requester stopped it meanwhile); failed (the node could not be asked).",
+    ["outcome"],
+)
 
 # Served by requesters only (a compute-only node has none of them).
 of_role(
@@ -123,5 +130,6 @@ of_role(
     MODULES_SERVED,
     CALLBACK_BATCH_ITEMS,
     ANSWERED_CALLBACKS,
+    QUEUE_MOVES,
     ACTIVE_JOBS,
 )

@@ -44,6 +44,7 @@ from bacalhau.models import (
     now_ns,
 )
 from bacalhau.orchestrator._attempts import MOVED
+from bacalhau.orchestrator._metrics import QUEUE_MOVES
 from bacalhau.orchestrator._planner import ComputeTransport
 from bacalhau.orchestrator._ranking import job_usage, rank_nodes
 from bacalhau.orchestrator._retries import retry_policy
@@ -208,8 +209,10 @@ class QueueMoves:
         except BacalhauError as err:
             # Asked again once the node reports it waiting again.
             log.info("could not withdraw execution %s from node %s: %s", ex.id, ex.node_id, err)
+            QUEUE_MOVES.labels(outcome="failed").inc()
             return False
         if state is not None:
+            QUEUE_MOVES.labels(outcome="started").inc()
             where = f"it is {state} there" if state else "the node does not know it"
             log.info("execution %s not withdrawn from node %s: %s", ex.id, ex.node_id, where)
             return False
@@ -228,8 +231,10 @@ class QueueMoves:
         except BacalhauError as err:
             # Stopped meanwhile (the job was stopped, the node lost): what that did stands.
             log.info("moved execution %s changed meanwhile: %s", ex.id, err)
+            QUEUE_MOVES.labels(outcome="stopped").inc()
             return False
         self.moved += 1
+        QUEUE_MOVES.labels(outcome="moved").inc()
         log.info("execution %s of job %s %s", ex.id, job.id, why)
         self._place(self._store.get_job(job.id), TriggeredBy.EXEC_UPDATE)
         return True

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from bacalhau.models import (
     AskForBidRequest,
@@ -68,6 +69,10 @@ async def _accepted_on_a(setup: Setup) -> tuple[str, Execution]:
     return job_id, ask.execution
 
 
+def _moves(outcome: str) -> float:
+    return REGISTRY.get_sample_value("bacalhau_queue_moves_total", {"outcome": outcome}) or 0.0
+
+
 async def _queued_on_a(setup: Setup, ex: Execution, waited: float) -> None:
     report = ExecutionReport("node-a", [ex.id], queued=[QueuedExecution(ex.id, waited)])
     await setup.orch.report_executions(report)
@@ -82,7 +87,9 @@ async def test_an_execution_waiting_in_one_nodes_queue_moves_to_a_node_with_room
     await _queued_on_a(setup, ex, waited=6.0)
     assert orch.queue_moves.waiting() == {ex.id: "node-a"}
 
+    before = _moves("moved")
     assert await orch.queue_moves.move_due() == 1
+    assert _moves("moved") == before + 1
     node, withdrawal = await compute.next("withdraw")
     assert node == "node-a" and isinstance(withdrawal, CancelExecutionRequest)
     assert withdrawal.execution_id == ex.id
@@ -111,7 +118,9 @@ async def test_an_execution_that_started_meanwhile_stays_where_it_is(setup: Setu
     await _queued_on_a(setup, ex, waited=6.0)
     compute.withdraw_answers[ex.id] = "Running"
 
+    before = _moves("started")
     assert await orch.queue_moves.move_due() == 0
+    assert _moves("started") == before + 1
     await compute.next("withdraw")
     still = orch.store.get_execution(ex.id)
     assert (still.compute_state, still.desired_state) == (E.BID_ACCEPTED, D.RUNNING)
