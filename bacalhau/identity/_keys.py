@@ -67,13 +67,26 @@ class NodeIdentity:
         return cls(_parse_key(pem, files.node_key), data_dir=files.data_dir)
 
     @classmethod
-    def load_or_create(cls, data_dir: str | os.PathLike[str]) -> NodeIdentity:
+    def load_or_create(
+        cls, data_dir: str | os.PathLike[str], *, certified_needs_key: bool = False
+    ) -> NodeIdentity:
         """Load the node key from ``data_dir``, creating it (mode 0600) on first use.
 
         Safe against two processes starting at once: only one key is ever written and both
-        end up with it.
+        end up with it. ``certified_needs_key``: a data dir that holds a node certificate but
+        no key lost its node's identity; refuse rather than write a new key (a node starting
+        would fail its certificate check anyway, having quietly replaced the file).
         """
         files = NodeFiles.in_dir(data_dir)
+        if certified_needs_key and not files.node_key.exists() and files.tls_cert.exists():
+            raise InvalidConfiguration(
+                f"node key {files.node_key} is missing, but {files.tls_cert} certifies a node "
+                "for this data dir: the node's identity (its key) is lost",
+                hint="restore node.key from a backup to start this node again; to start it as "
+                "a new node instead, remove tls.crt and tls.key and certify it again "
+                "(`bacalhau ca issue`, or a join token)",
+                component="Identity",
+            )
         if not files.node_key.exists():
             key = Ed25519PrivateKey.generate()
             pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())

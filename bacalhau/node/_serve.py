@@ -160,7 +160,7 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
     data_dir = config.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     stack.callback(os.close, lock_data_dir(data_dir))
-    identity = NodeIdentity.load_or_create(data_dir)
+    identity = NodeIdentity.load_or_create(data_dir, certified_needs_key=True)
     bootstrap_certificates(config, identity)  # a requester's first start
     await join_with_token(config, identity, seeds)  # a compute node's first start
     files = NodeFiles.in_dir(data_dir)

@@ -96,6 +96,21 @@ def test_a_compute_node_without_a_certificate_is_told_how_to_get_one(tmp_path: P
     assert not (tmp_path / "compute" / "cluster-ca").exists()
 
 
+def test_a_certified_node_whose_key_is_lost_is_refused_and_no_key_is_written(
+    tmp_path: Path,
+) -> None:
+    data = certified_node_dir(tmp_path, "compute")
+    (data / "node.key").unlink()
+    node = NodeProcess.compute(data, "127.0.0.1:1")
+    eventually(lambda: node.process.poll() is not None, timeout=30, what="the node exiting")
+    out = node.output()
+    assert node.process.returncode != 0
+    assert "node key" in out and "is missing" in out and "identity (its key) is lost" in out
+    assert "restore node.key from a backup" in out
+    # Nothing was made up in its place: the data dir is as the operator left it.
+    assert not (data / "node.key").exists()
+
+
 def test_a_requester_with_its_own_certificate_is_left_as_it_is(tmp_path: Path) -> None:
     data = certified_node_dir(tmp_path, "requester")
     before = (data / "tls.crt").read_bytes()
