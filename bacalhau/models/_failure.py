@@ -16,6 +16,7 @@ __all__ = [
     "HINT",
     "IS_ERROR",
     "NODE_SHUTDOWN",
+    "NOT_IN_CLUSTER",
     "RETRYABLE",
     "Failure",
     "never_retried",
@@ -28,6 +29,9 @@ HINT = "Hint"
 #: Flag of an execution its compute node interrupted as it shut down (an operator stopping
 #: or restarting it): the job did nothing wrong, so it costs the job no attempt.
 NODE_SHUTDOWN = "NodeShutdown"
+#: Flag of an input that no member of the cluster holds: the node that looked asked every
+#: live member, each answered, and none had it, so no other node would find it either.
+NOT_IN_CLUSTER = "NotInCluster"
 
 _TRUE, _FALSE = "true", "false"
 

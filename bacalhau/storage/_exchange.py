@@ -12,7 +12,9 @@ for a batch of blocks:
   and asked of the next peer.
 - **From likely holders first.** :class:`ProviderFinder` orders the members: those that
   advertise the root (data locality), then every other live member. A block no member has
-  makes the fetch fail with "not found in the cluster after N s".
+  makes the fetch fail with "not found in the cluster after N s"; when every member asked
+  answered (none was out of reach), the error is flagged ``NotInCluster``: no other node
+  would find it either, and the requester does not try one.
 
 The wire is behind :class:`BlockPeers` (implemented in :mod:`bacalhau.transport`).
 """
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bacalhau.errors import BacalhauError, BlockNotFound, CorruptBlock
+from bacalhau.models import NOT_IN_CLUSTER
 from bacalhau.storage.cid import CID, DAG_PB, Blockstore
 from bacalhau.storage.cid._dagpb import DataType, decode_node, decode_unixfs
 from bacalhau.storage.cid._hamt import PREFIX_LEN
@@ -116,6 +119,8 @@ class _Walk:
         self.fetched = 0
         self.bytes = 0
         self.present = 0
+        #: Members that could not be asked, or did not answer for every block asked.
+        self.unanswered: set[str] = set()
 
     def _links(self, cid: CID, data: bytes) -> list[CID]:
         if self.expand is None:
@@ -188,6 +193,7 @@ class _Walk:
         for cid in batch:
             if cid not in answered:
                 self.missing.append(cid)
+                self.unanswered.add(peer.node_id)
         if got:
             self._follow(await asyncio.to_thread(self._accept, peer, got))
 
@@ -253,10 +259,15 @@ class _Walk:
         waited = time.monotonic() - self.started
         first = self.missing[0] if self.missing else self.root
         which = "" if first == self.root else f" (block {first} missing)"
+        # Every member asked answered that it lacks the block: another node would ask the
+        # same members for nothing. One that could not be asked may hold it.
+        everyone = not self.unanswered
         return BlockNotFound(
-            f"{self.root} not found in the cluster after {waited:.0f} s{which}",
+            f"{self.root} not found in the cluster after {waited:.0f} s{which}"
+            + ("" if everyone else f" ({len(self.unanswered)} member(s) could not be asked)"),
             cid=str(first),
             hint=NOT_IN_CLUSTER_HINT,
+            details={NOT_IN_CLUSTER: "true"} if everyone else None,
         )
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from bacalhau.errors import BlockNotFound, InvalidCID, InvalidContent, InvalidJobSpec
-from bacalhau.models import SpecConfig
+from bacalhau.models import NOT_IN_CLUSTER, SpecConfig
 from bacalhau.storage._base import PreparedPath, input_failed, str_param
 from bacalhau.storage._exchange import NOT_IN_CLUSTER_HINT
 from bacalhau.storage._locality import dag_size
@@ -140,18 +140,25 @@ class IPFSSource:
         except BlockNotFound as err:
             if not err.cid:  # a path inside content that is here, not a missing block
                 raise input_failed(f"{text}: {err.message}", kind=_KIND) from None
-            raise self._not_found(text, root, err.cid, started) from None
+            everyone = err.details.get(NOT_IN_CLUSTER) == "true"
+            raise self._not_found(text, root, err.cid, started, everyone=everyone) from None
         except TimeoutError:
             raise self._not_found(text, root, "", started) from None
         except InvalidCID as err:
             raise InvalidJobSpec(err.message, field="Source.Params.CID") from None
         return PreparedPath(target)
 
-    def _not_found(self, text: str, root: CID, missing: str, started: float) -> BlockNotFound:
+    def _not_found(
+        self, text: str, root: CID, missing: str, started: float, *, everyone: bool = False
+    ) -> BlockNotFound:
+        """``everyone``: every member was asked and answered that it lacks it (see
+        :data:`~bacalhau.models.NOT_IN_CLUSTER`)."""
         waited = time.monotonic() - started
         detail = f" (block {missing} missing)" if missing and missing != str(root) else ""
+        asked = "; every member of the cluster was asked" if everyone else ""
         return BlockNotFound(
-            f"{text} not found in the cluster after {waited:.0f} s{detail}",
+            f"{text} not found in the cluster after {waited:.0f} s{detail}{asked}",
             cid=missing or str(root),
             hint=NOT_IN_CLUSTER_HINT,
+            details={NOT_IN_CLUSTER: "true"} if everyone else None,
         )

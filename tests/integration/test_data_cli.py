@@ -168,3 +168,22 @@ def test_a_large_local_wasm_module_is_stored_by_cid(
     entry = job.task.engine.params["EntryModule"]
     assert entry["Source"]["Type"] == "ipfs"
     assert entry["Source"]["Params"]["CID"] == content_cid(module)
+
+
+def test_a_job_whose_input_no_node_holds_fails_after_one_look(
+    stack: Devstack, tmp_path: Path
+) -> None:
+    lonely = tmp_path / "lonely.txt"
+    lonely.write_bytes(os.urandom(64))
+    absent = content_cid(lonely)  # never added anywhere
+    done = stack.cli(
+        "docker", "run", "-i", f"ipfs://{absent}:/in", "local/busybox:1.37", "--", "ls", "/in",
+    )  # fmt: skip
+    assert done.returncode != 0
+    said = done.stdout + done.stderr
+    assert "input is in no node of the cluster" in said, said
+    assert "every member of the cluster was asked" in said
+    # Its node asked every member, each answered: the other compute node is not tried (one
+    # look of ipfs_fetch_timeout, not one per node).
+    executions = stack.client.get_job(submitted_job_id(done.stdout), executions=True).executions
+    assert len(executions) == 1, [(e.node_id, e.compute_message) for e in executions]

@@ -5,12 +5,14 @@ from __future__ import annotations
 import random
 
 from bacalhau.models import (
+    NOT_IN_CLUSTER,
     ComputeNodeInfo,
     Connection,
     Evaluation,
     Execution,
     ExecutionDesiredStateType,
     ExecutionStateType,
+    Failure,
     Job,
     JobStateType,
     NodeInfo,
@@ -144,6 +146,22 @@ def test_failure_is_retried_then_reported() -> None:
     plan = schedule(job(), [ex], [node("a")], ev(), now=NOW)
     assert plan.new_job_state == JobStateType.FAILED
     assert "image missing" in plan.job_message
+
+
+def test_an_input_no_member_of_the_cluster_has_fails_the_job_without_another_node() -> None:
+    msg = "input ipfs://bafy...: not found in the cluster after 60 s"
+    looked = execution("e1", "a", E.FAILED, D.STOPPED, msg)
+    looked.compute_details = Failure("BlockNotFound", False, flags=(NOT_IN_CLUSTER,)).details()
+    plan = schedule(job(), [looked], [node("a"), node("b")], ev(), now=NOW)
+    assert plan.new_job_state == JobStateType.FAILED, plan.job_message
+    assert not plan.new_executions
+    assert "input is in no node of the cluster" in plan.job_message and msg in plan.job_message
+    assert plan.job_event is not None
+    assert plan.job_event.details["ErrorCode"] == "BlockNotFound"
+    # A member out of reach may hold it: then another node tries.
+    looked.compute_details = Failure("BlockNotFound", False).details()
+    plan = schedule(job(), [looked], [node("a"), node("b")], ev(), now=NOW)
+    assert [e.node_id for e in plan.new_executions] == ["b"]
 
 
 def test_retries_are_bounded() -> None:

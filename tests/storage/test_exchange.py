@@ -14,7 +14,7 @@ import grpc
 import pytest
 
 from bacalhau.errors import BlockNotFound
-from bacalhau.models import SpecConfig
+from bacalhau.models import NOT_IN_CLUSTER, SpecConfig
 from bacalhau.storage import BlockExchange, BlockPeer, IPFSSource
 from bacalhau.storage.cid import CID, Blockstore, Importer, ImportOptions, export, ls
 from bacalhau.transport import BlockClient, add_block_service, server_credentials
@@ -202,6 +202,30 @@ async def test_a_cid_no_member_has_is_not_found_in_the_cluster(
             await exchange.fetch_dag(absent, timeout=0.5)
     assert "not found in the cluster after" in caught.value.message
     assert caught.value.cid == str(absent)
+    # One member could not be asked: it may hold it, so another node may yet find it.
+    assert "1 member(s) could not be asked" in caught.value.message
+    assert NOT_IN_CLUSTER not in caught.value.details
+
+
+async def test_a_cid_every_member_says_it_lacks_is_flagged_as_in_no_node(
+    tmp_path: Path, cluster: Cluster, stores: tuple[Blockstore, Blockstore]
+) -> None:
+    mine, theirs = stores
+    absent = Importer(None).add_bytes(b"nobody has this either").cid
+    peer_node, me = cluster.node(), cluster.node()
+    async with serving(peer_node, theirs) as peer, BlockClient(me.files) as client:
+        exchange = BlockExchange(mine, client, StaticFinder([peer]), retry_interval=0.05)
+        with pytest.raises(BlockNotFound) as caught:
+            await exchange.fetch_dag(absent, timeout=0.5)
+        # The ipfs source says so too, in the words a job's failure shows.
+        (tmp_path / "input").mkdir()
+        source = IPFSSource(mine, fetcher=exchange, timeout=0.5)
+        with pytest.raises(BlockNotFound) as failed:
+            await source.prepare(SpecConfig("ipfs", {"CID": str(absent)}), tmp_path / "input")
+    assert caught.value.details[NOT_IN_CLUSTER] == "true"
+    assert "could not be asked" not in caught.value.message
+    assert failed.value.details[NOT_IN_CLUSTER] == "true"
+    assert "every member of the cluster was asked" in failed.value.message
 
 
 async def test_the_ipfs_source_reads_missing_content_through_the_exchange(

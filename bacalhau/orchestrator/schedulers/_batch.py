@@ -14,6 +14,7 @@ from bacalhau.errors import BacalhauError, ExecutionFailed, ExecutionTimeout, No
 from bacalhau.models import (
     ERROR_CODE,
     HINT,
+    NOT_IN_CLUSTER,
     Evaluation,
     Execution,
     ExecutionDesiredStateType,
@@ -137,6 +138,21 @@ def schedule_batch(
     failed = [e for e in view if e.compute_state == E.FAILED and is_attempt(e)]
     failures = [f"execution {e.id} on node {e.node_id}: {e.compute_message}" for e in failed]
     policy = retry_policy(job, settings)
+    nowhere = [e for e in failed if e.compute_details.get(NOT_IN_CLUSTER) == "true"]
+    if missing > 0 and nowhere:
+        # Its node asked every member of the cluster for the input, and none had it: another
+        # node would ask the same members and wait as long for nothing.
+        last = max(nowhere, key=lambda e: e.modify_time)
+        return fail_job(
+            plan,
+            view,
+            f"Job failed because its input is in no node of the cluster (not retried "
+            f"elsewhere): execution {last.id} on node {last.node_id}: {last.compute_message}",
+            ExecutionFailed,
+            now,
+            code=last.compute_details.get(ERROR_CODE, ""),
+            hint=last.compute_details.get(HINT, ""),
+        )
     if missing > 0 and failed:
         # Each partition has its own attempts: one that keeps failing must not use up the
         # retries of the others (a failed partition is retried alone).
