@@ -190,7 +190,7 @@ def schedule_batch(
             min_reputation=settings.min_reputation,
             now=now,
             lost_wait_ns=int(settings.lost_node_wait * 1_000_000_000),
-            queue_room=queue_room_left(job, settings, now),
+            queue_room=queue_room_left(job, now),
         )
         suitable = [r for r in ranks if r.suitable]
         placed = suitable[:missing]

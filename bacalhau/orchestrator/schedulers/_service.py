@@ -111,7 +111,7 @@ def schedule_service(
             placed=in_flight,
             min_reputation=settings.min_reputation,
             now=now,
-            queue_room=queue_room_left(job, settings, now),
+            queue_room=queue_room_left(job, now),
         )
         suitable = [r for r in ranks if r.suitable]
         for r, replica in zip(suitable, due, strict=False):

@@ -354,11 +354,12 @@ def queue_timeout_of(job: Job, settings: SchedulerSettings) -> int:
     return job.task.timeouts.queue_timeout or settings.default_queue_timeout
 
 
-def queue_room_left(job: Job, settings: SchedulerSettings, now: int) -> bool:
+def queue_room_left(job: Job, now: int) -> bool:
     """Whether an execution of ``job`` may still wait in a node's run queue: not once the
-    job's QueueTimeout (counted from its creation, as nodes count it) has passed, since the
-    node would fail it at once. Ranking then offers only nodes with free room."""
-    queue_timeout = queue_timeout_of(job, settings)
+    job's own QueueTimeout (counted from its creation, as nodes count it) has passed, since
+    the node would fail it at once. Ranking then offers only nodes with free room. (The
+    requester's default QueueTimeout is its own: nodes do not enforce it.)"""
+    queue_timeout = job.task.timeouts.queue_timeout if job.tasks else 0
     return not queue_timeout or now < job.create_time + queue_timeout * 1_000_000_000
 
 

@@ -142,7 +142,7 @@ def schedule_verified(
             min_reputation=settings.min_reputation,
             now=now,
             lost_wait_ns=int(settings.lost_node_wait * 1_000_000_000),
-            queue_room=queue_room_left(job, settings, now),
+            queue_room=queue_room_left(job, now),
         )
         placed = [r for r in ranks if r.suitable][:missing]
         desired_new = D.RUNNING if settings.pre_approve else D.PENDING
