@@ -300,12 +300,6 @@ class NodeConfig:
             return self.api_grpc_port
         return 1235 if self.api_port else 0
 
-    def advertised(self, port: int) -> str:
-        host = self.advertise_host or (
-            "127.0.0.1" if self.grpc_host in ("0.0.0.0", "", "::") else self.grpc_host
-        )
-        return f"{host}:{port}"
-
     def with_overrides(self, values: Mapping[str, Any]) -> NodeConfig:
         """A copy with ``values`` applied in their order (a ``None`` value sets nothing).
 

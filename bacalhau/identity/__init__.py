@@ -7,7 +7,11 @@ for mutual TLS and the identity key to sign what a node vouches for.
 """
 
 from bacalhau.identity._ca import DEFAULT_HOSTS, ClusterCA
-from bacalhau.identity._certificates import check_node_files, node_id_from_certificate
+from bacalhau.identity._certificates import (
+    certified_hosts,
+    check_node_files,
+    node_id_from_certificate,
+)
 from bacalhau.identity._files import (
     CA_CERT_FILE,
     CA_KEY_FILE,
@@ -43,6 +47,7 @@ __all__ = [
     "JoinAuthority",
     "NodeFiles",
     "NodeIdentity",
+    "certified_hosts",
     "check_node_files",
     "is_peer_id",
     "node_dns_name",

@@ -30,6 +30,19 @@ def node_id_from_certificate(cert: x509.Certificate) -> str:
     return peer_id_from_node_uri(uris[0])
 
 
+def certified_hosts(files: NodeFiles) -> frozenset[str]:
+    """The DNS names and IP addresses this node's own certificate names (lower case; none
+    when it has no readable certificate)."""
+    try:
+        cert = x509.load_pem_x509_certificate(files.tls_cert.read_bytes())
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (OSError, ValueError, x509.ExtensionNotFound):
+        return frozenset()
+    hosts = [*names.get_values_for_type(x509.DNSName)]
+    hosts += [str(ip) for ip in names.get_values_for_type(x509.IPAddress)]
+    return frozenset(h.lower() for h in hosts)
+
+
 def check_node_files(files: NodeFiles, *, now: datetime.datetime | None = None) -> str:
     """Check that a data directory holds a usable identity and TLS certificate.
 

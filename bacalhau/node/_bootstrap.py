@@ -18,6 +18,7 @@ from pathlib import Path
 
 from bacalhau.config import NodeConfig
 from bacalhau.identity import CA_KEY_FILE, DEFAULT_HOSTS, ClusterCA, NodeFiles, NodeIdentity
+from bacalhau.node._addresses import WILDCARDS, interface_addresses
 
 __all__ = ["CLUSTER_CA_DIR", "bootstrap_certificates", "own_hosts"]
 
@@ -25,8 +26,6 @@ log = logging.getLogger(__name__)
 
 #: Where a bootstrapped requester keeps the cluster CA, under its data directory.
 CLUSTER_CA_DIR = "cluster-ca"
-#: Addresses that name no particular host: not worth a certificate entry.
-_WILDCARDS = frozenset({"", "0.0.0.0", "::", "[::]"})
 
 
 def bootstrap_certificates(config: NodeConfig, identity: NodeIdentity) -> Path | None:
@@ -60,16 +59,18 @@ def bootstrap_certificates(config: NodeConfig, identity: NodeIdentity) -> Path |
 
 def own_hosts(config: NodeConfig) -> list[str]:
     """The names and addresses compute nodes may dial this node by: loopback, the hosts
-    the configuration gives, and this machine's name with the addresses it resolves to."""
+    the configuration gives, this machine's name with the addresses it resolves to, and
+    every address of its interfaces (a host name often resolves to loopback alone)."""
     hosts = list(DEFAULT_HOSTS)
     name = socket.gethostname()
     candidates = [config.advertise_host, config.grpc_host, name]
     # (A machine whose own name does not resolve: its name alone.)
     with contextlib.suppress(OSError):
         candidates += [str(info[4][0]) for info in socket.getaddrinfo(name, None)]
+    candidates += interface_addresses()
     for host in candidates:
         host = host.strip().strip("[]")
         # (A link-local address with its zone, fe80::1%eth0, is no certificate entry.)
-        if host not in _WILDCARDS and "%" not in host and host not in hosts:
+        if host not in WILDCARDS and "%" not in host and host not in hosts:
             hosts.append(host)
     return hosts

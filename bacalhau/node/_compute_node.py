@@ -34,6 +34,7 @@ from bacalhau.config import NodeConfig
 from bacalhau.errors import InvalidConfiguration
 from bacalhau.executor import host_gpus
 from bacalhau.models import Job
+from bacalhau.node._addresses import given_out
 from bacalhau.node._capacity import offered_capacity
 from bacalhau.node._plugins import build_executors, build_publishers, build_storage_sources
 from bacalhau.node._wiring import RequesterLinks
@@ -54,8 +55,10 @@ async def build_compute(
     stack: AsyncExitStack,
     blockstore: Blockstore,
     block_fetcher: BlockFetcher,
+    wildcard_host: str = "127.0.0.1",
 ) -> ComputeEndpoint:
-    """The compute role of node ``node_id``; what it opens closes with ``stack``."""
+    """The compute role of node ``node_id``; what it opens closes with ``stack``.
+    ``wildcard_host``: what a listener bound to every interface is given out by."""
     data_dir = config.data_dir / "compute"
     if config.docker_pids_limit < 1:
         raise InvalidConfiguration(
@@ -83,10 +86,9 @@ async def build_compute(
             # WASM: every run stopped and cleaned up at close, after the endpoint (entered
             # later) stops.
             await stack.enter_async_context(ex)
-    advertise = config.advertise_host or (
-        "127.0.0.1" if config.publisher_host in ("0.0.0.0", "", "::") else config.publisher_host
+    local = result_server.publisher(
+        address=given_out(config.publisher_host, config.advertise_host, wildcard_host)
     )
-    local = result_server.publisher(address=advertise)
     store = ExecutionStore(data_dir / "executions.db")
     stack.callback(store.close)
 

@@ -29,6 +29,7 @@ from bacalhau.identity import (
     JoinAuthority,
     NodeFiles,
     NodeIdentity,
+    certified_hosts,
     node_id_from_certificate,
 )
 from bacalhau.identity._files import write_private, write_public
@@ -134,18 +135,6 @@ def _install(files: NodeFiles, identity: NodeIdentity, joined: Joined) -> None:
     write_private(files.tls_key, joined.tls_key)
 
 
-def _certified_hosts(files: NodeFiles) -> frozenset[str]:
-    """The DNS names and IP addresses this node's own certificate names (lower case)."""
-    try:
-        cert = x509.load_pem_x509_certificate(files.tls_cert.read_bytes())
-        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except (OSError, ValueError, x509.ExtensionNotFound):
-        return frozenset()
-    hosts = [*names.get_values_for_type(x509.DNSName)]
-    hosts += [str(ip) for ip in names.get_values_for_type(x509.IPAddress)]
-    return frozenset(h.lower() for h in hosts)
-
-
 async def join_service(config: NodeConfig) -> tuple[JoinAuthority, Certify] | None:
     """What a requester with a join token serves joining nodes with: its join authority and
     the cluster CA in ``<data-dir>/cluster-ca`` (None without a token, or without that CA,
@@ -164,7 +153,7 @@ async def join_service(config: NodeConfig) -> tuple[JoinAuthority, Certify] | No
         return None
     ca = ClusterCA.load(ca_dir)
     authority = await _authority(config)
-    own = _certified_hosts(NodeFiles.in_dir(config.data_dir))
+    own = certified_hosts(NodeFiles.in_dir(config.data_dir))
 
     def certify(
         node_id: str, tls_key: ec.EllipticCurvePublicKey, hosts: Sequence[str]

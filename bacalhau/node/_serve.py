@@ -38,6 +38,7 @@ from bacalhau.executor import gpu_labels, host_gpus
 from bacalhau.gossip import Membership, MembershipRunner, Message, NodeRecord
 from bacalhau.identity import NodeFiles, NodeIdentity, check_node_files, is_peer_id
 from bacalhau.models import MANAGED_PUBLISHER, NodeInfo, NodeType, SpecConfig, rfc3339_ns
+from bacalhau.node._addresses import given_out, node_wildcard_host
 from bacalhau.node._blocks import ClusterProviders
 from bacalhau.node._bootstrap import bootstrap_certificates
 from bacalhau.node._cert_watch import watch_certificate
@@ -165,6 +166,7 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
     await join_with_token(config, identity, seeds)  # a compute node's first start
     files = NodeFiles.in_dir(data_dir)
     check_node_files(files)
+    wildcard = node_wildcard_host(config, files)
     # The server and every client share it: a certificate renewed while the node runs is
     # presented from the next handshake and used by new channels.
     tls = TlsMaterial(files)
@@ -285,26 +287,22 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
         )
         links = RequesterLinks(local=orchestrator, local_id=node_id)
         endpoint = await build_compute(
-            config, node_id, links, trust, result_server, stack, blockstore, exchange
+            config, node_id, links, trust, result_server, stack, blockstore, exchange, wildcard
         )
         server.add_compute_handler(endpoint)
         if routed is not None:
             routed.attach_local(node_id, endpoint)
 
     await listen(stack, server, config.grpc_host, config.grpc_port, "--grpc-port")
-    grpc_address = config.advertised(server.port)
+    grpc_address = f"{given_out(config.grpc_host, config.advertise_host, wildcard)}:{server.port}"
     running = RunningNode(node_id=node_id, grpc_address=grpc_address)
     labels = _labels(config)
-    api_host = config.advertise_host or (
-        "127.0.0.1" if config.api_host in ("0.0.0.0", "", "::") else config.api_host
-    )
+    api_host = given_out(config.api_host, config.advertise_host, wildcard)
     #: Filled in once the API listens (its real port is known then); the record follows.
     api_address = [""]
     publisher_address = ""
     if result_server is not None:
-        pub_host = config.advertise_host or (
-            "127.0.0.1" if config.publisher_host in ("0.0.0.0", "", "::") else config.publisher_host
-        )
+        pub_host = given_out(config.publisher_host, config.advertise_host, wildcard)
         publisher_address = f"{pub_host}:{result_server.port}"
 
     # -- membership -----------------------------------------------------------------------

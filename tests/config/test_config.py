@@ -43,12 +43,6 @@ def test_bad_yaml(tmp_path: Path) -> None:
         load_config({"data_dir": str(tmp_path)}, environ={})
 
 
-def test_advertised_address() -> None:
-    assert NodeConfig(grpc_host="0.0.0.0").advertised(4222) == "127.0.0.1:4222"
-    assert NodeConfig(grpc_host="10.1.2.3").advertised(1) == "10.1.2.3:1"
-    assert NodeConfig(advertise_host="node.example").advertised(5) == "node.example:5"
-
-
 @pytest.mark.parametrize(
     ("key", "value"),
     [
