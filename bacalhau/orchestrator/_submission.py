@@ -269,8 +269,9 @@ class JobSubmission(EvaluationRunner):
                 + ", or set Timeouts.QueueTimeout to wait for nodes to join",
             )
         if job.count > max(nodes, 1):
+            what = "replicas" if job.type == "service" else "partitions"
             raise InvalidJobSpec(
-                f"Count {job.count} asks for more partitions than the {nodes} compute "
+                f"Count {job.count} asks for more {what} than the {nodes} compute "
                 "node(s) of this cluster can run (one per node)",
                 field="Count",
                 hint="lower Count, or set Timeouts.QueueTimeout to wait for nodes to join",

@@ -189,3 +189,25 @@ def test_a_service_short_of_a_replica_says_why_and_stops_saying_it_once_placed()
     done = schedule(said, placed, nodes, ev(), now=NOW + 3 * SECOND)
     assert done.job_message == ""
     assert done.job_event is not None and done.job_event.message == "All 3 replicas placed"
+
+
+def test_a_new_service_waits_for_nodes_that_are_only_full_and_fails_on_ones_that_never_fit() -> (
+    None
+):
+    service = typed("service", 1)
+
+    def full(nid: str) -> NodeState:
+        # Every CPU in use, and its queue (over-subscription) taken as well.
+        n = node(nid)
+        assert n.info.compute is not None
+        n.info.compute.available_capacity = replace(n.info.compute.max_capacity, cpu=0.0)
+        n.info.compute.queue_capacity = replace(n.info.compute.max_capacity, cpu=2.0)
+        return n
+
+    plan = schedule(service, [], [full("a"), full("b")], ev(), now=NOW)
+    assert plan.new_job_state == JobStateType.QUEUED, plan.job_message
+    assert "2 nodes are full" in plan.job_message
+    assert plan.new_evaluations  # and it looks again
+    # Nodes that can never run it: told at once, as before.
+    plan = schedule(service, [], [node("a", ["wasm"])], ev(), now=NOW)
+    assert plan.new_job_state == JobStateType.FAILED

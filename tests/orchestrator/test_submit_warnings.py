@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
+from bacalhau.errors import InvalidJobSpec
 from bacalhau.models import Job, NodeInfo, NodeType
 from bacalhau.orchestrator import Orchestrator
 from tests.api.conftest import NoComputeNodes
-from tests.orchestrator.node_view import StaticNodeView
+from tests.orchestrator.node_view import StaticNodeView, compute_node_info
 
 
 def _job(count: int, key: str, publisher: str = "s3", job_type: str = "batch") -> Job:
@@ -53,3 +54,23 @@ async def test_executions_sharing_one_s3_object_are_warned_of(
     assert bool(shared) == warned, result.warnings
     if warned:
         assert "add {executionID} to the Key" in shared[0]
+
+
+@pytest.mark.parametrize(("job_type", "word"), [("batch", "partitions"), ("service", "replicas")])
+async def test_more_executions_than_nodes_is_refused_in_the_jobs_own_words(
+    tmp_path: Path, job_type: str, word: str
+) -> None:
+    task = {"Name": "main", "Engine": {"Type": "noop"}}
+    job = Job.from_dict({"Type": job_type, "Count": 3, "Tasks": [task]})
+    view = StaticNodeView()
+    async with Orchestrator(
+        node_info=NodeInfo(node_id="n-count", node_type=NodeType.REQUESTER),
+        data_dir=tmp_path / "req",
+        compute=NoComputeNodes(),
+        node_view=view,
+    ) as orch:
+        await view.join(compute_node_info("node-a"))
+        with pytest.raises(InvalidJobSpec) as refused:
+            await orch.submit_job(job)
+    assert f"Count 3 asks for more {word} than the 1 compute node(s)" in refused.value.message
+    assert refused.value.field == "Count"

@@ -121,9 +121,19 @@ def schedule_service(
                 )
             )
         short = len(due) - len(suitable)
+        # Nodes only full for now free room by themselves: the job waits for them.
+        passing = any(
+            r.obstacle is not None and r.obstacle.passing for r in ranks if not r.suitable
+        )
         if short > 0:
-            if not view and now >= settling_until and not job.task.timeouts.queue_timeout:
-                # The first placement finds too few nodes: say so now rather than hang.
+            if (
+                not view
+                and now >= settling_until
+                and not job.task.timeouts.queue_timeout
+                and not passing
+            ):
+                # The first placement finds too few nodes that ever could: say so now
+                # rather than hang.
                 return fail_job(
                     plan, view, not_enough_nodes(job, replicas, ranks, []), NotEnoughNodes, now
                 )
