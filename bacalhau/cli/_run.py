@@ -257,9 +257,10 @@ def follow_submitted(client: Client, job_id: str, runtime: dict[str, Any]) -> No
         # Daemon and service jobs run until stopped: waiting ends once they run.
         if not id_only:
             running = sum(1 for e in details.executions if e.is_active())
+            short = f"\n{job.state_message.splitlines()[0]}" if job.state_message else ""
             click.echo(
                 f"\nJob {job.id} is running ({job.type}, {running} execution(s)); it runs "
-                f"until stopped:\n\tbacalhau job stop {job.id}"
+                f"until stopped:\n\tbacalhau job stop {job.id}{short}"
             )
         return
     if job.state != JobStateType.COMPLETED:

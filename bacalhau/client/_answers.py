@@ -3,6 +3,7 @@ submit's answer, and whether a long-running job has started."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from bacalhau.client._decode import history_from_dict
@@ -52,10 +53,14 @@ _STARTING = (
 )
 
 
+#: A running service's message while replicas wait for a node ("1 of 3 replicas waiting...").
+_REPLICAS_WAITING = re.compile(r"(\d+) of \d+ replicas ")
+
+
 def is_started(details: JobDetails) -> bool:
     """Whether a long-running job runs: it is Running with its executions started (every
-    replica of a service; a daemon on every node it was placed on, none still bidding) --
-    or it ended."""
+    replica of a service but those the job says wait for a node; a daemon on every node it
+    was placed on, none still bidding) -- or it ended."""
     job = details.job
     if job.state.is_terminal():
         return True
@@ -65,4 +70,7 @@ def is_started(details: JobDetails) -> bool:
     if any(e.compute_state in _STARTING for e in details.executions):
         return False
     needed = max(job.count, 1) if job.type == "service" else 1
+    if job.type == "service" and (waiting := _REPLICAS_WAITING.match(job.state_message)):
+        # Those may wait as long as the service runs (no node for them yet): the others run.
+        needed = max(1, needed - int(waiting.group(1)))
     return len(started) >= needed
