@@ -25,6 +25,7 @@ Nor is an execution moved off a node's run queue before it started (:data:`MOVED
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 
 from bacalhau.models import NODE_SHUTDOWN, Execution, ExecutionStateType, Job, never_retried
@@ -141,6 +142,15 @@ def why_not_again(
     if tried >= max(1, attempts_per_node):
         return "already tried this job too many times"
     return ""
+
+
+#: How a reason says when the node is asked again (only true of a job that waits).
+_ASKED_AGAIN = re.compile(r" \(asked again in \d+s\)$")
+
+
+def as_final(reason: str) -> str:
+    """``reason`` as a failed job tells it: without when the node would be asked again."""
+    return _ASKED_AGAIN.sub("", reason)
 
 
 def _seconds(ns: int) -> int:

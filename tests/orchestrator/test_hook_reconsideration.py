@@ -68,3 +68,12 @@ def test_a_daemon_turned_down_everywhere_looks_again_when_the_pause_ends() -> No
     plan = schedule(_daemon(), history, [node("a"), node("b")], ev(), now=NOW + 11 * S)
     assert [e.node_id for e in plan.new_executions] == ["a"]
     assert [e.wait_until for e in plan.new_evaluations] == [NOW + 3 * S + RECONSIDER_AFTER_NS]
+
+
+def test_a_batch_job_failing_on_a_refusal_does_not_promise_to_ask_again() -> None:
+    # No QueueTimeout: the job fails now, naming the hook's reason, and nothing is asked
+    # again, so its message must not say when.
+    plan = schedule(job(), [turned_down("e1", "a", NOW)], [node("a")], ev(), now=NOW + S)
+    assert plan.new_job_state is not None and plan.new_job_state.is_terminal()
+    assert "bid rejected by approval hook budget: no" in plan.job_message
+    assert "asked again" not in plan.job_message

@@ -26,6 +26,7 @@ from bacalhau.models import (
     new_evaluation_id,
     new_execution_id,
 )
+from bacalhau.orchestrator._attempts import as_final
 from bacalhau.orchestrator._node_listing import node_lookup
 from bacalhau.orchestrator._plan import ExecutionChange, Plan
 from bacalhau.orchestrator._ranking import NodeRank, job_usage
@@ -261,7 +262,8 @@ def not_enough_nodes(job: Job, needed: int, ranks: list[NodeRank], failures: lis
         lines.append(too_big)
     for r in ranks:
         if not r.suitable:
-            lines.append(f"• node {r.node.info.node_id} {r.reason}")
+            # The job fails: a node it would have asked again later is not.
+            lines.append(f"• node {r.node.info.node_id} {as_final(r.reason)}")
     if not ranks:
         lines.append("• no compute node has joined this requester")
     return "\n".join(lines)
