@@ -182,7 +182,12 @@ class NetworkPolicy:
     async def evaluate(self, request: BidRequest) -> BidVerdict:
         if not request.job.task.network.type.networked or self._accept:
             return BidVerdict.accept("this node does accept jobs that require network access")
-        return BidVerdict.reject("this node does not accept jobs that require network access")
+        # Bacalhau's words first (scripts look for them), then what its operator can do.
+        return BidVerdict.reject(
+            "this node does not accept jobs that require network access (its operator "
+            "allows them with JobAdmissionControl.AcceptNetworkedJobs=true, or "
+            "accept_networked_jobs: true)"
+        )
 
 
 class WithinMaxJobRequirements:

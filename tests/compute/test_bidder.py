@@ -83,9 +83,10 @@ async def test_publisher_must_be_installed(tmp_path: Path) -> None:
 async def test_network_policy(kind: NetworkType) -> None:
     job = job_of(network=kind)
     verdict = await bidder().bid(job)
-    assert verdict == BidVerdict(
-        False, "this node does not accept jobs that require network access"
-    )
+    assert not verdict.should_bid
+    assert verdict.reason.startswith("this node does not accept jobs that require network access")
+    # And how its operator would allow them.
+    assert "JobAdmissionControl.AcceptNetworkedJobs=true" in verdict.reason
     assert (await bidder(networked=True).bid(job)).should_bid
 
 
