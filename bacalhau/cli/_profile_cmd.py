@@ -44,7 +44,7 @@ def _secret(value: str | None, what: str) -> str | None:
 @click.argument("name")
 @click.option("--endpoint", help="API endpoint: host:port or a URL (https://host:443).")
 @click.option("--description", help="What the profile is for.")
-@click.option("--timeout", help="Request timeout, a Go duration (30s, 1m) [default: 30s].")
+@click.option("--timeout", help="Connect timeout, a Go duration (30s, 1m) [default: 30s].")
 @click.option(
     "--insecure/--no-insecure",
     default=None,

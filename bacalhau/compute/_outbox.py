@@ -36,6 +36,8 @@ from bacalhau.errors import BacalhauError
 from bacalhau.models import AskAnswer, BidResult, LocalExecutionState
 
 _log = logging.getLogger(__name__)
+#: Failed deliveries of one callback before each further one is a warning.
+_WARN_AFTER = 3
 
 #: The most callbacks read for one call (the transport may send fewer: a byte budget).
 BATCH_LIMIT = 256
@@ -445,7 +447,10 @@ class CallbackOutbox:
             )
             self._settle([entry])
             return True
-        _log.warning(
+        # A first miss is routine (a node starting before it has reached its requester, a
+        # requester restarting): a warning only once it keeps failing.
+        _log.log(
+            logging.INFO if attempts < _WARN_AFTER else logging.WARNING,
             "could not deliver %s for execution %s to %s (attempt %d): %s; will retry",
             kind,
             entry.execution_id,
