@@ -122,15 +122,22 @@ class Resources:
             and self.gpu <= capacity.gpu
         )
 
-    def shortfall(self, capacity: Resources) -> str:
-        """Human explanation of what does not fit (empty when it fits)."""
-        parts = []
-        if self.cpu > capacity.cpu + 1e-9:
-            parts.append(f"CPU {self.cpu:g} > {capacity.cpu:g}")
-        if self.memory > capacity.memory:
-            parts.append(f"memory {format_size(self.memory)} > {format_size(capacity.memory)}")
-        if self.disk > capacity.disk:
-            parts.append(f"disk {format_size(self.disk)} > {format_size(capacity.disk)}")
-        if self.gpu > capacity.gpu:
-            parts.append(f"GPU {self.gpu} > {capacity.gpu}")
+    def shortfall(self, capacity: Resources, *, room: str = "") -> str:
+        """Human explanation of what does not fit (empty when it fits): "CPU 4 > 2", or
+        with ``room`` (what ``capacity`` is, e.g. "free"), "needs CPU 4, 2 free"."""
+        size = format_size
+        # (Room left can be below zero: a node past its over-subscription says 0.)
+        have = Resources(
+            max(capacity.cpu, 0), max(capacity.memory, 0), max(capacity.disk, 0), capacity.gpu
+        )
+        short = [
+            ("CPU", self.cpu > capacity.cpu + 1e-9, f"{self.cpu:g}", f"{have.cpu:g}"),
+            ("memory", self.memory > capacity.memory, size(self.memory), size(have.memory)),
+            ("disk", self.disk > capacity.disk, size(self.disk), size(have.disk)),
+            ("GPU", self.gpu > capacity.gpu, str(self.gpu), str(max(have.gpu, 0))),
+        ]
+        if room:
+            parts = [f"needs {n} {asked}, {have} {room}" for n, over, asked, have in short if over]
+        else:
+            parts = [f"{n} {asked} > {have}" for n, over, asked, have in short if over]
         return ", ".join(parts)

@@ -222,7 +222,7 @@ def _fits(job: Job, room: Resources | None) -> tuple[int, str]:
     usage = job_usage(job)
     if usage.fits_in(room):
         return 0, ""
-    return UNSUITABLE, "is full: " + usage.shortfall(room)
+    return UNSUITABLE, "is full: " + usage.shortfall(room, room="left")
 
 
 #: Score taken off a node that gossip suspects of failure (it still ranks, below the rest).

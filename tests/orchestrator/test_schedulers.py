@@ -207,6 +207,7 @@ def test_a_new_service_waits_for_nodes_that_are_only_full_and_fails_on_ones_that
     plan = schedule(service, [], [full("a"), full("b")], ev(), now=NOW)
     assert plan.new_job_state == JobStateType.QUEUED, plan.job_message
     assert "2 nodes are full" in plan.job_message
+    assert "is full: needs CPU 0.1, 0 left" in plan.job_message, plan.job_message
     assert plan.new_evaluations  # and it looks again
     # Nodes that can never run it: told at once, as before.
     plan = schedule(service, [], [node("a", ["wasm"])], ev(), now=NOW)
