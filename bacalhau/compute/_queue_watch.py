@@ -4,8 +4,9 @@ A node accepts work beyond its free room (over-subscription) into its run queue,
 execution may wait long: behind a service that never ends, say, while another node sits
 idle. Its requester cannot see that by itself (the execution shows as accepted, as a running
 one does). So the node's execution report lists what waits, and for how long; and once an
-execution has waited :data:`REPORT_AFTER` seconds, the node sends its requester a report
-soon (at most one per requester per check) rather than at the next periodic round. The
+execution has waited :data:`REPORT_AFTER` seconds, or starts after its requester heard it
+waits, the node sends its requester a report soon (at most one per requester per check)
+rather than at the next periodic round. The
 requester may then take it back (``WithdrawQueued``) and place it where there is room now.
 A short wait in a burst of work says nothing and costs nothing: no report.
 """
@@ -68,12 +69,16 @@ class QueueWatch:
         ]
 
     def check(self) -> set[str]:
-        """The requesters with an execution newly past :data:`REPORT_AFTER` in the queue;
-        each is told (see :meth:`listen`)."""
+        """The requesters with an execution newly past :data:`REPORT_AFTER` in the queue, or
+        that started after they heard it waits; each is told (see :meth:`listen`)."""
         waiting = self._queue.waiting()
         here = {execution_id for execution_id, _ in waiting}
-        self._told &= here
         due: set[str] = set()
+        # One its requester heard waits and that now runs: the requester hears that too.
+        for execution_id in self._told - here:
+            if requester := self._requester_of.get(execution_id):
+                due.add(requester)
+        self._told &= here
         for execution_id, waited in waiting:
             requester = self._requester_of.get(execution_id)
             if waited >= self._after and execution_id not in self._told and requester:

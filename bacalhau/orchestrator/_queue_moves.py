@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from bacalhau.errors import BacalhauError, NotFound
@@ -94,15 +94,37 @@ class QueueMoves:
         #: Executions moved so far (for tests and logs).
         self.moved = 0
 
-    def note(self, node_id: str, queued: Sequence[QueuedExecution]) -> None:
-        """``node_id`` reported what waits in its queue: that replaces what was known."""
-        for execution_id in [k for k, w in self._waiting.items() if w.node_id == node_id]:
-            del self._waiting[execution_id]
+    def note(
+        self, node_id: str, queued: Sequence[QueuedExecution], held: Collection[str] = ()
+    ) -> None:
+        """``node_id`` reported what waits in its queue (``queued``) among the executions it
+        holds (``held``): that replaces what was known. An execution's history says when it
+        began to wait there, and when it started after waiting (held, no longer queued)."""
         now = time.monotonic()
+        before = {k: w for k, w in self._waiting.items() if w.node_id == node_id}
+        for execution_id in before:
+            del self._waiting[execution_id]
         for q in queued:
             self._waiting[q.execution_id] = _Waiting(node_id, now - max(0.0, q.waited))
+            if q.execution_id not in before:
+                self._tell(q.execution_id, f"Waiting in node {node_id}'s run queue for room")
+        for execution_id, w in before.items():
+            if execution_id in held and execution_id not in self._waiting:
+                self._tell(
+                    execution_id,
+                    f"Started on node {node_id} after {now - w.since:.0f}s in its run queue",
+                )
         if queued:
             self._wake.set()
+
+    def _tell(self, execution_id: str, message: str) -> None:
+        """Add ``message`` to a still accepted execution's history (else nothing)."""
+        with contextlib.suppress(BacalhauError):
+            self._store.update_execution(
+                execution_id,
+                expected_states=frozenset({E.BID_ACCEPTED}),
+                event=Event(message=message, topic="Scheduling", timestamp=now_ns()),
+            )
 
     def room_changed(self) -> None:
         """A node may have room again: look now rather than at the next tick."""

@@ -129,7 +129,7 @@ class ExecutionReports(NodeEvents):
         when it was declared dead, and now and then): fail what it lost, cancel on it what
         was stopped meanwhile (see :class:`NodeReconciler`)."""
         await self._reconciler.reconcile(report.node_id, report.execution_ids)
-        self.queue_moves.note(report.node_id, report.queued)
+        self.queue_moves.note(report.node_id, report.queued, report.execution_ids)
 
     def _evaluate_report(self, job: Job, triggered_by: str) -> None:
         """The scheduling pass that follows a node's report on one of ``job``'s executions.

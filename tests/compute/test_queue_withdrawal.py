@@ -64,9 +64,14 @@ async def test_a_requester_is_told_once_when_its_execution_has_waited_long() -> 
     assert [q.execution_id for q in watch.queued_for("r1")] == ["a", "c"]
     assert [q.execution_id for q in watch.queued_for("r2")] == ["b"]
     assert all(q.waited >= 0.05 for q in watch.queued_for("r1"))
-    # One that left the queue and comes back (a restart) is told again.
+    # One its requester heard of that leaves the queue to run: the requester hears that too.
     queue.remove("a")
-    watch.check()
+    assert watch.check() == {"r1"}
+    # A withdrawn one (no longer this node's) is not reported.
+    del requester_of["b"]
+    queue.remove("b")
+    assert watch.check() == set()
+    # One that comes back (a restart) is told again.
     queue.submit("a", Resources(cpu=1))
     await asyncio.sleep(0.06)
     assert watch.check() == {"r1"}

@@ -121,6 +121,8 @@ def test_a_job_waiting_in_a_busy_nodes_queue_moves_to_the_node_that_frees_up(
         assert moved.compute_message.startswith(f"moved to node {d}: it waited ")
         said = [h.event.message for h in done.history or []]
         assert any(m.startswith(f"Moved to node {d}") for m in said), said
+        # Before that, its history said where it waited.
+        assert f"Waiting in node {e}'s run queue for room" in said, said
         # Nothing was lost or run twice: E's long run goes on, the others completed.
         assert stack.client.get_job(long_run).job.state == JobStateType.RUNNING
         for job_id in (short_run, behind):

@@ -166,3 +166,21 @@ async def test_one_nodes_room_is_offered_to_one_waiting_execution_per_pass(setup
     _, withdrawal = await compute.next("withdraw")
     # The one that waited longest goes first.
     assert isinstance(withdrawal, CancelExecutionRequest) and withdrawal.execution_id == first.id
+
+
+async def test_the_history_says_when_an_execution_waits_in_a_queue_and_when_it_starts(
+    setup: Setup,
+) -> None:
+    orch = setup.orch
+    job_id, ex = await _accepted_on_a(setup)
+
+    async def said() -> list[str]:
+        return [h.event.message for h in await orch.job_history(job_id, execution_id=ex.id)]
+
+    await _queued_on_a(setup, ex, waited=3.0)
+    await _queued_on_a(setup, ex, waited=4.0)  # the same wait, reported again: said once
+    assert (await said()).count("Waiting in node node-a's run queue for room") == 1
+    # The node's next report holds it, no longer queued: it runs.
+    await orch.report_executions(ExecutionReport("node-a", [ex.id]))
+    started = [m for m in await said() if m.startswith("Started on node node-a after ")]
+    assert len(started) == 1 and started[0].endswith("s in its run queue"), started
