@@ -40,6 +40,8 @@ from bacalhau.transport import Certify, Joined, TlsMaterial, join_cluster
 __all__ = ["RENEW_BEFORE", "join_service", "join_with_token", "renew_while_running"]
 
 log = logging.getLogger(__name__)
+#: Names every node asks to be certified for (its own loopback).
+_LOOPBACK_NAMES = frozenset({"127.0.0.1", "::1", "localhost"})
 
 #: Waits between attempts while no seed answers (the requester may start after this node).
 _RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0)
@@ -164,7 +166,10 @@ async def join_service(config: NodeConfig) -> tuple[JoinAuthority, Certify] | No
         # for the requester at its address); other nodes reach it by its node ID anyway.
         taken = [h for h in hosts if h.lower() in own]
         if taken:
-            log.warning(
+            # Every node asks for loopback (it may be reached on its own machine): routine.
+            routine = all(h.lower() in _LOOPBACK_NAMES for h in taken)
+            log.log(
+                logging.INFO if routine else logging.WARNING,
                 "node %s asked to be certified for this requester's own host names (%s): left out",
                 node_id,
                 ", ".join(taken),
