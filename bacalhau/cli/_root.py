@@ -444,4 +444,9 @@ def cli(ctx: click.Context) -> None:
 
 def main() -> None:
     """Entry point of the ``bacalhau`` executable."""
+    # Host names resolve as everything else on this machine resolves them (getaddrinfo:
+    # /etc/hosts, nsswitch), not by gRPC's own DNS client, which asks the DNS servers first
+    # and, when one does not answer, times out on names /etc/hosts holds. Set before any
+    # channel exists; an operator's own choice stands.
+    os.environ.setdefault("GRPC_DNS_RESOLVER", "native")
     cli.main(prog_name="bacalhau")

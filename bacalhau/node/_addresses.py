@@ -3,28 +3,23 @@ interface, and what a requester certifies itself for on its first start.
 
 A node binding every interface (``0.0.0.0``, the default) without ``--advertise-host`` used
 to give out ``127.0.0.1``: other hosts then probed, and dialled, their own loopback, and a
-healthy node looked dead to them. It now gives out this machine's main address (the source
-address of its default route), or another address of its interfaces, when its certificate
-names it, so that every member can reach it there and check it (a node is always dialled by
-an address its certificate must name). When its certificate names no such address, it gives
-out ``127.0.0.1`` as before and says, once, that only this machine can reach it and how to
-fix that.
+healthy node looked dead to them. It now gives out an address of this machine: one its
+certificate names when it names some (the main one first: the source address of the default
+route), else the main address. Members dial each other by the node ID their certificates
+name, not by address; only a seed, dialled before its ID is known, must be certified for the
+address it is dialled by. A machine with no address but loopback gives out ``127.0.0.1``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ipaddress
-import logging
 import socket
 from collections.abc import Collection
 
 import ifaddr
 
-from bacalhau.config import NodeConfig
 from bacalhau.identity import NodeFiles, certified_hosts
-
-log = logging.getLogger(__name__)
 
 #: Addresses that name no particular host.
 WILDCARDS = frozenset({"", "0.0.0.0", "::", "[::]"})
@@ -60,34 +55,21 @@ def main_address() -> str | None:
     return None
 
 
-def wildcard_host(certified: Collection[str], *, warn: bool = True) -> str:
-    """The host a listener bound to every interface is given out by: this machine's main
-    address, else another of its addresses, that ``certified`` (its certificate's names)
-    holds; else ``127.0.0.1`` (said once when ``warn`` and the machine has other addresses:
-    other hosts cannot reach the node)."""
+def wildcard_host(certified: Collection[str]) -> str:
+    """The host a listener bound to every interface is given out by: the first of this
+    machine's addresses (its main one first) that ``certified`` (its certificate's names)
+    holds, else its main address, else ``127.0.0.1`` (a machine with loopback alone)."""
     names = {h.lower() for h in certified}
-    candidates = [a for a in (main_address(), *interface_addresses()) if a]
+    candidates = list(dict.fromkeys(a for a in (main_address(), *interface_addresses()) if a))
     for address in candidates:
         if address in names:
             return address
-    if warn and candidates:
-        log.warning(
-            "this node listens on every interface but its certificate names none of this "
-            "machine's addresses (%s): it gives out %s, so only nodes on this machine can "
-            "reach it. Start it with --advertise-host ADDRESS, an address its certificate "
-            "names (`bacalhau ca issue --host ADDRESS` certifies it for one)",
-            ", ".join(candidates[:4]),
-            LOOPBACK,
-        )
-    return LOOPBACK
+    return candidates[0] if candidates else LOOPBACK
 
 
-def node_wildcard_host(config: NodeConfig, files: NodeFiles) -> str:
-    """:func:`wildcard_host` for a node whose certificate is in ``files``; a node whose gRPC
-    listener is given out by an address of its own (``--advertise-host``, a bound address)
-    is not warned about."""
-    warn = not config.advertise_host and config.grpc_host in WILDCARDS
-    return wildcard_host(certified_hosts(files), warn=warn)
+def node_wildcard_host(files: NodeFiles) -> str:
+    """:func:`wildcard_host` for a node whose certificate is in ``files``."""
+    return wildcard_host(certified_hosts(files))
 
 
 def given_out(bind: str, advertise: str, wildcard: str) -> str:

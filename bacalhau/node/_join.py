@@ -176,6 +176,11 @@ async def join_service(config: NodeConfig) -> tuple[JoinAuthority, Certify] | No
             )
         kept = [h for h in hosts if h.lower() not in own]
         cert = ca.sign_node_certificate(node_id, tls_key, hosts=kept)
+        log.warning(
+            "node %s joined with the join token: certified for %s",
+            node_id,
+            ", ".join(kept) or "no host name",
+        )
         return cert.public_bytes(Encoding.PEM), ca.certificate_pem
 
     return authority, certify

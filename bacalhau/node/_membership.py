@@ -215,10 +215,11 @@ class RequesterContact:
                 except Exception as err:
                     await client.close()
                     log.warning(
-                        "identifying the node at seed %s failed: %s; retrying in %.1fs",
+                        "identifying the node at seed %s failed: %s; retrying in %.1fs%s",
                         address,
                         err,
                         backoff,
+                        _seed_hint(address, err),
                     )
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, most)
@@ -303,3 +304,16 @@ class RequesterContact:
                 waited = 0.0
                 for requester_id in self._links.requester_ids():
                     await self.report(requester_id)
+
+
+def _seed_hint(address: str, err: BaseException) -> str:
+    """What to do about a seed whose certificate does not name the address it is dialled
+    by (a seed is checked by its address: its node ID is not known yet)."""
+    if "Hostname Verification" not in str(err):
+        return ""
+    host = address.rsplit(":", 1)[0].strip("[]")
+    return (
+        f" (the node there is certified, but not for {host}: certify it for that name, "
+        f"`bacalhau ca issue --host {host}` on its data dir, or seed through an address "
+        "its certificate names)"
+    )

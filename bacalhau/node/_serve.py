@@ -166,7 +166,7 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
     await join_with_token(config, identity, seeds)  # a compute node's first start
     files = NodeFiles.in_dir(data_dir)
     check_node_files(files)
-    wildcard = node_wildcard_host(config, files)
+    wildcard = node_wildcard_host(files)
     # The server and every client share it: a certificate renewed while the node runs is
     # presented from the next handshake and used by new channels.
     tls = TlsMaterial(files)

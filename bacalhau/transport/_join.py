@@ -58,11 +58,6 @@ class JoinServicer(node_pb2_grpc.JoinServiceServicer):
                     component="Transport",
                 )
             cert, ca = self._certify(node_id, tls_key, hosts)
-            log.warning(
-                "node %s joined with the join token: certified for %s",
-                node_id,
-                ", ".join(hosts) or "no host name",
-            )
             return node_pb2.JoinResponse(certificate=cert, ca_certificate=ca)
         except Exception as e:
             err = e if isinstance(e, BacalhauError) else unexpected(e, "Join")

@@ -78,6 +78,14 @@ def test_a_compute_node_joins_with_bacalhaus_token_runs_a_job_and_keeps_its_cert
         assert "joined the cluster with the join token" in compute.output()
         node_id = NodeIdentity.load(compute_dir).node_id
         assert f"node {node_id} joined with the join token" in requester.output()
+        # The log names what the certificate holds: not the requester's own names it was
+        # refused (loopback, here).
+        [said] = [
+            line
+            for line in requester.output().splitlines()
+            if f"node {node_id} joined with the join token: certified for" in line
+        ]
+        assert "localhost" not in said and "127.0.0.1" not in said, said
 
         # What it got is a certificate from the requester's cluster CA, its key private.
         ca = x509.load_pem_x509_certificate((requester_dir / "cluster-ca" / "ca.crt").read_bytes())
