@@ -382,6 +382,16 @@ class Devstack:
     def ca_dir(self) -> Path:
         return Path(str(self.manifest["CADir"]))
 
+    def certify(self, node_dir: Path) -> str:
+        """Give a node to be started by hand (``NodeProcess.compute``) an identity in
+        ``node_dir`` and a certificate of this devstack's CA for loopback; its node ID."""
+        issued = run_bacalhau(
+            ["ca", "issue", "--ca-dir", str(self.ca_dir), "--data-dir", str(node_dir),
+             "--host", "127.0.0.1"]
+        )  # fmt: skip
+        assert issued.returncode == 0, issued.stderr
+        return issued.stdout.split("Node ID: ", 1)[1].split()[0]
+
     @property
     def requester(self) -> ManifestNode:
         return next(n for n in self.nodes if n.role == "requester")

@@ -24,7 +24,6 @@ from tests.integration.devstack import (
     Devstack,
     NodeProcess,
     eventually,
-    run_bacalhau,
     submitted_job_id,
 )
 
@@ -124,12 +123,7 @@ def test_daemon_runs_on_every_node_and_on_a_node_that_joins_later(
     assert {e.node_id for e in _started(details.executions)} == computes
 
     node_dir = tmp_path / "late-node"
-    issued = run_bacalhau(
-        ["ca", "issue", "--ca-dir", str(stack.ca_dir), "--data-dir", str(node_dir),
-         "--host", "127.0.0.1"]
-    )  # fmt: skip
-    assert issued.returncode == 0, issued.stderr
-    late_id = issued.stdout.split("Node ID: ", 1)[1].split()[0]
+    late_id = stack.certify(node_dir)
     late = NodeProcess.compute(
         node_dir, stack.requester.grpc_address, "--name", "late", "--engines", "docker"
     )

@@ -15,7 +15,6 @@ from tests.integration.devstack import (
     Devstack,
     NodeProcess,
     eventually,
-    run_bacalhau,
     submitted_job_id,
 )
 from tests.publisher.seaweedfs import S3Server
@@ -64,11 +63,7 @@ def test_results_reach_the_requesters_bucket_from_a_node_without_credentials(
     try:
         [requester] = stack.nodes
         node_dir = tmp_path / "no-credentials"
-        issued = run_bacalhau(
-            ["ca", "issue", "--ca-dir", str(stack.ca_dir), "--data-dir", str(node_dir)]
-        )
-        assert issued.returncode == 0, issued.stderr
-        node_id = issued.stdout.split("Node ID: ", 1)[1].split()[0]
+        node_id = stack.certify(node_dir)
         with monkeypatch.context() as bare:
             for key in s3.env():
                 bare.delenv(key)  # the compute node's process gets no S3 credentials

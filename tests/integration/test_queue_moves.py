@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from bacalhau.models import ExecutionStateType, JobStateType, NodeType
-from tests.integration.devstack import Devstack, NodeProcess, eventually, run_bacalhau
+from tests.integration.devstack import Devstack, NodeProcess, eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("queue-moves")]
 
@@ -68,11 +68,7 @@ def test_a_job_waiting_in_a_busy_nodes_queue_moves_to_the_node_that_frees_up(
     node: NodeProcess | None = None
     try:
         node_dir = tmp_path / "e"
-        issued = run_bacalhau(
-            ["ca", "issue", "--ca-dir", str(stack.ca_dir), "--data-dir", str(node_dir),
-             "--host", "127.0.0.1"]
-        )  # fmt: skip
-        assert issued.returncode == 0, issued.stderr
+        stack.certify(node_dir)
         node = NodeProcess.compute(
             node_dir,
             stack.requester.grpc_address,

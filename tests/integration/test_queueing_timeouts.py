@@ -22,7 +22,6 @@ from tests.integration.devstack import (
     NodeProcess,
     containers,
     eventually,
-    run_bacalhau,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("queueing-timeouts")]
@@ -76,11 +75,7 @@ def test_a_job_no_node_can_take_waits_saying_why_and_runs_when_a_suitable_node_j
         assert "does not match the constraints" in queued[0]
 
         node_dir = tmp_path / "eu"
-        issued = run_bacalhau(
-            ["ca", "issue", "--ca-dir", str(stack.ca_dir), "--data-dir", str(node_dir),
-             "--host", "127.0.0.1"]
-        )  # fmt: skip
-        assert issued.returncode == 0, issued.stderr
+        stack.certify(node_dir)
         node = NodeProcess.compute(
             node_dir, stack.requester.grpc_address, "--engines", "docker", "--labels", "zone=eu"
         )

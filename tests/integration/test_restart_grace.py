@@ -38,10 +38,7 @@ def test_job_submitted_before_any_node_joined_runs_when_one_joins(
         eventually(waiting, timeout=10, what="the job queued, waiting for compute nodes")
 
         node_dir = tmp_path / "compute"
-        issued = run_bacalhau(
-            ["ca", "issue", "--ca-dir", str(stack.ca_dir), "--data-dir", str(node_dir)]
-        )
-        assert issued.returncode == 0, issued.stderr
+        stack.certify(node_dir)
         node = NodeProcess.compute(node_dir, stack.requester.grpc_address, "--engines", "docker")
 
         def completed() -> bool:

@@ -168,12 +168,7 @@ def docker_stack(
     unlisted: NodeProcess | None = None
     try:
         node_dir = root / "unlisted"
-        issued = run_bacalhau(
-            ["ca", "issue", "--ca-dir", str(stack.ca_dir), "--data-dir", str(node_dir),
-             "--host", "127.0.0.1"]
-        )  # fmt: skip
-        assert issued.returncode == 0, issued.stderr
-        node_id = issued.stdout.split("Node ID: ", 1)[1].split()[0]
+        node_id = stack.certify(node_dir)
         unlisted = NodeProcess.compute(
             node_dir, stack.requester.grpc_address, "--engines", "docker", "--name", "unlisted"
         )

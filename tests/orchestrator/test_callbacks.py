@@ -102,8 +102,12 @@ class Setup:
 
 
 @contextlib.asynccontextmanager
-async def requester_with_node_a(data_dir: Path) -> AsyncIterator[Setup]:
-    """A requester storing in ``data_dir``, whose cluster view holds compute node-a."""
+async def requester_with_node_a(
+    data_dir: Path, settings: SchedulerSettings | None = None
+) -> AsyncIterator[Setup]:
+    """A requester storing in ``data_dir``, whose cluster view holds compute node-a;
+    ``settings`` default to two rounds, step by step (the one-round path:
+    test_fast_path.py)."""
     compute = RecordingCompute()
     view = StaticNodeView()
     orch = Orchestrator(
@@ -111,8 +115,7 @@ async def requester_with_node_a(data_dir: Path) -> AsyncIterator[Setup]:
         data_dir=data_dir,
         compute=compute,
         node_view=view,
-        # Two rounds, step by step (the one-round path: test_fast_path.py).
-        settings=SchedulerSettings(pre_approve=False),
+        settings=settings or SchedulerSettings(pre_approve=False),
     )
     async with orch:
         await view.join(_compute_node("node-a"))

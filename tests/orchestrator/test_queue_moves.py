@@ -20,14 +20,12 @@ from bacalhau.models import (
     ExecutionStateType,
     Job,
     JobStateType,
-    NodeInfo,
-    NodeType,
     QueuedExecution,
 )
-from bacalhau.orchestrator import Orchestrator, SchedulerSettings
+from bacalhau.orchestrator import SchedulerSettings
 from bacalhau.orchestrator._attempts import MOVED, is_attempt
-from tests.orchestrator.node_view import StaticNodeView, compute_node_info
-from tests.orchestrator.test_callbacks import RecordingCompute, Setup
+from tests.orchestrator.node_view import compute_node_info
+from tests.orchestrator.test_callbacks import Setup, requester_with_node_a
 
 E = ExecutionStateType
 D = ExecutionDesiredStateType
@@ -39,18 +37,8 @@ SETTINGS = SchedulerSettings(
 
 @pytest.fixture
 async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
-    compute = RecordingCompute()
-    view = StaticNodeView()
-    orch = Orchestrator(
-        node_info=NodeInfo(node_id="requester", node_type=NodeType.REQUESTER),
-        data_dir=tmp_path,
-        compute=compute,
-        node_view=view,
-        settings=SETTINGS,
-    )
-    async with orch:
-        await view.join(compute_node_info("node-a"))
-        yield Setup(orch, compute, view)
+    async with requester_with_node_a(tmp_path, SETTINGS) as ready:
+        yield ready
 
 
 def _job() -> Job:
