@@ -19,7 +19,9 @@ interrupt the run again at once. A node that crashed is different: the job may h
 it, so the run it reports interrupted after its restart counts.
 
 Nor is an execution moved off a node's run queue before it started (:data:`MOVED`, see
-``_queue_moves``): the job is placed again, and that node may be asked again at once.
+``_queue_moves``): the job is placed again, and that node may be asked again at once. Nor
+one lost with its node, gracefully or not, while it waited in that node's queue
+(:data:`NEVER_STARTED`): it never ran.
 """
 
 from __future__ import annotations
@@ -38,6 +40,12 @@ UNREACHED = "Unreached"
 #: Execution detail marking an execution taken back from its node's run queue before it
 #: started, to run on a node with room: no attempt either.
 MOVED = "MovedOffQueue"
+#: Execution detail of an accepted execution its node said waits in its run queue (the
+#: value: when it began to wait, Unix ns); removed once it starts.
+QUEUED = "QueuedOnNode"
+#: Execution detail marking an execution lost with its node while it waited in that node's
+#: run queue: it never ran, so it cannot have brought the node down; no attempt either.
+NEVER_STARTED = "NeverStarted"
 RECONSIDER_AFTER_NS = 10_000_000_000
 RECONSIDER_MAX_NS = 300_000_000_000
 UNREACHED_AFTER_NS = 2_000_000_000
@@ -55,10 +63,12 @@ RUNS_IT = "already runs an execution of this job"
 
 def is_attempt(execution: Execution) -> bool:
     """Whether a failed execution used up an attempt at its job: not an ask that never
-    reached its node, a run its node interrupted as it shut down, nor one moved off its
-    node's queue."""
+    reached its node, a run its node interrupted as it shut down, one moved off its node's
+    queue, nor one lost with its node while it waited in its queue."""
     details = execution.compute_details
-    return all(details.get(flag) != "true" for flag in (UNREACHED, NODE_SHUTDOWN, MOVED))
+    return all(
+        details.get(flag) != "true" for flag in (UNREACHED, NODE_SHUTDOWN, MOVED, NEVER_STARTED)
+    )
 
 
 def _unreached(execution: Execution) -> bool:

@@ -43,7 +43,7 @@ from bacalhau.models import (
     TriggeredBy,
     now_ns,
 )
-from bacalhau.orchestrator._attempts import MOVED
+from bacalhau.orchestrator._attempts import MOVED, QUEUED
 from bacalhau.orchestrator._metrics import QUEUE_MOVES
 from bacalhau.orchestrator._planner import ComputeTransport
 from bacalhau.orchestrator._ranking import job_usage, rank_nodes
@@ -90,6 +90,8 @@ class QueueMoves:
         self._settings = settings
         self._place = place
         self._waiting: dict[str, _Waiting] = {}
+        #: Nodes heard from since this requester started.
+        self._seen_nodes: set[str] = set()
         self._wake = asyncio.Event()
         #: Executions moved so far (for tests and logs).
         self.moved = 0
@@ -99,31 +101,64 @@ class QueueMoves:
     ) -> None:
         """``node_id`` reported what waits in its queue (``queued``) among the executions it
         holds (``held``): that replaces what was known. An execution's history says when it
-        began to wait there, and when it started after waiting (held, no longer queued)."""
-        now = time.monotonic()
-        before = {k: w for k, w in self._waiting.items() if w.node_id == node_id}
+        began to wait there, and when it started after waiting (held, no longer queued).
+
+        The wait is also kept in the execution's details (:data:`QUEUED`, when it began): a
+        requester that restarts says each thing once, and an execution lost with its node
+        while it waited is known never to have run (see ``fail_lost``)."""
+        now, now_wall = time.monotonic(), now_ns()
+        before = {k for k, w in self._waiting.items() if w.node_id == node_id}
+        if node_id not in self._seen_nodes:
+            # First report since this requester started: what it said before, it kept.
+            self._seen_nodes.add(node_id)
+            before |= set(held)
         for execution_id in before:
-            del self._waiting[execution_id]
+            self._waiting.pop(execution_id, None)
         for q in queued:
-            self._waiting[q.execution_id] = _Waiting(node_id, now - max(0.0, q.waited))
-            if q.execution_id not in before:
-                self._tell(q.execution_id, f"Waiting in node {node_id}'s run queue for room")
-        for execution_id, w in before.items():
+            waited = max(0.0, q.waited)
+            self._waiting[q.execution_id] = _Waiting(node_id, now - waited)
+            self._began_waiting(q.execution_id, node_id, now_wall - int(waited * 1e9))
+        for execution_id in before:
             if execution_id in held and execution_id not in self._waiting:
-                self._tell(
-                    execution_id,
-                    f"Started on node {node_id} after {now - w.since:.0f}s in its run queue",
-                )
+                self._started(execution_id, node_id, now_wall)
         if queued:
             self._wake.set()
 
-    def _tell(self, execution_id: str, message: str) -> None:
-        """Add ``message`` to a still accepted execution's history (else nothing)."""
+    def _began_waiting(self, execution_id: str, node_id: str, began: int) -> None:
+        """Record (once) that an accepted execution waits in its node's queue."""
         with contextlib.suppress(BacalhauError):
+            ex = self._store.get_execution(execution_id)
+            if ex.compute_state != E.BID_ACCEPTED or QUEUED in ex.compute_details:
+                return
             self._store.update_execution(
                 execution_id,
+                compute_details={**ex.compute_details, QUEUED: str(began)},
                 expected_states=frozenset({E.BID_ACCEPTED}),
-                event=Event(message=message, topic="Scheduling", timestamp=now_ns()),
+                event=Event(
+                    message=f"Waiting in node {node_id}'s run queue for room",
+                    topic="Scheduling",
+                    timestamp=began,
+                ),
+            )
+
+    def _started(self, execution_id: str, node_id: str, now: int) -> None:
+        """Record that an execution known to wait in its node's queue started there."""
+        with contextlib.suppress(BacalhauError, ValueError):
+            ex = self._store.get_execution(execution_id)
+            began = ex.compute_details.get(QUEUED)
+            if ex.compute_state != E.BID_ACCEPTED or began is None:
+                return
+            details = {k: v for k, v in ex.compute_details.items() if k != QUEUED}
+            waited = max(0, now - int(began)) / 1e9
+            self._store.update_execution(
+                execution_id,
+                compute_details=details,
+                expected_states=frozenset({E.BID_ACCEPTED}),
+                event=Event(
+                    message=f"Started on node {node_id} after {waited:.0f}s in its run queue",
+                    topic="Scheduling",
+                    timestamp=now,
+                ),
             )
 
     def room_changed(self) -> None:
@@ -159,9 +194,12 @@ class QueueMoves:
             return 0
         nodes = self._nodes()
         taken: dict[str, Resources] = {}
+        #: (job, node) pairs a move of this pass went to: one execution of a job per node
+        #: (a job's partitions and replicas each need a node of their own).
+        aimed: set[tuple[str, str]] = set()
         moved = 0
         for job, ex, waited in due:
-            target = self._room_for(job, ex, nodes, taken)
+            target = self._room_for(job, ex, nodes, taken, aimed)
             if target is not None and await self._move(job, ex, waited, target):
                 moved += 1
         return moved
@@ -181,21 +219,27 @@ class QueueMoves:
                 ex.node_id != w.node_id
                 or ex.compute_state != E.BID_ACCEPTED
                 or ex.desired_state != D.RUNNING
-                or job.type not in _MOVABLE
                 or job.state.is_terminal()
             ):
                 del self._waiting[execution_id]
                 continue
-            if now - w.since >= self._settings.queue_move_after:
+            # (A daemon's stays known, so that its history says when it starts.)
+            if job.type in _MOVABLE and now - w.since >= self._settings.queue_move_after:
                 due.append((job, ex, now - w.since))
         due.sort(key=lambda d: (-d[0].priority, -d[2]))
         return due
 
     def _room_for(
-        self, job: Job, ex: Execution, nodes: Sequence[NodeState], taken: dict[str, Resources]
+        self,
+        job: Job,
+        ex: Execution,
+        nodes: Sequence[NodeState],
+        taken: dict[str, Resources],
+        aimed: set[tuple[str, str]],
     ) -> str | None:
-        """The best node, other than the execution's, that may run the job and has room
-        for it now (free, not queue room); its room is then taken for this pass."""
+        """The best node, other than the execution's and one another execution of the job
+        is moving to, that may run the job and has room for it now (free, not queue room);
+        its room is then taken for this pass."""
         usage = ex.allocated if ex.allocated.cpu or ex.allocated.memory else job_usage(job)
         ranks = rank_nodes(
             job,
@@ -210,9 +254,12 @@ class QueueMoves:
             info = r.node.info.compute
             if not r.suitable or node_id == ex.node_id or info is None:
                 continue
+            if (job.id, node_id) in aimed:
+                continue
             free = info.available_capacity.sub(taken.get(node_id, Resources()))
             if usage.fits_in(free):
                 taken[node_id] = taken.get(node_id, Resources()).add(usage)
+                aimed.add((job.id, node_id))
                 return node_id
         return None
 

@@ -10,6 +10,8 @@ runs it on the free node, long before E's run would have let it start.
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -127,3 +129,54 @@ def test_a_job_waiting_in_a_busy_nodes_queue_moves_to_the_node_that_frees_up(
         code = node.stop() if node is not None else 0
         stack.stop()
     assert code == 0
+
+
+def test_a_job_waiting_in_a_queue_whose_node_stops_is_placed_again_without_an_attempt(
+    tmp_path: Path,
+) -> None:
+    """SIGTERM of a compute node holding a queued execution: that execution never ran, so
+    the job (one attempt in all) is placed again instead of failing."""
+    stack = Devstack.start(
+        tmp_path / "devstack",
+        compute_nodes=2,
+        engines="noop",
+        config=[ONE_CPU, "queue_move_after=0", "max_attempts=1"],
+    )
+    try:
+        busy = [
+            _submit(stack, _job(tmp_path / f"busy{i}.json", cpu="1", sleep=120)) for i in (0, 1)
+        ]
+        for job_id in busy:
+            eventually(lambda j=job_id: _accepted_on(stack, j), timeout=30, what="busy")
+        waiting = _submit(stack, _job(tmp_path / "waiting.json", cpu="0.5", sleep=0))
+        node_id = eventually(lambda: _accepted_on(stack, waiting), timeout=30, what="placed")
+
+        def said() -> list[str]:
+            history = stack.client.get_job(waiting, history=True).history or []
+            return [h.event.message for h in history]
+
+        eventually(
+            lambda: f"Waiting in node {node_id}'s run queue for room" in said(),
+            timeout=30,
+            what="the node reporting it waits",
+        )
+        os.kill(stack.node(node_id).pid, signal.SIGTERM)
+
+        def lost() -> list[Any] | None:
+            done = stack.client.get_job(waiting, executions=True)
+            assert done.job.state != JobStateType.FAILED, done.job.state_message
+            gone = [x for x in done.executions if x.node_id == node_id and x.compute_state
+                    == E.FAILED]  # fmt: skip
+            return gone or None
+
+        [gone] = eventually(lost, timeout=30, what="its execution failing with its node")
+        assert "it never started" in gone.compute_message, gone.compute_message
+        # Placed again (on the other node, in its queue): one attempt in all, not used up.
+        eventually(
+            lambda: len(stack.client.get_job(waiting, executions=True).executions) == 2,
+            timeout=30,
+            what="the job placed again",
+        )
+        assert stack.client.get_job(waiting).job.state != JobStateType.FAILED
+    finally:
+        stack.stop()

@@ -5,6 +5,7 @@ attempt at the job), and places the job again, where the room is."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,21 +15,25 @@ from bacalhau.models import (
     AskForBidRequest,
     BidResult,
     CancelExecutionRequest,
+    Connection,
     Execution,
     ExecutionDesiredStateType,
     ExecutionReport,
     ExecutionStateType,
     Job,
     JobStateType,
+    LivenessState,
     QueuedExecution,
 )
-from bacalhau.orchestrator import SchedulerSettings
-from bacalhau.orchestrator._attempts import MOVED, is_attempt
+from bacalhau.orchestrator import SchedulerSettings, schedule
+from bacalhau.orchestrator._attempts import MOVED, NEVER_STARTED, QUEUED, is_attempt
 from tests.orchestrator.node_view import compute_node_info
 from tests.orchestrator.test_callbacks import Setup, requester_with_node_a
+from tests.orchestrator.test_scheduler import NOW, ev, execution, job, node
 
 E = ExecutionStateType
 D = ExecutionDesiredStateType
+S = 1_000_000_000
 #: One attempt in all: a move that counted as one would fail the job.
 SETTINGS = SchedulerSettings(
     pre_approve=False, queue_move_after=5.0, max_attempts=1, max_attempts_per_node=1
@@ -172,3 +177,66 @@ async def test_the_history_says_when_an_execution_waits_in_a_queue_and_when_it_s
     await orch.report_executions(ExecutionReport("node-a", [ex.id]))
     started = [m for m in await said() if m.startswith("Started on node node-a after ")]
     assert len(started) == 1 and started[0].endswith("s in its run queue"), started
+
+
+async def test_a_restarted_requester_says_each_thing_once_and_tells_the_start(
+    tmp_path: Path,
+) -> None:
+    async with requester_with_node_a(tmp_path, SETTINGS) as setup:
+        job_id, ex = await _accepted_on_a(setup)
+        await _queued_on_a(setup, ex, waited=3.0)
+    async with requester_with_node_a(tmp_path, SETTINGS) as again:
+        # Its first report after the restart: the same wait, said once.
+        await _queued_on_a(again, ex, waited=9.0)
+        await again.orch.report_executions(ExecutionReport("node-a", [ex.id]))
+        said = [h.event.message for h in await again.orch.job_history(job_id, execution_id=ex.id)]
+    assert said.count("Waiting in node node-a's run queue for room") == 1, said
+    assert [m for m in said if m.startswith("Started on node node-a after ")], said
+    assert QUEUED not in again.orch.store.get_execution(ex.id).compute_details
+
+
+async def test_one_execution_of_a_job_moves_to_a_node_per_pass(setup: Setup) -> None:
+    orch, compute = setup.orch, setup.compute
+    await setup.view.join(compute_node_info("node-b"))
+    two = Job.from_dict(
+        {"Type": "batch", "Count": 2, "Tasks": [{"Name": "main", "Engine": {"Type": "noop"},
+                                                 "Resources": {"CPU": "1"}}]}
+    )  # fmt: skip
+    job_id = (await orch.submit_job(two)).job_id
+    asks = [await compute.next("ask"), await compute.next("ask")]
+    executions = {}
+    for node_id, ask in asks:
+        assert isinstance(ask, AskForBidRequest)
+        await orch.on_bid_complete(BidResult(ask.execution.id, job_id, node_id, accepted=True))
+        executions[node_id] = ask.execution
+    await compute.next("accept")
+    await compute.next("accept")
+    # node-a and node-b are full; node-c has room for both, and each partition needs a
+    # node of its own.
+    for full in ("node-a", "node-b"):
+        await setup.view.join(compute_node_info(full, free=0.0))
+    await setup.view.join(compute_node_info("node-c"))
+    for node_id, ex in executions.items():
+        report = ExecutionReport(node_id, [ex.id], queued=[QueuedExecution(ex.id, 9.0)])
+        await orch.report_executions(report)
+    assert await orch.queue_moves.move_due() == 1
+    assert len([m for m in compute.sent if m[0] == "withdraw"]) == 1
+
+
+def test_an_execution_lost_while_it_waited_in_its_nodes_queue_is_no_attempt() -> None:
+    waiting = execution("e1", "a", E.BID_ACCEPTED, D.RUNNING)
+    waiting.compute_details = {QUEUED: str(NOW)}
+    gone = replace(node("a"), connection=Connection.DISCONNECTED, liveness=LivenessState.LEFT)
+    one_try = SchedulerSettings(max_attempts=1, max_attempts_per_node=1)
+    plan = schedule(job(), [waiting], [gone, node("b")], ev(), now=NOW + S, settings=one_try)
+    [change] = plan.changes
+    assert change.compute_state == E.FAILED
+    assert "it never started" in change.compute_message
+    assert change.compute_details is not None and change.compute_details[NEVER_STARTED] == "true"
+    # Placed again, and the job (one attempt in all) does not fail.
+    assert plan.new_job_state != JobStateType.FAILED, plan.job_message
+    assert [e.node_id for e in plan.new_executions] == ["b"]
+    # One that had started (no queue detail) is an attempt, as before.
+    started = execution("e1", "a", E.BID_ACCEPTED, D.RUNNING)
+    plan = schedule(job(), [started], [gone, node("b")], ev(), now=NOW + S, settings=one_try)
+    assert plan.new_job_state == JobStateType.FAILED

@@ -26,7 +26,7 @@ from bacalhau.models import (
     new_evaluation_id,
     new_execution_id,
 )
-from bacalhau.orchestrator._attempts import as_final
+from bacalhau.orchestrator._attempts import NEVER_STARTED, QUEUED, as_final
 from bacalhau.orchestrator._node_listing import node_lookup
 from bacalhau.orchestrator._plan import ExecutionChange, Plan
 from bacalhau.orchestrator._ranking import NodeRank, job_usage
@@ -171,6 +171,10 @@ def fail_lost(
             view.append(ex)
             continue
         msg = node_lost_message(ex, node, now)
+        # One that only waited in the node's queue never ran: no attempt at the job.
+        flags = (NODE_LOST, NEVER_STARTED) if QUEUED in ex.compute_details else (NODE_LOST,)
+        if len(flags) > 1:
+            msg += " (waiting in its run queue: it never started)"
         plan.changes.append(
             ExecutionChange(
                 execution_id=ex.id,
@@ -178,9 +182,7 @@ def fail_lost(
                 desired_message=msg,
                 compute_state=E.FAILED,
                 compute_message=msg,
-                compute_details=Failure(NodeLost.code, True, flags=(NODE_LOST,)).details(
-                    error=False
-                ),
+                compute_details=Failure(NodeLost.code, True, flags=flags).details(error=False),
                 # Usually unreachable; but a node that is back already must not run on.
                 cancel_on_node=True,
                 event=event(
@@ -196,7 +198,7 @@ def fail_lost(
                 ex,
                 compute_state=E.FAILED,
                 compute_message=msg,
-                compute_details={**ex.compute_details, NODE_LOST: "true"},
+                compute_details={**ex.compute_details, **{flag: "true" for flag in flags}},
                 modify_time=now,
             )
         )
