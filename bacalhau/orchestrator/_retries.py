@@ -17,7 +17,7 @@ from bacalhau.models import (
     JobStateType,
     TriggeredBy,
 )
-from bacalhau.orchestrator._attempts import is_attempt
+from bacalhau.orchestrator._attempts import QUEUED, is_attempt
 from bacalhau.orchestrator._plan import ExecutionChange, Plan
 from bacalhau.orchestrator._settings import SchedulerSettings
 
@@ -87,6 +87,7 @@ def overdue_trigger(
             if (
                 ex.compute_state in (E.BID_ACCEPTED, E.RUNNING)
                 and ex.desired_state == D.RUNNING
+                and QUEUED not in ex.compute_details
                 and now - ex.modify_time > overdue_after
             ):
                 return TriggeredBy.EXEC_TIMEOUT
@@ -111,7 +112,9 @@ def fail_overdue(
     their node are failed here and cancelled on the node; returns the updated view.
 
     The node enforces the timeout itself and reports it; this is for a node that went
-    silent or lost the report. The clock starts when the bid was accepted.
+    silent or lost the report. The clock starts when the bid was accepted, or, for an
+    execution its node said waits in its run queue, when the node said it started (the
+    wait is no run: while it lasts, nothing is overdue).
     """
     limit = job.task.timeouts.execution_timeout
     if not limit or job.type not in ("batch", "ops"):
@@ -122,6 +125,7 @@ def fail_overdue(
         if (
             ex.compute_state in (E.BID_ACCEPTED, E.RUNNING)
             and ex.desired_state == D.RUNNING
+            and QUEUED not in ex.compute_details
             and now - ex.modify_time > overdue_after
         ):
             msg = f"execution timed out: no result {limit}s after it started (ExecutionTimeout)"

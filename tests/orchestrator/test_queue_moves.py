@@ -240,3 +240,19 @@ def test_an_execution_lost_while_it_waited_in_its_nodes_queue_is_no_attempt() ->
     started = execution("e1", "a", E.BID_ACCEPTED, D.RUNNING)
     plan = schedule(job(), [started], [gone, node("b")], ev(), now=NOW + S, settings=one_try)
     assert plan.new_job_state == JobStateType.FAILED
+
+
+def test_an_execution_waiting_in_a_queue_is_not_past_its_execution_timeout() -> None:
+    # ExecutionTimeout 10 s, accepted 100 s ago: the requester's backstop (for a node gone
+    # silent) fails a run that long; a wait in the node's queue is no run.
+    timed = job(Timeouts={"ExecutionTimeout": 10})
+    timed.state = JobStateType.RUNNING
+    waiting = replace(execution("e1", "a", E.BID_ACCEPTED, D.RUNNING), modify_time=NOW)
+    waiting.compute_details = {QUEUED: str(NOW)}
+    plan = schedule(timed, [waiting], [node("a"), node("b")], ev(), now=NOW + 100 * S)
+    assert not plan.changes, plan.changes
+    # Once it started (no queue detail), the clock runs from then, as before.
+    running = replace(waiting, compute_details={})
+    plan = schedule(timed, [running], [node("a"), node("b")], ev(), now=NOW + 100 * S)
+    assert [c.compute_state for c in plan.changes] == [E.FAILED]
+    assert "timed out" in (plan.changes[0].compute_message or "")
