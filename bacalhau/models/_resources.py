@@ -128,13 +128,16 @@ class Resources:
         size = format_size
         # (Room left can be below zero: a node past its over-subscription says 0.)
         have = Resources(
-            max(capacity.cpu, 0), max(capacity.memory, 0), max(capacity.disk, 0), capacity.gpu
+            max(capacity.cpu, 0),
+            max(capacity.memory, 0),
+            max(capacity.disk, 0),
+            max(capacity.gpu, 0),
         )
         short = [
             ("CPU", self.cpu > capacity.cpu + 1e-9, f"{self.cpu:g}", f"{have.cpu:g}"),
             ("memory", self.memory > capacity.memory, size(self.memory), size(have.memory)),
             ("disk", self.disk > capacity.disk, size(self.disk), size(have.disk)),
-            ("GPU", self.gpu > capacity.gpu, str(self.gpu), str(max(have.gpu, 0))),
+            ("GPU", self.gpu > capacity.gpu, str(self.gpu), str(have.gpu)),
         ]
         if room:
             parts = [f"needs {n} {asked}, {have} {room}" for n, over, asked, have in short if over]

@@ -93,8 +93,6 @@ class QueueMoves:
         #: Nodes heard from since this requester started.
         self._seen_nodes: set[str] = set()
         self._wake = asyncio.Event()
-        #: Executions moved so far (for tests and logs).
-        self.moved = 0
 
     def note(
         self, node_id: str, queued: Sequence[QueuedExecution], held: Collection[str] = ()
@@ -107,7 +105,8 @@ class QueueMoves:
         requester that restarts says each thing once, and an execution lost with its node
         while it waited is known never to have run (see ``fail_lost``)."""
         now, now_wall = time.monotonic(), now_ns()
-        before = {k for k, w in self._waiting.items() if w.node_id == node_id}
+        known = {k for k, w in self._waiting.items() if w.node_id == node_id}
+        before = set(known)
         if node_id not in self._seen_nodes:
             # First report since this requester started: what it said before, it kept.
             self._seen_nodes.add(node_id)
@@ -117,7 +116,8 @@ class QueueMoves:
         for q in queued:
             waited = max(0.0, q.waited)
             self._waiting[q.execution_id] = _Waiting(node_id, now - waited)
-            self._began_waiting(q.execution_id, node_id, now_wall - int(waited * 1e9))
+            if q.execution_id not in known:  # (a wait already known is already recorded)
+                self._began_waiting(q.execution_id, node_id, now_wall - int(waited * 1e9))
         for execution_id in before:
             if execution_id in held and execution_id not in self._waiting:
                 self._started(execution_id, node_id, now_wall)
@@ -302,7 +302,6 @@ class QueueMoves:
             log.info("moved execution %s changed meanwhile: %s", ex.id, err)
             QUEUE_MOVES.labels(outcome="stopped").inc()
             return False
-        self.moved += 1
         QUEUE_MOVES.labels(outcome="moved").inc()
         log.info("execution %s of job %s %s", ex.id, job.id, why)
         self._place(self._store.get_job(job.id), TriggeredBy.EXEC_UPDATE)

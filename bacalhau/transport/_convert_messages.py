@@ -122,7 +122,10 @@ def cancel_to_proto(
     )
 
 
-def cancel_from_proto(msg: compute_pb2.ExecutionCancellation) -> CancelExecutionRequest:
+def cancel_from_proto(
+    msg: compute_pb2.ExecutionCancellation | compute_pb2.ExecutionWithdrawal,
+) -> CancelExecutionRequest:
+    """A cancellation's, or a withdrawal's (the same fields, signed as another message)."""
     return CancelExecutionRequest(execution_id=msg.execution_id, justification=msg.justification)
 
 
@@ -135,10 +138,6 @@ def withdrawal_to_proto(
         execution_id=req.execution_id,
         justification=req.justification,
     )
-
-
-def withdrawal_from_proto(msg: compute_pb2.ExecutionWithdrawal) -> CancelExecutionRequest:
-    return CancelExecutionRequest(execution_id=msg.execution_id, justification=msg.justification)
 
 
 def log_request_to_proto(

@@ -44,7 +44,6 @@ from bacalhau.transport._convert_messages import (
     log_chunk_to_proto,
     log_request_from_proto,
     run_result_from_proto,
-    withdrawal_from_proto,
 )
 from bacalhau.transport._errors import abort_with, unexpected
 from bacalhau.transport._handlers import ComputeHandler, OrchestratorHandler, RunResultRefusals
@@ -225,7 +224,7 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
             source, msg = self._open(
                 context, request.withdrawal, compute_pb2.ExecutionWithdrawal, "withdrawal"
             )
-            state = await self._handler.withdraw_queued(source, withdrawal_from_proto(msg))
+            state = await self._handler.withdraw_queued(source, cancel_from_proto(msg))
             return compute_pb2.WithdrawQueuedResponse(withdrawn=state is None, state=state or "")
         except Exception as e:
             await _fail(context, e, "WithdrawQueued")
