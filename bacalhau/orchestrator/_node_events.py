@@ -75,7 +75,7 @@ class NodeEvents(EvaluationRunner):
             await self._node_changed(node_id)
         return ok, err
 
-    async def on_node_lost(self, node_id: str, silent_for: float = 0.0) -> None:
+    async def on_node_lost(self, node_id: str, silent_for: float | None = None) -> None:
         """The one entry point for "this node is dead" (declared dead by gossip, or it left):
         every job with work on it is evaluated, and the scheduler fails that work as
         ``NodeLost`` and places replacements within the job's retry policy. The node is
@@ -83,10 +83,13 @@ class NodeEvents(EvaluationRunner):
         requester cancel what was replaced (see :class:`NodeReconciler`)."""
         self.nodes.mark_lost(node_id)
         jobs = self.store.active_jobs_on_node(node_id)
+        # A node first heard of as already gone (after this requester restarted) went down at
+        # a time nobody said: "unknown", not "0.0s ago".
+        seen = "unknown" if silent_for is None else f"{silent_for:.1f}s ago"
         log.warning(
-            "node %s lost (last known alive %.1fs ago): re-scheduling %d job(s)",
+            "node %s lost (last known alive: %s): re-scheduling %d job(s)",
             node_id,
-            silent_for,
+            seen,
             len(jobs),
         )
         for job_id in jobs:

@@ -94,7 +94,7 @@ class NodeDirectory:
         manual_approval: bool = False,
         on_node_change: Callable[[str], Awaitable[object]] | None = None,
         on_capacity_change: Callable[[str], Awaitable[object]] | None = None,
-        on_node_lost: Callable[[str, float], Awaitable[None]] | None = None,
+        on_node_lost: Callable[[str, float | None], Awaitable[None]] | None = None,
         record_lag: float = RECORD_LAG,
     ) -> None:
         self._self = self_info
@@ -104,7 +104,8 @@ class NodeDirectory:
         self._book = address_book
         self._manual = manual_approval
         self._on_change = on_node_change
-        #: Called with (node ID, seconds since last known alive) when a node is lost.
+        #: Called with (node ID, seconds since last known alive, None if unknown) when a node
+        #: is lost.
         self._on_lost = on_node_lost
         #: Called when a node offers more room than before (queued jobs may fit now).
         self._on_capacity = on_capacity_change
@@ -245,10 +246,14 @@ class NodeDirectory:
                     return
                 how = "left the cluster" if kind is NodeChangeKind.LEFT else "is dead"
                 log.warning("node %s %s", node_id, how)
-                silent = max(0.0, (time.time_ns() - node.last_seen_ns) / 1e9)
+                silent = (
+                    max(0.0, (time.time_ns() - node.last_seen_ns) / 1e9)
+                    if node.last_seen_ns
+                    else None
+                )
                 self.mark_lost(node_id, version=node.version)
                 if self._on_lost is not None:
-                    await self._on_lost(node_id, silent if node.last_seen_ns else 0.0)
+                    await self._on_lost(node_id, silent)
                 return
             if kind is NodeChangeKind.SUSPECT:
                 log.info("node %s is suspected of failure", node_id)

@@ -78,10 +78,11 @@ class StaticNodeView:
         before = self._nodes[node_id]
         await self._tell(NodeChangeKind.SUSPECT, replace(before, liveness=V.SUSPECT), V.ALIVE)
 
-    async def kill(self, node_id: str, *, silent_for: float = 2.5) -> None:
-        """The node is declared dead, last known alive ``silent_for`` seconds ago."""
+    async def kill(self, node_id: str, *, silent_for: float | None = 2.5) -> None:
+        """The node is declared dead, last known alive ``silent_for`` seconds ago (None: when
+        is unknown, as for a node first heard of as already dead)."""
         before = self._nodes[node_id]
-        last = time.time_ns() - int(silent_for * 1e9)
+        last = 0 if silent_for is None else time.time_ns() - int(silent_for * 1e9)
         dead = replace(before, liveness=V.DEAD, last_seen_ns=last)
         await self._tell(NodeChangeKind.DEAD, dead, before.liveness)
 
