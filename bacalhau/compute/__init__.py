@@ -65,6 +65,7 @@ from bacalhau.compute._ports import (
 )
 from bacalhau.compute._probes import DEFAULT_PROBE_TIMEOUT, ExecProbe, HttpProbe, probe_payload
 from bacalhau.compute._queue import RunQueue
+from bacalhau.compute._requester_clock import RequesterClocks
 from bacalhau.compute._retention import DEFAULT_EXECUTION_RETENTION, ExecutionRetention
 from bacalhau.compute._store import ExecutionStore, LocalExecution, OutboxEntry
 from bacalhau.compute._trust import RequesterTrust
@@ -119,6 +120,7 @@ __all__ = [
     "PortsAvailable",
     "PublisherInstalled",
     "RejectStatelessJobs",
+    "RequesterClocks",
     "RequesterTrust",
     "RunQueue",
     "StorageInputs",

@@ -17,11 +17,11 @@ Semantics follow Bacalhau 1.5 (``pkg/compute/bidder.go``):
   failed execution rather than a node that would not take the job).
 
 Only requesters this node trusts may send any of these (:class:`RequesterTrust`); anything
-else is refused before it is acted on. A large inline WASM module that came by reference is
-put back before bidding (:class:`ModuleResolver`); when it cannot be had, the execution
-fails. Accepted executions wait in a local queue until capacity frees (higher priority
-first). Every callback goes through the store's outbox, so it reaches the requester even
-across outages.
+else is refused before it is acted on. An ask's job times are put on this node's clock
+(:class:`RequesterClocks`), and a large inline WASM module that came by reference is put back
+before bidding (:class:`ModuleResolver`; when it cannot be had, the execution fails).
+Accepted executions wait in a local queue until capacity frees (higher priority first). Every
+callback goes through the store's outbox, so it reaches the requester even across outages.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ from bacalhau.compute._outbox import DEFAULT_LINGER, CallbackOutbox
 from bacalhau.compute._pipeline import ExecutionPipeline
 from bacalhau.compute._queue import RunQueue
 from bacalhau.compute._queue_watch import QueueWatch
+from bacalhau.compute._requester_clock import RequesterClocks
 from bacalhau.compute._retention import DEFAULT_EXECUTION_RETENTION, ExecutionRetention
 from bacalhau.compute._store import ExecutionStore, LocalExecution
 from bacalhau.compute._trust import RequesterTrust
@@ -162,15 +163,15 @@ class ComputeEndpoint:
         self._runs: dict[str, asyncio.Task[LocalExecution]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._bidding: set[str] = set()
-        #: Cancels that arrived while their execution was still being bid for (reason by
-        #: execution ID): the bid, once decided, records the execution as cancelled and
-        #: runs nothing, whichever flow it was asked in.
+        #: Cancels that came while their execution was being bid for (reason by execution
+        #: ID): the bid, once decided, records it cancelled and runs nothing, in either flow.
         self._cancelled_while_bidding: dict[str, str] = {}
         #: Executions whose ask's answer waits for them to end (see ``_ended``).
         self._ends: dict[str, asyncio.Event] = {}
         #: Who asked for each queued or running execution (where its callbacks go).
         self._requester_of: dict[str, str] = {}
         self._queue_watch = QueueWatch(self._queue, self._requester_of)
+        self._clocks = RequesterClocks()
         self._started = False
         self._closing = False
 
@@ -275,6 +276,7 @@ class ComputeEndpoint:
         self._check_open()
         if request.applied_callbacks:
             self._outbox.applied(source_node_id, request.applied_callbacks)
+        request = self._clocks.localize(source_node_id, request)
         execution = request.execution
         if execution.job is None or not execution.job.tasks:
             raise InvalidRequest(f"AskForBid for execution {execution.id} carried no job")

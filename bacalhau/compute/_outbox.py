@@ -94,6 +94,8 @@ class CallbackOutbox:
         #: Set by :meth:`retry_now`: the requester is reachable again, end the backoff.
         self._back: dict[str, asyncio.Event] = {}
         self._attempts: dict[int, int] = {}
+        #: Callbacks that failed to go: (monotonic time, age in ns) at their first miss here.
+        self._missed_since: dict[int, tuple[float, int]] = {}
         self._answer_grace = answer_grace
         #: Executions whose callbacks an ask's answer is waiting for: the workers leave them.
         self._held: set[str] = set()
@@ -436,7 +438,13 @@ class CallbackOutbox:
         kind = type(entry.message).__name__
         attempts = self._attempts.get(entry.seq, 0) + 1
         self._attempts[entry.seq] = attempts
-        if time.time_ns() - entry.create_time > self._retry_for_ns:
+        # How long it has been tried: its age by the wall clock at its first miss in this
+        # process, then by the monotonic clock, so that a wall clock stepped forward while the
+        # requester is out of reach does not make the node give up on a result early.
+        mono, age = self._missed_since.setdefault(
+            entry.seq, (time.monotonic(), max(0, time.time_ns() - entry.create_time))
+        )
+        if age + (time.monotonic() - mono) * 1e9 > self._retry_for_ns:
             _log.error(
                 "giving up on %s for execution %s to %s after %d attempts: %s",
                 kind,
@@ -472,6 +480,7 @@ class CallbackOutbox:
         """Drop what memory holds about these callbacks (their rows are the caller's)."""
         for seq in seqs:
             self._attempts.pop(seq, None)
+            self._missed_since.pop(seq, None)
             answered = self._answered.pop(seq, None)
             if answered is not None:
                 of = self._answered_of[answered[2]]

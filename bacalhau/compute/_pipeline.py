@@ -401,7 +401,10 @@ class ExecutionPipeline:
         by_total = False
         if left is not None:
             if left <= 0:
-                raise ExecutionTimeout(_past_total(total, 0.0))
+                raise ExecutionTimeout(
+                    f"execution timed out: the job's TotalTimeout of {total}s had passed "
+                    f"{-left:.1f}s before this execution could start"
+                )
             if limit <= 0 or left < limit:
                 # A retry gets what is left of the job's TotalTimeout, not a whole
                 # ExecutionTimeout: the job must end when its TotalTimeout says.

@@ -21,12 +21,16 @@ class AskForBidRequest:
     that long for the execution's callbacks and send them in it (:class:`AskAnswer`) rather
     than by later calls; ``applied_callbacks`` acknowledges callbacks earlier answers
     carried (their :attr:`AskAnswer.seqs`), which the node then forgets.
+
+    ``clock_offset_ns``, on the receiving node: how far its clock is ahead of the sender's
+    (its time of receipt minus the requester's time of sending; 0: unknown).
     """
 
     execution: Execution
     wait_for_approval: bool = True
     answer_linger: float = 0.0
     applied_callbacks: tuple[int, ...] = ()
+    clock_offset_ns: int = 0
 
 
 @dataclass(slots=True)

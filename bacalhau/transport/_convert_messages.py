@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TypeAlias
 
 from bacalhau._proto.v1 import compute_pb2, orchestrator_pb2
@@ -66,15 +67,19 @@ def ask_for_bid_to_proto(
         wait_for_approval=req.wait_for_approval,
         answer_linger_us=min(_MAX_LINGER_US, max(0, round(req.answer_linger * 1_000_000))),
         applied_callbacks=req.applied_callbacks,
+        sent_unix_nano=time.time_ns(),
     )
 
 
 def ask_for_bid_from_proto(msg: compute_pb2.BidAsk) -> AskForBidRequest:
+    """The ask, with how far this node's clock is from the sender's, measured on receipt."""
+    sent = msg.sent_unix_nano
     return AskForBidRequest(
         execution=execution_from_proto(msg.execution),
         wait_for_approval=msg.wait_for_approval,
         answer_linger=msg.answer_linger_us / 1_000_000,
         applied_callbacks=tuple(msg.applied_callbacks),
+        clock_offset_ns=time.time_ns() - sent if sent > 0 else 0,
     )
 
 

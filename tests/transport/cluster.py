@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bacalhau.errors import BacalhauError
@@ -62,6 +62,10 @@ class RecordingCompute:
     def _record(self, method: str, source: str, message: object) -> None:
         if self.fail_with is not None:
             raise self.fail_with
+        if isinstance(message, AskForBidRequest):
+            # Both ends read this machine's clock: the offset measured is the call's delay.
+            assert 0 <= message.clock_offset_ns < 1_000_000_000
+            message = replace(message, clock_offset_ns=0)
         self.calls.append((method, source, message))
 
     async def ask_for_bid(self, source_node_id: str, request: AskForBidRequest) -> None:

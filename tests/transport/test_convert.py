@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import pytest
 
@@ -154,7 +155,23 @@ def test_messages_round_trip() -> None:
     ask_wire = m.ask_for_bid_to_proto(ask, **ids).SerializeToString()
     ask_msg = compute_pb2.BidAsk.FromString(ask_wire)
     assert (ask_msg.requester_node_id, ask_msg.compute_node_id) == ("requester", NODE)
-    assert m.ask_for_bid_from_proto(ask_msg) == ask
+    received = m.ask_for_bid_from_proto(ask_msg)
+    # Measured on receipt: here, the moments between the two conversions on one clock.
+    assert 0 <= received.clock_offset_ns < 1_000_000_000
+    assert dataclasses.replace(received, clock_offset_ns=0) == ask
+
+
+def test_an_ask_carries_the_senders_clock_and_the_receiver_measures_the_offset() -> None:
+    ids = {"requester_node_id": "requester", "compute_node_id": NODE}
+    ask = AskForBidRequest(execution=full_execution(), wait_for_approval=False)
+    msg = m.ask_for_bid_to_proto(ask, **ids)
+    assert abs(msg.sent_unix_nano - time.time_ns()) < 1_000_000_000
+    hour = 3600 * 1_000_000_000
+    msg.sent_unix_nano -= 2 * hour  # a requester two hours behind this node
+    offset = m.ask_for_bid_from_proto(msg).clock_offset_ns
+    assert 2 * hour <= offset < 2 * hour + 1_000_000_000
+    msg.sent_unix_nano = 0  # a requester that does not say: the clocks are taken to agree
+    assert m.ask_for_bid_from_proto(msg).clock_offset_ns == 0
 
     accept = BidDecision(execution_id="e-1", accepted=True, justification="approved")
     reject = BidDecision(execution_id="e-1", accepted=False, justification="too late")

@@ -64,6 +64,7 @@ class BidAsk(_message.Message):
     WAIT_FOR_APPROVAL_FIELD_NUMBER: _builtins.int
     ANSWER_LINGER_US_FIELD_NUMBER: _builtins.int
     APPLIED_CALLBACKS_FIELD_NUMBER: _builtins.int
+    SENT_UNIX_NANO_FIELD_NUMBER: _builtins.int
     requester_node_id: _builtins.str
     """The asking requester; must equal the signer."""
     compute_node_id: _builtins.str
@@ -75,6 +76,12 @@ class BidAsk(_message.Message):
     execution's callbacks (its bid answer, and its run result or failure if it ends within
     that time), to send them in the answer instead of by later calls. 0: answer at once, with
     no callbacks (what a requester that does not read them sends).
+    """
+    sent_unix_nano: _builtins.int
+    """The requester's clock when it sent the ask (Unix nanoseconds). The compute node measures
+    how far its own clock is from the requester's with it, and counts the job's QueueTimeout
+    and TotalTimeout (from the job's create time, a requester time) on its own clock. 0:
+    unknown (a requester that does not send it), the clocks are taken to agree.
     """
     @_builtins.property
     def execution(self) -> _types_pb2.Execution:
@@ -100,10 +107,11 @@ class BidAsk(_message.Message):
         wait_for_approval: _builtins.bool = ...,
         answer_linger_us: _builtins.int = ...,
         applied_callbacks: _abc.Iterable[_builtins.int] | None = ...,
+        sent_unix_nano: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["execution", b"execution"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer_linger_us", b"answer_linger_us", "applied_callbacks", b"applied_callbacks", "compute_node_id", b"compute_node_id", "execution", b"execution", "requester_node_id", b"requester_node_id", "wait_for_approval", b"wait_for_approval"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer_linger_us", b"answer_linger_us", "applied_callbacks", b"applied_callbacks", "compute_node_id", b"compute_node_id", "execution", b"execution", "requester_node_id", b"requester_node_id", "sent_unix_nano", b"sent_unix_nano", "wait_for_approval", b"wait_for_approval"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
