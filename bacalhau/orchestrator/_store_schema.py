@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import sqlite3
 
+from bacalhau.errors import InternalError
+
 #: Jobs: what changes (state, its message, revision, modify time) in columns; the job's
 #: spec, written once per version, in ``job_specs``. A state change rewrites one small row.
 #: ``state_message`` holds JSON text (like the documents): a message may carry text SQLite
@@ -106,10 +108,24 @@ CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_name ON jobs(namespace, name) WHERE na
 """
 
 
+#: ``PRAGMA user_version`` of the store's layout. 0: written before stores said theirs.
+#: 1: says it, so that a node of an older layout refuses the store rather than write rows
+#: it does not fill (a job without its ``name``, which its name then no longer finds).
+_SCHEMA_VERSION = 1
+
+
 def open_database(path: str) -> sqlite3.Connection:
     """Open (or create) the store at ``path``: WAL, the current schema, the layouts of
-    earlier versions migrated."""
+    earlier versions migrated. Refuses a store written by a newer node."""
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    (version,) = db.execute("PRAGMA user_version").fetchone()
+    if version > _SCHEMA_VERSION:
+        db.close()
+        raise InternalError(
+            f"job store {path} has schema {version}, newer than this node understands "
+            f"({_SCHEMA_VERSION})",
+            hint="run the newer version of the node, or move the data dir aside",
+        )
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     # Waits out a WAL restart of the checkpoint thread (see _wal_checkpoints).
@@ -122,9 +138,11 @@ def open_database(path: str) -> sqlite3.Connection:
     _migrate(db)
     _migrate_specs(db)
     _migrate_blobs(db)
-    _migrate_names(db)
+    if not _migrate_names(db) and version < 1:
+        _refill_names(db)
     db.executescript(_REPUTATION_TABLE)
     db.executescript(_LIST_INDEXES)
+    db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
     return db
 
 
@@ -198,15 +216,31 @@ def _migrate_specs(db: sqlite3.Connection) -> None:
         raise
 
 
-def _migrate_names(db: sqlite3.Connection) -> None:
+def _migrate_names(db: sqlite3.Connection) -> bool:
     """Give ``jobs`` its ``name`` column (stores written before jobs were addressed by
-    name have none), filled from each job's current spec."""
+    name have none), filled from each job's current spec. Whether it did."""
     columns = {str(r[1]) for r in db.execute("PRAGMA table_info(jobs)")}
     if "name" in columns:
-        return
+        return False
     db.execute("BEGIN IMMEDIATE")
     try:
         db.execute("ALTER TABLE jobs ADD COLUMN name TEXT")
+        _fill_names(db)
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    return True
+
+
+def _refill_names(db: sqlite3.Connection) -> None:
+    """Fill the names again in a store of schema 0 that has them: a node of a layout before
+    names (which did not refuse a newer store) may have written jobs without theirs since."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        # The index would refuse a name moving to a newer job before the older one drops it.
+        db.execute("DROP INDEX IF EXISTS jobs_by_name")
         _fill_names(db)
         db.execute("COMMIT")
     except BaseException:
