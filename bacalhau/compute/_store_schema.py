@@ -58,7 +58,8 @@ CREATE TABLE IF NOT EXISTS kept_results (
 );
 """
 #: 2: inline modules kept once in ``modules``, named by ``executions.module``.
-#: 3: ``logs`` (a table of its own: older stores gain it, empty, with the others).
+#: 3: ``logs`` (a table of its own: older stores gain it with what their executions' outputs
+#: hold, see ``_carry_logs``).
 #: 4: ``kept_results`` (small published results, see ``publisher._kept``; gained empty).
 _SCHEMA_VERSION = 4
 
@@ -90,7 +91,23 @@ def create_schema(db: sqlite3.Connection, path: Path) -> None:
         if statement.strip():
             db.execute(statement)
     _migrate_modules(db)
+    if version < 3:
+        _carry_logs(db)
     db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+
+
+def _carry_logs(db: sqlite3.Connection) -> None:
+    """Keep in ``logs`` the output a store of before schema 3 has of its finished executions:
+    the first bytes of each stream, in ``run_output``. Their results folders are gone when a
+    node of that layout forgot them, and ``job logs`` would then show nothing at all; a
+    folder still there is read first, whole."""
+    db.execute(
+        "INSERT OR IGNORE INTO logs (execution_id, stdout, stderr)"
+        " SELECT id, CAST(COALESCE(json_extract(run_output, '$.Stdout'), '') AS BLOB),"
+        # (Bacalhau's RunCommandResult spells it ``stderr``.)
+        " CAST(COALESCE(json_extract(run_output, '$.stderr'), '') AS BLOB)"
+        " FROM executions WHERE run_output IS NOT NULL AND json_valid(run_output)"
+    )
 
 
 def _migrate_modules(db: sqlite3.Connection) -> None:

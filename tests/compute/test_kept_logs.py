@@ -16,7 +16,13 @@ import pytest
 from bacalhau.compute import ExecutionPipeline, ExecutionStore
 from bacalhau.compute._logs import KEPT_LOGS_MAX, LOG_CHUNK_BYTES, logs_to_keep
 from bacalhau.executor.noop import NoopExecutor
-from bacalhau.models import Execution, LocalExecutionState, LogChunk, LogStream
+from bacalhau.models import (
+    Execution,
+    LocalExecutionState,
+    LogChunk,
+    LogStream,
+    RunCommandResult,
+)
 from tests.compute.jobs import make_execution, noop_execution
 from tests.compute.shell_executor import ShellExecutor
 from tests.compute.waiting import eventually
@@ -148,3 +154,23 @@ def test_an_older_store_gains_the_logs_and_kept_results_tables(tmp_path: Path) -
         assert store.kept_results("e-none") is None
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone() == (4,)
+
+
+def test_an_older_store_keeps_the_output_its_finished_executions_recorded(tmp_path: Path) -> None:
+    """A store of before schema 3 had no ``logs``: a finished execution's output was in its
+    results folder, gone once that node forgot it, and in ``run_output`` (its first bytes).
+    Those are kept, so ``job logs`` shows them rather than nothing."""
+    path = tmp_path / "compute.db"
+    with ExecutionStore(path) as store:
+        done = store.create(make_execution(), requester_id="r", state=L.BID_ACCEPTED)
+        done = store.transition(done, L.RUNNING)
+        store.transition(
+            done, L.COMPLETED, run_output=RunCommandResult(stdout="v3-done\n", stderr="warn\n")
+        )
+        store.create(make_execution(), requester_id="r", state=L.BID_ACCEPTED)
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TABLE logs")
+        db.execute("PRAGMA user_version=2")
+    with ExecutionStore(path) as store:
+        assert store.kept_logs(done.id) == (b"v3-done\n", b"warn\n")
+        assert [r.id for r in store.executions() if store.kept_logs(r.id) is not None] == [done.id]
