@@ -20,6 +20,8 @@ class ApiContext:
     agent_config: Mapping[str, Any] = field(default_factory=dict)
     #: Largest request body accepted, in bytes (the ``max_job_size`` setting).
     max_job_size: int = 4 * 1024 * 1024
+    #: How long a job submission's body may take to arrive, in seconds.
+    body_timeout: float = 120.0
     #: This node's gossip counters and member states, shown by ``/api/v1/agent/debug``.
     gossip_metrics: Callable[[], Mapping[str, Any]] | None = None
     #: Set when the server stops, so long-polls end at once instead of delaying shutdown.

@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from aiohttp.http_exceptions import LineTooLong
+from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 
 from bacalhau._json import ORJSON_STRICT
@@ -41,6 +41,7 @@ _HTTP_CODES = {
     400: "BadRequest",
     404: "NotFound",
     405: "MethodNotAllowed",
+    408: "RequestTimeout",
     413: "RequestEntityTooLarge",
     414: "URITooLong",
     431: "RequestHeaderFieldsTooLarge",
@@ -162,6 +163,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status == 404:
             hint = "see the v1 API reference for the available endpoints"
         message = f"{exc.reason}: {request.method} {request.path}"
+        if exc.status == 408:
+            message = f"{exc.text}: {request.method} {request.path}"
+            hint = "send the whole body at once, or check the network between client and server"
         if exc.status == 413:
             limit = context(request).max_job_size
             message = (
@@ -172,7 +176,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
                 "keep large data out of the job spec (use an input source), or raise the "
                 "node's max_job_size setting"
             )
-        return error_response(
+        resp = error_response(
             request,
             status=exc.status,
             code=_HTTP_CODES.get(exc.status, "BadRequest"),
@@ -180,6 +184,15 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             component="APIServer",
             hint=hint,
         )
+        if exc.status in (408, 413):
+            # The body was not read (whole): what is left of it must not be read as the next
+            # request, nor waited for.
+            resp.force_close()
+        return resp
+    except ConnectionResetError:
+        # The client went away mid-request (a body cut short): nothing to answer, and not the
+        # server's fault (the connection's handler logs it as such, see log_exception).
+        raise
     except Exception:
         log.exception("unhandled error serving %s %s", request.method, request.path)
         return error_response(
@@ -198,6 +211,20 @@ class JsonErrorRequestHandler(RequestHandler):
     error body instead of plain text."""
 
     __slots__ = ()
+
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        # Malformed HTTP and a client gone mid-request are the client's doing: one line, not
+        # a traceback at ERROR that any client could flood the log with. Anything else is
+        # logged as aiohttp does.
+        exc = kw.get("exc_info")
+        if isinstance(exc, ConnectionResetError):
+            log.debug("client %s left mid-request", _peer(self))
+            return
+        if isinstance(exc, HttpProcessingError):
+            what = str(exc).replace("\n", " ")
+            log.info("refused malformed HTTP from %s: %s", _peer(self), what[:200])
+            return
+        super().log_exception(*args, **kw)
 
     def handle_error(
         self,
@@ -242,3 +269,12 @@ class JsonErrorRequestHandler(RequestHandler):
         )
         resp.force_close()
         return resp
+
+
+def _peer(handler: RequestHandler) -> str:
+    """The client's address, as ``host:port``, for a log line."""
+    transport = handler.transport
+    peer = transport.get_extra_info("peername") if transport is not None else None
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return "an unknown client"

@@ -109,8 +109,22 @@ def _decode_submission(raw: bytes) -> _Submission:
 
 async def _read_submission(request: web.Request) -> _Submission:
     """The submission of ``request``'s body, its job in the body's (else the query's)
-    namespace."""
-    raw = await request.read()
+    namespace.
+
+    A body declared larger than the node accepts is refused before any of it is read; one
+    that does not arrive in time (a client sending a byte at a time, holding the connection)
+    is refused with 408 after the node's ``body_timeout``."""
+    ctx = context(request)
+    limit = ctx.max_job_size
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    try:
+        async with asyncio.timeout(ctx.body_timeout):
+            raw = await request.read()
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(
+            text=f"the request body did not arrive within {ctx.body_timeout:g}s"
+        ) from None
     if not raw.strip():
         raise InvalidRequest(
             "the request body is empty", hint="send a JSON object as the request body"

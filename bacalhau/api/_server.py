@@ -25,6 +25,8 @@ from bacalhau.orchestrator._api import OrchestratorAPI
 #: Largest request body accepted unless configured otherwise (``max_job_size``): jobs carry
 #: inline WASM modules as data URLs, but a spec of many megabytes is costly for every reader.
 DEFAULT_MAX_JOB_SIZE = 4 * 1024 * 1024
+#: How long a job submission's body may take to arrive (4 MiB at 64 KiB/s takes a minute).
+DEFAULT_BODY_SECONDS = 120.0
 
 
 def build_app(
@@ -38,6 +40,7 @@ def build_app(
     max_upload: int = _data.DEFAULT_MAX_UPLOAD_BYTES,
     authorizer: Authorizer | None = None,
     metrics_roles: Collection[Role] | None = None,
+    body_timeout: float = DEFAULT_BODY_SECONDS,
 ) -> web.Application:
     """The aiohttp application serving the v1 API (for embedding; most callers want
     :class:`ApiServer`). With an ``authorizer`` every request must be allowed by it;
@@ -51,6 +54,7 @@ def build_app(
         started_ns=now_ns(),
         agent_config=dict(agent_config or {}),
         max_job_size=max_job_size,
+        body_timeout=body_timeout,
         gossip_metrics=gossip_metrics,
     )
     if result_rewriter is not None:
@@ -65,6 +69,12 @@ def build_app(
         _data.add_routes(app, content, max_upload=max_upload)
     enable_cors(app)
     return app
+
+
+#: A connection with no request in progress is closed after this long: idle after its last
+#: answer, or never done sending a request's head (a client holding connections open, a
+#: byte at a time, would otherwise keep their descriptors for good). nginx closes at 60-75 s.
+DEFAULT_IDLE_SECONDS = 60.0
 
 
 class _JsonErrorServer(web.Server):
@@ -106,11 +116,16 @@ class ApiServer:
         max_upload: int = _data.DEFAULT_MAX_UPLOAD_BYTES,
         authorizer: Authorizer | None = None,
         metrics_roles: Collection[Role] | None = None,
+        idle_timeout: float = DEFAULT_IDLE_SECONDS,
+        body_timeout: float = DEFAULT_BODY_SECONDS,
     ) -> None:
         """``gossip_metrics``: this node's gossip counters (records applied and rejected,
         probes, members by liveness) for ``/api/v1/agent/debug``; ``authorizer``: who may
         call what (the node's ``API.Auth.Users``), None for an open API; ``metrics_roles``:
-        the node's roles, whose series ``/metrics`` serves (None: every series)."""
+        the node's roles, whose series ``/metrics`` serves (None: every series);
+        ``idle_timeout``: seconds after which a connection with no request in progress is
+        closed; ``body_timeout``: seconds a job submission's body may take to arrive."""
+        self._idle_timeout = idle_timeout
         self._app = build_app(
             orchestrator,
             agent_config=agent_config,
@@ -121,6 +136,7 @@ class ApiServer:
             max_upload=max_upload,
             authorizer=authorizer,
             metrics_roles=metrics_roles,
+            body_timeout=body_timeout,
         )
         self._host = host
         self._requested_port = port
@@ -139,7 +155,13 @@ class ApiServer:
         return f"http://{host}:{self._port}"
 
     async def start(self) -> None:
-        runner = _AppRunner(self._app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        runner = _AppRunner(
+            self._app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=1.0,
+            keepalive_timeout=self._idle_timeout,
+        )
         self._port = await start_site(runner, self._host, self._requested_port)
         self._runner = runner
 

@@ -177,7 +177,11 @@ def error_from_rpc(exc: grpc.aio.AioRpcError, *, peer: str) -> BacalhauError:
     if status == grpc.StatusCode.UNIMPLEMENTED:
         return InternalError(
             f"{peer} does not serve this call: {message}",
-            hint="check that the node runs the role (compute or requester) this call is for",
+            hint=(
+                "check that the node runs the role (compute or requester) this call is for, "
+                "and the same version of bacalhau as this node: a node of another version "
+                "may not know the call"
+            ),
             component="Transport",
         )
     return InternalError(
