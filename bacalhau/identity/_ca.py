@@ -50,9 +50,10 @@ from bacalhau.identity._keys import NodeIdentity
 from bacalhau.identity._peer_id import node_dns_name, node_uri
 
 DEFAULT_HOSTS = ("127.0.0.1", "localhost")
-#: Certificates start this far in the past so small clock differences between nodes do not
-#: make a fresh certificate "not yet valid".
-_CLOCK_SKEW = datetime.timedelta(minutes=5)
+#: Certificates start this far in the past so that a node whose clock is behind the CA's (by
+#: up to a day: a real-time clock kept in local time is hours off) does not find a fresh
+#: certificate "not yet valid". A start in the past grants nothing: the key did not exist.
+_CLOCK_SKEW = datetime.timedelta(days=1)
 _DNS_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 _CA_HINT = "create one with `bacalhau ca init --ca-dir <dir>`, or point to an existing CA"
 

@@ -79,10 +79,19 @@ def check_node_files(files: NodeFiles, *, now: datetime.datetime | None = None) 
         ) from None
     when = now or datetime.datetime.now(datetime.UTC)
     if not cert.not_valid_before_utc <= when <= cert.not_valid_after_utc:
+        early = when < cert.not_valid_before_utc
         raise InvalidConfiguration(
             f"{files.tls_cert} is valid only from {cert.not_valid_before_utc:%Y-%m-%d %H:%M} "
-            f"to {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC",
-            hint=issue_hint,
+            f"to {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC, and this machine's clock "
+            f"reads {when:%Y-%m-%d %H:%M} UTC",
+            # Not yet valid: the certificate was issued by a clock ahead of this one (or this
+            # one is behind): a new certificate would not help.
+            hint=(
+                "set this machine's clock right (NTP): it is behind the clock that issued "
+                "the certificate"
+                if early
+                else issue_hint
+            ),
         )
     try:
         cert_node_id = node_id_from_certificate(cert)

@@ -64,7 +64,6 @@ _P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 # Fixed, so that every node builds the same certificate for the same key.
 _NOT_BEFORE = datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)
 _NOT_AFTER = datetime.datetime(9999, 12, 31, tzinfo=datetime.UTC)
-_LEAF_DAYS = 1
 
 
 def join_proof_payload(tls_public_key_der: bytes) -> bytes:
@@ -163,7 +162,6 @@ class JoinAuthority:
         sans: list[x509.GeneralName],
         usage: x509.ObjectIdentifier,
     ) -> x509.Certificate:
-        now = datetime.datetime.now(datetime.UTC)
         return (
             x509.CertificateBuilder()
             .subject_name(
@@ -177,8 +175,12 @@ class JoinAuthority:
             .issuer_name(self.certificate.subject)
             .public_key(tls_key)
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=_LEAF_DAYS))
+            # The join CA's own window, not one around this node's clock: whoever holds the
+            # token can sign any window, so a narrow one guards nothing, and it would make a
+            # join fail between clocks apart, and the requester's certificate (made once, at
+            # its start) expire while it runs.
+            .not_valid_before(_NOT_BEFORE)
+            .not_valid_after(_NOT_AFTER)
             .add_extension(x509.SubjectAlternativeName(sans), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)

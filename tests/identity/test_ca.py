@@ -160,3 +160,21 @@ def test_check_refuses_an_expired_certificate(tmp_path: Path) -> None:
     later = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=2)
     with pytest.raises(InvalidConfiguration, match="valid only"):
         check_node_files(files, now=later)
+
+
+def test_a_certificate_not_yet_valid_names_this_machines_clock(tmp_path: Path) -> None:
+    """Read by a node whose clock is two days behind the one that issued it (a day is allowed
+    for): the clock is at fault, not the certificate, and the error says so."""
+    ca = ClusterCA.create(tmp_path / "ca")
+    files = ca.issue_node_certificate(NodeIdentity.load_or_create(tmp_path / "n"))
+    behind = datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=20)
+    assert check_node_files(files, now=behind)  # within the day allowed for
+    earlier = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=2)
+    with pytest.raises(InvalidConfiguration) as refused:
+        check_node_files(files, now=earlier)
+    assert f"this machine's clock reads {earlier:%Y-%m-%d %H:%M} UTC" in refused.value.message
+    assert "set this machine's clock right" in (refused.value.hint or "")
+    later = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=400)
+    with pytest.raises(InvalidConfiguration) as expired:
+        check_node_files(files, now=later)
+    assert "clock right" not in (expired.value.hint or "")

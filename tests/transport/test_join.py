@@ -155,6 +155,17 @@ def _signed_by_join_ca(
     return files, key
 
 
+def test_join_certificates_hold_whatever_the_clocks_say(authority: JoinAuthority) -> None:
+    """The join leaves take the join CA's window: a requester's (made once, at its start)
+    does not expire while it runs, and a joining node's clock days off the requester's
+    does not fail the handshake. Nothing is lost: any token holder can sign any window."""
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    for cert in (authority.server_certificate(key), authority.client_certificate(key, "n")):
+        assert cert.not_valid_before_utc == authority.certificate.not_valid_before_utc
+        assert cert.not_valid_after_utc == authority.certificate.not_valid_after_utc
+        assert cert.not_valid_after_utc.year == 9999
+
+
 @pytest.mark.parametrize("claims", ["join", "node"])
 async def test_a_certificate_the_join_ca_signed_reaches_nothing_but_join(
     cluster: Cluster, authority: JoinAuthority, tmp_path: Path, claims: str
