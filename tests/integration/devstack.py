@@ -27,7 +27,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -586,9 +586,17 @@ def certified_node_dir(tmp_path: Path, name: str = "node") -> Path:
 class NodeProcess:
     """One extra ``bacalhau serve`` process (e.g. a node joining a devstack by hand)."""
 
-    def __init__(self, data_dir: Path, args: Sequence[str], *, data_dir_flag: bool = True) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        args: Sequence[str],
+        *,
+        data_dir_flag: bool = True,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         """``data_dir_flag`` false leaves ``--data-dir`` out (a config file in ``args`` names
-        it); the log is still written into ``data_dir``."""
+        it); the log is still written into ``data_dir``. ``env`` adds to the node's
+        environment."""
         self.data_dir = data_dir
         self.log = data_dir / "serve.log"
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -599,11 +607,13 @@ class NodeProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env=node_env(),
+                env={**node_env(), **(env or {})},
             )
 
     @classmethod
-    def compute(cls, data_dir: Path, orchestrator: str, *extra: str) -> NodeProcess:
+    def compute(
+        cls, data_dir: Path, orchestrator: str, *extra: str, env: Mapping[str, str] | None = None
+    ) -> NodeProcess:
         """A compute node on free loopback ports seeding its gossip through the requester at
         ``orchestrator``."""
         return cls(
@@ -622,6 +632,7 @@ class NodeProcess:
                 "0",
                 *extra,
             ],
+            env=env,
         )
 
     def output(self) -> str:

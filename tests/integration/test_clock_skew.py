@@ -1,0 +1,92 @@
+"""A compute node whose clock is two hours ahead of its requester's, with real ``bacalhau``
+processes: the node runs under libfaketime (its wall and monotonic clocks shifted, as on a
+machine whose clock is wrong). A job with a TotalTimeout of an hour and one with a QueueTimeout
+that waits in the node's run queue both run there, instead of failing at once as "timed out";
+the node says how far the requester's clock is from its own.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bacalhau.models import JobStateType
+from tests.integration.devstack import Devstack, NodeProcess, eventually
+
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("clock-skew")]
+
+#: Installed by scripts/setup.sh (Debian's faketime package).
+LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
+
+
+def _job(path: Path, *, sleep: float, cpu: str, timeouts: dict[str, int]) -> Path:
+    job: dict[str, Any] = {
+        "Type": "batch",
+        "Count": 1,
+        "Constraints": [{"Key": "clock", "Operator": "=", "Values": ["ahead"]}],
+        "Tasks": [
+            {
+                "Name": "main",
+                "Engine": {"Type": "noop", "Params": {"SleepSeconds": sleep}},
+                "Resources": {"CPU": cpu},
+                "Timeouts": timeouts,
+            }
+        ],
+    }
+    path.write_text(json.dumps(job))
+    return path
+
+
+def test_a_compute_node_hours_ahead_gives_jobs_their_timeouts(tmp_path: Path) -> None:
+    assert LIBFAKETIME.exists(), "scripts/setup.sh installs faketime"
+    stack = Devstack.start(tmp_path / "devstack", compute_nodes=1, engines="noop")
+    node: NodeProcess | None = None
+    try:
+        node_dir = tmp_path / "ahead"
+        stack.certify(node_dir)
+        node = NodeProcess.compute(
+            node_dir,
+            stack.requester.grpc_address,
+            *("--engines", "noop", "--labels", "clock=ahead", "-c", "allocated_cpu=1"),
+            env={"LD_PRELOAD": str(LIBFAKETIME), "FAKETIME": "+2h"},
+        )
+        node.wait_running()
+        ahead = eventually(
+            lambda: next(
+                (
+                    n.info.node_id
+                    for n in stack.client.list_nodes()
+                    if n.info.labels.get("clock") == "ahead"
+                ),
+                None,
+            ),
+            timeout=30,
+            what="the node ahead joining",
+        )
+        # Runs for 2 s, holding the node's one CPU; the second job waits in its queue meanwhile.
+        total = _job(tmp_path / "total.json", sleep=2, cpu="1", timeouts={"TotalTimeout": 3600})
+        queued = _job(tmp_path / "queued.json", sleep=0, cpu="1", timeouts={"QueueTimeout": 600})
+        first = stack.ok("job", "run", "--no-wait", "--id-only", str(total)).strip()
+        second = stack.ok("job", "run", "--no-wait", "--id-only", str(queued)).strip()
+        for job_id in (first, second):
+            done = eventually(
+                lambda job_id=job_id: (
+                    job
+                    if (
+                        job := stack.client.get_job(job_id, executions=True)
+                    ).job.state.is_terminal()
+                    else None
+                ),
+                timeout=60,
+                what=f"job {job_id} ending",
+            )
+            assert done.job.state == JobStateType.COMPLETED, done.job.state_message
+            assert [ex.node_id for ex in done.executions] == [ahead]
+        assert "is 2h0m0s behind this node's" in node.output()
+    finally:
+        if node is not None:
+            node.stop()
+        stack.stop()
