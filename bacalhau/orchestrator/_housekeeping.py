@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from bacalhau import _wall_steps as wall_steps
 from bacalhau.models import JobStateType, TriggeredBy, now_ns
 from bacalhau.orchestrator._evaluations import EvaluationRunner
 from bacalhau.orchestrator._retries import overdue_trigger
@@ -21,6 +22,9 @@ class Housekeeping(EvaluationRunner):
         while True:
             await asyncio.sleep(self._housekeeping_interval)
             try:
+                # A look at the wall clock even with nothing to check: a step is told apart
+                # from the time between two looks (see bacalhau._wall_steps).
+                wall_steps.look()
                 self._evaluate_overdue(now_ns())
             except Exception:
                 log.exception("housekeeping failed")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from bacalhau._wall_steps import elapsed_ns
 from bacalhau.errors import ExecutionTimeout
 from bacalhau.models import (
     Event,
@@ -79,7 +80,7 @@ def overdue_trigger(
     if not job.tasks or job.state.is_terminal():
         return ""
     timeouts = job.task.timeouts
-    if timeouts.total_timeout and now - job.create_time > timeouts.total_timeout * 1e9:
+    if timeouts.total_timeout and elapsed_ns(job.create_time, now) > timeouts.total_timeout * 1e9:
         return TriggeredBy.JOB_TIMEOUT
     if timeouts.execution_timeout:
         overdue_after = (timeouts.execution_timeout + settings.execution_timeout_grace) * 1e9
@@ -88,14 +89,14 @@ def overdue_trigger(
                 ex.compute_state in (E.BID_ACCEPTED, E.RUNNING)
                 and ex.desired_state == D.RUNNING
                 and QUEUED not in ex.compute_details
-                and now - ex.modify_time > overdue_after
+                and elapsed_ns(ex.modify_time, now) > overdue_after
             ):
                 return TriggeredBy.EXEC_TIMEOUT
     queue_timeout = timeouts.queue_timeout or settings.default_queue_timeout
     if (
         job.state == JobStateType.QUEUED
         and queue_timeout
-        and now - job.create_time > queue_timeout * 1e9
+        and elapsed_ns(job.create_time, now) > queue_timeout * 1e9
     ):
         return TriggeredBy.JOB_QUEUE
     return ""
@@ -126,7 +127,7 @@ def fail_overdue(
             ex.compute_state in (E.BID_ACCEPTED, E.RUNNING)
             and ex.desired_state == D.RUNNING
             and QUEUED not in ex.compute_details
-            and now - ex.modify_time > overdue_after
+            and elapsed_ns(ex.modify_time, now) > overdue_after
         ):
             msg = f"execution timed out: no result {limit}s after it started (ExecutionTimeout)"
             failure = Failure(ExecutionTimeout.code, True)

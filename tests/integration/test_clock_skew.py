@@ -7,13 +7,18 @@ the node says how far the requester's clock is from its own.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bacalhau.models import JobStateType
+from bacalhau.client import Client
+from bacalhau.identity import ClusterCA, NodeIdentity
+from bacalhau.models import Job, JobStateType
+from bacalhau.node._devstack_plan import free_port
 from tests.integration.devstack import Devstack, NodeProcess, eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("clock-skew")]
@@ -90,3 +95,67 @@ def test_a_compute_node_hours_ahead_gives_jobs_their_timeouts(tmp_path: Path) ->
         if node is not None:
             node.stop()
         stack.stop()
+
+
+def test_a_requester_whose_wall_clock_steps_forward_keeps_running_work(tmp_path: Path) -> None:
+    """The requester's wall clock steps 10 minutes forward (its monotonic and boot-time
+    clocks do not: an NTP correction) while a job with an ExecutionTimeout of 20 s and a
+    TotalTimeout of 60 s runs for 6 s. Its backstops leave the step out: the job completes."""
+    offset = tmp_path / "requester.faketime"
+    offset.write_text("+0\n")
+    clock = {
+        "LD_PRELOAD": str(LIBFAKETIME),
+        "FAKETIME_TIMESTAMP_FILE": str(offset),
+        "FAKETIME_CACHE_DURATION": "1",
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+    }
+    requester_dir = tmp_path / "requester"
+    api_port = free_port()
+    requester = NodeProcess(
+        requester_dir,
+        ["--orchestrator", "--grpc-host", "127.0.0.1", "--grpc-port", str(free_port()),
+         "--api-host", "127.0.0.1", "--api-port", str(api_port), "--api-grpc-port", "0"],
+        env=clock,
+    )  # fmt: skip
+    node: NodeProcess | None = None
+    try:
+        requester.wait_running()
+        address = re.search(r"bprotocol: (\S+)", requester.output())
+        assert address is not None, requester.output()
+        node_dir = tmp_path / "compute"
+        ClusterCA.load(requester_dir / "cluster-ca").issue_node_certificate(
+            NodeIdentity.load_or_create(node_dir), data_dir=node_dir
+        )
+        node = NodeProcess.compute(node_dir, address.group(1), "--engines", "noop")
+        node.wait_running()
+        client = Client(f"http://127.0.0.1:{api_port}")
+        spec = _job(tmp_path / "job.json", sleep=6, cpu="0.1", timeouts={})
+        job = json.loads(spec.read_text())
+        job["Constraints"] = []
+        job["Tasks"][0]["Timeouts"] = {"ExecutionTimeout": 20, "TotalTimeout": 60}
+        job_id = eventually(
+            lambda: client.submit(Job.from_dict(job)).job_id,
+            timeout=30,
+            what="a submission the compute node can take",
+        )
+        eventually(
+            lambda: client.get_job(job_id).job.state == JobStateType.RUNNING or None,
+            timeout=30,
+            what="the job running",
+        )
+        offset.write_text("+600\n")  # ten minutes forward, now
+        done = eventually(
+            lambda: j if (j := client.get_job(job_id)).job.state.is_terminal() else None,
+            timeout=60,
+            what="the job ending",
+        )
+        assert done.job.state == JobStateType.COMPLETED, done.job.state_message
+        assert "the wall clock stepped forward by 6" in requester.output()
+    finally:
+        if node is not None:
+            node.stop()
+        # libfaketime fails Python's blocking sleeps when the monotonic clock is left alone,
+        # which the requester's shutdown may meet: only its stopping is asserted.
+        with contextlib.suppress(AssertionError):
+            requester.stop()
+        assert requester.process.poll() is not None

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
+from bacalhau._wall_steps import elapsed_ns
 from bacalhau.errors import BacalhauError, NodeLost
 from bacalhau.models import (
     Connection,
@@ -364,7 +365,7 @@ def queue_room_left(job: Job, now: int) -> bool:
     the node would fail it at once. Ranking then offers only nodes with free room. (The
     requester's default QueueTimeout is its own: nodes do not enforce it.)"""
     queue_timeout = job.task.timeouts.queue_timeout if job.tasks else 0
-    return not queue_timeout or now < job.create_time + queue_timeout * 1_000_000_000
+    return not queue_timeout or elapsed_ns(job.create_time, now) < queue_timeout * 1_000_000_000
 
 
 def wait_for_nodes(
@@ -388,7 +389,9 @@ def wait_for_nodes(
     the job is queued.
     """
     queue_timeout = queue_timeout_of(job, settings)
-    deadline = job.create_time + queue_timeout * 1_000_000_000 if queue_timeout else 0
+    # Counted without the wall clock's forward steps (see bacalhau._wall_steps).
+    waited = elapsed_ns(job.create_time, now)
+    deadline = now + queue_timeout * 1_000_000_000 - waited if queue_timeout else 0
     passing = any(r.obstacle is not None and r.obstacle.passing for r in ranks if not r.suitable)
     if now < settling_until and len(ranks) < nodes_needed:
         look_again_after_grace(plan, now, settling_until)
@@ -396,7 +399,6 @@ def wait_for_nodes(
             queue_for_nodes(plan, now)
         return True
     if (deadline and now < deadline) or (not queue_timeout and passing):
-        waited = now - job.create_time
         backoff = min(max(settings.queue_backoff, waited / 2e9), settings.queue_backoff_max)
         wait_until = now + int(backoff * 1_000_000_000)
         if deadline:
@@ -435,7 +437,7 @@ def stop_all(job: Job, executions: Sequence[Execution], evaluation: Evaluation, 
 def past_total_timeout(job: Job, now: int) -> str:
     """The failure message when ``job`` ran past its TotalTimeout, else ""."""
     total = job.task.timeouts.total_timeout
-    if total and now - job.create_time > total * 1_000_000_000:
+    if total and elapsed_ns(job.create_time, now) > total * 1_000_000_000:
         return f"Job timed out: it ran past its TotalTimeout of {total}s"
     return ""
 
