@@ -9,7 +9,7 @@ import click
 from bacalhau.cli._render import cell_id, emit, output_option, table, tabular
 from bacalhau.cli._root import BacalhauGroup, CliState, pass_state
 from bacalhau.errors import InvalidRequest
-from bacalhau.models import NodeState, format_size
+from bacalhau.models import LivenessState, NodeState, format_size
 
 _ORDER = (
     "id",
@@ -28,11 +28,22 @@ def node_group() -> None:
     """Inspect and manage the network's nodes."""
 
 
-def _last_seen(node: NodeState) -> str:
-    """How long ago the node was last known alive ("now" for a live one)."""
+def _requester_now(nodes: list[NodeState]) -> int:
+    """The requester's clock when it answered: it stamps each live node "last seen" with it.
+    Ages counted from it do not depend on this machine's clock (which may be hours off);
+    this machine's clock only when no node is alive."""
+    alive = [n.last_seen_ns for n in nodes if n.liveness is LivenessState.ALIVE]
+    return max(alive) if alive else time.time_ns()
+
+
+def _last_seen(node: NodeState, now: int) -> str:
+    """How long before ``now`` (the requester's time) the node was last known alive ("now"
+    for a live one)."""
     if node.last_seen_ns <= 0:
         return "-"
-    ago = max(0.0, (time.time_ns() - node.last_seen_ns) / 1e9)
+    if node.liveness is LivenessState.ALIVE:
+        return "now"
+    ago = max(0.0, (now - node.last_seen_ns) / 1e9)
     if ago < 2:
         return "now"
     if ago < 120:
@@ -139,9 +150,10 @@ def node_list(
     if "labels" in extras:
         headers.append("LABELS")
     rows = []
+    now = _requester_now(nodes)
     for n in nodes:
         row = [cell_id(n.info.node_id), n.info.node_type.value, n.membership.value]
-        row += [n.connection.value, n.liveness.value.upper(), _last_seen(n)]
+        row += [n.connection.value, n.liveness.value.upper(), _last_seen(n, now)]
         if "version" in extras:
             said = n.info.labels
             row += [
