@@ -24,6 +24,22 @@ async def _closed_within(reader: asyncio.StreamReader, seconds: float) -> bytes:
         return await reader.read()
 
 
+async def _put_begun(
+    port: int, length: int, start: bytes
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A job submission declaring ``length`` bytes of body, of which only ``start`` is sent."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"PUT "
+        + JOBS
+        + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {length}\r\n\r\n".encode()
+        + start
+    )
+    await writer.drain()
+    return reader, writer
+
+
 async def _answer(reader: asyncio.StreamReader, seconds: float = 5) -> tuple[bytes, bytes]:
     """An answer's head and body (by its Content-Length), however long the connection stays."""
     async with asyncio.timeout(seconds):
@@ -71,11 +87,7 @@ async def test_a_connection_kept_alive_after_an_answer_is_closed_once_idle() -> 
 
 async def test_a_body_declared_too_large_is_refused_before_it_is_sent() -> None:
     async with ApiServer(MemoryOrchestrator(), host="127.0.0.1", port=0) as srv:
-        reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
-        writer.write(
-            b"PUT " + JOBS + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Content-Length: 10737418240\r\n\r\n{"
-        )
+        reader, writer = await _put_begun(srv.port, 10 * 2**30, b"{")
         head, body = await _answer(reader)
         writer.close()
     assert head.split(b" ", 2)[1] == b"413", head
@@ -86,11 +98,7 @@ async def test_a_body_declared_too_large_is_refused_before_it_is_sent() -> None:
 
 async def test_a_body_that_does_not_arrive_in_time_is_a_408() -> None:
     async with ApiServer(MemoryOrchestrator(), host="127.0.0.1", port=0, body_timeout=0.5) as srv:
-        reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
-        writer.write(
-            b"PUT " + JOBS + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b'Content-Length: 1000\r\n\r\n{"Job": '
-        )
+        reader, writer = await _put_begun(srv.port, 1000, b'{"Job": ')
         head, body = await _answer(reader)
         writer.close()
     assert head.split(b" ", 2)[1] == b"408", head
@@ -119,12 +127,7 @@ async def test_a_client_leaving_mid_body_is_not_logged_as_an_error(
 ) -> None:
     async with ApiServer(MemoryOrchestrator(), host="127.0.0.1", port=0) as srv:
         with caplog.at_level(logging.DEBUG):
-            _, writer = await asyncio.open_connection("127.0.0.1", srv.port)
-            writer.write(
-                b"PUT " + JOBS + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                b"Content-Length: 1000\r\n\r\n{"
-            )
-            await writer.drain()
+            _, writer = await _put_begun(srv.port, 1000, b"{")
             await asyncio.sleep(0.2)  # the handler is reading the body
             writer.transport.abort()
             await asyncio.sleep(0.3)

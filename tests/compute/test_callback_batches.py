@@ -65,11 +65,13 @@ async def outbox(
     *,
     linger: float = 0.0,
     answer_grace: float = LONG_LINGER,
+    retry_for: float = 3600.0,
 ) -> AsyncIterator[tuple[ExecutionStore, CallbackOutbox]]:
     with ExecutionStore(tmp_path / "compute.db") as store:
         box = CallbackOutbox(
             store=store,
             callbacks=callbacks,
+            retry_for=retry_for,
             initial_backoff=0.01,
             max_backoff=0.05,
             linger=linger,

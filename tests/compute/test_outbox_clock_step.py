@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bacalhau.compute import CallbackOutbox, ExecutionStore
 from bacalhau.models import BidResult
 from tests.compute.recording_callbacks import RecordingCallbacks
-from tests.compute.test_callback_batches import REQUESTER, _bid_for
+from tests.compute.test_callback_batches import REQUESTER, _bid_for, outbox
 from tests.compute.waiting import eventually
 
 HOUR_NS = 3600 * 1_000_000_000
@@ -22,14 +21,7 @@ async def test_a_forward_step_of_the_wall_clock_does_not_end_the_retries(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     callbacks = RecordingCallbacks(fail_first=10**9)  # the requester is down
-    with ExecutionStore(tmp_path / "compute.db") as store:
-        box = CallbackOutbox(
-            store=store,
-            callbacks=callbacks,
-            retry_for=60.0,
-            initial_backoff=0.01,
-            max_backoff=0.02,
-        )
+    async with outbox(tmp_path, callbacks, retry_for=60.0) as (store, box):
         record = _bid_for(store)
         box.start()
         await eventually(lambda: callbacks.failures >= 2)
@@ -42,17 +34,12 @@ async def test_a_forward_step_of_the_wall_clock_does_not_end_the_retries(
         box.retry_now(REQUESTER)
         (bid,) = await callbacks.wait_for(record.id, BidResult)
         assert isinstance(bid, BidResult) and bid.accepted
-        await box.close(flush_timeout=0)
 
 
 async def test_the_retry_window_still_ends_on_the_monotonic_clock(tmp_path: Path) -> None:
     callbacks = RecordingCallbacks(fail_first=10**9)
-    with ExecutionStore(tmp_path / "compute.db") as store:
-        box = CallbackOutbox(
-            store=store, callbacks=callbacks, retry_for=0.3, initial_backoff=0.01, max_backoff=0.02
-        )
+    async with outbox(tmp_path, callbacks, retry_for=0.3) as (store, box):
         _bid_for(store)
         box.start()
         await eventually(lambda: not store.pending_callbacks(REQUESTER), timeout=10)
         assert callbacks.failures >= 2
-        await box.close(flush_timeout=0)
