@@ -6,6 +6,7 @@ import time
 from typing import TypeAlias
 
 from bacalhau._proto.v1 import compute_pb2, orchestrator_pb2
+from bacalhau._wall_steps import elapsed_ns
 from bacalhau.errors import BacalhauError, InternalError, InvalidRequest
 from bacalhau.models import (
     AskForBidRequest,
@@ -13,6 +14,7 @@ from bacalhau.models import (
     BidResult,
     CancelExecutionRequest,
     ComputeFailure,
+    Execution,
     ExecutionReport,
     LogChunk,
     LogRequest,
@@ -67,8 +69,19 @@ def ask_for_bid_to_proto(
         wait_for_approval=req.wait_for_approval,
         answer_linger_us=min(_MAX_LINGER_US, max(0, round(req.answer_linger * 1_000_000))),
         applied_callbacks=req.applied_callbacks,
-        sent_unix_nano=time.time_ns(),
+        sent_unix_nano=_sent_in_frame_of(execution),
     )
+
+
+def _sent_in_frame_of(execution: Execution) -> int:
+    """Now, on the clock that stamped the job's create time: the wall clock less the forward
+    steps it made since (see :mod:`bacalhau._wall_steps`), so that the compute node's offset
+    does not count a step as time the job has spent."""
+    now = time.time_ns()
+    job = execution.job
+    if job is None or job.create_time <= 0:
+        return now
+    return job.create_time + elapsed_ns(job.create_time, now)
 
 
 def ask_for_bid_from_proto(msg: compute_pb2.BidAsk) -> AskForBidRequest:

@@ -7,7 +7,9 @@ import time
 
 import pytest
 
+from bacalhau import _wall_steps
 from bacalhau._proto.v1 import compute_pb2, orchestrator_pb2, types_pb2
+from bacalhau._wall_steps import WallSteps
 from bacalhau.errors import InvalidJobSpec, InvalidRequest
 from bacalhau.models import (
     AskForBidRequest,
@@ -216,3 +218,23 @@ def test_an_ask_carries_the_senders_clock_and_the_receiver_measures_the_offset()
     assert (
         m.execution_report_from_proto(orchestrator_pb2.ExecutionReport.FromString(wire)) == report
     )
+
+
+def test_a_requesters_clock_step_is_not_sent_as_time_the_job_spent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The requester's wall clock stepped 10 minutes forward after the job was created: the
+    ask says "now" on the clock that stamped the job, so the node does not see it 10 minutes
+    older."""
+    second = 1_000_000_000
+    steps = WallSteps()
+    monkeypatch.setattr(_wall_steps, "_STEPS", steps)
+    # The last look before the step: the wall clock read 600 s less than it does now.
+    before_step = time.time_ns() - 600 * second
+    steps.look(before_step, time.clock_gettime_ns(time.CLOCK_BOOTTIME))
+    execution = full_execution()
+    assert execution.job is not None
+    execution.job.create_time = before_step - 5 * second
+    ids = {"requester_node_id": "requester", "compute_node_id": NODE}
+    sent = m.ask_for_bid_to_proto(AskForBidRequest(execution, False), **ids).sent_unix_nano
+    assert abs(sent - (execution.job.create_time + 5 * second)) < second  # 5 s, not 605 s
