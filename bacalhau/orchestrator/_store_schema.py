@@ -3,8 +3,10 @@ written by an earlier version to the current layout (run once, when the store op
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
+from collections.abc import Iterator
 
 from bacalhau.errors import InternalError
 
@@ -114,6 +116,19 @@ CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_name ON jobs(namespace, name) WHERE na
 _SCHEMA_VERSION = 1
 
 
+@contextlib.contextmanager
+def _migration(db: sqlite3.Connection) -> Iterator[None]:
+    """One migration step, all or nothing."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
 def open_database(path: str) -> sqlite3.Connection:
     """Open (or create) the store at ``path``: WAL, the current schema, the layouts of
     earlier versions migrated. Refuses a store written by a newer node."""
@@ -160,8 +175,7 @@ def _migrate(db: sqlite3.Connection) -> None:
         else "(SELECT s.data FROM job_specs s WHERE s.job_id = jobs.id"
         " AND s.version = jobs.version)"
     )
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    with _migration(db):
         if "size" not in columns:
             db.execute("ALTER TABLE jobs ADD COLUMN size INTEGER")
             db.execute(f"UPDATE jobs SET size = length(CAST({data} AS BLOB))")
@@ -170,10 +184,6 @@ def _migrate(db: sqlite3.Connection) -> None:
             for job_id, doc in db.execute(f"SELECT id, {data} FROM jobs").fetchall():
                 labels = json.loads(doc).get("Labels") or {}
                 db.execute("UPDATE jobs SET labels = ? WHERE id = ?", (json.dumps(labels), job_id))
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
 
 
 def _migrate_blobs(db: sqlite3.Connection) -> None:
@@ -191,8 +201,7 @@ def _migrate_specs(db: sqlite3.Connection) -> None:
     columns = {str(r[1]) for r in db.execute("PRAGMA table_info(jobs)")}
     if "data" not in columns:
         return
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    with _migration(db):
         db.execute(
             "INSERT OR IGNORE INTO job_specs (job_id, version, data)"
             " SELECT id, COALESCE(json_extract(data, '$.Version'), 0), data FROM jobs"
@@ -209,11 +218,6 @@ def _migrate_specs(db: sqlite3.Connection) -> None:
         db.execute("DROP TABLE jobs")
         db.execute("ALTER TABLE jobs_v2 RENAME TO jobs")
         _fill_names(db)
-        db.execute("COMMIT")
-    except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-        raise
 
 
 def _migrate_names(db: sqlite3.Connection) -> bool:
@@ -222,31 +226,19 @@ def _migrate_names(db: sqlite3.Connection) -> bool:
     columns = {str(r[1]) for r in db.execute("PRAGMA table_info(jobs)")}
     if "name" in columns:
         return False
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    with _migration(db):
         db.execute("ALTER TABLE jobs ADD COLUMN name TEXT")
         _fill_names(db)
-        db.execute("COMMIT")
-    except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-        raise
     return True
 
 
 def _refill_names(db: sqlite3.Connection) -> None:
     """Fill the names again in a store of schema 0 that has them: a node of a layout before
     names (which did not refuse a newer store) may have written jobs without theirs since."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    with _migration(db):
         # The index would refuse a name moving to a newer job before the older one drops it.
         db.execute("DROP INDEX IF EXISTS jobs_by_name")
         _fill_names(db)
-        db.execute("COMMIT")
-    except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-        raise
 
 
 def _fill_names(db: sqlite3.Connection) -> None:
