@@ -355,6 +355,25 @@ class Devstack:
         self.nodes = manifest_nodes(self.manifest)
         return self.nodes
 
+    def story(self, job_id: str) -> str:
+        """The job's state, executions and history as text, for a failing test's message."""
+        try:
+            details = self.client.get_job(job_id, executions=True, history=True)
+        except Exception as err:  # the requester may be down: say so rather than hide the rest
+            return f"job {job_id}: not readable ({err})"
+        lines = [f"job {job_id}: {details.job.state.name} {details.job.state_message!r}"]
+        lines += [
+            f"  execution {e.id} p{e.partition_index} on {e.node_id}: "
+            f"{e.compute_state.name}/{e.desired_state.name} {e.compute_message!r}"
+            for e in details.executions
+        ]
+        start = details.history[0].time if details.history else 0
+        lines += [
+            f"  +{(h.time - start) / 1e9:.2f}s {h.execution_id or 'job'}: {h.event.message!r}"
+            for h in details.history
+        ]
+        return "\n".join(lines)
+
     def output(self) -> str:
         """What the devstack process printed so far."""
         try:

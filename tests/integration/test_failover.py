@@ -275,9 +275,12 @@ def test_a_lost_partition_moves_to_a_node_that_finished_its_own(
         victim = stack.node(first[0].node_id)
         stack.kill_node(victim.name)
 
-        state = eventually(lambda: finished(stack, job_id), timeout=40, what="the job ending")
+        try:
+            state = eventually(lambda: finished(stack, job_id), timeout=40, what="the job ending")
+        except AssertionError as err:
+            raise AssertionError(f"{err}\n{stack.story(job_id)}") from None
         details = stack.client.get_job(job_id, executions=True)
-        assert state == JobStateType.COMPLETED, details.job.state_message
+        assert state == JobStateType.COMPLETED, stack.story(job_id)
         done = [e for e in details.executions if e.compute_state == ExecutionStateType.COMPLETED]
         assert sorted(e.partition_index for e in done) == [0, 1, 2]
         moved = next(e for e in done if e.partition_index == first[0].partition_index)
