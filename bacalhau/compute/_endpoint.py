@@ -163,8 +163,7 @@ class ComputeEndpoint:
         self._runs: dict[str, asyncio.Task[LocalExecution]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._bidding: set[str] = set()
-        #: Cancels that came while their execution was being bid for (reason by execution
-        #: ID): the bid, once decided, records it cancelled and runs nothing, in either flow.
+        #: Cancels that came while bidding (reason by execution ID): the bid runs nothing.
         self._cancelled_while_bidding: dict[str, str] = {}
         #: Executions whose ask's answer waits for them to end (see ``_ended``).
         self._ends: dict[str, asyncio.Event] = {}
@@ -172,8 +171,7 @@ class ComputeEndpoint:
         self._requester_of: dict[str, str] = {}
         self._queue_watch = QueueWatch(self._queue, self._requester_of)
         self._clocks = RequesterClocks()
-        self._started = False
-        self._closing = False
+        self._started = self._closing = False
 
     @property
     def node_id(self) -> str:
@@ -386,11 +384,13 @@ class ComputeEndpoint:
         ended, from the store (see :class:`ExecutionLogs`); only the requester the execution
         belongs to may read them."""
         record = self._owned(source_node_id, request.execution_id)
-        store, execution_id = self._store, record.id
+        store, execution_id, runs = self._store, record.id, self._runs
 
         def finished() -> bool:
+            # Cancelled comes before the workload stops, when an engine may still write its
+            # last output (Docker drains the attach stream): the run must have ended too.
             state = store.state(execution_id)
-            return state is None or state.is_terminal()
+            return (state is None or state.is_terminal()) and execution_id not in runs
 
         return self._pipeline.logs.chunks(
             execution_id, finished=finished, follow=request.follow, tail=request.tail

@@ -31,6 +31,7 @@ from bacalhau.models import (
     ComputeFailure,
     Execution,
     LocalExecutionState,
+    LogChunk,
     LogRequest,
     Resources,
     RunResult,
@@ -77,10 +78,11 @@ def compute_node(tmp_path: Path) -> NodeFactory:
         fail_first: int = 0,
         db: Path | None = None,
         callbacks: RecordingCallbacks | None = None,
+        shell: ShellExecutor | None = None,
     ) -> AsyncIterator[Node]:
         async with AsyncExitStack() as stack:
             store = stack.enter_context(ExecutionStore(db or tmp_path / "compute.db"))
-            shell = ShellExecutor()
+            shell = shell or ShellExecutor()
             executors: dict[str, Executor] = {"noop": NoopExecutor(), "shell": shell}
             publishers = {"noop": NoopPublisher()}
             tracker = CapacityTracker(capacity)
@@ -250,6 +252,48 @@ async def test_cancel_while_running_stops_the_workload(
         # Cancelling again, or something unknown, is harmless.
         await node.endpoint.cancel_execution(REQUESTER, CancelExecutionRequest(execution.id))
         await node.endpoint.cancel_execution(REQUESTER, CancelExecutionRequest("e-unknown"))
+
+
+class _DrainingShell(ShellExecutor):
+    """Stops a workload as Docker does: its last output reaches the results files a moment
+    after the stop was asked (the attach stream drains), then the workload is gone."""
+
+    def __init__(self, results_root: Path) -> None:
+        super().__init__()
+        self._root = results_root
+
+    async def cancel(self, execution_id: str) -> None:
+        await asyncio.sleep(0.3)
+        with (self._root / execution_id / STDOUT_FILE).open("ab") as out:
+            out.write(b"last words\n")
+        await super().cancel(execution_id)
+
+
+async def test_a_follower_of_a_cancelled_execution_gets_its_last_output(
+    compute_node: NodeFactory, tmp_path: Path
+) -> None:
+    """The output of a cancelled execution ends once its workload is stopped, not when the
+    cancel is recorded: what the engine writes while stopping it reaches a follower."""
+    shell = _DrainingShell(tmp_path / "executions")
+    async with compute_node(shell=shell) as node:
+        execution = make_execution("echo started; exec sleep 60")
+        await node.ask(execution, wait=False)
+        results = node.results_root / execution.id / STDOUT_FILE
+        await eventually(lambda: results.exists() and results.read_bytes() == b"started\n")
+        request = LogRequest(execution_id=execution.id, follow=True)
+        follower = node.endpoint.stream_logs(REQUESTER, request)
+        first = await anext(aiter(follower))
+        assert first.data == b"started\n"
+
+        await node.endpoint.cancel_execution(REQUESTER, CancelExecutionRequest(execution.id))
+        rest = await asyncio.wait_for(_read_all(follower), 10)
+
+        assert rest == b"last words\n"
+        assert node.state(execution.id) is L.CANCELLED
+
+
+async def _read_all(chunks: AsyncIterator[LogChunk]) -> bytes:
+    return b"".join([c.data async for c in chunks])
 
 
 async def test_callbacks_are_retried_until_delivered(compute_node: NodeFactory) -> None:
