@@ -79,6 +79,7 @@ __all__ = [
     "NotFound",
     "PermissionDenied",
     "PublishFailed",
+    "RequestTooLarge",
     "RevisionConflict",
     "Unauthorized",
     "Unavailable",
@@ -142,6 +143,13 @@ class InvalidJobSpec(InvalidRequest):
         details = {"Field": field} if field else {}
         super().__init__(message, hint=hint, details=details)
         self.field = field
+
+
+class RequestTooLarge(InvalidRequest):
+    """A request (a job) larger than the node accepts (its ``max_job_size`` setting)."""
+
+    code = "RequestEntityTooLarge"
+    http_status = 413
 
 
 class BadQuery(InvalidRequest):

@@ -88,6 +88,11 @@ def _wait_seconds(wait: float) -> float:
     return wait
 
 
+#: The default ``max_job_size``: jobs take it less room for the answers that carry them
+#: (see :mod:`bacalhau.api._job_size`).
+DEFAULT_MAX_MESSAGE = 4 * 1024 * 1024
+
+
 class JobServicer(api_pb2_grpc.JobServiceServicer):
     """JobService: submit, diff, read, follow, stop and rerun jobs (by ID, name or ID
     prefix)."""
@@ -97,17 +102,20 @@ class JobServicer(api_pb2_grpc.JobServiceServicer):
         orchestrator: OrchestratorAPI,
         closing: asyncio.Event,
         result_rewriter: ResultRewriter | None = None,
+        *,
+        max_job_size: int = DEFAULT_MAX_MESSAGE,
     ) -> None:
         self._orch = orchestrator
         self._closing = closing
         self._rewrite = result_rewriter
+        self._max_job_size = max_job_size
 
     @_translated
     async def SubmitJob(
         self, request: api_pb2.SubmitJobRequest, context: Any
     ) -> api_pb2.SubmitJobResponse:
         wait = _wait_seconds(request.wait_seconds)  # before the submit: no job left behind
-        job = job_from_request(request)
+        job = job_from_request(request, max_job_size=self._max_job_size)
         result = await self._orch.submit_job(
             job,
             idempotency_token=request.idempotency_token,
@@ -133,7 +141,8 @@ class JobServicer(api_pb2_grpc.JobServiceServicer):
     async def DiffJob(
         self, request: api_pb2.DiffJobRequest, context: Any
     ) -> api_pb2.DiffJobResponse:
-        diff = await self._orch.diff_job(job_from_request(request))
+        job = job_from_request(request, max_job_size=self._max_job_size)
+        diff = await self._orch.diff_job(job)
         return api_pb2.DiffJobResponse(diff=diff.diff, warnings=diff.warnings)
 
     @_translated
@@ -375,9 +384,6 @@ class AgentServicer(api_pb2_grpc.AgentServiceServicer):
 #: The public API's services, by full name (``bacalhau.v1.JobService``, ...).
 API_SERVICES = tuple(s.full_name for s in api_pb2.DESCRIPTOR.services_by_name.values())
 
-#: Largest message accepted (a job with an inline WASM module), as REST's max_job_size.
-DEFAULT_MAX_MESSAGE = 4 * 1024 * 1024
-
 
 class GrpcApiServer:
     """Serves the public gRPC API for ``orchestrator`` on ``host:port`` (port 0 picks a free
@@ -422,7 +428,9 @@ class GrpcApiServer:
 
     async def start(self) -> None:
         options = [
-            ("grpc.max_receive_message_length", self._max_message),
+            # Twice the largest job: a job somewhat too large is refused by the job check,
+            # which says the limit and the field, not by gRPC's bare RESOURCE_EXHAUSTED.
+            ("grpc.max_receive_message_length", 2 * self._max_message),
             ("grpc.so_reuseport", 0),  # a taken port must fail, not be shared
         ]
         interceptors: list[grpc.aio.ServerInterceptor] = [MetricsInterceptor()]
@@ -431,7 +439,7 @@ class GrpcApiServer:
         server = grpc.aio.server(options=options, interceptors=interceptors)
         add_parsing_leniently(
             api_pb2_grpc.add_JobServiceServicer_to_server,
-            JobServicer(self._orch, self._closing, self._rewrite),
+            JobServicer(self._orch, self._closing, self._rewrite, max_job_size=self._max_message),
             server,
         )
         add_parsing_leniently(

@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from bacalhau._proto.v1 import api_pb2, compute_pb2
+from bacalhau.api._job_size import check_job_size
 from bacalhau.errors import InvalidJobSpec, InvalidRequest
 from bacalhau.models import (
     Execution,
@@ -36,15 +37,22 @@ def to_json(body: Any) -> str:
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
 
 
-def job_from_request(request: api_pb2.SubmitJobRequest | api_pb2.DiffJobRequest) -> Job:
+def job_from_request(
+    request: api_pb2.SubmitJobRequest | api_pb2.DiffJobRequest, *, max_job_size: int
+) -> Job:
     """The job of a submission (or of a diff), decoded and checked as the REST edge decodes
-    ``{"Job": ...}`` (errors name the field at fault)."""
-    if not request.job_json.strip():
+    ``{"Job": ...}`` (errors name the field at fault), refused when larger than a node of
+    ``max_job_size`` takes."""
+    text = request.job_json
+    # Its UTF-8 length, without encoding a short job: no character takes more than 4 bytes.
+    size = len(text) if len(text) * 4 <= max_job_size else len(text.encode("utf-8", "replace"))
+    check_job_size(size, max_job_size, field="job_json")
+    if not text.strip():
         raise InvalidJobSpec(
             "the request has no job", field="Job", hint="send the job's v1 JSON in job_json"
         )
     try:
-        data = json.loads(request.job_json)
+        data = json.loads(text)
     except (ValueError, RecursionError) as exc:
         raise InvalidRequest(
             f"job_json is not valid JSON: {type(exc).__name__}: {exc}"[:300],

@@ -23,6 +23,7 @@ from bacalhau.api._history import (
     poll_history,
     wait_for_end,
 )
+from bacalhau.api._job_size import check_job_size
 from bacalhau.api._query import (
     JobListToken,
     PageToken,
@@ -111,8 +112,9 @@ async def _read_submission(request: web.Request) -> _Submission:
     """The submission of ``request``'s body, its job in the body's (else the query's)
     namespace.
 
-    A body declared larger than the node accepts is refused before any of it is read; one
-    that does not arrive in time (a client sending a byte at a time, holding the connection)
+    A body declared larger than the node accepts is refused before any of it is read, and
+    a job too large for the answers that carry it to fit once read; one that does not
+    arrive in time (a client sending a byte at a time, holding the connection)
     is refused with 408 after the node's ``body_timeout``."""
     ctx = context(request)
     limit = ctx.max_job_size
@@ -129,6 +131,7 @@ async def _read_submission(request: web.Request) -> _Submission:
         raise InvalidRequest(
             "the request body is empty", hint="send a JSON object as the request body"
         )
+    check_job_size(len(raw), limit, field="Job")
     if len(raw) > _DECODE_INLINE_BYTES:
         submission = await asyncio.to_thread(_decode_submission, raw)
     else:

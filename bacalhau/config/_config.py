@@ -66,7 +66,8 @@ class NodeConfig:
     #: Who may use the REST and gRPC APIs, and for what (Bacalhau's ``API.Auth.Users``;
     #: see README, "Users and capabilities"). None: the APIs are open to every client.
     api_users: tuple[ApiUserConfig, ...] = ()
-    #: Largest job (request body) the API accepts, in bytes; larger ones get 413.
+    #: Largest request the APIs accept, in bytes (413 beyond); a job may take it less 64 KiB,
+    #: room for what comes with it in the answers that carry it.
     max_job_size: int = 4 * 1024 * 1024
 
     # Node-to-node bprotocol (mutual-TLS gRPC).

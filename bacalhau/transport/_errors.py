@@ -27,6 +27,7 @@ from bacalhau.errors import (
     NotEnoughNodes,
     NotFound,
     PermissionDenied,
+    RequestTooLarge,
     RevisionConflict,
     Unauthorized,
     Unavailable,
@@ -46,6 +47,8 @@ _STATUS_BY_CLASS: tuple[tuple[type[BacalhauError], grpc.StatusCode], ...] = (
     (Unauthorized, grpc.StatusCode.UNAUTHENTICATED),
     (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (NotFound, grpc.StatusCode.NOT_FOUND),
+    # gRPC's own status for a message over the receive limit.
+    (RequestTooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
     (MultipleJobsFound, grpc.StatusCode.INVALID_ARGUMENT),
     (RevisionConflict, grpc.StatusCode.ABORTED),

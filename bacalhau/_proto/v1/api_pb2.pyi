@@ -361,7 +361,9 @@ class ListJobsRequest(_message.Message):
     """created_at (default), modified_at or id."""
     reverse: _builtins.bool
     limit: _builtins.int
-    """0: every job."""
+    """0: every job, in as many answers as it takes: an answer holds jobs up to 3 MiB of
+    documents (a larger job comes alone), and next_token goes on after its last job.
+    """
     next_token: _builtins.str
     """From the previous page; when set, order_by, reverse and limit come from it."""
     def __init__(
