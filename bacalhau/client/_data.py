@@ -23,6 +23,7 @@ import aiohttp
 from bacalhau._tarfile import tarfile
 from bacalhau.client._auth import Credentials
 from bacalhau.client._download import SkippedEntry, plan_extraction
+from bacalhau.client._loop import LoopRunner
 from bacalhau.client._session import RestSession
 from bacalhau.errors import InvalidRequest, Unavailable
 from bacalhau.storage.cid import Blockstore, CarReader, Importer, ImportOptions, write_car
@@ -187,7 +188,7 @@ class DataClient:
         credentials: Credentials | None = None,
         verify_tls: bool = True,
     ) -> None:
-        self._loop = asyncio.new_event_loop()
+        self._runner = LoopRunner()
         self._client = AsyncDataClient(
             base_url,
             connect_timeout=connect_timeout,
@@ -196,9 +197,7 @@ class DataClient:
         )
 
     def close(self) -> None:
-        if not self._loop.is_closed():
-            self._loop.run_until_complete(self._client.close())
-            self._loop.close()
+        self._runner.close(self._client.close())
 
     def __enter__(self) -> DataClient:
         return self
@@ -207,7 +206,7 @@ class DataClient:
         self.close()
 
     def add(self, path: Path, *, cid_version: int = 0, only_hash: bool = False) -> str:
-        return self._loop.run_until_complete(
+        return self._runner.run(
             self._client.add(path, cid_version=cid_version, only_hash=only_hash)
         )
 
@@ -219,7 +218,7 @@ class DataClient:
         car: bool = False,
         skipped: list[SkippedEntry] | None = None,
     ) -> Path:
-        return self._loop.run_until_complete(self._client.get(cid, dest, car=car, skipped=skipped))
+        return self._runner.run(self._client.get(cid, dest, car=car, skipped=skipped))
 
     def ls(self, cid: str) -> list[DataEntry]:
-        return self._loop.run_until_complete(self._client.ls(cid))
+        return self._runner.run(self._client.ls(cid))

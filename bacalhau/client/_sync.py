@@ -1,12 +1,11 @@
 """The synchronous facade over :class:`AsyncClient` (what the CLI uses).
 
-It owns a private event loop, so one client reuses one connection pool across calls.
+It owns a private event loop, so one client reuses one connection pool across calls; it works
+where a loop already runs too (a notebook: see :class:`LoopRunner`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -16,6 +15,7 @@ from bacalhau.client._async import AsyncClient
 from bacalhau.client._auth import AuthStatus, Credentials
 from bacalhau.client._download import DownloadedResults
 from bacalhau.client._logs import LogLine
+from bacalhau.client._loop import LoopRunner
 from bacalhau.client._types import (
     DiffResponse,
     HistoryPage,
@@ -46,7 +46,7 @@ class Client:
         """``namespace``: where job names are looked up ("": the server's ``default``);
         ``credentials`` and ``verify_tls`` as :class:`~bacalhau.client.AsyncClient` takes
         them."""
-        self._loop = asyncio.new_event_loop()
+        self._runner = LoopRunner()
         self._client = AsyncClient(
             base_url,
             connect_timeout=connect_timeout,
@@ -60,24 +60,10 @@ class Client:
         return self._client.base_url
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        task = self._loop.create_task(coro)
-        try:
-            return self._loop.run_until_complete(task)
-        except KeyboardInterrupt:
-            # Ctrl+C stops the loop wherever the call was, leaving it half done: cancel it
-            # and let it unwind here (closing its sockets, ending a log stream), while the
-            # loop still runs. Left pending, it would be torn down once the loop is closed,
-            # printing tracebacks on the way out.
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    self._loop.run_until_complete(task)
-            raise
+        return self._runner.run(coro)
 
     def close(self) -> None:
-        if not self._loop.is_closed():
-            self._run(self._client.close())
-            self._loop.close()
+        self._runner.close(self._client.close())
 
     def __enter__(self) -> Client:
         return self
@@ -233,7 +219,7 @@ class Client:
                     return
         finally:
             aclose = getattr(lines, "aclose", None)
-            if aclose is not None and not self._loop.is_closed():
+            if aclose is not None and not self._runner.closed:
                 self._run(aclose())
 
     def results(self, job_id: str) -> list[SpecConfig]:
