@@ -3,8 +3,10 @@ instants written after a step, and steps back, are counted as the wall clock say
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from pathlib import Path
 
 import pytest
 
@@ -95,3 +97,66 @@ def test_the_requesters_backstops_do_not_fire_for_a_step(monkeypatch: pytest.Mon
     assert overdue_trigger(job, executions, stepped_now, settings) == ""
     really_late = stepped_now + 80 * S
     assert overdue_trigger(job, executions, really_late, settings) == TriggeredBy.EXEC_TIMEOUT
+
+
+def test_a_step_made_while_the_process_was_down_is_seen_on_the_same_boot() -> None:
+    t0 = 1_000_000 * S
+    before = WallSteps()
+    before.look(t0, 50 * S)
+    saved = before.saved()
+    # Down for 30 s of boot time, during which the wall clock stepped 10 minutes forward.
+    after = WallSteps()
+    now = t0 + 30 * S + 10 * MINUTE
+    assert after.resume(saved, now, 80 * S, same_boot=True) == 10 * MINUTE
+    assert after.elapsed(t0 - 5 * S, now) == 35 * S
+    # On another boot the boot-time clock started again: nothing can be told.
+    other = WallSteps()
+    assert other.resume(saved, now, 3 * S, same_boot=False) == 0
+    assert other.elapsed(t0 - 5 * S, now) == 35 * S + 10 * MINUTE
+
+
+def test_steps_seen_before_a_restart_still_count_after_it() -> None:
+    t0 = 1_000_000 * S
+    first = WallSteps()
+    first.look(t0, 50 * S)
+    first.look(t0 + 1 * S + 10 * MINUTE, 51 * S)
+    second = WallSteps()
+    now = t0 + 20 * S + 10 * MINUTE
+    assert second.resume(first.saved(), now, 2 * S, same_boot=False) == 0  # rebooted
+    assert second.elapsed(t0, now) == 20 * S
+
+
+def test_a_node_keeps_its_steps_in_its_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(_wall_steps, "_STEPS", WallSteps())
+    monkeypatch.setattr(_wall_steps, "_kept_in", None)
+    kept = tmp_path / _wall_steps.WALL_STEPS_FILE
+    now = time.time_ns()
+    boottime = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+    # As a run of a moment ago left it, the wall clock 10 minutes behind where it is now.
+    kept.write_text(
+        json.dumps(
+            {
+                "boot_id": _wall_steps._boot_id(),
+                "wall_ns": now - 10 * MINUTE,
+                "boottime_ns": boottime,
+                "steps": [],
+            }
+        )
+    )
+    with caplog.at_level(logging.WARNING, logger="bacalhau"):
+        _wall_steps.remember_in(kept)
+    assert "stepped forward by 600" in caplog.text and "while this node was down" in caplog.text
+    created = now - 10 * MINUTE - 5 * S  # a job stamped before the step
+    assert elapsed_ns(created, time.time_ns()) < 10 * S
+    # Kept for the next start: the step, and the clocks as they are now.
+    saved = json.loads(kept.read_text())
+    assert [step for _, step in saved["steps"]] == [pytest.approx(10 * MINUTE, abs=S)]
+    # An unreadable file loses the earlier steps, not the node's start.
+    kept.write_text('{"steps": "garbage"')
+    monkeypatch.setattr(_wall_steps, "_STEPS", WallSteps())
+    with caplog.at_level(logging.WARNING, logger="bacalhau"):
+        _wall_steps.remember_in(kept)
+    assert "cannot be read" in caplog.text
+    assert json.loads(kept.read_text())["steps"] == []

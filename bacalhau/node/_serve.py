@@ -25,8 +25,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import bacalhau
+from bacalhau import _wall_steps as wall_steps
 from bacalhau._logging import configure_logging
 from bacalhau._metrics import Role
+from bacalhau._wall_steps import WALL_STEPS_FILE
 from bacalhau.api import ApiServer, Authorizer, GrpcApiServer, MetricsServer
 from bacalhau.compute import (
     ComputeEndpoint,
@@ -161,6 +163,8 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
     data_dir = config.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     stack.callback(os.close, lock_data_dir(data_dir))
+    # Before any job's time is counted: a step of the wall clock while the node was down.
+    wall_steps.remember_in(data_dir / WALL_STEPS_FILE)
     identity = NodeIdentity.load_or_create(data_dir, certified_needs_key=True)
     bootstrap_certificates(config, identity)  # a requester's first start
     await join_with_token(config, identity, seeds)  # a compute node's first start

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +157,54 @@ def test_a_requester_whose_wall_clock_steps_forward_keeps_running_work(tmp_path:
             node.stop()
         # libfaketime fails Python's blocking sleeps when the monotonic clock is left alone,
         # which the requester's shutdown may meet: only its stopping is asserted.
+        with contextlib.suppress(AssertionError):
+            requester.stop()
+        assert requester.process.poll() is not None
+
+
+def test_a_requester_restarted_after_a_step_keeps_the_queued_jobs(tmp_path: Path) -> None:
+    """The requester's wall clock steps 10 minutes forward while it is stopped. Restarted
+    on the same data dir (and boot), it sees the step against the boot-time clock: a job
+    waiting for a node, with a QueueTimeout of 5 minutes, keeps waiting instead of failing
+    at once as "timed out"."""
+    offset = tmp_path / "requester.faketime"
+    offset.write_text("+0\n")
+    clock = {
+        "LD_PRELOAD": str(LIBFAKETIME),
+        "FAKETIME_TIMESTAMP_FILE": str(offset),
+        "FAKETIME_CACHE_DURATION": "1",
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+    }
+    requester_dir = tmp_path / "requester"
+    api_port = free_port()
+    args = ["--orchestrator", "--grpc-host", "127.0.0.1", "--grpc-port", str(free_port()),
+            "--api-host", "127.0.0.1", "--api-port", str(api_port), "--api-grpc-port", "0",
+            "-c", "housekeeping_interval=0.5", "-c", "rejoin_grace=0"]  # fmt: skip
+    requester = NodeProcess(requester_dir, args, env=clock)
+    try:
+        requester.wait_running()
+        client = Client(f"http://127.0.0.1:{api_port}")
+        job = json.loads(_job(tmp_path / "job.json", sleep=0, cpu="0.1", timeouts={}).read_text())
+        job["Tasks"][0]["Timeouts"] = {"QueueTimeout": 300}
+        job_id = client.submit(Job.from_dict(job)).job_id
+        eventually(
+            lambda: client.get_job(job_id).job.state == JobStateType.QUEUED or None,
+            timeout=30,
+            what="the job waiting for a node",
+        )
+        client.close()
+        with contextlib.suppress(AssertionError):
+            requester.stop()
+        offset.write_text("+600\n")  # ten minutes forward while it is down
+        requester = NodeProcess(requester_dir, args, env=clock)
+        requester.wait_running()
+        client = Client(f"http://127.0.0.1:{api_port}")
+        time.sleep(3)  # several housekeeping passes, each of which would fail an overdue job
+        got = client.get_job(job_id).job
+        assert got.state == JobStateType.QUEUED, got.state_message
+        assert "while this node was down" in requester.output()
+        client.close()
+    finally:
         with contextlib.suppress(AssertionError):
             requester.stop()
         assert requester.process.poll() is not None
