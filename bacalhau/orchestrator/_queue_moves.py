@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
+from bacalhau._wall_steps import elapsed_ns
 from bacalhau.errors import BacalhauError, NotFound
 from bacalhau.models import (
     CancelExecutionRequest,
@@ -149,7 +150,8 @@ class QueueMoves:
             if ex.compute_state != E.BID_ACCEPTED or began is None:
                 return
             details = {k: v for k, v in ex.compute_details.items() if k != QUEUED}
-            waited = max(0, now - int(began)) / 1e9
+            # Without the wall clock's forward steps since (see bacalhau._wall_steps).
+            waited = max(0, elapsed_ns(int(began), now)) / 1e9
             self._store.update_execution(
                 execution_id,
                 compute_details=details,

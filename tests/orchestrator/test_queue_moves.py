@@ -4,6 +4,7 @@ attempt at the job), and places the job again, where the room is."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -11,6 +12,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
+from bacalhau import _wall_steps
+from bacalhau._wall_steps import WallSteps
 from bacalhau.models import (
     AskForBidRequest,
     BidResult,
@@ -25,7 +28,7 @@ from bacalhau.models import (
     LivenessState,
     QueuedExecution,
 )
-from bacalhau.orchestrator import SchedulerSettings, schedule
+from bacalhau.orchestrator import SchedulerSettings, _queue_moves, schedule
 from bacalhau.orchestrator._attempts import MOVED, NEVER_STARTED, QUEUED, is_attempt
 from tests.orchestrator.node_view import compute_node_info
 from tests.orchestrator.test_callbacks import Setup, requester_with_node_a
@@ -34,6 +37,7 @@ from tests.orchestrator.test_scheduler import NOW, ev, execution, job, node
 E = ExecutionStateType
 D = ExecutionDesiredStateType
 S = 1_000_000_000
+HOUR = 3600 * S
 #: One attempt in all: a move that counted as one would fail the job.
 SETTINGS = SchedulerSettings(
     pre_approve=False, queue_move_after=5.0, max_attempts=1, max_attempts_per_node=1
@@ -256,3 +260,25 @@ def test_an_execution_waiting_in_a_queue_is_not_past_its_execution_timeout() -> 
     plan = schedule(timed, [running], [node("a"), node("b")], ev(), now=NOW + 100 * S)
     assert [c.compute_state for c in plan.changes] == [E.FAILED]
     assert "timed out" in (plan.changes[0].compute_message or "")
+
+
+async def test_the_time_in_a_queue_leaves_out_a_step_of_the_wall_clock(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wall clock steps two hours forward while an execution waits: the history says it
+    started after seconds in the queue, not two hours."""
+    orch = setup.orch
+    job_id, ex = await _accepted_on_a(setup)
+    await _queued_on_a(setup, ex, waited=3.0)
+    steps = WallSteps()
+    monkeypatch.setattr(_wall_steps, "_STEPS", steps)
+    wall, boot = time.time_ns(), time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+    steps.look(wall, boot)
+    steps.look(wall + 2 * HOUR, boot)  # the step, seen at once
+    monkeypatch.setattr(_queue_moves, "now_ns", lambda: time.time_ns() + 2 * HOUR)
+
+    await orch.report_executions(ExecutionReport("node-a", [ex.id]))
+
+    said = [h.event.message for h in await orch.job_history(job_id, execution_id=ex.id)]
+    started = [m for m in said if m.startswith("Started on node node-a after ")]
+    assert started == ["Started on node node-a after 3s in its run queue"], said
