@@ -191,6 +191,28 @@ def test_a_service_short_of_a_replica_says_why_and_stops_saying_it_once_placed()
     assert done.job_event is not None and done.job_event.message == "All 3 replicas placed"
 
 
+def test_a_service_waiting_out_a_restart_backoff_says_so_once() -> None:
+    """Its only replica failed five times: while it waits to restart, the running job says
+    so (the same words at every pass of the wait), and clears it once the replica runs."""
+    running = replace(typed("service", 1), state=JobStateType.RUNNING)
+    failed = [ex(f"e{i}", "a", E.FAILED, D.STOPPED, t=NOW + i * SECOND) for i in range(5)]
+    settings = SchedulerSettings(retry_delay=1.0, retry_max_delay=30.0)
+    plan = schedule(running, failed, [node("a")], ev(), now=NOW + 5 * SECOND, settings=settings)
+    assert not plan.new_executions and plan.new_evaluations
+    assert plan.new_job_state == JobStateType.RUNNING
+    assert plan.job_message == (
+        "1 of 1 replicas restarting after a backoff of 16s, following 5 failures"
+    )
+    assert plan.job_event is not None and plan.job_event.message.startswith("Replica restarting")
+    said = replace(running, state_message=plan.job_message)
+    later = schedule(said, failed, [node("a")], ev(), now=NOW + 9 * SECOND, settings=settings)
+    assert later.job_event is None  # the same wait: nothing new to say
+    # Restarted and running: the message is cleared.
+    back = [*failed, ex("e5", "a", E.RUNNING, t=NOW + 30 * SECOND)]
+    done = schedule(said, back, [node("a")], ev(), now=NOW + 31 * SECOND, settings=settings)
+    assert done.job_message == ""
+
+
 def test_a_new_service_waits_for_nodes_that_are_only_full_and_fails_on_ones_that_never_fit() -> (
     None
 ):

@@ -29,7 +29,7 @@ from bacalhau.orchestrator._ranking import Placed, rank_nodes
 from bacalhau.orchestrator._retries import retry_policy
 from bacalhau.orchestrator._settings import SchedulerSettings
 from bacalhau.orchestrator._waiting import waiting_reason
-from bacalhau.orchestrator.schedulers._long_running import ranking_view, restart_time
+from bacalhau.orchestrator.schedulers._long_running import ended, ranking_view, restart_time
 from bacalhau.orchestrator.schedulers._shared import (
     approve_bids,
     event,
@@ -89,17 +89,23 @@ def schedule_service(
 
     policy = retry_policy(job, settings)
     due: list[int] = []
-    next_look = 0
+    #: Replicas waiting out their restart backoff: (when they restart, their past runs).
+    backing_off: list[tuple[int, list[Execution]]] = []
     for replica in range(replicas):
         if replica in live:
             continue
-        at = restart_time(policy, [e for e in view if e.partition_index == replica])
+        past = [e for e in view if e.partition_index == replica]
+        at = restart_time(policy, past)
         if now < at:
-            next_look = min(next_look or at, at)
+            backing_off.append((at, past))
         else:
             due.append(replica)
+    next_look = min((at for at, _ in backing_off), default=0)
     if next_look:
         plan.new_evaluations.append(later(job, next_look, now, TriggeredBy.EXEC_FAILURE))
+        if job.state == JobStateType.RUNNING:
+            reason = _restarting(backing_off, replicas)
+            _say(plan, job, reason, f"Replica restarting: {reason}", now)
 
     if due:
         ranks = rank_nodes(
@@ -147,7 +153,7 @@ def schedule_service(
                 # Running, but short of replicas: say which wait, and why.
                 reason = f"{short} of {replicas} replicas " + waiting_reason(job, ranks)
                 _say(plan, job, reason, f"Replica waiting: {reason}", now)
-    elif job.state == JobStateType.RUNNING and _SHORT.match(job.state_message):
+    elif not next_look and job.state == JobStateType.RUNNING and _SHORT.match(job.state_message):
         _say(plan, job, "", f"All {replicas} replicas placed", now)
     if approved or any(e.desired_state == D.RUNNING for e in live.values()):
         mark_running(plan, job, now)
@@ -156,6 +162,20 @@ def schedule_service(
 
 #: How the message of a running service short of replicas begins ("1 of 3 replicas ...").
 _SHORT = re.compile(r"\d+ of \d+ replicas ")
+
+
+def _restarting(backing_off: list[tuple[int, list[Execution]]], replicas: int) -> str:
+    """What a running service says while replicas wait out their restart backoff: how many,
+    the soonest one's backoff and failures (the same words at every pass of one wait)."""
+    at, past = min(backing_off, key=lambda b: b[0])
+    failures = ended(past)
+    last = max((e.modify_time for e in failures), default=at)
+    backoff = max(0, at - last) / 1e9
+    many = "failure" if len(failures) == 1 else "failures"
+    return (
+        f"{len(backing_off)} of {replicas} replicas restarting after a backoff of "
+        f"{backoff:.0f}s, following {len(failures)} {many}"
+    )
 
 
 def _say(plan: Plan, job: Job, message: str, told: str, now: int) -> None:
