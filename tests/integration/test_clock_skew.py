@@ -46,6 +46,19 @@ def _job(path: Path, *, sleep: float, cpu: str, timeouts: dict[str, int]) -> Pat
     return path
 
 
+def _stepping_clock(offset: Path) -> tuple[Path, dict[str, str]]:
+    """The environment of a process whose wall clock is ``offset``'s content ("+600": ten
+    minutes ahead; re-read each second, so writing it steps the clock), its monotonic and
+    boot-time clocks left alone (an NTP step)."""
+    offset.write_text("+0\n")
+    return offset, {
+        "LD_PRELOAD": str(LIBFAKETIME),
+        "FAKETIME_TIMESTAMP_FILE": str(offset),
+        "FAKETIME_CACHE_DURATION": "1",
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+    }
+
+
 def test_a_compute_node_hours_ahead_gives_jobs_their_timeouts(tmp_path: Path) -> None:
     assert LIBFAKETIME.exists(), "scripts/setup.sh installs faketime"
     stack = Devstack.start(tmp_path / "devstack", compute_nodes=1, engines="noop")
@@ -102,14 +115,7 @@ def test_a_requester_whose_wall_clock_steps_forward_keeps_running_work(tmp_path:
     """The requester's wall clock steps 10 minutes forward (its monotonic and boot-time
     clocks do not: an NTP correction) while a job with an ExecutionTimeout of 20 s and a
     TotalTimeout of 60 s runs for 6 s. Its backstops leave the step out: the job completes."""
-    offset = tmp_path / "requester.faketime"
-    offset.write_text("+0\n")
-    clock = {
-        "LD_PRELOAD": str(LIBFAKETIME),
-        "FAKETIME_TIMESTAMP_FILE": str(offset),
-        "FAKETIME_CACHE_DURATION": "1",
-        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
-    }
+    offset, clock = _stepping_clock(tmp_path / "requester.faketime")
     requester_dir = tmp_path / "requester"
     api_port = free_port()
     requester = NodeProcess(
@@ -167,14 +173,7 @@ def test_a_requester_restarted_after_a_step_keeps_the_queued_jobs(tmp_path: Path
     on the same data dir (and boot), it sees the step against the boot-time clock: a job
     waiting for a node, with a QueueTimeout of 5 minutes, keeps waiting instead of failing
     at once as "timed out"."""
-    offset = tmp_path / "requester.faketime"
-    offset.write_text("+0\n")
-    clock = {
-        "LD_PRELOAD": str(LIBFAKETIME),
-        "FAKETIME_TIMESTAMP_FILE": str(offset),
-        "FAKETIME_CACHE_DURATION": "1",
-        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
-    }
+    offset, clock = _stepping_clock(tmp_path / "requester.faketime")
     requester_dir = tmp_path / "requester"
     api_port = free_port()
     args = ["--orchestrator", "--grpc-host", "127.0.0.1", "--grpc-port", str(free_port()),
