@@ -45,9 +45,11 @@ edge, a ``hint`` telling the user what to do, and whether retrying may help. The
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, ClassVar
 
 __all__ = [
+    "KIND_KEY",
     "BacalhauError",
     "BadQuery",
     "BidRejected",
@@ -86,6 +88,7 @@ __all__ = [
     "UnsafePath",
     "VerificationFailed",
     "error_from_code",
+    "wire_details",
 ]
 
 
@@ -116,14 +119,17 @@ class BacalhauError(Exception):
         self.hint = hint if hint is not None else self.default_hint
         self.component = component or self.default_component
         self.details: dict[str, str] = dict(details or {})
+        #: The field at fault, when one is ("" otherwise): the ``Field`` detail.
+        self.field: str = self.details.get("Field", "")
 
     def to_dict(self) -> dict[str, Any]:
         """A plain description, used by the edges and by execution failure events."""
         out: dict[str, Any] = {"Code": self.code, "Message": self.message}
         if self.hint:
             out["Hint"] = self.hint
-        if self.details:
-            out["Details"] = dict(self.details)
+        details = wire_details(self)
+        if details:
+            out["Details"] = details
         return out
 
 
@@ -452,6 +458,29 @@ def _all_subclasses(cls: type[BacalhauError]) -> list[type[BacalhauError]]:
     return out
 
 
+#: The detail naming an error's own class when a more general class has its code (a job's,
+#: an execution's or a node's ``NotFound``; a query's ``BadRequest``): clients rebuild it.
+KIND_KEY = "Kind"
+
+
+def wire_details(err: BacalhauError) -> dict[str, str]:
+    """``err``'s details as they travel: with :data:`KIND_KEY` when its class is not the one
+    its code alone rebuilds."""
+    details = dict(err.details)
+    cls = type(err)
+    if cls.__module__ == __name__ and _general_class(cls.code) is not cls:
+        details.setdefault(KIND_KEY, cls.__name__)
+    return details
+
+
+def _general_class(code: str) -> type[BacalhauError] | None:
+    classes: list[type[BacalhauError]] = [BacalhauError, *_all_subclasses(BacalhauError)]
+    for cls in classes:
+        if cls.code == code:
+            return cls
+    return None
+
+
 def error_from_code(
     code: str,
     message: str,
@@ -461,10 +490,19 @@ def error_from_code(
 ) -> BacalhauError:
     """Rebuild an error received over the wire from its stable code.
 
-    The most general class with that code wins, so codes shared by a family (``BadRequest``)
-    come back as the family's base class.
+    The class its details name (:data:`KIND_KEY`) when it has that code; else the most
+    general class with that code, so codes shared by a family (``BadRequest``) come back as
+    the family's base class.
     """
     classes: list[type[BacalhauError]] = [BacalhauError, *_all_subclasses(BacalhauError)]
+    details = dict(details or {})
+    kind = details.pop(KIND_KEY, "")
+    named = next((c for c in classes if c.__name__ == kind and c.code == code), None)
+    if named in (InvalidJobSpec, BadQuery):
+        return named(message, field=details.get("Field", ""), hint=hint)
+    if named is not None:
+        with contextlib.suppress(TypeError):  # a class of its own constructor: the general one
+            return named(message, hint=hint, details=details)
     for cls in classes:
         if cls.code == code and cls not in (InvalidJobSpec, BadQuery):
             return cls(message, hint=hint, details=details)

@@ -30,7 +30,7 @@ from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 from bacalhau._json import ORJSON_STRICT
 from bacalhau.api._context import context
 from bacalhau.api._cors import is_preflight, preflight
-from bacalhau.errors import BacalhauError
+from bacalhau.errors import BacalhauError, wire_details
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             message=err.message,
             component=err.component,
             hint=err.hint,
-            details=err.details,
+            details=wire_details(err),
         )
     except RequestPayloadError as exc:
         # The body could not be read as sent: a Content-Encoding it does not match, a

@@ -17,7 +17,7 @@ import json
 import logging
 from typing import Any, NoReturn
 
-from bacalhau.errors import BacalhauError, InternalError, JobSpecUnchanged
+from bacalhau.errors import BacalhauError, InternalError, JobSpecUnchanged, wire_details
 from bacalhau.transport._errors import (
     DETAILS_KEY,
     FIELD_KEY,
@@ -87,7 +87,7 @@ def _details_document(details: dict[str, str]) -> bytes:
 def error_metadata(err: BacalhauError) -> tuple[tuple[str, str | bytes], ...]:
     """The trailing metadata of ``err`` on this API: the shared keys and layout
     (:func:`~bacalhau.transport._errors.trailing_metadata`), in this API's terms and capped."""
-    details = dict(err.details)
+    details = wire_details(err)
     field = details.get("Field", "")
     if field:
         field = _PROTO_FIELDS.get(field, field)

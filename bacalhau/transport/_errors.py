@@ -32,6 +32,7 @@ from bacalhau.errors import (
     Unauthorized,
     Unavailable,
     error_from_code,
+    wire_details,
 )
 
 log = logging.getLogger(__name__)
@@ -96,8 +97,9 @@ def trailing_metadata(err: BacalhauError) -> tuple[tuple[str, str | bytes], ...]
         md.append((FIELD_KEY, _ascii(field)))
     if err.hint:
         md.append((HINT_KEY, err.hint.encode()))
-    if err.details:
-        md.append((DETAILS_KEY, json.dumps(err.details, sort_keys=True).encode()))
+    details = wire_details(err)
+    if details:
+        md.append((DETAILS_KEY, json.dumps(details, sort_keys=True).encode()))
     return tuple(md)
 
 

@@ -28,6 +28,8 @@ from bacalhau.errors import (
     ConflictJobState,
     InvalidJobSpec,
     InvalidRequest,
+    JobNotFound,
+    NodeNotFound,
     NotFound,
     Unavailable,
 )
@@ -134,23 +136,23 @@ async def test_rerun_and_versions(both: Both) -> None:
 
 
 async def test_errors_come_back_as_their_classes(both: Both) -> None:
-    with pytest.raises(NotFound) as not_found:
+    with pytest.raises(JobNotFound) as not_found:
         await both.grpc.get_job("j-00000000-dead")
     assert not_found.value.code == "NotFound" and not_found.value.component == "JobStore"
     assert not_found.value.hint == (
         "check the job ID or name with `bacalhau job list` (names are looked up in namespace "
         "default)"
     )
-    with pytest.raises(NotFound):
+    with pytest.raises(NodeNotFound):
         await both.grpc.get_node("n-nobody")
     bad = spec()
     bad["Count"] = -3
     with pytest.raises(InvalidJobSpec) as invalid:
         await both.grpc.submit(bad)
     assert invalid.value.field == "Count"
-    with pytest.raises(InvalidRequest) as order:
+    with pytest.raises(BadQuery) as order:
         await both.grpc.list_jobs(order_by="size")
-    assert order.value.details["Field"] == "order_by"
+    assert order.value.field == "order_by"
     with pytest.raises(BadQuery) as token:
         await both.grpc.history("j-any", next_token="not-a-seq")
     assert token.value.field == "next_token"
