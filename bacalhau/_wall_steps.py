@@ -24,6 +24,7 @@ be told from the time it was down; steps seen before still count.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -160,7 +161,9 @@ def _save(path: Path) -> None:
             temporary.unlink()
 
 
+@functools.cache
 def _boot_id() -> str:
+    """This boot's ID (read once: it changes only with a reboot), "" where there is none."""
     try:
         return _BOOT_ID.read_text().strip()
     except OSError:

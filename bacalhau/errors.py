@@ -45,7 +45,6 @@ edge, a ``hint`` telling the user what to do, and whether retrying may help. The
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any, ClassVar
 
 __all__ = [
@@ -494,19 +493,14 @@ def error_from_code(
     general class with that code, so codes shared by a family (``BadRequest``) come back as
     the family's base class.
     """
-    classes: list[type[BacalhauError]] = [BacalhauError, *_all_subclasses(BacalhauError)]
     details = dict(details or {})
     kind = details.pop(KIND_KEY, "")
-    named = next((c for c in classes if c.__name__ == kind and c.code == code), None)
+    named = next((c for c in _all_subclasses(BacalhauError) if c.__name__ == kind), None)
+    if named is None or named.code != code:
+        named = _general_class(code) or BacalhauError
     if named in (InvalidJobSpec, BadQuery):
         return named(message, field=details.get("Field", ""), hint=hint)
-    if named is not None:
-        with contextlib.suppress(TypeError):  # a class of its own constructor: the general one
-            return named(message, hint=hint, details=details)
-    for cls in classes:
-        if cls.code == code and cls not in (InvalidJobSpec, BadQuery):
-            return cls(message, hint=hint, details=details)
-    if code == InvalidJobSpec.code:
-        spec_err = InvalidJobSpec(message, field=(details or {}).get("Field", ""), hint=hint)
-        return spec_err
-    return BacalhauError(message, hint=hint, details=details)
+    try:
+        return named(message, hint=hint, details=details)
+    except TypeError:  # a class with a constructor of its own: the most general one
+        return (_general_class(code) or BacalhauError)(message, hint=hint, details=details)
