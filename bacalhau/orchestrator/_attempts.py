@@ -40,6 +40,8 @@ UNREACHED = "Unreached"
 #: Execution detail marking an execution taken back from its node's run queue before it
 #: started, to run on a node with room: no attempt either.
 MOVED = "MovedOffQueue"
+#: Execution detail of a moved execution: the node the move chose for it (it had room then).
+MOVED_TO = "MovedTo"
 #: Execution detail of an accepted execution its node said waits in its run queue (the
 #: value: when it began to wait, Unix ns); removed once it starts.
 QUEUED = "QueuedOnNode"
@@ -78,6 +80,23 @@ def _unreached(execution: Execution) -> bool:
 def shut_down(execution: Execution) -> bool:
     """Whether the execution's node interrupted it as it shut down."""
     return execution.compute_details.get(NODE_SHUTDOWN) == "true"
+
+
+def move_targets(executions: Sequence[Execution]) -> set[str]:
+    """The nodes that moves chose for executions of the job not placed again yet: the
+    placement after a move goes there while it still has room. Ranking alone could put the
+    job back into the queue it was taken from (its data is there, say), to wait and be
+    moved again, without end. A move's target is spent once an execution of its partition
+    is created after the move."""
+    targets: set[str] = set()
+    for moved in executions:
+        target = moved.compute_details.get(MOVED_TO)
+        if target and not any(
+            e.partition_index == moved.partition_index and e.create_time > moved.modify_time
+            for e in executions
+        ):
+            targets.add(target)
+    return targets
 
 
 def by_node(executions: Sequence[Execution]) -> dict[str, list[Execution]]:

@@ -14,7 +14,9 @@ may run the job has room for it now:
    or run twice;
 2. the withdrawn execution is recorded as cancelled and marked as moved (:data:`MOVED`: no
    attempt at the job, nor at that node), saying why in its history;
-3. the job is placed again: ranking prefers free room, so it goes to the node that has it.
+3. the job is placed again, on the node the move chose (the moved execution names it,
+   :data:`~bacalhau.orchestrator._attempts.MOVED_TO`) while that node still has room for
+   it; ranking alone might put it back where its data is, into the queue it left.
 
 Highest priority first, then longest waiting; within one pass, room a move takes on a node
 is not offered to the next. A daemon's execution belongs to its node and is never moved.
@@ -44,7 +46,7 @@ from bacalhau.models import (
     TriggeredBy,
     now_ns,
 )
-from bacalhau.orchestrator._attempts import MOVED, QUEUED
+from bacalhau.orchestrator._attempts import MOVED, MOVED_TO, QUEUED
 from bacalhau.orchestrator._metrics import QUEUE_MOVES
 from bacalhau.orchestrator._planner import ComputeTransport
 from bacalhau.orchestrator._ranking import job_usage, rank_nodes
@@ -287,7 +289,7 @@ class QueueMoves:
             where = f"it is {state} there" if state else "the node does not know it"
             log.info("execution %s not withdrawn from node %s: %s", ex.id, ex.node_id, where)
             return False
-        details = {**ex.compute_details, MOVED: "true"}
+        details = {**ex.compute_details, MOVED: "true", MOVED_TO: target}
         try:
             self._store.update_execution(
                 ex.id,

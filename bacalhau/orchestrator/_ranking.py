@@ -29,10 +29,13 @@ from bacalhau.models import (
     shallow_copy,
 )
 from bacalhau.orchestrator import _attempts as attempts
-from bacalhau.orchestrator._attempts import by_node, why_not_again
+from bacalhau.orchestrator._attempts import by_node, move_targets, why_not_again
 
 UNSUITABLE = -1
 PREFERRED = 10
+#: What the node a queue move chose is worth while it has free room for the job: more than
+#: everything else a node can score, locality included (see ``_attempts.move_targets``).
+MOVE_TARGET = 1000
 
 #: What a job uses when it asks for nothing (Bacalhau's compute-side defaults).
 DEFAULT_USAGE = Resources(cpu=0.1, memory=100 * 2**20)
@@ -450,6 +453,8 @@ def rank_nodes(
     waited in a node's queue would fail there at once.
 
     A node that has failed ``attempts_per_node`` executions of the job is not asked again.
+    The node a queue move chose for one of the job's executions comes first while it has
+    free room for the job (:func:`~bacalhau.orchestrator._attempts.move_targets`).
     A node loses :data:`SPREAD_STEP` per execution it holds beyond the least loaded suitable
     node, so that consecutive jobs spread over equal nodes. ``placed`` (or nodes passed
     through :func:`with_placed`, which is idempotent) makes what this requester just placed
@@ -475,6 +480,7 @@ def rank_nodes(
         for n in candidates
     }
     best = max((_weighted(a) for a in avail.values()), default=0.0)
+    aimed = move_targets(executions) if executions else set()
     loads: dict[str, int] = {}
     for node in candidates:
         if node.membership != Membership.APPROVED:
@@ -510,6 +516,8 @@ def rank_nodes(
         if total >= 0:
             total += _availability(avail[node.info.node_id], best) + rng.randrange(5)
             total += locality_score(job, node)
+            if node.info.node_id in aimed and job_usage(job).fits_in(avail[node.info.node_id]):
+                total += MOVE_TARGET
             loads[node.info.node_id] = _load(node)
         ranks.append(NodeRank(node, total, reason, obstacle))
     least = min(loads.values(), default=0)

@@ -26,6 +26,7 @@ from bacalhau.models import (
     Job,
     JobStateType,
     LivenessState,
+    NodeInfo,
     QueuedExecution,
 )
 from bacalhau.orchestrator import SchedulerSettings, _queue_moves, schedule
@@ -282,3 +283,53 @@ async def test_the_time_in_a_queue_leaves_out_a_step_of_the_wall_clock(
     said = [h.event.message for h in await orch.job_history(job_id, execution_id=ex.id)]
     started = [m for m in said if m.startswith("Started on node node-a after ")]
     assert started == ["Started on node node-a after 3s in its run queue"], said
+
+
+#: An ipfs input node-a holds 1 GiB of: ranking puts the job there whenever it has room,
+#: if only in its queue (locality outweighs free room).
+_HELD = "QmXe7gvqFfynvyYqMwq6Xi7U2AYBtB8WSUS812vJTtPYwD"
+
+
+def _with_ipfs(info: NodeInfo, held: dict[str, int] | None = None) -> NodeInfo:
+    assert info.compute is not None
+    compute = replace(info.compute, storage_sources=["ipfs"], held_roots=held or {})
+    return replace(info, compute=compute)
+
+
+def _holder(free: float) -> NodeInfo:
+    return _with_ipfs(compute_node_info("node-a", free=free), {_HELD: 2**30})
+
+
+async def test_a_moved_execution_goes_to_the_node_the_move_chose(setup: Setup) -> None:
+    """node-a holds the job's input and is full; node-b has room. The move chooses node-b,
+    and the job must go there: placed again by ranking alone, it went back into node-a's
+    queue (locality first), waited, and moved again, without end."""
+    orch, compute = setup.orch, setup.compute
+    await setup.view.join(_holder(free=4.0))
+    task = {
+        "Name": "main",
+        "Engine": {"Type": "noop"},
+        "Resources": {"CPU": "1"},
+        "InputSources": [{"Source": {"Type": "ipfs", "Params": {"CID": _HELD}}, "Target": "/in"}],
+    }
+    job_id = (await orch.submit_job(Job.from_dict({"Type": "batch", "Tasks": [task]}))).job_id
+    node, ask = await compute.next("ask")
+    assert node == "node-a" and isinstance(ask, AskForBidRequest)
+    await orch.on_bid_complete(BidResult(ask.execution.id, job_id, "node-a", accepted=True))
+    await compute.next("accept")
+    # node-a is full now (its queue has room), node-b is idle.
+    await setup.view.join(_holder(free=0.0))
+    await setup.view.join(_with_ipfs(compute_node_info("node-b")))
+    await _queued_on_a(setup, ask.execution, waited=6.0)
+
+    assert await orch.queue_moves.move_due() == 1
+    _, withdrawal = await compute.next("withdraw")
+    assert isinstance(withdrawal, CancelExecutionRequest)
+    assert "node-b has room for it now" in withdrawal.justification
+    node, again = await compute.next("ask")
+    assert node == "node-b", "the moved job went back to node-a's queue"
+    # Once placed there, the preference is spent: a later pass ranks as before.
+    assert isinstance(again, AskForBidRequest)
+    await orch.on_bid_complete(BidResult(again.execution.id, job_id, "node-b", accepted=False))
+    node, _ = await compute.next("ask")
+    assert node == "node-a"
