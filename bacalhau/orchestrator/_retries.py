@@ -51,11 +51,17 @@ class RetryPolicy:
         Only failures of the job itself back off: an execution lost with its node says
         nothing about the job, and its replacement should start at once.
         """
-        own = [e for e in failed if e.compute_details.get(NODE_LOST) != "true" and is_attempt(e)]
+        own = own_failures(failed)
         if not own:
             return 0
         last = max(e.modify_time for e in own)
         return last + int(self.backoff(len(own)) * 1_000_000_000)
+
+
+def own_failures(failed: Sequence[Execution]) -> list[Execution]:
+    """The failures of the job itself among ``failed``: not executions lost with their node,
+    nor any that is no attempt (see ``_attempts.is_attempt``)."""
+    return [e for e in failed if e.compute_details.get(NODE_LOST) != "true" and is_attempt(e)]
 
 
 def retry_policy(job: Job, settings: SchedulerSettings) -> RetryPolicy:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from bacalhau.models import (
+    NODE_SHUTDOWN,
     Connection,
     Execution,
     ExecutionDesiredStateType,
@@ -211,6 +212,16 @@ def test_a_service_waiting_out_a_restart_backoff_says_so_once() -> None:
     back = [*failed, ex("e5", "a", E.RUNNING, t=NOW + 30 * SECOND)]
     done = schedule(said, back, [node("a")], ev(), now=NOW + 31 * SECOND, settings=settings)
     assert done.job_message == ""
+    # A run its node interrupted as it shut down is no failure of the job: not counted,
+    # and not what the backoff is measured from.
+    stopped = ex("e5", "a", E.FAILED, D.STOPPED, t=NOW + 7 * SECOND)
+    stopped.compute_details = {NODE_SHUTDOWN: "true"}
+    plan = schedule(
+        running, [*failed, stopped], [node("a")], ev(), now=NOW + 8 * SECOND, settings=settings
+    )
+    assert plan.job_message == (
+        "1 of 1 replicas restarting after a backoff of 16s, following 5 failures"
+    )
 
 
 def test_a_new_service_waits_for_nodes_that_are_only_full_and_fails_on_ones_that_never_fit() -> (

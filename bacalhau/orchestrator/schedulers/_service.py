@@ -26,7 +26,7 @@ from bacalhau.models import (
 )
 from bacalhau.orchestrator._plan import Plan
 from bacalhau.orchestrator._ranking import Placed, rank_nodes
-from bacalhau.orchestrator._retries import retry_policy
+from bacalhau.orchestrator._retries import own_failures, retry_policy
 from bacalhau.orchestrator._settings import SchedulerSettings
 from bacalhau.orchestrator._waiting import waiting_reason
 from bacalhau.orchestrator.schedulers._long_running import ended, ranking_view, restart_time
@@ -168,7 +168,7 @@ def _restarting(backing_off: list[tuple[int, list[Execution]]], replicas: int) -
     """What a running service says while replicas wait out their restart backoff: how many,
     the soonest one's backoff and failures (the same words at every pass of one wait)."""
     at, past = min(backing_off, key=lambda b: b[0])
-    failures = ended(past)
+    failures = own_failures(ended(past))
     last = max((e.modify_time for e in failures), default=at)
     backoff = max(0, at - last) / 1e9
     many = "failure" if len(failures) == 1 else "failures"
