@@ -20,8 +20,6 @@ from bacalhau.api._api_metrics import MetricsInterceptor
 from bacalhau.api._authz import Authorizer
 from bacalhau.api._grpc_auth import AuthInterceptor
 from bacalhau.api._grpc_convert import (
-    execution_document,
-    history_item,
     job_document,
     job_from_request,
     log_chunk,
@@ -30,7 +28,13 @@ from bacalhau.api._grpc_convert import (
     result_json,
 )
 from bacalhau.api._grpc_errors import abort_with
-from bacalhau.api._grpc_paging import list_jobs
+from bacalhau.api._grpc_paging import (
+    MAX_ANSWER_BYTES,
+    MAX_PAGE_BYTES,
+    execution_page,
+    fitting_history,
+    list_jobs,
+)
 from bacalhau.api._grpc_reflection import enable_reflection
 from bacalhau.api._grpc_requests import add_parsing_leniently, check_request
 from bacalhau.api._history import (
@@ -134,7 +138,10 @@ class JobServicer(api_pb2_grpc.JobServiceServicer):
                 executions = await self._orch.list_executions(
                     ended.id, versions=JobVersions(version=ended.version)
                 )
-                out.executions.extend(execution_document(e) for e in executions)
+                docs, out.executions_next_token = execution_page(
+                    executions, budget=MAX_ANSWER_BYTES - out.ByteSize(), at_least_one=False
+                )
+                out.executions.extend(docs)
         return out
 
     @_translated
@@ -154,10 +161,15 @@ class JobServicer(api_pb2_grpc.JobServiceServicer):
         shown = JobVersions(version=job.version)
         if request.include_history:
             history = await self._orch.job_history(job.id, versions=shown)
-            out.history.extend(history_item(h) for h in history)
+            items = fitting_history(history, MAX_ANSWER_BYTES - out.ByteSize(), at_least_one=False)
+            out.history.extend(items)
+            out.history_more = len(items) < len(history)
         if request.include_executions:
             executions = await self._orch.list_executions(job.id, versions=shown)
-            out.executions.extend(execution_document(e) for e in executions)
+            docs, out.executions_next_token = execution_page(
+                executions, budget=MAX_ANSWER_BYTES - out.ByteSize(), at_least_one=False
+            )
+            out.executions.extend(docs)
         return out
 
     @_translated
@@ -175,9 +187,10 @@ class JobServicer(api_pb2_grpc.JobServiceServicer):
             namespace=request.namespace,
             versions=JobVersions(request.job_version, request.all_job_versions),
         )
-        return api_pb2.ListExecutionsResponse(
-            executions=[execution_document(e) for e in executions]
+        docs, next_token = execution_page(
+            executions, budget=MAX_PAGE_BYTES, token=request.next_token, limit=request.limit
         )
+        return api_pb2.ListExecutionsResponse(executions=docs, next_token=next_token)
 
     @_translated
     async def JobHistory(
@@ -211,15 +224,18 @@ class JobServicer(api_pb2_grpc.JobServiceServicer):
         )
         job_id = poll.job.id
         now = poll.job if poll.done else await orch.get_job(job_id)
-        out = api_pb2.JobHistoryResponse(
-            items=[history_item(h) for h in poll.page],
-            next_after_seq=poll.next_after,
-            more=poll.more or not poll.done,
-            job=job_document(now),
-        )
+        out = api_pb2.JobHistoryResponse(job=job_document(now))
+        items = fitting_history(poll.page, MAX_ANSWER_BYTES - out.ByteSize(), at_least_one=True)
+        out.items.extend(items)
+        cut = len(items) < len(poll.page)
+        out.next_after_seq = items[-1].seq_num if cut else poll.next_after
+        out.more = cut or poll.more or not poll.done
         if request.include_executions:
             executions = await orch.list_executions(job_id, versions=versions)
-            out.executions.extend(execution_document(e) for e in executions)
+            docs, out.executions_next_token = execution_page(
+                executions, budget=MAX_ANSWER_BYTES - out.ByteSize(), at_least_one=False
+            )
+            out.executions.extend(docs)
         return out
 
     @_translated

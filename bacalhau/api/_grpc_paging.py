@@ -1,31 +1,64 @@
-"""ListJobs on the public gRPC API: REST's listing and paging tokens, with each answer kept
-to a size every gRPC client reads.
+"""Answers of the public gRPC API kept to a size every gRPC client reads.
 
-gRPC clients refuse messages over 4 MiB unless told otherwise, and a job's document can be
-megabytes (labels, an inline WASM module), so a page holds jobs up to
-:data:`MAX_PAGE_BYTES` and its ``next_token`` goes on after the last job it holds, as a
-token of the REST listing does (its keyset cursor); a job larger than that comes alone. REST
-answers are not bounded: an HTTP body has no such limit.
+gRPC clients refuse messages over 4 MiB unless told otherwise. A job's document can be
+megabytes (labels, an inline WASM module), and a job can gather thousands of executions and
+history items (a service restarted for weeks, a job of many partitions), each execution with
+up to 4 KiB of its run's output. So:
+
+- a ListJobs page holds jobs up to :data:`MAX_PAGE_BYTES`, and its ``next_token`` goes on
+  after the last job it holds, as a token of the REST listing does (its keyset cursor); a
+  job larger than that comes alone;
+- ListExecutions pages the same way, by an execution cursor (creation time, then ID);
+- an answer that carries a job with its history or executions (GetJob, a SubmitJob that
+  waited, JobHistory) holds what fits under :data:`MAX_ANSWER_BYTES` and says where to go
+  on from (``executions_next_token``, ``history_more``).
+
+REST answers are not bounded: an HTTP body has no such limit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+from collections.abc import Callable, Sequence
+from typing import Protocol, TypeVar
 
 from bacalhau._proto.v1 import api_pb2
-from bacalhau.api._grpc_convert import job_document
+from bacalhau.api._grpc_convert import execution_document, history_item, job_document
 from bacalhau.api._jobs import job_page
 from bacalhau.api._query import JobListToken
-from bacalhau.models import Job
+from bacalhau.errors import BadQuery
+from bacalhau.models import Execution, Job, JobHistory
 from bacalhau.orchestrator._api import OrchestratorAPI, job_sort_value
 
-__all__ = ["MAX_PAGE_BYTES", "list_jobs"]
+__all__ = [
+    "MAX_ANSWER_BYTES",
+    "MAX_PAGE_BYTES",
+    "execution_page",
+    "fitting_history",
+    "list_jobs",
+]
 
-#: Most bytes of job documents in one ListJobs answer: room under the 4 MiB default for the
-#: token and the framing.
+#: Most bytes of job documents in one ListJobs answer, and of execution documents in one
+#: ListExecutions answer: room under the 4 MiB default for the token and the framing.
 MAX_PAGE_BYTES = 3 * 1024 * 1024
-#: A repeated field's tag and length prefix, at most, per job.
+#: Most bytes of an answer that carries a job with its history or executions: the 4 MiB a
+#: gRPC client reads by default, less room for the framing and the trailing metadata. (A job
+#: may take 64 KiB less than the 4 MiB, see ``_job_size``: it always fits.)
+MAX_ANSWER_BYTES = 4 * 1024 * 1024 - 16 * 1024
+#: A repeated field's tag and length prefix, at most, per document.
 _FRAMING = 6
+#: What an execution token begins with (a version, so that its form may change).
+_TOKEN_PREFIX = "x1:"
+
+
+class _Sized(Protocol):
+    def ByteSize(self) -> int: ...
+
+
+_Doc = TypeVar("_Doc", bound=_Sized)
+_Item = TypeVar("_Item")
 #: The listing's orders by the names a request or token may give them (those of REST).
 _ORDERS = {"create_time": "created_at", "modify_time": "modified_at"}
 
@@ -54,12 +87,76 @@ async def list_jobs(
 
 def _fitting(jobs: list[api_pb2.JobDocument]) -> int:
     """How many of ``jobs``, from the first, fit in a page (at least one)."""
+    return len(_documents(jobs, lambda job: job, MAX_PAGE_BYTES, at_least_one=True))
+
+
+def _documents(
+    items: Sequence[_Item], convert: Callable[[_Item], _Doc], budget: int, *, at_least_one: bool
+) -> list[_Doc]:
+    """Documents of ``items``, from the first, while they fit in ``budget`` bytes (with at
+    least one, when asked, however large). Converted one by one: the rest is never built."""
+    out: list[_Doc] = []
     size = 0
-    for n, job in enumerate(jobs):
-        size += job.ByteSize() + _FRAMING
-        if size > MAX_PAGE_BYTES and n > 0:
-            return n
-    return len(jobs)
+    for item in items:
+        doc = convert(item)
+        size += doc.ByteSize() + _FRAMING
+        if size > budget and (out or not at_least_one):
+            break
+        out.append(doc)
+    return out
+
+
+def fitting_history(
+    history: Sequence[JobHistory], budget: int, *, at_least_one: bool
+) -> list[api_pb2.HistoryItem]:
+    """The first items of ``history`` that fit in ``budget`` bytes."""
+    return _documents(history, history_item, budget, at_least_one=at_least_one)
+
+
+def execution_page(
+    executions: Sequence[Execution],
+    *,
+    budget: int,
+    token: str = "",
+    limit: int = 0,
+    at_least_one: bool = True,
+) -> tuple[list[api_pb2.ExecutionDocument], str]:
+    """The documents of ``executions`` (oldest first) after ``token`` that fit in ``budget``
+    bytes, at most ``limit`` (0: no count limit), and the token to go on with ("" once the
+    last has come). Raises :class:`~bacalhau.errors.BadQuery` naming ``next_token`` for a
+    token this server did not make."""
+    after = _execution_cursor(token) if token else None
+    rest = [e for e in executions if after is None or (e.create_time, e.id) > after]
+    wanted = rest[:limit] if limit > 0 else rest
+    docs = _documents(wanted, execution_document, budget, at_least_one=at_least_one)
+    if len(docs) == len(rest):
+        return docs, ""
+    # Creation order is the store's order (time, then ID): the next page goes on after it.
+    last = rest[len(docs) - 1] if docs else None
+    return docs, _execution_token(last) if last else _execution_token(None)
+
+
+def _execution_token(last: Execution | None) -> str:
+    """The token of the executions after ``last`` (None: from the first)."""
+    cursor = f"{last.create_time}:{last.id}" if last else "-1:"
+    return _TOKEN_PREFIX + base64.urlsafe_b64encode(cursor.encode()).decode().rstrip("=")
+
+
+def _execution_cursor(token: str) -> tuple[int, str]:
+    """The (creation time, ID) ``token`` goes on after."""
+    try:
+        if not token.startswith(_TOKEN_PREFIX):
+            raise ValueError(token)
+        raw = token.removeprefix(_TOKEN_PREFIX)
+        text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+        when, _, execution_id = text.partition(":")
+        return int(when), execution_id
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise BadQuery(
+            f"invalid next_token {token[:100]!r}",
+            field="next_token",
+            hint="pass the next_token (or executions_next_token) of an earlier answer, unchanged",
+        ) from None
 
 
 def _token_after(request: api_pb2.ListJobsRequest, last: Job, kept: int) -> str:

@@ -3,7 +3,8 @@
 It answers with the same models as :class:`~bacalhau.client.AsyncClient` (the REST client):
 the API carries jobs, executions, history items and nodes as their Bacalhau v1 JSON, decoded
 here by the models' own codecs, so both clients see exactly the same objects. Protobuf stays
-in this module: nothing it returns or raises is a generated type.
+in this module and its channel's (``_grpc_channel``): nothing they return or raise is a
+generated type.
 
 Errors: a failed call raises the :mod:`bacalhau.errors` class the server raised (see
 :mod:`bacalhau.client._grpc_errors`).
@@ -13,21 +14,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import grpc
 
-from bacalhau._proto.v1 import api_pb2, api_pb2_grpc, compute_pb2
+from bacalhau._proto.v1 import api_pb2, compute_pb2
 from bacalhau.client._answers import LONG_RUNNING_JOB_TYPES, is_started
-from bacalhau.client._auth import Credentials, explain_refusal
 from bacalhau.client._decode import history_from_dict, node_state_from_dict
+from bacalhau.client._grpc_channel import (
+    DEFAULT_GRPC_API_PORT,
+    GrpcChannel,
+    grpc_target_from_env,
+)
 from bacalhau.client._grpc_errors import error_from_status
 from bacalhau.client._logs import LogLine
-from bacalhau.client._session import DEFAULT_API_HOST
 from bacalhau.client._types import (
     DiffResponse,
     HistoryPage,
@@ -38,7 +40,7 @@ from bacalhau.client._types import (
     VersionInfo,
     WaitTimedOut,
 )
-from bacalhau.errors import BacalhauError, BadQuery
+from bacalhau.errors import BadQuery
 from bacalhau.models import (
     Execution,
     Job,
@@ -59,27 +61,13 @@ __all__ = [
     "grpc_target_from_env",
 ]
 
-#: The requester's public gRPC API port unless configured (``api_grpc_port``).
-DEFAULT_GRPC_API_PORT = 1235
 #: Longest the server holds one history long-poll; the client asks for at most this.
 LONG_POLL_SECONDS = 30.0
-#: Largest answer accepted: a page of jobs whose specs carry inline WASM modules.
-DEFAULT_MAX_MESSAGE = 64 * 1024 * 1024
 
 _LOG_STREAMS = {
     compute_pb2.LOG_STREAM_TYPE_STDOUT: LogStream.STDOUT,
     compute_pb2.LOG_STREAM_TYPE_STDERR: LogStream.STDERR,
 }
-
-
-def grpc_target_from_env() -> str:
-    """``host:port`` from ``BACALHAU_API_HOST`` and ``BACALHAU_API_GRPC_PORT`` (the same
-    variables configure the node), by default ``127.0.0.1:1235``."""
-    host = os.environ.get("BACALHAU_API_HOST") or DEFAULT_API_HOST
-    port = int(os.environ.get("BACALHAU_API_GRPC_PORT") or DEFAULT_GRPC_API_PORT)
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    return f"{host}:{port}"
 
 
 @dataclass(slots=True)
@@ -115,7 +103,7 @@ def _node_of(doc: api_pb2.NodeDocument) -> NodeState:
     return node_state_from_dict(json.loads(doc.node_json))
 
 
-class AsyncGrpcClient:
+class AsyncGrpcClient(GrpcChannel):
     """Talks to one requester's public gRPC API. Use as
     ``async with AsyncGrpcClient("127.0.0.1:1235") as client``.
 
@@ -130,96 +118,6 @@ class AsyncGrpcClient:
 
     Every failure is a :class:`~bacalhau.errors.BacalhauError` (see :func:`error_from_status`).
     """
-
-    def __init__(
-        self,
-        target: str | None = None,
-        *,
-        tls: bool = False,
-        root_certificates: bytes | None = None,
-        timeout: float = 60.0,
-        max_message: int = DEFAULT_MAX_MESSAGE,
-        namespace: str = "",
-        credentials: Credentials | None = None,
-    ) -> None:
-        self.target = target or grpc_target_from_env()
-        self.namespace = namespace
-        self._auth = credentials if credentials is not None else Credentials.from_env()
-        header = self._auth.header
-        self._metadata = (("authorization", header),) if header else ()
-        self._credentials = (
-            grpc.ssl_channel_credentials(root_certificates)
-            if tls or root_certificates is not None
-            else None
-        )
-        self._timeout = timeout
-        self._options = [
-            ("grpc.max_receive_message_length", max_message),
-            ("grpc.max_send_message_length", max_message),
-        ]
-        self._channel: grpc.aio.Channel | None = None
-        self._jobs: api_pb2_grpc.JobServiceStub | None = None
-        self._nodes: api_pb2_grpc.NodeAPIServiceStub | None = None
-        self._agent: api_pb2_grpc.AgentServiceStub | None = None
-
-    def _open(self) -> grpc.aio.Channel:
-        # Made on first use, inside the event loop the calls run on.
-        if self._channel is None:
-            if self._credentials is None:
-                self._channel = grpc.aio.insecure_channel(self.target, options=self._options)
-            else:
-                self._channel = grpc.aio.secure_channel(
-                    self.target, self._credentials, options=self._options
-                )
-            self._jobs = api_pb2_grpc.JobServiceStub(self._channel)
-            self._nodes = api_pb2_grpc.NodeAPIServiceStub(self._channel)
-            self._agent = api_pb2_grpc.AgentServiceStub(self._channel)
-        return self._channel
-
-    @property
-    def _job_service(self) -> api_pb2_grpc.JobServiceStub:
-        self._open()
-        assert self._jobs is not None
-        return self._jobs
-
-    @property
-    def _node_service(self) -> api_pb2_grpc.NodeAPIServiceStub:
-        self._open()
-        assert self._nodes is not None
-        return self._nodes
-
-    @property
-    def _agent_service(self) -> api_pb2_grpc.AgentServiceStub:
-        self._open()
-        assert self._agent is not None
-        return self._agent
-
-    async def close(self) -> None:
-        """Close the channel (calls in flight are cancelled)."""
-        channel, self._channel = self._channel, None
-        if channel is not None:
-            await channel.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def _call(self, call: Callable[..., Any], request: Any, timeout: float = 0.0) -> Any:
-        """One unary call, its failure translated."""
-        try:
-            return await call(request, timeout=timeout or self._timeout, metadata=self._metadata)
-        except grpc.aio.AioRpcError as exc:
-            raise self._failure(exc) from None
-
-    def _failure(self, exc: grpc.aio.AioRpcError) -> BacalhauError:
-        return explain_refusal(error_from_status(exc, target=self.target), self._auth)
 
     # -- jobs -------------------------------------------------------------------------------
 
@@ -265,9 +163,13 @@ class AsyncGrpcClient:
         )
         submitted = _submitted(resp)
         if resp.HasField("job"):
-            details = JobDetails(
-                job=_job_of(resp.job), executions=[_execution_of(e) for e in resp.executions]
+            executions = await self._with_the_rest(
+                resp.executions,
+                resp.executions_next_token,
+                job_id=resp.job.id,
+                version=resp.job.version,
             )
+            details = JobDetails(job=_job_of(resp.job), executions=executions)
             if details.job.state.is_terminal():
                 return submitted, details
         remaining = max(0.0, deadline - loop.time())
@@ -324,11 +226,65 @@ class AsyncGrpcClient:
                 job_version=version,
             ),
         )
-        return JobDetails(
-            job=_job_of(resp.job),
-            history=[_history_of(h) for h in resp.history],
-            executions=[_execution_of(e) for e in resp.executions],
+        items = [_history_of(h) for h in resp.history]
+        if resp.history_more:
+            items += await self._history_after(
+                resp.job.id, resp.job.version, items[-1].seq_num if items else 0
+            )
+        listed = await self._with_the_rest(
+            resp.executions,
+            resp.executions_next_token,
+            job_id=resp.job.id,
+            version=resp.job.version,
         )
+        return JobDetails(job=_job_of(resp.job), history=items, executions=listed)
+
+    async def _history_after(self, job_id: str, version: int, after: int) -> list[JobHistory]:
+        """The items of ``version`` of the job after SeqNum ``after``, as they are now: what
+        did not fit in an answer of the job."""
+        items: list[JobHistory] = []
+        while True:
+            resp: api_pb2.JobHistoryResponse = await self._call(
+                self._job_service.JobHistory,
+                api_pb2.JobHistoryRequest(
+                    job_id=job_id,
+                    after_seq=after,
+                    limit=1000,
+                    namespace=self.namespace,
+                    job_version=version,
+                ),
+            )
+            if not resp.items:
+                return items
+            items += [_history_of(h) for h in resp.items]
+            after = resp.items[-1].seq_num
+
+    async def _with_the_rest(
+        self,
+        first: Iterable[api_pb2.ExecutionDocument],
+        token: str,
+        *,
+        job_id: str,
+        version: int = 0,
+        all_versions: bool = False,
+    ) -> list[Execution]:
+        """``first`` and, when an answer could not hold them all (``token``), the executions
+        after them, page by page."""
+        executions = [_execution_of(e) for e in first]
+        while token:
+            resp: api_pb2.ListExecutionsResponse = await self._call(
+                self._job_service.ListExecutions,
+                api_pb2.ListExecutionsRequest(
+                    job_id=job_id,
+                    namespace=self.namespace,
+                    job_version=version,
+                    all_job_versions=all_versions,
+                    next_token=token,
+                ),
+            )
+            executions += [_execution_of(e) for e in resp.executions]
+            token = resp.next_token
+        return executions
 
     async def list_jobs(
         self,
@@ -358,7 +314,7 @@ class AsyncGrpcClient:
         self, job_id: str, *, version: int = 0, all_versions: bool = False
     ) -> list[Execution]:
         """The executions of the job's latest version, of ``version`` or (``all_versions``)
-        of every version, oldest first."""
+        of every version, oldest first (in as many calls as their size takes)."""
         resp: api_pb2.ListExecutionsResponse = await self._call(
             self._job_service.ListExecutions,
             api_pb2.ListExecutionsRequest(
@@ -368,7 +324,13 @@ class AsyncGrpcClient:
                 all_job_versions=all_versions,
             ),
         )
-        return [_execution_of(e) for e in resp.executions]
+        return await self._with_the_rest(
+            resp.executions,
+            resp.next_token,
+            job_id=job_id,
+            version=version,
+            all_versions=all_versions,
+        )
 
     async def history(
         self,
@@ -419,11 +381,18 @@ class AsyncGrpcClient:
             ),
             timeout=wait + self._timeout,
         )
+        executions = await self._with_the_rest(
+            resp.executions,
+            resp.executions_next_token,
+            job_id=resp.job.id or job_id,
+            version=version,
+            all_versions=all_versions,
+        )
         return GrpcHistoryPage(
             items=[_history_of(h) for h in resp.items],
             next_token=str(resp.next_after_seq) if resp.more else "",
             job=_job_of(resp.job) if resp.HasField("job") else None,
-            executions=[_execution_of(e) for e in resp.executions],
+            executions=executions,
         )
 
     async def wait_for_job(

@@ -143,8 +143,14 @@ class SubmitJobResponse(_message.Message):
     WARNINGS_FIELD_NUMBER: _builtins.int
     JOB_FIELD_NUMBER: _builtins.int
     EXECUTIONS_FIELD_NUMBER: _builtins.int
+    EXECUTIONS_NEXT_TOKEN_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     evaluation_id: _builtins.str
+    executions_next_token: _builtins.str
+    """Set when the executions did not all fit (answers stay under 4 MiB, what every gRPC
+    client reads by default): ListExecutions with this next_token, the job's ID and
+    job.version gives the rest.
+    """
     @_builtins.property
     def warnings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -153,7 +159,9 @@ class SubmitJobResponse(_message.Message):
 
     @_builtins.property
     def executions(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExecutionDocument]:
-        """With include_executions as well: its executions, oldest first."""
+        """With include_executions as well: its executions, oldest first, as many as fit in the
+        answer (see executions_next_token).
+        """
 
     def __init__(
         self,
@@ -163,10 +171,11 @@ class SubmitJobResponse(_message.Message):
         warnings: _abc.Iterable[_builtins.str] | None = ...,
         job: Global___JobDocument | None = ...,
         executions: _abc.Iterable[Global___ExecutionDocument] | None = ...,
+        executions_next_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["evaluation_id", b"evaluation_id", "executions", b"executions", "job", b"job", "job_id", b"job_id", "warnings", b"warnings"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["evaluation_id", b"evaluation_id", "executions", b"executions", "executions_next_token", b"executions_next_token", "job", b"job", "job_id", b"job_id", "warnings", b"warnings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -317,27 +326,50 @@ Global___GetJobRequest: _TypeAlias = GetJobRequest  # noqa: Y015
 
 @_typing.final
 class GetJobResponse(_message.Message):
+    """An answer stays under 4 MiB (what every gRPC client reads by default): history and
+    executions that do not fit are left for JobHistory and ListExecutions, from where the
+    answer stops.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     JOB_FIELD_NUMBER: _builtins.int
     HISTORY_FIELD_NUMBER: _builtins.int
     EXECUTIONS_FIELD_NUMBER: _builtins.int
+    HISTORY_MORE_FIELD_NUMBER: _builtins.int
+    EXECUTIONS_NEXT_TOKEN_FIELD_NUMBER: _builtins.int
+    history_more: _builtins.bool
+    """True when the history did not all fit: JobHistory with after_seq = the last item's
+    seq_num (0 when none came) and job_version = job.version gives the rest.
+    """
+    executions_next_token: _builtins.str
+    """Set when the executions did not all fit: ListExecutions with this next_token, the job's
+    ID and job_version = job.version gives the rest.
+    """
     @_builtins.property
     def job(self) -> Global___JobDocument: ...
     @_builtins.property
-    def history(self) -> _containers.RepeatedCompositeFieldContainer[Global___HistoryItem]: ...
+    def history(self) -> _containers.RepeatedCompositeFieldContainer[Global___HistoryItem]:
+        """With include_history: the oldest items, as many as fit (see history_more)."""
+
     @_builtins.property
-    def executions(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExecutionDocument]: ...
+    def executions(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExecutionDocument]:
+        """With include_executions: the oldest executions, as many as fit (see
+        executions_next_token).
+        """
+
     def __init__(
         self,
         *,
         job: Global___JobDocument | None = ...,
         history: _abc.Iterable[Global___HistoryItem] | None = ...,
         executions: _abc.Iterable[Global___ExecutionDocument] | None = ...,
+        history_more: _builtins.bool = ...,
+        executions_next_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["executions", b"executions", "history", b"history", "job", b"job"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["executions", b"executions", "executions_next_token", b"executions_next_token", "history", b"history", "history_more", b"history_more", "job", b"job"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -416,6 +448,8 @@ class ListExecutionsRequest(_message.Message):
     NAMESPACE_FIELD_NUMBER: _builtins.int
     JOB_VERSION_FIELD_NUMBER: _builtins.int
     ALL_JOB_VERSIONS_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    NEXT_TOKEN_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     namespace: _builtins.str
     """With a job_id that is a job's name: the namespace it is looked up in ("": default)."""
@@ -425,6 +459,15 @@ class ListExecutionsRequest(_message.Message):
     """
     all_job_versions: _builtins.bool
     """The executions of every version (job_version, when set, wins). (REST: `all_job_versions`.)"""
+    limit: _builtins.int
+    """At most this many executions; 0: as many as fit in an answer (3 MiB of documents; a
+    larger execution comes alone).
+    """
+    next_token: _builtins.str
+    """The previous answer's next_token (or an executions_next_token): the executions after
+    where it stopped. "": from the oldest. A token this server did not make:
+    INVALID_ARGUMENT naming the field `next_token`.
+    """
     def __init__(
         self,
         *,
@@ -432,10 +475,12 @@ class ListExecutionsRequest(_message.Message):
         namespace: _builtins.str = ...,
         job_version: _builtins.int = ...,
         all_job_versions: _builtins.bool = ...,
+        limit: _builtins.int = ...,
+        next_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["all_job_versions", b"all_job_versions", "job_id", b"job_id", "job_version", b"job_version", "namespace", b"namespace"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["all_job_versions", b"all_job_versions", "job_id", b"job_id", "job_version", b"job_version", "limit", b"limit", "namespace", b"namespace", "next_token", b"next_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -446,16 +491,22 @@ class ListExecutionsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     EXECUTIONS_FIELD_NUMBER: _builtins.int
+    NEXT_TOKEN_FIELD_NUMBER: _builtins.int
+    next_token: _builtins.str
+    """Ask again with this to go on; "" once every execution has come."""
     @_builtins.property
-    def executions(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExecutionDocument]: ...
+    def executions(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExecutionDocument]:
+        """Oldest first."""
+
     def __init__(
         self,
         *,
         executions: _abc.Iterable[Global___ExecutionDocument] | None = ...,
+        next_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["executions", b"executions"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["executions", b"executions", "next_token", b"next_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -541,10 +592,15 @@ class JobHistoryResponse(_message.Message):
     MORE_FIELD_NUMBER: _builtins.int
     JOB_FIELD_NUMBER: _builtins.int
     EXECUTIONS_FIELD_NUMBER: _builtins.int
+    EXECUTIONS_NEXT_TOKEN_FIELD_NUMBER: _builtins.int
     next_after_seq: _builtins.int
     """Ask again with after_seq = next_after_seq for what follows."""
     more: _builtins.bool
     """True while the job can still change (or more items are waiting)."""
+    executions_next_token: _builtins.str
+    """Set when the executions did not all fit (answers stay under 4 MiB): ListExecutions with
+    this next_token and the request's job and version selection gives the rest.
+    """
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___HistoryItem]: ...
     @_builtins.property
@@ -553,7 +609,9 @@ class JobHistoryResponse(_message.Message):
 
     @_builtins.property
     def executions(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExecutionDocument]:
-        """With include_executions: the job's executions, oldest first, as of (at least) these items."""
+        """With include_executions: the job's executions, oldest first, as of (at least) these items;
+        as many as fit in the answer (see executions_next_token).
+        """
 
     def __init__(
         self,
@@ -563,10 +621,11 @@ class JobHistoryResponse(_message.Message):
         more: _builtins.bool = ...,
         job: Global___JobDocument | None = ...,
         executions: _abc.Iterable[Global___ExecutionDocument] | None = ...,
+        executions_next_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["executions", b"executions", "items", b"items", "job", b"job", "more", b"more", "next_after_seq", b"next_after_seq"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["executions", b"executions", "executions_next_token", b"executions_next_token", "items", b"items", "job", b"job", "more", b"more", "next_after_seq", b"next_after_seq"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
