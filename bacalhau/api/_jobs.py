@@ -15,6 +15,7 @@ from aiohttp import web
 
 from bacalhau.api._context import context
 from bacalhau.api._errors import encode_json, json_response
+from bacalhau.api._execution_pages import execution_page
 from bacalhau.api._history import (
     HISTORY_PAGE,
     check_event_type,
@@ -38,7 +39,6 @@ from bacalhau.api._query import (
 )
 from bacalhau.errors import BadQuery, InvalidJobSpec, InvalidRequest
 from bacalhau.models import (
-    Execution,
     Job,
     SpecConfig,
     check_document,
@@ -53,15 +53,6 @@ _JOB_ORDER = {
     "modified_at": "modified_at",
     "modify_time": "modified_at",
     "id": "id",
-}
-
-_EXECUTION_ORDER: dict[str, Callable[[Execution], Any]] = {
-    "created_at": lambda e: e.create_time,
-    "create_time": lambda e: e.create_time,
-    "modified_at": lambda e: e.modify_time,
-    "modify_time": lambda e: e.modify_time,
-    "id": lambda e: e.id,
-    "state": lambda e: int(e.compute_state),
 }
 
 _CLIENT_META_HEADERS = {
@@ -426,26 +417,21 @@ async def job_history(request: web.Request) -> web.Response:
 
 async def job_executions(request: web.Request) -> web.Response:
     q = Query(request)
-    order_by = q.text("order_by", "created_at").lower()
-    key = _EXECUTION_ORDER.get(order_by)
-    if key is None:
-        raise BadQuery(
-            f"invalid order_by {order_by!r}",
-            field="order_by",
-            hint="use created_at, modified_at, id or state",
-        )
-    reverse, limit = q.flag("reverse"), q.count("limit")
     executions = await context(request).orchestrator.list_executions(
         request.match_info["job_id"], namespace=_namespace(request), versions=_versions(q)
     )
-    executions.sort(key=key, reverse=reverse)
-    if limit:
-        executions = executions[:limit]
+    page, next_token = execution_page(
+        executions,
+        order_by=q.text("order_by"),
+        reverse=q.flag("reverse"),
+        limit=q.count("limit"),
+        next_token=q.text("next_token"),
+    )
     v152 = wants_v152_states(request)
     return json_response(
         {
-            "Items": [e.to_dict(v152=v152, include_job=False) for e in executions],
-            "NextToken": "",
+            "Items": [e.to_dict(v152=v152, include_job=False) for e in page],
+            "NextToken": next_token,
         }
     )
 

@@ -363,6 +363,7 @@ def job_list(
 @click.option("--order-by", default="", help="created_at, modified_at, id or state.")
 @click.option("--order-reversed", is_flag=True)
 @click.option("--limit", type=click.IntRange(min=0), default=0, help="0: all.")
+@click.option("--next-token", default="", help="Go on from a previous page (its token).")
 @version_option
 @all_versions_option
 @output_option()
@@ -373,24 +374,28 @@ def job_executions(
     order_by: str,
     order_reversed: bool,
     limit: int,
+    next_token: str,
     version: int,
     all_versions: bool,
     output: str,
 ) -> None:
     """List the executions of a job (of its latest version, of --version, or of every
     version with --all-versions)."""
-    executions = state.client().executions(
+    page = state.client().execution_page(
         job_id,
         order_by=order_by,
         reverse=order_reversed,
         limit=limit,
+        next_token=next_token,
         version=version,
         all_versions=all_versions,
     )
     if not tabular(output):
-        emit([e.to_dict(v152=True, include_job=False) for e in executions], output)
-        return
-    table(_EXECUTION_HEADERS, _execution_rows(executions))
+        emit([e.to_dict(v152=True, include_job=False) for e in page.items], output)
+    else:
+        table(_EXECUTION_HEADERS, _execution_rows(page.items))
+    if page.next_token:
+        click.echo(f"\nTo fetch more records use:\n\t--next-token {page.next_token}", err=True)
 
 
 @job_group.command("history")

@@ -37,6 +37,7 @@ from bacalhau.client._sync import Client
 from bacalhau.client._transport import CLIENT_WIRE_VERSION
 from bacalhau.client._types import (
     DiffResponse,
+    ExecutionPage,
     HistoryPage,
     JobDetails,
     JobListPage,
@@ -77,6 +78,7 @@ __all__ = [
     "DataEntry",
     "DiffResponse",
     "DownloadedResults",
+    "ExecutionPage",
     "GrpcHistoryPage",
     "HistoryPage",
     "Identity",

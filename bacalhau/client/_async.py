@@ -29,6 +29,7 @@ from bacalhau.client._session import (
 )
 from bacalhau.client._types import (
     DiffResponse,
+    ExecutionPage,
     HistoryPage,
     JobDetails,
     JobListPage,
@@ -244,7 +245,31 @@ class AsyncClient(ClusterCalls):
         all_versions: bool = False,
     ) -> list[Execution]:
         """The executions of the job's latest version, of ``version``, or (``all_versions``)
-        of every version."""
+        of every version; the first ``limit`` of them (0: all)."""
+        page = await self.execution_page(
+            job_id,
+            order_by=order_by,
+            reverse=reverse,
+            limit=limit,
+            version=version,
+            all_versions=all_versions,
+        )
+        return page.items
+
+    async def execution_page(
+        self,
+        job_id: str,
+        *,
+        order_by: str = "",
+        reverse: bool = False,
+        limit: int = 0,
+        next_token: str = "",
+        version: int = 0,
+        all_versions: bool = False,
+    ) -> ExecutionPage:
+        """One page of the job's executions (as :meth:`executions`): pass the answer's
+        ``next_token`` for the next ("" on the last; a server without paging, as Bacalhau's,
+        always answers ""). A token carries the order and size it was made with."""
         data = await self._http.request(
             "GET",
             f"/api/v1/orchestrator/jobs/{quote_id(job_id)}/executions",
@@ -253,12 +278,17 @@ class AsyncClient(ClusterCalls):
                     "order_by": order_by,
                     "reverse": reverse or None,
                     "limit": limit or None,
+                    "next_token": next_token or None,
                     "job_version": version or None,
                     "all_job_versions": all_versions or None,
                 }
             ),
         )
-        return [Execution.from_dict(e) for e in items_of(data)]
+        token = data.get("NextToken") if isinstance(data, dict) else ""
+        return ExecutionPage(
+            items=[Execution.from_dict(e) for e in items_of(data)],
+            next_token=token if isinstance(token, str) else "",
+        )
 
     async def history(
         self,

@@ -18,6 +18,7 @@ from bacalhau.client._logs import LogLine
 from bacalhau.client._loop import LoopRunner
 from bacalhau.client._types import (
     DiffResponse,
+    ExecutionPage,
     HistoryPage,
     JobDetails,
     JobListPage,
@@ -155,6 +156,29 @@ class Client:
                 order_by=order_by,
                 reverse=reverse,
                 limit=limit,
+                version=version,
+                all_versions=all_versions,
+            )
+        )
+
+    def execution_page(
+        self,
+        job_id: str,
+        *,
+        order_by: str = "",
+        reverse: bool = False,
+        limit: int = 0,
+        next_token: str = "",
+        version: int = 0,
+        all_versions: bool = False,
+    ) -> ExecutionPage:
+        return self._run(
+            self._client.execution_page(
+                job_id,
+                order_by=order_by,
+                reverse=reverse,
+                limit=limit,
+                next_token=next_token,
                 version=version,
                 all_versions=all_versions,
             )

@@ -51,6 +51,15 @@ class JobListPage:
 
 
 @dataclass(slots=True)
+class ExecutionPage:
+    """A page of a job's executions; ``next_token`` (empty on the last page) asks for the
+    next."""
+
+    items: list[Execution]
+    next_token: str = ""
+
+
+@dataclass(slots=True)
 class HistoryPage:
     """History items after the token; an empty ``next_token`` means the job is finished and
     nothing more will come."""

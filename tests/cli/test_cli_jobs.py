@@ -74,6 +74,20 @@ def test_describe_executions_history(bacalhau: Cli) -> None:
     assert "Hint: check the job ID or name with `bacalhau job list`" in missing.stderr
 
 
+def test_executions_page_with_next_token(bacalhau: Cli) -> None:
+    """Bacalhau's list flags on ``job executions``: a page cut by --limit says how to go on."""
+    job_id = run_echo(bacalhau, "paged")
+    more = [bacalhau.server.run(bacalhau.orch.start_execution(job_id, f"n-{i}")) for i in range(2)]
+    page = bacalhau(["job", "executions", job_id, "--limit", "2", "--output", "json"])
+    assert page.exit_code == 0, page.output
+    first = [e["ID"] for e in json.loads(page.stdout)]
+    assert len(first) == 2 and first[1] == more[0]
+    token = page.stderr.split("--next-token")[1].split()[0]
+    rest = bacalhau(["job", "executions", job_id, "--next-token", token, "--output", "json"])
+    assert [e["ID"] for e in json.loads(rest.stdout)] == [more[1]]
+    assert "--next-token" not in rest.stderr
+
+
 def test_stop(bacalhau: Cli) -> None:
     job_id = bacalhau(["docker", "run", "--id-only", "--no-wait", "busybox"]).stdout.strip()
     stopped = bacalhau(["job", "stop", job_id, "--reason", "enough"])
