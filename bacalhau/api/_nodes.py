@@ -6,6 +6,9 @@ routes are served, because the Go and Python clients disagree on them.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -37,6 +40,10 @@ _NODE_ORDER: dict[str, Callable[[NodeState], Any]] = {
     "status": lambda n: n.connection.value,
     "liveness": lambda n: n.liveness.value,
 }
+#: Orders by a number (the others sort by text).
+_NUMERIC_ORDERS = frozenset(
+    {"available_cpu", "available_memory", "available_disk", "available_gpu"}
+)
 
 
 def _filter_value(q: Query, names: tuple[str, ...], allowed: tuple[str, ...]) -> str:
@@ -54,8 +61,14 @@ def _filter_value(q: Query, names: tuple[str, ...], allowed: tuple[str, ...]) ->
 
 
 async def list_nodes(request: web.Request) -> web.Response:
+    """The nodes, filtered and sorted; a page cut by ``limit`` ends with a ``NextToken`` that
+    goes on after its last node, in the order and size it was made with (Bacalhau's is always
+    empty)."""
     q = Query(request)
-    order_by = q.text("order_by", "id").lower()
+    order_by, reverse, limit = q.text("order_by", "id").lower(), q.flag("reverse"), q.count("limit")
+    after: tuple[Any, str] | None = None
+    if token := q.text("next_token"):
+        order_by, reverse, limit, after = _NodeToken.decode(token)
     key = _NODE_ORDER.get(order_by)
     if key is None:
         raise BadQuery(
@@ -69,6 +82,10 @@ async def list_nodes(request: web.Request) -> web.Response:
         q, ("filter-approval", "filter_approval"), tuple(m.value for m in Membership)
     )
     status = _filter_value(q, ("filter-status", "filter_status"), ("CONNECTED", "DISCONNECTED"))
+
+    def cursor(n: NodeState) -> tuple[Any, str]:
+        return key(n), n.info.node_id
+
     nodes = [
         n
         for n in await context(request).orchestrator.list_nodes()
@@ -76,12 +93,53 @@ async def list_nodes(request: web.Request) -> web.Response:
         and (not approval or n.membership.value == approval)
         and (not status or n.connection.value == status)
     ]
-    nodes.sort(key=key, reverse=q.flag("reverse"))
-    limit = q.count("limit")
-    if limit:
+    nodes.sort(key=cursor, reverse=reverse)
+    if after is not None:
+        nodes = [n for n in nodes if (cursor(n) < after if reverse else cursor(n) > after)]
+    next_token = ""
+    if limit and len(nodes) > limit:
         nodes = nodes[:limit]
+        next_token = _NodeToken.encode(order_by, reverse, limit, cursor(nodes[-1]))
     items = [n.to_dict() for n in nodes]
-    return json_response({"Nodes": items, "nodes": items, "NextToken": ""})
+    return json_response({"Nodes": items, "nodes": items, "NextToken": next_token})
+
+
+class _NodeToken:
+    """The node list's paging token: base64url (no padding) of the JSON
+    ``[order_by, reverse, limit, sort value, node ID]`` of a page's last node."""
+
+    @staticmethod
+    def encode(order_by: str, reverse: bool, limit: int, after: tuple[Any, str]) -> str:
+        raw = json.dumps([order_by, reverse, limit, after[0], after[1]], separators=(",", ":"))
+        return base64.urlsafe_b64encode(raw.encode()).rstrip(b"=").decode()
+
+    @staticmethod
+    def decode(token: str) -> tuple[str, bool, int, tuple[Any, str]]:
+        try:
+            padded = token + "=" * (-len(token) % 4)
+            order_by, reverse, limit, value, node_id = json.loads(base64.urlsafe_b64decode(padded))
+            numeric = order_by in _NUMERIC_ORDERS
+            if not (
+                order_by in _NODE_ORDER
+                and isinstance(reverse, bool)
+                and isinstance(limit, int)
+                and limit > 0
+                and isinstance(node_id, str)
+                # Compared with the nodes' own values: a number, or text, as the order's are.
+                and (
+                    isinstance(value, int | float) and not isinstance(value, bool)
+                    if numeric
+                    else isinstance(value, str)
+                )
+            ):
+                raise ValueError(token)
+        except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+            raise BadQuery(
+                f"invalid next_token {token[:100]!r}",
+                field="next_token",
+                hint="pass back the NextToken of a previous node list response unchanged",
+            ) from None
+        return order_by, reverse, limit, (value, node_id)
 
 
 async def get_node(request: web.Request) -> web.Response:

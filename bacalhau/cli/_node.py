@@ -96,6 +96,7 @@ _SHOWN = frozenset({"labels", "capacity", "version", "features", "reputation"})
 )
 @click.option("--order-reversed", is_flag=True)
 @click.option("--limit", type=click.IntRange(min=0), default=0, help="0: all.")
+@click.option("--next-token", default="", help="Go on from a previous page (its token).")
 @click.option(
     "--show",
     default="labels,capacity",
@@ -114,18 +115,27 @@ def node_list(
     order_by: str,
     order_reversed: bool,
     limit: int,
+    next_token: str,
     show: str,
     output: str,
 ) -> None:
     """List nodes."""
-    nodes = state.client().list_nodes(
+    page = state.client().node_page(
         labels=labels,
         order_by=order_by,
         reverse=order_reversed,
         limit=limit,
+        next_token=next_token,
         filter_approval=filter_approval,
         filter_status=filter_status,
     )
+    _show_nodes(page.items, show, output)
+    if page.next_token:
+        click.echo(f"\nTo fetch more records use:\n\t--next-token {page.next_token}", err=True)
+
+
+def _show_nodes(nodes: list[NodeState], show: str, output: str) -> None:
+    """Print ``nodes`` as ``output`` says, with the ``--show`` column groups in a table."""
     if not tabular(output):
         emit([n.to_dict() for n in nodes], output)
         return

@@ -11,7 +11,7 @@ from bacalhau.client._answers import items_of
 from bacalhau.client._auth import AuthStatus
 from bacalhau.client._decode import node_state_from_dict
 from bacalhau.client._session import RestSession
-from bacalhau.client._types import VersionInfo
+from bacalhau.client._types import NodePage, VersionInfo
 from bacalhau.errors import InvalidRequest
 from bacalhau.models import NodeState, Obj
 
@@ -45,6 +45,30 @@ class ClusterCalls(RestSession):
         filter_approval: str = "",
         filter_status: str = "",
     ) -> list[NodeState]:
+        """The nodes that match, sorted; the first ``limit`` of them (0: all)."""
+        page = await self.node_page(
+            labels=labels,
+            order_by=order_by,
+            reverse=reverse,
+            limit=limit,
+            filter_approval=filter_approval,
+            filter_status=filter_status,
+        )
+        return page.items
+
+    async def node_page(
+        self,
+        *,
+        labels: str = "",
+        order_by: str = "",
+        reverse: bool = False,
+        limit: int = 0,
+        next_token: str = "",
+        filter_approval: str = "",
+        filter_status: str = "",
+    ) -> NodePage:
+        """One page of the node list (as :meth:`list_nodes`): pass the answer's
+        ``next_token`` for the next ("" on the last; Bacalhau's server always answers "")."""
         data = await self._http.request(
             "GET",
             "/api/v1/orchestrator/nodes",
@@ -53,11 +77,16 @@ class ClusterCalls(RestSession):
                 "order_by": order_by,
                 "reverse": reverse or None,
                 "limit": limit or None,
+                "next_token": next_token or None,
                 "filter-approval": filter_approval,
                 "filter-status": filter_status,
             },
         )
-        return [node_state_from_dict(n) for n in items_of(data, "Nodes")]
+        token = data.get("NextToken") if isinstance(data, dict) else ""
+        return NodePage(
+            items=[node_state_from_dict(n) for n in items_of(data, "Nodes")],
+            next_token=token if isinstance(token, str) else "",
+        )
 
     async def get_node(self, node_id: str) -> NodeState:
         data = await self._http.request("GET", f"/api/v1/orchestrator/nodes/{quote_id(node_id)}")

@@ -22,6 +22,7 @@ from bacalhau.client._types import (
     HistoryPage,
     JobDetails,
     JobListPage,
+    NodePage,
     RerunResponse,
     SubmitResponse,
     VersionInfo,
@@ -286,6 +287,29 @@ class Client:
                 order_by=order_by,
                 reverse=reverse,
                 limit=limit,
+                filter_approval=filter_approval,
+                filter_status=filter_status,
+            )
+        )
+
+    def node_page(
+        self,
+        *,
+        labels: str = "",
+        order_by: str = "",
+        reverse: bool = False,
+        limit: int = 0,
+        next_token: str = "",
+        filter_approval: str = "",
+        filter_status: str = "",
+    ) -> NodePage:
+        return self._run(
+            self._client.node_page(
+                labels=labels,
+                order_by=order_by,
+                reverse=reverse,
+                limit=limit,
+                next_token=next_token,
                 filter_approval=filter_approval,
                 filter_status=filter_status,
             )

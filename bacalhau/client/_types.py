@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bacalhau.errors import BacalhauError
-from bacalhau.models import Execution, Job, JobHistory
+from bacalhau.models import Execution, Job, JobHistory, NodeState
 
 
 @dataclass(slots=True)
@@ -56,6 +56,14 @@ class ExecutionPage:
     next."""
 
     items: list[Execution]
+    next_token: str = ""
+
+
+@dataclass(slots=True)
+class NodePage:
+    """A page of the node list; ``next_token`` (empty on the last page) asks for the next."""
+
+    items: list[NodeState]
     next_token: str = ""
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import json
+
 import aiohttp
 
 from bacalhau.models import ComputeNodeInfo, Membership, NodeInfo, NodeState, NodeType, Resources
@@ -140,3 +143,64 @@ async def test_head_errors_have_no_body(http: aiohttp.ClientSession) -> None:
     async with http.head("/api/v1/orchestrator/jobs/j-none") as r:
         assert r.status == 404
         assert await r.read() == b""
+
+
+async def _node_pages(http: aiohttp.ClientSession, **params: str) -> list[list[str]]:
+    pages: list[list[str]] = []
+    token = ""
+    while True:
+        query = {"next_token": token} if token else params
+        async with http.get(NODES, params=query) as r:
+            assert r.status == 200, await r.text()
+            body = await r.json()
+        pages.append([n["Info"]["NodeID"] for n in body["Nodes"]])
+        token = body["NextToken"]
+        if not token:
+            return pages
+        assert len(pages) < 10
+
+
+async def test_node_list_pages_go_on_with_their_token(
+    http: aiohttp.ClientSession, orch: MemoryOrchestrator
+) -> None:
+    """A page cut by limit answers a NextToken that goes on in its order and size (Bacalhau's
+    is always empty, and its CLI takes --next-token)."""
+    for i, cpu in enumerate([3, 1, 2, 5]):
+        add_compute(orch, f"n-c{i}", cpu)
+    everyone = ["n-c0", "n-c1", "n-c2", "n-c3", "n-memory-requester"]
+    assert await _node_pages(http) == [everyone]
+    assert await _node_pages(http, limit="2") == [everyone[:2], everyone[2:4], everyone[4:]]
+    # By a number, largest first (the requester has no capacity: 0 CPUs).
+    assert await _node_pages(http, limit="3", order_by="available_cpu", reverse="true") == [
+        ["n-c3", "n-c0", "n-c2"],
+        ["n-c1", "n-memory-requester"],
+    ]
+    # A node that joins between pages is listed once, where its order puts it.
+    async with http.get(NODES, params={"limit": "2"}) as r:
+        token = (await r.json())["NextToken"]
+    add_compute(orch, "n-a-early", 1)  # sorts before the first page's end: not listed again
+    add_compute(orch, "n-d-late", 1)
+    async with http.get(NODES, params={"next_token": token}) as r:
+        rest = [n["Info"]["NodeID"] for n in (await r.json())["Nodes"]]
+    assert rest == ["n-c2", "n-c3"]
+
+
+async def test_a_node_list_token_it_did_not_make_is_a_400_naming_the_field(
+    http: aiohttp.ClientSession,
+) -> None:
+    def token(*parts: object) -> str:
+        return base64.urlsafe_b64encode(json.dumps(list(parts)).encode()).decode().rstrip("=")
+
+    for bad in (
+        "junk",
+        token("id", False, 2, "n-c1"),  # four parts
+        token("name", False, 2, "x", "n-c1"),  # not an order
+        token("available_cpu", False, 2, "three", "n-c1"),  # text for a number
+        token("id", False, 2, 5, "n-c1"),  # a number for text
+        token("id", "no", 2, "n", "n-c1"),
+        token("id", False, 0, "n", "n-c1"),
+    ):
+        async with http.get(NODES, params={"next_token": bad}) as r:
+            assert r.status == 400, bad
+            body = await r.json()
+        assert body["Details"]["Field"] == "next_token", body

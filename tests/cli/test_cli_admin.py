@@ -18,6 +18,18 @@ from tests.api.test_api_nodes_agent import add_compute
 from tests.cli.conftest import Cli
 
 
+def test_node_list_pages_with_next_token(bacalhau: Cli) -> None:
+    add_compute(bacalhau.orch, "n-compute-1", 4)
+    add_compute(bacalhau.orch, "n-compute-2", 4)
+    page = bacalhau(["node", "list", "--limit", "2", "--output", "json"])
+    assert [n["Info"]["NodeID"] for n in json.loads(page.stdout)] == ["n-compute-1", "n-compute-2"]
+    token = page.stderr.split("--next-token")[1].split()[0]
+    rest = bacalhau(["node", "list", "--next-token", token])
+    assert rest.exit_code == 0, rest.output
+    assert "n-memory" in rest.stdout and "n-compute" not in rest.stdout
+    assert "--next-token" not in rest.stderr
+
+
 def test_node_commands(bacalhau: Cli) -> None:
     add_compute(bacalhau.orch, "n-compute-1", 4, zone="eu")
     table = bacalhau(["node", "list"])
