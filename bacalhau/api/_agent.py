@@ -7,6 +7,7 @@ import shutil
 import tempfile
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from aiohttp import web
 
@@ -54,6 +55,11 @@ def merged_node(info: NodeInfo) -> dict[str, Any]:
 
 
 def redact(value: Any) -> Any:
+    """``value`` (the node's configuration) with its secrets replaced by ``<redacted>``: the
+    values of keys that name one (a token, a password, a key), and in URLs (a probe's, a
+    hook's) the password of their user part and query parameters that name one."""
+    if isinstance(value, str) and "://" in value:
+        return _redact_url(value)
     if isinstance(value, Mapping):
         return {
             k: "<redacted>"
@@ -64,6 +70,39 @@ def redact(value: Any) -> Any:
     if isinstance(value, list):
         return [redact(v) for v in value]
     return value
+
+
+def _secret_name(name: str) -> bool:
+    """Whether a URL's query parameter ``name`` holds a secret (an API key, a signature)."""
+    low = name.lower().replace("-", "_")
+    return low in ("key", "sig", "code") or any(
+        w in low for w in (*_SECRET_WORDS, "signature", "credential", "auth")
+    )
+
+
+def _redact_url(text: str) -> str:
+    try:
+        url = urlsplit(text)
+    except ValueError:
+        # Not taken apart, so its parts cannot be told apart: none of it is shown.
+        return "<redacted>"
+    if not url.scheme or not url.netloc:
+        return text
+    netloc = url.netloc
+    if url.password:
+        host = netloc.rpartition("@")[2]
+        netloc = f"{url.username}:<redacted>@{host}"
+    query = url.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(_secret_name(k) for k, _ in pairs):
+            query = urlencode(
+                [(k, "<redacted>" if _secret_name(k) and v else v) for k, v in pairs],
+                safe="<>",
+            )
+    if netloc == url.netloc and query == url.query:
+        return text
+    return urlunsplit((url.scheme, netloc, url.path, query, url.fragment))
 
 
 async def alive(request: web.Request) -> web.Response:

@@ -7,6 +7,7 @@ import json
 
 import aiohttp
 
+from bacalhau.api._agent import redact
 from bacalhau.models import ComputeNodeInfo, Membership, NodeInfo, NodeState, NodeType, Resources
 from tests.api.memory_orchestrator import MemoryOrchestrator
 
@@ -204,3 +205,30 @@ async def test_a_node_list_token_it_did_not_make_is_a_400_naming_the_field(
             assert r.status == 400, bad
             body = await r.json()
         assert body["Details"]["Field"] == "next_token", body
+
+
+def test_secrets_in_urls_are_redacted() -> None:
+    """A probe's or a hook's URL may carry a credential: its user part's password and the
+    query parameters that name one are redacted; the rest of the URL stays readable."""
+    config = {
+        "JobAdmissionControl": {"ProbeHTTP": "https://probe.example/ok?token=s3cret&zone=eu"},
+        "Hooks": [
+            "https://alice:pa55@hooks.example:8443/approve",
+            "https://hooks.example/x?X-Amz-Signature=abc&X-Amz-Date=20261203",
+            "https://maps.example/api?key=k3y&q=1",
+        ],
+        "Plain": "not a url, token=visible",
+        "Broken": "http://[::1/x?token=1",
+    }
+    out = redact(config)
+    assert out["JobAdmissionControl"]["ProbeHTTP"] == (
+        "https://probe.example/ok?token=<redacted>&zone=eu"
+    )
+    assert out["Hooks"] == [
+        "https://alice:<redacted>@hooks.example:8443/approve",
+        "https://hooks.example/x?X-Amz-Signature=<redacted>&X-Amz-Date=20261203",
+        "https://maps.example/api?key=<redacted>&q=1",
+    ]
+    assert out["Plain"] == config["Plain"]  # not a URL: left as it is
+    assert out["Broken"] == "<redacted>"  # a URL that does not parse: not shown at all
+    assert "s3cret" not in repr(out) and "pa55" not in repr(out)
