@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
 import grpc
 
 from bacalhau._proto.v1 import api_pb2, api_pb2_grpc
+from bacalhau.api._agent import redact
 from bacalhau.api._api_metrics import MetricsInterceptor
 from bacalhau.api._authz import Authorizer
 from bacalhau.api._grpc_auth import AuthInterceptor
@@ -26,6 +27,7 @@ from bacalhau.api._grpc_convert import (
     node_document,
     node_info,
     result_json,
+    to_json,
 )
 from bacalhau.api._grpc_errors import abort_with
 from bacalhau.api._grpc_paging import (
@@ -46,6 +48,7 @@ from bacalhau.api._history import (
     wait_for_end,
 )
 from bacalhau.api._jobs import ResultRewriter
+from bacalhau.api._nodes import described
 from bacalhau.api._server import local_address
 from bacalhau.errors import (
     BadQuery,
@@ -319,8 +322,11 @@ class JobServicer(api_pb2_grpc.JobServiceServicer):
 class NodeServicer(api_pb2_grpc.NodeAPIServiceServicer):
     """NodeAPIService: the cluster's nodes as the requester sees them."""
 
-    def __init__(self, orchestrator: OrchestratorAPI) -> None:
+    def __init__(
+        self, orchestrator: OrchestratorAPI, agent_config: Mapping[str, Any] | None = None
+    ) -> None:
         self._orch = orchestrator
+        self._agent_config = agent_config or {}
 
     @_translated
     async def ListNodes(
@@ -333,9 +339,9 @@ class NodeServicer(api_pb2_grpc.NodeAPIServiceServicer):
     async def GetNode(
         self, request: api_pb2.GetNodeRequest, context: Any
     ) -> api_pb2.GetNodeResponse:
-        return api_pb2.GetNodeResponse(
-            node=node_document(await self._orch.get_node(request.node_id))
-        )
+        node = await self._orch.get_node(request.node_id)
+        body = described(node, self._orch, self._agent_config)
+        return api_pb2.GetNodeResponse(node=node_document(node, body))
 
     @_translated
     async def UpdateNode(
@@ -377,8 +383,11 @@ class NodeServicer(api_pb2_grpc.NodeAPIServiceServicer):
 class AgentServicer(api_pb2_grpc.AgentServiceServicer):
     """AgentService: the requester itself."""
 
-    def __init__(self, orchestrator: OrchestratorAPI) -> None:
+    def __init__(
+        self, orchestrator: OrchestratorAPI, agent_config: Mapping[str, Any] | None = None
+    ) -> None:
         self._orch = orchestrator
+        self._agent_config = agent_config or {}
 
     @_translated
     async def Alive(self, request: api_pb2.AliveRequest, context: Any) -> api_pb2.AliveResponse:
@@ -395,6 +404,10 @@ class AgentServicer(api_pb2_grpc.AgentServiceServicer):
         self, request: api_pb2.NodeInfoRequest, context: Any
     ) -> api_pb2.NodeInfoResponse:
         return node_info(self._orch.node_info())
+
+    @_translated
+    async def Config(self, request: api_pb2.ConfigRequest, context: Any) -> api_pb2.ConfigResponse:
+        return api_pb2.ConfigResponse(config_json=to_json(redact(self._agent_config)))
 
 
 #: The public API's services, by full name (``bacalhau.v1.JobService``, ...).
@@ -418,9 +431,12 @@ class GrpcApiServer:
         max_message: int = DEFAULT_MAX_MESSAGE,
         result_rewriter: ResultRewriter | None = None,
         authorizer: Authorizer | None = None,
+        agent_config: Mapping[str, Any] | None = None,
     ) -> None:
         """``authorizer``: who may call what (the node's ``API.Auth.Users``, shared with the
-        REST API), None for an open API."""
+        REST API), None for an open API; ``agent_config``: the configuration the REST API's
+        ``/api/v1/agent/config`` serves (redacted when served)."""
+        self._agent_config = dict(agent_config or {})
         self._orch = orchestrator
         self._authorizer = authorizer
         self._host = host
@@ -459,10 +475,14 @@ class GrpcApiServer:
             server,
         )
         add_parsing_leniently(
-            api_pb2_grpc.add_NodeAPIServiceServicer_to_server, NodeServicer(self._orch), server
+            api_pb2_grpc.add_NodeAPIServiceServicer_to_server,
+            NodeServicer(self._orch, self._agent_config),
+            server,
         )
         add_parsing_leniently(
-            api_pb2_grpc.add_AgentServiceServicer_to_server, AgentServicer(self._orch), server
+            api_pb2_grpc.add_AgentServiceServicer_to_server,
+            AgentServicer(self._orch, self._agent_config),
+            server,
         )
         enable_reflection(server, API_SERVICES)
         host = self._host or "0.0.0.0"

@@ -45,6 +45,7 @@ _READS = frozenset(
         "/bacalhau.v1.NodeAPIService/ListNodes",
         "/bacalhau.v1.NodeAPIService/GetNode",
         "/bacalhau.v1.AgentService/NodeInfo",
+        "/bacalhau.v1.AgentService/Config",
     }
 )
 _OPEN = frozenset(

@@ -20,6 +20,7 @@ from bacalhau.api._errors import json_response
 from bacalhau.api._query import Query, body_str, read_json
 from bacalhau.errors import BacalhauError, BadQuery, InvalidRequest
 from bacalhau.models import Membership, NodeState, Resources, parse_selector, selector_matches
+from bacalhau.orchestrator._api import OrchestratorAPI
 
 _ACTIONS = ("approve", "reject", "delete")
 
@@ -145,21 +146,29 @@ class _NodeToken:
 async def get_node(request: web.Request) -> web.Response:
     ctx = context(request)
     node = await ctx.orchestrator.get_node(request.match_info["node_id"])
+    item = described(node, ctx.orchestrator, ctx.agent_config)
+    return json_response({"Node": item, "node": item})
+
+
+def described(
+    node: NodeState, orchestrator: OrchestratorAPI, agent_config: Mapping[str, Any]
+) -> dict[str, Any]:
+    """``node``'s JSON as both APIs describe it: for this requester itself, with its accept
+    hooks (the operator's approval hooks and, on a hybrid node, its job admission rules and
+    probes) as configured, secrets redacted, and which hook decided its latest bids."""
     item = node.to_dict()
-    if node.info.node_id == ctx.orchestrator.node_info().node_id:
-        # This node's own accept hooks (the operator's approval hooks and, on a hybrid node,
-        # its job admission rules and probes), as configured.
-        orchestrator = ctx.agent_config.get("Orchestrator")
-        if isinstance(orchestrator, Mapping) and "ApprovalHooks" in orchestrator:
-            item["Orchestrator"] = {"ApprovalHooks": redact(orchestrator["ApprovalHooks"])}
-        if isinstance(ctx.agent_config.get("JobAdmissionControl"), Mapping):
-            item["JobAdmissionControl"] = redact(ctx.agent_config["JobAdmissionControl"])
-        # Which hook decided the latest bids, when this requester keeps that (the API serves
-        # other orchestrator implementations too, which may not).
-        recent = getattr(ctx.orchestrator, "recent_bid_decisions", None)
+    if node.info.node_id == orchestrator.node_info().node_id:
+        hooks = agent_config.get("Orchestrator")
+        if isinstance(hooks, Mapping) and "ApprovalHooks" in hooks:
+            item["Orchestrator"] = {"ApprovalHooks": redact(hooks["ApprovalHooks"])}
+        if isinstance(agent_config.get("JobAdmissionControl"), Mapping):
+            item["JobAdmissionControl"] = redact(agent_config["JobAdmissionControl"])
+        # When this requester keeps them (the API serves other orchestrator implementations
+        # too, which may not).
+        recent = getattr(orchestrator, "recent_bid_decisions", None)
         if callable(recent) and isinstance(item.get("Orchestrator", {}), dict):
             item.setdefault("Orchestrator", {})["RecentBidDecisions"] = recent()
-    return json_response({"Node": item, "node": item})
+    return item
 
 
 async def _update(request: web.Request, node_id: str, body: dict[str, Any]) -> web.Response:

@@ -531,6 +531,15 @@ class AsyncGrpcClient(GrpcChannel):
         )
         return _node_of(resp.node)
 
+    async def describe_node(self, node_id: str) -> dict[str, Any]:
+        """A node's JSON, whole: :meth:`get_node` plus, for the requester itself, its accept
+        hooks as configured and which hook decided its latest bids (``Orchestrator``)."""
+        resp: api_pb2.GetNodeResponse = await self._call(
+            self._node_service.GetNode, api_pb2.GetNodeRequest(node_id=node_id)
+        )
+        body = json.loads(resp.node.node_json)
+        return body if isinstance(body, dict) else {}
+
     async def update_node(self, node_id: str, action: str, message: str = "") -> tuple[bool, str]:
         """approve | reject | delete; returns ``(True, "")``. A refused decision raises its
         error (:class:`NodeNotFound`, :class:`InvalidRequest`, :class:`InvalidTransition`
@@ -555,6 +564,14 @@ class AsyncGrpcClient(GrpcChannel):
             self._agent_service.Version, api_pb2.VersionRequest()
         )
         return VersionInfo(git_version=resp.git_version)
+
+    async def agent_config(self) -> dict[str, Any]:
+        """The node's configuration, secrets redacted (Bacalhau's ``agent config``)."""
+        resp: api_pb2.ConfigResponse = await self._call(
+            self._agent_service.Config, api_pb2.ConfigRequest()
+        )
+        config = json.loads(resp.config_json or "{}")
+        return config if isinstance(config, dict) else {}
 
     async def agent_node(self) -> NodeState:
         """The requester's own description."""

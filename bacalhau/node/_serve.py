@@ -367,6 +367,8 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
         await stack.enter_async_context(approval_hooks)
         # One authorizer for both APIs: a password checked on one is remembered for both.
         authorizer = _authorizer(config)
+        # What /api/v1/agent/config (and the gRPC API's Config) serve, redacted.
+        agent_config = _admission_config(config, approval_hooks)
         api = ApiServer(
             orchestrator,
             host=config.api_host,
@@ -378,7 +380,7 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
                 blockstore, exchange, fetch_timeout=config.ipfs_fetch_timeout
             ),
             max_upload=config.data_upload_max_bytes,
-            agent_config=_admission_config(config, approval_hooks),
+            agent_config=agent_config,
             authorizer=authorizer,
             metrics_roles=_metrics_roles(config),
         )
@@ -395,6 +397,7 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
             max_message=config.max_job_size,
             result_rewriter=_presigner(config, managed),
             authorizer=authorizer,
+            agent_config=agent_config,
         )
         await listen(stack, grpc_api, config.api_host, config.grpc_api_port(), "--api-grpc-port")
         running.api_grpc_port = grpc_api.port

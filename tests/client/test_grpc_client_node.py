@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bacalhau.client import AsyncGrpcClient, LogLine
+from bacalhau.client import AsyncClient, AsyncGrpcClient, LogLine
 from bacalhau.models import JobStateType, LogStream
 from bacalhau.node import start_node
 from tests.client.hybrid import hybrid_config
@@ -69,3 +69,28 @@ async def test_following_logs_ends_with_the_execution(client: AsyncGrpcClient) -
     assert followed == [LogLine(LogStream.STDOUT, "started\n")]
     # The stream ended on its own because the execution did.
     assert (await client.wait_for_job(job_id, timeout=30)).job.state == JobStateType.COMPLETED
+
+
+async def test_describe_node_and_agent_config_say_what_rest_says(tmp_path: Path) -> None:
+    """The gRPC client's node description and configuration are the REST client's, secrets
+    redacted alike (a probe URL carrying a token)."""
+    config = hybrid_config(tmp_path).with_overrides(
+        {"probe_http": "http://prober.invalid/ok?token=s3cret"}
+    )
+    async with AsyncExitStack() as stack:
+        node = await start_node(config, stack)
+        async with (
+            AsyncGrpcClient(f"127.0.0.1:{node.api_grpc_port}") as grpc_client,
+            AsyncClient(f"http://127.0.0.1:{node.api_port}") as rest,
+        ):
+            over_grpc = await grpc_client.agent_config()
+            assert over_grpc == await rest.agent_config()
+            assert over_grpc["JobAdmissionControl"]["Locality"]
+            own = (await grpc_client.agent_node()).info.node_id
+            described = await grpc_client.describe_node(own)
+            by_rest = await rest.describe_node(own)
+            # (LastSeen is the requester's clock at each answer.)
+            assert {**described, "LastSeen": ""} == {**by_rest, "LastSeen": ""}
+            assert "ApprovalHooks" in described["Orchestrator"]
+            assert "JobAdmissionControl" in described
+    assert "s3cret" not in repr(over_grpc) + repr(described)

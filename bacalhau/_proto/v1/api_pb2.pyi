@@ -984,7 +984,12 @@ class GetNodeResponse(_message.Message):
 
     NODE_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def node(self) -> Global___NodeDocument: ...
+    def node(self) -> Global___NodeDocument:
+        """For the requester itself, node_json also carries its accept hooks as configured and
+        which hook decided its latest bids (`Orchestrator`, `JobAdmissionControl`), as REST's
+        `GET /nodes/{id}` gives them.
+        """
+
     def __init__(
         self,
         *,
@@ -1121,6 +1126,43 @@ class VersionResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___VersionResponse: _TypeAlias = VersionResponse  # noqa: Y015
+
+@_typing.final
+class ConfigRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConfigRequest: _TypeAlias = ConfigRequest  # noqa: Y015
+
+@_typing.final
+class ConfigResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONFIG_JSON_FIELD_NUMBER: _builtins.int
+    config_json: _builtins.str
+    """The configuration as JSON (the REST answer's `config`), passwords, keys and tokens
+    replaced by "<redacted>".
+    """
+    def __init__(
+        self,
+        *,
+        config_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_json", b"config_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConfigResponse: _TypeAlias = ConfigResponse  # noqa: Y015
 
 @_typing.final
 class NodeInfoRequest(_message.Message):

@@ -741,6 +741,11 @@ class AgentServiceStub:
                 request_serializer=bacalhau_dot_v1_dot_api__pb2.NodeInfoRequest.SerializeToString,
                 response_deserializer=bacalhau_dot_v1_dot_api__pb2.NodeInfoResponse.FromString,
                 _registered_method=True)
+        self.Config = channel.unary_unary(
+                '/bacalhau.v1.AgentService/Config',
+                request_serializer=bacalhau_dot_v1_dot_api__pb2.ConfigRequest.SerializeToString,
+                response_deserializer=bacalhau_dot_v1_dot_api__pb2.ConfigResponse.FromString,
+                _registered_method=True)
 
 
 class AgentServiceServicer:
@@ -768,6 +773,13 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Config(self, request, context):
+        """The node's configuration, secrets redacted. (REST: `GET /api/v1/agent/config`.)
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -785,6 +797,11 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.NodeInfo,
                     request_deserializer=bacalhau_dot_v1_dot_api__pb2.NodeInfoRequest.FromString,
                     response_serializer=bacalhau_dot_v1_dot_api__pb2.NodeInfoResponse.SerializeToString,
+            ),
+            'Config': grpc.unary_unary_rpc_method_handler(
+                    servicer.Config,
+                    request_deserializer=bacalhau_dot_v1_dot_api__pb2.ConfigRequest.FromString,
+                    response_serializer=bacalhau_dot_v1_dot_api__pb2.ConfigResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -869,6 +886,33 @@ class AgentService:
             '/bacalhau.v1.AgentService/NodeInfo',
             bacalhau_dot_v1_dot_api__pb2.NodeInfoRequest.SerializeToString,
             bacalhau_dot_v1_dot_api__pb2.NodeInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Config(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bacalhau.v1.AgentService/Config',
+            bacalhau_dot_v1_dot_api__pb2.ConfigRequest.SerializeToString,
+            bacalhau_dot_v1_dot_api__pb2.ConfigResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -284,6 +284,8 @@ class AgentServiceStub:
     """The node's version."""
     NodeInfo: _grpc.UnaryUnaryMultiCallable[_api_pb2.NodeInfoRequest, _api_pb2.NodeInfoResponse]
     """The node's own description."""
+    Config: _grpc.UnaryUnaryMultiCallable[_api_pb2.ConfigRequest, _api_pb2.ConfigResponse]
+    """The node's configuration, secrets redacted. (REST: `GET /api/v1/agent/config`.)"""
 
 @_typing.type_check_only
 class AgentServiceAsyncStub(AgentServiceStub):
@@ -296,6 +298,8 @@ class AgentServiceAsyncStub(AgentServiceStub):
     """The node's version."""
     NodeInfo: _aio.UnaryUnaryMultiCallable[_api_pb2.NodeInfoRequest, _api_pb2.NodeInfoResponse]  # type: ignore[assignment]
     """The node's own description."""
+    Config: _aio.UnaryUnaryMultiCallable[_api_pb2.ConfigRequest, _api_pb2.ConfigResponse]  # type: ignore[assignment]
+    """The node's configuration, secrets redacted. (REST: `GET /api/v1/agent/config`.)"""
 
 class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
     """The requester itself."""
@@ -323,5 +327,13 @@ class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_api_pb2.NodeInfoResponse, _abc.Awaitable[_api_pb2.NodeInfoResponse]]:
         """The node's own description."""
+
+    @_abc_1.abstractmethod
+    def Config(
+        self,
+        request: _api_pb2.ConfigRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.ConfigResponse, _abc.Awaitable[_api_pb2.ConfigResponse]]:
+        """The node's configuration, secrets redacted. (REST: `GET /api/v1/agent/config`.)"""
 
 def add_AgentServiceServicer_to_server(servicer: AgentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
