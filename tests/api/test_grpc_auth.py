@@ -158,6 +158,7 @@ METHOD_CAPABILITIES: list[tuple[str, str, Any, str]] = [
     ("nodes", "GetNode", api_pb2.GetNodeRequest(node_id="n-x"), "read:node"),
     ("nodes", "UpdateNode", api_pb2.UpdateNodeRequest(node_id="n-x"), "write:node"),
     ("agent", "NodeInfo", api_pb2.NodeInfoRequest(), "read:agent"),
+    ("agent", "Config", api_pb2.ConfigRequest(), "read:agent"),
 ]
 
 

@@ -60,7 +60,7 @@ def test_list_and_describe_without_the_protos(address: str) -> None:
             "bacalhau.v1.LogStreamType"
         )  # from the imported compute.proto, resolved through reflection too
         agent = pool.FindServiceByName("bacalhau.v1.AgentService")
-        assert [m.name for m in agent.methods] == ["Alive", "Version", "NodeInfo"]
+        assert [m.name for m in agent.methods] == ["Alive", "Version", "NodeInfo", "Config"]
 
 
 def test_the_v1_reflection_service_answers_too(address: str) -> None:
