@@ -47,7 +47,7 @@ from bacalhau.errors import (
     RevisionConflict,
 )
 from bacalhau.executor import GPU, STDERR_FILE, STDOUT_FILE, Executor, InputMount, RunRequest
-from bacalhau.executor._walk import MAX_RESULT_DEPTH, deepest
+from bacalhau.executor._walk import MAX_RESULT_DEPTH, depth_of
 from bacalhau.models import (
     NODE_SHUTDOWN,
     ComputeFailure,
@@ -250,7 +250,7 @@ class ExecutionPipeline:
             if not task.publisher.is_empty():
                 topic = TOPIC_PUBLISHING
                 # (+1: the result folder itself is one level below the results directory)
-                depth = await asyncio.to_thread(deepest, results_dir, stop_at=MAX_RESULT_DEPTH + 2)
+                depth = await depth_of(results_dir, stop_at=MAX_RESULT_DEPTH + 2)
                 if depth > MAX_RESULT_DEPTH + 1:
                     too_deep = ExecutionFailed(
                         f"the job's results are more than {MAX_RESULT_DEPTH} folders deep: "

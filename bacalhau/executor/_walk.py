@@ -8,14 +8,18 @@ recurse) can refuse a tree past :data:`MAX_RESULT_DEPTH` with a clear error.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Iterator
 
-__all__ = ["MAX_RESULT_DEPTH", "deepest", "walk"]
+__all__ = ["MAX_RESULT_DEPTH", "deepest", "depth_of", "walk"]
 
 #: Folders below a result folder at most (the publishers' importer recurses about twice per
 #: level; Python's limit is 1000 frames).
 MAX_RESULT_DEPTH = 400
+#: Folders of a tree :func:`depth_of` walks where it is called (a few ``scandir`` calls,
+#: cheaper than a thread's round trip); a larger tree is walked in a thread.
+INLINE_FOLDERS = 16
 
 
 def walk(root: str | os.PathLike[str]) -> Iterator[tuple[str, list[str], list[str]]]:
@@ -43,9 +47,27 @@ def walk(root: str | os.PathLike[str]) -> Iterator[tuple[str, list[str], list[st
 def deepest(root: str | os.PathLike[str], *, stop_at: int = MAX_RESULT_DEPTH + 1) -> int:
     """How many folders deep ``root``'s tree goes (0: no sub-folder); counting stops at
     ``stop_at``."""
+    depth = _deepest(root, stop_at, None)
+    assert depth is not None  # no folder limit
+    return depth
+
+
+async def depth_of(root: str | os.PathLike[str], *, stop_at: int = MAX_RESULT_DEPTH + 1) -> int:
+    """:func:`deepest`, from the event loop: a tree of up to :data:`INLINE_FOLDERS` folders
+    (a job's usual results) is walked at once, a larger one in a thread."""
+    depth = _deepest(root, stop_at, INLINE_FOLDERS)
+    if depth is None:
+        return await asyncio.to_thread(deepest, root, stop_at=stop_at)
+    return depth
+
+
+def _deepest(root: str | os.PathLike[str], stop_at: int, max_folders: int | None) -> int | None:
+    """:func:`deepest`; None once more than ``max_folders`` folders were seen."""
     base = os.fspath(root).rstrip(os.sep).count(os.sep)
     most = 0
-    for top, _, _ in walk(root):
+    for seen, (top, _, _) in enumerate(walk(root)):
+        if max_folders is not None and seen >= max_folders:
+            return None
         most = max(most, top.count(os.sep) - base)
         if most >= stop_at:
             break
