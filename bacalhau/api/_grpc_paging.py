@@ -8,7 +8,7 @@ up to 4 KiB of its run's output. So:
 - a ListJobs page holds jobs up to :data:`MAX_PAGE_BYTES`, and its ``next_token`` goes on
   after the last job it holds, as a token of the REST listing does (its keyset cursor); a
   job larger than that comes alone;
-- ListExecutions pages the same way, by an execution cursor (creation time, then ID);
+- ListExecutions pages the same way, in creation order, with the REST listing's tokens;
 - an answer that carries a job with its history or executions (GetJob, a SubmitJob that
   waited, JobHistory) holds what fits under :data:`MAX_ANSWER_BYTES` and says where to go
   on from (``executions_next_token``, ``history_more``).
@@ -19,16 +19,14 @@ REST answers are not bounded: an HTTP body has no such limit.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
 from bacalhau._proto.v1 import api_pb2
 from bacalhau.api._grpc_convert import execution_document, history_item, job_document
 from bacalhau.api._jobs import job_page
+from bacalhau.api._keyset import Cursor, KeysetToken, keyset_page
 from bacalhau.api._query import JobListToken
-from bacalhau.errors import BadQuery
 from bacalhau.models import Execution, Job, JobHistory
 from bacalhau.orchestrator._api import OrchestratorAPI, job_sort_value
 
@@ -49,8 +47,8 @@ MAX_PAGE_BYTES = 3 * 1024 * 1024
 MAX_ANSWER_BYTES = 4 * 1024 * 1024 - 16 * 1024
 #: A repeated field's tag and length prefix, at most, per document.
 _FRAMING = 6
-#: What an execution token begins with (a version, so that its form may change).
-_TOKEN_PREFIX = "x1:"
+#: The order of ListExecutions (and of the executions an answer carries).
+_CREATED = "created_at"
 
 
 class _Sized(Protocol):
@@ -123,40 +121,26 @@ def execution_page(
 ) -> tuple[list[api_pb2.ExecutionDocument], str]:
     """The documents of ``executions`` (oldest first) after ``token`` that fit in ``budget``
     bytes, at most ``limit`` (0: no count limit), and the token to go on with ("" once the
-    last has come). Raises :class:`~bacalhau.errors.BadQuery` naming ``next_token`` for a
-    token this server did not make."""
-    after = _execution_cursor(token) if token else None
-    rest = [e for e in executions if after is None or (e.create_time, e.id) > after]
+    last has come): the REST listing's token (:mod:`bacalhau.api._keyset`), in creation
+    order. Raises :class:`~bacalhau.errors.BadQuery` naming ``next_token`` for a token of
+    another order, or one this server did not make."""
+    after = None
+    if token:
+        kept = KeysetToken.decode(token, numeric={_CREATED}, text=(), listing="executions")
+        after = kept.after
+    rest, _ = keyset_page(executions, _created, reverse=False, limit=0, after=after)
     wanted = rest[:limit] if limit > 0 else rest
     docs = _documents(wanted, execution_document, budget, at_least_one=at_least_one)
     if len(docs) == len(rest):
         return docs, ""
-    # Creation order is the store's order (time, then ID): the next page goes on after it.
-    last = rest[len(docs) - 1] if docs else None
-    return docs, _execution_token(last) if last else _execution_token(None)
+    # None came: the next page starts before the first execution.
+    last = _created(rest[len(docs) - 1]) if docs else (-1, "")
+    return docs, KeysetToken(_CREATED, False, limit, last).encode()
 
 
-def _execution_token(last: Execution | None) -> str:
-    """The token of the executions after ``last`` (None: from the first)."""
-    cursor = f"{last.create_time}:{last.id}" if last else "-1:"
-    return _TOKEN_PREFIX + base64.urlsafe_b64encode(cursor.encode()).decode().rstrip("=")
-
-
-def _execution_cursor(token: str) -> tuple[int, str]:
-    """The (creation time, ID) ``token`` goes on after."""
-    try:
-        if not token.startswith(_TOKEN_PREFIX):
-            raise ValueError(token)
-        raw = token.removeprefix(_TOKEN_PREFIX)
-        text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
-        when, _, execution_id = text.partition(":")
-        return int(when), execution_id
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise BadQuery(
-            f"invalid next_token {token[:100]!r}",
-            field="next_token",
-            hint="pass the next_token (or executions_next_token) of an earlier answer, unchanged",
-        ) from None
+def _created(execution: Execution) -> Cursor:
+    """An execution's place in creation order (the store's: time, then ID)."""
+    return execution.create_time, execution.id
 
 
 def _token_after(request: api_pb2.ListJobsRequest, last: Job, kept: int) -> str:

@@ -6,9 +6,6 @@ routes are served, because the Go and Python clients disagree on them.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -17,6 +14,7 @@ from aiohttp import web
 from bacalhau.api._agent import redact
 from bacalhau.api._context import context
 from bacalhau.api._errors import json_response
+from bacalhau.api._keyset import Cursor, KeysetToken, keyset_page
 from bacalhau.api._query import Query, body_str, read_json
 from bacalhau.errors import BacalhauError, BadQuery, InvalidRequest
 from bacalhau.models import Membership, NodeState, Resources, parse_selector, selector_matches
@@ -30,7 +28,7 @@ def _available(node: NodeState) -> Resources:
     return compute.available_capacity if compute is not None else Resources()
 
 
-_NODE_ORDER: dict[str, Callable[[NodeState], Any]] = {
+_NODE_ORDER: dict[str, Callable[[NodeState], int | float | str]] = {
     "id": lambda n: n.info.node_id,
     "type": lambda n: n.info.node_type.value,
     "available_cpu": lambda n: _available(n).cpu,
@@ -67,9 +65,16 @@ async def list_nodes(request: web.Request) -> web.Response:
     empty)."""
     q = Query(request)
     order_by, reverse, limit = q.text("order_by", "id").lower(), q.flag("reverse"), q.count("limit")
-    after: tuple[Any, str] | None = None
+    after: Cursor | None = None
     if token := q.text("next_token"):
-        order_by, reverse, limit, after = _NodeToken.decode(token)
+        kept = KeysetToken.decode(
+            token,
+            numeric=_NUMERIC_ORDERS,
+            text=_NODE_ORDER.keys() - _NUMERIC_ORDERS,
+            listing="node list",
+            min_limit=1,
+        )
+        order_by, reverse, limit, after = kept.order_by, kept.reverse, kept.limit, kept.after
     key = _NODE_ORDER.get(order_by)
     if key is None:
         raise BadQuery(
@@ -84,7 +89,7 @@ async def list_nodes(request: web.Request) -> web.Response:
     )
     status = _filter_value(q, ("filter-status", "filter_status"), ("CONNECTED", "DISCONNECTED"))
 
-    def cursor(n: NodeState) -> tuple[Any, str]:
+    def cursor(n: NodeState) -> Cursor:
         return key(n), n.info.node_id
 
     nodes = [
@@ -94,53 +99,10 @@ async def list_nodes(request: web.Request) -> web.Response:
         and (not approval or n.membership.value == approval)
         and (not status or n.connection.value == status)
     ]
-    nodes.sort(key=cursor, reverse=reverse)
-    if after is not None:
-        nodes = [n for n in nodes if (cursor(n) < after if reverse else cursor(n) > after)]
-    next_token = ""
-    if limit and len(nodes) > limit:
-        nodes = nodes[:limit]
-        next_token = _NodeToken.encode(order_by, reverse, limit, cursor(nodes[-1]))
-    items = [n.to_dict() for n in nodes]
+    page, last = keyset_page(nodes, cursor, reverse=reverse, limit=limit, after=after)
+    next_token = KeysetToken(order_by, reverse, limit, last).encode() if last else ""
+    items = [n.to_dict() for n in page]
     return json_response({"Nodes": items, "nodes": items, "NextToken": next_token})
-
-
-class _NodeToken:
-    """The node list's paging token: base64url (no padding) of the JSON
-    ``[order_by, reverse, limit, sort value, node ID]`` of a page's last node."""
-
-    @staticmethod
-    def encode(order_by: str, reverse: bool, limit: int, after: tuple[Any, str]) -> str:
-        raw = json.dumps([order_by, reverse, limit, after[0], after[1]], separators=(",", ":"))
-        return base64.urlsafe_b64encode(raw.encode()).rstrip(b"=").decode()
-
-    @staticmethod
-    def decode(token: str) -> tuple[str, bool, int, tuple[Any, str]]:
-        try:
-            padded = token + "=" * (-len(token) % 4)
-            order_by, reverse, limit, value, node_id = json.loads(base64.urlsafe_b64decode(padded))
-            numeric = order_by in _NUMERIC_ORDERS
-            if not (
-                order_by in _NODE_ORDER
-                and isinstance(reverse, bool)
-                and isinstance(limit, int)
-                and limit > 0
-                and isinstance(node_id, str)
-                # Compared with the nodes' own values: a number, or text, as the order's are.
-                and (
-                    isinstance(value, int | float) and not isinstance(value, bool)
-                    if numeric
-                    else isinstance(value, str)
-                )
-            ):
-                raise ValueError(token)
-        except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
-            raise BadQuery(
-                f"invalid next_token {token[:100]!r}",
-                field="next_token",
-                hint="pass back the NextToken of a previous node list response unchanged",
-            ) from None
-        return order_by, reverse, limit, (value, node_id)
 
 
 async def get_node(request: web.Request) -> web.Response:

@@ -284,10 +284,9 @@ class AsyncClient(ClusterCalls):
                 }
             ),
         )
-        token = data.get("NextToken") if isinstance(data, dict) else ""
         return ExecutionPage(
             items=[Execution.from_dict(e) for e in items_of(data)],
-            next_token=token if isinstance(token, str) else "",
+            next_token=Obj(data, "").get_str("NextToken"),
         )
 
     async def history(

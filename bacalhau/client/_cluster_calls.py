@@ -82,10 +82,9 @@ class ClusterCalls(RestSession):
                 "filter-status": filter_status,
             },
         )
-        token = data.get("NextToken") if isinstance(data, dict) else ""
         return NodePage(
             items=[node_state_from_dict(n) for n in items_of(data, "Nodes")],
-            next_token=token if isinstance(token, str) else "",
+            next_token=Obj(data, "").get_str("NextToken"),
         )
 
     async def get_node(self, node_id: str) -> NodeState:
