@@ -33,6 +33,7 @@ from bacalhau.api._grpc_errors import abort_with
 from bacalhau.api._grpc_paging import (
     MAX_ANSWER_BYTES,
     MAX_PAGE_BYTES,
+    carry_executions,
     execution_page,
     fitting_history,
     list_jobs,
@@ -141,10 +142,7 @@ class JobServicer(api_pb2_grpc.JobServiceServicer):
                 executions = await self._orch.list_executions(
                     ended.id, versions=JobVersions(version=ended.version)
                 )
-                docs, out.executions_next_token = execution_page(
-                    executions, budget=MAX_ANSWER_BYTES - out.ByteSize(), at_least_one=False
-                )
-                out.executions.extend(docs)
+                carry_executions(out, executions)
         return out
 
     @_translated
@@ -169,10 +167,7 @@ class JobServicer(api_pb2_grpc.JobServiceServicer):
             out.history_more = len(items) < len(history)
         if request.include_executions:
             executions = await self._orch.list_executions(job.id, versions=shown)
-            docs, out.executions_next_token = execution_page(
-                executions, budget=MAX_ANSWER_BYTES - out.ByteSize(), at_least_one=False
-            )
-            out.executions.extend(docs)
+            carry_executions(out, executions)
         return out
 
     @_translated
@@ -235,10 +230,7 @@ class JobServicer(api_pb2_grpc.JobServiceServicer):
         out.more = cut or poll.more or not poll.done
         if request.include_executions:
             executions = await orch.list_executions(job_id, versions=versions)
-            docs, out.executions_next_token = execution_page(
-                executions, budget=MAX_ANSWER_BYTES - out.ByteSize(), at_least_one=False
-            )
-            out.executions.extend(docs)
+            carry_executions(out, executions)
         return out
 
     @_translated

@@ -33,6 +33,7 @@ from bacalhau.orchestrator._api import OrchestratorAPI, job_sort_value
 __all__ = [
     "MAX_ANSWER_BYTES",
     "MAX_PAGE_BYTES",
+    "carry_executions",
     "execution_page",
     "fitting_history",
     "list_jobs",
@@ -136,6 +137,18 @@ def execution_page(
     # None came: the next page starts before the first execution.
     last = _created(rest[len(docs) - 1]) if docs else (-1, "")
     return docs, KeysetToken(_CREATED, False, limit, last).encode()
+
+
+def carry_executions(
+    answer: api_pb2.SubmitJobResponse | api_pb2.GetJobResponse | api_pb2.JobHistoryResponse,
+    executions: Sequence[Execution],
+) -> None:
+    """Put the first of ``executions`` in ``answer`` as long as it stays under
+    :data:`MAX_ANSWER_BYTES`, and the token of the rest in its ``executions_next_token``."""
+    docs, answer.executions_next_token = execution_page(
+        executions, budget=MAX_ANSWER_BYTES - answer.ByteSize(), at_least_one=False
+    )
+    answer.executions.extend(docs)
 
 
 def _created(execution: Execution) -> Cursor:
