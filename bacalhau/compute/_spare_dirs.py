@@ -114,6 +114,11 @@ class SpareDirs:
     def start(self) -> None:
         """Start making folders (the first :meth:`take` does; it is a no-op after that)."""
         if self._thread is None and not self._closed:
+            # Here, not only in the thread: an execution may end before the thread has run
+            # at all (the event loop's thread keeps the GIL), and its folder is given back
+            # into this one. (If it cannot be made, the thread says why.)
+            with contextlib.suppress(OSError):
+                self._dir.mkdir(parents=True, exist_ok=True)
             self._thread = threading.Thread(
                 target=self._fill, name="spare-results-dirs", daemon=True
             )
@@ -152,7 +157,9 @@ class SpareDirs:
             path = Path(entry.path)
             if entry.is_dir(follow_symlinks=False) and entry.name.startswith(_USED):
                 with self._lock:
-                    self._used.append(path)  # given back before the stop: emptied as usual
+                    # Given back before the stop (or just now, already listed): emptied once.
+                    if path not in self._used:
+                        self._used.append(path)
             elif entry.is_dir(follow_symlinks=False) and _pristine(path):
                 with self._lock:
                     self._ready.append(path)

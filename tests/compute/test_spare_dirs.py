@@ -4,6 +4,7 @@ pristine ones and drops any other; a folder given back is emptied in place and t
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from bacalhau.compute._spare_dirs import LAYOUT, SpareDirs
@@ -126,3 +127,24 @@ async def test_a_folder_given_back_before_a_stop_is_emptied_at_the_next_start(
             }
     finally:
         second.close()
+
+
+async def test_a_folder_given_back_at_once_after_the_start_is_taken_back(tmp_path: Path) -> None:
+    """An execution that ends before the thread has done anything (the first, a short one)
+    gives its folder back all the same, and it is emptied once, not twice."""
+    spares = SpareDirs(tmp_path, reserve=0)
+    try:
+        spares.start()
+        done = tmp_path / "e-1"
+        done.mkdir()
+        (done / "stdout").write_text("written")
+        assert spares.give_back(done)
+        assert not done.exists()
+        await eventually(lambda: spares.ready == 1)
+        assert spares.take(tmp_path / "e-2")
+        assert _layout(tmp_path / "e-2") == {name: b"" for name in LAYOUT}
+        spares.replenish()
+        await asyncio.sleep(0.2)  # a second emptying of the same folder would show here
+        assert spares.ready == 0 and list((tmp_path / ".spare").iterdir()) == []
+    finally:
+        spares.close()
