@@ -19,6 +19,7 @@ from bacalhau._proto.v1 import api_pb2, api_pb2_grpc
 from bacalhau.api._agent import redact
 from bacalhau.api._api_metrics import MetricsInterceptor
 from bacalhau.api._authz import Authorizer
+from bacalhau.api._content import DEFAULT_MAX_UPLOAD_BYTES, ContentStore
 from bacalhau.api._grpc_auth import AuthInterceptor
 from bacalhau.api._grpc_convert import (
     job_document,
@@ -29,6 +30,7 @@ from bacalhau.api._grpc_convert import (
     result_json,
     to_json,
 )
+from bacalhau.api._grpc_data import DataServicer
 from bacalhau.api._grpc_errors import abort_with
 from bacalhau.api._grpc_paging import (
     MAX_ANSWER_BYTES,
@@ -404,6 +406,7 @@ class AgentServicer(api_pb2_grpc.AgentServiceServicer):
 
 #: The public API's services, by full name (``bacalhau.v1.JobService``, ...).
 API_SERVICES = tuple(s.full_name for s in api_pb2.DESCRIPTOR.services_by_name.values())
+_DATA_SERVICE = "bacalhau.v1.DataService"
 
 
 class GrpcApiServer:
@@ -424,11 +427,17 @@ class GrpcApiServer:
         result_rewriter: ResultRewriter | None = None,
         authorizer: Authorizer | None = None,
         agent_config: Mapping[str, Any] | None = None,
+        content: ContentStore | None = None,
+        max_upload: int = DEFAULT_MAX_UPLOAD_BYTES,
     ) -> None:
         """``authorizer``: who may call what (the node's ``API.Auth.Users``, shared with the
         REST API), None for an open API; ``agent_config``: the configuration the REST API's
-        ``/api/v1/agent/config`` serves (redacted when served)."""
+        ``/api/v1/agent/config`` serves (redacted when served); ``content``: the store
+        ``DataService`` serves (without one the service is not offered), taking uploads of
+        at most ``max_upload`` bytes."""
         self._agent_config = dict(agent_config or {})
+        self._content = content
+        self._max_upload = max_upload
         self._orch = orchestrator
         self._authorizer = authorizer
         self._host = host
@@ -476,7 +485,15 @@ class GrpcApiServer:
             AgentServicer(self._orch, self._agent_config),
             server,
         )
-        enable_reflection(server, API_SERVICES)
+        services = [s for s in API_SERVICES if s != _DATA_SERVICE]
+        if self._content is not None:
+            add_parsing_leniently(
+                api_pb2_grpc.add_DataServiceServicer_to_server,
+                DataServicer(self._content, self._max_upload),
+                server,
+            )
+            services.append(_DATA_SERVICE)
+        enable_reflection(server, tuple(services))
         host = self._host or "0.0.0.0"
         bind = (
             f"[{host}]:{self._requested_port}" if ":" in host else f"{host}:{self._requested_port}"

@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 _SERVICES = {
     "bacalhau.v1.JobService": Resource.JOB,
+    # As REST's /api/v1/data: content jobs read and results they published.
+    "bacalhau.v1.DataService": Resource.JOB,
     "bacalhau.v1.NodeAPIService": Resource.NODE,
     "bacalhau.v1.AgentService": Resource.AGENT,
 }
@@ -42,6 +44,8 @@ _READS = frozenset(
         "/bacalhau.v1.JobService/ListJobVersions",
         "/bacalhau.v1.JobService/GetResults",
         "/bacalhau.v1.JobService/StreamJobLogs",
+        "/bacalhau.v1.DataService/GetData",
+        "/bacalhau.v1.DataService/ListData",
         "/bacalhau.v1.NodeAPIService/ListNodes",
         "/bacalhau.v1.NodeAPIService/GetNode",
         "/bacalhau.v1.AgentService/NodeInfo",

@@ -369,6 +369,7 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
         authorizer = _authorizer(config)
         # What /api/v1/agent/config (and the gRPC API's Config) serve, redacted.
         agent_config = _admission_config(config, approval_hooks)
+        content = BlockstoreContent(blockstore, exchange, fetch_timeout=config.ipfs_fetch_timeout)
         api = ApiServer(
             orchestrator,
             host=config.api_host,
@@ -376,9 +377,7 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
             max_job_size=config.max_job_size,
             gossip_metrics=lambda: _gossip_report(runner, server),
             result_rewriter=_presigner(config, managed),
-            content=BlockstoreContent(
-                blockstore, exchange, fetch_timeout=config.ipfs_fetch_timeout
-            ),
+            content=content,
             max_upload=config.data_upload_max_bytes,
             agent_config=agent_config,
             authorizer=authorizer,
@@ -398,6 +397,8 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
             result_rewriter=_presigner(config, managed),
             authorizer=authorizer,
             agent_config=agent_config,
+            content=content,
+            max_upload=config.data_upload_max_bytes,
         )
         await listen(stack, grpc_api, config.api_host, config.grpc_api_port(), "--api-grpc-port")
         running.api_grpc_port = grpc_api.port

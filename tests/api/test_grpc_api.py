@@ -19,12 +19,13 @@ from tests.api.test_api_jobs import spec
 
 
 class Client:
-    """The three services over one channel."""
+    """The services over one channel."""
 
     def __init__(self, channel: grpc.aio.Channel) -> None:
         self.jobs = api_pb2_grpc.JobServiceStub(channel)
         self.nodes = api_pb2_grpc.NodeAPIServiceStub(channel)
         self.agent = api_pb2_grpc.AgentServiceStub(channel)
+        self.data = api_pb2_grpc.DataServiceStub(channel)
 
     async def submit(self, **over: Any) -> str:
         resp = await self.jobs.SubmitJob(

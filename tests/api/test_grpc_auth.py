@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -16,6 +17,8 @@ from bacalhau.api import Authorizer, GrpcApiServer
 from bacalhau.api._authz import Resource
 from bacalhau.api._grpc_auth import requirement
 from bacalhau.orchestrator import Orchestrator
+from bacalhau.storage import BlockstoreContent
+from bacalhau.storage.cid import Blockstore
 from tests.api.memory_orchestrator import MemoryOrchestrator
 from tests.api.test_api_auth import (
     CAPABILITIES,
@@ -36,15 +39,26 @@ def only(capability: str) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {key_of(capability)}"),)
 
 
+#: A CID no store holds (the empty file's, CIDv1 raw).
+ABSENT_CID = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+
+
 @pytest.fixture
-async def channel(real_orch: Orchestrator) -> AsyncIterator[grpc.aio.Channel]:
+async def channel(real_orch: Orchestrator, tmp_path: Path) -> AsyncIterator[grpc.aio.Channel]:
     # The real orchestrator: it streams logs (and refuses an unknown job's).
     authorizer = Authorizer(_users())
-    async with (
-        GrpcApiServer(real_orch, host="127.0.0.1", port=0, authorizer=authorizer) as srv,
-        grpc.aio.insecure_channel(srv.address) as ch,
-    ):
-        yield ch
+    with Blockstore(tmp_path / "blocks") as store:
+        async with (
+            GrpcApiServer(
+                real_orch,
+                host="127.0.0.1",
+                port=0,
+                authorizer=authorizer,
+                content=BlockstoreContent(store),
+            ) as srv,
+            grpc.aio.insecure_channel(srv.address) as ch,
+        ):
+            yield ch
 
 
 @pytest.fixture
@@ -125,6 +139,41 @@ async def test_a_streaming_call_is_refused_before_it_starts(client: Client) -> N
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND  # let in: the job is unknown
 
 
+async def _stream_code(call: Any) -> grpc.StatusCode:
+    try:
+        if hasattr(call, "__aiter__"):
+            async for _ in call:
+                pass
+        else:
+            await call
+    except grpc.aio.AioRpcError as err:
+        return err.code()
+    return grpc.StatusCode.OK
+
+
+async def test_the_data_streams_need_the_job_capabilities(client: Client) -> None:
+    """GetData reads (``read:job``), PutData writes (``write:job``), as REST's data routes."""
+
+    def get(md: Any) -> Any:
+        return client.data.GetData(api_pb2.GetDataRequest(cid=ABSENT_CID), metadata=md)
+
+    def put(md: Any) -> Any:
+        chunks = iter([api_pb2.PutDataRequest(chunk=b"not a CAR")])
+        return client.data.PutData(chunks, metadata=md)
+
+    denied = grpc.StatusCode.PERMISSION_DENIED
+    for call, capability in ((get, "read:job"), (put, "write:job")):
+        assert await _stream_code(call(())) == grpc.StatusCode.UNAUTHENTICATED
+        for other in CAPABILITIES:
+            if other != capability:
+                assert await _stream_code(call(only(other))) == denied, other
+        # Let in: the CID is unknown, the CAR is garbage.
+        assert await _stream_code(call(only(capability))) in (
+            grpc.StatusCode.NOT_FOUND,
+            grpc.StatusCode.INVALID_ARGUMENT,
+        )
+
+
 async def test_alive_version_and_reflection_stay_open(
     client: Client, channel: grpc.aio.Channel
 ) -> None:
@@ -159,6 +208,8 @@ METHOD_CAPABILITIES: list[tuple[str, str, Any, str]] = [
     ("nodes", "UpdateNode", api_pb2.UpdateNodeRequest(node_id="n-x"), "write:node"),
     ("agent", "NodeInfo", api_pb2.NodeInfoRequest(), "read:agent"),
     ("agent", "Config", api_pb2.ConfigRequest(), "read:agent"),
+    # As REST's /api/v1/data: a job resource.
+    ("data", "ListData", api_pb2.ListDataRequest(cid=ABSENT_CID), "read:job"),
 ]
 
 
@@ -189,15 +240,26 @@ def test_every_method_of_the_api_is_placed() -> None:
     checked = {f"/bacalhau.v1.{s}/{m}" for s, m in _services_and_methods()}
     listed = {f"/bacalhau.v1.{_SERVICE[s]}/{m}" for s, m, _, _ in METHOD_CAPABILITIES}
     open_methods = {"/bacalhau.v1.AgentService/Alive", "/bacalhau.v1.AgentService/Version"}
-    unlisted = checked - listed - open_methods - {"/bacalhau.v1.JobService/StreamJobLogs"}
+    streaming = {
+        "/bacalhau.v1.JobService/StreamJobLogs": True,
+        "/bacalhau.v1.DataService/GetData": True,
+        "/bacalhau.v1.DataService/PutData": False,
+    }
+    unlisted = checked - listed - open_methods - set(streaming)
     assert unlisted == set(), "give each new method a row in METHOD_CAPABILITIES"
     for method in open_methods:
         assert requirement(method) == (Resource.OPEN, True)
-    assert requirement("/bacalhau.v1.JobService/StreamJobLogs") == (Resource.JOB, True)
+    for method, reads in streaming.items():
+        assert requirement(method) == (Resource.JOB, reads)
     assert requirement("/other.Service/Call") == (Resource.ANY_USER, True)
 
 
-_SERVICE = {"jobs": "JobService", "nodes": "NodeAPIService", "agent": "AgentService"}
+_SERVICE = {
+    "jobs": "JobService",
+    "nodes": "NodeAPIService",
+    "agent": "AgentService",
+    "data": "DataService",
+}
 
 
 def _services_and_methods() -> list[tuple[str, str]]:

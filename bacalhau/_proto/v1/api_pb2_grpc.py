@@ -922,3 +922,176 @@ class AgentService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class DataServiceStub:
+    """Content by CID, as the REST data API (`/api/v1/data`, `bacalhau data`) serves it: the
+    content a job reads by CID, and the results it published to IPFS.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.PutData = channel.stream_unary(
+                '/bacalhau.v1.DataService/PutData',
+                request_serializer=bacalhau_dot_v1_dot_api__pb2.PutDataRequest.SerializeToString,
+                response_deserializer=bacalhau_dot_v1_dot_api__pb2.PutDataResponse.FromString,
+                _registered_method=True)
+        self.GetData = channel.unary_stream(
+                '/bacalhau.v1.DataService/GetData',
+                request_serializer=bacalhau_dot_v1_dot_api__pb2.GetDataRequest.SerializeToString,
+                response_deserializer=bacalhau_dot_v1_dot_api__pb2.GetDataResponse.FromString,
+                _registered_method=True)
+        self.ListData = channel.unary_unary(
+                '/bacalhau.v1.DataService/ListData',
+                request_serializer=bacalhau_dot_v1_dot_api__pb2.ListDataRequest.SerializeToString,
+                response_deserializer=bacalhau_dot_v1_dot_api__pb2.ListDataResponse.FromString,
+                _registered_method=True)
+
+
+class DataServiceServicer:
+    """Content by CID, as the REST data API (`/api/v1/data`, `bacalhau data`) serves it: the
+    content a job reads by CID, and the results it published to IPFS.
+    """
+
+    def PutData(self, request_iterator, context):
+        """Upload a CAR v1 in chunks (the message stream, in order): every block is verified, each
+        root's DAG must be complete, the roots are pinned. At most the requester's
+        `data_upload_max_bytes` in all (RESOURCE_EXHAUSTED beyond, naming field `chunk`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetData(self, request, context):
+        """The content of a CID (or `CID/path/inside`) as an uncompressed tar (a file, or a
+        directory tree, under the CID's name) or a CAR, in chunks of at most 1 MiB. Content the
+        requester lacks (a job's published result) is fetched from the cluster first. An error
+        found before the first chunk ends the call with its status and nothing sent; one found
+        part-way ends it with UNAVAILABLE after the chunks sent (the content is not whole).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListData(self, request, context):
+        """The entries of a directory (or the one file).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_DataServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'PutData': grpc.stream_unary_rpc_method_handler(
+                    servicer.PutData,
+                    request_deserializer=bacalhau_dot_v1_dot_api__pb2.PutDataRequest.FromString,
+                    response_serializer=bacalhau_dot_v1_dot_api__pb2.PutDataResponse.SerializeToString,
+            ),
+            'GetData': grpc.unary_stream_rpc_method_handler(
+                    servicer.GetData,
+                    request_deserializer=bacalhau_dot_v1_dot_api__pb2.GetDataRequest.FromString,
+                    response_serializer=bacalhau_dot_v1_dot_api__pb2.GetDataResponse.SerializeToString,
+            ),
+            'ListData': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListData,
+                    request_deserializer=bacalhau_dot_v1_dot_api__pb2.ListDataRequest.FromString,
+                    response_serializer=bacalhau_dot_v1_dot_api__pb2.ListDataResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'bacalhau.v1.DataService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('bacalhau.v1.DataService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class DataService:
+    """Content by CID, as the REST data API (`/api/v1/data`, `bacalhau data`) serves it: the
+    content a job reads by CID, and the results it published to IPFS.
+    """
+
+    @staticmethod
+    def PutData(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/bacalhau.v1.DataService/PutData',
+            bacalhau_dot_v1_dot_api__pb2.PutDataRequest.SerializeToString,
+            bacalhau_dot_v1_dot_api__pb2.PutDataResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetData(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/bacalhau.v1.DataService/GetData',
+            bacalhau_dot_v1_dot_api__pb2.GetDataRequest.SerializeToString,
+            bacalhau_dot_v1_dot_api__pb2.GetDataResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListData(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bacalhau.v1.DataService/ListData',
+            bacalhau_dot_v1_dot_api__pb2.ListDataRequest.SerializeToString,
+            bacalhau_dot_v1_dot_api__pb2.ListDataResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

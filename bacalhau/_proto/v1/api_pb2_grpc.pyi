@@ -337,3 +337,88 @@ class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
         """The node's configuration, secrets redacted. (REST: `GET /api/v1/agent/config`.)"""
 
 def add_AgentServiceServicer_to_server(servicer: AgentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class DataServiceStub:
+    """Content by CID, as the REST data API (`/api/v1/data`, `bacalhau data`) serves it: the
+    content a job reads by CID, and the results it published to IPFS.
+    """
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> DataServiceAsyncStub: ...
+    PutData: _grpc.StreamUnaryMultiCallable[_api_pb2.PutDataRequest, _api_pb2.PutDataResponse]
+    """Upload a CAR v1 in chunks (the message stream, in order): every block is verified, each
+    root's DAG must be complete, the roots are pinned. At most the requester's
+    `data_upload_max_bytes` in all (RESOURCE_EXHAUSTED beyond, naming field `chunk`).
+    """
+    GetData: _grpc.UnaryStreamMultiCallable[_api_pb2.GetDataRequest, _api_pb2.GetDataResponse]
+    """The content of a CID (or `CID/path/inside`) as an uncompressed tar (a file, or a
+    directory tree, under the CID's name) or a CAR, in chunks of at most 1 MiB. Content the
+    requester lacks (a job's published result) is fetched from the cluster first. An error
+    found before the first chunk ends the call with its status and nothing sent; one found
+    part-way ends it with UNAVAILABLE after the chunks sent (the content is not whole).
+    """
+    ListData: _grpc.UnaryUnaryMultiCallable[_api_pb2.ListDataRequest, _api_pb2.ListDataResponse]
+    """The entries of a directory (or the one file)."""
+
+@_typing.type_check_only
+class DataServiceAsyncStub(DataServiceStub):
+    """Content by CID, as the REST data API (`/api/v1/data`, `bacalhau data`) serves it: the
+    content a job reads by CID, and the results it published to IPFS.
+    """
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    PutData: _aio.StreamUnaryMultiCallable[_api_pb2.PutDataRequest, _api_pb2.PutDataResponse]  # type: ignore[assignment]
+    """Upload a CAR v1 in chunks (the message stream, in order): every block is verified, each
+    root's DAG must be complete, the roots are pinned. At most the requester's
+    `data_upload_max_bytes` in all (RESOURCE_EXHAUSTED beyond, naming field `chunk`).
+    """
+    GetData: _aio.UnaryStreamMultiCallable[_api_pb2.GetDataRequest, _api_pb2.GetDataResponse]  # type: ignore[assignment]
+    """The content of a CID (or `CID/path/inside`) as an uncompressed tar (a file, or a
+    directory tree, under the CID's name) or a CAR, in chunks of at most 1 MiB. Content the
+    requester lacks (a job's published result) is fetched from the cluster first. An error
+    found before the first chunk ends the call with its status and nothing sent; one found
+    part-way ends it with UNAVAILABLE after the chunks sent (the content is not whole).
+    """
+    ListData: _aio.UnaryUnaryMultiCallable[_api_pb2.ListDataRequest, _api_pb2.ListDataResponse]  # type: ignore[assignment]
+    """The entries of a directory (or the one file)."""
+
+class DataServiceServicer(metaclass=_abc_1.ABCMeta):
+    """Content by CID, as the REST data API (`/api/v1/data`, `bacalhau data`) serves it: the
+    content a job reads by CID, and the results it published to IPFS.
+    """
+
+    @_abc_1.abstractmethod
+    def PutData(
+        self,
+        request_iterator: _MaybeAsyncIterator[_api_pb2.PutDataRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.PutDataResponse, _abc.Awaitable[_api_pb2.PutDataResponse]]:
+        """Upload a CAR v1 in chunks (the message stream, in order): every block is verified, each
+        root's DAG must be complete, the roots are pinned. At most the requester's
+        `data_upload_max_bytes` in all (RESOURCE_EXHAUSTED beyond, naming field `chunk`).
+        """
+
+    @_abc_1.abstractmethod
+    def GetData(
+        self,
+        request: _api_pb2.GetDataRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_api_pb2.GetDataResponse], _abc.AsyncIterator[_api_pb2.GetDataResponse]]:
+        """The content of a CID (or `CID/path/inside`) as an uncompressed tar (a file, or a
+        directory tree, under the CID's name) or a CAR, in chunks of at most 1 MiB. Content the
+        requester lacks (a job's published result) is fetched from the cluster first. An error
+        found before the first chunk ends the call with its status and nothing sent; one found
+        part-way ends it with UNAVAILABLE after the chunks sent (the content is not whole).
+        """
+
+    @_abc_1.abstractmethod
+    def ListData(
+        self,
+        request: _api_pb2.ListDataRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.ListDataResponse, _abc.Awaitable[_api_pb2.ListDataResponse]]:
+        """The entries of a directory (or the one file)."""
+
+def add_DataServiceServicer_to_server(servicer: DataServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
