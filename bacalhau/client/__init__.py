@@ -58,6 +58,7 @@ if TYPE_CHECKING:
         GrpcHistoryPage,
         grpc_target_from_env,
     )
+    from bacalhau.client._grpc_data import AsyncGrpcDataClient
 
 __all__ = [
     "API_KEY_ENV",
@@ -72,6 +73,7 @@ __all__ = [
     "AsyncClient",
     "AsyncDataClient",
     "AsyncGrpcClient",
+    "AsyncGrpcDataClient",
     "AuthStatus",
     "Client",
     "Credentials",
@@ -115,4 +117,8 @@ def __getattr__(name: str) -> Any:
         from bacalhau.client import _grpc
 
         return getattr(_grpc, name)
+    if name == "AsyncGrpcDataClient":
+        from bacalhau.client._grpc_data import AsyncGrpcDataClient
+
+        return AsyncGrpcDataClient
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

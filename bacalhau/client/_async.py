@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from bacalhau.client import _download
+from bacalhau.client import _download, _fetch
 from bacalhau.client._answers import (
     LONG_RUNNING_JOB_TYPES,
     is_started,
@@ -43,7 +42,6 @@ from bacalhau.models import (
     JobHistory,
     Obj,
     SpecConfig,
-    short_id,
 )
 
 __all__ = [
@@ -527,36 +525,12 @@ class AsyncClient(ClusterCalls):
         """
         results = await self.results(job_id)
         job = (await self.get_job(job_id)).job
-        if not results:
-            why = f": {job.state_message}" if job.state_message else ""
-            raise _download.NoResults(f"job {job_id} has no results ({job.state.wire}{why})")
-        if output_dir is None:
-            output_dir = Path.cwd() / f"job-{short_id(job.id)}"
-        # Where the task saw its result folders: a link it made to /outputs/x is kept.
-        mounts = [(rp.folder, rp.path) for rp in job.task.result_paths] if job.tasks else []
-        out = Path(output_dir)
-        made = await asyncio.to_thread(_download.missing_folders, out)
-        raw_dir, taken = await asyncio.to_thread(_download.prepare_output, out)
-        # Fetched and unpacked aside first: a download that fails (a node gone, a timeout,
-        # a merge conflict) leaves the output folder as it found it.
-        staging = await asyncio.to_thread(_download.staging_folder, raw_dir)
-        done = False
-        try:
-            paths = await _download.fetch_results(
-                self._http, results, staging, taken, timeout=timeout
-            )
-            unpacked, skipped = await asyncio.to_thread(_download.unpack, paths, mounts)
-            if raw:
-                await asyncio.to_thread(_download.adopt, unpacked, raw_dir)
-            else:
-                await asyncio.to_thread(_download.merge_results, unpacked, out)
-            done = True
-        finally:
-            await asyncio.to_thread(_remove_tree, staging)
-            if not raw or not done:
-                await asyncio.to_thread(_download.remove_if_empty, [raw_dir, *made])
-        return _download.DownloadedResults(out, tuple(skipped))
-
-
-def _remove_tree(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
+        return await _fetch.download_results(
+            _fetch.RestFetcher(self._http),
+            job_id,
+            job,
+            results,
+            output_dir,
+            raw=raw,
+            timeout=timeout,
+        )

@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote
 
 import aiohttp
@@ -58,18 +59,70 @@ def _write_car(path: Path, cid_version: int, workdir: Path) -> tuple[str, Path]:
     return str(root.cid), car
 
 
+async def add_content(
+    path: Path,
+    *,
+    cid_version: int,
+    only_hash: bool,
+    send: Callable[[Path], Awaitable[str]],
+) -> str:
+    """What both clients' ``add`` do: the CID of ``path``, and unless ``only_hash`` its CAR
+    (built in a temporary directory) given to ``send``, which answers the CID stored."""
+    if not await asyncio.to_thread(path.exists):
+        raise InvalidRequest(f"{path} does not exist", component="CLI")
+    if only_hash:
+        return await asyncio.to_thread(content_cid, path, cid_version=cid_version)
+    with tempfile.TemporaryDirectory(prefix="bacalhau-data-") as tmp:
+        cid, car = await asyncio.to_thread(_write_car, path, cid_version, Path(tmp))
+        stored = await send(car)
+    if stored != cid:
+        raise Unavailable(f"the requester stored {stored}, not {cid}")
+    return cid
+
+
+async def receive_content(
+    dest: Path,
+    *,
+    car: bool,
+    skipped: list[SkippedEntry] | None,
+    download: Callable[[BinaryIO], Awaitable[None]],
+) -> Path:
+    """What both clients' ``get`` do with the tar (or CAR) ``download`` writes."""
+    await asyncio.to_thread(dest.mkdir, parents=True, exist_ok=True)
+    fmt = "car" if car else "tar"
+    # Named apart from the CID: a CID/path is no file name.
+    partial = dest / f".{uuid.uuid4().hex}.{fmt}.part"
+    try:
+        with partial.open("wb") as out:
+            await download(out)
+        if car:
+            with partial.open("rb") as written:  # a path's CAR is rooted at its CID
+                target = dest / f"{CarReader(written).roots[0]}.car"
+            partial.replace(target)
+            return target
+        name, left_out = await asyncio.to_thread(_extract, partial, dest)
+        if skipped is not None:
+            skipped.extend(left_out)
+    finally:
+        partial.unlink(missing_ok=True)
+    return dest / name
+
+
+def data_entries(entries: Iterable[Mapping[str, Any]]) -> list[DataEntry]:
+    """``data ls`` entries from their REST form."""
+    return [
+        DataEntry(str(e["Name"]), str(e["CID"]), str(e["Type"]), int(e["Size"])) for e in entries
+    ]
+
+
 class AsyncDataClient(RestSession):
     """``bacalhau data`` against one requester's v1 REST API."""
 
     async def add(self, path: Path, *, cid_version: int = 0, only_hash: bool = False) -> str:
         """Add ``path`` (a file or a directory); returns its CID. Without ``only_hash`` the
         content is uploaded to the cluster (the requester pins it)."""
-        if not await asyncio.to_thread(path.exists):
-            raise InvalidRequest(f"{path} does not exist", component="CLI")
-        if only_hash:
-            return await asyncio.to_thread(content_cid, path, cid_version=cid_version)
-        with tempfile.TemporaryDirectory(prefix="bacalhau-data-") as tmp:
-            cid, car = await asyncio.to_thread(_write_car, path, cid_version, Path(tmp))
+
+        async def send(car: Path) -> str:
             with car.open("rb") as body:
                 reply = await self._send(
                     "PUT",
@@ -77,9 +130,9 @@ class AsyncDataClient(RestSession):
                     data=body,
                     headers={"Content-Type": "application/vnd.ipld.car"},
                 )
-        if not isinstance(reply, dict) or reply.get("CID") != cid:
-            raise Unavailable(f"the requester stored {reply!r}, not {cid}")
-        return cid
+            return str(reply.get("CID")) if isinstance(reply, dict) else repr(reply)
+
+        return await add_content(path, cid_version=cid_version, only_hash=only_hash, send=send)
 
     async def get(
         self,
@@ -94,34 +147,18 @@ class AsyncDataClient(RestSession):
         tree), or with ``car`` as ``dest/CID.car``. Returns what was written. Entries that
         are not created (a link pointing outside the tree, a special file: as ``job get``
         leaves them out) are added to ``skipped``."""
-        await asyncio.to_thread(dest.mkdir, parents=True, exist_ok=True)
         fmt = "car" if car else "tar"
-        # Named apart from the CID: a CID/path is no file name.
-        partial = dest / f".{uuid.uuid4().hex}.{fmt}.part"
-        try:
-            with partial.open("wb") as out:
-                await self._download(f"/api/v1/data/{quote(cid, safe='')}?format={fmt}", out)
-            if car:
-                with partial.open("rb") as written:  # a path's CAR is rooted at its CID
-                    target = dest / f"{CarReader(written).roots[0]}.car"
-                partial.replace(target)
-                return target
-            name, left_out = await asyncio.to_thread(_extract, partial, dest)
-            if skipped is not None:
-                skipped.extend(left_out)
-        finally:
-            partial.unlink(missing_ok=True)
-        return dest / name
+
+        async def download(out: BinaryIO) -> None:
+            await self._download(f"/api/v1/data/{quote(cid, safe='')}?format={fmt}", out)
+
+        return await receive_content(dest, car=car, skipped=skipped, download=download)
 
     async def ls(self, cid: str) -> list[DataEntry]:
         """The entries of directory ``cid`` (or the one file it is); ``CID/path`` lists a
         directory inside one."""
         reply = await self._http.request("GET", f"/api/v1/data/{quote(cid, safe='')}/ls")
-        entries = reply.get("Entries", []) if isinstance(reply, dict) else []
-        return [
-            DataEntry(str(e["Name"]), str(e["CID"]), str(e["Type"]), int(e["Size"]))
-            for e in entries
-        ]
+        return data_entries(reply.get("Entries", []) if isinstance(reply, dict) else [])
 
     async def _send(
         self, method: str, path: str, *, headers: dict[str, str] | None = None, **kwargs: Any

@@ -18,7 +18,6 @@ names climb out of the folder is malformed and refused whole.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import posixpath
@@ -30,13 +29,11 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import BinaryIO, TypeAlias
-from urllib.parse import quote, unquote, urlparse
+from urllib.parse import unquote, urlparse
 
-import aiohttp
 from tqdm import tqdm
 
 from bacalhau._tarfile import tarfile
-from bacalhau.client._transport import Transport
 from bacalhau.client._types import ResultOverwritten, ResultsConflict, UnsupportedResult
 from bacalhau.errors import BacalhauError, InternalError, Unavailable
 from bacalhau.models import RESULT_CID_METADATA, SpecConfig, param
@@ -45,7 +42,7 @@ from bacalhau.models import RESULT_CID_METADATA, SpecConfig, param
 APPENDED_FILES = ("stdout", "stderr", "exitCode")
 _ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
 #: Suffix of a result fetched by CID: an uncompressed tar whose entries lie under the CID.
-_CID_TAR_SUFFIX = ".cid.tar"
+CID_TAR_SUFFIX = ".cid.tar"
 
 
 class NoResults(BacalhauError):
@@ -104,7 +101,7 @@ def download_url(spec: SpecConfig) -> str:
     return url
 
 
-def _check_downloadable(spec: SpecConfig) -> None:
+def check_downloadable(spec: SpecConfig) -> None:
     """Refuse, before anything is downloaded, a result this client cannot fetch."""
     kind = spec.type.lower()
     if kind == "s3":
@@ -119,7 +116,7 @@ def _check_downloadable(spec: SpecConfig) -> None:
     download_url(spec)
 
 
-class _Progress:
+class Progress:
     """A binary file that reports what is written to a progress bar on a terminal (none
     when stderr is not one, and only for downloads that take more than a moment)."""
 
@@ -144,7 +141,7 @@ class _Progress:
         self._bar.close()
 
 
-def _s3_download(spec: SpecConfig, dest: Path) -> None:
+def s3_download(spec: SpecConfig, dest: Path) -> None:
     """Fetch an ``s3`` result with this client's own AWS credentials: the archive object,
     or every object under the prefix of a plain result (into folder ``dest``)."""
     # boto3 is imported here: it takes a while to load and most commands never need it.
@@ -197,7 +194,7 @@ def check_stamp(spec: SpecConfig, stamped: str | None) -> None:
     )
 
 
-def _file_name(url: str, index: int, taken: set[str]) -> str:
+def file_name(url: str, index: int, taken: set[str]) -> str:
     name = posixpath.basename(unquote(urlparse(url).path)) or f"result-{index}"
     name = name.replace(os.sep, "_")
     if name in (".", ".."):
@@ -364,8 +361,8 @@ def _strip_root(members: list[tarfile.TarInfo]) -> list[tarfile.TarInfo]:
 def _extract(archive: Path, mounts: ResultMounts = ()) -> tuple[Path, list[SkippedEntry]]:
     """Extract ``archive`` next to itself (into a folder named after it) and remove it."""
     name = archive.name
-    by_cid = name.endswith(_CID_TAR_SUFFIX)
-    for suffix in (*_ARCHIVE_SUFFIXES, _CID_TAR_SUFFIX):
+    by_cid = name.endswith(CID_TAR_SUFFIX)
+    for suffix in (*_ARCHIVE_SUFFIXES, CID_TAR_SUFFIX):
         if name.endswith(suffix):
             name = name[: -len(suffix)]
     target = archive.with_name(name or "result")
@@ -502,84 +499,13 @@ def prepare_output(out: Path) -> tuple[Path, set[str]]:
     return raw, {p.name for p in raw.iterdir()}
 
 
-async def fetch_results(
-    transport: Transport,
-    results: list[SpecConfig],
-    raw_dir: Path,
-    taken: set[str],
-    *,
-    timeout: float,
-) -> list[Path]:
-    """Download every result into ``raw_dir``, extracting archives; returns one path each."""
-    for spec in results:
-        _check_downloadable(spec)  # refuse unsupported ones up front
-    paths: list[Path] = []
-    for i, spec in enumerate(results):
-        if spec.type.lower() == "ipfs":
-            cid = str(param(spec.params, "CID"))
-            # Two executions with byte-identical results share one CID: fetch it once each,
-            # each into its own folder.
-            dest = raw_dir / (_file_name("/" + cid, i, taken) + _CID_TAR_SUFFIX)
-            with dest.open("wb") as fh:
-                progress = _Progress(fh, cid)
-                try:
-                    await _cid_download(transport, cid, progress, timeout=timeout)
-                finally:
-                    progress.close()
-            paths.append(dest)
-            continue
-        if spec.type.lower() == "s3":
-            key = str(param(spec.params, "Key"))
-            dest = raw_dir / _file_name("/" + key.rstrip("/"), i, taken)
-            await asyncio.wait_for(asyncio.to_thread(_s3_download, spec, dest), timeout)
-            paths.append(dest)
-            continue
-        url = download_url(spec)
-        dest = raw_dir / _file_name(url, i, taken)
-        with dest.open("wb") as fh:
-            progress = _Progress(fh, dest.name)
-            try:
-                headers = await transport.download(url, progress, timeout=timeout)
-            finally:
-                progress.close()
-        check_stamp(spec, headers.get(f"x-amz-meta-{RESULT_CID_METADATA}"))
-        paths.append(dest)
-    return paths
-
-
-async def _cid_download(transport: Transport, cid: str, dest: _Progress, *, timeout: float) -> None:
-    """Stream content ``cid`` as a tar from the requester's data API into ``dest``."""
-    path = f"/api/v1/data/{quote(cid, safe='')}"
-    try:
-        async with transport.session().get(
-            f"{transport.base_url}{path}?format=tar",
-            timeout=aiohttp.ClientTimeout(total=timeout),
-            headers=transport.api_headers,
-        ) as resp:
-            if resp.status >= 400:
-                raise transport.failure(resp.status, await resp.read(), f"GET {path}")
-            async for chunk in resp.content.iter_chunked(1 << 20):
-                dest.write(chunk)
-    except TimeoutError:  # before OSError: TimeoutError is one
-        raise Unavailable(
-            f"downloading result {cid} timed out", hint="raise --download-timeout-secs"
-        ) from None
-    except aiohttp.ClientPayloadError as exc:
-        raise Unavailable(
-            f"downloading result {cid} was cut short ({exc})",
-            hint="the node holding the result may be unreachable from the requester; try again",
-        ) from None
-    except (aiohttp.ClientConnectionError, OSError) as exc:
-        raise transport.unreachable(exc) from None
-
-
 def unpack(paths: list[Path], mounts: ResultMounts = ()) -> tuple[list[Path], list[SkippedEntry]]:
     """Extract the archives among ``paths``; returns one folder or file per result and the
     entries skipped across all of them."""
     unpacked: list[Path] = []
     skipped: list[SkippedEntry] = []
     for p in paths:
-        if p.name.endswith((*_ARCHIVE_SUFFIXES, _CID_TAR_SUFFIX)):
+        if p.name.endswith((*_ARCHIVE_SUFFIXES, CID_TAR_SUFFIX)):
             folder, left_out = _extract(p, mounts)
             unpacked.append(folder)
             skipped.extend(left_out)

@@ -16,18 +16,22 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
 
 from bacalhau._proto.v1 import api_pb2, compute_pb2
 from bacalhau.client._answers import LONG_RUNNING_JOB_TYPES, is_started
-from bacalhau.client._decode import history_from_dict, node_state_from_dict
+from bacalhau.client._decode import history_from_dict
+from bacalhau.client._download import DownloadedResults
+from bacalhau.client._fetch import download_results
 from bacalhau.client._grpc_channel import (
     DEFAULT_GRPC_API_PORT,
-    GrpcChannel,
     grpc_target_from_env,
 )
+from bacalhau.client._grpc_cluster import GrpcClusterCalls
+from bacalhau.client._grpc_data import GrpcFetcher
 from bacalhau.client._grpc_errors import error_from_status
 from bacalhau.client._logs import LogLine
 from bacalhau.client._types import (
@@ -37,7 +41,6 @@ from bacalhau.client._types import (
     JobListPage,
     RerunResponse,
     SubmitResponse,
-    VersionInfo,
     WaitTimedOut,
 )
 from bacalhau.errors import BadQuery
@@ -48,7 +51,6 @@ from bacalhau.models import (
     LineSplitter,
     LogChunk,
     LogStream,
-    NodeState,
     Obj,
     SpecConfig,
 )
@@ -99,11 +101,7 @@ def _history_of(item: api_pb2.HistoryItem) -> JobHistory:
     return history_from_dict(json.loads(item.item_json))
 
 
-def _node_of(doc: api_pb2.NodeDocument) -> NodeState:
-    return node_state_from_dict(json.loads(doc.node_json))
-
-
-class AsyncGrpcClient(GrpcChannel):
+class AsyncGrpcClient(GrpcClusterCalls):
     """Talks to one requester's public gRPC API. Use as
     ``async with AsyncGrpcClient("127.0.0.1:1235") as client``.
 
@@ -477,6 +475,28 @@ class AsyncGrpcClient(GrpcChannel):
             for i, r in enumerate(resp.result_json)
         ]
 
+    async def download_results(
+        self,
+        job_id: str,
+        output_dir: str | Path | None = None,
+        *,
+        raw: bool = False,
+        timeout: float = 300.0,
+    ) -> DownloadedResults:
+        """Download the job's results into ``output_dir`` (default ``./job-<short id>``), as
+        :meth:`AsyncClient.download_results <bacalhau.client.AsyncClient.download_results>`
+        does: content published to IPFS comes from the requester (``DataService.GetData``),
+        a URL (a compute node's local publisher, a pre-signed S3 URL) straight from there."""
+        results = await self.results(job_id)
+        job = (await self.get_job(job_id)).job
+        fetcher = GrpcFetcher(self)
+        try:
+            return await download_results(
+                fetcher, job_id, job, results, output_dir, raw=raw, timeout=timeout
+            )
+        finally:
+            await fetcher.close()
+
     async def logs(
         self,
         job_id: str,
@@ -514,68 +534,3 @@ class AsyncGrpcClient(GrpcChannel):
             call.cancel()
         for kind, text in lines.flush():
             yield LogLine(kind, text)
-
-    # -- nodes ------------------------------------------------------------------------------
-
-    async def list_nodes(self) -> list[NodeState]:
-        """Every node the requester knows (itself included), by node ID."""
-        resp: api_pb2.ListNodesResponse = await self._call(
-            self._node_service.ListNodes, api_pb2.ListNodesRequest()
-        )
-        return [_node_of(n) for n in resp.nodes]
-
-    async def get_node(self, node_id: str) -> NodeState:
-        """A node by ID or unique prefix."""
-        resp: api_pb2.GetNodeResponse = await self._call(
-            self._node_service.GetNode, api_pb2.GetNodeRequest(node_id=node_id)
-        )
-        return _node_of(resp.node)
-
-    async def describe_node(self, node_id: str) -> dict[str, Any]:
-        """A node's JSON, whole: :meth:`get_node` plus, for the requester itself, its accept
-        hooks as configured and which hook decided its latest bids (``Orchestrator``)."""
-        resp: api_pb2.GetNodeResponse = await self._call(
-            self._node_service.GetNode, api_pb2.GetNodeRequest(node_id=node_id)
-        )
-        body = json.loads(resp.node.node_json)
-        return body if isinstance(body, dict) else {}
-
-    async def update_node(self, node_id: str, action: str, message: str = "") -> tuple[bool, str]:
-        """approve | reject | delete; returns ``(True, "")``. A refused decision raises its
-        error (:class:`NodeNotFound`, :class:`InvalidRequest`, :class:`InvalidTransition`
-        for a node already in that state), as every other call does."""
-        resp: api_pb2.UpdateNodeResponse = await self._call(
-            self._node_service.UpdateNode,
-            api_pb2.UpdateNodeRequest(node_id=node_id, action=action, message=message),
-        )
-        return resp.success, resp.error
-
-    # -- agent ------------------------------------------------------------------------------
-
-    async def agent_alive(self) -> bool:
-        resp: api_pb2.AliveResponse = await self._call(
-            self._agent_service.Alive, api_pb2.AliveRequest()
-        )
-        return resp.status.upper() == "OK"
-
-    async def agent_version(self) -> VersionInfo:
-        """The node's version (the gRPC API gives only ``git_version``)."""
-        resp: api_pb2.VersionResponse = await self._call(
-            self._agent_service.Version, api_pb2.VersionRequest()
-        )
-        return VersionInfo(git_version=resp.git_version)
-
-    async def agent_config(self) -> dict[str, Any]:
-        """The node's configuration, secrets redacted (Bacalhau's ``agent config``)."""
-        resp: api_pb2.ConfigResponse = await self._call(
-            self._agent_service.Config, api_pb2.ConfigRequest()
-        )
-        config = json.loads(resp.config_json or "{}")
-        return config if isinstance(config, dict) else {}
-
-    async def agent_node(self) -> NodeState:
-        """The requester's own description."""
-        resp: api_pb2.NodeInfoResponse = await self._call(
-            self._agent_service.NodeInfo, api_pb2.NodeInfoRequest()
-        )
-        return node_state_from_dict(json.loads(resp.node_json))

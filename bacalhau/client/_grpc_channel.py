@@ -4,6 +4,7 @@ with its failure translated (see :mod:`bacalhau.client._grpc_errors`)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Callable
 from types import TracebackType
@@ -11,7 +12,7 @@ from typing import Any, Self
 
 import grpc
 
-from bacalhau._proto.v1 import api_pb2_grpc
+from bacalhau._proto.v1 import api_pb2, api_pb2_grpc
 from bacalhau.client._auth import Credentials, explain_refusal
 from bacalhau.client._grpc_errors import error_from_status
 from bacalhau.client._session import DEFAULT_API_HOST
@@ -69,6 +70,7 @@ class GrpcChannel:
         self._jobs: api_pb2_grpc.JobServiceStub | None = None
         self._nodes: api_pb2_grpc.NodeAPIServiceStub | None = None
         self._agent: api_pb2_grpc.AgentServiceStub | None = None
+        self._data: api_pb2_grpc.DataServiceStub | None = None
 
     def _open(self) -> grpc.aio.Channel:
         # Made on first use, inside the event loop the calls run on.
@@ -82,6 +84,7 @@ class GrpcChannel:
             self._jobs = api_pb2_grpc.JobServiceStub(self._channel)
             self._nodes = api_pb2_grpc.NodeAPIServiceStub(self._channel)
             self._agent = api_pb2_grpc.AgentServiceStub(self._channel)
+            self._data = api_pb2_grpc.DataServiceStub(self._channel)
         return self._channel
 
     @property
@@ -101,6 +104,26 @@ class GrpcChannel:
         self._open()
         assert self._agent is not None
         return self._agent
+
+    @property
+    def _data_service(self) -> api_pb2_grpc.DataServiceStub:
+        self._open()
+        assert self._data is not None
+        return self._data
+
+    async def _get_data(self, cid: str, fmt: str, dest: Any, timeout: float) -> None:
+        """Write content ``cid`` in ``fmt`` (tar or car) into the binary file ``dest`` as
+        its chunks arrive (``DataService.GetData``)."""
+        call = self._data_service.GetData(
+            api_pb2.GetDataRequest(cid=cid, format=fmt), timeout=timeout, metadata=self._metadata
+        )
+        try:
+            async for message in call:
+                await asyncio.to_thread(dest.write, message.chunk)
+        except grpc.aio.AioRpcError as exc:
+            raise self._failure(exc) from None
+        finally:
+            call.cancel()
 
     async def close(self) -> None:
         """Close the channel (calls in flight are cancelled)."""

@@ -193,25 +193,39 @@ class Transport:
     async def download(self, url: str, dest: Any, *, timeout: float) -> dict[str, str]:
         """Stream ``url`` into the binary file object ``dest``; returns the answer's headers
         (names in lower case)."""
-        try:
-            async with self.session().get(
-                url,
-                timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=self._connect_timeout),
-            ) as resp:
-                if resp.status >= 400:
-                    raise Unavailable(
-                        f"downloading {url} failed with HTTP {resp.status}",
-                        hint="the node that published the results may be down or have removed them",
-                    )
-                async for chunk in resp.content.iter_chunked(1 << 20):
-                    dest.write(chunk)
-                return {name.lower(): value for name, value in resp.headers.items()}
-        except TimeoutError:  # before OSError: TimeoutError is one
-            raise Unavailable(
-                f"downloading {url} timed out", hint="raise --download-timeout-secs"
-            ) from None
-        except (aiohttp.ClientConnectionError, OSError) as exc:
-            raise Unavailable(
-                f"cannot download results from {url}: {exc}",
-                hint="the node that published the results must be reachable from here",
-            ) from None
+        return await download(
+            self.session(), url, dest, timeout=timeout, connect_timeout=self._connect_timeout
+        )
+
+
+async def download(
+    session: aiohttp.ClientSession,
+    url: str,
+    dest: Any,
+    *,
+    timeout: float,
+    connect_timeout: float | None = None,
+) -> dict[str, str]:
+    """Stream ``url`` (a published result: not the API) into the binary file object
+    ``dest``; returns the answer's headers (names in lower case)."""
+    try:
+        async with session.get(
+            url, timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout)
+        ) as resp:
+            if resp.status >= 400:
+                raise Unavailable(
+                    f"downloading {url} failed with HTTP {resp.status}",
+                    hint="the node that published the results may be down or have removed them",
+                )
+            async for chunk in resp.content.iter_chunked(1 << 20):
+                dest.write(chunk)
+            return {name.lower(): value for name, value in resp.headers.items()}
+    except TimeoutError:  # before OSError: TimeoutError is one
+        raise Unavailable(
+            f"downloading {url} timed out", hint="raise --download-timeout-secs"
+        ) from None
+    except (aiohttp.ClientConnectionError, OSError) as exc:
+        raise Unavailable(
+            f"cannot download results from {url}: {exc}",
+            hint="the node that published the results must be reachable from here",
+        ) from None

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from bacalhau.client import ResultOverwritten
-from bacalhau.client._download import fetch_results
+from bacalhau.client._fetch import RestFetcher, fetch_results
 from bacalhau.client._transport import Transport
 from bacalhau.errors import InvalidJobSpec, PublishFailed
 from bacalhau.models import Job, SpecConfig, Task
@@ -184,12 +184,14 @@ async def test_a_result_another_execution_overwrote_is_refused_at_download(
             raw = tmp_path / f"raw-{n}"
             raw.mkdir()
             with pytest.raises(ResultOverwritten, match="was overwritten") as caught:
-                await fetch_results(transport, [spec], raw, set(), timeout=30)
+                await fetch_results(RestFetcher(transport), [spec], raw, set(), timeout=30)
             assert second.params["CID"] in caught.value.message
             assert "{executionID}" in (caught.value.hint or "")
         raw = tmp_path / "raw-latest"
         raw.mkdir()
-        [got] = await fetch_results(transport, [presign_result(second)], raw, set(), timeout=30)
+        [got] = await fetch_results(
+            RestFetcher(transport), [presign_result(second)], raw, set(), timeout=30
+        )
         assert got.exists()
     finally:
         await transport.close()

@@ -14,7 +14,12 @@ ROOT = Path(__file__).resolve().parents[2]
 #: Packages allowed to import bacalhau._proto (ARCHITECTURE.md: "Protobuf only at the edges").
 EDGES = {"transport", "api", "_proto"}
 #: The SDK's client of the public gRPC API is an edge of its own: the client and its channel.
-EDGE_MODULES = {"client/_grpc.py", "client/_grpc_channel.py"}
+EDGE_MODULES = {
+    "client/_grpc.py",
+    "client/_grpc_channel.py",
+    "client/_grpc_cluster.py",
+    "client/_grpc_data.py",
+}
 
 
 @pytest.mark.timeout(120)
