@@ -18,9 +18,9 @@ import grpc
 from bacalhau._proto.v1 import api_pb2, api_pb2_grpc
 from bacalhau.api._agent import redact
 from bacalhau.api._api_metrics import MetricsInterceptor
-from bacalhau.api._authz import Authorizer
+from bacalhau.api._authz import Authorizer, Resource
 from bacalhau.api._content import DEFAULT_MAX_UPLOAD_BYTES, ContentStore
-from bacalhau.api._grpc_auth import AuthInterceptor
+from bacalhau.api._grpc_auth import AuthInterceptor, authorization_header
 from bacalhau.api._grpc_convert import (
     job_document,
     job_from_request,
@@ -378,10 +378,14 @@ class AgentServicer(api_pb2_grpc.AgentServiceServicer):
     """AgentService: the requester itself."""
 
     def __init__(
-        self, orchestrator: OrchestratorAPI, agent_config: Mapping[str, Any] | None = None
+        self,
+        orchestrator: OrchestratorAPI,
+        agent_config: Mapping[str, Any] | None = None,
+        authorizer: Authorizer | None = None,
     ) -> None:
         self._orch = orchestrator
         self._agent_config = agent_config or {}
+        self._authorizer = authorizer
 
     @_translated
     async def Alive(self, request: api_pb2.AliveRequest, context: Any) -> api_pb2.AliveResponse:
@@ -402,6 +406,31 @@ class AgentServicer(api_pb2_grpc.AgentServiceServicer):
     @_translated
     async def Config(self, request: api_pb2.ConfigRequest, context: Any) -> api_pb2.ConfigResponse:
         return api_pb2.ConfigResponse(config_json=to_json(redact(self._agent_config)))
+
+    @_translated
+    async def WhoAmI(self, request: api_pb2.WhoAmIRequest, context: Any) -> api_pb2.WhoAmIResponse:
+        if self._authorizer is None:
+            return api_pb2.WhoAmIResponse(auth_required=False)
+        header = authorization_header(context.invocation_metadata())
+        # Checked by the interceptor already (refused there when wrong); answered from the
+        # authorizer's memory of it.
+        principal = await self._authorizer.check(header, Resource.IDENTIFY, True)
+        answer = api_pb2.WhoAmIResponse(
+            auth_required=True,
+            methods=list(self._authorizer.schemes),
+            authenticated=principal is not None,
+        )
+        if principal is not None:
+            answer.user.CopyFrom(
+                api_pb2.ApiIdentity(
+                    name=principal.name,
+                    username=principal.username,
+                    alias=principal.alias,
+                    method=principal.scheme,
+                    capabilities=list(principal.actions),
+                )
+            )
+        return answer
 
 
 #: The public API's services, by full name (``bacalhau.v1.JobService``, ...).
@@ -482,7 +511,7 @@ class GrpcApiServer:
         )
         add_parsing_leniently(
             api_pb2_grpc.add_AgentServiceServicer_to_server,
-            AgentServicer(self._orch, self._agent_config),
+            AgentServicer(self._orch, self._agent_config, self._authorizer),
             server,
         )
         services = [s for s in API_SERVICES if s != _DATA_SERVICE]

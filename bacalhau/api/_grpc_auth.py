@@ -52,6 +52,8 @@ _READS = frozenset(
         "/bacalhau.v1.AgentService/Config",
     }
 )
+#: Open, but credentials sent are checked (REST's /api/v1/agent/whoami).
+WHO_AM_I = "/bacalhau.v1.AgentService/WhoAmI"
 _OPEN = frozenset(
     {
         "/bacalhau.v1.AgentService/Alive",
@@ -67,6 +69,8 @@ def requirement(method: str) -> tuple[Resource, bool]:
     method of none of the API's services needs a known user (it is then unimplemented)."""
     if method in _OPEN:
         return Resource.OPEN, True
+    if method == WHO_AM_I:
+        return Resource.IDENTIFY, True
     service = method.lstrip("/").partition("/")[0]
     resource = _SERVICES.get(service)
     if resource is None:
@@ -74,7 +78,8 @@ def requirement(method: str) -> tuple[Resource, bool]:
     return resource, method in _READS
 
 
-def _header(metadata: Any) -> str | None:
+def authorization_header(metadata: Any) -> str | None:
+    """The ``authorization`` metadata of a call (as the HTTP header), if sent."""
     for key, value in metadata or ():
         if key == "authorization":
             return value.decode() if isinstance(value, bytes) else str(value)
@@ -95,7 +100,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         resource, read = requirement(details.method)
         if resource is not Resource.OPEN:
             try:
-                await self._authorizer.check(_header(details.invocation_metadata), resource, read)
+                await self._authorizer.check(
+                    authorization_header(details.invocation_metadata), resource, read
+                )
             except BacalhauError as err:
                 log.info(
                     "gRPC API call refused (%s): %s: %s",

@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from bacalhau._proto.v1 import api_pb2
+from bacalhau.client._auth import AuthStatus, Identity
 from bacalhau.client._decode import node_state_from_dict
 from bacalhau.client._grpc_channel import GrpcChannel
 from bacalhau.client._types import VersionInfo
@@ -87,3 +88,22 @@ class GrpcClusterCalls(GrpcChannel):
             self._agent_service.NodeInfo, api_pb2.NodeInfoRequest()
         )
         return node_state_from_dict(json.loads(resp.node_json))
+
+    async def auth_status(self) -> AuthStatus:
+        """Whether the API asks for credentials, the ``authorization`` schemes it takes, and
+        who the credentials sent are (``AgentService.WhoAmI``). Raises
+        :class:`~bacalhau.errors.Unauthorized` when the credentials sent are refused."""
+        resp: api_pb2.WhoAmIResponse = await self._call(
+            self._agent_service.WhoAmI, api_pb2.WhoAmIRequest()
+        )
+        user = None
+        if resp.authenticated:
+            u = resp.user
+            user = Identity(
+                name=u.name,
+                username=u.username,
+                alias=u.alias,
+                method=u.method,
+                capabilities=tuple(u.capabilities),
+            )
+        return AuthStatus(auth_required=resp.auth_required, methods=tuple(resp.methods), user=user)

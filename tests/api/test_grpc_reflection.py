@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -17,6 +18,8 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 
 from bacalhau.api import GrpcApiServer
+from bacalhau.storage import BlockstoreContent
+from bacalhau.storage.cid import Blockstore
 from tests.api.memory_orchestrator import MemoryOrchestrator
 
 API = {"bacalhau.v1.JobService", "bacalhau.v1.NodeAPIService", "bacalhau.v1.AgentService"}
@@ -60,7 +63,40 @@ def test_list_and_describe_without_the_protos(address: str) -> None:
             "bacalhau.v1.LogStreamType"
         )  # from the imported compute.proto, resolved through reflection too
         agent = pool.FindServiceByName("bacalhau.v1.AgentService")
-        assert [m.name for m in agent.methods] == ["Alive", "Version", "NodeInfo", "Config"]
+        assert [m.name for m in agent.methods] == [
+            "Alive",
+            "Version",
+            "NodeInfo",
+            "Config",
+            "WhoAmI",
+        ]
+
+
+def test_the_data_service_is_listed_only_where_it_is_served(tmp_path: Path) -> None:
+    """A server without a content store serves no DataService (above); one with it lists it
+    and describes its streams."""
+    loop = asyncio.new_event_loop()
+    with Blockstore(tmp_path / "blocks") as store:
+        server = GrpcApiServer(
+            MemoryOrchestrator(), host="127.0.0.1", port=0, content=BlockstoreContent(store)
+        )
+        loop.run_until_complete(server.start())
+        thread = threading.Thread(target=loop.run_forever, daemon=True)
+        thread.start()
+        try:
+            with grpc.insecure_channel(server.address) as channel:
+                db = ProtoReflectionDescriptorDatabase(channel)
+                assert set(db.get_services()) == API | REFLECTION | {"bacalhau.v1.DataService"}
+                data = DescriptorPool(db).FindServiceByName("bacalhau.v1.DataService")
+                get = data.FindMethodByName("GetData")
+                assert get.server_streaming and not get.client_streaming
+                put = data.FindMethodByName("PutData")
+                assert put.client_streaming and not put.server_streaming
+        finally:
+            asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(10)
+            loop.close()
 
 
 def test_the_v1_reflection_service_answers_too(address: str) -> None:

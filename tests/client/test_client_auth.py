@@ -25,6 +25,7 @@ from bacalhau.orchestrator import Orchestrator
 from bacalhau.storage import BlockstoreContent
 from bacalhau.storage.cid import Blockstore
 from tests.api.conftest import NoComputeNodes
+from tests.api.memory_orchestrator import MemoryOrchestrator
 from tests.api.test_api_auth import READER_PASSWORD, _users, key_of
 from tests.api.test_api_jobs import spec
 from tests.orchestrator.node_view import StaticNodeView
@@ -192,6 +193,43 @@ async def test_the_grpc_client_sends_them_in_metadata(
     reader = Credentials.basic("reader", READER_PASSWORD)
     async with AsyncGrpcClient(target, credentials=reader) as client:
         assert (await client.get_job(job_id)).job.id == job_id
+
+
+async def test_auth_status_is_the_same_through_both_apis(urls: tuple[str, str]) -> None:
+    """Who the API takes the client for (REST's whoami, gRPC's WhoAmI): nobody without
+    credentials, the user with them, and a refusal for wrong ones."""
+    rest, target = urls
+    given = [
+        Credentials.none(),
+        Credentials.basic("reader", READER_PASSWORD),
+        Credentials.api_key(key_of("write:job")),
+    ]
+    for creds in given:
+        async with (
+            AsyncClient(rest, credentials=creds) as by_rest,
+            AsyncGrpcClient(target, credentials=creds) as by_grpc,
+        ):
+            status = await by_grpc.auth_status()
+            assert status == await by_rest.auth_status()
+            assert status.auth_required and set(status.methods) == {"Basic", "Bearer"}
+            assert (status.user is None) == (not creds)
+    async with AsyncGrpcClient(target, credentials=given[2]) as client:
+        user = (await client.auth_status()).user
+        assert user is not None and user.method == "Bearer"
+        assert user.capabilities == ("write:job",)
+    wrong = Credentials.basic("reader", "not it")
+    async with AsyncGrpcClient(target, credentials=wrong) as client:
+        with pytest.raises(Unauthorized):
+            await client.auth_status()
+
+
+async def test_auth_status_of_an_open_api(orch: MemoryOrchestrator) -> None:
+    async with (
+        GrpcApiServer(orch, host="127.0.0.1", port=0) as srv,
+        AsyncGrpcClient(srv.address) as client,
+    ):
+        status = await client.auth_status()
+    assert not status.auth_required and status.methods == () and status.user is None
 
 
 async def test_the_session_itself_carries_no_credentials(urls: tuple[str, str]) -> None:

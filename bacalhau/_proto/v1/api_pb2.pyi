@@ -1165,6 +1165,92 @@ class ConfigResponse(_message.Message):
 Global___ConfigResponse: _TypeAlias = ConfigResponse  # noqa: Y015
 
 @_typing.final
+class WhoAmIRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WhoAmIRequest: _TypeAlias = WhoAmIRequest  # noqa: Y015
+
+@_typing.final
+class WhoAmIResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AUTH_REQUIRED_FIELD_NUMBER: _builtins.int
+    METHODS_FIELD_NUMBER: _builtins.int
+    AUTHENTICATED_FIELD_NUMBER: _builtins.int
+    USER_FIELD_NUMBER: _builtins.int
+    auth_required: _builtins.bool
+    """False for an open API (no users configured)."""
+    authenticated: _builtins.bool
+    """Whether credentials were sent and accepted; `user` is then set."""
+    @_builtins.property
+    def methods(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """"Basic" (username and password) and/or "Bearer" (API key)."""
+
+    @_builtins.property
+    def user(self) -> Global___ApiIdentity: ...
+    def __init__(
+        self,
+        *,
+        auth_required: _builtins.bool = ...,
+        methods: _abc.Iterable[_builtins.str] | None = ...,
+        authenticated: _builtins.bool = ...,
+        user: Global___ApiIdentity | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth_required", b"auth_required", "authenticated", b"authenticated", "methods", b"methods", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WhoAmIResponse: _TypeAlias = WhoAmIResponse  # noqa: Y015
+
+@_typing.final
+class ApiIdentity(_message.Message):
+    """A configured user, as the credentials sent identify them."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    USERNAME_FIELD_NUMBER: _builtins.int
+    ALIAS_FIELD_NUMBER: _builtins.int
+    METHOD_FIELD_NUMBER: _builtins.int
+    CAPABILITIES_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    username: _builtins.str
+    alias: _builtins.str
+    method: _builtins.str
+    """"Basic" or "Bearer": how the credentials were given."""
+    @_builtins.property
+    def capabilities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Capabilities such as "read:job", "write:*", "*"."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        username: _builtins.str = ...,
+        alias: _builtins.str = ...,
+        method: _builtins.str = ...,
+        capabilities: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alias", b"alias", "capabilities", b"capabilities", "method", b"method", "name", b"name", "username", b"username"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApiIdentity: _TypeAlias = ApiIdentity  # noqa: Y015
+
+@_typing.final
 class NodeInfoRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -746,6 +746,11 @@ class AgentServiceStub:
                 request_serializer=bacalhau_dot_v1_dot_api__pb2.ConfigRequest.SerializeToString,
                 response_deserializer=bacalhau_dot_v1_dot_api__pb2.ConfigResponse.FromString,
                 _registered_method=True)
+        self.WhoAmI = channel.unary_unary(
+                '/bacalhau.v1.AgentService/WhoAmI',
+                request_serializer=bacalhau_dot_v1_dot_api__pb2.WhoAmIRequest.SerializeToString,
+                response_deserializer=bacalhau_dot_v1_dot_api__pb2.WhoAmIResponse.FromString,
+                _registered_method=True)
 
 
 class AgentServiceServicer:
@@ -780,6 +785,15 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WhoAmI(self, request, context):
+        """Whether the API asks for credentials, the `authorization` schemes it takes, and who the
+        credentials sent are. Open, but credentials sent are checked (UNAUTHENTICATED when
+        refused). (REST: `GET /api/v1/agent/whoami`.)
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -802,6 +816,11 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.Config,
                     request_deserializer=bacalhau_dot_v1_dot_api__pb2.ConfigRequest.FromString,
                     response_serializer=bacalhau_dot_v1_dot_api__pb2.ConfigResponse.SerializeToString,
+            ),
+            'WhoAmI': grpc.unary_unary_rpc_method_handler(
+                    servicer.WhoAmI,
+                    request_deserializer=bacalhau_dot_v1_dot_api__pb2.WhoAmIRequest.FromString,
+                    response_serializer=bacalhau_dot_v1_dot_api__pb2.WhoAmIResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -913,6 +932,33 @@ class AgentService:
             '/bacalhau.v1.AgentService/Config',
             bacalhau_dot_v1_dot_api__pb2.ConfigRequest.SerializeToString,
             bacalhau_dot_v1_dot_api__pb2.ConfigResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WhoAmI(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bacalhau.v1.AgentService/WhoAmI',
+            bacalhau_dot_v1_dot_api__pb2.WhoAmIRequest.SerializeToString,
+            bacalhau_dot_v1_dot_api__pb2.WhoAmIResponse.FromString,
             options,
             channel_credentials,
             insecure,

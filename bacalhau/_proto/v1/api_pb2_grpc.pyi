@@ -286,6 +286,11 @@ class AgentServiceStub:
     """The node's own description."""
     Config: _grpc.UnaryUnaryMultiCallable[_api_pb2.ConfigRequest, _api_pb2.ConfigResponse]
     """The node's configuration, secrets redacted. (REST: `GET /api/v1/agent/config`.)"""
+    WhoAmI: _grpc.UnaryUnaryMultiCallable[_api_pb2.WhoAmIRequest, _api_pb2.WhoAmIResponse]
+    """Whether the API asks for credentials, the `authorization` schemes it takes, and who the
+    credentials sent are. Open, but credentials sent are checked (UNAUTHENTICATED when
+    refused). (REST: `GET /api/v1/agent/whoami`.)
+    """
 
 @_typing.type_check_only
 class AgentServiceAsyncStub(AgentServiceStub):
@@ -300,6 +305,11 @@ class AgentServiceAsyncStub(AgentServiceStub):
     """The node's own description."""
     Config: _aio.UnaryUnaryMultiCallable[_api_pb2.ConfigRequest, _api_pb2.ConfigResponse]  # type: ignore[assignment]
     """The node's configuration, secrets redacted. (REST: `GET /api/v1/agent/config`.)"""
+    WhoAmI: _aio.UnaryUnaryMultiCallable[_api_pb2.WhoAmIRequest, _api_pb2.WhoAmIResponse]  # type: ignore[assignment]
+    """Whether the API asks for credentials, the `authorization` schemes it takes, and who the
+    credentials sent are. Open, but credentials sent are checked (UNAUTHENTICATED when
+    refused). (REST: `GET /api/v1/agent/whoami`.)
+    """
 
 class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
     """The requester itself."""
@@ -335,6 +345,17 @@ class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_api_pb2.ConfigResponse, _abc.Awaitable[_api_pb2.ConfigResponse]]:
         """The node's configuration, secrets redacted. (REST: `GET /api/v1/agent/config`.)"""
+
+    @_abc_1.abstractmethod
+    def WhoAmI(
+        self,
+        request: _api_pb2.WhoAmIRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.WhoAmIResponse, _abc.Awaitable[_api_pb2.WhoAmIResponse]]:
+        """Whether the API asks for credentials, the `authorization` schemes it takes, and who the
+        credentials sent are. Open, but credentials sent are checked (UNAUTHENTICATED when
+        refused). (REST: `GET /api/v1/agent/whoami`.)
+        """
 
 def add_AgentServiceServicer_to_server(servicer: AgentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
