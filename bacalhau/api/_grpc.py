@@ -37,8 +37,10 @@ from bacalhau.api._grpc_paging import (
     MAX_PAGE_BYTES,
     carry_executions,
     execution_page,
+    fitting_diff,
     fitting_history,
     list_jobs,
+    version_page,
 )
 from bacalhau.api._grpc_reflection import enable_reflection
 from bacalhau.api._grpc_requests import add_parsing_leniently, check_request
@@ -153,7 +155,8 @@ class JobServicer(api_pb2_grpc.JobServiceServicer):
     ) -> api_pb2.DiffJobResponse:
         job = job_from_request(request, max_job_size=self._max_job_size)
         diff = await self._orch.diff_job(job)
-        return api_pb2.DiffJobResponse(diff=diff.diff, warnings=diff.warnings)
+        text, warnings = fitting_diff(diff.diff)
+        return api_pb2.DiffJobResponse(diff=text, warnings=[*diff.warnings, *warnings])
 
     @_translated
     async def GetJob(self, request: api_pb2.GetJobRequest, context: Any) -> api_pb2.GetJobResponse:
@@ -270,7 +273,10 @@ class JobServicer(api_pb2_grpc.JobServiceServicer):
         self, request: api_pb2.ListJobVersionsRequest, context: Any
     ) -> api_pb2.ListJobVersionsResponse:
         versions = await self._orch.job_versions(request.job_id, namespace=request.namespace)
-        return api_pb2.ListJobVersionsResponse(versions=[job_document(v) for v in versions])
+        page, token = await asyncio.to_thread(
+            version_page, versions, token=request.next_token, limit=request.limit
+        )
+        return api_pb2.ListJobVersionsResponse(versions=page, next_token=token)
 
     @_translated
     async def GetResults(

@@ -50,6 +50,8 @@ MAX_ANSWER_BYTES = 4 * 1024 * 1024 - 16 * 1024
 _FRAMING = 6
 #: The order of ListExecutions (and of the executions an answer carries).
 _CREATED = "created_at"
+#: The order of ListJobVersions.
+_VERSION = "version"
 
 
 class _Sized(Protocol):
@@ -112,6 +114,21 @@ def fitting_history(
     return _documents(history, history_item, budget, at_least_one=at_least_one)
 
 
+def fitting_diff(diff: str) -> tuple[str, list[str]]:
+    """``diff`` whole when it fits in :data:`MAX_PAGE_BYTES` (a diff of two large versions
+    holds both), else cut after its last whole line that does (inside a line longer than
+    that), with a warning saying so: an empty diff would say "nothing changes"."""
+    raw = diff.encode()
+    if len(raw) <= MAX_PAGE_BYTES:
+        return diff, []
+    cut = raw.rfind(b"\n", 0, MAX_PAGE_BYTES) + 1 or MAX_PAGE_BYTES
+    kept = raw[:cut].decode(errors="ignore")
+    return kept, [
+        f"the diff is cut to its first {cut} of {len(raw)} bytes to fit one answer; "
+        "PUT /api/v1/orchestrator/jobs/diff on the REST API gives it whole"
+    ]
+
+
 def execution_page(
     executions: Sequence[Execution],
     *,
@@ -125,18 +142,65 @@ def execution_page(
     last has come): the REST listing's token (:mod:`bacalhau.api._keyset`), in creation
     order. Raises :class:`~bacalhau.errors.BadQuery` naming ``next_token`` for a token of
     another order, or one this server did not make."""
+    return _keyset_documents(
+        executions,
+        _created,
+        _CREATED,
+        execution_document,
+        budget=budget,
+        token=token,
+        limit=limit,
+        at_least_one=at_least_one,
+        listing="executions",
+    )
+
+
+def version_page(
+    versions: Sequence[Job], *, token: str = "", limit: int = 0
+) -> tuple[list[api_pb2.JobDocument], str]:
+    """The versions of a job after ``token`` (oldest first) that fit in a page (at least
+    one), at most ``limit`` (0: no count limit), and the token to go on with ("" once the
+    last has come)."""
+    return _keyset_documents(
+        versions,
+        _version,
+        _VERSION,
+        job_document,
+        budget=MAX_PAGE_BYTES,
+        token=token,
+        limit=limit,
+        at_least_one=True,
+        listing="job versions",
+    )
+
+
+def _keyset_documents(
+    items: Sequence[_Item],
+    cursor: Callable[[_Item], Cursor],
+    order: str,
+    convert: Callable[[_Item], _Doc],
+    *,
+    budget: int,
+    token: str,
+    limit: int,
+    at_least_one: bool,
+    listing: str,
+) -> tuple[list[_Doc], str]:
+    """The documents of ``items`` in ``order`` (ascending, by ``cursor``) after ``token``
+    that fit in ``budget`` bytes, at most ``limit``; and the token of the rest ("" for
+    none)."""
     after = None
     if token:
-        kept = KeysetToken.decode(token, numeric={_CREATED}, text=(), listing="executions")
+        kept = KeysetToken.decode(token, numeric={order}, text=(), listing=listing)
         after = kept.after
-    rest, _ = keyset_page(executions, _created, reverse=False, limit=0, after=after)
+    rest, _ = keyset_page(items, cursor, reverse=False, limit=0, after=after)
     wanted = rest[:limit] if limit > 0 else rest
-    docs = _documents(wanted, execution_document, budget, at_least_one=at_least_one)
+    docs = _documents(wanted, convert, budget, at_least_one=at_least_one)
     if len(docs) == len(rest):
         return docs, ""
-    # None came: the next page starts before the first execution.
-    last = _created(rest[len(docs) - 1]) if docs else (-1, "")
-    return docs, KeysetToken(_CREATED, False, limit, last).encode()
+    # None came: the next page starts before the first item.
+    last = cursor(rest[len(docs) - 1]) if docs else (-1, "")
+    return docs, KeysetToken(order, False, limit, last).encode()
 
 
 def carry_executions(
@@ -149,6 +213,11 @@ def carry_executions(
         executions, budget=MAX_ANSWER_BYTES - answer.ByteSize(), at_least_one=False
     )
     answer.executions.extend(docs)
+
+
+def _version(job: Job) -> Cursor:
+    """A job version's place: its number (then its ID, the same for all)."""
+    return job.version, job.id
 
 
 def _created(execution: Execution) -> Cursor:

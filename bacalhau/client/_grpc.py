@@ -457,12 +457,20 @@ class AsyncGrpcClient(GrpcClusterCalls):
         )
 
     async def job_versions(self, job_id: str) -> list[Job]:
-        """Every version of a job's spec, oldest first."""
-        resp: api_pb2.ListJobVersionsResponse = await self._call(
-            self._job_service.ListJobVersions,
-            api_pb2.ListJobVersionsRequest(job_id=job_id, namespace=self.namespace),
-        )
-        return [_job_of(v) for v in resp.versions]
+        """Every version of a job's spec, oldest first (all pages of them)."""
+        versions: list[Job] = []
+        token = ""
+        while True:
+            resp: api_pb2.ListJobVersionsResponse = await self._call(
+                self._job_service.ListJobVersions,
+                api_pb2.ListJobVersionsRequest(
+                    job_id=job_id, namespace=self.namespace, next_token=token
+                ),
+            )
+            versions.extend(_job_of(v) for v in resp.versions)
+            token = resp.next_token
+            if not token:
+                return versions
 
     async def results(self, job_id: str) -> list[SpecConfig]:
         """Where the job's completed executions published their results."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import pytest
@@ -168,3 +169,66 @@ async def test_our_client_reads_every_execution_and_item(served: Served) -> None
         assert len(await client.executions(served.job_id)) == EXECUTIONS
         page = await client.history(served.job_id, include_executions=True, limit=10)
         assert len(page.executions) == EXECUTIONS
+
+
+async def test_job_versions_page_by_size_and_by_limit(real_orch: Orchestrator) -> None:
+    """Twelve versions of a 400 KB job are 4.8 MB: more than a client with gRPC's default
+    limits reads in one answer. They come in pages, and our client reads them all."""
+    async with (
+        GrpcApiServer(real_orch, host="127.0.0.1", port=0) as srv,
+        grpc.aio.insecure_channel(srv.address) as channel,
+    ):
+        jobs = api_pb2_grpc.JobServiceStub(channel)
+        for n in range(12):
+            job = spec(Name="many", Meta={"pad": f"{n:02d}" + "x" * 400_000})
+            await jobs.SubmitJob(api_pb2.SubmitJobRequest(job_json=json.dumps(job)))
+        seen: list[int] = []
+        token = ""
+        pages = 0
+        while True:
+            resp = await jobs.ListJobVersions(
+                api_pb2.ListJobVersionsRequest(job_id="many", next_token=token)
+            )
+            assert resp.ByteSize() < 4 * MIB
+            seen.extend(json.loads(v.job_json)["Version"] for v in resp.versions)
+            pages += 1
+            token = resp.next_token
+            if not token:
+                break
+        assert seen == list(range(1, 13)) and pages > 1
+        first = await jobs.ListJobVersions(api_pb2.ListJobVersionsRequest(job_id="many", limit=5))
+        assert [json.loads(v.job_json)["Version"] for v in first.versions] == [1, 2, 3, 4, 5]
+        assert first.next_token
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await jobs.ListJobVersions(
+                api_pb2.ListJobVersionsRequest(job_id="many", next_token="bm90IG1pbmU")
+            )
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert dict(caught.value.trailing_metadata() or ())[FIELD_KEY] == "next_token"
+        async with AsyncGrpcClient(srv.address) as client:
+            versions = await client.job_versions("many")
+        assert [v.version for v in versions] == list(range(1, 13))
+
+
+@pytest.mark.parametrize("line", [False, True], ids=["many-lines", "one-long-line"])
+async def test_a_diff_of_two_large_versions_is_cut_with_a_warning(
+    real_orch: Orchestrator, line: bool
+) -> None:
+    """A diff holds both versions: of a 3 MiB job, 6 MiB. The answer keeps what fits, and
+    says it is cut (an empty diff would say "nothing changes")."""
+
+    def job(c: str) -> dict[str, Any]:
+        if line:
+            return spec(Name="big", Meta={"pad": c * (3 * MIB)})
+        return spec(Name="big", Meta={f"k{i:06d}": c * 100 for i in range(3 * MIB // 115)})
+
+    async with (
+        GrpcApiServer(real_orch, host="127.0.0.1", port=0) as srv,
+        grpc.aio.insecure_channel(srv.address) as channel,
+    ):
+        jobs = api_pb2_grpc.JobServiceStub(channel)
+        await jobs.SubmitJob(api_pb2.SubmitJobRequest(job_json=json.dumps(job("x"))))
+        resp = await jobs.DiffJob(api_pb2.DiffJobRequest(job_json=json.dumps(job("y"))))
+    assert 0 < resp.ByteSize() < 4 * MIB
+    assert resp.diff.startswith("---") or "@@" in resp.diff
+    assert any("the diff is cut" in w and "REST API gives it whole" in w for w in resp.warnings)

@@ -9,7 +9,11 @@ documents (the `*_json` fields, UTF-8 JSON objects exactly as the REST API write
 them), next to a few structured fields clients select and branch on (IDs, states). The job
 spec is wide, grows with every Bacalhau release and holds free-form maps (engine and
 publisher params); one JSON contract shared with REST keeps both edges in step and lets
-clients reuse the official SDK's models and job files.
+clients reuse the official SDK's models and job files. Two things differ from what a REST
+client without an `X-Bacalhau-Git-Version` header reads: execution states are numbered as
+in Bacalhau v1.5.2 (0-11: the ExecutionStateType enum of types.proto; `Completed` is 9),
+and times are integer nanoseconds since the epoch, past a JavaScript number's exact range
+(parse them as big integers, or read the structured `*_time` fields).
 
 Errors: the gRPC status code follows the error's class (INVALID_ARGUMENT for a bad spec
 or query, NOT_FOUND, FAILED_PRECONDITION for a job in the wrong state, ABORTED for a
@@ -740,18 +744,28 @@ class ListJobVersionsRequest(_message.Message):
 
     JOB_ID_FIELD_NUMBER: _builtins.int
     NAMESPACE_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    NEXT_TOKEN_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     namespace: _builtins.str
     """With a job_id that is a job's name: the namespace it is looked up in ("": default)."""
+    limit: _builtins.int
+    """Most versions in one answer (0: as many as fit). An answer holds at most 3 MiB of job
+    documents (at least one), so that it fits the 4 MiB clients read by default.
+    """
+    next_token: _builtins.str
+    """From a previous answer: the versions after those it held."""
     def __init__(
         self,
         *,
         job_id: _builtins.str = ...,
         namespace: _builtins.str = ...,
+        limit: _builtins.int = ...,
+        next_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "namespace", b"namespace"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "limit", b"limit", "namespace", b"namespace", "next_token", b"next_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -762,16 +776,22 @@ class ListJobVersionsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     VERSIONS_FIELD_NUMBER: _builtins.int
+    NEXT_TOKEN_FIELD_NUMBER: _builtins.int
+    next_token: _builtins.str
+    """Non-empty when more versions follow: give it as next_token."""
     @_builtins.property
-    def versions(self) -> _containers.RepeatedCompositeFieldContainer[Global___JobDocument]: ...
+    def versions(self) -> _containers.RepeatedCompositeFieldContainer[Global___JobDocument]:
+        """Oldest first."""
+
     def __init__(
         self,
         *,
         versions: _abc.Iterable[Global___JobDocument] | None = ...,
+        next_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["versions", b"versions"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_token", b"next_token", "versions", b"versions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

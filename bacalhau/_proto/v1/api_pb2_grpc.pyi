@@ -9,7 +9,11 @@ documents (the `*_json` fields, UTF-8 JSON objects exactly as the REST API write
 them), next to a few structured fields clients select and branch on (IDs, states). The job
 spec is wide, grows with every Bacalhau release and holds free-form maps (engine and
 publisher params); one JSON contract shared with REST keeps both edges in step and lets
-clients reuse the official SDK's models and job files.
+clients reuse the official SDK's models and job files. Two things differ from what a REST
+client without an `X-Bacalhau-Git-Version` header reads: execution states are numbered as
+in Bacalhau v1.5.2 (0-11: the ExecutionStateType enum of types.proto; `Completed` is 9),
+and times are integer nanoseconds since the epoch, past a JavaScript number's exact range
+(parse them as big integers, or read the structured `*_time` fields).
 
 Errors: the gRPC status code follows the error's class (INVALID_ARGUMENT for a bad spec
 or query, NOT_FOUND, FAILED_PRECONDITION for a job in the wrong state, ABORTED for a
