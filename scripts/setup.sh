@@ -74,6 +74,13 @@ if [ ! -f "$js/node_modules/.package-lock.json" ] || [ "$js/package-lock.json" -
   (cd "$js" && npm ci --silent --no-audit --no-fund >/dev/null)
 fi
 
+# The Node.js client of the public gRPC API (tests/api/test_grpc_from_node.py).
+js=tests/api/js_grpc
+if [ ! -f "$js/node_modules/.package-lock.json" ] || [ "$js/package-lock.json" -nt "$js/node_modules/.package-lock.json" ]; then
+  log "installing the Node.js gRPC client (npm ci in $js)"
+  (cd "$js" && npm ci --silent --no-audit --no-fund >/dev/null)
+fi
+
 bash scripts/build_images.sh
 bash scripts/build_wasm.sh
 log "ready"
