@@ -49,7 +49,7 @@ def job_from_request(
     check_job_size(size, max_job_size, field="job_json")
     if not text.strip():
         raise InvalidJobSpec(
-            "the request has no job", field="Job", hint="send the job's v1 JSON in job_json"
+            "the request has no job", field="job_json", hint="send the job's v1 JSON in job_json"
         )
     try:
         data = json.loads(text)
@@ -60,12 +60,27 @@ def job_from_request(
             details={"Field": "job_json"},
         ) from None
     if not isinstance(data, dict):
-        raise InvalidJobSpec("the job must be a JSON object", field="Job")
+        raise InvalidJobSpec("the job must be a JSON object", field="job_json")
+    if _is_wrapped(data):
+        raise InvalidJobSpec(
+            'job_json holds a {"Job": ...} wrapper, not a job',
+            field="job_json",
+            hint='give the job itself in job_json: what REST\'s {"Job": ...} holds',
+        )
     check_document(data)
     job = Job.from_dict(data)
     if request.namespace and not job.namespace:
         job.namespace = request.namespace
     return job
+
+
+def _is_wrapped(data: dict[str, Any]) -> bool:
+    """Whether ``data`` is REST's body (``{"Job": {...}}``) rather than a job: its one key
+    is ``Job`` (any case) holding an object."""
+    if len(data) != 1:
+        return False
+    ((key, value),) = data.items()
+    return str(key).lower() == "job" and isinstance(value, dict)
 
 
 def job_document(job: Job) -> api_pb2.JobDocument:

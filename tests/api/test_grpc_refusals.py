@@ -116,3 +116,30 @@ async def test_stopping_a_stopped_job_is_failed_precondition(cluster: Cluster) -
     ) as r:
         assert r.status == 200, await r.text()
         assert (await r.json())["EvaluationID"] == ""
+
+
+@pytest.mark.parametrize(
+    ("job_json", "words"),
+    [
+        ("", "has no job"),
+        ("  ", "has no job"),
+        ("[]", "must be a JSON object"),
+        (json.dumps({"Job": spec()}), "wrapper"),
+        (json.dumps({"job": spec()}), "wrapper"),
+    ],
+)
+async def test_a_submission_without_a_job_names_job_json(
+    cluster: Cluster, job_json: str, words: str
+) -> None:
+    """The request's field is at fault, not a field of a job (there is none); REST's body
+    sent whole gets a hint that says what job_json takes."""
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await cluster.jobs.SubmitJob(api_pb2.SubmitJobRequest(job_json=job_json))
+    err = info.value
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    md = metadata(err)
+    assert md["bacalhau-error-field"] == "job_json", md
+    assert words in (err.details() or "")
+    if words == "wrapper":
+        hint = md["bacalhau-error-hint-bin"]
+        assert isinstance(hint, bytes) and b"give the job itself in job_json" in hint
