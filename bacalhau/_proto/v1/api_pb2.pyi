@@ -52,7 +52,7 @@ class SubmitJobRequest(_message.Message):
     INCLUDE_EXECUTIONS_FIELD_NUMBER: _builtins.int
     FORCE_FIELD_NUMBER: _builtins.int
     job_json: _builtins.str
-    """The job as in the REST API's {"Job": ...}: a Bacalhau v1 job JSON object."""
+    """The job itself, what the REST API's {"Job": ...} holds: a Bacalhau v1 job JSON object."""
     namespace: _builtins.str
     """Used when the job names no namespace."""
     idempotency_token: _builtins.str
