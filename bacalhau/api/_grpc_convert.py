@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bacalhau._proto.v1 import api_pb2, compute_pb2
+from bacalhau._proto.v1 import api_pb2, logs_pb2
 from bacalhau.api._job_size import check_job_size
 from bacalhau.errors import InvalidJobSpec, InvalidRequest
 from bacalhau.models import (
@@ -27,8 +27,8 @@ from bacalhau.models import (
 )
 
 _LOG_STREAMS = {
-    LogStream.STDOUT: compute_pb2.LOG_STREAM_TYPE_STDOUT,
-    LogStream.STDERR: compute_pb2.LOG_STREAM_TYPE_STDERR,
+    LogStream.STDOUT: logs_pb2.LOG_STREAM_TYPE_STDOUT,
+    LogStream.STDERR: logs_pb2.LOG_STREAM_TYPE_STDERR,
 }
 
 
@@ -119,7 +119,7 @@ def result_json(result: SpecConfig) -> str:
 
 def log_chunk(chunk: LogChunk) -> api_pb2.StreamJobLogsResponse:
     return api_pb2.StreamJobLogsResponse(
-        stream=_LOG_STREAMS.get(chunk.stream, compute_pb2.LOG_STREAM_TYPE_UNSPECIFIED),
+        stream=_LOG_STREAMS.get(chunk.stream, logs_pb2.LOG_STREAM_TYPE_UNSPECIFIED),
         offset=chunk.offset,
         data=bytes(chunk.data),
         timestamp_ns=chunk.timestamp_ns,

@@ -21,7 +21,7 @@ from typing import Any
 
 import grpc
 
-from bacalhau._proto.v1 import api_pb2, compute_pb2
+from bacalhau._proto.v1 import api_pb2, logs_pb2
 from bacalhau.client._answers import LONG_RUNNING_JOB_TYPES, is_started
 from bacalhau.client._decode import history_from_dict
 from bacalhau.client._download import DownloadedResults
@@ -67,8 +67,8 @@ __all__ = [
 LONG_POLL_SECONDS = 30.0
 
 _LOG_STREAMS = {
-    compute_pb2.LOG_STREAM_TYPE_STDOUT: LogStream.STDOUT,
-    compute_pb2.LOG_STREAM_TYPE_STDERR: LogStream.STDERR,
+    logs_pb2.LOG_STREAM_TYPE_STDOUT: LogStream.STDOUT,
+    logs_pb2.LOG_STREAM_TYPE_STDERR: LogStream.STDERR,
 }
 
 

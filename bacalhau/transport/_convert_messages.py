@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import TypeAlias
 
-from bacalhau._proto.v1 import compute_pb2, orchestrator_pb2
+from bacalhau._proto.v1 import compute_pb2, logs_pb2, orchestrator_pb2
 from bacalhau._wall_steps import elapsed_ns
 from bacalhau.errors import BacalhauError, InternalError, InvalidRequest
 from bacalhau.models import (
@@ -176,7 +176,7 @@ def log_request_from_proto(msg: compute_pb2.LogStreamAsk) -> LogRequest:
 
 def log_chunk_to_proto(chunk: LogChunk) -> compute_pb2.StreamLogsResponse:
     return compute_pb2.StreamLogsResponse(
-        stream=compute_pb2.LogStreamType.ValueType(int(chunk.stream)),
+        stream=logs_pb2.LogStreamType.ValueType(int(chunk.stream)),
         offset=chunk.offset,
         data=chunk.data,
         timestamp_unix_nano=chunk.timestamp_ns,

@@ -61,7 +61,7 @@ def test_list_and_describe_without_the_protos(address: str) -> None:
         logs = jobs.FindMethodByName("StreamJobLogs")
         assert logs.output_type.fields_by_name["stream"].enum_type.full_name == (
             "bacalhau.v1.LogStreamType"
-        )  # from the imported compute.proto, resolved through reflection too
+        )  # from the imported logs.proto, resolved through reflection too
         agent = pool.FindServiceByName("bacalhau.v1.AgentService")
         assert [m.name for m in agent.methods] == [
             "Alive",

@@ -25,7 +25,7 @@ carries the stable error code in `bacalhau-error-code`, the field at fault (if a
 the code, never on the message text.
 """
 
-from bacalhau._proto.v1 import compute_pb2 as _compute_pb2
+from bacalhau._proto.v1 import logs_pb2 as _logs_pb2
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -888,7 +888,7 @@ class StreamJobLogsResponse(_message.Message):
     OFFSET_FIELD_NUMBER: _builtins.int
     DATA_FIELD_NUMBER: _builtins.int
     TIMESTAMP_NS_FIELD_NUMBER: _builtins.int
-    stream: _compute_pb2.LogStreamType.ValueType
+    stream: _logs_pb2.LogStreamType.ValueType
     offset: _builtins.int
     """Byte offset of `data` in its stream."""
     data: _builtins.bytes
@@ -896,7 +896,7 @@ class StreamJobLogsResponse(_message.Message):
     def __init__(
         self,
         *,
-        stream: _compute_pb2.LogStreamType.ValueType = ...,
+        stream: _logs_pb2.LogStreamType.ValueType = ...,
         offset: _builtins.int = ...,
         data: _builtins.bytes = ...,
         timestamp_ns: _builtins.int = ...,

@@ -22,10 +22,11 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from bacalhau._proto.v1 import logs_pb2 as bacalhau_dot_v1_dot_logs__pb2
 from bacalhau._proto.v1 import types_pb2 as bacalhau_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x62\x61\x63\x61lhau/v1/compute.proto\x12\x0b\x62\x61\x63\x61lhau.v1\x1a\x17\x62\x61\x63\x61lhau/v1/types.proto\"\xcf\x01\n\x06\x42idAsk\x12\x19\n\x11requester_node_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63ompute_node_id\x18\x02 \x01(\t\x12)\n\texecution\x18\x03 \x01(\x0b\x32\x16.bacalhau.v1.Execution\x12\x19\n\x11wait_for_approval\x18\x04 \x01(\x08\x12\x18\n\x10\x61nswer_linger_us\x18\x05 \x01(\r\x12\x19\n\x11\x61pplied_callbacks\x18\x06 \x03(\x04\x12\x16\n\x0esent_unix_nano\x18\x07 \x01(\x03\"p\n\rBidAcceptance\x12\x19\n\x11requester_node_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63ompute_node_id\x18\x02 \x01(\t\x12\x14\n\x0c\x65xecution_id\x18\x03 \x01(\t\x12\x15\n\rjustification\x18\x04 \x01(\t\"o\n\x0c\x42idRejection\x12\x19\n\x11requester_node_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63ompute_node_id\x18\x02 \x01(\t\x12\x14\n\x0c\x65xecution_id\x18\x03 \x01(\t\x12\x15\n\rjustification\x18\x04 \x01(\t\"x\n\x15\x45xecutionCancellation\x12\x19\n\x11requester_node_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63ompute_node_id\x18\x02 \x01(\t\x12\x14\n\x0c\x65xecution_id\x18\x03 \x01(\t\x12\x15\n\rjustification\x18\x04 \x01(\t\"\x8d\x01\n\x10\x41skForBidRequest\x12-\n\texecution\x18\x01 \x01(\x0b\x32\x16.bacalhau.v1.ExecutionB\x02\x18\x01\x12\x1d\n\x11wait_for_approval\x18\x02 \x01(\x08\x42\x02\x18\x01\x12+\n\x07\x62id_ask\x18\x03 \x01(\x0b\x32\x1a.bacalhau.v1.SignedPayload\"`\n\x07\x42idAsks\x12\x19\n\x11requester_node_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63ompute_node_id\x18\x02 \x01(\t\x12!\n\x04\x61sks\x18\x03 \x03(\x0b\x32\x13.bacalhau.v1.BidAsk\"A\n\x11\x41skForBidsRequest\x12,\n\x08\x62id_asks\x18\x01 \x01(\x0b\x32\x1a.bacalhau.v1.SignedPayload\"?\n\nAskOutcome\x12\x12\n\nerror_code\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0c\n\x04hint\x18\x03 \x01(\t\"\x9b\x01\n\x12\x41skForBidsResponse\x12-\n\tcallbacks\x18\x01 \x01(\x0b\x32\x1a.bacalhau.v1.SignedPayload\x12\x15\n\rcallback_seqs\x18\x02 \x03(\x04\x12\x14\n\x0c\x61nswer_sizes\x18\x03 \x03(\r\x12)\n\x08outcomes\x18\x04 \x03(\x0b\x32\x17.bacalhau.v1.AskOutcome\"Y\n\x11\x41skForBidResponse\x12-\n\tcallbacks\x18\x01 \x01(\x0b\x32\x1a.bacalhau.v1.SignedPayload\x12\x15\n\rcallback_seqs\x18\x02 \x03(\x04\"}\n\x12\x42idAcceptedRequest\x12\x18\n\x0c\x65xecution_id\x18\x01 \x01(\tB\x02\x18\x01\x12\x19\n\rjustification\x18\x02 \x01(\tB\x02\x18\x01\x12\x32\n\x0e\x62id_acceptance\x18\x03 \x01(\x0b\x32\x1a.bacalhau.v1.SignedPayload\"\x15\n\x13\x42idAcceptedResponse\"|\n\x12\x42idRejectedRequest\x12\x18\n\x0c\x65xecution_id\x18\x01 \x01(\tB\x02\x18\x01\x12\x19\n\rjustification\x18\x02 \x01(\tB\x02\x18\x01\x12\x31\n\rbid_rejection\x18\x03 \x01(\x0b\x32\x1a.bacalhau.v1.SignedPayload\"\x15\n\x13\x42idRejectedResponse\"\x7f\n\x16\x43\x61ncelExecutionRequest\x12\x18\n\x0c\x65xecution_id\x18\x01 \x01(\tB\x02\x18\x01\x12\x19\n\rjustification\x18\x02 \x01(\tB\x02\x18\x01\x12\x30\n\x0c\x63\x61ncellation\x18\x03 \x01(\x0b\x32\x1a.bacalhau.v1.SignedPayload\"\x19\n\x17\x43\x61ncelExecutionResponse\"v\n\x13\x45xecutionWithdrawal\x12\x19\n\x11requester_node_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63ompute_node_id\x18\x02 \x01(\t\x12\x14\n\x0c\x65xecution_id\x18\x03 \x01(\t\x12\x15\n\rjustification\x18\x04 \x01(\t\"G\n\x15WithdrawQueuedRequest\x12.\n\nwithdrawal\x18\x01 \x01(\x0b\x32\x1a.bacalhau.v1.SignedPayload\":\n\x16WithdrawQueuedResponse\x12\x11\n\twithdrawn\x18\x01 \x01(\x08\x12\r\n\x05state\x18\x02 \x01(\t\"v\n\x0cLogStreamAsk\x12\x19\n\x11requester_node_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63ompute_node_id\x18\x02 \x01(\t\x12\x14\n\x0c\x65xecution_id\x18\x03 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x04 \x01(\x08\x12\x0c\n\x04tail\x18\x05 \x01(\x03\"<\n\x11StreamLogsRequest\x12\'\n\x03\x61sk\x18\x01 \x01(\x0b\x32\x1a.bacalhau.v1.SignedPayload\"{\n\x12StreamLogsResponse\x12*\n\x06stream\x18\x01 \x01(\x0e\x32\x1a.bacalhau.v1.LogStreamType\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x1b\n\x13timestamp_unix_nano\x18\x04 \x01(\x03*h\n\rLogStreamType\x12\x1f\n\x1bLOG_STREAM_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n\x16LOG_STREAM_TYPE_STDOUT\x10\x01\x12\x1a\n\x16LOG_STREAM_TYPE_STDERR\x10\x02\x32\xd9\x04\n\x0e\x43omputeService\x12J\n\tAskForBid\x12\x1d.bacalhau.v1.AskForBidRequest\x1a\x1e.bacalhau.v1.AskForBidResponse\x12M\n\nAskForBids\x12\x1e.bacalhau.v1.AskForBidsRequest\x1a\x1f.bacalhau.v1.AskForBidsResponse\x12P\n\x0b\x42idAccepted\x12\x1f.bacalhau.v1.BidAcceptedRequest\x1a .bacalhau.v1.BidAcceptedResponse\x12P\n\x0b\x42idRejected\x12\x1f.bacalhau.v1.BidRejectedRequest\x1a .bacalhau.v1.BidRejectedResponse\x12\\\n\x0f\x43\x61ncelExecution\x12#.bacalhau.v1.CancelExecutionRequest\x1a$.bacalhau.v1.CancelExecutionResponse\x12Y\n\x0eWithdrawQueued\x12\".bacalhau.v1.WithdrawQueuedRequest\x1a#.bacalhau.v1.WithdrawQueuedResponse\x12O\n\nStreamLogs\x12\x1e.bacalhau.v1.StreamLogsRequest\x1a\x1f.bacalhau.v1.StreamLogsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x62\x61\x63\x61lhau/v1/compute.proto\x12\x0b\x62\x61\x63\x61lhau.v1\x1a\x16\x62\x61\x63\x61lhau/v1/logs.proto\x1a\x17\x62\x61\x63\x61lhau/v1/types.proto\"\xcf\x01\n\x06\x42idAsk\x12\x19\n\x11requester_node_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63ompute_node_id\x18\x02 \x01(\t\x12)\n\texecution\x18\x03 \x01(\x0b\x32\x16.bacalhau.v1.Execution\x12\x19\n\x11wait_for_approval\x18\x04 \x01(\x08\x12\x18\n\x10\x61nswer_linger_us\x18\x05 \x01(\r\x12\x19\n\x11\x61pplied_callbacks\x18\x06 \x03(\x04\x12\x16\n\x0esent_unix_nano\x18\x07 \x01(\x03\"p\n\rBidAcceptance\x12\x19\n\x11requester_node_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63ompute_node_id\x18\x02 \x01(\t\x12\x14\n\x0c\x65xecution_id\x18\x03 \x01(\t\x12\x15\n\rjustification\x18\x04 \x01(\t\"o\n\x0c\x42idRejection\x12\x19\n\x11requester_node_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63ompute_node_id\x18\x02 \x01(\t\x12\x14\n\x0c\x65xecution_id\x18\x03 \x01(\t\x12\x15\n\rjustification\x18\x04 \x01(\t\"x\n\x15\x45xecutionCancellation\x12\x19\n\x11requester_node_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63ompute_node_id\x18\x02 \x01(\t\x12\x14\n\x0c\x65xecution_id\x18\x03 \x01(\t\x12\x15\n\rjustification\x18\x04 \x01(\t\"\x8d\x01\n\x10\x41skForBidRequest\x12-\n\texecution\x18\x01 \x01(\x0b\x32\x16.bacalhau.v1.ExecutionB\x02\x18\x01\x12\x1d\n\x11wait_for_approval\x18\x02 \x01(\x08\x42\x02\x18\x01\x12+\n\x07\x62id_ask\x18\x03 \x01(\x0b\x32\x1a.bacalhau.v1.SignedPayload\"`\n\x07\x42idAsks\x12\x19\n\x11requester_node_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63ompute_node_id\x18\x02 \x01(\t\x12!\n\x04\x61sks\x18\x03 \x03(\x0b\x32\x13.bacalhau.v1.BidAsk\"A\n\x11\x41skForBidsRequest\x12,\n\x08\x62id_asks\x18\x01 \x01(\x0b\x32\x1a.bacalhau.v1.SignedPayload\"?\n\nAskOutcome\x12\x12\n\nerror_code\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0c\n\x04hint\x18\x03 \x01(\t\"\x9b\x01\n\x12\x41skForBidsResponse\x12-\n\tcallbacks\x18\x01 \x01(\x0b\x32\x1a.bacalhau.v1.SignedPayload\x12\x15\n\rcallback_seqs\x18\x02 \x03(\x04\x12\x14\n\x0c\x61nswer_sizes\x18\x03 \x03(\r\x12)\n\x08outcomes\x18\x04 \x03(\x0b\x32\x17.bacalhau.v1.AskOutcome\"Y\n\x11\x41skForBidResponse\x12-\n\tcallbacks\x18\x01 \x01(\x0b\x32\x1a.bacalhau.v1.SignedPayload\x12\x15\n\rcallback_seqs\x18\x02 \x03(\x04\"}\n\x12\x42idAcceptedRequest\x12\x18\n\x0c\x65xecution_id\x18\x01 \x01(\tB\x02\x18\x01\x12\x19\n\rjustification\x18\x02 \x01(\tB\x02\x18\x01\x12\x32\n\x0e\x62id_acceptance\x18\x03 \x01(\x0b\x32\x1a.bacalhau.v1.SignedPayload\"\x15\n\x13\x42idAcceptedResponse\"|\n\x12\x42idRejectedRequest\x12\x18\n\x0c\x65xecution_id\x18\x01 \x01(\tB\x02\x18\x01\x12\x19\n\rjustification\x18\x02 \x01(\tB\x02\x18\x01\x12\x31\n\rbid_rejection\x18\x03 \x01(\x0b\x32\x1a.bacalhau.v1.SignedPayload\"\x15\n\x13\x42idRejectedResponse\"\x7f\n\x16\x43\x61ncelExecutionRequest\x12\x18\n\x0c\x65xecution_id\x18\x01 \x01(\tB\x02\x18\x01\x12\x19\n\rjustification\x18\x02 \x01(\tB\x02\x18\x01\x12\x30\n\x0c\x63\x61ncellation\x18\x03 \x01(\x0b\x32\x1a.bacalhau.v1.SignedPayload\"\x19\n\x17\x43\x61ncelExecutionResponse\"v\n\x13\x45xecutionWithdrawal\x12\x19\n\x11requester_node_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63ompute_node_id\x18\x02 \x01(\t\x12\x14\n\x0c\x65xecution_id\x18\x03 \x01(\t\x12\x15\n\rjustification\x18\x04 \x01(\t\"G\n\x15WithdrawQueuedRequest\x12.\n\nwithdrawal\x18\x01 \x01(\x0b\x32\x1a.bacalhau.v1.SignedPayload\":\n\x16WithdrawQueuedResponse\x12\x11\n\twithdrawn\x18\x01 \x01(\x08\x12\r\n\x05state\x18\x02 \x01(\t\"v\n\x0cLogStreamAsk\x12\x19\n\x11requester_node_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63ompute_node_id\x18\x02 \x01(\t\x12\x14\n\x0c\x65xecution_id\x18\x03 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x04 \x01(\x08\x12\x0c\n\x04tail\x18\x05 \x01(\x03\"<\n\x11StreamLogsRequest\x12\'\n\x03\x61sk\x18\x01 \x01(\x0b\x32\x1a.bacalhau.v1.SignedPayload\"{\n\x12StreamLogsResponse\x12*\n\x06stream\x18\x01 \x01(\x0e\x32\x1a.bacalhau.v1.LogStreamType\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x1b\n\x13timestamp_unix_nano\x18\x04 \x01(\x03\x32\xd9\x04\n\x0e\x43omputeService\x12J\n\tAskForBid\x12\x1d.bacalhau.v1.AskForBidRequest\x1a\x1e.bacalhau.v1.AskForBidResponse\x12M\n\nAskForBids\x12\x1e.bacalhau.v1.AskForBidsRequest\x1a\x1f.bacalhau.v1.AskForBidsResponse\x12P\n\x0b\x42idAccepted\x12\x1f.bacalhau.v1.BidAcceptedRequest\x1a .bacalhau.v1.BidAcceptedResponse\x12P\n\x0b\x42idRejected\x12\x1f.bacalhau.v1.BidRejectedRequest\x1a .bacalhau.v1.BidRejectedResponse\x12\\\n\x0f\x43\x61ncelExecution\x12#.bacalhau.v1.CancelExecutionRequest\x1a$.bacalhau.v1.CancelExecutionResponse\x12Y\n\x0eWithdrawQueued\x12\".bacalhau.v1.WithdrawQueuedRequest\x1a#.bacalhau.v1.WithdrawQueuedResponse\x12O\n\nStreamLogs\x12\x1e.bacalhau.v1.StreamLogsRequest\x1a\x1f.bacalhau.v1.StreamLogsResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -48,52 +49,50 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CANCELEXECUTIONREQUEST'].fields_by_name['execution_id']._serialized_options = b'\030\001'
   _globals['_CANCELEXECUTIONREQUEST'].fields_by_name['justification']._loaded_options = None
   _globals['_CANCELEXECUTIONREQUEST'].fields_by_name['justification']._serialized_options = b'\030\001'
-  _globals['_LOGSTREAMTYPE']._serialized_start=2264
-  _globals['_LOGSTREAMTYPE']._serialized_end=2368
-  _globals['_BIDASK']._serialized_start=68
-  _globals['_BIDASK']._serialized_end=275
-  _globals['_BIDACCEPTANCE']._serialized_start=277
-  _globals['_BIDACCEPTANCE']._serialized_end=389
-  _globals['_BIDREJECTION']._serialized_start=391
-  _globals['_BIDREJECTION']._serialized_end=502
-  _globals['_EXECUTIONCANCELLATION']._serialized_start=504
-  _globals['_EXECUTIONCANCELLATION']._serialized_end=624
-  _globals['_ASKFORBIDREQUEST']._serialized_start=627
-  _globals['_ASKFORBIDREQUEST']._serialized_end=768
-  _globals['_BIDASKS']._serialized_start=770
-  _globals['_BIDASKS']._serialized_end=866
-  _globals['_ASKFORBIDSREQUEST']._serialized_start=868
-  _globals['_ASKFORBIDSREQUEST']._serialized_end=933
-  _globals['_ASKOUTCOME']._serialized_start=935
-  _globals['_ASKOUTCOME']._serialized_end=998
-  _globals['_ASKFORBIDSRESPONSE']._serialized_start=1001
-  _globals['_ASKFORBIDSRESPONSE']._serialized_end=1156
-  _globals['_ASKFORBIDRESPONSE']._serialized_start=1158
-  _globals['_ASKFORBIDRESPONSE']._serialized_end=1247
-  _globals['_BIDACCEPTEDREQUEST']._serialized_start=1249
-  _globals['_BIDACCEPTEDREQUEST']._serialized_end=1374
-  _globals['_BIDACCEPTEDRESPONSE']._serialized_start=1376
-  _globals['_BIDACCEPTEDRESPONSE']._serialized_end=1397
-  _globals['_BIDREJECTEDREQUEST']._serialized_start=1399
-  _globals['_BIDREJECTEDREQUEST']._serialized_end=1523
-  _globals['_BIDREJECTEDRESPONSE']._serialized_start=1525
-  _globals['_BIDREJECTEDRESPONSE']._serialized_end=1546
-  _globals['_CANCELEXECUTIONREQUEST']._serialized_start=1548
-  _globals['_CANCELEXECUTIONREQUEST']._serialized_end=1675
-  _globals['_CANCELEXECUTIONRESPONSE']._serialized_start=1677
-  _globals['_CANCELEXECUTIONRESPONSE']._serialized_end=1702
-  _globals['_EXECUTIONWITHDRAWAL']._serialized_start=1704
-  _globals['_EXECUTIONWITHDRAWAL']._serialized_end=1822
-  _globals['_WITHDRAWQUEUEDREQUEST']._serialized_start=1824
-  _globals['_WITHDRAWQUEUEDREQUEST']._serialized_end=1895
-  _globals['_WITHDRAWQUEUEDRESPONSE']._serialized_start=1897
-  _globals['_WITHDRAWQUEUEDRESPONSE']._serialized_end=1955
-  _globals['_LOGSTREAMASK']._serialized_start=1957
-  _globals['_LOGSTREAMASK']._serialized_end=2075
-  _globals['_STREAMLOGSREQUEST']._serialized_start=2077
-  _globals['_STREAMLOGSREQUEST']._serialized_end=2137
-  _globals['_STREAMLOGSRESPONSE']._serialized_start=2139
-  _globals['_STREAMLOGSRESPONSE']._serialized_end=2262
-  _globals['_COMPUTESERVICE']._serialized_start=2371
-  _globals['_COMPUTESERVICE']._serialized_end=2972
+  _globals['_BIDASK']._serialized_start=92
+  _globals['_BIDASK']._serialized_end=299
+  _globals['_BIDACCEPTANCE']._serialized_start=301
+  _globals['_BIDACCEPTANCE']._serialized_end=413
+  _globals['_BIDREJECTION']._serialized_start=415
+  _globals['_BIDREJECTION']._serialized_end=526
+  _globals['_EXECUTIONCANCELLATION']._serialized_start=528
+  _globals['_EXECUTIONCANCELLATION']._serialized_end=648
+  _globals['_ASKFORBIDREQUEST']._serialized_start=651
+  _globals['_ASKFORBIDREQUEST']._serialized_end=792
+  _globals['_BIDASKS']._serialized_start=794
+  _globals['_BIDASKS']._serialized_end=890
+  _globals['_ASKFORBIDSREQUEST']._serialized_start=892
+  _globals['_ASKFORBIDSREQUEST']._serialized_end=957
+  _globals['_ASKOUTCOME']._serialized_start=959
+  _globals['_ASKOUTCOME']._serialized_end=1022
+  _globals['_ASKFORBIDSRESPONSE']._serialized_start=1025
+  _globals['_ASKFORBIDSRESPONSE']._serialized_end=1180
+  _globals['_ASKFORBIDRESPONSE']._serialized_start=1182
+  _globals['_ASKFORBIDRESPONSE']._serialized_end=1271
+  _globals['_BIDACCEPTEDREQUEST']._serialized_start=1273
+  _globals['_BIDACCEPTEDREQUEST']._serialized_end=1398
+  _globals['_BIDACCEPTEDRESPONSE']._serialized_start=1400
+  _globals['_BIDACCEPTEDRESPONSE']._serialized_end=1421
+  _globals['_BIDREJECTEDREQUEST']._serialized_start=1423
+  _globals['_BIDREJECTEDREQUEST']._serialized_end=1547
+  _globals['_BIDREJECTEDRESPONSE']._serialized_start=1549
+  _globals['_BIDREJECTEDRESPONSE']._serialized_end=1570
+  _globals['_CANCELEXECUTIONREQUEST']._serialized_start=1572
+  _globals['_CANCELEXECUTIONREQUEST']._serialized_end=1699
+  _globals['_CANCELEXECUTIONRESPONSE']._serialized_start=1701
+  _globals['_CANCELEXECUTIONRESPONSE']._serialized_end=1726
+  _globals['_EXECUTIONWITHDRAWAL']._serialized_start=1728
+  _globals['_EXECUTIONWITHDRAWAL']._serialized_end=1846
+  _globals['_WITHDRAWQUEUEDREQUEST']._serialized_start=1848
+  _globals['_WITHDRAWQUEUEDREQUEST']._serialized_end=1919
+  _globals['_WITHDRAWQUEUEDRESPONSE']._serialized_start=1921
+  _globals['_WITHDRAWQUEUEDRESPONSE']._serialized_end=1979
+  _globals['_LOGSTREAMASK']._serialized_start=1981
+  _globals['_LOGSTREAMASK']._serialized_end=2099
+  _globals['_STREAMLOGSREQUEST']._serialized_start=2101
+  _globals['_STREAMLOGSREQUEST']._serialized_end=2161
+  _globals['_STREAMLOGSRESPONSE']._serialized_start=2163
+  _globals['_STREAMLOGSRESPONSE']._serialized_end=2286
+  _globals['_COMPUTESERVICE']._serialized_start=2289
+  _globals['_COMPUTESERVICE']._serialized_end=2890
 # @@protoc_insertion_point(module_scope)

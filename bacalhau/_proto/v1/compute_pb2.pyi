@@ -12,12 +12,12 @@ payload is refused with PERMISSION_DENIED. Each call is acknowledged at once; an
 back later through OrchestratorService.
 """
 
+from bacalhau._proto.v1 import logs_pb2 as _logs_pb2
 from bacalhau._proto.v1 import types_pb2 as _types_pb2
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
-from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -33,24 +33,6 @@ else:
     from typing_extensions import deprecated as _deprecated
 
 DESCRIPTOR: _descriptor.FileDescriptor
-
-class _LogStreamType:
-    ValueType = _typing.NewType("ValueType", _builtins.int)
-    V: _TypeAlias = ValueType  # noqa: Y015
-
-class _LogStreamTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LogStreamType.ValueType], _builtins.type):
-    DESCRIPTOR: _descriptor.EnumDescriptor
-    LOG_STREAM_TYPE_UNSPECIFIED: _LogStreamType.ValueType  # 0
-    LOG_STREAM_TYPE_STDOUT: _LogStreamType.ValueType  # 1
-    LOG_STREAM_TYPE_STDERR: _LogStreamType.ValueType  # 2
-
-class LogStreamType(_LogStreamType, metaclass=_LogStreamTypeEnumTypeWrapper):
-    """Which stream a chunk of output belongs to (the numbers of Bacalhau's ExecutionLogType)."""
-
-LOG_STREAM_TYPE_UNSPECIFIED: LogStreamType.ValueType  # 0
-LOG_STREAM_TYPE_STDOUT: LogStreamType.ValueType  # 1
-LOG_STREAM_TYPE_STDERR: LogStreamType.ValueType  # 2
-Global___LogStreamType: _TypeAlias = LogStreamType  # noqa: Y015
 
 @_typing.final
 class BidAsk(_message.Message):
@@ -780,7 +762,7 @@ class StreamLogsResponse(_message.Message):
     OFFSET_FIELD_NUMBER: _builtins.int
     DATA_FIELD_NUMBER: _builtins.int
     TIMESTAMP_UNIX_NANO_FIELD_NUMBER: _builtins.int
-    stream: Global___LogStreamType.ValueType
+    stream: _logs_pb2.LogStreamType.ValueType
     """stdout or stderr."""
     offset: _builtins.int
     """Where the chunk starts in its stream's file, in bytes."""
@@ -791,7 +773,7 @@ class StreamLogsResponse(_message.Message):
     def __init__(
         self,
         *,
-        stream: Global___LogStreamType.ValueType = ...,
+        stream: _logs_pb2.LogStreamType.ValueType = ...,
         offset: _builtins.int = ...,
         data: _builtins.bytes = ...,
         timestamp_unix_nano: _builtins.int = ...,

@@ -25,7 +25,9 @@ const PROTO_ROOT = path.resolve(HERE, "..", "..", "..", "proto");
 /** Every call ends within this (the server holds a wait at most 30 s). */
 const DEADLINE_MS = 45_000;
 
-const definition = protoLoader.loadSync("bacalhau/v1/api.proto", {
+// api.proto needs only logs.proto; types.proto is loaded for the table of execution states
+// the JSON documents number (see EXECUTION_STATES).
+const definition = protoLoader.loadSync(["bacalhau/v1/api.proto", "bacalhau/v1/types.proto"], {
   includeDirs: [PROTO_ROOT],
   keepCase: true, // the proto's snake_case names, as the README and grpcurl spell them
   longs: String, // uint64/int64 (versions, sequence numbers, nanosecond times) exceed 2^53
@@ -34,7 +36,7 @@ const definition = protoLoader.loadSync("bacalhau/v1/api.proto", {
   oneofs: true,
 });
 const v1 = grpc.loadPackageDefinition(definition).bacalhau.v1;
-/** The numbers execution_json's states use, by the enum of types.proto (api.proto's import). */
+/** The numbers execution_json's states use, by the enum of types.proto. */
 const EXECUTION_STATES = Object.fromEntries(
   definition["bacalhau.v1.ExecutionStateType"].type.value.map((v) => [v.number, v.name]),
 );
