@@ -21,8 +21,9 @@ from typing import Any
 import grpc
 
 from bacalhau.api._authz import Authorizer, Resource
+from bacalhau.api._grpc_errors import capped, error_metadata
 from bacalhau.errors import BacalhauError
-from bacalhau.transport._errors import status_for, trailing_metadata
+from bacalhau.transport._errors import status_for
 
 __all__ = ["AuthInterceptor", "requirement"]
 
@@ -120,7 +121,7 @@ def _refusing(handler: Any, err: BacalhauError) -> Any:
         return None
 
     async def refuse(request: Any, context: Any) -> None:
-        await context.abort(status_for(err), err.message, trailing_metadata(err))
+        await context.abort(status_for(err), capped(err.message), error_metadata(err))
 
     kinds = (
         ("unary_unary", grpc.unary_unary_rpc_method_handler),

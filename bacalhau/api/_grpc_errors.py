@@ -17,6 +17,8 @@ import json
 import logging
 from typing import Any, NoReturn
 
+from google.rpc import error_details_pb2, status_pb2
+
 from bacalhau.errors import BacalhauError, InternalError, JobSpecUnchanged, wire_details
 from bacalhau.transport._errors import (
     DETAILS_KEY,
@@ -26,9 +28,22 @@ from bacalhau.transport._errors import (
     trailing_metadata,
 )
 
-__all__ = ["MAX_TEXT", "abort_with", "as_bacalhau_error", "capped", "error_metadata"]
+__all__ = [
+    "ERROR_DOMAIN",
+    "MAX_TEXT",
+    "STATUS_DETAILS_KEY",
+    "abort_with",
+    "as_bacalhau_error",
+    "capped",
+    "error_metadata",
+]
 
 log = logging.getLogger(__name__)
+
+#: The standard trailer of gRPC's richer error model (a serialized ``google.rpc.Status``).
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+#: ``ErrorInfo.domain`` of this API's errors.
+ERROR_DOMAIN = "bacalhau.org"
 
 #: Longest status message, hint or details document sent, in UTF-8 bytes. With the message
 #: percent-encoded (at worst three bytes per byte) and the hint and details base64-encoded,
@@ -36,6 +51,9 @@ log = logging.getLogger(__name__)
 MAX_TEXT = 1000
 #: Longest field name sent (field paths into a job can hold a map key of any length).
 _MAX_FIELD = 200
+#: Longest message and hint in the ``google.rpc.Status`` trailer, and most details in it.
+_MAX_RICH_TEXT = 300
+_MAX_RICH_DETAILS = 8
 _ELLIPSIS = "…"
 
 #: Fields the shared layers name by their REST (JSON) spelling, by their proto names.
@@ -99,7 +117,33 @@ def error_metadata(err: BacalhauError) -> tuple[tuple[str, str | bytes], ...]:
         HINT_KEY: hint.encode(),
         DETAILS_KEY: _details_document(details),
     }
-    return tuple((key, replaced.get(key, value)) for key, value in trailing_metadata(err))
+    ours = tuple((key, replaced.get(key, value)) for key, value in trailing_metadata(err))
+    return (*ours, (STATUS_DETAILS_KEY, _rich_status(err, field, hint, details)))
+
+
+def _rich_status(err: BacalhauError, field: str, hint: str, details: dict[str, str]) -> bytes:
+    """The same error as gRPC's richer error model says it (``google.rpc.Status`` in
+    ``grpc-status-details-bin``), which generic tools and other languages' gRPC libraries
+    decode: an ``ErrorInfo`` whose reason is the stable code (its metadata: the component,
+    the hint and every detail), and a ``BadRequest`` naming the field at fault. Its texts are
+    capped shorter than the other trailers' (:data:`_MAX_RICH_TEXT`): the two say the same
+    and must together stay under a client's header limit."""
+    info = error_details_pb2.ErrorInfo(reason=err.code, domain=ERROR_DOMAIN)
+    info.metadata["component"] = capped(err.component, _MAX_FIELD)
+    if hint:
+        info.metadata["hint"] = capped(hint, _MAX_RICH_TEXT)
+    for key, value in list(details.items())[:_MAX_RICH_DETAILS]:
+        info.metadata[key[:_MAX_FIELD]] = capped(value, _MAX_FIELD)
+    message = capped(err.message, _MAX_RICH_TEXT)
+    status = status_pb2.Status(code=status_for(err).value[0], message=message)
+    status.details.add().Pack(info)
+    if field:
+        violation = error_details_pb2.BadRequest.FieldViolation(
+            field=field[:_MAX_FIELD], description=message
+        )
+        status.details.add().Pack(error_details_pb2.BadRequest(field_violations=[violation]))
+    raw: bytes = status.SerializeToString()
+    return raw
 
 
 async def abort_with(context: Any, exc: BaseException, method: str) -> NoReturn:

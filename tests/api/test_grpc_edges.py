@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import grpc
 import pytest
+from google.rpc import error_details_pb2, status_pb2
 
 from bacalhau._proto.v1 import api_pb2
 from bacalhau.api import ApiServer, GrpcApiServer
@@ -284,3 +285,57 @@ async def test_fields_are_named_as_in_the_proto_with_a_hint(real: Client) -> Non
     assert field_and_hint(err)[0] == "idempotency_token"
     details = metadata(err)["bacalhau-error-details-bin"]
     assert isinstance(details, bytes) and json.loads(details)["Field"] == "idempotency_token"
+
+
+# -- the standard error model ----------------------------------------------------------------
+
+
+def rich_status(err: grpc.aio.AioRpcError) -> status_pb2.Status:
+    raw = metadata(err)["grpc-status-details-bin"]
+    assert isinstance(raw, bytes)
+    return status_pb2.Status.FromString(raw)
+
+
+def unpacked(status: status_pb2.Status, kind: Any) -> Any:
+    found = [d for d in status.details if d.Is(kind.DESCRIPTOR)]
+    if not found:
+        return None
+    out = kind()
+    found[0].Unpack(out)
+    return out
+
+
+async def test_errors_carry_google_rpc_status_as_generic_clients_read_it(real: Client) -> None:
+    """What our trailers say, also in gRPC's richer error model: the status code, the stable
+    code as ErrorInfo's reason, the hint and component in its metadata, the field at fault
+    as a BadRequest field violation."""
+    missing = await failure(real.jobs.GetJob, api_pb2.GetJobRequest(job_id="j-nobody"))
+    status = rich_status(missing)
+    assert status.code == grpc.StatusCode.NOT_FOUND.value[0]
+    assert status.message == missing.details()
+    info = unpacked(status, error_details_pb2.ErrorInfo)
+    assert (info.reason, info.domain) == ("NotFound", "bacalhau.org")
+    assert info.metadata["Kind"] == "JobNotFound" and info.metadata["component"]
+    assert unpacked(status, error_details_pb2.BadRequest) is None  # no field at fault
+
+    bad = await failure(
+        real.jobs.JobHistory, api_pb2.JobHistoryRequest(job_id="j-x", wait_seconds=-1)
+    )
+    status = rich_status(bad)
+    assert status.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    info = unpacked(status, error_details_pb2.ErrorInfo)
+    assert info.reason == metadata(bad)["bacalhau-error-code"]
+    hint = metadata(bad)["bacalhau-error-hint-bin"]
+    assert isinstance(hint, bytes) and info.metadata["hint"] == hint.decode()
+    request = unpacked(status, error_details_pb2.BadRequest)
+    assert [v.field for v in request.field_violations] == ["wait_seconds"]
+
+
+def test_the_rich_status_stays_small_whatever_the_error() -> None:
+    """Its texts are capped shorter than our trailers': both must fit a client's headers."""
+    err = InvalidJobSpec("m" * 30_000, field="Labels." + "x" * 20_000, hint="h" * 9000)
+    raw = dict(error_metadata(err))["grpc-status-details-bin"]
+    assert isinstance(raw, bytes) and len(raw) < 1500
+    status = status_pb2.Status.FromString(raw)
+    assert status.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert unpacked(status, error_details_pb2.ErrorInfo).metadata["hint"].endswith("…")

@@ -21,8 +21,10 @@ revision conflict, PERMISSION_DENIED, UNAVAILABLE, INTERNAL); the trailing metad
 carries the stable error code in `bacalhau-error-code`, the field at fault (if any) in
 `bacalhau-error-field`, the raising component in `bacalhau-error-component`, the hint
 (UTF-8) in `bacalhau-error-hint-bin` and every detail as a JSON object in
-`bacalhau-error-details-bin` (the same keys the node-to-node protocol uses). Clients act on
-the code, never on the message text.
+`bacalhau-error-details-bin` (the same keys the node-to-node protocol uses). The standard
+`grpc-status-details-bin` carries the same as a google.rpc.Status: an ErrorInfo (reason: the
+stable code; domain "bacalhau.org"; metadata: component, hint, details) and, when a field is
+at fault, a BadRequest naming it. Clients act on the code, never on the message text.
 """
 
 from bacalhau._proto.v1 import api_pb2 as _api_pb2
