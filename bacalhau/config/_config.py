@@ -185,6 +185,10 @@ class NodeConfig:
     ipfs_fetch_timeout: float = 60.0
     #: Bytes one ``bacalhau data add`` upload (a CAR) may hold on the requester.
     data_upload_max_bytes: int = 16 * 1024**3
+    #: Log streams (``job logs``, followed or not, over REST or gRPC) the requester relays at
+    #: once; one more is refused as busy, so that followers that read nothing cannot hold
+    #: every descriptor of the requester and of the compute nodes (0: no cap).
+    log_streams_max: int = 1024
     #: ``/results`` answers S3 results as they are instead of as pre-signed URLs.
     s3_presigned_url_disabled: bool = False
     #: Seconds a pre-signed S3 result URL stays valid (7 days at most).

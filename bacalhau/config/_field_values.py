@@ -141,6 +141,7 @@ _NON_NEGATIVE = frozenset(
         "input_max_retries",
         "ipfs_fetch_timeout",
         "data_upload_max_bytes",
+        "log_streams_max",
         "heartbeat_interval",
         "disconnect_timeout",
         "default_queue_timeout",

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
 from bacalhau.errors import (
@@ -36,6 +36,7 @@ from bacalhau.models import (
     LogStream,
     now_ns,
 )
+from bacalhau.orchestrator._metrics import LOG_STREAMS_OPEN, LOG_STREAMS_REFUSED
 
 __all__ = ["ExecutionLogs", "LogSource", "choose_execution"]
 
@@ -113,14 +114,19 @@ class ExecutionLogs:
         poll_interval: float = _PLACEMENT_POLL_SECONDS,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         reachable: Callable[[str], bool] = lambda node_id: True,
+        max_streams: int = 0,
     ) -> None:
         """``reachable`` says whether the cluster holds a node connected (a dead or lost
-        node's output is not asked for)."""
+        node's output is not asked for); at most ``max_streams`` streams are open at once
+        (0: no cap), one more is refused as busy."""
         self._jobs = jobs
         self._source = source
         self._reachable = reachable
         self._poll = poll_interval
         self._sleep = sleep
+        self._max_streams = max_streams
+        #: Streams open now: from :meth:`open` until each ends or is closed.
+        self.open_streams = 0
 
     async def open(
         self,
@@ -138,18 +144,41 @@ class ExecutionLogs:
         Not following: what the execution has written so far, then the end. Following: that,
         then new output until the execution ends; a job not yet placed is waited for.
         """
-        job = await self._jobs.get_job(job_id)
-        version = version or job.version
-        if version != job.version:
-            follow = False  # nothing of an earlier version runs any more
-        execution = await self._placed(job, execution_id, follow=follow, version=version)
+        if self._max_streams and self.open_streams >= self._max_streams:
+            LOG_STREAMS_REFUSED.inc()
+            raise Unavailable(
+                f"this requester already relays {self.open_streams} log streams, the most it "
+                "relays at once (its log_streams_max)",
+                hint="try again shortly; the operator can raise log_streams_max",
+                component="Orchestrator",
+            )
+        self._opened()  # taken while the execution is chosen (or awaited) too
+        try:
+            job = await self._jobs.get_job(job_id)
+            version = version or job.version
+            if version != job.version:
+                follow = False  # nothing of an earlier version runs any more
+            execution = await self._placed(job, execution_id, follow=follow, version=version)
+        except BaseException:
+            self._stream_ended()
+            raise
         if not follow or execution_id:
-            return self._relay(execution, follow=follow, tail=tail)
-        return self._follow_attempts(job.id, execution, tail=tail)
+            stream = self._relay(execution, follow=follow, tail=tail)
+        else:
+            stream = self._follow_attempts(job.id, execution, tail=tail)
+        return _Counted(stream, self._stream_ended)
+
+    def _opened(self) -> None:
+        self.open_streams += 1
+        LOG_STREAMS_OPEN.inc()
+
+    def _stream_ended(self) -> None:
+        self.open_streams -= 1
+        LOG_STREAMS_OPEN.dec()
 
     async def _follow_attempts(
         self, job_id: str, execution: Execution, *, tail: int
-    ) -> AsyncIterator[LogChunk]:
+    ) -> AsyncGenerator[LogChunk, None]:
         """Follow ``execution``, then each retry of its partition while the job retries it."""
         followed = {execution.id}
         while True:
@@ -209,7 +238,7 @@ class ExecutionLogs:
 
     async def _relay(
         self, execution: Execution, *, follow: bool, tail: int, moving_on: bool = False
-    ) -> AsyncIterator[LogChunk]:
+    ) -> AsyncGenerator[LogChunk, None]:
         """One execution's output. With ``moving_on`` (the caller follows the job on to a
         retry) losing the execution's node ends this stream instead of failing it."""
         request = LogRequest(execution_id=execution.id, follow=follow, tail=tail)
@@ -248,6 +277,36 @@ class ExecutionLogs:
                 hint="try again once the node is back (`bacalhau node list`), or "
                 f"`bacalhau job get {execution.job_id}` if its results were published",
             )
+
+
+class _Counted:
+    """``stream``, calling ``ended`` once when it ends, fails or is closed (even if it was
+    never iterated: an async generator closed before its start runs no ``finally``)."""
+
+    def __init__(self, stream: AsyncGenerator[LogChunk, None], ended: Callable[[], None]):
+        self._stream = stream
+        self._ended: Callable[[], None] | None = ended
+
+    def __aiter__(self) -> _Counted:
+        return self
+
+    async def __anext__(self) -> LogChunk:
+        try:
+            return await self._stream.__anext__()
+        except BaseException:  # the end (StopAsyncIteration), a failure or a cancellation
+            self._end()
+            raise
+
+    async def aclose(self) -> None:
+        try:
+            await self._stream.aclose()
+        finally:
+            self._end()
+
+    def _end(self) -> None:
+        ended, self._ended = self._ended, None
+        if ended is not None:
+            ended()
 
 
 def _summary(execution: Execution, tail: int) -> list[LogChunk]:

@@ -67,6 +67,13 @@ JOBS_FINISHED = Counter(
 QUEUE_DEPTH = Gauge(
     "bacalhau_evaluation_queue_depth", "Evaluations waiting for a scheduler worker."
 )
+LOG_STREAMS_OPEN = Gauge(
+    "bacalhau_log_streams_open", "Job log streams the requester relays now (both APIs)."
+)
+LOG_STREAMS_REFUSED = Counter(
+    "bacalhau_log_streams_refused_total",
+    "Job log streams refused because log_streams_max were open already.",
+)
 SCHEDULING_SECONDS = Histogram(
     "bacalhau_scheduling_seconds",
     "From an evaluation's creation to its plan stored (evaluations due at once).",

@@ -78,6 +78,7 @@ class Orchestrator(JobSubmission, ExecutionReports, JobControl, Housekeeping):
         job_retention: float = DEFAULT_JOB_RETENTION,
         result_checker: ResultChecker | None = None,
         managed_bucket: ManagedResultBucket | None = None,
+        log_streams_max: int = 0,
     ) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
         self._info = node_info
@@ -151,7 +152,17 @@ class Orchestrator(JobSubmission, ExecutionReports, JobControl, Housekeeping):
         #: Messages of passes made in place on their way (see ``_dispatch_placed``).
         self._dispatching: set[asyncio.Task[None]] = set()
         self._settling_until = 0
-        self._logs = ExecutionLogs(jobs=self, source=compute, reachable=self._node_connected)
+        self._logs = ExecutionLogs(
+            jobs=self,
+            source=compute,
+            reachable=self._node_connected,
+            max_streams=log_streams_max,
+        )
+
+    @property
+    def log_streams_open(self) -> int:
+        """Job log streams relayed now (see ``log_streams_max``)."""
+        return self._logs.open_streams
 
     def _node_connected(self, node_id: str) -> bool:
         node = self.nodes.compute_node(node_id)
