@@ -30,6 +30,7 @@ from bacalhau.storage import BlockstoreContent
 from bacalhau.storage.cid import CID, DAG_PB, Blockstore, CarReader, Importer
 from bacalhau.storage.cid._dagpb import DataType, encode_node, encode_unixfs
 from tests.api.memory_orchestrator import MemoryOrchestrator
+from tests.api.test_data_api import files, tree
 from tests.client.test_download import ResultServer, job_with_results, results_server, tarball
 from tests.client.test_download_cid import publish
 
@@ -57,20 +58,6 @@ async def apis(orch: MemoryOrchestrator, tmp_path: Path) -> AsyncIterator[Apis]:
             ) as grpc_api,
         ):
             yield Apis(rest.url, grpc_api.address, store)
-
-
-def tree(root: Path) -> Path:
-    (root / "sub" / "empty").mkdir(parents=True)
-    (root / "a.bin").write_bytes(os.urandom(300_000))
-    (root / "sub" / "naïve.txt").write_text("hello\n")
-    return root
-
-
-def files(root: Path) -> dict[str, bytes | None]:
-    return {
-        str(p.relative_to(root)): p.read_bytes() if p.is_file() else None
-        for p in sorted(root.rglob("*"))
-    }
 
 
 @pytest.mark.parametrize("version", [0, 1])
