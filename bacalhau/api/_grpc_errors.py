@@ -24,6 +24,7 @@ from bacalhau.transport._errors import (
     DETAILS_KEY,
     FIELD_KEY,
     HINT_KEY,
+    printable_ascii,
     status_for,
     trailing_metadata,
 )
@@ -113,7 +114,7 @@ def error_metadata(err: BacalhauError) -> tuple[tuple[str, str | bytes], ...]:
     hint = capped(_HINTS.get(type(err), err.hint))
     replaced: dict[str, str | bytes] = {
         # Plain metadata values must be printable ASCII.
-        FIELD_KEY: field.encode("ascii", "backslashreplace").decode("ascii")[:_MAX_FIELD],
+        FIELD_KEY: printable_ascii(field)[:_MAX_FIELD],
         HINT_KEY: hint.encode(),
         DETAILS_KEY: _details_document(details),
     }

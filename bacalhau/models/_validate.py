@@ -50,8 +50,11 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 def printable_key(key: object) -> str:
     """A map key as it may appear in a field path: lone surrogates escaped, so that an error
-    naming the key can itself be encoded."""
-    return str(key).encode("utf-8", "backslashreplace").decode("utf-8")
+    naming the key can itself be encoded; the empty key as ``""`` (else the path would name
+    its parent, or nothing at all)."""
+    text = str(key)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8") if text else '""'
+
 
 
 def _join(path: str, key: object) -> str:

@@ -70,6 +70,7 @@ def choose_execution(job: Job, executions: list[Execution], execution_id: str) -
             raise MultipleJobsFound(
                 f"execution ID prefix {execution_id!r} matches {len(matches)} executions",
                 hint="use the full execution ID",
+                details={"Field": "execution_id"},
             )
         if not matches:
             raise ExecutionNotFound(

@@ -34,7 +34,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from bacalhau.errors import NodeNotFound
+from bacalhau.errors import InvalidRequest, NodeNotFound
 from bacalhau.models import (
     Connection,
     LivenessState,
@@ -181,9 +181,15 @@ class NodeDirectory:
         )
         if len(matches) == 1:
             return matches[0]
-        raise NodeNotFound(
-            f"node not found: {node_id}" if not matches else f"node ID {node_id} is ambiguous"
-        )
+        if matches:
+            # Not "not found": a client acting on the code would take an existing node for gone.
+            raise InvalidRequest(
+                f"node ID prefix {node_id} matches {len(matches)} nodes",
+                hint="use more of the node's ID (`bacalhau node list` shows them)",
+                component="NodeManager",
+                details={"Field": "node_id"},
+            )
+        raise NodeNotFound(f"node not found: {node_id}")
 
     def _membership(self, node_id: str) -> Membership:
         if node_id == self._self.node_id:

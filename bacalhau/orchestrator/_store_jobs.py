@@ -341,7 +341,9 @@ class JobRecords(JobHistoryLog):
                 f"{_shown(namespace) or _DEFAULT_NAMESPACE})",
             )
         if len(rows) > 1:
-            raise MultipleJobsFound(f"multiple jobs found for ID prefix {ref}")
+            raise MultipleJobsFound(
+                f"multiple jobs found for ID prefix {ref}", details={"Field": "job_id"}
+            )
         return str(rows[0][0])
 
     def job_id_named(self, namespace: str, name: str) -> str | None:

@@ -81,20 +81,26 @@ def status_for(err: BacalhauError) -> grpc.StatusCode:
     return _STATUS_BY_HTTP.get(err.http_status, grpc.StatusCode.INTERNAL)
 
 
-def _ascii(text: str) -> str:
-    # Plain metadata values must be printable ASCII.
-    return text.encode("ascii", "backslashreplace").decode("ascii")
+def printable_ascii(text: str) -> str:
+    """``text`` as a plain metadata value may carry it, printable ASCII: any other character
+    (a control character of a JSON key at fault, a non-ASCII one) escaped as Python escapes
+    it (``\\x01``, ``\\xe9``, ``\\U0001f600``); gRPC refuses the whole call otherwise."""
+    if text.isascii() and text.isprintable():
+        return text
+    return "".join(
+        c if " " <= c <= "~" else c.encode("unicode_escape").decode("ascii") for c in text
+    )
 
 
 def trailing_metadata(err: BacalhauError) -> tuple[tuple[str, str | bytes], ...]:
     """The metadata carrying ``err``'s code, field, component, hint and details."""
     md: list[tuple[str, str | bytes]] = [
         (CODE_KEY, err.code),
-        (COMPONENT_KEY, _ascii(err.component)),
+        (COMPONENT_KEY, printable_ascii(err.component)),
     ]
     field = err.details.get("Field", "")
     if field:
-        md.append((FIELD_KEY, _ascii(field)))
+        md.append((FIELD_KEY, printable_ascii(field)))
     if err.hint:
         md.append((HINT_KEY, err.hint.encode()))
     details = wire_details(err)
