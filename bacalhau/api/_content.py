@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import AsyncGenerator, AsyncIterable, Callable
 from typing import Any, BinaryIO, Protocol
 
-from bacalhau.errors import BadQuery, RequestTooLarge
+from bacalhau.errors import BacalhauError, BadQuery, RequestTooLarge
 
 #: Largest upload accepted unless configured otherwise.
 DEFAULT_MAX_UPLOAD_BYTES = 16 * 2**30
@@ -73,7 +73,14 @@ async def import_upload(
                 )
             await asyncio.to_thread(spool.write, chunk)
         spool.seek(0)
-        return await asyncio.to_thread(content.add_car, spool)  # type: ignore[arg-type]
+        try:
+            return await asyncio.to_thread(content.add_car, spool)  # type: ignore[arg-type]
+        except BacalhauError as err:
+            # The upload is at fault (not a CAR, incomplete, a block not matching its CID):
+            # named where it came from. A fault of the node's (a full disk) is not.
+            if field and not err.field and err.http_status < 500:
+                err.details["Field"] = err.field = field
+            raise
 
 
 def check_format(fmt: str, *, field: str = "format") -> str:

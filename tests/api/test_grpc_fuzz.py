@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import json
 import math
 import os
@@ -49,6 +50,8 @@ from bacalhau.errors import NodeNotFound
 from bacalhau.models import CancelExecutionRequest, Membership, NodeInfo, NodeType
 from bacalhau.node._wiring import RequesterLinks
 from bacalhau.orchestrator import Orchestrator
+from bacalhau.storage import BlockstoreContent
+from bacalhau.storage.cid import CID, Blockstore, Importer, write_car
 from tests.api.conftest import AGENT_CONFIG
 from tests.api.test_api_auth import CAPABILITIES, READER_PASSWORD, _users, key_of
 from tests.api.test_fuzz import mutated_jobs, nasty, odd_text
@@ -61,8 +64,8 @@ pytestmark = pytest.mark.xdist_group("grpc-fuzz")
 T = TypeVar("T")
 S = grpc.StatusCode
 
-#: The services under test (api.proto has more, served only with a content store).
-SERVICES = ("JobService", "NodeAPIService", "AgentService")
+#: The services under test (DataService's PutData, a client stream, has a test of its own).
+SERVICES = ("JobService", "NodeAPIService", "AgentService", "DataService")
 #: Longest any one call may take: the slowest legitimate answer here takes well under a
 #: second (the fuzz draws waits of at most 0.2 s; a submit-and-wait of a noop job, run in
 #: this process, ends in milliseconds).
@@ -89,6 +92,8 @@ DETAILS_KEY = "bacalhau-error-details-bin"
 MAX_INT64 = 2**63 - 1
 MAX_UINT64 = 2**64 - 1
 REQUESTER = "requester"
+#: Largest upload the served DataService takes.
+UPLOAD_LIMIT = 1 << 20
 COMPUTE_NODES = ("node-a", "node-b")
 
 _EXAMPLES = os.environ.get("BACALHAU_FUZZ_EXAMPLES", "")
@@ -138,6 +143,7 @@ class Refs:
     job_refs: list[str] = field(default_factory=list)
     execution_refs: list[str] = field(default_factory=list)
     node_refs: list[str] = field(default_factory=list)
+    cid_refs: list[str] = field(default_factory=list)
     tokens: list[str] = field(default_factory=list)
     seqs: list[int] = field(default_factory=list)
 
@@ -174,7 +180,7 @@ class Target:
     one event loop in a thread of its own; the test's thread runs coroutines there."""
 
     def __init__(self, data_dir: Path) -> None:
-        self._data_dir = data_dir
+        self._data_dir = self.data_dir = data_dir
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._stack = AsyncExitStack()
@@ -208,6 +214,8 @@ class Target:
         for node_id in COMPUTE_NODES:
             transport.endpoints[node_id] = await _compute(stack, self._data_dir, node_id, links)
             await self.view.join(compute_node_info(node_id))
+        self.store = stack.enter_context(Blockstore(self._data_dir / "blocks"))
+        content = BlockstoreContent(self.store)
         for secured in (False, True):
             server = GrpcApiServer(
                 self.orch,
@@ -215,6 +223,8 @@ class Target:
                 port=0,
                 agent_config=AGENT_CONFIG,
                 authorizer=Authorizer(_users()) if secured else None,
+                content=content,
+                max_upload=UPLOAD_LIMIT,
             )
             await stack.enter_async_context(server)
             channel = grpc.aio.insecure_channel(server.address)
@@ -384,6 +394,17 @@ def seed(target: Target) -> None:
     history = ok(target, "JobService", "JobHistory", job_id=done.job_id)
     refs.seqs += [item.seq_num for item in history.items[:: max(1, len(history.items) // 4)]]
     refs.seqs.append(history.next_after_seq)
+    # Content by CID: a directory with a file and a folder, a file alone, one absent.
+    folder = target.data_dir / "content"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "f.txt").write_bytes(b"content\n" * 1000)
+    (folder / "a.bin").write_bytes(bytes(range(256)) * 100)
+    with target.store.batch() as sink:
+        root = str(Importer(sink).add_path(folder).cid)
+    target.store.pin(CID.parse(root))
+    absent = str(Importer(None).add_bytes(b"held by nobody").cid)
+    refs.cid_refs += [root, f"{root}/sub", f"{root}/sub/f.txt", f"{root}/a.bin", absent]
+    refs.cid_refs += [f"{root}/", f"{root}/nope", f"{root}/../x", f"{root}//sub", root[:-1]]
 
 
 # -- what every answer must be ---------------------------------------------------------------
@@ -636,6 +657,8 @@ def strings_for(name: str, refs: Refs) -> st.SearchStrategy[str]:
         return id_like(refs.node_refs)
     if name == "job_json":
         return job_documents(refs)
+    if name == "cid":
+        return id_like(refs.cid_refs)
     if name == "next_token":
         tokens = st.sampled_from(refs.tokens)
         return weighted(
@@ -685,6 +708,7 @@ def _altered_token(token: str, data: st.DataObject) -> str:
 #: Values of the string fields that take a few words (or a small language), right and wrong.
 _WORDS = {
     "namespace": ["", "", "default", "*", "DEFAULT", " default", "other"],
+    "format": ["", "tar", "car", "TAR", "Car", "zip", "tar.gz", " tar"],
     "order_by": [
         "created_at", "modified_at", "id", "create_time", "modify_time", "CREATED_AT", "",
         "size", "name", "state",
@@ -975,6 +999,7 @@ METHODS = [
     method
     for service in SERVICES
     for method in api_pb2.DESCRIPTOR.services_by_name[service].methods
+    if not method.client_streaming
 ]
 #: Cases per method: more where the request has more to get wrong.
 _WEIGHT = {"SubmitJob": 250, "JobHistory": 150, "DiffJob": 100, "ListJobs": 100}
@@ -986,11 +1011,12 @@ def _examples(method: MethodDescriptor) -> int:
     return 80 if method.input_type.fields else 15
 
 
-def test_every_method_of_the_three_services_is_fuzzed() -> None:
+def test_every_method_of_the_services_is_fuzzed() -> None:
     assert {m.name for m in METHODS} >= {
         "SubmitJob", "DiffJob", "GetJob", "ListJobs", "ListExecutions", "JobHistory",
         "StopJob", "RerunJob", "ListJobVersions", "GetResults", "StreamJobLogs",
         "ListNodes", "GetNode", "UpdateNode", "Alive", "Version", "NodeInfo", "Config",
+        "WhoAmI", "GetData", "ListData",
     }  # fmt: skip
 
 
@@ -1261,3 +1287,63 @@ def test_every_accepted_job_is_still_there_and_stops(target: Target) -> None:
     for job_id in sorted(target.accepted):
         call_and_check(target, stop, api_pb2.StopJobRequest(job_id=job_id, reason="fuzz done"))
     assert_healthy(target, every_job=True)
+
+
+def _car_of(target: Target) -> bytes:
+    """A CAR of a small directory, as ``bacalhau data add`` sends it."""
+    folder = target.data_dir / "upload"
+    folder.mkdir(exist_ok=True)
+    (folder / "x.txt").write_bytes(b"upload\n" * 500)
+    out = io.BytesIO()
+    with Blockstore(target.data_dir / "upload-blocks") as store:
+        with store.batch() as sink:
+            root = Importer(sink).add_path(folder)
+        write_car(out, [root.cid], store)
+    return out.getvalue()
+
+
+def test_fuzz_uploads(target: Target) -> None:
+    """PutData with chunks of any bytes, a CAR cut or damaged anywhere, and a whole CAR in
+    chunks of any size: refused with a documented status and our metadata, or stored."""
+    car = _car_of(target)
+    put = _method("DataService", "PutData")
+
+    async def upload(chunks: list[bytes]) -> Answer:
+        stub = api_pb2_grpc.DataServiceStub(target.channels[False])
+        messages = [api_pb2.PutDataRequest(chunk=c) for c in chunks]
+        try:
+            resp = await stub.PutData(iter(messages), timeout=CALL_TIMEOUT)
+        except grpc.aio.AioRpcError as err:
+            return Answer(err.code(), error=err)
+        return Answer(S.OK, resp)
+
+    def cut(data: bytes, sizes: list[int]) -> list[bytes]:
+        out, at = [], 0
+        for n in sizes:
+            out.append(data[at : at + n])
+            at += n
+        return [*out, data[at:]]
+
+    damaged = st.builds(
+        lambda i, b: car[:i] + bytes([b]) + car[i + 1 :],
+        st.integers(0, len(car) - 1),
+        st.integers(0, 255),
+    )
+    bodies = weighted(
+        (2, st.lists(st.binary(max_size=2000), max_size=5)),
+        (2, st.integers(0, len(car) - 1).map(lambda n: [car[:n]])),
+        (2, damaged.map(lambda d: [d])),
+        (2, st.lists(st.integers(0, 4000), max_size=6).map(lambda sizes: cut(car, sizes))),
+        (1, st.just([car, b"x" * (UPLOAD_LIMIT + 1)])),
+    )
+
+    @fuzz(60)
+    @given(chunks=bodies)
+    def send(chunks: list[bytes]) -> None:
+        answer = target.run(upload(chunks), timeout=CALL_TIMEOUT + 10)
+        check(answer, put, b"".join(chunks)[:300])
+        if b"".join(chunks) == car:
+            assert answer.code == S.OK and answer.response.cid, answer
+
+    send()
+    assert_healthy(target)
