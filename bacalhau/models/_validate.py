@@ -56,7 +56,6 @@ def printable_key(key: object) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8") if text else '""'
 
 
-
 def _join(path: str, key: object) -> str:
     key = printable_key(key)
     return f"{path}.{key}" if path else key
