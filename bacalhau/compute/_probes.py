@@ -29,13 +29,14 @@ import aiohttp
 from bacalhau.compute._bidder import BidRequest, BidVerdict
 from bacalhau.errors import InvalidConfiguration
 from bacalhau.hooks import (
-    MAX_OUTPUT,
+    AnswerTooLarge,
     HookProgramFailed,
     OnceLog,
     exit_description,
     first_line,
     json_object,
     key_any_case,
+    read_answer,
     reason_text,
     run_command,
 )
@@ -85,6 +86,8 @@ class ExecProbe:
         reason = outcome.said
         if code in (126, 127):  # bash: not executable / command not found
             return self._fail(reason or exit_description(code))
+        if code < 0:  # killed by a signal: a crash, not a "no" (logged once per cause)
+            return self._fail(exit_description(code))
         if not reason:
             reason = f"external command {self.command!r} {exit_description(code)}"
         return BidVerdict.reject(f"this node does not accept this job: {reason}")
@@ -129,6 +132,8 @@ class HttpProbe:
                 status, body = await self._post(data)
         except TimeoutError:
             return self._fail(f"did not answer within {self._timeout:g}s")
+        except AnswerTooLarge as err:
+            return self._fail(str(err))
         except aiohttp.ClientError as err:
             return self._fail(f"unreachable ({type(err).__name__}: {err})")
         if status >= 400:
@@ -162,7 +167,7 @@ class HttpProbe:
             async with session.post(
                 self.url, data=data, headers={"Content-Type": "application/json"}
             ) as resp:
-                return resp.status, await resp.content.read(MAX_OUTPUT)
+                return resp.status, await read_answer(resp)
         finally:
             if owned:
                 await session.close()

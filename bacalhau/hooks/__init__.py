@@ -21,10 +21,12 @@ from bacalhau.hooks._command import (
     reason_text,
     run_command,
 )
+from bacalhau.hooks._http import AnswerTooLarge, read_answer
 
 __all__ = [
     "MAX_OUTPUT",
     "MAX_REASON",
+    "AnswerTooLarge",
     "CommandOutcome",
     "HookProgramFailed",
     "OnceLog",
@@ -32,6 +34,7 @@ __all__ = [
     "first_line",
     "json_object",
     "key_any_case",
+    "read_answer",
     "reason_text",
     "run_command",
 ]

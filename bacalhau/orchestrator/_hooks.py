@@ -36,12 +36,13 @@ import aiohttp
 
 from bacalhau.errors import BacalhauError
 from bacalhau.hooks import (
-    MAX_OUTPUT,
+    AnswerTooLarge,
     HookProgramFailed,
     exit_description,
     first_line,
     json_object,
     key_any_case,
+    read_answer,
     reason_text,
     run_command,
 )
@@ -173,6 +174,8 @@ class ExecApprovalHook:
             return HookDecision.defer(said)
         if code in (126, 127):  # bash: not executable / command not found
             raise HookFailed(said or exit_description(code))
+        if code < 0:  # killed by a signal: a crash, not a "no" (logged once per cause)
+            raise HookFailed(exit_description(code))
         return HookDecision.reject(said or exit_description(code))
 
 
@@ -207,9 +210,11 @@ class HttpApprovalHook:
                 async with self._session.post(
                     self.url, data=data, headers={"Content-Type": "application/json"}
                 ) as resp:
-                    status, body = resp.status, await resp.content.read(MAX_OUTPUT)
+                    status, body = resp.status, await read_answer(resp)
         except TimeoutError:
             raise HookFailed(f"did not answer within {self.timeout:g}s") from None
+        except AnswerTooLarge as err:
+            raise HookFailed(str(err)) from None
         except aiohttp.ClientError as err:
             raise HookFailed(f"unreachable ({type(err).__name__}: {err})") from None
         answer = json_object(body)

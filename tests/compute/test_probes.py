@@ -29,6 +29,7 @@ from bacalhau.publisher import NoopPublisher
 from bacalhau.storage.cid import Blockstore, Importer
 from tests.compute.jobs import make_execution
 from tests.compute.shell_executor import ShellExecutor
+from tests.orchestrator.test_hooks import in_parts
 
 
 def job_of(labels: dict[str, str] | None = None) -> Job:
@@ -110,8 +111,9 @@ async def test_exec_probe_environment_holds_only_the_payload_and_path(tmp_path: 
     [
         (lambda d: str(d / "missing-probe"), "No such file or directory"),
         (lambda d: script(d, "exit 0", executable=False), "Permission denied"),
+        (lambda d: script(d, "kill -SEGV $$"), "was killed by SIGSEGV"),
     ],
-    ids=["missing", "not-executable"],
+    ids=["missing", "not-executable", "crashed"],
 )
 async def test_exec_probe_that_cannot_run_is_a_no_logged_once(
     tmp_path: Path,
@@ -258,6 +260,26 @@ async def test_http_probe_that_is_slow_is_a_no_at_its_timeout(
 async def test_http_probe_that_is_down_is_a_no() -> None:
     verdict = await HttpProbe("http://127.0.0.1:9/probe", timeout=5).evaluate(request())
     assert not verdict.should_bid and "unreachable" in verdict.reason
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["length", "chunked"])
+async def test_http_probe_answer_in_parts_is_read_whole(
+    serve: Callable[[Handler], Awaitable[str]], chunked: bool
+) -> None:
+    answer = {"ShouldBid": True, "Reason": "split ok"}
+    probe = HttpProbe(await serve(in_parts(answer, chunked=chunked)))
+    verdict = await probe.evaluate(request())
+    assert verdict.should_bid and verdict.reason == "split ok"
+
+
+async def test_http_probe_answer_too_large_is_a_no_saying_so(
+    serve: Callable[[Handler], Awaitable[str]],
+) -> None:
+    async def huge(req: web.Request) -> web.Response:
+        return web.json_response({"ShouldBid": True, "Reason": "x" * (1 << 20)})
+
+    verdict = await HttpProbe(await serve(huge)).evaluate(request())
+    assert not verdict.should_bid and verdict.reason.endswith("answered more than 64 KiB")
 
 
 # -- built-in admission rules -----------------------------------------------------------------

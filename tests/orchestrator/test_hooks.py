@@ -162,8 +162,9 @@ async def test_exec_hook_defers_with_exit_75() -> None:
     [
         (lambda d: str(d / "no-such-hook"), "No such file or directory"),
         (lambda d: program(d, "exit 0", executable=False), "Permission denied"),
+        (lambda d: program(d, "kill -SEGV $$"), "was killed by SIGSEGV"),
     ],
-    ids=["missing", "not-executable"],
+    ids=["missing", "not-executable", "crashed"],
 )
 async def test_exec_hook_that_cannot_run_is_a_no_logged_once(
     tmp_path: Path,
@@ -292,6 +293,62 @@ async def test_http_hook_that_is_slow_or_down_is_a_no(
         release.set()
         await chain.aclose()
         await down.aclose()
+
+
+def in_parts(answer: dict[str, object], *, chunked: bool, pause: float = 0.2) -> Handler:
+    """A handler writing ``answer`` in two parts, ``pause`` apart, as a proxy or a web
+    framework may: with its length declared, or chunked."""
+    body = json.dumps(answer).encode()
+
+    async def handler(req: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        if chunked:
+            resp.enable_chunked_encoding()
+        else:
+            resp.content_length = len(body)
+        await resp.prepare(req)
+        await resp.write(body[:5])
+        await asyncio.sleep(pause)
+        await resp.write(body[5:])
+        await resp.write_eof()
+        return resp
+
+    return handler
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["length", "chunked"])
+async def test_http_hook_answer_in_parts_is_read_whole(
+    serve: Callable[[Handler], Awaitable[str]], chunked: bool
+) -> None:
+    hook = HttpApprovalHook(
+        "steer", await serve(in_parts({"Accept": True, "Reason": "split ok"}, chunked=chunked))
+    )
+    try:
+        assert await hook.approve(*bid()) == HookDecision.accept("split ok")
+    finally:
+        await hook.aclose()
+
+
+async def test_http_hook_answer_too_large_or_trickling_is_a_no_saying_so(
+    serve: Callable[[Handler], Awaitable[str]],
+) -> None:
+    async def huge(req: web.Request) -> web.Response:
+        return web.json_response({"Accept": True, "Reason": "x" * (1 << 20)})
+
+    async def trickle(req: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        resp.content_length = 100
+        await resp.prepare(req)
+        for _ in range(100):
+            await resp.write(b" ")
+            await asyncio.sleep(0.1)
+        return resp
+
+    _, _, reason, _ = await decide(ApprovalChain([HttpApprovalHook("big", await serve(huge))]))
+    assert reason == "hook failed: answered more than 64 KiB"
+    slow = HttpApprovalHook("slow", await serve(trickle), timeout=0.5)
+    _, _, reason, _ = await decide(ApprovalChain([slow]))
+    assert reason == "hook failed: did not answer within 0.5s"
 
 
 # -- in the requester -------------------------------------------------------------------------
