@@ -263,6 +263,16 @@ def follow_submitted(client: Client, job_id: str, runtime: dict[str, Any]) -> No
                 f"until stopped:\n\tbacalhau job stop {job.id}{short}"
             )
         return
+    if job.type in LONG_RUNNING_JOB_TYPES and job.state == JobStateType.QUEUED:
+        # No node takes it now (all full, or turned down): it may wait as long as that
+        # lasts, and runs once one does. Say why, rather than wait with it.
+        if not id_only:
+            click.echo(
+                f"\nJob {job.id} is queued ({job.type}): {job.state_message.splitlines()[0]}\n"
+                f"It runs once a node takes it; follow it with:\n\tbacalhau job describe "
+                f"{job.id}"
+            )
+        return
     if job.state != JobStateType.COMPLETED:
         full = client.get_job(job_id, history=True, executions=True)
         raise job_failure(full)

@@ -55,15 +55,22 @@ _STARTING = (
 
 #: A running service's message while replicas wait for a node ("1 of 3 replicas waiting...").
 _REPLICAS_WAITING = re.compile(r"(\d+) of \d+ replicas ")
+#: How the message of a job queued until a node takes it begins.
+_WAITING_FOR_A_NODE = "waiting for a node"
 
 
 def is_started(details: JobDetails) -> bool:
-    """Whether a long-running job runs: it is Running with its executions started (every
-    replica of a service but those the job says wait for a node; a daemon on every node it
-    was placed on, none still bidding) -- or it ended."""
+    """Whether waiting for a long-running job is over: it is Running with its executions
+    started (every replica of a service but those the job says wait for a node; a daemon on
+    every node it was placed on, none still bidding); or it is queued waiting for a node, with
+    nothing bidding (it may wait as long as no node takes it: the caller says so rather than
+    wait with it); or it ended."""
     job = details.job
     if job.state.is_terminal():
         return True
+    if job.state == JobStateType.QUEUED:
+        queued = job.state_message.startswith(_WAITING_FOR_A_NODE)
+        return queued and not any(e.compute_state in _STARTING for e in details.executions)
     if job.state != JobStateType.RUNNING:
         return False
     started = [e for e in details.executions if e.compute_state in _STARTED]

@@ -17,6 +17,7 @@ import asyncio
 import json
 import stat
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -301,6 +302,13 @@ def test_a_daemon_a_hook_turned_down_runs_once_the_hook_says_yes(tmp_path: Path)
             timeout=30,
             what="the hook turning the bid down",
         )
+        # Waiting for it ends with it queued, saying why: it may wait as long as the hook
+        # says no (`job run --wait` returns, not after its --wait-timeout).
+        started = time.monotonic()
+        waited = stack.client.wait_for_job(job_id, timeout=60)
+        assert time.monotonic() - started < 20
+        assert waited.job.state == JobStateType.QUEUED, waited.job.state_message
+        assert waited.job.state_message.startswith("waiting for a node")
         allow.touch()
         eventually(
             lambda: (
