@@ -136,6 +136,9 @@ class HttpProbe:
             return self._fail(str(err))
         except aiohttp.ClientError as err:
             return self._fail(f"unreachable ({type(err).__name__}: {err})")
+        if status >= 500:  # the probe broke (logged once per cause), it did not say no
+            cause = _answer_reason(body)
+            return self._fail(f"HTTP status {status}" + (f": {cause}" if cause else ""))
         if status >= 400:
             reason = _answer_reason(body) or f"url {self.url!r} returned HTTP status {status}"
             return BidVerdict.reject(f"this node does not accept this job: {reason}")

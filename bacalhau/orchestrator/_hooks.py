@@ -220,6 +220,10 @@ class HttpApprovalHook:
         answer = json_object(body)
         if status >= 400:
             said = key_any_case(answer, "reason") if answer is not None else None
+            if status >= 500:  # the hook broke (logged once per cause), it did not say no
+                raise HookFailed(
+                    f"HTTP status {status}" + (f": {reason_text(said)}" if said else "")
+                )
             return HookDecision.reject(reason_text(said or f"HTTP status {status}"))
         accept = key_any_case(answer, "accept") if answer is not None else None
         defer = key_any_case(answer, "defer") if answer is not None else None

@@ -344,3 +344,17 @@ async def test_probes_run_after_the_built_in_rules_and_their_no_is_the_bid(
     verdict = await bidder.bid(job)
     assert verdict.reason == "this node does not accept this job: not today"
     assert calls.read_text() == "called\n"
+
+
+async def test_http_probe_server_error_is_a_failure_logged_once(
+    serve: Callable[[Handler], Awaitable[str]], caplog: pytest.LogCaptureFixture
+) -> None:
+    async def handler(req: web.Request) -> web.Response:
+        return web.Response(status=500, text="Internal Server Error")
+
+    probe = HttpProbe(await serve(handler))
+    with caplog.at_level(logging.WARNING, logger="bacalhau.compute._probes"):
+        verdicts = [await probe.evaluate(request()) for _ in range(3)]
+    assert all(not v.should_bid for v in verdicts)
+    assert verdicts[0].reason.endswith("failed: HTTP status 500")
+    assert len(caplog.records) == 1

@@ -444,3 +444,22 @@ async def test_a_bid_delivered_twice_asks_the_hooks_once(tmp_path: Path) -> None
         await asyncio.sleep(0.1)
         assert gate.waiting == 1
         assert not [k for k, _, _ in compute.sent if k == "reject"]
+
+
+async def test_http_hook_server_error_is_a_failure_logged_once(
+    serve: Callable[[Handler], Awaitable[str]], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 5xx is the hook breaking, not a "no": the reason says so, and it is logged once."""
+
+    async def handler(req: web.Request) -> web.Response:
+        return web.json_response({"Reason": "database down"}, status=503)
+
+    chain = ApprovalChain([HttpApprovalHook("steer", await serve(handler))])
+    try:
+        with caplog.at_level(logging.WARNING, logger=LOG):
+            results = [await decide(chain) for _ in range(3)]
+    finally:
+        await chain.aclose()
+    assert all(not accepted for accepted, *_ in results)
+    assert results[0][2] == "hook failed: HTTP status 503: database down"
+    assert len(caplog.records) == 1
