@@ -124,11 +124,14 @@ def first_line(data: bytes) -> str:
 def reason_text(value: object) -> str:
     """A program's or server's reason as it may be stored and shown: control characters
     escaped (``\\x1b``: a reason must not drive the terminal that prints it), at most
-    :data:`MAX_REASON` characters."""
-    text = str(value)[:MAX_REASON]
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)[:MAX_REASON]
+    :data:`MAX_REASON` characters, ending with "…" when it was cut."""
+    whole = str(value)
+    text = whole[: MAX_REASON + 1]  # one more: whether it must be cut shows
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+    if len(text) > MAX_REASON:
+        return text[: MAX_REASON - 1] + "…"  # cut: say so
+    return text
 
 
 def exit_description(code: int) -> str:

@@ -58,7 +58,8 @@ def parse_size(text: str, *, field: str = "Memory") -> int:
 
 def format_size(n: int) -> str:
     """Bytes as a short human string (decimal units, as Bacalhau prints them)."""
-    for unit, size in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("KB", 10**3)):
+    units = (("EB", 10**18), ("PB", 10**15), ("TB", 10**12), ("GB", 10**9), ("MB", 10**6))
+    for unit, size in (*units, ("KB", 10**3)):
         if n >= size:
             return f"{n / size:.3g}{unit}"
     return f"{n}B"

@@ -24,6 +24,7 @@ from bacalhau.compute import (
     RejectStatelessJobs,
     default_strategies,
 )
+from bacalhau.hooks import MAX_REASON, reason_text
 from bacalhau.models import InputSource, Job, Resources, SpecConfig
 from bacalhau.publisher import NoopPublisher
 from bacalhau.storage.cid import Blockstore, Importer
@@ -358,3 +359,12 @@ async def test_http_probe_server_error_is_a_failure_logged_once(
     assert all(not v.should_bid for v in verdicts)
     assert verdicts[0].reason.endswith("failed: HTTP status 500")
     assert len(caplog.records) == 1
+
+
+def test_a_long_reason_is_cut_saying_so() -> None:
+    assert reason_text("no") == "no"
+    assert reason_text("n" * MAX_REASON) == "n" * MAX_REASON
+    cut = reason_text("n" * 10 * MAX_REASON)
+    assert len(cut) == MAX_REASON and cut.endswith("…")
+    escaped = reason_text("\x1b" * MAX_REASON)  # four characters each once escaped
+    assert len(escaped) == MAX_REASON and escaped.endswith("…") and "\x1b" not in escaped

@@ -6,6 +6,7 @@ import pytest
 
 from bacalhau.errors import InvalidJobSpec
 from bacalhau.models import Job, normalise_job, parse_job_document, validate_job
+from bacalhau.models._resources import format_size
 
 
 def _job(**task: object) -> dict[str, object]:
@@ -120,3 +121,11 @@ Job:
     assert parse_job_document('{"Type": "batch", "Tasks": []}').type == "batch"
     with pytest.raises(InvalidJobSpec):
         parse_job_document("Type: [unclosed")
+
+
+def test_sizes_are_said_in_units_that_fit_them() -> None:
+    """A job asking for a petabyte is told so, not "1.13e+03TB"."""
+    assert format_size(512) == "512B"
+    assert format_size(17_700_000_000) == "17.7GB"
+    assert format_size(2**50) == "1.13PB"
+    assert format_size(10**19) == "10EB"
