@@ -38,6 +38,13 @@ class EvaluationBroker:
         self._put(ev)
 
     def _fire(self, ev: Evaluation) -> None:
+        early = ev.wait_until - time.time_ns()
+        if early > 0:
+            # uvloop's timers count whole milliseconds and may fire up to one early: an
+            # evaluation is never made before its due time (schedulers compare with it).
+            loop = asyncio.get_running_loop()
+            self._timers[ev.id] = loop.call_later(early / 1e9 + 0.001, self._fire, ev)
+            return
         self._timers.pop(ev.id, None)
         self._put(ev)
 

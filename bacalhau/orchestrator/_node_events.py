@@ -28,10 +28,14 @@ class NodeEvents(EvaluationRunner):
         on_node = set(self.store.active_jobs_on_node(node_id))
         for job_id in on_node:
             self._enqueue_new(self.store.get_job(job_id), TriggeredBy.NODE_UPDATE)
-        # Daemon jobs run on every matching node, including one that just joined.
+        # Daemon jobs run on every matching node, including one that just joined; a running
+        # service short of a replica (one per node) may place it on a node joining or back.
         for job_id in self.store.jobs_in_states([JobStateType.QUEUED, JobStateType.RUNNING]):
             job = self.store.get_job(job_id)
-            if job.type == "daemon" and job_id not in on_node:
+            if job_id not in on_node and (
+                job.type == "daemon"
+                or (job.type == "service" and job.state == JobStateType.RUNNING)
+            ):
                 self._enqueue_new(job, TriggeredBy.NODE_UPDATE)
         # A node (re)joining or approved may unblock queued jobs.
         await self.on_capacity_change(node_id)

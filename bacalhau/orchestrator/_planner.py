@@ -238,6 +238,11 @@ class Planner:
         for the job makes redundant (it looks at the job no later). Without this, every
         event that re-evaluates a waiting job would start one more timer chain for it."""
         pending = self._next_look.get(plan.job.id, 0)
+        if pending and pending <= plan.evaluation.wait_until:
+            # The look remembered is this evaluation (or one before it): it is being made,
+            # if a moment before its due time (timers may fire a millisecond early). No
+            # other look is to come, and dropping the next one would end the chain.
+            pending = 0
         return [
             ev
             for ev in plan.new_evaluations

@@ -52,3 +52,32 @@ def test_a_later_timer_for_a_job_already_waiting_is_not_started(tmp_path: Path) 
     planner.apply(Plan(job, _evaluation(job), new_job_state=JobStateType.FAILED))
     assert apply(now + 20 * S) == [now + 20 * S]
     store.close()
+
+
+def test_a_look_that_runs_a_moment_early_keeps_its_successor(tmp_path: Path) -> None:
+    """The evaluation due at the remembered look is that look: run a moment before its due
+    time (an event loop's timers may fire a millisecond early), it must not take itself for
+    a look still to come and drop the next one, or nothing looks at the job again."""
+    store = JobStore(tmp_path / "jobs.db")
+    started: list[Evaluation] = []
+    planner = Planner(
+        store=store,
+        transport=RecordingCompute(),
+        enqueue=started.append,
+        new_failure_eval=lambda job, by: _evaluation(job),
+    )
+    job = Job.from_dict(
+        {"Type": "service", "Tasks": [{"Name": "main", "Engine": {"Type": "noop"}}]}
+    )
+    job.id, job.state, job.revision, job.create_time = "j-1", JobStateType.PENDING, 1, now_ns()
+    with store.transaction():
+        store.create_job(job)
+    now = now_ns()
+    first = _evaluation(job, now + S // 100)  # due in 10 ms
+    planner.apply(Plan(job, _evaluation(job), new_evaluations=[first]))
+    assert started == [first]
+    # That look runs a moment before its due time, and asks for the next one a second on.
+    successor = _evaluation(job, now + S)
+    planner.apply(Plan(job, first, new_evaluations=[successor]))
+    assert started == [first, successor]
+    store.close()
