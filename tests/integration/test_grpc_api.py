@@ -10,7 +10,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from bacalhau._proto.v1 import api_pb2, api_pb2_grpc, compute_pb2
+from bacalhau._proto.v1 import api_pb2, api_pb2_grpc, logs_pb2
 from bacalhau.cli._wasm import inline_module
 from tests.integration.devstack import Devstack
 
@@ -62,10 +62,10 @@ async def test_wasm_job_over_grpc_completes_and_streams_its_output(
         async for chunk in jobs.StreamJobLogs(
             api_pb2.StreamJobLogsRequest(job_id=submitted.job_id)
         ):
-            if chunk.stream == compute_pb2.LOG_STREAM_TYPE_STDOUT:
+            if chunk.stream == logs_pb2.LOG_STREAM_TYPE_STDOUT:
                 stdout += chunk.data
             else:
-                assert chunk.stream == compute_pb2.LOG_STREAM_TYPE_STDERR
+                assert chunk.stream == logs_pb2.LOG_STREAM_TYPE_STDERR
                 stderr += chunk.data
         assert stdout.decode() == "hello from wasm\narg[1]=over-grpc\n"
         assert stderr.decode() == "hello on stderr\n"
@@ -121,7 +121,7 @@ async def test_following_logs_over_grpc_ends_with_the_execution(
             async for chunk in jobs.StreamJobLogs(
                 api_pb2.StreamJobLogsRequest(job_id=submitted.job_id, follow=True)
             ):
-                if chunk.stream == compute_pb2.LOG_STREAM_TYPE_STDOUT:
+                if chunk.stream == logs_pb2.LOG_STREAM_TYPE_STDOUT:
                     out += chunk.data
             return bytes(out)
 
