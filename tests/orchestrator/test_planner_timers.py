@@ -20,7 +20,9 @@ def _evaluation(job: Job, wait_until: int = 0) -> Evaluation:
     )  # fmt: skip
 
 
-def test_a_later_timer_for_a_job_already_waiting_is_not_started(tmp_path: Path) -> None:
+def _planner(tmp_path: Path, kind: str) -> tuple[JobStore, Planner, Job, list[Evaluation]]:
+    """A planner over a store holding one pending job of ``kind``, and the evaluations it
+    starts."""
     store = JobStore(tmp_path / "jobs.db")
     started: list[Evaluation] = []
     planner = Planner(
@@ -29,10 +31,15 @@ def test_a_later_timer_for_a_job_already_waiting_is_not_started(tmp_path: Path) 
         enqueue=started.append,
         new_failure_eval=lambda job, by: _evaluation(job),
     )
-    job = Job.from_dict({"Type": "batch", "Tasks": [{"Name": "main", "Engine": {"Type": "noop"}}]})
+    job = Job.from_dict({"Type": kind, "Tasks": [{"Name": "main", "Engine": {"Type": "noop"}}]})
     job.id, job.state, job.revision, job.create_time = "j-1", JobStateType.PENDING, 1, now_ns()
     with store.transaction():
         store.create_job(job)
+    return store, planner, job, started
+
+
+def test_a_later_timer_for_a_job_already_waiting_is_not_started(tmp_path: Path) -> None:
+    store, planner, job, started = _planner(tmp_path, "batch")
 
     def apply(*waits: int) -> list[int]:
         before = len(started)
@@ -58,20 +65,7 @@ def test_a_look_that_runs_a_moment_early_keeps_its_successor(tmp_path: Path) -> 
     """The evaluation due at the remembered look is that look: run a moment before its due
     time (an event loop's timers may fire a millisecond early), it must not take itself for
     a look still to come and drop the next one, or nothing looks at the job again."""
-    store = JobStore(tmp_path / "jobs.db")
-    started: list[Evaluation] = []
-    planner = Planner(
-        store=store,
-        transport=RecordingCompute(),
-        enqueue=started.append,
-        new_failure_eval=lambda job, by: _evaluation(job),
-    )
-    job = Job.from_dict(
-        {"Type": "service", "Tasks": [{"Name": "main", "Engine": {"Type": "noop"}}]}
-    )
-    job.id, job.state, job.revision, job.create_time = "j-1", JobStateType.PENDING, 1, now_ns()
-    with store.transaction():
-        store.create_job(job)
+    store, planner, job, started = _planner(tmp_path, "service")
     now = now_ns()
     first = _evaluation(job, now + S // 100)  # due in 10 ms
     planner.apply(Plan(job, _evaluation(job), new_evaluations=[first]))
