@@ -22,25 +22,30 @@ import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import bacalhau
 from bacalhau import _wall_steps as wall_steps
 from bacalhau._logging import configure_logging
-from bacalhau._metrics import Role
 from bacalhau._wall_steps import WALL_STEPS_FILE
-from bacalhau.api import ApiServer, Authorizer, GrpcApiServer, MetricsServer
+from bacalhau.api import ApiServer, GrpcApiServer, MetricsServer
 from bacalhau.compute import (
     ComputeEndpoint,
     RequesterTrust,
 )
-from bacalhau.config import NodeConfig, bacalhau_document
+from bacalhau.config import NodeConfig
 from bacalhau.errors import InvalidConfiguration
 from bacalhau.executor import gpu_labels, host_gpus
 from bacalhau.gossip import Membership, MembershipRunner, Message, NodeRecord
 from bacalhau.identity import NodeFiles, NodeIdentity, check_node_files, is_peer_id
-from bacalhau.models import MANAGED_PUBLISHER, NodeInfo, NodeType, SpecConfig, rfc3339_ns
+from bacalhau.models import NodeInfo, NodeType, rfc3339_ns
 from bacalhau.node._addresses import given_out, node_wildcard_host
+from bacalhau.node._api_settings import (
+    agent_config,
+    authorizer_of,
+    managed_bucket,
+    metrics_roles,
+    presigner,
+)
 from bacalhau.node._blocks import ClusterProviders
 from bacalhau.node._bootstrap import bootstrap_certificates
 from bacalhau.node._cert_watch import watch_certificate
@@ -60,7 +65,7 @@ from bacalhau.node._membership import (
 from bacalhau.node._result_check import PublishedResultChecker
 from bacalhau.node._wiring import RequesterLinks, RoutedComputeClient
 from bacalhau.orchestrator import ApprovalChain, Orchestrator, SchedulerSettings, build_hook
-from bacalhau.publisher import LocalResultServer, ManagedBucket
+from bacalhau.publisher import LocalResultServer
 from bacalhau.storage import BlockExchange, BlockstoreContent, HeldRoots
 from bacalhau.storage.cid import Blockstore
 from bacalhau.transport import (
@@ -213,7 +218,9 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
     # -- orchestrator ---------------------------------------------------------------------
     orchestrator: Orchestrator | None = None
     routed: RoutedComputeClient | None = None
-    managed = _managed_bucket(config) if config.orchestrator else None
+    managed = managed_bucket(config) if config.orchestrator else None
+    # How result locations are answered (pre-signed): by both APIs and the result checks.
+    results_answered = presigner(config, managed)
     if config.orchestrator:
         compute_client = ComputeClient(identity, tls)
         stack.push_async_callback(_close, compute_client.close)
@@ -262,7 +269,7 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
             # Verified replicas' claimed CIDs are checked against what they published.
             result_checker=PublishedResultChecker(
                 max_bytes=config.result_check_max_bytes,
-                presign=_presigner(config, managed),
+                presign=results_answered,
                 peers=block_client,
                 finder=providers,
                 local=blockstore,
@@ -367,9 +374,9 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
         # Closed before the orchestrator: bids still being decided are dropped first.
         await stack.enter_async_context(approval_hooks)
         # One authorizer for both APIs: a password checked on one is remembered for both.
-        authorizer = _authorizer(config)
+        authorizer = authorizer_of(config)
         # What /api/v1/agent/config (and the gRPC API's Config) serve, redacted.
-        agent_config = _admission_config(config, approval_hooks)
+        shown_config = agent_config(config, approval_hooks)
         content = BlockstoreContent(blockstore, exchange, fetch_timeout=config.ipfs_fetch_timeout)
         api = ApiServer(
             orchestrator,
@@ -377,12 +384,12 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
             port=config.api_port,
             max_job_size=config.max_job_size,
             gossip_metrics=lambda: _gossip_report(runner, server),
-            result_rewriter=_presigner(config, managed),
+            result_rewriter=results_answered,
             content=content,
             max_upload=config.data_upload_max_bytes,
-            agent_config=agent_config,
+            agent_config=shown_config,
             authorizer=authorizer,
-            metrics_roles=_metrics_roles(config),
+            metrics_roles=metrics_roles(config),
         )
         await listen(stack, api, config.api_host, config.api_port, "--api-port")
         running.orchestrator = orchestrator
@@ -395,9 +402,9 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
             host=config.api_host,
             port=config.grpc_api_port(),
             max_message=config.max_job_size,
-            result_rewriter=_presigner(config, managed),
+            result_rewriter=results_answered,
             authorizer=authorizer,
-            agent_config=agent_config,
+            agent_config=shown_config,
             content=content,
             max_upload=config.data_upload_max_bytes,
         )
@@ -422,81 +429,13 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
         log.info("compute %s: bprotocol on %s", node_id, grpc_address)
     if config.metrics_port >= 0:
         metrics = MetricsServer(
-            host=config.api_host, port=config.metrics_port, roles=_metrics_roles(config)
+            host=config.api_host, port=config.metrics_port, roles=metrics_roles(config)
         )
         await listen(stack, metrics, config.api_host, config.metrics_port, "--metrics-port")
         running.metrics_port = metrics.port
         log.info("node %s: metrics on %s:%d", node_id, config.api_host, metrics.port)
     await stack.enter_async_context(RecordPublisher(runner, describe))
     return running
-
-
-def _metrics_roles(config: NodeConfig) -> list[Role]:
-    """The roles whose series this node's ``/metrics`` serves."""
-    roles: list[Role] = []
-    if config.orchestrator:
-        roles.append("requester")
-    if config.compute:
-        roles.append("compute")
-    return roles
-
-
-def _authorizer(config: NodeConfig) -> Authorizer | None:
-    """Who may use the APIs (``API.Auth.Users``); None leaves them open, as without users."""
-    if not config.api_users:
-        log.info("API: no users configured (API.Auth.Users): open to every client")
-        return None
-    for user in config.api_users:
-        if user.plain_text_password:
-            log.warning(
-                "API user %s has a plain-text password in the configuration: store its "
-                "bcrypt hash instead (bacalhau auth hash-password)",
-                user.name,
-            )
-    log.info("API: %d users; requests need credentials (Basic or Bearer)", len(config.api_users))
-    return Authorizer(config.api_users)
-
-
-def _managed_bucket(config: NodeConfig) -> ManagedBucket | None:
-    """The requester's bucket for the s3managed publisher, when the operator set one."""
-    if not config.s3managed_bucket.strip():
-        if config.s3managed_key or config.s3managed_region or config.s3managed_endpoint:
-            raise InvalidConfiguration(
-                "Publishers.Types.S3Managed needs a Bucket (s3managed_bucket)",
-                hint="name the bucket the requester keeps s3managed results in, or remove "
-                "the other S3Managed keys",
-            )
-        return None
-    return ManagedBucket(
-        bucket=config.s3managed_bucket.strip(),
-        prefix=config.s3managed_key,
-        region=config.s3managed_region,
-        endpoint=config.s3managed_endpoint,
-        expires=int(config.s3managed_presigned_url_expiration),
-    )
-
-
-def _presigner(
-    config: NodeConfig, managed: ManagedBucket | None
-) -> Callable[[SpecConfig], SpecConfig] | None:
-    """How results are answered: ``s3`` ones pre-signed for ``s3_presigned_url_expiration``
-    seconds (as they are when the operator turned pre-signing off), ``s3managed`` ones with
-    a download URL from the requester's bucket."""
-    expires = None if config.s3_presigned_url_disabled else int(config.s3_presigned_url_expiration)
-    if expires is None and managed is None:
-        return None
-
-    def presign(result: SpecConfig) -> SpecConfig:
-        kind = result.type.lower()
-        if kind == MANAGED_PUBLISHER and managed is not None:
-            return managed.rewrite(result)
-        if kind != "s3" or expires is None:
-            return result  # (boto3 is loaded by the first S3 result asked for, not before)
-        from bacalhau.publisher import presign_result
-
-        return presign_result(result, expires=expires)
-
-    return presign
 
 
 def _gossip_report(runner: MembershipRunner, server: NodeServer) -> dict[str, object]:
@@ -511,23 +450,6 @@ def _gossip_report(runner: MembershipRunner, server: NodeServer) -> dict[str, ob
         "SendFailures": runner.send_failures,
         "Members": states,
     }
-
-
-def _admission_config(config: NodeConfig, hooks: ApprovalChain) -> dict[str, object]:
-    """The node's configuration as ``/api/v1/agent/config`` shows it (Bacalhau's shape,
-    secrets redacted by the API), with its accept hooks as ``node describe`` shows them."""
-    out: dict[str, Any] = bacalhau_document(config)
-    out.setdefault("Orchestrator", {})["ApprovalHooks"] = hooks.describe()
-    if config.compute:
-        out["JobAdmissionControl"] = {
-            "AcceptNetworkedJobs": config.accept_networked_jobs,
-            "RejectStatelessJobs": config.reject_stateless_jobs,
-            "Locality": config.locality.lower(),
-            "ProbeExec": config.probe_exec,
-            "ProbeHTTP": config.probe_http,
-            "ProbeTimeout": config.probe_timeout,
-        }
-    return out
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:
