@@ -150,7 +150,7 @@ async def _chunks(write: Callable[[str, BinaryIO], None], text: str) -> AsyncGen
             while not queue.empty():
                 queue.get_nowait()
             await asyncio.sleep(0.01)
-        if not producer.cancelled() and producer.exception() is not None:
+        if not producer.cancelled():
             producer.exception()  # retrieved: the writer's BrokenPipeError is expected
         raise
     await producer  # a failure part-way is raised after the chunks sent

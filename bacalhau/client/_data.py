@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -108,13 +108,6 @@ async def receive_content(
     return dest / name
 
 
-def data_entries(entries: Iterable[Mapping[str, Any]]) -> list[DataEntry]:
-    """``data ls`` entries from their REST form."""
-    return [
-        DataEntry(str(e["Name"]), str(e["CID"]), str(e["Type"]), int(e["Size"])) for e in entries
-    ]
-
-
 class AsyncDataClient(RestSession):
     """``bacalhau data`` against one requester's v1 REST API."""
 
@@ -158,7 +151,11 @@ class AsyncDataClient(RestSession):
         """The entries of directory ``cid`` (or the one file it is); ``CID/path`` lists a
         directory inside one."""
         reply = await self._http.request("GET", f"/api/v1/data/{quote(cid, safe='')}/ls")
-        return data_entries(reply.get("Entries", []) if isinstance(reply, dict) else [])
+        entries = reply.get("Entries", []) if isinstance(reply, dict) else []
+        return [
+            DataEntry(str(e["Name"]), str(e["CID"]), str(e["Type"]), int(e["Size"]))
+            for e in entries
+        ]
 
     async def _send(
         self, method: str, path: str, *, headers: dict[str, str] | None = None, **kwargs: Any
