@@ -32,10 +32,12 @@ from bacalhau.hooks import (
     AnswerTooLarge,
     HookProgramFailed,
     OnceLog,
+    crashed,
     exit_description,
     first_line,
     json_object,
     key_any_case,
+    missing_program,
     read_answer,
     reason_text,
     run_command,
@@ -65,6 +67,9 @@ class ExecProbe:
         self.command = command
         self._timeout = timeout
         self._log = OnceLog(f"exec probe {command!r}", _log)
+        if problem := missing_program(command):
+            # Said at start, not first at a job's bid: every bid will be a "no" until fixed.
+            _log.warning("exec probe %r: %s; this node will bid on no job", command, problem)
 
     async def evaluate(self, request: BidRequest) -> BidVerdict:
         data = probe_payload(request.node_id, request.job)
@@ -86,7 +91,7 @@ class ExecProbe:
         reason = outcome.said
         if code in (126, 127):  # bash: not executable / command not found
             return self._fail(reason or exit_description(code))
-        if code < 0:  # killed by a signal: a crash, not a "no" (logged once per cause)
+        if crashed(code):  # killed by a signal: a crash, not a "no" (logged once per cause)
             return self._fail(exit_description(code))
         if not reason:
             reason = f"external command {self.command!r} {exit_description(code)}"

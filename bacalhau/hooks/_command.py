@@ -7,6 +7,8 @@ import contextlib
 import json
 import logging
 import os
+import re
+import shlex
 import signal
 import subprocess
 from dataclasses import dataclass
@@ -134,14 +136,69 @@ def reason_text(value: object) -> str:
     return text
 
 
+#: Signals whose death means the program broke or was killed, not that it answered. A shell
+#: running the program reports such a death as its own exit code 128+N.
+_CRASH_SIGNALS = frozenset(
+    {
+        signal.SIGILL,
+        signal.SIGTRAP,
+        signal.SIGABRT,
+        signal.SIGBUS,
+        signal.SIGFPE,
+        signal.SIGKILL,
+        signal.SIGSEGV,
+        signal.SIGTERM,
+        signal.SIGSYS,
+    }
+)
+
+
+def crashed(code: int) -> bool:
+    """Whether ``code`` says the program died rather than answered: killed by a signal, or
+    a shell wrapping it reporting a crash signal as 128+N (``sh wrapper.sh`` whose program
+    segfaulted exits 139)."""
+    return code < 0 or (code - 128) in _CRASH_SIGNALS
+
+
 def exit_description(code: int) -> str:
-    """How a program ended: ``exited with code 3``, or ``was killed by SIGSEGV``."""
+    """How a program ended: ``exited with code 3``, ``was killed by SIGSEGV``, or ``exited
+    with code 139 (SIGSEGV, as a shell reports it)``."""
     if code < 0:
         try:
             return f"was killed by {signal.Signals(-code).name}"
         except ValueError:
             return f"was killed by signal {-code}"
+    if (code - 128) in _CRASH_SIGNALS:
+        name = signal.Signals(code - 128).name
+        return f"exited with code {code} ({name}, as a shell reports it)"
     return f"exited with code {code}"
+
+
+def missing_program(command: str) -> str | None:
+    """Why ``command``'s program cannot run now, or None: the first word of the command is
+    looked up as bash will (a file, builtin, keyword or program on ``PATH``). Commands that
+    do not start with a plain word (a variable, a redirection) are not judged."""
+    try:
+        words = shlex.split(command)
+    except ValueError as err:
+        return f"is not a valid command: {err}"
+    if not words or not _PLAIN_WORD.fullmatch(words[0]):
+        return None
+    env = {"PATH": os.environ.get("PATH", os.defpath)}
+    found = subprocess.run(
+        ["bash", "-c", 'type -t -- "$1"', "bash", words[0]],
+        env=env,
+        capture_output=True,
+        check=False,
+    )
+    if found.returncode == 0:
+        return None
+    if "/" in words[0]:
+        return f"{words[0]!r} does not exist or is not executable"
+    return f"{words[0]!r} is not found on PATH"
+
+
+_PLAIN_WORD = re.compile(r"[\w./+@:,%-]+")
 
 
 def json_object(body: bytes) -> dict[str, Any] | None:

@@ -38,10 +38,12 @@ from bacalhau.errors import BacalhauError
 from bacalhau.hooks import (
     AnswerTooLarge,
     HookProgramFailed,
+    crashed,
     exit_description,
     first_line,
     json_object,
     key_any_case,
+    missing_program,
     read_answer,
     reason_text,
     run_command,
@@ -145,6 +147,9 @@ class ExecApprovalHook:
         self._name = name
         self.command = command
         self.timeout = timeout
+        if problem := missing_program(command):
+            # Said at start, not first at a bid: every bid it judges is rejected until fixed.
+            log.warning("approval hook %s: %s; it will reject every bid", name, problem)
 
     @property
     def name(self) -> str:
@@ -174,7 +179,7 @@ class ExecApprovalHook:
             return HookDecision.defer(said)
         if code in (126, 127):  # bash: not executable / command not found
             raise HookFailed(said or exit_description(code))
-        if code < 0:  # killed by a signal: a crash, not a "no" (logged once per cause)
+        if crashed(code):  # killed by a signal: a crash, not a "no" (logged once per cause)
             raise HookFailed(exit_description(code))
         return HookDecision.reject(said or exit_description(code))
 

@@ -113,8 +113,12 @@ async def test_exec_probe_environment_holds_only_the_payload_and_path(tmp_path: 
         (lambda d: str(d / "missing-probe"), "No such file or directory"),
         (lambda d: script(d, "exit 0", executable=False), "Permission denied"),
         (lambda d: script(d, "kill -SEGV $$"), "was killed by SIGSEGV"),
+        (
+            lambda d: script(d, "bash -c 'kill -ABRT $$'"),
+            "exited with code 134 (SIGABRT, as a shell reports it)",
+        ),
     ],
-    ids=["missing", "not-executable", "crashed"],
+    ids=["missing", "not-executable", "crashed", "crashed-in-a-wrapper"],
 )
 async def test_exec_probe_that_cannot_run_is_a_no_logged_once(
     tmp_path: Path,
@@ -130,6 +134,17 @@ async def test_exec_probe_that_cannot_run_is_a_no_logged_once(
     assert first.reason.startswith("this node does not accept this job: exec probe ")
     assert cause in first.reason
     assert len([r for r in caplog.records if cause in r.getMessage()]) == 1
+
+
+def test_exec_probe_that_cannot_run_is_said_when_it_is_made(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="bacalhau.compute._probes"):
+        ExecProbe(str(tmp_path / "missing-probe") + " --json")
+        ExecProbe("/bin/true")
+    [record] = caplog.records
+    assert "missing-probe' does not exist or is not executable" in record.getMessage()
+    assert "this node will bid on no job" in record.getMessage()
 
 
 async def test_exec_probe_that_hangs_is_killed_at_its_timeout(tmp_path: Path) -> None:

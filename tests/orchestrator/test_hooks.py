@@ -163,8 +163,13 @@ async def test_exec_hook_defers_with_exit_75() -> None:
         (lambda d: str(d / "no-such-hook"), "No such file or directory"),
         (lambda d: program(d, "exit 0", executable=False), "Permission denied"),
         (lambda d: program(d, "kill -SEGV $$"), "was killed by SIGSEGV"),
+        # A wrapper script whose program crashed: bash reports it as exit 128+11.
+        (
+            lambda d: program(d, "bash -c 'kill -SEGV $$'"),
+            "exited with code 139 (SIGSEGV, as a shell reports it)",
+        ),
     ],
-    ids=["missing", "not-executable", "crashed"],
+    ids=["missing", "not-executable", "crashed", "crashed-in-a-wrapper"],
 )
 async def test_exec_hook_that_cannot_run_is_a_no_logged_once(
     tmp_path: Path,
@@ -179,7 +184,40 @@ async def test_exec_hook_that_cannot_run_is_a_no_logged_once(
     accepted, by, reason, _ = first
     assert not accepted and by == "operator"
     assert reason.startswith("hook failed: ") and cause in reason
-    assert len(caplog.records) == 1
+    assert len([r for r in caplog.records if cause in r.getMessage()]) == 1
+
+
+@pytest.mark.parametrize(
+    ("make", "said"),
+    [
+        (lambda d: str(d / "no-such-hook") + " --flag", "does not exist or is not executable"),
+        (lambda d: program(d, "exit 0", executable=False), "does not exist or is not executable"),
+        (
+            lambda d: "no-such-approver-program --x",
+            "'no-such-approver-program' is not found on PATH",
+        ),
+        (lambda d: "'unclosed", "is not a valid command"),
+    ],
+    ids=["missing", "not-executable", "not-on-path", "bad-quoting"],
+)
+def test_exec_hook_that_cannot_run_is_said_when_it_is_made(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, make: Callable[[Path], str], said: str
+) -> None:
+    with caplog.at_level(logging.WARNING, logger=LOG):
+        ExecApprovalHook("operator", make(tmp_path))
+    [record] = caplog.records
+    assert said in record.getMessage() and "reject every bid" in record.getMessage()
+
+
+@pytest.mark.parametrize(
+    "command", ["true", "exit 1", "bash -c 'exit 0'", "if true; then exit 0; fi", "X=1 env"]
+)
+def test_exec_hook_that_can_run_is_not_warned_of(
+    caplog: pytest.LogCaptureFixture, command: str
+) -> None:
+    with caplog.at_level(logging.WARNING, logger=LOG):
+        ExecApprovalHook("operator", command)
+    assert caplog.records == []
 
 
 async def test_exec_hook_that_hangs_is_a_no_at_its_timeout() -> None:
