@@ -94,13 +94,13 @@ def agent_config(config: NodeConfig, hooks: ApprovalChain) -> dict[str, object]:
     secrets redacted by the API), with its accept hooks as ``node describe`` shows them."""
     out: dict[str, Any] = bacalhau_document(config)
     out.setdefault("Orchestrator", {})["ApprovalHooks"] = hooks.describe()
-    if config.compute:
-        out["JobAdmissionControl"] = {
-            "AcceptNetworkedJobs": config.accept_networked_jobs,
-            "RejectStatelessJobs": config.reject_stateless_jobs,
-            "Locality": config.locality.lower(),
-            "ProbeExec": config.probe_exec,
-            "ProbeHTTP": config.probe_http,
-            "ProbeTimeout": config.probe_timeout,
-        }
+    # Every role shows the same keys, as Bacalhau's nodes do (they matter on compute nodes).
+    out["JobAdmissionControl"] = {
+        "AcceptNetworkedJobs": config.accept_networked_jobs,
+        "RejectStatelessJobs": config.reject_stateless_jobs,
+        "Locality": config.locality.lower(),
+        "ProbeExec": config.probe_exec,
+        "ProbeHTTP": config.probe_http,
+        "ProbeTimeout": config.probe_timeout,
+    }
     return out

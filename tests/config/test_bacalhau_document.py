@@ -32,3 +32,19 @@ def test_api_keys_and_passwords_are_redacted() -> None:
     assert redact({"API": {"Auth": {"Users": users}}})["API"]["Auth"]["Users"] == [
         {"Alias": "a", "APIKey": "<redacted>", "Password": "<redacted>", "Username": "u"}
     ]
+
+
+def test_every_role_shows_the_same_admission_keys() -> None:
+    """A requester's ``agent config`` lists ``JobAdmissionControl`` as a compute node's does,
+    our ``ProbeTimeout`` included (it once showed only Bacalhau's keys there)."""
+    from bacalhau.node._api_settings import agent_config
+    from bacalhau.orchestrator import ApprovalChain
+
+    shown = {}
+    for role in ("Orchestrator.Enabled", "Compute.Enabled"):
+        config = NodeConfig().with_overrides(
+            {role: "true", "JobAdmissionControl.ProbeTimeout": "3"}
+        )
+        shown[role] = agent_config(config, ApprovalChain([]))["JobAdmissionControl"]
+    assert shown["Orchestrator.Enabled"] == shown["Compute.Enabled"]
+    assert shown["Orchestrator.Enabled"]["ProbeTimeout"] == 3
