@@ -9,7 +9,7 @@ import click
 from bacalhau.cli._render import cell_id, emit, output_option, table, tabular
 from bacalhau.cli._root import BacalhauGroup, CliState, pass_state
 from bacalhau.errors import InvalidRequest
-from bacalhau.models import LivenessState, NodeState, format_size
+from bacalhau.models import LivenessState, NodeState, format_cpu, format_size
 
 _ORDER = (
     "id",
@@ -59,7 +59,7 @@ def _capacity(node: NodeState) -> list[str]:
         return ["", "", "", ""]
     avail, total = compute.available_capacity, compute.max_capacity
     return [
-        f"{avail.cpu:g} / {total.cpu:g}",
+        f"{format_cpu(avail.cpu)} / {format_cpu(total.cpu)}",
         f"{format_size(avail.memory)} / {format_size(total.memory)}",
         f"{format_size(avail.disk)} / {format_size(total.disk)}",
         f"{avail.gpu} / {total.gpu}",

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from bacalhau.compute._capacity import DEFAULT_JOB_RESOURCES, job_usage
 from bacalhau.errors import BacalhauError
 from bacalhau.executor import Executor
-from bacalhau.models import Job, Resources, format_size
+from bacalhau.models import Job, Resources, format_cpu, format_size
 from bacalhau.publisher import Publisher
 from bacalhau.storage import SizedSource, StorageSource, parse_cid_path, validate_inputs
 from bacalhau.storage.cid import CID
@@ -273,7 +273,7 @@ class Locality:
 
 def describe_resources(res: Resources) -> str:
     return (
-        f"{{CPU: {res.cpu:g}, Memory: {format_size(res.memory)}, "
+        f"{{CPU: {format_cpu(res.cpu)}, Memory: {format_size(res.memory)}, "
         f"Disk: {format_size(res.disk)}, GPU: {res.gpu}}}"
     )
 

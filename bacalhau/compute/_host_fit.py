@@ -10,6 +10,7 @@ saying why, and goes to a node that can run it.
 from __future__ import annotations
 
 from bacalhau.compute._bidder import BidRequest, BidVerdict
+from bacalhau.models import format_cpu
 
 __all__ = ["HostCpusFit"]
 
@@ -25,7 +26,8 @@ class HostCpusFit:
             return BidVerdict.accept()
         if self._host_cpus > 0 and request.usage.cpu > self._host_cpus:
             return BidVerdict.reject(
-                f"the job asks for {request.usage.cpu:g} CPUs and this machine has "
-                f"{self._host_cpus:g}: Docker gives a container no more than the machine has"
+                f"the job asks for {format_cpu(request.usage.cpu)} CPUs and this machine has "
+                f"{format_cpu(self._host_cpus)}: Docker gives a container no more than the "
+                "machine has"
             )
         return BidVerdict.accept("the job's CPU fits this machine")

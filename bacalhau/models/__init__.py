@@ -95,7 +95,13 @@ from bacalhau.models._ports import (
     PORT_ENV_PREFIX,
     PortMapping,
 )
-from bacalhau.models._resources import Resources, format_size, parse_cpu, parse_size
+from bacalhau.models._resources import (
+    Resources,
+    format_cpu,
+    format_size,
+    parse_cpu,
+    parse_size,
+)
 from bacalhau.models._selector import (
     format_selector,
     parse_selector,
@@ -228,6 +234,7 @@ __all__ = [
     "engine_params_with_module_url",
     "entry_module_url",
     "env_name_allowed",
+    "format_cpu",
     "format_selector",
     "format_size",
     "forwarded_env_name",

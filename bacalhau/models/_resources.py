@@ -65,6 +65,15 @@ def format_size(n: int) -> str:
     return f"{n}B"
 
 
+def format_cpu(cores: float) -> str:
+    """Cores as a person writes them: ``2``, ``0.5``, ``0.0000001`` (never ``1e-07``, which
+    reads as a typo), to nine decimals at most."""
+    text = f"{cores:.9f}".rstrip("0").rstrip(".")
+    if cores >= 1e15 or (text in ("0", "-0") and cores != 0):
+        return f"{cores:g}"  # past what decimals show well: the short form is clearer
+    return text
+
+
 @dataclass(slots=True)
 class Resources:
     """Parsed resources: CPU in cores, memory and disk in bytes, GPU count."""
@@ -135,7 +144,7 @@ class Resources:
             max(capacity.gpu, 0),
         )
         short = [
-            ("CPU", self.cpu > capacity.cpu + 1e-9, f"{self.cpu:g}", f"{have.cpu:g}"),
+            ("CPU", self.cpu > capacity.cpu + 1e-9, format_cpu(self.cpu), format_cpu(have.cpu)),
             ("memory", self.memory > capacity.memory, size(self.memory), size(have.memory)),
             ("disk", self.disk > capacity.disk, size(self.disk), size(have.disk)),
             ("GPU", self.gpu > capacity.gpu, str(self.gpu), str(have.gpu)),

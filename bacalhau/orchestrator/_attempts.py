@@ -141,7 +141,7 @@ def why_not_again(
         if never_retried(e.compute_details):
             return f"{FAILED_IT}{e.compute_message}"
         if e.compute_state == E.ASK_FOR_BID_REJECTED:
-            return f"rejected the job earlier: {e.compute_message or 'it declined to bid'}"
+            return f"turned the job down: {e.compute_message or 'it gave no reason'}"
     if any(shut_down(e) and e.modify_time > back_since for e in mine):
         return SHUT_DOWN
     unreached = [e for e in mine if _unreached(e) and e.modify_time > back_since]

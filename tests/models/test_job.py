@@ -6,7 +6,7 @@ import pytest
 
 from bacalhau.errors import InvalidJobSpec
 from bacalhau.models import Job, normalise_job, parse_job_document, validate_job
-from bacalhau.models._resources import format_size
+from bacalhau.models._resources import format_cpu, format_size
 
 
 def _job(**task: object) -> dict[str, object]:
@@ -129,3 +129,11 @@ def test_sizes_are_said_in_units_that_fit_them() -> None:
     assert format_size(17_700_000_000) == "17.7GB"
     assert format_size(2**50) == "1.13PB"
     assert format_size(10**19) == "10EB"
+
+
+def test_cpu_is_said_as_a_person_writes_it() -> None:
+    """A tiny CPU request is echoed as ``0.0000001``, not ``1e-07`` (which reads as a typo)."""
+    assert format_cpu(1e-07) == "0.0000001"
+    assert [format_cpu(x) for x in (0.5, 2.0, 0.1 + 0.2, 0.0)] == ["0.5", "2", "0.3", "0"]
+    assert format_cpu(1e-12) == "1e-12"  # not "0": it is not nothing
+    assert format_cpu(1e20) == "1e+20"

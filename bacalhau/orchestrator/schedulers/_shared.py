@@ -23,6 +23,7 @@ from bacalhau.models import (
     NodeState,
     Resources,
     TriggeredBy,
+    format_cpu,
     format_size,
     new_evaluation_id,
     new_execution_id,
@@ -299,7 +300,10 @@ def _too_big_for_every_node(job: Job, ranks: list[NodeRank]) -> str:
 
 
 def _quantities(r: Resources) -> str:
-    return f"CPU {r.cpu:g}, memory {format_size(r.memory)}, disk {format_size(r.disk)}, GPU {r.gpu}"
+    return (
+        f"CPU {format_cpu(r.cpu)}, memory {format_size(r.memory)}, "
+        f"disk {format_size(r.disk)}, GPU {r.gpu}"
+    )
 
 
 def queue_for_nodes(plan: Plan, now: int) -> None:
