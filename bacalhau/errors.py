@@ -82,6 +82,7 @@ __all__ = [
     "PublishFailed",
     "RequestTooLarge",
     "RevisionConflict",
+    "TooManyRequests",
     "Unauthorized",
     "Unavailable",
     "UnsafePath",
@@ -441,6 +442,14 @@ class BidRejected(BacalhauError):
 class Unavailable(BacalhauError):
     code = "ServiceUnavailable"
     http_status = 503
+    retryable = True
+
+
+class TooManyRequests(BacalhauError):
+    """One client holds as much of something shared as one client may (HTTP 429)."""
+
+    code = "TooManyRequests"
+    http_status = 429
     retryable = True
 
 

@@ -143,6 +143,15 @@ async def _method(request: web.Request) -> web.Response:
     )
 
 
+def caller(request: web.Request) -> str:
+    """Who makes the request, for caps per client: the user, when the API has users and
+    the request's credentials name one, else the peer's address."""
+    principal = request.get(PRINCIPAL)
+    if principal is not None:
+        return f"user {principal.name!r}"
+    return f"client {request.remote or 'unknown'}"
+
+
 async def _authconfig(request: web.Request) -> web.Response:
     # Bacalhau's SSO (OAuth2) settings, public by design; this node offers no SSO.
     return json_response({"Version": "1.0.0", "Config": {}})

@@ -20,7 +20,7 @@ from bacalhau.api._agent import redact
 from bacalhau.api._api_metrics import MetricsInterceptor
 from bacalhau.api._authz import Authorizer, Resource
 from bacalhau.api._content import DEFAULT_MAX_UPLOAD_BYTES, ContentStore
-from bacalhau.api._grpc_auth import AuthInterceptor, authorization_header
+from bacalhau.api._grpc_auth import AuthInterceptor, authorization_header, caller
 from bacalhau.api._grpc_convert import (
     job_document,
     job_from_request,
@@ -116,11 +116,13 @@ class JobServicer(api_pb2_grpc.JobServiceServicer):
         result_rewriter: ResultRewriter | None = None,
         *,
         max_job_size: int = DEFAULT_MAX_MESSAGE,
+        authorizer: Authorizer | None = None,
     ) -> None:
         self._orch = orchestrator
         self._closing = closing
         self._rewrite = result_rewriter
         self._max_job_size = max_job_size
+        self._authorizer = authorizer
 
     @_translated
     async def SubmitJob(
@@ -301,6 +303,7 @@ class JobServicer(api_pb2_grpc.JobServiceServicer):
                 tail=request.tail,
                 namespace=request.namespace,
                 version=request.job_version,
+                client=await caller(context, self._authorizer),
             )
         except Exception as exc:
             await abort_with(context, exc, "StreamJobLogs")
@@ -518,7 +521,13 @@ class GrpcApiServer:
         server = grpc.aio.server(options=options, interceptors=interceptors)
         add_parsing_leniently(
             api_pb2_grpc.add_JobServiceServicer_to_server,
-            JobServicer(self._orch, self._closing, self._rewrite, max_job_size=self._max_message),
+            JobServicer(
+                self._orch,
+                self._closing,
+                self._rewrite,
+                max_job_size=self._max_message,
+                authorizer=self._authorizer,
+            ),
             server,
         )
         add_parsing_leniently(

@@ -25,7 +25,7 @@ from bacalhau.api._grpc_errors import capped, error_metadata
 from bacalhau.errors import BacalhauError
 from bacalhau.transport._errors import status_for
 
-__all__ = ["AuthInterceptor", "requirement"]
+__all__ = ["AuthInterceptor", "caller", "requirement"]
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,23 @@ def requirement(method: str) -> tuple[Resource, bool]:
     if resource is None:
         return Resource.ANY_USER, True
     return resource, method in _READS
+
+
+async def caller(context: Any, authorizer: Authorizer | None) -> str:
+    """Who makes the call, for caps per client: the user, when the API has users and the
+    call's credentials name one, else the peer's address (without its port: one machine's
+    connections are one client)."""
+    if authorizer is not None:
+        header = authorization_header(context.invocation_metadata())
+        # Checked by the interceptor already; answered from the authorizer's memory of it.
+        principal = await authorizer.check(header, Resource.IDENTIFY, True)
+        if principal is not None:
+            return f"user {principal.name!r}"
+    peer = str(context.peer() or "")
+    kind, _, address = peer.partition(":")
+    if kind in ("ipv4", "ipv6"):
+        address = address.rpartition(":")[0]  # ipv6 peers are [addr]:port
+    return f"client {address or peer or 'unknown'}"
 
 
 def authorization_header(metadata: Any) -> str | None:

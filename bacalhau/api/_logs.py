@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import WSMsgType, web
 
+from bacalhau.api._auth_rest import caller
 from bacalhau.api._context import context
 from bacalhau.api._query import Query
 from bacalhau.errors import BacalhauError, BadQuery, InternalError
@@ -54,6 +55,7 @@ async def _open(request: web.Request, *, follow: bool) -> AsyncIterator[LogChunk
         tail=_tail(q),
         namespace=q.text("namespace"),
         version=q.count("job_version"),
+        client=caller(request),
     )
 
 

@@ -189,6 +189,9 @@ class NodeConfig:
     #: once; one more is refused as busy, so that followers that read nothing cannot hold
     #: every descriptor of the requester and of the compute nodes (0: no cap).
     log_streams_max: int = 1024
+    #: The most of those one client may hold: a user when the API has users, else an
+    #: address (0: no cap). One more is refused as too many requests (HTTP 429).
+    log_streams_per_client_max: int = 256
     #: ``/results`` answers S3 results as they are instead of as pre-signed URLs.
     s3_presigned_url_disabled: bool = False
     #: Seconds a pre-signed S3 result URL stays valid (7 days at most).

@@ -142,6 +142,7 @@ _NON_NEGATIVE = frozenset(
         "ipfs_fetch_timeout",
         "data_upload_max_bytes",
         "log_streams_max",
+        "log_streams_per_client_max",
         "heartbeat_interval",
         "disconnect_timeout",
         "default_queue_timeout",

@@ -266,6 +266,7 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
             job_retention=config.job_retention,
             managed_bucket=managed,
             log_streams_max=config.log_streams_max,
+            log_streams_per_client_max=config.log_streams_per_client_max,
             # Verified replicas' claimed CIDs are checked against what they published.
             result_checker=PublishedResultChecker(
                 max_bytes=config.result_check_max_bytes,

@@ -158,15 +158,19 @@ class OrchestratorAPI(Protocol):
         tail: int = 0,
         namespace: str = "",
         version: int = 0,
+        client: str = "",
     ) -> AsyncIterator[LogChunk]:
         """An execution's stdout and stderr as chunks (the latest non-discarded execution
         of the job's latest version, or of ``version``, unless ``execution_id``, full or a
-        unique prefix, is given).
+        unique prefix, is given). ``client`` names who asks (``user 'alice'``, ``client
+        10.0.0.7``): one client holds at most ``log_streams_per_client_max`` streams.
 
         Awaiting it checks the job at once (:class:`~bacalhau.errors.JobNotFound`,
         :class:`~bacalhau.errors.ExecutionNotFound`); the iterator then replays what was
         written (the last ``tail`` lines of each stream when ``tail`` > 0) and, with
-        ``follow``, continues until the execution ends. Closing it stops the relay.
+        ``follow``, continues until the execution ends. Closing it stops the relay. Too
+        many open already: :class:`~bacalhau.errors.Unavailable` (the requester's cap) or
+        :class:`~bacalhau.errors.TooManyRequests` (the client's).
         """
         ...
 

@@ -25,6 +25,7 @@ from bacalhau.errors import (
     MultipleJobsFound,
     NodeNotFound,
     NotFound,
+    TooManyRequests,
     Unavailable,
 )
 from bacalhau.models import (
@@ -116,18 +117,23 @@ class ExecutionLogs:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         reachable: Callable[[str], bool] = lambda node_id: True,
         max_streams: int = 0,
+        max_per_client: int = 0,
     ) -> None:
         """``reachable`` says whether the cluster holds a node connected (a dead or lost
         node's output is not asked for); at most ``max_streams`` streams are open at once
-        (0: no cap), one more is refused as busy."""
+        (0: no cap), one more is refused as busy; at most ``max_per_client`` of them for one
+        client (0: no cap), so that one client cannot take every place."""
         self._jobs = jobs
         self._source = source
         self._reachable = reachable
         self._poll = poll_interval
         self._sleep = sleep
         self._max_streams = max_streams
+        self._max_per_client = max_per_client
         #: Streams open now: from :meth:`open` until each ends or is closed.
         self.open_streams = 0
+        #: The same, by client (those with none open are not kept).
+        self._by_client: dict[str, int] = {}
 
     async def open(
         self,
@@ -137,23 +143,18 @@ class ExecutionLogs:
         follow: bool = False,
         tail: int = 0,
         version: int = 0,
+        client: str = "",
     ) -> AsyncIterator[LogChunk]:
         """Check the job and pick its execution now (so that an unknown job fails at once),
         and return the stream of that execution's output: one of the job's latest version,
         or of ``version`` (an earlier version's output is replayed, not followed).
+        ``client`` names who asks (a user, else an address) for the per-client cap.
 
         Not following: what the execution has written so far, then the end. Following: that,
         then new output until the execution ends; a job not yet placed is waited for.
         """
-        if self._max_streams and self.open_streams >= self._max_streams:
-            LOG_STREAMS_REFUSED.inc()
-            raise Unavailable(
-                f"this requester already relays {self.open_streams} log streams, the most it "
-                "relays at once (its log_streams_max)",
-                hint="try again shortly; the operator can raise log_streams_max",
-                component="Orchestrator",
-            )
-        self._opened()  # taken while the execution is chosen (or awaited) too
+        self._check_room(client)
+        self._opened(client)  # taken while the execution is chosen (or awaited) too
         try:
             job = await self._jobs.get_job(job_id)
             version = version or job.version
@@ -161,20 +162,46 @@ class ExecutionLogs:
                 follow = False  # nothing of an earlier version runs any more
             execution = await self._placed(job, execution_id, follow=follow, version=version)
         except BaseException:
-            self._stream_ended()
+            self._stream_ended(client)
             raise
         if not follow or execution_id:
             stream = self._relay(execution, follow=follow, tail=tail)
         else:
             stream = self._follow_attempts(job.id, execution, tail=tail)
-        return _Counted(stream, self._stream_ended)
+        return _Counted(stream, lambda: self._stream_ended(client))
 
-    def _opened(self) -> None:
+    def _check_room(self, client: str) -> None:
+        if self._max_streams and self.open_streams >= self._max_streams:
+            LOG_STREAMS_REFUSED.labels(cap="total").inc()
+            raise Unavailable(
+                f"this requester already relays {self.open_streams} log streams, the most it "
+                "relays at once (its log_streams_max)",
+                hint="try again shortly; the operator can raise log_streams_max",
+                component="Orchestrator",
+            )
+        held = self._by_client.get(client, 0)
+        if self._max_per_client and held >= self._max_per_client:
+            LOG_STREAMS_REFUSED.labels(cap="client").inc()
+            raise TooManyRequests(
+                f"{client or 'this client'} already has {held} log streams open, the most "
+                "one client may have (the requester's log_streams_per_client_max)",
+                hint="close log streams you no longer read (a `job logs --follow` left "
+                "running holds one), or ask the operator to raise log_streams_per_client_max",
+                component="Orchestrator",
+            )
+
+    def _opened(self, client: str) -> None:
         self.open_streams += 1
+        self._by_client[client] = self._by_client.get(client, 0) + 1
         LOG_STREAMS_OPEN.inc()
 
-    def _stream_ended(self) -> None:
+    def _stream_ended(self, client: str) -> None:
         self.open_streams -= 1
+        left = self._by_client[client] - 1
+        if left:
+            self._by_client[client] = left
+        else:
+            del self._by_client[client]
         LOG_STREAMS_OPEN.dec()
 
     async def _follow_attempts(

@@ -72,7 +72,9 @@ LOG_STREAMS_OPEN = Gauge(
 )
 LOG_STREAMS_REFUSED = Counter(
     "bacalhau_log_streams_refused_total",
-    "Job log streams refused because log_streams_max were open already.",
+    "Job log streams refused because log_streams_max were open already, or as many as one "
+    "client may hold (log_streams_per_client_max), by which cap.",
+    ["cap"],
 )
 SCHEDULING_SECONDS = Histogram(
     "bacalhau_scheduling_seconds",

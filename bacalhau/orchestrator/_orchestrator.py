@@ -79,6 +79,7 @@ class Orchestrator(JobSubmission, ExecutionReports, JobControl, Housekeeping):
         result_checker: ResultChecker | None = None,
         managed_bucket: ManagedResultBucket | None = None,
         log_streams_max: int = 0,
+        log_streams_per_client_max: int = 0,
     ) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
         self._info = node_info
@@ -157,6 +158,7 @@ class Orchestrator(JobSubmission, ExecutionReports, JobControl, Housekeeping):
             source=compute,
             reachable=self._node_connected,
             max_streams=log_streams_max,
+            max_per_client=log_streams_per_client_max,
         )
 
     @property

@@ -146,12 +146,20 @@ class OrchestratorQueries:
         tail: int = 0,
         namespace: str = "",
         version: int = 0,
+        client: str = "",
     ) -> AsyncIterator[LogChunk]:
+        """A job's output (see :meth:`ExecutionLogs.open`); ``client`` names who asks (a
+        user, else an address) for ``log_streams_per_client_max``."""
         full_id = self.store.resolve_job_id(job_id, namespace)
         if version:
             await self.get_job(full_id, version=version)  # NotFound for a version never made
         return await self._logs.open(
-            full_id, execution_id=execution_id, follow=follow, tail=tail, version=version
+            full_id,
+            execution_id=execution_id,
+            follow=follow,
+            tail=tail,
+            version=version,
+            client=client,
         )
 
     async def job_history(

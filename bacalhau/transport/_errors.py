@@ -29,6 +29,7 @@ from bacalhau.errors import (
     PermissionDenied,
     RequestTooLarge,
     RevisionConflict,
+    TooManyRequests,
     Unauthorized,
     Unavailable,
     error_from_code,
@@ -56,6 +57,7 @@ _STATUS_BY_CLASS: tuple[tuple[type[BacalhauError], grpc.StatusCode], ...] = (
     (InvalidTransition, grpc.StatusCode.FAILED_PRECONDITION),
     (ConflictJobState, grpc.StatusCode.FAILED_PRECONDITION),
     (NotEnoughNodes, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (TooManyRequests, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (Unavailable, grpc.StatusCode.UNAVAILABLE),
     (InternalError, grpc.StatusCode.INTERNAL),
 )
