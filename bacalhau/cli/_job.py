@@ -411,6 +411,14 @@ def job_executions(
 @click.option("--node-id", default="", help="Only executions on this node (ID or prefix).")
 @click.option("--limit", type=click.IntRange(min=0), default=0, help="0: the server's default.")
 @click.option("--next-token", default="")
+@click.option(
+    "--order-by",
+    type=click.Choice(["", "time", "created_at", "modified_at"], case_sensitive=False),
+    default="",
+    help="History is in time order whichever is given (Bacalhau's list flag, kept so that "
+    "its command lines work).",
+)
+@click.option("--order-reversed", is_flag=True, help="Newest first (within the page fetched).")
 @version_option
 @all_versions_option
 @output_option()
@@ -423,6 +431,8 @@ def job_history(
     node_id: str,
     limit: int,
     next_token: str,
+    order_by: str,
+    order_reversed: bool,
     version: int,
     all_versions: bool,
     output: str,
@@ -439,10 +449,11 @@ def job_history(
         version=version,
         all_versions=all_versions,
     )
+    items = page.items[::-1] if order_reversed else page.items
     if not tabular(output):
-        emit([h.to_dict(v152=True) for h in page.items], output)
+        emit([h.to_dict(v152=True) for h in items], output)
         return
-    table(_HISTORY_HEADERS, _history_rows(page.items))
+    table(_HISTORY_HEADERS, _history_rows(items))
 
 
 def logs_command(name: str) -> click.Command:

@@ -66,6 +66,16 @@ def test_describe_executions_history(bacalhau: Cli) -> None:
         bacalhau(["job", "history", job_id, "--event-type", "job", "--output", "yaml"]).stdout
     )
     assert [h["JobState"]["New"] for h in hist] == ["Pending", "Running", "Completed"]
+    # Bacalhau's list flags, as its scripts pass them: time order either way.
+    newest_first = bacalhau(
+        ["job", "history", job_id, "--event-type", "job", "--order-by", "created_at"]
+        + ["--order-reversed", "--output", "json"]
+    )
+    assert newest_first.exit_code == 0, newest_first.output
+    states = [h["JobState"]["New"] for h in json.loads(newest_first.stdout)]
+    assert states == ["Completed", "Running", "Pending"]
+    unknown = bacalhau(["job", "history", job_id, "--order-by", "size"])
+    assert unknown.exit_code == 2 and "--order-by" in unknown.stderr
     table = bacalhau(["job", "history", job_id])
     assert "Completed successfully" in table.stdout
     missing = bacalhau(["job", "describe", "j-nope"])
