@@ -35,6 +35,7 @@ from bacalhau.api._query import (
     key_ci,
     parse_json,
     read_object,
+    updates_by_name,
     wants_v152_states,
 )
 from bacalhau.errors import BadQuery, InvalidJobSpec, InvalidRequest
@@ -155,7 +156,12 @@ async def put_job(request: web.Request) -> web.Response:
     }
     ctx = context(request)
     result = await ctx.orchestrator.submit_job(
-        job, client_meta=meta, idempotency_token=token, handed_over=True, force=submission.force
+        job,
+        client_meta=meta,
+        idempotency_token=token,
+        handed_over=True,
+        force=submission.force,
+        update_named=updates_by_name(request, force=submission.force),
     )
     out: dict[str, Any] = {
         "JobID": result.job_id,

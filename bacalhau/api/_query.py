@@ -193,15 +193,27 @@ class JobListToken:
         return cls(sort_by, rev, limit, offset, after)
 
 
-def wants_v152_states(request: web.Request) -> bool:
-    """True when the client numbers execution states the v1.5.2 way (0-11).
-
-    Go clients send ``X-Bacalhau-Git-Version``; the Python SDK sends nothing and expects 0-9.
-    """
+def client_version(request: web.Request) -> tuple[int, int, int] | None:
+    """The Bacalhau release the client speaks, from ``X-Bacalhau-Git-Version`` (Go clients
+    send it, and so do ours); None when it sends none (the Python SDK, curl)."""
     m = _VERSION_RE.match(request.headers.get("X-Bacalhau-Git-Version", "").strip())
-    if not m:
-        return False
-    return (int(m[1]), int(m[2]), int(m[3])) >= (1, 5, 2)
+    return (int(m[1]), int(m[2]), int(m[3])) if m else None
+
+
+def wants_v152_states(request: web.Request) -> bool:
+    """True when the client numbers execution states the v1.5.2 way (0-11); the Python SDK
+    sends no version and expects 0-9."""
+    version = client_version(request)
+    return version is not None and version >= (1, 5, 2)
+
+
+def updates_by_name(request: web.Request, *, force: bool) -> bool:
+    """Whether a job submitted under a taken name updates that job (Bacalhau v1.8+), or is a
+    new job that takes the name (before v1.8 names were not unique, and clients of then,
+    the official Python SDK among them, resubmit the same named job and expect a new one).
+    A client saying v1.8 or later, or sending ``Force`` (a v1.8 field), updates."""
+    version = client_version(request)
+    return force or (version is not None and version >= (1, 8, 0))
 
 
 async def read_json(request: web.Request, *, required: bool = True) -> Any:

@@ -18,8 +18,9 @@ from bacalhau._json import ORJSON_STRICT
 from bacalhau.client._auth import Credentials, explain_refusal
 from bacalhau.errors import BacalhauError, InternalError, Unavailable, error_from_code
 
-#: The v1 API version the client speaks; servers then number execution states 0-11.
-CLIENT_WIRE_VERSION = "v1.5.2"
+#: The Bacalhau release whose API the client speaks (v1.8+: a job submitted under a taken
+#: name updates that job); servers then number execution states 0-11.
+CLIENT_WIRE_VERSION = "v1.9.0"
 
 CONNECT_HINT = (
     "start a node with `bacalhau serve` or `bacalhau devstack`, or point the client at a "

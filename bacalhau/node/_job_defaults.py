@@ -58,6 +58,7 @@ class DefaultingOrchestrator(Orchestrator):
         idempotency_token: str = "",
         handed_over: bool = False,
         force: bool = False,
+        update_named: bool = True,
     ) -> SubmitResult:
         apply_job_defaults(job, self._job_defaults)
         return await super().submit_job(
@@ -66,6 +67,7 @@ class DefaultingOrchestrator(Orchestrator):
             idempotency_token=idempotency_token,
             handed_over=handed_over,
             force=force,
+            update_named=update_named,
         )
 
     async def diff_job(self, job: Job) -> JobDiff:

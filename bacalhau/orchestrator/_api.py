@@ -95,6 +95,7 @@ class OrchestratorAPI(Protocol):
         idempotency_token: str = "",
         handed_over: bool = False,
         force: bool = False,
+        update_named: bool = True,
     ) -> SubmitResult:
         """Normalise, validate and store a job with its first evaluation, in one transaction.
 
@@ -103,6 +104,9 @@ class OrchestratorAPI(Protocol):
         what the previous version runs stopped. A spec that would change nothing raises
         :class:`~bacalhau.errors.JobSpecUnchanged` unless ``force``; another job type than
         the existing job's raises :class:`~bacalhau.errors.InvalidJobSpec` naming ``Type``.
+        Without ``update_named`` (a client of Bacalhau before v1.8, where names were not
+        unique) it is a new job all the same, which takes the name; the earlier job keeps
+        running under its ID, and a warning says so.
 
         Raises :class:`~bacalhau.errors.InvalidJobSpec` naming the field at fault. The same
         ``idempotency_token`` submitted twice returns the first submission's result. With

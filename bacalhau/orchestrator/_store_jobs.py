@@ -359,6 +359,13 @@ class JobRecords(JobHistoryLog):
         ).fetchone()
         return str(row[0]) if row is not None else None
 
+    def release_name(self, job_id: str) -> None:
+        """Job ``job_id`` is no longer found by its name (its spec keeps it): the name is
+        taken by a new job, as a client of Bacalhau before v1.8 makes one (see
+        ``JobSubmission.submit_job``). The caller holds the transaction that creates it."""
+        with self._write():
+            self._db.execute("UPDATE jobs SET name = NULL WHERE id = ?", (job_id,))
+
     def jobs_in_states(self, states: list[JobStateType]) -> list[str]:
         if states == [JobStateType.QUEUED]:
             return list(self._queued)

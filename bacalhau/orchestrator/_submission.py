@@ -78,6 +78,7 @@ class JobSubmission(EvaluationRunner):
         idempotency_token: str = "",
         handed_over: bool = False,
         force: bool = False,
+        update_named: bool = True,
     ) -> SubmitResult:
         if idempotency_token:
             seen = self.store.idempotent_result(idempotency_token)
@@ -91,9 +92,16 @@ class JobSubmission(EvaluationRunner):
         # Looked up and acted on with nothing awaited in between, so no other submit of the
         # name comes between (and the store's unique index would refuse a second job of it).
         existing = self.store.job_id_named(job.namespace, job.name) if job.name else None
-        if existing is not None:
+        if existing is not None and update_named:
             return self._update_job(
                 existing, job, warnings, force=force, idempotency_token=idempotency_token
+            )
+        if existing is not None:
+            # A client of Bacalhau before v1.8 makes a new job each time, whatever its name:
+            # the name moves to the new job, and the earlier one goes on under its ID.
+            warnings.append(
+                f"job {existing} already had the name {job.name!r}: this is a new job, found "
+                "by that name from now on (clients of Bacalhau v1.8+ update the job instead)"
             )
         now = now_ns()
         job.id = new_job_id()
@@ -107,6 +115,8 @@ class JobSubmission(EvaluationRunner):
         job.create_time = job.modify_time = now
         ev = self._new_eval(job, TriggeredBy.JOB_REGISTER)
         with self.store.transaction():
+            if existing is not None:
+                self.store.release_name(existing)
             self.store.create_job(job, handed_over=handed_over)
             self.store.add_history(
                 JobHistory(

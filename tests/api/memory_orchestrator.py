@@ -157,6 +157,7 @@ class MemoryOrchestrator:
         idempotency_token: str = "",
         handed_over: bool = False,
         force: bool = False,
+        update_named: bool = True,
     ) -> SubmitResult:
         if idempotency_token and idempotency_token in self._tokens:
             return self._tokens[idempotency_token]

@@ -1,6 +1,7 @@
 """Jobs by name on the REST API, against the real orchestrator: every route of one job takes
 its name (in the query's namespace), ``PUT /jobs`` with an existing name makes a new version
-(``Force`` for an unchanged spec), and ``PUT /jobs/diff`` (Bacalhau v1.8)."""
+(``Force`` for an unchanged spec) for a client of Bacalhau v1.8+ and a new job for an older
+one, and ``PUT /jobs/diff`` (Bacalhau v1.8)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from tests.api.test_api_jobs import JOBS, error_of, spec
 
 @pytest.fixture
 async def http(real_server: ApiServer) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(base_url=real_server.url) as session:
+    # A client of Bacalhau v1.8+, as its CLI says so: a taken name updates its job.
+    v18 = {"X-Bacalhau-Git-Version": "v1.8.0"}
+    async with aiohttp.ClientSession(base_url=real_server.url, headers=v18) as session:
         yield session
 
 
@@ -79,6 +82,38 @@ async def test_a_name_submitted_again_is_a_new_version_unless_unchanged(
     # Any key casing, as Go decodes it.
     lower = await put(http, {"job": spec(Name="web"), "force": True})
     assert lower["JobID"] == first["JobID"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"X-Bacalhau-Git-Version": "v1.7.1"}, {"X-Bacalhau-Git-Version": "v1.5.2"}],
+    ids=["no-version", "v1.7", "v1.5"],
+)
+async def test_an_older_client_gets_a_new_job_under_a_taken_name(
+    real_server: ApiServer, headers: dict[str, str]
+) -> None:
+    """Before v1.8 names were not unique: the official Python SDK (no version header) and
+    Go clients before v1.8 resubmit a named job, the same spec included, and get a new job
+    each time. The name finds the newest; the earlier job goes on under its ID, unchanged."""
+    async with aiohttp.ClientSession(base_url=real_server.url, headers=headers) as old:
+        first = await put(old, {"Job": spec(Name="A Simple Docker Job")})
+        again = await put(old, {"Job": spec(Name="A Simple Docker Job")})
+        assert again["JobID"] != first["JobID"]
+        assert f"job {first['JobID']} already had the name" in again["Warnings"][0]
+        async with old.get(f"{JOBS}/A Simple Docker Job") as r:
+            assert (await r.json())["Job"]["ID"] == again["JobID"]
+        async with old.get(f"{JOBS}/{first['JobID']}") as r:
+            earlier = (await r.json())["Job"]
+        assert earlier["Name"] == "A Simple Docker Job" and earlier["Version"] == 1
+        assert earlier["State"]["StateType"] != "Cancelled"
+        # "Force" is a v1.8 field: whoever sends it updates the job of the name.
+        forced = await put(old, {"Job": spec(Name="A Simple Docker Job"), "Force": True})
+        assert forced["JobID"] == again["JobID"]
+    # A v1.8 client afterwards updates the job the name now finds.
+    v18 = {"X-Bacalhau-Git-Version": "v1.8.0"}
+    async with aiohttp.ClientSession(base_url=real_server.url, headers=v18) as new:
+        updated = await put(new, {"Job": spec(Name="A Simple Docker Job", Labels={"v": "2"})})
+        assert updated["JobID"] == again["JobID"]
 
 
 async def test_the_diff_endpoint(http: aiohttp.ClientSession) -> None:

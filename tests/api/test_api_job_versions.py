@@ -38,7 +38,9 @@ __all__ = ["real"]  # the fixture, used by name
 
 @pytest.fixture
 async def http(real_server: ApiServer) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(base_url=real_server.url) as session:
+    # A client of Bacalhau v1.8+, as its CLI says so: a taken name updates its job.
+    v18 = {"X-Bacalhau-Git-Version": "v1.8.0"}
+    async with aiohttp.ClientSession(base_url=real_server.url, headers=v18) as session:
         yield session
 
 

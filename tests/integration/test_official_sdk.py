@@ -108,7 +108,21 @@ def test_official_sdk_submits_reads_lists_and_stops_jobs(
     [published] = results.items
     assert published.params["URL"].endswith(".tar.gz")
 
-    # A job of its own: under the first job's name it would be that job's next version.
+    # The SDK's own example run twice: the same named job again is a new job for a client
+    # of before v1.8 (no 409 "no changes", no update of the first job).
+    again = jobs.put(ApiPutJobRequest(job=docker_job(name, busybox_image, "echo", "hello sdk")))
+    assert again is not None, capsys.readouterr().out
+    assert again.job_id != job_id
+
+    def again_finished() -> Any:
+        got = jobs.get(again.job_id)
+        assert got is not None, capsys.readouterr().out
+        return got if got.job.state.state_type in ("Completed", "Failed") else None
+
+    assert eventually(again_finished, timeout=30, what="the resubmitted job").job.name == name
+    first = jobs.get(job_id)
+    assert first.job.state.state_type == "Completed" and first.job.version == 1
+
     sleeper_job = docker_job(f"{name}-sleeper", busybox_image, "sleep", "60")
     sleeper = jobs.put(ApiPutJobRequest(job=sleeper_job))
     assert sleeper is not None, capsys.readouterr().out
