@@ -74,6 +74,13 @@ def normalize_args(command: click.Command, args: Sequence[str], found: Persisten
             out.extend(args[i:])
             break
         name, eq, value = arg.partition("=")
+        if name == "-c" and "--concurrency" in own and _is_count(args, i + 1) and not eq:
+            # Bacalhau v1.0-v1.3's run commands: -c was --concurrency (later --config,
+            # where a bare number is never a setting nor, but for a file so named, a file).
+            click.echo(f"Flag -c {args[i + 1]} is read as --concurrency {args[i + 1]}", err=True)
+            out.extend(("--concurrency", args[i + 1]))
+            i += 2
+            continue
         if name in PERSISTENT_OPTIONS and name not in own:
             if not eq:
                 if i + 1 >= len(args):

@@ -31,10 +31,15 @@ __all__ = ["LOG_LEVELS", "LOG_MODES", "ClientConfig", "client_config", "setup_lo
 
 @dataclass(frozen=True)
 class ClientConfig:
-    """What the configuration says of the API's address (None: it says nothing)."""
+    """What the configuration says of the API's address (None: it says nothing), and how to
+    reach it over TLS (``API.TLS.UseTLS``, ``Insecure``, ``CAFile``, as Bacalhau's client
+    reads them)."""
 
     api_host: str | None = None
     api_port: int | None = None
+    use_tls: bool = False
+    insecure_tls: bool = False
+    ca_file: str = ""
 
 
 def data_dir(persistent: Persistent) -> Path:
@@ -74,6 +79,9 @@ def client_config(persistent: Persistent, *, data_dir_file: bool = True) -> Clie
     return ClientConfig(
         api_host=cfg.api_host if cfg.api_host != default.api_host else None,
         api_port=cfg.api_port if cfg.api_port != default.api_port else None,
+        use_tls=cfg.api_tls_use_tls,
+        insecure_tls=cfg.api_tls_insecure,
+        ca_file=cfg.api_tls_ca_file,
     )
 
 

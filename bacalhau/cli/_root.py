@@ -151,7 +151,7 @@ class CliState:
         return api_url(
             self.api_host,
             self.api_port,
-            https=bool(os.environ.get("BACALHAU_HTTPS")),
+            https=bool(os.environ.get("BACALHAU_HTTPS")) or self._config().use_tls,
             source=source,
         )
 
@@ -171,13 +171,21 @@ class CliState:
         return Credentials.none()
 
     def _client_options(self) -> dict[str, Any]:
+        # The configuration is checked whatever names the API (a bad -c is an error even
+        # when BACALHAU_API_HOST is set), and says how to check an https API's certificate.
+        config = self._config()
         options: dict[str, Any] = {"credentials": self.credentials}
         if self.namespace:
             options["namespace"] = self.namespace
+        if config.insecure_tls:
+            options["verify_tls"] = False
+        elif config.ca_file:
+            options["verify_tls"] = _ca_file(config.ca_file)
         found = self.connection_profile()
         if found is not None:
             options["connect_timeout"] = found[1].timeout_seconds
-            options["verify_tls"] = not found[1].insecure
+            if found[1].insecure:
+                options["verify_tls"] = False
         return options
 
     def client(self) -> Client:
@@ -197,6 +205,22 @@ class CliState:
         if self._client is not None:
             self._client.close()
             self._client = None
+
+
+def _ca_file(path: str) -> str:
+    """``API.TLS.CAFile``, which must be a readable file (checked before any request, so
+    that the error names the key rather than a TLS failure)."""
+    found = Path(path).expanduser()
+    if not found.is_file():
+        from bacalhau.errors import InvalidRequest
+
+        raise InvalidRequest(
+            f"API.TLS.CAFile {path!r} is not a file",
+            hint="give the PEM file of the certificate authority that signed the API's "
+            "certificate, or remove API.TLS.CAFile",
+            details={"Field": "API.TLS.CAFile"},
+        )
+    return str(found)
 
 
 def _port(value: str, where: str) -> int:

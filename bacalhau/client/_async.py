@@ -70,7 +70,7 @@ class AsyncClient(ClusterCalls):
     for the server's ``default``), which also applies to submitted jobs that name none.
     ``credentials`` (default: the environment's, see
     :class:`~bacalhau.client.Credentials`) go with every request; ``verify_tls`` false
-    accepts any certificate of an ``https`` API.
+    accepts any certificate of an ``https`` API, and a path checks it against that CA bundle.
 
     Every failure is a :class:`~bacalhau.errors.BacalhauError`: the server's errors come back
     as the same classes (by code), an unreachable node is
@@ -84,7 +84,7 @@ class AsyncClient(ClusterCalls):
         connect_timeout: float = 10.0,
         namespace: str = "",
         credentials: Credentials | None = None,
-        verify_tls: bool = True,
+        verify_tls: bool | str = True,
     ) -> None:
         super().__init__(
             base_url,

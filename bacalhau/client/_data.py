@@ -220,7 +220,7 @@ class DataClient:
         *,
         connect_timeout: float = 10.0,
         credentials: Credentials | None = None,
-        verify_tls: bool = True,
+        verify_tls: bool | str = True,
     ) -> None:
         self._runner = LoopRunner()
         self._client = AsyncDataClient(

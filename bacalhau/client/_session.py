@@ -77,7 +77,8 @@ class RestSession:
     ``credentials`` go with every request (by default those of the environment:
     ``BACALHAU_API_KEY``, or ``BACALHAU_API_USERNAME`` and ``BACALHAU_API_PASSWORD``; pass
     :meth:`Credentials.none() <bacalhau.client.Credentials.none>` to send none).
-    ``verify_tls`` false accepts any certificate of an ``https`` API.
+    ``verify_tls`` false accepts any certificate of an ``https`` API; a path checks it
+    against that CA bundle.
     """
 
     def __init__(
@@ -86,7 +87,7 @@ class RestSession:
         *,
         connect_timeout: float = 10.0,
         credentials: Credentials | None = None,
-        verify_tls: bool = True,
+        verify_tls: bool | str = True,
     ) -> None:
         self._http = Transport(
             base_url or url_from_env(),

@@ -43,7 +43,7 @@ class Client:
         connect_timeout: float = 10.0,
         namespace: str = "",
         credentials: Credentials | None = None,
-        verify_tls: bool = True,
+        verify_tls: bool | str = True,
     ) -> None:
         """``namespace``: where job names are looked up ("": the server's ``default``);
         ``credentials`` and ``verify_tls`` as :class:`~bacalhau.client.AsyncClient` takes

@@ -8,6 +8,7 @@ classes by their stable code, so callers catch :class:`~bacalhau.errors.InvalidJ
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import Mapping
 from typing import Any
 
@@ -90,12 +91,23 @@ def error_from_response(status: int, body: bytes, what: str) -> BacalhauError:
     return err
 
 
+def _connector(verify_tls: bool | str) -> aiohttp.TCPConnector | None:
+    """The connector for ``verify_tls`` (None: aiohttp's own, checking certificates against
+    the system's authorities)."""
+    if verify_tls is True:
+        return None
+    if verify_tls is False:
+        return aiohttp.TCPConnector(ssl=False)
+    return aiohttp.TCPConnector(ssl=ssl.create_default_context(cafile=verify_tls))
+
+
 class Transport:
     """One aiohttp session to one API base URL.
 
     ``credentials`` go with every request to the API (:attr:`api_headers`), never with
     downloads from elsewhere (a compute node's published results, S3): the session itself
-    carries none. ``verify_tls`` false accepts any certificate of an ``https`` API.
+    carries none. ``verify_tls`` false accepts any certificate of an ``https`` API; a path
+    checks it against that CA bundle (PEM) instead of the system's.
     """
 
     def __init__(
@@ -104,7 +116,7 @@ class Transport:
         *,
         connect_timeout: float = 10.0,
         credentials: Credentials | None = None,
-        verify_tls: bool = True,
+        verify_tls: bool | str = True,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._connect_timeout = connect_timeout
@@ -126,7 +138,7 @@ class Transport:
                     "X-Bacalhau-Git-Version": CLIENT_WIRE_VERSION,
                 },
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout),
-                connector=None if self._verify_tls else aiohttp.TCPConnector(ssl=False),
+                connector=_connector(self._verify_tls),
             )
         return self._session
 

@@ -226,14 +226,14 @@ def _table() -> list[KeyEntry]:
             parse_text,
             "it only matters with API.TLS.AutoCert, which this node refuses",
         ),
-        ignored("API.TLS.CAFile", parse_text, _CLIENT_SIDE),
+        # The client's: how `bacalhau` reaches an API behind a TLS proxy (as Bacalhau's
+        # client reads them). A node refuses UseTLS when it starts (see node._serve).
+        mapped("API.TLS.CAFile", "api_tls_ca_file", parse_text),
         refused("API.TLS.CertFile", parse_text, _NO_TLS, _TLS_HINT),
-        ignored("API.TLS.Insecure", parse_bool, _CLIENT_SIDE),
+        mapped("API.TLS.Insecure", "api_tls_insecure", parse_bool),
         refused("API.TLS.KeyFile", parse_text, _NO_TLS, _TLS_HINT),
         refused("API.TLS.SelfSigned", parse_bool, _NO_TLS, _TLS_HINT),
-        # Bacalhau's code reads UseTLS only in its client, but its documentation calls it
-        # "Enable TLS for API server": an operator who sets it expects HTTPS, so refuse it.
-        refused("API.TLS.UseTLS", parse_bool, _NO_TLS, _TLS_HINT),
+        mapped("API.TLS.UseTLS", "api_tls_use_tls", parse_bool),
         *(
             mapped(f"Compute.AllocatedCapacity.{r}", f"allocated_{r.lower()}", capacity_parser(r))
             for r in ("CPU", "Memory", "Disk", "GPU")

@@ -66,6 +66,13 @@ class NodeConfig:
     #: Who may use the REST and gRPC APIs, and for what (Bacalhau's ``API.Auth.Users``;
     #: see README, "Users and capabilities"). None: the APIs are open to every client.
     api_users: tuple[ApiUserConfig, ...] = ()
+    #: How ``bacalhau`` (the client) reaches an API behind a TLS-terminating proxy, as
+    #: Bacalhau's client reads ``API.TLS.UseTLS``, ``Insecure`` and ``CAFile``: over https,
+    #: without checking the certificate, or checking it against this CA bundle. A node
+    #: serves plain HTTP, and refuses to start with ``api_tls_use_tls``.
+    api_tls_use_tls: bool = False
+    api_tls_insecure: bool = False
+    api_tls_ca_file: str = ""
     #: Largest request the APIs accept, in bytes (413 beyond); a job may take it less 64 KiB,
     #: room for what comes with it in the answers that carry it.
     max_job_size: int = 4 * 1024 * 1024

@@ -151,6 +151,16 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
         raise InvalidConfiguration(
             "a node needs a role", hint="pass --orchestrator, --compute, or both"
         )
+    if config.api_tls_use_tls:
+        # Bacalhau's client reads UseTLS, and its documentation calls it "Enable TLS for API
+        # server": an operator who sets it for a node expects HTTPS, which this node lacks.
+        raise InvalidConfiguration(
+            "configuration key API.TLS.UseTLS = true is refused: this node's REST and gRPC "
+            "APIs serve plain HTTP/2 and HTTP, without TLS",
+            hint="terminate TLS in a reverse proxy in front of the API (with the API bound "
+            "to 127.0.0.1 behind it), and set API.TLS.UseTLS only for clients",
+            details={"Field": "API.TLS.UseTLS"},
+        )
     seeds = seed_addresses(config)
     if config.compute and not config.orchestrator and not seeds:
         raise InvalidConfiguration(

@@ -354,7 +354,6 @@ def test_values_a_mapped_key_cannot_honour_are_ignored_with_the_reason() -> None
         ("API.TLS.KeyFile", "/etc/bacalhau/server.key", "without TLS", "reverse proxy"),
         ("API.TLS.AutoCert", "node.example.com", "without TLS", "reverse proxy"),
         ("API.TLS.SelfSigned", "true", "without TLS", "reverse proxy"),
-        ("API.TLS.UseTLS", True, "without TLS", "reverse proxy"),
         ("API.Auth.AccessPolicyPath", "/etc/policy.rego", "Rego", "Capabilities"),
         ("API.Auth.Oauth2.Issuer", "https://sso.example", "single sign-on", "API.Auth.Users"),
         ("API.Auth.Methods", {"Basic": {"Type": "password"}}, "older authentication", "proxy"),
@@ -370,6 +369,19 @@ def test_refused_keys_stop_the_node_with_a_reason_and_a_hint(
     assert err.message.startswith(f"configuration key {key} = ") and "is refused" in err.message
     assert reason in err.message and hint in err.hint
     assert err.details == {"Field": key}
+
+
+def test_the_client_tls_keys_are_settings() -> None:
+    """``API.TLS.UseTLS``, ``Insecure`` and ``CAFile`` are how Bacalhau's client reaches an
+    API behind a TLS proxy: read, not refused (a node refuses UseTLS only as it starts)."""
+    cfg = NodeConfig().with_overrides(
+        {"API.TLS.UseTLS": "true", "API.TLS.Insecure": True, "API.TLS.CAFile": "/ca.pem"}
+    )
+    assert (cfg.api_tls_use_tls, cfg.api_tls_insecure, cfg.api_tls_ca_file) == (
+        True,
+        True,
+        "/ca.pem",
+    )
 
 
 def test_refused_keys_asking_for_nothing_pass() -> None:

@@ -76,8 +76,9 @@ def test_validate_value_errors_are_the_nodes() -> None:
         validate_value("Compute.Heartbeat.Interval", "10days")
     assert bad.value.details["Field"] == "Compute.Heartbeat.Interval"
     with pytest.raises(InvalidConfiguration):
-        validate_value("API.TLS.UseTLS", "true")
-    assert validate_value("API.TLS.UseTLS", "false") is False
+        validate_value("API.TLS.CertFile", "/etc/server.crt")
+    # A client setting (a node refuses it only as it starts).
+    assert validate_value("API.TLS.UseTLS", "true") is True
     with pytest.raises(InvalidRequest, match="must be anywhere or local"):
         validate_value("JobAdmissionControl.Locality", "nearby")
     with pytest.raises(InvalidRequest, match="unknown configuration key"):

@@ -152,16 +152,24 @@ def test_serve_with_a_bacalhau_config_file_starts_and_says_what_it_ignores(
 def test_serve_refuses_api_tls_it_cannot_serve_before_starting(tmp_path: Path) -> None:
     data_dir = certified_node_dir(tmp_path)
     config = tmp_path / "config.yaml"
-    config.write_text(
-        "Orchestrator: {Enabled: true}\n"
-        "API:\n  TLS:\n    UseTLS: true\n    CertFile: /etc/bacalhau/certs/server.crt\n"
-    )
+    # UseTLS is a client setting too (how `bacalhau` reaches an API behind a TLS proxy): a
+    # file may hold it, and a node refuses it as it starts.
+    config.write_text("Orchestrator: {Enabled: true}\nAPI:\n  TLS:\n    UseTLS: true\n")
     done = run_bacalhau(["serve", "--data-dir", str(data_dir), "-c", str(config)])
     assert done.returncode == 1, done.stderr
-    assert f"Error: {config}: configuration key API.TLS.UseTLS = True is refused" in done.stderr
+    assert "Error: configuration key API.TLS.UseTLS = true is refused" in done.stderr
     assert "without TLS" in done.stderr and "Field: API.TLS.UseTLS" in done.stderr
     assert "Hint: terminate TLS in a reverse proxy" in done.stderr
     assert "is running" not in done.stdout
+    # A server's certificate is the node's alone: refused as the file is read.
+    config.write_text(
+        "Orchestrator: {Enabled: true}\n"
+        "API:\n  TLS:\n    CertFile: /etc/bacalhau/certs/server.crt\n"
+    )
+    done = run_bacalhau(["serve", "--data-dir", str(data_dir), "-c", str(config)])
+    assert done.returncode == 1, done.stderr
+    assert f"Error: {config}: configuration key API.TLS.CertFile = " in done.stderr
+    assert "Field: API.TLS.CertFile" in done.stderr
 
 
 def test_serve_config_options_name_what_is_wrong(tmp_path: Path) -> None:
