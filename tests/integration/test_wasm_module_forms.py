@@ -65,3 +65,33 @@ def test_a_local_entry_module_at_a_target_and_an_input_named_as_the_entry(
         "wasm", "run", "-i", f"{served}/hello.wasm:/app/main.wasm", "/app/main.wasm", "--", "z"
     )
     assert "arg[1]=z" in by_target, by_target
+
+
+@pytest.mark.parametrize("target", ["", None], ids=["empty-target", "no-target"])
+def test_bacalhau_v1_5_object_form_without_a_target_runs(
+    devstack: Devstack, served: str, tmp_path: Path, target: str | None
+) -> None:
+    """Bacalhau v1.5's ``wasm run CID`` and its documents name the entry module by its
+    Source alone, with ``Target: ""`` (or none): the module is fetched and run."""
+    module: dict[str, object] = {
+        "Source": {"Type": "urlDownload", "Params": {"URL": f"{served}/hello.wasm"}}
+    }
+    if target is not None:
+        module["Target"] = target
+    job = {
+        "Type": "batch",
+        "Count": 1,
+        "Tasks": [
+            {
+                "Name": "main",
+                "Engine": {
+                    "Type": "wasm",
+                    "Params": {"EntryModule": module, "Parameters": ["v15"]},
+                },
+            }
+        ],
+    }
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(job))
+    out = devstack.ok("job", "run", str(path))
+    assert "arg[1]=v15" in out, out
