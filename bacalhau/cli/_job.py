@@ -43,13 +43,31 @@ def job_group() -> None:
     """Submit and inspect jobs."""
 
 
-def _read_spec(path: str) -> str:
-    if path == "-":
-        return sys.stdin.read()
+def _read_spec(path: str | None) -> str:
+    """The job file's text: ``path``, or standard input for '-' or no path (as Bacalhau
+    reads a job piped in: ``cat job.yaml | bacalhau job run``)."""
+    if path is None:
+        if sys.stdin.isatty():
+            raise click.UsageError("Missing argument 'FILE' (a job file, or '-' for stdin).")
+        path = "-"
     try:
-        return Path(path).read_text()
+        data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
     except OSError as exc:
         raise click.BadParameter(f"cannot read {path}: {exc.strerror}", param_hint="FILE") from None
+    where = "standard input" if path == "-" else path
+    if data.startswith(b"\0asm"):
+        raise click.BadParameter(
+            f"{where} is a WebAssembly module, not a job file: run it with `bacalhau wasm run`",
+            param_hint="FILE",
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise click.BadParameter(
+            f"{where} is not UTF-8 text (byte {exc.start} is {data[exc.start]:#04x}): a job "
+            "file is YAML or JSON, saved as UTF-8",
+            param_hint="FILE",
+        ) from None
 
 
 def _template_variables(pairs: tuple[str, ...], env_pattern: str) -> dict[str, str]:
@@ -94,18 +112,18 @@ def _template_variables(pairs: tuple[str, ...], env_pattern: str) -> dict[str, s
     "template variables ('*': all of them).",
 )
 @click.option("--no-template", is_flag=True, help="Submit FILE as it is, without templating.")
-@click.argument("file")
+@click.argument("file", required=False)
 @pass_state
 def job_run(
     state: CliState,
     /,
-    file: str,
+    file: str | None,
     template_vars: tuple[str, ...],
     template_envs: str,
     no_template: bool,
     **runtime: Any,
 ) -> None:
-    """Submit the job described in FILE (YAML or JSON; '-' reads standard input).
+    """Submit the job described in FILE (YAML or JSON; '-', or none, reads standard input).
 
     FILE is a template (Go text/template variables, as in Bacalhau): {{.name}} is replaced
     by the value given with -V name=value or, with -E, by an environment variable; a
@@ -118,9 +136,10 @@ def job_run(
 
 
 @job_group.command("validate")
-@click.argument("file")
-def job_validate(file: str) -> None:
-    """Check a job file locally, without submitting it."""
+@click.argument("file", required=False)
+def job_validate(file: str | None) -> None:
+    """Check a job file locally, without submitting it ('-', or none, reads standard
+    input)."""
     job = parse_job_document(_read_spec(file))
     warnings = normalise_job(job)
     validate_job(job)

@@ -238,3 +238,23 @@ def test_a_nodes_log_flags_become_its_logging_settings(tmp_path: Path) -> None:
     # Before the subcommand, the root's own choices check them (a usage error).
     early = invoke(["--log-mode", "fancy", "serve", "--orchestrator"])
     assert early.exit_code == 2 and "'fancy' is not one of" in early.stderr
+
+
+def test_a_job_file_is_read_from_standard_input_or_refused_clearly(tmp_path: Path) -> None:
+    """As Bacalhau reads a job piped in (``cat job.yaml | bacalhau job run``); a file that
+    is no text, or a module given by mistake, is a usage error, not a traceback."""
+    job = "Type: batch\nTasks:\n- Name: m\n  Engine: {Type: docker, Params: {Image: busybox}}\n"
+    piped = CliRunner().invoke(cli, ["job", "validate"], input=job)
+    assert piped.exit_code == 0, piped.output
+    assert piped.stdout.strip() == "OK"
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes(b"Name: caf\xe9\n" + job.encode())
+    done = CliRunner().invoke(cli, ["job", "validate", str(latin1)])
+    assert done.exit_code == 2, done.output
+    assert "is not UTF-8 text (byte 9 is 0xe9)" in done.stderr
+    module = tmp_path / "main.wasm"
+    module.write_bytes(b"\0asm\x01\0\0\0")
+    for args in (["job", "run", str(module)], ["job", "validate", "-"]):
+        done = CliRunner().invoke(cli, args, input=module.read_bytes())
+        assert done.exit_code == 2, done.output
+        assert "is a WebAssembly module, not a job file" in done.stderr
