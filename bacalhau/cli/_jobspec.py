@@ -129,7 +129,8 @@ def job_options(f: F) -> F:
                 "--timeout",
                 type=click.IntRange(min=0),
                 default=0,
-                help="Each execution's timeout in seconds (ExecutionTimeout; 0: none).",
+                help="The job's timeout in seconds, all its executions together (TotalTimeout; 0: "
+                "none).",
             ),
             click.option(
                 "--queue-timeout",
@@ -430,10 +431,10 @@ def build_job(
             cpu=flags["cpu"], memory=flags["memory"], disk=flags["disk"], gpu=flags["gpu"]
         ),
         network=NetworkConfig(type=network_type, domains=[d.lower() for d in flags["domain"]]),
-        # Bacalhau's --timeout is each execution's (its CLI sets ExecutionTimeout), so a run
-        # that times out is retried as a job file's ExecutionTimeout is.
+        # Bacalhau's --timeout is the whole job's (its CLI sets TotalTimeout): a job that
+        # outlives it fails, however many of its executions ran.
         timeouts=TimeoutConfig(
-            execution_timeout=flags["timeout"], queue_timeout=flags["queue_timeout"]
+            total_timeout=flags["timeout"], queue_timeout=flags["queue_timeout"]
         ),
         env=dict(env or {}),
     )

@@ -114,8 +114,8 @@ def test_docker_dry_run_builds_the_job_from_flags(bacalhau: Cli) -> None:
     ]
     assert task["Resources"] == {"CPU": "500m", "Memory": "1Gb"}
     assert task["Network"] == {"Type": "HTTP", "Domains": ["example.com"]}
-    # As Bacalhau's CLI sets it: each execution's timeout.
-    assert task["Timeouts"] == {"ExecutionTimeout": 60}
+    # As Bacalhau's CLI sets it: the whole job's timeout.
+    assert task["Timeouts"] == {"TotalTimeout": 60}
     assert bacalhau.orch.submissions == []  # nothing was submitted
 
 

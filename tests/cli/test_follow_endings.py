@@ -126,7 +126,7 @@ def test_following_a_job_that_fails_or_is_stopped_ends_non_zero(
     timed_out = _submit(stack, busybox_image, "echo started; sleep 20", "--timeout", "2")
     followed = stack.cli("job", "logs", "-f", timed_out)
     assert followed.returncode == 1, followed.stderr
-    # --timeout is each execution's: the follow goes on into each retry.
+    # --timeout is the job's (TotalTimeout): it fails at 2 s, whatever ran.
     assert set(followed.stdout.splitlines()) == {"started"}, followed.stdout
     assert f"Error: job {timed_out} failed: " in followed.stderr
     assert "timed out" in followed.stderr
