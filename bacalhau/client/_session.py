@@ -21,12 +21,21 @@ DEFAULT_API_PORT = 1234
 def api_url(host: str, port: int, *, https: bool = False, source: str = "API host") -> str:
     """``http://host:port`` (IPv6 literals bracketed). ``host`` may also be a URL, as
     Bacalhau's clients take it (``BACALHAU_API_HOST=https://node.example:4443``): its scheme
-    then decides TLS and its port, when it has one, wins over ``port``. ``source`` names
+    then decides TLS and its port, when it has one, wins over ``port``; or ``host:port``,
+    whose port wins too. ``source`` names
     where the host came from, for the error a malformed one gets."""
     host = host.strip()
     if "://" not in host:
         if not host or any(c.isspace() or c in "/@?#" for c in host):
             raise _not_a_node(host, source)
+        name, colon, given = host.rpartition(":")
+        bracketed = name.startswith("[") and name.endswith("]")
+        if colon and name and (bracketed or (":" not in name and not name.startswith("["))):
+            # host:port or [v6]:port (a bare IPv6 literal has more colons), its port
+            # winning as a URL's.
+            if not given.isdigit() or not 1 <= int(given) <= 65535:
+                raise _not_a_node(host, source)
+            return api_url(f"{'https' if https else 'http'}://{host}", port, source=source)
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"
         return f"{'https' if https else 'http'}://{host}:{port}"

@@ -23,6 +23,11 @@ from bacalhau.errors import InvalidRequest
         ("HTTPS://node.example:5555/", 1234, False, "https://node.example:5555"),
         ("http://[::1]:7", 9, False, "http://[::1]:7"),
         (" http://10.0.0.1 ", 80, False, "http://10.0.0.1:80"),
+        # host:port, as people write an address: its port wins as a URL's does.
+        ("127.0.0.1:39899", 1234, False, "http://127.0.0.1:39899"),
+        ("node.example:443", 1234, True, "https://node.example:443"),
+        ("[::1]:8080", 1234, False, "http://[::1]:8080"),
+        ("fe80::1", 9, False, "http://[fe80::1]:9"),
     ],
 )
 def test_hosts_and_urls(host: str, port: int, https: bool, url: str) -> None:
@@ -42,6 +47,9 @@ def test_hosts_and_urls(host: str, port: int, https: bool, url: str) -> None:
         "a b",
         "x/y",
         "",
+        "node:http",
+        "node:0",
+        "node:70000",
     ],
 )
 def test_what_is_neither_a_host_nor_a_node_url_is_refused(host: str) -> None:
