@@ -245,3 +245,23 @@ def test_a_new_service_waits_for_nodes_that_are_only_full_and_fails_on_ones_that
     # Nodes that can never run it: told at once, as before.
     plan = schedule(service, [], [node("a", ["wasm"])], ev(), now=NOW)
     assert plan.new_job_state == JobStateType.FAILED
+
+
+def test_a_service_no_node_ever_took_fails_when_its_queue_timeout_passes() -> None:
+    """As Bacalhau fails batch and service jobs past their QueueTimeout: a service whose
+    constraint no node meets waits its QueueTimeout, then fails saying so. One that has run
+    and lost its node goes on waiting."""
+    service = typed("service", 1)
+    service.task.timeouts.queue_timeout = 10
+    service.create_time = NOW
+    wrong_engine = [node("a", ["wasm"])]
+    waiting = schedule(service, [], wrong_engine, ev(), now=NOW + 4 * SECOND)
+    assert waiting.new_job_state == JobStateType.QUEUED, waiting.job_message
+    # It looks again when the QueueTimeout passes, not a backoff later.
+    assert min(e.wait_until for e in waiting.new_evaluations) <= NOW + 11 * SECOND
+    failed = schedule(service, [], wrong_engine, ev(), now=NOW + 10 * SECOND + 1)
+    assert failed.new_job_state == JobStateType.FAILED
+    assert "the job waited its QueueTimeout of 10s for a node" in failed.job_message
+    ran = [ex("e-1", "gone", E.FAILED, D.STOPPED, t=NOW + SECOND)]
+    still = schedule(service, ran, wrong_engine, ev(), now=NOW + 30 * SECOND)
+    assert still.new_job_state != JobStateType.FAILED, still.job_message

@@ -13,6 +13,7 @@ import random
 import re
 from collections.abc import Mapping, Sequence
 
+from bacalhau._wall_steps import elapsed_ns
 from bacalhau.errors import NotEnoughNodes
 from bacalhau.models import (
     Evaluation,
@@ -31,6 +32,7 @@ from bacalhau.orchestrator._settings import SchedulerSettings
 from bacalhau.orchestrator._waiting import waiting_reason
 from bacalhau.orchestrator.schedulers._long_running import ended, ranking_view, restart_time
 from bacalhau.orchestrator.schedulers._shared import (
+    AFTER_GRACE_NS,
     approve_bids,
     event,
     fail_job,
@@ -40,6 +42,7 @@ from bacalhau.orchestrator.schedulers._shared import (
     mark_running,
     new_execution,
     not_enough_nodes,
+    queue_expired,
     queue_room_left,
     queue_waiting,
     stop,
@@ -143,11 +146,26 @@ def schedule_service(
                 return fail_job(
                     plan, view, not_enough_nodes(job, replicas, ranks, []), NotEnoughNodes, now
                 )
+            idle = not live and not plan.new_executions
+            own_timeout = job.task.timeouts.queue_timeout * 1_000_000_000
+            waited = elapsed_ns(job.create_time, now)
+            never_ran = idle and not any(e.compute_state in _RAN for e in view)
+            if never_ran and own_timeout and waited >= own_timeout and now >= settling_until:
+                # No node ever took it and its QueueTimeout has passed: it fails as a batch
+                # job does (Bacalhau's scheduler fails both). A service that has run and lacks
+                # a replica goes on waiting for a node.
+                message = queue_expired(job.task.timeouts.queue_timeout) + not_enough_nodes(
+                    job, replicas, ranks, []
+                )
+                return fail_job(plan, view, message, NotEnoughNodes, now)
             if now < settling_until:
                 look_again_after_grace(plan, now, settling_until)
             wait = now + int(settings.queue_backoff * 1_000_000_000)
+            if never_ran and own_timeout:
+                # Look again right when the QueueTimeout passes, to fail on time.
+                wait = min(wait, now + own_timeout - waited + AFTER_GRACE_NS)
             plan.new_evaluations.append(later(job, wait, now, TriggeredBy.JOB_QUEUE))
-            if not live and not plan.new_executions:
+            if idle:
                 queue_waiting(plan, job, ranks, now)
             elif job.state == JobStateType.RUNNING:
                 # Running, but short of replicas: say which wait, and why.
@@ -159,6 +177,9 @@ def schedule_service(
         mark_running(plan, job, now)
     return plan
 
+
+#: States of an execution a node took (it ran, or set out to).
+_RAN = frozenset({E.BID_ACCEPTED, E.RUNNING, E.PUBLISHING, E.COMPLETED, E.FAILED})
 
 #: How the message of a running service short of replicas begins ("1 of 3 replicas ...").
 _SHORT = re.compile(r"\d+ of \d+ replicas ")
