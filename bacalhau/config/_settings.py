@@ -27,11 +27,13 @@ REDACTED = "<redacted>"
 _DURATION_FIELDS = frozenset(
     {
         "disconnect_timeout",
+        "docker_image_cache_ttl",
         "heartbeat_interval",
         "housekeeping_interval",
         "input_read_timeout",
         "queue_backoff",
         "s3_presigned_url_expiration",
+        "s3managed_presigned_url_expiration",
     }
 )
 #: The :class:`TaskDefaults` field each ``JobDefaults.<Type>.`` key suffix sets.

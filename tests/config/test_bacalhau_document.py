@@ -48,3 +48,25 @@ def test_every_role_shows_the_same_admission_keys() -> None:
         shown[role] = agent_config(config, ApprovalChain([]))["JobAdmissionControl"]
     assert shown["Orchestrator.Enabled"] == shown["Compute.Enabled"]
     assert shown["Orchestrator.Enabled"]["ProbeTimeout"] == 3
+
+
+def test_every_duration_key_is_a_go_duration_string() -> None:
+    """Bacalhau's ``types.Duration`` decodes only from text (``"5m0s"``): a Go client
+    reading ``/api/v1/agent/config`` fails on a number. Every key read as a duration is
+    answered as one."""
+    from bacalhau.config._bacalhau_keys import BACALHAU_KEYS, _presign_expiration
+    from bacalhau.config._values import parse_duration
+
+    doc = bacalhau_document(NodeConfig())
+    durations = [
+        e.info.key
+        for e in BACALHAU_KEYS.values()
+        if e.info.field and e.parse in (parse_duration, _presign_expiration)
+    ]
+    assert "Engines.Types.Docker.ManifestCache.TTL" in durations
+    for key in durations:
+        value: object = doc
+        for part in key.split("."):
+            assert isinstance(value, dict), key
+            value = value[part]
+        assert isinstance(value, str) and value[-1] in "smh", (key, value)
