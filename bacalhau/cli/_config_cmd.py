@@ -135,10 +135,14 @@ def config_set(state: CliState, setting: str, values: tuple[str, ...], target: P
 
 
 def _shown(value: Any) -> str:
+    """A value as a config file or ``config set`` writes it (``true``, not Python's
+    ``True``)."""
     if isinstance(value, list):
-        return ",".join(str(v) for v in value)
+        return ",".join(_shown(v) for v in value)
     if isinstance(value, dict):
-        return ",".join(f"{k}={v}" for k, v in value.items())
+        return ",".join(f"{k}={_shown(v)}" for k, v in value.items())
+    if isinstance(value, bool):
+        return "true" if value else "false"
     return "" if value is None else str(value)
 
 

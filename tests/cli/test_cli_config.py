@@ -89,6 +89,8 @@ def test_list_shows_the_values_in_effect(tmp_path: Path) -> None:
     assert {e["Key"]: e["Value"] for e in json.loads(overridden.stdout)}["api_port"] == 5555
     rows = config(tmp_path, "list").stdout.splitlines()
     assert rows[0].split() == ["KEY", "VALUE", "DESCRIPTION"]
+    # Booleans as a config file writes them, not Python's True/False.
+    assert next(r for r in rows if r.startswith("Orchestrator.Enabled ")).split()[1] == "false"
     # As YAML, the configuration nested as a config file (as Bacalhau prints it).
     nested = yaml.safe_load(config(tmp_path, "list", "--output", "yaml").stdout)
     assert nested["API"]["Port"] == 4444
