@@ -169,8 +169,13 @@ class NodeState:
             "Info": self.info.to_dict(),
             "Membership": self.membership.value,
             "Connection": self.connection.value,
+            # Bacalhau v1.6+ reads the connection from here (``Connection`` is deprecated
+            # there): a node without it would read as the zero value, CONNECTED.
+            "ConnectionState": {"Status": self.connection.value},
             "Liveness": self.liveness.value.upper(),
         }
+        if self.last_seen_ns > 0:
+            out["ConnectionState"]["LastHeartbeat"] = rfc3339_ns(self.last_seen_ns)
         if self.membership_message:
             out["MembershipMessage"] = self.membership_message
         if self.last_seen_ns > 0:

@@ -39,6 +39,7 @@ async def test_list_nodes_both_keys_sorting_and_filters(
     assert [n["Info"]["NodeID"] for n in body["Nodes"]] == ["n-c1", "n-c2", "n-memory-requester"]
     node = body["Nodes"][0]
     assert node["Membership"] == "PENDING" and node["Connection"] == "CONNECTED"
+    assert node["ConnectionState"]["Status"] == "CONNECTED"  # Bacalhau v1.6+'s place
     assert node["Info"]["ComputeNodeInfo"]["ExecutionEngines"] == ["docker", "wasm"]
     async with http.get(NODES, params={"order_by": "available_cpu", "reverse": "true"}) as r:
         ids = [n["Info"]["NodeID"] for n in (await r.json())["Nodes"]]

@@ -186,7 +186,11 @@ class PartitionCluster:
                     f"{process.output()[-3000:]}"
                 )
             state = self.node_states().get(node.node_id)
-            return state if state is not None and state["Connection"] == connection else None
+            if state is None or state["Connection"] != connection:
+                return None
+            # Where Bacalhau v1.6+ clients read it.
+            assert state["ConnectionState"]["Status"] == connection, state
+            return state
 
         return eventually(seen, timeout=timeout, what=f"node {host} {connection}")
 
