@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from bacalhau.cli._follow import check_job_ended, print_logs, stop_following
-from bacalhau.cli._jobspec import rerun_options, runtime_options
+from bacalhau.cli._jobspec import Duration, rerun_options, runtime_options
 from bacalhau.cli._render import cell_id, emit, output_option, table, tabular, when
 from bacalhau.cli._root import (
     BacalhauGroup,
@@ -604,10 +604,19 @@ def job_versions(state: CliState, job_id: str, output: str) -> None:
     help="Where to write the results (default: ./job-<short id>).",
 )
 @click.option("--raw", is_flag=True, help="Keep each result in its own folder under raw/.")
-@click.option("--download-timeout-secs", type=click.IntRange(min=1), default=300)
+@click.option(
+    "--download-timeout-secs",
+    type=Duration(),
+    default=300,
+    help="How long the download may take: seconds, or a duration (5m).",
+)
 @pass_state
 def job_get(
-    state: CliState, job_id: str, output_dir: Path | None, raw: bool, download_timeout_secs: int
+    state: CliState,
+    job_id: str,
+    output_dir: Path | None,
+    raw: bool,
+    download_timeout_secs: float,
 ) -> None:
     """Download the results of a job.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlparse
 
 import click
@@ -26,6 +26,37 @@ from bacalhau.models import (
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+if TYPE_CHECKING:
+    _FloatParam = click.ParamType[float]
+else:  # generic only from click 8.2
+    _FloatParam = click.ParamType
+
+
+class Duration(_FloatParam):
+    """Seconds, given as Bacalhau's flags take a duration (``5m``, ``1m30s``) or as a bare
+    number of seconds (``300``, as this flag's ``-secs`` name says)."""
+
+    name = "duration"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            seconds = float(value)
+        else:
+            from bacalhau.config import parse_duration
+            from bacalhau.errors import InvalidRequest
+
+            try:
+                seconds = parse_duration(param.name if param else "value", value)
+            except InvalidRequest:
+                self.fail(f"{value!r} is not a duration (300, 5m, 1m30s)", param, ctx)
+        if seconds <= 0:
+            self.fail(f"{value!r} must be more than nothing", param, ctx)
+        return seconds
+
 
 DEFAULT_INPUT_TARGET = "/inputs"
 
@@ -205,9 +236,7 @@ def _runtime_flags(*, submit: bool) -> list[Callable[[Any], Any]]:
                 help="With --download: where to write them (default: ./job-<short id>).",
             ),
             click.option("--raw", is_flag=True, help="With --download: one folder per result."),
-            click.option(
-                "--download-timeout-secs", type=click.IntRange(min=1), default=300, hidden=True
-            ),
+            click.option("--download-timeout-secs", type=Duration(), default=300, hidden=True),
             click.option("-g", "--gettimeout", type=int, default=10, hidden=True),
         ]
     return flags

@@ -28,12 +28,12 @@ def api_url(host: str, port: int, *, https: bool = False, source: str = "API hos
     if "://" not in host:
         if not host or any(c.isspace() or c in "/@?#" for c in host):
             raise _not_a_node(host, source)
-        name, colon, given = host.rpartition(":")
+        name, colon, port_text = host.rpartition(":")
         bracketed = name.startswith("[") and name.endswith("]")
         if colon and name and (bracketed or (":" not in name and not name.startswith("["))):
             # host:port or [v6]:port (a bare IPv6 literal has more colons), its port
             # winning as a URL's.
-            if not given.isdigit() or not 1 <= int(given) <= 65535:
+            if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
                 raise _not_a_node(host, source)
             return api_url(f"{'https' if https else 'http'}://{host}", port, source=source)
         if ":" in host and not host.startswith("["):

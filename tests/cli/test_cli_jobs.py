@@ -153,8 +153,12 @@ def test_job_get_downloads_and_merges(
     assert str(out) in result.stdout
     assert (out / "stdout").read_text() == "out\n"
     assert (out / "outputs" / "f.txt").read_text() == "data"
-    raw = bacalhau(["job", "get", job_id, "--output-dir", str(tmp_path / "raw"), "--raw"])
-    assert raw.exit_code == 0
+    # Bacalhau's flag takes a Go duration, and a bare number of seconds is ours.
+    raw = bacalhau(
+        ["job", "get", job_id, "--output-dir", str(tmp_path / "raw"), "--raw"]
+        + ["--download-timeout-secs", "5m"]
+    )
+    assert raw.exit_code == 0, raw.output
     assert (tmp_path / "raw" / "raw" / "e-1" / "stdout").is_file()
 
 
