@@ -301,6 +301,10 @@ def env_name_allowed(name: str, allow_list: Iterable[str]) -> bool:
 
 #: The WASM engine param asking for a deterministic run (read by the wasm executor too).
 WASM_DETERMINISTIC_PARAM = "Deterministic"
+#: The ``Meta`` stamp of a later version of a job (an update, a rerun): when it was made, in
+#: Unix ns. The version's TotalTimeout and QueueTimeout count from it (see
+#: :meth:`Job.started_ns`).
+VERSION_START_META = "bacalhau.org/version.startTime"
 
 
 @dataclass(slots=True)
@@ -415,3 +419,10 @@ class Job:
 
     def copy(self) -> Job:
         return copy.deepcopy(self)
+
+    def started_ns(self) -> int:
+        """When this version of the job began (Unix ns): the job's creation, or when a
+        later version (an update, a rerun) was made. Its TotalTimeout and QueueTimeout count
+        from here, so that a new version of an old job gets its whole time."""
+        stamp = self.meta.get(VERSION_START_META, "")
+        return int(stamp) if stamp.isdigit() else self.create_time

@@ -86,7 +86,7 @@ def overdue_trigger(
     if not job.tasks or job.state.is_terminal():
         return ""
     timeouts = job.task.timeouts
-    if timeouts.total_timeout and elapsed_ns(job.create_time, now) > timeouts.total_timeout * 1e9:
+    if timeouts.total_timeout and elapsed_ns(job.started_ns(), now) > timeouts.total_timeout * 1e9:
         return TriggeredBy.JOB_TIMEOUT
     if timeouts.execution_timeout:
         overdue_after = (timeouts.execution_timeout + settings.execution_timeout_grace) * 1e9
@@ -102,7 +102,7 @@ def overdue_trigger(
     if (
         job.state == JobStateType.QUEUED
         and queue_timeout
-        and elapsed_ns(job.create_time, now) > queue_timeout * 1e9
+        and elapsed_ns(job.started_ns(), now) > queue_timeout * 1e9
     ):
         return TriggeredBy.JOB_QUEUE
     return ""

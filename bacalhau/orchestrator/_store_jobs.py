@@ -13,6 +13,7 @@ from typing import Any
 from bacalhau._json import dumps_text
 from bacalhau.errors import JobNotFound, MultipleJobsFound, RevisionConflict
 from bacalhau.models import (
+    VERSION_START_META,
     Event,
     HistoryType,
     Job,
@@ -460,6 +461,7 @@ class JobRecords(JobHistoryLog):
         new.state_details = {}
         new.revision = job.revision + 1
         new.modify_time = now
+        new.meta[VERSION_START_META] = str(now)  # its timeouts count from here
         doc = new.to_dict()
         with self._atomic():
             # A state change of the job still to be written is replaced by this whole row.

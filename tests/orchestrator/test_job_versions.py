@@ -86,3 +86,24 @@ def test_the_scheduler_stops_an_earlier_versions_executions() -> None:
     plan = schedule(j, [old], [node("a"), node("b")], ev(), now=NOW)
     assert [(c.execution_id, c.desired_state) for c in plan.changes] == [("e-old", D.STOPPED)]
     assert [e.job_version for e in plan.new_executions] == [1]
+
+
+def test_a_new_versions_timeouts_count_from_when_it_was_made(tmp_path: Path) -> None:
+    """A rerun or an update of a job made long ago gets its whole TotalTimeout and
+    QueueTimeout: they count from the version, not from the job's creation (which would
+    fail it before it ran)."""
+    from bacalhau.orchestrator.schedulers._shared import past_total_timeout
+
+    store = JobStore(tmp_path / "jobs.db")
+    old = _wasm_job("j-old")
+    old.task.timeouts.total_timeout = 20
+    old.create_time = old.modify_time = now_ns() - 3600 * 10**9  # an hour ago
+    with store.transaction():
+        store.create_job(old)
+    assert past_total_timeout(store.get_job("j-old"), now_ns())  # version 1: long past
+    store.add_job_version("j-old", event=Event(message="rerun", topic="Submission"))
+    rerun = store.get_job("j-old")
+    assert rerun.create_time == old.create_time  # still the job's, as Bacalhau keeps it
+    assert now_ns() - rerun.started_ns() < 60 * 10**9
+    assert past_total_timeout(rerun, now_ns()) == ""
+    assert past_total_timeout(rerun, rerun.started_ns() + 21 * 10**9)

@@ -148,7 +148,7 @@ def schedule_service(
                 )
             idle = not live and not plan.new_executions
             own_timeout = job.task.timeouts.queue_timeout * 1_000_000_000
-            waited = elapsed_ns(job.create_time, now)
+            waited = elapsed_ns(job.started_ns(), now)
             never_ran = idle and not any(e.compute_state in _RAN for e in view)
             if never_ran and own_timeout and waited >= own_timeout and now >= settling_until:
                 # No node ever took it and its QueueTimeout has passed: it fails as a batch

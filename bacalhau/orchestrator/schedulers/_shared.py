@@ -369,7 +369,7 @@ def queue_room_left(job: Job, now: int) -> bool:
     the node would fail it at once. Ranking then offers only nodes with free room. (The
     requester's default QueueTimeout is its own: nodes do not enforce it.)"""
     queue_timeout = job.task.timeouts.queue_timeout if job.tasks else 0
-    return not queue_timeout or elapsed_ns(job.create_time, now) < queue_timeout * 1_000_000_000
+    return not queue_timeout or elapsed_ns(job.started_ns(), now) < queue_timeout * 1_000_000_000
 
 
 def wait_for_nodes(
@@ -394,7 +394,7 @@ def wait_for_nodes(
     """
     queue_timeout = queue_timeout_of(job, settings)
     # Counted without the wall clock's forward steps (see bacalhau._wall_steps).
-    waited = elapsed_ns(job.create_time, now)
+    waited = elapsed_ns(job.started_ns(), now)
     deadline = now + queue_timeout * 1_000_000_000 - waited if queue_timeout else 0
     passing = any(r.obstacle is not None and r.obstacle.passing for r in ranks if not r.suitable)
     if now < settling_until and len(ranks) < nodes_needed:
@@ -441,7 +441,7 @@ def stop_all(job: Job, executions: Sequence[Execution], evaluation: Evaluation, 
 def past_total_timeout(job: Job, now: int) -> str:
     """The failure message when ``job`` ran past its TotalTimeout, else ""."""
     total = job.task.timeouts.total_timeout
-    if total and elapsed_ns(job.create_time, now) > total * 1_000_000_000:
+    if total and elapsed_ns(job.started_ns(), now) > total * 1_000_000_000:
         return f"Job timed out: it ran past its TotalTimeout of {total}s"
     return ""
 
