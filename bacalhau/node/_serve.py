@@ -63,6 +63,7 @@ from bacalhau.node._membership import (
     seed_addresses,
 )
 from bacalhau.node._result_check import PublishedResultChecker
+from bacalhau.node._run_info import run_info_lines, write_run_info
 from bacalhau.node._wiring import RequesterLinks, RoutedComputeClient
 from bacalhau.orchestrator import ApprovalChain, Orchestrator, SchedulerSettings, build_hook
 from bacalhau.publisher import LocalResultServer
@@ -525,6 +526,13 @@ async def serve(config: NodeConfig, *, parent_fd: int | None = None) -> None:
             seeds = ", ".join(seed_addresses(config)) or "none"
             since = rfc3339_ns(node.member_since_ns)
             print(f"  gossip: member since {since} (seeds: {seeds})", flush=True)
+            if node.api_port:
+                # As Bacalhau's node does: scripts wait for the file and source it.
+                run_info = write_run_info(config.data_dir, config.api_host, node.api_port)
+                stack.callback(run_info.unlink, missing_ok=True)
+                exports = run_info_lines(config.api_host, node.api_port).split("\n")
+                print(f"  Use it:   . {run_info}", flush=True)
+                print(f"            ({'; '.join(e for e in exports if e)})", flush=True)
             await stop.wait()
             log.info("stopping")
     finally:
