@@ -20,11 +20,13 @@ from bacalhau.models import (
     Connection,
     Execution,
     Job,
+    LabelSelectorRequirement,
     LivenessState,
     Membership,
     NodeState,
     NodeType,
     Resources,
+    format_selector,
     selector_matches,
     shallow_copy,
 )
@@ -165,13 +167,31 @@ def _unsupported(want: str, kinds: str, offered: list[str]) -> str:
     return f"does not support {want}: its {kinds} are {', '.join(offered)}"
 
 
+#: Labels of a node a refusal lists at most (a node may carry many).
+_LABELS_SHOWN = 8
+
+
+def _constraints_missed(hard: list[LabelSelectorRequirement], labels: Mapping[str, str]) -> str:
+    """Which of the job's constraints the node misses, and the labels it has (as Bacalhau
+    says "labels ... don't match required selectors ..."), so that a user with several
+    constraints sees which one no node meets."""
+    missed = [c for c in hard if not selector_matches([c], labels)]
+    has = [f"{k}={v}" if v else k for k, v in sorted(labels.items())]
+    if len(has) > _LABELS_SHOWN:
+        has = [*has[:_LABELS_SHOWN], f"and {len(has) - _LABELS_SHOWN} more"]
+    return (
+        f"does not match the job's constraints: needs {format_selector(missed)} "
+        f"(its labels: {', '.join(has) or 'none'})"
+    )
+
+
 def _labels(job: Job, node: NodeState) -> tuple[int, str]:
     hard = [c for c in job.constraints if not c.key.startswith("favour_")]
     soft = [c for c in job.constraints if c.key.startswith("favour_")]
     if not hard and not soft:
         return 0, ""
     if hard and not selector_matches(hard, node.info.labels):
-        return UNSUITABLE, "does not match the job's constraints"
+        return UNSUITABLE, _constraints_missed(hard, node.info.labels)
     score = PREFERRED if hard else 0
     for c in soft:
         plain = type(c)(key=c.key.removeprefix("favour_"), operator=c.operator, values=c.values)

@@ -309,3 +309,22 @@ def test_ops_job_waits_for_nodes_within_the_grace() -> None:
     assert plan.new_job_state == JobStateType.QUEUED and plan.new_evaluations
     later = schedule(j, [], [], ev(), now=SETTLING + 10**8, settling_until=SETTLING)
     assert later.new_job_state == JobStateType.FAILED
+
+
+def test_a_node_missing_a_constraint_is_told_which_and_its_labels() -> None:
+    """With several constraints, the reason names the one the node misses (as Bacalhau's
+    "labels ... don't match required selectors ..."), not only that one was missed."""
+    from bacalhau.models import parse_selector
+
+    j = job()
+    j.constraints = parse_selector("zone=eu,gpu")
+    eu, us = node("eu"), node("us")
+    eu.info.labels, us.info.labels = {"zone": "eu", "gpu": "a100"}, {"zone": "us", "gpu": "t4"}
+    plan = schedule(j, [], [us], ev(), now=NOW)
+    assert plan.new_job_state == JobStateType.FAILED
+    assert (
+        "does not match the job's constraints: needs zone = eu (its labels: gpu=t4, zone=us)"
+        in plan.job_message
+    ), plan.job_message
+    placed = schedule(j, [], [eu, us], ev(), now=NOW)
+    assert [e.node_id for e in placed.new_executions] == ["eu"]
