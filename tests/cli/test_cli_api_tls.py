@@ -89,10 +89,13 @@ def proxied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[i
     port = proxy.sockets[0].getsockname()[1]
     monkeypatch.setenv("BACALHAU_API_HOST", "127.0.0.1")
     monkeypatch.setenv("BACALHAU_API_PORT", str(port))
+    async def close() -> None:
+        proxy.close()  # on the server's own loop: asyncio servers are not thread-safe
+
     try:
         yield port, cert
     finally:
-        proxy.close()
+        server.run(close())
         server.stop()
 
 
@@ -124,7 +127,7 @@ def test_the_data_dir_config_and_bacalhau_s_variables_say_it_too(
     proxied: tuple[int, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A client's config.yaml holding UseTLS was refused as a node would refuse it."""
-    (tmp_path / "client").mkdir()
+    (tmp_path / "client").mkdir(exist_ok=True)
     (tmp_path / "client" / "config.yaml").write_text("API:\n  TLS:\n    UseTLS: true\n")
     monkeypatch.setenv("BACALHAU_API_TLS_INSECURE", "true")
     done = run("agent", "alive")
