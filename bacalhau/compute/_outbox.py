@@ -32,7 +32,7 @@ from types import TracebackType
 
 from bacalhau.compute._callbacks import OrchestratorCallbacks
 from bacalhau.compute._store import ExecutionStore, OutboxEntry
-from bacalhau.errors import BacalhauError
+from bacalhau.errors import BacalhauError, InternalError
 from bacalhau.models import AskAnswer, BidResult, LocalExecutionState
 
 _log = logging.getLogger(__name__)
@@ -55,13 +55,22 @@ _UNDER_WAY = frozenset(
 )
 
 
+def _refused_for_good(err: BacalhauError) -> bool:
+    """Whether the requester refused a callback for a reason that retrying cannot change (an
+    execution it does not know, a transition it refuses). An internal error is not that: the
+    requester broke while taking it (a store closing as it stops, a bug), and the result
+    must not be dropped for it; it is retried like an unreachable requester."""
+    return not err.retryable and err.code != InternalError.code
+
+
 class CallbackOutbox:
     """Sends the store's queued callbacks through ``callbacks``; an async context manager.
 
-    Failures that may pass (unreachable requester, timeouts, retryable errors) are retried
-    with exponential backoff for ``retry_for`` seconds after the callback was queued; a
-    non-retryable :class:`~bacalhau.errors.BacalhauError` means the requester answered and
-    refused, so retrying would not help: it is logged and dropped. Each callback of a batch
+    Failures that may pass (unreachable requester, timeouts, retryable errors, the
+    requester's internal errors) are retried with exponential backoff for ``retry_for``
+    seconds after the callback was queued; another non-retryable
+    :class:`~bacalhau.errors.BacalhauError` means the requester answered and refused, so
+    retrying would not help: it is logged and dropped. Each callback of a batch
     has its own outcome; one that fails and may pass holds back those queued after it.
 
     ``linger`` (seconds, 0: off): when the queue holds the accepted bid answer of an
@@ -387,7 +396,7 @@ class CallbackOutbox:
                     requester_id, [entry.message for entry in entries]
                 )
         except BacalhauError as err:
-            if not err.retryable:
+            if _refused_for_good(err):
                 # Refused as a whole: the first is dropped, the next call tries the others.
                 self._refused(entries[0], err)
                 self._settle([entries[0]])
@@ -409,7 +418,7 @@ class CallbackOutbox:
                             requester_id,
                         )
                     settled.append(entry)
-                elif isinstance(outcome, BacalhauError) and not outcome.retryable:
+                elif isinstance(outcome, BacalhauError) and _refused_for_good(outcome):
                     self._refused(entry, outcome)
                     settled.append(entry)
                 else:

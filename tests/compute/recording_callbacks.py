@@ -19,8 +19,10 @@ class Received:
 
 
 class RecordingCallbacks:
-    def __init__(self, *, fail_first: int = 0) -> None:
+    def __init__(self, *, fail_first: int = 0, fail_with: BacalhauError | None = None) -> None:
+        """``fail_first`` calls fail as a whole, with ``fail_with`` (else as unreachable)."""
         self.fail_first = fail_first
+        self.fail_with = fail_with
         self.attempts = 0
         self.failures = 0
         self.received: list[Received] = []
@@ -36,7 +38,7 @@ class RecordingCallbacks:
         self.attempts += 1
         if self.attempts <= self.fail_first:
             self.failures += 1
-            raise Unavailable(f"requester {requester_id} is unreachable")
+            raise self.fail_with or Unavailable(f"requester {requester_id} is unreachable")
         outcomes: list[BaseException | None] = []
         async with self._changed:
             self.batches.append(list(callbacks))

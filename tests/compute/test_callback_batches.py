@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from bacalhau.compute import CallbackOutbox, ExecutionStore, LocalExecution
-from bacalhau.errors import ExecutionNotFound, Unavailable
+from bacalhau.errors import ExecutionNotFound, InternalError, Unavailable
 from bacalhau.models import (
     BidResult,
     LocalExecutionState,
@@ -125,6 +125,21 @@ async def test_retried_until_the_requester_is_back(tmp_path: Path) -> None:
         box.start()
         assert await box.flush(5)
     assert callbacks.failures == 3
+    assert callbacks.batches == [[_bid(r) for r in records]]
+
+
+async def test_a_requester_that_broke_taking_the_call_does_not_lose_the_results(
+    tmp_path: Path,
+) -> None:
+    """An internal error of the requester (its store closed under a handler as it stopped)
+    is no refusal: the callbacks stay queued and go once it answers again."""
+    broke = InternalError("DeliverCallbacks failed on the remote node: ProgrammingError")
+    callbacks = RecordingCallbacks(fail_first=2, fail_with=broke)
+    async with outbox(tmp_path, callbacks) as (store, box):
+        records = [_bid_for(store, L.CREATED) for _ in range(2)]
+        box.start()
+        assert await box.flush(5)
+    assert callbacks.failures == 2
     assert callbacks.batches == [[_bid(r) for r in records]]
 
 
