@@ -383,6 +383,10 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
 
     if orchestrator is not None:
         await stack.enter_async_context(orchestrator)
+        # Stopping, the node stops taking bprotocol calls (and lets those running end)
+        # before the orchestrator closes its store: a call taken after that would fail,
+        # and a compute node must see "unavailable, retry", not a broken requester.
+        stack.push_async_callback(server.stop)
         # Closed before the orchestrator: bids still being decided are dropped first.
         await stack.enter_async_context(approval_hooks)
         # One authorizer for both APIs: a password checked on one is remembered for both.
@@ -426,6 +430,7 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
 
     if endpoint is not None and links is not None and trust is not None:
         await stack.enter_async_context(endpoint)
+        stack.push_async_callback(server.stop)  # as for the orchestrator, above
         running.compute = endpoint
         running.contact = await stack.enter_async_context(
             RequesterContact(
