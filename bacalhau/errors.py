@@ -61,6 +61,7 @@ __all__ = [
     "ExecutionNotFound",
     "ExecutionTimeout",
     "ExecutorNotInstalled",
+    "ExecutorUnavailable",
     "Forbidden",
     "IdempotencyTokenReused",
     "ImageNotFound",
@@ -76,6 +77,7 @@ __all__ = [
     "MultipleJobsFound",
     "NodeLost",
     "NodeNotFound",
+    "NodeOutOfDisk",
     "NotEnoughNodes",
     "NotFound",
     "PermissionDenied",
@@ -401,6 +403,23 @@ class ExecutionCancelled(ExecutionFailed):
 
 class ExecutorNotInstalled(ExecutionFailed):
     code = "ExecutorNotInstalled"
+
+
+class ExecutorUnavailable(ExecutionFailed):
+    """The executor's engine is there but does not answer now (the Docker engine restarting,
+    its socket gone for a moment): a run may be tried again, on this node too."""
+
+    code = "ExecutorUnavailable"
+    retryable = True
+
+
+class NodeOutOfDisk(ExecutionFailed):
+    """The compute node's own disk filled up under the execution: not the job's fault, and
+    it passes once space is freed, so the run may be tried again (elsewhere, or here)."""
+
+    code = "NodeOutOfDisk"
+    retryable = True
+    default_hint = "free space on the compute node's data disk; the job is tried again"
 
 
 class PublishFailed(ExecutionFailed):

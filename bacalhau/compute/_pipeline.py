@@ -17,6 +17,7 @@ for the run alone (see ``_ports``).
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import shutil
@@ -43,6 +44,7 @@ from bacalhau.errors import (
     ExecutorNotInstalled,
     InternalError,
     InvalidTransition,
+    NodeOutOfDisk,
     PublishFailed,
     RevisionConflict,
 )
@@ -321,6 +323,11 @@ class ExecutionPipeline:
         except BacalhauError as err:
             return await self._fail_surely(execution_id, err, topic)
         except Exception as err:
+            if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+                # The node's disk, not the job: it may be tried again once space is freed.
+                _log.error("execution %s: this node's disk is full: %s", execution_id, err)
+                full = NodeOutOfDisk(f"{topic.lower()} failed: this node's disk is full: {err}")
+                return await self._fail_surely(execution_id, full, topic)
             _log.exception("execution %s failed unexpectedly", execution_id)
             internal = InternalError(f"{topic.lower()} failed: {type(err).__name__}: {err}")
             return await self._fail_surely(execution_id, internal, topic)

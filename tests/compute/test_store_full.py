@@ -46,3 +46,35 @@ async def test_a_failure_the_full_store_cannot_write_is_recorded_and_reported_la
                 isinstance(m, ComputeFailure) for m in node.callbacks.messages(execution.id)
             )
         )
+
+
+async def test_a_run_the_nodes_full_disk_broke_may_be_tried_again(
+    tmp_path: Path, small_disk: Path
+) -> None:
+    """A full disk of the node is not the job's fault and passes once space is freed: the
+    failure says so (``NodeOutOfDisk``) and is retryable, so a daemon or service is run
+    again after a backoff rather than shut out of the node for good."""
+    from bacalhau.compute import ExecutionPipeline, ExecutionStore
+    from bacalhau.executor import NoopExecutor
+    from bacalhau.publisher import NoopPublisher
+    from tests.compute.test_pipeline import OUTPUTS
+
+    with ExecutionStore(tmp_path / "compute.db") as store:
+        pipeline = ExecutionPipeline(
+            node_id="compute-node",
+            store=store,
+            executors={"noop": NoopExecutor()},
+            publishers={"noop": NoopPublisher()},
+            results_root=small_disk / "executions",
+        )
+        execution = noop_execution(
+            result_paths=OUTPUTS, ResultFiles={"outputs/big.bin": "x" * (9 * 2**20)}
+        )
+        store.create(execution, requester_id="requester", state=L.BID_ACCEPTED)
+        record = await pipeline.run(execution.id)
+        assert record.state is L.FAILED
+        [failure] = store.pending_callbacks("requester")
+        assert isinstance(failure.message, ComputeFailure)
+        details = failure.message.event.details
+        assert details["ErrorCode"] == "NodeOutOfDisk", details
+        assert details["Retryable"] == "true"

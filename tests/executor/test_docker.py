@@ -19,7 +19,7 @@ from bacalhau.errors import (
     ExecutionCancelled,
     ExecutionFailed,
     ExecutionTimeout,
-    ExecutorNotInstalled,
+    ExecutorUnavailable,
     ImageNotFound,
     InvalidJobSpec,
 )
@@ -84,11 +84,16 @@ async def test_is_installed(executor: DockerExecutor) -> None:
 
 
 async def test_unreachable_engine_is_not_installed(tmp_path: Path) -> None:
+    """An engine that does not answer is no offer of Docker, and a run then fails as one
+    that may be tried again (the engine may be restarting), in words, not Python objects."""
     client = docker.DockerClient(base_url=f"unix://{tmp_path}/no-engine.sock", version="1.41")
     executor = DockerExecutor(client=client, name_prefix="unreachable")
     assert not await executor.is_installed()
-    with pytest.raises(ExecutorNotInstalled):
+    with pytest.raises(ExecutorUnavailable) as caught:
         await executor.run(new_request(tmp_path, "docker", {"Image": "local/busybox:1.37"}))
+    assert caught.value.retryable
+    assert "the Docker engine is not reachable: No such file or directory" in str(caught.value)
+    assert "('Connection aborted.'" not in str(caught.value)
 
 
 async def test_streams_exit_code_and_files(

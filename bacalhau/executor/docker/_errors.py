@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import docker.errors
 
-from bacalhau.errors import ExecutionFailed, ExecutorNotInstalled
+from bacalhau.errors import ExecutionFailed, ExecutorUnavailable
 
 #: What a call to the engine can raise: the SDK's errors, and the OSError family that
 #: ``requests`` connection failures belong to.
@@ -17,11 +17,27 @@ def explain(e: BaseException) -> str:
     return str(explanation) if explanation else str(e)
 
 
-def unreachable(e: BaseException) -> ExecutorNotInstalled:
-    return ExecutorNotInstalled(
-        f"the Docker engine is not reachable: {explain(e)}",
+def unreachable(e: BaseException) -> ExecutorUnavailable:
+    """The engine did not answer: it may be restarting, so the run may be tried again (a
+    node whose engine stays away stops offering Docker: see the executor's health)."""
+    return ExecutorUnavailable(
+        f"the Docker engine is not reachable: {_reason(e)}",
         hint="start the Docker engine on the compute node (dockerd) or check DOCKER_HOST",
     )
+
+
+def _reason(e: BaseException) -> str:
+    """Why a call to the engine failed, in words rather than the Python objects requests
+    nests (``('Connection aborted.', FileNotFoundError(2, ...))``)."""
+    inner: BaseException | None = e
+    while inner is not None:
+        for arg in getattr(inner, "args", ()):
+            if isinstance(arg, OSError) and arg.strerror:
+                return f"{arg.strerror} ({type(arg).__name__})"
+        if isinstance(inner, OSError) and inner.strerror:
+            return f"{inner.strerror} ({type(inner).__name__})"
+        inner = inner.__cause__ or inner.__context__
+    return explain(e)
 
 
 def start_error(e: BaseException) -> ExecutionFailed:

@@ -21,6 +21,7 @@ from bacalhau.errors import (
     ExecutionCancelled,
     ExecutionFailed,
     ExecutionTimeout,
+    ExecutorUnavailable,
     ImageNotFound,
     InvalidJobSpec,
 )
@@ -156,7 +157,9 @@ class ContainerSteps:
             ) from None
         raise_if_cancelled(control, request)
         if outcome.error:
-            raise ExecutionFailed(f"lost track of the container: {outcome.error}")
+            # The engine stopped answering while the container ran (it restarted, its
+            # socket went away): not the job's doing, so it may be run again.
+            raise ExecutorUnavailable(f"lost track of the container: {outcome.error}")
         return outcome
 
     async def failure(
