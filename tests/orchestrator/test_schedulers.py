@@ -265,3 +265,21 @@ def test_a_service_no_node_ever_took_fails_when_its_queue_timeout_passes() -> No
     ran = [ex("e-1", "gone", E.FAILED, D.STOPPED, t=NOW + SECOND)]
     still = schedule(service, ran, wrong_engine, ev(), now=NOW + 30 * SECOND)
     assert still.new_job_state != JobStateType.FAILED, still.job_message
+
+
+def test_an_ops_job_waits_for_nodes_only_full_for_now_and_fails_on_ones_that_never_fit() -> None:
+    """As a batch job: busy nodes free room by themselves (it failed under load before)."""
+    ops = typed("ops", 1)
+
+    def full(nid: str) -> NodeState:
+        n = node(nid)
+        assert n.info.compute is not None
+        n.info.compute.available_capacity = replace(n.info.compute.max_capacity, cpu=0.0)
+        n.info.compute.queue_capacity = replace(n.info.compute.max_capacity, cpu=2.0)
+        return n
+
+    plan = schedule(ops, [], [full("a"), full("b")], ev(), now=NOW)
+    assert plan.new_job_state == JobStateType.QUEUED, plan.job_message
+    assert plan.new_evaluations and not plan.new_executions
+    plan = schedule(ops, [], [node("a", ["wasm"])], ev(), now=NOW)
+    assert plan.new_job_state == JobStateType.FAILED

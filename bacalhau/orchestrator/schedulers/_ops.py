@@ -29,7 +29,10 @@ from bacalhau.orchestrator.schedulers._shared import (
     new_execution,
     not_enough_nodes,
     past_total_timeout,
+    queue_expired,
     queue_for_nodes,
+    queue_timeout_of,
+    wait_for_nodes,
 )
 
 __all__ = ["schedule_ops"]
@@ -75,7 +78,23 @@ def schedule_ops(
                 queue_for_nodes(plan, now)
             return plan
         if not suitable:
-            return fail_job(plan, view, not_enough_nodes(job, 1, ranks, []), NotEnoughNodes, now)
+            # As a batch job does: nodes only full for now (or a QueueTimeout) are waited
+            # for; nodes that never could run it fail it at once.
+            if wait_for_nodes(
+                plan,
+                job,
+                ranks,
+                now=now,
+                settings=settings,
+                settling_until=settling_until,
+                nodes_needed=1,
+                idle=True,
+            ):
+                return plan
+            message = queue_expired(queue_timeout_of(job, settings)) + not_enough_nodes(
+                job, 1, ranks, []
+            )
+            return fail_job(plan, view, message, NotEnoughNodes, now)
         desired = D.RUNNING if settings.pre_approve else D.PENDING
         for r in suitable:
             plan.new_executions.append(
