@@ -222,6 +222,7 @@ class ComputeEndpoint:
                 record.id,
                 record.job_id,
             )
+            await self._pipeline.discard_outputs(record.id)
         self._started = True
         self._outbox.start()
         for record in self._store.executions(states=[L.BID_ACCEPTED]):

@@ -321,16 +321,21 @@ class ExecutionPipeline:
             _log.error("execution %s changed under the pipeline: %s", execution_id, err)
             return await self._fail_surely(execution_id, InternalError(err.message), topic)
         except BacalhauError as err:
-            return await self._fail_surely(execution_id, err, topic)
+            failed = await self._fail_surely(execution_id, err, topic)
         except Exception as err:
             if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
                 # The node's disk, not the job: it may be tried again once space is freed.
                 _log.error("execution %s: this node's disk is full: %s", execution_id, err)
                 full = NodeOutOfDisk(f"{topic.lower()} failed: this node's disk is full: {err}")
-                return await self._fail_surely(execution_id, full, topic)
-            _log.exception("execution %s failed unexpectedly", execution_id)
-            internal = InternalError(f"{topic.lower()} failed: {type(err).__name__}: {err}")
-            return await self._fail_surely(execution_id, internal, topic)
+                failed = await self._fail_surely(execution_id, full, topic)
+            else:
+                _log.exception("execution %s failed unexpectedly", execution_id)
+                internal = InternalError(f"{topic.lower()} failed: {type(err).__name__}: {err}")
+                failed = await self._fail_surely(execution_id, internal, topic)
+        # What a failed run wrote is published nowhere: it goes (it would hold the node's
+        # disk until housekeeping forgets the execution); its output stays for `job logs`.
+        await self.discard_outputs(execution_id)
+        return failed
 
     def _completed(self, record: LocalExecution, spare: Path | None, seconds: float) -> None:
         """After a completed execution's outcome went: give its folder back when it holds
@@ -493,6 +498,14 @@ class ExecutionPipeline:
                 hint="check the compute node's data directory (space, permissions)",
             ) from err
         return path
+
+    async def discard_outputs(self, execution_id: str) -> None:
+        """Delete what an execution that failed wrote to its result folders, keeping its
+        stdout and stderr for `job logs` (until housekeeping forgets it)."""
+        try:
+            await _discard_keeping_logs(self.results_dir(execution_id))
+        except OSError as err:
+            _log.warning("cannot delete the results of execution %s: %s", execution_id, err)
 
     async def _fail_surely(
         self, execution_id: str, err: BacalhauError, topic: str

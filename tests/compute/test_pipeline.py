@@ -313,7 +313,12 @@ async def test_publish_failure_is_reported_in_its_phase(rig: Rig, tmp_path: Path
         publishers={"local": LocalPublisher(directory=blocked, address="127.0.0.1", port=1)},
         results_root=rig.results_root,
     )
-    execution = noop_execution(publisher="local", Stdout="x")
+    execution = noop_execution(
+        publisher="local",
+        result_paths=OUTPUTS,
+        Stdout="x",
+        ResultFiles={"outputs/data/result.txt": "42"},
+    )
     rig.store.create(execution, requester_id="requester", state=L.BID_ACCEPTED)
     record = await pipeline.run(execution.id)
     assert record.state is L.FAILED
@@ -321,8 +326,10 @@ async def test_publish_failure_is_reported_in_its_phase(rig: Rig, tmp_path: Path
     assert isinstance(failure, ComputeFailure)
     assert failure.event.topic == "Publishing Results"
     assert failure.event.details["ErrorCode"] == "PublishFailed"
-    # Publishing failed: the results are still on the node.
+    # Publishing failed: what it printed stays for `job logs`; what it wrote, published
+    # nowhere, does not hold the node's disk.
     assert (rig.results_root / execution.id / "stdout").read_text() == "x"
+    assert not (rig.results_root / execution.id / "outputs").exists()
 
 
 async def test_unknown_engine_fails_without_running(rig: Rig) -> None:
