@@ -299,6 +299,20 @@ def _report_exit(node: DevstackNode, manifest: Path) -> None:
     )
 
 
+def _keep_manifest(data_dir: Path, nodes: list[DevstackNode]) -> None:
+    """:func:`write_manifest` while supervising: a manifest that cannot be written (the
+    disk full) is said, and the devstack goes on; its nodes and their jobs matter more."""
+    try:
+        write_manifest(data_dir, nodes)
+    except OSError as err:
+        print(
+            f"cannot update {data_dir / MANIFEST_FILE}: {err.strerror or err}; it may be out "
+            "of date",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 async def _supervise(data_dir: Path, nodes: list[DevstackNode], stop: asyncio.Event) -> int:
     """Report nodes that die and keep the manifest current until ``stop``; 1 if all died."""
     manifest = data_dir / MANIFEST_FILE
@@ -313,7 +327,7 @@ async def _supervise(data_dir: Path, nodes: list[DevstackNode], stop: asyncio.Ev
         for n in died:
             n.status, n.exit_code = NodeStatus.EXITED, n.process.returncode if n.process else None
         if died:
-            write_manifest(data_dir, nodes)
+            _keep_manifest(data_dir, nodes)
             for n in died:
                 _report_exit(n, manifest)
             if all(n.status == NodeStatus.EXITED for n in nodes):
@@ -453,4 +467,4 @@ async def _run_nodes(
         await asyncio.to_thread(stop_nodes, nodes)
         os.close(lifeline_keep)
         if ready_once:
-            write_manifest(data_dir, nodes)
+            _keep_manifest(data_dir, nodes)

@@ -98,3 +98,17 @@ def test_manifest_describes_each_node_and_is_replaced_whole(tmp_path: Path) -> N
 def test_exit_descriptions() -> None:
     assert describe_exit(-9) == "killed by SIGKILL"
     assert describe_exit(3) == "exit code 3"
+
+
+def test_a_manifest_that_cannot_be_written_while_supervising_is_said_not_fatal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A full disk under the devstack must not stop it (and, through the lifeline, every
+    node and its jobs): the manifest is out of date, and says so."""
+    from bacalhau.node._devstack import _keep_manifest
+
+    nodes = plan_devstack(data_dir=tmp_path / "ok", compute_nodes=1, api_port=0)
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a directory")
+    _keep_manifest(blocked, nodes)  # every write under it fails (ENOTDIR), as ENOSPC would
+    assert "cannot update" in capsys.readouterr().err
