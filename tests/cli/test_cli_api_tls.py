@@ -89,6 +89,7 @@ def proxied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[i
     port = proxy.sockets[0].getsockname()[1]
     monkeypatch.setenv("BACALHAU_API_HOST", "127.0.0.1")
     monkeypatch.setenv("BACALHAU_API_PORT", str(port))
+
     async def close() -> None:
         proxy.close()  # on the server's own loop: asyncio servers are not thread-safe
 

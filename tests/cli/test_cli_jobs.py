@@ -67,10 +67,8 @@ def test_describe_executions_history(bacalhau: Cli) -> None:
     )
     assert [h["JobState"]["New"] for h in hist] == ["Pending", "Running", "Completed"]
     # Bacalhau's list flags, as its scripts pass them: time order either way.
-    newest_first = bacalhau(
-        ["job", "history", job_id, "--event-type", "job", "--order-by", "created_at"]
-        + ["--order-reversed", "--output", "json"]
-    )
+    flags = ["--order-by", "created_at", "--order-reversed", "--output", "json"]
+    newest_first = bacalhau(["job", "history", job_id, "--event-type", "job", *flags])
     assert newest_first.exit_code == 0, newest_first.output
     states = [h["JobState"]["New"] for h in json.loads(newest_first.stdout)]
     assert states == ["Completed", "Running", "Pending"]
@@ -154,9 +152,9 @@ def test_job_get_downloads_and_merges(
     assert (out / "stdout").read_text() == "out\n"
     assert (out / "outputs" / "f.txt").read_text() == "data"
     # Bacalhau's flag takes a Go duration, and a bare number of seconds is ours.
+    raw_dir = str(tmp_path / "raw")
     raw = bacalhau(
-        ["job", "get", job_id, "--output-dir", str(tmp_path / "raw"), "--raw"]
-        + ["--download-timeout-secs", "5m"]
+        ["job", "get", job_id, "--output-dir", raw_dir, "--raw", "--download-timeout-secs", "5m"]
     )
     assert raw.exit_code == 0, raw.output
     assert (tmp_path / "raw" / "raw" / "e-1" / "stdout").is_file()
