@@ -38,6 +38,15 @@ def ex(
     )  # fmt: skip
 
 
+def full(nid: str) -> NodeState:
+    """A node with every CPU in use, and its queue (over-subscription) taken as well."""
+    n = node(nid)
+    assert n.info.compute is not None
+    n.info.compute.available_capacity = replace(n.info.compute.max_capacity, cpu=0.0)
+    n.info.compute.queue_capacity = replace(n.info.compute.max_capacity, cpu=2.0)
+    return n
+
+
 def test_every_job_type_has_a_scheduler() -> None:
     assert set(SCHEDULERS) == {"batch", "ops", "daemon", "service"}
 
@@ -229,14 +238,6 @@ def test_a_new_service_waits_for_nodes_that_are_only_full_and_fails_on_ones_that
 ):
     service = typed("service", 1)
 
-    def full(nid: str) -> NodeState:
-        # Every CPU in use, and its queue (over-subscription) taken as well.
-        n = node(nid)
-        assert n.info.compute is not None
-        n.info.compute.available_capacity = replace(n.info.compute.max_capacity, cpu=0.0)
-        n.info.compute.queue_capacity = replace(n.info.compute.max_capacity, cpu=2.0)
-        return n
-
     plan = schedule(service, [], [full("a"), full("b")], ev(), now=NOW)
     assert plan.new_job_state == JobStateType.QUEUED, plan.job_message
     assert "2 nodes are full" in plan.job_message
@@ -270,13 +271,6 @@ def test_a_service_no_node_ever_took_fails_when_its_queue_timeout_passes() -> No
 def test_an_ops_job_waits_for_nodes_only_full_for_now_and_fails_on_ones_that_never_fit() -> None:
     """As a batch job: busy nodes free room by themselves (it failed under load before)."""
     ops = typed("ops", 1)
-
-    def full(nid: str) -> NodeState:
-        n = node(nid)
-        assert n.info.compute is not None
-        n.info.compute.available_capacity = replace(n.info.compute.max_capacity, cpu=0.0)
-        n.info.compute.queue_capacity = replace(n.info.compute.max_capacity, cpu=2.0)
-        return n
 
     plan = schedule(ops, [], [full("a"), full("b")], ev(), now=NOW)
     assert plan.new_job_state == JobStateType.QUEUED, plan.job_message
