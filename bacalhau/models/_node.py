@@ -174,8 +174,6 @@ class NodeState:
             "ConnectionState": {"Status": self.connection.value},
             "Liveness": self.liveness.value.upper(),
         }
-        if self.last_seen_ns > 0:
-            out["ConnectionState"]["LastHeartbeat"] = rfc3339_ns(self.last_seen_ns)
         if self.membership_message:
             out["MembershipMessage"] = self.membership_message
         if self.last_seen_ns > 0:

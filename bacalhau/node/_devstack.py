@@ -96,6 +96,22 @@ def _tail(path: Path, lines: int = 20, start: int = 0) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+#: What a node prints once every one of its listeners is bound (see ``node._serve``).
+_RUNNING = b") is running."
+
+
+def _running(node: DevstackNode) -> bool:
+    """Whether ``node`` said it runs: its ports are all bound then. Joining the requester
+    comes before its last listeners (metrics) bind, and a port taken by another process in
+    between must still restart the stack on new ports, not leave one node dead."""
+    try:
+        with node.log_path.open("rb") as f:
+            f.seek(node.log_start)
+            return _RUNNING in f.read()
+    except OSError:
+        return False
+
+
 class _PortTaken(Exception):
     """A port the devstack picked was taken by another process before its node bound it."""
 
@@ -140,6 +156,7 @@ async def _wait_ready(
     want = {n.node_id for n in nodes if n.role == "compute"}
     url = f"http://{requester.api_address}/api/v1/orchestrator/nodes"
     deadline = time.monotonic() + timeout
+    running: set[str] = set()
     async with aiohttp.ClientSession() as session:
         while True:
             for n in nodes:
@@ -174,7 +191,10 @@ async def _wait_ready(
                             if item["Info"].get("NodeType") == "Compute"
                             and item.get("Connection") == "CONNECTED"
                         }
-                        if want <= joined:
+                        running.update(
+                            n.node_id for n in nodes if n.node_id not in running and _running(n)
+                        )
+                        if want <= joined and len(running) == len(nodes):
                             return
             except (aiohttp.ClientError, TimeoutError, ValueError):
                 pass

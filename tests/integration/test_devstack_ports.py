@@ -19,9 +19,10 @@ from tests.integration.devstack import eventually
 pytestmark = pytest.mark.integration
 
 # The devstack with a port chooser that first hands out ports held by this process: the
-# requester's REST port on the first start, the compute node's gRPC port on the second (a
-# start picks six: the requester's three, then the compute node's gRPC, publisher and
-# metrics ports).
+# requester's REST port on the first start, the compute node's metrics port on the second
+# (a start picks six: the requester's three, then the compute node's gRPC, publisher and
+# metrics ports). The metrics port is bound last, after the node has joined the requester:
+# the devstack must not call the stack ready before it is.
 _SCRIPT = """
 import asyncio, logging, sys
 from pathlib import Path
@@ -29,7 +30,7 @@ from bacalhau.node._devstack import _run_nodes
 from bacalhau.node._devstack_plan import free_port
 
 logging.basicConfig(level=logging.WARNING)
-taken = {1: int(sys.argv[2]), 10: int(sys.argv[3])}
+taken = {1: int(sys.argv[2]), 12: int(sys.argv[3])}
 picks = 0
 
 def pick() -> int:
