@@ -217,11 +217,8 @@ class ComputeEndpoint:
 
     async def start(self) -> None:
         for record in self._store.recover_interrupted(message=RESTART_MESSAGE):
-            _log.warning(
-                "execution %s of job %s was under way when the node stopped: reported as failed",
-                record.id,
-                record.job_id,
-            )
+            what = f"execution {record.id} of job {record.job_id}"
+            _log.warning("%s was under way when the node stopped: reported as failed", what)
             await self._pipeline.discard_outputs(record.id)
         self._started = True
         self._outbox.start()

@@ -31,6 +31,7 @@ __all__ = [
     "ExecutionLogs",
     "LogReader",
     "discard_files_keeping_logs",
+    "discard_keeping_logs",
     "discard_results_keeping_logs",
     "logs_to_keep",
     "tail_offset",
@@ -238,8 +239,20 @@ def discard_results_keeping_logs(results_dir: Path) -> None:
     Once a publisher holds its own copy the rest is not needed here, but the output stays so
     that followers can replay it until the execution is forgotten (housekeeping).
     """
-    for folder in discard_files_keeping_logs(results_dir):
-        shutil.rmtree(folder, ignore_errors=True)
+    _remove_trees(discard_files_keeping_logs(results_dir))
+
+
+async def discard_keeping_logs(results_dir: Path) -> None:
+    """:func:`discard_results_keeping_logs` from the event loop: the layout's files go at
+    once (a few system calls); only folders need a thread."""
+    folders = discard_files_keeping_logs(results_dir)
+    if folders:
+        await asyncio.to_thread(_remove_trees, folders)
+
+
+def _remove_trees(paths: list[str]) -> None:
+    for path in paths:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def discard_files_keeping_logs(results_dir: Path) -> list[str]:

@@ -32,7 +32,7 @@ from bacalhau.compute._capacity import DEFAULT_JOB_RESOURCES, job_usage
 from bacalhau.compute._envvars import execution_environment
 from bacalhau.compute._errors import ExecutionInterrupted
 from bacalhau.compute._events import TOPIC_PUBLISHING, TOPIC_RUNNING, failure_event
-from bacalhau.compute._logs import ExecutionLogs, discard_files_keeping_logs, logs_to_keep
+from bacalhau.compute._logs import ExecutionLogs, discard_keeping_logs, logs_to_keep
 from bacalhau.compute._ports import PortAllocator
 from bacalhau.compute._spare_dirs import SpareDirs
 from bacalhau.compute._store import ExecutionStore, LocalExecution
@@ -281,7 +281,7 @@ class ExecutionPipeline:
             # Otherwise the folder keeps them until housekeeping forgets the execution.
             logs = _logs_of(kept) if kept is not None else logs_to_keep(results_dir)
             if logs is None and copied:
-                await _discard_keeping_logs(results_dir)
+                await discard_keeping_logs(results_dir)
                 logs = logs_to_keep(results_dir)
             result = RunResult(
                 execution_id=execution_id,
@@ -503,7 +503,7 @@ class ExecutionPipeline:
         """Delete what an execution that failed wrote to its result folders, keeping its
         stdout and stderr for `job logs` (until housekeeping forgets it)."""
         try:
-            await _discard_keeping_logs(self.results_dir(execution_id))
+            await discard_keeping_logs(self.results_dir(execution_id))
         except OSError as err:
             _log.warning("cannot delete the results of execution %s: %s", execution_id, err)
 
@@ -560,7 +560,7 @@ class ExecutionPipeline:
         if current.state is L.CANCELLED:
             # Its results go; what it printed stays for `job logs` (as a failed execution's
             # does) until housekeeping forgets the execution.
-            await _discard_keeping_logs(self.results_dir(execution_id))
+            await discard_keeping_logs(self.results_dir(execution_id))
             _log.info("execution %s cancelled", execution_id)
             return
         if not current.state.is_terminal():
@@ -584,20 +584,6 @@ def _logs_of(kept: KeptResults) -> tuple[bytes, bytes]:
     """The stdout and stderr among kept results (the store keeps them as it keeps the logs
     of a folder it reuses)."""
     return kept.data_of(STDOUT_FILE) or b"", kept.data_of(STDERR_FILE) or b""
-
-
-async def _discard_keeping_logs(results_dir: Path) -> None:
-    """Delete what a publisher copied, keeping the output for `job logs` until housekeeping
-    forgets the execution. The layout's files go at once (a few system calls); only folders
-    need a thread."""
-    folders = discard_files_keeping_logs(results_dir)
-    if folders:
-        await asyncio.to_thread(_remove_trees, folders)
-
-
-def _remove_trees(paths: list[str]) -> None:
-    for path in paths:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def _total_left(total: int, created_ns: int) -> float | None:

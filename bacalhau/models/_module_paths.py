@@ -12,9 +12,16 @@ this one resolution, so a job the requester accepts is a job the compute node ca
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-__all__ = ["inputs_named_whole", "module_mount"]
+from bacalhau.models._codec import param
+
+__all__ = ["MODULE_TARGET_DIR", "default_module_targets", "inputs_named_whole", "module_mount"]
+
+#: Where a fetched WASM module named without a ``Target`` is put (see
+#: :func:`default_module_targets`).
+MODULE_TARGET_DIR = "/bacalhau_modules"
 
 
 def module_mount(ref: str, targets: Iterable[str]) -> tuple[str, str] | None:
@@ -32,6 +39,29 @@ def module_mount(ref: str, targets: Iterable[str]) -> tuple[str, str] | None:
         if best is None or len(mount) > best[0]:
             best = (len(mount), target, "/".join(parts[len(mount) :]))
     return None if best is None else (best[1], best[2])
+
+
+def default_module_targets(params: dict[str, Any]) -> None:
+    """Give a target of its own to each WASM module of the engine ``params`` in the object
+    form with a source to fetch and no ``Target`` (Bacalhau v1.5's ``wasm run CID`` writes
+    ``Target: ""``): the node puts the fetched module there and the executor reads it from
+    there. An inline module is read from its URL, wherever its target is."""
+    modules: list[tuple[object, str]] = []
+    for key, value in params.items():
+        if key.lower() == "entrymodule":
+            modules.append((value, "entry"))
+        elif key.lower() == "importmodules" and isinstance(value, list):
+            modules += [(module, f"import-{i}") for i, module in enumerate(value)]
+    for module, name in modules:
+        if not isinstance(module, dict):
+            continue
+        source = param(module, "Source")
+        kind = str(param(source, "Type") or "").lower() if isinstance(source, Mapping) else ""
+        if kind in ("", "inline"):
+            continue
+        key = next((k for k in module if k.lower() == "target"), "Target")
+        if not str(module.get(key) or "").strip():
+            module[key] = f"{MODULE_TARGET_DIR}/{name}.wasm"
 
 
 def inputs_named_whole(refs: Iterable[str], targets: Iterable[str]) -> set[str]:

@@ -24,7 +24,7 @@ from bacalhau.models._job import (
     Task,
     forwarded_env_name,
 )
-from bacalhau.models._module_paths import module_mount
+from bacalhau.models._module_paths import default_module_targets, module_mount
 from bacalhau.models._modules import entry_module_url, referenced_module_digest
 from bacalhau.models._ports import Fail, is_domain_entry, validate_ports
 from bacalhau.models._runnable import check_runnable, nul_in
@@ -33,9 +33,6 @@ from bacalhau.models._task_config import NetworkType
 from bacalhau.models._task_io import validate_task_io
 
 RESERVED_META_PREFIX = "bacalhau.org/"
-#: Where a fetched WASM module named without a ``Target`` is put (see
-#: ``_default_module_targets``).
-MODULE_TARGET_DIR = "/bacalhau_modules"
 _OPERATORS = {"=", "==", "!=", "in", "notin", "exists", "!", "gt", "lt"}
 
 #: Deepest nesting a job document may have (engine params included). Real specs stay under
@@ -230,33 +227,10 @@ def normalise_job(job: Job) -> list[str]:
         task.engine.type = task.engine.type.strip()
         task.publisher.type = task.publisher.type.strip()
         _null_items_to_empty(task.engine.params)
-        _default_module_targets(task)
+        if task.engine.type.lower() == "wasm":
+            default_module_targets(task.engine.params)
     _normalise_verification(job)
     return warnings
-
-
-def _default_module_targets(task: Task) -> None:
-    """A WASM module in the object form with a source to fetch and no ``Target`` (Bacalhau
-    v1.5's ``wasm run CID`` writes ``Target: ""``) gets a target of its own: the node puts
-    the fetched module there and the executor reads it from there."""
-    if task.engine.type.lower() != "wasm":
-        return
-    modules: list[tuple[object, str]] = []
-    for key, value in task.engine.params.items():
-        if key.lower() == "entrymodule":
-            modules.append((value, "entry"))
-        elif key.lower() == "importmodules" and isinstance(value, list):
-            modules += [(module, f"import-{i}") for i, module in enumerate(value)]
-    for module, name in modules:
-        if not isinstance(module, dict):
-            continue
-        source = param(module, "Source")
-        kind = str(param(source, "Type") or "").lower() if isinstance(source, Mapping) else ""
-        if kind in ("", "inline"):
-            continue  # an inline module is read from its URL, wherever its target is
-        key = next((k for k in module if k.lower() == "target"), "Target")
-        if not str(module.get(key) or "").strip():
-            module[key] = f"{MODULE_TARGET_DIR}/{name}.wasm"
 
 
 #: Engine params that are lists of strings, for the docker and wasm engines.

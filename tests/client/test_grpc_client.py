@@ -5,19 +5,13 @@ are compared on the same jobs; the in-memory one where a job must finish on cue.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from bacalhau._proto.v1 import api_pb2_grpc
 from bacalhau.api import ApiServer, GrpcApiServer
@@ -46,6 +40,7 @@ from tests.api.conftest import NoComputeNodes
 from tests.api.memory_orchestrator import MemoryOrchestrator
 from tests.api.test_api_jobs import spec
 from tests.orchestrator.node_view import StaticNodeView
+from tests.self_signed import self_signed_localhost
 
 
 @dataclass
@@ -253,37 +248,10 @@ async def test_history_extras_over_the_client(
     assert [e.id for e in last.executions] == [ex]
 
 
-def _self_signed_localhost() -> tuple[bytes, bytes]:
-    """(certificate, key) in PEM for 127.0.0.1, as a TLS-terminating proxy might present."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=1))
-        .not_valid_after(now + timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return cert.public_bytes(serialization.Encoding.PEM), key_pem
-
-
 async def test_tls_when_the_api_is_reached_through_tls() -> None:
     """The node serves plaintext; behind TLS (here: the API's own servicer on a TLS port)
     the client verifies the server against the roots it is given."""
-    cert, key = _self_signed_localhost()
+    cert, key = self_signed_localhost()
     server = grpc.aio.server()
     api_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(MemoryOrchestrator()), server)
     port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials([(key, cert)]))
@@ -295,7 +263,7 @@ async def test_tls_when_the_api_is_reached_through_tls() -> None:
         async with AsyncGrpcClient(f"127.0.0.1:{port}", timeout=10) as plain:
             with pytest.raises(Unavailable):
                 await plain.agent_alive()
-        other, _ = _self_signed_localhost()
+        other, _ = self_signed_localhost()
         async with AsyncGrpcClient(
             f"127.0.0.1:{port}", root_certificates=other, timeout=10
         ) as untrusting:
