@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from bacalhau._capabilities import CAPABILITY_NAMES, capability_name
 from bacalhau.config._api_users import ApiUserConfig
 from bacalhau.config._bacalhau_keys import (
     LOG_LEVELS,
@@ -51,6 +52,7 @@ _BYTES = frozenset(
     {
         "max_job_size",
         "docker_tmp_size",
+        "docker_writable_layer_limit",
         "docker_result_disk_limit",
         "wasm_memory_limit",
         "executor_output_limit",
@@ -132,6 +134,7 @@ _NON_NEGATIVE = frozenset(
         "docker_image_cache_size",
         "docker_pids_limit",
         "docker_tmp_size",
+        "docker_writable_layer_limit",
         "docker_result_disk_limit",
         "wasm_memory_limit",
         "executor_output_limit",
@@ -204,6 +207,15 @@ def check_field(name: str, key: str, value: Any) -> Any:
             raise InvalidRequest(
                 f"{key} must be one of: {', '.join(EVENT_LOOPS)}, not {value!r}",
                 details={"Field": key},
+            )
+    if name == "docker_cap_drop":
+        value = tuple(capability_name(str(c)) for c in value)
+        unknown = [c for c in value if c not in CAPABILITY_NAMES]
+        if unknown:
+            raise InvalidRequest(
+                f"{key} names unknown capabilities: {', '.join(unknown)}",
+                details={"Field": key},
+                hint="Linux capability names such as NET_RAW or SYS_ADMIN, or ALL",
             )
     if name == "min_reputation" and not 0.0 <= value <= 1.0:
         raise InvalidRequest(

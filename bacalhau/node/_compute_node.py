@@ -74,6 +74,8 @@ async def build_compute(
         docker_pids_limit=config.docker_pids_limit,
         docker_read_only_rootfs=config.docker_read_only_rootfs,
         docker_tmp_size=config.docker_tmp_size,
+        docker_writable_layer_limit=config.docker_writable_layer_limit,
+        docker_cap_drop=config.docker_cap_drop,
         docker_result_disk_limit=config.docker_result_disk_limit,
         docker_scratch_dir=data_dir / "docker-scratch",
         wasm_memory_limit=config.wasm_memory_limit,

@@ -10,11 +10,13 @@ from bacalhau.errors import InvalidConfiguration
 from bacalhau.executor import Executor, NoopExecutor, WasmExecutor
 from bacalhau.executor._results import MAX_STREAM_FILE_BYTES
 from bacalhau.executor.docker import (
+    DEFAULT_CAP_DROP,
     DEFAULT_IMAGE_CACHE_SIZE,
     DEFAULT_IMAGE_CACHE_TTL,
     DEFAULT_PIDS_LIMIT,
     DEFAULT_RESULT_DISK_LIMIT,
     DEFAULT_TMP_SIZE,
+    DEFAULT_WRITABLE_LAYER_LIMIT,
 )
 from bacalhau.executor.wasm import WASM32_MAX_MEMORY
 from bacalhau.models import MANAGED_PUBLISHER
@@ -62,8 +64,10 @@ def build_executors(
     docker_image_cache_ttl: float = DEFAULT_IMAGE_CACHE_TTL,
     docker_image_cache_size: int = DEFAULT_IMAGE_CACHE_SIZE,
     docker_pids_limit: int = DEFAULT_PIDS_LIMIT,
-    docker_read_only_rootfs: bool = True,
+    docker_read_only_rootfs: bool = False,
     docker_tmp_size: int = DEFAULT_TMP_SIZE,
+    docker_writable_layer_limit: int = DEFAULT_WRITABLE_LAYER_LIMIT,
+    docker_cap_drop: tuple[str, ...] = DEFAULT_CAP_DROP,
     docker_result_disk_limit: int = DEFAULT_RESULT_DISK_LIMIT,
     docker_scratch_dir: Path | None = None,
     wasm_memory_limit: int = WASM32_MAX_MEMORY,
@@ -91,6 +95,8 @@ def build_executors(
                 pids_limit=docker_pids_limit,
                 read_only_rootfs=docker_read_only_rootfs,
                 tmp_size=docker_tmp_size,
+                writable_layer_limit=docker_writable_layer_limit,
+                cap_drop=docker_cap_drop,
                 result_disk_limit=docker_result_disk_limit,
                 scratch_dir=docker_scratch_dir,
                 stream_limit=output_limit,

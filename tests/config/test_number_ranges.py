@@ -90,6 +90,7 @@ def test_every_duration_takes_a_go_duration_or_seconds(
     ("name", "value", "size"),
     [
         ("docker_result_disk_limit", "5Mi", 5 * 2**20),
+        ("docker_writable_layer_limit", "2Gi", 2 * 2**30),
         ("executor_output_limit", "1GB", 10**9),
         ("max_job_size", "1048576", 2**20),
         ("input_max_bytes", 4096, 4096),
@@ -103,6 +104,15 @@ def test_a_size_that_is_not_one_is_refused_naming_the_key() -> None:
     with pytest.raises(InvalidRequest, match="not a size") as err:
         NodeConfig().with_overrides({"docker_result_disk_limit": "5Xi"})
     assert err.value.details["Field"] == "docker_result_disk_limit"
+
+
+def test_capabilities_to_drop_are_linux_names_as_docker_spells_them() -> None:
+    config = NodeConfig().with_overrides({"docker_cap_drop": "cap_net_raw, SYS_ADMIN,ALL"})
+    assert config.docker_cap_drop == ("NET_RAW", "SYS_ADMIN", "ALL")
+    assert NodeConfig().docker_cap_drop == ("NET_RAW", "MKNOD")
+    with pytest.raises(InvalidRequest, match="unknown capabilities: NET_RWA") as err:
+        NodeConfig().with_overrides({"docker_cap_drop": ["NET_RWA"]})
+    assert err.value.details["Field"] == "docker_cap_drop"
 
 
 @pytest.mark.parametrize("name", ["capacity_fraction", "min_reputation", "gossip_suspicion_mult"])

@@ -10,12 +10,14 @@ from typing import TYPE_CHECKING
 
 from bacalhau._lazy import lazy_attributes
 from bacalhau.executor.docker._defaults import (
+    DEFAULT_CAP_DROP,
     DEFAULT_IMAGE_CACHE_SIZE,
     DEFAULT_IMAGE_CACHE_TTL,
     DEFAULT_PIDS_LIMIT,
     DEFAULT_REAP_INTERVAL,
     DEFAULT_RESULT_DISK_LIMIT,
     DEFAULT_TMP_SIZE,
+    DEFAULT_WRITABLE_LAYER_LIMIT,
 )
 from bacalhau.executor.docker._labels import LABEL_EXECUTION_ID, LABEL_EXECUTOR, LABEL_JOB_ID
 from bacalhau.executor.docker._params import DockerEngineSpec
@@ -24,12 +26,14 @@ if TYPE_CHECKING:
     from bacalhau.executor.docker._executor import DockerExecutor
 
 __all__ = [
+    "DEFAULT_CAP_DROP",
     "DEFAULT_IMAGE_CACHE_SIZE",
     "DEFAULT_IMAGE_CACHE_TTL",
     "DEFAULT_PIDS_LIMIT",
     "DEFAULT_REAP_INTERVAL",
     "DEFAULT_RESULT_DISK_LIMIT",
     "DEFAULT_TMP_SIZE",
+    "DEFAULT_WRITABLE_LAYER_LIMIT",
     "LABEL_EXECUTION_ID",
     "LABEL_EXECUTOR",
     "LABEL_JOB_ID",

@@ -4,11 +4,13 @@ Every container is confined the same way, whatever the job asks:
 
 - limits: CPU quota (``Resources.CPU``), memory with no swap (``Resources.Memory``), a pids
   limit (the operator's);
-- privileges: every capability dropped and ``no-new-privileges`` (a setuid binary in the
-  image cannot give them back);
-- filesystem: the image's root read-only (unless the operator turned it off for images that
-  cannot live with it); the job writes only to its result folders and a size-bounded tmpfs at
-  ``/tmp``; inputs are mounted read-only unless the input itself is writable;
+- privileges: Docker's default capabilities less those the operator drops (by default
+  ``NET_RAW`` and ``MKNOD``; ``ALL`` for none), and ``no-new-privileges`` (a setuid binary in
+  the image cannot add any);
+- filesystem: the image's root writable, as ``docker run`` gives it, its growth capped by the
+  executor's watcher (``_layer_watch``); or, where the operator wants it, read-only with a
+  size-bounded tmpfs at ``/tmp``. Inputs are mounted read-only unless the input itself is
+  writable;
 - network: ``None`` has none at all, ``Full`` and ``Host`` the host's (the task listens on
   its host ports itself), ``Bridge`` Docker's bridge with the task's ports published on the
   host, ``HTTP`` only the node's proxy (see ``_egress``).
@@ -27,6 +29,7 @@ from docker.types import LogConfig, Mount
 from bacalhau.errors import ExecutionFailed
 from bacalhau.executor._base import RunRequest
 from bacalhau.executor._gpus import docker_gpu_options
+from bacalhau.executor.docker._defaults import DEFAULT_CAP_DROP
 from bacalhau.executor.docker._params import DockerEngineSpec
 from bacalhau.models import PortMapping
 
@@ -41,8 +44,11 @@ class Confinement:
 
     pids_limit: int
     read_only_rootfs: bool
-    #: Bytes of the tmpfs at ``/tmp`` (it counts against the job's memory).
+    #: Bytes of the tmpfs at ``/tmp`` under a read-only root (it counts against the job's
+    #: memory). A writable root has no tmpfs: ``/tmp`` is the image's, as in ``docker run``.
     tmp_size: int
+    #: Capabilities taken from Docker's default set (``ALL``: every one).
+    cap_drop: tuple[str, ...] = DEFAULT_CAP_DROP
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,10 +125,14 @@ def container_kwargs(
         # Equal to the memory limit: no swap, so the limit really bounds the job.
         memswap_limit=memory,
         pids_limit=confinement.pids_limit,
-        cap_drop=["ALL"],
+        cap_drop=list(confinement.cap_drop) or None,
         security_opt=["no-new-privileges"],
         read_only=confinement.read_only_rootfs,
-        tmpfs={"/tmp": f"{_TMP_OPTIONS},size={confinement.tmp_size}"},
+        tmpfs=(
+            {"/tmp": f"{_TMP_OPTIONS},size={confinement.tmp_size}"}
+            if confinement.read_only_rootfs
+            else None
+        ),
         # The output reaches us over the attach stream; a second copy in the engine's
         # log files would only cost disk and time.
         log_config=LogConfig(type="none"),

@@ -3,8 +3,17 @@ load the Docker SDK (a requester)."""
 
 #: Processes (threads included) one container may hold, unless the operator says otherwise.
 DEFAULT_PIDS_LIMIT = 256
-#: Bytes of the tmpfs every container gets at /tmp.
+#: Bytes of the tmpfs a container gets at /tmp when its root is read-only.
 DEFAULT_TMP_SIZE = 64 * 1024 * 1024
+#: Bytes a container may write to its own filesystem (the image's writable layer, outside
+#: its mounts) before it is stopped (0: no cap).
+DEFAULT_WRITABLE_LAYER_LIMIT = 10 * 1024**3
+#: Seconds between two measures of a running container's writable layer.
+DEFAULT_LAYER_POLL_INTERVAL = 2.0
+#: Capabilities taken from Docker's default set: raw sockets (packet spoofing on the node's
+#: networks) and device nodes. The rest of the default set stays, as Bacalhau's containers
+#: have it: package managers and entrypoints that chown or switch user need it.
+DEFAULT_CAP_DROP = ("NET_RAW", "MKNOD")
 #: Bytes all the result folders of one execution may hold together (0: no cap).
 DEFAULT_RESULT_DISK_LIMIT = 10 * 1024**3
 #: Seconds between two sweeps of the reaper.

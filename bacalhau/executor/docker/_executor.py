@@ -10,10 +10,12 @@ A missing image is pulled when the operator allows it (the default), and only af
 registry confirmed it at bid time (``_images``): a node answers an image it cannot get with
 :class:`~bacalhau.errors.ImageNotFound` at once instead of hanging on an unreachable registry.
 
-Every container is confined (see ``_container``): CPU, memory and pids limits, no
-capabilities, no new privileges, a read-only root with a bounded tmpfs at /tmp, read-only
-inputs. Its result folders live on a size-capped filesystem of their own (``_disk``) and its
-streams are capped on disk; out of memory or past the disk cap, the run fails saying which.
+Every container is confined (see ``_container``): CPU, memory and pids limits, Docker's
+default capabilities less raw sockets and device nodes, no new privileges, read-only inputs.
+Its root is writable, as ``docker run`` gives it, and what it writes there is measured and
+capped (``_layer_watch``); an operator may make it read-only with a bounded tmpfs at /tmp
+instead. Its result folders live on a size-capped filesystem of their own (``_disk``) and its
+streams are capped on disk; out of memory or past a disk cap, the run fails saying which.
 ``HTTP``-mode jobs reach only the node's allow-list proxy (``_egress``).
 
 Containers are removed by tasks the executor owns, not the run: a cancelled run cannot
@@ -39,6 +41,7 @@ from typing import Any
 import docker
 import docker.errors
 
+from bacalhau._capabilities import CAPABILITY_NAMES, capability_name
 from bacalhau.errors import (
     BacalhauError,
     ExecutionFailed,
@@ -64,10 +67,13 @@ from bacalhau.executor.docker._container import (
 )
 from bacalhau.executor.docker._deathwatch import DeathWatch
 from bacalhau.executor.docker._defaults import (
+    DEFAULT_CAP_DROP,
+    DEFAULT_LAYER_POLL_INTERVAL,
     DEFAULT_PIDS_LIMIT,
     DEFAULT_REAP_INTERVAL,
     DEFAULT_RESULT_DISK_LIMIT,
     DEFAULT_TMP_SIZE,
+    DEFAULT_WRITABLE_LAYER_LIMIT,
 )
 from bacalhau.executor.docker._egress import EgressLease, EgressNetwork
 from bacalhau.executor.docker._engine import EngineConnection
@@ -107,6 +113,9 @@ class DockerExecutor:
     and labels this executor's containers; nodes sharing one engine must use distinct
     prefixes, since :meth:`remove_leftovers` removes every container carrying its prefix.
     ``pids_limit`` caps the processes of every container (jobs cannot raise it).
+    ``writable_layer_limit`` caps what a container writes to its own filesystem (the job's
+    ``Resources.Disk`` when smaller; 0: no cap), measured every ``layer_poll_interval``
+    seconds; ``cap_drop`` names the capabilities taken from Docker's default set.
 
     As an async context manager it removes leftovers on entry, runs the reaper every
     ``reap_interval`` seconds, and on exit waits for the removals under way and sweeps once
@@ -123,8 +132,11 @@ class DockerExecutor:
         name_prefix: str = "bacalhau",
         pids_limit: int = DEFAULT_PIDS_LIMIT,
         reap_interval: float = DEFAULT_REAP_INTERVAL,
-        read_only_rootfs: bool = True,
+        read_only_rootfs: bool = False,
         tmp_size: int = DEFAULT_TMP_SIZE,
+        cap_drop: tuple[str, ...] = DEFAULT_CAP_DROP,
+        writable_layer_limit: int = DEFAULT_WRITABLE_LAYER_LIMIT,
+        layer_poll_interval: float = DEFAULT_LAYER_POLL_INTERVAL,
         result_disk_limit: int = DEFAULT_RESULT_DISK_LIMIT,
         stream_limit: int = MAX_STREAM_FILE_BYTES,
         scratch_dir: Path | None = None,
@@ -137,8 +149,16 @@ class DockerExecutor:
             raise ValueError(f"the pids limit must be at least 1, got {pids_limit}")
         if reap_interval <= 0:
             raise ValueError(f"the reap interval must be positive, got {reap_interval}")
+        if layer_poll_interval <= 0:
+            raise ValueError(
+                f"the writable layer's poll interval must be positive, got {layer_poll_interval}"
+            )
+        unknown = sorted({capability_name(c) for c in cap_drop} - CAPABILITY_NAMES)
+        if unknown:
+            raise ValueError(f"unknown capabilities to drop: {', '.join(unknown)}")
         for what, value in (
             ("tmp size", tmp_size),
+            ("writable layer limit", writable_layer_limit),
             ("result disk limit", result_disk_limit),
             ("stream limit", stream_limit),
         ):
@@ -148,8 +168,12 @@ class DockerExecutor:
         self._allow_pull = allow_pull
         self._prefix = name_prefix
         self._confinement = Confinement(
-            pids_limit=pids_limit, read_only_rootfs=read_only_rootfs, tmp_size=tmp_size
+            pids_limit=pids_limit,
+            read_only_rootfs=read_only_rootfs,
+            tmp_size=tmp_size,
+            cap_drop=tuple(capability_name(c) for c in cap_drop),
         )
+        self._writable_layer_limit = writable_layer_limit
         self._reap_interval = reap_interval
         self._result_disk_limit = result_disk_limit
         self._scratch = scratch_dir or Path(tempfile.gettempdir()) / f"{name_prefix}-scratch"
@@ -166,7 +190,10 @@ class DockerExecutor:
         )
         self._removals = Removals()
         self._steps = ContainerSteps(
-            removals=self._removals, allow_pull=allow_pull, stream_limit=stream_limit
+            removals=self._removals,
+            allow_pull=allow_pull,
+            stream_limit=stream_limit,
+            layer_poll_interval=layer_poll_interval,
         )
         self._releasing: dict[str, asyncio.Task[None]] = {}
         self._reaper: asyncio.Task[None] | None = None
@@ -264,6 +291,7 @@ class DockerExecutor:
             )
             container_id = await self._steps.create(api, kwargs, spec)
             control.container_id = container_id
+            layer_cap = self._layer_cap(request)
             outcome: ContainerExit | None = None
             try:
                 raise_if_cancelled(control, request)
@@ -274,8 +302,11 @@ class DockerExecutor:
                     control,
                     before_start=mounting,
                     after_start=capped.detach_soon if capped is not None else None,
+                    layer_cap=layer_cap,
                 )
-                error_msg = await self._steps.failure(api, container_id, request, outcome)
+                error_msg = await self._steps.failure(
+                    api, container_id, request, outcome, control=control, layer_cap=layer_cap or 0
+                )
                 if capped is not None and not await capped.collect(folders) and not error_msg:
                     error_msg = (
                         f"disk limit exceeded: the job's result folders went past their cap "
@@ -324,6 +355,14 @@ class DockerExecutor:
             self._egress.release(lease)
         else:
             pending.add_done_callback(lambda _: self._egress.release(lease))
+
+    def _layer_cap(self, request: RunRequest) -> int | None:
+        """The cap on the container's writable layer: the operator's, or the job's disk when
+        smaller; None under a read-only root, which has no layer to fill."""
+        if self._confinement.read_only_rootfs:
+            return None
+        limits = [n for n in (self._writable_layer_limit, request.resources.disk) if n > 0]
+        return min(limits) if limits else None
 
     def _disk_cap(self, request: RunRequest) -> int | None:
         """The cap on the result folders: the operator's, or the job's disk when smaller."""

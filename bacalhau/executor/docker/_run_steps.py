@@ -26,9 +26,11 @@ from bacalhau.errors import (
     InvalidJobSpec,
 )
 from bacalhau.executor._base import RunRequest
+from bacalhau.executor.docker._defaults import DEFAULT_LAYER_POLL_INTERVAL
 from bacalhau.executor.docker._errors import ENGINE_ERRORS, explain, start_error, unreachable
 from bacalhau.executor.docker._follow import ContainerExit, follow_container, settle
 from bacalhau.executor.docker._images import image_missing
+from bacalhau.executor.docker._layer_watch import watch_writable_layer
 from bacalhau.executor.docker._params import DockerEngineSpec
 from bacalhau.executor.docker._removal import Removals
 from bacalhau.models import format_size
@@ -42,6 +44,9 @@ class RunControl:
 
     container_id: str | None = None
     cancelled: bool = False
+    #: Bytes the container had written to its own filesystem when the watcher stopped it
+    #: (0: it did not).
+    layer_overflow: int = 0
 
 
 def raise_if_cancelled(control: RunControl, request: RunRequest) -> None:
@@ -62,10 +67,18 @@ class ContainerSteps:
     ``allow_pull`` lets a missing image be pulled; ``stream_limit`` caps each stream's file.
     """
 
-    def __init__(self, *, removals: Removals, allow_pull: bool, stream_limit: int) -> None:
+    def __init__(
+        self,
+        *,
+        removals: Removals,
+        allow_pull: bool,
+        stream_limit: int,
+        layer_poll_interval: float = DEFAULT_LAYER_POLL_INTERVAL,
+    ) -> None:
         self._removals = removals
         self._allow_pull = allow_pull
         self._stream_limit = stream_limit
+        self._layer_poll_interval = layer_poll_interval
 
     async def create(self, api: Any, kwargs: dict[str, Any], spec: DockerEngineSpec) -> str:
         """Create the container of ``kwargs`` and return its ID."""
@@ -119,11 +132,13 @@ class ContainerSteps:
         *,
         before_start: asyncio.Task[None] | None = None,
         after_start: Callable[[], None] | None = None,
+        layer_cap: int | None = None,
     ) -> ContainerExit:
         """Attach, start and wait for the container's exit, within the request's timeout.
 
         ``before_start`` is awaited between the attach and the start; ``after_start`` is
-        called once the container has started.
+        called once the container has started. With ``layer_cap``, the container is stopped
+        once it has written more than that to its own filesystem (``control.layer_overflow``).
         """
         try:
             # Attach before start (as `docker run` does) so not a byte of output is missed.
@@ -145,6 +160,21 @@ class ContainerSteps:
             raise start_error(e) from e
         if after_start is not None:
             after_start()
+        watch: asyncio.Task[None] | None = None
+        if layer_cap is not None:
+
+            def overflow(size: int) -> None:
+                control.layer_overflow = size
+
+            watch = asyncio.create_task(
+                watch_writable_layer(
+                    api,
+                    container_id,
+                    cap=layer_cap,
+                    interval=self._layer_poll_interval,
+                    overflow=overflow,
+                )
+            )
         timeout = request.timeout if request.timeout and request.timeout > 0 else None
         try:
             outcome = await asyncio.wait_for(asyncio.shield(exited), timeout)
@@ -155,6 +185,10 @@ class ContainerSteps:
             raise ExecutionTimeout(
                 f"execution {request.execution_id} timed out after {timeout:g}s"
             ) from None
+        finally:
+            if watch is not None:
+                watch.cancel()
+                await asyncio.gather(watch, return_exceptions=True)
         raise_if_cancelled(control, request)
         if outcome.error:
             # The engine stopped answering while the container ran (it restarted, its
@@ -163,14 +197,28 @@ class ContainerSteps:
         return outcome
 
     async def failure(
-        self, api: Any, container_id: str, request: RunRequest, outcome: ContainerExit
+        self,
+        api: Any,
+        container_id: str,
+        request: RunRequest,
+        outcome: ContainerExit,
+        *,
+        control: RunControl,
+        layer_cap: int = 0,
     ) -> str:
         """Why the run failed although the container exited, or "" (a plain non-zero exit
         is not a failure).
 
         A job the kernel's OOM killer hit under its memory limit fails, whatever its exit
-        code: a shell whose child was killed may well exit 0 with half its work done.
+        code: a shell whose child was killed may well exit 0 with half its work done. So does
+        one the writable-layer watcher stopped.
         """
+        if control.layer_overflow:
+            return (
+                f"disk limit exceeded: the job wrote {format_size(control.layer_overflow)} to "
+                f"its container's own filesystem, past the cap of {format_size(layer_cap)}; "
+                "large data belongs in a result path (ResultPaths), which has a cap of its own"
+            )
         memory = request.resources.memory
         if memory > 0 and await self._oom_killed(api, container_id, outcome.status_code):
             return (
