@@ -11,8 +11,10 @@ although its container exited (the OOM killer). A run is cancelled through its
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import docker.errors
@@ -59,6 +61,22 @@ def raise_if_cancelled(control: RunControl, request: RunRequest) -> None:
 _KILLED = 137
 #: Pauses (s) before each further check of a killed container's OOM flag.
 _OOM_RECHECKS = (0.05, 0.1, 0.2)
+
+
+#: How a shell reports a child ended by SIGKILL (bash, dash and busybox sh all print it).
+_SHELL_KILLED = b"Killed"
+#: Bytes at the end of a job's stderr searched for that report.
+_STDERR_TAIL = 4096
+
+
+def _shell_reports_a_kill(results_dir: Path) -> bool:
+    """Whether the end of the job's stderr has a shell's report of a killed child."""
+    try:
+        with open(results_dir / "stderr", "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - _STDERR_TAIL))
+            return _SHELL_KILLED in f.read()
+    except OSError:
+        return False
 
 
 class ContainerSteps:
@@ -220,19 +238,27 @@ class ContainerSteps:
                 "large data belongs in a result path (ResultPaths), which has a cap of its own"
             )
         memory = request.resources.memory
-        if memory > 0 and await self._oom_killed(api, container_id, outcome.status_code):
+        if memory > 0 and await self._oom_killed(
+            api, container_id, outcome.status_code, request.results_dir
+        ):
             return (
                 f"memory limit exceeded: the job was killed for using more than its "
                 f"{format_size(memory)} of memory"
             )
         return ""
 
-    async def _oom_killed(self, api: Any, container_id: str, status_code: int) -> bool:
+    async def _oom_killed(
+        self, api: Any, container_id: str, status_code: int, results_dir: Path
+    ) -> bool:
         # Only asked under a memory limit: without one, the kernel never OOM-kills in the
         # container's cgroup alone.
-        # Killed (137): the engine may record the cgroup's OOM event just after the exit
-        # (seen on a loaded machine: exit 137 with OOMKilled still false), so ask again.
-        pauses = _OOM_RECHECKS if status_code == _KILLED else ()
+        # The engine may record the cgroup's OOM event just after the exit (the runtime
+        # reports the two separately; seen on a loaded machine: OOMKilled still false), so
+        # when something in the container was killed it asks again, for a bounded time: the
+        # container itself was (137), or its shell says a child was. Asking again after every
+        # exit would cost every job under a memory limit (all of them, by default) the pauses.
+        killed = status_code == _KILLED or _shell_reports_a_kill(results_dir)
+        pauses = _OOM_RECHECKS if killed else ()
         for pause in (0.0, *pauses):
             if pause:
                 await asyncio.sleep(pause)
