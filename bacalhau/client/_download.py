@@ -22,6 +22,7 @@ import contextlib
 import os
 import posixpath
 import shutil
+import socket
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -468,9 +469,36 @@ def missing_folders(out: Path) -> list[Path]:
     return missing
 
 
+#: Staging folders are named ``.download-<host>-<pid>-<random>``: a later download can tell
+#: one whose process died (killed mid-download) from one another download still fills.
+_STAGING = ".download-"
+
+
 def staging_folder(raw_dir: Path) -> Path:
-    """A fresh hidden folder under ``raw_dir`` to fetch and unpack into."""
-    return Path(tempfile.mkdtemp(prefix=".download-", dir=raw_dir))
+    """A fresh hidden folder under ``raw_dir`` to fetch and unpack into. Those left by
+    downloads on this host whose process is gone are removed first."""
+    host = _host_tag()
+    for entry in raw_dir.glob(f"{_STAGING}{host}-*"):
+        pid = entry.name[len(_STAGING) + len(host) + 1 :].partition("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{_STAGING}{host}-{os.getpid()}-", dir=raw_dir))
+
+
+def _host_tag() -> str:
+    # Results folders may be shared between hosts: a process number means something only
+    # on the host that wrote it.
+    return "".join(c if c.isalnum() else "_" for c in socket.gethostname())[:32] or "host"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # it exists, under another user
+    return True
 
 
 def adopt(entries: list[Path], into: Path) -> None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import os
+import socket
+import subprocess
+import sys
 import tarfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,6 +21,7 @@ from bacalhau.client import (
     SkipReason,
     UnsupportedResult,
 )
+from bacalhau.client._download import staging_folder
 from bacalhau.errors import InternalError, Unavailable
 from bacalhau.models import ResultPath, SpecConfig
 from tests.api.memory_orchestrator import MemoryOrchestrator
@@ -287,3 +291,24 @@ async def test_a_job_without_results_is_an_error_that_creates_no_folder(
     assert info.value.code == "NoResults"
     assert "Failed" in info.value.message and "local/nope:1" in info.value.message
     assert not out.exists()
+
+
+def test_a_killed_downloads_staging_folder_goes_at_the_next_download(tmp_path: Path) -> None:
+    """A ``job get`` killed mid-download leaves its hidden staging folder; the next download
+    into the same folder removes it, and leaves alone those of live downloads and of other
+    hosts (a shared folder)."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = "".join(c if c.isalnum() else "_" for c in socket.gethostname())[:32]
+    killed = tmp_path / f".download-{host}-{dead.pid}-abc"
+    live = tmp_path / f".download-{host}-{os.getpid()}-def"
+    other_host = tmp_path / f".download-elsewhere-{dead.pid}-ghi"
+    for folder in (killed, live, other_host):
+        (folder / "part").mkdir(parents=True)
+        (folder / "part" / "file").write_bytes(b"x" * 1000)
+
+    fresh = staging_folder(tmp_path)
+
+    assert not killed.exists()
+    assert live.exists() and other_host.exists()
+    assert fresh.name.startswith(f".download-{host}-{os.getpid()}-")
