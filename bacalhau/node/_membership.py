@@ -42,9 +42,14 @@ from bacalhau.gossip import (
 from bacalhau.identity import NodeFiles, NodeIdentity
 from bacalhau.models import ExecutionReport, LivenessState, NodeType, is_new_start
 from bacalhau.node._wiring import RequesterLinks
+from bacalhau.orchestrator import REPORT_IN_FLIGHT
 from bacalhau.transport import OrchestratorClient, TlsMaterial
 
 log = logging.getLogger(__name__)
+
+#: Seconds between the report sent when a requester is (re)found and a second one: past the
+#: requester's in-flight window, with a margin for the restart's own delays.
+FOLLOW_UP_REPORT_AFTER = REPORT_IN_FLIGHT + 2.0
 
 
 def gossip_settings(config: NodeConfig) -> GossipSettings:
@@ -148,6 +153,7 @@ class RequesterContact:
         runner: MembershipRunner,
         report_interval: float = 60.0,
         retry_backoff: tuple[float, float] = (0.2, 2.0),
+        follow_up: float = FOLLOW_UP_REPORT_AFTER,
     ) -> None:
         self._identity = identity
         self._files = files
@@ -157,6 +163,7 @@ class RequesterContact:
         self._endpoint = endpoint
         self._runner = runner
         self._report_interval = report_interval
+        self._follow_up = follow_up
         self._backoff = retry_backoff
         self._clients: list[OrchestratorClient] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -175,7 +182,7 @@ class RequesterContact:
         for address in self._seeds:
             self._spawn(self._identify(address), f"identify-{address}")
         for requester_id in self._links.requester_ids():  # the local one, in a hybrid node
-            self._spawn(self.report(requester_id), f"report-{requester_id}")
+            self._spawn(self.report_settled(requester_id), f"report-{requester_id}")
         self._spawn(self._watch(), "execution-reports")
         return self
 
@@ -233,7 +240,19 @@ class RequesterContact:
             self._links.add_remote(claim.node_id, client)
             # Granted inside ``identifying`` so that commands waiting for it see it.
             self._trust.trust(claim.node_id, why=f"it proved its identity at {address}")
-        await self.report(claim.node_id)
+        await self.report_settled(claim.node_id)
+
+    async def report_settled(self, requester_id: str) -> None:
+        """Report now, and once more after the requester's in-flight window.
+
+        A requester does not fail an execution missing from a report if it changed in the
+        last ``FOLLOW_UP_REPORT_AFTER`` seconds: its ask may still be on the way. So after a
+        restart (this node's or the requester's), executions placed just before it would
+        wait for the next anti-entropy round (a minute) to be found lost; the second report
+        settles them seconds later."""
+        await self.report(requester_id)
+        await asyncio.sleep(self._follow_up)
+        await self.report(requester_id)
 
     async def report(self, requester_id: str) -> None:
         """Send this node's execution report to ``requester_id`` (failures are logged; the
@@ -275,7 +294,7 @@ class RequesterContact:
                 self._runner.publish(self._runner.local_record)
                 # Callbacks that waited out a growing backoff while it was away go now.
                 self._endpoint.outbox.retry_now(member.node_id)
-            self._report_soon(member.node_id)
+            self._spawn(self.report_settled(member.node_id), f"report-{member.node_id}")
 
     def _link_configured(self, record: NodeRecord) -> None:
         """A requester trusted by configuration (not reached at a seed) is reached at the

@@ -25,6 +25,7 @@ from bacalhau.orchestrator._orchestrator import ComputeClient, Orchestrator
 from bacalhau.orchestrator._plan import ExecutionChange, Plan
 from bacalhau.orchestrator._planner import ComputeTransport
 from bacalhau.orchestrator._ranking import NodeRank, rank_nodes
+from bacalhau.orchestrator._reconcile import REPORT_IN_FLIGHT
 from bacalhau.orchestrator._result_check import ResultCheck, ResultChecker, ResultChecks
 from bacalhau.orchestrator._retries import RetryPolicy, overdue_trigger, retry_policy
 from bacalhau.orchestrator._scheduler import schedule
@@ -41,6 +42,7 @@ from bacalhau.orchestrator._waiting import queued_jobs_for_node, waiting_reason
 
 __all__ = [
     "ALL_VERSIONS",
+    "REPORT_IN_FLIGHT",
     "ApprovalChain",
     "ApprovalStore",
     "BidApprovalHook",

@@ -40,7 +40,7 @@ from bacalhau.orchestrator._metrics import ACTIVE_JOBS
 from bacalhau.orchestrator._nodes import NodeAddressBook, NodeDirectory
 from bacalhau.orchestrator._planner import ComputeTransport, Planner
 from bacalhau.orchestrator._queue_moves import QueueMoves
-from bacalhau.orchestrator._reconcile import NodeReconciler
+from bacalhau.orchestrator._reconcile import REPORT_IN_FLIGHT, NodeReconciler
 from bacalhau.orchestrator._reports import ExecutionReports
 from bacalhau.orchestrator._result_check import ResultChecker, ResultChecks
 from bacalhau.orchestrator._retention import DEFAULT_JOB_RETENTION, JobRetention
@@ -72,7 +72,7 @@ class Orchestrator(JobSubmission, ExecutionReports, JobControl, Housekeeping):
         approval_hooks: Sequence[BidApprovalHook] = (),
         workers: int = 4,
         manual_approval: bool = False,
-        report_in_flight: float = 10.0,
+        report_in_flight: float = REPORT_IN_FLIGHT,
         housekeeping_interval: float = 5.0,
         installation_id: str = "",
         job_retention: float = DEFAULT_JOB_RETENTION,

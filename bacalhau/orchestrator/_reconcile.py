@@ -44,6 +44,9 @@ E = ExecutionStateType
 #: Requester-side states in which the node must hold the execution. ``New`` is left out: the
 #: ask may not have been sent yet.
 _HELD = frozenset({E.ASK_FOR_BID, E.ASK_FOR_BID_ACCEPTED, E.BID_ACCEPTED, E.RUNNING, E.PUBLISHING})
+#: Seconds after its last change during which an execution missing from a node's report is
+#: not failed: the ask or acceptance may still be on its way to the node.
+REPORT_IN_FLIGHT = 10.0
 #: Why an execution the requester no longer knows is cancelled on its node.
 _FORGOTTEN = (
     "execution was stopped: the requester no longer knows it (its job ended and was removed)"
@@ -59,7 +62,7 @@ class NodeReconciler:
         store: JobStore,
         transport: ComputeTransport,
         enqueue: Callable[[Job, str], object],
-        in_flight: float = 10.0,
+        in_flight: float = REPORT_IN_FLIGHT,
     ) -> None:
         """``in_flight``: an execution changed fewer seconds ago than this may still be on
         its way to the node (an ask or an acceptance sent while the node listed what it

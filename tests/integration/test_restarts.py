@@ -187,3 +187,51 @@ def test_a_requester_stopped_gracefully_gets_its_compute_nodes_back(
         stack.stop(check=False)
         raise
     stack.stop()
+
+
+def test_a_compute_node_back_with_an_empty_store_has_its_last_placements_found_lost_soon(
+    tmp_path: Path, busybox_image: str
+) -> None:
+    """A node restarted without its execution store (a new disk, a wiped data dir) does not
+    list the execution placed on it just before: the requester leaves an execution that
+    changed in the last seconds alone (its ask may be on the way), so the node reports
+    again once that window has passed, and the job is moved within seconds, not at the
+    next anti-entropy round a minute later."""
+    stack = Devstack.start(
+        tmp_path / "devstack",
+        compute_nodes=1,
+        config=["gossip.suspicion_min_seconds=15", "rejoin_grace=20"],
+    )
+    try:
+        job_id = stack.client.submit(sleeper(busybox_image, 3, "again")).job_id
+        first = eventually(
+            lambda: (
+                ex
+                if (ex := running_execution(stack, job_id)) is not None
+                and containers(f"bacalhau-executionID={ex.id}")
+                else None
+            ),
+            timeout=20,
+            what="the job's container running",
+        )
+        stack.kill_node("compute-0")
+        assert stack.wait_for_node_exit("compute-0").exit_code == -9
+        store = stack.node_named("compute-0").data_dir / "compute"
+        for db in store.glob("executions.db*"):
+            db.unlink()
+        stack.restart_node("compute-0")
+        restarted = time.monotonic()
+
+        def lost() -> bool:
+            ex = {e.id: e for e in stack.client.get_job(job_id, executions=True).executions}
+            return ex[first.id].compute_state == ExecutionStateType.FAILED
+
+        eventually(lost, timeout=30, what="the execution the node forgot failed as lost")
+        assert time.monotonic() - restarted < 25
+        state = eventually(lambda: finished(stack, job_id), timeout=30, what="the job finishing")
+        details = stack.client.get_job(job_id, executions=True)
+        assert state == JobStateType.COMPLETED, _explain(stack, details.executions)
+    except BaseException:
+        stack.stop(check=False)
+        raise
+    stack.stop()
