@@ -20,6 +20,7 @@ from bacalhau.errors import ExecutionCancelled, ExecutionTimeout
 from bacalhau.executor import DockerExecutor, InputMount, RunRequest
 from bacalhau.executor._disk import CappedFolders, capped_folders_supported
 from bacalhau.executor.docker import LABEL_EXECUTOR
+from bacalhau.executor.docker._layer_watch import MAX_INTERVAL, next_wait
 from bacalhau.models import Resources, ResultPath
 from tests.executor.conftest import REPO, mounts_under, needs_root, new_request
 
@@ -459,3 +460,16 @@ async def test_a_result_named_with_a_leading_slash_stays_in_the_results(
         assert (request.results_dir / "outputs" / "results.txt").read_text() == "results\n"
     assert await asyncio.to_thread(os.path.exists, "/outputs") == existed
     await _scratch_emptied(scratch)
+
+
+def test_the_writable_layer_is_measured_as_often_as_its_growth_needs() -> None:
+    cap = 1000 * MiB
+    # First look, and a layer that does not grow: soon, then seldom (the engine walks it).
+    assert next_wait(None, (0.0, 0), cap=cap, least=2.0) == 2.0
+    assert next_wait((0.0, 5 * MiB), (2.0, 5 * MiB), cap=cap, least=2.0) == MAX_INTERVAL
+    # Growing at 10 MiB/s with 980 MiB of room: half of it would take 49 s; never past the most.
+    assert next_wait((0.0, 0), (2.0, 20 * MiB), cap=cap, least=2.0) == MAX_INTERVAL
+    # At 100 MiB/s with 400 MiB of room: again in 2 s, before half of it is gone.
+    assert next_wait((0.0, 400 * MiB), (2.0, 600 * MiB), cap=cap, least=0.5) == 2.0
+    # Faster still: no sooner than the least interval.
+    assert next_wait((0.0, 0), (1.0, 900 * MiB), cap=cap, least=2.0) == 2.0

@@ -9,21 +9,26 @@ writable-layer size (``SizeRw``, which the engine computes for any storage drive
 remote), and past the cap it kills the container. The run then fails saying so.
 
 Between two measures a job may write past the cap by what it writes in one interval; the cap
-bounds the damage, it is not a quota.
+bounds the damage, it is not a quota. How often it measures follows the layer's growth (see
+:func:`watch_writable_layer`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 from bacalhau.executor.docker._errors import ENGINE_ERRORS
 
-__all__ = ["watch_writable_layer", "writable_layer_size"]
+__all__ = ["MAX_INTERVAL", "next_wait", "watch_writable_layer", "writable_layer_size"]
 
 _log = logging.getLogger(__name__)
+
+#: The longest pause between two measures of a layer that does not grow.
+MAX_INTERVAL = 10.0
 
 
 async def writable_layer_size(api: Any, container_id: str) -> int | None:
@@ -39,11 +44,19 @@ async def writable_layer_size(api: Any, container_id: str) -> int | None:
 async def watch_writable_layer(
     api: Any, container_id: str, *, cap: int, interval: float, overflow: Callable[[int], None]
 ) -> None:
-    """Measure ``container_id``'s writable layer every ``interval`` seconds until it passes
-    ``cap``; then call ``overflow`` with the size seen and kill the container. Cancel it once
-    the container has exited."""
+    """Measure ``container_id``'s writable layer until it passes ``cap``; then call
+    ``overflow`` with the size seen and kill the container. Cancel it once the container has
+    exited.
+
+    The engine walks the layer's files to measure it, so a layer that does not grow is
+    measured less and less often (up to every :data:`MAX_INTERVAL` seconds); one that grows
+    is measured again before it could have used half its remaining room at its last rate,
+    but never more often than every ``interval`` seconds.
+    """
+    wait = interval
+    last: tuple[float, int] | None = None
     while True:
-        await asyncio.sleep(interval)
+        await asyncio.sleep(wait)
         try:
             size = await writable_layer_size(api, container_id)
         except ENGINE_ERRORS as e:
@@ -61,3 +74,21 @@ async def watch_writable_layer(
                 # It exited on its own meanwhile, or the removal beat us to it.
                 _log.debug("could not stop container %s: %s", container_id[:12], e)
             return
+        now = time.monotonic()
+        wait = next_wait(last, (now, size), cap=cap, least=interval)
+        last = (now, size)
+
+
+def next_wait(
+    last: tuple[float, int] | None, seen: tuple[float, int], *, cap: int, least: float
+) -> float:
+    """Seconds until the next measure, given the last two (time, size) measures."""
+    most = max(least, MAX_INTERVAL)
+    if last is None:
+        return least
+    elapsed = seen[0] - last[0]
+    grown = seen[1] - last[1]
+    if elapsed <= 0 or grown <= 0:
+        return most
+    rate = grown / elapsed
+    return min(most, max(least, (cap - seen[1]) / rate / 2))
