@@ -11,6 +11,7 @@ although its container exited (the OOM killer). A run is cancelled through its
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ from bacalhau.executor.docker._removal import Removals
 from bacalhau.models import format_size
 
 __all__ = ["ContainerSteps", "RunControl", "raise_if_cancelled"]
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -206,7 +209,14 @@ class ContainerSteps:
         finally:
             if watch is not None:
                 watch.cancel()
-                await asyncio.gather(watch, return_exceptions=True)
+                [ended] = await asyncio.gather(watch, return_exceptions=True)
+                if isinstance(ended, Exception):
+                    # The cap went unenforced for this run: the operator must hear of it.
+                    _log.error(
+                        "the writable-layer watch of execution %s failed: %r",
+                        request.execution_id,
+                        ended,
+                    )
         raise_if_cancelled(control, request)
         if outcome.error:
             # The engine stopped answering while the container ran (it restarted, its
