@@ -118,8 +118,9 @@ class ResultOverwritten(BacalhauError):
     http_status = 409
     default_component = "Client"
     default_hint = (
-        "the publisher's key is shared by several executions: put {executionID} (or "
-        "{jobID}) in the key so that each keeps its own result"
+        "the publisher's key is shared by several executions: put {executionID} in the key "
+        "so that each keeps its own result ({jobID} alone is shared by a job's partitions, "
+        "retries and versions)"
     )
 
 
