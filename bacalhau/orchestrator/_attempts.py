@@ -58,6 +58,11 @@ UNREACHABLE_PATIENCE_NS = 60_000_000_000
 FAILED_IT = "failed this job: "
 USED_UP = "used up its attempts at this job"
 TURNED_DOWN = "was turned down by an approval hook: "
+#: How a requester's approval hook's rejection of a bid begins (the execution's message).
+HOOK_REJECTION = "bid rejected by approval hook "
+#: A bid this requester rejected for another reason (a bidder it did not know yet, a bid
+#: past the executions the job needs): asked again after the same pause.
+REFUSED = "had its bid rejected by this requester: "
 UNREACHABLE = "could not be reached"
 SHUT_DOWN = "shut down while running this job (asked again once it is back)"
 RUNS_IT = "already runs an execution of this job"
@@ -161,7 +166,9 @@ def why_not_again(
             (e for e in tries if e.compute_state == E.BID_REJECTED), key=lambda e: e.modify_time
         )
         why = refusal.compute_message or "no reason given"
-        return f"{TURNED_DOWN}{why} (asked again in {_seconds(again - now)}s)"
+        prefix = TURNED_DOWN if why.startswith(HOOK_REJECTION) else REFUSED
+        why = why.removeprefix("bid rejected: ")
+        return f"{prefix}{why} (asked again in {_seconds(again - now)}s)"
     failed = sum(1 for e in tries if e.compute_state == E.FAILED)
     if failed >= attempts_per_node:
         return f"{USED_UP} ({failed} of {attempts_per_node} failed)"

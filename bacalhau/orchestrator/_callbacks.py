@@ -54,6 +54,7 @@ from bacalhau.models import (
     TriggeredBy,
     now_ns,
 )
+from bacalhau.orchestrator._attempts import HOOK_REJECTION
 from bacalhau.orchestrator._hooks import ApprovalChain, BidApprovalHook, ChainDecision
 from bacalhau.orchestrator._late_reports import keep_late_result, tell_late_report
 from bacalhau.orchestrator._nodes import NodeDirectory
@@ -295,7 +296,8 @@ class ExecutionCallbacks:
         try:
             node = await self._bidder(ex.node_id, node_wait)
         except BacalhauError as exc:
-            decision = ChainDecision(accepted=False, decided_by="-", reason=exc.message)
+            # No hook was asked: the bidder is not a node this requester knows (yet).
+            decision = ChainDecision(accepted=False, decided_by="", reason=exc.message)
         else:
             decision = await self._chain.decide(
                 job, ex, node, on_defer=lambda hook, why: self._record_defer(ex.id, hook, why)
@@ -327,8 +329,13 @@ class ExecutionCallbacks:
                 ),
             )
             if not decision.accepted:
-                # A hook said no: reject the bid so the scheduler looks elsewhere.
-                reason = f"bid rejected by approval hook {decision.decided_by}: {decision.reason}"
+                # A hook said no (or the bidder is unknown): reject the bid so the scheduler
+                # looks elsewhere.
+                reason = (
+                    f"{HOOK_REJECTION}{decision.decided_by}: {decision.reason}"
+                    if decision.decided_by
+                    else f"bid rejected: {decision.reason}"
+                )
                 self._store.update_execution(
                     ex.id,
                     desired_state=D.STOPPED,
@@ -339,7 +346,11 @@ class ExecutionCallbacks:
                         message=reason,
                         topic="Scheduling",
                         timestamp=now_ns(),
-                        details={"ApprovalHook": decision.decided_by, "ApprovalHooks": said},
+                        details=(
+                            {"ApprovalHook": decision.decided_by, "ApprovalHooks": said}
+                            if decision.decided_by
+                            else {}
+                        ),
                     ),
                 )
                 await self._planner.reject_bid(self._store.get_execution(ex.id), reason)

@@ -85,6 +85,9 @@ FAILED_HERE = Obstacle("failed this job", "failed this job")
 TURNED_DOWN = Obstacle(
     "was turned down by an approval hook", "were turned down by an approval hook"
 )
+#: The requester rejected the node's bid a moment ago for a reason of its own (see
+#: ``_attempts.REFUSED``); it is asked again after a pause.
+REFUSED = Obstacle("had its bid rejected by this requester", "had their bids rejected")
 #: The node could not be reached a moment ago (it died and gossip has not said so yet, a
 #: partition): a passing obstacle, since it may well come back.
 UNREACHABLE = Obstacle(
@@ -294,6 +297,8 @@ def _obstacle(ranker: object, job: Job, node: NodeState, reason: str) -> Obstacl
         return FAILED_HERE
     if reason.startswith(attempts.TURNED_DOWN):
         return TURNED_DOWN
+    if reason.startswith(attempts.REFUSED):
+        return REFUSED
     if reason.startswith(attempts.UNREACHABLE):
         return UNREACHABLE if "moments ago" in reason else UNREACHABLE_GONE
     if reason == attempts.SHUT_DOWN:

@@ -14,7 +14,7 @@ from bacalhau.orchestrator._attempts import (
     next_reconsideration,
     reconsider_at,
 )
-from bacalhau.orchestrator._ranking import TURNED_DOWN, rank_nodes
+from bacalhau.orchestrator._ranking import REFUSED, TURNED_DOWN, rank_nodes
 from tests.orchestrator.test_scheduler import NOW, ev, execution, job, node
 
 E = ExecutionStateType
@@ -77,3 +77,13 @@ def test_a_batch_job_failing_on_a_refusal_does_not_promise_to_ask_again() -> Non
     assert plan.new_job_state is not None and plan.new_job_state.is_terminal()
     assert "bid rejected by approval hook budget: no" in plan.job_message
     assert "asked again" not in plan.job_message
+
+
+def test_a_bid_the_requester_rejected_itself_is_not_blamed_on_a_hook() -> None:
+    # Right after a restart the requester may not know the bidder yet: no hook was asked.
+    refused = execution("e1", "a", E.BID_REJECTED, msg="bid rejected: node a is not known")
+    [soon] = rank_nodes(job(), [node("a")], [replace(refused, modify_time=NOW)], now=NOW + S)
+    assert not soon.suitable and soon.obstacle == REFUSED
+    assert soon.reason == (
+        "had its bid rejected by this requester: node a is not known (asked again in 9s)"
+    )
