@@ -34,6 +34,7 @@ from urllib.parse import unquote, urlparse
 
 from tqdm import tqdm
 
+from bacalhau._processes import pid_alive
 from bacalhau._tarfile import tarfile
 from bacalhau.client._types import ResultOverwritten, ResultsConflict, UnsupportedResult
 from bacalhau.errors import BacalhauError, InternalError, Unavailable
@@ -480,7 +481,7 @@ def staging_folder(raw_dir: Path) -> Path:
     host = _host_tag()
     for entry in raw_dir.glob(f"{_STAGING}{host}-*"):
         pid = entry.name[len(_STAGING) + len(host) + 1 :].partition("-")[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(entry, ignore_errors=True)
     return Path(tempfile.mkdtemp(prefix=f"{_STAGING}{host}-{os.getpid()}-", dir=raw_dir))
 
@@ -489,16 +490,6 @@ def _host_tag() -> str:
     # Results folders may be shared between hosts: a process number means something only
     # on the host that wrote it.
     return "".join(c if c.isalnum() else "_" for c in socket.gethostname())[:32] or "host"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # it exists, under another user
-    return True
 
 
 def adopt(entries: list[Path], into: Path) -> None:

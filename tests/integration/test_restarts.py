@@ -46,6 +46,23 @@ def sleeper(image: str, seconds: int, say: str) -> Job:
     )
 
 
+def _kill_its_node_once_running(stack: Devstack, job_id: str) -> Execution:
+    """SIGKILL compute-0 once the job's container runs there; returns that execution."""
+    first = eventually(
+        lambda: (
+            ex
+            if (ex := running_execution(stack, job_id)) is not None
+            and containers(f"bacalhau-executionID={ex.id}")
+            else None
+        ),
+        timeout=20,
+        what="the job's container running",
+    )
+    stack.kill_node("compute-0")
+    assert stack.wait_for_node_exit("compute-0").exit_code == -9
+    return first
+
+
 def _explain(stack: Devstack, executions: list[Execution]) -> str:
     """Why a job has more executions than it should: each one's states and last message,
     and the end of the requester's log."""
@@ -107,18 +124,7 @@ def test_compute_node_killed_mid_job_and_restarted_reports_it_and_the_job_comple
     )
     try:
         job_id = stack.client.submit(sleeper(busybox_image, 5, "second")).job_id
-        first = eventually(
-            lambda: (
-                ex
-                if (ex := running_execution(stack, job_id)) is not None
-                and containers(f"bacalhau-executionID={ex.id}")
-                else None
-            ),
-            timeout=20,
-            what="the job's container running",
-        )
-        stack.kill_node("compute-0")
-        assert stack.wait_for_node_exit("compute-0").exit_code == -9
+        first = _kill_its_node_once_running(stack, job_id)
         # The node's watcher removes the container it could not (executor/docker/_deathwatch).
         eventually(
             lambda: not containers(f"bacalhau-executionID={first.id}"),
@@ -204,18 +210,7 @@ def test_a_compute_node_back_with_an_empty_store_has_its_last_placements_found_l
     )
     try:
         job_id = stack.client.submit(sleeper(busybox_image, 3, "again")).job_id
-        first = eventually(
-            lambda: (
-                ex
-                if (ex := running_execution(stack, job_id)) is not None
-                and containers(f"bacalhau-executionID={ex.id}")
-                else None
-            ),
-            timeout=20,
-            what="the job's container running",
-        )
-        stack.kill_node("compute-0")
-        assert stack.wait_for_node_exit("compute-0").exit_code == -9
+        first = _kill_its_node_once_running(stack, job_id)
         store = stack.node_named("compute-0").data_dir / "compute"
         for db in store.glob("executions.db*"):
             db.unlink()

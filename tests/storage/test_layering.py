@@ -8,15 +8,16 @@ from pathlib import Path
 
 STORAGE = Path(__file__).resolve().parents[2] / "bacalhau" / "storage"
 # (bacalhau._tarfile is the standard library's module, chosen by Python version, and
-# bacalhau._lazy a helper of the import system importing nothing of ours: no layers.)
+# bacalhau._lazy and bacalhau._processes helpers importing nothing of ours: no layers.)
 ALLOWED = {
     "bacalhau.storage",
     "bacalhau.models",
     "bacalhau.errors",
     "bacalhau._tarfile",
     "bacalhau._lazy",
+    "bacalhau._processes",
 }
-LEAVES = [STORAGE.parent / "_lazy.py"]
+LEAVES = [STORAGE.parent / "_lazy.py", STORAGE.parent / "_processes.py"]
 
 
 def _imports(path: Path) -> set[str]:

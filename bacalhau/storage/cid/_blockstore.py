@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from bacalhau._processes import pid_alive
 from bacalhau.errors import BlockNotFound, CorruptBlock, InvalidCID
 
 from ._batch import BatchWriter
@@ -96,16 +97,6 @@ class _WritePack:
     id: int
     fd: int
     size: int
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Blockstore:
@@ -444,7 +435,7 @@ class Blockstore:
             ).fetchall()
         removed = 0
         for pack, owner, sealed, live in packs:
-            if pack == current or not (sealed or not _pid_alive(owner)):
+            if pack == current or not (sealed or not pid_alive(owner)):
                 continue  # still being written, by us or by another live process
             path = self._pack_path(pack)
             size = path.stat().st_size if path.exists() else 0
