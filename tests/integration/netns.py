@@ -99,6 +99,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from bacalhau._processes import pid_alive
 from tests.integration.devstack import dying_with_parent
 
 __all__ = [
@@ -179,16 +180,6 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return done
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def our_namespaces() -> list[str]:
     """Every namespace on the machine that a :class:`PrivateNetwork` created (any process)."""
     listed = _ip("netns", "list", check=False).stdout
@@ -222,7 +213,7 @@ def sweep_stale() -> list[str]:
     stale = []
     for name in our_namespaces():
         match = _OURS.match(name)
-        if match and not _pid_alive(int(match.group(1))):
+        if match and not pid_alive(int(match.group(1))):
             stale.append(name)
     _delete_namespaces(stale)
     return stale
