@@ -20,7 +20,8 @@ from bacalhau.cli._root import (
     pass_state,
 )
 from bacalhau.cli._run import download_results, follow_option, follow_submitted, submit_and_follow
-from bacalhau.errors import ConflictJobState
+from bacalhau.client import JobListPage
+from bacalhau.errors import ConflictJobState, JobNotFound
 from bacalhau.models import (
     TAIL_FLAG_LINES,
     Execution,
@@ -287,6 +288,8 @@ def job_describe(state: CliState, job_id: str, version: int, output: str) -> Non
     help="Label selector the jobs must match.",
 )
 @click.option("--namespace", default="", help="Only this namespace (default: all).")
+# Bacalhau v1.0-1.3's `list --id-filter ID`, still in old scripts: that job alone.
+@click.option("--id-filter", default="", hidden=True)
 @output_option()
 @pass_state
 def job_list(
@@ -297,17 +300,21 @@ def job_list(
     order_reversed: bool,
     labels: str,
     namespace: str,
+    id_filter: str,
     output: str,
 ) -> None:
     """List jobs."""
-    page = state.client().list_jobs(
-        namespace=namespace,
-        labels=labels,
-        limit=limit,
-        next_token=next_token,
-        order_by=order_by,
-        reverse=order_reversed,
-    )
+    if id_filter:
+        page = JobListPage(items=_job_with_id(state, id_filter))
+    else:
+        page = state.client().list_jobs(
+            namespace=namespace,
+            labels=labels,
+            limit=limit,
+            next_token=next_token,
+            order_by=order_by,
+            reverse=order_reversed,
+        )
     if not tabular(output):
         emit([j.to_dict() for j in page.items], output)
     else:
@@ -319,6 +326,15 @@ def job_list(
         table(("CREATED", "ID", "NAME", "JOB", "TYPE", "STATE"), rows)
     if page.next_token:
         click.echo(f"\nTo fetch more records use:\n\t--next-token {page.next_token}", err=True)
+
+
+def _job_with_id(state: CliState, job_id: str) -> list[Job]:
+    """The job ``job_id`` names (an ID, a unique prefix or a name) as a list: none if there
+    is no such job, as Bacalhau's filtered listing answered."""
+    try:
+        return [state.client().get_job(job_id).job]
+    except JobNotFound:
+        return []
 
 
 @job_group.command("executions")

@@ -4,13 +4,16 @@
 Bacalhau moved them under ``job`` and ``agent`` in v1.0, turned them into stubs in v1.4 and
 removed them in v1.7; scripts and documents still use them. Here each one works as the command
 it became, takes the same options, and says on standard error (never on standard output, which
-scripts read) which spelling replaces it.
+scripts read) which spelling replaces it. ``list`` and ``describe`` also take the options they
+had in v1.0-1.3 (``list -n 5 --id-filter ID --reverse=false``, ``describe --json``),
+translated into the new command's.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -50,6 +53,66 @@ def _find(root: click.Group, path: tuple[str, ...]) -> click.Command:
     return command
 
 
+def _tags(values: tuple[str, ...]) -> list[str]:
+    return [t.strip() for v in values for t in v.split(",") if t.strip()]
+
+
+def _list_options(kwargs: dict[str, Any]) -> None:
+    """v1.0-1.3's ``list`` options, as ``job list`` takes them."""
+    number, reverse, sort_by = kwargs.pop("number"), kwargs.pop("reverse"), kwargs.pop("sort_by")
+    include, exclude = _tags(kwargs.pop("include_tag")), _tags(kwargs.pop("exclude_tag"))
+    kwargs.pop("all")  # every job was always listed here
+    if number is not None:
+        kwargs["limit"] = number
+    if reverse is not None:
+        kwargs["order_reversed"] = reverse
+    if sort_by:
+        kwargs["order_by"] = sort_by
+    # Tags were annotations; a job's labels hold them now.
+    selectors = [kwargs["labels"], *include, *(f"!{t}" for t in exclude)]
+    kwargs["labels"] = ",".join(s for s in selectors if s)
+
+
+def _describe_options(kwargs: dict[str, Any]) -> None:
+    """v1.0-1.3's ``describe`` options, as ``job describe`` takes them."""
+    kwargs.pop("include_events")  # the history is always shown
+    if kwargs.pop("json"):
+        kwargs["output"] = "json"
+
+
+#: Options of v1.0-1.3 that the new command lacks, and how to translate them.
+_OLD_OPTIONS: dict[str, tuple[list[click.Option], Callable[[dict[str, Any]], None]]] = {
+    "list": (
+        [
+            click.Option(["-n", "--number"], type=click.IntRange(min=0), help="As --limit."),
+            click.Option(
+                ["--reverse"],
+                type=click.BOOL,
+                is_flag=False,
+                flag_value=True,
+                help="Newest first (--reverse=false: oldest first), as --order-reversed.",
+            ),
+            click.Option(
+                ["--sort-by"],
+                type=click.Choice(["id", "created_at"], case_sensitive=False),
+                help="As --order-by.",
+            ),
+            click.Option(["--include-tag"], multiple=True, help="Only jobs with this label."),
+            click.Option(["--exclude-tag"], multiple=True, help="No jobs with this label."),
+            click.Option(["--all"], is_flag=True, help="Accepted: every job is listed."),
+        ],
+        _list_options,
+    ),
+    "describe": (
+        [
+            click.Option(["--json"], is_flag=True, help="As --output json."),
+            click.Option(["--include-events"], is_flag=True, help="Accepted: always shown."),
+        ],
+        _describe_options,
+    ),
+}
+
+
 def _alias(old: str, target: click.Command, spelling: str) -> click.Command:
     alias = copy.copy(target)
     alias.name = old
@@ -57,10 +120,14 @@ def _alias(old: str, target: click.Command, spelling: str) -> click.Command:
     alias.short_help = f"Deprecated: use `{spelling}`."
     callback = target.callback
     assert callback is not None
+    extra, translate = _OLD_OPTIONS.get(old, ([], None))
+    alias.params = [*target.params, *extra]
 
     @functools.wraps(callback)
     def notice_then_run(*args: Any, **kwargs: Any) -> Any:
         click.echo(f"Command '{old}' is deprecated: use '{spelling}'.", err=True)
+        if translate is not None:
+            translate(kwargs)
         return callback(*args, **kwargs)
 
     alias.callback = notice_then_run

@@ -258,3 +258,29 @@ def test_a_job_file_is_read_from_standard_input_or_refused_clearly(tmp_path: Pat
         done = CliRunner().invoke(cli, args, input=module.read_bytes())
         assert done.exit_code == 2, done.output
         assert "is a WebAssembly module, not a job file" in done.stderr
+
+
+def test_v1_0_to_1_3_list_and_describe_options(bacalhau: Cli) -> None:
+    """The options of the old ``list`` and ``describe``, as their documents used them."""
+    first, second = submit(bacalhau, "one"), submit(bacalhau, "two")
+    done = bacalhau(["docker", "run", "--id-only", "-l", "keep=yes", "busybox", "--", "true"])
+    tagged = done.stdout.strip()
+
+    def listed(*args: str) -> list[str]:
+        done = bacalhau(["list", *args, "--output", "json"])
+        assert done.exit_code == 0, done.output
+        return [j["ID"] for j in json.loads(done.stdout)]
+
+    assert listed("--id-filter", second) == [second]
+    assert listed("--id-filter", second[:10]) == [second]  # a short ID, as the table shows
+    assert listed("--id-filter", "j-00000000-0000-0000-0000-000000000000") == []
+    oldest_first = listed("--sort-by", "created_at", "--reverse=false")
+    assert oldest_first == [first, second, tagged]
+    assert listed("--sort-by", "created_at", "--reverse") == oldest_first[::-1]
+    assert listed("-n", "2", "--sort-by", "created_at", "--reverse=false") == [first, second]
+    assert listed("--include-tag", "keep", "--all") == [tagged]
+    assert set(listed("--exclude-tag", "keep")) == {first, second}
+
+    done = bacalhau(["describe", first, "--json", "--include-events"])
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["Job"]["ID"] == first
