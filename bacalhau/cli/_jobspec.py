@@ -238,6 +238,8 @@ def _runtime_flags(*, submit: bool) -> list[Callable[[Any], Any]]:
             click.option("--raw", is_flag=True, help="With --download: one folder per result."),
             click.option("--download-timeout-secs", type=Duration(), default=300, hidden=True),
             click.option("-g", "--gettimeout", type=int, default=10, hidden=True),
+            # Bacalhau v1.0-v1.3: opt out of its telemetry; this node sends none.
+            click.option("--do-not-track", is_flag=True, hidden=True),
         ]
     return flags
 

@@ -325,6 +325,7 @@ def runtime_settings(kwargs: dict[str, Any]) -> dict[str, Any]:
     ):
         runtime[key] = kwargs.pop(key, default)
     kwargs.pop("gettimeout", None)  # Bacalhau v1.0-v1.3's IPFS timeout: nothing to set here
+    kwargs.pop("do_not_track", None)
     return runtime
 
 

@@ -284,3 +284,12 @@ def test_v1_0_to_1_3_list_and_describe_options(bacalhau: Cli) -> None:
     done = bacalhau(["describe", first, "--json", "--include-events"])
     assert done.exit_code == 0, done.output
     assert json.loads(done.stdout)["Job"]["ID"] == first
+
+
+def test_v1_0_to_1_3_run_flags_still_parse(bacalhau: Cli) -> None:
+    """``--do-not-track`` and ``-g`` of the v1.0-1.3 documents: accepted, nothing to do."""
+    done = bacalhau(
+        ["docker", "run", "--do-not-track", "-g", "30", "--id-only", "busybox", "--", "true"]
+    )
+    assert done.exit_code == 0, done.output
+    assert done.stdout.strip().startswith("j-")
