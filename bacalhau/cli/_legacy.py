@@ -57,7 +57,7 @@ def _tags(values: tuple[str, ...]) -> list[str]:
     return [t.strip() for v in values for t in v.split(",") if t.strip()]
 
 
-def _list_options(kwargs: dict[str, Any]) -> None:
+def _list_options(kwargs: dict[str, Any]) -> bool:
     """v1.0-1.3's ``list`` options, as ``job list`` takes them."""
     number, reverse, sort_by = kwargs.pop("number"), kwargs.pop("reverse"), kwargs.pop("sort_by")
     include, exclude = _tags(kwargs.pop("include_tag")), _tags(kwargs.pop("exclude_tag"))
@@ -71,17 +71,31 @@ def _list_options(kwargs: dict[str, Any]) -> None:
     # Tags were annotations; a job's labels hold them now.
     selectors = [kwargs["labels"], *include, *(f"!{t}" for t in exclude)]
     kwargs["labels"] = ",".join(s for s in selectors if s)
+    return False
 
 
-def _describe_options(kwargs: dict[str, Any]) -> None:
-    """v1.0-1.3's ``describe`` options, as ``job describe`` takes them."""
+def _describe_options(kwargs: dict[str, Any]) -> bool:
+    """v1.0-1.3's ``describe`` options, as ``job describe`` takes them; ``--spec`` prints
+    the job's spec alone (and says it was handled)."""
     kwargs.pop("include_events")  # the history is always shown
-    if kwargs.pop("json"):
+    as_json = kwargs.pop("json")
+    if as_json:
         kwargs["output"] = "json"
+    if not kwargs.pop("spec"):
+        return False
+    from bacalhau.cli._render import emit
+    from bacalhau.cli._root import CliState
+
+    state = click.get_current_context().find_object(CliState)
+    assert state is not None
+    details = state.client().get_job_raw(kwargs["job_id"], version=kwargs.get("version", 0))
+    emit(details.get("Job", details), "json" if as_json else "yaml")
+    return True
 
 
 #: Options of v1.0-1.3 that the new command lacks, and how to translate them.
-_OLD_OPTIONS: dict[str, tuple[list[click.Option], Callable[[dict[str, Any]], None]]] = {
+#: A translation returns True when it has done the command's work itself.
+_OLD_OPTIONS: dict[str, tuple[list[click.Option], Callable[[dict[str, Any]], bool]]] = {
     "list": (
         [
             click.Option(["-n", "--number"], type=click.IntRange(min=0), help="As --limit."),
@@ -106,6 +120,7 @@ _OLD_OPTIONS: dict[str, tuple[list[click.Option], Callable[[dict[str, Any]], Non
     "describe": (
         [
             click.Option(["--json"], is_flag=True, help="As --output json."),
+            click.Option(["--spec"], is_flag=True, help="Print the job's spec alone."),
             click.Option(["--include-events"], is_flag=True, help="Accepted: always shown."),
         ],
         _describe_options,
@@ -126,8 +141,8 @@ def _alias(old: str, target: click.Command, spelling: str) -> click.Command:
     @functools.wraps(callback)
     def notice_then_run(*args: Any, **kwargs: Any) -> Any:
         click.echo(f"Command '{old}' is deprecated: use '{spelling}'.", err=True)
-        if translate is not None:
-            translate(kwargs)
+        if translate is not None and translate(kwargs):
+            return None
         return callback(*args, **kwargs)
 
     alias.callback = notice_then_run

@@ -284,6 +284,10 @@ def test_v1_0_to_1_3_list_and_describe_options(bacalhau: Cli) -> None:
     done = bacalhau(["describe", first, "--json", "--include-events"])
     assert done.exit_code == 0, done.output
     assert json.loads(done.stdout)["Job"]["ID"] == first
+    spec = bacalhau(["describe", first, "--spec"])
+    assert spec.exit_code == 0, spec.output
+    assert yaml.safe_load(spec.stdout)["ID"] == first
+    assert json.loads(bacalhau(["describe", first, "--spec", "--json"]).stdout)["ID"] == first
 
 
 def test_v1_0_to_1_3_run_flags_still_parse(bacalhau: Cli) -> None:
