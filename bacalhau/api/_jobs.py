@@ -29,6 +29,7 @@ from bacalhau.api._query import (
     JobListToken,
     PageToken,
     Query,
+    as_utf8,
     body_bool,
     body_str,
     body_uint,
@@ -150,7 +151,7 @@ async def put_job(request: web.Request) -> web.Response:
     job = submission.job
     token = submission.idempotency_token or request.query.get("idempotency_token", "")
     meta = {
-        key: request.headers[header]
+        key: as_utf8(request.headers[header])
         for header, key in _CLIENT_META_HEADERS.items()
         if request.headers.get(header)
     }

@@ -286,7 +286,25 @@ def body_str(data: dict[str, Any], key: str) -> str:
             hint=f'give {key} as a JSON string ("...")',
             details={"Field": key},
         )
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            # JSON's \ud800 escapes decode to lone surrogates, which nothing can store.
+            raise InvalidRequest(
+                f"{key} is not valid Unicode: it holds a lone UTF-16 surrogate",
+                hint=f"send {key} as text whose \\u escapes pair up (or as plain UTF-8)",
+                details={"Field": key},
+            ) from None
     return value
+
+
+def as_utf8(value: str) -> str:
+    """A header's value as text that can be stored: the server reads header bytes that are
+    not UTF-8 as lone surrogates; they become U+FFFD, as Bacalhau's JSON writes them."""
+    if value.isascii():
+        return value
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def body_bool(data: dict[str, Any], key: str) -> bool:

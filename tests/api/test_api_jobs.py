@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
+from bacalhau.api import ApiServer
 from bacalhau.models import SpecConfig
 from tests.api.memory_orchestrator import MemoryOrchestrator
 
@@ -353,3 +356,26 @@ async def test_executions_results_and_state_numbering(
     assert "&" in text  # not HTML-escaped
     async with http.get(f"{JOBS}/{job_id}/results") as r:
         assert (await r.json())["Items"] == []
+
+
+async def test_client_meta_headers_that_are_not_utf8_are_kept_as_replacement_characters(
+    server: ApiServer, orch: MemoryOrchestrator
+) -> None:
+    """Header bytes that are not UTF-8 must not make a job that no compute node can be sent;
+    they are kept as U+FFFD, as Bacalhau's JSON writes them."""
+    url = urlsplit(server.url)
+    body = json.dumps({"Job": spec()}).encode()
+    reader, writer = await asyncio.open_connection(url.hostname, url.port)
+    writer.write(
+        b"PUT /api/v1/orchestrator/jobs HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        b"Content-Type: application/json\r\nX-Bacalhau-InstanceID: run-\xff\xfe\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
+    await writer.drain()
+    answer = await reader.read()
+    writer.close()
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), answer
+    job = await orch.get_job(json.loads(payload)["JobID"])
+    assert job.meta["bacalhau.org/client.instance.id"] == "run-\ufffd\ufffd"
+    json.dumps(job.meta, ensure_ascii=False).encode("utf-8")  # storable as it is

@@ -233,3 +233,21 @@ def test_secrets_in_urls_are_redacted() -> None:
     assert out["Plain"] == config["Plain"]  # not a URL: left as it is
     assert out["Broken"] == "<redacted>"  # a URL that does not parse: not shown at all
     assert "s3cret" not in repr(out) and "pa55" not in repr(out)
+
+
+async def test_a_node_update_message_that_is_not_unicode_is_refused_clearly(
+    http: aiohttp.ClientSession, orch: MemoryOrchestrator
+) -> None:
+    add_compute(orch, "n-c1", 4)
+    for method, path, body in (
+        ("PUT", f"{NODES}/n-c1", '{"Action": "reject", "Message": "\\ud800"}'),
+        ("POST", NODES, '{"nodeID": "n-c1", "action": "approve", "message": "a\\udfffb"}'),
+    ):
+        async with http.request(
+            method, path, data=body, headers={"Content-Type": "application/json"}
+        ) as r:
+            assert r.status == 400, await r.text()
+            err = await r.json()
+        assert err["Code"] == "BadRequest", err
+        assert err["Details"]["Field"].lower() == "message"
+        assert "lone UTF-16 surrogate" in err["Message"]
