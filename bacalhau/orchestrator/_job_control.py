@@ -68,5 +68,6 @@ class JobControl(OrchestratorQueries, EvaluationRunner):
         return rerun, ev.id
 
     async def job_versions(self, job_id: str, *, namespace: str = "") -> list[Job]:
-        """Every version of a job's spec, oldest first."""
-        return self.store.job_versions(self.store.resolve_job_id(job_id, namespace))
+        """Every version of a job's spec, oldest first, each in the state it has now."""
+        job = self.store.get_job(self.store.resolve_job_id(job_id, namespace))
+        return self._in_their_states(job, self.store.job_versions(job.id))

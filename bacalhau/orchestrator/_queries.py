@@ -76,18 +76,28 @@ class OrchestratorQueries:
         found = self.store.job_versions(job.id, version=version)
         if not found:
             raise _no_version(job, version)
-        old = found[0]
-        last = [
-            h
-            for h in self.store.history_of(job.id)
-            if h.type == HistoryType.JOB and h.job_version == version and h.job_state_new
-        ]
-        if last:
-            old.state = last[-1].job_state_new or old.state
-            old.revision = last[-1].new_revision
-            old.modify_time = last[-1].time
-            old.state_message = last[-1].event.message if old.state.is_terminal() else ""
-        return old
+        return self._in_their_states(job, found)[0]
+
+    def _in_their_states(self, job: Job, versions: list[Job]) -> list[Job]:
+        """``versions`` (as stored) of ``job``, each in the state it has now: the latest in
+        the job's, an earlier one in the state its history last gave it (a version that
+        never ran stays Pending)."""
+        last: dict[int, JobHistory] = {}
+        for h in self.store.history_of(job.id):
+            if h.type == HistoryType.JOB and h.job_state_new:
+                last[h.job_version] = h
+        for old in versions:
+            if old.version == job.version:
+                old.state, old.revision = job.state, job.revision
+                old.modify_time, old.state_message = job.modify_time, job.state_message
+                continue
+            seen = last.get(old.version)
+            if seen is not None:
+                old.state = seen.job_state_new or old.state
+                old.revision = seen.new_revision
+                old.modify_time = seen.time
+                old.state_message = seen.event.message if old.state.is_terminal() else ""
+        return versions
 
     async def list_jobs(
         self,

@@ -121,7 +121,14 @@ async def test_submitting_a_name_again_makes_a_new_version_and_stops_the_old_one
     history = await orch.job_history("web", event_type="job")
     updated = [h for h in history if h.event.message == "Job updated as version 2"]
     assert len(updated) == 1 and updated[0].job_state_new == JobStateType.PENDING
-    assert [v.version for v in await orch.job_versions("web")] == [1, 2]
+    await orch.stop_job("web", "done with it")
+    versions = await orch.job_versions("web")
+    assert [v.version for v in versions] == [1, 2]
+    # Each in the state it has now, as a read of that version gives it.
+    for v in versions:
+        now = await orch.get_job("web", version=v.version)
+        assert (v.state, v.revision, v.modify_time) == (now.state, now.revision, now.modify_time)
+    assert versions[-1].state == JobStateType.STOPPED
 
 
 async def test_an_unchanged_spec_is_refused_unless_forced(
