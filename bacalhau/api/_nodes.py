@@ -31,10 +31,11 @@ def _available(node: NodeState) -> Resources:
 _NODE_ORDER: dict[str, Callable[[NodeState], int | float | str]] = {
     "id": lambda n: n.info.node_id,
     "type": lambda n: n.info.node_type.value,
-    "available_cpu": lambda n: _available(n).cpu,
-    "available_memory": lambda n: _available(n).memory,
-    "available_disk": lambda n: _available(n).disk,
-    "available_gpu": lambda n: _available(n).gpu,
+    # The most free first, as Bacalhau sorts them (``reverse`` puts the fullest first).
+    "available_cpu": lambda n: -_available(n).cpu,
+    "available_memory": lambda n: -_available(n).memory,
+    "available_disk": lambda n: -_available(n).disk,
+    "available_gpu": lambda n: -_available(n).gpu,
     "approval": lambda n: n.membership.value,
     "status": lambda n: n.connection.value,
     "liveness": lambda n: n.liveness.value,

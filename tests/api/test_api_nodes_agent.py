@@ -41,9 +41,13 @@ async def test_list_nodes_both_keys_sorting_and_filters(
     assert node["Membership"] == "PENDING" and node["Connection"] == "CONNECTED"
     assert node["ConnectionState"]["Status"] == "CONNECTED"  # Bacalhau v1.6+'s place
     assert node["Info"]["ComputeNodeInfo"]["ExecutionEngines"] == ["docker", "wasm"]
+    # Capacity sorts the most free first, as Bacalhau's does; reverse, the fullest.
+    async with http.get(NODES, params={"order_by": "available_cpu"}) as r:
+        ids = [n["Info"]["NodeID"] for n in (await r.json())["Nodes"]]
+    assert ids == ["n-c1", "n-c2", "n-memory-requester"]
     async with http.get(NODES, params={"order_by": "available_cpu", "reverse": "true"}) as r:
         ids = [n["Info"]["NodeID"] for n in (await r.json())["Nodes"]]
-    assert ids[:2] == ["n-c1", "n-c2"]
+    assert ids == ["n-memory-requester", "n-c2", "n-c1"]
     async with http.get(NODES, params={"filter_approval": "approved"}) as r:
         assert [n["Info"]["NodeID"] for n in (await r.json())["nodes"]] == ["n-memory-requester"]
     async with http.get(NODES, params={"filter-approval": "PENDING", "labels": "zone=b"}) as r:
@@ -173,7 +177,7 @@ async def test_node_list_pages_go_on_with_their_token(
     assert await _node_pages(http) == [everyone]
     assert await _node_pages(http, limit="2") == [everyone[:2], everyone[2:4], everyone[4:]]
     # By a number, largest first (the requester has no capacity: 0 CPUs).
-    assert await _node_pages(http, limit="3", order_by="available_cpu", reverse="true") == [
+    assert await _node_pages(http, limit="3", order_by="available_cpu") == [
         ["n-c3", "n-c0", "n-c2"],
         ["n-c1", "n-memory-requester"],
     ]
