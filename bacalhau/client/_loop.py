@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import inspect
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 __all__ = ["LoopRunner"]
@@ -38,6 +39,20 @@ class LoopRunner:
         if self._thread is None and not _loop_running_here():
             return self._run_here(coro)
         return self._run_in_thread(coro)
+
+    def call(self, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
+        """``run(fn(*args))``, the coroutine made here: a Ctrl+C that lands between making
+        it and handing it over leaves no coroutine that was never awaited (Python would
+        warn of it on the way out)."""
+        coro = fn(*args)
+        try:
+            return self.run(coro)
+        except BaseException:
+            # Never started: nothing else holds it (a coroutine handed to the loop's own
+            # thread is that thread's to finish).
+            if self._thread is None and inspect.getcoroutinestate(coro) == inspect.CORO_CREATED:
+                coro.close()
+            raise
 
     def close(self, last: Coroutine[Any, Any, None] | None = None) -> None:
         """Run ``last`` (closing what the loop holds), then close the loop; idempotent."""

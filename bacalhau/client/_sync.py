@@ -239,7 +239,9 @@ class Client:
         try:
             while True:
                 try:
-                    yield self._run(_next(lines))
+                    # Made by the runner: this loop turns once per line, so a Ctrl+C
+                    # often lands here.
+                    yield self._runner.call(_next, lines)
                 except StopAsyncIteration:
                     return
         finally:

@@ -27,7 +27,13 @@ pytestmark = pytest.mark.integration
 #: A job that says it started, then runs long enough to be interrupted.
 LONG = "echo started; sleep 30"
 #: What a traceback or asyncio's complaints at exit look like on standard error.
-NOISE = ("Traceback", "Exception ignored", "Task exception", "Event loop is closed")
+NOISE = (
+    "Traceback",
+    "Exception ignored",
+    "Task exception",
+    "Event loop is closed",
+    "was never awaited",
+)
 
 
 @pytest.fixture(scope="module")
