@@ -49,6 +49,13 @@ class JobControl(OrchestratorQueries, EvaluationRunner):
         ``version``'s); returns the new version and the evaluation that places it (what the
         previous version still runs is stopped)."""
         job = await self.get_job(job_id, namespace=namespace)
+        if job.state in (JobStateType.PENDING, JobStateType.QUEUED):
+            # As Bacalhau: a version that has not run yet has nothing to run again.
+            raise ConflictJobState(
+                f"cannot rerun job in state {job.state.wire}",
+                hint="it has not run yet: wait for it, or stop it first; `bacalhau job run` "
+                "submits a changed spec",
+            )
         spec = None
         if version and version != job.version:
             spec = await self.get_job(job.id, version=version)

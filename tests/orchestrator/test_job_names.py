@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bacalhau.errors import InvalidJobSpec, JobNotFound, JobSpecUnchanged
+from bacalhau.errors import ConflictJobState, InvalidJobSpec, JobNotFound, JobSpecUnchanged
 from bacalhau.models import (
     AskAnswer,
     AskForBidRequest,
@@ -226,3 +226,18 @@ async def test_stop_history_and_results_take_a_name(
     assert (await orch.get_job(submitted.job_id)).state == JobStateType.STOPPED
     rerun, _ = await orch.rerun_job("stoppable")
     assert (rerun.id, rerun.version) == (submitted.job_id, 2)
+
+
+async def test_a_job_that_has_not_run_yet_cannot_be_rerun(
+    requester: tuple[Orchestrator, UnansweredAsks],
+) -> None:
+    orch, _ = requester
+    first = await orch.submit_job(_job("waiting"))
+    assert (await orch.get_job(first.job_id)).state in (JobStateType.PENDING, JobStateType.QUEUED)
+    with pytest.raises(ConflictJobState, match="cannot rerun job in state") as refused:
+        await orch.rerun_job(first.job_id)
+    assert "stop it first" in refused.value.hint
+    assert (await orch.get_job(first.job_id)).version == 1
+    await orch.stop_job(first.job_id)
+    rerun, _ = await orch.rerun_job(first.job_id)
+    assert rerun.version == 2
