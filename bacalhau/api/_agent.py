@@ -167,7 +167,9 @@ async def gone(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     r = app.router
+    # Bacalhau v1.9 redirects these two to /api/v1/agent/version: served here at once.
     r.add_get("/", version)
+    r.add_get("/version", version)
     r.add_get("/api/v1/agent/alive", alive)
     r.add_get("/api/v1/agent/version", version)
     r.add_get("/api/v1/agent/node", node)

@@ -15,6 +15,7 @@ status (what Bacalhau's clients act on) is unchanged.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import re
@@ -75,6 +76,24 @@ def json_response(body: Any, *, status: int = 200) -> web.Response:
     return web.Response(body=encode_json(body), status=status, content_type="application/json")
 
 
+#: Request IDs made here: a per-process prefix and a counter (a UUID costs a system call for
+#: its randomness on every answer; clients only echo the ID back).
+_ID_PREFIX = uuid.uuid4().hex[:12]
+_next_id = itertools.count(1).__next__
+
+
+def request_id(request: web.Request) -> str:
+    """The request's own ``X-Request-ID``, or one made for it."""
+    return request.headers.get("X-Request-ID") or f"{_ID_PREFIX}-{_next_id()}"
+
+
+async def stamp_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """Every answer carries an ``X-Request-ID``, as Bacalhau's request-ID middleware sets
+    it (errors carry theirs already)."""
+    if "X-Request-ID" not in response.headers:
+        response.headers["X-Request-ID"] = request_id(request)
+
+
 def error_response(
     request: web.Request,
     *,
@@ -85,12 +104,11 @@ def error_response(
     hint: str = "",
     details: dict[str, str] | None = None,
 ) -> web.Response:
-    request_id = request.headers.get("X-Request-ID") or str(uuid.uuid4())
-    headers = {"X-Request-ID": request_id}
+    rid = request_id(request)
     if request.method == "HEAD":
-        return web.Response(status=status, headers=headers)
+        return web.Response(status=status, headers={"X-Request-ID": rid})
     return _error_body_response(
-        request_id,
+        rid,
         status=status,
         code=code,
         message=message,

@@ -16,7 +16,7 @@ from bacalhau.api._api_metrics import metrics_middleware
 from bacalhau.api._authz import Authorizer
 from bacalhau.api._context import CONTEXT, ApiContext
 from bacalhau.api._cors import enable_cors
-from bacalhau.api._errors import JsonErrorRequestHandler, error_middleware
+from bacalhau.api._errors import JsonErrorRequestHandler, error_middleware, stamp_request_id
 from bacalhau.api._metrics import add_routes as _add_metrics_routes
 from bacalhau.api._sites import start_site
 from bacalhau.models import SpecConfig, now_ns
@@ -49,6 +49,7 @@ def build_app(
     if authorizer is not None:
         middlewares.append(_auth_rest.auth_middleware(authorizer))
     app = web.Application(middlewares=middlewares, client_max_size=max_job_size)
+    app.on_response_prepare.append(stamp_request_id)
     app[CONTEXT] = ApiContext(
         orchestrator=orchestrator,
         started_ns=now_ns(),

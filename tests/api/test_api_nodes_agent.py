@@ -99,8 +99,9 @@ async def test_agent_endpoints(any_http: aiohttp.ClientSession) -> None:
         version = await r.json()
     assert version["GitVersion"] == "v1.5.2" and version["Major"] == "1"
     assert {"GitCommit", "BuildDate", "GOOS", "GOARCH"} <= set(version)
-    async with http.get("/") as r:
-        assert await r.json() == version
+    for legacy in ("/", "/version"):  # Bacalhau v1.9 redirects both to the agent's
+        async with http.get(legacy) as r:
+            assert await r.json() == version
     async with http.post("/api/v1/version", json={"client_id": "abc"}) as r:
         assert (await r.json()) == {"build_version_info": version}
     for path in ("/api/v1/agent/node", "/api/v1/node_info", "/node_info"):
@@ -255,3 +256,14 @@ async def test_a_node_update_message_that_is_not_unicode_is_refused_clearly(
         assert err["Code"] == "BadRequest", err
         assert err["Details"]["Field"].lower() == "message"
         assert "lone UTF-16 surrogate" in err["Message"]
+
+
+async def test_every_answer_carries_a_request_id(http: aiohttp.ClientSession) -> None:
+    """As Bacalhau's request-ID middleware: the caller's own, else one made for it."""
+    seen = set()
+    for path in ("/api/v1/agent/alive", "/api/v1/orchestrator/jobs", "/api/v1/agent/nope"):
+        async with http.get(path) as r:
+            seen.add(r.headers["X-Request-ID"])
+    assert len(seen) == 3 and all(seen)
+    async with http.get("/api/v1/agent/alive", headers={"X-Request-ID": "mine-1"}) as r:
+        assert r.headers["X-Request-ID"] == "mine-1"
