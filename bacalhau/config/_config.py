@@ -143,20 +143,21 @@ class NodeConfig:
     #: The most processes (threads included) one Docker job may hold; jobs cannot raise it.
     docker_pids_limit: int = 256
     #: Docker jobs see the image's root filesystem read-only: they write only to their
-    #: result folders and a tmpfs at /tmp. Off by default: images install packages, keep
-    #: state and switch users in their root, as ``docker run`` lets them.
-    docker_read_only_rootfs: bool = False
+    #: result folders and a tmpfs at /tmp. Turn off for images that install packages or keep
+    #: state in their root (what they write there is capped: ``docker_writable_layer_limit``).
+    docker_read_only_rootfs: bool = True
     #: Bytes of the tmpfs at /tmp in every Docker job under a read-only root (counted against
     #: its memory).
     docker_tmp_size: int = 64 * 1024 * 1024
-    #: Bytes a Docker job may write to its container's own filesystem, outside its result
-    #: folders and inputs (its ``Resources.Disk`` when smaller); past it the job is stopped
-    #: and fails. Measured every 2 s, so a fast writer may pass it by what it writes in that
-    #: time. 0: no cap.
+    #: With a writable root: bytes a Docker job may write to its container's own filesystem,
+    #: outside its result folders and inputs (its ``Resources.Disk`` when smaller); past it
+    #: the job is stopped and fails. Measured every 2-10 s, so a fast writer may pass it by
+    #: what it writes in that time. 0: no cap.
     docker_writable_layer_limit: int = 10 * 1024**3
-    #: Capabilities taken from Docker's default set in every Docker job (``ALL``: none
-    #: left). Raw sockets and device nodes by default.
-    docker_cap_drop: tuple[str, ...] = ("NET_RAW", "MKNOD")
+    #: Capabilities taken from Docker's default set in every Docker job: ``ALL`` (the
+    #: default) leaves none. ``NET_RAW,MKNOD`` keeps the rest of Docker's set, for images
+    #: whose package managers or entrypoints chown or switch user.
+    docker_cap_drop: tuple[str, ...] = ("ALL",)
     #: Bytes the result folders of one Docker or WASM job may hold together (the job's
     #: ``Resources.Disk`` when smaller); past it the job fails. 0: no cap. (The name is older
     #: than the WASM cap.)

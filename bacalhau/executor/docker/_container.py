@@ -4,12 +4,13 @@ Every container is confined the same way, whatever the job asks:
 
 - limits: CPU quota (``Resources.CPU``), memory with no swap (``Resources.Memory``), a pids
   limit (the operator's);
-- privileges: Docker's default capabilities less those the operator drops (by default
-  ``NET_RAW`` and ``MKNOD``; ``ALL`` for none), and ``no-new-privileges`` (a setuid binary in
-  the image cannot add any);
-- filesystem: the image's root writable, as ``docker run`` gives it, its growth capped by the
-  executor's watcher (``_layer_watch``); or, where the operator wants it, read-only with a
-  size-bounded tmpfs at ``/tmp``. Inputs are mounted read-only unless the input itself is
+- privileges: every capability dropped and ``no-new-privileges`` (a setuid binary in the
+  image cannot give them back); an operator whose images need some (package managers,
+  entrypoints that chown or switch user) drops fewer, e.g. only ``NET_RAW`` and ``MKNOD``;
+- filesystem: the image's root read-only, the job writing only to its result folders and a
+  size-bounded tmpfs at ``/tmp``; or, where the operator lets images write to their root,
+  writable as ``docker run`` gives it, what is written there capped by the executor's
+  watcher (``_layer_watch``). Inputs are mounted read-only unless the input itself is
   writable;
 - network: ``None`` has none at all, ``Full`` and ``Host`` the host's (the task listens on
   its host ports itself), ``Bridge`` Docker's bridge with the task's ports published on the

@@ -10,10 +10,14 @@ DEFAULT_TMP_SIZE = 64 * 1024 * 1024
 DEFAULT_WRITABLE_LAYER_LIMIT = 10 * 1024**3
 #: Seconds between two measures of a running container's writable layer.
 DEFAULT_LAYER_POLL_INTERVAL = 2.0
-#: Capabilities taken from Docker's default set: raw sockets (packet spoofing on the node's
-#: networks) and device nodes. The rest of the default set stays, as Bacalhau's containers
-#: have it: package managers and entrypoints that chown or switch user need it.
-DEFAULT_CAP_DROP = ("NET_RAW", "MKNOD")
+#: Capabilities taken from Docker's default set: every one. Images whose package managers or
+#: entrypoints chown or switch user need some back: an operator then drops only those that
+#: reach past the container, raw sockets and device nodes (``NET_RAW``, ``MKNOD``).
+DEFAULT_CAP_DROP = ("ALL",)
+#: Containers see their image's root read-only (they write to their result folders and a
+#: bounded tmpfs at /tmp) unless the operator lets them write there (capped: see
+#: ``DEFAULT_WRITABLE_LAYER_LIMIT``).
+DEFAULT_READ_ONLY_ROOTFS = True
 #: Bytes all the result folders of one execution may hold together (0: no cap).
 DEFAULT_RESULT_DISK_LIMIT = 10 * 1024**3
 #: Seconds between two sweeps of the reaper.

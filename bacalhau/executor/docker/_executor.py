@@ -10,12 +10,12 @@ A missing image is pulled when the operator allows it (the default), and only af
 registry confirmed it at bid time (``_images``): a node answers an image it cannot get with
 :class:`~bacalhau.errors.ImageNotFound` at once instead of hanging on an unreachable registry.
 
-Every container is confined (see ``_container``): CPU, memory and pids limits, Docker's
-default capabilities less raw sockets and device nodes, no new privileges, read-only inputs.
-Its root is writable, as ``docker run`` gives it, and what it writes there is measured and
-capped (``_layer_watch``); an operator may make it read-only with a bounded tmpfs at /tmp
-instead. Its result folders live on a size-capped filesystem of their own (``_disk``) and its
-streams are capped on disk; out of memory or past a disk cap, the run fails saying which.
+Every container is confined (see ``_container``): CPU, memory and pids limits, no
+capabilities (unless the operator keeps some), no new privileges, a read-only root with a
+bounded tmpfs at /tmp, read-only inputs. An operator may let images write to their root: what
+a container writes there is then measured and capped (``_layer_watch``). Its result folders
+live on a size-capped filesystem of their own (``_disk``) and its streams are capped on disk;
+out of memory or past a disk cap, the run fails saying which.
 ``HTTP``-mode jobs reach only the node's allow-list proxy (``_egress``).
 
 Containers are removed by tasks the executor owns, not the run: a cancelled run cannot
@@ -70,6 +70,7 @@ from bacalhau.executor.docker._defaults import (
     DEFAULT_CAP_DROP,
     DEFAULT_LAYER_POLL_INTERVAL,
     DEFAULT_PIDS_LIMIT,
+    DEFAULT_READ_ONLY_ROOTFS,
     DEFAULT_REAP_INTERVAL,
     DEFAULT_RESULT_DISK_LIMIT,
     DEFAULT_TMP_SIZE,
@@ -113,9 +114,10 @@ class DockerExecutor:
     and labels this executor's containers; nodes sharing one engine must use distinct
     prefixes, since :meth:`remove_leftovers` removes every container carrying its prefix.
     ``pids_limit`` caps the processes of every container (jobs cannot raise it).
-    ``writable_layer_limit`` caps what a container writes to its own filesystem (the job's
-    ``Resources.Disk`` when smaller; 0: no cap), measured every ``layer_poll_interval``
-    seconds; ``cap_drop`` names the capabilities taken from Docker's default set.
+    ``read_only_rootfs`` false lets containers write to their root: ``writable_layer_limit``
+    then caps what one writes there (the job's ``Resources.Disk`` when smaller; 0: no cap),
+    measured every ``layer_poll_interval`` seconds at the most often; ``cap_drop`` names the
+    capabilities taken from Docker's default set (``ALL``: every one).
 
     As an async context manager it removes leftovers on entry, runs the reaper every
     ``reap_interval`` seconds, and on exit waits for the removals under way and sweeps once
@@ -132,7 +134,7 @@ class DockerExecutor:
         name_prefix: str = "bacalhau",
         pids_limit: int = DEFAULT_PIDS_LIMIT,
         reap_interval: float = DEFAULT_REAP_INTERVAL,
-        read_only_rootfs: bool = False,
+        read_only_rootfs: bool = DEFAULT_READ_ONLY_ROOTFS,
         tmp_size: int = DEFAULT_TMP_SIZE,
         cap_drop: tuple[str, ...] = DEFAULT_CAP_DROP,
         writable_layer_limit: int = DEFAULT_WRITABLE_LAYER_LIMIT,
