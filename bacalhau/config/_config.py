@@ -239,7 +239,10 @@ class NodeConfig:
     #: interval. ``disconnect_timeout`` (Bacalhau's ``Orchestrator.NodeManager.
     #: DisconnectTimeout``) bounds the suspicion before a silent node is declared dead: at
     #: least a third of it, at most all of it, so a dead node is declared within about the
-    #: timeout plus one probe interval.
+    #: timeout plus one probe interval. Every member's timing counts (any may declare a
+    #: node dead), so set it on every node; on a requester it also keeps a dead node's
+    #: executions until the node has been silent that long (``lost_execution_grace``, when
+    #: shorter), as Bacalhau fails a node's work only past this timeout.
     heartbeat_interval: float = 0.0
     disconnect_timeout: float = 0.0
 

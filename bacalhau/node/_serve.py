@@ -253,22 +253,7 @@ async def start_node(config: NodeConfig, stack: AsyncExitStack) -> RunningNode:
             data_dir=data_dir / "orchestrator",
             compute=routed,
             node_view=node_view,
-            settings=SchedulerSettings(
-                max_attempts=config.max_attempts,
-                max_attempts_per_node=config.max_attempts_per_node,
-                retry_delay=config.retry_delay,
-                retry_max_delay=config.retry_max_delay,
-                execution_timeout_grace=config.execution_timeout_grace,
-                default_queue_timeout=config.default_queue_timeout,
-                rejoin_grace=config.rejoin_grace,
-                lost_node_wait=config.lost_node_wait,
-                lost_execution_grace=config.lost_execution_grace,
-                queue_move_after=config.queue_move_after,
-                min_reputation=config.min_reputation,
-                answer_linger=config.ask_answer_linger,
-                queue_backoff=config.queue_backoff,
-                queue_backoff_max=max(SchedulerSettings().queue_backoff_max, config.queue_backoff),
-            ),
+            settings=scheduler_settings(config),
             workers=config.scheduler_workers,
             housekeeping_interval=config.housekeeping_interval,
             default_publisher=config.default_publisher,
@@ -546,3 +531,26 @@ async def serve(config: NodeConfig, *, parent_fd: int | None = None) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(sig)
+
+
+def scheduler_settings(config: NodeConfig) -> SchedulerSettings:
+    """The requester's scheduling settings from its configuration."""
+    return SchedulerSettings(
+        max_attempts=config.max_attempts,
+        max_attempts_per_node=config.max_attempts_per_node,
+        retry_delay=config.retry_delay,
+        retry_max_delay=config.retry_max_delay,
+        execution_timeout_grace=config.execution_timeout_grace,
+        default_queue_timeout=config.default_queue_timeout,
+        rejoin_grace=config.rejoin_grace,
+        lost_node_wait=config.lost_node_wait,
+        # Bacalhau treats a node's work as lost only once it has been silent for
+        # the operator's DisconnectTimeout: gossip may call it dead sooner (its
+        # timing is every member's), so the grace stretches to the timeout.
+        lost_execution_grace=max(config.lost_execution_grace, config.disconnect_timeout),
+        queue_move_after=config.queue_move_after,
+        min_reputation=config.min_reputation,
+        answer_linger=config.ask_answer_linger,
+        queue_backoff=config.queue_backoff,
+        queue_backoff_max=max(SchedulerSettings().queue_backoff_max, config.queue_backoff),
+    )

@@ -9,6 +9,7 @@ from bacalhau.config import NodeConfig
 from bacalhau.errors import InvalidConfiguration
 from bacalhau.gossip import GossipSettings
 from bacalhau.node._membership import gossip_settings, seed_addresses
+from bacalhau.node._serve import scheduler_settings
 
 
 def test_defaults_are_the_gossip_defaults() -> None:
@@ -55,3 +56,14 @@ def test_seeds_come_from_seeds_the_orchestrator_address_and_bacalhaus_key() -> N
         {"Compute.Orchestrators": ["nats://10.0.0.3:4222", "10.0.0.4:4222"]}
     )
     assert seed_addresses(bacalhau) == ["10.0.0.3:4222", "10.0.0.4:4222"]
+
+
+def test_a_requesters_disconnect_timeout_keeps_a_silent_nodes_work_that_long() -> None:
+    """Other members may declare a node dead on their own (shorter) timing: the requester
+    still fails its executions only once it has been silent the operator's timeout."""
+    assert scheduler_settings(NodeConfig()).lost_execution_grace == 5.0
+    config = NodeConfig().with_overrides({"Orchestrator.NodeManager.DisconnectTimeout": "30s"})
+    assert scheduler_settings(config).lost_execution_grace == 30.0
+    # A longer grace of its own is kept.
+    longer = config.with_overrides({"lost_execution_grace": "45"})
+    assert scheduler_settings(longer).lost_execution_grace == 45.0

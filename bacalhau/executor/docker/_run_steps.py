@@ -4,8 +4,9 @@
 is pulled only if the operator allows it, a name left over by an earlier attempt is cleared,
 the attach comes before the start so not a byte of output is missed, and a run past its
 timeout has its container removed. :meth:`ContainerSteps.failure` says why a run failed
-although its container exited (the OOM killer, or the writable layer's cap). A run is cancelled through its
-:class:`RunControl`, which every step checks once the engine has answered.
+although its container exited (the OOM killer, or the writable layer's cap). A run is
+cancelled through its :class:`RunControl`, which every step checks once the engine has
+answered.
 """
 
 from __future__ import annotations
