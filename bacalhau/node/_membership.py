@@ -234,7 +234,18 @@ class RequesterContact:
                 break
             if claim.node_id == self._identity.node_id or not claim.is_requester:
                 await client.close()
-                log.info("seed %s is node %s, not a requester", address, claim.node_id)
+                if claim.node_id == self._identity.node_id:
+                    log.info("seed %s is this node", address)
+                    return
+                # It joins the cluster through that node, but obeys no requester it learns
+                # of there: an operator who seeded it only so would see it refuse every job.
+                log.warning(
+                    "seed %s is node %s, not a requester: this node joins the cluster through "
+                    "it, but takes jobs only from requesters given as seeds or named with "
+                    "--trusted-requester (trusted_requesters)",
+                    address,
+                    claim.node_id,
+                )
                 return
             self._clients.append(client)
             self._links.add_remote(claim.node_id, client)

@@ -16,7 +16,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-from bacalhau.errors import BacalhauError, InvalidJobSpec, InvalidRequest, RevisionConflict
+from bacalhau.errors import (
+    BacalhauError,
+    InvalidJobSpec,
+    InvalidRequest,
+    PermissionDenied,
+    RevisionConflict,
+)
 from bacalhau.models import (
     AskAnswer,
     AskForBidRequest,
@@ -51,6 +57,8 @@ from bacalhau.orchestrator._store import JobStore
 log = logging.getLogger(__name__)
 D = ExecutionDesiredStateType
 E = ExecutionStateType
+#: Where an execution is while its ask is on its way.
+_ASKED = frozenset({E.NEW, E.ASK_FOR_BID})
 
 
 class ComputeTransport(Protocol):
@@ -341,6 +349,31 @@ class Planner:
                 job, ex, InvalidJobSpec(f"the job cannot be encoded for compute nodes: {exc}")
             )
 
+    def _record_refusal(self, job: Job, ex: Execution, exc: BacalhauError) -> None:
+        msg = f"node {ex.node_id} refused this requester: {exc.message}"
+        if exc.hint:
+            msg += f" ({exc.hint})"
+        try:
+            self._store.update_execution(
+                ex.id,
+                compute_state=E.ASK_FOR_BID_REJECTED,
+                desired_state=D.STOPPED,
+                compute_message=msg,
+                expected_states=_ASKED,
+                event=Event(
+                    message=msg,
+                    topic="Scheduling",
+                    timestamp=now_ns(),
+                    details={"IsError": "true", "ErrorCode": exc.code},
+                ),
+            )
+        except RevisionConflict:
+            return
+        ev = self._failure_eval(job, TriggeredBy.EXEC_FAILURE)
+        with self._store.transaction():
+            self._store.create_evaluation(ev)
+        self._enqueue(ev)
+
     async def _ask_approved(self, ex: Execution) -> None:
         """Send a pre-approved ask that lets the node answer with the execution's callbacks,
         and apply what the answer carries as a delivered batch is applied."""
@@ -446,6 +479,12 @@ class Planner:
         self._enqueue(ev)  # stops whatever else of the job still runs
 
     def _record_send_failure(self, job: Job, ex: Execution, exc: BacalhauError) -> None:
+        if isinstance(exc, PermissionDenied) and ex.compute_state in _ASKED:
+            # The node answered: it obeys other requesters only (it joined the cluster
+            # through another node's seed). Not a node that may be back in a moment: it
+            # turned the job down, and the job goes elsewhere or fails saying why.
+            self._record_refusal(job, ex, exc)
+            return
         msg = f"could not reach node {ex.node_id}: {exc.message}"
         try:
             self._store.update_execution(
