@@ -472,7 +472,8 @@ async def _run_nodes(
         requester = nodes[0]
         host, port = requester.api_address.rsplit(":", 1)
         print(
-            f"Devstack ready: 1 requester and {compute_nodes} compute node(s).\n"
+            f"Devstack ready: 1 requester{' (a compute node too)' if requester.hybrid else ''}"
+            f" and {compute_nodes} compute node(s).\n"
             f"  API:      http://{requester.api_address}\n"
             f"  gRPC API: {requester.grpc_api_address}\n"
             f"  Manifest: {manifest}\n"

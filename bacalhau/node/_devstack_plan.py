@@ -95,6 +95,8 @@ class DevstackNode:
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     #: Where this start's lines begin in the log (earlier starts appended theirs before).
     log_start: int = field(default=0, repr=False)
+    #: A requester that runs jobs too (Bacalhau's hybrid node).
+    hybrid: bool = False
 
     @property
     def log_path(self) -> Path:
@@ -102,7 +104,7 @@ class DevstackNode:
 
     @property
     def roles(self) -> list[str]:
-        return [self.role]
+        return [self.role, "compute"] if self.hybrid else [self.role]
 
     def describe(self) -> dict[str, object]:
         """This node's entry in ``devstack.json``."""
@@ -261,6 +263,7 @@ def plan_devstack(
             api_address=f"127.0.0.1:{api_port}",
             grpc_api_address=f"127.0.0.1:{api_grpc_port}",
             publisher_address=f"127.0.0.1:{req_pub}" if hybrid else "",
+            hybrid=hybrid,
             args=[
                 *base,
                 "--orchestrator",

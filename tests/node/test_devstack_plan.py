@@ -112,3 +112,10 @@ def test_a_manifest_that_cannot_be_written_while_supervising_is_said_not_fatal(
     blocked.write_text("not a directory")
     _keep_manifest(blocked, nodes)  # every write under it fails (ENOTDIR), as ENOSPC would
     assert "cannot update" in capsys.readouterr().err
+
+
+def test_a_hybrid_requester_is_listed_with_both_roles(tmp_path: Path) -> None:
+    nodes = plan_devstack(data_dir=tmp_path, compute_nodes=1, api_port=0, hybrid=True)
+    requester = json.loads(write_manifest(tmp_path, nodes).read_text())["Nodes"][0]
+    assert (requester["Role"], requester["Roles"]) == ("requester", ["requester", "compute"])
+    assert "--compute" in requester["Args"] and "--orchestrator" in requester["Args"]
