@@ -93,6 +93,8 @@ def agent_config(config: NodeConfig, hooks: ApprovalChain) -> dict[str, object]:
     """The node's configuration as ``/api/v1/agent/config`` shows it (Bacalhau's shape,
     secrets redacted by the API), with its accept hooks as ``node describe`` shows them."""
     out: dict[str, Any] = bacalhau_document(config)
+    # Where the node keeps its data, whatever directory it was started from.
+    out["DataDir"] = str(config.data_dir.resolve())
     out.setdefault("Orchestrator", {})["ApprovalHooks"] = hooks.describe()
     # Every role shows the same keys, as Bacalhau's nodes do (they matter on compute nodes).
     out["JobAdmissionControl"] = {

@@ -3,6 +3,10 @@ it: every Bacalhau key that sets one of our settings, at its place."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from bacalhau.api._agent import redact
 from bacalhau.config import NodeConfig, bacalhau_document
 
@@ -70,3 +74,14 @@ def test_every_duration_key_is_a_go_duration_string() -> None:
             assert isinstance(value, dict), key
             value = value[part]
         assert isinstance(value, str) and value[-1] in "smh", (key, value)
+
+
+def test_the_data_dir_is_shown_whole_whatever_directory_the_node_started_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bacalhau.node._api_settings import agent_config
+    from bacalhau.orchestrator import ApprovalChain
+
+    monkeypatch.chdir(tmp_path)
+    config = NodeConfig().with_overrides({"data_dir": "requester"})
+    assert agent_config(config, ApprovalChain([]))["DataDir"] == str(tmp_path / "requester")
