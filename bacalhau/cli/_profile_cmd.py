@@ -9,7 +9,7 @@ from dataclasses import replace
 import click
 
 from bacalhau.cli import _auth_cmd
-from bacalhau.cli._profiles import Profile
+from bacalhau.cli._profiles import Profile, endpoint_url
 from bacalhau.cli._render import emit, output_option, table, tabular
 from bacalhau.cli._root import BacalhauGroup, CliState, pass_state
 from bacalhau.errors import InvalidRequest, NotFound
@@ -196,7 +196,11 @@ def profile_show(state: CliState, name: str | None, show_token: bool) -> None:
     click.echo(f"Name:        {shown}")
     click.echo(f"Endpoint:    {profile.endpoint}")
     click.echo(f"Auth:        {auth}")
-    click.echo(f"TLS:         {'insecure' if profile.insecure else 'secure'}")
+    if not endpoint_url(profile.endpoint).startswith("https://"):
+        tls = "none (plain http)"
+    else:
+        tls = "insecure (any certificate)" if profile.insecure else "verified"
+    click.echo(f"TLS:         {tls}")
     click.echo(f"Timeout:     {profile.timeout or '30s'}")
     if profile.description:
         click.echo(f"Description: {profile.description}")

@@ -175,10 +175,12 @@ def test_select_list_show_and_delete(home: Path) -> None:
     shown = ok("profile", "show")
     assert "Name:        prod (current)\n" in shown
     assert "Auth:        token (2E8D****3D9E)\n" in shown
-    assert "TLS:         secure\nTimeout:     30s\n" in shown
+    assert "TLS:         verified\nTimeout:     30s\n" in shown
     assert "3D9E)" in shown and "2E8D7F5B3A9C41608D2E6B7F4A5C3D9E" not in shown
     assert "2E8D7F5B3A9C41608D2E6B7F4A5C3D9E" in ok("profile", "show", "prod", "--show-token")
-    assert "Name:        staging\n" in ok("profile", "show", "staging")
+    staging = ok("profile", "show", "staging")
+    assert "Name:        staging\n" in staging
+    assert "TLS:         none (plain http)\n" in staging  # no scheme: http, as Bacalhau's
     # The one --profile or BACALHAU_PROFILE names is the one shown.
     assert "Name:        staging\n" in ok("--profile", "staging", "profile", "show")
     missing = run("profile", "select", "nope")
