@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from bacalhau.models import (
-    ComputeNodeInfo,
     Connection,
     Event,
     ExecutionStateType,
@@ -61,16 +60,7 @@ def _enum_value(value: str, allowed: set[str], default: str) -> str:
 
 
 def node_info_from_dict(data: Any) -> NodeInfo:
-    o = Obj(data, "NodeInfo")
-    node_type = o.get_str("NodeType", NodeType.COMPUTE.value)
-    compute = o.raw("ComputeNodeInfo")
-    return NodeInfo(
-        node_id=o.get_str("NodeID"),
-        node_type=NodeType.REQUESTER if node_type.lower() == "requester" else NodeType.COMPUTE,
-        labels=o.str_map("Labels"),
-        compute=ComputeNodeInfo.from_dict(compute) if compute is not None else None,
-        version=o.get_obj("BacalhauVersion").get_str("GitVersion"),
-    )
+    return NodeInfo.from_dict(data)
 
 
 def node_state_from_dict(data: Any) -> NodeState:

@@ -111,6 +111,20 @@ class NodeInfo:
             out["ComputeNodeInfo"] = self.compute.to_dict()
         return out
 
+    @classmethod
+    def from_dict(cls, data: Any) -> NodeInfo:
+        """A node's information as :meth:`to_dict` (or Bacalhau) writes it."""
+        o = Obj(data, "NodeInfo")
+        node_type = o.get_str("NodeType", NodeType.COMPUTE.value)
+        compute = o.raw("ComputeNodeInfo")
+        return cls(
+            node_id=o.get_str("NodeID"),
+            node_type=NodeType.REQUESTER if node_type.lower() == "requester" else NodeType.COMPUTE,
+            labels=o.str_map("Labels"),
+            compute=ComputeNodeInfo.from_dict(compute) if compute is not None else None,
+            version=o.get_obj("BacalhauVersion").get_str("GitVersion"),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class NodeReputation:

@@ -1,17 +1,24 @@
-"""The operator's decisions about compute nodes (approved, rejected), kept across restarts.
+"""The operator's decisions about compute nodes (approved, rejected), and the compute nodes
+this requester has known, kept across restarts.
 
-A small SQLite file next to the job store: one row per node an operator decided about. A
-node without a row has the default (APPROVED, or PENDING under manual approval).
+A small SQLite file next to the job store: one row per node an operator decided about (a
+node without a row has the default: APPROVED, or PENDING under manual approval), and one per
+compute node seen, with its information and when it was last known alive, written when it
+joins, comes back, dies or leaves and when the requester stops. A node that is gone from the
+cluster view (a requester restarted while it was down, gossip forgot it) is still listed,
+disconnected, until an operator deletes it, as Bacalhau keeps its nodes.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from bacalhau.errors import Unavailable
-from bacalhau.models import Membership
+from bacalhau.models import Membership, NodeInfo
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS node_approvals (
@@ -19,8 +26,28 @@ CREATE TABLE IF NOT EXISTS node_approvals (
     membership TEXT NOT NULL,
     message TEXT NOT NULL DEFAULT '',
     updated_ns INTEGER NOT NULL
-)
+);
+CREATE TABLE IF NOT EXISTS known_nodes (
+    node_id TEXT PRIMARY KEY,
+    info TEXT NOT NULL,
+    last_seen_ns INTEGER NOT NULL,
+    record_version INTEGER NOT NULL,
+    has_left INTEGER NOT NULL DEFAULT 0
+);
 """
+
+
+@dataclass(frozen=True, slots=True)
+class KnownNode:
+    """A compute node as this requester last knew it."""
+
+    info: NodeInfo
+    #: When it was last known alive (Unix ns).
+    last_seen_ns: int
+    #: Its record's version then: a newer record means it has been alive since.
+    record_version: int
+    #: It left the cluster (rather than died).
+    has_left: bool = False
 
 
 class ApprovalStore:
@@ -33,7 +60,7 @@ class ApprovalStore:
             # thread).
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(_SCHEMA)
+            self._db.executescript(_SCHEMA)
             self._cache: dict[str, tuple[Membership, str]] = {
                 node_id: (Membership(value), message)
                 for node_id, value, message in self._db.execute(
@@ -70,8 +97,38 @@ class ApprovalStore:
         self._cache[node_id] = (membership, message)
 
     def forget(self, node_id: str) -> None:
+        """Drop the decision about ``node_id``, and what was known of it."""
         self._db.execute("DELETE FROM node_approvals WHERE node_id = ?", (node_id,))
+        self._db.execute("DELETE FROM known_nodes WHERE node_id = ?", (node_id,))
         self._cache.pop(node_id, None)
+
+    def known_nodes(self) -> dict[str, KnownNode]:
+        """Every compute node remembered, by ID (rows that cannot be read are skipped)."""
+        known: dict[str, KnownNode] = {}
+        for node_id, info, seen, version, left in self._db.execute(
+            "SELECT node_id, info, last_seen_ns, record_version, has_left FROM known_nodes"
+        ):
+            try:
+                node = NodeInfo.from_dict(json.loads(info))
+            except (ValueError, TypeError):
+                continue
+            known[node_id] = KnownNode(node, int(seen), int(version), bool(left))
+        return known
+
+    def remember(self, node: KnownNode) -> None:
+        self._db.execute(
+            "INSERT INTO known_nodes (node_id, info, last_seen_ns, record_version, has_left) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT(node_id) DO UPDATE SET info = excluded.info, "
+            "last_seen_ns = excluded.last_seen_ns, record_version = excluded.record_version, "
+            "has_left = excluded.has_left",
+            (
+                node.info.node_id,
+                json.dumps(node.info.to_dict()),
+                node.last_seen_ns,
+                node.record_version,
+                int(node.has_left),
+            ),
+        )
 
     def close(self) -> None:
         self._db.close()

@@ -72,7 +72,8 @@ class NodeEvents(EvaluationRunner):
 
     async def update_node(self, node_id: str, action: str, message: str = "") -> tuple[bool, str]:
         with contextlib.suppress(NodeNotFound):  # update() reports it
-            node_id = self.nodes.get(node_id).info.node_id  # a unique prefix names one node
+            # A unique prefix names one node, whether the view still holds it or not.
+            node_id = self.nodes.get(node_id, known=True).info.node_id
         ok, err = self.nodes.update(node_id, action, message)
         if ok:
             # Approval may unblock queued jobs; rejection must turn away bids awaiting approval.

@@ -16,6 +16,10 @@ requester's business:
   only with a newer record (it refuted its death, or restarted): a late report about work
   replaced meanwhile is not kept (the store refuses it) and the node's own execution report
   makes the requester cancel what it replaced.
+- **Nodes known before.** A compute node gone from the view (it was down while the
+  requester restarted, or gossip forgot it) is listed disconnected, as last known, until an
+  operator deletes it; a node re-learned as dead keeps the time it was last known alive.
+  Listing only: the scheduler reads the view alone.
 - **Capacity between records.** An execution that ends frees what it held, and its place
   in the node's count of running executions, at once (:meth:`release`), until a record
   that shows the end arrives. A record published before the end can arrive after the
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -45,7 +50,7 @@ from bacalhau.models import (
     is_new_start,
     shallow_copy,
 )
-from bacalhau.orchestrator._approvals import ApprovalStore
+from bacalhau.orchestrator._approvals import ApprovalStore, KnownNode
 from bacalhau.orchestrator._ranking import per_resource
 from bacalhau.orchestrator._view import NodeChange, NodeChangeKind, NodeSighting, NodeView
 
@@ -120,6 +125,8 @@ class NodeDirectory:
         #: The compute nodes as listed in this event-loop turn (see :meth:`compute_nodes`).
         self._listing: list[NodeState] | None = None
         self._unsubscribe: Callable[[], None] | None = None
+        #: Compute nodes as last known, kept across restarts (see the module docstring).
+        self._known: dict[str, KnownNode] = approvals.known_nodes()
 
     async def __aenter__(self) -> NodeDirectory:
         for node in self._view.compute_nodes():
@@ -131,6 +138,30 @@ class NodeDirectory:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        # Those alive now were last seen now: a restart lists them so until they are back.
+        now = time.time_ns()
+        for node in self._view.compute_nodes():
+            if not node.liveness.is_down():
+                self._remember(node, last_seen_ns=now)
+
+    def _remember(self, node: NodeSighting, *, last_seen_ns: int = 0) -> None:
+        seen = last_seen_ns or node.last_seen_ns or time.time_ns()
+        before = self._known.get(node.node_id)
+        if (
+            node.liveness.is_down()
+            and before is not None
+            and before.record_version >= node.version
+            and before.last_seen_ns
+        ):
+            # Its death heard again (from another member, after a restart): it has not been
+            # alive since it was last known to be.
+            seen = min(seen, before.last_seen_ns)
+        known = KnownNode(node.info, seen, node.version, has_left=node.liveness is V.LEFT)
+        self._known[node.node_id] = known
+        try:
+            self._approvals.remember(known)
+        except sqlite3.Error as err:
+            log.warning("could not remember node %s: %s", node.node_id, err)
 
     # -- reading ------------------------------------------------------------------------
 
@@ -164,15 +195,51 @@ class NodeDirectory:
     def _forget_listing(self) -> None:
         self._listing = None
 
-    def all_nodes(self) -> list[NodeState]:
-        nodes = [self._state(n) for n in self._view.all_nodes()]
+    def all_nodes(self, *, known: bool = False) -> list[NodeState]:
+        """Every node in the view; with ``known``, as an operator sees them, also the compute
+        nodes known before that it lacks (disconnected)."""
+        if not known:
+            nodes = [self._state(n) for n in self._view.all_nodes()]
+        else:
+            nodes = [self._listed(n) for n in self._view.all_nodes()]
         if not any(n.info.node_id == self._self.node_id for n in nodes):
             nodes.insert(0, NodeState(info=self._self, last_seen_ns=time.time_ns()))
+        if known:
+            seen = {n.info.node_id for n in nodes}
+            nodes += [self._gone(k) for node_id, k in self._known.items() if node_id not in seen]
         return nodes
 
-    def get(self, node_id: str) -> NodeState:
-        """A node by ID or unique prefix."""
-        nodes = self.all_nodes()
+    def _listed(self, node: NodeSighting) -> NodeState:
+        state = self._state(node)
+        known = self._known.get(node.node_id)
+        if (
+            known is not None
+            and node.liveness.is_down()
+            and node.version <= known.record_version
+            and 0 < known.last_seen_ns < state.last_seen_ns
+        ):
+            # Re-learned as dead after a restart (from another member): not alive since.
+            state = shallow_copy(state)
+            state.last_seen_ns = known.last_seen_ns
+        return state
+
+    def _gone(self, known: KnownNode) -> NodeState:
+        """A compute node the view no longer holds, as last known."""
+        node_id = known.info.node_id
+        return NodeState(
+            info=known.info,
+            membership=self._membership(node_id),
+            membership_message=self._approvals.message(node_id),
+            connection=Connection.DISCONNECTED,
+            last_seen_ns=known.last_seen_ns,
+            liveness=V.LEFT if known.has_left else V.DEAD,
+            roles=(known.info.node_type,),
+            record_version=known.record_version,
+        )
+
+    def get(self, node_id: str, *, known: bool = False) -> NodeState:
+        """A node by ID or unique prefix (with ``known``, among :meth:`all_nodes`'s)."""
+        nodes = self.all_nodes(known=known)
         exact = [n for n in nodes if n.info.node_id == node_id]
         # Then its name (``--name``, or the host's), as Bacalhau's nodes go by their names.
         named = [n for n in nodes if node_id and n.info.labels.get("name") == node_id]
@@ -248,6 +315,7 @@ class NodeDirectory:
         restarted = is_new_start(before, node.version)
         try:
             if kind in (NodeChangeKind.DEAD, NodeChangeKind.LEFT):
+                self._remember(node)
                 if node_id in self._lost and self._lost[node_id] >= node.version:
                     return
                 how = "left the cluster" if kind is NodeChangeKind.LEFT else "is dead"
@@ -271,6 +339,7 @@ class NodeDirectory:
             if kind is NodeChangeKind.JOINED or back or restarted:
                 self._back_since[node_id] = time.time_ns()
                 self._listing = None
+                self._remember(node, last_seen_ns=time.time_ns())
             if (
                 kind is NodeChangeKind.JOINED
                 or back
@@ -331,7 +400,7 @@ class NodeDirectory:
         if action not in ("approve", "reject", "delete"):
             return False, "unsupported action"
         try:
-            node = self.get(node_id)
+            node = self.get(node_id, known=True)
         except NodeNotFound as exc:
             if self._approvals.get(node_id) is None:
                 return False, exc.message
@@ -351,6 +420,7 @@ class NodeDirectory:
             self._approvals.set(full_id, Membership.REJECTED, message)
         else:
             self._approvals.forget(full_id)
+            self._known.pop(full_id, None)
         # At WARNING, as a node's death is: the log is where an operator's reason is kept.
         log.warning(
             "node %s: %s by an operator%s",

@@ -241,10 +241,12 @@ class OrchestratorQueries:
         return results
 
     async def list_nodes(self) -> list[NodeState]:
-        return with_reputation(self.nodes.all_nodes(), node_reputations(self.store))
+        return with_reputation(self.nodes.all_nodes(known=True), node_reputations(self.store))
 
     async def get_node(self, node_id: str) -> NodeState:
-        [node] = with_reputation([self.nodes.get(node_id)], node_reputations(self.store))
+        [node] = with_reputation(
+            [self.nodes.get(node_id, known=True)], node_reputations(self.store)
+        )
         return node
 
     def recent_bid_decisions(self) -> list[dict[str, object]]:

@@ -1,0 +1,76 @@
+"""Compute nodes a requester knew are listed after its restart, as Bacalhau keeps its nodes:
+one down while the requester restarted (or that gossip forgot) is listed disconnected, as last
+known, until an operator deletes it; one re-learned as dead keeps when it was last alive. The
+scheduler reads the cluster view alone: a node known only from before is never asked."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from bacalhau.models import Connection, LivenessState, Membership, NodeInfo, NodeType
+from bacalhau.orchestrator import NodeChangeKind, Orchestrator
+from tests.orchestrator.node_view import StaticNodeView, compute_node_info
+from tests.orchestrator.test_job_names import UnansweredAsks
+
+REQUESTER = NodeInfo(node_id="requester", node_type=NodeType.REQUESTER)
+S = 1_000_000_000
+
+
+def _orchestrator(tmp_path: Path, view: StaticNodeView) -> Orchestrator:
+    return Orchestrator(
+        node_info=REQUESTER, data_dir=tmp_path, compute=UnansweredAsks(), node_view=view
+    )
+
+
+async def test_nodes_down_or_up_at_a_restart_are_listed_until_deleted(tmp_path: Path) -> None:
+    view = StaticNodeView()
+    async with _orchestrator(tmp_path, view) as orch:
+        await view.join(compute_node_info("node-dead", labels={"zone": "a"}))
+        await view.join(compute_node_info("node-up"))
+        await view.kill("node-dead", silent_for=60)
+        died = time.time_ns() - 60 * S
+        stopped = time.time_ns()
+
+    async with _orchestrator(tmp_path, StaticNodeView()) as orch:
+        listed = {n.info.node_id: n for n in await orch.list_nodes()}
+        assert set(listed) == {"requester", "node-dead", "node-up"}
+        dead = listed["node-dead"]
+        assert (dead.connection, dead.liveness) == (Connection.DISCONNECTED, LivenessState.DEAD)
+        assert abs(dead.last_seen_ns - died) < 5 * S
+        assert dead.info.labels == {"zone": "a"} and dead.membership == Membership.APPROVED
+        up = listed["node-up"]
+        assert up.connection == Connection.DISCONNECTED and up.last_seen_ns >= stopped
+        # Described by a prefix, as any node; but never asked for work.
+        assert (await orch.get_node("node-d")).info.node_id == "node-dead"
+        assert orch.nodes.compute_nodes() == []
+        # An operator's delete forgets it.
+        assert await orch.update_node("node-dead", "delete") == (True, "")
+        assert "node-dead" not in {n.info.node_id for n in await orch.list_nodes()}
+
+    async with _orchestrator(tmp_path, StaticNodeView()) as orch:
+        assert {n.info.node_id for n in await orch.list_nodes()} == {"requester", "node-up"}
+
+
+async def test_a_node_relearned_as_dead_keeps_when_it_was_last_alive(tmp_path: Path) -> None:
+    view = StaticNodeView()
+    async with _orchestrator(tmp_path, view) as orch:
+        await view.join(compute_node_info("node-a"))
+        await view.kill("node-a", silent_for=120)
+    gone = view.get("node-a")
+    assert gone is not None
+
+    later = StaticNodeView()
+    async with _orchestrator(tmp_path, later) as orch:
+        # Another member tells the restarted requester of the dead node (its same record):
+        # the view has only the time it heard of it.
+        await later._tell(NodeChangeKind.DEAD, replace(gone, last_seen_ns=time.time_ns()), None)
+        [node] = [n for n in await orch.list_nodes() if n.info.node_id == "node-a"]
+        assert node.liveness == LivenessState.DEAD
+        assert time.time_ns() - node.last_seen_ns > 100 * S
+        # Back with a newer record: connected, listed once.
+        later._version = gone.version  # the view's versions go on from the node's
+        await later.come_back("node-a")
+        nodes = [n for n in await orch.list_nodes() if n.info.node_id == "node-a"]
+        assert [n.connection for n in nodes] == [Connection.CONNECTED]
