@@ -250,8 +250,9 @@ class NodeDirectory:
             return matches[0]
         if matches:
             # Not "not found": a client acting on the code would take an existing node for gone.
+            what = "name" if named and not exact else "ID prefix"
             raise InvalidRequest(
-                f"node ID prefix {node_id} matches {len(matches)} nodes",
+                f"node {what} {node_id} matches {len(matches)} nodes",
                 hint="use more of the node's ID (`bacalhau node list` shows them)",
                 component="NodeManager",
                 details={"Field": "node_id"},

@@ -9,6 +9,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
+from bacalhau.errors import InvalidRequest
 from bacalhau.models import Connection, LivenessState, Membership, NodeInfo, NodeType
 from bacalhau.orchestrator import NodeChangeKind, Orchestrator
 from tests.orchestrator.node_view import StaticNodeView, compute_node_info
@@ -74,3 +77,14 @@ async def test_a_node_relearned_as_dead_keeps_when_it_was_last_alive(tmp_path: P
         await later.come_back("node-a")
         nodes = [n for n in await orch.list_nodes() if n.info.node_id == "node-a"]
         assert [n.connection for n in nodes] == [Connection.CONNECTED]
+
+
+async def test_a_name_two_nodes_share_is_refused_as_a_name(tmp_path: Path) -> None:
+    view = StaticNodeView()
+    async with _orchestrator(tmp_path, view) as orch:
+        await view.join(compute_node_info("node-1", labels={"name": "vm"}))
+        await view.join(compute_node_info("node-2", labels={"name": "vm"}))
+        with pytest.raises(InvalidRequest, match="node name vm matches 2 nodes"):
+            await orch.get_node("vm")
+        with pytest.raises(InvalidRequest, match="node ID prefix node- matches 2 nodes"):
+            await orch.get_node("node-")
