@@ -353,26 +353,7 @@ class Planner:
         msg = f"node {ex.node_id} refused this requester: {exc.message}"
         if exc.hint:
             msg += f" ({exc.hint})"
-        try:
-            self._store.update_execution(
-                ex.id,
-                compute_state=E.ASK_FOR_BID_REJECTED,
-                desired_state=D.STOPPED,
-                compute_message=msg,
-                expected_states=_ASKED,
-                event=Event(
-                    message=msg,
-                    topic="Scheduling",
-                    timestamp=now_ns(),
-                    details={"IsError": "true", "ErrorCode": exc.code},
-                ),
-            )
-        except RevisionConflict:
-            return
-        ev = self._failure_eval(job, TriggeredBy.EXEC_FAILURE)
-        with self._store.transaction():
-            self._store.create_evaluation(ev)
-        self._enqueue(ev)
+        self._record_unsent(job, ex, exc, msg, state=E.ASK_FOR_BID_REJECTED, expected=_ASKED)
 
     async def _ask_approved(self, ex: Execution) -> None:
         """Send a pre-approved ask that lets the node answer with the execution's callbacks,
@@ -485,15 +466,37 @@ class Planner:
             # turned the job down, and the job goes elsewhere or fails saying why.
             self._record_refusal(job, ex, exc)
             return
-        msg = f"could not reach node {ex.node_id}: {exc.message}"
+        self._record_unsent(
+            job,
+            ex,
+            exc,
+            f"could not reach node {ex.node_id}: {exc.message}",
+            state=E.FAILED,
+            expected=frozenset({E.ASK_FOR_BID, E.BID_ACCEPTED}),
+            details=Failure(exc.code, True, flags=(UNREACHED,)).details(error=False),
+        )
+
+    def _record_unsent(
+        self,
+        job: Job,
+        ex: Execution,
+        exc: BacalhauError,
+        msg: str,
+        *,
+        state: ExecutionStateType,
+        expected: frozenset[ExecutionStateType],
+        details: dict[str, str] | None = None,
+    ) -> None:
+        """A message to a node did not go through: record why on the execution, stopped,
+        and evaluate its job again (unless the node answered meanwhile)."""
         try:
             self._store.update_execution(
                 ex.id,
-                compute_state=E.FAILED,
+                compute_state=state,
                 desired_state=D.STOPPED,
                 compute_message=msg,
-                compute_details=Failure(exc.code, True, flags=(UNREACHED,)).details(error=False),
-                expected_states=frozenset({E.ASK_FOR_BID, E.BID_ACCEPTED}),
+                compute_details=details,
+                expected_states=expected,
                 event=Event(
                     message=msg,
                     topic="Scheduling",
