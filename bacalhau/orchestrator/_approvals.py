@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bacalhau.errors import Unavailable
-from bacalhau.models import Membership, NodeInfo
+from bacalhau.models import LivenessState, Membership, NodeInfo
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS node_approvals (
@@ -27,12 +27,12 @@ CREATE TABLE IF NOT EXISTS node_approvals (
     message TEXT NOT NULL DEFAULT '',
     updated_ns INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS known_nodes (
+CREATE TABLE IF NOT EXISTS remembered_nodes (
     node_id TEXT PRIMARY KEY,
     info TEXT NOT NULL,
     last_seen_ns INTEGER NOT NULL,
     record_version INTEGER NOT NULL,
-    has_left INTEGER NOT NULL DEFAULT 0
+    liveness TEXT NOT NULL
 );
 """
 
@@ -46,8 +46,8 @@ class KnownNode:
     last_seen_ns: int
     #: Its record's version then: a newer record means it has been alive since.
     record_version: int
-    #: It left the cluster (rather than died).
-    has_left: bool = False
+    #: Its liveness then: DEAD or LEFT once it went down, ALIVE while it was up.
+    liveness: LivenessState = LivenessState.ALIVE
 
 
 class ApprovalStore:
@@ -99,34 +99,35 @@ class ApprovalStore:
     def forget(self, node_id: str) -> None:
         """Drop the decision about ``node_id``, and what was known of it."""
         self._db.execute("DELETE FROM node_approvals WHERE node_id = ?", (node_id,))
-        self._db.execute("DELETE FROM known_nodes WHERE node_id = ?", (node_id,))
+        self._db.execute("DELETE FROM remembered_nodes WHERE node_id = ?", (node_id,))
         self._cache.pop(node_id, None)
 
     def known_nodes(self) -> dict[str, KnownNode]:
         """Every compute node remembered, by ID (rows that cannot be read are skipped)."""
         known: dict[str, KnownNode] = {}
-        for node_id, info, seen, version, left in self._db.execute(
-            "SELECT node_id, info, last_seen_ns, record_version, has_left FROM known_nodes"
+        for node_id, info, seen, version, liveness in self._db.execute(
+            "SELECT node_id, info, last_seen_ns, record_version, liveness FROM remembered_nodes"
         ):
             try:
                 node = NodeInfo.from_dict(json.loads(info))
+                state = LivenessState(liveness)
             except (ValueError, TypeError):
                 continue
-            known[node_id] = KnownNode(node, int(seen), int(version), bool(left))
+            known[node_id] = KnownNode(node, int(seen), int(version), state)
         return known
 
     def remember(self, node: KnownNode) -> None:
         self._db.execute(
-            "INSERT INTO known_nodes (node_id, info, last_seen_ns, record_version, has_left) "
+            "INSERT INTO remembered_nodes (node_id, info, last_seen_ns, record_version, liveness) "
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT(node_id) DO UPDATE SET info = excluded.info, "
             "last_seen_ns = excluded.last_seen_ns, record_version = excluded.record_version, "
-            "has_left = excluded.has_left",
+            "liveness = excluded.liveness",
             (
                 node.info.node_id,
                 json.dumps(node.info.to_dict()),
                 node.last_seen_ns,
                 node.record_version,
-                int(node.has_left),
+                node.liveness.value,
             ),
         )
 

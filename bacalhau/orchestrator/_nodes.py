@@ -127,6 +127,9 @@ class NodeDirectory:
         self._unsubscribe: Callable[[], None] | None = None
         #: Compute nodes as last known, kept across restarts (see the module docstring).
         self._known: dict[str, KnownNode] = approvals.known_nodes()
+        #: Node ID -> its record version when an operator deleted it: a down node the view
+        #: still holds is not listed again until it is back with a newer record.
+        self._deleted: dict[str, int] = {}
 
     async def __aenter__(self) -> NodeDirectory:
         for node in self._view.compute_nodes():
@@ -156,7 +159,8 @@ class NodeDirectory:
             # Its death heard again (from another member, after a restart): it has not been
             # alive since it was last known to be.
             seen = min(seen, before.last_seen_ns)
-        known = KnownNode(node.info, seen, node.version, has_left=node.liveness is V.LEFT)
+        down = node.liveness if node.liveness.is_down() else V.ALIVE
+        known = KnownNode(node.info, seen, node.version, down)
         self._known[node.node_id] = known
         try:
             self._approvals.remember(known)
@@ -201,7 +205,11 @@ class NodeDirectory:
         if not known:
             nodes = [self._state(n) for n in self._view.all_nodes()]
         else:
-            nodes = [self._listed(n) for n in self._view.all_nodes()]
+            nodes = [
+                self._listed(n)
+                for n in self._view.all_nodes()
+                if not (n.liveness.is_down() and n.version <= self._deleted.get(n.node_id, -1))
+            ]
         if not any(n.info.node_id == self._self.node_id for n in nodes):
             nodes.insert(0, NodeState(info=self._self, last_seen_ns=time.time_ns()))
         if known:
@@ -223,6 +231,15 @@ class NodeDirectory:
             state.last_seen_ns = known.last_seen_ns
         return state
 
+    def _relearned(self, node: NodeSighting) -> bool:
+        """Whether ``node`` is a record of a node known to be down, no newer than the one it
+        went down with: heard of again (a restarted requester learns the cluster from its
+        members), not seen alive."""
+        known = self._known.get(node.node_id)
+        return (
+            known is not None and known.liveness.is_down() and node.version <= known.record_version
+        )
+
     def _gone(self, known: KnownNode) -> NodeState:
         """A compute node the view no longer holds, as last known."""
         node_id = known.info.node_id
@@ -232,7 +249,8 @@ class NodeDirectory:
             membership_message=self._approvals.message(node_id),
             connection=Connection.DISCONNECTED,
             last_seen_ns=known.last_seen_ns,
-            liveness=V.LEFT if known.has_left else V.DEAD,
+            # One that was up when last known has not been heard from since: suspect.
+            liveness=known.liveness if known.liveness.is_down() else V.SUSPECT,
             roles=(known.info.node_type,),
             record_version=known.record_version,
         )
@@ -340,7 +358,8 @@ class NodeDirectory:
             if kind is NodeChangeKind.JOINED or back or restarted:
                 self._back_since[node_id] = time.time_ns()
                 self._listing = None
-                self._remember(node, last_seen_ns=time.time_ns())
+                if not self._relearned(node):
+                    self._remember(node, last_seen_ns=time.time_ns())
             if (
                 kind is NodeChangeKind.JOINED
                 or back
@@ -422,6 +441,8 @@ class NodeDirectory:
         else:
             self._approvals.forget(full_id)
             self._known.pop(full_id, None)
+            seen = self._view.get(full_id)
+            self._deleted[full_id] = seen.version if seen is not None else 0
         # At WARNING, as a node's death is: the log is where an operator's reason is kept.
         log.warning(
             "node %s: %s by an operator%s",

@@ -45,6 +45,7 @@ async def test_nodes_down_or_up_at_a_restart_are_listed_until_deleted(tmp_path: 
         assert dead.info.labels == {"zone": "a"} and dead.membership == Membership.APPROVED
         up = listed["node-up"]
         assert up.connection == Connection.DISCONNECTED and up.last_seen_ns >= stopped
+        assert up.liveness == LivenessState.SUSPECT  # not heard from since
         # Described by a prefix, as any node; but never asked for work.
         assert (await orch.get_node("node-d")).info.node_id == "node-dead"
         assert orch.nodes.compute_nodes() == []
@@ -88,3 +89,37 @@ async def test_a_name_two_nodes_share_is_refused_as_a_name(tmp_path: Path) -> No
             await orch.get_node("vm")
         with pytest.raises(InvalidRequest, match="node ID prefix node- matches 2 nodes"):
             await orch.get_node("node-")
+
+
+async def test_a_dead_node_first_relearned_as_alive_keeps_when_it_was_last_alive(
+    tmp_path: Path,
+) -> None:
+    """Gossip may hand a restarted requester a dead node's last record as a fresh member,
+    then find it dead: neither makes it look alive a moment ago."""
+    view = StaticNodeView()
+    async with _orchestrator(tmp_path, view) as orch:
+        await view.join(compute_node_info("node-a"))
+        await view.kill("node-a", silent_for=120)
+    gone = view.get("node-a")
+    assert gone is not None
+
+    later = StaticNodeView()
+    async with _orchestrator(tmp_path, later) as orch:
+        later._version = gone.version - 1  # its same record again
+        await later.join(gone.info)
+        await later.kill("node-a", silent_for=0)
+        [node] = [n for n in await orch.list_nodes() if n.info.node_id == "node-a"]
+        assert node.liveness == LivenessState.DEAD
+        assert time.time_ns() - node.last_seen_ns > 100 * S
+
+
+async def test_a_deleted_dead_node_is_not_listed_until_it_is_back(tmp_path: Path) -> None:
+    view = StaticNodeView()
+    async with _orchestrator(tmp_path, view) as orch:
+        await view.join(compute_node_info("node-a"))
+        await view.kill("node-a")
+        assert await orch.update_node("node-a", "delete") == (True, "")
+        assert "node-a" not in {n.info.node_id for n in await orch.list_nodes()}
+        await view.come_back("node-a")
+        [back] = [n for n in await orch.list_nodes() if n.info.node_id == "node-a"]
+        assert back.connection == Connection.CONNECTED
