@@ -307,7 +307,7 @@ class DockerExecutor:
                     layer_cap=layer_cap,
                 )
                 error_msg = await self._steps.failure(
-                    api, container_id, request, outcome, control=control, layer_cap=layer_cap or 0
+                    api, container_id, request, outcome, control=control
                 )
                 if capped is not None and not await capped.collect(folders) and not error_msg:
                     error_msg = (
@@ -363,15 +363,13 @@ class DockerExecutor:
         smaller; None under a read-only root, which has no layer to fill."""
         if self._confinement.read_only_rootfs:
             return None
-        limits = [n for n in (self._writable_layer_limit, request.resources.disk) if n > 0]
-        return min(limits) if limits else None
+        return _smallest_cap(self._writable_layer_limit, request.resources.disk)
 
     def _disk_cap(self, request: RunRequest) -> int | None:
         """The cap on the result folders: the operator's, or the job's disk when smaller."""
         if not request.result_paths or not self._can_cap:
             return None
-        limits = [n for n in (self._result_disk_limit, request.resources.disk) if n > 0]
-        return min(limits) if limits else None
+        return _smallest_cap(self._result_disk_limit, request.resources.disk)
 
     async def cancel(self, execution_id: str) -> None:
         """Kill and remove the execution's container; a waiting ``run()`` raises promptly."""
@@ -483,3 +481,9 @@ class DockerExecutor:
     async def _remove(self, api: Any, container: str) -> None:
         """Kill and remove a container, returning once it is gone (see ``_removal``)."""
         await self._removals.remove(api, container)
+
+
+def _smallest_cap(*limits: int) -> int | None:
+    """The smallest of ``limits`` that caps anything (0: no cap), or None when none does."""
+    caps = [n for n in limits if n > 0]
+    return min(caps) if caps else None

@@ -50,9 +50,8 @@ class RunControl:
 
     container_id: str | None = None
     cancelled: bool = False
-    #: Bytes the container had written to its own filesystem when the watcher stopped it
-    #: (0: it did not).
-    layer_overflow: int = 0
+    #: Why the writable-layer watch stopped the container ("": it did not).
+    layer_overflow: str = ""
 
 
 def raise_if_cancelled(control: RunControl, request: RunRequest) -> None:
@@ -160,7 +159,8 @@ class ContainerSteps:
 
         ``before_start`` is awaited between the attach and the start; ``after_start`` is
         called once the container has started. With ``layer_cap``, the container is stopped
-        once it has written more than that to its own filesystem (``control.layer_overflow``).
+        once it has written more than that to its own filesystem, saying so in
+        ``control.layer_overflow``.
         """
         try:
             # Attach before start (as `docker run` does) so not a byte of output is missed.
@@ -186,7 +186,12 @@ class ContainerSteps:
         if layer_cap is not None:
 
             def overflow(size: int) -> None:
-                control.layer_overflow = size
+                control.layer_overflow = (
+                    f"disk limit exceeded: the job wrote {format_size(size)} to its "
+                    f"container's own filesystem, past the cap of {format_size(layer_cap)}; "
+                    "large data belongs in a result path (ResultPaths), which has a cap of its "
+                    "own"
+                )
 
             watch = asyncio.create_task(
                 watch_writable_layer(
@@ -233,7 +238,6 @@ class ContainerSteps:
         outcome: ContainerExit,
         *,
         control: RunControl,
-        layer_cap: int = 0,
     ) -> str:
         """Why the run failed although the container exited, or "" (a plain non-zero exit
         is not a failure).
@@ -243,11 +247,7 @@ class ContainerSteps:
         one the writable-layer watcher stopped.
         """
         if control.layer_overflow:
-            return (
-                f"disk limit exceeded: the job wrote {format_size(control.layer_overflow)} to "
-                f"its container's own filesystem, past the cap of {format_size(layer_cap)}; "
-                "large data belongs in a result path (ResultPaths), which has a cap of its own"
-            )
+            return control.layer_overflow
         memory = request.resources.memory
         if memory > 0 and await self._oom_killed(
             api, container_id, outcome.status_code, request.results_dir
