@@ -3,7 +3,9 @@ load the executors) and the Docker executor."""
 
 from __future__ import annotations
 
-__all__ = ["CAPABILITY_NAMES", "capability_name"]
+from collections.abc import Iterable
+
+__all__ = ["CAPABILITY_NAMES", "capability_names"]
 
 #: Every capability by its name without ``CAP_``, and ``ALL``.
 CAPABILITY_NAMES = frozenset(
@@ -54,6 +56,11 @@ CAPABILITY_NAMES = frozenset(
 )
 
 
-def capability_name(name: str) -> str:
-    """``name`` as Docker spells it: upper case, without ``CAP_`` (``cap_net_raw``: ``NET_RAW``)."""
-    return name.upper().removeprefix("CAP_")
+def capability_names(names: Iterable[str]) -> tuple[str, ...]:
+    """``names`` as Docker spells them: upper case, without ``CAP_`` (``cap_net_raw``:
+    ``NET_RAW``). Raises :class:`ValueError` naming those that are no capability."""
+    spelled = tuple(str(n).upper().removeprefix("CAP_") for n in names)
+    unknown = [n for n in spelled if n not in CAPABILITY_NAMES]
+    if unknown:
+        raise ValueError(f"unknown capabilities: {', '.join(unknown)}")
+    return spelled

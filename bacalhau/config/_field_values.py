@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from bacalhau._capabilities import CAPABILITY_NAMES, capability_name
+from bacalhau._capabilities import capability_names
 from bacalhau.config._api_users import ApiUserConfig
 from bacalhau.config._bacalhau_keys import (
     LOG_LEVELS,
@@ -209,14 +209,14 @@ def check_field(name: str, key: str, value: Any) -> Any:
                 details={"Field": key},
             )
     if name == "docker_cap_drop":
-        value = tuple(capability_name(str(c)) for c in value)
-        unknown = [c for c in value if c not in CAPABILITY_NAMES]
-        if unknown:
+        try:
+            value = capability_names(value)
+        except ValueError as err:
             raise InvalidRequest(
-                f"{key} names unknown capabilities: {', '.join(unknown)}",
+                f"{key} names {err}",
                 details={"Field": key},
                 hint="Linux capability names such as NET_RAW or SYS_ADMIN, or ALL",
-            )
+            ) from None
     if name == "min_reputation" and not 0.0 <= value <= 1.0:
         raise InvalidRequest(
             f"{key} must be between 0 and 1, not {value!r}", details={"Field": key}

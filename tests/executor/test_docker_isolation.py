@@ -123,7 +123,7 @@ async def test_an_operator_may_keep_dockers_capabilities_less_raw_sockets_and_de
 def test_unknown_capabilities_are_refused_when_the_executor_is_made(
     client: docker.DockerClient, prefix: str
 ) -> None:
-    with pytest.raises(ValueError, match="unknown capabilities to drop: NET_RWA"):
+    with pytest.raises(ValueError, match="unknown capabilities: NET_RWA"):
         DockerExecutor(client=client, name_prefix=prefix, cap_drop=("CAP_NET_RWA",))
 
 

@@ -41,7 +41,7 @@ from typing import Any
 import docker
 import docker.errors
 
-from bacalhau._capabilities import CAPABILITY_NAMES, capability_name
+from bacalhau._capabilities import capability_names
 from bacalhau.errors import (
     BacalhauError,
     ExecutionFailed,
@@ -155,9 +155,6 @@ class DockerExecutor:
             raise ValueError(
                 f"the writable layer's poll interval must be positive, got {layer_poll_interval}"
             )
-        unknown = sorted({capability_name(c) for c in cap_drop} - CAPABILITY_NAMES)
-        if unknown:
-            raise ValueError(f"unknown capabilities to drop: {', '.join(unknown)}")
         for what, value in (
             ("tmp size", tmp_size),
             ("writable layer limit", writable_layer_limit),
@@ -173,7 +170,7 @@ class DockerExecutor:
             pids_limit=pids_limit,
             read_only_rootfs=read_only_rootfs,
             tmp_size=tmp_size,
-            cap_drop=tuple(capability_name(c) for c in cap_drop),
+            cap_drop=capability_names(cap_drop),
         )
         self._writable_layer_limit = writable_layer_limit
         self._reap_interval = reap_interval
