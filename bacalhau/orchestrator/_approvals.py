@@ -116,20 +116,32 @@ class ApprovalStore:
             known[node_id] = KnownNode(node, int(seen), int(version), state)
         return known
 
-    def remember(self, node: KnownNode) -> None:
-        self._db.execute(
-            "INSERT INTO remembered_nodes (node_id, info, last_seen_ns, record_version, liveness) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT(node_id) DO UPDATE SET info = excluded.info, "
-            "last_seen_ns = excluded.last_seen_ns, record_version = excluded.record_version, "
-            "liveness = excluded.liveness",
+    def remember(self, *nodes: KnownNode) -> None:
+        """Keep ``nodes`` as known now, in one transaction."""
+        rows = [
             (
-                node.info.node_id,
-                json.dumps(node.info.to_dict()),
-                node.last_seen_ns,
-                node.record_version,
-                node.liveness.value,
-            ),
-        )
+                n.info.node_id,
+                json.dumps(n.info.to_dict()),
+                n.last_seen_ns,
+                n.record_version,
+                n.liveness.value,
+            )
+            for n in nodes
+        ]
+        # The connection commits each statement on its own: one explicit transaction.
+        self._db.execute("BEGIN")
+        try:
+            self._db.executemany(
+                "INSERT INTO remembered_nodes (node_id, info, last_seen_ns, record_version, "
+                "liveness) VALUES (?, ?, ?, ?, ?) ON CONFLICT(node_id) DO UPDATE SET "
+                "info = excluded.info, last_seen_ns = excluded.last_seen_ns, "
+                "record_version = excluded.record_version, liveness = excluded.liveness",
+                rows,
+            )
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def close(self) -> None:
         self._db.close()

@@ -143,29 +143,40 @@ class NodeDirectory:
             self._unsubscribe = None
         # Those alive now were last seen now: a restart lists them so until they are back.
         now = time.time_ns()
-        for node in self._view.compute_nodes():
-            if not node.liveness.is_down():
-                self._remember(node, last_seen_ns=now)
+        self._remember(
+            *(n for n in self._view.compute_nodes() if not n.liveness.is_down()), last_seen_ns=now
+        )
 
-    def _remember(self, node: NodeSighting, *, last_seen_ns: int = 0) -> None:
-        seen = last_seen_ns or node.last_seen_ns or time.time_ns()
-        before = self._known.get(node.node_id)
-        if (
-            node.liveness.is_down()
-            and before is not None
-            and before.record_version >= node.version
-            and before.last_seen_ns
-        ):
-            # Its death heard again (from another member, after a restart): it has not been
-            # alive since it was last known to be.
-            seen = min(seen, before.last_seen_ns)
-        down = node.liveness if node.liveness.is_down() else V.ALIVE
-        known = KnownNode(node.info, seen, node.version, down)
-        self._known[node.node_id] = known
+    def _remember(self, *nodes: NodeSighting, last_seen_ns: int = 0) -> None:
+        """Keep what is known of ``nodes`` now (in one write)."""
+        known = [
+            KnownNode(
+                node.info,
+                self._last_alive(node, last_seen_ns or node.last_seen_ns or time.time_ns()),
+                node.version,
+                node.liveness if node.liveness.is_down() else V.ALIVE,
+            )
+            for node in nodes
+        ]
+        self._known.update((k.info.node_id, k) for k in known)
         try:
-            self._approvals.remember(known)
+            self._approvals.remember(*known)
         except sqlite3.Error as err:
-            log.warning("could not remember node %s: %s", node.node_id, err)
+            log.warning("could not remember %d node(s): %s", len(known), err)
+
+    def _last_alive(self, node: NodeSighting, seen: int) -> int:
+        """When ``node`` was last alive, ``seen`` as far as the view knows: a down node whose
+        record is no newer than the one remembered (its death heard again from another
+        member, after a restart) has not been alive since it was remembered."""
+        known = self._known.get(node.node_id)
+        if (
+            known is not None
+            and node.liveness.is_down()
+            and node.version <= known.record_version
+            and known.last_seen_ns
+        ):
+            return min(seen, known.last_seen_ns)
+        return seen
 
     # -- reading ------------------------------------------------------------------------
 
@@ -219,16 +230,10 @@ class NodeDirectory:
 
     def _listed(self, node: NodeSighting) -> NodeState:
         state = self._state(node)
-        known = self._known.get(node.node_id)
-        if (
-            known is not None
-            and node.liveness.is_down()
-            and node.version <= known.record_version
-            and 0 < known.last_seen_ns < state.last_seen_ns
-        ):
-            # Re-learned as dead after a restart (from another member): not alive since.
+        last_alive = self._last_alive(node, state.last_seen_ns)
+        if last_alive != state.last_seen_ns:
             state = shallow_copy(state)
-            state.last_seen_ns = known.last_seen_ns
+            state.last_seen_ns = last_alive
         return state
 
     def _relearned(self, node: NodeSighting) -> bool:

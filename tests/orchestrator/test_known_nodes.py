@@ -13,7 +13,7 @@ import pytest
 
 from bacalhau.errors import InvalidRequest
 from bacalhau.models import Connection, LivenessState, Membership, NodeInfo, NodeType
-from bacalhau.orchestrator import NodeChangeKind, Orchestrator
+from bacalhau.orchestrator import NodeChangeKind, NodeSighting, Orchestrator
 from tests.orchestrator.node_view import StaticNodeView, compute_node_info
 from tests.orchestrator.test_job_names import UnansweredAsks
 
@@ -57,14 +57,19 @@ async def test_nodes_down_or_up_at_a_restart_are_listed_until_deleted(tmp_path: 
         assert {n.info.node_id for n in await orch.list_nodes()} == {"requester", "node-up"}
 
 
-async def test_a_node_relearned_as_dead_keeps_when_it_was_last_alive(tmp_path: Path) -> None:
+async def _died_two_minutes_before_a_restart(tmp_path: Path) -> NodeSighting:
+    """Node ``node-a`` as a requester knew it when it stopped: dead, silent for 2 minutes."""
     view = StaticNodeView()
-    async with _orchestrator(tmp_path, view) as orch:
+    async with _orchestrator(tmp_path, view):
         await view.join(compute_node_info("node-a"))
         await view.kill("node-a", silent_for=120)
     gone = view.get("node-a")
     assert gone is not None
+    return gone
 
+
+async def test_a_node_relearned_as_dead_keeps_when_it_was_last_alive(tmp_path: Path) -> None:
+    gone = await _died_two_minutes_before_a_restart(tmp_path)
     later = StaticNodeView()
     async with _orchestrator(tmp_path, later) as orch:
         # Another member tells the restarted requester of the dead node (its same record):
@@ -96,13 +101,7 @@ async def test_a_dead_node_first_relearned_as_alive_keeps_when_it_was_last_alive
 ) -> None:
     """Gossip may hand a restarted requester a dead node's last record as a fresh member,
     then find it dead: neither makes it look alive a moment ago."""
-    view = StaticNodeView()
-    async with _orchestrator(tmp_path, view) as orch:
-        await view.join(compute_node_info("node-a"))
-        await view.kill("node-a", silent_for=120)
-    gone = view.get("node-a")
-    assert gone is not None
-
+    gone = await _died_two_minutes_before_a_restart(tmp_path)
     later = StaticNodeView()
     async with _orchestrator(tmp_path, later) as orch:
         later._version = gone.version - 1  # its same record again
