@@ -7,6 +7,7 @@ Commands talk to a node through :mod:`bacalhau.client`; errors are printed once,
 from bacalhau.cli._agent import agent_group, version
 from bacalhau.cli._auth_cmd import auth_group
 from bacalhau.cli._ca import ca_group
+from bacalhau.cli._completion import completion
 from bacalhau.cli._config_cmd import config_group
 from bacalhau.cli._data import data_group
 from bacalhau.cli._job import job_group
@@ -29,6 +30,7 @@ for _command in (
     profile_group,
     version,
     ca_group,
+    completion,
     config_group,
     serve,
     devstack,

@@ -16,6 +16,7 @@ import click
 
 from bacalhau._yaml import load_yaml
 from bacalhau.cli._client_config import data_dir, node_config
+from bacalhau.cli._completion import complete_setting
 from bacalhau.cli._render import emit, output_option, table, tabular
 from bacalhau.cli._root import BacalhauGroup, CliState, pass_state
 from bacalhau.config import (
@@ -86,7 +87,7 @@ def config_default(output: str) -> None:
 
 
 @config_group.command("set")
-@click.argument("setting")
+@click.argument("setting", shell_complete=complete_setting)
 @click.argument("values", nargs=-1)
 @click.option(
     "-c",

@@ -20,6 +20,7 @@ from bacalhau.cli._client_config import (
     data_dir,
     setup_logging,
 )
+from bacalhau.cli._completion import complete_config_value
 from bacalhau.cli._profiles import Profile, ProfileStore
 from bacalhau.errors import BacalhauError, NotFound
 
@@ -418,6 +419,7 @@ def _keep(ctx: click.Context, param: click.Parameter, value: Any) -> None:
     multiple=True,
     expose_value=False,
     callback=_keep,
+    shell_complete=complete_config_value,
     metavar="FILE|KEY=VALUE",
     help="A config file (.yaml, .yml, .json) or one Key=Value setting; repeatable, later wins. "
     "Files given here replace <data-dir>/config.yaml.",

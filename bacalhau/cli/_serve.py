@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from bacalhau.cli._completion import complete_config_value
 from bacalhau.cli._jobspec import parse_key_values
 from bacalhau.cli._serve_flags import legacy_serve_flags, legacy_settings
 
@@ -148,7 +149,13 @@ _CONFIG_HELP = (
     help="New compute nodes wait PENDING until `bacalhau node approve` (orchestrator).",
 )
 @click.option(
-    "-c", "--config", "config", multiple=True, metavar="KEY=VALUE|FILE", help=_CONFIG_HELP
+    "-c",
+    "--config",
+    "config",
+    multiple=True,
+    metavar="KEY=VALUE|FILE",
+    help=_CONFIG_HELP,
+    shell_complete=complete_config_value,
 )
 @click.option(
     "--parent-fd",
@@ -284,6 +291,7 @@ def serve(
     multiple=True,
     metavar="KEY=VALUE|FILE",
     help=_CONFIG_HELP + " Given to every node, as `bacalhau serve -c` takes it.",
+    shell_complete=complete_config_value,
 )
 def devstack(
     compute_nodes: int,
