@@ -31,11 +31,17 @@ def agent_alive(state: CliState, output: str) -> None:
 
 
 @agent_group.command("version")
-@output_option(default="table")
+@output_option(default="text", choices=("text", "table", "json", "yaml"))
 @pass_state
 def agent_version(state: CliState, output: str) -> None:
-    """The node's version."""
+    """The node's version (as Bacalhau prints it: ``Bacalhau vX``, ``BuildDate``,
+    ``GitCommit``; ``--output table`` a row)."""
     info = state.client().agent_version()
+    if output == "text":
+        click.echo(
+            f"Bacalhau {info.git_version}\nBuildDate {info.build_date}\nGitCommit {info.git_commit}"
+        )
+        return
     if not tabular(output):
         emit(
             _server_version(info),
@@ -60,8 +66,9 @@ def agent_config(state: CliState, output: str) -> None:
 @output_option(default="yaml", choices=("json", "yaml"))
 @pass_state
 def agent_node(state: CliState, output: str) -> None:
-    """The node's description."""
-    emit(state.client().agent_node().to_dict(), output)
+    """The node's description: its NodeInfo (NodeID, NodeType, Labels, ...), as Bacalhau
+    prints it; ``bacalhau node describe`` adds the requester's view of it."""
+    emit(state.client().agent_node().info.to_dict(), output)
 
 
 def client_version() -> dict[str, str]:

@@ -66,6 +66,8 @@ def normalize_args(command: click.Command, args: Sequence[str], found: Persisten
     own = {opt for p in command.params for opt in (*p.opts, *p.secondary_opts)}
     flags = _boolean_flags(command)
     takes_tail = any(opt in own for opt in _TAIL_OPTIONS)
+    if takes_tail:
+        args = _ungrouped_tail(args, flags)
     out: list[str] = []
     i = 0
     while i < len(args):
@@ -98,6 +100,16 @@ def normalize_args(command: click.Command, args: Sequence[str], found: Persisten
                 "N must be 0 or more (the lines of each stream to start with; 0: none)",
                 param_hint="'-t' / '--tail'",
             )
+        elif eq and takes_tail and name in _TAIL_OPTIONS and not value.isdigit():
+            # Bacalhau's --tail is a boolean flag (`--tail=true`): on, the last lines.
+            if value.strip().lower() not in _TRUE | _FALSE:
+                raise click.BadParameter(
+                    f"{value!r} is neither a count nor true or false", param_hint=f"'{name}'"
+                )
+            if value.strip().lower() in _TRUE:
+                out.extend((name, str(BARE_TAIL_LINES)))
+        elif eq and takes_tail and name == "-t":
+            out.extend((name, value))  # `-t=5`: click would read the value as "=5"
         elif takes_tail and arg in _TAIL_OPTIONS and not _is_count(args, i + 1):
             out.extend((arg, str(BARE_TAIL_LINES)))
         else:
@@ -107,17 +119,35 @@ def normalize_args(command: click.Command, args: Sequence[str], found: Persisten
 
 
 def _boolean_flags(command: click.Command) -> dict[str, tuple[str | None, bool]]:
-    """Each boolean flag's spellings -> the spelling that turns it off (None: it has none)
-    and whether it is on by default."""
+    """Each boolean flag's spellings (``--follow`` and ``-f``) -> the spelling that turns it
+    off (None: it has none) and whether it is on by default."""
     flags: dict[str, tuple[str | None, bool]] = {}
     for p in command.params:
         if isinstance(p, click.Option) and p.is_flag and p.is_bool_flag:
             off = next((o for o in p.secondary_opts if o.startswith("--")), None)
             for opt in p.opts:
-                if opt.startswith("--"):
-                    # (``is True``: click 8.5 leaves an unset default as a sentinel object.)
-                    flags[opt] = (off, p.default is True)
+                # (``is True``: click 8.5 leaves an unset default as a sentinel object.)
+                flags[opt] = (off, p.default is True)
     return flags
+
+
+def _ungrouped_tail(
+    args: Sequence[str], flags: dict[str, tuple[str | None, bool]]
+) -> Sequence[str]:
+    """``-ft``/``-tf`` as ``-f -t``: in Bacalhau both are boolean flags, which pflag lets
+    one group; here ``-t`` takes an optional count, which click would read from the rest
+    of the group (or the next word). Groups of other letters are click's to read."""
+    out: list[str] = []
+    for i, arg in enumerate(args):
+        if arg == "--":
+            return [*out, *args[i:]]
+        letters = arg[1:]
+        grouped = len(arg) > 2 and arg[0] == "-" and arg[1] != "-" and letters.isalpha()
+        if grouped and "t" in letters and all(c == "t" or f"-{c}" in flags for c in letters):
+            out.extend(f"-{c}" for c in letters)
+        else:
+            out.append(arg)
+    return out
 
 
 def _flag_value(name: str, value: str, flag: tuple[str | None, bool]) -> list[str]:

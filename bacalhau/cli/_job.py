@@ -562,7 +562,7 @@ def job_versions(state: CliState, job_id: str, output: str) -> None:
     "--output-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Where to write the results (default: ./job-<short id>).",
+    help="Where to write the results (default: ./job-<ID or name as given>).",
 )
 @click.option("--raw", is_flag=True, help="Keep each result in its own folder under raw/.")
 @click.option(
@@ -586,7 +586,12 @@ def job_get(
     created.
     """
     download_results(
-        state.client(), job_id, output_dir, raw=raw, timeout=float(download_timeout_secs)
+        state.client(),
+        job_id,
+        output_dir,
+        raw=raw,
+        timeout=float(download_timeout_secs),
+        namespace=state.namespace,
     )
 
 

@@ -233,7 +233,7 @@ def _runtime_flags(*, submit: bool) -> list[Callable[[Any], Any]]:
                 "--output-dir",
                 type=click.Path(file_okay=False, path_type=Path),
                 default=None,
-                help="With --download: where to write them (default: ./job-<short id>).",
+                help="With --download: where to write them (default: ./job-<job ID>).",
             ),
             click.option("--raw", is_flag=True, help="With --download: one folder per result."),
             click.option("--download-timeout-secs", type=Duration(), default=300, hidden=True),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -285,14 +286,25 @@ def follow_submitted(client: Client, job_id: str, runtime: dict[str, Any]) -> No
             runtime["output_dir"],
             raw=runtime["raw"],
             timeout=float(runtime["download_timeout_secs"]),
+            namespace=job.namespace,
         )
 
 
 def download_results(
-    client: Client, job_id: str, output_dir: Path | None, *, raw: bool, timeout: float
+    client: Client,
+    job_id: str,
+    output_dir: Path | None,
+    *,
+    raw: bool,
+    timeout: float,
+    namespace: str = "",
 ) -> None:
     """Download a job's results (``job get``, and ``--download`` on the run commands) and
-    say where they went, naming any entry that was not created."""
+    say where they went, naming any entry that was not created. ``job_id`` is the job as the
+    user named it; the default folder is Bacalhau's, ``./job-<it>`` (``job-<namespace>-<it>``
+    outside the default namespace), so ``bacalhau job get $ID; cat job-$ID/stdout`` works."""
+    if output_dir is None:
+        output_dir = Path.cwd() / default_job_folder(job_id, namespace)
     downloaded = client.download_results(job_id, output_dir, raw=raw, timeout=timeout)
     if downloaded.skipped:
         click.echo(
@@ -301,6 +313,15 @@ def download_results(
         for entry in downloaded.skipped:
             click.echo(f"  {entry}", err=True)
     click.echo(f"Results for job '{job_id}' have been written to...\n{downloaded.path}")
+
+
+def default_job_folder(job_ref: str, namespace: str = "") -> str:
+    """Where Bacalhau's CLI writes a job's results when told no folder: ``job-<ref>``, with
+    the namespace before the reference outside ``default``."""
+    ref = job_ref.replace(os.sep, "_")
+    if namespace in ("", "default"):
+        return f"job-{ref}"
+    return f"job-{namespace.replace(os.sep, '_')}-{ref}"
 
 
 def runtime_settings(kwargs: dict[str, Any]) -> dict[str, Any]:

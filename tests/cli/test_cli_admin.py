@@ -73,7 +73,15 @@ def test_agent_and_version(bacalhau: Cli) -> None:
     version = json.loads(bacalhau(["agent", "version", "--output", "json"]).stdout)
     assert version["GitVersion"] == "v1.5.2" and version["GOOS"]
     node = yaml.safe_load(bacalhau(["agent", "node"]).stdout)
-    assert node["Info"]["NodeID"] == "n-memory-requester"
+    assert node["NodeID"] == "n-memory-requester" and node["NodeType"] == "Requester"
+    # Bacalhau's three lines by default; a row with --output table.
+    text = bacalhau(["agent", "version"]).stdout.splitlines()
+    assert text[0] == "Bacalhau v1.5.2"
+    assert text[1].startswith("BuildDate ") and text[2].startswith("GitCommit ")
+    assert bacalhau(["agent", "version", "--output", "table"]).stdout.split()[:2] == [
+        "VERSION",
+        "BUILD",
+    ]
     both = bacalhau(["version"])
     assert both.stdout.split()[:4] == ["CLIENT", "SERVER", "UPDATE", "MESSAGE"]
     assert "v1.5.2" in both.stdout

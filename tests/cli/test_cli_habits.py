@@ -12,6 +12,7 @@ import yaml
 from click.testing import CliRunner, Result
 
 from bacalhau.cli import cli
+from bacalhau.cli._run import default_job_folder
 from tests.cli.conftest import Cli
 
 
@@ -155,7 +156,7 @@ def test_older_spellings_work_and_name_the_new_one(
     elif old == "logs":
         pass  # the notice above is the point (this stand-in cluster streams no logs)
     else:
-        assert json.loads(done.stdout)["Info"]["NodeType"] == "Requester"
+        assert json.loads(done.stdout)["NodeType"] == "Requester"
 
 
 def test_agent_config(bacalhau: Cli) -> None:
@@ -297,3 +298,12 @@ def test_v1_0_to_1_3_run_flags_still_parse(bacalhau: Cli) -> None:
     )
     assert done.exit_code == 0, done.output
     assert done.stdout.strip().startswith("j-")
+
+
+def test_results_go_to_bacalhaus_default_folder() -> None:
+    """``job get`` with no --output-dir writes where Bacalhau's does (cmd/util/download.go):
+    ``job-<the job as named>``, with the namespace first outside ``default``."""
+    assert default_job_folder("j-1234abcd") == "job-j-1234abcd"
+    assert default_job_folder("my-job", "default") == "job-my-job"
+    assert default_job_folder("my-job", "team-a") == "job-team-a-my-job"
+    assert default_job_folder("a/b") == "job-a_b"  # never a folder below another

@@ -64,7 +64,7 @@ def test_serve_starts_a_requester_the_cli_can_use(requester: int, tmp_path: Path
     address = ["--api-host", "127.0.0.1", "--api-port", str(requester)]
     node = CliRunner().invoke(cli, [*address, "agent", "node", "--output", "json"])
     assert node.exit_code == 0, node.output
-    info = json.loads(node.stdout)["Info"]
+    info = json.loads(node.stdout)  # the NodeInfo itself, as Bacalhau prints it
     assert info["Labels"]["rack"] == "r1" and info["NodeType"] == "Requester"
     assert info["Labels"]["pre"] == "serve"  # a -c before `serve`
     assert (tmp_path / "requester" / "orchestrator").is_dir()  # --data-dir before `serve`

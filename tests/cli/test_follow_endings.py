@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from bacalhau.cli import cli
+from bacalhau.cli._args import Persistent, normalize_args
 from bacalhau.models import JobStateType
 from tests.executor.conftest import busybox_image
 from tests.integration.devstack import Devstack, bacalhau_command, eventually
@@ -248,3 +249,26 @@ def test_a_negative_tail_is_a_usage_error(spelling: list[str]) -> None:
     done = CliRunner().invoke(cli, [*_NOWHERE, "job", "logs", *spelling, "j-1"])
     assert done.exit_code == 2, done.output
     assert "N must be 0 or more" in done.output
+
+
+@pytest.mark.parametrize(
+    ("spelling", "read_as"),
+    [
+        (["--tail=true"], ["--tail", "10"]),
+        (["-t=true"], ["-t", "10"]),
+        (["--tail=false"], []),
+        (["-t=5"], ["-t", "5"]),
+        (["-ft"], ["-f", "-t", "10"]),
+        (["-tf"], ["-t", "10", "-f"]),
+        (["-f=true", "-t"], ["-f", "-t", "10"]),
+    ],
+)
+def test_bacalhaus_boolean_tail_and_grouped_flags_read_as_it_writes_them(
+    spelling: list[str], read_as: list[str]
+) -> None:
+    """Bacalhau's ``--tail``/``-t`` is a boolean flag, which pflag lets one group with ``-f``
+    and give a value (``--tail=true``); here it also takes a count."""
+    command = cli.commands["job"].commands["logs"]  # type: ignore[attr-defined]
+    assert normalize_args(command, [*spelling, "j-1"], Persistent()) == [*read_as, "j-1"]
+    wrong = CliRunner().invoke(cli, [*_NOWHERE, "job", "logs", "--tail=perhaps", "j-1"])
+    assert wrong.exit_code == 2 and "'perhaps' is neither a count nor true or false" in wrong.output

@@ -136,6 +136,11 @@ def test_wasm_jobs_complete_with_their_stdout_and_result_files(
     assert (results / "stdout").read_text() == "4 words\n"
     assert (results / "exitCode").read_text().strip() == "0"
     assert (results / "out" / "counts.txt").read_text() == ("3 one two three\n1 four\ntotal 4\n")
+    # With no --output-dir, Bacalhau's folder: job-<the job as named>, so that
+    # `bacalhau job get $ID; cat job-$ID/stdout` works; a short ID names its own.
+    for ref in (job_id, short_id(job_id)):
+        devstack.ok("job", "get", ref, cwd=tmp_path)
+        assert (tmp_path / f"job-{ref}" / "stdout").read_text() == "4 words\n"
 
     # Bacalhau v1.0-v1.3's --download: the same results, written once the run has ended.
     downloaded = tmp_path / "downloaded"
@@ -357,4 +362,4 @@ def test_job_get_of_a_failed_job_says_why_and_creates_nothing(
     # Without --output-dir: no ./job-<id> folder either.
     done = devstack.cli("job", "get", job_id, cwd=tmp_path)
     assert done.returncode != 0
-    assert not (tmp_path / f"job-{short_id(job_id)}").exists()
+    assert not list(tmp_path.glob("job-*"))
