@@ -10,6 +10,7 @@ from bacalhau.cli._ca import ca_group
 from bacalhau.cli._completion import completion
 from bacalhau.cli._config_cmd import config_group
 from bacalhau.cli._data import data_group
+from bacalhau.cli._help import help_command
 from bacalhau.cli._job import job_group
 from bacalhau.cli._legacy import legacy_commands
 from bacalhau.cli._node import node_group
@@ -31,6 +32,7 @@ for _command in (
     version,
     ca_group,
     completion,
+    help_command,
     config_group,
     serve,
     devstack,

@@ -11,7 +11,7 @@ import click
 from bacalhau.cli._follow import check_job_ended, print_logs, stop_following
 from bacalhau.cli._job_file import read_spec, template_variables
 from bacalhau.cli._jobspec import Duration, rerun_options, runtime_options
-from bacalhau.cli._render import cell_id, emit, output_option, table, tabular, when
+from bacalhau.cli._render import cell_id, emit, output_option, table, tabular, when, wide
 from bacalhau.cli._root import (
     BacalhauGroup,
     CliState,
@@ -116,6 +116,8 @@ def _exec_state(e: Execution) -> str:
 
 
 def _history_rows(items: list[JobHistory]) -> list[list[str]]:
+    """Bacalhau's columns (cmd/util/cols/history.go), then with ``--wide`` the node, the
+    revision and the states the entry moved between."""
     rows = []
     for h in items:
         if h.type == HistoryType.JOB:
@@ -126,33 +128,23 @@ def _history_rows(items: list[JobHistory]) -> list[list[str]]:
             level = "Execution"
             prev = h.exec_state_previous.label if h.exec_state_previous else ""
             new = h.exec_state_new.label if h.exec_state_new else ""
-        rows.append(
-            [
-                when(h.time),
-                level,
-                str(h.job_version),
-                cell_id(h.execution_id) if h.execution_id else "",
-                cell_id(h.node_id) if h.node_id else "",
-                str(h.new_revision),
-                prev,
-                new,
-                h.event.message,
-            ]
-        )
+        row = [
+            when(h.time),
+            level,
+            str(h.job_version),
+            cell_id(h.execution_id) if h.execution_id else "",
+            h.event.topic,
+            h.event.message,
+        ]
+        if wide():
+            row += [cell_id(h.node_id) if h.node_id else "", str(h.new_revision), prev, new]
+        rows.append(row)
     return rows
 
 
-_HISTORY_HEADERS = (
-    "TIME",
-    "LEVEL",
-    "JOB VER.",
-    "EXEC. ID",
-    "NODE ID",
-    "REV.",
-    "PREVIOUS",
-    "NEW",
-    "EVENT",
-)
+def _history_headers() -> tuple[str, ...]:
+    bacalhaus = ("TIME", "LEVEL", "JOB VERSION", "EXEC. ID", "TOPIC", "EVENT")
+    return (*bacalhaus, "NODE ID", "REV.", "PREVIOUS", "NEW") if wide() else bacalhaus
 
 
 def _execution_rows(executions: list[Execution]) -> list[list[str]]:
@@ -204,7 +196,7 @@ _EXECUTION_HEADERS = (
     "CREATED",
     "MODIFIED",
     "ID",
-    "JOB VER.",
+    "JOB VERSION",
     "NODE ID",
     "REV.",
     "STATE",
@@ -257,7 +249,7 @@ def job_describe(state: CliState, job_id: str, version: int, output: str) -> Non
     if job.verified:
         _print_verification(job, details.executions)
     click.echo("\nJob History")
-    table(_HISTORY_HEADERS, _history_rows(details.history))
+    table(_history_headers(), _history_rows(details.history))
     click.echo("\nExecutions")
     table(_EXECUTION_HEADERS, _execution_rows(details.executions))
     for e in details.executions:
@@ -433,7 +425,7 @@ def job_history(
     if not tabular(output):
         emit([h.to_dict(v152=True) for h in items], output)
         return
-    table(_HISTORY_HEADERS, _history_rows(items))
+    table(_history_headers(), _history_rows(items))
 
 
 def logs_command(name: str) -> click.Command:

@@ -59,6 +59,11 @@ def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> None:
     ctx.meta[f"{_META}{param.name}"] = bool(value)
 
 
+def wide() -> bool:
+    """Whether ``--wide`` was given: IDs in full, and the columns a table keeps for it."""
+    return _shaping("wide")
+
+
 def _shaping(name: str) -> bool:
     ctx = click.get_current_context(silent=True)
     return bool(ctx is not None and ctx.meta.get(f"{_META}{name}"))

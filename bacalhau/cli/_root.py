@@ -307,6 +307,14 @@ class BacalhauGroup(click.Group):
                 setup_logging(found)  # every persistent option is known now
         return name, command, rest
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args and self.no_args_is_help and not ctx.resilient_parsing:
+            # A group alone shows its help, as cobra's does: on stdout, exit 0 (click's own
+            # exits 2, as for a usage error).
+            click.echo(ctx.get_help(), color=ctx.color)
+            ctx.exit(0)
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
         if ctx.parent is not None:
             return super().invoke(ctx)  # the root translates errors, once

@@ -307,3 +307,20 @@ def test_results_go_to_bacalhaus_default_folder() -> None:
     assert default_job_folder("my-job", "default") == "job-my-job"
     assert default_job_folder("my-job", "team-a") == "job-team-a-my-job"
     assert default_job_folder("a/b") == "job-a_b"  # never a folder below another
+
+
+def test_help_as_cobra_gives_it() -> None:
+    """``bacalhau help job run`` is ``bacalhau job run --help``; a group typed alone shows
+    its help on stdout and exits 0, as cobra's do."""
+    shown = invoke(["help", "job", "run"])
+    assert shown.exit_code == 0
+    assert shown.stdout == invoke(["job", "run", "--help"]).stdout
+    assert invoke(["help"]).stdout == invoke(["--help"]).stdout
+    for group in ([], ["job"], ["node"]):
+        alone = invoke(group)
+        assert alone.exit_code == 0 and alone.stdout.startswith("Usage: "), group
+        assert "Commands:" in alone.stdout
+    unknown = invoke(["help", "job", "nope"])
+    assert unknown.exit_code == 1
+    assert "unknown help topic 'job nope'" in unknown.stderr
+    assert "job --help` lists the commands" in unknown.stderr

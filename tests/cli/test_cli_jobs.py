@@ -76,6 +76,11 @@ def test_describe_executions_history(bacalhau: Cli) -> None:
     assert unknown.exit_code == 2 and "--order-by" in unknown.stderr
     table = bacalhau(["job", "history", job_id])
     assert "Completed successfully" in table.stdout
+    # Bacalhau's columns (cmd/util/cols/history.go); --wide adds ours after them.
+    header = bacalhau(["job", "history", job_id, "--output", "csv"]).stdout.splitlines()[0]
+    assert header == "TIME,LEVEL,JOB VERSION,EXEC. ID,TOPIC,EVENT"
+    wide = bacalhau(["job", "history", job_id, "--output", "csv", "--wide"]).stdout
+    assert wide.splitlines()[0] == header + ",NODE ID,REV.,PREVIOUS,NEW"
     missing = bacalhau(["job", "describe", "j-nope"])
     assert missing.exit_code == 1
     assert "Error: job not found: j-nope" in missing.stderr
