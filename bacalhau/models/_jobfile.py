@@ -91,10 +91,12 @@ def check_job_file_keys(data: dict[Any, Any]) -> None:
     that is empty or zero (a ``--dry-run`` printout sent back) says nothing and passes."""
     version = next((v for k, v in data.items() if str(k).lower() == "apiversion"), None)
     if str(version).lower().startswith("v1beta"):
-        # The job format of Bacalhau before v1.0 (APIVersion: V1beta1/V1beta2, Spec.Engine).
+        # The job format of Bacalhau up to v1.3 (APIVersion: V1beta1/V1beta2, Spec.Engine),
+        # which v1.0-v1.3's `create` read and v1.4 stopped reading.
         raise InvalidJobSpec(
-            f"this job file is in the format of Bacalhau before v1.0 (APIVersion: "
-            f"{str(version)[:40]}), which this version no longer reads",
+            f"this job file is in the format of Bacalhau v1.3 and earlier (APIVersion: "
+            f"{str(version)[:40]}), which Bacalhau v1.4 and later, like this version, no "
+            "longer read",
             field="APIVersion",
             hint="rewrite it in the v1 job format: Type, Count and Tasks (each with its "
             "Engine, Publisher, InputSources and ResultPaths); `bacalhau docker run --dry-run "

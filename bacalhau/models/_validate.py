@@ -328,6 +328,13 @@ def validate_job(job: Job) -> None:
     if job.count < 0:
         raise InvalidJobSpec("job count must be >= 0", field="Count")
     _check_range(job.count, 0, MAX_INT64, "Count")
+    if job.count > 1 and job.type in ("daemon", "ops"):
+        raise InvalidJobSpec(
+            f"{job.type} jobs cannot specify count > 1 as they run on all matching nodes",
+            field="Count",
+            hint="drop Count (constraints choose the nodes), or use a batch or service job "
+            "for N copies",
+        )
 
     if job.type in ("batch", "service") and job.count == 0:
         # Bacalhau (v1.7+) reads an omitted Count as 1 for both; a job file that says 0
@@ -485,6 +492,9 @@ def validate_task(task: Task, path: str) -> None:
 
     if not task.name:
         raise fail("missing task name", "Name")
+    if nul_in(task.name):
+        # The task's name names its result folders and reaches the execution's environment.
+        raise fail("task name cannot contain null characters", "Name", "remove the NUL character")
     if not task.engine.type:
         raise fail("missing spec type", "Engine.Type", "set Engine.Type to docker or wasm")
     engine = task.engine.type.lower()
@@ -554,6 +564,15 @@ def validate_task(task: Task, path: str) -> None:
         )
     if task.network.type == NetworkType.HTTP and not task.network.domains:
         raise fail("HTTP networking needs at least one domain", "Network.Domains")
+    if task.network.domains and task.network.type != NetworkType.HTTP:
+        # Only the HTTP gateway reads them: kept on another network, they would look like a
+        # restriction that nothing applies.
+        raise fail(
+            f"domains can only be set for HTTP network mode (this task's is "
+            f"{task.network.type.value})",
+            "Network.Domains",
+            "set Network.Type: HTTP to reach only those domains, or drop Network.Domains",
+        )
     for i, domain in enumerate(task.network.domains):
         if not is_domain_entry(domain):
             # The gateway would match nothing with it: every request of the job refused.

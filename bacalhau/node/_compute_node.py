@@ -119,7 +119,21 @@ async def build_compute(
         block_fetcher=block_fetcher,
     )
     input_sources = _without(input_sources, config.disabled_input_sources)
-    gpus = await asyncio.to_thread(host_gpus)
+    gpus, no_aws = await asyncio.gather(
+        asyncio.to_thread(host_gpus), asyncio.to_thread(_missing_aws_credentials)
+    )
+    if no_aws and ("s3" in input_sources or "s3" in publishers):
+        # An S3 call without credentials fails before it is sent: rather than bid for such
+        # jobs and fail each attempt, the node does not offer S3 (Bacalhau's S3 client is
+        # installed only with credentials), so the requester places them elsewhere.
+        log.info(
+            "%s: this node offers neither s3 inputs nor the s3 publisher (set "
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or give it an "
+            "instance role)",
+            no_aws,
+        )
+        input_sources = _without(input_sources, ["s3"])
+        publishers = _without(publishers, ["s3"])
     host = host_resources(data_dir.parent, gpus)
     total = offered_capacity(host, config)
     for what, offered, has in (("CPU", total.cpu, host.cpu), ("memory", total.memory, host.memory)):
@@ -204,6 +218,12 @@ def _port_allocator(config: NodeConfig) -> PortAllocator:
 
 def _lower(names: Iterable[str]) -> set[str]:
     return {n.lower() for n in names}
+
+
+def _missing_aws_credentials() -> str | None:
+    from bacalhau.storage import missing_aws_credentials  # boto3: only on compute nodes
+
+    return missing_aws_credentials()
 
 
 def _without(plugins: dict[str, T], disabled: Iterable[str]) -> dict[str, T]:

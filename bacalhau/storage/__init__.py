@@ -38,7 +38,7 @@ from bacalhau.storage._urldownload import UrlDownloadSource
 
 if TYPE_CHECKING:
     from bacalhau.storage._s3 import S3Source
-    from bacalhau.storage._s3client import s3_client, s3_error
+    from bacalhau.storage._s3client import missing_aws_credentials, s3_client, s3_error
 
 __all__ = [
     "LOCAL_KIND",
@@ -69,6 +69,7 @@ __all__ = [
     "dag_size",
     "extract_tar_gz",
     "inputs_of",
+    "missing_aws_credentials",
     "order_providers",
     "parse_cid_path",
     "prepare_inputs",
@@ -82,6 +83,7 @@ __getattr__ = lazy_attributes(
     __name__,
     {
         "S3Source": "bacalhau.storage._s3",
+        "missing_aws_credentials": "bacalhau.storage._s3client",
         "s3_client": "bacalhau.storage._s3client",
         "s3_error": "bacalhau.storage._s3client",
     },

@@ -34,6 +34,19 @@ _DENIED = {
 _MISSING = {"NoSuchKey", "404", "NotFound", "NoSuchVersion"}
 
 
+def missing_aws_credentials() -> str | None:
+    """Why boto3 finds no credentials on this node the usual way (environment, profile and
+    shared files, container or instance role), or None when it finds some. Without any, an
+    S3 call fails before it is sent, so a node offers neither S3 inputs nor the S3
+    publisher, as Bacalhau's S3 client counts as installed only with credentials. May ask an
+    instance-metadata endpoint: call it off the event loop."""
+    try:
+        found = boto3.session.Session().get_credentials()
+    except botocore.exceptions.BotoCoreError as err:  # a profile named but not found...
+        return str(err)
+    return None if found is not None else "no AWS credentials"
+
+
 def s3_client(*, endpoint: str = "", region: str = "", sigv4: bool = False) -> S3Client:
     """A client for ``endpoint`` (AWS when empty) with the node's credentials. ``sigv4``
     signs (and pre-signs) with Signature Version 4 whatever the endpoint: a pre-signed PUT

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from bacalhau.models import Connection, ExecutionStateType, JobStateType
+from bacalhau.models import ComputeNodeInfo, Connection, ExecutionStateType, JobStateType
 from tests.integration.devstack import Devstack, NodeProcess, eventually, run_bacalhau
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("devstack-hooks")]
@@ -41,8 +41,9 @@ class ComputeNodes:
         self._root = root
         self.started: list[NodeProcess] = []
 
-    def add(self, name: str, *extra: str) -> str:
-        """Start a node named ``name``; returns its ID once the requester sees it."""
+    def add(self, name: str, *extra: str, env: dict[str, str] | None = None) -> str:
+        """Start a node named ``name`` (with ``env`` over the usual environment); returns its
+        ID once the requester sees it."""
         node_dir = self._root / name
         issued = run_bacalhau(
             ["ca", "issue", "--ca-dir", str(self._stack.ca_dir), "--data-dir", str(node_dir),
@@ -59,6 +60,7 @@ class ComputeNodes:
                 "--name",
                 name,
                 *extra,
+                env=env,
             )
         )
 
@@ -106,6 +108,27 @@ def executable(path: Path, body: str) -> str:
     return str(path)
 
 
+#: Credentials boto3 finds (no S3 call is made with them here).
+AWS_KEYS = {"AWS_ACCESS_KEY_ID": "test-key", "AWS_SECRET_ACCESS_KEY": "test-secret"}
+#: Nowhere for boto3 to find credentials (an empty variable counts as unset).
+NO_AWS_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "",
+    "AWS_SECRET_ACCESS_KEY": "",
+    "AWS_SESSION_TOKEN": "",
+    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/credentials",
+    "AWS_CONFIG_FILE": "/nonexistent/config",
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": "",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI": "",
+}
+
+
+def _compute_info(stack: Devstack, node_id: str) -> ComputeNodeInfo:
+    [state] = [n for n in stack.client.list_nodes() if n.info.node_id == node_id]
+    assert state.info.compute is not None
+    return state.info.compute
+
+
 def node_ran(stack: Devstack, job_id: str) -> str:
     """The node that completed the job (which must have completed)."""
     details = stack.client.wait_for_job(job_id, timeout=90)
@@ -122,12 +145,18 @@ def test_exec_probe_keeps_blue_jobs_off_its_node(tmp_path: Path) -> None:
     stack = Devstack.start(tmp_path / "devstack", compute_nodes=0)
     nodes = ComputeNodes(stack, tmp_path)
     try:
-        # Bacalhau's InputSources.Disabled: the node offers no s3 input source.
-        plain = nodes.add("plain", "-c", "InputSources.Disabled=s3")
-        [plain_state] = [n for n in stack.client.list_nodes() if n.info.node_id == plain]
-        assert plain_state.info.compute is not None
-        offered = plain_state.info.compute.storage_sources
-        assert "s3" not in offered and "ipfs" in offered, offered
+        # Bacalhau's InputSources.Disabled: the node offers no s3 input source, though it
+        # has credentials (and so the s3 publisher).
+        plain = nodes.add("plain", "-c", "InputSources.Disabled=s3", env=AWS_KEYS)
+        plain_info = _compute_info(stack, plain)
+        assert "s3" not in plain_info.storage_sources, plain_info
+        assert "ipfs" in plain_info.storage_sources and "s3" in plain_info.publishers
+        # Without AWS credentials a node offers no S3 at all: an S3 call would fail before it
+        # is sent, so the requester places such jobs elsewhere instead of failing attempts.
+        keyless = nodes.add("keyless", env=NO_AWS_CREDENTIALS)
+        keyless_info = _compute_info(stack, keyless)
+        assert "s3" not in keyless_info.storage_sources, keyless_info
+        assert "s3" not in keyless_info.publishers and "local" in keyless_info.publishers
         probed_id = nodes.add("probed", "-c", f"JobAdmissionControl.ProbeExec={probe}")
 
         blue = [stack.client.submit(noop_job(f"blue-{i}", {"team": "blue"})).job_id

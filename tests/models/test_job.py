@@ -137,3 +137,35 @@ def test_cpu_is_said_as_a_person_writes_it() -> None:
     assert [format_cpu(x) for x in (0.5, 2.0, 0.1 + 0.2, 0.0)] == ["0.5", "2", "0.3", "0"]
     assert format_cpu(1e-12) == "1e-12"  # not "0": it is not nothing
     assert format_cpu(1e20) == "1e+20"
+
+
+@pytest.mark.parametrize("kind", ["ops", "daemon"])
+def test_ops_and_daemon_jobs_refuse_a_count_over_one(kind: str) -> None:
+    """They run on every matching node: a Count of 2 says something nothing would do."""
+    job = Job.from_dict(
+        {
+            "Type": kind,
+            "Count": 2,
+            "Tasks": [{"Name": "t", "Engine": {"Type": "docker", "Params": {"Image": "x"}}}],
+        }
+    )
+    normalise_job(job)
+    with pytest.raises(InvalidJobSpec) as err:
+        validate_job(job)
+    assert err.value.field == "Count"
+    assert f"{kind} jobs cannot specify count > 1" in err.value.message
+    job.count = 1
+    validate_job(job)
+
+
+def test_a_nul_in_a_task_name_is_refused() -> None:
+    job = Job.from_dict(
+        {
+            "Type": "batch",
+            "Tasks": [{"Name": "a\x00b", "Engine": {"Type": "docker", "Params": {"Image": "x"}}}],
+        }
+    )
+    with pytest.raises(InvalidJobSpec) as err:
+        validate_job(job)
+    assert err.value.field == "Tasks[0].Name"
+    assert "task name cannot contain null characters" in err.value.message

@@ -103,7 +103,7 @@ def test_a_job_file_of_bacalhau_before_v1_says_so() -> None:
     with pytest.raises(InvalidJobSpec) as err:
         parse_job_document("APIVersion: V1beta1\nSpec:\n  Engine: Docker\n")
     assert err.value.field == "APIVersion"
-    assert "format of Bacalhau before v1.0 (APIVersion: V1beta1)" in err.value.message
+    assert "format of Bacalhau v1.3 and earlier (APIVersion: V1beta1)" in err.value.message
     assert "v1 job format" in (err.value.hint or "")
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bacalhau.errors import InvalidJobSpec
-from bacalhau.models import Job, NetworkType
+from bacalhau.models import Job, NetworkType, validate_job
 from bacalhau.models._ports import is_domain_entry
 
 
@@ -93,3 +93,16 @@ def test_domain_entries_the_gateway_can_match_are_accepted(entry: str) -> None:
 )
 def test_domain_entries_that_would_match_nothing_are_refused(entry: str) -> None:
     assert not is_domain_entry(entry)
+
+
+@pytest.mark.parametrize("kind", ["None", "Full", "Host", "Bridge", "Default"])
+def test_domains_outside_http_are_refused_as_bacalhau_refuses_them(kind: str) -> None:
+    """Only the HTTP gateway reads Domains: kept on another network they would look like a
+    restriction nothing applies (Bacalhau: "domains can only be set for HTTP network mode")."""
+    job = _job({"Type": kind, "Domains": ["example.com"]})
+    with pytest.raises(InvalidJobSpec) as err:
+        validate_job(job)
+    assert err.value.field == "Tasks[0].Network.Domains"
+    assert "domains can only be set for HTTP network mode" in err.value.message
+    assert "Network.Type: HTTP" in (err.value.hint or "")
+    validate_job(_job({"Type": "HTTP", "Domains": ["example.com"]}))
