@@ -571,7 +571,8 @@ def validate_task(task: Task, path: str) -> None:
             f"domains can only be set for HTTP network mode (this task's is "
             f"{task.network.type.value})",
             "Network.Domains",
-            "set Network.Type: HTTP to reach only those domains, or drop Network.Domains",
+            "set Network.Type: HTTP (--network http) to reach only those domains, or drop "
+            "Network.Domains (--domain)",
         )
     for i, domain in enumerate(task.network.domains):
         if not is_domain_entry(domain):
