@@ -49,7 +49,7 @@ def test_docker_dry_run_builds_the_job_from_flags(bacalhau: Cli) -> None:
             "--labels",
             "c=3",
             "--count",
-            "2",
+            "1",
             "--target",
             "all",
             "--constraints",
@@ -84,7 +84,7 @@ def test_docker_dry_run_builds_the_job_from_flags(bacalhau: Cli) -> None:
     assert result.exit_code == 0, result.output
     job = yaml.safe_load(result.stdout)
     assert job["Name"] == "demo" and job["Namespace"] == "team"
-    assert job["Type"] == "ops" and job["Count"] == 2
+    assert job["Type"] == "ops" and job["Count"] == 1
     assert job["Labels"] == {"a": "1", "b": "2", "c": "3"}
     assert job["Constraints"] == [
         {"Key": "zone", "Operator": "in", "Values": ["eu", "us"]},
