@@ -11,7 +11,16 @@ import click
 from bacalhau.cli._follow import check_job_ended, print_logs, stop_following
 from bacalhau.cli._job_file import read_spec, template_variables
 from bacalhau.cli._jobspec import Duration, rerun_options, runtime_options
-from bacalhau.cli._render import cell_id, emit, output_option, table, tabular, when, wide
+from bacalhau.cli._render import (
+    cell_id,
+    emit,
+    next_page_hint,
+    output_option,
+    table,
+    tabular,
+    when,
+    wide,
+)
 from bacalhau.cli._root import (
     BacalhauGroup,
     CliState,
@@ -316,8 +325,7 @@ def job_list(
             for j in page.items
         ]
         table(("CREATED", "ID", "NAME", "JOB", "TYPE", "STATE"), rows)
-    if page.next_token:
-        click.echo(f"\nTo fetch more records use:\n\t--next-token {page.next_token}", err=True)
+    next_page_hint(page.next_token, limit)
 
 
 def _job_with_id(state: CliState, job_id: str) -> list[Job]:
@@ -366,8 +374,7 @@ def job_executions(
         emit([e.to_dict(v152=True, include_job=False) for e in page.items], output)
     else:
         table(_EXECUTION_HEADERS, _execution_rows(page.items))
-    if page.next_token:
-        click.echo(f"\nTo fetch more records use:\n\t--next-token {page.next_token}", err=True)
+    next_page_hint(page.next_token, limit, job_id)
 
 
 @job_group.command("history")
@@ -424,8 +431,9 @@ def job_history(
     items = page.items[::-1] if order_reversed else page.items
     if not tabular(output):
         emit([h.to_dict(v152=True) for h in items], output)
-        return
-    table(_history_headers(), _history_rows(items))
+    else:
+        table(_history_headers(), _history_rows(items))
+    next_page_hint(page.next_token, limit, job_id)
 
 
 def logs_command(name: str) -> click.Command:

@@ -6,7 +6,7 @@ import time
 
 import click
 
-from bacalhau.cli._render import cell_id, emit, output_option, table, tabular
+from bacalhau.cli._render import cell_id, emit, next_page_hint, output_option, table, tabular
 from bacalhau.cli._root import BacalhauGroup, CliState, pass_state
 from bacalhau.errors import InvalidRequest
 from bacalhau.models import LivenessState, NodeState, format_cpu, format_size
@@ -130,8 +130,7 @@ def node_list(
         filter_status=filter_status,
     )
     _show_nodes(page.items, show, output)
-    if page.next_token:
-        click.echo(f"\nTo fetch more records use:\n\t--next-token {page.next_token}", err=True)
+    next_page_hint(page.next_token, limit)
 
 
 def _show_nodes(nodes: list[NodeState], show: str, output: str) -> None:

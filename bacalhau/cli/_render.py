@@ -59,6 +59,17 @@ def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> None:
     ctx.meta[f"{_META}{param.name}"] = bool(value)
 
 
+def next_page_hint(token: str, limit: int, *args: str) -> None:
+    """The command that fetches the page after this one, as Bacalhau prints it (``bacalhau
+    job list --limit 10 --next-token X``), on standard error: standard output holds the
+    page, which a script may be parsing."""
+    if not token:
+        return
+    ctx = click.get_current_context()
+    words = [ctx.command_path, *args, f"--limit {limit}" if limit else "", f"--next-token {token}"]
+    click.echo("\nTo fetch more records use:\n\t" + " ".join(w for w in words if w), err=True)
+
+
 def wide() -> bool:
     """Whether ``--wide`` was given: IDs in full, and the columns a table keeps for it."""
     return _shaping("wide")

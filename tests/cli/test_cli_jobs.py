@@ -96,6 +96,8 @@ def test_executions_page_with_next_token(bacalhau: Cli) -> None:
     first = [e["ID"] for e in json.loads(page.stdout)]
     assert len(first) == 2 and first[1] == more[0]
     token = page.stderr.split("--next-token")[1].split()[0]
+    # The whole command, as Bacalhau prints it.
+    assert f"job executions {job_id} --limit 2 --next-token {token}\n" in page.stderr
     rest = bacalhau(["job", "executions", job_id, "--next-token", token, "--output", "json"])
     assert [e["ID"] for e in json.loads(rest.stdout)] == [more[1]]
     assert "--next-token" not in rest.stderr
