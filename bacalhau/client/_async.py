@@ -19,6 +19,7 @@ from bacalhau.client._auth import Credentials
 from bacalhau.client._cluster_calls import ClusterCalls, quote_id
 from bacalhau.client._decode import history_from_dict
 from bacalhau.client._logs import LogLine, stream_log_lines
+from bacalhau.client._outage import DEFAULT_RECONNECT_GRACE, Outage
 from bacalhau.client._session import (
     DEFAULT_API_HOST,
     DEFAULT_API_PORT,
@@ -36,6 +37,7 @@ from bacalhau.client._types import (
     SubmitResponse,
     WaitTimedOut,
 )
+from bacalhau.errors import Unavailable
 from bacalhau.models import (
     Execution,
     Job,
@@ -454,35 +456,44 @@ class AsyncClient(ClusterCalls):
         *,
         timeout: float = 600.0,
         on_event: Callable[[JobHistory], None] | None = None,
+        reconnect_grace: float = DEFAULT_RECONNECT_GRACE,
     ) -> JobDetails:
         """Follow a job until it is terminal and return it with its executions.
 
         A daemon or service job runs until stopped: for those the wait ends once the job
         runs, with its executions started (as Bacalhau's ``--wait`` does). Uses the history
         long-poll, so a change is seen as soon as it happens. Raises :class:`WaitTimedOut`
-        after ``timeout`` seconds (the job itself goes on).
+        after ``timeout`` seconds (the job itself goes on). An API that stops answering (a
+        requester restarting) is tried again for up to ``reconnect_grace`` seconds, with a
+        warning logged; then :class:`~bacalhau.errors.Unavailable` names the job.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         long_running: bool | None = None
         token = ""
         backoff = 0.0
+        outage = Outage(job_id, reconnect_grace)
         while True:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise WaitTimedOut(f"job {job_id} is still running after {timeout:g}s")
             asked = loop.time()
-            # Nobody watches the events go by: the server may hold the request until the
-            # job ends, one request instead of one per change.
-            page, kind, finished, count = await self._history(
-                job_id,
-                next_token=token,
-                wait=remaining,
-                limit=100,
-                until_terminal=on_event is None,
-                details=True,
-                decode=on_event is not None,
-            )
+            try:
+                # Nobody watches the events go by: the server may hold the request until the
+                # job ends, one request instead of one per change.
+                page, kind, finished, count = await self._history(
+                    job_id,
+                    next_token=token,
+                    wait=remaining,
+                    limit=100,
+                    until_terminal=on_event is None,
+                    details=True,
+                    decode=on_event is not None,
+                )
+            except Unavailable as err:
+                await asyncio.sleep(outage.lost(err, loop.time(), deadline))
+                continue
+            outage.back(loop.time())
             if long_running is None:
                 # The answer names the job's type; a server that does not is asked for it.
                 kind = kind or (await self.get_job(job_id)).job.type

@@ -16,6 +16,7 @@ from bacalhau.client._auth import AuthStatus, Credentials
 from bacalhau.client._download import DownloadedResults
 from bacalhau.client._logs import LogLine
 from bacalhau.client._loop import LoopRunner
+from bacalhau.client._outage import DEFAULT_RECONNECT_GRACE
 from bacalhau.client._types import (
     DiffResponse,
     ExecutionPage,
@@ -258,8 +259,13 @@ class Client:
         *,
         timeout: float = 600.0,
         on_event: Callable[[JobHistory], None] | None = None,
+        reconnect_grace: float = DEFAULT_RECONNECT_GRACE,
     ) -> JobDetails:
-        return self._run(self._client.wait_for_job(job_id, timeout=timeout, on_event=on_event))
+        return self._run(
+            self._client.wait_for_job(
+                job_id, timeout=timeout, on_event=on_event, reconnect_grace=reconnect_grace
+            )
+        )
 
     def download_results(
         self,

@@ -8,6 +8,7 @@ are still downloaded after the node is killed and restarted once more."""
 from __future__ import annotations
 
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -15,7 +16,13 @@ import pytest
 
 from bacalhau.compute import RESTART_MESSAGE
 from bacalhau.models import Execution, ExecutionStateType, Job, JobStateType
-from tests.integration.devstack import FAST_GOSSIP, Devstack, containers, eventually
+from tests.integration.devstack import (
+    FAST_GOSSIP,
+    Devstack,
+    bacalhau_command,
+    containers,
+    eventually,
+)
 from tests.integration.test_failover import finished, running_execution
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("restarts")]
@@ -105,6 +112,42 @@ def test_requester_killed_mid_job_loses_nothing(tmp_path: Path, busybox_image: s
         # The job completed before the kill is still there.
         assert {before, job_id} <= set(stack.job_ids())
         assert stack.client.get_job(before).job.state == JobStateType.COMPLETED
+    except BaseException:
+        stack.stop(check=False)
+        raise
+    stack.stop()
+
+
+def test_a_waiting_cli_rides_out_a_requester_restart(tmp_path: Path, busybox_image: str) -> None:
+    """`bacalhau docker run` waiting on its job while the requester is SIGKILLed and started
+    again: it says it lost contact, tries again, and ends with the job's output, not with
+    "cannot reach the API" (the job was submitted and went on)."""
+    stack = Devstack.start(tmp_path / "devstack", compute_nodes=1, config=FAST)
+    try:
+        waiting = subprocess.Popen(
+            bacalhau_command(
+                "docker", "run", busybox_image, "--", "sh", "-c", "sleep 4; echo rode-it-out"
+            ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=stack.env(),
+        )
+        assert waiting.stdout is not None
+        submitted = waiting.stdout.readline()
+        assert "Job ID: " in submitted, submitted
+        job_id = submitted.split("Job ID: ", 1)[1].split()[0]
+        eventually(lambda: running_execution(stack, job_id), timeout=20, what="the job running")
+        stack.kill_node("requester")
+        assert stack.wait_for_node_exit("requester").exit_code == -9
+        time.sleep(2)
+        stack.restart_node("requester")
+        out, err = waiting.communicate(timeout=90)
+        assert waiting.returncode == 0, err
+        assert "rode-it-out" in out, out
+        assert f"lost contact with the API while following job {job_id}" in err, err
+        assert "in contact with the API again" in err, err
+        assert "start a node with" not in err, err
     except BaseException:
         stack.stop(check=False)
         raise
