@@ -235,6 +235,25 @@ async def test_disk_filler_is_stopped_at_the_cap_and_fails_the_run(
 
 
 @needs_root
+async def test_a_job_may_write_nearly_its_whole_cap(
+    tmp_path: Path, make_executor: ExecutorFactory, busybox_image: str
+) -> None:
+    """The filesystem under the capped folders leaves the job its cap: ext4's inode tables
+    (6.25% of a small image) once filled a 100 MB cap at 92 MiB."""
+    request = shell(
+        tmp_path,
+        busybox_image,
+        "dd if=/dev/zero of=/outputs/big bs=1M count=95 2>&1 | tail -1",
+        result_paths=[ResultPath(name="out", path="/outputs")],
+        resources=Resources(disk=100_000_000),
+    )
+    result = await make_executor(result_disk_limit=10 * 1024 * MiB).run(request)
+    assert result.exit_code == 0, result.stderr
+    assert result.error_msg == "", result.error_msg
+    assert (request.results_dir / "out" / "big").stat().st_size == 95 * MiB
+
+
+@needs_root
 async def test_sparse_file_past_the_cap_counts_at_its_apparent_size(
     tmp_path: Path, make_executor: ExecutorFactory, busybox_image: str
 ) -> None:
