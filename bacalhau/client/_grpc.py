@@ -34,6 +34,7 @@ from bacalhau.client._grpc_cluster import GrpcClusterCalls
 from bacalhau.client._grpc_data import GrpcFetcher
 from bacalhau.client._grpc_errors import error_from_status
 from bacalhau.client._logs import LogLine
+from bacalhau.client._outage import DEFAULT_RECONNECT_GRACE, Outage
 from bacalhau.client._types import (
     DiffResponse,
     HistoryPage,
@@ -43,7 +44,7 @@ from bacalhau.client._types import (
     SubmitResponse,
     WaitTimedOut,
 )
-from bacalhau.errors import BadQuery
+from bacalhau.errors import BadQuery, Unavailable
 from bacalhau.models import (
     Execution,
     Job,
@@ -399,6 +400,7 @@ class AsyncGrpcClient(GrpcClusterCalls):
         *,
         timeout: float = 600.0,
         on_event: Callable[[JobHistory], None] | None = None,
+        reconnect_grace: float = DEFAULT_RECONNECT_GRACE,
     ) -> JobDetails:
         """Follow a job until it is terminal and return it with its executions.
 
@@ -408,22 +410,30 @@ class AsyncGrpcClient(GrpcClusterCalls):
         executions, so no other call is made; with nobody watching the events
         (``on_event``), one call is held until the job ends. Raises
         :class:`~bacalhau.client.WaitTimedOut` after ``timeout`` seconds (the job goes on).
+        A requester restarting is ridden out for up to ``reconnect_grace`` seconds, as by
+        the REST client.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         token = ""
+        outage = Outage(job_id, reconnect_grace)
         while True:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise WaitTimedOut(f"job {job_id} is still running after {timeout:g}s")
-            page = await self.history(
-                job_id,
-                next_token=token,
-                wait=remaining,
-                limit=100,
-                until_terminal=on_event is None,
-                include_executions=True,
-            )
+            try:
+                page = await self.history(
+                    job_id,
+                    next_token=token,
+                    wait=remaining,
+                    limit=100,
+                    until_terminal=on_event is None,
+                    include_executions=True,
+                )
+            except Unavailable as err:
+                await asyncio.sleep(outage.lost(err, loop.time(), deadline))
+                continue
+            outage.back(loop.time())
             if on_event is not None:
                 for item in page.items:
                     on_event(item)

@@ -3,8 +3,12 @@ after its grace (or at its deadline) with an error naming the job, which keeps r
 
 from __future__ import annotations
 
+import asyncio
+import socket
+
 import pytest
 
+from bacalhau.client import AsyncClient, AsyncGrpcClient
 from bacalhau.client._outage import Outage
 from bacalhau.errors import Unavailable
 
@@ -35,3 +39,27 @@ def test_gives_up_at_the_followers_own_deadline() -> None:
     outage = Outage("j-2", grace=60)
     with pytest.raises(Unavailable):
         outage.lost(LOST, now=100, deadline=100.1)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("kind", ["rest", "grpc"])
+async def test_both_clients_try_again_then_name_the_job(kind: str) -> None:
+    """Nothing listens: each client tries again for its grace, then says the job goes on."""
+    port = _closed_port()
+    client: AsyncClient | AsyncGrpcClient = (
+        AsyncClient(f"http://127.0.0.1:{port}")
+        if kind == "rest"
+        else AsyncGrpcClient(f"127.0.0.1:{port}")
+    )
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    async with client:
+        with pytest.raises(Unavailable) as err:
+            await client.wait_for_job("j-gone", timeout=30, reconnect_grace=1.5)
+    assert 0.5 <= loop.time() - start < 10  # tried again, within the grace
+    assert "while following job j-gone, which keeps running" in err.value.message
