@@ -211,6 +211,12 @@ def follow_submitted(client: Client, job_id: str, runtime: dict[str, Any]) -> No
     id_only = runtime["id_only"]
     if runtime.get("follow"):
         # Like Bacalhau's --follow: the output is the answer; a failure still ends non-zero.
+        if not id_only:  # on stderr, as cobra's Printf writes it: stdout is the job's output
+            click.echo(
+                "Waiting for logs... (Enter Ctrl+C to exit at any time, your job will "
+                "continue running):\n",
+                err=True,
+            )
         try:
             print_logs(client, job_id, follow=True)
         except KeyboardInterrupt:

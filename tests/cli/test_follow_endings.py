@@ -103,6 +103,8 @@ def test_ctrl_c_while_following_exits_130_and_leaves_the_job_running(
         process.kill()
     assert code == 130, stderr
     assert "Stopped following; the job keeps running." in stderr
+    # Bacalhau's notice before the output, on stderr: stdout is the job's output alone.
+    assert ("Waiting for logs..." in stderr) is (form != "job logs -f"), stderr
     assert not [n for n in NOISE if n in stderr], stderr
     job_id = stderr.rsplit("bacalhau job logs --follow ", 1)[1].strip()
     assert stack.client.get_job(job_id).job.state == JobStateType.RUNNING
