@@ -96,7 +96,10 @@ class OrchestratorQueries:
                 old.state = seen.job_state_new or old.state
                 old.revision = seen.new_revision
                 old.modify_time = seen.time
-                old.state_message = seen.event.message if old.state.is_terminal() else ""
+                # As the job's own message: the reason of a failure or a stop, none for a
+                # completion (Bacalhau's MarkJobCompleted sets no message).
+                ended = old.state.is_terminal() and old.state != JobStateType.COMPLETED
+                old.state_message = seen.event.message if ended else ""
         return versions
 
     async def list_jobs(

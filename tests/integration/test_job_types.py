@@ -332,6 +332,9 @@ def test_the_version_flags_read_and_rerun_one_version(
     described = json.loads(stack.ok("job", "describe", job_id, "-v", "1", "--output", "json"))
     assert described["Job"]["Version"] == 1
     assert described["Job"]["State"]["StateType"] == "Completed"
+    # As the latest version reads (Bacalhau's completion sets no message): no message.
+    latest = json.loads(stack.ok("job", "describe", job_id, "--output", "json"))["Job"]
+    assert described["Job"]["State"] == latest["State"] == {"StateType": "Completed"}
     assert [e["JobVersion"] for e in described["Executions"]["Items"]] == [1]
     assert {h["JobVersion"] for h in described["History"]["Items"]} == {1}
     history = json.loads(stack.ok("job", "history", job_id, "--all-versions", "--output", "json"))
