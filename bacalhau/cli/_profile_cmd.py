@@ -105,7 +105,10 @@ def profile_save(
     if description is not None:
         profile = replace(profile, description=description)
     if timeout is not None:
-        profile = replace(profile, timeout=timeout)
+        # Kept as a Go duration (a bare number of seconds gets its unit): Bacalhau's own CLI
+        # reads the same file, and Go's durations need one.
+        text = timeout.strip()
+        profile = replace(profile, timeout=f"{text}s" if _is_number(text) else text)
     if insecure is not None:
         profile = replace(profile, insecure=insecure)
     if no_auth:
@@ -222,14 +225,31 @@ def profile_delete(state: CliState, name: str, force: bool) -> None:
     if not store.exists(name):
         store.load(name)  # raises NotFound, listing the profiles
     if store.current() == name and not force:
-        answer = click.prompt(
-            f'Profile "{name}" is the current profile. Delete anyway? [y/N]',
-            default="",
-            show_default=False,
-            err=True,
-        )
+        try:
+            answer = click.prompt(
+                f'Profile "{name}" is the current profile. Delete anyway? [y/N]',
+                default="",
+                show_default=False,
+                err=True,
+            )
+        except click.Abort:
+            # Standard input ended with no answer (a script, < /dev/null): say what would
+            # delete it, rather than "Aborted!".
+            raise InvalidRequest(
+                f'profile "{name}" is the current profile: not deleted without a confirmation',
+                hint=f"bacalhau profile delete {name} --force deletes it without asking",
+                component="CLI",
+            ) from None
         if answer.strip().lower() not in ("y", "yes"):
             click.echo("Deletion cancelled")
             return
     store.delete(name)
     click.echo(f'Profile "{name}" deleted')
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -45,6 +46,11 @@ _SUFFIX = ".yaml"
 _DEFAULT_PORT = 1234
 
 
+#: A host name (letters, digits, dots, dashes; underscores as some resolvers allow them) or
+#: an IPv4 or (unbracketed, as urlsplit gives it) IPv6 address.
+_HOST = re.compile(r"[A-Za-z0-9._-]+|[0-9A-Fa-f:.]+(%[A-Za-z0-9._-]+)?")
+
+
 def endpoint_url(endpoint: str) -> str:
     """``endpoint`` (``host``, ``host:port``, ``http(s)://host[:port]``) as a base URL, the
     port 1234 when it names none (as Bacalhau completes it); a path, query or another scheme
@@ -58,6 +64,8 @@ def endpoint_url(endpoint: str) -> str:
         problem = f"the scheme must be http or https, not {parts.scheme!r}"
     elif not parts.hostname:
         problem = "it names no host"
+    elif not _HOST.fullmatch(parts.hostname):
+        problem = f"{parts.hostname!r} is not a host name or an IP address"
     elif parts.path not in ("", "/") or parts.query or parts.fragment:
         problem = "it must be host:port or a URL without a path"
     try:

@@ -200,7 +200,23 @@ def test_select_list_show_and_delete(home: Path) -> None:
 
 def test_delete_force_skips_the_question(home: Path) -> None:
     ok("profile", "save", "p", "--endpoint", "h:1", "--select")
+    # No answer at all (standard input ends): not deleted, and the hint names --force.
+    unanswered = run("profile", "delete", "p", input="")
+    assert unanswered.exit_code == 1
+    assert "not deleted without a confirmation" in unanswered.stderr
+    assert "Hint: bacalhau profile delete p --force" in unanswered.stderr
     assert ok("profile", "delete", "p", "-f") == 'Profile "p" deleted\n'
+
+
+def test_save_checks_the_endpoint_and_keeps_a_go_duration(home: Path) -> None:
+    bad = run("profile", "save", "bad", "--endpoint", "not a host!")
+    assert bad.exit_code == 1
+    assert "'not a host!' is not a host name or an IP address" in bad.stderr
+    assert not (home / "profiles" / "bad.yaml").exists()
+    ok("profile", "save", "v6", "--endpoint", "[::1]:1234")
+    # A bare number is seconds, written with its unit: Bacalhau's CLI reads the same file.
+    ok("profile", "save", "t", "--endpoint", "h:1", "--timeout", "5")
+    assert yaml.safe_load((home / "profiles" / "t.yaml").read_text())["timeout"] == "5s"
 
 
 def test_the_current_profile_gives_the_endpoint_and_credentials(
