@@ -106,7 +106,10 @@ def effective_settings(config: NodeConfig) -> dict[str, Any]:
         out["join_token"] = REDACTED
     for entry in BACALHAU_KEYS.values():
         info = entry.info
-        if info.status is KeyStatus.MAPPED and info.origin is KeyOrigin.BACALHAU:
+        # Bacalhau's keys, and ours spelled as Bacalhau would (``Orchestrator.ApprovalHooks``)
+        # so that the nested document holds them too.
+        dotted = info.origin is KeyOrigin.BACALHAU or "." in info.key
+        if info.status is KeyStatus.MAPPED and dotted:
             out[info.key] = (
                 REDACTED
                 if info.field == "join_token" and config.join_token

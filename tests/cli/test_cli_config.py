@@ -114,3 +114,16 @@ def test_config_show_and_default_print_the_nested_document(tmp_path: Path) -> No
     default = runner.invoke(cli, ["config", "default", "--output", "json"])
     assert default.exit_code == 0, default.output
     assert json.loads(default.stdout)["API"]["Port"] == 1234
+
+
+def test_our_dotted_keys_show_as_set(tmp_path: Path) -> None:
+    """Keys of ours spelled as Bacalhau would (Orchestrator.ApprovalHooks) are listed under
+    that spelling and nested in `config show`, as Bacalhau's own keys are."""
+    hooks = '[{"Name":"steer","Type":"http","URL":"http://127.0.0.1:9/x"}]'
+    assert config(tmp_path, "set", f"Orchestrator.ApprovalHooks={hooks}").exit_code == 0
+    shown = yaml.safe_load(config(tmp_path, "show").stdout)
+    [hook] = shown["Orchestrator"]["ApprovalHooks"]
+    assert (hook["Name"], hook["URL"]) == ("steer", "http://127.0.0.1:9/x")
+    listed = json.loads(config(tmp_path, "list", "--output", "json").stdout)
+    keys = {row["Key"] for row in listed}
+    assert {"Orchestrator.ApprovalHooks", "JobAdmissionControl.ProbeTimeout"} <= keys
