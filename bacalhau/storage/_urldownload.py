@@ -29,6 +29,8 @@ DEFAULT_URL_LIMIT = 10 * 1024**3
 _KIND = "urlDownload"
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 _CHUNK = 1 << 20
+#: Answers to a HEAD that say the URL names nothing, on any node.
+_GONE = frozenset({404, 410})
 #: Longest a HEAD of the URL may take while bidding.
 _SIZE_TIMEOUT = 5.0
 
@@ -94,8 +96,17 @@ class UrlDownloadSource:
                 session.head(url, allow_redirects=True) as resp,
             ):
                 size = resp.content_length if resp.status == 200 else None
+                status, reason = resp.status, resp.reason
         except (aiohttp.ClientError, TimeoutError, ValueError):
             return None
+        if status in _GONE:
+            # The download would fail the same way on every node: declined at the bid, the
+            # job fails at once saying why rather than spending its attempts node by node.
+            raise input_failed(
+                f"{url}: the server answers {status} {reason or ''}".rstrip(),
+                hint="check the URL (the server has nothing there)",
+                kind=_KIND,
+            )
         if size is not None and size > self._max_bytes:
             raise self._too_large(url)
         return size

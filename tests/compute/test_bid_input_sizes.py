@@ -112,6 +112,19 @@ async def test_url_inputs_are_sized_by_their_content_length(files: str) -> None:
     assert (await bidder(sources, disk=30 * KB).bid(unsized)).should_bid
 
 
+async def test_a_url_that_names_nothing_is_declined_at_the_bid(files: str) -> None:
+    """A 404 would fail the download on every node: the bid says so, and the job fails at
+    once instead of spending its attempts node by node."""
+    sources: dict[str, StorageSource] = {"urldownload": UrlDownloadSource()}
+    missing = job_reading(SpecConfig("urlDownload", {"URL": f"{files}/missing.bin"}))
+    verdict = await bidder(sources, disk=10**9).bid(missing)
+    assert not verdict.should_bid
+    assert verdict.reason == (
+        f"this node cannot read this job's inputs: {files}/missing.bin: the server answers "
+        "404 Not Found"
+    )
+
+
 async def test_content_held_here_is_sized_and_content_elsewhere_is_not(tmp_path: Path) -> None:
     with Blockstore(tmp_path / "blocks") as store:
         (tmp_path / "dir").mkdir()

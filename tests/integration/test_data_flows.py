@@ -178,12 +178,14 @@ def failure_of(stack: Devstack, *args: str) -> str:
 def test_bad_inputs_fail_naming_the_cause(
     stack: Devstack, s3: S3Server, busybox_image: str, allowed: Path
 ) -> None:
-    # A URL that answers 404 (the requester's own API serves it). The compute node downloads
-    # it: the job itself needs no network.
+    # A URL that answers 404 (the requester's own API serves it). The compute node would
+    # download it (the job itself needs no network), but its HEAD at the bid already says
+    # there is nothing there: every node declines, and the job fails at once saying why.
     url = f"{stack.api_url}/no/such/file.csv"
-    assert f"{url} was not found (HTTP 404)" in failure_of(
-        stack, "docker", "run", "-i", f"{url}:/in", busybox_image, "--", "true"
-    )
+    assert f"{url}: the server answers 404 Not Found" in failure_of(
+        stack, "docker", "run", "--queue-timeout", "0", "-i", f"{url}:/in", busybox_image,
+        "--", "true",
+    )  # fmt: skip
 
     # A missing S3 key.
     bucket = s3.new_bucket()
