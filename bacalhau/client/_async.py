@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,6 @@ from bacalhau.client._types import (
     SubmitResponse,
     WaitTimedOut,
 )
-from bacalhau.errors import Unavailable
 from bacalhau.models import (
     Execution,
     Job,
@@ -478,22 +478,20 @@ class AsyncClient(ClusterCalls):
             if remaining <= 0:
                 raise WaitTimedOut(f"job {job_id} is still running after {timeout:g}s")
             asked = loop.time()
-            try:
-                # Nobody watches the events go by: the server may hold the request until the
-                # job ends, one request instead of one per change.
-                page, kind, finished, count = await self._history(
+            # Nobody watches the events go by: the server may hold the request until the job
+            # ends, one request instead of one per change.
+            page, kind, finished, count = await outage.ride(
+                functools.partial(
+                    self._history,
                     job_id,
                     next_token=token,
-                    wait=remaining,
                     limit=100,
                     until_terminal=on_event is None,
                     details=True,
                     decode=on_event is not None,
-                )
-            except Unavailable as err:
-                await asyncio.sleep(outage.lost(err, loop.time(), deadline))
-                continue
-            outage.back(loop.time())
+                ),
+                deadline,
+            )
             if long_running is None:
                 # The answer names the job's type; a server that does not is asked for it.
                 kind = kind or (await self.get_job(job_id)).job.type

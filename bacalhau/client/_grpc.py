@@ -13,6 +13,7 @@ Errors: a failed call raises the :mod:`bacalhau.errors` class the server raised 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -44,7 +45,7 @@ from bacalhau.client._types import (
     SubmitResponse,
     WaitTimedOut,
 )
-from bacalhau.errors import BadQuery, Unavailable
+from bacalhau.errors import BadQuery
 from bacalhau.models import (
     Execution,
     Job,
@@ -421,19 +422,17 @@ class AsyncGrpcClient(GrpcClusterCalls):
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise WaitTimedOut(f"job {job_id} is still running after {timeout:g}s")
-            try:
-                page = await self.history(
+            page = await outage.ride(
+                functools.partial(
+                    self.history,
                     job_id,
                     next_token=token,
-                    wait=remaining,
                     limit=100,
                     until_terminal=on_event is None,
                     include_executions=True,
-                )
-            except Unavailable as err:
-                await asyncio.sleep(outage.lost(err, loop.time(), deadline))
-                continue
-            outage.back(loop.time())
+                ),
+                deadline,
+            )
             if on_event is not None:
                 for item in page.items:
                     on_event(item)

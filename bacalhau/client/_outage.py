@@ -8,9 +8,14 @@ which keeps running either way.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from bacalhau.errors import Unavailable
+
+T = TypeVar("T")
 
 __all__ = ["DEFAULT_RECONNECT_GRACE", "Outage"]
 
@@ -63,3 +68,17 @@ class Outage:
             )
         self._since = None
         self._pause = 0.0
+
+    async def ride(self, call: Callable[..., Awaitable[T]], deadline: float) -> T:
+        """``call(wait=...)``'s answer (``wait``: the seconds left to ``deadline``), made
+        again after each pause :meth:`lost` gives while the API is unavailable, until the
+        grace or the deadline runs out (which raises)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                answer = await call(wait=max(deadline - loop.time(), 0.001))
+            except Unavailable as err:
+                await asyncio.sleep(self.lost(err, loop.time(), deadline))
+                continue
+            self.back(loop.time())
+            return answer
