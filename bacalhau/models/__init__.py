@@ -20,6 +20,7 @@ from bacalhau.models._execution import (
 from bacalhau.models._failure import (
     ERROR_CODE,
     HINT,
+    IN_THE_JOB,
     IS_ERROR,
     NODE_SHUTDOWN,
     NOT_IN_CLUSTER,
@@ -152,6 +153,7 @@ __all__ = [
     "EXECUTION_TRANSITIONS",
     "HINT",
     "HOST_PORT_ENV_PREFIX",
+    "IN_THE_JOB",
     "IS_ERROR",
     "JOB_TRANSITIONS",
     "JOB_TYPES",

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 __all__ = [
     "ERROR_CODE",
     "HINT",
+    "IN_THE_JOB",
     "IS_ERROR",
     "NODE_SHUTDOWN",
     "NOT_IN_CLUSTER",
@@ -32,6 +33,10 @@ NODE_SHUTDOWN = "NodeShutdown"
 #: Flag of an input that no member of the cluster holds: the node that looked asked every
 #: live member, each answered, and none had it, so no other node would find it either.
 NOT_IN_CLUSTER = "NotInCluster"
+#: Flag of a failure the job's own spec causes wherever it runs (a WASM module importing one
+#: that no input provides, an entry point its module does not export): another node would
+#: fail it the same way.
+IN_THE_JOB = "InTheJob"
 
 _TRUE, _FALSE = "true", "false"
 

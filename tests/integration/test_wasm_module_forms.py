@@ -13,7 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import wasmtime
 
+from tests.executor.test_wasm_imports import LIB_WAT, MAIN_WAT
 from tests.integration.devstack import Devstack
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("devstack-cli")]
@@ -95,3 +97,22 @@ def test_bacalhau_v1_5_object_form_without_a_target_runs(
     path.write_text(json.dumps(job))
     out = devstack.ok("job", "run", str(path))
     assert "arg[1]=v15" in out, out
+
+
+def test_a_spec_error_found_at_run_fails_the_job_on_its_first_node(
+    devstack: Devstack, tmp_path: Path
+) -> None:
+    """An import no module provides shows only once the inputs are there (the module came
+    as an input): every node would fail it the same way, so the job fails on its first,
+    saying why, instead of trying each node in turn."""
+    main = tmp_path / "main.wasm"
+    main.write_bytes(wasmtime.wat2wasm(MAIN_WAT))
+    lib = tmp_path / "lib.wasm"
+    lib.write_bytes(wasmtime.wat2wasm(LIB_WAT))
+    done = devstack.cli("wasm", "run", "--id-only", "-I", f"{lib}:/lib.wasm", str(main))
+    assert done.returncode != 0, done.stdout
+    job_id = done.stdout.strip().splitlines()[0]
+    assert "of its own spec (not retried elsewhere)" in done.stderr, done.stderr
+    assert "could not find WASM module with name 'middle'" in done.stderr, done.stderr
+    executions = devstack.client.get_job(job_id, executions=True).executions
+    assert len(executions) == 1, [(e.node_id, e.compute_message) for e in executions]

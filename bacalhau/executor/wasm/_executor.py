@@ -80,7 +80,7 @@ from bacalhau.executor.wasm._run_folders import disk_cap, run_capped, run_preope
 from bacalhau.executor.wasm._source import load_module
 from bacalhau.executor.wasm._vfs import VirtualFS
 from bacalhau.executor.wasm._wasi_fs import set_running_fs
-from bacalhau.models import RunCommandResult, SpecConfig, param
+from bacalhau.models import IN_THE_JOB, RunCommandResult, SpecConfig, param
 
 __all__ = ["WASM32_MAX_MEMORY", "WasmExecutor"]
 
@@ -206,7 +206,17 @@ class WasmExecutor:
         await loop.run_in_executor(self._workers, self._load_modules, spec, [])
 
     async def run(self, request: RunRequest) -> RunCommandResult:
-        """Run the entry point to completion and write the results layout."""
+        """Run the entry point to completion and write the results layout. A spec error
+        found only now (a module an input brings imports one nothing provides, an entry point
+        it does not export) is flagged :data:`~bacalhau.models.IN_THE_JOB`: every input is
+        the job's own, so any node would fail it the same way."""
+        try:
+            return await self._run(request)
+        except (InvalidJobSpec, EntryPointNotFound) as err:
+            err.details[IN_THE_JOB] = "true"
+            raise
+
+    async def _run(self, request: RunRequest) -> RunCommandResult:
         spec = WasmEngineSpec.from_spec(request.engine)
         if request.execution_id in self._runs:
             raise ExecutionFailed(f"execution {request.execution_id} is already running here")

@@ -14,6 +14,7 @@ from bacalhau.errors import BacalhauError, ExecutionFailed, ExecutionTimeout, No
 from bacalhau.models import (
     ERROR_CODE,
     HINT,
+    IN_THE_JOB,
     NOT_IN_CLUSTER,
     Evaluation,
     Execution,
@@ -139,15 +140,18 @@ def schedule_batch(
     failures = [f"execution {e.id} on node {e.node_id}: {e.compute_message}" for e in failed]
     policy = retry_policy(job, settings)
     nowhere = [e for e in failed if e.compute_details.get(NOT_IN_CLUSTER) == "true"]
-    if missing > 0 and nowhere:
+    # The job's own spec failed it (a WASM import nothing provides): so would every node.
+    own_fault = [e for e in failed if e.compute_details.get(IN_THE_JOB) == "true"]
+    if missing > 0 and (nowhere or own_fault):
         # Its node asked every member of the cluster for the input, and none had it: another
         # node would ask the same members and wait as long for nothing.
-        last = max(nowhere, key=lambda e: e.modify_time)
+        last = max(nowhere or own_fault, key=lambda e: e.modify_time)
+        why = "its input is in no node of the cluster" if nowhere else "of its own spec"
         return fail_job(
             plan,
             view,
-            f"Job failed because its input is in no node of the cluster (not retried "
-            f"elsewhere): execution {last.id} on node {last.node_id}: {last.compute_message}",
+            f"Job failed because {why} (not retried elsewhere): execution {last.id} on node "
+            f"{last.node_id}: {last.compute_message}",
             ExecutionFailed,
             now,
             code=last.compute_details.get(ERROR_CODE, ""),
