@@ -12,6 +12,7 @@ from bacalhau.cli import _auth_cmd
 from bacalhau.cli._profiles import Profile, endpoint_url
 from bacalhau.cli._render import emit, output_option, table, tabular
 from bacalhau.cli._root import BacalhauGroup, CliState, pass_state
+from bacalhau.config import go_duration_text
 from bacalhau.errors import InvalidRequest, NotFound
 
 #: Tokens this short are hidden whole by ``show`` (Bacalhau's threshold).
@@ -107,8 +108,7 @@ def profile_save(
     if timeout is not None:
         # Kept as a Go duration (a bare number of seconds gets its unit): Bacalhau's own CLI
         # reads the same file, and Go's durations need one.
-        text = timeout.strip()
-        profile = replace(profile, timeout=f"{text}s" if _is_number(text) else text)
+        profile = replace(profile, timeout=go_duration_text("timeout", timeout))
     if insecure is not None:
         profile = replace(profile, insecure=insecure)
     if no_auth:
@@ -245,11 +245,3 @@ def profile_delete(state: CliState, name: str, force: bool) -> None:
             return
     store.delete(name)
     click.echo(f'Profile "{name}" deleted')
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True

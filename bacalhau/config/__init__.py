@@ -23,7 +23,7 @@ from bacalhau.config._settings import (
     known_keys,
     validate_value,
 )
-from bacalhau.config._values import parse_duration
+from bacalhau.config._values import go_duration_text, parse_duration
 
 __all__ = [
     "CAPABILITY_ACTIONS",
@@ -43,6 +43,7 @@ __all__ = [
     "default_data_dir",
     "describe_key",
     "effective_settings",
+    "go_duration_text",
     "is_bcrypt_hash",
     "known_keys",
     "load_config",

@@ -232,6 +232,14 @@ def parse_duration(key: str, value: Any, *, allow_negative: bool = False) -> flo
     return ns / 1e9
 
 
+def go_duration_text(key: str, value: str) -> str:
+    """``value``, a duration :func:`parse_duration` reads, as Go reads one: kept as written,
+    but for a bare number of seconds, which gets its unit (``5`` is ``5s``)."""
+    parse_duration(key, value)
+    text = value.strip()
+    return f"{text}s" if _SECONDS.fullmatch(text) else text
+
+
 def format_go_duration(seconds: float) -> str:
     """``seconds`` as Go's ``Duration.String()`` prints it (``1m0s``, ``1.5s``, ``500ms``)."""
     ns = round(seconds * 1e9)
