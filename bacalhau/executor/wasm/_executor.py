@@ -26,7 +26,7 @@ import functools
 import logging
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
@@ -40,7 +40,7 @@ from bacalhau.errors import (
     ExecutionTimeout,
     InvalidJobSpec,
 )
-from bacalhau.executor._base import InputMount, RunRequest
+from bacalhau.executor._base import RunRequest
 from bacalhau.executor._disk import capped_folders_supported, list_volumes, remove_volumes
 from bacalhau.executor._results import (
     MAX_STREAM_FILE_BYTES,
@@ -57,11 +57,11 @@ from bacalhau.executor.wasm._determinism import (
 )
 from bacalhau.executor.wasm._inline import InlinePolicy, InlineRunStats, empty_folder
 from bacalhau.executor.wasm._interrupt import CANCELLED, TIMED_OUT, EpochInterrupter, RunWatch
+from bacalhau.executor.wasm._job_modules import inline_url, job_modules
 from bacalhau.executor.wasm._linking import (
     DETERMINISTIC,
     STANDARD,
     ProcExit,
-    check_imports,
     instantiate_linked,
     new_linker,
 )
@@ -74,13 +74,12 @@ from bacalhau.executor.wasm._modules import (
 )
 from bacalhau.executor.wasm._output import CappedStreams, MemoryStreams
 from bacalhau.executor.wasm._output_times import fix_times
-from bacalhau.executor.wasm._params import ModuleRef, WasmEngineSpec
+from bacalhau.executor.wasm._params import WasmEngineSpec
 from bacalhau.executor.wasm._poll import RunStopped, set_running_watch
 from bacalhau.executor.wasm._run_folders import disk_cap, run_capped, run_preopens
-from bacalhau.executor.wasm._source import load_module
 from bacalhau.executor.wasm._vfs import VirtualFS
 from bacalhau.executor.wasm._wasi_fs import set_running_fs
-from bacalhau.models import IN_THE_JOB, RunCommandResult, SpecConfig, param
+from bacalhau.models import IN_THE_JOB, RunCommandResult, SpecConfig
 
 __all__ = ["WASM32_MAX_MEMORY", "WasmExecutor"]
 
@@ -197,13 +196,13 @@ class WasmExecutor:
         refs = (spec.entry_module, *spec.import_modules)
         if not all(ref.is_inline for ref in refs):
             return  # fetched by the storage plugins at run time
-        urls = [_inline_url(ref) for ref in refs]
+        urls = [inline_url(ref) for ref in refs]
         if all(url is not None and self._modules.peek_inline(url) is not None for url in urls):
             # All compiled already: checking them is quicker than a trip to a worker thread.
-            self._load_modules(spec, [])
+            job_modules(self._modules, spec, [])
             return
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._workers, self._load_modules, spec, [])
+        await loop.run_in_executor(self._workers, job_modules, self._modules, spec, [])
 
     async def run(self, request: RunRequest) -> RunCommandResult:
         """Run the entry point to completion and write the results layout. A spec error
@@ -246,7 +245,7 @@ class WasmExecutor:
         compiled inline module known to end quickly, importing nothing, given no inputs."""
         if request.inputs or spec.import_modules:
             return None
-        url = _inline_url(spec.entry_module)
+        url = inline_url(spec.entry_module)
         compiled = self._modules.peek_inline(url) if url is not None else None
         if compiled is None or compiled.imports:
             return None
@@ -332,55 +331,6 @@ class WasmExecutor:
 
     # -- the run, in a worker thread ---------------------------------------------------------
 
-    def _load_modules(
-        self, spec: WasmEngineSpec, inputs: Sequence[InputMount]
-    ) -> tuple[CompiledModule, dict[str, CompiledModule]]:
-        """The compiled entry module and import modules (by name), their imports checked.
-
-        As in Bacalhau, a name no import module has resolves to the task input of that alias.
-        """
-        compiled = self._compiled(spec.entry_module, inputs)
-        imports = {ref.name: self._compiled(ref, inputs) for ref in spec.import_modules}
-        pending = [*compiled.imports, *(n for c in imports.values() for n in c.imports)]
-        while pending:
-            name = pending.pop()
-            mount = _aliased_module(name, inputs) if name not in imports else None
-            if mount is not None:
-                imports[name] = self._modules.get(load_module(_input_module(mount), inputs))
-                pending.extend(imports[name].imports)
-        if compiled.imports:
-            # (An entry module importing only WASI has nothing to check: reading a module's
-            # imports through wasmtime costs more than the rest of a cached module's checks.)
-            check_imports(
-                compiled.module,
-                {name: c.module for name, c in imports.items()},
-                "Engine.Params.ImportModules",
-            )
-        arity = compiled.functions.get(spec.entry_point)
-        if arity is None:
-            raise EntryPointNotFound(
-                f"unable to find the entrypoint '{spec.entry_point}' in the WASM module"
-            )
-        if arity != (0, 0):
-            # As `wasm validate` and Bacalhau's runtime: () -> (), nothing else.
-            raise InvalidJobSpec(
-                f"the entrypoint '{spec.entry_point}' takes {arity[0]} parameters and returns "
-                f"{arity[1]} results; it must take none and return nothing",
-                field="Engine.Params.EntryPoint",
-            )
-        return compiled, imports
-
-    def _compiled(self, ref: ModuleRef, inputs: Sequence[InputMount]) -> CompiledModule:
-        url = _inline_url(ref)
-        if url is not None:
-            cached = self._modules.inline(url)
-            if cached is not None:
-                return cached
-        compiled = self._modules.get(load_module(ref, inputs))
-        if url is not None:
-            self._modules.remember_inline(url, compiled)
-        return compiled
-
     def _run_sync(
         self,
         spec: WasmEngineSpec,
@@ -390,7 +340,7 @@ class WasmExecutor:
     ) -> RunCommandResult:
         # ``sources``: the result folders to preopen instead of the ordinary ones (capped).
         folders = sources or prepare_results_dir(request.results_dir, request.result_paths)
-        compiled, imports = self._load_modules(spec, request.inputs)
+        compiled, imports = job_modules(self._modules, spec, request.inputs)
         store = wasmtime.Store(self._engine)
         memory_limit = self._memory_limit(request.resources.memory)
         if memory_limit < WASM32_MAX_MEMORY:
@@ -544,24 +494,6 @@ def _seed(
         argv=spec.argv(),
         env=spec.merged_env(request.env),
         input_targets=[m.target for m in request.inputs if m.target not in modules],
-    )
-
-
-def _inline_url(ref: ModuleRef) -> str | None:
-    """The ``data:`` URL of an inline module (None for any other, or a malformed one)."""
-    if ref.source is None or not ref.is_inline:
-        return None
-    url = param(ref.source.source.params, "URL")
-    return url if isinstance(url, str) and url else None
-
-
-def _aliased_module(name: str, inputs: Sequence[InputMount]) -> InputMount | None:
-    return next((m for m in inputs if m.alias and m.alias == name), None)
-
-
-def _input_module(mount: InputMount) -> ModuleRef:
-    return ModuleRef(
-        name=mount.alias, target=mount.target, source=None, field="Engine.Params.ImportModules"
     )
 
 
