@@ -102,11 +102,12 @@ def normalize_args(command: click.Command, args: Sequence[str], found: Persisten
             )
         elif eq and takes_tail and name in _TAIL_OPTIONS and not value.isdigit():
             # Bacalhau's --tail is a boolean flag (`--tail=true`): on, the last lines.
-            if value.strip().lower() not in _TRUE | _FALSE:
+            word = value.strip().lower()
+            if word not in _TRUE | _FALSE:
                 raise click.BadParameter(
                     f"{value!r} is neither a count nor true or false", param_hint=f"'{name}'"
                 )
-            if value.strip().lower() in _TRUE:
+            if word in _TRUE:
                 out.extend((name, str(BARE_TAIL_LINES)))
         elif eq and takes_tail and name == "-t":
             out.extend((name, value))  # `-t=5`: click would read the value as "=5"

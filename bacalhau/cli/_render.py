@@ -129,7 +129,7 @@ def cell_id(value: str) -> str:
     """An ID for a table cell: shortened (``j-1a2b3c4d``), or in full with ``--wide``."""
     from bacalhau.models import short_id
 
-    return value if _shaping("wide") else short_id(value)
+    return value if wide() else short_id(value)
 
 
 def when(ns: int, *, clock: bool = False) -> str:

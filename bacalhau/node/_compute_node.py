@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import TypeVar
 
+from bacalhau import storage
 from bacalhau.compute import (
     Bidder,
     BidStrategy,
@@ -120,7 +121,9 @@ async def build_compute(
     )
     input_sources = _without(input_sources, config.disabled_input_sources)
     gpus, no_aws = await asyncio.gather(
-        asyncio.to_thread(host_gpus), asyncio.to_thread(_missing_aws_credentials)
+        # (Read off the module at this call: boto3 is loaded on compute nodes only.)
+        asyncio.to_thread(host_gpus),
+        asyncio.to_thread(storage.missing_aws_credentials),
     )
     if no_aws and ("s3" in input_sources or "s3" in publishers):
         # An S3 call without credentials fails before it is sent: rather than bid for such
@@ -218,12 +221,6 @@ def _port_allocator(config: NodeConfig) -> PortAllocator:
 
 def _lower(names: Iterable[str]) -> set[str]:
     return {n.lower() for n in names}
-
-
-def _missing_aws_credentials() -> str | None:
-    from bacalhau.storage import missing_aws_credentials  # boto3: only on compute nodes
-
-    return missing_aws_credentials()
 
 
 def _without(plugins: dict[str, T], disabled: Iterable[str]) -> dict[str, T]:
