@@ -13,8 +13,10 @@ import asyncio
 import concurrent.futures
 import contextlib
 import inspect
+import signal
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
+from types import FrameType
 from typing import Any, TypeVar
 
 __all__ = ["LoopRunner"]
@@ -70,18 +72,27 @@ class LoopRunner:
 
     def _run_here(self, coro: Coroutine[Any, Any, T]) -> T:
         task = self._loop.create_task(coro)
-        try:
-            return self._loop.run_until_complete(task)
-        except KeyboardInterrupt:
-            # Ctrl+C stops the loop wherever the call was, leaving it half done: cancel it
-            # and let it unwind here (closing its sockets, ending a log stream), while the
-            # loop still runs. Left pending, it would be torn down once the loop is closed,
-            # printing tracebacks on the way out.
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    self._loop.run_until_complete(task)
-            raise
+        with _ctrl_c_cancels(self._loop, task) as interrupted:
+            try:
+                result = self._loop.run_until_complete(task)
+            except asyncio.CancelledError:
+                if interrupted:
+                    raise KeyboardInterrupt from None
+                raise
+            except KeyboardInterrupt:
+                # Ctrl+C raised wherever the call was (Python's own handler, where ours
+                # could not be installed), leaving it half done: cancel it and let it unwind
+                # here (closing its sockets, ending a log stream), while the loop still
+                # runs. Left pending, it would be torn down once the loop is closed,
+                # printing tracebacks on the way out.
+                if not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        self._loop.run_until_complete(task)
+                raise
+            if interrupted:
+                raise KeyboardInterrupt  # the call ended anyway; the user asked to stop
+            return result
 
     def _run_in_thread(self, coro: Coroutine[Any, Any, T]) -> T:
         if self._thread is None:
@@ -98,6 +109,36 @@ class LoopRunner:
             with contextlib.suppress(concurrent.futures.CancelledError, Exception):
                 future.result(timeout=5)
             raise
+
+
+@contextlib.contextmanager
+def _ctrl_c_cancels(
+    loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]
+) -> Iterator[list[bool]]:
+    """While ``task`` runs, a Ctrl+C cancels it, as :class:`asyncio.Runner` does, instead of
+    raising KeyboardInterrupt in whatever code runs at that instant (between making a
+    coroutine and awaiting it, inside a library: "coroutine ... was never awaited"). The
+    list it gives is non-empty once that happened; a second Ctrl+C raises at once. Only
+    where Python's own handler is in place, in the main thread."""
+    interrupted: list[bool] = []
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield interrupted
+        return
+
+    def on_ctrl_c(signum: int, frame: FrameType | None) -> None:
+        if interrupted:
+            raise KeyboardInterrupt
+        interrupted.append(True)
+        loop.call_soon_threadsafe(task.cancel)
+
+    signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _loop_running_here() -> bool:
