@@ -63,7 +63,7 @@ from bacalhau.errors import (
     NodeNotFound,
     Unavailable,
 )
-from bacalhau.models import JobStateType, Membership
+from bacalhau.models import JobStateType, LogPosition, Membership
 from bacalhau.orchestrator._api import JobVersions, OrchestratorAPI
 
 _S = TypeVar("_S")
@@ -304,6 +304,7 @@ class JobServicer(api_pb2_grpc.JobServiceServicer):
                 namespace=request.namespace,
                 version=request.job_version,
                 client=await caller(context, self._authorizer),
+                resume=LogPosition.parse(request.resume) if request.resume else None,
             )
         except Exception as exc:
             await abort_with(context, exc, "StreamJobLogs")

@@ -123,6 +123,7 @@ def log_chunk(chunk: LogChunk) -> api_pb2.StreamJobLogsResponse:
         offset=chunk.offset,
         data=bytes(chunk.data),
         timestamp_ns=chunk.timestamp_ns,
+        execution_id=chunk.execution_id,
     )
 
 

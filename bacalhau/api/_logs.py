@@ -2,12 +2,14 @@
 
 Upgraded to a WebSocket it streams Bacalhau's frames, one JSON text frame per line::
 
-    {"value": {"Type": 1, "Line": "hello\\n"}}          (1 stdout, 2 stderr)
+    {"value": {"Type": 1, "Line": "hello\\n"}, "resume": "e-...:6:0"}   (1 stdout, 2 stderr)
     {"value": {"Type": 0, "Line": ""}, "error": "...", "code": "NotFound"}   then close (1000)
 
-and closes normally after the last line. ``code`` (the stable error code) is an addition the
-SDK uses to raise the right error class. A plain GET (Bacalhau's Python client) answers the
-output written so far as text.
+and closes normally after the last line. ``code`` (the stable error code) and ``resume`` are
+additions: the SDK raises the right error class by the code, and a follower whose stream
+broke (the requester restarted) asks again with ``resume=<the last line's token>``: the
+output goes on from there, no line repeated or lost (see :class:`LogPosition`). A plain GET
+(Bacalhau's Python client) answers the output written so far as text.
 
 Each frame waits for the socket to take it, and the relay stops as soon as the client
 closes: a slow or vanished follower never holds up the job or leaves a stream open.
@@ -26,13 +28,16 @@ from bacalhau.api._auth_rest import caller
 from bacalhau.api._context import context
 from bacalhau.api._query import Query
 from bacalhau.errors import BacalhauError, BadQuery, InternalError
-from bacalhau.models import TAIL_FLAG_LINES, LineSplitter, LogChunk, LogStream
+from bacalhau.models import TAIL_FLAG_LINES, LogChunk, LogPosition, LogStream, PositionedLines
 
 __all__ = ["add_routes"]
 
 
-def _frame(stream: LogStream, line: str) -> str:
-    return json.dumps({"value": {"Type": int(stream), "Line": line}})
+def _frame(stream: LogStream, line: str, position: LogPosition) -> str:
+    frame: dict[str, object] = {"value": {"Type": int(stream), "Line": line}}
+    if position.execution_id:
+        frame["resume"] = position.token()
+    return json.dumps(frame)
 
 
 def _error_frame(err: BacalhauError) -> str:
@@ -56,6 +61,7 @@ async def _open(request: web.Request, *, follow: bool) -> AsyncIterator[LogChunk
         namespace=q.text("namespace"),
         version=q.count("job_version"),
         client=caller(request),
+        resume=LogPosition.parse(q.text("resume")) if q.text("resume") else None,
     )
 
 
@@ -102,17 +108,17 @@ async def _relay(request: web.Request, ws: web.WebSocketResponse) -> None:
     try:
         # Read in here: the socket is open, so a bad parameter is answered in a frame.
         chunks = await _open(request, follow=Query(request).flag("follow"))
-        splitter = LineSplitter()
+        lines = PositionedLines()
         try:
             async for chunk in chunks:
-                for stream, line in splitter.feed(chunk):
-                    await ws.send_str(_frame(stream, line))
+                for line in lines.feed(chunk):
+                    await ws.send_str(_frame(*line))
         finally:
             aclose = getattr(chunks, "aclose", None)
             if aclose is not None:
                 await aclose()
-        for stream, line in splitter.flush():
-            await ws.send_str(_frame(stream, line))
+        for line in lines.flush():
+            await ws.send_str(_frame(*line))
     except (ConnectionResetError, ConnectionError):
         return  # the follower left
     except BacalhauError as err:

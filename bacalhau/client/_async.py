@@ -19,7 +19,7 @@ from bacalhau.client._answers import (
 from bacalhau.client._auth import Credentials
 from bacalhau.client._cluster_calls import ClusterCalls, quote_id
 from bacalhau.client._decode import history_from_dict
-from bacalhau.client._logs import LogLine, stream_log_lines
+from bacalhau.client._logs import LogLine, resumed, stream_log_lines
 from bacalhau.client._outage import DEFAULT_RECONNECT_GRACE, Outage
 from bacalhau.client._session import (
     DEFAULT_API_HOST,
@@ -427,20 +427,31 @@ class AsyncClient(ClusterCalls):
         follow: bool = False,
         tail: int = 0,
         version: int = 0,
+        resume: str = "",
+        reconnect_grace: float = DEFAULT_RECONNECT_GRACE,
     ) -> AsyncIterator[LogLine]:
         """The output of the job's latest execution (of its latest version, or of
         ``version``; or ``execution_id``) line by line: what was written so far (its last
         ``tail`` lines per stream when ``tail`` > 0), then, with ``follow``, new lines until
-        the execution ends. An unknown job raises at once."""
-        return stream_log_lines(
-            self._http,
-            job_id,
-            execution_id=execution_id,
-            follow=follow,
-            tail=tail,
-            namespace=self.namespace,
-            version=version,
-        )
+        the execution ends. An unknown job raises at once.
+
+        Each line carries the position after it (:attr:`LogLine.resume`); given back as
+        ``resume``, the output goes on from there. A stream lost to a requester restart is
+        so resumed by itself, tried again for up to ``reconnect_grace`` seconds."""
+
+        def opened(position: str) -> AsyncIterator[LogLine]:
+            return stream_log_lines(
+                self._http,
+                job_id,
+                execution_id=execution_id,
+                follow=follow,
+                tail=tail,
+                namespace=self.namespace,
+                version=version,
+                resume=position or resume,
+            )
+
+        return resumed(opened, job_id, grace=reconnect_grace)
 
     async def results(self, job_id: str) -> list[SpecConfig]:
         data = await self._http.request(

@@ -33,8 +33,8 @@ from bacalhau.client._grpc_channel import (
 )
 from bacalhau.client._grpc_cluster import GrpcClusterCalls
 from bacalhau.client._grpc_data import GrpcFetcher
-from bacalhau.client._grpc_errors import error_from_status
-from bacalhau.client._logs import LogLine
+from bacalhau.client._grpc_errors import error_from_status, lost_call
+from bacalhau.client._logs import LogLine, LogStreamLost, resumed
 from bacalhau.client._outage import DEFAULT_RECONNECT_GRACE, Outage
 from bacalhau.client._types import (
     DiffResponse,
@@ -50,10 +50,10 @@ from bacalhau.models import (
     Execution,
     Job,
     JobHistory,
-    LineSplitter,
     LogChunk,
     LogStream,
     Obj,
+    PositionedLines,
     SpecConfig,
 )
 
@@ -522,32 +522,55 @@ class AsyncGrpcClient(GrpcClusterCalls):
         follow: bool = False,
         tail: int = 0,
         version: int = 0,
+        resume: str = "",
+        reconnect_grace: float = DEFAULT_RECONNECT_GRACE,
     ) -> AsyncIterator[LogLine]:
         """The output of the job's latest execution (or ``execution_id``) line by line, with
         each line's newline: what was written so far (its last ``tail`` lines per stream when
         ``tail`` > 0), then, with ``follow``, new lines until the execution ends. An unknown
         job raises :class:`~bacalhau.errors.NotFound` at the first iteration. Leaving the
-        loop early cancels the stream, which stops the relay from the compute node."""
-        call = self._job_service.StreamJobLogs(
-            api_pb2.StreamJobLogsRequest(
+        loop early cancels the stream, which stops the relay from the compute node.
+
+        Each line carries the position after it (:attr:`LogLine.resume`); given back as
+        ``resume``, the output goes on from there. A stream lost to a requester restart is
+        so resumed by itself, tried again for up to ``reconnect_grace`` seconds."""
+
+        def opened(position: str) -> AsyncIterator[LogLine]:
+            request = api_pb2.StreamJobLogsRequest(
                 job_id=job_id,
                 execution_id=execution_id,
                 follow=follow,
                 tail=tail,
                 namespace=self.namespace,
                 job_version=version,
-            ),
-            metadata=self._metadata,
-        )
-        lines = LineSplitter()
+                resume=position or resume,
+            )
+            return self._log_lines(request)
+
+        async for line in resumed(opened, job_id, grace=reconnect_grace):
+            yield line
+
+    async def _log_lines(self, request: api_pb2.StreamJobLogsRequest) -> AsyncIterator[LogLine]:
+        """One StreamJobLogs call's lines; a call lost for want of the server (no error
+        of the server's own) raises :class:`LogStreamLost`."""
+        call = self._job_service.StreamJobLogs(request, metadata=self._metadata)
+        lines = PositionedLines()
         try:
             async for chunk in call:
                 stream = _LOG_STREAMS.get(chunk.stream, LogStream.STDOUT)
-                for kind, text in lines.feed(LogChunk(stream, 0, chunk.data)):
-                    yield LogLine(kind, text)
+                got = LogChunk(stream, chunk.offset, chunk.data, execution_id=chunk.execution_id)
+                for kind, text, after in lines.feed(got):
+                    yield LogLine(kind, text, after.token() if after.execution_id else "")
         except grpc.aio.AioRpcError as exc:
-            raise self._failure(exc) from None
+            failure = self._failure(exc)
+            if lost_call(exc):
+                raise LogStreamLost(
+                    f"the log stream from the gRPC API at {self.target} ended unexpectedly "
+                    f"({failure.message}); the output may be incomplete",
+                    hint=failure.hint,
+                ) from None
+            raise failure from None
         finally:
             call.cancel()
-        for kind, text in lines.flush():
-            yield LogLine(kind, text)
+        for kind, text, after in lines.flush():
+            yield LogLine(kind, text, after.token() if after.execution_id else "")

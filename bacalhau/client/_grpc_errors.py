@@ -20,7 +20,7 @@ from bacalhau.errors import (
 )
 from bacalhau.transport._errors import error_from_metadata
 
-__all__ = ["CONNECT_HINT", "error_from_status"]
+__all__ = ["CONNECT_HINT", "error_from_status", "lost_call"]
 
 CONNECT_HINT = (
     "start a node with `bacalhau serve` or `bacalhau devstack`, or point the client at its "
@@ -40,6 +40,15 @@ def error_from_status(exc: grpc.aio.AioRpcError, *, target: str) -> BacalhauErro
     message = exc.details() or status.name
     err = error_from_metadata(exc.trailing_metadata(), message)
     return err if err is not None else _error_without_metadata(status, message, target)
+
+
+def lost_call(exc: grpc.aio.AioRpcError) -> bool:
+    """Whether the call failed for want of the server (it went away, the connection
+    dropped), not with an answer of its own: a server's errors carry its metadata."""
+    return (
+        exc.code() == grpc.StatusCode.UNAVAILABLE
+        and error_from_metadata(exc.trailing_metadata(), "") is None
+    )
 
 
 def _error_without_metadata(status: grpc.StatusCode, message: str, target: str) -> BacalhauError:

@@ -30,9 +30,12 @@ _LONGEST_PAUSE = 3.0
 class Outage:
     """The state of one follower's contact with the API."""
 
-    def __init__(self, job_id: str, grace: float) -> None:
+    def __init__(self, job_id: str, grace: float, *, again: str = "") -> None:
+        """``again``: the command that follows the job again, for the error once the grace
+        has run out (default: ``bacalhau job describe``)."""
         self._job_id = job_id
         self._grace = grace
+        self._again = again or f"bacalhau job describe {job_id}"
         self._since: float | None = None
         self._pause = 0.0
 
@@ -53,8 +56,7 @@ class Outage:
             raise Unavailable(
                 f"{err.message} (no answer for {now - self._since:.0f}s while following job "
                 f"{self._job_id}, which keeps running)",
-                hint=f"once the node answers again, follow the job with: bacalhau job "
-                f"describe {self._job_id}",
+                hint=f"once the node answers again, follow the job with: {self._again}",
             ) from err
         return self._pause
 

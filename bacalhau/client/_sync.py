@@ -232,10 +232,16 @@ class Client:
         follow: bool = False,
         tail: int = 0,
         version: int = 0,
+        resume: str = "",
     ) -> Iterator[LogLine]:
         """Lines of the job's output as they arrive (see :meth:`AsyncClient.logs`)."""
         lines = self._client.logs(
-            job_id, execution_id=execution_id, follow=follow, tail=tail, version=version
+            job_id,
+            execution_id=execution_id,
+            follow=follow,
+            tail=tail,
+            version=version,
+            resume=resume,
         )
         try:
             while True:

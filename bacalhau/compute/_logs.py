@@ -18,7 +18,7 @@ import collections
 import contextlib
 import os
 import shutil
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 
 from bacalhau.compute._spare_dirs import layout_entries
@@ -106,12 +106,18 @@ class LogReader:
         self._poll = poll_interval
         self._chunk = chunk_bytes
 
-    async def chunks(self, *, follow: bool, tail: int = 0) -> AsyncIterator[LogChunk]:
-        """What the streams hold now (from their last ``tail`` lines if ``tail`` > 0), then,
-        when ``follow``, every new chunk until the execution ends."""
+    async def chunks(
+        self, *, follow: bool, tail: int = 0, start: Mapping[LogStream, int] | None = None
+    ) -> AsyncIterator[LogChunk]:
+        """What the streams hold now (from their last ``tail`` lines if ``tail`` > 0, from
+        the bytes ``start`` gives if it is given), then, when ``follow``, every new chunk
+        until the execution ends."""
         offsets: dict[LogStream, int] = {}
         for stream, name in _FILES:
-            offsets[stream] = tail_offset(self._dir / name, tail) if tail > 0 else 0
+            if start is not None:
+                offsets[stream] = start.get(stream, 0)
+            else:
+                offsets[stream] = tail_offset(self._dir / name, tail) if tail > 0 else 0
         fds: dict[LogStream, int] = {}
         try:
             while True:
@@ -169,7 +175,13 @@ class ExecutionLogs:
         return self._readers[execution_id] > 0
 
     async def chunks(
-        self, execution_id: str, *, finished: Callable[[], bool], follow: bool, tail: int = 0
+        self,
+        execution_id: str,
+        *,
+        finished: Callable[[], bool],
+        follow: bool,
+        tail: int = 0,
+        start: Mapping[LogStream, int] | None = None,
     ) -> AsyncIterator[LogChunk]:
         """The execution's output as :meth:`LogReader.chunks` gives it, from either source."""
         self._readers[execution_id] += 1
@@ -177,11 +189,11 @@ class ExecutionLogs:
             folder = self._results_dir(execution_id)
             kept = None if folder.is_dir() else self._kept(execution_id)
             if kept is not None:
-                for chunk in _chunks_of(kept, tail):
+                for chunk in _chunks_of(kept, tail, start):
                     yield chunk
                 return
             reader = LogReader(folder, finished=finished, poll_interval=self._poll)
-            async for chunk in reader.chunks(follow=follow, tail=tail):
+            async for chunk in reader.chunks(follow=follow, tail=tail, start=start):
                 yield chunk
         finally:
             self._readers[execution_id] -= 1
@@ -189,9 +201,16 @@ class ExecutionLogs:
                 del self._readers[execution_id]
 
 
-def _chunks_of(kept: tuple[bytes, bytes], tail: int) -> Iterator[LogChunk]:
+def _chunks_of(
+    kept: tuple[bytes, bytes], tail: int, start: Mapping[LogStream, int] | None
+) -> Iterator[LogChunk]:
     for (stream, _), data in zip(_FILES, kept, strict=True):
-        offset = _tail_start(_slicer(data), len(data), tail, LOG_CHUNK_BYTES) if tail > 0 else 0
+        if start is not None:
+            offset = start.get(stream, 0)
+        elif tail > 0:
+            offset = _tail_start(_slicer(data), len(data), tail, LOG_CHUNK_BYTES)
+        else:
+            offset = 0
         while offset < len(data):
             piece = data[offset : offset + LOG_CHUNK_BYTES]
             yield LogChunk(stream, offset, piece, now_ns())

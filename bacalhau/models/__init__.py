@@ -52,8 +52,10 @@ from bacalhau.models._logs import (
     TAIL_FLAG_LINES,
     LineSplitter,
     LogChunk,
+    LogPosition,
     LogRequest,
     LogStream,
+    PositionedLines,
 )
 from bacalhau.models._messages import (
     AskAnswer,
@@ -204,6 +206,7 @@ __all__ = [
     "LivenessState",
     "LocalExecutionState",
     "LogChunk",
+    "LogPosition",
     "LogRequest",
     "LogStream",
     "Membership",
@@ -216,6 +219,7 @@ __all__ = [
     "NodeType",
     "Obj",
     "PortMapping",
+    "PositionedLines",
     "QueuedExecution",
     "ReschedulePolicy",
     "Resources",

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from enum import IntEnum
+
+from bacalhau.errors import BadQuery
 
 #: Lines a tail asked for without a count shows (Bacalhau's ``tail=true`` and its CLI's bare
 #: ``--tail``). Bacalhau reads that flag as "from the end of the log", which shows a finished
@@ -23,12 +26,20 @@ class LogRequest:
     """What a follower asks of an execution's output.
 
     ``tail`` > 0 starts with the last ``tail`` lines of each stream instead of the beginning;
-    ``follow`` keeps streaming new output until the execution ends.
+    ``stdout_from`` and ``stderr_from`` start each stream at that byte instead (a follower
+    resuming where it was, see :class:`LogPosition`); ``follow`` keeps streaming new output
+    until the execution ends.
     """
 
     execution_id: str
     follow: bool = False
     tail: int = 0
+    stdout_from: int = 0
+    stderr_from: int = 0
+
+    def start(self, stream: LogStream) -> int:
+        """The byte ``stream`` is asked from (0: its beginning, or its tail)."""
+        return self.stdout_from if stream is LogStream.STDOUT else self.stderr_from
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +50,43 @@ class LogChunk:
     offset: int
     data: bytes
     timestamp_ns: int = 0
+    #: The execution that wrote it, where a stream may go on to another (a job's retries).
+    execution_id: str = ""
+
+
+_TOKEN = re.compile(r"([^:\s]{1,200}):(\d{1,18}):(\d{1,18})")
+
+
+@dataclass(frozen=True, slots=True)
+class LogPosition:
+    """How far a follower has read an execution's output: the bytes of each stream it was
+    given whole lines of. The logs endpoints give it with each line as a token,
+    ``<execution id>:<stdout bytes>:<stderr bytes>``, and take the token back as ``resume``:
+    a follower whose stream broke (the requester restarted) goes on from there, with no line
+    repeated or lost."""
+
+    execution_id: str
+    stdout: int = 0
+    stderr: int = 0
+
+    def token(self) -> str:
+        """The position as the logs endpoints give and take it."""
+        return f"{self.execution_id}:{self.stdout}:{self.stderr}"
+
+    @classmethod
+    def parse(cls, token: str, *, field: str = "resume") -> LogPosition:
+        """The position a token names; :class:`~bacalhau.errors.BadQuery` for one that is
+        not a position."""
+        found = _TOKEN.fullmatch(token)
+        if found is None:
+            raise BadQuery(
+                f"{field} must be a position in a job's output as a log stream gives it "
+                f"(<execution id>:<stdout bytes>:<stderr bytes>), got {token[:100]!r}",
+                field=field,
+                hint="pass back the token of the last line read, or leave it out to read "
+                "from the beginning",
+            )
+        return cls(found[1], int(found[2]), int(found[3]))
 
 
 #: A line longer than this is cut in pieces (a frame stays small whatever the job prints).
@@ -57,12 +105,22 @@ class LineSplitter:
 
     def __init__(self) -> None:
         self._partial: dict[LogStream, bytearray] = {}
+        #: Per stream, the offset of the byte after the last one fed.
+        self._fed: dict[LogStream, int] = {}
 
     def feed(self, chunk: LogChunk) -> list[tuple[LogStream, str]]:
         """The lines ``chunk`` completes, in order."""
+        return [(stream, text) for stream, text, _ in self.feed_with_ends(chunk)]
+
+    def feed_with_ends(self, chunk: LogChunk) -> list[tuple[LogStream, str, int]]:
+        """The lines ``chunk`` completes, in order, each with the offset in its stream of
+        the byte after it (chunks of a stream come in order, each starting at its
+        ``offset``)."""
         buf = self._partial.setdefault(chunk.stream, bytearray())
         buf += chunk.data
-        lines: list[tuple[LogStream, str]] = []
+        self._fed[chunk.stream] = chunk.offset + len(chunk.data)
+        base = self._fed[chunk.stream] - len(buf)  # the offset of buf[0]
+        lines: list[tuple[LogStream, str, int]] = []
         start = 0
         while True:
             end = buf.find(b"\n", start)
@@ -70,16 +128,57 @@ class LineSplitter:
                 if len(buf) - start <= MAX_LINE_BYTES:
                     break  # (at exactly the limit: the next byte says where a cut may go)
                 end = _cut(buf, start + MAX_LINE_BYTES) - 1
-            lines.append((chunk.stream, _text(buf[start : end + 1])))
+            lines.append((chunk.stream, _text(buf[start : end + 1]), base + end + 1))
             start = end + 1
         del buf[:start]
         return lines
 
     def flush(self) -> list[tuple[LogStream, str]]:
         """The unfinished last line of each stream (the output ended)."""
-        rest = [(s, _text(b)) for s, b in self._partial.items() if b]
+        return [(stream, text) for stream, text, _ in self.flush_with_ends()]
+
+    def flush_with_ends(self) -> list[tuple[LogStream, str, int]]:
+        """:meth:`flush`, each line with the offset of the byte after it."""
+        rest = [(s, _text(b), self._fed[s]) for s, b in self._partial.items() if b]
         self._partial.clear()
         return rest
+
+
+class PositionedLines:
+    """Cuts chunks into lines as :class:`LineSplitter` does, each line with the position
+    after it (what a follower resumes from). A stream that goes on to another execution (a
+    job's retry) ends the last one's unfinished lines first: a line never joins the output
+    of two executions."""
+
+    def __init__(self) -> None:
+        self._splitter = LineSplitter()
+        self._position = LogPosition("")
+
+    def feed(self, chunk: LogChunk) -> list[tuple[LogStream, str, LogPosition]]:
+        """The lines ``chunk`` completes (and the last execution's rest, if it is another
+        execution's), in order."""
+        lines: list[tuple[LogStream, str, LogPosition]] = []
+        if chunk.execution_id != self._position.execution_id:
+            lines = self.flush()
+            self._splitter = LineSplitter()
+            self._position = LogPosition(chunk.execution_id)
+        return lines + self._placed(self._splitter.feed_with_ends(chunk))
+
+    def flush(self) -> list[tuple[LogStream, str, LogPosition]]:
+        """The unfinished last line of each stream (the output ended)."""
+        return self._placed(self._splitter.flush_with_ends())
+
+    def _placed(
+        self, lines: list[tuple[LogStream, str, int]]
+    ) -> list[tuple[LogStream, str, LogPosition]]:
+        placed = []
+        for stream, text, end in lines:
+            if stream is LogStream.STDOUT:
+                self._position = replace(self._position, stdout=end)
+            else:
+                self._position = replace(self._position, stderr=end)
+            placed.append((stream, text, self._position))
+        return placed
 
 
 def _cut(buf: bytearray, at: int) -> int:

@@ -15,6 +15,7 @@ from bacalhau.models import (
     JobHistory,
     LabelSelectorRequirement,
     LogChunk,
+    LogPosition,
     NodeInfo,
     NodeState,
     SpecConfig,
@@ -163,6 +164,7 @@ class OrchestratorAPI(Protocol):
         namespace: str = "",
         version: int = 0,
         client: str = "",
+        resume: LogPosition | None = None,
     ) -> AsyncIterator[LogChunk]:
         """An execution's stdout and stderr as chunks (the latest non-discarded execution
         of the job's latest version, or of ``version``, unless ``execution_id``, full or a
@@ -172,7 +174,8 @@ class OrchestratorAPI(Protocol):
         Awaiting it checks the job at once (:class:`~bacalhau.errors.JobNotFound`,
         :class:`~bacalhau.errors.ExecutionNotFound`); the iterator then replays what was
         written (the last ``tail`` lines of each stream when ``tail`` > 0) and, with
-        ``follow``, continues until the execution ends. Closing it stops the relay. Too
+        ``follow``, continues until the execution ends; ``resume`` (a position the stream gave
+        with a line) goes on from there instead. Closing it stops the relay. Too
         many open already: :class:`~bacalhau.errors.Unavailable` (the requester's cap) or
         :class:`~bacalhau.errors.TooManyRequests` (the client's).
         """

@@ -16,11 +16,13 @@ goes on with the retry's output, until the job's work ends.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
 from bacalhau.errors import (
+    BadQuery,
     ExecutionNotFound,
     MultipleJobsFound,
     NodeNotFound,
@@ -33,6 +35,7 @@ from bacalhau.models import (
     ExecutionStateType,
     Job,
     LogChunk,
+    LogPosition,
     LogRequest,
     LogStream,
     now_ns,
@@ -144,6 +147,7 @@ class ExecutionLogs:
         tail: int = 0,
         version: int = 0,
         client: str = "",
+        resume: LogPosition | None = None,
     ) -> AsyncIterator[LogChunk]:
         """Check the job and pick its execution now (so that an unknown job fails at once),
         and return the stream of that execution's output: one of the job's latest version,
@@ -152,23 +156,52 @@ class ExecutionLogs:
 
         Not following: what the execution has written so far, then the end. Following: that,
         then new output until the execution ends; a job not yet placed is waited for.
+
+        ``resume`` (a position a stream gave with a line) starts at that execution's bytes
+        instead, ``tail`` and ``version`` aside: a follower whose stream broke goes on where
+        it was, then (following the job) on to the retries.
         """
         self._check_room(client)
         self._opened(client)  # taken while the execution is chosen (or awaited) too
         try:
             job = await self._jobs.get_job(job_id)
-            version = version or job.version
-            if version != job.version:
-                follow = False  # nothing of an earlier version runs any more
-            execution = await self._placed(job, execution_id, follow=follow, version=version)
+            if resume is not None:
+                execution = await self._resumed(job, execution_id, resume)
+            else:
+                version = version or job.version
+                if version != job.version:
+                    follow = False  # nothing of an earlier version runs any more
+                execution = await self._placed(job, execution_id, follow=follow, version=version)
         except BaseException:
             self._stream_ended(client)
             raise
+        if resume is not None:
+            tail = 0
         if not follow or execution_id:
-            stream = self._relay(execution, follow=follow, tail=tail)
+            stream = self._relay(execution, follow=follow, tail=tail, start=resume)
         else:
-            stream = self._follow_attempts(job.id, execution, tail=tail)
+            stream = self._follow_attempts(job.id, execution, tail=tail, start=resume)
         return _Counted(stream, lambda: self._stream_ended(client))
+
+    async def _resumed(self, job: Job, execution_id: str, resume: LogPosition) -> Execution:
+        """The execution a ``resume`` position names, which must be the job's (and the one
+        ``execution_id`` names, if one is)."""
+        if execution_id and not resume.execution_id.startswith(execution_id):
+            raise BadQuery(
+                f"resume names execution {resume.execution_id}, not {execution_id}, the one "
+                "asked for",
+                field="resume",
+                hint="pass back the position a stream of that execution gave",
+            )
+        executions = await self._jobs.list_executions(job.id)
+        found = next((e for e in executions if e.id == resume.execution_id), None)
+        if found is None:
+            raise ExecutionNotFound(
+                f"job {job.id} has no execution {resume.execution_id} to resume the output of",
+                hint=f"follow the job from the start: `bacalhau job logs --follow {job.id}`",
+                details={"Field": "resume"},
+            )
+        return found
 
     def _check_room(self, client: str) -> None:
         if self._max_streams and self.open_streams >= self._max_streams:
@@ -205,12 +238,15 @@ class ExecutionLogs:
         LOG_STREAMS_OPEN.dec()
 
     async def _follow_attempts(
-        self, job_id: str, execution: Execution, *, tail: int
+        self, job_id: str, execution: Execution, *, tail: int, start: LogPosition | None
     ) -> AsyncGenerator[LogChunk, None]:
-        """Follow ``execution``, then each retry of its partition while the job retries it."""
+        """Follow ``execution`` (from ``start`` if given), then each retry of its partition
+        while the job retries it."""
         followed = {execution.id}
         while True:
-            async for chunk in self._relay(execution, follow=True, tail=tail, moving_on=True):
+            async for chunk in self._relay(
+                execution, follow=True, tail=tail, start=start, moving_on=True
+            ):
                 yield chunk
             retry = await self._retry_of(job_id, execution, followed)
             if retry is None:
@@ -218,7 +254,7 @@ class ExecutionLogs:
             _log.info("job %s: following retry %s after %s", job_id, retry.id, execution.id)
             followed.add(retry.id)
             execution = retry
-            tail = 0  # a retry's output is new to the follower: all of it
+            tail, start = 0, None  # a retry's output is new to the follower: all of it
 
     async def _retry_of(
         self, job_id: str, ended: Execution, followed: set[str]
@@ -265,11 +301,24 @@ class ExecutionLogs:
             job = await self._jobs.get_job(job.id)
 
     async def _relay(
-        self, execution: Execution, *, follow: bool, tail: int, moving_on: bool = False
+        self,
+        execution: Execution,
+        *,
+        follow: bool,
+        tail: int,
+        start: LogPosition | None = None,
+        moving_on: bool = False,
     ) -> AsyncGenerator[LogChunk, None]:
-        """One execution's output. With ``moving_on`` (the caller follows the job on to a
-        retry) losing the execution's node ends this stream instead of failing it."""
-        request = LogRequest(execution_id=execution.id, follow=follow, tail=tail)
+        """One execution's output (from ``start``'s bytes if given), each chunk naming the
+        execution. With ``moving_on`` (the caller follows the job on to a retry) losing the
+        execution's node ends this stream instead of failing it."""
+        request = LogRequest(
+            execution_id=execution.id,
+            follow=follow,
+            tail=tail,
+            stdout_from=start.stdout if start else 0,
+            stderr_from=start.stderr if start else 0,
+        )
         if execution.compute_state in _NOT_YET_ON_NODE or not execution.node_id:
             return  # nothing ran yet, and the caller does not wait for it
         try:
@@ -281,7 +330,7 @@ class ExecutionLogs:
             stream = self._source.stream_logs(execution.node_id, request)
             try:
                 async for chunk in stream:
-                    yield chunk
+                    yield dataclasses.replace(chunk, execution_id=execution.id)
                 return
             finally:
                 aclose = getattr(stream, "aclose", None)
@@ -295,7 +344,7 @@ class ExecutionLogs:
                 raise
             _log.info("execution %s: replaying its summary (%s)", execution.id, err.message)
             why = err.message
-        for chunk in _summary(execution, tail):
+        for chunk in _summary(execution, tail, request):
             yield chunk
         out = execution.run_output
         if out is not None and (out.stdout_truncated or out.stderr_truncated):
@@ -337,16 +386,21 @@ class _Counted:
             ended()
 
 
-def _summary(execution: Execution, tail: int) -> list[LogChunk]:
+def _summary(execution: Execution, tail: int, request: LogRequest) -> list[LogChunk]:
+    """The execution's kept summary as chunks: the start of each stream (from the bytes
+    ``request`` starts at, or its last ``tail`` lines)."""
     out = execution.run_output
     if out is None:
         return []
     chunks: list[LogChunk] = []
+    resuming = bool(request.stdout_from or request.stderr_from)
     for stream, text in ((LogStream.STDOUT, out.stdout), (LogStream.STDERR, out.stderr)):
         data = text.encode("utf-8")
-        if tail > 0:
-            lines = data.splitlines(keepends=True)
-            data = b"".join(lines[-tail:])
-        if data:
-            chunks.append(LogChunk(stream, 0, data, now_ns()))
+        offset = 0
+        if resuming:
+            offset = min(request.start(stream), len(data))
+        elif tail > 0:
+            offset = len(data) - len(b"".join(data.splitlines(keepends=True)[-tail:]))
+        if offset < len(data):
+            chunks.append(LogChunk(stream, offset, data[offset:], now_ns(), execution.id))
     return chunks

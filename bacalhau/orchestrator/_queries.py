@@ -23,6 +23,7 @@ from bacalhau.models import (
     JobStateType,
     LabelSelectorRequirement,
     LogChunk,
+    LogPosition,
     NodeInfo,
     NodeState,
     SpecConfig,
@@ -160,11 +161,12 @@ class OrchestratorQueries:
         namespace: str = "",
         version: int = 0,
         client: str = "",
+        resume: LogPosition | None = None,
     ) -> AsyncIterator[LogChunk]:
         """A job's output (see :meth:`ExecutionLogs.open`); ``client`` names who asks (a
         user, else an address) for ``log_streams_per_client_max``."""
         full_id = self.store.resolve_job_id(job_id, namespace)
-        if version:
+        if version and resume is None:
             await self.get_job(full_id, version=version)  # NotFound for a version never made
         return await self._logs.open(
             full_id,
@@ -173,6 +175,7 @@ class OrchestratorQueries:
             tail=tail,
             version=version,
             client=client,
+            resume=resume,
         )
 
     async def job_history(

@@ -167,11 +167,19 @@ def log_request_to_proto(
         execution_id=req.execution_id,
         follow=req.follow,
         tail=req.tail,
+        stdout_from=req.stdout_from,
+        stderr_from=req.stderr_from,
     )
 
 
 def log_request_from_proto(msg: compute_pb2.LogStreamAsk) -> LogRequest:
-    return LogRequest(execution_id=msg.execution_id, follow=msg.follow, tail=max(msg.tail, 0))
+    return LogRequest(
+        execution_id=msg.execution_id,
+        follow=msg.follow,
+        tail=max(msg.tail, 0),
+        stdout_from=max(msg.stdout_from, 0),
+        stderr_from=max(msg.stderr_from, 0),
+    )
 
 
 def log_chunk_to_proto(chunk: LogChunk) -> compute_pb2.StreamLogsResponse:

@@ -43,11 +43,18 @@ class Node:
         assert record.state is L.COMPLETED, record.message
         return execution.id
 
-    async def logs(self, execution_id: str, *, follow: bool = False, tail: int = 0) -> bytes:
+    async def logs(
+        self,
+        execution_id: str,
+        *,
+        follow: bool = False,
+        tail: int = 0,
+        start: dict[LogStream, int] | None = None,
+    ) -> bytes:
         chunks = [
             c
             async for c in self.pipeline.logs.chunks(
-                execution_id, finished=lambda: True, follow=follow, tail=tail
+                execution_id, finished=lambda: True, follow=follow, tail=tail, start=start
             )
         ]
         return _joined(chunks, LogStream.STDOUT) + b"|" + _joined(chunks, LogStream.STDERR)
@@ -89,6 +96,10 @@ async def test_small_output_is_read_from_the_store_once_the_folder_is_reused(nod
     assert await node.logs(first) == out + b"|a\nb"
     assert await node.logs(first, follow=True) == out + b"|a\nb"
     assert await node.logs(first, tail=2) == b"line 19998\nline 19999\n|a\nb"
+    # A follower resuming reads on from its bytes, the tail aside.
+    at = len(out) - len(b"line 19999\n")
+    resumed = {LogStream.STDOUT: at, LogStream.STDERR: 2}
+    assert await node.logs(first, tail=5, start=resumed) == b"line 19999\n|b"
 
     # The next execution's folder (a spare, maybe this one) is none the worse for it.
     second = await node.run(noop_execution(Stdout="second\n"))

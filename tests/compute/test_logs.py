@@ -84,6 +84,25 @@ async def test_tail_starts_at_the_last_lines_of_each_stream(tmp_path: Path) -> N
     assert b"".join(c.data for c in chunks if c.stream is LogStream.STDERR) == b"y\nz"
 
 
+async def test_a_resumed_reader_starts_each_stream_at_its_byte(tmp_path: Path) -> None:
+    """A follower resuming where its stream broke: each stream from the byte it names,
+    each chunk saying where it starts; the tail is not read."""
+    (tmp_path / "stdout").write_bytes(b"1\n2\n3\n4\n")
+    (tmp_path / "stderr").write_bytes(b"x\ny\nz")
+    reader = LogReader(tmp_path, finished=lambda: True)
+
+    start = {LogStream.STDOUT: 4, LogStream.STDERR: 2}
+    chunks = [c async for c in reader.chunks(follow=True, tail=1, start=start)]
+
+    assert [(c.stream, c.offset, c.data) for c in chunks] == [
+        (LogStream.STDOUT, 4, b"3\n4\n"),
+        (LogStream.STDERR, 2, b"y\nz"),
+    ]
+    # At (or past) the end: nothing more, and no error.
+    past = {LogStream.STDOUT: 8, LogStream.STDERR: 99}
+    assert [c async for c in reader.chunks(follow=False, start=past)] == []
+
+
 def test_tail_offset_across_blocks(tmp_path: Path) -> None:
     path = tmp_path / "stdout"
     lines = [f"{i:05d}\n".encode() for i in range(1000)]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import json
 import os
 import subprocess
@@ -116,9 +117,17 @@ def test_two_followers_receive_lines_while_the_job_runs_then_replay(
     assert first + rest == "".join(f"line-{i}\n" for i in range(1, LINES + 1))
     assert err == "done\n"
     (frames,) = ws_result
-    assert frames == [
-        {"value": {"Type": 1, "Line": f"line-{i}\n"}} for i in range(1, LINES + 1)
-    ] + [{"value": {"Type": 2, "Line": "done\n"}}]
+    assert [f["value"] for f in frames] == [
+        {"Type": 1, "Line": f"line-{i}\n"} for i in range(1, LINES + 1)
+    ] + [{"Type": 2, "Line": "done\n"}]
+    # Each frame says where the output goes on after it: the bytes of each stream so far.
+    (execution,) = {f["resume"].split(":")[0] for f in frames}
+    out_ends = itertools.accumulate(len(f"line-{i}\n") for i in range(1, LINES + 1))
+    out_total = len("".join(f"line-{i}\n" for i in range(1, LINES + 1)))
+    err_total = len("done\n")
+    assert [f["resume"] for f in frames] == [f"{execution}:{end}:0" for end in out_ends] + [
+        f"{execution}:{out_total}:{err_total}"
+    ]
     eventually(
         lambda: _state(stack, job_id) == JobStateType.COMPLETED or None,
         timeout=30,
@@ -209,6 +218,52 @@ def test_tail_as_bacalhau_writes_it_a_flag_or_a_count(stack: Devstack, busybox_i
         _ws_frames(_logs_url(stack, job_id), {"tail": "lots"}, first=threading.Event())
     )
     assert bad[0]["code"] == "BadRequest" and "true or false" in bad[0]["error"], bad
+
+
+def test_a_stream_resumed_from_a_lines_position_goes_on_after_that_line(
+    stack: Devstack, busybox_image: str
+) -> None:
+    """Each frame's ``resume`` token, given back, reads on after that frame's line (each
+    stream from its own byte; a tail asked for is not read): what a follower whose stream
+    broke uses. A token that is not a position, or names no execution of the job, is a clear
+    error."""
+    job_id = _submit(
+        stack, busybox_image, "for i in $(seq 1 12); do echo n-$i; echo e-$i >&2; done"
+    )
+    eventually(
+        lambda: _state(stack, job_id) == JobStateType.COMPLETED or None,
+        timeout=30,
+        what="the job to complete",
+    )
+
+    def frames(params: dict[str, str]) -> list[Any]:
+        return asyncio.run(_ws_frames(_logs_url(stack, job_id), params, first=threading.Event()))
+
+    def lines(of: list[Any], kind: int) -> list[str]:
+        return [f["value"]["Line"] for f in of if f["value"]["Type"] == kind]
+
+    whole = frames({})
+    assert lines(whole, 1) == [f"n-{i}\n" for i in range(1, 13)]
+    assert lines(whole, 2) == [f"e-{i}\n" for i in range(1, 13)]
+    # A finished execution's output comes stream by stream: stdout's lines, then stderr's.
+    at = {f["value"]["Line"]: f["resume"] for f in whole}
+    token = at["n-5\n"]
+    after = frames({"resume": token, "tail": "3"})
+    assert lines(after, 1) == [f"n-{i}\n" for i in range(6, 13)]
+    assert lines(after, 2) == [f"e-{i}\n" for i in range(1, 13)]
+    later = frames({"resume": at["e-3\n"]})
+    assert lines(later, 1) == []
+    assert lines(later, 2) == [f"e-{i}\n" for i in range(4, 13)]
+    # The SDK takes the token back as well; its lines carry theirs.
+    resumed = list(stack.client.logs(job_id, resume=token))
+    assert [line.text for line in resumed] == [f["value"]["Line"] for f in after]
+    assert resumed[-1].resume == whole[-1]["resume"] == after[-1]["resume"]
+
+    bad = frames({"resume": "from-the-middle"})
+    assert bad[0]["code"] == "BadRequest" and "resume must be" in bad[0]["error"], bad
+    elsewhere = frames({"resume": "e-00000000-0000-0000-0000-000000000000:0:0"})
+    assert elsewhere[0]["code"] == "NotFound", elsewhere
+    assert "no execution e-00000000" in elsewhere[0]["error"], elsewhere
 
 
 def test_docker_and_wasm_run_follow_print_the_output(

@@ -7,15 +7,18 @@ are still downloaded after the node is killed and restarted once more."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from bacalhau.client import AsyncGrpcClient, LogLine
 from bacalhau.compute import RESTART_MESSAGE
-from bacalhau.models import Execution, ExecutionStateType, Job, JobStateType
+from bacalhau.models import Execution, ExecutionStateType, Job, JobStateType, LogStream
 from tests.integration.devstack import (
     FAST_GOSSIP,
     Devstack,
@@ -148,6 +151,85 @@ def test_a_waiting_cli_rides_out_a_requester_restart(tmp_path: Path, busybox_ima
         assert f"lost contact with the API while following job {job_id}" in err, err
         assert "in contact with the API again" in err, err
         assert "start a node with" not in err, err
+    except BaseException:
+        stack.stop(check=False)
+        raise
+    stack.stop()
+
+
+def test_a_log_follower_goes_on_where_it_was_across_a_requester_restart(
+    tmp_path: Path, busybox_image: str
+) -> None:
+    """`bacalhau job logs --follow` (REST) and the gRPC client's follow, while the requester
+    is SIGKILLed and started again mid-output: both go on from the line they had, and end
+    with the whole output, each line once (before, both ended with "the log stream ended
+    unexpectedly")."""
+    lines = 40
+    script = f"for i in $(seq 1 {lines}); do echo out-$i; echo err-$i >&2; sleep 0.15; done"
+    stack = Devstack.start(tmp_path / "devstack", compute_nodes=1, config=FAST)
+    try:
+        job = Job.from_dict(
+            {
+                "Type": "batch",
+                "Count": 1,
+                "Tasks": [
+                    {
+                        "Name": "main",
+                        "Engine": {
+                            "Type": "docker",
+                            "Params": {
+                                "Image": busybox_image,
+                                "Entrypoint": ["sh", "-c", script],
+                            },
+                        },
+                    }
+                ],
+            }
+        )
+        job_id = stack.client.submit(job).job_id
+        follower = subprocess.Popen(
+            bacalhau_command("job", "logs", "--follow", job_id),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=stack.env(),
+        )
+        grpc_lines: list[LogLine] = []
+        grpc_failure: list[BaseException] = []
+
+        async def follow_over_grpc() -> None:
+            async with AsyncGrpcClient(stack.manifest["GRPCAPIAddress"]) as client:
+                async for line in client.logs(job_id, follow=True):
+                    grpc_lines.append(line)
+
+        def in_thread() -> None:
+            try:
+                asyncio.run(follow_over_grpc())
+            except BaseException as exc:  # reported by the test's thread
+                grpc_failure.append(exc)
+
+        grpc_thread = threading.Thread(target=in_thread)
+        grpc_thread.start()
+        assert follower.stdout is not None
+        first = [follower.stdout.readline() for _ in range(5)]
+        assert first == [f"out-{i}\n" for i in range(1, 6)]
+        stack.kill_node("requester")
+        assert stack.wait_for_node_exit("requester").exit_code == -9
+        time.sleep(1.5)  # the job prints on meanwhile
+        stack.restart_node("requester")
+        rest, err = follower.communicate(timeout=90)
+        grpc_thread.join(90)
+        assert follower.returncode == 0, err
+        assert "".join(first) + rest == "".join(f"out-{i}\n" for i in range(1, lines + 1))
+        printed = [line for line in err.splitlines() if line.startswith("err-")]
+        assert printed == [f"err-{i}" for i in range(1, lines + 1)], err
+        assert f"lost contact with the API while following job {job_id}" in err, err
+        assert not grpc_failure, grpc_failure
+        by_stream = {
+            kind: [line.text for line in grpc_lines if line.stream is kind] for kind in LogStream
+        }
+        assert by_stream[LogStream.STDOUT] == [f"out-{i}\n" for i in range(1, lines + 1)]
+        assert by_stream[LogStream.STDERR] == [f"err-{i}\n" for i in range(1, lines + 1)]
     except BaseException:
         stack.stop(check=False)
         raise

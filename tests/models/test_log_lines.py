@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from bacalhau.models import MAX_LINE_BYTES, LineSplitter, LogChunk, LogStream
+import pytest
+
+from bacalhau.errors import BadQuery
+from bacalhau.models import (
+    MAX_LINE_BYTES,
+    LineSplitter,
+    LogChunk,
+    LogPosition,
+    LogStream,
+    PositionedLines,
+)
 
 
 def _feed(lines: LineSplitter, stream: LogStream, data: bytes) -> list[str]:
@@ -47,3 +57,32 @@ def test_an_over_long_line_is_never_cut_inside_a_character() -> None:
     exact = LineSplitter()
     assert _feed(exact, LogStream.STDOUT, b"z" * MAX_LINE_BYTES) == []
     assert [len(t) for t in _feed(exact, LogStream.STDOUT, b"z")] == [MAX_LINE_BYTES]
+
+
+def test_positioned_lines_say_where_the_output_goes_on_after_each_line() -> None:
+    lines = PositionedLines()
+    got = lines.feed(LogChunk(LogStream.STDOUT, 100, b"a\nbb\nc", execution_id="e-1"))
+    got += lines.feed(LogChunk(LogStream.STDERR, 0, b"err\n", execution_id="e-1"))
+    assert [(s, t, p.token()) for s, t, p in got] == [
+        (LogStream.STDOUT, "a\n", "e-1:102:0"),
+        (LogStream.STDOUT, "bb\n", "e-1:105:0"),
+        (LogStream.STDERR, "err\n", "e-1:105:4"),
+    ]
+    # The stream goes on to a retry: the first execution's unfinished line ends first, and
+    # the retry's positions start afresh.
+    got = lines.feed(LogChunk(LogStream.STDOUT, 0, b"new\n", execution_id="e-2"))
+    assert [(s, t, p.token()) for s, t, p in got] == [
+        (LogStream.STDOUT, "c", "e-1:106:4"),
+        (LogStream.STDOUT, "new\n", "e-2:4:0"),
+    ]
+    assert lines.flush() == []
+
+
+def test_a_position_reads_back_from_its_token() -> None:
+    position = LogPosition("e-0c1d", stdout=12, stderr=3)
+    assert LogPosition.parse(position.token()) == position
+    for bad in ("", "e-1", "e-1:2", "e-1:-2:0", "e-1:x:0", ":1:2", "e 1:1:2", "e-1:1:2:3"):
+        with pytest.raises(BadQuery) as caught:
+            LogPosition.parse(bad)
+        assert caught.value.field == "resume"
+        assert "<execution id>:<stdout bytes>:<stderr bytes>" in caught.value.message

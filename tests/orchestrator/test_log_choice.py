@@ -9,8 +9,8 @@ import pytest
 from bacalhau.errors import ExecutionNotFound
 from bacalhau.models import ExecutionDesiredStateType as D
 from bacalhau.models import ExecutionStateType as E
-from bacalhau.models import JobStateType
-from bacalhau.orchestrator._logs import choose_execution
+from bacalhau.models import JobStateType, LogRequest, LogStream, RunCommandResult
+from bacalhau.orchestrator._logs import _summary, choose_execution
 from tests.orchestrator.test_scheduler import NOW, execution, job
 
 
@@ -41,3 +41,25 @@ def test_the_run_that_produced_the_result_wins_over_a_late_touched_failure() -> 
     assert choose_execution(job(), [lost, done, running], "").id == "e-run"
     other = replace(execution("e-old", "c", E.FAILED, D.STOPPED), modify_time=NOW + 1)
     assert choose_execution(job(), [other, lost], "").id == "e-lost"
+
+
+def test_a_replayed_summary_resumes_at_the_bytes_asked_for() -> None:
+    """A node that no longer has a finished execution's output: its kept summary is
+    replayed from the bytes a resuming follower names, or its tail, each chunk saying where
+    it starts and whose it is."""
+    done = replace(
+        execution("e-done", "b", E.COMPLETED, D.RUNNING),
+        run_output=RunCommandResult(stdout="a\nbb\nccc\n", stderr="x\ny\n"),
+    )
+    resumed = _summary(done, 0, LogRequest("e-done", stdout_from=5, stderr_from=2))
+    assert [(c.stream, c.offset, c.data, c.execution_id) for c in resumed] == [
+        (LogStream.STDOUT, 5, b"ccc\n", "e-done"),
+        (LogStream.STDERR, 2, b"y\n", "e-done"),
+    ]
+    tail = _summary(done, 1, LogRequest("e-done", tail=1))
+    assert [(c.stream, c.offset, c.data) for c in tail] == [
+        (LogStream.STDOUT, 5, b"ccc\n"),
+        (LogStream.STDERR, 2, b"y\n"),
+    ]
+    past = _summary(done, 0, LogRequest("e-done", stdout_from=10, stderr_from=99))
+    assert past == []

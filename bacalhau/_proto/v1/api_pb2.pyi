@@ -854,6 +854,7 @@ class StreamJobLogsRequest(_message.Message):
     TAIL_FIELD_NUMBER: _builtins.int
     NAMESPACE_FIELD_NUMBER: _builtins.int
     JOB_VERSION_FIELD_NUMBER: _builtins.int
+    RESUME_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     execution_id: _builtins.str
     """The latest execution unless given (full ID or unique prefix)."""
@@ -864,6 +865,11 @@ class StreamJobLogsRequest(_message.Message):
     """With a job_id that is a job's name: the namespace it is looked up in ("": default)."""
     job_version: _builtins.int
     """The latest execution of that version of the job; 0 (default): of the latest version."""
+    resume: _builtins.str
+    """Go on from a position in the job's output, `<execution id>:<stdout bytes>:<stderr
+    bytes>` (a follower whose stream broke, resuming where it was): that execution's output
+    from those bytes, then, following a job, its retries'. `tail` is then not read.
+    """
     def __init__(
         self,
         *,
@@ -873,10 +879,11 @@ class StreamJobLogsRequest(_message.Message):
         tail: _builtins.int = ...,
         namespace: _builtins.str = ...,
         job_version: _builtins.int = ...,
+        resume: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_id", b"execution_id", "follow", b"follow", "job_id", b"job_id", "job_version", b"job_version", "namespace", b"namespace", "tail", b"tail"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_id", b"execution_id", "follow", b"follow", "job_id", b"job_id", "job_version", b"job_version", "namespace", b"namespace", "resume", b"resume", "tail", b"tail"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -890,11 +897,16 @@ class StreamJobLogsResponse(_message.Message):
     OFFSET_FIELD_NUMBER: _builtins.int
     DATA_FIELD_NUMBER: _builtins.int
     TIMESTAMP_NS_FIELD_NUMBER: _builtins.int
+    EXECUTION_ID_FIELD_NUMBER: _builtins.int
     stream: _logs_pb2.LogStreamType.ValueType
     offset: _builtins.int
     """Byte offset of `data` in its stream."""
     data: _builtins.bytes
     timestamp_ns: _builtins.int
+    execution_id: _builtins.str
+    """The execution whose output `data` is: following a job, the stream goes on to its
+    retries' output. With the offsets, what a `resume` position names.
+    """
     def __init__(
         self,
         *,
@@ -902,10 +914,11 @@ class StreamJobLogsResponse(_message.Message):
         offset: _builtins.int = ...,
         data: _builtins.bytes = ...,
         timestamp_ns: _builtins.int = ...,
+        execution_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "offset", b"offset", "stream", b"stream", "timestamp_ns", b"timestamp_ns"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "execution_id", b"execution_id", "offset", b"offset", "stream", b"stream", "timestamp_ns", b"timestamp_ns"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

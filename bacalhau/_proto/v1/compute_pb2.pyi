@@ -701,6 +701,8 @@ class LogStreamAsk(_message.Message):
     EXECUTION_ID_FIELD_NUMBER: _builtins.int
     FOLLOW_FIELD_NUMBER: _builtins.int
     TAIL_FIELD_NUMBER: _builtins.int
+    STDOUT_FROM_FIELD_NUMBER: _builtins.int
+    STDERR_FROM_FIELD_NUMBER: _builtins.int
     requester_node_id: _builtins.str
     """The requester the execution belongs to; must equal the signer."""
     compute_node_id: _builtins.str
@@ -711,6 +713,11 @@ class LogStreamAsk(_message.Message):
     """Keep streaming new output until the execution ends."""
     tail: _builtins.int
     """Start with the last this many lines of each stream; 0 = from the beginning."""
+    stdout_from: _builtins.int
+    """Start stdout and stderr at these bytes instead (a follower resuming where its stream
+    broke); both 0: from the beginning, or the tail.
+    """
+    stderr_from: _builtins.int
     def __init__(
         self,
         *,
@@ -719,10 +726,12 @@ class LogStreamAsk(_message.Message):
         execution_id: _builtins.str = ...,
         follow: _builtins.bool = ...,
         tail: _builtins.int = ...,
+        stdout_from: _builtins.int = ...,
+        stderr_from: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["compute_node_id", b"compute_node_id", "execution_id", b"execution_id", "follow", b"follow", "requester_node_id", b"requester_node_id", "tail", b"tail"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["compute_node_id", b"compute_node_id", "execution_id", b"execution_id", "follow", b"follow", "requester_node_id", b"requester_node_id", "stderr_from", b"stderr_from", "stdout_from", b"stdout_from", "tail", b"tail"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
