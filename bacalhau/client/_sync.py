@@ -233,6 +233,7 @@ class Client:
         tail: int = 0,
         version: int = 0,
         resume: str = "",
+        reconnect_grace: float = DEFAULT_RECONNECT_GRACE,
     ) -> Iterator[LogLine]:
         """Lines of the job's output as they arrive (see :meth:`AsyncClient.logs`)."""
         lines = self._client.logs(
@@ -242,6 +243,7 @@ class Client:
             tail=tail,
             version=version,
             resume=resume,
+            reconnect_grace=reconnect_grace,
         )
         try:
             while True:
