@@ -12,7 +12,11 @@ output goes on from there, no line repeated or lost (see :class:`LogPosition`). 
 (Bacalhau's Python client) answers the output written so far as text.
 
 Each frame waits for the socket to take it, and the relay stops as soon as the client
-closes: a slow or vanished follower never holds up the job or leaves a stream open.
+closes: a slow or vanished follower never holds up the job or leaves a stream open. Nor does
+a fast one hold up the node: a job printing short lines fast makes tens of thousands of
+frames per chunk of output, and a relay gives the event loop back after each
+:data:`RELAY_SLICE_SECONDS` of sending (else the node, busy for seconds, would miss its
+members' heartbeats and hold them dead).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 
+import orjson
 from aiohttp import WSMsgType, web
 
 from bacalhau.api._auth_rest import caller
@@ -33,11 +38,16 @@ from bacalhau.models import TAIL_FLAG_LINES, LogChunk, LogPosition, LogStream, P
 __all__ = ["add_routes"]
 
 
+#: The longest a relay sends frames before it lets the event loop run other work.
+RELAY_SLICE_SECONDS = 0.005
+
+
 def _frame(stream: LogStream, line: str, position: LogPosition) -> str:
-    frame: dict[str, object] = {"value": {"Type": int(stream), "Line": line}}
-    if position.execution_id:
-        frame["resume"] = position.token()
-    return json.dumps(frame)
+    # orjson: a frame per line, and a job may print short lines by the million.
+    value = orjson.dumps(line).decode()
+    if not position.execution_id:
+        return f'{{"value":{{"Type":{int(stream)},"Line":{value}}}}}'
+    return f'{{"value":{{"Type":{int(stream)},"Line":{value}}},"resume":"{position.token()}"}}'
 
 
 def _error_frame(err: BacalhauError) -> str:
@@ -109,16 +119,15 @@ async def _relay(request: web.Request, ws: web.WebSocketResponse) -> None:
         # Read in here: the socket is open, so a bad parameter is answered in a frame.
         chunks = await _open(request, follow=Query(request).flag("follow"))
         lines = PositionedLines()
+        sender = _SlicedSender(ws)
         try:
             async for chunk in chunks:
-                for line in lines.feed(chunk):
-                    await ws.send_str(_frame(*line))
+                await sender.send(lines.feed(chunk))
         finally:
             aclose = getattr(chunks, "aclose", None)
             if aclose is not None:
                 await aclose()
-        for line in lines.flush():
-            await ws.send_str(_frame(*line))
+        await sender.send(lines.flush())
     except (ConnectionResetError, ConnectionError):
         return  # the follower left
     except BacalhauError as err:
@@ -127,6 +136,23 @@ async def _relay(request: web.Request, ws: web.WebSocketResponse) -> None:
     except Exception as exc:  # the socket is open: say so in a frame rather than drop it
         with contextlib.suppress(ConnectionError):
             await ws.send_str(_error_frame(InternalError(f"streaming logs failed: {exc}")))
+
+
+class _SlicedSender:
+    """Sends line frames, giving the event loop back after each slice of sending."""
+
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self._ws = ws
+        self._loop = asyncio.get_running_loop()
+        self._slice_end = self._loop.time() + RELAY_SLICE_SECONDS
+
+    async def send(self, lines: list[tuple[LogStream, str, LogPosition]]) -> None:
+        for line in lines:
+            # Awaits only when the socket's buffer is full: a fast reader never pauses it.
+            await self._ws.send_str(_frame(*line))
+            if self._loop.time() >= self._slice_end:
+                await asyncio.sleep(0)
+                self._slice_end = self._loop.time() + RELAY_SLICE_SECONDS
 
 
 async def _plain_logs(request: web.Request) -> web.StreamResponse:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import IntEnum
+from typing import NamedTuple
 
 from bacalhau.errors import BadQuery
 
@@ -57,8 +58,7 @@ class LogChunk:
 _TOKEN = re.compile(r"([^:\s]{1,200}):(\d{1,18}):(\d{1,18})")
 
 
-@dataclass(frozen=True, slots=True)
-class LogPosition:
+class LogPosition(NamedTuple):
     """How far a follower has read an execution's output: the bytes of each stream it was
     given whole lines of. The logs endpoints give it with each line as a token,
     ``<execution id>:<stdout bytes>:<stderr bytes>``, and take the token back as ``resume``:
@@ -119,18 +119,18 @@ class LineSplitter:
         buf = self._partial.setdefault(chunk.stream, bytearray())
         buf += chunk.data
         self._fed[chunk.stream] = chunk.offset + len(chunk.data)
-        base = self._fed[chunk.stream] - len(buf)  # the offset of buf[0]
+        end = self._fed[chunk.stream] - len(buf)  # the offset of buf[0]
+        *whole, rest = bytes(buf).split(b"\n")
         lines: list[tuple[LogStream, str, int]] = []
-        start = 0
-        while True:
-            end = buf.find(b"\n", start)
-            if end < 0 or end + 1 - start > MAX_LINE_BYTES:
-                if len(buf) - start <= MAX_LINE_BYTES:
-                    break  # (at exactly the limit: the next byte says where a cut may go)
-                end = _cut(buf, start + MAX_LINE_BYTES) - 1
-            lines.append((chunk.stream, _text(buf[start : end + 1]), base + end + 1))
-            start = end + 1
-        del buf[:start]
+        stream = chunk.stream
+        for part in whole:
+            if len(part) >= MAX_LINE_BYTES:  # with its newline, over the limit
+                part, end = _cut_long(stream, part, end, lines, newline=True)
+            end += len(part) + 1
+            lines.append((stream, _text(part) + "\n", end))
+        if len(rest) > MAX_LINE_BYTES:
+            rest, end = _cut_long(stream, rest, end, lines, newline=False)
+        self._partial[stream] = bytearray(rest)
         return lines
 
     def flush(self) -> list[tuple[LogStream, str]]:
@@ -172,18 +172,43 @@ class PositionedLines:
         self, lines: list[tuple[LogStream, str, int]]
     ) -> list[tuple[LogStream, str, LogPosition]]:
         placed = []
+        execution, out, err = self._position
         for stream, text, end in lines:
             if stream is LogStream.STDOUT:
-                self._position = replace(self._position, stdout=end)
+                out = end
             else:
-                self._position = replace(self._position, stderr=end)
-            placed.append((stream, text, self._position))
+                err = end
+            placed.append((stream, text, LogPosition(execution, out, err)))
+        if placed:
+            self._position = placed[-1][2]
         return placed
 
 
-def _cut(buf: bytearray, at: int) -> int:
+def _cut_long(
+    stream: LogStream,
+    line: bytes,
+    end: int,
+    lines: list[tuple[LogStream, str, int]],
+    *,
+    newline: bool,
+) -> tuple[bytes, int]:
+    """Cut pieces of :data:`MAX_LINE_BYTES` off ``line`` (without its newline, which it
+    has if ``newline``) while the rest, with that newline, is longer than that; each piece
+    is appended to ``lines``. Returns the rest and the offset where it starts."""
+    start = 0
+    while len(line) - start + newline > MAX_LINE_BYTES:
+        cut = _cut(line, start + MAX_LINE_BYTES)
+        end += cut - start
+        lines.append((stream, _text(line[start:cut]), end))
+        start = cut
+    return line[start:], end
+
+
+def _cut(buf: bytes | bytearray, at: int) -> int:
     """Where to cut an over-long line at or just before ``at``: not inside a UTF-8 sequence
     (a continuation byte, 0b10xxxxxx, never starts a piece), so both pieces decode."""
+    if at >= len(buf):
+        return at  # the end of what is held (a newline follows it)
     cut = at
     while cut > at - 3 and buf[cut] & 0xC0 == 0x80:
         cut -= 1

@@ -312,6 +312,38 @@ def test_fifty_megabytes_of_stdout_are_kept_whole(
     assert asyncio.run(fetch()) == digest
 
 
+def test_replaying_a_flood_of_short_lines_never_holds_the_requester(
+    stack: Devstack, busybox_image: str
+) -> None:
+    """300,000 two-byte lines replayed to two followers at once (some 600,000 frames):
+    the requester's event loop is never held long enough to warn of it (nor to miss its
+    members' heartbeats and hold them dead), and each follower gets every line."""
+    count = 300_000
+    job_id = stack.ok(
+        "docker", "run", "--id-only", busybox_image, "--",
+        "sh", "-c", f"yes | head -c {2 * count}", timeout=120,
+    ).strip().splitlines()[-1]  # fmt: skip
+    requester = next(n for n in stack.nodes if n.role == "requester")
+    warned_before = requester.log.read_text(errors="replace").count("event loop was blocked")
+
+    async def follow() -> int:
+        lines = 0
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(_logs_url(stack, job_id)) as ws,
+        ):
+            async for msg in ws:
+                lines += json.loads(msg.data)["value"]["Line"] == "y\n"
+        return lines
+
+    async def both() -> list[int]:
+        return list(await asyncio.gather(follow(), follow()))
+
+    assert asyncio.run(both()) == [count, count]
+    log = requester.log.read_text(errors="replace")
+    assert log.count("event loop was blocked") == warned_before, log[-3000:]
+
+
 def _output_readers(pid: int) -> list[str]:
     """Files named stdout/stderr that process ``pid`` holds open read-only (log readers; the
     executor's own writers hold them write-only)."""

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bacalhau.errors import BadQuery
 from bacalhau.models import (
@@ -86,3 +90,67 @@ def test_a_position_reads_back_from_its_token() -> None:
             LogPosition.parse(bad)
         assert caught.value.field == "resume"
         assert "<execution id>:<stdout bytes>:<stderr bytes>" in caught.value.message
+
+
+def _reference_lines(chunks: list[bytes]) -> list[tuple[str, int]]:
+    """The cutting rule written plainly, one newline at a time: each line with its
+    newline, an over-long one in pieces of at most MAX_LINE_BYTES cut before a UTF-8
+    sequence, a partial last line held back until the end; each with the offset after it."""
+    out: list[tuple[str, int]] = []
+    buf = b""
+    base = 0
+
+    def cut_at(data: bytes, at: int) -> int:
+        if at >= len(data):
+            return at
+        cut = at
+        while cut > at - 3 and data[cut] & 0xC0 == 0x80:
+            cut -= 1
+        return cut if data[cut] & 0xC0 != 0x80 else at
+
+    def take(upto: int) -> None:
+        nonlocal buf, base
+        out.append((buf[:upto].decode("utf-8", "replace"), base + upto))
+        buf, base = buf[upto:], base + upto
+
+    for chunk in chunks:
+        buf += chunk
+        while True:
+            nl = buf.find(b"\n")
+            if nl >= 0 and nl + 1 <= MAX_LINE_BYTES:
+                take(nl + 1)
+            elif nl >= 0 or len(buf) > MAX_LINE_BYTES:
+                take(cut_at(buf, MAX_LINE_BYTES))
+            else:
+                break
+    if buf:
+        take(len(buf))
+    return out
+
+
+_PIECES = st.sampled_from(
+    [b"\n", b"y\n", b"a", "é".encode(), "€".encode(), b"\xff", b"line of text\n"]
+    + [b"x" * n for n in (MAX_LINE_BYTES - 2, MAX_LINE_BYTES - 1, MAX_LINE_BYTES)]
+    + ["€".encode() * (MAX_LINE_BYTES // 3 + 1)]
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(pieces=st.lists(_PIECES, max_size=12), cuts=st.lists(st.integers(0, 200_000), max_size=6))
+def test_lines_and_their_ends_are_those_of_the_plain_rule(
+    pieces: list[bytes], cuts: list[int]
+) -> None:
+    """Whatever the output and wherever the chunks end, the lines (and the offset after
+    each) are those of the rule written one newline at a time."""
+    data = b"".join(pieces)
+    bounds = sorted({0, len(data), *(c for c in cuts if c < len(data))})
+    chunks = [data[a:b] for a, b in itertools.pairwise(bounds)]
+    lines = LineSplitter()
+    got: list[tuple[str, int]] = []
+    for start, chunk in zip(bounds, chunks, strict=False):
+        got += [
+            (t, e) for _, t, e in lines.feed_with_ends(LogChunk(LogStream.STDOUT, start, chunk))
+        ]
+    got += [(t, e) for _, t, e in lines.flush_with_ends()]
+    assert got == _reference_lines(chunks)
+    assert all(len(t.encode()) <= MAX_LINE_BYTES for t, _ in got if "\ufffd" not in t)
