@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bacalhau.errors import ExecutionFailed, InvalidJobSpec
-from bacalhau.models import RUN_OUTPUT_LIMIT, ResultPath, RunCommandResult
+from bacalhau.models import RUN_OUTPUT_LIMIT, Resources, ResultPath, RunCommandResult
 
 __all__ = [
     "EXIT_CODE_FILE",
@@ -33,6 +33,7 @@ __all__ = [
     "finish_results",
     "prepare_results_dir",
     "read_run_output",
+    "stream_cap",
     "summarise_output",
     "write_exit_code",
 ]
@@ -47,6 +48,14 @@ RESERVED_NAMES = frozenset({STDOUT_FILE, STDERR_FILE, EXIT_CODE_FILE})
 MAX_STREAM_FILE_BYTES = 1 << 30
 
 _FOLDER_MODE = 0o755
+
+
+def stream_cap(node_limit: int, resources: Resources) -> int:
+    """How much of each of ``stdout`` and ``stderr`` an execution keeps: the node's limit,
+    or the disk the job asked for when that is less. The streams are files on the node's
+    disk, as its results are: a job that asked for 10 MB must not leave a gigabyte of them."""
+    return min(node_limit, resources.disk) if resources.disk > 0 else node_limit
+
 
 #: What the writer of a stream's file knows of it: its first bytes (all of them, or at least
 #: :data:`~bacalhau.models.RUN_OUTPUT_LIMIT`) and the file's size.

@@ -321,6 +321,23 @@ async def test_stdout_flood_is_capped_on_disk(
     assert result.stderr == "done\n"
 
 
+async def test_the_streams_are_capped_at_the_disk_the_job_asked_for(
+    tmp_path: Path, make_executor: ExecutorFactory, busybox_image: str
+) -> None:
+    """A job that asked for 2 MB of disk keeps 2 MB of each stream on the node, not the
+    node's gigabyte: they are files on its disk, as its results are."""
+    request = shell(
+        tmp_path,
+        busybox_image,
+        "yes flood | head -c 5000000; yes oops | head -c 3000000 >&2",
+        resources=Resources(disk=2 * MiB),
+    )
+    result = await make_executor().run(request)
+    assert result.exit_code == 0
+    assert (request.results_dir / "stdout").stat().st_size == 2 * MiB
+    assert (request.results_dir / "stderr").stat().st_size == 2 * MiB
+
+
 @needs_root
 async def test_timeout_leaves_no_container_and_no_scratch(
     tmp_path: Path, make_executor: ExecutorFactory, busybox_image: str, scratch: Path

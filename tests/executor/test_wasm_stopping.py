@@ -15,7 +15,7 @@ import wasmtime
 
 from bacalhau.errors import ExecutionCancelled, ExecutionTimeout
 from bacalhau.executor import WasmExecutor
-from bacalhau.models import RUN_OUTPUT_LIMIT
+from bacalhau.models import RUN_OUTPUT_LIMIT, Resources
 from tests.executor.test_wasm import req
 
 #: Sleeps until 200 ms past the monotonic clock's reading, through one absolute-time clock
@@ -133,4 +133,24 @@ async def test_streams_are_capped_and_the_drop_reported(
     assert len(dropped) == 1
     written = len(head) + 5000 + 1
     assert f"(stdout, stderr) = ({written - cap}, 0)" in dropped[0].getMessage()
+    await executor.close()
+
+
+async def test_the_streams_are_capped_at_the_disk_the_job_asked_for(
+    tmp_path: Path, module: Any
+) -> None:
+    """A job that asked for less disk than the node's stream limit keeps that much of each
+    stream (they are files on the node's disk, as its results are)."""
+    executor = WasmExecutor()
+    cap = RUN_OUTPUT_LIMIT + 100
+    request = req(
+        tmp_path,
+        module("hello"),
+        params={"Parameters": ["x" * 5000]},
+        resources=Resources(disk=cap),
+    )
+    result = await executor.run(request)
+    assert result.exit_code == 0
+    assert (request.results_dir / "stdout").stat().st_size == cap
+    assert result.stdout_truncated
     await executor.close()

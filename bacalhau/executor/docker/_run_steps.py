@@ -30,6 +30,7 @@ from bacalhau.errors import (
     InvalidJobSpec,
 )
 from bacalhau.executor._base import RunRequest
+from bacalhau.executor._results import stream_cap
 from bacalhau.executor.docker._defaults import DEFAULT_LAYER_POLL_INTERVAL
 from bacalhau.executor.docker._errors import ENGINE_ERRORS, explain, start_error, unreachable
 from bacalhau.executor.docker._follow import ContainerExit, follow_container, settle
@@ -171,7 +172,11 @@ class ContainerSteps:
             raise_if_cancelled(control, request)
             raise ExecutionFailed(f"failed to attach to the container: {explain(e)}") from e
         exited = follow_container(
-            api, container_id, sock, request.results_dir, limit=self._stream_limit
+            api,
+            container_id,
+            sock,
+            request.results_dir,
+            limit=stream_cap(self._stream_limit, request.resources),
         )
         if before_start is not None:
             await before_start

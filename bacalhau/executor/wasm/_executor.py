@@ -48,6 +48,7 @@ from bacalhau.executor._results import (
     STDOUT_FILE,
     finish_results,
     prepare_results_dir,
+    stream_cap,
 )
 from bacalhau.executor.wasm._determinism import (
     CLOCK_REALTIME,
@@ -365,7 +366,7 @@ class WasmExecutor:
         streams = (CappedStreams if watch.slice_end is None else MemoryStreams)(
             request.results_dir / STDOUT_FILE,
             request.results_dir / STDERR_FILE,
-            self._max_stream_bytes,
+            stream_cap(self._max_stream_bytes, request.resources),
         )
         fs: VirtualFS | None = None
         try:
@@ -431,7 +432,7 @@ class WasmExecutor:
             _log.warning(
                 "execution %s wrote more than %d bytes to a stream; dropped (stdout, stderr) = %s",
                 request.execution_id,
-                self._max_stream_bytes,
+                stream_cap(self._max_stream_bytes, request.resources),
                 dropped,
             )
         if watch.stopped == CANCELLED:
