@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -65,6 +65,7 @@ from bacalhau.errors import (
 )
 from bacalhau.models import JobStateType, LogPosition, Membership
 from bacalhau.orchestrator._api import JobVersions, OrchestratorAPI
+from bacalhau.transport._errors import written
 
 _S = TypeVar("_S")
 _Req = TypeVar("_Req")
@@ -291,9 +292,11 @@ class JobServicer(api_pb2_grpc.JobServiceServicer):
             results = [await asyncio.to_thread(rewrite, r) for r in results]
         return api_pb2.GetResultsResponse(result_json=[result_json(r) for r in results])
 
-    async def StreamJobLogs(
+    # Writes with context.write rather than yielding (the stubs type only the latter): a
+    # write under a caller that left fails here, quietly, not in gRPC's core (see written).
+    async def StreamJobLogs(  # type: ignore[override]
         self, request: api_pb2.StreamJobLogsRequest, context: Any
-    ) -> AsyncIterator[api_pb2.StreamJobLogsResponse]:
+    ) -> None:
         try:
             check_request(request)
             chunks = await self._orch.stream_logs(
@@ -311,7 +314,8 @@ class JobServicer(api_pb2_grpc.JobServiceServicer):
         failure: Exception | None = None
         try:
             async for chunk in chunks:
-                yield log_chunk(chunk)
+                if not await written(context, log_chunk(chunk)):
+                    return  # the caller left
         except Exception as exc:
             failure = exc
         finally:

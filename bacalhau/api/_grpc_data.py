@@ -13,6 +13,7 @@ from bacalhau.api._content import ContentStore, check_format, import_upload, ope
 from bacalhau.api._grpc_errors import abort_with
 from bacalhau.api._grpc_requests import check_request
 from bacalhau.errors import BacalhauError, BadQuery, Unavailable
+from bacalhau.transport._errors import written
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +47,11 @@ class DataServicer(api_pb2_grpc.DataServiceServicer):
             await abort_with(context, exc, "PutData")
         return api_pb2.PutDataResponse(cid=roots[0], roots=roots)
 
-    async def GetData(
+    # Writes with context.write rather than yielding (the stubs type only the latter): a
+    # write under a caller that left fails here, quietly, not in gRPC's core (see written).
+    async def GetData(  # type: ignore[override]
         self, request: api_pb2.GetDataRequest, context: Any
-    ) -> AsyncIterator[api_pb2.GetDataResponse]:
+    ) -> None:
         try:
             check_request(request)
             cid = _cid(request.cid)
@@ -58,7 +61,8 @@ class DataServicer(api_pb2_grpc.DataServiceServicer):
         failure: Exception | None = None
         try:
             async for chunk in chunks:
-                yield api_pb2.GetDataResponse(chunk=chunk)
+                if not await written(context, api_pb2.GetDataResponse(chunk=chunk)):
+                    return  # the caller left
         except Exception as exc:
             failure = exc
         finally:

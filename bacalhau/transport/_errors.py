@@ -38,6 +38,18 @@ from bacalhau.errors import (
 
 log = logging.getLogger(__name__)
 
+
+async def written(context: Any, message: Any) -> bool:
+    """Send one message of a server-streaming call; False when the caller has gone (the
+    call ended under the write: a follower that left), which is no error of ours and must
+    not be left to gRPC, which logs it as the servicer's failure, traceback and all."""
+    try:
+        await context.write(message)
+    except (grpc.aio.InternalError, grpc.aio.UsageError):
+        return False
+    return True
+
+
 CODE_KEY = "bacalhau-error-code"
 FIELD_KEY = "bacalhau-error-field"
 COMPONENT_KEY = "bacalhau-error-component"

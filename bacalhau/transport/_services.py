@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any, NoReturn, TypeVar
 
 from google.protobuf.message import DecodeError
@@ -45,7 +45,7 @@ from bacalhau.transport._convert_messages import (
     log_request_from_proto,
     run_result_from_proto,
 )
-from bacalhau.transport._errors import abort_with, unexpected
+from bacalhau.transport._errors import abort_with, unexpected, written
 from bacalhau.transport._handlers import ComputeHandler, OrchestratorHandler, RunResultRefusals
 from bacalhau.transport._peer import peer_node_id
 from bacalhau.transport._signing import check_addressee, check_speaker, open_sealed, seal
@@ -229,9 +229,11 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         except Exception as e:
             await _fail(context, e, "WithdrawQueued")
 
-    async def StreamLogs(
+    # Writes with context.write rather than yielding (the stubs type only the latter): a
+    # write under a caller that left fails here, quietly, not in gRPC's core (see written).
+    async def StreamLogs(  # type: ignore[override]
         self, request: compute_pb2.StreamLogsRequest, context: Any
-    ) -> AsyncIterator[compute_pb2.StreamLogsResponse]:
+    ) -> None:
         # Each write waits for gRPC's flow-control window: a slow reader slows only the
         # reading of the files, never the workload. A caller that goes away cancels the call,
         # which closes the reader (and its files) through the generator's finally.
@@ -245,7 +247,8 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         await context.send_initial_metadata(())
         try:
             async for chunk in chunks:
-                yield log_chunk_to_proto(chunk)
+                if not await written(context, log_chunk_to_proto(chunk)):
+                    return  # the caller left
         except Exception as e:
             await _fail(context, e, "StreamLogs")
         finally:

@@ -344,6 +344,32 @@ def test_replaying_a_flood_of_short_lines_never_holds_the_requester(
     assert log.count("event loop was blocked") == warned_before, log[-3000:]
 
 
+def test_followers_leaving_a_flood_leave_no_error_on_the_node(
+    stack: Devstack, busybox_image: str
+) -> None:
+    """Followers that leave while a job floods its output: the node's relay stops quietly
+    (a caller gone is no error), with no traceback in the compute node's log."""
+    job_id = _submit(stack, busybox_image, "yes | head -c 50000000; sleep 1")
+    compute = next(n for n in stack.nodes if n.role == "compute")
+
+    async def leave_early() -> None:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(_logs_url(stack, job_id), params={"follow": "true"}) as ws,
+        ):
+            for _ in range(2000):
+                await ws.receive()
+
+    for _ in range(5):
+        asyncio.run(leave_early())
+    eventually(
+        lambda: _state(stack, job_id).is_terminal() or None, timeout=60, what="the job to end"
+    )
+    log = compute.log.read_text(errors="replace")
+    assert "Traceback" not in log, log[-3000:]
+    assert "ExecuteBatchError" not in log, log[-3000:]
+
+
 def _output_readers(pid: int) -> list[str]:
     """Files named stdout/stderr that process ``pid`` holds open read-only (log readers; the
     executor's own writers hold them write-only)."""
