@@ -337,9 +337,20 @@ class RequesterContact:
 
 
 def _seed_hint(address: str, err: BaseException) -> str:
-    """What to do about a seed whose certificate does not name the address it is dialled
-    by (a seed is checked by its address: its node ID is not known yet)."""
-    if "Hostname Verification" not in str(err):
+    """What to do about a seed whose certificate this node cannot accept: one that does not
+    name the address it is dialled by (a seed is checked by its address: its node ID is not
+    known yet), or one that this node's cluster CA did not sign."""
+    text = str(err)
+    if "unable to get local issuer certificate" in text or "unknown ca" in text.lower():
+        return (
+            " (the node there has a certificate that this node's cluster CA did not sign, "
+            "or refuses this node's: the two were certified by different CAs, so they are not "
+            "of one cluster. Certify this node with that cluster's CA (`bacalhau ca issue "
+            "--ca-dir <its CA>`), or, to join with the cluster's token, move this node's "
+            "ca.crt, tls.crt and tls.key aside first: a node already certified keeps its "
+            "certificate and does not use the token)"
+        )
+    if "Hostname Verification" not in text:
         return ""
     host = address.rsplit(":", 1)[0].strip("[]")
     return (

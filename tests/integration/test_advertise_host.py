@@ -89,3 +89,40 @@ def test_a_node_whose_certificate_names_only_loopback_still_gives_out_its_addres
         assert f"bprotocol: {reachable}:{grpc_port}" in node.output(), node.output()
     finally:
         assert node.stop() == 0, node.output()
+
+
+def test_a_node_of_another_clusters_ca_is_told_why_it_cannot_join(tmp_path: Path) -> None:
+    """A compute node certified by another CA than its seed's: the handshake fails on every
+    try, and the node says why (two clusters' CAs) and what to do, not just the TLS error."""
+    nodes = []
+    for name in ("requester", "stranger"):
+        ca = ClusterCA.create(tmp_path / f"{name}-ca")
+        data_dir = tmp_path / name
+        identity = NodeIdentity.load_or_create(data_dir)
+        ca.issue_node_certificate(identity, data_dir=data_dir, hosts=["localhost", "127.0.0.1"])
+        nodes.append(data_dir)
+    grpc_port = free_port()
+    requester = NodeProcess(
+        nodes[0],
+        ["--orchestrator", "--grpc-host", "127.0.0.1", "--grpc-port", str(grpc_port),
+         "--api-host", "127.0.0.1", "--api-port", str(free_port()), "--api-grpc-port", "0"],
+    )  # fmt: skip
+    stranger: NodeProcess | None = None
+    try:
+        eventually(lambda: "bprotocol:" in requester.output(), timeout=60, what="the start")
+        stranger = NodeProcess(
+            nodes[1],
+            ["--compute", "--grpc-host", "127.0.0.1", "--grpc-port", str(free_port()),
+             "--publisher-port", str(free_port()), "--seed", f"127.0.0.1:{grpc_port}"],
+        )  # fmt: skip
+        seen = stranger
+        eventually(
+            lambda: "identifying the node at seed" in seen.output(), timeout=60, what="a try"
+        )
+        out = stranger.output()
+        assert "this node's cluster CA did not sign" in out, out
+        assert "not of one cluster" in out and "bacalhau ca issue" in out, out
+    finally:
+        if stranger is not None:
+            stranger.stop()
+        assert requester.stop() == 0, requester.output()
