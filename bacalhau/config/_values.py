@@ -341,22 +341,44 @@ def capacity_parser(resource: str) -> Any:
     returned as the text given (the node measures its host when it starts)."""
     absolute = {"cpu": parse_cpu_text, "gpu": parse_gpu_text}.get(resource.lower(), parse_size_text)
 
+    example = {"cpu": "4 or 500m", "gpu": "1"}.get(resource.lower(), "2Gi or 512Mb")
+
     def parse(key: str, value: Any) -> str:
         text = parse_text(key, value).strip()
         if not text:
             return ""  # not set: the node's capacity_fraction
         if text.endswith("%"):
-            parse_percentage(key, text)
-            return text
-        try:
-            return absolute(key, text)
-        except InvalidRequest:
+            none = parse_percentage(key, text) == 0
+        else:
+            try:
+                text = absolute(key, text)
+            except InvalidRequest:
+                raise invalid(
+                    key,
+                    value,
+                    "expected a percentage of the host or an absolute amount",
+                    f"write 70% or, for {resource}, {example}",
+                ) from None
+            none = _amount(resource, text) == 0
+        if none and resource.lower() in ("cpu", "memory"):
+            # A node with none of it could run nothing: every job it alone matches would
+            # wait for room that never comes.
             raise invalid(
                 key,
                 value,
-                "expected a percentage of the host or an absolute amount",
-                f"write 70% or, for {resource}, "
-                + {"cpu": "4 or 500m", "gpu": "1"}.get(resource.lower(), "2Gi or 512Mb"),
-            ) from None
+                f"a compute node needs some {resource}: with none it could run no job",
+                f"give it a share of the host (70%) or an amount ({example}), or start the "
+                "node without the compute role",
+            )
+        return text
 
     return parse
+
+
+def _amount(resource: str, text: str) -> float:
+    """An absolute capacity amount's value (cores, bytes or GPUs)."""
+    if resource.lower() == "cpu":
+        return parse_cpu(text, field=resource)
+    if resource.lower() == "gpu":
+        return float(text)
+    return parse_size(text, field=resource)

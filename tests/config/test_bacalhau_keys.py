@@ -430,3 +430,24 @@ def test_bacalhaus_node_tokens_set_the_join_token_and_are_never_shown(key: str) 
     assert "s3cret-value" not in repr(bacalhau_document(cfg))
     # Unset, nothing is hidden: an empty value says there is no token.
     assert effective_settings(NodeConfig())["join_token"] == ""
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("Compute.AllocatedCapacity.CPU", "0"),
+        ("Compute.AllocatedCapacity.CPU", "0%"),
+        ("Compute.AllocatedCapacity.Memory", "0Gi"),
+        ("allocated_cpu", "0m"),
+    ],
+)
+def test_a_compute_node_with_no_cpu_or_memory_is_refused(key: str, value: str) -> None:
+    """A node that could run nothing would leave every job only it matches queued for
+    ever: none of its CPU or memory is a configuration error, naming the key."""
+    with pytest.raises(InvalidRequest) as caught:
+        NodeConfig().with_overrides({key: value})
+    assert "could run no job" in caught.value.message
+    assert "Compute.AllocatedCapacity" in caught.value.message or key in caught.value.message
+    assert "70%" in (caught.value.hint or "")
+    # None of the GPU, or a little CPU, is a node's own business.
+    NodeConfig().with_overrides({"Compute.AllocatedCapacity.GPU": "0", "allocated_cpu": "1m"})
