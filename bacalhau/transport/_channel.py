@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -25,6 +26,9 @@ DEFAULT_TIMEOUT_SECONDS = 10.0
 #: Pause before the single retry of a call whose connection failed: long enough for a
 #: restarting peer's listener or a re-established connection, short on the job path.
 _RETRY_DELAY_SECONDS = 0.1
+#: How long the retry waits for its channel to connect again: past the longest reconnect
+#: backoff (see ``channel_options``), so a peer listening again is reached.
+_READY_WAIT_SECONDS = 0.5
 
 
 class NodeChannel:
@@ -90,8 +94,14 @@ async def unary_call(
     *,
     peer: str,
     timeout: float,
+    channel: NodeChannel | None = None,
 ) -> R:
     """Make one unary call; retry once, quickly, if the connection failed.
+
+    With the ``channel`` the call goes through, the retry first waits (at most
+    :data:`_READY_WAIT_SECONDS`) for it to connect again: a channel still backing off from
+    its peer's downtime fails calls at once, so a node that has just restarted at the same
+    address would otherwise fail its first call ("Connection refused") though it listens.
 
     Every gRPC error leaves here as a :class:`bacalhau.errors.BacalhauError`.
     """
@@ -100,7 +110,11 @@ async def unary_call(
     except grpc.aio.AioRpcError as e:
         if not _connection_failed(e):
             raise error_from_rpc(e, peer=peer) from e
-    await asyncio.sleep(_RETRY_DELAY_SECONDS)
+    if channel is None:
+        await asyncio.sleep(_RETRY_DELAY_SECONDS)
+    else:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(channel.channel.channel_ready(), _READY_WAIT_SECONDS)
     try:
         return await method(request, timeout=timeout)
     except grpc.aio.AioRpcError as e:

@@ -169,6 +169,7 @@ class ComputeClient:
             stub.AskForBid,
             compute_pb2.AskForBidRequest(bid_ask=ask),
             peer=channel.describe(),
+            channel=channel,
             timeout=self._timeout + request.answer_linger,
         )
         return open_answer(node_id, response)
@@ -230,6 +231,7 @@ class ComputeClient:
                 stub.AskForBids,
                 compute_pb2.AskForBidsRequest(bid_asks=envelope),
                 peer=channel.describe(),
+                channel=channel,
                 timeout=self._timeout + linger,
             )
         except InternalError as err:
@@ -251,6 +253,7 @@ class ComputeClient:
             stub.BidAccepted,
             compute_pb2.BidAcceptedRequest(bid_acceptance=acceptance),
             peer=channel.describe(),
+            channel=channel,
             timeout=self._timeout,
         )
 
@@ -263,6 +266,7 @@ class ComputeClient:
             stub.BidRejected,
             compute_pb2.BidRejectedRequest(bid_rejection=rejection),
             peer=channel.describe(),
+            channel=channel,
             timeout=self._timeout,
         )
 
@@ -273,6 +277,7 @@ class ComputeClient:
             stub.CancelExecution,
             compute_pb2.CancelExecutionRequest(cancellation=cancellation),
             peer=channel.describe(),
+            channel=channel,
             timeout=self._timeout,
         )
 
@@ -285,6 +290,7 @@ class ComputeClient:
             stub.WithdrawQueued,
             compute_pb2.WithdrawQueuedRequest(withdrawal=withdrawal),
             peer=channel.describe(),
+            channel=channel,
             timeout=self._timeout,
         )
         return None if response.withdrawn else response.state
@@ -412,6 +418,7 @@ class OrchestratorClient:
             self._node_stub.Identify,
             node_pb2.IdentifyRequest(nonce=nonce),
             peer=channel.describe(),
+            channel=channel,
             timeout=self._timeout,
         )
         sealed = response.statement
@@ -444,6 +451,7 @@ class OrchestratorClient:
                 report=seal(self._identity, execution_report_to_proto(report))
             ),
             peer=channel.describe(),
+            channel=channel,
             timeout=self._timeout,
         )
 
@@ -455,6 +463,7 @@ class OrchestratorClient:
                 bid_result=seal(self._identity, bid_result_to_proto(result))
             ),
             peer=channel.describe(),
+            channel=channel,
             timeout=self._timeout,
         )
 
@@ -466,6 +475,7 @@ class OrchestratorClient:
                 run_result=seal(self._identity, run_result_to_proto(result))
             ),
             peer=channel.describe(),
+            channel=channel,
             timeout=self._timeout,
         )
 
@@ -477,6 +487,7 @@ class OrchestratorClient:
                 compute_failure=seal(self._identity, compute_failure_to_proto(failure))
             ),
             peer=channel.describe(),
+            channel=channel,
             timeout=self._timeout,
         )
 
@@ -502,6 +513,7 @@ class OrchestratorClient:
                 self._orch_stub.DeliverCallbacks,
                 orchestrator_pb2.DeliverCallbacksRequest(batch=seal(self._identity, batch)),
                 peer=channel.describe(),
+                channel=channel,
                 timeout=self._timeout,
             )
         except BacalhauError as err:
@@ -542,6 +554,7 @@ class OrchestratorClient:
             self._orch_stub.GetModule,
             orchestrator_pb2.GetModuleRequest(sha256=bytes.fromhex(sha256)),
             peer=channel.describe(),
+            channel=channel,
             timeout=self._timeout,
         )
         try:
@@ -560,6 +573,7 @@ class OrchestratorClient:
             self._orch_stub.PresignResultUpload,
             orchestrator_pb2.PresignResultUploadRequest(job_id=job_id, execution_id=execution_id),
             peer=channel.describe(),
+            channel=channel,
             timeout=self._timeout,
         )
         return str(response.url)
