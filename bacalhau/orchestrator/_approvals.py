@@ -6,7 +6,10 @@ node without a row has the default: APPROVED, or PENDING under manual approval),
 compute node seen, with its information and when it was last known alive, written when it
 joins, comes back, dies or leaves and when the requester stops. A node that is gone from the
 cluster view (a requester restarted while it was down, gossip forgot it) is still listed,
-disconnected, until an operator deletes it, as Bacalhau keeps its nodes.
+disconnected, until an operator deletes it, as Bacalhau keeps its nodes. A deletion is kept
+too (the node's record version then): the other members still hold the node's last record
+and teach it to a restarted requester, which must not list the node again until it is back
+with a newer one.
 """
 
 from __future__ import annotations
@@ -33,6 +36,11 @@ CREATE TABLE IF NOT EXISTS remembered_nodes (
     last_seen_ns INTEGER NOT NULL,
     record_version INTEGER NOT NULL,
     liveness TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS deleted_nodes (
+    node_id TEXT PRIMARY KEY,
+    record_version INTEGER NOT NULL,
+    deleted_ns INTEGER NOT NULL
 );
 """
 
@@ -101,6 +109,24 @@ class ApprovalStore:
         self._db.execute("DELETE FROM node_approvals WHERE node_id = ?", (node_id,))
         self._db.execute("DELETE FROM remembered_nodes WHERE node_id = ?", (node_id,))
         self._cache.pop(node_id, None)
+
+    def mark_deleted(self, node_id: str, record_version: int) -> None:
+        """Keep that an operator deleted ``node_id`` when its record was ``record_version``."""
+        self._db.execute(
+            "INSERT INTO deleted_nodes (node_id, record_version, deleted_ns) VALUES (?, ?, ?) "
+            "ON CONFLICT(node_id) DO UPDATE SET record_version = excluded.record_version, "
+            "deleted_ns = excluded.deleted_ns",
+            (node_id, record_version, time.time_ns()),
+        )
+
+    def undelete(self, node_id: str) -> None:
+        """``node_id`` is back (a newer record): its deletion is over."""
+        self._db.execute("DELETE FROM deleted_nodes WHERE node_id = ?", (node_id,))
+
+    def deleted_nodes(self) -> dict[str, int]:
+        """Node ID -> its record version when an operator deleted it."""
+        rows = self._db.execute("SELECT node_id, record_version FROM deleted_nodes")
+        return {node_id: int(version) for node_id, version in rows}
 
     def known_nodes(self) -> dict[str, KnownNode]:
         """Every compute node remembered, by ID (rows that cannot be read are skipped)."""

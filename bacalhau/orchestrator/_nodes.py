@@ -128,8 +128,9 @@ class NodeDirectory:
         #: Compute nodes as last known, kept across restarts (see the module docstring).
         self._known: dict[str, KnownNode] = approvals.known_nodes()
         #: Node ID -> its record version when an operator deleted it: a down node the view
-        #: still holds is not listed again until it is back with a newer record.
-        self._deleted: dict[str, int] = {}
+        #: still holds (or learns again from the members, after a restart) is not listed
+        #: again until it is back with a newer record. Kept across restarts.
+        self._deleted: dict[str, int] = approvals.deleted_nodes()
 
     async def __aenter__(self) -> NodeDirectory:
         for node in self._view.compute_nodes():
@@ -338,6 +339,11 @@ class NodeDirectory:
         # A record from a new start: it restarted, maybe before it was declared dead.
         restarted = is_new_start(before, node.version)
         try:
+            if node_id in self._deleted:
+                if node.liveness.is_down() and node.version <= self._deleted[node_id]:
+                    return  # the record it was deleted with, heard again: not back
+                del self._deleted[node_id]  # alive, or a newer record: it is back
+                self._approvals.undelete(node_id)
             if kind in (NodeChangeKind.DEAD, NodeChangeKind.LEFT):
                 self._remember(node)
                 if node_id in self._lost and self._lost[node_id] >= node.version:
@@ -445,9 +451,14 @@ class NodeDirectory:
             self._approvals.set(full_id, Membership.REJECTED, message)
         else:
             self._approvals.forget(full_id)
-            self._known.pop(full_id, None)
+            known = self._known.pop(full_id, None)
             seen = self._view.get(full_id)
-            self._deleted[full_id] = seen.version if seen is not None else 0
+            if seen is not None:
+                version = seen.version
+            else:
+                version = known.record_version if known is not None else 0
+            self._deleted[full_id] = version
+            self._approvals.mark_deleted(full_id, version)
         # At WARNING, as a node's death is: the log is where an operator's reason is kept.
         log.warning(
             "node %s: %s by an operator%s",

@@ -74,6 +74,13 @@ class StaticNodeView:
         )
         await self.join(replace(before.info, compute=compute))
 
+    async def learn_left(self, info: NodeInfo, version: int) -> None:
+        """A node first heard of as already gone, with its last record (``version``): what
+        a restarted requester learns of a departed node from the members."""
+        roles = frozenset({info.node_type})
+        gone = NodeSighting(info, roles, V.LEFT, version, 1)
+        await self._tell(NodeChangeKind.LEFT, gone, None)
+
     async def suspect(self, node_id: str) -> None:
         before = self._nodes[node_id]
         await self._tell(NodeChangeKind.SUSPECT, replace(before, liveness=V.SUSPECT), V.ALIVE)

@@ -122,3 +122,31 @@ async def test_a_deleted_dead_node_is_not_listed_until_it_is_back(tmp_path: Path
         await view.come_back("node-a")
         [back] = [n for n in await orch.list_nodes() if n.info.node_id == "node-a"]
         assert back.connection == Connection.CONNECTED
+
+
+async def test_a_deletion_holds_across_a_restart_until_the_node_is_back(tmp_path: Path) -> None:
+    """The members still hold a deleted node's last record and teach it to a restarted
+    requester: that record does not list the node again; a newer one (it is back) does."""
+    view = StaticNodeView()
+    info = compute_node_info("node-a")
+    async with _orchestrator(tmp_path, view) as orch:
+        await view.join(info)
+        await view.leave("node-a")
+        last = view.get("node-a")
+        assert last is not None
+        assert await orch.update_node("node-a", "delete") == (True, "")
+        assert "node-a" not in {n.info.node_id for n in await orch.list_nodes()}
+    for _ in range(2):  # restarted (twice): the same last record, heard again
+        again = StaticNodeView()
+        async with _orchestrator(tmp_path, again) as orch:
+            await again.learn_left(info, last.version)
+            assert "node-a" not in {n.info.node_id for n in await orch.list_nodes()}
+    third = StaticNodeView()
+    async with _orchestrator(tmp_path, third) as orch:
+        await third.learn_left(info, last.version)
+        await third.come_back("node-a")
+        [back] = [n for n in await orch.list_nodes() if n.info.node_id == "node-a"]
+        assert back.connection == Connection.CONNECTED
+    # Back, its deletion is over: a later restart lists it as last known.
+    async with _orchestrator(tmp_path, StaticNodeView()) as orch:
+        assert "node-a" in {n.info.node_id for n in await orch.list_nodes()}
