@@ -130,6 +130,9 @@ class Liveness(Dissemination):
                 # jump past them, or peers would keep preferring the old record.
                 opened = self._verifier.open(signed)
                 if isinstance(opened, NodeRecord):
+                    if opened.grpc_address and opened.grpc_address != self._record.grpc_address:
+                        self.metrics.identity_conflicts += 1
+                        self.conflicting_address = opened.grpc_address
                     self._refute(signed.version)
             return
         m = self._members.get(node_id)

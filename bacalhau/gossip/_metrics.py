@@ -25,6 +25,9 @@ class GossipMetrics:
     deaths: int = 0
     #: Times this node had to refute a suspicion or death of itself.
     refutations: int = 0
+    #: Records of this node's ID, newer than its own, from another address: another process
+    #: runs with this node's identity (a copied data dir), or an earlier run moved.
+    identity_conflicts: int = 0
     probes: int = 0
     probes_failed: int = 0
     messages_received: int = 0

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 #: The loop wakes at least this often even with no timer due (cheap; bounds any drift).
 _MAX_SLEEP_SECONDS = 1.0
+#: How often a node running twinned says so, at most.
+_CONFLICT_REPEAT_SECONDS = 60.0
 
 
 class Network(Protocol):
@@ -69,6 +71,9 @@ class MembershipRunner:
         self._callbacks: list[Callable[[MemberEvent], None]] = []
         self._queues: list[asyncio.Queue[MemberEvent]] = []
         self.send_failures = 0
+        #: Identity conflicts seen (see :meth:`_say_if_twinned`) and when last said.
+        self._conflicts = 0
+        self._conflict_said_at = -_CONFLICT_REPEAT_SECONDS
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -121,7 +126,31 @@ class MembershipRunner:
     def deliver(self, sender: str, message: Message) -> None:
         """Hand a received message to the core (``sender``: the authenticated node ID)."""
         self._dispatch(self._core.receive(sender, message, self._clock()))
+        self._say_if_twinned()
         self._wake.set()
+
+    def _say_if_twinned(self) -> None:
+        """Say loudly (once a minute at most) when a record of this node's ID, newer than
+        its own, comes from another address: another process runs with this node's
+        identity, and each replaces the other in the cluster's view (or, said once, an
+        earlier run of this node had that address and a clock ahead of this one's)."""
+        seen = self._core.metrics.identity_conflicts
+        if seen == self._conflicts:
+            return
+        self._conflicts = seen
+        now = self._clock()
+        if now - self._conflict_said_at < _CONFLICT_REPEAT_SECONDS:
+            return
+        self._conflict_said_at = now
+        log.error(
+            "another process runs with this node's identity (node ID %s) at %s: each takes "
+            "the other's place in the cluster, which sees one node flapping between the two. "
+            "Stop one of them; a copied data dir needs an identity of its own (start the copy "
+            "without its node.key and TLS files, and certify it anew). (Said once and not "
+            "again: an earlier run of this node had that address.)",
+            self._core.node_id,
+            self._core.conflicting_address,
+        )
 
     def publish(self, record: NodeRecord) -> None:
         """Publish a new version of this node's record (capacity, labels, ...)."""

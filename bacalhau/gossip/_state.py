@@ -95,6 +95,8 @@ class MembershipState:
         self._quiet = False
         self._broadcasts = BroadcastQueue()
         self.metrics = GossipMetrics()
+        #: Where the last record of this node's ID from another address came from.
+        self.conflicting_address = ""
         self._sequence = 0
         self._awareness = 0
         #: A suspect to probe next, out of turn (see :meth:`_suspect`).

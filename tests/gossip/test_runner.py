@@ -107,3 +107,42 @@ async def test_observers_see_joins_updates_and_departures() -> None:
         assert left.member.node_id == b.node_id and left.member.record.leaving
         assert len(called) == 2
         follower.cancel()
+
+
+@pytest.mark.timeout(60)
+async def test_two_processes_with_one_identity_are_told_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A copied data dir started beside the original: two members with one node ID at two
+    addresses take each other's place in every view. Each says so at ERROR, naming the
+    other's address, rather than flap silently."""
+    network = InProcessNetwork()
+    ident = identity(7)
+
+    def twin(address: str) -> MembershipRunner:
+        core = Membership(
+            identity=ident,
+            record=NodeRecord(node_id=ident.node_id, version=time.time_ns(), grpc_address=address),
+            codec=CODEC,
+            settings=FAST,
+            seeds=["node1:4222"],
+        )
+        r = MembershipRunner(core, network.endpoint(ident.node_id), leave_on_exit=False)
+        network.listening[address] = r
+        return r
+
+    async with AsyncExitStack() as stack:
+        await stack.enter_async_context(runner(network, 1, []))
+        original = await stack.enter_async_context(twin("original:4222"))
+        copy = await stack.enter_async_context(twin("copy:4222"))
+        with caplog.at_level("ERROR", logger="bacalhau.gossip._runner"):
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                said = [r.getMessage() for r in caplog.records if "identity" in r.getMessage()]
+                if any("copy:4222" in m for m in said) or any("original:4222" in m for m in said):
+                    break
+                await asyncio.sleep(0.1)
+        said = [r.getMessage() for r in caplog.records if "another process runs" in r.getMessage()]
+        assert said, "neither twin said anything"
+        assert ident.node_id in said[0] and "copied data dir" in said[0]
+        assert original.metrics.identity_conflicts + copy.metrics.identity_conflicts >= 1
