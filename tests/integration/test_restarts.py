@@ -33,8 +33,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("restarts")]
 FAST = [*FAST_GOSSIP, "rejoin_grace=20"]
 
 
-def sleeper(image: str, seconds: int, say: str) -> Job:
-    """A Docker job that sleeps, then prints ``say``."""
+def shell_job(image: str, script: str) -> Job:
+    """A Docker batch job running ``script`` in ``sh``."""
     return Job.from_dict(
         {
             "Type": "batch",
@@ -44,16 +44,17 @@ def sleeper(image: str, seconds: int, say: str) -> Job:
                     "Name": "main",
                     "Engine": {
                         "Type": "docker",
-                        "Params": {
-                            "Image": image,
-                            "Entrypoint": ["sh", "-c", f"sleep {seconds}; echo {say}"],
-                        },
+                        "Params": {"Image": image, "Entrypoint": ["sh", "-c", script]},
                     },
-                    "Publisher": {"Type": "local"},
                 }
             ],
         }
     )
+
+
+def sleeper(image: str, seconds: int, say: str) -> Job:
+    """A Docker job that sleeps, then prints ``say``."""
+    return shell_job(image, f"sleep {seconds}; echo {say}")
 
 
 def _kill_its_node_once_running(stack: Devstack, job_id: str) -> Execution:
@@ -168,24 +169,7 @@ def test_a_log_follower_goes_on_where_it_was_across_a_requester_restart(
     script = f"for i in $(seq 1 {lines}); do echo out-$i; echo err-$i >&2; sleep 0.15; done"
     stack = Devstack.start(tmp_path / "devstack", compute_nodes=1, config=FAST)
     try:
-        job = Job.from_dict(
-            {
-                "Type": "batch",
-                "Count": 1,
-                "Tasks": [
-                    {
-                        "Name": "main",
-                        "Engine": {
-                            "Type": "docker",
-                            "Params": {
-                                "Image": busybox_image,
-                                "Entrypoint": ["sh", "-c", script],
-                            },
-                        },
-                    }
-                ],
-            }
-        )
+        job = shell_job(busybox_image, script)
         job_id = stack.client.submit(job).job_id
         follower = subprocess.Popen(
             bacalhau_command("job", "logs", "--follow", job_id),
