@@ -241,20 +241,58 @@ class ExecutionLogs:
         self, job_id: str, execution: Execution, *, tail: int, start: LogPosition | None
     ) -> AsyncGenerator[LogChunk, None]:
         """Follow ``execution`` (from ``start`` if given), then each retry of its partition
-        while the job retries it."""
+        while the job retries it. When the execution's node is out of reach mid-way (it is
+        lost, or this requester has just restarted and does not hear it yet), the follow
+        goes on where it was once the node is back or the execution has ended (its rest
+        then comes from the node, or from its summary), or with a retry elsewhere."""
         followed = {execution.id}
+        reached = _Reached(start)
         while True:
-            async for chunk in self._relay(
-                execution, follow=True, tail=tail, start=start, moving_on=True
-            ):
-                yield chunk
-            retry = await self._retry_of(job_id, execution, followed)
-            if retry is None:
+            lost = False
+            try:
+                async for chunk in self._relay(
+                    execution, follow=True, tail=tail, start=start, moving_on=True
+                ):
+                    reached.note(chunk)
+                    yield chunk
+            except _OutOfReach:
+                lost = True
+            if lost:
+                after = await self._after_loss(job_id, execution, followed)
+                if after is not None and after.id == execution.id:
+                    execution, tail, start = after, 0, reached.position(execution.id)
+                    continue
+            else:
+                after = await self._retry_of(job_id, execution, followed)
+            if after is None:
                 return
-            _log.info("job %s: following retry %s after %s", job_id, retry.id, execution.id)
-            followed.add(retry.id)
-            execution = retry
+            _log.info("job %s: following retry %s after %s", job_id, after.id, execution.id)
+            followed.add(after.id)
+            execution = after
             tail, start = 0, None  # a retry's output is new to the follower: all of it
+            reached = _Reached(None)
+
+    async def _after_loss(
+        self, job_id: str, lost: Execution, followed: set[str]
+    ) -> Execution | None:
+        """After ``lost``'s node went out of reach: ``lost`` again (refreshed) once its node
+        is back or it has ended, a retry of its partition once one runs on a node while it
+        is still out of reach, or None when the job ends without either. Looks first after
+        a pause: a node that answers but cannot give the stream is not asked in a loop."""
+        while True:
+            await self._sleep(self._poll)
+            executions = await self._jobs.list_executions(job_id)
+            current = next((e for e in executions if e.id == lost.id), lost)
+            if current.compute_state.is_terminal() or (
+                current.node_id and self._reachable(current.node_id)
+            ):
+                return current
+            retry = self._placed_retry(executions, current, followed)
+            if retry is not None:
+                return retry
+            job = await self._jobs.get_job(job_id)
+            if job.state.is_terminal():
+                return None
 
     async def _retry_of(
         self, job_id: str, ended: Execution, followed: set[str]
@@ -266,21 +304,26 @@ class ExecutionLogs:
             current = next((e for e in executions if e.id == ended.id), ended)
             if current.compute_state == E.COMPLETED:
                 return None
-            retries = [
-                e
-                for e in executions
-                if e.id not in followed
-                and e.partition_index == ended.partition_index
-                and e.create_time >= ended.create_time
-                and e.compute_state not in _DISCARDED
-            ]
-            placed = [e for e in retries if e.compute_state not in _NOT_YET_ON_NODE]
-            if placed and current.compute_state.is_terminal():
-                return max(placed, key=lambda e: (e.create_time, e.modify_time))
+            retries = _retries(executions, ended, followed)
+            placed = self._placed_retry(executions, ended, followed)
+            if placed is not None and current.compute_state.is_terminal():
+                return placed
             job = await self._jobs.get_job(job_id)
             if job.state.is_terminal() and not retries:
                 return None
             await self._sleep(self._poll)
+
+    @staticmethod
+    def _placed_retry(
+        executions: list[Execution], ended: Execution, followed: set[str]
+    ) -> Execution | None:
+        """The latest retry of ``ended``'s partition that is on a node, if any."""
+        placed = [
+            e
+            for e in _retries(executions, ended, followed)
+            if e.compute_state not in _NOT_YET_ON_NODE
+        ]
+        return max(placed, key=lambda e: (e.create_time, e.modify_time)) if placed else None
 
     async def _placed(
         self, job: Job, execution_id: str, *, follow: bool, version: int
@@ -339,7 +382,7 @@ class ExecutionLogs:
         except (NotFound, NodeNotFound, Unavailable) as err:
             if moving_on and not execution.compute_state.is_terminal():
                 _log.info("execution %s: its stream ended early (%s)", execution.id, err.message)
-                return
+                raise _OutOfReach from err
             if not execution.compute_state.is_terminal():
                 raise
             _log.info("execution %s: replaying its summary (%s)", execution.id, err.message)
@@ -354,6 +397,39 @@ class ExecutionLogs:
                 hint="try again once the node is back (`bacalhau node list`), or "
                 f"`bacalhau job get {execution.job_id}` if its results were published",
             )
+
+
+class _OutOfReach(Exception):
+    """A followed execution's node could not be reached (or was lost) mid-way."""
+
+
+class _Reached:
+    """How far a follow has relayed an execution's streams (the byte after the last chunk
+    of each), to go on from there."""
+
+    def __init__(self, start: LogPosition | None) -> None:
+        self._ends = {
+            LogStream.STDOUT: start.stdout if start else 0,
+            LogStream.STDERR: start.stderr if start else 0,
+        }
+
+    def note(self, chunk: LogChunk) -> None:
+        self._ends[chunk.stream] = chunk.offset + len(chunk.data)
+
+    def position(self, execution_id: str) -> LogPosition:
+        return LogPosition(execution_id, self._ends[LogStream.STDOUT], self._ends[LogStream.STDERR])
+
+
+def _retries(executions: list[Execution], ended: Execution, followed: set[str]) -> list[Execution]:
+    """The executions that retry ``ended``'s partition, not followed yet."""
+    return [
+        e
+        for e in executions
+        if e.id not in followed
+        and e.partition_index == ended.partition_index
+        and e.create_time >= ended.create_time
+        and e.compute_state not in _DISCARDED
+    ]
 
 
 class _Counted:

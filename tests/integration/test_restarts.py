@@ -158,13 +158,15 @@ def test_a_waiting_cli_rides_out_a_requester_restart(tmp_path: Path, busybox_ima
     stack.stop()
 
 
+@pytest.mark.parametrize("down_for", [1.5, 7.0], ids=["job-still-running", "job-ended-meanwhile"])
 def test_a_log_follower_goes_on_where_it_was_across_a_requester_restart(
-    tmp_path: Path, busybox_image: str
+    tmp_path: Path, busybox_image: str, down_for: float
 ) -> None:
     """`bacalhau job logs --follow` (REST) and the gRPC client's follow, while the requester
     is SIGKILLed and started again mid-output: both go on from the line they had, and end
     with the whole output, each line once (before, both ended with "the log stream ended
-    unexpectedly")."""
+    unexpectedly"). Also when the job ended while the requester was down, and the restarted
+    requester does not hear its node yet: the rest comes once it does."""
     lines = 40
     script = f"for i in $(seq 1 {lines}); do echo out-$i; echo err-$i >&2; sleep 0.15; done"
     stack = Devstack.start(tmp_path / "devstack", compute_nodes=1, config=FAST)
@@ -199,7 +201,7 @@ def test_a_log_follower_goes_on_where_it_was_across_a_requester_restart(
         assert first == [f"out-{i}\n" for i in range(1, 6)]
         stack.kill_node("requester")
         assert stack.wait_for_node_exit("requester").exit_code == -9
-        time.sleep(1.5)  # the job prints on meanwhile
+        time.sleep(down_for)  # the job prints on meanwhile (6 s in all)
         stack.restart_node("requester")
         rest, err = follower.communicate(timeout=90)
         grpc_thread.join(90)

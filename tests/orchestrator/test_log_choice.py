@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
 
-from bacalhau.errors import ExecutionNotFound
+from bacalhau.errors import ExecutionNotFound, Unavailable
+from bacalhau.models import (
+    Execution,
+    Job,
+    JobStateType,
+    LogChunk,
+    LogRequest,
+    LogStream,
+    RunCommandResult,
+)
 from bacalhau.models import ExecutionDesiredStateType as D
 from bacalhau.models import ExecutionStateType as E
-from bacalhau.models import JobStateType, LogRequest, LogStream, RunCommandResult
-from bacalhau.orchestrator._logs import _summary, choose_execution
+from bacalhau.orchestrator._logs import ExecutionLogs, _summary, choose_execution
 from tests.orchestrator.test_scheduler import NOW, execution, job
 
 
@@ -63,3 +72,65 @@ def test_a_replayed_summary_resumes_at_the_bytes_asked_for() -> None:
     ]
     past = _summary(done, 0, LogRequest("e-done", stdout_from=10, stderr_from=99))
     assert past == []
+
+
+class _OneExecution:
+    """A job with one execution, whose state the test moves on."""
+
+    def __init__(self, execution: Execution) -> None:
+        self.execution = execution
+        self.job = job()
+        self.job.state = JobStateType.RUNNING
+
+    async def get_job(self, job_id: str) -> Job:
+        return self.job
+
+    async def list_executions(self, job_id: str) -> list[Execution]:
+        return [self.execution]
+
+
+class _NodeGoneMidStream:
+    """Gives the execution's first lines, then loses the node; asked again, gives the rest
+    from the byte asked for."""
+
+    OUTPUT = b"a\nb\nc\nd\n"
+
+    def __init__(self) -> None:
+        self.requests: list[LogRequest] = []
+        self.reachable = True
+
+    async def stream_logs(self, node_id: str, request: LogRequest) -> AsyncIterator[LogChunk]:
+        self.requests.append(request)
+        if len(self.requests) == 1:
+            yield LogChunk(LogStream.STDOUT, 0, self.OUTPUT[:4])
+            self.reachable = False
+            raise Unavailable("node-b went away")
+        start = request.stdout_from
+        yield LogChunk(LogStream.STDOUT, start, self.OUTPUT[start:])
+
+
+async def test_a_follow_whose_node_goes_out_of_reach_goes_on_where_it_was() -> None:
+    """The followed execution's node is out of reach mid-way (lost, or not heard yet by a
+    requester just restarted), and the execution ends meanwhile: once the node is heard
+    again, the follow goes on from the byte it had reached, not ending with half the
+    output."""
+    jobs = _OneExecution(execution("e-1", "b", E.RUNNING, D.RUNNING))
+    source = _NodeGoneMidStream()
+    polls = 0
+
+    async def sleep(_: float) -> None:
+        nonlocal polls
+        polls += 1
+        if polls == 3:  # the execution ended meanwhile, and the node is heard again
+            jobs.execution = replace(jobs.execution, compute_state=E.COMPLETED)
+            source.reachable = True
+
+    logs = ExecutionLogs(
+        jobs=jobs, source=source, sleep=sleep, reachable=lambda _: source.reachable
+    )
+    stream = await logs.open("j-1", follow=True)
+    chunks = [chunk async for chunk in stream]
+    assert b"".join(c.data for c in chunks) == _NodeGoneMidStream.OUTPUT
+    assert [c.execution_id for c in chunks] == ["e-1", "e-1"]
+    assert [r.stdout_from for r in source.requests] == [0, 4]
+    assert logs.open_streams == 0
