@@ -14,7 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from bacalhau.config import NodeConfig, read_config_file
-from bacalhau.errors import BacalhauError, InvalidRequest
+from bacalhau.errors import BacalhauError, InvalidRequest, Unavailable
 from bacalhau.identity import TLS_CERT_FILE, ClusterCA, NodeIdentity
 from bacalhau.node._plugins import check_engines
 
@@ -57,6 +57,21 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def _distinct(pick: Callable[[], int], *, taken: set[int]) -> Callable[[], int]:
+    """``pick``, never giving a port twice (nor one of ``taken``): a port found free and
+    released can be found free again by the next look, before any node has bound it."""
+
+    def distinct() -> int:
+        for _ in range(100):
+            port = pick()
+            if port not in taken:
+                taken.add(port)
+                return port
+        raise Unavailable("no free port found for the devstack's nodes")
+
+    return distinct
 
 
 def _port(address: str) -> int | None:
@@ -224,6 +239,7 @@ def plan_devstack(
             details={"Field": "faulty-compute-nodes"},
         )
     engines = check_engines(engines)
+    pick_port = _distinct(pick_port, taken={p for p in (api_port, api_grpc_port) if p})
     settings = devstack_config_args(config or {}, config_files)
     data_dir = data_dir.absolute()  # Args must work from any working directory
     data_dir.mkdir(parents=True, exist_ok=True)

@@ -119,3 +119,15 @@ def test_a_hybrid_requester_is_listed_with_both_roles(tmp_path: Path) -> None:
     requester = json.loads(write_manifest(tmp_path, nodes).read_text())["Nodes"][0]
     assert (requester["Role"], requester["Roles"]) == ("requester", ["requester", "compute"])
     assert "--compute" in requester["Args"] and "--orchestrator" in requester["Args"]
+
+
+def test_a_port_found_free_twice_is_not_given_twice(tmp_path: Path) -> None:
+    """A port found free and released may be found free again before any node binds it:
+    the plan never gives one port to two listeners."""
+    looks = iter([40001, 40001, 40002, 40001, 40003, 40004, 40004, 40005, 40006, 40007, 40008])
+    nodes = plan_devstack(
+        data_dir=tmp_path, compute_nodes=1, api_port=40002, pick_port=lambda: next(looks)
+    )
+    ports = [n.grpc_address for n in nodes] + [nodes[1].publisher_address]
+    ports += [nodes[1].metrics_address, nodes[0].api_address, nodes[0].grpc_api_address]
+    assert len(set(ports)) == len(ports), ports
