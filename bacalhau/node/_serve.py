@@ -505,6 +505,12 @@ async def serve(config: NodeConfig, *, parent_fd: int | None = None) -> None:
             # Frozen, what starting built is no longer scanned by each full collection.
             gc.collect()
             gc.freeze()
+            run_info = None
+            if node.api_port:
+                # As Bacalhau's node does: scripts wait for the file and source it. Written
+                # before the node says it runs, so that one waiting for that line finds it.
+                run_info = write_run_info(config.data_dir, config.api_host, node.api_port)
+                stack.callback(run_info.unlink, missing_ok=True)
             wanted = (("requester", config.orchestrator), ("compute", config.compute))
             roles = " + ".join(role for role, on in wanted if on)
             print(f"Node {node.node_id} ({roles}) is running.", flush=True)
@@ -516,10 +522,7 @@ async def serve(config: NodeConfig, *, parent_fd: int | None = None) -> None:
             seeds = ", ".join(seed_addresses(config)) or "none"
             since = rfc3339_ns(node.member_since_ns)
             print(f"  gossip: member since {since} (seeds: {seeds})", flush=True)
-            if node.api_port:
-                # As Bacalhau's node does: scripts wait for the file and source it.
-                run_info = write_run_info(config.data_dir, config.api_host, node.api_port)
-                stack.callback(run_info.unlink, missing_ok=True)
+            if run_info is not None:
                 exports = run_info_lines(config.api_host, node.api_port).split("\n")
                 print(f"  Use it:   . {run_info}", flush=True)
                 print(f"            ({'; '.join(e for e in exports if e)})", flush=True)
