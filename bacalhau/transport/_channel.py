@@ -23,11 +23,9 @@ def format_address(host: str, port: int) -> str:
 #: Default deadline of one node-to-node call. Handlers only acknowledge, so a healthy peer
 #: answers in about a millisecond; the margin covers a loaded node or a slow link.
 DEFAULT_TIMEOUT_SECONDS = 10.0
-#: Pause before the single retry of a call whose connection failed: long enough for a
-#: restarting peer's listener or a re-established connection, short on the job path.
-_RETRY_DELAY_SECONDS = 0.1
-#: How long the retry waits for its channel to connect again: past the longest reconnect
-#: backoff (see ``channel_options``), so a peer listening again is reached.
+#: How long the single retry of a call whose connection failed waits for its channel to
+#: connect again: past the longest reconnect backoff (see ``channel_options``), so a peer
+#: listening again is reached; short on the job path.
 _READY_WAIT_SECONDS = 0.5
 
 
@@ -92,16 +90,16 @@ async def unary_call(
     method: Callable[..., Awaitable[R]],
     request: Any,
     *,
-    peer: str,
+    channel: NodeChannel,
     timeout: float,
-    channel: NodeChannel | None = None,
 ) -> R:
-    """Make one unary call; retry once, quickly, if the connection failed.
+    """Make one unary call through ``channel``; retry once, quickly, if the connection
+    failed.
 
-    With the ``channel`` the call goes through, the retry first waits (at most
-    :data:`_READY_WAIT_SECONDS`) for it to connect again: a channel still backing off from
-    its peer's downtime fails calls at once, so a node that has just restarted at the same
-    address would otherwise fail its first call ("Connection refused") though it listens.
+    The retry first waits (at most :data:`_READY_WAIT_SECONDS`) for the channel to connect
+    again: a channel still backing off from its peer's downtime fails calls at once, so a
+    node that has just restarted at the same address would otherwise fail its first call
+    ("Connection refused") though it listens.
 
     Every gRPC error leaves here as a :class:`bacalhau.errors.BacalhauError`.
     """
@@ -109,13 +107,10 @@ async def unary_call(
         return await method(request, timeout=timeout)
     except grpc.aio.AioRpcError as e:
         if not _connection_failed(e):
-            raise error_from_rpc(e, peer=peer) from e
-    if channel is None:
-        await asyncio.sleep(_RETRY_DELAY_SECONDS)
-    else:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(channel.channel.channel_ready(), _READY_WAIT_SECONDS)
+            raise error_from_rpc(e, peer=channel.describe()) from e
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(channel.channel.channel_ready(), _READY_WAIT_SECONDS)
     try:
         return await method(request, timeout=timeout)
     except grpc.aio.AioRpcError as e:
-        raise error_from_rpc(e, peer=peer) from e
+        raise error_from_rpc(e, peer=channel.describe()) from e

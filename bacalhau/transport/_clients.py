@@ -168,7 +168,6 @@ class ComputeClient:
         response = await unary_call(
             stub.AskForBid,
             compute_pb2.AskForBidRequest(bid_ask=ask),
-            peer=channel.describe(),
             channel=channel,
             timeout=self._timeout + request.answer_linger,
         )
@@ -230,7 +229,6 @@ class ComputeClient:
             response = await unary_call(
                 stub.AskForBids,
                 compute_pb2.AskForBidsRequest(bid_asks=envelope),
-                peer=channel.describe(),
                 channel=channel,
                 timeout=self._timeout + linger,
             )
@@ -252,7 +250,6 @@ class ComputeClient:
         await unary_call(
             stub.BidAccepted,
             compute_pb2.BidAcceptedRequest(bid_acceptance=acceptance),
-            peer=channel.describe(),
             channel=channel,
             timeout=self._timeout,
         )
@@ -265,7 +262,6 @@ class ComputeClient:
         await unary_call(
             stub.BidRejected,
             compute_pb2.BidRejectedRequest(bid_rejection=rejection),
-            peer=channel.describe(),
             channel=channel,
             timeout=self._timeout,
         )
@@ -276,7 +272,6 @@ class ComputeClient:
         await unary_call(
             stub.CancelExecution,
             compute_pb2.CancelExecutionRequest(cancellation=cancellation),
-            peer=channel.describe(),
             channel=channel,
             timeout=self._timeout,
         )
@@ -289,7 +284,6 @@ class ComputeClient:
         response = await unary_call(
             stub.WithdrawQueued,
             compute_pb2.WithdrawQueuedRequest(withdrawal=withdrawal),
-            peer=channel.describe(),
             channel=channel,
             timeout=self._timeout,
         )
@@ -417,7 +411,6 @@ class OrchestratorClient:
         response = await unary_call(
             self._node_stub.Identify,
             node_pb2.IdentifyRequest(nonce=nonce),
-            peer=channel.describe(),
             channel=channel,
             timeout=self._timeout,
         )
@@ -450,7 +443,6 @@ class OrchestratorClient:
             orchestrator_pb2.ReportExecutionsRequest(
                 report=seal(self._identity, execution_report_to_proto(report))
             ),
-            peer=channel.describe(),
             channel=channel,
             timeout=self._timeout,
         )
@@ -462,7 +454,6 @@ class OrchestratorClient:
             orchestrator_pb2.OnBidCompleteRequest(
                 bid_result=seal(self._identity, bid_result_to_proto(result))
             ),
-            peer=channel.describe(),
             channel=channel,
             timeout=self._timeout,
         )
@@ -474,7 +465,6 @@ class OrchestratorClient:
             orchestrator_pb2.OnRunCompleteRequest(
                 run_result=seal(self._identity, run_result_to_proto(result))
             ),
-            peer=channel.describe(),
             channel=channel,
             timeout=self._timeout,
         )
@@ -486,7 +476,6 @@ class OrchestratorClient:
             orchestrator_pb2.OnComputeFailureRequest(
                 compute_failure=seal(self._identity, compute_failure_to_proto(failure))
             ),
-            peer=channel.describe(),
             channel=channel,
             timeout=self._timeout,
         )
@@ -512,7 +501,6 @@ class OrchestratorClient:
             response = await unary_call(
                 self._orch_stub.DeliverCallbacks,
                 orchestrator_pb2.DeliverCallbacksRequest(batch=seal(self._identity, batch)),
-                peer=channel.describe(),
                 channel=channel,
                 timeout=self._timeout,
             )
@@ -553,7 +541,6 @@ class OrchestratorClient:
         response = await unary_call(
             self._orch_stub.GetModule,
             orchestrator_pb2.GetModuleRequest(sha256=bytes.fromhex(sha256)),
-            peer=channel.describe(),
             channel=channel,
             timeout=self._timeout,
         )
@@ -572,7 +559,6 @@ class OrchestratorClient:
         response = await unary_call(
             self._orch_stub.PresignResultUpload,
             orchestrator_pb2.PresignResultUploadRequest(job_id=job_id, execution_id=execution_id),
-            peer=channel.describe(),
             channel=channel,
             timeout=self._timeout,
         )
