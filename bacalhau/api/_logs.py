@@ -45,9 +45,10 @@ RELAY_SLICE_SECONDS = 0.005
 def _frame(stream: LogStream, line: str, position: LogPosition) -> str:
     # orjson: a frame per line, and a job may print short lines by the million.
     value = orjson.dumps(line).decode()
-    if not position.execution_id:
+    token = position.token()
+    if not token:
         return f'{{"value":{{"Type":{int(stream)},"Line":{value}}}}}'
-    return f'{{"value":{{"Type":{int(stream)},"Line":{value}}},"resume":"{position.token()}"}}'
+    return f'{{"value":{{"Type":{int(stream)},"Line":{value}}},"resume":"{token}"}}'
 
 
 def _error_frame(err: BacalhauError) -> str:

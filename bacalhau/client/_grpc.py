@@ -560,7 +560,7 @@ class AsyncGrpcClient(GrpcClusterCalls):
                 stream = _LOG_STREAMS.get(chunk.stream, LogStream.STDOUT)
                 got = LogChunk(stream, chunk.offset, chunk.data, execution_id=chunk.execution_id)
                 for kind, text, after in lines.feed(got):
-                    yield LogLine(kind, text, after.token() if after.execution_id else "")
+                    yield LogLine(kind, text, after.token())
         except grpc.aio.AioRpcError as exc:
             failure = self._failure(exc)
             if lost_call(exc):
@@ -573,4 +573,4 @@ class AsyncGrpcClient(GrpcClusterCalls):
         finally:
             call.cancel()
         for kind, text, after in lines.flush():
-            yield LogLine(kind, text, after.token() if after.execution_id else "")
+            yield LogLine(kind, text, after.token())

@@ -76,7 +76,6 @@ from bacalhau.models import (
     LocalExecutionState,
     LogChunk,
     LogRequest,
-    LogStream,
     Resources,
 )
 
@@ -391,11 +390,12 @@ class ComputeEndpoint:
             state = store.state(execution_id)
             return (state is None or state.is_terminal()) and execution_id not in runs
 
-        start = None
-        if request.stdout_from or request.stderr_from:
-            start = {stream: request.start(stream) for stream in LogStream}
         return self._pipeline.logs.chunks(
-            execution_id, finished=finished, follow=request.follow, tail=request.tail, start=start
+            execution_id,
+            finished=finished,
+            follow=request.follow,
+            tail=request.tail,
+            start=request.starts(),
         )
 
     async def node_info(self) -> ComputeNodeInfo:

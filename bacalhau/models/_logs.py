@@ -38,9 +38,12 @@ class LogRequest:
     stdout_from: int = 0
     stderr_from: int = 0
 
-    def start(self, stream: LogStream) -> int:
-        """The byte ``stream`` is asked from (0: its beginning, or its tail)."""
-        return self.stdout_from if stream is LogStream.STDOUT else self.stderr_from
+    def starts(self) -> dict[LogStream, int] | None:
+        """Each stream's first byte when the request resumes at given bytes; None when it
+        reads from the beginning (or the tail)."""
+        if not (self.stdout_from or self.stderr_from):
+            return None
+        return {LogStream.STDOUT: self.stdout_from, LogStream.STDERR: self.stderr_from}
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +73,18 @@ class LogPosition(NamedTuple):
     stderr: int = 0
 
     def token(self) -> str:
-        """The position as the logs endpoints give and take it."""
+        """The position as the logs endpoints give and take it ("" when no execution is
+        named: a source that does not say whose output it is cannot be resumed)."""
+        if not self.execution_id:
+            return ""
         return f"{self.execution_id}:{self.stdout}:{self.stderr}"
+
+    def past(self, chunk: LogChunk) -> LogPosition:
+        """The position once ``chunk`` of this execution's output has been read."""
+        end = chunk.offset + len(chunk.data)
+        if chunk.stream is LogStream.STDOUT:
+            return self._replace(stdout=end)
+        return self._replace(stderr=end)
 
     @classmethod
     def parse(cls, token: str, *, field: str = "resume") -> LogPosition:

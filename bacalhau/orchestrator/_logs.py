@@ -167,6 +167,7 @@ class ExecutionLogs:
             job = await self._jobs.get_job(job_id)
             if resume is not None:
                 execution = await self._resumed(job, execution_id, resume)
+                tail = 0
             else:
                 version = version or job.version
                 if version != job.version:
@@ -175,8 +176,6 @@ class ExecutionLogs:
         except BaseException:
             self._stream_ended(client)
             raise
-        if resume is not None:
-            tail = 0
         if not follow or execution_id:
             stream = self._relay(execution, follow=follow, tail=tail, start=resume)
         else:
@@ -246,21 +245,21 @@ class ExecutionLogs:
         goes on where it was once the node is back or the execution has ended (its rest
         then comes from the node, or from its summary), or with a retry elsewhere."""
         followed = {execution.id}
-        reached = _Reached(start)
+        reached = start or LogPosition(execution.id)
         while True:
             lost = False
             try:
                 async for chunk in self._relay(
                     execution, follow=True, tail=tail, start=start, moving_on=True
                 ):
-                    reached.note(chunk)
+                    reached = reached.past(chunk)
                     yield chunk
             except _OutOfReach:
                 lost = True
             if lost:
                 after = await self._after_loss(job_id, execution, followed)
                 if after is not None and after.id == execution.id:
-                    execution, tail, start = after, 0, reached.position(execution.id)
+                    execution, tail, start = after, 0, reached
                     continue
             else:
                 after = await self._retry_of(job_id, execution, followed)
@@ -270,7 +269,7 @@ class ExecutionLogs:
             followed.add(after.id)
             execution = after
             tail, start = 0, None  # a retry's output is new to the follower: all of it
-            reached = _Reached(None)
+            reached = LogPosition(execution.id)
 
     async def _after_loss(
         self, job_id: str, lost: Execution, followed: set[str]
@@ -354,7 +353,8 @@ class ExecutionLogs:
     ) -> AsyncGenerator[LogChunk, None]:
         """One execution's output (from ``start``'s bytes if given), each chunk naming the
         execution. With ``moving_on`` (the caller follows the job on to a retry) losing the
-        execution's node ends this stream instead of failing it."""
+        execution's node while it runs raises :class:`_OutOfReach` for the caller to wait on,
+        rather than failing the stream."""
         request = LogRequest(
             execution_id=execution.id,
             follow=follow,
@@ -387,7 +387,7 @@ class ExecutionLogs:
                 raise
             _log.info("execution %s: replaying its summary (%s)", execution.id, err.message)
             why = err.message
-        for chunk in _summary(execution, tail, request):
+        for chunk in _summary(execution, request):
             yield chunk
         out = execution.run_output
         if out is not None and (out.stdout_truncated or out.stderr_truncated):
@@ -401,23 +401,6 @@ class ExecutionLogs:
 
 class _OutOfReach(Exception):
     """A followed execution's node could not be reached (or was lost) mid-way."""
-
-
-class _Reached:
-    """How far a follow has relayed an execution's streams (the byte after the last chunk
-    of each), to go on from there."""
-
-    def __init__(self, start: LogPosition | None) -> None:
-        self._ends = {
-            LogStream.STDOUT: start.stdout if start else 0,
-            LogStream.STDERR: start.stderr if start else 0,
-        }
-
-    def note(self, chunk: LogChunk) -> None:
-        self._ends[chunk.stream] = chunk.offset + len(chunk.data)
-
-    def position(self, execution_id: str) -> LogPosition:
-        return LogPosition(execution_id, self._ends[LogStream.STDOUT], self._ends[LogStream.STDERR])
 
 
 def _retries(executions: list[Execution], ended: Execution, followed: set[str]) -> list[Execution]:
@@ -462,21 +445,22 @@ class _Counted:
             ended()
 
 
-def _summary(execution: Execution, tail: int, request: LogRequest) -> list[LogChunk]:
+def _summary(execution: Execution, request: LogRequest) -> list[LogChunk]:
     """The execution's kept summary as chunks: the start of each stream (from the bytes
     ``request`` starts at, or its last ``tail`` lines)."""
     out = execution.run_output
     if out is None:
         return []
     chunks: list[LogChunk] = []
-    resuming = bool(request.stdout_from or request.stderr_from)
+    starts = request.starts()
     for stream, text in ((LogStream.STDOUT, out.stdout), (LogStream.STDERR, out.stderr)):
         data = text.encode("utf-8")
         offset = 0
-        if resuming:
-            offset = min(request.start(stream), len(data))
-        elif tail > 0:
-            offset = len(data) - len(b"".join(data.splitlines(keepends=True)[-tail:]))
+        if starts is not None:
+            offset = min(starts[stream], len(data))
+        elif request.tail > 0:
+            lines = data.splitlines(keepends=True)
+            offset = len(data) - len(b"".join(lines[-request.tail :]))
         if offset < len(data):
             chunks.append(LogChunk(stream, offset, data[offset:], now_ns(), execution.id))
     return chunks

@@ -60,17 +60,17 @@ def test_a_replayed_summary_resumes_at_the_bytes_asked_for() -> None:
         execution("e-done", "b", E.COMPLETED, D.RUNNING),
         run_output=RunCommandResult(stdout="a\nbb\nccc\n", stderr="x\ny\n"),
     )
-    resumed = _summary(done, 0, LogRequest("e-done", stdout_from=5, stderr_from=2))
+    resumed = _summary(done, LogRequest("e-done", stdout_from=5, stderr_from=2))
     assert [(c.stream, c.offset, c.data, c.execution_id) for c in resumed] == [
         (LogStream.STDOUT, 5, b"ccc\n", "e-done"),
         (LogStream.STDERR, 2, b"y\n", "e-done"),
     ]
-    tail = _summary(done, 1, LogRequest("e-done", tail=1))
+    tail = _summary(done, LogRequest("e-done", tail=1))
     assert [(c.stream, c.offset, c.data) for c in tail] == [
         (LogStream.STDOUT, 5, b"ccc\n"),
         (LogStream.STDERR, 2, b"y\n"),
     ]
-    past = _summary(done, 0, LogRequest("e-done", stdout_from=10, stderr_from=99))
+    past = _summary(done, LogRequest("e-done", stdout_from=10, stderr_from=99))
     assert past == []
 
 
