@@ -390,13 +390,7 @@ class ComputeEndpoint:
             state = store.state(execution_id)
             return (state is None or state.is_terminal()) and execution_id not in runs
 
-        return self._pipeline.logs.chunks(
-            execution_id,
-            finished=finished,
-            follow=request.follow,
-            tail=request.tail,
-            start=request.starts(),
-        )
+        return self._pipeline.logs.chunks(request, finished=finished)
 
     async def node_info(self) -> ComputeNodeInfo:
         """What this node offers now (published in its gossip record)."""

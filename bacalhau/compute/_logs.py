@@ -23,7 +23,7 @@ from pathlib import Path
 
 from bacalhau.compute._spare_dirs import layout_entries
 from bacalhau.executor import STDERR_FILE, STDOUT_FILE
-from bacalhau.models import LogChunk, LogStream, now_ns
+from bacalhau.models import LogChunk, LogRequest, LogStream, now_ns
 
 __all__ = [
     "KEPT_LOGS_MAX",
@@ -175,15 +175,16 @@ class ExecutionLogs:
         return self._readers[execution_id] > 0
 
     async def chunks(
-        self,
-        execution_id: str,
-        *,
-        finished: Callable[[], bool],
-        follow: bool,
-        tail: int = 0,
-        start: Mapping[LogStream, int] | None = None,
+        self, request: LogRequest, *, finished: Callable[[], bool]
     ) -> AsyncIterator[LogChunk]:
-        """The execution's output as :meth:`LogReader.chunks` gives it, from either source."""
+        """The output ``request`` asks for, as :meth:`LogReader.chunks` gives it, from
+        either source."""
+        execution_id, follow, tail, start = (
+            request.execution_id,
+            request.follow,
+            request.tail,
+            request.starts(),
+        )
         self._readers[execution_id] += 1
         try:
             folder = self._results_dir(execution_id)

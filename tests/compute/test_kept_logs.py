@@ -10,6 +10,7 @@ import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +21,7 @@ from bacalhau.models import (
     Execution,
     LocalExecutionState,
     LogChunk,
+    LogRequest,
     LogStream,
     RunCommandResult,
 )
@@ -43,20 +45,9 @@ class Node:
         assert record.state is L.COMPLETED, record.message
         return execution.id
 
-    async def logs(
-        self,
-        execution_id: str,
-        *,
-        follow: bool = False,
-        tail: int = 0,
-        start: dict[LogStream, int] | None = None,
-    ) -> bytes:
-        chunks = [
-            c
-            async for c in self.pipeline.logs.chunks(
-                execution_id, finished=lambda: True, follow=follow, tail=tail, start=start
-            )
-        ]
+    async def logs(self, execution_id: str, **asked: Any) -> bytes:
+        request = LogRequest(execution_id, **asked)
+        chunks = [c async for c in self.pipeline.logs.chunks(request, finished=lambda: True)]
         return _joined(chunks, LogStream.STDOUT) + b"|" + _joined(chunks, LogStream.STDERR)
 
 
@@ -98,8 +89,7 @@ async def test_small_output_is_read_from_the_store_once_the_folder_is_reused(nod
     assert await node.logs(first, tail=2) == b"line 19998\nline 19999\n|a\nb"
     # A follower resuming reads on from its bytes, the tail aside.
     at = len(out) - len(b"line 19999\n")
-    resumed = {LogStream.STDOUT: at, LogStream.STDERR: 2}
-    assert await node.logs(first, tail=5, start=resumed) == b"line 19999\n|b"
+    assert await node.logs(first, tail=5, stdout_from=at, stderr_from=2) == b"line 19999\n|b"
 
     # The next execution's folder (a spare, maybe this one) is none the worse for it.
     second = await node.run(noop_execution(Stdout="second\n"))
@@ -119,7 +109,10 @@ async def test_a_folder_a_reader_holds_is_not_reused(node: Node) -> None:
         return state is not None and state.is_terminal()
 
     chunks = [
-        c async for c in node.pipeline.logs.chunks(execution.id, finished=finished, follow=True)
+        c
+        async for c in node.pipeline.logs.chunks(
+            LogRequest(execution.id, follow=True), finished=finished
+        )
     ]
     record = await run
 
